@@ -1,0 +1,162 @@
+//! Amounts: exact decimals with a bounded scale and magnitude.
+//!
+//! Every amount a client sends has at most [`MAX_SCALE`] fractional digits
+//! and an absolute value of at most [`MAX_INPUT`]. Every total the engine
+//! keeps (used, held, spent) stays within [`MAX_TOTAL`]. With these bounds a
+//! `rust_decimal::Decimal` (96-bit mantissa) never has to round: sums of
+//! amounts at scale 10 are exact up to about 7.9e18, and [`MAX_TOTAL`] is
+//! below that. A write that would cross [`MAX_TOTAL`] is refused with
+//! `ERR limit` instead of being rounded.
+
+use rust_decimal::Decimal;
+
+use super::error::{Error, Result};
+
+/// Fractional digits accepted in an amount (0.0000000001 is the smallest step).
+pub const MAX_SCALE: u32 = 10;
+/// Largest absolute value of one amount sent by a client: 10^15.
+pub const MAX_INPUT: Decimal = Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0);
+/// Largest absolute value of any total the engine keeps: 10^18.
+pub const MAX_TOTAL: Decimal = Decimal::from_parts(0xA764_0000, 0x0DE0_B6B3, 0, false, 0);
+/// Longest textual amount accepted (sign, 16 integer digits, point, 10 decimals).
+const MAX_TEXT_LEN: usize = 32;
+
+/// Parses a client amount: `-?[0-9]+(\.[0-9]+)?`, no exponent, no spaces.
+/// Negative values are accepted here; commands that forbid them say so.
+pub fn parse(text: &str) -> Result<Decimal> {
+    let bad = || Error::InvalidAmount(format!("'{}' is not a decimal number", shorten(text)));
+    if text.is_empty() || text.len() > MAX_TEXT_LEN {
+        return Err(bad());
+    }
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int_part, frac_part) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int_part) || frac_part.is_some_and(|f| !all_digits(f)) {
+        return Err(bad());
+    }
+    if frac_part.is_some_and(|f| f.len() > MAX_SCALE as usize) {
+        return Err(Error::InvalidAmount(format!(
+            "'{}' has more than {MAX_SCALE} decimal places",
+            shorten(text)
+        )));
+    }
+    let value = text.parse::<Decimal>().map_err(|_| bad())?.normalize();
+    if value.abs() > MAX_INPUT {
+        return Err(Error::InvalidAmount(format!(
+            "'{}' is larger than 10^15 in absolute value",
+            shorten(text)
+        )));
+    }
+    Ok(value)
+}
+
+/// Parses an amount that must not be negative (limits, reservations).
+pub fn parse_non_negative(text: &str) -> Result<Decimal> {
+    let value = parse(text)?;
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(Error::InvalidAmount(format!("'{}' must not be negative", shorten(text))));
+    }
+    Ok(value)
+}
+
+/// Adds two totals, refusing results beyond [`MAX_TOTAL`].
+pub fn add(a: Decimal, b: Decimal) -> Result<Decimal> {
+    match a.checked_add(b) {
+        Some(sum) if sum.abs() <= MAX_TOTAL => Ok(sum),
+        _ => Err(Error::Limit("amount total would exceed 10^18".into())),
+    }
+}
+
+/// Adds a possibly negative amount to a usage total that never goes below 0.
+pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
+    let sum = add(total, delta)?;
+    Ok(if sum.is_sign_negative() { Decimal::ZERO } else { sum })
+}
+
+/// The canonical text of an amount: no trailing zeros, no exponent, `"0"` for zero.
+pub fn format(value: Decimal) -> String {
+    let n = value.normalize();
+    if n.is_zero() { "0".to_string() } else { n.to_string() }
+}
+
+/// Checks that a decimal read from disk respects the bounds above.
+pub fn validate_stored(value: Decimal) -> Result<()> {
+    if value.scale() > MAX_SCALE || value.abs() > MAX_TOTAL {
+        return Err(Error::InvalidAmount(format!("stored amount {value} is out of range")));
+    }
+    Ok(())
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 40 {
+        let head: String = text.chars().take(37).collect();
+        format!("{head}...")
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn bounds_are_what_their_names_say() {
+        assert_eq!(MAX_INPUT, Decimal::from_str("1000000000000000").unwrap());
+        assert_eq!(MAX_TOTAL, Decimal::from_str("1000000000000000000").unwrap());
+    }
+
+    #[test]
+    fn parse_accepts_plain_decimals_and_rejects_everything_else() {
+        // input, expected canonical text (None = error)
+        let rows: &[(&str, Option<&str>)] = &[
+            ("0", Some("0")),
+            ("120", Some("120")),
+            ("0.0125", Some("0.0125")),
+            ("1.50", Some("1.5")),
+            ("-3", Some("-3")),
+            ("-0", Some("0")),
+            ("0.0000000001", Some("0.0000000001")),
+            ("1000000000000000", Some("1000000000000000")),
+            ("1000000000000001", None),
+            ("0.00000000001", None),
+            ("1e5", None),
+            ("", None),
+            (" 1", None),
+            ("+1", None),
+            (".5", None),
+            ("5.", None),
+            ("1.2.3", None),
+            ("NaN", None),
+            ("inf", None),
+            ("--1", None),
+            ("١", None),
+        ];
+        for (input, want) in rows {
+            let got = parse(input).ok().map(format);
+            assert_eq!(got.as_deref(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn exact_arithmetic_has_no_float_error() {
+        let tenth = parse("0.1").unwrap();
+        let sum = add(add(tenth, tenth).unwrap(), tenth).unwrap();
+        assert_eq!(format(sum), "0.3");
+    }
+
+    #[test]
+    fn totals_beyond_the_bound_are_refused() {
+        let big = parse("1000000000000000").unwrap();
+        let mut total = Decimal::ZERO;
+        for _ in 0..1000 {
+            total = add(total, big).unwrap();
+        }
+        assert!(matches!(add(total, Decimal::ONE), Err(Error::Limit(_))));
+        assert_eq!(add_floor_zero(Decimal::ONE, parse("-5").unwrap()).unwrap(), Decimal::ZERO);
+    }
+}

@@ -1,0 +1,720 @@
+//! Holds: amounts set aside before work starts, with an expiry, and their
+//! lifecycle: reserve → commit | release | expire.
+//!
+//! A hold keeps one *line* per policy it counts on (node, generation,
+//! metric) and one *item* per `COST` group. Releasing item `i` subtracts
+//! its amount for each line's metric from that line's policy. Finished
+//! holds stay in `done` as tombstones for `tombstone_ttl_ms`, so a repeated
+//! commit or reserve with the same id answers as the first one did.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::amount;
+use super::error::{Error, Result};
+use super::names;
+use super::outcome::{
+    ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, ReleaseOutcome, ReserveOutcome, costs_add,
+    costs_get,
+};
+use super::policy::Mode;
+use super::tree::{ChargeSet, Limits, NodeId, PolicyRef, Reach, Tree};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ItemState {
+    Held,
+    Committed,
+    Released,
+    /// The hold expired while this item was held: it no longer counts, and
+    /// a late commit charges it without a hold.
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub cost: Costs,
+    pub state: ItemState,
+    /// The answer to `QUOTA.COMMIT … ITEM i`, for repeated commits.
+    pub outcome: Option<Box<CommitOutcome>>,
+}
+
+/// One policy a hold counts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub node: NodeId,
+    pub generation: u64,
+    pub metric: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub id: String,
+    pub set: ChargeSet,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub items: Vec<Item>,
+    pub lines: Vec<Line>,
+    /// The first answer, kept when the client chose the id (`ID`), so that
+    /// a repeated reserve returns it.
+    pub reply: Option<Box<ReserveOutcome>>,
+    pub last_commit: Option<Box<CommitOutcome>>,
+    pub last_release: Option<Box<ReleaseOutcome>>,
+}
+
+impl Hold {
+    /// What the hold still holds of `metric`.
+    pub fn held_of(&self, metric: &str) -> Decimal {
+        self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| costs_get(&i.cost, metric)).sum()
+    }
+
+    pub fn held_costs(&self) -> Costs {
+        self.sum_items(|i| i.state == ItemState::Held)
+    }
+
+    fn sum_items(&self, pick: impl Fn(&Item) -> bool) -> Costs {
+        let mut total = Costs::new();
+        for item in self.items.iter().filter(|i| pick(i)) {
+            for (metric, amount) in &item.cost {
+                costs_add(&mut total, metric, *amount);
+            }
+        }
+        total
+    }
+
+    fn cost_of(&self, indices: &[usize]) -> Costs {
+        let mut total = Costs::new();
+        for &i in indices {
+            for (metric, amount) in &self.items[i].cost {
+                costs_add(&mut total, metric, *amount);
+            }
+        }
+        total
+    }
+}
+
+/// A finished reservation or an idempotent charge, remembered for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoneEntry {
+    pub id: String,
+    pub forget_at_ms: u64,
+    pub hold: Option<Hold>,
+    pub charge: Option<ChargeOutcome>,
+}
+
+/// How a batch of items is reserved (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchMode {
+    /// Every item fits or nothing is reserved.
+    All,
+    /// The longest leading run of items that fits is reserved.
+    Upto,
+    /// Nothing is reserved; the answer says what would happen.
+    DryRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveRequest {
+    pub set: ChargeSet,
+    pub id: Option<String>,
+    pub ttl_ms: u64,
+    pub batch: BatchMode,
+    pub items: Vec<Costs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub set: ChargeSet,
+    pub id: Option<String>,
+    /// Charge only if every strict and block policy passes.
+    pub check: bool,
+    pub cost: Costs,
+}
+
+/// What [`Tree::expire`] did; anything non-zero changed the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Expiry {
+    pub expired_holds: usize,
+    pub forgotten_ids: usize,
+}
+
+impl Expiry {
+    pub fn changed(&self) -> bool {
+        self.expired_holds + self.forgotten_ids > 0
+    }
+}
+
+/// The policy that admits the fewest leading items, and how many.
+struct Binding {
+    policy: PolicyRef,
+    fits: usize,
+}
+
+impl Tree {
+    /// `QUOTA.RESERVE`.
+    pub fn reserve(&mut self, req: &ReserveRequest, now_ms: u64, limits: &Limits) -> Result<ReserveOutcome> {
+        if req.items.is_empty() {
+            return Err(Error::syntax("QUOTA.RESERVE needs at least one COST item"));
+        }
+        if req.items.len() > limits.max_items {
+            return Err(Error::Limit(format!("at most {} items per reservation (max_items)", limits.max_items)));
+        }
+        if let Some(id) = &req.id
+            && let Some(first) = self.repeated_reserve(id)?
+        {
+            return Ok(first);
+        }
+        let mut total = Costs::new();
+        for item in &req.items {
+            for (metric, value) in item {
+                amount::add(costs_get(&total, metric), *value)?;
+                costs_add(&mut total, metric, *value);
+            }
+        }
+        let metrics: Vec<&str> = total.iter().map(|(m, _)| m.as_str()).collect();
+        let reach = self.reach(&req.set, &metrics);
+        let n = req.items.len();
+        let binding = self.binding(&reach, &req.items);
+        let fits = binding.as_ref().map_or(n, |b| b.fits);
+        let reserved = match req.batch {
+            BatchMode::All if fits == n => n,
+            BatchMode::All | BatchMode::DryRun => 0,
+            BatchMode::Upto => fits,
+        };
+        let allowed = match req.batch {
+            BatchMode::Upto => fits > 0,
+            BatchMode::All | BatchMode::DryRun => fits == n,
+        };
+        let checks = self.checks(&reach, &total);
+        let denied_by = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
+        let message = self.reserve_message(req, binding.as_ref(), reserved, &total);
+        let mut outcome = ReserveOutcome {
+            allowed,
+            id: None,
+            expires_at_ms: 0,
+            items: n,
+            fits,
+            reserved,
+            cost: total,
+            checks,
+            denied_by,
+            message,
+            duplicate: false,
+        };
+        if reserved == 0 {
+            return Ok(outcome);
+        }
+
+        let held = {
+            let mut held = Costs::new();
+            for item in &req.items[..reserved] {
+                for (metric, value) in item {
+                    costs_add(&mut held, metric, *value);
+                }
+            }
+            held
+        };
+        if self.holds.len() >= limits.max_holds {
+            return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
+        }
+        self.check_path_room(reach.missing_nodes(), limits)?;
+        for &r in &reach.policies {
+            if let Some(policy) = self.policy(r) {
+                amount::add(policy.held, costs_get(&held, &policy.spec.metric))?;
+            }
+        }
+        let policies = reach.policies;
+
+        // After this point the reservation succeeds.
+        let id = match &req.id {
+            Some(id) => id.clone(),
+            None => self.generate_id(now_ms),
+        };
+        let mut lines = Vec::with_capacity(policies.len());
+        for r in policies {
+            let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
+            policy.held += costs_get(&held, &policy.spec.metric);
+            lines.push(Line { node: r.node, generation: policy.generation, metric: policy.spec.metric.clone() });
+        }
+        for path in &req.set.paths {
+            let node = self.ensure_path(path);
+            if let Some(node) = self.node_mut(node) {
+                node.live_holds += 1;
+            }
+        }
+        let expires_at_ms = now_ms.saturating_add(req.ttl_ms);
+        outcome.id = Some(id.clone());
+        outcome.expires_at_ms = expires_at_ms;
+        let hold = Hold {
+            id: id.clone(),
+            set: req.set.clone(),
+            created_at_ms: now_ms,
+            expires_at_ms,
+            items: req.items[..reserved]
+                .iter()
+                .map(|cost| Item { cost: cost.clone(), state: ItemState::Held, outcome: None })
+                .collect(),
+            lines,
+            reply: req.id.as_ref().map(|_| Box::new(outcome.clone())),
+            last_commit: None,
+            last_release: None,
+        };
+        self.hold_expiry.insert((expires_at_ms, id.clone()));
+        self.holds.insert(id, hold);
+        Ok(outcome)
+    }
+
+    /// The first answer to a reserve with this client id, if there was one.
+    fn repeated_reserve(&self, id: &str) -> Result<Option<ReserveOutcome>> {
+        let hold = match (self.holds.get(id), self.done.get(id)) {
+            (Some(hold), _) => Some(hold),
+            (None, Some(done)) => done.hold.as_ref(),
+            (None, None) => return Ok(None),
+        };
+        match hold.and_then(|h| h.reply.as_deref()) {
+            Some(first) => Ok(Some(ReserveOutcome { duplicate: true, ..first.clone() })),
+            None => Err(Error::State(format!("id '{id}' is already used by another reservation or charge"))),
+        }
+    }
+
+    fn generate_id(&mut self, now_ms: u64) -> String {
+        loop {
+            self.seq += 1;
+            let id = format!("{now_ms:x}-{:x}", self.seq);
+            if !self.holds.contains_key(&id) && !self.done.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// The policy that admits the fewest leading items, when one admits
+    /// fewer than all.
+    fn binding(&self, reach: &Reach<'_>, items: &[Costs]) -> Option<Binding> {
+        let mut best: Option<Binding> = None;
+        for &r in &reach.policies {
+            let Some(policy) = self.policy(r) else { continue };
+            let metric = policy.spec.metric.as_str();
+            let fits = match policy.spec.mode {
+                Mode::Open => items.len(),
+                Mode::Block => {
+                    if policy.used < policy.allowance() {
+                        items.len()
+                    } else {
+                        items.iter().take_while(|i| costs_get(i, metric) <= Decimal::ZERO).count()
+                    }
+                }
+                Mode::Strict => {
+                    let mut level = policy.used + policy.held;
+                    items
+                        .iter()
+                        .take_while(|i| {
+                            let c = costs_get(i, metric);
+                            if c <= Decimal::ZERO {
+                                return true;
+                            }
+                            level += c;
+                            level <= policy.allowance()
+                        })
+                        .count()
+                }
+            };
+            if fits < items.len() && best.as_ref().is_none_or(|b| fits < b.fits) {
+                best = Some(Binding { policy: r, fits });
+            }
+        }
+        best
+    }
+
+    fn reserve_message(&self, req: &ReserveRequest, binding: Option<&Binding>, reserved: usize, total: &Costs) -> String {
+        let n = req.items.len();
+        let Some(b) = binding else {
+            return match (req.batch, n) {
+                (BatchMode::DryRun, 1) => format!("fits: {}", describe(total)),
+                (BatchMode::DryRun, _) => format!("all {n} items fit: {}", describe(total)),
+                (_, 1) => format!("reserved {}", describe(total)),
+                (_, _) => format!("reserved all {n} items: {}", describe(total)),
+            };
+        };
+        let mut message = self.shortfall(b.policy, total, if n == 1 { None } else { Some((b.fits, n)) });
+        if reserved > 0 {
+            message.push_str(&format!("; reserved the first {reserved}"));
+        }
+        message
+    }
+
+    /// One sentence naming the policy that refuses and by how much.
+    /// `of` is (fits, items) for a batch.
+    fn shortfall(&self, r: PolicyRef, total: &Costs, of: Option<(usize, usize)>) -> String {
+        let (Some(node), Some(policy)) = (self.node(r.node), self.policy(r)) else {
+            return "not allowed".into();
+        };
+        let metric = &policy.spec.metric;
+        let path = names::display_path(&node.path);
+        let lead = match of {
+            Some((fits, n)) => format!("enough {metric} for {fits} of {n} items"),
+            None => format!("not enough {metric}"),
+        };
+        match policy.spec.mode {
+            Mode::Block => format!(
+                "{lead}: the limit at {path} is reached ({} of {} used)",
+                amount::format(policy.used),
+                amount::format(policy.allowance())
+            ),
+            _ => format!(
+                "{lead}: {} available at {path}, {} needed",
+                amount::format(policy.remaining().max(Decimal::ZERO)),
+                amount::format(costs_get(total, metric))
+            ),
+        }
+    }
+
+    /// Finds a reservation that is live or remembered.
+    fn lookup(&self, id: &str) -> Result<(&Hold, bool)> {
+        if let Some(hold) = self.holds.get(id) {
+            return Ok((hold, true));
+        }
+        match self.done.get(id) {
+            Some(DoneEntry { hold: Some(hold), .. }) => Ok((hold, false)),
+            Some(_) => Err(Error::State(format!("'{id}' names a charge, not a reservation"))),
+            None => Err(Error::NotFound(format!("reservation '{}'", names::clip(id)))),
+        }
+    }
+
+    fn lookup_mut(&mut self, id: &str) -> Option<&mut Hold> {
+        match self.holds.get_mut(id) {
+            Some(hold) => Some(hold),
+            None => self.done.get_mut(id).and_then(|d| d.hold.as_mut()),
+        }
+    }
+
+    fn check_item(hold: &Hold, item: usize) -> Result<()> {
+        if item >= hold.items.len() {
+            return Err(Error::syntax(format!(
+                "ITEM {item} is out of range: reservation '{}' holds items 0 to {}",
+                hold.id,
+                hold.items.len() - 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// `QUOTA.COMMIT`: charges the actual amount (default: what is reserved)
+    /// and releases the hold of the settled items.
+    pub fn commit(
+        &mut self,
+        id: &str,
+        item: Option<usize>,
+        actual: Option<Costs>,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Result<CommitOutcome> {
+        let (hold, live) = self.lookup(id)?;
+        let pending = |s: ItemState| matches!(s, ItemState::Held | ItemState::Expired);
+        let indices: Vec<usize> = match item {
+            Some(i) => {
+                Self::check_item(hold, i)?;
+                match (hold.items[i].state, &hold.items[i].outcome) {
+                    (ItemState::Committed, Some(first)) => return Ok(CommitOutcome { duplicate: true, ..(**first).clone() }),
+                    (ItemState::Committed, None) => {
+                        return Err(Error::State(format!("item {i} of reservation '{id}' was committed as part of the whole")));
+                    }
+                    (ItemState::Released, _) => {
+                        return Err(Error::State(format!("item {i} of reservation '{id}' was released; nothing to commit")));
+                    }
+                    _ => vec![i],
+                }
+            }
+            None => {
+                let pending: Vec<usize> = (0..hold.items.len()).filter(|&i| pending(hold.items[i].state)).collect();
+                if pending.is_empty() {
+                    return match &hold.last_commit {
+                        Some(first) => Ok(CommitOutcome { duplicate: true, ..(**first).clone() }),
+                        None => Err(Error::State(format!("reservation '{id}' was released; nothing to commit"))),
+                    };
+                }
+                pending
+            }
+        };
+        let reserved = hold.cost_of(&indices);
+        let actual = actual.unwrap_or_else(|| reserved.clone());
+        let expired = indices.iter().any(|&i| hold.items[i].state == ItemState::Expired);
+        let set = hold.set.clone();
+        self.check_usage(&set, &actual, limits)?;
+
+        // After this point the commit succeeds.
+        if live {
+            self.release_lines(id, &indices);
+        }
+        let over = self.apply_usage(&set, &actual);
+        let mut released = Costs::new();
+        for (metric, held) in &reserved {
+            released.push((metric.clone(), (*held - costs_get(&actual, metric)).max(Decimal::ZERO)));
+        }
+        let mut overage = Costs::new();
+        for (metric, charged) in &actual {
+            let extra = *charged - costs_get(&reserved, metric);
+            if extra > Decimal::ZERO {
+                overage.push((metric.clone(), extra));
+            }
+        }
+        let outcome = CommitOutcome {
+            id: id.to_string(),
+            charged: actual,
+            released,
+            overage,
+            duplicate: false,
+            expired,
+            over,
+        };
+        if let Some(hold) = self.lookup_mut(id) {
+            for &i in &indices {
+                hold.items[i].state = ItemState::Committed;
+            }
+            if item.is_some() {
+                hold.items[indices[0]].outcome = Some(Box::new(outcome.clone()));
+            }
+            hold.last_commit = Some(Box::new(outcome.clone()));
+        }
+        if live {
+            self.finish_if_settled(id, now_ms, limits);
+        }
+        Ok(outcome)
+    }
+
+    /// `QUOTA.RELEASE`: gives back the hold of the items without charging.
+    pub fn release(&mut self, id: &str, item: Option<usize>, now_ms: u64, limits: &Limits) -> Result<ReleaseOutcome> {
+        let (hold, live) = self.lookup(id)?;
+        let repeat = |hold: &Hold| -> ReleaseOutcome {
+            match &hold.last_release {
+                Some(first) => ReleaseOutcome { duplicate: true, ..(**first).clone() },
+                None => ReleaseOutcome { id: id.to_string(), released: Costs::new(), duplicate: true, expired: false },
+            }
+        };
+        let indices: Vec<usize> = match item {
+            Some(i) => {
+                Self::check_item(hold, i)?;
+                match hold.items[i].state {
+                    ItemState::Released => return Ok(repeat(hold)),
+                    ItemState::Committed => {
+                        return Err(Error::State(format!("item {i} of reservation '{id}' was committed; nothing to release")));
+                    }
+                    ItemState::Held | ItemState::Expired => vec![i],
+                }
+            }
+            None => {
+                let open: Vec<usize> = (0..hold.items.len())
+                    .filter(|&i| matches!(hold.items[i].state, ItemState::Held | ItemState::Expired))
+                    .collect();
+                if open.is_empty() {
+                    if hold.items.iter().all(|i| i.state == ItemState::Committed) {
+                        return Err(Error::State(format!("reservation '{id}' was committed; nothing to release")));
+                    }
+                    return Ok(repeat(hold));
+                }
+                open
+            }
+        };
+        let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
+        let released = hold.cost_of(&held);
+        let expired = held.len() < indices.len();
+
+        // After this point the release succeeds.
+        if live {
+            self.release_lines(id, &held);
+        }
+        let outcome = ReleaseOutcome { id: id.to_string(), released, duplicate: false, expired };
+        if let Some(hold) = self.lookup_mut(id) {
+            for &i in &indices {
+                hold.items[i].state = ItemState::Released;
+            }
+            hold.last_release = Some(Box::new(outcome.clone()));
+        }
+        if live {
+            self.finish_if_settled(id, now_ms, limits);
+        }
+        Ok(outcome)
+    }
+
+    /// `QUOTA.EXTEND`: the hold now expires `ttl_ms` from now.
+    pub fn extend(&mut self, id: &str, ttl_ms: u64, now_ms: u64) -> Result<ExtendOutcome> {
+        let (_, live) = self.lookup(id)?;
+        if !live {
+            return Err(Error::State(format!("reservation '{id}' is no longer held (committed, released or expired)")));
+        }
+        let expires_at_ms = now_ms.saturating_add(ttl_ms);
+        if let Some(hold) = self.holds.get_mut(id) {
+            self.hold_expiry.remove(&(hold.expires_at_ms, id.to_string()));
+            hold.expires_at_ms = expires_at_ms;
+            self.hold_expiry.insert((expires_at_ms, id.to_string()));
+        }
+        Ok(ExtendOutcome { id: id.to_string(), expires_at_ms })
+    }
+
+    /// Releases every hold whose expiry is at or before `now_ms` and forgets
+    /// finished ids whose memory ran out. The cost is proportional to what
+    /// is due, not to the number of holds.
+    pub fn expire(&mut self, now_ms: u64, limits: &Limits) -> Expiry {
+        let mut report = Expiry::default();
+        while let Some((at, id)) = self.hold_expiry.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            let held: Vec<usize> = match self.holds.get(&id) {
+                Some(hold) => (0..hold.items.len()).filter(|&i| hold.items[i].state == ItemState::Held).collect(),
+                None => Vec::new(),
+            };
+            self.release_lines(&id, &held);
+            if let Some(hold) = self.holds.get_mut(&id) {
+                for &i in &held {
+                    hold.items[i].state = ItemState::Expired;
+                }
+            }
+            self.finish(&id, at, limits);
+            report.expired_holds += 1;
+        }
+        while let Some((at, id)) = self.done_expiry.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            self.done_expiry.pop_first();
+            self.done.remove(&id);
+            report.forgotten_ids += 1;
+        }
+        report
+    }
+
+    /// When the tree next has something to expire or forget.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        let hold = self.hold_expiry.first().map(|(at, _)| *at);
+        let done = self.done_expiry.first().map(|(at, _)| *at);
+        match (hold, done) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Subtracts what `indices` of a live hold hold from its policies.
+    fn release_lines(&mut self, id: &str, indices: &[usize]) {
+        let Some(hold) = self.holds.get(id) else { return };
+        let amounts: Vec<(NodeId, u64, Decimal)> = hold
+            .lines
+            .iter()
+            .map(|line| {
+                let amount = indices.iter().map(|&i| costs_get(&hold.items[i].cost, &line.metric)).sum();
+                (line.node, line.generation, amount)
+            })
+            .collect();
+        for (node, generation, amount) in amounts {
+            if let Some(policy) = self.policy_by_generation(node, generation) {
+                debug_assert!(policy.held >= amount, "held never goes negative");
+                policy.held = (policy.held - amount).max(Decimal::ZERO);
+            }
+        }
+    }
+
+    fn finish_if_settled(&mut self, id: &str, now_ms: u64, limits: &Limits) {
+        if self.holds.get(id).is_some_and(|h| h.items.iter().all(|i| i.state != ItemState::Held)) {
+            self.finish(id, now_ms, limits);
+        }
+    }
+
+    /// Moves a live hold to the tombstones.
+    fn finish(&mut self, id: &str, now_ms: u64, limits: &Limits) {
+        let Some(mut hold) = self.holds.remove(id) else { return };
+        self.hold_expiry.remove(&(hold.expires_at_ms, id.to_string()));
+        for path in &hold.set.paths {
+            if let Some(node) = self.find(path).and_then(|n| self.node_mut(n)) {
+                node.live_holds = node.live_holds.saturating_sub(1);
+            }
+        }
+        hold.lines = Vec::new();
+        self.remember(DoneEntry { id: id.to_string(), forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms), hold: Some(hold), charge: None });
+    }
+
+    fn remember(&mut self, entry: DoneEntry) {
+        self.done_expiry.insert((entry.forget_at_ms, entry.id.clone()));
+        if let Some(old) = self.done.insert(entry.id.clone(), entry) {
+            self.done_expiry.remove(&(old.forget_at_ms, old.id));
+        }
+    }
+
+    /// `QUOTA.CHARGE`: records usage that already happened, without a hold.
+    pub fn charge(&mut self, req: &ChargeRequest, now_ms: u64, limits: &Limits) -> Result<ChargeOutcome> {
+        if let Some(id) = &req.id {
+            if self.holds.contains_key(id) {
+                return Err(Error::State(format!("id '{id}' is already used by a reservation")));
+            }
+            match self.done.get(id) {
+                Some(DoneEntry { charge: Some(first), .. }) => return Ok(ChargeOutcome { duplicate: true, ..first.clone() }),
+                Some(_) => return Err(Error::State(format!("id '{id}' is already used by a reservation"))),
+                None => {}
+            }
+        }
+        let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
+        let reach = self.reach(&req.set, &metrics);
+        let checks = self.checks(&reach, &req.cost);
+        let refused = checks.iter().position(|c| !c.pass);
+        let denied_by: Vec<String> = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
+        if req.check
+            && let Some(first) = refused
+        {
+            let message = self.shortfall(reach.policies[first], &req.cost, None);
+            return Ok(ChargeOutcome {
+                allowed: false,
+                charged: Costs::new(),
+                checks,
+                denied_by,
+                message,
+                over: Vec::new(),
+                duplicate: false,
+            });
+        }
+        self.check_usage(&req.set, &req.cost, limits)?;
+
+        // After this point the charge succeeds.
+        let over = self.apply_usage(&req.set, &req.cost);
+        let outcome = ChargeOutcome {
+            allowed: true,
+            charged: req.cost.clone(),
+            checks,
+            denied_by,
+            message: format!("charged {}", describe(&req.cost)),
+            over,
+            duplicate: false,
+        };
+        if let Some(id) = &req.id {
+            self.remember(DoneEntry {
+                id: id.clone(),
+                forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms),
+                hold: None,
+                charge: Some(outcome.clone()),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// `QUOTA.HOLDS`: live holds naming `path` or a path below it, soonest
+    /// expiry first.
+    pub fn holds_view(&self, path: &str, count: usize) -> Vec<HoldView> {
+        self.hold_expiry
+            .iter()
+            .filter_map(|(_, id)| self.holds.get(id))
+            .filter(|h| h.set.paths.iter().any(|p| names::is_within(p, path)))
+            .take(count)
+            .map(|h| HoldView {
+                id: h.id.clone(),
+                paths: h.set.paths.iter().map(|p| names::display_path(p).to_string()).collect(),
+                expires_at_ms: h.expires_at_ms,
+                items: h.items.len(),
+                held: h.held_costs(),
+            })
+            .collect()
+    }
+}
+
+/// `30 credits, 1 requests`.
+pub fn describe(costs: &Costs) -> String {
+    if costs.is_empty() {
+        return "nothing".into();
+    }
+    costs.iter().map(|(m, a)| format!("{} {m}", amount::format(*a))).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,21 @@
+//! The engine: quota trees as plain Rust data, with no knowledge of Redis.
+//! Every operation takes the current time as `now_ms` and returns a plain
+//! outcome or a typed [`Error`], so the rules are testable with `cargo test`
+//! and replay identically on replicas and from the AOF.
+
+pub mod amount;
+pub mod error;
+pub mod hold;
+pub mod names;
+pub mod outcome;
+pub mod policy;
+pub mod tree;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Result};
+pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};
+pub use outcome::Costs;
+pub use policy::{Mode, PolicySpec, Status, Window};
+pub use tree::{ChargeSet, Limits, Tree};

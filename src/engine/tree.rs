@@ -1,0 +1,478 @@
+//! The quota tree: nodes addressed by path, each with its policies and the
+//! usage charged in its subtree, plus the holds placed on it.
+//!
+//! Nodes live in an arena (`nodes`) and are found by path through
+//! `by_path`; a node knows its parent and children, so the ancestors of a
+//! path are one hash lookup and a walk up the parents.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::amount;
+use super::error::{Error, Result};
+use super::hold::{DoneEntry, Hold};
+use super::names;
+use super::outcome::{Check, Costs, NodeView, PolicyView, costs_add, costs_get};
+use super::policy::{Policy, PolicySpec, Status};
+
+/// Index of a node in the arena.
+pub type NodeId = u32;
+const ROOT: NodeId = 0;
+
+/// The bounds of SPEC §5 that the engine enforces, read from the module
+/// configuration by the command layer and passed in with every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_paths: usize,
+    pub max_policies: usize,
+    pub max_holds: usize,
+    pub max_items: usize,
+    /// How long finished reservation ids are remembered.
+    pub tombstone_ttl_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_paths: 100_000,
+            max_policies: 16,
+            max_holds: 1_000_000,
+            max_items: 1000,
+            tombstone_ttl_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Canonical path ("" for the root).
+    pub path: String,
+    pub parent: Option<NodeId>,
+    /// Child segment → node.
+    pub children: BTreeMap<String, NodeId>,
+    pub policies: Vec<Policy>,
+    /// Everything charged in this subtree since the node was created.
+    pub spent: Costs,
+    /// Live holds that name this node in `PATH` or `ALSO` (derived on load).
+    #[serde(skip)]
+    pub live_holds: u32,
+}
+
+impl Node {
+    fn new(path: String, parent: Option<NodeId>) -> Node {
+        Node { path, parent, children: BTreeMap::new(), policies: Vec::new(), spent: Vec::new(), live_holds: 0 }
+    }
+
+    pub fn status(&self) -> Status {
+        self.policies.iter().map(Policy::status).max().unwrap_or(Status::None)
+    }
+}
+
+/// Who is charged: the paths named by `PATH` and `ALSO` and the request's
+/// service and model, which select filtered policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeSet {
+    /// Canonical paths, `PATH` first, without duplicates.
+    pub paths: Vec<String>,
+    pub service: Option<String>,
+    pub model: Option<String>,
+}
+
+/// A policy reached by a charge set: the node that holds it and its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PolicyRef {
+    pub node: NodeId,
+    pub index: usize,
+}
+
+/// The nodes and policies a charge set reaches, each once, root first.
+pub(crate) struct Reach<'a> {
+    /// Every prefix of every charged path, each once, with its node if it exists.
+    pub prefixes: Vec<(&'a str, Option<NodeId>)>,
+    pub policies: Vec<PolicyRef>,
+}
+
+impl Reach<'_> {
+    pub fn missing_nodes(&self) -> usize {
+        self.prefixes.iter().filter(|(_, id)| id.is_none()).count()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    pub(crate) nodes: Vec<Option<Node>>,
+    pub(crate) free: Vec<NodeId>,
+    pub(crate) by_path: HashMap<String, NodeId>,
+    pub(crate) node_count: usize,
+    pub(crate) holds: HashMap<String, Hold>,
+    /// (expires_at_ms, id) of every live hold: expiry pops from the front.
+    pub(crate) hold_expiry: BTreeSet<(u64, String)>,
+    /// Finished reservations and charges, remembered for duplicate detection.
+    pub(crate) done: HashMap<String, DoneEntry>,
+    pub(crate) done_expiry: BTreeSet<(u64, String)>,
+    /// Counter behind generated reservation ids.
+    pub(crate) seq: u64,
+    /// Counter behind policy generations.
+    pub(crate) next_generation: u64,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        let mut tree = Tree { next_generation: 1, ..Tree::default() };
+        tree.nodes.push(Some(Node::new(String::new(), None)));
+        tree.by_path.insert(String::new(), ROOT);
+        tree.node_count = 1;
+        tree
+    }
+
+    pub fn path_count(&self) -> usize {
+        self.node_count
+    }
+
+    pub fn hold_count(&self) -> usize {
+        self.holds.len()
+    }
+
+    pub fn tombstone_count(&self) -> usize {
+        self.done.len()
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.nodes.iter().flatten().map(|n| n.policies.len()).sum()
+    }
+
+    pub(crate) fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn node_mut(&mut self, id: NodeId) -> Option<&mut Node> {
+        self.nodes.get_mut(id as usize).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn find(&self, path: &str) -> Option<NodeId> {
+        self.by_path.get(path).copied()
+    }
+
+    pub(crate) fn policy(&self, r: PolicyRef) -> Option<&Policy> {
+        self.node(r.node).and_then(|n| n.policies.get(r.index))
+    }
+
+    pub(crate) fn policy_by_generation(&mut self, node: NodeId, generation: u64) -> Option<&mut Policy> {
+        self.node_mut(node)?.policies.iter_mut().find(|p| p.generation == generation)
+    }
+
+    /// Creates `path` and its missing ancestors. The caller has checked
+    /// `max_paths`; returns the node.
+    pub(crate) fn ensure_path(&mut self, path: &str) -> NodeId {
+        if let Some(id) = self.find(path) {
+            return id;
+        }
+        let parent = self.ensure_path(names::parent_of(path));
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.nodes.push(None);
+                (self.nodes.len() - 1) as NodeId
+            }
+        };
+        self.nodes[id as usize] = Some(Node::new(path.to_string(), Some(parent)));
+        if let Some(p) = self.node_mut(parent) {
+            p.children.insert(names::leaf_of(path).to_string(), id);
+        }
+        self.by_path.insert(path.to_string(), id);
+        self.node_count += 1;
+        id
+    }
+
+    /// How many nodes creating `paths` would add.
+    fn missing_count(&self, paths: &[&str]) -> usize {
+        let mut missing: Vec<&str> = Vec::new();
+        for path in paths {
+            for prefix in names::prefixes(path) {
+                if self.find(prefix).is_none() && !missing.contains(&prefix) {
+                    missing.push(prefix);
+                }
+            }
+        }
+        missing.len()
+    }
+
+    pub(crate) fn check_path_room(&self, new_nodes: usize, limits: &Limits) -> Result<()> {
+        if self.node_count + new_nodes > limits.max_paths {
+            return Err(Error::Limit(format!(
+                "the tree would have more than {} paths (max_paths)",
+                limits.max_paths
+            )));
+        }
+        Ok(())
+    }
+
+    // ----- policies ------------------------------------------------------
+
+    /// `QUOTA.SET`: creates or updates a policy. An update keeps the usage;
+    /// a changed metric starts a new generation, so holds placed under the
+    /// old metric no longer count here. Returns true when it was created.
+    pub fn set_policy(&mut self, path: &str, name: &str, spec: PolicySpec, limits: &Limits) -> Result<bool> {
+        let existing = self
+            .find(path)
+            .and_then(|id| self.node(id))
+            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name == name)));
+        match existing {
+            Some((_, Some(_))) => {}
+            Some((count, None)) if count >= limits.max_policies => {
+                return Err(Error::Limit(format!(
+                    "path '{}' already has {} policies (max_policies)",
+                    names::display_path(path),
+                    limits.max_policies
+                )));
+            }
+            Some((_, None)) => {}
+            None => self.check_path_room(self.missing_count(&[path]), limits)?,
+        }
+        // After this point the command succeeds.
+        let id = self.ensure_path(path);
+        // Every call takes a fresh generation number; only a new policy or a
+        // changed metric uses it.
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
+        if let Some(policy) = node.policies.iter_mut().find(|p| p.name == name) {
+            if policy.spec.metric != spec.metric {
+                policy.generation = generation;
+                policy.held = Decimal::ZERO;
+            }
+            policy.spec = spec;
+            return Ok(false);
+        }
+        node.policies.push(Policy { name: name.to_string(), spec, generation, used: Decimal::ZERO, held: Decimal::ZERO });
+        Ok(true)
+    }
+
+    /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
+    /// longer do.
+    pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
+        let node = self
+            .find(path)
+            .and_then(|id| self.node_mut(id))
+            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
+        let index = node
+            .policies
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
+        node.policies.remove(index);
+        Ok(())
+    }
+
+    /// `QUOTA.DELPATH`: removes a path and its subtree when no live hold
+    /// names any node in it. Returns the number of nodes removed.
+    pub fn delete_path(&mut self, path: &str) -> Result<usize> {
+        if path.is_empty() {
+            return Err(Error::State("the root cannot be deleted; DEL the key to remove the whole tree".into()));
+        }
+        let id = self.find(path).ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
+        let subtree = self.subtree(id);
+        let held: u32 = subtree.iter().filter_map(|&n| self.node(n)).map(|n| n.live_holds).sum();
+        if held > 0 {
+            return Err(Error::State(format!(
+                "path '{path}' cannot be deleted: {held} live reservation(s) hold it; commit or release them first"
+            )));
+        }
+        // After this point the command succeeds.
+        let parent = self.node(id).and_then(|n| n.parent);
+        if let Some(p) = parent.and_then(|p| self.node_mut(p)) {
+            p.children.remove(names::leaf_of(path));
+        }
+        for &n in &subtree {
+            if let Some(node) = self.nodes.get_mut(n as usize).and_then(Option::take) {
+                self.by_path.remove(&node.path);
+                self.free.push(n);
+                self.node_count -= 1;
+            }
+        }
+        Ok(subtree.len())
+    }
+
+    /// The node and everything below it, parents before children.
+    pub(crate) fn subtree(&self, id: NodeId) -> Vec<NodeId> {
+        let mut out = vec![id];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(node) = self.node(out[i]) {
+                out.extend(node.children.values().copied());
+            }
+            i += 1;
+        }
+        out
+    }
+
+    // ----- reaching policies and charging usage --------------------------
+
+    /// The prefixes and the policies a charge set reaches, each once: those
+    /// whose metric is in `metrics` and whose filter matches.
+    pub(crate) fn reach<'a>(&self, set: &'a ChargeSet, metrics: &[&str]) -> Reach<'a> {
+        let mut prefixes: Vec<(&'a str, Option<NodeId>)> = Vec::new();
+        let mut policies = Vec::new();
+        for path in &set.paths {
+            for prefix in names::prefixes(path) {
+                if prefixes.iter().any(|(p, _)| *p == prefix) {
+                    continue;
+                }
+                let id = self.find(prefix);
+                prefixes.push((prefix, id));
+                let Some((id, node)) = id.and_then(|id| Some((id, self.node(id)?))) else { continue };
+                for (index, policy) in node.policies.iter().enumerate() {
+                    if metrics.contains(&policy.spec.metric.as_str())
+                        && policy.spec.matches(set.service.as_deref(), set.model.as_deref())
+                    {
+                        policies.push(PolicyRef { node: id, index });
+                    }
+                }
+            }
+        }
+        Reach { prefixes, policies }
+    }
+
+    /// The checks of `reach` for a request of `requested` per metric.
+    pub(crate) fn checks(&self, reach: &Reach<'_>, requested: &Costs) -> Vec<Check> {
+        reach
+            .policies
+            .iter()
+            .filter_map(|&r| {
+                let node = self.node(r.node)?;
+                let policy = node.policies.get(r.index)?;
+                let amount = costs_get(requested, &policy.spec.metric);
+                Some(Check::new(&node.path, policy, amount, policy.passes(amount)))
+            })
+            .collect()
+    }
+
+    /// Verifies that charging `usage` to `set` keeps every total in range
+    /// and that the missing nodes fit, without changing anything.
+    pub(crate) fn check_usage(&self, set: &ChargeSet, usage: &Costs, limits: &Limits) -> Result<()> {
+        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
+        let reach = self.reach(set, &metrics);
+        self.check_path_room(reach.missing_nodes(), limits)?;
+        for &r in &reach.policies {
+            if let Some(policy) = self.policy(r) {
+                amount::add(policy.used, costs_get(usage, &policy.spec.metric))?;
+            }
+        }
+        for (_, id) in &reach.prefixes {
+            if let Some(node) = id.and_then(|id| self.node(id)) {
+                for (metric, amount) in usage {
+                    amount::add(costs_get(&node.spent, metric), *amount)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Charges `usage` to every node of the charge set and every matching
+    /// policy, each once; usage never goes below zero. The caller has run
+    /// [`Tree::check_usage`]. Returns `path#policy` of the charged policies
+    /// now at or past their allowance.
+    pub(crate) fn apply_usage(&mut self, set: &ChargeSet, usage: &Costs) -> Vec<String> {
+        for path in &set.paths {
+            self.ensure_path(path);
+        }
+        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
+        let reach = self.reach(set, &metrics);
+        let nodes: Vec<NodeId> = reach.prefixes.iter().filter_map(|(_, id)| *id).collect();
+        let policies = reach.policies;
+        let mut over = Vec::new();
+        for r in policies {
+            let Some(node) = self.node_mut(r.node) else { continue };
+            let path = names::display_path(&node.path).to_string();
+            let Some(policy) = node.policies.get_mut(r.index) else { continue };
+            let delta = costs_get(usage, &policy.spec.metric);
+            let updated = amount::add_floor_zero(policy.used, delta);
+            debug_assert!(updated.is_ok(), "check_usage ran first");
+            policy.used = updated.unwrap_or(policy.used);
+            if policy.is_over() {
+                over.push(format!("{path}#{}", policy.name));
+            }
+        }
+        for id in nodes {
+            let Some(node) = self.node_mut(id) else { continue };
+            for (metric, delta) in usage {
+                let current = costs_get(&node.spent, metric);
+                let updated = amount::add_floor_zero(current, *delta).unwrap_or(current);
+                costs_add(&mut node.spent, metric, updated - current);
+            }
+        }
+        over
+    }
+
+    // ----- reading -------------------------------------------------------
+
+    fn view(&self, id: NodeId, depth: usize) -> Option<NodeView> {
+        let node = self.node(id)?;
+        let children = if depth == 0 {
+            Vec::new()
+        } else {
+            node.children.values().filter_map(|&c| self.view(c, depth - 1)).collect()
+        };
+        Some(NodeView {
+            path: names::display_path(&node.path).to_string(),
+            spent: node.spent.clone(),
+            status: node.status(),
+            policies: node.policies.iter().map(PolicyView::of).collect(),
+            children,
+        })
+    }
+
+    fn find_view(&self, path: &str, depth: usize) -> Result<NodeView> {
+        self.find(path)
+            .and_then(|id| self.view(id, depth))
+            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))
+    }
+
+    /// `QUOTA.GET`: one node without its children.
+    pub fn get(&self, path: &str) -> Result<NodeView> {
+        self.find_view(path, 0)
+    }
+
+    /// `QUOTA.TREE`: a node and its descendants down to `depth` levels.
+    pub fn tree_view(&self, path: &str, depth: usize) -> Result<NodeView> {
+        self.find_view(path, depth.min(names::MAX_DEPTH_HARD))
+    }
+
+    /// Checks the invariants that must never break: held equals the sum of
+    /// the live holds on every policy, nothing is negative, and the indexes
+    /// agree with the data. Used by tests and after loading from disk.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
+        for hold in self.holds.values() {
+            for line in &hold.lines {
+                *expected.entry((line.node, line.generation)).or_default() += hold.held_of(&line.metric);
+            }
+        }
+        let mut live = 0;
+        for (index, node) in self.nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            live += 1;
+            if self.find(&node.path) != Some(index as NodeId) {
+                return Err(format!("path index disagrees for '{}'", node.path));
+            }
+            for policy in &node.policies {
+                let want = expected.get(&(index as NodeId, policy.generation)).copied().unwrap_or_default();
+                if policy.held != want {
+                    return Err(format!("held {} != live holds {} at '{}#{}'", policy.held, want, node.path, policy.name));
+                }
+                if policy.used.is_sign_negative() && !policy.used.is_zero() {
+                    return Err(format!("negative used at '{}#{}'", node.path, policy.name));
+                }
+            }
+        }
+        if live != self.node_count || self.by_path.len() != live {
+            return Err("node count disagrees".into());
+        }
+        if self.hold_expiry.len() != self.holds.len() {
+            return Err("hold expiry index disagrees".into());
+        }
+        Ok(())
+    }
+}

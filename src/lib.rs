@@ -1,0 +1,18 @@
+//! # quota: hierarchical usage quotas inside Redis
+//!
+//! A tour of the rooms:
+//!
+//! - [`engine`] is the whole domain as plain Rust: trees of paths, policies
+//!   with modes, holds with expiry, commits, charges. It never touches Redis
+//!   and takes the time as an argument.
+//! - `commands` is the thin skin that Redis calls: each file parses one
+//!   family of commands with a shared argument cursor, calls the engine and
+//!   renders the answer as a RESP map or JSON. It also owns replication:
+//!   writes are propagated as `QUOTA.REPLAY key now_ms …`, so a replica or
+//!   an AOF reload applies them at the primary's time.
+//! - `persist` encodes a tree for RDB, AOF rewrite, `DUMP`/`RESTORE`, with
+//!   an encoding version from the first release.
+//! - `module` registers the data type, the commands, the configuration and
+//!   the timer that expires holds without client action.
+
+pub mod engine;
