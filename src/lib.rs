@@ -15,4 +15,16 @@
 //! - `module` registers the data type, the commands, the configuration and
 //!   the timer that expires holds without client action.
 
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod datatype;
 pub mod engine;
+pub mod expiry;
+pub mod persist;
+pub mod stats;
+
+// The module itself is left out of unit tests: `redis_module!` installs
+// Redis's allocator, which does not exist outside redis-server.
+#[cfg(not(test))]
+pub mod module;

@@ -435,8 +435,11 @@ impl Tree {
             }
         };
         let reserved = hold.cost_of(&indices);
+        let (held, lapsed): (Vec<usize>, Vec<usize>) =
+            indices.iter().partition(|&&i| hold.items[i].state == ItemState::Held);
+        let (held, lapsed) = (hold.cost_of(&held), hold.cost_of(&lapsed));
         let actual = actual.unwrap_or_else(|| reserved.clone());
-        let expired = indices.iter().any(|&i| hold.items[i].state == ItemState::Expired);
+        let expired = !lapsed.is_empty();
         let set = hold.set.clone();
         self.check_usage(&set, &actual, limits)?;
 
@@ -445,9 +448,13 @@ impl Tree {
             self.release_lines(id, &indices);
         }
         let over = self.apply_usage(&set, &actual);
+        // The actual amount uses up the reservation of expired items first
+        // (already given back at expiry); what is left of the live hold is
+        // released.
         let mut released = Costs::new();
-        for (metric, held) in &reserved {
-            released.push((metric.clone(), (*held - costs_get(&actual, metric)).max(Decimal::ZERO)));
+        for (metric, amount) in &held {
+            let used_of_hold = (costs_get(&actual, metric) - costs_get(&lapsed, metric)).max(Decimal::ZERO);
+            released.push((metric.clone(), (*amount - used_of_hold).max(Decimal::ZERO)));
         }
         let mut overage = Costs::new();
         for (metric, charged) in &actual {

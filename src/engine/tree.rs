@@ -139,6 +139,27 @@ impl Tree {
         self.done.len()
     }
 
+    /// An estimate of the heap the tree uses, for `MEMORY USAGE`.
+    pub fn estimated_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let mut bytes = size_of::<Tree>() + self.nodes.capacity() * size_of::<Option<Node>>();
+        for node in self.nodes.iter().flatten() {
+            // The path is stored in the node and as the index key.
+            bytes += 2 * node.path.len() + size_of::<(String, NodeId)>() + 16;
+            bytes += node.children.len() * (size_of::<(String, NodeId)>() + 16);
+            bytes += node.children.keys().map(String::len).sum::<usize>();
+            bytes += node.policies.capacity() * size_of::<Policy>();
+            bytes += node.policies.iter().map(|p| p.name.len() + p.spec.metric.len() + p.spec.warn.len()).sum::<usize>();
+            bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
+        }
+        for hold in self.holds.values() {
+            bytes += size_of::<Hold>() + 2 * hold.id.len() + 64;
+            bytes += hold.set.paths.iter().map(|p| p.len() + 24).sum::<usize>();
+            bytes += hold.items.len() * 64 + hold.lines.len() * 48;
+        }
+        bytes + self.done.len() * (size_of::<super::hold::DoneEntry>() + 128)
+    }
+
     pub fn policy_count(&self) -> usize {
         self.nodes.iter().flatten().map(|n| n.policies.len()).sum()
     }

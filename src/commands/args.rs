@@ -1,0 +1,121 @@
+//! The argument cursor shared by every command: typed `next_*` readers,
+//! case-insensitive keywords, and errors that name the argument.
+
+use rust_decimal::Decimal;
+
+use crate::engine::{Error, Result, amount, names};
+
+/// Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
+const LIST_ENDS: &[&str] = &[
+    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK",
+    "ITEM",
+];
+
+pub struct Args<'a> {
+    items: &'a [&'a str],
+    pos: usize,
+    command: &'static str,
+}
+
+impl<'a> Args<'a> {
+    pub fn new(command: &'static str, items: &'a [&'a str]) -> Args<'a> {
+        Args { items, pos: 0, command }
+    }
+
+    pub fn command(&self) -> &'static str {
+        self.command
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.items.len() - self.pos
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.pos >= self.items.len()
+    }
+
+    pub fn peek(&self) -> Option<&'a str> {
+        self.items.get(self.pos).copied()
+    }
+
+    /// The next argument, or an error naming what was expected.
+    pub fn next_str(&mut self, what: &str) -> Result<&'a str> {
+        match self.items.get(self.pos) {
+            Some(s) => {
+                self.pos += 1;
+                Ok(s)
+            }
+            None => Err(Error::syntax(format!("{} is missing {what}", self.command))),
+        }
+    }
+
+    /// Consumes the next argument if it is `keyword` (any case).
+    pub fn eat(&mut self, keyword: &str) -> bool {
+        if self.peek().is_some_and(|s| s.eq_ignore_ascii_case(keyword)) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the next argument is a keyword that ends a value list.
+    pub fn at_list_end(&self) -> bool {
+        self.peek().is_none_or(|s| LIST_ENDS.iter().any(|k| s.eq_ignore_ascii_case(k)))
+    }
+
+    pub fn next_path(&mut self, what: &str, max_depth: usize) -> Result<String> {
+        names::parse_path(self.next_str(what)?, max_depth)
+    }
+
+    pub fn next_name(&mut self, what: &str) -> Result<String> {
+        names::parse_name(self.next_str(what)?, what)
+    }
+
+    pub fn next_metric(&mut self) -> Result<String> {
+        names::parse_metric(self.next_str("a metric")?)
+    }
+
+    pub fn next_amount(&mut self, what: &str) -> Result<Decimal> {
+        amount::parse(self.next_str(what)?)
+    }
+
+    pub fn next_non_negative(&mut self, what: &str) -> Result<Decimal> {
+        amount::parse_non_negative(self.next_str(what)?)
+    }
+
+    /// An integer in `min..=max`; `what` names it in the error.
+    pub fn next_u64(&mut self, what: &str, min: u64, max: u64) -> Result<u64> {
+        let text = self.next_str(what)?;
+        match text.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) && !text.starts_with('+') => Ok(n),
+            _ => Err(Error::syntax(format!("{what} must be an integer from {min} to {max}, not '{}'", names::clip(text)))),
+        }
+    }
+
+    /// Fails unless every argument was consumed.
+    pub fn finish(&self) -> Result<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(extra) => Err(Error::syntax(format!(
+                "unexpected argument '{}' in {}",
+                names::clip(extra),
+                self.command
+            ))),
+        }
+    }
+
+    /// An error for an argument that is not a keyword of this command.
+    pub fn unknown(&self, word: &str) -> Error {
+        Error::syntax(format!("unknown argument '{}' in {}", names::clip(word), self.command))
+    }
+
+    /// Refuses a keyword given twice.
+    pub fn once(&self, seen: &mut Vec<&'static str>, keyword: &'static str) -> Result<()> {
+        if seen.contains(&keyword) {
+            return Err(Error::syntax(format!("{keyword} given twice in {}", self.command)));
+        }
+        seen.push(keyword);
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Commands that are not part of the user-facing contract:
+//! `QUOTA.REPLAY` and `QUOTA.LOADTREE` (written by the primary for replicas
+//! and the AOF), and `QUOTA.DEBUG` (tests only).
+
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+
+use super::{EXPIRE, TREE_COMMANDS, execute, keyword, utf8_args};
+use crate::engine::Tree;
+use crate::{clock, config, datatype, expiry, persist};
+
+/// Only the replication link and the AOF loader may send these.
+fn internal_only(ctx: &Context, name: &str) -> Result<(), RedisError> {
+    let flags = ctx.get_flags();
+    if flags.contains(ContextFlags::REPLICATED) || flags.contains(ContextFlags::LOADING) {
+        Ok(())
+    } else {
+        Err(RedisError::String(format!(
+            "ERR {name} is internal: a primary sends it to its replicas and its AOF"
+        )))
+    }
+}
+
+/// `QUOTA.REPLAY key now_ms COMMAND args…`: runs a tree command at the
+/// primary's time. `EXPIRE` as the command only expires.
+pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    internal_only(ctx, "QUOTA.REPLAY")?;
+    if argv.len() < 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let texts = utf8_args(&argv[2..])?;
+    let now_ms: u64 = texts[0].parse().map_err(|_| RedisError::Str("ERR QUOTA.REPLAY: bad time"))?;
+    let name = texts[1].as_str();
+    let rest: Vec<&str> = texts[2..].iter().map(String::as_str).collect();
+    if name == EXPIRE {
+        let handle = ctx.open_key_writable(&argv[1]);
+        if let Some(tree) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
+            tree.expire(now_ms, &config::limits());
+            expiry::schedule(ctx, argv[1].as_slice(), tree.next_due_ms());
+            super::replicate_expiry(ctx, argv[1].as_slice(), now_ms);
+        }
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    let command = TREE_COMMANDS
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| RedisError::String(format!("ERR QUOTA.REPLAY: unknown command '{name}'")))?;
+    execute(ctx, &argv[1], &rest, command, Some(now_ms))
+}
+
+/// `QUOTA.LOADTREE key version bytes`: replaces the key with a tree
+/// encoded by `persist::encode` (written by AOF rewrite).
+pub fn loadtree(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    internal_only(ctx, "QUOTA.LOADTREE")?;
+    if argv.len() != 4 {
+        return Err(RedisError::WrongArity);
+    }
+    let version: i32 = argv[2]
+        .try_as_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(RedisError::Str("ERR QUOTA.LOADTREE: bad version"))?;
+    let tree = persist::decode(argv[3].as_slice(), version)
+        .map_err(|e| RedisError::String(format!("ERR QUOTA.LOADTREE: {e}")))?;
+    let next_due = tree.next_due_ms();
+    let handle = ctx.open_key_writable(&argv[1]);
+    handle.set_value(&datatype::QUOTA_TYPE, tree)?;
+    expiry::schedule(ctx, argv[1].as_slice(), next_due);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `QUOTA.DEBUG CLOCK SET ms | ADVANCE ms | GET`, only with `TEST_CLOCK yes`.
+pub fn debug(_ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if !config::test_clock() {
+        return Err(RedisError::Str(
+            "ERR QUOTA.DEBUG is disabled: load the module with TEST_CLOCK yes (never in production)",
+        ));
+    }
+    let texts = utf8_args(&argv[1..])?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let bad = || RedisError::Str("ERR syntax: QUOTA.DEBUG CLOCK SET ms | ADVANCE ms | GET");
+    let ms = |s: &str| s.parse::<u64>().map_err(|_| bad());
+    match texts.as_slice() {
+        [c, verb] if keyword(c, &["CLOCK"]).is_some() && keyword(verb, &["GET"]).is_some() => {}
+        [c, verb, value] if keyword(c, &["CLOCK"]).is_some() => match keyword(verb, &["SET", "ADVANCE"]) {
+            Some("SET") => clock::set_test_ms(ms(value)?),
+            Some(_) => {
+                clock::advance_test_ms(ms(value)?);
+            }
+            None => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    }
+    Ok(RedisValue::Integer(i64::try_from(clock::now_ms()).unwrap_or(i64::MAX)))
+}

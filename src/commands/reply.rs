@@ -1,0 +1,155 @@
+//! Replies as a small ordered tree, emitted either as RESP (maps on RESP3,
+//! flat key/value arrays on RESP2, by Redis itself) or as one JSON string.
+//! Building the tree once and rendering it twice keeps `FORMAT json` and
+//! the RESP reply identical in content.
+
+use redis_module::{Context, raw};
+use rust_decimal::Decimal;
+
+use crate::engine::{Costs, amount};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Int(i64),
+    /// A bulk string.
+    Str(String),
+    Nil,
+    /// The simple string `OK`.
+    Ok,
+    Array(Vec<Reply>),
+    /// A map whose keys are field names of the contract.
+    Map(Vec<(&'static str, Reply)>),
+    /// A map whose keys are data, such as metric names.
+    Pairs(Vec<(String, Reply)>),
+}
+
+impl Reply {
+    pub fn amount(value: Decimal) -> Reply {
+        Reply::Str(amount::format(value))
+    }
+
+    pub fn flag(value: bool) -> Reply {
+        Reply::Int(i64::from(value))
+    }
+
+    pub fn ms(value: u64) -> Reply {
+        Reply::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+
+    pub fn str(value: impl Into<String>) -> Reply {
+        Reply::Str(value.into())
+    }
+
+    pub fn opt_str(value: Option<&str>) -> Reply {
+        value.map_or(Reply::Nil, |s| Reply::Str(s.to_string()))
+    }
+
+    /// Metric → amount.
+    pub fn costs(costs: &Costs) -> Reply {
+        Reply::Pairs(costs.iter().map(|(m, a)| (m.clone(), Reply::amount(*a))).collect())
+    }
+
+    pub fn strings(values: impl IntoIterator<Item = String>) -> Reply {
+        Reply::Array(values.into_iter().map(Reply::Str).collect())
+    }
+}
+
+/// Emits `reply` to the client of `ctx`.
+pub fn emit(ctx: &Context, reply: &Reply) {
+    let c = ctx.ctx;
+    let text = |s: &str| {
+        raw::reply_with_string_buffer(c, s.as_ptr().cast(), s.len());
+    };
+    match reply {
+        Reply::Int(n) => {
+            raw::reply_with_long_long(c, *n);
+        }
+        Reply::Str(s) => text(s),
+        Reply::Nil => {
+            raw::reply_with_null(c);
+        }
+        Reply::Ok => {
+            raw::reply_with_simple_string(c, c"OK".as_ptr());
+        }
+        Reply::Array(items) => {
+            raw::reply_with_array(c, items.len() as _);
+            for item in items {
+                emit(ctx, item);
+            }
+        }
+        Reply::Map(fields) => {
+            raw::reply_with_map(c, fields.len() as _);
+            for (key, value) in fields {
+                text(key);
+                emit(ctx, value);
+            }
+        }
+        Reply::Pairs(fields) => {
+            raw::reply_with_map(c, fields.len() as _);
+            for (key, value) in fields {
+                text(key);
+                emit(ctx, value);
+            }
+        }
+    }
+}
+
+/// Renders `reply` as compact JSON with fields in reply order.
+pub fn to_json(reply: &Reply) -> String {
+    let mut out = String::new();
+    write_json(reply, &mut out);
+    out
+}
+
+fn write_json_str(s: &str, out: &mut String) {
+    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+}
+
+fn write_json_map<'a, K: AsRef<str> + 'a>(fields: impl Iterator<Item = (&'a K, &'a Reply)>, out: &mut String) {
+    out.push('{');
+    for (i, (k, v)) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(k.as_ref(), out);
+        out.push(':');
+        write_json(v, out);
+    }
+    out.push('}');
+}
+
+fn write_json(reply: &Reply, out: &mut String) {
+    match reply {
+        Reply::Int(n) => out.push_str(&n.to_string()),
+        Reply::Str(s) => write_json_str(s, out),
+        Reply::Nil => out.push_str("null"),
+        Reply::Ok => out.push_str("\"OK\""),
+        Reply::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out);
+            }
+            out.push(']');
+        }
+        Reply::Map(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
+        Reply::Pairs(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_field_order_and_escapes() {
+        let r = Reply::Map(vec![
+            ("b", Reply::Int(1)),
+            ("a", Reply::Array(vec![Reply::Nil, Reply::str("x\"y")])),
+            ("spent", Reply::costs(&vec![("credits".into(), Decimal::new(125, 1))])),
+        ]);
+        assert_eq!(to_json(&r), r#"{"b":1,"a":[null,"x\"y"],"spent":{"credits":"12.5"}}"#);
+    }
+}

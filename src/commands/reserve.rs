@@ -1,0 +1,280 @@
+//! `QUOTA.RESERVE`, `QUOTA.COMMIT`, `QUOTA.RELEASE`, `QUOTA.EXTEND`,
+//! `QUOTA.CHARGE`: the request path.
+
+use super::args::Args;
+use super::reply::Reply;
+use super::{Answer, Command, Env, Handler, keyword};
+use crate::config::MAX_TTL_MS;
+use crate::engine::outcome::{ChargeOutcome, Check, CommitOutcome, ReleaseOutcome, ReserveOutcome};
+use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Costs, Error, ReserveRequest, Result, Tree};
+
+pub const RESERVE: Command = Command { name: "QUOTA.RESERVE", handler: Handler::Write(reserve) };
+pub const COMMIT: Command = Command { name: "QUOTA.COMMIT", handler: Handler::Write(commit) };
+pub const RELEASE: Command = Command { name: "QUOTA.RELEASE", handler: Handler::Write(release) };
+pub const EXTEND: Command = Command { name: "QUOTA.EXTEND", handler: Handler::Write(extend) };
+pub const CHARGE: Command = Command { name: "QUOTA.CHARGE", handler: Handler::Write(charge) };
+
+/// Most paths one request may charge (`PATH` plus `ALSO`).
+pub const MAX_CHARGE_PATHS: usize = 16;
+
+const REQUEST_KEYWORDS: &[&str] =
+    &["PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "CHECK", "COST", "USAGE"];
+
+/// The arguments `QUOTA.RESERVE` and `QUOTA.CHARGE` share.
+struct Request {
+    set: ChargeSet,
+    id: Option<String>,
+    ttl_ms: Option<u64>,
+    batch: Option<BatchMode>,
+    brief: bool,
+    check: bool,
+    items: Vec<Costs>,
+}
+
+/// Parses a request. `charge` selects the rules of `QUOTA.CHARGE`: one
+/// item, negative amounts allowed, `CHECK` instead of `TTL` and batches.
+fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request> {
+    let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
+    let (mut batch, mut brief, mut check, mut items) = (None, false, false, Vec::new());
+    let mut seen = Vec::new();
+    while !args.is_done() {
+        let word = args.next_str("a keyword")?;
+        let Some(kw) = keyword(word, REQUEST_KEYWORDS) else { return Err(args.unknown(word)) };
+        let for_charge_only = kw == "CHECK";
+        let for_reserve_only = matches!(kw, "TTL" | "ALL" | "UPTO" | "DRYRUN");
+        if (charge && for_reserve_only) || (!charge && for_charge_only) {
+            return Err(Error::syntax(format!("{kw} does not apply to {}", args.command())));
+        }
+        match kw {
+            "COST" => items.push(parse_cost(args, !charge)?),
+            "USAGE" => {
+                return Err(Error::syntax(
+                    "USAGE items are priced by the price book, which this version does not have yet; use COST",
+                ));
+            }
+            "ALSO" => {
+                also.push(args.next_path("a path after ALSO", env.max_depth)?);
+                while !args.at_list_end() {
+                    also.push(args.next_path("a path after ALSO", env.max_depth)?);
+                }
+            }
+            "ALL" | "UPTO" | "DRYRUN" => {
+                args.once(&mut seen, "ALL, UPTO or DRYRUN")?;
+                batch = Some(match kw {
+                    "ALL" => BatchMode::All,
+                    "UPTO" => BatchMode::Upto,
+                    _ => BatchMode::DryRun,
+                });
+            }
+            _ => {
+                args.once(&mut seen, kw)?;
+                match kw {
+                    "PATH" => path = Some(args.next_path("a path after PATH", env.max_depth)?),
+                    "ID" => id = Some(args.next_name("id")?),
+                    "TTL" => ttl_ms = Some(args.next_u64("TTL", 1, MAX_TTL_MS)?),
+                    "SERVICE" => service = Some(args.next_name("service")?),
+                    "MODEL" => model = Some(args.next_name("model")?),
+                    "BRIEF" => brief = true,
+                    "CHECK" => check = true,
+                    _ => return Err(args.unknown(word)),
+                }
+            }
+        }
+    }
+    let path = path.ok_or_else(|| Error::syntax(format!("{} needs PATH", args.command())))?;
+    if model.is_some() && service.is_none() {
+        return Err(Error::syntax("MODEL needs SERVICE"));
+    }
+    if items.is_empty() {
+        return Err(Error::syntax(format!("{} needs a COST item", args.command())));
+    }
+    if charge && items.len() > 1 {
+        return Err(Error::syntax("QUOTA.CHARGE takes exactly one COST item"));
+    }
+    let mut paths = vec![path];
+    for p in also {
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    if paths.len() > MAX_CHARGE_PATHS {
+        return Err(Error::Limit(format!("at most {MAX_CHARGE_PATHS} paths per request (PATH and ALSO)")));
+    }
+    Ok(Request { set: ChargeSet { paths, service, model }, id, ttl_ms, batch, brief, check, items })
+}
+
+/// `COST metric amount [metric amount …]` after the `COST` keyword.
+fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
+    let mut cost = Costs::new();
+    while !args.at_list_end() {
+        let metric = args.next_metric()?;
+        let amount = if non_negative { args.next_non_negative("an amount")? } else { args.next_amount("an amount")? };
+        if cost.iter().any(|(m, _)| *m == metric) {
+            return Err(Error::syntax(format!("metric '{metric}' appears twice in one COST item")));
+        }
+        cost.push((metric, amount));
+    }
+    if cost.is_empty() {
+        return Err(Error::syntax("COST needs at least one metric and amount"));
+    }
+    Ok(cost)
+}
+
+/// `QUOTA.RESERVE key PATH p [ALSO p …] [ID id] [TTL ms] [SERVICE s] [MODEL m]
+/// [ALL|UPTO|DRYRUN] [BRIEF] COST m n … [COST …]`
+fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let req = parse_request(args, env, false)?;
+    let request = ReserveRequest {
+        set: req.set,
+        id: req.id,
+        ttl_ms: req.ttl_ms.unwrap_or(env.default_ttl_ms),
+        batch: req.batch.unwrap_or(BatchMode::All),
+        items: req.items,
+    };
+    let outcome = tree.reserve(&request, env.now_ms, &env.limits)?;
+    let changed = outcome.reserved > 0 && !outcome.duplicate;
+    crate::stats::bump(
+        if outcome.allowed { &crate::stats::RESERVES_ALLOWED } else { &crate::stats::RESERVES_DENIED },
+        u64::from(!outcome.duplicate),
+    );
+    Ok(Answer { reply: reserve_reply(&outcome, req.brief), changed })
+}
+
+pub fn reserve_reply(o: &ReserveOutcome, brief: bool) -> Reply {
+    let mut fields = vec![
+        ("allowed", Reply::flag(o.allowed)),
+        ("id", Reply::opt_str(o.id.as_deref())),
+        ("expires_at", Reply::ms(o.expires_at_ms)),
+        ("items", Reply::Int(o.items as i64)),
+        ("fits", Reply::Int(o.fits as i64)),
+        ("reserved", Reply::Int(o.reserved as i64)),
+        ("cost", Reply::costs(&o.cost)),
+    ];
+    if !(brief && o.allowed) {
+        fields.push(("checks", checks_reply(&o.checks)));
+    }
+    fields.push(("denied_by", Reply::strings(o.denied_by.iter().cloned())));
+    fields.push(("message", Reply::str(o.message.clone())));
+    fields.push(("duplicate", Reply::flag(o.duplicate)));
+    Reply::Map(fields)
+}
+
+fn checks_reply(checks: &[Check]) -> Reply {
+    Reply::Array(
+        checks
+            .iter()
+            .map(|c| {
+                Reply::Map(vec![
+                    ("path", Reply::str(c.path.clone())),
+                    ("policy", Reply::str(c.policy.clone())),
+                    ("metric", Reply::str(c.metric.clone())),
+                    ("mode", Reply::str(c.mode.as_str())),
+                    ("window", Reply::str(c.window.as_str())),
+                    ("limit", Reply::amount(c.limit)),
+                    ("used", Reply::amount(c.used)),
+                    ("held", Reply::amount(c.held)),
+                    ("requested", Reply::amount(c.requested)),
+                    ("remaining", Reply::amount(c.remaining)),
+                    ("pass", Reply::flag(c.pass)),
+                    ("status", Reply::str(c.status.as_str())),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// `ITEM i` and an optional `COST …` after a reservation id.
+fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, Option<Costs>)> {
+    let (mut item, mut cost) = (None, None);
+    let mut seen = Vec::new();
+    let keywords: &[&str] = if with_cost { &["ITEM", "COST", "USAGE"] } else { &["ITEM"] };
+    while !args.is_done() {
+        let word = args.next_str("a keyword")?;
+        let Some(kw) = keyword(word, keywords) else { return Err(args.unknown(word)) };
+        args.once(&mut seen, kw)?;
+        match kw {
+            "ITEM" => item = Some(args.next_u64("ITEM", 0, u32::MAX as u64)? as usize),
+            "COST" => cost = Some(parse_cost(args, true)?),
+            _ => {
+                return Err(Error::syntax(
+                    "USAGE is priced by the price book, which this version does not have yet; use COST",
+                ));
+            }
+        }
+    }
+    Ok((item, cost))
+}
+
+/// `QUOTA.COMMIT key id [ITEM i] [COST metric amount …]`
+fn commit(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let id = args.next_name("reservation id")?;
+    let (item, cost) = parse_settle(args, true)?;
+    let outcome = tree.commit(&id, item, cost, env.now_ms, &env.limits)?;
+    crate::stats::bump(&crate::stats::COMMITS, u64::from(!outcome.duplicate));
+    Ok(Answer { reply: commit_reply(&outcome), changed: !outcome.duplicate })
+}
+
+fn commit_reply(o: &CommitOutcome) -> Reply {
+    Reply::Map(vec![
+        ("id", Reply::str(o.id.clone())),
+        ("charged", Reply::costs(&o.charged)),
+        ("released", Reply::costs(&o.released)),
+        ("overage", Reply::costs(&o.overage)),
+        ("duplicate", Reply::flag(o.duplicate)),
+        ("expired", Reply::flag(o.expired)),
+        ("over", Reply::strings(o.over.iter().cloned())),
+    ])
+}
+
+/// `QUOTA.RELEASE key id [ITEM i]`
+fn release(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let id = args.next_name("reservation id")?;
+    let (item, _) = parse_settle(args, false)?;
+    let outcome = tree.release(&id, item, env.now_ms, &env.limits)?;
+    crate::stats::bump(&crate::stats::RELEASES, u64::from(!outcome.duplicate));
+    Ok(Answer { reply: release_reply(&outcome), changed: !outcome.duplicate })
+}
+
+fn release_reply(o: &ReleaseOutcome) -> Reply {
+    Reply::Map(vec![
+        ("id", Reply::str(o.id.clone())),
+        ("released", Reply::costs(&o.released)),
+        ("duplicate", Reply::flag(o.duplicate)),
+        ("expired", Reply::flag(o.expired)),
+    ])
+}
+
+/// `QUOTA.EXTEND key id ttl`
+fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let id = args.next_name("reservation id")?;
+    let ttl_ms = args.next_u64("the TTL", 1, MAX_TTL_MS)?;
+    args.finish()?;
+    let outcome = tree.extend(&id, ttl_ms, env.now_ms)?;
+    let reply = Reply::Map(vec![("id", Reply::str(outcome.id)), ("expires_at", Reply::ms(outcome.expires_at_ms))]);
+    Ok(Answer { reply, changed: true })
+}
+
+/// `QUOTA.CHARGE key PATH p [ALSO p …] [ID id] [SERVICE s] [MODEL m] [CHECK]
+/// [BRIEF] COST metric amount …`
+fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let req = parse_request(args, env, true)?;
+    let cost = req.items.into_iter().next().unwrap_or_default();
+    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost };
+    let outcome = tree.charge(&request, env.now_ms, &env.limits)?;
+    let changed = outcome.allowed && !outcome.duplicate;
+    crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
+    Ok(Answer { reply: charge_reply(&outcome, req.brief), changed })
+}
+
+fn charge_reply(o: &ChargeOutcome, brief: bool) -> Reply {
+    let mut fields = vec![("allowed", Reply::flag(o.allowed)), ("charged", Reply::costs(&o.charged))];
+    if !(brief && o.allowed) {
+        fields.push(("checks", checks_reply(&o.checks)));
+    }
+    fields.push(("denied_by", Reply::strings(o.denied_by.iter().cloned())));
+    fields.push(("message", Reply::str(o.message.clone())));
+    fields.push(("over", Reply::strings(o.over.iter().cloned())));
+    fields.push(("duplicate", Reply::flag(o.duplicate)));
+    Reply::Map(fields)
+}
+

@@ -1,0 +1,105 @@
+//! Registration with Redis: the data type, the commands, the
+//! configuration, `INFO quota`, and the timer that expires holds.
+
+use redis_module::configuration::ConfigurationFlags;
+use redis_module::{Context, InfoContext, RedisResult, RedisString, Status, redis_module};
+
+use crate::commands::{self, internal, policy, read, reserve};
+use crate::datatype::QUOTA_TYPE;
+use crate::{clock, config, expiry, stats};
+
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
+    if let Err(e) = config::apply_module_args(&args) {
+        ctx.log_warning(&format!("quota: {e}"));
+        return Status::Err;
+    }
+    clock::init();
+    expiry::start(ctx);
+    if config::test_clock() {
+        ctx.log_warning("quota: TEST_CLOCK is on: time only moves with QUOTA.DEBUG CLOCK; never use this in production");
+    }
+    Status::Ok
+}
+
+// The builder API would name the section `quota_quota`; the plain calls
+// give `# quota` with fields `quota_<name>`.
+#[allow(deprecated)]
+fn info(ctx: &InfoContext, _for_crash_report: bool) {
+    ctx.add_info_section(None);
+    for (name, counter) in [
+        ("reservations_allowed", &stats::RESERVES_ALLOWED),
+        ("reservations_denied", &stats::RESERVES_DENIED),
+        ("commits", &stats::COMMITS),
+        ("releases", &stats::RELEASES),
+        ("charges", &stats::CHARGES),
+        ("expired_holds", &stats::EXPIRED_HOLDS),
+    ] {
+        ctx.add_info_field_long_long(name, stats::read(counter) as i64);
+    }
+}
+
+macro_rules! tree_command {
+    ($fn_name:ident, $command:expr) => {
+        fn $fn_name(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+            commands::run(ctx, args, &$command)
+        }
+    };
+}
+
+tree_command!(cmd_set, policy::SET);
+tree_command!(cmd_unset, policy::UNSET);
+tree_command!(cmd_delpath, policy::DELPATH);
+tree_command!(cmd_reserve, reserve::RESERVE);
+tree_command!(cmd_commit, reserve::COMMIT);
+tree_command!(cmd_release, reserve::RELEASE);
+tree_command!(cmd_extend, reserve::EXTEND);
+tree_command!(cmd_charge, reserve::CHARGE);
+tree_command!(cmd_get, read::GET);
+tree_command!(cmd_tree, read::TREE);
+tree_command!(cmd_holds, read::HOLDS);
+
+redis_module! {
+    name: "quota",
+    version: 1,
+    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    data_types: [QUOTA_TYPE],
+    init: init,
+    info: info,
+    commands: [
+        ["QUOTA.SET", cmd_set, "write deny-oom", 1, 1, 1, ""],
+        ["QUOTA.UNSET", cmd_unset, "write", 1, 1, 1, ""],
+        ["QUOTA.DELPATH", cmd_delpath, "write", 1, 1, 1, ""],
+        ["QUOTA.RESERVE", cmd_reserve, "write deny-oom", 1, 1, 1, ""],
+        ["QUOTA.COMMIT", cmd_commit, "write", 1, 1, 1, ""],
+        ["QUOTA.RELEASE", cmd_release, "write", 1, 1, 1, ""],
+        ["QUOTA.EXTEND", cmd_extend, "write", 1, 1, 1, ""],
+        ["QUOTA.CHARGE", cmd_charge, "write deny-oom", 1, 1, 1, ""],
+        ["QUOTA.GET", cmd_get, "readonly", 1, 1, 1, ""],
+        ["QUOTA.TREE", cmd_tree, "readonly", 1, 1, 1, ""],
+        ["QUOTA.HOLDS", cmd_holds, "readonly", 1, 1, 1, ""],
+        ["QUOTA.REPLAY", internal::replay, "write", 1, 1, 1, ""],
+        ["QUOTA.LOADTREE", internal::loadtree, "write", 1, 1, 1, ""],
+        ["QUOTA.DEBUG", internal::debug, "", 0, 0, 0, ""],
+    ],
+    event_handlers: [
+        [@GENERIC @LOADED: expiry::on_keyspace_event],
+    ],
+    configurations: [
+        i64: [
+            ["default_ttl", &config::DEFAULT_TTL, 60_000, 1, config::MAX_TTL_MS as i64, ConfigurationFlags::DEFAULT, None],
+            ["tombstone_ttl", &config::TOMBSTONE_TTL, 86_400_000, 1000, 90 * 86_400_000, ConfigurationFlags::DEFAULT, None],
+            ["max_paths", &config::MAX_PATHS, 100_000, 1, 100_000_000, ConfigurationFlags::DEFAULT, None],
+            ["max_policies", &config::MAX_POLICIES, 16, 1, 64, ConfigurationFlags::DEFAULT, None],
+            ["max_holds", &config::MAX_HOLDS, 1_000_000, 1, 100_000_000, ConfigurationFlags::DEFAULT, None],
+            ["max_depth", &config::MAX_DEPTH, 16, 1, 64, ConfigurationFlags::DEFAULT, None],
+            ["max_items", &config::MAX_ITEMS, 1000, 1, 10_000, ConfigurationFlags::DEFAULT, None],
+        ],
+        string: [],
+        bool: [
+            ["test_clock", &config::TEST_CLOCK, false, ConfigurationFlags::IMMUTABLE, None],
+        ],
+        enum: [],
+        module_args_as_configuration: false,
+    ]
+}
