@@ -17,7 +17,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     clock::init();
     expiry::start(ctx);
     if config::test_clock() {
-        ctx.log_warning("quota: TEST_CLOCK is on: time only moves with QUOTA.DEBUG CLOCK; never use this in production");
+        ctx.log_warning(
+            "quota: TEST_CLOCK is on: time only moves with QUOTA.DEBUG CLOCK; never use this in production",
+        );
     }
     Status::Ok
 }

@@ -43,7 +43,11 @@ struct TreeData {
     done: Vec<DoneEntry>,
 }
 
-fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<DECODE_LIMIT>> {
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
     bincode::config::standard().with_limit::<DECODE_LIMIT>()
 }
 
@@ -72,7 +76,9 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
             }
             rebuild(data)
         }
-        other => Err(format!("unknown quotatree encoding version {other} (this module reads up to {ENCODING_VERSION})")),
+        other => {
+            Err(format!("unknown quotatree encoding version {other} (this module reads up to {ENCODING_VERSION})"))
+        }
     }
 }
 
@@ -221,10 +227,20 @@ mod tests {
         t.set_policy("projects/p1", "cap", spec(100), &l).unwrap();
         t.set_policy("projects/p2", "cap", spec(100), &l).unwrap();
         t.delete_path("projects/p2").unwrap();
-        let set = ChargeSet { paths: vec!["projects/p1".into(), "members/u7".into()], service: Some("chat".into()), model: None };
+        let set = ChargeSet {
+            paths: vec!["projects/p1".into(), "members/u7".into()],
+            service: Some("chat".into()),
+            model: None,
+        };
         let cost = vec![("credits".to_string(), Decimal::new(125, 1))];
         for (i, ttl) in [(0, 500u64), (1, 5000)] {
-            let req = ReserveRequest { set: set.clone(), id: Some(format!("job-{i}")), ttl_ms: ttl, batch: BatchMode::All, items: vec![cost.clone()] };
+            let req = ReserveRequest {
+                set: set.clone(),
+                id: Some(format!("job-{i}")),
+                ttl_ms: ttl,
+                batch: BatchMode::All,
+                items: vec![cost.clone()],
+            };
             t.reserve(&req, 100, &l).unwrap();
         }
         t.expire(700, &l);

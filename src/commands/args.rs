@@ -7,8 +7,7 @@ use crate::engine::{Error, Result, amount, names};
 
 /// Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
 const LIST_ENDS: &[&str] = &[
-    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK",
-    "ITEM",
+    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK", "ITEM",
 ];
 
 pub struct Args<'a> {
@@ -45,7 +44,7 @@ impl<'a> Args<'a> {
                 self.pos += 1;
                 Ok(s)
             }
-            None => Err(Error::syntax(format!("{} is missing {what}", self.command))),
+            None => Err(Error::Arity(self.command.to_string(), what.to_string())),
         }
     }
 
@@ -89,7 +88,10 @@ impl<'a> Args<'a> {
         let text = self.next_str(what)?;
         match text.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) && !text.starts_with('+') => Ok(n),
-            _ => Err(Error::syntax(format!("{what} must be an integer from {min} to {max}, not '{}'", names::clip(text)))),
+            _ => Err(Error::syntax(format!(
+                "{what} must be an integer from {min} to {max}, not '{}'",
+                names::clip(text)
+            ))),
         }
     }
 
@@ -97,11 +99,9 @@ impl<'a> Args<'a> {
     pub fn finish(&self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
-            Some(extra) => Err(Error::syntax(format!(
-                "unexpected argument '{}' in {}",
-                names::clip(extra),
-                self.command
-            ))),
+            Some(extra) => {
+                Err(Error::syntax(format!("unexpected argument '{}' in {}", names::clip(extra), self.command)))
+            }
         }
     }
 

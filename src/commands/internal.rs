@@ -14,9 +14,7 @@ fn internal_only(ctx: &Context, name: &str) -> Result<(), RedisError> {
     if flags.contains(ContextFlags::REPLICATED) || flags.contains(ContextFlags::LOADING) {
         Ok(())
     } else {
-        Err(RedisError::String(format!(
-            "ERR {name} is internal: a primary sends it to its replicas and its AOF"
-        )))
+        Err(RedisError::String(format!("ERR {name} is internal: a primary sends it to its replicas and its AOF")))
     }
 }
 

@@ -114,22 +114,23 @@ pub fn execute(
         }
         (handler, _) => {
             let handle = ctx.open_key_writable(key);
-            let (result, expired, next_due) = match handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
-                Some(tree) => {
-                    let expired = tree.expire(now, &env.limits);
-                    let result = apply(handler, tree, &mut args, &env);
-                    (result, expired, tree.next_due_ms())
-                }
-                None => {
-                    let mut tree = Tree::new();
-                    let result = apply(handler, &mut tree, &mut args, &env);
-                    let next_due = tree.next_due_ms();
-                    if matches!(result, Ok(Answer { changed: true, .. })) {
-                        handle.set_value(&datatype::QUOTA_TYPE, tree)?;
+            let (result, expired, next_due) =
+                match handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
+                    Some(tree) => {
+                        let expired = tree.expire(now, &env.limits);
+                        let result = apply(handler, tree, &mut args, &env);
+                        (result, expired, tree.next_due_ms())
                     }
-                    (result, Expiry::default(), next_due)
-                }
-            };
+                    None => {
+                        let mut tree = Tree::new();
+                        let result = apply(handler, &mut tree, &mut args, &env);
+                        let next_due = tree.next_due_ms();
+                        if matches!(result, Ok(Answer { changed: true, .. })) {
+                            handle.set_value(&datatype::QUOTA_TYPE, tree)?;
+                        }
+                        (result, Expiry::default(), next_due)
+                    }
+                };
             crate::stats::bump(&crate::stats::EXPIRED_HOLDS, expired.expired_holds as u64);
             match &result {
                 Ok(Answer { changed: true, .. }) => replicate(ctx, key.as_slice(), now, command.name, rest),

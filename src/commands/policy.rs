@@ -28,8 +28,14 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
             "METRIC" => metric = Some(args.next_metric()?),
             "LIMIT" => limit = Some(args.next_non_negative("LIMIT")?),
             "WINDOW" => window = parse_window(args.next_str("a window after WINDOW")?)?,
-            "ANCHOR" => return Err(Error::syntax("ANCHOR applies to WINDOW month, which this version does not have yet")),
-            "ROLLOVER" => return Err(Error::syntax("ROLLOVER needs a calendar or rolling WINDOW, which this version does not have yet")),
+            "ANCHOR" => {
+                return Err(Error::syntax("ANCHOR applies to WINDOW month, which this version does not have yet"));
+            }
+            "ROLLOVER" => {
+                return Err(Error::syntax(
+                    "ROLLOVER needs a calendar or rolling WINDOW, which this version does not have yet",
+                ));
+            }
             "MODE" => mode = Mode::parse(args.next_str("a mode after MODE")?)?,
             "WARN" => warn = parse_warn(args.next_str("percentages after WARN")?)?,
             "SERVICE" => service = Some(args.next_name("service")?),

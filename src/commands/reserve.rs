@@ -277,4 +277,3 @@ fn charge_reply(o: &ChargeOutcome, brief: bool) -> Reply {
     fields.push(("duplicate", Reply::flag(o.duplicate)));
     Reply::Map(fields)
 }
-

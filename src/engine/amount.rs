@@ -38,17 +38,11 @@ pub fn parse(text: &str) -> Result<Decimal> {
         return Err(bad());
     }
     if frac_part.is_some_and(|f| f.len() > MAX_SCALE as usize) {
-        return Err(Error::InvalidAmount(format!(
-            "'{}' has more than {MAX_SCALE} decimal places",
-            shorten(text)
-        )));
+        return Err(Error::InvalidAmount(format!("'{}' has more than {MAX_SCALE} decimal places", shorten(text))));
     }
     let value = text.parse::<Decimal>().map_err(|_| bad())?.normalize();
     if value.abs() > MAX_INPUT {
-        return Err(Error::InvalidAmount(format!(
-            "'{}' is larger than 10^15 in absolute value",
-            shorten(text)
-        )));
+        return Err(Error::InvalidAmount(format!("'{}' is larger than 10^15 in absolute value", shorten(text))));
     }
     Ok(value)
 }

@@ -6,8 +6,10 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// Malformed arguments: arity, unknown keywords, bad paths or names.
+    /// Malformed arguments: unknown keywords, bad paths or names.
     Syntax(String),
+    /// A command given too few arguments: (command, what is missing).
+    Arity(String, String),
     /// A decimal that does not parse or is out of the accepted range.
     InvalidAmount(String),
     /// A metric name that breaks the naming rule or is a keyword.
@@ -33,6 +35,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Syntax(m) => write!(f, "ERR syntax: {m}"),
+            Error::Arity(cmd, missing) => {
+                write!(f, "ERR wrong number of arguments for '{}' command: missing {missing}", cmd.to_ascii_lowercase())
+            }
             Error::InvalidAmount(m) => write!(f, "ERR invalid amount: {m}"),
             Error::UnknownMetric(m) => write!(f, "ERR unknown metric: {m}"),
             Error::Limit(m) => write!(f, "ERR limit: {m}"),

@@ -324,7 +324,13 @@ impl Tree {
         best
     }
 
-    fn reserve_message(&self, req: &ReserveRequest, binding: Option<&Binding>, reserved: usize, total: &Costs) -> String {
+    fn reserve_message(
+        &self,
+        req: &ReserveRequest,
+        binding: Option<&Binding>,
+        reserved: usize,
+        total: &Costs,
+    ) -> String {
         let n = req.items.len();
         let Some(b) = binding else {
             return match (req.batch, n) {
@@ -413,12 +419,18 @@ impl Tree {
             Some(i) => {
                 Self::check_item(hold, i)?;
                 match (hold.items[i].state, &hold.items[i].outcome) {
-                    (ItemState::Committed, Some(first)) => return Ok(CommitOutcome { duplicate: true, ..(**first).clone() }),
+                    (ItemState::Committed, Some(first)) => {
+                        return Ok(CommitOutcome { duplicate: true, ..(**first).clone() });
+                    }
                     (ItemState::Committed, None) => {
-                        return Err(Error::State(format!("item {i} of reservation '{id}' was committed as part of the whole")));
+                        return Err(Error::State(format!(
+                            "item {i} of reservation '{id}' was committed as part of the whole"
+                        )));
                     }
                     (ItemState::Released, _) => {
-                        return Err(Error::State(format!("item {i} of reservation '{id}' was released; nothing to commit")));
+                        return Err(Error::State(format!(
+                            "item {i} of reservation '{id}' was released; nothing to commit"
+                        )));
                     }
                     _ => vec![i],
                 }
@@ -463,15 +475,8 @@ impl Tree {
                 overage.push((metric.clone(), extra));
             }
         }
-        let outcome = CommitOutcome {
-            id: id.to_string(),
-            charged: actual,
-            released,
-            overage,
-            duplicate: false,
-            expired,
-            over,
-        };
+        let outcome =
+            CommitOutcome { id: id.to_string(), charged: actual, released, overage, duplicate: false, expired, over };
         if let Some(hold) = self.lookup_mut(id) {
             for &i in &indices {
                 hold.items[i].state = ItemState::Committed;
@@ -502,7 +507,9 @@ impl Tree {
                 match hold.items[i].state {
                     ItemState::Released => return Ok(repeat(hold)),
                     ItemState::Committed => {
-                        return Err(Error::State(format!("item {i} of reservation '{id}' was committed; nothing to release")));
+                        return Err(Error::State(format!(
+                            "item {i} of reservation '{id}' was committed; nothing to release"
+                        )));
                     }
                     ItemState::Held | ItemState::Expired => vec![i],
                 }
@@ -634,7 +641,12 @@ impl Tree {
             }
         }
         hold.lines = Vec::new();
-        self.remember(DoneEntry { id: id.to_string(), forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms), hold: Some(hold), charge: None });
+        self.remember(DoneEntry {
+            id: id.to_string(),
+            forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms),
+            hold: Some(hold),
+            charge: None,
+        });
     }
 
     fn remember(&mut self, entry: DoneEntry) {
@@ -651,7 +663,9 @@ impl Tree {
                 return Err(Error::State(format!("id '{id}' is already used by a reservation")));
             }
             match self.done.get(id) {
-                Some(DoneEntry { charge: Some(first), .. }) => return Ok(ChargeOutcome { duplicate: true, ..first.clone() }),
+                Some(DoneEntry { charge: Some(first), .. }) => {
+                    return Ok(ChargeOutcome { duplicate: true, ..first.clone() });
+                }
                 Some(_) => return Err(Error::State(format!("id '{id}' is already used by a reservation"))),
                 None => {}
             }

@@ -16,9 +16,9 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Words of the command grammar; a metric may not be one of them, so that a
 /// `COST` list can never swallow the next keyword.
 const KEYWORDS: &[&str] = &[
-    "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
-    "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover",
-    "depth", "format", "count", "since", "strict", "block", "open", "none", "rolling",
+    "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost", "usage", "item",
+    "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format", "count", "since",
+    "strict", "block", "open", "none", "rolling",
 ];
 
 /// Parses a client path into its canonical form. `depth_limit` is the
@@ -38,9 +38,7 @@ pub fn parse_path(text: &str, depth_limit: usize) -> Result<String> {
                 depth_limit.min(MAX_DEPTH_HARD)
             )));
         }
-        check_segment(segment).map_err(|why| {
-            Error::syntax(format!("invalid path '{}': {why}", clip(text)))
-        })?;
+        check_segment(segment).map_err(|why| Error::syntax(format!("invalid path '{}': {why}", clip(text))))?;
     }
     Ok(body.to_string())
 }
@@ -69,10 +67,7 @@ pub fn display_path(canonical: &str) -> &str {
 
 /// Iterates the ancestors of a canonical path, root first, the path last.
 pub fn prefixes(canonical: &str) -> impl Iterator<Item = &str> {
-    let ends = canonical
-        .match_indices('/')
-        .map(|(i, _)| i)
-        .chain((!canonical.is_empty()).then_some(canonical.len()));
+    let ends = canonical.match_indices('/').map(|(i, _)| i).chain((!canonical.is_empty()).then_some(canonical.len()));
     std::iter::once("").chain(ends.map(move |end| &canonical[..end]))
 }
 
@@ -101,10 +96,7 @@ pub fn parse_metric(text: &str) -> Result<String> {
         && bytes[0].is_ascii_lowercase()
         && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
     if !well_formed {
-        return Err(Error::UnknownMetric(format!(
-            "'{}' (metric names are [a-z][a-z0-9_]{{0,31}})",
-            clip(text)
-        )));
+        return Err(Error::UnknownMetric(format!("'{}' (metric names are [a-z][a-z0-9_]{{0,31}})", clip(text))));
     }
     if KEYWORDS.contains(&text) {
         return Err(Error::UnknownMetric(format!("'{text}' is a keyword, not a metric name")));
@@ -115,9 +107,7 @@ pub fn parse_metric(text: &str) -> Result<String> {
 /// Policy names, services, models and reservation ids: 1–128 printable
 /// ASCII characters without spaces. `what` names the argument in errors.
 pub fn parse_name(text: &str, what: &str) -> Result<String> {
-    let ok = !text.is_empty()
-        && text.len() <= MAX_NAME_LEN
-        && text.bytes().all(|b| b.is_ascii_graphic());
+    let ok = !text.is_empty() && text.len() <= MAX_NAME_LEN && text.bytes().all(|b| b.is_ascii_graphic());
     if !ok {
         return Err(Error::syntax(format!(
             "invalid {what} '{}': use 1-{MAX_NAME_LEN} printable characters without spaces",

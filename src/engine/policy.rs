@@ -109,7 +109,12 @@ impl PolicySpec {
 
 /// Parses `80,90` into ascending distinct percentages from 1 to 100.
 pub fn parse_warn(text: &str) -> Result<Vec<u8>> {
-    let bad = || Error::syntax(format!("WARN takes percentages from 1 to 100 separated by commas, not '{}'", super::names::clip(text)));
+    let bad = || {
+        Error::syntax(format!(
+            "WARN takes percentages from 1 to 100 separated by commas, not '{}'",
+            super::names::clip(text)
+        ))
+    };
     let mut out = Vec::new();
     for part in text.split(',') {
         if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -190,10 +195,11 @@ impl Policy {
         let allowance = self.allowance();
         let level = self.level();
         // level ≥ pct% of allowance, compared without division.
-        let crossed = |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
-            (Some(l), Some(a)) => l >= a,
-            _ => true,
-        };
+        let crossed =
+            |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
+                (Some(l), Some(a)) => l >= a,
+                _ => true,
+            };
         match (self.spec.warn.first(), self.spec.warn.last()) {
             (Some(&_), Some(&last)) if crossed(last) => Status::Critical,
             (Some(&first), Some(&_)) if crossed(first) => Status::Warning,

@@ -215,7 +215,8 @@ fn charge_records_and_check_refuses_atomically() {
     let l = Limits::default();
     let mut t = company();
     // cost, check, allowed, used at / afterwards
-    let rows = [("60", false, true, "60"), ("60", true, false, "60"), ("-100", true, true, "0"), ("40", true, true, "40")];
+    let rows =
+        [("60", false, true, "60"), ("60", true, false, "60"), ("-100", true, true, "0"), ("40", true, true, "40")];
     for (cost, check, allowed, used) in rows {
         let out = t.charge(&charge_req(&["projects/p9"], &[("credits", cost)], check), 0, &l).unwrap();
         assert_eq!(out.allowed, allowed, "{cost} {check}");
@@ -237,7 +238,13 @@ fn filters_select_policies_by_service_and_model() {
     hd.model = Some("hd".into());
     t.set_policy("", "hd", hd, &l).unwrap();
     // service, model, amount, allowed
-    let rows = [(None, None, "100", true), (Some("video"), None, "10", true), (Some("video"), None, "11", false), (Some("video"), Some("hd"), "6", false), (Some("video"), Some("sd"), "6", true)];
+    let rows = [
+        (None, None, "100", true),
+        (Some("video"), None, "10", true),
+        (Some("video"), None, "11", false),
+        (Some("video"), Some("hd"), "6", false),
+        (Some("video"), Some("sd"), "6", true),
+    ];
     for (service, model, amount, allowed) in rows {
         let mut req = reserve_req(&["p"], &[&[("credits", amount)]]);
         req.set.service = service.map(String::from);
@@ -265,7 +272,11 @@ fn batches_reserve_all_upto_or_preview() {
         assert_eq!((out.allowed, out.fits, out.reserved), (allowed, fits, reserved), "{mode:?}");
         assert_eq!(policy_at(&t, "", "monthly").held, d(held));
         assert_eq!(out.cost, costs(&[("credits", "200")]));
-        assert!(out.message.starts_with("enough credits for 5 of 10 items: 100 available at /, 200 needed"), "{}", out.message);
+        assert!(
+            out.message.starts_with("enough credits for 5 of 10 items: 100 available at /, 200 needed"),
+            "{}",
+            out.message
+        );
     }
 }
 

@@ -149,7 +149,8 @@ impl Tree {
             bytes += node.children.len() * (size_of::<(String, NodeId)>() + 16);
             bytes += node.children.keys().map(String::len).sum::<usize>();
             bytes += node.policies.capacity() * size_of::<Policy>();
-            bytes += node.policies.iter().map(|p| p.name.len() + p.spec.metric.len() + p.spec.warn.len()).sum::<usize>();
+            bytes +=
+                node.policies.iter().map(|p| p.name.len() + p.spec.metric.len() + p.spec.warn.len()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
         }
         for hold in self.holds.values() {
@@ -222,10 +223,7 @@ impl Tree {
 
     pub(crate) fn check_path_room(&self, new_nodes: usize, limits: &Limits) -> Result<()> {
         if self.node_count + new_nodes > limits.max_paths {
-            return Err(Error::Limit(format!(
-                "the tree would have more than {} paths (max_paths)",
-                limits.max_paths
-            )));
+            return Err(Error::Limit(format!("the tree would have more than {} paths (max_paths)", limits.max_paths)));
         }
         Ok(())
     }
@@ -267,7 +265,13 @@ impl Tree {
             policy.spec = spec;
             return Ok(false);
         }
-        node.policies.push(Policy { name: name.to_string(), spec, generation, used: Decimal::ZERO, held: Decimal::ZERO });
+        node.policies.push(Policy {
+            name: name.to_string(),
+            spec,
+            generation,
+            used: Decimal::ZERO,
+            held: Decimal::ZERO,
+        });
         Ok(true)
     }
 
@@ -481,7 +485,10 @@ impl Tree {
             for policy in &node.policies {
                 let want = expected.get(&(index as NodeId, policy.generation)).copied().unwrap_or_default();
                 if policy.held != want {
-                    return Err(format!("held {} != live holds {} at '{}#{}'", policy.held, want, node.path, policy.name));
+                    return Err(format!(
+                        "held {} != live holds {} at '{}#{}'",
+                        policy.held, want, node.path, policy.name
+                    ));
                 }
                 if policy.used.is_sign_negative() && !policy.used.is_zero() {
                     return Err(format!("negative used at '{}#{}'", node.path, policy.name));

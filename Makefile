@@ -1,0 +1,52 @@
+# quota: hierarchical usage quotas as a Redis module.
+# `make help` lists the targets.
+
+SHELL        := /bin/bash
+PORT         ?= 6379
+MODULE       := target/release/libquota.so
+MODULE_ARGS  ?=
+CARGO        ?= cargo
+APT_PACKAGES := redis-server redis-tools libclang-dev python3
+
+.PHONY: help deps build run test test-engine test-scenarios fmt lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  Variables: PORT=$(PORT) (make run), MODULE_ARGS='TEST_CLOCK yes' (make run)"
+
+deps: ## Install what is missing (redis-server 7, libclang for bindgen) with apt-get
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+
+build: deps ## Build the module: target/release/libquota.so
+	$(CARGO) build --release --locked
+
+run: build ## Start redis-server with the module on localhost:$(PORT), in the foreground
+	redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
+		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS)
+
+test: build test-engine test-scenarios ## Install what is missing, build, run every test
+
+test-engine: ## Engine unit and property tests (no Redis needed)
+	$(CARGO) test --locked --lib
+
+test-scenarios: ## redis-cli scenarios against real redis-servers
+	python3 tests/run.py
+
+fmt: ## Format the code
+	$(CARGO) fmt
+
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+clean: ## Remove build output
+	$(CARGO) clean

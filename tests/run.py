@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Scenario runner: redis-cli scripts with expected replies, run against
+real redis-server processes that this runner starts on free ports and stops.
+
+A scenario file (tests/scenarios/*.redis) reads like a redis-cli session:
+
+    @server main TEST_CLOCK yes            start a server with module args
+    @server main TEST_CLOCK yes -- --appendonly yes     ... and server options
+
+    ## a reservation within every limit is allowed      a test case (a sentence)
+    > QUOTA.SET acme / monthly METRIC credits LIMIT 100  a command (redis-cli -3)
+    "OK"                                   the reply must equal this JSON
+    > QUOTA.RESERVE acme PATH p1 COST credits 30
+    ~ {"allowed": 1, "cost": {"credits": "30"}}      ... must contain this JSON
+    & id = .id                             capture a field; later use $id
+    > QUOTA.SET acme / x METRIC Bad LIMIT 1
+    ! ERR unknown metric                   an error starting with this text
+    >@2 QUOTA.GET acme /                   the same over RESP2 (flat arrays)
+    >replica QUOTA.GET acme /              a command to another server
+
+Directives:
+    @replicaof R M      make server R a replica of M and wait for the sync
+    @sync M             wait until every replica of M has its writes (WAIT)
+    @same A B cmd...    run cmd on A and B; the replies must be equal
+    @restart S          stop S (SHUTDOWN, which saves as configured) and start
+                        it again on the same dir and port
+    @kill S             kill -9 S and start it again on the same dir and port
+    @poll               the next command is retried (up to 5 s) until its
+                        expectation holds: for effects of the module's own
+                        timer, never a fixed sleep
+
+Containment (~) means: every key of an expected object is present with a
+containing value; expected arrays match element-wise and in length.
+
+The runner prints one line per test case and ends with "N passed, M failed".
+"""
+
+import glob
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def free_port():
+    # The cluster bus needs port + 10000 to exist too.
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 <= 65535:
+            return port
+
+
+class Server:
+    def __init__(self, name, module_args, server_args, workdir):
+        self.name = name
+        self.module_args = module_args
+        self.server_args = server_args
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+        self.start()
+
+    def start(self):
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--logfile", os.path.join(self.dir, "redis.log")]
+        args += self.server_args
+        args += ["--loadmodule", MODULE] + self.module_args
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server {self.name} exited at start; see {self.dir}/redis.log:\n"
+                                   + self.log_tail())
+            out = self.cli(["PING"], check=False)
+            if out == '"PONG"':
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server {self.name} did not answer PING")
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log")) as f:
+                return "".join(f.readlines()[-15:])
+        except OSError:
+            return ""
+
+    def cli(self, argv, resp=3, check=True):
+        cmd = [REDIS_CLI, "-p", str(self.port), f"-{resp}", "--json"] + argv
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return res.stdout.strip()
+
+    def stop(self, hard=False):
+        if self.proc is None:
+            return
+        if hard:
+            self.proc.send_signal(signal.SIGKILL)
+        else:
+            self.cli(["SHUTDOWN"], check=False)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self, hard=False):
+        self.stop(hard)
+        self.start()
+
+
+def parse_reply(text):
+    """redis-cli --json output → Python value, errors as {"error": msg}."""
+    if text.startswith("error:"):
+        return {"error": json.loads(text[len("error:"):])}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"unparsed": text}
+
+
+def contains(actual, expected):
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(actual) == len(expected) and all(
+            contains(a, e) for a, e in zip(actual, expected))
+    return actual == expected
+
+
+def pick(value, path):
+    """'.a.b.0' → value['a']['b'][0]."""
+    for part in [p for p in path.split(".") if p]:
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+class Failure(Exception):
+    pass
+
+
+class Scenario:
+    def __init__(self, path, workdir):
+        self.path = path
+        self.workdir = workdir
+        self.servers = {}
+        self.default = None
+        self.vars = {}
+        self.results = []
+
+    def substitute(self, text):
+        for name, value in sorted(self.vars.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace("$" + name, str(value))
+        return text
+
+    def server(self, name):
+        if name not in self.servers:
+            raise Failure(f"no server named {name!r}")
+        return self.servers[name]
+
+    def run(self):
+        with open(self.path) as f:
+            lines = [line.rstrip("\n") for line in f]
+        case, failure = None, None
+        i = 0
+        poll = False
+        last = None  # (server, argv, resp, reply)
+
+        def close_case():
+            if case is not None:
+                self.results.append((case, failure))
+
+        try:
+            while i < len(lines):
+                line = lines[i].strip()
+                i += 1
+                if not line or (line.startswith("#") and not line.startswith("##")):
+                    continue
+                if line.startswith("##"):
+                    close_case()
+                    case, failure = line[2:].strip(), None
+                    continue
+                if failure is not None:
+                    continue  # skip the rest of a failed case
+                try:
+                    if line.startswith("@"):
+                        words = shlex.split(self.substitute(line[1:]))
+                        if words[0] == "poll":
+                            poll = True
+                        else:
+                            self.directive(words)
+                        continue
+                    if line.startswith(">"):
+                        head, _, rest = line[1:].partition(" ")
+                        name, _, resp = head.partition("@")
+                        srv = self.server(name) if name else self.servers[self.default]
+                        argv = shlex.split(self.substitute(rest))
+                        resp = int(resp or 3)
+                        expectations = []
+                        while i < len(lines) and lines[i].strip() and lines[i].strip()[0] in '~!&{["0123456789-tfn':
+                            expectations.append(lines[i].strip())
+                            i += 1
+                        deadline = time.time() + (5 if poll else 0)
+                        while True:
+                            reply = parse_reply(srv.cli(argv, resp=resp))
+                            try:
+                                for exp in expectations:
+                                    self.expect(reply, exp)
+                                break
+                            except Failure:
+                                if time.time() >= deadline:
+                                    raise
+                                time.sleep(0.02)
+                        poll = False
+                        last = (srv, argv, resp, reply)
+                        continue
+                    raise Failure(f"cannot read line {i}: {line!r}")
+                except Failure as e:
+                    failure = f"line {i}: {e}"
+                except (KeyError, IndexError, ValueError, RuntimeError, subprocess.TimeoutExpired) as e:
+                    failure = f"line {i}: {type(e).__name__}: {e}"
+            close_case()
+        finally:
+            for srv in self.servers.values():
+                srv.stop(hard=True)
+        return self.results
+
+    def expect(self, reply, exp):
+        kind, body = exp[0], self.substitute(exp[1:].strip())
+        if kind == "!":
+            if not (isinstance(reply, dict) and "error" in reply and reply["error"].startswith(body)):
+                raise Failure(f"expected error {body!r}, got {json.dumps(reply)}")
+        elif kind == "~":
+            want = json.loads(body)
+            if not contains(reply, want):
+                raise Failure(f"expected a reply containing {json.dumps(want)}, got {json.dumps(reply)}")
+        elif kind == "&":
+            name, _, path = body.partition("=")
+            try:
+                self.vars[name.strip()] = pick(reply, path.strip())
+            except (KeyError, IndexError, TypeError, ValueError):
+                raise Failure(f"cannot capture {path.strip()} from {json.dumps(reply)}")
+        else:
+            want = json.loads(self.substitute(exp))
+            if reply != want:
+                raise Failure(f"expected {json.dumps(want)}, got {json.dumps(reply)}")
+
+    def directive(self, words):
+        verb = words[0]
+        if verb == "server":
+            name = words[1]
+            rest = words[2:]
+            if "--" in rest:
+                cut = rest.index("--")
+                module_args, server_args = rest[:cut], rest[cut + 1:]
+            else:
+                module_args, server_args = rest, []
+            self.servers[name] = Server(name, module_args, server_args, self.workdir)
+            if self.default is None:
+                self.default = name
+        elif verb == "replicaof":
+            replica, primary = self.server(words[1]), self.server(words[2])
+            replica.cli(["REPLICAOF", "127.0.0.1", str(primary.port)])
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                info = replica.cli(["INFO", "replication"], resp=2)
+                if "master_link_status:up" in info and "master_sync_in_progress:0" in info:
+                    return
+                time.sleep(0.05)
+            raise Failure(f"{words[1]} did not sync with {words[2]}")
+        elif verb == "sync":
+            primary = self.server(words[1])
+            replicas = [s for s in self.servers.values() if s is not primary]
+            got = primary.cli(["WAIT", str(len(replicas)), "5000"])
+            if got != str(len(replicas)):
+                raise Failure(f"WAIT reached {got} of {len(replicas)} replicas")
+        elif verb == "same":
+            a, b = self.server(words[1]), self.server(words[2])
+            ra, rb = a.cli(words[3:]), b.cli(words[3:])
+            if ra != rb:
+                raise Failure(f"{words[1]} and {words[2]} differ on {' '.join(words[3:])}:\n  {ra}\n  {rb}")
+            if ra.startswith("error:"):
+                raise Failure(f"{' '.join(words[3:])} failed: {ra}")
+        elif verb in ("restart", "kill"):
+            self.server(words[1]).restart(hard=(verb == "kill"))
+        else:
+            raise Failure(f"unknown directive @{verb}")
+
+
+def main():
+    files = sys.argv[1:] or sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.redis")))
+    if not os.path.exists(MODULE):
+        print(f"module not found at {MODULE}; run `make build` first", file=sys.stderr)
+        return 2
+    passed = failed = 0
+    started = time.time()
+    for path in files:
+        workdir = tempfile.mkdtemp(prefix="quota-test-")
+        try:
+            results = Scenario(path, workdir).run()
+        except Exception as e:  # a broken scenario file is a failure, not a crash
+            results = [(os.path.basename(path), f"{type(e).__name__}: {e}")]
+        for case, failure in results:
+            if failure is None:
+                passed += 1
+                print(f"ok    {os.path.basename(path)}: {case}")
+            else:
+                failed += 1
+                print(f"FAIL  {os.path.basename(path)}: {case}\n      {failure}")
+        if not any(f for _, f in results):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"      (server dirs kept in {workdir})")
+    print(f"scenario files: {len(files)}, time: {time.time() - started:.1f}s")
+    print(f"scenarios: {passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
