@@ -13,6 +13,7 @@ A scenario file (tests/scenarios/*.redis) reads like a redis-cli session:
     > QUOTA.RESERVE acme PATH p1 COST credits 30
     ~ {"allowed": 1, "cost": {"credits": "30"}}      ... must contain this JSON
     & id = .id                             capture a field; later use $id
+    = $id                                  the reply must equal a captured value
     > QUOTA.SET acme / x METRIC Bad LIMIT 1
     ! ERR unknown metric                   an error starting with this text
     >@2 QUOTA.GET acme /                   the same over RESP2 (flat arrays)
@@ -211,7 +212,7 @@ class Scenario:
                         argv = shlex.split(self.substitute(rest))
                         resp = int(resp or 3)
                         expectations = []
-                        while i < len(lines) and lines[i].strip() and lines[i].strip()[0] in '~!&{["0123456789-tfn':
+                        while i < len(lines) and lines[i].strip() and lines[i].strip()[0] in '~!&={["0123456789-tfn':
                             expectations.append(lines[i].strip())
                             i += 1
                         deadline = time.time() + (5 if poll else 0)
@@ -248,6 +249,12 @@ class Scenario:
             want = json.loads(body)
             if not contains(reply, want):
                 raise Failure(f"expected a reply containing {json.dumps(want)}, got {json.dumps(reply)}")
+        elif kind == "=":
+            name = exp[1:].strip().lstrip("$")
+            if name not in self.vars:
+                raise Failure(f"nothing captured as ${name}")
+            if reply != self.vars[name]:
+                raise Failure(f"expected the reply captured as ${name}:\n  {json.dumps(self.vars[name])}\n  got {json.dumps(reply)}")
         elif kind == "&":
             name, _, path = body.partition("=")
             try:
