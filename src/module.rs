@@ -2,7 +2,7 @@
 //! configuration, `INFO quota`, and the timer that expires holds.
 
 use redis_module::configuration::ConfigurationFlags;
-use redis_module::{Context, InfoContext, RedisResult, RedisString, Status, redis_module};
+use redis_module::{Context, InfoContext, RedisResult, RedisString, Status, raw, redis_module};
 
 use crate::commands::{self, internal, policy, read, reserve};
 use crate::datatype::QUOTA_TYPE;
@@ -14,6 +14,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         ctx.log_warning(&format!("quota: {e}"));
         return Status::Err;
     }
+    // A truncated payload (RESTORE, a cut RDB) must be an error we can
+    // report, not a crash inside Redis's loader.
+    ctx.set_module_options(raw::ModuleOptions::HANDLE_IO_ERRORS);
     clock::init();
     expiry::start(ctx);
     if config::test_clock() {

@@ -77,7 +77,7 @@ class Server:
 
     def start(self):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local",
                 "--logfile", os.path.join(self.dir, "redis.log")]
         args += self.server_args
         args += ["--loadmodule", MODULE] + self.module_args
