@@ -78,6 +78,7 @@ class Server:
     def start(self):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local",
+                "--repl-diskless-sync-delay", "0",
                 "--logfile", os.path.join(self.dir, "redis.log")]
         args += self.server_args
         args += ["--loadmodule", MODULE] + self.module_args
