@@ -70,7 +70,7 @@ pub fn test_clock() -> bool {
 /// in any case; an unknown name or a bad value is an error that stops the
 /// module from loading, so a typo never goes unnoticed.
 pub fn apply_module_args(args: &[String]) -> Result<(), String> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err("module arguments come in pairs: NAME value".into());
     }
     for pair in args.chunks(2) {

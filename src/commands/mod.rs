@@ -186,5 +186,5 @@ pub fn keyword(word: &str, keywords: &[&'static str]) -> Option<&'static str> {
 /// arguments the first is the path (options always come in pairs, so a
 /// path may even be named like an option).
 pub fn optional_path(args: &mut Args<'_>, max_depth: usize) -> Result<String> {
-    if args.remaining() % 2 == 1 { args.next_path("a path", max_depth) } else { Ok(String::new()) }
+    if !args.remaining().is_multiple_of(2) { args.next_path("a path", max_depth) } else { Ok(String::new()) }
 }

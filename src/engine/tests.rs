@@ -435,7 +435,7 @@ proptest! {
             match op {
                 Op::Reserve { path, also, amounts, ttl, upto } => {
                     let mut paths = vec![PATHS[path]];
-                    if let Some(a) = also { if a != path { paths.push(PATHS[a]); } }
+                    if let Some(a) = also && a != path { paths.push(PATHS[a]); }
                     let items: Vec<Vec<(&str, String)>> = amounts.iter().map(|a| vec![("credits", a.to_string())]).collect();
                     let items: Vec<Costs> = items.iter().map(|i| i.iter().map(|(m, a)| (m.to_string(), d(a))).collect()).collect();
                     let req = ReserveRequest { set: set_of(&paths), id: None, ttl_ms: ttl, batch: if upto { BatchMode::Upto } else { BatchMode::All }, items };
