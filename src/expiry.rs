@@ -78,10 +78,20 @@ pub fn schedule(ctx: &Context, key: &[u8], at: Option<u64>) {
     with_schedule(|s| s.set(id, at));
 }
 
-/// Keyspace notifications: a tree arrived under a new name or from disk.
+/// Keyspace notifications: a key arrived under a new name or from disk.
+/// Only trees with something due are scheduled (reading is allowed in a
+/// notification callback; writing is not, and is left to the timer).
 pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
-    if matches!(event, "loaded" | "rename_to" | "restore" | "move_to" | "copy_to") {
-        schedule(ctx, key, Some(0));
+    if !matches!(event, "loaded" | "rename_to" | "restore" | "move_to" | "copy_to") {
+        return;
+    }
+    let name = RedisString::create_from_slice(ctx.ctx, key);
+    let handle = ctx.open_key(&name);
+    if let Ok(Some(tree)) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE) {
+        let due = tree.next_due_ms();
+        if due.is_some() {
+            schedule(ctx, key, due);
+        }
     }
 }
 
