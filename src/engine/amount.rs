@@ -11,6 +11,7 @@
 use rust_decimal::Decimal;
 
 use super::error::{Error, Result};
+use super::names::clip;
 
 /// Fractional digits accepted in an amount (0.0000000001 is the smallest step).
 pub const MAX_SCALE: u32 = 10;
@@ -24,7 +25,7 @@ const MAX_TEXT_LEN: usize = 32;
 /// Parses a client amount: `-?[0-9]+(\.[0-9]+)?`, no exponent, no spaces.
 /// Negative values are accepted here; commands that forbid them say so.
 pub fn parse(text: &str) -> Result<Decimal> {
-    let bad = || Error::InvalidAmount(format!("'{}' is not a decimal number", shorten(text)));
+    let bad = || Error::InvalidAmount(format!("'{}' is not a decimal number", clip(text)));
     if text.is_empty() || text.len() > MAX_TEXT_LEN {
         return Err(bad());
     }
@@ -38,11 +39,11 @@ pub fn parse(text: &str) -> Result<Decimal> {
         return Err(bad());
     }
     if frac_part.is_some_and(|f| f.len() > MAX_SCALE as usize) {
-        return Err(Error::InvalidAmount(format!("'{}' has more than {MAX_SCALE} decimal places", shorten(text))));
+        return Err(Error::InvalidAmount(format!("'{}' has more than {MAX_SCALE} decimal places", clip(text))));
     }
     let value = text.parse::<Decimal>().map_err(|_| bad())?.normalize();
     if value.abs() > MAX_INPUT {
-        return Err(Error::InvalidAmount(format!("'{}' is larger than 10^15 in absolute value", shorten(text))));
+        return Err(Error::InvalidAmount(format!("'{}' is larger than 10^15 in absolute value", clip(text))));
     }
     Ok(value)
 }
@@ -51,7 +52,7 @@ pub fn parse(text: &str) -> Result<Decimal> {
 pub fn parse_non_negative(text: &str) -> Result<Decimal> {
     let value = parse(text)?;
     if value.is_sign_negative() && !value.is_zero() {
-        return Err(Error::InvalidAmount(format!("'{}' must not be negative", shorten(text))));
+        return Err(Error::InvalidAmount(format!("'{}' must not be negative", clip(text))));
     }
     Ok(value)
 }
@@ -82,15 +83,6 @@ pub fn validate_stored(value: Decimal) -> Result<()> {
         return Err(Error::InvalidAmount(format!("stored amount {value} is out of range")));
     }
     Ok(())
-}
-
-fn shorten(text: &str) -> String {
-    if text.chars().count() > 40 {
-        let head: String = text.chars().take(37).collect();
-        format!("{head}...")
-    } else {
-        text.to_string()
-    }
 }
 
 #[cfg(test)]
