@@ -55,6 +55,9 @@ macro_rules! tree_command {
 tree_command!(cmd_set, policy::SET);
 tree_command!(cmd_unset, policy::UNSET);
 tree_command!(cmd_delpath, policy::DELPATH);
+tree_command!(cmd_grant, policy::GRANT);
+tree_command!(cmd_reset, policy::RESET);
+tree_command!(cmd_history, read::HISTORY);
 tree_command!(cmd_reserve, reserve::RESERVE);
 tree_command!(cmd_commit, reserve::COMMIT);
 tree_command!(cmd_release, reserve::RELEASE);
@@ -75,6 +78,8 @@ redis_module! {
         ["QUOTA.SET", cmd_set, "write deny-oom", 1, 1, 1, ""],
         ["QUOTA.UNSET", cmd_unset, "write", 1, 1, 1, ""],
         ["QUOTA.DELPATH", cmd_delpath, "write", 1, 1, 1, ""],
+        ["QUOTA.GRANT", cmd_grant, "write deny-oom", 1, 1, 1, ""],
+        ["QUOTA.RESET", cmd_reset, "write", 1, 1, 1, ""],
         ["QUOTA.RESERVE", cmd_reserve, "write deny-oom", 1, 1, 1, ""],
         ["QUOTA.COMMIT", cmd_commit, "write", 1, 1, 1, ""],
         ["QUOTA.RELEASE", cmd_release, "write", 1, 1, 1, ""],
@@ -83,6 +88,7 @@ redis_module! {
         ["QUOTA.GET", cmd_get, "readonly", 1, 1, 1, ""],
         ["QUOTA.TREE", cmd_tree, "readonly", 1, 1, 1, ""],
         ["QUOTA.HOLDS", cmd_holds, "readonly", 1, 1, 1, ""],
+        ["QUOTA.HISTORY", cmd_history, "readonly", 1, 1, 1, ""],
         ["QUOTA.REPLAY", internal::replay, "write", 1, 1, 1, ""],
         ["QUOTA.LOADTREE", internal::loadtree, "write", 1, 1, 1, ""],
         ["QUOTA.DEBUG", internal::debug, "", 0, 0, 0, ""],

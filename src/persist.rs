@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::amount;
 use crate::engine::hold::{DoneEntry, Hold, ItemState};
 use crate::engine::names;
+use crate::engine::policy::HISTORY_LEN;
 use crate::engine::tree::{Node, NodeId, Tree};
+use crate::engine::window::{ROLLING_BUCKETS, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
+use rust_decimal::Decimal;
 
 /// Version 1: the first encoding.
 pub const ENCODING_VERSION: i32 = 1;
@@ -169,8 +172,30 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         if policy.spec.warn.iter().any(|&w| !(1..=100).contains(&w)) {
             return bad("warning threshold out of range");
         }
-        for value in [policy.spec.limit, policy.used, policy.held] {
+        policy.spec.validate().map_err(|e| e.to_string())?;
+        validate_window(&policy.spec.window).map_err(|why| format!("node {index}: {why}"))?;
+        let mut amounts = vec![policy.spec.limit, policy.used, policy.held, policy.rolled_over, policy.granted];
+        amounts.extend(policy.spec.rollover);
+        for closed in &policy.history {
+            amounts.extend([closed.used, closed.allowance, closed.rolled_over]);
+        }
+        amounts.extend(policy.buckets.iter().map(|(_, a)| *a));
+        for value in amounts {
             amount::validate_stored(value).map_err(|e| e.to_string())?;
+        }
+        if policy.history.len() > HISTORY_LEN {
+            return bad("history too long");
+        }
+        match policy.spec.window.bucket_ms() {
+            Some(_) => {
+                let ordered = policy.buckets.iter().zip(policy.buckets.iter().skip(1)).all(|(a, b)| a.0 < b.0);
+                let sum: Decimal = policy.buckets.iter().map(|(_, a)| *a).sum();
+                if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS || sum != policy.used {
+                    return bad("rolling buckets disagree with usage");
+                }
+            }
+            None if !policy.buckets.is_empty() => return bad("buckets without a rolling window"),
+            None => {}
         }
     }
     for (metric, value) in &node.spent {
@@ -178,6 +203,16 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         amount::validate_stored(*value).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+fn validate_window(window: &Window) -> Result<(), String> {
+    let ok = match window {
+        Window::None => true,
+        Window::Calendar { unit: Unit::Month, anchor } => (1..=31).contains(anchor),
+        Window::Calendar { anchor, .. } => *anchor == 1,
+        Window::Rolling { duration_ms } => (ROLLING_MIN_MS..=ROLLING_MAX_MS).contains(duration_ms),
+    };
+    if ok { Ok(()) } else { Err(format!("invalid window {window:?}")) }
 }
 
 fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
@@ -208,8 +243,7 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest, Window};
-    use rust_decimal::Decimal;
+    use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest};
 
     fn sample() -> Tree {
         let l = Limits::default();
@@ -220,12 +254,21 @@ mod tests {
             mode: Mode::Strict,
             window: Window::None,
             warn: vec![80, 90],
+            rollover: None,
             service: Some("chat".into()),
             model: None,
         };
-        t.set_policy("", "monthly", spec(1000), &l).unwrap();
-        t.set_policy("projects/p1", "cap", spec(100), &l).unwrap();
-        t.set_policy("projects/p2", "cap", spec(100), &l).unwrap();
+        t.set_policy("", "monthly", spec(1000), 0, &l).unwrap();
+        t.set_policy("projects/p1", "cap", spec(100), 0, &l).unwrap();
+        t.set_policy("projects/p2", "cap", spec(100), 0, &l).unwrap();
+        let monthly = PolicySpec {
+            window: Window::Calendar { unit: Unit::Month, anchor: 31 },
+            rollover: Some(2000.into()),
+            ..spec(1000)
+        };
+        t.set_policy("members", "monthly", monthly, 0, &l).unwrap();
+        let rolling = PolicySpec { window: Window::Rolling { duration_ms: 3_600_000 }, service: None, ..spec(100) };
+        t.set_policy("members", "hourly", rolling, 0, &l).unwrap();
         t.delete_path("projects/p2").unwrap();
         let set = ChargeSet {
             paths: vec!["projects/p1".into(), "members/u7".into()],
@@ -254,7 +297,7 @@ mod tests {
         let bytes = encode(&tree);
         let back = decode(&bytes, ENCODING_VERSION).unwrap();
         assert_eq!(encode(&back), bytes);
-        assert_eq!(back.get("projects/p1").unwrap(), tree.get("projects/p1").unwrap());
+        assert_eq!(back.get("projects/p1", 0).unwrap(), tree.get("projects/p1", 0).unwrap());
         assert_eq!(back.hold_count(), 1);
         assert_eq!(back.tombstone_count(), 2);
         assert_eq!(back.path_count(), tree.path_count());

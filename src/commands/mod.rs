@@ -59,6 +59,8 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &policy::SET,
     &policy::UNSET,
     &policy::DELPATH,
+    &policy::GRANT,
+    &policy::RESET,
     &reserve::RESERVE,
     &reserve::COMMIT,
     &reserve::RELEASE,

@@ -2,6 +2,7 @@
 
 use super::args::Args;
 use super::reply::Reply;
+use super::read::{closed_reply, policy_reply};
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::engine::policy::{DEFAULT_WARN, parse_warn};
 use crate::engine::{Error, Mode, PolicySpec, Result, Tree, Window};
@@ -9,16 +10,19 @@ use crate::engine::{Error, Mode, PolicySpec, Result, Tree, Window};
 pub const SET: Command = Command { name: "QUOTA.SET", handler: Handler::Write(set) };
 pub const UNSET: Command = Command { name: "QUOTA.UNSET", handler: Handler::Write(unset) };
 pub const DELPATH: Command = Command { name: "QUOTA.DELPATH", handler: Handler::Write(delpath) };
+pub const GRANT: Command = Command { name: "QUOTA.GRANT", handler: Handler::Write(grant) };
+pub const RESET: Command = Command { name: "QUOTA.RESET", handler: Handler::Write(reset) };
 
 const SET_KEYWORDS: &[&str] = &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL"];
 
-/// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w] [MODE m] [WARN p,…]
-/// [ROLLOVER cap] [SERVICE s [MODEL m]]`
+/// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
+/// rolling dur] [MODE m] [WARN p,…] [ROLLOVER cap] [SERVICE s [MODEL m]]`
 fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path", env.max_depth)?;
     let name = args.next_name("policy name")?;
-    let (mut metric, mut limit, mut service, mut model) = (None, None, None, None);
-    let (mut mode, mut window, mut warn) = (Mode::Strict, Window::None, DEFAULT_WARN.to_vec());
+    let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
+    let (mut mode, mut warn) = (Mode::Strict, DEFAULT_WARN.to_vec());
+    let (mut window, mut duration, mut anchor) = (None, None, None);
     let mut seen = Vec::new();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -27,15 +31,15 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         match kw {
             "METRIC" => metric = Some(args.next_metric()?),
             "LIMIT" => limit = Some(args.next_non_negative("LIMIT")?),
-            "WINDOW" => window = parse_window(args.next_str("a window after WINDOW")?)?,
-            "ANCHOR" => {
-                return Err(Error::syntax("ANCHOR applies to WINDOW month, which this version does not have yet"));
+            "WINDOW" => {
+                let name = args.next_str("a window after WINDOW")?;
+                if name.eq_ignore_ascii_case("rolling") {
+                    duration = Some(args.next_str("a duration after WINDOW rolling")?);
+                }
+                window = Some(name);
             }
-            "ROLLOVER" => {
-                return Err(Error::syntax(
-                    "ROLLOVER needs a calendar or rolling WINDOW, which this version does not have yet",
-                ));
-            }
+            "ANCHOR" => anchor = Some(args.next_u64("ANCHOR", 1, 31)? as u8),
+            "ROLLOVER" => rollover = Some(args.next_non_negative("ROLLOVER")?),
             "MODE" => mode = Mode::parse(args.next_str("a mode after MODE")?)?,
             "WARN" => warn = parse_warn(args.next_str("percentages after WARN")?)?,
             "SERVICE" => service = Some(args.next_name("service")?),
@@ -45,29 +49,36 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     }
     let metric = metric.ok_or_else(|| Error::syntax("QUOTA.SET needs METRIC"))?;
     let limit = limit.ok_or_else(|| Error::syntax("QUOTA.SET needs LIMIT"))?;
-    if model.is_some() && service.is_none() {
-        return Err(Error::syntax("MODEL needs SERVICE"));
-    }
-    let spec = PolicySpec { metric, limit, mode, window, warn, service, model };
-    tree.set_policy(&path, &name, spec, &env.limits)?;
+    let window = match (window, anchor) {
+        (Some(name), _) => Window::parse(name, anchor, duration)?,
+        (None, Some(_)) => return Err(Error::syntax("ANCHOR applies only to WINDOW month")),
+        (None, None) => Window::None,
+    };
+    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model };
+    tree.set_policy(&path, &name, spec, env.now_ms, &env.limits)?;
     Ok(Answer { reply: Reply::Ok, changed: true })
 }
 
-fn parse_window(text: &str) -> Result<Window> {
-    if text.eq_ignore_ascii_case("none") {
-        return Ok(Window::None);
+/// `QUOTA.GRANT key path policy amount`: replies with the policy.
+fn grant(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let path = args.next_path("a path", env.max_depth)?;
+    let name = args.next_name("policy name")?;
+    let amount = args.next_non_negative("an amount")?;
+    args.finish()?;
+    if amount.is_zero() {
+        return Err(Error::InvalidAmount("a grant must be larger than 0".into()));
     }
-    let known = ["hour", "day", "week", "month", "year", "rolling"];
-    if known.iter().any(|w| text.eq_ignore_ascii_case(w)) {
-        return Err(Error::syntax(format!(
-            "WINDOW {} is not available in this version; only WINDOW none is",
-            text.to_ascii_lowercase()
-        )));
-    }
-    Err(Error::syntax(format!(
-        "unknown WINDOW '{}': use none, hour, day, week, month, year or rolling <duration>",
-        crate::engine::names::clip(text)
-    )))
+    let view = tree.grant(&path, &name, amount, env.now_ms)?;
+    Ok(Answer { reply: policy_reply(&view), changed: true })
+}
+
+/// `QUOTA.RESET key path policy`: replies with the period it closed.
+fn reset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let path = args.next_path("a path", env.max_depth)?;
+    let name = args.next_name("policy name")?;
+    args.finish()?;
+    let closed = tree.reset_policy(&path, &name, env.now_ms)?;
+    Ok(Answer { reply: closed_reply(&closed), changed: true })
 }
 
 /// `QUOTA.UNSET key path policy`

@@ -4,12 +4,13 @@ use super::args::Args;
 use super::reply::{Reply, to_json};
 use super::{Command, Env, Handler, keyword, optional_path};
 use crate::engine::names::MAX_DEPTH_HARD;
-use crate::engine::outcome::{HoldView, NodeView, PolicyView};
+use crate::engine::outcome::{HoldView, NodeView, PolicyView, ResetOutcome};
 use crate::engine::{Error, Result, Tree};
 
 pub const GET: Command = Command { name: "QUOTA.GET", handler: Handler::Read(get) };
 pub const TREE: Command = Command { name: "QUOTA.TREE", handler: Handler::Read(tree_cmd) };
 pub const HOLDS: Command = Command { name: "QUOTA.HOLDS", handler: Handler::Read(holds) };
+pub const HISTORY: Command = Command { name: "QUOTA.HISTORY", handler: Handler::Read(history) };
 
 /// Default and largest `COUNT` of `QUOTA.HOLDS`.
 const HOLDS_DEFAULT_COUNT: u64 = 100;
@@ -19,7 +20,7 @@ const HOLDS_MAX_COUNT: u64 = 10_000;
 fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = args.next_path("a path", env.max_depth)?;
     args.finish()?;
-    Ok(node_reply(&tree.get(&path)?, false))
+    Ok(node_reply(&tree.get(&path, env.now_ms)?, false))
 }
 
 /// `QUOTA.TREE key [path] [DEPTH n] [FORMAT resp|json]`
@@ -43,7 +44,7 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
             }
         }
     }
-    let reply = node_reply(&tree.tree_view(&path, depth as usize)?, true);
+    let reply = node_reply(&tree.tree_view(&path, depth as usize, env.now_ms)?, true);
     Ok(if json { Reply::Str(to_json(&reply)) } else { reply })
 }
 
@@ -60,6 +61,24 @@ fn holds(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     }
     args.finish()?;
     Ok(Reply::Array(tree.holds_view(&path, count as usize).iter().map(hold_reply).collect()))
+}
+
+/// `QUOTA.HISTORY key path policy`: closed periods, newest first.
+fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
+    let path = args.next_path("a path", env.max_depth)?;
+    let name = args.next_name("policy name")?;
+    args.finish()?;
+    Ok(Reply::Array(tree.history(&path, &name, env.now_ms)?.iter().map(closed_reply).collect()))
+}
+
+pub fn closed_reply(c: &ResetOutcome) -> Reply {
+    Reply::Map(vec![
+        ("start", Reply::ms(c.start_ms)),
+        ("end", Reply::ms(c.end_ms)),
+        ("used", Reply::amount(c.used)),
+        ("allowance", Reply::amount(c.allowance)),
+        ("rolled_over", Reply::amount(c.rolled_over)),
+    ])
 }
 
 fn hold_reply(h: &HoldView) -> Reply {
@@ -85,12 +104,12 @@ fn node_reply(node: &NodeView, with_children: bool) -> Reply {
     Reply::Map(fields)
 }
 
-fn policy_reply(p: &PolicyView) -> Reply {
+pub fn policy_reply(p: &PolicyView) -> Reply {
     let mut fields = vec![
         ("policy", Reply::str(p.name.clone())),
         ("metric", Reply::str(p.metric.clone())),
         ("mode", Reply::str(p.mode.as_str())),
-        ("window", Reply::str(p.window.as_str())),
+        ("window", Reply::str(p.window.label())),
         ("limit", Reply::amount(p.limit)),
         ("used", Reply::amount(p.used)),
         ("held", Reply::amount(p.held)),
@@ -98,11 +117,26 @@ fn policy_reply(p: &PolicyView) -> Reply {
         ("status", Reply::str(p.status.as_str())),
         ("warn", Reply::Array(p.warn.iter().map(|&w| Reply::Int(i64::from(w))).collect())),
     ];
+    if let Some(anchor) = p.window.anchor() {
+        fields.push(("anchor", Reply::Int(i64::from(anchor))));
+    }
+    if let Some(cap) = p.rollover {
+        fields.push(("rollover", Reply::amount(cap)));
+    }
     if let Some(service) = &p.service {
         fields.push(("service", Reply::str(service.clone())));
     }
     if let Some(model) = &p.model {
         fields.push(("model", Reply::str(model.clone())));
     }
+    push_period(&mut fields, p.period);
     Reply::Map(fields)
+}
+
+/// `period_start` and `period_end`, for windowed policies.
+pub fn push_period(fields: &mut Vec<(&'static str, Reply)>, period: Option<(u64, u64)>) {
+    if let Some((start, end)) = period {
+        fields.push(("period_start", Reply::ms(start)));
+        fields.push(("period_end", Reply::ms(end)));
+    }
 }

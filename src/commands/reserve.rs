@@ -2,6 +2,7 @@
 //! `QUOTA.CHARGE`: the request path.
 
 use super::args::Args;
+use super::read::push_period;
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
@@ -164,12 +165,12 @@ fn checks_reply(checks: &[Check]) -> Reply {
         checks
             .iter()
             .map(|c| {
-                Reply::Map(vec![
+                let mut fields = vec![
                     ("path", Reply::str(c.path.clone())),
                     ("policy", Reply::str(c.policy.clone())),
                     ("metric", Reply::str(c.metric.clone())),
                     ("mode", Reply::str(c.mode.as_str())),
-                    ("window", Reply::str(c.window.as_str())),
+                    ("window", Reply::str(c.window.label())),
                     ("limit", Reply::amount(c.limit)),
                     ("used", Reply::amount(c.used)),
                     ("held", Reply::amount(c.held)),
@@ -177,7 +178,9 @@ fn checks_reply(checks: &[Check]) -> Reply {
                     ("remaining", Reply::amount(c.remaining)),
                     ("pass", Reply::flag(c.pass)),
                     ("status", Reply::str(c.status.as_str())),
-                ])
+                ];
+                push_period(&mut fields, c.period);
+                Reply::Map(fields)
             })
             .collect(),
     )

@@ -173,7 +173,7 @@ impl Tree {
         let metrics: Vec<&str> = total.iter().map(|(m, _)| m.as_str()).collect();
         let reach = self.reach(&req.set, &metrics);
         let n = req.items.len();
-        let binding = self.binding(&reach, &req.items);
+        let binding = self.binding(&reach, &req.items, now_ms);
         let fits = binding.as_ref().map_or(n, |b| b.fits);
         let reserved = match req.batch {
             BatchMode::All if fits == n => n,
@@ -184,9 +184,9 @@ impl Tree {
             BatchMode::Upto => fits > 0,
             BatchMode::All | BatchMode::DryRun => fits == n,
         };
-        let checks = self.checks(&reach, &total);
+        let checks = self.checks(&reach, &total, now_ms);
         let denied_by = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
-        let message = self.reserve_message(req, binding.as_ref(), reserved, &total);
+        let message = self.reserve_message(req, binding.as_ref(), reserved, &total, now_ms);
         let mut outcome = ReserveOutcome {
             allowed,
             id: None,
@@ -288,10 +288,10 @@ impl Tree {
 
     /// The policy that admits the fewest leading items, when one admits
     /// fewer than all.
-    fn binding(&self, reach: &Reach<'_>, items: &[Costs]) -> Option<Binding> {
+    fn binding(&self, reach: &Reach<'_>, items: &[Costs], now_ms: u64) -> Option<Binding> {
         let mut best: Option<Binding> = None;
         for &r in &reach.policies {
-            let Some(policy) = self.policy(r) else { continue };
+            let Some(policy) = self.policy_at(r, now_ms) else { continue };
             let metric = policy.spec.metric.as_str();
             let fits = match policy.spec.mode {
                 Mode::Open => items.len(),
@@ -330,6 +330,7 @@ impl Tree {
         binding: Option<&Binding>,
         reserved: usize,
         total: &Costs,
+        now_ms: u64,
     ) -> String {
         let n = req.items.len();
         let Some(b) = binding else {
@@ -340,7 +341,7 @@ impl Tree {
                 (_, _) => format!("reserved all {n} items: {}", describe(total)),
             };
         };
-        let mut message = self.shortfall(b.policy, total, if n == 1 { None } else { Some((b.fits, n)) });
+        let mut message = self.shortfall(b.policy, total, if n == 1 { None } else { Some((b.fits, n)) }, now_ms);
         if reserved > 0 {
             message.push_str(&format!("; reserved the first {reserved}"));
         }
@@ -349,8 +350,8 @@ impl Tree {
 
     /// One sentence naming the policy that refuses and by how much.
     /// `of` is (fits, items) for a batch.
-    fn shortfall(&self, r: PolicyRef, total: &Costs, of: Option<(usize, usize)>) -> String {
-        let (Some(node), Some(policy)) = (self.node(r.node), self.policy(r)) else {
+    fn shortfall(&self, r: PolicyRef, total: &Costs, of: Option<(usize, usize)>, now_ms: u64) -> String {
+        let (Some(node), Some(policy)) = (self.node(r.node), self.policy_at(r, now_ms)) else {
             return "not allowed".into();
         };
         let metric = &policy.spec.metric;
@@ -453,13 +454,13 @@ impl Tree {
         let actual = actual.unwrap_or_else(|| reserved.clone());
         let expired = !lapsed.is_empty();
         let set = hold.set.clone();
-        self.check_usage(&set, &actual, limits)?;
+        self.check_usage(&set, &actual, now_ms, limits)?;
 
         // After this point the commit succeeds.
         if live {
             self.release_lines(id, &indices);
         }
-        let over = self.apply_usage(&set, &actual);
+        let over = self.apply_usage(&set, &actual, now_ms);
         // The actual amount uses up the reservation of expired items first
         // (already given back at expiry); what is left of the live hold is
         // released.
@@ -672,13 +673,13 @@ impl Tree {
         }
         let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
         let reach = self.reach(&req.set, &metrics);
-        let checks = self.checks(&reach, &req.cost);
+        let checks = self.checks(&reach, &req.cost, now_ms);
         let refused = checks.iter().position(|c| !c.pass);
         let denied_by: Vec<String> = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
         if req.check
             && let Some(first) = refused
         {
-            let message = self.shortfall(reach.policies[first], &req.cost, None);
+            let message = self.shortfall(reach.policies[first], &req.cost, None, now_ms);
             return Ok(ChargeOutcome {
                 allowed: false,
                 charged: Costs::new(),
@@ -689,10 +690,10 @@ impl Tree {
                 duplicate: false,
             });
         }
-        self.check_usage(&req.set, &req.cost, limits)?;
+        self.check_usage(&req.set, &req.cost, now_ms, limits)?;
 
         // After this point the charge succeeds.
-        let over = self.apply_usage(&req.set, &req.cost);
+        let over = self.apply_usage(&req.set, &req.cost, now_ms);
         let outcome = ChargeOutcome {
             allowed: true,
             charged: req.cost.clone(),

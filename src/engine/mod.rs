@@ -10,6 +10,7 @@ pub mod names;
 pub mod outcome;
 pub mod policy;
 pub mod tree;
+pub mod window;
 
 #[cfg(test)]
 mod tests;
@@ -17,5 +18,6 @@ mod tests;
 pub use error::{Error, Result};
 pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};
 pub use outcome::Costs;
-pub use policy::{Mode, PolicySpec, Status, Window};
+pub use policy::{Mode, PolicySpec, Status};
+pub use window::Window;
 pub use tree::{ChargeSet, Limits, Tree};

@@ -4,7 +4,8 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::policy::{Mode, Policy, Status, Window};
+use super::policy::{Closed, Mode, Policy, Status};
+use super::window::Window;
 
 /// Amounts per metric, in the order the metrics first appeared.
 pub type Costs = Vec<(String, Decimal)>;
@@ -39,10 +40,13 @@ pub struct Check {
     pub remaining: Decimal,
     pub pass: bool,
     pub status: Status,
+    /// The current period, for windowed policies.
+    pub period: Option<(u64, u64)>,
 }
 
 impl Check {
-    pub fn new(path: &str, policy: &Policy, requested: Decimal, pass: bool) -> Check {
+    /// A check of `policy` as it is at `now_ms` (rolled by the caller).
+    pub fn new(path: &str, policy: &Policy, requested: Decimal, pass: bool, now_ms: u64) -> Check {
         Check {
             path: super::names::display_path(path).to_string(),
             policy: policy.name.clone(),
@@ -56,6 +60,7 @@ impl Check {
             remaining: policy.remaining(),
             pass,
             status: policy.status(),
+            period: policy.shown_period(now_ms),
         }
     }
 
@@ -140,12 +145,15 @@ pub struct PolicyView {
     pub remaining: Decimal,
     pub status: Status,
     pub warn: Vec<u8>,
+    pub rollover: Option<Decimal>,
     pub service: Option<String>,
     pub model: Option<String>,
+    pub period: Option<(u64, u64)>,
 }
 
 impl PolicyView {
-    pub fn of(policy: &Policy) -> PolicyView {
+    /// The policy as it is at `now_ms` (rolled by the caller).
+    pub fn of(policy: &Policy, now_ms: u64) -> PolicyView {
         PolicyView {
             name: policy.name.clone(),
             metric: policy.spec.metric.clone(),
@@ -157,11 +165,16 @@ impl PolicyView {
             remaining: policy.remaining(),
             status: policy.status(),
             warn: policy.spec.warn.clone(),
+            rollover: policy.spec.rollover,
             service: policy.spec.service.clone(),
             model: policy.spec.model.clone(),
+            period: policy.shown_period(now_ms),
         }
     }
 }
+
+/// The answer to `QUOTA.RESET`: the period it closed.
+pub type ResetOutcome = Closed;
 
 /// A node as `QUOTA.GET` and `QUOTA.TREE` show it.
 #[derive(Debug, Clone, PartialEq, Eq)]

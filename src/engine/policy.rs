@@ -2,10 +2,15 @@
 //! thresholds and optional service/model filter, and the usage counted
 //! against it in the current period.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::amount;
 use super::error::{Error, Result};
+use super::window::{ROLLING_BUCKETS, Window};
 
 /// How a policy treats a reservation (SPEC §1 "Modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,23 +38,6 @@ impl Mode {
             Mode::Strict => "strict",
             Mode::Block => "block",
             Mode::Open => "open",
-        }
-    }
-}
-
-/// When a policy's usage starts again from zero. Only `None` exists yet;
-/// calendar and rolling windows extend this enum (and the persisted
-/// encoding) without touching the callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Window {
-    /// Never resets: lifetime budgets and gauges.
-    None,
-}
-
-impl Window {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Window::None => "none",
         }
     }
 }
@@ -82,6 +70,9 @@ pub const DEFAULT_WARN: [u8; 2] = [80, 90];
 /// Most thresholds one policy may have.
 pub const MAX_WARN: usize = 10;
 
+/// Closed periods kept per policy for `QUOTA.HISTORY`.
+pub const HISTORY_LEN: usize = 24;
+
 /// What `QUOTA.SET` asks for: the configuration of a policy, without state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySpec {
@@ -91,11 +82,34 @@ pub struct PolicySpec {
     pub window: Window,
     /// Thresholds in percent, ascending, each 1–100.
     pub warn: Vec<u8>,
+    /// `ROLLOVER cap`: unused allowance carries into the next period, up to
+    /// an allowance of `cap`.
+    pub rollover: Option<Decimal>,
     pub service: Option<String>,
     pub model: Option<String>,
 }
 
 impl PolicySpec {
+    /// Checks the rules that tie the options together.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(cap) = self.rollover {
+            if !self.window.is_calendar() {
+                return Err(Error::syntax("ROLLOVER needs a calendar WINDOW: hour, day, week, month or year"));
+            }
+            if cap < self.limit {
+                return Err(Error::InvalidAmount(format!(
+                    "the ROLLOVER cap {} is below the LIMIT {}",
+                    amount::format(cap),
+                    amount::format(self.limit)
+                )));
+            }
+        }
+        if self.model.is_some() && self.service.is_none() {
+            return Err(Error::syntax("MODEL needs SERVICE"));
+        }
+        Ok(())
+    }
+
     /// Whether a request with this service/model is subject to the policy.
     /// A filtered policy ignores requests that name no service.
     pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
@@ -134,6 +148,17 @@ pub fn parse_warn(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A closed period, as `QUOTA.HISTORY` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub used: Decimal,
+    /// The allowance the period had: limit + rolled over + granted.
+    pub allowance: Decimal,
+    pub rolled_over: Decimal,
+}
+
 /// A policy and its usage in the current period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -144,16 +169,46 @@ pub struct Policy {
     /// changes, never receives releases meant for its predecessor.
     pub generation: u64,
     /// Usage committed or charged in the current period (never below 0).
+    /// For a rolling window, the sum of `buckets`.
     pub used: Decimal,
-    /// Sum of the live holds on this policy.
+    /// Sum of the live holds on this policy. Holds survive resets.
     pub held: Decimal,
+    /// When the current period began: a calendar boundary, or the creation
+    /// or last `QUOTA.RESET` of the policy.
+    pub period_start_ms: u64,
+    /// Allowance carried over from the previous period (`ROLLOVER`).
+    pub rolled_over: Decimal,
+    /// Allowance added by `QUOTA.GRANT` in the current period.
+    pub granted: Decimal,
+    /// Closed periods, newest first, at most [`HISTORY_LEN`].
+    pub history: VecDeque<Closed>,
+    /// Rolling windows: (bucket index, usage), oldest first.
+    pub buckets: VecDeque<(u64, Decimal)>,
 }
 
 impl Policy {
-    /// The current period's allowance. With window `none` it is the limit;
-    /// rollover and grants add to it once windows exist.
+    pub fn new(name: &str, spec: PolicySpec, generation: u64, now_ms: u64) -> Policy {
+        let period_start_ms = match spec.window {
+            Window::Calendar { .. } => spec.window.period_of(now_ms).0,
+            Window::None | Window::Rolling { .. } => now_ms,
+        };
+        Policy {
+            name: name.to_string(),
+            spec,
+            generation,
+            used: Decimal::ZERO,
+            held: Decimal::ZERO,
+            period_start_ms,
+            rolled_over: Decimal::ZERO,
+            granted: Decimal::ZERO,
+            history: VecDeque::new(),
+            buckets: VecDeque::new(),
+        }
+    }
+
+    /// The current period's allowance: limit + rolled over + granted.
     pub fn allowance(&self) -> Decimal {
-        self.spec.limit
+        self.spec.limit + self.rolled_over + self.granted
     }
 
     /// The usage that warnings and status compare with the allowance:
@@ -195,15 +250,229 @@ impl Policy {
         let allowance = self.allowance();
         let level = self.level();
         // level ≥ pct% of allowance, compared without division.
-        let crossed =
-            |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
-                (Some(l), Some(a)) => l >= a,
-                _ => true,
-            };
+        let crossed = |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
+            (Some(l), Some(a)) => l >= a,
+            _ => true,
+        };
         match (self.spec.warn.first(), self.spec.warn.last()) {
             (Some(&_), Some(&last)) if crossed(last) => Status::Critical,
             (Some(&first), Some(&_)) if crossed(first) => Status::Warning,
             _ => Status::Healthy,
+        }
+    }
+
+    /// The end of the current calendar period.
+    pub fn period_end_ms(&self) -> Option<u64> {
+        match self.spec.window {
+            Window::Calendar { .. } => Some(self.spec.window.period_of(self.period_start_ms).1),
+            Window::None | Window::Rolling { .. } => None,
+        }
+    }
+
+    /// The span replies show as `period_start`, `period_end`: the calendar
+    /// period, or the buckets a rolling window counts at `now_ms`.
+    pub fn shown_period(&self, now_ms: u64) -> Option<(u64, u64)> {
+        match self.spec.window {
+            Window::None => None,
+            Window::Calendar { .. } => self.period_end_ms().map(|end| (self.period_start_ms, end)),
+            Window::Rolling { .. } => {
+                let bucket = self.spec.window.bucket_ms()?;
+                let current = now_ms / bucket;
+                Some(((current + 1).saturating_sub(ROLLING_BUCKETS) * bucket, (current + 1) * bucket))
+            }
+        }
+    }
+
+    fn needs_roll(&self, now_ms: u64) -> bool {
+        match self.spec.window {
+            Window::None => false,
+            Window::Calendar { .. } => self.period_end_ms().is_some_and(|end| now_ms >= end),
+            Window::Rolling { .. } => {
+                let bucket = self.spec.window.bucket_ms().unwrap_or(1);
+                self.buckets.front().is_some_and(|(b, _)| b + ROLLING_BUCKETS <= now_ms / bucket)
+            }
+        }
+    }
+
+    /// The policy as it is at `now_ms`, with every reset due applied;
+    /// borrowed when nothing is due.
+    pub fn at(&self, now_ms: u64) -> Cow<'_, Policy> {
+        if self.needs_roll(now_ms) {
+            let mut rolled = self.clone();
+            rolled.roll(now_ms);
+            Cow::Owned(rolled)
+        } else {
+            Cow::Borrowed(self)
+        }
+    }
+
+    /// Applies every reset due at `now_ms`, exactly as if each had run on
+    /// time: each closed period is archived (the newest [`HISTORY_LEN`]),
+    /// with its rollover. Periods skipped without any activity are counted,
+    /// not walked: their allowances follow a closed form. Returns how many
+    /// periods closed.
+    pub fn roll(&mut self, now_ms: u64) -> u64 {
+        match self.spec.window {
+            Window::None => 0,
+            Window::Rolling { .. } => {
+                let bucket = self.spec.window.bucket_ms().unwrap_or(1);
+                let current = now_ms / bucket;
+                while let Some(&(b, amount)) = self.buckets.front() {
+                    if b + ROLLING_BUCKETS > current {
+                        break;
+                    }
+                    self.used = (self.used - amount).max(Decimal::ZERO);
+                    self.buckets.pop_front();
+                }
+                if self.buckets.is_empty() {
+                    self.used = Decimal::ZERO;
+                }
+                0
+            }
+            Window::Calendar { .. } => {
+                let Some(end) = self.period_end_ms().filter(|&end| now_ms >= end) else { return 0 };
+                let window = self.spec.window;
+                let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+                self.archive(Closed {
+                    start_ms: self.period_start_ms,
+                    end_ms: end,
+                    used: self.used,
+                    allowance: self.allowance(),
+                    rolled_over: self.rolled_over,
+                });
+                let first_allowance = self.next_allowance(unused);
+                let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
+                for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
+                    let allowance = self.chained_allowance(first_allowance, i - i_end);
+                    self.archive(Closed {
+                        start_ms: window.start_of(i),
+                        end_ms: window.start_of(i + 1),
+                        used: Decimal::ZERO,
+                        allowance,
+                        rolled_over: allowance - self.spec.limit,
+                    });
+                }
+                let allowance = self.chained_allowance(first_allowance, i_now - i_end);
+                self.period_start_ms = window.start_of(i_now);
+                self.used = Decimal::ZERO;
+                self.granted = Decimal::ZERO;
+                self.rolled_over = allowance - self.spec.limit;
+                (i_now - i_end + 1) as u64
+            }
+        }
+    }
+
+    fn archive(&mut self, closed: Closed) {
+        self.history.push_front(closed);
+        self.history.truncate(HISTORY_LEN);
+    }
+
+    /// The allowance of the period after one that left `unused`.
+    fn next_allowance(&self, unused: Decimal) -> Decimal {
+        match self.spec.rollover {
+            Some(cap) => (self.spec.limit + unused).min(cap),
+            None => self.spec.limit,
+        }
+    }
+
+    /// The allowance `skipped` idle periods after a period whose allowance
+    /// was `first`: each idle period carries all of its allowance over, so
+    /// it is min(first + skipped × limit, cap), computed without a loop.
+    fn chained_allowance(&self, first: Decimal, skipped: i64) -> Decimal {
+        let (Some(cap), limit) = (self.spec.rollover, self.spec.limit) else { return self.spec.limit };
+        if skipped <= 0 || limit <= Decimal::ZERO || first >= cap {
+            return first.min(cap);
+        }
+        let steps_to_cap = ((cap - first) / limit).ceil();
+        let skipped = Decimal::from(skipped);
+        if skipped >= steps_to_cap { cap } else { first + skipped * limit }
+    }
+
+    /// Adds usage at `now_ms` (after [`Policy::roll`]); usage never goes
+    /// below zero. A rolling window puts it in the current bucket, and takes
+    /// a negative amount back from the newest buckets first.
+    pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {
+        let updated = amount::add_floor_zero(self.used, delta)?;
+        if let Some(bucket) = self.spec.window.bucket_ms() {
+            let current = now_ms / bucket;
+            if delta > Decimal::ZERO {
+                match self.buckets.back_mut() {
+                    Some((b, amount)) if *b == current => *amount += delta,
+                    _ => self.buckets.push_back((current, delta)),
+                }
+            } else {
+                let mut give_back = -delta;
+                while give_back > Decimal::ZERO {
+                    let Some((_, amount)) = self.buckets.back_mut() else { break };
+                    let take = give_back.min(*amount);
+                    *amount -= take;
+                    give_back -= take;
+                    if amount.is_zero() {
+                        self.buckets.pop_back();
+                    }
+                }
+            }
+            self.used = self.buckets.iter().map(|(_, a)| *a).sum();
+            debug_assert_eq!(self.used, updated, "rolling usage equals the sum of its buckets");
+        } else {
+            self.used = updated;
+        }
+        Ok(())
+    }
+
+    /// `QUOTA.GRANT`: adds to the current period's allowance.
+    pub fn grant(&mut self, amount: Decimal, now_ms: u64) -> Result<()> {
+        self.roll(now_ms);
+        self.granted = amount::add(self.granted, amount)?;
+        amount::add(self.allowance(), Decimal::ZERO)?;
+        Ok(())
+    }
+
+    /// `QUOTA.RESET`: closes the current period now, archived like a timed
+    /// reset (with rollover for calendar windows). A calendar period reset
+    /// early still ends at its calendar boundary.
+    pub fn reset(&mut self, now_ms: u64) -> Closed {
+        self.roll(now_ms);
+        let start_ms = match self.spec.window {
+            Window::Rolling { duration_ms } => self.period_start_ms.max(now_ms.saturating_sub(duration_ms)),
+            _ => self.period_start_ms,
+        };
+        let closed = Closed {
+            start_ms,
+            end_ms: now_ms,
+            used: self.used,
+            allowance: self.allowance(),
+            rolled_over: self.rolled_over,
+        };
+        self.archive(closed.clone());
+        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+        let allowance = self.next_allowance(unused);
+        self.period_start_ms = now_ms;
+        self.used = Decimal::ZERO;
+        self.granted = Decimal::ZERO;
+        self.rolled_over = allowance - self.spec.limit;
+        self.buckets.clear();
+        closed
+    }
+
+    /// `QUOTA.SET` on an existing policy: the old window's resets due are
+    /// applied first, then the new configuration; usage is kept. A new
+    /// window starts its current period now.
+    pub fn update(&mut self, spec: PolicySpec, now_ms: u64) {
+        self.roll(now_ms);
+        let window_changed = spec.window != self.spec.window;
+        self.spec = spec;
+        if window_changed {
+            self.period_start_ms = match self.spec.window {
+                Window::Calendar { .. } => self.spec.window.period_of(now_ms).0,
+                Window::None | Window::Rolling { .. } => now_ms,
+            };
+            self.buckets.clear();
+            if let Some(bucket) = self.spec.window.bucket_ms()
+                && self.used > Decimal::ZERO
+            {
+                self.buckets.push_back((now_ms / bucket, self.used));
+            }
         }
     }
 }
@@ -213,21 +482,17 @@ mod tests {
     use super::*;
 
     fn policy(mode: Mode, limit: i64, used: i64, held: i64) -> Policy {
-        Policy {
-            name: "p".into(),
-            spec: PolicySpec {
-                metric: "credits".into(),
-                limit: limit.into(),
-                mode,
-                window: Window::None,
-                warn: DEFAULT_WARN.to_vec(),
-                service: None,
-                model: None,
-            },
-            generation: 1,
-            used: used.into(),
-            held: held.into(),
-        }
+        let spec = PolicySpec {
+            metric: "credits".into(),
+            limit: limit.into(),
+            mode,
+            window: Window::None,
+            warn: DEFAULT_WARN.to_vec(),
+            rollover: None,
+            service: None,
+            model: None,
+        };
+        Policy { used: used.into(), held: held.into(), ..Policy::new("p", spec, 1, 0) }
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn spec(metric: &str, limit: &str, mode: Mode) -> PolicySpec {
         mode,
         window: Window::None,
         warn: policy::DEFAULT_WARN.to_vec(),
+        rollover: None,
         service: None,
         model: None,
     }
@@ -51,9 +52,9 @@ fn charge_req(paths: &[&str], cost: &[(&str, &str)], check: bool) -> ChargeReque
 fn company() -> Tree {
     let mut t = Tree::new();
     let l = Limits::default();
-    t.set_policy("", "monthly", spec("credits", "100", Mode::Strict), &l).unwrap();
-    t.set_policy("projects/p1", "cap", spec("credits", "50", Mode::Strict), &l).unwrap();
-    t.set_policy("members/u7", "allowance", spec("credits", "30", Mode::Block), &l).unwrap();
+    t.set_policy("", "monthly", spec("credits", "100", Mode::Strict), 0, &l).unwrap();
+    t.set_policy("projects/p1", "cap", spec("credits", "50", Mode::Strict), 0, &l).unwrap();
+    t.set_policy("members/u7", "allowance", spec("credits", "30", Mode::Block), 0, &l).unwrap();
     t
 }
 
@@ -98,10 +99,10 @@ fn a_policy_shared_by_path_and_also_is_counted_once() {
     assert_eq!(c.charged, costs(&[("credits", "10")]));
     assert_eq!(policy_at(&t, "", "monthly").used, d("10"));
     assert_eq!(policy_at(&t, "", "monthly").held, d("0"));
-    let root = t.get("").unwrap();
+    let root = t.get("", 0).unwrap();
     assert_eq!(root.spent, costs(&[("credits", "10")]));
-    assert_eq!(t.get("projects").unwrap().spent, costs(&[("credits", "10")]));
-    assert_eq!(t.get("members/u7").unwrap().spent, costs(&[("credits", "10")]));
+    assert_eq!(t.get("projects", 0).unwrap().spent, costs(&[("credits", "10")]));
+    assert_eq!(t.get("members/u7", 0).unwrap().spent, costs(&[("credits", "10")]));
 }
 
 #[test]
@@ -223,7 +224,7 @@ fn charge_records_and_check_refuses_atomically() {
         assert_eq!(out.charged.is_empty(), !allowed);
         assert_eq!(policy_at(&t, "", "monthly").used, d(used), "{cost} {check}");
     }
-    assert_eq!(t.get("projects/p9").unwrap().spent, costs(&[("credits", "40")]));
+    assert_eq!(t.get("projects/p9", 0).unwrap().spent, costs(&[("credits", "40")]));
 }
 
 #[test]
@@ -232,11 +233,11 @@ fn filters_select_policies_by_service_and_model() {
     let mut t = Tree::new();
     let mut video = spec("credits", "10", Mode::Strict);
     video.service = Some("video".into());
-    t.set_policy("", "video", video, &l).unwrap();
+    t.set_policy("", "video", video, 0, &l).unwrap();
     let mut hd = spec("credits", "5", Mode::Strict);
     hd.service = Some("video".into());
     hd.model = Some("hd".into());
-    t.set_policy("", "hd", hd, &l).unwrap();
+    t.set_policy("", "hd", hd, 0, &l).unwrap();
     // service, model, amount, allowed
     let rows = [
         (None, None, "100", true),
@@ -306,9 +307,9 @@ fn batch_items_settle_one_by_one() {
 fn bounds_refuse_with_limit_and_change_nothing() {
     let l = Limits { max_paths: 3, max_policies: 1, max_holds: 1, max_items: 2, ..Limits::default() };
     let mut t = Tree::new();
-    t.set_policy("a", "p", spec("credits", "10", Mode::Strict), &l).unwrap();
-    assert!(matches!(t.set_policy("a", "q", spec("credits", "10", Mode::Strict), &l), Err(Error::Limit(_))));
-    assert!(matches!(t.set_policy("b/c", "p", spec("credits", "10", Mode::Strict), &l), Err(Error::Limit(_))));
+    t.set_policy("a", "p", spec("credits", "10", Mode::Strict), 0, &l).unwrap();
+    assert!(matches!(t.set_policy("a", "q", spec("credits", "10", Mode::Strict), 0, &l), Err(Error::Limit(_))));
+    assert!(matches!(t.set_policy("b/c", "p", spec("credits", "10", Mode::Strict), 0, &l), Err(Error::Limit(_))));
     assert_eq!(t.path_count(), 2);
     t.reserve(&reserve_req(&["a"], &[&[("credits", "1")]]), 0, &l).unwrap();
     assert!(matches!(t.reserve(&reserve_req(&["a"], &[&[("credits", "1")]]), 0, &l), Err(Error::Limit(_))));
@@ -322,16 +323,16 @@ fn bounds_refuse_with_limit_and_change_nothing() {
 fn delpath_refuses_while_held_and_removes_the_subtree() {
     let l = Limits::default();
     let mut t = company();
-    t.set_policy("projects/p1/users/u1", "x", spec("credits", "5", Mode::Strict), &l).unwrap();
+    t.set_policy("projects/p1/users/u1", "x", spec("credits", "5", Mode::Strict), 0, &l).unwrap();
     let id = t.reserve(&reserve_req(&["projects/p1/users/u1"], &[&[("credits", "1")]]), 0, &l).unwrap().id.unwrap();
     assert!(matches!(t.delete_path("projects/p1"), Err(Error::State(_))));
     t.release(&id, None, 1, &l).unwrap();
     assert_eq!(t.delete_path("projects/p1").unwrap(), 3);
-    assert!(matches!(t.get("projects/p1/users"), Err(Error::NotFound(_))));
-    assert!(t.get("projects").is_ok());
+    assert!(matches!(t.get("projects/p1/users", 0), Err(Error::NotFound(_))));
+    assert!(t.get("projects", 0).is_ok());
     assert!(matches!(t.delete_path(""), Err(Error::State(_))));
     // A path created again starts fresh, reusing the freed slots.
-    t.set_policy("projects/p1", "cap", spec("credits", "50", Mode::Strict), &l).unwrap();
+    t.set_policy("projects/p1", "cap", spec("credits", "50", Mode::Strict), 0, &l).unwrap();
     assert_eq!(policy_at(&t, "projects/p1", "cap").used, d("0"));
     t.check_invariants().unwrap();
 }
@@ -342,11 +343,11 @@ fn set_updates_keep_usage_and_unset_forgets_holds() {
     let mut t = company();
     t.charge(&charge_req(&["projects/p1"], &[("credits", "10")], false), 0, &l).unwrap();
     let id = t.reserve(&reserve_req(&["projects/p1"], &[&[("credits", "5")]]), 0, &l).unwrap().id.unwrap();
-    t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), &l).unwrap();
+    t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), 0, &l).unwrap();
     let p = policy_at(&t, "projects/p1", "cap");
     assert_eq!((p.used, p.held, p.spec.limit), (d("10"), d("5"), d("70")));
     t.unset_policy("projects/p1", "cap").unwrap();
-    t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Strict), &l).unwrap();
+    t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Strict), 0, &l).unwrap();
     t.release(&id, None, 1, &l).unwrap();
     assert_eq!(policy_at(&t, "projects/p1", "cap").held, d("0"), "a new policy ignores its predecessor's holds");
     assert!(matches!(t.unset_policy("projects/p1", "nope"), Err(Error::NotFound(_))));
@@ -358,14 +359,14 @@ fn tree_views_show_status_and_depth() {
     let l = Limits::default();
     let mut t = company();
     t.charge(&charge_req(&["projects/p1"], &[("credits", "45")], false), 0, &l).unwrap();
-    let view = t.tree_view("", 1).unwrap();
+    let view = t.tree_view("", 1, 0).unwrap();
     assert_eq!(view.path, "/");
     assert_eq!(view.children.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), vec!["members", "projects"]);
     assert!(view.children.iter().all(|c| c.children.is_empty()));
-    let p1 = t.get("projects/p1").unwrap();
+    let p1 = t.get("projects/p1", 0).unwrap();
     assert_eq!(p1.status, Status::Critical);
-    assert_eq!(t.get("members").unwrap().status, Status::None);
-    assert_eq!(t.get("").unwrap().status, Status::Healthy);
+    assert_eq!(t.get("members", 0).unwrap().status, Status::None);
+    assert_eq!(t.get("", 0).unwrap().status, Status::Healthy);
 }
 
 // ----- property tests ----------------------------------------------------
@@ -396,11 +397,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn policy_tree() -> Tree {
     let l = Limits::default();
     let mut t = Tree::new();
-    t.set_policy("", "root", spec("credits", "300", Mode::Strict), &l).unwrap();
-    t.set_policy("a", "a", spec("credits", "150", Mode::Strict), &l).unwrap();
-    t.set_policy("a/b", "ab", spec("credits", "100", Mode::Block), &l).unwrap();
-    t.set_policy("a/b/c", "abc", spec("credits", "60", Mode::Strict), &l).unwrap();
-    t.set_policy("d", "d", spec("credits", "80", Mode::Open), &l).unwrap();
+    t.set_policy("", "root", spec("credits", "300", Mode::Strict), 0, &l).unwrap();
+    t.set_policy("a", "a", spec("credits", "150", Mode::Strict), 0, &l).unwrap();
+    t.set_policy("a/b", "ab", spec("credits", "100", Mode::Block), 0, &l).unwrap();
+    t.set_policy("a/b/c", "abc", spec("credits", "60", Mode::Strict), 0, &l).unwrap();
+    t.set_policy("d", "d", spec("credits", "80", Mode::Open), 0, &l).unwrap();
     t
 }
 
@@ -486,7 +487,7 @@ proptest! {
                 prop_assert!(p.used + p.held <= p.spec.limit + slack, "{}#{}: {} + {} > {} + {}", path, name, p.used, p.held, p.spec.limit, slack);
             }
             for (path, want) in &spent {
-                if let Ok(view) = t.get(path) {
+                if let Ok(view) = t.get(path, now) {
                     prop_assert_eq!(costs_get_(&view.spent), *want, "spent at {:?}", path);
                 }
             }
@@ -496,4 +497,196 @@ proptest! {
 
 fn costs_get_(c: &Costs) -> Decimal {
     outcome::costs_get(c, "credits")
+}
+
+// ----- windows -----------------------------------------------------------
+
+mod windows {
+    use super::*;
+    use crate::engine::policy::{Closed, HISTORY_LEN, Policy};
+    use crate::engine::window::{DAY_MS, HOUR_MS, Unit, days_from_civil};
+
+    fn at(y: i64, m: i64, d: i64) -> u64 {
+        (days_from_civil(y, m, d) * DAY_MS) as u64
+    }
+
+    fn windowed(limit: &str, window: Window, rollover: Option<&str>) -> PolicySpec {
+        PolicySpec { window, rollover: rollover.map(d), ..spec("credits", limit, Mode::Strict) }
+    }
+
+    fn month(anchor: u8) -> Window {
+        Window::Calendar { unit: Unit::Month, anchor }
+    }
+
+    fn closed(start: u64, end: u64, used: &str, allowance: &str, rolled: &str) -> Closed {
+        Closed { start_ms: start, end_ms: end, used: d(used), allowance: d(allowance), rolled_over: d(rolled) }
+    }
+
+    #[test]
+    fn a_monthly_budget_resets_on_the_first_and_archives_the_month() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        t.set_policy("", "m", windowed("100", month(1), None), at(2026, 1, 10), &l).unwrap();
+        t.charge(&charge_req(&["p"], &[("credits", "30")], false), at(2026, 1, 15), &l).unwrap();
+        let jan = t.get("", at(2026, 1, 31)).unwrap();
+        assert_eq!(jan.policies[0].used, d("30"));
+        assert_eq!(jan.policies[0].period, Some((at(2026, 1, 1), at(2026, 2, 1))));
+        let feb = t.get("", at(2026, 2, 1)).unwrap();
+        assert_eq!((feb.policies[0].used, feb.policies[0].limit), (d("0"), d("100")));
+        assert_eq!(feb.policies[0].period, Some((at(2026, 2, 1), at(2026, 3, 1))));
+        assert_eq!(t.history("", "m", at(2026, 2, 1)).unwrap(), vec![closed(at(2026, 1, 1), at(2026, 2, 1), "30", "100", "0")]);
+        // Reading did not change the tree: the reset is applied lazily by writes.
+        assert_eq!(policy_at(&t, "", "m").used, d("30"));
+    }
+
+    #[test]
+    fn rollover_carries_unused_allowance_up_to_the_cap() {
+        // The example of SPEC §1: 5M limit, 1.5M used → 8.5M; an idle month → 10M (cap).
+        let mut p = Policy::new("m", windowed("5000000", month(1), Some("10000000")), 1, at(2026, 1, 1));
+        p.add_used(d("1500000"), at(2026, 1, 20)).unwrap();
+        p.roll(at(2026, 2, 1));
+        assert_eq!((p.allowance(), p.rolled_over), (d("8500000"), d("3500000")));
+        p.roll(at(2026, 3, 1));
+        assert_eq!(p.allowance(), d("10000000"));
+        assert_eq!(
+            p.history.iter().cloned().collect::<Vec<_>>(),
+            vec![
+                closed(at(2026, 2, 1), at(2026, 3, 1), "0", "8500000", "3500000"),
+                closed(at(2026, 1, 1), at(2026, 2, 1), "1500000", "5000000", "0"),
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_periods_give_the_same_result_as_resets_on_time() {
+        // limit, cap, used in the first period, periods skipped
+        let rows = [("10", Some("100"), "4", 1i64), ("10", Some("100"), "4", 7), ("10", Some("100"), "0", 30), ("10", None, "3", 5), ("7", Some("7"), "1", 3)];
+        let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
+        for (limit, cap, used, skipped) in rows {
+            let start = 1_800_000_000_000u64 - 1_800_000_000_000u64 % HOUR_MS as u64;
+            let mut lazy = Policy::new("p", windowed(limit, hour, cap), 1, start);
+            lazy.add_used(d(used), start + 10).unwrap();
+            let mut eager = lazy.clone();
+            for k in 1..=skipped as u64 {
+                eager.roll(start + k * HOUR_MS as u64);
+            }
+            let end = start + skipped as u64 * HOUR_MS as u64 + 5;
+            lazy.roll(end);
+            eager.roll(end);
+            assert_eq!(lazy, eager, "{limit} {cap:?} {used} {skipped}");
+        }
+    }
+
+    #[test]
+    fn years_of_skipped_periods_collapse_without_a_loop() {
+        let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
+        let mut p = Policy::new("p", windowed("1", hour, Some("1000000000")), 1, 0);
+        let ten_years = 10 * 365 * DAY_MS as u64;
+        let started = std::time::Instant::now();
+        assert_eq!(p.roll(ten_years), 87_600, "every hour of ten years closed");
+        assert!(started.elapsed().as_millis() < 100, "catching up is bounded");
+        assert_eq!(p.history.len(), HISTORY_LEN);
+        // After n idle hours the allowance is 1 + n (all carried over), below the cap.
+        assert_eq!(p.allowance(), d("87601"));
+        assert_eq!(p.history[0].allowance, d("87600"));
+        assert_eq!(p.history[0].end_ms, ten_years);
+    }
+
+    #[test]
+    fn anchors_clamp_to_short_months() {
+        let mut p = Policy::new("p", windowed("10", month(31), None), 1, at(2028, 1, 31));
+        // period starts: Jan 31, Feb 29 (2028 is a leap year), Mar 31, Apr 30
+        for (now, start) in [(at(2028, 2, 28), at(2028, 1, 31)), (at(2028, 2, 29), at(2028, 2, 29)), (at(2028, 3, 31), at(2028, 3, 31)), (at(2028, 4, 30), at(2028, 4, 30))] {
+            p.roll(now);
+            assert_eq!(p.period_start_ms, start);
+        }
+        assert_eq!(p.history.len(), 3);
+    }
+
+    #[test]
+    fn rolling_windows_drop_usage_bucket_by_bucket() {
+        let rolling = Window::Rolling { duration_ms: 60_000 };
+        let mut p = Policy::new("p", windowed("100", rolling, None), 1, 0);
+        p.add_used(d("10"), 999).unwrap(); // bucket 0
+        p.add_used(d("5"), 30_000).unwrap(); // bucket 30
+        // time, used
+        for (now, used) in [(59_999, "15"), (60_000, "5"), (89_999, "5"), (90_000, "0")] {
+            assert_eq!(p.at(now).used, d(used), "at {now}");
+        }
+        p.roll(60_000);
+        p.add_used(d("7"), 60_500).unwrap();
+        p.add_used(d("-9"), 60_600).unwrap();
+        assert_eq!(p.used, d("3"));
+        assert_eq!(p.buckets.iter().map(|(_, a)| *a).collect::<Vec<_>>(), vec![d("3")], "newest buckets give back first");
+        assert!(p.buckets.len() <= 60);
+    }
+
+    #[test]
+    fn holds_survive_a_reset_and_charge_the_period_of_their_commit() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        t.set_policy("", "m", windowed("100", month(1), None), at(2026, 1, 1), &l).unwrap();
+        let mut req = reserve_req(&["p"], &[&[("credits", "40")]]);
+        req.ttl_ms = 10 * DAY_MS as u64;
+        let id = t.reserve(&req, at(2026, 1, 30), &l).unwrap().id.unwrap();
+        let feb = t.get("", at(2026, 2, 2)).unwrap();
+        assert_eq!((feb.policies[0].used, feb.policies[0].held), (d("0"), d("40")));
+        t.commit(&id, None, None, at(2026, 2, 3), &l).unwrap();
+        let feb = t.get("", at(2026, 2, 3)).unwrap();
+        assert_eq!((feb.policies[0].used, feb.policies[0].held), (d("40"), d("0")));
+        assert_eq!(t.history("", "m", at(2026, 2, 3)).unwrap()[0].used, d("0"));
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn grants_last_one_period_and_reset_archives_early() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        t.set_policy("", "m", windowed("100", month(1), Some("150")), at(2026, 1, 1), &l).unwrap();
+        let view = t.grant("", "m", d("20"), at(2026, 1, 5)).unwrap();
+        assert_eq!(view.limit, d("120"));
+        t.charge(&charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
+        let closed = t.reset_policy("", "m", at(2026, 1, 10)).unwrap();
+        assert_eq!(closed, Closed { start_ms: at(2026, 1, 1), end_ms: at(2026, 1, 10), used: d("90"), allowance: d("120"), rolled_over: d("0") });
+        let now = t.get("", at(2026, 1, 10)).unwrap().policies[0].clone();
+        // 30 unused rolls over; the grant does not repeat.
+        assert_eq!((now.limit, now.used, now.period), (d("130"), d("0"), Some((at(2026, 1, 10), at(2026, 2, 1)))));
+        let feb = t.get("", at(2026, 2, 1)).unwrap().policies[0].clone();
+        assert_eq!(feb.limit, d("150"));
+        assert!(matches!(t.grant("", "nope", d("1"), 0), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn rollover_needs_a_calendar_window_and_a_cap_above_the_limit() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        assert!(matches!(t.set_policy("", "m", windowed("100", Window::None, Some("200")), 0, &l), Err(Error::Syntax(_))));
+        assert!(matches!(t.set_policy("", "m", windowed("100", month(1), Some("99")), 0, &l), Err(Error::InvalidAmount(_))));
+        assert!(matches!(t.set_policy("", "m", windowed("100", Window::Rolling { duration_ms: 60_000 }, Some("200")), 0, &l), Err(Error::Syntax(_))));
+        assert_eq!(t.policy_count(), 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+        /// Resets applied lazily (only when a charge comes) give the same
+        /// usage, allowance and history as resets applied at every step.
+        #[test]
+        fn lazy_resets_equal_eager_ones(steps in proptest::collection::vec((0u64..40 * DAY_MS as u64, 0u32..50), 1..40), anchor in 28u8..=31) {
+            let start = at(2027, 12, 15);
+            let mut lazy = Policy::new("p", windowed("100", month(anchor), Some("250")), 1, start);
+            let mut eager = lazy.clone();
+            let mut now = start;
+            for (advance, amount) in steps {
+                now += advance;
+                eager.roll(now);
+                if amount > 0 {
+                    lazy.roll(now);
+                    lazy.add_used(Decimal::from(amount), now).unwrap();
+                    eager.add_used(Decimal::from(amount), now).unwrap();
+                }
+                prop_assert_eq!(lazy.at(now).into_owned(), eager.clone());
+            }
+        }
+    }
 }

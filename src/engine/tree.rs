@@ -14,7 +14,7 @@ use super::amount;
 use super::error::{Error, Result};
 use super::hold::{DoneEntry, Hold};
 use super::names;
-use super::outcome::{Check, Costs, NodeView, PolicyView, costs_add, costs_get};
+use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, costs_add, costs_get};
 use super::policy::{Policy, PolicySpec, Status};
 
 /// Index of a node in the arena.
@@ -65,9 +65,6 @@ impl Node {
         Node { path, parent, children: BTreeMap::new(), policies: Vec::new(), spent: Vec::new(), live_holds: 0 }
     }
 
-    pub fn status(&self) -> Status {
-        self.policies.iter().map(Policy::status).max().unwrap_or(Status::None)
-    }
 }
 
 /// Who is charged: the paths named by `PATH` and `ALSO` and the request's
@@ -233,7 +230,8 @@ impl Tree {
     /// `QUOTA.SET`: creates or updates a policy. An update keeps the usage;
     /// a changed metric starts a new generation, so holds placed under the
     /// old metric no longer count here. Returns true when it was created.
-    pub fn set_policy(&mut self, path: &str, name: &str, spec: PolicySpec, limits: &Limits) -> Result<bool> {
+    pub fn set_policy(&mut self, path: &str, name: &str, spec: PolicySpec, now_ms: u64, limits: &Limits) -> Result<bool> {
+        spec.validate()?;
         let existing = self
             .find(path)
             .and_then(|id| self.node(id))
@@ -262,17 +260,53 @@ impl Tree {
                 policy.generation = generation;
                 policy.held = Decimal::ZERO;
             }
-            policy.spec = spec;
+            policy.update(spec, now_ms);
             return Ok(false);
         }
-        node.policies.push(Policy {
-            name: name.to_string(),
-            spec,
-            generation,
-            used: Decimal::ZERO,
-            held: Decimal::ZERO,
-        });
+        node.policies.push(Policy::new(name, spec, generation, now_ms));
         Ok(true)
+    }
+
+    fn policy_mut(&mut self, path: &str, name: &str) -> Result<&mut Policy> {
+        let node = self
+            .find(path)
+            .and_then(|id| self.node_mut(id))
+            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
+        node.policies
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))
+    }
+
+    fn policy_named(&self, path: &str, name: &str) -> Result<&Policy> {
+        let node = self
+            .find(path)
+            .and_then(|id| self.node(id))
+            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
+        node.policies
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))
+    }
+
+    /// `QUOTA.GRANT`: adds `amount` to the current period's allowance.
+    pub fn grant(&mut self, path: &str, name: &str, amount: Decimal, now_ms: u64) -> Result<PolicyView> {
+        let policy = self.policy_mut(path, name)?;
+        let mut updated = policy.clone();
+        updated.grant(amount, now_ms)?;
+        // After this point the command succeeds.
+        *policy = updated;
+        Ok(PolicyView::of(policy, now_ms))
+    }
+
+    /// `QUOTA.RESET`: closes the policy's current period now.
+    pub fn reset_policy(&mut self, path: &str, name: &str, now_ms: u64) -> Result<ResetOutcome> {
+        Ok(self.policy_mut(path, name)?.reset(now_ms))
+    }
+
+    /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
+    pub fn history(&self, path: &str, name: &str, now_ms: u64) -> Result<Vec<ResetOutcome>> {
+        Ok(self.policy_named(path, name)?.at(now_ms).history.iter().cloned().collect())
     }
 
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
@@ -360,28 +394,33 @@ impl Tree {
         Reach { prefixes, policies }
     }
 
+    /// A reached policy as it is at `now_ms`.
+    pub(crate) fn policy_at(&self, r: PolicyRef, now_ms: u64) -> Option<std::borrow::Cow<'_, Policy>> {
+        self.policy(r).map(|p| p.at(now_ms))
+    }
+
     /// The checks of `reach` for a request of `requested` per metric.
-    pub(crate) fn checks(&self, reach: &Reach<'_>, requested: &Costs) -> Vec<Check> {
+    pub(crate) fn checks(&self, reach: &Reach<'_>, requested: &Costs, now_ms: u64) -> Vec<Check> {
         reach
             .policies
             .iter()
             .filter_map(|&r| {
                 let node = self.node(r.node)?;
-                let policy = node.policies.get(r.index)?;
+                let policy = self.policy_at(r, now_ms)?;
                 let amount = costs_get(requested, &policy.spec.metric);
-                Some(Check::new(&node.path, policy, amount, policy.passes(amount)))
+                Some(Check::new(&node.path, &policy, amount, policy.passes(amount), now_ms))
             })
             .collect()
     }
 
     /// Verifies that charging `usage` to `set` keeps every total in range
     /// and that the missing nodes fit, without changing anything.
-    pub(crate) fn check_usage(&self, set: &ChargeSet, usage: &Costs, limits: &Limits) -> Result<()> {
+    pub(crate) fn check_usage(&self, set: &ChargeSet, usage: &Costs, now_ms: u64, limits: &Limits) -> Result<()> {
         let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
         let reach = self.reach(set, &metrics);
         self.check_path_room(reach.missing_nodes(), limits)?;
         for &r in &reach.policies {
-            if let Some(policy) = self.policy(r) {
+            if let Some(policy) = self.policy_at(r, now_ms) {
                 amount::add(policy.used, costs_get(usage, &policy.spec.metric))?;
             }
         }
@@ -399,7 +438,7 @@ impl Tree {
     /// policy, each once; usage never goes below zero. The caller has run
     /// [`Tree::check_usage`]. Returns `path#policy` of the charged policies
     /// now at or past their allowance.
-    pub(crate) fn apply_usage(&mut self, set: &ChargeSet, usage: &Costs) -> Vec<String> {
+    pub(crate) fn apply_usage(&mut self, set: &ChargeSet, usage: &Costs, now_ms: u64) -> Vec<String> {
         for path in &set.paths {
             self.ensure_path(path);
         }
@@ -413,9 +452,9 @@ impl Tree {
             let path = names::display_path(&node.path).to_string();
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
             let delta = costs_get(usage, &policy.spec.metric);
-            let updated = amount::add_floor_zero(policy.used, delta);
-            debug_assert!(updated.is_ok(), "check_usage ran first");
-            policy.used = updated.unwrap_or(policy.used);
+            policy.roll(now_ms);
+            let added = policy.add_used(delta, now_ms);
+            debug_assert!(added.is_ok(), "check_usage ran first");
             if policy.is_over() {
                 over.push(format!("{path}#{}", policy.name));
             }
@@ -433,36 +472,37 @@ impl Tree {
 
     // ----- reading -------------------------------------------------------
 
-    fn view(&self, id: NodeId, depth: usize) -> Option<NodeView> {
+    fn view(&self, id: NodeId, depth: usize, now_ms: u64) -> Option<NodeView> {
         let node = self.node(id)?;
         let children = if depth == 0 {
             Vec::new()
         } else {
-            node.children.values().filter_map(|&c| self.view(c, depth - 1)).collect()
+            node.children.values().filter_map(|&c| self.view(c, depth - 1, now_ms)).collect()
         };
+        let policies: Vec<PolicyView> = node.policies.iter().map(|p| PolicyView::of(&p.at(now_ms), now_ms)).collect();
         Some(NodeView {
             path: names::display_path(&node.path).to_string(),
             spent: node.spent.clone(),
-            status: node.status(),
-            policies: node.policies.iter().map(PolicyView::of).collect(),
+            status: policies.iter().map(|p| p.status).max().unwrap_or(Status::None),
+            policies,
             children,
         })
     }
 
-    fn find_view(&self, path: &str, depth: usize) -> Result<NodeView> {
+    fn find_view(&self, path: &str, depth: usize, now_ms: u64) -> Result<NodeView> {
         self.find(path)
-            .and_then(|id| self.view(id, depth))
+            .and_then(|id| self.view(id, depth, now_ms))
             .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))
     }
 
-    /// `QUOTA.GET`: one node without its children.
-    pub fn get(&self, path: &str) -> Result<NodeView> {
-        self.find_view(path, 0)
+    /// `QUOTA.GET`: one node without its children, as of `now_ms`.
+    pub fn get(&self, path: &str, now_ms: u64) -> Result<NodeView> {
+        self.find_view(path, 0, now_ms)
     }
 
     /// `QUOTA.TREE`: a node and its descendants down to `depth` levels.
-    pub fn tree_view(&self, path: &str, depth: usize) -> Result<NodeView> {
-        self.find_view(path, depth.min(names::MAX_DEPTH_HARD))
+    pub fn tree_view(&self, path: &str, depth: usize, now_ms: u64) -> Result<NodeView> {
+        self.find_view(path, depth.min(names::MAX_DEPTH_HARD), now_ms)
     }
 
     /// Checks the invariants that must never break: held equals the sum of
