@@ -1,8 +1,8 @@
 //! `QUOTA.SET`, `QUOTA.UNSET`, `QUOTA.DELPATH`: shaping the tree.
 
 use super::args::Args;
-use super::reply::Reply;
 use super::read::{closed_reply, policy_reply};
+use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::engine::policy::{DEFAULT_WARN, parse_warn};
 use crate::engine::{Error, Mode, PolicySpec, Result, Tree, Window};

@@ -19,5 +19,5 @@ pub use error::{Error, Result};
 pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};
 pub use outcome::Costs;
 pub use policy::{Mode, PolicySpec, Status};
-pub use window::Window;
 pub use tree::{ChargeSet, Limits, Tree};
+pub use window::Window;

@@ -250,10 +250,11 @@ impl Policy {
         let allowance = self.allowance();
         let level = self.level();
         // level ≥ pct% of allowance, compared without division.
-        let crossed = |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
-            (Some(l), Some(a)) => l >= a,
-            _ => true,
-        };
+        let crossed =
+            |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
+                (Some(l), Some(a)) => l >= a,
+                _ => true,
+            };
         match (self.spec.warn.first(), self.spec.warn.last()) {
             (Some(&_), Some(&last)) if crossed(last) => Status::Critical,
             (Some(&first), Some(&_)) if crossed(first) => Status::Warning,

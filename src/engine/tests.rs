@@ -534,7 +534,10 @@ mod windows {
         let feb = t.get("", at(2026, 2, 1)).unwrap();
         assert_eq!((feb.policies[0].used, feb.policies[0].limit), (d("0"), d("100")));
         assert_eq!(feb.policies[0].period, Some((at(2026, 2, 1), at(2026, 3, 1))));
-        assert_eq!(t.history("", "m", at(2026, 2, 1)).unwrap(), vec![closed(at(2026, 1, 1), at(2026, 2, 1), "30", "100", "0")]);
+        assert_eq!(
+            t.history("", "m", at(2026, 2, 1)).unwrap(),
+            vec![closed(at(2026, 1, 1), at(2026, 2, 1), "30", "100", "0")]
+        );
         // Reading did not change the tree: the reset is applied lazily by writes.
         assert_eq!(policy_at(&t, "", "m").used, d("30"));
     }
@@ -560,7 +563,13 @@ mod windows {
     #[test]
     fn skipped_periods_give_the_same_result_as_resets_on_time() {
         // limit, cap, used in the first period, periods skipped
-        let rows = [("10", Some("100"), "4", 1i64), ("10", Some("100"), "4", 7), ("10", Some("100"), "0", 30), ("10", None, "3", 5), ("7", Some("7"), "1", 3)];
+        let rows = [
+            ("10", Some("100"), "4", 1i64),
+            ("10", Some("100"), "4", 7),
+            ("10", Some("100"), "0", 30),
+            ("10", None, "3", 5),
+            ("7", Some("7"), "1", 3),
+        ];
         let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
         for (limit, cap, used, skipped) in rows {
             let start = 1_800_000_000_000u64 - 1_800_000_000_000u64 % HOUR_MS as u64;
@@ -596,7 +605,12 @@ mod windows {
     fn anchors_clamp_to_short_months() {
         let mut p = Policy::new("p", windowed("10", month(31), None), 1, at(2028, 1, 31));
         // period starts: Jan 31, Feb 29 (2028 is a leap year), Mar 31, Apr 30
-        for (now, start) in [(at(2028, 2, 28), at(2028, 1, 31)), (at(2028, 2, 29), at(2028, 2, 29)), (at(2028, 3, 31), at(2028, 3, 31)), (at(2028, 4, 30), at(2028, 4, 30))] {
+        for (now, start) in [
+            (at(2028, 2, 28), at(2028, 1, 31)),
+            (at(2028, 2, 29), at(2028, 2, 29)),
+            (at(2028, 3, 31), at(2028, 3, 31)),
+            (at(2028, 4, 30), at(2028, 4, 30)),
+        ] {
             p.roll(now);
             assert_eq!(p.period_start_ms, start);
         }
@@ -617,7 +631,11 @@ mod windows {
         p.add_used(d("7"), 60_500).unwrap();
         p.add_used(d("-9"), 60_600).unwrap();
         assert_eq!(p.used, d("3"));
-        assert_eq!(p.buckets.iter().map(|(_, a)| *a).collect::<Vec<_>>(), vec![d("3")], "newest buckets give back first");
+        assert_eq!(
+            p.buckets.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+            vec![d("3")],
+            "newest buckets give back first"
+        );
         assert!(p.buckets.len() <= 60);
     }
 
@@ -647,7 +665,16 @@ mod windows {
         assert_eq!(view.limit, d("120"));
         t.charge(&charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
         let closed = t.reset_policy("", "m", at(2026, 1, 10)).unwrap();
-        assert_eq!(closed, Closed { start_ms: at(2026, 1, 1), end_ms: at(2026, 1, 10), used: d("90"), allowance: d("120"), rolled_over: d("0") });
+        assert_eq!(
+            closed,
+            Closed {
+                start_ms: at(2026, 1, 1),
+                end_ms: at(2026, 1, 10),
+                used: d("90"),
+                allowance: d("120"),
+                rolled_over: d("0")
+            }
+        );
         let now = t.get("", at(2026, 1, 10)).unwrap().policies[0].clone();
         // 30 unused rolls over; the grant does not repeat.
         assert_eq!((now.limit, now.used, now.period), (d("130"), d("0"), Some((at(2026, 1, 10), at(2026, 2, 1)))));
@@ -660,9 +687,18 @@ mod windows {
     fn rollover_needs_a_calendar_window_and_a_cap_above_the_limit() {
         let l = Limits::default();
         let mut t = Tree::new();
-        assert!(matches!(t.set_policy("", "m", windowed("100", Window::None, Some("200")), 0, &l), Err(Error::Syntax(_))));
-        assert!(matches!(t.set_policy("", "m", windowed("100", month(1), Some("99")), 0, &l), Err(Error::InvalidAmount(_))));
-        assert!(matches!(t.set_policy("", "m", windowed("100", Window::Rolling { duration_ms: 60_000 }, Some("200")), 0, &l), Err(Error::Syntax(_))));
+        assert!(matches!(
+            t.set_policy("", "m", windowed("100", Window::None, Some("200")), 0, &l),
+            Err(Error::Syntax(_))
+        ));
+        assert!(matches!(
+            t.set_policy("", "m", windowed("100", month(1), Some("99")), 0, &l),
+            Err(Error::InvalidAmount(_))
+        ));
+        assert!(matches!(
+            t.set_policy("", "m", windowed("100", Window::Rolling { duration_ms: 60_000 }, Some("200")), 0, &l),
+            Err(Error::Syntax(_))
+        ));
         assert_eq!(t.policy_count(), 0);
     }
 

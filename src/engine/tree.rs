@@ -64,7 +64,6 @@ impl Node {
     fn new(path: String, parent: Option<NodeId>) -> Node {
         Node { path, parent, children: BTreeMap::new(), policies: Vec::new(), spent: Vec::new(), live_holds: 0 }
     }
-
 }
 
 /// Who is charged: the paths named by `PATH` and `ALSO` and the request's
@@ -230,7 +229,14 @@ impl Tree {
     /// `QUOTA.SET`: creates or updates a policy. An update keeps the usage;
     /// a changed metric starts a new generation, so holds placed under the
     /// old metric no longer count here. Returns true when it was created.
-    pub fn set_policy(&mut self, path: &str, name: &str, spec: PolicySpec, now_ms: u64, limits: &Limits) -> Result<bool> {
+    pub fn set_policy(
+        &mut self,
+        path: &str,
+        name: &str,
+        spec: PolicySpec,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Result<bool> {
         spec.validate()?;
         let existing = self
             .find(path)

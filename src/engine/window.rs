@@ -68,7 +68,9 @@ impl Window {
         };
         match (unit, anchor) {
             (None, None) => Ok(Window::None),
-            (Some(Unit::Month), Some(d)) if (1..=31).contains(&d) => Ok(Window::Calendar { unit: Unit::Month, anchor: d }),
+            (Some(Unit::Month), Some(d)) if (1..=31).contains(&d) => {
+                Ok(Window::Calendar { unit: Unit::Month, anchor: d })
+            }
             (Some(Unit::Month), Some(d)) => Err(Error::syntax(format!("ANCHOR must be a day from 1 to 31, not {d}"))),
             (Some(unit), None) => Ok(Window::Calendar { unit, anchor: 1 }),
             (_, Some(_)) => Err(Error::syntax("ANCHOR applies only to WINDOW month")),
@@ -231,7 +233,7 @@ pub fn parse_duration(text: &str) -> Result<u64> {
 /// Milliseconds in the largest whole unit: 30d, 24h → 1d, 90s.
 pub fn format_duration(ms: u64) -> String {
     for (unit, scale) in [("d", DAY_MS as u64), ("h", HOUR_MS as u64), ("m", 60_000), ("s", 1000)] {
-        if ms % scale == 0 {
+        if ms.is_multiple_of(scale) {
             return format!("{}{unit}", ms / scale);
         }
     }
@@ -303,7 +305,10 @@ mod tests {
     #[test]
     fn windows_parse_and_refuse() {
         assert_eq!(Window::parse("MONTH", Some(31), None).unwrap(), Window::Calendar { unit: Unit::Month, anchor: 31 });
-        assert_eq!(Window::parse("rolling", None, Some("30d")).unwrap(), Window::Rolling { duration_ms: 30 * DAY_MS as u64 });
+        assert_eq!(
+            Window::parse("rolling", None, Some("30d")).unwrap(),
+            Window::Rolling { duration_ms: 30 * DAY_MS as u64 }
+        );
         assert_eq!(Window::parse("none", None, None).unwrap(), Window::None);
         for (name, anchor, duration) in [
             ("month", Some(0), None),
