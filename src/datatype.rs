@@ -1,16 +1,17 @@
 //! The `quotatree` data type and its persistence callbacks: RDB save and
-//! load, AOF rewrite, `MEMORY USAGE`, `DEBUG DIGEST-VALUE`. The encoding
-//! itself lives in `persist`.
+//! load, AOF rewrite, `MEMORY USAGE`, `DEBUG DIGEST-VALUE`, and the price
+//! book as RDB aux data. The encodings themselves live in `persist`.
 
 use std::ffi::{CString, c_void};
 use std::os::raw::{c_char, c_int};
 use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use crate::engine::Tree;
-use crate::persist;
+use crate::{persist, prices};
 
 pub static QUOTA_TYPE: RedisType = RedisType::new(
     "quotatree",
@@ -23,10 +24,10 @@ pub static QUOTA_TYPE: RedisType = RedisType::new(
         free: Some(free),
         mem_usage: Some(mem_usage),
         digest: Some(digest),
-        aux_load: None,
-        aux_save: None,
+        aux_load: Some(aux_load),
+        aux_save: Some(aux_save),
         aux_save2: None,
-        aux_save_triggers: 0,
+        aux_save_triggers: raw::Aux::Before as i32,
         free_effort: None,
         unlink: None,
         copy: None,
@@ -58,6 +59,7 @@ unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) 
 unsafe extern "C" fn aof_rewrite(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, value: *mut c_void) {
     // SAFETY: as in `rdb_save`.
     let tree = unsafe { &*value.cast::<Tree>() };
+    emit_prices(aof);
     let bytes = persist::encode(tree);
     // SAFETY: the function pointer is filled in by Redis at load.
     let emit = unsafe { raw::RedisModule_EmitAOF };
@@ -77,6 +79,65 @@ unsafe extern "C" fn aof_rewrite(aof: *mut raw::RedisModuleIO, key: *mut raw::Re
             bytes.len(),
         );
     }
+}
+
+/// The price book travels in the RDB as aux data, before the keys.
+unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
+    raw::save_signed(rdb, i64::from(persist::PRICE_BOOK_VERSION));
+    let bytes = prices::with_book(|book| persist::encode_book(book));
+    raw::save_slice(rdb, &bytes);
+}
+
+unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, _when: c_int) -> c_int {
+    let (Ok(version), Ok(buffer)) = (raw::load_signed(rdb), raw::load_string_buffer(rdb)) else {
+        return raw::REDISMODULE_ERR as c_int;
+    };
+    match persist::decode_book(buffer.as_ref(), version as i32) {
+        Ok(book) => {
+            prices::with_book(|current| *current = book);
+            raw::REDISMODULE_OK as c_int
+        }
+        Err(e) => {
+            redis_module::logging::log_warning(format!("quota: refusing the price book from disk: {e}"));
+            raw::REDISMODULE_ERR as c_int
+        }
+    }
+}
+
+/// The process that last wrote the price book into a rewritten AOF. Each
+/// AOF rewrite runs in a fresh child process, which writes the book once,
+/// with its first tree: the price book is not a key, and without an RDB
+/// preamble (`aof-use-rdb-preamble no`) it would otherwise be lost.
+static PRICES_WRITTEN_BY: AtomicU32 = AtomicU32::new(0);
+
+fn emit_prices(aof: *mut raw::RedisModuleIO) {
+    if PRICES_WRITTEN_BY.swap(std::process::id(), Ordering::Relaxed) == std::process::id() {
+        return;
+    }
+    // SAFETY: the function pointer is filled in by Redis at load.
+    let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else { return };
+    let (Ok(cmd), Ok(fmt), Ok(set)) = (CString::new("QUOTA.PRICE"), CString::new("cbb"), CString::new("SET")) else {
+        return;
+    };
+    prices::with_book(|book| {
+        for (key, price) in book.entries() {
+            let json = price.to_json();
+            // SAFETY: the format "cbb" matches: a C string, then two
+            // buffers each given as pointer and length.
+            unsafe {
+                emit(
+                    aof,
+                    cmd.as_ptr(),
+                    fmt.as_ptr(),
+                    set.as_ptr(),
+                    key.as_ptr().cast::<c_char>(),
+                    key.len(),
+                    json.as_ptr().cast::<c_char>(),
+                    json.len(),
+                );
+            }
+        }
+    });
 }
 
 unsafe extern "C" fn free(value: *mut c_void) {

@@ -22,6 +22,7 @@ pub mod datatype;
 pub mod engine;
 pub mod expiry;
 pub mod persist;
+pub mod prices;
 pub mod stats;
 
 // The module itself is left out of unit tests: `redis_module!` installs

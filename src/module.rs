@@ -4,7 +4,7 @@
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{Context, InfoContext, RedisResult, RedisString, Status, raw, redis_module};
 
-use crate::commands::{self, internal, policy, read, reserve};
+use crate::commands::{self, internal, policy, price, read, reserve};
 use crate::datatype::QUOTA_TYPE;
 use crate::{clock, config, expiry, stats};
 
@@ -42,6 +42,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ] {
         ctx.add_info_field_long_long(name, stats::read(counter) as i64);
     }
+    ctx.add_info_field_long_long("prices", crate::prices::with_book(|b| b.len()) as i64);
 }
 
 macro_rules! tree_command {
@@ -91,6 +92,8 @@ redis_module! {
         ["QUOTA.HISTORY", cmd_history, "readonly", 1, 1, 1, ""],
         ["QUOTA.REPLAY", internal::replay, "write", 1, 1, 1, ""],
         ["QUOTA.LOADTREE", internal::loadtree, "write", 1, 1, 1, ""],
+        ["QUOTA.PRICE", price::price, "may-replicate", 0, 0, 0, ""],
+        ["QUOTA.ESTIMATE", price::estimate, "readonly", 0, 0, 0, ""],
         ["QUOTA.DEBUG", internal::debug, "", 0, 0, 0, ""],
     ],
     event_handlers: [

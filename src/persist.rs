@@ -18,6 +18,7 @@ use crate::engine::amount;
 use crate::engine::hold::{DoneEntry, Hold, ItemState};
 use crate::engine::names;
 use crate::engine::policy::HISTORY_LEN;
+use crate::engine::pricing::{self, Price, PriceBook};
 use crate::engine::tree::{Node, NodeId, Tree};
 use crate::engine::window::{ROLLING_BUCKETS, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
 use rust_decimal::Decimal;
@@ -66,6 +67,37 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     // Encoding plain owned data into a Vec cannot fail; an empty payload
     // would be refused by `decode`, so a failure here is never silent.
     bincode::serde::encode_to_vec(&data, config()).unwrap_or_default()
+}
+
+/// Version of the price book's aux data in the RDB.
+pub const PRICE_BOOK_VERSION: i32 = 1;
+
+/// Encodes the price book for the RDB's aux data.
+pub fn encode_book(book: &PriceBook) -> Vec<u8> {
+    bincode::serde::encode_to_vec(book, config()).unwrap_or_default()
+}
+
+/// Decodes a price book, validating every entry as `QUOTA.PRICE SET` would.
+pub fn decode_book(bytes: &[u8], version: i32) -> Result<PriceBook, String> {
+    if version != PRICE_BOOK_VERSION {
+        return Err(format!("unknown price book version {version} (this module reads {PRICE_BOOK_VERSION})"));
+    }
+    let (book, used): (PriceBook, usize) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| format!("undecodable price book: {e}"))?;
+    if used != bytes.len() {
+        return Err("trailing bytes after the price book".into());
+    }
+    for (key, price) in book.entries() {
+        let again = Price::from_json(&price.to_json()).map_err(|e| format!("price '{key}': {e}"))?;
+        if &again != price {
+            return Err(format!("price '{key}' does not validate"));
+        }
+        pricing::parse_key(key).map_err(|e| e.to_string())?;
+    }
+    if book.len() > pricing::MAX_PRICES {
+        return Err("too many prices".into());
+    }
+    Ok(book)
 }
 
 /// Decodes bytes written by [`encode`] under `version`.
@@ -302,6 +334,20 @@ mod tests {
         assert_eq!(back.tombstone_count(), 2);
         assert_eq!(back.path_count(), tree.path_count());
         back.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_price_book_survives_encode_and_decode() {
+        let mut book = PriceBook::default();
+        let json =
+            r#"{"metric":"credits","rates":{"input_tokens":"2.50/1M"},"multipliers":{"q":{"hd":"2"}},"minimum":"1"}"#;
+        book.set("chat/m1", Price::from_json(json).unwrap()).unwrap();
+        let bytes = encode_book(&book);
+        assert_eq!(decode_book(&bytes, PRICE_BOOK_VERSION).unwrap(), book);
+        assert!(decode_book(&bytes, 2).is_err());
+        for cut in 0..bytes.len() {
+            assert!(decode_book(&bytes[..cut], 1).is_err());
+        }
     }
 
     #[test]

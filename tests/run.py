@@ -292,10 +292,12 @@ class Scenario:
             raise Failure(f"{words[1]} did not sync with {words[2]}")
         elif verb == "sync":
             primary = self.server(words[1])
-            replicas = [s for s in self.servers.values() if s is not primary]
-            got = primary.cli(["WAIT", str(len(replicas)), "5000"])
-            if got != str(len(replicas)):
-                raise Failure(f"WAIT reached {got} of {len(replicas)} replicas")
+            info = primary.cli(["INFO", "replication"], resp=2)
+            count = next((int(line.split(":")[1]) for line in info.splitlines()
+                          if line.startswith("connected_slaves:")), 0)
+            got = primary.cli(["WAIT", str(count), "5000"])
+            if got != str(count):
+                raise Failure(f"WAIT reached {got} of {count} replicas")
         elif verb == "same":
             a, b = self.server(words[1]), self.server(words[2])
             ra, rb = a.cli(words[3:]), b.cli(words[3:])

@@ -14,6 +14,7 @@
 pub mod args;
 pub mod internal;
 pub mod policy;
+pub mod price;
 pub mod read;
 pub mod reply;
 pub mod reserve;

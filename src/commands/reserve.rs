@@ -2,6 +2,7 @@
 //! `QUOTA.CHARGE`: the request path.
 
 use super::args::Args;
+use super::price::usage_pairs;
 use super::read::push_period;
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
@@ -37,6 +38,7 @@ struct Request {
 fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request> {
     let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
     let (mut batch, mut brief, mut check, mut items) = (None, false, false, Vec::new());
+    let mut usage_keys: Vec<(String, String)> = Vec::new();
     let mut seen = Vec::new();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -49,9 +51,9 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
         match kw {
             "COST" => items.push(parse_cost(args, !charge)?),
             "USAGE" => {
-                return Err(Error::syntax(
-                    "USAGE items are priced by the price book, which this version does not have yet; use COST",
-                ));
+                let (key, item) = parse_usage(args)?;
+                usage_keys.push(key);
+                items.push(item);
             }
             "ALSO" => {
                 also.push(args.next_path("a path after ALSO", env.max_depth)?);
@@ -87,10 +89,18 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
         return Err(Error::syntax("MODEL needs SERVICE"));
     }
     if items.is_empty() {
-        return Err(Error::syntax(format!("{} needs a COST item", args.command())));
+        return Err(Error::syntax(format!("{} needs a COST or USAGE item", args.command())));
     }
     if charge && items.len() > 1 {
-        return Err(Error::syntax("QUOTA.CHARGE takes exactly one COST item"));
+        return Err(Error::syntax("QUOTA.CHARGE takes exactly one COST or USAGE item"));
+    }
+    // Without SERVICE, a request whose USAGE items all name one
+    // service/model is for that service and model.
+    if service.is_none()
+        && let Some((s, m)) = usage_keys.first()
+        && usage_keys.iter().all(|k| k == &usage_keys[0])
+    {
+        (service, model) = (Some(s.clone()), Some(m.clone()));
     }
     let mut paths = vec![path];
     for p in also {
@@ -102,6 +112,15 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
         return Err(Error::Limit(format!("at most {MAX_CHARGE_PATHS} paths per request (PATH and ALSO)")));
     }
     Ok(Request { set: ChargeSet { paths, service, model }, id, ttl_ms, batch, brief, check, items })
+}
+
+/// `USAGE service/model name value …` after the `USAGE` keyword, priced by
+/// the price book: the cost in the price's metric and the raw quantities.
+fn parse_usage(args: &mut Args<'_>) -> Result<((String, String), Costs)> {
+    let key = args.next_str("service/model after USAGE")?;
+    let parts = crate::engine::pricing::parse_key(key)?;
+    let pairs = usage_pairs(args)?;
+    Ok((parts, crate::prices::estimate(key, &pairs)?.charges()))
 }
 
 /// `COST metric amount [metric amount …]` after the `COST` keyword.
@@ -122,7 +141,8 @@ fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
 }
 
 /// `QUOTA.RESERVE key PATH p [ALSO p …] [ID id] [TTL ms] [SERVICE s] [MODEL m]
-/// [ALL|UPTO|DRYRUN] [BRIEF] COST m n … [COST …]`
+/// [ALL|UPTO|DRYRUN] [BRIEF] item [item …]`, item = `COST m n …` or
+/// `USAGE service/model name value …`
 fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, false)?;
     let request = ReserveRequest {
@@ -194,21 +214,24 @@ fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, 
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
         let Some(kw) = keyword(word, keywords) else { return Err(args.unknown(word)) };
-        args.once(&mut seen, kw)?;
+        if kw == "ITEM" {
+            args.once(&mut seen, kw)?;
+        }
         match kw {
             "ITEM" => item = Some(args.next_u64("ITEM", 0, u32::MAX as u64)? as usize),
-            "COST" => cost = Some(parse_cost(args, true)?),
-            _ => {
-                return Err(Error::syntax(
-                    "USAGE is priced by the price book, which this version does not have yet; use COST",
-                ));
+            "COST" | "USAGE" => {
+                if cost.is_some() {
+                    return Err(Error::syntax("give the actual amount once, as COST or as USAGE"));
+                }
+                cost = Some(if kw == "COST" { parse_cost(args, true)? } else { parse_usage(args)?.1 });
             }
+            _ => return Err(args.unknown(word)),
         }
     }
     Ok((item, cost))
 }
 
-/// `QUOTA.COMMIT key id [ITEM i] [COST metric amount …]`
+/// `QUOTA.COMMIT key id [ITEM i] [COST metric amount … | USAGE service/model name value …]`
 fn commit(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let id = args.next_name("reservation id")?;
     let (item, cost) = parse_settle(args, true)?;
@@ -258,7 +281,7 @@ fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 /// `QUOTA.CHARGE key PATH p [ALSO p …] [ID id] [SERVICE s] [MODEL m] [CHECK]
-/// [BRIEF] COST metric amount …`
+/// [BRIEF] COST metric amount … | USAGE service/model name value …`
 fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, true)?;
     let cost = req.items.into_iter().next().unwrap_or_default();

@@ -9,6 +9,7 @@ pub mod hold;
 pub mod names;
 pub mod outcome;
 pub mod policy;
+pub mod pricing;
 pub mod tree;
 pub mod window;
 

@@ -1,0 +1,141 @@
+//! `QUOTA.PRICE SET|GET|DEL|LIST` and `QUOTA.ESTIMATE`: the price book.
+//! These commands name no key: the book is server-wide, and on a cluster
+//! it is set on every primary, as with `FUNCTION LOAD`.
+
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString};
+
+use super::args::Args;
+use super::reply::Reply;
+use super::{keyword, respond, utf8_args};
+use crate::engine::pricing::{self, Estimate, Price};
+use crate::engine::{Error, Result};
+use crate::prices;
+
+/// `QUOTA.PRICE SET service/model json | GET service/model | DEL service/model | LIST`
+pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 2 {
+        return Err(RedisError::WrongArity);
+    }
+    let texts = utf8_args(&argv[1..])?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut args = Args::new("QUOTA.PRICE", &texts);
+    let verb = args.next_str("SET, GET, DEL or LIST")?;
+    let verb = keyword(verb, &["SET", "GET", "DEL", "LIST"])
+        .ok_or_else(|| RedisError::String(Error::syntax("QUOTA.PRICE takes SET, GET, DEL or LIST").to_string()))?;
+    if matches!(verb, "SET" | "DEL") {
+        refuse_write(ctx, verb == "SET")?;
+    }
+    let result = match verb {
+        "SET" => set(&mut args),
+        "GET" => get(&mut args),
+        "DEL" => del(&mut args),
+        _ => args.finish().map(|()| Reply::strings(prices::with_book(|b| b.keys().cloned().collect::<Vec<_>>()))),
+    };
+    let changed = matches!((&result, verb), (Ok(_), "SET") | (Ok(Reply::Int(1)), "DEL"));
+    if changed {
+        ctx.replicate_verbatim();
+    }
+    respond(ctx, result)
+}
+
+/// A replica takes the book from its primary, and a full server refuses to
+/// grow it, as Redis does for `write` and `deny-oom` commands.
+fn refuse_write(ctx: &Context, grows: bool) -> std::result::Result<(), RedisError> {
+    let flags = ctx.get_flags();
+    let from_primary = flags.contains(ContextFlags::REPLICATED) || flags.contains(ContextFlags::LOADING);
+    if flags.contains(ContextFlags::SLAVE) && !from_primary {
+        return Err(RedisError::Str("READONLY You can't write against a read only replica."));
+    }
+    if grows && flags.contains(ContextFlags::OOM) && !from_primary {
+        return Err(RedisError::Str("OOM command not allowed when used memory > 'maxmemory'."));
+    }
+    Ok(())
+}
+
+fn set(args: &mut Args<'_>) -> Result<Reply> {
+    let key = args.next_str("service/model")?;
+    pricing::parse_key(key)?;
+    let json = args.next_str("the price as JSON")?;
+    args.finish()?;
+    let price = Price::from_json(json)?;
+    prices::with_book(|book| book.set(key, price))?;
+    Ok(Reply::Ok)
+}
+
+fn get(args: &mut Args<'_>) -> Result<Reply> {
+    let key = args.next_str("service/model")?;
+    args.finish()?;
+    pricing::parse_key(key)?;
+    prices::with_book(|book| book.get(key).map(|p| Reply::Str(p.to_json())))
+}
+
+fn del(args: &mut Args<'_>) -> Result<Reply> {
+    let key = args.next_str("service/model")?;
+    args.finish()?;
+    pricing::parse_key(key)?;
+    Ok(Reply::Int(i64::from(prices::with_book(|book| book.remove(key)))))
+}
+
+/// `name value [name value …]` after a price key, up to the next keyword.
+pub fn usage_pairs(args: &mut Args<'_>) -> Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    while !args.at_list_end() {
+        let name = args.next_str("a usage name")?.to_string();
+        let value = args.next_str("a usage value")?.to_string();
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// `QUOTA.ESTIMATE service/model name value [name value …]`
+pub fn estimate(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    if argv.len() < 2 {
+        return Err(RedisError::WrongArity);
+    }
+    let texts = utf8_args(&argv[1..])?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut args = Args::new("QUOTA.ESTIMATE", &texts);
+    let result = (|| {
+        let key = args.next_str("service/model")?;
+        let pairs = usage_pairs(&mut args)?;
+        args.finish()?;
+        Ok(estimate_reply(&prices::estimate(key, &pairs)?))
+    })();
+    respond(ctx, result)
+}
+
+fn estimate_reply(e: &Estimate) -> Reply {
+    let lines = e
+        .lines
+        .iter()
+        .map(|l| {
+            Reply::Map(vec![
+                ("name", Reply::str(l.name.clone())),
+                ("quantity", Reply::amount(l.quantity)),
+                ("rate", Reply::amount(l.rate)),
+                ("subtotal", Reply::amount(l.subtotal)),
+            ])
+        })
+        .collect();
+    let factors = e
+        .factors
+        .iter()
+        .map(|f| {
+            Reply::Map(vec![
+                ("attribute", Reply::str(f.attribute.clone())),
+                ("value", Reply::str(f.value.clone())),
+                ("factor", Reply::amount(f.factor)),
+            ])
+        })
+        .collect();
+    Reply::Map(vec![
+        ("price", Reply::str(e.key.clone())),
+        ("metric", Reply::str(e.metric.clone())),
+        ("cost", Reply::amount(e.cost)),
+        ("lines", Reply::Array(lines)),
+        ("subtotal", Reply::amount(e.subtotal)),
+        ("minimum", e.minimum_applied.map_or(Reply::Nil, Reply::amount)),
+        ("multipliers", Reply::Array(factors)),
+        ("charges", Reply::costs(&e.charges())),
+    ])
+}
