@@ -389,6 +389,9 @@ mod tests {
         Decimal::from_str(s).unwrap()
     }
 
+    /// A table row: a price or key, usage pairs, and the expected cost or error.
+    type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
     fn usage(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
@@ -402,7 +405,7 @@ mod tests {
     #[test]
     fn costs_follow_rates_minimums_and_multipliers() {
         // price, usage, cost
-        let rows: &[(&str, &[(&str, &str)], &str)] = &[
+        let rows: &[Row] = &[
             (CHAT, &[("input_tokens", "1000"), ("output_tokens", "500")], "0.0075"),
             (CHAT, &[("input_tokens", "1000000")], "2.5"),
             (CHAT, &[("input_tokens", "1")], "0.0001"),
@@ -500,7 +503,7 @@ mod tests {
             b
         };
         // usage, a fragment of the error
-        let rows: &[(&str, &[(&str, &str)], &str)] = &[
+        let rows: &[Row] = &[
             ("image/none", &[("images", "1"), ("quality", "hd")], "NOTFOUND no such price 'image/none'"),
             ("image/gen", &[("pixels", "1"), ("quality", "hd")], "unknown usage 'pixels'"),
             ("image/gen", &[("images", "1"), ("quality", "ultra")], "unknown value 'ultra' of quality"),
