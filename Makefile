@@ -14,7 +14,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  Variables: PORT=$(PORT) (make run), MODULE_ARGS='TEST_CLOCK yes' (make run)"
 
-deps: ## Install what is missing (redis-server 7, libclang for bindgen) with apt-get
+deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
@@ -25,6 +25,8 @@ deps: ## Install what is missing (redis-server 7, libclang for bindgen) with apt
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@python3 -c "import redis" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
+		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 
 build: deps ## Build the module: target/release/libquota.so

@@ -26,6 +26,8 @@ Directives:
     @restart S          stop S (SHUTDOWN, which saves as configured) and start
                         it again on the same dir and port
     @kill S             kill -9 S and start it again on the same dir and port
+    @python script args run a Python script (cwd: the repository); it must exit 0.
+                        $port_<server> is the port of a server
     @poll               the next command is retried (up to 5 s) until its
                         expectation holds: for effects of the module's own
                         timer, never a fixed sleep
@@ -278,6 +280,7 @@ class Scenario:
             else:
                 module_args, server_args = rest, []
             self.servers[name] = Server(name, module_args, server_args, self.workdir)
+            self.vars[f"port_{name}"] = self.servers[name].port
             if self.default is None:
                 self.default = name
         elif verb == "replicaof":
@@ -305,6 +308,10 @@ class Scenario:
                 raise Failure(f"{words[1]} and {words[2]} differ on {' '.join(words[3:])}:\n  {ra}\n  {rb}")
             if ra.startswith("error:"):
                 raise Failure(f"{' '.join(words[3:])} failed: {ra}")
+        elif verb == "python":
+            res = subprocess.run([sys.executable] + words[1:], cwd=ROOT, capture_output=True, text=True, timeout=300)
+            if res.returncode != 0:
+                raise Failure(f"{' '.join(words[1:])} exited {res.returncode}:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
         elif verb in ("restart", "kill"):
             self.server(words[1]).restart(hard=(verb == "kill"))
         else:
