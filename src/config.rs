@@ -15,6 +15,7 @@ pub static MAX_POLICIES: AtomicI64 = AtomicI64::new(16);
 pub static MAX_HOLDS: AtomicI64 = AtomicI64::new(1_000_000);
 pub static MAX_DEPTH: AtomicI64 = AtomicI64::new(16);
 pub static MAX_ITEMS: AtomicI64 = AtomicI64::new(1000);
+pub static EVENTS_LEN: AtomicI64 = AtomicI64::new(1000);
 pub static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
 
 /// Longest TTL a hold may be given: 30 days.
@@ -38,6 +39,7 @@ pub const INT_SETTINGS: &[IntSetting] = &[
     IntSetting { name: "max_holds", value: &MAX_HOLDS, default: 1_000_000, min: 1, max: 100_000_000 },
     IntSetting { name: "max_depth", value: &MAX_DEPTH, default: 16, min: 1, max: 64 },
     IntSetting { name: "max_items", value: &MAX_ITEMS, default: 1000, min: 1, max: 10_000 },
+    IntSetting { name: "events_len", value: &EVENTS_LEN, default: 1000, min: 1, max: 100_000 },
 ];
 
 fn get(value: &AtomicI64) -> usize {
@@ -51,6 +53,7 @@ pub fn limits() -> Limits {
         max_holds: get(&MAX_HOLDS),
         max_items: get(&MAX_ITEMS),
         tombstone_ttl_ms: get(&TOMBSTONE_TTL) as u64,
+        events_len: get(&EVENTS_LEN),
     }
 }
 

@@ -11,7 +11,7 @@ use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use crate::engine::Tree;
-use crate::{persist, prices};
+use crate::{persist, prices, stats};
 
 pub static QUOTA_TYPE: RedisType = RedisType::new(
     "quotatree",
@@ -30,7 +30,7 @@ pub static QUOTA_TYPE: RedisType = RedisType::new(
         aux_save_triggers: raw::Aux::Before as i32,
         free_effort: None,
         unlink: None,
-        copy: None,
+        copy: Some(copy),
         defrag: None,
         copy2: None,
         free_effort2: None,
@@ -42,7 +42,10 @@ pub static QUOTA_TYPE: RedisType = RedisType::new(
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     let Ok(buffer) = raw::load_string_buffer(rdb) else { return ptr::null_mut() };
     match persist::decode(buffer.as_ref(), encver) {
-        Ok(tree) => Box::into_raw(Box::new(tree)).cast(),
+        Ok(tree) => {
+            stats::count_tree(&tree, 1);
+            Box::into_raw(Box::new(tree)).cast()
+        }
         Err(e) => {
             redis_module::logging::log_warning(format!("quota: refusing a quotatree from disk: {e}"));
             ptr::null_mut()
@@ -142,7 +145,20 @@ fn emit_prices(aof: *mut raw::RedisModuleIO) {
 
 unsafe extern "C" fn free(value: *mut c_void) {
     // SAFETY: the pointer came from `Box::into_raw` of a `Tree`.
-    drop(unsafe { Box::from_raw(value.cast::<Tree>()) });
+    let tree = unsafe { Box::from_raw(value.cast::<Tree>()) };
+    stats::count_tree(&tree, -1);
+}
+
+/// `COPY`: a deep copy of the tree.
+unsafe extern "C" fn copy(
+    _from: *mut raw::RedisModuleString,
+    _to: *mut raw::RedisModuleString,
+    value: *const c_void,
+) -> *mut c_void {
+    // SAFETY: as in `rdb_save`.
+    let tree = unsafe { &*value.cast::<Tree>() }.clone();
+    stats::count_tree(&tree, 1);
+    Box::into_raw(Box::new(tree)).cast()
 }
 
 unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {

@@ -4,7 +4,7 @@
 //! or an id to forget) schedules the key here, at its earliest due time.
 //! A timer on the primary wakes every [`TICK`], opens the keys that are
 //! due, expires them at the module clock and replicates what it changed as
-//! `QUOTA.REPLAY key now_ms EXPIRE`. The work per tick is bounded, and a
+//! `QUOTA.REPLAY key stamp EXPIRE`. The work per tick is bounded, and a
 //! tree's own expiry pops due holds from an ordered index, so the cost
 //! follows what is due, never the number of holds.
 //!
@@ -21,7 +21,7 @@ use std::time::Duration;
 use redis_module::{Context, ContextFlags, NotifyEvent, RedisString, raw};
 
 use crate::engine::Tree;
-use crate::{clock, config, datatype, stats};
+use crate::{datatype, stats};
 
 /// How often the timer runs (Redis's own active expiry runs at 10 Hz).
 pub const TICK: Duration = Duration::from_millis(100);
@@ -109,8 +109,8 @@ fn tick(ctx: &Context, _: ()) {
 }
 
 fn run_due(ctx: &Context) {
-    let now = clock::now_ms();
-    let limits = config::limits();
+    let stamp = crate::commands::Stamp::local();
+    let (now, limits) = (stamp.now_ms, stamp.env(false).limits);
     for _ in 0..KEYS_PER_TICK {
         let Some((db, key)) = with_schedule(|s| s.pop_due(now)) else { return };
         // SAFETY: the function pointer is filled in by Redis at module load.
@@ -121,12 +121,13 @@ fn run_due(ctx: &Context) {
         let name = RedisString::create_from_slice(ctx.ctx, &key);
         let handle = ctx.open_key_writable(&name);
         let Ok(Some(tree)) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE) else { continue };
+        let before = crate::commands::Marks::of(tree);
         let report = tree.expire(now, &limits);
-        let next = tree.next_due_ms();
         if report.changed() {
             stats::bump(&stats::EXPIRED_HOLDS, report.expired_holds as u64);
-            crate::commands::replicate_expiry(ctx, &key, now);
+            crate::commands::replicate_expiry(ctx, &key, &stamp);
         }
-        with_schedule(|s| s.set((db, key), next));
+        // Publishes the `expired` events and schedules the next expiry.
+        crate::commands::after(ctx, &key, tree, &before, false);
     }
 }

@@ -8,8 +8,9 @@
 //! - `commands` is the thin skin that Redis calls: each file parses one
 //!   family of commands with a shared argument cursor, calls the engine and
 //!   renders the answer as a RESP map or JSON. It also owns replication:
-//!   writes are propagated as `QUOTA.REPLAY key now_ms …`, so a replica or
-//!   an AOF reload applies them at the primary's time.
+//!   writes are propagated as `QUOTA.REPLAY key stamp …` (the primary's time
+//!   and settings), so a replica or an AOF reload applies them exactly as
+//!   the primary did.
 //! - `persist` encodes a tree for RDB, AOF rewrite, `DUMP`/`RESTORE`, with
 //!   an encoding version from the first release.
 //! - `module` registers the data type, the commands, the configuration and

@@ -32,6 +32,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 #[allow(deprecated)]
 fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_section(None);
+    for (name, gauge) in [("trees", &stats::TREES), ("paths", &stats::PATHS), ("live_holds", &stats::HOLDS)] {
+        ctx.add_info_field_long_long(name, stats::gauge(gauge));
+    }
     for (name, counter) in [
         ("reservations_allowed", &stats::RESERVES_ALLOWED),
         ("reservations_denied", &stats::RESERVES_DENIED),
@@ -39,6 +42,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
         ("releases", &stats::RELEASES),
         ("charges", &stats::CHARGES),
         ("expired_holds", &stats::EXPIRED_HOLDS),
+        ("events", &stats::EVENTS),
     ] {
         ctx.add_info_field_long_long(name, stats::read(counter) as i64);
     }
@@ -59,6 +63,7 @@ tree_command!(cmd_delpath, policy::DELPATH);
 tree_command!(cmd_grant, policy::GRANT);
 tree_command!(cmd_reset, policy::RESET);
 tree_command!(cmd_history, read::HISTORY);
+tree_command!(cmd_events, read::EVENTS);
 tree_command!(cmd_reserve, reserve::RESERVE);
 tree_command!(cmd_commit, reserve::COMMIT);
 tree_command!(cmd_release, reserve::RELEASE);
@@ -90,6 +95,7 @@ redis_module! {
         ["QUOTA.TREE", cmd_tree, "readonly", 1, 1, 1, ""],
         ["QUOTA.HOLDS", cmd_holds, "readonly", 1, 1, 1, ""],
         ["QUOTA.HISTORY", cmd_history, "readonly", 1, 1, 1, ""],
+        ["QUOTA.EVENTS", cmd_events, "readonly", 1, 1, 1, ""],
         ["QUOTA.REPLAY", internal::replay, "write", 1, 1, 1, ""],
         ["QUOTA.LOADTREE", internal::loadtree, "write", 1, 1, 1, ""],
         ["QUOTA.PRICE", price::price, "may-replicate", 0, 0, 0, ""],
@@ -108,6 +114,7 @@ redis_module! {
             ["max_holds", &config::MAX_HOLDS, 1_000_000, 1, 100_000_000, ConfigurationFlags::DEFAULT, None],
             ["max_depth", &config::MAX_DEPTH, 16, 1, 64, ConfigurationFlags::DEFAULT, None],
             ["max_items", &config::MAX_ITEMS, 1000, 1, 10_000, ConfigurationFlags::DEFAULT, None],
+            ["events_len", &config::EVENTS_LEN, 1000, 1, 100_000, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [

@@ -10,11 +10,12 @@
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::amount;
+use crate::engine::events::Event;
 use crate::engine::hold::{DoneEntry, Hold, ItemState};
 use crate::engine::names;
 use crate::engine::policy::HISTORY_LEN;
@@ -26,6 +27,9 @@ use rust_decimal::Decimal;
 /// Version 1: the first encoding.
 pub const ENCODING_VERSION: i32 = 1;
 
+/// Most events a stored log may hold (the largest `events_len`).
+const MAX_EVENTS: usize = 100_000;
+
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
 
@@ -36,6 +40,8 @@ struct TreeDataRef<'a> {
     nodes: &'a [Option<Node>],
     holds: Vec<&'a Hold>,
     done: Vec<&'a DoneEntry>,
+    next_event_seq: u64,
+    events: &'a VecDeque<Event>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +51,8 @@ struct TreeData {
     nodes: Vec<Option<Node>>,
     holds: Vec<Hold>,
     done: Vec<DoneEntry>,
+    next_event_seq: u64,
+    events: VecDeque<Event>,
 }
 
 fn config() -> bincode::config::Configuration<
@@ -63,6 +71,8 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
         nodes: &tree.nodes,
         holds: tree.hold_expiry.iter().filter_map(|(_, id)| tree.holds.get(id)).collect(),
         done: tree.done_expiry.iter().filter_map(|(_, id)| tree.done.get(id)).collect(),
+        next_event_seq: tree.next_event_seq,
+        events: &tree.events,
     };
     // Encoding plain owned data into a Vec cannot fail; an empty payload
     // would be refused by `decode`, so a failure here is never silent.
@@ -119,7 +129,22 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
 
 /// Rebuilds the indexes and validates everything.
 fn rebuild(data: TreeData) -> Result<Tree, String> {
-    let mut tree = Tree { seq: data.seq, next_generation: data.next_generation, nodes: data.nodes, ..Tree::default() };
+    let consecutive = data.events.iter().zip(data.events.iter().skip(1)).all(|(a, b)| a.seq + 1 == b.seq);
+    if !consecutive
+        || data.events.back().is_some_and(|e| e.seq + 1 != data.next_event_seq)
+        || data.events.len() > MAX_EVENTS
+        || data.next_event_seq == 0
+    {
+        return Err("the event log is out of order".into());
+    }
+    let mut tree = Tree {
+        seq: data.seq,
+        next_generation: data.next_generation,
+        nodes: data.nodes,
+        next_event_seq: data.next_event_seq,
+        events: data.events,
+        ..Tree::default()
+    };
     match tree.nodes.first() {
         Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
         _ => return Err("the tree has no root".into()),

@@ -4,9 +4,9 @@
 
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{EXPIRE, TREE_COMMANDS, execute, keyword, utf8_args};
+use super::{EXPIRE, Marks, Stamp, TREE_COMMANDS, after, execute, keyword, utf8_args};
 use crate::engine::Tree;
-use crate::{clock, config, datatype, expiry, persist};
+use crate::{clock, config, datatype, expiry, persist, stats};
 
 /// Only the replication link and the AOF loader may send these.
 fn internal_only(ctx: &Context, name: &str) -> Result<(), RedisError> {
@@ -18,23 +18,25 @@ fn internal_only(ctx: &Context, name: &str) -> Result<(), RedisError> {
     }
 }
 
-/// `QUOTA.REPLAY key now_ms COMMAND args…`: runs a tree command at the
-/// primary's time. `EXPIRE` as the command only expires.
+/// `QUOTA.REPLAY key stamp COMMAND args…`: runs a tree command at the
+/// primary's time and settings. `EXPIRE` as the command only expires.
 pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     internal_only(ctx, "QUOTA.REPLAY")?;
     if argv.len() < 4 {
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[2..])?;
-    let now_ms: u64 = texts[0].parse().map_err(|_| RedisError::Str("ERR QUOTA.REPLAY: bad time"))?;
+    let stamp = Stamp::decode(&texts[0]).ok_or(RedisError::Str("ERR QUOTA.REPLAY: bad stamp"))?;
     let name = texts[1].as_str();
     let rest: Vec<&str> = texts[2..].iter().map(String::as_str).collect();
     if name == EXPIRE {
         let handle = ctx.open_key_writable(&argv[1]);
         if let Some(tree) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
-            tree.expire(now_ms, &config::limits());
-            expiry::schedule(ctx, argv[1].as_slice(), tree.next_due_ms());
-            super::replicate_expiry(ctx, argv[1].as_slice(), now_ms);
+            let before = Marks::of(tree);
+            let report = tree.expire(stamp.now_ms, &stamp.env(true).limits);
+            stats::bump(&stats::EXPIRED_HOLDS, report.expired_holds as u64);
+            after(ctx, argv[1].as_slice(), tree, &before, false);
+            super::replicate_expiry(ctx, argv[1].as_slice(), &stamp);
         }
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }
@@ -42,7 +44,7 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .iter()
         .find(|c| c.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| RedisError::String(format!("ERR QUOTA.REPLAY: unknown command '{name}'")))?;
-    execute(ctx, &argv[1], &rest, command, Some(now_ms))
+    execute(ctx, &argv[1], &rest, command, Some(stamp))
 }
 
 /// `QUOTA.LOADTREE key version bytes`: replaces the key with a tree
@@ -60,6 +62,7 @@ pub fn loadtree(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let tree = persist::decode(argv[3].as_slice(), version)
         .map_err(|e| RedisError::String(format!("ERR QUOTA.LOADTREE: {e}")))?;
     let next_due = tree.next_due_ms();
+    stats::count_tree(&tree, 1);
     let handle = ctx.open_key_writable(&argv[1]);
     handle.set_value(&datatype::QUOTA_TYPE, tree)?;
     expiry::schedule(ctx, argv[1].as_slice(), next_due);

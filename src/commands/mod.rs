@@ -6,10 +6,11 @@
 //! tree when one was created, replicates, and replies.
 //!
 //! Replication is deterministic. A write is propagated as
-//! `QUOTA.REPLAY key now_ms COMMAND args…`: the replica (or an AOF reload)
-//! runs the same handler at the primary's time on the same state, and so
-//! generates the same ids and expires the same holds. Nothing is ever
-//! replicated verbatim.
+//! `QUOTA.REPLAY key stamp COMMAND args…`, where the [`Stamp`] carries the
+//! primary's time and the settings that shape state: the replica (or an AOF
+//! reload) runs the same handler at the primary's time on the same state,
+//! and so generates the same ids, expires the same holds and logs the same
+//! events. Nothing that reads the clock is replicated verbatim.
 
 pub mod args;
 pub mod internal;
@@ -21,7 +22,7 @@ pub mod reserve;
 
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
-use crate::engine::{Expiry, Limits, Result, Tree};
+use crate::engine::{Limits, Result, Tree};
 use crate::{clock, config, datatype, expiry};
 use args::Args;
 use reply::Reply;
@@ -89,25 +90,81 @@ pub fn utf8_args(argv: &[RedisString]) -> std::result::Result<Vec<String>, Redis
         .map_err(|_| RedisError::Str("ERR syntax: arguments must be valid UTF-8"))
 }
 
-fn env(now_ms: u64) -> Env {
-    Env { now_ms, limits: config::limits(), max_depth: config::max_depth(), default_ttl_ms: config::default_ttl_ms() }
+/// What the primary decided for a write besides its arguments: the time,
+/// and the settings that shape the state it leaves (default TTL, how long
+/// ids are remembered, the event log's length). It travels with every
+/// replicated write, so a replica or an AOF reload with other settings
+/// still reaches the same state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub now_ms: u64,
+    pub default_ttl_ms: u64,
+    pub tombstone_ttl_ms: u64,
+    pub events_len: usize,
 }
 
-/// Runs `command` on the tree at `key`. `replayed_at` is the primary's
-/// time when this is a `QUOTA.REPLAY`.
+impl Stamp {
+    /// This server's clock and settings.
+    pub fn local() -> Stamp {
+        let limits = config::limits();
+        Stamp {
+            now_ms: clock::now_ms(),
+            default_ttl_ms: config::default_ttl_ms(),
+            tombstone_ttl_ms: limits.tombstone_ttl_ms,
+            events_len: limits.events_len,
+        }
+    }
+
+    /// `now:default_ttl:tombstone_ttl:events_len`.
+    pub fn encode(&self) -> String {
+        format!("{}:{}:{}:{}", self.now_ms, self.default_ttl_ms, self.tombstone_ttl_ms, self.events_len)
+    }
+
+    pub fn decode(text: &str) -> Option<Stamp> {
+        let mut parts = text.split(':').map(|p| p.parse::<u64>().ok());
+        let stamp = Stamp {
+            now_ms: parts.next()??,
+            default_ttl_ms: parts.next()??,
+            tombstone_ttl_ms: parts.next()??,
+            events_len: usize::try_from(parts.next()??).ok()?,
+        };
+        parts.next().is_none().then_some(stamp)
+    }
+
+    /// The environment a command runs in. A replayed write is applied as
+    /// the primary accepted it: the bounds were checked there.
+    pub fn env(&self, replayed: bool) -> Env {
+        let mut limits = config::limits();
+        limits.tombstone_ttl_ms = self.tombstone_ttl_ms;
+        limits.events_len = self.events_len;
+        let mut max_depth = config::max_depth();
+        if replayed {
+            limits.max_paths = usize::MAX;
+            limits.max_policies = usize::MAX;
+            limits.max_holds = usize::MAX;
+            limits.max_items = usize::MAX;
+            max_depth = crate::engine::names::MAX_DEPTH_HARD;
+        }
+        Env { now_ms: self.now_ms, limits, max_depth, default_ttl_ms: self.default_ttl_ms }
+    }
+}
+
+/// Runs `command` on the tree at `key`. `replayed` carries the primary's
+/// stamp when this is a `QUOTA.REPLAY`.
 pub fn execute(
     ctx: &Context,
     key: &RedisString,
     rest: &[&str],
     command: &Command,
-    replayed_at: Option<u64>,
+    replayed: Option<Stamp>,
 ) -> RedisResult {
-    let now = replayed_at.unwrap_or_else(clock::now_ms);
-    let env = env(now);
+    let stamp = replayed.unwrap_or_else(Stamp::local);
+    let env = stamp.env(replayed.is_some());
+    let now = stamp.now_ms;
     let mut args = Args::new(command.name, rest);
     // A replica leaves expiry to its primary, which replicates it.
     let is_replica = ctx.get_flags().contains(ContextFlags::SLAVE);
-    let result = match (&command.handler, is_replica && replayed_at.is_none()) {
+    let result = match (&command.handler, is_replica && replayed.is_none()) {
         (Handler::Read(read), true) => {
             let handle = ctx.open_key(key);
             match handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
@@ -117,34 +174,74 @@ pub fn execute(
         }
         (handler, _) => {
             let handle = ctx.open_key_writable(key);
-            let (result, expired, next_due) =
-                match handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
-                    Some(tree) => {
-                        let expired = tree.expire(now, &env.limits);
-                        let result = apply(handler, tree, &mut args, &env);
-                        (result, expired, tree.next_due_ms())
-                    }
-                    None => {
-                        let mut tree = Tree::new();
-                        let result = apply(handler, &mut tree, &mut args, &env);
-                        let next_due = tree.next_due_ms();
-                        if matches!(result, Ok(Answer { changed: true, .. })) {
-                            handle.set_value(&datatype::QUOTA_TYPE, tree)?;
-                        }
-                        (result, Expiry::default(), next_due)
-                    }
-                };
+            let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
+            let mut fresh = None;
+            let created = existing.is_none();
+            let tree: &mut Tree = match existing {
+                Some(tree) => tree,
+                None => fresh.insert(Tree::new()),
+            };
+            let before = Marks::of(tree);
+            let expired = tree.expire(now, &env.limits);
+            let result = apply(handler, tree, &mut args, &env);
+            let changed = matches!(result, Ok(Answer { changed: true, .. }));
             crate::stats::bump(&crate::stats::EXPIRED_HOLDS, expired.expired_holds as u64);
             match &result {
-                Ok(Answer { changed: true, .. }) => replicate(ctx, key.as_slice(), now, command.name, rest),
-                _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), now),
+                Ok(Answer { changed: true, .. }) => replicate(ctx, key.as_slice(), &stamp, command.name, rest),
+                _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), &stamp),
                 _ => {}
             }
-            expiry::schedule(ctx, key.as_slice(), next_due);
+            if !created || changed {
+                after(ctx, key.as_slice(), tree, &before, created);
+            }
+            if let Some(tree) = fresh.filter(|_| changed) {
+                handle.set_value(&datatype::QUOTA_TYPE, tree)?;
+            }
             result.map(|a| a.reply)
         }
     };
     respond(ctx, result)
+}
+
+/// What a tree looked like before a command: its size and its newest event.
+pub struct Marks {
+    paths: usize,
+    holds: usize,
+    seq: u64,
+}
+
+impl Marks {
+    pub fn of(tree: &Tree) -> Marks {
+        Marks { paths: tree.path_count(), holds: tree.hold_count(), seq: tree.last_event_seq() }
+    }
+}
+
+/// After a command (or the timer) touched a tree: counts what changed for
+/// `INFO quota`, publishes the new events on `quota:events:<key>`, and
+/// schedules the tree's next expiry.
+pub fn after(ctx: &Context, key: &[u8], tree: &Tree, before: &Marks, created: bool) {
+    if created {
+        crate::stats::count_tree(tree, 1);
+    } else {
+        crate::stats::count_change((before.paths, before.holds), tree);
+    }
+    // Every server publishes the events it applies, the primary for its
+    // clients and a replica as it replays; PUBLISH itself is not
+    // replicated, so no subscriber hears an event twice. Nothing is
+    // published while loading.
+    let publish = !ctx.get_flags().contains(ContextFlags::LOADING);
+    let name = String::from_utf8_lossy(key);
+    let mut channel = b"quota:events:".to_vec();
+    channel.extend_from_slice(key);
+    for event in tree.events_since(before.seq, usize::MAX) {
+        crate::stats::bump(&crate::stats::EVENTS, 1);
+        if publish {
+            let json = reply::to_json(&read::event_reply(event, Some(&name)));
+            let parts: [&[u8]; 2] = [&channel, json.as_bytes()];
+            let _ = ctx.call("PUBLISH", &parts[..]);
+        }
+    }
+    expiry::schedule(ctx, key, tree.next_due_ms());
 }
 
 fn apply(handler: &Handler, tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
@@ -165,19 +262,19 @@ pub fn respond(ctx: &Context, result: Result<Reply>) -> RedisResult {
     }
 }
 
-fn replicate(ctx: &Context, key: &[u8], now_ms: u64, name: &str, rest: &[&str]) {
-    let now = now_ms.to_string();
+fn replicate(ctx: &Context, key: &[u8], stamp: &Stamp, name: &str, rest: &[&str]) {
+    let stamp = stamp.encode();
     let mut parts: Vec<&[u8]> = Vec::with_capacity(rest.len() + 3);
     parts.push(key);
-    parts.push(now.as_bytes());
+    parts.push(stamp.as_bytes());
     parts.push(name.as_bytes());
     parts.extend(rest.iter().map(|s| s.as_bytes()));
     ctx.replicate("QUOTA.REPLAY", parts.as_slice());
 }
 
 /// Propagates an expiry that happened without a write command.
-pub fn replicate_expiry(ctx: &Context, key: &[u8], now_ms: u64) {
-    replicate(ctx, key, now_ms, EXPIRE, &[]);
+pub fn replicate_expiry(ctx: &Context, key: &[u8], stamp: &Stamp) {
+    replicate(ctx, key, stamp, EXPIRE, &[]);
 }
 
 /// Matches `word` against `keywords` in any case, returning the keyword.

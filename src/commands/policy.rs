@@ -68,7 +68,7 @@ fn grant(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     if amount.is_zero() {
         return Err(Error::InvalidAmount("a grant must be larger than 0".into()));
     }
-    let view = tree.grant(&path, &name, amount, env.now_ms)?;
+    let view = tree.grant(&path, &name, amount, env.now_ms, &env.limits)?;
     Ok(Answer { reply: policy_reply(&view), changed: true })
 }
 
@@ -77,7 +77,7 @@ fn reset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path", env.max_depth)?;
     let name = args.next_name("policy name")?;
     args.finish()?;
-    let closed = tree.reset_policy(&path, &name, env.now_ms)?;
+    let closed = tree.reset_policy(&path, &name, env.now_ms, &env.limits)?;
     Ok(Answer { reply: closed_reply(&closed), changed: true })
 }
 

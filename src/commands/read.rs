@@ -3,7 +3,8 @@
 use super::args::Args;
 use super::reply::{Reply, to_json};
 use super::{Command, Env, Handler, keyword, optional_path};
-use crate::engine::names::MAX_DEPTH_HARD;
+use crate::engine::events::{Event, EventKind};
+use crate::engine::names::{MAX_DEPTH_HARD, display_path};
 use crate::engine::outcome::{HoldView, NodeView, PolicyView, ResetOutcome};
 use crate::engine::{Error, Result, Tree};
 
@@ -11,6 +12,56 @@ pub const GET: Command = Command { name: "QUOTA.GET", handler: Handler::Read(get
 pub const TREE: Command = Command { name: "QUOTA.TREE", handler: Handler::Read(tree_cmd) };
 pub const HOLDS: Command = Command { name: "QUOTA.HOLDS", handler: Handler::Read(holds) };
 pub const HISTORY: Command = Command { name: "QUOTA.HISTORY", handler: Handler::Read(history) };
+pub const EVENTS: Command = Command { name: "QUOTA.EVENTS", handler: Handler::Read(events) };
+
+/// Default and largest `COUNT` of `QUOTA.EVENTS`.
+const EVENTS_DEFAULT_COUNT: u64 = 100;
+const EVENTS_MAX_COUNT: u64 = 10_000;
+
+/// `QUOTA.EVENTS key [SINCE seq] [COUNT n]`: events after `seq`, oldest first.
+fn events(tree: &Tree, args: &mut Args<'_>, _env: &Env) -> Result<Reply> {
+    let (mut since, mut count) = (0, EVENTS_DEFAULT_COUNT);
+    let mut seen = Vec::new();
+    while !args.is_done() {
+        let word = args.next_str("a keyword")?;
+        let Some(kw) = keyword(word, &["SINCE", "COUNT"]) else { return Err(args.unknown(word)) };
+        args.once(&mut seen, kw)?;
+        match kw {
+            "SINCE" => since = args.next_u64("SINCE", 0, u64::MAX)?,
+            _ => count = args.next_u64("COUNT", 1, EVENTS_MAX_COUNT)?,
+        }
+    }
+    Ok(Reply::Array(tree.events_since(since, count as usize).map(|e| event_reply(e, None)).collect()))
+}
+
+/// An event as `QUOTA.EVENTS` and the `quota:events:<key>` channel show it.
+pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
+    let amount = |a: Option<rust_decimal::Decimal>| a.map_or(Reply::Nil, Reply::amount);
+    let mut fields =
+        vec![("seq", Reply::ms(e.seq)), ("type", Reply::str(e.kind.as_str())), ("time", Reply::ms(e.time_ms))];
+    if let Some(tree) = tree {
+        fields.push(("tree", Reply::str(tree)));
+    }
+    fields.extend([
+        ("path", Reply::str(display_path(&e.path))),
+        ("policy", Reply::opt_str(e.policy.as_deref())),
+        ("metric", Reply::opt_str(e.metric.as_deref())),
+        ("used", amount(e.used)),
+        ("held", amount(e.held)),
+        ("limit", amount(e.limit)),
+    ]);
+    match e.kind {
+        EventKind::Warning => fields.push(("threshold", e.threshold.map_or(Reply::Nil, |t| Reply::Int(i64::from(t))))),
+        EventKind::Reset => fields.push(("periods", e.periods.map_or(Reply::Nil, Reply::ms))),
+        EventKind::Rollover => fields.push(("rolled_over", amount(e.rolled_over))),
+        EventKind::Expired => {
+            fields.push(("id", Reply::opt_str(e.id.as_deref())));
+            fields.push(("amounts", Reply::costs(&e.amounts)));
+        }
+        EventKind::Over => {}
+    }
+    Reply::Map(fields)
+}
 
 /// Default and largest `COUNT` of `QUOTA.HOLDS`.
 const HOLDS_DEFAULT_COUNT: u64 = 100;
@@ -23,17 +74,22 @@ fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     Ok(node_reply(&tree.get(&path, env.now_ms)?, false))
 }
 
-/// `QUOTA.TREE key [path] [DEPTH n] [FORMAT resp|json]`
+/// Default and largest `COUNT` of `QUOTA.TREE`: nodes returned at most.
+const TREE_DEFAULT_COUNT: u64 = 1000;
+const TREE_MAX_COUNT: u64 = 100_000;
+
+/// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json]`
 fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = optional_path(args, env.max_depth)?;
-    let (mut depth, mut json) = (MAX_DEPTH_HARD as u64, false);
+    let (mut depth, mut count, mut json) = (MAX_DEPTH_HARD as u64, TREE_DEFAULT_COUNT, false);
     let mut seen = Vec::new();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
-        let Some(kw) = keyword(word, &["DEPTH", "FORMAT"]) else { return Err(args.unknown(word)) };
+        let Some(kw) = keyword(word, &["DEPTH", "COUNT", "FORMAT"]) else { return Err(args.unknown(word)) };
         args.once(&mut seen, kw)?;
         match kw {
             "DEPTH" => depth = args.next_u64("DEPTH", 0, MAX_DEPTH_HARD as u64)?,
+            "COUNT" => count = args.next_u64("COUNT", 1, TREE_MAX_COUNT)?,
             _ => {
                 let format = args.next_str("a format after FORMAT")?;
                 json = match keyword(format, &["RESP", "JSON"]) {
@@ -44,7 +100,12 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
             }
         }
     }
-    let reply = node_reply(&tree.tree_view(&path, depth as usize, env.now_ms)?, true);
+    let view = tree.tree_view(&path, depth as usize, count as usize, env.now_ms)?;
+    let mut reply = node_reply(&view.root, true);
+    if let Reply::Map(fields) = &mut reply {
+        fields.push(("nodes", Reply::Int(view.nodes as i64)));
+        fields.push(("truncated", Reply::flag(view.truncated)));
+    }
     Ok(if json { Reply::Str(to_json(&reply)) } else { reply })
 }
 
@@ -100,6 +161,9 @@ fn node_reply(node: &NodeView, with_children: bool) -> Reply {
     ];
     if with_children {
         fields.push(("children", Reply::Array(node.children.iter().map(|c| node_reply(c, true)).collect())));
+        if node.more > 0 {
+            fields.push(("more", Reply::Int(node.more as i64)));
+        }
     }
     Reply::Map(fields)
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
+use super::events::{Event, EventKind};
 use super::names;
 use super::outcome::{
     ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, ReleaseOutcome, ReserveOutcome, costs_add,
@@ -230,7 +231,7 @@ impl Tree {
             None => self.generate_id(now_ms),
         };
         let mut lines = Vec::with_capacity(policies.len());
-        for r in policies {
+        for &r in &policies {
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
             policy.held += costs_get(&held, &policy.spec.metric);
             lines.push(Line { node: r.node, generation: policy.generation, metric: policy.spec.metric.clone() });
@@ -260,6 +261,7 @@ impl Tree {
         };
         self.hold_expiry.insert((expires_at_ms, id.clone()));
         self.holds.insert(id, hold);
+        self.observe(&policies, now_ms, limits);
         Ok(outcome)
     }
 
@@ -460,7 +462,7 @@ impl Tree {
         if live {
             self.release_lines(id, &indices);
         }
-        let over = self.apply_usage(&set, &actual, now_ms);
+        let over = self.apply_usage(&set, &actual, now_ms, limits);
         // The actual amount uses up the reservation of expired items first
         // (already given back at expiry); what is left of the live hold is
         // released.
@@ -582,6 +584,23 @@ impl Tree {
                 for &i in &held {
                     hold.items[i].state = ItemState::Expired;
                 }
+                let event = Event {
+                    seq: 0,
+                    kind: EventKind::Expired,
+                    time_ms: at,
+                    path: hold.set.paths.first().cloned().unwrap_or_default(),
+                    policy: None,
+                    metric: None,
+                    threshold: None,
+                    used: None,
+                    held: None,
+                    limit: None,
+                    periods: None,
+                    rolled_over: None,
+                    id: Some(id.clone()),
+                    amounts: hold.cost_of(&held),
+                };
+                self.emit(event, limits);
             }
             self.finish(&id, at, limits);
             report.expired_holds += 1;
@@ -693,7 +712,7 @@ impl Tree {
         self.check_usage(&req.set, &req.cost, now_ms, limits)?;
 
         // After this point the charge succeeds.
-        let over = self.apply_usage(&req.set, &req.cost, now_ms);
+        let over = self.apply_usage(&req.set, &req.cost, now_ms, limits);
         let outcome = ChargeOutcome {
             allowed: true,
             charged: req.cost.clone(),

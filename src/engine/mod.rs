@@ -5,6 +5,7 @@
 
 pub mod amount;
 pub mod error;
+pub mod events;
 pub mod hold;
 pub mod names;
 pub mod outcome;

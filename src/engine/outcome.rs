@@ -185,6 +185,16 @@ pub struct NodeView {
     pub policies: Vec<PolicyView>,
     /// Children, for `QUOTA.TREE` only, sorted by name.
     pub children: Vec<NodeView>,
+    /// Children left out because `QUOTA.TREE` reached its `COUNT`.
+    pub more: usize,
+}
+
+/// `QUOTA.TREE`: the nodes returned and whether `COUNT` cut the tree short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeView {
+    pub root: NodeView,
+    pub nodes: usize,
+    pub truncated: bool,
 }
 
 /// A live hold as `QUOTA.HOLDS` shows it.

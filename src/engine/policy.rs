@@ -184,6 +184,10 @@ pub struct Policy {
     pub history: VecDeque<Closed>,
     /// Rolling windows: (bucket index, usage), oldest first.
     pub buckets: VecDeque<(u64, Decimal)>,
+    /// `WARN` thresholds that fired in this period, one bit per threshold.
+    pub fired: u16,
+    /// Whether `over` fired in this period.
+    pub over_fired: bool,
 }
 
 impl Policy {
@@ -203,6 +207,8 @@ impl Policy {
             granted: Decimal::ZERO,
             history: VecDeque::new(),
             buckets: VecDeque::new(),
+            fired: 0,
+            over_fired: false,
         }
     }
 
@@ -358,6 +364,8 @@ impl Policy {
                 self.used = Decimal::ZERO;
                 self.granted = Decimal::ZERO;
                 self.rolled_over = allowance - self.spec.limit;
+                self.fired = 0;
+                self.over_fired = false;
                 (i_now - i_end + 1) as u64
             }
         }
@@ -453,6 +461,8 @@ impl Policy {
         self.granted = Decimal::ZERO;
         self.rolled_over = allowance - self.spec.limit;
         self.buckets.clear();
+        self.fired = 0;
+        self.over_fired = false;
         closed
     }
 
@@ -462,6 +472,10 @@ impl Policy {
     pub fn update(&mut self, spec: PolicySpec, now_ms: u64) {
         self.roll(now_ms);
         let window_changed = spec.window != self.spec.window;
+        if spec.warn != self.spec.warn {
+            // The bits name positions in the old list.
+            self.fired = 0;
+        }
         self.spec = spec;
         if window_changed {
             self.period_start_ms = match self.spec.window {

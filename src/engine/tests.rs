@@ -359,7 +359,10 @@ fn tree_views_show_status_and_depth() {
     let l = Limits::default();
     let mut t = company();
     t.charge(&charge_req(&["projects/p1"], &[("credits", "45")], false), 0, &l).unwrap();
-    let view = t.tree_view("", 1, 0).unwrap();
+    let view = t.tree_view("", 1, 1000, 0).unwrap();
+    assert!(!view.truncated);
+    assert_eq!(view.nodes, 3);
+    let view = view.root;
     assert_eq!(view.path, "/");
     assert_eq!(view.children.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), vec!["members", "projects"]);
     assert!(view.children.iter().all(|c| c.children.is_empty()));
@@ -367,6 +370,102 @@ fn tree_views_show_status_and_depth() {
     assert_eq!(p1.status, Status::Critical);
     assert_eq!(t.get("members", 0).unwrap().status, Status::None);
     assert_eq!(t.get("", 0).unwrap().status, Status::Healthy);
+}
+
+#[test]
+fn a_large_tree_is_cut_at_count_with_a_marker() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    for i in 0..50 {
+        t.charge(&charge_req(&[&format!("projects/p{i:02}/users/u1")], &[("credits", "1")], false), 0, &l).unwrap();
+    }
+    // limit, nodes returned, truncated
+    for (count, nodes, truncated) in [(1000, 152, false), (10, 10, true), (1, 1, true), (3, 3, true)] {
+        let view = t.tree_view("", 64, count, 0).unwrap();
+        assert_eq!((view.nodes, view.truncated), (nodes, truncated), "COUNT {count}");
+    }
+    let cut = t.tree_view("", 64, 10, 0).unwrap().root;
+    // root, projects, then p00/users/u1, p01/users/u1, p02/users/u1 (and p03 cut short)
+    assert_eq!(cut.more, 0);
+    let projects = &cut.children[0];
+    assert_eq!(projects.children.len(), 3);
+    assert_eq!(projects.more, 47);
+}
+
+mod events {
+    use super::*;
+    use crate::engine::events::EventKind;
+    use crate::engine::window::{DAY_MS, Unit};
+
+    fn kinds(t: &Tree) -> Vec<(EventKind, Option<u8>)> {
+        t.events_since(0, usize::MAX).map(|e| (e.kind, e.threshold)).collect()
+    }
+
+    #[test]
+    fn thresholds_fire_once_per_period_and_again_after_a_reset() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        let monthly = PolicySpec {
+            window: Window::Calendar { unit: Unit::Month, anchor: 1 },
+            ..spec("credits", "100", Mode::Strict)
+        };
+        t.set_policy("", "m", monthly, 0, &l).unwrap();
+        // One charge crosses both thresholds, in order.
+        t.charge(&charge_req(&["p"], &[("credits", "91")], false), 1, &l).unwrap();
+        assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(80)), (EventKind::Warning, Some(90))]);
+        t.charge(&charge_req(&["p"], &[("credits", "-50")], false), 2, &l).unwrap();
+        t.charge(&charge_req(&["p"], &[("credits", "50")], false), 3, &l).unwrap();
+        assert_eq!(kinds(&t).len(), 2, "each threshold fires once per period");
+        t.charge(&charge_req(&["p"], &[("credits", "9")], false), 4, &l).unwrap();
+        assert_eq!(kinds(&t)[2], (EventKind::Over, None));
+        // The next month: a reset event, and the thresholds fire again.
+        let feb = 31 * DAY_MS as u64;
+        t.charge(&charge_req(&["p"], &[("credits", "85")], false), feb, &l).unwrap();
+        let all: Vec<_> = t.events_since(0, usize::MAX).cloned().collect();
+        assert_eq!(all[3].kind, EventKind::Reset);
+        assert_eq!((all[3].used, all[3].limit, all[3].periods), (Some(d("100")), Some(d("100")), Some(1)));
+        assert_eq!((all[4].kind, all[4].threshold), (EventKind::Warning, Some(80)));
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(t.events_since(3, 10).map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(t.events_since(4, 1).map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+    }
+
+    #[test]
+    fn strict_warnings_count_holds_and_holds_that_expire_say_so() {
+        let l = Limits::default();
+        let mut t = company();
+        let mut req = reserve_req(&["projects/p1"], &[&[("credits", "45")]]);
+        req.ttl_ms = 100;
+        t.reserve(&req, 0, &l).unwrap();
+        // 45 of 50 held at projects/p1: 80 and 90 cross.
+        assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(80)), (EventKind::Warning, Some(90))]);
+        t.expire(100, &l);
+        let expired = t.events_since(2, 10).next().unwrap().clone();
+        assert_eq!((expired.kind, expired.path.as_str(), expired.time_ms), (EventKind::Expired, "projects/p1", 100));
+        assert_eq!(expired.amounts, costs(&[("credits", "45")]));
+    }
+
+    #[test]
+    fn rollover_and_manual_resets_are_events_and_the_log_is_bounded() {
+        let l = Limits { events_len: 3, ..Limits::default() };
+        let mut t = Tree::new();
+        let monthly = PolicySpec {
+            window: Window::Calendar { unit: Unit::Month, anchor: 1 },
+            rollover: Some(d("150")),
+            ..spec("credits", "100", Mode::Strict)
+        };
+        t.set_policy("", "m", monthly, 0, &l).unwrap();
+        t.reset_policy("", "m", 10, &l).unwrap();
+        assert_eq!(kinds(&t), vec![(EventKind::Reset, None), (EventKind::Rollover, None)]);
+        let rollover = t.events_since(1, 1).next().unwrap().clone();
+        assert_eq!((rollover.rolled_over, rollover.limit), (Some(d("50")), Some(d("150"))));
+        for i in 0..5 {
+            t.reset_policy("", "m", 20 + i, &l).unwrap();
+        }
+        assert_eq!(t.events_since(0, usize::MAX).count(), 3);
+        assert_eq!(t.last_event_seq(), 12);
+        assert_eq!(t.events_since(0, usize::MAX).next().unwrap().seq, 10);
+    }
 }
 
 // ----- property tests ----------------------------------------------------
@@ -661,10 +760,10 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "m", windowed("100", month(1), Some("150")), at(2026, 1, 1), &l).unwrap();
-        let view = t.grant("", "m", d("20"), at(2026, 1, 5)).unwrap();
+        let view = t.grant("", "m", d("20"), at(2026, 1, 5), &l).unwrap();
         assert_eq!(view.limit, d("120"));
         t.charge(&charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
-        let closed = t.reset_policy("", "m", at(2026, 1, 10)).unwrap();
+        let closed = t.reset_policy("", "m", at(2026, 1, 10), &l).unwrap();
         assert_eq!(
             closed,
             Closed {
@@ -680,7 +779,7 @@ mod windows {
         assert_eq!((now.limit, now.used, now.period), (d("130"), d("0"), Some((at(2026, 1, 10), at(2026, 2, 1)))));
         let feb = t.get("", at(2026, 2, 1)).unwrap().policies[0].clone();
         assert_eq!(feb.limit, d("150"));
-        assert!(matches!(t.grant("", "nope", d("1"), 0), Err(Error::NotFound(_))));
+        assert!(matches!(t.grant("", "nope", d("1"), 0, &l), Err(Error::NotFound(_))));
     }
 
     #[test]

@@ -5,16 +5,17 @@
 //! `by_path`; a node knows its parent and children, so the ancestors of a
 //! path are one hash lookup and a walk up the parents.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
+use super::events::{Event, EventKind, alerts};
 use super::hold::{DoneEntry, Hold};
 use super::names;
-use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, costs_add, costs_get};
+use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, TreeView, costs_add, costs_get};
 use super::policy::{Policy, PolicySpec, Status};
 
 /// Index of a node in the arena.
@@ -31,6 +32,8 @@ pub struct Limits {
     pub max_items: usize,
     /// How long finished reservation ids are remembered.
     pub tombstone_ttl_ms: u64,
+    /// Events kept per tree.
+    pub events_len: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_holds: 1_000_000,
             max_items: 1000,
             tombstone_ttl_ms: 24 * 3600 * 1000,
+            events_len: 1000,
         }
     }
 }
@@ -90,6 +94,26 @@ pub(crate) struct Reach<'a> {
     pub policies: Vec<PolicyRef>,
 }
 
+/// The `reset` event of periods just closed (the newest in the history),
+/// and the `rollover` event when the new period carries allowance over.
+fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    if let Some(last) = policy.history.front() {
+        let mut reset = Event::about(EventKind::Reset, now_ms, path, policy);
+        reset.used = Some(last.used);
+        reset.limit = Some(last.allowance);
+        reset.held = None;
+        reset.periods = Some(closed);
+        events.push(reset);
+    }
+    if policy.rolled_over > Decimal::ZERO {
+        let mut rollover = Event::about(EventKind::Rollover, now_ms, path, policy);
+        rollover.rolled_over = Some(policy.rolled_over);
+        events.push(rollover);
+    }
+    events
+}
+
 impl Reach<'_> {
     pub fn missing_nodes(&self) -> usize {
         self.prefixes.iter().filter(|(_, id)| id.is_none()).count()
@@ -112,11 +136,15 @@ pub struct Tree {
     pub(crate) seq: u64,
     /// Counter behind policy generations.
     pub(crate) next_generation: u64,
+    /// The latest events, oldest first, at most `Limits::events_len`.
+    pub(crate) events: VecDeque<Event>,
+    /// The `seq` the next event gets (the first is 1).
+    pub(crate) next_event_seq: u64,
 }
 
 impl Tree {
     pub fn new() -> Tree {
-        let mut tree = Tree { next_generation: 1, ..Tree::default() };
+        let mut tree = Tree { next_generation: 1, next_event_seq: 1, ..Tree::default() };
         tree.nodes.push(Some(Node::new(String::new(), None)));
         tree.by_path.insert(String::new(), ROOT);
         tree.node_count = 1;
@@ -218,7 +246,9 @@ impl Tree {
     }
 
     pub(crate) fn check_path_room(&self, new_nodes: usize, limits: &Limits) -> Result<()> {
-        if self.node_count + new_nodes > limits.max_paths {
+        // A tree already past the bound (lowered since, or promoted from a
+        // replica with other settings) still works on its existing paths.
+        if new_nodes > 0 && self.node_count + new_nodes > limits.max_paths {
             return Err(Error::Limit(format!("the tree would have more than {} paths (max_paths)", limits.max_paths)));
         }
         Ok(())
@@ -260,17 +290,33 @@ impl Tree {
         // changed metric uses it.
         let generation = self.next_generation;
         self.next_generation += 1;
-        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
-        if let Some(policy) = node.policies.iter_mut().find(|p| p.name == name) {
-            if policy.spec.metric != spec.metric {
-                policy.generation = generation;
-                policy.held = Decimal::ZERO;
+        if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name == name)) {
+            let r = PolicyRef { node: id, index };
+            self.roll_policy(r, now_ms, limits);
+            if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
+                if policy.spec.metric != spec.metric {
+                    policy.generation = generation;
+                    policy.held = Decimal::ZERO;
+                }
+                policy.update(spec, now_ms);
             }
-            policy.update(spec, now_ms);
+            self.observe(&[r], now_ms, limits);
             return Ok(false);
         }
+        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
         node.policies.push(Policy::new(name, spec, generation, now_ms));
+        let r = PolicyRef { node: id, index: node.policies.len() - 1 };
+        self.observe(&[r], now_ms, limits);
         Ok(true)
+    }
+
+    fn policy_ref(&self, path: &str, name: &str) -> Result<PolicyRef> {
+        let node = self.find(path).ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
+        let index = self
+            .node(node)
+            .and_then(|n| n.policies.iter().position(|p| p.name == name))
+            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
+        Ok(PolicyRef { node, index })
     }
 
     fn policy_mut(&mut self, path: &str, name: &str) -> Result<&mut Policy> {
@@ -296,18 +342,36 @@ impl Tree {
     }
 
     /// `QUOTA.GRANT`: adds `amount` to the current period's allowance.
-    pub fn grant(&mut self, path: &str, name: &str, amount: Decimal, now_ms: u64) -> Result<PolicyView> {
-        let policy = self.policy_mut(path, name)?;
-        let mut updated = policy.clone();
+    pub fn grant(
+        &mut self,
+        path: &str,
+        name: &str,
+        amount: Decimal,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Result<PolicyView> {
+        let r = self.policy_ref(path, name)?;
+        let mut updated = self.policy(r).cloned().ok_or_else(|| Error::State("tree is inconsistent".into()))?;
+        updated.roll(now_ms);
         updated.grant(amount, now_ms)?;
         // After this point the command succeeds.
-        *policy = updated;
+        self.roll_policy(r, now_ms, limits);
+        let policy = self.policy_mut(path, name)?;
+        policy.grant(amount, now_ms)?;
         Ok(PolicyView::of(policy, now_ms))
     }
 
     /// `QUOTA.RESET`: closes the policy's current period now.
-    pub fn reset_policy(&mut self, path: &str, name: &str, now_ms: u64) -> Result<ResetOutcome> {
-        Ok(self.policy_mut(path, name)?.reset(now_ms))
+    pub fn reset_policy(&mut self, path: &str, name: &str, now_ms: u64, limits: &Limits) -> Result<ResetOutcome> {
+        let r = self.policy_ref(path, name)?;
+        self.roll_policy(r, now_ms, limits);
+        let policy = self.policy_mut(path, name)?;
+        let closed = policy.reset(now_ms);
+        let events = period_events(policy, path, now_ms, 1);
+        for event in events {
+            self.emit(event, limits);
+        }
+        Ok(closed)
     }
 
     /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
@@ -444,7 +508,7 @@ impl Tree {
     /// policy, each once; usage never goes below zero. The caller has run
     /// [`Tree::check_usage`]. Returns `path#policy` of the charged policies
     /// now at or past their allowance.
-    pub(crate) fn apply_usage(&mut self, set: &ChargeSet, usage: &Costs, now_ms: u64) -> Vec<String> {
+    pub(crate) fn apply_usage(&mut self, set: &ChargeSet, usage: &Costs, now_ms: u64, limits: &Limits) -> Vec<String> {
         for path in &set.paths {
             self.ensure_path(path);
         }
@@ -453,18 +517,19 @@ impl Tree {
         let nodes: Vec<NodeId> = reach.prefixes.iter().filter_map(|(_, id)| *id).collect();
         let policies = reach.policies;
         let mut over = Vec::new();
-        for r in policies {
+        for &r in &policies {
+            self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
             let path = names::display_path(&node.path).to_string();
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
             let delta = costs_get(usage, &policy.spec.metric);
-            policy.roll(now_ms);
             let added = policy.add_used(delta, now_ms);
             debug_assert!(added.is_ok(), "check_usage ran first");
             if policy.is_over() {
                 over.push(format!("{path}#{}", policy.name));
             }
         }
+        self.observe(&policies, now_ms, limits);
         for id in nodes {
             let Some(node) = self.node_mut(id) else { continue };
             for (metric, delta) in usage {
@@ -476,15 +541,78 @@ impl Tree {
         over
     }
 
+    // ----- events --------------------------------------------------------
+
+    /// Appends an event to the log, numbering it.
+    pub(crate) fn emit(&mut self, mut event: Event, limits: &Limits) {
+        event.seq = self.next_event_seq;
+        self.next_event_seq += 1;
+        self.events.push_back(event);
+        while self.events.len() > limits.events_len.max(1) {
+            self.events.pop_front();
+        }
+    }
+
+    /// Fires the warnings and `over` that the policies now cross.
+    pub(crate) fn observe(&mut self, refs: &[PolicyRef], now_ms: u64, limits: &Limits) {
+        for &r in refs {
+            let Some(node) = self.node_mut(r.node) else { continue };
+            let path = node.path.clone();
+            let Some(policy) = node.policies.get_mut(r.index) else { continue };
+            for event in alerts(policy, now_ms, &path) {
+                self.emit(event, limits);
+            }
+        }
+    }
+
+    /// Applies the resets due to a policy, with their `reset` and
+    /// `rollover` events.
+    pub(crate) fn roll_policy(&mut self, r: PolicyRef, now_ms: u64, limits: &Limits) {
+        let Some(node) = self.node_mut(r.node) else { return };
+        let path = node.path.clone();
+        let Some(policy) = node.policies.get_mut(r.index) else { return };
+        let closed = policy.roll(now_ms);
+        if closed == 0 {
+            return;
+        }
+        let events = period_events(policy, &path, now_ms, closed);
+        for event in events {
+            self.emit(event, limits);
+        }
+    }
+
+    /// The events after `since`, oldest first, at most `count`.
+    pub fn events_since(&self, since: u64, count: usize) -> impl Iterator<Item = &Event> {
+        // Sequence numbers are consecutive, so the start is found by arithmetic.
+        let first = self.events.front().map_or(0, |e| e.seq);
+        let skip = since.saturating_add(1).saturating_sub(first) as usize;
+        self.events.iter().skip(skip).take(count)
+    }
+
+    /// The `seq` of the newest event (0 when there has been none).
+    pub fn last_event_seq(&self) -> u64 {
+        self.next_event_seq.saturating_sub(1)
+    }
+
     // ----- reading -------------------------------------------------------
 
-    fn view(&self, id: NodeId, depth: usize, now_ms: u64) -> Option<NodeView> {
+    /// A node and its descendants down to `depth` levels, visiting at most
+    /// `budget` nodes (preorder, children by name), so that a large tree
+    /// never stalls the server.
+    fn view(&self, id: NodeId, depth: usize, budget: &mut usize, now_ms: u64) -> Option<NodeView> {
         let node = self.node(id)?;
-        let children = if depth == 0 {
-            Vec::new()
-        } else {
-            node.children.values().filter_map(|&c| self.view(c, depth - 1, now_ms)).collect()
-        };
+        *budget = budget.saturating_sub(1);
+        let mut children = Vec::new();
+        let mut more = 0;
+        if depth > 0 {
+            for &child in node.children.values() {
+                if *budget == 0 {
+                    more = node.children.len() - children.len();
+                    break;
+                }
+                children.extend(self.view(child, depth - 1, budget, now_ms));
+            }
+        }
         let policies: Vec<PolicyView> = node.policies.iter().map(|p| PolicyView::of(&p.at(now_ms), now_ms)).collect();
         Some(NodeView {
             path: names::display_path(&node.path).to_string(),
@@ -492,23 +620,33 @@ impl Tree {
             status: policies.iter().map(|p| p.status).max().unwrap_or(Status::None),
             policies,
             children,
+            more,
         })
     }
 
-    fn find_view(&self, path: &str, depth: usize, now_ms: u64) -> Result<NodeView> {
-        self.find(path)
-            .and_then(|id| self.view(id, depth, now_ms))
-            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))
+    fn not_found(path: &str) -> Error {
+        Error::NotFound(format!("path '{}'", names::display_path(path)))
     }
 
     /// `QUOTA.GET`: one node without its children, as of `now_ms`.
     pub fn get(&self, path: &str, now_ms: u64) -> Result<NodeView> {
-        self.find_view(path, 0, now_ms)
+        self.find(path).and_then(|id| self.view(id, 0, &mut 1, now_ms)).ok_or_else(|| Self::not_found(path))
     }
 
-    /// `QUOTA.TREE`: a node and its descendants down to `depth` levels.
-    pub fn tree_view(&self, path: &str, depth: usize, now_ms: u64) -> Result<NodeView> {
-        self.find_view(path, depth.min(names::MAX_DEPTH_HARD), now_ms)
+    /// `QUOTA.TREE`: a node and its descendants down to `depth` levels, at
+    /// most `max_nodes` of them.
+    pub fn tree_view(&self, path: &str, depth: usize, max_nodes: usize, now_ms: u64) -> Result<TreeView> {
+        let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
+        let mut budget = max_nodes.max(1);
+        let root = self
+            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms)
+            .ok_or_else(|| Self::not_found(path))?;
+        let nodes = max_nodes.max(1) - budget;
+        fn cut(view: &NodeView) -> bool {
+            view.more > 0 || view.children.iter().any(cut)
+        }
+        let truncated = cut(&root);
+        Ok(TreeView { root, nodes, truncated })
     }
 
     /// Checks the invariants that must never break: held equals the sum of

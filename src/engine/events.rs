@@ -1,0 +1,124 @@
+//! Events: warnings before a limit is reached, and what happened to
+//! periods and holds. Each tree keeps the latest events in a bounded log
+//! with a strictly increasing `seq`; the command layer publishes each new
+//! one on `quota:events:<key>`.
+//!
+//! Thresholds fire once per period: a calendar policy re-arms them when its
+//! period closes (or on `QUOTA.RESET`); a policy without a window only on
+//! `QUOTA.RESET`; a rolling policy, whose usage drops out continuously,
+//! re-arms a threshold when its usage is seen below it again.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::outcome::Costs;
+use super::policy::{Mode, Policy};
+use super::window::Window;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// Usage (used + held for strict policies) crossed a `WARN` threshold.
+    Warning,
+    /// Used reached the allowance.
+    Over,
+    /// A period closed (timed or `QUOTA.RESET`).
+    Reset,
+    /// A new period started with allowance carried over.
+    Rollover,
+    /// A hold expired before it was committed or released.
+    Expired,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Warning => "warning",
+            EventKind::Over => "over",
+            EventKind::Reset => "reset",
+            EventKind::Rollover => "rollover",
+            EventKind::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: EventKind,
+    pub time_ms: u64,
+    /// Canonical path ("" for the root).
+    pub path: String,
+    /// The policy, for every kind but `expired`.
+    pub policy: Option<String>,
+    pub metric: Option<String>,
+    /// The threshold crossed, for `warning`.
+    pub threshold: Option<u8>,
+    pub used: Option<Decimal>,
+    pub held: Option<Decimal>,
+    /// The allowance: of the period that closed for `reset`, of the new
+    /// period for `rollover`, the current one otherwise.
+    pub limit: Option<Decimal>,
+    /// `reset`: periods closed at once; `rollover`: the amount carried over.
+    pub periods: Option<u64>,
+    pub rolled_over: Option<Decimal>,
+    /// `expired`: the reservation and what it held.
+    pub id: Option<String>,
+    pub amounts: Costs,
+}
+
+impl Event {
+    /// An event about `policy`, with its usage now.
+    pub fn about(kind: EventKind, time_ms: u64, path: &str, policy: &Policy) -> Event {
+        Event {
+            seq: 0,
+            kind,
+            time_ms,
+            path: path.to_string(),
+            policy: Some(policy.name.clone()),
+            metric: Some(policy.spec.metric.clone()),
+            threshold: None,
+            used: Some(policy.used),
+            held: Some(policy.held),
+            limit: Some(policy.allowance()),
+            periods: None,
+            rolled_over: None,
+            id: None,
+            amounts: Costs::new(),
+        }
+    }
+}
+
+/// The warnings and `over` that `policy` fires now, in threshold order,
+/// marking them fired so that each fires once per period.
+pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
+    let mut out = Vec::new();
+    let rolling = matches!(policy.spec.window, Window::Rolling { .. });
+    let level = match policy.spec.mode {
+        Mode::Strict => policy.used + policy.held,
+        Mode::Block | Mode::Open => policy.used,
+    };
+    let allowance = policy.allowance();
+    for (i, &pct) in policy.spec.warn.clone().iter().enumerate() {
+        let bit = 1u16 << i.min(15);
+        let crossed = match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
+            (Some(l), Some(a)) => l >= a,
+            _ => true,
+        };
+        if crossed && policy.fired & bit == 0 {
+            policy.fired |= bit;
+            let mut event = Event::about(EventKind::Warning, time_ms, path, policy);
+            event.threshold = Some(pct);
+            out.push(event);
+        } else if !crossed && rolling {
+            policy.fired &= !bit;
+        }
+    }
+    let over = policy.is_over();
+    if over && !policy.over_fired {
+        policy.over_fired = true;
+        out.push(Event::about(EventKind::Over, time_ms, path, policy));
+    } else if !over && rolling {
+        policy.over_fired = false;
+    }
+    out
+}
