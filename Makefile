@@ -8,7 +8,7 @@ MODULE_ARGS  ?=
 CARGO        ?= cargo
 APT_PACKAGES := redis-server redis-tools libclang-dev python3
 
-.PHONY: help deps build run test test-engine test-scenarios fmt lint clean
+.PHONY: help deps build run test test-engine test-scenarios test-slow fuzz fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test-engine: ## Engine unit and property tests (no Redis needed)
 
 test-scenarios: ## redis-cli scenarios against real redis-servers
 	python3 tests/run.py
+
+fuzz: ## Fuzz every command with random arguments for longer (FUZZ_CASES=20000)
+	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked --lib commands::fuzz
 
 fmt: ## Format the code
 	$(CARGO) fmt

@@ -13,6 +13,8 @@
 //! events. Nothing that reads the clock is replicated verbatim.
 
 pub mod args;
+#[cfg(test)]
+mod fuzz;
 pub mod internal;
 pub mod policy;
 pub mod price;

@@ -1,0 +1,278 @@
+//! Property tests over the command layer: random argument lists, built from
+//! the commands' own vocabulary and hostile values, fed to every command.
+//! No input may panic; an error must leave the tree exactly as it was; a
+//! success must leave a tree whose invariants hold and which survives an
+//! encode/decode round trip. `make fuzz` runs many more cases than CI.
+
+use proptest::prelude::*;
+
+use super::args::Args;
+use super::{Command, Env, Handler, TREE_COMMANDS, read};
+use crate::engine::pricing::Price;
+use crate::engine::{Limits, Tree};
+use crate::{persist, prices};
+
+const WORDS: &[&str] = &[
+    "PATH",
+    "ALSO",
+    "ID",
+    "TTL",
+    "SERVICE",
+    "MODEL",
+    "ALL",
+    "UPTO",
+    "DRYRUN",
+    "BRIEF",
+    "CHECK",
+    "COST",
+    "USAGE",
+    "ITEM",
+    "METRIC",
+    "LIMIT",
+    "WINDOW",
+    "ANCHOR",
+    "MODE",
+    "WARN",
+    "ROLLOVER",
+    "DEPTH",
+    "COUNT",
+    "FORMAT",
+    "SINCE",
+    "strict",
+    "block",
+    "open",
+    "none",
+    "month",
+    "day",
+    "week",
+    "hour",
+    "year",
+    "rolling",
+    "json",
+    "resp",
+    "credits",
+    "requests",
+    "input_tokens",
+    "images",
+    "quality",
+    "hd",
+    "sd",
+    "video/v",
+    "chat/c",
+    "chat/none",
+    "/",
+    "a",
+    "a/b",
+    "a/b/c",
+    "d",
+    "d/e",
+    "x//y",
+    "..",
+    "a/./b",
+    "",
+    " ",
+    "\u{0}",
+    "é",
+    "💥",
+    "0",
+    "1",
+    "-1",
+    "10",
+    "99.5",
+    "0.0000000001",
+    "1e5",
+    "1.",
+    ".5",
+    "-0",
+    "1000000000000000",
+    "1000000000000001",
+    "18446744073709551616",
+    "-9223372036854775808",
+    "NaN",
+    "inf",
+    "30d",
+    "90s",
+    "0s",
+    "1.5h",
+    "31",
+    "32",
+    "80,90",
+    "0,100",
+    "101",
+    "r-1",
+    "job",
+    "16",
+    "1000",
+    "1001",
+    "60000",
+    "2592000001",
+];
+
+fn arg() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::sample::select(WORDS).prop_map(str::to_string),
+        1 => "[ -~]{0,12}",
+        1 => "[0-9]{1,30}",
+    ]
+}
+
+fn pick(options: &'static [&'static str]) -> impl Strategy<Value = String> {
+    proptest::sample::select(options).prop_map(str::to_string)
+}
+
+const PATHS: &[&str] = &["/", "a", "a/b", "a/b/c", "d", "d/e"];
+const METRICS: &[&str] = &["credits", "requests", "images"];
+const AMOUNTS: &[&str] = &["0", "1", "5", "10", "25.5", "100", "-3", "0.0000000001"];
+const IDS: &[&str] = &["job-1", "job-2", "job-3"];
+
+/// A command that is mostly well formed: (command index, arguments).
+fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
+    let cost = (pick(METRICS), pick(AMOUNTS)).prop_map(|(m, a)| vec!["COST".to_string(), m, a]);
+    let usage = (pick(&["1", "3"]), pick(&["hd", "sd"]))
+        .prop_map(|(n, q)| ["USAGE", "video/v", "images", &n, "quality", &q].map(str::to_string).to_vec());
+    let item = prop_oneof![3 => cost, 1 => usage];
+    let window = pick(&["none", "day", "month", "hour"]).prop_map(|w| vec!["WINDOW".to_string(), w]);
+    let set = (
+        pick(PATHS),
+        pick(&["p", "q"]),
+        pick(METRICS),
+        pick(AMOUNTS),
+        proptest::option::of(window),
+        pick(&["strict", "block", "open"]),
+    )
+        .prop_map(|(path, name, metric, limit, window, mode)| {
+            let mut v = vec![path, name, "METRIC".into(), metric, "LIMIT".into(), limit, "MODE".into(), mode];
+            v.extend(window.unwrap_or_default());
+            (0, v)
+        });
+    let reserve = (
+        pick(PATHS),
+        proptest::option::of(pick(PATHS)),
+        proptest::option::of(pick(IDS)),
+        pick(&["ALL", "UPTO", "DRYRUN"]),
+        pick(&["500", "1500", "60000"]),
+        proptest::collection::vec(item.clone(), 1..4),
+    )
+        .prop_map(|(path, also, id, mode, ttl, items)| {
+            let mut v = vec!["PATH".to_string(), path, "TTL".into(), ttl, mode];
+            if let Some(also) = also {
+                v.extend(["ALSO".to_string(), also]);
+            }
+            if let Some(id) = id {
+                v.extend(["ID".to_string(), id]);
+            }
+            v.extend(items.into_iter().flatten());
+            (5, v)
+        });
+    let commit = (pick(IDS), proptest::option::of(pick(&["0", "1", "2"])), proptest::option::of(item.clone()))
+        .prop_map(|(id, index, cost)| {
+            let mut v = vec![id];
+            if let Some(i) = index {
+                v.extend(["ITEM".to_string(), i]);
+            }
+            v.extend(cost.unwrap_or_default());
+            (6, v)
+        });
+    let release = (pick(IDS), proptest::option::of(pick(&["0", "1"]))).prop_map(|(id, index)| {
+        let mut v = vec![id];
+        if let Some(i) = index {
+            v.extend(["ITEM".to_string(), i]);
+        }
+        (7, v)
+    });
+    let charge = (pick(PATHS), any::<bool>(), item).prop_map(|(path, check, item)| {
+        let mut v = vec!["PATH".to_string(), path];
+        if check {
+            v.push("CHECK".into());
+        }
+        v.extend(item);
+        (9, v)
+    });
+    let admin =
+        (0usize..5, pick(PATHS), pick(&["p", "q"]), pick(AMOUNTS)).prop_map(|(k, path, name, amount)| match k {
+            0 => (1, vec![path, name]),
+            1 => (2, vec![path]),
+            2 => (3, vec![path, name, amount]),
+            3 => (4, vec![path, name]),
+            _ => (8, vec!["job-1".into(), "1000".into()]),
+        });
+    prop_oneof![2 => set, 4 => reserve, 3 => commit, 1 => release, 3 => charge, 1 => admin]
+}
+
+/// A shaped command, sometimes with one argument replaced by noise.
+fn call() -> impl Strategy<Value = (usize, Vec<String>)> {
+    prop_oneof![
+        6 => shaped(),
+        2 => (shaped(), any::<prop::sample::Index>(), arg()).prop_map(|((c, mut v), i, noise)| {
+            if !v.is_empty() {
+                let at = i.index(v.len());
+                v[at] = noise;
+            }
+            (c, v)
+        }),
+        1 => (0usize..13, proptest::collection::vec(arg(), 0..14)),
+    ]
+}
+
+fn commands() -> Vec<&'static Command> {
+    let mut all: Vec<&'static Command> = TREE_COMMANDS.to_vec();
+    all.extend([&read::GET, &read::TREE, &read::HOLDS, &read::HISTORY, &read::EVENTS]);
+    all
+}
+
+fn env(now_ms: u64) -> Env {
+    let limits =
+        Limits { max_paths: 40, max_policies: 4, max_holds: 12, max_items: 6, tombstone_ttl_ms: 5000, events_len: 20 };
+    Env { now_ms, limits, max_depth: 4, default_ttl_ms: 1000 }
+}
+
+fn setup_prices() {
+    prices::with_book(|book| {
+        let video = r#"{"metric": "credits", "rates": {"images": "2"}, "multipliers": {"quality": {"hd": "2", "sd": "1"}}, "minimum": "1"}"#;
+        let chat = r#"{"metric": "credits", "rates": {"input_tokens": "2.50/1M"}}"#;
+        book.set("video/v", Price::from_json(video).expect("valid price")).expect("room");
+        book.set("chat/c", Price::from_json(chat).expect("valid price")).expect("room");
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("QUOTA_FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        .. ProptestConfig::default()
+    })]
+
+    #[test]
+    fn commands_never_panic_and_errors_change_nothing(
+        calls in proptest::collection::vec((call(), 0u64..700), 1..60)
+    ) {
+        setup_prices();
+        let all = commands();
+        let mut tree = Tree::new();
+        let mut now = 1_700_000_000_000u64;
+        for ((which, args), advance) in calls {
+            now += advance;
+            let command = all[which % all.len()];
+            let env = env(now);
+            tree.expire(now, &env.limits);
+            let before = persist::encode(&tree);
+            let texts: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut cursor = Args::new(command.name, &texts);
+            let result = match &command.handler {
+                Handler::Write(write) => write(&mut tree, &mut cursor, &env).map(|a| a.changed),
+                Handler::Read(read) => read(&tree, &mut cursor, &env).map(|_| false),
+            };
+            match result {
+                Err(_) => prop_assert_eq!(persist::encode(&tree), before, "{} {:?} failed but changed the tree", command.name, args),
+                Ok(changed) => {
+                    if !changed {
+                        prop_assert_eq!(persist::encode(&tree), before.clone(), "{} {:?} changed a tree it said it did not", command.name, args);
+                    }
+                    prop_assert_eq!(tree.check_invariants(), Ok(()), "after {} {:?}", command.name, args);
+                    let bytes = persist::encode(&tree);
+                    let back = persist::decode(&bytes, persist::ENCODING_VERSION);
+                    prop_assert!(back.is_ok(), "round trip after {} {:?}: {:?}", command.name, args, back.err());
+                }
+            }
+        }
+    }
+}
