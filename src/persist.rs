@@ -18,7 +18,7 @@ use crate::engine::amount;
 use crate::engine::events::Event;
 use crate::engine::hold::{DoneEntry, Hold, ItemState};
 use crate::engine::names;
-use crate::engine::policy::HISTORY_LEN;
+use crate::engine::policy::{HISTORY_LEN, MAX_WARN};
 use crate::engine::pricing::{self, Price, PriceBook};
 use crate::engine::tree::{Node, NodeId, Tree};
 use crate::engine::window::{ROLLING_BUCKETS, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
@@ -26,6 +26,19 @@ use rust_decimal::Decimal;
 
 /// Version 1: the first encoding.
 pub const ENCODING_VERSION: i32 = 1;
+
+/// Largest time (Unix ms) or counter accepted from disk: 2^53, some 285,000
+/// years, so that no arithmetic on a stored value can wrap.
+const MAX_TIME: u64 = 1 << 53;
+
+/// A stored amount that may never be negative (limits, usage, holds).
+fn non_negative(value: Decimal) -> Result<(), String> {
+    amount::validate_stored(value).map_err(|e| e.to_string())?;
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(format!("stored amount {value} is negative"));
+    }
+    Ok(())
+}
 
 /// Most events a stored log may hold (the largest `events_len`).
 const MAX_EVENTS: usize = 100_000;
@@ -129,6 +142,9 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
 
 /// Rebuilds the indexes and validates everything.
 fn rebuild(data: TreeData) -> Result<Tree, String> {
+    if [data.seq, data.next_generation, data.next_event_seq].iter().any(|&n| n > MAX_TIME) {
+        return Err("a counter is out of range".into());
+    }
     let consecutive = data.events.iter().zip(data.events.iter().skip(1)).all(|(a, b)| a.seq + 1 == b.seq);
     if !consecutive
         || data.events.back().is_some_and(|e| e.seq + 1 != data.next_event_seq)
@@ -178,6 +194,12 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
     for entry in data.done {
         if let Some(hold) = &entry.hold {
             validate_hold(&tree, hold, false)?;
+            if hold.id != entry.id {
+                return Err(format!("finished id '{}' holds another reservation", entry.id));
+            }
+        }
+        if entry.forget_at_ms > MAX_TIME {
+            return Err(format!("finished id '{}' has a time out of range", entry.id));
         }
         if tree.holds.contains_key(&entry.id) {
             return Err(format!("id '{}' is both live and finished", entry.id));
@@ -226,8 +248,12 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         if policy.generation >= tree.next_generation {
             return bad("policy generation from the future");
         }
-        if policy.spec.warn.iter().any(|&w| !(1..=100).contains(&w)) {
-            return bad("warning threshold out of range");
+        let warn = &policy.spec.warn;
+        if warn.iter().any(|&w| !(1..=100).contains(&w))
+            || warn.windows(2).any(|p| p[0] >= p[1])
+            || warn.len() > MAX_WARN
+        {
+            return bad("warning thresholds out of range or order");
         }
         policy.spec.validate().map_err(|e| e.to_string())?;
         validate_window(&policy.spec.window).map_err(|why| format!("node {index}: {why}"))?;
@@ -238,7 +264,12 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         }
         amounts.extend(policy.buckets.iter().map(|(_, a)| *a));
         for value in amounts {
-            amount::validate_stored(value).map_err(|e| e.to_string())?;
+            non_negative(value)?;
+        }
+        let times =
+            [policy.period_start_ms].into_iter().chain(policy.history.iter().flat_map(|c| [c.start_ms, c.end_ms]));
+        if times.chain(policy.buckets.iter().map(|(b, _)| *b)).any(|t| t > MAX_TIME) {
+            return bad("time out of range");
         }
         if policy.history.len() > HISTORY_LEN {
             return bad("history too long");
@@ -247,7 +278,7 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
             Some(_) => {
                 let ordered = policy.buckets.iter().zip(policy.buckets.iter().skip(1)).all(|(a, b)| a.0 < b.0);
                 let sum: Decimal = policy.buckets.iter().map(|(_, a)| *a).sum();
-                if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS || sum != policy.used {
+                if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS + 1 || sum != policy.used {
                     return bad("rolling buckets disagree with usage");
                 }
             }
@@ -257,7 +288,7 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
     }
     for (metric, value) in &node.spent {
         names::parse_metric(metric).map_err(|e| e.to_string())?;
-        amount::validate_stored(*value).map_err(|e| e.to_string())?;
+        non_negative(*value)?;
     }
     Ok(())
 }
@@ -280,8 +311,11 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
     for item in &hold.items {
         for (metric, value) in &item.cost {
             names::parse_metric(metric).map_err(|e| e.to_string())?;
-            amount::validate_stored(*value).map_err(|e| e.to_string())?;
+            non_negative(*value)?;
         }
+    }
+    if hold.created_at_ms > MAX_TIME || hold.expires_at_ms > MAX_TIME {
+        return Err(format!("hold '{}' has a time out of range", hold.id));
     }
     for path in &hold.set.paths {
         if names::parse_path(path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(path.as_str()) {

@@ -21,13 +21,15 @@ A scenario file (tests/scenarios/*.redis) reads like a redis-cli session:
 
 Directives:
     @replicaof R M      make server R a replica of M and wait for the sync
+    @cluster A B C      make servers (started with --cluster-enabled yes) a cluster
     @sync M             wait until every replica of M has its writes (WAIT)
     @same A B cmd...    run cmd on A and B; the replies must be equal
     @restart S          stop S (SHUTDOWN, which saves as configured) and start
                         it again on the same dir and port
     @kill S             kill -9 S and start it again on the same dir and port
     @python script args run a Python script (cwd: the repository); it must exit 0.
-                        $port_<server> is the port of a server
+                        $port_<server> is the port of a server, $workdir a
+                        scratch folder of this scenario
     @poll               the next command is retried (up to 5 s) until its
                         expectation holds: for effects of the module's own
                         timer, never a fixed sleep
@@ -163,7 +165,7 @@ class Scenario:
         self.workdir = workdir
         self.servers = {}
         self.default = None
-        self.vars = {}
+        self.vars = {"workdir": workdir}
         self.results = []
 
     def substitute(self, text):
@@ -308,6 +310,18 @@ class Scenario:
                 raise Failure(f"{words[1]} and {words[2]} differ on {' '.join(words[3:])}:\n  {ra}\n  {rb}")
             if ra.startswith("error:"):
                 raise Failure(f"{' '.join(words[3:])} failed: {ra}")
+        elif verb == "cluster":
+            nodes = [self.server(n) for n in words[1:]]
+            res = subprocess.run([REDIS_CLI, "--cluster", "create"] + [f"127.0.0.1:{n.port}" for n in nodes]
+                                 + ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+            if res.returncode != 0:
+                raise Failure(f"cluster create failed: {res.stdout[-2000:]}{res.stderr[-2000:]}")
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                if all("cluster_state:ok" in n.cli(["CLUSTER", "INFO"], resp=2) for n in nodes):
+                    return
+                time.sleep(0.1)
+            raise Failure("the cluster did not reach cluster_state:ok")
         elif verb == "python":
             res = subprocess.run([sys.executable] + words[1:], cwd=ROOT, capture_output=True, text=True, timeout=300)
             if res.returncode != 0:

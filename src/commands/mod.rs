@@ -42,6 +42,16 @@ pub struct Env {
 pub struct Answer {
     pub reply: Reply,
     pub changed: bool,
+    /// Arguments to replicate instead of the client's, when the client's
+    /// depend on this server's state (`USAGE` items are replicated as the
+    /// `COST` the price book gave them, so a replay never needs the book).
+    pub replicate: Option<Vec<String>>,
+}
+
+impl Answer {
+    pub fn new(reply: Reply, changed: bool) -> Answer {
+        Answer { reply, changed, replicate: None }
+    }
 }
 
 pub type WriteFn = fn(&mut Tree, &mut Args<'_>, &Env) -> Result<Answer>;
@@ -189,6 +199,10 @@ pub fn execute(
             let changed = matches!(result, Ok(Answer { changed: true, .. }));
             crate::stats::bump(&crate::stats::EXPIRED_HOLDS, expired.expired_holds as u64);
             match &result {
+                Ok(Answer { changed: true, replicate: Some(canonical), .. }) => {
+                    let canonical: Vec<&str> = canonical.iter().map(String::as_str).collect();
+                    replicate(ctx, key.as_slice(), &stamp, command.name, &canonical)
+                }
                 Ok(Answer { changed: true, .. }) => replicate(ctx, key.as_slice(), &stamp, command.name, rest),
                 _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), &stamp),
                 _ => {}
@@ -249,7 +263,7 @@ pub fn after(ctx: &Context, key: &[u8], tree: &Tree, before: &Marks, created: bo
 fn apply(handler: &Handler, tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     match handler {
         Handler::Write(write) => write(tree, args, env),
-        Handler::Read(read) => read(tree, args, env).map(|reply| Answer { reply, changed: false }),
+        Handler::Read(read) => read(tree, args, env).map(|reply| Answer::new(reply, false)),
     }
 }
 

@@ -56,7 +56,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     };
     let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model };
     tree.set_policy(&path, &name, spec, env.now_ms, &env.limits)?;
-    Ok(Answer { reply: Reply::Ok, changed: true })
+    Ok(Answer::new(Reply::Ok, true))
 }
 
 /// `QUOTA.GRANT key path policy amount`: replies with the policy.
@@ -69,7 +69,7 @@ fn grant(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         return Err(Error::InvalidAmount("a grant must be larger than 0".into()));
     }
     let view = tree.grant(&path, &name, amount, env.now_ms, &env.limits)?;
-    Ok(Answer { reply: policy_reply(&view), changed: true })
+    Ok(Answer::new(policy_reply(&view), true))
 }
 
 /// `QUOTA.RESET key path policy`: replies with the period it closed.
@@ -78,7 +78,7 @@ fn reset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let name = args.next_name("policy name")?;
     args.finish()?;
     let closed = tree.reset_policy(&path, &name, env.now_ms, &env.limits)?;
-    Ok(Answer { reply: closed_reply(&closed), changed: true })
+    Ok(Answer::new(closed_reply(&closed), true))
 }
 
 /// `QUOTA.UNSET key path policy`
@@ -87,7 +87,7 @@ fn unset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let name = args.next_name("policy name")?;
     args.finish()?;
     tree.unset_policy(&path, &name)?;
-    Ok(Answer { reply: Reply::Ok, changed: true })
+    Ok(Answer::new(Reply::Ok, true))
 }
 
 /// `QUOTA.DELPATH key path`: replies with the number of paths removed.
@@ -95,5 +95,5 @@ fn delpath(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path", env.max_depth)?;
     args.finish()?;
     let removed = tree.delete_path(&path)?;
-    Ok(Answer { reply: Reply::Int(removed as i64), changed: true })
+    Ok(Answer::new(Reply::Int(removed as i64), true))
 }

@@ -7,8 +7,9 @@ use super::read::push_period;
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
+use crate::engine::names::display_path;
 use crate::engine::outcome::{ChargeOutcome, Check, CommitOutcome, ReleaseOutcome, ReserveOutcome};
-use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Costs, Error, ReserveRequest, Result, Tree};
+use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Costs, Error, ReserveRequest, Result, Tree, amount};
 
 pub const RESERVE: Command = Command { name: "QUOTA.RESERVE", handler: Handler::Write(reserve) };
 pub const COMMIT: Command = Command { name: "QUOTA.COMMIT", handler: Handler::Write(commit) };
@@ -31,13 +32,59 @@ struct Request {
     brief: bool,
     check: bool,
     items: Vec<Costs>,
+    /// Whether an item was priced from the price book (`USAGE`).
+    priced: bool,
+}
+
+impl Request {
+    /// The request with every item as `COST`, for replication.
+    fn canonical(&self, ttl_ms: Option<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, path) in self.set.paths.iter().enumerate() {
+            out.push(if i == 0 { "PATH" } else { "ALSO" }.to_string());
+            out.push(display_path(path).to_string());
+        }
+        if let Some(id) = &self.id {
+            out.extend(["ID".to_string(), id.clone()]);
+        }
+        if let Some(ttl) = ttl_ms {
+            out.extend(["TTL".to_string(), ttl.to_string()]);
+        }
+        if let Some(service) = &self.set.service {
+            out.extend(["SERVICE".to_string(), service.clone()]);
+        }
+        if let Some(model) = &self.set.model {
+            out.extend(["MODEL".to_string(), model.clone()]);
+        }
+        out.extend(
+            match self.batch {
+                Some(BatchMode::Upto) => Some("UPTO"),
+                Some(BatchMode::DryRun) => Some("DRYRUN"),
+                _ => None,
+            }
+            .map(str::to_string),
+        );
+        if self.check {
+            out.push("CHECK".into());
+        }
+        for item in &self.items {
+            out.push("COST".into());
+            out.extend(cost_args(item));
+        }
+        out
+    }
+}
+
+/// `metric amount …` of a cost.
+fn cost_args(cost: &Costs) -> Vec<String> {
+    cost.iter().flat_map(|(m, a)| [m.clone(), amount::format(*a)]).collect()
 }
 
 /// Parses a request. `charge` selects the rules of `QUOTA.CHARGE`: one
 /// item, negative amounts allowed, `CHECK` instead of `TTL` and batches.
 fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request> {
     let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
-    let (mut batch, mut brief, mut check, mut items) = (None, false, false, Vec::new());
+    let (mut batch, mut brief, mut check, mut items, mut priced) = (None, false, false, Vec::new(), false);
     let mut usage_keys: Vec<(String, String)> = Vec::new();
     let mut seen = Vec::new();
     while !args.is_done() {
@@ -54,6 +101,7 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
                 let (key, item) = parse_usage(args)?;
                 usage_keys.push(key);
                 items.push(item);
+                priced = true;
             }
             "ALSO" => {
                 also.push(args.next_path("a path after ALSO", env.max_depth)?);
@@ -111,7 +159,7 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
     if paths.len() > MAX_CHARGE_PATHS {
         return Err(Error::Limit(format!("at most {MAX_CHARGE_PATHS} paths per request (PATH and ALSO)")));
     }
-    Ok(Request { set: ChargeSet { paths, service, model }, id, ttl_ms, batch, brief, check, items })
+    Ok(Request { set: ChargeSet { paths, service, model }, id, ttl_ms, batch, brief, check, items, priced })
 }
 
 /// `USAGE service/model name value …` after the `USAGE` keyword, priced by
@@ -145,12 +193,13 @@ fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
 /// `USAGE service/model name value …`
 fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, false)?;
+    let ttl_ms = req.ttl_ms.unwrap_or(env.default_ttl_ms);
     let request = ReserveRequest {
-        set: req.set,
-        id: req.id,
-        ttl_ms: req.ttl_ms.unwrap_or(env.default_ttl_ms),
+        set: req.set.clone(),
+        id: req.id.clone(),
+        ttl_ms,
         batch: req.batch.unwrap_or(BatchMode::All),
-        items: req.items,
+        items: req.items.clone(),
     };
     let outcome = tree.reserve(&request, env.now_ms, &env.limits)?;
     let changed = outcome.reserved > 0 && !outcome.duplicate;
@@ -158,7 +207,11 @@ fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         if outcome.allowed { &crate::stats::RESERVES_ALLOWED } else { &crate::stats::RESERVES_DENIED },
         u64::from(!outcome.duplicate),
     );
-    Ok(Answer { reply: reserve_reply(&outcome, req.brief), changed })
+    let mut answer = Answer::new(reserve_reply(&outcome, req.brief), changed);
+    if req.priced {
+        answer.replicate = Some(req.canonical(Some(ttl_ms)));
+    }
+    Ok(answer)
 }
 
 pub fn reserve_reply(o: &ReserveOutcome, brief: bool) -> Reply {
@@ -207,8 +260,8 @@ fn checks_reply(checks: &[Check]) -> Reply {
 }
 
 /// `ITEM i` and an optional `COST …` after a reservation id.
-fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, Option<Costs>)> {
-    let (mut item, mut cost) = (None, None);
+fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, Option<Costs>, bool)> {
+    let (mut item, mut cost, mut priced) = (None, None, false);
     let mut seen = Vec::new();
     let keywords: &[&str] = if with_cost { &["ITEM", "COST", "USAGE"] } else { &["ITEM"] };
     while !args.is_done() {
@@ -223,21 +276,33 @@ fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, 
                 if cost.is_some() {
                     return Err(Error::syntax("give the actual amount once, as COST or as USAGE"));
                 }
+                priced = kw == "USAGE";
                 cost = Some(if kw == "COST" { parse_cost(args, true)? } else { parse_usage(args)?.1 });
             }
             _ => return Err(args.unknown(word)),
         }
     }
-    Ok((item, cost))
+    Ok((item, cost, priced))
 }
 
 /// `QUOTA.COMMIT key id [ITEM i] [COST metric amount … | USAGE service/model name value …]`
 fn commit(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let id = args.next_name("reservation id")?;
-    let (item, cost) = parse_settle(args, true)?;
+    let (item, cost, priced) = parse_settle(args, true)?;
+    let canonical = priced.then(|| {
+        let mut out = vec![id.clone()];
+        if let Some(i) = item {
+            out.extend(["ITEM".to_string(), i.to_string()]);
+        }
+        out.push("COST".into());
+        out.extend(cost.as_ref().map(cost_args).unwrap_or_default());
+        out
+    });
     let outcome = tree.commit(&id, item, cost, env.now_ms, &env.limits)?;
     crate::stats::bump(&crate::stats::COMMITS, u64::from(!outcome.duplicate));
-    Ok(Answer { reply: commit_reply(&outcome), changed: !outcome.duplicate })
+    let mut answer = Answer::new(commit_reply(&outcome), !outcome.duplicate);
+    answer.replicate = canonical;
+    Ok(answer)
 }
 
 fn commit_reply(o: &CommitOutcome) -> Reply {
@@ -255,10 +320,10 @@ fn commit_reply(o: &CommitOutcome) -> Reply {
 /// `QUOTA.RELEASE key id [ITEM i]`
 fn release(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let id = args.next_name("reservation id")?;
-    let (item, _) = parse_settle(args, false)?;
+    let (item, _, _) = parse_settle(args, false)?;
     let outcome = tree.release(&id, item, env.now_ms, &env.limits)?;
     crate::stats::bump(&crate::stats::RELEASES, u64::from(!outcome.duplicate));
-    Ok(Answer { reply: release_reply(&outcome), changed: !outcome.duplicate })
+    Ok(Answer::new(release_reply(&outcome), !outcome.duplicate))
 }
 
 fn release_reply(o: &ReleaseOutcome) -> Reply {
@@ -277,19 +342,22 @@ fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     args.finish()?;
     let outcome = tree.extend(&id, ttl_ms, env.now_ms)?;
     let reply = Reply::Map(vec![("id", Reply::str(outcome.id)), ("expires_at", Reply::ms(outcome.expires_at_ms))]);
-    Ok(Answer { reply, changed: true })
+    Ok(Answer::new(reply, true))
 }
 
 /// `QUOTA.CHARGE key PATH p [ALSO p …] [ID id] [SERVICE s] [MODEL m] [CHECK]
 /// [BRIEF] COST metric amount … | USAGE service/model name value …`
 fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, true)?;
-    let cost = req.items.into_iter().next().unwrap_or_default();
+    let canonical = req.priced.then(|| req.canonical(None));
+    let cost = req.items.first().cloned().unwrap_or_default();
     let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost };
     let outcome = tree.charge(&request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
-    Ok(Answer { reply: charge_reply(&outcome, req.brief), changed })
+    let mut answer = Answer::new(charge_reply(&outcome, req.brief), changed);
+    answer.replicate = canonical;
+    Ok(answer)
 }
 
 fn charge_reply(o: &ChargeOutcome, brief: bool) -> Reply {

@@ -185,7 +185,13 @@ impl Tree {
             BatchMode::Upto => fits > 0,
             BatchMode::All | BatchMode::DryRun => fits == n,
         };
-        let checks = self.checks(&reach, &total, now_ms);
+        // An UPTO reservation is checked for what it holds: its checks
+        // pass and name no denial; the message says what did not fit.
+        let checks = if req.batch == BatchMode::Upto && reserved > 0 {
+            self.checks(&reach, &sum_items(&req.items[..reserved]), now_ms)
+        } else {
+            self.checks(&reach, &total, now_ms)
+        };
         let denied_by = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
         let message = self.reserve_message(req, binding.as_ref(), reserved, &total, now_ms);
         let mut outcome = ReserveOutcome {
@@ -205,15 +211,7 @@ impl Tree {
             return Ok(outcome);
         }
 
-        let held = {
-            let mut held = Costs::new();
-            for item in &req.items[..reserved] {
-                for (metric, value) in item {
-                    costs_add(&mut held, metric, *value);
-                }
-            }
-            held
-        };
+        let held = sum_items(&req.items[..reserved]);
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
@@ -397,8 +395,8 @@ impl Tree {
 
     fn check_item(hold: &Hold, item: usize) -> Result<()> {
         if item >= hold.items.len() {
-            return Err(Error::syntax(format!(
-                "ITEM {item} is out of range: reservation '{}' holds items 0 to {}",
+            return Err(Error::NotFound(format!(
+                "item {item} in reservation '{}': it holds items 0 to {}",
                 hold.id,
                 hold.items.len() - 1
             )));
@@ -750,6 +748,17 @@ impl Tree {
             })
             .collect()
     }
+}
+
+/// The total of some items, per metric.
+fn sum_items(items: &[Costs]) -> Costs {
+    let mut total = Costs::new();
+    for item in items {
+        for (metric, value) in item {
+            costs_add(&mut total, metric, *value);
+        }
+    }
+    total
 }
 
 /// `30 credits, 1 requests`.

@@ -70,6 +70,13 @@ pub const DEFAULT_WARN: [u8; 2] = [80, 90];
 /// Most thresholds one policy may have.
 pub const MAX_WARN: usize = 10;
 
+/// Whether usage in bucket `b` has left a rolling window whose current
+/// bucket is `current`: the whole bucket must be older than the window (61
+/// buckets back), so usage never drops out early.
+fn expired_bucket(b: u64, current: u64) -> bool {
+    b.saturating_add(ROLLING_BUCKETS + 1) <= current
+}
+
 /// Closed periods kept per policy for `QUOTA.HISTORY`.
 pub const HISTORY_LEN: usize = 24;
 
@@ -191,6 +198,13 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A policy whose metric changed starts over: what it counted, held,
+    /// carried over and archived was in another unit.
+    pub fn restart(&mut self, generation: u64, now_ms: u64) {
+        let fresh = Policy::new(&self.name, self.spec.clone(), generation, now_ms);
+        *self = fresh;
+    }
+
     pub fn new(name: &str, spec: PolicySpec, generation: u64, now_ms: u64) -> Policy {
         let period_start_ms = match spec.window {
             Window::Calendar { .. } => spec.window.period_of(now_ms).0,
@@ -285,7 +299,7 @@ impl Policy {
             Window::Rolling { .. } => {
                 let bucket = self.spec.window.bucket_ms()?;
                 let current = now_ms / bucket;
-                Some(((current + 1).saturating_sub(ROLLING_BUCKETS) * bucket, (current + 1) * bucket))
+                Some((current.saturating_sub(ROLLING_BUCKETS) * bucket, (current + 1) * bucket))
             }
         }
     }
@@ -296,7 +310,7 @@ impl Policy {
             Window::Calendar { .. } => self.period_end_ms().is_some_and(|end| now_ms >= end),
             Window::Rolling { .. } => {
                 let bucket = self.spec.window.bucket_ms().unwrap_or(1);
-                self.buckets.front().is_some_and(|(b, _)| b + ROLLING_BUCKETS <= now_ms / bucket)
+                self.buckets.front().is_some_and(|(b, _)| expired_bucket(*b, now_ms / bucket))
             }
         }
     }
@@ -325,7 +339,7 @@ impl Policy {
                 let bucket = self.spec.window.bucket_ms().unwrap_or(1);
                 let current = now_ms / bucket;
                 while let Some(&(b, amount)) = self.buckets.front() {
-                    if b + ROLLING_BUCKETS > current {
+                    if !expired_bucket(b, current) {
                         break;
                     }
                     self.used = (self.used - amount).max(Decimal::ZERO);
@@ -403,7 +417,10 @@ impl Policy {
     pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {
         let updated = amount::add_floor_zero(self.used, delta)?;
         if let Some(bucket) = self.spec.window.bucket_ms() {
-            let current = now_ms / bucket;
+            // A clock that stepped back must not put usage in an older
+            // bucket than the newest: the buckets stay in order.
+            let newest = self.buckets.back().map_or(0, |(b, _)| *b);
+            let current = (now_ms / bucket).max(newest);
             if delta > Decimal::ZERO {
                 match self.buckets.back_mut() {
                     Some((b, amount)) if *b == current => *amount += delta,
@@ -468,7 +485,8 @@ impl Policy {
 
     /// `QUOTA.SET` on an existing policy: the old window's resets due are
     /// applied first, then the new configuration; usage is kept. A new
-    /// window starts its current period now.
+    /// window starts its current period now. Carried-over allowance is
+    /// dropped without a calendar `ROLLOVER` and clamped to its cap.
     pub fn update(&mut self, spec: PolicySpec, now_ms: u64) {
         self.roll(now_ms);
         let window_changed = spec.window != self.spec.window;
@@ -477,6 +495,12 @@ impl Policy {
             self.fired = 0;
         }
         self.spec = spec;
+        // Carried-over allowance only exists under a calendar ROLLOVER, and
+        // never beyond its cap.
+        self.rolled_over = match (self.spec.rollover, self.spec.window.is_calendar()) {
+            (Some(cap), true) => self.rolled_over.min((cap - self.spec.limit).max(Decimal::ZERO)),
+            _ => Decimal::ZERO,
+        };
         if window_changed {
             self.period_start_ms = match self.spec.window {
                 Window::Calendar { .. } => self.spec.window.period_of(now_ms).0,

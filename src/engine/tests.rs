@@ -293,7 +293,7 @@ fn batch_items_settle_one_by_one() {
     assert!(t.commit(&id, Some(0), None, 2, &l).unwrap().duplicate);
     t.release(&id, Some(1), 3, &l).unwrap();
     assert!(matches!(t.commit(&id, Some(1), None, 4, &l), Err(Error::State(_))));
-    assert!(matches!(t.commit(&id, Some(3), None, 4, &l), Err(Error::Syntax(_))));
+    assert!(matches!(t.commit(&id, Some(3), None, 4, &l), Err(Error::NotFound(_))));
     assert_eq!(policy_at(&t, "", "monthly").held, d("30"));
     t.expire(1000, &l);
     assert_eq!(policy_at(&t, "", "monthly").held, d("0"));
@@ -723,12 +723,15 @@ mod windows {
         p.add_used(d("10"), 999).unwrap(); // bucket 0
         p.add_used(d("5"), 30_000).unwrap(); // bucket 30
         // time, used
-        for (now, used) in [(59_999, "15"), (60_000, "5"), (89_999, "5"), (90_000, "0")] {
+        // Usage never drops out early: it counts for at least the window,
+        // and at most one bucket (1 s) longer.
+        for (now, used) in [(59_999, "15"), (60_998, "15"), (60_999, "15"), (61_000, "5"), (90_999, "5"), (91_000, "0")]
+        {
             assert_eq!(p.at(now).used, d(used), "at {now}");
         }
-        p.roll(60_000);
-        p.add_used(d("7"), 60_500).unwrap();
-        p.add_used(d("-9"), 60_600).unwrap();
+        p.roll(61_000);
+        p.add_used(d("7"), 61_500).unwrap();
+        p.add_used(d("-9"), 61_600).unwrap();
         assert_eq!(p.used, d("3"));
         assert_eq!(
             p.buckets.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
@@ -736,6 +739,46 @@ mod windows {
             "newest buckets give back first"
         );
         assert!(p.buckets.len() <= 60);
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_keeps_rolling_buckets_in_order() {
+        let rolling = Window::Rolling { duration_ms: 60_000 };
+        let mut p = Policy::new("p", windowed("100", rolling, None), 1, 0);
+        p.add_used(d("1"), 5_000).unwrap();
+        p.add_used(d("2"), 3_000).unwrap();
+        assert_eq!(p.buckets.iter().cloned().collect::<Vec<_>>(), vec![(5, d("3"))]);
+        let l = Limits::default();
+        let mut t = Tree::new();
+        t.set_policy("", "r", windowed("100", rolling, None), 0, &l).unwrap();
+        t.charge(&charge_req(&["p"], &[("credits", "1")], false), 9_000, &l).unwrap();
+        t.charge(&charge_req(&["p"], &[("credits", "1")], false), 2_000, &l).unwrap();
+        assert!(crate::persist::decode(&crate::persist::encode(&t), crate::persist::ENCODING_VERSION).is_ok());
+    }
+
+    #[test]
+    fn a_new_metric_starts_over_and_rollover_needs_a_calendar_window() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        t.set_policy("", "m", windowed("100", month(1), Some("1000")), at(2026, 1, 1), &l).unwrap();
+        t.charge(&charge_req(&["p"], &[("credits", "10")], false), at(2026, 1, 2), &l).unwrap();
+        // Five idle months carry 90 + 4 × 100 over: the allowance is 590.
+        assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("590"));
+        t.set_policy("", "m", windowed("100", month(1), Some("300")), at(2026, 6, 1), &l).unwrap();
+        assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("300"), "clamped to the new cap");
+        t.set_policy("", "m", windowed("100", Window::None, None), at(2026, 6, 1), &l).unwrap();
+        assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("100"), "no rollover without a window");
+        t.charge(&charge_req(&["p"], &[("credits", "40")], false), at(2026, 6, 2), &l).unwrap();
+        t.set_policy(
+            "",
+            "m",
+            PolicySpec { metric: "usd".into(), ..windowed("100", Window::None, None) },
+            at(2026, 6, 3),
+            &l,
+        )
+        .unwrap();
+        let p = policy_at(&t, "", "m");
+        assert_eq!((p.used, p.history.len()), (d("0"), 0), "usage in credits is not usage in usd");
     }
 
     #[test]

@@ -257,8 +257,9 @@ impl Tree {
     // ----- policies ------------------------------------------------------
 
     /// `QUOTA.SET`: creates or updates a policy. An update keeps the usage;
-    /// a changed metric starts a new generation, so holds placed under the
-    /// old metric no longer count here. Returns true when it was created.
+    /// a changed metric starts the policy over with a new generation, so
+    /// holds placed under the old metric no longer count here. Returns true
+    /// when it was created.
     pub fn set_policy(
         &mut self,
         path: &str,
@@ -294,11 +295,11 @@ impl Tree {
             let r = PolicyRef { node: id, index };
             self.roll_policy(r, now_ms, limits);
             if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
-                if policy.spec.metric != spec.metric {
-                    policy.generation = generation;
-                    policy.held = Decimal::ZERO;
-                }
+                let new_metric = policy.spec.metric != spec.metric;
                 policy.update(spec, now_ms);
+                if new_metric {
+                    policy.restart(generation, now_ms);
+                }
             }
             self.observe(&[r], now_ms, limits);
             return Ok(false);

@@ -7,8 +7,9 @@
 //! periods begin on an anchor day, clamped to short months (anchor 31 begins
 //! on Feb 28, or Feb 29 in a leap year). `week` begins on Monday.
 //!
-//! Rolling windows keep usage in [`ROLLING_BUCKETS`] buckets, so usage drops
-//! out at most 1/60 of the window after it is due.
+//! Rolling windows keep usage in buckets of 1/[`ROLLING_BUCKETS`] of the
+//! window: usage drops out when its whole bucket is older than the window,
+//! so never early, and at most one bucket (1/60 of the window) late.
 
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +211,10 @@ pub fn parse_duration(text: &str) -> Result<u64> {
             super::names::clip(text)
         ))
     };
+    // Splitting at the last byte is only safe for ASCII text.
+    if !text.is_ascii() {
+        return Err(bad());
+    }
     let split = text.len().checked_sub(1).ok_or_else(bad)?;
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -323,6 +328,9 @@ mod tests {
             ("rolling", None, Some("1.5h")),
             ("rolling", None, Some("h")),
             ("rolling", None, Some("-5m")),
+            ("rolling", None, Some("5é")),
+            ("rolling", None, Some("é")),
+            ("rolling", None, Some("")),
         ] {
             assert!(Window::parse(name, anchor, duration).is_err(), "{name} {anchor:?} {duration:?}");
         }

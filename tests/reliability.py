@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""Reliability checks against live servers, run by tests/scenarios/*.redis
+(`@python tests/reliability.py <check> …`). Each check exits 0 when every
+guarantee held and prints what it measured.
+
+  concurrency  16 clients reserve, commit, release and charge at random on
+               shared ancestors with strict limits
+  load         a write load that records every acknowledged write in a file
+  verify       after a crash and restart: every acknowledged write is there
+  mirror       a load with expiries and window resets (moving the test clock)
+  storm        thousands of random commands, then every tree must be intact
+  corrupt      corrupt DUMP payloads given to RESTORE: errors, never a crash
+  acl          a user confined to ~acme gets NOPERM on every other tree
+  cluster      trees spread over a 3-primary cluster, routed by a cluster
+               client and redis-cli -c, and a tree moved between nodes
+  oom          maxmemory with deny-oom: clear errors, nothing half-written
+  aof          USAGE items reach the AOF as the COST they were priced at
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+
+import redis
+
+FAILURES = []
+
+
+def check(ok, what):
+    if not ok:
+        FAILURES.append(what)
+        print("FAILED:", what)
+
+
+def as_map(reply):
+    return reply if isinstance(reply, dict) else dict(zip(reply[0::2], reply[1::2]))
+
+
+def connect(port, **kw):
+    return redis.Redis(port=port, decode_responses=True, socket_timeout=30, **kw)
+
+
+def policies(r, key, path):
+    node = as_map(r.execute_command("QUOTA.GET", key, path))
+    return {as_map(p)["policy"]: as_map(p) for p in node["policies"]}
+
+
+# ----- concurrency -----------------------------------------------------------
+
+def concurrency(args):
+    r = connect(args.port)
+    key = "load"
+    teams = [f"teams/t{i}" for i in range(4)]
+    members = [f"members/m{i}" for i in range(8)]
+    r.execute_command("QUOTA.SET", key, "/", "all", "METRIC", "credits", "LIMIT", "3000")
+    for t in teams:
+        r.execute_command("QUOTA.SET", key, t, "team", "METRIC", "credits", "LIMIT", "900")
+    for m in members:
+        r.execute_command("QUOTA.SET", key, m, "member", "METRIC", "credits", "LIMIT", "500")
+    lock = threading.Lock()
+    charged = {}  # path -> acknowledged amount charged there (each node once per request)
+    counts = {"reserved": 0, "denied": 0, "committed": 0, "released": 0, "charged": 0, "refused": 0}
+    errors = []
+
+    def credit(paths, amount):
+        nodes = {"/"}
+        for p in paths:
+            parts = p.split("/")
+            for i in range(1, len(parts) + 1):
+                nodes.add("/".join(parts[:i]))
+        with lock:
+            for n in nodes:
+                charged[n] = charged.get(n, Decimal(0)) + amount
+
+    def client(n):
+        rng = random.Random(args.seed * 1000 + n)
+        c = connect(args.port)
+        held = []
+        try:
+            for _ in range(args.ops):
+                paths = [rng.choice(teams), rng.choice(members)]
+                roll = rng.random()
+                if roll < 0.45 or not held:
+                    amount = rng.randint(1, 40)
+                    res = as_map(c.execute_command("QUOTA.RESERVE", key, "PATH", paths[0], "ALSO", paths[1], "BRIEF",
+                                                   "COST", "credits", str(amount)))
+                    with lock:
+                        counts["reserved" if res["allowed"] else "denied"] += 1
+                    if res["allowed"]:
+                        held.append((res["id"], paths, amount))
+                elif roll < 0.75:
+                    rid, hpaths, amount = held.pop(rng.randrange(len(held)))
+                    actual = rng.randint(0, amount)
+                    done = as_map(c.execute_command("QUOTA.COMMIT", key, rid, "COST", "credits", str(actual)))
+                    assert done["duplicate"] == 0 and done["expired"] == 0, done
+                    credit(hpaths, Decimal(as_map(done["charged"])["credits"]))
+                    with lock:
+                        counts["committed"] += 1
+                elif roll < 0.9:
+                    rid, _, _ = held.pop(rng.randrange(len(held)))
+                    c.execute_command("QUOTA.RELEASE", key, rid)
+                    with lock:
+                        counts["released"] += 1
+                else:
+                    amount = rng.randint(1, 20)
+                    res = as_map(c.execute_command("QUOTA.CHARGE", key, "PATH", paths[0], "ALSO", paths[1], "CHECK",
+                                                   "BRIEF", "COST", "credits", str(amount)))
+                    if res["allowed"]:
+                        credit(paths, Decimal(amount))
+                    with lock:
+                        counts["charged" if res["allowed"] else "refused"] += 1
+            for rid, _, _ in held:
+                c.execute_command("QUOTA.RELEASE", key, rid)
+                with lock:
+                    counts["released"] += 1
+        except Exception as e:
+            errors.append(f"client {n}: {e!r}")
+
+    started = time.time()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - started
+    check(not errors, f"no client errors: {errors[:3]}")
+    total_ops = sum(counts.values())
+    print(f"{args.clients} clients, {total_ops} operations in {elapsed:.1f}s: {counts}")
+    limits = {"/": ("all", Decimal(3000))}
+    limits.update({t: ("team", Decimal(900)) for t in teams})
+    limits.update({m: ("member", Decimal(500)) for m in members})
+    for path, (name, limit) in limits.items():
+        p = policies(r, key, path)[name]
+        used, held = Decimal(p["used"]), Decimal(p["held"])
+        want = charged.get(path, Decimal(0))
+        check(used == want, f"{path}#{name}: used {used} equals the acknowledged charges {want}")
+        check(used <= limit, f"{path}#{name}: used {used} within {limit}")
+        check(held == 0, f"{path}#{name}: nothing left held ({held})")
+    check(r.execute_command("QUOTA.HOLDS", key) == [], "no hold leaks")
+    check(counts["denied"] + counts["refused"] > 0, "the limits were reached (some requests denied)")
+    return 0
+
+
+# ----- durability ------------------------------------------------------------
+
+def load(args):
+    """Writes, recording each acknowledged one (after the reply) in a log."""
+    r = connect(args.port)
+    rng = random.Random(args.seed)
+    key = args.key
+    r.execute_command("QUOTA.SET", key, "/", "budget", "METRIC", "credits", "LIMIT", "1000000")
+    open_holds = []
+    with open(args.log, "a") as log:
+        def record(entry):
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+        for i in range(args.ops):
+            kind = rng.random()
+            tag = f"{args.tag}-{i}"
+            path = f"p/{rng.randint(0, 20)}"
+            if kind < 0.4:
+                amount = rng.randint(1, 100)
+                res = as_map(r.execute_command("QUOTA.CHARGE", key, "PATH", path, "ID", f"c-{tag}", "BRIEF",
+                                               "COST", "credits", str(amount)))
+                assert res["allowed"] == 1
+                record({"op": "charge", "id": f"c-{tag}", "path": path, "amount": amount})
+            elif kind < 0.75 or not open_holds:
+                amount = rng.randint(1, 100)
+                res = as_map(r.execute_command("QUOTA.RESERVE", key, "PATH", path, "ID", f"h-{tag}", "TTL",
+                                               "3600000", "BRIEF", "COST", "credits", str(amount)))
+                assert res["allowed"] == 1
+                open_holds.append((f"h-{tag}", path, amount))
+                record({"op": "reserve", "id": f"h-{tag}", "path": path, "amount": amount})
+            else:
+                rid, hpath, amount = open_holds.pop(rng.randrange(len(open_holds)))
+                actual = rng.randint(0, amount)
+                r.execute_command("QUOTA.COMMIT", key, rid, "COST", "credits", str(actual))
+                record({"op": "commit", "id": rid, "path": hpath, "amount": actual})
+            if args.rewrite_at and i == args.rewrite_at:
+                r.execute_command("BGREWRITEAOF")
+    print(f"{args.ops} acknowledged writes logged")
+    return 0
+
+
+def verify(args):
+    r = connect(args.port)
+    key = args.key
+    with open(args.log) as f:
+        entries = [json.loads(line) for line in f]
+    holds = {as_map(h)["id"]: as_map(h) for h in r.execute_command("QUOTA.HOLDS", key, "COUNT", "10000")}
+    committed = {e["id"] for e in entries if e["op"] == "commit"}
+    expected_used = Decimal(0)
+    for e in entries:
+        if e["op"] == "charge":
+            res = as_map(r.execute_command("QUOTA.CHARGE", key, "PATH", e["path"], "ID", e["id"], "BRIEF",
+                                           "COST", "credits", str(e["amount"])))
+            check(res["duplicate"] == 1, f"charge {e['id']} survived")
+            expected_used += e["amount"]
+        elif e["op"] == "reserve" and e["id"] not in committed:
+            check(e["id"] in holds and as_map(holds[e["id"]]["held"]).get("credits") == str(e["amount"]),
+                  f"hold {e['id']} survived")
+        elif e["op"] == "commit":
+            res = as_map(r.execute_command("QUOTA.COMMIT", key, e["id"]))
+            check(res["duplicate"] == 1 and as_map(res["charged"])["credits"] == str(e["amount"]),
+                  f"commit {e['id']} survived")
+            expected_used += e["amount"]
+    budget = policies(r, key, "/")["budget"]
+    check(Decimal(budget["used"]) == expected_used, f"used {budget['used']} equals the acknowledged {expected_used}")
+    open_total = sum(Decimal(e["amount"]) for e in entries if e["op"] == "reserve" and e["id"] not in committed)
+    check(Decimal(budget["held"]) == open_total, f"held {budget['held']} equals the open holds {open_total}")
+    print(f"{len(entries)} acknowledged writes verified after the restart")
+    return 0
+
+
+# ----- replication under load ------------------------------------------------
+
+def mirror(args):
+    """A load with expiries and window resets: the test clock moves on the
+    primary while clients write. The caller compares primary and replica."""
+    r = connect(args.port)
+    rng = random.Random(args.seed)
+    key = args.key
+    r.execute_command("QUOTA.SET", key, "/", "monthly", "METRIC", "credits", "LIMIT", "5000", "WINDOW", "month",
+                      "ROLLOVER", "8000", "WARN", "50,75")
+    r.execute_command("QUOTA.SET", key, "teams", "daily", "METRIC", "credits", "LIMIT", "400", "WINDOW", "day")
+    r.execute_command("QUOTA.SET", key, "teams", "rolling", "METRIC", "requests", "LIMIT", "50", "WINDOW", "rolling", "1h")
+    held = []
+    for i in range(args.ops):
+        path = f"teams/t{rng.randint(0, 5)}"
+        roll = rng.random()
+        if roll < 0.4:
+            res = as_map(r.execute_command("QUOTA.RESERVE", key, "PATH", path, "TTL", str(rng.choice([1000, 60000, 3600000])),
+                                           "BRIEF", "COST", "credits", str(rng.randint(1, 30)), "requests", "1"))
+            if res["allowed"]:
+                held.append(res["id"])
+        elif roll < 0.6 and held:
+            try:
+                r.execute_command("QUOTA.COMMIT", key, held.pop(rng.randrange(len(held))), "COST", "credits",
+                                  str(rng.randint(0, 30)), "requests", "1")
+            except redis.ResponseError:
+                pass  # released by its expiry and then forgotten: a legitimate NOTFOUND
+        elif roll < 0.8:
+            r.execute_command("QUOTA.CHARGE", key, "PATH", path, "BRIEF", "COST", "credits", str(rng.randint(-5, 20)))
+        else:
+            r.execute_command("QUOTA.DEBUG", "CLOCK", "ADVANCE", str(rng.choice([500, 30000, 3600000, 86400000, 10 * 86400000])))
+    now = r.execute_command("QUOTA.DEBUG", "CLOCK", "GET")
+    if args.replica_port:
+        connect(args.replica_port).execute_command("QUOTA.DEBUG", "CLOCK", "SET", str(now))
+    print(f"{args.ops} operations, clock at {now}")
+    return 0
+
+
+# ----- bad input -------------------------------------------------------------
+
+WORDS = ["PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "CHECK", "COST", "USAGE",
+         "ITEM", "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "DEPTH", "COUNT", "FORMAT",
+         "SINCE", "strict", "block", "open", "month", "day", "rolling", "json", "credits", "requests", "/", "a",
+         "a/b", "a/b/c", "x//y", "..", "", "0", "1", "-1", "10", "1e5", "0.0000000001", "99999999999999999999",
+         "NaN", "30d", "80,90", "101", "job-1", "chat/c", "\x00", "\xff", "💥" * 50, "a" * 300]
+COMMANDS = ["QUOTA.SET", "QUOTA.UNSET", "QUOTA.DELPATH", "QUOTA.GRANT", "QUOTA.RESET", "QUOTA.RESERVE",
+            "QUOTA.COMMIT", "QUOTA.RELEASE", "QUOTA.EXTEND", "QUOTA.CHARGE", "QUOTA.GET", "QUOTA.TREE",
+            "QUOTA.HOLDS", "QUOTA.HISTORY", "QUOTA.EVENTS", "QUOTA.ESTIMATE", "QUOTA.PRICE", "QUOTA.DEBUG",
+            "QUOTA.REPLAY", "QUOTA.LOADTREE"]
+
+
+def storm(args):
+    r = connect(args.port)
+    raw = redis.Redis(port=args.port, socket_timeout=30)
+    rng = random.Random(args.seed)
+    r.execute_command("QUOTA.PRICE", "SET", "chat/c", '{"metric": "credits", "rates": {"input_tokens": "1/1K"}}')
+    keys = ["s1", "s2", "s3"]
+    for k in keys:
+        r.execute_command("QUOTA.SET", k, "a", "p", "METRIC", "credits", "LIMIT", "100")
+        r.execute_command("QUOTA.RESERVE", k, "PATH", "a/b", "ID", "job-1", "COST", "credits", "5")
+    errors = ok = 0
+    for _ in range(args.commands):
+        command = rng.choice(COMMANDS)
+        argv = [command]
+        if command not in ("QUOTA.ESTIMATE", "QUOTA.PRICE", "QUOTA.DEBUG"):
+            argv.append(rng.choice(keys))
+        argv += [rng.choice(WORDS) for _ in range(rng.randint(0, 12))]
+        if rng.random() < 0.1:
+            argv = [a.encode("utf-8", "surrogatepass") + bytes([rng.randint(0, 255)]) for a in argv[:1]] + \
+                   [bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 8))) for _ in range(rng.randint(0, 6))]
+            argv[0] = command
+        try:
+            raw.execute_command(*argv)
+            ok += 1
+        except redis.ResponseError:
+            errors += 1
+    check(r.ping(), "the server answers after the storm")
+    for k in keys:
+        tree = json.loads(r.execute_command("QUOTA.TREE", k, "FORMAT", "json"))
+        check(tree["path"] == "/", f"tree {k} reads back")
+    # Reloading validates every tree from its encoding: a broken invariant
+    # would refuse to load.
+    check(r.execute_command("DEBUG", "RELOAD") == "OK", "every tree reloads")
+    print(f"{args.commands} random commands: {ok} accepted, {errors} refused; every tree intact")
+    return 0
+
+
+def corrupt(args):
+    r = redis.Redis(port=args.port, socket_timeout=30)
+    rng = random.Random(args.seed)
+    r.execute_command("QUOTA.SET", "src", "a/b", "p", "METRIC", "credits", "LIMIT", "100", "WINDOW", "month")
+    r.execute_command("QUOTA.RESERVE", "src", "PATH", "a/b", "COST", "credits", "5")
+    r.execute_command("QUOTA.CHARGE", "src", "PATH", "a/c", "ID", "e1", "COST", "credits", "7")
+    dump = r.dump("src")
+    r.execute_command("DEBUG", "SET-SKIP-CHECKSUM-VALIDATION", "1")
+    refused = restored = 0
+    for i in range(args.payloads):
+        data = bytearray(dump)
+        mode = rng.random()
+        if mode < 0.4:
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data) - 10)] ^= rng.randint(1, 255)
+        elif mode < 0.7:
+            cut = rng.randrange(1, len(data) - 10)
+            data = data[:cut] + data[-10:]
+        else:
+            at = rng.randrange(len(data) - 10)
+            data = data[:at] + bytes(rng.randint(0, 255) for _ in range(rng.randint(1, 20))) + data[at:]
+        try:
+            r.execute_command("RESTORE", f"bad{i}", 0, bytes(data))
+            restored += 1
+            json.loads(r.execute_command("QUOTA.TREE", f"bad{i}", "FORMAT", "json"))
+        except redis.ResponseError:
+            refused += 1
+    check(r.ping(), "the server answers")
+    check(r.execute_command("DEBUG", "RELOAD") == b"OK", "whatever was restored reloads")
+    print(f"{args.payloads} corrupt payloads: {refused} refused, {restored} decoded into valid trees")
+    return 0
+
+
+# ----- tenant isolation ------------------------------------------------------
+
+def acl(args):
+    admin = connect(args.port)
+    admin.execute_command("ACL", "SETUSER", "acme-app", "on", ">secret", "~acme", "resetchannels", "&quota:events:acme",
+                          "+@all", "-quota.price", "-quota.debug", "-quota.replay", "-quota.loadtree")
+    admin.execute_command("QUOTA.SET", "other", "/", "p", "METRIC", "credits", "LIMIT", "10")
+    admin.execute_command("QUOTA.RESERVE", "other", "PATH", "a", "ID", "theirs", "COST", "credits", "1")
+    tenant = connect(args.port, username="acme-app", password="secret")
+    calls = [
+        ["QUOTA.SET", "{k}", "/", "p", "METRIC", "credits", "LIMIT", "10"],
+        ["QUOTA.GRANT", "{k}", "/", "p", "1"],
+        ["QUOTA.RESERVE", "{k}", "PATH", "a", "ID", "mine", "COST", "credits", "1"],
+        ["QUOTA.EXTEND", "{k}", "mine", "1000"],
+        ["QUOTA.COMMIT", "{k}", "mine"],
+        ["QUOTA.RESERVE", "{k}", "PATH", "a", "ID", "mine2", "COST", "credits", "1"],
+        ["QUOTA.RELEASE", "{k}", "mine2"],
+        ["QUOTA.CHARGE", "{k}", "PATH", "a", "COST", "credits", "1"],
+        ["QUOTA.GET", "{k}", "/"],
+        ["QUOTA.TREE", "{k}"],
+        ["QUOTA.HOLDS", "{k}"],
+        ["QUOTA.HISTORY", "{k}", "/", "p"],
+        ["QUOTA.EVENTS", "{k}"],
+        ["QUOTA.RESET", "{k}", "/", "p"],
+        ["QUOTA.UNSET", "{k}", "/", "p"],
+        ["QUOTA.DELPATH", "{k}", "a"],
+    ]
+    for call in calls:
+        mine = [a.replace("{k}", "acme") for a in call]
+        try:
+            tenant.execute_command(*mine)
+            allowed = True
+        except redis.ResponseError as e:
+            allowed = not str(e).startswith("NOPERM") and "no permissions" not in str(e)
+        check(allowed, f"{call[0]} on acme is allowed")
+        theirs = [a.replace("{k}", "other") for a in call]
+        try:
+            tenant.execute_command(*theirs)
+            denied = False
+        except redis.exceptions.NoPermissionError:
+            denied = True
+        except redis.ResponseError as e:
+            denied = "NOPERM" in str(e) or "no permissions" in str(e)
+        check(denied, f"{call[0]} on another tree is NOPERM")
+    for call in (["QUOTA.PRICE", "SET", "x/y", '{"metric":"c","rates":{"a":"1"}}'], ["QUOTA.DEBUG", "CLOCK", "GET"]):
+        try:
+            tenant.execute_command(*call)
+            denied = False
+        except redis.ResponseError as e:
+            denied = "NOPERM" in str(e) or "no permissions" in str(e)
+        check(denied, f"{call[0]} is denied to the tenant")
+    other = policies(admin, "other", "/")["p"]
+    check(other["used"] == "0" and other["held"] == "1", "the other tree is untouched")
+    print(f"{len(calls)} commands: allowed on acme, NOPERM on other")
+    return 0
+
+
+# ----- cluster ---------------------------------------------------------------
+
+def cluster(args):
+    from redis.cluster import RedisCluster, ClusterNode
+    ports = [int(p) for p in args.ports.split(",")]
+    rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports], decode_responses=True)
+    trees = [f"tenant:{i}" for i in range(30)]
+    for t in trees:
+        rc.execute_command("QUOTA.SET", t, "/", "p", "METRIC", "credits", "LIMIT", "100")
+        rc.execute_command("QUOTA.RESERVE", t, "PATH", "a", "ID", "h1", "TTL", "600000", "COST", "credits", "7")
+    owners = {rc.get_node_from_key(t).port for t in trees}
+    check(len(owners) == 3, f"trees spread over all three primaries ({sorted(owners)})")
+    for t in trees:
+        out = subprocess.run(["redis-cli", "-c", "-3", "-p", str(ports[0]), "--json", "QUOTA.GET", t, "/"],
+                             capture_output=True, text=True).stdout.strip()
+        try:
+            held = json.loads(out)["policies"][0]["held"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            held = None
+        check(held == "7", f"redis-cli -c routes QUOTA.GET {t} (got {out[:80]})")
+    # Move one tree's slot to another primary, the way resharding does.
+    key = trees[0]
+    slot = rc.keyslot(key)
+    source = rc.get_node_from_key(key)
+    target_port = next(p for p in ports if p != source.port)
+    src, dst = redis.Redis(port=source.port, decode_responses=True), redis.Redis(port=target_port, decode_responses=True)
+    src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    moved = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    src.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *moved)
+    for node in ports:
+        redis.Redis(port=node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    rc2 = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports], decode_responses=True)
+    check(rc2.get_node_from_key(key).port == target_port, "the tree's slot moved")
+    holds = rc2.execute_command("QUOTA.HOLDS", key)
+    check(len(holds) == 1 and as_map(holds[0])["id"] == "h1", "the moved tree keeps its hold")
+    done = as_map(rc2.execute_command("QUOTA.COMMIT", key, "h1"))
+    check(as_map(done["charged"]).get("credits") == "7" and done["expired"] == 0, "the hold commits on its new node")
+    print(f"{len(trees)} trees on {len(owners)} primaries; {key} moved from {source.port} to {target_port} with its hold")
+    return 0
+
+
+# ----- memory ----------------------------------------------------------------
+
+def oom(args):
+    r = connect(args.port)
+    r.execute_command("QUOTA.SET", "mem", "/", "p", "METRIC", "credits", "LIMIT", "1000000")
+    held = as_map(r.execute_command("QUOTA.RESERVE", "mem", "PATH", "a", "TTL", "600000", "COST", "credits", "5"))
+    before = r.execute_command("QUOTA.TREE", "mem", "FORMAT", "json")
+    used = int(r.info("memory")["used_memory"])
+    r.config_set("maxmemory", str(used + 64 * 1024))
+    r.config_set("maxmemory-policy", "noeviction")
+    filler = 0
+    try:
+        while filler < 100000:
+            r.set(f"filler:{filler}", "x" * 1024)
+            filler += 1
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    except redis.ResponseError as e:
+        check("OOM" in str(e), f"filling stops with OOM ({e})")
+    for call in (["QUOTA.RESERVE", "mem", "PATH", "b", "COST", "credits", "1"],
+                 ["QUOTA.SET", "mem", "/", "q", "METRIC", "credits", "LIMIT", "1"],
+                 ["QUOTA.CHARGE", "mem", "PATH", "b", "COST", "credits", "1"],
+                 ["QUOTA.PRICE", "SET", "a/b", '{"metric": "credits", "rates": {"x": "1"}}']):
+        try:
+            r.execute_command(*call)
+            refused = False
+        except redis.ResponseError as e:
+            refused = "OOM" in str(e)
+        check(refused, f"{call[0]} is refused with OOM when memory is full")
+    check(r.execute_command("QUOTA.TREE", "mem", "FORMAT", "json") == before, "nothing was half-written")
+    done = as_map(r.execute_command("QUOTA.COMMIT", "mem", held["id"]))
+    check(as_map(done["charged"]).get("credits") == "5", "a commit still settles a hold when memory is full")
+    check(r.ping(), "the server answers")
+    r.config_set("maxmemory", "0")
+    print(f"memory full after {filler} filler keys: writes refused with OOM, commits still work")
+    return 0
+
+
+# ----- replication form -----------------------------------------------------
+
+def aof(args):
+    """The AOF (like the replication stream) holds USAGE items as the COST
+    they were priced at, so a replay never depends on the price book."""
+    folder = os.path.join(args.dir, "appendonlydir")
+    data = b"".join(open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder)))
+    check(b"QUOTA.REPLAY" in data, "writes are logged as QUOTA.REPLAY")
+    check(b"USAGE" not in data, "no USAGE item reaches the AOF")
+    check(b"0.0425" in data, "the priced cost does")
+    print(f"{len(data)} bytes of AOF checked")
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("check")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--ports")
+    parser.add_argument("--replica-port", type=int)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--ops", type=int, default=300)
+    parser.add_argument("--commands", type=int, default=3000)
+    parser.add_argument("--payloads", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--key", default="dur")
+    parser.add_argument("--log")
+    parser.add_argument("--tag", default="a")
+    parser.add_argument("--rewrite-at", type=int, default=0)
+    parser.add_argument("--dir")
+    args = parser.parse_args()
+    checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
+              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof}
+    checks[args.check](args)
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
