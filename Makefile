@@ -44,6 +44,9 @@ test-engine: ## Engine unit and property tests (no Redis needed)
 test-scenarios: ## redis-cli scenarios against real redis-servers
 	python3 tests/run.py
 
+test-slow: build ## The reliability checks at ten times the load (minutes)
+	python3 tests/run.py tests/slow/*.redis
+
 fuzz: ## Fuzz every command with random arguments for longer (FUZZ_CASES=20000)
 	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked --lib commands::fuzz
 
