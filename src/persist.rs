@@ -165,6 +165,9 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
         _ => return Err("the tree has no root".into()),
     }
+    for policy in tree.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+        policy.refresh();
+    }
     let count = tree.nodes.len();
     for index in 0..count {
         let Some(node) = &tree.nodes[index] else {
@@ -374,11 +377,12 @@ mod tests {
                 ttl_ms: ttl,
                 batch: BatchMode::All,
                 items: vec![cost.clone()],
+                brief: false,
             };
-            t.reserve(&req, 100, &l).unwrap();
+            t.reserve(req.clone(), 100, &l).unwrap();
         }
         t.expire(700, &l);
-        t.charge(&ChargeRequest { set, id: Some("c-1".into()), check: false, cost }, 800, &l).unwrap();
+        t.charge(&ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false }, 800, &l).unwrap();
         t
     }
 

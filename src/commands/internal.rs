@@ -26,9 +26,9 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[2..])?;
-    let stamp = Stamp::decode(&texts[0]).ok_or(RedisError::Str("ERR QUOTA.REPLAY: bad stamp"))?;
-    let name = texts[1].as_str();
-    let rest: Vec<&str> = texts[2..].iter().map(String::as_str).collect();
+    let stamp = Stamp::decode(texts[0]).ok_or(RedisError::Str("ERR QUOTA.REPLAY: bad stamp"))?;
+    let name = texts[1];
+    let rest = &texts[2..];
     if name == EXPIRE {
         let handle = ctx.open_key_writable(&argv[1]);
         if let Some(tree) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
@@ -44,7 +44,7 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .iter()
         .find(|c| c.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| RedisError::String(format!("ERR QUOTA.REPLAY: unknown command '{name}'")))?;
-    execute(ctx, &argv[1], &rest, command, Some(stamp))
+    execute(ctx, &argv[1], rest, &argv[4..], command, Some(stamp))
 }
 
 /// `QUOTA.LOADTREE key version bytes`: replaces the key with a tree
@@ -77,7 +77,6 @@ pub fn debug(_ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         ));
     }
     let texts = utf8_args(&argv[1..])?;
-    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let bad = || RedisError::Str("ERR syntax: QUOTA.DEBUG CLOCK SET ms | ADVANCE ms | GET");
     let ms = |s: &str| s.parse::<u64>().map_err(|_| bad());
     match texts.as_slice() {

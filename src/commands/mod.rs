@@ -91,13 +91,13 @@ pub fn run(ctx: &Context, argv: Vec<RedisString>, command: &Command) -> RedisRes
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[2..])?;
-    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    execute(ctx, &argv[1], &texts, command, None)
+    execute(ctx, &argv[1], &texts, &argv[2..], command, None)
 }
 
-pub fn utf8_args(argv: &[RedisString]) -> std::result::Result<Vec<String>, RedisError> {
+/// The arguments as text, borrowed from Redis's strings.
+pub fn utf8_args(argv: &[RedisString]) -> std::result::Result<Vec<&str>, RedisError> {
     argv.iter()
-        .map(|a| a.try_as_str().map(str::to_string))
+        .map(|a| a.try_as_str())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| RedisError::Str("ERR syntax: arguments must be valid UTF-8"))
 }
@@ -167,6 +167,7 @@ pub fn execute(
     ctx: &Context,
     key: &RedisString,
     rest: &[&str],
+    rest_strings: &[RedisString],
     command: &Command,
     replayed: Option<Stamp>,
 ) -> RedisResult {
@@ -203,7 +204,7 @@ pub fn execute(
                     let canonical: Vec<&str> = canonical.iter().map(String::as_str).collect();
                     replicate(ctx, key.as_slice(), &stamp, command.name, &canonical)
                 }
-                Ok(Answer { changed: true, .. }) => replicate(ctx, key.as_slice(), &stamp, command.name, rest),
+                Ok(Answer { changed: true, .. }) => replicate_strings(ctx, key, &stamp, command.name, rest_strings),
                 _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), &stamp),
                 _ => {}
             }
@@ -235,29 +236,39 @@ impl Marks {
 /// After a command (or the timer) touched a tree: counts what changed for
 /// `INFO quota`, publishes the new events on `quota:events:<key>`, and
 /// schedules the tree's next expiry.
-pub fn after(ctx: &Context, key: &[u8], tree: &Tree, before: &Marks, created: bool) {
+pub fn after(ctx: &Context, key: &[u8], tree: &mut Tree, before: &Marks, created: bool) {
     if created {
         crate::stats::count_tree(tree, 1);
-    } else {
+    } else if tree.path_count() != before.paths || tree.hold_count() != before.holds {
         crate::stats::count_change((before.paths, before.holds), tree);
     }
-    // Every server publishes the events it applies, the primary for its
-    // clients and a replica as it replays; PUBLISH itself is not
-    // replicated, so no subscriber hears an event twice. Nothing is
-    // published while loading.
-    let publish = !ctx.get_flags().contains(ContextFlags::LOADING);
+    if tree.last_event_seq() != before.seq {
+        publish(ctx, key, tree, before.seq);
+    }
+    let due = tree.next_due_ms();
+    if created || tree.scheduled_ms != due {
+        expiry::schedule(ctx, key, due);
+        tree.scheduled_ms = due;
+    }
+}
+
+/// Publishes the events after `since` on `quota:events:<key>`. Every server
+/// publishes the events it applies, the primary for its clients and a
+/// replica as it replays; PUBLISH itself is not replicated, so no
+/// subscriber hears an event twice. Nothing is published while loading.
+fn publish(ctx: &Context, key: &[u8], tree: &Tree, since: u64) {
+    let loading = ctx.get_flags().contains(ContextFlags::LOADING);
     let name = String::from_utf8_lossy(key);
     let mut channel = b"quota:events:".to_vec();
     channel.extend_from_slice(key);
-    for event in tree.events_since(before.seq, usize::MAX) {
+    for event in tree.events_since(since, usize::MAX) {
         crate::stats::bump(&crate::stats::EVENTS, 1);
-        if publish {
+        if !loading {
             let json = reply::to_json(&read::event_reply(event, Some(&name)));
             let parts: [&[u8]; 2] = [&channel, json.as_bytes()];
             let _ = ctx.call("PUBLISH", &parts[..]);
         }
     }
-    expiry::schedule(ctx, key, tree.next_due_ms());
 }
 
 fn apply(handler: &Handler, tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
@@ -285,6 +296,16 @@ fn replicate(ctx: &Context, key: &[u8], stamp: &Stamp, name: &str, rest: &[&str]
     parts.push(stamp.as_bytes());
     parts.push(name.as_bytes());
     parts.extend(rest.iter().map(|s| s.as_bytes()));
+    ctx.replicate("QUOTA.REPLAY", parts.as_slice());
+}
+
+/// Replicates a write with the client's own argument strings (no copies).
+fn replicate_strings(ctx: &Context, key: &RedisString, stamp: &Stamp, name: &str, rest: &[RedisString]) {
+    let stamp = ctx.create_string(stamp.encode());
+    let name = ctx.create_string(name);
+    let mut parts: Vec<&RedisString> = Vec::with_capacity(rest.len() + 3);
+    parts.extend([key, &stamp, &name]);
+    parts.extend(rest.iter());
     ctx.replicate("QUOTA.REPLAY", parts.as_slice());
 }
 

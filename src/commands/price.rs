@@ -17,7 +17,6 @@ pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[1..])?;
-    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut args = Args::new("QUOTA.PRICE", &texts);
     let verb = args.next_str("SET, GET, DEL or LIST")?;
     let verb = keyword(verb, &["SET", "GET", "DEL", "LIST"])
@@ -93,7 +92,6 @@ pub fn estimate(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[1..])?;
-    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut args = Args::new("QUOTA.ESTIMATE", &texts);
     let result = (|| {
         let key = args.next_str("service/model")?;

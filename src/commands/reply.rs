@@ -13,6 +13,8 @@ pub enum Reply {
     Int(i64),
     /// A bulk string.
     Str(String),
+    /// A bulk string known at compile time (no allocation).
+    Text(&'static str),
     Nil,
     /// The simple string `OK`.
     Ok,
@@ -49,6 +51,11 @@ impl Reply {
         Reply::Pairs(costs.iter().map(|(m, a)| (m.clone(), Reply::amount(*a))).collect())
     }
 
+    /// Metric → amount, taking the metric names.
+    pub fn costs_owned(costs: Costs) -> Reply {
+        Reply::Pairs(costs.into_iter().map(|(m, a)| (m, Reply::amount(a))).collect())
+    }
+
     pub fn strings(values: impl IntoIterator<Item = String>) -> Reply {
         Reply::Array(values.into_iter().map(Reply::Str).collect())
     }
@@ -65,6 +72,7 @@ pub fn emit(ctx: &Context, reply: &Reply) {
             raw::reply_with_long_long(c, *n);
         }
         Reply::Str(s) => text(s),
+        Reply::Text(s) => text(s),
         Reply::Nil => {
             raw::reply_with_null(c);
         }
@@ -101,8 +109,21 @@ pub fn to_json(reply: &Reply) -> String {
     out
 }
 
+/// Writes `s` as a JSON string (RFC 8259 escaping).
 fn write_json_str(s: &str, out: &mut String) {
-    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn write_json_map<'a, K: AsRef<str> + 'a>(fields: impl Iterator<Item = (&'a K, &'a Reply)>, out: &mut String) {
@@ -122,6 +143,7 @@ fn write_json(reply: &Reply, out: &mut String) {
     match reply {
         Reply::Int(n) => out.push_str(&n.to_string()),
         Reply::Str(s) => write_json_str(s, out),
+        Reply::Text(s) => write_json_str(s, out),
         Reply::Nil => out.push_str("null"),
         Reply::Ok => out.push_str("\"OK\""),
         Reply::Array(items) => {
@@ -151,5 +173,8 @@ mod tests {
             ("spent", Reply::costs(&vec![("credits".into(), Decimal::new(125, 1))])),
         ]);
         assert_eq!(to_json(&r), r#"{"b":1,"a":[null,"x\"y"],"spent":{"credits":"12.5"}}"#);
+        let tricky = "a\"b\\c\nd\u{1}é💥";
+        let parsed: serde_json::Value = serde_json::from_str(&to_json(&Reply::str(tricky))).unwrap();
+        assert_eq!(parsed, serde_json::Value::String(tricky.into()));
     }
 }

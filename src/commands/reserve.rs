@@ -194,63 +194,65 @@ fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
 fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, false)?;
     let ttl_ms = req.ttl_ms.unwrap_or(env.default_ttl_ms);
+    let canonical = req.priced.then(|| req.canonical(Some(ttl_ms)));
+    let brief = req.brief;
     let request = ReserveRequest {
-        set: req.set.clone(),
-        id: req.id.clone(),
+        set: req.set,
+        id: req.id,
         ttl_ms,
         batch: req.batch.unwrap_or(BatchMode::All),
-        items: req.items.clone(),
+        items: req.items,
+        brief,
     };
-    let outcome = tree.reserve(&request, env.now_ms, &env.limits)?;
+    let outcome = tree.reserve(request, env.now_ms, &env.limits)?;
     let changed = outcome.reserved > 0 && !outcome.duplicate;
     crate::stats::bump(
         if outcome.allowed { &crate::stats::RESERVES_ALLOWED } else { &crate::stats::RESERVES_DENIED },
         u64::from(!outcome.duplicate),
     );
-    let mut answer = Answer::new(reserve_reply(&outcome, req.brief), changed);
-    if req.priced {
-        answer.replicate = Some(req.canonical(Some(ttl_ms)));
-    }
+    let mut answer = Answer::new(reserve_reply(outcome, brief), changed);
+    answer.replicate = canonical;
     Ok(answer)
 }
 
-pub fn reserve_reply(o: &ReserveOutcome, brief: bool) -> Reply {
-    let mut fields = vec![
+pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
+    let mut fields = Vec::with_capacity(11);
+    fields.extend([
         ("allowed", Reply::flag(o.allowed)),
-        ("id", Reply::opt_str(o.id.as_deref())),
+        ("id", o.id.map_or(Reply::Nil, Reply::Str)),
         ("expires_at", Reply::ms(o.expires_at_ms)),
         ("items", Reply::Int(o.items as i64)),
         ("fits", Reply::Int(o.fits as i64)),
         ("reserved", Reply::Int(o.reserved as i64)),
-        ("cost", Reply::costs(&o.cost)),
-    ];
+        ("cost", Reply::costs_owned(o.cost)),
+    ]);
     if !(brief && o.allowed) {
-        fields.push(("checks", checks_reply(&o.checks)));
+        fields.push(("checks", checks_reply(o.checks)));
     }
-    fields.push(("denied_by", Reply::strings(o.denied_by.iter().cloned())));
-    fields.push(("message", Reply::str(o.message.clone())));
+    fields.push(("denied_by", Reply::strings(o.denied_by)));
+    fields.push(("message", Reply::Str(o.message)));
     fields.push(("duplicate", Reply::flag(o.duplicate)));
     Reply::Map(fields)
 }
 
-fn checks_reply(checks: &[Check]) -> Reply {
+fn checks_reply(checks: Vec<Check>) -> Reply {
     Reply::Array(
         checks
-            .iter()
+            .into_iter()
             .map(|c| {
                 let mut fields = vec![
-                    ("path", Reply::str(c.path.clone())),
-                    ("policy", Reply::str(c.policy.clone())),
-                    ("metric", Reply::str(c.metric.clone())),
-                    ("mode", Reply::str(c.mode.as_str())),
-                    ("window", Reply::str(c.window.label())),
+                    ("path", Reply::Str(c.path)),
+                    ("policy", Reply::Str(c.policy)),
+                    ("metric", Reply::Str(c.metric)),
+                    ("mode", Reply::Text(c.mode.as_str())),
+                    ("window", Reply::Str(c.window.label())),
                     ("limit", Reply::amount(c.limit)),
                     ("used", Reply::amount(c.used)),
                     ("held", Reply::amount(c.held)),
                     ("requested", Reply::amount(c.requested)),
                     ("remaining", Reply::amount(c.remaining)),
                     ("pass", Reply::flag(c.pass)),
-                    ("status", Reply::str(c.status.as_str())),
+                    ("status", Reply::Text(c.status.as_str())),
                 ];
                 push_period(&mut fields, c.period);
                 Reply::Map(fields)
@@ -300,20 +302,21 @@ fn commit(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     });
     let outcome = tree.commit(&id, item, cost, env.now_ms, &env.limits)?;
     crate::stats::bump(&crate::stats::COMMITS, u64::from(!outcome.duplicate));
-    let mut answer = Answer::new(commit_reply(&outcome), !outcome.duplicate);
+    let changed = !outcome.duplicate;
+    let mut answer = Answer::new(commit_reply(outcome), changed);
     answer.replicate = canonical;
     Ok(answer)
 }
 
-fn commit_reply(o: &CommitOutcome) -> Reply {
+fn commit_reply(o: CommitOutcome) -> Reply {
     Reply::Map(vec![
-        ("id", Reply::str(o.id.clone())),
-        ("charged", Reply::costs(&o.charged)),
-        ("released", Reply::costs(&o.released)),
-        ("overage", Reply::costs(&o.overage)),
+        ("id", Reply::Str(o.id)),
+        ("charged", Reply::costs_owned(o.charged)),
+        ("released", Reply::costs_owned(o.released)),
+        ("overage", Reply::costs_owned(o.overage)),
         ("duplicate", Reply::flag(o.duplicate)),
         ("expired", Reply::flag(o.expired)),
-        ("over", Reply::strings(o.over.iter().cloned())),
+        ("over", Reply::strings(o.over)),
     ])
 }
 
@@ -323,13 +326,14 @@ fn release(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let (item, _, _) = parse_settle(args, false)?;
     let outcome = tree.release(&id, item, env.now_ms, &env.limits)?;
     crate::stats::bump(&crate::stats::RELEASES, u64::from(!outcome.duplicate));
-    Ok(Answer::new(release_reply(&outcome), !outcome.duplicate))
+    let changed = !outcome.duplicate;
+    Ok(Answer::new(release_reply(outcome), changed))
 }
 
-fn release_reply(o: &ReleaseOutcome) -> Reply {
+fn release_reply(o: ReleaseOutcome) -> Reply {
     Reply::Map(vec![
-        ("id", Reply::str(o.id.clone())),
-        ("released", Reply::costs(&o.released)),
+        ("id", Reply::Str(o.id)),
+        ("released", Reply::costs_owned(o.released)),
         ("duplicate", Reply::flag(o.duplicate)),
         ("expired", Reply::flag(o.expired)),
     ])
@@ -351,23 +355,23 @@ fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, true)?;
     let canonical = req.priced.then(|| req.canonical(None));
     let cost = req.items.first().cloned().unwrap_or_default();
-    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost };
+    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief: req.brief };
     let outcome = tree.charge(&request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
-    let mut answer = Answer::new(charge_reply(&outcome, req.brief), changed);
+    let mut answer = Answer::new(charge_reply(outcome, req.brief), changed);
     answer.replicate = canonical;
     Ok(answer)
 }
 
-fn charge_reply(o: &ChargeOutcome, brief: bool) -> Reply {
-    let mut fields = vec![("allowed", Reply::flag(o.allowed)), ("charged", Reply::costs(&o.charged))];
+fn charge_reply(o: ChargeOutcome, brief: bool) -> Reply {
+    let mut fields = vec![("allowed", Reply::flag(o.allowed)), ("charged", Reply::costs_owned(o.charged))];
     if !(brief && o.allowed) {
-        fields.push(("checks", checks_reply(&o.checks)));
+        fields.push(("checks", checks_reply(o.checks)));
     }
-    fields.push(("denied_by", Reply::strings(o.denied_by.iter().cloned())));
-    fields.push(("message", Reply::str(o.message.clone())));
-    fields.push(("over", Reply::strings(o.over.iter().cloned())));
+    fields.push(("denied_by", Reply::strings(o.denied_by)));
+    fields.push(("message", Reply::Str(o.message)));
+    fields.push(("over", Reply::strings(o.over)));
     fields.push(("duplicate", Reply::flag(o.duplicate)));
     Reply::Map(fields)
 }

@@ -92,6 +92,9 @@ impl Event {
 /// marking them fired so that each fires once per period.
 pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
     let mut out = Vec::new();
+    if !policy.may_alert() {
+        return out;
+    }
     let rolling = matches!(policy.spec.window, Window::Rolling { .. });
     let level = match policy.spec.mode {
         Mode::Strict => policy.used + policy.held,
@@ -120,5 +123,6 @@ pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
     } else if !over && rolling {
         policy.over_fired = false;
     }
+    policy.refresh();
     out
 }

@@ -39,12 +39,13 @@ pub struct Item {
     pub outcome: Option<Box<CommitOutcome>>,
 }
 
-/// One policy a hold counts on.
+/// One policy a hold counts on, by node and generation. The generation
+/// changes with the policy's metric, so the policy found by a line always
+/// counts in the metric the hold was placed in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub node: NodeId,
     pub generation: u64,
-    pub metric: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +121,8 @@ pub struct ReserveRequest {
     pub ttl_ms: u64,
     pub batch: BatchMode,
     pub items: Vec<Costs>,
+    /// Leave the per-policy checks out of an allowed answer (`BRIEF`).
+    pub brief: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +132,8 @@ pub struct ChargeRequest {
     /// Charge only if every strict and block policy passes.
     pub check: bool,
     pub cost: Costs,
+    /// Leave the per-policy checks out of an allowed answer (`BRIEF`).
+    pub brief: bool,
 }
 
 /// What [`Tree::expire`] did; anything non-zero changed the tree.
@@ -152,7 +157,7 @@ struct Binding {
 
 impl Tree {
     /// `QUOTA.RESERVE`.
-    pub fn reserve(&mut self, req: &ReserveRequest, now_ms: u64, limits: &Limits) -> Result<ReserveOutcome> {
+    pub fn reserve(&mut self, req: ReserveRequest, now_ms: u64, limits: &Limits) -> Result<ReserveOutcome> {
         if req.items.is_empty() {
             return Err(Error::syntax("QUOTA.RESERVE needs at least one COST item"));
         }
@@ -186,14 +191,20 @@ impl Tree {
             BatchMode::All | BatchMode::DryRun => fits == n,
         };
         // An UPTO reservation is checked for what it holds: its checks
-        // pass and name no denial; the message says what did not fit.
-        let checks = if req.batch == BatchMode::Upto && reserved > 0 {
-            self.checks(&reach, &sum_items(&req.items[..reserved]), now_ms)
+        // pass and name no denial; the message says what did not fit. An
+        // allowed BRIEF answer needs no checks at all (the hot path).
+        let (checks, denied_by) = if req.brief && allowed {
+            (Vec::new(), Vec::new())
         } else {
-            self.checks(&reach, &total, now_ms)
+            let checks = if req.batch == BatchMode::Upto && reserved > 0 {
+                self.checks(&reach, &sum_items(&req.items[..reserved]), now_ms)
+            } else {
+                self.checks(&reach, &total, now_ms)
+            };
+            let denied_by = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
+            (checks, denied_by)
         };
-        let denied_by = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
-        let message = self.reserve_message(req, binding.as_ref(), reserved, &total, now_ms);
+        let message = self.reserve_message(&req, binding.as_ref(), reserved, &total, now_ms);
         let mut outcome = ReserveOutcome {
             allowed,
             id: None,
@@ -232,7 +243,7 @@ impl Tree {
         for &r in &policies {
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
             policy.held += costs_get(&held, &policy.spec.metric);
-            lines.push(Line { node: r.node, generation: policy.generation, metric: policy.spec.metric.clone() });
+            lines.push(Line { node: r.node, generation: policy.generation });
         }
         for path in &req.set.paths {
             let node = self.ensure_path(path);
@@ -243,17 +254,17 @@ impl Tree {
         let expires_at_ms = now_ms.saturating_add(req.ttl_ms);
         outcome.id = Some(id.clone());
         outcome.expires_at_ms = expires_at_ms;
+        let reply = req.id.as_ref().map(|_| Box::new(outcome.clone()));
+        let mut items = req.items;
+        items.truncate(reserved);
         let hold = Hold {
             id: id.clone(),
-            set: req.set.clone(),
+            set: req.set,
             created_at_ms: now_ms,
             expires_at_ms,
-            items: req.items[..reserved]
-                .iter()
-                .map(|cost| Item { cost: cost.clone(), state: ItemState::Held, outcome: None })
-                .collect(),
+            items: items.into_iter().map(|cost| Item { cost, state: ItemState::Held, outcome: None }).collect(),
             lines,
-            reply: req.id.as_ref().map(|_| Box::new(outcome.clone())),
+            reply,
             last_commit: None,
             last_release: None,
         };
@@ -627,19 +638,18 @@ impl Tree {
     /// Subtracts what `indices` of a live hold hold from its policies.
     fn release_lines(&mut self, id: &str, indices: &[usize]) {
         let Some(hold) = self.holds.get(id) else { return };
-        let amounts: Vec<(NodeId, u64, Decimal)> = hold
-            .lines
-            .iter()
-            .map(|line| {
-                let amount = indices.iter().map(|&i| costs_get(&hold.items[i].cost, &line.metric)).sum();
-                (line.node, line.generation, amount)
-            })
-            .collect();
-        for (node, generation, amount) in amounts {
-            if let Some(policy) = self.policy_by_generation(node, generation) {
-                debug_assert!(policy.held >= amount, "held never goes negative");
-                policy.held = (policy.held - amount).max(Decimal::ZERO);
-            }
+        for line in &hold.lines {
+            let Some(policy) = self
+                .nodes
+                .get_mut(line.node as usize)
+                .and_then(Option::as_mut)
+                .and_then(|n| n.policies.iter_mut().find(|p| p.generation == line.generation))
+            else {
+                continue;
+            };
+            let amount: Decimal = indices.iter().map(|&i| costs_get(&hold.items[i].cost, &policy.spec.metric)).sum();
+            debug_assert!(policy.held >= amount, "held never goes negative");
+            policy.held = (policy.held - amount).max(Decimal::ZERO);
         }
     }
 
@@ -690,9 +700,25 @@ impl Tree {
         }
         let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
         let reach = self.reach(&req.set, &metrics);
-        let checks = self.checks(&reach, &req.cost, now_ms);
-        let refused = checks.iter().position(|c| !c.pass);
-        let denied_by: Vec<String> = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
+        let refused = reach.policies.iter().position(|&r| {
+            self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric)))
+        });
+        // The checks are built for a full answer, or to explain a refusal.
+        let checks =
+            if req.brief && (refused.is_none() || !req.check) { Vec::new() } else { self.checks(&reach, &req.cost, now_ms) };
+        let denied_by: Vec<String> = match refused {
+            None => Vec::new(),
+            Some(_) => reach
+                .policies
+                .iter()
+                .filter_map(|&r| {
+                    let node = self.node(r.node)?;
+                    let p = self.policy_at(r, now_ms)?;
+                    (!p.passes(costs_get(&req.cost, &p.spec.metric)))
+                        .then(|| format!("{}#{}", names::display_path(&node.path), p.name))
+                })
+                .collect(),
+        };
         if req.check
             && let Some(first) = refused
         {

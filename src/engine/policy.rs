@@ -195,6 +195,14 @@ pub struct Policy {
     pub fired: u16,
     /// Whether `over` fired in this period.
     pub over_fired: bool,
+    /// limit + rolled over + granted, kept by [`Policy::refresh`].
+    #[serde(skip)]
+    allowance_cached: Decimal,
+    /// The usage level at which the next alert fires (the lowest threshold
+    /// not fired yet, or `over`), kept by [`Policy::refresh`]: below it,
+    /// observing the policy costs one comparison.
+    #[serde(skip)]
+    alert_at: Decimal,
 }
 
 impl Policy {
@@ -223,12 +231,47 @@ impl Policy {
             buckets: VecDeque::new(),
             fired: 0,
             over_fired: false,
+            allowance_cached: Decimal::ZERO,
+            alert_at: Decimal::ZERO,
         }
+        .refreshed()
+    }
+
+    fn refreshed(mut self) -> Policy {
+        self.refresh();
+        self
+    }
+
+    /// Recomputes what is derived from the limit, carry-over, grants and
+    /// fired alerts. Every change to those ends with a call to this.
+    pub(crate) fn refresh(&mut self) {
+        let allowance = self.spec.limit + self.rolled_over + self.granted;
+        self.allowance_cached = allowance;
+        let mut at = if self.over_fired { Decimal::MAX } else { allowance };
+        for (i, &pct) in self.spec.warn.iter().enumerate() {
+            if self.fired & (1u16 << i.min(15)) == 0
+                && let Some(level) = allowance.checked_mul(Decimal::from(pct))
+            {
+                at = at.min(level / Decimal::ONE_HUNDRED);
+            }
+        }
+        self.alert_at = at;
+    }
+
+    /// Whether an alert could fire at the current level (always true for a
+    /// rolling window, whose thresholds re-arm as usage drops).
+    pub(crate) fn may_alert(&self) -> bool {
+        matches!(self.spec.window, Window::Rolling { .. }) || self.level() >= self.alert_at
     }
 
     /// The current period's allowance: limit + rolled over + granted.
     pub fn allowance(&self) -> Decimal {
-        self.spec.limit + self.rolled_over + self.granted
+        debug_assert_eq!(
+            self.allowance_cached,
+            self.spec.limit + self.rolled_over + self.granted,
+            "refresh() after every change to the allowance"
+        );
+        self.allowance_cached
     }
 
     /// The usage that warnings and status compare with the allowance:
@@ -380,6 +423,7 @@ impl Policy {
                 self.rolled_over = allowance - self.spec.limit;
                 self.fired = 0;
                 self.over_fired = false;
+                self.refresh();
                 (i_now - i_end + 1) as u64
             }
         }
@@ -450,6 +494,7 @@ impl Policy {
     pub fn grant(&mut self, amount: Decimal, now_ms: u64) -> Result<()> {
         self.roll(now_ms);
         self.granted = amount::add(self.granted, amount)?;
+        self.refresh();
         amount::add(self.allowance(), Decimal::ZERO)?;
         Ok(())
     }
@@ -480,6 +525,7 @@ impl Policy {
         self.buckets.clear();
         self.fired = 0;
         self.over_fired = false;
+        self.refresh();
         closed
     }
 
@@ -513,6 +559,7 @@ impl Policy {
                 self.buckets.push_back((now_ms / bucket, self.used));
             }
         }
+        self.refresh();
     }
 }
 

@@ -41,11 +41,12 @@ fn reserve_req(paths: &[&str], items: &[&[(&str, &str)]]) -> ReserveRequest {
         ttl_ms: 60_000,
         batch: BatchMode::All,
         items: items.iter().map(|i| costs(i)).collect(),
+        brief: false,
     }
 }
 
 fn charge_req(paths: &[&str], cost: &[(&str, &str)], check: bool) -> ChargeRequest {
-    ChargeRequest { set: set_of(paths), id: None, check, cost: costs(cost) }
+    ChargeRequest { set: set_of(paths), id: None, check, cost: costs(cost), brief: false }
 }
 
 /// acme: / 100 credits strict, projects/p1 50 strict, members/u7 30 block.
@@ -77,7 +78,7 @@ fn reservations_are_decided_by_every_policy_on_the_way() {
     ];
     for (paths, amount, allowed, denied) in rows {
         let mut t = company();
-        let out = t.reserve(&reserve_req(paths, &[&[("credits", amount)]]), 1000, &l).unwrap();
+        let out = t.reserve(reserve_req(paths, &[&[("credits", amount)]]), 1000, &l).unwrap();
         assert_eq!(out.allowed, *allowed, "{paths:?} {amount}");
         assert_eq!(out.denied_by, denied.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{paths:?} {amount}");
         assert_eq!(out.id.is_some(), *allowed);
@@ -89,7 +90,7 @@ fn reservations_are_decided_by_every_policy_on_the_way() {
 fn a_policy_shared_by_path_and_also_is_counted_once() {
     let l = Limits::default();
     let mut t = company();
-    let out = t.reserve(&reserve_req(&["projects/p1", "members/u7"], &[&[("credits", "10")]]), 0, &l).unwrap();
+    let out = t.reserve(reserve_req(&["projects/p1", "members/u7"], &[&[("credits", "10")]]), 0, &l).unwrap();
     let roots: Vec<_> = out.checks.iter().filter(|c| c.path == "/").collect();
     assert_eq!(roots.len(), 1);
     assert_eq!(out.checks.len(), 3);
@@ -110,10 +111,10 @@ fn strict_counts_holds_block_does_not() {
     let l = Limits::default();
     let mut t = company();
     // Two holds of 20 on members/u7 (block, 30): both pass while used < 30.
-    assert!(t.reserve(&reserve_req(&["members/u7"], &[&[("credits", "20")]]), 0, &l).unwrap().allowed);
-    assert!(t.reserve(&reserve_req(&["members/u7"], &[&[("credits", "20")]]), 0, &l).unwrap().allowed);
+    assert!(t.reserve(reserve_req(&["members/u7"], &[&[("credits", "20")]]), 0, &l).unwrap().allowed);
+    assert!(t.reserve(reserve_req(&["members/u7"], &[&[("credits", "20")]]), 0, &l).unwrap().allowed);
     // The root (strict, 100) has 40 held: 61 more does not fit.
-    let out = t.reserve(&reserve_req(&["projects/x"], &[&[("credits", "61")]]), 0, &l).unwrap();
+    let out = t.reserve(reserve_req(&["projects/x"], &[&[("credits", "61")]]), 0, &l).unwrap();
     assert!(!out.allowed);
     assert_eq!(out.message, "not enough credits: 60 available at /, 61 needed");
 }
@@ -129,7 +130,7 @@ fn commit_charges_actual_and_reports_release_and_overage() {
     ];
     for (reserved, actual, used, released, overage) in rows {
         let mut t = company();
-        let id = t.reserve(&reserve_req(&["projects/p1"], &[&[("credits", reserved)]]), 0, &l).unwrap().id.unwrap();
+        let id = t.reserve(reserve_req(&["projects/p1"], &[&[("credits", reserved)]]), 0, &l).unwrap().id.unwrap();
         let c = t.commit(&id, None, actual.map(|a| costs(&[("credits", a)])), 5, &l).unwrap();
         assert_eq!(policy_at(&t, "projects/p1", "cap").used, d(used));
         assert_eq!(policy_at(&t, "projects/p1", "cap").held, d("0"));
@@ -149,7 +150,7 @@ fn holds_expire_at_their_ttl_and_a_late_commit_still_charges() {
     let mut t = company();
     let mut req = reserve_req(&["projects/p1"], &[&[("credits", "40")]]);
     req.ttl_ms = 1000;
-    let id = t.reserve(&req, 10_000, &l).unwrap().id.unwrap();
+    let id = t.reserve(req.clone(), 10_000, &l).unwrap().id.unwrap();
     assert_eq!(t.expire(10_999, &l).expired_holds, 0);
     assert_eq!(policy_at(&t, "projects/p1", "cap").held, d("40"));
     assert_eq!(t.expire(11_000, &l).expired_holds, 1);
@@ -169,7 +170,7 @@ fn holds_expire_at_their_ttl_and_a_late_commit_still_charges() {
 fn release_extend_and_their_errors() {
     let l = Limits::default();
     let mut t = company();
-    let id = t.reserve(&reserve_req(&["projects/p1"], &[&[("credits", "40")]]), 0, &l).unwrap().id.unwrap();
+    let id = t.reserve(reserve_req(&["projects/p1"], &[&[("credits", "40")]]), 0, &l).unwrap().id.unwrap();
     let e = t.extend(&id, 100_000, 100).unwrap();
     assert_eq!(e.expires_at_ms, 100_100);
     assert_eq!(t.expire(60_000, &l).expired_holds, 0, "the extension replaced the old expiry");
@@ -188,14 +189,14 @@ fn an_id_makes_reserve_idempotent() {
     let mut t = company();
     let mut req = reserve_req(&["projects/p1"], &[&[("credits", "20")]]);
     req.id = Some("job-1".into());
-    let first = t.reserve(&req, 0, &l).unwrap();
-    let second = t.reserve(&req, 5, &l).unwrap();
+    let first = t.reserve(req.clone(), 0, &l).unwrap();
+    let second = t.reserve(req.clone(), 5, &l).unwrap();
     assert!(second.duplicate);
     assert_eq!(second.id.as_deref(), Some("job-1"));
     assert_eq!(policy_at(&t, "projects/p1", "cap").held, d("20"));
     assert_eq!(ReserveOutcome { duplicate: true, ..first }, second);
     t.commit("job-1", None, None, 10, &l).unwrap();
-    assert!(t.reserve(&req, 20, &l).unwrap().duplicate, "remembered after commit too");
+    assert!(t.reserve(req.clone(), 20, &l).unwrap().duplicate, "remembered after commit too");
     assert_eq!(policy_at(&t, "projects/p1", "cap").used, d("20"));
 }
 use super::outcome::ReserveOutcome;
@@ -206,7 +207,7 @@ fn generated_ids_are_unique() {
     let mut t = Tree::new();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1000 {
-        let id = t.reserve(&reserve_req(&["a"], &[&[("credits", "1")]]), 42, &l).unwrap().id.unwrap();
+        let id = t.reserve(reserve_req(&["a"], &[&[("credits", "1")]]), 42, &l).unwrap().id.unwrap();
         assert!(seen.insert(id));
     }
 }
@@ -251,7 +252,7 @@ fn filters_select_policies_by_service_and_model() {
         req.set.service = service.map(String::from);
         req.set.model = model.map(String::from);
         req.batch = BatchMode::DryRun;
-        assert_eq!(t.reserve(&req, 0, &l).unwrap().allowed, allowed, "{service:?} {model:?} {amount}");
+        assert_eq!(t.reserve(req.clone(), 0, &l).unwrap().allowed, allowed, "{service:?} {model:?} {amount}");
     }
 }
 
@@ -269,7 +270,7 @@ fn batches_reserve_all_upto_or_preview() {
         let mut t = company();
         let mut req = reserve_req(&["projects/p2"], &items);
         req.batch = mode;
-        let out = t.reserve(&req, 0, &l).unwrap();
+        let out = t.reserve(req.clone(), 0, &l).unwrap();
         assert_eq!((out.allowed, out.fits, out.reserved), (allowed, fits, reserved), "{mode:?}");
         assert_eq!(policy_at(&t, "", "monthly").held, d(held));
         assert_eq!(out.cost, costs(&[("credits", "200")]));
@@ -287,7 +288,7 @@ fn batch_items_settle_one_by_one() {
     let mut t = company();
     let mut req = reserve_req(&["projects/p2"], &[&[("credits", "10")], &[("credits", "20")], &[("credits", "30")]]);
     req.ttl_ms = 1000;
-    let id = t.reserve(&req, 0, &l).unwrap().id.unwrap();
+    let id = t.reserve(req.clone(), 0, &l).unwrap().id.unwrap();
     let c0 = t.commit(&id, Some(0), Some(costs(&[("credits", "8")])), 1, &l).unwrap();
     assert_eq!(c0.released, costs(&[("credits", "2")]));
     assert!(t.commit(&id, Some(0), None, 2, &l).unwrap().duplicate);
@@ -311,10 +312,10 @@ fn bounds_refuse_with_limit_and_change_nothing() {
     assert!(matches!(t.set_policy("a", "q", spec("credits", "10", Mode::Strict), 0, &l), Err(Error::Limit(_))));
     assert!(matches!(t.set_policy("b/c", "p", spec("credits", "10", Mode::Strict), 0, &l), Err(Error::Limit(_))));
     assert_eq!(t.path_count(), 2);
-    t.reserve(&reserve_req(&["a"], &[&[("credits", "1")]]), 0, &l).unwrap();
-    assert!(matches!(t.reserve(&reserve_req(&["a"], &[&[("credits", "1")]]), 0, &l), Err(Error::Limit(_))));
+    t.reserve(reserve_req(&["a"], &[&[("credits", "1")]]), 0, &l).unwrap();
+    assert!(matches!(t.reserve(reserve_req(&["a"], &[&[("credits", "1")]]), 0, &l), Err(Error::Limit(_))));
     let three: Vec<&[(&str, &str)]> = vec![&[("credits", "1")]; 3];
-    assert!(matches!(t.reserve(&reserve_req(&["a"], &three), 0, &l), Err(Error::Limit(_))));
+    assert!(matches!(t.reserve(reserve_req(&["a"], &three), 0, &l), Err(Error::Limit(_))));
     assert_eq!(policy_at(&t, "a", "p").held, d("1"));
     t.check_invariants().unwrap();
 }
@@ -324,7 +325,7 @@ fn delpath_refuses_while_held_and_removes_the_subtree() {
     let l = Limits::default();
     let mut t = company();
     t.set_policy("projects/p1/users/u1", "x", spec("credits", "5", Mode::Strict), 0, &l).unwrap();
-    let id = t.reserve(&reserve_req(&["projects/p1/users/u1"], &[&[("credits", "1")]]), 0, &l).unwrap().id.unwrap();
+    let id = t.reserve(reserve_req(&["projects/p1/users/u1"], &[&[("credits", "1")]]), 0, &l).unwrap().id.unwrap();
     assert!(matches!(t.delete_path("projects/p1"), Err(Error::State(_))));
     t.release(&id, None, 1, &l).unwrap();
     assert_eq!(t.delete_path("projects/p1").unwrap(), 3);
@@ -342,7 +343,7 @@ fn set_updates_keep_usage_and_unset_forgets_holds() {
     let l = Limits::default();
     let mut t = company();
     t.charge(&charge_req(&["projects/p1"], &[("credits", "10")], false), 0, &l).unwrap();
-    let id = t.reserve(&reserve_req(&["projects/p1"], &[&[("credits", "5")]]), 0, &l).unwrap().id.unwrap();
+    let id = t.reserve(reserve_req(&["projects/p1"], &[&[("credits", "5")]]), 0, &l).unwrap().id.unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), 0, &l).unwrap();
     let p = policy_at(&t, "projects/p1", "cap");
     assert_eq!((p.used, p.held, p.spec.limit), (d("10"), d("5"), d("70")));
@@ -436,7 +437,7 @@ mod events {
         let mut t = company();
         let mut req = reserve_req(&["projects/p1"], &[&[("credits", "45")]]);
         req.ttl_ms = 100;
-        t.reserve(&req, 0, &l).unwrap();
+        t.reserve(req.clone(), 0, &l).unwrap();
         // 45 of 50 held at projects/p1: 80 and 90 cross.
         assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(80)), (EventKind::Warning, Some(90))]);
         t.expire(100, &l);
@@ -538,8 +539,8 @@ proptest! {
                     if let Some(a) = also && a != path { paths.push(PATHS[a]); }
                     let items: Vec<Vec<(&str, String)>> = amounts.iter().map(|a| vec![("credits", a.to_string())]).collect();
                     let items: Vec<Costs> = items.iter().map(|i| i.iter().map(|(m, a)| (m.to_string(), d(a))).collect()).collect();
-                    let req = ReserveRequest { set: set_of(&paths), id: None, ttl_ms: ttl, batch: if upto { BatchMode::Upto } else { BatchMode::All }, items };
-                    let out = t.reserve(&req, now, &l).unwrap();
+                    let req = ReserveRequest { set: set_of(&paths), id: None, ttl_ms: ttl, batch: if upto { BatchMode::Upto } else { BatchMode::All }, items, brief: false };
+                    let out = t.reserve(req.clone(), now, &l).unwrap();
                     if let Some(id) = out.id { ids.push(id); }
                 }
                 Op::Commit { hold, actual, item } => {
@@ -572,7 +573,7 @@ proptest! {
                 }
                 Op::Charge { path, amount, check } => {
                     let amount = Decimal::from(amount);
-                    let out = t.charge(&ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)] }, now, &l).unwrap();
+                    let out = t.charge(&ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
                     if out.allowed {
                         if !check && amount > Decimal::ZERO { slack += amount; }
                         record(&[PATHS[path]], amount, &mut spent);
@@ -788,7 +789,7 @@ mod windows {
         t.set_policy("", "m", windowed("100", month(1), None), at(2026, 1, 1), &l).unwrap();
         let mut req = reserve_req(&["p"], &[&[("credits", "40")]]);
         req.ttl_ms = 10 * DAY_MS as u64;
-        let id = t.reserve(&req, at(2026, 1, 30), &l).unwrap().id.unwrap();
+        let id = t.reserve(req.clone(), at(2026, 1, 30), &l).unwrap().id.unwrap();
         let feb = t.get("", at(2026, 2, 2)).unwrap();
         assert_eq!((feb.policies[0].used, feb.policies[0].held), (d("0"), d("40")));
         t.commit(&id, None, None, at(2026, 2, 3), &l).unwrap();

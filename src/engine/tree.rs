@@ -140,6 +140,9 @@ pub struct Tree {
     pub(crate) events: VecDeque<Event>,
     /// The `seq` the next event gets (the first is 1).
     pub(crate) next_event_seq: u64,
+    /// When the command layer last scheduled this tree for active expiry
+    /// (not persisted): commands that leave it unchanged skip the schedule.
+    pub scheduled_ms: Option<u64>,
 }
 
 impl Tree {
@@ -205,9 +208,6 @@ impl Tree {
         self.node(r.node).and_then(|n| n.policies.get(r.index))
     }
 
-    pub(crate) fn policy_by_generation(&mut self, node: NodeId, generation: u64) -> Option<&mut Policy> {
-        self.node_mut(node)?.policies.iter_mut().find(|p| p.generation == generation)
-    }
 
     /// Creates `path` and its missing ancestors. The caller has checked
     /// `max_paths`; returns the node.
@@ -657,7 +657,10 @@ impl Tree {
         let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
         for hold in self.holds.values() {
             for line in &hold.lines {
-                *expected.entry((line.node, line.generation)).or_default() += hold.held_of(&line.metric);
+                let policy = self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation));
+                if let Some(policy) = policy {
+                    *expected.entry((line.node, line.generation)).or_default() += hold.held_of(&policy.spec.metric);
+                }
             }
         }
         let mut live = 0;
