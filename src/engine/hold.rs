@@ -299,7 +299,7 @@ impl Tree {
 
     /// The policy that admits the fewest leading items, when one admits
     /// fewer than all.
-    fn binding(&self, reach: &Reach<'_>, items: &[Costs], now_ms: u64) -> Option<Binding> {
+    fn binding(&self, reach: &Reach, items: &[Costs], now_ms: u64) -> Option<Binding> {
         let mut best: Option<Binding> = None;
         for &r in &reach.policies {
             let Some(policy) = self.policy_at(r, now_ms) else { continue };
@@ -465,13 +465,14 @@ impl Tree {
         let actual = actual.unwrap_or_else(|| reserved.clone());
         let expired = !lapsed.is_empty();
         let set = hold.set.clone();
-        self.check_usage(&set, &actual, now_ms, limits)?;
+        let reach = self.usage_reach(&set, &actual);
+        self.check_usage(&reach, &actual, now_ms, limits)?;
 
         // After this point the commit succeeds.
         if live {
             self.release_lines(id, &indices);
         }
-        let over = self.apply_usage(&set, &actual, now_ms, limits);
+        let over = self.apply_usage(reach, &set, &actual, now_ms, limits);
         // The actual amount uses up the reservation of expired items first
         // (already given back at expiry); what is left of the live hold is
         // released.
@@ -733,10 +734,10 @@ impl Tree {
                 duplicate: false,
             });
         }
-        self.check_usage(&req.set, &req.cost, now_ms, limits)?;
+        self.check_usage(&reach, &req.cost, now_ms, limits)?;
 
         // After this point the charge succeeds.
-        let over = self.apply_usage(&req.set, &req.cost, now_ms, limits);
+        let over = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let outcome = ChargeOutcome {
             allowed: true,
             charged: req.cost.clone(),
@@ -789,8 +790,15 @@ fn sum_items(items: &[Costs]) -> Costs {
 
 /// `30 credits, 1 requests`.
 pub fn describe(costs: &Costs) -> String {
+    use std::fmt::Write;
     if costs.is_empty() {
         return "nothing".into();
     }
-    costs.iter().map(|(m, a)| format!("{} {m}", amount::format(*a))).collect::<Vec<_>>().join(", ")
+    let mut out = String::with_capacity(16 * costs.len());
+    for (i, (metric, value)) in costs.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        let value = if value.is_zero() { Decimal::ZERO } else { value.normalize() };
+        let _ = write!(out, "{separator}{value} {metric}");
+    }
+    out
 }

@@ -203,6 +203,9 @@ pub struct Policy {
     /// observing the policy costs one comparison.
     #[serde(skip)]
     alert_at: Decimal,
+    /// The end of the current calendar period, kept by [`Policy::refresh`].
+    #[serde(skip)]
+    period_end_cached: Option<u64>,
 }
 
 impl Policy {
@@ -233,6 +236,7 @@ impl Policy {
             over_fired: false,
             allowance_cached: Decimal::ZERO,
             alert_at: Decimal::ZERO,
+            period_end_cached: None,
         }
         .refreshed()
     }
@@ -256,6 +260,10 @@ impl Policy {
             }
         }
         self.alert_at = at;
+        self.period_end_cached = match self.spec.window {
+            Window::Calendar { .. } => Some(self.spec.window.period_of(self.period_start_ms).1),
+            Window::None | Window::Rolling { .. } => None,
+        };
     }
 
     /// Whether an alert could fire at the current level (always true for a
@@ -327,10 +335,7 @@ impl Policy {
 
     /// The end of the current calendar period.
     pub fn period_end_ms(&self) -> Option<u64> {
-        match self.spec.window {
-            Window::Calendar { .. } => Some(self.spec.window.period_of(self.period_start_ms).1),
-            Window::None | Window::Rolling { .. } => None,
-        }
+        self.period_end_cached
     }
 
     /// The span replies show as `period_start`, `period_end`: the calendar

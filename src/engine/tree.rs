@@ -88,9 +88,11 @@ pub(crate) struct PolicyRef {
 }
 
 /// The nodes and policies a charge set reaches, each once, root first.
-pub(crate) struct Reach<'a> {
-    /// Every prefix of every charged path, each once, with its node if it exists.
-    pub prefixes: Vec<(&'a str, Option<NodeId>)>,
+pub(crate) struct Reach {
+    /// The existing nodes on the way to every charged path.
+    pub nodes: Vec<NodeId>,
+    /// How many nodes charging would create (prefixes that do not exist).
+    pub missing: usize,
     pub policies: Vec<PolicyRef>,
 }
 
@@ -114,9 +116,9 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
     events
 }
 
-impl Reach<'_> {
+impl Reach {
     pub fn missing_nodes(&self) -> usize {
-        self.prefixes.iter().filter(|(_, id)| id.is_none()).count()
+        self.missing
     }
 }
 
@@ -440,29 +442,55 @@ impl Tree {
 
     // ----- reaching policies and charging usage --------------------------
 
-    /// The prefixes and the policies a charge set reaches, each once: those
-    /// whose metric is in `metrics` and whose filter matches.
-    pub(crate) fn reach<'a>(&self, set: &'a ChargeSet, metrics: &[&str]) -> Reach<'a> {
-        let mut prefixes: Vec<(&'a str, Option<NodeId>)> = Vec::new();
-        let mut policies = Vec::new();
+    /// The nodes and the policies a charge set reaches, each once: those
+    /// whose metric is in `metrics` and whose filter matches. A path that
+    /// exists costs one hash lookup; its ancestors are found through the
+    /// parent links.
+    pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[&str]) -> Reach {
+        let mut nodes: Vec<NodeId> = Vec::with_capacity(8);
+        let mut missing: Vec<&str> = Vec::new();
         for path in &set.paths {
-            for prefix in names::prefixes(path) {
-                if prefixes.iter().any(|(p, _)| *p == prefix) {
-                    continue;
-                }
-                let id = self.find(prefix);
-                prefixes.push((prefix, id));
-                let Some((id, node)) = id.and_then(|id| Some((id, self.node(id)?))) else { continue };
-                for (index, policy) in node.policies.iter().enumerate() {
-                    if metrics.contains(&policy.spec.metric.as_str())
-                        && policy.spec.matches(set.service.as_deref(), set.model.as_deref())
-                    {
-                        policies.push(PolicyRef { node: id, index });
+            let deepest = match self.find(path) {
+                Some(id) => Some(id),
+                None => {
+                    // A new path: its missing prefixes, then its deepest existing one.
+                    let mut found = None;
+                    for prefix in names::prefixes(path).collect::<Vec<_>>().into_iter().rev() {
+                        match self.find(prefix) {
+                            Some(id) => {
+                                found = Some(id);
+                                break;
+                            }
+                            None if !missing.contains(&prefix) => missing.push(prefix),
+                            None => {}
+                        }
                     }
+                    found
+                }
+            };
+            let start = nodes.len();
+            let mut cursor = deepest;
+            while let Some(id) = cursor {
+                if nodes[..start].contains(&id) {
+                    break;
+                }
+                nodes.push(id);
+                cursor = self.node(id).and_then(|n| n.parent);
+            }
+            nodes[start..].reverse();
+        }
+        let mut policies = Vec::with_capacity(nodes.len() * 2);
+        for &id in &nodes {
+            let Some(node) = self.node(id) else { continue };
+            for (index, policy) in node.policies.iter().enumerate() {
+                if metrics.contains(&policy.spec.metric.as_str())
+                    && policy.spec.matches(set.service.as_deref(), set.model.as_deref())
+                {
+                    policies.push(PolicyRef { node: id, index });
                 }
             }
         }
-        Reach { prefixes, policies }
+        Reach { nodes, missing: missing.len(), policies }
     }
 
     /// A reached policy as it is at `now_ms`.
@@ -471,7 +499,7 @@ impl Tree {
     }
 
     /// The checks of `reach` for a request of `requested` per metric.
-    pub(crate) fn checks(&self, reach: &Reach<'_>, requested: &Costs, now_ms: u64) -> Vec<Check> {
+    pub(crate) fn checks(&self, reach: &Reach, requested: &Costs, now_ms: u64) -> Vec<Check> {
         reach
             .policies
             .iter()
@@ -484,54 +512,65 @@ impl Tree {
             .collect()
     }
 
-    /// Verifies that charging `usage` to `set` keeps every total in range
-    /// and that the missing nodes fit, without changing anything.
-    pub(crate) fn check_usage(&self, set: &ChargeSet, usage: &Costs, now_ms: u64, limits: &Limits) -> Result<()> {
-        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
-        let reach = self.reach(set, &metrics);
-        self.check_path_room(reach.missing_nodes(), limits)?;
+    /// Verifies that charging `usage` to the reached nodes and policies
+    /// keeps every total in range and that the missing nodes fit, without
+    /// changing anything.
+    pub(crate) fn check_usage(&self, reach: &Reach, usage: &Costs, now_ms: u64, limits: &Limits) -> Result<()> {
+        self.check_path_room(reach.missing, limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy_at(r, now_ms) {
                 amount::add(policy.used, costs_get(usage, &policy.spec.metric))?;
             }
         }
-        for (_, id) in &reach.prefixes {
-            if let Some(node) = id.and_then(|id| self.node(id)) {
-                for (metric, amount) in usage {
-                    amount::add(costs_get(&node.spent, metric), *amount)?;
-                }
+        for node in reach.nodes.iter().filter_map(|&id| self.node(id)) {
+            for (metric, amount) in usage {
+                amount::add(costs_get(&node.spent, metric), *amount)?;
             }
         }
         Ok(())
     }
 
+    /// The reach of `usage` on `set`, for [`Tree::check_usage`] and
+    /// [`Tree::apply_usage`].
+    pub(crate) fn usage_reach(&self, set: &ChargeSet, usage: &Costs) -> Reach {
+        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
+        self.reach(set, &metrics)
+    }
+
     /// Charges `usage` to every node of the charge set and every matching
     /// policy, each once; usage never goes below zero. The caller has run
-    /// [`Tree::check_usage`]. Returns `path#policy` of the charged policies
-    /// now at or past their allowance.
-    pub(crate) fn apply_usage(&mut self, set: &ChargeSet, usage: &Costs, now_ms: u64, limits: &Limits) -> Vec<String> {
-        for path in &set.paths {
-            self.ensure_path(path);
-        }
-        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
-        let reach = self.reach(set, &metrics);
-        let nodes: Vec<NodeId> = reach.prefixes.iter().filter_map(|(_, id)| *id).collect();
-        let policies = reach.policies;
+    /// [`Tree::check_usage`] with `reach`. Returns `path#policy` of the
+    /// charged policies now at or past their allowance.
+    pub(crate) fn apply_usage(
+        &mut self,
+        reach: Reach,
+        set: &ChargeSet,
+        usage: &Costs,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Vec<String> {
+        let reach = if reach.missing > 0 {
+            for path in &set.paths {
+                self.ensure_path(path);
+            }
+            self.usage_reach(set, usage)
+        } else {
+            reach
+        };
         let mut over = Vec::new();
-        for &r in &policies {
+        for &r in &reach.policies {
             self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
-            let path = names::display_path(&node.path).to_string();
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
             let delta = costs_get(usage, &policy.spec.metric);
             let added = policy.add_used(delta, now_ms);
             debug_assert!(added.is_ok(), "check_usage ran first");
             if policy.is_over() {
-                over.push(format!("{path}#{}", policy.name));
+                over.push(format!("{}#{}", names::display_path(&node.path), policy.name));
             }
         }
-        self.observe(&policies, now_ms, limits);
-        for id in nodes {
+        self.observe(&reach.policies, now_ms, limits);
+        for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
             for (metric, delta) in usage {
                 let current = costs_get(&node.spent, metric);
