@@ -8,7 +8,7 @@ MODULE_ARGS  ?=
 CARGO        ?= cargo
 APT_PACKAGES := redis-server redis-tools libclang-dev python3
 
-.PHONY: help deps build run test test-engine test-scenarios test-slow fuzz fmt lint clean
+.PHONY: help deps build run test test-engine test-scenarios test-slow fuzz bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test-scenarios: ## redis-cli scenarios against real redis-servers
 
 test-slow: build ## The reliability checks at ten times the load (minutes)
 	python3 tests/run.py tests/slow/*.redis
+
+bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, memory, RDB (a report, not a test)
+	python3 bench/bench.py $(BENCH_ARGS)
 
 fuzz: ## Fuzz every command with random arguments for longer (FUZZ_CASES=20000)
 	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked --lib commands::fuzz

@@ -14,7 +14,11 @@ pub type Costs = Vec<(String, Decimal)>;
 pub fn costs_add(costs: &mut Costs, metric: &str, amount: Decimal) {
     match costs.iter_mut().find(|(m, _)| m == metric) {
         Some((_, total)) => *total += amount,
-        None => costs.push((metric.to_string(), amount)),
+        None => {
+            // Exact capacity: every node keeps one of these per metric spent.
+            costs.reserve_exact(1);
+            costs.push((metric.to_string(), amount));
+        }
     }
 }
 

@@ -869,3 +869,4 @@ mod windows {
         }
     }
 }
+

@@ -307,6 +307,9 @@ impl Tree {
             return Ok(false);
         }
         let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
+        // Exact capacity: a policy is a few hundred bytes, and most paths
+        // have one or two.
+        node.policies.reserve_exact(1);
         node.policies.push(Policy::new(name, spec, generation, now_ms));
         let r = PolicyRef { node: id, index: node.policies.len() - 1 };
         self.observe(&[r], now_ms, limits);

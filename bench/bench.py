@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""make bench: quota's commands beside plain INCRBY and beside the Lua-script
+approach, in the same run, on the same server.
+
+It starts its own redis-server with the module, builds the benchmark tree
+(/, search, search/qr, search/qr/canary; per level a strict monthly credits
+policy and a block requests policy) and runs redis-benchmark (-c 50,
+-n 200000, -P 16 and -P 1), the median of 3 runs per command. Then it
+measures scale (reserve throughput with 10 to 100k paths and 0 to 1M live
+holds), memory per path, and RDB save and load time of a 100k-path tree.
+
+    python3 bench/bench.py [--quick]
+
+This is a benchmark, not a test: it asserts nothing and prints a report.
+"""
+
+import argparse
+import csv
+import io
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
+PATH = "search/qr/canary"
+LEVELS = ["/", "search", "search/qr", "search/qr/canary"]
+
+# What a user would write without the module: check 4 ancestor counters
+# against their limits (GET + HGET per level), increment all 4, set a hold.
+NAIVE_LUA = """
+local amount = tonumber(ARGV[1])
+for i = 1, 4 do
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local limit = tonumber(redis.call('HGET', 'bench:limits', KEYS[i]) or '0')
+  if used + amount > limit then return 0 end
+end
+for i = 1, 4 do redis.call('INCRBY', KEYS[i], amount) end
+redis.call('SET', 'bench:hold:' .. ARGV[2], amount, 'PX', 60000)
+return 1
+"""
+
+# Reserve and commit in one round trip: commit needs the reservation's id.
+PAIR_LUA = """
+local r = redis.call('QUOTA.RESERVE', KEYS[1], 'PATH', ARGV[1], 'TTL', '60000', 'BRIEF', 'COST', 'credits', '1', 'requests', '1')
+return redis.call('QUOTA.COMMIT', KEYS[1], r[4])
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *module_args):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="quota-bench-")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", "",
+             "--appendonly", "no", "--enable-debug-command", "local", "--logfile", os.path.join(self.dir, "log"),
+             "--loadmodule", MODULE, "MAX_HOLDS", "5000000", "MAX_PATHS", "1000000", *module_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.r = redis.Redis(port=self.port, decode_responses=True)
+        for _ in range(200):
+            try:
+                self.r.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        try:
+            self.r.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def build_tree(r, key="t"):
+    for level in LEVELS:
+        r.execute_command("QUOTA.SET", key, level, "credits", "METRIC", "credits", "LIMIT", "1000000000000",
+                          "WINDOW", "month")
+        r.execute_command("QUOTA.SET", key, level, "requests", "METRIC", "requests", "LIMIT", "1000000000000",
+                          "MODE", "block")
+
+
+def benchmark(port, command, pipeline, requests, runs):
+    """Median of `runs` redis-benchmark runs: (rps, p50 ms, p99 ms)."""
+    results = []
+    for _ in range(runs):
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests), "-P", str(pipeline),
+                              "-r", "1000000", "--csv", *command], capture_output=True, text=True, timeout=600).stdout
+        rows = list(csv.DictReader(io.StringIO(out)))
+        if not rows:
+            raise RuntimeError(f"redis-benchmark printed nothing for {command}")
+        row = rows[-1]
+        results.append((float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])))
+    results.sort()
+    return results[len(results) // 2]
+
+
+def throughput_table(server, args):
+    r = server.r
+    build_tree(r)
+    for level in LEVELS:
+        r.hset("bench:limits", f"bench:used:{level}", 10 ** 15)
+    naive = r.script_load(NAIVE_LUA)
+    pair = r.script_load(PAIR_LUA)
+    batch = ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "1000", "BRIEF"] + ["COST", "credits", "1"] * 100
+    commands = [
+        ("INCRBY", ["INCRBY", "bench:counter", "1"], 1),
+        ("Lua script (4 levels)", ["EVALSHA", naive, "4"] + [f"bench:used:{l}" for l in LEVELS] + ["1", "__rand_int__"], 1),
+        ("QUOTA.CHARGE CHECK BRIEF", ["QUOTA.CHARGE", "t", "PATH", PATH, "CHECK", "BRIEF", "COST", "credits", "1",
+                                      "requests", "1"], 1),
+        ("QUOTA.RESERVE BRIEF", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "2000", "BRIEF", "COST", "credits", "1",
+                                 "requests", "1"], 1),
+        ("QUOTA.RESERVE (full reply)", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "2000", "COST", "credits", "1",
+                                        "requests", "1"], 1),
+        ("QUOTA.RESERVE 100 items", batch, 10),
+        ("reserve + commit (Lua driver)", ["EVALSHA", pair, "1", "t", PATH], 1),
+    ]
+    table = {}
+    for pipeline, requests in ((16, args.requests), (1, args.requests // 4)):
+        for name, command, divisor in commands:
+            table[(name, pipeline)] = benchmark(server.port, command, pipeline, max(requests // divisor, 1000), args.runs)
+            rps, p50, p99 = table[(name, pipeline)]
+            print(f"  measured {name} -P {pipeline}: {rps:,.0f} req/s", file=sys.stderr)
+    for pipeline in (16, 1):
+        floor = table[("INCRBY", pipeline)][0]
+        lua = table[("Lua script (4 levels)", pipeline)][0]
+        print(f"\n### -c 50 -P {pipeline} ({'server-bound' if pipeline > 1 else 'round trips'}), median of {args.runs}\n")
+        print("| command | req/s | p50 ms | p99 ms | × INCRBY | × Lua script |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, _, _ in commands:
+            rps, p50, p99 = table[(name, pipeline)]
+            print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / floor:.2f} | {rps / lua:.2f} |")
+    return table
+
+
+def fill_paths(r, key, count):
+    """Creates `count` paths (one policy each) in chunks of Lua loops."""
+    script = """
+    for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+      redis.call('QUOTA.SET', KEYS[1], 'fill/n' .. i, 'cap', 'METRIC', 'credits', 'LIMIT', '100')
+    end
+    return 1
+    """
+    sha = r.script_load(script)
+    for start in range(0, count, 5000):
+        r.evalsha(sha, 1, key, start, min(start + 5000, count) - 1)
+
+
+def scale(args):
+    print("\n### Scale: QUOTA.RESERVE BRIEF, -P 16, on one path of a larger tree\n")
+    print("| tree | req/s |")
+    print("|---|---:|")
+    reserve = ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "2000", "BRIEF", "COST", "credits", "1", "requests", "1"]
+    results = {}
+    for paths in (10, 10_000, 100_000):
+        server = Server()
+        try:
+            build_tree(server.r)
+            fill_paths(server.r, "t", max(paths - 5, 0))
+            rps = benchmark(server.port, reserve, 16, args.requests, args.runs)[0]
+            results[f"{paths} paths"] = rps
+            print(f"| {paths:,} paths | {rps:,.0f} |")
+        finally:
+            server.stop()
+    for holds in (0, 100_000, 1_000_000):
+        if args.quick and holds > 100_000:
+            continue
+        server = Server()
+        try:
+            build_tree(server.r)
+            if holds:
+                subprocess.run(["redis-benchmark", "-p", str(server.port), "-c", "50", "-n", str(holds), "-P", "64",
+                                "QUOTA.RESERVE", "t", "PATH", "held/h", "TTL", "3600000", "BRIEF", "COST", "other", "1"],
+                               capture_output=True, timeout=600)
+            live = server.r.info("quota")["quota_live_holds"]
+            rps = benchmark(server.port, reserve, 16, args.requests, args.runs)[0]
+            results[f"{holds} holds"] = rps
+            print(f"| {live:,} live holds | {rps:,.0f} |")
+        finally:
+            server.stop()
+    return results
+
+
+def memory_and_rdb(args):
+    count = 100_000
+    server = Server()
+    try:
+        r = server.r
+        r.execute_command("QUOTA.SET", "big", "/", "cap", "METRIC", "credits", "LIMIT", "100")
+        before = r.info("memory")["used_memory"]
+        fill_paths(r, "big", count)
+        after = r.info("memory")["used_memory"]
+        reported = r.memory_usage("big")
+        started = time.time()
+        r.save()
+        saved = time.time() - started
+        size = os.path.getsize(os.path.join(server.dir, "dump.rdb"))
+        started = time.time()
+        r.execute_command("DEBUG", "RELOAD")
+        reload = time.time() - started
+        print(f"\n### Memory and persistence of a {count:,}-path tree (one policy per path)\n")
+        print(f"- memory per path: {(after - before) / count:,.0f} bytes (used_memory), "
+              f"{reported / count:,.0f} bytes (MEMORY USAGE estimate)")
+        print(f"- RDB: {size / 1e6:.1f} MB, SAVE {saved:.2f} s, DEBUG RELOAD (save + load) {reload:.2f} s, "
+              f"so load ≈ {max(reload - saved, 0):.2f} s")
+        return {"bytes_per_path": (after - before) / count, "save_s": saved, "load_s": max(reload - saved, 0)}
+    finally:
+        server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer requests and one run, for a smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.runs = 20_000, 1
+    if not os.path.exists(MODULE):
+        print("build the module first: make build", file=sys.stderr)
+        return 2
+    print(f"# quota benchmark ({os.cpu_count()} cores, redis-benchmark -c 50 -n {args.requests})")
+    server = Server()
+    try:
+        table = throughput_table(server, args)
+    finally:
+        server.stop()
+    scale(args)
+    memory_and_rdb(args)
+    floor = table[("INCRBY", 16)][0]
+    lua = table[("Lua script (4 levels)", 16)][0]
+    goals = [
+        ("QUOTA.CHARGE … CHECK BRIEF ≥ 0.5× INCRBY", table[("QUOTA.CHARGE CHECK BRIEF", 16)][0] / floor, 0.5),
+        ("QUOTA.RESERVE … BRIEF ≥ 0.4× INCRBY", table[("QUOTA.RESERVE BRIEF", 16)][0] / floor, 0.4),
+        ("QUOTA.RESERVE … BRIEF ≥ 6× the Lua script", table[("QUOTA.RESERVE BRIEF", 16)][0] / lua, 6.0),
+        ("full-breakdown QUOTA.RESERVE ≥ 0.2× INCRBY", table[("QUOTA.RESERVE (full reply)", 16)][0] / floor, 0.2),
+    ]
+    print("\n### Goals (-P 16)\n")
+    for name, value, goal in goals:
+        print(f"- {name}: {value:.2f} {'met' if value >= goal else 'missed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
