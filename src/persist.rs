@@ -52,7 +52,7 @@ struct TreeDataRef<'a> {
     next_generation: u64,
     nodes: &'a [Option<Node>],
     holds: Vec<&'a Hold>,
-    done: Vec<&'a DoneEntry>,
+    done: Vec<DoneEntry>,
     next_event_seq: u64,
     events: &'a VecDeque<Event>,
 }
@@ -83,7 +83,7 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
         next_generation: tree.next_generation,
         nodes: &tree.nodes,
         holds: tree.hold_expiry.iter().filter_map(|(_, id)| tree.holds.get(id)).collect(),
-        done: tree.done_expiry.iter().filter_map(|(_, id)| tree.done.get(id)).collect(),
+        done: tree.done_expiry.iter().filter_map(|(_, id)| tree.done_entry(id)).collect(),
         next_event_seq: tree.next_event_seq,
         events: &tree.events,
     };
@@ -207,10 +207,10 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         if tree.holds.contains_key(&entry.id) {
             return Err(format!("id '{}' is both live and finished", entry.id));
         }
-        tree.done_expiry.insert((entry.forget_at_ms, entry.id.clone()));
-        if tree.done.insert(entry.id.clone(), entry).is_some() {
+        if tree.done.contains_key(&entry.id) {
             return Err("a finished id appears twice".into());
         }
+        tree.remember(entry);
     }
     tree.check_invariants()?;
     Ok(tree)
@@ -308,7 +308,10 @@ fn validate_window(window: &Window) -> Result<(), String> {
 
 fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
     names::parse_name(&hold.id, "id").map_err(|e| e.to_string())?;
-    if hold.items.is_empty() || hold.set.paths.is_empty() {
+    // A settled finished hold keeps no paths (see `Tree::finish`); a live
+    // or expired one always has them.
+    let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
+    if hold.items.is_empty() || (hold.set.paths.is_empty() && !settled) {
         return Err(format!("hold '{}' is empty", hold.id));
     }
     for item in &hold.items {

@@ -7,6 +7,8 @@
 //! holds stay in `done` as tombstones for `tombstone_ttl_ms`, so a repeated
 //! commit or reserve with the same id answers as the first one did.
 
+use std::borrow::Cow;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +93,31 @@ impl Hold {
             }
         }
         total
+    }
+}
+
+/// A remembered id as the tree keeps it: the [`DoneEntry`] encoded in one
+/// small buffer. Millions of finished ids stay in memory for a day, and
+/// they are read back only when a client repeats itself, so compactness
+/// wins over access speed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tomb {
+    pub forget_at_ms: u64,
+    pub data: Box<[u8]>,
+}
+
+impl Tomb {
+    fn config() -> bincode::config::Configuration {
+        bincode::config::standard()
+    }
+
+    pub fn pack(entry: &DoneEntry) -> Tomb {
+        let data = bincode::serde::encode_to_vec(entry, Self::config()).unwrap_or_default();
+        Tomb { forget_at_ms: entry.forget_at_ms, data: data.into_boxed_slice() }
+    }
+
+    pub fn unpack(&self) -> Option<DoneEntry> {
+        bincode::serde::decode_from_slice(&self.data, Self::config()).ok().map(|(entry, _)| entry)
     }
 }
 
@@ -276,10 +303,16 @@ impl Tree {
 
     /// The first answer to a reserve with this client id, if there was one.
     fn repeated_reserve(&self, id: &str) -> Result<Option<ReserveOutcome>> {
-        let hold = match (self.holds.get(id), self.done.get(id)) {
-            (Some(hold), _) => Some(hold),
-            (None, Some(done)) => done.hold.as_ref(),
-            (None, None) => return Ok(None),
+        let done;
+        let hold = match self.holds.get(id) {
+            Some(hold) => Some(hold),
+            None => {
+                done = match self.done_entry(id) {
+                    Some(entry) => entry,
+                    None => return Ok(None),
+                };
+                done.hold.as_ref()
+            }
         };
         match hold.and_then(|h| h.reply.as_deref()) {
             Some(first) => Ok(Some(ReserveOutcome { duplicate: true, ..first.clone() })),
@@ -385,22 +418,32 @@ impl Tree {
         }
     }
 
-    /// Finds a reservation that is live or remembered.
-    fn lookup(&self, id: &str) -> Result<(&Hold, bool)> {
+    /// A remembered id, unpacked.
+    pub(crate) fn done_entry(&self, id: &str) -> Option<DoneEntry> {
+        self.done.get(id).and_then(|tomb| tomb.unpack())
+    }
+
+    /// Finds a reservation that is live (borrowed) or remembered (unpacked).
+    fn lookup(&self, id: &str) -> Result<(Cow<'_, Hold>, bool)> {
         if let Some(hold) = self.holds.get(id) {
-            return Ok((hold, true));
+            return Ok((Cow::Borrowed(hold), true));
         }
-        match self.done.get(id) {
-            Some(DoneEntry { hold: Some(hold), .. }) => Ok((hold, false)),
+        match self.done_entry(id) {
+            Some(DoneEntry { hold: Some(hold), .. }) => Ok((Cow::Owned(hold), false)),
             Some(_) => Err(Error::State(format!("'{id}' names a charge, not a reservation"))),
             None => Err(Error::NotFound(format!("reservation '{}'", names::clip(id)))),
         }
     }
 
-    fn lookup_mut(&mut self, id: &str) -> Option<&mut Hold> {
-        match self.holds.get_mut(id) {
-            Some(hold) => Some(hold),
-            None => self.done.get_mut(id).and_then(|d| d.hold.as_mut()),
+    /// Changes a live or remembered reservation.
+    fn update_hold(&mut self, id: &str, change: impl FnOnce(&mut Hold)) {
+        if let Some(hold) = self.holds.get_mut(id) {
+            change(hold);
+        } else if let Some(mut entry) = self.done_entry(id)
+            && let Some(hold) = entry.hold.as_mut()
+        {
+            change(hold);
+            self.remember(entry);
         }
     }
 
@@ -429,7 +472,7 @@ impl Tree {
         let pending = |s: ItemState| matches!(s, ItemState::Held | ItemState::Expired);
         let indices: Vec<usize> = match item {
             Some(i) => {
-                Self::check_item(hold, i)?;
+                Self::check_item(&hold, i)?;
                 match (hold.items[i].state, &hold.items[i].outcome) {
                     (ItemState::Committed, Some(first)) => {
                         return Ok(CommitOutcome { duplicate: true, ..(**first).clone() });
@@ -465,6 +508,7 @@ impl Tree {
         let actual = actual.unwrap_or_else(|| reserved.clone());
         let expired = !lapsed.is_empty();
         let set = hold.set.clone();
+        drop(hold);
         let reach = self.usage_reach(&set, &actual);
         self.check_usage(&reach, &actual, now_ms, limits)?;
 
@@ -490,7 +534,7 @@ impl Tree {
         }
         let outcome =
             CommitOutcome { id: id.to_string(), charged: actual, released, overage, duplicate: false, expired, over };
-        if let Some(hold) = self.lookup_mut(id) {
+        self.update_hold(id, |hold| {
             for &i in &indices {
                 hold.items[i].state = ItemState::Committed;
             }
@@ -498,7 +542,7 @@ impl Tree {
                 hold.items[indices[0]].outcome = Some(Box::new(outcome.clone()));
             }
             hold.last_commit = Some(Box::new(outcome.clone()));
-        }
+        });
         if live {
             self.finish_if_settled(id, now_ms, limits);
         }
@@ -516,9 +560,9 @@ impl Tree {
         };
         let indices: Vec<usize> = match item {
             Some(i) => {
-                Self::check_item(hold, i)?;
+                Self::check_item(&hold, i)?;
                 match hold.items[i].state {
-                    ItemState::Released => return Ok(repeat(hold)),
+                    ItemState::Released => return Ok(repeat(&hold)),
                     ItemState::Committed => {
                         return Err(Error::State(format!(
                             "item {i} of reservation '{id}' was committed; nothing to release"
@@ -535,7 +579,7 @@ impl Tree {
                     if hold.items.iter().all(|i| i.state == ItemState::Committed) {
                         return Err(Error::State(format!("reservation '{id}' was committed; nothing to release")));
                     }
-                    return Ok(repeat(hold));
+                    return Ok(repeat(&hold));
                 }
                 open
             }
@@ -543,18 +587,19 @@ impl Tree {
         let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
         let released = hold.cost_of(&held);
         let expired = held.len() < indices.len();
+        drop(hold);
 
         // After this point the release succeeds.
         if live {
             self.release_lines(id, &held);
         }
         let outcome = ReleaseOutcome { id: id.to_string(), released, duplicate: false, expired };
-        if let Some(hold) = self.lookup_mut(id) {
+        self.update_hold(id, |hold| {
             for &i in &indices {
                 hold.items[i].state = ItemState::Released;
             }
             hold.last_release = Some(Box::new(outcome.clone()));
-        }
+        });
         if live {
             self.finish_if_settled(id, now_ms, limits);
         }
@@ -670,6 +715,17 @@ impl Tree {
             }
         }
         hold.lines = Vec::new();
+        // A hold settled item by item (committed or released) is only asked
+        // about again by repeats, answered from its outcomes: its paths and
+        // costs are not needed. An expired one keeps them for a late commit.
+        if !hold.items.iter().any(|i| i.state == ItemState::Expired) {
+            hold.set.paths = Vec::new();
+            hold.set.service = None;
+            hold.set.model = None;
+            for item in &mut hold.items {
+                item.cost = Costs::new();
+            }
+        }
         self.remember(DoneEntry {
             id: id.to_string(),
             forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms),
@@ -678,10 +734,13 @@ impl Tree {
         });
     }
 
-    fn remember(&mut self, entry: DoneEntry) {
+    pub(crate) fn remember(&mut self, entry: DoneEntry) {
         self.done_expiry.insert((entry.forget_at_ms, entry.id.clone()));
-        if let Some(old) = self.done.insert(entry.id.clone(), entry) {
-            self.done_expiry.remove(&(old.forget_at_ms, old.id));
+        let tomb = Tomb::pack(&entry);
+        if let Some(old) = self.done.insert(entry.id.clone(), tomb)
+            && old.forget_at_ms != entry.forget_at_ms
+        {
+            self.done_expiry.remove(&(old.forget_at_ms, entry.id));
         }
     }
 
@@ -691,7 +750,7 @@ impl Tree {
             if self.holds.contains_key(id) {
                 return Err(Error::State(format!("id '{id}' is already used by a reservation")));
             }
-            match self.done.get(id) {
+            match self.done_entry(id) {
                 Some(DoneEntry { charge: Some(first), .. }) => {
                     return Ok(ChargeOutcome { duplicate: true, ..first.clone() });
                 }
@@ -701,12 +760,16 @@ impl Tree {
         }
         let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
         let reach = self.reach(&req.set, &metrics);
-        let refused = reach.policies.iter().position(|&r| {
-            self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric)))
-        });
+        let refused = reach
+            .policies
+            .iter()
+            .position(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric))));
         // The checks are built for a full answer, or to explain a refusal.
-        let checks =
-            if req.brief && (refused.is_none() || !req.check) { Vec::new() } else { self.checks(&reach, &req.cost, now_ms) };
+        let checks = if req.brief && (refused.is_none() || !req.check) {
+            Vec::new()
+        } else {
+            self.checks(&reach, &req.cost, now_ms)
+        };
         let denied_by: Vec<String> = match refused {
             None => Vec::new(),
             Some(_) => reach

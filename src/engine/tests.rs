@@ -546,6 +546,10 @@ proptest! {
                 Op::Commit { hold, actual, item } => {
                     let Some(id) = ids.get(hold % ids.len().max(1)).cloned() else { continue };
                     let live = t.holds.get(&id).cloned();
+                    // The charge set, read before the commit (a settled hold keeps none).
+                    let set_paths: Vec<String> = live.as_ref().map(|h| h.set.paths.clone())
+                        .or_else(|| t.done_entry(&id).and_then(|e| e.hold).map(|h| h.set.paths))
+                        .unwrap_or_default();
                     let actual_costs = actual.map(|a| vec![("credits".to_string(), Decimal::from(a))]);
                     match t.commit(&id, item, actual_costs, now, &l) {
                         Ok(c) if !c.duplicate => {
@@ -558,9 +562,7 @@ proptest! {
                             } else {
                                 slack += charged;
                             }
-                            let paths: Vec<&str> = t.done.get(&id).and_then(|d| d.hold.as_ref()).or(t.holds.get(&id))
-                                .map(|h| h.set.paths.iter().map(|p| PATHS.iter().copied().find(|q| q == p).unwrap_or("")).collect())
-                                .unwrap_or_default();
+                            let paths: Vec<&str> = set_paths.iter().map(|p| PATHS.iter().copied().find(|q| q == p).unwrap_or("")).collect();
                             record(&paths, charged, &mut spent);
                         }
                         Ok(_) | Err(Error::State(_)) | Err(Error::Syntax(_)) | Err(Error::NotFound(_)) => {}
@@ -869,4 +871,3 @@ mod windows {
         }
     }
 }
-

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::amount;
 use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
-use super::hold::{DoneEntry, Hold};
+use super::hold::{Hold, Tomb};
 use super::names;
 use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, TreeView, costs_add, costs_get};
 use super::policy::{Policy, PolicySpec, Status};
@@ -132,7 +132,7 @@ pub struct Tree {
     /// (expires_at_ms, id) of every live hold: expiry pops from the front.
     pub(crate) hold_expiry: BTreeSet<(u64, String)>,
     /// Finished reservations and charges, remembered for duplicate detection.
-    pub(crate) done: HashMap<String, DoneEntry>,
+    pub(crate) done: HashMap<String, Tomb>,
     pub(crate) done_expiry: BTreeSet<(u64, String)>,
     /// Counter behind generated reservation ids.
     pub(crate) seq: u64,
@@ -187,7 +187,7 @@ impl Tree {
             bytes += hold.set.paths.iter().map(|p| p.len() + 24).sum::<usize>();
             bytes += hold.items.len() * 64 + hold.lines.len() * 48;
         }
-        bytes + self.done.len() * (size_of::<super::hold::DoneEntry>() + 128)
+        bytes + self.done.values().map(|t| t.data.len() + 2 * size_of::<(u64, String)>() + 48).sum::<usize>()
     }
 
     pub fn policy_count(&self) -> usize {
@@ -209,7 +209,6 @@ impl Tree {
     pub(crate) fn policy(&self, r: PolicyRef) -> Option<&Policy> {
         self.node(r.node).and_then(|n| n.policies.get(r.index))
     }
-
 
     /// Creates `path` and its missing ancestors. The caller has checked
     /// `max_paths`; returns the node.
@@ -699,7 +698,8 @@ impl Tree {
         let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
         for hold in self.holds.values() {
             for line in &hold.lines {
-                let policy = self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation));
+                let policy =
+                    self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation));
                 if let Some(policy) = policy {
                     *expected.entry((line.node, line.generation)).or_default() += hold.held_of(&policy.spec.metric);
                 }
