@@ -67,7 +67,7 @@ fn with_schedule<R>(f: impl FnOnce(&mut Schedule) -> R) -> R {
     f(guard.get_or_insert_with(Schedule::default))
 }
 
-fn selected_db(ctx: &Context) -> i32 {
+pub fn selected_db(ctx: &Context) -> i32 {
     // SAFETY: the function pointer is filled in by Redis at module load.
     unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |f| f(ctx.ctx)) }
 }

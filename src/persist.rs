@@ -165,9 +165,6 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
         _ => return Err("the tree has no root".into()),
     }
-    for policy in tree.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
-        policy.refresh();
-    }
     let count = tree.nodes.len();
     for index in 0..count {
         let Some(node) = &tree.nodes[index] else {
@@ -182,6 +179,10 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
     }
     // Free slots are reused last-in first-out; keep the lowest first out.
     tree.free.reverse();
+    // Derived fields, only once every amount is known to be in range.
+    for policy in tree.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+        policy.refresh();
+    }
     for hold in data.holds {
         validate_hold(&tree, &hold, true)?;
         for path in &hold.set.paths {
@@ -341,6 +342,7 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest};
+    use rust_decimal::Decimal;
 
     fn sample() -> Tree {
         let l = Limits::default();
@@ -435,5 +437,12 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer, 1).is_err());
+        // Amounts past the bounds are refused before anything adds them up.
+        let mut huge = sample();
+        for policy in huge.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+            policy.spec.limit = Decimal::MAX;
+            policy.granted = Decimal::MAX;
+        }
+        assert!(decode(&encode(&huge), 1).is_err());
     }
 }

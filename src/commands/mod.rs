@@ -246,9 +246,10 @@ pub fn after(ctx: &Context, key: &[u8], tree: &mut Tree, before: &Marks, created
         publish(ctx, key, tree, before.seq);
     }
     let due = tree.next_due_ms();
-    if created || tree.scheduled_ms != due {
+    let db = expiry::selected_db(ctx);
+    if created || tree.scheduled != Some((db, due)) {
         expiry::schedule(ctx, key, due);
-        tree.scheduled_ms = due;
+        tree.scheduled = Some((db, due));
     }
 }
 

@@ -67,6 +67,10 @@ impl Request {
         if self.check {
             out.push("CHECK".into());
         }
+        if self.brief {
+            // The answer remembered under an ID differs with BRIEF.
+            out.push("BRIEF".into());
+        }
         for item in &self.items {
             out.push("COST".into());
             out.extend(cost_args(item));

@@ -268,6 +268,8 @@ impl Tree {
         };
         let mut lines = Vec::with_capacity(policies.len());
         for &r in &policies {
+            // Resets due apply first, so the alerts below see this period.
+            self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
             policy.held += costs_get(&held, &policy.spec.metric);
             lines.push(Line { node: r.node, generation: policy.generation });

@@ -249,7 +249,13 @@ impl Policy {
     /// Recomputes what is derived from the limit, carry-over, grants and
     /// fired alerts. Every change to those ends with a call to this.
     pub(crate) fn refresh(&mut self) {
-        let allowance = self.spec.limit + self.rolled_over + self.granted;
+        // Checked: a value from a corrupt payload must not panic here.
+        let allowance = self
+            .spec
+            .limit
+            .checked_add(self.rolled_over)
+            .and_then(|a| a.checked_add(self.granted))
+            .unwrap_or(Decimal::MAX);
         self.allowance_cached = allowance;
         let mut at = if self.over_fired { Decimal::MAX } else { allowance };
         for (i, &pct) in self.spec.warn.iter().enumerate() {
@@ -275,8 +281,8 @@ impl Policy {
     /// The current period's allowance: limit + rolled over + granted.
     pub fn allowance(&self) -> Decimal {
         debug_assert_eq!(
-            self.allowance_cached,
-            self.spec.limit + self.rolled_over + self.granted,
+            Some(self.allowance_cached),
+            self.spec.limit.checked_add(self.rolled_over).and_then(|a| a.checked_add(self.granted)),
             "refresh() after every change to the allowance"
         );
         self.allowance_cached

@@ -142,9 +142,11 @@ pub struct Tree {
     pub(crate) events: VecDeque<Event>,
     /// The `seq` the next event gets (the first is 1).
     pub(crate) next_event_seq: u64,
-    /// When the command layer last scheduled this tree for active expiry
-    /// (not persisted): commands that leave it unchanged skip the schedule.
-    pub scheduled_ms: Option<u64>,
+    /// The database and time the command layer last scheduled this tree for
+    /// active expiry (not persisted): commands that leave both unchanged
+    /// skip the schedule. The database is part of it because `SWAPDB` moves
+    /// a tree without telling anyone.
+    pub scheduled: Option<(i32, Option<u64>)>,
 }
 
 impl Tree {
