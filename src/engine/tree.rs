@@ -327,25 +327,15 @@ impl Tree {
     }
 
     fn policy_mut(&mut self, path: &str, name: &str) -> Result<&mut Policy> {
-        let node = self
-            .find(path)
-            .and_then(|id| self.node_mut(id))
-            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
-        node.policies
-            .iter_mut()
-            .find(|p| p.name == name)
-            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))
+        let r = self.policy_ref(path, name)?;
+        self.node_mut(r.node)
+            .and_then(|n| n.policies.get_mut(r.index))
+            .ok_or_else(|| Error::State("tree is inconsistent".into()))
     }
 
     fn policy_named(&self, path: &str, name: &str) -> Result<&Policy> {
-        let node = self
-            .find(path)
-            .and_then(|id| self.node(id))
-            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
-        node.policies
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))
+        let r = self.policy_ref(path, name)?;
+        self.policy(r).ok_or_else(|| Error::State("tree is inconsistent".into()))
     }
 
     /// `QUOTA.GRANT`: adds `amount` to the current period's allowance.
@@ -389,16 +379,10 @@ impl Tree {
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
     /// longer do.
     pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
-        let node = self
-            .find(path)
-            .and_then(|id| self.node_mut(id))
-            .ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
-        let index = node
-            .policies
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
-        node.policies.remove(index);
+        let r = self.policy_ref(path, name)?;
+        if let Some(node) = self.node_mut(r.node) {
+            node.policies.remove(r.index);
+        }
         Ok(())
     }
 
