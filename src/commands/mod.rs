@@ -127,9 +127,32 @@ impl Stamp {
         }
     }
 
-    /// `now:default_ttl:tombstone_ttl:events_len`.
+    /// `now:default_ttl:tombstone_ttl:events_len` (written by hand: it is on
+    /// the path of every write).
     pub fn encode(&self) -> String {
-        format!("{}:{}:{}:{}", self.now_ms, self.default_ttl_ms, self.tombstone_ttl_ms, self.events_len)
+        fn push(out: &mut String, mut n: u64) {
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            out.extend(digits[i..].iter().map(|&b| b as char));
+        }
+        let mut out = String::with_capacity(48);
+        for (i, n) in
+            [self.now_ms, self.default_ttl_ms, self.tombstone_ttl_ms, self.events_len as u64].into_iter().enumerate()
+        {
+            if i > 0 {
+                out.push(':');
+            }
+            push(&mut out, n);
+        }
+        out
     }
 
     pub fn decode(text: &str) -> Option<Stamp> {
@@ -325,4 +348,19 @@ pub fn keyword(word: &str, keywords: &[&'static str]) -> Option<&'static str> {
 /// path may even be named like an option).
 pub fn optional_path(args: &mut Args<'_>, max_depth: usize) -> Result<String> {
     if !args.remaining().is_multiple_of(2) { args.next_path("a path", max_depth) } else { Ok(String::new()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stamp;
+
+    #[test]
+    fn stamps_round_trip_and_refuse_garbage() {
+        let stamp = Stamp { now_ms: 1_768_435_200_000, default_ttl_ms: 60_000, tombstone_ttl_ms: 0, events_len: 1000 };
+        assert_eq!(stamp.encode(), "1768435200000:60000:0:1000");
+        assert_eq!(Stamp::decode(&stamp.encode()), Some(stamp));
+        for bad in ["", "1:2:3", "1:2:3:4:5", "a:2:3:4", "1:2:3:-4", "1::3:4"] {
+            assert_eq!(Stamp::decode(bad), None, "{bad}");
+        }
+    }
 }

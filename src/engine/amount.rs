@@ -41,7 +41,16 @@ pub fn parse(text: &str) -> Result<Decimal> {
     if frac_part.is_some_and(|f| f.len() > MAX_SCALE as usize) {
         return Err(Error::InvalidAmount(format!("'{}' has more than {MAX_SCALE} decimal places", clip(text))));
     }
-    let value = text.parse::<Decimal>().map_err(|_| bad())?.normalize();
+    // The text is checked to be plain digits: build the value directly.
+    let mut mantissa: i128 = 0;
+    for b in int_part.bytes().chain(frac_part.unwrap_or("").bytes()) {
+        mantissa = mantissa.checked_mul(10).and_then(|m| m.checked_add(i128::from(b - b'0'))).ok_or_else(bad)?;
+    }
+    if text.starts_with('-') {
+        mantissa = -mantissa;
+    }
+    let scale = frac_part.map_or(0, str::len) as u32;
+    let value = Decimal::try_from_i128_with_scale(mantissa, scale).map_err(|_| bad())?.normalize();
     if value.abs() > MAX_INPUT {
         return Err(Error::InvalidAmount(format!("'{}' is larger than 10^15 in absolute value", clip(text))));
     }

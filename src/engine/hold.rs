@@ -249,7 +249,7 @@ impl Tree {
             return Ok(outcome);
         }
 
-        let held = sum_items(&req.items[..reserved]);
+        let held = if reserved == n { outcome.cost.clone() } else { sum_items(&req.items[..reserved]) };
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
@@ -325,7 +325,7 @@ impl Tree {
     fn generate_id(&mut self, now_ms: u64) -> String {
         loop {
             self.seq += 1;
-            let id = format!("{now_ms:x}-{:x}", self.seq);
+            let id = hex_id(now_ms, self.seq);
             if !self.holds.contains_key(&id) && !self.done.contains_key(&id) {
                 return id;
             }
@@ -840,6 +840,29 @@ impl Tree {
             })
             .collect()
     }
+}
+
+/// `{now_ms:x}-{seq:x}`, written without the formatting machinery (it is
+/// on the path of every reservation).
+fn hex_id(now_ms: u64, seq: u64) -> String {
+    fn push_hex(out: &mut String, mut n: u64) {
+        let mut digits = [0u8; 16];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b"0123456789abcdef"[(n & 15) as usize];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend(digits[i..].iter().map(|&b| b as char));
+    }
+    let mut id = String::with_capacity(24);
+    push_hex(&mut id, now_ms);
+    id.push('-');
+    push_hex(&mut id, seq);
+    id
 }
 
 /// The total of some items, per metric.

@@ -585,9 +585,13 @@ impl Tree {
     pub(crate) fn observe(&mut self, refs: &[PolicyRef], now_ms: u64, limits: &Limits) {
         for &r in refs {
             let Some(node) = self.node_mut(r.node) else { continue };
-            let path = node.path.clone();
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
-            for event in alerts(policy, now_ms, &path) {
+            // Usually nothing fires: decide that before touching the path.
+            if !policy.may_alert() {
+                continue;
+            }
+            let events = alerts(policy, now_ms, &node.path);
+            for event in events {
                 self.emit(event, limits);
             }
         }
@@ -597,13 +601,12 @@ impl Tree {
     /// `rollover` events.
     pub(crate) fn roll_policy(&mut self, r: PolicyRef, now_ms: u64, limits: &Limits) {
         let Some(node) = self.node_mut(r.node) else { return };
-        let path = node.path.clone();
         let Some(policy) = node.policies.get_mut(r.index) else { return };
         let closed = policy.roll(now_ms);
         if closed == 0 {
             return;
         }
-        let events = period_events(policy, &path, now_ms, closed);
+        let events = period_events(policy, &node.path, now_ms, closed);
         for event in events {
             self.emit(event, limits);
         }
