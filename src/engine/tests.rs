@@ -205,7 +205,7 @@ use super::outcome::ReserveOutcome;
 fn generated_ids_are_unique() {
     let l = Limits::default();
     let mut t = Tree::new();
-    let first = t.reserve(reserve_req(&["a"], &[&[("credits", "1")]]), 0x19b7_6daa_800, &l).unwrap().id.unwrap();
+    let first = t.reserve(reserve_req(&["a"], &[&[("credits", "1")]]), 0x019b_76da_a800, &l).unwrap().id.unwrap();
     assert_eq!(first, "19b76daa800-1", "ids are the time and a sequence, in hex");
     let mut seen = std::collections::HashSet::new();
     for _ in 0..1000 {
