@@ -285,12 +285,19 @@ fn publish(ctx: &Context, key: &[u8], tree: &Tree, since: u64) {
     let name = String::from_utf8_lossy(key);
     let mut channel = b"quota:events:".to_vec();
     channel.extend_from_slice(key);
+    let channel = RedisString::create_from_slice(ctx.ctx, &channel);
     for event in tree.events_since(since, usize::MAX) {
         crate::stats::bump(&crate::stats::EVENTS, 1);
         if !loading {
             let json = reply::to_json(&read::event_reply(event, Some(&name)));
-            let parts: [&[u8]; 2] = [&channel, json.as_bytes()];
-            let _ = ctx.call("PUBLISH", &parts[..]);
+            let message = RedisString::create_from_slice(ctx.ctx, json.as_bytes());
+            // SAFETY: the function pointer is filled in by Redis at load; the
+            // strings live until the call returns.
+            unsafe {
+                if let Some(publish) = redis_module::raw::RedisModule_PublishMessage {
+                    publish(ctx.ctx, channel.inner, message.inner);
+                }
+            }
         }
     }
 }
