@@ -3,18 +3,23 @@
 //! A tour of the rooms:
 //!
 //! - [`engine`] is the whole domain as plain Rust: trees of paths, policies
-//!   with modes, holds with expiry, commits, charges. It never touches Redis
-//!   and takes the time as an argument.
-//! - `commands` is the thin skin that Redis calls: each file parses one
+//!   with modes and windows, holds with expiry, commits, charges, batches,
+//!   the price book and events. It never touches Redis and takes the time
+//!   as an argument, so every rule is tested with plain `cargo test`.
+//! - [`commands`] is the thin skin that Redis calls: each file parses one
 //!   family of commands with a shared argument cursor, calls the engine and
 //!   renders the answer as a RESP map or JSON. It also owns replication:
 //!   writes are propagated as `QUOTA.REPLAY key stamp …` (the primary's time
 //!   and settings), so a replica or an AOF reload applies them exactly as
 //!   the primary did.
-//! - `persist` encodes a tree for RDB, AOF rewrite, `DUMP`/`RESTORE`, with
-//!   an encoding version from the first release.
-//! - `module` registers the data type, the commands, the configuration and
-//!   the timer that expires holds without client action.
+//! - [`persist`] encodes a tree and the price book for RDB, AOF rewrite and
+//!   `DUMP`/`RESTORE`, with an encoding version from the first release, and
+//!   validates everything it reads; [`datatype`] hands those encodings to
+//!   Redis through the `quotatree` type's callbacks.
+//! - [`expiry`] is the timer that expires holds without client action.
+//! - [`config`], [`clock`], [`prices`] and [`stats`] are the module-wide
+//!   state: settings, the (test) clock, the price book, `INFO` counters.
+//! - `module` registers all of it with Redis.
 
 pub mod clock;
 pub mod commands;
