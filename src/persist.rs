@@ -1,6 +1,6 @@
 //! Encoding a tree for RDB, AOF rewrite and `DUMP`/`RESTORE`.
 //!
-//! The bytes are bincode (standard configuration) of [`TreeData`]: the
+//! The bytes are bincode (standard configuration) of `TreeData`: the
 //! arena of nodes, the live holds in expiry order and the remembered ids in
 //! forgetting order, so equal trees encode to equal bytes. Indexes (path
 //! lookup, expiry sets, per-node hold counts) are rebuilt on load, and
