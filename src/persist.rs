@@ -352,7 +352,7 @@ mod tests {
             limit: limit.into(),
             mode: Mode::Strict,
             window: Window::None,
-            warn: vec![80, 90],
+            warn: crate::engine::policy::Warn::default(),
             rollover: None,
             service: Some("chat".into()),
             model: None,

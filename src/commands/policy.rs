@@ -4,7 +4,7 @@ use super::args::Args;
 use super::read::{closed_reply, policy_reply};
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
-use crate::engine::policy::{DEFAULT_WARN, parse_warn};
+use crate::engine::policy::{Warn, parse_warn};
 use crate::engine::{Error, Mode, PolicySpec, Result, Tree, Window};
 
 pub const SET: Command = Command { name: "QUOTA.SET", handler: Handler::Write(set) };
@@ -21,7 +21,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path", env.max_depth)?;
     let name = args.next_name("policy name")?;
     let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
-    let (mut mode, mut warn) = (Mode::Strict, DEFAULT_WARN.to_vec());
+    let (mut mode, mut warn) = (Mode::Strict, Warn::default());
     let (mut window, mut duration, mut anchor) = (None, None, None);
     let mut seen = Vec::new();
     while !args.is_done() {

@@ -101,7 +101,8 @@ pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
         Mode::Block | Mode::Open => policy.used,
     };
     let allowance = policy.allowance();
-    for (i, &pct) in policy.spec.warn.clone().iter().enumerate() {
+    let warn = policy.spec.warn;
+    for (i, &pct) in warn.iter().enumerate() {
         let bit = 1u16 << i.min(15);
         let crossed = match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
             (Some(l), Some(a)) => l >= a,

@@ -168,7 +168,7 @@ impl PolicyView {
             held: policy.held,
             remaining: policy.remaining(),
             status: policy.status(),
-            warn: policy.spec.warn.clone(),
+            warn: policy.spec.warn.to_vec(),
             rollover: policy.spec.rollover,
             service: policy.spec.service.clone(),
             model: policy.spec.model.clone(),

@@ -70,6 +70,38 @@ pub const DEFAULT_WARN: [u8; 2] = [80, 90];
 /// Most thresholds one policy may have.
 pub const MAX_WARN: usize = 10;
 
+/// A policy's warning thresholds: up to [`MAX_WARN`] ascending percentages,
+/// kept inline (a policy exists per path; a heap list each would cost more
+/// than the thresholds themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warn {
+    len: u8,
+    pct: [u8; MAX_WARN],
+}
+
+impl Warn {
+    /// The first [`MAX_WARN`] of `list`, which the caller has sorted.
+    pub fn new(list: &[u8]) -> Warn {
+        let mut pct = [0; MAX_WARN];
+        let len = list.len().min(MAX_WARN);
+        pct[..len].copy_from_slice(&list[..len]);
+        Warn { len: len as u8, pct }
+    }
+}
+
+impl Default for Warn {
+    fn default() -> Warn {
+        Warn::new(&DEFAULT_WARN)
+    }
+}
+
+impl std::ops::Deref for Warn {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.pct[..usize::from(self.len).min(MAX_WARN)]
+    }
+}
+
 /// Whether usage in bucket `b` has left a rolling window whose current
 /// bucket is `current`: the whole bucket must be older than the window (61
 /// buckets back), so usage never drops out early.
@@ -88,7 +120,7 @@ pub struct PolicySpec {
     pub mode: Mode,
     pub window: Window,
     /// Thresholds in percent, ascending, each 1–100.
-    pub warn: Vec<u8>,
+    pub warn: Warn,
     /// `ROLLOVER cap`: unused allowance carries into the next period, up to
     /// an allowance of `cap`.
     pub rollover: Option<Decimal>,
@@ -129,7 +161,7 @@ impl PolicySpec {
 }
 
 /// Parses `80,90` into ascending distinct percentages from 1 to 100.
-pub fn parse_warn(text: &str) -> Result<Vec<u8>> {
+pub fn parse_warn(text: &str) -> Result<Warn> {
     let bad = || {
         Error::syntax(format!(
             "WARN takes percentages from 1 to 100 separated by commas, not '{}'",
@@ -152,7 +184,7 @@ pub fn parse_warn(text: &str) -> Result<Vec<u8>> {
     }
     out.sort_unstable();
     out.dedup();
-    Ok(out)
+    Ok(Warn::new(&out))
 }
 
 /// A closed period, as `QUOTA.HISTORY` shows it.
@@ -584,7 +616,7 @@ mod tests {
             limit: limit.into(),
             mode,
             window: Window::None,
-            warn: DEFAULT_WARN.to_vec(),
+            warn: Warn::default(),
             rollover: None,
             service: None,
             model: None,
@@ -630,8 +662,10 @@ mod tests {
 
     #[test]
     fn warn_lists_parse_sorted_and_bounded() {
-        assert_eq!(parse_warn("90,80").unwrap(), vec![80, 90]);
-        assert_eq!(parse_warn("100").unwrap(), vec![100]);
+        assert_eq!(&*parse_warn("90,80").unwrap(), &[80, 90]);
+        assert_eq!(&*parse_warn("100").unwrap(), &[100]);
+        assert_eq!(&*parse_warn("1,2,3,4,5,6,7,8,9,10").unwrap(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert!(parse_warn("1,2,3,4,5,6,7,8,9,10,11").is_err());
         for bad in ["", "0", "101", "80,", "a", "80;90", "-1", "1000"] {
             assert!(parse_warn(bad).is_err(), "{bad}");
         }

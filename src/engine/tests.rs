@@ -23,7 +23,7 @@ fn spec(metric: &str, limit: &str, mode: Mode) -> PolicySpec {
         limit: d(limit),
         mode,
         window: Window::None,
-        warn: policy::DEFAULT_WARN.to_vec(),
+        warn: policy::Warn::default(),
         rollover: None,
         service: None,
         model: None,
