@@ -304,6 +304,30 @@ impl Policy {
         };
     }
 
+    /// A rolling window's usage drops out continuously: thresholds it is
+    /// now below fire again when crossed again. Called after usage dropped
+    /// out and before new usage is added, so a drop and a rise in one write
+    /// are both seen.
+    pub(crate) fn rearm(&mut self) {
+        if !matches!(self.spec.window, Window::Rolling { .. }) {
+            return;
+        }
+        let (level, allowance) = (self.level(), self.allowance());
+        for (i, &pct) in self.spec.warn.iter().enumerate() {
+            let below = match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
+                (Some(l), Some(a)) => l < a,
+                _ => false,
+            };
+            if below {
+                self.fired &= !(1u16 << i.min(15));
+            }
+        }
+        if !self.is_over() {
+            self.over_fired = false;
+        }
+        self.refresh();
+    }
+
     /// Whether an alert could fire at the current level (always true for a
     /// rolling window, whose thresholds re-arm as usage drops).
     pub(crate) fn may_alert(&self) -> bool {

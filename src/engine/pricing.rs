@@ -133,7 +133,7 @@ impl Price {
             None => return Err(field_error("metric", "is required")),
         };
         let Some(Value::Object(rate_map)) = object.get("rates") else {
-            return Err(field_error("rates", "is required: an object of usage name → rate"));
+            return Err(field_error("rates", "is required: an object from usage name to rate"));
         };
         if rate_map.is_empty() {
             return Err(field_error("rates", "must name at least one usage"));
@@ -164,7 +164,7 @@ impl Price {
                         return Err(field_error(&field, "an attribute cannot also be a usage name"));
                     }
                     let Value::Object(values) = values else {
-                        return Err(field_error(&field, "must be an object of value → factor"));
+                        return Err(field_error(&field, "must be an object from value to factor"));
                     };
                     if values.is_empty() || values.len() > MAX_VALUES {
                         return Err(field_error(&field, format!("must list 1 to {MAX_VALUES} values")));
@@ -178,7 +178,7 @@ impl Price {
                     multipliers.insert(attribute, factors);
                 }
             }
-            Some(_) => return Err(field_error("multipliers", "must be an object of attribute → {value: factor}")),
+            Some(_) => return Err(field_error("multipliers", "must be an object from attribute to {value: factor}")),
         }
         let minimum = object.get("minimum").map(|m| decimal_of(m, "minimum")).transpose()?;
         Ok(Price { metric, rates, multipliers, minimum })

@@ -449,6 +449,23 @@ mod events {
     }
 
     #[test]
+    fn a_rolling_window_warns_again_after_its_usage_dropped_out() {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        let rolling = PolicySpec {
+            window: Window::Rolling { duration_ms: 3_600_000 },
+            warn: crate::engine::policy::Warn::new(&[50]),
+            ..spec("credits", "10", Mode::Strict)
+        };
+        t.set_policy("", "r", rolling, 0, &l).unwrap();
+        t.charge(&charge_req(&["p"], &[("credits", "6")], false), 0, &l).unwrap();
+        // Two hours later the old usage has dropped out and new usage crosses again,
+        // within one write.
+        t.charge(&charge_req(&["p"], &[("credits", "6")], false), 7_200_000, &l).unwrap();
+        assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(50)), (EventKind::Warning, Some(50))]);
+    }
+
+    #[test]
     fn rollover_and_manual_resets_are_events_and_the_log_is_bounded() {
         let l = Limits { events_len: 3, ..Limits::default() };
         let mut t = Tree::new();

@@ -603,6 +603,7 @@ impl Tree {
         let Some(node) = self.node_mut(r.node) else { return };
         let Some(policy) = node.policies.get_mut(r.index) else { return };
         let closed = policy.roll(now_ms);
+        policy.rearm();
         if closed == 0 {
             return;
         }
