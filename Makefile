@@ -32,7 +32,7 @@ deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (
 build: deps ## Build the module: target/release/libquota.so
 	$(CARGO) build --release --locked
 
-run: build ## Start redis-server with the module on localhost:$(PORT), in the foreground
+run: build ## Start redis-server with the module on localhost:6379 (PORT=... to change), in the foreground
 	redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
 		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS)
 
@@ -44,7 +44,7 @@ test-engine: ## Engine unit and property tests (no Redis needed)
 test-scenarios: ## redis-cli scenarios against real redis-servers
 	python3 tests/run.py
 
-test-slow: build ## The reliability checks at ten times the load (minutes)
+test-slow: build ## The reliability checks at ten times the load (about 30 s)
 	python3 tests/run.py tests/slow/*.redis
 
 bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, memory, RDB (a report, not a test)
