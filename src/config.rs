@@ -8,21 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::engine::Limits;
 
-pub static DEFAULT_TTL: AtomicI64 = AtomicI64::new(60_000);
-pub static TOMBSTONE_TTL: AtomicI64 = AtomicI64::new(86_400_000);
-pub static MAX_PATHS: AtomicI64 = AtomicI64::new(100_000);
-pub static MAX_POLICIES: AtomicI64 = AtomicI64::new(16);
-pub static MAX_HOLDS: AtomicI64 = AtomicI64::new(1_000_000);
-pub static MAX_DEPTH: AtomicI64 = AtomicI64::new(16);
-pub static MAX_ITEMS: AtomicI64 = AtomicI64::new(1000);
-pub static EVENTS_LEN: AtomicI64 = AtomicI64::new(1000);
-pub static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
-
 /// Longest TTL a hold may be given: 30 days.
 pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// One integer setting: its name (as in `CONFIG GET quota.<name>`), the
-/// atomic behind it, its default and its range.
+/// atomic behind it, its default and its range. Module arguments,
+/// `CONFIG SET` and the registration with Redis all read these.
 pub struct IntSetting {
     pub name: &'static str,
     pub value: &'static AtomicI64,
@@ -31,16 +22,30 @@ pub struct IntSetting {
     pub max: i64,
 }
 
-pub const INT_SETTINGS: &[IntSetting] = &[
-    IntSetting { name: "default_ttl", value: &DEFAULT_TTL, default: 60_000, min: 1, max: MAX_TTL_MS as i64 },
-    IntSetting { name: "tombstone_ttl", value: &TOMBSTONE_TTL, default: 86_400_000, min: 1000, max: 90 * 86_400_000 },
-    IntSetting { name: "max_paths", value: &MAX_PATHS, default: 100_000, min: 1, max: 100_000_000 },
-    IntSetting { name: "max_policies", value: &MAX_POLICIES, default: 16, min: 1, max: 64 },
-    IntSetting { name: "max_holds", value: &MAX_HOLDS, default: 1_000_000, min: 1, max: 100_000_000 },
-    IntSetting { name: "max_depth", value: &MAX_DEPTH, default: 16, min: 1, max: 64 },
-    IntSetting { name: "max_items", value: &MAX_ITEMS, default: 1000, min: 1, max: 10_000 },
-    IntSetting { name: "events_len", value: &EVENTS_LEN, default: 1000, min: 1, max: 100_000 },
-];
+macro_rules! settings {
+    ($($setting:ident, $atomic:ident, $name:literal, $default:expr, $min:expr, $max:expr;)*) => {
+        $(
+            pub static $atomic: AtomicI64 = AtomicI64::new($default);
+            pub const $setting: IntSetting =
+                IntSetting { name: $name, value: &$atomic, default: $default, min: $min, max: $max };
+        )*
+        /// Every integer setting.
+        pub const INT_SETTINGS: &[IntSetting] = &[$($setting),*];
+    };
+}
+
+settings! {
+    DEFAULT_TTL_SETTING, DEFAULT_TTL, "default_ttl", 60_000, 1, MAX_TTL_MS as i64;
+    TOMBSTONE_TTL_SETTING, TOMBSTONE_TTL, "tombstone_ttl", 86_400_000, 1000, 90 * 86_400_000;
+    MAX_PATHS_SETTING, MAX_PATHS, "max_paths", 100_000, 1, 100_000_000;
+    MAX_POLICIES_SETTING, MAX_POLICIES, "max_policies", 16, 1, 64;
+    MAX_HOLDS_SETTING, MAX_HOLDS, "max_holds", 1_000_000, 1, 100_000_000;
+    MAX_DEPTH_SETTING, MAX_DEPTH, "max_depth", 16, 1, 64;
+    MAX_ITEMS_SETTING, MAX_ITEMS, "max_items", 1000, 1, 10_000;
+    EVENTS_LEN_SETTING, EVENTS_LEN, "events_len", 1000, 1, 100_000;
+}
+
+pub static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
 
 fn get(value: &AtomicI64) -> usize {
     usize::try_from(value.load(Ordering::Relaxed)).unwrap_or(0)

@@ -107,14 +107,14 @@ redis_module! {
     ],
     configurations: [
         i64: [
-            ["default_ttl", &config::DEFAULT_TTL, 60_000, 1, config::MAX_TTL_MS as i64, ConfigurationFlags::DEFAULT, None],
-            ["tombstone_ttl", &config::TOMBSTONE_TTL, 86_400_000, 1000, 90 * 86_400_000, ConfigurationFlags::DEFAULT, None],
-            ["max_paths", &config::MAX_PATHS, 100_000, 1, 100_000_000, ConfigurationFlags::DEFAULT, None],
-            ["max_policies", &config::MAX_POLICIES, 16, 1, 64, ConfigurationFlags::DEFAULT, None],
-            ["max_holds", &config::MAX_HOLDS, 1_000_000, 1, 100_000_000, ConfigurationFlags::DEFAULT, None],
-            ["max_depth", &config::MAX_DEPTH, 16, 1, 64, ConfigurationFlags::DEFAULT, None],
-            ["max_items", &config::MAX_ITEMS, 1000, 1, 10_000, ConfigurationFlags::DEFAULT, None],
-            ["events_len", &config::EVENTS_LEN, 1000, 1, 100_000, ConfigurationFlags::DEFAULT, None],
+            [config::DEFAULT_TTL_SETTING.name, &config::DEFAULT_TTL, config::DEFAULT_TTL_SETTING.default, config::DEFAULT_TTL_SETTING.min, config::DEFAULT_TTL_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::TOMBSTONE_TTL_SETTING.name, &config::TOMBSTONE_TTL, config::TOMBSTONE_TTL_SETTING.default, config::TOMBSTONE_TTL_SETTING.min, config::TOMBSTONE_TTL_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_PATHS_SETTING.name, &config::MAX_PATHS, config::MAX_PATHS_SETTING.default, config::MAX_PATHS_SETTING.min, config::MAX_PATHS_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_POLICIES_SETTING.name, &config::MAX_POLICIES, config::MAX_POLICIES_SETTING.default, config::MAX_POLICIES_SETTING.min, config::MAX_POLICIES_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_HOLDS_SETTING.name, &config::MAX_HOLDS, config::MAX_HOLDS_SETTING.default, config::MAX_HOLDS_SETTING.min, config::MAX_HOLDS_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_DEPTH_SETTING.name, &config::MAX_DEPTH, config::MAX_DEPTH_SETTING.default, config::MAX_DEPTH_SETTING.min, config::MAX_DEPTH_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_ITEMS_SETTING.name, &config::MAX_ITEMS, config::MAX_ITEMS_SETTING.default, config::MAX_ITEMS_SETTING.min, config::MAX_ITEMS_SETTING.max, ConfigurationFlags::DEFAULT, None],
+            [config::EVENTS_LEN_SETTING.name, &config::EVENTS_LEN, config::EVENTS_LEN_SETTING.default, config::EVENTS_LEN_SETTING.min, config::EVENTS_LEN_SETTING.max, ConfigurationFlags::DEFAULT, None],
         ],
         string: [],
         bool: [
