@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::outcome::Costs;
-use super::policy::{Mode, Policy};
+use super::policy::Policy;
 use super::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,18 +96,10 @@ pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
         return out;
     }
     let rolling = matches!(policy.spec.window, Window::Rolling { .. });
-    let level = match policy.spec.mode {
-        Mode::Strict => policy.used + policy.held,
-        Mode::Block | Mode::Open => policy.used,
-    };
-    let allowance = policy.allowance();
     let warn = policy.spec.warn;
     for (i, &pct) in warn.iter().enumerate() {
         let bit = 1u16 << i.min(15);
-        let crossed = match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
-            (Some(l), Some(a)) => l >= a,
-            _ => true,
-        };
+        let crossed = policy.crossed(pct);
         if crossed && policy.fired & bit == 0 {
             policy.fired |= bit;
             let mut event = Event::about(EventKind::Warning, time_ms, path, policy);

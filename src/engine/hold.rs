@@ -72,27 +72,11 @@ impl Hold {
     }
 
     pub fn held_costs(&self) -> Costs {
-        self.sum_items(|i| i.state == ItemState::Held)
-    }
-
-    fn sum_items(&self, pick: impl Fn(&Item) -> bool) -> Costs {
-        let mut total = Costs::new();
-        for item in self.items.iter().filter(|i| pick(i)) {
-            for (metric, amount) in &item.cost {
-                costs_add(&mut total, metric, *amount);
-            }
-        }
-        total
+        sum_costs(self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| &i.cost))
     }
 
     fn cost_of(&self, indices: &[usize]) -> Costs {
-        let mut total = Costs::new();
-        for &i in indices {
-            for (metric, amount) in &self.items[i].cost {
-                costs_add(&mut total, metric, *amount);
-            }
-        }
-        total
+        sum_costs(indices.iter().map(|&i| &self.items[i].cost))
     }
 }
 
@@ -224,7 +208,7 @@ impl Tree {
             (Vec::new(), Vec::new())
         } else {
             let checks = if req.batch == BatchMode::Upto && reserved > 0 {
-                self.checks(&reach, &sum_items(&req.items[..reserved]), now_ms)
+                self.checks(&reach, &sum_costs(&req.items[..reserved]), now_ms)
             } else {
                 self.checks(&reach, &total, now_ms)
             };
@@ -249,7 +233,7 @@ impl Tree {
             return Ok(outcome);
         }
 
-        let held = if reserved == n { outcome.cost.clone() } else { sum_items(&req.items[..reserved]) };
+        let held = if reserved == n { outcome.cost.clone() } else { sum_costs(&req.items[..reserved]) };
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
@@ -762,33 +746,30 @@ impl Tree {
         }
         let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
         let reach = self.reach(&req.set, &metrics);
-        let refused = reach
+        // The policies that refuse this charge, each judged once.
+        let failing: Vec<PolicyRef> = reach
             .policies
             .iter()
-            .position(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric))));
+            .copied()
+            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric))))
+            .collect();
+        let refused = failing.first().copied();
         // The checks are built for a full answer, or to explain a refusal.
         let checks = if req.brief && (refused.is_none() || !req.check) {
             Vec::new()
         } else {
             self.checks(&reach, &req.cost, now_ms)
         };
-        let denied_by: Vec<String> = match refused {
-            None => Vec::new(),
-            Some(_) => reach
-                .policies
-                .iter()
-                .filter_map(|&r| {
-                    let node = self.node(r.node)?;
-                    let p = self.policy_at(r, now_ms)?;
-                    (!p.passes(costs_get(&req.cost, &p.spec.metric)))
-                        .then(|| format!("{}#{}", names::display_path(&node.path), p.name))
-                })
-                .collect(),
-        };
+        let denied_by: Vec<String> = failing
+            .iter()
+            .filter_map(|&r| {
+                Some(format!("{}#{}", names::display_path(&self.node(r.node)?.path), self.policy(r)?.name))
+            })
+            .collect();
         if req.check
             && let Some(first) = refused
         {
-            let message = self.shortfall(reach.policies[first], &req.cost, None, now_ms);
+            let message = self.shortfall(first, &req.cost, None, now_ms);
             return Ok(ChargeOutcome {
                 allowed: false,
                 charged: Costs::new(),
@@ -865,8 +846,8 @@ fn hex_id(now_ms: u64, seq: u64) -> String {
     id
 }
 
-/// The total of some items, per metric.
-fn sum_items(items: &[Costs]) -> Costs {
+/// The total of some costs, per metric.
+fn sum_costs<'a>(items: impl IntoIterator<Item = &'a Costs>) -> Costs {
     let mut total = Costs::new();
     for item in items {
         for (metric, value) in item {

@@ -312,13 +312,8 @@ impl Policy {
         if !matches!(self.spec.window, Window::Rolling { .. }) {
             return;
         }
-        let (level, allowance) = (self.level(), self.allowance());
         for (i, &pct) in self.spec.warn.iter().enumerate() {
-            let below = match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
-                (Some(l), Some(a)) => l < a,
-                _ => false,
-            };
-            if below {
+            if !self.crossed(pct) {
                 self.fired &= !(1u16 << i.min(15));
             }
         }
@@ -380,18 +375,20 @@ impl Policy {
         if self.is_over() {
             return Status::Over;
         }
-        let allowance = self.allowance();
-        let level = self.level();
-        // level ≥ pct% of allowance, compared without division.
-        let crossed =
-            |pct: u8| match (level.checked_mul(Decimal::ONE_HUNDRED), allowance.checked_mul(Decimal::from(pct))) {
-                (Some(l), Some(a)) => l >= a,
-                _ => true,
-            };
         match (self.spec.warn.first(), self.spec.warn.last()) {
-            (Some(&_), Some(&last)) if crossed(last) => Status::Critical,
-            (Some(&first), Some(&_)) if crossed(first) => Status::Warning,
+            (Some(&_), Some(&last)) if self.crossed(last) => Status::Critical,
+            (Some(&first), Some(&_)) if self.crossed(first) => Status::Warning,
             _ => Status::Healthy,
+        }
+    }
+
+    /// Whether the level has reached `pct` percent of the allowance
+    /// (compared without division; a product too large to compute counts
+    /// as reached).
+    pub fn crossed(&self, pct: u8) -> bool {
+        match (self.level().checked_mul(Decimal::ONE_HUNDRED), self.allowance().checked_mul(Decimal::from(pct))) {
+            (Some(level), Some(threshold)) => level >= threshold,
+            _ => true,
         }
     }
 
