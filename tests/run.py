@@ -33,6 +33,16 @@ Directives:
     @poll               the next command is retried (up to 5 s) until its
                         expectation holds: for effects of the module's own
                         timer, never a fixed sleep
+    @only module        what only the module does (module arguments, module
+                        data type, INFO quota, ...): before the first case it
+                        marks the whole file, inside a case that case; the
+                        Lua backend skips it and counts it as skipped
+
+Backends (--backend or QUOTA_BACKEND): `module` (default) loads the module
+into every server; `lua` starts plain servers and loads the Functions
+library (lua/quota.lua, with TEST_CLOCK and the settings given as module
+arguments), and sends `QUOTA.X key args` as `FCALL quota_x 1 key args`
+(`FCALL quota_x 0 args` for the keyless PRICE, ESTIMATE and DEBUG).
 
 Containment (~) means: every key of an expected object is present with a
 containing value; expected arrays match element-wise and in length.
@@ -56,6 +66,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
+BACKEND = os.environ.get("QUOTA_BACKEND", "module")
+KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
+
+
+def lua_library(module_args):
+    """The library's source with the test clock and settings the module
+    arguments name (`TEST_CLOCK yes`, `MAX_PATHS 5`, ...)."""
+    import re
+    with open(LIBRARY) as f:
+        source = f.read()
+    pairs = dict(zip([a.lower() for a in module_args[::2]], module_args[1::2]))
+    if pairs.pop("test_clock", "no").lower() == "yes":
+        source = source.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1)
+    for name, value in pairs.items():
+        source, n = re.subn(rf"^(\s+{name} = )\d+,", rf"\g<1>{int(value)},", source, count=1, flags=re.M)
+        if n != 1:
+            raise RuntimeError(f"the Lua library has no setting {name}")
+    return source
+
+
+def to_backend(argv):
+    """A command as the current backend takes it."""
+    if BACKEND != "lua" or not argv or not argv[0].upper().startswith("QUOTA."):
+        return argv
+    name = argv[0][6:].upper()
+    function = "quota_" + name.lower()
+    if name in KEYLESS:
+        return ["FCALL", function, "0"] + argv[1:]
+    if len(argv) < 2:
+        return ["FCALL", function, "0"]
+    return ["FCALL", function, "1"] + argv[1:]
 
 
 def free_port():
@@ -85,7 +127,8 @@ class Server:
                 "--repl-diskless-sync-delay", "0",
                 "--logfile", os.path.join(self.dir, "redis.log")]
         args += self.server_args
-        args += ["--loadmodule", MODULE] + self.module_args
+        if BACKEND == "module":
+            args += ["--loadmodule", MODULE] + self.module_args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -94,6 +137,8 @@ class Server:
                                    + self.log_tail())
             out = self.cli(["PING"], check=False)
             if out == '"PONG"':
+                if BACKEND == "lua":
+                    self.load_library()
                 return
             time.sleep(0.02)
         raise RuntimeError(f"redis-server {self.name} did not answer PING")
@@ -105,8 +150,15 @@ class Server:
         except OSError:
             return ""
 
+    def load_library(self):
+        source = lua_library(self.module_args)
+        res = subprocess.run([REDIS_CLI, "-p", str(self.port), "-x", "FUNCTION", "LOAD", "REPLACE"], input=source,
+                             capture_output=True, text=True, timeout=30)
+        if res.stdout.strip() != "quota":
+            raise RuntimeError(f"FUNCTION LOAD failed on {self.name}: {res.stdout.strip()} {res.stderr.strip()}")
+
     def cli(self, argv, resp=3, check=True):
-        cmd = [REDIS_CLI, "-p", str(self.port), f"-{resp}", "--json"] + argv
+        cmd = [REDIS_CLI, "-p", str(self.port), f"-{resp}", "--json"] + to_backend(argv)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         return res.stdout.strip()
 
@@ -167,6 +219,7 @@ class Scenario:
         self.default = None
         self.vars = {"workdir": workdir}
         self.results = []
+        self.skipped = 0
 
     def substitute(self, text):
         for name, value in sorted(self.vars.items(), key=lambda kv: -len(kv[0])):
@@ -186,8 +239,10 @@ class Scenario:
         poll = False
         last = None  # (server, argv, resp, reply)
 
+        skip_case = False
+
         def close_case():
-            if case is not None:
+            if case is not None and not skip_case:
                 self.results.append((case, failure))
 
         try:
@@ -198,10 +253,17 @@ class Scenario:
                     continue
                 if line.startswith("##"):
                     close_case()
-                    case, failure = line[2:].strip(), None
+                    case, failure, skip_case = line[2:].strip(), None, False
                     continue
-                if failure is not None:
-                    continue  # skip the rest of a failed case
+                if line == "@only module":
+                    if BACKEND != "module":
+                        if case is None:
+                            return [("(whole file)", "SKIP")]
+                        skip_case = True
+                        self.skipped += 1
+                    continue
+                if failure is not None or skip_case:
+                    continue  # skip the rest of a failed or skipped case
                 try:
                     if line.startswith("@"):
                         words = shlex.split(self.substitute(line[1:]))
@@ -333,31 +395,47 @@ class Scenario:
 
 
 def main():
-    files = sys.argv[1:] or sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.redis")))
-    if not os.path.exists(MODULE):
+    global BACKEND
+    argv = sys.argv[1:]
+    if argv[:1] == ["--backend"] and len(argv) >= 2:
+        BACKEND, argv = argv[1], argv[2:]
+    if BACKEND not in ("module", "lua"):
+        print(f"unknown backend {BACKEND!r}: use module or lua", file=sys.stderr)
+        return 2
+    files = argv or sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.redis")))
+    if BACKEND == "lua" and not os.path.exists(LIBRARY):
+        print(f"library not found at {LIBRARY}; run `make lua` first", file=sys.stderr)
+        return 2
+    if BACKEND == "module" and not os.path.exists(MODULE):
         print(f"module not found at {MODULE}; run `make build` first", file=sys.stderr)
         return 2
-    passed = failed = 0
+    passed = failed = skipped = 0
     started = time.time()
     for path in files:
         workdir = tempfile.mkdtemp(prefix="quota-test-")
         try:
-            results = Scenario(path, workdir).run()
+            scenario = Scenario(path, workdir)
+            results = scenario.run()
+            skipped += scenario.skipped
         except Exception as e:  # a broken scenario file is a failure, not a crash
             results = [(os.path.basename(path), f"{type(e).__name__}: {e}")]
         for case, failure in results:
+            if failure == "SKIP":
+                skipped += 1
+                print(f"skip  {os.path.basename(path)}: only the module")
+                continue
             if failure is None:
                 passed += 1
                 print(f"ok    {os.path.basename(path)}: {case}")
             else:
                 failed += 1
                 print(f"FAIL  {os.path.basename(path)}: {case}\n      {failure}")
-        if not any(f for _, f in results):
+        if not any(f and f != "SKIP" for _, f in results):
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"      (server dirs kept in {workdir})")
     print(f"scenario files: {len(files)}, time: {time.time() - started:.1f}s")
-    print(f"scenarios: {passed} passed, {failed} failed")
+    print(f"scenarios ({BACKEND}): {passed} passed, {failed} failed, {skipped} skipped (module only)")
     return 1 if failed or not passed else 0
 
 

@@ -1,0 +1,71 @@
+#!lua name=quota
+-- quota as a Redis Functions library: hierarchical usage quotas for hosts
+-- where modules cannot be loaded. Generated from lua/src/*.lua by
+-- `make lua`; edit those files, not lua/quota.lua.
+--
+-- Sections (concatenated in file-name order into one chunk):
+--   00_header    version, settings, errors, small helpers shared by all
+--   10_decimal   D: exact decimals (amounts) without floats
+--   20_window    W: calendar and rolling windows
+--   30_pricing   P: the price book and USAGE pricing
+--   40_...       the tree, policies, holds, events, replies
+--   90_register  redis.register_function for every command
+--
+-- Conventions every section follows:
+--   * An error is raised with fail("ERR syntax: ..."): a table {err = text}
+--     that the wrapper in 90_register turns into a clean error reply. Texts
+--     are the module's, word for word.
+--   * Nothing is written before every argument has been checked, so an error
+--     changes nothing (functions cannot roll back).
+--   * No floats reach an amount: amounts are D values; plain Lua numbers are
+--     used only for integers well inside 2^53 (times in ms, counts).
+
+local VERSION = "1.0.0"
+
+-- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
+-- this line says true. `quota-load --test-clock` loads the library with it
+-- switched on; nothing at run time can switch it on.
+local TEST_CLOCK = false
+
+-- Settings: the module's defaults (module arguments there; constants here).
+local SETTINGS = {
+    default_ttl = 60000,
+    tombstone_ttl = 86400000,
+    max_paths = 100000,
+    max_policies = 16,
+    max_holds = 1000000,
+    max_depth = 16,
+    max_items = 1000,
+    events_len = 1000,
+}
+
+-- The text of the error being raised. Redis's pcall hands back an error's
+-- message, not the raised value, so the wrapper reads it from here.
+local failure = nil
+
+local function fail(text)
+    failure = text
+    error({ err = text }, 0)
+end
+
+-- The tree's key is a hash of its nodes. Its companion keys (holds, expiry
+-- index, finished ids, events) are named "{tag}quota:<key><suffix>", where
+-- tag is the key's own hash tag or, without one, the whole key: they hash to
+-- the key's slot (Redis Cluster), and no two trees share a companion.
+local function hash_tag(key)
+    local open = string.find(key, "{", 1, true)
+    if open then
+        local close = string.find(key, "}", open + 1, true)
+        if close and close > open + 1 then
+            return string.sub(key, open + 1, close - 1)
+        end
+    end
+    if string.find(key, "}", 1, true) then
+        fail("ERR syntax: a tree key with '}' needs a hash tag, such as {acme}" .. key)
+    end
+    return key
+end
+
+local function companion(key, suffix)
+    return "{" .. hash_tag(key) .. "}quota:" .. key .. suffix
+end

@@ -1,0 +1,508 @@
+-- ---------------------------------------------------------------------------
+-- Names, paths, the argument cursor, and replies (src/engine/names.rs,
+-- src/commands/args.rs, src/commands/reply.rs).
+-- ---------------------------------------------------------------------------
+
+local MAX_DEPTH_HARD = 64
+local MAX_SEGMENT_LEN = 64
+local MAX_NAME_LEN = 128
+local MAX_TTL_MS = 30 * 24 * 3600 * 1000
+local MAX_CHARGE_PATHS = 16
+local HISTORY_LEN = 24
+local ROLLING_BUCKETS = 60
+
+local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
+    string.format
+local tinsert, tconcat = table.insert, table.concat
+
+local function set_of(list)
+    local s = {}
+    for _, v in ipairs(list) do
+        s[v] = true
+    end
+    return s
+end
+
+-- Words of the command grammar; a metric may not be one of them.
+local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
+    "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format",
+    "count", "since", "strict", "block", "open", "none", "rolling" })
+
+-- Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
+local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST",
+    "USAGE", "CHECK", "ITEM" })
+
+-- Whether a string is valid UTF-8 (the module refuses other arguments).
+local function valid_utf8(s)
+    if not sfind(s, "[\128-\255]") then
+        return true
+    end
+    local i, n = 1, #s
+    while i <= n do
+        local c = sbyte(s, i)
+        local extra
+        if c < 0x80 then
+            extra = 0
+        elseif c >= 0xC2 and c <= 0xDF then
+            extra = 1
+        elseif c >= 0xE0 and c <= 0xEF then
+            extra = 2
+        elseif c >= 0xF0 and c <= 0xF4 then
+            extra = 3
+        else
+            return false
+        end
+        if i + extra > n then
+            return false
+        end
+        for k = 1, extra do
+            local cc = sbyte(s, i + k)
+            if cc < 0x80 or cc > 0xBF then
+                return false
+            end
+        end
+        if extra == 2 then
+            local c2 = sbyte(s, i + 1)
+            if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) then
+                return false
+            end
+        elseif extra == 3 then
+            local c2 = sbyte(s, i + 1)
+            if (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
+                return false
+            end
+        end
+        i = i + extra + 1
+    end
+    return true
+end
+
+local function check_utf8(args)
+    for i = 1, #args do
+        if not valid_utf8(args[i]) then
+            fail("ERR syntax: arguments must be valid UTF-8")
+        end
+    end
+end
+
+-- Cuts user text quoted in an error to a readable length (60 characters).
+local function clip(text)
+    local chars = {}
+    for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
+        chars[#chars + 1] = ch
+    end
+    if #chars > 60 then
+        return tconcat(chars, "", 1, 57) .. "..."
+    end
+    for i = 1, #chars do
+        local b = sbyte(chars[i], 1)
+        if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
+            chars[i] = "?"
+        end
+    end
+    return tconcat(chars)
+end
+
+local function display_path(canonical)
+    if canonical == "" then
+        return "/"
+    end
+    return canonical
+end
+
+local function check_segment(segment)
+    if segment == "" then
+        return "empty segment"
+    end
+    if #segment > MAX_SEGMENT_LEN then
+        return "segment longer than 64 characters"
+    end
+    if segment == "." or segment == ".." then
+        return "'.' and '..' are not segments"
+    end
+    if sfind(segment, "[^%w_%-%.:@]") then
+        return "segments use only A-Z a-z 0-9 _ - . : @"
+    end
+    return nil
+end
+
+-- A client path in its canonical form (no leading slash; "" is the root).
+local function parse_path(text, depth_limit)
+    local body = text
+    if ssub(body, 1, 1) == "/" then
+        body = ssub(body, 2)
+    end
+    if body == "" then
+        return ""
+    end
+    local limit = math.min(depth_limit, MAX_DEPTH_HARD)
+    local depth, start = 0, 1
+    while true do
+        local slash = sfind(body, "/", start, true)
+        local segment = ssub(body, start, (slash or 0) - 1)
+        if not slash then
+            segment = ssub(body, start)
+        end
+        depth = depth + 1
+        if depth > limit then
+            fail(sformat("ERR limit: path '%s' is deeper than %d segments", clip(text), limit))
+        end
+        local why = check_segment(segment)
+        if why then
+            fail(sformat("ERR syntax: invalid path '%s': %s", clip(text), why))
+        end
+        if not slash then
+            break
+        end
+        start = slash + 1
+    end
+    return body
+end
+
+-- The ancestors of a canonical path, root first, the path last.
+local function prefixes(canonical)
+    local out = { "" }
+    if canonical == "" then
+        return out
+    end
+    local start = 1
+    while true do
+        local slash = sfind(canonical, "/", start, true)
+        if not slash then
+            break
+        end
+        out[#out + 1] = ssub(canonical, 1, slash - 1)
+        start = slash + 1
+    end
+    out[#out + 1] = canonical
+    return out
+end
+
+local function parent_of(canonical)
+    local last = nil
+    local start = 1
+    while true do
+        local slash = sfind(canonical, "/", start, true)
+        if not slash then
+            break
+        end
+        last = slash
+        start = slash + 1
+    end
+    if last then
+        return ssub(canonical, 1, last - 1)
+    end
+    return ""
+end
+
+local function leaf_of(canonical)
+    local parent = parent_of(canonical)
+    if parent == "" then
+        return canonical
+    end
+    return ssub(canonical, #parent + 2)
+end
+
+local function is_within(path, root)
+    return root == "" or path == root
+        or (#path > #root and ssub(path, 1, #root) == root and sbyte(path, #root + 1) == 47)
+end
+
+local function parse_metric(text)
+    local ok = #text >= 1 and #text <= 32 and sfind(text, "^[a-z][a-z0-9_]*$")
+    if not ok then
+        fail(sformat("ERR unknown metric: '%s' (metric names are [a-z][a-z0-9_]{0,31})", clip(text)))
+    end
+    if KEYWORDS[text] then
+        fail(sformat("ERR unknown metric: '%s' is a keyword, not a metric name", text))
+    end
+    return text
+end
+
+local function parse_name(text, what)
+    if text == "" or #text > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then
+        fail(sformat("ERR syntax: invalid %s '%s': use 1-%d printable characters without spaces", what, clip(text),
+            MAX_NAME_LEN))
+    end
+    return text
+end
+
+-- Byte-wise string order (Lua's < follows the server's locale).
+local function bytes_less(a, b)
+    local n = math.min(#a, #b)
+    for i = 1, n do
+        local x, y = sbyte(a, i), sbyte(b, i)
+        if x ~= y then
+            return x < y
+        end
+    end
+    return #a < #b
+end
+
+-- ----- the argument cursor -------------------------------------------------
+
+local Args = {}
+Args.__index = Args
+
+local function new_args(command, items, first)
+    return setmetatable({ items = items, pos = first or 1, command = command }, Args)
+end
+
+function Args:is_done()
+    return self.pos > #self.items
+end
+
+function Args:remaining()
+    return #self.items - self.pos + 1
+end
+
+function Args:peek()
+    return self.items[self.pos]
+end
+
+function Args:next_str(what)
+    local s = self.items[self.pos]
+    if s == nil then
+        fail(sformat("ERR wrong number of arguments for '%s' command: missing %s", string.lower(self.command), what))
+    end
+    self.pos = self.pos + 1
+    return s
+end
+
+function Args:at_list_end()
+    local s = self.items[self.pos]
+    return s == nil or LIST_ENDS[supper(s)] == true
+end
+
+function Args:next_path(what, max_depth)
+    return parse_path(self:next_str(what), max_depth)
+end
+
+function Args:next_name(what)
+    return parse_name(self:next_str(what), what)
+end
+
+function Args:next_metric()
+    return parse_metric(self:next_str("a metric"))
+end
+
+function Args:next_amount(what)
+    return D.parse(self:next_str(what))
+end
+
+function Args:next_non_negative(what)
+    return D.parse_non_negative(self:next_str(what))
+end
+
+-- An integer in min..max; `what` names it in the error.
+function Args:next_u64(what, min, max)
+    local text = self:next_str(what)
+    local n = nil
+    if sfind(text, "^%d+$") and #text <= 20 then
+        n = tonumber(text)
+    end
+    if n == nil or n < min or n > max then
+        fail(sformat("ERR syntax: %s must be an integer from %s to %s, not '%s'", what, sformat("%.0f", min),
+            sformat("%.0f", max), clip(text)))
+    end
+    return n
+end
+
+function Args:finish()
+    local extra = self.items[self.pos]
+    if extra ~= nil then
+        fail(sformat("ERR syntax: unexpected argument '%s' in %s", clip(extra), self.command))
+    end
+end
+
+function Args:unknown(word)
+    return fail(sformat("ERR syntax: unknown argument '%s' in %s", clip(word), self.command))
+end
+
+function Args:once(seen, keyword)
+    if seen[keyword] then
+        fail(sformat("ERR syntax: %s given twice in %s", keyword, self.command))
+    end
+    seen[keyword] = true
+end
+
+-- The keyword `word` is, in upper case, when it is one of `set`.
+local function keyword(word, set)
+    local up = supper(word)
+    if set[up] then
+        return up
+    end
+    return nil
+end
+
+-- Splits an optional leading path from option pairs: with an odd number of
+-- arguments left the first is the path.
+local function optional_path(args, max_depth)
+    if args:remaining() % 2 == 1 then
+        return args:next_path("a path", max_depth)
+    end
+    return ""
+end
+
+-- ----- replies -------------------------------------------------------------
+-- A reply is built once as an ordered tree and rendered as RESP (maps on
+-- RESP3, flat arrays on RESP2) or as JSON with fields in order. An ordered
+-- map is an array k1, v1, k2, v2, ... marked with _m; nil is false.
+
+local function M(...)
+    local t = { ... }
+    t._m = true
+    return t
+end
+
+local function to_resp(v)
+    if type(v) ~= "table" or v.map or v.ok or v.err then
+        return v
+    end
+    if v._m then
+        local m = {}
+        for i = 1, #v, 2 do
+            m[v[i]] = to_resp(v[i + 1])
+        end
+        return { map = m }
+    end
+    if v._ok then
+        return { ok = v._ok }
+    end
+    local a = {}
+    for i = 1, #v do
+        a[i] = to_resp(v[i])
+    end
+    return a
+end
+
+local JSON_ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+
+local function json_str(s)
+    return '"' .. string.gsub(s, '[%c"\\]', function(c)
+        return JSON_ESCAPES[c] or (sbyte(c) < 32 and sformat("\\u%04x", sbyte(c))) or c
+    end) .. '"'
+end
+
+local function write_json(v, out)
+    local t = type(v)
+    if t == "string" then
+        out[#out + 1] = json_str(v)
+    elseif t == "number" then
+        out[#out + 1] = sformat("%.0f", v)
+    elseif v == false or v == nil then
+        out[#out + 1] = "null"
+    elseif t == "table" and v._ok then
+        out[#out + 1] = json_str(v._ok)
+    elseif t == "table" and v._m then
+        out[#out + 1] = "{"
+        for i = 1, #v, 2 do
+            if i > 1 then
+                out[#out + 1] = ","
+            end
+            out[#out + 1] = json_str(v[i])
+            out[#out + 1] = ":"
+            write_json(v[i + 1], out)
+        end
+        out[#out + 1] = "}"
+    else
+        out[#out + 1] = "["
+        for i = 1, #v do
+            if i > 1 then
+                out[#out + 1] = ","
+            end
+            write_json(v[i], out)
+        end
+        out[#out + 1] = "]"
+    end
+end
+
+local function to_json(v)
+    local out = {}
+    write_json(v, out)
+    return tconcat(out)
+end
+
+local OK = { _ok = "OK" }
+
+local function flag(b)
+    if b then
+        return 1
+    end
+    return 0
+end
+
+-- ----- costs: amounts per metric in first-appearance order -----------------
+-- A costs list is an array of {metric, D}.
+
+local function costs_get(costs, metric)
+    for i = 1, #costs do
+        if costs[i][1] == metric then
+            return costs[i][2]
+        end
+    end
+    return D.ZERO
+end
+
+local function plus(a, b)
+    return D.sub(a, D.neg(b))
+end
+
+local function costs_add(costs, metric, amount)
+    for i = 1, #costs do
+        if costs[i][1] == metric then
+            costs[i][2] = plus(costs[i][2], amount)
+            return
+        end
+    end
+    costs[#costs + 1] = { metric, amount }
+end
+
+local function sum_costs(list)
+    local total = {}
+    for _, costs in ipairs(list) do
+        for i = 1, #costs do
+            costs_add(total, costs[i][1], costs[i][2])
+        end
+    end
+    return total
+end
+
+-- Costs as stored and as outcomes keep them: metric, text, metric, text...
+local function costs_pack(costs)
+    local out = {}
+    for i = 1, #costs do
+        out[#out + 1] = costs[i][1]
+        out[#out + 1] = D.fmt(costs[i][2])
+    end
+    return out
+end
+
+local function costs_unpack(flat)
+    local out = {}
+    for i = 1, #flat, 2 do
+        out[#out + 1] = { flat[i], D.of(flat[i + 1]) }
+    end
+    return out
+end
+
+-- A packed costs list as a reply map.
+local function costs_reply(flat)
+    local m = { _m = true }
+    for i = 1, #flat do
+        m[i] = flat[i]
+    end
+    return m
+end
+
+-- `30 credits, 1 requests`
+local function describe(costs)
+    if #costs == 0 then
+        return "nothing"
+    end
+    local parts = {}
+    for i = 1, #costs do
+        parts[i] = D.fmt(costs[i][2]) .. " " .. costs[i][1]
+    end
+    return tconcat(parts, ", ")
+end

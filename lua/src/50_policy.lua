@@ -1,0 +1,501 @@
+-- ---------------------------------------------------------------------------
+-- Policies: a named limit on one path and its usage in the current period
+-- (src/engine/policy.rs and the alerts of src/engine/events.rs).
+-- ---------------------------------------------------------------------------
+
+local MODES = { strict = true, block = true, open = true }
+local STATUS_RANK = { none = 0, healthy = 1, warning = 2, critical = 3, over = 4 }
+local DEFAULT_WARN = { 80, 90 }
+local MAX_WARN = 10
+local D100 = D.from_int(100)
+
+local band, bor, bnot, lshift = bit.band, bit.bor, bit.bnot, bit.lshift
+
+local window_cache = {}
+local function window_of(encoded)
+    local w = window_cache[encoded]
+    if not w then
+        w = W.decode(encoded)
+        window_cache[encoded] = w
+    end
+    return w
+end
+
+local function parse_mode(text)
+    local m = string.lower(text)
+    if not MODES[m] then
+        fail(sformat("ERR syntax: MODE must be strict, block or open, not '%s'", clip(text)))
+    end
+    return m
+end
+
+-- `80,90` as ascending distinct percentages from 1 to 100.
+local function parse_warn(text)
+    local bad = sformat("ERR syntax: WARN takes percentages from 1 to 100 separated by commas, not '%s'", clip(text))
+    local out, seen = {}, {}
+    local start = 1
+    while true do
+        local comma = sfind(text, ",", start, true)
+        local part = ssub(text, start, (comma or (#text + 1)) - 1)
+        if part == "" or #part > 3 or sfind(part, "[^0-9]") then
+            fail(bad)
+        end
+        local pct = tonumber(part)
+        if pct < 1 or pct > 100 then
+            fail(bad)
+        end
+        out[#out + 1] = pct
+        if not comma then
+            break
+        end
+        start = comma + 1
+    end
+    if #out > MAX_WARN then
+        fail(sformat("ERR limit: at most %d WARN thresholds per policy", MAX_WARN))
+    end
+    table.sort(out)
+    local dedup = {}
+    for _, p in ipairs(out) do
+        if not seen[p] then
+            seen[p] = true
+            dedup[#dedup + 1] = p
+        end
+    end
+    return dedup
+end
+
+local function same_list(a, b)
+    if #a ~= #b then
+        return false
+    end
+    for i = 1, #a do
+        if a[i] ~= b[i] then
+            return false
+        end
+    end
+    return true
+end
+
+-- ----- the spec --------------------------------------------------------------
+
+-- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model}
+local function validate_spec(spec)
+    if spec.rollover then
+        if not W.is_calendar(window_of(spec.wenc)) then
+            fail("ERR syntax: ROLLOVER needs a calendar WINDOW: hour, day, week, month or year")
+        end
+        if D.cmp(spec.rollover, spec.limit) < 0 then
+            fail(sformat("ERR invalid amount: the ROLLOVER cap %s is below the LIMIT %s", D.fmt(spec.rollover),
+                D.fmt(spec.limit)))
+        end
+    end
+    if spec.model and not spec.service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    end
+end
+
+local function matches(p, service, model)
+    if not p.service then
+        return true
+    end
+    if not p.model then
+        return service == p.service
+    end
+    return service == p.service and model == p.model
+end
+
+-- ----- state -----------------------------------------------------------------
+
+local function allowance(p)
+    return plus(plus(p.limit, p.ro), p.gr)
+end
+
+local function level(p)
+    if p.mode == "strict" then
+        return plus(p.used, p.held)
+    end
+    return p.used
+end
+
+local function remaining(p)
+    return D.sub(D.sub(allowance(p), p.used), p.held)
+end
+
+local function passes(p, requested)
+    if D.cmp(requested, D.ZERO) <= 0 then
+        return true
+    end
+    if p.mode == "strict" then
+        return D.cmp(plus(plus(p.used, p.held), requested), allowance(p)) <= 0
+    elseif p.mode == "block" then
+        return D.cmp(p.used, allowance(p)) < 0
+    end
+    return true
+end
+
+local function is_over(p)
+    return D.cmp(p.used, allowance(p)) >= 0
+end
+
+-- Whether the level has reached `pct` percent of the allowance.
+local function crossed(p, pct)
+    return D.cmp(D.mul(level(p), D100), D.mul(allowance(p), D.from_int(pct))) >= 0
+end
+
+local function status(p)
+    if is_over(p) then
+        return "over"
+    end
+    local n = #p.warn
+    if n > 0 then
+        if crossed(p, p.warn[n]) then
+            return "critical"
+        end
+        if crossed(p, p.warn[1]) then
+            return "warning"
+        end
+    end
+    return "healthy"
+end
+
+local function is_rolling(p)
+    return W.is_rolling(window_of(p.wenc))
+end
+
+local function period_end(p)
+    local w = window_of(p.wenc)
+    if W.is_calendar(w) then
+        local _, e = W.period_of(w, p.ps)
+        return e
+    end
+    return nil
+end
+
+-- The span replies show as period_start, period_end.
+local function shown_period(p, now)
+    local w = window_of(p.wenc)
+    if W.is_calendar(w) then
+        local _, e = W.period_of(w, p.ps)
+        return p.ps, e
+    elseif W.is_rolling(w) then
+        local bucket = W.bucket_ms(w)
+        local current = math.floor(now / bucket)
+        return math.max(current - ROLLING_BUCKETS, 0) * bucket, (current + 1) * bucket
+    end
+    return nil, nil
+end
+
+local function expired_bucket(b, current)
+    return b + ROLLING_BUCKETS + 1 <= current
+end
+
+local function needs_roll(p, now)
+    local w = window_of(p.wenc)
+    if W.is_calendar(w) then
+        return now >= period_end(p)
+    elseif W.is_rolling(w) then
+        local first = p.bk[1]
+        return first ~= nil and expired_bucket(first[1], math.floor(now / W.bucket_ms(w)))
+    end
+    return false
+end
+
+local function new_policy(name, spec, generation, now)
+    local w = window_of(spec.wenc)
+    local ps = now
+    if W.is_calendar(w) then
+        ps = W.period_of(w, now)
+    end
+    return {
+        name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
+        rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
+        used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
+    }
+end
+
+local function archive(p, closed)
+    tinsert(p.hist, 1, closed)
+    while #p.hist > HISTORY_LEN do
+        p.hist[#p.hist] = nil
+    end
+end
+
+-- A closed period as stored: start, end, used, allowance, rolled over.
+local function closed_of(start_ms, end_ms, used, allow, rolled)
+    return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled) }
+end
+
+local function next_allowance(p, unused)
+    if p.rollover then
+        return D.min(plus(p.limit, unused), p.rollover)
+    end
+    return p.limit
+end
+
+-- The allowance `skipped` idle periods after one whose allowance was
+-- `first`: each idle period carries all of it over, up to the cap.
+local function chained_allowance(p, first, skipped)
+    local cap = p.rollover
+    if not cap then
+        return p.limit
+    end
+    if skipped <= 0 or D.cmp(p.limit, D.ZERO) <= 0 or D.cmp(first, cap) >= 0 then
+        return D.min(first, cap)
+    end
+    return D.min(plus(first, D.mul(D.from_int(skipped), p.limit)), cap)
+end
+
+-- Applies every reset due at `now`, as if each had run on time. Returns how
+-- many periods closed.
+local function roll(p, now)
+    local w = window_of(p.wenc)
+    if W.is_rolling(w) then
+        local current = math.floor(now / W.bucket_ms(w))
+        while p.bk[1] and expired_bucket(p.bk[1][1], current) do
+            p.used = D.max(D.sub(p.used, p.bk[1][2]), D.ZERO)
+            table.remove(p.bk, 1)
+        end
+        if #p.bk == 0 then
+            p.used = D.ZERO
+        end
+        return 0
+    elseif not W.is_calendar(w) then
+        return 0
+    end
+    local e = period_end(p)
+    if now < e then
+        return 0
+    end
+    local allow = allowance(p)
+    local unused = D.max(D.sub(allow, p.used), D.ZERO)
+    archive(p, closed_of(p.ps, e, p.used, allow, p.ro))
+    local first = next_allowance(p, unused)
+    local i_end, i_now = W.index_of(w, e), W.index_of(w, now)
+    for i = math.max(i_end, i_now - HISTORY_LEN), i_now - 1 do
+        local a = chained_allowance(p, first, i - i_end)
+        archive(p, closed_of(W.start_of(w, i), W.start_of(w, i + 1), D.ZERO, a, D.sub(a, p.limit)))
+    end
+    local a = chained_allowance(p, first, i_now - i_end)
+    p.ps = W.start_of(w, i_now)
+    p.used = D.ZERO
+    p.gr = D.ZERO
+    p.ro = D.sub(a, p.limit)
+    p.fired = 0
+    p.overf = false
+    return i_now - i_end + 1
+end
+
+local function copy_policy(p)
+    local c = {}
+    for k, v in pairs(p) do
+        c[k] = v
+    end
+    local hist, bk = {}, {}
+    for i = 1, #p.hist do
+        hist[i] = p.hist[i]
+    end
+    for i = 1, #p.bk do
+        bk[i] = { p.bk[i][1], p.bk[i][2] }
+    end
+    c.hist, c.bk = hist, bk
+    return c
+end
+
+-- The policy as it is at `now`, with the resets due applied; the stored
+-- one when nothing is due.
+local function policy_at(p, now)
+    if needs_roll(p, now) then
+        local c = copy_policy(p)
+        roll(c, now)
+        return c
+    end
+    return p
+end
+
+-- A rolling window re-arms the thresholds its usage is now below.
+local function rearm(p)
+    if not is_rolling(p) then
+        return
+    end
+    for i, pct in ipairs(p.warn) do
+        if not crossed(p, pct) then
+            p.fired = band(p.fired, bnot(lshift(1, i - 1)))
+        end
+    end
+    if not is_over(p) then
+        p.overf = false
+    end
+end
+
+-- Adds usage at `now`; usage never goes below zero. A rolling window puts it
+-- in the current bucket and takes a negative amount from the newest first.
+local function add_used(p, delta, now)
+    local updated = D.add_floor_zero(p.used, delta)
+    local w = window_of(p.wenc)
+    if W.is_rolling(w) then
+        local bucket = W.bucket_ms(w)
+        local last = p.bk[#p.bk]
+        local current = math.max(math.floor(now / bucket), last and last[1] or 0)
+        if D.cmp(delta, D.ZERO) > 0 then
+            if last and last[1] == current then
+                last[2] = plus(last[2], delta)
+            else
+                p.bk[#p.bk + 1] = { current, delta }
+            end
+        else
+            local give_back = D.neg(delta)
+            while D.cmp(give_back, D.ZERO) > 0 do
+                local newest = p.bk[#p.bk]
+                if not newest then
+                    break
+                end
+                local take = D.min(give_back, newest[2])
+                newest[2] = D.sub(newest[2], take)
+                give_back = D.sub(give_back, take)
+                if D.is_zero(newest[2]) then
+                    p.bk[#p.bk] = nil
+                end
+            end
+        end
+        local sum = D.ZERO
+        for i = 1, #p.bk do
+            sum = plus(sum, p.bk[i][2])
+        end
+        p.used = sum
+    else
+        p.used = updated
+    end
+end
+
+local function grant_policy(p, amount, now)
+    roll(p, now)
+    p.gr = D.add(p.gr, amount)
+    D.add(allowance(p), D.ZERO)
+end
+
+-- QUOTA.RESET: closes the current period now.
+local function reset_policy(p, now)
+    roll(p, now)
+    local w = window_of(p.wenc)
+    local start = p.ps
+    if W.is_rolling(w) then
+        start = math.max(p.ps, math.max(now - w.ms, 0))
+    end
+    local allow = allowance(p)
+    local closed = closed_of(start, now, p.used, allow, p.ro)
+    archive(p, closed)
+    local unused = D.max(D.sub(allow, p.used), D.ZERO)
+    local a = next_allowance(p, unused)
+    p.ps = now
+    p.used = D.ZERO
+    p.gr = D.ZERO
+    p.ro = D.sub(a, p.limit)
+    p.bk = {}
+    p.fired = 0
+    p.overf = false
+    return closed
+end
+
+-- QUOTA.SET on an existing policy: resets due first, then the new spec;
+-- usage is kept.
+local function update_policy(p, spec, now)
+    roll(p, now)
+    local window_changed = spec.wenc ~= p.wenc
+    if not same_list(spec.warn, p.warn) then
+        p.fired = 0
+    end
+    p.metric, p.limit, p.mode, p.wenc, p.warn = spec.metric, spec.limit, spec.mode, spec.wenc, spec.warn
+    p.rollover, p.service, p.model = spec.rollover, spec.service, spec.model
+    local w = window_of(p.wenc)
+    if p.rollover and W.is_calendar(w) then
+        p.ro = D.min(p.ro, D.max(D.sub(p.rollover, p.limit), D.ZERO))
+    else
+        p.ro = D.ZERO
+    end
+    if window_changed then
+        if W.is_calendar(w) then
+            p.ps = W.period_of(w, now)
+        else
+            p.ps = now
+        end
+        p.bk = {}
+        if W.is_rolling(w) and D.cmp(p.used, D.ZERO) > 0 then
+            p.bk[1] = { math.floor(now / W.bucket_ms(w)), p.used }
+        end
+    end
+end
+
+-- ----- storage -----------------------------------------------------------------
+
+local function pack_policy(p)
+    local bk = {}
+    for i = 1, #p.bk do
+        bk[#bk + 1] = p.bk[i][1]
+        bk[#bk + 1] = D.fmt(p.bk[i][2])
+    end
+    return {
+        p.name, p.metric, D.fmt(p.limit), p.mode, p.wenc, p.warn, p.rollover and D.fmt(p.rollover) or false,
+        p.service or false, p.model or false, p.gen, D.fmt(p.used), D.fmt(p.held), p.ps, D.fmt(p.ro), D.fmt(p.gr),
+        p.hist, bk, p.fired, p.overf,
+    }
+end
+
+local function unpack_policy(t)
+    local bk = {}
+    local flat = t[17]
+    for i = 1, #flat, 2 do
+        bk[#bk + 1] = { flat[i], D.of(flat[i + 1]) }
+    end
+    return {
+        name = t[1], metric = t[2], limit = D.of(t[3]), mode = t[4], wenc = t[5], warn = t[6],
+        rollover = t[7] and D.of(t[7]) or false, service = t[8] or nil, model = t[9] or nil, gen = t[10],
+        used = D.of(t[11]), held = D.of(t[12]), ps = t[13], ro = D.of(t[14]), gr = D.of(t[15]), hist = t[16],
+        bk = bk, fired = t[18], overf = t[19],
+    }
+end
+
+-- ----- views -----------------------------------------------------------------
+
+local function push_period(fields, ps, pe)
+    if ps then
+        fields[#fields + 1] = "period_start"
+        fields[#fields + 1] = ps
+        fields[#fields + 1] = "period_end"
+        fields[#fields + 1] = pe
+    end
+end
+
+-- A policy as QUOTA.GET and QUOTA.TREE show it (rolled by the caller).
+local function policy_reply(p, now)
+    local w = window_of(p.wenc)
+    local warn = {}
+    for i, pct in ipairs(p.warn) do
+        warn[i] = pct
+    end
+    local f = M("policy", p.name, "metric", p.metric, "mode", p.mode, "window", W.label(w),
+        "limit", D.fmt(allowance(p)), "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p)),
+        "status", status(p), "warn", warn)
+    local anchor = W.anchor(w)
+    if anchor then
+        f[#f + 1] = "anchor"
+        f[#f + 1] = anchor
+    end
+    if p.rollover then
+        f[#f + 1] = "rollover"
+        f[#f + 1] = D.fmt(p.rollover)
+    end
+    if p.service then
+        f[#f + 1] = "service"
+        f[#f + 1] = p.service
+    end
+    if p.model then
+        f[#f + 1] = "model"
+        f[#f + 1] = p.model
+    end
+    push_period(f, shown_period(p, now))
+    return f
+end
+
+local function closed_reply(c)
+    return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5])
+end

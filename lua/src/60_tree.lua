@@ -1,0 +1,563 @@
+-- ---------------------------------------------------------------------------
+-- The tree: its keys, nodes, events, and charging usage along paths
+-- (src/engine/tree.rs).
+--
+-- Keys of the tree `K` (see lua/README.md):
+--   K                          hash: "#" → meta, "/<path>" → node
+--   {tag}quota:K:holds         hash: id → live hold
+--   {tag}quota:K:expiry        zset: id scored by expires_at (ms)
+--   {tag}quota:K:done          hash: id → finished reservation or charge
+--   {tag}quota:K:forget        zset: id scored by when it is forgotten
+--   {tag}quota:K:events        list: the latest events, oldest first
+--
+-- A command works on a context: everything it reads is decoded once into
+-- it, every change is made there, and `flush` writes the changes at the
+-- end. A command that fails never flushes, so it changes nothing; a read
+-- never flushes, so expiry it applies on the way is only seen, not stored.
+-- ---------------------------------------------------------------------------
+
+local mpack, munpack = cmsgpack.pack, cmsgpack.unpack
+
+local function node_field(path)
+    return "/" .. path
+end
+
+local function new_node()
+    return { pols = {}, spent = {}, kids = {}, live = 0 }
+end
+
+local function pack_node(n)
+    local pols = {}
+    for i = 1, #n.pols do
+        pols[i] = pack_policy(n.pols[i])
+    end
+    return mpack({ pols, costs_pack(n.spent), n.kids, n.live })
+end
+
+local function unpack_node(blob)
+    local t = munpack(blob)
+    local pols = {}
+    for i = 1, #t[1] do
+        pols[i] = unpack_policy(t[1][i])
+    end
+    return { pols = pols, spent = costs_unpack(t[2]), kids = t[3], live = t[4] }
+end
+
+-- The time: the server's clock, or the test clock when it is enabled.
+local CLOCK_KEY = "quota:clock"
+local function now_ms()
+    if TEST_CLOCK then
+        local t = redis.call("GET", CLOCK_KEY)
+        if t then
+            return tonumber(t)
+        end
+    end
+    local t = redis.call("TIME")
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function open_tree(key, writable)
+    local ctx = {
+        key = key, writable = writable, now = now_ms(),
+        hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+        fkey = companion(key, ":forget"), vkey = companion(key, ":events"),
+        nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
+        exp_set = {}, exp_del = {}, done = {}, done_dirty = {}, forget_set = {}, forgotten = {},
+        new_events = {}, meta_dirty = false, limits = SETTINGS,
+    }
+    local meta = redis.call("HGET", key, "#")
+    if meta then
+        local m = munpack(meta)
+        ctx.meta = { seq = m[1], gen = m[2], ev = m[3] }
+        ctx.exists = true
+        ctx.node_count = redis.call("HLEN", key) - 1
+        ctx.hold_count = redis.call("HLEN", ctx.hkey)
+    else
+        if redis.call("EXISTS", key) == 1 then
+            fail("WRONGTYPE Operation against a key holding the wrong kind of value")
+        end
+        ctx.meta = { seq = 0, gen = 1, ev = 1 }
+        ctx.exists = false
+        ctx.nodes[""] = new_node()
+        ctx.node_count = 1
+        ctx.hold_count = 0
+    end
+    return ctx
+end
+
+-- Loads the nodes of `paths` not yet in the context (false when missing).
+local function load_nodes(ctx, paths)
+    local want, seen = {}, {}
+    for _, path in ipairs(paths) do
+        if ctx.nodes[path] == nil and not seen[path] then
+            seen[path] = true
+            want[#want + 1] = path
+        end
+    end
+    if #want == 0 then
+        return
+    end
+    if not ctx.exists then
+        for _, path in ipairs(want) do
+            ctx.nodes[path] = false
+        end
+        return
+    end
+    local fields = {}
+    for i, path in ipairs(want) do
+        fields[i] = node_field(path)
+    end
+    local blobs = {}
+    for first = 1, #fields, 1000 do
+        local part = redis.call("HMGET", ctx.key, unpack(fields, first, math.min(first + 999, #fields)))
+        for i = 1, #part do
+            blobs[first + i - 1] = part[i]
+        end
+    end
+    for i, path in ipairs(want) do
+        ctx.nodes[path] = blobs[i] and unpack_node(blobs[i]) or false
+    end
+end
+
+local function find(ctx, path)
+    if ctx.nodes[path] == nil then
+        load_nodes(ctx, { path })
+    end
+    return ctx.nodes[path] or nil
+end
+
+local function touch(ctx, path)
+    ctx.dirty[path] = true
+end
+
+local function insert_sorted(list, name)
+    local i = #list + 1
+    while i > 1 and bytes_less(name, list[i - 1]) do
+        i = i - 1
+    end
+    tinsert(list, i, name)
+end
+
+-- Creates `path` and its missing ancestors (the caller checked max_paths).
+local function ensure_path(ctx, path)
+    local node = find(ctx, path)
+    if node then
+        return node
+    end
+    local parent = ensure_path(ctx, parent_of(path))
+    node = new_node()
+    ctx.nodes[path] = node
+    ctx.deleted[path] = nil
+    touch(ctx, path)
+    insert_sorted(parent.kids, leaf_of(path))
+    touch(ctx, parent_of(path))
+    ctx.node_count = ctx.node_count + 1
+    return node
+end
+
+local function check_path_room(ctx, new_nodes)
+    local max = ctx.limits.max_paths
+    if new_nodes > 0 and ctx.node_count + new_nodes > max then
+        fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
+    end
+end
+
+local function missing_count(ctx, paths)
+    local all = {}
+    for _, path in ipairs(paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    load_nodes(ctx, all)
+    local missing, seen = 0, {}
+    for _, prefix in ipairs(all) do
+        if not ctx.nodes[prefix] and not seen[prefix] then
+            seen[prefix] = true
+            missing = missing + 1
+        end
+    end
+    return missing
+end
+
+local function next_generation(ctx)
+    local g = ctx.meta.gen
+    ctx.meta.gen = g + 1
+    ctx.meta_dirty = true
+    return g
+end
+
+-- ----- events ----------------------------------------------------------------
+
+local function event_about(kind, now, path, p)
+    return {
+        seq = 0, type = kind, time = now, path = path, policy = p.name, metric = p.metric,
+        used = D.fmt(p.used), held = D.fmt(p.held), limit = D.fmt(allowance(p)),
+    }
+end
+
+local function emit(ctx, event)
+    event.seq = ctx.meta.ev
+    ctx.meta.ev = ctx.meta.ev + 1
+    ctx.meta_dirty = true
+    ctx.new_events[#ctx.new_events + 1] = event
+end
+
+-- The warnings and `over` a policy fires now, each once per period.
+local function alerts(ctx, p, path)
+    local rolling = is_rolling(p)
+    for i, pct in ipairs(p.warn) do
+        local b = lshift(1, i - 1)
+        local is_crossed = crossed(p, pct)
+        if is_crossed and band(p.fired, b) == 0 then
+            p.fired = bor(p.fired, b)
+            local e = event_about("warning", ctx.now, path, p)
+            e.threshold = pct
+            emit(ctx, e)
+        elseif not is_crossed and rolling then
+            p.fired = band(p.fired, bnot(b))
+        end
+    end
+    local over = is_over(p)
+    if over and not p.overf then
+        p.overf = true
+        emit(ctx, event_about("over", ctx.now, path, p))
+    elseif not over and rolling then
+        p.overf = false
+    end
+end
+
+local function policy_of(ctx, ref)
+    local node = ctx.nodes[ref.path]
+    return node and node.pols[ref.i]
+end
+
+local function observe(ctx, refs)
+    for _, ref in ipairs(refs) do
+        local p = policy_of(ctx, ref)
+        if p then
+            alerts(ctx, p, ref.path)
+            touch(ctx, ref.path)
+        end
+    end
+end
+
+-- The reset event of the periods just closed and the rollover event.
+local function period_events(ctx, p, path, closed)
+    local last = p.hist[1]
+    if last then
+        local e = event_about("reset", ctx.now, path, p)
+        e.used, e.limit, e.held, e.periods = last[3], last[4], false, closed
+        emit(ctx, e)
+    end
+    if D.cmp(p.ro, D.ZERO) > 0 then
+        local e = event_about("rollover", ctx.now, path, p)
+        e.rolled_over = D.fmt(p.ro)
+        emit(ctx, e)
+    end
+end
+
+-- Applies the resets due to a policy, with their events.
+local function roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    if not p then
+        return
+    end
+    local closed = roll(p, ctx.now)
+    rearm(p)
+    touch(ctx, ref.path)
+    if closed > 0 then
+        period_events(ctx, p, ref.path, closed)
+    end
+end
+
+local function event_reply(e, tree)
+    local f = M("seq", e.seq, "type", e.type, "time", e.time)
+    if tree then
+        f[#f + 1] = "tree"
+        f[#f + 1] = tree
+    end
+    local rest = { "path", display_path(e.path), "policy", e.policy or false, "metric", e.metric or false,
+        "used", e.used or false, "held", e.held or false, "limit", e.limit or false }
+    for i = 1, #rest do
+        f[#f + 1] = rest[i]
+    end
+    local extra = {
+        warning = { "threshold", e.threshold or false },
+        reset = { "periods", e.periods or false },
+        rollover = { "rolled_over", e.rolled_over or false },
+        expired = { "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
+    }
+    for _, v in ipairs(extra[e.type] or {}) do
+        f[#f + 1] = v
+    end
+    return f
+end
+
+-- ----- reaching policies and charging usage ------------------------------------
+
+-- The nodes and policies a charge set reaches, each once, root first: those
+-- whose metric is in `metrics` and whose filter matches.
+local function reach(ctx, set, metrics)
+    local all = {}
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    load_nodes(ctx, all)
+    local nodes, collected, missing, missing_seen = {}, {}, 0, {}
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            if ctx.nodes[prefix] then
+                if not collected[prefix] then
+                    collected[prefix] = true
+                    nodes[#nodes + 1] = prefix
+                end
+            elseif not missing_seen[prefix] then
+                missing_seen[prefix] = true
+                missing = missing + 1
+            end
+        end
+    end
+    local wanted = {}
+    for _, m in ipairs(metrics) do
+        wanted[m] = true
+    end
+    local refs = {}
+    for _, path in ipairs(nodes) do
+        for i, p in ipairs(ctx.nodes[path].pols) do
+            if wanted[p.metric] and matches(p, set.service, set.model) then
+                refs[#refs + 1] = { path = path, i = i }
+            end
+        end
+    end
+    return { nodes = nodes, missing = missing, pols = refs }
+end
+
+local function metrics_of(costs)
+    local out = {}
+    for i = 1, #costs do
+        out[i] = costs[i][1]
+    end
+    return out
+end
+
+local function usage_reach(ctx, set, usage)
+    return reach(ctx, set, metrics_of(usage))
+end
+
+local function policy_now(ctx, ref)
+    local p = policy_of(ctx, ref)
+    return p and policy_at(p, ctx.now)
+end
+
+-- One check of a policy examined by a request (amounts as text).
+local function make_check(path, p, requested, pass, now)
+    local w = window_of(p.wenc)
+    local ps, pe = shown_period(p, now)
+    return {
+        path = display_path(path), policy = p.name, metric = p.metric, mode = p.mode, window = W.label(w),
+        limit = D.fmt(allowance(p)), used = D.fmt(p.used), held = D.fmt(p.held), requested = D.fmt(requested),
+        remaining = D.fmt(remaining(p)), pass = pass, status = status(p), ps = ps, pe = pe,
+    }
+end
+
+local function checks_of(ctx, r, requested)
+    local out = {}
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        if p then
+            local amount = costs_get(requested, p.metric)
+            out[#out + 1] = make_check(ref.path, p, amount, passes(p, amount), ctx.now)
+        end
+    end
+    return out
+end
+
+local function check_label(c)
+    return c.path .. "#" .. c.policy
+end
+
+-- Checks that charging `usage` keeps every total in range and that the
+-- missing nodes fit, without changing anything.
+local function check_usage(ctx, r, usage)
+    check_path_room(ctx, r.missing)
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        if p then
+            D.add(p.used, costs_get(usage, p.metric))
+        end
+    end
+    for _, path in ipairs(r.nodes) do
+        local node = ctx.nodes[path]
+        for i = 1, #usage do
+            D.add(costs_get(node.spent, usage[i][1]), usage[i][2])
+        end
+    end
+end
+
+-- Charges `usage` to every node of the charge set and every matching policy,
+-- each once (check_usage ran first). Returns the policies now over.
+local function apply_usage(ctx, r, set, usage)
+    if r.missing > 0 then
+        for _, path in ipairs(set.paths) do
+            ensure_path(ctx, path)
+        end
+        r = usage_reach(ctx, set, usage)
+    end
+    local over = {}
+    for _, ref in ipairs(r.pols) do
+        roll_policy(ctx, ref)
+        local p = policy_of(ctx, ref)
+        add_used(p, costs_get(usage, p.metric), ctx.now)
+        if is_over(p) then
+            over[#over + 1] = display_path(ref.path) .. "#" .. p.name
+        end
+    end
+    observe(ctx, r.pols)
+    for _, path in ipairs(r.nodes) do
+        local node = ctx.nodes[path]
+        for i = 1, #usage do
+            local metric, delta = usage[i][1], usage[i][2]
+            local current = costs_get(node.spent, metric)
+            local ok, updated = pcall(D.add_floor_zero, current, delta)
+            if not ok then
+                updated = current
+            end
+            costs_add(node.spent, metric, D.sub(updated, current))
+        end
+        touch(ctx, path)
+    end
+    return over
+end
+
+-- ----- holds and finished ids as stored ------------------------------------------
+-- hold = {id, paths, service, model, created, expires, items, lines, reply,
+--         last_commit, last_release}; item = {cost (costs), state, outcome};
+-- state is "held", "committed", "released" or "expired"; a line names a
+-- policy by path and generation. Outcomes keep amounts as text.
+
+local function hold_table(hold)
+    local items = {}
+    for i, item in ipairs(hold.items) do
+        items[i] = { costs_pack(item.cost), item.state, item.outcome or false }
+    end
+    local lines = {}
+    for _, line in ipairs(hold.lines) do
+        lines[#lines + 1] = line.path
+        lines[#lines + 1] = line.gen
+    end
+    return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items, lines,
+        hold.reply or false, hold.last_commit or false, hold.last_release or false }
+end
+
+local function hold_of_table(t)
+    local items = {}
+    for i, item in ipairs(t[7]) do
+        items[i] = { cost = costs_unpack(item[1]), state = item[2], outcome = item[3] or nil }
+    end
+    local lines = {}
+    for i = 1, #t[8], 2 do
+        lines[#lines + 1] = { path = t[8][i], gen = t[8][i + 1] }
+    end
+    return { id = t[1], paths = t[2], service = t[3] or nil, model = t[4] or nil, created = t[5], expires = t[6],
+        items = items, lines = lines, reply = t[9] or nil, last_commit = t[10] or nil, last_release = t[11] or nil }
+end
+
+local function pack_hold(hold)
+    return mpack(hold_table(hold))
+end
+
+-- entry = {id, forget_at, hold, charge}
+local function pack_done(entry)
+    return mpack({ entry.id, entry.forget_at, entry.hold and hold_table(entry.hold) or false, entry.charge or false })
+end
+
+local function unpack_done(blob)
+    local t = munpack(blob)
+    return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
+end
+
+-- Runs `command key a1 a2 ...` over `list` in chunks (Lua's unpack has a
+-- limit), appending the replies.
+local function call_chunked(command, key, list)
+    local out = {}
+    for first = 1, #list, 1000 do
+        local reply = redis.call(command, key, unpack(list, first, math.min(first + 999, #list)))
+        if type(reply) == "table" then
+            for _, v in ipairs(reply) do
+                out[#out + 1] = v
+            end
+        end
+    end
+    return out
+end
+
+-- ----- writing back --------------------------------------------------------------
+
+local EVENTS_CHANNEL = "quota:events:"
+
+local function flush(ctx)
+    local key = ctx.key
+    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+    if not any then
+        return
+    end
+    if not ctx.exists then
+        -- Companions left by a tree deleted with DEL belong to nobody.
+        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey)
+        ctx.exists = true
+        ctx.dirty[""] = true
+    end
+    local hset = { "#", mpack({ ctx.meta.seq, ctx.meta.gen, ctx.meta.ev }) }
+    for path in pairs(ctx.dirty) do
+        local node = ctx.nodes[path]
+        if node then
+            hset[#hset + 1] = node_field(path)
+            hset[#hset + 1] = pack_node(node)
+        end
+    end
+    call_chunked("HSET", key, hset)
+    local hdel = {}
+    for path in pairs(ctx.deleted) do
+        hdel[#hdel + 1] = node_field(path)
+    end
+    call_chunked("HDEL", key, hdel)
+    for id in pairs(ctx.hold_deleted) do
+        redis.call("HDEL", ctx.hkey, id)
+        redis.call("ZREM", ctx.ekey, id)
+    end
+    for id in pairs(ctx.hold_dirty) do
+        local hold = ctx.holds[id]
+        if hold and not ctx.hold_deleted[id] then
+            redis.call("HSET", ctx.hkey, id, pack_hold(hold))
+            redis.call("ZADD", ctx.ekey, hold.expires, id)
+        end
+    end
+    for id in pairs(ctx.forgotten) do
+        redis.call("HDEL", ctx.tkey, id)
+        redis.call("ZREM", ctx.fkey, id)
+    end
+    for id in pairs(ctx.done_dirty) do
+        local entry = ctx.done[id]
+        if entry then
+            redis.call("HSET", ctx.tkey, id, pack_done(entry))
+            redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+        end
+    end
+    if #ctx.new_events > 0 then
+        local blobs = {}
+        for i, e in ipairs(ctx.new_events) do
+            blobs[i] = mpack(e)
+        end
+        redis.call("RPUSH", ctx.vkey, unpack(blobs))
+        redis.call("LTRIM", ctx.vkey, -math.max(ctx.limits.events_len, 1), -1)
+        for _, e in ipairs(ctx.new_events) do
+            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
+        end
+    end
+    ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+    ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
+end

@@ -1,0 +1,626 @@
+-- ---------------------------------------------------------------------------
+-- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
+-- Item indices are 0-based in commands and replies, 1-based here.
+-- ---------------------------------------------------------------------------
+
+local HOLDS = {}
+
+local function get_hold(ctx, id)
+    local h = ctx.holds[id]
+    if h == nil then
+        local blob = ctx.exists and redis.call("HGET", ctx.hkey, id)
+        h = blob and hold_of_table(munpack(blob)) or false
+        ctx.holds[id] = h
+    end
+    return h or nil
+end
+
+local function get_done(ctx, id)
+    local e = ctx.done[id]
+    if e == nil then
+        local blob = ctx.exists and redis.call("HGET", ctx.tkey, id)
+        e = blob and unpack_done(blob) or false
+        ctx.done[id] = e
+    end
+    return e or nil
+end
+
+local function remember(ctx, entry)
+    ctx.done[entry.id] = entry
+    ctx.done_dirty[entry.id] = true
+    ctx.forgotten[entry.id] = nil
+end
+
+local function cost_of(hold, indices)
+    local list = {}
+    for _, i in ipairs(indices) do
+        list[#list + 1] = hold.items[i].cost
+    end
+    return sum_costs(list)
+end
+
+local function indices_in(hold, wanted)
+    local out = {}
+    for i, item in ipairs(hold.items) do
+        if wanted[item.state] then
+            out[#out + 1] = i
+        end
+    end
+    return out
+end
+
+local HELD = { held = true }
+local OPEN = { held = true, expired = true }
+
+-- Subtracts what `indices` of a live hold hold from its policies.
+local function release_lines(ctx, hold, indices)
+    local paths = {}
+    for _, line in ipairs(hold.lines) do
+        paths[#paths + 1] = line.path
+    end
+    load_nodes(ctx, paths)
+    for _, line in ipairs(hold.lines) do
+        local node = ctx.nodes[line.path]
+        if node then
+            for _, p in ipairs(node.pols) do
+                if p.gen == line.gen then
+                    local amount = D.ZERO
+                    for _, i in ipairs(indices) do
+                        amount = plus(amount, costs_get(hold.items[i].cost, p.metric))
+                    end
+                    p.held = D.max(D.sub(p.held, amount), D.ZERO)
+                    touch(ctx, line.path)
+                    break
+                end
+            end
+        end
+    end
+end
+
+-- Moves a live hold to the finished ids.
+local function finish(ctx, id, now)
+    local hold = get_hold(ctx, id)
+    if not hold then
+        return
+    end
+    ctx.holds[id] = false
+    ctx.hold_deleted[id] = true
+    ctx.hold_dirty[id] = nil
+    ctx.hold_count = ctx.hold_count - 1
+    load_nodes(ctx, hold.paths)
+    for _, path in ipairs(hold.paths) do
+        local node = ctx.nodes[path]
+        if node then
+            node.live = math.max(node.live - 1, 0)
+            touch(ctx, path)
+        end
+    end
+    hold.lines = {}
+    -- A hold settled item by item is only asked about again by repeats,
+    -- answered from its outcomes; an expired one keeps its paths and costs
+    -- for a late commit.
+    local any_expired = false
+    for _, item in ipairs(hold.items) do
+        if item.state == "expired" then
+            any_expired = true
+        end
+    end
+    if not any_expired then
+        hold.paths, hold.service, hold.model = {}, nil, nil
+        for _, item in ipairs(hold.items) do
+            item.cost = {}
+        end
+    end
+    remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
+end
+
+local function finish_if_settled(ctx, id)
+    local hold = get_hold(ctx, id)
+    if hold and #indices_in(hold, HELD) == 0 then
+        finish(ctx, id, ctx.now)
+    end
+end
+
+-- Releases every hold due and forgets finished ids whose memory ran out.
+local function expire(ctx)
+    if not ctx.exists then
+        return
+    end
+    local due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
+    for k = 1, #due, 2 do
+        local id, at = due[k], tonumber(due[k + 1])
+        local hold = get_hold(ctx, id)
+        if hold then
+            local held = indices_in(hold, HELD)
+            release_lines(ctx, hold, held)
+            for _, i in ipairs(held) do
+                hold.items[i].state = "expired"
+            end
+            emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
+                amounts = costs_pack(cost_of(hold, held)) })
+            finish(ctx, id, at)
+        else
+            ctx.hold_deleted[id] = true
+        end
+    end
+    local forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    for _, id in ipairs(forget) do
+        ctx.forgotten[id] = true
+        ctx.done[id] = false
+        ctx.done_dirty[id] = nil
+    end
+end
+
+function HOLDS.check_item(hold, i)
+    if i >= #hold.items then
+        fail(sformat("NOTFOUND no such item %d in reservation '%s': it holds items 0 to %d", i, hold.id,
+            #hold.items - 1))
+    end
+end
+
+-- A live hold (true) or a remembered one (false).
+function HOLDS.lookup(ctx, id)
+    local hold = get_hold(ctx, id)
+    if hold then
+        return hold, true
+    end
+    local entry = get_done(ctx, id)
+    if entry and entry.hold then
+        return entry.hold, false
+    elseif entry then
+        fail(sformat("ERR '%s' names a charge, not a reservation", id))
+    end
+    fail(sformat("NOTFOUND no such reservation '%s'", clip(id)))
+end
+
+function HOLDS.save_hold(ctx, hold, live)
+    if live then
+        ctx.hold_dirty[hold.id] = true
+    else
+        local entry = get_done(ctx, hold.id)
+        entry.hold = hold
+        remember(ctx, entry)
+    end
+end
+
+function HOLDS.copy_outcome(o, changes)
+    local c = {}
+    for k, v in pairs(o) do
+        c[k] = v
+    end
+    for k, v in pairs(changes) do
+        c[k] = v
+    end
+    return c
+end
+
+function HOLDS.generate_id(ctx)
+    while true do
+        ctx.meta.seq = ctx.meta.seq + 1
+        ctx.meta_dirty = true
+        local id = sformat("%x-%x", ctx.now, ctx.meta.seq)
+        if not get_hold(ctx, id) and not get_done(ctx, id) then
+            return id
+        end
+    end
+end
+
+-- The policy that admits the fewest leading items, when one admits fewer
+-- than all.
+function HOLDS.binding_of(ctx, r, items)
+    local best = nil
+    local n = #items
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        local metric = p.metric
+        local fits = 0
+        if p.mode == "open" then
+            fits = n
+        elseif p.mode == "block" then
+            if D.cmp(p.used, allowance(p)) < 0 then
+                fits = n
+            else
+                while fits < n and D.cmp(costs_get(items[fits + 1], metric), D.ZERO) <= 0 do
+                    fits = fits + 1
+                end
+            end
+        else
+            local lvl, allow = plus(p.used, p.held), allowance(p)
+            while fits < n do
+                local c = costs_get(items[fits + 1], metric)
+                if D.cmp(c, D.ZERO) > 0 then
+                    lvl = plus(lvl, c)
+                    if D.cmp(lvl, allow) > 0 then
+                        break
+                    end
+                end
+                fits = fits + 1
+            end
+        end
+        if fits < n and (best == nil or fits < best.fits) then
+            best = { ref = ref, fits = fits }
+        end
+    end
+    return best
+end
+
+-- One sentence naming the policy that refuses and by how much.
+function HOLDS.shortfall(ctx, ref, total, fits, n)
+    local p = policy_now(ctx, ref)
+    local path = display_path(ref.path)
+    local lead
+    if fits then
+        lead = sformat("enough %s for %d of %d items", p.metric, fits, n)
+    else
+        lead = "not enough " .. p.metric
+    end
+    if p.mode == "block" then
+        return sformat("%s: the limit at %s is reached (%s of %s used)", lead, path, D.fmt(p.used),
+            D.fmt(allowance(p)))
+    end
+    return sformat("%s: %s available at %s, %s needed", lead, D.fmt(D.max(remaining(p), D.ZERO)), path,
+        D.fmt(costs_get(total, p.metric)))
+end
+
+function HOLDS.reserve_message(ctx, req, binding, reserved, total)
+    local n = #req.items
+    if not binding then
+        if req.batch == "DRYRUN" then
+            if n == 1 then
+                return "fits: " .. describe(total)
+            end
+            return sformat("all %d items fit: %s", n, describe(total))
+        end
+        if n == 1 then
+            return "reserved " .. describe(total)
+        end
+        return sformat("reserved all %d items: %s", n, describe(total))
+    end
+    local message
+    if n == 1 then
+        message = HOLDS.shortfall(ctx, binding.ref, total)
+    else
+        message = HOLDS.shortfall(ctx, binding.ref, total, binding.fits, n)
+    end
+    if reserved > 0 then
+        message = message .. sformat("; reserved the first %d", reserved)
+    end
+    return message
+end
+
+function HOLDS.repeated_reserve(ctx, id)
+    local hold = get_hold(ctx, id)
+    if not hold then
+        local entry = get_done(ctx, id)
+        if not entry then
+            return nil
+        end
+        hold = entry.hold
+    end
+    if hold and hold.reply then
+        return HOLDS.copy_outcome(hold.reply, { duplicate = true })
+    end
+    fail(sformat("ERR id '%s' is already used by another reservation or charge", id))
+end
+
+function HOLDS.labels_failing(checks)
+    local out = {}
+    for _, c in ipairs(checks) do
+        if not c.pass then
+            out[#out + 1] = check_label(c)
+        end
+    end
+    return out
+end
+
+-- QUOTA.RESERVE. req = {set, id, ttl, batch, items, brief}
+function HOLDS.reserve(ctx, req)
+    local n = #req.items
+    if n > ctx.limits.max_items then
+        fail(sformat("ERR limit: at most %d items per reservation (max_items)", ctx.limits.max_items))
+    end
+    if req.id then
+        local first = HOLDS.repeated_reserve(ctx, req.id)
+        if first then
+            return first
+        end
+    end
+    local total = {}
+    for _, item in ipairs(req.items) do
+        for i = 1, #item do
+            D.add(costs_get(total, item[i][1]), item[i][2])
+            costs_add(total, item[i][1], item[i][2])
+        end
+    end
+    local r = reach(ctx, req.set, metrics_of(total))
+    local binding = HOLDS.binding_of(ctx, r, req.items)
+    local fits = binding and binding.fits or n
+    local reserved, allowed
+    if req.batch == "UPTO" then
+        reserved, allowed = fits, fits > 0
+    else
+        reserved = (req.batch == "ALL" and fits == n) and n or 0
+        allowed = fits == n
+    end
+    local checks, denied = {}, {}
+    if not (req.brief and allowed) then
+        local requested = total
+        if req.batch == "UPTO" and reserved > 0 then
+            requested = sum_costs({ unpack(req.items, 1, reserved) })
+        end
+        checks = checks_of(ctx, r, requested)
+        denied = HOLDS.labels_failing(checks)
+    end
+    local outcome = {
+        allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
+        cost = costs_pack(total), checks = checks, denied = denied,
+        message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
+    }
+    if reserved == 0 then
+        return outcome
+    end
+    local held = total
+    if reserved < n then
+        held = sum_costs({ unpack(req.items, 1, reserved) })
+    end
+    if ctx.hold_count >= ctx.limits.max_holds then
+        fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
+    end
+    check_path_room(ctx, r.missing)
+    for _, ref in ipairs(r.pols) do
+        local p = policy_of(ctx, ref)
+        D.add(p.held, costs_get(held, p.metric))
+    end
+
+    -- After this point the reservation succeeds.
+    local id = req.id or HOLDS.generate_id(ctx)
+    local lines = {}
+    for _, ref in ipairs(r.pols) do
+        roll_policy(ctx, ref)
+        local p = policy_of(ctx, ref)
+        p.held = plus(p.held, costs_get(held, p.metric))
+        lines[#lines + 1] = { path = ref.path, gen = p.gen }
+    end
+    for _, path in ipairs(req.set.paths) do
+        local node = ensure_path(ctx, path)
+        node.live = node.live + 1
+        touch(ctx, path)
+    end
+    local expires = ctx.now + req.ttl
+    outcome.id, outcome.expires = id, expires
+    local items = {}
+    for i = 1, reserved do
+        items[i] = { cost = req.items[i], state = "held" }
+    end
+    local hold = {
+        id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
+        expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
+    }
+    ctx.holds[id] = hold
+    ctx.hold_dirty[id] = true
+    ctx.hold_deleted[id] = nil
+    ctx.hold_count = ctx.hold_count + 1
+    observe(ctx, r.pols)
+    return outcome
+end
+
+-- QUOTA.COMMIT: charges the actual amount (default: what is reserved) and
+-- releases the hold of the settled items.
+function HOLDS.commit(ctx, id, item, actual)
+    local hold, live = HOLDS.lookup(ctx, id)
+    local indices
+    if item then
+        HOLDS.check_item(hold, item)
+        local it = hold.items[item + 1]
+        if it.state == "committed" then
+            if it.outcome then
+                return HOLDS.copy_outcome(it.outcome, { duplicate = true })
+            end
+            fail(sformat("ERR item %d of reservation '%s' was committed as part of the whole", item, id))
+        elseif it.state == "released" then
+            fail(sformat("ERR item %d of reservation '%s' was released; nothing to commit", item, id))
+        end
+        indices = { item + 1 }
+    else
+        indices = indices_in(hold, OPEN)
+        if #indices == 0 then
+            if hold.last_commit then
+                return HOLDS.copy_outcome(hold.last_commit, { duplicate = true })
+            end
+            fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
+        end
+    end
+    local reserved = cost_of(hold, indices)
+    local held_idx, lapsed_idx = {}, {}
+    for _, i in ipairs(indices) do
+        if hold.items[i].state == "held" then
+            held_idx[#held_idx + 1] = i
+        else
+            lapsed_idx[#lapsed_idx + 1] = i
+        end
+    end
+    local held, lapsed = cost_of(hold, held_idx), cost_of(hold, lapsed_idx)
+    actual = actual or reserved
+    local set = { paths = hold.paths, service = hold.service, model = hold.model }
+    local r = usage_reach(ctx, set, actual)
+    check_usage(ctx, r, actual)
+
+    -- After this point the commit succeeds.
+    if live then
+        release_lines(ctx, hold, indices)
+    end
+    local over = apply_usage(ctx, r, set, actual)
+    local released = {}
+    for _, pair in ipairs(held) do
+        local m, amount = pair[1], pair[2]
+        local used_of_hold = D.max(D.sub(costs_get(actual, m), costs_get(lapsed, m)), D.ZERO)
+        released[#released + 1] = { m, D.max(D.sub(amount, used_of_hold), D.ZERO) }
+    end
+    local overage = {}
+    for _, pair in ipairs(actual) do
+        local extra = D.sub(pair[2], costs_get(reserved, pair[1]))
+        if D.cmp(extra, D.ZERO) > 0 then
+            overage[#overage + 1] = { pair[1], extra }
+        end
+    end
+    local outcome = { id = id, charged = costs_pack(actual), released = costs_pack(released),
+        overage = costs_pack(overage), duplicate = false, expired = #lapsed_idx > 0, over = over }
+    for _, i in ipairs(indices) do
+        hold.items[i].state = "committed"
+    end
+    if item then
+        hold.items[indices[1]].outcome = outcome
+    end
+    hold.last_commit = outcome
+    HOLDS.save_hold(ctx, hold, live)
+    if live then
+        finish_if_settled(ctx, id)
+    end
+    return outcome
+end
+
+-- QUOTA.RELEASE: gives back the hold of the items without charging.
+function HOLDS.release(ctx, id, item)
+    local hold, live = HOLDS.lookup(ctx, id)
+    local function again()
+        if hold.last_release then
+            return HOLDS.copy_outcome(hold.last_release, { duplicate = true })
+        end
+        return { id = id, released = {}, duplicate = true, expired = false }
+    end
+    local indices
+    if item then
+        HOLDS.check_item(hold, item)
+        local state = hold.items[item + 1].state
+        if state == "released" then
+            return again()
+        elseif state == "committed" then
+            fail(sformat("ERR item %d of reservation '%s' was committed; nothing to release", item, id))
+        end
+        indices = { item + 1 }
+    else
+        indices = indices_in(hold, OPEN)
+        if #indices == 0 then
+            if #indices_in(hold, { committed = true }) == #hold.items then
+                fail(sformat("ERR reservation '%s' was committed; nothing to release", id))
+            end
+            return again()
+        end
+    end
+    local held = {}
+    for _, i in ipairs(indices) do
+        if hold.items[i].state == "held" then
+            held[#held + 1] = i
+        end
+    end
+    local released = cost_of(hold, held)
+
+    -- After this point the release succeeds.
+    if live then
+        release_lines(ctx, hold, held)
+    end
+    local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
+    for _, i in ipairs(indices) do
+        hold.items[i].state = "released"
+    end
+    hold.last_release = outcome
+    HOLDS.save_hold(ctx, hold, live)
+    if live then
+        finish_if_settled(ctx, id)
+    end
+    return outcome
+end
+
+-- QUOTA.EXTEND: the hold now expires `ttl` from now.
+function HOLDS.extend(ctx, id, ttl)
+    local hold, live = HOLDS.lookup(ctx, id)
+    if not live then
+        fail(sformat("ERR reservation '%s' is no longer held (committed, released or expired)", id))
+    end
+    hold.expires = ctx.now + ttl
+    ctx.hold_dirty[id] = true
+    return { id = id, expires = hold.expires }
+end
+
+-- QUOTA.CHARGE: records usage that already happened, without a hold.
+-- req = {set, id, check, cost, brief}
+function HOLDS.charge(ctx, req)
+    if req.id then
+        if get_hold(ctx, req.id) then
+            fail(sformat("ERR id '%s' is already used by a reservation", req.id))
+        end
+        local entry = get_done(ctx, req.id)
+        if entry and entry.charge then
+            return HOLDS.copy_outcome(entry.charge, { duplicate = true })
+        elseif entry then
+            fail(sformat("ERR id '%s' is already used by a reservation", req.id))
+        end
+    end
+    local r = reach(ctx, req.set, metrics_of(req.cost))
+    local failing = {}
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        if not passes(p, costs_get(req.cost, p.metric)) then
+            failing[#failing + 1] = ref
+        end
+    end
+    local refused = failing[1]
+    local checks = {}
+    if not (req.brief and (refused == nil or not req.check)) then
+        checks = checks_of(ctx, r, req.cost)
+    end
+    local denied = {}
+    for _, ref in ipairs(failing) do
+        denied[#denied + 1] = display_path(ref.path) .. "#" .. policy_of(ctx, ref).name
+    end
+    if req.check and refused then
+        return { allowed = false, charged = {}, checks = checks, denied = denied,
+            message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
+    end
+    check_usage(ctx, r, req.cost)
+
+    -- After this point the charge succeeds.
+    local over = apply_usage(ctx, r, req.set, req.cost)
+    local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
+        message = "charged " .. describe(req.cost), over = over, duplicate = false }
+    if req.id then
+        remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
+    end
+    return outcome
+end
+
+-- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
+function HOLDS.holds_view(ctx, path, count)
+    local out = {}
+    if not ctx.exists then
+        return out
+    end
+    local start = 0
+    while #out < count do
+        local ids = redis.call("ZRANGE", ctx.ekey, start, start + 199)
+        if #ids == 0 then
+            break
+        end
+        start = start + #ids
+        for _, id in ipairs(ids) do
+            local hold = get_hold(ctx, id)
+            if hold and #out < count then
+                local within = false
+                for _, p in ipairs(hold.paths) do
+                    if is_within(p, path) then
+                        within = true
+                    end
+                end
+                if within then
+                    local paths = {}
+                    for i, p in ipairs(hold.paths) do
+                        paths[i] = display_path(p)
+                    end
+                    out[#out + 1] = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
+                        "held", costs_reply(costs_pack(cost_of(hold, indices_in(hold, HELD)))))
+                end
+            end
+        end
+    end
+    return out
+end

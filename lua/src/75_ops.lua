@@ -1,0 +1,229 @@
+-- ---------------------------------------------------------------------------
+-- Shaping and reading the tree: policies, paths, views (src/engine/tree.rs).
+-- ---------------------------------------------------------------------------
+
+local OPS = {}
+
+function OPS.not_found_path(path)
+    fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
+end
+
+function OPS.policy_ref(ctx, path, name)
+    local node = find(ctx, path)
+    if not node then
+        OPS.not_found_path(path)
+    end
+    for i, p in ipairs(node.pols) do
+        if p.name == name then
+            return { path = path, i = i }
+        end
+    end
+    fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
+end
+
+-- QUOTA.SET: creates or updates a policy.
+function OPS.set_policy(ctx, path, name, spec)
+    validate_spec(spec)
+    local node = find(ctx, path)
+    local index = nil
+    if node then
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+        end
+        if not index and #node.pols >= ctx.limits.max_policies then
+            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
+                ctx.limits.max_policies))
+        end
+    else
+        check_path_room(ctx, missing_count(ctx, { path }))
+    end
+
+    -- After this point the command succeeds.
+    node = ensure_path(ctx, path)
+    local generation = next_generation(ctx)
+    touch(ctx, path)
+    if index then
+        local ref = { path = path, i = index }
+        roll_policy(ctx, ref)
+        local p = node.pols[index]
+        local new_metric = p.metric ~= spec.metric
+        update_policy(p, spec, ctx.now)
+        if new_metric then
+            node.pols[index] = new_policy(name, spec, generation, ctx.now)
+        end
+        observe(ctx, { ref })
+        return
+    end
+    node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
+    observe(ctx, { { path = path, i = #node.pols } })
+end
+
+function OPS.unset_policy(ctx, path, name)
+    local ref = OPS.policy_ref(ctx, path, name)
+    table.remove(ctx.nodes[path].pols, ref.i)
+    touch(ctx, path)
+end
+
+-- The node and everything below it, parents before children.
+function OPS.subtree(ctx, path)
+    local out = { path }
+    local i = 1
+    while i <= #out do
+        local node = ctx.nodes[out[i]]
+        local kids = {}
+        for _, name in ipairs(node.kids) do
+            kids[#kids + 1] = (out[i] == "" and name) or (out[i] .. "/" .. name)
+        end
+        load_nodes(ctx, kids)
+        for _, k in ipairs(kids) do
+            if ctx.nodes[k] then
+                out[#out + 1] = k
+            end
+        end
+        i = i + 1
+    end
+    return out
+end
+
+-- QUOTA.DELPATH: removes a path and its subtree when no live hold names it.
+function OPS.delete_path(ctx, path)
+    if path == "" then
+        fail("ERR the root cannot be deleted; DEL the key to remove the whole tree")
+    end
+    if not find(ctx, path) then
+        OPS.not_found_path(path)
+    end
+    local all = OPS.subtree(ctx, path)
+    local held = 0
+    for _, p in ipairs(all) do
+        held = held + ctx.nodes[p].live
+    end
+    if held > 0 then
+        fail(sformat("ERR path '%s' cannot be deleted: %d live reservation(s) hold it; commit or release them first",
+            path, held))
+    end
+
+    -- After this point the command succeeds.
+    local parent = find(ctx, parent_of(path))
+    local leaf = leaf_of(path)
+    for i, name in ipairs(parent.kids) do
+        if name == leaf then
+            table.remove(parent.kids, i)
+            break
+        end
+    end
+    touch(ctx, parent_of(path))
+    for _, p in ipairs(all) do
+        ctx.nodes[p] = false
+        ctx.dirty[p] = nil
+        ctx.deleted[p] = true
+        ctx.node_count = ctx.node_count - 1
+    end
+    return #all
+end
+
+-- QUOTA.GRANT: adds to the current period's allowance.
+function OPS.grant(ctx, path, name, amount)
+    local ref = OPS.policy_ref(ctx, path, name)
+    local trial = copy_policy(policy_of(ctx, ref))
+    grant_policy(trial, amount, ctx.now)
+
+    -- After this point the command succeeds.
+    roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    grant_policy(p, amount, ctx.now)
+    touch(ctx, path)
+    return policy_reply(p, ctx.now)
+end
+
+-- QUOTA.RESET: closes the policy's current period now.
+function OPS.reset(ctx, path, name)
+    local ref = OPS.policy_ref(ctx, path, name)
+    roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    local closed = reset_policy(p, ctx.now)
+    period_events(ctx, p, path, 1)
+    touch(ctx, path)
+    return closed_reply(closed)
+end
+
+function OPS.history(ctx, path, name)
+    local ref = OPS.policy_ref(ctx, path, name)
+    local out = {}
+    for i, c in ipairs(policy_now(ctx, ref).hist) do
+        out[i] = closed_reply(c)
+    end
+    return out
+end
+
+-- A node and its descendants down to `depth` levels, visiting at most
+-- budget[1] nodes (preorder, children by name).
+function OPS.view(ctx, path, depth, budget, with_children)
+    local node = ctx.nodes[path]
+    budget[1] = math.max(budget[1] - 1, 0)
+    local children, more = {}, 0
+    if depth > 0 then
+        local kids = {}
+        for i, name in ipairs(node.kids) do
+            kids[i] = (path == "" and name) or (path .. "/" .. name)
+        end
+        load_nodes(ctx, kids)
+        for i, kid in ipairs(kids) do
+            if budget[1] == 0 then
+                more = #kids - (i - 1)
+                break
+            end
+            if ctx.nodes[kid] then
+                children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+            end
+        end
+    end
+    local policies, worst = {}, "none"
+    for i, p in ipairs(node.pols) do
+        local now_p = policy_at(p, ctx.now)
+        local s = status(now_p)
+        if STATUS_RANK[s] > STATUS_RANK[worst] then
+            worst = s
+        end
+        policies[i] = policy_reply(now_p, ctx.now)
+    end
+    local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
+        "policies", policies)
+    if with_children then
+        f[#f + 1] = "children"
+        f[#f + 1] = children
+        if more > 0 then
+            f[#f + 1] = "more"
+            f[#f + 1] = more
+        end
+    end
+    f.cut = more > 0
+    for _, c in ipairs(children) do
+        if c.cut then
+            f.cut = true
+        end
+    end
+    return f
+end
+
+function OPS.get_view(ctx, path)
+    if not find(ctx, path) then
+        OPS.not_found_path(path)
+    end
+    return OPS.view(ctx, path, 0, { 1 }, false)
+end
+
+function OPS.tree_view(ctx, path, depth, max_nodes)
+    if not find(ctx, path) then
+        OPS.not_found_path(path)
+    end
+    local budget = { math.max(max_nodes, 1) }
+    local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true)
+    root[#root + 1] = "nodes"
+    root[#root + 1] = math.max(max_nodes, 1) - budget[1]
+    root[#root + 1] = "truncated"
+    root[#root + 1] = flag(root.cut)
+    return root
+end

@@ -1,0 +1,468 @@
+-- ---------------------------------------------------------------------------
+-- Commands: parse the arguments, call the tree, build the reply
+-- (src/commands/policy.rs, reserve.rs, read.rs).
+-- ---------------------------------------------------------------------------
+
+local PRICE_BOOK = "quota:prices"
+local CMD = {}
+
+local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL" })
+local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
+    "CHECK", "COST", "USAGE" })
+
+function CMD.max_depth()
+    return SETTINGS.max_depth
+end
+
+-- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
+-- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
+function CMD.cmd_set(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    local spec = { mode = "strict", warn = DEFAULT_WARN, rollover = false }
+    local window, duration, anchor
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, SET_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        args:once(seen, kw)
+        if kw == "METRIC" then
+            spec.metric = args:next_metric()
+        elseif kw == "LIMIT" then
+            spec.limit = args:next_non_negative("LIMIT")
+        elseif kw == "WINDOW" then
+            window = args:next_str("a window after WINDOW")
+            if string.lower(window) == "rolling" then
+                duration = args:next_str("a duration after WINDOW rolling")
+            end
+        elseif kw == "ANCHOR" then
+            anchor = args:next_u64("ANCHOR", 1, 31)
+        elseif kw == "ROLLOVER" then
+            spec.rollover = args:next_non_negative("ROLLOVER")
+        elseif kw == "MODE" then
+            spec.mode = parse_mode(args:next_str("a mode after MODE"))
+        elseif kw == "WARN" then
+            spec.warn = parse_warn(args:next_str("percentages after WARN"))
+        elseif kw == "SERVICE" then
+            spec.service = args:next_name("service")
+        elseif kw == "MODEL" then
+            spec.model = args:next_name("model")
+        end
+    end
+    if not spec.metric then
+        fail("ERR syntax: QUOTA.SET needs METRIC")
+    end
+    if not spec.limit then
+        fail("ERR syntax: QUOTA.SET needs LIMIT")
+    end
+    local w
+    if window then
+        w = W.parse(window, anchor, duration)
+    elseif anchor then
+        fail("ERR syntax: ANCHOR applies only to WINDOW month")
+    else
+        w = W.parse("none", nil, nil)
+    end
+    spec.wenc = W.encode(w)
+    OPS.set_policy(ctx, path, name, spec)
+    return OK
+end
+
+function CMD.cmd_unset(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    args:finish()
+    OPS.unset_policy(ctx, path, name)
+    return OK
+end
+
+function CMD.cmd_delpath(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    args:finish()
+    return OPS.delete_path(ctx, path)
+end
+
+function CMD.cmd_grant(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    local amount = args:next_non_negative("an amount")
+    args:finish()
+    if D.is_zero(amount) then
+        fail("ERR invalid amount: a grant must be larger than 0")
+    end
+    return OPS.grant(ctx, path, name, amount)
+end
+
+function CMD.cmd_reset(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    args:finish()
+    return OPS.reset(ctx, path, name)
+end
+
+-- ----- requests ----------------------------------------------------------------
+
+-- `COST metric amount [metric amount ...]` after the COST keyword.
+function CMD.parse_cost(args, non_negative)
+    local cost = {}
+    while not args:at_list_end() do
+        local metric = args:next_metric()
+        local amount
+        if non_negative then
+            amount = args:next_non_negative("an amount")
+        else
+            amount = args:next_amount("an amount")
+        end
+        for i = 1, #cost do
+            if cost[i][1] == metric then
+                fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
+            end
+        end
+        cost[#cost + 1] = { metric, amount }
+    end
+    if #cost == 0 then
+        fail("ERR syntax: COST needs at least one metric and amount")
+    end
+    return cost
+end
+
+-- `name value [name value ...]` after a price key, up to the next keyword.
+function CMD.usage_pairs(args)
+    local pairs_ = {}
+    while not args:at_list_end() do
+        local name = args:next_str("a usage name")
+        local value = args:next_str("a usage value")
+        pairs_[#pairs_ + 1] = { name, value }
+    end
+    return pairs_
+end
+
+-- `USAGE service/model name value ...`, priced by the price book.
+function CMD.parse_usage(args)
+    local key = args:next_str("service/model after USAGE")
+    local service, model = P.parse_key(key)
+    local pairs_ = CMD.usage_pairs(args)
+    return service, model, P.usage(PRICE_BOOK, key, pairs_)
+end
+
+function CMD.parse_request(args, charge)
+    local path, also, id, ttl, service, model = nil, {}, nil, nil, nil, nil
+    local batch, brief, check, items = nil, false, false, {}
+    local usage_keys = {}
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, REQUEST_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
+        if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
+            fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
+        end
+        if kw == "COST" then
+            items[#items + 1] = CMD.parse_cost(args, not charge)
+        elseif kw == "USAGE" then
+            local s, m, item = CMD.parse_usage(args)
+            usage_keys[#usage_keys + 1] = { s, m }
+            items[#items + 1] = item
+        elseif kw == "ALSO" then
+            also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+            while not args:at_list_end() do
+                also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+            end
+        elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
+            args:once(seen, "ALL, UPTO or DRYRUN")
+            batch = kw
+        else
+            args:once(seen, kw)
+            if kw == "PATH" then
+                path = args:next_path("a path after PATH", CMD.max_depth())
+            elseif kw == "ID" then
+                id = args:next_name("id")
+            elseif kw == "TTL" then
+                ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
+            elseif kw == "SERVICE" then
+                service = args:next_name("service")
+            elseif kw == "MODEL" then
+                model = args:next_name("model")
+            elseif kw == "BRIEF" then
+                brief = true
+            elseif kw == "CHECK" then
+                check = true
+            end
+        end
+    end
+    if not path then
+        fail(sformat("ERR syntax: %s needs PATH", args.command))
+    end
+    if model and not service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    end
+    if #items == 0 then
+        fail(sformat("ERR syntax: %s needs a COST or USAGE item", args.command))
+    end
+    if charge and #items > 1 then
+        fail("ERR syntax: QUOTA.CHARGE takes exactly one COST or USAGE item")
+    end
+    -- Without SERVICE, a request whose USAGE items all name one
+    -- service/model is for that service and model.
+    if not service and usage_keys[1] then
+        local same = true
+        for _, k in ipairs(usage_keys) do
+            if k[1] ~= usage_keys[1][1] or k[2] ~= usage_keys[1][2] then
+                same = false
+            end
+        end
+        if same then
+            service, model = usage_keys[1][1], usage_keys[1][2]
+        end
+    end
+    local paths, seen_paths = { path }, { [path] = true }
+    for _, p in ipairs(also) do
+        if not seen_paths[p] then
+            seen_paths[p] = true
+            paths[#paths + 1] = p
+        end
+    end
+    if #paths > MAX_CHARGE_PATHS then
+        fail(sformat("ERR limit: at most %d paths per request (PATH and ALSO)", MAX_CHARGE_PATHS))
+    end
+    return { set = { paths = paths, service = service, model = model }, id = id, ttl = ttl, batch = batch,
+        brief = brief, check = check, items = items }
+end
+
+function CMD.checks_reply(checks)
+    local out = {}
+    for i, c in ipairs(checks) do
+        local f = M("path", c.path, "policy", c.policy, "metric", c.metric, "mode", c.mode, "window", c.window,
+            "limit", c.limit, "used", c.used, "held", c.held, "requested", c.requested, "remaining", c.remaining,
+            "pass", flag(c.pass), "status", c.status)
+        push_period(f, c.ps, c.pe)
+        out[i] = f
+    end
+    return out
+end
+
+function CMD.reserve_reply(o, brief)
+    local f = M("allowed", flag(o.allowed), "id", o.id or false, "expires_at", o.expires, "items", o.items,
+        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost))
+    if not (brief and o.allowed) then
+        f[#f + 1] = "checks"
+        f[#f + 1] = CMD.checks_reply(o.checks)
+    end
+    local rest = { "denied_by", o.denied, "message", o.message, "duplicate", flag(o.duplicate) }
+    for i = 1, #rest do
+        f[#f + 1] = rest[i]
+    end
+    return f
+end
+
+function CMD.cmd_reserve(ctx, args)
+    local req = CMD.parse_request(args, false)
+    req.ttl = req.ttl or SETTINGS.default_ttl
+    req.batch = req.batch or "ALL"
+    return CMD.reserve_reply(HOLDS.reserve(ctx, req), req.brief)
+end
+
+-- `ITEM i` and an optional `COST ...` or `USAGE ...` after a reservation id.
+function CMD.parse_settle(args, with_cost)
+    local item, cost = nil, nil
+    local seen = {}
+    local words = with_cost and set_of({ "ITEM", "COST", "USAGE" }) or set_of({ "ITEM" })
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, words)
+        if not kw then
+            args:unknown(word)
+        end
+        if kw == "ITEM" then
+            args:once(seen, kw)
+            item = args:next_u64("ITEM", 0, 4294967295)
+        else
+            if cost then
+                fail("ERR syntax: give the actual amount once, as COST or as USAGE")
+            end
+            if kw == "COST" then
+                cost = CMD.parse_cost(args, true)
+            else
+                local _, _, c = CMD.parse_usage(args)
+                cost = c
+            end
+        end
+    end
+    return item, cost
+end
+
+function CMD.cmd_commit(ctx, args)
+    local id = args:next_name("reservation id")
+    local item, cost = CMD.parse_settle(args, true)
+    local o = HOLDS.commit(ctx, id, item, cost)
+    return M("id", o.id, "charged", costs_reply(o.charged), "released", costs_reply(o.released),
+        "overage", costs_reply(o.overage), "duplicate", flag(o.duplicate), "expired", flag(o.expired), "over", o.over)
+end
+
+function CMD.cmd_release(ctx, args)
+    local id = args:next_name("reservation id")
+    local item = CMD.parse_settle(args, false)
+    local o = HOLDS.release(ctx, id, item)
+    return M("id", o.id, "released", costs_reply(o.released), "duplicate", flag(o.duplicate),
+        "expired", flag(o.expired))
+end
+
+function CMD.cmd_extend(ctx, args)
+    local id = args:next_name("reservation id")
+    local ttl = args:next_u64("the TTL", 1, MAX_TTL_MS)
+    args:finish()
+    local o = HOLDS.extend(ctx, id, ttl)
+    return M("id", o.id, "expires_at", o.expires)
+end
+
+function CMD.cmd_charge(ctx, args)
+    local req = CMD.parse_request(args, true)
+    req.cost = req.items[1]
+    local o = HOLDS.charge(ctx, req)
+    local f = M("allowed", flag(o.allowed), "charged", costs_reply(o.charged))
+    if not (req.brief and o.allowed) then
+        f[#f + 1] = "checks"
+        f[#f + 1] = CMD.checks_reply(o.checks)
+    end
+    local rest = { "denied_by", o.denied, "message", o.message, "over", o.over, "duplicate", flag(o.duplicate) }
+    for i = 1, #rest do
+        f[#f + 1] = rest[i]
+    end
+    return f
+end
+
+-- ----- reading -------------------------------------------------------------------
+
+function CMD.cmd_get(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    args:finish()
+    return OPS.get_view(ctx, path)
+end
+
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+
+function CMD.cmd_tree(ctx, args)
+    local path = optional_path(args, CMD.max_depth())
+    local depth, count, json = MAX_DEPTH_HARD, 1000, false
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, TREE_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        args:once(seen, kw)
+        if kw == "DEPTH" then
+            depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
+        elseif kw == "COUNT" then
+            count = args:next_u64("COUNT", 1, 100000)
+        else
+            local format = string.upper(args:next_str("a format after FORMAT"))
+            if format == "JSON" then
+                json = true
+            elseif format == "RESP" then
+                json = false
+            else
+                fail("ERR syntax: FORMAT must be resp or json")
+            end
+        end
+    end
+    local reply = OPS.tree_view(ctx, path, depth, count)
+    if json then
+        return to_json(reply)
+    end
+    return reply
+end
+
+function CMD.cmd_holds(ctx, args)
+    local path = optional_path(args, CMD.max_depth())
+    local count = 100
+    if not args:is_done() then
+        local word = args:next_str("a keyword")
+        if string.upper(word) ~= "COUNT" then
+            args:unknown(word)
+        end
+        count = args:next_u64("COUNT", 1, 10000)
+    end
+    args:finish()
+    return HOLDS.holds_view(ctx, path, count)
+end
+
+function CMD.cmd_history(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    args:finish()
+    return OPS.history(ctx, path, name)
+end
+
+local EVENTS_KEYWORDS = set_of({ "SINCE", "COUNT" })
+
+-- QUOTA.EVENTS key [SINCE seq] [COUNT n]: events after seq, oldest first.
+function CMD.cmd_events(ctx, args)
+    local since, count = 0, 100
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, EVENTS_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        args:once(seen, kw)
+        if kw == "SINCE" then
+            since = args:next_u64("SINCE", 0, 18446744073709551615)
+        else
+            count = args:next_u64("COUNT", 1, 10000)
+        end
+    end
+    -- The stored events, then those this read applied without storing
+    -- (expiry), trimmed to the log's length as a write would.
+    local stored = ctx.exists and redis.call("LLEN", ctx.vkey) or 0
+    local pending = ctx.new_events
+    local total = stored + #pending
+    local keep = math.min(total, math.max(ctx.limits.events_len, 1))
+    local first_seq = ctx.meta.ev - total
+    local from = math.max(since + 1 - first_seq, total - keep)
+    local out = {}
+    local last = math.min(total - 1, from + count - 1)
+    if from <= last and from < stored then
+        local blobs = redis.call("LRANGE", ctx.vkey, from, math.min(last, stored - 1))
+        for _, blob in ipairs(blobs) do
+            out[#out + 1] = event_reply(munpack(blob))
+        end
+    end
+    for i = math.max(from, stored), last do
+        out[#out + 1] = event_reply(pending[i - stored + 1])
+    end
+    return out
+end
+
+-- ----- server-wide commands ------------------------------------------------------
+
+function CMD.cmd_debug(args)
+    if not TEST_CLOCK then
+        fail("ERR QUOTA.DEBUG is disabled: load the library with quota-load --test-clock (never in production)")
+    end
+    local bad = "ERR syntax: QUOTA.DEBUG CLOCK SET ms | ADVANCE ms | GET"
+    local verb = args[2] and string.upper(args[2])
+    if not args[1] or string.upper(args[1]) ~= "CLOCK" then
+        fail(bad)
+    end
+    if verb == "GET" and #args == 2 then
+        return now_ms()
+    end
+    if #args ~= 3 or (verb ~= "SET" and verb ~= "ADVANCE") or not sfind(args[3], "^%d+$") or #args[3] > 16 then
+        fail(bad)
+    end
+    local ms = tonumber(args[3])
+    if verb == "ADVANCE" then
+        ms = now_ms() + ms
+    end
+    redis.call("SET", CLOCK_KEY, sformat("%.0f", ms))
+    return ms
+end

@@ -1,0 +1,132 @@
+-- ---------------------------------------------------------------------------
+-- Registration: one function per module command, `QUOTA.X key args...` →
+-- `FCALL quota_x 1 key args...` (the server-wide ones take no key).
+-- ---------------------------------------------------------------------------
+
+-- Runs `body` and turns what it raised into an error reply: errors raised
+-- with fail() keep their text; anything else is a bug, reported as one.
+local function guarded(body)
+    return function(keys, args)
+        failure = nil
+        local ok, result = pcall(body, keys, args)
+        if ok then
+            return to_resp(result)
+        end
+        local text = failure
+        failure = nil
+        if type(result) == "table" and result.err then
+            text = result.err
+        elseif text == nil and type(result) == "string" and sfind(result, "^%u+ ") then
+            -- An error reply of a command the library called (WRONGTYPE, OOM).
+            text = result
+        end
+        return redis.error_reply(text or ("ERR quota internal error: " .. tostring(result)))
+    end
+end
+
+-- A tree command: opens the tree, releases what expired, runs. A write
+-- stores what expired even when the command itself fails (as the module
+-- does); a read only sees it.
+local function tree_command(name, handler, writes)
+    return guarded(function(keys, args)
+        if #keys ~= 1 then
+            fail(sformat("ERR wrong number of arguments for '%s' command: give the tree key (FCALL %s 1 key ...)",
+                string.lower(name), "quota_" .. string.lower(ssub(name, 7))))
+        end
+        check_utf8(args)
+        local ctx = open_tree(keys[1], writes)
+        expire(ctx)
+        if writes then
+            flush(ctx)
+        end
+        local reply = handler(ctx, new_args(name, args))
+        if writes then
+            flush(ctx)
+        end
+        return reply
+    end)
+end
+
+local handlers = {}
+for _, c in ipairs({
+    { "QUOTA.SET", CMD.cmd_set, true },
+    { "QUOTA.UNSET", CMD.cmd_unset, true },
+    { "QUOTA.DELPATH", CMD.cmd_delpath, true },
+    { "QUOTA.GRANT", CMD.cmd_grant, true },
+    { "QUOTA.RESET", CMD.cmd_reset, true },
+    { "QUOTA.RESERVE", CMD.cmd_reserve, true },
+    { "QUOTA.COMMIT", CMD.cmd_commit, true },
+    { "QUOTA.RELEASE", CMD.cmd_release, true },
+    { "QUOTA.EXTEND", CMD.cmd_extend, true },
+    { "QUOTA.CHARGE", CMD.cmd_charge, true },
+    { "QUOTA.GET", CMD.cmd_get, false },
+    { "QUOTA.TREE", CMD.cmd_tree, false },
+    { "QUOTA.HOLDS", CMD.cmd_holds, false },
+    { "QUOTA.HISTORY", CMD.cmd_history, false },
+    { "QUOTA.EVENTS", CMD.cmd_events, false },
+}) do
+    handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
+end
+
+local function keyless(name, body)
+    return guarded(function(keys, args)
+        if #keys ~= 0 then
+            fail(sformat("ERR syntax: %s takes no key (FCALL %s 0 ...)", name, "quota_" .. string.lower(ssub(name, 7))))
+        end
+        check_utf8(args)
+        return body(args)
+    end)
+end
+
+handlers.quota_price = keyless("QUOTA.PRICE", function(args)
+    return P.cmd_price(PRICE_BOOK, args)
+end)
+handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
+    return P.cmd_estimate(PRICE_BOOK, args)
+end)
+handlers.quota_debug = keyless("QUOTA.DEBUG", CMD.cmd_debug)
+return handlers
+end -- build
+
+-- ---------------------------------------------------------------------------
+-- Registration. Only `redis` is visible here (see build), so the list is
+-- plain and the loop is numeric.
+-- ---------------------------------------------------------------------------
+
+local handlers = nil
+
+local function entry(name)
+    return function(keys, args)
+        if handlers == nil then
+            handlers = build()
+        end
+        return handlers[name](keys, args)
+    end
+end
+
+-- name, whether it only reads (registered with no-writes, so it also runs on
+-- replicas and with FCALL_RO)
+local FUNCTIONS = {
+    { "quota_set", false }, { "quota_unset", false }, { "quota_delpath", false }, { "quota_grant", false },
+    { "quota_reset", false }, { "quota_reserve", false }, { "quota_commit", false }, { "quota_release", false },
+    { "quota_extend", false }, { "quota_charge", false }, { "quota_get", true }, { "quota_tree", true },
+    { "quota_holds", true }, { "quota_history", true }, { "quota_events", true }, { "quota_price", false },
+    { "quota_estimate", true }, { "quota_debug", false },
+}
+
+for i = 1, #FUNCTIONS do
+    local name, reads = FUNCTIONS[i][1], FUNCTIONS[i][2]
+    local flags = {}
+    if reads then
+        flags = { "no-writes" }
+    end
+    redis.register_function({ function_name = name, callback = entry(name), flags = flags })
+end
+
+redis.register_function({
+    function_name = "quota_version",
+    callback = function()
+        return VERSION
+    end,
+    flags = { "no-writes" },
+})
