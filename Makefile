@@ -8,7 +8,9 @@ MODULE_ARGS  ?=
 CARGO        ?= cargo
 APT_PACKAGES := redis-server redis-tools libclang-dev python3
 
-.PHONY: help deps build run test test-engine test-scenarios test-slow fuzz bench fmt lint clean
+LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
+
+.PHONY: help deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,20 +31,32 @@ deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (
 		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 
-build: deps ## Build the module: target/release/libquota.so
+build: deps lua ## Build the module (target/release/libquota.so) and the loader (target/release/quota-load)
 	$(CARGO) build --release --locked
+
+lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua
+	@cat $(LUA_SOURCES) > lua/quota.lua.tmp
+	@if cmp -s lua/quota.lua.tmp lua/quota.lua; then rm lua/quota.lua.tmp; \
+	else mv lua/quota.lua.tmp lua/quota.lua; echo "lua/quota.lua assembled from lua/src"; fi
 
 run: build ## Start redis-server with the module on localhost:6379 (PORT=... to change), in the foreground
 	redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
 		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS)
 
-test: build test-engine test-scenarios ## Install what is missing, build, run every test
+test: build test-engine test-scenarios test-lua ## Install what is missing, build, run every test
 
 test-engine: ## Engine unit and property tests (no Redis needed)
 	$(CARGO) test --locked --lib
 
-test-scenarios: ## redis-cli scenarios against real redis-servers
+test-scenarios: ## redis-cli scenarios against real redis-servers, on the module and on the Lua library
 	python3 tests/run.py
+	python3 tests/run.py --backend lua
+
+test-lua: ## The Lua library's decimals, windows and prices beside the module's; the loader
+	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua"; exit 1; }
+	python3 tests/lua_decimal.py
+	python3 tests/lua_window.py
+	python3 tests/lua_pricing.py
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)
 	python3 tests/run.py tests/slow/*.redis

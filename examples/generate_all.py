@@ -19,9 +19,12 @@ Run it against `make run` (localhost:6379):
 
 `--setup` creates a demo price (video/demo) and a 95-credit budget on the
 tree `demo-co`. `--choice first|stop` answers the question without a prompt.
+`--backend lua` talks to the Lua library (`make run-lua`) instead: the same
+commands, sent as FCALL quota_x.
 """
 
 import argparse
+import os
 import random
 import sys
 import uuid
@@ -30,6 +33,22 @@ import redis
 
 PRICE = ('{"metric": "credits", "rates": {"video_seconds": "2"}, '
          '"multipliers": {"resolution": {"720p": "1", "1080p": "1.5"}}}')
+
+
+class Quota:
+    """quota's commands on a connection: `QUOTA.X key args` for the module,
+    `FCALL quota_x 1 key args` for the Lua library (no key: 0 keys)."""
+
+    def __init__(self, r, backend):
+        self.r, self.lua = r, backend == "lua"
+
+    def execute_command(self, command, *args):
+        if not self.lua:
+            return self.r.execute_command(command, *args)
+        name = command[6:].lower()
+        if name in ("price", "estimate"):
+            return self.r.execute_command("FCALL", "quota_" + name, 0, *args)
+        return self.r.execute_command("FCALL", "quota_" + name, 1, *args)
 
 
 def as_map(reply):
@@ -74,9 +93,10 @@ def main():
     parser.add_argument("--choice", choices=["first", "stop"], help="answer when not everything fits")
     parser.add_argument("--setup", action="store_true", help="create the demo price and budget")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--backend", choices=["module", "lua"], default=os.environ.get("QUOTA_BACKEND", "module"))
     args = parser.parse_args()
 
-    r = redis.Redis(host=args.host, port=args.port, decode_responses=True)
+    r = Quota(redis.Redis(host=args.host, port=args.port, decode_responses=True), args.backend)
     rng = random.Random(args.seed)
     if args.setup:
         r.execute_command("QUOTA.PRICE", "SET", "video/demo", PRICE)

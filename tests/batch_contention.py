@@ -16,7 +16,9 @@ import sys
 import threading
 from decimal import Decimal
 
-import redis
+import redis  # noqa: F401 (errors)
+
+from backend import Redis
 
 LIMIT = Decimal(200)
 
@@ -32,7 +34,7 @@ def main():
     args = parser.parse_args()
 
     def client():
-        return redis.Redis(port=args.port, decode_responses=True)
+        return Redis(port=args.port, decode_responses=True)
 
     setup = client()
     setup.execute_command("QUOTA.SET", "race", "/", "budget", "METRIC", "credits", "LIMIT", str(LIMIT))

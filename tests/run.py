@@ -33,10 +33,11 @@ Directives:
     @poll               the next command is retried (up to 5 s) until its
                         expectation holds: for effects of the module's own
                         timer, never a fixed sleep
-    @only module        what only the module does (module arguments, module
-                        data type, INFO quota, ...): before the first case it
-                        marks the whole file, inside a case that case; the
-                        Lua backend skips it and counts it as skipped
+    @only module        what only the module does (its data type, INFO quota,
+                        CONFIG quota.*, ...): before the first case it marks
+                        the whole file, right after a case's title the case,
+                        elsewhere the next command; the Lua backend skips
+                        what is marked and counts skipped cases
 
 Backends (--backend or QUOTA_BACKEND): `module` (default) loads the module
 into every server; `lua` starts plain servers and loads the Functions
@@ -93,6 +94,8 @@ def to_backend(argv):
         return argv
     name = argv[0][6:].upper()
     function = "quota_" + name.lower()
+    if name == "PRICE" and len(argv) > 1 and argv[1].upper() in ("GET", "LIST"):
+        function = "quota_price_ro"  # the read-only form, which replicas serve
     if name in KEYLESS:
         return ["FCALL", function, "0"] + argv[1:]
     if len(argv) < 2:
@@ -239,7 +242,7 @@ class Scenario:
         poll = False
         last = None  # (server, argv, resp, reply)
 
-        skip_case = False
+        skip_case = case_started = skip_next = False
 
         def close_case():
             if case is not None and not skip_case:
@@ -254,16 +257,26 @@ class Scenario:
                 if line.startswith("##"):
                     close_case()
                     case, failure, skip_case = line[2:].strip(), None, False
+                    case_started = skip_next = False
                     continue
                 if line == "@only module":
                     if BACKEND != "module":
                         if case is None:
                             return [("(whole file)", "SKIP")]
-                        skip_case = True
-                        self.skipped += 1
+                        if not case_started:
+                            skip_case = True
+                            self.skipped += 1
+                        else:
+                            skip_next = True
                     continue
                 if failure is not None or skip_case:
                     continue  # skip the rest of a failed or skipped case
+                case_started = True
+                if skip_next and line.startswith(">"):
+                    skip_next, poll = False, False
+                    while i < len(lines) and lines[i].strip() and lines[i].strip()[0] in '~!&={["0123456789-tfn':
+                        i += 1
+                    continue
                 try:
                     if line.startswith("@"):
                         words = shlex.split(self.substitute(line[1:]))
@@ -403,6 +416,7 @@ def main():
         print(f"unknown backend {BACKEND!r}: use module or lua", file=sys.stderr)
         return 2
     files = argv or sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.redis")))
+    os.environ["QUOTA_BACKEND"] = BACKEND  # for the scripts @python runs
     if BACKEND == "lua" and not os.path.exists(LIBRARY):
         print(f"library not found at {LIBRARY}; run `make lua` first", file=sys.stderr)
         return 2

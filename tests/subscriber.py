@@ -10,14 +10,16 @@ import json
 import sys
 import time
 
-import redis
+import redis  # noqa: F401
+
+from backend import Redis
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    r = redis.Redis(port=args.port, decode_responses=True)
+    r = Redis(port=args.port, decode_responses=True)
     pubsub = r.pubsub()
     pubsub.subscribe("quota:events:sub")
     deadline = time.time() + 5

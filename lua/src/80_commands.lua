@@ -453,15 +453,19 @@ function CMD.cmd_debug(args)
     if not args[1] or string.upper(args[1]) ~= "CLOCK" then
         fail(bad)
     end
+    local function clock()
+        local t = redis.call("GET", CLOCK_KEY)
+        return t and tonumber(t) or now_ms()
+    end
     if verb == "GET" and #args == 2 then
-        return now_ms()
+        return clock()
     end
     if #args ~= 3 or (verb ~= "SET" and verb ~= "ADVANCE") or not sfind(args[3], "^%d+$") or #args[3] > 16 then
         fail(bad)
     end
     local ms = tonumber(args[3])
     if verb == "ADVANCE" then
-        ms = now_ms() + ms
+        ms = clock() + ms
     end
     redis.call("SET", CLOCK_KEY, sformat("%.0f", ms))
     return ms

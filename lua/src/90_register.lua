@@ -81,6 +81,14 @@ end
 handlers.quota_price = keyless("QUOTA.PRICE", function(args)
     return P.cmd_price(PRICE_BOOK, args)
 end)
+-- GET and LIST without writing, for replicas and FCALL_RO.
+handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
+    local verb = args[1] and string.upper(args[1])
+    if verb ~= "GET" and verb ~= "LIST" then
+        fail("ERR syntax: quota_price_ro takes GET or LIST; SET and DEL are quota_price")
+    end
+    return P.cmd_price(PRICE_BOOK, args)
+end)
 handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
     return P.cmd_estimate(PRICE_BOOK, args)
 end)
@@ -104,23 +112,23 @@ local function entry(name)
     end
 end
 
--- name, whether it only reads (registered with no-writes, so it also runs on
--- replicas and with FCALL_RO)
+-- name, flags: "no-writes" for what only reads (it also runs on replicas and
+-- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
+-- which the module does not refuse when memory is full either (Redis refuses
+-- the other writes with OOM).
 local FUNCTIONS = {
-    { "quota_set", false }, { "quota_unset", false }, { "quota_delpath", false }, { "quota_grant", false },
-    { "quota_reset", false }, { "quota_reserve", false }, { "quota_commit", false }, { "quota_release", false },
-    { "quota_extend", false }, { "quota_charge", false }, { "quota_get", true }, { "quota_tree", true },
-    { "quota_holds", true }, { "quota_history", true }, { "quota_events", true }, { "quota_price", false },
-    { "quota_estimate", true }, { "quota_debug", false },
+    { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
+    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", {} },
+    { "quota_commit", { "allow-oom" } }, { "quota_release", { "allow-oom" } }, { "quota_extend", { "allow-oom" } },
+    { "quota_charge", {} }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
+    { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
+    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
+    { "quota_debug", {} },
 }
 
 for i = 1, #FUNCTIONS do
-    local name, reads = FUNCTIONS[i][1], FUNCTIONS[i][2]
-    local flags = {}
-    if reads then
-        flags = { "no-writes" }
-    end
-    redis.register_function({ function_name = name, callback = entry(name), flags = flags })
+    local name = FUNCTIONS[i][1]
+    redis.register_function({ function_name = name, callback = entry(name), flags = FUNCTIONS[i][2] })
 end
 
 redis.register_function({

@@ -1,0 +1,5424 @@
+#!lua name=quota
+-- quota as a Redis Functions library: hierarchical usage quotas for hosts
+-- where modules cannot be loaded. Generated from lua/src/*.lua by
+-- `make lua`; edit those files, not lua/quota.lua.
+--
+-- Sections (concatenated in file-name order into one chunk):
+--   00_header    version, settings, errors, small helpers shared by all
+--   10_decimal   D: exact decimals (amounts) without floats
+--   20_window    W: calendar and rolling windows
+--   30_pricing   P: the price book and USAGE pricing
+--   40_...       the tree, policies, holds, events, replies
+--   90_register  redis.register_function for every command
+--
+-- Conventions every section follows:
+--   * An error is raised with fail("ERR syntax: ..."): a table {err = text}
+--     that the wrapper in 90_register turns into a clean error reply. Texts
+--     are the module's, word for word.
+--   * Nothing is written before every argument has been checked, so an error
+--     changes nothing (functions cannot roll back).
+--   * No floats reach an amount: amounts are D values; plain Lua numbers are
+--     used only for integers well inside 2^53 (times in ms, counts).
+
+local VERSION = "1.0.0"
+
+-- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
+-- this line says true. `quota-load --test-clock` loads the library with it
+-- switched on; nothing at run time can switch it on.
+local TEST_CLOCK = false
+
+-- Settings: the module's defaults (module arguments there; constants here).
+local SETTINGS = {
+    default_ttl = 60000,
+    tombstone_ttl = 86400000,
+    max_paths = 100000,
+    max_policies = 16,
+    max_holds = 1000000,
+    max_depth = 16,
+    max_items = 1000,
+    events_len = 1000,
+}
+
+-- The text of the error being raised. Redis's pcall hands back an error's
+-- message, not the raised value, so the wrapper reads it from here.
+local failure = nil
+
+local function fail(text)
+    failure = text
+    error({ err = text }, 0)
+end
+
+-- The tree's key is a hash of its nodes. Its companion keys (holds, expiry
+-- index, finished ids, events) are named "{tag}quota:<key><suffix>", where
+-- tag is the key's own hash tag or, without one, the whole key: they hash to
+-- the key's slot (Redis Cluster), and no two trees share a companion.
+local function hash_tag(key)
+    local open = string.find(key, "{", 1, true)
+    if open then
+        local close = string.find(key, "}", open + 1, true)
+        if close and close > open + 1 then
+            return string.sub(key, open + 1, close - 1)
+        end
+    end
+    if string.find(key, "}", 1, true) then
+        fail("ERR syntax: a tree key with '}' needs a hash tag, such as {acme}" .. key)
+    end
+    return key
+end
+
+local function companion(key, suffix)
+    return "{" .. hash_tag(key) .. "}quota:" .. key .. suffix
+end
+
+-- While FUNCTION LOAD runs the library, Redis lets it see only `redis`: the
+-- standard libraries (string, table, math, bit, cmsgpack) exist only while a
+-- function runs. So the sections below are the body of `build`, which the
+-- first call of any function runs once; what it builds lives as long as
+-- the library.
+local function build()
+
+-- ---------------------------------------------------------------------------
+-- 10_decimal  D: exact decimals (port of src/engine/amount.rs)
+--
+-- A value is an immutable table, always normalized (no trailing zeros in the
+-- mantissa when the scale is above 0; zero is D.ZERO, scale 0):
+--   small form  {m = mantissa, s = scale}          |m| < 2^53, an exact integer
+--   big form    {l = limbs, neg = bool, s = scale} |mantissa| >= 2^53, limbs of
+--               base 10^7, least significant first
+-- value = mantissa * 10^-s. Every value whose mantissa fits below 2^53 is in
+-- the small form, so the hot path (amounts of a few digits and decimals) is
+-- plain double arithmetic on exact integers, checked against 2^53 before it
+-- is trusted; anything larger falls back to limb arithmetic. No float ever
+-- holds a fraction.
+--
+-- API (values are D values; text is a Lua string):
+--   D.parse(text) -> v               client amount (amount::parse); fails with
+--                                    "ERR invalid amount: ..." texts
+--   D.parse_non_negative(text) -> v  ... and "'x' must not be negative"
+--   D.check(text, non_negative) -> v | nil, why
+--                                    the same without failing: why is the
+--                                    message after "ERR invalid amount: "
+--   D.of(text) -> v                  trusted text from storage (no bounds)
+--   D.fmt(v) -> text                 canonical text (amount::format)
+--   D.ZERO, D.ONE, D.MAX_INPUT (10^15), D.MAX_TOTAL (10^18)
+--   D.from_int(n)                    n: an integer Lua number
+--   D.add(a, b)                      exact; fails "ERR limit: amount total
+--                                    would exceed 10^18" beyond 10^18
+--   D.add_floor_zero(total, delta)   add, then 0 if negative
+--   D.plus(a, b), D.sub(a, b)        exact, unchecked
+--   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
+--   D.neg(v), D.abs(v), D.min(a, b), D.max(a, b)
+--   D.mul(a, b)                      exact product, any scale
+--   D.div_pow10(v, k)                exact v / 10^k (k >= 0)
+--   D.round_dp(v, dp)                half away from zero, to dp places
+--   D.scale(v)                       decimals of the normalized value
+--   D.gt_max_input(v)                |v| > 10^15
+--   D.fit96(v) -> v | nil            what rust_decimal keeps of an exact
+--                                    result: rounded half to even to the most
+--                                    places (<= 28) whose mantissa stays
+--                                    below 2^96; nil when even the integer
+--                                    part does not fit (its "overflow")
+--   D.to_number(v)                   nearest double (display/statistics only)
+--   D.clip(text)                     names::clip: user text quoted in errors
+-- ---------------------------------------------------------------------------
+
+local D = {}
+
+do
+    local fmod, floor = math.fmod, math.floor
+    local sbyte, ssub, sfind, smatch, sformat, srep = string.byte, string.sub, string.find, string.match,
+        string.format, string.rep
+    local tconcat = table.concat
+
+    local LIMIT = 9007199254740992 -- 2^53: small mantissas stay below
+    local BASE = 10000000 -- limb base 10^7 (limb products < 2^53)
+    local BASE_DIGITS = 7
+    local P10 = {} -- exact powers of ten as doubles (up to 10^22)
+    for k = 0, 22 do
+        P10[k] = 10 ^ k
+    end
+
+    local ZERO = { m = 0, s = 0 }
+    D.ZERO = ZERO
+
+    -- ----- names::clip ------------------------------------------------------
+    local function clip(text)
+        if #text <= 60 and not sfind(text, "[%z\1-\31\127\194]") then
+            return text
+        end
+        local chars = {}
+        for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
+            chars[#chars + 1] = ch
+        end
+        if #chars > 60 then
+            return tconcat(chars, "", 1, 57) .. "..."
+        end
+        for i = 1, #chars do
+            local b = sbyte(chars[i], 1)
+            if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
+                chars[i] = "?"
+            end
+        end
+        return tconcat(chars)
+    end
+    D.clip = clip
+
+    -- ----- limb arithmetic on magnitudes (arrays, least significant first) --
+    local function limbs_of(x) -- 0 <= x < 2^53, an integer
+        local l, n = {}, 0
+        while x > 0 do
+            local r = fmod(x, BASE)
+            n = n + 1
+            l[n] = r
+            x = (x - r) / BASE
+        end
+        return l
+    end
+
+    local function num_of(l) -- the magnitude as a number if below 2^53, else nil
+        local n = #l
+        if n > 3 then
+            return nil
+        end
+        local x = 0
+        for i = n, 1, -1 do
+            x = x * BASE + l[i]
+        end
+        if x < LIMIT then
+            return x
+        end
+        return nil
+    end
+
+    local function trim(l)
+        local n = #l
+        while n > 0 and l[n] == 0 do
+            l[n] = nil
+            n = n - 1
+        end
+        return l
+    end
+
+    local function cmp_mag(a, b)
+        local na, nb = #a, #b
+        if na ~= nb then
+            return na < nb and -1 or 1
+        end
+        for i = na, 1, -1 do
+            local x, y = a[i], b[i]
+            if x ~= y then
+                return x < y and -1 or 1
+            end
+        end
+        return 0
+    end
+
+    local function add_mag(a, b)
+        local r, carry = {}, 0
+        local n = #a > #b and #a or #b
+        for i = 1, n do
+            local x = (a[i] or 0) + (b[i] or 0) + carry
+            if x >= BASE then
+                r[i] = x - BASE
+                carry = 1
+            else
+                r[i] = x
+                carry = 0
+            end
+        end
+        if carry > 0 then
+            r[n + 1] = carry
+        end
+        return r
+    end
+
+    local function sub_mag(a, b) -- a >= b
+        local r, borrow = {}, 0
+        for i = 1, #a do
+            local x = a[i] - (b[i] or 0) - borrow
+            if x < 0 then
+                r[i] = x + BASE
+                borrow = 1
+            else
+                r[i] = x
+                borrow = 0
+            end
+        end
+        return trim(r)
+    end
+
+    local function mul_mag(a, b)
+        local na, nb = #a, #b
+        if na == 0 or nb == 0 then
+            return {}
+        end
+        local r = {}
+        for i = 1, na + nb do
+            r[i] = 0
+        end
+        for i = 1, na do
+            local x = a[i]
+            if x ~= 0 then
+                local carry = 0
+                for j = 1, nb do
+                    local t = r[i + j - 1] + x * b[j] + carry -- < 2^53
+                    local lo = fmod(t, BASE)
+                    r[i + j - 1] = lo
+                    carry = (t - lo) / BASE
+                end
+                local k = i + nb
+                while carry > 0 do
+                    local t = r[k] + carry
+                    local lo = fmod(t, BASE)
+                    r[k] = lo
+                    carry = (t - lo) / BASE
+                    k = k + 1
+                end
+            end
+        end
+        return trim(r)
+    end
+
+    local function mul_small_mag(a, k) -- 0 < k <= 10^7
+        local r, carry = {}, 0
+        for i = 1, #a do
+            local t = a[i] * k + carry
+            local lo = fmod(t, BASE)
+            r[i] = lo
+            carry = (t - lo) / BASE
+        end
+        local n = #a
+        while carry > 0 do
+            local lo = fmod(carry, BASE)
+            n = n + 1
+            r[n] = lo
+            carry = (carry - lo) / BASE
+        end
+        return r
+    end
+
+    local function shift_mag(a, k) -- a * 10^k
+        if k <= 0 or #a == 0 then
+            return a
+        end
+        local whole = floor(k / BASE_DIGITS)
+        local rest = k - whole * BASE_DIGITS
+        local r = a
+        if whole > 0 then
+            r = {}
+            for i = 1, whole do
+                r[i] = 0
+            end
+            for i = 1, #a do
+                r[whole + i] = a[i]
+            end
+        end
+        if rest > 0 then
+            r = mul_small_mag(r, P10[rest])
+        end
+        return r
+    end
+
+    local function digits_of(l) -- decimal text of a magnitude ("0" for zero)
+        local n = #l
+        if n == 0 then
+            return "0"
+        end
+        local parts = { sformat("%d", l[n]) }
+        for i = n - 1, 1, -1 do
+            parts[#parts + 1] = sformat("%07d", l[i])
+        end
+        return tconcat(parts)
+    end
+
+    local function mag_of_digits(ds) -- decimal digits -> limbs
+        local l, n = {}, 0
+        local e = #ds
+        while e > 0 do
+            local b = e - BASE_DIGITS + 1
+            if b < 1 then
+                b = 1
+            end
+            n = n + 1
+            l[n] = tonumber(ssub(ds, b, e))
+            e = b - 1
+        end
+        return trim(l)
+    end
+
+    -- ----- construction ------------------------------------------------------
+    local function mk_small(m, s) -- exact integer |m| < 2^53
+        if m == 0 then
+            return ZERO
+        end
+        while s > 0 and m % 10 == 0 do
+            m = m / 10
+            s = s - 1
+        end
+        return { m = m, s = s }
+    end
+
+    -- Normalizes sign, magnitude and scale into a value.
+    local function pack(neg, l, s)
+        l = trim(l)
+        if #l == 0 then
+            return ZERO
+        end
+        if s > 0 and l[1] % 10 == 0 then
+            -- strip trailing zeros: whole zero limbs, then single digits
+            local ds = digits_of(l)
+            local cut = #smatch(ds, "0*$")
+            if cut > s then
+                cut = s
+            end
+            l = mag_of_digits(ssub(ds, 1, #ds - cut))
+            s = s - cut
+        end
+        local x = num_of(l)
+        if x then
+            return { m = neg and -x or x, s = s }
+        end
+        return { l = l, neg = neg, s = s }
+    end
+
+    local function unpack_v(v) -- neg, limbs, scale
+        local m = v.m
+        if m then
+            if m < 0 then
+                return true, limbs_of(-m), v.s
+            end
+            return false, limbs_of(m), v.s
+        end
+        return v.neg, v.l, v.s
+    end
+
+    -- ----- text ----------------------------------------------------------------
+    local function place_point(ds, s) -- digits and scale -> "i.fff"
+        if s == 0 then
+            return ds
+        end
+        local n = #ds
+        if n <= s then
+            return "0." .. srep("0", s - n) .. ds
+        end
+        return ssub(ds, 1, n - s) .. "." .. ssub(ds, n - s + 1)
+    end
+
+    function D.fmt(v)
+        local m = v.m
+        if m then
+            if m == 0 then
+                return "0"
+            end
+            local s = v.s
+            if s == 0 then
+                return sformat("%.0f", m)
+            end
+            if m < 0 then
+                return "-" .. place_point(sformat("%.0f", -m), s)
+            end
+            return place_point(sformat("%.0f", m), s)
+        end
+        local t = place_point(digits_of(v.l), v.s)
+        if v.neg then
+            return "-" .. t
+        end
+        return t
+    end
+
+    -- digits (no sign, no point, leading zeros allowed) and scale -> value
+    local function from_digits(neg, ds, s)
+        ds = smatch(ds, "^0*(.*)$")
+        if #ds <= 15 then
+            local m = tonumber(ds) or 0
+            return mk_small(neg and -m or m, s)
+        end
+        return pack(neg, mag_of_digits(ds), s)
+    end
+
+    -- 2^96 - 1: the largest mantissa rust_decimal holds
+    local MAX96 = "79228162514264337593543950335"
+    local TWO96 = "79228162514264337593543950336"
+
+    local function digits_gt(a, b) -- equal-length digit strings: a > b
+        for i = 1, #a, 14 do
+            local x, y = tonumber(ssub(a, i, i + 13)), tonumber(ssub(b, i, i + 13))
+            if x ~= y then
+                return x > y
+            end
+        end
+        return false
+    end
+
+    local MAX_INPUT_DIGITS = 16 -- 10^15 has 16 digits
+    local memo, memo_n = {}, 0 -- text -> value of recent valid client amounts
+
+    -- amount::parse without failing: value, or nil and the reason.
+    local function check(text, non_negative)
+        local v = memo[text]
+        if not v then
+            local n = #text
+            if n == 0 or n > 32 then
+                return nil, "'" .. clip(text) .. "' is not a decimal number"
+            end
+            local sign, ip, fp = smatch(text, "^(%-?)([0-9]+)%.([0-9]+)$")
+            if not sign then
+                sign, ip = smatch(text, "^(%-?)([0-9]+)$")
+                if not sign then
+                    return nil, "'" .. clip(text) .. "' is not a decimal number"
+                end
+                fp = ""
+            end
+            if #fp > 10 then
+                return nil, "'" .. clip(text) .. "' has more than 10 decimal places"
+            end
+            local ds = smatch(ip .. fp, "^0*(.*)$")
+            if #ds > 29 or (#ds == 29 and digits_gt(ds, MAX96)) then
+                return nil, "'" .. clip(text) .. "' is not a decimal number"
+            end
+            v = from_digits(sign == "-", ds, #fp)
+            -- only 16 or more integer digits can exceed 10^15
+            if #ds - #fp >= MAX_INPUT_DIGITS and D.gt_max_input(v) then
+                return nil, "'" .. clip(text) .. "' is larger than 10^15 in absolute value"
+            end
+            if memo_n >= 4096 then
+                memo, memo_n = {}, 0
+            end
+            memo[text] = v
+            memo_n = memo_n + 1
+        end
+        if non_negative and D.is_neg(v) then
+            return nil, "'" .. clip(text) .. "' must not be negative"
+        end
+        return v
+    end
+    D.check = check
+
+    function D.parse(text)
+        local v, why = check(text, false)
+        if not v then
+            fail("ERR invalid amount: " .. why)
+        end
+        return v
+    end
+
+    function D.parse_non_negative(text)
+        local v, why = check(text, true)
+        if not v then
+            fail("ERR invalid amount: " .. why)
+        end
+        return v
+    end
+
+    local of_memo, of_n = {}, 0
+
+    function D.of(text)
+        local v = of_memo[text]
+        if v then
+            return v
+        end
+        local sign, ip, fp = smatch(text, "^(%-?)([0-9]+)%.?([0-9]*)$")
+        if not sign then
+            fail("ERR invalid amount: stored amount '" .. clip(text) .. "' is not a decimal number")
+        end
+        v = from_digits(sign == "-", ip .. fp, #fp)
+        if of_n >= 4096 then
+            of_memo, of_n = {}, 0
+        end
+        of_memo[text] = v
+        of_n = of_n + 1
+        return v
+    end
+
+    function D.from_int(n)
+        if n > -LIMIT and n < LIMIT then
+            if n == 0 then
+                return ZERO
+            end
+            return { m = n, s = 0 }
+        end
+        if n < 0 then
+            return from_digits(true, sformat("%.0f", -n), 0)
+        end
+        return from_digits(false, sformat("%.0f", n), 0)
+    end
+
+    D.ONE = { m = 1, s = 0 }
+    D.MAX_INPUT = { m = 1e15, s = 0 }
+    D.MAX_TOTAL = from_digits(false, "1000000000000000000", 0)
+
+    -- ----- predicates and sign -------------------------------------------------
+    function D.is_zero(v)
+        return v.m == 0
+    end
+
+    function D.is_neg(v)
+        local m = v.m
+        if m then
+            return m < 0
+        end
+        return v.neg
+    end
+
+    function D.scale(v)
+        return v.s
+    end
+
+    function D.neg(v)
+        local m = v.m
+        if m then
+            if m == 0 then
+                return v
+            end
+            return { m = -m, s = v.s }
+        end
+        return { l = v.l, neg = not v.neg, s = v.s }
+    end
+
+    function D.abs(v)
+        if D.is_neg(v) then
+            return D.neg(v)
+        end
+        return v
+    end
+
+    -- ----- addition and comparison ---------------------------------------------
+    local function add_general(a, b, flip)
+        local na, la, sa = unpack_v(a)
+        local nb, lb, sb = unpack_v(b)
+        if flip then
+            nb = not nb
+        end
+        local s = sa
+        if sb > sa then
+            s = sb
+            la = shift_mag(la, sb - sa)
+        elseif sa > sb then
+            lb = shift_mag(lb, sa - sb)
+        end
+        if na == nb then
+            return pack(na, add_mag(la, lb), s)
+        end
+        local c = cmp_mag(la, lb)
+        if c == 0 then
+            return ZERO
+        elseif c > 0 then
+            return pack(na, sub_mag(la, lb), s)
+        end
+        return pack(nb, sub_mag(lb, la), s)
+    end
+
+    -- a + b (flip: a - b), exact
+    local function add_raw(a, b, flip)
+        local am, bm = a.m, b.m
+        if am and bm then
+            if flip then
+                bm = -bm
+            end
+            local as, bs = a.s, b.s
+            if as == bs then
+                local r = am + bm
+                if r < LIMIT and r > -LIMIT then
+                    return mk_small(r, as)
+                end
+            elseif as < bs then
+                local x = am * (P10[bs - as] or 1e300)
+                if x < LIMIT and x > -LIMIT then
+                    local r = x + bm
+                    if r < LIMIT and r > -LIMIT then
+                        return mk_small(r, bs)
+                    end
+                end
+            else
+                local y = bm * (P10[as - bs] or 1e300)
+                if y < LIMIT and y > -LIMIT then
+                    local r = am + y
+                    if r < LIMIT and r > -LIMIT then
+                        return mk_small(r, as)
+                    end
+                end
+            end
+        end
+        return add_general(a, b, flip)
+    end
+
+    function D.plus(a, b)
+        return add_raw(a, b, false)
+    end
+
+    function D.sub(a, b)
+        return add_raw(a, b, true)
+    end
+
+    local function cmp(a, b)
+        local am, bm = a.m, b.m
+        if am and bm then
+            local as, bs = a.s, b.s
+            if as == bs then
+                if am == bm then
+                    return 0
+                end
+                return am < bm and -1 or 1
+            end
+            -- different scales: the signs often decide
+            if am <= 0 and bm > 0 then
+                return -1
+            elseif am >= 0 and bm < 0 then
+                return 1
+            end
+            local x, y = am, bm
+            if as < bs then
+                x = am * (P10[bs - as] or 1e300)
+            else
+                y = bm * (P10[as - bs] or 1e300)
+            end
+            if x < LIMIT and x > -LIMIT and y < LIMIT and y > -LIMIT then
+                if x == y then
+                    return 0
+                end
+                return x < y and -1 or 1
+            end
+        end
+        local d = add_general(a, b, true)
+        local m = d.m
+        if m then
+            if m == 0 then
+                return 0
+            end
+            return m < 0 and -1 or 1
+        end
+        return d.neg and -1 or 1
+    end
+    D.cmp = cmp
+
+    function D.eq(a, b)
+        return cmp(a, b) == 0
+    end
+
+    function D.min(a, b)
+        if cmp(a, b) <= 0 then
+            return a
+        end
+        return b
+    end
+
+    function D.max(a, b)
+        if cmp(a, b) >= 0 then
+            return a
+        end
+        return b
+    end
+
+    local function gt_abs(v, bound) -- |v| > bound (bound >= 0)
+        if D.is_neg(v) then
+            v = D.neg(v)
+        end
+        return cmp(v, bound) > 0
+    end
+
+    function D.gt_max_input(v)
+        return gt_abs(v, D.MAX_INPUT)
+    end
+
+    function D.add(a, b)
+        local r = add_raw(a, b, false)
+        -- a small mantissa (< 2^53) is always within 10^18
+        if not r.m and gt_abs(r, D.MAX_TOTAL) then
+            fail("ERR limit: amount total would exceed 10^18")
+        end
+        return r
+    end
+
+    function D.add_floor_zero(total, delta)
+        local r = D.add(total, delta)
+        if D.is_neg(r) then
+            return ZERO
+        end
+        return r
+    end
+
+    -- ----- multiplication, scaling, rounding ---------------------------------
+    function D.mul(a, b)
+        local am, bm = a.m, b.m
+        if am and bm then
+            local p = am * bm
+            if p < LIMIT and p > -LIMIT then
+                return mk_small(p, a.s + b.s)
+            end
+        end
+        local na, la, sa = unpack_v(a)
+        local nb, lb, sb = unpack_v(b)
+        return pack(na ~= nb, mul_mag(la, lb), sa + sb)
+    end
+
+    function D.div_pow10(v, k)
+        if k == 0 then
+            return v
+        end
+        local m = v.m
+        if m then
+            return mk_small(m, v.s + k)
+        end
+        return pack(v.neg, v.l, v.s + k)
+    end
+
+    -- Splits |v| at k decimal places from the right: quotient digits and the k
+    -- remainder digits (left-padded with zeros).
+    local function split_digits(v, k)
+        local neg, l = unpack_v(v)
+        local ds = digits_of(l)
+        local n = #ds
+        if n <= k then
+            return neg, "0", srep("0", k - n) .. ds
+        end
+        return neg, ssub(ds, 1, n - k), ssub(ds, n - k + 1)
+    end
+
+    local function plus_one(ds) -- decimal digits + 1
+        return digits_of(add_mag(mag_of_digits(ds), { 1 }))
+    end
+
+    -- Rounds half away from zero to dp decimal places.
+    function D.round_dp(v, dp)
+        local s = v.s
+        if s <= dp then
+            return v
+        end
+        local k = s - dp
+        local m = v.m
+        if m then
+            if k > 22 then
+                return ZERO -- |m| < 2^53 < 0.5 * 10^k
+            end
+            local d = P10[k]
+            local a = m < 0 and -m or m
+            local r = fmod(a, d)
+            local q = (a - r) / d
+            if r * 2 >= d then
+                q = q + 1
+            end
+            return mk_small(m < 0 and -q or q, dp)
+        end
+        local neg, q, rem = split_digits(v, k)
+        if sbyte(rem, 1) >= 53 then -- first dropped digit >= 5
+            q = plus_one(q)
+        end
+        return from_digits(neg, q, dp)
+    end
+
+    -- rust_decimal: a result keeps at most 28 places and a mantissa below
+    -- 2^96; it loses the fewest places needed, rounding half to even (with
+    -- every dropped digit counted), and overflows when the integer part alone
+    -- does not fit.
+    function D.fit96(v)
+        local s = v.s
+        if v.m then
+            if s <= 28 then
+                return v
+            end
+        elseif s <= 28 and cmp_mag(v.l, mag_of_digits(MAX96)) <= 0 then
+            return v
+        end
+        local neg, l = unpack_v(v)
+        local ds = digits_of(l)
+        local n = #ds
+        -- smallest k >= max(0, s - 28) with floor(M / 10^k) <= MAX96
+        local k = s - 28
+        if k < 0 then
+            k = 0
+        end
+        local function fits(q)
+            return #q < 29 or (#q == 29 and not digits_gt(q, MAX96))
+        end
+        while true do
+            local q = n > k and ssub(ds, 1, n - k) or "0"
+            if fits(q) then
+                break
+            end
+            k = k + 1
+        end
+        if k > s then
+            return nil
+        end
+        while true do
+            if k == 0 then
+                return v
+            end
+            local q, rem
+            if n > k then
+                q, rem = ssub(ds, 1, n - k), ssub(ds, n - k + 1)
+            else
+                q, rem = "0", srep("0", k - n) .. ds
+            end
+            local first = sbyte(rem, 1)
+            local up = false
+            if first > 53 then
+                up = true
+            elseif first == 53 then
+                if sfind(rem, "[1-9]", 2) then
+                    up = true
+                else
+                    up = (sbyte(q, #q) - 48) % 2 == 1
+                end
+            end
+            if up then
+                q = plus_one(q)
+            end
+            if q ~= TWO96 then
+                return from_digits(neg, q, s - k)
+            end
+            -- rounding reached 2^96: one place fewer
+            k = k + 1
+            if k > s then
+                return nil
+            end
+        end
+    end
+
+    function D.to_number(v)
+        return tonumber(D.fmt(v))
+    end
+end
+
+-- ---------------------------------------------------------------------------
+-- 20_window  W: calendar and rolling windows (port of src/engine/window.rs)
+--
+-- Calendar windows (hour, day, week, month, year; UTC) number their periods:
+-- a period has an index and starts at W.start_of(w, index), so finding the
+-- period that contains a time, or counting the periods between two times, is
+-- arithmetic, never a loop. `month` periods begin on an anchor day clamped
+-- to short months (anchor 31 begins on Feb 28, or Feb 29 in a leap year);
+-- `week` begins on Monday. Rolling windows keep usage in W.BUCKETS (60)
+-- buckets of W.bucket_ms(w) each; durations run from 60s to 400d.
+--
+-- A window is a small table (treat it as read-only):
+--   {kind = "none"}
+--   {kind = "calendar", unit = "hour"|"day"|"week"|"month"|"year", anchor = 1..31}
+--       (anchor is 1 unless unit is "month")
+--   {kind = "rolling", ms = duration_ms}
+--
+-- API (times are Unix ms as plain Lua integers, always >= 0):
+--   W.parse(name, anchor, duration) -> w     WINDOW name [ANCHOR d] | rolling dur
+--       name: string; anchor: integer or nil; duration: string or nil.
+--       Fails with the module's texts (Window::parse).
+--   W.label(w) -> "none" | "month" | "rolling 30d"
+--   W.anchor(w) -> anchor day of a month window, else nil
+--   W.is_calendar(w), W.is_rolling(w), W.is_none(w) -> boolean
+--   W.bucket_ms(w) -> bucket length of a rolling window (>= 1), else nil
+--   W.index_of(w, t) -> index of the calendar period containing t (0 if not calendar)
+--   W.start_of(w, index) -> Unix ms at which period index starts (clamped >= 0;
+--       0 if not calendar)
+--   W.period_of(w, t) -> start, end   the calendar period [start, end) holding t
+--   W.rolling_span(w, now) -> start, end   the buckets a rolling window counts at
+--       now (Policy::shown_period): ((cur-60 clamped at 0)*b, (cur+1)*b), cur = now//b
+--   W.shown_period(w, now, period_start, period_end) -> start, end | nil
+--       what replies show: nil for none, the given calendar period, rolling_span
+--   W.expired_bucket(b, current) -> bucket b has left the window (b + 61 <= current)
+--   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>"
+--   W.decode(s) -> w, or nil if s is not an encode() result
+--   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
+--   W.format_duration(ms) -> "30d" | "1d" | "90s" (largest whole unit) | "<ms>ms"
+--   W.is_leap(y), W.days_in_month(y, m)
+--   W.days_from_civil(y, m, d) -> days since 1970-01-01 (proleptic Gregorian)
+--   W.civil_from_days(days) -> y, m, d
+--   W.clip(text) -> names::clip: at most 60 chars (57 + "..."), control chars -> ?
+--   QUOTA.SET argument helpers (policy.rs):
+--   W.read_window(argv, i, command) -> name, duration, next_i
+--       argv[i] is the word after WINDOW; for `rolling` (any case) the next word
+--       is the duration. Arity errors name `command` (e.g. "QUOTA.SET").
+--   W.read_anchor(argv, i, command) -> anchor, next_i   (next_u64 "ANCHOR" 1..31)
+--   W.from_set(name, anchor, duration) -> w
+--       after the keyword loop (and after the METRIC/LIMIT checks): name nil
+--       with an anchor fails, name nil without one is the none window.
+-- ---------------------------------------------------------------------------
+
+local W = {}
+
+do
+    local HOUR_MS = 3600000
+    local DAY_MS = 24 * HOUR_MS
+    local BUCKETS = 60
+    local ROLLING_MIN_MS = 60000
+    local ROLLING_MAX_MS = 400 * DAY_MS
+    W.HOUR_MS, W.DAY_MS, W.BUCKETS = HOUR_MS, DAY_MS, BUCKETS
+    W.ROLLING_MIN_MS, W.ROLLING_MAX_MS = ROLLING_MIN_MS, ROLLING_MAX_MS
+
+    -- Redis runs this chunk at FUNCTION LOAD with only `redis` in scope: the
+    -- standard library (math, string, ...) is reached inside functions only.
+
+    -- Floor division of integers (exact for |a| < 2^53).
+    local function div(a, b)
+        return math.floor(a / b)
+    end
+
+    local function int(n)
+        return string.format("%d", n)
+    end
+
+    -- ASCII-only lowercase (Rust's to_ascii_lowercase), whatever the locale.
+    local function ascii_lower(s)
+        return (string.gsub(s, "[A-Z]", function(c)
+            return string.char(string.byte(c) + 32)
+        end))
+    end
+
+    -- names::clip: a text quoted in an error, at most 60 characters.
+    function W.clip(text)
+        local count, cut = 0, nil
+        for pos = 1, #text do
+            local b = string.byte(text, pos)
+            if b < 0x80 or b >= 0xC0 then
+                count = count + 1
+                if count == 58 then
+                    cut = pos
+                end
+            end
+        end
+        if count > 60 then
+            return string.sub(text, 1, cut - 1) .. "..."
+        end
+        -- Unicode category Cc: U+0000-001F, U+007F-009F.
+        local out = string.gsub(text, "\194[\128-\159]", "?")
+        out = string.gsub(out, "[%z\1-\31\127]", "?")
+        return out
+    end
+    local clip = W.clip
+
+    local function syntax(text)
+        fail("ERR syntax: " .. text)
+    end
+
+    local UNIT = { hour = true, day = true, week = true, month = true, year = true }
+
+    function W.parse(name, anchor, duration)
+        local lower = ascii_lower(name)
+        if lower == "rolling" then
+            if anchor ~= nil then
+                syntax("ANCHOR applies only to WINDOW month")
+            end
+            if duration == nil then
+                syntax("WINDOW rolling needs a duration such as 30d")
+            end
+            return { kind = "rolling", ms = W.parse_duration(duration) }
+        end
+        if lower ~= "none" and not UNIT[lower] then
+            syntax("unknown WINDOW '" .. clip(name)
+                .. "': use none, hour, day, week, month, year or rolling <duration>")
+        end
+        if lower == "none" then
+            if anchor == nil then
+                return { kind = "none" }
+            end
+            syntax("ANCHOR applies only to WINDOW month")
+        end
+        if lower == "month" and anchor ~= nil then
+            if anchor >= 1 and anchor <= 31 then
+                return { kind = "calendar", unit = "month", anchor = anchor }
+            end
+            syntax("ANCHOR must be a day from 1 to 31, not " .. int(anchor))
+        end
+        if anchor == nil then
+            return { kind = "calendar", unit = lower, anchor = 1 }
+        end
+        syntax("ANCHOR applies only to WINDOW month")
+    end
+
+    function W.label(w)
+        if w.kind == "none" then
+            return "none"
+        elseif w.kind == "calendar" then
+            return w.unit
+        end
+        return "rolling " .. W.format_duration(w.ms)
+    end
+
+    function W.anchor(w)
+        if w.kind == "calendar" and w.unit == "month" then
+            return w.anchor
+        end
+        return nil
+    end
+
+    function W.is_calendar(w)
+        return w.kind == "calendar"
+    end
+
+    function W.is_rolling(w)
+        return w.kind == "rolling"
+    end
+
+    function W.is_none(w)
+        return w.kind == "none"
+    end
+
+    function W.bucket_ms(w)
+        if w.kind ~= "rolling" then
+            return nil
+        end
+        local b = div(w.ms, BUCKETS)
+        if b < 1 then
+            b = 1
+        end
+        return b
+    end
+
+    local function is_leap(y)
+        return (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
+    end
+    W.is_leap = is_leap
+
+    local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+
+    local function days_in_month(y, m)
+        if m == 2 and is_leap(y) then
+            return 29
+        end
+        return MONTH_DAYS[m]
+    end
+    W.days_in_month = days_in_month
+
+    -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+    local function days_from_civil(y, m, d)
+        if m <= 2 then
+            y = y - 1
+        end
+        local era = div(y, 400)
+        local yoe = y - era * 400
+        local mp = (m + 9) % 12
+        local doy = div(153 * mp + 2, 5) + d - 1
+        local doe = yoe * 365 + div(yoe, 4) - div(yoe, 100) + doy
+        return era * 146097 + doe - 719468
+    end
+    W.days_from_civil = days_from_civil
+
+    -- The date (year, month 1-12, day 1-31) of a day count since 1970-01-01.
+    local function civil_from_days(days)
+        local z = days + 719468
+        local era = div(z, 146097)
+        local doe = z - era * 146097
+        local yoe = div(doe - div(doe, 1460) + div(doe, 36524) - div(doe, 146096), 365)
+        local doy = doe - (365 * yoe + div(yoe, 4) - div(yoe, 100))
+        local mp = div(5 * doy + 2, 153)
+        local d = doy - div(153 * mp + 2, 5) + 1
+        local m = mp < 10 and mp + 3 or mp - 9
+        local y = yoe + era * 400
+        if m <= 2 then
+            y = y + 1
+        end
+        return y, m, d
+    end
+    W.civil_from_days = civil_from_days
+
+    -- Start (ms) of month index (year * 12 + month - 1) for a billing anchor.
+    local function month_start(index, anchor)
+        local y, m = div(index, 12), index % 12 + 1
+        local day = anchor
+        local dim = days_in_month(y, m)
+        if dim < day then
+            day = dim
+        end
+        return days_from_civil(y, m, day) * DAY_MS
+    end
+
+    function W.index_of(w, t)
+        if w.kind ~= "calendar" then
+            return 0
+        end
+        local unit = w.unit
+        if unit == "hour" then
+            return div(t, HOUR_MS)
+        elseif unit == "day" then
+            return div(t, DAY_MS)
+        elseif unit == "week" then
+            -- 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
+            return div(div(t, DAY_MS) + 3, 7)
+        elseif unit == "year" then
+            return (civil_from_days(div(t, DAY_MS)))
+        end
+        local y, m = civil_from_days(div(t, DAY_MS))
+        local index = y * 12 + (m - 1)
+        if month_start(index, w.anchor) > t then
+            return index - 1
+        end
+        return index
+    end
+
+    function W.start_of(w, index)
+        local ms = 0
+        if w.kind == "calendar" then
+            local unit = w.unit
+            if unit == "hour" then
+                ms = index * HOUR_MS
+            elseif unit == "day" then
+                ms = index * DAY_MS
+            elseif unit == "week" then
+                ms = (index * 7 - 3) * DAY_MS
+            elseif unit == "year" then
+                ms = days_from_civil(index, 1, 1) * DAY_MS
+            else
+                ms = month_start(index, w.anchor)
+            end
+        end
+        if ms < 0 then
+            ms = 0
+        end
+        return ms
+    end
+
+    function W.period_of(w, t)
+        local i = W.index_of(w, t)
+        return W.start_of(w, i), W.start_of(w, i + 1)
+    end
+
+    function W.rolling_span(w, now)
+        local b = W.bucket_ms(w)
+        local current = div(now, b)
+        local first = current - BUCKETS
+        if first < 0 then
+            first = 0
+        end
+        return first * b, (current + 1) * b
+    end
+
+    function W.shown_period(w, now, period_start, period_end)
+        if w.kind == "calendar" then
+            return period_start, period_end
+        elseif w.kind == "rolling" then
+            return W.rolling_span(w, now)
+        end
+        return nil
+    end
+
+    function W.expired_bucket(b, current)
+        return b + BUCKETS + 1 <= current
+    end
+
+    local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }
+
+    -- "90s", "15m", "24h", "30d" -> milliseconds.
+    function W.parse_duration(text)
+        local function bad()
+            syntax("invalid duration '" .. clip(text)
+                .. "': use a whole number with s, m, h or d, from 60s to 400d")
+        end
+        if string.find(text, "[\128-\255]") or #text == 0 then
+            bad()
+        end
+        local digits, unit = string.sub(text, 1, -2), string.sub(text, -1)
+        if #digits == 0 or #digits > 9 or string.find(digits, "[^0-9]") then
+            bad()
+        end
+        local scale = SCALE[unit]
+        if scale == nil then
+            bad()
+        end
+        local n = tonumber(digits)
+        -- n < 10^9, so n * scale < 2^57: compare n first to stay exact.
+        if n > div(ROLLING_MAX_MS, scale) then
+            bad()
+        end
+        local ms = n * scale
+        if ms < ROLLING_MIN_MS or ms > ROLLING_MAX_MS then
+            bad()
+        end
+        return ms
+    end
+
+    -- Milliseconds in the largest whole unit: 30d, 24h -> 1d, 90s.
+    local FORMAT_UNITS = { { "d", DAY_MS }, { "h", HOUR_MS }, { "m", 60000 }, { "s", 1000 } }
+
+    function W.format_duration(ms)
+        for _, u in ipairs(FORMAT_UNITS) do
+            if ms % u[2] == 0 then
+                return int(div(ms, u[2])) .. u[1]
+            end
+        end
+        return int(ms) .. "ms"
+    end
+
+    local CODE = { hour = "h", day = "d", week = "w", year = "y" }
+    local UNIT_OF = { h = "hour", d = "day", w = "week", y = "year" }
+
+    function W.encode(w)
+        if w.kind == "none" then
+            return "n"
+        elseif w.kind == "rolling" then
+            return "r" .. int(w.ms)
+        elseif w.unit == "month" then
+            return "m" .. int(w.anchor)
+        end
+        return CODE[w.unit]
+    end
+
+    function W.decode(s)
+        if type(s) ~= "string" then
+            return nil
+        end
+        if s == "n" then
+            return { kind = "none" }
+        end
+        if UNIT_OF[s] then
+            return { kind = "calendar", unit = UNIT_OF[s], anchor = 1 }
+        end
+        local tag, num = string.match(s, "^([mr])([1-9][0-9]*)$")
+        if tag == nil or #num > 15 then
+            return nil
+        end
+        num = tonumber(num)
+        if tag == "m" then
+            if num > 31 then
+                return nil
+            end
+            return { kind = "calendar", unit = "month", anchor = num }
+        end
+        return { kind = "rolling", ms = num }
+    end
+
+    local function arity(command, what)
+        fail("ERR wrong number of arguments for '" .. ascii_lower(command)
+            .. "' command: missing " .. what)
+    end
+
+    -- QUOTA.SET: `WINDOW w`, or `WINDOW rolling dur`; argv[i] follows WINDOW.
+    function W.read_window(argv, i, command)
+        local name = argv[i]
+        if name == nil then
+            arity(command, "a window after WINDOW")
+        end
+        local duration = nil
+        i = i + 1
+        if ascii_lower(name) == "rolling" then
+            duration = argv[i]
+            if duration == nil then
+                arity(command, "a duration after WINDOW rolling")
+            end
+            i = i + 1
+        end
+        return name, duration, i
+    end
+
+    -- QUOTA.SET: `ANCHOR d` (Args::next_u64("ANCHOR", 1, 31)); argv[i] follows ANCHOR.
+    function W.read_anchor(argv, i, command)
+        local text = argv[i]
+        if text == nil then
+            arity(command, "ANCHOR")
+        end
+        -- u64 parse: digits only (a leading '+' is refused), leading zeros allowed.
+        local n = nil
+        if string.find(text, "^[0-9]+$") then
+            local digits = string.gsub(text, "^0+", "")
+            if #digits <= 2 then
+                n = tonumber(digits) or 0
+            end
+        end
+        if n == nil or n < 1 or n > 31 then
+            syntax("ANCHOR must be an integer from 1 to 31, not '" .. clip(text) .. "'")
+        end
+        return n, i + 1
+    end
+
+    -- QUOTA.SET: the window, once every keyword has been read.
+    function W.from_set(name, anchor, duration)
+        if name ~= nil then
+            return W.parse(name, anchor, duration)
+        end
+        if anchor ~= nil then
+            syntax("ANCHOR applies only to WINDOW month")
+        end
+        return { kind = "none" }
+    end
+end
+
+-- ---------------------------------------------------------------------------
+-- 30_pricing  P: the price book (port of src/engine/pricing.rs and
+-- src/commands/price.rs)
+--
+-- The book is server-wide: a hash (its key is passed in, "quota:prices"),
+-- field "service/model" -> the entry's canonical JSON (Price::to_json, the
+-- text QUOTA.PRICE GET prints). Entries are validated exactly as the module
+-- does (serde_json with arbitrary_precision, so JSON numbers keep their
+-- literal text; a small JSON reader of our own below, with serde_json's
+-- grammar, error texts and positions; Redis's cjson would turn numbers into
+-- doubles). Parsed entries are cached by their JSON text (bounded).
+--
+-- API:
+--   P.parse_key(text) -> service, model        fails "ERR syntax: invalid price key ..."
+--   P.cmd_price(book_key, args) -> reply       QUOTA.PRICE SET|GET|DEL|LIST (args after
+--                                              the function name, UTF-8 already checked)
+--   P.cmd_estimate(book_key, args) -> reply    QUOTA.ESTIMATE service/model name value ...
+--   P.usage(book_key, key, pairs) -> charges, metric
+--       prices a USAGE item: pairs = { {name, value}, ... } (strings as given);
+--       charges = { {metric, cost}, {usage name, quantity}, ... } (D values, the
+--       module's order: Estimate::charges); metric = the entry's metric
+--   P.estimate(book_key, key, pairs) -> e      the whole Estimate: e.key, e.metric,
+--       e.lines = { {name=, quantity=, rate=, subtotal=} }, e.subtotal, e.minimum
+--       (nil unless applied), e.factors = { {attribute=, value=, factor=} }, e.cost
+--   P.from_json(text) -> price, P.to_json(price) -> text   (Price::from_json / to_json)
+--   P.json_string(text) -> JSON string literal as serde_json writes it
+--   P.bytes_less(a, b)                          byte order (BTreeMap order; Lua's
+--                                              own < follows the server's locale)
+-- Replies are built as the other sections do (40_names' to_resp renders them):
+-- an ordered map is { k1, v1, k2, v2, ..., _m = true }, OK is { _ok = "OK" },
+-- nil is false.
+--
+-- PRICE SET/DEL do not refuse writes themselves (the module's refuse_write):
+-- quota_price is registered without no-writes, so Redis refuses it on a
+-- read-only replica (READONLY) and, with maxmemory reached, when it is
+-- called (OOM), before the function runs.
+-- ---------------------------------------------------------------------------
+
+local P = {}
+
+do
+    local sbyte, ssub, sfind, smatch, sformat, supper, sgsub, schar = string.byte, string.sub, string.find,
+        string.match, string.format, string.upper, string.gsub, string.char
+    local tconcat, tsort = table.concat, table.sort
+    local clip = D.clip
+
+    local MAX_PRICES = 10000
+    local MAX_RATES = 64
+    local MAX_ATTRIBUTES = 16
+    local MAX_VALUES = 64
+    local MAX_JSON_LEN = 64 * 1024
+    local MAX_NAME_LEN = 128
+
+    local function set_of(list)
+        local s = {}
+        for i = 1, #list do
+            s[list[i]] = true
+        end
+        return s
+    end
+
+    local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief",
+        "cost", "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth",
+        "format", "count", "since", "strict", "block", "open", "none", "rolling" })
+    local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
+        "COST", "USAGE", "CHECK", "ITEM" })
+
+    local function bytes_less(a, b)
+        if a == b then
+            return false
+        end
+        local n = #a
+        if #b < n then
+            n = #b
+        end
+        for i = 1, n do
+            local x, y = sbyte(a, i), sbyte(b, i)
+            if x ~= y then
+                return x < y
+            end
+        end
+        return #a < #b
+    end
+    P.bytes_less = bytes_less
+
+    -- names::parse_metric without failing: nil, or the message
+    local function metric_error(text)
+        local n = #text
+        if n == 0 or n > 32 or not sfind(text, "^[a-z][a-z0-9_]*$") then
+            return "'" .. clip(text) .. "' (metric names are [a-z][a-z0-9_]{0,31})"
+        end
+        if KEYWORDS[text] then
+            return "'" .. text .. "' is a keyword, not a metric name"
+        end
+        return nil
+    end
+
+    -- names::parse_name without failing
+    local function name_error(text, what)
+        local n = #text
+        if n == 0 or n > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then
+            return "invalid " .. what .. " '" .. clip(text) .. "': use 1-" .. MAX_NAME_LEN ..
+                " printable characters without spaces"
+        end
+        return nil
+    end
+
+    function P.parse_key(text)
+        local slash = sfind(text, "/", 1, true)
+        if slash then
+            local service, model = ssub(text, 1, slash - 1), ssub(text, slash + 1)
+            if #service >= 1 and #service <= 64 and #model >= 1 and #model <= 64
+                and not sfind(service, "[^A-Za-z0-9_%-%.:@]") and not sfind(model, "[^A-Za-z0-9_%-%.:@]") then
+                return service, model
+            end
+        end
+        fail("ERR syntax: invalid price key '" .. clip(text) ..
+            "': use service/model, each 1-64 characters of A-Z a-z 0-9 _ - . : @")
+    end
+
+    -- ----- JSON reader (serde_json::from_str into a Value) -----------------
+    -- Values: a string is a Lua string; a number is {num = text} (the text
+    -- serde_json keeps: exponents written e+N/e-N); an object is
+    -- {obj = true, keys = {...} (first-seen order), map = {key -> value}} (a
+    -- repeated key keeps its last value); arrays, true, false and null are
+    -- the markers below (their contents are never needed).
+    local ARRAY, TRUE, FALSE, NULL = { kind = "array" }, { kind = "true" }, { kind = "false" }, { kind = "null" }
+    local NUMBER_TOKEN = "$serde_json::private::Number"
+
+    local JS, JN, JI, DEPTH = "", 0, 0, 128 -- text, length, bytes consumed, depth left
+    local INNER = nil -- inside Number::from_str: its error message goes here
+
+    local function position(i) -- line and column of byte offset i (serde_json)
+        local line, sol, p = 1, 0, 1
+        while true do
+            local f = sfind(JS, "\n", p, true)
+            if not f or f > i then
+                break
+            end
+            line = line + 1
+            sol = f
+            p = f + 1
+        end
+        return line, i - sol
+    end
+
+    local function jerr(code, i)
+        local line, col = position(i)
+        local text = code .. " at line " .. line .. " column " .. col
+        if INNER then
+            INNER.msg = text
+            error("json", 0)
+        end
+        fail("ERR syntax: price is not valid JSON: " .. text)
+    end
+
+    local function err_here(code) -- serde's error(): at the bytes consumed
+        jerr(code, JI)
+    end
+
+    local function err_peek(code) -- serde's peek_error(): one byte further
+        local i = JI + 1
+        if i > JN then
+            i = JN
+        end
+        jerr(code, i)
+    end
+
+    local function ws()
+        local p = sfind(JS, "[^ \n\t\r]", JI + 1)
+        if not p then
+            JI = JN
+            return nil
+        end
+        JI = p - 1
+        return sbyte(JS, p)
+    end
+
+    local function utf8_char(n)
+        if n < 0x80 then
+            return schar(n)
+        elseif n < 0x800 then
+            return schar(0xC0 + math.floor(n / 64), 0x80 + n % 64)
+        elseif n < 0x10000 then
+            return schar(0xE0 + math.floor(n / 4096), 0x80 + math.floor(n / 64) % 64, 0x80 + n % 64)
+        end
+        return schar(0xF0 + math.floor(n / 262144), 0x80 + math.floor(n / 4096) % 64, 0x80 + math.floor(n / 64) % 64,
+            0x80 + n % 64)
+    end
+
+    local function hex4()
+        if JN - JI < 4 then
+            JI = JN
+            err_here("EOF while parsing a string")
+        end
+        local h = ssub(JS, JI + 1, JI + 4)
+        JI = JI + 4
+        if not sfind(h, "^[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]$") then
+            err_here("invalid escape")
+        end
+        return tonumber(h, 16)
+    end
+
+    local ESCAPES = { [34] = '"', [92] = "\\", [47] = "/", [98] = "\b", [102] = "\f", [110] = "\n", [114] = "\r",
+        [116] = "\t" }
+
+    local function parse_unicode_escape()
+        local n = hex4()
+        if n >= 0xDC00 and n <= 0xDFFF then
+            err_here("lone leading surrogate in hex escape")
+        end
+        if n < 0xD800 or n > 0xDBFF then
+            return utf8_char(n)
+        end
+        for _, want in ipairs({ 92, 117 }) do -- "\" then "u"
+            local b = sbyte(JS, JI + 1)
+            if not b then
+                err_here("EOF while parsing a string")
+            end
+            JI = JI + 1
+            if b ~= want then
+                err_here("unexpected end of hex escape")
+            end
+        end
+        local n2 = hex4()
+        if n2 < 0xDC00 or n2 > 0xDFFF then
+            err_here("lone leading surrogate in hex escape")
+        end
+        return utf8_char((n - 0xD800) * 1024 + (n2 - 0xDC00) + 0x10000)
+    end
+
+    local function parse_string() -- the opening quote is consumed
+        local parts = nil
+        local start = JI + 1
+        while true do
+            local p = sfind(JS, '["\\%z\1-\31]', JI + 1)
+            if not p then
+                JI = JN
+                err_here("EOF while parsing a string")
+            end
+            local b = sbyte(JS, p)
+            if b == 34 then
+                JI = p
+                local piece = ssub(JS, start, p - 1)
+                if parts then
+                    parts[#parts + 1] = piece
+                    return tconcat(parts)
+                end
+                return piece
+            elseif b == 92 then
+                parts = parts or {}
+                parts[#parts + 1] = ssub(JS, start, p - 1)
+                JI = p
+                local c = sbyte(JS, JI + 1)
+                if not c then
+                    err_here("EOF while parsing a string")
+                end
+                JI = JI + 1
+                local e = ESCAPES[c]
+                if e then
+                    parts[#parts + 1] = e
+                elseif c == 117 then
+                    parts[#parts + 1] = parse_unicode_escape()
+                else
+                    err_here("invalid escape")
+                end
+                start = JI + 1
+            else
+                JI = p
+                err_here("control character (\\u0000-\\u001F) found while parsing a string")
+            end
+        end
+    end
+
+    -- After an optional "-" (consumed): the number's text as serde_json
+    -- keeps it (arbitrary_precision).
+    local function parse_number(negative)
+        local buf = negative and "-" or ""
+        local c = sbyte(JS, JI + 1)
+        if not c then
+            err_here("EOF while parsing a value")
+        end
+        JI = JI + 1
+        if c == 48 then
+            local p = sbyte(JS, JI + 1)
+            if p and p >= 48 and p <= 57 then
+                err_peek("invalid number")
+            end
+            buf = buf .. "0"
+        elseif c >= 49 and c <= 57 then
+            local _, e = sfind(JS, "^[0-9]*", JI + 1)
+            buf = buf .. ssub(JS, JI, e)
+            JI = e
+        else
+            err_here("invalid number")
+        end
+        local p = sbyte(JS, JI + 1)
+        if p == 46 then -- "."
+            JI = JI + 1
+            local s, e = sfind(JS, "^[0-9]+", JI + 1)
+            if not s then
+                if JI < JN then
+                    err_peek("invalid number")
+                end
+                err_peek("EOF while parsing a value")
+            end
+            buf = buf .. "." .. ssub(JS, s, e)
+            JI = e
+            p = sbyte(JS, JI + 1)
+        end
+        if p == 101 or p == 69 then -- "e" or "E"
+            JI = JI + 1
+            local sign = "+"
+            local q = sbyte(JS, JI + 1)
+            if q == 43 or q == 45 then
+                JI = JI + 1
+                sign = schar(q)
+            end
+            local d = sbyte(JS, JI + 1)
+            if not d then
+                err_here("EOF while parsing a value")
+            end
+            JI = JI + 1
+            if d < 48 or d > 57 then
+                err_here("invalid number")
+            end
+            local _, e = sfind(JS, "^[0-9]*", JI + 1)
+            buf = buf .. "e" .. sign .. ssub(JS, JI, e)
+            JI = e
+        end
+        return buf
+    end
+
+    local function parse_ident(rest)
+        for k = 1, #rest do
+            local c = sbyte(JS, JI + 1)
+            if not c then
+                err_here("EOF while parsing a value")
+            end
+            JI = JI + 1
+            if c ~= sbyte(rest, k) then
+                err_here("expected ident")
+            end
+        end
+    end
+
+    -- Number::from_str(s): the number's text, or nil and serde_json's message.
+    local function number_from_string(s)
+        local saved_s, saved_n, saved_i = JS, JN, JI
+        local inner = {}
+        INNER = inner
+        JS, JN, JI = s, #s, 0
+        local ok, text = pcall(function()
+            local b = sbyte(JS, 1)
+            local value, bad
+            if not b then
+                err_peek("EOF while parsing a value")
+            elseif b == 45 then
+                JI = 1
+                value = parse_number(true)
+            elseif b >= 48 and b <= 57 then
+                value = parse_number(false)
+            else
+                err_peek("invalid number")
+            end
+            if JI < JN then
+                err_peek("invalid number")
+            end
+            return value, bad
+        end)
+        INNER = nil
+        JS, JN, JI = saved_s, saved_n, saved_i
+        if ok then
+            return text
+        end
+        if not inner.msg then
+            error(text, 0)
+        end
+        return nil, inner.msg
+    end
+
+    local parse_value
+
+    local function invalid_type_for_number()
+        -- deserialize_str on something that is not a string (peek_invalid_type)
+        local b = sbyte(JS, JI + 1)
+        local what
+        if b == 110 then
+            JI = JI + 1
+            parse_ident("ull")
+            what = "null"
+        elseif b == 116 then
+            JI = JI + 1
+            parse_ident("rue")
+            what = "boolean `true`"
+        elseif b == 102 then
+            JI = JI + 1
+            parse_ident("alse")
+            what = "boolean `false`"
+        elseif b == 45 or (b and b >= 48 and b <= 57) then
+            if b == 45 then
+                JI = JI + 1
+            end
+            local t = parse_number(b == 45)
+            local digits = smatch(t, "^%-?([0-9]+)$")
+            local max = b == 45 and "9223372036854775808" or "18446744073709551615"
+            if digits and t ~= "-0" and (#digits < #max or (#digits == #max and not bytes_less(max, digits))) then
+                what = "integer `" .. t .. "`"
+            else
+                what = "number"
+            end
+        elseif b == 91 then
+            what = "sequence"
+        elseif b == 123 then
+            what = "map"
+        else
+            err_peek("expected value")
+        end
+        err_here("invalid type: " .. what .. ", expected string containing a number")
+    end
+
+    local function parse_object()
+        DEPTH = DEPTH - 1
+        if DEPTH == 0 then
+            err_peek("recursion limit exceeded")
+        end
+        JI = JI + 1
+        local keys, map = {}, {}
+        local first = true
+        while true do
+            local b = ws()
+            if not b then
+                err_peek("EOF while parsing an object")
+            end
+            if b == 125 then
+                break
+            end
+            if first then
+                if b ~= 34 then
+                    err_peek("key must be a string")
+                end
+            elseif b == 44 then
+                JI = JI + 1
+                b = ws()
+                if b == 125 then
+                    err_peek("trailing comma")
+                elseif b == nil then
+                    err_peek("EOF while parsing a value")
+                elseif b ~= 34 then
+                    err_peek("key must be a string")
+                end
+            else
+                err_peek("expected `,` or `}`")
+            end
+            JI = JI + 1
+            local key = parse_string()
+            b = ws()
+            if b == 58 then
+                JI = JI + 1
+            elseif b then
+                err_peek("expected `:`")
+            else
+                err_peek("EOF while parsing an object")
+            end
+            if first and key == NUMBER_TOKEN then
+                -- serde_json's private number form: {"$serde_json::private::Number": "1.5"}
+                b = ws()
+                if not b then
+                    err_peek("EOF while parsing a value")
+                end
+                if b ~= 34 then
+                    invalid_type_for_number()
+                end
+                JI = JI + 1
+                local s = parse_string()
+                local text, why = number_from_string(s)
+                if not text then
+                    -- a custom error: serde_json takes the position from the
+                    -- message, i.e. the one inside the number's own text
+                    fail("ERR syntax: price is not valid JSON: " .. why)
+                end
+                b = ws()
+                if b == 125 then
+                    JI = JI + 1
+                    DEPTH = DEPTH + 1
+                    return { num = text }
+                elseif b == 44 then
+                    err_peek("trailing comma")
+                elseif b then
+                    err_peek("trailing characters")
+                end
+                err_peek("EOF while parsing an object")
+            end
+            first = false
+            local v = parse_value()
+            if map[key] == nil then
+                keys[#keys + 1] = key
+            end
+            map[key] = v
+        end
+        JI = JI + 1
+        DEPTH = DEPTH + 1
+        return { obj = true, keys = keys, map = map }
+    end
+
+    local function parse_array()
+        DEPTH = DEPTH - 1
+        if DEPTH == 0 then
+            err_peek("recursion limit exceeded")
+        end
+        JI = JI + 1
+        local first = true
+        while true do
+            local b = ws()
+            if not b then
+                err_peek("EOF while parsing a list")
+            end
+            if b == 93 then
+                break
+            end
+            if first then
+                first = false
+            elseif b == 44 then
+                JI = JI + 1
+                b = ws()
+                if b == 93 then
+                    err_peek("trailing comma")
+                elseif b == nil then
+                    err_peek("EOF while parsing a value")
+                end
+            else
+                err_peek("expected `,` or `]`")
+            end
+            parse_value()
+        end
+        JI = JI + 1
+        DEPTH = DEPTH + 1
+        return ARRAY
+    end
+
+    parse_value = function()
+        local b = ws()
+        if not b then
+            err_peek("EOF while parsing a value")
+        end
+        if b == 34 then
+            JI = JI + 1
+            return parse_string()
+        elseif b == 123 then
+            return parse_object()
+        elseif b == 91 then
+            return parse_array()
+        elseif b == 45 then
+            JI = JI + 1
+            return { num = parse_number(true) }
+        elseif b >= 48 and b <= 57 then
+            return { num = parse_number(false) }
+        elseif b == 110 then
+            JI = JI + 1
+            parse_ident("ull")
+            return NULL
+        elseif b == 116 then
+            JI = JI + 1
+            parse_ident("rue")
+            return TRUE
+        elseif b == 102 then
+            JI = JI + 1
+            parse_ident("alse")
+            return FALSE
+        end
+        err_peek("expected value")
+    end
+
+    local function json_parse(text)
+        JS, JN, JI, DEPTH, INNER = text, #text, 0, 128, nil
+        local v = parse_value()
+        if ws() then
+            err_peek("trailing characters")
+        end
+        JS = "" -- do not keep the text alive
+        return v
+    end
+
+    -- ----- JSON writer (serde_json's string escaping) ------------------------
+    local function escape_char(c)
+        local b = sbyte(c)
+        if b == 34 then
+            return '\\"'
+        elseif b == 92 then
+            return "\\\\"
+        elseif b == 8 then
+            return "\\b"
+        elseif b == 9 then
+            return "\\t"
+        elseif b == 10 then
+            return "\\n"
+        elseif b == 12 then
+            return "\\f"
+        elseif b == 13 then
+            return "\\r"
+        end
+        return sformat("\\u%04x", b)
+    end
+
+    local function json_string(s)
+        if sfind(s, '[%z\1-\31"\\]') then
+            s = sgsub(s, '[%z\1-\31"\\]', escape_char)
+        end
+        return '"' .. s .. '"'
+    end
+    P.json_string = json_string
+
+    -- ----- Price::from_json ------------------------------------------------------
+    -- A NUL would cut a Lua error reply short; the module's replies carry a
+    -- space instead (redis-module's str_as_legal_resp_string).
+    local function no_nul(text)
+        if sfind(text, "%z") then
+            return (sgsub(text, "%z", " "))
+        end
+        return text
+    end
+
+    local function field_error(field, why)
+        fail("ERR syntax: price field '" .. no_nul(field) .. "': " .. why)
+    end
+
+    local function sorted_keys(obj)
+        local keys = {}
+        for i = 1, #obj.keys do
+            keys[i] = obj.keys[i]
+        end
+        tsort(keys, bytes_less)
+        return keys
+    end
+
+    local function decimal_of(value, field)
+        local text
+        if type(value) == "string" then
+            text = value
+        elseif type(value) == "table" and value.num then
+            text = value.num
+        else
+            field_error(field, "must be a decimal string or number")
+        end
+        local d, why = D.check(text, true)
+        if not d then
+            field_error(field, why)
+        end
+        return d
+    end
+
+    local function parse_rate(value, field)
+        local text
+        if type(value) == "string" then
+            text = value
+        elseif type(value) == "table" and value.num then
+            text = value.num
+        else
+            field_error(field, "must be a decimal, or a decimal per 1K or 1M units such as \"2.50/1M\"")
+        end
+        local number, places = text, 0
+        local slash = sfind(text, "/", 1, true)
+        if slash then
+            local unit = ssub(text, slash + 1)
+            number = ssub(text, 1, slash - 1)
+            if unit == "1K" or unit == "1k" then
+                places = 3
+            elseif unit == "1M" or unit == "1m" then
+                places = 6
+            else
+                field_error(field, "'" .. clip(text) .. "': the unit may only be /1K or /1M")
+            end
+        end
+        local d, why = D.check(number, true)
+        if not d then
+            field_error(field, why)
+        end
+        return { text = text, per = D.div_pow10(d, places) }
+    end
+
+    -- trusted: the text is our own canonical JSON read back from the book
+    -- (it may be a little longer than the JSON it was made from).
+    local function from_json(text, trusted)
+        if not trusted and #text > MAX_JSON_LEN then
+            fail("ERR limit: a price is at most " .. MAX_JSON_LEN .. " bytes of JSON")
+        end
+        local object = json_parse(text)
+        if type(object) ~= "table" or not object.obj then
+            fail("ERR syntax: a price must be a JSON object")
+        end
+        local fields = sorted_keys(object)
+        for i = 1, #fields do
+            local k = fields[i]
+            if k ~= "metric" and k ~= "rates" and k ~= "multipliers" and k ~= "minimum" then
+                field_error(k, "unknown field (use metric, rates, multipliers, minimum)")
+            end
+        end
+        local map = object.map
+        local metric = map.metric
+        if metric == nil then
+            field_error("metric", "is required")
+        elseif type(metric) ~= "string" then
+            field_error("metric", "must be a metric name")
+        end
+        local why = metric_error(metric)
+        if why then
+            field_error("metric", why)
+        end
+        local rate_map = map.rates
+        if type(rate_map) ~= "table" or not rate_map.obj then
+            field_error("rates", "is required: an object from usage name to rate")
+        end
+        local rate_names = sorted_keys(rate_map)
+        if #rate_names == 0 then
+            field_error("rates", "must name at least one usage")
+        end
+        if #rate_names > MAX_RATES then
+            fail("ERR limit: at most " .. MAX_RATES .. " rates per price")
+        end
+        local rates = {}
+        for i = 1, #rate_names do
+            local name = rate_names[i]
+            local field = "rates." .. name
+            why = metric_error(name)
+            if why then
+                field_error(field, why)
+            end
+            if name == metric then
+                field_error(field, "a usage name cannot be the price's own metric")
+            end
+            rates[name] = parse_rate(rate_map.map[name], field)
+        end
+        local mult, attr_names, labels = {}, {}, {}
+        local attributes = map.multipliers
+        if attributes ~= nil then
+            if type(attributes) ~= "table" or not attributes.obj then
+                field_error("multipliers", "must be an object from attribute to {value: factor}")
+            end
+            attr_names = sorted_keys(attributes)
+            if #attr_names > MAX_ATTRIBUTES then
+                fail("ERR limit: at most " .. MAX_ATTRIBUTES .. " multiplier attributes per price")
+            end
+            for i = 1, #attr_names do
+                local attr = attr_names[i]
+                local field = "multipliers." .. attr
+                why = metric_error(attr)
+                if why then
+                    field_error(field, why)
+                end
+                if rates[attr] then
+                    field_error(field, "an attribute cannot also be a usage name")
+                end
+                local values = attributes.map[attr]
+                if type(values) ~= "table" or not values.obj then
+                    field_error(field, "must be an object from value to factor")
+                end
+                local names = sorted_keys(values)
+                if #names == 0 or #names > MAX_VALUES then
+                    field_error(field, "must list 1 to " .. MAX_VALUES .. " values")
+                end
+                local factors = {}
+                for j = 1, #names do
+                    local label = names[j]
+                    local f2 = field .. "." .. label
+                    why = name_error(label, "attribute value")
+                    if why then
+                        field_error(f2, why)
+                    end
+                    factors[label] = decimal_of(values.map[label], f2)
+                end
+                mult[attr] = factors
+                labels[attr] = names
+            end
+        end
+        local minimum = nil
+        if map.minimum ~= nil then
+            minimum = decimal_of(map.minimum, "minimum")
+        end
+        return {
+            metric = metric,
+            rates = rates,
+            rate_names = rate_names,
+            mult = mult,
+            attr_names = attr_names,
+            labels = labels,
+            minimum = minimum,
+        }
+    end
+
+    function P.from_json(text)
+        return from_json(text, false)
+    end
+
+    -- Price::to_json: fields in a fixed order, rates as written, decimals as
+    -- canonical strings, maps in byte order.
+    local function to_json(price)
+        local rates = {}
+        for i, name in ipairs(price.rate_names) do
+            rates[i] = json_string(name) .. ":" .. json_string(price.rates[name].text)
+        end
+        local out = '{"metric":' .. json_string(price.metric) .. ',"rates":{' .. tconcat(rates, ",") .. "}"
+        if #price.attr_names > 0 then
+            local attrs = {}
+            for i, attr in ipairs(price.attr_names) do
+                local values = {}
+                for j, label in ipairs(price.labels[attr]) do
+                    values[j] = json_string(label) .. ":" .. json_string(D.fmt(price.mult[attr][label]))
+                end
+                attrs[i] = json_string(attr) .. ":{" .. tconcat(values, ",") .. "}"
+            end
+            out = out .. ',"multipliers":{' .. tconcat(attrs, ",") .. "}"
+        end
+        if price.minimum then
+            out = out .. ',"minimum":' .. json_string(D.fmt(price.minimum))
+        end
+        return out .. "}"
+    end
+    P.to_json = to_json
+
+    -- Parsed entries by their JSON text: a batch prices one entry many times.
+    local cache, cache_n = {}, 0
+
+    local function cached(text)
+        local price = cache[text]
+        if not price then
+            price = from_json(text, true)
+            if cache_n >= 256 then
+                cache, cache_n = {}, 0
+            end
+            cache[text] = price
+            cache_n = cache_n + 1
+        end
+        return price
+    end
+
+    -- ----- Price::estimate ---------------------------------------------------------
+    local function known_names(price)
+        local rates = "rates " .. tconcat(price.rate_names, ", ")
+        if #price.attr_names == 0 then
+            return rates
+        end
+        return rates .. " and attributes " .. tconcat(price.attr_names, ", ")
+    end
+
+    local function estimate(price, key, pairs_)
+        local lines, factors, seen = {}, {}, {}
+        for i = 1, #pairs_ do
+            local name, value = pairs_[i][1], pairs_[i][2]
+            if seen[name] then
+                fail("ERR syntax: usage '" .. no_nul(name) .. "' appears twice for " .. key)
+            end
+            local rate = price.rates[name]
+            local values = price.mult[name]
+            if rate then
+                local quantity = D.parse_non_negative(value)
+                -- rust_decimal's checked_mul: exact, then what fits 96 bits
+                local subtotal = D.fit96(D.mul(rate.per, quantity))
+                if not subtotal then
+                    fail("ERR invalid amount: " .. D.fmt(quantity) .. " " .. name .. " costs more than can be counted")
+                end
+                lines[#lines + 1] = { name = name, quantity = quantity, rate = rate.per, subtotal = subtotal }
+            elseif values then
+                local factor = values[value]
+                if not factor then
+                    fail("ERR syntax: unknown value '" .. clip(value) .. "' of " .. name .. " for " .. key ..
+                        ": use " .. tconcat(price.labels[name], ", "))
+                end
+                factors[#factors + 1] = { attribute = name, value = value, factor = factor }
+            else
+                fail("ERR syntax: unknown usage '" .. clip(name) .. "' for " .. key .. ": its price has " ..
+                    known_names(price))
+            end
+            seen[name] = true
+        end
+        if #lines == 0 then
+            fail("ERR syntax: USAGE for " .. key .. " needs at least one of " .. known_names(price))
+        end
+        for _, attr in ipairs(price.attr_names) do
+            if not seen[attr] then
+                fail("ERR syntax: USAGE for " .. key .. " needs " .. attr .. " (one of " ..
+                    tconcat(price.labels[attr], ", ") .. ")")
+            end
+        end
+        local too_large = "ERR invalid amount: the cost for " .. key .. " is larger than 10^15"
+        local subtotal = D.ZERO
+        for i = 1, #lines do
+            subtotal = D.fit96(D.plus(subtotal, lines[i].subtotal))
+            if not subtotal then
+                fail(too_large)
+            end
+        end
+        local minimum = price.minimum
+        if minimum and D.cmp(minimum, subtotal) <= 0 then
+            minimum = nil
+        end
+        local cost = minimum or subtotal
+        for i = 1, #factors do
+            cost = D.fit96(D.mul(cost, factors[i].factor))
+            if not cost then
+                fail(too_large)
+            end
+        end
+        if D.scale(cost) > 10 then
+            cost = D.round_dp(cost, 10)
+        end
+        if D.gt_max_input(cost) then
+            fail(too_large)
+        end
+        return {
+            key = key,
+            metric = price.metric,
+            lines = lines,
+            subtotal = subtotal,
+            minimum = minimum,
+            factors = factors,
+            cost = cost,
+        }
+    end
+
+    -- PriceBook::estimate: the key, the entry, the estimate.
+    function P.estimate(book_key, key, pairs_)
+        P.parse_key(key)
+        local text = redis.call("HGET", book_key, key)
+        if not text then
+            fail("NOTFOUND no such price '" .. clip(key) .. "'")
+        end
+        return estimate(cached(text), key, pairs_)
+    end
+
+    local function charges(e)
+        local c = { { e.metric, e.cost } }
+        for i = 1, #e.lines do
+            c[i + 1] = { e.lines[i].name, e.lines[i].quantity }
+        end
+        return c
+    end
+
+    function P.usage(book_key, key, pairs_)
+        local e = P.estimate(book_key, key, pairs_)
+        return charges(e), e.metric
+    end
+
+    -- ----- commands ------------------------------------------------------------------
+    local function arity(command, what)
+        fail("ERR wrong number of arguments for '" .. command .. "' command: missing " .. what)
+    end
+
+    local function finish(args, i, command)
+        if args[i] ~= nil then
+            fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in " .. command)
+        end
+    end
+
+    function P.cmd_price(book_key, args)
+        if #args < 1 then
+            fail("ERR wrong number of arguments for 'QUOTA.PRICE' command") -- Redis's own text
+        end
+        local verb = supper(args[1])
+        if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" then
+            fail("ERR syntax: QUOTA.PRICE takes SET, GET, DEL or LIST")
+        end
+        if verb == "LIST" then
+            finish(args, 2, "QUOTA.PRICE")
+            local keys = redis.call("HKEYS", book_key)
+            tsort(keys, bytes_less)
+            return keys
+        end
+        local key = args[2]
+        if key == nil then
+            arity("quota.price", "service/model")
+        end
+        if verb == "SET" then
+            P.parse_key(key)
+            local json = args[3]
+            if json == nil then
+                arity("quota.price", "the price as JSON")
+            end
+            finish(args, 4, "QUOTA.PRICE")
+            local price = from_json(json, false)
+            if redis.call("HEXISTS", book_key, key) == 0
+                and redis.call("HLEN", book_key) >= MAX_PRICES then
+                fail("ERR limit: the price book already has " .. MAX_PRICES .. " entries")
+            end
+            local canonical = to_json(price)
+            redis.call("HSET", book_key, key, canonical)
+            if not cache[canonical] then
+                if cache_n >= 256 then
+                    cache, cache_n = {}, 0
+                end
+                cache[canonical] = price
+                cache_n = cache_n + 1
+            end
+            return { _ok = "OK" }
+        end
+        finish(args, 3, "QUOTA.PRICE")
+        P.parse_key(key)
+        if verb == "GET" then
+            local text = redis.call("HGET", book_key, key)
+            if not text then
+                fail("NOTFOUND no such price '" .. clip(key) .. "'")
+            end
+            return text
+        end
+        return redis.call("HDEL", book_key, key)
+    end
+
+    local function estimate_reply(e)
+        local lines, factors = {}, {}
+        for i, l in ipairs(e.lines) do
+            lines[i] = { "name", l.name, "quantity", D.fmt(l.quantity), "rate", D.fmt(l.rate), "subtotal",
+                D.fmt(l.subtotal), _m = true }
+        end
+        for i, f in ipairs(e.factors) do
+            factors[i] = { "attribute", f.attribute, "value", f.value, "factor", D.fmt(f.factor), _m = true }
+        end
+        local c = { _m = true }
+        for _, pair in ipairs(charges(e)) do
+            c[#c + 1] = pair[1]
+            c[#c + 1] = D.fmt(pair[2])
+        end
+        return {
+            "price", e.key,
+            "metric", e.metric,
+            "cost", D.fmt(e.cost),
+            "lines", lines,
+            "subtotal", D.fmt(e.subtotal),
+            "minimum", e.minimum and D.fmt(e.minimum) or false,
+            "multipliers", factors,
+            "charges", c,
+            _m = true,
+        }
+    end
+
+    function P.cmd_estimate(book_key, args)
+        if #args < 1 then
+            fail("ERR wrong number of arguments for 'QUOTA.ESTIMATE' command")
+        end
+        local key = args[1]
+        local pairs_ = {}
+        local i = 2
+        while args[i] ~= nil and not LIST_ENDS[supper(args[i])] do
+            local value = args[i + 1]
+            if value == nil then
+                arity("quota.estimate", "a usage value")
+            end
+            pairs_[#pairs_ + 1] = { args[i], value }
+            i = i + 2
+        end
+        finish(args, i, "QUOTA.ESTIMATE")
+        return estimate_reply(P.estimate(book_key, key, pairs_))
+    end
+end
+-- ---------------------------------------------------------------------------
+-- Names, paths, the argument cursor, and replies (src/engine/names.rs,
+-- src/commands/args.rs, src/commands/reply.rs).
+-- ---------------------------------------------------------------------------
+
+local MAX_DEPTH_HARD = 64
+local MAX_SEGMENT_LEN = 64
+local MAX_NAME_LEN = 128
+local MAX_TTL_MS = 30 * 24 * 3600 * 1000
+local MAX_CHARGE_PATHS = 16
+local HISTORY_LEN = 24
+local ROLLING_BUCKETS = 60
+
+local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
+    string.format
+local tinsert, tconcat = table.insert, table.concat
+
+local function set_of(list)
+    local s = {}
+    for _, v in ipairs(list) do
+        s[v] = true
+    end
+    return s
+end
+
+-- Words of the command grammar; a metric may not be one of them.
+local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
+    "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format",
+    "count", "since", "strict", "block", "open", "none", "rolling" })
+
+-- Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
+local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST",
+    "USAGE", "CHECK", "ITEM" })
+
+-- Whether a string is valid UTF-8 (the module refuses other arguments).
+local function valid_utf8(s)
+    if not sfind(s, "[\128-\255]") then
+        return true
+    end
+    local i, n = 1, #s
+    while i <= n do
+        local c = sbyte(s, i)
+        local extra
+        if c < 0x80 then
+            extra = 0
+        elseif c >= 0xC2 and c <= 0xDF then
+            extra = 1
+        elseif c >= 0xE0 and c <= 0xEF then
+            extra = 2
+        elseif c >= 0xF0 and c <= 0xF4 then
+            extra = 3
+        else
+            return false
+        end
+        if i + extra > n then
+            return false
+        end
+        for k = 1, extra do
+            local cc = sbyte(s, i + k)
+            if cc < 0x80 or cc > 0xBF then
+                return false
+            end
+        end
+        if extra == 2 then
+            local c2 = sbyte(s, i + 1)
+            if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F) then
+                return false
+            end
+        elseif extra == 3 then
+            local c2 = sbyte(s, i + 1)
+            if (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
+                return false
+            end
+        end
+        i = i + extra + 1
+    end
+    return true
+end
+
+local function check_utf8(args)
+    for i = 1, #args do
+        if not valid_utf8(args[i]) then
+            fail("ERR syntax: arguments must be valid UTF-8")
+        end
+    end
+end
+
+-- Cuts user text quoted in an error to a readable length (60 characters).
+local function clip(text)
+    local chars = {}
+    for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
+        chars[#chars + 1] = ch
+    end
+    if #chars > 60 then
+        return tconcat(chars, "", 1, 57) .. "..."
+    end
+    for i = 1, #chars do
+        local b = sbyte(chars[i], 1)
+        if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
+            chars[i] = "?"
+        end
+    end
+    return tconcat(chars)
+end
+
+local function display_path(canonical)
+    if canonical == "" then
+        return "/"
+    end
+    return canonical
+end
+
+local function check_segment(segment)
+    if segment == "" then
+        return "empty segment"
+    end
+    if #segment > MAX_SEGMENT_LEN then
+        return "segment longer than 64 characters"
+    end
+    if segment == "." or segment == ".." then
+        return "'.' and '..' are not segments"
+    end
+    if sfind(segment, "[^%w_%-%.:@]") then
+        return "segments use only A-Z a-z 0-9 _ - . : @"
+    end
+    return nil
+end
+
+-- A client path in its canonical form (no leading slash; "" is the root).
+local function parse_path(text, depth_limit)
+    local body = text
+    if ssub(body, 1, 1) == "/" then
+        body = ssub(body, 2)
+    end
+    if body == "" then
+        return ""
+    end
+    local limit = math.min(depth_limit, MAX_DEPTH_HARD)
+    local depth, start = 0, 1
+    while true do
+        local slash = sfind(body, "/", start, true)
+        local segment = ssub(body, start, (slash or 0) - 1)
+        if not slash then
+            segment = ssub(body, start)
+        end
+        depth = depth + 1
+        if depth > limit then
+            fail(sformat("ERR limit: path '%s' is deeper than %d segments", clip(text), limit))
+        end
+        local why = check_segment(segment)
+        if why then
+            fail(sformat("ERR syntax: invalid path '%s': %s", clip(text), why))
+        end
+        if not slash then
+            break
+        end
+        start = slash + 1
+    end
+    return body
+end
+
+-- The ancestors of a canonical path, root first, the path last.
+local function prefixes(canonical)
+    local out = { "" }
+    if canonical == "" then
+        return out
+    end
+    local start = 1
+    while true do
+        local slash = sfind(canonical, "/", start, true)
+        if not slash then
+            break
+        end
+        out[#out + 1] = ssub(canonical, 1, slash - 1)
+        start = slash + 1
+    end
+    out[#out + 1] = canonical
+    return out
+end
+
+local function parent_of(canonical)
+    local last = nil
+    local start = 1
+    while true do
+        local slash = sfind(canonical, "/", start, true)
+        if not slash then
+            break
+        end
+        last = slash
+        start = slash + 1
+    end
+    if last then
+        return ssub(canonical, 1, last - 1)
+    end
+    return ""
+end
+
+local function leaf_of(canonical)
+    local parent = parent_of(canonical)
+    if parent == "" then
+        return canonical
+    end
+    return ssub(canonical, #parent + 2)
+end
+
+local function is_within(path, root)
+    return root == "" or path == root
+        or (#path > #root and ssub(path, 1, #root) == root and sbyte(path, #root + 1) == 47)
+end
+
+local function parse_metric(text)
+    local ok = #text >= 1 and #text <= 32 and sfind(text, "^[a-z][a-z0-9_]*$")
+    if not ok then
+        fail(sformat("ERR unknown metric: '%s' (metric names are [a-z][a-z0-9_]{0,31})", clip(text)))
+    end
+    if KEYWORDS[text] then
+        fail(sformat("ERR unknown metric: '%s' is a keyword, not a metric name", text))
+    end
+    return text
+end
+
+local function parse_name(text, what)
+    if text == "" or #text > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then
+        fail(sformat("ERR syntax: invalid %s '%s': use 1-%d printable characters without spaces", what, clip(text),
+            MAX_NAME_LEN))
+    end
+    return text
+end
+
+-- Byte-wise string order (Lua's < follows the server's locale).
+local function bytes_less(a, b)
+    local n = math.min(#a, #b)
+    for i = 1, n do
+        local x, y = sbyte(a, i), sbyte(b, i)
+        if x ~= y then
+            return x < y
+        end
+    end
+    return #a < #b
+end
+
+-- ----- the argument cursor -------------------------------------------------
+
+local Args = {}
+Args.__index = Args
+
+local function new_args(command, items, first)
+    return setmetatable({ items = items, pos = first or 1, command = command }, Args)
+end
+
+function Args:is_done()
+    return self.pos > #self.items
+end
+
+function Args:remaining()
+    return #self.items - self.pos + 1
+end
+
+function Args:peek()
+    return self.items[self.pos]
+end
+
+function Args:next_str(what)
+    local s = self.items[self.pos]
+    if s == nil then
+        fail(sformat("ERR wrong number of arguments for '%s' command: missing %s", string.lower(self.command), what))
+    end
+    self.pos = self.pos + 1
+    return s
+end
+
+function Args:at_list_end()
+    local s = self.items[self.pos]
+    return s == nil or LIST_ENDS[supper(s)] == true
+end
+
+function Args:next_path(what, max_depth)
+    return parse_path(self:next_str(what), max_depth)
+end
+
+function Args:next_name(what)
+    return parse_name(self:next_str(what), what)
+end
+
+function Args:next_metric()
+    return parse_metric(self:next_str("a metric"))
+end
+
+function Args:next_amount(what)
+    return D.parse(self:next_str(what))
+end
+
+function Args:next_non_negative(what)
+    return D.parse_non_negative(self:next_str(what))
+end
+
+-- An integer in min..max; `what` names it in the error.
+function Args:next_u64(what, min, max)
+    local text = self:next_str(what)
+    local n = nil
+    if sfind(text, "^%d+$") and #text <= 20 then
+        n = tonumber(text)
+    end
+    if n == nil or n < min or n > max then
+        fail(sformat("ERR syntax: %s must be an integer from %s to %s, not '%s'", what, sformat("%.0f", min),
+            sformat("%.0f", max), clip(text)))
+    end
+    return n
+end
+
+function Args:finish()
+    local extra = self.items[self.pos]
+    if extra ~= nil then
+        fail(sformat("ERR syntax: unexpected argument '%s' in %s", clip(extra), self.command))
+    end
+end
+
+function Args:unknown(word)
+    return fail(sformat("ERR syntax: unknown argument '%s' in %s", clip(word), self.command))
+end
+
+function Args:once(seen, keyword)
+    if seen[keyword] then
+        fail(sformat("ERR syntax: %s given twice in %s", keyword, self.command))
+    end
+    seen[keyword] = true
+end
+
+-- The keyword `word` is, in upper case, when it is one of `set`.
+local function keyword(word, set)
+    local up = supper(word)
+    if set[up] then
+        return up
+    end
+    return nil
+end
+
+-- Splits an optional leading path from option pairs: with an odd number of
+-- arguments left the first is the path.
+local function optional_path(args, max_depth)
+    if args:remaining() % 2 == 1 then
+        return args:next_path("a path", max_depth)
+    end
+    return ""
+end
+
+-- ----- replies -------------------------------------------------------------
+-- A reply is built once as an ordered tree and rendered as RESP (maps on
+-- RESP3, flat arrays on RESP2) or as JSON with fields in order. An ordered
+-- map is an array k1, v1, k2, v2, ... marked with _m; nil is false.
+
+local function M(...)
+    local t = { ... }
+    t._m = true
+    return t
+end
+
+local function to_resp(v)
+    if type(v) ~= "table" or v.map or v.ok or v.err then
+        return v
+    end
+    if v._m then
+        local m = {}
+        for i = 1, #v, 2 do
+            m[v[i]] = to_resp(v[i + 1])
+        end
+        return { map = m }
+    end
+    if v._ok then
+        return { ok = v._ok }
+    end
+    local a = {}
+    for i = 1, #v do
+        a[i] = to_resp(v[i])
+    end
+    return a
+end
+
+local JSON_ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+
+local function json_str(s)
+    return '"' .. string.gsub(s, '[%c"\\]', function(c)
+        return JSON_ESCAPES[c] or (sbyte(c) < 32 and sformat("\\u%04x", sbyte(c))) or c
+    end) .. '"'
+end
+
+local function write_json(v, out)
+    local t = type(v)
+    if t == "string" then
+        out[#out + 1] = json_str(v)
+    elseif t == "number" then
+        out[#out + 1] = sformat("%.0f", v)
+    elseif v == false or v == nil then
+        out[#out + 1] = "null"
+    elseif t == "table" and v._ok then
+        out[#out + 1] = json_str(v._ok)
+    elseif t == "table" and v._m then
+        out[#out + 1] = "{"
+        for i = 1, #v, 2 do
+            if i > 1 then
+                out[#out + 1] = ","
+            end
+            out[#out + 1] = json_str(v[i])
+            out[#out + 1] = ":"
+            write_json(v[i + 1], out)
+        end
+        out[#out + 1] = "}"
+    else
+        out[#out + 1] = "["
+        for i = 1, #v do
+            if i > 1 then
+                out[#out + 1] = ","
+            end
+            write_json(v[i], out)
+        end
+        out[#out + 1] = "]"
+    end
+end
+
+local function to_json(v)
+    local out = {}
+    write_json(v, out)
+    return tconcat(out)
+end
+
+local OK = { _ok = "OK" }
+
+local function flag(b)
+    if b then
+        return 1
+    end
+    return 0
+end
+
+-- ----- costs: amounts per metric in first-appearance order -----------------
+-- A costs list is an array of {metric, D}.
+
+local function costs_get(costs, metric)
+    for i = 1, #costs do
+        if costs[i][1] == metric then
+            return costs[i][2]
+        end
+    end
+    return D.ZERO
+end
+
+local function plus(a, b)
+    return D.sub(a, D.neg(b))
+end
+
+local function costs_add(costs, metric, amount)
+    for i = 1, #costs do
+        if costs[i][1] == metric then
+            costs[i][2] = plus(costs[i][2], amount)
+            return
+        end
+    end
+    costs[#costs + 1] = { metric, amount }
+end
+
+local function sum_costs(list)
+    local total = {}
+    for _, costs in ipairs(list) do
+        for i = 1, #costs do
+            costs_add(total, costs[i][1], costs[i][2])
+        end
+    end
+    return total
+end
+
+-- Costs as stored and as outcomes keep them: metric, text, metric, text...
+local function costs_pack(costs)
+    local out = {}
+    for i = 1, #costs do
+        out[#out + 1] = costs[i][1]
+        out[#out + 1] = D.fmt(costs[i][2])
+    end
+    return out
+end
+
+local function costs_unpack(flat)
+    local out = {}
+    for i = 1, #flat, 2 do
+        out[#out + 1] = { flat[i], D.of(flat[i + 1]) }
+    end
+    return out
+end
+
+-- A packed costs list as a reply map.
+local function costs_reply(flat)
+    local m = { _m = true }
+    for i = 1, #flat do
+        m[i] = flat[i]
+    end
+    return m
+end
+
+-- `30 credits, 1 requests`
+local function describe(costs)
+    if #costs == 0 then
+        return "nothing"
+    end
+    local parts = {}
+    for i = 1, #costs do
+        parts[i] = D.fmt(costs[i][2]) .. " " .. costs[i][1]
+    end
+    return tconcat(parts, ", ")
+end
+-- ---------------------------------------------------------------------------
+-- Policies: a named limit on one path and its usage in the current period
+-- (src/engine/policy.rs and the alerts of src/engine/events.rs).
+-- ---------------------------------------------------------------------------
+
+local MODES = { strict = true, block = true, open = true }
+local STATUS_RANK = { none = 0, healthy = 1, warning = 2, critical = 3, over = 4 }
+local DEFAULT_WARN = { 80, 90 }
+local MAX_WARN = 10
+local D100 = D.from_int(100)
+
+local band, bor, bnot, lshift = bit.band, bit.bor, bit.bnot, bit.lshift
+
+local window_cache = {}
+local function window_of(encoded)
+    local w = window_cache[encoded]
+    if not w then
+        w = W.decode(encoded)
+        window_cache[encoded] = w
+    end
+    return w
+end
+
+local function parse_mode(text)
+    local m = string.lower(text)
+    if not MODES[m] then
+        fail(sformat("ERR syntax: MODE must be strict, block or open, not '%s'", clip(text)))
+    end
+    return m
+end
+
+-- `80,90` as ascending distinct percentages from 1 to 100.
+local function parse_warn(text)
+    local bad = sformat("ERR syntax: WARN takes percentages from 1 to 100 separated by commas, not '%s'", clip(text))
+    local out, seen = {}, {}
+    local start = 1
+    while true do
+        local comma = sfind(text, ",", start, true)
+        local part = ssub(text, start, (comma or (#text + 1)) - 1)
+        if part == "" or #part > 3 or sfind(part, "[^0-9]") then
+            fail(bad)
+        end
+        local pct = tonumber(part)
+        if pct < 1 or pct > 100 then
+            fail(bad)
+        end
+        out[#out + 1] = pct
+        if not comma then
+            break
+        end
+        start = comma + 1
+    end
+    if #out > MAX_WARN then
+        fail(sformat("ERR limit: at most %d WARN thresholds per policy", MAX_WARN))
+    end
+    table.sort(out)
+    local dedup = {}
+    for _, p in ipairs(out) do
+        if not seen[p] then
+            seen[p] = true
+            dedup[#dedup + 1] = p
+        end
+    end
+    return dedup
+end
+
+local function same_list(a, b)
+    if #a ~= #b then
+        return false
+    end
+    for i = 1, #a do
+        if a[i] ~= b[i] then
+            return false
+        end
+    end
+    return true
+end
+
+-- ----- the spec --------------------------------------------------------------
+
+-- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model}
+local function validate_spec(spec)
+    if spec.rollover then
+        if not W.is_calendar(window_of(spec.wenc)) then
+            fail("ERR syntax: ROLLOVER needs a calendar WINDOW: hour, day, week, month or year")
+        end
+        if D.cmp(spec.rollover, spec.limit) < 0 then
+            fail(sformat("ERR invalid amount: the ROLLOVER cap %s is below the LIMIT %s", D.fmt(spec.rollover),
+                D.fmt(spec.limit)))
+        end
+    end
+    if spec.model and not spec.service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    end
+end
+
+local function matches(p, service, model)
+    if not p.service then
+        return true
+    end
+    if not p.model then
+        return service == p.service
+    end
+    return service == p.service and model == p.model
+end
+
+-- ----- state -----------------------------------------------------------------
+
+local function allowance(p)
+    return plus(plus(p.limit, p.ro), p.gr)
+end
+
+local function level(p)
+    if p.mode == "strict" then
+        return plus(p.used, p.held)
+    end
+    return p.used
+end
+
+local function remaining(p)
+    return D.sub(D.sub(allowance(p), p.used), p.held)
+end
+
+local function passes(p, requested)
+    if D.cmp(requested, D.ZERO) <= 0 then
+        return true
+    end
+    if p.mode == "strict" then
+        return D.cmp(plus(plus(p.used, p.held), requested), allowance(p)) <= 0
+    elseif p.mode == "block" then
+        return D.cmp(p.used, allowance(p)) < 0
+    end
+    return true
+end
+
+local function is_over(p)
+    return D.cmp(p.used, allowance(p)) >= 0
+end
+
+-- Whether the level has reached `pct` percent of the allowance.
+local function crossed(p, pct)
+    return D.cmp(D.mul(level(p), D100), D.mul(allowance(p), D.from_int(pct))) >= 0
+end
+
+local function status(p)
+    if is_over(p) then
+        return "over"
+    end
+    local n = #p.warn
+    if n > 0 then
+        if crossed(p, p.warn[n]) then
+            return "critical"
+        end
+        if crossed(p, p.warn[1]) then
+            return "warning"
+        end
+    end
+    return "healthy"
+end
+
+local function is_rolling(p)
+    return W.is_rolling(window_of(p.wenc))
+end
+
+local function period_end(p)
+    local w = window_of(p.wenc)
+    if W.is_calendar(w) then
+        local _, e = W.period_of(w, p.ps)
+        return e
+    end
+    return nil
+end
+
+-- The span replies show as period_start, period_end.
+local function shown_period(p, now)
+    local w = window_of(p.wenc)
+    if W.is_calendar(w) then
+        local _, e = W.period_of(w, p.ps)
+        return p.ps, e
+    elseif W.is_rolling(w) then
+        local bucket = W.bucket_ms(w)
+        local current = math.floor(now / bucket)
+        return math.max(current - ROLLING_BUCKETS, 0) * bucket, (current + 1) * bucket
+    end
+    return nil, nil
+end
+
+local function expired_bucket(b, current)
+    return b + ROLLING_BUCKETS + 1 <= current
+end
+
+local function needs_roll(p, now)
+    local w = window_of(p.wenc)
+    if W.is_calendar(w) then
+        return now >= period_end(p)
+    elseif W.is_rolling(w) then
+        local first = p.bk[1]
+        return first ~= nil and expired_bucket(first[1], math.floor(now / W.bucket_ms(w)))
+    end
+    return false
+end
+
+local function new_policy(name, spec, generation, now)
+    local w = window_of(spec.wenc)
+    local ps = now
+    if W.is_calendar(w) then
+        ps = W.period_of(w, now)
+    end
+    return {
+        name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
+        rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
+        used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
+    }
+end
+
+local function archive(p, closed)
+    tinsert(p.hist, 1, closed)
+    while #p.hist > HISTORY_LEN do
+        p.hist[#p.hist] = nil
+    end
+end
+
+-- A closed period as stored: start, end, used, allowance, rolled over.
+local function closed_of(start_ms, end_ms, used, allow, rolled)
+    return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled) }
+end
+
+local function next_allowance(p, unused)
+    if p.rollover then
+        return D.min(plus(p.limit, unused), p.rollover)
+    end
+    return p.limit
+end
+
+-- The allowance `skipped` idle periods after one whose allowance was
+-- `first`: each idle period carries all of it over, up to the cap.
+local function chained_allowance(p, first, skipped)
+    local cap = p.rollover
+    if not cap then
+        return p.limit
+    end
+    if skipped <= 0 or D.cmp(p.limit, D.ZERO) <= 0 or D.cmp(first, cap) >= 0 then
+        return D.min(first, cap)
+    end
+    return D.min(plus(first, D.mul(D.from_int(skipped), p.limit)), cap)
+end
+
+-- Applies every reset due at `now`, as if each had run on time. Returns how
+-- many periods closed.
+local function roll(p, now)
+    local w = window_of(p.wenc)
+    if W.is_rolling(w) then
+        local current = math.floor(now / W.bucket_ms(w))
+        while p.bk[1] and expired_bucket(p.bk[1][1], current) do
+            p.used = D.max(D.sub(p.used, p.bk[1][2]), D.ZERO)
+            table.remove(p.bk, 1)
+        end
+        if #p.bk == 0 then
+            p.used = D.ZERO
+        end
+        return 0
+    elseif not W.is_calendar(w) then
+        return 0
+    end
+    local e = period_end(p)
+    if now < e then
+        return 0
+    end
+    local allow = allowance(p)
+    local unused = D.max(D.sub(allow, p.used), D.ZERO)
+    archive(p, closed_of(p.ps, e, p.used, allow, p.ro))
+    local first = next_allowance(p, unused)
+    local i_end, i_now = W.index_of(w, e), W.index_of(w, now)
+    for i = math.max(i_end, i_now - HISTORY_LEN), i_now - 1 do
+        local a = chained_allowance(p, first, i - i_end)
+        archive(p, closed_of(W.start_of(w, i), W.start_of(w, i + 1), D.ZERO, a, D.sub(a, p.limit)))
+    end
+    local a = chained_allowance(p, first, i_now - i_end)
+    p.ps = W.start_of(w, i_now)
+    p.used = D.ZERO
+    p.gr = D.ZERO
+    p.ro = D.sub(a, p.limit)
+    p.fired = 0
+    p.overf = false
+    return i_now - i_end + 1
+end
+
+local function copy_policy(p)
+    local c = {}
+    for k, v in pairs(p) do
+        c[k] = v
+    end
+    local hist, bk = {}, {}
+    for i = 1, #p.hist do
+        hist[i] = p.hist[i]
+    end
+    for i = 1, #p.bk do
+        bk[i] = { p.bk[i][1], p.bk[i][2] }
+    end
+    c.hist, c.bk = hist, bk
+    return c
+end
+
+-- The policy as it is at `now`, with the resets due applied; the stored
+-- one when nothing is due.
+local function policy_at(p, now)
+    if needs_roll(p, now) then
+        local c = copy_policy(p)
+        roll(c, now)
+        return c
+    end
+    return p
+end
+
+-- A rolling window re-arms the thresholds its usage is now below.
+local function rearm(p)
+    if not is_rolling(p) then
+        return
+    end
+    for i, pct in ipairs(p.warn) do
+        if not crossed(p, pct) then
+            p.fired = band(p.fired, bnot(lshift(1, i - 1)))
+        end
+    end
+    if not is_over(p) then
+        p.overf = false
+    end
+end
+
+-- Adds usage at `now`; usage never goes below zero. A rolling window puts it
+-- in the current bucket and takes a negative amount from the newest first.
+local function add_used(p, delta, now)
+    local updated = D.add_floor_zero(p.used, delta)
+    local w = window_of(p.wenc)
+    if W.is_rolling(w) then
+        local bucket = W.bucket_ms(w)
+        local last = p.bk[#p.bk]
+        local current = math.max(math.floor(now / bucket), last and last[1] or 0)
+        if D.cmp(delta, D.ZERO) > 0 then
+            if last and last[1] == current then
+                last[2] = plus(last[2], delta)
+            else
+                p.bk[#p.bk + 1] = { current, delta }
+            end
+        else
+            local give_back = D.neg(delta)
+            while D.cmp(give_back, D.ZERO) > 0 do
+                local newest = p.bk[#p.bk]
+                if not newest then
+                    break
+                end
+                local take = D.min(give_back, newest[2])
+                newest[2] = D.sub(newest[2], take)
+                give_back = D.sub(give_back, take)
+                if D.is_zero(newest[2]) then
+                    p.bk[#p.bk] = nil
+                end
+            end
+        end
+        local sum = D.ZERO
+        for i = 1, #p.bk do
+            sum = plus(sum, p.bk[i][2])
+        end
+        p.used = sum
+    else
+        p.used = updated
+    end
+end
+
+local function grant_policy(p, amount, now)
+    roll(p, now)
+    p.gr = D.add(p.gr, amount)
+    D.add(allowance(p), D.ZERO)
+end
+
+-- QUOTA.RESET: closes the current period now.
+local function reset_policy(p, now)
+    roll(p, now)
+    local w = window_of(p.wenc)
+    local start = p.ps
+    if W.is_rolling(w) then
+        start = math.max(p.ps, math.max(now - w.ms, 0))
+    end
+    local allow = allowance(p)
+    local closed = closed_of(start, now, p.used, allow, p.ro)
+    archive(p, closed)
+    local unused = D.max(D.sub(allow, p.used), D.ZERO)
+    local a = next_allowance(p, unused)
+    p.ps = now
+    p.used = D.ZERO
+    p.gr = D.ZERO
+    p.ro = D.sub(a, p.limit)
+    p.bk = {}
+    p.fired = 0
+    p.overf = false
+    return closed
+end
+
+-- QUOTA.SET on an existing policy: resets due first, then the new spec;
+-- usage is kept.
+local function update_policy(p, spec, now)
+    roll(p, now)
+    local window_changed = spec.wenc ~= p.wenc
+    if not same_list(spec.warn, p.warn) then
+        p.fired = 0
+    end
+    p.metric, p.limit, p.mode, p.wenc, p.warn = spec.metric, spec.limit, spec.mode, spec.wenc, spec.warn
+    p.rollover, p.service, p.model = spec.rollover, spec.service, spec.model
+    local w = window_of(p.wenc)
+    if p.rollover and W.is_calendar(w) then
+        p.ro = D.min(p.ro, D.max(D.sub(p.rollover, p.limit), D.ZERO))
+    else
+        p.ro = D.ZERO
+    end
+    if window_changed then
+        if W.is_calendar(w) then
+            p.ps = W.period_of(w, now)
+        else
+            p.ps = now
+        end
+        p.bk = {}
+        if W.is_rolling(w) and D.cmp(p.used, D.ZERO) > 0 then
+            p.bk[1] = { math.floor(now / W.bucket_ms(w)), p.used }
+        end
+    end
+end
+
+-- ----- storage -----------------------------------------------------------------
+
+local function pack_policy(p)
+    local bk = {}
+    for i = 1, #p.bk do
+        bk[#bk + 1] = p.bk[i][1]
+        bk[#bk + 1] = D.fmt(p.bk[i][2])
+    end
+    return {
+        p.name, p.metric, D.fmt(p.limit), p.mode, p.wenc, p.warn, p.rollover and D.fmt(p.rollover) or false,
+        p.service or false, p.model or false, p.gen, D.fmt(p.used), D.fmt(p.held), p.ps, D.fmt(p.ro), D.fmt(p.gr),
+        p.hist, bk, p.fired, p.overf,
+    }
+end
+
+local function unpack_policy(t)
+    local bk = {}
+    local flat = t[17]
+    for i = 1, #flat, 2 do
+        bk[#bk + 1] = { flat[i], D.of(flat[i + 1]) }
+    end
+    return {
+        name = t[1], metric = t[2], limit = D.of(t[3]), mode = t[4], wenc = t[5], warn = t[6],
+        rollover = t[7] and D.of(t[7]) or false, service = t[8] or nil, model = t[9] or nil, gen = t[10],
+        used = D.of(t[11]), held = D.of(t[12]), ps = t[13], ro = D.of(t[14]), gr = D.of(t[15]), hist = t[16],
+        bk = bk, fired = t[18], overf = t[19],
+    }
+end
+
+-- ----- views -----------------------------------------------------------------
+
+local function push_period(fields, ps, pe)
+    if ps then
+        fields[#fields + 1] = "period_start"
+        fields[#fields + 1] = ps
+        fields[#fields + 1] = "period_end"
+        fields[#fields + 1] = pe
+    end
+end
+
+-- A policy as QUOTA.GET and QUOTA.TREE show it (rolled by the caller).
+local function policy_reply(p, now)
+    local w = window_of(p.wenc)
+    local warn = {}
+    for i, pct in ipairs(p.warn) do
+        warn[i] = pct
+    end
+    local f = M("policy", p.name, "metric", p.metric, "mode", p.mode, "window", W.label(w),
+        "limit", D.fmt(allowance(p)), "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p)),
+        "status", status(p), "warn", warn)
+    local anchor = W.anchor(w)
+    if anchor then
+        f[#f + 1] = "anchor"
+        f[#f + 1] = anchor
+    end
+    if p.rollover then
+        f[#f + 1] = "rollover"
+        f[#f + 1] = D.fmt(p.rollover)
+    end
+    if p.service then
+        f[#f + 1] = "service"
+        f[#f + 1] = p.service
+    end
+    if p.model then
+        f[#f + 1] = "model"
+        f[#f + 1] = p.model
+    end
+    push_period(f, shown_period(p, now))
+    return f
+end
+
+local function closed_reply(c)
+    return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5])
+end
+-- ---------------------------------------------------------------------------
+-- The tree: its keys, nodes, events, and charging usage along paths
+-- (src/engine/tree.rs).
+--
+-- Keys of the tree `K` (see lua/README.md):
+--   K                          hash: "#" → meta, "/<path>" → node
+--   {tag}quota:K:holds         hash: id → live hold
+--   {tag}quota:K:expiry        zset: id scored by expires_at (ms)
+--   {tag}quota:K:done          hash: id → finished reservation or charge
+--   {tag}quota:K:forget        zset: id scored by when it is forgotten
+--   {tag}quota:K:events        list: the latest events, oldest first
+--
+-- A command works on a context: everything it reads is decoded once into
+-- it, every change is made there, and `flush` writes the changes at the
+-- end. A command that fails never flushes, so it changes nothing; a read
+-- never flushes, so expiry it applies on the way is only seen, not stored.
+-- ---------------------------------------------------------------------------
+
+local mpack, munpack = cmsgpack.pack, cmsgpack.unpack
+
+local function node_field(path)
+    return "/" .. path
+end
+
+local function new_node()
+    return { pols = {}, spent = {}, kids = {}, live = 0 }
+end
+
+local function pack_node(n)
+    local pols = {}
+    for i = 1, #n.pols do
+        pols[i] = pack_policy(n.pols[i])
+    end
+    return mpack({ pols, costs_pack(n.spent), n.kids, n.live })
+end
+
+local function unpack_node(blob)
+    local t = munpack(blob)
+    local pols = {}
+    for i = 1, #t[1] do
+        pols[i] = unpack_policy(t[1][i])
+    end
+    return { pols = pols, spent = costs_unpack(t[2]), kids = t[3], live = t[4] }
+end
+
+-- The time: the server's clock, or the test clock when it is enabled.
+local CLOCK_KEY = "quota:clock"
+local function now_ms()
+    if TEST_CLOCK then
+        -- (On a cluster node that does not serve the clock key's slot, the
+        -- test clock is the server's clock.)
+        local t = redis.pcall("GET", CLOCK_KEY)
+        if type(t) == "string" then
+            return tonumber(t)
+        end
+    end
+    local t = redis.call("TIME")
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function open_tree(key, writable)
+    local ctx = {
+        key = key, writable = writable, now = now_ms(),
+        hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+        fkey = companion(key, ":forget"), vkey = companion(key, ":events"),
+        nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
+        exp_set = {}, exp_del = {}, done = {}, done_dirty = {}, forget_set = {}, forgotten = {},
+        new_events = {}, meta_dirty = false, limits = SETTINGS,
+    }
+    local meta = redis.call("HGET", key, "#")
+    if meta then
+        local m = munpack(meta)
+        ctx.meta = { seq = m[1], gen = m[2], ev = m[3] }
+        ctx.exists = true
+        ctx.node_count = redis.call("HLEN", key) - 1
+        ctx.hold_count = redis.call("HLEN", ctx.hkey)
+    else
+        if redis.call("EXISTS", key) == 1 then
+            fail("WRONGTYPE Operation against a key holding the wrong kind of value")
+        end
+        ctx.meta = { seq = 0, gen = 1, ev = 1 }
+        ctx.exists = false
+        ctx.nodes[""] = new_node()
+        ctx.node_count = 1
+        ctx.hold_count = 0
+    end
+    return ctx
+end
+
+-- Loads the nodes of `paths` not yet in the context (false when missing).
+local function load_nodes(ctx, paths)
+    local want, seen = {}, {}
+    for _, path in ipairs(paths) do
+        if ctx.nodes[path] == nil and not seen[path] then
+            seen[path] = true
+            want[#want + 1] = path
+        end
+    end
+    if #want == 0 then
+        return
+    end
+    if not ctx.exists then
+        for _, path in ipairs(want) do
+            ctx.nodes[path] = false
+        end
+        return
+    end
+    local fields = {}
+    for i, path in ipairs(want) do
+        fields[i] = node_field(path)
+    end
+    local blobs = {}
+    for first = 1, #fields, 1000 do
+        local part = redis.call("HMGET", ctx.key, unpack(fields, first, math.min(first + 999, #fields)))
+        for i = 1, #part do
+            blobs[first + i - 1] = part[i]
+        end
+    end
+    for i, path in ipairs(want) do
+        ctx.nodes[path] = blobs[i] and unpack_node(blobs[i]) or false
+    end
+end
+
+local function find(ctx, path)
+    if ctx.nodes[path] == nil then
+        load_nodes(ctx, { path })
+    end
+    return ctx.nodes[path] or nil
+end
+
+local function touch(ctx, path)
+    ctx.dirty[path] = true
+end
+
+local function insert_sorted(list, name)
+    local i = #list + 1
+    while i > 1 and bytes_less(name, list[i - 1]) do
+        i = i - 1
+    end
+    tinsert(list, i, name)
+end
+
+-- Creates `path` and its missing ancestors (the caller checked max_paths).
+local function ensure_path(ctx, path)
+    local node = find(ctx, path)
+    if node then
+        return node
+    end
+    local parent = ensure_path(ctx, parent_of(path))
+    node = new_node()
+    ctx.nodes[path] = node
+    ctx.deleted[path] = nil
+    touch(ctx, path)
+    insert_sorted(parent.kids, leaf_of(path))
+    touch(ctx, parent_of(path))
+    ctx.node_count = ctx.node_count + 1
+    return node
+end
+
+local function check_path_room(ctx, new_nodes)
+    local max = ctx.limits.max_paths
+    if new_nodes > 0 and ctx.node_count + new_nodes > max then
+        fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
+    end
+end
+
+local function missing_count(ctx, paths)
+    local all = {}
+    for _, path in ipairs(paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    load_nodes(ctx, all)
+    local missing, seen = 0, {}
+    for _, prefix in ipairs(all) do
+        if not ctx.nodes[prefix] and not seen[prefix] then
+            seen[prefix] = true
+            missing = missing + 1
+        end
+    end
+    return missing
+end
+
+local function next_generation(ctx)
+    local g = ctx.meta.gen
+    ctx.meta.gen = g + 1
+    ctx.meta_dirty = true
+    return g
+end
+
+-- ----- events ----------------------------------------------------------------
+
+local function event_about(kind, now, path, p)
+    return {
+        seq = 0, type = kind, time = now, path = path, policy = p.name, metric = p.metric,
+        used = D.fmt(p.used), held = D.fmt(p.held), limit = D.fmt(allowance(p)),
+    }
+end
+
+local function emit(ctx, event)
+    event.seq = ctx.meta.ev
+    ctx.meta.ev = ctx.meta.ev + 1
+    ctx.meta_dirty = true
+    ctx.new_events[#ctx.new_events + 1] = event
+end
+
+-- The warnings and `over` a policy fires now, each once per period.
+local function alerts(ctx, p, path)
+    local rolling = is_rolling(p)
+    for i, pct in ipairs(p.warn) do
+        local b = lshift(1, i - 1)
+        local is_crossed = crossed(p, pct)
+        if is_crossed and band(p.fired, b) == 0 then
+            p.fired = bor(p.fired, b)
+            local e = event_about("warning", ctx.now, path, p)
+            e.threshold = pct
+            emit(ctx, e)
+        elseif not is_crossed and rolling then
+            p.fired = band(p.fired, bnot(b))
+        end
+    end
+    local over = is_over(p)
+    if over and not p.overf then
+        p.overf = true
+        emit(ctx, event_about("over", ctx.now, path, p))
+    elseif not over and rolling then
+        p.overf = false
+    end
+end
+
+local function policy_of(ctx, ref)
+    local node = ctx.nodes[ref.path]
+    return node and node.pols[ref.i]
+end
+
+local function observe(ctx, refs)
+    for _, ref in ipairs(refs) do
+        local p = policy_of(ctx, ref)
+        if p then
+            alerts(ctx, p, ref.path)
+            touch(ctx, ref.path)
+        end
+    end
+end
+
+-- The reset event of the periods just closed and the rollover event.
+local function period_events(ctx, p, path, closed)
+    local last = p.hist[1]
+    if last then
+        local e = event_about("reset", ctx.now, path, p)
+        e.used, e.limit, e.held, e.periods = last[3], last[4], false, closed
+        emit(ctx, e)
+    end
+    if D.cmp(p.ro, D.ZERO) > 0 then
+        local e = event_about("rollover", ctx.now, path, p)
+        e.rolled_over = D.fmt(p.ro)
+        emit(ctx, e)
+    end
+end
+
+-- Applies the resets due to a policy, with their events.
+local function roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    if not p then
+        return
+    end
+    local closed = roll(p, ctx.now)
+    rearm(p)
+    touch(ctx, ref.path)
+    if closed > 0 then
+        period_events(ctx, p, ref.path, closed)
+    end
+end
+
+local function event_reply(e, tree)
+    local f = M("seq", e.seq, "type", e.type, "time", e.time)
+    if tree then
+        f[#f + 1] = "tree"
+        f[#f + 1] = tree
+    end
+    local rest = { "path", display_path(e.path), "policy", e.policy or false, "metric", e.metric or false,
+        "used", e.used or false, "held", e.held or false, "limit", e.limit or false }
+    for i = 1, #rest do
+        f[#f + 1] = rest[i]
+    end
+    local extra = {
+        warning = { "threshold", e.threshold or false },
+        reset = { "periods", e.periods or false },
+        rollover = { "rolled_over", e.rolled_over or false },
+        expired = { "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
+    }
+    for _, v in ipairs(extra[e.type] or {}) do
+        f[#f + 1] = v
+    end
+    return f
+end
+
+-- ----- reaching policies and charging usage ------------------------------------
+
+-- The nodes and policies a charge set reaches, each once, root first: those
+-- whose metric is in `metrics` and whose filter matches.
+local function reach(ctx, set, metrics)
+    local all = {}
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    load_nodes(ctx, all)
+    local nodes, collected, missing, missing_seen = {}, {}, 0, {}
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            if ctx.nodes[prefix] then
+                if not collected[prefix] then
+                    collected[prefix] = true
+                    nodes[#nodes + 1] = prefix
+                end
+            elseif not missing_seen[prefix] then
+                missing_seen[prefix] = true
+                missing = missing + 1
+            end
+        end
+    end
+    local wanted = {}
+    for _, m in ipairs(metrics) do
+        wanted[m] = true
+    end
+    local refs = {}
+    for _, path in ipairs(nodes) do
+        for i, p in ipairs(ctx.nodes[path].pols) do
+            if wanted[p.metric] and matches(p, set.service, set.model) then
+                refs[#refs + 1] = { path = path, i = i }
+            end
+        end
+    end
+    return { nodes = nodes, missing = missing, pols = refs }
+end
+
+local function metrics_of(costs)
+    local out = {}
+    for i = 1, #costs do
+        out[i] = costs[i][1]
+    end
+    return out
+end
+
+local function usage_reach(ctx, set, usage)
+    return reach(ctx, set, metrics_of(usage))
+end
+
+local function policy_now(ctx, ref)
+    local p = policy_of(ctx, ref)
+    return p and policy_at(p, ctx.now)
+end
+
+-- One check of a policy examined by a request (amounts as text).
+local function make_check(path, p, requested, pass, now)
+    local w = window_of(p.wenc)
+    local ps, pe = shown_period(p, now)
+    return {
+        path = display_path(path), policy = p.name, metric = p.metric, mode = p.mode, window = W.label(w),
+        limit = D.fmt(allowance(p)), used = D.fmt(p.used), held = D.fmt(p.held), requested = D.fmt(requested),
+        remaining = D.fmt(remaining(p)), pass = pass, status = status(p), ps = ps, pe = pe,
+    }
+end
+
+local function checks_of(ctx, r, requested)
+    local out = {}
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        if p then
+            local amount = costs_get(requested, p.metric)
+            out[#out + 1] = make_check(ref.path, p, amount, passes(p, amount), ctx.now)
+        end
+    end
+    return out
+end
+
+local function check_label(c)
+    return c.path .. "#" .. c.policy
+end
+
+-- Checks that charging `usage` keeps every total in range and that the
+-- missing nodes fit, without changing anything.
+local function check_usage(ctx, r, usage)
+    check_path_room(ctx, r.missing)
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        if p then
+            D.add(p.used, costs_get(usage, p.metric))
+        end
+    end
+    for _, path in ipairs(r.nodes) do
+        local node = ctx.nodes[path]
+        for i = 1, #usage do
+            D.add(costs_get(node.spent, usage[i][1]), usage[i][2])
+        end
+    end
+end
+
+-- Charges `usage` to every node of the charge set and every matching policy,
+-- each once (check_usage ran first). Returns the policies now over.
+local function apply_usage(ctx, r, set, usage)
+    if r.missing > 0 then
+        for _, path in ipairs(set.paths) do
+            ensure_path(ctx, path)
+        end
+        r = usage_reach(ctx, set, usage)
+    end
+    local over = {}
+    for _, ref in ipairs(r.pols) do
+        roll_policy(ctx, ref)
+        local p = policy_of(ctx, ref)
+        add_used(p, costs_get(usage, p.metric), ctx.now)
+        if is_over(p) then
+            over[#over + 1] = display_path(ref.path) .. "#" .. p.name
+        end
+    end
+    observe(ctx, r.pols)
+    for _, path in ipairs(r.nodes) do
+        local node = ctx.nodes[path]
+        for i = 1, #usage do
+            local metric, delta = usage[i][1], usage[i][2]
+            local current = costs_get(node.spent, metric)
+            local ok, updated = pcall(D.add_floor_zero, current, delta)
+            if not ok then
+                updated = current
+            end
+            costs_add(node.spent, metric, D.sub(updated, current))
+        end
+        touch(ctx, path)
+    end
+    return over
+end
+
+-- ----- holds and finished ids as stored ------------------------------------------
+-- hold = {id, paths, service, model, created, expires, items, lines, reply,
+--         last_commit, last_release}; item = {cost (costs), state, outcome};
+-- state is "held", "committed", "released" or "expired"; a line names a
+-- policy by path and generation. Outcomes keep amounts as text.
+
+local function hold_table(hold)
+    local items = {}
+    for i, item in ipairs(hold.items) do
+        items[i] = { costs_pack(item.cost), item.state, item.outcome or false }
+    end
+    local lines = {}
+    for _, line in ipairs(hold.lines) do
+        lines[#lines + 1] = line.path
+        lines[#lines + 1] = line.gen
+    end
+    return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items, lines,
+        hold.reply or false, hold.last_commit or false, hold.last_release or false }
+end
+
+local function hold_of_table(t)
+    local items = {}
+    for i, item in ipairs(t[7]) do
+        items[i] = { cost = costs_unpack(item[1]), state = item[2], outcome = item[3] or nil }
+    end
+    local lines = {}
+    for i = 1, #t[8], 2 do
+        lines[#lines + 1] = { path = t[8][i], gen = t[8][i + 1] }
+    end
+    return { id = t[1], paths = t[2], service = t[3] or nil, model = t[4] or nil, created = t[5], expires = t[6],
+        items = items, lines = lines, reply = t[9] or nil, last_commit = t[10] or nil, last_release = t[11] or nil }
+end
+
+local function pack_hold(hold)
+    return mpack(hold_table(hold))
+end
+
+-- entry = {id, forget_at, hold, charge}
+local function pack_done(entry)
+    return mpack({ entry.id, entry.forget_at, entry.hold and hold_table(entry.hold) or false, entry.charge or false })
+end
+
+local function unpack_done(blob)
+    local t = munpack(blob)
+    return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
+end
+
+-- Runs `command key a1 a2 ...` over `list` in chunks (Lua's unpack has a
+-- limit), appending the replies.
+local function call_chunked(command, key, list)
+    local out = {}
+    for first = 1, #list, 1000 do
+        local reply = redis.call(command, key, unpack(list, first, math.min(first + 999, #list)))
+        if type(reply) == "table" then
+            for _, v in ipairs(reply) do
+                out[#out + 1] = v
+            end
+        end
+    end
+    return out
+end
+
+-- ----- writing back --------------------------------------------------------------
+
+local EVENTS_CHANNEL = "quota:events:"
+
+local function flush(ctx)
+    local key = ctx.key
+    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+    if not any then
+        return
+    end
+    if not ctx.exists then
+        -- Companions left by a tree deleted with DEL belong to nobody.
+        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey)
+        ctx.exists = true
+        ctx.dirty[""] = true
+    end
+    local hset = { "#", mpack({ ctx.meta.seq, ctx.meta.gen, ctx.meta.ev }) }
+    for path in pairs(ctx.dirty) do
+        local node = ctx.nodes[path]
+        if node then
+            hset[#hset + 1] = node_field(path)
+            hset[#hset + 1] = pack_node(node)
+        end
+    end
+    call_chunked("HSET", key, hset)
+    local hdel = {}
+    for path in pairs(ctx.deleted) do
+        hdel[#hdel + 1] = node_field(path)
+    end
+    call_chunked("HDEL", key, hdel)
+    for id in pairs(ctx.hold_deleted) do
+        redis.call("HDEL", ctx.hkey, id)
+        redis.call("ZREM", ctx.ekey, id)
+    end
+    for id in pairs(ctx.hold_dirty) do
+        local hold = ctx.holds[id]
+        if hold and not ctx.hold_deleted[id] then
+            redis.call("HSET", ctx.hkey, id, pack_hold(hold))
+            redis.call("ZADD", ctx.ekey, hold.expires, id)
+        end
+    end
+    for id in pairs(ctx.forgotten) do
+        redis.call("HDEL", ctx.tkey, id)
+        redis.call("ZREM", ctx.fkey, id)
+    end
+    for id in pairs(ctx.done_dirty) do
+        local entry = ctx.done[id]
+        if entry then
+            redis.call("HSET", ctx.tkey, id, pack_done(entry))
+            redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+        end
+    end
+    if #ctx.new_events > 0 then
+        local blobs = {}
+        for i, e in ipairs(ctx.new_events) do
+            blobs[i] = mpack(e)
+        end
+        redis.call("RPUSH", ctx.vkey, unpack(blobs))
+        redis.call("LTRIM", ctx.vkey, -math.max(ctx.limits.events_len, 1), -1)
+        for _, e in ipairs(ctx.new_events) do
+            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
+        end
+    end
+    ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+    ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
+end
+-- ---------------------------------------------------------------------------
+-- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
+-- Item indices are 0-based in commands and replies, 1-based here.
+-- ---------------------------------------------------------------------------
+
+local HOLDS = {}
+
+local function get_hold(ctx, id)
+    local h = ctx.holds[id]
+    if h == nil then
+        local blob = ctx.exists and redis.call("HGET", ctx.hkey, id)
+        h = blob and hold_of_table(munpack(blob)) or false
+        ctx.holds[id] = h
+    end
+    return h or nil
+end
+
+local function get_done(ctx, id)
+    local e = ctx.done[id]
+    if e == nil then
+        local blob = ctx.exists and redis.call("HGET", ctx.tkey, id)
+        e = blob and unpack_done(blob) or false
+        ctx.done[id] = e
+    end
+    return e or nil
+end
+
+local function remember(ctx, entry)
+    ctx.done[entry.id] = entry
+    ctx.done_dirty[entry.id] = true
+    ctx.forgotten[entry.id] = nil
+end
+
+local function cost_of(hold, indices)
+    local list = {}
+    for _, i in ipairs(indices) do
+        list[#list + 1] = hold.items[i].cost
+    end
+    return sum_costs(list)
+end
+
+local function indices_in(hold, wanted)
+    local out = {}
+    for i, item in ipairs(hold.items) do
+        if wanted[item.state] then
+            out[#out + 1] = i
+        end
+    end
+    return out
+end
+
+local HELD = { held = true }
+local OPEN = { held = true, expired = true }
+
+-- Subtracts what `indices` of a live hold hold from its policies.
+local function release_lines(ctx, hold, indices)
+    local paths = {}
+    for _, line in ipairs(hold.lines) do
+        paths[#paths + 1] = line.path
+    end
+    load_nodes(ctx, paths)
+    for _, line in ipairs(hold.lines) do
+        local node = ctx.nodes[line.path]
+        if node then
+            for _, p in ipairs(node.pols) do
+                if p.gen == line.gen then
+                    local amount = D.ZERO
+                    for _, i in ipairs(indices) do
+                        amount = plus(amount, costs_get(hold.items[i].cost, p.metric))
+                    end
+                    p.held = D.max(D.sub(p.held, amount), D.ZERO)
+                    touch(ctx, line.path)
+                    break
+                end
+            end
+        end
+    end
+end
+
+-- Moves a live hold to the finished ids.
+local function finish(ctx, id, now)
+    local hold = get_hold(ctx, id)
+    if not hold then
+        return
+    end
+    ctx.holds[id] = false
+    ctx.hold_deleted[id] = true
+    ctx.hold_dirty[id] = nil
+    ctx.hold_count = ctx.hold_count - 1
+    load_nodes(ctx, hold.paths)
+    for _, path in ipairs(hold.paths) do
+        local node = ctx.nodes[path]
+        if node then
+            node.live = math.max(node.live - 1, 0)
+            touch(ctx, path)
+        end
+    end
+    hold.lines = {}
+    -- A hold settled item by item is only asked about again by repeats,
+    -- answered from its outcomes; an expired one keeps its paths and costs
+    -- for a late commit.
+    local any_expired = false
+    for _, item in ipairs(hold.items) do
+        if item.state == "expired" then
+            any_expired = true
+        end
+    end
+    if not any_expired then
+        hold.paths, hold.service, hold.model = {}, nil, nil
+        for _, item in ipairs(hold.items) do
+            item.cost = {}
+        end
+    end
+    remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
+end
+
+local function finish_if_settled(ctx, id)
+    local hold = get_hold(ctx, id)
+    if hold and #indices_in(hold, HELD) == 0 then
+        finish(ctx, id, ctx.now)
+    end
+end
+
+-- Releases every hold due and forgets finished ids whose memory ran out.
+local function expire(ctx)
+    if not ctx.exists then
+        return
+    end
+    local due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
+    for k = 1, #due, 2 do
+        local id, at = due[k], tonumber(due[k + 1])
+        local hold = get_hold(ctx, id)
+        if hold then
+            local held = indices_in(hold, HELD)
+            release_lines(ctx, hold, held)
+            for _, i in ipairs(held) do
+                hold.items[i].state = "expired"
+            end
+            emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
+                amounts = costs_pack(cost_of(hold, held)) })
+            finish(ctx, id, at)
+        else
+            ctx.hold_deleted[id] = true
+        end
+    end
+    local forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    for _, id in ipairs(forget) do
+        ctx.forgotten[id] = true
+        ctx.done[id] = false
+        ctx.done_dirty[id] = nil
+    end
+end
+
+function HOLDS.check_item(hold, i)
+    if i >= #hold.items then
+        fail(sformat("NOTFOUND no such item %d in reservation '%s': it holds items 0 to %d", i, hold.id,
+            #hold.items - 1))
+    end
+end
+
+-- A live hold (true) or a remembered one (false).
+function HOLDS.lookup(ctx, id)
+    local hold = get_hold(ctx, id)
+    if hold then
+        return hold, true
+    end
+    local entry = get_done(ctx, id)
+    if entry and entry.hold then
+        return entry.hold, false
+    elseif entry then
+        fail(sformat("ERR '%s' names a charge, not a reservation", id))
+    end
+    fail(sformat("NOTFOUND no such reservation '%s'", clip(id)))
+end
+
+function HOLDS.save_hold(ctx, hold, live)
+    if live then
+        ctx.hold_dirty[hold.id] = true
+    else
+        local entry = get_done(ctx, hold.id)
+        entry.hold = hold
+        remember(ctx, entry)
+    end
+end
+
+function HOLDS.copy_outcome(o, changes)
+    local c = {}
+    for k, v in pairs(o) do
+        c[k] = v
+    end
+    for k, v in pairs(changes) do
+        c[k] = v
+    end
+    return c
+end
+
+function HOLDS.generate_id(ctx)
+    while true do
+        ctx.meta.seq = ctx.meta.seq + 1
+        ctx.meta_dirty = true
+        local id = sformat("%x-%x", ctx.now, ctx.meta.seq)
+        if not get_hold(ctx, id) and not get_done(ctx, id) then
+            return id
+        end
+    end
+end
+
+-- The policy that admits the fewest leading items, when one admits fewer
+-- than all.
+function HOLDS.binding_of(ctx, r, items)
+    local best = nil
+    local n = #items
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        local metric = p.metric
+        local fits = 0
+        if p.mode == "open" then
+            fits = n
+        elseif p.mode == "block" then
+            if D.cmp(p.used, allowance(p)) < 0 then
+                fits = n
+            else
+                while fits < n and D.cmp(costs_get(items[fits + 1], metric), D.ZERO) <= 0 do
+                    fits = fits + 1
+                end
+            end
+        else
+            local lvl, allow = plus(p.used, p.held), allowance(p)
+            while fits < n do
+                local c = costs_get(items[fits + 1], metric)
+                if D.cmp(c, D.ZERO) > 0 then
+                    lvl = plus(lvl, c)
+                    if D.cmp(lvl, allow) > 0 then
+                        break
+                    end
+                end
+                fits = fits + 1
+            end
+        end
+        if fits < n and (best == nil or fits < best.fits) then
+            best = { ref = ref, fits = fits }
+        end
+    end
+    return best
+end
+
+-- One sentence naming the policy that refuses and by how much.
+function HOLDS.shortfall(ctx, ref, total, fits, n)
+    local p = policy_now(ctx, ref)
+    local path = display_path(ref.path)
+    local lead
+    if fits then
+        lead = sformat("enough %s for %d of %d items", p.metric, fits, n)
+    else
+        lead = "not enough " .. p.metric
+    end
+    if p.mode == "block" then
+        return sformat("%s: the limit at %s is reached (%s of %s used)", lead, path, D.fmt(p.used),
+            D.fmt(allowance(p)))
+    end
+    return sformat("%s: %s available at %s, %s needed", lead, D.fmt(D.max(remaining(p), D.ZERO)), path,
+        D.fmt(costs_get(total, p.metric)))
+end
+
+function HOLDS.reserve_message(ctx, req, binding, reserved, total)
+    local n = #req.items
+    if not binding then
+        if req.batch == "DRYRUN" then
+            if n == 1 then
+                return "fits: " .. describe(total)
+            end
+            return sformat("all %d items fit: %s", n, describe(total))
+        end
+        if n == 1 then
+            return "reserved " .. describe(total)
+        end
+        return sformat("reserved all %d items: %s", n, describe(total))
+    end
+    local message
+    if n == 1 then
+        message = HOLDS.shortfall(ctx, binding.ref, total)
+    else
+        message = HOLDS.shortfall(ctx, binding.ref, total, binding.fits, n)
+    end
+    if reserved > 0 then
+        message = message .. sformat("; reserved the first %d", reserved)
+    end
+    return message
+end
+
+function HOLDS.repeated_reserve(ctx, id)
+    local hold = get_hold(ctx, id)
+    if not hold then
+        local entry = get_done(ctx, id)
+        if not entry then
+            return nil
+        end
+        hold = entry.hold
+    end
+    if hold and hold.reply then
+        return HOLDS.copy_outcome(hold.reply, { duplicate = true })
+    end
+    fail(sformat("ERR id '%s' is already used by another reservation or charge", id))
+end
+
+function HOLDS.labels_failing(checks)
+    local out = {}
+    for _, c in ipairs(checks) do
+        if not c.pass then
+            out[#out + 1] = check_label(c)
+        end
+    end
+    return out
+end
+
+-- QUOTA.RESERVE. req = {set, id, ttl, batch, items, brief}
+function HOLDS.reserve(ctx, req)
+    local n = #req.items
+    if n > ctx.limits.max_items then
+        fail(sformat("ERR limit: at most %d items per reservation (max_items)", ctx.limits.max_items))
+    end
+    if req.id then
+        local first = HOLDS.repeated_reserve(ctx, req.id)
+        if first then
+            return first
+        end
+    end
+    local total = {}
+    for _, item in ipairs(req.items) do
+        for i = 1, #item do
+            D.add(costs_get(total, item[i][1]), item[i][2])
+            costs_add(total, item[i][1], item[i][2])
+        end
+    end
+    local r = reach(ctx, req.set, metrics_of(total))
+    local binding = HOLDS.binding_of(ctx, r, req.items)
+    local fits = binding and binding.fits or n
+    local reserved, allowed
+    if req.batch == "UPTO" then
+        reserved, allowed = fits, fits > 0
+    else
+        reserved = (req.batch == "ALL" and fits == n) and n or 0
+        allowed = fits == n
+    end
+    local checks, denied = {}, {}
+    if not (req.brief and allowed) then
+        local requested = total
+        if req.batch == "UPTO" and reserved > 0 then
+            requested = sum_costs({ unpack(req.items, 1, reserved) })
+        end
+        checks = checks_of(ctx, r, requested)
+        denied = HOLDS.labels_failing(checks)
+    end
+    local outcome = {
+        allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
+        cost = costs_pack(total), checks = checks, denied = denied,
+        message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
+    }
+    if reserved == 0 then
+        return outcome
+    end
+    local held = total
+    if reserved < n then
+        held = sum_costs({ unpack(req.items, 1, reserved) })
+    end
+    if ctx.hold_count >= ctx.limits.max_holds then
+        fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
+    end
+    check_path_room(ctx, r.missing)
+    for _, ref in ipairs(r.pols) do
+        local p = policy_of(ctx, ref)
+        D.add(p.held, costs_get(held, p.metric))
+    end
+
+    -- After this point the reservation succeeds.
+    local id = req.id or HOLDS.generate_id(ctx)
+    local lines = {}
+    for _, ref in ipairs(r.pols) do
+        roll_policy(ctx, ref)
+        local p = policy_of(ctx, ref)
+        p.held = plus(p.held, costs_get(held, p.metric))
+        lines[#lines + 1] = { path = ref.path, gen = p.gen }
+    end
+    for _, path in ipairs(req.set.paths) do
+        local node = ensure_path(ctx, path)
+        node.live = node.live + 1
+        touch(ctx, path)
+    end
+    local expires = ctx.now + req.ttl
+    outcome.id, outcome.expires = id, expires
+    local items = {}
+    for i = 1, reserved do
+        items[i] = { cost = req.items[i], state = "held" }
+    end
+    local hold = {
+        id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
+        expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
+    }
+    ctx.holds[id] = hold
+    ctx.hold_dirty[id] = true
+    ctx.hold_deleted[id] = nil
+    ctx.hold_count = ctx.hold_count + 1
+    observe(ctx, r.pols)
+    return outcome
+end
+
+-- QUOTA.COMMIT: charges the actual amount (default: what is reserved) and
+-- releases the hold of the settled items.
+function HOLDS.commit(ctx, id, item, actual)
+    local hold, live = HOLDS.lookup(ctx, id)
+    local indices
+    if item then
+        HOLDS.check_item(hold, item)
+        local it = hold.items[item + 1]
+        if it.state == "committed" then
+            if it.outcome then
+                return HOLDS.copy_outcome(it.outcome, { duplicate = true })
+            end
+            fail(sformat("ERR item %d of reservation '%s' was committed as part of the whole", item, id))
+        elseif it.state == "released" then
+            fail(sformat("ERR item %d of reservation '%s' was released; nothing to commit", item, id))
+        end
+        indices = { item + 1 }
+    else
+        indices = indices_in(hold, OPEN)
+        if #indices == 0 then
+            if hold.last_commit then
+                return HOLDS.copy_outcome(hold.last_commit, { duplicate = true })
+            end
+            fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
+        end
+    end
+    local reserved = cost_of(hold, indices)
+    local held_idx, lapsed_idx = {}, {}
+    for _, i in ipairs(indices) do
+        if hold.items[i].state == "held" then
+            held_idx[#held_idx + 1] = i
+        else
+            lapsed_idx[#lapsed_idx + 1] = i
+        end
+    end
+    local held, lapsed = cost_of(hold, held_idx), cost_of(hold, lapsed_idx)
+    actual = actual or reserved
+    local set = { paths = hold.paths, service = hold.service, model = hold.model }
+    local r = usage_reach(ctx, set, actual)
+    check_usage(ctx, r, actual)
+
+    -- After this point the commit succeeds.
+    if live then
+        release_lines(ctx, hold, indices)
+    end
+    local over = apply_usage(ctx, r, set, actual)
+    local released = {}
+    for _, pair in ipairs(held) do
+        local m, amount = pair[1], pair[2]
+        local used_of_hold = D.max(D.sub(costs_get(actual, m), costs_get(lapsed, m)), D.ZERO)
+        released[#released + 1] = { m, D.max(D.sub(amount, used_of_hold), D.ZERO) }
+    end
+    local overage = {}
+    for _, pair in ipairs(actual) do
+        local extra = D.sub(pair[2], costs_get(reserved, pair[1]))
+        if D.cmp(extra, D.ZERO) > 0 then
+            overage[#overage + 1] = { pair[1], extra }
+        end
+    end
+    local outcome = { id = id, charged = costs_pack(actual), released = costs_pack(released),
+        overage = costs_pack(overage), duplicate = false, expired = #lapsed_idx > 0, over = over }
+    for _, i in ipairs(indices) do
+        hold.items[i].state = "committed"
+    end
+    if item then
+        hold.items[indices[1]].outcome = outcome
+    end
+    hold.last_commit = outcome
+    HOLDS.save_hold(ctx, hold, live)
+    if live then
+        finish_if_settled(ctx, id)
+    end
+    return outcome
+end
+
+-- QUOTA.RELEASE: gives back the hold of the items without charging.
+function HOLDS.release(ctx, id, item)
+    local hold, live = HOLDS.lookup(ctx, id)
+    local function again()
+        if hold.last_release then
+            return HOLDS.copy_outcome(hold.last_release, { duplicate = true })
+        end
+        return { id = id, released = {}, duplicate = true, expired = false }
+    end
+    local indices
+    if item then
+        HOLDS.check_item(hold, item)
+        local state = hold.items[item + 1].state
+        if state == "released" then
+            return again()
+        elseif state == "committed" then
+            fail(sformat("ERR item %d of reservation '%s' was committed; nothing to release", item, id))
+        end
+        indices = { item + 1 }
+    else
+        indices = indices_in(hold, OPEN)
+        if #indices == 0 then
+            if #indices_in(hold, { committed = true }) == #hold.items then
+                fail(sformat("ERR reservation '%s' was committed; nothing to release", id))
+            end
+            return again()
+        end
+    end
+    local held = {}
+    for _, i in ipairs(indices) do
+        if hold.items[i].state == "held" then
+            held[#held + 1] = i
+        end
+    end
+    local released = cost_of(hold, held)
+
+    -- After this point the release succeeds.
+    if live then
+        release_lines(ctx, hold, held)
+    end
+    local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
+    for _, i in ipairs(indices) do
+        hold.items[i].state = "released"
+    end
+    hold.last_release = outcome
+    HOLDS.save_hold(ctx, hold, live)
+    if live then
+        finish_if_settled(ctx, id)
+    end
+    return outcome
+end
+
+-- QUOTA.EXTEND: the hold now expires `ttl` from now.
+function HOLDS.extend(ctx, id, ttl)
+    local hold, live = HOLDS.lookup(ctx, id)
+    if not live then
+        fail(sformat("ERR reservation '%s' is no longer held (committed, released or expired)", id))
+    end
+    hold.expires = ctx.now + ttl
+    ctx.hold_dirty[id] = true
+    return { id = id, expires = hold.expires }
+end
+
+-- QUOTA.CHARGE: records usage that already happened, without a hold.
+-- req = {set, id, check, cost, brief}
+function HOLDS.charge(ctx, req)
+    if req.id then
+        if get_hold(ctx, req.id) then
+            fail(sformat("ERR id '%s' is already used by a reservation", req.id))
+        end
+        local entry = get_done(ctx, req.id)
+        if entry and entry.charge then
+            return HOLDS.copy_outcome(entry.charge, { duplicate = true })
+        elseif entry then
+            fail(sformat("ERR id '%s' is already used by a reservation", req.id))
+        end
+    end
+    local r = reach(ctx, req.set, metrics_of(req.cost))
+    local failing = {}
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        if not passes(p, costs_get(req.cost, p.metric)) then
+            failing[#failing + 1] = ref
+        end
+    end
+    local refused = failing[1]
+    local checks = {}
+    if not (req.brief and (refused == nil or not req.check)) then
+        checks = checks_of(ctx, r, req.cost)
+    end
+    local denied = {}
+    for _, ref in ipairs(failing) do
+        denied[#denied + 1] = display_path(ref.path) .. "#" .. policy_of(ctx, ref).name
+    end
+    if req.check and refused then
+        return { allowed = false, charged = {}, checks = checks, denied = denied,
+            message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
+    end
+    check_usage(ctx, r, req.cost)
+
+    -- After this point the charge succeeds.
+    local over = apply_usage(ctx, r, req.set, req.cost)
+    local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
+        message = "charged " .. describe(req.cost), over = over, duplicate = false }
+    if req.id then
+        remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
+    end
+    return outcome
+end
+
+-- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
+function HOLDS.holds_view(ctx, path, count)
+    local out = {}
+    if not ctx.exists then
+        return out
+    end
+    local start = 0
+    while #out < count do
+        local ids = redis.call("ZRANGE", ctx.ekey, start, start + 199)
+        if #ids == 0 then
+            break
+        end
+        start = start + #ids
+        for _, id in ipairs(ids) do
+            local hold = get_hold(ctx, id)
+            if hold and #out < count then
+                local within = false
+                for _, p in ipairs(hold.paths) do
+                    if is_within(p, path) then
+                        within = true
+                    end
+                end
+                if within then
+                    local paths = {}
+                    for i, p in ipairs(hold.paths) do
+                        paths[i] = display_path(p)
+                    end
+                    out[#out + 1] = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
+                        "held", costs_reply(costs_pack(cost_of(hold, indices_in(hold, HELD)))))
+                end
+            end
+        end
+    end
+    return out
+end
+-- ---------------------------------------------------------------------------
+-- Shaping and reading the tree: policies, paths, views (src/engine/tree.rs).
+-- ---------------------------------------------------------------------------
+
+local OPS = {}
+
+function OPS.not_found_path(path)
+    fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
+end
+
+function OPS.policy_ref(ctx, path, name)
+    local node = find(ctx, path)
+    if not node then
+        OPS.not_found_path(path)
+    end
+    for i, p in ipairs(node.pols) do
+        if p.name == name then
+            return { path = path, i = i }
+        end
+    end
+    fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
+end
+
+-- QUOTA.SET: creates or updates a policy.
+function OPS.set_policy(ctx, path, name, spec)
+    validate_spec(spec)
+    local node = find(ctx, path)
+    local index = nil
+    if node then
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+        end
+        if not index and #node.pols >= ctx.limits.max_policies then
+            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
+                ctx.limits.max_policies))
+        end
+    else
+        check_path_room(ctx, missing_count(ctx, { path }))
+    end
+
+    -- After this point the command succeeds.
+    node = ensure_path(ctx, path)
+    local generation = next_generation(ctx)
+    touch(ctx, path)
+    if index then
+        local ref = { path = path, i = index }
+        roll_policy(ctx, ref)
+        local p = node.pols[index]
+        local new_metric = p.metric ~= spec.metric
+        update_policy(p, spec, ctx.now)
+        if new_metric then
+            node.pols[index] = new_policy(name, spec, generation, ctx.now)
+        end
+        observe(ctx, { ref })
+        return
+    end
+    node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
+    observe(ctx, { { path = path, i = #node.pols } })
+end
+
+function OPS.unset_policy(ctx, path, name)
+    local ref = OPS.policy_ref(ctx, path, name)
+    table.remove(ctx.nodes[path].pols, ref.i)
+    touch(ctx, path)
+end
+
+-- The node and everything below it, parents before children.
+function OPS.subtree(ctx, path)
+    local out = { path }
+    local i = 1
+    while i <= #out do
+        local node = ctx.nodes[out[i]]
+        local kids = {}
+        for _, name in ipairs(node.kids) do
+            kids[#kids + 1] = (out[i] == "" and name) or (out[i] .. "/" .. name)
+        end
+        load_nodes(ctx, kids)
+        for _, k in ipairs(kids) do
+            if ctx.nodes[k] then
+                out[#out + 1] = k
+            end
+        end
+        i = i + 1
+    end
+    return out
+end
+
+-- QUOTA.DELPATH: removes a path and its subtree when no live hold names it.
+function OPS.delete_path(ctx, path)
+    if path == "" then
+        fail("ERR the root cannot be deleted; DEL the key to remove the whole tree")
+    end
+    if not find(ctx, path) then
+        OPS.not_found_path(path)
+    end
+    local all = OPS.subtree(ctx, path)
+    local held = 0
+    for _, p in ipairs(all) do
+        held = held + ctx.nodes[p].live
+    end
+    if held > 0 then
+        fail(sformat("ERR path '%s' cannot be deleted: %d live reservation(s) hold it; commit or release them first",
+            path, held))
+    end
+
+    -- After this point the command succeeds.
+    local parent = find(ctx, parent_of(path))
+    local leaf = leaf_of(path)
+    for i, name in ipairs(parent.kids) do
+        if name == leaf then
+            table.remove(parent.kids, i)
+            break
+        end
+    end
+    touch(ctx, parent_of(path))
+    for _, p in ipairs(all) do
+        ctx.nodes[p] = false
+        ctx.dirty[p] = nil
+        ctx.deleted[p] = true
+        ctx.node_count = ctx.node_count - 1
+    end
+    return #all
+end
+
+-- QUOTA.GRANT: adds to the current period's allowance.
+function OPS.grant(ctx, path, name, amount)
+    local ref = OPS.policy_ref(ctx, path, name)
+    local trial = copy_policy(policy_of(ctx, ref))
+    grant_policy(trial, amount, ctx.now)
+
+    -- After this point the command succeeds.
+    roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    grant_policy(p, amount, ctx.now)
+    touch(ctx, path)
+    return policy_reply(p, ctx.now)
+end
+
+-- QUOTA.RESET: closes the policy's current period now.
+function OPS.reset(ctx, path, name)
+    local ref = OPS.policy_ref(ctx, path, name)
+    roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    local closed = reset_policy(p, ctx.now)
+    period_events(ctx, p, path, 1)
+    touch(ctx, path)
+    return closed_reply(closed)
+end
+
+function OPS.history(ctx, path, name)
+    local ref = OPS.policy_ref(ctx, path, name)
+    local out = {}
+    for i, c in ipairs(policy_now(ctx, ref).hist) do
+        out[i] = closed_reply(c)
+    end
+    return out
+end
+
+-- A node and its descendants down to `depth` levels, visiting at most
+-- budget[1] nodes (preorder, children by name).
+function OPS.view(ctx, path, depth, budget, with_children)
+    local node = ctx.nodes[path]
+    budget[1] = math.max(budget[1] - 1, 0)
+    local children, more = {}, 0
+    if depth > 0 then
+        local kids = {}
+        for i, name in ipairs(node.kids) do
+            kids[i] = (path == "" and name) or (path .. "/" .. name)
+        end
+        load_nodes(ctx, kids)
+        for i, kid in ipairs(kids) do
+            if budget[1] == 0 then
+                more = #kids - (i - 1)
+                break
+            end
+            if ctx.nodes[kid] then
+                children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+            end
+        end
+    end
+    local policies, worst = {}, "none"
+    for i, p in ipairs(node.pols) do
+        local now_p = policy_at(p, ctx.now)
+        local s = status(now_p)
+        if STATUS_RANK[s] > STATUS_RANK[worst] then
+            worst = s
+        end
+        policies[i] = policy_reply(now_p, ctx.now)
+    end
+    local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
+        "policies", policies)
+    if with_children then
+        f[#f + 1] = "children"
+        f[#f + 1] = children
+        if more > 0 then
+            f[#f + 1] = "more"
+            f[#f + 1] = more
+        end
+    end
+    f.cut = more > 0
+    for _, c in ipairs(children) do
+        if c.cut then
+            f.cut = true
+        end
+    end
+    return f
+end
+
+function OPS.get_view(ctx, path)
+    if not find(ctx, path) then
+        OPS.not_found_path(path)
+    end
+    return OPS.view(ctx, path, 0, { 1 }, false)
+end
+
+function OPS.tree_view(ctx, path, depth, max_nodes)
+    if not find(ctx, path) then
+        OPS.not_found_path(path)
+    end
+    local budget = { math.max(max_nodes, 1) }
+    local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true)
+    root[#root + 1] = "nodes"
+    root[#root + 1] = math.max(max_nodes, 1) - budget[1]
+    root[#root + 1] = "truncated"
+    root[#root + 1] = flag(root.cut)
+    return root
+end
+-- ---------------------------------------------------------------------------
+-- Commands: parse the arguments, call the tree, build the reply
+-- (src/commands/policy.rs, reserve.rs, read.rs).
+-- ---------------------------------------------------------------------------
+
+local PRICE_BOOK = "quota:prices"
+local CMD = {}
+
+local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL" })
+local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
+    "CHECK", "COST", "USAGE" })
+
+function CMD.max_depth()
+    return SETTINGS.max_depth
+end
+
+-- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
+-- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
+function CMD.cmd_set(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    local spec = { mode = "strict", warn = DEFAULT_WARN, rollover = false }
+    local window, duration, anchor
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, SET_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        args:once(seen, kw)
+        if kw == "METRIC" then
+            spec.metric = args:next_metric()
+        elseif kw == "LIMIT" then
+            spec.limit = args:next_non_negative("LIMIT")
+        elseif kw == "WINDOW" then
+            window = args:next_str("a window after WINDOW")
+            if string.lower(window) == "rolling" then
+                duration = args:next_str("a duration after WINDOW rolling")
+            end
+        elseif kw == "ANCHOR" then
+            anchor = args:next_u64("ANCHOR", 1, 31)
+        elseif kw == "ROLLOVER" then
+            spec.rollover = args:next_non_negative("ROLLOVER")
+        elseif kw == "MODE" then
+            spec.mode = parse_mode(args:next_str("a mode after MODE"))
+        elseif kw == "WARN" then
+            spec.warn = parse_warn(args:next_str("percentages after WARN"))
+        elseif kw == "SERVICE" then
+            spec.service = args:next_name("service")
+        elseif kw == "MODEL" then
+            spec.model = args:next_name("model")
+        end
+    end
+    if not spec.metric then
+        fail("ERR syntax: QUOTA.SET needs METRIC")
+    end
+    if not spec.limit then
+        fail("ERR syntax: QUOTA.SET needs LIMIT")
+    end
+    local w
+    if window then
+        w = W.parse(window, anchor, duration)
+    elseif anchor then
+        fail("ERR syntax: ANCHOR applies only to WINDOW month")
+    else
+        w = W.parse("none", nil, nil)
+    end
+    spec.wenc = W.encode(w)
+    OPS.set_policy(ctx, path, name, spec)
+    return OK
+end
+
+function CMD.cmd_unset(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    args:finish()
+    OPS.unset_policy(ctx, path, name)
+    return OK
+end
+
+function CMD.cmd_delpath(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    args:finish()
+    return OPS.delete_path(ctx, path)
+end
+
+function CMD.cmd_grant(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    local amount = args:next_non_negative("an amount")
+    args:finish()
+    if D.is_zero(amount) then
+        fail("ERR invalid amount: a grant must be larger than 0")
+    end
+    return OPS.grant(ctx, path, name, amount)
+end
+
+function CMD.cmd_reset(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    args:finish()
+    return OPS.reset(ctx, path, name)
+end
+
+-- ----- requests ----------------------------------------------------------------
+
+-- `COST metric amount [metric amount ...]` after the COST keyword.
+function CMD.parse_cost(args, non_negative)
+    local cost = {}
+    while not args:at_list_end() do
+        local metric = args:next_metric()
+        local amount
+        if non_negative then
+            amount = args:next_non_negative("an amount")
+        else
+            amount = args:next_amount("an amount")
+        end
+        for i = 1, #cost do
+            if cost[i][1] == metric then
+                fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
+            end
+        end
+        cost[#cost + 1] = { metric, amount }
+    end
+    if #cost == 0 then
+        fail("ERR syntax: COST needs at least one metric and amount")
+    end
+    return cost
+end
+
+-- `name value [name value ...]` after a price key, up to the next keyword.
+function CMD.usage_pairs(args)
+    local pairs_ = {}
+    while not args:at_list_end() do
+        local name = args:next_str("a usage name")
+        local value = args:next_str("a usage value")
+        pairs_[#pairs_ + 1] = { name, value }
+    end
+    return pairs_
+end
+
+-- `USAGE service/model name value ...`, priced by the price book.
+function CMD.parse_usage(args)
+    local key = args:next_str("service/model after USAGE")
+    local service, model = P.parse_key(key)
+    local pairs_ = CMD.usage_pairs(args)
+    return service, model, P.usage(PRICE_BOOK, key, pairs_)
+end
+
+function CMD.parse_request(args, charge)
+    local path, also, id, ttl, service, model = nil, {}, nil, nil, nil, nil
+    local batch, brief, check, items = nil, false, false, {}
+    local usage_keys = {}
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, REQUEST_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
+        if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
+            fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
+        end
+        if kw == "COST" then
+            items[#items + 1] = CMD.parse_cost(args, not charge)
+        elseif kw == "USAGE" then
+            local s, m, item = CMD.parse_usage(args)
+            usage_keys[#usage_keys + 1] = { s, m }
+            items[#items + 1] = item
+        elseif kw == "ALSO" then
+            also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+            while not args:at_list_end() do
+                also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+            end
+        elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
+            args:once(seen, "ALL, UPTO or DRYRUN")
+            batch = kw
+        else
+            args:once(seen, kw)
+            if kw == "PATH" then
+                path = args:next_path("a path after PATH", CMD.max_depth())
+            elseif kw == "ID" then
+                id = args:next_name("id")
+            elseif kw == "TTL" then
+                ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
+            elseif kw == "SERVICE" then
+                service = args:next_name("service")
+            elseif kw == "MODEL" then
+                model = args:next_name("model")
+            elseif kw == "BRIEF" then
+                brief = true
+            elseif kw == "CHECK" then
+                check = true
+            end
+        end
+    end
+    if not path then
+        fail(sformat("ERR syntax: %s needs PATH", args.command))
+    end
+    if model and not service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    end
+    if #items == 0 then
+        fail(sformat("ERR syntax: %s needs a COST or USAGE item", args.command))
+    end
+    if charge and #items > 1 then
+        fail("ERR syntax: QUOTA.CHARGE takes exactly one COST or USAGE item")
+    end
+    -- Without SERVICE, a request whose USAGE items all name one
+    -- service/model is for that service and model.
+    if not service and usage_keys[1] then
+        local same = true
+        for _, k in ipairs(usage_keys) do
+            if k[1] ~= usage_keys[1][1] or k[2] ~= usage_keys[1][2] then
+                same = false
+            end
+        end
+        if same then
+            service, model = usage_keys[1][1], usage_keys[1][2]
+        end
+    end
+    local paths, seen_paths = { path }, { [path] = true }
+    for _, p in ipairs(also) do
+        if not seen_paths[p] then
+            seen_paths[p] = true
+            paths[#paths + 1] = p
+        end
+    end
+    if #paths > MAX_CHARGE_PATHS then
+        fail(sformat("ERR limit: at most %d paths per request (PATH and ALSO)", MAX_CHARGE_PATHS))
+    end
+    return { set = { paths = paths, service = service, model = model }, id = id, ttl = ttl, batch = batch,
+        brief = brief, check = check, items = items }
+end
+
+function CMD.checks_reply(checks)
+    local out = {}
+    for i, c in ipairs(checks) do
+        local f = M("path", c.path, "policy", c.policy, "metric", c.metric, "mode", c.mode, "window", c.window,
+            "limit", c.limit, "used", c.used, "held", c.held, "requested", c.requested, "remaining", c.remaining,
+            "pass", flag(c.pass), "status", c.status)
+        push_period(f, c.ps, c.pe)
+        out[i] = f
+    end
+    return out
+end
+
+function CMD.reserve_reply(o, brief)
+    local f = M("allowed", flag(o.allowed), "id", o.id or false, "expires_at", o.expires, "items", o.items,
+        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost))
+    if not (brief and o.allowed) then
+        f[#f + 1] = "checks"
+        f[#f + 1] = CMD.checks_reply(o.checks)
+    end
+    local rest = { "denied_by", o.denied, "message", o.message, "duplicate", flag(o.duplicate) }
+    for i = 1, #rest do
+        f[#f + 1] = rest[i]
+    end
+    return f
+end
+
+function CMD.cmd_reserve(ctx, args)
+    local req = CMD.parse_request(args, false)
+    req.ttl = req.ttl or SETTINGS.default_ttl
+    req.batch = req.batch or "ALL"
+    return CMD.reserve_reply(HOLDS.reserve(ctx, req), req.brief)
+end
+
+-- `ITEM i` and an optional `COST ...` or `USAGE ...` after a reservation id.
+function CMD.parse_settle(args, with_cost)
+    local item, cost = nil, nil
+    local seen = {}
+    local words = with_cost and set_of({ "ITEM", "COST", "USAGE" }) or set_of({ "ITEM" })
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, words)
+        if not kw then
+            args:unknown(word)
+        end
+        if kw == "ITEM" then
+            args:once(seen, kw)
+            item = args:next_u64("ITEM", 0, 4294967295)
+        else
+            if cost then
+                fail("ERR syntax: give the actual amount once, as COST or as USAGE")
+            end
+            if kw == "COST" then
+                cost = CMD.parse_cost(args, true)
+            else
+                local _, _, c = CMD.parse_usage(args)
+                cost = c
+            end
+        end
+    end
+    return item, cost
+end
+
+function CMD.cmd_commit(ctx, args)
+    local id = args:next_name("reservation id")
+    local item, cost = CMD.parse_settle(args, true)
+    local o = HOLDS.commit(ctx, id, item, cost)
+    return M("id", o.id, "charged", costs_reply(o.charged), "released", costs_reply(o.released),
+        "overage", costs_reply(o.overage), "duplicate", flag(o.duplicate), "expired", flag(o.expired), "over", o.over)
+end
+
+function CMD.cmd_release(ctx, args)
+    local id = args:next_name("reservation id")
+    local item = CMD.parse_settle(args, false)
+    local o = HOLDS.release(ctx, id, item)
+    return M("id", o.id, "released", costs_reply(o.released), "duplicate", flag(o.duplicate),
+        "expired", flag(o.expired))
+end
+
+function CMD.cmd_extend(ctx, args)
+    local id = args:next_name("reservation id")
+    local ttl = args:next_u64("the TTL", 1, MAX_TTL_MS)
+    args:finish()
+    local o = HOLDS.extend(ctx, id, ttl)
+    return M("id", o.id, "expires_at", o.expires)
+end
+
+function CMD.cmd_charge(ctx, args)
+    local req = CMD.parse_request(args, true)
+    req.cost = req.items[1]
+    local o = HOLDS.charge(ctx, req)
+    local f = M("allowed", flag(o.allowed), "charged", costs_reply(o.charged))
+    if not (req.brief and o.allowed) then
+        f[#f + 1] = "checks"
+        f[#f + 1] = CMD.checks_reply(o.checks)
+    end
+    local rest = { "denied_by", o.denied, "message", o.message, "over", o.over, "duplicate", flag(o.duplicate) }
+    for i = 1, #rest do
+        f[#f + 1] = rest[i]
+    end
+    return f
+end
+
+-- ----- reading -------------------------------------------------------------------
+
+function CMD.cmd_get(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    args:finish()
+    return OPS.get_view(ctx, path)
+end
+
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+
+function CMD.cmd_tree(ctx, args)
+    local path = optional_path(args, CMD.max_depth())
+    local depth, count, json = MAX_DEPTH_HARD, 1000, false
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, TREE_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        args:once(seen, kw)
+        if kw == "DEPTH" then
+            depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
+        elseif kw == "COUNT" then
+            count = args:next_u64("COUNT", 1, 100000)
+        else
+            local format = string.upper(args:next_str("a format after FORMAT"))
+            if format == "JSON" then
+                json = true
+            elseif format == "RESP" then
+                json = false
+            else
+                fail("ERR syntax: FORMAT must be resp or json")
+            end
+        end
+    end
+    local reply = OPS.tree_view(ctx, path, depth, count)
+    if json then
+        return to_json(reply)
+    end
+    return reply
+end
+
+function CMD.cmd_holds(ctx, args)
+    local path = optional_path(args, CMD.max_depth())
+    local count = 100
+    if not args:is_done() then
+        local word = args:next_str("a keyword")
+        if string.upper(word) ~= "COUNT" then
+            args:unknown(word)
+        end
+        count = args:next_u64("COUNT", 1, 10000)
+    end
+    args:finish()
+    return HOLDS.holds_view(ctx, path, count)
+end
+
+function CMD.cmd_history(ctx, args)
+    local path = args:next_path("a path", CMD.max_depth())
+    local name = args:next_name("policy name")
+    args:finish()
+    return OPS.history(ctx, path, name)
+end
+
+local EVENTS_KEYWORDS = set_of({ "SINCE", "COUNT" })
+
+-- QUOTA.EVENTS key [SINCE seq] [COUNT n]: events after seq, oldest first.
+function CMD.cmd_events(ctx, args)
+    local since, count = 0, 100
+    local seen = {}
+    while not args:is_done() do
+        local word = args:next_str("a keyword")
+        local kw = keyword(word, EVENTS_KEYWORDS)
+        if not kw then
+            args:unknown(word)
+        end
+        args:once(seen, kw)
+        if kw == "SINCE" then
+            since = args:next_u64("SINCE", 0, 18446744073709551615)
+        else
+            count = args:next_u64("COUNT", 1, 10000)
+        end
+    end
+    -- The stored events, then those this read applied without storing
+    -- (expiry), trimmed to the log's length as a write would.
+    local stored = ctx.exists and redis.call("LLEN", ctx.vkey) or 0
+    local pending = ctx.new_events
+    local total = stored + #pending
+    local keep = math.min(total, math.max(ctx.limits.events_len, 1))
+    local first_seq = ctx.meta.ev - total
+    local from = math.max(since + 1 - first_seq, total - keep)
+    local out = {}
+    local last = math.min(total - 1, from + count - 1)
+    if from <= last and from < stored then
+        local blobs = redis.call("LRANGE", ctx.vkey, from, math.min(last, stored - 1))
+        for _, blob in ipairs(blobs) do
+            out[#out + 1] = event_reply(munpack(blob))
+        end
+    end
+    for i = math.max(from, stored), last do
+        out[#out + 1] = event_reply(pending[i - stored + 1])
+    end
+    return out
+end
+
+-- ----- server-wide commands ------------------------------------------------------
+
+function CMD.cmd_debug(args)
+    if not TEST_CLOCK then
+        fail("ERR QUOTA.DEBUG is disabled: load the library with quota-load --test-clock (never in production)")
+    end
+    local bad = "ERR syntax: QUOTA.DEBUG CLOCK SET ms | ADVANCE ms | GET"
+    local verb = args[2] and string.upper(args[2])
+    if not args[1] or string.upper(args[1]) ~= "CLOCK" then
+        fail(bad)
+    end
+    local function clock()
+        local t = redis.call("GET", CLOCK_KEY)
+        return t and tonumber(t) or now_ms()
+    end
+    if verb == "GET" and #args == 2 then
+        return clock()
+    end
+    if #args ~= 3 or (verb ~= "SET" and verb ~= "ADVANCE") or not sfind(args[3], "^%d+$") or #args[3] > 16 then
+        fail(bad)
+    end
+    local ms = tonumber(args[3])
+    if verb == "ADVANCE" then
+        ms = clock() + ms
+    end
+    redis.call("SET", CLOCK_KEY, sformat("%.0f", ms))
+    return ms
+end
+-- ---------------------------------------------------------------------------
+-- Registration: one function per module command, `QUOTA.X key args...` →
+-- `FCALL quota_x 1 key args...` (the server-wide ones take no key).
+-- ---------------------------------------------------------------------------
+
+-- Runs `body` and turns what it raised into an error reply: errors raised
+-- with fail() keep their text; anything else is a bug, reported as one.
+local function guarded(body)
+    return function(keys, args)
+        failure = nil
+        local ok, result = pcall(body, keys, args)
+        if ok then
+            return to_resp(result)
+        end
+        local text = failure
+        failure = nil
+        if type(result) == "table" and result.err then
+            text = result.err
+        elseif text == nil and type(result) == "string" and sfind(result, "^%u+ ") then
+            -- An error reply of a command the library called (WRONGTYPE, OOM).
+            text = result
+        end
+        return redis.error_reply(text or ("ERR quota internal error: " .. tostring(result)))
+    end
+end
+
+-- A tree command: opens the tree, releases what expired, runs. A write
+-- stores what expired even when the command itself fails (as the module
+-- does); a read only sees it.
+local function tree_command(name, handler, writes)
+    return guarded(function(keys, args)
+        if #keys ~= 1 then
+            fail(sformat("ERR wrong number of arguments for '%s' command: give the tree key (FCALL %s 1 key ...)",
+                string.lower(name), "quota_" .. string.lower(ssub(name, 7))))
+        end
+        check_utf8(args)
+        local ctx = open_tree(keys[1], writes)
+        expire(ctx)
+        if writes then
+            flush(ctx)
+        end
+        local reply = handler(ctx, new_args(name, args))
+        if writes then
+            flush(ctx)
+        end
+        return reply
+    end)
+end
+
+local handlers = {}
+for _, c in ipairs({
+    { "QUOTA.SET", CMD.cmd_set, true },
+    { "QUOTA.UNSET", CMD.cmd_unset, true },
+    { "QUOTA.DELPATH", CMD.cmd_delpath, true },
+    { "QUOTA.GRANT", CMD.cmd_grant, true },
+    { "QUOTA.RESET", CMD.cmd_reset, true },
+    { "QUOTA.RESERVE", CMD.cmd_reserve, true },
+    { "QUOTA.COMMIT", CMD.cmd_commit, true },
+    { "QUOTA.RELEASE", CMD.cmd_release, true },
+    { "QUOTA.EXTEND", CMD.cmd_extend, true },
+    { "QUOTA.CHARGE", CMD.cmd_charge, true },
+    { "QUOTA.GET", CMD.cmd_get, false },
+    { "QUOTA.TREE", CMD.cmd_tree, false },
+    { "QUOTA.HOLDS", CMD.cmd_holds, false },
+    { "QUOTA.HISTORY", CMD.cmd_history, false },
+    { "QUOTA.EVENTS", CMD.cmd_events, false },
+}) do
+    handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
+end
+
+local function keyless(name, body)
+    return guarded(function(keys, args)
+        if #keys ~= 0 then
+            fail(sformat("ERR syntax: %s takes no key (FCALL %s 0 ...)", name, "quota_" .. string.lower(ssub(name, 7))))
+        end
+        check_utf8(args)
+        return body(args)
+    end)
+end
+
+handlers.quota_price = keyless("QUOTA.PRICE", function(args)
+    return P.cmd_price(PRICE_BOOK, args)
+end)
+-- GET and LIST without writing, for replicas and FCALL_RO.
+handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
+    local verb = args[1] and string.upper(args[1])
+    if verb ~= "GET" and verb ~= "LIST" then
+        fail("ERR syntax: quota_price_ro takes GET or LIST; SET and DEL are quota_price")
+    end
+    return P.cmd_price(PRICE_BOOK, args)
+end)
+handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
+    return P.cmd_estimate(PRICE_BOOK, args)
+end)
+handlers.quota_debug = keyless("QUOTA.DEBUG", CMD.cmd_debug)
+return handlers
+end -- build
+
+-- ---------------------------------------------------------------------------
+-- Registration. Only `redis` is visible here (see build), so the list is
+-- plain and the loop is numeric.
+-- ---------------------------------------------------------------------------
+
+local handlers = nil
+
+local function entry(name)
+    return function(keys, args)
+        if handlers == nil then
+            handlers = build()
+        end
+        return handlers[name](keys, args)
+    end
+end
+
+-- name, flags: "no-writes" for what only reads (it also runs on replicas and
+-- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
+-- which the module does not refuse when memory is full either (Redis refuses
+-- the other writes with OOM).
+local FUNCTIONS = {
+    { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
+    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", {} },
+    { "quota_commit", { "allow-oom" } }, { "quota_release", { "allow-oom" } }, { "quota_extend", { "allow-oom" } },
+    { "quota_charge", {} }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
+    { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
+    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
+    { "quota_debug", {} },
+}
+
+for i = 1, #FUNCTIONS do
+    local name = FUNCTIONS[i][1]
+    redis.register_function({ function_name = name, callback = entry(name), flags = FUNCTIONS[i][2] })
+end
+
+redis.register_function({
+    function_name = "quota_version",
+    callback = function()
+        return VERSION
+    end,
+    flags = { "no-writes" },
+})

@@ -1,0 +1,449 @@
+
+-- ---------------------------------------------------------------------------
+-- 20_window  W: calendar and rolling windows (port of src/engine/window.rs)
+--
+-- Calendar windows (hour, day, week, month, year; UTC) number their periods:
+-- a period has an index and starts at W.start_of(w, index), so finding the
+-- period that contains a time, or counting the periods between two times, is
+-- arithmetic, never a loop. `month` periods begin on an anchor day clamped
+-- to short months (anchor 31 begins on Feb 28, or Feb 29 in a leap year);
+-- `week` begins on Monday. Rolling windows keep usage in W.BUCKETS (60)
+-- buckets of W.bucket_ms(w) each; durations run from 60s to 400d.
+--
+-- A window is a small table (treat it as read-only):
+--   {kind = "none"}
+--   {kind = "calendar", unit = "hour"|"day"|"week"|"month"|"year", anchor = 1..31}
+--       (anchor is 1 unless unit is "month")
+--   {kind = "rolling", ms = duration_ms}
+--
+-- API (times are Unix ms as plain Lua integers, always >= 0):
+--   W.parse(name, anchor, duration) -> w     WINDOW name [ANCHOR d] | rolling dur
+--       name: string; anchor: integer or nil; duration: string or nil.
+--       Fails with the module's texts (Window::parse).
+--   W.label(w) -> "none" | "month" | "rolling 30d"
+--   W.anchor(w) -> anchor day of a month window, else nil
+--   W.is_calendar(w), W.is_rolling(w), W.is_none(w) -> boolean
+--   W.bucket_ms(w) -> bucket length of a rolling window (>= 1), else nil
+--   W.index_of(w, t) -> index of the calendar period containing t (0 if not calendar)
+--   W.start_of(w, index) -> Unix ms at which period index starts (clamped >= 0;
+--       0 if not calendar)
+--   W.period_of(w, t) -> start, end   the calendar period [start, end) holding t
+--   W.rolling_span(w, now) -> start, end   the buckets a rolling window counts at
+--       now (Policy::shown_period): ((cur-60 clamped at 0)*b, (cur+1)*b), cur = now//b
+--   W.shown_period(w, now, period_start, period_end) -> start, end | nil
+--       what replies show: nil for none, the given calendar period, rolling_span
+--   W.expired_bucket(b, current) -> bucket b has left the window (b + 61 <= current)
+--   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>"
+--   W.decode(s) -> w, or nil if s is not an encode() result
+--   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
+--   W.format_duration(ms) -> "30d" | "1d" | "90s" (largest whole unit) | "<ms>ms"
+--   W.is_leap(y), W.days_in_month(y, m)
+--   W.days_from_civil(y, m, d) -> days since 1970-01-01 (proleptic Gregorian)
+--   W.civil_from_days(days) -> y, m, d
+--   W.clip(text) -> names::clip: at most 60 chars (57 + "..."), control chars -> ?
+--   QUOTA.SET argument helpers (policy.rs):
+--   W.read_window(argv, i, command) -> name, duration, next_i
+--       argv[i] is the word after WINDOW; for `rolling` (any case) the next word
+--       is the duration. Arity errors name `command` (e.g. "QUOTA.SET").
+--   W.read_anchor(argv, i, command) -> anchor, next_i   (next_u64 "ANCHOR" 1..31)
+--   W.from_set(name, anchor, duration) -> w
+--       after the keyword loop (and after the METRIC/LIMIT checks): name nil
+--       with an anchor fails, name nil without one is the none window.
+-- ---------------------------------------------------------------------------
+
+local W = {}
+
+do
+    local HOUR_MS = 3600000
+    local DAY_MS = 24 * HOUR_MS
+    local BUCKETS = 60
+    local ROLLING_MIN_MS = 60000
+    local ROLLING_MAX_MS = 400 * DAY_MS
+    W.HOUR_MS, W.DAY_MS, W.BUCKETS = HOUR_MS, DAY_MS, BUCKETS
+    W.ROLLING_MIN_MS, W.ROLLING_MAX_MS = ROLLING_MIN_MS, ROLLING_MAX_MS
+
+    -- Redis runs this chunk at FUNCTION LOAD with only `redis` in scope: the
+    -- standard library (math, string, ...) is reached inside functions only.
+
+    -- Floor division of integers (exact for |a| < 2^53).
+    local function div(a, b)
+        return math.floor(a / b)
+    end
+
+    local function int(n)
+        return string.format("%d", n)
+    end
+
+    -- ASCII-only lowercase (Rust's to_ascii_lowercase), whatever the locale.
+    local function ascii_lower(s)
+        return (string.gsub(s, "[A-Z]", function(c)
+            return string.char(string.byte(c) + 32)
+        end))
+    end
+
+    -- names::clip: a text quoted in an error, at most 60 characters.
+    function W.clip(text)
+        local count, cut = 0, nil
+        for pos = 1, #text do
+            local b = string.byte(text, pos)
+            if b < 0x80 or b >= 0xC0 then
+                count = count + 1
+                if count == 58 then
+                    cut = pos
+                end
+            end
+        end
+        if count > 60 then
+            return string.sub(text, 1, cut - 1) .. "..."
+        end
+        -- Unicode category Cc: U+0000-001F, U+007F-009F.
+        local out = string.gsub(text, "\194[\128-\159]", "?")
+        out = string.gsub(out, "[%z\1-\31\127]", "?")
+        return out
+    end
+    local clip = W.clip
+
+    local function syntax(text)
+        fail("ERR syntax: " .. text)
+    end
+
+    local UNIT = { hour = true, day = true, week = true, month = true, year = true }
+
+    function W.parse(name, anchor, duration)
+        local lower = ascii_lower(name)
+        if lower == "rolling" then
+            if anchor ~= nil then
+                syntax("ANCHOR applies only to WINDOW month")
+            end
+            if duration == nil then
+                syntax("WINDOW rolling needs a duration such as 30d")
+            end
+            return { kind = "rolling", ms = W.parse_duration(duration) }
+        end
+        if lower ~= "none" and not UNIT[lower] then
+            syntax("unknown WINDOW '" .. clip(name)
+                .. "': use none, hour, day, week, month, year or rolling <duration>")
+        end
+        if lower == "none" then
+            if anchor == nil then
+                return { kind = "none" }
+            end
+            syntax("ANCHOR applies only to WINDOW month")
+        end
+        if lower == "month" and anchor ~= nil then
+            if anchor >= 1 and anchor <= 31 then
+                return { kind = "calendar", unit = "month", anchor = anchor }
+            end
+            syntax("ANCHOR must be a day from 1 to 31, not " .. int(anchor))
+        end
+        if anchor == nil then
+            return { kind = "calendar", unit = lower, anchor = 1 }
+        end
+        syntax("ANCHOR applies only to WINDOW month")
+    end
+
+    function W.label(w)
+        if w.kind == "none" then
+            return "none"
+        elseif w.kind == "calendar" then
+            return w.unit
+        end
+        return "rolling " .. W.format_duration(w.ms)
+    end
+
+    function W.anchor(w)
+        if w.kind == "calendar" and w.unit == "month" then
+            return w.anchor
+        end
+        return nil
+    end
+
+    function W.is_calendar(w)
+        return w.kind == "calendar"
+    end
+
+    function W.is_rolling(w)
+        return w.kind == "rolling"
+    end
+
+    function W.is_none(w)
+        return w.kind == "none"
+    end
+
+    function W.bucket_ms(w)
+        if w.kind ~= "rolling" then
+            return nil
+        end
+        local b = div(w.ms, BUCKETS)
+        if b < 1 then
+            b = 1
+        end
+        return b
+    end
+
+    local function is_leap(y)
+        return (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
+    end
+    W.is_leap = is_leap
+
+    local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+
+    local function days_in_month(y, m)
+        if m == 2 and is_leap(y) then
+            return 29
+        end
+        return MONTH_DAYS[m]
+    end
+    W.days_in_month = days_in_month
+
+    -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+    local function days_from_civil(y, m, d)
+        if m <= 2 then
+            y = y - 1
+        end
+        local era = div(y, 400)
+        local yoe = y - era * 400
+        local mp = (m + 9) % 12
+        local doy = div(153 * mp + 2, 5) + d - 1
+        local doe = yoe * 365 + div(yoe, 4) - div(yoe, 100) + doy
+        return era * 146097 + doe - 719468
+    end
+    W.days_from_civil = days_from_civil
+
+    -- The date (year, month 1-12, day 1-31) of a day count since 1970-01-01.
+    local function civil_from_days(days)
+        local z = days + 719468
+        local era = div(z, 146097)
+        local doe = z - era * 146097
+        local yoe = div(doe - div(doe, 1460) + div(doe, 36524) - div(doe, 146096), 365)
+        local doy = doe - (365 * yoe + div(yoe, 4) - div(yoe, 100))
+        local mp = div(5 * doy + 2, 153)
+        local d = doy - div(153 * mp + 2, 5) + 1
+        local m = mp < 10 and mp + 3 or mp - 9
+        local y = yoe + era * 400
+        if m <= 2 then
+            y = y + 1
+        end
+        return y, m, d
+    end
+    W.civil_from_days = civil_from_days
+
+    -- Start (ms) of month index (year * 12 + month - 1) for a billing anchor.
+    local function month_start(index, anchor)
+        local y, m = div(index, 12), index % 12 + 1
+        local day = anchor
+        local dim = days_in_month(y, m)
+        if dim < day then
+            day = dim
+        end
+        return days_from_civil(y, m, day) * DAY_MS
+    end
+
+    function W.index_of(w, t)
+        if w.kind ~= "calendar" then
+            return 0
+        end
+        local unit = w.unit
+        if unit == "hour" then
+            return div(t, HOUR_MS)
+        elseif unit == "day" then
+            return div(t, DAY_MS)
+        elseif unit == "week" then
+            -- 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
+            return div(div(t, DAY_MS) + 3, 7)
+        elseif unit == "year" then
+            return (civil_from_days(div(t, DAY_MS)))
+        end
+        local y, m = civil_from_days(div(t, DAY_MS))
+        local index = y * 12 + (m - 1)
+        if month_start(index, w.anchor) > t then
+            return index - 1
+        end
+        return index
+    end
+
+    function W.start_of(w, index)
+        local ms = 0
+        if w.kind == "calendar" then
+            local unit = w.unit
+            if unit == "hour" then
+                ms = index * HOUR_MS
+            elseif unit == "day" then
+                ms = index * DAY_MS
+            elseif unit == "week" then
+                ms = (index * 7 - 3) * DAY_MS
+            elseif unit == "year" then
+                ms = days_from_civil(index, 1, 1) * DAY_MS
+            else
+                ms = month_start(index, w.anchor)
+            end
+        end
+        if ms < 0 then
+            ms = 0
+        end
+        return ms
+    end
+
+    function W.period_of(w, t)
+        local i = W.index_of(w, t)
+        return W.start_of(w, i), W.start_of(w, i + 1)
+    end
+
+    function W.rolling_span(w, now)
+        local b = W.bucket_ms(w)
+        local current = div(now, b)
+        local first = current - BUCKETS
+        if first < 0 then
+            first = 0
+        end
+        return first * b, (current + 1) * b
+    end
+
+    function W.shown_period(w, now, period_start, period_end)
+        if w.kind == "calendar" then
+            return period_start, period_end
+        elseif w.kind == "rolling" then
+            return W.rolling_span(w, now)
+        end
+        return nil
+    end
+
+    function W.expired_bucket(b, current)
+        return b + BUCKETS + 1 <= current
+    end
+
+    local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }
+
+    -- "90s", "15m", "24h", "30d" -> milliseconds.
+    function W.parse_duration(text)
+        local function bad()
+            syntax("invalid duration '" .. clip(text)
+                .. "': use a whole number with s, m, h or d, from 60s to 400d")
+        end
+        if string.find(text, "[\128-\255]") or #text == 0 then
+            bad()
+        end
+        local digits, unit = string.sub(text, 1, -2), string.sub(text, -1)
+        if #digits == 0 or #digits > 9 or string.find(digits, "[^0-9]") then
+            bad()
+        end
+        local scale = SCALE[unit]
+        if scale == nil then
+            bad()
+        end
+        local n = tonumber(digits)
+        -- n < 10^9, so n * scale < 2^57: compare n first to stay exact.
+        if n > div(ROLLING_MAX_MS, scale) then
+            bad()
+        end
+        local ms = n * scale
+        if ms < ROLLING_MIN_MS or ms > ROLLING_MAX_MS then
+            bad()
+        end
+        return ms
+    end
+
+    -- Milliseconds in the largest whole unit: 30d, 24h -> 1d, 90s.
+    local FORMAT_UNITS = { { "d", DAY_MS }, { "h", HOUR_MS }, { "m", 60000 }, { "s", 1000 } }
+
+    function W.format_duration(ms)
+        for _, u in ipairs(FORMAT_UNITS) do
+            if ms % u[2] == 0 then
+                return int(div(ms, u[2])) .. u[1]
+            end
+        end
+        return int(ms) .. "ms"
+    end
+
+    local CODE = { hour = "h", day = "d", week = "w", year = "y" }
+    local UNIT_OF = { h = "hour", d = "day", w = "week", y = "year" }
+
+    function W.encode(w)
+        if w.kind == "none" then
+            return "n"
+        elseif w.kind == "rolling" then
+            return "r" .. int(w.ms)
+        elseif w.unit == "month" then
+            return "m" .. int(w.anchor)
+        end
+        return CODE[w.unit]
+    end
+
+    function W.decode(s)
+        if type(s) ~= "string" then
+            return nil
+        end
+        if s == "n" then
+            return { kind = "none" }
+        end
+        if UNIT_OF[s] then
+            return { kind = "calendar", unit = UNIT_OF[s], anchor = 1 }
+        end
+        local tag, num = string.match(s, "^([mr])([1-9][0-9]*)$")
+        if tag == nil or #num > 15 then
+            return nil
+        end
+        num = tonumber(num)
+        if tag == "m" then
+            if num > 31 then
+                return nil
+            end
+            return { kind = "calendar", unit = "month", anchor = num }
+        end
+        return { kind = "rolling", ms = num }
+    end
+
+    local function arity(command, what)
+        fail("ERR wrong number of arguments for '" .. ascii_lower(command)
+            .. "' command: missing " .. what)
+    end
+
+    -- QUOTA.SET: `WINDOW w`, or `WINDOW rolling dur`; argv[i] follows WINDOW.
+    function W.read_window(argv, i, command)
+        local name = argv[i]
+        if name == nil then
+            arity(command, "a window after WINDOW")
+        end
+        local duration = nil
+        i = i + 1
+        if ascii_lower(name) == "rolling" then
+            duration = argv[i]
+            if duration == nil then
+                arity(command, "a duration after WINDOW rolling")
+            end
+            i = i + 1
+        end
+        return name, duration, i
+    end
+
+    -- QUOTA.SET: `ANCHOR d` (Args::next_u64("ANCHOR", 1, 31)); argv[i] follows ANCHOR.
+    function W.read_anchor(argv, i, command)
+        local text = argv[i]
+        if text == nil then
+            arity(command, "ANCHOR")
+        end
+        -- u64 parse: digits only (a leading '+' is refused), leading zeros allowed.
+        local n = nil
+        if string.find(text, "^[0-9]+$") then
+            local digits = string.gsub(text, "^0+", "")
+            if #digits <= 2 then
+                n = tonumber(digits) or 0
+            end
+        end
+        if n == nil or n < 1 or n > 31 then
+            syntax("ANCHOR must be an integer from 1 to 31, not '" .. clip(text) .. "'")
+        end
+        return n, i + 1
+    end
+
+    -- QUOTA.SET: the window, once every keyword has been read.
+    function W.from_set(name, anchor, duration)
+        if name ~= nil then
+            return W.parse(name, anchor, duration)
+        end
+        if anchor ~= nil then
+            syntax("ANCHOR applies only to WINDOW month")
+        end
+        return { kind = "none" }
+    end
+end
