@@ -404,20 +404,34 @@ do
         return ssub(ds, 1, n - s) .. "." .. ssub(ds, n - s + 1)
     end
 
+    -- "%d.%0<s>d" by scale: one string.format for a small value (%d is
+    -- exact below 2^53: Lua 5.1 formats it as a C long)
+    local FMT, FMT_NEG = {}, {}
+    for k = 1, 15 do
+        FMT[k] = "%d.%0" .. k .. "d"
+        FMT_NEG[k] = "-%d.%0" .. k .. "d"
+    end
+
     function D.fmt(v)
         local m = v.m
         if m then
-            if m == 0 then
-                return "0"
-            end
             local s = v.s
             if s == 0 then
-                return sformat("%.0f", m)
+                return sformat("%d", m)
+            end
+            local a = m < 0 and -m or m
+            if s <= 15 then
+                local d = P10[s]
+                local r = fmod(a, d)
+                if m < 0 then
+                    return sformat(FMT_NEG[s], (a - r) / d, r)
+                end
+                return sformat(FMT[s], (a - r) / d, r)
             end
             if m < 0 then
-                return "-" .. place_point(sformat("%.0f", -m), s)
+                return "-" .. place_point(sformat("%d", a), s)
             end
-            return place_point(sformat("%.0f", m), s)
+            return place_point(sformat("%d", a), s)
         end
         local t = place_point(digits_of(v.l), v.s)
         if v.neg then
@@ -1683,7 +1697,7 @@ do
         JS, JN, JI = s, #s, 0
         local ok, text = pcall(function()
             local b = sbyte(JS, 1)
-            local value, bad
+            local value
             if not b then
                 err_peek("EOF while parsing a value")
             elseif b == 45 then
@@ -1697,7 +1711,7 @@ do
             if JI < JN then
                 err_peek("invalid number")
             end
-            return value, bad
+            return value
         end)
         INNER = nil
         JS, JN, JI = saved_s, saved_n, saved_i
@@ -2851,7 +2865,7 @@ local function sum_costs(list)
     return total
 end
 
--- Costs as stored and as outcomes keep them: metric, text, metric, text...
+-- Costs as outcomes (and replies) keep them: metric, text, metric, text...
 local function costs_pack(costs)
     local out = {}
     for i = 1, #costs do
@@ -2861,10 +2875,21 @@ local function costs_pack(costs)
     return out
 end
 
-local function costs_unpack(flat)
+-- Costs as the tree stores them: metric, D, metric, D... (msgpack keeps a D
+-- value exactly).
+local function costs_store(costs)
+    local out = {}
+    for i = 1, #costs do
+        out[#out + 1] = costs[i][1]
+        out[#out + 1] = costs[i][2]
+    end
+    return out
+end
+
+local function costs_load(flat)
     local out = {}
     for i = 1, #flat, 2 do
-        out[#out + 1] = { flat[i], D.of(flat[i + 1]) }
+        out[#out + 1] = { flat[i], flat[i + 1] }
     end
     return out
 end
@@ -3318,16 +3343,17 @@ end
 
 -- ----- storage -----------------------------------------------------------------
 
+-- Amounts are stored as D values themselves (msgpack keeps their integer
+-- fields exactly), so loading a policy parses nothing.
 local function pack_policy(p)
     local bk = {}
     for i = 1, #p.bk do
         bk[#bk + 1] = p.bk[i][1]
-        bk[#bk + 1] = D.fmt(p.bk[i][2])
+        bk[#bk + 1] = p.bk[i][2]
     end
     return {
-        p.name, p.metric, D.fmt(p.limit), p.mode, p.wenc, p.warn, p.rollover and D.fmt(p.rollover) or false,
-        p.service or false, p.model or false, p.gen, D.fmt(p.used), D.fmt(p.held), p.ps, D.fmt(p.ro), D.fmt(p.gr),
-        p.hist, bk, p.fired, p.overf,
+        p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false, p.model or false,
+        p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
     }
 end
 
@@ -3335,13 +3361,12 @@ local function unpack_policy(t)
     local bk = {}
     local flat = t[17]
     for i = 1, #flat, 2 do
-        bk[#bk + 1] = { flat[i], D.of(flat[i + 1]) }
+        bk[#bk + 1] = { flat[i], flat[i + 1] }
     end
     return {
-        name = t[1], metric = t[2], limit = D.of(t[3]), mode = t[4], wenc = t[5], warn = t[6],
-        rollover = t[7] and D.of(t[7]) or false, service = t[8] or nil, model = t[9] or nil, gen = t[10],
-        used = D.of(t[11]), held = D.of(t[12]), ps = t[13], ro = D.of(t[14]), gr = D.of(t[15]), hist = t[16],
-        bk = bk, fired = t[18], overf = t[19],
+        name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
+        service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
+        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19],
     }
 end
 
@@ -3423,7 +3448,7 @@ local function pack_node(n)
     for i = 1, #n.pols do
         pols[i] = pack_policy(n.pols[i])
     end
-    return mpack({ pols, costs_pack(n.spent), n.kids, n.live })
+    return mpack({ pols, costs_store(n.spent), n.kids, n.live })
 end
 
 local function unpack_node(blob)
@@ -3432,7 +3457,7 @@ local function unpack_node(blob)
     for i = 1, #t[1] do
         pols[i] = unpack_policy(t[1][i])
     end
-    return { pols = pols, spent = costs_unpack(t[2]), kids = t[3], live = t[4] }
+    return { pols = pols, spent = costs_load(t[2]), kids = t[3], live = t[4] }
 end
 
 -- The time: the server's clock, or the test clock when it is enabled.
@@ -3835,7 +3860,7 @@ end
 local function hold_table(hold)
     local items = {}
     for i, item in ipairs(hold.items) do
-        items[i] = { costs_pack(item.cost), item.state, item.outcome or false }
+        items[i] = { costs_store(item.cost), item.state, item.outcome or false }
     end
     local lines = {}
     for _, line in ipairs(hold.lines) do
@@ -3849,7 +3874,7 @@ end
 local function hold_of_table(t)
     local items = {}
     for i, item in ipairs(t[7]) do
-        items[i] = { cost = costs_unpack(item[1]), state = item[2], outcome = item[3] or nil }
+        items[i] = { cost = costs_load(item[1]), state = item[2], outcome = item[3] or nil }
     end
     local lines = {}
     for i = 1, #t[8], 2 do

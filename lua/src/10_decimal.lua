@@ -326,20 +326,34 @@ do
         return ssub(ds, 1, n - s) .. "." .. ssub(ds, n - s + 1)
     end
 
+    -- "%d.%0<s>d" by scale: one string.format for a small value (%d is
+    -- exact below 2^53: Lua 5.1 formats it as a C long)
+    local FMT, FMT_NEG = {}, {}
+    for k = 1, 15 do
+        FMT[k] = "%d.%0" .. k .. "d"
+        FMT_NEG[k] = "-%d.%0" .. k .. "d"
+    end
+
     function D.fmt(v)
         local m = v.m
         if m then
-            if m == 0 then
-                return "0"
-            end
             local s = v.s
             if s == 0 then
-                return sformat("%.0f", m)
+                return sformat("%d", m)
+            end
+            local a = m < 0 and -m or m
+            if s <= 15 then
+                local d = P10[s]
+                local r = fmod(a, d)
+                if m < 0 then
+                    return sformat(FMT_NEG[s], (a - r) / d, r)
+                end
+                return sformat(FMT[s], (a - r) / d, r)
             end
             if m < 0 then
-                return "-" .. place_point(sformat("%.0f", -m), s)
+                return "-" .. place_point(sformat("%d", a), s)
             end
-            return place_point(sformat("%.0f", m), s)
+            return place_point(sformat("%d", a), s)
         end
         local t = place_point(digits_of(v.l), v.s)
         if v.neg then

@@ -353,7 +353,7 @@ do
         JS, JN, JI = s, #s, 0
         local ok, text = pcall(function()
             local b = sbyte(JS, 1)
-            local value, bad
+            local value
             if not b then
                 err_peek("EOF while parsing a value")
             elseif b == 45 then
@@ -367,7 +367,7 @@ do
             if JI < JN then
                 err_peek("invalid number")
             end
-            return value, bad
+            return value
         end)
         INNER = nil
         JS, JN, JI = saved_s, saved_n, saved_i

@@ -468,7 +468,7 @@ local function sum_costs(list)
     return total
 end
 
--- Costs as stored and as outcomes keep them: metric, text, metric, text...
+-- Costs as outcomes (and replies) keep them: metric, text, metric, text...
 local function costs_pack(costs)
     local out = {}
     for i = 1, #costs do
@@ -478,10 +478,21 @@ local function costs_pack(costs)
     return out
 end
 
-local function costs_unpack(flat)
+-- Costs as the tree stores them: metric, D, metric, D... (msgpack keeps a D
+-- value exactly).
+local function costs_store(costs)
+    local out = {}
+    for i = 1, #costs do
+        out[#out + 1] = costs[i][1]
+        out[#out + 1] = costs[i][2]
+    end
+    return out
+end
+
+local function costs_load(flat)
     local out = {}
     for i = 1, #flat, 2 do
-        out[#out + 1] = { flat[i], D.of(flat[i + 1]) }
+        out[#out + 1] = { flat[i], flat[i + 1] }
     end
     return out
 end

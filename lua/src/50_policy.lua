@@ -427,16 +427,17 @@ end
 
 -- ----- storage -----------------------------------------------------------------
 
+-- Amounts are stored as D values themselves (msgpack keeps their integer
+-- fields exactly), so loading a policy parses nothing.
 local function pack_policy(p)
     local bk = {}
     for i = 1, #p.bk do
         bk[#bk + 1] = p.bk[i][1]
-        bk[#bk + 1] = D.fmt(p.bk[i][2])
+        bk[#bk + 1] = p.bk[i][2]
     end
     return {
-        p.name, p.metric, D.fmt(p.limit), p.mode, p.wenc, p.warn, p.rollover and D.fmt(p.rollover) or false,
-        p.service or false, p.model or false, p.gen, D.fmt(p.used), D.fmt(p.held), p.ps, D.fmt(p.ro), D.fmt(p.gr),
-        p.hist, bk, p.fired, p.overf,
+        p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false, p.model or false,
+        p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
     }
 end
 
@@ -444,13 +445,12 @@ local function unpack_policy(t)
     local bk = {}
     local flat = t[17]
     for i = 1, #flat, 2 do
-        bk[#bk + 1] = { flat[i], D.of(flat[i + 1]) }
+        bk[#bk + 1] = { flat[i], flat[i + 1] }
     end
     return {
-        name = t[1], metric = t[2], limit = D.of(t[3]), mode = t[4], wenc = t[5], warn = t[6],
-        rollover = t[7] and D.of(t[7]) or false, service = t[8] or nil, model = t[9] or nil, gen = t[10],
-        used = D.of(t[11]), held = D.of(t[12]), ps = t[13], ro = D.of(t[14]), gr = D.of(t[15]), hist = t[16],
-        bk = bk, fired = t[18], overf = t[19],
+        name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
+        service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
+        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19],
     }
 end
 

@@ -31,7 +31,7 @@ local function pack_node(n)
     for i = 1, #n.pols do
         pols[i] = pack_policy(n.pols[i])
     end
-    return mpack({ pols, costs_pack(n.spent), n.kids, n.live })
+    return mpack({ pols, costs_store(n.spent), n.kids, n.live })
 end
 
 local function unpack_node(blob)
@@ -40,7 +40,7 @@ local function unpack_node(blob)
     for i = 1, #t[1] do
         pols[i] = unpack_policy(t[1][i])
     end
-    return { pols = pols, spent = costs_unpack(t[2]), kids = t[3], live = t[4] }
+    return { pols = pols, spent = costs_load(t[2]), kids = t[3], live = t[4] }
 end
 
 -- The time: the server's clock, or the test clock when it is enabled.
@@ -443,7 +443,7 @@ end
 local function hold_table(hold)
     local items = {}
     for i, item in ipairs(hold.items) do
-        items[i] = { costs_pack(item.cost), item.state, item.outcome or false }
+        items[i] = { costs_store(item.cost), item.state, item.outcome or false }
     end
     local lines = {}
     for _, line in ipairs(hold.lines) do
@@ -457,7 +457,7 @@ end
 local function hold_of_table(t)
     local items = {}
     for i, item in ipairs(t[7]) do
-        items[i] = { cost = costs_unpack(item[1]), state = item[2], outcome = item[3] or nil }
+        items[i] = { cost = costs_load(item[1]), state = item[2], outcome = item[3] or nil }
     end
     local lines = {}
     for i = 1, #t[8], 2 do
