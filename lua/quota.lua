@@ -142,22 +142,22 @@ do
     D.ZERO = ZERO
 
     -- ----- names::clip ------------------------------------------------------
+    -- User text quoted in an error: at most 60 characters (57 and "..."),
+    -- each outside printable ASCII shown as "?" (error replies stay ASCII,
+    -- as the module's do). The one copy every section uses.
     local function clip(text)
-        if #text <= 60 and not sfind(text, "[%z\1-\31\127\194]") then
+        if #text <= 60 and not sfind(text, "[^ -~]") then
             return text
         end
         local chars = {}
-        for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
+        for ch in string.gmatch(text, "[%z\1-\127\192-\255][\128-\191]*") do
+            if #ch > 1 or sfind(ch, "[^ -~]") then
+                ch = "?"
+            end
             chars[#chars + 1] = ch
         end
         if #chars > 60 then
             return tconcat(chars, "", 1, 57) .. "..."
-        end
-        for i = 1, #chars do
-            local b = sbyte(chars[i], 1)
-            if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
-                chars[i] = "?"
-            end
         end
         return tconcat(chars)
     end
@@ -976,26 +976,7 @@ do
         end))
     end
 
-    -- names::clip: a text quoted in an error, at most 60 characters.
-    function W.clip(text)
-        local count, cut = 0, nil
-        for pos = 1, #text do
-            local b = string.byte(text, pos)
-            if b < 0x80 or b >= 0xC0 then
-                count = count + 1
-                if count == 58 then
-                    cut = pos
-                end
-            end
-        end
-        if count > 60 then
-            return string.sub(text, 1, cut - 1) .. "..."
-        end
-        -- Unicode category Cc: U+0000-001F, U+007F-009F.
-        local out = string.gsub(text, "\194[\128-\159]", "?")
-        out = string.gsub(out, "[%z\1-\31\127]", "?")
-        return out
-    end
+    W.clip = D.clip
     local clip = W.clip
 
     local function syntax(text)
@@ -2482,23 +2463,7 @@ local function check_utf8(args)
     end
 end
 
--- Cuts user text quoted in an error to a readable length (60 characters).
-local function clip(text)
-    local chars = {}
-    for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
-        chars[#chars + 1] = ch
-    end
-    if #chars > 60 then
-        return tconcat(chars, "", 1, 57) .. "..."
-    end
-    for i = 1, #chars do
-        local b = sbyte(chars[i], 1)
-        if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
-            chars[i] = "?"
-        end
-    end
-    return tconcat(chars)
-end
+local clip = D.clip
 
 local function display_path(canonical)
     if canonical == "" then
@@ -5329,7 +5294,10 @@ local function guarded(body)
             -- An error reply of a command the library called (WRONGTYPE, OOM).
             text = result
         end
-        return redis.error_reply(text or ("ERR quota internal error: " .. tostring(result)))
+        text = text or ("ERR quota internal error: " .. tostring(result))
+        -- Error replies are printable ASCII, as the module's are.
+        text = string.gsub(string.gsub(text, "[\192-\255][\128-\191]*", "?"), "[^ -~]", "?")
+        return redis.error_reply(text)
     end
 end
 

@@ -64,22 +64,22 @@ do
     D.ZERO = ZERO
 
     -- ----- names::clip ------------------------------------------------------
+    -- User text quoted in an error: at most 60 characters (57 and "..."),
+    -- each outside printable ASCII shown as "?" (error replies stay ASCII,
+    -- as the module's do). The one copy every section uses.
     local function clip(text)
-        if #text <= 60 and not sfind(text, "[%z\1-\31\127\194]") then
+        if #text <= 60 and not sfind(text, "[^ -~]") then
             return text
         end
         local chars = {}
-        for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
+        for ch in string.gmatch(text, "[%z\1-\127\192-\255][\128-\191]*") do
+            if #ch > 1 or sfind(ch, "[^ -~]") then
+                ch = "?"
+            end
             chars[#chars + 1] = ch
         end
         if #chars > 60 then
             return tconcat(chars, "", 1, 57) .. "..."
-        end
-        for i = 1, #chars do
-            local b = sbyte(chars[i], 1)
-            if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
-                chars[i] = "?"
-            end
         end
         return tconcat(chars)
     end

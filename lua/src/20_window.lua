@@ -81,26 +81,7 @@ do
         end))
     end
 
-    -- names::clip: a text quoted in an error, at most 60 characters.
-    function W.clip(text)
-        local count, cut = 0, nil
-        for pos = 1, #text do
-            local b = string.byte(text, pos)
-            if b < 0x80 or b >= 0xC0 then
-                count = count + 1
-                if count == 58 then
-                    cut = pos
-                end
-            end
-        end
-        if count > 60 then
-            return string.sub(text, 1, cut - 1) .. "..."
-        end
-        -- Unicode category Cc: U+0000-001F, U+007F-009F.
-        local out = string.gsub(text, "\194[\128-\159]", "?")
-        out = string.gsub(out, "[%z\1-\31\127]", "?")
-        return out
-    end
+    W.clip = D.clip
     local clip = W.clip
 
     local function syntax(text)

@@ -85,23 +85,7 @@ local function check_utf8(args)
     end
 end
 
--- Cuts user text quoted in an error to a readable length (60 characters).
-local function clip(text)
-    local chars = {}
-    for ch in string.gmatch(text, "[%z\1-\127\194-\244][\128-\191]*") do
-        chars[#chars + 1] = ch
-    end
-    if #chars > 60 then
-        return tconcat(chars, "", 1, 57) .. "..."
-    end
-    for i = 1, #chars do
-        local b = sbyte(chars[i], 1)
-        if b < 0x20 or b == 0x7F or (b == 0xC2 and (sbyte(chars[i], 2) or 0) < 0xA0) then
-            chars[i] = "?"
-        end
-    end
-    return tconcat(chars)
-end
+local clip = D.clip
 
 local function display_path(canonical)
     if canonical == "" then

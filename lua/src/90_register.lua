@@ -20,7 +20,10 @@ local function guarded(body)
             -- An error reply of a command the library called (WRONGTYPE, OOM).
             text = result
         end
-        return redis.error_reply(text or ("ERR quota internal error: " .. tostring(result)))
+        text = text or ("ERR quota internal error: " .. tostring(result))
+        -- Error replies are printable ASCII, as the module's are.
+        text = string.gsub(string.gsub(text, "[\192-\255][\128-\191]*", "?"), "[^ -~]", "?")
+        return redis.error_reply(text)
     end
 end
 

@@ -6,6 +6,7 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, 
 
 use super::{EXPIRE, Marks, Stamp, TREE_COMMANDS, after, execute, keyword, utf8_args};
 use crate::engine::Tree;
+use crate::engine::names::clip;
 use crate::{clock, config, datatype, expiry, persist, stats};
 
 /// Only the replication link and the AOF loader may send these.
@@ -43,7 +44,7 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let command = TREE_COMMANDS
         .iter()
         .find(|c| c.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| RedisError::String(format!("ERR QUOTA.REPLAY: unknown command '{name}'")))?;
+        .ok_or_else(|| RedisError::String(format!("ERR QUOTA.REPLAY: unknown command '{}'", clip(name))))?;
     execute(ctx, &argv[1], rest, &argv[4..], command, Some(stamp))
 }
 

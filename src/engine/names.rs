@@ -117,13 +117,17 @@ pub fn parse_name(text: &str, what: &str) -> Result<String> {
     Ok(text.to_string())
 }
 
-/// Cuts user text quoted in an error to a readable length.
+/// User text quoted in an error: at most 60 characters (57 and `...`),
+/// each outside printable ASCII shown as `?`. Error replies must be plain
+/// ASCII: Redis's error path turns characters into single bytes, and one
+/// whose low byte is zero (`Ā`, U+0100) would end the string early.
 pub fn clip(text: &str) -> String {
+    let safe = |c: char| if c == ' ' || c.is_ascii_graphic() { c } else { '?' };
     if text.chars().count() > 60 {
-        let head: String = text.chars().take(57).collect();
+        let head: String = text.chars().take(57).map(safe).collect();
         format!("{head}...")
     } else {
-        text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+        text.chars().map(safe).collect()
     }
 }
 
@@ -187,5 +191,22 @@ mod tests {
         for bad in ["", "Credits", "9a", "_a", "a-b", "cost", "path", &"m".repeat(33)] {
             assert!(parse_metric(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn clipped_text_is_printable_ascii_and_at_most_60_characters() {
+        // input, clipped
+        let long_with_controls = format!("\u{1}{}", "Ā".repeat(70));
+        let rows: &[(&str, &str)] = &[
+            ("acme", "acme"),
+            ("Ā/x", "?/x"),
+            ("😀\n\0é", "????"),
+            ("a b~", "a b~"),
+        ];
+        for (input, want) in rows {
+            assert_eq!(clip(input), *want, "{input:?}");
+        }
+        let clipped = clip(&long_with_controls);
+        assert_eq!(clipped, format!("{}...", "?".repeat(57)));
     }
 }
