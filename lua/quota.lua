@@ -5392,12 +5392,13 @@ end
 -- name, flags: "no-writes" for what only reads (it also runs on replicas and
 -- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
 -- which the module does not refuse when memory is full either (Redis refuses
--- the other writes with OOM).
+-- the other writes with OOM); "allow-cross-slot-keys" for what may read the
+-- price book (USAGE items), a key outside the tree's slot.
 local FUNCTIONS = {
     { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
-    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", {} },
-    { "quota_commit", { "allow-oom" } }, { "quota_release", { "allow-oom" } }, { "quota_extend", { "allow-oom" } },
-    { "quota_charge", {} }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
+    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", { "allow-cross-slot-keys" } },
+    { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_release", { "allow-oom" } },
+    { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
     { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} },
