@@ -7,7 +7,9 @@ It starts its own redis-server with the module, builds the benchmark tree
 policy and a block requests policy) and runs redis-benchmark (-c 50,
 -n 200000, -P 16 and -P 1), the median of 3 runs per command. Holds get a
 60 s TTL, like the Lua script's hold keys (PX 60000), so what is measured is
-the reservation, not the expiry of earlier ones. Then it
+the reservation, not the expiry of earlier ones. The Lua Functions library
+(lua/quota.lua) is loaded into the same server and its reserve and charge
+run on a tree of its own built the same way. Then it
 measures scale (reserve throughput with 10 to 100k paths and 0 to 1M live
 holds), memory per path, and RDB save and load time of a 100k-path tree.
 
@@ -32,6 +34,7 @@ import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
+LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
 PATH = "search/qr/canary"
 LEVELS = ["/", "search", "search/qr", "search/qr/canary"]
 
@@ -89,11 +92,11 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def build_tree(r, key="t"):
+def build_tree(r, key="t", set_command=("QUOTA.SET",)):
     for level in LEVELS:
-        r.execute_command("QUOTA.SET", key, level, "credits", "METRIC", "credits", "LIMIT", "1000000000000",
+        r.execute_command(*set_command, key, level, "credits", "METRIC", "credits", "LIMIT", "1000000000000",
                           "WINDOW", "month")
-        r.execute_command("QUOTA.SET", key, level, "requests", "METRIC", "requests", "LIMIT", "1000000000000",
+        r.execute_command(*set_command, key, level, "requests", "METRIC", "requests", "LIMIT", "1000000000000",
                           "MODE", "block")
 
 
@@ -117,6 +120,9 @@ def throughput_table(server, args):
     build_tree(r)
     for level in LEVELS:
         r.hset("bench:limits", f"bench:used:{level}", 10 ** 15)
+    with open(LIBRARY) as f:
+        r.execute_command("FUNCTION", "LOAD", "REPLACE", f.read())
+    build_tree(r, "tl", ("FCALL", "quota_set", "1"))
     naive = r.script_load(NAIVE_LUA)
     pair = r.script_load(PAIR_LUA)
     batch = ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "BRIEF"] + ["COST", "credits", "1"] * 100
@@ -131,6 +137,12 @@ def throughput_table(server, args):
                                         "requests", "1"], 1),
         ("QUOTA.RESERVE 100 items", batch, 10),
         ("reserve + commit (Lua driver)", ["EVALSHA", pair, "1", "t", PATH], 1),
+        ("Lua library: quota_charge CHECK BRIEF", ["FCALL", "quota_charge", "1", "tl", "PATH", PATH, "CHECK", "BRIEF",
+                                                   "COST", "credits", "1", "requests", "1"], 1),
+        ("Lua library: quota_reserve BRIEF", ["FCALL", "quota_reserve", "1", "tl", "PATH", PATH, "TTL", "60000",
+                                              "BRIEF", "COST", "credits", "1", "requests", "1"], 1),
+        ("Lua library: quota_reserve (full reply)", ["FCALL", "quota_reserve", "1", "tl", "PATH", PATH, "TTL",
+                                                     "60000", "COST", "credits", "1", "requests", "1"], 1),
     ]
     table = {}
     for pipeline, requests in ((16, args.requests), (1, args.requests // 4)):
