@@ -6,7 +6,7 @@ PORT         ?= 6379
 MODULE       := target/release/libquota.so
 MODULE_ARGS  ?=
 CARGO        ?= cargo
-APT_PACKAGES := redis-server redis-tools libclang-dev python3
+APT_PACKAGES := redis-server redis-tools libclang-dev python3 openssl
 
 LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
@@ -14,13 +14,15 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  Variables: PORT=$(PORT) (make run), MODULE_ARGS='TEST_CLOCK yes' (make run)"
+	@echo "  Variables: PORT=$(PORT) (make run, run-lua), MODULE_ARGS='TEST_CLOCK yes' (make run),"
+	@echo "             LUA_ARGS=--test-clock (make run-lua)"
 
 deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -43,6 +45,17 @@ run: build ## Start redis-server with the module on localhost:6379 (PORT=... to 
 	redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
 		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS)
 
+run-lua: deps lua ## Start redis-server without the module, the Lua library loaded by quota-load, in the foreground
+	$(CARGO) build --release --locked --bin quota-load
+	@redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server' INT TERM; \
+	for i in $$(seq 100); do \
+		redis-cli -p $(PORT) PING >/dev/null 2>&1 && break; \
+		kill -0 $$server 2>/dev/null || exit 1; sleep 0.1; \
+	done; \
+	target/release/quota-load $(LUA_ARGS) redis://127.0.0.1:$(PORT) || { kill $$server; wait $$server; exit 1; }; \
+	wait $$server
+
 test: build test-engine test-scenarios test-lua ## Install what is missing, build, run every test
 
 test-engine: ## Engine unit and property tests (no Redis needed)
@@ -57,6 +70,7 @@ test-lua: ## The Lua library's decimals, windows and prices beside the module's;
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
+	python3 tests/loader.py
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)
 	python3 tests/run.py tests/slow/*.redis

@@ -240,6 +240,17 @@ def test_usage_and_errors(work):
         "--password", "--cacert", "--cert", "--key", "--insecure", "REDISCLI_AUTH")), "--help documents every option")
 
 
+def test_several_servers(work, version):
+    a, b = Server(work, "a"), Server(work, "b")
+    try:
+        res = load(a.url(), b.url(), a.url() + "/3")
+        check(res.returncode == 0 and len(res.stdout.splitlines()) == 2 and [a.version(), b.version()] == [version] * 2,
+              "several URLs load on each server once (the same server twice is one)", shown(res))
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_auth(work, version):
     s = Server(work, "auth", ["--requirepass", "s3cret"])
     try:
@@ -332,21 +343,41 @@ def test_tls(work, version):
     finally:
         s.stop()
 
+    cluster_tls = server_tls + ["--tls-auth-clients", "no", "--tls-cluster", "yes", "--cluster-enabled", "yes",
+                                "--cluster-config-file", "nodes.conf"]
+    nodes = [Server(work, f"tls-node{i}", cluster_tls, tls=client_tls) for i in range(3)]
+    try:
+        if not make_cluster(nodes, ["--tls", "--cacert", c["ca.crt"]]):
+            return
+        res = load("--cluster", "--cacert", c["ca.crt"], nodes[0].url("rediss"))
+        got = [n.version() for n in nodes]
+        check(res.returncode == 0 and res.stdout.count("(loaded; was none)") == 3 and got == [version] * 3,
+              "--cluster over TLS finds the primaries' TLS ports and loads on all three", shown(res) + f" {got}")
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def make_cluster(nodes, cli_args=()):
+    res = subprocess.run([REDIS_CLI, *cli_args, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
+                          "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        check(False, "the cluster is created", res.stdout[-500:] + res.stderr[-500:])
+        return False
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if all(n.client().cluster("info").get("cluster_state") == "ok" for n in nodes):
+            break
+        time.sleep(0.1)
+    return True
+
 
 def test_cluster(work, source, version):
     nodes = [Server(work, f"node{i}", ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
              for i in range(3)]
     try:
-        res = subprocess.run([REDIS_CLI, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
-                              "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
-        if res.returncode != 0:
-            check(False, "the cluster is created", res.stdout[-500:] + res.stderr[-500:])
+        if not make_cluster(nodes):
             return
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if all(n.client().cluster("info").get("cluster_state") == "ok" for n in nodes):
-                break
-            time.sleep(0.1)
 
         res = load("--cluster", nodes[1].url())
         lines = [line for line in res.stdout.splitlines() if line.strip()]
@@ -407,6 +438,7 @@ def main():
     work = tempfile.mkdtemp(prefix="quota-loader-")
     try:
         for test in (lambda: test_load_and_versions(work, source, version), lambda: test_usage_and_errors(work),
+                     lambda: test_several_servers(work, version),
                      lambda: test_auth(work, version), lambda: test_tls(work, version),
                      lambda: test_cluster(work, source, version)):
             try:

@@ -1,0 +1,924 @@
+//! `quota-load`: loads or upgrades the quota Redis Functions library
+//! (`lua/quota.lua`, embedded at build time) on a server or on every primary
+//! of a cluster, for hosts where the module cannot be loaded. `--help` tells
+//! the whole command line; this file is the whole program.
+//!
+//! It reads the installed version first (`FUNCTION LIST LIBRARYNAME quota
+//! WITHCODE`, and `FCALL_RO quota_version 0` for the version), decides on
+//! every server before it changes any (so a refusal anywhere changes
+//! nothing), then loads with `FUNCTION LOAD [REPLACE]` and reads the version
+//! back.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use redis::{
+    Client, ClientTlsConfig, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
+    TlsCertificates, Value,
+};
+
+/// The library this binary was built with.
+const EMBEDDED: &str = include_str!("../../lua/quota.lua");
+const LIBRARY: &str = "quota";
+const TEST_CLOCK_OFF: &str = "local TEST_CLOCK = false";
+const TEST_CLOCK_ON: &str = "local TEST_CLOCK = true";
+const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+const HELP: &str = r#"quota-load: load or upgrade the quota Redis Functions library (Lua) on Redis 7+
+
+Usage: quota-load [OPTIONS] [URL...]
+
+URL is redis://[[user]:password@]host[:port][/db] or rediss://... for TLS
+(default redis://127.0.0.1:6379). Several URLs load on each server. Functions
+belong to the whole server, so /db does not matter.
+
+What it does, per server:
+  not installed             FUNCTION LOAD                 (loaded; was none)
+  an older version          FUNCTION LOAD REPLACE         (upgraded; was X)
+  the same version and code nothing                       (up to date)
+  the same version, other
+    code (e.g. test clock)  FUNCTION LOAD REPLACE         (reloaded; ...)
+  a newer version           refused, exit 1, unless --allow-downgrade
+  a 'quota' library whose
+    version cannot be read  refused, exit 1, unless --force
+Versions compare numerically (1.10.0 > 1.9.0). Every server is checked before
+any is changed: a refusal or an error anywhere changes nothing. One line per
+server is printed: "HOST:PORT quota VERSION (WHAT HAPPENED)".
+
+Options:
+  --file PATH         load the library in PATH instead of the embedded one
+  --check             only print the installed version on each server
+  --cluster           find every primary of the cluster that URL belongs to
+                      (CLUSTER SHARDS, or CLUSTER NODES) and load on each,
+                      with the same user, password and TLS settings
+  --force             reload even when the same version and code is installed,
+                      and replace a 'quota' library whose version is unknown
+  --allow-downgrade   replace a newer installed version
+  --test-clock        load with `local TEST_CLOCK = false` switched to true, so
+                      `FCALL quota_debug 0 CLOCK ...` can move time: tests only
+  --print             write the library source (after --test-clock) to stdout
+                      and exit; connects to nothing
+  --user USER         ACL user (overrides the URL's)
+  --password PASS     password (overrides the URL's; visible to other local
+                      users in `ps`: prefer REDISCLI_AUTH)
+  --cacert FILE       CA certificate(s) (PEM) to verify the server with, instead
+                      of the system's
+  --cert FILE         client certificate (PEM), with --key, for servers that
+                      require client certificates
+  --key FILE          the client certificate's private key (PEM)
+  --insecure          TLS without verifying the server's certificate
+  -V, --version       print the version of the library this loader embeds
+  -h, --help          this text
+
+Environment:
+  REDISCLI_AUTH       the password when neither --password nor the URL has one
+                      (as with redis-cli)
+
+Exit status: 0 done (or nothing to do), 1 refused or failed (nothing changed
+where it was refused), 2 usage error.
+"#;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse_args(&args) {
+        Ok(Parsed::Run(opts)) => opts,
+        Ok(Parsed::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            return match Library::from_source(EMBEDDED, "the embedded library") {
+                Ok(lib) => {
+                    println!("quota {}", lib.version);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            };
+        }
+        Err(e) => {
+            eprintln!("quota-load: {e}");
+            eprintln!("Try 'quota-load --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    if !message.is_empty() {
+        eprintln!("quota-load: {message}");
+    }
+    ExitCode::from(1)
+}
+
+// ----- the command line ------------------------------------------------------
+
+#[derive(Default)]
+struct Options {
+    urls: Vec<String>,
+    file: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    cacert: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    insecure: bool,
+    cluster: bool,
+    check: bool,
+    force: bool,
+    allow_downgrade: bool,
+    test_clock: bool,
+    print: bool,
+}
+
+enum Parsed {
+    Run(Box<Options>),
+    Help,
+    Version,
+}
+
+fn parse_args(args: &[String]) -> Result<Parsed, String> {
+    let mut o = Options::default();
+    let mut i = 0;
+    let mut only_urls = false;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if only_urls || !arg.starts_with('-') || arg == "-" {
+            o.urls.push(arg.clone());
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            let v = args.get(i).cloned().ok_or_else(|| format!("{name} needs {what}"))?;
+            i += 1;
+            Ok(v)
+        };
+        match name {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            "--" => only_urls = true,
+            "--file" => o.file = Some(value("a PATH")?),
+            "--user" => o.user = Some(value("a USER")?),
+            "--password" | "--pass" => o.password = Some(value("a password")?),
+            "--cacert" => o.cacert = Some(value("a FILE")?),
+            "--cert" => o.cert = Some(value("a FILE")?),
+            "--key" => o.key = Some(value("a FILE")?),
+            flag => {
+                if inline.is_some() {
+                    return Err(format!("{flag} takes no value"));
+                }
+                match flag {
+                    "--insecure" => o.insecure = true,
+                    "--cluster" => o.cluster = true,
+                    "--check" => o.check = true,
+                    "--force" => o.force = true,
+                    "--allow-downgrade" => o.allow_downgrade = true,
+                    "--test-clock" => o.test_clock = true,
+                    "--print" => o.print = true,
+                    _ => return Err(format!("unknown option {flag}")),
+                }
+            }
+        }
+    }
+    if o.print && !o.urls.is_empty() {
+        return Err("--print connects to nothing: give no URL".into());
+    }
+    if o.print && (o.check || o.cluster) {
+        return Err("--print cannot be combined with --check or --cluster".into());
+    }
+    if o.check && (o.force || o.allow_downgrade) {
+        return Err("--check changes nothing: --force and --allow-downgrade make no sense with it".into());
+    }
+    if o.cert.is_some() != o.key.is_some() {
+        return Err("--cert and --key go together".into());
+    }
+    if o.cluster && o.urls.len() > 1 {
+        return Err("--cluster takes one URL (any node of the cluster)".into());
+    }
+    if o.urls.is_empty() && !o.print {
+        o.urls.push(DEFAULT_URL.to_string());
+    }
+    for url in &o.urls {
+        let tls = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
+            (Some(rest), _) if !rest.is_empty() => Ok(true),
+            (_, Some(rest)) if !rest.is_empty() => Ok(false),
+            _ => Err(()),
+        };
+        match tls {
+            Err(()) => return Err(format!("not a redis:// or rediss:// URL: {}", redact(url))),
+            Ok(false) if o.insecure || o.cacert.is_some() || o.cert.is_some() => {
+                return Err(format!(
+                    "--cacert, --cert, --key and --insecure are for TLS: use rediss:// (got {})",
+                    redact(url)
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+/// A URL fit to print: its password replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://***@{host}{path}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+// ----- the library -----------------------------------------------------------
+
+struct Library {
+    source: String,
+    version: String,
+}
+
+impl Library {
+    fn from_source(source: &str, origin: &str) -> Result<Library, String> {
+        let first = source.lines().next().unwrap_or("");
+        let named = first.starts_with("#!lua") && first.split_whitespace().any(|w| w == format!("name={LIBRARY}"));
+        if !named {
+            return Err(format!("{origin} is not the quota library: its first line is not '#!lua name={LIBRARY}'"));
+        }
+        let version =
+            version_in_code(source).ok_or_else(|| format!("{origin} has no line 'local VERSION = \"X.Y.Z\"'"))?;
+        if Version::parse(&version).is_none() {
+            return Err(format!("{origin} has version '{version}', which is not X.Y.Z"));
+        }
+        Ok(Library { source: source.to_string(), version })
+    }
+
+    fn with_test_clock(mut self) -> Result<Library, String> {
+        let lines = self.source.lines().filter(|l| l.trim() == TEST_CLOCK_OFF).count();
+        if lines != 1 {
+            return Err(format!("--test-clock: the library has {lines} lines '{TEST_CLOCK_OFF}' (needs exactly one)"));
+        }
+        let mut out = String::with_capacity(self.source.len());
+        for line in self.source.split_inclusive('\n') {
+            if line.trim() == TEST_CLOCK_OFF {
+                out.push_str(&line.replacen(TEST_CLOCK_OFF, TEST_CLOCK_ON, 1));
+            } else {
+                out.push_str(line);
+            }
+        }
+        self.source = out;
+        Ok(self)
+    }
+}
+
+/// The X in the code's `local VERSION = "X"` line.
+fn version_in_code(code: &str) -> Option<String> {
+    code.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("local VERSION")?.trim_start().strip_prefix('=')?.trim();
+        let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let inner = &rest[1..];
+        inner.find(quote).map(|end| inner[..end].to_string())
+    })
+}
+
+/// A semantic version: numeric core compared number by number (1.10.0 >
+/// 1.9.0), a pre-release (`-rc.1`) below its release, build metadata ignored.
+#[derive(Debug)]
+struct Version {
+    core: Vec<u64>,
+    pre: Vec<String>,
+}
+
+impl Version {
+    fn parse(text: &str) -> Option<Version> {
+        let text = text.trim().strip_prefix('v').unwrap_or(text.trim());
+        let text = text.split('+').next()?;
+        let (core, pre) = match text.split_once('-') {
+            Some((c, p)) => (c, p.split('.').map(str::to_string).collect()),
+            None => (text, Vec::new()),
+        };
+        let core = core.split('.').map(|n| n.parse::<u64>().ok()).collect::<Option<Vec<_>>>()?;
+        if core.is_empty() || core.len() > 4 {
+            return None;
+        }
+        Some(Version { core, pre })
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let n = self.core.len().max(other.core.len());
+        for i in 0..n {
+            let (a, b) = (self.core.get(i).copied().unwrap_or(0), other.core.get(i).copied().unwrap_or(0));
+            if a != b {
+                return a.cmp(&b);
+            }
+        }
+        match (self.pre.is_empty(), other.pre.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => {
+                for (a, b) in self.pre.iter().zip(&other.pre) {
+                    let ord = match (a.parse::<u64>(), b.parse::<u64>()) {
+                        (Ok(x), Ok(y)) => x.cmp(&y),
+                        (Ok(_), Err(_)) => Ordering::Less,
+                        (Err(_), Ok(_)) => Ordering::Greater,
+                        (Err(_), Err(_)) => a.cmp(b),
+                    };
+                    if ord != Ordering::Equal {
+                        return ord;
+                    }
+                }
+                self.pre.len().cmp(&other.pre.len())
+            }
+        }
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+// ----- servers ---------------------------------------------------------------
+
+struct Server {
+    name: String,
+    conn: Connection,
+}
+
+/// What a server has: `None` when no library is named quota.
+struct Installed {
+    version: Option<String>,
+    code: String,
+}
+
+struct Target {
+    tls: Option<TlsCertificates>,
+    info: ConnectionInfo,
+}
+
+fn name_of(addr: &ConnectionAddr) -> String {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn target_for(url: &str, o: &Options) -> Result<Target, String> {
+    let info = url.into_connection_info().map_err(|e| format!("bad URL {}: {}", redact(url), one_line(&e)))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &o.user {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &o.password {
+        settings = settings.set_password(password);
+    } else if info.redis_settings().password().is_none()
+        && let Ok(password) = std::env::var("REDISCLI_AUTH")
+        && !password.is_empty()
+    {
+        settings = settings.set_password(password);
+    }
+    let mut info = info.set_redis_settings(settings);
+    if let ConnectionAddr::TcpTls { host, port, insecure, tls_params } = info.addr().clone() {
+        info = info.set_addr(ConnectionAddr::TcpTls { host, port, insecure: insecure || o.insecure, tls_params });
+    }
+    let tls = tls_certificates(o)?;
+    Ok(Target { tls, info })
+}
+
+fn read_file(path: &str, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {path}: {e}"))
+}
+
+fn tls_certificates(o: &Options) -> Result<Option<TlsCertificates>, String> {
+    if o.cacert.is_none() && o.cert.is_none() {
+        return Ok(None);
+    }
+    let root_cert = o.cacert.as_deref().map(|p| read_file(p, "--cacert")).transpose()?;
+    let client_tls = match (&o.cert, &o.key) {
+        (Some(cert), Some(key)) => {
+            Some(ClientTlsConfig { client_cert: read_file(cert, "--cert")?, client_key: read_file(key, "--key")? })
+        }
+        _ => None,
+    };
+    Ok(Some(TlsCertificates { client_tls, root_cert }))
+}
+
+fn connect(target: &Target) -> Result<Server, String> {
+    let name = name_of(target.info.addr());
+    let client = match &target.tls {
+        Some(certs) => Client::build_with_tls(target.info.clone(), certs.clone()),
+        None => Client::open(target.info.clone()),
+    }
+    .map_err(|e| format!("{name}: {}", one_line(&e)))?;
+    let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|e| format!("{name}: {}", one_line(&e)))?;
+    conn.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| format!("{name}: {}", one_line(&e)))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| format!("{name}: {}", one_line(&e)))?;
+    let mut server = Server { name, conn };
+    if let Err(e) = server.query(&["PING"]) {
+        let hint = if e.starts_with("NOAUTH") {
+            " (give the password in the URL, with --password or in REDISCLI_AUTH)"
+        } else {
+            ""
+        };
+        return Err(format!("{}: {e}{hint}", server.name));
+    }
+    Ok(server)
+}
+
+/// A redis-rs error as one line: `CODE detail` for a server's error,
+/// the description without redis-rs's ` - Kind` suffix for the others.
+fn one_line(e: &RedisError) -> String {
+    let text = match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => {
+            let text = e.to_string();
+            let suffix = format!(" - {:?}", e.kind());
+            match text.find(&suffix) {
+                Some(at) => format!("{}{}", &text[..at], &text[at + suffix.len()..]),
+                None => text,
+            }
+        }
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if e.kind() == ErrorKind::AuthenticationFailed {
+        format!("{text} (wrong user or password)")
+    } else if e.is_timeout() || e.is_io_error() && text.contains("os error 11") {
+        format!("{text} (no answer in time: rediss:// to a port without TLS?)")
+    } else {
+        text
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Okay => Some("OK".into()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A RESP2 flat key/value array or a RESP3 map, as pairs.
+fn pairs(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Map(m) => m.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
+        Value::Array(a) => a.chunks(2).filter_map(|c| Some((text(c.first()?)?, c.get(1)?))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    pairs(v).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+impl Server {
+    fn query(&mut self, args: &[&str]) -> Result<Value, String> {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query::<Value>(&mut self.conn).map_err(|e| one_line(&e))
+    }
+
+    fn installed(&mut self) -> Result<Option<Installed>, String> {
+        let list = self.query(&["FUNCTION", "LIST", "LIBRARYNAME", LIBRARY, "WITHCODE"]).map_err(|e| {
+            if e.contains("unknown command") {
+                "this server has no Redis Functions (FUNCTION needs Redis 7 or later)".to_string()
+            } else {
+                format!("FUNCTION LIST failed: {e}")
+            }
+        })?;
+        let Some(lib) =
+            items(&list).iter().find(|lib| field(lib, "library_name").and_then(text).as_deref() == Some(LIBRARY))
+        else {
+            return Ok(None);
+        };
+        let code = field(lib, "library_code").and_then(text).unwrap_or_default();
+        let version = match self.query(&["FCALL_RO", "quota_version", "0"]) {
+            Ok(v) => text(&v),
+            Err(_) => version_in_code(&code),
+        };
+        Ok(Some(Installed { version, code }))
+    }
+
+    fn load(&mut self, source: &str, replace: bool) -> Result<(), String> {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD");
+        if replace {
+            cmd.arg("REPLACE");
+        }
+        cmd.arg(source);
+        cmd.query::<Value>(&mut self.conn).map(|_| ()).map_err(|e| format!("FUNCTION LOAD failed: {}", one_line(&e)))
+    }
+}
+
+// ----- deciding and loading ----------------------------------------------------
+
+enum Plan {
+    Nothing(String),
+    Load { replace: bool, note: String },
+    Refuse(String),
+}
+
+fn plan(installed: &Option<Installed>, lib: &Library, o: &Options) -> Plan {
+    let Some(inst) = installed else {
+        return Plan::Load { replace: false, note: "loaded; was none".into() };
+    };
+    let same_code = inst.code == lib.source;
+    let theirs = inst.version.as_deref().and_then(Version::parse);
+    let Some(theirs) = theirs else {
+        let shown = inst.version.as_deref().unwrap_or("unknown");
+        return if o.force {
+            Plan::Load { replace: true, note: format!("replaced (--force); was version {shown}") }
+        } else {
+            Plan::Refuse(format!(
+                "a library named '{LIBRARY}' is installed but its version ({shown}) cannot be read or compared; \
+                 not replacing it (--force to replace)"
+            ))
+        };
+    };
+    let installed_version = inst.version.as_deref().unwrap_or("");
+    let ours = Version::parse(&lib.version);
+    match ours.map(|v| theirs.cmp(&v)) {
+        Some(Ordering::Less) | None => Plan::Load { replace: true, note: format!("upgraded; was {installed_version}") },
+        Some(Ordering::Equal) if same_code && !o.force => Plan::Nothing("up to date".into()),
+        Some(Ordering::Equal) if same_code => {
+            Plan::Load { replace: true, note: "reloaded (--force); same version and code".into() }
+        }
+        Some(Ordering::Equal) => Plan::Load {
+            replace: true,
+            note: format!("reloaded; was {installed_version} {}", code_difference(&inst.code, &lib.source)),
+        },
+        Some(Ordering::Greater) if o.allow_downgrade => {
+            Plan::Load { replace: true, note: format!("downgraded (--allow-downgrade); was {installed_version}") }
+        }
+        Some(Ordering::Greater) => Plan::Refuse(format!(
+            "installed quota {installed_version} is newer than {}; not downgrading (--allow-downgrade to replace it)",
+            lib.version
+        )),
+    }
+}
+
+/// How installed code of the same version differs from ours, in words.
+fn code_difference(installed: &str, ours: &str) -> &'static str {
+    let clock_on = |code: &str| code.lines().any(|l| l.trim() == TEST_CLOCK_ON);
+    match (clock_on(installed), clock_on(ours)) {
+        (true, false) => "with the test clock on",
+        (false, true) => "with the test clock off",
+        _ => "with different code",
+    }
+}
+
+fn check_line(installed: &Option<Installed>, lib: &Library) -> String {
+    let Some(inst) = installed else {
+        return format!("none (not installed; this loader has {})", lib.version);
+    };
+    let shown = inst.version.clone().unwrap_or_else(|| "unknown".into());
+    let what = match (inst.version.as_deref().and_then(Version::parse), Version::parse(&lib.version)) {
+        (Some(theirs), Some(ours)) => match theirs.cmp(&ours) {
+            Ordering::Less => format!("older than {}", lib.version),
+            Ordering::Greater => format!("newer than {}", lib.version),
+            Ordering::Equal if inst.code == lib.source && inst.code.lines().any(|l| l.trim() == TEST_CLOCK_ON) => {
+                "up to date, test clock on".to_string()
+            }
+            Ordering::Equal if inst.code == lib.source => "up to date".to_string(),
+            Ordering::Equal => format!("same version {}", code_difference(&inst.code, &lib.source)),
+        },
+        _ => "version cannot be read".to_string(),
+    };
+    format!("{shown} ({what})")
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    let lib = match &o.file {
+        Some(path) => {
+            let bytes = read_file(path, "--file")?;
+            let source = String::from_utf8(bytes).map_err(|_| format!("--file {path} is not UTF-8 text"))?;
+            Library::from_source(&source, path)?
+        }
+        None => Library::from_source(EMBEDDED, "the embedded library")?,
+    };
+    let lib = if o.test_clock {
+        eprintln!(
+            "quota-load: warning: --test-clock: the library is loaded with its test clock switched on; \
+             for tests only, never in production"
+        );
+        lib.with_test_clock()?
+    } else {
+        lib
+    };
+    if o.print {
+        print!("{}", lib.source);
+        return Ok(());
+    }
+    // rustls needs one crypto provider; this build has only ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let mut servers = Vec::new();
+    for url in &o.urls {
+        let target = target_for(url, o)?;
+        let mut seed = connect(&target)?;
+        if o.cluster {
+            servers.extend(cluster_primaries(seed, &target)?);
+        } else {
+            if cluster_enabled(&mut seed) {
+                eprintln!(
+                    "quota-load: note: {} is a cluster node: only it is loaded (--cluster loads on every primary)",
+                    seed.name
+                );
+            }
+            servers.push(seed);
+        }
+    }
+
+    // The same server twice (two URLs, or a URL and --cluster) is one server.
+    let mut seen = Vec::new();
+    servers.retain(|s| {
+        let first = !seen.contains(&s.name);
+        seen.push(s.name.clone());
+        first
+    });
+
+    // Decide everywhere before changing anything.
+    let mut states = Vec::new();
+    let mut problems = Vec::new();
+    for server in &mut servers {
+        match server.installed() {
+            Ok(inst) => states.push(inst),
+            Err(e) => {
+                problems.push(format!("{}: {e}", server.name));
+                states.push(None);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let mut msg = problems.join("\nquota-load: ");
+        if servers.len() > 1 && !o.check {
+            let _ = write!(msg, "\nquota-load: nothing changed on any of the {} servers", servers.len());
+        }
+        return Err(msg);
+    }
+    if o.check {
+        for (server, inst) in servers.iter().zip(&states) {
+            println!("{} {LIBRARY} {}", server.name, check_line(inst, &lib));
+        }
+        return Ok(());
+    }
+    let plans: Vec<Plan> = states.iter().map(|inst| plan(inst, &lib, o)).collect();
+    let refusals: Vec<String> = servers
+        .iter()
+        .zip(&plans)
+        .filter_map(|(s, p)| match p {
+            Plan::Refuse(why) => Some(format!("{}: refused: {why}", s.name)),
+            _ => None,
+        })
+        .collect();
+    if !refusals.is_empty() {
+        let mut msg = refusals.join("\nquota-load: ");
+        if servers.len() > 1 {
+            let _ = write!(msg, "\nquota-load: nothing changed on any of the {} servers", servers.len());
+        }
+        return Err(msg);
+    }
+    let mut failed = false;
+    for (server, plan) in servers.iter_mut().zip(plans) {
+        match plan {
+            Plan::Refuse(_) => unreachable!("refusals returned above"),
+            Plan::Nothing(note) => println!("{} {LIBRARY} {} ({note})", server.name, lib.version),
+            Plan::Load { replace, note } => match load_and_verify(server, &lib, replace) {
+                Ok(()) => println!("{} {LIBRARY} {} ({note})", server.name, lib.version),
+                Err(e) => {
+                    eprintln!("quota-load: {}: {e}", server.name);
+                    failed = true;
+                }
+            },
+        }
+    }
+    if failed { Err(String::new()) } else { Ok(()) }
+}
+
+fn load_and_verify(server: &mut Server, lib: &Library, replace: bool) -> Result<(), String> {
+    server.load(&lib.source, replace)?;
+    match server.installed()? {
+        Some(inst) if inst.version.as_deref() == Some(lib.version.as_str()) => Ok(()),
+        Some(inst) => Err(format!(
+            "loaded, but the server now reports version {} (expected {})",
+            inst.version.as_deref().unwrap_or("unknown"),
+            lib.version
+        )),
+        None => Err("loaded, but FUNCTION LIST does not show it".into()),
+    }
+}
+
+// ----- clusters ----------------------------------------------------------------
+
+fn cluster_enabled(server: &mut Server) -> bool {
+    server.query(&["INFO", "cluster"]).ok().and_then(|v| text(&v)).is_some_and(|t| t.contains("cluster_enabled:1"))
+}
+
+/// Every primary of the cluster `seed` belongs to, connected with the seed's
+/// user, password and TLS settings. The seed itself is kept as given (its
+/// host name may be what a certificate names).
+fn cluster_primaries(mut seed: Server, target: &Target) -> Result<Vec<Server>, String> {
+    let tls = matches!(target.info.addr(), ConnectionAddr::TcpTls { .. });
+    let myid = seed.query(&["CLUSTER", "MYID"]).map_err(|e| {
+        if e.contains("cluster support disabled") {
+            format!("--cluster: {} is not a cluster node (cluster-enabled no)", seed.name)
+        } else {
+            format!("--cluster: {}: CLUSTER MYID failed: {e}", seed.name)
+        }
+    })?;
+    let myid = text(&myid).unwrap_or_default();
+    let nodes = match seed.query(&["CLUSTER", "SHARDS"]) {
+        Ok(shards) => primaries_from_shards(&shards, tls),
+        Err(e) if e.contains("unknown subcommand") || e.contains("Unknown subcommand") => {
+            let nodes =
+                seed.query(&["CLUSTER", "NODES"]).map_err(|e| format!("--cluster: CLUSTER NODES failed: {e}"))?;
+            primaries_from_nodes(&text(&nodes).unwrap_or_default())
+        }
+        Err(e) => return Err(format!("--cluster: {}: CLUSTER SHARDS failed: {e}", seed.name)),
+    };
+    let mut servers = Vec::new();
+    let mut seen = Vec::new();
+    let mut seed_is_primary = false;
+    for node in nodes {
+        if node.failed {
+            eprintln!("quota-load: warning: skipping primary {}:{} ({}), marked failed", node.host, node.port, node.id);
+            continue;
+        }
+        if node.id == myid {
+            seed_is_primary = true;
+            continue;
+        }
+        if node.host.is_empty() || node.port == 0 || seen.contains(&(node.host.clone(), node.port)) {
+            continue;
+        }
+        seen.push((node.host.clone(), node.port));
+        let addr = match target.info.addr() {
+            ConnectionAddr::TcpTls { insecure, .. } => {
+                ConnectionAddr::TcpTls { host: node.host, port: node.port, insecure: *insecure, tls_params: None }
+            }
+            _ => ConnectionAddr::Tcp(node.host, node.port),
+        };
+        let info = addr
+            .into_connection_info()
+            .map_err(|e| one_line(&e))?
+            .set_redis_settings(target.info.redis_settings().clone().set_db(0));
+        servers.push(connect(&Target { tls: target.tls.clone(), info })?);
+    }
+    if seed_is_primary {
+        servers.push(seed);
+    } else if servers.is_empty() {
+        return Err(format!("--cluster: {} knows no reachable primary", seed.name));
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(servers)
+}
+
+struct Node {
+    id: String,
+    host: String,
+    port: u16,
+    failed: bool,
+}
+
+fn primaries_from_shards(shards: &Value, tls: bool) -> Vec<Node> {
+    let mut out = Vec::new();
+    for shard in items(shards) {
+        let Some(nodes) = field(shard, "nodes") else { continue };
+        for node in items(nodes) {
+            let get = |k: &str| field(node, k).and_then(text).unwrap_or_default();
+            if get("role") != "master" {
+                continue;
+            }
+            let port_key = if tls { "tls-port" } else { "port" };
+            let port = get(port_key).parse::<u16>().unwrap_or(0);
+            let endpoint = get("endpoint");
+            let host = if endpoint.is_empty() || endpoint == "?" { get("ip") } else { endpoint };
+            out.push(Node { id: get("id"), host, port, failed: get("health") == "fail" });
+        }
+    }
+    out
+}
+
+fn primaries_from_nodes(text: &str) -> Vec<Node> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let flags: Vec<&str> = f[2].split(',').collect();
+        if !flags.contains(&"master") || flags.contains(&"noaddr") || flags.contains(&"handshake") {
+            continue;
+        }
+        let addr = f[1].split(',').next().unwrap_or("").split('@').next().unwrap_or("");
+        let Some((host, port)) = addr.rsplit_once(':') else { continue };
+        out.push(Node {
+            id: f[0].to_string(),
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: port.parse().unwrap_or(0),
+            failed: flags.contains(&"fail"),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap_or_else(|| panic!("{s} parses"))
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(v("1.10.0") > v("1.9.0"));
+        assert!(v("2.0.0") > v("1.99.99"));
+        assert!(v("1.0.0") == v("1.0"));
+        assert!(v("1.0.0-rc.1") < v("1.0.0"));
+        assert!(v("1.0.0-rc.2") < v("1.0.0-rc.10"));
+        assert!(Version::parse("one").is_none());
+        assert!(Version::parse("").is_none());
+    }
+
+    #[test]
+    fn the_version_line_is_found() {
+        assert_eq!(version_in_code("#!lua name=quota\nlocal VERSION = \"1.2.3\"\n").as_deref(), Some("1.2.3"));
+        assert_eq!(version_in_code("local VERSION='0.1.0' -- x").as_deref(), Some("0.1.0"));
+        assert_eq!(version_in_code("local VERSIONS = 1"), None);
+    }
+
+    #[test]
+    fn the_embedded_library_is_the_quota_library() {
+        let lib = Library::from_source(EMBEDDED, "embedded").expect("embedded library is valid");
+        let on = lib.with_test_clock().expect("has one TEST_CLOCK line");
+        assert!(on.source.contains(TEST_CLOCK_ON) && !on.source.contains(TEST_CLOCK_OFF));
+    }
+
+    #[test]
+    fn urls_and_options_are_checked() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(parse_args(&args(&["localhost:6379"])).is_err());
+        assert!(parse_args(&args(&["redis://h:1", "--cacert", "x"])).is_err());
+        assert!(parse_args(&args(&["--cert", "c"])).is_err());
+        assert!(parse_args(&args(&["--bogus"])).is_err());
+        assert!(parse_args(&args(&["rediss://h:1", "--cacert=x", "--check"])).is_ok());
+        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+    }
+
+    #[test]
+    fn cluster_nodes_lines_give_primaries() {
+        let nodes = primaries_from_nodes(
+            "a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+             b 127.0.0.1:7001@17001,host1 master,fail - 0 0 2 connected\n\
+             c 127.0.0.1:7002@17002 slave a 0 0 1 connected\n",
+        );
+        assert_eq!(nodes.len(), 2);
+        assert_eq!((nodes[0].host.as_str(), nodes[0].port, nodes[0].failed), ("127.0.0.1", 7000, false));
+        assert!(nodes[1].failed);
+    }
+}
