@@ -29,10 +29,12 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-SECTIONS = ["00_header.lua", "20_window.lua"]
+SECTIONS = ["00_header.lua", "10_decimal.lua", "20_window.lua"]
 
 # The test entry point: FCALL t_win 0 op args...
 SNIPPET = r"""
+local W = nil
+
 local function opt(s)
     if s == nil or s == "" then return nil end
     return s
@@ -127,43 +129,23 @@ OPS.decode = function(args)
     return W.encode(w) .. " " .. W.label(w)
 end
 
--- What the module's error replies go through (redis-module's
--- str_as_legal_resp_string): every character becomes the low byte of its
--- code point, and CR, LF and NUL become spaces.
-local function wire(text)
-    local out = {}
-    local i, n = 1, #text
-    while i <= n do
-        local b = string.byte(text, i)
-        local cp, len = b, 1
-        if b >= 0xF0 then
-            cp, len = b % 8, 4
-        elseif b >= 0xE0 then
-            cp, len = b % 16, 3
-        elseif b >= 0xC0 then
-            cp, len = b % 32, 2
-        end
-        for k = i + 1, i + len - 1 do
-            cp = cp * 64 + (string.byte(text, k) or 0) % 64
-        end
-        if cp == 13 or cp == 10 or cp == 0 then
-            cp = 32
-        end
-        out[#out + 1] = string.char(cp % 256)
-        i = i + len
-    end
-    return table.concat(out)
-end
-
+-- As 90_register's guarded(): fail()'s text (Redis's pcall hands back a
+-- message, not the raised table), made printable ASCII.
 redis.register_function('t_win', function(keys, args)
+    if W == nil then
+        W = build()
+    end
+    failure = nil
     local ok, res = pcall(OPS[args[1]], args)
     if ok then return res end
-    -- Redis 7.0's pcall hands back the err text of an error table as a string.
-    if type(res) == "table" and res.err then res = res.err end
-    if type(res) == "string" and (string.find(res, "^ERR ") or string.find(res, "^NOTFOUND ")) then
-        return redis.error_reply(wire(res))
+    local text = failure
+    failure = nil
+    if type(res) == "table" and res.err then text = res.err end
+    if text == nil then
+        return redis.error_reply("LUABUG " .. tostring(res))
     end
-    return redis.error_reply("LUABUG " .. tostring(res))
+    text = string.gsub(string.gsub(text, "[\192-\255][\128-\191]*", "?"), "[^ -~]", "?")
+    return redis.error_reply(text)
 end)
 """
 
@@ -196,10 +178,15 @@ def build_module():
 
 
 def library():
-    parts = []
-    for name in SECTIONS:
+    """00_header, then the sections as the body of build() (as 05_open
+    does: the standard libraries exist only while a function runs), then
+    the snippet, which builds on its first call."""
+    def read(name):
         with open(os.path.join(ROOT, "lua", "src", name), encoding="utf-8") as f:
-            parts.append(f.read())
+            return f.read()
+
+    parts = [read(SECTIONS[0]), "local function build()"] + [read(n) for n in SECTIONS[1:]]
+    parts += ["return W", "end"]
     code = "\n".join(parts) + "\n" + SNIPPET
     first, rest = code.split("\n", 1)
     assert first.startswith("#!lua"), first
@@ -268,9 +255,9 @@ def module_set(r, raw, tail):
 # ---------------------------------------------------------------- pure tables
 
 def wire(text):
-    """The bytes of a module error reply: each character's low byte, CR, LF
-    and NUL as spaces (redis-module's str_as_legal_resp_string)."""
-    return bytes(32 if c in "\r\n\x00" else ord(c) % 256 for c in text)
+    """The bytes of an error reply: printable ASCII, any other character as ?
+    (names::clip and commands::ascii_safe)."""
+    return bytes(ord(c) if " " <= c <= "~" else ord("?") for c in text)
 
 
 def test_pure(r, raw):
@@ -326,9 +313,10 @@ def test_pure(r, raw):
         check(call(r, "fmt", ms) == label, f"format_duration({ms})")
 
     # clip (names::clip)
-    for text, want in [("abc", "abc"), ("a\x01b\x7f", "a?b?"), ("x\u0085y\u00a0", "x?y\u00a0"),
-                       ("é" * 60, "é" * 60), ("é" * 61, "é" * 57 + "..."), ("\x01" * 61, "\x01" * 57 + "..."),
-                       ("a" * 60, "a" * 60), ("a" * 100, "a" * 57 + "...")]:
+    for text, want in [("abc", "abc"), ("a\x01b\x7f", "a?b?"), ("x\u0085y\u00a0", "x?y?"),
+                       ("é" * 60, "?" * 60), ("é" * 61, "?" * 57 + "..."), ("\x01" * 61, "?" * 57 + "..."),
+                       ("a" * 60, "a" * 60), ("a" * 100, "a" * 57 + "..."), ("a b~", "a b~"),
+                       ("\U0001F600x", "?x"), ("\u0100", "?")]:
         check(call(r, "clip", text) == want, f"clip({text!r}) = {call(r, 'clip', text)!r}")
 
     # decode refuses what encode never makes

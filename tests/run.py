@@ -41,9 +41,11 @@ Directives:
 
 Backends (--backend or QUOTA_BACKEND): `module` (default) loads the module
 into every server; `lua` starts plain servers and loads the Functions
-library (lua/quota.lua, with TEST_CLOCK and the settings given as module
-arguments), and sends `QUOTA.X key args` as `FCALL quota_x 1 key args`
-(`FCALL quota_x 0 args` for the keyless PRICE, ESTIMATE and DEBUG).
+library with target/release/quota-load (which embeds lua/quota.lua; module
+arguments become --test-clock and --set name=value), and sends
+`QUOTA.X key args` as `FCALL quota_x 1 key args` (`FCALL quota_x 0 args`
+for the keyless PRICE, ESTIMATE and DEBUG; PRICE GET and LIST go to
+quota_price_ro, which replicas serve).
 
 Containment (~) means: every key of an expected object is present with a
 containing value; expected arrays match element-wise and in length.
@@ -67,25 +69,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
+LOADER = os.path.join(ROOT, "target", "release", "quota-load")
 BACKEND = os.environ.get("QUOTA_BACKEND", "module")
 KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
-
-
-def lua_library(module_args):
-    """The library's source with the test clock and settings the module
-    arguments name (`TEST_CLOCK yes`, `MAX_PATHS 5`, ...)."""
-    import re
-    with open(LIBRARY) as f:
-        source = f.read()
-    pairs = dict(zip([a.lower() for a in module_args[::2]], module_args[1::2]))
-    if pairs.pop("test_clock", "no").lower() == "yes":
-        source = source.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1)
-    for name, value in pairs.items():
-        source, n = re.subn(rf"^(\s+{name} = )\d+,", rf"\g<1>{int(value)},", source, count=1, flags=re.M)
-        if n != 1:
-            raise RuntimeError(f"the Lua library has no setting {name}")
-    return source
 
 
 def to_backend(argv):
@@ -154,11 +140,18 @@ class Server:
             return ""
 
     def load_library(self):
-        source = lua_library(self.module_args)
-        res = subprocess.run([REDIS_CLI, "-p", str(self.port), "-x", "FUNCTION", "LOAD", "REPLACE"], input=source,
-                             capture_output=True, text=True, timeout=30)
-        if res.stdout.strip() != "quota":
-            raise RuntimeError(f"FUNCTION LOAD failed on {self.name}: {res.stdout.strip()} {res.stderr.strip()}")
+        """The library, loaded the way users load it: quota-load, with the
+        module arguments as --test-clock and --set."""
+        args = [LOADER, f"redis://127.0.0.1:{self.port}", "--force"]
+        pairs = list(zip(self.module_args[::2], self.module_args[1::2]))
+        for name, value in pairs:
+            if name.lower() == "test_clock":
+                args += ["--test-clock"] if value.lower() == "yes" else []
+            else:
+                args += ["--set", f"{name.lower()}={value}"]
+        res = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        if res.returncode != 0:
+            raise RuntimeError(f"quota-load failed on {self.name}: {res.stdout.strip()} {res.stderr.strip()}")
 
     def cli(self, argv, resp=3, check=True):
         cmd = [REDIS_CLI, "-p", str(self.port), f"-{resp}", "--json"] + to_backend(argv)
@@ -417,8 +410,8 @@ def main():
         return 2
     files = argv or sorted(glob.glob(os.path.join(ROOT, "tests", "scenarios", "*.redis")))
     os.environ["QUOTA_BACKEND"] = BACKEND  # for the scripts @python runs
-    if BACKEND == "lua" and not os.path.exists(LIBRARY):
-        print(f"library not found at {LIBRARY}; run `make lua` first", file=sys.stderr)
+    if BACKEND == "lua" and not os.path.exists(LOADER):
+        print(f"loader not found at {LOADER}; run `make build` first", file=sys.stderr)
         return 2
     if BACKEND == "module" and not os.path.exists(MODULE):
         print(f"module not found at {MODULE}; run `make build` first", file=sys.stderr)

@@ -40,7 +40,8 @@
 --   W.is_leap(y), W.days_in_month(y, m)
 --   W.days_from_civil(y, m, d) -> days since 1970-01-01 (proleptic Gregorian)
 --   W.civil_from_days(days) -> y, m, d
---   W.clip(text) -> names::clip: at most 60 chars (57 + "..."), control chars -> ?
+--   W.clip(text) -> D.clip (names::clip): at most 60 chars (57 + "..."), any
+--       character outside printable ASCII -> ?
 --   QUOTA.SET argument helpers (policy.rs):
 --   W.read_window(argv, i, command) -> name, duration, next_i
 --       argv[i] is the word after WINDOW; for `rolling` (any case) the next word
@@ -61,9 +62,6 @@ do
     local ROLLING_MAX_MS = 400 * DAY_MS
     W.HOUR_MS, W.DAY_MS, W.BUCKETS = HOUR_MS, DAY_MS, BUCKETS
     W.ROLLING_MIN_MS, W.ROLLING_MAX_MS = ROLLING_MIN_MS, ROLLING_MAX_MS
-
-    -- Redis runs this chunk at FUNCTION LOAD with only `redis` in scope: the
-    -- standard library (math, string, ...) is reached inside functions only.
 
     -- Floor division of integers (exact for |a| < 2^53).
     local function div(a, b)

@@ -25,6 +25,18 @@ const LIBRARY: &str = "quota";
 const TEST_CLOCK_OFF: &str = "local TEST_CLOCK = false";
 const TEST_CLOCK_ON: &str = "local TEST_CLOCK = true";
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// The library's settings (its `SETTINGS` table) with the bounds the module
+/// gives the same module arguments (src/config.rs).
+const SETTINGS: &[(&str, u64, u64)] = &[
+    ("default_ttl", 1, 30 * 86_400_000),
+    ("tombstone_ttl", 1000, 90 * 86_400_000),
+    ("max_paths", 1, 100_000_000),
+    ("max_policies", 1, 64),
+    ("max_holds", 1, 100_000_000),
+    ("max_depth", 1, 64),
+    ("max_items", 1, 10_000),
+    ("events_len", 1, 100_000),
+];
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,6 +72,10 @@ Options:
   --allow-downgrade   replace a newer installed version
   --test-clock        load with `local TEST_CLOCK = false` switched to true, so
                       `FCALL quota_debug 0 CLOCK ...` can move time: tests only
+  --set NAME=VALUE    load with a setting other than its default, as module
+                      arguments do: default_ttl, tombstone_ttl (ms),
+                      max_paths, max_policies, max_holds, max_depth,
+                      max_items, events_len (repeatable)
   --print             write the library source (after --test-clock) to stdout
                       and exit; connects to nothing
   --user USER         ACL user (overrides the URL's)
@@ -135,6 +151,7 @@ struct Options {
     force: bool,
     allow_downgrade: bool,
     test_clock: bool,
+    settings: Vec<(String, u64)>,
     print: bool,
 }
 
@@ -177,6 +194,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--cacert" => o.cacert = Some(value("a FILE")?),
             "--cert" => o.cert = Some(value("a FILE")?),
             "--key" => o.key = Some(value("a FILE")?),
+            "--set" => o.settings.push(parse_setting(&value("NAME=VALUE")?)?),
             flag => {
                 if inline.is_some() {
                     return Err(format!("{flag} takes no value"));
@@ -232,6 +250,20 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     Ok(Parsed::Run(Box::new(o)))
 }
 
+/// `NAME=VALUE` of `--set`: a known setting and a value in its bounds.
+fn parse_setting(text: &str) -> Result<(String, u64), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("--set takes NAME=VALUE, not '{text}'"))?;
+    let name = name.trim().to_ascii_lowercase();
+    let Some(&(_, min, max)) = SETTINGS.iter().find(|(n, _, _)| *n == name) else {
+        let known: Vec<&str> = SETTINGS.iter().map(|(n, _, _)| *n).collect();
+        return Err(format!("--set: unknown setting '{name}' (one of {})", known.join(", ")));
+    };
+    match value.trim().parse::<u64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok((name, v)),
+        _ => Err(format!("--set {name}: the value must be an integer from {min} to {max}, not '{value}'")),
+    }
+}
+
 /// A URL fit to print: its password replaced by `***`.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
@@ -282,6 +314,35 @@ impl Library {
             }
         }
         self.source = out;
+        Ok(self)
+    }
+}
+
+impl Library {
+    /// The source with `    name = N,` in its SETTINGS table set to each value.
+    fn with_settings(mut self, settings: &[(String, u64)]) -> Result<Library, String> {
+        for (name, value) in settings {
+            let prefix = format!("{name} = ");
+            let mut found = 0;
+            let mut out = String::with_capacity(self.source.len());
+            for line in self.source.split_inclusive('\n') {
+                let trimmed = line.trim();
+                let is_setting = trimmed.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(',')).is_some_and(
+                    |digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+                ) && line.starts_with(' ');
+                if is_setting && found == 0 {
+                    let indent = &line[..line.len() - line.trim_start().len()];
+                    out.push_str(&format!("{indent}{name} = {value},\n"));
+                    found += 1;
+                } else {
+                    out.push_str(line);
+                }
+            }
+            if found != 1 {
+                return Err(format!("--set {name}: the library has no line '{name} = N,' in its SETTINGS"));
+            }
+            self.source = out;
+        }
         Ok(self)
     }
 }
@@ -607,7 +668,7 @@ fn code_difference(installed: &str, ours: &str) -> &'static str {
     match (clock_on(installed), clock_on(ours)) {
         (true, false) => "with the test clock on",
         (false, true) => "with the test clock off",
-        _ => "with different code",
+        _ => "with different code or settings",
     }
 }
 
@@ -649,6 +710,7 @@ fn run(o: &Options) -> Result<(), String> {
     } else {
         lib
     };
+    let lib = lib.with_settings(&o.settings)?;
     if o.print {
         print!("{}", lib.source);
         return Ok(());
@@ -897,6 +959,18 @@ mod tests {
         let lib = Library::from_source(EMBEDDED, "embedded").expect("embedded library is valid");
         let on = lib.with_test_clock().expect("has one TEST_CLOCK line");
         assert!(on.source.contains(TEST_CLOCK_ON) && !on.source.contains(TEST_CLOCK_OFF));
+    }
+
+    #[test]
+    fn settings_are_set_in_the_library_and_checked() {
+        let lib = Library::from_source(EMBEDDED, "embedded").expect("embedded library is valid");
+        let set = lib.with_settings(&[("max_paths".into(), 5), ("default_ttl".into(), 1000)]).expect("known settings");
+        assert!(set.source.contains("    max_paths = 5,\n") && set.source.contains("    default_ttl = 1000,\n"));
+        assert!(!set.source.contains("max_paths = 100000,"));
+        assert!(parse_setting("MAX_PATHS=7").is_ok());
+        for bad in ["max_paths", "max_paths=0", "max_depth=65", "nope=1", "max_paths=x"] {
+            assert!(parse_setting(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
