@@ -327,9 +327,11 @@ impl Library {
             let mut out = String::with_capacity(self.source.len());
             for line in self.source.split_inclusive('\n') {
                 let trimmed = line.trim();
-                let is_setting = trimmed.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(',')).is_some_and(
-                    |digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
-                ) && line.starts_with(' ');
+                let is_setting = trimmed
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(','))
+                    .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                    && line.starts_with(' ');
                 if is_setting && found == 0 {
                     let indent = &line[..line.len() - line.trim_start().len()];
                     out.push_str(&format!("{indent}{name} = {value},\n"));

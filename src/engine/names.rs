@@ -197,12 +197,7 @@ mod tests {
     fn clipped_text_is_printable_ascii_and_at_most_60_characters() {
         // input, clipped
         let long_with_controls = format!("\u{1}{}", "Ā".repeat(70));
-        let rows: &[(&str, &str)] = &[
-            ("acme", "acme"),
-            ("Ā/x", "?/x"),
-            ("😀\n\0é", "????"),
-            ("a b~", "a b~"),
-        ];
+        let rows: &[(&str, &str)] = &[("acme", "acme"), ("Ā/x", "?/x"), ("😀\n\0é", "????"), ("a b~", "a b~")];
         for (input, want) in rows {
             assert_eq!(clip(input), *want, "{input:?}");
         }
