@@ -1935,11 +1935,11 @@ do
     P.json_string = json_string
 
     -- ----- Price::from_json ------------------------------------------------------
-    -- A NUL would cut a Lua error reply short; the module's replies carry a
-    -- space instead (redis-module's str_as_legal_resp_string).
+    -- A NUL would cut a Lua error reply short; like any character outside
+    -- printable ASCII it is shown as "?", as the module does.
     local function no_nul(text)
         if sfind(text, "%z") then
-            return (sgsub(text, "%z", " "))
+            return (sgsub(text, "%z", "?"))
         end
         return text
     end
@@ -2587,18 +2587,6 @@ local function parse_name(text, what)
     return text
 end
 
--- Byte-wise string order (Lua's < follows the server's locale).
-local function bytes_less(a, b)
-    local n = math.min(#a, #b)
-    for i = 1, n do
-        local x, y = sbyte(a, i), sbyte(b, i)
-        if x ~= y then
-            return x < y
-        end
-    end
-    return #a < #b
-end
-
 -- ----- the argument cursor -------------------------------------------------
 
 local Args = {}
@@ -2984,9 +2972,50 @@ local function matches(p, service, model)
 end
 
 -- ----- state -----------------------------------------------------------------
+-- Every reservation judges several policies, so the judgements below avoid
+-- making values: while the amounts are small (the D small form, an exact
+-- integer mantissa and a scale) they compare mantissas brought to one scale
+-- as plain numbers, and fall back to D arithmetic only beyond 2^53.
+
+local SAFE = 9007199254740992 -- 2^53
+local P10 = {}
+for k = 0, 22 do
+    P10[k] = 10 ^ k
+end
+
+-- sign of (a1 + a2 + a3) * x - b * y for D values (a2, a3 may be nil) and
+-- small non-negative integers x, y.
+local function compare(a1, a2, a3, x, b, y)
+    local m1, m2, m3, mb = a1.m, a2 and a2.m or 0, a3 and a3.m or 0, b.m
+    if m1 and m2 and m3 and mb then
+        local s1, s2, s3, sb = a1.s, a2 and a2.s or 0, a3 and a3.s or 0, b.s
+        local s = math.max(s1, s2, s3, sb)
+        if s <= 22 then
+            local l = (m1 * P10[s - s1] + m2 * P10[s - s2] + m3 * P10[s - s3]) * x
+            local r = mb * P10[s - sb] * y
+            if l < SAFE and l > -SAFE and r < SAFE and r > -SAFE then
+                return (l < r and -1) or (l > r and 1) or 0
+            end
+        end
+    end
+    local sum = a1
+    if a2 then
+        sum = plus(sum, a2)
+    end
+    if a3 then
+        sum = plus(sum, a3)
+    end
+    return D.cmp(D.mul(sum, D.from_int(x)), D.mul(b, D.from_int(y)))
+end
+
+-- limit + rolled over + granted, kept in p.allow: every change to those
+-- ends with refresh(p).
+local function refresh(p)
+    p.allow = plus(plus(p.limit, p.ro), p.gr)
+end
 
 local function allowance(p)
-    return plus(plus(p.limit, p.ro), p.gr)
+    return p.allow
 end
 
 local function level(p)
@@ -2997,28 +3026,31 @@ local function level(p)
 end
 
 local function remaining(p)
-    return D.sub(D.sub(allowance(p), p.used), p.held)
+    return D.sub(D.sub(p.allow, p.used), p.held)
 end
 
 local function passes(p, requested)
-    if D.cmp(requested, D.ZERO) <= 0 then
+    if requested.m == 0 or D.is_neg(requested) then
         return true
     end
     if p.mode == "strict" then
-        return D.cmp(plus(plus(p.used, p.held), requested), allowance(p)) <= 0
+        return compare(p.used, p.held, requested, 1, p.allow, 1) <= 0
     elseif p.mode == "block" then
-        return D.cmp(p.used, allowance(p)) < 0
+        return D.cmp(p.used, p.allow) < 0
     end
     return true
 end
 
 local function is_over(p)
-    return D.cmp(p.used, allowance(p)) >= 0
+    return D.cmp(p.used, p.allow) >= 0
 end
 
 -- Whether the level has reached `pct` percent of the allowance.
 local function crossed(p, pct)
-    return D.cmp(D.mul(level(p), D100), D.mul(allowance(p), D.from_int(pct))) >= 0
+    if p.mode == "strict" then
+        return compare(p.used, p.held, nil, 100, p.allow, pct) >= 0
+    end
+    return compare(p.used, nil, nil, 100, p.allow, pct) >= 0
 end
 
 local function status(p)
@@ -3041,21 +3073,35 @@ local function is_rolling(p)
     return W.is_rolling(window_of(p.wenc))
 end
 
+-- The end of a calendar period by window and start, kept: calendar
+-- arithmetic is the dearest step of judging a policy, and a period's end is
+-- asked for on every request.
+local period_ends, period_ends_size = {}, 0
+
 local function period_end(p)
     local w = window_of(p.wenc)
-    if W.is_calendar(w) then
-        local _, e = W.period_of(w, p.ps)
-        return e
+    if not W.is_calendar(w) then
+        return nil
     end
-    return nil
+    local key = p.wenc .. ":" .. p.ps
+    local e = period_ends[key]
+    if not e then
+        local _
+        _, e = W.period_of(w, p.ps)
+        if period_ends_size >= 4096 then
+            period_ends, period_ends_size = {}, 0
+        end
+        period_ends[key] = e
+        period_ends_size = period_ends_size + 1
+    end
+    return e
 end
 
 -- The span replies show as period_start, period_end.
 local function shown_period(p, now)
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
-        local _, e = W.period_of(w, p.ps)
-        return p.ps, e
+        return p.ps, period_end(p)
     elseif W.is_rolling(w) then
         local bucket = W.bucket_ms(w)
         local current = math.floor(now / bucket)
@@ -3089,6 +3135,7 @@ local function new_policy(name, spec, generation, now)
         name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
+        allow = spec.limit,
     }
 end
 
@@ -3161,14 +3208,13 @@ local function roll(p, now)
     p.ro = D.sub(a, p.limit)
     p.fired = 0
     p.overf = false
+    refresh(p)
     return i_now - i_end + 1
 end
 
+-- A copy that can change without touching `p` (its history entries and D
+-- values are never changed in place, so they are shared).
 local function copy_policy(p)
-    local c = {}
-    for k, v in pairs(p) do
-        c[k] = v
-    end
     local hist, bk = {}, {}
     for i = 1, #p.hist do
         hist[i] = p.hist[i]
@@ -3176,8 +3222,11 @@ local function copy_policy(p)
     for i = 1, #p.bk do
         bk[i] = { p.bk[i][1], p.bk[i][2] }
     end
-    c.hist, c.bk = hist, bk
-    return c
+    return {
+        name = p.name, metric = p.metric, limit = p.limit, mode = p.mode, wenc = p.wenc, warn = p.warn,
+        rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
+        ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
+    }
 end
 
 -- The policy as it is at `now`, with the resets due applied; the stored
@@ -3249,6 +3298,7 @@ end
 local function grant_policy(p, amount, now)
     roll(p, now)
     p.gr = D.add(p.gr, amount)
+    refresh(p)
     D.add(allowance(p), D.ZERO)
 end
 
@@ -3272,6 +3322,7 @@ local function reset_policy(p, now)
     p.bk = {}
     p.fired = 0
     p.overf = false
+    refresh(p)
     return closed
 end
 
@@ -3302,6 +3353,7 @@ local function update_policy(p, spec, now)
             p.bk[1] = { math.floor(now / W.bucket_ms(w)), p.used }
         end
     end
+    refresh(p)
 end
 
 -- ----- storage -----------------------------------------------------------------
@@ -3329,7 +3381,7 @@ local function unpack_policy(t)
     return {
         name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
         service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
-        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19],
+        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19], allow = plus(plus(t[3], t[14]), t[15]),
     }
 end
 
@@ -3389,6 +3441,9 @@ end
 --   {tag}quota:K:done          hash: id → finished reservation or charge
 --   {tag}quota:K:forget        zset: id scored by when it is forgotten
 --   {tag}quota:K:events        list: the latest events, oldest first
+--   {tag}quota:K:kids          zset: "<parent>\0<child>" at score 0, so a
+--                              node's children are a ZRANGEBYLEX in byte order
+--                              and no node carries the list of its children
 --
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
@@ -3403,7 +3458,7 @@ local function node_field(path)
 end
 
 local function new_node()
-    return { pols = {}, spent = {}, kids = {}, live = 0 }
+    return { pols = {}, spent = {}, live = 0 }
 end
 
 local function pack_node(n)
@@ -3411,7 +3466,34 @@ local function pack_node(n)
     for i = 1, #n.pols do
         pols[i] = pack_policy(n.pols[i])
     end
-    return mpack({ pols, costs_store(n.spent), n.kids, n.live })
+    return mpack({ pols, costs_store(n.spent), n.live })
+end
+
+local function clone_node(n)
+    local pols, spent = {}, {}
+    for i = 1, #n.pols do
+        pols[i] = copy_policy(n.pols[i])
+    end
+    for i = 1, #n.spent do
+        spent[i] = { n.spent[i][1], n.spent[i][2] }
+    end
+    return { pols = pols, spent = spent, live = n.live }
+end
+
+-- Decoded nodes by their stored bytes, kept across calls: a node read again
+-- unchanged (an ancestor on every request) is copied, not decoded. Equal
+-- bytes decode to equal nodes, so the cache is right whoever wrote them.
+local node_cache, node_cache_size = {}, 0
+local NODE_CACHE_MAX = 4096
+
+local function cache_node(blob, node)
+    if node_cache[blob] == nil then
+        if node_cache_size >= NODE_CACHE_MAX then
+            node_cache, node_cache_size = {}, 0
+        end
+        node_cache_size = node_cache_size + 1
+    end
+    node_cache[blob] = node
 end
 
 local function unpack_node(blob)
@@ -3420,7 +3502,7 @@ local function unpack_node(blob)
     for i = 1, #t[1] do
         pols[i] = unpack_policy(t[1][i])
     end
-    return { pols = pols, spent = costs_load(t[2]), kids = t[3], live = t[4] }
+    return { pols = pols, spent = costs_load(t[2]), live = t[3] }
 end
 
 -- The time: the server's clock, or the test clock when it is enabled.
@@ -3438,13 +3520,33 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The companion key names of each tree key seen lately.
+local key_names, key_names_size = {}, 0
+
+local function names_of(key)
+    local k = key_names[key]
+    if not k then
+        if key_names_size >= 1024 then
+            key_names, key_names_size = {}, 0
+        end
+        k = {
+            hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+            fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+        }
+        key_names[key] = k
+        key_names_size = key_names_size + 1
+    end
+    return k
+end
+
 local function open_tree(key, writable)
+    local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
-        hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
-        fkey = companion(key, ":forget"), vkey = companion(key, ":events"),
+        hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey,
+        kid_add = {}, kid_del = {},
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
-        exp_set = {}, exp_del = {}, done = {}, done_dirty = {}, forget_set = {}, forgotten = {},
+        done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
     }
     local meta = redis.call("HGET", key, "#")
@@ -3497,7 +3599,17 @@ local function load_nodes(ctx, paths)
         end
     end
     for i, path in ipairs(want) do
-        ctx.nodes[path] = blobs[i] and unpack_node(blobs[i]) or false
+        local blob = blobs[i]
+        if blob then
+            local pristine = node_cache[blob]
+            if not pristine then
+                pristine = unpack_node(blob)
+                cache_node(blob, pristine)
+            end
+            ctx.nodes[path] = clone_node(pristine)
+        else
+            ctx.nodes[path] = false
+        end
     end
 end
 
@@ -3512,12 +3624,26 @@ local function touch(ctx, path)
     ctx.dirty[path] = true
 end
 
-local function insert_sorted(list, name)
-    local i = #list + 1
-    while i > 1 and bytes_less(name, list[i - 1]) do
-        i = i - 1
+-- The member of `path` in the children index.
+local function kid_member(path)
+    return parent_of(path) .. "\0" .. leaf_of(path)
+end
+
+-- The children of `path` (full paths, by name), from `first` (0-based), at
+-- most `count`; and how many it has in all.
+local function children_of(ctx, path, first, count)
+    if not ctx.exists then
+        return {}, 0
     end
-    tinsert(list, i, name)
+    local lo, hi = "[" .. path .. "\0", "(" .. path .. "\1"
+    local members = redis.call("ZRANGEBYLEX", ctx.kkey, lo, hi, "LIMIT", first, count)
+    local out = {}
+    local cut = #path + 2
+    for i, m in ipairs(members) do
+        local name = ssub(m, cut)
+        out[i] = (path == "" and name) or (path .. "/" .. name)
+    end
+    return out, redis.call("ZLEXCOUNT", ctx.kkey, lo, hi)
 end
 
 -- Creates `path` and its missing ancestors (the caller checked max_paths).
@@ -3531,8 +3657,7 @@ local function ensure_path(ctx, path)
     ctx.nodes[path] = node
     ctx.deleted[path] = nil
     touch(ctx, path)
-    insert_sorted(parent.kids, leaf_of(path))
-    touch(ctx, parent_of(path))
+    ctx.kid_add[#ctx.kid_add + 1] = kid_member(path)
     ctx.node_count = ctx.node_count + 1
     return node
 end
@@ -3880,16 +4005,18 @@ end
 
 local EVENTS_CHANNEL = "quota:events:"
 
-local function flush(ctx)
+-- Writes the context's changes. `final` says the context is done with: its
+-- nodes, now stored, can be the decoded form of what was written.
+local function flush(ctx, final)
     local key = ctx.key
-    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted) or #ctx.kid_del > 0
         or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
     if not any then
         return
     end
     if not ctx.exists then
         -- Companions left by a tree deleted with DEL belong to nobody.
-        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey)
+        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
         ctx.exists = true
         ctx.dirty[""] = true
     end
@@ -3897,8 +4024,12 @@ local function flush(ctx)
     for path in pairs(ctx.dirty) do
         local node = ctx.nodes[path]
         if node then
+            local blob = pack_node(node)
             hset[#hset + 1] = node_field(path)
-            hset[#hset + 1] = pack_node(node)
+            hset[#hset + 1] = blob
+            if final then
+                cache_node(blob, node)
+            end
         end
     end
     call_chunked("HSET", key, hset)
@@ -3907,6 +4038,15 @@ local function flush(ctx)
         hdel[#hdel + 1] = node_field(path)
     end
     call_chunked("HDEL", key, hdel)
+    if #ctx.kid_add > 0 then
+        local add = {}
+        for _, m in ipairs(ctx.kid_add) do
+            add[#add + 1] = 0
+            add[#add + 1] = m
+        end
+        call_chunked("ZADD", ctx.kkey, add)
+    end
+    call_chunked("ZREM", ctx.kkey, ctx.kid_del)
     for id in pairs(ctx.hold_deleted) do
         redis.call("HDEL", ctx.hkey, id)
         redis.call("ZREM", ctx.ekey, id)
@@ -3941,6 +4081,7 @@ local function flush(ctx)
         end
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+    ctx.kid_add, ctx.kid_del = {}, {}
     ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
 end
 -- ---------------------------------------------------------------------------
@@ -4642,11 +4783,7 @@ function OPS.subtree(ctx, path)
     local out = { path }
     local i = 1
     while i <= #out do
-        local node = ctx.nodes[out[i]]
-        local kids = {}
-        for _, name in ipairs(node.kids) do
-            kids[#kids + 1] = (out[i] == "" and name) or (out[i] .. "/" .. name)
-        end
+        local kids = children_of(ctx, out[i], 0, -1)
         load_nodes(ctx, kids)
         for _, k in ipairs(kids) do
             if ctx.nodes[k] then
@@ -4677,16 +4814,8 @@ function OPS.delete_path(ctx, path)
     end
 
     -- After this point the command succeeds.
-    local parent = find(ctx, parent_of(path))
-    local leaf = leaf_of(path)
-    for i, name in ipairs(parent.kids) do
-        if name == leaf then
-            table.remove(parent.kids, i)
-            break
-        end
-    end
-    touch(ctx, parent_of(path))
     for _, p in ipairs(all) do
+        ctx.kid_del[#ctx.kid_del + 1] = kid_member(p)
         ctx.nodes[p] = false
         ctx.dirty[p] = nil
         ctx.deleted[p] = true
@@ -4736,18 +4865,28 @@ function OPS.view(ctx, path, depth, budget, with_children)
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
     if depth > 0 then
-        local kids = {}
-        for i, name in ipairs(node.kids) do
-            kids[i] = (path == "" and name) or (path .. "/" .. name)
-        end
-        load_nodes(ctx, kids)
-        for i, kid in ipairs(kids) do
+        -- Read the children a page at a time: a node may have very many,
+        -- and only as many as the budget allows are shown.
+        local first = 0
+        while true do
             if budget[1] == 0 then
-                more = #kids - (i - 1)
+                local _, total = children_of(ctx, path, 0, 0)
+                more = total - #children
                 break
             end
-            if ctx.nodes[kid] then
-                children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+            local kids = children_of(ctx, path, first, math.min(budget[1], 1000))
+            if #kids == 0 then
+                break
+            end
+            first = first + #kids
+            load_nodes(ctx, kids)
+            for _, kid in ipairs(kids) do
+                if budget[1] == 0 then
+                    break
+                end
+                if ctx.nodes[kid] then
+                    children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+                end
             end
         end
     end
@@ -5316,7 +5455,7 @@ local function tree_command(name, handler, writes)
         end
         local reply = handler(ctx, new_args(name, args))
         if writes then
-            flush(ctx)
+            flush(ctx, true)
         end
         return reply
     end)

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from decimal import Decimal
 
 import redis
@@ -134,9 +133,12 @@ FAILURES = []
 # ----- reference ---------------------------------------------------------------
 
 def clip(text):
+    """names::clip: at most 60 characters, anything outside printable ASCII
+    as '?' (error replies are printable ASCII)."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in text)
     if len(text) > 60:
-        return text[:57] + "..."
-    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in text)
+        return safe[:57] + "..."
+    return safe
 
 
 def fmt(d):

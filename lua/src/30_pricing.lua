@@ -612,11 +612,11 @@ do
     P.json_string = json_string
 
     -- ----- Price::from_json ------------------------------------------------------
-    -- A NUL would cut a Lua error reply short; the module's replies carry a
-    -- space instead (redis-module's str_as_legal_resp_string).
+    -- A NUL would cut a Lua error reply short; like any character outside
+    -- printable ASCII it is shown as "?", as the module does.
     local function no_nul(text)
         if sfind(text, "%z") then
-            return (sgsub(text, "%z", " "))
+            return (sgsub(text, "%z", "?"))
         end
         return text
     end

@@ -211,18 +211,6 @@ local function parse_name(text, what)
     return text
 end
 
--- Byte-wise string order (Lua's < follows the server's locale).
-local function bytes_less(a, b)
-    local n = math.min(#a, #b)
-    for i = 1, n do
-        local x, y = sbyte(a, i), sbyte(b, i)
-        if x ~= y then
-            return x < y
-        end
-    end
-    return #a < #b
-end
-
 -- ----- the argument cursor -------------------------------------------------
 
 local Args = {}

@@ -105,9 +105,50 @@ local function matches(p, service, model)
 end
 
 -- ----- state -----------------------------------------------------------------
+-- Every reservation judges several policies, so the judgements below avoid
+-- making values: while the amounts are small (the D small form, an exact
+-- integer mantissa and a scale) they compare mantissas brought to one scale
+-- as plain numbers, and fall back to D arithmetic only beyond 2^53.
+
+local SAFE = 9007199254740992 -- 2^53
+local P10 = {}
+for k = 0, 22 do
+    P10[k] = 10 ^ k
+end
+
+-- sign of (a1 + a2 + a3) * x - b * y for D values (a2, a3 may be nil) and
+-- small non-negative integers x, y.
+local function compare(a1, a2, a3, x, b, y)
+    local m1, m2, m3, mb = a1.m, a2 and a2.m or 0, a3 and a3.m or 0, b.m
+    if m1 and m2 and m3 and mb then
+        local s1, s2, s3, sb = a1.s, a2 and a2.s or 0, a3 and a3.s or 0, b.s
+        local s = math.max(s1, s2, s3, sb)
+        if s <= 22 then
+            local l = (m1 * P10[s - s1] + m2 * P10[s - s2] + m3 * P10[s - s3]) * x
+            local r = mb * P10[s - sb] * y
+            if l < SAFE and l > -SAFE and r < SAFE and r > -SAFE then
+                return (l < r and -1) or (l > r and 1) or 0
+            end
+        end
+    end
+    local sum = a1
+    if a2 then
+        sum = plus(sum, a2)
+    end
+    if a3 then
+        sum = plus(sum, a3)
+    end
+    return D.cmp(D.mul(sum, D.from_int(x)), D.mul(b, D.from_int(y)))
+end
+
+-- limit + rolled over + granted, kept in p.allow: every change to those
+-- ends with refresh(p).
+local function refresh(p)
+    p.allow = plus(plus(p.limit, p.ro), p.gr)
+end
 
 local function allowance(p)
-    return plus(plus(p.limit, p.ro), p.gr)
+    return p.allow
 end
 
 local function level(p)
@@ -118,28 +159,31 @@ local function level(p)
 end
 
 local function remaining(p)
-    return D.sub(D.sub(allowance(p), p.used), p.held)
+    return D.sub(D.sub(p.allow, p.used), p.held)
 end
 
 local function passes(p, requested)
-    if D.cmp(requested, D.ZERO) <= 0 then
+    if requested.m == 0 or D.is_neg(requested) then
         return true
     end
     if p.mode == "strict" then
-        return D.cmp(plus(plus(p.used, p.held), requested), allowance(p)) <= 0
+        return compare(p.used, p.held, requested, 1, p.allow, 1) <= 0
     elseif p.mode == "block" then
-        return D.cmp(p.used, allowance(p)) < 0
+        return D.cmp(p.used, p.allow) < 0
     end
     return true
 end
 
 local function is_over(p)
-    return D.cmp(p.used, allowance(p)) >= 0
+    return D.cmp(p.used, p.allow) >= 0
 end
 
 -- Whether the level has reached `pct` percent of the allowance.
 local function crossed(p, pct)
-    return D.cmp(D.mul(level(p), D100), D.mul(allowance(p), D.from_int(pct))) >= 0
+    if p.mode == "strict" then
+        return compare(p.used, p.held, nil, 100, p.allow, pct) >= 0
+    end
+    return compare(p.used, nil, nil, 100, p.allow, pct) >= 0
 end
 
 local function status(p)
@@ -162,21 +206,35 @@ local function is_rolling(p)
     return W.is_rolling(window_of(p.wenc))
 end
 
+-- The end of a calendar period by window and start, kept: calendar
+-- arithmetic is the dearest step of judging a policy, and a period's end is
+-- asked for on every request.
+local period_ends, period_ends_size = {}, 0
+
 local function period_end(p)
     local w = window_of(p.wenc)
-    if W.is_calendar(w) then
-        local _, e = W.period_of(w, p.ps)
-        return e
+    if not W.is_calendar(w) then
+        return nil
     end
-    return nil
+    local key = p.wenc .. ":" .. p.ps
+    local e = period_ends[key]
+    if not e then
+        local _
+        _, e = W.period_of(w, p.ps)
+        if period_ends_size >= 4096 then
+            period_ends, period_ends_size = {}, 0
+        end
+        period_ends[key] = e
+        period_ends_size = period_ends_size + 1
+    end
+    return e
 end
 
 -- The span replies show as period_start, period_end.
 local function shown_period(p, now)
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
-        local _, e = W.period_of(w, p.ps)
-        return p.ps, e
+        return p.ps, period_end(p)
     elseif W.is_rolling(w) then
         local bucket = W.bucket_ms(w)
         local current = math.floor(now / bucket)
@@ -210,6 +268,7 @@ local function new_policy(name, spec, generation, now)
         name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
+        allow = spec.limit,
     }
 end
 
@@ -282,14 +341,13 @@ local function roll(p, now)
     p.ro = D.sub(a, p.limit)
     p.fired = 0
     p.overf = false
+    refresh(p)
     return i_now - i_end + 1
 end
 
+-- A copy that can change without touching `p` (its history entries and D
+-- values are never changed in place, so they are shared).
 local function copy_policy(p)
-    local c = {}
-    for k, v in pairs(p) do
-        c[k] = v
-    end
     local hist, bk = {}, {}
     for i = 1, #p.hist do
         hist[i] = p.hist[i]
@@ -297,8 +355,11 @@ local function copy_policy(p)
     for i = 1, #p.bk do
         bk[i] = { p.bk[i][1], p.bk[i][2] }
     end
-    c.hist, c.bk = hist, bk
-    return c
+    return {
+        name = p.name, metric = p.metric, limit = p.limit, mode = p.mode, wenc = p.wenc, warn = p.warn,
+        rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
+        ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
+    }
 end
 
 -- The policy as it is at `now`, with the resets due applied; the stored
@@ -370,6 +431,7 @@ end
 local function grant_policy(p, amount, now)
     roll(p, now)
     p.gr = D.add(p.gr, amount)
+    refresh(p)
     D.add(allowance(p), D.ZERO)
 end
 
@@ -393,6 +455,7 @@ local function reset_policy(p, now)
     p.bk = {}
     p.fired = 0
     p.overf = false
+    refresh(p)
     return closed
 end
 
@@ -423,6 +486,7 @@ local function update_policy(p, spec, now)
             p.bk[1] = { math.floor(now / W.bucket_ms(w)), p.used }
         end
     end
+    refresh(p)
 end
 
 -- ----- storage -----------------------------------------------------------------
@@ -450,7 +514,7 @@ local function unpack_policy(t)
     return {
         name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
         service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
-        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19],
+        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19], allow = plus(plus(t[3], t[14]), t[15]),
     }
 end
 

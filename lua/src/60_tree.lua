@@ -9,6 +9,9 @@
 --   {tag}quota:K:done          hash: id → finished reservation or charge
 --   {tag}quota:K:forget        zset: id scored by when it is forgotten
 --   {tag}quota:K:events        list: the latest events, oldest first
+--   {tag}quota:K:kids          zset: "<parent>\0<child>" at score 0, so a
+--                              node's children are a ZRANGEBYLEX in byte order
+--                              and no node carries the list of its children
 --
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
@@ -23,7 +26,7 @@ local function node_field(path)
 end
 
 local function new_node()
-    return { pols = {}, spent = {}, kids = {}, live = 0 }
+    return { pols = {}, spent = {}, live = 0 }
 end
 
 local function pack_node(n)
@@ -31,7 +34,34 @@ local function pack_node(n)
     for i = 1, #n.pols do
         pols[i] = pack_policy(n.pols[i])
     end
-    return mpack({ pols, costs_store(n.spent), n.kids, n.live })
+    return mpack({ pols, costs_store(n.spent), n.live })
+end
+
+local function clone_node(n)
+    local pols, spent = {}, {}
+    for i = 1, #n.pols do
+        pols[i] = copy_policy(n.pols[i])
+    end
+    for i = 1, #n.spent do
+        spent[i] = { n.spent[i][1], n.spent[i][2] }
+    end
+    return { pols = pols, spent = spent, live = n.live }
+end
+
+-- Decoded nodes by their stored bytes, kept across calls: a node read again
+-- unchanged (an ancestor on every request) is copied, not decoded. Equal
+-- bytes decode to equal nodes, so the cache is right whoever wrote them.
+local node_cache, node_cache_size = {}, 0
+local NODE_CACHE_MAX = 4096
+
+local function cache_node(blob, node)
+    if node_cache[blob] == nil then
+        if node_cache_size >= NODE_CACHE_MAX then
+            node_cache, node_cache_size = {}, 0
+        end
+        node_cache_size = node_cache_size + 1
+    end
+    node_cache[blob] = node
 end
 
 local function unpack_node(blob)
@@ -40,7 +70,7 @@ local function unpack_node(blob)
     for i = 1, #t[1] do
         pols[i] = unpack_policy(t[1][i])
     end
-    return { pols = pols, spent = costs_load(t[2]), kids = t[3], live = t[4] }
+    return { pols = pols, spent = costs_load(t[2]), live = t[3] }
 end
 
 -- The time: the server's clock, or the test clock when it is enabled.
@@ -58,13 +88,33 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The companion key names of each tree key seen lately.
+local key_names, key_names_size = {}, 0
+
+local function names_of(key)
+    local k = key_names[key]
+    if not k then
+        if key_names_size >= 1024 then
+            key_names, key_names_size = {}, 0
+        end
+        k = {
+            hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+            fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+        }
+        key_names[key] = k
+        key_names_size = key_names_size + 1
+    end
+    return k
+end
+
 local function open_tree(key, writable)
+    local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
-        hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
-        fkey = companion(key, ":forget"), vkey = companion(key, ":events"),
+        hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey,
+        kid_add = {}, kid_del = {},
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
-        exp_set = {}, exp_del = {}, done = {}, done_dirty = {}, forget_set = {}, forgotten = {},
+        done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
     }
     local meta = redis.call("HGET", key, "#")
@@ -117,7 +167,17 @@ local function load_nodes(ctx, paths)
         end
     end
     for i, path in ipairs(want) do
-        ctx.nodes[path] = blobs[i] and unpack_node(blobs[i]) or false
+        local blob = blobs[i]
+        if blob then
+            local pristine = node_cache[blob]
+            if not pristine then
+                pristine = unpack_node(blob)
+                cache_node(blob, pristine)
+            end
+            ctx.nodes[path] = clone_node(pristine)
+        else
+            ctx.nodes[path] = false
+        end
     end
 end
 
@@ -132,12 +192,26 @@ local function touch(ctx, path)
     ctx.dirty[path] = true
 end
 
-local function insert_sorted(list, name)
-    local i = #list + 1
-    while i > 1 and bytes_less(name, list[i - 1]) do
-        i = i - 1
+-- The member of `path` in the children index.
+local function kid_member(path)
+    return parent_of(path) .. "\0" .. leaf_of(path)
+end
+
+-- The children of `path` (full paths, by name), from `first` (0-based), at
+-- most `count`; and how many it has in all.
+local function children_of(ctx, path, first, count)
+    if not ctx.exists then
+        return {}, 0
     end
-    tinsert(list, i, name)
+    local lo, hi = "[" .. path .. "\0", "(" .. path .. "\1"
+    local members = redis.call("ZRANGEBYLEX", ctx.kkey, lo, hi, "LIMIT", first, count)
+    local out = {}
+    local cut = #path + 2
+    for i, m in ipairs(members) do
+        local name = ssub(m, cut)
+        out[i] = (path == "" and name) or (path .. "/" .. name)
+    end
+    return out, redis.call("ZLEXCOUNT", ctx.kkey, lo, hi)
 end
 
 -- Creates `path` and its missing ancestors (the caller checked max_paths).
@@ -151,8 +225,7 @@ local function ensure_path(ctx, path)
     ctx.nodes[path] = node
     ctx.deleted[path] = nil
     touch(ctx, path)
-    insert_sorted(parent.kids, leaf_of(path))
-    touch(ctx, parent_of(path))
+    ctx.kid_add[#ctx.kid_add + 1] = kid_member(path)
     ctx.node_count = ctx.node_count + 1
     return node
 end
@@ -500,16 +573,18 @@ end
 
 local EVENTS_CHANNEL = "quota:events:"
 
-local function flush(ctx)
+-- Writes the context's changes. `final` says the context is done with: its
+-- nodes, now stored, can be the decoded form of what was written.
+local function flush(ctx, final)
     local key = ctx.key
-    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted) or #ctx.kid_del > 0
         or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
     if not any then
         return
     end
     if not ctx.exists then
         -- Companions left by a tree deleted with DEL belong to nobody.
-        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey)
+        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
         ctx.exists = true
         ctx.dirty[""] = true
     end
@@ -517,8 +592,12 @@ local function flush(ctx)
     for path in pairs(ctx.dirty) do
         local node = ctx.nodes[path]
         if node then
+            local blob = pack_node(node)
             hset[#hset + 1] = node_field(path)
-            hset[#hset + 1] = pack_node(node)
+            hset[#hset + 1] = blob
+            if final then
+                cache_node(blob, node)
+            end
         end
     end
     call_chunked("HSET", key, hset)
@@ -527,6 +606,15 @@ local function flush(ctx)
         hdel[#hdel + 1] = node_field(path)
     end
     call_chunked("HDEL", key, hdel)
+    if #ctx.kid_add > 0 then
+        local add = {}
+        for _, m in ipairs(ctx.kid_add) do
+            add[#add + 1] = 0
+            add[#add + 1] = m
+        end
+        call_chunked("ZADD", ctx.kkey, add)
+    end
+    call_chunked("ZREM", ctx.kkey, ctx.kid_del)
     for id in pairs(ctx.hold_deleted) do
         redis.call("HDEL", ctx.hkey, id)
         redis.call("ZREM", ctx.ekey, id)
@@ -561,5 +649,6 @@ local function flush(ctx)
         end
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+    ctx.kid_add, ctx.kid_del = {}, {}
     ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
 end

@@ -71,11 +71,7 @@ function OPS.subtree(ctx, path)
     local out = { path }
     local i = 1
     while i <= #out do
-        local node = ctx.nodes[out[i]]
-        local kids = {}
-        for _, name in ipairs(node.kids) do
-            kids[#kids + 1] = (out[i] == "" and name) or (out[i] .. "/" .. name)
-        end
+        local kids = children_of(ctx, out[i], 0, -1)
         load_nodes(ctx, kids)
         for _, k in ipairs(kids) do
             if ctx.nodes[k] then
@@ -106,16 +102,8 @@ function OPS.delete_path(ctx, path)
     end
 
     -- After this point the command succeeds.
-    local parent = find(ctx, parent_of(path))
-    local leaf = leaf_of(path)
-    for i, name in ipairs(parent.kids) do
-        if name == leaf then
-            table.remove(parent.kids, i)
-            break
-        end
-    end
-    touch(ctx, parent_of(path))
     for _, p in ipairs(all) do
+        ctx.kid_del[#ctx.kid_del + 1] = kid_member(p)
         ctx.nodes[p] = false
         ctx.dirty[p] = nil
         ctx.deleted[p] = true
@@ -165,18 +153,28 @@ function OPS.view(ctx, path, depth, budget, with_children)
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
     if depth > 0 then
-        local kids = {}
-        for i, name in ipairs(node.kids) do
-            kids[i] = (path == "" and name) or (path .. "/" .. name)
-        end
-        load_nodes(ctx, kids)
-        for i, kid in ipairs(kids) do
+        -- Read the children a page at a time: a node may have very many,
+        -- and only as many as the budget allows are shown.
+        local first = 0
+        while true do
             if budget[1] == 0 then
-                more = #kids - (i - 1)
+                local _, total = children_of(ctx, path, 0, 0)
+                more = total - #children
                 break
             end
-            if ctx.nodes[kid] then
-                children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+            local kids = children_of(ctx, path, first, math.min(budget[1], 1000))
+            if #kids == 0 then
+                break
+            end
+            first = first + #kids
+            load_nodes(ctx, kids)
+            for _, kid in ipairs(kids) do
+                if budget[1] == 0 then
+                    break
+                end
+                if ctx.nodes[kid] then
+                    children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+                end
             end
         end
     end

@@ -44,7 +44,7 @@ local function tree_command(name, handler, writes)
         end
         local reply = handler(ctx, new_args(name, args))
         if writes then
-            flush(ctx)
+            flush(ctx, true)
         end
         return reply
     end)
