@@ -6,6 +6,7 @@ commands, so a test is written once for both."""
 import os
 
 import redis
+from redis.client import Pipeline
 from redis.cluster import RedisCluster
 
 BACKEND = os.environ.get("QUOTA_BACKEND", "module")
@@ -25,9 +26,17 @@ def translate(args):
     return ("FCALL", function, 1) + tuple(args[1:])
 
 
+class TranslatingPipeline(Pipeline):
+    def execute_command(self, *args, **kwargs):
+        return super().execute_command(*translate(args), **kwargs)
+
+
 class Redis(redis.Redis):
     def execute_command(self, *args, **options):
         return super().execute_command(*translate(args), **options)
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        return TranslatingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
 class Cluster(RedisCluster):

@@ -451,6 +451,36 @@ def cluster(args):
     return 0
 
 
+# ----- a large tree ----------------------------------------------------------
+
+def bigtree(args):
+    """QUOTA.TREE on 1,500 children of one node stops at COUNT and says so."""
+    r = connect(args.port)
+    pipe = r.pipeline(transaction=False)
+    for i in range(1, 1501):
+        pipe.execute_command("QUOTA.CHARGE", "big", "PATH", f"teams/t{i}", "COST", "credits", "1")
+    pipe.execute()
+
+    def tree(*extra):
+        return json.loads(r.execute_command("QUOTA.TREE", "big", *extra, "FORMAT", "json"))
+
+    t = tree("COUNT", "10")
+    teams = t["children"][0]
+    check((t["nodes"], t["truncated"], len(teams["children"]), teams.get("more")) == (10, 1, 8, 1492),
+          f"COUNT 10 shows 10 nodes and says 1492 more (got {t['nodes']}, {t['truncated']}, "
+          f"{len(teams['children'])}, {teams.get('more')})")
+    check([c["path"] for c in teams["children"][:3]] == ["teams/t1", "teams/t10", "teams/t100"],
+          "children come in name order")
+    t = tree()
+    check((t["nodes"], t["truncated"]) == (1000, 1), "the default COUNT is 1000")
+    t = tree("COUNT", "100000")
+    check((t["nodes"], t["truncated"]) == (1502, 0), "a COUNT above the size shows every node")
+    t = tree("teams/t7")
+    check((t["nodes"], t["truncated"], t["path"]) == (1, 0, "teams/t7"), "a subtree reads alone")
+    print("1,500 children: QUOTA.TREE stops at COUNT and reports what it left out")
+    return 0
+
+
 # ----- memory ----------------------------------------------------------------
 
 def oom(args):
@@ -513,7 +543,7 @@ def main():
     parser.add_argument("--dir")
     args = parser.parse_args()
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
-              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof}
+              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
