@@ -253,7 +253,7 @@ class Scenario:
                     case_started = skip_next = False
                     continue
                 if line == "@only module":
-                    if BACKEND != "module":
+                    if BACKEND != "module" and not skip_case:
                         if case is None:
                             return [("(whole file)", "SKIP")]
                         if not case_started:
