@@ -2,10 +2,12 @@
 //! usage charged in its subtree, plus the holds placed on it.
 //!
 //! Nodes live in an arena (`nodes`) and are found by path through
-//! `by_path`; a node knows its parent and children, so the ancestors of a
-//! path are one hash lookup and a walk up the parents.
+//! `index`, a hash table of node ids keyed by the path each node stores
+//! once; a node knows its parent and children, so the ancestors of a path
+//! are one hash lookup and a walk up the parents.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -49,24 +51,48 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The absent node in the parent and sibling links.
+pub(crate) const NO_NODE: NodeId = NodeId::MAX;
+
+/// A node of the tree. A tree of 100,000 paths is 100,000 of these, so the
+/// layout is compact: the path is stored once (the index hashes it in
+/// place), children are a linked list through their sibling links instead
+/// of a map per node, and the links are plain ids with [`NO_NODE`] for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Canonical path ("" for the root).
-    pub path: String,
-    pub parent: Option<NodeId>,
-    /// Child segment → node.
-    pub children: BTreeMap<String, NodeId>,
-    pub policies: Vec<Policy>,
+    pub path: Box<str>,
+    parent: NodeId,
+    first_child: NodeId,
+    prev_sibling: NodeId,
+    next_sibling: NodeId,
+    /// Live holds that name this node in `PATH` or `ALSO` (derived on load).
+    pub live_holds: u32,
+    pub policies: Box<[Policy]>,
     /// Everything charged in this subtree since the node was created.
     pub spent: Costs,
-    /// Live holds that name this node in `PATH` or `ALSO` (derived on load).
-    #[serde(skip)]
-    pub live_holds: u32,
+}
+
+fn link(id: NodeId) -> Option<NodeId> {
+    (id != NO_NODE).then_some(id)
 }
 
 impl Node {
-    fn new(path: String, parent: Option<NodeId>) -> Node {
-        Node { path, parent, children: BTreeMap::new(), policies: Vec::new(), spent: Vec::new(), live_holds: 0 }
+    pub(crate) fn new(path: &str, parent: Option<NodeId>) -> Node {
+        Node {
+            path: path.into(),
+            parent: parent.unwrap_or(NO_NODE),
+            first_child: NO_NODE,
+            prev_sibling: NO_NODE,
+            next_sibling: NO_NODE,
+            live_holds: 0,
+            policies: Box::default(),
+            spent: Costs::new(),
+        }
+    }
+
+    pub fn parent(&self) -> Option<NodeId> {
+        link(self.parent)
     }
 }
 
@@ -126,7 +152,9 @@ impl Reach {
 pub struct Tree {
     pub(crate) nodes: Vec<Option<Node>>,
     pub(crate) free: Vec<NodeId>,
-    pub(crate) by_path: HashMap<String, NodeId>,
+    /// Every live node, found by the hash of its path.
+    pub(crate) index: hashbrown::HashTable<NodeId>,
+    pub(crate) hasher: RandomState,
     pub(crate) node_count: usize,
     pub(crate) holds: HashMap<String, Hold>,
     /// (expires_at_ms, id) of every live hold: expiry pops from the front.
@@ -152,10 +180,94 @@ pub struct Tree {
 impl Tree {
     pub fn new() -> Tree {
         let mut tree = Tree { next_generation: 1, next_event_seq: 1, ..Tree::default() };
-        tree.nodes.push(Some(Node::new(String::new(), None)));
-        tree.by_path.insert(String::new(), ROOT);
+        tree.nodes.push(Some(Node::new("", None)));
+        tree.index_insert(ROOT);
         tree.node_count = 1;
         tree
+    }
+
+    /// The path of node `id` in `nodes` ("" for a free slot, which the
+    /// index never holds).
+    fn path_in(nodes: &[Option<Node>], id: NodeId) -> &str {
+        nodes.get(id as usize).and_then(Option::as_ref).map_or("", |n| &n.path)
+    }
+
+    /// Adds node `id`, already in the arena, to the path index. Returns
+    /// false when its path was indexed already.
+    pub(crate) fn index_insert(&mut self, id: NodeId) -> bool {
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        let path = Self::path_in(nodes, id);
+        let hash = hasher.hash_one(path);
+        if self.index.find(hash, |&other| Self::path_in(nodes, other) == path).is_some() {
+            return false;
+        }
+        self.index.insert_unique(hash, id, |&other| hasher.hash_one(Self::path_in(nodes, other)));
+        true
+    }
+
+    fn index_remove(&mut self, id: NodeId) {
+        let nodes = &self.nodes;
+        let path = Self::path_in(nodes, id);
+        let hash = self.hasher.hash_one(path);
+        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+    }
+
+    /// Links `id` as the first child of `parent`.
+    pub(crate) fn link_child(&mut self, parent: NodeId, id: NodeId) {
+        let Some(first) = self.node(parent).map(|p| p.first_child) else { return };
+        if let Some(node) = self.node_mut(id) {
+            node.parent = parent;
+            node.prev_sibling = NO_NODE;
+            node.next_sibling = first;
+        }
+        if let Some(next) = self.node_mut(first) {
+            next.prev_sibling = id;
+        }
+        if let Some(p) = self.node_mut(parent) {
+            p.first_child = id;
+        }
+    }
+
+    /// Unlinks `id` from its parent's children.
+    fn unlink_child(&mut self, id: NodeId) {
+        let Some((parent, prev, next)) = self.node(id).map(|n| (n.parent, n.prev_sibling, n.next_sibling)) else {
+            return;
+        };
+        match self.node_mut(prev) {
+            Some(p) => p.next_sibling = next,
+            None => {
+                if let Some(p) = self.node_mut(parent) {
+                    p.first_child = next;
+                }
+            }
+        }
+        if let Some(n) = self.node_mut(next) {
+            n.prev_sibling = prev;
+        }
+    }
+
+    /// The children of a node, in no particular order.
+    pub(crate) fn children(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        let mut cursor = self.node(id).map_or(NO_NODE, |n| n.first_child);
+        std::iter::from_fn(move || {
+            let id = link(cursor)?;
+            cursor = self.node(id).map_or(NO_NODE, |n| n.next_sibling);
+            Some(id)
+        })
+    }
+
+    /// The children of a node sorted by name, at most `count` of them.
+    fn sorted_children(&self, id: NodeId, count: usize) -> Vec<NodeId> {
+        let mut children: Vec<NodeId> = self.children(id).collect();
+        let name = |c: &NodeId| names::leaf_of(Self::path_in(&self.nodes, *c));
+        if count < children.len() {
+            children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
+            children.truncate(count);
+        }
+        children.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        children
     }
 
     pub fn path_count(&self) -> usize {
@@ -174,12 +286,10 @@ impl Tree {
     pub fn estimated_bytes(&self) -> usize {
         use std::mem::size_of;
         let mut bytes = size_of::<Tree>() + self.nodes.capacity() * size_of::<Option<Node>>();
+        bytes += self.index.capacity() * (size_of::<NodeId>() + 1) * 8 / 7;
         for node in self.nodes.iter().flatten() {
-            // The path is stored in the node and as the index key.
-            bytes += 2 * node.path.len() + size_of::<(String, NodeId)>() + 16;
-            bytes += node.children.len() * (size_of::<(String, NodeId)>() + 16);
-            bytes += node.children.keys().map(String::len).sum::<usize>();
-            bytes += node.policies.capacity() * size_of::<Policy>();
+            bytes += node.path.len().next_multiple_of(16);
+            bytes += node.policies.len() * size_of::<Policy>();
             bytes +=
                 node.policies.iter().map(|p| p.name.len() + p.spec.metric.len() + p.spec.warn.len()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
@@ -205,7 +315,8 @@ impl Tree {
     }
 
     pub(crate) fn find(&self, path: &str) -> Option<NodeId> {
-        self.by_path.get(path).copied()
+        let hash = self.hasher.hash_one(path);
+        self.index.find(hash, |&id| Self::path_in(&self.nodes, id) == path).copied()
     }
 
     pub(crate) fn policy(&self, r: PolicyRef) -> Option<&Policy> {
@@ -222,15 +333,18 @@ impl Tree {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
+                // Grow by an eighth, not double: the arena is most of a
+                // large tree's memory, and doubling leaves up to half unused.
+                if self.nodes.len() == self.nodes.capacity() {
+                    self.nodes.reserve_exact(self.nodes.len() / 8 + 4);
+                }
                 self.nodes.push(None);
                 (self.nodes.len() - 1) as NodeId
             }
         };
-        self.nodes[id as usize] = Some(Node::new(path.to_string(), Some(parent)));
-        if let Some(p) = self.node_mut(parent) {
-            p.children.insert(names::leaf_of(path).to_string(), id);
-        }
-        self.by_path.insert(path.to_string(), id);
+        self.nodes[id as usize] = Some(Node::new(path, Some(parent)));
+        self.link_child(parent, id);
+        self.index_insert(id);
         self.node_count += 1;
         id
     }
@@ -308,10 +422,12 @@ impl Tree {
             return Ok(false);
         }
         let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
-        // Exact capacity: a policy is a few hundred bytes, and most paths
-        // have one or two.
-        node.policies.reserve_exact(1);
-        node.policies.push(Policy::new(name, spec, generation, now_ms));
+        // Exact capacity: a policy is more than a hundred bytes, and most
+        // paths have one or two.
+        let mut policies = std::mem::take(&mut node.policies).into_vec();
+        policies.reserve_exact(1);
+        policies.push(Policy::new(name, spec, generation, now_ms));
+        node.policies = policies.into_boxed_slice();
         let r = PolicyRef { node: id, index: node.policies.len() - 1 };
         self.observe(&[r], now_ms, limits);
         Ok(true)
@@ -381,7 +497,9 @@ impl Tree {
     pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
         let r = self.policy_ref(path, name)?;
         if let Some(node) = self.node_mut(r.node) {
-            node.policies.remove(r.index);
+            let mut policies = std::mem::take(&mut node.policies).into_vec();
+            policies.remove(r.index);
+            node.policies = policies.into_boxed_slice();
         }
         Ok(())
     }
@@ -401,13 +519,10 @@ impl Tree {
             )));
         }
         // After this point the command succeeds.
-        let parent = self.node(id).and_then(|n| n.parent);
-        if let Some(p) = parent.and_then(|p| self.node_mut(p)) {
-            p.children.remove(names::leaf_of(path));
-        }
+        self.unlink_child(id);
         for &n in &subtree {
-            if let Some(node) = self.nodes.get_mut(n as usize).and_then(Option::take) {
-                self.by_path.remove(&node.path);
+            self.index_remove(n);
+            if self.nodes.get_mut(n as usize).and_then(Option::take).is_some() {
                 self.free.push(n);
                 self.node_count -= 1;
             }
@@ -420,9 +535,8 @@ impl Tree {
         let mut out = vec![id];
         let mut i = 0;
         while i < out.len() {
-            if let Some(node) = self.node(out[i]) {
-                out.extend(node.children.values().copied());
-            }
+            let children: Vec<NodeId> = self.children(out[i]).collect();
+            out.extend(children);
             i += 1;
         }
         out
@@ -463,7 +577,7 @@ impl Tree {
                     break;
                 }
                 nodes.push(id);
-                cursor = self.node(id).and_then(|n| n.parent);
+                cursor = self.node(id).and_then(Node::parent);
             }
             nodes[start..].reverse();
         }
@@ -637,13 +751,15 @@ impl Tree {
         let mut children = Vec::new();
         let mut more = 0;
         if depth > 0 {
-            for &child in node.children.values() {
+            let total = self.children(id).count();
+            // At most `budget` children are visited; only those are sorted.
+            for child in self.sorted_children(id, *budget) {
                 if *budget == 0 {
-                    more = node.children.len() - children.len();
                     break;
                 }
                 children.extend(self.view(child, depth - 1, budget, now_ms));
             }
+            more = total - children.len();
         }
         let policies: Vec<PolicyView> = node.policies.iter().map(|p| PolicyView::of(&p.at(now_ms), now_ms)).collect();
         Some(NodeView {
@@ -715,7 +831,7 @@ impl Tree {
                 }
             }
         }
-        if live != self.node_count || self.by_path.len() != live {
+        if live != self.node_count || self.index.len() != live {
             return Err("node count disagrees".into());
         }
         if self.hold_expiry.len() != self.holds.len() {
