@@ -20,7 +20,7 @@ use crate::engine::events::Event;
 use crate::engine::hold::{DoneEntry, Hold, ItemState};
 use crate::engine::names;
 use crate::engine::outcome::Costs;
-use crate::engine::policy::{HISTORY_LEN, MAX_WARN, Policy};
+use crate::engine::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
 use crate::engine::pricing::{self, Price, PriceBook};
 use crate::engine::tree::{Node, NodeId, Tree};
 use crate::engine::window::{ROLLING_BUCKETS, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
@@ -77,8 +77,57 @@ struct NodeV1 {
     path: String,
     parent: Option<NodeId>,
     children: BTreeMap<String, NodeId>,
-    policies: Vec<Policy>,
+    policies: Vec<PolicyV1>,
     spent: Costs,
+}
+
+/// A policy as version 1 stores it: its configuration as `QUOTA.SET`
+/// gives it, then its state. The tree keeps a compact form.
+#[derive(Serialize, Deserialize)]
+struct PolicyV1 {
+    name: String,
+    spec: PolicySpec,
+    generation: u64,
+    used: Decimal,
+    held: Decimal,
+    period_start_ms: u64,
+    rolled_over: Decimal,
+    granted: Decimal,
+    history: VecDeque<Closed>,
+    buckets: VecDeque<(u64, Decimal)>,
+    fired: u16,
+    over_fired: bool,
+}
+
+impl PolicyV1 {
+    fn of(policy: &Policy) -> PolicyV1 {
+        PolicyV1 {
+            name: policy.name().to_string(),
+            spec: policy.spec(),
+            generation: policy.generation,
+            used: policy.used,
+            held: policy.held,
+            period_start_ms: policy.period_start_ms,
+            rolled_over: policy.rolled_over(),
+            granted: policy.granted(),
+            history: policy.history().clone(),
+            buckets: policy.buckets().clone(),
+            fired: policy.fired,
+            over_fired: policy.over_fired,
+        }
+    }
+
+    /// The policy, once validated; derived fields are refreshed later.
+    fn into_policy(self) -> Policy {
+        let mut policy = Policy::new(&self.name, self.spec, self.generation, self.period_start_ms);
+        policy.used = self.used;
+        policy.held = self.held;
+        policy.period_start_ms = self.period_start_ms;
+        policy.fired = self.fired;
+        policy.over_fired = self.over_fired;
+        policy.restore(self.rolled_over, self.granted, self.history, self.buckets);
+        policy
+    }
 }
 
 /// The arena, written node by node in the version 1 shape.
@@ -111,7 +160,8 @@ impl Serialize for NodeOut<'_> {
         node.serialize_field("path", &*self.node.path)?;
         node.serialize_field("parent", &self.node.parent())?;
         node.serialize_field("children", &MapOut(children))?;
-        node.serialize_field("policies", &self.node.policies)?;
+        let policies: Vec<PolicyV1> = self.node.policies.iter().map(PolicyV1::of).collect();
+        node.serialize_field("policies", &policies)?;
         node.serialize_field("spent", &self.node.spent)?;
         node.end()
     }
@@ -236,8 +286,8 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
             continue;
         };
         let mut node = Node::new(&stored.path, stored.parent);
-        node.policies = stored.policies.into_boxed_slice();
-        node.spent = stored.spent;
+        node.policies = stored.policies.into_iter().map(PolicyV1::into_policy).collect();
+        node.spent = stored.spent.into_boxed_slice();
         tree.nodes.push(Some(node));
         if !stored.children.is_empty() {
             links.push((index as NodeId, stored.children.into_values().collect()));
@@ -545,8 +595,8 @@ mod tests {
         // Amounts past the bounds are refused before anything adds them up.
         let mut huge = sample();
         for policy in huge.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
-            policy.spec.limit = Decimal::MAX;
-            policy.granted = Decimal::MAX;
+            policy.limit = Decimal::MAX;
+            policy.restore(Decimal::ZERO, Decimal::MAX, VecDeque::new(), VecDeque::new());
         }
         assert!(decode(&encode(&huge), 1).is_err());
     }

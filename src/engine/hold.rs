@@ -240,7 +240,7 @@ impl Tree {
         self.check_path_room(reach.missing_nodes(), limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy(r) {
-                amount::add(policy.held, costs_get(&held, &policy.spec.metric))?;
+                amount::add(policy.held, costs_get(&held, policy.metric()))?;
             }
         }
         let policies = reach.policies;
@@ -255,7 +255,7 @@ impl Tree {
             // Resets due apply first, so the alerts below see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += costs_get(&held, &policy.spec.metric);
+            policy.held += costs_get(&held, policy.metric());
             lines.push(Line { node: r.node, generation: policy.generation });
         }
         for path in &req.set.paths {
@@ -322,8 +322,8 @@ impl Tree {
         let mut best: Option<Binding> = None;
         for &r in &reach.policies {
             let Some(policy) = self.policy_at(r, now_ms) else { continue };
-            let metric = policy.spec.metric.as_str();
-            let fits = match policy.spec.mode {
+            let metric = policy.metric();
+            let fits = match policy.mode {
                 Mode::Open => items.len(),
                 Mode::Block => {
                     if policy.used < policy.allowance() {
@@ -384,13 +384,13 @@ impl Tree {
         let (Some(node), Some(policy)) = (self.node(r.node), self.policy_at(r, now_ms)) else {
             return "not allowed".into();
         };
-        let metric = &policy.spec.metric;
+        let metric = policy.metric();
         let path = names::display_path(&node.path);
         let lead = match of {
             Some((fits, n)) => format!("enough {metric} for {fits} of {n} items"),
             None => format!("not enough {metric}"),
         };
-        match policy.spec.mode {
+        match policy.mode {
             Mode::Block => format!(
                 "{lead}: the limit at {path} is reached ({} of {} used)",
                 amount::format(policy.used),
@@ -679,7 +679,7 @@ impl Tree {
             else {
                 continue;
             };
-            let amount: Decimal = indices.iter().map(|&i| costs_get(&hold.items[i].cost, &policy.spec.metric)).sum();
+            let amount: Decimal = indices.iter().map(|&i| costs_get(&hold.items[i].cost, policy.metric())).sum();
             debug_assert!(policy.held >= amount, "held never goes negative");
             policy.held = (policy.held - amount).max(Decimal::ZERO);
         }
@@ -751,7 +751,7 @@ impl Tree {
             .policies
             .iter()
             .copied()
-            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric))))
+            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, p.metric()))))
             .collect();
         let refused = failing.first().copied();
         // The checks are built for a full answer, or to explain a refusal.
@@ -763,7 +763,7 @@ impl Tree {
         let denied_by: Vec<String> = failing
             .iter()
             .filter_map(|&r| {
-                Some(format!("{}#{}", names::display_path(&self.node(r.node)?.path), self.policy(r)?.name))
+                Some(format!("{}#{}", names::display_path(&self.node(r.node)?.path), self.policy(r)?.name()))
             })
             .collect();
         if req.check

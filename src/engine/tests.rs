@@ -61,7 +61,7 @@ fn company() -> Tree {
 
 fn policy_at(t: &Tree, path: &str, name: &str) -> policy::Policy {
     let id = t.find(path).expect("path");
-    t.node(id).unwrap().policies.iter().find(|p| p.name == name).expect("policy").clone()
+    t.node(id).unwrap().policies.iter().find(|p| p.name() == name).expect("policy").clone()
 }
 
 #[test]
@@ -348,7 +348,7 @@ fn set_updates_keep_usage_and_unset_forgets_holds() {
     let id = t.reserve(reserve_req(&["projects/p1"], &[&[("credits", "5")]]), 0, &l).unwrap().id.unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), 0, &l).unwrap();
     let p = policy_at(&t, "projects/p1", "cap");
-    assert_eq!((p.used, p.held, p.spec.limit), (d("10"), d("5"), d("70")));
+    assert_eq!((p.used, p.held, p.limit), (d("10"), d("5"), d("70")));
     t.unset_policy("projects/p1", "cap").unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Strict), 0, &l).unwrap();
     t.release(&id, None, 1, &l).unwrap();
@@ -605,7 +605,7 @@ proptest! {
             prop_assert_eq!(t.check_invariants(), Ok(()));
             for (path, name) in [("", "root"), ("a", "a"), ("a/b/c", "abc")] {
                 let p = policy_at(&t, path, name);
-                prop_assert!(p.used + p.held <= p.spec.limit + slack, "{}#{}: {} + {} > {} + {}", path, name, p.used, p.held, p.spec.limit, slack);
+                prop_assert!(p.used + p.held <= p.limit + slack, "{}#{}: {} + {} > {} + {}", path, name, p.used, p.held, p.limit, slack);
             }
             for (path, want) in &spent {
                 if let Ok(view) = t.get(path, now) {
@@ -669,11 +669,11 @@ mod windows {
         let mut p = Policy::new("m", windowed("5000000", month(1), Some("10000000")), 1, at(2026, 1, 1));
         p.add_used(d("1500000"), at(2026, 1, 20)).unwrap();
         p.roll(at(2026, 2, 1));
-        assert_eq!((p.allowance(), p.rolled_over), (d("8500000"), d("3500000")));
+        assert_eq!((p.allowance(), p.rolled_over()), (d("8500000"), d("3500000")));
         p.roll(at(2026, 3, 1));
         assert_eq!(p.allowance(), d("10000000"));
         assert_eq!(
-            p.history.iter().cloned().collect::<Vec<_>>(),
+            p.history().iter().cloned().collect::<Vec<_>>(),
             vec![
                 closed(at(2026, 2, 1), at(2026, 3, 1), "0", "8500000", "3500000"),
                 closed(at(2026, 1, 1), at(2026, 2, 1), "1500000", "5000000", "0"),
@@ -715,11 +715,11 @@ mod windows {
         let started = std::time::Instant::now();
         assert_eq!(p.roll(ten_years), 87_600, "every hour of ten years closed");
         assert!(started.elapsed().as_millis() < 100, "catching up is bounded");
-        assert_eq!(p.history.len(), HISTORY_LEN);
+        assert_eq!(p.history().len(), HISTORY_LEN);
         // After n idle hours the allowance is 1 + n (all carried over), below the cap.
         assert_eq!(p.allowance(), d("87601"));
-        assert_eq!(p.history[0].allowance, d("87600"));
-        assert_eq!(p.history[0].end_ms, ten_years);
+        assert_eq!(p.history()[0].allowance, d("87600"));
+        assert_eq!(p.history()[0].end_ms, ten_years);
     }
 
     #[test]
@@ -735,7 +735,7 @@ mod windows {
             p.roll(now);
             assert_eq!(p.period_start_ms, start);
         }
-        assert_eq!(p.history.len(), 3);
+        assert_eq!(p.history().len(), 3);
     }
 
     #[test]
@@ -756,11 +756,11 @@ mod windows {
         p.add_used(d("-9"), 61_600).unwrap();
         assert_eq!(p.used, d("3"));
         assert_eq!(
-            p.buckets.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+            p.buckets().iter().map(|(_, a)| *a).collect::<Vec<_>>(),
             vec![d("3")],
             "newest buckets give back first"
         );
-        assert!(p.buckets.len() <= 60);
+        assert!(p.buckets().len() <= 60);
     }
 
     #[test]
@@ -769,7 +769,7 @@ mod windows {
         let mut p = Policy::new("p", windowed("100", rolling, None), 1, 0);
         p.add_used(d("1"), 5_000).unwrap();
         p.add_used(d("2"), 3_000).unwrap();
-        assert_eq!(p.buckets.iter().cloned().collect::<Vec<_>>(), vec![(5, d("3"))]);
+        assert_eq!(p.buckets().iter().cloned().collect::<Vec<_>>(), vec![(5, d("3"))]);
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "r", windowed("100", rolling, None), 0, &l).unwrap();
@@ -800,7 +800,7 @@ mod windows {
         )
         .unwrap();
         let p = policy_at(&t, "", "m");
-        assert_eq!((p.used, p.history.len()), (d("0"), 0), "usage in credits is not usage in usd");
+        assert_eq!((p.used, p.history().len()), (d("0"), 0), "usage in credits is not usage in usd");
     }
 
     #[test]

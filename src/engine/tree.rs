@@ -69,8 +69,9 @@ pub struct Node {
     /// Live holds that name this node in `PATH` or `ALSO` (derived on load).
     pub live_holds: u32,
     pub policies: Box<[Policy]>,
-    /// Everything charged in this subtree since the node was created.
-    pub spent: Costs,
+    /// Everything charged in this subtree since the node was created, per
+    /// metric (a boxed slice: most nodes never change their metrics).
+    pub spent: Box<[(String, Decimal)]>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -87,7 +88,7 @@ impl Node {
             next_sibling: NO_NODE,
             live_holds: 0,
             policies: Box::default(),
-            spent: Costs::new(),
+            spent: Box::default(),
         }
     }
 
@@ -126,7 +127,7 @@ pub(crate) struct Reach {
 /// and the `rollover` event when the new period carries allowance over.
 fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<Event> {
     let mut events = Vec::new();
-    if let Some(last) = policy.history.front() {
+    if let Some(last) = policy.history().front() {
         let mut reset = Event::about(EventKind::Reset, now_ms, path, policy);
         reset.used = Some(last.used);
         reset.limit = Some(last.allowance);
@@ -134,9 +135,9 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
         reset.periods = Some(closed);
         events.push(reset);
     }
-    if policy.rolled_over > Decimal::ZERO {
+    if policy.rolled_over() > Decimal::ZERO {
         let mut rollover = Event::about(EventKind::Rollover, now_ms, path, policy);
-        rollover.rolled_over = Some(policy.rolled_over);
+        rollover.rolled_over = Some(policy.rolled_over());
         events.push(rollover);
     }
     events
@@ -289,9 +290,7 @@ impl Tree {
         bytes += self.index.capacity() * (size_of::<NodeId>() + 1) * 8 / 7;
         for node in self.nodes.iter().flatten() {
             bytes += node.path.len().next_multiple_of(16);
-            bytes += node.policies.len() * size_of::<Policy>();
-            bytes +=
-                node.policies.iter().map(|p| p.name.len() + p.spec.metric.len() + p.spec.warn.len()).sum::<usize>();
+            bytes += node.policies.iter().map(|p| size_of::<Policy>() + p.extra_bytes()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
         }
         for hold in self.holds.values() {
@@ -389,7 +388,7 @@ impl Tree {
         let existing = self
             .find(path)
             .and_then(|id| self.node(id))
-            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name == name)));
+            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name() == name)));
         match existing {
             Some((_, Some(_))) => {}
             Some((count, None)) if count >= limits.max_policies => {
@@ -408,11 +407,11 @@ impl Tree {
         // changed metric uses it.
         let generation = self.next_generation;
         self.next_generation += 1;
-        if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name == name)) {
+        if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
             let r = PolicyRef { node: id, index };
             self.roll_policy(r, now_ms, limits);
             if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
-                let new_metric = policy.spec.metric != spec.metric;
+                let new_metric = policy.metric() != spec.metric;
                 policy.update(spec, now_ms);
                 if new_metric {
                     policy.restart(generation, now_ms);
@@ -437,7 +436,7 @@ impl Tree {
         let node = self.find(path).ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
         let index = self
             .node(node)
-            .and_then(|n| n.policies.iter().position(|p| p.name == name))
+            .and_then(|n| n.policies.iter().position(|p| p.name() == name))
             .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
         Ok(PolicyRef { node, index })
     }
@@ -489,7 +488,7 @@ impl Tree {
 
     /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
     pub fn history(&self, path: &str, name: &str, now_ms: u64) -> Result<Vec<ResetOutcome>> {
-        Ok(self.policy_named(path, name)?.at(now_ms).history.iter().cloned().collect())
+        Ok(self.policy_named(path, name)?.at(now_ms).history().iter().cloned().collect())
     }
 
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
@@ -585,9 +584,7 @@ impl Tree {
         for &id in &nodes {
             let Some(node) = self.node(id) else { continue };
             for (index, policy) in node.policies.iter().enumerate() {
-                if metrics.contains(&policy.spec.metric.as_str())
-                    && policy.spec.matches(set.service.as_deref(), set.model.as_deref())
-                {
+                if metrics.contains(&policy.metric()) && policy.matches(set.service.as_deref(), set.model.as_deref()) {
                     policies.push(PolicyRef { node: id, index });
                 }
             }
@@ -608,7 +605,7 @@ impl Tree {
             .filter_map(|&r| {
                 let node = self.node(r.node)?;
                 let policy = self.policy_at(r, now_ms)?;
-                let amount = costs_get(requested, &policy.spec.metric);
+                let amount = costs_get(requested, policy.metric());
                 Some(Check::new(&node.path, &policy, amount, policy.passes(amount), now_ms))
             })
             .collect()
@@ -621,7 +618,7 @@ impl Tree {
         self.check_path_room(reach.missing, limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy_at(r, now_ms) {
-                amount::add(policy.used, costs_get(usage, &policy.spec.metric))?;
+                amount::add(policy.used, costs_get(usage, policy.metric()))?;
             }
         }
         for node in reach.nodes.iter().filter_map(|&id| self.node(id)) {
@@ -664,11 +661,11 @@ impl Tree {
             self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
-            let delta = costs_get(usage, &policy.spec.metric);
+            let delta = costs_get(usage, policy.metric());
             let added = policy.add_used(delta, now_ms);
             debug_assert!(added.is_ok(), "check_usage ran first");
             if policy.is_over() {
-                over.push(format!("{}#{}", names::display_path(&node.path), policy.name));
+                over.push(format!("{}#{}", names::display_path(&node.path), policy.name()));
             }
         }
         self.observe(&reach.policies, now_ms, limits);
@@ -677,7 +674,14 @@ impl Tree {
             for (metric, delta) in usage {
                 let current = costs_get(&node.spent, metric);
                 let updated = amount::add_floor_zero(current, *delta).unwrap_or(current);
-                costs_add(&mut node.spent, metric, updated - current);
+                match node.spent.iter_mut().find(|(m, _)| m == metric) {
+                    Some((_, total)) => *total = updated,
+                    None => {
+                        let mut spent = std::mem::take(&mut node.spent).into_vec();
+                        costs_add(&mut spent, metric, updated);
+                        node.spent = spent.into_boxed_slice();
+                    }
+                }
             }
         }
         over
@@ -764,7 +768,7 @@ impl Tree {
         let policies: Vec<PolicyView> = node.policies.iter().map(|p| PolicyView::of(&p.at(now_ms), now_ms)).collect();
         Some(NodeView {
             path: names::display_path(&node.path).to_string(),
-            spent: node.spent.clone(),
+            spent: node.spent.to_vec(),
             status: policies.iter().map(|p| p.status).max().unwrap_or(Status::None),
             policies,
             children,
@@ -807,7 +811,7 @@ impl Tree {
                 let policy =
                     self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation));
                 if let Some(policy) = policy {
-                    *expected.entry((line.node, line.generation)).or_default() += hold.held_of(&policy.spec.metric);
+                    *expected.entry((line.node, line.generation)).or_default() += hold.held_of(policy.metric());
                 }
             }
         }
@@ -823,11 +827,14 @@ impl Tree {
                 if policy.held != want {
                     return Err(format!(
                         "held {} != live holds {} at '{}#{}'",
-                        policy.held, want, node.path, policy.name
+                        policy.held,
+                        want,
+                        node.path,
+                        policy.name()
                     ));
                 }
                 if policy.used.is_sign_negative() && !policy.used.is_zero() {
-                    return Err(format!("negative used at '{}#{}'", node.path, policy.name));
+                    return Err(format!("negative used at '{}#{}'", node.path, policy.name()));
                 }
             }
         }
