@@ -15,6 +15,9 @@ pub enum Reply {
     Str(String),
     /// A bulk string known at compile time (no allocation).
     Text(&'static str),
+    /// An amount, as a bulk string in its canonical text (formatted when
+    /// emitted, without an allocation).
+    Amount(Decimal),
     Nil,
     /// The simple string `OK`.
     Ok,
@@ -27,7 +30,7 @@ pub enum Reply {
 
 impl Reply {
     pub fn amount(value: Decimal) -> Reply {
-        Reply::Str(amount::format(value))
+        Reply::Amount(value)
     }
 
     pub fn flag(value: bool) -> Reply {
@@ -73,6 +76,7 @@ pub fn emit(ctx: &Context, reply: &Reply) {
         }
         Reply::Str(s) => text(s),
         Reply::Text(s) => text(s),
+        Reply::Amount(value) => text(amount::Text::new().write(*value)),
         Reply::Nil => {
             raw::reply_with_null(c);
         }
@@ -144,6 +148,7 @@ fn write_json(reply: &Reply, out: &mut String) {
         Reply::Int(n) => out.push_str(&n.to_string()),
         Reply::Str(s) => write_json_str(s, out),
         Reply::Text(s) => write_json_str(s, out),
+        Reply::Amount(value) => write_json_str(amount::Text::new().write(*value), out),
         Reply::Nil => out.push_str("null"),
         Reply::Ok => out.push_str("\"OK\""),
         Reply::Array(items) => {

@@ -82,8 +82,86 @@ pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
 
 /// The canonical text of an amount: no trailing zeros, no exponent, `"0"` for zero.
 pub fn format(value: Decimal) -> String {
-    let n = value.normalize();
-    if n.is_zero() { "0".to_string() } else { n.to_string() }
+    let mut buf = Text::new();
+    buf.write(value).to_string()
+}
+
+/// Room for the text of any `Decimal`: a sign, 29 digits, a point and up
+/// to 28 leading zeros of a fraction.
+const TEXT_CAP: usize = 64;
+
+/// A stack buffer an amount is written into, so that replies and messages
+/// format amounts without the formatting machinery or a heap allocation
+/// (they are written on every request, up to dozens per reply).
+pub struct Text {
+    buf: [u8; TEXT_CAP],
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::new()
+    }
+}
+
+impl Text {
+    pub fn new() -> Text {
+        Text { buf: [0; TEXT_CAP] }
+    }
+
+    /// The canonical text of `value` (as [`format`] gives it).
+    pub fn write(&mut self, value: Decimal) -> &str {
+        let mut mantissa = value.mantissa().unsigned_abs();
+        let mut scale = value.scale() as usize;
+        // Trailing zeros of the fraction are not shown.
+        while scale > 0 && mantissa.is_multiple_of(10) {
+            mantissa /= 10;
+            scale -= 1;
+        }
+        if mantissa == 0 {
+            return "0";
+        }
+        // Digits from the end of the buffer backwards; most amounts fit a
+        // u64, whose division is much cheaper than a u128's.
+        let mut i = TEXT_CAP;
+        let mut digits = 0;
+        let mut put = |i: &mut usize, b: u8| {
+            *i -= 1;
+            self.buf[*i] = b;
+        };
+        let mut emit_digit = |i: &mut usize, d: u8, digits: &mut usize| {
+            put(i, b'0' + d);
+            *digits += 1;
+            if *digits == scale {
+                put(i, b'.');
+            }
+        };
+        if let Ok(mut small) = u64::try_from(mantissa) {
+            while small > 0 {
+                emit_digit(&mut i, (small % 10) as u8, &mut digits);
+                small /= 10;
+            }
+        } else {
+            while mantissa > 0 {
+                emit_digit(&mut i, (mantissa % 10) as u8, &mut digits);
+                mantissa /= 10;
+            }
+        }
+        // A fraction below 1: zeros up to the point, then "0." before it.
+        if digits < scale {
+            while digits < scale {
+                emit_digit(&mut i, 0, &mut digits);
+            }
+        }
+        if scale > 0 && digits == scale {
+            i -= 1;
+            self.buf[i] = b'0';
+        }
+        if value.is_sign_negative() {
+            i -= 1;
+            self.buf[i] = b'-';
+        }
+        std::str::from_utf8(&self.buf[i..]).unwrap_or("0")
+    }
 }
 
 /// Checks that a decimal read from disk respects the bounds above.
@@ -134,6 +212,27 @@ mod tests {
         for (input, want) in rows {
             let got = parse(input).ok().map(format);
             assert_eq!(got.as_deref(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn text_matches_the_decimal_display() {
+        let mut rows: Vec<Decimal> = ["0", "-0", "1", "-1", "10", "100.000", "0.5", "-0.05", "0.0000000001", "12.50"]
+            .iter()
+            .map(|t| Decimal::from_str(t).unwrap())
+            .collect();
+        rows.extend([MAX_INPUT, -MAX_TOTAL, Decimal::MAX, Decimal::MIN, Decimal::new(1, 28), Decimal::new(-123, 28)]);
+        rows.extend([Decimal::from_i128_with_scale(79_228_162_514_264_337_593_543_950_335, 10)]);
+        let mut seed: u64 = 7;
+        for _ in 0..5000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let m = i128::from(seed as i64) * i128::from((seed >> 20) as u16);
+            rows.push(Decimal::from_i128_with_scale(m, (seed >> 59) as u32 % 29));
+        }
+        for value in rows {
+            let n = value.normalize();
+            let want = if n.is_zero() { "0".to_string() } else { n.to_string() };
+            assert_eq!(Text::new().write(value), want, "{value:?}");
         }
     }
 

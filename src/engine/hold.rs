@@ -859,15 +859,18 @@ fn sum_costs<'a>(items: impl IntoIterator<Item = &'a Costs>) -> Costs {
 
 /// `30 credits, 1 requests`.
 pub fn describe(costs: &Costs) -> String {
-    use std::fmt::Write;
     if costs.is_empty() {
         return "nothing".into();
     }
     let mut out = String::with_capacity(16 * costs.len());
+    let mut text = amount::Text::new();
     for (i, (metric, value)) in costs.iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
-        let value = if value.is_zero() { Decimal::ZERO } else { value.normalize() };
-        let _ = write!(out, "{separator}{value} {metric}");
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(text.write(*value));
+        out.push(' ');
+        out.push_str(metric);
     }
     out
 }
