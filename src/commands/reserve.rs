@@ -3,7 +3,6 @@
 
 use super::args::Args;
 use super::price::usage_pairs;
-use super::read::push_period;
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
@@ -240,29 +239,7 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
 }
 
 fn checks_reply(checks: Vec<Check>) -> Reply {
-    Reply::Array(
-        checks
-            .into_iter()
-            .map(|c| {
-                let mut fields = vec![
-                    ("path", Reply::Str(c.path)),
-                    ("policy", Reply::Str(c.policy)),
-                    ("metric", Reply::Str(c.metric)),
-                    ("mode", Reply::Text(c.mode.as_str())),
-                    ("window", Reply::Str(c.window.label())),
-                    ("limit", Reply::amount(c.limit)),
-                    ("used", Reply::amount(c.used)),
-                    ("held", Reply::amount(c.held)),
-                    ("requested", Reply::amount(c.requested)),
-                    ("remaining", Reply::amount(c.remaining)),
-                    ("pass", Reply::flag(c.pass)),
-                    ("status", Reply::Text(c.status.as_str())),
-                ];
-                push_period(&mut fields, c.period);
-                Reply::Map(fields)
-            })
-            .collect(),
-    )
+    Reply::Checks(checks)
 }
 
 /// `ITEM i` and an optional `COST …` after a reservation id.

@@ -110,57 +110,61 @@ impl Text {
 
     /// The canonical text of `value` (as [`format`] gives it).
     pub fn write(&mut self, value: Decimal) -> &str {
-        let mut mantissa = value.mantissa().unsigned_abs();
-        let mut scale = value.scale() as usize;
-        // Trailing zeros of the fraction are not shown.
-        while scale > 0 && mantissa.is_multiple_of(10) {
-            mantissa /= 10;
-            scale -= 1;
-        }
-        if mantissa == 0 {
+        let mantissa = value.mantissa().unsigned_abs();
+        let scale = value.scale() as usize;
+        // Most amounts fit a u64, whose division is much cheaper than a
+        // u128's.
+        let len = match u64::try_from(mantissa) {
+            Ok(small) => self.digits(small, scale, |m| (m / 10, (m % 10) as u8, m == 0)),
+            Err(_) => self.digits(mantissa, scale, |m| (m / 10, (m % 10) as u8, m == 0)),
+        };
+        let start = TEXT_CAP - len;
+        if len == 1 && self.buf[start] == b'0' {
             return "0";
         }
-        // Digits from the end of the buffer backwards; most amounts fit a
-        // u64, whose division is much cheaper than a u128's.
+        let mut start = start;
+        if value.is_sign_negative() {
+            start -= 1;
+            self.buf[start] = b'-';
+        }
+        std::str::from_utf8(&self.buf[start..]).unwrap_or("0")
+    }
+
+    /// Writes `mantissa` × 10^-`scale` without trailing fractional zeros at
+    /// the end of the buffer, leaving room for a sign; returns the length.
+    /// `step` gives (m / 10, m % 10, m == 0).
+    fn digits<M: Copy>(&mut self, mut mantissa: M, mut scale: usize, step: impl Fn(M) -> (M, u8, bool)) -> usize {
+        // Trailing zeros of the fraction are not shown.
+        while scale > 0 {
+            let (rest, digit, _) = step(mantissa);
+            if digit != 0 {
+                break;
+            }
+            mantissa = rest;
+            scale -= 1;
+        }
         let mut i = TEXT_CAP;
-        let mut digits = 0;
-        let mut put = |i: &mut usize, b: u8| {
-            *i -= 1;
-            self.buf[*i] = b;
-        };
-        let mut emit_digit = |i: &mut usize, d: u8, digits: &mut usize| {
-            put(i, b'0' + d);
-            *digits += 1;
-            if *digits == scale {
-                put(i, b'.');
+        let mut written = 0;
+        loop {
+            let (rest, digit, _) = step(mantissa);
+            i -= 1;
+            self.buf[i] = b'0' + digit;
+            written += 1;
+            mantissa = rest;
+            if written == scale {
+                i -= 1;
+                self.buf[i] = b'.';
             }
-        };
-        if let Ok(mut small) = u64::try_from(mantissa) {
-            while small > 0 {
-                emit_digit(&mut i, (small % 10) as u8, &mut digits);
-                small /= 10;
-            }
-        } else {
-            while mantissa > 0 {
-                emit_digit(&mut i, (mantissa % 10) as u8, &mut digits);
-                mantissa /= 10;
+            if step(mantissa).2 && written >= scale {
+                break;
             }
         }
-        // A fraction below 1: zeros up to the point, then "0." before it.
-        if digits < scale {
-            while digits < scale {
-                emit_digit(&mut i, 0, &mut digits);
-            }
-        }
-        if scale > 0 && digits == scale {
+        if written == scale {
+            // A fraction below 1 starts with "0.".
             i -= 1;
             self.buf[i] = b'0';
         }
-        if value.is_sign_negative() {
-            i -= 1;
-            self.buf[i] = b'-';
-        }
-        std::str::from_utf8(&self.buf[i..]).unwrap_or("0")
+        TEXT_CAP - i
     }
 }
 
