@@ -27,6 +27,8 @@ pub enum Reply {
     Map(Vec<(&'static str, Reply)>),
     /// A map whose keys are data, such as metric names.
     Pairs(Vec<(String, Reply)>),
+    /// Metric → amount.
+    Costs(Costs),
     /// The per-policy checks of a reservation or charge: an array of maps,
     /// written field by field from the checks themselves (a full answer
     /// has a dozen fields for each of many policies).
@@ -108,7 +110,7 @@ impl Reply {
 
     /// Metric → amount, taking the metric names.
     pub fn costs_owned(costs: Costs) -> Reply {
-        Reply::Pairs(costs.into_iter().map(|(m, a)| (m, Reply::amount(a))).collect())
+        Reply::Costs(costs)
     }
 
     pub fn strings(values: impl IntoIterator<Item = String>) -> Reply {
@@ -153,6 +155,14 @@ pub fn emit(ctx: &Context, reply: &Reply) {
             for (key, value) in fields {
                 text(key);
                 emit(ctx, value);
+            }
+        }
+        Reply::Costs(costs) => {
+            raw::reply_with_map(c, costs.len() as _);
+            let mut amount_text = amount::Text::new();
+            for (metric, value) in costs {
+                text(metric);
+                text(amount_text.write(*value));
             }
         }
         Reply::Checks(checks) => {
@@ -232,6 +242,18 @@ fn write_json(reply: &Reply, out: &mut String) {
         }
         Reply::Map(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
         Reply::Pairs(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
+        Reply::Costs(costs) => {
+            out.push('{');
+            for (i, (metric, value)) in costs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_str(metric, out);
+                out.push(':');
+                write_json_str(amount::Text::new().write(*value), out);
+            }
+            out.push('}');
+        }
         Reply::Checks(checks) => {
             out.push('[');
             let mut first = true;
@@ -270,8 +292,12 @@ mod tests {
             ("b", Reply::Int(1)),
             ("a", Reply::Array(vec![Reply::Nil, Reply::str("x\"y")])),
             ("spent", Reply::costs(&vec![("credits".into(), Decimal::new(125, 1))])),
+            ("cost", Reply::costs_owned(vec![("credits".into(), Decimal::new(-3, 0)), ("usd".into(), Decimal::ZERO)])),
         ]);
-        assert_eq!(to_json(&r), r#"{"b":1,"a":[null,"x\"y"],"spent":{"credits":"12.5"}}"#);
+        assert_eq!(
+            to_json(&r),
+            r#"{"b":1,"a":[null,"x\"y"],"spent":{"credits":"12.5"},"cost":{"credits":"-3","usd":"0"}}"#
+        );
         let tricky = "a\"b\\c\nd\u{1}é💥";
         let parsed: serde_json::Value = serde_json::from_str(&to_json(&Reply::str(tricky))).unwrap();
         assert_eq!(parsed, serde_json::Value::String(tricky.into()));

@@ -335,12 +335,13 @@ fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, true)?;
     let canonical = req.priced.then(|| req.canonical(None));
-    let cost = req.items.first().cloned().unwrap_or_default();
-    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief: req.brief };
+    let brief = req.brief;
+    let cost = req.items.into_iter().next().unwrap_or_default();
+    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief };
     let outcome = tree.charge(&request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
-    let mut answer = Answer::new(charge_reply(outcome, req.brief), changed);
+    let mut answer = Answer::new(charge_reply(outcome, brief), changed);
     answer.replicate = canonical;
     Ok(answer)
 }

@@ -367,7 +367,7 @@ impl Tree {
             return match (req.batch, n) {
                 (BatchMode::DryRun, 1) => format!("fits: {}", describe(total)),
                 (BatchMode::DryRun, _) => format!("all {n} items fit: {}", describe(total)),
-                (_, 1) => format!("reserved {}", describe(total)),
+                (_, 1) => describe_after("reserved ", total),
                 (_, _) => format!("reserved all {n} items: {}", describe(total)),
             };
         };
@@ -789,7 +789,7 @@ impl Tree {
             charged: req.cost.clone(),
             checks,
             denied_by,
-            message: format!("charged {}", describe(&req.cost)),
+            message: describe_after("charged ", &req.cost),
             over,
             duplicate: false,
         };
@@ -859,10 +859,16 @@ fn sum_costs<'a>(items: impl IntoIterator<Item = &'a Costs>) -> Costs {
 
 /// `30 credits, 1 requests`.
 pub fn describe(costs: &Costs) -> String {
+    describe_after("", costs)
+}
+
+/// `prefix` then [`describe`], in one allocation.
+pub fn describe_after(prefix: &str, costs: &Costs) -> String {
     if costs.is_empty() {
-        return "nothing".into();
+        return format!("{prefix}nothing");
     }
-    let mut out = String::with_capacity(16 * costs.len());
+    let mut out = String::with_capacity(prefix.len() + 24 * costs.len());
+    out.push_str(prefix);
     let mut text = amount::Text::new();
     for (i, (metric, value)) in costs.iter().enumerate() {
         if i > 0 {
