@@ -522,7 +522,7 @@ mod tests {
             t.reserve(req.clone(), 100, &l).unwrap();
         }
         t.expire(700, &l);
-        t.charge(&ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false }, 800, &l).unwrap();
+        t.charge(ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false }, 800, &l).unwrap();
         t
     }
 

@@ -90,16 +90,34 @@ pub fn run(ctx: &Context, argv: Vec<RedisString>, command: &Command) -> RedisRes
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
-    let texts = utf8_args(&argv[2..])?;
-    execute(ctx, &argv[1], &texts, &argv[2..], command, None)
+    let rest = &argv[2..];
+    // Requests have a dozen or two arguments: borrow them into an array on
+    // the stack, and only longer ones into a Vec.
+    let mut inline = [""; 32];
+    let heap;
+    let texts: &[&str] = match inline.get_mut(..rest.len()) {
+        Some(slots) => {
+            for (slot, arg) in slots.iter_mut().zip(rest) {
+                *slot = arg.try_as_str().map_err(|_| RedisError::Str(NOT_UTF8))?;
+            }
+            slots
+        }
+        None => {
+            heap = utf8_args(rest)?;
+            &heap
+        }
+    };
+    execute(ctx, &argv[1], texts, rest, command, None)
 }
+
+const NOT_UTF8: &str = "ERR syntax: arguments must be valid UTF-8";
 
 /// The arguments as text, borrowed from Redis's strings.
 pub fn utf8_args(argv: &[RedisString]) -> std::result::Result<Vec<&str>, RedisError> {
     argv.iter()
         .map(|a| a.try_as_str())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| RedisError::Str("ERR syntax: arguments must be valid UTF-8"))
+        .map_err(|_| RedisError::Str(NOT_UTF8))
 }
 
 /// Room for an encoded [`Stamp`].

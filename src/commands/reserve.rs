@@ -89,7 +89,7 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
     let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
     let (mut batch, mut brief, mut check, mut items, mut priced) = (None, false, false, Vec::new(), false);
     let mut usage_keys: Vec<(String, String)> = Vec::new();
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
         let Some(kw) = keyword(word, REQUEST_KEYWORDS) else { return Err(args.unknown(word)) };
@@ -245,7 +245,7 @@ fn checks_reply(checks: Vec<Check>) -> Reply {
 /// `ITEM i` and an optional `COST …` after a reservation id.
 fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, Option<Costs>, bool)> {
     let (mut item, mut cost, mut priced) = (None, None, false);
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     let keywords: &[&str] = if with_cost { &["ITEM", "COST", "USAGE"] } else { &["ITEM"] };
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -338,7 +338,7 @@ fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let brief = req.brief;
     let cost = req.items.into_iter().next().unwrap_or_default();
     let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief };
-    let outcome = tree.charge(&request, env.now_ms, &env.limits)?;
+    let outcome = tree.charge(request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
     let mut answer = Answer::new(charge_reply(outcome, brief), changed);

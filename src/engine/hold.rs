@@ -731,7 +731,7 @@ impl Tree {
     }
 
     /// `QUOTA.CHARGE`: records usage that already happened, without a hold.
-    pub fn charge(&mut self, req: &ChargeRequest, now_ms: u64, limits: &Limits) -> Result<ChargeOutcome> {
+    pub fn charge(&mut self, req: ChargeRequest, now_ms: u64, limits: &Limits) -> Result<ChargeOutcome> {
         if let Some(id) = &req.id {
             if self.holds.contains_key(id) {
                 return Err(Error::State(format!("id '{id}' is already used by a reservation")));
@@ -786,16 +786,16 @@ impl Tree {
         let over = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let outcome = ChargeOutcome {
             allowed: true,
-            charged: req.cost.clone(),
+            message: describe_after("charged ", &req.cost),
+            charged: req.cost,
             checks,
             denied_by,
-            message: describe_after("charged ", &req.cost),
             over,
             duplicate: false,
         };
-        if let Some(id) = &req.id {
+        if let Some(id) = req.id {
             self.remember(DoneEntry {
-                id: id.clone(),
+                id,
                 forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms),
                 hold: None,
                 charge: Some(outcome.clone()),

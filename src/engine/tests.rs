@@ -222,7 +222,7 @@ fn charge_records_and_check_refuses_atomically() {
     let rows =
         [("60", false, true, "60"), ("60", true, false, "60"), ("-100", true, true, "0"), ("40", true, true, "40")];
     for (cost, check, allowed, used) in rows {
-        let out = t.charge(&charge_req(&["projects/p9"], &[("credits", cost)], check), 0, &l).unwrap();
+        let out = t.charge(charge_req(&["projects/p9"], &[("credits", cost)], check), 0, &l).unwrap();
         assert_eq!(out.allowed, allowed, "{cost} {check}");
         assert_eq!(out.charged.is_empty(), !allowed);
         assert_eq!(policy_at(&t, "", "monthly").used, d(used), "{cost} {check}");
@@ -344,7 +344,7 @@ fn delpath_refuses_while_held_and_removes_the_subtree() {
 fn set_updates_keep_usage_and_unset_forgets_holds() {
     let l = Limits::default();
     let mut t = company();
-    t.charge(&charge_req(&["projects/p1"], &[("credits", "10")], false), 0, &l).unwrap();
+    t.charge(charge_req(&["projects/p1"], &[("credits", "10")], false), 0, &l).unwrap();
     let id = t.reserve(reserve_req(&["projects/p1"], &[&[("credits", "5")]]), 0, &l).unwrap().id.unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), 0, &l).unwrap();
     let p = policy_at(&t, "projects/p1", "cap");
@@ -361,7 +361,7 @@ fn set_updates_keep_usage_and_unset_forgets_holds() {
 fn tree_views_show_status_and_depth() {
     let l = Limits::default();
     let mut t = company();
-    t.charge(&charge_req(&["projects/p1"], &[("credits", "45")], false), 0, &l).unwrap();
+    t.charge(charge_req(&["projects/p1"], &[("credits", "45")], false), 0, &l).unwrap();
     let view = t.tree_view("", 1, 1000, 0).unwrap();
     assert!(!view.truncated);
     assert_eq!(view.nodes, 3);
@@ -380,7 +380,7 @@ fn a_large_tree_is_cut_at_count_with_a_marker() {
     let l = Limits::default();
     let mut t = Tree::new();
     for i in 0..50 {
-        t.charge(&charge_req(&[&format!("projects/p{i:02}/users/u1")], &[("credits", "1")], false), 0, &l).unwrap();
+        t.charge(charge_req(&[&format!("projects/p{i:02}/users/u1")], &[("credits", "1")], false), 0, &l).unwrap();
     }
     // limit, nodes returned, truncated
     for (count, nodes, truncated) in [(1000, 152, false), (10, 10, true), (1, 1, true), (3, 3, true)] {
@@ -414,16 +414,16 @@ mod events {
         };
         t.set_policy("", "m", monthly, 0, &l).unwrap();
         // One charge crosses both thresholds, in order.
-        t.charge(&charge_req(&["p"], &[("credits", "91")], false), 1, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "91")], false), 1, &l).unwrap();
         assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(80)), (EventKind::Warning, Some(90))]);
-        t.charge(&charge_req(&["p"], &[("credits", "-50")], false), 2, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "50")], false), 3, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "-50")], false), 2, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "50")], false), 3, &l).unwrap();
         assert_eq!(kinds(&t).len(), 2, "each threshold fires once per period");
-        t.charge(&charge_req(&["p"], &[("credits", "9")], false), 4, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "9")], false), 4, &l).unwrap();
         assert_eq!(kinds(&t)[2], (EventKind::Over, None));
         // The next month: a reset event, and the thresholds fire again.
         let feb = 31 * DAY_MS as u64;
-        t.charge(&charge_req(&["p"], &[("credits", "85")], false), feb, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "85")], false), feb, &l).unwrap();
         let all: Vec<_> = t.events_since(0, usize::MAX).cloned().collect();
         assert_eq!(all[3].kind, EventKind::Reset);
         assert_eq!((all[3].used, all[3].limit, all[3].periods), (Some(d("100")), Some(d("100")), Some(1)));
@@ -458,10 +458,10 @@ mod events {
             ..spec("credits", "10", Mode::Strict)
         };
         t.set_policy("", "r", rolling, 0, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "6")], false), 0, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "6")], false), 0, &l).unwrap();
         // Two hours later the old usage has dropped out and new usage crosses again,
         // within one write.
-        t.charge(&charge_req(&["p"], &[("credits", "6")], false), 7_200_000, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "6")], false), 7_200_000, &l).unwrap();
         assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(50)), (EventKind::Warning, Some(50))]);
     }
 
@@ -594,7 +594,7 @@ proptest! {
                 }
                 Op::Charge { path, amount, check } => {
                     let amount = Decimal::from(amount);
-                    let out = t.charge(&ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
+                    let out = t.charge(ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
                     if out.allowed {
                         if !check && amount > Decimal::ZERO { slack += amount; }
                         record(&[PATHS[path]], amount, &mut spent);
@@ -648,7 +648,7 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "m", windowed("100", month(1), None), at(2026, 1, 10), &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "30")], false), at(2026, 1, 15), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "30")], false), at(2026, 1, 15), &l).unwrap();
         let jan = t.get("", at(2026, 1, 31)).unwrap();
         assert_eq!(jan.policies[0].used, d("30"));
         assert_eq!(jan.policies[0].period, Some((at(2026, 1, 1), at(2026, 2, 1))));
@@ -773,8 +773,8 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "r", windowed("100", rolling, None), 0, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "1")], false), 9_000, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "1")], false), 2_000, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "1")], false), 9_000, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "1")], false), 2_000, &l).unwrap();
         assert!(crate::persist::decode(&crate::persist::encode(&t), crate::persist::ENCODING_VERSION).is_ok());
     }
 
@@ -783,14 +783,14 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "m", windowed("100", month(1), Some("1000")), at(2026, 1, 1), &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "10")], false), at(2026, 1, 2), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "10")], false), at(2026, 1, 2), &l).unwrap();
         // Five idle months carry 90 + 4 × 100 over: the allowance is 590.
         assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("590"));
         t.set_policy("", "m", windowed("100", month(1), Some("300")), at(2026, 6, 1), &l).unwrap();
         assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("300"), "clamped to the new cap");
         t.set_policy("", "m", windowed("100", Window::None, None), at(2026, 6, 1), &l).unwrap();
         assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("100"), "no rollover without a window");
-        t.charge(&charge_req(&["p"], &[("credits", "40")], false), at(2026, 6, 2), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "40")], false), at(2026, 6, 2), &l).unwrap();
         t.set_policy(
             "",
             "m",
@@ -827,7 +827,7 @@ mod windows {
         t.set_policy("", "m", windowed("100", month(1), Some("150")), at(2026, 1, 1), &l).unwrap();
         let view = t.grant("", "m", d("20"), at(2026, 1, 5), &l).unwrap();
         assert_eq!(view.limit, d("120"));
-        t.charge(&charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
         let closed = t.reset_policy("", "m", at(2026, 1, 10), &l).unwrap();
         assert_eq!(
             closed,
