@@ -180,15 +180,14 @@ impl Tree {
         {
             return Ok(first);
         }
-        let mut total = Costs::new();
+        let mut total = Costs::with_capacity(req.items.first().map_or(0, Vec::len));
         for item in &req.items {
             for (metric, value) in item {
                 amount::add(costs_get(&total, metric), *value)?;
                 costs_add(&mut total, metric, *value);
             }
         }
-        let metrics: Vec<&str> = total.iter().map(|(m, _)| m.as_str()).collect();
-        let reach = self.reach(&req.set, &metrics);
+        let reach = self.reach(&req.set, &total);
         let n = req.items.len();
         let binding = self.binding(&reach, &req.items, now_ms);
         let fits = binding.as_ref().map_or(n, |b| b.fits);
@@ -233,7 +232,8 @@ impl Tree {
             return Ok(outcome);
         }
 
-        let held = if reserved == n { outcome.cost.clone() } else { sum_costs(&req.items[..reserved]) };
+        let held: Cow<'_, Costs> =
+            if reserved == n { Cow::Borrowed(&outcome.cost) } else { Cow::Owned(sum_costs(&req.items[..reserved])) };
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
@@ -744,8 +744,7 @@ impl Tree {
                 None => {}
             }
         }
-        let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
-        let reach = self.reach(&req.set, &metrics);
+        let reach = self.reach(&req.set, &req.cost);
         // The policies that refuse this charge, each judged once.
         let failing: Vec<PolicyRef> = reach
             .policies

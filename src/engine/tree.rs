@@ -544,10 +544,10 @@ impl Tree {
     // ----- reaching policies and charging usage --------------------------
 
     /// The nodes and the policies a charge set reaches, each once: those
-    /// whose metric is in `metrics` and whose filter matches. A path that
-    /// exists costs one hash lookup; its ancestors are found through the
-    /// parent links.
-    pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[&str]) -> Reach {
+    /// whose metric is one of `metrics` (amounts per metric) and whose
+    /// filter matches. A path that exists costs one hash lookup; its
+    /// ancestors are found through the parent links.
+    pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[(String, Decimal)]) -> Reach {
         let mut nodes: Vec<NodeId> = Vec::with_capacity(8);
         let mut missing: Vec<&str> = Vec::new();
         for path in &set.paths {
@@ -584,7 +584,9 @@ impl Tree {
         for &id in &nodes {
             let Some(node) = self.node(id) else { continue };
             for (index, policy) in node.policies.iter().enumerate() {
-                if metrics.contains(&policy.metric()) && policy.matches(set.service.as_deref(), set.model.as_deref()) {
+                if metrics.iter().any(|(m, _)| m == policy.metric())
+                    && policy.matches(set.service.as_deref(), set.model.as_deref())
+                {
                     policies.push(PolicyRef { node: id, index });
                 }
             }
@@ -632,8 +634,7 @@ impl Tree {
     /// The reach of `usage` on `set`, for [`Tree::check_usage`] and
     /// [`Tree::apply_usage`].
     pub(crate) fn usage_reach(&self, set: &ChargeSet, usage: &Costs) -> Reach {
-        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
-        self.reach(set, &metrics)
+        self.reach(set, usage)
     }
 
     /// Charges `usage` to every node of the charge set and every matching
