@@ -7,6 +7,13 @@
 //! everything read is validated: a corrupt payload is an error, never a
 //! panic or a tree that breaks its invariants.
 //!
+//! The encoding is independent of the in-memory layout: nodes and policies
+//! are written and read in their version 1 shapes (`NodeV1`, `PolicyV1`:
+//! children as a map by segment, a policy as its `QUOTA.SET` spec and its
+//! state), while the tree keeps compact forms (sibling links, a policy
+//! whose rarely used parts are boxed). A layout change alone needs no new
+//! version.
+//!
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
 
