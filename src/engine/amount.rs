@@ -108,7 +108,7 @@ impl Text {
         Text { buf: [0; TEXT_CAP] }
     }
 
-    /// The canonical text of `value` (as [`format`] gives it).
+    /// The canonical text of `value` (as [`format()`] gives it).
     pub fn write(&mut self, value: Decimal) -> &str {
         let mantissa = value.mantissa().unsigned_abs();
         let scale = value.scale() as usize;

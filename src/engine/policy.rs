@@ -265,8 +265,8 @@ impl Period {
 /// A policy and its usage in the current period.
 ///
 /// A tree holds one or more per path, so the layout is compact (128
-/// bytes): name and metric share one allocation, the window carries the
-/// current period's end, and what most policies never use is in [`Extra`].
+/// bytes): name and metric share one interned allocation, the window carries the
+/// current period's end, and what most policies never use is in `Extra`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// The name, then the metric: `labels[..split]` and `labels[split..]`.

@@ -57,7 +57,7 @@ pub(crate) const NO_NODE: NodeId = NodeId::MAX;
 /// A node of the tree. A tree of 100,000 paths is 100,000 of these, so the
 /// layout is compact: the path is stored once (the index hashes it in
 /// place), children are a linked list through their sibling links instead
-/// of a map per node, and the links are plain ids with [`NO_NODE`] for none.
+/// of a map per node, and the links are plain ids with `NO_NODE` for none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Canonical path ("" for the root).
