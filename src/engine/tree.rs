@@ -529,13 +529,14 @@ impl Tree {
         Ok(subtree.len())
     }
 
-    /// The node and everything below it, parents before children.
+    /// The node and everything below it, parents before children, children
+    /// by name (so the order, and the free slots it leaves, do not depend
+    /// on the order in which the children were created or loaded).
     pub(crate) fn subtree(&self, id: NodeId) -> Vec<NodeId> {
         let mut out = vec![id];
         let mut i = 0;
         while i < out.len() {
-            let children: Vec<NodeId> = self.children(out[i]).collect();
-            out.extend(children);
+            out.extend(self.sorted_children(out[i], usize::MAX));
             i += 1;
         }
         out
