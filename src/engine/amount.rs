@@ -112,6 +112,33 @@ impl Text {
     pub fn write(&mut self, value: Decimal) -> &str {
         let mantissa = value.mantissa().unsigned_abs();
         let scale = value.scale() as usize;
+        // The common case: a mantissa that fits a u64 and a scale whose
+        // power of ten does too. The integer and the fraction are written
+        // as two integers.
+        if let (Ok(mut small), Some(mut scale)) =
+            (u64::try_from(mantissa), u32::try_from(scale).ok().filter(|&s| s <= 19))
+        {
+            while scale > 0 && small.is_multiple_of(10) {
+                small /= 10;
+                scale -= 1;
+            }
+            if small == 0 {
+                return "0";
+            }
+            let mut i = if scale > 0 {
+                let unit = 10u64.pow(scale);
+                let start = put_digits(&mut self.buf, TEXT_CAP, small % unit, scale) - 1;
+                self.buf[start] = b'.';
+                put_digits(&mut self.buf, start, small / unit, 1)
+            } else {
+                put_digits(&mut self.buf, TEXT_CAP, small, 1)
+            };
+            if value.is_sign_negative() {
+                i -= 1;
+                self.buf[i] = b'-';
+            }
+            return std::str::from_utf8(&self.buf[i..]).unwrap_or("0");
+        }
         // Most amounts fit a u64, whose division is much cheaper than a
         // u128's.
         let len = match u64::try_from(mantissa) {
@@ -166,6 +193,20 @@ impl Text {
         }
         TEXT_CAP - i
     }
+}
+
+/// Writes the decimal digits of `n` (at least `min_digits`, zero-padded)
+/// into `buf` ending before `end`; returns where they start.
+fn put_digits(buf: &mut [u8; TEXT_CAP], end: usize, mut n: u64, min_digits: u32) -> usize {
+    let mut i = end;
+    let mut written = 0;
+    while n > 0 || written < min_digits {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        written += 1;
+    }
+    i
 }
 
 /// Checks that a decimal read from disk respects the bounds above.
