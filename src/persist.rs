@@ -7,18 +7,27 @@
 //! everything read is validated: a corrupt payload is an error, never a
 //! panic or a tree that breaks its invariants.
 //!
+//! The encoding is independent of the in-memory layout: nodes and policies
+//! are written and read in their version 1 shapes (`NodeV1`, `PolicyV1`:
+//! children as a map by segment, a policy as its `QUOTA.SET` spec and its
+//! state), while the tree keeps compact forms (sibling links, a policy
+//! whose rarely used parts are boxed). A layout change alone needs no new
+//! version.
+//!
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::engine::amount;
 use crate::engine::events::Event;
 use crate::engine::hold::{DoneEntry, Hold, ItemState};
 use crate::engine::names;
-use crate::engine::policy::{HISTORY_LEN, MAX_WARN};
+use crate::engine::outcome::Costs;
+use crate::engine::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
 use crate::engine::pricing::{self, Price, PriceBook};
 use crate::engine::tree::{Node, NodeId, Tree};
 use crate::engine::window::{ROLLING_BUCKETS, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
@@ -50,7 +59,7 @@ const DECODE_LIMIT: usize = 1 << 30;
 struct TreeDataRef<'a> {
     seq: u64,
     next_generation: u64,
-    nodes: &'a [Option<Node>],
+    nodes: NodesOut<'a>,
     holds: Vec<&'a Hold>,
     done: Vec<DoneEntry>,
     next_event_seq: u64,
@@ -61,11 +70,117 @@ struct TreeDataRef<'a> {
 struct TreeData {
     seq: u64,
     next_generation: u64,
-    nodes: Vec<Option<Node>>,
+    nodes: Vec<Option<NodeV1>>,
     holds: Vec<Hold>,
     done: Vec<DoneEntry>,
     next_event_seq: u64,
     events: VecDeque<Event>,
+}
+
+/// A node as version 1 stores it: its children as a map from segment to
+/// node, sorted by segment. The tree keeps them as sibling links instead.
+#[derive(Deserialize)]
+struct NodeV1 {
+    path: String,
+    parent: Option<NodeId>,
+    children: BTreeMap<String, NodeId>,
+    policies: Vec<PolicyV1>,
+    spent: Costs,
+}
+
+/// A policy as version 1 stores it: its configuration as `QUOTA.SET`
+/// gives it, then its state. The tree keeps a compact form.
+#[derive(Serialize, Deserialize)]
+struct PolicyV1 {
+    name: String,
+    spec: PolicySpec,
+    generation: u64,
+    used: Decimal,
+    held: Decimal,
+    period_start_ms: u64,
+    rolled_over: Decimal,
+    granted: Decimal,
+    history: VecDeque<Closed>,
+    buckets: VecDeque<(u64, Decimal)>,
+    fired: u16,
+    over_fired: bool,
+}
+
+impl PolicyV1 {
+    fn of(policy: &Policy) -> PolicyV1 {
+        PolicyV1 {
+            name: policy.name().to_string(),
+            spec: policy.spec(),
+            generation: policy.generation,
+            used: policy.used,
+            held: policy.held,
+            period_start_ms: policy.period_start_ms,
+            rolled_over: policy.rolled_over(),
+            granted: policy.granted(),
+            history: policy.history().clone(),
+            buckets: policy.buckets().clone(),
+            fired: policy.fired,
+            over_fired: policy.over_fired,
+        }
+    }
+
+    /// The policy, once validated; derived fields are refreshed later.
+    fn into_policy(self) -> Policy {
+        let mut policy = Policy::new(&self.name, self.spec, self.generation, self.period_start_ms);
+        policy.used = self.used;
+        policy.held = self.held;
+        policy.period_start_ms = self.period_start_ms;
+        policy.fired = self.fired;
+        policy.over_fired = self.over_fired;
+        policy.restore(self.rolled_over, self.granted, self.history, self.buckets);
+        policy
+    }
+}
+
+/// The arena, written node by node in the version 1 shape.
+struct NodesOut<'a>(&'a Tree);
+
+impl Serialize for NodesOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let tree = self.0;
+        serializer.collect_seq(
+            tree.nodes
+                .iter()
+                .enumerate()
+                .map(|(id, slot)| slot.as_ref().map(|node| NodeOut { tree, id: id as NodeId, node })),
+        )
+    }
+}
+
+struct NodeOut<'a> {
+    tree: &'a Tree,
+    id: NodeId,
+    node: &'a Node,
+}
+
+impl Serialize for NodeOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut children: Vec<(&str, NodeId)> =
+            self.tree.children(self.id).filter_map(|c| Some((names::leaf_of(&self.tree.node(c)?.path), c))).collect();
+        children.sort_unstable();
+        let mut node = serializer.serialize_struct("Node", 5)?;
+        node.serialize_field("path", &*self.node.path)?;
+        node.serialize_field("parent", &self.node.parent())?;
+        node.serialize_field("children", &MapOut(children))?;
+        let policies: Vec<PolicyV1> = self.node.policies.iter().map(PolicyV1::of).collect();
+        node.serialize_field("policies", &policies)?;
+        node.serialize_field("spent", &self.node.spent)?;
+        node.end()
+    }
+}
+
+/// Pairs written as a map.
+struct MapOut<K, V>(Vec<(K, V)>);
+
+impl<K: Serialize, V: Serialize> Serialize for MapOut<K, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 fn config() -> bincode::config::Configuration<
@@ -81,7 +196,7 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     let data = TreeDataRef {
         seq: tree.seq,
         next_generation: tree.next_generation,
-        nodes: &tree.nodes,
+        nodes: NodesOut(tree),
         holds: tree.hold_expiry.iter().filter_map(|(_, id)| tree.holds.get(id)).collect(),
         done: tree.done_expiry.iter().filter_map(|(_, id)| tree.done_entry(id)).collect(),
         next_event_seq: tree.next_event_seq,
@@ -153,27 +268,54 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
     {
         return Err("the event log is out of order".into());
     }
+    match data.nodes.first() {
+        Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
+        _ => return Err("the tree has no root".into()),
+    }
+    for (index, node) in data.nodes.iter().enumerate() {
+        if let Some(node) = node {
+            validate_node(&data.nodes, data.next_generation, index, node)?;
+        }
+    }
     let mut tree = Tree {
         seq: data.seq,
         next_generation: data.next_generation,
-        nodes: data.nodes,
+        nodes: Vec::with_capacity(data.nodes.len()),
         next_event_seq: data.next_event_seq,
         events: data.events,
         ..Tree::default()
     };
-    match tree.nodes.first() {
-        Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
-        _ => return Err("the tree has no root".into()),
-    }
-    let count = tree.nodes.len();
-    for index in 0..count {
-        let Some(node) = &tree.nodes[index] else {
+    let mut links: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
+    for (index, slot) in data.nodes.into_iter().enumerate() {
+        let Some(stored) = slot else {
             tree.free.push(index as NodeId);
+            tree.nodes.push(None);
             continue;
         };
-        validate_node(&tree, index, node)?;
-        if tree.by_path.insert(node.path.clone(), index as NodeId).is_some() {
-            return Err(format!("path '{}' appears twice", node.path));
+        let mut node = Node::new(&stored.path, stored.parent);
+        node.policies = stored.policies.into_iter().map(PolicyV1::into_policy).collect();
+        node.spent = stored.spent.into_boxed_slice();
+        tree.nodes.push(Some(node));
+        if !stored.children.is_empty() {
+            links.push((index as NodeId, stored.children.into_values().collect()));
+        }
+    }
+    // Validated above: every child names its parent, and every parent its
+    // children. Linking in reverse keeps each list sorted by name.
+    for (parent, children) in links {
+        for &child in children.iter().rev() {
+            tree.link_child(parent, child);
+        }
+    }
+    for index in 0..tree.nodes.len() {
+        if tree.nodes[index].is_none() {
+            continue;
+        }
+        if !tree.index_insert(index as NodeId) {
+            return Err(format!(
+                "path '{}' appears twice",
+                names::clip(tree.nodes[index].as_ref().map_or("", |n| &n.path))
+            ));
         }
         tree.node_count += 1;
     }
@@ -217,8 +359,8 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
     Ok(tree)
 }
 
-fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
-    let count = tree.nodes.len();
+fn validate_node(nodes: &[Option<NodeV1>], next_generation: u64, index: usize, node: &NodeV1) -> Result<(), String> {
+    let count = nodes.len();
     let bad = |why: &str| Err(format!("node {index} ('{}'): {why}", names::clip(&node.path)));
     if index > 0 {
         if names::parse_path(&node.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(node.path.as_str())
@@ -226,7 +368,7 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         {
             return bad("invalid path");
         }
-        let Some(parent) = node.parent.filter(|&p| (p as usize) < count).and_then(|p| tree.nodes[p as usize].as_ref())
+        let Some(parent) = node.parent.filter(|&p| (p as usize) < count).and_then(|p| nodes[p as usize].as_ref())
         else {
             return bad("missing parent");
         };
@@ -237,7 +379,7 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         }
     }
     for (segment, &child) in &node.children {
-        let Some(c) = tree.nodes.get(child as usize).and_then(Option::as_ref) else { return bad("missing child") };
+        let Some(c) = nodes.get(child as usize).and_then(Option::as_ref) else { return bad("missing child") };
         if c.parent != Some(index as NodeId) || names::leaf_of(&c.path) != segment {
             return bad("child and parent disagree");
         }
@@ -249,7 +391,7 @@ fn validate_node(tree: &Tree, index: usize, node: &Node) -> Result<(), String> {
         if seen.insert(&policy.name, ()).is_some() {
             return bad("duplicate policy name");
         }
-        if policy.generation >= tree.next_generation {
+        if policy.generation >= next_generation {
             return bad("policy generation from the future");
         }
         let warn = &policy.spec.warn;
@@ -387,7 +529,7 @@ mod tests {
             t.reserve(req.clone(), 100, &l).unwrap();
         }
         t.expire(700, &l);
-        t.charge(&ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false }, 800, &l).unwrap();
+        t.charge(ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false }, 800, &l).unwrap();
         t
     }
 
@@ -402,6 +544,26 @@ mod tests {
         assert_eq!(back.tombstone_count(), 2);
         assert_eq!(back.path_count(), tree.path_count());
         back.check_invariants().unwrap();
+    }
+
+    /// A tree written by the first release (`tests/fixtures/tree-v1.bin`,
+    /// with holds, tombstones, history, rolling buckets, grants and fired
+    /// warnings) loads, reads as it did then (`tree-v1.txt`), and is
+    /// written back byte for byte.
+    #[test]
+    fn a_version_1_tree_still_loads() {
+        let bytes = include_bytes!("../tests/fixtures/tree-v1.bin");
+        let tree = decode(bytes, 1).unwrap();
+        let now = 40 * 86_400_000 + 5;
+        let mut out = String::new();
+        for p in ["", "projects", "projects/p1", "members", "members/u7"] {
+            out += &format!("{:?}\n", tree.get(p, now));
+        }
+        out += &format!("{:?}\n", tree.history("members", "monthly", now));
+        out += &format!("{:?}\n", tree.holds_view("", 10));
+        out += &format!("{:?}\n", tree.events_since(0, 100).collect::<Vec<_>>());
+        assert_eq!(out, include_str!("../tests/fixtures/tree-v1.txt"));
+        assert_eq!(encode(&tree), bytes);
     }
 
     #[test]
@@ -440,8 +602,8 @@ mod tests {
         // Amounts past the bounds are refused before anything adds them up.
         let mut huge = sample();
         for policy in huge.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
-            policy.spec.limit = Decimal::MAX;
-            policy.granted = Decimal::MAX;
+            policy.limit = Decimal::MAX;
+            policy.restore(Decimal::ZERO, Decimal::MAX, VecDeque::new(), VecDeque::new());
         }
         assert!(decode(&encode(&huge), 1).is_err());
     }

@@ -111,11 +111,22 @@ impl<'a> Args<'a> {
     }
 
     /// Refuses a keyword given twice.
-    pub fn once(&self, seen: &mut Vec<&'static str>, keyword: &'static str) -> Result<()> {
-        if seen.contains(&keyword) {
+    pub fn once(&self, seen: &mut Seen, keyword: &'static str) -> Result<()> {
+        if seen.words[..seen.len].contains(&keyword) {
             return Err(Error::syntax(format!("{keyword} given twice in {}", self.command)));
         }
-        seen.push(keyword);
+        if let Some(slot) = seen.words.get_mut(seen.len) {
+            *slot = keyword;
+            seen.len += 1;
+        }
         Ok(())
     }
+}
+
+/// The keywords a command has read, for [`Args::once`]: no command has
+/// more than a dozen single-use keywords, so they are kept inline.
+#[derive(Default)]
+pub struct Seen {
+    words: [&'static str; 16],
+    len: usize,
 }

@@ -90,17 +90,38 @@ pub fn run(ctx: &Context, argv: Vec<RedisString>, command: &Command) -> RedisRes
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
-    let texts = utf8_args(&argv[2..])?;
-    execute(ctx, &argv[1], &texts, &argv[2..], command, None)
+    let rest = &argv[2..];
+    // Requests have a dozen or two arguments: borrow them into an array on
+    // the stack, and only longer ones into a Vec.
+    let mut inline = [""; 32];
+    let heap;
+    let texts: &[&str] = match inline.get_mut(..rest.len()) {
+        Some(slots) => {
+            for (slot, arg) in slots.iter_mut().zip(rest) {
+                *slot = arg.try_as_str().map_err(|_| RedisError::Str(NOT_UTF8))?;
+            }
+            slots
+        }
+        None => {
+            heap = utf8_args(rest)?;
+            &heap
+        }
+    };
+    execute(ctx, &argv[1], texts, rest, command, None)
 }
+
+const NOT_UTF8: &str = "ERR syntax: arguments must be valid UTF-8";
 
 /// The arguments as text, borrowed from Redis's strings.
 pub fn utf8_args(argv: &[RedisString]) -> std::result::Result<Vec<&str>, RedisError> {
     argv.iter()
         .map(|a| a.try_as_str())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| RedisError::Str("ERR syntax: arguments must be valid UTF-8"))
+        .map_err(|_| RedisError::Str(NOT_UTF8))
 }
+
+/// Room for an encoded [`Stamp`].
+pub const STAMP_CAP: usize = 4 * 20 + 3;
 
 /// What the primary decided for a write besides its arguments: the time,
 /// and the settings that shape the state it leaves (default TTL, how long
@@ -127,32 +148,38 @@ impl Stamp {
         }
     }
 
-    /// `now:default_ttl:tombstone_ttl:events_len` (written by hand: it is on
-    /// the path of every write).
+    /// `now:default_ttl:tombstone_ttl:events_len`.
     pub fn encode(&self) -> String {
-        fn push(out: &mut String, mut n: u64) {
+        let mut buf = [0u8; STAMP_CAP];
+        String::from_utf8_lossy(self.encode_into(&mut buf)).into_owned()
+    }
+
+    /// The encoding written into `buf` by hand (it is on the path of every
+    /// write): four numbers of at most 20 digits and three colons.
+    pub fn encode_into<'a>(&self, buf: &'a mut [u8; STAMP_CAP]) -> &'a [u8] {
+        let mut len = 0;
+        for (i, mut n) in
+            [self.now_ms, self.default_ttl_ms, self.tombstone_ttl_ms, self.events_len as u64].into_iter().enumerate()
+        {
+            if i > 0 {
+                buf[len] = b':';
+                len += 1;
+            }
             let mut digits = [0u8; 20];
-            let mut i = digits.len();
+            let mut d = digits.len();
             loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
+                d -= 1;
+                digits[d] = b'0' + (n % 10) as u8;
                 n /= 10;
                 if n == 0 {
                     break;
                 }
             }
-            out.extend(digits[i..].iter().map(|&b| b as char));
+            let count = digits.len() - d;
+            buf[len..len + count].copy_from_slice(&digits[d..]);
+            len += count;
         }
-        let mut out = String::with_capacity(48);
-        for (i, n) in
-            [self.now_ms, self.default_ttl_ms, self.tombstone_ttl_ms, self.events_len as u64].into_iter().enumerate()
-        {
-            if i > 0 {
-                out.push(':');
-            }
-            push(&mut out, n);
-        }
-        out
+        &buf[..len]
     }
 
     pub fn decode(text: &str) -> Option<Stamp> {
@@ -339,14 +366,34 @@ fn replicate(ctx: &Context, key: &[u8], stamp: &Stamp, name: &str, rest: &[&str]
     ctx.replicate("QUOTA.REPLAY", parts.as_slice());
 }
 
-/// Replicates a write with the client's own argument strings (no copies).
+/// Replicates a write with the client's own argument strings: one call to
+/// `RedisModule_Replicate` with the key and the arguments as Redis strings
+/// (referenced, not copied) and the stamp and command name as buffers.
 fn replicate_strings(ctx: &Context, key: &RedisString, stamp: &Stamp, name: &str, rest: &[RedisString]) {
-    let stamp = ctx.create_string(stamp.encode());
-    let name = ctx.create_string(name);
-    let mut parts: Vec<&RedisString> = Vec::with_capacity(rest.len() + 3);
-    parts.extend([key, &stamp, &name]);
-    parts.extend(rest.iter());
-    ctx.replicate("QUOTA.REPLAY", parts.as_slice());
+    let mut buf = [0u8; STAMP_CAP];
+    let stamp = stamp.encode_into(&mut buf);
+    let mut argv: Vec<*mut redis_module::raw::RedisModuleString> = rest.iter().map(|s| s.inner).collect();
+    // SAFETY: the function pointer is filled in by Redis at load. The format
+    // "sbbv" reads a RedisModuleString*, two (char*, size_t) buffers and a
+    // (RedisModuleString**, size_t) vector, which is what follows; every
+    // pointer lives until the call returns, and Redis takes its own
+    // references to what it keeps.
+    unsafe {
+        if let Some(replicate) = redis_module::raw::RedisModule_Replicate {
+            replicate(
+                ctx.ctx,
+                c"QUOTA.REPLAY".as_ptr(),
+                c"sbbv".as_ptr(),
+                key.inner,
+                stamp.as_ptr(),
+                stamp.len(),
+                name.as_ptr(),
+                name.len(),
+                argv.as_mut_ptr(),
+                argv.len(),
+            );
+        }
+    }
 }
 
 /// Propagates an expiry that happened without a write command.

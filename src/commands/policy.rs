@@ -23,7 +23,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
     let (mut mode, mut warn) = (Mode::Strict, Warn::default());
     let (mut window, mut duration, mut anchor) = (None, None, None);
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
         let Some(kw) = keyword(word, SET_KEYWORDS) else { return Err(args.unknown(word)) };

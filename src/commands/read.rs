@@ -21,7 +21,7 @@ const EVENTS_MAX_COUNT: u64 = 10_000;
 /// `QUOTA.EVENTS key [SINCE seq] [COUNT n]`: events after `seq`, oldest first.
 fn events(tree: &Tree, args: &mut Args<'_>, _env: &Env) -> Result<Reply> {
     let (mut since, mut count) = (0, EVENTS_DEFAULT_COUNT);
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
         let Some(kw) = keyword(word, &["SINCE", "COUNT"]) else { return Err(args.unknown(word)) };
@@ -82,7 +82,7 @@ const TREE_MAX_COUNT: u64 = 100_000;
 fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = optional_path(args, env.max_depth)?;
     let (mut depth, mut count, mut json) = (MAX_DEPTH_HARD as u64, TREE_DEFAULT_COUNT, false);
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
         let Some(kw) = keyword(word, &["DEPTH", "COUNT", "FORMAT"]) else { return Err(args.unknown(word)) };

@@ -6,6 +6,7 @@
 use redis_module::{Context, raw};
 use rust_decimal::Decimal;
 
+use crate::engine::outcome::Check;
 use crate::engine::{Costs, amount};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,9 @@ pub enum Reply {
     Str(String),
     /// A bulk string known at compile time (no allocation).
     Text(&'static str),
+    /// An amount, as a bulk string in its canonical text (formatted when
+    /// emitted, without an allocation).
+    Amount(Decimal),
     Nil,
     /// The simple string `OK`.
     Ok,
@@ -23,11 +27,64 @@ pub enum Reply {
     Map(Vec<(&'static str, Reply)>),
     /// A map whose keys are data, such as metric names.
     Pairs(Vec<(String, Reply)>),
+    /// Metric → amount.
+    Costs(Costs),
+    /// The per-policy checks of a reservation or charge: an array of maps,
+    /// written field by field from the checks themselves (a full answer
+    /// has a dozen fields for each of many policies).
+    Checks(Vec<Check>),
+}
+
+/// A field value borrowed from what is replied.
+enum Value<'a> {
+    Str(&'a str),
+    Int(i64),
+    Amount(Decimal),
+}
+
+/// The fields of a check, in reply order: 12, or 14 with a period.
+fn check_fields<'a>(c: &'a Check, window: &'a str) -> ([(&'static str, Value<'a>); 14], usize) {
+    let (start, end) = c.period.unwrap_or_default();
+    let ms = |t: u64| Value::Int(i64::try_from(t).unwrap_or(i64::MAX));
+    let fields = [
+        ("path", Value::Str(&c.path)),
+        ("policy", Value::Str(&c.policy)),
+        ("metric", Value::Str(&c.metric)),
+        ("mode", Value::Str(c.mode.as_str())),
+        ("window", Value::Str(window)),
+        ("limit", Value::Amount(c.limit)),
+        ("used", Value::Amount(c.used)),
+        ("held", Value::Amount(c.held)),
+        ("requested", Value::Amount(c.requested)),
+        ("remaining", Value::Amount(c.remaining)),
+        ("pass", Value::Int(i64::from(c.pass))),
+        ("status", Value::Str(c.status.as_str())),
+        ("period_start", ms(start)),
+        ("period_end", ms(end)),
+    ];
+    (fields, if c.period.is_some() { 14 } else { 12 })
+}
+
+/// Calls `f` with the fields of each check (the window label is written
+/// only for rolling windows; the others have a fixed one).
+fn for_each_check(checks: &[Check], mut f: impl FnMut(&[(&'static str, Value<'_>)])) {
+    for c in checks {
+        let rolling;
+        let window = match c.window.static_label() {
+            Some(label) => label,
+            None => {
+                rolling = c.window.label();
+                &rolling
+            }
+        };
+        let (fields, n) = check_fields(c, window);
+        f(&fields[..n]);
+    }
 }
 
 impl Reply {
     pub fn amount(value: Decimal) -> Reply {
-        Reply::Str(amount::format(value))
+        Reply::Amount(value)
     }
 
     pub fn flag(value: bool) -> Reply {
@@ -53,7 +110,7 @@ impl Reply {
 
     /// Metric → amount, taking the metric names.
     pub fn costs_owned(costs: Costs) -> Reply {
-        Reply::Pairs(costs.into_iter().map(|(m, a)| (m, Reply::amount(a))).collect())
+        Reply::Costs(costs)
     }
 
     pub fn strings(values: impl IntoIterator<Item = String>) -> Reply {
@@ -73,6 +130,7 @@ pub fn emit(ctx: &Context, reply: &Reply) {
         }
         Reply::Str(s) => text(s),
         Reply::Text(s) => text(s),
+        Reply::Amount(value) => text(amount::Text::new().write(*value)),
         Reply::Nil => {
             raw::reply_with_null(c);
         }
@@ -98,6 +156,31 @@ pub fn emit(ctx: &Context, reply: &Reply) {
                 text(key);
                 emit(ctx, value);
             }
+        }
+        Reply::Costs(costs) => {
+            raw::reply_with_map(c, costs.len() as _);
+            let mut amount_text = amount::Text::new();
+            for (metric, value) in costs {
+                text(metric);
+                text(amount_text.write(*value));
+            }
+        }
+        Reply::Checks(checks) => {
+            raw::reply_with_array(c, checks.len() as _);
+            let mut amount_text = amount::Text::new();
+            for_each_check(checks, |fields| {
+                raw::reply_with_map(c, fields.len() as _);
+                for (key, value) in fields {
+                    text(key);
+                    match value {
+                        Value::Str(s) => text(s),
+                        Value::Int(n) => {
+                            raw::reply_with_long_long(c, *n);
+                        }
+                        Value::Amount(a) => text(amount_text.write(*a)),
+                    }
+                }
+            });
         }
     }
 }
@@ -144,6 +227,7 @@ fn write_json(reply: &Reply, out: &mut String) {
         Reply::Int(n) => out.push_str(&n.to_string()),
         Reply::Str(s) => write_json_str(s, out),
         Reply::Text(s) => write_json_str(s, out),
+        Reply::Amount(value) => write_json_str(amount::Text::new().write(*value), out),
         Reply::Nil => out.push_str("null"),
         Reply::Ok => out.push_str("\"OK\""),
         Reply::Array(items) => {
@@ -158,6 +242,43 @@ fn write_json(reply: &Reply, out: &mut String) {
         }
         Reply::Map(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
         Reply::Pairs(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
+        Reply::Costs(costs) => {
+            out.push('{');
+            for (i, (metric, value)) in costs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_str(metric, out);
+                out.push(':');
+                write_json_str(amount::Text::new().write(*value), out);
+            }
+            out.push('}');
+        }
+        Reply::Checks(checks) => {
+            out.push('[');
+            let mut first = true;
+            for_each_check(checks, |fields| {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push('{');
+                for (i, (key, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_str(key, out);
+                    out.push(':');
+                    match value {
+                        Value::Str(s) => write_json_str(s, out),
+                        Value::Int(n) => out.push_str(&n.to_string()),
+                        Value::Amount(a) => write_json_str(amount::Text::new().write(*a), out),
+                    }
+                }
+                out.push('}');
+            });
+            out.push(']');
+        }
     }
 }
 
@@ -171,10 +292,43 @@ mod tests {
             ("b", Reply::Int(1)),
             ("a", Reply::Array(vec![Reply::Nil, Reply::str("x\"y")])),
             ("spent", Reply::costs(&vec![("credits".into(), Decimal::new(125, 1))])),
+            ("cost", Reply::costs_owned(vec![("credits".into(), Decimal::new(-3, 0)), ("usd".into(), Decimal::ZERO)])),
         ]);
-        assert_eq!(to_json(&r), r#"{"b":1,"a":[null,"x\"y"],"spent":{"credits":"12.5"}}"#);
+        assert_eq!(
+            to_json(&r),
+            r#"{"b":1,"a":[null,"x\"y"],"spent":{"credits":"12.5"},"cost":{"credits":"-3","usd":"0"}}"#
+        );
         let tricky = "a\"b\\c\nd\u{1}é💥";
         let parsed: serde_json::Value = serde_json::from_str(&to_json(&Reply::str(tricky))).unwrap();
         assert_eq!(parsed, serde_json::Value::String(tricky.into()));
+    }
+
+    #[test]
+    fn checks_render_as_maps_of_their_fields() {
+        use crate::engine::{Mode, Status, Window};
+        let check = |window, period| Check {
+            path: "a/b".into(),
+            policy: "cap".into(),
+            metric: "credits".into(),
+            mode: Mode::Strict,
+            window,
+            limit: Decimal::new(100, 0),
+            used: Decimal::new(125, 1),
+            held: Decimal::ZERO,
+            requested: Decimal::new(-5, 2),
+            remaining: Decimal::new(875, 1),
+            pass: true,
+            status: Status::Healthy,
+            period,
+        };
+        let checks = vec![check(Window::None, None), check(Window::Rolling { duration_ms: 3_600_000 }, Some((1, 2)))];
+        let fields = r#""path":"a/b","policy":"cap","metric":"credits","mode":"strict","window":"#;
+        let amounts = r#""limit":"100","used":"12.5","held":"0","requested":"-0.05","remaining":"87.5","pass":1,"status":"healthy""#;
+        assert_eq!(
+            to_json(&Reply::Checks(checks)),
+            format!(
+                r#"[{{{fields}"none",{amounts}}},{{{fields}"rolling 1h",{amounts},"period_start":1,"period_end":2}}]"#
+            )
+        );
     }
 }

@@ -3,7 +3,6 @@
 
 use super::args::Args;
 use super::price::usage_pairs;
-use super::read::push_period;
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
@@ -90,7 +89,7 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
     let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
     let (mut batch, mut brief, mut check, mut items, mut priced) = (None, false, false, Vec::new(), false);
     let mut usage_keys: Vec<(String, String)> = Vec::new();
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
         let Some(kw) = keyword(word, REQUEST_KEYWORDS) else { return Err(args.unknown(word)) };
@@ -240,35 +239,13 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
 }
 
 fn checks_reply(checks: Vec<Check>) -> Reply {
-    Reply::Array(
-        checks
-            .into_iter()
-            .map(|c| {
-                let mut fields = vec![
-                    ("path", Reply::Str(c.path)),
-                    ("policy", Reply::Str(c.policy)),
-                    ("metric", Reply::Str(c.metric)),
-                    ("mode", Reply::Text(c.mode.as_str())),
-                    ("window", Reply::Str(c.window.label())),
-                    ("limit", Reply::amount(c.limit)),
-                    ("used", Reply::amount(c.used)),
-                    ("held", Reply::amount(c.held)),
-                    ("requested", Reply::amount(c.requested)),
-                    ("remaining", Reply::amount(c.remaining)),
-                    ("pass", Reply::flag(c.pass)),
-                    ("status", Reply::Text(c.status.as_str())),
-                ];
-                push_period(&mut fields, c.period);
-                Reply::Map(fields)
-            })
-            .collect(),
-    )
+    Reply::Checks(checks)
 }
 
 /// `ITEM i` and an optional `COST …` after a reservation id.
 fn parse_settle(args: &mut Args<'_>, with_cost: bool) -> Result<(Option<usize>, Option<Costs>, bool)> {
     let (mut item, mut cost, mut priced) = (None, None, false);
-    let mut seen = Vec::new();
+    let mut seen = super::args::Seen::default();
     let keywords: &[&str] = if with_cost { &["ITEM", "COST", "USAGE"] } else { &["ITEM"] };
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -358,12 +335,13 @@ fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, env, true)?;
     let canonical = req.priced.then(|| req.canonical(None));
-    let cost = req.items.first().cloned().unwrap_or_default();
-    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief: req.brief };
-    let outcome = tree.charge(&request, env.now_ms, &env.limits)?;
+    let brief = req.brief;
+    let cost = req.items.into_iter().next().unwrap_or_default();
+    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief };
+    let outcome = tree.charge(request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
-    let mut answer = Answer::new(charge_reply(outcome, req.brief), changed);
+    let mut answer = Answer::new(charge_reply(outcome, brief), changed);
     answer.replicate = canonical;
     Ok(answer)
 }

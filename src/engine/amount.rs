@@ -82,8 +82,131 @@ pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
 
 /// The canonical text of an amount: no trailing zeros, no exponent, `"0"` for zero.
 pub fn format(value: Decimal) -> String {
-    let n = value.normalize();
-    if n.is_zero() { "0".to_string() } else { n.to_string() }
+    let mut buf = Text::new();
+    buf.write(value).to_string()
+}
+
+/// Room for the text of any `Decimal`: a sign, 29 digits, a point and up
+/// to 28 leading zeros of a fraction.
+const TEXT_CAP: usize = 64;
+
+/// A stack buffer an amount is written into, so that replies and messages
+/// format amounts without the formatting machinery or a heap allocation
+/// (they are written on every request, up to dozens per reply).
+pub struct Text {
+    buf: [u8; TEXT_CAP],
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::new()
+    }
+}
+
+impl Text {
+    pub fn new() -> Text {
+        Text { buf: [0; TEXT_CAP] }
+    }
+
+    /// The canonical text of `value` (as [`format()`] gives it).
+    pub fn write(&mut self, value: Decimal) -> &str {
+        let mantissa = value.mantissa().unsigned_abs();
+        let scale = value.scale() as usize;
+        // The common case: a mantissa that fits a u64 and a scale whose
+        // power of ten does too. The integer and the fraction are written
+        // as two integers.
+        if let (Ok(mut small), Some(mut scale)) =
+            (u64::try_from(mantissa), u32::try_from(scale).ok().filter(|&s| s <= 19))
+        {
+            while scale > 0 && small.is_multiple_of(10) {
+                small /= 10;
+                scale -= 1;
+            }
+            if small == 0 {
+                return "0";
+            }
+            let mut i = if scale > 0 {
+                let unit = 10u64.pow(scale);
+                let start = put_digits(&mut self.buf, TEXT_CAP, small % unit, scale) - 1;
+                self.buf[start] = b'.';
+                put_digits(&mut self.buf, start, small / unit, 1)
+            } else {
+                put_digits(&mut self.buf, TEXT_CAP, small, 1)
+            };
+            if value.is_sign_negative() {
+                i -= 1;
+                self.buf[i] = b'-';
+            }
+            return std::str::from_utf8(&self.buf[i..]).unwrap_or("0");
+        }
+        // Most amounts fit a u64, whose division is much cheaper than a
+        // u128's.
+        let len = match u64::try_from(mantissa) {
+            Ok(small) => self.digits(small, scale, |m| (m / 10, (m % 10) as u8, m == 0)),
+            Err(_) => self.digits(mantissa, scale, |m| (m / 10, (m % 10) as u8, m == 0)),
+        };
+        let start = TEXT_CAP - len;
+        if len == 1 && self.buf[start] == b'0' {
+            return "0";
+        }
+        let mut start = start;
+        if value.is_sign_negative() {
+            start -= 1;
+            self.buf[start] = b'-';
+        }
+        std::str::from_utf8(&self.buf[start..]).unwrap_or("0")
+    }
+
+    /// Writes `mantissa` × 10^-`scale` without trailing fractional zeros at
+    /// the end of the buffer, leaving room for a sign; returns the length.
+    /// `step` gives (m / 10, m % 10, m == 0).
+    fn digits<M: Copy>(&mut self, mut mantissa: M, mut scale: usize, step: impl Fn(M) -> (M, u8, bool)) -> usize {
+        // Trailing zeros of the fraction are not shown.
+        while scale > 0 {
+            let (rest, digit, _) = step(mantissa);
+            if digit != 0 {
+                break;
+            }
+            mantissa = rest;
+            scale -= 1;
+        }
+        let mut i = TEXT_CAP;
+        let mut written = 0;
+        loop {
+            let (rest, digit, _) = step(mantissa);
+            i -= 1;
+            self.buf[i] = b'0' + digit;
+            written += 1;
+            mantissa = rest;
+            if written == scale {
+                i -= 1;
+                self.buf[i] = b'.';
+            }
+            if step(mantissa).2 && written >= scale {
+                break;
+            }
+        }
+        if written == scale {
+            // A fraction below 1 starts with "0.".
+            i -= 1;
+            self.buf[i] = b'0';
+        }
+        TEXT_CAP - i
+    }
+}
+
+/// Writes the decimal digits of `n` (at least `min_digits`, zero-padded)
+/// into `buf` ending before `end`; returns where they start.
+fn put_digits(buf: &mut [u8; TEXT_CAP], end: usize, mut n: u64, min_digits: u32) -> usize {
+    let mut i = end;
+    let mut written = 0;
+    while n > 0 || written < min_digits {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        written += 1;
+    }
+    i
 }
 
 /// Checks that a decimal read from disk respects the bounds above.
@@ -134,6 +257,27 @@ mod tests {
         for (input, want) in rows {
             let got = parse(input).ok().map(format);
             assert_eq!(got.as_deref(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn text_matches_the_decimal_display() {
+        let mut rows: Vec<Decimal> = ["0", "-0", "1", "-1", "10", "100.000", "0.5", "-0.05", "0.0000000001", "12.50"]
+            .iter()
+            .map(|t| Decimal::from_str(t).unwrap())
+            .collect();
+        rows.extend([MAX_INPUT, -MAX_TOTAL, Decimal::MAX, Decimal::MIN, Decimal::new(1, 28), Decimal::new(-123, 28)]);
+        rows.extend([Decimal::from_i128_with_scale(79_228_162_514_264_337_593_543_950_335, 10)]);
+        let mut seed: u64 = 7;
+        for _ in 0..5000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let m = i128::from(seed as i64) * i128::from((seed >> 20) as u16);
+            rows.push(Decimal::from_i128_with_scale(m, (seed >> 59) as u32 % 29));
+        }
+        for value in rows {
+            let n = value.normalize();
+            let want = if n.is_zero() { "0".to_string() } else { n.to_string() };
+            assert_eq!(Text::new().write(value), want, "{value:?}");
         }
     }
 

@@ -74,8 +74,8 @@ impl Event {
             kind,
             time_ms,
             path: path.to_string(),
-            policy: Some(policy.name.clone()),
-            metric: Some(policy.spec.metric.clone()),
+            policy: Some(policy.name().to_string()),
+            metric: Some(policy.metric().to_string()),
             threshold: None,
             used: Some(policy.used),
             held: Some(policy.held),
@@ -95,8 +95,8 @@ pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
     if !policy.may_alert() {
         return out;
     }
-    let rolling = matches!(policy.spec.window, Window::Rolling { .. });
-    let warn = policy.spec.warn;
+    let rolling = matches!(policy.window(), Window::Rolling { .. });
+    let warn = policy.warn();
     for (i, &pct) in warn.iter().enumerate() {
         let bit = 1u16 << i.min(15);
         let crossed = policy.crossed(pct);

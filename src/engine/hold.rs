@@ -180,15 +180,14 @@ impl Tree {
         {
             return Ok(first);
         }
-        let mut total = Costs::new();
+        let mut total = Costs::with_capacity(req.items.first().map_or(0, Vec::len));
         for item in &req.items {
             for (metric, value) in item {
                 amount::add(costs_get(&total, metric), *value)?;
                 costs_add(&mut total, metric, *value);
             }
         }
-        let metrics: Vec<&str> = total.iter().map(|(m, _)| m.as_str()).collect();
-        let reach = self.reach(&req.set, &metrics);
+        let reach = self.reach(&req.set, &total);
         let n = req.items.len();
         let binding = self.binding(&reach, &req.items, now_ms);
         let fits = binding.as_ref().map_or(n, |b| b.fits);
@@ -233,14 +232,15 @@ impl Tree {
             return Ok(outcome);
         }
 
-        let held = if reserved == n { outcome.cost.clone() } else { sum_costs(&req.items[..reserved]) };
+        let held: Cow<'_, Costs> =
+            if reserved == n { Cow::Borrowed(&outcome.cost) } else { Cow::Owned(sum_costs(&req.items[..reserved])) };
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
         self.check_path_room(reach.missing_nodes(), limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy(r) {
-                amount::add(policy.held, costs_get(&held, &policy.spec.metric))?;
+                amount::add(policy.held, costs_get(&held, policy.metric()))?;
             }
         }
         let policies = reach.policies;
@@ -255,7 +255,7 @@ impl Tree {
             // Resets due apply first, so the alerts below see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += costs_get(&held, &policy.spec.metric);
+            policy.held += costs_get(&held, policy.metric());
             lines.push(Line { node: r.node, generation: policy.generation });
         }
         for path in &req.set.paths {
@@ -322,8 +322,8 @@ impl Tree {
         let mut best: Option<Binding> = None;
         for &r in &reach.policies {
             let Some(policy) = self.policy_at(r, now_ms) else { continue };
-            let metric = policy.spec.metric.as_str();
-            let fits = match policy.spec.mode {
+            let metric = policy.metric();
+            let fits = match policy.mode {
                 Mode::Open => items.len(),
                 Mode::Block => {
                     if policy.used < policy.allowance() {
@@ -367,7 +367,7 @@ impl Tree {
             return match (req.batch, n) {
                 (BatchMode::DryRun, 1) => format!("fits: {}", describe(total)),
                 (BatchMode::DryRun, _) => format!("all {n} items fit: {}", describe(total)),
-                (_, 1) => format!("reserved {}", describe(total)),
+                (_, 1) => describe_after("reserved ", total),
                 (_, _) => format!("reserved all {n} items: {}", describe(total)),
             };
         };
@@ -384,13 +384,13 @@ impl Tree {
         let (Some(node), Some(policy)) = (self.node(r.node), self.policy_at(r, now_ms)) else {
             return "not allowed".into();
         };
-        let metric = &policy.spec.metric;
+        let metric = policy.metric();
         let path = names::display_path(&node.path);
         let lead = match of {
             Some((fits, n)) => format!("enough {metric} for {fits} of {n} items"),
             None => format!("not enough {metric}"),
         };
-        match policy.spec.mode {
+        match policy.mode {
             Mode::Block => format!(
                 "{lead}: the limit at {path} is reached ({} of {} used)",
                 amount::format(policy.used),
@@ -679,7 +679,7 @@ impl Tree {
             else {
                 continue;
             };
-            let amount: Decimal = indices.iter().map(|&i| costs_get(&hold.items[i].cost, &policy.spec.metric)).sum();
+            let amount: Decimal = indices.iter().map(|&i| costs_get(&hold.items[i].cost, policy.metric())).sum();
             debug_assert!(policy.held >= amount, "held never goes negative");
             policy.held = (policy.held - amount).max(Decimal::ZERO);
         }
@@ -731,7 +731,7 @@ impl Tree {
     }
 
     /// `QUOTA.CHARGE`: records usage that already happened, without a hold.
-    pub fn charge(&mut self, req: &ChargeRequest, now_ms: u64, limits: &Limits) -> Result<ChargeOutcome> {
+    pub fn charge(&mut self, req: ChargeRequest, now_ms: u64, limits: &Limits) -> Result<ChargeOutcome> {
         if let Some(id) = &req.id {
             if self.holds.contains_key(id) {
                 return Err(Error::State(format!("id '{id}' is already used by a reservation")));
@@ -744,14 +744,13 @@ impl Tree {
                 None => {}
             }
         }
-        let metrics: Vec<&str> = req.cost.iter().map(|(m, _)| m.as_str()).collect();
-        let reach = self.reach(&req.set, &metrics);
+        let reach = self.reach(&req.set, &req.cost);
         // The policies that refuse this charge, each judged once.
         let failing: Vec<PolicyRef> = reach
             .policies
             .iter()
             .copied()
-            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, &p.spec.metric))))
+            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, p.metric()))))
             .collect();
         let refused = failing.first().copied();
         // The checks are built for a full answer, or to explain a refusal.
@@ -763,7 +762,7 @@ impl Tree {
         let denied_by: Vec<String> = failing
             .iter()
             .filter_map(|&r| {
-                Some(format!("{}#{}", names::display_path(&self.node(r.node)?.path), self.policy(r)?.name))
+                Some(format!("{}#{}", names::display_path(&self.node(r.node)?.path), self.policy(r)?.name()))
             })
             .collect();
         if req.check
@@ -786,16 +785,16 @@ impl Tree {
         let over = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let outcome = ChargeOutcome {
             allowed: true,
-            charged: req.cost.clone(),
+            message: describe_after("charged ", &req.cost),
+            charged: req.cost,
             checks,
             denied_by,
-            message: format!("charged {}", describe(&req.cost)),
             over,
             duplicate: false,
         };
-        if let Some(id) = &req.id {
+        if let Some(id) = req.id {
             self.remember(DoneEntry {
-                id: id.clone(),
+                id,
                 forget_at_ms: now_ms.saturating_add(limits.tombstone_ttl_ms),
                 hold: None,
                 charge: Some(outcome.clone()),
@@ -859,15 +858,24 @@ fn sum_costs<'a>(items: impl IntoIterator<Item = &'a Costs>) -> Costs {
 
 /// `30 credits, 1 requests`.
 pub fn describe(costs: &Costs) -> String {
-    use std::fmt::Write;
+    describe_after("", costs)
+}
+
+/// `prefix` then [`describe`], in one allocation.
+pub fn describe_after(prefix: &str, costs: &Costs) -> String {
     if costs.is_empty() {
-        return "nothing".into();
+        return format!("{prefix}nothing");
     }
-    let mut out = String::with_capacity(16 * costs.len());
+    let mut out = String::with_capacity(prefix.len() + 24 * costs.len());
+    out.push_str(prefix);
+    let mut text = amount::Text::new();
     for (i, (metric, value)) in costs.iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
-        let value = if value.is_zero() { Decimal::ZERO } else { value.normalize() };
-        let _ = write!(out, "{separator}{value} {metric}");
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(text.write(*value));
+        out.push(' ');
+        out.push_str(metric);
     }
     out
 }

@@ -23,7 +23,7 @@ pub fn costs_add(costs: &mut Costs, metric: &str, amount: Decimal) {
 }
 
 /// The amount of `metric` in `costs` (0 when absent).
-pub fn costs_get(costs: &Costs, metric: &str) -> Decimal {
+pub fn costs_get(costs: &[(String, Decimal)], metric: &str) -> Decimal {
     costs.iter().find(|(m, _)| m == metric).map_or(Decimal::ZERO, |(_, a)| *a)
 }
 
@@ -53,10 +53,10 @@ impl Check {
     pub fn new(path: &str, policy: &Policy, requested: Decimal, pass: bool, now_ms: u64) -> Check {
         Check {
             path: super::names::display_path(path).to_string(),
-            policy: policy.name.clone(),
-            metric: policy.spec.metric.clone(),
-            mode: policy.spec.mode,
-            window: policy.spec.window,
+            policy: policy.name().to_string(),
+            metric: policy.metric().to_string(),
+            mode: policy.mode,
+            window: policy.window(),
             limit: policy.allowance(),
             used: policy.used,
             held: policy.held,
@@ -159,19 +159,19 @@ impl PolicyView {
     /// The policy as it is at `now_ms` (rolled by the caller).
     pub fn of(policy: &Policy, now_ms: u64) -> PolicyView {
         PolicyView {
-            name: policy.name.clone(),
-            metric: policy.spec.metric.clone(),
-            mode: policy.spec.mode,
-            window: policy.spec.window,
+            name: policy.name().to_string(),
+            metric: policy.metric().to_string(),
+            mode: policy.mode,
+            window: policy.window(),
             limit: policy.allowance(),
             used: policy.used,
             held: policy.held,
             remaining: policy.remaining(),
             status: policy.status(),
-            warn: policy.spec.warn.to_vec(),
-            rollover: policy.spec.rollover,
-            service: policy.spec.service.clone(),
-            model: policy.spec.model.clone(),
+            warn: policy.warn().to_vec(),
+            rollover: policy.rollover(),
+            service: policy.service().map(str::to_string),
+            model: policy.model().map(str::to_string),
             period: policy.shown_period(now_ms),
         }
     }

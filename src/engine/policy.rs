@@ -3,14 +3,15 @@
 //! against it in the current period.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
-use super::window::{ROLLING_BUCKETS, Window};
+use super::window::{ROLLING_BUCKETS, Unit, Window};
 
 /// How a policy treats a reservation (SPEC §1 "Modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,53 +199,141 @@ pub struct Closed {
     pub rolled_over: Decimal,
 }
 
+/// The parts of a policy most policies never use: a service/model filter,
+/// a `ROLLOVER` cap, thresholds other than the default, carried-over and
+/// granted allowance, closed periods and rolling buckets. A tree holds a
+/// policy per path, so these live behind one pointer that is empty for a
+/// plain limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Extra {
+    rollover: Option<Decimal>,
+    service: Option<String>,
+    model: Option<String>,
+    warn: Warn,
+    rolled_over: Decimal,
+    granted: Decimal,
+    /// limit + rolled over + granted, kept by [`Policy::refresh`].
+    allowance: Decimal,
+    history: VecDeque<Closed>,
+    buckets: VecDeque<(u64, Decimal)>,
+}
+
+impl Extra {
+    /// Whether nothing here differs from a plain policy.
+    fn is_plain(&self) -> bool {
+        self.rollover.is_none()
+            && self.service.is_none()
+            && self.model.is_none()
+            && self.warn == Warn::default()
+            && self.rolled_over.is_zero()
+            && self.granted.is_zero()
+            && self.history.is_empty()
+            && self.buckets.is_empty()
+    }
+}
+
+/// The window as a policy keeps it: a calendar window with the end of the
+/// current period (so that the end is not recomputed on every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    None,
+    Calendar { unit: Unit, anchor: u8, end_ms: u64 },
+    Rolling { duration_ms: u64 },
+}
+
+impl Period {
+    fn window(self) -> Window {
+        match self {
+            Period::None => Window::None,
+            Period::Calendar { unit, anchor, .. } => Window::Calendar { unit, anchor },
+            Period::Rolling { duration_ms } => Window::Rolling { duration_ms },
+        }
+    }
+
+    /// The period of `window` that starts at `start_ms`.
+    fn of(window: Window, start_ms: u64) -> Period {
+        match window {
+            Window::None => Period::None,
+            Window::Calendar { unit, anchor } => {
+                Period::Calendar { unit, anchor, end_ms: window.period_of(start_ms).1 }
+            }
+            Window::Rolling { duration_ms } => Period::Rolling { duration_ms },
+        }
+    }
+}
+
 /// A policy and its usage in the current period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A tree holds one or more per path, so the layout is compact (128
+/// bytes): name and metric share one interned allocation, the window carries the
+/// current period's end, and what most policies never use is in `Extra`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    pub name: String,
-    pub spec: PolicySpec,
-    /// Tree-unique generation. Holds refer to a policy by node and
-    /// generation, so a policy that is removed and set again, or whose metric
-    /// changes, never receives releases meant for its predecessor.
-    pub generation: u64,
-    /// Usage committed or charged in the current period (never below 0).
-    /// For a rolling window, the sum of `buckets`.
-    pub used: Decimal,
-    /// Sum of the live holds on this policy. Holds survive resets.
-    pub held: Decimal,
-    /// When the current period began: a calendar boundary, or the creation
-    /// or last `QUOTA.RESET` of the policy.
-    pub period_start_ms: u64,
-    /// Allowance carried over from the previous period (`ROLLOVER`).
-    pub rolled_over: Decimal,
-    /// Allowance added by `QUOTA.GRANT` in the current period.
-    pub granted: Decimal,
-    /// Closed periods, newest first, at most [`HISTORY_LEN`].
-    pub history: VecDeque<Closed>,
-    /// Rolling windows: (bucket index, usage), oldest first.
-    pub buckets: VecDeque<(u64, Decimal)>,
+    /// The name, then the metric: `labels[..split]` and `labels[split..]`.
+    labels: Arc<str>,
+    split: u8,
+    pub mode: Mode,
     /// `WARN` thresholds that fired in this period, one bit per threshold.
     pub fired: u16,
     /// Whether `over` fired in this period.
     pub over_fired: bool,
-    /// limit + rolled over + granted, kept by [`Policy::refresh`].
-    #[serde(skip)]
-    allowance_cached: Decimal,
+    pub limit: Decimal,
+    /// Usage committed or charged in the current period (never below 0).
+    /// For a rolling window, the sum of its buckets.
+    pub used: Decimal,
+    /// Sum of the live holds on this policy. Holds survive resets.
+    pub held: Decimal,
     /// The usage level at which the next alert fires (the lowest threshold
     /// not fired yet, or `over`), kept by [`Policy::refresh`]: below it,
     /// observing the policy costs one comparison.
-    #[serde(skip)]
     alert_at: Decimal,
-    /// The end of the current calendar period, kept by [`Policy::refresh`].
-    #[serde(skip)]
-    period_end_cached: Option<u64>,
+    period: Period,
+    /// Tree-unique generation. Holds refer to a policy by node and
+    /// generation, so a policy that is removed and set again, or whose metric
+    /// changes, never receives releases meant for its predecessor.
+    pub generation: u64,
+    /// When the current period began: a calendar boundary, or the creation
+    /// or last `QUOTA.RESET` of the policy.
+    pub period_start_ms: u64,
+    extra: Option<Box<Extra>>,
+}
+
+/// Name and metric in one shared allocation, and where the metric starts.
+/// Trees repeat the same few policy names and metrics on many paths, so
+/// equal labels are stored once: a set of the labels in use, from which
+/// labels no policy holds any more are dropped whenever it has doubled.
+fn labels(name: &str, metric: &str) -> (Arc<str>, u8) {
+    struct Interned {
+        set: HashSet<Arc<str>>,
+        sweep_at: usize,
+    }
+    static INTERNED: Mutex<Option<Interned>> = Mutex::new(None);
+    let mut text = String::with_capacity(name.len() + metric.len());
+    text.push_str(name);
+    text.push_str(metric);
+    // Names are at most MAX_NAME_LEN (128) bytes; clamp for safety.
+    let split = name.len().min(u8::MAX as usize) as u8;
+    // A poisoned lock only means another thread panicked while holding it;
+    // the set is still a valid set.
+    let mut guard = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let interned = guard.get_or_insert_with(|| Interned { set: HashSet::new(), sweep_at: 64 });
+    if let Some(shared) = interned.set.get(text.as_str()) {
+        return (shared.clone(), split);
+    }
+    if interned.set.len() >= interned.sweep_at {
+        interned.set.retain(|label| Arc::strong_count(label) > 1);
+        interned.sweep_at = (interned.set.len() * 2).max(64);
+    }
+    let label: Arc<str> = text.into();
+    interned.set.insert(label.clone());
+    (label, split)
 }
 
 impl Policy {
     /// A policy whose metric changed starts over: what it counted, held,
     /// carried over and archived was in another unit.
     pub fn restart(&mut self, generation: u64, now_ms: u64) {
-        let fresh = Policy::new(&self.name, self.spec.clone(), generation, now_ms);
+        let fresh = Policy::new(self.name(), self.spec(), generation, now_ms);
         *self = fresh;
     }
 
@@ -253,24 +342,159 @@ impl Policy {
             Window::Calendar { .. } => spec.window.period_of(now_ms).0,
             Window::None | Window::Rolling { .. } => now_ms,
         };
-        Policy {
-            name: name.to_string(),
-            spec,
-            generation,
-            used: Decimal::ZERO,
-            held: Decimal::ZERO,
-            period_start_ms,
-            rolled_over: Decimal::ZERO,
-            granted: Decimal::ZERO,
-            history: VecDeque::new(),
-            buckets: VecDeque::new(),
+        let (labels, split) = labels(name, &spec.metric);
+        let mut policy = Policy {
+            labels,
+            split,
+            mode: spec.mode,
             fired: 0,
             over_fired: false,
-            allowance_cached: Decimal::ZERO,
+            limit: spec.limit,
+            used: Decimal::ZERO,
+            held: Decimal::ZERO,
             alert_at: Decimal::ZERO,
-            period_end_cached: None,
+            period: Period::None,
+            generation,
+            period_start_ms,
+            extra: None,
+        };
+        policy.configure(spec);
+        policy.refreshed()
+    }
+
+    /// Takes the configuration of `spec` (the caller refreshes).
+    fn configure(&mut self, spec: PolicySpec) {
+        if spec.metric != self.metric() {
+            let name = self.name().to_string();
+            (self.labels, self.split) = labels(&name, &spec.metric);
         }
-        .refreshed()
+        self.mode = spec.mode;
+        self.limit = spec.limit;
+        self.period = Period::of(spec.window, self.period_start_ms);
+        if spec.rollover.is_some() || spec.service.is_some() || spec.model.is_some() || spec.warn != Warn::default() {
+            let extra = self.extra_mut();
+            extra.rollover = spec.rollover;
+            extra.service = spec.service;
+            extra.model = spec.model;
+            extra.warn = spec.warn;
+        } else if let Some(extra) = &mut self.extra {
+            extra.rollover = None;
+            extra.service = None;
+            extra.model = None;
+            extra.warn = Warn::default();
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        let limit = self.limit;
+        self.extra.get_or_insert_with(|| Box::new(Extra { allowance: limit, ..Extra::default() }))
+    }
+
+    pub fn name(&self) -> &str {
+        self.labels.get(..usize::from(self.split)).unwrap_or("")
+    }
+
+    pub fn metric(&self) -> &str {
+        self.labels.get(usize::from(self.split)..).unwrap_or("")
+    }
+
+    pub fn window(&self) -> Window {
+        self.period.window()
+    }
+
+    pub fn warn(&self) -> Warn {
+        self.extra.as_ref().map_or_else(Warn::default, |e| e.warn)
+    }
+
+    pub fn rollover(&self) -> Option<Decimal> {
+        self.extra.as_ref().and_then(|e| e.rollover)
+    }
+
+    pub fn service(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.service.as_deref())
+    }
+
+    pub fn model(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.model.as_deref())
+    }
+
+    /// Allowance carried over from the previous period (`ROLLOVER`).
+    pub fn rolled_over(&self) -> Decimal {
+        self.extra.as_ref().map_or(Decimal::ZERO, |e| e.rolled_over)
+    }
+
+    /// Allowance added by `QUOTA.GRANT` in the current period.
+    pub fn granted(&self) -> Decimal {
+        self.extra.as_ref().map_or(Decimal::ZERO, |e| e.granted)
+    }
+
+    /// Closed periods, newest first, at most [`HISTORY_LEN`].
+    pub fn history(&self) -> &VecDeque<Closed> {
+        static EMPTY: VecDeque<Closed> = VecDeque::new();
+        self.extra.as_ref().map_or(&EMPTY, |e| &e.history)
+    }
+
+    /// Rolling windows: (bucket index, usage), oldest first.
+    pub fn buckets(&self) -> &VecDeque<(u64, Decimal)> {
+        static EMPTY: VecDeque<(u64, Decimal)> = VecDeque::new();
+        self.extra.as_ref().map_or(&EMPTY, |e| &e.buckets)
+    }
+
+    /// The configuration, as `QUOTA.SET` would give it.
+    pub fn spec(&self) -> PolicySpec {
+        PolicySpec {
+            metric: self.metric().to_string(),
+            limit: self.limit,
+            mode: self.mode,
+            window: self.window(),
+            warn: self.warn(),
+            rollover: self.rollover(),
+            service: self.service().map(str::to_string),
+            model: self.model().map(str::to_string),
+        }
+    }
+
+    /// Whether a request with this service/model is subject to the policy.
+    pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
+        match &self.extra {
+            None => true,
+            Some(extra) => match (&extra.service, &extra.model) {
+                (None, _) => true,
+                (Some(s), None) => service == Some(s.as_str()),
+                (Some(s), Some(m)) => service == Some(s.as_str()) && model == Some(m.as_str()),
+            },
+        }
+    }
+
+    /// The heap the rarely used parts take (labels are shared and not
+    /// counted), for `MEMORY USAGE`.
+    pub(crate) fn extra_bytes(&self) -> usize {
+        self.extra.as_ref().map_or(0, |e| {
+            std::mem::size_of::<Extra>()
+                + e.history.capacity() * std::mem::size_of::<Closed>()
+                + e.buckets.capacity() * std::mem::size_of::<(u64, Decimal)>()
+                + e.service.as_ref().map_or(0, String::capacity)
+                + e.model.as_ref().map_or(0, String::capacity)
+        })
+    }
+
+    /// Restores the period state of a stored policy (the caller validated
+    /// it and refreshes).
+    pub(crate) fn restore(
+        &mut self,
+        rolled_over: Decimal,
+        granted: Decimal,
+        history: VecDeque<Closed>,
+        buckets: VecDeque<(u64, Decimal)>,
+    ) {
+        if rolled_over.is_zero() && granted.is_zero() && history.is_empty() && buckets.is_empty() {
+            return;
+        }
+        let extra = self.extra_mut();
+        extra.rolled_over = rolled_over;
+        extra.granted = granted;
+        extra.history = history;
+        extra.buckets = buckets;
     }
 
     fn refreshed(mut self) -> Policy {
@@ -279,18 +503,27 @@ impl Policy {
     }
 
     /// Recomputes what is derived from the limit, carry-over, grants and
-    /// fired alerts. Every change to those ends with a call to this.
+    /// fired alerts, and drops the [`Extra`] part when it holds nothing.
+    /// Every change to those ends with a call to this.
     pub(crate) fn refresh(&mut self) {
+        if self.extra.as_ref().is_some_and(|e| e.is_plain()) {
+            self.extra = None;
+        }
         // Checked: a value from a corrupt payload must not panic here.
-        let allowance = self
-            .spec
-            .limit
-            .checked_add(self.rolled_over)
-            .and_then(|a| a.checked_add(self.granted))
-            .unwrap_or(Decimal::MAX);
-        self.allowance_cached = allowance;
+        let allowance = match &mut self.extra {
+            None => self.limit,
+            Some(extra) => {
+                let allowance = self
+                    .limit
+                    .checked_add(extra.rolled_over)
+                    .and_then(|a| a.checked_add(extra.granted))
+                    .unwrap_or(Decimal::MAX);
+                extra.allowance = allowance;
+                allowance
+            }
+        };
         let mut at = if self.over_fired { Decimal::MAX } else { allowance };
-        for (i, &pct) in self.spec.warn.iter().enumerate() {
+        for (i, &pct) in self.warn().iter().enumerate() {
             if self.fired & (1u16 << i.min(15)) == 0
                 && let Some(level) = allowance.checked_mul(Decimal::from(pct))
             {
@@ -298,10 +531,11 @@ impl Policy {
             }
         }
         self.alert_at = at;
-        self.period_end_cached = match self.spec.window {
-            Window::Calendar { .. } => Some(self.spec.window.period_of(self.period_start_ms).1),
-            Window::None | Window::Rolling { .. } => None,
-        };
+        self.period = Period::of(self.window(), self.period_start_ms);
+    }
+
+    fn is_rolling(&self) -> bool {
+        matches!(self.period, Period::Rolling { .. })
     }
 
     /// A rolling window's usage drops out continuously: thresholds it is
@@ -309,10 +543,10 @@ impl Policy {
     /// out and before new usage is added, so a drop and a rise in one write
     /// are both seen.
     pub(crate) fn rearm(&mut self) {
-        if !matches!(self.spec.window, Window::Rolling { .. }) {
+        if !self.is_rolling() {
             return;
         }
-        for (i, &pct) in self.spec.warn.iter().enumerate() {
+        for (i, &pct) in self.warn().iter().enumerate() {
             if !self.crossed(pct) {
                 self.fired &= !(1u16 << i.min(15));
             }
@@ -326,23 +560,24 @@ impl Policy {
     /// Whether an alert could fire at the current level (always true for a
     /// rolling window, whose thresholds re-arm as usage drops).
     pub(crate) fn may_alert(&self) -> bool {
-        matches!(self.spec.window, Window::Rolling { .. }) || self.level() >= self.alert_at
+        self.is_rolling() || self.level() >= self.alert_at
     }
 
     /// The current period's allowance: limit + rolled over + granted.
     pub fn allowance(&self) -> Decimal {
+        let allowance = self.extra.as_ref().map_or(self.limit, |e| e.allowance);
         debug_assert_eq!(
-            Some(self.allowance_cached),
-            self.spec.limit.checked_add(self.rolled_over).and_then(|a| a.checked_add(self.granted)),
+            Some(allowance),
+            self.limit.checked_add(self.rolled_over()).and_then(|a| a.checked_add(self.granted())),
             "refresh() after every change to the allowance"
         );
-        self.allowance_cached
+        allowance
     }
 
     /// The usage that warnings and status compare with the allowance:
     /// strict policies count what is held, the others only what is used.
     pub fn level(&self) -> Decimal {
-        match self.spec.mode {
+        match self.mode {
             Mode::Strict => self.used + self.held,
             Mode::Block | Mode::Open => self.used,
         }
@@ -359,7 +594,7 @@ impl Policy {
         if requested <= Decimal::ZERO {
             return true;
         }
-        match self.spec.mode {
+        match self.mode {
             Mode::Strict => self.used + self.held + requested <= self.allowance(),
             Mode::Block => self.used < self.allowance(),
             Mode::Open => true,
@@ -375,7 +610,8 @@ impl Policy {
         if self.is_over() {
             return Status::Over;
         }
-        match (self.spec.warn.first(), self.spec.warn.last()) {
+        let warn = self.warn();
+        match (warn.first(), warn.last()) {
             (Some(&_), Some(&last)) if self.crossed(last) => Status::Critical,
             (Some(&first), Some(&_)) if self.crossed(first) => Status::Warning,
             _ => Status::Healthy,
@@ -394,17 +630,20 @@ impl Policy {
 
     /// The end of the current calendar period.
     pub fn period_end_ms(&self) -> Option<u64> {
-        self.period_end_cached
+        match self.period {
+            Period::Calendar { end_ms, .. } => Some(end_ms),
+            Period::None | Period::Rolling { .. } => None,
+        }
     }
 
     /// The span replies show as `period_start`, `period_end`: the calendar
     /// period, or the buckets a rolling window counts at `now_ms`.
     pub fn shown_period(&self, now_ms: u64) -> Option<(u64, u64)> {
-        match self.spec.window {
-            Window::None => None,
-            Window::Calendar { .. } => self.period_end_ms().map(|end| (self.period_start_ms, end)),
-            Window::Rolling { .. } => {
-                let bucket = self.spec.window.bucket_ms()?;
+        match self.period {
+            Period::None => None,
+            Period::Calendar { end_ms, .. } => Some((self.period_start_ms, end_ms)),
+            Period::Rolling { .. } => {
+                let bucket = self.window().bucket_ms()?;
                 let current = now_ms / bucket;
                 Some((current.saturating_sub(ROLLING_BUCKETS) * bucket, (current + 1) * bucket))
             }
@@ -412,12 +651,12 @@ impl Policy {
     }
 
     fn needs_roll(&self, now_ms: u64) -> bool {
-        match self.spec.window {
-            Window::None => false,
-            Window::Calendar { .. } => self.period_end_ms().is_some_and(|end| now_ms >= end),
-            Window::Rolling { .. } => {
-                let bucket = self.spec.window.bucket_ms().unwrap_or(1);
-                self.buckets.front().is_some_and(|(b, _)| expired_bucket(*b, now_ms / bucket))
+        match self.period {
+            Period::None => false,
+            Period::Calendar { end_ms, .. } => now_ms >= end_ms,
+            Period::Rolling { .. } => {
+                let bucket = self.window().bucket_ms().unwrap_or(1);
+                self.buckets().front().is_some_and(|(b, _)| expired_bucket(*b, now_ms / bucket))
             }
         }
     }
@@ -440,33 +679,41 @@ impl Policy {
     /// not walked: their allowances follow a closed form. Returns how many
     /// periods closed.
     pub fn roll(&mut self, now_ms: u64) -> u64 {
-        match self.spec.window {
-            Window::None => 0,
-            Window::Rolling { .. } => {
-                let bucket = self.spec.window.bucket_ms().unwrap_or(1);
+        match self.period {
+            Period::None => 0,
+            Period::Rolling { .. } => {
+                let bucket = self.window().bucket_ms().unwrap_or(1);
                 let current = now_ms / bucket;
-                while let Some(&(b, amount)) = self.buckets.front() {
+                let Some(extra) = &mut self.extra else {
+                    // No buckets: nothing counts.
+                    self.used = Decimal::ZERO;
+                    return 0;
+                };
+                while let Some(&(b, amount)) = extra.buckets.front() {
                     if !expired_bucket(b, current) {
                         break;
                     }
                     self.used = (self.used - amount).max(Decimal::ZERO);
-                    self.buckets.pop_front();
+                    extra.buckets.pop_front();
                 }
-                if self.buckets.is_empty() {
+                if extra.buckets.is_empty() {
                     self.used = Decimal::ZERO;
                 }
+                self.refresh();
                 0
             }
-            Window::Calendar { .. } => {
-                let Some(end) = self.period_end_ms().filter(|&end| now_ms >= end) else { return 0 };
-                let window = self.spec.window;
+            Period::Calendar { end_ms: end, .. } => {
+                if now_ms < end {
+                    return 0;
+                }
+                let window = self.window();
                 let unused = (self.allowance() - self.used).max(Decimal::ZERO);
                 self.archive(Closed {
                     start_ms: self.period_start_ms,
                     end_ms: end,
                     used: self.used,
                     allowance: self.allowance(),
-                    rolled_over: self.rolled_over,
+                    rolled_over: self.rolled_over(),
                 });
                 let first_allowance = self.next_allowance(unused);
                 let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
@@ -477,14 +724,16 @@ impl Policy {
                         end_ms: window.start_of(i + 1),
                         used: Decimal::ZERO,
                         allowance,
-                        rolled_over: allowance - self.spec.limit,
+                        rolled_over: allowance - self.limit,
                     });
                 }
                 let allowance = self.chained_allowance(first_allowance, i_now - i_end);
                 self.period_start_ms = window.start_of(i_now);
                 self.used = Decimal::ZERO;
-                self.granted = Decimal::ZERO;
-                self.rolled_over = allowance - self.spec.limit;
+                let limit = self.limit;
+                let extra = self.extra_mut();
+                extra.granted = Decimal::ZERO;
+                extra.rolled_over = allowance - limit;
                 self.fired = 0;
                 self.over_fired = false;
                 self.refresh();
@@ -494,15 +743,16 @@ impl Policy {
     }
 
     fn archive(&mut self, closed: Closed) {
-        self.history.push_front(closed);
-        self.history.truncate(HISTORY_LEN);
+        let history = &mut self.extra_mut().history;
+        history.push_front(closed);
+        history.truncate(HISTORY_LEN);
     }
 
     /// The allowance of the period after one that left `unused`.
     fn next_allowance(&self, unused: Decimal) -> Decimal {
-        match self.spec.rollover {
-            Some(cap) => (self.spec.limit + unused).min(cap),
-            None => self.spec.limit,
+        match self.rollover() {
+            Some(cap) => (self.limit + unused).min(cap),
+            None => self.limit,
         }
     }
 
@@ -510,7 +760,7 @@ impl Policy {
     /// was `first`: each idle period carries all of its allowance over, so
     /// it is min(first + skipped × limit, cap), computed without a loop.
     fn chained_allowance(&self, first: Decimal, skipped: i64) -> Decimal {
-        let (Some(cap), limit) = (self.spec.rollover, self.spec.limit) else { return self.spec.limit };
+        let (Some(cap), limit) = (self.rollover(), self.limit) else { return self.limit };
         if skipped <= 0 || limit <= Decimal::ZERO || first >= cap {
             return first.min(cap);
         }
@@ -524,30 +774,32 @@ impl Policy {
     /// a negative amount back from the newest buckets first.
     pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {
         let updated = amount::add_floor_zero(self.used, delta)?;
-        if let Some(bucket) = self.spec.window.bucket_ms() {
+        if let Some(bucket) = self.window().bucket_ms() {
+            let buckets = &mut self.extra_mut().buckets;
             // A clock that stepped back must not put usage in an older
             // bucket than the newest: the buckets stay in order.
-            let newest = self.buckets.back().map_or(0, |(b, _)| *b);
+            let newest = buckets.back().map_or(0, |(b, _)| *b);
             let current = (now_ms / bucket).max(newest);
             if delta > Decimal::ZERO {
-                match self.buckets.back_mut() {
+                match buckets.back_mut() {
                     Some((b, amount)) if *b == current => *amount += delta,
-                    _ => self.buckets.push_back((current, delta)),
+                    _ => buckets.push_back((current, delta)),
                 }
             } else {
                 let mut give_back = -delta;
                 while give_back > Decimal::ZERO {
-                    let Some((_, amount)) = self.buckets.back_mut() else { break };
+                    let Some((_, amount)) = buckets.back_mut() else { break };
                     let take = give_back.min(*amount);
                     *amount -= take;
                     give_back -= take;
                     if amount.is_zero() {
-                        self.buckets.pop_back();
+                        buckets.pop_back();
                     }
                 }
             }
-            self.used = self.buckets.iter().map(|(_, a)| *a).sum();
+            self.used = buckets.iter().map(|(_, a)| *a).sum();
             debug_assert_eq!(self.used, updated, "rolling usage equals the sum of its buckets");
+            self.refresh();
         } else {
             self.used = updated;
         }
@@ -557,7 +809,8 @@ impl Policy {
     /// `QUOTA.GRANT`: adds to the current period's allowance.
     pub fn grant(&mut self, amount: Decimal, now_ms: u64) -> Result<()> {
         self.roll(now_ms);
-        self.granted = amount::add(self.granted, amount)?;
+        let granted = amount::add(self.granted(), amount)?;
+        self.extra_mut().granted = granted;
         self.refresh();
         amount::add(self.allowance(), Decimal::ZERO)?;
         Ok(())
@@ -568,8 +821,8 @@ impl Policy {
     /// early still ends at its calendar boundary.
     pub fn reset(&mut self, now_ms: u64) -> Closed {
         self.roll(now_ms);
-        let start_ms = match self.spec.window {
-            Window::Rolling { duration_ms } => self.period_start_ms.max(now_ms.saturating_sub(duration_ms)),
+        let start_ms = match self.period {
+            Period::Rolling { duration_ms } => self.period_start_ms.max(now_ms.saturating_sub(duration_ms)),
             _ => self.period_start_ms,
         };
         let closed = Closed {
@@ -577,16 +830,18 @@ impl Policy {
             end_ms: now_ms,
             used: self.used,
             allowance: self.allowance(),
-            rolled_over: self.rolled_over,
+            rolled_over: self.rolled_over(),
         };
         self.archive(closed.clone());
         let unused = (self.allowance() - self.used).max(Decimal::ZERO);
         let allowance = self.next_allowance(unused);
         self.period_start_ms = now_ms;
         self.used = Decimal::ZERO;
-        self.granted = Decimal::ZERO;
-        self.rolled_over = allowance - self.spec.limit;
-        self.buckets.clear();
+        let limit = self.limit;
+        let extra = self.extra_mut();
+        extra.granted = Decimal::ZERO;
+        extra.rolled_over = allowance - limit;
+        extra.buckets.clear();
         self.fired = 0;
         self.over_fired = false;
         self.refresh();
@@ -599,28 +854,37 @@ impl Policy {
     /// dropped without a calendar `ROLLOVER` and clamped to its cap.
     pub fn update(&mut self, spec: PolicySpec, now_ms: u64) {
         self.roll(now_ms);
-        let window_changed = spec.window != self.spec.window;
-        if spec.warn != self.spec.warn {
+        let window_changed = spec.window != self.window();
+        if spec.warn != self.warn() {
             // The bits name positions in the old list.
             self.fired = 0;
         }
-        self.spec = spec;
-        // Carried-over allowance only exists under a calendar ROLLOVER, and
-        // never beyond its cap.
-        self.rolled_over = match (self.spec.rollover, self.spec.window.is_calendar()) {
-            (Some(cap), true) => self.rolled_over.min((cap - self.spec.limit).max(Decimal::ZERO)),
-            _ => Decimal::ZERO,
-        };
+        let window = spec.window;
         if window_changed {
-            self.period_start_ms = match self.spec.window {
-                Window::Calendar { .. } => self.spec.window.period_of(now_ms).0,
+            self.period_start_ms = match window {
+                Window::Calendar { .. } => window.period_of(now_ms).0,
                 Window::None | Window::Rolling { .. } => now_ms,
             };
-            self.buckets.clear();
-            if let Some(bucket) = self.spec.window.bucket_ms()
-                && self.used > Decimal::ZERO
+        }
+        self.configure(spec);
+        // Carried-over allowance only exists under a calendar ROLLOVER, and
+        // never beyond its cap.
+        let rolled_over = match (self.rollover(), window.is_calendar()) {
+            (Some(cap), true) => self.rolled_over().min((cap - self.limit).max(Decimal::ZERO)),
+            _ => Decimal::ZERO,
+        };
+        if rolled_over != self.rolled_over() {
+            self.extra_mut().rolled_over = rolled_over;
+        }
+        if window_changed {
+            let used = self.used;
+            if let Some(extra) = &mut self.extra {
+                extra.buckets.clear();
+            }
+            if let Some(bucket) = window.bucket_ms()
+                && used > Decimal::ZERO
             {
-                self.buckets.push_back((now_ms / bucket, self.used));
+                self.extra_mut().buckets.push_back((now_ms / bucket, used));
             }
         }
         self.refresh();
@@ -642,7 +906,9 @@ mod tests {
             service: None,
             model: None,
         };
-        Policy { used: used.into(), held: held.into(), ..Policy::new("p", spec, 1, 0) }
+        let mut p = Policy::new("p", spec, 1, 0);
+        (p.used, p.held) = (used.into(), held.into());
+        p
     }
 
     #[test]
@@ -694,14 +960,20 @@ mod tests {
 
     #[test]
     fn filters_match_service_then_model() {
-        let mut p = policy(Mode::Strict, 1, 0, 0);
-        assert!(p.spec.matches(None, None));
-        p.spec.service = Some("chat".into());
-        assert!(!p.spec.matches(None, None));
-        assert!(p.spec.matches(Some("chat"), None));
-        assert!(p.spec.matches(Some("chat"), Some("gpt")));
-        p.spec.model = Some("gpt".into());
-        assert!(!p.spec.matches(Some("chat"), Some("other")));
-        assert!(p.spec.matches(Some("chat"), Some("gpt")));
+        // The spec and the policy made from it agree.
+        let matches = |spec: &PolicySpec, service: Option<&str>, model: Option<&str>| {
+            let by_policy = Policy::new("p", spec.clone(), 1, 0).matches(service, model);
+            assert_eq!(by_policy, spec.matches(service, model));
+            by_policy
+        };
+        let mut spec = policy(Mode::Strict, 1, 0, 0).spec();
+        assert!(matches(&spec, None, None));
+        spec.service = Some("chat".into());
+        assert!(!matches(&spec, None, None));
+        assert!(matches(&spec, Some("chat"), None));
+        assert!(matches(&spec, Some("chat"), Some("gpt")));
+        spec.model = Some("gpt".into());
+        assert!(!matches(&spec, Some("chat"), Some("other")));
+        assert!(matches(&spec, Some("chat"), Some("gpt")));
     }
 }

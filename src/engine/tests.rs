@@ -61,7 +61,7 @@ fn company() -> Tree {
 
 fn policy_at(t: &Tree, path: &str, name: &str) -> policy::Policy {
     let id = t.find(path).expect("path");
-    t.node(id).unwrap().policies.iter().find(|p| p.name == name).expect("policy").clone()
+    t.node(id).unwrap().policies.iter().find(|p| p.name() == name).expect("policy").clone()
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn charge_records_and_check_refuses_atomically() {
     let rows =
         [("60", false, true, "60"), ("60", true, false, "60"), ("-100", true, true, "0"), ("40", true, true, "40")];
     for (cost, check, allowed, used) in rows {
-        let out = t.charge(&charge_req(&["projects/p9"], &[("credits", cost)], check), 0, &l).unwrap();
+        let out = t.charge(charge_req(&["projects/p9"], &[("credits", cost)], check), 0, &l).unwrap();
         assert_eq!(out.allowed, allowed, "{cost} {check}");
         assert_eq!(out.charged.is_empty(), !allowed);
         assert_eq!(policy_at(&t, "", "monthly").used, d(used), "{cost} {check}");
@@ -344,11 +344,11 @@ fn delpath_refuses_while_held_and_removes_the_subtree() {
 fn set_updates_keep_usage_and_unset_forgets_holds() {
     let l = Limits::default();
     let mut t = company();
-    t.charge(&charge_req(&["projects/p1"], &[("credits", "10")], false), 0, &l).unwrap();
+    t.charge(charge_req(&["projects/p1"], &[("credits", "10")], false), 0, &l).unwrap();
     let id = t.reserve(reserve_req(&["projects/p1"], &[&[("credits", "5")]]), 0, &l).unwrap().id.unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), 0, &l).unwrap();
     let p = policy_at(&t, "projects/p1", "cap");
-    assert_eq!((p.used, p.held, p.spec.limit), (d("10"), d("5"), d("70")));
+    assert_eq!((p.used, p.held, p.limit), (d("10"), d("5"), d("70")));
     t.unset_policy("projects/p1", "cap").unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Strict), 0, &l).unwrap();
     t.release(&id, None, 1, &l).unwrap();
@@ -361,7 +361,7 @@ fn set_updates_keep_usage_and_unset_forgets_holds() {
 fn tree_views_show_status_and_depth() {
     let l = Limits::default();
     let mut t = company();
-    t.charge(&charge_req(&["projects/p1"], &[("credits", "45")], false), 0, &l).unwrap();
+    t.charge(charge_req(&["projects/p1"], &[("credits", "45")], false), 0, &l).unwrap();
     let view = t.tree_view("", 1, 1000, 0).unwrap();
     assert!(!view.truncated);
     assert_eq!(view.nodes, 3);
@@ -380,7 +380,7 @@ fn a_large_tree_is_cut_at_count_with_a_marker() {
     let l = Limits::default();
     let mut t = Tree::new();
     for i in 0..50 {
-        t.charge(&charge_req(&[&format!("projects/p{i:02}/users/u1")], &[("credits", "1")], false), 0, &l).unwrap();
+        t.charge(charge_req(&[&format!("projects/p{i:02}/users/u1")], &[("credits", "1")], false), 0, &l).unwrap();
     }
     // limit, nodes returned, truncated
     for (count, nodes, truncated) in [(1000, 152, false), (10, 10, true), (1, 1, true), (3, 3, true)] {
@@ -414,16 +414,16 @@ mod events {
         };
         t.set_policy("", "m", monthly, 0, &l).unwrap();
         // One charge crosses both thresholds, in order.
-        t.charge(&charge_req(&["p"], &[("credits", "91")], false), 1, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "91")], false), 1, &l).unwrap();
         assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(80)), (EventKind::Warning, Some(90))]);
-        t.charge(&charge_req(&["p"], &[("credits", "-50")], false), 2, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "50")], false), 3, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "-50")], false), 2, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "50")], false), 3, &l).unwrap();
         assert_eq!(kinds(&t).len(), 2, "each threshold fires once per period");
-        t.charge(&charge_req(&["p"], &[("credits", "9")], false), 4, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "9")], false), 4, &l).unwrap();
         assert_eq!(kinds(&t)[2], (EventKind::Over, None));
         // The next month: a reset event, and the thresholds fire again.
         let feb = 31 * DAY_MS as u64;
-        t.charge(&charge_req(&["p"], &[("credits", "85")], false), feb, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "85")], false), feb, &l).unwrap();
         let all: Vec<_> = t.events_since(0, usize::MAX).cloned().collect();
         assert_eq!(all[3].kind, EventKind::Reset);
         assert_eq!((all[3].used, all[3].limit, all[3].periods), (Some(d("100")), Some(d("100")), Some(1)));
@@ -458,10 +458,10 @@ mod events {
             ..spec("credits", "10", Mode::Strict)
         };
         t.set_policy("", "r", rolling, 0, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "6")], false), 0, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "6")], false), 0, &l).unwrap();
         // Two hours later the old usage has dropped out and new usage crosses again,
         // within one write.
-        t.charge(&charge_req(&["p"], &[("credits", "6")], false), 7_200_000, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "6")], false), 7_200_000, &l).unwrap();
         assert_eq!(kinds(&t), vec![(EventKind::Warning, Some(50)), (EventKind::Warning, Some(50))]);
     }
 
@@ -594,7 +594,7 @@ proptest! {
                 }
                 Op::Charge { path, amount, check } => {
                     let amount = Decimal::from(amount);
-                    let out = t.charge(&ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
+                    let out = t.charge(ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
                     if out.allowed {
                         if !check && amount > Decimal::ZERO { slack += amount; }
                         record(&[PATHS[path]], amount, &mut spent);
@@ -605,7 +605,7 @@ proptest! {
             prop_assert_eq!(t.check_invariants(), Ok(()));
             for (path, name) in [("", "root"), ("a", "a"), ("a/b/c", "abc")] {
                 let p = policy_at(&t, path, name);
-                prop_assert!(p.used + p.held <= p.spec.limit + slack, "{}#{}: {} + {} > {} + {}", path, name, p.used, p.held, p.spec.limit, slack);
+                prop_assert!(p.used + p.held <= p.limit + slack, "{}#{}: {} + {} > {} + {}", path, name, p.used, p.held, p.limit, slack);
             }
             for (path, want) in &spent {
                 if let Ok(view) = t.get(path, now) {
@@ -648,7 +648,7 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "m", windowed("100", month(1), None), at(2026, 1, 10), &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "30")], false), at(2026, 1, 15), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "30")], false), at(2026, 1, 15), &l).unwrap();
         let jan = t.get("", at(2026, 1, 31)).unwrap();
         assert_eq!(jan.policies[0].used, d("30"));
         assert_eq!(jan.policies[0].period, Some((at(2026, 1, 1), at(2026, 2, 1))));
@@ -669,11 +669,11 @@ mod windows {
         let mut p = Policy::new("m", windowed("5000000", month(1), Some("10000000")), 1, at(2026, 1, 1));
         p.add_used(d("1500000"), at(2026, 1, 20)).unwrap();
         p.roll(at(2026, 2, 1));
-        assert_eq!((p.allowance(), p.rolled_over), (d("8500000"), d("3500000")));
+        assert_eq!((p.allowance(), p.rolled_over()), (d("8500000"), d("3500000")));
         p.roll(at(2026, 3, 1));
         assert_eq!(p.allowance(), d("10000000"));
         assert_eq!(
-            p.history.iter().cloned().collect::<Vec<_>>(),
+            p.history().iter().cloned().collect::<Vec<_>>(),
             vec![
                 closed(at(2026, 2, 1), at(2026, 3, 1), "0", "8500000", "3500000"),
                 closed(at(2026, 1, 1), at(2026, 2, 1), "1500000", "5000000", "0"),
@@ -715,11 +715,11 @@ mod windows {
         let started = std::time::Instant::now();
         assert_eq!(p.roll(ten_years), 87_600, "every hour of ten years closed");
         assert!(started.elapsed().as_millis() < 100, "catching up is bounded");
-        assert_eq!(p.history.len(), HISTORY_LEN);
+        assert_eq!(p.history().len(), HISTORY_LEN);
         // After n idle hours the allowance is 1 + n (all carried over), below the cap.
         assert_eq!(p.allowance(), d("87601"));
-        assert_eq!(p.history[0].allowance, d("87600"));
-        assert_eq!(p.history[0].end_ms, ten_years);
+        assert_eq!(p.history()[0].allowance, d("87600"));
+        assert_eq!(p.history()[0].end_ms, ten_years);
     }
 
     #[test]
@@ -735,7 +735,7 @@ mod windows {
             p.roll(now);
             assert_eq!(p.period_start_ms, start);
         }
-        assert_eq!(p.history.len(), 3);
+        assert_eq!(p.history().len(), 3);
     }
 
     #[test]
@@ -756,11 +756,11 @@ mod windows {
         p.add_used(d("-9"), 61_600).unwrap();
         assert_eq!(p.used, d("3"));
         assert_eq!(
-            p.buckets.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+            p.buckets().iter().map(|(_, a)| *a).collect::<Vec<_>>(),
             vec![d("3")],
             "newest buckets give back first"
         );
-        assert!(p.buckets.len() <= 60);
+        assert!(p.buckets().len() <= 60);
     }
 
     #[test]
@@ -769,12 +769,12 @@ mod windows {
         let mut p = Policy::new("p", windowed("100", rolling, None), 1, 0);
         p.add_used(d("1"), 5_000).unwrap();
         p.add_used(d("2"), 3_000).unwrap();
-        assert_eq!(p.buckets.iter().cloned().collect::<Vec<_>>(), vec![(5, d("3"))]);
+        assert_eq!(p.buckets().iter().cloned().collect::<Vec<_>>(), vec![(5, d("3"))]);
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "r", windowed("100", rolling, None), 0, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "1")], false), 9_000, &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "1")], false), 2_000, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "1")], false), 9_000, &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "1")], false), 2_000, &l).unwrap();
         assert!(crate::persist::decode(&crate::persist::encode(&t), crate::persist::ENCODING_VERSION).is_ok());
     }
 
@@ -783,14 +783,14 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "m", windowed("100", month(1), Some("1000")), at(2026, 1, 1), &l).unwrap();
-        t.charge(&charge_req(&["p"], &[("credits", "10")], false), at(2026, 1, 2), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "10")], false), at(2026, 1, 2), &l).unwrap();
         // Five idle months carry 90 + 4 × 100 over: the allowance is 590.
         assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("590"));
         t.set_policy("", "m", windowed("100", month(1), Some("300")), at(2026, 6, 1), &l).unwrap();
         assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("300"), "clamped to the new cap");
         t.set_policy("", "m", windowed("100", Window::None, None), at(2026, 6, 1), &l).unwrap();
         assert_eq!(t.get("", at(2026, 6, 1)).unwrap().policies[0].limit, d("100"), "no rollover without a window");
-        t.charge(&charge_req(&["p"], &[("credits", "40")], false), at(2026, 6, 2), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "40")], false), at(2026, 6, 2), &l).unwrap();
         t.set_policy(
             "",
             "m",
@@ -800,7 +800,7 @@ mod windows {
         )
         .unwrap();
         let p = policy_at(&t, "", "m");
-        assert_eq!((p.used, p.history.len()), (d("0"), 0), "usage in credits is not usage in usd");
+        assert_eq!((p.used, p.history().len()), (d("0"), 0), "usage in credits is not usage in usd");
     }
 
     #[test]
@@ -827,7 +827,7 @@ mod windows {
         t.set_policy("", "m", windowed("100", month(1), Some("150")), at(2026, 1, 1), &l).unwrap();
         let view = t.grant("", "m", d("20"), at(2026, 1, 5), &l).unwrap();
         assert_eq!(view.limit, d("120"));
-        t.charge(&charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
+        t.charge(charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
         let closed = t.reset_policy("", "m", at(2026, 1, 10), &l).unwrap();
         assert_eq!(
             closed,

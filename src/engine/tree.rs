@@ -2,10 +2,12 @@
 //! usage charged in its subtree, plus the holds placed on it.
 //!
 //! Nodes live in an arena (`nodes`) and are found by path through
-//! `by_path`; a node knows its parent and children, so the ancestors of a
-//! path are one hash lookup and a walk up the parents.
+//! `index`, a hash table of node ids keyed by the path each node stores
+//! once; a node knows its parent and children, so the ancestors of a path
+//! are one hash lookup and a walk up the parents.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -49,24 +51,49 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The absent node in the parent and sibling links.
+pub(crate) const NO_NODE: NodeId = NodeId::MAX;
+
+/// A node of the tree. A tree of 100,000 paths is 100,000 of these, so the
+/// layout is compact: the path is stored once (the index hashes it in
+/// place), children are a linked list through their sibling links instead
+/// of a map per node, and the links are plain ids with `NO_NODE` for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// Canonical path ("" for the root).
-    pub path: String,
-    pub parent: Option<NodeId>,
-    /// Child segment → node.
-    pub children: BTreeMap<String, NodeId>,
-    pub policies: Vec<Policy>,
-    /// Everything charged in this subtree since the node was created.
-    pub spent: Costs,
+    pub path: Box<str>,
+    parent: NodeId,
+    first_child: NodeId,
+    prev_sibling: NodeId,
+    next_sibling: NodeId,
     /// Live holds that name this node in `PATH` or `ALSO` (derived on load).
-    #[serde(skip)]
     pub live_holds: u32,
+    pub policies: Box<[Policy]>,
+    /// Everything charged in this subtree since the node was created, per
+    /// metric (a boxed slice: most nodes never change their metrics).
+    pub spent: Box<[(String, Decimal)]>,
+}
+
+fn link(id: NodeId) -> Option<NodeId> {
+    (id != NO_NODE).then_some(id)
 }
 
 impl Node {
-    fn new(path: String, parent: Option<NodeId>) -> Node {
-        Node { path, parent, children: BTreeMap::new(), policies: Vec::new(), spent: Vec::new(), live_holds: 0 }
+    pub(crate) fn new(path: &str, parent: Option<NodeId>) -> Node {
+        Node {
+            path: path.into(),
+            parent: parent.unwrap_or(NO_NODE),
+            first_child: NO_NODE,
+            prev_sibling: NO_NODE,
+            next_sibling: NO_NODE,
+            live_holds: 0,
+            policies: Box::default(),
+            spent: Box::default(),
+        }
+    }
+
+    pub fn parent(&self) -> Option<NodeId> {
+        link(self.parent)
     }
 }
 
@@ -100,7 +127,7 @@ pub(crate) struct Reach {
 /// and the `rollover` event when the new period carries allowance over.
 fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<Event> {
     let mut events = Vec::new();
-    if let Some(last) = policy.history.front() {
+    if let Some(last) = policy.history().front() {
         let mut reset = Event::about(EventKind::Reset, now_ms, path, policy);
         reset.used = Some(last.used);
         reset.limit = Some(last.allowance);
@@ -108,9 +135,9 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
         reset.periods = Some(closed);
         events.push(reset);
     }
-    if policy.rolled_over > Decimal::ZERO {
+    if policy.rolled_over() > Decimal::ZERO {
         let mut rollover = Event::about(EventKind::Rollover, now_ms, path, policy);
-        rollover.rolled_over = Some(policy.rolled_over);
+        rollover.rolled_over = Some(policy.rolled_over());
         events.push(rollover);
     }
     events
@@ -126,7 +153,9 @@ impl Reach {
 pub struct Tree {
     pub(crate) nodes: Vec<Option<Node>>,
     pub(crate) free: Vec<NodeId>,
-    pub(crate) by_path: HashMap<String, NodeId>,
+    /// Every live node, found by the hash of its path.
+    pub(crate) index: hashbrown::HashTable<NodeId>,
+    pub(crate) hasher: RandomState,
     pub(crate) node_count: usize,
     pub(crate) holds: HashMap<String, Hold>,
     /// (expires_at_ms, id) of every live hold: expiry pops from the front.
@@ -152,10 +181,94 @@ pub struct Tree {
 impl Tree {
     pub fn new() -> Tree {
         let mut tree = Tree { next_generation: 1, next_event_seq: 1, ..Tree::default() };
-        tree.nodes.push(Some(Node::new(String::new(), None)));
-        tree.by_path.insert(String::new(), ROOT);
+        tree.nodes.push(Some(Node::new("", None)));
+        tree.index_insert(ROOT);
         tree.node_count = 1;
         tree
+    }
+
+    /// The path of node `id` in `nodes` ("" for a free slot, which the
+    /// index never holds).
+    fn path_in(nodes: &[Option<Node>], id: NodeId) -> &str {
+        nodes.get(id as usize).and_then(Option::as_ref).map_or("", |n| &n.path)
+    }
+
+    /// Adds node `id`, already in the arena, to the path index. Returns
+    /// false when its path was indexed already.
+    pub(crate) fn index_insert(&mut self, id: NodeId) -> bool {
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        let path = Self::path_in(nodes, id);
+        let hash = hasher.hash_one(path);
+        if self.index.find(hash, |&other| Self::path_in(nodes, other) == path).is_some() {
+            return false;
+        }
+        self.index.insert_unique(hash, id, |&other| hasher.hash_one(Self::path_in(nodes, other)));
+        true
+    }
+
+    fn index_remove(&mut self, id: NodeId) {
+        let nodes = &self.nodes;
+        let path = Self::path_in(nodes, id);
+        let hash = self.hasher.hash_one(path);
+        if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+    }
+
+    /// Links `id` as the first child of `parent`.
+    pub(crate) fn link_child(&mut self, parent: NodeId, id: NodeId) {
+        let Some(first) = self.node(parent).map(|p| p.first_child) else { return };
+        if let Some(node) = self.node_mut(id) {
+            node.parent = parent;
+            node.prev_sibling = NO_NODE;
+            node.next_sibling = first;
+        }
+        if let Some(next) = self.node_mut(first) {
+            next.prev_sibling = id;
+        }
+        if let Some(p) = self.node_mut(parent) {
+            p.first_child = id;
+        }
+    }
+
+    /// Unlinks `id` from its parent's children.
+    fn unlink_child(&mut self, id: NodeId) {
+        let Some((parent, prev, next)) = self.node(id).map(|n| (n.parent, n.prev_sibling, n.next_sibling)) else {
+            return;
+        };
+        match self.node_mut(prev) {
+            Some(p) => p.next_sibling = next,
+            None => {
+                if let Some(p) = self.node_mut(parent) {
+                    p.first_child = next;
+                }
+            }
+        }
+        if let Some(n) = self.node_mut(next) {
+            n.prev_sibling = prev;
+        }
+    }
+
+    /// The children of a node, in no particular order.
+    pub(crate) fn children(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        let mut cursor = self.node(id).map_or(NO_NODE, |n| n.first_child);
+        std::iter::from_fn(move || {
+            let id = link(cursor)?;
+            cursor = self.node(id).map_or(NO_NODE, |n| n.next_sibling);
+            Some(id)
+        })
+    }
+
+    /// The children of a node sorted by name, at most `count` of them.
+    fn sorted_children(&self, id: NodeId, count: usize) -> Vec<NodeId> {
+        let mut children: Vec<NodeId> = self.children(id).collect();
+        let name = |c: &NodeId| names::leaf_of(Self::path_in(&self.nodes, *c));
+        if count < children.len() {
+            children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
+            children.truncate(count);
+        }
+        children.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        children
     }
 
     pub fn path_count(&self) -> usize {
@@ -174,14 +287,10 @@ impl Tree {
     pub fn estimated_bytes(&self) -> usize {
         use std::mem::size_of;
         let mut bytes = size_of::<Tree>() + self.nodes.capacity() * size_of::<Option<Node>>();
+        bytes += self.index.capacity() * (size_of::<NodeId>() + 1) * 8 / 7;
         for node in self.nodes.iter().flatten() {
-            // The path is stored in the node and as the index key.
-            bytes += 2 * node.path.len() + size_of::<(String, NodeId)>() + 16;
-            bytes += node.children.len() * (size_of::<(String, NodeId)>() + 16);
-            bytes += node.children.keys().map(String::len).sum::<usize>();
-            bytes += node.policies.capacity() * size_of::<Policy>();
-            bytes +=
-                node.policies.iter().map(|p| p.name.len() + p.spec.metric.len() + p.spec.warn.len()).sum::<usize>();
+            bytes += node.path.len().next_multiple_of(16);
+            bytes += node.policies.iter().map(|p| size_of::<Policy>() + p.extra_bytes()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
         }
         for hold in self.holds.values() {
@@ -205,7 +314,8 @@ impl Tree {
     }
 
     pub(crate) fn find(&self, path: &str) -> Option<NodeId> {
-        self.by_path.get(path).copied()
+        let hash = self.hasher.hash_one(path);
+        self.index.find(hash, |&id| Self::path_in(&self.nodes, id) == path).copied()
     }
 
     pub(crate) fn policy(&self, r: PolicyRef) -> Option<&Policy> {
@@ -222,15 +332,18 @@ impl Tree {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
+                // Grow by an eighth, not double: the arena is most of a
+                // large tree's memory, and doubling leaves up to half unused.
+                if self.nodes.len() == self.nodes.capacity() {
+                    self.nodes.reserve_exact(self.nodes.len() / 8 + 4);
+                }
                 self.nodes.push(None);
                 (self.nodes.len() - 1) as NodeId
             }
         };
-        self.nodes[id as usize] = Some(Node::new(path.to_string(), Some(parent)));
-        if let Some(p) = self.node_mut(parent) {
-            p.children.insert(names::leaf_of(path).to_string(), id);
-        }
-        self.by_path.insert(path.to_string(), id);
+        self.nodes[id as usize] = Some(Node::new(path, Some(parent)));
+        self.link_child(parent, id);
+        self.index_insert(id);
         self.node_count += 1;
         id
     }
@@ -275,7 +388,7 @@ impl Tree {
         let existing = self
             .find(path)
             .and_then(|id| self.node(id))
-            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name == name)));
+            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name() == name)));
         match existing {
             Some((_, Some(_))) => {}
             Some((count, None)) if count >= limits.max_policies => {
@@ -294,11 +407,11 @@ impl Tree {
         // changed metric uses it.
         let generation = self.next_generation;
         self.next_generation += 1;
-        if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name == name)) {
+        if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
             let r = PolicyRef { node: id, index };
             self.roll_policy(r, now_ms, limits);
             if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
-                let new_metric = policy.spec.metric != spec.metric;
+                let new_metric = policy.metric() != spec.metric;
                 policy.update(spec, now_ms);
                 if new_metric {
                     policy.restart(generation, now_ms);
@@ -308,10 +421,12 @@ impl Tree {
             return Ok(false);
         }
         let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
-        // Exact capacity: a policy is a few hundred bytes, and most paths
-        // have one or two.
-        node.policies.reserve_exact(1);
-        node.policies.push(Policy::new(name, spec, generation, now_ms));
+        // Exact capacity: a policy is more than a hundred bytes, and most
+        // paths have one or two.
+        let mut policies = std::mem::take(&mut node.policies).into_vec();
+        policies.reserve_exact(1);
+        policies.push(Policy::new(name, spec, generation, now_ms));
+        node.policies = policies.into_boxed_slice();
         let r = PolicyRef { node: id, index: node.policies.len() - 1 };
         self.observe(&[r], now_ms, limits);
         Ok(true)
@@ -321,7 +436,7 @@ impl Tree {
         let node = self.find(path).ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
         let index = self
             .node(node)
-            .and_then(|n| n.policies.iter().position(|p| p.name == name))
+            .and_then(|n| n.policies.iter().position(|p| p.name() == name))
             .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
         Ok(PolicyRef { node, index })
     }
@@ -373,7 +488,7 @@ impl Tree {
 
     /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
     pub fn history(&self, path: &str, name: &str, now_ms: u64) -> Result<Vec<ResetOutcome>> {
-        Ok(self.policy_named(path, name)?.at(now_ms).history.iter().cloned().collect())
+        Ok(self.policy_named(path, name)?.at(now_ms).history().iter().cloned().collect())
     }
 
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
@@ -381,7 +496,9 @@ impl Tree {
     pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
         let r = self.policy_ref(path, name)?;
         if let Some(node) = self.node_mut(r.node) {
-            node.policies.remove(r.index);
+            let mut policies = std::mem::take(&mut node.policies).into_vec();
+            policies.remove(r.index);
+            node.policies = policies.into_boxed_slice();
         }
         Ok(())
     }
@@ -401,13 +518,10 @@ impl Tree {
             )));
         }
         // After this point the command succeeds.
-        let parent = self.node(id).and_then(|n| n.parent);
-        if let Some(p) = parent.and_then(|p| self.node_mut(p)) {
-            p.children.remove(names::leaf_of(path));
-        }
+        self.unlink_child(id);
         for &n in &subtree {
-            if let Some(node) = self.nodes.get_mut(n as usize).and_then(Option::take) {
-                self.by_path.remove(&node.path);
+            self.index_remove(n);
+            if self.nodes.get_mut(n as usize).and_then(Option::take).is_some() {
                 self.free.push(n);
                 self.node_count -= 1;
             }
@@ -415,14 +529,14 @@ impl Tree {
         Ok(subtree.len())
     }
 
-    /// The node and everything below it, parents before children.
+    /// The node and everything below it, parents before children, children
+    /// by name (so the order, and the free slots it leaves, do not depend
+    /// on the order in which the children were created or loaded).
     pub(crate) fn subtree(&self, id: NodeId) -> Vec<NodeId> {
         let mut out = vec![id];
         let mut i = 0;
         while i < out.len() {
-            if let Some(node) = self.node(out[i]) {
-                out.extend(node.children.values().copied());
-            }
+            out.extend(self.sorted_children(out[i], usize::MAX));
             i += 1;
         }
         out
@@ -431,10 +545,10 @@ impl Tree {
     // ----- reaching policies and charging usage --------------------------
 
     /// The nodes and the policies a charge set reaches, each once: those
-    /// whose metric is in `metrics` and whose filter matches. A path that
-    /// exists costs one hash lookup; its ancestors are found through the
-    /// parent links.
-    pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[&str]) -> Reach {
+    /// whose metric is one of `metrics` (amounts per metric) and whose
+    /// filter matches. A path that exists costs one hash lookup; its
+    /// ancestors are found through the parent links.
+    pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[(String, Decimal)]) -> Reach {
         let mut nodes: Vec<NodeId> = Vec::with_capacity(8);
         let mut missing: Vec<&str> = Vec::new();
         for path in &set.paths {
@@ -463,7 +577,7 @@ impl Tree {
                     break;
                 }
                 nodes.push(id);
-                cursor = self.node(id).and_then(|n| n.parent);
+                cursor = self.node(id).and_then(Node::parent);
             }
             nodes[start..].reverse();
         }
@@ -471,8 +585,8 @@ impl Tree {
         for &id in &nodes {
             let Some(node) = self.node(id) else { continue };
             for (index, policy) in node.policies.iter().enumerate() {
-                if metrics.contains(&policy.spec.metric.as_str())
-                    && policy.spec.matches(set.service.as_deref(), set.model.as_deref())
+                if metrics.iter().any(|(m, _)| m == policy.metric())
+                    && policy.matches(set.service.as_deref(), set.model.as_deref())
                 {
                     policies.push(PolicyRef { node: id, index });
                 }
@@ -494,7 +608,7 @@ impl Tree {
             .filter_map(|&r| {
                 let node = self.node(r.node)?;
                 let policy = self.policy_at(r, now_ms)?;
-                let amount = costs_get(requested, &policy.spec.metric);
+                let amount = costs_get(requested, policy.metric());
                 Some(Check::new(&node.path, &policy, amount, policy.passes(amount), now_ms))
             })
             .collect()
@@ -507,7 +621,7 @@ impl Tree {
         self.check_path_room(reach.missing, limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy_at(r, now_ms) {
-                amount::add(policy.used, costs_get(usage, &policy.spec.metric))?;
+                amount::add(policy.used, costs_get(usage, policy.metric()))?;
             }
         }
         for node in reach.nodes.iter().filter_map(|&id| self.node(id)) {
@@ -521,8 +635,7 @@ impl Tree {
     /// The reach of `usage` on `set`, for [`Tree::check_usage`] and
     /// [`Tree::apply_usage`].
     pub(crate) fn usage_reach(&self, set: &ChargeSet, usage: &Costs) -> Reach {
-        let metrics: Vec<&str> = usage.iter().map(|(m, _)| m.as_str()).collect();
-        self.reach(set, &metrics)
+        self.reach(set, usage)
     }
 
     /// Charges `usage` to every node of the charge set and every matching
@@ -550,11 +663,11 @@ impl Tree {
             self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
-            let delta = costs_get(usage, &policy.spec.metric);
+            let delta = costs_get(usage, policy.metric());
             let added = policy.add_used(delta, now_ms);
             debug_assert!(added.is_ok(), "check_usage ran first");
             if policy.is_over() {
-                over.push(format!("{}#{}", names::display_path(&node.path), policy.name));
+                over.push(format!("{}#{}", names::display_path(&node.path), policy.name()));
             }
         }
         self.observe(&reach.policies, now_ms, limits);
@@ -563,7 +676,14 @@ impl Tree {
             for (metric, delta) in usage {
                 let current = costs_get(&node.spent, metric);
                 let updated = amount::add_floor_zero(current, *delta).unwrap_or(current);
-                costs_add(&mut node.spent, metric, updated - current);
+                match node.spent.iter_mut().find(|(m, _)| m == metric) {
+                    Some((_, total)) => *total = updated,
+                    None => {
+                        let mut spent = std::mem::take(&mut node.spent).into_vec();
+                        costs_add(&mut spent, metric, updated);
+                        node.spent = spent.into_boxed_slice();
+                    }
+                }
             }
         }
         over
@@ -637,18 +757,20 @@ impl Tree {
         let mut children = Vec::new();
         let mut more = 0;
         if depth > 0 {
-            for &child in node.children.values() {
+            let total = self.children(id).count();
+            // At most `budget` children are visited; only those are sorted.
+            for child in self.sorted_children(id, *budget) {
                 if *budget == 0 {
-                    more = node.children.len() - children.len();
                     break;
                 }
                 children.extend(self.view(child, depth - 1, budget, now_ms));
             }
+            more = total - children.len();
         }
         let policies: Vec<PolicyView> = node.policies.iter().map(|p| PolicyView::of(&p.at(now_ms), now_ms)).collect();
         Some(NodeView {
             path: names::display_path(&node.path).to_string(),
-            spent: node.spent.clone(),
+            spent: node.spent.to_vec(),
             status: policies.iter().map(|p| p.status).max().unwrap_or(Status::None),
             policies,
             children,
@@ -691,7 +813,7 @@ impl Tree {
                 let policy =
                     self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation));
                 if let Some(policy) = policy {
-                    *expected.entry((line.node, line.generation)).or_default() += hold.held_of(&policy.spec.metric);
+                    *expected.entry((line.node, line.generation)).or_default() += hold.held_of(policy.metric());
                 }
             }
         }
@@ -707,15 +829,18 @@ impl Tree {
                 if policy.held != want {
                     return Err(format!(
                         "held {} != live holds {} at '{}#{}'",
-                        policy.held, want, node.path, policy.name
+                        policy.held,
+                        want,
+                        node.path,
+                        policy.name()
                     ));
                 }
                 if policy.used.is_sign_negative() && !policy.used.is_zero() {
-                    return Err(format!("negative used at '{}#{}'", node.path, policy.name));
+                    return Err(format!("negative used at '{}#{}'", node.path, policy.name()));
                 }
             }
         }
-        if live != self.node_count || self.by_path.len() != live {
+        if live != self.node_count || self.index.len() != live {
             return Err("node count disagrees".into());
         }
         if self.hold_expiry.len() != self.holds.len() {

@@ -78,6 +78,15 @@ impl Window {
         }
     }
 
+    /// The label of a window that has a fixed one (all but rolling).
+    pub fn static_label(&self) -> Option<&'static str> {
+        match self {
+            Window::None => Some("none"),
+            Window::Calendar { unit, .. } => Some(unit_name(*unit)),
+            Window::Rolling { .. } => None,
+        }
+    }
+
     /// The window as replies show it: `none`, `month`, `rolling 30d`.
     pub fn label(&self) -> String {
         match self {
