@@ -2643,15 +2643,21 @@ function Args:next_non_negative(what)
 end
 
 -- An integer in min..max; `what` names it in the error.
+-- `max` is a number, or the text of one beyond 2^53 (u64::MAX), compared
+-- as digits; leading zeros are allowed, as Rust's parse allows them.
 function Args:next_u64(what, min, max)
     local text = self:next_str(what)
+    local max_text = type(max) == "string" and max or sformat("%.0f", max)
     local n = nil
-    if sfind(text, "^%d+$") and #text <= 20 then
-        n = tonumber(text)
+    if sfind(text, "^%d+$") then
+        local digits = string.match(text, "^0*(%d-)$")
+        if #digits < #max_text or (#digits == #max_text and digits <= max_text) then
+            n = tonumber(text)
+        end
     end
-    if n == nil or n < min or n > max then
+    if n == nil or n < min or (type(max) == "number" and n > max) then
         fail(sformat("ERR syntax: %s must be an integer from %s to %s, not '%s'", what, sformat("%.0f", min),
-            sformat("%.0f", max), clip(text)))
+            max_text, clip(text)))
     end
     return n
 end
@@ -2986,7 +2992,14 @@ end
 -- sign of (a1 + a2 + a3) * x - b * y for D values (a2, a3 may be nil) and
 -- small non-negative integers x, y.
 local function compare(a1, a2, a3, x, b, y)
-    local m1, m2, m3, mb = a1.m, a2 and a2.m or 0, a3 and a3.m or 0, b.m
+    -- (a big value has no m, and then neither does its term here)
+    local m1, m2, m3, mb = a1.m, 0, 0, b.m
+    if a2 then
+        m2 = a2.m
+    end
+    if a3 then
+        m3 = a3.m
+    end
     if m1 and m2 and m3 and mb then
         local s1, s2, s3, sb = a1.s, a2 and a2.s or 0, a3 and a3.s or 0, b.s
         local s = math.max(s1, s2, s3, sb)
@@ -4235,6 +4248,18 @@ local function expire(ctx)
         ctx.done[id] = false
         ctx.done_dirty[id] = nil
     end
+    -- A hold that expired long ago is remembered from its expiry, so its
+    -- memory may have run out already (as the module forgets it in the same
+    -- pass).
+    for k = 1, #due, 2 do
+        local id = due[k]
+        local entry = ctx.done_dirty[id] and ctx.done[id]
+        if entry and entry.forget_at <= ctx.now then
+            ctx.forgotten[id] = true
+            ctx.done[id] = false
+            ctx.done_dirty[id] = nil
+        end
+    end
 end
 
 function HOLDS.check_item(hold, i)
@@ -5354,7 +5379,7 @@ function CMD.cmd_events(ctx, args)
         end
         args:once(seen, kw)
         if kw == "SINCE" then
-            since = args:next_u64("SINCE", 0, 18446744073709551615)
+            since = args:next_u64("SINCE", 0, "18446744073709551615")
         else
             count = args:next_u64("COUNT", 1, 10000)
         end

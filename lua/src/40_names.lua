@@ -267,15 +267,21 @@ function Args:next_non_negative(what)
 end
 
 -- An integer in min..max; `what` names it in the error.
+-- `max` is a number, or the text of one beyond 2^53 (u64::MAX), compared
+-- as digits; leading zeros are allowed, as Rust's parse allows them.
 function Args:next_u64(what, min, max)
     local text = self:next_str(what)
+    local max_text = type(max) == "string" and max or sformat("%.0f", max)
     local n = nil
-    if sfind(text, "^%d+$") and #text <= 20 then
-        n = tonumber(text)
+    if sfind(text, "^%d+$") then
+        local digits = string.match(text, "^0*(%d-)$")
+        if #digits < #max_text or (#digits == #max_text and digits <= max_text) then
+            n = tonumber(text)
+        end
     end
-    if n == nil or n < min or n > max then
+    if n == nil or n < min or (type(max) == "number" and n > max) then
         fail(sformat("ERR syntax: %s must be an integer from %s to %s, not '%s'", what, sformat("%.0f", min),
-            sformat("%.0f", max), clip(text)))
+            max_text, clip(text)))
     end
     return n
 end

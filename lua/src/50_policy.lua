@@ -119,7 +119,14 @@ end
 -- sign of (a1 + a2 + a3) * x - b * y for D values (a2, a3 may be nil) and
 -- small non-negative integers x, y.
 local function compare(a1, a2, a3, x, b, y)
-    local m1, m2, m3, mb = a1.m, a2 and a2.m or 0, a3 and a3.m or 0, b.m
+    -- (a big value has no m, and then neither does its term here)
+    local m1, m2, m3, mb = a1.m, 0, 0, b.m
+    if a2 then
+        m2 = a2.m
+    end
+    if a3 then
+        m3 = a3.m
+    end
     if m1 and m2 and m3 and mb then
         local s1, s2, s3, sb = a1.s, a2 and a2.s or 0, a3 and a3.s or 0, b.s
         local s = math.max(s1, s2, s3, sb)

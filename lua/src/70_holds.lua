@@ -149,6 +149,18 @@ local function expire(ctx)
         ctx.done[id] = false
         ctx.done_dirty[id] = nil
     end
+    -- A hold that expired long ago is remembered from its expiry, so its
+    -- memory may have run out already (as the module forgets it in the same
+    -- pass).
+    for k = 1, #due, 2 do
+        local id = due[k]
+        local entry = ctx.done_dirty[id] and ctx.done[id]
+        if entry and entry.forget_at <= ctx.now then
+            ctx.forgotten[id] = true
+            ctx.done[id] = false
+            ctx.done_dirty[id] = nil
+        end
+    end
 end
 
 function HOLDS.check_item(hold, i)

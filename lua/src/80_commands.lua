@@ -415,7 +415,7 @@ function CMD.cmd_events(ctx, args)
         end
         args:once(seen, kw)
         if kw == "SINCE" then
-            since = args:next_u64("SINCE", 0, 18446744073709551615)
+            since = args:next_u64("SINCE", 0, "18446744073709551615")
         else
             count = args:next_u64("COUNT", 1, 10000)
         end
