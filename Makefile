@@ -65,11 +65,12 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
-test-lua: ## The Lua library's decimals, windows and prices beside the module's; the loader
+test-lua: ## The Lua library beside the module: decimals, windows, prices, random command sequences; the loader
 	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua"; exit 1; }
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
+	python3 tests/lua_parity.py
 	python3 tests/loader.py
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)

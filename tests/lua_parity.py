@@ -1,0 +1,708 @@
+#!/usr/bin/env python3
+"""Differential fuzzer: the module against the Lua Functions library.
+
+Starts two redis-servers on free ports: one with the module
+(`--loadmodule target/release/libquota.so TEST_CLOCK yes`), one plain with
+the library loaded by `target/release/quota-load redis://… --test-clock`
+(or, with --source, lua/quota.lua itself by FUNCTION LOAD with its test
+clock switched on). Sets both test clocks to the same instant, then sends
+the same seeded random sequence of commands to both (`QUOTA.X key args` on
+the module, `FCALL quota_x 1 key args` on the library, as tests/backend.py
+maps them) and compares every reply over RESP3 (redis-py, protocol=3):
+maps as dicts, arrays in order, errors by their full text (the error code
+included), `QUOTA.TREE … FORMAT json` by its parsed JSON.
+
+The sequence mixes valid and slightly invalid commands over a few trees
+with paths of depth 1-4: SET (modes, windows with anchors and rolling
+durations, WARN, ROLLOVER, SERVICE/MODEL), UNSET, DELPATH, GRANT, RESET,
+RESERVE (batches ALL/UPTO/DRYRUN, BRIEF, ID, TTL, ALSO, COST and USAGE
+items, amounts with up to 11 decimals, negative and malformed), COMMIT
+(ITEM, COST/USAGE, repeated), RELEASE, EXTEND, CHARGE (CHECK, BRIEF, ID,
+negative amounts), GET, TREE, HOLDS, HISTORY, EVENTS, the price book
+(PRICE SET/GET/DEL/LIST, ESTIMATE) and clock moves (small steps and jumps
+across hour, day and month boundaries). Reservation ids come from the
+clock and a per-tree counter on both sides, so the ids a reply names are
+reused by later COMMIT/RELEASE/EXTEND commands. A random mutation (an
+argument dropped, doubled, swapped or replaced) turns some commands into
+malformed ones.
+
+Known and accepted differences, not exercised here:
+  * map field order (compared as dicts);
+  * what only the module has: INFO quota, CONFIG quota.*, DUMP/RESTORE of a
+    tree, QUOTA.REPLAY/QUOTA.LOADTREE, RESP2 field order;
+  * the module's active expiry timer: the library expires holds on the next
+    command on the tree instead. The test clock moves only by command and
+    only replies are compared, so this does not show;
+  * `QUOTA.PRICE GET/LIST` goes to quota_price_ro on the Lua side;
+  * a command without its key (Redis's arity error against the library's);
+  * a tree key with '}' but no hash tag, which the library refuses (its
+    companion keys could not share the key's slot).
+
+    python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
+
+Exits non-zero on any mismatch, printing the seed, the op index, the command
+and both replies; ends with a one-line summary.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+from redis._parsers import _RESP3Parser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
+LOADER = os.path.join(ROOT, "target", "release", "quota-load")
+LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
+
+# Where the clocks start (one per seed): shortly before hour, day, month
+# and year boundaries, in and out of leap years.
+STARTS = [
+    (2026, 1, 31, 22, 30), (2026, 12, 31, 23, 50), (2028, 2, 28, 23, 0), (2027, 3, 30, 12, 0),
+    (2026, 11, 29, 23, 59), (2027, 6, 30, 0, 0),
+]
+MAX_TTL_MS = 30 * 86400000
+
+
+class FullErrorParser(_RESP3Parser):
+    """RESP3 with error replies kept whole ("ERR syntax: …", not "syntax: …")."""
+
+    EXCEPTION_CLASSES = {}
+
+
+# ----- the two servers ------------------------------------------------------------
+
+def free_port():
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 <= 65535:
+            return port
+
+
+def start_server(workdir, name, extra):
+    port = free_port()
+    d = os.path.join(workdir, name)
+    os.makedirs(d)
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", d, "--logfile", os.path.join(d, "redis.log")] + extra,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pool = redis.ConnectionPool(host="127.0.0.1", port=port, protocol=3, parser_class=FullErrorParser,
+                                socket_timeout=60)
+    client = redis.Redis(connection_pool=pool)
+    deadline = time.time() + 10
+    while True:
+        try:
+            client.ping()
+            return proc, port, client
+        except (redis.ConnectionError, OSError):
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit(f"lua_parity: redis-server ({name}) did not start")
+            time.sleep(0.05)
+
+
+def build_if_missing():
+    if os.path.exists(MODULE) and os.path.exists(LOADER):
+        return
+    print("lua_parity: building (cargo build --release --locked) ...", flush=True)
+    # cargo waits for its own lock if someone else is building
+    res = subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT)
+    if res.returncode != 0 or not os.path.exists(MODULE) or not os.path.exists(LOADER):
+        raise SystemExit("lua_parity: the build failed")
+
+
+def load_library(port, client, source):
+    if source:
+        with open(LIBRARY, encoding="utf-8") as f:
+            code = f.read()
+        assert code.count("local TEST_CLOCK = false") == 1, "lua/quota.lua: no single TEST_CLOCK line"
+        code = code.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true")
+        client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
+        return
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"], capture_output=True, text=True,
+                         timeout=60)
+    if res.returncode != 0:
+        raise SystemExit(f"lua_parity: quota-load failed: {res.stdout.strip()} {res.stderr.strip()}")
+
+
+def to_lua(cmd):
+    """`QUOTA.X key args` as the library takes it (as tests/backend.py)."""
+    if not cmd[0].upper().startswith("QUOTA."):
+        return cmd
+    name = cmd[0][6:].upper()
+    function = "quota_" + name.lower()
+    if name == "PRICE" and len(cmd) > 1 and text(cmd[1]).upper() in ("GET", "LIST"):
+        function = "quota_price_ro"
+    if name in KEYLESS:
+        return ["FCALL", function, "0"] + list(cmd[1:])
+    return ["FCALL", function, "1"] + list(cmd[1:])
+
+
+def call(client, cmd):
+    try:
+        return client.execute_command(*cmd)
+    except redis.ResponseError as e:
+        return ("error", str(e))
+
+
+def norm(v):
+    """A reply as plain, comparable Python: strings decoded, maps as dicts,
+    booleans and numbers kept apart from integers."""
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return ("bytes", v)
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, float):
+        return ("double", v)
+    if isinstance(v, dict):
+        return {norm(k): norm(x) for k, x in v.items()}
+    if isinstance(v, (list, set)):
+        return [norm(x) for x in v]
+    if isinstance(v, tuple):
+        return v
+    return v
+
+
+def text(arg):
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else arg
+
+
+def is_json_tree(cmd):
+    if cmd[0].upper() != "QUOTA.TREE":
+        return False
+    up = [text(a).upper() for a in cmd]
+    return any(up[i] == "FORMAT" and up[i + 1] == "JSON" for i in range(len(up) - 1))
+
+
+# ----- the generator ---------------------------------------------------------------
+
+TREES = ["acme", "user:42", "{t}beta"]
+SEG1 = ["p1", "p2", "members"]
+SEG2 = ["x", "y"]
+SEG3 = ["u1", "u2"]
+SEG4 = ["z"]
+METRICS = ["credits", "tokens", "usd", "images", "input_tokens"]
+BAD_METRICS = ["Credits", "cost", "1abc", "a-b", "x" * 33, "item"]
+POLICIES = ["cap", "daily", "p3"]
+SERVICES = ["chat", "image", "video"]
+MODELS = ["gpt", "pix", "veo"]
+ID_POOL = ["r1", "r2", "r3", "c1", "c2", "job-7"]
+DURATIONS = ["90s", "15m", "2h", "1d", "30d", "60s", "400d", "59s", "401d", "10", "5x", "0d", "1.5h", "", "m"]
+
+PRICES = {
+    "chat/gpt": '{"metric": "credits", "rates": {"input_tokens": "2.50/1K", "output_tokens": "10/1K"}, "minimum": "0.0001"}',
+    "image/pix": '{"metric": "credits", "rates": {"images": "4"}, "multipliers": {"quality": {"standard": "1", "hd": "2"}}}',
+    "video/veo": ('{"metric": "usd", "rates": {"video_seconds": "0.35", "requests": "1"}, '
+                  '"multipliers": {"resolution": {"720p": 1, "1080p": 1.5}}, "minimum": "0.5"}'),
+    "chat/mini": '{"metric": "tokens", "rates": {"input_tokens": "1", "output_tokens": "3"}}',
+}
+
+
+class Gen:
+    def __init__(self, rng):
+        self.rng = rng
+        self.ids = {t: [] for t in TREES + ["plain", "ghost", b"bin\xff"]}  # reservation ids seen in replies, per tree
+        self.items = {}  # id -> items reserved
+
+    def chance(self, p):
+        return self.rng.random() < p
+
+    def pick(self, seq):
+        return self.rng.choice(seq)
+
+    # --- values
+
+    def path(self, bad=0.02):
+        r = self.rng
+        if r.random() < bad:
+            return self.pick(["a//b", "..", "p1/../x", "a b", "/".join(["s"] * 17), "", "x" * 65, "p1/.", "é"])
+        if r.random() < 0.15:
+            return self.pick(["/", "/", ""]) if r.random() < 0.05 else "/"
+        depth = r.choice([1, 1, 2, 2, 3, 4])
+        segs = [self.pick(SEG1), self.pick(SEG2), self.pick(SEG3), self.pick(SEG4)][:depth]
+        p = "/".join(segs)
+        if r.random() < 0.1:
+            p = "/" + p
+        return p
+
+    def amount(self, neg=0.0, bad=0.03, big=0.02):
+        r = self.rng
+        x = r.random()
+        if x < bad:
+            return self.pick(["abc", "1e3", "+5", ".5", "5.", "0x10", "", " 1", "1,5", "--1", "NaN", "inf",
+                              "0.12345678901", "1.00000000000", "1000000000000001", "-0"])
+        if x < bad + big:
+            return self.pick(["1000000000000000", "999999999999999.9999999999", "0.0000000001", "0",
+                              "0.0000000000", "100000000000000"])
+        sign = "-" if r.random() < neg else ""
+        kind = r.random()
+        if kind < 0.45:
+            v = str(r.randint(0, 60))
+        elif kind < 0.75:
+            v = f"{r.randint(0, 40)}.{r.randint(0, 99):02d}"
+        elif kind < 0.9:
+            places = r.randint(1, 10)
+            v = f"{r.randint(0, 9)}.{r.randint(0, 10 ** places - 1):0{places}d}"
+        else:
+            v = str(r.randint(60, 400))
+        return sign + v
+
+    def metric(self, bad=0.02):
+        return self.pick(BAD_METRICS) if self.chance(bad) else self.pick(METRICS)
+
+    def cost_item(self, neg=0.0, n=None):
+        n = n or self.rng.choice([1, 1, 1, 2, 3])
+        out = ["COST"]
+        ms = self.rng.sample(METRICS, min(n, len(METRICS)))
+        if self.chance(0.02):
+            ms.append(ms[0])  # twice in one item
+        for m in ms:
+            out += [m if not self.chance(0.02) else self.pick(BAD_METRICS), self.amount(neg=neg)]
+        if self.chance(0.01):
+            out = ["COST"]  # empty
+        return out
+
+    def usage_item(self):
+        r = self.rng
+        key = self.pick(list(PRICES) + ["chat/unknown"] * 1 if r.random() < 0.05 else list(PRICES))
+        out = ["USAGE", key]
+        if key.startswith("chat/"):
+            out += ["input_tokens", str(r.randint(0, 5000))]
+            if r.random() < 0.7:
+                out += ["output_tokens", str(r.randint(0, 3000))]
+        elif key == "image/pix":
+            out += ["images", str(r.randint(0, 4))]
+            if r.random() < 0.95:
+                out += ["quality", self.pick(["standard", "hd", "hd", "ultra"] if r.random() < 0.1 else ["standard", "hd"])]
+        else:
+            out += ["video_seconds", self.pick(["1", "2.5", "8", "0.1"]), "requests", "1"]
+            if r.random() < 0.95:
+                out += ["resolution", self.pick(["720p", "1080p"])]
+        if r.random() < 0.03:
+            out += [self.pick(["pictures", "input_tokens"]), self.pick(["1", "-1", "x"])]
+        return out
+
+    def item(self, neg=0.0):
+        return self.usage_item() if self.chance(0.2) else self.cost_item(neg=neg)
+
+    def ttl(self):
+        r = self.rng.random()
+        if r < 0.03:
+            return self.pick(["0", "-1", "abc", str(MAX_TTL_MS + 1), "+5", "1.5", "0060000", "00000000000000000000001000"])
+        if r < 0.1:
+            return str(MAX_TTL_MS)
+        return str(self.rng.choice([1, 500, 5000, 30000, 60000, 120000, 3600000, 86400000 * 2]))
+
+    def some_id(self, tree):
+        ids = self.ids[tree]
+        r = self.rng.random()
+        if ids and r < 0.85:
+            if r < 0.6:
+                return self.pick(ids[-3:])
+            return self.pick(ids[-12:]) if r < 0.8 else self.pick(ids)
+        if r < 0.94:
+            return self.pick(ID_POOL)
+        if r < 0.96 and any(self.ids.values()):
+            other = [i for t in TREES for i in self.ids[t]]
+            return self.pick(other)
+        return self.pick(["nope", "bad id", "x" * 70, "19b76daa800-1"])
+
+    def service_model(self, out):
+        if self.chance(0.3):
+            out += ["SERVICE", self.pick(SERVICES)]
+            if self.chance(0.4):
+                out += ["MODEL", self.pick(MODELS)]
+        elif self.chance(0.02):
+            out += ["MODEL", self.pick(MODELS)]  # MODEL without SERVICE
+
+    # --- commands
+
+    def c_set(self, tree):
+        r = self.rng
+        limit = self.amount(neg=0.02) if r.random() < 0.5 else self.pick(["100", "250", "500", "1000", "5000.5"])
+        opts = [["METRIC", self.metric()], ["LIMIT", limit]]
+        if r.random() < 0.6:
+            w = self.pick(["none", "hour", "day", "week", "month", "month", "year", "rolling", "rolling", "fortnight"])
+            if w == "rolling":
+                opts.append(["WINDOW", "rolling", self.pick(DURATIONS[:5] if r.random() < 0.8 else DURATIONS)])
+            else:
+                opts.append(["WINDOW", w if r.random() < 0.9 else w.upper()])
+            if w == "month" and r.random() < 0.5 or r.random() < 0.02:
+                opts.append(["ANCHOR", self.pick(["1", "15", "28", "29", "30", "31", "31", "0", "32", "x"])])
+        elif r.random() < 0.02:
+            opts.append(["ANCHOR", "5"])
+        if r.random() < 0.4:
+            opts.append(["MODE", self.pick(["strict", "block", "open", "BLOCK", "lenient"])])
+        if r.random() < 0.3:
+            warn = self.pick(["80,90", "50", "100", "10,20,30", "90,80,90", "75,100", "1,2,3,4,5,6,7,8,9,10"])
+            if r.random() < 0.1:
+                warn = self.pick(["0", "101", "50,", "a", "1,2,3,4,5,6,7,8,9,10,11", "", "050", "1000"])
+            opts.append(["WARN", warn])
+        calendar = any(o[0] == "WINDOW" and o[1].lower() in ("hour", "day", "week", "month", "year") for o in opts)
+        if r.random() < (0.4 if calendar else 0.03):
+            opts.append(["ROLLOVER", self.pick([self.amount(), "1000", "5000", "10", "100"])])
+        if r.random() < 0.25:
+            sm = []
+            self.service_model(sm)
+            if sm:
+                opts.append(sm)
+        if r.random() < 0.02:
+            opts.append(self.pick([["METRIC", "usd"], ["EXTRA", "1"], ["LIMIT"]]))
+        if r.random() < 0.02:
+            opts = [o for o in opts if o[0] not in ("METRIC", "LIMIT") or r.random() < 0.5]
+        r.shuffle(opts)
+        # keep SERVICE before MODEL in most commands
+        out = ["QUOTA.SET", tree, self.path(), self.pick(POLICIES) if r.random() > 0.02 else "bad name"]
+        if r.random() < 0.15:
+            out[1:4] = ["acme", "p2", f"q{r.randint(0, 17)}"]  # up to 19 policies on one path
+        for o in opts:
+            out += o
+        return out
+
+    def c_huge(self, tree):
+        """Totals near 10^18: 1000 items of 10^15."""
+        out = ["QUOTA.RESERVE", tree, "PATH", self.path(), self.pick(["ALL", "UPTO", "DRYRUN"])]
+        if self.chance(0.5):
+            out += ["TTL", self.ttl()]
+        for _ in range(1000):
+            out += ["COST", "credits", "1000000000000000"]
+        if self.chance(0.5):
+            out[-1] = "999999999999999.9999999999"
+        return out
+
+    def c_unset(self, tree):
+        return ["QUOTA.UNSET", tree, self.path(), self.pick(POLICIES)]
+
+    def c_delpath(self, tree):
+        return ["QUOTA.DELPATH", tree, self.path()]
+
+    def c_grant(self, tree):
+        return ["QUOTA.GRANT", tree, self.path(), self.pick(POLICIES), self.amount(neg=0.03)]
+
+    def c_reset(self, tree):
+        return ["QUOTA.RESET", tree, self.path(), self.pick(POLICIES)]
+
+    def request(self, tree, charge):
+        r = self.rng
+        opts = [["PATH", self.path()]]
+        if r.random() < 0.3:
+            also = ["ALSO", self.path()]
+            if r.random() < 0.3:
+                also.append(self.path())
+            if r.random() < 0.02:
+                also += [f"p2/x/w{k}" for k in range(r.choice([14, 15, 16]))]
+            opts.append(also)
+        if r.random() < (0.25 if charge else 0.3):
+            opts.append(["ID", self.pick(ID_POOL) if r.random() < 0.9 else self.some_id(tree)])
+        if not charge and r.random() < 0.5:
+            opts.append(["TTL", self.ttl()])
+        sm = []
+        self.service_model(sm)
+        if sm:
+            opts.append(sm)
+        if not charge and r.random() < 0.4:
+            opts.append([self.pick(["ALL", "UPTO", "DRYRUN", "upto", "dryrun"])])
+        if charge and r.random() < 0.4:
+            opts.append(["CHECK"])
+        if r.random() < 0.35:
+            opts.append(["BRIEF"])
+        if r.random() < 0.02:
+            opts.append([self.pick(["CHECK", "TTL", "UPTO", "PATH", "BRIEF", "NOPE"])] +
+                        ([] if r.random() < 0.5 else ["100"]))
+        if r.random() < 0.03:
+            opts = opts[1:]  # no PATH
+        r.shuffle(opts)
+        out = ["QUOTA.CHARGE" if charge else "QUOTA.RESERVE", tree]
+        for o in opts:
+            out += o
+        if charge:
+            n = 1 if r.random() < 0.97 else r.choice([0, 2])
+            for _ in range(n):
+                out += self.item(neg=0.25)
+        else:
+            n = r.choice([1, 1, 1, 1, 2, 3, 5]) if r.random() < 0.97 else r.choice([0, 12, 12, 1001])
+            for _ in range(n):
+                out += self.item(neg=0.02)
+        return out
+
+    def c_reserve(self, tree):
+        return self.request(tree, False)
+
+    def c_charge(self, tree):
+        return self.request(tree, True)
+
+    def c_commit(self, tree):
+        r = self.rng
+        out = ["QUOTA.COMMIT", tree, self.some_id(tree)]
+        if r.random() < 0.3:
+            out += ["ITEM", self.pick(["0", "0", "1", "2", "4", "-1", "x", "01", "4294967296"])]
+        if r.random() < 0.5:
+            out += self.usage_item() if r.random() < 0.2 else self.cost_item(neg=0.02)
+        if r.random() < 0.02:
+            out += self.pick([["ITEM", "0"], ["COST", "credits", "1"], ["BRIEF"]])
+        return out
+
+    def c_release(self, tree):
+        out = ["QUOTA.RELEASE", tree, self.some_id(tree)]
+        if self.chance(0.3):
+            out += ["ITEM", self.pick(["0", "1", "2", "9", "x"])]
+        if self.chance(0.02):
+            out += ["COST", "credits", "1"]
+        return out
+
+    def c_extend(self, tree):
+        out = ["QUOTA.EXTEND", tree, self.some_id(tree), self.ttl()]
+        if self.chance(0.02):
+            out = out[:-1]
+        return out
+
+    def c_get(self, tree):
+        return ["QUOTA.GET", tree, self.path()]
+
+    def c_tree(self, tree):
+        r = self.rng
+        out = ["QUOTA.TREE", tree]
+        if r.random() < 0.5:
+            out.append(self.path())
+        opts = []
+        if r.random() < 0.3:
+            opts.append(["DEPTH", self.pick(["0", "1", "2", "3", "16", "17", "-1", "002", "000000000000000000000001"])])
+        if r.random() < 0.3:
+            opts.append(["COUNT", self.pick(["1", "2", "3", "5", "10", "0", "100000", "100001"])])
+        if r.random() < 0.5:
+            opts.append(["FORMAT", self.pick(["json", "json", "JSON", "resp", "xml"])])
+        r.shuffle(opts)
+        for o in opts:
+            out += o
+        return out
+
+    def c_holds(self, tree):
+        out = ["QUOTA.HOLDS", tree]
+        if self.chance(0.6):
+            out.append(self.path())
+        if self.chance(0.3):
+            out += ["COUNT", self.pick(["1", "2", "5", "0", "10000", "10001"])]
+        return out
+
+    def c_history(self, tree):
+        return ["QUOTA.HISTORY", tree, self.path(), self.pick(POLICIES)]
+
+    def c_events(self, tree):
+        out = ["QUOTA.EVENTS", tree]
+        if self.chance(0.6):
+            out += ["SINCE", str(self.rng.choice([0, 1, 2, 5, 10, 20, 50, 100, 200])) if self.chance(0.95) else
+                    self.pick(["18446744073709551615", "18446744073709551616", "0000000000000000000000003", "+1",
+                               "9007199254740993", "-1"])]
+        if self.chance(0.4):
+            out += ["COUNT", self.pick(["1", "3", "10", "0", "10000", "10001"])]
+        return out
+
+    def c_price(self, tree):
+        r = self.rng
+        x = r.random()
+        key = self.pick(list(PRICES) + ["tmp/x", "bad"])
+        if x < 0.3:
+            if key in PRICES and r.random() < 0.8:
+                body = PRICES[key]
+            else:
+                body = self.pick([
+                    '{"metric": "credits", "rates": {"calls": "0.1"}}',
+                    '{"metric": "usd", "rates": {"input_tokens": "0.15/1M"}, "minimum": "0.01"}',
+                    '{"metric": "credits", "rates": {"a": "-1"}}', "not json",
+                    '{"metric": "credits", "rates": {"images": "3"}, "multipliers": {"quality": {"hd": "2.5"}}}'])
+            return ["QUOTA.PRICE", "SET", key, body]
+        if x < 0.5:
+            return ["QUOTA.PRICE", "GET", key]
+        if x < 0.6:
+            return ["QUOTA.PRICE", "DEL", self.pick(["tmp/x", "tmp/x", "bad", "chat/mini"])]
+        if x < 0.7:
+            return ["QUOTA.PRICE", "LIST"]
+        return ["QUOTA.ESTIMATE"] + self.usage_item()[1:]
+
+    def c_clock(self, tree):
+        r = self.rng.random()
+        if r < 0.5:
+            step = self.rng.randint(1, 3000)
+        elif r < 0.75:
+            step = self.rng.randint(10000, 600000)
+        elif r < 0.88:
+            step = self.rng.randint(3000000, 4000000)
+        elif r < 0.96:
+            step = self.rng.randint(80000000, 90000000)
+        else:
+            step = self.rng.randint(10, 40) * 86400000 + self.rng.randint(0, 86400000)
+        return ["QUOTA.DEBUG", "CLOCK", "ADVANCE", str(step)]
+
+    WEIGHTS = [
+        ("set", 10), ("unset", 1), ("delpath", 1), ("grant", 3), ("reset", 2), ("reserve", 20), ("commit", 10),
+        ("release", 5), ("extend", 3), ("charge", 12), ("get", 5), ("tree", 4), ("holds", 3), ("history", 2),
+        ("events", 3), ("price", 3), ("clock", 6), ("del", 0.15), ("huge", 0.1),
+    ]
+
+    def command(self):
+        names = [n for n, _ in self.WEIGHTS]
+        weights = [w for _, w in self.WEIGHTS]
+        kind = self.rng.choices(names, weights)[0]
+        tree = self.rng.choices(TREES, [5, 3, 2])[0]
+        if self.chance(0.01):
+            tree = self.pick(["plain", "ghost", b"bin\xff"])  # a string key; a key never written; not UTF-8
+        if kind == "del":
+            return ["DEL", self.pick(TREES[1:])]  # acme lives on: its event log fills
+        cmd = getattr(self, "c_" + kind)(tree)
+        if kind != "clock" and self.chance(0.04):
+            cmd = self.mutate(cmd)
+        return cmd
+
+    def mutate(self, cmd):
+        """An argument after the key dropped, doubled, swapped or replaced."""
+        head, rest = cmd[:2], cmd[2:]
+        if cmd[0] in ("QUOTA.PRICE", "QUOTA.ESTIMATE"):
+            head, rest = cmd[:1], cmd[1:]
+        if not rest:
+            return cmd
+        i = self.rng.randrange(len(rest))
+        how = self.rng.randrange(5)
+        if how == 0:
+            del rest[i]
+        elif how == 1:
+            rest.insert(i, rest[i])
+        elif how == 2:
+            j = self.rng.randrange(len(rest))
+            rest[i], rest[j] = rest[j], rest[i]
+        elif how == 3:
+            rest[i] = self.pick(["COST", "ALSO", "ITEM", "x", "-1", "0", "PATH", "USAGE", "MODEL", "WINDOW", "é",
+                                 b"\xff\xfe", "a\x00b", "\u0100"])
+        elif isinstance(rest[i], str):
+            rest[i] = rest[i].lower() if rest[i] != rest[i].lower() else rest[i].upper()
+        return head + rest
+
+    def saw(self, cmd, reply):
+        """Remembers the ids a reply names."""
+        if cmd[0] == "QUOTA.RESERVE" and isinstance(reply, dict):
+            rid = reply.get("id")
+            if isinstance(rid, str) and rid not in self.ids[cmd[1]]:
+                self.ids[cmd[1]].append(rid)
+
+
+# ----- the run -----------------------------------------------------------------------
+
+def show(v, limit=6000):
+    text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def diff(a, b, where="reply"):
+    """The first place where a and b differ, as text."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=repr):
+            if k not in a:
+                return f"{where}.{k}: only in lua"
+            if k not in b:
+                return f"{where}.{k}: only in module"
+            d = diff(a[k], b[k], f"{where}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} elements (module) vs {len(b)} (lua)"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = diff(x, y, f"{where}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{where}: {a!r} (module) vs {b!r} (lua)"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=20260131)
+    ap.add_argument("--ops", type=int, default=8000)
+    ap.add_argument("--source", action="store_true",
+                    help="FUNCTION LOAD lua/quota.lua (test clock on) instead of the library quota-load embeds")
+    ap.add_argument("--max-mismatches", type=int, default=1,
+                    help="stop after this many mismatches (later ones often follow from the first)")
+    ap.add_argument("--verbose", action="store_true", help="print every command")
+    args = ap.parse_args()
+
+    build_if_missing()
+    rng = random.Random(args.seed)
+    gen = Gen(rng)
+    workdir = tempfile.mkdtemp(prefix="lua_parity_")
+    procs = []
+    mismatches = 0
+    done = 0
+    counts = {}
+    t0 = time.time()
+    try:
+        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"])
+        procs.append(proc)
+        proc, lua_port, lua = start_server(workdir, "lua", [])
+        procs.append(proc)
+        load_library(lua_port, lua, args.source)
+
+        def both(cmd, i):
+            nonlocal mismatches
+            m = norm(call(mod, cmd))
+            l = norm(call(lua, to_lua(cmd)))
+            if is_json_tree(cmd):
+                m = json.loads(m) if isinstance(m, str) else m
+                l = json.loads(l) if isinstance(l, str) else l
+            name = cmd[0].upper()
+            counts[name] = counts.get(name, 0) + 1
+            if args.verbose:
+                print(f"#{i} {cmd}\n   -> {json.dumps(m, sort_keys=True, default=repr)}")
+            if m != l:
+                mismatches += 1
+                print(f"MISMATCH seed={args.seed} op={i}: {cmd}\n  first difference: {diff(m, l)}\n"
+                      f"  module: {show(m)}\n  lua:    {show(l)}", flush=True)
+            return m
+
+        start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
+        setup = [["QUOTA.DEBUG", "CLOCK", "SET", str(int(start.timestamp()) * 1000)], ["SET", "plain", "x"]]
+        setup += [["QUOTA.PRICE", "SET", k, v] for k, v in PRICES.items()]
+        for i, cmd in enumerate(setup):
+            both(cmd, -len(setup) + i)
+        for i in range(args.ops):
+            if mismatches >= args.max_mismatches:
+                break
+            cmd = gen.command()
+            reply = both(cmd, i)
+            gen.saw(cmd, reply)
+            done += 1
+        # the clocks agree at the end
+        both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    top = ", ".join(f"{k[6:].lower() if k.startswith('QUOTA.') else k.lower()} {v}"
+                    for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(f"lua_parity: seed {args.seed}, {done} ops, {mismatches} mismatches ({time.time() - t0:.1f}s; {top})")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
