@@ -20,6 +20,10 @@
 //! - [`config`], [`clock`], [`prices`] and [`stats`] are the module-wide
 //!   state: settings, the (test) clock, the price book, `INFO` counters.
 //! - `module` registers all of it with Redis.
+//!
+//! Next door: `lua/` is the same commands as a Redis Functions library for
+//! servers that cannot load modules (its sections port these files one by
+//! one), and `src/bin/quota-load.rs` is the binary that installs it.
 
 pub mod clock;
 pub mod commands;
