@@ -752,6 +752,43 @@ do
     end
 
     -- ----- multiplication, scaling, rounding ---------------------------------
+    local function below_limit(t)
+        return t < LIMIT and t > -LIMIT
+    end
+
+    -- The sign of (a1 + a2 + a3) * x - b * y, for values a1 and b (a2 and a3
+    -- may be nil) and small non-negative integers x and y. While the
+    -- mantissas are small it compares plain numbers brought to one scale and
+    -- makes no value: policies are judged this way on every request.
+    function D.cmp_sum_scaled(a1, a2, a3, x, b, y)
+        local m1, m2, m3, mb = a1.m, 0, 0, b.m
+        local s1, s2, s3, sb = a1.s, 0, 0, b.s
+        if a2 then
+            m2, s2 = a2.m, a2.s
+        end
+        if a3 then
+            m3, s3 = a3.m, a3.s
+        end
+        if m1 and m2 and m3 and mb then
+            local s = math.max(s1, s2, s3, sb)
+            if s <= 22 then
+                local t1, t2, t3 = m1 * P10[s - s1] * x, m2 * P10[s - s2] * x, m3 * P10[s - s3] * x
+                local l, r = t1 + t2 + t3, mb * P10[s - sb] * y
+                if below_limit(t1) and below_limit(t2) and below_limit(t3) and below_limit(l) and below_limit(r) then
+                    return (l < r and -1) or (l > r and 1) or 0
+                end
+            end
+        end
+        local sum = a1
+        if a2 then
+            sum = D.plus(sum, a2)
+        end
+        if a3 then
+            sum = D.plus(sum, a3)
+        end
+        return D.cmp(D.mul(sum, D.from_int(x)), D.mul(b, D.from_int(y)))
+    end
+
     function D.mul(a, b)
         local am, bm = a.m, b.m
         if am and bm then
@@ -1957,15 +1994,18 @@ do
         return keys
     end
 
-    local function decimal_of(value, field)
-        local text
+    -- The text of a JSON string or number (numbers keep their literal text).
+    local function number_text(value)
         if type(value) == "string" then
-            text = value
+            return value
         elseif type(value) == "table" and value.num then
-            text = value.num
-        else
-            field_error(field, "must be a decimal string or number")
+            return value.num
         end
+        return nil
+    end
+
+    local function decimal_of(value, field)
+        local text = number_text(value) or field_error(field, "must be a decimal string or number")
         local d, why = D.check(text, true)
         if not d then
             field_error(field, why)
@@ -1974,14 +2014,8 @@ do
     end
 
     local function parse_rate(value, field)
-        local text
-        if type(value) == "string" then
-            text = value
-        elseif type(value) == "table" and value.num then
-            text = value.num
-        else
-            field_error(field, "must be a decimal, or a decimal per 1K or 1M units such as \"2.50/1M\"")
-        end
+        local text = number_text(value)
+            or field_error(field, "must be a decimal, or a decimal per 1K or 1M units such as \"2.50/1M\"")
         local number, places = text, 0
         local slash = sfind(text, "/", 1, true)
         if slash then
@@ -2689,6 +2723,17 @@ local function keyword(word, set)
     return nil
 end
 
+-- The next argument as one of the keywords of `set` (upper case); any other
+-- word is an "unknown argument" error naming it.
+function Args:next_keyword(set)
+    local word = self:next_str("a keyword")
+    local kw = keyword(word, set)
+    if not kw then
+        self:unknown(word)
+    end
+    return kw
+end
+
 -- Splits an optional leading path from option pairs: with an odd number of
 -- arguments left the first is the path.
 local function optional_path(args, max_depth)
@@ -2798,9 +2843,7 @@ local function costs_get(costs, metric)
     return D.ZERO
 end
 
-local function plus(a, b)
-    return D.sub(a, D.neg(b))
-end
+local plus = D.plus
 
 local function costs_add(costs, metric, amount)
     for i = 1, #costs do
@@ -2983,43 +3026,7 @@ end
 -- integer mantissa and a scale) they compare mantissas brought to one scale
 -- as plain numbers, and fall back to D arithmetic only beyond 2^53.
 
-local SAFE = 9007199254740992 -- 2^53
-local P10 = {}
-for k = 0, 22 do
-    P10[k] = 10 ^ k
-end
-
--- sign of (a1 + a2 + a3) * x - b * y for D values (a2, a3 may be nil) and
--- small non-negative integers x, y.
-local function compare(a1, a2, a3, x, b, y)
-    -- (a big value has no m, and then neither does its term here)
-    local m1, m2, m3, mb = a1.m, 0, 0, b.m
-    if a2 then
-        m2 = a2.m
-    end
-    if a3 then
-        m3 = a3.m
-    end
-    if m1 and m2 and m3 and mb then
-        local s1, s2, s3, sb = a1.s, a2 and a2.s or 0, a3 and a3.s or 0, b.s
-        local s = math.max(s1, s2, s3, sb)
-        if s <= 22 then
-            local l = (m1 * P10[s - s1] + m2 * P10[s - s2] + m3 * P10[s - s3]) * x
-            local r = mb * P10[s - sb] * y
-            if l < SAFE and l > -SAFE and r < SAFE and r > -SAFE then
-                return (l < r and -1) or (l > r and 1) or 0
-            end
-        end
-    end
-    local sum = a1
-    if a2 then
-        sum = plus(sum, a2)
-    end
-    if a3 then
-        sum = plus(sum, a3)
-    end
-    return D.cmp(D.mul(sum, D.from_int(x)), D.mul(b, D.from_int(y)))
-end
+local compare = D.cmp_sum_scaled
 
 -- limit + rolled over + granted, kept in p.allow: every change to those
 -- ends with refresh(p).
@@ -3682,24 +3689,6 @@ local function check_path_room(ctx, new_nodes)
     end
 end
 
-local function missing_count(ctx, paths)
-    local all = {}
-    for _, path in ipairs(paths) do
-        for _, prefix in ipairs(prefixes(path)) do
-            all[#all + 1] = prefix
-        end
-    end
-    load_nodes(ctx, all)
-    local missing, seen = 0, {}
-    for _, prefix in ipairs(all) do
-        if not ctx.nodes[prefix] and not seen[prefix] then
-            seen[prefix] = true
-            missing = missing + 1
-        end
-    end
-    return missing
-end
-
 local function next_generation(ctx)
     local g = ctx.meta.gen
     ctx.meta.gen = g + 1
@@ -3827,17 +3816,15 @@ local function reach(ctx, set, metrics)
     end
     load_nodes(ctx, all)
     local nodes, collected, missing, missing_seen = {}, {}, 0, {}
-    for _, path in ipairs(set.paths) do
-        for _, prefix in ipairs(prefixes(path)) do
-            if ctx.nodes[prefix] then
-                if not collected[prefix] then
-                    collected[prefix] = true
-                    nodes[#nodes + 1] = prefix
-                end
-            elseif not missing_seen[prefix] then
-                missing_seen[prefix] = true
-                missing = missing + 1
+    for _, prefix in ipairs(all) do
+        if ctx.nodes[prefix] then
+            if not collected[prefix] then
+                collected[prefix] = true
+                nodes[#nodes + 1] = prefix
             end
+        elseif not missing_seen[prefix] then
+            missing_seen[prefix] = true
+            missing = missing + 1
         end
     end
     local wanted = {}
@@ -4774,7 +4761,7 @@ function OPS.set_policy(ctx, path, name, spec)
                 ctx.limits.max_policies))
         end
     else
-        check_path_room(ctx, missing_count(ctx, { path }))
+        check_path_room(ctx, reach(ctx, { paths = { path } }, {}).missing)
     end
 
     -- After this point the command succeeds.
@@ -4987,11 +4974,7 @@ function CMD.cmd_set(ctx, args)
     local window, duration, anchor
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, SET_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(SET_KEYWORDS)
         args:once(seen, kw)
         if kw == "METRIC" then
             spec.metric = args:next_metric()
@@ -5118,11 +5101,7 @@ function CMD.parse_request(args, charge)
     local usage_keys = {}
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, REQUEST_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(REQUEST_KEYWORDS)
         local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
         if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
             fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
@@ -5232,17 +5211,16 @@ function CMD.cmd_reserve(ctx, args)
     return CMD.reserve_reply(HOLDS.reserve(ctx, req), req.brief)
 end
 
+local SETTLE_KEYWORDS = set_of({ "ITEM", "COST", "USAGE" })
+local ITEM_KEYWORD = set_of({ "ITEM" })
+
 -- `ITEM i` and an optional `COST ...` or `USAGE ...` after a reservation id.
 function CMD.parse_settle(args, with_cost)
     local item, cost = nil, nil
     local seen = {}
-    local words = with_cost and set_of({ "ITEM", "COST", "USAGE" }) or set_of({ "ITEM" })
+    local words = with_cost and SETTLE_KEYWORDS or ITEM_KEYWORD
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, words)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(words)
         if kw == "ITEM" then
             args:once(seen, kw)
             item = args:next_u64("ITEM", 0, 4294967295)
@@ -5310,17 +5288,14 @@ function CMD.cmd_get(ctx, args)
 end
 
 local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+local COUNT_KEYWORD = set_of({ "COUNT" })
 
 function CMD.cmd_tree(ctx, args)
     local path = optional_path(args, CMD.max_depth())
     local depth, count, json = MAX_DEPTH_HARD, 1000, false
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, TREE_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
         if kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
@@ -5348,10 +5323,7 @@ function CMD.cmd_holds(ctx, args)
     local path = optional_path(args, CMD.max_depth())
     local count = 100
     if not args:is_done() then
-        local word = args:next_str("a keyword")
-        if string.upper(word) ~= "COUNT" then
-            args:unknown(word)
-        end
+        args:next_keyword(COUNT_KEYWORD)
         count = args:next_u64("COUNT", 1, 10000)
     end
     args:finish()
@@ -5372,11 +5344,7 @@ function CMD.cmd_events(ctx, args)
     local since, count = 0, 100
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, EVENTS_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(EVENTS_KEYWORDS)
         args:once(seen, kw)
         if kw == "SINCE" then
             since = args:next_u64("SINCE", 0, "18446744073709551615")

@@ -674,6 +674,43 @@ do
     end
 
     -- ----- multiplication, scaling, rounding ---------------------------------
+    local function below_limit(t)
+        return t < LIMIT and t > -LIMIT
+    end
+
+    -- The sign of (a1 + a2 + a3) * x - b * y, for values a1 and b (a2 and a3
+    -- may be nil) and small non-negative integers x and y. While the
+    -- mantissas are small it compares plain numbers brought to one scale and
+    -- makes no value: policies are judged this way on every request.
+    function D.cmp_sum_scaled(a1, a2, a3, x, b, y)
+        local m1, m2, m3, mb = a1.m, 0, 0, b.m
+        local s1, s2, s3, sb = a1.s, 0, 0, b.s
+        if a2 then
+            m2, s2 = a2.m, a2.s
+        end
+        if a3 then
+            m3, s3 = a3.m, a3.s
+        end
+        if m1 and m2 and m3 and mb then
+            local s = math.max(s1, s2, s3, sb)
+            if s <= 22 then
+                local t1, t2, t3 = m1 * P10[s - s1] * x, m2 * P10[s - s2] * x, m3 * P10[s - s3] * x
+                local l, r = t1 + t2 + t3, mb * P10[s - sb] * y
+                if below_limit(t1) and below_limit(t2) and below_limit(t3) and below_limit(l) and below_limit(r) then
+                    return (l < r and -1) or (l > r and 1) or 0
+                end
+            end
+        end
+        local sum = a1
+        if a2 then
+            sum = D.plus(sum, a2)
+        end
+        if a3 then
+            sum = D.plus(sum, a3)
+        end
+        return D.cmp(D.mul(sum, D.from_int(x)), D.mul(b, D.from_int(y)))
+    end
+
     function D.mul(a, b)
         local am, bm = a.m, b.m
         if am and bm then

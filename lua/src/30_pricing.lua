@@ -634,15 +634,18 @@ do
         return keys
     end
 
-    local function decimal_of(value, field)
-        local text
+    -- The text of a JSON string or number (numbers keep their literal text).
+    local function number_text(value)
         if type(value) == "string" then
-            text = value
+            return value
         elseif type(value) == "table" and value.num then
-            text = value.num
-        else
-            field_error(field, "must be a decimal string or number")
+            return value.num
         end
+        return nil
+    end
+
+    local function decimal_of(value, field)
+        local text = number_text(value) or field_error(field, "must be a decimal string or number")
         local d, why = D.check(text, true)
         if not d then
             field_error(field, why)
@@ -651,14 +654,8 @@ do
     end
 
     local function parse_rate(value, field)
-        local text
-        if type(value) == "string" then
-            text = value
-        elseif type(value) == "table" and value.num then
-            text = value.num
-        else
-            field_error(field, "must be a decimal, or a decimal per 1K or 1M units such as \"2.50/1M\"")
-        end
+        local text = number_text(value)
+            or field_error(field, "must be a decimal, or a decimal per 1K or 1M units such as \"2.50/1M\"")
         local number, places = text, 0
         local slash = sfind(text, "/", 1, true)
         if slash then

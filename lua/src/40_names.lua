@@ -313,6 +313,17 @@ local function keyword(word, set)
     return nil
 end
 
+-- The next argument as one of the keywords of `set` (upper case); any other
+-- word is an "unknown argument" error naming it.
+function Args:next_keyword(set)
+    local word = self:next_str("a keyword")
+    local kw = keyword(word, set)
+    if not kw then
+        self:unknown(word)
+    end
+    return kw
+end
+
 -- Splits an optional leading path from option pairs: with an odd number of
 -- arguments left the first is the path.
 local function optional_path(args, max_depth)
@@ -422,9 +433,7 @@ local function costs_get(costs, metric)
     return D.ZERO
 end
 
-local function plus(a, b)
-    return D.sub(a, D.neg(b))
-end
+local plus = D.plus
 
 local function costs_add(costs, metric, amount)
     for i = 1, #costs do

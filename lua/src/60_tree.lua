@@ -237,24 +237,6 @@ local function check_path_room(ctx, new_nodes)
     end
 end
 
-local function missing_count(ctx, paths)
-    local all = {}
-    for _, path in ipairs(paths) do
-        for _, prefix in ipairs(prefixes(path)) do
-            all[#all + 1] = prefix
-        end
-    end
-    load_nodes(ctx, all)
-    local missing, seen = 0, {}
-    for _, prefix in ipairs(all) do
-        if not ctx.nodes[prefix] and not seen[prefix] then
-            seen[prefix] = true
-            missing = missing + 1
-        end
-    end
-    return missing
-end
-
 local function next_generation(ctx)
     local g = ctx.meta.gen
     ctx.meta.gen = g + 1
@@ -382,17 +364,15 @@ local function reach(ctx, set, metrics)
     end
     load_nodes(ctx, all)
     local nodes, collected, missing, missing_seen = {}, {}, 0, {}
-    for _, path in ipairs(set.paths) do
-        for _, prefix in ipairs(prefixes(path)) do
-            if ctx.nodes[prefix] then
-                if not collected[prefix] then
-                    collected[prefix] = true
-                    nodes[#nodes + 1] = prefix
-                end
-            elseif not missing_seen[prefix] then
-                missing_seen[prefix] = true
-                missing = missing + 1
+    for _, prefix in ipairs(all) do
+        if ctx.nodes[prefix] then
+            if not collected[prefix] then
+                collected[prefix] = true
+                nodes[#nodes + 1] = prefix
             end
+        elseif not missing_seen[prefix] then
+            missing_seen[prefix] = true
+            missing = missing + 1
         end
     end
     local wanted = {}

@@ -37,7 +37,7 @@ function OPS.set_policy(ctx, path, name, spec)
                 ctx.limits.max_policies))
         end
     else
-        check_path_room(ctx, missing_count(ctx, { path }))
+        check_path_room(ctx, reach(ctx, { paths = { path } }, {}).missing)
     end
 
     -- After this point the command succeeds.

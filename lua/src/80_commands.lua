@@ -23,11 +23,7 @@ function CMD.cmd_set(ctx, args)
     local window, duration, anchor
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, SET_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(SET_KEYWORDS)
         args:once(seen, kw)
         if kw == "METRIC" then
             spec.metric = args:next_metric()
@@ -154,11 +150,7 @@ function CMD.parse_request(args, charge)
     local usage_keys = {}
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, REQUEST_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(REQUEST_KEYWORDS)
         local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
         if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
             fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
@@ -268,17 +260,16 @@ function CMD.cmd_reserve(ctx, args)
     return CMD.reserve_reply(HOLDS.reserve(ctx, req), req.brief)
 end
 
+local SETTLE_KEYWORDS = set_of({ "ITEM", "COST", "USAGE" })
+local ITEM_KEYWORD = set_of({ "ITEM" })
+
 -- `ITEM i` and an optional `COST ...` or `USAGE ...` after a reservation id.
 function CMD.parse_settle(args, with_cost)
     local item, cost = nil, nil
     local seen = {}
-    local words = with_cost and set_of({ "ITEM", "COST", "USAGE" }) or set_of({ "ITEM" })
+    local words = with_cost and SETTLE_KEYWORDS or ITEM_KEYWORD
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, words)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(words)
         if kw == "ITEM" then
             args:once(seen, kw)
             item = args:next_u64("ITEM", 0, 4294967295)
@@ -346,17 +337,14 @@ function CMD.cmd_get(ctx, args)
 end
 
 local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+local COUNT_KEYWORD = set_of({ "COUNT" })
 
 function CMD.cmd_tree(ctx, args)
     local path = optional_path(args, CMD.max_depth())
     local depth, count, json = MAX_DEPTH_HARD, 1000, false
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, TREE_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
         if kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
@@ -384,10 +372,7 @@ function CMD.cmd_holds(ctx, args)
     local path = optional_path(args, CMD.max_depth())
     local count = 100
     if not args:is_done() then
-        local word = args:next_str("a keyword")
-        if string.upper(word) ~= "COUNT" then
-            args:unknown(word)
-        end
+        args:next_keyword(COUNT_KEYWORD)
         count = args:next_u64("COUNT", 1, 10000)
     end
     args:finish()
@@ -408,11 +393,7 @@ function CMD.cmd_events(ctx, args)
     local since, count = 0, 100
     local seen = {}
     while not args:is_done() do
-        local word = args:next_str("a keyword")
-        local kw = keyword(word, EVENTS_KEYWORDS)
-        if not kw then
-            args:unknown(word)
-        end
+        local kw = args:next_keyword(EVENTS_KEYWORDS)
         args:once(seen, kw)
         if kw == "SINCE" then
             since = args:next_u64("SINCE", 0, "18446744073709551615")
