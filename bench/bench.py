@@ -24,7 +24,6 @@ import io
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

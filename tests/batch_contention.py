@@ -16,8 +16,6 @@ import sys
 import threading
 from decimal import Decimal
 
-import redis  # noqa: F401 (errors)
-
 from backend import Redis
 
 LIMIT = Decimal(200)

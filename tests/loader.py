@@ -13,13 +13,14 @@ Exits non-zero when a check failed; ends with "N passed, N failed".
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import redis
+
+from backend import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER = os.environ.get("QUOTA_LOAD", os.path.join(ROOT, "target", "release", "quota-load"))
@@ -33,16 +34,6 @@ PASSED, FAILED = [], []
 def check(ok, what, detail=""):
     (PASSED if ok else FAILED).append(what)
     print(("ok:     " if ok else "FAILED: ") + what + ("" if ok or not detail else f"\n        {detail}"))
-
-
-def free_port():
-    # A cluster node needs port + 10000 free too (the cluster bus).
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 <= 65535:
-            return port
 
 
 class Server:
@@ -181,7 +172,7 @@ def test_load_and_versions(work, source, version):
         older = with_version(source, "0.0.1")
         s.client().execute_command("FUNCTION", "LOAD", "REPLACE", older)
         res = load(s.url())
-        check(res.returncode == 0 and f"(upgraded; was 0.0.1)" in res.stdout and s.version() == version,
+        check(res.returncode == 0 and "(upgraded; was 0.0.1)" in res.stdout and s.version() == version,
               "an older installed version (0.0.1) is upgraded", shown(res))
 
         v19 = write(os.path.join(work, "v1.9.lua"), with_version(source, "1.9.0"))

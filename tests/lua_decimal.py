@@ -19,7 +19,6 @@ import decimal
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,9 +27,11 @@ from decimal import Decimal
 
 import redis
 
+from backend import free_port, lua_test_library
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-SECTIONS = ["00_header.lua", "10_decimal.lua"]
+SECTIONS = ["10_decimal.lua"]
 
 decimal.getcontext().prec = 400
 decimal.getcontext().Emax = 10000
@@ -407,26 +408,8 @@ def edge_ops():
 
 # ----- server --------------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def library():
-    """00_header, then the sections as the body of build() (as 05_open
-    does: the standard libraries exist only while a function runs), then
-    the snippet, which builds on its first call."""
-    def read(name):
-        with open(os.path.join(ROOT, "lua", "src", name), encoding="utf-8") as f:
-            return f.read()
-
-    parts = [read(SECTIONS[0]), "local function build()"] + [read(n) for n in SECTIONS[1:]]
-    parts += ["return D", "end"]
-    code = "\n".join(parts) + "\n" + SNIPPET
-    first, rest = code.split("\n", 1)
-    assert first.startswith("#!lua"), first
-    return "#!lua name=t_decimal\n" + rest
+    return lua_test_library("t_decimal", SECTIONS, "D", SNIPPET)
 
 
 def start_server(workdir):

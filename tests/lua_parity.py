@@ -50,7 +50,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,12 +58,13 @@ import time
 import redis
 from redis._parsers import _RESP3Parser
 
+from backend import free_port, lua_command
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
 LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
 
 # Where the clocks start (one per seed): shortly before hour, day, month
 # and year boundaries, in and out of leap years.
@@ -82,15 +82,6 @@ class FullErrorParser(_RESP3Parser):
 
 
 # ----- the two servers ------------------------------------------------------------
-
-def free_port():
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 <= 65535:
-            return port
-
 
 def start_server(workdir, name, extra):
     port = free_port()
@@ -137,19 +128,6 @@ def load_library(port, client, source):
                          timeout=60)
     if res.returncode != 0:
         raise SystemExit(f"lua_parity: quota-load failed: {res.stdout.strip()} {res.stderr.strip()}")
-
-
-def to_lua(cmd):
-    """`QUOTA.X key args` as the library takes it (as tests/backend.py)."""
-    if not cmd[0].upper().startswith("QUOTA."):
-        return cmd
-    name = cmd[0][6:].upper()
-    function = "quota_" + name.lower()
-    if name == "PRICE" and len(cmd) > 1 and text(cmd[1]).upper() in ("GET", "LIST"):
-        function = "quota_price_ro"
-    if name in KEYLESS:
-        return ["FCALL", function, "0"] + list(cmd[1:])
-    return ["FCALL", function, "1"] + list(cmd[1:])
 
 
 def call(client, cmd):
@@ -661,7 +639,7 @@ def main():
         def both(cmd, i):
             nonlocal mismatches
             m = norm(call(mod, cmd))
-            l = norm(call(lua, to_lua(cmd)))
+            l = norm(call(lua, lua_command(cmd)))
             if is_json_tree(cmd):
                 m = json.loads(m) if isinstance(m, str) else m
                 l = json.loads(l) if isinstance(l, str) else l

@@ -27,41 +27,21 @@ import sys
 import tempfile
 import time
 
+from backend import free_port, lua_test_library
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-SECTIONS = ["00_header.lua", "10_decimal.lua", "30_pricing.lua"]
+SECTIONS = ["10_decimal.lua", "30_pricing.lua", "40_names.lua"]
 BOOK = "quota:prices"
 
 SNIPPET = r"""
-local D, P
-
--- as 40_names renders replies
-local function to_resp(v)
-    if type(v) ~= "table" then
-        return v
-    end
-    if v._m then
-        local m = {}
-        for i = 1, #v, 2 do
-            m[v[i]] = to_resp(v[i + 1])
-        end
-        return { map = m }
-    end
-    if v._ok then
-        return { ok = v._ok }
-    end
-    local a = {}
-    for i = 1, #v do
-        a[i] = to_resp(v[i])
-    end
-    return a
-end
+local D, P, to_resp
 
 local function guarded(body)
     return function(keys, args)
         if not D then
-            D, P = build()
+            D, P, to_resp = build()
         end
         failure = nil
         local ok, result = pcall(body, args)
@@ -187,12 +167,6 @@ def unordered(v):
 
 # ----- the two servers ------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(workdir, name, extra):
     port = free_port()
     d = os.path.join(workdir, name)
@@ -212,16 +186,7 @@ def start(workdir, name, extra):
 
 
 def library():
-    def read(name):
-        with open(os.path.join(ROOT, "lua", "src", name), encoding="utf-8") as f:
-            return f.read()
-
-    parts = [read(SECTIONS[0]), "local function build()"] + [read(n) for n in SECTIONS[1:]]
-    parts += ["return D, P", "end"]
-    code = "\n".join(parts) + "\n" + SNIPPET
-    first, rest = code.split("\n", 1)
-    assert first.startswith("#!lua"), first
-    return "#!lua name=t_pricing\n" + rest
+    return lua_test_library("t_pricing", SECTIONS, "D, P, to_resp", SNIPPET)
 
 
 def build_module():

@@ -26,10 +26,12 @@ import time
 
 import redis
 
+from backend import free_port, lua_test_library
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-SECTIONS = ["00_header.lua", "10_decimal.lua", "20_window.lua"]
+SECTIONS = ["10_decimal.lua", "20_window.lua"]
 
 # The test entry point: FCALL t_win 0 op args...
 SNIPPET = r"""
@@ -164,12 +166,6 @@ def at(y, m, d, h=0):
     return (datetime.date(y, m, d) - datetime.date(1970, 1, 1)).days * DAY + h * HOUR
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def build_module():
     if os.path.exists(MODULE):
         return
@@ -178,19 +174,7 @@ def build_module():
 
 
 def library():
-    """00_header, then the sections as the body of build() (as 05_open
-    does: the standard libraries exist only while a function runs), then
-    the snippet, which builds on its first call."""
-    def read(name):
-        with open(os.path.join(ROOT, "lua", "src", name), encoding="utf-8") as f:
-            return f.read()
-
-    parts = [read(SECTIONS[0]), "local function build()"] + [read(n) for n in SECTIONS[1:]]
-    parts += ["return W", "end"]
-    code = "\n".join(parts) + "\n" + SNIPPET
-    first, rest = code.split("\n", 1)
-    assert first.startswith("#!lua"), first
-    return "#!lua name=t_window\n" + rest
+    return lua_test_library("t_window", SECTIONS, "W", SNIPPET)
 
 
 def call(r, *args):

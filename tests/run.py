@@ -59,11 +59,12 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from backend import free_port, lua_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
@@ -71,32 +72,11 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
 BACKEND = os.environ.get("QUOTA_BACKEND", "module")
-KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
 
 
 def to_backend(argv):
     """A command as the current backend takes it."""
-    if BACKEND != "lua" or not argv or not argv[0].upper().startswith("QUOTA."):
-        return argv
-    name = argv[0][6:].upper()
-    function = "quota_" + name.lower()
-    if name == "PRICE" and len(argv) > 1 and argv[1].upper() in ("GET", "LIST"):
-        function = "quota_price_ro"  # the read-only form, which replicas serve
-    if name in KEYLESS:
-        return ["FCALL", function, "0"] + argv[1:]
-    if len(argv) < 2:
-        return ["FCALL", function, "0"]
-    return ["FCALL", function, "1"] + argv[1:]
-
-
-def free_port():
-    # The cluster bus needs port + 10000 to exist too.
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 <= 65535:
-            return port
+    return lua_command(argv) if BACKEND == "lua" else argv
 
 
 class Server:
@@ -233,7 +213,6 @@ class Scenario:
         case, failure = None, None
         i = 0
         poll = False
-        last = None  # (server, argv, resp, reply)
 
         skip_case = case_started = skip_next = False
 
@@ -300,7 +279,6 @@ class Scenario:
                                     raise
                                 time.sleep(0.02)
                         poll = False
-                        last = (srv, argv, resp, reply)
                         continue
                     raise Failure(f"cannot read line {i}: {line!r}")
                 except Failure as e:

@@ -10,8 +10,6 @@ import json
 import sys
 import time
 
-import redis  # noqa: F401
-
 from backend import Redis
 
 
