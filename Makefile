@@ -17,13 +17,16 @@ help: ## List the targets
 	@echo "  Variables: PORT=$(PORT) (make run, run-lua), MODULE_ARGS='TEST_CLOCK yes' (make run),"
 	@echo "             LUA_ARGS=--test-clock (make run-lua)"
 
+# bindgen loads libclang itself (libclang.so or libclang-N.so): libclang-cpp,
+# which other packages bring, is not enough.
 deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
-	ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so* \
+		>/dev/null 2>&1 || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
