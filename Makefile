@@ -10,7 +10,7 @@ APT_PACKAGES := redis-server redis-tools libclang-dev python3 openssl
 
 LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
-.PHONY: help deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean
+.PHONY: help deps has-libclang test-deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -18,15 +18,21 @@ help: ## List the targets
 	@echo "             LUA_ARGS=--test-clock (make run-lua)"
 
 # bindgen loads libclang itself (libclang.so or libclang-N.so): libclang-cpp,
-# which other packages bring, is not enough.
+# which other packages bring, is not enough. LIB_ROOT is for tests/deps.sh.
+LIB_ROOT     ?= /usr/lib
+HAS_LIBCLANG := ( for f in $(LIB_ROOT)/llvm-*/lib/libclang.so* $(LIB_ROOT)/llvm-*/lib/libclang-[0-9]*.so* \
+	$(LIB_ROOT)/*-linux-gnu/libclang-[0-9]*.so*; do [ -e "$$f" ] && exit 0; done; exit 1 )
+
+has-libclang: # For tests/deps.sh: prints whether bindgen would find libclang under LIB_ROOT
+	@if $(HAS_LIBCLANG); then echo found; else echo missing; fi
+
 deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
-	ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so* \
-		>/dev/null 2>&1 || missing="$$missing libclang-dev"; \
+	$(HAS_LIBCLANG) || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
@@ -59,7 +65,10 @@ run-lua: deps lua ## Start redis-server without the module, the Lua library load
 	target/release/quota-load $(LUA_ARGS) redis://127.0.0.1:$(PORT) || { kill $$server; wait $$server; exit 1; }; \
 	wait $$server
 
-test: build test-engine test-scenarios test-lua ## Install what is missing, build, run every test
+test: build test-deps test-engine test-scenarios test-lua ## Install what is missing, build, run every test
+
+test-deps: ## make deps sees a toolchain that is only half there
+	bash tests/deps.sh
 
 test-engine: ## Engine unit and property tests (no Redis needed)
 	$(CARGO) test --locked --lib
