@@ -21,6 +21,21 @@ function OPS.policy_ref(ctx, path, name)
     fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
 end
 
+-- Whether a live hold may reach `path`: cheap, so that the common QUOTA.SET on
+-- a new or leaf path with no holds skips the pass over the tree's holds
+-- (Tree::holds_may_reach).
+local function holds_may_reach(ctx, path)
+    local node = find(ctx, path)
+    if not node or ctx.hold_count == 0 then
+        return false
+    end
+    if node.live > 0 then
+        return true
+    end
+    local _, kids = children_of(ctx, path, 0, 1)
+    return kids > 0
+end
+
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
@@ -99,13 +114,13 @@ function OPS.set_policy(ctx, path, name, spec)
     -- A new policy, or one whose metric or filter changes, counts the live
     -- holds it matches from now on (and no others).
     local old, counted, held = nil, nil, nil
+    local changes = true
     if index then
         local p = node.pols[index]
         old = p.gen
-        if p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model then
-            counted, held = holds_matching(ctx, path, spec)
-        end
-    else
+        changes = p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model
+    end
+    if changes and holds_may_reach(ctx, path) then
         counted, held = holds_matching(ctx, path, spec)
     end
 
@@ -137,7 +152,7 @@ end
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     local gen = ctx.nodes[path].pols[ref.i].gen
-    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+    for _, hold in ipairs(holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}) do
         local kept = {}
         for _, line in ipairs(hold.lines) do
             if line.path ~= path or line.gen ~= gen then

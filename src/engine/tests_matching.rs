@@ -90,7 +90,11 @@ fn pair(credits: u32, tokens: u32) -> Costs {
 }
 
 fn set_of(paths: &[&str], service: Option<&str>) -> ChargeSet {
-    ChargeSet { paths: paths.iter().map(|p| p.to_string()).collect(), service: service.map(str::to_string), model: None }
+    ChargeSet {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        service: service.map(str::to_string),
+        model: None,
+    }
 }
 
 /// A policy by (path, name), and its generation (which names it across

@@ -444,6 +444,7 @@ impl Tree {
             .map(|p| (p.generation, p.metric() != spec.metric || !same_filter(p, &spec)));
         let counted = match old {
             Some((_, false)) => None,
+            _ if !self.holds_may_reach(path) => None,
             _ => Some(self.holds_matching(path, &spec)?),
         };
         // After this point the command succeeds.
@@ -479,6 +480,16 @@ impl Tree {
         }
         self.observe(&[r], now_ms, limits);
         Ok(created)
+    }
+
+    /// Whether a live hold may reach `path`: cheap, so that the common
+    /// `QUOTA.SET` on a new or leaf path with no holds skips the pass over
+    /// the tree's holds.
+    fn holds_may_reach(&self, path: &str) -> bool {
+        match self.find(path).and_then(|id| self.node(id)) {
+            None => false,
+            Some(node) => !self.holds.is_empty() && (node.live_holds > 0 || node.first_child != NO_NODE),
+        }
     }
 
     /// The live holds a policy configured as `spec` at `path` counts: those
@@ -611,7 +622,9 @@ impl Tree {
     /// longer do.
     pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
         let r = self.policy_ref(path, name)?;
-        if let Some(generation) = self.policy(r).map(|p| p.generation) {
+        if let Some(generation) = self.policy(r).map(|p| p.generation)
+            && self.holds_may_reach(path)
+        {
             for hold in self.holds.values_mut() {
                 hold.lines.retain(|l| l.node != r.node || l.generation != generation);
             }
