@@ -743,6 +743,19 @@ do
         return r
     end
 
+    -- A total that never goes below 0 and stops at 10^18: for commits,
+    -- which are never refused (amount::add_saturating).
+    function D.add_saturating(total, delta)
+        local r = add_raw(total, delta, false)
+        if D.is_neg(r) then
+            return ZERO
+        end
+        if not r.m and gt_abs(r, D.MAX_TOTAL) then
+            return D.MAX_TOTAL
+        end
+        return r
+    end
+
     function D.add_floor_zero(total, delta)
         local r = D.add(total, delta)
         if D.is_neg(r) then
@@ -2597,6 +2610,15 @@ local function leaf_of(canonical)
     return ssub(canonical, #parent + 2)
 end
 
+-- The number of segments of a canonical path (0 for the root).
+local function depth_of(canonical)
+    if canonical == "" then
+        return 0
+    end
+    local _, slashes = string.gsub(canonical, "/", "")
+    return slashes + 1
+end
+
 local function is_within(path, root)
     return root == "" or path == root
         or (#path > #root and ssub(path, 1, #root) == root and sbyte(path, #root + 1) == 47)
@@ -3315,6 +3337,12 @@ local function add_used(p, delta, now)
     end
 end
 
+-- Usage that stops at 10^18: a charge checked that it stays within, and a
+-- commit is never refused (Policy::add_used_capped).
+local function add_used_capped(p, delta, now)
+    add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
+end
+
 local function grant_policy(p, amount, now)
     roll(p, now)
     p.gr = D.add(p.gr, amount)
@@ -3689,6 +3717,22 @@ local function check_path_room(ctx, new_nodes)
     end
 end
 
+-- Checks that the nodes creating `paths` would add fit: each new path within
+-- max_depth and the tree within max_paths. Existing paths are never refused,
+-- however deep (Tree::check_new_paths).
+local function check_new_paths(ctx, paths, new_nodes)
+    if new_nodes == 0 then
+        return
+    end
+    local limit = math.min(ctx.limits.max_depth, MAX_DEPTH_HARD)
+    for _, path in ipairs(paths) do
+        if depth_of(path) > limit and not find(ctx, path) then
+            fail(sformat("ERR limit: path '%s' is deeper than %d segments", path, limit))
+        end
+    end
+    check_path_room(ctx, new_nodes)
+end
+
 local function next_generation(ctx)
     local g = ctx.meta.gen
     ctx.meta.gen = g + 1
@@ -3888,8 +3932,8 @@ end
 
 -- Checks that charging `usage` keeps every total in range and that the
 -- missing nodes fit, without changing anything.
-local function check_usage(ctx, r, usage)
-    check_path_room(ctx, r.missing)
+local function check_usage(ctx, r, set, usage)
+    check_new_paths(ctx, set.paths, r.missing)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
@@ -3905,7 +3949,8 @@ local function check_usage(ctx, r, usage)
 end
 
 -- Charges `usage` to every node of the charge set and every matching policy,
--- each once (check_usage ran first). Returns the policies now over.
+-- each once; totals stop at 10^18 for a commit, which is never refused (a
+-- charge ran check_usage first). Returns the policies now over.
 local function apply_usage(ctx, r, set, usage)
     if r.missing > 0 then
         for _, path in ipairs(set.paths) do
@@ -3917,7 +3962,7 @@ local function apply_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        add_used(p, costs_get(usage, p.metric), ctx.now)
+        add_used_capped(p, costs_get(usage, p.metric), ctx.now)
         if is_over(p) then
             over[#over + 1] = display_path(ref.path) .. "#" .. p.name
         end
@@ -3928,10 +3973,7 @@ local function apply_usage(ctx, r, set, usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
             local current = costs_get(node.spent, metric)
-            local ok, updated = pcall(D.add_floor_zero, current, delta)
-            if not ok then
-                updated = current
-            end
+            local updated = D.add_saturating(current, delta)
             costs_add(node.spent, metric, D.sub(updated, current))
         end
         touch(ctx, path)
@@ -4464,7 +4506,7 @@ function HOLDS.reserve(ctx, req)
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
-    check_path_room(ctx, r.missing)
+    check_new_paths(ctx, req.set.paths, r.missing)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
         D.add(p.held, costs_get(held, p.metric))
@@ -4528,41 +4570,42 @@ function HOLDS.commit(ctx, id, item, actual)
             fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
         end
     end
-    local reserved = cost_of(hold, indices)
-    local held_idx, lapsed_idx = {}, {}
+    local held_idx = {}
     for _, i in ipairs(indices) do
         if hold.items[i].state == "held" then
             held_idx[#held_idx + 1] = i
-        else
-            lapsed_idx[#lapsed_idx + 1] = i
         end
     end
-    local held, lapsed = cost_of(hold, held_idx), cost_of(hold, lapsed_idx)
-    actual = actual or reserved
+    local held = cost_of(hold, held_idx)
+    actual = actual or cost_of(hold, indices)
     local set = { paths = hold.paths, service = hold.service, model = hold.model }
     local r = usage_reach(ctx, set, actual)
-    check_usage(ctx, r, actual)
+    -- A commit is refused only for the paths it would create (a late commit
+    -- on a deleted path); its totals are never refused.
+    check_new_paths(ctx, set.paths, r.missing)
 
     -- After this point the commit succeeds.
     if live then
         release_lines(ctx, hold, indices)
     end
     local over = apply_usage(ctx, r, set, actual)
+    -- The actual amount uses up the live hold: what is left of it is
+    -- released, what goes beyond it (all that expired items charge) is
+    -- overage.
     local released = {}
     for _, pair in ipairs(held) do
         local m, amount = pair[1], pair[2]
-        local used_of_hold = D.max(D.sub(costs_get(actual, m), costs_get(lapsed, m)), D.ZERO)
-        released[#released + 1] = { m, D.max(D.sub(amount, used_of_hold), D.ZERO) }
+        released[#released + 1] = { m, D.max(D.sub(amount, costs_get(actual, m)), D.ZERO) }
     end
     local overage = {}
     for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get(reserved, pair[1]))
+        local extra = D.sub(pair[2], costs_get(held, pair[1]))
         if D.cmp(extra, D.ZERO) > 0 then
             overage[#overage + 1] = { pair[1], extra }
         end
     end
     local outcome = { id = id, charged = costs_pack(actual), released = costs_pack(released),
-        overage = costs_pack(overage), duplicate = false, expired = #lapsed_idx > 0, over = over }
+        overage = costs_pack(overage), duplicate = false, expired = #held_idx < #indices, over = over }
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
@@ -4675,7 +4718,7 @@ function HOLDS.charge(ctx, req)
         return { allowed = false, charged = {}, checks = checks, denied = denied,
             message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
     end
-    check_usage(ctx, r, req.cost)
+    check_usage(ctx, r, req.set, req.cost)
 
     -- After this point the charge succeeds.
     local over = apply_usage(ctx, r, req.set, req.cost)
@@ -4685,6 +4728,20 @@ function HOLDS.charge(ctx, req)
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
     return outcome
+end
+
+-- Every live hold of the tree (for QUOTA.SET and QUOTA.UNSET, which count
+-- holds again), marked to be written back.
+function HOLDS.live_all(ctx)
+    local out = {}
+    local ids = ctx.exists and redis.call("HKEYS", ctx.hkey) or {}
+    for _, id in ipairs(ids) do
+        local hold = get_hold(ctx, id)
+        if hold then
+            out[#out + 1] = hold
+        end
+    end
+    return out
 end
 
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
@@ -4745,6 +4802,78 @@ function OPS.policy_ref(ctx, path, name)
     fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
 end
 
+-- Whether a live hold may reach `path`: cheap, so that the common QUOTA.SET on
+-- a new or leaf path with no holds skips the pass over the tree's holds
+-- (Tree::holds_may_reach).
+local function holds_may_reach(ctx, path)
+    local node = find(ctx, path)
+    if not node or ctx.hold_count == 0 then
+        return false
+    end
+    if node.live > 0 then
+        return true
+    end
+    local _, kids = children_of(ctx, path, 0, 1)
+    return kids > 0
+end
+
+-- The live holds a policy configured as `spec` at `path` counts: those whose
+-- charge set reaches the path, whose service and model its filter matches,
+-- and that hold its metric; and their total held (Tree::holds_matching).
+local function holds_matching(ctx, path, spec)
+    local out, held = {}, D.ZERO
+    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+        local reaches = false
+        for _, p in ipairs(hold.paths) do
+            if is_within(p, path) then
+                reaches = true
+            end
+        end
+        local names_metric = false
+        for _, item in ipairs(hold.items) do
+            for i = 1, #item.cost do
+                if item.cost[i][1] == spec.metric then
+                    names_metric = true
+                end
+            end
+        end
+        if reaches and names_metric and matches(spec, hold.service, hold.model) then
+            local amount = D.ZERO
+            for _, item in ipairs(hold.items) do
+                if item.state == "held" then
+                    amount = plus(amount, costs_get(item.cost, spec.metric))
+                end
+            end
+            held = D.add(held, amount)
+            out[#out + 1] = hold
+        end
+    end
+    return out, held
+end
+
+-- Makes the policy `p` at `path` count exactly the holds `counted`: their
+-- lines name its generation, no other hold's line names it or the
+-- generation it had before (`old`) (Tree::recount).
+local function recount(ctx, path, p, old, counted, held)
+    p.held = held
+    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+        local kept = {}
+        for _, line in ipairs(hold.lines) do
+            if line.path ~= path or (line.gen ~= p.gen and line.gen ~= old) then
+                kept[#kept + 1] = line
+            end
+        end
+        if #kept ~= #hold.lines then
+            hold.lines = kept
+            ctx.hold_dirty[hold.id] = true
+        end
+    end
+    for _, hold in ipairs(counted) do
+        hold.lines[#hold.lines + 1] = { path = path, gen = p.gen }
+        ctx.hold_dirty[hold.id] = true
+    end
+end
+
 -- QUOTA.SET: creates or updates a policy.
 function OPS.set_policy(ctx, path, name, spec)
     validate_spec(spec)
@@ -4761,15 +4890,28 @@ function OPS.set_policy(ctx, path, name, spec)
                 ctx.limits.max_policies))
         end
     else
-        check_path_room(ctx, reach(ctx, { paths = { path } }, {}).missing)
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+    -- A new policy, or one whose metric or filter changes, counts the live
+    -- holds it matches from now on (and no others).
+    local old, counted, held = nil, nil, nil
+    local changes = true
+    if index then
+        local p = node.pols[index]
+        old = p.gen
+        changes = p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model
+    end
+    if changes and holds_may_reach(ctx, path) then
+        counted, held = holds_matching(ctx, path, spec)
     end
 
     -- After this point the command succeeds.
     node = ensure_path(ctx, path)
     local generation = next_generation(ctx)
     touch(ctx, path)
+    local ref
     if index then
-        local ref = { path = path, i = index }
+        ref = { path = path, i = index }
         roll_policy(ctx, ref)
         local p = node.pols[index]
         local new_metric = p.metric ~= spec.metric
@@ -4777,15 +4919,32 @@ function OPS.set_policy(ctx, path, name, spec)
         if new_metric then
             node.pols[index] = new_policy(name, spec, generation, ctx.now)
         end
-        observe(ctx, { ref })
-        return
+    else
+        node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
+        ref = { path = path, i = #node.pols }
     end
-    node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
-    observe(ctx, { { path = path, i = #node.pols } })
+    if counted then
+        recount(ctx, path, node.pols[ref.i], old, counted, held)
+    end
+    observe(ctx, { ref })
 end
 
+-- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
+    local gen = ctx.nodes[path].pols[ref.i].gen
+    for _, hold in ipairs(holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}) do
+        local kept = {}
+        for _, line in ipairs(hold.lines) do
+            if line.path ~= path or line.gen ~= gen then
+                kept[#kept + 1] = line
+            end
+        end
+        if #kept ~= #hold.lines then
+            hold.lines = kept
+            ctx.hold_dirty[hold.id] = true
+        end
+    end
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
 end
@@ -4961,8 +5120,11 @@ local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WA
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
+-- Commands parse paths up to the hard bound: max_depth bounds only the paths
+-- they create (check_new_paths), so existing paths stay usable when it is
+-- lowered at a reload.
 function CMD.max_depth()
-    return SETTINGS.max_depth
+    return MAX_DEPTH_HARD
 end
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW

@@ -59,11 +59,8 @@ pub fn limits() -> Limits {
         max_items: get(&MAX_ITEMS),
         tombstone_ttl_ms: get(&TOMBSTONE_TTL) as u64,
         events_len: get(&EVENTS_LEN),
+        max_depth: get(&MAX_DEPTH),
     }
-}
-
-pub fn max_depth() -> usize {
-    get(&MAX_DEPTH)
 }
 
 pub fn default_ttl_ms() -> u64 {

@@ -355,6 +355,10 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         }
         tree.remember(entry);
     }
+    // Held and the lines of live holds are derived: counted again from the
+    // holds and policies as they are, so a tree stored when holds counted
+    // only on the policies of their reserve loads with the rule of now.
+    tree.recount_all()?;
     tree.check_invariants()?;
     Ok(tree)
 }

@@ -665,6 +665,19 @@ do
         return r
     end
 
+    -- A total that never goes below 0 and stops at 10^18: for commits,
+    -- which are never refused (amount::add_saturating).
+    function D.add_saturating(total, delta)
+        local r = add_raw(total, delta, false)
+        if D.is_neg(r) then
+            return ZERO
+        end
+        if not r.m and gt_abs(r, D.MAX_TOTAL) then
+            return D.MAX_TOTAL
+        end
+        return r
+    end
+
     function D.add_floor_zero(total, delta)
         local r = D.add(total, delta)
         if D.is_neg(r) then

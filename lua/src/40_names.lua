@@ -187,6 +187,15 @@ local function leaf_of(canonical)
     return ssub(canonical, #parent + 2)
 end
 
+-- The number of segments of a canonical path (0 for the root).
+local function depth_of(canonical)
+    if canonical == "" then
+        return 0
+    end
+    local _, slashes = string.gsub(canonical, "/", "")
+    return slashes + 1
+end
+
 local function is_within(path, root)
     return root == "" or path == root
         or (#path > #root and ssub(path, 1, #root) == root and sbyte(path, #root + 1) == 47)

@@ -399,6 +399,12 @@ local function add_used(p, delta, now)
     end
 end
 
+-- Usage that stops at 10^18: a charge checked that it stays within, and a
+-- commit is never refused (Policy::add_used_capped).
+local function add_used_capped(p, delta, now)
+    add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
+end
+
 local function grant_policy(p, amount, now)
     roll(p, now)
     p.gr = D.add(p.gr, amount)

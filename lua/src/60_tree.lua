@@ -237,6 +237,22 @@ local function check_path_room(ctx, new_nodes)
     end
 end
 
+-- Checks that the nodes creating `paths` would add fit: each new path within
+-- max_depth and the tree within max_paths. Existing paths are never refused,
+-- however deep (Tree::check_new_paths).
+local function check_new_paths(ctx, paths, new_nodes)
+    if new_nodes == 0 then
+        return
+    end
+    local limit = math.min(ctx.limits.max_depth, MAX_DEPTH_HARD)
+    for _, path in ipairs(paths) do
+        if depth_of(path) > limit and not find(ctx, path) then
+            fail(sformat("ERR limit: path '%s' is deeper than %d segments", path, limit))
+        end
+    end
+    check_path_room(ctx, new_nodes)
+end
+
 local function next_generation(ctx)
     local g = ctx.meta.gen
     ctx.meta.gen = g + 1
@@ -436,8 +452,8 @@ end
 
 -- Checks that charging `usage` keeps every total in range and that the
 -- missing nodes fit, without changing anything.
-local function check_usage(ctx, r, usage)
-    check_path_room(ctx, r.missing)
+local function check_usage(ctx, r, set, usage)
+    check_new_paths(ctx, set.paths, r.missing)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
@@ -453,7 +469,8 @@ local function check_usage(ctx, r, usage)
 end
 
 -- Charges `usage` to every node of the charge set and every matching policy,
--- each once (check_usage ran first). Returns the policies now over.
+-- each once; totals stop at 10^18 for a commit, which is never refused (a
+-- charge ran check_usage first). Returns the policies now over.
 local function apply_usage(ctx, r, set, usage)
     if r.missing > 0 then
         for _, path in ipairs(set.paths) do
@@ -465,7 +482,7 @@ local function apply_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        add_used(p, costs_get(usage, p.metric), ctx.now)
+        add_used_capped(p, costs_get(usage, p.metric), ctx.now)
         if is_over(p) then
             over[#over + 1] = display_path(ref.path) .. "#" .. p.name
         end
@@ -476,10 +493,7 @@ local function apply_usage(ctx, r, set, usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
             local current = costs_get(node.spent, metric)
-            local ok, updated = pcall(D.add_floor_zero, current, delta)
-            if not ok then
-                updated = current
-            end
+            local updated = D.add_saturating(current, delta)
             costs_add(node.spent, metric, D.sub(updated, current))
         end
         touch(ctx, path)

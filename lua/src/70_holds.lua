@@ -378,7 +378,7 @@ function HOLDS.reserve(ctx, req)
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
-    check_path_room(ctx, r.missing)
+    check_new_paths(ctx, req.set.paths, r.missing)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
         D.add(p.held, costs_get(held, p.metric))
@@ -442,41 +442,42 @@ function HOLDS.commit(ctx, id, item, actual)
             fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
         end
     end
-    local reserved = cost_of(hold, indices)
-    local held_idx, lapsed_idx = {}, {}
+    local held_idx = {}
     for _, i in ipairs(indices) do
         if hold.items[i].state == "held" then
             held_idx[#held_idx + 1] = i
-        else
-            lapsed_idx[#lapsed_idx + 1] = i
         end
     end
-    local held, lapsed = cost_of(hold, held_idx), cost_of(hold, lapsed_idx)
-    actual = actual or reserved
+    local held = cost_of(hold, held_idx)
+    actual = actual or cost_of(hold, indices)
     local set = { paths = hold.paths, service = hold.service, model = hold.model }
     local r = usage_reach(ctx, set, actual)
-    check_usage(ctx, r, actual)
+    -- A commit is refused only for the paths it would create (a late commit
+    -- on a deleted path); its totals are never refused.
+    check_new_paths(ctx, set.paths, r.missing)
 
     -- After this point the commit succeeds.
     if live then
         release_lines(ctx, hold, indices)
     end
     local over = apply_usage(ctx, r, set, actual)
+    -- The actual amount uses up the live hold: what is left of it is
+    -- released, what goes beyond it (all that expired items charge) is
+    -- overage.
     local released = {}
     for _, pair in ipairs(held) do
         local m, amount = pair[1], pair[2]
-        local used_of_hold = D.max(D.sub(costs_get(actual, m), costs_get(lapsed, m)), D.ZERO)
-        released[#released + 1] = { m, D.max(D.sub(amount, used_of_hold), D.ZERO) }
+        released[#released + 1] = { m, D.max(D.sub(amount, costs_get(actual, m)), D.ZERO) }
     end
     local overage = {}
     for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get(reserved, pair[1]))
+        local extra = D.sub(pair[2], costs_get(held, pair[1]))
         if D.cmp(extra, D.ZERO) > 0 then
             overage[#overage + 1] = { pair[1], extra }
         end
     end
     local outcome = { id = id, charged = costs_pack(actual), released = costs_pack(released),
-        overage = costs_pack(overage), duplicate = false, expired = #lapsed_idx > 0, over = over }
+        overage = costs_pack(overage), duplicate = false, expired = #held_idx < #indices, over = over }
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
@@ -589,7 +590,7 @@ function HOLDS.charge(ctx, req)
         return { allowed = false, charged = {}, checks = checks, denied = denied,
             message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
     end
-    check_usage(ctx, r, req.cost)
+    check_usage(ctx, r, req.set, req.cost)
 
     -- After this point the charge succeeds.
     local over = apply_usage(ctx, r, req.set, req.cost)
@@ -599,6 +600,20 @@ function HOLDS.charge(ctx, req)
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
     return outcome
+end
+
+-- Every live hold of the tree (for QUOTA.SET and QUOTA.UNSET, which count
+-- holds again), marked to be written back.
+function HOLDS.live_all(ctx)
+    local out = {}
+    local ids = ctx.exists and redis.call("HKEYS", ctx.hkey) or {}
+    for _, id in ipairs(ids) do
+        local hold = get_hold(ctx, id)
+        if hold then
+            out[#out + 1] = hold
+        end
+    end
+    return out
 end
 
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.

@@ -21,6 +21,78 @@ function OPS.policy_ref(ctx, path, name)
     fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
 end
 
+-- Whether a live hold may reach `path`: cheap, so that the common QUOTA.SET on
+-- a new or leaf path with no holds skips the pass over the tree's holds
+-- (Tree::holds_may_reach).
+local function holds_may_reach(ctx, path)
+    local node = find(ctx, path)
+    if not node or ctx.hold_count == 0 then
+        return false
+    end
+    if node.live > 0 then
+        return true
+    end
+    local _, kids = children_of(ctx, path, 0, 1)
+    return kids > 0
+end
+
+-- The live holds a policy configured as `spec` at `path` counts: those whose
+-- charge set reaches the path, whose service and model its filter matches,
+-- and that hold its metric; and their total held (Tree::holds_matching).
+local function holds_matching(ctx, path, spec)
+    local out, held = {}, D.ZERO
+    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+        local reaches = false
+        for _, p in ipairs(hold.paths) do
+            if is_within(p, path) then
+                reaches = true
+            end
+        end
+        local names_metric = false
+        for _, item in ipairs(hold.items) do
+            for i = 1, #item.cost do
+                if item.cost[i][1] == spec.metric then
+                    names_metric = true
+                end
+            end
+        end
+        if reaches and names_metric and matches(spec, hold.service, hold.model) then
+            local amount = D.ZERO
+            for _, item in ipairs(hold.items) do
+                if item.state == "held" then
+                    amount = plus(amount, costs_get(item.cost, spec.metric))
+                end
+            end
+            held = D.add(held, amount)
+            out[#out + 1] = hold
+        end
+    end
+    return out, held
+end
+
+-- Makes the policy `p` at `path` count exactly the holds `counted`: their
+-- lines name its generation, no other hold's line names it or the
+-- generation it had before (`old`) (Tree::recount).
+local function recount(ctx, path, p, old, counted, held)
+    p.held = held
+    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+        local kept = {}
+        for _, line in ipairs(hold.lines) do
+            if line.path ~= path or (line.gen ~= p.gen and line.gen ~= old) then
+                kept[#kept + 1] = line
+            end
+        end
+        if #kept ~= #hold.lines then
+            hold.lines = kept
+            ctx.hold_dirty[hold.id] = true
+        end
+    end
+    for _, hold in ipairs(counted) do
+        hold.lines[#hold.lines + 1] = { path = path, gen = p.gen }
+        ctx.hold_dirty[hold.id] = true
+    end
+end
+
 -- QUOTA.SET: creates or updates a policy.
 function OPS.set_policy(ctx, path, name, spec)
     validate_spec(spec)
@@ -37,15 +109,28 @@ function OPS.set_policy(ctx, path, name, spec)
                 ctx.limits.max_policies))
         end
     else
-        check_path_room(ctx, reach(ctx, { paths = { path } }, {}).missing)
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+    -- A new policy, or one whose metric or filter changes, counts the live
+    -- holds it matches from now on (and no others).
+    local old, counted, held = nil, nil, nil
+    local changes = true
+    if index then
+        local p = node.pols[index]
+        old = p.gen
+        changes = p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model
+    end
+    if changes and holds_may_reach(ctx, path) then
+        counted, held = holds_matching(ctx, path, spec)
     end
 
     -- After this point the command succeeds.
     node = ensure_path(ctx, path)
     local generation = next_generation(ctx)
     touch(ctx, path)
+    local ref
     if index then
-        local ref = { path = path, i = index }
+        ref = { path = path, i = index }
         roll_policy(ctx, ref)
         local p = node.pols[index]
         local new_metric = p.metric ~= spec.metric
@@ -53,15 +138,32 @@ function OPS.set_policy(ctx, path, name, spec)
         if new_metric then
             node.pols[index] = new_policy(name, spec, generation, ctx.now)
         end
-        observe(ctx, { ref })
-        return
+    else
+        node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
+        ref = { path = path, i = #node.pols }
     end
-    node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
-    observe(ctx, { { path = path, i = #node.pols } })
+    if counted then
+        recount(ctx, path, node.pols[ref.i], old, counted, held)
+    end
+    observe(ctx, { ref })
 end
 
+-- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
+    local gen = ctx.nodes[path].pols[ref.i].gen
+    for _, hold in ipairs(holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}) do
+        local kept = {}
+        for _, line in ipairs(hold.lines) do
+            if line.path ~= path or line.gen ~= gen then
+                kept[#kept + 1] = line
+            end
+        end
+        if #kept ~= #hold.lines then
+            hold.lines = kept
+            ctx.hold_dirty[hold.id] = true
+        end
+    end
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
 end

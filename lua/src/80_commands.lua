@@ -10,8 +10,11 @@ local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WA
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
+-- Commands parse paths up to the hard bound: max_depth bounds only the paths
+-- they create (check_new_paths), so existing paths stay usable when it is
+-- lowered at a reload.
 function CMD.max_depth()
-    return SETTINGS.max_depth
+    return MAX_DEPTH_HARD
 end
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW

@@ -221,9 +221,16 @@ fn commands() -> Vec<&'static Command> {
 }
 
 fn env(now_ms: u64) -> Env {
-    let limits =
-        Limits { max_paths: 40, max_policies: 4, max_holds: 12, max_items: 6, tombstone_ttl_ms: 5000, events_len: 20 };
-    Env { now_ms, limits, max_depth: 4, default_ttl_ms: 1000 }
+    let limits = Limits {
+        max_paths: 40,
+        max_policies: 4,
+        max_holds: 12,
+        max_items: 6,
+        tombstone_ttl_ms: 5000,
+        events_len: 20,
+        max_depth: 4,
+    };
+    Env { now_ms, limits, max_depth: crate::engine::names::MAX_DEPTH_HARD, default_ttl_ms: 1000 }
 }
 
 fn setup_prices() {

@@ -33,6 +33,9 @@ use reply::Reply;
 pub struct Env {
     pub now_ms: u64,
     pub limits: Limits,
+    /// The deepest path a command parses (the hard bound): `max_depth`
+    /// bounds only the paths a command creates (`limits.max_depth`), so
+    /// paths that exist stay readable and usable when it is lowered.
     pub max_depth: usize,
     pub default_ttl_ms: u64,
 }
@@ -199,14 +202,14 @@ impl Stamp {
         let mut limits = config::limits();
         limits.tombstone_ttl_ms = self.tombstone_ttl_ms;
         limits.events_len = self.events_len;
-        let mut max_depth = config::max_depth();
         if replayed {
             limits.max_paths = usize::MAX;
             limits.max_policies = usize::MAX;
             limits.max_holds = usize::MAX;
             limits.max_items = usize::MAX;
-            max_depth = crate::engine::names::MAX_DEPTH_HARD;
+            limits.max_depth = crate::engine::names::MAX_DEPTH_HARD;
         }
+        let max_depth = crate::engine::names::MAX_DEPTH_HARD;
         Env { now_ms: self.now_ms, limits, max_depth, default_ttl_ms: self.default_ttl_ms }
     }
 }

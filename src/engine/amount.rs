@@ -80,6 +80,17 @@ pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
     Ok(if sum.is_sign_negative() { Decimal::ZERO } else { sum })
 }
 
+/// Adds a possibly negative amount to a total that never goes below 0
+/// and stops at [`MAX_TOTAL`]: for commits, which are never refused (the
+/// work is done), where a refused total would leave a hold unsettled.
+pub fn add_saturating(total: Decimal, delta: Decimal) -> Decimal {
+    match total.checked_add(delta) {
+        Some(sum) if sum.is_sign_negative() => Decimal::ZERO,
+        Some(sum) => sum.min(MAX_TOTAL),
+        None => MAX_TOTAL,
+    }
+}
+
 /// The canonical text of an amount: no trailing zeros, no exponent, `"0"` for zero.
 pub fn format(value: Decimal) -> String {
     let mut buf = Text::new();

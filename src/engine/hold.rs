@@ -71,6 +71,18 @@ impl Hold {
         self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| costs_get(&i.cost, metric)).sum()
     }
 
+    /// Every metric the hold's items name, at zero: the metrics whose
+    /// policies count the hold.
+    pub fn metrics(&self) -> Costs {
+        let mut out = Costs::new();
+        for item in &self.items {
+            for (metric, _) in &item.cost {
+                costs_add(&mut out, metric, Decimal::ZERO);
+            }
+        }
+        out
+    }
+
     pub fn held_costs(&self) -> Costs {
         sum_costs(self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| &i.cost))
     }
@@ -237,7 +249,7 @@ impl Tree {
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
-        self.check_path_room(reach.missing_nodes(), limits)?;
+        self.check_new_paths(req.set.paths.iter().map(String::as_str), reach.missing_nodes(), limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy(r) {
                 amount::add(policy.held, costs_get(&held, policy.metric()))?;
@@ -487,33 +499,34 @@ impl Tree {
                 pending
             }
         };
-        let reserved = hold.cost_of(&indices);
-        let (held, lapsed): (Vec<usize>, Vec<usize>) =
-            indices.iter().partition(|&&i| hold.items[i].state == ItemState::Held);
-        let (held, lapsed) = (hold.cost_of(&held), hold.cost_of(&lapsed));
-        let actual = actual.unwrap_or_else(|| reserved.clone());
-        let expired = !lapsed.is_empty();
+        let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
+        let expired = held.len() < indices.len();
+        let held = hold.cost_of(&held);
+        let actual = actual.unwrap_or_else(|| hold.cost_of(&indices));
         let set = hold.set.clone();
         drop(hold);
         let reach = self.usage_reach(&set, &actual);
-        self.check_usage(&reach, &actual, now_ms, limits)?;
+        // A commit is refused only for the paths it would create (a late
+        // commit on a deleted path); its totals are never refused.
+        self.check_new_paths(set.paths.iter().map(String::as_str), reach.missing, limits)?;
 
         // After this point the commit succeeds.
         if live {
             self.release_lines(id, &indices);
         }
         let over = self.apply_usage(reach, &set, &actual, now_ms, limits);
-        // The actual amount uses up the reservation of expired items first
-        // (already given back at expiry); what is left of the live hold is
-        // released.
+        // The actual amount uses up the live hold: what is left of it is
+        // released, and what goes beyond it is overage. Expired items were
+        // given back at expiry, so all they charge is overage: every policy
+        // of the charge set goes up by at most the overage beyond what it
+        // already counted.
         let mut released = Costs::new();
         for (metric, amount) in &held {
-            let used_of_hold = (costs_get(&actual, metric) - costs_get(&lapsed, metric)).max(Decimal::ZERO);
-            released.push((metric.clone(), (*amount - used_of_hold).max(Decimal::ZERO)));
+            released.push((metric.clone(), (*amount - costs_get(&actual, metric)).max(Decimal::ZERO)));
         }
         let mut overage = Costs::new();
         for (metric, charged) in &actual {
-            let extra = *charged - costs_get(&reserved, metric);
+            let extra = *charged - costs_get(&held, metric);
             if extra > Decimal::ZERO {
                 overage.push((metric.clone(), extra));
             }
@@ -779,7 +792,7 @@ impl Tree {
                 duplicate: false,
             });
         }
-        self.check_usage(&reach, &req.cost, now_ms, limits)?;
+        self.check_usage(&reach, &req.set, &req.cost, now_ms, limits)?;
 
         // After this point the charge succeeds.
         let over = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);

@@ -81,6 +81,11 @@ pub fn leaf_of(canonical: &str) -> &str {
     canonical.rfind('/').map_or(canonical, |i| &canonical[i + 1..])
 }
 
+/// The number of segments of a canonical path (0 for the root).
+pub fn depth_of(path: &str) -> usize {
+    if path.is_empty() { 0 } else { path.split('/').count() }
+}
+
 /// Whether `path` is `root` or lies below it (both canonical).
 pub fn is_within(path: &str, root: &str) -> bool {
     root.is_empty()

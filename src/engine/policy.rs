@@ -770,6 +770,16 @@ impl Policy {
     }
 
     /// Adds usage at `now_ms` (after [`Policy::roll`]); usage never goes
+    /// below zero and stops at the bound of totals (10^18): a charge has
+    /// checked that it stays within, and a commit is never refused (the
+    /// work is done).
+    pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64) {
+        let delta = delta.min(amount::MAX_TOTAL - self.used);
+        let added = self.add_used(delta, now_ms);
+        debug_assert!(added.is_ok(), "a capped amount stays within the bound");
+    }
+
+    /// Adds usage at `now_ms` (after [`Policy::roll`]); usage never goes
     /// below zero. A rolling window puts it in the current bucket, and takes
     /// a negative amount back from the newest buckets first.
     pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::amount;
 use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
-use super::hold::{Hold, Tomb};
+use super::hold::{Hold, Line, Tomb};
 use super::names;
 use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, TreeView, costs_add, costs_get};
 use super::policy::{Policy, PolicySpec, Status};
@@ -36,6 +36,9 @@ pub struct Limits {
     pub tombstone_ttl_ms: u64,
     /// Events kept per tree.
     pub events_len: usize,
+    /// Deepest path that may be created (`max_depth`). Paths that exist are
+    /// read and used at any depth, so lowering it never strands them.
+    pub max_depth: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_items: 1000,
             tombstone_ttl_ms: 24 * 3600 * 1000,
             events_len: 1000,
+            max_depth: 16,
         }
     }
 }
@@ -141,6 +145,11 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
         events.push(rollover);
     }
     events
+}
+
+/// Whether a policy keeps the service/model filter of `spec`.
+fn same_filter(policy: &Policy, spec: &PolicySpec) -> bool {
+    policy.service() == spec.service.as_deref() && policy.model() == spec.model.as_deref()
 }
 
 impl Reach {
@@ -361,7 +370,31 @@ impl Tree {
         missing.len()
     }
 
-    pub(crate) fn check_path_room(&self, new_nodes: usize, limits: &Limits) -> Result<()> {
+    /// Checks that the nodes creating `paths` would add fit: each new path
+    /// within `max_depth` and the tree within `max_paths`. Existing paths
+    /// are never refused, however deep, so lowering `max_depth` never
+    /// strands them.
+    pub(crate) fn check_new_paths<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        new_nodes: usize,
+        limits: &Limits,
+    ) -> Result<()> {
+        if new_nodes == 0 {
+            return Ok(());
+        }
+        for path in paths {
+            if names::depth_of(path) > limits.max_depth.min(names::MAX_DEPTH_HARD) && self.find(path).is_none() {
+                return Err(Error::Limit(format!(
+                    "path '{path}' is deeper than {} segments",
+                    limits.max_depth.min(names::MAX_DEPTH_HARD)
+                )));
+            }
+        }
+        self.check_path_room(new_nodes, limits)
+    }
+
+    fn check_path_room(&self, new_nodes: usize, limits: &Limits) -> Result<()> {
         // A tree already past the bound (lowered since, or promoted from a
         // replica with other settings) still works on its existing paths.
         if new_nodes > 0 && self.node_count + new_nodes > limits.max_paths {
@@ -399,37 +432,131 @@ impl Tree {
                 )));
             }
             Some((_, None)) => {}
-            None => self.check_path_room(self.missing_count(&[path]), limits)?,
+            None => self.check_new_paths([path], self.missing_count(&[path]), limits)?,
         }
+        // A new policy, or one whose metric or filter changes, counts the
+        // live holds it matches from now on (and no others): held always
+        // equals the live holds that match the policy as it is now.
+        let old = self
+            .find(path)
+            .and_then(|id| self.node(id))
+            .and_then(|node| node.policies.iter().find(|p| p.name() == name))
+            .map(|p| (p.generation, p.metric() != spec.metric || !same_filter(p, &spec)));
+        let counted = match old {
+            Some((_, false)) => None,
+            _ if !self.holds_may_reach(path) => None,
+            _ => Some(self.holds_matching(path, &spec)?),
+        };
         // After this point the command succeeds.
         let id = self.ensure_path(path);
         // Every call takes a fresh generation number; only a new policy or a
         // changed metric uses it.
         let generation = self.next_generation;
         self.next_generation += 1;
-        if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
-            let r = PolicyRef { node: id, index };
-            self.roll_policy(r, now_ms, limits);
-            if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
-                let new_metric = policy.metric() != spec.metric;
-                policy.update(spec, now_ms);
-                if new_metric {
-                    policy.restart(generation, now_ms);
+        let (r, created) =
+            if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
+                let r = PolicyRef { node: id, index };
+                self.roll_policy(r, now_ms, limits);
+                if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
+                    let new_metric = policy.metric() != spec.metric;
+                    policy.update(spec, now_ms);
+                    if new_metric {
+                        policy.restart(generation, now_ms);
+                    }
+                }
+                (r, false)
+            } else {
+                let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
+                // Exact capacity: a policy is more than a hundred bytes, and most
+                // paths have one or two.
+                let mut policies = std::mem::take(&mut node.policies).into_vec();
+                policies.reserve_exact(1);
+                policies.push(Policy::new(name, spec, generation, now_ms));
+                node.policies = policies.into_boxed_slice();
+                (PolicyRef { node: id, index: node.policies.len() - 1 }, true)
+            };
+        if let Some((ids, held)) = counted {
+            self.recount(r, old.map(|(g, _)| g), &ids, held);
+        }
+        self.observe(&[r], now_ms, limits);
+        Ok(created)
+    }
+
+    /// Whether a live hold may reach `path`: cheap, so that the common
+    /// `QUOTA.SET` on a new or leaf path with no holds skips the pass over
+    /// the tree's holds.
+    fn holds_may_reach(&self, path: &str) -> bool {
+        match self.find(path).and_then(|id| self.node(id)) {
+            None => false,
+            Some(node) => !self.holds.is_empty() && (node.live_holds > 0 || node.first_child != NO_NODE),
+        }
+    }
+
+    /// The live holds a policy configured as `spec` at `path` counts: those
+    /// whose charge set reaches the path, whose service and model its
+    /// filter matches, and that hold its metric; and their total held.
+    fn holds_matching(&self, path: &str, spec: &PolicySpec) -> Result<(Vec<String>, Decimal)> {
+        let mut ids = Vec::new();
+        let mut held = Decimal::ZERO;
+        for hold in self.holds.values() {
+            if hold.set.paths.iter().any(|p| names::is_within(p, path))
+                && spec.matches(hold.set.service.as_deref(), hold.set.model.as_deref())
+                && hold.items.iter().any(|i| i.cost.iter().any(|(m, _)| *m == spec.metric))
+            {
+                held = amount::add(held, hold.held_of(&spec.metric))?;
+                ids.push(hold.id.clone());
+            }
+        }
+        Ok((ids, held))
+    }
+
+    /// Makes the policy at `r` count exactly the holds `ids` (which hold
+    /// `held` of its metric): their lines name its generation, no other
+    /// hold's line names it or the generation it had before (`old`).
+    fn recount(&mut self, r: PolicyRef, old: Option<u64>, ids: &[String], held: Decimal) {
+        let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { return };
+        policy.held = held;
+        let generation = policy.generation;
+        for hold in self.holds.values_mut() {
+            hold.lines.retain(|l| l.node != r.node || (l.generation != generation && Some(l.generation) != old));
+        }
+        for id in ids {
+            if let Some(hold) = self.holds.get_mut(id) {
+                hold.lines.push(Line { node: r.node, generation });
+            }
+        }
+    }
+
+    /// Recomputes every policy's held and every live hold's lines from the
+    /// holds and the policies as they are (after loading a tree, whose
+    /// stored lines may come from a release that counted holds only on the
+    /// policies that existed when they were placed).
+    pub(crate) fn recount_all(&mut self) -> std::result::Result<(), String> {
+        for policy in self.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+            policy.held = Decimal::ZERO;
+        }
+        let ids: Vec<String> = self.holds.keys().cloned().collect();
+        for id in ids {
+            let Some(hold) = self.holds.get(&id) else { continue };
+            let reach = self.reach(&hold.set, &hold.metrics());
+            let mut lines = Vec::with_capacity(reach.policies.len());
+            let mut amounts = Vec::with_capacity(reach.policies.len());
+            for &r in &reach.policies {
+                if let Some(policy) = self.policy(r) {
+                    lines.push(Line { node: r.node, generation: policy.generation });
+                    amounts.push((r, hold.held_of(policy.metric())));
                 }
             }
-            self.observe(&[r], now_ms, limits);
-            return Ok(false);
+            for (r, amount) in amounts {
+                if let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) {
+                    policy.held = amount::add(policy.held, amount).map_err(|e| e.to_string())?;
+                }
+            }
+            if let Some(hold) = self.holds.get_mut(&id) {
+                hold.lines = lines;
+            }
         }
-        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
-        // Exact capacity: a policy is more than a hundred bytes, and most
-        // paths have one or two.
-        let mut policies = std::mem::take(&mut node.policies).into_vec();
-        policies.reserve_exact(1);
-        policies.push(Policy::new(name, spec, generation, now_ms));
-        node.policies = policies.into_boxed_slice();
-        let r = PolicyRef { node: id, index: node.policies.len() - 1 };
-        self.observe(&[r], now_ms, limits);
-        Ok(true)
+        Ok(())
     }
 
     fn policy_ref(&self, path: &str, name: &str) -> Result<PolicyRef> {
@@ -495,6 +622,13 @@ impl Tree {
     /// longer do.
     pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
         let r = self.policy_ref(path, name)?;
+        if let Some(generation) = self.policy(r).map(|p| p.generation)
+            && self.holds_may_reach(path)
+        {
+            for hold in self.holds.values_mut() {
+                hold.lines.retain(|l| l.node != r.node || l.generation != generation);
+            }
+        }
         if let Some(node) = self.node_mut(r.node) {
             let mut policies = std::mem::take(&mut node.policies).into_vec();
             policies.remove(r.index);
@@ -617,8 +751,15 @@ impl Tree {
     /// Verifies that charging `usage` to the reached nodes and policies
     /// keeps every total in range and that the missing nodes fit, without
     /// changing anything.
-    pub(crate) fn check_usage(&self, reach: &Reach, usage: &Costs, now_ms: u64, limits: &Limits) -> Result<()> {
-        self.check_path_room(reach.missing, limits)?;
+    pub(crate) fn check_usage(
+        &self,
+        reach: &Reach,
+        set: &ChargeSet,
+        usage: &Costs,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Result<()> {
+        self.check_new_paths(set.paths.iter().map(String::as_str), reach.missing, limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy_at(r, now_ms) {
                 amount::add(policy.used, costs_get(usage, policy.metric()))?;
@@ -639,8 +780,9 @@ impl Tree {
     }
 
     /// Charges `usage` to every node of the charge set and every matching
-    /// policy, each once; usage never goes below zero. The caller has run
-    /// [`Tree::check_usage`] with `reach`. Returns `path#policy` of the
+    /// policy, each once; usage never goes below zero, and stops at the
+    /// bound of totals (10^18) for a commit, which is never refused. A
+    /// charge has run [`Tree::check_usage`] with `reach`. Returns `path#policy` of the
     /// charged policies now at or past their allowance.
     pub(crate) fn apply_usage(
         &mut self,
@@ -664,8 +806,7 @@ impl Tree {
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
             let delta = costs_get(usage, policy.metric());
-            let added = policy.add_used(delta, now_ms);
-            debug_assert!(added.is_ok(), "check_usage ran first");
+            policy.add_used_capped(delta, now_ms);
             if policy.is_over() {
                 over.push(format!("{}#{}", names::display_path(&node.path), policy.name()));
             }
@@ -675,7 +816,7 @@ impl Tree {
             let Some(node) = self.node_mut(id) else { continue };
             for (metric, delta) in usage {
                 let current = costs_get(&node.spent, metric);
-                let updated = amount::add_floor_zero(current, *delta).unwrap_or(current);
+                let updated = amount::add_saturating(current, *delta);
                 match node.spent.iter_mut().find(|(m, _)| m == metric) {
                     Some((_, total)) => *total = updated,
                     None => {
@@ -803,17 +944,16 @@ impl Tree {
         Ok(TreeView { root, nodes, truncated })
     }
 
-    /// Checks the invariants that must never break: held equals the sum of
-    /// the live holds on every policy, nothing is negative, and the indexes
+    /// Checks the invariants that must never break: on every policy, held
+    /// equals the sum of the live holds that match it now (reach it, pass
+    /// its filter, hold its metric), nothing is negative, and the indexes
     /// agree with the data. Used by tests and after loading from disk.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
         for hold in self.holds.values() {
-            for line in &hold.lines {
-                let policy =
-                    self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation));
-                if let Some(policy) = policy {
-                    *expected.entry((line.node, line.generation)).or_default() += hold.held_of(policy.metric());
+            for r in self.reach(&hold.set, &hold.metrics()).policies {
+                if let Some(policy) = self.policy(r) {
+                    *expected.entry((r.node, policy.generation)).or_default() += hold.held_of(policy.metric());
                 }
             }
         }
