@@ -43,10 +43,14 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
         ("charges", &stats::CHARGES),
         ("expired_holds", &stats::EXPIRED_HOLDS),
         ("events", &stats::EVENTS),
+        ("expire_paused_ticks", &stats::EXPIRE_PAUSED_TICKS),
+        ("expire_deferred_ticks", &stats::EXPIRE_DEFERRED_TICKS),
+        ("expire_tick_max", &stats::EXPIRE_TICK_MAX),
     ] {
         ctx.add_info_field_long_long(name, stats::read(counter) as i64);
     }
     ctx.add_info_field_long_long("prices", crate::prices::with_book(|b| b.len()) as i64);
+    ctx.add_info_field_long_long("scheduled_trees", expiry::scheduled_trees() as i64);
 }
 
 macro_rules! tree_command {

@@ -223,7 +223,7 @@ fn commands() -> Vec<&'static Command> {
 fn env(now_ms: u64) -> Env {
     let limits =
         Limits { max_paths: 40, max_policies: 4, max_holds: 12, max_items: 6, tombstone_ttl_ms: 5000, events_len: 20 };
-    Env { now_ms, limits, max_depth: 4, default_ttl_ms: 1000 }
+    Env { now_ms, limits, max_depth: 4, default_ttl_ms: 1000, due_ms: now_ms }
 }
 
 fn setup_prices() {
