@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks that expiry and reads stay on the paths Redis allows, run by
-tests/scenarios/20_expiry_timer.redis and 21_reads.redis
+tests/scenarios/20_expiry_timer.redis and 21_reads_eviction.redis
 (`@python tests/quiet_paths.py <check> ...`). Each check exits 0 when every
 guarantee held and prints what it saw.
 
@@ -11,6 +11,8 @@ guarantee held and prints what it saw.
              up and end equal (module, wall clock)
   backlog    more holds due at once than one tick's budget: each tick does at
              most the budget, the rest follows on later ticks (module)
+  loader-eviction  quota-load refuses a server under maxmemory-policy
+             allkeys-* unless --allow-eviction (either backend)
   watch      a read of a tree with a due hold keeps WATCH, sends no tracking
              invalidation, leaves the replication offset alone, and answers
              as a write at the same time would (both backends)
@@ -238,6 +240,35 @@ def watch(args):
     return 0
 
 
+# ----- loader-eviction ------------------------------------------------------------
+
+def loader_eviction(args):
+    """quota-load checks maxmemory-policy: the Lua library cannot read CONFIG
+    at run time, so the loader refuses where trees may be evicted."""
+    import os
+    import subprocess
+    loader = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target", "release", "quota-load")
+    r = redis.Redis(port=args.port, decode_responses=True)
+    url = f"redis://127.0.0.1:{args.port}"
+    before = r.execute_command("FUNCTION", "LIST")
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        res = subprocess.run([loader, "--force", url], capture_output=True, text=True, timeout=30)
+        check(res.returncode == 1, f"refused with exit 1 (got {res.returncode}: {res.stdout}{res.stderr})")
+        check("maxmemory-policy is allkeys-lru" in res.stderr and "--allow-eviction" in res.stderr,
+              f"the refusal says why and what to do: {res.stderr.strip()}")
+        check(r.execute_command("FUNCTION", "LIST") == before, "nothing was loaded or replaced")
+        res = subprocess.run([loader, "--force", "--allow-eviction", url], capture_output=True, text=True, timeout=30)
+        check(res.returncode == 0, f"--allow-eviction loads ({res.stdout}{res.stderr})")
+        check("warning" in res.stderr and "allkeys-lru" in res.stderr, "and warns")
+    finally:
+        r.config_set("maxmemory-policy", "noeviction")
+    if BACKEND == "module":
+        r.execute_command("FUNCTION", "DELETE", "quota")
+    print("quota-load refuses allkeys-* without --allow-eviction, loads with a warning with it")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -247,7 +278,8 @@ def main():
     parser.add_argument("--holds", type=int, default=12000)
     parser.add_argument("--budget", type=int, default=5000)
     args = parser.parse_args()
-    checks = {"pause": pause, "failover": failover, "backlog": backlog, "watch": watch}
+    checks = {"pause": pause, "failover": failover, "backlog": backlog, "watch": watch,
+              "loader-eviction": loader_eviction}
     if args.check not in checks:
         parser.error(f"unknown check {args.check}")
     checks[args.check](args)

@@ -24,7 +24,7 @@ pub mod reserve;
 
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
-use crate::engine::{Limits, Result, Tree};
+use crate::engine::{Error, Limits, Result, Tree};
 use crate::{clock, config, datatype, expiry};
 use args::Args;
 use reply::Reply;
@@ -245,6 +245,9 @@ pub fn execute(
                 None => read(&Tree::new(), &mut args, &env),
             }
         }
+        // While Redis may evict trees, limits could vanish: refuse (the
+        // primary's replayed writes are applied whatever the policy).
+        _ if replayed.is_none() && crate::eviction::refused() => Err(Error::State(crate::eviction::REFUSAL.into())),
         handler => {
             let handle = ctx.open_key_writable(key);
             let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
