@@ -44,7 +44,7 @@ pub fn start(ctx: &Context) {
     // callback matches RedisModuleEventCallback.
     unsafe {
         if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
-            let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_CONFIG as u64, dataver: 1 };
+            let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_CONFIG, dataver: 1 };
             subscribe(ctx.ctx, event, Some(on_config_change));
         }
     }

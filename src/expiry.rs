@@ -162,12 +162,12 @@ pub fn start(ctx: &Context) {
         if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
             subscribe(
                 ctx.ctx,
-                raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_SWAPDB as u64, dataver: 1 },
+                raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_SWAPDB, dataver: 1 },
                 Some(on_swapdb),
             );
             subscribe(
                 ctx.ctx,
-                raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_FLUSHDB as u64, dataver: 1 },
+                raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_FLUSHDB, dataver: 1 },
                 Some(on_flush),
             );
         }
@@ -184,7 +184,7 @@ extern "C" fn on_swapdb(_ctx: *mut raw::RedisModuleCtx, _eid: raw::RedisModuleEv
 }
 
 extern "C" fn on_flush(_ctx: *mut raw::RedisModuleCtx, _eid: raw::RedisModuleEvent, sub: u64, data: *mut c_void) {
-    if sub != raw::REDISMODULE_SUBEVENT_FLUSHDB_START as u64 || data.is_null() {
+    if sub != raw::REDISMODULE_SUBEVENT_FLUSHDB_START || data.is_null() {
         return;
     }
     // SAFETY: Redis passes a RedisModuleFlushInfo with the FLUSHDB event.

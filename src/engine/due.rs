@@ -201,8 +201,7 @@ mod tests {
     /// does, and never does more than the budget at a time.
     #[test]
     fn expiry_in_budgeted_steps_equals_one_expiry() {
-        let mut l = Limits::default();
-        l.tombstone_ttl_ms = 50;
+        let l = Limits { tombstone_ttl_ms: 50, ..Limits::default() };
         for budget in [1, 2, 3, 5, 7, 100] {
             let mut whole = tree_with_holds(12);
             let mut steps = whole.clone();
