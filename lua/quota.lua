@@ -5595,7 +5595,9 @@ end
 
 -- A tree command: opens the tree, releases what expired, runs. A write
 -- stores what expired even when the command itself fails (as the module
--- does); a read only sees it.
+-- does); a read only sees it, as the module's reads see a tree through
+-- src/engine/due.rs: due holds not held nor listed, their `expired` events
+-- shown with the seq a write will log them with, nothing written.
 local function tree_command(name, handler, writes)
     return guarded(function(keys, args)
         if #keys ~= 1 then

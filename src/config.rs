@@ -46,6 +46,9 @@ settings! {
 }
 
 pub static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
+/// Accept `maxmemory-policy allkeys-*`, under which Redis may evict trees
+/// and their limits with them (see `eviction`).
+pub static ALLOW_EVICTION: AtomicBool = AtomicBool::new(false);
 
 fn get(value: &AtomicI64) -> usize {
     usize::try_from(value.load(Ordering::Relaxed)).unwrap_or(0)
@@ -71,6 +74,10 @@ pub fn test_clock() -> bool {
     TEST_CLOCK.load(Ordering::Relaxed)
 }
 
+pub fn allow_eviction() -> bool {
+    ALLOW_EVICTION.load(Ordering::Relaxed)
+}
+
 /// Applies module arguments given as `NAME value` pairs. Names are matched
 /// in any case; an unknown name or a bad value is an error that stops the
 /// module from loading, so a typo never goes unnoticed.
@@ -80,13 +87,17 @@ pub fn apply_module_args(args: &[String]) -> Result<(), String> {
     }
     for pair in args.chunks(2) {
         let (name, value) = (pair[0].to_ascii_lowercase(), &pair[1]);
-        if name == "test_clock" {
+        if let Some(flag) = match name.as_str() {
+            "test_clock" => Some(&TEST_CLOCK),
+            "allow_eviction" => Some(&ALLOW_EVICTION),
+            _ => None,
+        } {
             let on = match value.to_ascii_lowercase().as_str() {
                 "yes" => true,
                 "no" => false,
-                _ => return Err(format!("TEST_CLOCK takes yes or no, not '{value}'")),
+                _ => return Err(format!("{} takes yes or no, not '{value}'", pair[0])),
             };
-            TEST_CLOCK.store(on, Ordering::Relaxed);
+            flag.store(on, Ordering::Relaxed);
             continue;
         }
         let Some(setting) = INT_SETTINGS.iter().find(|s| s.name == name) else {

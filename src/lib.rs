@@ -17,6 +17,8 @@
 //!   validates everything it reads; [`datatype`] hands those encodings to
 //!   Redis through the `quotatree` type's callbacks.
 //! - [`expiry`] is the timer that expires holds without client action.
+//! - [`eviction`] refuses tree writes while `maxmemory-policy` may evict
+//!   trees (and their limits with them), unless told otherwise.
 //! - [`config`], [`clock`], [`prices`] and [`stats`] are the module-wide
 //!   state: settings, the (test) clock, the price book, `INFO` counters.
 //! - `module` registers all of it with Redis.
@@ -30,6 +32,7 @@ pub mod commands;
 pub mod config;
 pub mod datatype;
 pub mod engine;
+pub mod eviction;
 pub mod expiry;
 pub mod persist;
 pub mod prices;

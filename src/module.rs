@@ -6,7 +6,7 @@ use redis_module::{Context, InfoContext, RedisResult, RedisString, Status, raw, 
 
 use crate::commands::{self, internal, policy, price, read, reserve};
 use crate::datatype::QUOTA_TYPE;
-use crate::{clock, config, expiry, stats};
+use crate::{clock, config, eviction, expiry, stats};
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy()).collect();
@@ -19,6 +19,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     ctx.set_module_options(raw::ModuleOptions::HANDLE_IO_ERRORS);
     clock::init();
     expiry::start(ctx);
+    eviction::start(ctx);
     if config::test_clock() {
         ctx.log_warning(
             "quota: TEST_CLOCK is on: time only moves with QUOTA.DEBUG CLOCK; never use this in production",
@@ -43,10 +44,19 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
         ("charges", &stats::CHARGES),
         ("expired_holds", &stats::EXPIRED_HOLDS),
         ("events", &stats::EVENTS),
+        ("expire_paused_ticks", &stats::EXPIRE_PAUSED_TICKS),
+        ("expire_deferred_ticks", &stats::EXPIRE_DEFERRED_TICKS),
+        ("expire_tick_max", &stats::EXPIRE_TICK_MAX),
     ] {
         ctx.add_info_field_long_long(name, stats::read(counter) as i64);
     }
     ctx.add_info_field_long_long("prices", crate::prices::with_book(|b| b.len()) as i64);
+    ctx.add_info_field_long_long("scheduled_trees", expiry::scheduled_trees() as i64);
+    // 1 while maxmemory-policy may evict trees; writes are then refused
+    // unless allow_eviction is 1.
+    ctx.add_info_field_long_long("eviction_policy_evicts_trees", i64::from(eviction::policy_evicts_trees()));
+    ctx.add_info_field_long_long("allow_eviction", i64::from(config::allow_eviction()));
+    ctx.add_info_field_long_long("writes_refused_eviction", i64::from(eviction::refused()));
 }
 
 macro_rules! tree_command {
@@ -119,6 +129,7 @@ redis_module! {
         string: [],
         bool: [
             ["test_clock", &config::TEST_CLOCK, false, ConfigurationFlags::IMMUTABLE, None],
+            ["allow_eviction", &config::ALLOW_EVICTION, false, ConfigurationFlags::DEFAULT, None],
         ],
         enum: [],
         module_args_as_configuration: false,

@@ -9,6 +9,13 @@ pub static RELEASES: AtomicU64 = AtomicU64::new(0);
 pub static CHARGES: AtomicU64 = AtomicU64::new(0);
 pub static EXPIRED_HOLDS: AtomicU64 = AtomicU64::new(0);
 pub static EVENTS: AtomicU64 = AtomicU64::new(0);
+/// Timer ticks skipped because Redis asked modules not to propagate
+/// (`CLIENT PAUSE`, `FAILOVER`).
+pub static EXPIRE_PAUSED_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Timer ticks that ended with expiry still due (their budget was spent).
+pub static EXPIRE_DEFERRED_TICKS: AtomicU64 = AtomicU64::new(0);
+/// The most holds and ids one tick expired or forgot.
+pub static EXPIRE_TICK_MAX: AtomicU64 = AtomicU64::new(0);
 
 /// Gauges: trees in the keyspace, their paths and their live holds.
 pub static TREES: AtomicI64 = AtomicI64::new(0);
@@ -34,6 +41,10 @@ pub fn gauge(value: &AtomicI64) -> i64 {
 
 pub fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
+}
+
+pub fn record_max(counter: &AtomicU64, value: u64) {
+    counter.fetch_max(value, Ordering::Relaxed);
 }
 
 pub fn read(counter: &AtomicU64) -> u64 {

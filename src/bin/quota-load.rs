@@ -70,6 +70,9 @@ Options:
   --force             reload even when the same version and code is installed,
                       and replace a 'quota' library whose version is unknown
   --allow-downgrade   replace a newer installed version
+  --allow-eviction    load even where maxmemory-policy is allkeys-*, under
+                      which Redis may evict a tree's keys and silently remove
+                      its limits (refused without this option)
   --test-clock        load with `local TEST_CLOCK = false` switched to true, so
                       `FCALL quota_debug 0 CLOCK ...` can move time: tests only
   --set NAME=VALUE    load with a setting other than its default, as module
@@ -150,6 +153,7 @@ struct Options {
     check: bool,
     force: bool,
     allow_downgrade: bool,
+    allow_eviction: bool,
     test_clock: bool,
     settings: Vec<(String, u64)>,
     print: bool,
@@ -205,6 +209,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                     "--check" => o.check = true,
                     "--force" => o.force = true,
                     "--allow-downgrade" => o.allow_downgrade = true,
+                    "--allow-eviction" => o.allow_eviction = true,
                     "--test-clock" => o.test_clock = true,
                     "--print" => o.print = true,
                     _ => return Err(format!("unknown option {flag}")),
@@ -606,6 +611,44 @@ impl Server {
         Ok(Some(Installed { version, code }))
     }
 
+    /// `maxmemory-policy`, or why it cannot be read (CONFIG may be denied
+    /// to this user or renamed).
+    fn eviction_policy(&mut self) -> Result<String, String> {
+        let reply = self.query(&["CONFIG", "GET", "maxmemory-policy"])?;
+        let policy = match &reply {
+            Value::Map(map) => map.first().and_then(|(_, v)| text(v)),
+            other => items(other).get(1).and_then(text),
+        };
+        policy.ok_or_else(|| "CONFIG GET maxmemory-policy gave no value".to_string())
+    }
+
+    /// Why loading here is refused because of eviction, if it is.
+    fn eviction_refusal(&mut self, o: &Options) -> Option<String> {
+        match self.eviction_policy() {
+            Ok(policy) if policy.starts_with("allkeys-") && !o.allow_eviction => Some(format!(
+                "refused: maxmemory-policy is {policy}: Redis may evict a tree's keys and silently remove its \
+                 limits; set noeviction or a volatile-* policy, or pass --allow-eviction"
+            )),
+            Ok(policy) if policy.starts_with("allkeys-") => {
+                eprintln!(
+                    "quota-load: warning: {}: maxmemory-policy is {policy}: trees may be evicted and their limits \
+                     removed (--allow-eviction)",
+                    self.name
+                );
+                None
+            }
+            Ok(_) => None,
+            Err(e) => {
+                eprintln!(
+                    "quota-load: warning: {}: cannot read maxmemory-policy ({e}); make sure it is not allkeys-*, \
+                     under which trees may be evicted",
+                    self.name
+                );
+                None
+            }
+        }
+    }
+
     fn load(&mut self, source: &str, replace: bool) -> Result<(), String> {
         let mut cmd = redis::cmd("FUNCTION");
         cmd.arg("LOAD");
@@ -749,6 +792,11 @@ fn run(o: &Options) -> Result<(), String> {
     let mut states = Vec::new();
     let mut problems = Vec::new();
     for server in &mut servers {
+        if !o.check
+            && let Some(why) = server.eviction_refusal(o)
+        {
+            problems.push(format!("{}: {why}", server.name));
+        }
         match server.installed() {
             Ok(inst) => states.push(inst),
             Err(e) => {

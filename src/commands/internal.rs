@@ -31,13 +31,19 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let name = texts[1];
     let rest = &texts[2..];
     if name == EXPIRE {
+        // `EXPIRE n`: the primary's timer stopped after n holds and ids.
+        let count = match rest {
+            [] => None,
+            [n] => Some(n.parse::<usize>().map_err(|_| RedisError::Str("ERR QUOTA.REPLAY: bad EXPIRE count"))?),
+            _ => return Err(RedisError::WrongArity),
+        };
         let handle = ctx.open_key_writable(&argv[1]);
         if let Some(tree) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
             let before = Marks::of(tree);
-            let report = tree.expire(stamp.now_ms, &stamp.env(true).limits);
+            let report = tree.expire_some(stamp.now_ms, &stamp.env(true).limits, count.unwrap_or(usize::MAX));
             stats::bump(&stats::EXPIRED_HOLDS, report.expired_holds as u64);
             after(ctx, argv[1].as_slice(), tree, &before, false);
-            super::replicate_expiry(ctx, argv[1].as_slice(), &stamp);
+            super::replicate_expiry(ctx, argv[1].as_slice(), &stamp, count);
         }
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }

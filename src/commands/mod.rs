@@ -24,7 +24,7 @@ pub mod reserve;
 
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
-use crate::engine::{Limits, Result, Tree};
+use crate::engine::{Error, Limits, Result, Tree};
 use crate::{clock, config, datatype, expiry};
 use args::Args;
 use reply::Reply;
@@ -38,6 +38,10 @@ pub struct Env {
     /// paths that exist stay readable and usable when it is lowered.
     pub max_depth: usize,
     pub default_ttl_ms: u64,
+    /// Reads show the holds due by this time as expired (not stored): the
+    /// command's time on a primary, 0 on a replica, whose primary
+    /// replicates its expiry.
+    pub due_ms: u64,
 }
 
 /// A write handler's answer: the reply and whether the tree changed (only
@@ -210,7 +214,7 @@ impl Stamp {
             limits.max_depth = crate::engine::names::MAX_DEPTH_HARD;
         }
         let max_depth = crate::engine::names::MAX_DEPTH_HARD;
-        Env { now_ms: self.now_ms, limits, max_depth, default_ttl_ms: self.default_ttl_ms }
+        Env { now_ms: self.now_ms, limits, max_depth, default_ttl_ms: self.default_ttl_ms, due_ms: self.now_ms }
     }
 }
 
@@ -225,20 +229,29 @@ pub fn execute(
     replayed: Option<Stamp>,
 ) -> RedisResult {
     let stamp = replayed.unwrap_or_else(Stamp::local);
-    let env = stamp.env(replayed.is_some());
+    let mut env = stamp.env(replayed.is_some());
     let now = stamp.now_ms;
     let mut args = Args::new(command.name, rest);
-    // A replica leaves expiry to its primary, which replicates it.
-    let is_replica = ctx.get_flags().contains(ContextFlags::SLAVE);
-    let result = match (&command.handler, is_replica && replayed.is_none()) {
-        (Handler::Read(read), true) => {
+    let result = match &command.handler {
+        // A read opens the key for reading only and changes nothing: no
+        // WATCH broken, no client-tracking invalidation, nothing replicated
+        // (which Redis also forbids while clients are paused). It shows the
+        // expiry due now without storing it, as it shows resets; a replica
+        // shows its primary's expiry when it arrives.
+        Handler::Read(read) => {
+            if ctx.get_flags().contains(ContextFlags::SLAVE) {
+                env.due_ms = 0;
+            }
             let handle = ctx.open_key(key);
             match handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
                 Some(tree) => read(tree, &mut args, &env),
                 None => read(&Tree::new(), &mut args, &env),
             }
         }
-        (handler, _) => {
+        // While Redis may evict trees, limits could vanish: refuse (the
+        // primary's replayed writes are applied whatever the policy).
+        _ if replayed.is_none() && crate::eviction::refused() => Err(Error::State(crate::eviction::REFUSAL.into())),
+        handler => {
             let handle = ctx.open_key_writable(key);
             let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
             let mut fresh = None;
@@ -258,7 +271,7 @@ pub fn execute(
                     replicate(ctx, key.as_slice(), &stamp, command.name, &canonical)
                 }
                 Ok(Answer { changed: true, .. }) => replicate_strings(ctx, key, &stamp, command.name, rest_strings),
-                _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), &stamp),
+                _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), &stamp, None),
                 _ => {}
             }
             if !created || changed {
@@ -399,9 +412,13 @@ fn replicate_strings(ctx: &Context, key: &RedisString, stamp: &Stamp, name: &str
     }
 }
 
-/// Propagates an expiry that happened without a write command.
-pub fn replicate_expiry(ctx: &Context, key: &[u8], stamp: &Stamp) {
-    replicate(ctx, key, stamp, EXPIRE, &[]);
+/// Propagates an expiry that happened without a write command:
+/// `EXPIRE`, or `EXPIRE n` when it stopped after `n` holds and ids.
+pub fn replicate_expiry(ctx: &Context, key: &[u8], stamp: &Stamp, count: Option<usize>) {
+    match count {
+        Some(n) => replicate(ctx, key, stamp, EXPIRE, &[&n.to_string()]),
+        None => replicate(ctx, key, stamp, EXPIRE, &[]),
+    }
 }
 
 /// Matches `word` against `keywords` in any case, returning the keyword.

@@ -19,7 +19,7 @@ const EVENTS_DEFAULT_COUNT: u64 = 100;
 const EVENTS_MAX_COUNT: u64 = 10_000;
 
 /// `QUOTA.EVENTS key [SINCE seq] [COUNT n]`: events after `seq`, oldest first.
-fn events(tree: &Tree, args: &mut Args<'_>, _env: &Env) -> Result<Reply> {
+fn events(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let (mut since, mut count) = (0, EVENTS_DEFAULT_COUNT);
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
@@ -31,7 +31,8 @@ fn events(tree: &Tree, args: &mut Args<'_>, _env: &Env) -> Result<Reply> {
             _ => count = args.next_u64("COUNT", 1, EVENTS_MAX_COUNT)?,
         }
     }
-    Ok(Reply::Array(tree.events_since(since, count as usize).map(|e| event_reply(e, None)).collect()))
+    let events = tree.events_view(since, count as usize, env.due_ms, &env.limits);
+    Ok(Reply::Array(events.iter().map(|e| event_reply(e, None)).collect()))
 }
 
 /// An event as `QUOTA.EVENTS` and the `quota:events:<key>` channel show it.
@@ -71,7 +72,7 @@ const HOLDS_MAX_COUNT: u64 = 10_000;
 fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = args.next_path("a path", env.max_depth)?;
     args.finish()?;
-    Ok(node_reply(&tree.get(&path, env.now_ms)?, false))
+    Ok(node_reply(&tree.get_at(&path, env.now_ms, env.due_ms)?, false))
 }
 
 /// Default and largest `COUNT` of `QUOTA.TREE`: nodes returned at most.
@@ -100,7 +101,7 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
             }
         }
     }
-    let view = tree.tree_view(&path, depth as usize, count as usize, env.now_ms)?;
+    let view = tree.tree_view_at(&path, depth as usize, count as usize, env.now_ms, env.due_ms)?;
     let mut reply = node_reply(&view.root, true);
     if let Reply::Map(fields) = &mut reply {
         fields.push(("nodes", Reply::Int(view.nodes as i64)));
@@ -121,7 +122,7 @@ fn holds(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
         count = args.next_u64("COUNT", 1, HOLDS_MAX_COUNT)?;
     }
     args.finish()?;
-    Ok(Reply::Array(tree.holds_view(&path, count as usize).iter().map(hold_reply).collect()))
+    Ok(Reply::Array(tree.holds_view_at(&path, count as usize, env.due_ms).iter().map(hold_reply).collect()))
 }
 
 /// `QUOTA.HISTORY key path policy`: closed periods, newest first.

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
-use super::events::{Event, EventKind};
 use super::names;
 use super::outcome::{
     ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, ReleaseOutcome, ReserveOutcome, costs_add,
@@ -87,7 +86,7 @@ impl Hold {
         sum_costs(self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| &i.cost))
     }
 
-    fn cost_of(&self, indices: &[usize]) -> Costs {
+    pub(crate) fn cost_of(&self, indices: &[usize]) -> Costs {
         sum_costs(indices.iter().map(|&i| &self.items[i].cost))
     }
 }
@@ -624,8 +623,18 @@ impl Tree {
     /// finished ids whose memory ran out. The cost is proportional to what
     /// is due, not to the number of holds.
     pub fn expire(&mut self, now_ms: u64, limits: &Limits) -> Expiry {
+        self.expire_some(now_ms, limits, usize::MAX)
+    }
+
+    /// [`Tree::expire`], stopping after `budget` holds and ids, soonest
+    /// due first (holds before ids), so the timer's work per tick is
+    /// bounded; what is left stays due. The order is fixed, so a replica
+    /// given the same budget at the same time does the same work.
+    pub fn expire_some(&mut self, now_ms: u64, limits: &Limits, budget: usize) -> Expiry {
         let mut report = Expiry::default();
-        while let Some((at, id)) = self.hold_expiry.first().cloned() {
+        while report.expired_holds < budget
+            && let Some((at, id)) = self.hold_expiry.first().cloned()
+        {
             if at > now_ms {
                 break;
             }
@@ -638,28 +647,15 @@ impl Tree {
                 for &i in &held {
                     hold.items[i].state = ItemState::Expired;
                 }
-                let event = Event {
-                    seq: 0,
-                    kind: EventKind::Expired,
-                    time_ms: at,
-                    path: hold.set.paths.first().cloned().unwrap_or_default(),
-                    policy: None,
-                    metric: None,
-                    threshold: None,
-                    used: None,
-                    held: None,
-                    limit: None,
-                    periods: None,
-                    rolled_over: None,
-                    id: Some(id.clone()),
-                    amounts: hold.cost_of(&held),
-                };
+                let event = Self::expired_event(hold, &held, at);
                 self.emit(event, limits);
             }
             self.finish(&id, at, limits);
             report.expired_holds += 1;
         }
-        while let Some((at, id)) = self.done_expiry.first().cloned() {
+        while report.expired_holds + report.forgotten_ids < budget
+            && let Some((at, id)) = self.done_expiry.first().cloned()
+        {
             if at > now_ms {
                 break;
             }
@@ -819,8 +815,18 @@ impl Tree {
     /// `QUOTA.HOLDS`: live holds naming `path` or a path below it, soonest
     /// expiry first.
     pub fn holds_view(&self, path: &str, count: usize) -> Vec<HoldView> {
+        self.holds_expiring_from(path, count, 0)
+    }
+
+    /// `QUOTA.HOLDS` at `now_ms`: the holds due by then are left out, as
+    /// expiry would leave them (see `due`).
+    pub fn holds_view_at(&self, path: &str, count: usize, now_ms: u64) -> Vec<HoldView> {
+        self.holds_expiring_from(path, count, now_ms.saturating_add(1))
+    }
+
+    fn holds_expiring_from(&self, path: &str, count: usize, from_ms: u64) -> Vec<HoldView> {
         self.hold_expiry
-            .iter()
+            .range((from_ms, String::new())..)
             .filter_map(|(_, id)| self.holds.get(id))
             .filter(|h| h.set.paths.iter().any(|p| names::is_within(p, path)))
             .take(count)

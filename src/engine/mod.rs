@@ -4,6 +4,7 @@
 //! and replay identically on replicas and from the AOF.
 
 pub mod amount;
+pub mod due;
 pub mod error;
 pub mod events;
 pub mod hold;

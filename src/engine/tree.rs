@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::amount;
+use super::due::{DueRelease, held_after};
 use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
 use super::hold::{Hold, Line, Tomb};
@@ -892,7 +893,14 @@ impl Tree {
     /// A node and its descendants down to `depth` levels, visiting at most
     /// `budget` nodes (preorder, children by name), so that a large tree
     /// never stalls the server.
-    fn view(&self, id: NodeId, depth: usize, budget: &mut usize, now_ms: u64) -> Option<NodeView> {
+    fn view(
+        &self,
+        id: NodeId,
+        depth: usize,
+        budget: &mut usize,
+        now_ms: u64,
+        due: Option<&DueRelease>,
+    ) -> Option<NodeView> {
         let node = self.node(id)?;
         *budget = budget.saturating_sub(1);
         let mut children = Vec::new();
@@ -904,11 +912,22 @@ impl Tree {
                 if *budget == 0 {
                     break;
                 }
-                children.extend(self.view(child, depth - 1, budget, now_ms));
+                children.extend(self.view(child, depth - 1, budget, now_ms, due));
             }
             more = total - children.len();
         }
-        let policies: Vec<PolicyView> = node.policies.iter().map(|p| PolicyView::of(&p.at(now_ms), now_ms)).collect();
+        let policies: Vec<PolicyView> = node
+            .policies
+            .iter()
+            .map(|p| {
+                let mut p = p.at(now_ms);
+                let held = held_after(due, id, p.generation, p.held);
+                if held != p.held {
+                    p.to_mut().held = held;
+                }
+                PolicyView::of(&p, now_ms)
+            })
+            .collect();
         Some(NodeView {
             path: names::display_path(&node.path).to_string(),
             spent: node.spent.to_vec(),
@@ -923,18 +942,48 @@ impl Tree {
         Error::NotFound(format!("path '{}'", names::display_path(path)))
     }
 
-    /// `QUOTA.GET`: one node without its children, as of `now_ms`.
+    /// What reads look through: the holds due by `due_ms` no longer held
+    /// (see `due`); `None` when nothing is due.
+    fn due_for_read(&self, due_ms: u64) -> Option<DueRelease> {
+        self.has_due_holds(due_ms).then(|| self.due_release(due_ms))
+    }
+
+    /// `QUOTA.GET`: one node without its children, as of `now_ms` (resets
+    /// due by then shown, not applied), holds as stored.
     pub fn get(&self, path: &str, now_ms: u64) -> Result<NodeView> {
-        self.find(path).and_then(|id| self.view(id, 0, &mut 1, now_ms)).ok_or_else(|| Self::not_found(path))
+        self.get_at(path, now_ms, 0)
+    }
+
+    /// [`Tree::get`] also showing the expiry due by `due_ms` as applied
+    /// (`QUOTA.GET` on a primary; a replica shows none: its primary
+    /// replicates expiry).
+    pub fn get_at(&self, path: &str, now_ms: u64, due_ms: u64) -> Result<NodeView> {
+        let due = self.due_for_read(due_ms);
+        self.find(path)
+            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref()))
+            .ok_or_else(|| Self::not_found(path))
     }
 
     /// `QUOTA.TREE`: a node and its descendants down to `depth` levels, at
-    /// most `max_nodes` of them.
+    /// most `max_nodes` of them, holds as stored.
     pub fn tree_view(&self, path: &str, depth: usize, max_nodes: usize, now_ms: u64) -> Result<TreeView> {
+        self.tree_view_at(path, depth, max_nodes, now_ms, 0)
+    }
+
+    /// [`Tree::tree_view`] also showing the expiry due by `due_ms`.
+    pub fn tree_view_at(
+        &self,
+        path: &str,
+        depth: usize,
+        max_nodes: usize,
+        now_ms: u64,
+        due_ms: u64,
+    ) -> Result<TreeView> {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
         let mut budget = max_nodes.max(1);
+        let due = self.due_for_read(due_ms);
         let root = self
-            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms)
+            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref())
             .ok_or_else(|| Self::not_found(path))?;
         let nodes = max_nodes.max(1) - budget;
         fn cut(view: &NodeView) -> bool {
