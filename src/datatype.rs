@@ -11,7 +11,7 @@ use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use crate::engine::Tree;
-use crate::{persist, prices, stats};
+use crate::{ctext, persist, prices, stats};
 
 pub static QUOTA_TYPE: RedisType = RedisType::new(
     "quotatree",
@@ -47,7 +47,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             Box::into_raw(Box::new(tree)).cast()
         }
         Err(e) => {
-            redis_module::logging::log_warning(format!("quota: refusing a quotatree from disk: {e}"));
+            ctext::log_io_warning(rdb, &format!("quota: refusing a quotatree from disk: {e}"));
             ptr::null_mut()
         }
     }
@@ -101,7 +101,7 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, _whe
             raw::REDISMODULE_OK as c_int
         }
         Err(e) => {
-            redis_module::logging::log_warning(format!("quota: refusing the price book from disk: {e}"));
+            ctext::log_io_warning(rdb, &format!("quota: refusing the price book from disk: {e}"));
             raw::REDISMODULE_ERR as c_int
         }
     }

@@ -84,11 +84,11 @@ end
 handlers.quota_price = keyless("QUOTA.PRICE", function(args)
     return P.cmd_price(PRICE_BOOK, args)
 end)
--- GET and LIST without writing, for replicas and FCALL_RO.
+-- GET, LIST and HELP without writing, for replicas and FCALL_RO.
 handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
     local verb = args[1] and string.upper(args[1])
-    if verb ~= "GET" and verb ~= "LIST" then
-        fail("ERR syntax: quota_price_ro takes GET or LIST; SET and DEL are quota_price")
+    if verb ~= "GET" and verb ~= "LIST" and verb ~= "HELP" then
+        fail("ERR syntax: quota_price_ro takes GET, LIST or HELP; SET and DEL are quota_price")
     end
     return P.cmd_price(PRICE_BOOK, args)
 end)
