@@ -970,8 +970,11 @@ do
         end
         local verb = supper(args[1])
         if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" and verb ~= "HELP" then
-            -- The module's verbs are subcommands: this is Redis's own text.
-            fail("ERR unknown subcommand '" .. clip(args[1]) .. "'. Try QUOTA.PRICE HELP.")
+            -- The module's verbs are subcommands: this is Redis's own text,
+            -- which quotes the verb as C does (up to a NUL, at most 128
+            -- bytes) with CR and LF as spaces.
+            local quoted = sgsub(ssub(smatch(args[1], "^[^%z]*"), 1, 128), "[\r\n]", " ")
+            fail_as_redis("ERR unknown subcommand '" .. quoted .. "'. Try QUOTA.PRICE HELP.")
         end
         if verb == "HELP" then
             finish(args, 2, "QUOTA.PRICE")

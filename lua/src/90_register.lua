@@ -7,14 +7,16 @@
 -- with fail() keep their text; anything else is a bug, reported as one.
 local function guarded(body)
     return function(keys, args)
-        failure = nil
+        failure, failure_as_redis = nil, false
         local ok, result = pcall(body, keys, args)
         if ok then
             return to_resp(result)
         end
-        local text = failure
-        failure = nil
-        if type(result) == "table" and result.err then
+        local text, as_redis = failure, failure_as_redis
+        failure, failure_as_redis = nil, false
+        if as_redis then
+            return redis.error_reply(text)
+        elseif type(result) == "table" and result.err then
             text = result.err
         elseif text == nil and type(result) == "string" and sfind(result, "^%u+ ") then
             -- An error reply of a command the library called (WRONGTYPE, OOM).
