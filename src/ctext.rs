@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use std::ffi::CString;
 use std::ptr;
 
-use redis_module::{RedisError, raw};
+use redis_module::{Context, RedisError, raw};
 
 /// `text` with every character outside printable ASCII (and space) as `?`.
 pub fn printable(text: &str) -> Cow<'_, str> {
@@ -42,12 +42,16 @@ pub fn error(text: impl AsRef<str>) -> RedisError {
     RedisError::String(printable(text.as_ref()).into_owned())
 }
 
-/// Logs `text` at warning level, with the module's name when `ctx` is
-/// given (null logs without it).
-pub fn log_warning(ctx: *mut raw::RedisModuleCtx, text: &str) {
+/// Logs `text` at warning level, with the module's name.
+pub fn log_warning(ctx: &Context, text: &str) {
+    log(ctx.ctx, text);
+}
+
+fn log(ctx: *mut raw::RedisModuleCtx, text: &str) {
     let line = c_string(text);
-    // SAFETY: the function pointer is filled in by Redis at load; the
-    // format is a literal "%s" whose one argument is a NUL-terminated
+    // SAFETY: the function pointer is filled in by Redis at load; `ctx` is
+    // a live context or null (then Redis logs without the module's name);
+    // the format is a literal "%s" whose one argument is a NUL-terminated
     // string that lives until the call returns.
     unsafe {
         if let Some(log) = raw::RedisModule_Log {
@@ -58,13 +62,16 @@ pub fn log_warning(ctx: *mut raw::RedisModuleCtx, text: &str) {
 
 /// Logs `text` at warning level from an RDB load or save callback, where
 /// Redis gives an IO handle instead of a context.
-pub fn log_io_warning(io: *mut raw::RedisModuleIO, text: &str) {
+///
+/// # Safety
+/// `io` is the handle Redis passed to the running callback.
+pub unsafe fn log_io_warning(io: *mut raw::RedisModuleIO, text: &str) {
     let line = c_string(text);
-    // SAFETY: as in `log_warning`.
+    // SAFETY: as in `log`, with the caller's `io`.
     unsafe {
         match raw::RedisModule_LogIOError {
             Some(log) if !io.is_null() => log(io, c"warning".as_ptr(), c"%s".as_ptr(), line.as_ptr()),
-            _ => log_warning(ptr::null_mut(), text),
+            _ => self::log(ptr::null_mut(), text),
         }
     }
 }

@@ -47,7 +47,8 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             Box::into_raw(Box::new(tree)).cast()
         }
         Err(e) => {
-            ctext::log_io_warning(rdb, &format!("quota: refusing a quotatree from disk: {e}"));
+            // SAFETY: `rdb` is the handle of this callback.
+            unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing a quotatree from disk: {e}")) };
             ptr::null_mut()
         }
     }
@@ -101,7 +102,8 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, _whe
             raw::REDISMODULE_OK as c_int
         }
         Err(e) => {
-            ctext::log_io_warning(rdb, &format!("quota: refusing the price book from disk: {e}"));
+            // SAFETY: as above.
+            unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing the price book from disk: {e}")) };
             raw::REDISMODULE_ERR as c_int
         }
     }

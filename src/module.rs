@@ -57,22 +57,22 @@ pub unsafe extern "C" fn RedisModule_OnLoad(
         );
         config.is_some() && load.is_some() && info.is_some() && sub.is_some() && get.is_some()
     };
+    let context = Context::new(ctx);
     if !api_7_0 {
-        ctext::log_warning(ctx, NEEDS);
+        ctext::log_warning(&context, NEEDS);
         return raw::Status::Err as c_int;
     }
-    let context = Context::new(ctx);
     let args = decode_args(ctx, argv, argc);
     // Bad module arguments, too, are refused before anything is registered
     // (`init` applies them again, after the configuration file's values).
     if let Err(e) = config::apply_module_args(&texts(&args)) {
-        ctext::log_warning(ctx, &format!("quota: {e}"));
+        ctext::log_warning(&context, &format!("quota: {e}"));
         return raw::Status::Err as c_int;
     }
     match load(&context, &args) {
         Ok(()) => raw::Status::Ok as c_int,
         Err(e) => {
-            ctext::log_warning(ctx, &format!("quota: {e}"));
+            ctext::log_warning(&context, &format!("quota: {e}"));
             raw::Status::Err as c_int
         }
     }
@@ -97,10 +97,10 @@ fn load(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     }
     register_bool_configuration(ctx, "test_clock", &config::TEST_CLOCK, false, ConfigurationFlags::IMMUTABLE, None);
     // SAFETY: checked in `RedisModule_OnLoad`.
-    if let Some(load_configs) = unsafe { raw::RedisModule_LoadConfigs } {
-        if unsafe { load_configs(ctx.ctx) } == raw::Status::Err as c_int {
-            return Err("cannot load the configuration (quota.* in the config file)".into());
-        }
+    if let Some(load_configs) = unsafe { raw::RedisModule_LoadConfigs }
+        && unsafe { load_configs(ctx.ctx) } == raw::Status::Err as c_int
+    {
+        return Err("cannot load the configuration (quota.* in the config file)".into());
     }
     raw::register_info_function(ctx.ctx, Some(info_callback));
     match init(ctx, args) {
@@ -133,7 +133,7 @@ fn texts(args: &[RedisString]) -> Vec<String> {
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     if let Err(e) = config::apply_module_args(&texts(args)) {
-        ctext::log_warning(ctx.ctx, &format!("quota: {e}"));
+        ctext::log_warning(ctx, &format!("quota: {e}"));
         return Status::Err;
     }
     // A truncated payload (RESTORE, a cut RDB) must be an error we can
@@ -143,7 +143,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     expiry::start(ctx);
     if config::test_clock() {
         ctext::log_warning(
-            ctx.ctx,
+            ctx,
             "quota: TEST_CLOCK is on: time only moves with QUOTA.DEBUG CLOCK; never use this in production",
         );
     }
@@ -382,7 +382,7 @@ fn describe(command: *mut raw::RedisModuleCommand, spec: &Spec, own_category: bo
             sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
             sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
         };
-        let mut info = raw::RedisModuleCommandInfo {
+        let info = raw::RedisModuleCommandInfo {
             version: &version,
             summary: ptr::null(),
             complexity: ptr::null(),
@@ -395,7 +395,7 @@ fn describe(command: *mut raw::RedisModuleCommand, spec: &Spec, own_category: bo
         };
         let set_info = unsafe { raw::RedisModule_SetCommandInfo }.ok_or(NEEDS)?;
         // SAFETY: see `register_commands`; Redis copies the info.
-        if unsafe { set_info(command, &mut info) } == raw::Status::Err as c_int {
+        if unsafe { set_info(command, &info) } == raw::Status::Err as c_int {
             return Err(format!("cannot declare the key of {name}"));
         }
     }
