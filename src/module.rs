@@ -344,8 +344,7 @@ fn register_commands(ctx: *mut raw::RedisModuleCtx) -> Result<(), String> {
             return Err(format!("cannot create QUOTA.PRICE {}", spec.name.to_string_lossy()));
         }
         // A subcommand is found by its full name, `parent|sub`.
-        let full = std::ffi::CString::new(format!("QUOTA.PRICE|{}", spec.name.to_string_lossy()))
-            .map_err(|e| e.to_string())?;
+        let full = ctext::c_string(&format!("QUOTA.PRICE|{}", spec.name.to_string_lossy()));
         let command = unsafe { get(ctx, full.as_ptr()) };
         describe(command, spec, own_category)?;
     }

@@ -25,9 +25,10 @@ from backend import BACKEND
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAILURES = []
-# Redis refuses a command or key with NOPERM; inside a function (Lua), a
-# key with "... can't access ..." (7.0) or NOPERM (7.2+), and a function
-# with the write flag under FCALL_RO with "... write flag ... _ro ...".
+# Redis refuses a command or key with NOPERM (its text differs between
+# versions); inside a function (Lua), a key with "... can't access ..."
+# (7.0) or NOPERM (7.2+), and a function with the write flag under FCALL_RO
+# with "... write flag ... _ro ...".
 DENIED = ("NOPERM", "no permissions", "can't access", "write flag")
 
 POLICY = ["METRIC", "credits", "LIMIT", "1000"]
@@ -143,9 +144,11 @@ def refused(client, call):
     try:
         client.execute_command(*to_wire(call))
         return None
+    except redis.exceptions.NoPermissionError as e:
+        return f"NOPERM {e}"
     except redis.ResponseError as e:
         text = str(e)
-        if any(d in text for d in DENIED):
+        if any(d.lower() in text.lower() for d in DENIED):
             return text
         return f"unexpected error: {text}"
 
