@@ -8,7 +8,8 @@ control" section for the module, of lua/README.md's for the Lua library
 (QUOTA_BACKEND picks which). Run by tests/scenarios/23_acl.redis:
 
   python3 tests/acl.py --port N     every recipe of the backend, and (module)
-                                    read commands under %R~ key permissions
+                                    read commands under %R~ key permissions,
+                                    QUOTA.PRICE|SET and |DEL taken away alone
 
 Trees are `t:acme` and `t:other`, as in the recipes.
 """
@@ -237,6 +238,25 @@ def key_specs(admin, port):
     client.close()
 
 
+def price_subcommands(admin, port):
+    """QUOTA.PRICE's verbs are subcommands: a rule can take SET and DEL
+    away from an account that has the rest (a first-argument rule, all a
+    plain command offers, can only add)."""
+    try:
+        admin.execute_command("ACL", "SETUSER", "no-prices", "reset", "on", ">no-prices-pw", "~*", "+@all",
+                              "-quota.price|set", "-quota.price|del")
+    except redis.ResponseError as e:
+        check(False, f"-quota.price|set is a valid rule ({e})")
+        return
+    client = redis.Redis(port=port, username="no-prices", password="no-prices-pw", decode_responses=True)
+    for name in PRICE_READS + ["get"]:
+        call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
+        check(refused(client, call) is None, f"-quota.price|set: {name} is allowed")
+    for name in PRICE_WRITES:
+        check(refused(client, CALLS[name]) is not None, f"-quota.price|set: {name} is refused")
+    client.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -256,6 +276,7 @@ def main():
                  ["other"])
     if BACKEND == "module":
         key_specs(admin, args.port)
+        price_subcommands(admin, args.port)
     print(f"{len(found)} {BACKEND} recipes, {total} calls: each allowed or refused as documented")
     return 1 if FAILURES else 0
 
