@@ -150,7 +150,7 @@ def module_args(args):
 
 
 def module_args_on(r):
-    module = os.path.join(ROOT, "target", "release", "libquota.so")
+    module = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
     for bad in (["MAX_PATHS", "1\x002"], ["MAX%s%s%s%s%n", "1"], ["MAX_PATHS", "%s%s%s%s%s%n"]):
         try:
             r.execute_command("MODULE", "LOAD", module, *bad)
