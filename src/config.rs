@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::engine::Limits;
+use crate::engine::names::clip;
 
 /// Longest TTL a hold may be given: 30 days.
 pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -95,20 +96,23 @@ pub fn apply_module_args(args: &[String]) -> Result<(), String> {
             let on = match value.to_ascii_lowercase().as_str() {
                 "yes" => true,
                 "no" => false,
-                _ => return Err(format!("{} takes yes or no, not '{value}'", pair[0])),
+                _ => return Err(format!("{} takes yes or no, not '{}'", pair[0], clip(value))),
             };
             flag.store(on, Ordering::Relaxed);
             continue;
         }
         let Some(setting) = INT_SETTINGS.iter().find(|s| s.name == name) else {
-            return Err(format!("unknown module argument '{}'", pair[0]));
+            return Err(format!("unknown module argument '{}'", clip(&pair[0])));
         };
         match value.parse::<i64>() {
             Ok(n) if (setting.min..=setting.max).contains(&n) => setting.value.store(n, Ordering::Relaxed),
             _ => {
                 return Err(format!(
-                    "{} must be an integer from {} to {}, not '{value}'",
-                    pair[0], setting.min, setting.max
+                    "{} must be an integer from {} to {}, not '{}'",
+                    pair[0],
+                    setting.min,
+                    setting.max,
+                    clip(value)
                 ));
             }
         }

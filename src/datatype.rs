@@ -2,7 +2,7 @@
 //! load, AOF rewrite, `MEMORY USAGE`, `DEBUG DIGEST-VALUE`, and the price
 //! book as RDB aux data. The encodings themselves live in `persist`.
 
-use std::ffi::{CString, c_void};
+use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,7 +11,7 @@ use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use crate::engine::Tree;
-use crate::{persist, prices, stats};
+use crate::{ctext, persist, prices, stats};
 
 pub static QUOTA_TYPE: RedisType = RedisType::new(
     "quotatree",
@@ -47,7 +47,8 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             Box::into_raw(Box::new(tree)).cast()
         }
         Err(e) => {
-            redis_module::logging::log_warning(format!("quota: refusing a quotatree from disk: {e}"));
+            // SAFETY: `rdb` is the handle of this callback.
+            unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing a quotatree from disk: {e}")) };
             ptr::null_mut()
         }
     }
@@ -66,9 +67,8 @@ unsafe extern "C" fn aof_rewrite(aof: *mut raw::RedisModuleIO, key: *mut raw::Re
     let bytes = persist::encode(tree);
     // SAFETY: the function pointer is filled in by Redis at load.
     let emit = unsafe { raw::RedisModule_EmitAOF };
-    let (Some(emit), Ok(cmd), Ok(fmt)) = (emit, CString::new("QUOTA.LOADTREE"), CString::new("slb")) else {
-        return;
-    };
+    let Some(emit) = emit else { return };
+    let (cmd, fmt) = (c"QUOTA.LOADTREE", c"slb");
     // SAFETY: the format "slb" matches the arguments: a RedisModuleString,
     // a long long, and a buffer pointer with its length.
     unsafe {
@@ -101,7 +101,8 @@ unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, _whe
             raw::REDISMODULE_OK as c_int
         }
         Err(e) => {
-            redis_module::logging::log_warning(format!("quota: refusing the price book from disk: {e}"));
+            // SAFETY: as above.
+            unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing the price book from disk: {e}")) };
             raw::REDISMODULE_ERR as c_int
         }
     }
@@ -119,9 +120,7 @@ fn emit_prices(aof: *mut raw::RedisModuleIO) {
     }
     // SAFETY: the function pointer is filled in by Redis at load.
     let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else { return };
-    let (Ok(cmd), Ok(fmt), Ok(set)) = (CString::new("QUOTA.PRICE"), CString::new("cbb"), CString::new("SET")) else {
-        return;
-    };
+    let (cmd, fmt, set) = (c"QUOTA.PRICE", c"cbb", c"SET");
     prices::with_book(|book| {
         for (key, price) in book.entries() {
             let json = price.to_json();

@@ -30,6 +30,7 @@
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod ctext;
 pub mod datatype;
 pub mod engine;
 pub mod eviction;

@@ -226,11 +226,11 @@ pub fn decode_book(bytes: &[u8], version: i32) -> Result<PriceBook, String> {
         return Err("trailing bytes after the price book".into());
     }
     for (key, price) in book.entries() {
-        let again = Price::from_json(&price.to_json()).map_err(|e| format!("price '{key}': {e}"))?;
-        if &again != price {
-            return Err(format!("price '{key}' does not validate"));
-        }
         pricing::parse_key(key).map_err(|e| e.to_string())?;
+        let again = Price::from_json(&price.to_json()).map_err(|e| format!("price '{}': {e}", names::clip(key)))?;
+        if &again != price {
+            return Err(format!("price '{}' does not validate", names::clip(key)));
+        }
     }
     if book.len() > pricing::MAX_PRICES {
         return Err("too many prices".into());
@@ -267,6 +267,9 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         || data.next_event_seq == 0
     {
         return Err("the event log is out of order".into());
+    }
+    for event in &data.events {
+        validate_event(event)?;
     }
     match data.nodes.first() {
         Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
@@ -338,17 +341,18 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         }
     }
     for entry in data.done {
+        names::parse_name(&entry.id, "finished id").map_err(|e| e.to_string())?;
         if let Some(hold) = &entry.hold {
             validate_hold(&tree, hold, false)?;
             if hold.id != entry.id {
-                return Err(format!("finished id '{}' holds another reservation", entry.id));
+                return Err(format!("finished id '{}' holds another reservation", names::clip(&entry.id)));
             }
         }
         if entry.forget_at_ms > MAX_TIME {
-            return Err(format!("finished id '{}' has a time out of range", entry.id));
+            return Err(format!("finished id '{}' has a time out of range", names::clip(&entry.id)));
         }
         if tree.holds.contains_key(&entry.id) {
-            return Err(format!("id '{}' is both live and finished", entry.id));
+            return Err(format!("id '{}' is both live and finished", names::clip(&entry.id)));
         }
         if tree.done.contains_key(&entry.id) {
             return Err("a finished id appears twice".into());
@@ -443,6 +447,19 @@ fn validate_node(nodes: &[Option<NodeV1>], next_generation: u64, index: usize, n
     Ok(())
 }
 
+/// The names an event carries are valid names: they are replied and
+/// published as they are.
+fn validate_event(event: &Event) -> Result<(), String> {
+    let bad = || format!("event {} names an invalid path, policy, metric or id", event.seq);
+    if names::parse_path(&event.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(event.path.as_str()) {
+        return Err(bad());
+    }
+    let named = event.policy.as_deref().is_none_or(|p| names::parse_name(p, "policy").is_ok())
+        && event.id.as_deref().is_none_or(|id| names::parse_name(id, "id").is_ok())
+        && event.metric.iter().chain(event.amounts.iter().map(|(m, _)| m)).all(|m| names::parse_metric(m).is_ok());
+    if named { Ok(()) } else { Err(bad()) }
+}
+
 fn validate_window(window: &Window) -> Result<(), String> {
     let ok = match window {
         Window::None => true,
@@ -459,7 +476,7 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
     // or expired one always has them.
     let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
     if hold.items.is_empty() || (hold.set.paths.is_empty() && !settled) {
-        return Err(format!("hold '{}' is empty", hold.id));
+        return Err(format!("hold '{}' is empty", names::clip(&hold.id)));
     }
     for item in &hold.items {
         for (metric, value) in &item.cost {
@@ -468,18 +485,18 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
         }
     }
     if hold.created_at_ms > MAX_TIME || hold.expires_at_ms > MAX_TIME {
-        return Err(format!("hold '{}' has a time out of range", hold.id));
+        return Err(format!("hold '{}' has a time out of range", names::clip(&hold.id)));
     }
     for path in &hold.set.paths {
         if names::parse_path(path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(path.as_str()) {
-            return Err(format!("hold '{}' names an invalid path", hold.id));
+            return Err(format!("hold '{}' names an invalid path", names::clip(&hold.id)));
         }
         if live && tree.find(path).is_none() {
-            return Err(format!("hold '{}' names a path that does not exist", hold.id));
+            return Err(format!("hold '{}' names a path that does not exist", names::clip(&hold.id)));
         }
     }
     if live && !hold.items.iter().any(|i| i.state == ItemState::Held) {
-        return Err(format!("live hold '{}' holds nothing", hold.id));
+        return Err(format!("live hold '{}' holds nothing", names::clip(&hold.id)));
     }
     Ok(())
 }

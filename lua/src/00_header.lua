@@ -42,9 +42,19 @@ local SETTINGS = {
 -- The text of the error being raised. Redis's pcall hands back an error's
 -- message, not the raised value, so the wrapper reads it from here.
 local failure = nil
+-- Whether that text is Redis's own (see fail_as_redis).
+local failure_as_redis = false
 
 local function fail(text)
     failure = text
+    error({ err = text }, 0)
+end
+
+-- An error whose text is Redis's own, quoting the client's bytes as Redis
+-- does: the guard leaves it as it is. Only for texts the module's commands
+-- get from Redis itself.
+local function fail_as_redis(text)
+    failure, failure_as_redis = text, true
     error({ err = text }, 0)
 end
 

@@ -943,6 +943,21 @@ do
         fail("ERR wrong number of arguments for '" .. command .. "' command: missing " .. what)
     end
 
+    -- QUOTA.PRICE HELP, as the module gives it.
+    P.PRICE_HELP = {
+        "QUOTA.PRICE <subcommand> [<arg> ...]. Subcommands are:",
+        "SET <service/model> <json>",
+        "    Sets the price of service/model.",
+        "GET <service/model>",
+        "    The price of service/model, as JSON.",
+        "DEL <service/model>",
+        "    Removes the price of service/model: 1 if there was one, else 0.",
+        "LIST",
+        "    Every priced service/model.",
+        "HELP",
+        "    This text.",
+    }
+
     local function finish(args, i, command)
         if args[i] ~= nil then
             fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in " .. command)
@@ -954,8 +969,16 @@ do
             fail("ERR wrong number of arguments for 'QUOTA.PRICE' command") -- Redis's own text
         end
         local verb = supper(args[1])
-        if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" then
-            fail("ERR syntax: QUOTA.PRICE takes SET, GET, DEL or LIST")
+        if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" and verb ~= "HELP" then
+            -- The module's verbs are subcommands: this is Redis's own text,
+            -- which quotes the verb as C does (up to a NUL, at most 128
+            -- bytes) with CR and LF as spaces.
+            local quoted = sgsub(ssub(smatch(args[1], "^[^%z]*"), 1, 128), "[\r\n]", " ")
+            fail_as_redis("ERR unknown subcommand '" .. quoted .. "'. Try QUOTA.PRICE HELP.")
+        end
+        if verb == "HELP" then
+            finish(args, 2, "QUOTA.PRICE")
+            return P.PRICE_HELP
         end
         if verb == "LIST" then
             finish(args, 2, "QUOTA.PRICE")

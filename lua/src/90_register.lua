@@ -7,14 +7,16 @@
 -- with fail() keep their text; anything else is a bug, reported as one.
 local function guarded(body)
     return function(keys, args)
-        failure = nil
+        failure, failure_as_redis = nil, false
         local ok, result = pcall(body, keys, args)
         if ok then
             return to_resp(result)
         end
-        local text = failure
-        failure = nil
-        if type(result) == "table" and result.err then
+        local text, as_redis = failure, failure_as_redis
+        failure, failure_as_redis = nil, false
+        if as_redis then
+            return redis.error_reply(text)
+        elseif type(result) == "table" and result.err then
             text = result.err
         elseif text == nil and type(result) == "string" and sfind(result, "^%u+ ") then
             -- An error reply of a command the library called (WRONGTYPE, OOM).
@@ -86,11 +88,11 @@ end
 handlers.quota_price = keyless("QUOTA.PRICE", function(args)
     return P.cmd_price(PRICE_BOOK, args)
 end)
--- GET and LIST without writing, for replicas and FCALL_RO.
+-- GET, LIST and HELP without writing, for replicas and FCALL_RO.
 handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
     local verb = args[1] and string.upper(args[1])
-    if verb ~= "GET" and verb ~= "LIST" then
-        fail("ERR syntax: quota_price_ro takes GET or LIST; SET and DEL are quota_price")
+    if verb ~= "GET" and verb ~= "LIST" and verb ~= "HELP" then
+        fail("ERR syntax: quota_price_ro takes GET, LIST or HELP; SET and DEL are quota_price")
     end
     return P.cmd_price(PRICE_BOOK, args)
 end)

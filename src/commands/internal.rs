@@ -7,7 +7,7 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, 
 use super::{EXPIRE, Marks, Stamp, TREE_COMMANDS, after, execute, keyword, utf8_args};
 use crate::engine::Tree;
 use crate::engine::names::clip;
-use crate::{clock, config, datatype, expiry, persist, stats};
+use crate::{clock, config, ctext, datatype, expiry, persist, stats};
 
 /// Only the replication link and the AOF loader may send these.
 fn internal_only(ctx: &Context, name: &str) -> Result<(), RedisError> {
@@ -15,7 +15,7 @@ fn internal_only(ctx: &Context, name: &str) -> Result<(), RedisError> {
     if flags.contains(ContextFlags::REPLICATED) || flags.contains(ContextFlags::LOADING) {
         Ok(())
     } else {
-        Err(RedisError::String(format!("ERR {name} is internal: a primary sends it to its replicas and its AOF")))
+        Err(ctext::error(format!("ERR {name} is internal: a primary sends it to its replicas and its AOF")))
     }
 }
 
@@ -50,7 +50,7 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     let command = TREE_COMMANDS
         .iter()
         .find(|c| c.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| RedisError::String(format!("ERR QUOTA.REPLAY: unknown command '{}'", clip(name))))?;
+        .ok_or_else(|| ctext::error(format!("ERR QUOTA.REPLAY: unknown command '{}'", clip(name))))?;
     execute(ctx, &argv[1], rest, &argv[4..], command, Some(stamp))
 }
 
@@ -66,8 +66,8 @@ pub fn loadtree(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or(RedisError::Str("ERR QUOTA.LOADTREE: bad version"))?;
-    let tree = persist::decode(argv[3].as_slice(), version)
-        .map_err(|e| RedisError::String(format!("ERR QUOTA.LOADTREE: {e}")))?;
+    let tree =
+        persist::decode(argv[3].as_slice(), version).map_err(|e| ctext::error(format!("ERR QUOTA.LOADTREE: {e}")))?;
     let next_due = tree.next_due_ms();
     stats::count_tree(&tree, 1);
     let handle = ctx.open_key_writable(&argv[1]);

@@ -359,17 +359,10 @@ pub fn respond(ctx: &Context, result: Result<Reply>) -> RedisResult {
             reply::emit(ctx, &reply);
             Ok(RedisValue::NoReply)
         }
-        Err(e) => Err(RedisError::String(ascii_safe(e.to_string()))),
+        // Printable ASCII only (see `crate::ctext`): the net under
+        // `crate::engine::names::clip`.
+        Err(e) => Err(crate::ctext::error(e.to_string())),
     }
-}
-
-/// An error text as a reply may carry it: printable ASCII, anything else
-/// as `?` (see [`crate::engine::names::clip`]; this is the net under it).
-pub fn ascii_safe(text: String) -> String {
-    if text.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
-        return text;
-    }
-    text.chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect()
 }
 
 fn replicate(ctx: &Context, key: &[u8], stamp: &Stamp, name: &str, rest: &[&str]) {

@@ -1,4 +1,4 @@
-//! `QUOTA.PRICE SET|GET|DEL|LIST` and `QUOTA.ESTIMATE`: the price book.
+//! `QUOTA.PRICE SET|GET|DEL|LIST|HELP` and `QUOTA.ESTIMATE`: the price book.
 //! These commands name no key: the book is server-wide, and on a cluster
 //! it is set on every primary, as with `FUNCTION LOAD`.
 
@@ -7,20 +7,24 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString};
 use super::args::Args;
 use super::reply::Reply;
 use super::{keyword, respond, utf8_args};
+use crate::engine::Result;
+use crate::engine::names::clip;
 use crate::engine::pricing::{self, Estimate, Price};
-use crate::engine::{Error, Result};
-use crate::prices;
+use crate::{ctext, prices};
 
-/// `QUOTA.PRICE SET service/model json | GET service/model | DEL service/model | LIST`
+/// `QUOTA.PRICE SET service/model json | GET service/model | DEL service/model | LIST | HELP`,
+/// registered as one subcommand per verb (see `module`), each landing here.
 pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[1..])?;
     let mut args = Args::new("QUOTA.PRICE", &texts);
-    let verb = args.next_str("SET, GET, DEL or LIST")?;
-    let verb = keyword(verb, &["SET", "GET", "DEL", "LIST"])
-        .ok_or_else(|| RedisError::String(Error::syntax("QUOTA.PRICE takes SET, GET, DEL or LIST").to_string()))?;
+    let verb = args.next_str("SET, GET, DEL, LIST or HELP")?;
+    // Redis dispatches the subcommands (see `module`) and answers an
+    // unknown one itself, with this text.
+    let verb = keyword(verb, &["SET", "GET", "DEL", "LIST", "HELP"])
+        .ok_or_else(|| ctext::error(format!("ERR unknown subcommand '{}'. Try QUOTA.PRICE HELP.", clip(verb))))?;
     if matches!(verb, "SET" | "DEL") {
         refuse_write(ctx, verb == "SET")?;
     }
@@ -28,6 +32,7 @@ pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         "SET" => set(&mut args),
         "GET" => get(&mut args),
         "DEL" => del(&mut args),
+        "HELP" => args.finish().map(|()| Reply::strings(HELP.iter().map(|line| line.to_string()))),
         _ => args.finish().map(|()| Reply::strings(prices::with_book(|b| b.keys().cloned().collect::<Vec<_>>()))),
     };
     let changed = matches!((&result, verb), (Ok(_), "SET") | (Ok(Reply::Int(1)), "DEL"));
@@ -36,6 +41,21 @@ pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     respond(ctx, result)
 }
+
+/// `QUOTA.PRICE HELP`, as the Lua library gives it (`P.PRICE_HELP`).
+const HELP: &[&str] = &[
+    "QUOTA.PRICE <subcommand> [<arg> ...]. Subcommands are:",
+    "SET <service/model> <json>",
+    "    Sets the price of service/model.",
+    "GET <service/model>",
+    "    The price of service/model, as JSON.",
+    "DEL <service/model>",
+    "    Removes the price of service/model: 1 if there was one, else 0.",
+    "LIST",
+    "    Every priced service/model.",
+    "HELP",
+    "    This text.",
+];
 
 /// A replica takes the book from its primary, and a full server refuses to
 /// grow it, as Redis does for `write` and `deny-oom` commands.

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""The ACL recipes of the README, each run as written against a live server:
+for every account, what it must be allowed AND what must be refused.
+
+The recipes are read from the documentation itself, so the README cannot
+drift from what is tested: the `ACL SETUSER` lines of README.md's "Access
+control" section for the module, of lua/README.md's for the Lua library
+(QUOTA_BACKEND picks which). Run by tests/scenarios/23_acl.redis:
+
+  python3 tests/acl.py --port N     every recipe of the backend, and (module)
+                                    read commands under %R~ key permissions,
+                                    QUOTA.PRICE|SET and |DEL taken away alone
+
+Trees are `t:acme` and `t:other`, as in the recipes.
+"""
+
+import argparse
+import os
+import re
+import shlex
+import sys
+
+import redis
+
+from backend import BACKEND
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAILURES = []
+# Redis refuses a command or key with NOPERM (its text differs between
+# versions); inside a function (Lua), a key with "... can't access ..."
+# (7.0) or NOPERM (7.2+), and a function with the write flag under FCALL_RO
+# with "... write flag ... _ro ...".
+DENIED = ("NOPERM", "no permissions", "can't access", "write flag")
+
+POLICY = ["METRIC", "credits", "LIMIT", "1000"]
+PRICE = '{"metric": "credits", "rates": {"input_tokens": "2/1M"}}'
+
+# What each check sends, as QUOTA.X with {k} for the tree key and {id} for
+# a reservation made for the check beforehand.
+CALLS = {
+    "reserve": ["QUOTA.RESERVE", "{k}", "PATH", "a", "COST", "credits", "1"],
+    "commit": ["QUOTA.COMMIT", "{k}", "{id}"],
+    "release": ["QUOTA.RELEASE", "{k}", "{id}"],
+    "extend": ["QUOTA.EXTEND", "{k}", "{id}", "60000"],
+    "charge": ["QUOTA.CHARGE", "{k}", "PATH", "a", "COST", "credits", "1"],
+    "get": ["QUOTA.GET", "{k}", "/"],
+    "tree": ["QUOTA.TREE", "{k}"],
+    "holds": ["QUOTA.HOLDS", "{k}"],
+    "history": ["QUOTA.HISTORY", "{k}", "/", "p"],
+    "events": ["QUOTA.EVENTS", "{k}"],
+    "set": ["QUOTA.SET", "{k}", "b", "q"] + POLICY,
+    "unset": ["QUOTA.UNSET", "{k}", "/", "spare"],
+    "grant": ["QUOTA.GRANT", "{k}", "/", "p", "1"],
+    "reset": ["QUOTA.RESET", "{k}", "/", "p"],
+    "delpath": ["QUOTA.DELPATH", "{k}", "gone"],
+    "price-get": ["QUOTA.PRICE", "GET", "chat/m"],
+    "price-list": ["QUOTA.PRICE", "LIST"],
+    "price-set": ["QUOTA.PRICE", "SET", "chat/n", PRICE],
+    "price-del": ["QUOTA.PRICE", "DEL", "chat/n"],
+    "estimate": ["QUOTA.ESTIMATE", "chat/m", "input_tokens", "1000"],
+    "plain-get": ["GET", "{k}:cache"],
+    "debug": ["QUOTA.DEBUG", "CLOCK", "GET"],
+}
+TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
+              "set", "unset", "grant", "reset", "delpath"}
+READS = ["get", "tree", "holds", "history", "events"]
+SPENDING = ["reserve", "commit", "release", "extend", "charge"]
+POLICIES = ["set", "unset", "grant", "reset", "delpath"]
+PRICE_READS = ["price-get", "price-list", "estimate"]
+PRICE_WRITES = ["price-set", "price-del"]
+
+# Per account and backend: (allowed on t:acme, allowed on t:other, allowed
+# keyless, refused on t:acme, refused on t:other, refused keyless).
+EXPECT = {
+    "module": {
+        "svc-acme": (SPENDING + READS, [], PRICE_READS, POLICIES + ["plain-get"], SPENDING + READS,
+                     PRICE_WRITES + ["debug"]),
+        "gateway": (SPENDING + ["get", "holds"], SPENDING + ["get", "holds"], PRICE_READS,
+                    POLICIES + ["tree", "plain-get"], POLICIES, PRICE_WRITES + ["debug"]),
+        "dashboard": (READS + POLICIES, READS + POLICIES, PRICE_READS, SPENDING, SPENDING, PRICE_WRITES + ["debug"]),
+        "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["plain-get"], SPENDING + POLICIES,
+                    PRICE_WRITES + ["debug"]),
+        "pricing": ([], [], PRICE_READS + PRICE_WRITES, READS + SPENDING + POLICIES, READS, ["debug"]),
+    },
+    # Functions cannot be told apart by ACL: the Lua library's accounts
+    # differ by keys (and FCALL_RO for the analyst).
+    "lua": {
+        "svc-acme": (SPENDING + READS + POLICIES, [], PRICE_READS, ["plain-get"], SPENDING + READS + POLICIES,
+                     PRICE_WRITES),
+        "gateway": (SPENDING + READS + POLICIES, SPENDING + READS, PRICE_READS, ["plain-get"], [], PRICE_WRITES),
+        "dashboard": (SPENDING + READS + POLICIES, READS + POLICIES, PRICE_READS, ["plain-get"], [], PRICE_WRITES),
+        "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["plain-get"], SPENDING + POLICIES,
+                    PRICE_WRITES),
+        "pricing": ([], [], PRICE_READS + PRICE_WRITES, READS + SPENDING + POLICIES, READS, []),
+    },
+}
+
+# Functions that only read: sent with FCALL_RO, which every Lua account
+# has (the analyst only that).
+LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_price_ro",
+             "quota_estimate"}
+
+
+def check(ok, what):
+    if not ok:
+        FAILURES.append(what)
+        print("FAILED:", what)
+
+
+def recipes(backend):
+    """The `ACL SETUSER` lines of the backend's README section, by user."""
+    if backend == "lua":
+        path, heading = os.path.join(ROOT, "lua", "README.md"), "## Access control"
+    else:
+        path, heading = os.path.join(ROOT, "README.md"), "## Access control"
+    with open(path) as f:
+        text = f.read()
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    section = text[start:end if end >= 0 else len(text)]
+    found = {}
+    for line in section.splitlines():
+        if re.match(r"^ACL SETUSER \S+ ", line.strip()):
+            words = shlex.split(line.strip())
+            found[words[2]] = words[3:]
+    return found
+
+
+def to_wire(call):
+    """A QUOTA.X call as the backend takes it."""
+    if BACKEND != "lua" or not call[0].startswith("QUOTA."):
+        return call
+    name = call[0][6:].lower()
+    function = "quota_" + name
+    if name == "price" and call[1] in ("GET", "LIST", "HELP"):
+        function = "quota_price_ro"
+    keyless = name in ("price", "estimate", "debug")
+    fcall = "FCALL_RO" if function in LUA_READS else "FCALL"
+    return [fcall, function, "0" if keyless else "1"] + call[1:]
+
+
+def refused(client, call):
+    """None when allowed (any other error is a failure of the check), else
+    the refusal's text."""
+    try:
+        client.execute_command(*to_wire(call))
+        return None
+    except redis.exceptions.NoPermissionError as e:
+        return f"NOPERM {e}"
+    except redis.ResponseError as e:
+        text = str(e)
+        if any(d.lower() in text.lower() for d in DENIED):
+            return text
+        return f"unexpected error: {text}"
+
+
+def setup(admin, user):
+    """Fresh state for one account's checks: both trees with a policy, a
+    spare policy and a path to delete, one reservation each, a price."""
+    ids = {}
+    for key in ("t:acme", "t:other"):
+        admin.execute_command(*to_wire(["QUOTA.SET", key, "/", "p"] + POLICY))
+        admin.execute_command(*to_wire(["QUOTA.SET", key, "/", "spare"] + POLICY))
+        admin.execute_command(*to_wire(["QUOTA.SET", key, "gone", "g"] + POLICY))
+        admin.execute_command(*to_wire(["QUOTA.UNSET", key, "gone", "g"]))
+        hold = f"{user}-{key[2:]}"
+        admin.execute_command(*to_wire(["QUOTA.RESERVE", key, "PATH", "a", "ID", hold, "COST", "credits", "1"]))
+        ids[key] = hold
+    admin.execute_command(*to_wire(["QUOTA.PRICE", "SET", "chat/m", PRICE]))
+    admin.execute_command(*to_wire(["QUOTA.PRICE", "SET", "chat/n", PRICE]))
+    return ids
+
+
+def run_checks(admin, port, user, rules, expect):
+    admin.execute_command("ACL", "SETUSER", user, "reset", *rules)
+    password = next((r[1:] for r in rules if r.startswith(">")), None)
+    client = redis.Redis(port=port, username=user, password=password, decode_responses=True, socket_timeout=30)
+    allow_acme, allow_other, allow_keyless, deny_acme, deny_other, deny_keyless = expect
+    ids = setup(admin, user)
+    plan = [(n, "t:acme", True) for n in allow_acme] + [(n, "t:other", True) for n in allow_other]
+    plan += [(n, None, True) for n in allow_keyless]
+    plan += [(n, "t:acme", False) for n in deny_acme] + [(n, "t:other", False) for n in deny_other]
+    plan += [(n, None, False) for n in deny_keyless]
+    # Settle-and-release calls need their own reservation each; run the
+    # ones that remove things last so the others find what they need.
+    order = {"commit": 1, "release": 2, "delpath": 3, "unset": 3, "price-del": 3}
+    plan.sort(key=lambda p: order.get(p[0], 0))
+    for name, key, allowed in plan:
+        call = [a.replace("{k}", key or "") for a in CALLS[name]]
+        if "{id}" in call:
+            hold = ids[key]
+            if name in ("commit", "release"):
+                hold = f"{ids[key]}-{name}"
+                admin.execute_command(*to_wire(["QUOTA.RESERVE", key, "PATH", "a", "ID", hold, "COST", "credits",
+                                                "1"]))
+            call = [a.replace("{id}", hold) for a in call]
+        why = refused(client, call)
+        where = f" on {key}" if key else ""
+        if allowed:
+            check(why is None, f"{BACKEND} {user}: {name}{where} is allowed ({why})")
+        else:
+            check(why is not None and not why.startswith("unexpected"), f"{BACKEND} {user}: {name}{where} is refused"
+                  + (f" ({why})" if why else " (it ran)"))
+    client.close()
+    return len(plan)
+
+
+def channels(admin, port, user, rules, allowed, denied):
+    """SUBSCRIBE to each channel: allowed ones answer, denied ones NOPERM."""
+    password = next((r[1:] for r in rules if r.startswith(">")), None)
+    for channel, want in [(c, True) for c in allowed] + [(c, False) for c in denied]:
+        r = redis.Redis(port=port, username=user, password=password, socket_timeout=30)
+        conn = r.connection_pool.get_connection("SUBSCRIBE")
+        try:
+            conn.send_command("SUBSCRIBE", channel)
+            conn.read_response()
+            ok = True
+        except redis.ResponseError:
+            ok = False
+        finally:
+            conn.disconnect()
+            r.close()
+        check(ok == want, f"{BACKEND} {user}: SUBSCRIBE {channel} is {'allowed' if want else 'refused'}")
+
+
+def key_specs(admin, port):
+    """The module's read commands declare their key read-only: a user with
+    only %R~t:acme runs them on t:acme, and no write."""
+    admin.execute_command("ACL", "SETUSER", "reader", "reset", "on", ">reader-pw", "%R~t:acme", "+@all")
+    setup(admin, "reader")
+    client = redis.Redis(port=port, username="reader", password="reader-pw", decode_responses=True)
+    for name in READS:
+        call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
+        check(refused(client, call) is None, f"%R~t:acme: {name} is allowed")
+    for name in ["reserve", "charge", "set", "grant", "reset"]:
+        call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
+        check(refused(client, call) is not None, f"%R~t:acme: {name} is refused")
+    client.close()
+
+
+def price_subcommands(admin, port):
+    """QUOTA.PRICE's verbs are subcommands: a rule can take SET and DEL
+    away from an account that has the rest (a first-argument rule, all a
+    plain command offers, can only add)."""
+    try:
+        admin.execute_command("ACL", "SETUSER", "no-prices", "reset", "on", ">no-prices-pw", "~*", "+@all",
+                              "-quota.price|set", "-quota.price|del")
+    except redis.ResponseError as e:
+        check(False, f"-quota.price|set is a valid rule ({e})")
+        return
+    client = redis.Redis(port=port, username="no-prices", password="no-prices-pw", decode_responses=True)
+    for name in PRICE_READS + ["get"]:
+        call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
+        check(refused(client, call) is None, f"-quota.price|set: {name} is allowed")
+    for name in PRICE_WRITES:
+        check(refused(client, CALLS[name]) is not None, f"-quota.price|set: {name} is refused")
+    client.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    admin = redis.Redis(port=args.port, decode_responses=True, socket_timeout=30)
+    found = recipes(BACKEND)
+    expect = EXPECT[BACKEND]
+    check(set(found) == set(expect), f"the README's {BACKEND} recipes are {sorted(expect)}, found {sorted(found)}")
+    total = 0
+    for user, rules in found.items():
+        if user in expect:
+            total += run_checks(admin, args.port, user, rules, expect[user])
+    if "svc-acme" in found:
+        channels(admin, args.port, "svc-acme", found["svc-acme"], ["quota:events:t:acme"], ["quota:events:t:other"])
+    if "dashboard" in found:
+        channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:t:acme", "quota:events:t:other"],
+                 ["other"])
+    if BACKEND == "module":
+        key_specs(admin, args.port)
+        price_subcommands(admin, args.port)
+    print(f"{len(found)} {BACKEND} recipes, {total} calls: each allowed or refused as documented")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
