@@ -4193,8 +4193,11 @@ local function finish(ctx, id, now)
     end
     if not any_expired then
         hold.paths, hold.service, hold.model = {}, nil, nil
-        for _, item in ipairs(hold.items) do
-            item.cost = {}
+        -- A partly reserved batch keeps its costs for a repeat's `held`.
+        if not (hold.reply and hold.reply.reserved < hold.reply.items) then
+            for _, item in ipairs(hold.items) do
+                item.cost = {}
+            end
         end
     end
     remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
@@ -4303,8 +4306,18 @@ function HOLDS.generate_id(ctx)
     end
 end
 
+-- What a refusing policy has left (Tree's `available` in hold.rs): the
+-- remaining allowance of a strict policy (never below zero), nothing for a
+-- block policy. Of the policies that refuse, the least available binds.
+function HOLDS.available(p)
+    if p.mode == "block" then
+        return D.ZERO
+    end
+    return D.max(remaining(p), D.ZERO)
+end
+
 -- The policy that admits the fewest leading items, when one admits fewer
--- than all.
+-- than all; among equals the least available (root first when that ties).
 function HOLDS.binding_of(ctx, r, items)
     local best = nil
     local n = #items
@@ -4335,8 +4348,11 @@ function HOLDS.binding_of(ctx, r, items)
                 fits = fits + 1
             end
         end
-        if fits < n and (best == nil or fits < best.fits) then
-            best = { ref = ref, fits = fits }
+        if fits < n then
+            local left = HOLDS.available(p)
+            if best == nil or fits < best.fits or (fits == best.fits and D.cmp(left, best.available) < 0) then
+                best = { ref = ref, fits = fits, available = left }
+            end
         end
     end
     return best
@@ -4396,7 +4412,20 @@ function HOLDS.repeated_reserve(ctx, id)
         hold = entry.hold
     end
     if hold and hold.reply then
-        return HOLDS.copy_outcome(hold.reply, { duplicate = true })
+        -- `held` is not stored (like the module's remembered answers): the
+        -- hold's items are the reserved ones (a settled partial batch keeps
+        -- their costs for this).
+        local first, held = hold.reply, {}
+        if first.reserved == first.items then
+            held = first.cost
+        elseif first.reserved > 0 then
+            local costs = {}
+            for i, item in ipairs(hold.items) do
+                costs[i] = item.cost
+            end
+            held = costs_pack(sum_costs(costs))
+        end
+        return HOLDS.copy_outcome(first, { duplicate = true, held = held })
     end
     fail(sformat("ERR id '%s' is already used by another reservation or charge", id))
 end
@@ -4449,17 +4478,19 @@ function HOLDS.reserve(ctx, req)
         checks = checks_of(ctx, r, requested)
         denied = HOLDS.labels_failing(checks)
     end
+    local held = {}
+    if reserved == n then
+        held = total
+    elseif reserved > 0 then
+        held = sum_costs({ unpack(req.items, 1, reserved) })
+    end
     local outcome = {
         allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
-        cost = costs_pack(total), checks = checks, denied = denied,
+        cost = costs_pack(total), held = costs_pack(held), checks = checks, denied = denied,
         message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
     }
     if reserved == 0 then
         return outcome
-    end
-    local held = total
-    if reserved < n then
-        held = sum_costs({ unpack(req.items, 1, reserved) })
     end
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
@@ -4494,6 +4525,9 @@ function HOLDS.reserve(ctx, req)
         id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
         expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
     }
+    if hold.reply then
+        hold.reply.held = nil
+    end
     ctx.holds[id] = hold
     ctx.hold_dirty[id] = true
     ctx.hold_deleted[id] = nil
@@ -4656,13 +4690,18 @@ function HOLDS.charge(ctx, req)
     end
     local r = reach(ctx, req.set, metrics_of(req.cost))
     local failing = {}
+    -- The binding refusal: the least available (root first on ties).
+    local refused, least = nil, nil
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if not passes(p, costs_get(req.cost, p.metric)) then
             failing[#failing + 1] = ref
+            local left = HOLDS.available(p)
+            if refused == nil or D.cmp(left, least) < 0 then
+                refused, least = ref, left
+            end
         end
     end
-    local refused = failing[1]
     local checks = {}
     if not (req.brief and (refused == nil or not req.check)) then
         checks = checks_of(ctx, r, req.cost)
@@ -5192,7 +5231,7 @@ end
 
 function CMD.reserve_reply(o, brief)
     local f = M("allowed", flag(o.allowed), "id", o.id or false, "expires_at", o.expires, "items", o.items,
-        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost))
+        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost), "held", costs_reply(o.held))
     if not (brief and o.allowed) then
         f[#f + 1] = "checks"
         f[#f + 1] = CMD.checks_reply(o.checks)

@@ -241,7 +241,7 @@ end
 
 function CMD.reserve_reply(o, brief)
     local f = M("allowed", flag(o.allowed), "id", o.id or false, "expires_at", o.expires, "items", o.items,
-        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost))
+        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost), "held", costs_reply(o.held))
     if not (brief and o.allowed) then
         f[#f + 1] = "checks"
         f[#f + 1] = CMD.checks_reply(o.checks)

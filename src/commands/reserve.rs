@@ -219,7 +219,7 @@ fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
-    let mut fields = Vec::with_capacity(11);
+    let mut fields = Vec::with_capacity(12);
     fields.extend([
         ("allowed", Reply::flag(o.allowed)),
         ("id", o.id.map_or(Reply::Nil, Reply::Str)),
@@ -228,6 +228,7 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
         ("fits", Reply::Int(o.fits as i64)),
         ("reserved", Reply::Int(o.reserved as i64)),
         ("cost", Reply::costs_owned(o.cost)),
+        ("held", Reply::costs_owned(o.held)),
     ]);
     if !(brief && o.allowed) {
         fields.push(("checks", checks_reply(o.checks)));

@@ -20,7 +20,7 @@ use super::outcome::{
     ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, ReleaseOutcome, ReserveOutcome, costs_add,
     costs_get,
 };
-use super::policy::Mode;
+use super::policy::{Mode, Policy};
 use super::tree::{ChargeSet, Limits, NodeId, PolicyRef, Reach, Tree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +164,19 @@ impl Expiry {
 struct Binding {
     policy: PolicyRef,
     fits: usize,
+    /// What the policy has left for this request (see [`available`]).
+    available: Decimal,
+}
+
+/// What a refusing policy has left: the remaining allowance of a strict
+/// policy (never below zero), nothing for a block policy (it refuses only
+/// once its limit is reached). Of the policies that refuse, the one with
+/// the least available binds: it is the one a smaller request must fit.
+fn available(policy: &Policy) -> Decimal {
+    match policy.mode {
+        Mode::Block => Decimal::ZERO,
+        Mode::Strict | Mode::Open => policy.remaining().max(Decimal::ZERO),
+    }
 }
 
 impl Tree {
@@ -215,6 +228,11 @@ impl Tree {
             (checks, denied_by)
         };
         let message = self.reserve_message(&req, binding.as_ref(), reserved, &total, now_ms);
+        let held = match reserved {
+            0 => Costs::new(),
+            r if r == n => total.clone(),
+            r => sum_costs(&req.items[..r]),
+        };
         let mut outcome = ReserveOutcome {
             allowed,
             id: None,
@@ -223,6 +241,7 @@ impl Tree {
             fits,
             reserved,
             cost: total,
+            held,
             checks,
             denied_by,
             message,
@@ -232,15 +251,14 @@ impl Tree {
             return Ok(outcome);
         }
 
-        let held: Cow<'_, Costs> =
-            if reserved == n { Cow::Borrowed(&outcome.cost) } else { Cow::Owned(sum_costs(&req.items[..reserved])) };
+        let held = &outcome.held;
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
         self.check_path_room(reach.missing_nodes(), limits)?;
         for &r in &reach.policies {
             if let Some(policy) = self.policy(r) {
-                amount::add(policy.held, costs_get(&held, policy.metric()))?;
+                amount::add(policy.held, costs_get(held, policy.metric()))?;
             }
         }
         let policies = reach.policies;
@@ -255,7 +273,7 @@ impl Tree {
             // Resets due apply first, so the alerts below see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += costs_get(&held, policy.metric());
+            policy.held += costs_get(&outcome.held, policy.metric());
             lines.push(Line { node: r.node, generation: policy.generation });
         }
         for path in &req.set.paths {
@@ -300,8 +318,17 @@ impl Tree {
                 done.hold.as_ref()
             }
         };
-        match hold.and_then(|h| h.reply.as_deref()) {
-            Some(first) => Ok(Some(ReserveOutcome { duplicate: true, ..first.clone() })),
+        match hold.and_then(|h| h.reply.as_deref().map(|first| (h, first))) {
+            Some((hold, first)) => {
+                // `held` is not stored: the hold's items are the reserved
+                // ones (a settled partial batch keeps their costs for this).
+                let held = match first.reserved {
+                    0 => Costs::new(),
+                    r if r == first.items => first.cost.clone(),
+                    _ => sum_costs(hold.items.iter().map(|i| &i.cost)),
+                };
+                Ok(Some(ReserveOutcome { duplicate: true, held, ..first.clone() }))
+            }
             None => Err(Error::State(format!("id '{id}' is already used by another reservation or charge"))),
         }
     }
@@ -347,8 +374,13 @@ impl Tree {
                         .count()
                 }
             };
-            if fits < items.len() && best.as_ref().is_none_or(|b| fits < b.fits) {
-                best = Some(Binding { policy: r, fits });
+            // Fewest items first; among equals, the least available (root
+            // first when that ties too).
+            let available = available(&policy);
+            if fits < items.len()
+                && best.as_ref().is_none_or(|b| fits < b.fits || (fits == b.fits && available < b.available))
+            {
+                best = Some(Binding { policy: r, fits, available });
             }
         }
         best
@@ -703,13 +735,17 @@ impl Tree {
         hold.lines = Vec::new();
         // A hold settled item by item (committed or released) is only asked
         // about again by repeats, answered from its outcomes: its paths and
-        // costs are not needed. An expired one keeps them for a late commit.
+        // costs are not needed. An expired one keeps them for a late commit,
+        // and a partly reserved batch its costs for a repeat's `held`.
         if !hold.items.iter().any(|i| i.state == ItemState::Expired) {
             hold.set.paths = Vec::new();
             hold.set.service = None;
             hold.set.model = None;
-            for item in &mut hold.items {
-                item.cost = Costs::new();
+            let partial = hold.reply.as_ref().is_some_and(|r| r.reserved < r.items);
+            if !partial {
+                for item in &mut hold.items {
+                    item.cost = Costs::new();
+                }
             }
         }
         self.remember(DoneEntry {
@@ -752,7 +788,15 @@ impl Tree {
             .copied()
             .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, p.metric()))))
             .collect();
-        let refused = failing.first().copied();
+        // The binding refusal: the least available (root first on ties).
+        let mut refused: Option<(PolicyRef, Decimal)> = None;
+        for &r in &failing {
+            let Some(left) = self.policy_at(r, now_ms).map(|p| available(&p)) else { continue };
+            if refused.is_none_or(|(_, least)| left < least) {
+                refused = Some((r, left));
+            }
+        }
+        let refused = refused.map(|(r, _)| r);
         // The checks are built for a full answer, or to explain a refusal.
         let checks = if req.brief && (refused.is_none() || !req.check) {
             Vec::new()

@@ -84,6 +84,12 @@ pub struct ReserveOutcome {
     pub fits: usize,
     pub reserved: usize,
     pub cost: Costs,
+    /// What this reservation holds: `cost` when every item is reserved, the
+    /// leading `reserved` items of an `UPTO` batch, nothing for `DRYRUN` or
+    /// a denial. Not stored with a remembered answer (the stored encoding
+    /// predates it): a repeat derives it again from the hold's items.
+    #[serde(skip)]
+    pub held: Costs,
     pub checks: Vec<Check>,
     pub denied_by: Vec<String>,
     pub message: String,
