@@ -961,10 +961,14 @@ end
 --       0 if not calendar)
 --   W.period_of(w, t) -> start, end   the calendar period [start, end) holding t
 --   W.rolling_span(w, now) -> start, end   the buckets a rolling window counts at
---       now (Policy::shown_period): ((cur-60 clamped at 0)*b, (cur+1)*b), cur = now//b
+--       now (Window::rolling_span): (first*b, (now//b + 1)*b), first =
+--       max(now - duration, 0)//b, the oldest bucket not expired
 --   W.shown_period(w, now, period_start, period_end) -> start, end | nil
 --       what replies show: nil for none, the given calendar period, rolling_span
---   W.expired_bucket(b, current) -> bucket b has left the window (b + 61 <= current)
+--   W.expired_bucket(w, b, now) -> usage in bucket b has dropped out at now: the
+--       whole bucket is older than the duration ((b + 1)*b_ms + duration <= now),
+--       so never early (sixty buckets of duration//60 may cover less than the
+--       duration) and at most one bucket late
 --   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>"
 --   W.decode(s) -> w, or nil if s is not an encode() result
 --   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
@@ -1202,12 +1206,11 @@ do
 
     function W.rolling_span(w, now)
         local b = W.bucket_ms(w)
-        local current = div(now, b)
-        local first = current - BUCKETS
-        if first < 0 then
-            first = 0
+        local since = now - w.ms
+        if since < 0 then
+            since = 0
         end
-        return first * b, (current + 1) * b
+        return div(since, b) * b, (div(now, b) + 1) * b
     end
 
     function W.shown_period(w, now, period_start, period_end)
@@ -1219,8 +1222,8 @@ do
         return nil
     end
 
-    function W.expired_bucket(b, current)
-        return b + BUCKETS + 1 <= current
+    function W.expired_bucket(w, b, now)
+        return (b + 1) * W.bucket_ms(w) + w.ms <= now
     end
 
     local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }
@@ -2419,7 +2422,6 @@ local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
 local HISTORY_LEN = 24
-local ROLLING_BUCKETS = 60
 
 local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
     string.format
@@ -3123,15 +3125,9 @@ local function shown_period(p, now)
     if W.is_calendar(w) then
         return p.ps, period_end(p)
     elseif W.is_rolling(w) then
-        local bucket = W.bucket_ms(w)
-        local current = math.floor(now / bucket)
-        return math.max(current - ROLLING_BUCKETS, 0) * bucket, (current + 1) * bucket
+        return W.rolling_span(w, now)
     end
     return nil, nil
-end
-
-local function expired_bucket(b, current)
-    return b + ROLLING_BUCKETS + 1 <= current
 end
 
 local function needs_roll(p, now)
@@ -3140,7 +3136,7 @@ local function needs_roll(p, now)
         return now >= period_end(p)
     elseif W.is_rolling(w) then
         local first = p.bk[1]
-        return first ~= nil and expired_bucket(first[1], math.floor(now / W.bucket_ms(w)))
+        return first ~= nil and W.expired_bucket(w, first[1], now)
     end
     return false
 end
@@ -3196,8 +3192,7 @@ end
 local function roll(p, now)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
-        local current = math.floor(now / W.bucket_ms(w))
-        while p.bk[1] and expired_bucket(p.bk[1][1], current) do
+        while p.bk[1] and W.expired_bucket(w, p.bk[1][1], now) do
             p.used = D.max(D.sub(p.used, p.bk[1][2]), D.ZERO)
             table.remove(p.bk, 1)
         end

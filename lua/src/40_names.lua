@@ -9,7 +9,6 @@ local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
 local HISTORY_LEN = 24
-local ROLLING_BUCKETS = 60
 
 local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
     string.format

@@ -625,7 +625,7 @@ fn costs_get_(c: &Costs) -> Decimal {
 mod windows {
     use super::*;
     use crate::engine::policy::{Closed, HISTORY_LEN, Policy};
-    use crate::engine::window::{DAY_MS, HOUR_MS, Unit, days_from_civil};
+    use crate::engine::window::{DAY_MS, HOUR_MS, ROLLING_BUCKETS_KEPT, Unit, days_from_civil};
 
     fn at(y: i64, m: i64, d: i64) -> u64 {
         (days_from_civil(y, m, d) * DAY_MS) as u64
@@ -761,6 +761,47 @@ mod windows {
             "newest buckets give back first"
         );
         assert!(p.buckets().len() <= 60);
+    }
+
+    /// Usage counts for at least the whole duration and drops out at most
+    /// one bucket later, for every duration: buckets are duration / 60
+    /// rounded down, so for 61 s or 100 s sixty of them cover less than the
+    /// window (issue 13, item 7).
+    #[test]
+    fn rolling_windows_never_drop_usage_early_whatever_their_duration() {
+        let mut durations: Vec<u64> = (60..=200).map(|s| s * 1000).collect();
+        durations.extend([60_001, 61_999, 119_999, 59 * 60_000, 61 * 60_000, 7 * 3_600_000, 25 * 3_600_000]);
+        durations.extend([13 * DAY_MS as u64, 400 * DAY_MS as u64, 400 * DAY_MS as u64 - 1]);
+        for duration_ms in durations {
+            let rolling = Window::Rolling { duration_ms };
+            let bucket = rolling.bucket_ms().unwrap();
+            for first in [0, 7, 12_345] {
+                for offset in [0, 1, bucket / 2, bucket - 1] {
+                    let t = first * bucket + offset;
+                    let mut p = Policy::new("p", windowed("100", rolling, None), 1, 0);
+                    p.add_used(d("1"), t).unwrap();
+                    let what = format!("rolling {duration_ms} ms, charged at {t}");
+                    // charged at t, counted at every time up to t + duration
+                    for now in [t, t + duration_ms / 2, t + duration_ms - 1, t + duration_ms] {
+                        assert_eq!(p.at(now).used, d("1"), "{what}: dropped early at {now}");
+                        let (start, end) = p.shown_period(now).unwrap();
+                        assert!(start <= t && t < end && now < end, "{what}: span {start}..{end} at {now}");
+                    }
+                    assert_eq!(p.at(t + duration_ms + bucket).used, d("0"), "{what}: kept past one bucket");
+                }
+            }
+            // A steady stream keeps at most ROLLING_BUCKETS_KEPT buckets,
+            // which is what a stored tree may hold.
+            let mut p = Policy::new("p", windowed("1000000", rolling, None), 1, 0);
+            let step = (bucket / 3).max(1);
+            let mut now = 0;
+            while now < 3 * duration_ms {
+                p.roll(now);
+                p.add_used(d("1"), now).unwrap();
+                assert!(p.buckets().len() as u64 <= ROLLING_BUCKETS_KEPT, "rolling {duration_ms} ms at {now}");
+                now += step;
+            }
+        }
     }
 
     #[test]
