@@ -2400,6 +2400,10 @@ do
         local pairs_ = {}
         local i = 2
         while args[i] ~= nil and not LIST_ENDS[supper(args[i])] do
+            -- usage_pairs: at most MAX_ITEM_METRICS (outcome.rs) names.
+            if #pairs_ == 128 then
+                fail("ERR limit: at most 128 usage names per item")
+            end
             local value = args[i + 1]
             if value == nil then
                 arity("quota.estimate", "a usage value")
@@ -2421,6 +2425,9 @@ local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
+-- Metrics per item and distinct metrics per request (outcome.rs).
+local MAX_ITEM_METRICS = 128
+local MAX_REQUEST_METRICS = 256
 local HISTORY_LEN = 24
 
 local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
@@ -2847,21 +2854,63 @@ end
 
 local plus = D.plus
 
-local function costs_add(costs, metric, amount)
+-- The positions of a costs list's metrics (Totals/Lookup in outcome.rs):
+-- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
+-- added or looked up would make its work grow with their square. Only worth
+-- building for a long list searched often: nil (scan) otherwise.
+local SCAN_LEN = 16
+
+local function costs_index(costs, lookups)
+    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+        return nil
+    end
+    local index = {}
     for i = 1, #costs do
-        if costs[i][1] == metric then
-            costs[i][2] = plus(costs[i][2], amount)
-            return
+        index[costs[i][1]] = i
+    end
+    return index
+end
+
+local function costs_get_at(costs, index, metric)
+    if index == nil then
+        return costs_get(costs, metric)
+    end
+    local i = index[metric]
+    if i then
+        return costs[i][2]
+    end
+    return D.ZERO
+end
+
+-- Sets `metric` to `amount`, appending it when it is new.
+local function costs_set_at(costs, index, metric, amount)
+    local i
+    if index == nil then
+        for k = 1, #costs do
+            if costs[k][1] == metric then
+                i = k
+                break
+            end
+        end
+    else
+        i = index[metric]
+    end
+    if i then
+        costs[i][2] = amount
+    else
+        costs[#costs + 1] = { metric, amount }
+        if index then
+            index[metric] = #costs
         end
     end
-    costs[#costs + 1] = { metric, amount }
 end
 
 local function sum_costs(list)
-    local total = {}
+    local total, index = {}, {}
     for _, costs in ipairs(list) do
         for i = 1, #costs do
-            costs_add(total, costs[i][1], costs[i][2])
+            local metric = costs[i][1]
+            costs_set_at(total, index, metric, plus(costs_get_at(total, index, metric), costs[i][2]))
         end
     end
     return total
@@ -3893,8 +3942,9 @@ local function check_usage(ctx, r, usage)
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get(node.spent, usage[i][1]), usage[i][2])
+            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -3920,14 +3970,15 @@ local function apply_usage(ctx, r, set, usage)
     observe(ctx, r.pols)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
-            local current = costs_get(node.spent, metric)
+            local current = costs_get_at(node.spent, at, metric)
             local ok, updated = pcall(D.add_floor_zero, current, delta)
             if not ok then
                 updated = current
             end
-            costs_add(node.spent, metric, D.sub(updated, current))
+            costs_set_at(node.spent, at, metric, updated)
         end
         touch(ctx, path)
     end
@@ -4447,11 +4498,14 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
-    local total = {}
+    local total, index = {}, {}
     for _, item in ipairs(req.items) do
         for i = 1, #item do
-            D.add(costs_get(total, item[i][1]), item[i][2])
-            costs_add(total, item[i][1], item[i][2])
+            local metric = item[i][1]
+            costs_set_at(total, index, metric, D.add(costs_get_at(total, index, metric), item[i][2]))
+            if #total > MAX_REQUEST_METRICS then
+                fail(sformat("ERR limit: at most %d distinct metrics per request", MAX_REQUEST_METRICS))
+            end
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
@@ -4578,14 +4632,17 @@ function HOLDS.commit(ctx, id, item, actual)
     end
     local over = apply_usage(ctx, r, set, actual)
     local released = {}
+    local actual_at, lapsed_at = costs_index(actual, #held), costs_index(lapsed, #held)
+    local reserved_at = costs_index(reserved, #actual)
     for _, pair in ipairs(held) do
         local m, amount = pair[1], pair[2]
-        local used_of_hold = D.max(D.sub(costs_get(actual, m), costs_get(lapsed, m)), D.ZERO)
+        local used_of_hold = D.max(D.sub(costs_get_at(actual, actual_at, m), costs_get_at(lapsed, lapsed_at, m)),
+            D.ZERO)
         released[#released + 1] = { m, D.max(D.sub(amount, used_of_hold), D.ZERO) }
     end
     local overage = {}
     for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get(reserved, pair[1]))
+        local extra = D.sub(pair[2], costs_get_at(reserved, reserved_at, pair[1]))
         if D.cmp(extra, D.ZERO) > 0 then
             overage[#overage + 1] = { pair[1], extra }
         end
@@ -5087,9 +5144,13 @@ end
 -- ----- requests ----------------------------------------------------------------
 
 -- `COST metric amount [metric amount ...]` after the COST keyword.
+-- At most MAX_ITEM_METRICS metrics, each once.
 function CMD.parse_cost(args, non_negative)
-    local cost = {}
+    local cost, seen = {}, {}
     while not args:at_list_end() do
+        if #cost == MAX_ITEM_METRICS then
+            fail(sformat("ERR limit: at most %d metrics per item", MAX_ITEM_METRICS))
+        end
         local metric = args:next_metric()
         local amount
         if non_negative then
@@ -5097,11 +5158,10 @@ function CMD.parse_cost(args, non_negative)
         else
             amount = args:next_amount("an amount")
         end
-        for i = 1, #cost do
-            if cost[i][1] == metric then
-                fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
-            end
+        if seen[metric] then
+            fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
         end
+        seen[metric] = true
         cost[#cost + 1] = { metric, amount }
     end
     if #cost == 0 then
@@ -5110,10 +5170,14 @@ function CMD.parse_cost(args, non_negative)
     return cost
 end
 
--- `name value [name value ...]` after a price key, up to the next keyword.
+-- `name value [name value ...]` after a price key, up to the next keyword:
+-- at most MAX_ITEM_METRICS names.
 function CMD.usage_pairs(args)
     local pairs_ = {}
     while not args:at_list_end() do
+        if #pairs_ == MAX_ITEM_METRICS then
+            fail(sformat("ERR limit: at most %d usage names per item", MAX_ITEM_METRICS))
+        end
         local name = args:next_str("a usage name")
         local value = args:next_str("a usage value")
         pairs_[#pairs_ + 1] = { name, value }

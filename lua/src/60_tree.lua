@@ -446,8 +446,9 @@ local function check_usage(ctx, r, usage)
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get(node.spent, usage[i][1]), usage[i][2])
+            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -473,14 +474,15 @@ local function apply_usage(ctx, r, set, usage)
     observe(ctx, r.pols)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
-            local current = costs_get(node.spent, metric)
+            local current = costs_get_at(node.spent, at, metric)
             local ok, updated = pcall(D.add_floor_zero, current, delta)
             if not ok then
                 updated = current
             end
-            costs_add(node.spent, metric, D.sub(updated, current))
+            costs_set_at(node.spent, at, metric, updated)
         end
         touch(ctx, path)
     end

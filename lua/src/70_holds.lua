@@ -366,11 +366,14 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
-    local total = {}
+    local total, index = {}, {}
     for _, item in ipairs(req.items) do
         for i = 1, #item do
-            D.add(costs_get(total, item[i][1]), item[i][2])
-            costs_add(total, item[i][1], item[i][2])
+            local metric = item[i][1]
+            costs_set_at(total, index, metric, D.add(costs_get_at(total, index, metric), item[i][2]))
+            if #total > MAX_REQUEST_METRICS then
+                fail(sformat("ERR limit: at most %d distinct metrics per request", MAX_REQUEST_METRICS))
+            end
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
@@ -497,14 +500,17 @@ function HOLDS.commit(ctx, id, item, actual)
     end
     local over = apply_usage(ctx, r, set, actual)
     local released = {}
+    local actual_at, lapsed_at = costs_index(actual, #held), costs_index(lapsed, #held)
+    local reserved_at = costs_index(reserved, #actual)
     for _, pair in ipairs(held) do
         local m, amount = pair[1], pair[2]
-        local used_of_hold = D.max(D.sub(costs_get(actual, m), costs_get(lapsed, m)), D.ZERO)
+        local used_of_hold = D.max(D.sub(costs_get_at(actual, actual_at, m), costs_get_at(lapsed, lapsed_at, m)),
+            D.ZERO)
         released[#released + 1] = { m, D.max(D.sub(amount, used_of_hold), D.ZERO) }
     end
     local overage = {}
     for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get(reserved, pair[1]))
+        local extra = D.sub(pair[2], costs_get_at(reserved, reserved_at, pair[1]))
         if D.cmp(extra, D.ZERO) > 0 then
             overage[#overage + 1] = { pair[1], extra }
         end

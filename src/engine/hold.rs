@@ -17,8 +17,8 @@ use super::error::{Error, Result};
 use super::events::{Event, EventKind};
 use super::names;
 use super::outcome::{
-    ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, ReleaseOutcome, ReserveOutcome, costs_add,
-    costs_get,
+    ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, MAX_ITEM_METRICS, MAX_REQUEST_METRICS,
+    ReleaseOutcome, ReserveOutcome, Totals, costs_get,
 };
 use super::policy::{Mode, Policy};
 use super::tree::{ChargeSet, Limits, NodeId, PolicyRef, Reach, Tree};
@@ -193,13 +193,7 @@ impl Tree {
         {
             return Ok(first);
         }
-        let mut total = Costs::with_capacity(req.items.first().map_or(0, Vec::len));
-        for item in &req.items {
-            for (metric, value) in item {
-                amount::add(costs_get(&total, metric), *value)?;
-                costs_add(&mut total, metric, *value);
-            }
-        }
+        let total = request_total(&req.items)?;
         let reach = self.reach(&req.set, &total);
         let n = req.items.len();
         let binding = self.binding(&reach, &req.items, now_ms);
@@ -523,6 +517,9 @@ impl Tree {
         let (held, lapsed): (Vec<usize>, Vec<usize>) =
             indices.iter().partition(|&&i| hold.items[i].state == ItemState::Held);
         let (held, lapsed) = (hold.cost_of(&held), hold.cost_of(&lapsed));
+        if let Some(actual) = &actual {
+            check_item_metrics(actual)?;
+        }
         let actual = actual.unwrap_or_else(|| reserved.clone());
         let expired = !lapsed.is_empty();
         let set = hold.set.clone();
@@ -538,14 +535,18 @@ impl Tree {
         // The actual amount uses up the reservation of expired items first
         // (already given back at expiry); what is left of the live hold is
         // released.
+        let actual = Totals::of(actual, held.len());
+        let lapsed = Totals::of(lapsed, held.len());
         let mut released = Costs::new();
         for (metric, amount) in &held {
-            let used_of_hold = (costs_get(&actual, metric) - costs_get(&lapsed, metric)).max(Decimal::ZERO);
+            let used_of_hold = (actual.get(metric) - lapsed.get(metric)).max(Decimal::ZERO);
             released.push((metric.clone(), (*amount - used_of_hold).max(Decimal::ZERO)));
         }
+        let actual = actual.into_costs();
+        let reserved = Totals::of(reserved, actual.len());
         let mut overage = Costs::new();
         for (metric, charged) in &actual {
-            let extra = *charged - costs_get(&reserved, metric);
+            let extra = *charged - reserved.get(metric);
             if extra > Decimal::ZERO {
                 overage.push((metric.clone(), extra));
             }
@@ -780,6 +781,7 @@ impl Tree {
                 None => {}
             }
         }
+        check_item_metrics(&req.cost)?;
         let reach = self.reach(&req.set, &req.cost);
         // The policies that refuse this charge, each judged once.
         let failing: Vec<PolicyRef> = reach
@@ -891,13 +893,39 @@ fn hex_id(now_ms: u64, seq: u64) -> String {
 
 /// The total of some costs, per metric.
 fn sum_costs<'a>(items: impl IntoIterator<Item = &'a Costs>) -> Costs {
-    let mut total = Costs::new();
+    let mut total = Totals::new();
     for item in items {
         for (metric, value) in item {
-            costs_add(&mut total, metric, *value);
+            total.add(metric, *value);
         }
     }
-    total
+    total.into_costs()
+}
+
+/// Refuses an item with more than [`MAX_ITEM_METRICS`] metrics.
+fn check_item_metrics(item: &Costs) -> Result<()> {
+    if item.len() > MAX_ITEM_METRICS {
+        return Err(Error::Limit(format!("at most {MAX_ITEM_METRICS} metrics per item")));
+    }
+    Ok(())
+}
+
+/// The total of a request's items, per metric, within the bounds: at most
+/// [`MAX_ITEM_METRICS`] metrics per item and [`MAX_REQUEST_METRICS`] in
+/// all, every total within 10^18.
+fn request_total(items: &[Costs]) -> Result<Costs> {
+    let mut total = Totals::new();
+    for item in items {
+        check_item_metrics(item)?;
+        for (metric, value) in item {
+            let sum = amount::add(total.get(metric), *value)?;
+            total.set(metric, sum);
+            if total.len() > MAX_REQUEST_METRICS {
+                return Err(Error::Limit(format!("at most {MAX_REQUEST_METRICS} distinct metrics per request")));
+            }
+        }
+    }
+    Ok(total.into_costs())
 }
 
 /// `30 credits, 1 requests`.

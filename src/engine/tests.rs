@@ -322,6 +322,76 @@ fn bounds_refuse_with_limit_and_change_nothing() {
     t.check_invariants().unwrap();
 }
 
+/// `n` metrics `m0` … as a cost of 1 each, from `from` to `to`.
+fn metric_costs(from: usize, to: usize) -> Costs {
+    (from..to).map(|i| (format!("m{i}"), d("1"))).collect()
+}
+
+#[test]
+fn metrics_per_item_and_per_request_are_bounded_and_change_nothing() {
+    use outcome::{MAX_ITEM_METRICS, MAX_REQUEST_METRICS};
+    let l = Limits::default();
+    let mut t = Tree::new();
+    t.set_policy("", "c", spec("m0", "1000000", Mode::Strict), 0, &l).unwrap();
+    let at_bound = |from: usize| metric_costs(from, from + MAX_ITEM_METRICS);
+    let reserve = |items: Vec<Costs>| ReserveRequest { items, ..reserve_req(&["a"], &[]) };
+    // Exactly at both bounds: two items of 128 metrics, 256 in all.
+    let half = MAX_REQUEST_METRICS / 2;
+    assert_eq!(half, MAX_ITEM_METRICS);
+    let r = t.reserve(reserve(vec![at_bound(0), at_bound(half)]), 0, &l).unwrap();
+    assert_eq!((r.reserved, r.cost.len()), (2, MAX_REQUEST_METRICS));
+    let id = r.id.unwrap();
+    let before = crate::persist::encode(&t);
+    // One over: an item of 129 metrics, a request of 257.
+    let over_item = metric_costs(0, MAX_ITEM_METRICS + 1);
+    let over_request = vec![at_bound(0), at_bound(half), metric_costs(2 * half, 2 * half + 1)];
+    for result in [
+        t.reserve(reserve(vec![over_item.clone()]), 0, &l).map(|_| ()),
+        t.reserve(reserve(over_request), 0, &l).map(|_| ()),
+        t.charge(ChargeRequest { cost: over_item.clone(), ..charge_req(&["a"], &[], false) }, 0, &l).map(|_| ()),
+        t.commit(&id, None, Some(over_item), 0, &l).map(|_| ()),
+    ] {
+        assert!(matches!(result, Err(Error::Limit(_))), "{result:?}");
+    }
+    assert_eq!(crate::persist::encode(&t), before, "a refused request changes nothing");
+    t.commit(&id, None, Some(at_bound(0)), 0, &l).unwrap();
+    t.charge(ChargeRequest { cost: at_bound(half), ..charge_req(&["a"], &[], false) }, 0, &l).unwrap();
+    assert_eq!(t.get("a", 0).unwrap().spent.len(), MAX_REQUEST_METRICS);
+    t.check_invariants().unwrap();
+}
+
+/// The work of a request grows with its metrics, not with their square:
+/// counted as metric names compared (every search by metric counts), four
+/// times the metrics cost about four times the work (issue 13, item 3).
+#[test]
+fn the_work_of_a_request_is_linear_in_its_metrics() {
+    let work = |n: usize| -> u64 {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        let last = format!("m{}", n - 1);
+        t.set_policy("", "c", spec(&last, "1000000", Mode::Strict), 0, &l).unwrap();
+        t.set_policy("a", "c", spec("m0", "1000000", Mode::Block), 0, &l).unwrap();
+        let half = n / 2;
+        outcome::COMPARISONS.with(|c| c.set(0));
+        let items = vec![metric_costs(0, half), metric_costs(half, n), metric_costs(0, half)];
+        for batch in [BatchMode::DryRun, BatchMode::Upto, BatchMode::All] {
+            let req = ReserveRequest { items: items.clone(), batch, ..reserve_req(&["a/b"], &[]) };
+            let r = t.reserve(req, 0, &l).unwrap();
+            assert_eq!(r.cost.len(), n);
+            if let Some(id) = r.id {
+                t.commit(&id, None, Some(metric_costs(0, half)), 0, &l).unwrap();
+            }
+        }
+        for _ in 0..2 {
+            t.charge(ChargeRequest { cost: metric_costs(half, n), ..charge_req(&["a/c"], &[], true) }, 0, &l).unwrap();
+        }
+        t.charge(ChargeRequest { cost: metric_costs(0, half), ..charge_req(&["a/b"], &[], false) }, 0, &l).unwrap();
+        outcome::COMPARISONS.with(|c| c.get())
+    };
+    let (small, large) = (work(64), work(256));
+    assert!(large <= 5 * small, "64 metrics: {small} comparisons, 256 metrics: {large}");
+}
+
 #[test]
 fn delpath_refuses_while_held_and_removes_the_subtree() {
     let l = Limits::default();
