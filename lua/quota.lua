@@ -4191,15 +4191,16 @@ local function release_lines(ctx, hold, indices)
         paths[#paths + 1] = line.path
     end
     load_nodes(ctx, paths)
+    -- What the items hold per metric, summed once: a line reads its metric
+    -- there instead of in every item.
+    local released = cost_of(hold, indices)
+    local at = costs_index(released, #hold.lines)
     for _, line in ipairs(hold.lines) do
         local node = ctx.nodes[line.path]
         if node then
             for _, p in ipairs(node.pols) do
                 if p.gen == line.gen then
-                    local amount = D.ZERO
-                    for _, i in ipairs(indices) do
-                        amount = plus(amount, costs_get(hold.items[i].cost, p.metric))
-                    end
+                    local amount = costs_get_at(released, at, p.metric)
                     p.held = D.max(D.sub(p.held, amount), D.ZERO)
                     touch(ctx, line.path)
                     break
@@ -4367,31 +4368,51 @@ end
 function HOLDS.binding_of(ctx, r, items)
     local best = nil
     local n = #items
+    -- For each metric, the items that take some of it with the running
+    -- total of what they take (columns_of in hold.rs): a policy finds where
+    -- its room runs out by binary search.
+    local columns = {}
+    for i = 1, n do
+        local item = items[i]
+        for k = 1, #item do
+            local amount = item[k][2]
+            if D.cmp(amount, D.ZERO) > 0 then
+                local col = columns[item[k][1]]
+                if not col then
+                    col = { at = {}, total = {} }
+                    columns[item[k][1]] = col
+                end
+                local m = #col.at
+                col.at[m + 1] = i
+                col.total[m + 1] = m > 0 and plus(col.total[m], amount) or amount
+            end
+        end
+    end
+    local none = { at = {}, total = {} }
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
-        local metric = p.metric
-        local fits = 0
-        if p.mode == "open" then
-            fits = n
-        elseif p.mode == "block" then
-            if D.cmp(p.used, allowance(p)) < 0 then
-                fits = n
-            else
-                while fits < n and D.cmp(costs_get(items[fits + 1], metric), D.ZERO) <= 0 do
-                    fits = fits + 1
+        local col = columns[p.metric] or none
+        -- fits_in_column: the items before the first that takes some of the
+        -- metric (block at its limit), or before the first whose running
+        -- total exceeds the room (strict).
+        local fits = n
+        if p.mode == "block" then
+            if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+                fits = col.at[1] - 1
+            end
+        elseif p.mode ~= "open" then
+            local room = remaining(p)
+            local lo, hi = 1, #col.at + 1
+            while lo < hi do
+                local mid = math.floor((lo + hi) / 2)
+                if D.cmp(col.total[mid], room) <= 0 then
+                    lo = mid + 1
+                else
+                    hi = mid
                 end
             end
-        else
-            local lvl, allow = plus(p.used, p.held), allowance(p)
-            while fits < n do
-                local c = costs_get(items[fits + 1], metric)
-                if D.cmp(c, D.ZERO) > 0 then
-                    lvl = plus(lvl, c)
-                    if D.cmp(lvl, allow) > 0 then
-                        break
-                    end
-                end
-                fits = fits + 1
+            if col.at[lo] then
+                fits = col.at[lo] - 1
             end
         end
         if fits < n then
