@@ -359,10 +359,11 @@ impl Tree {
             };
             // Fewest items first; among equals, the least available (root
             // first when that ties too).
+            if fits == n {
+                continue;
+            }
             let available = available(&policy);
-            if fits < items.len()
-                && best.as_ref().is_none_or(|b| fits < b.fits || (fits == b.fits && available < b.available))
-            {
+            if best.as_ref().is_none_or(|b| fits < b.fits || (fits == b.fits && available < b.available)) {
                 best = Some(Binding { policy: r, fits, available });
             }
         }
@@ -922,24 +923,27 @@ fn fits_in_column(policy: &Policy, n: usize, column: &[(usize, Decimal)]) -> usi
 
 /// [`fits_in_column`] for a few items, read directly.
 fn fits_by_scan(policy: &Policy, items: &[Costs], metric: &str) -> usize {
-    let block_full = policy.used >= policy.allowance();
-    let room = policy.remaining();
-    let mut total = Decimal::ZERO;
-    for (i, item) in items.iter().enumerate() {
-        let c = costs_get(item, metric);
-        if c <= Decimal::ZERO {
-            continue;
-        }
-        total += c;
-        match policy.mode {
-            Mode::Open => break,
-            Mode::Block if block_full => return i,
-            Mode::Block => break,
-            Mode::Strict if total > room => return i,
-            Mode::Strict => {}
+    let taking = |i: usize| costs_get(&items[i], metric) > Decimal::ZERO;
+    match policy.mode {
+        Mode::Open => items.len(),
+        Mode::Block if policy.used < policy.allowance() => items.len(),
+        Mode::Block => (0..items.len()).find(|&i| taking(i)).unwrap_or(items.len()),
+        Mode::Strict => {
+            // used + held + the running total against the allowance: the
+            // same comparison as the room, without computing it.
+            let (allowance, mut level) = (policy.allowance(), policy.used + policy.held);
+            for (i, item) in items.iter().enumerate() {
+                let c = costs_get(item, metric);
+                if c > Decimal::ZERO {
+                    level += c;
+                    if level > allowance {
+                        return i;
+                    }
+                }
+            }
+            items.len()
         }
     }
-    items.len()
 }
 
 /// The total of some costs, per metric.
