@@ -984,10 +984,14 @@ end
 --       0 if not calendar)
 --   W.period_of(w, t) -> start, end   the calendar period [start, end) holding t
 --   W.rolling_span(w, now) -> start, end   the buckets a rolling window counts at
---       now (Policy::shown_period): ((cur-60 clamped at 0)*b, (cur+1)*b), cur = now//b
+--       now (Window::rolling_span): (first*b, (now//b + 1)*b), first =
+--       max(now - duration, 0)//b, the oldest bucket not expired
 --   W.shown_period(w, now, period_start, period_end) -> start, end | nil
 --       what replies show: nil for none, the given calendar period, rolling_span
---   W.expired_bucket(b, current) -> bucket b has left the window (b + 61 <= current)
+--   W.expired_bucket(w, b, now) -> usage in bucket b has dropped out at now: the
+--       whole bucket is older than the duration ((b + 1)*b_ms + duration <= now),
+--       so never early (sixty buckets of duration//60 may cover less than the
+--       duration) and at most one bucket late
 --   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>"
 --   W.decode(s) -> w, or nil if s is not an encode() result
 --   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
@@ -1225,12 +1229,11 @@ do
 
     function W.rolling_span(w, now)
         local b = W.bucket_ms(w)
-        local current = div(now, b)
-        local first = current - BUCKETS
-        if first < 0 then
-            first = 0
+        local since = now - w.ms
+        if since < 0 then
+            since = 0
         end
-        return first * b, (current + 1) * b
+        return div(since, b) * b, (div(now, b) + 1) * b
     end
 
     function W.shown_period(w, now, period_start, period_end)
@@ -1242,8 +1245,8 @@ do
         return nil
     end
 
-    function W.expired_bucket(b, current)
-        return b + BUCKETS + 1 <= current
+    function W.expired_bucket(w, b, now)
+        return (b + 1) * W.bucket_ms(w) + w.ms <= now
     end
 
     local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }
@@ -2443,6 +2446,10 @@ do
         local pairs_ = {}
         local i = 2
         while args[i] ~= nil and not LIST_ENDS[supper(args[i])] do
+            -- usage_pairs: at most MAX_ITEM_METRICS (outcome.rs) names.
+            if #pairs_ == 128 then
+                fail("ERR limit: at most 128 usage names per item")
+            end
             local value = args[i + 1]
             if value == nil then
                 arity("quota.estimate", "a usage value")
@@ -2464,8 +2471,10 @@ local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
+-- Metrics per item and distinct metrics per request (outcome.rs).
+local MAX_ITEM_METRICS = 128
+local MAX_REQUEST_METRICS = 256
 local HISTORY_LEN = 24
-local ROLLING_BUCKETS = 60
 
 local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
     string.format
@@ -2900,21 +2909,63 @@ end
 
 local plus = D.plus
 
-local function costs_add(costs, metric, amount)
+-- The positions of a costs list's metrics (Totals/Lookup in outcome.rs):
+-- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
+-- added or looked up would make its work grow with their square. Only worth
+-- building for a long list searched often: nil (scan) otherwise.
+local SCAN_LEN = 16
+
+local function costs_index(costs, lookups)
+    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+        return nil
+    end
+    local index = {}
     for i = 1, #costs do
-        if costs[i][1] == metric then
-            costs[i][2] = plus(costs[i][2], amount)
-            return
+        index[costs[i][1]] = i
+    end
+    return index
+end
+
+local function costs_get_at(costs, index, metric)
+    if index == nil then
+        return costs_get(costs, metric)
+    end
+    local i = index[metric]
+    if i then
+        return costs[i][2]
+    end
+    return D.ZERO
+end
+
+-- Sets `metric` to `amount`, appending it when it is new.
+local function costs_set_at(costs, index, metric, amount)
+    local i
+    if index == nil then
+        for k = 1, #costs do
+            if costs[k][1] == metric then
+                i = k
+                break
+            end
+        end
+    else
+        i = index[metric]
+    end
+    if i then
+        costs[i][2] = amount
+    else
+        costs[#costs + 1] = { metric, amount }
+        if index then
+            index[metric] = #costs
         end
     end
-    costs[#costs + 1] = { metric, amount }
 end
 
 local function sum_costs(list)
-    local total = {}
+    local total, index = {}, {}
     for _, costs in ipairs(list) do
         for i = 1, #costs do
-            costs_add(total, costs[i][1], costs[i][2])
+            local metric = costs[i][1]
+            costs_set_at(total, index, metric, plus(costs_get_at(total, index, metric), costs[i][2]))
         end
     end
     return total
@@ -3178,15 +3229,9 @@ local function shown_period(p, now)
     if W.is_calendar(w) then
         return p.ps, period_end(p)
     elseif W.is_rolling(w) then
-        local bucket = W.bucket_ms(w)
-        local current = math.floor(now / bucket)
-        return math.max(current - ROLLING_BUCKETS, 0) * bucket, (current + 1) * bucket
+        return W.rolling_span(w, now)
     end
     return nil, nil
-end
-
-local function expired_bucket(b, current)
-    return b + ROLLING_BUCKETS + 1 <= current
 end
 
 local function needs_roll(p, now)
@@ -3195,7 +3240,7 @@ local function needs_roll(p, now)
         return now >= period_end(p)
     elseif W.is_rolling(w) then
         local first = p.bk[1]
-        return first ~= nil and expired_bucket(first[1], math.floor(now / W.bucket_ms(w)))
+        return first ~= nil and W.expired_bucket(w, first[1], now)
     end
     return false
 end
@@ -3251,8 +3296,7 @@ end
 local function roll(p, now)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
-        local current = math.floor(now / W.bucket_ms(w))
-        while p.bk[1] and expired_bucket(p.bk[1][1], current) do
+        while p.bk[1] and W.expired_bucket(w, p.bk[1][1], now) do
             p.used = D.max(D.sub(p.used, p.bk[1][2]), D.ZERO)
             table.remove(p.bk, 1)
         end
@@ -3975,8 +4019,9 @@ local function check_usage(ctx, r, set, usage)
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get(node.spent, usage[i][1]), usage[i][2])
+            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -4003,11 +4048,11 @@ local function apply_usage(ctx, r, set, usage)
     observe(ctx, r.pols)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
-            local current = costs_get(node.spent, metric)
-            local updated = D.add_saturating(current, delta)
-            costs_add(node.spent, metric, D.sub(updated, current))
+            local current = costs_get_at(node.spent, at, metric)
+            costs_set_at(node.spent, at, metric, D.add_saturating(current, delta))
         end
         touch(ctx, path)
     end
@@ -4220,15 +4265,16 @@ local function release_lines(ctx, hold, indices)
         paths[#paths + 1] = line.path
     end
     load_nodes(ctx, paths)
+    -- What the items hold per metric, summed once: a line reads its metric
+    -- there instead of in every item.
+    local released = cost_of(hold, indices)
+    local at = costs_index(released, #hold.lines)
     for _, line in ipairs(hold.lines) do
         local node = ctx.nodes[line.path]
         if node then
             for _, p in ipairs(node.pols) do
                 if p.gen == line.gen then
-                    local amount = D.ZERO
-                    for _, i in ipairs(indices) do
-                        amount = plus(amount, costs_get(hold.items[i].cost, p.metric))
-                    end
+                    local amount = costs_get_at(released, at, p.metric)
                     p.held = D.max(D.sub(p.held, amount), D.ZERO)
                     touch(ctx, line.path)
                     break
@@ -4268,8 +4314,11 @@ local function finish(ctx, id, now)
     end
     if not any_expired then
         hold.paths, hold.service, hold.model = {}, nil, nil
-        for _, item in ipairs(hold.items) do
-            item.cost = {}
+        -- A partly reserved batch keeps its costs for a repeat's `held`.
+        if not (hold.reply and hold.reply.reserved < hold.reply.items) then
+            for _, item in ipairs(hold.items) do
+                item.cost = {}
+            end
         end
     end
     remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
@@ -4378,40 +4427,73 @@ function HOLDS.generate_id(ctx)
     end
 end
 
+-- What a refusing policy has left (Tree's `available` in hold.rs): the
+-- remaining allowance of a strict policy (never below zero), nothing for a
+-- block policy. Of the policies that refuse, the least available binds.
+function HOLDS.available(p)
+    if p.mode == "block" then
+        return D.ZERO
+    end
+    return D.max(remaining(p), D.ZERO)
+end
+
 -- The policy that admits the fewest leading items, when one admits fewer
--- than all.
+-- than all; among equals the least available (root first when that ties).
 function HOLDS.binding_of(ctx, r, items)
     local best = nil
     local n = #items
-    for _, ref in ipairs(r.pols) do
-        local p = policy_now(ctx, ref)
-        local metric = p.metric
-        local fits = 0
-        if p.mode == "open" then
-            fits = n
-        elseif p.mode == "block" then
-            if D.cmp(p.used, allowance(p)) < 0 then
-                fits = n
-            else
-                while fits < n and D.cmp(costs_get(items[fits + 1], metric), D.ZERO) <= 0 do
-                    fits = fits + 1
+    -- For each metric, the items that take some of it with the running
+    -- total of what they take (columns_of in hold.rs): a policy finds where
+    -- its room runs out by binary search.
+    local columns = {}
+    for i = 1, n do
+        local item = items[i]
+        for k = 1, #item do
+            local amount = item[k][2]
+            if D.cmp(amount, D.ZERO) > 0 then
+                local col = columns[item[k][1]]
+                if not col then
+                    col = { at = {}, total = {} }
+                    columns[item[k][1]] = col
                 end
-            end
-        else
-            local lvl, allow = plus(p.used, p.held), allowance(p)
-            while fits < n do
-                local c = costs_get(items[fits + 1], metric)
-                if D.cmp(c, D.ZERO) > 0 then
-                    lvl = plus(lvl, c)
-                    if D.cmp(lvl, allow) > 0 then
-                        break
-                    end
-                end
-                fits = fits + 1
+                local m = #col.at
+                col.at[m + 1] = i
+                col.total[m + 1] = m > 0 and plus(col.total[m], amount) or amount
             end
         end
-        if fits < n and (best == nil or fits < best.fits) then
-            best = { ref = ref, fits = fits }
+    end
+    local none = { at = {}, total = {} }
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        local col = columns[p.metric] or none
+        -- fits_in_column: the items before the first that takes some of the
+        -- metric (block at its limit), or before the first whose running
+        -- total exceeds the room (strict).
+        local fits = n
+        if p.mode == "block" then
+            if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+                fits = col.at[1] - 1
+            end
+        elseif p.mode ~= "open" then
+            local room = remaining(p)
+            local lo, hi = 1, #col.at + 1
+            while lo < hi do
+                local mid = math.floor((lo + hi) / 2)
+                if D.cmp(col.total[mid], room) <= 0 then
+                    lo = mid + 1
+                else
+                    hi = mid
+                end
+            end
+            if col.at[lo] then
+                fits = col.at[lo] - 1
+            end
+        end
+        if fits < n then
+            local left = HOLDS.available(p)
+            if best == nil or fits < best.fits or (fits == best.fits and D.cmp(left, best.available) < 0) then
+                best = { ref = ref, fits = fits, available = left }
+            end
         end
     end
     return best
@@ -4471,7 +4553,20 @@ function HOLDS.repeated_reserve(ctx, id)
         hold = entry.hold
     end
     if hold and hold.reply then
-        return HOLDS.copy_outcome(hold.reply, { duplicate = true })
+        -- `held` is not stored (like the module's remembered answers): the
+        -- hold's items are the reserved ones (a settled partial batch keeps
+        -- their costs for this).
+        local first, held = hold.reply, {}
+        if first.reserved == first.items then
+            held = first.cost
+        elseif first.reserved > 0 then
+            local costs = {}
+            for i, item in ipairs(hold.items) do
+                costs[i] = item.cost
+            end
+            held = costs_pack(sum_costs(costs))
+        end
+        return HOLDS.copy_outcome(first, { duplicate = true, held = held })
     end
     fail(sformat("ERR id '%s' is already used by another reservation or charge", id))
 end
@@ -4498,11 +4593,14 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
-    local total = {}
+    local total, index = {}, {}
     for _, item in ipairs(req.items) do
         for i = 1, #item do
-            D.add(costs_get(total, item[i][1]), item[i][2])
-            costs_add(total, item[i][1], item[i][2])
+            local metric = item[i][1]
+            costs_set_at(total, index, metric, D.add(costs_get_at(total, index, metric), item[i][2]))
+            if #total > MAX_REQUEST_METRICS then
+                fail(sformat("ERR limit: at most %d distinct metrics per request", MAX_REQUEST_METRICS))
+            end
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
@@ -4524,17 +4622,19 @@ function HOLDS.reserve(ctx, req)
         checks = checks_of(ctx, r, requested)
         denied = HOLDS.labels_failing(checks)
     end
+    local held = {}
+    if reserved == n then
+        held = total
+    elseif reserved > 0 then
+        held = sum_costs({ unpack(req.items, 1, reserved) })
+    end
     local outcome = {
         allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
-        cost = costs_pack(total), checks = checks, denied = denied,
+        cost = costs_pack(total), held = costs_pack(held), checks = checks, denied = denied,
         message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
     }
     if reserved == 0 then
         return outcome
-    end
-    local held = total
-    if reserved < n then
-        held = sum_costs({ unpack(req.items, 1, reserved) })
     end
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
@@ -4569,6 +4669,9 @@ function HOLDS.reserve(ctx, req)
         id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
         expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
     }
+    if hold.reply then
+        hold.reply.held = nil
+    end
     ctx.holds[id] = hold
     ctx.hold_dirty[id] = true
     ctx.hold_deleted[id] = nil
@@ -4626,13 +4729,14 @@ function HOLDS.commit(ctx, id, item, actual)
     -- released, what goes beyond it (all that expired items charge) is
     -- overage.
     local released = {}
+    local actual_at, held_at = costs_index(actual, #held), costs_index(held, #actual)
     for _, pair in ipairs(held) do
         local m, amount = pair[1], pair[2]
-        released[#released + 1] = { m, D.max(D.sub(amount, costs_get(actual, m)), D.ZERO) }
+        released[#released + 1] = { m, D.max(D.sub(amount, costs_get_at(actual, actual_at, m)), D.ZERO) }
     end
     local overage = {}
     for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get(held, pair[1]))
+        local extra = D.sub(pair[2], costs_get_at(held, held_at, pair[1]))
         if D.cmp(extra, D.ZERO) > 0 then
             overage[#overage + 1] = { pair[1], extra }
         end
@@ -4732,13 +4836,18 @@ function HOLDS.charge(ctx, req)
     end
     local r = reach(ctx, req.set, metrics_of(req.cost))
     local failing = {}
+    -- The binding refusal: the least available (root first on ties).
+    local refused, least = nil, nil
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if not passes(p, costs_get(req.cost, p.metric)) then
             failing[#failing + 1] = ref
+            local left = HOLDS.available(p)
+            if refused == nil or D.cmp(left, least) < 0 then
+                refused, least = ref, left
+            end
         end
     end
-    local refused = failing[1]
     local checks = {}
     if not (req.brief and (refused == nil or not req.check)) then
         checks = checks_of(ctx, r, req.cost)
@@ -5248,9 +5357,13 @@ end
 -- ----- requests ----------------------------------------------------------------
 
 -- `COST metric amount [metric amount ...]` after the COST keyword.
+-- At most MAX_ITEM_METRICS metrics, each once.
 function CMD.parse_cost(args, non_negative)
-    local cost = {}
+    local cost, seen = {}, {}
     while not args:at_list_end() do
+        if #cost == MAX_ITEM_METRICS then
+            fail(sformat("ERR limit: at most %d metrics per item", MAX_ITEM_METRICS))
+        end
         local metric = args:next_metric()
         local amount
         if non_negative then
@@ -5258,11 +5371,10 @@ function CMD.parse_cost(args, non_negative)
         else
             amount = args:next_amount("an amount")
         end
-        for i = 1, #cost do
-            if cost[i][1] == metric then
-                fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
-            end
+        if seen[metric] then
+            fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
         end
+        seen[metric] = true
         cost[#cost + 1] = { metric, amount }
     end
     if #cost == 0 then
@@ -5271,10 +5383,14 @@ function CMD.parse_cost(args, non_negative)
     return cost
 end
 
--- `name value [name value ...]` after a price key, up to the next keyword.
+-- `name value [name value ...]` after a price key, up to the next keyword:
+-- at most MAX_ITEM_METRICS names.
 function CMD.usage_pairs(args)
     local pairs_ = {}
     while not args:at_list_end() do
+        if #pairs_ == MAX_ITEM_METRICS then
+            fail(sformat("ERR limit: at most %d usage names per item", MAX_ITEM_METRICS))
+        end
         local name = args:next_str("a usage name")
         local value = args:next_str("a usage value")
         pairs_[#pairs_ + 1] = { name, value }
@@ -5387,7 +5503,7 @@ end
 
 function CMD.reserve_reply(o, brief)
     local f = M("allowed", flag(o.allowed), "id", o.id or false, "expires_at", o.expires, "items", o.items,
-        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost))
+        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost), "held", costs_reply(o.held))
     if not (brief and o.allowed) then
         f[#f + 1] = "checks"
         f[#f + 1] = CMD.checks_reply(o.checks)

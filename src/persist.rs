@@ -30,7 +30,7 @@ use crate::engine::outcome::Costs;
 use crate::engine::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
 use crate::engine::pricing::{self, Price, PriceBook};
 use crate::engine::tree::{Node, NodeId, Tree};
-use crate::engine::window::{ROLLING_BUCKETS, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
+use crate::engine::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
 use rust_decimal::Decimal;
 
 /// Version 1: the first encoding.
@@ -432,7 +432,7 @@ fn validate_node(nodes: &[Option<NodeV1>], next_generation: u64, index: usize, n
             Some(_) => {
                 let ordered = policy.buckets.iter().zip(policy.buckets.iter().skip(1)).all(|(a, b)| a.0 < b.0);
                 let sum: Decimal = policy.buckets.iter().map(|(_, a)| *a).sum();
-                if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS + 1 || sum != policy.used {
+                if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS_KEPT || sum != policy.used {
                     return bad("rolling buckets disagree with usage");
                 }
             }

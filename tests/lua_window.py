@@ -71,6 +71,16 @@ OPS.period = function(args)
     return out
 end
 
+-- expired duration b now b now ...: per pair 1 when usage in bucket b has dropped out at now
+OPS.expired = function(args)
+    local w = W.parse("rolling", nil, args[2])
+    local out = {}
+    for i = 3, #args, 2 do
+        out[#out + 1] = W.expired_bucket(w, tonumber(args[i]), tonumber(args[i + 1])) and 1 or 0
+    end
+    return out
+end
+
 -- set arg...: the WINDOW/ANCHOR part of QUOTA.SET's keyword loop
 OPS.set = function(args)
     local name, anchor, duration
@@ -310,6 +320,51 @@ def test_pure(r, raw):
         check(call(r, "decode", s) == want, f"decode({s!r}) = {call(r, 'decode', s)}")
 
 
+# ------------------------------------------------- the rolling-window reference
+# A bucket is duration // 60 ms (at least 1). Usage in bucket b drops out
+# once the whole bucket is older than the duration: (b + 1) * bucket +
+# duration <= now. A window shows the span of the buckets that count.
+
+def ref_bucket(duration_ms):
+    return max(duration_ms // 60, 1)
+
+
+def ref_expired(duration_ms, b, now):
+    return (b + 1) * ref_bucket(duration_ms) + duration_ms <= now
+
+
+def ref_span(duration_ms, now):
+    bucket = ref_bucket(duration_ms)
+    return max(now - duration_ms, 0) // bucket * bucket, (now // bucket + 1) * bucket
+
+
+def test_rolling(r, rng):
+    """W.expired_bucket against the reference, and the reference against
+    the rule itself: usage charged at t counts at every time up to t +
+    duration and has dropped out by t + duration + one bucket."""
+    cases = 0
+    durations = [f"{s}s" for s in range(60, 181)] + ["59m", "61m", "7h", "25h", "13d", "400d"]
+    for text in durations:
+        ms = call(r, "dur", text)[0]
+        bucket = ref_bucket(ms)
+        pairs = []
+        for t in [0, 1, bucket - 1, bucket, 7 * bucket + bucket // 2] + [rng.randint(0, 2 ** 42) for _ in range(4)]:
+            b = t // bucket
+            for now in [t, t + ms // 2, t + ms - 1, t + ms, t + ms + 1, t + ms + bucket - 1, t + ms + bucket]:
+                want = ref_expired(ms, b, now)
+                check(want == (now >= (b + 1) * bucket + ms), f"reference rule {text} {b} {now}")
+                if now <= t + ms:
+                    check(not want, f"rolling {text}: usage charged at {t} drops out early at {now}")
+                if now >= t + ms + bucket:
+                    check(want, f"rolling {text}: usage charged at {t} still counts at {now}")
+                pairs.append((b, now, want))
+        got = call(r, "expired", text, *[x for b, now, _ in pairs for x in (b, now)])
+        for (b, now, want), g in zip(pairs, got):
+            cases += 1
+            check(g == int(want), f"rolling {text}: Lua expired_bucket({b}, {now}) = {g}, reference {int(want)}")
+    return cases
+
+
 # ------------------------------------------------------- periods vs the module
 
 def windows():
@@ -377,6 +432,10 @@ def test_periods(r, rng):
             elif name == "rolling":
                 check((p["period_start"], p["period_end"]) == (span_start, span_end),
                       f"{what}: rolling span {(span_start, span_end)}, module {(p['period_start'], p['period_end'])}")
+                ms = int(code[1:])
+                check(bucket == ref_bucket(ms), f"{what}: bucket {bucket}, reference {ref_bucket(ms)}")
+                check((span_start, span_end) == ref_span(ms, t),
+                      f"{what}: rolling span {(span_start, span_end)}, reference {ref_span(ms, t)}")
             else:
                 check((p["period_start"], p["period_end"]) == (start, end),
                       f"{what}: period {(start, end)}, module {(p['period_start'], p['period_end'])}")
@@ -490,6 +549,7 @@ def main():
         test_pure(r, raw)
         test_lua_only(r)
         cases = test_periods(r, random.Random(args.seed))
+        cases += test_rolling(r, random.Random(args.seed))
         errors = test_errors(r, raw)
         print(f"lua_window: {cases} period cases, {errors} argument cases, "
               f"{len(FAILURES)} mismatches ({time.time() - started:.1f}s)")

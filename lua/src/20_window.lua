@@ -29,10 +29,14 @@
 --       0 if not calendar)
 --   W.period_of(w, t) -> start, end   the calendar period [start, end) holding t
 --   W.rolling_span(w, now) -> start, end   the buckets a rolling window counts at
---       now (Policy::shown_period): ((cur-60 clamped at 0)*b, (cur+1)*b), cur = now//b
+--       now (Window::rolling_span): (first*b, (now//b + 1)*b), first =
+--       max(now - duration, 0)//b, the oldest bucket not expired
 --   W.shown_period(w, now, period_start, period_end) -> start, end | nil
 --       what replies show: nil for none, the given calendar period, rolling_span
---   W.expired_bucket(b, current) -> bucket b has left the window (b + 61 <= current)
+--   W.expired_bucket(w, b, now) -> usage in bucket b has dropped out at now: the
+--       whole bucket is older than the duration ((b + 1)*b_ms + duration <= now),
+--       so never early (sixty buckets of duration//60 may cover less than the
+--       duration) and at most one bucket late
 --   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>"
 --   W.decode(s) -> w, or nil if s is not an encode() result
 --   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
@@ -270,12 +274,11 @@ do
 
     function W.rolling_span(w, now)
         local b = W.bucket_ms(w)
-        local current = div(now, b)
-        local first = current - BUCKETS
-        if first < 0 then
-            first = 0
+        local since = now - w.ms
+        if since < 0 then
+            since = 0
         end
-        return first * b, (current + 1) * b
+        return div(since, b) * b, (div(now, b) + 1) * b
     end
 
     function W.shown_period(w, now, period_start, period_end)
@@ -287,8 +290,8 @@ do
         return nil
     end
 
-    function W.expired_bucket(b, current)
-        return b + BUCKETS + 1 <= current
+    function W.expired_bucket(w, b, now)
+        return (b + 1) * W.bucket_ms(w) + w.ms <= now
     end
 
     local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }

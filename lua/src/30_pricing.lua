@@ -1060,6 +1060,10 @@ do
         local pairs_ = {}
         local i = 2
         while args[i] ~= nil and not LIST_ENDS[supper(args[i])] do
+            -- usage_pairs: at most MAX_ITEM_METRICS (outcome.rs) names.
+            if #pairs_ == 128 then
+                fail("ERR limit: at most 128 usage names per item")
+            end
             local value = args[i + 1]
             if value == nil then
                 arity("quota.estimate", "a usage value")

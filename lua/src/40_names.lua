@@ -8,8 +8,10 @@ local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
+-- Metrics per item and distinct metrics per request (outcome.rs).
+local MAX_ITEM_METRICS = 128
+local MAX_REQUEST_METRICS = 256
 local HISTORY_LEN = 24
-local ROLLING_BUCKETS = 60
 
 local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, string.byte, string.len, string.upper,
     string.format
@@ -444,21 +446,63 @@ end
 
 local plus = D.plus
 
-local function costs_add(costs, metric, amount)
+-- The positions of a costs list's metrics (Totals/Lookup in outcome.rs):
+-- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
+-- added or looked up would make its work grow with their square. Only worth
+-- building for a long list searched often: nil (scan) otherwise.
+local SCAN_LEN = 16
+
+local function costs_index(costs, lookups)
+    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+        return nil
+    end
+    local index = {}
     for i = 1, #costs do
-        if costs[i][1] == metric then
-            costs[i][2] = plus(costs[i][2], amount)
-            return
+        index[costs[i][1]] = i
+    end
+    return index
+end
+
+local function costs_get_at(costs, index, metric)
+    if index == nil then
+        return costs_get(costs, metric)
+    end
+    local i = index[metric]
+    if i then
+        return costs[i][2]
+    end
+    return D.ZERO
+end
+
+-- Sets `metric` to `amount`, appending it when it is new.
+local function costs_set_at(costs, index, metric, amount)
+    local i
+    if index == nil then
+        for k = 1, #costs do
+            if costs[k][1] == metric then
+                i = k
+                break
+            end
+        end
+    else
+        i = index[metric]
+    end
+    if i then
+        costs[i][2] = amount
+    else
+        costs[#costs + 1] = { metric, amount }
+        if index then
+            index[metric] = #costs
         end
     end
-    costs[#costs + 1] = { metric, amount }
 end
 
 local function sum_costs(list)
-    local total = {}
+    local total, index = {}, {}
     for _, costs in ipairs(list) do
         for i = 1, #costs do
-            costs_add(total, costs[i][1], costs[i][2])
+            local metric = costs[i][1]
+            costs_set_at(total, index, metric, plus(costs_get_at(total, index, metric), costs[i][2]))
         end
     end
     return total

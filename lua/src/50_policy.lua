@@ -207,15 +207,9 @@ local function shown_period(p, now)
     if W.is_calendar(w) then
         return p.ps, period_end(p)
     elseif W.is_rolling(w) then
-        local bucket = W.bucket_ms(w)
-        local current = math.floor(now / bucket)
-        return math.max(current - ROLLING_BUCKETS, 0) * bucket, (current + 1) * bucket
+        return W.rolling_span(w, now)
     end
     return nil, nil
-end
-
-local function expired_bucket(b, current)
-    return b + ROLLING_BUCKETS + 1 <= current
 end
 
 local function needs_roll(p, now)
@@ -224,7 +218,7 @@ local function needs_roll(p, now)
         return now >= period_end(p)
     elseif W.is_rolling(w) then
         local first = p.bk[1]
-        return first ~= nil and expired_bucket(first[1], math.floor(now / W.bucket_ms(w)))
+        return first ~= nil and W.expired_bucket(w, first[1], now)
     end
     return false
 end
@@ -280,8 +274,7 @@ end
 local function roll(p, now)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
-        local current = math.floor(now / W.bucket_ms(w))
-        while p.bk[1] and expired_bucket(p.bk[1][1], current) do
+        while p.bk[1] and W.expired_bucket(w, p.bk[1][1], now) do
             p.used = D.max(D.sub(p.used, p.bk[1][2]), D.ZERO)
             table.remove(p.bk, 1)
         end

@@ -462,8 +462,9 @@ local function check_usage(ctx, r, set, usage)
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get(node.spent, usage[i][1]), usage[i][2])
+            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -490,11 +491,11 @@ local function apply_usage(ctx, r, set, usage)
     observe(ctx, r.pols)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
+        local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
-            local current = costs_get(node.spent, metric)
-            local updated = D.add_saturating(current, delta)
-            costs_add(node.spent, metric, D.sub(updated, current))
+            local current = costs_get_at(node.spent, at, metric)
+            costs_set_at(node.spent, at, metric, D.add_saturating(current, delta))
         end
         touch(ctx, path)
     end

@@ -59,15 +59,16 @@ local function release_lines(ctx, hold, indices)
         paths[#paths + 1] = line.path
     end
     load_nodes(ctx, paths)
+    -- What the items hold per metric, summed once: a line reads its metric
+    -- there instead of in every item.
+    local released = cost_of(hold, indices)
+    local at = costs_index(released, #hold.lines)
     for _, line in ipairs(hold.lines) do
         local node = ctx.nodes[line.path]
         if node then
             for _, p in ipairs(node.pols) do
                 if p.gen == line.gen then
-                    local amount = D.ZERO
-                    for _, i in ipairs(indices) do
-                        amount = plus(amount, costs_get(hold.items[i].cost, p.metric))
-                    end
+                    local amount = costs_get_at(released, at, p.metric)
                     p.held = D.max(D.sub(p.held, amount), D.ZERO)
                     touch(ctx, line.path)
                     break
@@ -107,8 +108,11 @@ local function finish(ctx, id, now)
     end
     if not any_expired then
         hold.paths, hold.service, hold.model = {}, nil, nil
-        for _, item in ipairs(hold.items) do
-            item.cost = {}
+        -- A partly reserved batch keeps its costs for a repeat's `held`.
+        if not (hold.reply and hold.reply.reserved < hold.reply.items) then
+            for _, item in ipairs(hold.items) do
+                item.cost = {}
+            end
         end
     end
     remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
@@ -217,40 +221,73 @@ function HOLDS.generate_id(ctx)
     end
 end
 
+-- What a refusing policy has left (Tree's `available` in hold.rs): the
+-- remaining allowance of a strict policy (never below zero), nothing for a
+-- block policy. Of the policies that refuse, the least available binds.
+function HOLDS.available(p)
+    if p.mode == "block" then
+        return D.ZERO
+    end
+    return D.max(remaining(p), D.ZERO)
+end
+
 -- The policy that admits the fewest leading items, when one admits fewer
--- than all.
+-- than all; among equals the least available (root first when that ties).
 function HOLDS.binding_of(ctx, r, items)
     local best = nil
     local n = #items
-    for _, ref in ipairs(r.pols) do
-        local p = policy_now(ctx, ref)
-        local metric = p.metric
-        local fits = 0
-        if p.mode == "open" then
-            fits = n
-        elseif p.mode == "block" then
-            if D.cmp(p.used, allowance(p)) < 0 then
-                fits = n
-            else
-                while fits < n and D.cmp(costs_get(items[fits + 1], metric), D.ZERO) <= 0 do
-                    fits = fits + 1
+    -- For each metric, the items that take some of it with the running
+    -- total of what they take (columns_of in hold.rs): a policy finds where
+    -- its room runs out by binary search.
+    local columns = {}
+    for i = 1, n do
+        local item = items[i]
+        for k = 1, #item do
+            local amount = item[k][2]
+            if D.cmp(amount, D.ZERO) > 0 then
+                local col = columns[item[k][1]]
+                if not col then
+                    col = { at = {}, total = {} }
+                    columns[item[k][1]] = col
                 end
-            end
-        else
-            local lvl, allow = plus(p.used, p.held), allowance(p)
-            while fits < n do
-                local c = costs_get(items[fits + 1], metric)
-                if D.cmp(c, D.ZERO) > 0 then
-                    lvl = plus(lvl, c)
-                    if D.cmp(lvl, allow) > 0 then
-                        break
-                    end
-                end
-                fits = fits + 1
+                local m = #col.at
+                col.at[m + 1] = i
+                col.total[m + 1] = m > 0 and plus(col.total[m], amount) or amount
             end
         end
-        if fits < n and (best == nil or fits < best.fits) then
-            best = { ref = ref, fits = fits }
+    end
+    local none = { at = {}, total = {} }
+    for _, ref in ipairs(r.pols) do
+        local p = policy_now(ctx, ref)
+        local col = columns[p.metric] or none
+        -- fits_in_column: the items before the first that takes some of the
+        -- metric (block at its limit), or before the first whose running
+        -- total exceeds the room (strict).
+        local fits = n
+        if p.mode == "block" then
+            if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+                fits = col.at[1] - 1
+            end
+        elseif p.mode ~= "open" then
+            local room = remaining(p)
+            local lo, hi = 1, #col.at + 1
+            while lo < hi do
+                local mid = math.floor((lo + hi) / 2)
+                if D.cmp(col.total[mid], room) <= 0 then
+                    lo = mid + 1
+                else
+                    hi = mid
+                end
+            end
+            if col.at[lo] then
+                fits = col.at[lo] - 1
+            end
+        end
+        if fits < n then
+            local left = HOLDS.available(p)
+            if best == nil or fits < best.fits or (fits == best.fits and D.cmp(left, best.available) < 0) then
+                best = { ref = ref, fits = fits, available = left }
+            end
         end
     end
     return best
@@ -310,7 +347,20 @@ function HOLDS.repeated_reserve(ctx, id)
         hold = entry.hold
     end
     if hold and hold.reply then
-        return HOLDS.copy_outcome(hold.reply, { duplicate = true })
+        -- `held` is not stored (like the module's remembered answers): the
+        -- hold's items are the reserved ones (a settled partial batch keeps
+        -- their costs for this).
+        local first, held = hold.reply, {}
+        if first.reserved == first.items then
+            held = first.cost
+        elseif first.reserved > 0 then
+            local costs = {}
+            for i, item in ipairs(hold.items) do
+                costs[i] = item.cost
+            end
+            held = costs_pack(sum_costs(costs))
+        end
+        return HOLDS.copy_outcome(first, { duplicate = true, held = held })
     end
     fail(sformat("ERR id '%s' is already used by another reservation or charge", id))
 end
@@ -337,11 +387,14 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
-    local total = {}
+    local total, index = {}, {}
     for _, item in ipairs(req.items) do
         for i = 1, #item do
-            D.add(costs_get(total, item[i][1]), item[i][2])
-            costs_add(total, item[i][1], item[i][2])
+            local metric = item[i][1]
+            costs_set_at(total, index, metric, D.add(costs_get_at(total, index, metric), item[i][2]))
+            if #total > MAX_REQUEST_METRICS then
+                fail(sformat("ERR limit: at most %d distinct metrics per request", MAX_REQUEST_METRICS))
+            end
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
@@ -363,17 +416,19 @@ function HOLDS.reserve(ctx, req)
         checks = checks_of(ctx, r, requested)
         denied = HOLDS.labels_failing(checks)
     end
+    local held = {}
+    if reserved == n then
+        held = total
+    elseif reserved > 0 then
+        held = sum_costs({ unpack(req.items, 1, reserved) })
+    end
     local outcome = {
         allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
-        cost = costs_pack(total), checks = checks, denied = denied,
+        cost = costs_pack(total), held = costs_pack(held), checks = checks, denied = denied,
         message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
     }
     if reserved == 0 then
         return outcome
-    end
-    local held = total
-    if reserved < n then
-        held = sum_costs({ unpack(req.items, 1, reserved) })
     end
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
@@ -408,6 +463,9 @@ function HOLDS.reserve(ctx, req)
         id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
         expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
     }
+    if hold.reply then
+        hold.reply.held = nil
+    end
     ctx.holds[id] = hold
     ctx.hold_dirty[id] = true
     ctx.hold_deleted[id] = nil
@@ -465,13 +523,14 @@ function HOLDS.commit(ctx, id, item, actual)
     -- released, what goes beyond it (all that expired items charge) is
     -- overage.
     local released = {}
+    local actual_at, held_at = costs_index(actual, #held), costs_index(held, #actual)
     for _, pair in ipairs(held) do
         local m, amount = pair[1], pair[2]
-        released[#released + 1] = { m, D.max(D.sub(amount, costs_get(actual, m)), D.ZERO) }
+        released[#released + 1] = { m, D.max(D.sub(amount, costs_get_at(actual, actual_at, m)), D.ZERO) }
     end
     local overage = {}
     for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get(held, pair[1]))
+        local extra = D.sub(pair[2], costs_get_at(held, held_at, pair[1]))
         if D.cmp(extra, D.ZERO) > 0 then
             overage[#overage + 1] = { pair[1], extra }
         end
@@ -571,13 +630,18 @@ function HOLDS.charge(ctx, req)
     end
     local r = reach(ctx, req.set, metrics_of(req.cost))
     local failing = {}
+    -- The binding refusal: the least available (root first on ties).
+    local refused, least = nil, nil
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if not passes(p, costs_get(req.cost, p.metric)) then
             failing[#failing + 1] = ref
+            local left = HOLDS.available(p)
+            if refused == nil or D.cmp(left, least) < 0 then
+                refused, least = ref, left
+            end
         end
     end
-    local refused = failing[1]
     local checks = {}
     if not (req.brief and (refused == nil or not req.check)) then
         checks = checks_of(ctx, r, req.cost)

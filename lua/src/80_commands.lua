@@ -105,9 +105,13 @@ end
 -- ----- requests ----------------------------------------------------------------
 
 -- `COST metric amount [metric amount ...]` after the COST keyword.
+-- At most MAX_ITEM_METRICS metrics, each once.
 function CMD.parse_cost(args, non_negative)
-    local cost = {}
+    local cost, seen = {}, {}
     while not args:at_list_end() do
+        if #cost == MAX_ITEM_METRICS then
+            fail(sformat("ERR limit: at most %d metrics per item", MAX_ITEM_METRICS))
+        end
         local metric = args:next_metric()
         local amount
         if non_negative then
@@ -115,11 +119,10 @@ function CMD.parse_cost(args, non_negative)
         else
             amount = args:next_amount("an amount")
         end
-        for i = 1, #cost do
-            if cost[i][1] == metric then
-                fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
-            end
+        if seen[metric] then
+            fail(sformat("ERR syntax: metric '%s' appears twice in one COST item", metric))
         end
+        seen[metric] = true
         cost[#cost + 1] = { metric, amount }
     end
     if #cost == 0 then
@@ -128,10 +131,14 @@ function CMD.parse_cost(args, non_negative)
     return cost
 end
 
--- `name value [name value ...]` after a price key, up to the next keyword.
+-- `name value [name value ...]` after a price key, up to the next keyword:
+-- at most MAX_ITEM_METRICS names.
 function CMD.usage_pairs(args)
     local pairs_ = {}
     while not args:at_list_end() do
+        if #pairs_ == MAX_ITEM_METRICS then
+            fail(sformat("ERR limit: at most %d usage names per item", MAX_ITEM_METRICS))
+        end
         local name = args:next_str("a usage name")
         local value = args:next_str("a usage value")
         pairs_[#pairs_ + 1] = { name, value }
@@ -244,7 +251,7 @@ end
 
 function CMD.reserve_reply(o, brief)
     local f = M("allowed", flag(o.allowed), "id", o.id or false, "expires_at", o.expires, "items", o.items,
-        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost))
+        "fits", o.fits, "reserved", o.reserved, "cost", costs_reply(o.cost), "held", costs_reply(o.held))
     if not (brief and o.allowed) then
         f[#f + 1] = "checks"
         f[#f + 1] = CMD.checks_reply(o.checks)

@@ -7,8 +7,9 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString};
 use super::args::Args;
 use super::reply::Reply;
 use super::{keyword, respond, utf8_args};
-use crate::engine::Result;
+use crate::engine::{Error, Result};
 use crate::engine::names::clip;
+use crate::engine::outcome::MAX_ITEM_METRICS;
 use crate::engine::pricing::{self, Estimate, Price};
 use crate::{ctext, prices};
 
@@ -95,10 +96,15 @@ fn del(args: &mut Args<'_>) -> Result<Reply> {
     Ok(Reply::Int(i64::from(prices::with_book(|book| book.remove(key)))))
 }
 
-/// `name value [name value …]` after a price key, up to the next keyword.
+/// `name value [name value …]` after a price key, up to the next keyword:
+/// at most [`MAX_ITEM_METRICS`] names (a price has at most 64 rates and 16
+/// attributes, so more can only be an error).
 pub fn usage_pairs(args: &mut Args<'_>) -> Result<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     while !args.at_list_end() {
+        if pairs.len() == MAX_ITEM_METRICS {
+            return Err(Error::Limit(format!("at most {MAX_ITEM_METRICS} usage names per item")));
+        }
         let name = args.next_str("a usage name")?.to_string();
         let value = args.next_str("a usage value")?.to_string();
         pairs.push((name, value));

@@ -7,7 +7,9 @@ use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
 use crate::engine::names::display_path;
-use crate::engine::outcome::{ChargeOutcome, Check, CommitOutcome, ReleaseOutcome, ReserveOutcome};
+use crate::engine::outcome::{
+    ChargeOutcome, Check, CommitOutcome, MAX_ITEM_METRICS, ReleaseOutcome, ReserveOutcome, Totals,
+};
 use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Costs, Error, ReserveRequest, Result, Tree, amount};
 
 pub const RESERVE: Command = Command { name: "QUOTA.RESERVE", handler: Handler::Write(reserve) };
@@ -175,20 +177,24 @@ fn parse_usage(args: &mut Args<'_>) -> Result<((String, String), Costs)> {
 }
 
 /// `COST metric amount [metric amount …]` after the `COST` keyword.
+/// At most [`MAX_ITEM_METRICS`] metrics, each once (found by index, so a
+/// long item costs linear work).
 fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
-    let mut cost = Costs::new();
+    let mut cost = Totals::new();
     while !args.at_list_end() {
+        if cost.len() == MAX_ITEM_METRICS {
+            return Err(Error::Limit(format!("at most {MAX_ITEM_METRICS} metrics per item")));
+        }
         let metric = args.next_metric()?;
         let amount = if non_negative { args.next_non_negative("an amount")? } else { args.next_amount("an amount")? };
-        if cost.iter().any(|(m, _)| *m == metric) {
+        if let Err(metric) = cost.insert_new(metric, amount) {
             return Err(Error::syntax(format!("metric '{metric}' appears twice in one COST item")));
         }
-        cost.push((metric, amount));
     }
     if cost.is_empty() {
         return Err(Error::syntax("COST needs at least one metric and amount"));
     }
-    Ok(cost)
+    Ok(cost.into_costs())
 }
 
 /// `QUOTA.RESERVE key PATH p [ALSO p …] [ID id] [TTL ms] [SERVICE s] [MODEL m]
@@ -219,7 +225,7 @@ fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
-    let mut fields = Vec::with_capacity(11);
+    let mut fields = Vec::with_capacity(12);
     fields.extend([
         ("allowed", Reply::flag(o.allowed)),
         ("id", o.id.map_or(Reply::Nil, Reply::Str)),
@@ -228,6 +234,7 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
         ("fits", Reply::Int(o.fits as i64)),
         ("reserved", Reply::Int(o.reserved as i64)),
         ("cost", Reply::costs_owned(o.cost)),
+        ("held", Reply::costs_owned(o.held)),
     ]);
     if !(brief && o.allowed) {
         fields.push(("checks", checks_reply(o.checks)));

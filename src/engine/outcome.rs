@@ -10,9 +10,35 @@ use super::window::Window;
 /// Amounts per metric, in the order the metrics first appeared.
 pub type Costs = Vec<(String, Decimal)>;
 
+/// Most metrics in one item (`COST` group, `USAGE` item, or the actual
+/// cost of a commit). A `USAGE` item charges its price's metric and up to
+/// 64 usage quantities, so this leaves room.
+pub const MAX_ITEM_METRICS: usize = 128;
+/// Most distinct metrics in one request, over all its items.
+pub const MAX_REQUEST_METRICS: usize = 256;
+
+/// Lists up to this long are searched by a scan; longer ones get an index.
+const SCAN_LEN: usize = 16;
+
+/// Whether two metric names are the same. Every search by metric goes
+/// through here, so that tests can count the work a request does.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    #[cfg(test)]
+    COMPARISONS.with(|c| c.set(c.get() + 1));
+    a == b
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Metric names compared on this thread (tests only).
+    pub static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Adds `amount` to `metric` in `costs`, keeping first-appearance order.
+/// A scan: for adding many metrics, use [`Totals`].
 pub fn costs_add(costs: &mut Costs, metric: &str, amount: Decimal) {
-    match costs.iter_mut().find(|(m, _)| m == metric) {
+    match costs.iter_mut().find(|(m, _)| same(m, metric)) {
         Some((_, total)) => *total += amount,
         None => {
             // Exact capacity: every node keeps one of these per metric spent.
@@ -22,9 +48,156 @@ pub fn costs_add(costs: &mut Costs, metric: &str, amount: Decimal) {
     }
 }
 
-/// The amount of `metric` in `costs` (0 when absent).
+/// The amount of `metric` in `costs` (0 when absent). A scan: for finding
+/// many metrics in a long list, use [`Totals`].
 pub fn costs_get(costs: &[(String, Decimal)], metric: &str) -> Decimal {
-    costs.iter().find(|(m, _)| m == metric).map_or(Decimal::ZERO, |(_, a)| *a)
+    costs.iter().find(|(m, _)| same(m, metric)).map_or(Decimal::ZERO, |(_, a)| *a)
+}
+
+/// The positions of a long costs list's metrics, hashed on the metric
+/// stored at each position.
+struct Index {
+    table: hashbrown::HashTable<usize>,
+    hasher: std::hash::RandomState,
+}
+
+impl Index {
+    fn of(costs: &[(String, Decimal)]) -> Index {
+        let mut index = Index { table: hashbrown::HashTable::with_capacity(costs.len()), hasher: Default::default() };
+        for i in 0..costs.len() {
+            index.insert(costs, i);
+        }
+        index
+    }
+
+    fn hash(&self, metric: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, metric)
+    }
+
+    /// Indexes position `i` of `costs`.
+    fn insert(&mut self, costs: &[(String, Decimal)], i: usize) {
+        let hasher = &self.hasher;
+        let hash = std::hash::BuildHasher::hash_one(hasher, costs[i].0.as_str());
+        self.table.insert_unique(hash, i, |&j| std::hash::BuildHasher::hash_one(hasher, costs[j].0.as_str()));
+    }
+
+    fn find(&self, costs: &[(String, Decimal)], metric: &str) -> Option<usize> {
+        self.table.find(self.hash(metric), |&i| same(&costs[i].0, metric)).copied()
+    }
+}
+
+/// Where `metric` is in `costs`, through `index` when there is one.
+fn position(costs: &[(String, Decimal)], index: Option<&Index>, metric: &str) -> Option<usize> {
+    match index {
+        Some(index) => index.find(costs, metric),
+        None => costs.iter().position(|(m, _)| same(m, metric)),
+    }
+}
+
+/// An index pays for itself when a list longer than a short scan is
+/// searched more than a few times.
+fn worth_indexing(len: usize, lookups: usize) -> bool {
+    len > SCAN_LEN && lookups > SCAN_LEN
+}
+
+/// A borrowed costs list searched by metric many times: indexed when it is
+/// long and searched often, scanned otherwise. A request names up to
+/// [`MAX_REQUEST_METRICS`] metrics, and a scan per metric looked up would
+/// make its work grow with their square.
+pub struct Lookup<'a> {
+    costs: &'a [(String, Decimal)],
+    index: Option<Index>,
+}
+
+impl<'a> Lookup<'a> {
+    /// `costs` (whose metrics are distinct), to be searched `lookups` times.
+    pub fn new(costs: &'a [(String, Decimal)], lookups: usize) -> Lookup<'a> {
+        Lookup { costs, index: worth_indexing(costs.len(), lookups).then(|| Index::of(costs)) }
+    }
+
+    /// The amount of `metric` (0 when absent).
+    pub fn get(&self, metric: &str) -> Decimal {
+        position(self.costs, self.index.as_ref(), metric).map_or(Decimal::ZERO, |i| self.costs[i].1)
+    }
+}
+
+/// A costs list being built or updated, that finds a metric in constant
+/// time once it is long (see [`Lookup`]).
+#[derive(Default)]
+pub struct Totals {
+    costs: Costs,
+    /// Built once `costs` is longer than [`SCAN_LEN`] (or, for [`Totals::of`],
+    /// when it is long and will be searched often).
+    index: Option<Index>,
+}
+
+impl Totals {
+    pub fn new() -> Totals {
+        Totals::default()
+    }
+
+    /// `costs` (whose metrics are distinct), to be searched or added to
+    /// `lookups` times.
+    pub fn of(costs: Costs, lookups: usize) -> Totals {
+        let index = worth_indexing(costs.len(), lookups).then(|| Index::of(&costs));
+        Totals { costs, index }
+    }
+
+    /// Where `metric` is in the list.
+    pub fn position(&self, metric: &str) -> Option<usize> {
+        position(&self.costs, self.index.as_ref(), metric)
+    }
+
+    /// The amount of `metric` (0 when absent).
+    pub fn get(&self, metric: &str) -> Decimal {
+        self.position(metric).map_or(Decimal::ZERO, |i| self.costs[i].1)
+    }
+
+    /// Sets `metric` to `amount`, appending it when it is new.
+    pub fn set(&mut self, metric: &str, amount: Decimal) {
+        match self.position(metric) {
+            Some(i) => self.costs[i].1 = amount,
+            None => self.push(metric.to_string(), amount),
+        }
+    }
+
+    /// Adds `amount` to `metric`, appending it when it is new.
+    pub fn add(&mut self, metric: &str, amount: Decimal) {
+        match self.position(metric) {
+            Some(i) => self.costs[i].1 += amount,
+            None => self.push(metric.to_string(), amount),
+        }
+    }
+
+    /// Appends `metric` unless it is there already (then gives it back).
+    pub fn insert_new(&mut self, metric: String, amount: Decimal) -> std::result::Result<(), String> {
+        if self.position(&metric).is_some() {
+            return Err(metric);
+        }
+        self.push(metric, amount);
+        Ok(())
+    }
+
+    fn push(&mut self, metric: String, amount: Decimal) {
+        self.costs.push((metric, amount));
+        match &mut self.index {
+            Some(index) => index.insert(&self.costs, self.costs.len() - 1),
+            None if self.costs.len() > SCAN_LEN => self.index = Some(Index::of(&self.costs)),
+            None => {}
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.costs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.costs.is_empty()
+    }
+
+    pub fn into_costs(self) -> Costs {
+        self.costs
+    }
 }
 
 /// One policy examined by a reservation or charge.
@@ -84,6 +257,12 @@ pub struct ReserveOutcome {
     pub fits: usize,
     pub reserved: usize,
     pub cost: Costs,
+    /// What this reservation holds: `cost` when every item is reserved, the
+    /// leading `reserved` items of an `UPTO` batch, nothing for `DRYRUN` or
+    /// a denial. Not stored with a remembered answer (the stored encoding
+    /// predates it): a repeat derives it again from the hold's items.
+    #[serde(skip)]
+    pub held: Costs,
     pub checks: Vec<Check>,
     pub denied_by: Vec<String>,
     pub message: String,

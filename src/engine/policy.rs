@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
-use super::window::{ROLLING_BUCKETS, Unit, Window};
+use super::window::{Unit, Window};
 
 /// How a policy treats a reservation (SPEC §1 "Modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,13 +101,6 @@ impl std::ops::Deref for Warn {
     fn deref(&self) -> &[u8] {
         &self.pct[..usize::from(self.len).min(MAX_WARN)]
     }
-}
-
-/// Whether usage in bucket `b` has left a rolling window whose current
-/// bucket is `current`: the whole bucket must be older than the window (61
-/// buckets back), so usage never drops out early.
-fn expired_bucket(b: u64, current: u64) -> bool {
-    b.saturating_add(ROLLING_BUCKETS + 1) <= current
 }
 
 /// Closed periods kept per policy for `QUOTA.HISTORY`.
@@ -642,11 +635,7 @@ impl Policy {
         match self.period {
             Period::None => None,
             Period::Calendar { end_ms, .. } => Some((self.period_start_ms, end_ms)),
-            Period::Rolling { .. } => {
-                let bucket = self.window().bucket_ms()?;
-                let current = now_ms / bucket;
-                Some((current.saturating_sub(ROLLING_BUCKETS) * bucket, (current + 1) * bucket))
-            }
+            Period::Rolling { .. } => self.window().rolling_span(now_ms),
         }
     }
 
@@ -655,8 +644,8 @@ impl Policy {
             Period::None => false,
             Period::Calendar { end_ms, .. } => now_ms >= end_ms,
             Period::Rolling { .. } => {
-                let bucket = self.window().bucket_ms().unwrap_or(1);
-                self.buckets().front().is_some_and(|(b, _)| expired_bucket(*b, now_ms / bucket))
+                let window = self.window();
+                self.buckets().front().is_some_and(|(b, _)| window.bucket_expired(*b, now_ms))
             }
         }
     }
@@ -682,15 +671,14 @@ impl Policy {
         match self.period {
             Period::None => 0,
             Period::Rolling { .. } => {
-                let bucket = self.window().bucket_ms().unwrap_or(1);
-                let current = now_ms / bucket;
+                let window = self.window();
                 let Some(extra) = &mut self.extra else {
                     // No buckets: nothing counts.
                     self.used = Decimal::ZERO;
                     return 0;
                 };
                 while let Some(&(b, amount)) = extra.buckets.front() {
-                    if !expired_bucket(b, current) {
+                    if !window.bucket_expired(b, now_ms) {
                         break;
                     }
                     self.used = (self.used - amount).max(Decimal::ZERO);

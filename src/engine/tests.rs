@@ -322,6 +322,101 @@ fn bounds_refuse_with_limit_and_change_nothing() {
     t.check_invariants().unwrap();
 }
 
+/// `n` metrics `m0` … as a cost of 1 each, from `from` to `to`.
+fn metric_costs(from: usize, to: usize) -> Costs {
+    (from..to).map(|i| (format!("m{i}"), d("1"))).collect()
+}
+
+#[test]
+fn metrics_per_item_and_per_request_are_bounded_and_change_nothing() {
+    use outcome::{MAX_ITEM_METRICS, MAX_REQUEST_METRICS};
+    let l = Limits::default();
+    let mut t = Tree::new();
+    t.set_policy("", "c", spec("m0", "1000000", Mode::Strict), 0, &l).unwrap();
+    let at_bound = |from: usize| metric_costs(from, from + MAX_ITEM_METRICS);
+    let reserve = |items: Vec<Costs>| ReserveRequest { items, ..reserve_req(&["a"], &[]) };
+    // Exactly at both bounds: two items of 128 metrics, 256 in all.
+    let half = MAX_REQUEST_METRICS / 2;
+    assert_eq!(half, MAX_ITEM_METRICS);
+    let r = t.reserve(reserve(vec![at_bound(0), at_bound(half)]), 0, &l).unwrap();
+    assert_eq!((r.reserved, r.cost.len()), (2, MAX_REQUEST_METRICS));
+    let id = r.id.unwrap();
+    let before = crate::persist::encode(&t);
+    // One over: an item of 129 metrics, a request of 257.
+    let over_item = metric_costs(0, MAX_ITEM_METRICS + 1);
+    let over_request = vec![at_bound(0), at_bound(half), metric_costs(2 * half, 2 * half + 1)];
+    for result in [
+        t.reserve(reserve(vec![over_item.clone()]), 0, &l).map(|_| ()),
+        t.reserve(reserve(over_request), 0, &l).map(|_| ()),
+        t.charge(ChargeRequest { cost: over_item.clone(), ..charge_req(&["a"], &[], false) }, 0, &l).map(|_| ()),
+        t.commit(&id, None, Some(over_item), 0, &l).map(|_| ()),
+    ] {
+        assert!(matches!(result, Err(Error::Limit(_))), "{result:?}");
+    }
+    assert_eq!(crate::persist::encode(&t), before, "a refused request changes nothing");
+    t.commit(&id, None, Some(at_bound(0)), 0, &l).unwrap();
+    t.charge(ChargeRequest { cost: at_bound(half), ..charge_req(&["a"], &[], false) }, 0, &l).unwrap();
+    assert_eq!(t.get("a", 0).unwrap().spent.len(), MAX_REQUEST_METRICS);
+    t.check_invariants().unwrap();
+}
+
+/// The work of a request grows with its metrics, not with their square:
+/// counted as metric names compared (every search by metric counts), four
+/// times the metrics cost about four times the work (issue 13, item 3).
+#[test]
+fn the_work_of_a_request_is_linear_in_its_metrics() {
+    let work = |n: usize| -> u64 {
+        let l = Limits::default();
+        let mut t = Tree::new();
+        let last = format!("m{}", n - 1);
+        t.set_policy("", "c", spec(&last, "1000000", Mode::Strict), 0, &l).unwrap();
+        t.set_policy("a", "c", spec("m0", "1000000", Mode::Block), 0, &l).unwrap();
+        let half = n / 2;
+        outcome::COMPARISONS.with(|c| c.set(0));
+        let items = vec![metric_costs(0, half), metric_costs(half, n), metric_costs(0, half)];
+        for batch in [BatchMode::DryRun, BatchMode::Upto, BatchMode::All] {
+            let req = ReserveRequest { items: items.clone(), batch, ..reserve_req(&["a/b"], &[]) };
+            let r = t.reserve(req, 0, &l).unwrap();
+            assert_eq!(r.cost.len(), n);
+            if let Some(id) = r.id {
+                t.commit(&id, None, Some(metric_costs(0, half)), 0, &l).unwrap();
+            }
+        }
+        for _ in 0..2 {
+            t.charge(ChargeRequest { cost: metric_costs(half, n), ..charge_req(&["a/c"], &[], true) }, 0, &l).unwrap();
+        }
+        t.charge(ChargeRequest { cost: metric_costs(0, half), ..charge_req(&["a/b"], &[], false) }, 0, &l).unwrap();
+        outcome::COMPARISONS.with(|c| c.get())
+    };
+    let (small, large) = (work(64), work(256));
+    assert!(large <= 5 * small, "64 metrics: {small} comparisons, 256 metrics: {large}");
+}
+
+/// A batch's work does not multiply its policies by its items and their
+/// metrics: reserving and releasing 200 items of 64 metrics on 64 policies
+/// compares metric names a few times per amount, not once per policy for
+/// every amount (issue 13, item 3).
+#[test]
+fn a_batch_on_many_policies_reads_each_amount_a_few_times() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    for (k, path) in ["", "a", "a/b", "a/b/c"].iter().enumerate() {
+        for j in 0..16 {
+            let metric = format!("m{}", 63 - j - 16 * k);
+            t.set_policy(path, &format!("p{j}"), spec(&metric, "1000000", Mode::Strict), 0, &l).unwrap();
+        }
+    }
+    let items: Vec<Costs> = (0..200).map(|_| metric_costs(0, 64)).collect();
+    let pairs = 200 * 64;
+    outcome::COMPARISONS.with(|c| c.set(0));
+    let req = ReserveRequest { items, brief: true, ..reserve_req(&["a/b/c"], &[]) };
+    let id = t.reserve(req, 0, &l).unwrap().id.unwrap();
+    t.release(&id, None, 0, &l).unwrap();
+    let work = outcome::COMPARISONS.with(|c| c.get());
+    assert!(work <= 6 * pairs, "{pairs} amounts on 64 policies: {work} comparisons");
+    t.check_invariants().unwrap();
+}
+
 #[test]
 fn delpath_refuses_while_held_and_removes_the_subtree() {
     let l = Limits::default();
@@ -625,7 +720,7 @@ fn costs_get_(c: &Costs) -> Decimal {
 mod windows {
     use super::*;
     use crate::engine::policy::{Closed, HISTORY_LEN, Policy};
-    use crate::engine::window::{DAY_MS, HOUR_MS, Unit, days_from_civil};
+    use crate::engine::window::{DAY_MS, HOUR_MS, ROLLING_BUCKETS_KEPT, Unit, days_from_civil};
 
     fn at(y: i64, m: i64, d: i64) -> u64 {
         (days_from_civil(y, m, d) * DAY_MS) as u64
@@ -761,6 +856,47 @@ mod windows {
             "newest buckets give back first"
         );
         assert!(p.buckets().len() <= 60);
+    }
+
+    /// Usage counts for at least the whole duration and drops out at most
+    /// one bucket later, for every duration: buckets are duration / 60
+    /// rounded down, so for 61 s or 100 s sixty of them cover less than the
+    /// window (issue 13, item 7).
+    #[test]
+    fn rolling_windows_never_drop_usage_early_whatever_their_duration() {
+        let mut durations: Vec<u64> = (60..=200).map(|s| s * 1000).collect();
+        durations.extend([60_001, 61_999, 119_999, 59 * 60_000, 61 * 60_000, 7 * 3_600_000, 25 * 3_600_000]);
+        durations.extend([13 * DAY_MS as u64, 400 * DAY_MS as u64, 400 * DAY_MS as u64 - 1]);
+        for duration_ms in durations {
+            let rolling = Window::Rolling { duration_ms };
+            let bucket = rolling.bucket_ms().unwrap();
+            for first in [0, 7, 12_345] {
+                for offset in [0, 1, bucket / 2, bucket - 1] {
+                    let t = first * bucket + offset;
+                    let mut p = Policy::new("p", windowed("100", rolling, None), 1, 0);
+                    p.add_used(d("1"), t).unwrap();
+                    let what = format!("rolling {duration_ms} ms, charged at {t}");
+                    // charged at t, counted at every time up to t + duration
+                    for now in [t, t + duration_ms / 2, t + duration_ms - 1, t + duration_ms] {
+                        assert_eq!(p.at(now).used, d("1"), "{what}: dropped early at {now}");
+                        let (start, end) = p.shown_period(now).unwrap();
+                        assert!(start <= t && t < end && now < end, "{what}: span {start}..{end} at {now}");
+                    }
+                    assert_eq!(p.at(t + duration_ms + bucket).used, d("0"), "{what}: kept past one bucket");
+                }
+            }
+            // A steady stream keeps at most ROLLING_BUCKETS_KEPT buckets,
+            // which is what a stored tree may hold.
+            let mut p = Policy::new("p", windowed("1000000", rolling, None), 1, 0);
+            let step = (bucket / 3).max(1);
+            let mut now = 0;
+            while now < 3 * duration_ms {
+                p.roll(now);
+                p.add_used(d("1"), now).unwrap();
+                assert!(p.buckets().len() as u64 <= ROLLING_BUCKETS_KEPT, "rolling {duration_ms} ms at {now}");
+                now += step;
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
 use super::hold::{Hold, Line, Tomb};
 use super::names;
-use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, TreeView, costs_add, costs_get};
+use super::outcome::{Check, Costs, Lookup, NodeView, PolicyView, ResetOutcome, Totals, TreeView, costs_get};
 use super::policy::{Policy, PolicySpec, Status};
 
 /// Index of a node in the arena.
@@ -767,8 +767,11 @@ impl Tree {
             }
         }
         for node in reach.nodes.iter().filter_map(|&id| self.node(id)) {
+            // Many metrics are found in a long `spent` by index, not by a
+            // scan each.
+            let spent = Lookup::new(&node.spent, usage.len());
             for (metric, amount) in usage {
-                amount::add(costs_get(&node.spent, metric), *amount)?;
+                amount::add(spent.get(metric), *amount)?;
             }
         }
         Ok(())
@@ -815,18 +818,13 @@ impl Tree {
         self.observe(&reach.policies, now_ms, limits);
         for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
+            let mut spent = Totals::of(std::mem::take(&mut node.spent).into_vec(), usage.len());
             for (metric, delta) in usage {
-                let current = costs_get(&node.spent, metric);
+                let current = spent.get(metric);
                 let updated = amount::add_saturating(current, *delta);
-                match node.spent.iter_mut().find(|(m, _)| m == metric) {
-                    Some((_, total)) => *total = updated,
-                    None => {
-                        let mut spent = std::mem::take(&mut node.spent).into_vec();
-                        costs_add(&mut spent, metric, updated);
-                        node.spent = spent.into_boxed_slice();
-                    }
-                }
+                spent.set(metric, updated);
             }
+            node.spent = spent.into_costs().into_boxed_slice();
         }
         over
     }

@@ -8,8 +8,12 @@
 //! on Feb 28, or Feb 29 in a leap year). `week` begins on Monday.
 //!
 //! Rolling windows keep usage in buckets of 1/[`ROLLING_BUCKETS`] of the
-//! window: usage drops out when its whole bucket is older than the window,
-//! so never early, and at most one bucket (1/60 of the window) late.
+//! window (rounded down to whole milliseconds): usage drops out when its
+//! whole bucket is older than the window's duration, so never early, and at
+//! most one bucket (1/60 of the window) late. The rule counts the duration
+//! itself, not sixty buckets: for a duration that is not a multiple of 60
+//! ms, sixty buckets cover less than the window, and a bucket's usage stays
+//! until the duration has passed ([`Window::bucket_expired`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +23,10 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// Buckets of a rolling window: its granularity is 1/60 of its length.
 pub const ROLLING_BUCKETS: u64 = 60;
+/// Most buckets a rolling window keeps at once: the current one and those
+/// of the last duration, which is less than 61 buckets long (a bucket is
+/// at least 1000 ms, and the duration is 60 buckets and less than 60 ms).
+pub const ROLLING_BUCKETS_KEPT: u64 = ROLLING_BUCKETS + 2;
 /// Shortest and longest rolling window.
 pub const ROLLING_MIN_MS: u64 = 60_000;
 pub const ROLLING_MAX_MS: u64 = 400 * DAY_MS as u64;
@@ -114,6 +122,28 @@ impl Window {
             Window::Rolling { duration_ms } => Some((duration_ms / ROLLING_BUCKETS).max(1)),
             _ => None,
         }
+    }
+
+    /// Whether usage in bucket `b` of a rolling window has dropped out at
+    /// `now_ms`: the whole bucket, [b × bucket, (b + 1) × bucket), is older
+    /// than the duration. Usage charged at t thus counts at every time up
+    /// to t + duration, and drops out by t + duration + one bucket.
+    pub fn bucket_expired(&self, b: u64, now_ms: u64) -> bool {
+        match (self, self.bucket_ms()) {
+            (Window::Rolling { duration_ms }, Some(bucket)) => {
+                b.saturating_add(1).saturating_mul(bucket).saturating_add(*duration_ms) <= now_ms
+            }
+            _ => false,
+        }
+    }
+
+    /// The span of a rolling window's buckets that count at `now_ms`: from
+    /// the oldest bucket not dropped out (see [`Window::bucket_expired`])
+    /// to the end of the current one.
+    pub fn rolling_span(&self, now_ms: u64) -> Option<(u64, u64)> {
+        let (Window::Rolling { duration_ms }, Some(bucket)) = (self, self.bucket_ms()) else { return None };
+        let first = now_ms.saturating_sub(*duration_ms) / bucket;
+        Some((first * bucket, (now_ms / bucket + 1) * bucket))
     }
 
     /// Index of the calendar period that contains `t_ms`.
