@@ -72,11 +72,12 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
-test-lua: lua-check ## The Lua library beside the module: decimals, windows, prices, random command sequences; the loader
+test-lua: lua-check ## The Lua library beside the module: decimals, windows, prices, random command sequences, a reference model; the loader
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
 	python3 tests/lua_parity.py
+	python3 tests/model.py
 	python3 tests/loader.py
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)
