@@ -25,7 +25,7 @@ Directives:
     @replicaof R M      make server R a replica of M and wait for the sync
     @cluster A B C      make servers (started with --cluster-enabled yes) a cluster
     @sync M             wait until every replica of M has its writes (WAIT)
-    @same A B cmd...    run cmd on A and B; the replies must be equal
+    @same A B cmd...    run cmd on A and B; the replies must be equal, not errors
     @restart S          stop S (SHUTDOWN, which saves as configured) and start
                         it again on the same dir and port
     @kill S             kill -9 S and start it again on the same dir and port
