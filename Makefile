@@ -12,7 +12,7 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: help deps has-libclang test-deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean redis6
+.PHONY: help deps has-libclang test-deps build lua lua-check run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua
 	@if cmp -s lua/quota.lua.tmp lua/quota.lua; then rm lua/quota.lua.tmp; \
 	else mv lua/quota.lua.tmp lua/quota.lua; echo "lua/quota.lua assembled from lua/src"; fi
 
+lua-check: ## Fail when lua/quota.lua is not what lua/src/*.lua assemble (CI runs it before building)
+	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua and commit it"; exit 1; }
+
 run: build ## Start redis-server with the module on localhost:6379 (PORT=... to change), in the foreground
 	redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
 		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS)
@@ -79,19 +82,20 @@ test: build redis6 test-deps test-engine test-scenarios test-lua ## Install what
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
 
-test-engine: ## Engine unit and property tests (no Redis needed)
-	$(CARGO) test --locked --lib
+# --bins runs the loader's own unit tests (src/bin/quota-load.rs) too.
+test-engine: ## Engine and command unit and property tests, and the loader's unit tests (no Redis needed)
+	$(CARGO) test --locked --lib --bins
 
 test-scenarios: ## redis-cli scenarios against real redis-servers, on the module and on the Lua library
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
-test-lua: ## The Lua library beside the module: decimals, windows, prices, random command sequences; the loader
-	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua"; exit 1; }
+test-lua: lua-check ## The Lua library beside the module: decimals, windows, prices, random command sequences, a reference model; the loader
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
 	python3 tests/lua_parity.py
+	python3 tests/model.py
 	python3 tests/loader.py
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)
@@ -100,8 +104,15 @@ test-slow: build ## The reliability checks at ten times the load (about 30 s)
 bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, memory, RDB (a report, not a test)
 	python3 bench/bench.py $(BENCH_ARGS)
 
+# The filter names the fuzz tests; a run where it matches no test fails
+# (cargo test passes on 0 tests), and so does a QUOTA_FUZZ_CASES that is not
+# a positive number (the test refuses it).
 fuzz: ## Fuzz every command with random arguments for longer (FUZZ_CASES=20000)
-	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked --lib commands::fuzz
+	@set -o pipefail; mkdir -p target; \
+	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked --lib commands::fuzz \
+		2>&1 | tee target/fuzz.log || exit 1; \
+	grep -Eq '^test result: ok\. [1-9][0-9]* passed' target/fuzz.log \
+		|| { echo "make fuzz: no fuzz test ran"; exit 1; }
 
 fmt: ## Format the code
 	$(CARGO) fmt

@@ -438,7 +438,11 @@ def run_ops(r, ops, batch=500):
         args = []
         for op, a, b in chunk:
             args += [op, a.encode(), b.encode()]
-        results += [x.decode() for x in r.execute_command("FCALL", "t_dec", 0, *args)]
+        got = [x.decode() for x in r.execute_command("FCALL", "t_dec", 0, *args)]
+        if len(got) != len(chunk):
+            raise SystemExit(f"lua_decimal: {len(got)} results for a batch of {len(chunk)} operations "
+                             f"(from {chunk[0]!r})")
+        results += got
     return results
 
 
@@ -456,6 +460,8 @@ def main():
         r.execute_command("FUNCTION", "LOAD", "REPLACE", library())
         ops = edge_ops() + gen_ops(rng, args.count)
         got = run_ops(r, ops)
+        if len(got) != len(ops) or not ops:
+            raise SystemExit(f"lua_decimal: {len(got)} results for {len(ops)} operations")
         by_op = {}
         for (op, a, b), g in zip(ops, got):
             want = ref(op, a, b)

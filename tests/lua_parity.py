@@ -679,7 +679,7 @@ def main():
     top = ", ".join(f"{k[6:].lower() if k.startswith('QUOTA.') else k.lower()} {v}"
                     for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     print(f"lua_parity: seed {args.seed}, {done} ops, {mismatches} mismatches ({time.time() - t0:.1f}s; {top})")
-    return 1 if mismatches else 0
+    return 1 if mismatches or not done else 0
 
 
 if __name__ == "__main__":

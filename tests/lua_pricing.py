@@ -584,8 +584,8 @@ def main():
     ap.add_argument("--count", type=int, default=3000)
     args = ap.parse_args()
     if not build_module():
-        print(f"lua_pricing: SKIPPED: the module {MODULE} is missing and could not be built")
-        return 0
+        print(f"lua_pricing: FAILED: the module {MODULE} is missing and could not be built")
+        return 1
     rng = random.Random(args.seed)
     workdir = tempfile.mkdtemp(prefix="lua_pricing_")
     procs = []
@@ -628,7 +628,7 @@ def main():
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if FAILURES else 0
+    return 1 if FAILURES or not COUNTS else 0
 
 
 if __name__ == "__main__":

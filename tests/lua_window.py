@@ -557,6 +557,9 @@ def main():
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+    if not cases or not errors:
+        print("lua_window: FAILED: nothing was compared")
+        sys.exit(1)
     sys.exit(1 if FAILURES else 0)
 
 

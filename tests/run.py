@@ -14,6 +14,8 @@ A scenario file (tests/scenarios/*.redis) reads like a redis-cli session:
     ~ {"allowed": 1, "cost": {"credits": "30"}}      ... must contain this JSON
     & id = .id                             capture a field; later use $id
     = $id                                  the reply must equal a captured value
+    =json $tree                            the reply is a JSON text whose value
+                                           equals a captured value
     > QUOTA.SET acme / x METRIC Bad LIMIT 1
     ! ERR unknown metric                   an error starting with this text
     >@2 QUOTA.GET acme /                   the same over RESP2 (flat arrays)
@@ -23,7 +25,7 @@ Directives:
     @replicaof R M      make server R a replica of M and wait for the sync
     @cluster A B C      make servers (started with --cluster-enabled yes) a cluster
     @sync M             wait until every replica of M has its writes (WAIT)
-    @same A B cmd...    run cmd on A and B; the replies must be equal
+    @same A B cmd...    run cmd on A and B; the replies must be equal, not errors
     @restart S          stop S (SHUTDOWN, which saves as configured) and start
                         it again on the same dir and port
     @kill S             kill -9 S and start it again on the same dir and port
@@ -50,12 +52,29 @@ quota_price_ro, which replicas serve).
 Containment (~) means: every key of an expected object is present with a
 containing value; expected arrays match element-wise and in length.
 
-The runner prints one line per test case and ends with "N passed, M failed".
+What fails a case (the runner is strict so that a weak case cannot pass):
+    * any expectation that does not hold, or a command whose redis-cli exits
+      non-zero or prints nothing (a dead server is never a reply);
+    * a capture (`& x = ...`) of an error reply, and `= $x` against an error
+      reply: a baseline must be a real reply, or two equal errors would pass;
+    * a capture never used (`$x`) on a later line of the file;
+    * an error reply to a command that has no expectation line (write one
+      when an error is expected);
+    * `@same` when the replies differ or either is an error.
+What fails a file:
+    * a failure before its first `##` (the @server/@replicaof/@cluster setup):
+      reported as the case "(setup before the first case)", and the rest of
+      the file is not run;
+    * a file without any `##` case.
+
+The runner prints one line per test case and ends with "N passed, M failed";
+it exits non-zero when a case failed or when nothing passed.
 """
 
 import glob
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -134,9 +153,16 @@ class Server:
             raise RuntimeError(f"quota-load failed on {self.name}: {res.stdout.strip()} {res.stderr.strip()}")
 
     def cli(self, argv, resp=3, check=True):
+        """The reply as redis-cli --json prints it. With `check`, a redis-cli
+        that exits non-zero (other than for an error reply) or prints nothing
+        is a Failure: a dead server never passes for a reply."""
         cmd = [REDIS_CLI, "-p", str(self.port), f"-{resp}", "--json"] + to_backend(argv)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        return res.stdout.strip()
+        out = res.stdout.strip()
+        if check and (not out or (res.returncode != 0 and not out.startswith("error:"))):
+            raise Failure(f"redis-cli exited {res.returncode} on {self.name} with "
+                          f"{out[-300:] or 'no reply'} {res.stderr.strip()[-300:]}".rstrip())
+        return out
 
     def stop(self, hard=False):
         if self.proc is None:
@@ -187,6 +213,26 @@ class Failure(Exception):
     pass
 
 
+def is_error(reply):
+    return isinstance(reply, dict) and set(reply) == {"error"}
+
+
+def unused_captures(lines):
+    """(line number, name) of each capture `& name = ...` whose $name no
+    later line of the file uses (comments aside)."""
+    out = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line.startswith("&"):
+            continue
+        name = line[1:].partition("=")[0].strip()
+        use = re.compile(r"\$" + re.escape(name) + r"(?![A-Za-z0-9_])")
+        later = (x.strip() for x in lines[n:])
+        if not any(use.search(x) for x in later if not (x.startswith("#") and not x.startswith("##"))):
+            out.append((n, name))
+    return out
+
+
 class Scenario:
     def __init__(self, path, workdir):
         self.path = path
@@ -213,12 +259,23 @@ class Scenario:
         case, failure = None, None
         i = 0
         poll = False
+        unused = unused_captures(lines)
+        case_line = 0  # the line of the current case's title
 
         skip_case = case_started = skip_next = False
 
+        if not any(line.strip().startswith("##") for line in lines):
+            return [("(no case)", "a scenario file needs at least one ## case")]
+
         def close_case():
-            if case is not None and not skip_case:
-                self.results.append((case, failure))
+            nonlocal failure
+            if case is None or skip_case:
+                return
+            if failure is None:
+                mine = [(n, name) for n, name in unused if n > case_line and (n < i or i >= len(lines))]
+                if mine:
+                    failure = "; ".join(f"line {n}: ${name} is captured but never used" for n, name in mine)
+            self.results.append((case, failure))
 
         try:
             while i < len(lines):
@@ -228,7 +285,11 @@ class Scenario:
                     continue
                 if line.startswith("##"):
                     close_case()
+                    if case is None and failure is not None:
+                        self.results.append(("(setup before the first case)", failure))
+                        break
                     case, failure, skip_case = line[2:].strip(), None, False
+                    case_line = i
                     case_started = skip_next = False
                     continue
                 if line == "@only module":
@@ -267,6 +328,8 @@ class Scenario:
                         while i < len(lines) and lines[i].strip() and lines[i].strip()[0] in '~!&={["0123456789-tfn':
                             expectations.append(lines[i].strip())
                             i += 1
+                        if not expectations:
+                            expectations = ["-no error"]
                         deadline = time.time() + (5 if poll else 0)
                         while True:
                             reply = parse_reply(srv.cli(argv, resp=resp))
@@ -293,7 +356,22 @@ class Scenario:
 
     def expect(self, reply, exp):
         kind, body = exp[0], self.substitute(exp[1:].strip())
-        if kind == "!":
+        if exp == "-no error":  # a command without an expectation line
+            if is_error(reply):
+                raise Failure(f"a command without an expectation replied with an error: {json.dumps(reply)}")
+        elif exp.startswith("=json "):
+            name = exp[len("=json "):].strip().lstrip("$")
+            if name not in self.vars:
+                raise Failure(f"nothing captured as ${name}")
+            try:
+                parsed = json.loads(reply) if isinstance(reply, str) else None
+            except json.JSONDecodeError:
+                parsed = None
+            if parsed is None:
+                raise Failure(f"expected a JSON text, got {json.dumps(reply)}")
+            if parsed != self.vars[name]:
+                raise Failure(f"expected JSON text equal to the reply captured as ${name}:\n  {json.dumps(self.vars[name])}\n  got {json.dumps(parsed)}")
+        elif kind == "!":
             if not (isinstance(reply, dict) and "error" in reply and reply["error"].startswith(body)):
                 raise Failure(f"expected error {body!r}, got {json.dumps(reply)}")
         elif kind == "~":
@@ -304,10 +382,14 @@ class Scenario:
             name = exp[1:].strip().lstrip("$")
             if name not in self.vars:
                 raise Failure(f"nothing captured as ${name}")
+            if is_error(reply):
+                raise Failure(f"expected the reply captured as ${name}, got an error: {json.dumps(reply)}")
             if reply != self.vars[name]:
                 raise Failure(f"expected the reply captured as ${name}:\n  {json.dumps(self.vars[name])}\n  got {json.dumps(reply)}")
         elif kind == "&":
             name, _, path = body.partition("=")
+            if is_error(reply):
+                raise Failure(f"cannot capture ${name.strip()} from an error reply: {json.dumps(reply)}")
             try:
                 self.vars[name.strip()] = pick(reply, path.strip())
             except (KeyError, IndexError, TypeError, ValueError):

@@ -242,9 +242,44 @@ fn setup_prices() {
     });
 }
 
+/// How many sequences to run: `QUOTA_FUZZ_CASES` (`make fuzz`), else 64. A
+/// value that is not a positive number fails the test rather than quietly
+/// running the default.
+fn cases() -> u32 {
+    match std::env::var("QUOTA_FUZZ_CASES") {
+        Err(std::env::VarError::NotPresent) => 64,
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("QUOTA_FUZZ_CASES must be a positive number of cases, not {text:?}"),
+        },
+        Err(e) => panic!("QUOTA_FUZZ_CASES: {e}"),
+    }
+}
+
+/// What the read commands show of a tree: the whole tree, every hold and
+/// every event, as JSON text.
+fn views(tree: &Tree, env: &Env) -> Vec<String> {
+    let calls: [(&Command, &[&str]); 3] = [
+        (&read::TREE, &["COUNT", "100000", "FORMAT", "json"]),
+        (&read::HOLDS, &["COUNT", "10000"]),
+        (&read::EVENTS, &["COUNT", "10000"]),
+    ];
+    calls
+        .iter()
+        .map(|(command, args)| {
+            let Handler::Read(read) = &command.handler else { unreachable!("a read command") };
+            let mut cursor = Args::new(command.name, args);
+            match read(tree, &mut cursor, env) {
+                Ok(reply) => super::reply::to_json(&reply),
+                Err(e) => format!("error: {e:?}"),
+            }
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("QUOTA_FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        cases: cases(),
         .. ProptestConfig::default()
     })]
 
@@ -275,9 +310,15 @@ proptest! {
                         prop_assert_eq!(persist::encode(&tree), before.clone(), "{} {:?} changed a tree it said it did not", command.name, args);
                     }
                     prop_assert_eq!(tree.check_invariants(), Ok(()), "after {} {:?}", command.name, args);
+                    // The decoded tree must be the tree that was encoded: the
+                    // same bytes again, and the same tree, holds and events
+                    // to every read command.
                     let bytes = persist::encode(&tree);
                     let back = persist::decode(&bytes, persist::ENCODING_VERSION);
-                    prop_assert!(back.is_ok(), "round trip after {} {:?}: {:?}", command.name, args, back.err());
+                    prop_assert!(back.is_ok(), "round trip after {} {:?}: {:?}", command.name, args, back.as_ref().err());
+                    let back = back.expect("checked above");
+                    prop_assert_eq!(persist::encode(&back), bytes, "re-encoding after {} {:?}", command.name, args);
+                    prop_assert_eq!(views(&back, &env), views(&tree, &env), "what reads show after {} {:?} and a round trip", command.name, args);
                 }
             }
         }

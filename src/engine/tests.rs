@@ -628,9 +628,20 @@ proptest! {
         let mut t = policy_tree();
         let mut now = 1_000u64;
         let mut ids: Vec<String> = Vec::new();
-        // Overage a strict policy may legitimately exceed its allowance by:
-        // commits larger than their holds, and unchecked charges.
-        let mut slack = Decimal::ZERO;
+        // The strict policies, (path, name), each with the overage it may
+        // legitimately exceed its allowance by: commits larger than their
+        // holds and unchecked charges whose charge set reaches it. Kept per
+        // policy, so an overspend on one cannot hide behind an unchecked
+        // charge on another.
+        const STRICT: [(&str, &str); 3] = [("", "root"), ("a", "a"), ("a/b/c", "abc")];
+        let mut slack = [Decimal::ZERO; STRICT.len()];
+        let allow = |paths: &[&str], amount: Decimal, slack: &mut [Decimal; STRICT.len()]| {
+            for (k, (at, _)) in STRICT.iter().enumerate() {
+                if paths.iter().any(|p| names::is_within(p, at)) {
+                    slack[k] += amount;
+                }
+            }
+        };
         // Expected spent per path: the sum of charges whose reach includes it.
         let mut spent = std::collections::HashMap::<&str, Decimal>::new();
         let record = |paths: &[&str], amount: Decimal, spent: &mut std::collections::HashMap<&str, Decimal>| {
@@ -668,15 +679,15 @@ proptest! {
                     match t.commit(&id, item, actual_costs, now, &l) {
                         Ok(c) if !c.duplicate => {
                             let charged = costs_get_(&c.charged);
+                            let paths: Vec<&str> = set_paths.iter().map(|p| PATHS.iter().copied().find(|q| q == p).unwrap_or("")).collect();
                             if let Some(h) = live {
                                 let reserved: Decimal = h.items.iter().enumerate()
                                     .filter(|(i, it)| it.state == ItemState::Held && item.is_none_or(|x| x == *i))
                                     .map(|(_, it)| costs_get_(&it.cost)).sum();
-                                slack += (charged - reserved).max(Decimal::ZERO);
+                                allow(&paths, (charged - reserved).max(Decimal::ZERO), &mut slack);
                             } else {
-                                slack += charged;
+                                allow(&paths, charged, &mut slack);
                             }
-                            let paths: Vec<&str> = set_paths.iter().map(|p| PATHS.iter().copied().find(|q| q == p).unwrap_or("")).collect();
                             record(&paths, charged, &mut spent);
                         }
                         Ok(_) | Err(Error::State(_)) | Err(Error::Syntax(_)) | Err(Error::NotFound(_)) => {}
@@ -691,14 +702,14 @@ proptest! {
                     let amount = Decimal::from(amount);
                     let out = t.charge(ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
                     if out.allowed {
-                        if !check && amount > Decimal::ZERO { slack += amount; }
+                        if !check && amount > Decimal::ZERO { allow(&[PATHS[path]], amount, &mut slack); }
                         record(&[PATHS[path]], amount, &mut spent);
                     }
                 }
                 Op::Advance { ms } => now += ms,
             }
             prop_assert_eq!(t.check_invariants(), Ok(()));
-            for (path, name) in [("", "root"), ("a", "a"), ("a/b/c", "abc")] {
+            for ((path, name), slack) in STRICT.iter().zip(slack) {
                 let p = policy_at(&t, path, name);
                 prop_assert!(p.used + p.held <= p.limit + slack, "{}#{}: {} + {} > {} + {}", path, name, p.used, p.held, p.limit, slack);
             }
@@ -807,9 +818,12 @@ mod windows {
         let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
         let mut p = Policy::new("p", windowed("1", hour, Some("1000000000")), 1, 0);
         let ten_years = 10 * 365 * DAY_MS as u64;
-        let started = std::time::Instant::now();
+        let archived = || crate::engine::policy::ARCHIVED.with(|n| n.get());
+        let before = archived();
         assert_eq!(p.roll(ten_years), 87_600, "every hour of ten years closed");
-        assert!(started.elapsed().as_millis() < 100, "catching up is bounded");
+        // The work is bounded by the history kept, not by the periods skipped
+        // (counted, not timed: a debug build's speed proves nothing).
+        assert!(archived() - before <= HISTORY_LEN as u64 + 1, "catching up archived {} periods", archived() - before);
         assert_eq!(p.history().len(), HISTORY_LEN);
         // After n idle hours the allowance is 1 + n (all carried over), below the cap.
         assert_eq!(p.allowance(), d("87601"));
