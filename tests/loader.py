@@ -196,8 +196,11 @@ def test_load_and_versions(work, source, version):
               "a plain run over the test-clock library reloads it with the clock off", shown(res))
 
         res = load("--print", "--test-clock")
-        check(res.stdout == source.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1),
-              "--print --test-clock writes the source with the test clock on")
+        start = re.search(r"^local TEST_CLOCK_START = (\d+)$", res.stdout, re.M)
+        check(start is not None and abs(int(start.group(1)) - time.time() * 1000) < 60000
+              and res.stdout == source.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1)
+              .replace("local TEST_CLOCK_START = 0", start.group(0), 1),
+              "--print --test-clock writes the source with the test clock on, frozen at now")
 
         alien = "#!lua name=quota\nredis.register_function('other', function() return 1 end)\n"
         s.client().execute_command("FUNCTION", "LOAD", "REPLACE", alien)
