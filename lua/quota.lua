@@ -3621,11 +3621,15 @@ local function build_slot_tags()
     return tags
 end
 
--- The index key for a tree key.
+-- The index key for a tree key; nil while it cannot be told whether the
+-- server is a cluster node (a caller not allowed INFO).
 local function due_index(key)
     if cluster_mode == nil then
         local info = redis.pcall("INFO", "cluster")
-        cluster_mode = type(info) == "string" and sfind(info, "cluster_enabled:1", 1, true) ~= nil
+        if type(info) ~= "string" then
+            return nil
+        end
+        cluster_mode = sfind(info, "cluster_enabled:1", 1, true) ~= nil
     end
     if not cluster_mode then
         return DUE_INDEX
@@ -3640,11 +3644,15 @@ end
 -- the caller may not write (an ACL user confined to its tree) is left as it
 -- is: the tree still expires on its next call.
 local function index_due(key, ekey)
+    local index = due_index(key)
+    if not index then
+        return
+    end
     local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
     if first[2] then
-        redis.pcall("ZADD", due_index(key), first[2], key)
+        redis.pcall("ZADD", index, first[2], key)
     else
-        redis.pcall("ZREM", due_index(key), key)
+        redis.pcall("ZREM", index, key)
     end
 end
 
@@ -5496,6 +5504,9 @@ function CMD.cmd_sweep(index, args)
     end
     if index ~= DUE_INDEX and not sfind(index, "^quota:due{[@-O][@-O][@-O][@-O]}$") then
         fail("ERR syntax: quota_sweep takes the index key quota:due (quota:due{TAG} on a cluster) as its key")
+    end
+    if not due_index("") then
+        fail("ERR quota_sweep needs INFO, to tell whether the server is a cluster node")
     end
     local now = now_ms()
     local due = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, count)

@@ -165,11 +165,15 @@ local function build_slot_tags()
     return tags
 end
 
--- The index key for a tree key.
+-- The index key for a tree key; nil while it cannot be told whether the
+-- server is a cluster node (a caller not allowed INFO).
 local function due_index(key)
     if cluster_mode == nil then
         local info = redis.pcall("INFO", "cluster")
-        cluster_mode = type(info) == "string" and sfind(info, "cluster_enabled:1", 1, true) ~= nil
+        if type(info) ~= "string" then
+            return nil
+        end
+        cluster_mode = sfind(info, "cluster_enabled:1", 1, true) ~= nil
     end
     if not cluster_mode then
         return DUE_INDEX
@@ -184,11 +188,15 @@ end
 -- the caller may not write (an ACL user confined to its tree) is left as it
 -- is: the tree still expires on its next call.
 local function index_due(key, ekey)
+    local index = due_index(key)
+    if not index then
+        return
+    end
     local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
     if first[2] then
-        redis.pcall("ZADD", due_index(key), first[2], key)
+        redis.pcall("ZADD", index, first[2], key)
     else
-        redis.pcall("ZREM", due_index(key), key)
+        redis.pcall("ZREM", index, key)
     end
 end
 

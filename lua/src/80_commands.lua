@@ -442,6 +442,9 @@ function CMD.cmd_sweep(index, args)
     if index ~= DUE_INDEX and not sfind(index, "^quota:due{[@-O][@-O][@-O][@-O]}$") then
         fail("ERR syntax: quota_sweep takes the index key quota:due (quota:due{TAG} on a cluster) as its key")
     end
+    if not due_index("") then
+        fail("ERR quota_sweep needs INFO, to tell whether the server is a cluster node")
+    end
     local now = now_ms()
     local due = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, count)
     local budget, trees, expired = SWEEP_MAX_HOLDS, 0, 0
