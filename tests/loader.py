@@ -217,7 +217,8 @@ def test_usage_and_errors(work):
     for args, why in ((["localhost:6379"], "a URL without redis://"), (["--bogus"], "an unknown option"),
                       (["--cert", "c.pem"], "--cert without --key"),
                       (["--cacert", "ca.pem", "redis://127.0.0.1:1"], "TLS options with redis://"),
-                      (["--file"], "--file without a path")):
+                      (["--file"], "--file without a path"), (["--once"], "--once without --sweep"),
+                      (["--sweep", "--test-clock"], "--sweep with an option that loads")):
         res = load(*args)
         check(res.returncode == 2 and res.stderr.startswith("quota-load: "), f"{why} is a usage error (exit 2)",
               shown(res))
@@ -231,7 +232,7 @@ def test_usage_and_errors(work):
     res = load("--help")
     check(res.returncode == 0 and all(o in res.stdout for o in (
         "--file", "--check", "--cluster", "--force", "--allow-downgrade", "--test-clock", "--print", "--user",
-        "--password", "--cacert", "--cert", "--key", "--insecure", "REDISCLI_AUTH")), "--help documents every option")
+        "--password", "--cacert", "--cert", "--key", "--insecure", "--sweep", "--once", "REDISCLI_AUTH")), "--help documents every option")
 
 
 def test_several_servers(work, version):

@@ -233,7 +233,13 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
         return Err("--once goes with --sweep".into());
     }
     if o.sweep
-        && (o.print || o.check || o.force || o.allow_downgrade || o.test_clock || o.file.is_some() || !o.settings.is_empty())
+        && (o.print
+            || o.check
+            || o.force
+            || o.allow_downgrade
+            || o.test_clock
+            || o.file.is_some()
+            || !o.settings.is_empty())
     {
         return Err("--sweep loads nothing: it takes only URLs, --cluster, --once and the connection options".into());
     }
