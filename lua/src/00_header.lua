@@ -26,6 +26,10 @@ local VERSION = "1.0.0"
 -- this line says true. `quota-load --test-clock` loads the library with it
 -- switched on; nothing at run time can switch it on.
 local TEST_CLOCK = false
+-- Where the test clock stands until CLOCK SET or ADVANCE moves it (the key
+-- quota:clock): `quota-load --test-clock` writes the server's time at load
+-- here, so the clock starts frozen at load time, as the module's does.
+local TEST_CLOCK_START = 0
 
 -- Settings: the module's defaults (module arguments there; constants here).
 local SETTINGS = {

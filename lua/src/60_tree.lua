@@ -12,6 +12,8 @@
 --   {tag}quota:K:kids          zset: "<parent>\0<child>" at score 0, so a
 --                              node's children are a ZRANGEBYLEX in byte order
 --                              and no node carries the list of its children
+-- and, shared by the trees of a slot, the index quota:due (quota:due{TAG} on
+-- a cluster): zset, tree key scored by when its next hold is due.
 --
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
@@ -78,10 +80,13 @@ local CLOCK_KEY = "quota:clock"
 local function now_ms()
     if TEST_CLOCK then
         -- (On a cluster node that does not serve the clock key's slot, the
-        -- test clock is the server's clock.)
+        -- test clock stays where it was loaded.)
         local t = redis.pcall("GET", CLOCK_KEY)
         if type(t) == "string" then
             return tonumber(t)
+        end
+        if TEST_CLOCK_START > 0 then
+            return TEST_CLOCK_START
         end
     end
     local t = redis.call("TIME")
@@ -105,6 +110,94 @@ local function names_of(key)
         key_names_size = key_names_size + 1
     end
     return k
+end
+
+-- ----- the index of trees with holds (quota_sweep) --------------------------
+-- Expiry runs when a tree is called; so that an idle tree's holds expire
+-- (and their events are published) on time, every write that changes a
+-- tree's holds records when its next hold is due in an index: a sorted set,
+-- tree key → ms. quota_sweep releases what is due on the trees it names. On
+-- a standalone server the index is the key quota:due; on a cluster it is one
+-- key per hash slot, quota:due{TAG}, TAG being the first of the four-letter
+-- tags '@@@@' .. 'OOOO' (low nibbles enumerated in order) whose slot it is,
+-- so a tree and its index share a slot and each FCALL touches one slot.
+local DUE_INDEX = "quota:due"
+local bxor, rshift = bit.bxor, bit.rshift
+local cluster_mode = nil
+local slot_tags = nil
+
+local crc_table = {}
+for i = 0, 255 do
+    local c = lshift(i, 8)
+    for _ = 1, 8 do
+        if band(c, 0x8000) ~= 0 then
+            c = bxor(band(lshift(c, 1), 0xFFFF), 0x1021)
+        else
+            c = band(lshift(c, 1), 0xFFFF)
+        end
+    end
+    crc_table[i] = c
+end
+
+-- CRC16 (XMODEM), as Redis Cluster hashes keys.
+local function crc16(s)
+    local c = 0
+    for i = 1, #s do
+        c = bxor(band(lshift(c, 8), 0xFFFF), crc_table[bxor(rshift(c, 8), sbyte(s, i))])
+    end
+    return c
+end
+
+local function build_slot_tags()
+    local tags, left = {}, 16384
+    for v = 0, 65535 do
+        local tag = string.char(0x40 + rshift(v, 12), 0x40 + band(rshift(v, 8), 15), 0x40 + band(rshift(v, 4), 15),
+            0x40 + band(v, 15))
+        local slot = band(crc16(tag), 16383)
+        if not tags[slot] then
+            tags[slot] = tag
+            left = left - 1
+            if left == 0 then
+                break
+            end
+        end
+    end
+    return tags
+end
+
+-- The index key for a tree key; nil while it cannot be told whether the
+-- server is a cluster node (a caller not allowed INFO).
+local function due_index(key)
+    if cluster_mode == nil then
+        local info = redis.pcall("INFO", "cluster")
+        if type(info) ~= "string" then
+            return nil
+        end
+        cluster_mode = sfind(info, "cluster_enabled:1", 1, true) ~= nil
+    end
+    if not cluster_mode then
+        return DUE_INDEX
+    end
+    if not slot_tags then
+        slot_tags = build_slot_tags()
+    end
+    return DUE_INDEX .. "{" .. slot_tags[band(crc16(hash_tag(key)), 16383)] .. "}"
+end
+
+-- Records when the tree's next hold is due (or that it has none). An index
+-- the caller may not write (an ACL user confined to its tree) is left as it
+-- is: the tree still expires on its next call.
+local function index_due(key, ekey)
+    local index = due_index(key)
+    if not index then
+        return
+    end
+    local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
+    if first[2] then
+        redis.pcall("ZADD", index, first[2], key)
+    else
+        redis.pcall("ZREM", index, key)
+    end
 end
 
 local function open_tree(key, writable)
@@ -620,6 +713,9 @@ local function flush(ctx, final)
             redis.call("HSET", ctx.hkey, id, pack_hold(hold))
             redis.call("ZADD", ctx.ekey, hold.expires, id)
         end
+    end
+    if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
+        index_due(key, ctx.ekey)
     end
     for id in pairs(ctx.forgotten) do
         redis.call("HDEL", ctx.tkey, id)

@@ -125,12 +125,18 @@ local function finish_if_settled(ctx, id)
     end
 end
 
--- Releases every hold due and forgets finished ids whose memory ran out.
-local function expire(ctx)
+-- Releases every hold due (the first `limit` of them, when given) and
+-- forgets finished ids whose memory ran out. Returns how many it released.
+local function expire(ctx, limit)
     if not ctx.exists then
-        return
+        return 0
     end
-    local due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
+    local due
+    if limit then
+        due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES", "LIMIT", 0, limit)
+    else
+        due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
+    end
     for k = 1, #due, 2 do
         local id, at = due[k], tonumber(due[k + 1])
         local hold = get_hold(ctx, id)
@@ -147,7 +153,12 @@ local function expire(ctx)
             ctx.hold_deleted[id] = true
         end
     end
-    local forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    local forget
+    if limit then
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, limit)
+    else
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    end
     for _, id in ipairs(forget) do
         ctx.forgotten[id] = true
         ctx.done[id] = false
@@ -165,6 +176,7 @@ local function expire(ctx)
             ctx.done_dirty[id] = nil
         end
     end
+    return #due / 2
 end
 
 function HOLDS.check_item(hold, i)

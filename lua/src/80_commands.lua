@@ -435,6 +435,62 @@ end
 
 -- ----- server-wide commands ------------------------------------------------------
 
+-- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n
+-- trees (default 100, at most 1000) that the index names, at most
+-- SWEEP_MAX_HOLDS holds in all, stores it and publishes the events, as the
+-- next command on each tree would. `more` says that due trees are left.
+local SWEEP_MAX_HOLDS = 1000
+
+function CMD.cmd_sweep(index, args)
+    local count = 100
+    if #args > 0 then
+        if #args ~= 2 or string.upper(args[1]) ~= "COUNT" then
+            fail("ERR syntax: quota_sweep takes [COUNT n]")
+        end
+        count = new_args("QUOTA.SWEEP", { args[2] }):next_u64("COUNT", 1, 1000)
+    end
+    if index ~= DUE_INDEX and not sfind(index, "^quota:due{[@-O][@-O][@-O][@-O]}$") then
+        fail("ERR syntax: quota_sweep takes the index key quota:due (quota:due{TAG} on a cluster) as its key")
+    end
+    if not due_index("") then
+        fail("ERR quota_sweep needs INFO, to tell whether the server is a cluster node")
+    end
+    local now = now_ms()
+    local due = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, count)
+    local budget, trees, expired = SWEEP_MAX_HOLDS, 0, 0
+    for _, key in ipairs(due) do
+        if budget <= 0 then
+            break
+        end
+        -- An entry for another slot's index, or for a key that is no tree
+        -- (someone else wrote it), is dropped, not retried forever.
+        local ok, n = pcall(function()
+            if due_index(key) ~= index then
+                return -1
+            end
+            local ctx = open_tree(key, true)
+            local released = expire(ctx, budget)
+            flush(ctx, true)
+            if ctx.exists then
+                index_due(key, ctx.ekey)
+            else
+                redis.call("ZREM", index, key)
+            end
+            return released
+        end)
+        failure = nil
+        if not ok or n < 0 then
+            redis.call("ZREM", index, key)
+        else
+            trees = trees + 1
+            expired = expired + n
+            budget = budget - n
+        end
+    end
+    local left = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, 1)
+    return M("trees", trees, "expired", expired, "more", flag(#left > 0))
+end
+
 function CMD.cmd_debug(args)
     if not TEST_CLOCK then
         fail("ERR QUOTA.DEBUG is disabled: load the library with quota-load --test-clock (never in production)")

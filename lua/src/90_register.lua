@@ -100,6 +100,13 @@ handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
     return P.cmd_estimate(PRICE_BOOK, args)
 end)
 handlers.quota_debug = keyless("QUOTA.DEBUG", CMD.cmd_debug)
+handlers.quota_sweep = guarded(function(keys, args)
+    if #keys ~= 1 then
+        fail("ERR wrong number of arguments for 'quota_sweep': give the index key (FCALL quota_sweep 1 quota:due)")
+    end
+    check_utf8(args)
+    return CMD.cmd_sweep(keys[1], args)
+end)
 return handlers
 end -- build
 
@@ -131,7 +138,7 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
     { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
-    { "quota_debug", {} },
+    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
 }
 
 for i = 1, #FUNCTIONS do

@@ -8,11 +8,15 @@
 //! every server before it changes any (so a refusal anywhere changes
 //! nothing), then loads with `FUNCTION LOAD [REPLACE]` and reads the version
 //! back.
+//!
+//! `--sweep` is the library's companion instead: a loop that calls
+//! `FCALL quota_sweep` every 100 ms, so holds on idle trees expire (and
+//! their events are published) on time.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{
     Client, ClientTlsConfig, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
@@ -24,6 +28,7 @@ const EMBEDDED: &str = include_str!("../../lua/quota.lua");
 const LIBRARY: &str = "quota";
 const TEST_CLOCK_OFF: &str = "local TEST_CLOCK = false";
 const TEST_CLOCK_ON: &str = "local TEST_CLOCK = true";
+const TEST_CLOCK_START: &str = "local TEST_CLOCK_START = 0";
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// The library's settings (its `SETTINGS` table) with the bounds the module
 /// gives the same module arguments (src/config.rs).
@@ -81,6 +86,12 @@ Options:
                       max_items, events_len (repeatable)
   --print             write the library source (after --test-clock) to stdout
                       and exit; connects to nothing
+  --sweep             load nothing: call FCALL quota_sweep every 100 ms until
+                      stopped, so holds on idle trees expire and their
+                      events are published on time (on a cluster node, for
+                      each hash slot it serves; with --cluster, on every
+                      primary); a line per pass that expired something
+  --once              with --sweep: one pass over every index, then exit
   --user USER         ACL user (overrides the URL's)
   --password PASS     password (overrides the URL's; visible to other local
                       users in `ps`: prefer REDISCLI_AUTH)
@@ -90,6 +101,7 @@ Options:
                       require client certificates
   --key FILE          the client certificate's private key (PEM)
   --insecure          TLS without verifying the server's certificate
+                      (--sweep takes the URL options above too)
   -V, --version       print the version of the library this loader embeds
   -h, --help          this text
 
@@ -98,7 +110,8 @@ Environment:
                       (as with redis-cli)
 
 Exit status: 0 done (or nothing to do), 1 refused or failed (nothing changed
-where it was refused), 2 usage error.
+where it was refused), 2 usage error. --sweep runs until stopped; a server
+that fails is tried again a second later.
 "#;
 
 fn main() -> ExitCode {
@@ -157,6 +170,8 @@ struct Options {
     test_clock: bool,
     settings: Vec<(String, u64)>,
     print: bool,
+    sweep: bool,
+    once: bool,
 }
 
 enum Parsed {
@@ -212,10 +227,26 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                     "--allow-eviction" => o.allow_eviction = true,
                     "--test-clock" => o.test_clock = true,
                     "--print" => o.print = true,
+                    "--sweep" => o.sweep = true,
+                    "--once" => o.once = true,
                     _ => return Err(format!("unknown option {flag}")),
                 }
             }
         }
+    }
+    if o.once && !o.sweep {
+        return Err("--once goes with --sweep".into());
+    }
+    if o.sweep
+        && (o.print
+            || o.check
+            || o.force
+            || o.allow_downgrade
+            || o.test_clock
+            || o.file.is_some()
+            || !o.settings.is_empty())
+    {
+        return Err("--sweep loads nothing: it takes only URLs, --cluster, --once and the connection options".into());
     }
     if o.print && !o.urls.is_empty() {
         return Err("--print connects to nothing: give no URL".into());
@@ -305,15 +336,23 @@ impl Library {
         Ok(Library { source: source.to_string(), version })
     }
 
-    fn with_test_clock(mut self) -> Result<Library, String> {
-        let lines = self.source.lines().filter(|l| l.trim() == TEST_CLOCK_OFF).count();
-        if lines != 1 {
-            return Err(format!("--test-clock: the library has {lines} lines '{TEST_CLOCK_OFF}' (needs exactly one)"));
+    /// The source with the test clock switched on, standing at `start_ms`
+    /// until CLOCK SET or ADVANCE moves it (frozen from load, as the
+    /// module's TEST_CLOCK yes is).
+    fn with_test_clock(mut self, start_ms: u64) -> Result<Library, String> {
+        for line in [TEST_CLOCK_OFF, TEST_CLOCK_START] {
+            let lines = self.source.lines().filter(|l| l.trim() == line).count();
+            if lines != 1 {
+                return Err(format!("--test-clock: the library has {lines} lines '{line}' (needs exactly one)"));
+            }
         }
+        let start = format!("local TEST_CLOCK_START = {start_ms}");
         let mut out = String::with_capacity(self.source.len());
         for line in self.source.split_inclusive('\n') {
             if line.trim() == TEST_CLOCK_OFF {
                 out.push_str(&line.replacen(TEST_CLOCK_OFF, TEST_CLOCK_ON, 1));
+            } else if line.trim() == TEST_CLOCK_START {
+                out.push_str(&line.replacen(TEST_CLOCK_START, &start, 1));
             } else {
                 out.push_str(line);
             }
@@ -590,6 +629,16 @@ impl Server {
         cmd.query::<Value>(&mut self.conn).map_err(|e| one_line(&e))
     }
 
+    /// The server's clock (TIME) in ms.
+    fn time_ms(&mut self) -> Result<u64, String> {
+        let t = self.query(&["TIME"]).map_err(|e| format!("{}: TIME failed: {e}", self.name))?;
+        let parts: Vec<u64> = items(&t).iter().filter_map(|v| text(v)?.parse().ok()).collect();
+        match parts[..] {
+            [secs, micros] => Ok(secs * 1000 + micros / 1000),
+            _ => Err(format!("{}: TIME gave no seconds and microseconds", self.name)),
+        }
+    }
+
     fn installed(&mut self) -> Result<Option<Installed>, String> {
         let list = self.query(&["FUNCTION", "LIST", "LIBRARYNAME", LIBRARY, "WITHCODE"]).map_err(|e| {
             if e.contains("unknown command") {
@@ -746,22 +795,28 @@ fn run(o: &Options) -> Result<(), String> {
         }
         None => Library::from_source(EMBEDDED, "the embedded library")?,
     };
-    let lib = if o.test_clock {
+    let lib = lib.with_settings(&o.settings)?;
+    if o.test_clock {
         eprintln!(
             "quota-load: warning: --test-clock: the library is loaded with its test clock switched on; \
              for tests only, never in production"
         );
-        lib.with_test_clock()?
-    } else {
-        lib
-    };
-    let lib = lib.with_settings(&o.settings)?;
+    }
     if o.print {
+        let lib = if o.test_clock {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            lib.with_test_clock(now)?
+        } else {
+            lib
+        };
         print!("{}", lib.source);
         return Ok(());
     }
     // rustls needs one crypto provider; this build has only ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if o.sweep {
+        return sweep(o);
+    }
 
     let mut servers = Vec::new();
     for url in &o.urls {
@@ -787,6 +842,12 @@ fn run(o: &Options) -> Result<(), String> {
         seen.push(s.name.clone());
         first
     });
+
+    // The test clock starts where the (first) server's clock is now.
+    let lib = match servers.first_mut() {
+        Some(server) if o.test_clock => lib.with_test_clock(server.time_ms()?)?,
+        _ => lib,
+    };
 
     // Decide everywhere before changing anything.
     let mut states = Vec::new();
@@ -978,6 +1039,193 @@ fn primaries_from_nodes(text: &str) -> Vec<Node> {
     out
 }
 
+// ----- sweeping -------------------------------------------------------------------
+
+/// How often --sweep calls quota_sweep.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// Trees per quota_sweep call (the function's COUNT), calls per index per
+/// pass, and the indexes a cluster node checks per pass (its slots in turn).
+const SWEEP_COUNT: &str = "100";
+const SWEEP_CALLS: usize = 10;
+const SWEEP_SLOTS: usize = 2048;
+/// How often a cluster node is asked again which slots it serves.
+const SLOTS_REFRESH: Duration = Duration::from_secs(5);
+const DUE_INDEX: &str = "quota:due";
+
+/// CRC16 (XMODEM), as Redis Cluster hashes keys.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The index key of each hash slot on a cluster, as the library names it:
+/// quota:due{TAG}, TAG the first of '@@@@' .. 'OOOO' (the low nibbles of
+/// each letter counted up) that hashes to the slot.
+fn slot_indexes() -> Vec<String> {
+    let mut tags = vec![String::new(); 16384];
+    let mut left = tags.len();
+    for v in 0u32..65536 {
+        let tag: String =
+            [v >> 12, (v >> 8) & 15, (v >> 4) & 15, v & 15].iter().map(|n| char::from(0x40 + *n as u8)).collect();
+        let slot = usize::from(crc16(tag.as_bytes()) & 16383);
+        if tags[slot].is_empty() {
+            tags[slot] = format!("{DUE_INDEX}{{{tag}}}");
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    tags
+}
+
+/// One server being swept: its index (standalone) or the indexes of the
+/// slots it serves (cluster node).
+struct Sweeper {
+    server: Server,
+    cluster: bool,
+    slots: Vec<u16>,
+    next: usize,
+    slots_at: Option<Instant>,
+}
+
+impl Sweeper {
+    fn new(mut server: Server) -> Sweeper {
+        let cluster = cluster_enabled(&mut server);
+        Sweeper { server, cluster, slots: Vec::new(), next: 0, slots_at: None }
+    }
+
+    /// The slots this node serves (CLUSTER SLOTS, the ranges whose primary
+    /// is this node).
+    fn refresh_slots(&mut self) -> Result<(), String> {
+        let myid = self.server.query(&["CLUSTER", "MYID"]).map(|v| text(&v).unwrap_or_default())?;
+        let ranges = self.server.query(&["CLUSTER", "SLOTS"])?;
+        let mut slots = Vec::new();
+        for range in items(&ranges) {
+            let r = items(range);
+            let num = |i: usize| r.get(i).and_then(text).and_then(|t| t.parse::<u16>().ok());
+            let primary = r.get(2).map(items).and_then(|n| n.get(2)).and_then(text);
+            if let (Some(first), Some(last), Some(id)) = (num(0), num(1), primary)
+                && id == myid
+            {
+                slots.extend(first..=last.min(16383));
+            }
+        }
+        self.slots = slots;
+        self.slots_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Calls quota_sweep on one index until nothing due is left (at most
+    /// SWEEP_CALLS times); returns (trees, holds expired).
+    fn sweep_index(&mut self, index: &str) -> Result<(i64, i64), String> {
+        let (mut trees, mut expired) = (0, 0);
+        for _ in 0..SWEEP_CALLS {
+            let reply = self.server.query(&["FCALL", "quota_sweep", "1", index, "COUNT", SWEEP_COUNT])?;
+            let num = |name: &str| field(&reply, name).and_then(text).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+            trees += num("trees");
+            expired += num("expired");
+            if num("more") == 0 {
+                break;
+            }
+        }
+        Ok((trees, expired))
+    }
+
+    /// One pass: the standalone index, or the indexes that exist of the
+    /// next SWEEP_SLOTS slots (of every slot the node serves when `whole`).
+    fn pass(&mut self, indexes: &[String], whole: bool) -> Result<(i64, i64), String> {
+        if !self.cluster {
+            return self.sweep_index(DUE_INDEX);
+        }
+        if self.slots_at.is_none_or(|at| at.elapsed() >= SLOTS_REFRESH) {
+            self.refresh_slots()?;
+        }
+        if self.slots.is_empty() {
+            return Ok((0, 0));
+        }
+        let take = if whole { self.slots.len() } else { self.slots.len().min(SWEEP_SLOTS) };
+        let batch: Vec<u16> = (0..take).map(|i| self.slots[(self.next + i) % self.slots.len()]).collect();
+        self.next = (self.next + take) % self.slots.len();
+        let mut pipe = redis::pipe();
+        for &slot in &batch {
+            pipe.cmd("EXISTS").arg(&indexes[usize::from(slot)]);
+        }
+        let exists: Vec<i64> = pipe.query(&mut self.server.conn).map_err(|e| one_line(&e))?;
+        let (mut trees, mut expired) = (0, 0);
+        for (&slot, found) in batch.iter().zip(exists) {
+            if found == 1 {
+                let (t, e) = self.sweep_index(&indexes[usize::from(slot)])?;
+                trees += t;
+                expired += e;
+            }
+        }
+        Ok((trees, expired))
+    }
+}
+
+/// The servers to sweep: each URL's, or with --cluster every primary.
+fn sweep_servers(o: &Options) -> Result<Vec<Sweeper>, String> {
+    let mut out = Vec::new();
+    for url in &o.urls {
+        let target = target_for(url, o)?;
+        let seed = connect(&target)?;
+        if o.cluster {
+            out.extend(cluster_primaries(seed, &target)?.into_iter().map(Sweeper::new));
+        } else {
+            out.push(Sweeper::new(seed));
+        }
+    }
+    Ok(out)
+}
+
+fn sweep(o: &Options) -> Result<(), String> {
+    let indexes = slot_indexes();
+    let mut sweepers = sweep_servers(o)?;
+    if !o.once {
+        for s in &sweepers {
+            let what = if s.cluster { "the indexes of its slots" } else { DUE_INDEX };
+            eprintln!("quota-load: sweeping {} ({what}) every {} ms", s.server.name, SWEEP_INTERVAL.as_millis());
+        }
+    }
+    loop {
+        let started = Instant::now();
+        let mut failed = false;
+        for s in &mut sweepers {
+            match s.pass(&indexes, o.once) {
+                Ok((trees, expired)) if o.once || expired > 0 => {
+                    println!("{} swept {trees} trees, {expired} holds expired", s.server.name)
+                }
+                Ok(_) => {}
+                Err(e) if o.once => return Err(format!("{}: quota_sweep failed: {e}", s.server.name)),
+                Err(e) => {
+                    eprintln!("quota-load: {}: quota_sweep failed: {e}", s.server.name);
+                    failed = true;
+                }
+            }
+        }
+        if o.once {
+            return Ok(());
+        }
+        if failed {
+            // Connect again (a restart, a failover, slots that moved).
+            std::thread::sleep(Duration::from_secs(1));
+            match sweep_servers(o) {
+                Ok(fresh) => sweepers = fresh,
+                Err(e) => eprintln!("quota-load: {e}"),
+            }
+            continue;
+        }
+        std::thread::sleep(SWEEP_INTERVAL.saturating_sub(started.elapsed()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1007,8 +1255,9 @@ mod tests {
     #[test]
     fn the_embedded_library_is_the_quota_library() {
         let lib = Library::from_source(EMBEDDED, "embedded").expect("embedded library is valid");
-        let on = lib.with_test_clock().expect("has one TEST_CLOCK line");
+        let on = lib.with_test_clock(1_700_000_000_123).expect("has one TEST_CLOCK line");
         assert!(on.source.contains(TEST_CLOCK_ON) && !on.source.contains(TEST_CLOCK_OFF));
+        assert!(on.source.contains("local TEST_CLOCK_START = 1700000000123\n"));
     }
 
     #[test]
@@ -1032,6 +1281,18 @@ mod tests {
         assert!(parse_args(&args(&["--bogus"])).is_err());
         assert!(parse_args(&args(&["rediss://h:1", "--cacert=x", "--check"])).is_ok());
         assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+    }
+
+    #[test]
+    fn slot_indexes_hash_to_their_slots() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        let indexes = slot_indexes();
+        assert_eq!(indexes.len(), 16384);
+        for (slot, key) in indexes.iter().enumerate() {
+            let tag = key.strip_prefix("quota:due{").and_then(|t| t.strip_suffix('}')).expect("quota:due{TAG}");
+            assert_eq!(usize::from(crc16(tag.as_bytes()) & 16383), slot, "{key}");
+        }
+        assert_eq!(indexes[usize::from(crc16(b"@@@@") & 16383)], "quota:due{@@@@}");
     }
 
     #[test]
