@@ -113,7 +113,9 @@ impl PolicyV1 {
             spec: policy.spec(),
             generation: policy.generation,
             used: policy.used,
-            held: policy.held,
+            // Held is derived (counted again at load), so it is written in
+            // its canonical form: a tree encodes the same after a reload.
+            held: policy.held.normalize(),
             period_start_ms: policy.period_start_ms,
             rolled_over: policy.rolled_over(),
             granted: policy.granted(),

@@ -274,13 +274,19 @@ impl Tree {
             Some(id) => id.clone(),
             None => self.generate_id(now_ms),
         };
+        // A hold counts on the policies of the metrics its reserved items
+        // hold (an UPTO batch may leave a metric out), as loading counts it
+        // again (`recount_all`), so both encode the same.
+        let held_metrics = Totals::of(sum_costs(req.items[..reserved].iter()), policies.len());
         let mut lines = Vec::with_capacity(policies.len());
         for &r in &policies {
             // Resets due apply first, so the alerts below see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
             policy.held += costs_get(&outcome.held, policy.metric());
-            lines.push(Line { node: r.node, generation: policy.generation });
+            if held_metrics.position(policy.metric()).is_some() {
+                lines.push(Line { node: r.node, generation: policy.generation });
+            }
         }
         for path in &req.set.paths {
             let node = self.ensure_path(path);

@@ -518,14 +518,41 @@ impl Tree {
         let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { return };
         policy.held = held;
         let generation = policy.generation;
+        let mut touched = Vec::new();
         for hold in self.holds.values_mut() {
+            let before = hold.lines.len();
             hold.lines.retain(|l| l.node != r.node || (l.generation != generation && Some(l.generation) != old));
+            if hold.lines.len() != before {
+                touched.push(hold.id.clone());
+            }
         }
         for id in ids {
             if let Some(hold) = self.holds.get_mut(id) {
                 hold.lines.push(Line { node: r.node, generation });
+                touched.push(hold.id.clone());
             }
         }
+        // Lines in the order a reservation (and loading) gives them, so
+        // that a tree encodes the same whichever way it got here: a
+        // replica or a reload must give the same digest.
+        for id in touched {
+            self.reorder_lines(&id);
+        }
+    }
+
+    /// Puts a hold's lines in reach order (root first), as a reservation
+    /// and [`Tree::recount_all`] write them.
+    fn reorder_lines(&mut self, id: &str) {
+        let Some(hold) = self.holds.get(id) else { return };
+        let order: Vec<(NodeId, u64)> = self
+            .reach(&hold.set, &hold.metrics())
+            .policies
+            .iter()
+            .filter_map(|&r| self.policy(r).map(|p| (r.node, p.generation)))
+            .collect();
+        let Some(hold) = self.holds.get_mut(id) else { return };
+        let rank = |l: &Line| order.iter().position(|&o| o == (l.node, l.generation)).unwrap_or(usize::MAX);
+        hold.lines.sort_by_key(|l| (rank(l), l.node, l.generation));
     }
 
     /// Recomputes every policy's held and every live hold's lines from the
