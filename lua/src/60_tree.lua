@@ -533,10 +533,11 @@ end
 
 local function checks_of(ctx, r, requested)
     local out = {}
+    local at = costs_index(requested, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            local amount = costs_get(requested, p.metric)
+            local amount = costs_get_at(requested, at, p.metric)
             out[#out + 1] = make_check(ref.path, p, amount, passes(p, amount), ctx.now)
         end
     end
@@ -551,10 +552,11 @@ end
 -- missing nodes fit, without changing anything.
 local function check_usage(ctx, r, set, usage)
     check_new_paths(ctx, set.paths, r.missing)
+    local by_metric = costs_index(usage, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            D.add(p.used, costs_get(usage, p.metric))
+            D.add(p.used, costs_get_at(usage, by_metric, p.metric))
         end
     end
     for _, path in ipairs(r.nodes) do
@@ -577,10 +579,11 @@ local function apply_usage(ctx, r, set, usage)
         r = usage_reach(ctx, set, usage)
     end
     local over = {}
+    local by_metric = costs_index(usage, #r.pols)
     for _, ref in ipairs(r.pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        add_used_capped(p, costs_get(usage, p.metric), ctx.now)
+        add_used_capped(p, costs_get_at(usage, by_metric, p.metric), ctx.now)
         if is_over(p) then
             over[#over + 1] = display_path(ref.path) .. "#" .. p.name
         end

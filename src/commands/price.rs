@@ -7,10 +7,10 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString};
 use super::args::Args;
 use super::reply::Reply;
 use super::{keyword, respond, utf8_args};
-use crate::engine::{Error, Result};
 use crate::engine::names::clip;
 use crate::engine::outcome::MAX_ITEM_METRICS;
 use crate::engine::pricing::{self, Estimate, Price};
+use crate::engine::{Error, Result};
 use crate::{ctext, prices};
 
 /// `QUOTA.PRICE SET service/model json | GET service/model | DEL service/model | LIST | HELP`,
