@@ -3683,66 +3683,70 @@ end
 -- tags '@@@@' .. 'OOOO' (low nibbles enumerated in order) whose slot it is,
 -- so a tree and its index share a slot and each FCALL touches one slot.
 local DUE_INDEX = "quota:due"
-local bxor, rshift = bit.bxor, bit.rshift
-local cluster_mode = nil
-local slot_tags = nil
+-- (In a block: the library's build function may have at most 200 locals.)
+local due_index
+do
+    local bxor, rshift = bit.bxor, bit.rshift
+    local cluster_mode = nil
+    local slot_tags = nil
 
-local crc_table = {}
-for i = 0, 255 do
-    local c = lshift(i, 8)
-    for _ = 1, 8 do
-        if band(c, 0x8000) ~= 0 then
-            c = bxor(band(lshift(c, 1), 0xFFFF), 0x1021)
-        else
-            c = band(lshift(c, 1), 0xFFFF)
-        end
-    end
-    crc_table[i] = c
-end
-
--- CRC16 (XMODEM), as Redis Cluster hashes keys.
-local function crc16(s)
-    local c = 0
-    for i = 1, #s do
-        c = bxor(band(lshift(c, 8), 0xFFFF), crc_table[bxor(rshift(c, 8), sbyte(s, i))])
-    end
-    return c
-end
-
-local function build_slot_tags()
-    local tags, left = {}, 16384
-    for v = 0, 65535 do
-        local tag = string.char(0x40 + rshift(v, 12), 0x40 + band(rshift(v, 8), 15), 0x40 + band(rshift(v, 4), 15),
-            0x40 + band(v, 15))
-        local slot = band(crc16(tag), 16383)
-        if not tags[slot] then
-            tags[slot] = tag
-            left = left - 1
-            if left == 0 then
-                break
+    local crc_table = {}
+    for i = 0, 255 do
+        local c = lshift(i, 8)
+        for _ = 1, 8 do
+            if band(c, 0x8000) ~= 0 then
+                c = bxor(band(lshift(c, 1), 0xFFFF), 0x1021)
+            else
+                c = band(lshift(c, 1), 0xFFFF)
             end
         end
+        crc_table[i] = c
     end
-    return tags
-end
 
--- The index key for a tree key; nil while it cannot be told whether the
--- server is a cluster node (a caller not allowed INFO).
-local function due_index(key)
-    if cluster_mode == nil then
-        local info = redis.pcall("INFO", "cluster")
-        if type(info) ~= "string" then
-            return nil
+    -- CRC16 (XMODEM), as Redis Cluster hashes keys.
+    local function crc16(s)
+        local c = 0
+        for i = 1, #s do
+            c = bxor(band(lshift(c, 8), 0xFFFF), crc_table[bxor(rshift(c, 8), sbyte(s, i))])
         end
-        cluster_mode = sfind(info, "cluster_enabled:1", 1, true) ~= nil
+        return c
     end
-    if not cluster_mode then
-        return DUE_INDEX
+
+    local function build_slot_tags()
+        local tags, left = {}, 16384
+        for v = 0, 65535 do
+            local tag = string.char(0x40 + rshift(v, 12), 0x40 + band(rshift(v, 8), 15), 0x40 + band(rshift(v, 4), 15),
+                0x40 + band(v, 15))
+            local slot = band(crc16(tag), 16383)
+            if not tags[slot] then
+                tags[slot] = tag
+                left = left - 1
+                if left == 0 then
+                    break
+                end
+            end
+        end
+        return tags
     end
-    if not slot_tags then
-        slot_tags = build_slot_tags()
+
+    -- The index key for a tree key; nil while it cannot be told whether the
+    -- server is a cluster node (a caller not allowed INFO).
+    function due_index(key)
+        if cluster_mode == nil then
+            local info = redis.pcall("INFO", "cluster")
+            if type(info) ~= "string" then
+                return nil
+            end
+            cluster_mode = sfind(info, "cluster_enabled:1", 1, true) ~= nil
+        end
+        if not cluster_mode then
+            return DUE_INDEX
+        end
+        if not slot_tags then
+            slot_tags = build_slot_tags()
+        end
+        return DUE_INDEX .. "{" .. slot_tags[band(crc16(hash_tag(key)), 16383)] .. "}"
     end
-    return DUE_INDEX .. "{" .. slot_tags[band(crc16(hash_tag(key)), 16383)] .. "}"
 end
 
 -- Records when the tree's next hold is due (or that it has none). An index
@@ -4090,10 +4094,11 @@ end
 
 local function checks_of(ctx, r, requested)
     local out = {}
+    local at = costs_index(requested, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            local amount = costs_get(requested, p.metric)
+            local amount = costs_get_at(requested, at, p.metric)
             out[#out + 1] = make_check(ref.path, p, amount, passes(p, amount), ctx.now)
         end
     end
@@ -4108,10 +4113,11 @@ end
 -- missing nodes fit, without changing anything.
 local function check_usage(ctx, r, set, usage)
     check_new_paths(ctx, set.paths, r.missing)
+    local by_metric = costs_index(usage, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            D.add(p.used, costs_get(usage, p.metric))
+            D.add(p.used, costs_get_at(usage, by_metric, p.metric))
         end
     end
     for _, path in ipairs(r.nodes) do
@@ -4134,10 +4140,11 @@ local function apply_usage(ctx, r, set, usage)
         r = usage_reach(ctx, set, usage)
     end
     local over = {}
+    local by_metric = costs_index(usage, #r.pols)
     for _, ref in ipairs(r.pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        add_used_capped(p, costs_get(usage, p.metric), ctx.now)
+        add_used_capped(p, costs_get_at(usage, by_metric, p.metric), ctx.now)
         if is_over(p) then
             over[#over + 1] = display_path(ref.path) .. "#" .. p.name
         end
@@ -4752,18 +4759,35 @@ function HOLDS.reserve(ctx, req)
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
     check_new_paths(ctx, req.set.paths, r.missing)
+    local held_at = costs_index(held, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
-        D.add(p.held, costs_get(held, p.metric))
+        D.add(p.held, costs_get_at(held, held_at, p.metric))
     end
 
     -- After this point the reservation succeeds.
     local id = req.id or HOLDS.generate_id(ctx)
+    -- The hold counts on the policies of the metrics its kept items name: a
+    -- partial UPTO batch keeps the items that fit, and no line for the
+    -- metrics of the others (as the module's loaded trees derive them).
+    local pols = r.pols
+    if reserved < n then
+        local kept = {}
+        for _, pair in ipairs(held) do
+            kept[pair[1]] = true
+        end
+        pols = {}
+        for _, ref in ipairs(r.pols) do
+            if kept[policy_of(ctx, ref).metric] then
+                pols[#pols + 1] = ref
+            end
+        end
+    end
     local lines = {}
-    for _, ref in ipairs(r.pols) do
+    for _, ref in ipairs(pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        p.held = plus(p.held, costs_get(held, p.metric))
+        p.held = plus(p.held, costs_get_at(held, held_at, p.metric))
         lines[#lines + 1] = { path = ref.path, gen = p.gen }
     end
     for _, path in ipairs(req.set.paths) do
@@ -4788,7 +4812,7 @@ function HOLDS.reserve(ctx, req)
     ctx.hold_dirty[id] = true
     ctx.hold_deleted[id] = nil
     ctx.hold_count = ctx.hold_count + 1
-    observe(ctx, r.pols)
+    observe(ctx, pols)
     return outcome
 end
 
@@ -4950,9 +4974,10 @@ function HOLDS.charge(ctx, req)
     local failing = {}
     -- The binding refusal: the least available (root first on ties).
     local refused, least = nil, nil
+    local cost_at = costs_index(req.cost, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
-        if not passes(p, costs_get(req.cost, p.metric)) then
+        if not passes(p, costs_get_at(req.cost, cost_at, p.metric)) then
             failing[#failing + 1] = ref
             local left = HOLDS.available(p)
             if refused == nil or D.cmp(left, least) < 0 then

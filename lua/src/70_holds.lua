@@ -446,18 +446,35 @@ function HOLDS.reserve(ctx, req)
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
     check_new_paths(ctx, req.set.paths, r.missing)
+    local held_at = costs_index(held, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
-        D.add(p.held, costs_get(held, p.metric))
+        D.add(p.held, costs_get_at(held, held_at, p.metric))
     end
 
     -- After this point the reservation succeeds.
     local id = req.id or HOLDS.generate_id(ctx)
+    -- The hold counts on the policies of the metrics its kept items name: a
+    -- partial UPTO batch keeps the items that fit, and no line for the
+    -- metrics of the others (as the module's loaded trees derive them).
+    local pols = r.pols
+    if reserved < n then
+        local kept = {}
+        for _, pair in ipairs(held) do
+            kept[pair[1]] = true
+        end
+        pols = {}
+        for _, ref in ipairs(r.pols) do
+            if kept[policy_of(ctx, ref).metric] then
+                pols[#pols + 1] = ref
+            end
+        end
+    end
     local lines = {}
-    for _, ref in ipairs(r.pols) do
+    for _, ref in ipairs(pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        p.held = plus(p.held, costs_get(held, p.metric))
+        p.held = plus(p.held, costs_get_at(held, held_at, p.metric))
         lines[#lines + 1] = { path = ref.path, gen = p.gen }
     end
     for _, path in ipairs(req.set.paths) do
@@ -482,7 +499,7 @@ function HOLDS.reserve(ctx, req)
     ctx.hold_dirty[id] = true
     ctx.hold_deleted[id] = nil
     ctx.hold_count = ctx.hold_count + 1
-    observe(ctx, r.pols)
+    observe(ctx, pols)
     return outcome
 end
 
@@ -644,9 +661,10 @@ function HOLDS.charge(ctx, req)
     local failing = {}
     -- The binding refusal: the least available (root first on ties).
     local refused, least = nil, nil
+    local cost_at = costs_index(req.cost, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
-        if not passes(p, costs_get(req.cost, p.metric)) then
+        if not passes(p, costs_get_at(req.cost, cost_at, p.metric)) then
             failing[#failing + 1] = ref
             local left = HOLDS.available(p)
             if refused == nil or D.cmp(left, least) < 0 then

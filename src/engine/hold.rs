@@ -17,7 +17,7 @@ use super::amount;
 use super::error::{Error, Result};
 use super::names;
 use super::outcome::{
-    ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, MAX_ITEM_METRICS, MAX_REQUEST_METRICS,
+    ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS, MAX_REQUEST_METRICS,
     ReleaseOutcome, ReserveOutcome, Totals, costs_get,
 };
 use super::policy::{Mode, Policy};
@@ -262,31 +262,33 @@ impl Tree {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
         self.check_new_paths(req.set.paths.iter().map(String::as_str), reach.missing_nodes(), limits)?;
+        let held = Lookup::new(held, reach.policies.len());
         for &r in &reach.policies {
             if let Some(policy) = self.policy(r) {
-                amount::add(policy.held, costs_get(held, policy.metric()))?;
+                amount::add(policy.held, held.get(policy.metric()))?;
             }
         }
-        let policies = reach.policies;
+        // The hold counts on the policies of the metrics its kept items
+        // name: a partial UPTO batch keeps the items that fit, and no line
+        // for the metrics of the others (as a loaded tree derives them).
+        let policies: Vec<PolicyRef> = if reserved == n {
+            reach.policies
+        } else {
+            reach.policies.into_iter().filter(|&r| self.policy(r).is_some_and(|p| held.contains(p.metric()))).collect()
+        };
 
         // After this point the reservation succeeds.
         let id = match &req.id {
             Some(id) => id.clone(),
             None => self.generate_id(now_ms),
         };
-        // A hold counts on the policies of the metrics its reserved items
-        // hold (an UPTO batch may leave a metric out), as loading counts it
-        // again (`recount_all`), so both encode the same.
-        let held_metrics = Totals::of(sum_costs(req.items[..reserved].iter()), policies.len());
         let mut lines = Vec::with_capacity(policies.len());
         for &r in &policies {
             // Resets due apply first, so the alerts below see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += costs_get(&outcome.held, policy.metric());
-            if held_metrics.position(policy.metric()).is_some() {
-                lines.push(Line { node: r.node, generation: policy.generation });
-            }
+            policy.held += held.get(policy.metric());
+            lines.push(Line { node: r.node, generation: policy.generation });
         }
         for path in &req.set.paths {
             let node = self.ensure_path(path);
@@ -791,12 +793,13 @@ impl Tree {
         }
         check_item_metrics(&req.cost)?;
         let reach = self.reach(&req.set, &req.cost);
+        let cost = Lookup::new(&req.cost, reach.policies.len());
         // The policies that refuse this charge, each judged once.
         let failing: Vec<PolicyRef> = reach
             .policies
             .iter()
             .copied()
-            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(costs_get(&req.cost, p.metric()))))
+            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(cost.get(p.metric()))))
             .collect();
         // The binding refusal: the least available (root first on ties).
         let mut refused: Option<(PolicyRef, Decimal)> = None;

@@ -119,6 +119,11 @@ impl<'a> Lookup<'a> {
     pub fn get(&self, metric: &str) -> Decimal {
         position(self.costs, self.index.as_ref(), metric).map_or(Decimal::ZERO, |i| self.costs[i].1)
     }
+
+    /// Whether `metric` is in the list.
+    pub fn contains(&self, metric: &str) -> bool {
+        position(self.costs, self.index.as_ref(), metric).is_some()
+    }
 }
 
 /// A costs list being built or updated, that finds a metric in constant

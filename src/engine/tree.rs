@@ -18,7 +18,7 @@ use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
 use super::hold::{Hold, Line, Tomb};
 use super::names;
-use super::outcome::{Check, Costs, Lookup, NodeView, PolicyView, ResetOutcome, Totals, TreeView, costs_get};
+use super::outcome::{Check, Costs, Lookup, NodeView, PolicyView, ResetOutcome, Totals, TreeView};
 use super::policy::{Policy, PolicySpec, Status};
 
 /// Index of a node in the arena.
@@ -744,12 +744,14 @@ impl Tree {
             nodes[start..].reverse();
         }
         let mut policies = Vec::with_capacity(nodes.len() * 2);
+        // Each policy looks its metric up in the request's: by index when
+        // both are many, so the work adds them instead of multiplying.
+        let examined = nodes.iter().filter_map(|&id| self.node(id)).map(|n| n.policies.len()).sum();
+        let wanted = Lookup::new(metrics, examined);
         for &id in &nodes {
             let Some(node) = self.node(id) else { continue };
             for (index, policy) in node.policies.iter().enumerate() {
-                if metrics.iter().any(|(m, _)| m == policy.metric())
-                    && policy.matches(set.service.as_deref(), set.model.as_deref())
-                {
+                if wanted.contains(policy.metric()) && policy.matches(set.service.as_deref(), set.model.as_deref()) {
                     policies.push(PolicyRef { node: id, index });
                 }
             }
@@ -764,13 +766,14 @@ impl Tree {
 
     /// The checks of `reach` for a request of `requested` per metric.
     pub(crate) fn checks(&self, reach: &Reach, requested: &Costs, now_ms: u64) -> Vec<Check> {
+        let requested = Lookup::new(requested, reach.policies.len());
         reach
             .policies
             .iter()
             .filter_map(|&r| {
                 let node = self.node(r.node)?;
                 let policy = self.policy_at(r, now_ms)?;
-                let amount = costs_get(requested, policy.metric());
+                let amount = requested.get(policy.metric());
                 Some(Check::new(&node.path, &policy, amount, policy.passes(amount), now_ms))
             })
             .collect()
@@ -788,9 +791,10 @@ impl Tree {
         limits: &Limits,
     ) -> Result<()> {
         self.check_new_paths(set.paths.iter().map(String::as_str), reach.missing, limits)?;
+        let by_metric = Lookup::new(usage, reach.policies.len());
         for &r in &reach.policies {
             if let Some(policy) = self.policy_at(r, now_ms) {
-                amount::add(policy.used, costs_get(usage, policy.metric()))?;
+                amount::add(policy.used, by_metric.get(policy.metric()))?;
             }
         }
         for node in reach.nodes.iter().filter_map(|&id| self.node(id)) {
@@ -832,11 +836,12 @@ impl Tree {
             reach
         };
         let mut over = Vec::new();
+        let by_metric = Lookup::new(usage, reach.policies.len());
         for &r in &reach.policies {
             self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
-            let delta = costs_get(usage, policy.metric());
+            let delta = by_metric.get(policy.metric());
             policy.add_used_capped(delta, now_ms);
             if policy.is_over() {
                 over.push(format!("{}#{}", names::display_path(&node.path), policy.name()));
