@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 
 use super::events::{Event, EventKind};
 use super::hold::{Hold, ItemState};
+use super::outcome::Lookup;
 use super::tree::{Limits, NodeId, Tree};
 
 /// What each policy, by node and generation, would stop holding.
@@ -45,13 +46,16 @@ impl Tree {
         let mut release = DueRelease::new();
         for (_, _, hold) in self.due_holds(now_ms) {
             let Some(hold) = hold else { continue };
+            // What the hold holds, summed once (not once per line).
+            let held = hold.held_costs();
+            let held = Lookup::new(&held, hold.lines.len());
             for line in &hold.lines {
                 let Some(policy) =
                     self.node(line.node).and_then(|n| n.policies.iter().find(|p| p.generation == line.generation))
                 else {
                     continue;
                 };
-                let amount = hold.held_of(policy.metric());
+                let amount = held.get(policy.metric());
                 if !amount.is_zero() {
                     *release.entry((line.node, line.generation)).or_default() += amount;
                 }

@@ -567,12 +567,14 @@ impl Tree {
         for id in ids {
             let Some(hold) = self.holds.get(&id) else { continue };
             let reach = self.reach(&hold.set, &hold.metrics());
+            let held = hold.held_costs();
+            let held = Lookup::new(&held, reach.policies.len());
             let mut lines = Vec::with_capacity(reach.policies.len());
             let mut amounts = Vec::with_capacity(reach.policies.len());
             for &r in &reach.policies {
                 if let Some(policy) = self.policy(r) {
                     lines.push(Line { node: r.node, generation: policy.generation });
-                    amounts.push((r, hold.held_of(policy.metric())));
+                    amounts.push((r, held.get(policy.metric())));
                 }
             }
             for (r, amount) in amounts {
