@@ -96,7 +96,14 @@ fn load(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
         register_i64_configuration(ctx, s.name, s.value, s.default, s.min, s.max, ConfigurationFlags::DEFAULT, None);
     }
     register_bool_configuration(ctx, "test_clock", &config::TEST_CLOCK, false, ConfigurationFlags::IMMUTABLE, None);
-    register_bool_configuration(ctx, "allow_eviction", &config::ALLOW_EVICTION, false, ConfigurationFlags::DEFAULT, None);
+    register_bool_configuration(
+        ctx,
+        "allow_eviction",
+        &config::ALLOW_EVICTION,
+        false,
+        ConfigurationFlags::DEFAULT,
+        None,
+    );
     // SAFETY: checked in `RedisModule_OnLoad`.
     if let Some(load_configs) = unsafe { raw::RedisModule_LoadConfigs }
         && unsafe { load_configs(ctx.ctx) } == raw::Status::Err as c_int

@@ -49,6 +49,14 @@ pub struct Line {
     pub generation: u64,
 }
 
+/// Puts a hold's lines in the one order they are kept in, whatever built
+/// them (a reserve, a policy change, a load): by node, then generation.
+/// The lines are stored with the hold, so equal trees encode to equal
+/// bytes only if their lines are in the same order.
+pub(crate) fn sort_lines(lines: &mut [Line]) {
+    lines.sort_unstable_by_key(|l| (l.node, l.generation));
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub id: String,
@@ -266,9 +274,16 @@ impl Tree {
             // Resets due apply first, so the alerts below see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
+            // The hold counts on the policies of the metrics its items name
+            // (those of an UPTO batch's unreserved items, not), as loading
+            // derives them (`Tree::recount_all`).
+            if !held.iter().any(|(m, _)| m == policy.metric()) {
+                continue;
+            }
             policy.held += costs_get(&held, policy.metric());
             lines.push(Line { node: r.node, generation: policy.generation });
         }
+        sort_lines(&mut lines);
         for path in &req.set.paths {
             let node = self.ensure_path(path);
             if let Some(node) = self.node_mut(node) {

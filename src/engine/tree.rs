@@ -16,7 +16,7 @@ use super::amount;
 use super::due::{DueRelease, held_after};
 use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
-use super::hold::{Hold, Line, Tomb};
+use super::hold::{Hold, Line, Tomb, sort_lines};
 use super::names;
 use super::outcome::{Check, Costs, NodeView, PolicyView, ResetOutcome, TreeView, costs_add, costs_get};
 use super::policy::{Policy, PolicySpec, Status};
@@ -524,6 +524,7 @@ impl Tree {
         for id in ids {
             if let Some(hold) = self.holds.get_mut(id) {
                 hold.lines.push(Line { node: r.node, generation });
+                sort_lines(&mut hold.lines);
             }
         }
     }
@@ -554,6 +555,7 @@ impl Tree {
                 }
             }
             if let Some(hold) = self.holds.get_mut(&id) {
+                sort_lines(&mut lines);
                 hold.lines = lines;
             }
         }
