@@ -322,7 +322,8 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         }
         tree.node_count += 1;
     }
-    // Free slots are reused last-in first-out; keep the lowest first out.
+    // The lowest free slot is taken first, as in the tree that was saved
+    // (`Tree::delete_path` keeps them in this order).
     tree.free.reverse();
     // Derived fields, only once every amount is known to be in range.
     for policy in tree.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {

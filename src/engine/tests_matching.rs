@@ -333,6 +333,18 @@ fn a_load_changes_no_byte() {
     t.unset_policy("a", "p").unwrap();
     t.set_policy("a", "p", spec("credits", None, 0, 100), 0, &l).unwrap();
     same_after_load(&t, "also");
+    // Paths made after a DELPATH take the same free slots in a loaded tree
+    // as in the tree that deleted them.
+    let mut t = Tree::new();
+    for path in ["a/x", "a/y", "a/z", "b"] {
+        t.set_policy(path, "p", spec("credits", None, 0, 100), 0, &l).unwrap();
+    }
+    t.delete_path("a").unwrap();
+    let mut loaded = crate::persist::decode(&crate::persist::encode(&t), crate::persist::ENCODING_VERSION).unwrap();
+    for tree in [&mut t, &mut loaded] {
+        tree.set_policy("n/m", "p", spec("credits", None, 0, 1), 0, &l).unwrap();
+    }
+    assert_eq!(crate::persist::encode(&loaded), crate::persist::encode(&t), "free slots");
     // The first of two policies changes its metric, or its filter and back.
     for (metric, service) in [("tokens", None), ("credits", Some("x"))] {
         let mut t = Tree::new();

@@ -663,6 +663,11 @@ impl Tree {
                 self.node_count -= 1;
             }
         }
+        // The lowest free slot is taken first, as in a loaded tree (which
+        // knows only which slots are free): a new path then has the same
+        // slot, and the tree the same bytes, on a server that deleted and
+        // on one that loaded the tree since.
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
         Ok(subtree.len())
     }
 
