@@ -17,7 +17,7 @@
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
@@ -275,9 +275,14 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
         _ => return Err("the tree has no root".into()),
     }
+    // A hold's line finds its policy by generation: each names one policy.
+    let mut generations = HashSet::new();
     for (index, node) in data.nodes.iter().enumerate() {
         if let Some(node) = node {
             validate_node(&data.nodes, data.next_generation, index, node)?;
+            if !node.policies.iter().all(|p| generations.insert(p.generation)) {
+                return Err(format!("node {index}: two policies share a generation"));
+            }
         }
     }
     let mut tree = Tree {
@@ -600,6 +605,37 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_book(&bytes[..cut], 1).is_err());
         }
+    }
+
+    /// A generation names one policy: a hold's line finds its policy by
+    /// node and generation, so two policies of a node sharing one would
+    /// have releases taken from the first only and the other's held never
+    /// come down (hostile review of issue 13: such a payload loaded).
+    #[test]
+    fn a_stored_generation_names_one_policy() {
+        let l = Limits::default();
+        let spec = |metric: &str| PolicySpec {
+            metric: metric.into(),
+            limit: 100.into(),
+            mode: Mode::Strict,
+            window: Window::None,
+            warn: crate::engine::policy::Warn::default(),
+            rollover: None,
+            service: None,
+            model: None,
+        };
+        let mut t = Tree::new();
+        t.set_policy("", "cr", spec("credits"), 0, &l).unwrap();
+        t.set_policy("a", "tk", spec("tokens"), 0, &l).unwrap();
+        t.set_policy("a", "cr", spec("credits"), 0, &l).unwrap();
+        let first = t.nodes[1].as_ref().unwrap().policies[0].generation;
+        // Across nodes as within one: the engine gives every policy its own.
+        for (node, index) in [(1, 1), (0, 0)] {
+            let mut bad = t.clone();
+            bad.nodes[node].as_mut().unwrap().policies[index].generation = first;
+            assert!(decode(&encode(&bad), 1).is_err(), "node {node} policy {index}");
+        }
+        assert!(decode(&encode(&t), 1).is_ok());
     }
 
     #[test]
