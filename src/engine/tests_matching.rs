@@ -345,6 +345,14 @@ fn a_load_changes_no_byte() {
         tree.set_policy("n/m", "p", spec("credits", None, 0, 1), 0, &l).unwrap();
     }
     assert_eq!(crate::persist::encode(&loaded), crate::persist::encode(&t), "free slots");
+    // What a policy holds keeps its scale: 5.5 + 2 - 5.5 is 2.0, as stored.
+    let mut t = Tree::new();
+    t.set_policy("", "p", spec("credits", None, 0, 100), 0, &l).unwrap();
+    reserve(&mut t, &["a"], None, vec![vec![("credits".into(), Decimal::new(55, 1))]], BatchMode::All);
+    reserve(&mut t, &["a"], None, vec![pair(2, 0)], BatchMode::All);
+    let first = t.holds.keys().min().cloned().unwrap();
+    t.release(&first, None, 0, &l).unwrap();
+    same_after_load(&t, "scale");
     // The first of two policies changes its metric, or its filter and back.
     for (metric, service) in [("tokens", None), ("credits", Some("x"))] {
         let mut t = Tree::new();
@@ -357,7 +365,14 @@ fn a_load_changes_no_byte() {
     }
 }
 
-/// Applies `op` as the sequences above do, ignoring what it answers.
+/// `pair` with amounts of 0 to 2 decimal places (5, 0.5, 0.05), so that
+/// sums and differences carry scales a load must keep.
+fn scaled_pair(credits: u32, tokens: u32) -> Costs {
+    pair(credits, tokens).into_iter().map(|(m, a)| (m, a / Decimal::from(10u32.pow(credits % 3)))).collect()
+}
+
+/// Applies `op` as the sequences above do (amounts of any scale), ignoring
+/// what it answers.
 fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits) {
     t.expire(*now, l);
     match *op {
@@ -389,7 +404,7 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
                 id: None,
                 ttl_ms: ttl,
                 batch: if upto { BatchMode::Upto } else { BatchMode::All },
-                items: items.iter().map(|&(c, k)| pair(c, k)).collect(),
+                items: items.iter().map(|&(c, k)| scaled_pair(c, k)).collect(),
                 brief: false,
             };
             if let Some(id) = t.reserve(req, *now, l).unwrap().id {
@@ -398,7 +413,7 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
         }
         Op::Commit { hold, actual, item } => {
             if let Some(id) = ids.get(hold % ids.len().max(1)) {
-                let _ = t.commit(id, item, actual.map(|(c, k)| pair(c, k)), *now, l);
+                let _ = t.commit(id, item, actual.map(|(c, k)| scaled_pair(c, k)), *now, l);
             }
         }
         Op::Release { hold, item } => {

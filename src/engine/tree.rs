@@ -533,8 +533,13 @@ impl Tree {
     /// holds and the policies as they are (after loading a tree, whose
     /// stored lines may come from a release that counted holds only on the
     /// policies that existed when they were placed).
+    ///
+    /// A stored held equal to the count keeps its own form (2.0 stays 2.0,
+    /// not 2): the tree then encodes to the bytes it was loaded from.
     pub(crate) fn recount_all(&mut self) -> std::result::Result<(), String> {
+        let mut stored = Vec::new();
         for policy in self.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+            stored.push(policy.held);
             policy.held = Decimal::ZERO;
         }
         let ids: Vec<String> = self.holds.keys().cloned().collect();
@@ -557,6 +562,13 @@ impl Tree {
             if let Some(hold) = self.holds.get_mut(&id) {
                 sort_lines(&mut lines);
                 hold.lines = lines;
+            }
+        }
+        let policies = self.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut());
+        for (policy, stored) in policies.zip(stored) {
+            // Decimal equality is by value, whatever the scale.
+            if policy.held == stored {
+                policy.held = stored;
             }
         }
         Ok(())
