@@ -378,7 +378,20 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
     match *op {
         Op::Set { slot, metric, service, mode, limit } => {
             let (path, name) = SLOTS[slot];
-            t.set_policy(path, name, spec(METRICS[metric], SERVICES[service], mode, limit), *now, l).unwrap();
+            // Windows of every kind (hourly with rollover, daily, rolling)
+            // and limits with decimals, picked by the limit.
+            let mut s = spec(METRICS[metric], SERVICES[service], mode, limit);
+            s.limit /= Decimal::from(10u32.pow(limit % 3));
+            match limit % 4 {
+                1 => {
+                    s.window = Window::Calendar { unit: crate::engine::window::Unit::Hour, anchor: 1 };
+                    s.rollover = Some(s.limit * Decimal::from(3));
+                }
+                2 => s.window = Window::Calendar { unit: crate::engine::window::Unit::Day, anchor: 1 },
+                3 => s.window = Window::Rolling { duration_ms: 90_000 },
+                _ => {}
+            }
+            t.set_policy(path, name, s, *now, l).unwrap();
         }
         Op::Unset { slot } => {
             let _ = t.unset_policy(SLOTS[slot].0, SLOTS[slot].1);
@@ -422,12 +435,13 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
             }
         }
         Op::Charge { path, service, credits, check } => {
-            let cost = vec![("credits".to_string(), Decimal::from(credits))];
+            let cost = vec![("credits".to_string(), Decimal::new(i64::from(credits), credits.unsigned_abs() % 3))];
             let req =
                 ChargeRequest { set: set_of(&[PATHS[path]], SERVICES[service]), id: None, check, cost, brief: false };
             let _ = t.charge(req, *now, l);
         }
-        Op::Advance { ms } => *now += ms,
+        // Now and then an hour and more, so calendar windows reset.
+        Op::Advance { ms } => *now += if ms % 5 == 0 { ms * 2_000 } else { ms },
         Op::Reload => {}
     }
 }
