@@ -1019,10 +1019,17 @@ impl Tree {
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
         for hold in self.holds.values() {
+            let mut lines = Vec::new();
             for r in self.reach(&hold.set, &hold.metrics()).policies {
                 if let Some(policy) = self.policy(r) {
                     *expected.entry((r.node, policy.generation)).or_default() += hold.held_of(policy.metric());
+                    lines.push(Line { node: r.node, generation: policy.generation });
                 }
+            }
+            // The lines are stored: they must be those a load derives.
+            sort_lines(&mut lines);
+            if hold.lines != lines {
+                return Err(format!("hold '{}' counts on other policies than it matches", hold.id));
             }
         }
         let mut live = 0;
