@@ -17,7 +17,7 @@
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
@@ -113,9 +113,7 @@ impl PolicyV1 {
             spec: policy.spec(),
             generation: policy.generation,
             used: policy.used,
-            // Held is derived (counted again at load), so it is written in
-            // its canonical form: a tree encodes the same after a reload.
-            held: policy.held.normalize(),
+            held: policy.held,
             period_start_ms: policy.period_start_ms,
             rolled_over: policy.rolled_over(),
             granted: policy.granted(),
@@ -277,9 +275,14 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
         _ => return Err("the tree has no root".into()),
     }
+    // A hold's line finds its policy by generation: each names one policy.
+    let mut generations = HashSet::new();
     for (index, node) in data.nodes.iter().enumerate() {
         if let Some(node) = node {
             validate_node(&data.nodes, data.next_generation, index, node)?;
+            if !node.policies.iter().all(|p| generations.insert(p.generation)) {
+                return Err(format!("node {index}: two policies share a generation"));
+            }
         }
     }
     let mut tree = Tree {
@@ -324,7 +327,8 @@ fn rebuild(data: TreeData) -> Result<Tree, String> {
         }
         tree.node_count += 1;
     }
-    // Free slots are reused last-in first-out; keep the lowest first out.
+    // The lowest free slot is taken first, as in the tree that was saved
+    // (`Tree::delete_path` keeps them in this order).
     tree.free.reverse();
     // Derived fields, only once every amount is known to be in range.
     for policy in tree.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
@@ -601,6 +605,37 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_book(&bytes[..cut], 1).is_err());
         }
+    }
+
+    /// A generation names one policy: a hold's line finds its policy by
+    /// node and generation, so two policies of a node sharing one would
+    /// have releases taken from the first only and the other's held never
+    /// come down (hostile review of issue 13: such a payload loaded).
+    #[test]
+    fn a_stored_generation_names_one_policy() {
+        let l = Limits::default();
+        let spec = |metric: &str| PolicySpec {
+            metric: metric.into(),
+            limit: 100.into(),
+            mode: Mode::Strict,
+            window: Window::None,
+            warn: crate::engine::policy::Warn::default(),
+            rollover: None,
+            service: None,
+            model: None,
+        };
+        let mut t = Tree::new();
+        t.set_policy("", "cr", spec("credits"), 0, &l).unwrap();
+        t.set_policy("a", "tk", spec("tokens"), 0, &l).unwrap();
+        t.set_policy("a", "cr", spec("credits"), 0, &l).unwrap();
+        let first = t.nodes[1].as_ref().unwrap().policies[0].generation;
+        // Across nodes as within one: the engine gives every policy its own.
+        for (node, index) in [(1, 1), (0, 0)] {
+            let mut bad = t.clone();
+            bad.nodes[node].as_mut().unwrap().policies[index].generation = first;
+            assert!(decode(&encode(&bad), 1).is_err(), "node {node} policy {index}");
+        }
+        assert!(decode(&encode(&t), 1).is_ok());
     }
 
     #[test]

@@ -50,6 +50,14 @@ pub struct Line {
     pub generation: u64,
 }
 
+/// Puts a hold's lines in the one order they are kept in, whatever built
+/// them (a reserve, a policy change, a load): by node, then generation.
+/// The lines are stored with the hold, so equal trees encode to equal
+/// bytes only if their lines are in the same order.
+pub(crate) fn sort_lines(lines: &mut [Line]) {
+    lines.sort_unstable_by_key(|l| (l.node, l.generation));
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub id: String,
@@ -290,6 +298,7 @@ impl Tree {
             policy.held += held.get(policy.metric());
             lines.push(Line { node: r.node, generation: policy.generation });
         }
+        sort_lines(&mut lines);
         for path in &req.set.paths {
             let node = self.ensure_path(path);
             if let Some(node) = self.node_mut(node) {

@@ -16,7 +16,7 @@ use super::amount;
 use super::due::{DueRelease, held_after};
 use super::error::{Error, Result};
 use super::events::{Event, EventKind, alerts};
-use super::hold::{Hold, Line, Tomb};
+use super::hold::{Hold, Line, Tomb, sort_lines};
 use super::names;
 use super::outcome::{Check, Costs, Lookup, NodeView, PolicyView, ResetOutcome, Totals, TreeView};
 use super::policy::{Policy, PolicySpec, Status};
@@ -518,49 +518,28 @@ impl Tree {
         let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { return };
         policy.held = held;
         let generation = policy.generation;
-        let mut touched = Vec::new();
         for hold in self.holds.values_mut() {
-            let before = hold.lines.len();
             hold.lines.retain(|l| l.node != r.node || (l.generation != generation && Some(l.generation) != old));
-            if hold.lines.len() != before {
-                touched.push(hold.id.clone());
-            }
         }
         for id in ids {
             if let Some(hold) = self.holds.get_mut(id) {
                 hold.lines.push(Line { node: r.node, generation });
-                touched.push(hold.id.clone());
+                sort_lines(&mut hold.lines);
             }
         }
-        // Lines in the order a reservation (and loading) gives them, so
-        // that a tree encodes the same whichever way it got here: a
-        // replica or a reload must give the same digest.
-        for id in touched {
-            self.reorder_lines(&id);
-        }
-    }
-
-    /// Puts a hold's lines in reach order (root first), as a reservation
-    /// and [`Tree::recount_all`] write them.
-    fn reorder_lines(&mut self, id: &str) {
-        let Some(hold) = self.holds.get(id) else { return };
-        let order: Vec<(NodeId, u64)> = self
-            .reach(&hold.set, &hold.metrics())
-            .policies
-            .iter()
-            .filter_map(|&r| self.policy(r).map(|p| (r.node, p.generation)))
-            .collect();
-        let Some(hold) = self.holds.get_mut(id) else { return };
-        let rank = |l: &Line| order.iter().position(|&o| o == (l.node, l.generation)).unwrap_or(usize::MAX);
-        hold.lines.sort_by_key(|l| (rank(l), l.node, l.generation));
     }
 
     /// Recomputes every policy's held and every live hold's lines from the
     /// holds and the policies as they are (after loading a tree, whose
     /// stored lines may come from a release that counted holds only on the
     /// policies that existed when they were placed).
+    ///
+    /// A stored held equal to the count keeps its own form (2.0 stays 2.0,
+    /// not 2): the tree then encodes to the bytes it was loaded from.
     pub(crate) fn recount_all(&mut self) -> std::result::Result<(), String> {
+        let mut stored = Vec::new();
         for policy in self.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+            stored.push(policy.held);
             policy.held = Decimal::ZERO;
         }
         let ids: Vec<String> = self.holds.keys().cloned().collect();
@@ -583,7 +562,15 @@ impl Tree {
                 }
             }
             if let Some(hold) = self.holds.get_mut(&id) {
+                sort_lines(&mut lines);
                 hold.lines = lines;
+            }
+        }
+        let policies = self.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut());
+        for (policy, stored) in policies.zip(stored) {
+            // Decimal equality is by value, whatever the scale.
+            if policy.held == stored {
+                policy.held = stored;
             }
         }
         Ok(())
@@ -690,6 +677,11 @@ impl Tree {
                 self.node_count -= 1;
             }
         }
+        // The lowest free slot is taken first, as in a loaded tree (which
+        // knows only which slots are free): a new path then has the same
+        // slot, and the tree the same bytes, on a server that deleted and
+        // on one that loaded the tree since.
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
         Ok(subtree.len())
     }
 
@@ -1032,10 +1024,17 @@ impl Tree {
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
         for hold in self.holds.values() {
+            let mut lines = Vec::new();
             for r in self.reach(&hold.set, &hold.metrics()).policies {
                 if let Some(policy) = self.policy(r) {
                     *expected.entry((r.node, policy.generation)).or_default() += hold.held_of(policy.metric());
+                    lines.push(Line { node: r.node, generation: policy.generation });
                 }
+            }
+            // The lines are stored: they must be those a load derives.
+            sort_lines(&mut lines);
+            if hold.lines != lines {
+                return Err(format!("hold '{}' counts on other policies than it matches", hold.id));
             }
         }
         let mut live = 0;
