@@ -248,9 +248,17 @@ pub fn execute(
                 None => read(&Tree::new(), &mut args, &env),
             }
         }
-        // While Redis may evict trees, limits could vanish: refuse (the
-        // primary's replayed writes are applied whatever the policy).
-        _ if replayed.is_none() && crate::eviction::refused() => Err(Error::State(crate::eviction::REFUSAL.into())),
+        // While Redis may evict trees, limits could vanish: refuse what
+        // enforces or configures them. Settling a hold (COMMIT, RELEASE)
+        // records work already done and is never refused, as under a full
+        // memory; the primary's replayed writes are applied whatever the
+        // policy.
+        _ if replayed.is_none()
+            && !matches!(command.name, "QUOTA.COMMIT" | "QUOTA.RELEASE")
+            && crate::eviction::refused() =>
+        {
+            Err(Error::State(crate::eviction::REFUSAL.into()))
+        }
         handler => {
             let handle = ctx.open_key_writable(key);
             let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
