@@ -228,8 +228,15 @@ def watch(args):
         finally:
             # Before the pause ends (then the timer may expire the hold,
             # which is a write and invalidates).
-            message = inv.read_response() if inv.can_read(timeout=0.3) else None
-            check(message is None, f"no client-tracking invalidation was sent by the reads ({message})")
+            # Servers that track the keys a script reads (Valkey) also track
+            # the Lua library's test clock, `quota:clock`, which the test
+            # itself moved: only the tree's keys matter here.
+            invalidated = []
+            while inv.can_read(timeout=0.3):
+                message = inv.read_response()
+                keys = message[2] if isinstance(message, list) and len(message) == 3 else [message]
+                invalidated += [k for k in (keys or []) if k != "quota:clock"]
+            check(not invalidated, f"no client-tracking invalidation was sent by the reads ({invalidated})")
             r.execute_command("CLIENT", "UNPAUSE")
     inv.disconnect()
     # The next write stores the expiry: the event the read showed, with its seq.

@@ -27,6 +27,9 @@ Directives:
     @sync M             wait until every replica of M has applied M's writes
                         (each replica's slave_repl_offset reaches M's
                         master_repl_offset); fails when M has no replica
+    @settle M key...    a write on each key (an EXTEND of no hold, NOTFOUND), so M
+                        stores and replicates what is due now, as its timer would
+                        within a tick: before comparing bytes with a replica
     @same A B cmd...    run cmd on A and B; the replies must be equal, not errors
     @restart S          stop S (SHUTDOWN, which saves as configured) and start
                         it again on the same dir and port
@@ -477,6 +480,18 @@ class Scenario:
             raise Failure(f"{words[1]} did not sync with {words[2]}")
         elif verb == "sync":
             self.sync(words[1])
+        elif verb == "settle":
+            # A write on each key stores what is due at the server's clock
+            # (expired holds, forgotten ids) and replicates it, as the
+            # module's timer would within a tick: reads show it without
+            # storing it, so comparing bytes with a replica would race the
+            # timer. An EXTEND of an id that does not exist changes nothing
+            # else.
+            server = self.server(words[1])
+            for key in words[2:]:
+                reply = server.cli(["QUOTA.EXTEND", key, "settle-no-such-hold", "1"])
+                if "NOTFOUND" not in reply:
+                    raise Failure(f"@settle {key}: expected NOTFOUND, got {reply}")
         elif verb == "same":
             a, b = self.server(words[1]), self.server(words[2])
             ra, rb = a.cli(words[3:]), b.cli(words[3:])
