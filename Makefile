@@ -28,12 +28,13 @@ HAS_LIBCLANG := ( for f in $(LIB_ROOT)/llvm-*/lib/libclang.so* $(LIB_ROOT)/llvm-
 has-libclang: # For tests/deps.sh: prints whether bindgen would find libclang under LIB_ROOT
 	@if $(HAS_LIBCLANG); then echo found; else echo missing; fi
 
-deps: ## Install what is missing: redis-server 7, libclang (apt-get), redis-py (pip)
+deps: ## Install what is missing: redis-server 7, libclang, luac5.1 (apt-get), redis-py (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v luac5.1 >/dev/null || missing="$$missing lua5.1"; \
 	$(HAS_LIBCLANG) || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -92,6 +93,7 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 	python3 tests/run.py --backend lua
 
 test-lua: lua-check ## The Lua library beside the module: decimals, windows, prices, random command sequences, a reference model; the loader
+	python3 tests/lua_locals.py
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
