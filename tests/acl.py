@@ -257,6 +257,39 @@ def price_subcommands(admin, port):
     client.close()
 
 
+def lua_idle_expiry(admin, port, found):
+    """Lua: a hold made by a writing account is swept when its tree is idle
+    (lua/README.md "Expiry on idle trees"): the account's write records it
+    in the index quota:due, even as the first call after the library was
+    loaded (nothing cached yet), and quota_sweep then expires it."""
+    code = admin.execute_command("FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "quota")[0]
+    code = dict(zip(code[::2], code[1::2]))["library_code"]
+    for user in ("svc-acme", "gateway", "dashboard"):
+        if user not in found:
+            continue
+        rules = found[user]
+        admin.execute_command("ACL", "SETUSER", user, "reset", *rules)
+        password = next((r[1:] for r in rules if r.startswith(">")), None)
+        client = redis.Redis(port=port, username=user, password=password, decode_responses=True)
+        admin.delete("quota:due")
+        admin.execute_command("FUNCTION", "LOAD", "REPLACE", code)  # a fresh library: nothing cached
+        hold = f"{user}-idle"
+        try:
+            client.execute_command("FCALL", "quota_reserve", "1", "t:acme", "PATH", "a", "ID", hold, "TTL", "1000",
+                                   "COST", "credits", "1")
+        except redis.ResponseError as e:
+            check(False, f"lua {user}: reserve on t:acme runs ({e})")
+            continue
+        finally:
+            client.close()
+        check(admin.zscore("quota:due", "t:acme") is not None,
+              f"lua {user}: its hold on t:acme is in the index quota:due (else the sweep never expires it)")
+        admin.execute_command("FCALL", "quota_debug", "0", "CLOCK", "ADVANCE", "1000")
+        swept = admin.execute_command("FCALL", "quota_sweep", "1", "quota:due")
+        swept = dict(zip(swept[::2], swept[1::2]))
+        check(swept.get("expired", 0) >= 1, f"lua {user}: quota_sweep expires its idle hold ({swept})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -274,6 +307,8 @@ def main():
     if "dashboard" in found:
         channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:t:acme", "quota:events:t:other"],
                  ["other"])
+    if BACKEND == "lua":
+        lua_idle_expiry(admin, args.port, found)
     if BACKEND == "module":
         key_specs(admin, args.port)
         price_subcommands(admin, args.port)
