@@ -205,14 +205,15 @@ def run_checks(admin, port, user, rules, expect):
     return len(plan)
 
 
-def channels(admin, port, user, rules, allowed, denied):
-    """SUBSCRIBE to each channel: allowed ones answer, denied ones NOPERM."""
+def channels(admin, port, user, rules, allowed, denied, command="SUBSCRIBE"):
+    """SUBSCRIBE (or PSUBSCRIBE) to each channel (pattern): allowed ones
+    answer, denied ones NOPERM."""
     password = next((r[1:] for r in rules if r.startswith(">")), None)
     for channel, want in [(c, True) for c in allowed] + [(c, False) for c in denied]:
         r = redis.Redis(port=port, username=user, password=password, socket_timeout=30)
         conn = r.connection_pool.get_connection("SUBSCRIBE")
         try:
-            conn.send_command("SUBSCRIBE", channel)
+            conn.send_command(command, channel)
             conn.read_response()
             ok = True
         except redis.ResponseError:
@@ -220,7 +221,7 @@ def channels(admin, port, user, rules, allowed, denied):
         finally:
             conn.disconnect()
             r.close()
-        check(ok == want, f"{BACKEND} {user}: SUBSCRIBE {channel} is {'allowed' if want else 'refused'}")
+        check(ok == want, f"{BACKEND} {user}: {command} {channel} is {'allowed' if want else 'refused'}")
 
 
 def key_specs(admin, port):
@@ -307,6 +308,9 @@ def main():
     if "dashboard" in found:
         channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:t:acme", "quota:events:t:other"],
                  ["other"])
+        # "every tree and its events": one pattern subscription, as a
+        # dashboard that does not know every tree's name subscribes.
+        channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:*"], ["other*"], "PSUBSCRIBE")
     if BACKEND == "lua":
         lua_idle_expiry(admin, args.port, found)
     if BACKEND == "module":
