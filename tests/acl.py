@@ -302,6 +302,26 @@ def lua_idle_expiry(admin, port, found):
               f"lua {user}: quota-load --sweep as the sweeper expires its idle hold ({res.stdout}{res.stderr})")
 
 
+def lua_sweeper_refused(admin, port, found):
+    """Lua: a tree the sweeper's account may not open (named outside its
+    key patterns) fails the sweep loudly and stays in the index; it is not
+    dropped as if it were no tree, which would leave its holds unswept."""
+    if "sweeper" not in found:
+        return
+    sweeper = found["sweeper"]
+    admin.execute_command("ACL", "SETUSER", "sweeper", "reset", *sweeper, "%R~quota:clock", "+get")
+    password = next((r[1:] for r in sweeper if r.startswith(">")), "")
+    admin.delete("quota:due")
+    admin.execute_command("FCALL", "quota_set", "1", "elsewhere", "/", "p", *POLICY)
+    admin.execute_command("FCALL", "quota_reserve", "1", "elsewhere", "PATH", "a", "TTL", "1000", "COST", "credits", "1")
+    admin.execute_command("FCALL", "quota_debug", "0", "CLOCK", "ADVANCE", "1000")
+    res = subprocess.run([LOADER, "--sweep", "--once", f"redis://sweeper:{password}@127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=60)
+    check(res.returncode != 0 and "elsewhere" in res.stderr,
+          f"lua sweeper: a tree it may not open fails the sweep, naming it ({res.returncode} {res.stdout}{res.stderr})")
+    check(admin.zscore("quota:due", "elsewhere") is not None, "lua sweeper: that tree stays in the index")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -324,6 +344,7 @@ def main():
         channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:*"], ["other*"], "PSUBSCRIBE")
     if BACKEND == "lua":
         lua_idle_expiry(admin, args.port, found)
+        lua_sweeper_refused(admin, args.port, found)
     if BACKEND == "module":
         key_specs(admin, args.port)
         price_subcommands(admin, args.port)
