@@ -4468,7 +4468,9 @@ local function expire(ctx, limit)
     end
     local forget
     if limit then
-        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, limit)
+        -- A bounded call (quota_sweep) spends what the holds left on ids.
+        local left = limit - #due / 2
+        forget = left > 0 and redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, left) or {}
     else
         forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
     end
@@ -4489,7 +4491,7 @@ local function expire(ctx, limit)
             ctx.done_dirty[id] = nil
         end
     end
-    return #due / 2
+    return #due / 2, #forget
 end
 
 function HOLDS.check_item(hold, i)
@@ -5826,8 +5828,8 @@ end
 
 -- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n
 -- trees (default 100, at most 1000) that the index names, at most
--- SWEEP_MAX_HOLDS holds in all, stores it and publishes the events, as the
--- next command on each tree would. `more` says that due trees are left.
+-- SWEEP_MAX_HOLDS holds released and finished ids forgotten in all, stores
+-- it and publishes the events, as the next command on each tree would. `more` says that due trees are left.
 local SWEEP_MAX_HOLDS = 1000
 
 function CMD.cmd_sweep(index, args)
@@ -5853,27 +5855,37 @@ function CMD.cmd_sweep(index, args)
         end
         -- An entry for another slot's index, or for a key that is no tree
         -- (someone else wrote it), is dropped, not retried forever.
-        local ok, n = pcall(function()
+        local ok, n, forgot = pcall(function()
             if due_index(key) ~= index then
                 return -1
             end
             local ctx = open_tree(key, true)
-            local released = expire(ctx, budget)
+            local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then
                 index_due(key, ctx.ekey)
             else
                 redis.call("ZREM", index, key)
             end
-            return released
+            return released, forgot
         end)
         failure = nil
+        -- A tree the caller may not open is no reason to forget it: the
+        -- account is wrong, so say so (and keep the entry).
+        if not ok then
+            local text = type(n) == "table" and tostring(n.err) or tostring(n)
+            if sfind(text, "NOPERM", 1, true) or sfind(text, "can't access", 1, true)
+                or sfind(text, "no permissions", 1, true) then
+                fail(sformat("NOPERM quota_sweep may not open the tree '%s' named by %s: give the sweeping "
+                    .. "account every tree's keys and channels (lua/README.md, sweeper)", key, index))
+            end
+        end
         if not ok or n < 0 then
             redis.call("ZREM", index, key)
         else
             trees = trees + 1
             expired = expired + n
-            budget = budget - n
+            budget = budget - n - (forgot or 0)
         end
     end
     local left = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, 1)

@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import shlex
+import subprocess
 import sys
 
 import redis
@@ -25,6 +26,7 @@ import redis
 from backend import BACKEND
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOADER = os.path.join(ROOT, "target", "release", "quota-load")
 FAILURES = []
 # Redis refuses a command or key with NOPERM (its text differs between
 # versions); inside a function (Lua), a key with "... can't access ..."
@@ -92,6 +94,9 @@ EXPECT = {
         "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["plain-get"], SPENDING + POLICIES,
                     PRICE_WRITES),
         "pricing": ([], [], PRICE_READS + PRICE_WRITES, READS + SPENDING + POLICIES, READS, []),
+        # quota-load --sweep's account: FCALL on every tree, no FCALL_RO.
+        "sweeper": (SPENDING + POLICIES, SPENDING + POLICIES, [], READS + ["plain-get"], READS,
+                    PRICE_READS + PRICE_WRITES),
     },
 }
 
@@ -205,14 +210,15 @@ def run_checks(admin, port, user, rules, expect):
     return len(plan)
 
 
-def channels(admin, port, user, rules, allowed, denied):
-    """SUBSCRIBE to each channel: allowed ones answer, denied ones NOPERM."""
+def channels(admin, port, user, rules, allowed, denied, command="SUBSCRIBE"):
+    """SUBSCRIBE (or PSUBSCRIBE) to each channel (pattern): allowed ones
+    answer, denied ones NOPERM."""
     password = next((r[1:] for r in rules if r.startswith(">")), None)
     for channel, want in [(c, True) for c in allowed] + [(c, False) for c in denied]:
         r = redis.Redis(port=port, username=user, password=password, socket_timeout=30)
         conn = r.connection_pool.get_connection("SUBSCRIBE")
         try:
-            conn.send_command("SUBSCRIBE", channel)
+            conn.send_command(command, channel)
             conn.read_response()
             ok = True
         except redis.ResponseError:
@@ -220,7 +226,7 @@ def channels(admin, port, user, rules, allowed, denied):
         finally:
             conn.disconnect()
             r.close()
-        check(ok == want, f"{BACKEND} {user}: SUBSCRIBE {channel} is {'allowed' if want else 'refused'}")
+        check(ok == want, f"{BACKEND} {user}: {command} {channel} is {'allowed' if want else 'refused'}")
 
 
 def key_specs(admin, port):
@@ -257,6 +263,65 @@ def price_subcommands(admin, port):
     client.close()
 
 
+def lua_idle_expiry(admin, port, found):
+    """Lua: a hold made by a writing account is swept when its tree is idle
+    (lua/README.md "Expiry on idle trees"): the account's write records it
+    in the index quota:due, even as the first call after the library was
+    loaded (nothing cached yet), and quota_sweep then expires it."""
+    code = admin.execute_command("FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "quota")[0]
+    code = dict(zip(code[::2], code[1::2]))["library_code"]
+    for user in ("svc-acme", "gateway", "dashboard"):
+        if user not in found:
+            continue
+        rules = found[user]
+        admin.execute_command("ACL", "SETUSER", user, "reset", *rules)
+        password = next((r[1:] for r in rules if r.startswith(">")), None)
+        client = redis.Redis(port=port, username=user, password=password, decode_responses=True)
+        admin.delete("quota:due")
+        admin.execute_command("FUNCTION", "LOAD", "REPLACE", code)  # a fresh library: nothing cached
+        hold = f"{user}-idle"
+        try:
+            client.execute_command("FCALL", "quota_reserve", "1", "t:acme", "PATH", "a", "ID", hold, "TTL", "1000",
+                                   "COST", "credits", "1")
+        except redis.ResponseError as e:
+            check(False, f"lua {user}: reserve on t:acme runs ({e})")
+            continue
+        finally:
+            client.close()
+        check(admin.zscore("quota:due", "t:acme") is not None,
+              f"lua {user}: its hold on t:acme is in the index quota:due (else the sweep never expires it)")
+        admin.execute_command("FCALL", "quota_debug", "0", "CLOCK", "ADVANCE", "1000")
+        # Swept as the README runs it: quota-load --sweep with the sweeper's account.
+        sweeper = found.get("sweeper", [])
+        # (+ the test clock, a key: the server runs with TEST_CLOCK yes.)
+        admin.execute_command("ACL", "SETUSER", "sweeper", "reset", *sweeper, "%R~quota:clock", "+get")
+        password = next((r[1:] for r in sweeper if r.startswith(">")), "")
+        res = subprocess.run([LOADER, "--sweep", "--once", f"redis://sweeper:{password}@127.0.0.1:{port}"],
+                             capture_output=True, text=True, timeout=60)
+        check(res.returncode == 0 and "1 holds expired" in res.stdout,
+              f"lua {user}: quota-load --sweep as the sweeper expires its idle hold ({res.stdout}{res.stderr})")
+
+
+def lua_sweeper_refused(admin, port, found):
+    """Lua: a tree the sweeper's account may not open (named outside its
+    key patterns) fails the sweep loudly and stays in the index; it is not
+    dropped as if it were no tree, which would leave its holds unswept."""
+    if "sweeper" not in found:
+        return
+    sweeper = found["sweeper"]
+    admin.execute_command("ACL", "SETUSER", "sweeper", "reset", *sweeper, "%R~quota:clock", "+get")
+    password = next((r[1:] for r in sweeper if r.startswith(">")), "")
+    admin.delete("quota:due")
+    admin.execute_command("FCALL", "quota_set", "1", "elsewhere", "/", "p", *POLICY)
+    admin.execute_command("FCALL", "quota_reserve", "1", "elsewhere", "PATH", "a", "TTL", "1000", "COST", "credits", "1")
+    admin.execute_command("FCALL", "quota_debug", "0", "CLOCK", "ADVANCE", "1000")
+    res = subprocess.run([LOADER, "--sweep", "--once", f"redis://sweeper:{password}@127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=60)
+    check(res.returncode != 0 and "elsewhere" in res.stderr,
+          f"lua sweeper: a tree it may not open fails the sweep, naming it ({res.returncode} {res.stdout}{res.stderr})")
+    check(admin.zscore("quota:due", "elsewhere") is not None, "lua sweeper: that tree stays in the index")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -274,6 +339,12 @@ def main():
     if "dashboard" in found:
         channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:t:acme", "quota:events:t:other"],
                  ["other"])
+        # "every tree and its events": one pattern subscription, as a
+        # dashboard that does not know every tree's name subscribes.
+        channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:*"], ["other*"], "PSUBSCRIBE")
+    if BACKEND == "lua":
+        lua_idle_expiry(admin, args.port, found)
+        lua_sweeper_refused(admin, args.port, found)
     if BACKEND == "module":
         key_specs(admin, args.port)
         price_subcommands(admin, args.port)

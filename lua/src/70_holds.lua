@@ -155,7 +155,9 @@ local function expire(ctx, limit)
     end
     local forget
     if limit then
-        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, limit)
+        -- A bounded call (quota_sweep) spends what the holds left on ids.
+        local left = limit - #due / 2
+        forget = left > 0 and redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, left) or {}
     else
         forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
     end
@@ -176,7 +178,7 @@ local function expire(ctx, limit)
             ctx.done_dirty[id] = nil
         end
     end
-    return #due / 2
+    return #due / 2, #forget
 end
 
 function HOLDS.check_item(hold, i)
