@@ -96,6 +96,7 @@ test-lua: lua-check ## The Lua library beside the module: decimals, windows, pri
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
 	python3 tests/lua_parity.py
+	python3 tests/lua_parity.py --focus holds --ops 3000
 	python3 tests/model.py
 	python3 tests/loader.py
 
