@@ -38,7 +38,16 @@ Known and accepted differences, not exercised here:
   * a tree key with '}' but no hash tag, which the library refuses (its
     companion keys could not share the key's slot).
 
+`--focus holds` (FocusGen) aims at holds instead: a small tree, short TTLs,
+policies changing metric, filter and mode under live holds, the clock moved
+to one before, exactly at and one after a known `expires_at` with reads
+straight after, late commits, 10^18 totals; every fifth command it also
+checks on the module that each policy's `held` equals the live holds that
+match it now. `--set name=value` gives both backends a setting (a module
+argument, `quota-load --set`), e.g. a short event log or few holds.
+
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
+                                [--focus holds] [--set NAME=VALUE ...]
 
 Exits non-zero on any mismatch, printing the seed, the op index, the command
 and both replies; ends with a one-line summary.
@@ -116,15 +125,17 @@ def build_if_missing():
         raise SystemExit("lua_parity: the build failed")
 
 
-def load_library(port, client, source):
+def load_library(port, client, source, settings=()):
     if source:
+        assert not settings, "--set works with the loader, not with --source"
         with open(LIBRARY, encoding="utf-8") as f:
             code = f.read()
         assert code.count("local TEST_CLOCK = false") == 1, "lua/quota.lua: no single TEST_CLOCK line"
         code = code.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true")
         client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
         return
-    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"], capture_output=True, text=True,
+    sets = [a for kv in settings for a in ("--set", kv)]
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets, capture_output=True, text=True,
                          timeout=60)
     if res.returncode != 0:
         raise SystemExit(f"lua_parity: quota-load failed: {res.stdout.strip()} {res.stderr.strip()}")
@@ -700,10 +711,15 @@ class FocusGen(Gen):
             # to a known expiry: one before, exactly at, or one after
             target = self.pick(dues[:4]) + self.rng.choice([-1, 0, 0, 0, 1])
             step = max(target - self.now, 0)
-        elif r < 0.8:
+        elif r < 0.75:
             step = self.rng.choice([1, 1, 2, 499, 500, 1000, 1500])
+        elif r < 0.85:
+            # rolling windows: a bucket (1/60), the duration, one either side
+            step = self.rng.choice([1000, 1500, 15000, 59999, 60000, 60001, 89999, 90000, 900000])
         elif r < 0.95:
             step = self.rng.randint(1000, 120000)
+        elif r < 0.97:
+            step = self.rng.choice([86400000 - 1, 86400000, 86400001])  # ids' memory
         else:
             step = 3600000 - self.now % 3600000  # exactly the next hour
         self.now += step
@@ -714,7 +730,7 @@ class FocusGen(Gen):
     WEIGHTS = [
         ("set", 8), ("unset", 2), ("grant", 1), ("reset", 1), ("reserve", 20), ("commit", 10),
         ("release", 3), ("extend", 3), ("charge", 8), ("read", 12), ("history", 1), ("clock", 12),
-        ("huge", 0.3), ("del", 0.2),
+        ("huge", 0.6), ("del", 0.2),
     ]
 
     def command(self):
@@ -811,6 +827,8 @@ def main():
     ap.add_argument("--max-mismatches", type=int, default=1,
                     help="stop after this many mismatches (later ones often follow from the first)")
     ap.add_argument("--verbose", action="store_true", help="print every command")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting on both: a module argument, quota-load --set (events_len, tombstone_ttl, ...)")
     ap.add_argument("--focus", choices=["holds"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen)")
     args = ap.parse_args()
@@ -827,11 +845,12 @@ def main():
     counts = {}
     t0 = time.time()
     try:
-        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"])
+        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] +
+                                      [a for kv in args.set for a in kv.split("=", 1)])
         procs.append(proc)
         proc, lua_port, lua = start_server(workdir, "lua", [])
         procs.append(proc)
-        load_library(lua_port, lua, args.source)
+        load_library(lua_port, lua, args.source, args.set)
 
         def both(cmd, i):
             nonlocal mismatches
