@@ -654,7 +654,7 @@ class FocusGen(Gen):
                "LIMIT", self.pick(["10", "25", "40", "60", "100", "0", "1000000000000000"])]
         w = self.pick(["none", "none", "hour", "rolling", "rolling"])
         if w == "rolling":
-            out += ["WINDOW", "rolling", self.pick(["60s", "90s", "15m"])]
+            out += ["WINDOW", "rolling", self.pick(["60s", "90s", "15m", "61s", "1001s"])]
         elif w != "none" or r.random() < 0.3:
             out += ["WINDOW", w]
         if r.random() < 0.6:
@@ -715,7 +715,7 @@ class FocusGen(Gen):
             step = self.rng.choice([1, 1, 2, 499, 500, 1000, 1500])
         elif r < 0.85:
             # rolling windows: a bucket (1/60), the duration, one either side
-            step = self.rng.choice([1000, 1500, 15000, 59999, 60000, 60001, 89999, 90000, 900000])
+            step = self.rng.choice([1000, 1016, 1017, 1500, 15000, 59999, 60000, 60001, 61000, 89999, 90000, 900000])
         elif r < 0.95:
             step = self.rng.randint(1000, 120000)
         elif r < 0.97:
