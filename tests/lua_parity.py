@@ -741,6 +741,15 @@ class FocusGen(Gen):
         tree = self.rng.choices(TREES[:2], [3, 1])[0]
         if kind == "del":
             return ["DEL", TREES[1]]
+        if kind == "clock" and self.rng.random() < 0.015:
+            # The clock set back (NTP, a failover to a host behind). A write
+            # on each tree first stores what is due, as the module's timer
+            # may have done: a hold it expired stays expired, where on the
+            # library one nobody stored would be live again.
+            self.now -= self.rng.choice([1, 1000, 60000, 3600000])
+            self.queue += [["QUOTA.EXTEND", TREES[1], "settle", "1000"],
+                           ["QUOTA.DEBUG", "CLOCK", "SET", str(self.now)], self.c_read(tree)]
+            return ["QUOTA.EXTEND", TREES[0], "settle", "1000"]
         return getattr(self, "c_" + kind)(tree)
 
     def saw(self, cmd, reply):
