@@ -98,6 +98,8 @@ test-lua: lua-check ## The Lua library beside the module: decimals, windows, pri
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py
 	python3 tests/lua_parity.py
+	python3 tests/lua_parity.py --focus holds --ops 3000
+	python3 tests/lua_parity.py --focus holds --ops 2000 --seed 7 --set events_len=7 --set tombstone_ttl=3000 --set max_holds=4
 	python3 tests/model.py
 	python3 tests/loader.py
 

@@ -38,7 +38,16 @@ Known and accepted differences, not exercised here:
   * a tree key with '}' but no hash tag, which the library refuses (its
     companion keys could not share the key's slot).
 
+`--focus holds` (FocusGen) aims at holds instead: a small tree, short TTLs,
+policies changing metric, filter and mode under live holds, the clock moved
+to one before, exactly at and one after a known `expires_at` with reads
+straight after, late commits, 10^18 totals; every fifth command it also
+checks on the module that each policy's `held` equals the live holds that
+match it now. `--set name=value` gives both backends a setting (a module
+argument, `quota-load --set`), e.g. a short event log or few holds.
+
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
+                                [--focus holds] [--set NAME=VALUE ...]
 
 Exits non-zero on any mismatch, printing the seed, the op index, the command
 and both replies; ends with a one-line summary.
@@ -116,15 +125,17 @@ def build_if_missing():
         raise SystemExit("lua_parity: the build failed")
 
 
-def load_library(port, client, source):
+def load_library(port, client, source, settings=()):
     if source:
+        assert not settings, "--set works with the loader, not with --source"
         with open(LIBRARY, encoding="utf-8") as f:
             code = f.read()
         assert code.count("local TEST_CLOCK = false") == 1, "lua/quota.lua: no single TEST_CLOCK line"
         code = code.replace("local TEST_CLOCK = false", "local TEST_CLOCK = true")
         client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
         return
-    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"], capture_output=True, text=True,
+    sets = [a for kv in settings for a in ("--set", kv)]
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets, capture_output=True, text=True,
                          timeout=60)
     if res.returncode != 0:
         raise SystemExit(f"lua_parity: quota-load failed: {res.stdout.strip()} {res.stderr.strip()}")
@@ -579,6 +590,213 @@ class Gen:
                 self.ids[cmd[1]].append(rid)
 
 
+class FocusGen(Gen):
+    """`--focus holds`: a small tree where holds, policies and the clock meet.
+
+    Few paths (`/`, `a`, `a/b`, `a/b/c`, `d`), two metrics, small limits,
+    short TTLs and rolling windows of 60 s to 15 min, so that most commands
+    meet live or due holds. Aimed at: reads (GET/TREE/HOLDS/EVENTS) of a
+    tree with holds due, at exactly the due millisecond, one before and one
+    after (the clock is moved to a known `expires_at`); `QUOTA.SET`/`UNSET`
+    changing a policy's metric, filter or mode under live holds; late
+    commits (more than held, after expiry); `UPTO`/`ALL`/`DRYRUN` batches and
+    their `held`; denials naming the binding policy (several policies on one
+    path and its ancestors); `CHARGE … CHECK`; totals saturating at 10^18.
+    """
+
+    FPATHS = ["/", "a", "a/b", "a/b/c", "d", "a/e"]
+    FMETRICS = ["credits", "tokens"]
+
+    def __init__(self, rng, start_ms):
+        super().__init__(rng)
+        self.now = start_ms
+        self.due = {t: [] for t in self.ids}  # tree -> expires_at values seen
+        self.filters = {}  # (tree, id) -> (service, model) of the reserve
+        self.queue = []
+
+    def path(self, bad=0.0):
+        return self.pick(self.FPATHS)
+
+    def metric(self, bad=0.0):
+        return self.pick(self.FMETRICS)
+
+    def amount(self, neg=0.0, bad=0.0, big=0.0):
+        r = self.rng.random()
+        if r < neg:
+            return "-" + str(self.rng.randint(1, 20))
+        if r < 0.7:
+            return str(self.rng.randint(0, 30))
+        if r < 0.9:
+            return f"{self.rng.randint(0, 20)}.{self.rng.randint(0, 99):02d}"
+        return self.pick(["0.0000000001", "1000000000000000", "60", "100"])
+
+    def cost_item(self, neg=0.0, n=None):
+        out = ["COST"]
+        for m in self.rng.sample(self.FMETRICS, self.rng.choice([1, 1, 2])):
+            out += [m, self.amount(neg=neg)]
+        return out
+
+    def item(self, neg=0.0):
+        return self.cost_item(neg=neg)
+
+    def ttl(self):
+        return str(self.rng.choice([1, 2, 50, 500, 1000, 3000, 30000, 60000, 90000]))
+
+    def service_model(self, out):
+        if self.chance(0.4):
+            out += ["SERVICE", self.pick(["chat", "image"])]
+            if self.chance(0.4):
+                out += ["MODEL", self.pick(["gpt", "pix"])]
+
+    def c_set(self, tree):
+        r = self.rng
+        out = ["QUOTA.SET", tree, self.path(), self.pick(["cap", "daily", "p3"]), "METRIC", self.metric(),
+               "LIMIT", self.pick(["10", "25", "40", "60", "100", "0", "1000000000000000"])]
+        w = self.pick(["none", "none", "hour", "rolling", "rolling"])
+        if w == "rolling":
+            out += ["WINDOW", "rolling", self.pick(["60s", "90s", "15m", "61s", "1001s"])]
+        elif w != "none" or r.random() < 0.3:
+            out += ["WINDOW", w]
+        if r.random() < 0.6:
+            out += ["MODE", self.pick(["strict", "strict", "block", "open"])]
+        if r.random() < 0.2:
+            out += ["WARN", self.pick(["50", "80,90", "100"])]
+        self.service_model(out)
+        return out
+
+    def c_unset(self, tree):
+        return ["QUOTA.UNSET", tree, self.path(), self.pick(["cap", "daily", "p3"])]
+
+    def c_huge(self, tree):
+        if self.chance(0.5):
+            return super().c_huge(tree)
+        out = ["QUOTA.CHARGE", tree, "PATH", self.path()]
+        if self.chance(0.3):
+            out.append("CHECK")
+        for _ in range(self.rng.choice([1, 2, 1000])):
+            out += ["COST", "credits", "1000000000000000"]
+        return out
+
+    def c_commit(self, tree):
+        out = ["QUOTA.COMMIT", tree, self.some_id(tree)]
+        if self.chance(0.3):
+            out += ["ITEM", self.pick(["0", "1", "2", "4"])]
+        if self.chance(0.6):
+            out += self.cost_item()
+        return out
+
+    def c_events(self, tree):
+        out = ["QUOTA.EVENTS", tree]
+        if self.chance(0.5):
+            out += ["SINCE", str(self.rng.choice([0, 1, 5, 20, 50, 100, 150, 200, 300]))]
+        if self.chance(0.3):
+            out += ["COUNT", self.pick(["1", "3", "10"])]
+        return out
+
+    def c_tree(self, tree):
+        out = ["QUOTA.TREE", tree]
+        if self.chance(0.3):
+            out.append(self.path())
+        if self.chance(0.6):
+            out += ["FORMAT", "json"]
+        return out
+
+    def c_read(self, tree):
+        return getattr(self, "c_" + self.pick(["get", "tree", "holds", "events"]))(tree)
+
+    def c_clock(self, tree):
+        r = self.rng.random()
+        dues = sorted(d for d in self.due[tree] if d >= self.now)
+        if dues and r < 0.6:
+            # to a known expiry: one before, exactly at, or one after
+            target = self.pick(dues[:4]) + self.rng.choice([-1, 0, 0, 0, 1])
+            step = max(target - self.now, 0)
+        elif r < 0.75:
+            step = self.rng.choice([1, 1, 2, 499, 500, 1000, 1500])
+        elif r < 0.85:
+            # rolling windows: a bucket (1/60), the duration, one either side
+            step = self.rng.choice([1000, 1016, 1017, 1500, 15000, 59999, 60000, 60001, 61000, 89999, 90000, 900000])
+        elif r < 0.95:
+            step = self.rng.randint(1000, 120000)
+        elif r < 0.97:
+            step = self.rng.choice([86400000 - 1, 86400000, 86400001])  # ids' memory
+        else:
+            step = 3600000 - self.now % 3600000  # exactly the next hour
+        self.now += step
+        # reads straight after the move, before any write stores the expiry
+        self.queue += [self.c_read(tree) for _ in range(self.rng.choice([1, 2, 3]))]
+        return ["QUOTA.DEBUG", "CLOCK", "ADVANCE", str(step)]
+
+    WEIGHTS = [
+        ("set", 8), ("unset", 2), ("grant", 1), ("reset", 1), ("reserve", 20), ("commit", 10),
+        ("release", 3), ("extend", 3), ("charge", 8), ("read", 12), ("history", 1), ("clock", 12),
+        ("huge", 0.6), ("del", 0.2),
+    ]
+
+    def command(self):
+        if self.queue:
+            return self.queue.pop(0)
+        names = [n for n, _ in self.WEIGHTS]
+        kind = self.rng.choices(names, [w for _, w in self.WEIGHTS])[0]
+        tree = self.rng.choices(TREES[:2], [3, 1])[0]
+        if kind == "del":
+            return ["DEL", TREES[1]]
+        if kind == "clock" and self.rng.random() < 0.015:
+            # The clock set back (NTP, a failover to a host behind). A write
+            # on each tree first stores what is due, as the module's timer
+            # may have done: a hold it expired stays expired, where on the
+            # library one nobody stored would be live again.
+            self.now -= self.rng.choice([1, 1000, 60000, 3600000])
+            self.queue += [["QUOTA.EXTEND", TREES[1], "settle", "1000"],
+                           ["QUOTA.DEBUG", "CLOCK", "SET", str(self.now)], self.c_read(tree)]
+            return ["QUOTA.EXTEND", TREES[0], "settle", "1000"]
+        return getattr(self, "c_" + kind)(tree)
+
+    def saw(self, cmd, reply):
+        super().saw(cmd, reply)
+        if cmd[0] == "QUOTA.RESERVE" and isinstance(reply, dict) and reply.get("reserved") and not reply.get("duplicate"):
+            up = [text(a).upper() for a in cmd]
+            svc = cmd[up.index("SERVICE") + 1] if "SERVICE" in up else None
+            mdl = cmd[up.index("MODEL") + 1] if "MODEL" in up else None
+            self.filters[(cmd[1], reply["id"])] = (svc, mdl)
+        if cmd[0] in ("QUOTA.RESERVE", "QUOTA.EXTEND") and isinstance(reply, dict):
+            at = reply.get("expires_at")
+            if isinstance(at, int) and at > 0:
+                self.due[cmd[1]] = (self.due[cmd[1]] + [at])[-20:]
+
+    def held_mismatch(self, client, tree):
+        """Every policy's `held` against the live holds that match it now
+        (QUOTA.HOLDS, the reserve's SERVICE/MODEL, the paths and their
+        ancestors), on one backend: None when they agree."""
+        from decimal import Decimal
+        holds = norm(call(client, ["QUOTA.HOLDS", tree, "COUNT", "10000"]))
+        if not isinstance(holds, list):
+            return None
+        for p in self.FPATHS:
+            got = norm(call(client, ["QUOTA.GET", tree, p]))
+            if not isinstance(got, dict):
+                continue
+            for pol in got["policies"]:
+                want = Decimal(0)
+                for h in holds:
+                    chain = set()
+                    for hp in h["paths"]:
+                        segs = [x for x in hp.split("/") if x]
+                        chain |= {"/".join(segs[:k]) or "/" for k in range(len(segs) + 1)}
+                    if (p.strip("/") or "/") not in chain:
+                        continue
+                    svc, mdl = self.filters.get((tree, h["id"]), (None, None))
+                    if pol.get("service") is not None and (pol["service"] != svc or
+                                                           pol.get("model") is not None and pol["model"] != mdl):
+                        continue
+                    want += Decimal(h["held"].get(pol["metric"], "0"))
+                if want >= Decimal(10) ** 17:
+                    continue  # near the saturation bound
+                if Decimal(pol["held"]) != want:
+                    return f"{tree} {p}#{pol['policy']}: held {pol['held']}, live holds matching it hold {want}"
+        return None
+
+
 # ----- the run -----------------------------------------------------------------------
 
 def show(v, limit=6000):
@@ -618,11 +836,17 @@ def main():
     ap.add_argument("--max-mismatches", type=int, default=1,
                     help="stop after this many mismatches (later ones often follow from the first)")
     ap.add_argument("--verbose", action="store_true", help="print every command")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting on both: a module argument, quota-load --set (events_len, tombstone_ttl, ...)")
+    ap.add_argument("--focus", choices=["holds"],
+                    help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen)")
     args = ap.parse_args()
 
     build_if_missing()
     rng = random.Random(args.seed)
-    gen = Gen(rng)
+    start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
+    start_ms = int(start.timestamp()) * 1000
+    gen = FocusGen(rng, start_ms) if args.focus == "holds" else Gen(rng)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -630,11 +854,12 @@ def main():
     counts = {}
     t0 = time.time()
     try:
-        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"])
+        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] +
+                                      [a for kv in args.set for a in kv.split("=", 1)])
         procs.append(proc)
         proc, lua_port, lua = start_server(workdir, "lua", [])
         procs.append(proc)
-        load_library(lua_port, lua, args.source)
+        load_library(lua_port, lua, args.source, args.set)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -653,8 +878,7 @@ def main():
                       f"  module: {show(m)}\n  lua:    {show(l)}", flush=True)
             return m
 
-        start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
-        setup = [["QUOTA.DEBUG", "CLOCK", "SET", str(int(start.timestamp()) * 1000)], ["SET", "plain", "x"]]
+        setup = [["QUOTA.DEBUG", "CLOCK", "SET", str(start_ms)], ["SET", "plain", "x"]]
         setup += [["QUOTA.PRICE", "SET", k, v] for k, v in PRICES.items()]
         for i, cmd in enumerate(setup):
             both(cmd, -len(setup) + i)
@@ -664,6 +888,12 @@ def main():
             cmd = gen.command()
             reply = both(cmd, i)
             gen.saw(cmd, reply)
+            if args.focus and i % 5 == 4:
+                for t in TREES[:2]:
+                    bad = gen.held_mismatch(mod, t)
+                    if bad:
+                        mismatches += 1
+                        print(f"HELD MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             done += 1
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
