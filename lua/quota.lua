@@ -5873,8 +5873,10 @@ function CMD.cmd_sweep(index, args)
         -- A tree the caller may not open is no reason to forget it: the
         -- account is wrong, so say so (and keep the entry).
         if not ok then
-            local text = type(n) == "table" and tostring(n.err) or tostring(n)
-            if sfind(text, "NOPERM", 1, true) or sfind(text, "can't access", 1, true)
+            -- Servers word it differently ("NOPERM ...", "No permissions to
+            -- access a key" on Redis 7.2+ and Valkey).
+            local text = string.lower(type(n) == "table" and tostring(n.err) or tostring(n))
+            if sfind(text, "noperm", 1, true) or sfind(text, "can't access", 1, true)
                 or sfind(text, "no permissions", 1, true) then
                 fail(sformat("NOPERM quota_sweep may not open the tree '%s' named by %s: give the sweeping "
                     .. "account every tree's keys and channels (lua/README.md, sweeper)", key, index))
