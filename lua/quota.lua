@@ -2724,8 +2724,11 @@ function Args:at_list_end()
     return s == nil or LIST_ENDS[supper(s)] == true
 end
 
-function Args:next_path(what, max_depth)
-    return parse_path(self:next_str(what), max_depth)
+-- A path up to the hard bound: max_depth bounds only the paths a command
+-- creates (check_new_paths), so existing paths stay usable when it is
+-- lowered at a reload (Args::next_path).
+function Args:next_path(what)
+    return parse_path(self:next_str(what), MAX_DEPTH_HARD)
 end
 
 function Args:next_name(what)
@@ -2804,9 +2807,9 @@ end
 
 -- Splits an optional leading path from option pairs: with an odd number of
 -- arguments left the first is the path.
-local function optional_path(args, max_depth)
+local function optional_path(args)
     if args:remaining() % 2 == 1 then
-        return args:next_path("a path", max_depth)
+        return args:next_path("a path")
     end
     return ""
 end
@@ -5132,15 +5135,15 @@ local function holds_matching(ctx, path, spec)
     return out, held
 end
 
--- Makes the policy `p` at `path` count exactly the holds `counted`: their
--- lines name its generation, no other hold's line names it or the
--- generation it had before (`old`) (Tree::recount).
-local function recount(ctx, path, p, old, counted, held)
-    p.held = held
-    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+-- Takes from each of `holds` its lines for the policy at `path` of
+-- generation `gen` (or `old`, when given), marking the holds it changes
+-- (the `lines.retain` of Tree::recount and Tree::unset). A field of OPS,
+-- not a local: build() is near Lua's 200 locals (tests/lua_locals.py).
+function OPS.drop_lines(ctx, holds, path, gen, old)
+    for _, hold in ipairs(holds) do
         local kept = {}
         for _, line in ipairs(hold.lines) do
-            if line.path ~= path or (line.gen ~= p.gen and line.gen ~= old) then
+            if line.path ~= path or (line.gen ~= gen and line.gen ~= old) then
                 kept[#kept + 1] = line
             end
         end
@@ -5149,6 +5152,14 @@ local function recount(ctx, path, p, old, counted, held)
             ctx.hold_dirty[hold.id] = true
         end
     end
+end
+
+-- Makes the policy `p` at `path` count exactly the holds `counted`: their
+-- lines name its generation, no other hold's line names it or the
+-- generation it had before (`old`) (Tree::recount).
+local function recount(ctx, path, p, old, counted, held)
+    p.held = held
+    OPS.drop_lines(ctx, HOLDS.live_all(ctx), path, p.gen, old)
     for _, hold in ipairs(counted) do
         hold.lines[#hold.lines + 1] = { path = path, gen = p.gen }
         ctx.hold_dirty[hold.id] = true
@@ -5214,18 +5225,7 @@ end
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     local gen = ctx.nodes[path].pols[ref.i].gen
-    for _, hold in ipairs(holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}) do
-        local kept = {}
-        for _, line in ipairs(hold.lines) do
-            if line.path ~= path or line.gen ~= gen then
-                kept[#kept + 1] = line
-            end
-        end
-        if #kept ~= #hold.lines then
-            hold.lines = kept
-            ctx.hold_dirty[hold.id] = true
-        end
-    end
+    OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
 end
@@ -5401,17 +5401,10 @@ local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WA
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
--- Commands parse paths up to the hard bound: max_depth bounds only the paths
--- they create (check_new_paths), so existing paths stay usable when it is
--- lowered at a reload.
-function CMD.max_depth()
-    return MAX_DEPTH_HARD
-end
-
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
 function CMD.cmd_set(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local spec = { mode = "strict", warn = DEFAULT_WARN, rollover = false }
     local window, duration, anchor
@@ -5462,7 +5455,7 @@ function CMD.cmd_set(ctx, args)
 end
 
 function CMD.cmd_unset(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     args:finish()
     OPS.unset_policy(ctx, path, name)
@@ -5470,13 +5463,13 @@ function CMD.cmd_unset(ctx, args)
 end
 
 function CMD.cmd_delpath(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     args:finish()
     return OPS.delete_path(ctx, path)
 end
 
 function CMD.cmd_grant(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local amount = args:next_non_negative("an amount")
     args:finish()
@@ -5487,7 +5480,7 @@ function CMD.cmd_grant(ctx, args)
 end
 
 function CMD.cmd_reset(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     args:finish()
     return OPS.reset(ctx, path, name)
@@ -5563,9 +5556,9 @@ function CMD.parse_request(args, charge)
             usage_keys[#usage_keys + 1] = { s, m }
             items[#items + 1] = item
         elseif kw == "ALSO" then
-            also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+            also[#also + 1] = args:next_path("a path after ALSO")
             while not args:at_list_end() do
-                also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+                also[#also + 1] = args:next_path("a path after ALSO")
             end
         elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
             args:once(seen, "ALL, UPTO or DRYRUN")
@@ -5573,7 +5566,7 @@ function CMD.parse_request(args, charge)
         else
             args:once(seen, kw)
             if kw == "PATH" then
-                path = args:next_path("a path after PATH", CMD.max_depth())
+                path = args:next_path("a path after PATH")
             elseif kw == "ID" then
                 id = args:next_name("id")
             elseif kw == "TTL" then
@@ -5732,7 +5725,7 @@ end
 -- ----- reading -------------------------------------------------------------------
 
 function CMD.cmd_get(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     args:finish()
     return OPS.get_view(ctx, path)
 end
@@ -5741,7 +5734,7 @@ local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
 local COUNT_KEYWORD = set_of({ "COUNT" })
 
 function CMD.cmd_tree(ctx, args)
-    local path = optional_path(args, CMD.max_depth())
+    local path = optional_path(args)
     local depth, count, json = MAX_DEPTH_HARD, 1000, false
     local seen = {}
     while not args:is_done() do
@@ -5770,7 +5763,7 @@ function CMD.cmd_tree(ctx, args)
 end
 
 function CMD.cmd_holds(ctx, args)
-    local path = optional_path(args, CMD.max_depth())
+    local path = optional_path(args)
     local count = 100
     if not args:is_done() then
         args:next_keyword(COUNT_KEYWORD)
@@ -5781,7 +5774,7 @@ function CMD.cmd_holds(ctx, args)
 end
 
 function CMD.cmd_history(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     args:finish()
     return OPS.history(ctx, path, name)

@@ -257,8 +257,11 @@ function Args:at_list_end()
     return s == nil or LIST_ENDS[supper(s)] == true
 end
 
-function Args:next_path(what, max_depth)
-    return parse_path(self:next_str(what), max_depth)
+-- A path up to the hard bound: max_depth bounds only the paths a command
+-- creates (check_new_paths), so existing paths stay usable when it is
+-- lowered at a reload (Args::next_path).
+function Args:next_path(what)
+    return parse_path(self:next_str(what), MAX_DEPTH_HARD)
 end
 
 function Args:next_name(what)
@@ -337,9 +340,9 @@ end
 
 -- Splits an optional leading path from option pairs: with an odd number of
 -- arguments left the first is the path.
-local function optional_path(args, max_depth)
+local function optional_path(args)
     if args:remaining() % 2 == 1 then
-        return args:next_path("a path", max_depth)
+        return args:next_path("a path")
     end
     return ""
 end

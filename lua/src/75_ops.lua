@@ -70,15 +70,15 @@ local function holds_matching(ctx, path, spec)
     return out, held
 end
 
--- Makes the policy `p` at `path` count exactly the holds `counted`: their
--- lines name its generation, no other hold's line names it or the
--- generation it had before (`old`) (Tree::recount).
-local function recount(ctx, path, p, old, counted, held)
-    p.held = held
-    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+-- Takes from each of `holds` its lines for the policy at `path` of
+-- generation `gen` (or `old`, when given), marking the holds it changes
+-- (the `lines.retain` of Tree::recount and Tree::unset). A field of OPS,
+-- not a local: build() is near Lua's 200 locals (tests/lua_locals.py).
+function OPS.drop_lines(ctx, holds, path, gen, old)
+    for _, hold in ipairs(holds) do
         local kept = {}
         for _, line in ipairs(hold.lines) do
-            if line.path ~= path or (line.gen ~= p.gen and line.gen ~= old) then
+            if line.path ~= path or (line.gen ~= gen and line.gen ~= old) then
                 kept[#kept + 1] = line
             end
         end
@@ -87,6 +87,14 @@ local function recount(ctx, path, p, old, counted, held)
             ctx.hold_dirty[hold.id] = true
         end
     end
+end
+
+-- Makes the policy `p` at `path` count exactly the holds `counted`: their
+-- lines name its generation, no other hold's line names it or the
+-- generation it had before (`old`) (Tree::recount).
+local function recount(ctx, path, p, old, counted, held)
+    p.held = held
+    OPS.drop_lines(ctx, HOLDS.live_all(ctx), path, p.gen, old)
     for _, hold in ipairs(counted) do
         hold.lines[#hold.lines + 1] = { path = path, gen = p.gen }
         ctx.hold_dirty[hold.id] = true
@@ -152,18 +160,7 @@ end
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     local gen = ctx.nodes[path].pols[ref.i].gen
-    for _, hold in ipairs(holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}) do
-        local kept = {}
-        for _, line in ipairs(hold.lines) do
-            if line.path ~= path or line.gen ~= gen then
-                kept[#kept + 1] = line
-            end
-        end
-        if #kept ~= #hold.lines then
-            hold.lines = kept
-            ctx.hold_dirty[hold.id] = true
-        end
-    end
+    OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
 end

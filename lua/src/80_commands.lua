@@ -10,17 +10,10 @@ local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WA
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
--- Commands parse paths up to the hard bound: max_depth bounds only the paths
--- they create (check_new_paths), so existing paths stay usable when it is
--- lowered at a reload.
-function CMD.max_depth()
-    return MAX_DEPTH_HARD
-end
-
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
 function CMD.cmd_set(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local spec = { mode = "strict", warn = DEFAULT_WARN, rollover = false }
     local window, duration, anchor
@@ -71,7 +64,7 @@ function CMD.cmd_set(ctx, args)
 end
 
 function CMD.cmd_unset(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     args:finish()
     OPS.unset_policy(ctx, path, name)
@@ -79,13 +72,13 @@ function CMD.cmd_unset(ctx, args)
 end
 
 function CMD.cmd_delpath(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     args:finish()
     return OPS.delete_path(ctx, path)
 end
 
 function CMD.cmd_grant(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local amount = args:next_non_negative("an amount")
     args:finish()
@@ -96,7 +89,7 @@ function CMD.cmd_grant(ctx, args)
 end
 
 function CMD.cmd_reset(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     args:finish()
     return OPS.reset(ctx, path, name)
@@ -172,9 +165,9 @@ function CMD.parse_request(args, charge)
             usage_keys[#usage_keys + 1] = { s, m }
             items[#items + 1] = item
         elseif kw == "ALSO" then
-            also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+            also[#also + 1] = args:next_path("a path after ALSO")
             while not args:at_list_end() do
-                also[#also + 1] = args:next_path("a path after ALSO", CMD.max_depth())
+                also[#also + 1] = args:next_path("a path after ALSO")
             end
         elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
             args:once(seen, "ALL, UPTO or DRYRUN")
@@ -182,7 +175,7 @@ function CMD.parse_request(args, charge)
         else
             args:once(seen, kw)
             if kw == "PATH" then
-                path = args:next_path("a path after PATH", CMD.max_depth())
+                path = args:next_path("a path after PATH")
             elseif kw == "ID" then
                 id = args:next_name("id")
             elseif kw == "TTL" then
@@ -341,7 +334,7 @@ end
 -- ----- reading -------------------------------------------------------------------
 
 function CMD.cmd_get(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     args:finish()
     return OPS.get_view(ctx, path)
 end
@@ -350,7 +343,7 @@ local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
 local COUNT_KEYWORD = set_of({ "COUNT" })
 
 function CMD.cmd_tree(ctx, args)
-    local path = optional_path(args, CMD.max_depth())
+    local path = optional_path(args)
     local depth, count, json = MAX_DEPTH_HARD, 1000, false
     local seen = {}
     while not args:is_done() do
@@ -379,7 +372,7 @@ function CMD.cmd_tree(ctx, args)
 end
 
 function CMD.cmd_holds(ctx, args)
-    local path = optional_path(args, CMD.max_depth())
+    local path = optional_path(args)
     local count = 100
     if not args:is_done() then
         args:next_keyword(COUNT_KEYWORD)
@@ -390,7 +383,7 @@ function CMD.cmd_holds(ctx, args)
 end
 
 function CMD.cmd_history(ctx, args)
-    local path = args:next_path("a path", CMD.max_depth())
+    local path = args:next_path("a path")
     local name = args:next_name("policy name")
     args:finish()
     return OPS.history(ctx, path, name)

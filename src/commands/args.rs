@@ -63,8 +63,12 @@ impl<'a> Args<'a> {
         self.peek().is_none_or(|s| LIST_ENDS.iter().any(|k| s.eq_ignore_ascii_case(k)))
     }
 
-    pub fn next_path(&mut self, what: &str, max_depth: usize) -> Result<String> {
-        names::parse_path(self.next_str(what)?, max_depth)
+    /// A path, up to the hard depth bound: `max_depth` bounds only the
+    /// paths a command creates (`Limits::max_depth`, checked by the
+    /// engine), so paths that exist stay readable and usable when it is
+    /// lowered.
+    pub fn next_path(&mut self, what: &str) -> Result<String> {
+        names::parse_path(self.next_str(what)?, names::MAX_DEPTH_HARD)
     }
 
     pub fn next_name(&mut self, what: &str) -> Result<String> {

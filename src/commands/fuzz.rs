@@ -230,7 +230,7 @@ fn env(now_ms: u64) -> Env {
         events_len: 20,
         max_depth: 4,
     };
-    Env { now_ms, limits, max_depth: crate::engine::names::MAX_DEPTH_HARD, default_ttl_ms: 1000, due_ms: now_ms }
+    Env { now_ms, limits, default_ttl_ms: 1000, due_ms: now_ms }
 }
 
 fn setup_prices() {

@@ -33,10 +33,6 @@ use reply::Reply;
 pub struct Env {
     pub now_ms: u64,
     pub limits: Limits,
-    /// The deepest path a command parses (the hard bound): `max_depth`
-    /// bounds only the paths a command creates (`limits.max_depth`), so
-    /// paths that exist stay readable and usable when it is lowered.
-    pub max_depth: usize,
     pub default_ttl_ms: u64,
     /// Reads show the holds due by this time as expired (not stored): the
     /// command's time on a primary, 0 on a replica, whose primary
@@ -213,8 +209,7 @@ impl Stamp {
             limits.max_items = usize::MAX;
             limits.max_depth = crate::engine::names::MAX_DEPTH_HARD;
         }
-        let max_depth = crate::engine::names::MAX_DEPTH_HARD;
-        Env { now_ms: self.now_ms, limits, max_depth, default_ttl_ms: self.default_ttl_ms, due_ms: self.now_ms }
+        Env { now_ms: self.now_ms, limits, default_ttl_ms: self.default_ttl_ms, due_ms: self.now_ms }
     }
 }
 
@@ -254,8 +249,8 @@ pub fn execute(
         // memory; the primary's replayed writes are applied whatever the
         // policy.
         _ if replayed.is_none()
-            && !matches!(command.name, "QUOTA.COMMIT" | "QUOTA.RELEASE")
-            && crate::eviction::refused() =>
+            && crate::eviction::refused()
+            && !matches!(command.name, "QUOTA.COMMIT" | "QUOTA.RELEASE") =>
         {
             Err(Error::State(crate::eviction::REFUSAL.into()))
         }
@@ -430,8 +425,8 @@ pub fn keyword(word: &str, keywords: &[&'static str]) -> Option<&'static str> {
 /// Splits optional leading path from option pairs: with an odd number of
 /// arguments the first is the path (options always come in pairs, so a
 /// path may even be named like an option).
-pub fn optional_path(args: &mut Args<'_>, max_depth: usize) -> Result<String> {
-    if !args.remaining().is_multiple_of(2) { args.next_path("a path", max_depth) } else { Ok(String::new()) }
+pub fn optional_path(args: &mut Args<'_>) -> Result<String> {
+    if !args.remaining().is_multiple_of(2) { args.next_path("a path") } else { Ok(String::new()) }
 }
 
 #[cfg(test)]

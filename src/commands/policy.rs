@@ -18,7 +18,7 @@ const SET_KEYWORDS: &[&str] = &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "
 /// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 /// rolling dur] [MODE m] [WARN p,…] [ROLLOVER cap] [SERVICE s [MODEL m]]`
 fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let path = args.next_path("a path", env.max_depth)?;
+    let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
     let (mut mode, mut warn) = (Mode::Strict, Warn::default());
@@ -61,7 +61,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 
 /// `QUOTA.GRANT key path policy amount`: replies with the policy.
 fn grant(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let path = args.next_path("a path", env.max_depth)?;
+    let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     let amount = args.next_non_negative("an amount")?;
     args.finish()?;
@@ -74,7 +74,7 @@ fn grant(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 
 /// `QUOTA.RESET key path policy`: replies with the period it closed.
 fn reset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let path = args.next_path("a path", env.max_depth)?;
+    let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     args.finish()?;
     let closed = tree.reset_policy(&path, &name, env.now_ms, &env.limits)?;
@@ -82,8 +82,8 @@ fn reset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 /// `QUOTA.UNSET key path policy`
-fn unset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let path = args.next_path("a path", env.max_depth)?;
+fn unset(tree: &mut Tree, args: &mut Args<'_>, _env: &Env) -> Result<Answer> {
+    let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     args.finish()?;
     tree.unset_policy(&path, &name)?;
@@ -91,8 +91,8 @@ fn unset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 /// `QUOTA.DELPATH key path`: replies with the number of paths removed.
-fn delpath(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let path = args.next_path("a path", env.max_depth)?;
+fn delpath(tree: &mut Tree, args: &mut Args<'_>, _env: &Env) -> Result<Answer> {
+    let path = args.next_path("a path")?;
     args.finish()?;
     let removed = tree.delete_path(&path)?;
     Ok(Answer::new(Reply::Int(removed as i64), true))

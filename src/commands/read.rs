@@ -70,7 +70,7 @@ const HOLDS_MAX_COUNT: u64 = 10_000;
 
 /// `QUOTA.GET key path`
 fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
-    let path = args.next_path("a path", env.max_depth)?;
+    let path = args.next_path("a path")?;
     args.finish()?;
     Ok(node_reply(&tree.get_at(&path, env.now_ms, env.due_ms)?, false))
 }
@@ -81,7 +81,7 @@ const TREE_MAX_COUNT: u64 = 100_000;
 
 /// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json]`
 fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
-    let path = optional_path(args, env.max_depth)?;
+    let path = optional_path(args)?;
     let (mut depth, mut count, mut json) = (MAX_DEPTH_HARD as u64, TREE_DEFAULT_COUNT, false);
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
@@ -112,7 +112,7 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
 
 /// `QUOTA.HOLDS key [path] [COUNT n]`
 fn holds(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
-    let path = optional_path(args, env.max_depth)?;
+    let path = optional_path(args)?;
     let mut count = HOLDS_DEFAULT_COUNT;
     if !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -127,7 +127,7 @@ fn holds(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
 
 /// `QUOTA.HISTORY key path policy`: closed periods, newest first.
 fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
-    let path = args.next_path("a path", env.max_depth)?;
+    let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     args.finish()?;
     Ok(Reply::Array(tree.history(&path, &name, env.now_ms)?.iter().map(closed_reply).collect()))

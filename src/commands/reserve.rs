@@ -87,7 +87,7 @@ fn cost_args(cost: &Costs) -> Vec<String> {
 
 /// Parses a request. `charge` selects the rules of `QUOTA.CHARGE`: one
 /// item, negative amounts allowed, `CHECK` instead of `TTL` and batches.
-fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request> {
+fn parse_request(args: &mut Args<'_>, charge: bool) -> Result<Request> {
     let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
     let (mut batch, mut brief, mut check, mut items, mut priced) = (None, false, false, Vec::new(), false);
     let mut usage_keys: Vec<(String, String)> = Vec::new();
@@ -109,9 +109,9 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
                 priced = true;
             }
             "ALSO" => {
-                also.push(args.next_path("a path after ALSO", env.max_depth)?);
+                also.push(args.next_path("a path after ALSO")?);
                 while !args.at_list_end() {
-                    also.push(args.next_path("a path after ALSO", env.max_depth)?);
+                    also.push(args.next_path("a path after ALSO")?);
                 }
             }
             "ALL" | "UPTO" | "DRYRUN" => {
@@ -125,7 +125,7 @@ fn parse_request(args: &mut Args<'_>, env: &Env, charge: bool) -> Result<Request
             _ => {
                 args.once(&mut seen, kw)?;
                 match kw {
-                    "PATH" => path = Some(args.next_path("a path after PATH", env.max_depth)?),
+                    "PATH" => path = Some(args.next_path("a path after PATH")?),
                     "ID" => id = Some(args.next_name("id")?),
                     "TTL" => ttl_ms = Some(args.next_u64("TTL", 1, MAX_TTL_MS)?),
                     "SERVICE" => service = Some(args.next_name("service")?),
@@ -201,7 +201,7 @@ fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
 /// [ALL|UPTO|DRYRUN] [BRIEF] item [item …]`, item = `COST m n …` or
 /// `USAGE service/model name value …`
 fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let req = parse_request(args, env, false)?;
+    let req = parse_request(args, false)?;
     let ttl_ms = req.ttl_ms.unwrap_or(env.default_ttl_ms);
     let canonical = req.priced.then(|| req.canonical(Some(ttl_ms)));
     let brief = req.brief;
@@ -340,7 +340,7 @@ fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 /// `QUOTA.CHARGE key PATH p [ALSO p …] [ID id] [SERVICE s] [MODEL m] [CHECK]
 /// [BRIEF] COST metric amount … | USAGE service/model name value …`
 fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
-    let req = parse_request(args, env, true)?;
+    let req = parse_request(args, true)?;
     let canonical = req.priced.then(|| req.canonical(None));
     let brief = req.brief;
     let cost = req.items.into_iter().next().unwrap_or_default();
