@@ -23,11 +23,10 @@ import sys
 
 import redis
 
-from backend import BACKEND
+from backend import BACKEND, FAILURES, check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
-FAILURES = []
 # Redis refuses a command or key with NOPERM (its text differs between
 # versions); inside a function (Lua), a key with "... can't access ..."
 # (7.0) or NOPERM (7.2+), and a function with the write flag under FCALL_RO
@@ -104,12 +103,6 @@ EXPECT = {
 # has (the analyst only that).
 LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_price_ro",
              "quota_estimate"}
-
-
-def check(ok, what):
-    if not ok:
-        FAILURES.append(what)
-        print("FAILED:", what)
 
 
 def recipes(backend):

@@ -15,6 +15,22 @@ BACKEND = os.environ.get("QUOTA_BACKEND", "module")
 KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
 
 
+# Failed expectations of a check script: `check` records and prints each,
+# and the script exits non-zero when any is recorded.
+FAILURES = []
+
+
+def check(ok, what):
+    if not ok:
+        FAILURES.append(what)
+        print("FAILED:", what)
+
+
+def as_map(reply):
+    """A map reply as a dict, whether RESP3 gave a dict or RESP2 a flat list."""
+    return reply if isinstance(reply, dict) else dict(zip(reply[0::2], reply[1::2]))
+
+
 def _text(arg):
     return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 

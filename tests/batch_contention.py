@@ -16,13 +16,9 @@ import sys
 import threading
 from decimal import Decimal
 
-from backend import Redis
+from backend import Redis, as_map
 
 LIMIT = Decimal(200)
-
-
-def as_map(reply):
-    return reply if isinstance(reply, dict) else dict(zip(reply[0::2], reply[1::2]))
 
 
 def main():

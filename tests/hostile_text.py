@@ -21,16 +21,9 @@ import time
 
 import redis
 
-from backend import free_port
+from backend import FAILURES, check, free_port
 
-FAILURES = []
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def check(ok, what):
-    if not ok:
-        FAILURES.append(what)
-        print("FAILED:", what)
 
 
 def _crc64_table():

@@ -33,7 +33,6 @@ one-line summary.
 """
 
 import argparse
-import os
 import random
 import shutil
 import sys

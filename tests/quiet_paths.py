@@ -24,25 +24,11 @@ import time
 
 import redis
 
-from backend import BACKEND, Redis
-
-FAILURES = []
-
-
-def check(ok, what):
-    if not ok:
-        FAILURES.append(what)
-        print("FAILED:", what)
+from backend import BACKEND, FAILURES, Redis, as_map, check
 
 
 def connect(port):
     return Redis(port=port, decode_responses=True, protocol=2)
-
-
-def as_map(reply):
-    if isinstance(reply, dict):
-        return reply
-    return dict(zip(reply[0::2], reply[1::2]))
 
 
 def info_quota(r, field):

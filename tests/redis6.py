@@ -18,18 +18,11 @@ import time
 
 import redis
 
-from backend import free_port
+from backend import FAILURES, check, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 MESSAGE = "quota needs Redis 7.0 or later"
-FAILURES = []
-
-
-def check(ok, what):
-    if not ok:
-        FAILURES.append(what)
-        print("FAILED:", what)
 
 
 def version(binary):

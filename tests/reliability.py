@@ -29,19 +29,7 @@ from decimal import Decimal
 
 import redis
 
-from backend import BACKEND, Cluster, Redis, translate
-
-FAILURES = []
-
-
-def check(ok, what):
-    if not ok:
-        FAILURES.append(what)
-        print("FAILED:", what)
-
-
-def as_map(reply):
-    return reply if isinstance(reply, dict) else dict(zip(reply[0::2], reply[1::2]))
+from backend import BACKEND, Cluster, FAILURES, Redis, as_map, check, translate
 
 
 def fails_with(client, call, *markers):
