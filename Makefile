@@ -83,9 +83,8 @@ test: build redis6 test-deps test-engine test-scenarios test-lua ## Install what
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
 
-# --bins runs the loader's own unit tests (src/bin/quota-load.rs) too.
 test-engine: ## Engine and command unit and property tests, and the loader's unit tests (no Redis needed)
-	$(CARGO) test --locked --lib --bins
+	$(CARGO) test --locked --workspace
 
 test-scenarios: ## redis-cli scenarios against real redis-servers, on the module and on the Lua library
 	python3 tests/run_sync.py
@@ -117,7 +116,7 @@ bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, me
 # a positive number (the test refuses it).
 fuzz: ## Fuzz every command with random arguments for longer (FUZZ_CASES=20000)
 	@set -o pipefail; mkdir -p target; \
-	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked --lib commands::fuzz \
+	QUOTA_FUZZ_CASES=$(or $(FUZZ_CASES),20000) $(CARGO) test --release --locked -p quota --lib commands::fuzz \
 		2>&1 | tee target/fuzz.log || exit 1; \
 	grep -Eq '^test result: ok\. [1-9][0-9]* passed' target/fuzz.log \
 		|| { echo "make fuzz: no fuzz test ran"; exit 1; }

@@ -132,8 +132,8 @@ mod tests {
 
     use rust_decimal::Decimal;
 
-    use crate::engine::hold::{BatchMode, ReserveRequest};
-    use crate::engine::{ChargeSet, Limits, Mode, PolicySpec, Tree, Window, policy};
+    use crate::hold::{BatchMode, ReserveRequest};
+    use crate::{ChargeSet, Limits, Mode, PolicySpec, Tree, Window, policy};
 
     fn spec(limit: &str) -> PolicySpec {
         PolicySpec {

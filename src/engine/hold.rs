@@ -1046,8 +1046,8 @@ pub fn describe_after(prefix: &str, costs: &Costs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::policy::{PolicySpec, Warn};
-    use crate::engine::window::Window;
+    use crate::policy::{PolicySpec, Warn};
+    use crate::window::Window;
 
     /// Both ways of counting the items a policy admits agree, on random
     /// batches and policies of every mode.

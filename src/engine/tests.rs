@@ -547,8 +547,8 @@ fn a_large_tree_is_cut_at_count_with_a_marker() {
 
 mod events {
     use super::*;
-    use crate::engine::events::EventKind;
-    use crate::engine::window::{DAY_MS, Unit};
+    use crate::events::EventKind;
+    use crate::window::{DAY_MS, Unit};
 
     fn kinds(t: &Tree) -> Vec<(EventKind, Option<u8>)> {
         t.events_since(0, usize::MAX).map(|e| (e.kind, e.threshold)).collect()
@@ -604,7 +604,7 @@ mod events {
         let mut t = Tree::new();
         let rolling = PolicySpec {
             window: Window::Rolling { duration_ms: 3_600_000 },
-            warn: crate::engine::policy::Warn::new(&[50]),
+            warn: crate::policy::Warn::new(&[50]),
             ..spec("credits", "10", Mode::Strict)
         };
         t.set_policy("", "r", rolling, 0, &l).unwrap();
@@ -785,8 +785,8 @@ fn costs_get_(c: &Costs) -> Decimal {
 
 mod windows {
     use super::*;
-    use crate::engine::policy::{Closed, HISTORY_LEN, Policy};
-    use crate::engine::window::{DAY_MS, HOUR_MS, ROLLING_BUCKETS_KEPT, Unit, days_from_civil};
+    use crate::policy::{Closed, HISTORY_LEN, Policy};
+    use crate::window::{DAY_MS, HOUR_MS, ROLLING_BUCKETS_KEPT, Unit, days_from_civil};
 
     fn at(y: i64, m: i64, d: i64) -> u64 {
         (days_from_civil(y, m, d) * DAY_MS) as u64
@@ -873,7 +873,7 @@ mod windows {
         let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
         let mut p = Policy::new("p", windowed("1", hour, Some("1000000000")), 1, 0);
         let ten_years = 10 * 365 * DAY_MS as u64;
-        let archived = || crate::engine::policy::ARCHIVED.with(|n| n.get());
+        let archived = || crate::policy::ARCHIVED.with(|n| n.get());
         let before = archived();
         assert_eq!(p.roll(ten_years), 87_600, "every hour of ten years closed");
         // The work is bounded by the history kept, not by the periods skipped

@@ -384,10 +384,10 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
             s.limit /= Decimal::from(10u32.pow(limit % 3));
             match limit % 4 {
                 1 => {
-                    s.window = Window::Calendar { unit: crate::engine::window::Unit::Hour, anchor: 1 };
+                    s.window = Window::Calendar { unit: crate::window::Unit::Hour, anchor: 1 };
                     s.rollover = Some(s.limit * Decimal::from(3));
                 }
-                2 => s.window = Window::Calendar { unit: crate::engine::window::Unit::Day, anchor: 1 },
+                2 => s.window = Window::Calendar { unit: crate::window::Unit::Day, anchor: 1 },
                 3 => s.window = Window::Rolling { duration_ms: 90_000 },
                 _ => {}
             }

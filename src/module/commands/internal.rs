@@ -4,9 +4,10 @@
 
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
-use super::{EXPIRE, Marks, Stamp, TREE_COMMANDS, after, execute, keyword, utf8_args};
+use super::{TREE_COMMANDS, execute, keyword, utf8_args};
 use crate::engine::Tree;
 use crate::engine::names::clip;
+use crate::replication::{EXPIRE, Marks, Stamp, after};
 use crate::{clock, config, ctext, datatype, expiry, persist, stats};
 
 /// Only the replication link and the AOF loader may send these.
@@ -43,7 +44,7 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             let report = tree.expire_some(stamp.now_ms, &stamp.env(true).limits, count.unwrap_or(usize::MAX));
             stats::bump(&stats::EXPIRED_HOLDS, report.expired_holds as u64);
             after(ctx, argv[1].as_slice(), tree, &before, false);
-            super::replicate_expiry(ctx, argv[1].as_slice(), &stamp, count);
+            crate::replication::replicate_expiry(ctx, argv[1].as_slice(), &stamp, count);
         }
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }

@@ -212,7 +212,7 @@ fn tick(ctx: &Context, _: ()) {
 }
 
 fn run_due(ctx: &Context) {
-    let stamp = crate::commands::Stamp::local();
+    let stamp = crate::replication::Stamp::local();
     let (now, limits) = (stamp.now_ms, stamp.env(false).limits);
     let mut budget = HOLDS_PER_TICK;
     for _ in 0..KEYS_PER_TICK {
@@ -228,7 +228,7 @@ fn run_due(ctx: &Context) {
         let name = RedisString::create_from_slice(ctx.ctx, &key);
         let handle = ctx.open_key_writable(&name);
         let Ok(Some(tree)) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE) else { continue };
-        let before = crate::commands::Marks::of(tree);
+        let before = crate::replication::Marks::of(tree);
         let report = tree.expire_some(now, &limits, budget);
         let done = report.expired_holds + report.forgotten_ids;
         budget -= done;
@@ -237,12 +237,12 @@ fn run_due(ctx: &Context) {
             // A tree left with work due was cut by the budget: the replica
             // must stop at the same place.
             let cut = tree.next_due_ms().is_some_and(|at| at <= now);
-            crate::commands::replicate_expiry(ctx, &key, &stamp, cut.then_some(done));
+            crate::replication::replicate_expiry(ctx, &key, &stamp, cut.then_some(done));
         }
         // The entry was popped: schedule the tree again whatever it cached.
         tree.scheduled = None;
         // Publishes the `expired` events and schedules the next expiry.
-        crate::commands::after(ctx, &key, tree, &before, false);
+        crate::replication::after(ctx, &key, tree, &before, false);
     }
     let work = (HOLDS_PER_TICK - budget) as u64;
     stats::record_max(&stats::EXPIRE_TICK_MAX, work);

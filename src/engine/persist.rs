@@ -22,15 +22,15 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::engine::amount;
-use crate::engine::events::Event;
-use crate::engine::hold::{DoneEntry, Hold, ItemState};
-use crate::engine::names;
-use crate::engine::outcome::Costs;
-use crate::engine::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
-use crate::engine::pricing::{self, Price, PriceBook};
-use crate::engine::tree::{Node, NodeId, Tree};
-use crate::engine::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
+use crate::amount;
+use crate::events::Event;
+use crate::hold::{DoneEntry, Hold, ItemState};
+use crate::names;
+use crate::outcome::Costs;
+use crate::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
+use crate::pricing::{self, Price, PriceBook};
+use crate::tree::{Node, NodeId, Tree};
+use crate::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
 use rust_decimal::Decimal;
 
 /// Version 1: the first encoding.
@@ -510,7 +510,7 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest};
+    use crate::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest};
     use rust_decimal::Decimal;
 
     fn sample() -> Tree {
@@ -521,7 +521,7 @@ mod tests {
             limit: limit.into(),
             mode: Mode::Strict,
             window: Window::None,
-            warn: crate::engine::policy::Warn::default(),
+            warn: crate::policy::Warn::default(),
             rollover: None,
             service: Some("chat".into()),
             model: None,
@@ -579,7 +579,7 @@ mod tests {
     /// written back byte for byte.
     #[test]
     fn a_version_1_tree_still_loads() {
-        let bytes = include_bytes!("../tests/fixtures/tree-v1.bin");
+        let bytes = include_bytes!("../../tests/fixtures/tree-v1.bin");
         let tree = decode(bytes, 1).unwrap();
         let now = 40 * 86_400_000 + 5;
         let mut out = String::new();
@@ -589,7 +589,7 @@ mod tests {
         out += &format!("{:?}\n", tree.history("members", "monthly", now));
         out += &format!("{:?}\n", tree.holds_view("", 10));
         out += &format!("{:?}\n", tree.events_since(0, 100).collect::<Vec<_>>());
-        assert_eq!(out, include_str!("../tests/fixtures/tree-v1.txt"));
+        assert_eq!(out, include_str!("../../tests/fixtures/tree-v1.txt"));
         assert_eq!(encode(&tree), bytes);
     }
 
@@ -619,7 +619,7 @@ mod tests {
             limit: 100.into(),
             mode: Mode::Strict,
             window: Window::None,
-            warn: crate::engine::policy::Warn::default(),
+            warn: crate::policy::Warn::default(),
             rollover: None,
             service: None,
             model: None,

@@ -2,6 +2,10 @@
 //! Every operation takes the current time as `now_ms` and returns a plain
 //! outcome or a typed [`Error`], so the rules are testable with `cargo test`
 //! and replay identically on replicas and from the AOF.
+//!
+//! This crate has no Redis dependency at all: the compiler, not discipline,
+//! keeps the rules pure. The module (`src/module`) is a thin skin over it,
+//! and [`persist`] is how a tree becomes bytes and comes back, validated.
 
 pub mod amount;
 pub mod due;
@@ -10,6 +14,7 @@ pub mod events;
 pub mod hold;
 pub mod names;
 pub mod outcome;
+pub mod persist;
 pub mod policy;
 pub mod pricing;
 pub mod tree;

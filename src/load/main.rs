@@ -31,7 +31,7 @@ const TEST_CLOCK_ON: &str = "local TEST_CLOCK = true";
 const TEST_CLOCK_START: &str = "local TEST_CLOCK_START = 0";
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// The library's settings (its `SETTINGS` table) with the bounds the module
-/// gives the same module arguments (src/config.rs).
+/// gives the same module arguments (src/module/config.rs).
 const SETTINGS: &[(&str, u64, u64)] = &[
     ("default_ttl", 1, 30 * 86_400_000),
     ("tombstone_ttl", 1000, 90 * 86_400_000),
