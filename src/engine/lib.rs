@@ -8,6 +8,7 @@
 //! and [`persist`] is how a tree becomes bytes and comes back, validated.
 
 pub mod amount;
+pub mod catalog;
 pub mod due;
 pub mod error;
 pub mod events;

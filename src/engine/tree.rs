@@ -44,15 +44,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_paths: 100_000,
-            max_policies: 16,
-            max_holds: 1_000_000,
-            max_items: 1000,
-            tombstone_ttl_ms: 24 * 3600 * 1000,
-            events_len: 1000,
-            max_depth: 16,
-        }
+        Limits::from_settings(crate::catalog::Setting::default_value)
     }
 }
 

@@ -7,43 +7,27 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::engine::Limits;
+use crate::engine::catalog::{SETTINGS, Setting, SettingSpec};
 use crate::engine::names::clip;
 
-/// Longest TTL a hold may be given: 30 days.
-pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+pub use crate::engine::catalog::MAX_TTL_MS;
 
-/// One integer setting: its name (as in `CONFIG GET quota.<name>`), the
-/// atomic behind it, its default and its range. Module arguments,
-/// `CONFIG SET` and the registration with Redis all read these.
-pub struct IntSetting {
-    pub name: &'static str,
-    pub value: &'static AtomicI64,
-    pub default: i64,
-    pub min: i64,
-    pub max: i64,
-}
+/// The value of each setting of the catalog (`engine::catalog::SETTINGS`),
+/// in its order: module arguments, `CONFIG SET` and the registration with
+/// Redis all go through these.
+static VALUES: [AtomicI64; SETTINGS.len()] = {
+    let mut values = [const { AtomicI64::new(0) }; SETTINGS.len()];
+    let mut i = 0;
+    while i < SETTINGS.len() {
+        values[i] = AtomicI64::new(SETTINGS[i].default as i64);
+        i += 1;
+    }
+    values
+};
 
-macro_rules! settings {
-    ($($setting:ident, $atomic:ident, $name:literal, $default:expr, $min:expr, $max:expr;)*) => {
-        $(
-            pub static $atomic: AtomicI64 = AtomicI64::new($default);
-            pub const $setting: IntSetting =
-                IntSetting { name: $name, value: &$atomic, default: $default, min: $min, max: $max };
-        )*
-        /// Every integer setting.
-        pub const INT_SETTINGS: &[IntSetting] = &[$($setting),*];
-    };
-}
-
-settings! {
-    DEFAULT_TTL_SETTING, DEFAULT_TTL, "default_ttl", 60_000, 1, MAX_TTL_MS as i64;
-    TOMBSTONE_TTL_SETTING, TOMBSTONE_TTL, "tombstone_ttl", 86_400_000, 1000, 90 * 86_400_000;
-    MAX_PATHS_SETTING, MAX_PATHS, "max_paths", 100_000, 1, 100_000_000;
-    MAX_POLICIES_SETTING, MAX_POLICIES, "max_policies", 16, 1, 64;
-    MAX_HOLDS_SETTING, MAX_HOLDS, "max_holds", 1_000_000, 1, 100_000_000;
-    MAX_DEPTH_SETTING, MAX_DEPTH, "max_depth", 16, 1, 64;
-    MAX_ITEMS_SETTING, MAX_ITEMS, "max_items", 1000, 1, 10_000;
-    EVENTS_LEN_SETTING, EVENTS_LEN, "events_len", 1000, 1, 100_000;
+/// Every integer setting with the atomic that holds its value.
+pub fn int_settings() -> impl Iterator<Item = (&'static SettingSpec, &'static AtomicI64)> {
+    SETTINGS.iter().zip(&VALUES)
 }
 
 pub static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
@@ -51,24 +35,16 @@ pub static TEST_CLOCK: AtomicBool = AtomicBool::new(false);
 /// and their limits with them (see `eviction`).
 pub static ALLOW_EVICTION: AtomicBool = AtomicBool::new(false);
 
-fn get(value: &AtomicI64) -> usize {
-    usize::try_from(value.load(Ordering::Relaxed)).unwrap_or(0)
+fn get(setting: Setting) -> u64 {
+    u64::try_from(VALUES[setting as usize].load(Ordering::Relaxed)).unwrap_or(0)
 }
 
 pub fn limits() -> Limits {
-    Limits {
-        max_paths: get(&MAX_PATHS),
-        max_policies: get(&MAX_POLICIES),
-        max_holds: get(&MAX_HOLDS),
-        max_items: get(&MAX_ITEMS),
-        tombstone_ttl_ms: get(&TOMBSTONE_TTL) as u64,
-        events_len: get(&EVENTS_LEN),
-        max_depth: get(&MAX_DEPTH),
-    }
+    Limits::from_settings(get)
 }
 
 pub fn default_ttl_ms() -> u64 {
-    get(&DEFAULT_TTL) as u64
+    get(Setting::DefaultTtl)
 }
 
 pub fn test_clock() -> bool {
@@ -101,11 +77,11 @@ pub fn apply_module_args(args: &[String]) -> Result<(), String> {
             flag.store(on, Ordering::Relaxed);
             continue;
         }
-        let Some(setting) = INT_SETTINGS.iter().find(|s| s.name == name) else {
+        let Some((setting, atomic)) = int_settings().find(|(s, _)| s.name == name) else {
             return Err(format!("unknown module argument '{}'", clip(&pair[0])));
         };
-        match value.parse::<i64>() {
-            Ok(n) if (setting.min..=setting.max).contains(&n) => setting.value.store(n, Ordering::Relaxed),
+        match value.parse::<u64>() {
+            Ok(n) if (setting.min..=setting.max).contains(&n) => atomic.store(n as i64, Ordering::Relaxed),
             _ => {
                 return Err(format!(
                     "{} must be an integer from {} to {}, not '{}'",

@@ -47,3 +47,8 @@ pub mod stats;
 // Redis's allocator, which does not exist outside redis-server.
 #[cfg(not(test))]
 pub mod module;
+
+// The module's tables beside the catalog they derive from (the entry
+// points: `module::entry_of`, checked when the module loads).
+#[cfg(test)]
+mod catalog_check;

@@ -18,6 +18,7 @@ use redis_module::{Context, InfoContext, NotifyEvent, RedisResult, RedisString, 
 
 use crate::commands::{self, internal, policy, price, read, reserve};
 use crate::datatype::QUOTA_TYPE;
+use crate::engine::catalog::{self, Command, Key};
 use crate::{clock, config, ctext, eviction, expiry, stats};
 
 #[global_allocator]
@@ -91,9 +92,9 @@ fn load(ctx: &Context, args: &[RedisString]) -> Result<(), String> {
     if subscribed != Some(raw::Status::Ok as c_int) {
         return Err("cannot subscribe to keyspace events".into());
     }
-    for setting in config::INT_SETTINGS {
-        let s = setting;
-        register_i64_configuration(ctx, s.name, s.value, s.default, s.min, s.max, ConfigurationFlags::DEFAULT, None);
+    for (s, value) in config::int_settings() {
+        let (default, min, max) = (s.default as i64, s.min as i64, s.max as i64);
+        register_i64_configuration(ctx, s.name, value, default, min, max, ConfigurationFlags::DEFAULT, None);
     }
     register_bool_configuration(ctx, "test_clock", &config::TEST_CLOCK, false, ConfigurationFlags::IMMUTABLE, None);
     register_bool_configuration(
@@ -254,115 +255,88 @@ entry!(c_price, price::price);
 entry!(c_estimate, price::estimate);
 entry!(c_debug, internal::debug);
 
-/// What a command does with its one key (always its first argument).
-#[derive(Clone, Copy, PartialEq)]
-enum Key {
-    /// No key: the price book and the test clock are server-wide.
-    None,
-    /// Reads the tree: an ACL `%R~pattern` is enough.
-    Reads,
-    /// Reads and changes the tree (or creates it).
-    Writes,
-    /// Replaces the tree whole (`QUOTA.LOADTREE`).
-    Replaces,
+/// The C entry point of the catalog's command `name` (a subcommand by its
+/// full name, `QUOTA.PRICE|GET`). The names, flags, keys and ACL
+/// categories are the catalog's (`engine::catalog::COMMANDS`); only the
+/// code is the module's.
+fn entry_of(name: &str) -> raw::RedisModuleCmdFunc {
+    let entry: extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int = match name {
+        "QUOTA.SET" => c_set,
+        "QUOTA.UNSET" => c_unset,
+        "QUOTA.DELPATH" => c_delpath,
+        "QUOTA.GRANT" => c_grant,
+        "QUOTA.RESET" => c_reset,
+        "QUOTA.RESERVE" => c_reserve,
+        "QUOTA.COMMIT" => c_commit,
+        "QUOTA.RELEASE" => c_release,
+        "QUOTA.EXTEND" => c_extend,
+        "QUOTA.CHARGE" => c_charge,
+        "QUOTA.GET" => c_get,
+        "QUOTA.TREE" => c_tree,
+        "QUOTA.HOLDS" => c_holds,
+        "QUOTA.HISTORY" => c_history,
+        "QUOTA.EVENTS" => c_events,
+        "QUOTA.REPLAY" => c_replay,
+        "QUOTA.LOADTREE" => c_loadtree,
+        "QUOTA.ESTIMATE" => c_estimate,
+        "QUOTA.DEBUG" => c_debug,
+        // The verbs of QUOTA.PRICE share one handler, which reads the
+        // verb from its arguments (the client's syntax is unchanged).
+        _ if name.starts_with("QUOTA.PRICE|") => c_price,
+        _ => return None,
+    };
+    Some(entry)
 }
-
-/// One command or subcommand: its name, entry point, flags (as
-/// `RedisModule_CreateCommand` takes them), key and ACL categories (Redis
-/// 7.2 and later).
-struct Spec {
-    name: &'static CStr,
-    entry: raw::RedisModuleCmdFunc,
-    flags: &'static CStr,
-    key: Key,
-    acl: &'static str,
-}
-
-const fn spec(
-    name: &'static CStr,
-    entry: raw::RedisModuleCmdFunc,
-    flags: &'static CStr,
-    key: Key,
-    acl: &'static str,
-) -> Spec {
-    Spec { name, entry, flags, key, acl }
-}
-
-/// Every command but `QUOTA.PRICE`, whose verbs are subcommands.
-const COMMANDS: &[Spec] = &[
-    spec(c"QUOTA.SET", Some(c_set), c"write deny-oom", Key::Writes, "write"),
-    spec(c"QUOTA.UNSET", Some(c_unset), c"write", Key::Writes, "write"),
-    spec(c"QUOTA.DELPATH", Some(c_delpath), c"write", Key::Writes, "write"),
-    spec(c"QUOTA.GRANT", Some(c_grant), c"write deny-oom", Key::Writes, "write"),
-    spec(c"QUOTA.RESET", Some(c_reset), c"write", Key::Writes, "write"),
-    spec(c"QUOTA.RESERVE", Some(c_reserve), c"write deny-oom", Key::Writes, "write"),
-    spec(c"QUOTA.COMMIT", Some(c_commit), c"write", Key::Writes, "write"),
-    spec(c"QUOTA.RELEASE", Some(c_release), c"write", Key::Writes, "write"),
-    spec(c"QUOTA.EXTEND", Some(c_extend), c"write", Key::Writes, "write"),
-    spec(c"QUOTA.CHARGE", Some(c_charge), c"write deny-oom", Key::Writes, "write"),
-    spec(c"QUOTA.GET", Some(c_get), c"readonly", Key::Reads, "read"),
-    spec(c"QUOTA.TREE", Some(c_tree), c"readonly", Key::Reads, "read"),
-    spec(c"QUOTA.HOLDS", Some(c_holds), c"readonly", Key::Reads, "read"),
-    spec(c"QUOTA.HISTORY", Some(c_history), c"readonly", Key::Reads, "read"),
-    spec(c"QUOTA.EVENTS", Some(c_events), c"readonly", Key::Reads, "read"),
-    spec(c"QUOTA.REPLAY", Some(c_replay), c"write", Key::Writes, "write dangerous"),
-    spec(c"QUOTA.LOADTREE", Some(c_loadtree), c"write", Key::Replaces, "write dangerous"),
-    spec(c"QUOTA.ESTIMATE", Some(c_estimate), c"readonly", Key::None, "read"),
-    spec(c"QUOTA.DEBUG", Some(c_debug), c"", Key::None, "dangerous"),
-];
-
-/// `QUOTA.PRICE GET|LIST` read the price book and `SET|DEL` change it: as
-/// subcommands, ACL rules can grant one without the other
-/// (`+quota.price|get`). The client's syntax is unchanged, and the handler
-/// still reads the verb from its arguments.
-const PRICE: &CStr = c"QUOTA.PRICE";
-const PRICE_VERBS: &[Spec] = &[
-    spec(c"GET", Some(c_price), c"readonly fast", Key::None, "read"),
-    spec(c"LIST", Some(c_price), c"readonly", Key::None, "read"),
-    spec(c"SET", Some(c_price), c"write deny-oom", Key::None, "write"),
-    spec(c"DEL", Some(c_price), c"write", Key::None, "write"),
-    spec(c"HELP", Some(c_price), c"readonly fast", Key::None, "read"),
-];
-
-/// The ACL category every command of the module is also in, where the
-/// server lets modules add one (Redis 7.4 and later): `+@quota`.
-const CATEGORY: &CStr = c"quota";
 
 fn register_commands(ctx: *mut raw::RedisModuleCtx) -> Result<(), String> {
     // SAFETY (all calls below): the function pointers are filled in by
     // Redis at load and were checked (7.0) in `RedisModule_OnLoad`, except
     // the 7.2/7.4 ones, which are used only when present; the names and
-    // flags are C literals, and the command info lives on the stack for
-    // the call, which copies it.
+    // flags are checked C strings, and the command info lives on the stack
+    // for the call, which copies it.
+    let category = ctext::c_string(catalog::ACL_CATEGORY);
     let own_category = match unsafe { raw::RedisModule_AddACLCategory } {
-        Some(add) => (unsafe { add(ctx, CATEGORY.as_ptr()) }) == raw::Status::Ok as c_int,
+        Some(add) => (unsafe { add(ctx, category.as_ptr()) }) == raw::Status::Ok as c_int,
         None => false,
     };
     let create = unsafe { raw::RedisModule_CreateCommand }.ok_or(NEEDS)?;
     let get = unsafe { raw::RedisModule_GetCommand }.ok_or(NEEDS)?;
     let sub = unsafe { raw::RedisModule_CreateSubcommand }.ok_or(NEEDS)?;
-    for spec in COMMANDS {
-        if unsafe { create(ctx, spec.name.as_ptr(), spec.entry, spec.flags.as_ptr(), 0, 0, 0) }
-            == raw::Status::Err as c_int
-        {
-            return Err(format!("cannot create {}", spec.name.to_string_lossy()));
+    let mut parents: Vec<&str> = Vec::new();
+    for spec in catalog::COMMANDS {
+        let entry = entry_of(spec.name);
+        if entry.is_none() {
+            return Err(format!("no entry point for {}", spec.name));
         }
-        let command = unsafe { get(ctx, spec.name.as_ptr()) };
-        describe(command, spec, own_category)?;
-    }
-    if unsafe { create(ctx, PRICE.as_ptr(), None, c"".as_ptr(), 0, 0, 0) } == raw::Status::Err as c_int {
-        return Err("cannot create QUOTA.PRICE".into());
-    }
-    let parent = unsafe { get(ctx, PRICE.as_ptr()) };
-    for spec in PRICE_VERBS {
-        if parent.is_null()
-            || unsafe { sub(parent, spec.name.as_ptr(), spec.entry, spec.flags.as_ptr(), 0, 0, 0) }
-                == raw::Status::Err as c_int
-        {
-            return Err(format!("cannot create QUOTA.PRICE {}", spec.name.to_string_lossy()));
-        }
+        let flags = ctext::c_string(spec.flags);
         // A subcommand is found by its full name, `parent|sub`.
-        let full = ctext::c_string(&format!("QUOTA.PRICE|{}", spec.name.to_string_lossy()));
+        let full = ctext::c_string(spec.name);
+        match spec.verb() {
+            None => {
+                if unsafe { create(ctx, full.as_ptr(), entry, flags.as_ptr(), 0, 0, 0) } == raw::Status::Err as c_int {
+                    return Err(format!("cannot create {}", spec.name));
+                }
+            }
+            Some(verb) => {
+                let parent_name = ctext::c_string(spec.parent());
+                if !parents.contains(&spec.parent()) {
+                    if unsafe { create(ctx, parent_name.as_ptr(), None, c"".as_ptr(), 0, 0, 0) }
+                        == raw::Status::Err as c_int
+                    {
+                        return Err(format!("cannot create {}", spec.parent()));
+                    }
+                    parents.push(spec.parent());
+                }
+                let parent = unsafe { get(ctx, parent_name.as_ptr()) };
+                let verb = ctext::c_string(verb);
+                if parent.is_null()
+                    || unsafe { sub(parent, verb.as_ptr(), entry, flags.as_ptr(), 0, 0, 0) }
+                        == raw::Status::Err as c_int
+                {
+                    return Err(format!("cannot create {}", spec.name.replace('|', " ")));
+                }
+            }
+        }
         let command = unsafe { get(ctx, full.as_ptr()) };
         describe(command, spec, own_category)?;
     }
@@ -371,8 +345,8 @@ fn register_commands(ctx: *mut raw::RedisModuleCtx) -> Result<(), String> {
 
 /// Declares a command's key (a key spec: the key is argument 1, read-only
 /// or read-write) and its ACL categories.
-fn describe(command: *mut raw::RedisModuleCommand, spec: &Spec, own_category: bool) -> Result<(), String> {
-    let name = spec.name.to_string_lossy();
+fn describe(command: *mut raw::RedisModuleCommand, spec: &Command, own_category: bool) -> Result<(), String> {
+    let name = spec.name;
     if command.is_null() {
         return Err(format!("cannot find {name}"));
     }
@@ -419,7 +393,8 @@ fn describe(command: *mut raw::RedisModuleCommand, spec: &Spec, own_category: bo
     // ACL categories: Redis 7.2 and later. Before, the commands are only
     // in @all, and ACL rules name them (+quota.get, +quota.price|get).
     if let Some(set_categories) = unsafe { raw::RedisModule_SetCommandACLCategories } {
-        let categories = if own_category { format!("{} quota", spec.acl) } else { spec.acl.to_string() };
+        let categories =
+            if own_category { format!("{} {}", spec.acl, catalog::ACL_CATEGORY) } else { spec.acl.to_string() };
         let categories = ctext::c_string(&categories);
         // SAFETY: see `register_commands`.
         if unsafe { set_categories(command, categories.as_ptr()) } == raw::Status::Err as c_int {

@@ -19,7 +19,7 @@ pub const EXTEND: Command = Command { name: "QUOTA.EXTEND", handler: Handler::Wr
 pub const CHARGE: Command = Command { name: "QUOTA.CHARGE", handler: Handler::Write(charge) };
 
 /// Most paths one request may charge (`PATH` plus `ALSO`).
-pub const MAX_CHARGE_PATHS: usize = 16;
+pub use crate::engine::catalog::MAX_CHARGE_PATHS;
 
 const REQUEST_KEYWORDS: &[&str] =
     &["PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "CHECK", "COST", "USAGE"];

@@ -1,0 +1,391 @@
+//! The catalog: what the module and the Lua library share, written once.
+//!
+//! quota has two backends, the Redis module (`src/module`) and the Redis
+//! Functions library (`lua/src`). Whatever a client can observe of their
+//! shape, they must agree on: the settings (names, defaults, ranges), the
+//! hard bounds every command enforces, and the commands themselves (names,
+//! flags, keys, ACL categories, and the Lua function that serves each).
+//! This file is that list, as plain data.
+//!
+//! What derives from it (Rust, by the compiler): the module's configuration
+//! and its command registration (`src/module/config.rs`, `module.rs`),
+//! [`Limits::default`], and `quota-load`'s `--set` table.
+//! What is checked against it (text, by `cargo test`, in `make test`): the
+//! Lua library's `SETTINGS`, its bounds and its function registration, the
+//! test helpers' keyless and read-only lists, and README's settings table
+//! (`src/load/catalog_check.rs`, which names the file and line to fix).
+//!
+//! A bound keeps its definition beside the rule that uses it (`names.rs`,
+//! `pricing.rs`, …); the catalog lists it with its Lua twin. The two that
+//! have no engine rule of their own (a hold's longest TTL, paths per
+//! request) are defined here.
+
+use super::tree::Limits;
+use super::{names, outcome, policy, pricing, window};
+
+// ----- settings ----------------------------------------------------------------
+
+/// A setting: a module argument and `CONFIG SET quota.<name>` on the
+/// module, a line of the `SETTINGS` table (`quota-load --set`) in Lua.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    DefaultTtl,
+    TombstoneTtl,
+    MaxPaths,
+    MaxPolicies,
+    MaxHolds,
+    MaxDepth,
+    MaxItems,
+    EventsLen,
+}
+
+/// A setting's name (as in `CONFIG GET quota.<name>`), default and range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingSpec {
+    pub setting: Setting,
+    pub name: &'static str,
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
+    pub doc: &'static str,
+}
+
+const fn setting(
+    setting: Setting,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+    doc: &'static str,
+) -> SettingSpec {
+    SettingSpec { setting, name, default, min, max, doc }
+}
+
+/// Every integer setting, in the order of [`Setting`] (a test checks it).
+pub const SETTINGS: &[SettingSpec] = &[
+    setting(Setting::DefaultTtl, "default_ttl", 60_000, 1, MAX_TTL_MS, "TTL of a hold without TTL, ms"),
+    setting(
+        Setting::TombstoneTtl,
+        "tombstone_ttl",
+        86_400_000,
+        1000,
+        90 * 86_400_000,
+        "how long finished ids are remembered for duplicates, ms",
+    ),
+    setting(Setting::MaxPaths, "max_paths", 100_000, 1, 100_000_000, "paths per tree"),
+    setting(Setting::MaxPolicies, "max_policies", 16, 1, 64, "policies per path"),
+    setting(Setting::MaxHolds, "max_holds", 1_000_000, 1, 100_000_000, "live holds per tree"),
+    setting(
+        Setting::MaxDepth,
+        "max_depth",
+        16,
+        1,
+        names::MAX_DEPTH_HARD as u64,
+        "segments per path a command may create",
+    ),
+    setting(Setting::MaxItems, "max_items", 1000, 1, 10_000, "items per reservation"),
+    setting(Setting::EventsLen, "events_len", 1000, 1, 100_000, "events kept per tree"),
+];
+
+impl Setting {
+    pub const fn spec(self) -> &'static SettingSpec {
+        &SETTINGS[self as usize]
+    }
+
+    pub const fn default_value(self) -> u64 {
+        self.spec().default
+    }
+
+    /// The setting named `name` (lower case, as the catalog writes it).
+    pub fn named(name: &str) -> Option<Setting> {
+        SETTINGS.iter().find(|s| s.name == name).map(|s| s.setting)
+    }
+}
+
+impl Limits {
+    /// The engine's limits with each setting's value from `value` (the
+    /// defaults, or the module's configuration). `default_ttl` is not an
+    /// engine limit: the command layer applies it.
+    pub fn from_settings(value: impl Fn(Setting) -> u64) -> Limits {
+        let size = |s| usize::try_from(value(s)).unwrap_or(usize::MAX);
+        Limits {
+            max_paths: size(Setting::MaxPaths),
+            max_policies: size(Setting::MaxPolicies),
+            max_holds: size(Setting::MaxHolds),
+            max_items: size(Setting::MaxItems),
+            tombstone_ttl_ms: value(Setting::TombstoneTtl),
+            events_len: size(Setting::EventsLen),
+            max_depth: size(Setting::MaxDepth),
+        }
+    }
+}
+
+// ----- bounds --------------------------------------------------------------------
+
+/// Longest TTL a hold may be given: 30 days.
+pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Most paths one request names (`PATH` and `ALSO`).
+pub const MAX_CHARGE_PATHS: usize = 16;
+
+/// A hard bound both backends enforce (no setting changes it), and where
+/// the Lua library defines its twin: a `local NAME = value` line in a
+/// section of `lua/src` (an integer, a product such as `64 * 1024`, or a
+/// list `{ 80, 90 }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub name: &'static str,
+    pub value: &'static [u64],
+    /// `(section, local)`: each Lua twin.
+    pub lua: &'static [(&'static str, &'static str)],
+}
+
+const fn bound(name: &'static str, value: &'static [u64], lua: &'static [(&'static str, &'static str)]) -> Bound {
+    Bound { name, value, lua }
+}
+
+const NAMES: &str = "40_names.lua";
+const PRICING: &str = "30_pricing.lua";
+const WINDOW: &str = "20_window.lua";
+const POLICY: &str = "50_policy.lua";
+
+/// Every shared hard bound. (The `COUNT` ranges of `QUOTA.TREE`, `HOLDS`
+/// and `EVENTS` are literals in the Lua library, not named: not listed.)
+pub const BOUNDS: &[Bound] = &[
+    bound("MAX_DEPTH_HARD", &[names::MAX_DEPTH_HARD as u64], &[(NAMES, "MAX_DEPTH_HARD")]),
+    bound("MAX_SEGMENT_LEN", &[names::MAX_SEGMENT_LEN as u64], &[(NAMES, "MAX_SEGMENT_LEN")]),
+    bound("MAX_NAME_LEN", &[names::MAX_NAME_LEN as u64], &[(NAMES, "MAX_NAME_LEN"), (PRICING, "MAX_NAME_LEN")]),
+    bound("MAX_TTL_MS", &[MAX_TTL_MS], &[(NAMES, "MAX_TTL_MS")]),
+    bound("MAX_CHARGE_PATHS", &[MAX_CHARGE_PATHS as u64], &[(NAMES, "MAX_CHARGE_PATHS")]),
+    bound("MAX_ITEM_METRICS", &[outcome::MAX_ITEM_METRICS as u64], &[(NAMES, "MAX_ITEM_METRICS")]),
+    bound("MAX_REQUEST_METRICS", &[outcome::MAX_REQUEST_METRICS as u64], &[(NAMES, "MAX_REQUEST_METRICS")]),
+    bound("HISTORY_LEN", &[policy::HISTORY_LEN as u64], &[(NAMES, "HISTORY_LEN")]),
+    bound("MAX_WARN", &[policy::MAX_WARN as u64], &[(POLICY, "MAX_WARN")]),
+    bound(
+        "DEFAULT_WARN",
+        &[policy::DEFAULT_WARN[0] as u64, policy::DEFAULT_WARN[1] as u64],
+        &[(POLICY, "DEFAULT_WARN")],
+    ),
+    bound("MAX_PRICES", &[pricing::MAX_PRICES as u64], &[(PRICING, "MAX_PRICES")]),
+    bound("MAX_RATES", &[pricing::MAX_RATES as u64], &[(PRICING, "MAX_RATES")]),
+    bound("MAX_ATTRIBUTES", &[pricing::MAX_ATTRIBUTES as u64], &[(PRICING, "MAX_ATTRIBUTES")]),
+    bound("MAX_VALUES", &[pricing::MAX_VALUES as u64], &[(PRICING, "MAX_VALUES")]),
+    bound("MAX_JSON_LEN", &[pricing::MAX_JSON_LEN as u64], &[(PRICING, "MAX_JSON_LEN")]),
+    bound("HOUR_MS", &[window::HOUR_MS as u64], &[(WINDOW, "HOUR_MS")]),
+    bound("DAY_MS", &[window::DAY_MS as u64], &[(WINDOW, "DAY_MS")]),
+    bound("ROLLING_BUCKETS", &[window::ROLLING_BUCKETS], &[(WINDOW, "BUCKETS")]),
+    bound("ROLLING_MIN_MS", &[window::ROLLING_MIN_MS], &[(WINDOW, "ROLLING_MIN_MS")]),
+    bound("ROLLING_MAX_MS", &[window::ROLLING_MAX_MS], &[(WINDOW, "ROLLING_MAX_MS")]),
+];
+
+// ----- commands ------------------------------------------------------------------
+
+/// What a command does with its one key (always its first argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// No key: the price book and the test clock are server-wide.
+    None,
+    /// Reads the tree: an ACL `%R~pattern` is enough.
+    Reads,
+    /// Reads and changes the tree (or creates it).
+    Writes,
+    /// Replaces the tree whole (`QUOTA.LOADTREE`).
+    Replaces,
+}
+
+/// A module command or subcommand (`QUOTA.PRICE|GET`: the verb of
+/// `QUOTA.PRICE`, so ACL rules can grant one verb without the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command {
+    pub name: &'static str,
+    /// As `RedisModule_CreateCommand` takes them.
+    pub flags: &'static str,
+    pub key: Key,
+    /// ACL categories (Redis 7.2 and later; `quota` is added where the
+    /// server lets a module have its own).
+    pub acl: &'static str,
+    /// The Lua function that serves it; `None` for the module's internal
+    /// commands (replication and `quota-load`'s own loading).
+    pub lua: Option<&'static str>,
+}
+
+const fn command(name: &'static str, flags: &'static str, key: Key, acl: &'static str, lua: &'static str) -> Command {
+    Command { name, flags, key, acl, lua: Some(lua) }
+}
+
+const fn internal(name: &'static str, flags: &'static str, key: Key, acl: &'static str) -> Command {
+    Command { name, flags, key, acl, lua: None }
+}
+
+/// Every module command, in registration order. A name with `|` is a
+/// subcommand of the part before it, which is registered once, bare.
+pub const COMMANDS: &[Command] = &[
+    command("QUOTA.SET", "write deny-oom", Key::Writes, "write", "quota_set"),
+    command("QUOTA.UNSET", "write", Key::Writes, "write", "quota_unset"),
+    command("QUOTA.DELPATH", "write", Key::Writes, "write", "quota_delpath"),
+    command("QUOTA.GRANT", "write deny-oom", Key::Writes, "write", "quota_grant"),
+    command("QUOTA.RESET", "write", Key::Writes, "write", "quota_reset"),
+    command("QUOTA.RESERVE", "write deny-oom", Key::Writes, "write", "quota_reserve"),
+    command("QUOTA.COMMIT", "write", Key::Writes, "write", "quota_commit"),
+    command("QUOTA.RELEASE", "write", Key::Writes, "write", "quota_release"),
+    command("QUOTA.EXTEND", "write", Key::Writes, "write", "quota_extend"),
+    command("QUOTA.CHARGE", "write deny-oom", Key::Writes, "write", "quota_charge"),
+    command("QUOTA.GET", "readonly", Key::Reads, "read", "quota_get"),
+    command("QUOTA.TREE", "readonly", Key::Reads, "read", "quota_tree"),
+    command("QUOTA.HOLDS", "readonly", Key::Reads, "read", "quota_holds"),
+    command("QUOTA.HISTORY", "readonly", Key::Reads, "read", "quota_history"),
+    command("QUOTA.EVENTS", "readonly", Key::Reads, "read", "quota_events"),
+    internal("QUOTA.REPLAY", "write", Key::Writes, "write dangerous"),
+    internal("QUOTA.LOADTREE", "write", Key::Replaces, "write dangerous"),
+    command("QUOTA.ESTIMATE", "readonly", Key::None, "read", "quota_estimate"),
+    command("QUOTA.DEBUG", "", Key::None, "dangerous", "quota_debug"),
+    command("QUOTA.PRICE|GET", "readonly fast", Key::None, "read", "quota_price_ro"),
+    command("QUOTA.PRICE|LIST", "readonly", Key::None, "read", "quota_price_ro"),
+    command("QUOTA.PRICE|SET", "write deny-oom", Key::None, "write", "quota_price"),
+    command("QUOTA.PRICE|DEL", "write", Key::None, "write", "quota_price"),
+    command("QUOTA.PRICE|HELP", "readonly fast", Key::None, "read", "quota_price_ro"),
+];
+
+/// The ACL category every module command is also in, where the server
+/// lets modules add one (Redis 7.4 and later): `+@quota`.
+pub const ACL_CATEGORY: &str = "quota";
+
+impl Command {
+    /// The command's name without its subcommand (`QUOTA.PRICE`).
+    pub fn parent(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(parent, _)| parent)
+    }
+
+    /// The subcommand (`GET` of `QUOTA.PRICE|GET`).
+    pub fn verb(&self) -> Option<&'static str> {
+        self.name.split_once('|').map(|(_, verb)| verb)
+    }
+
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.split_whitespace().any(|f| f == flag)
+    }
+}
+
+/// A function of the Lua library, with its `redis.register_function` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Function {
+    pub name: &'static str,
+    pub flags: &'static [&'static str],
+    /// Keys it takes (`FCALL name N`): 0 for the server-wide ones.
+    pub keys: u8,
+}
+
+const fn function(name: &'static str, flags: &'static [&'static str], keys: u8) -> Function {
+    Function { name, flags, keys }
+}
+
+const NO_WRITES: &[&str] = &["no-writes"];
+const ALLOW_OOM: &[&str] = &["allow-oom"];
+/// Reads the price book (`USAGE` items), a key outside the tree's slot.
+const CROSS_SLOT: &[&str] = &["allow-cross-slot-keys"];
+
+/// Every function of the Lua library, in registration order. The flags
+/// follow the module's (a test checks the rule): `no-writes` where every
+/// command served is `readonly`, `allow-oom` where the commands served
+/// write and none is `deny-oom`.
+pub const FUNCTIONS: &[Function] = &[
+    function("quota_set", &[], 1),
+    function("quota_unset", ALLOW_OOM, 1),
+    function("quota_delpath", ALLOW_OOM, 1),
+    function("quota_grant", &[], 1),
+    function("quota_reset", ALLOW_OOM, 1),
+    function("quota_reserve", CROSS_SLOT, 1),
+    function("quota_commit", &["allow-oom", "allow-cross-slot-keys"], 1),
+    function("quota_release", ALLOW_OOM, 1),
+    function("quota_extend", ALLOW_OOM, 1),
+    function("quota_charge", CROSS_SLOT, 1),
+    function("quota_get", NO_WRITES, 1),
+    function("quota_tree", NO_WRITES, 1),
+    function("quota_holds", NO_WRITES, 1),
+    function("quota_history", NO_WRITES, 1),
+    function("quota_events", NO_WRITES, 1),
+    function("quota_price", &[], 0),
+    function("quota_price_ro", NO_WRITES, 0),
+    function("quota_estimate", NO_WRITES, 0),
+    function("quota_debug", &[], 0),
+    // The library's own: expires holds of idle trees (`quota-load --sweep`,
+    // the module's timer does it there), and its version.
+    function("quota_sweep", ALLOW_OOM, 1),
+    function("quota_version", NO_WRITES, 0),
+];
+
+impl Function {
+    /// The module commands this function serves.
+    pub fn commands(&self) -> impl Iterator<Item = &'static Command> + use<> {
+        let name = self.name;
+        COMMANDS.iter().filter(move |c| c.lua == Some(name))
+    }
+
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
+}
+
+/// The commands a test client sends without a key, by their name after
+/// `QUOTA.` (`PRICE`, `ESTIMATE`, `DEBUG`).
+pub fn keyless_commands() -> Vec<&'static str> {
+    let mut names: Vec<&str> = COMMANDS
+        .iter()
+        .filter(|c| c.key == Key::None && c.lua.is_some())
+        .map(|c| c.parent().trim_start_matches("QUOTA."))
+        .collect();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_in_the_order_of_their_enum_and_their_defaults_in_range() {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert_eq!(s.setting as usize, i, "{}: SETTINGS is in the order of enum Setting", s.name);
+            assert!(s.min <= s.default && s.default <= s.max, "{}: default within min..=max", s.name);
+            // The module registers them as Redis i64 configuration.
+            assert!(i64::try_from(s.max).is_ok(), "{}", s.name);
+            assert_eq!(Setting::named(s.name), Some(s.setting));
+            assert!(s.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", s.name);
+        }
+        let limits = Limits::default();
+        assert_eq!(limits.max_depth, Setting::MaxDepth.default_value() as usize);
+        assert_eq!(limits.tombstone_ttl_ms, Setting::TombstoneTtl.default_value());
+    }
+
+    #[test]
+    fn every_public_command_has_its_lua_function_and_the_flags_agree() {
+        for c in COMMANDS {
+            let Some(lua) = c.lua else { continue };
+            let f =
+                FUNCTIONS.iter().find(|f| f.name == lua).unwrap_or_else(|| panic!("{}: {lua} in FUNCTIONS", c.name));
+            assert_eq!(f.keys, u8::from(c.key != Key::None), "{}: keys of {lua}", c.name);
+            if c.verb().is_none() {
+                let expected = format!("quota_{}", c.name.trim_start_matches("QUOTA.").to_ascii_lowercase());
+                assert_eq!(lua, expected, "{}", c.name);
+            }
+            for flag in c.flags.split_whitespace() {
+                assert!(["write", "readonly", "deny-oom", "fast"].contains(&flag), "{}: flag {flag}", c.name);
+            }
+            assert_eq!(c.has_flag("write"), c.acl.split_whitespace().any(|a| a == "write"), "{}", c.name);
+        }
+        for f in FUNCTIONS {
+            let served: Vec<&Command> = f.commands().collect();
+            if served.is_empty() {
+                continue;
+            }
+            let reads_only = served.iter().all(|c| c.has_flag("readonly"));
+            assert_eq!(f.has_flag("no-writes"), reads_only, "{}: no-writes where every command only reads", f.name);
+            let settles = served.iter().any(|c| c.has_flag("write")) && served.iter().all(|c| !c.has_flag("deny-oom"));
+            assert_eq!(f.has_flag("allow-oom"), settles, "{}: allow-oom where no command is deny-oom", f.name);
+        }
+    }
+
+    #[test]
+    fn the_keyless_commands_are_the_server_wide_ones() {
+        assert_eq!(keyless_commands(), ["ESTIMATE", "DEBUG", "PRICE"]);
+    }
+}
