@@ -23,7 +23,7 @@ import sys
 
 import redis
 
-from backend import BACKEND, FAILURES, check
+from backend import BACKEND, FAILURES, KEYLESS, check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
@@ -132,7 +132,7 @@ def to_wire(call):
     function = "quota_" + name
     if name == "price" and call[1] in ("GET", "LIST", "HELP"):
         function = "quota_price_ro"
-    keyless = name in ("price", "estimate", "debug")
+    keyless = name.upper() in KEYLESS
     fcall = "FCALL_RO" if function in LUA_READS else "FCALL"
     return [fcall, function, "0" if keyless else "1"] + call[1:]
 

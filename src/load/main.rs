@@ -18,6 +18,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+// The library's settings (its `SETTINGS` table) are the catalog's, with
+// the bounds the module gives the same module arguments.
+use quota_engine::catalog::SETTINGS;
 use redis::{
     Client, ClientTlsConfig, Connection, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, RedisError,
     TlsCertificates, Value,
@@ -30,18 +33,6 @@ const TEST_CLOCK_OFF: &str = "local TEST_CLOCK = false";
 const TEST_CLOCK_ON: &str = "local TEST_CLOCK = true";
 const TEST_CLOCK_START: &str = "local TEST_CLOCK_START = 0";
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
-/// The library's settings (its `SETTINGS` table) with the bounds the module
-/// gives the same module arguments (src/module/config.rs).
-const SETTINGS: &[(&str, u64, u64)] = &[
-    ("default_ttl", 1, 30 * 86_400_000),
-    ("tombstone_ttl", 1000, 90 * 86_400_000),
-    ("max_paths", 1, 100_000_000),
-    ("max_policies", 1, 64),
-    ("max_holds", 1, 100_000_000),
-    ("max_depth", 1, 64),
-    ("max_items", 1, 10_000),
-    ("events_len", 1, 100_000),
-];
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -290,8 +281,8 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
 fn parse_setting(text: &str) -> Result<(String, u64), String> {
     let (name, value) = text.split_once('=').ok_or_else(|| format!("--set takes NAME=VALUE, not '{text}'"))?;
     let name = name.trim().to_ascii_lowercase();
-    let Some(&(_, min, max)) = SETTINGS.iter().find(|(n, _, _)| *n == name) else {
-        let known: Vec<&str> = SETTINGS.iter().map(|(n, _, _)| *n).collect();
+    let Some((min, max)) = SETTINGS.iter().find(|s| s.name == name).map(|s| (s.min, s.max)) else {
+        let known: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
         return Err(format!("--set: unknown setting '{name}' (one of {})", known.join(", ")));
     };
     match value.trim().parse::<u64>() {
@@ -1225,6 +1216,10 @@ fn sweep(o: &Options) -> Result<(), String> {
         std::thread::sleep(SWEEP_INTERVAL.saturating_sub(started.elapsed()));
     }
 }
+
+// The Lua library, the test helpers and README beside the catalog.
+#[cfg(test)]
+mod catalog_check;
 
 #[cfg(test)]
 mod tests {
