@@ -3,16 +3,18 @@
 //! quota has two backends, the Redis module (`src/module`) and the Redis
 //! Functions library (`lua/src`). Whatever a client can observe of their
 //! shape, they must agree on: the settings (names, defaults, ranges), the
-//! hard bounds every command enforces, and the commands themselves (names,
-//! flags, keys, ACL categories, and the Lua function that serves each).
+//! hard bounds every command enforces, the keywords of the grammar, and the
+//! commands themselves (names, flags, keys, ACL categories, and the Lua
+//! function that serves each).
 //! This file is that list, as plain data.
 //!
 //! What derives from it (Rust, by the compiler): the module's configuration
 //! and its command registration (`src/module/config.rs`, `module.rs`),
 //! [`Limits::default`], and `quota-load`'s `--set` table.
 //! What is checked against it (text, by `cargo test`, in `make test`): the
-//! Lua library's `SETTINGS`, its bounds and its function registration, the
-//! test helpers' keyless and read-only lists, and README's settings table
+//! Lua library's `SETTINGS`, its bounds, keyword sets and function
+//! registration, the test helpers' keyless and read-only lists, README's
+//! settings table and lua/README's function lists
 //! (`src/load/catalog_check.rs`, which names the file and line to fix).
 //!
 //! A bound keeps its definition beside the rule that uses it (`names.rs`,
@@ -175,6 +177,27 @@ pub const BOUNDS: &[Bound] = &[
     bound("ROLLING_BUCKETS", &[window::ROLLING_BUCKETS], &[(WINDOW, "BUCKETS")]),
     bound("ROLLING_MIN_MS", &[window::ROLLING_MIN_MS], &[(WINDOW, "ROLLING_MIN_MS")]),
     bound("ROLLING_MAX_MS", &[window::ROLLING_MAX_MS], &[(WINDOW, "ROLLING_MAX_MS")]),
+];
+
+/// Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
+pub const LIST_ENDS: &[&str] = &[
+    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK", "ITEM",
+];
+
+/// A set of words of the grammar both backends share, and its Lua twin:
+/// `local NAME = set_of({ "word", ... })` in a section of `lua/src`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Words {
+    pub name: &'static str,
+    pub words: &'static [&'static str],
+    pub lua: (&'static str, &'static str),
+}
+
+/// Every shared word set.
+pub const WORDS: &[Words] = &[
+    // A metric may not be one of these (names.rs).
+    Words { name: "KEYWORDS", words: names::KEYWORDS, lua: (NAMES, "KEYWORDS") },
+    Words { name: "LIST_ENDS", words: LIST_ENDS, lua: (NAMES, "LIST_ENDS") },
 ];
 
 // ----- commands ------------------------------------------------------------------

@@ -15,7 +15,7 @@ pub const MAX_NAME_LEN: usize = 128;
 
 /// Words of the command grammar; a metric may not be one of them, so that a
 /// `COST` list can never swallow the next keyword.
-const KEYWORDS: &[&str] = &[
+pub const KEYWORDS: &[&str] = &[
     "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost", "usage", "item",
     "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format", "count", "since",
     "strict", "block", "open", "none", "rolling",

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use quota_engine::catalog::{self, BOUNDS, COMMANDS, FUNCTIONS, Key, SETTINGS};
+use quota_engine::catalog::{self, BOUNDS, COMMANDS, FUNCTIONS, Key, SETTINGS, WORDS};
 
 /// A file of the repository: its path (for messages) and its lines.
 struct Text {
@@ -132,6 +132,28 @@ fn the_lua_bounds_are_the_catalogs() {
                 bound.value
             );
         }
+    }
+}
+
+#[test]
+fn the_lua_word_sets_are_the_catalogs() {
+    for set in WORDS {
+        let (section, local) = set.lua;
+        let text = Text::lua(section);
+        let open = format!("local {local} = set_of({{");
+        let start = text.lines.iter().position(|l| l.trim_start().starts_with(&open));
+        let start = start.unwrap_or_else(|| panic!("{}: no line '{open} ...'", text.path));
+        let end = start + text.lines[start..].iter().position(|l| lua_code(l).contains("})")).unwrap_or(0);
+        let listed: BTreeSet<&str> = text.lines[start..=end].iter().flat_map(|l| strings(lua_code(l))).collect();
+        let expected: BTreeSet<&str> = set.words.iter().copied().collect();
+        let missing: Vec<_> = expected.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{}: {local} lacks {missing:?} and has {extra:?} beside the catalog's {} (src/engine/catalog.rs)",
+            text.at(start),
+            set.name
+        );
     }
 }
 

@@ -3,12 +3,8 @@
 
 use rust_decimal::Decimal;
 
+use crate::engine::catalog::LIST_ENDS;
 use crate::engine::{Error, Result, amount, names};
-
-/// Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
-const LIST_ENDS: &[&str] = &[
-    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK", "ITEM",
-];
 
 pub struct Args<'a> {
     items: &'a [&'a str],
