@@ -534,6 +534,13 @@ def oom(args):
     r = connect(args.port)
     r.execute_command("QUOTA.SET", "mem", "/", "p", "METRIC", "credits", "LIMIT", "1000000")
     held = as_map(r.execute_command("QUOTA.RESERVE", "mem", "PATH", "a", "TTL", "600000", "COST", "credits", "5"))
+    # What the commands that settle or shrink (no deny-oom in the catalog,
+    # src/engine/catalog.rs) will work on when memory is full.
+    for hold in ("to-release", "to-extend"):
+        r.execute_command("QUOTA.RESERVE", "mem", "PATH", "a", "ID", hold, "COST", "credits", "1")
+    r.execute_command("QUOTA.SET", "mem", "/", "spare", "METRIC", "credits", "LIMIT", "10")
+    r.execute_command("QUOTA.SET", "mem", "gone", "p", "METRIC", "credits", "LIMIT", "10")
+    r.execute_command("QUOTA.PRICE", "SET", "mem/old", '{"metric": "credits", "rates": {"x": "1"}}')
     before = r.execute_command("QUOTA.TREE", "mem", "FORMAT", "json")
     # Below what is already used: every write that could grow memory is refused.
     used = int(r.info("memory")["used_memory"])
@@ -552,6 +559,15 @@ def oom(args):
     check(r.execute_command("QUOTA.TREE", "mem", "FORMAT", "json") == before, "nothing was half-written")
     done = as_map(r.execute_command("QUOTA.COMMIT", "mem", held["id"]))
     check(as_map(done["charged"]).get("credits") == "5", "a commit still settles a hold when memory is full")
+    for call in (["QUOTA.RELEASE", "mem", "to-release"], ["QUOTA.EXTEND", "mem", "to-extend", "1000"],
+                 ["QUOTA.RESET", "mem", "/", "p"], ["QUOTA.UNSET", "mem", "/", "spare"],
+                 ["QUOTA.DELPATH", "mem", "gone"]):
+        check(not fails_with(r, call, "OOM", "maxmemory"), f"{call[0]} still runs when memory is full")
+    # The catalog's one difference here (OOM_DIFFERENCES): the module deletes
+    # a price when memory is full; quota_price, which also serves SET, is
+    # refused as a whole.
+    refused = fails_with(r, ["QUOTA.PRICE", "DEL", "mem/old"], "OOM", "maxmemory")
+    check(refused == (BACKEND == "lua"), f"QUOTA.PRICE DEL {'is refused' if refused else 'runs'} when memory is full")
     check(r.ping(), "the server answers")
     r.config_set("maxmemory", "0")
     print(f"maxmemory {used // 2} below the {used} used: writes refused with OOM, commits still settle")

@@ -348,6 +348,26 @@ impl Function {
     }
 }
 
+/// Commands the module runs when memory is full but whose Lua function
+/// Redis refuses with `OOM`: a function's flags hold for every verb it
+/// serves, and `quota_price` serves `SET` (refused) beside `DEL`; the
+/// test clock's `quota_debug` writes a key. lua/README lists them.
+pub const OOM_DIFFERENCES: &[&str] = &["QUOTA.DEBUG", "QUOTA.PRICE|DEL"];
+
+impl Command {
+    /// Whether the module runs it when memory is full (`maxmemory` reached).
+    pub fn runs_when_memory_is_full(&self) -> bool {
+        !self.has_flag("deny-oom")
+    }
+}
+
+impl Function {
+    /// Whether Redis runs it when memory is full.
+    pub fn runs_when_memory_is_full(&self) -> bool {
+        self.has_flag("allow-oom") || self.has_flag("no-writes")
+    }
+}
+
 /// The commands a test client sends without a key, by their name after
 /// `QUOTA.` (`PRICE`, `ESTIMATE`, `DEBUG`).
 pub fn keyless_commands() -> Vec<&'static str> {
@@ -405,6 +425,19 @@ mod tests {
             let settles = served.iter().any(|c| c.has_flag("write")) && served.iter().all(|c| !c.has_flag("deny-oom"));
             assert_eq!(f.has_flag("allow-oom"), settles, "{}: allow-oom where no command is deny-oom", f.name);
         }
+    }
+
+    #[test]
+    fn a_full_memory_refuses_the_same_commands_on_both_backends_but_the_listed_ones() {
+        let differ: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|c| {
+                let f = FUNCTIONS.iter().find(|f| Some(f.name) == c.lua);
+                f.is_some_and(|f| f.runs_when_memory_is_full() != c.runs_when_memory_is_full())
+            })
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(differ, OOM_DIFFERENCES);
     }
 
     #[test]
