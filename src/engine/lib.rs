@@ -5,7 +5,8 @@
 //!
 //! This crate has no Redis dependency at all: the compiler, not discipline,
 //! keeps the rules pure. The module (`src/module`) is a thin skin over it,
-//! and [`persist`] is how a tree becomes bytes and comes back, validated.
+//! [`persist`] is how a tree becomes bytes and comes back, and
+//! [`restore`] how stored parts become a tree again, validated.
 
 pub mod amount;
 pub mod due;
@@ -17,6 +18,7 @@ pub mod outcome;
 pub mod persist;
 pub mod policy;
 pub mod pricing;
+pub mod restore;
 pub mod tree;
 pub mod window;
 
