@@ -188,6 +188,48 @@ struct Binding {
     available: Decimal,
 }
 
+/// What a settling command decided: the work to do, or the first answer
+/// to the command it repeats.
+enum Settle<T, O> {
+    Items(T),
+    Repeat(O),
+}
+
+/// A commit as decided before anything changes: the items it settles,
+/// what the live ones hold, whether some had expired, and the actual
+/// amount to charge to the hold's charge set.
+struct CommitPlan {
+    set: ChargeSet,
+    indices: Vec<usize>,
+    held: Costs,
+    expired: bool,
+    actual: Costs,
+    live: bool,
+}
+
+/// The actual amount uses up the live hold: what is left of it is
+/// released, and what goes beyond it is overage. Expired items were given
+/// back at expiry, so all they charge is overage: every policy of the
+/// charge set goes up by at most the overage beyond what it already
+/// counted. Returns (charged, released, overage).
+fn settle_amounts(held: Costs, actual: Costs) -> (Costs, Costs, Costs) {
+    let actual = Totals::of(actual, held.len());
+    let mut released = Costs::new();
+    for (metric, amount) in &held {
+        released.push((metric.clone(), (*amount - actual.get(metric)).max(Decimal::ZERO)));
+    }
+    let actual = actual.into_costs();
+    let held = Totals::of(held, actual.len());
+    let mut overage = Costs::new();
+    for (metric, charged) in &actual {
+        let extra = *charged - held.get(metric);
+        if extra > Decimal::ZERO {
+            overage.push((metric.clone(), extra));
+        }
+    }
+    (actual, released, overage)
+}
+
 /// What a refusing policy has left: the remaining allowance of a strict
 /// policy (never below zero), nothing for a block policy (it refuses only
 /// once its limit is reached). Of the policies that refuse, the one with
@@ -498,38 +540,31 @@ impl Tree {
         now_ms: u64,
         limits: &Limits,
     ) -> Result<CommitOutcome> {
+        let plan = match self.plan_commit(id, item, actual)? {
+            Settle::Items(plan) => plan,
+            Settle::Repeat(first) => return Ok(first),
+        };
+        let reach = self.usage_reach(&plan.set, &plan.actual);
+        // A commit is refused only for the paths it would create (a late
+        // commit on a deleted path); its totals are never refused.
+        self.check_new_paths(plan.set.paths.iter().map(String::as_str), reach.missing, limits)?;
+
+        // After this point the commit succeeds.
+        Ok(self.apply_commit(id, item, plan, reach, now_ms, limits))
+    }
+
+    /// What a commit of `item` (or of every pending item) of `id` settles,
+    /// or the first answer when it repeats one; changes nothing.
+    fn plan_commit(
+        &self,
+        id: &str,
+        item: Option<usize>,
+        actual: Option<Costs>,
+    ) -> Result<Settle<CommitPlan, CommitOutcome>> {
         let (hold, live) = self.lookup(id)?;
-        let pending = |s: ItemState| matches!(s, ItemState::Held | ItemState::Expired);
-        let indices: Vec<usize> = match item {
-            Some(i) => {
-                Self::check_item(&hold, i)?;
-                match (hold.items[i].state, &hold.items[i].outcome) {
-                    (ItemState::Committed, Some(first)) => {
-                        return Ok(CommitOutcome { duplicate: true, ..(**first).clone() });
-                    }
-                    (ItemState::Committed, None) => {
-                        return Err(Error::State(format!(
-                            "item {i} of reservation '{id}' was committed as part of the whole"
-                        )));
-                    }
-                    (ItemState::Released, _) => {
-                        return Err(Error::State(format!(
-                            "item {i} of reservation '{id}' was released; nothing to commit"
-                        )));
-                    }
-                    _ => vec![i],
-                }
-            }
-            None => {
-                let pending: Vec<usize> = (0..hold.items.len()).filter(|&i| pending(hold.items[i].state)).collect();
-                if pending.is_empty() {
-                    return match &hold.last_commit {
-                        Some(first) => Ok(CommitOutcome { duplicate: true, ..(**first).clone() }),
-                        None => Err(Error::State(format!("reservation '{id}' was released; nothing to commit"))),
-                    };
-                }
-                pending
-            }
+        let indices = match Self::commit_indices(&hold, id, item)? {
+            Settle::Items(indices) => indices,
+            Settle::Repeat(first) => return Ok(Settle::Repeat(first)),
         };
         let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
         let expired = held.len() < indices.len();
@@ -538,39 +573,57 @@ impl Tree {
             check_item_metrics(actual)?;
         }
         let actual = actual.unwrap_or_else(|| hold.cost_of(&indices));
-        let set = hold.set.clone();
-        drop(hold);
-        let reach = self.usage_reach(&set, &actual);
-        // A commit is refused only for the paths it would create (a late
-        // commit on a deleted path); its totals are never refused.
-        self.check_new_paths(set.paths.iter().map(String::as_str), reach.missing, limits)?;
+        Ok(Settle::Items(CommitPlan { set: hold.set.clone(), indices, held, expired, actual, live }))
+    }
 
-        // After this point the commit succeeds.
+    /// The items a commit settles: `item`, or every pending one; or the
+    /// first answer when the commit repeats one.
+    fn commit_indices(hold: &Hold, id: &str, item: Option<usize>) -> Result<Settle<Vec<usize>, CommitOutcome>> {
+        let pending = |s: ItemState| matches!(s, ItemState::Held | ItemState::Expired);
+        let Some(i) = item else {
+            let pending: Vec<usize> = (0..hold.items.len()).filter(|&i| pending(hold.items[i].state)).collect();
+            if !pending.is_empty() {
+                return Ok(Settle::Items(pending));
+            }
+            return match &hold.last_commit {
+                Some(first) => Ok(Settle::Repeat(CommitOutcome { duplicate: true, ..(**first).clone() })),
+                None => Err(Error::State(format!("reservation '{id}' was released; nothing to commit"))),
+            };
+        };
+        Self::check_item(hold, i)?;
+        match (hold.items[i].state, &hold.items[i].outcome) {
+            (ItemState::Committed, Some(first)) => {
+                Ok(Settle::Repeat(CommitOutcome { duplicate: true, ..(**first).clone() }))
+            }
+            (ItemState::Committed, None) => {
+                Err(Error::State(format!("item {i} of reservation '{id}' was committed as part of the whole")))
+            }
+            (ItemState::Released, _) => {
+                Err(Error::State(format!("item {i} of reservation '{id}' was released; nothing to commit")))
+            }
+            _ => Ok(Settle::Items(vec![i])),
+        }
+    }
+
+    /// Carries out a commit that [`Tree::plan_commit`] decided and whose
+    /// new paths fit: the hold is released, the actual amount charged, and
+    /// the items marked committed.
+    fn apply_commit(
+        &mut self,
+        id: &str,
+        item: Option<usize>,
+        plan: CommitPlan,
+        reach: Reach,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> CommitOutcome {
+        let CommitPlan { set, indices, held, expired, actual, live } = plan;
         if live {
             self.release_lines(id, &indices);
         }
         let over = self.apply_usage(reach, &set, &actual, now_ms, limits);
-        // The actual amount uses up the live hold: what is left of it is
-        // released, and what goes beyond it is overage. Expired items were
-        // given back at expiry, so all they charge is overage: every policy
-        // of the charge set goes up by at most the overage beyond what it
-        // already counted.
-        let actual = Totals::of(actual, held.len());
-        let mut released = Costs::new();
-        for (metric, amount) in &held {
-            released.push((metric.clone(), (*amount - actual.get(metric)).max(Decimal::ZERO)));
-        }
-        let actual = actual.into_costs();
-        let held = Totals::of(held, actual.len());
-        let mut overage = Costs::new();
-        for (metric, charged) in &actual {
-            let extra = *charged - held.get(metric);
-            if extra > Decimal::ZERO {
-                overage.push((metric.clone(), extra));
-            }
-        }
-        let outcome =
-            CommitOutcome { id: id.to_string(), charged: actual, released, overage, duplicate: false, expired, over };
+        let (charged, released, overage) = settle_amounts(held, actual);
+        let outcome = CommitOutcome { id: id.to_string(), charged, released, overage, duplicate: false, expired, over };
         self.update_hold(id, |hold| {
             for &i in &indices {
                 hold.items[i].state = ItemState::Committed;
@@ -583,7 +636,7 @@ impl Tree {
         if live {
             self.finish_if_settled(id, now_ms, limits);
         }
-        Ok(outcome)
+        outcome
     }
 
     /// `QUOTA.RELEASE`: gives back the hold of the items without charging.

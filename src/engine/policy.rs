@@ -678,63 +678,73 @@ impl Policy {
         match self.period {
             Period::None => 0,
             Period::Rolling { .. } => {
-                let window = self.window();
-                let Some(extra) = &mut self.extra else {
-                    // No buckets: nothing counts.
-                    self.used = Decimal::ZERO;
-                    return 0;
-                };
-                while let Some(&(b, amount)) = extra.buckets.front() {
-                    if !window.bucket_expired(b, now_ms) {
-                        break;
-                    }
-                    self.used = (self.used - amount).max(Decimal::ZERO);
-                    extra.buckets.pop_front();
-                }
-                if extra.buckets.is_empty() {
-                    self.used = Decimal::ZERO;
-                }
-                self.refresh();
+                self.drop_expired_buckets(now_ms);
                 0
             }
-            Period::Calendar { end_ms: end, .. } => {
-                if now_ms < end {
-                    return 0;
-                }
-                let window = self.window();
-                let unused = (self.allowance() - self.used).max(Decimal::ZERO);
-                self.archive(Closed {
-                    start_ms: self.period_start_ms,
-                    end_ms: end,
-                    used: self.used,
-                    allowance: self.allowance(),
-                    rolled_over: self.rolled_over(),
-                });
-                let first_allowance = self.next_allowance(unused);
-                let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
-                for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
-                    let allowance = self.chained_allowance(first_allowance, i - i_end);
-                    self.archive(Closed {
-                        start_ms: window.start_of(i),
-                        end_ms: window.start_of(i + 1),
-                        used: Decimal::ZERO,
-                        allowance,
-                        rolled_over: allowance - self.limit,
-                    });
-                }
-                let allowance = self.chained_allowance(first_allowance, i_now - i_end);
-                self.period_start_ms = window.start_of(i_now);
-                self.used = Decimal::ZERO;
-                let limit = self.limit;
-                let extra = self.extra_mut();
-                extra.granted = Decimal::ZERO;
-                extra.rolled_over = allowance - limit;
-                self.fired = 0;
-                self.over_fired = false;
-                self.refresh();
-                (i_now - i_end + 1) as u64
-            }
+            Period::Calendar { end_ms, .. } if now_ms < end_ms => 0,
+            Period::Calendar { end_ms, .. } => self.close_periods(end_ms, now_ms),
         }
+    }
+
+    /// A rolling window at `now_ms`: the buckets that fell out of it no
+    /// longer count.
+    fn drop_expired_buckets(&mut self, now_ms: u64) {
+        let window = self.window();
+        let Some(extra) = &mut self.extra else {
+            // No buckets: nothing counts.
+            self.used = Decimal::ZERO;
+            return;
+        };
+        while let Some(&(b, amount)) = extra.buckets.front() {
+            if !window.bucket_expired(b, now_ms) {
+                break;
+            }
+            self.used = (self.used - amount).max(Decimal::ZERO);
+            extra.buckets.pop_front();
+        }
+        if extra.buckets.is_empty() {
+            self.used = Decimal::ZERO;
+        }
+        self.refresh();
+    }
+
+    /// A calendar window whose current period ended at `end` (≤ `now_ms`):
+    /// archives it and the idle periods since (the newest
+    /// [`HISTORY_LEN`]), and starts the period that contains `now_ms` with
+    /// the allowance carried over. Returns how many periods closed.
+    fn close_periods(&mut self, end: u64, now_ms: u64) -> u64 {
+        let window = self.window();
+        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+        self.archive(Closed {
+            start_ms: self.period_start_ms,
+            end_ms: end,
+            used: self.used,
+            allowance: self.allowance(),
+            rolled_over: self.rolled_over(),
+        });
+        let first_allowance = self.next_allowance(unused);
+        let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
+        for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
+            let allowance = self.chained_allowance(first_allowance, i - i_end);
+            self.archive(Closed {
+                start_ms: window.start_of(i),
+                end_ms: window.start_of(i + 1),
+                used: Decimal::ZERO,
+                allowance,
+                rolled_over: allowance - self.limit,
+            });
+        }
+        let allowance = self.chained_allowance(first_allowance, i_now - i_end);
+        self.period_start_ms = window.start_of(i_now);
+        self.used = Decimal::ZERO;
+        let limit = self.limit;
+        let extra = self.extra_mut();
+        extra.granted = Decimal::ZERO;
+        extra.rolled_over = allowance - limit;
+        self.fired = 0;
+        self.over_fired = false;
+        self.refresh();
+        (i_now - i_end + 1) as u64
     }
 
     fn archive(&mut self, closed: Closed) {

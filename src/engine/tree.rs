@@ -419,22 +419,7 @@ impl Tree {
         limits: &Limits,
     ) -> Result<bool> {
         spec.validate()?;
-        let existing = self
-            .find(path)
-            .and_then(|id| self.node(id))
-            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name() == name)));
-        match existing {
-            Some((_, Some(_))) => {}
-            Some((count, None)) if count >= limits.max_policies => {
-                return Err(Error::Limit(format!(
-                    "path '{}' already has {} policies (max_policies)",
-                    names::display_path(path),
-                    limits.max_policies
-                )));
-            }
-            Some((_, None)) => {}
-            None => self.check_new_paths([path], self.missing_count(&[path]), limits)?,
-        }
+        self.check_policy_room(path, name, limits)?;
         // A new policy, or one whose metric or filter changes, counts the
         // live holds it matches from now on (and no others): held always
         // equals the live holds that match the policy as it is now.
@@ -454,33 +439,76 @@ impl Tree {
         // changed metric uses it.
         let generation = self.next_generation;
         self.next_generation += 1;
-        let (r, created) =
-            if let Some(index) = self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
-                let r = PolicyRef { node: id, index };
-                self.roll_policy(r, now_ms, limits);
-                if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
-                    let new_metric = policy.metric() != spec.metric;
-                    policy.update(spec, now_ms);
-                    if new_metric {
-                        policy.restart(generation, now_ms);
-                    }
-                }
-                (r, false)
-            } else {
-                let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
-                // Exact capacity: a policy is more than a hundred bytes, and most
-                // paths have one or two.
-                let mut policies = std::mem::take(&mut node.policies).into_vec();
-                policies.reserve_exact(1);
-                policies.push(Policy::new(name, spec, generation, now_ms));
-                node.policies = policies.into_boxed_slice();
-                (PolicyRef { node: id, index: node.policies.len() - 1 }, true)
-            };
+        let (r, created) = match self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
+            Some(index) => (self.update_policy(PolicyRef { node: id, index }, spec, generation, now_ms, limits), false),
+            None => (self.add_policy(id, name, spec, generation, now_ms)?, true),
+        };
         if let Some((ids, held)) = counted {
             self.recount(r, old.map(|(g, _)| g), &ids, held);
         }
         self.observe(&[r], now_ms, limits);
         Ok(created)
+    }
+
+    /// Checks that policy `name` may be set at `path`: an existing policy
+    /// always may; a new one needs room under `max_policies`, and a new
+    /// path room in the tree.
+    fn check_policy_room(&self, path: &str, name: &str, limits: &Limits) -> Result<()> {
+        let existing = self
+            .find(path)
+            .and_then(|id| self.node(id))
+            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name() == name)));
+        match existing {
+            Some((_, Some(_))) => Ok(()),
+            Some((count, None)) if count >= limits.max_policies => Err(Error::Limit(format!(
+                "path '{}' already has {} policies (max_policies)",
+                names::display_path(path),
+                limits.max_policies
+            ))),
+            Some((_, None)) => Ok(()),
+            None => self.check_new_paths([path], self.missing_count(&[path]), limits),
+        }
+    }
+
+    /// `QUOTA.SET` on the existing policy at `r`: its resets due are
+    /// applied, then the new configuration; a changed metric starts it
+    /// over with `generation`.
+    fn update_policy(
+        &mut self,
+        r: PolicyRef,
+        spec: PolicySpec,
+        generation: u64,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> PolicyRef {
+        self.roll_policy(r, now_ms, limits);
+        if let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) {
+            let new_metric = policy.metric() != spec.metric;
+            policy.update(spec, now_ms);
+            if new_metric {
+                policy.restart(generation, now_ms);
+            }
+        }
+        r
+    }
+
+    /// Adds a new policy to node `id`.
+    fn add_policy(
+        &mut self,
+        id: NodeId,
+        name: &str,
+        spec: PolicySpec,
+        generation: u64,
+        now_ms: u64,
+    ) -> Result<PolicyRef> {
+        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
+        // Exact capacity: a policy is more than a hundred bytes, and most
+        // paths have one or two.
+        let mut policies = std::mem::take(&mut node.policies).into_vec();
+        policies.reserve_exact(1);
+        policies.push(Policy::new(name, spec, generation, now_ms));
+        node.policies = policies.into_boxed_slice();
+        Ok(PolicyRef { node: id, index: node.policies.len() - 1 })
     }
 
     /// Whether a live hold may reach `path`: cheap, so that the common
