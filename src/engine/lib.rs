@@ -12,14 +12,17 @@ pub mod amount;
 pub mod due;
 pub mod error;
 pub mod events;
+pub mod held;
 pub mod hold;
 pub mod names;
 pub mod outcome;
+pub mod paths;
 pub mod persist;
 pub mod policy;
 pub mod pricing;
 pub mod restore;
 pub mod tree;
+pub mod view;
 pub mod window;
 
 #[cfg(test)]
