@@ -21,6 +21,7 @@ pub mod persist;
 pub mod policy;
 pub mod pricing;
 pub mod restore;
+pub mod thresholds;
 pub mod tree;
 pub mod view;
 pub mod window;

@@ -13,6 +13,8 @@ use super::amount;
 use super::error::{Error, Result};
 use super::window::{Unit, Window};
 
+pub use super::thresholds::{DEFAULT_WARN, MAX_WARN, Warn, parse_warn};
+
 /// How a policy treats a reservation (SPEC §1 "Modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -66,43 +68,6 @@ impl Status {
     }
 }
 
-/// The default warning thresholds, in percent of the allowance.
-pub const DEFAULT_WARN: [u8; 2] = [80, 90];
-/// Most thresholds one policy may have.
-pub const MAX_WARN: usize = 10;
-
-/// A policy's warning thresholds: up to [`MAX_WARN`] ascending percentages,
-/// kept inline (a policy exists per path; a heap list each would cost more
-/// than the thresholds themselves).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warn {
-    len: u8,
-    pct: [u8; MAX_WARN],
-}
-
-impl Warn {
-    /// The first [`MAX_WARN`] of `list`, which the caller has sorted.
-    pub fn new(list: &[u8]) -> Warn {
-        let mut pct = [0; MAX_WARN];
-        let len = list.len().min(MAX_WARN);
-        pct[..len].copy_from_slice(&list[..len]);
-        Warn { len: len as u8, pct }
-    }
-}
-
-impl Default for Warn {
-    fn default() -> Warn {
-        Warn::new(&DEFAULT_WARN)
-    }
-}
-
-impl std::ops::Deref for Warn {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.pct[..usize::from(self.len).min(MAX_WARN)]
-    }
-}
-
 /// Closed periods kept per policy for `QUOTA.HISTORY`.
 pub const HISTORY_LEN: usize = 24;
 
@@ -152,33 +117,6 @@ impl PolicySpec {
             (Some(s), Some(m)) => service == Some(s.as_str()) && model == Some(m.as_str()),
         }
     }
-}
-
-/// Parses `80,90` into ascending distinct percentages from 1 to 100.
-pub fn parse_warn(text: &str) -> Result<Warn> {
-    let bad = || {
-        Error::syntax(format!(
-            "WARN takes percentages from 1 to 100 separated by commas, not '{}'",
-            super::names::clip(text)
-        ))
-    };
-    let mut out = Vec::new();
-    for part in text.split(',') {
-        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let pct: u8 = part.parse().map_err(|_| bad())?;
-        if !(1..=100).contains(&pct) {
-            return Err(bad());
-        }
-        out.push(pct);
-    }
-    if out.len() > MAX_WARN {
-        return Err(Error::Limit(format!("at most {MAX_WARN} WARN thresholds per policy")));
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(Warn::new(&out))
 }
 
 /// A closed period, as `QUOTA.HISTORY` shows it.
@@ -961,17 +899,6 @@ mod tests {
         ];
         for (mode, limit, used, held, want) in rows {
             assert_eq!(policy(mode, limit, used, held).status(), want, "{mode:?} {limit} {used} {held}");
-        }
-    }
-
-    #[test]
-    fn warn_lists_parse_sorted_and_bounded() {
-        assert_eq!(&*parse_warn("90,80").unwrap(), &[80, 90]);
-        assert_eq!(&*parse_warn("100").unwrap(), &[100]);
-        assert_eq!(&*parse_warn("1,2,3,4,5,6,7,8,9,10").unwrap(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert!(parse_warn("1,2,3,4,5,6,7,8,9,10,11").is_err());
-        for bad in ["", "0", "101", "80,", "a", "80;90", "-1", "1000"] {
-            assert!(parse_warn(bad).is_err(), "{bad}");
         }
     }
 
