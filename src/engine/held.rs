@@ -29,6 +29,7 @@ impl Tree {
     /// Whether a live hold may reach `path`: cheap, so that the common
     /// `QUOTA.SET` on a new or leaf path with no holds skips the pass over
     /// the tree's holds.
+    /// Lua twin: `holds_may_reach` (lua/src/75_ops.lua).
     pub(crate) fn holds_may_reach(&self, path: &str) -> bool {
         match self.find(path) {
             None => false,
@@ -41,6 +42,7 @@ impl Tree {
     /// The live holds a policy configured as `spec` at `path` counts: those
     /// whose charge set reaches the path, whose service and model its
     /// filter matches, and that hold its metric; and their total held.
+    /// Lua twin: `holds_matching` (lua/src/75_ops.lua).
     pub(crate) fn holds_matching(&self, path: &str, spec: &PolicySpec) -> Result<(Vec<String>, Decimal)> {
         let mut ids = Vec::new();
         let mut held = Decimal::ZERO;
@@ -59,6 +61,7 @@ impl Tree {
     /// Makes the policy at `r` count exactly the holds `ids` (which hold
     /// `held` of its metric): their lines name its generation, no other
     /// hold's line names it or the generation it had before (`old`).
+    /// Lua twin: `recount`, `OPS.drop_lines` (lua/src/75_ops.lua).
     pub(crate) fn recount(&mut self, r: PolicyRef, old: Option<u64>, ids: &[String], held: Decimal) {
         let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { return };
         policy.held = held;

@@ -6,6 +6,8 @@
 //! its amount for each line's metric from that line's policy. Finished
 //! holds stay in `done` as tombstones for `tombstone_ttl_ms`, so a repeated
 //! commit or reserve with the same id answers as the first one did.
+//!
+//! Lua twin: `HOLDS` and the local functions before it (lua/src/70_holds.lua).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -95,6 +97,7 @@ impl Hold {
         sum_costs(self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| &i.cost))
     }
 
+    /// Lua twin: `cost_of` (lua/src/70_holds.lua).
     pub(crate) fn cost_of(&self, indices: &[usize]) -> Costs {
         sum_costs(indices.iter().map(|&i| &self.items[i].cost))
     }
@@ -115,11 +118,13 @@ impl Tomb {
         bincode::config::standard()
     }
 
+    /// Lua twin: `pack_done` (lua/src/60_tree.lua).
     pub fn pack(entry: &DoneEntry) -> Tomb {
         let data = bincode::serde::encode_to_vec(entry, Self::config()).unwrap_or_default();
         Tomb { forget_at_ms: entry.forget_at_ms, data: data.into_boxed_slice() }
     }
 
+    /// Lua twin: `unpack_done` (lua/src/60_tree.lua).
     pub fn unpack(&self) -> Option<DoneEntry> {
         bincode::serde::decode_from_slice(&self.data, Self::config()).ok().map(|(entry, _)| entry)
     }
@@ -496,6 +501,7 @@ impl Tree {
     }
 
     /// Finds a reservation that is live (borrowed) or remembered (unpacked).
+    /// Lua twin: `HOLDS.lookup` (lua/src/70_holds.lua).
     fn lookup(&self, id: &str) -> Result<(Cow<'_, Hold>, bool)> {
         if let Some(hold) = self.holds.get(id) {
             return Ok((Cow::Borrowed(hold), true));
@@ -519,6 +525,7 @@ impl Tree {
         }
     }
 
+    /// Lua twin: `HOLDS.check_item` (lua/src/70_holds.lua).
     fn check_item(hold: &Hold, item: usize) -> Result<()> {
         if item >= hold.items.len() {
             return Err(Error::NotFound(format!(
@@ -532,6 +539,7 @@ impl Tree {
 
     /// `QUOTA.COMMIT`: charges the actual amount (default: what is reserved)
     /// and releases the hold of the settled items.
+    /// Lua twin: `HOLDS.commit` (lua/src/70_holds.lua).
     pub fn commit(
         &mut self,
         id: &str,
@@ -640,6 +648,7 @@ impl Tree {
     }
 
     /// `QUOTA.RELEASE`: gives back the hold of the items without charging.
+    /// Lua twin: `HOLDS.release` (lua/src/70_holds.lua).
     pub fn release(&mut self, id: &str, item: Option<usize>, now_ms: u64, limits: &Limits) -> Result<ReleaseOutcome> {
         let (hold, live) = self.lookup(id)?;
         let repeat = |hold: &Hold| -> ReleaseOutcome {
@@ -697,6 +706,7 @@ impl Tree {
     }
 
     /// `QUOTA.EXTEND`: the hold now expires `ttl_ms` from now.
+    /// Lua twin: `HOLDS.extend` (lua/src/70_holds.lua).
     pub fn extend(&mut self, id: &str, ttl_ms: u64, now_ms: u64) -> Result<ExtendOutcome> {
         let (_, live) = self.lookup(id)?;
         if !live {
@@ -714,6 +724,7 @@ impl Tree {
     /// Releases every hold whose expiry is at or before `now_ms` and forgets
     /// finished ids whose memory ran out. The cost is proportional to what
     /// is due, not to the number of holds.
+    /// Lua twin: `expire` (lua/src/70_holds.lua).
     pub fn expire(&mut self, now_ms: u64, limits: &Limits) -> Expiry {
         self.expire_some(now_ms, limits, usize::MAX)
     }
@@ -722,6 +733,7 @@ impl Tree {
     /// due first (holds before ids), so the timer's work per tick is
     /// bounded; what is left stays due. The order is fixed, so a replica
     /// given the same budget at the same time does the same work.
+    /// Lua twin: `expire` with a limit, from `CMD.cmd_sweep` (lua/src/70_holds.lua).
     pub fn expire_some(&mut self, now_ms: u64, limits: &Limits, budget: usize) -> Expiry {
         let mut report = Expiry::default();
         while report.expired_holds < budget
@@ -759,6 +771,7 @@ impl Tree {
     }
 
     /// When the tree next has something to expire or forget.
+    /// Lua twin: `index_due` (lua/src/60_tree.lua).
     pub fn next_due_ms(&self) -> Option<u64> {
         let hold = self.hold_expiry.first().map(|(at, _)| *at);
         let done = self.done_expiry.first().map(|(at, _)| *at);
@@ -769,6 +782,7 @@ impl Tree {
     }
 
     /// Subtracts what `indices` of a live hold hold from its policies.
+    /// Lua twin: `release_lines` (lua/src/70_holds.lua).
     fn release_lines(&mut self, id: &str, indices: &[usize]) {
         let Some(hold) = self.holds.get(id) else { return };
         // What the items hold per metric, summed once: a line reads its
@@ -790,6 +804,7 @@ impl Tree {
         }
     }
 
+    /// Lua twin: `finish_if_settled` (lua/src/70_holds.lua).
     fn finish_if_settled(&mut self, id: &str, now_ms: u64, limits: &Limits) {
         if self.holds.get(id).is_some_and(|h| h.items.iter().all(|i| i.state != ItemState::Held)) {
             self.finish(id, now_ms, limits);
@@ -797,6 +812,7 @@ impl Tree {
     }
 
     /// Moves a live hold to the tombstones.
+    /// Lua twin: `finish` (lua/src/70_holds.lua).
     fn finish(&mut self, id: &str, now_ms: u64, limits: &Limits) {
         let Some(mut hold) = self.holds.remove(id) else { return };
         self.hold_expiry.remove(&(hold.expires_at_ms, id.to_string()));
@@ -829,6 +845,7 @@ impl Tree {
         });
     }
 
+    /// Lua twin: `remember` (lua/src/70_holds.lua).
     pub(crate) fn remember(&mut self, entry: DoneEntry) {
         self.done_expiry.insert((entry.forget_at_ms, entry.id.clone()));
         let tomb = Tomb::pack(&entry);
@@ -924,12 +941,14 @@ impl Tree {
 
     /// `QUOTA.HOLDS`: live holds naming `path` or a path below it, soonest
     /// expiry first.
+    /// Lua twin: `HOLDS.holds_view` (lua/src/70_holds.lua).
     pub fn holds_view(&self, path: &str, count: usize) -> Vec<HoldView> {
         self.holds_expiring_from(path, count, 0)
     }
 
     /// `QUOTA.HOLDS` at `now_ms`: the holds due by then are left out, as
     /// expiry would leave them (see `due`).
+    /// Lua twin: `HOLDS.holds_view` after `expire` (lua/src/70_holds.lua).
     pub fn holds_view_at(&self, path: &str, count: usize, now_ms: u64) -> Vec<HoldView> {
         self.holds_expiring_from(path, count, now_ms.saturating_add(1))
     }
@@ -1073,6 +1092,7 @@ fn request_total(items: &[Costs]) -> Result<Costs> {
 }
 
 /// `30 credits, 1 requests`.
+/// Lua twin: `describe` (lua/src/40_names.lua).
 pub fn describe(costs: &Costs) -> String {
     describe_after("", costs)
 }

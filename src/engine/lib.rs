@@ -7,6 +7,26 @@
 //! keeps the rules pure. The module (`src/module`) is a thin skin over it,
 //! [`persist`] is how a tree becomes bytes and comes back, and
 //! [`restore`] how stored parts become a tree again, validated.
+//!
+//! The rooms, by the word each defines:
+//! - [`tree`]: the *tree* itself, setting *policies*, which policies a
+//!   *charge set* reaches, charging usage, the event log;
+//!   [`paths`]: where its nodes live and how a *path* finds one;
+//!   [`held`]: how policies count the live *holds* that match them;
+//!   [`view`]: what reads show.
+//! - [`hold`]: *reserve*, *commit*, *release*, *extend*, *expire*, *charge*;
+//!   [`due`]: the expiry a read looks through without applying it.
+//! - [`policy`]: *modes*, *status* and *periods* (roll, rollover, grant,
+//!   reset); [`thresholds`]: *warning thresholds*; [`window`]: calendar
+//!   and rolling *windows*; [`events`]: what a tree reports.
+//! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
+//!   [`pricing`]: the *price book*; [`outcome`]: what the engine answers;
+//!   [`error`]: why it refuses.
+//! - [`persist`] and [`restore`]: a tree as bytes, and back.
+//!
+//! Lua twin: the Redis Functions library in lua/src/*.lua; each engine
+//! file names the section that ports it (`Lua twin:`), and so does each
+//! engine function that has a twin.
 
 pub mod amount;
 pub mod due;

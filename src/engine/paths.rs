@@ -137,6 +137,7 @@ impl Tree {
     }
 
     /// The children of a node, in no particular order.
+    /// Lua twin: `children_of` (lua/src/60_tree.lua).
     pub(crate) fn children(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
         let mut cursor = self.node(id).map_or(NO_NODE, |n| n.first_child);
         std::iter::from_fn(move || {
@@ -166,6 +167,7 @@ impl Tree {
         self.nodes.get_mut(id as usize).and_then(Option::as_mut)
     }
 
+    /// Lua twin: `find` (lua/src/60_tree.lua).
     pub(crate) fn find(&self, path: &str) -> Option<NodeId> {
         let hash = self.hasher.hash_one(path);
         self.index.find(hash, |&id| Self::path_in(&self.nodes, id) == path).copied()
@@ -173,6 +175,7 @@ impl Tree {
 
     /// Creates `path` and its missing ancestors. The caller has checked
     /// `max_paths`; returns the node.
+    /// Lua twin: `ensure_path` (lua/src/60_tree.lua).
     pub(crate) fn ensure_path(&mut self, path: &str) -> NodeId {
         if let Some(id) = self.find(path) {
             return id;
@@ -214,6 +217,7 @@ impl Tree {
     /// within `max_depth` and the tree within `max_paths`. Existing paths
     /// are never refused, however deep, so lowering `max_depth` never
     /// strands them.
+    /// Lua twin: `check_new_paths` (lua/src/60_tree.lua).
     pub(crate) fn check_new_paths<'a>(
         &self,
         paths: impl IntoIterator<Item = &'a str>,
@@ -234,6 +238,7 @@ impl Tree {
         self.check_path_room(new_nodes, limits)
     }
 
+    /// Lua twin: `check_path_room` (lua/src/60_tree.lua).
     fn check_path_room(&self, new_nodes: usize, limits: &Limits) -> Result<()> {
         // A tree already past the bound (lowered since, or promoted from a
         // replica with other settings) still works on its existing paths.
@@ -250,6 +255,7 @@ impl Tree {
 
     /// `QUOTA.DELPATH`: removes a path and its subtree when no live hold
     /// names any node in it. Returns the number of nodes removed.
+    /// Lua twin: `OPS.delete_path` (lua/src/75_ops.lua).
     pub fn delete_path(&mut self, path: &str) -> Result<usize> {
         if path.is_empty() {
             return Err(Error::State("the root cannot be deleted; DEL the key to remove the whole tree".into()));
@@ -282,6 +288,7 @@ impl Tree {
     /// The node and everything below it, parents before children, children
     /// by name (so the order, and the free slots it leaves, do not depend
     /// on the order in which the children were created or loaded).
+    /// Lua twin: `OPS.subtree` (lua/src/75_ops.lua).
     pub(crate) fn subtree(&self, id: NodeId) -> Vec<NodeId> {
         let mut out = vec![id];
         let mut i = 0;

@@ -18,6 +18,9 @@
 //!
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
+//!
+//! Lua twin: none: the Lua library keeps each node, hold and finished id in a
+//! field of its own (`pack_node`, `pack_hold`, `pack_done` in lua/src/60_tree.lua).
 
 use std::collections::{BTreeMap, VecDeque};
 

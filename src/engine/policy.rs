@@ -1,6 +1,8 @@
 //! Policies: a named limit on one path, with its mode, window, warning
 //! thresholds and optional service/model filter, and the usage counted
 //! against it in the current period.
+//!
+//! Lua twin: lua/src/50_policy.lua.
 
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
@@ -27,6 +29,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Lua twin: `parse_mode` (lua/src/50_policy.lua).
     pub fn parse(text: &str) -> Result<Mode> {
         match text.to_ascii_lowercase().as_str() {
             "strict" => Ok(Mode::Strict),
@@ -89,6 +92,7 @@ pub struct PolicySpec {
 
 impl PolicySpec {
     /// Checks the rules that tie the options together.
+    /// Lua twin: `validate_spec` (lua/src/50_policy.lua).
     pub fn validate(&self) -> Result<()> {
         if let Some(cap) = self.rollover {
             if !self.window.is_calendar() {
@@ -110,6 +114,7 @@ impl PolicySpec {
 
     /// Whether a request with this service/model is subject to the policy.
     /// A filtered policy ignores requests that name no service.
+    /// Lua twin: `matches` (lua/src/50_policy.lua).
     pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
         match (&self.service, &self.model) {
             (None, _) => true,
@@ -270,11 +275,13 @@ thread_local! {
 impl Policy {
     /// A policy whose metric changed starts over: what it counted, held,
     /// carried over and archived was in another unit.
+    /// Lua twin: `new_policy` in `OPS.set_policy` (lua/src/75_ops.lua).
     pub fn restart(&mut self, generation: u64, now_ms: u64) {
         let fresh = Policy::new(self.name(), self.spec(), generation, now_ms);
         *self = fresh;
     }
 
+    /// Lua twin: `new_policy` (lua/src/50_policy.lua).
     pub fn new(name: &str, spec: PolicySpec, generation: u64, now_ms: u64) -> Policy {
         let period_start_ms = match spec.window {
             Window::Calendar { .. } => spec.window.period_of(now_ms).0,
@@ -393,6 +400,7 @@ impl Policy {
     }
 
     /// Whether a request with this service/model is subject to the policy.
+    /// Lua twin: `matches` (lua/src/50_policy.lua).
     pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
         match &self.extra {
             None => true,
@@ -443,6 +451,7 @@ impl Policy {
     /// Recomputes what is derived from the limit, carry-over, grants and
     /// fired alerts, and drops the [`Extra`] part when it holds nothing.
     /// Every change to those ends with a call to this.
+    /// Lua twin: `refresh` (lua/src/50_policy.lua).
     pub(crate) fn refresh(&mut self) {
         if self.extra.as_ref().is_some_and(|e| e.is_plain()) {
             self.extra = None;
@@ -480,6 +489,7 @@ impl Policy {
     /// now below fire again when crossed again. Called after usage dropped
     /// out and before new usage is added, so a drop and a rise in one write
     /// are both seen.
+    /// Lua twin: `rearm` (lua/src/50_policy.lua).
     pub(crate) fn rearm(&mut self) {
         if !self.is_rolling() {
             return;
@@ -502,6 +512,7 @@ impl Policy {
     }
 
     /// The current period's allowance: limit + rolled over + granted.
+    /// Lua twin: `allowance` (lua/src/50_policy.lua).
     pub fn allowance(&self) -> Decimal {
         let allowance = self.extra.as_ref().map_or(self.limit, |e| e.allowance);
         debug_assert_eq!(
@@ -514,6 +525,7 @@ impl Policy {
 
     /// The usage that warnings and status compare with the allowance:
     /// strict policies count what is held, the others only what is used.
+    /// Lua twin: `level` (lua/src/50_policy.lua).
     pub fn level(&self) -> Decimal {
         match self.mode {
             Mode::Strict => self.used + self.held,
@@ -522,12 +534,14 @@ impl Policy {
     }
 
     /// allowance − used − held: what a strict reservation can still take.
+    /// Lua twin: `remaining` (lua/src/50_policy.lua).
     pub fn remaining(&self) -> Decimal {
         self.allowance() - self.used - self.held
     }
 
     /// Whether a request for `requested` passes this policy now. A request
     /// that takes nothing (or gives back) always passes.
+    /// Lua twin: `passes` (lua/src/50_policy.lua).
     pub fn passes(&self, requested: Decimal) -> bool {
         if requested <= Decimal::ZERO {
             return true;
@@ -540,10 +554,12 @@ impl Policy {
     }
 
     /// Whether committed usage has reached the allowance.
+    /// Lua twin: `is_over` (lua/src/50_policy.lua).
     pub fn is_over(&self) -> bool {
         self.used >= self.allowance()
     }
 
+    /// Lua twin: `status` (lua/src/50_policy.lua).
     pub fn status(&self) -> Status {
         if self.is_over() {
             return Status::Over;
@@ -559,6 +575,7 @@ impl Policy {
     /// Whether the level has reached `pct` percent of the allowance
     /// (compared without division; a product too large to compute counts
     /// as reached).
+    /// Lua twin: `crossed` (lua/src/50_policy.lua).
     pub fn crossed(&self, pct: u8) -> bool {
         match (self.level().checked_mul(Decimal::ONE_HUNDRED), self.allowance().checked_mul(Decimal::from(pct))) {
             (Some(level), Some(threshold)) => level >= threshold,
@@ -567,6 +584,7 @@ impl Policy {
     }
 
     /// The end of the current calendar period.
+    /// Lua twin: `period_end` (lua/src/50_policy.lua).
     pub fn period_end_ms(&self) -> Option<u64> {
         match self.period {
             Period::Calendar { end_ms, .. } => Some(end_ms),
@@ -576,6 +594,7 @@ impl Policy {
 
     /// The span replies show as `period_start`, `period_end`: the calendar
     /// period, or the buckets a rolling window counts at `now_ms`.
+    /// Lua twin: `shown_period` (lua/src/50_policy.lua).
     pub fn shown_period(&self, now_ms: u64) -> Option<(u64, u64)> {
         match self.period {
             Period::None => None,
@@ -584,6 +603,7 @@ impl Policy {
         }
     }
 
+    /// Lua twin: `needs_roll` (lua/src/50_policy.lua).
     fn needs_roll(&self, now_ms: u64) -> bool {
         match self.period {
             Period::None => false,
@@ -597,6 +617,7 @@ impl Policy {
 
     /// The policy as it is at `now_ms`, with every reset due applied;
     /// borrowed when nothing is due.
+    /// Lua twin: `policy_at` (lua/src/50_policy.lua).
     pub fn at(&self, now_ms: u64) -> Cow<'_, Policy> {
         if self.needs_roll(now_ms) {
             let mut rolled = self.clone();
@@ -612,6 +633,7 @@ impl Policy {
     /// with its rollover. Periods skipped without any activity are counted,
     /// not walked: their allowances follow a closed form. Returns how many
     /// periods closed.
+    /// Lua twin: `roll` (lua/src/50_policy.lua).
     pub fn roll(&mut self, now_ms: u64) -> u64 {
         match self.period {
             Period::None => 0,
@@ -685,6 +707,7 @@ impl Policy {
         (i_now - i_end + 1) as u64
     }
 
+    /// Lua twin: `archive` (lua/src/50_policy.lua).
     fn archive(&mut self, closed: Closed) {
         #[cfg(test)]
         ARCHIVED.with(|n| n.set(n.get() + 1));
@@ -694,6 +717,7 @@ impl Policy {
     }
 
     /// The allowance of the period after one that left `unused`.
+    /// Lua twin: `next_allowance` (lua/src/50_policy.lua).
     fn next_allowance(&self, unused: Decimal) -> Decimal {
         match self.rollover() {
             Some(cap) => (self.limit + unused).min(cap),
@@ -704,6 +728,7 @@ impl Policy {
     /// The allowance `skipped` idle periods after a period whose allowance
     /// was `first`: each idle period carries all of its allowance over, so
     /// it is min(first + skipped × limit, cap), computed without a loop.
+    /// Lua twin: `chained_allowance` (lua/src/50_policy.lua).
     fn chained_allowance(&self, first: Decimal, skipped: i64) -> Decimal {
         let (Some(cap), limit) = (self.rollover(), self.limit) else { return self.limit };
         if skipped <= 0 || limit <= Decimal::ZERO || first >= cap {
@@ -718,6 +743,7 @@ impl Policy {
     /// below zero and stops at the bound of totals (10^18): a charge has
     /// checked that it stays within, and a commit is never refused (the
     /// work is done).
+    /// Lua twin: `add_used_capped` (lua/src/50_policy.lua).
     pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64) {
         let delta = delta.min(amount::MAX_TOTAL - self.used);
         let added = self.add_used(delta, now_ms);
@@ -727,6 +753,7 @@ impl Policy {
     /// Adds usage at `now_ms` (after [`Policy::roll`]); usage never goes
     /// below zero. A rolling window puts it in the current bucket, and takes
     /// a negative amount back from the newest buckets first.
+    /// Lua twin: `add_used` (lua/src/50_policy.lua).
     pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {
         let updated = amount::add_floor_zero(self.used, delta)?;
         if let Some(bucket) = self.window().bucket_ms() {
@@ -762,6 +789,7 @@ impl Policy {
     }
 
     /// `QUOTA.GRANT`: adds to the current period's allowance.
+    /// Lua twin: `grant_policy` (lua/src/50_policy.lua).
     pub fn grant(&mut self, amount: Decimal, now_ms: u64) -> Result<()> {
         self.roll(now_ms);
         let granted = amount::add(self.granted(), amount)?;
@@ -774,6 +802,7 @@ impl Policy {
     /// `QUOTA.RESET`: closes the current period now, archived like a timed
     /// reset (with rollover for calendar windows). A calendar period reset
     /// early still ends at its calendar boundary.
+    /// Lua twin: `reset_policy` (lua/src/50_policy.lua).
     pub fn reset(&mut self, now_ms: u64) -> Closed {
         self.roll(now_ms);
         let start_ms = match self.period {
@@ -807,6 +836,7 @@ impl Policy {
     /// applied first, then the new configuration; usage is kept. A new
     /// window starts its current period now. Carried-over allowance is
     /// dropped without a calendar `ROLLOVER` and clamped to its cap.
+    /// Lua twin: `update_policy` (lua/src/50_policy.lua).
     pub fn update(&mut self, spec: PolicySpec, now_ms: u64) {
         self.roll(now_ms);
         let window_changed = spec.window != self.window();

@@ -16,6 +16,8 @@
 //! most common pricing mistake. Everything is exact decimal arithmetic; the
 //! final cost is rounded to the ledger's [`amount::MAX_SCALE`] decimal
 //! places (half away from zero) only when it has more.
+//!
+//! Lua twin: `P` (lua/src/30_pricing.lua).
 
 use std::collections::BTreeMap;
 
@@ -57,6 +59,7 @@ pub struct Price {
 }
 
 /// `service/model`, validated: two names of `A-Z a-z 0-9 _ - . : @`.
+/// Lua twin: `P.parse_key` (lua/src/30_pricing.lua).
 pub fn parse_key(text: &str) -> Result<(String, String)> {
     let bad = || {
         Error::syntax(format!(
@@ -182,6 +185,7 @@ fn parse_factors(values: &Value, field: &str) -> Result<BTreeMap<String, Decimal
 
 impl Price {
     /// Parses and validates a price entry. Every error names the field.
+    /// Lua twin: `P.from_json` (lua/src/30_pricing.lua).
     pub fn from_json(text: &str) -> Result<Price> {
         if text.len() > MAX_JSON_LEN {
             return Err(Error::Limit(format!("a price is at most {MAX_JSON_LEN} bytes of JSON")));
@@ -207,6 +211,7 @@ impl Price {
 
     /// The entry as canonical JSON: fields in a fixed order, rates as they
     /// were written, decimals as strings.
+    /// Lua twin: `to_json` (lua/src/30_pricing.lua).
     pub fn to_json(&self) -> String {
         let text = |s: &str| Value::String(s.to_string()).to_string();
         let object = |pairs: Vec<String>| format!("{{{}}}", pairs.join(","));
@@ -233,6 +238,7 @@ impl Price {
     /// Prices `usage` (name, value) pairs: rate names take quantities,
     /// attribute names take one of their values. Every attribute must be
     /// given, so a request is never priced at a default it did not ask for.
+    /// Lua twin: `P.estimate` (lua/src/30_pricing.lua).
     pub fn estimate(&self, key: &str, usage: &[(String, String)]) -> Result<Estimate> {
         let (lines, factors) = self.read_usage(key, usage)?;
         if lines.is_empty() {
@@ -347,6 +353,7 @@ pub struct Estimate {
 impl Estimate {
     /// What a `USAGE` item charges: the cost in the price's metric and each
     /// raw quantity under its own name.
+    /// Lua twin: `charges`, used by `P.usage` (lua/src/30_pricing.lua).
     pub fn charges(&self) -> Costs {
         let mut costs = vec![(self.metric.clone(), self.cost)];
         costs.extend(self.lines.iter().map(|l| (l.name.clone(), l.quantity)));

@@ -12,8 +12,9 @@
 //! them. Anything out of range is an error, never a panic or a tree that
 //! breaks its invariants.
 //!
-//! Lua twin: none. The Lua library keeps its tree in Redis keys and has no
-//! load step; its storage layout is versioned in `lua/src/60_tree.lua`.
+//! Lua twin: none. The Lua library keeps a tree in Redis keys, read node
+//! by node as a command needs them (`open_tree`, `load_nodes`,
+//! `unpack_node` in lua/src/60_tree.lua), and has no load step.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
@@ -272,7 +273,7 @@ fn validate_node(
         if !seen.insert(&policy.name) {
             return Err(bad("duplicate policy name"));
         }
-        validate_policy(policy, next_generation, index, &bad)?;
+        validate_policy(policy, next_generation, index, bad)?;
     }
     for (metric, value) in &node.spent {
         names::parse_metric(metric).map_err(|e| e.to_string())?;

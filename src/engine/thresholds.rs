@@ -52,6 +52,7 @@ impl std::ops::Deref for Warn {
 }
 
 /// Parses `80,90` into ascending distinct percentages from 1 to 100.
+/// Lua twin: `parse_warn` (lua/src/50_policy.lua).
 pub fn parse_warn(text: &str) -> Result<Warn> {
     let bad = || {
         Error::syntax(format!(

@@ -87,6 +87,7 @@ pub(crate) struct Reach {
 
 /// The `reset` event of periods just closed (the newest in the history),
 /// and the `rollover` event when the new period carries allowance over.
+/// Lua twin: `period_events` (lua/src/60_tree.lua).
 fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<Event> {
     let mut events = Vec::new();
     if let Some(last) = policy.history().front() {
@@ -146,6 +147,7 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// Lua twin: `open_tree` of a missing key (lua/src/60_tree.lua).
     pub fn new() -> Tree {
         let mut tree = Tree { next_generation: 1, next_event_seq: 1, ..Tree::default() };
         tree.nodes.push(Some(Node::new("", None)));
@@ -198,6 +200,7 @@ impl Tree {
     /// a changed metric starts the policy over with a new generation, so
     /// holds placed under the old metric no longer count here. Returns true
     /// when it was created.
+    /// Lua twin: `OPS.set_policy` (lua/src/75_ops.lua).
     pub fn set_policy(
         &mut self,
         path: &str,
@@ -299,6 +302,7 @@ impl Tree {
         Ok(PolicyRef { node: id, index: node.policies.len() - 1 })
     }
 
+    /// Lua twin: `OPS.policy_ref` (lua/src/75_ops.lua).
     fn policy_ref(&self, path: &str, name: &str) -> Result<PolicyRef> {
         let node = self.find(path).ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
         let index = self
@@ -321,6 +325,7 @@ impl Tree {
     }
 
     /// `QUOTA.GRANT`: adds `amount` to the current period's allowance.
+    /// Lua twin: `OPS.grant` (lua/src/75_ops.lua).
     pub fn grant(
         &mut self,
         path: &str,
@@ -341,6 +346,7 @@ impl Tree {
     }
 
     /// `QUOTA.RESET`: closes the policy's current period now.
+    /// Lua twin: `OPS.reset` (lua/src/75_ops.lua).
     pub fn reset_policy(&mut self, path: &str, name: &str, now_ms: u64, limits: &Limits) -> Result<ResetOutcome> {
         let r = self.policy_ref(path, name)?;
         self.roll_policy(r, now_ms, limits);
@@ -354,12 +360,14 @@ impl Tree {
     }
 
     /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
+    /// Lua twin: `OPS.history` (lua/src/75_ops.lua).
     pub fn history(&self, path: &str, name: &str, now_ms: u64) -> Result<Vec<ResetOutcome>> {
         Ok(self.policy_named(path, name)?.at(now_ms).history().iter().cloned().collect())
     }
 
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
     /// longer do.
+    /// Lua twin: `OPS.unset_policy`, `OPS.drop_lines` (lua/src/75_ops.lua).
     pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
         let r = self.policy_ref(path, name)?;
         if let Some(generation) = self.policy(r).map(|p| p.generation)
@@ -383,6 +391,7 @@ impl Tree {
     /// whose metric is one of `metrics` (amounts per metric) and whose
     /// filter matches. A path that exists costs one hash lookup; its
     /// ancestors are found through the parent links.
+    /// Lua twin: `reach` (lua/src/60_tree.lua).
     pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[(String, Decimal)]) -> Reach {
         let mut nodes: Vec<NodeId> = Vec::with_capacity(8);
         let mut missing: Vec<&str> = Vec::new();
@@ -433,11 +442,13 @@ impl Tree {
     }
 
     /// A reached policy as it is at `now_ms`.
+    /// Lua twin: `policy_now` (lua/src/60_tree.lua).
     pub(crate) fn policy_at(&self, r: PolicyRef, now_ms: u64) -> Option<std::borrow::Cow<'_, Policy>> {
         self.policy(r).map(|p| p.at(now_ms))
     }
 
     /// The checks of `reach` for a request of `requested` per metric.
+    /// Lua twin: `checks_of` (lua/src/60_tree.lua).
     pub(crate) fn checks(&self, reach: &Reach, requested: &Costs, now_ms: u64) -> Vec<Check> {
         let requested = Lookup::new(requested, reach.policies.len());
         reach
@@ -455,6 +466,7 @@ impl Tree {
     /// Verifies that charging `usage` to the reached nodes and policies
     /// keeps every total in range and that the missing nodes fit, without
     /// changing anything.
+    /// Lua twin: `check_usage` (lua/src/60_tree.lua).
     pub(crate) fn check_usage(
         &self,
         reach: &Reach,
@@ -483,6 +495,7 @@ impl Tree {
 
     /// The reach of `usage` on `set`, for [`Tree::check_usage`] and
     /// [`Tree::apply_usage`].
+    /// Lua twin: `usage_reach` (lua/src/60_tree.lua).
     pub(crate) fn usage_reach(&self, set: &ChargeSet, usage: &Costs) -> Reach {
         self.reach(set, usage)
     }
@@ -492,6 +505,7 @@ impl Tree {
     /// bound of totals (10^18) for a commit, which is never refused. A
     /// charge has run [`Tree::check_usage`] with `reach`. Returns `path#policy` of the
     /// charged policies now at or past their allowance.
+    /// Lua twin: `apply_usage` (lua/src/60_tree.lua).
     pub(crate) fn apply_usage(
         &mut self,
         reach: Reach,
@@ -537,6 +551,7 @@ impl Tree {
     // ----- events --------------------------------------------------------
 
     /// Appends an event to the log, numbering it.
+    /// Lua twin: `emit` (lua/src/60_tree.lua).
     pub(crate) fn emit(&mut self, mut event: Event, limits: &Limits) {
         event.seq = self.next_event_seq;
         self.next_event_seq += 1;
@@ -547,6 +562,7 @@ impl Tree {
     }
 
     /// Fires the warnings and `over` that the policies now cross.
+    /// Lua twin: `observe` (lua/src/60_tree.lua).
     pub(crate) fn observe(&mut self, refs: &[PolicyRef], now_ms: u64, limits: &Limits) {
         for &r in refs {
             let Some(node) = self.node_mut(r.node) else { continue };
@@ -564,6 +580,7 @@ impl Tree {
 
     /// Applies the resets due to a policy, with their `reset` and
     /// `rollover` events.
+    /// Lua twin: `roll_policy` (lua/src/60_tree.lua).
     pub(crate) fn roll_policy(&mut self, r: PolicyRef, now_ms: u64, limits: &Limits) {
         let Some(node) = self.node_mut(r.node) else { return };
         let Some(policy) = node.policies.get_mut(r.index) else { return };
@@ -579,6 +596,7 @@ impl Tree {
     }
 
     /// The events after `since`, oldest first, at most `count`.
+    /// Lua twin: `CMD.cmd_events` (lua/src/80_commands.lua).
     pub fn events_since(&self, since: u64, count: usize) -> impl Iterator<Item = &Event> {
         // Sequence numbers are consecutive, so the start is found by arithmetic.
         let first = self.events.front().map_or(0, |e| e.seq);

@@ -20,6 +20,7 @@ impl Tree {
     /// A node and its descendants down to `depth` levels, visiting at most
     /// `budget` nodes (preorder, children by name), so that a large tree
     /// never stalls the server.
+    /// Lua twin: `OPS.view` (lua/src/75_ops.lua).
     fn view(
         &self,
         id: NodeId,
@@ -77,6 +78,7 @@ impl Tree {
 
     /// `QUOTA.GET`: one node without its children, as of `now_ms` (resets
     /// due by then shown, not applied), holds as stored.
+    /// Lua twin: `OPS.get_view` (lua/src/75_ops.lua).
     pub fn get(&self, path: &str, now_ms: u64) -> Result<NodeView> {
         self.get_at(path, now_ms, 0)
     }
@@ -84,6 +86,7 @@ impl Tree {
     /// [`Tree::get`] also showing the expiry due by `due_ms` as applied
     /// (`QUOTA.GET` on a primary; a replica shows none: its primary
     /// replicates expiry).
+    /// Lua twin: `OPS.get_view` after `expire` (lua/src/75_ops.lua).
     pub fn get_at(&self, path: &str, now_ms: u64, due_ms: u64) -> Result<NodeView> {
         let due = self.due_for_read(due_ms);
         self.find(path)
@@ -93,11 +96,13 @@ impl Tree {
 
     /// `QUOTA.TREE`: a node and its descendants down to `depth` levels, at
     /// most `max_nodes` of them, holds as stored.
+    /// Lua twin: `OPS.tree_view` (lua/src/75_ops.lua).
     pub fn tree_view(&self, path: &str, depth: usize, max_nodes: usize, now_ms: u64) -> Result<TreeView> {
         self.tree_view_at(path, depth, max_nodes, now_ms, 0)
     }
 
     /// [`Tree::tree_view`] also showing the expiry due by `due_ms`.
+    /// Lua twin: `OPS.tree_view` after `expire` (lua/src/75_ops.lua).
     pub fn tree_view_at(
         &self,
         path: &str,
