@@ -238,7 +238,7 @@ impl Price {
     /// Prices `usage` (name, value) pairs: rate names take quantities,
     /// attribute names take one of their values. Every attribute must be
     /// given, so a request is never priced at a default it did not ask for.
-    /// Lua twin: `P.estimate` (lua/src/30_pricing.lua).
+    /// Lua twin: `estimate`, which `P.estimate` calls (lua/src/30_pricing.lua).
     pub fn estimate(&self, key: &str, usage: &[(String, String)]) -> Result<Estimate> {
         let (lines, factors) = self.read_usage(key, usage)?;
         if lines.is_empty() {
@@ -402,6 +402,7 @@ impl PriceBook {
     }
 
     /// Prices a `USAGE service/model name value …` item.
+    /// Lua twin: `P.estimate` (lua/src/30_pricing.lua).
     pub fn estimate(&self, key: &str, usage: &[(String, String)]) -> Result<Estimate> {
         parse_key(key)?;
         self.get(key)?.estimate(key, usage)

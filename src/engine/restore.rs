@@ -419,3 +419,90 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Mode, Warn};
+
+    /// A root with one policy and one child `a`.
+    fn parts() -> Parts {
+        let spec = PolicySpec {
+            metric: "credits".into(),
+            limit: 100.into(),
+            mode: Mode::Strict,
+            window: Window::None,
+            warn: Warn::default(),
+            rollover: None,
+            service: None,
+            model: None,
+        };
+        let policy = StoredPolicy {
+            name: "cap".into(),
+            spec,
+            generation: 1,
+            used: 5.into(),
+            held: Decimal::ZERO,
+            period_start_ms: 0,
+            rolled_over: Decimal::ZERO,
+            granted: Decimal::ZERO,
+            history: VecDeque::new(),
+            buckets: VecDeque::new(),
+            fired: 0,
+            over_fired: false,
+        };
+        let root = StoredNode {
+            path: String::new(),
+            parent: None,
+            children: BTreeMap::from([("a".to_string(), 1)]),
+            policies: vec![policy],
+            spent: Costs::new(),
+        };
+        let a = StoredNode {
+            path: "a".into(),
+            parent: Some(0),
+            children: BTreeMap::new(),
+            policies: Vec::new(),
+            spent: Costs::new(),
+        };
+        Parts {
+            seq: 0,
+            next_generation: 2,
+            nodes: vec![Some(root), Some(a)],
+            holds: Vec::new(),
+            done: Vec::new(),
+            next_event_seq: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    #[test]
+    fn stored_parts_restore_a_tree_or_say_what_is_wrong() {
+        let tree = Tree::restore(parts()).unwrap();
+        assert_eq!(tree.path_count(), 2);
+        assert_eq!(tree.get("", 0).unwrap().policies[0].used, Decimal::from(5));
+        // change to the parts, the error it gives
+        type Change = fn(&mut Parts);
+        let rows: [(Change, &str); 8] = [
+            (|p| p.seq = MAX_TIME + 1, "a counter is out of range"),
+            (|p| p.next_event_seq = 0, "the event log is out of order"),
+            (|p| p.nodes.clear(), "the tree has no root"),
+            (|p| p.nodes[1].as_mut().unwrap().parent = Some(7), "node 0 (''): child and parent disagree"),
+            (|p| p.nodes[0].as_mut().unwrap().children.clear(), "node 1 ('a'): parent and child disagree"),
+            (
+                |p| {
+                    p.nodes[0].as_mut().unwrap().children.clear();
+                    p.nodes[1].as_mut().unwrap().parent = Some(7);
+                },
+                "node 1 ('a'): missing parent",
+            ),
+            (|p| p.next_generation = 1, "node 0 (''): policy generation from the future"),
+            (|p| p.nodes[0].as_mut().unwrap().policies[0].used = Decimal::from(-1), "stored amount -1 is negative"),
+        ];
+        for (change, want) in rows {
+            let mut p = parts();
+            change(&mut p);
+            assert_eq!(Tree::restore(p).err().as_deref(), Some(want));
+        }
+    }
+}
