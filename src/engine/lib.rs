@@ -16,7 +16,8 @@
 //!   [`view`]: what reads show.
 //! - [`hold`]: *reserve*, *commit*, *release*, *extend*, *expire*, *charge*;
 //!   [`due`]: the expiry a read looks through without applying it.
-//! - [`policy`]: *modes*, *status* and *periods* (roll, rollover, grant,
+//! - [`policy`]: a *policy*'s *mode*, *allowance*, *status* and usage, and
+//!   in `policy/periods.rs` its *periods* (roll, rollover, history,
 //!   reset); [`thresholds`]: *warning thresholds*; [`window`]: calendar
 //!   and rolling *windows*; [`events`]: what a tree reports.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
