@@ -7,6 +7,8 @@
 //! amounts at scale 10 are exact up to about 7.9e18, and [`MAX_TOTAL`] is
 //! below that. A write that would cross [`MAX_TOTAL`] is refused with
 //! `ERR limit` instead of being rounded.
+//!
+//! Lua twin: `D`, exact decimals without floats (lua/src/10_decimal.lua).
 
 use rust_decimal::Decimal;
 
@@ -24,6 +26,7 @@ const MAX_TEXT_LEN: usize = 32;
 
 /// Parses a client amount: `-?[0-9]+(\.[0-9]+)?`, no exponent, no spaces.
 /// Negative values are accepted here; commands that forbid them say so.
+/// Lua twin: `D.parse` (lua/src/10_decimal.lua).
 pub fn parse(text: &str) -> Result<Decimal> {
     let bad = || Error::InvalidAmount(format!("'{}' is not a decimal number", clip(text)));
     if text.is_empty() || text.len() > MAX_TEXT_LEN {
@@ -58,6 +61,7 @@ pub fn parse(text: &str) -> Result<Decimal> {
 }
 
 /// Parses an amount that must not be negative (limits, reservations).
+/// Lua twin: `D.parse_non_negative` (lua/src/10_decimal.lua).
 pub fn parse_non_negative(text: &str) -> Result<Decimal> {
     let value = parse(text)?;
     if value.is_sign_negative() && !value.is_zero() {
@@ -67,6 +71,7 @@ pub fn parse_non_negative(text: &str) -> Result<Decimal> {
 }
 
 /// Adds two totals, refusing results beyond [`MAX_TOTAL`].
+/// Lua twin: `D.add` (lua/src/10_decimal.lua).
 pub fn add(a: Decimal, b: Decimal) -> Result<Decimal> {
     match a.checked_add(b) {
         Some(sum) if sum.abs() <= MAX_TOTAL => Ok(sum),
@@ -75,6 +80,7 @@ pub fn add(a: Decimal, b: Decimal) -> Result<Decimal> {
 }
 
 /// Adds a possibly negative amount to a usage total that never goes below 0.
+/// Lua twin: `D.add_floor_zero` (lua/src/10_decimal.lua).
 pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
     let sum = add(total, delta)?;
     Ok(if sum.is_sign_negative() { Decimal::ZERO } else { sum })
@@ -83,6 +89,7 @@ pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
 /// Adds a possibly negative amount to a total that never goes below 0
 /// and stops at [`MAX_TOTAL`]: for commits, which are never refused (the
 /// work is done), where a refused total would leave a hold unsettled.
+/// Lua twin: `D.add_saturating` (lua/src/10_decimal.lua).
 pub fn add_saturating(total: Decimal, delta: Decimal) -> Decimal {
     match total.checked_add(delta) {
         Some(sum) if sum.is_sign_negative() => Decimal::ZERO,
@@ -92,6 +99,7 @@ pub fn add_saturating(total: Decimal, delta: Decimal) -> Decimal {
 }
 
 /// The canonical text of an amount: no trailing zeros, no exponent, `"0"` for zero.
+/// Lua twin: `D.fmt` (lua/src/10_decimal.lua).
 pub fn format(value: Decimal) -> String {
     let mut buf = Text::new();
     buf.write(value).to_string()
@@ -120,6 +128,7 @@ impl Text {
     }
 
     /// The canonical text of `value` (as [`format()`] gives it).
+    /// Lua twin: `D.fmt` (lua/src/10_decimal.lua).
     pub fn write(&mut self, value: Decimal) -> &str {
         let mantissa = value.mantissa().unsigned_abs();
         let scale = value.scale() as usize;

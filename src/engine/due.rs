@@ -36,6 +36,7 @@ impl Tree {
 
     /// Whether a read at `now_ms` must look through the due expiry (the
     /// usual answer, nothing due, costs one lookup).
+    /// Lua twin: `expire` on a read, never flushed (`tree_command`, lua/src/90_register.lua).
     pub fn has_due_holds(&self, now_ms: u64) -> bool {
         self.hold_expiry.first().is_some_and(|(at, _)| *at <= now_ms)
     }
@@ -89,6 +90,7 @@ impl Tree {
     /// events the due expiry would log, kept to the log's length as
     /// logging them would; those after `since`, oldest first, at most
     /// `count`.
+    /// Lua twin: the pending events of `CMD.cmd_events` (lua/src/80_commands.lua).
     pub fn events_view(&self, since: u64, count: usize, now_ms: u64, limits: &Limits) -> Vec<Event> {
         let mut pending = Vec::new();
         let mut seq = self.next_event_seq;

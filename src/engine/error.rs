@@ -1,6 +1,8 @@
 //! The engine's typed errors. The command layer turns each kind into one
 //! reply prefix (`ERR syntax`, `ERR invalid amount`, `NOTFOUND`, ...), so a
 //! client can branch on the prefix and show the rest to a person.
+//!
+//! Lua twin: the same texts, raised with `fail` (lua/src/00_header.lua).
 
 use std::fmt;
 

@@ -7,6 +7,8 @@
 //! period closes (or on `QUOTA.RESET`); a policy without a window only on
 //! `QUOTA.RESET`; a rolling policy, whose usage drops out continuously,
 //! re-arms a threshold when its usage is seen below it again.
+//!
+//! Lua twin: `event_about` and `alerts` (lua/src/60_tree.lua).
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -68,6 +70,7 @@ pub struct Event {
 
 impl Event {
     /// An event about `policy`, with its usage now.
+    /// Lua twin: `event_about` (lua/src/60_tree.lua).
     pub fn about(kind: EventKind, time_ms: u64, path: &str, policy: &Policy) -> Event {
         Event {
             seq: 0,
@@ -90,6 +93,7 @@ impl Event {
 
 /// The warnings and `over` that `policy` fires now, in threshold order,
 /// marking them fired so that each fires once per period.
+/// Lua twin: `alerts` (lua/src/60_tree.lua).
 pub fn alerts(policy: &mut Policy, time_ms: u64, path: &str) -> Vec<Event> {
     let mut out = Vec::new();
     if !policy.may_alert() {

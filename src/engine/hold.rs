@@ -6,6 +6,8 @@
 //! its amount for each line's metric from that line's policy. Finished
 //! holds stay in `done` as tombstones for `tombstone_ttl_ms`, so a repeated
 //! commit or reserve with the same id answers as the first one did.
+//!
+//! Lua twin: `HOLDS` and the local functions before it (lua/src/70_holds.lua).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -95,6 +97,7 @@ impl Hold {
         sum_costs(self.items.iter().filter(|i| i.state == ItemState::Held).map(|i| &i.cost))
     }
 
+    /// Lua twin: `cost_of` (lua/src/70_holds.lua).
     pub(crate) fn cost_of(&self, indices: &[usize]) -> Costs {
         sum_costs(indices.iter().map(|&i| &self.items[i].cost))
     }
@@ -115,11 +118,13 @@ impl Tomb {
         bincode::config::standard()
     }
 
+    /// Lua twin: `pack_done` (lua/src/60_tree.lua).
     pub fn pack(entry: &DoneEntry) -> Tomb {
         let data = bincode::serde::encode_to_vec(entry, Self::config()).unwrap_or_default();
         Tomb { forget_at_ms: entry.forget_at_ms, data: data.into_boxed_slice() }
     }
 
+    /// Lua twin: `unpack_done` (lua/src/60_tree.lua).
     pub fn unpack(&self) -> Option<DoneEntry> {
         bincode::serde::decode_from_slice(&self.data, Self::config()).ok().map(|(entry, _)| entry)
     }
@@ -186,6 +191,48 @@ struct Binding {
     fits: usize,
     /// What the policy has left for this request (see [`available`]).
     available: Decimal,
+}
+
+/// What a settling command decided: the work to do, or the first answer
+/// to the command it repeats.
+enum Settle<T, O> {
+    Items(T),
+    Repeat(O),
+}
+
+/// A commit as decided before anything changes: the items it settles,
+/// what the live ones hold, whether some had expired, and the actual
+/// amount to charge to the hold's charge set.
+struct CommitPlan {
+    set: ChargeSet,
+    indices: Vec<usize>,
+    held: Costs,
+    expired: bool,
+    actual: Costs,
+    live: bool,
+}
+
+/// The actual amount uses up the live hold: what is left of it is
+/// released, and what goes beyond it is overage. Expired items were given
+/// back at expiry, so all they charge is overage: every policy of the
+/// charge set goes up by at most the overage beyond what it already
+/// counted. Returns (charged, released, overage).
+fn settle_amounts(held: Costs, actual: Costs) -> (Costs, Costs, Costs) {
+    let actual = Totals::of(actual, held.len());
+    let mut released = Costs::new();
+    for (metric, amount) in &held {
+        released.push((metric.clone(), (*amount - actual.get(metric)).max(Decimal::ZERO)));
+    }
+    let actual = actual.into_costs();
+    let held = Totals::of(held, actual.len());
+    let mut overage = Costs::new();
+    for (metric, charged) in &actual {
+        let extra = *charged - held.get(metric);
+        if extra > Decimal::ZERO {
+            overage.push((metric.clone(), extra));
+        }
+    }
+    (actual, released, overage)
 }
 
 /// What a refusing policy has left: the remaining allowance of a strict
@@ -454,6 +501,7 @@ impl Tree {
     }
 
     /// Finds a reservation that is live (borrowed) or remembered (unpacked).
+    /// Lua twin: `HOLDS.lookup` (lua/src/70_holds.lua).
     fn lookup(&self, id: &str) -> Result<(Cow<'_, Hold>, bool)> {
         if let Some(hold) = self.holds.get(id) {
             return Ok((Cow::Borrowed(hold), true));
@@ -477,6 +525,7 @@ impl Tree {
         }
     }
 
+    /// Lua twin: `HOLDS.check_item` (lua/src/70_holds.lua).
     fn check_item(hold: &Hold, item: usize) -> Result<()> {
         if item >= hold.items.len() {
             return Err(Error::NotFound(format!(
@@ -490,6 +539,7 @@ impl Tree {
 
     /// `QUOTA.COMMIT`: charges the actual amount (default: what is reserved)
     /// and releases the hold of the settled items.
+    /// Lua twin: `HOLDS.commit` (lua/src/70_holds.lua).
     pub fn commit(
         &mut self,
         id: &str,
@@ -498,38 +548,31 @@ impl Tree {
         now_ms: u64,
         limits: &Limits,
     ) -> Result<CommitOutcome> {
+        let plan = match self.plan_commit(id, item, actual)? {
+            Settle::Items(plan) => plan,
+            Settle::Repeat(first) => return Ok(first),
+        };
+        let reach = self.usage_reach(&plan.set, &plan.actual);
+        // A commit is refused only for the paths it would create (a late
+        // commit on a deleted path); its totals are never refused.
+        self.check_new_paths(plan.set.paths.iter().map(String::as_str), reach.missing, limits)?;
+
+        // After this point the commit succeeds.
+        Ok(self.apply_commit(id, item, plan, reach, now_ms, limits))
+    }
+
+    /// What a commit of `item` (or of every pending item) of `id` settles,
+    /// or the first answer when it repeats one; changes nothing.
+    fn plan_commit(
+        &self,
+        id: &str,
+        item: Option<usize>,
+        actual: Option<Costs>,
+    ) -> Result<Settle<CommitPlan, CommitOutcome>> {
         let (hold, live) = self.lookup(id)?;
-        let pending = |s: ItemState| matches!(s, ItemState::Held | ItemState::Expired);
-        let indices: Vec<usize> = match item {
-            Some(i) => {
-                Self::check_item(&hold, i)?;
-                match (hold.items[i].state, &hold.items[i].outcome) {
-                    (ItemState::Committed, Some(first)) => {
-                        return Ok(CommitOutcome { duplicate: true, ..(**first).clone() });
-                    }
-                    (ItemState::Committed, None) => {
-                        return Err(Error::State(format!(
-                            "item {i} of reservation '{id}' was committed as part of the whole"
-                        )));
-                    }
-                    (ItemState::Released, _) => {
-                        return Err(Error::State(format!(
-                            "item {i} of reservation '{id}' was released; nothing to commit"
-                        )));
-                    }
-                    _ => vec![i],
-                }
-            }
-            None => {
-                let pending: Vec<usize> = (0..hold.items.len()).filter(|&i| pending(hold.items[i].state)).collect();
-                if pending.is_empty() {
-                    return match &hold.last_commit {
-                        Some(first) => Ok(CommitOutcome { duplicate: true, ..(**first).clone() }),
-                        None => Err(Error::State(format!("reservation '{id}' was released; nothing to commit"))),
-                    };
-                }
-                pending
-            }
+        let indices = match Self::commit_indices(&hold, id, item)? {
+            Settle::Items(indices) => indices,
+            Settle::Repeat(first) => return Ok(Settle::Repeat(first)),
         };
         let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
         let expired = held.len() < indices.len();
@@ -538,39 +581,57 @@ impl Tree {
             check_item_metrics(actual)?;
         }
         let actual = actual.unwrap_or_else(|| hold.cost_of(&indices));
-        let set = hold.set.clone();
-        drop(hold);
-        let reach = self.usage_reach(&set, &actual);
-        // A commit is refused only for the paths it would create (a late
-        // commit on a deleted path); its totals are never refused.
-        self.check_new_paths(set.paths.iter().map(String::as_str), reach.missing, limits)?;
+        Ok(Settle::Items(CommitPlan { set: hold.set.clone(), indices, held, expired, actual, live }))
+    }
 
-        // After this point the commit succeeds.
+    /// The items a commit settles: `item`, or every pending one; or the
+    /// first answer when the commit repeats one.
+    fn commit_indices(hold: &Hold, id: &str, item: Option<usize>) -> Result<Settle<Vec<usize>, CommitOutcome>> {
+        let pending = |s: ItemState| matches!(s, ItemState::Held | ItemState::Expired);
+        let Some(i) = item else {
+            let pending: Vec<usize> = (0..hold.items.len()).filter(|&i| pending(hold.items[i].state)).collect();
+            if !pending.is_empty() {
+                return Ok(Settle::Items(pending));
+            }
+            return match &hold.last_commit {
+                Some(first) => Ok(Settle::Repeat(CommitOutcome { duplicate: true, ..(**first).clone() })),
+                None => Err(Error::State(format!("reservation '{id}' was released; nothing to commit"))),
+            };
+        };
+        Self::check_item(hold, i)?;
+        match (hold.items[i].state, &hold.items[i].outcome) {
+            (ItemState::Committed, Some(first)) => {
+                Ok(Settle::Repeat(CommitOutcome { duplicate: true, ..(**first).clone() }))
+            }
+            (ItemState::Committed, None) => {
+                Err(Error::State(format!("item {i} of reservation '{id}' was committed as part of the whole")))
+            }
+            (ItemState::Released, _) => {
+                Err(Error::State(format!("item {i} of reservation '{id}' was released; nothing to commit")))
+            }
+            _ => Ok(Settle::Items(vec![i])),
+        }
+    }
+
+    /// Carries out a commit that [`Tree::plan_commit`] decided and whose
+    /// new paths fit: the hold is released, the actual amount charged, and
+    /// the items marked committed.
+    fn apply_commit(
+        &mut self,
+        id: &str,
+        item: Option<usize>,
+        plan: CommitPlan,
+        reach: Reach,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> CommitOutcome {
+        let CommitPlan { set, indices, held, expired, actual, live } = plan;
         if live {
             self.release_lines(id, &indices);
         }
         let over = self.apply_usage(reach, &set, &actual, now_ms, limits);
-        // The actual amount uses up the live hold: what is left of it is
-        // released, and what goes beyond it is overage. Expired items were
-        // given back at expiry, so all they charge is overage: every policy
-        // of the charge set goes up by at most the overage beyond what it
-        // already counted.
-        let actual = Totals::of(actual, held.len());
-        let mut released = Costs::new();
-        for (metric, amount) in &held {
-            released.push((metric.clone(), (*amount - actual.get(metric)).max(Decimal::ZERO)));
-        }
-        let actual = actual.into_costs();
-        let held = Totals::of(held, actual.len());
-        let mut overage = Costs::new();
-        for (metric, charged) in &actual {
-            let extra = *charged - held.get(metric);
-            if extra > Decimal::ZERO {
-                overage.push((metric.clone(), extra));
-            }
-        }
-        let outcome =
-            CommitOutcome { id: id.to_string(), charged: actual, released, overage, duplicate: false, expired, over };
+        let (charged, released, overage) = settle_amounts(held, actual);
+        let outcome = CommitOutcome { id: id.to_string(), charged, released, overage, duplicate: false, expired, over };
         self.update_hold(id, |hold| {
             for &i in &indices {
                 hold.items[i].state = ItemState::Committed;
@@ -583,10 +644,11 @@ impl Tree {
         if live {
             self.finish_if_settled(id, now_ms, limits);
         }
-        Ok(outcome)
+        outcome
     }
 
     /// `QUOTA.RELEASE`: gives back the hold of the items without charging.
+    /// Lua twin: `HOLDS.release` (lua/src/70_holds.lua).
     pub fn release(&mut self, id: &str, item: Option<usize>, now_ms: u64, limits: &Limits) -> Result<ReleaseOutcome> {
         let (hold, live) = self.lookup(id)?;
         let repeat = |hold: &Hold| -> ReleaseOutcome {
@@ -644,6 +706,7 @@ impl Tree {
     }
 
     /// `QUOTA.EXTEND`: the hold now expires `ttl_ms` from now.
+    /// Lua twin: `HOLDS.extend` (lua/src/70_holds.lua).
     pub fn extend(&mut self, id: &str, ttl_ms: u64, now_ms: u64) -> Result<ExtendOutcome> {
         let (_, live) = self.lookup(id)?;
         if !live {
@@ -661,6 +724,7 @@ impl Tree {
     /// Releases every hold whose expiry is at or before `now_ms` and forgets
     /// finished ids whose memory ran out. The cost is proportional to what
     /// is due, not to the number of holds.
+    /// Lua twin: `expire` (lua/src/70_holds.lua).
     pub fn expire(&mut self, now_ms: u64, limits: &Limits) -> Expiry {
         self.expire_some(now_ms, limits, usize::MAX)
     }
@@ -669,6 +733,7 @@ impl Tree {
     /// due first (holds before ids), so the timer's work per tick is
     /// bounded; what is left stays due. The order is fixed, so a replica
     /// given the same budget at the same time does the same work.
+    /// Lua twin: `expire` with a limit, from `CMD.cmd_sweep` (lua/src/70_holds.lua).
     pub fn expire_some(&mut self, now_ms: u64, limits: &Limits, budget: usize) -> Expiry {
         let mut report = Expiry::default();
         while report.expired_holds < budget
@@ -706,6 +771,7 @@ impl Tree {
     }
 
     /// When the tree next has something to expire or forget.
+    /// Lua twin: `index_due` (lua/src/60_tree.lua).
     pub fn next_due_ms(&self) -> Option<u64> {
         let hold = self.hold_expiry.first().map(|(at, _)| *at);
         let done = self.done_expiry.first().map(|(at, _)| *at);
@@ -716,6 +782,7 @@ impl Tree {
     }
 
     /// Subtracts what `indices` of a live hold hold from its policies.
+    /// Lua twin: `release_lines` (lua/src/70_holds.lua).
     fn release_lines(&mut self, id: &str, indices: &[usize]) {
         let Some(hold) = self.holds.get(id) else { return };
         // What the items hold per metric, summed once: a line reads its
@@ -737,6 +804,7 @@ impl Tree {
         }
     }
 
+    /// Lua twin: `finish_if_settled` (lua/src/70_holds.lua).
     fn finish_if_settled(&mut self, id: &str, now_ms: u64, limits: &Limits) {
         if self.holds.get(id).is_some_and(|h| h.items.iter().all(|i| i.state != ItemState::Held)) {
             self.finish(id, now_ms, limits);
@@ -744,6 +812,7 @@ impl Tree {
     }
 
     /// Moves a live hold to the tombstones.
+    /// Lua twin: `finish` (lua/src/70_holds.lua).
     fn finish(&mut self, id: &str, now_ms: u64, limits: &Limits) {
         let Some(mut hold) = self.holds.remove(id) else { return };
         self.hold_expiry.remove(&(hold.expires_at_ms, id.to_string()));
@@ -776,6 +845,7 @@ impl Tree {
         });
     }
 
+    /// Lua twin: `remember` (lua/src/70_holds.lua).
     pub(crate) fn remember(&mut self, entry: DoneEntry) {
         self.done_expiry.insert((entry.forget_at_ms, entry.id.clone()));
         let tomb = Tomb::pack(&entry);
@@ -871,12 +941,14 @@ impl Tree {
 
     /// `QUOTA.HOLDS`: live holds naming `path` or a path below it, soonest
     /// expiry first.
+    /// Lua twin: `HOLDS.holds_view` (lua/src/70_holds.lua).
     pub fn holds_view(&self, path: &str, count: usize) -> Vec<HoldView> {
         self.holds_expiring_from(path, count, 0)
     }
 
     /// `QUOTA.HOLDS` at `now_ms`: the holds due by then are left out, as
     /// expiry would leave them (see `due`).
+    /// Lua twin: `HOLDS.holds_view` after `expire` (lua/src/70_holds.lua).
     pub fn holds_view_at(&self, path: &str, count: usize, now_ms: u64) -> Vec<HoldView> {
         self.holds_expiring_from(path, count, now_ms.saturating_add(1))
     }
@@ -1020,6 +1092,7 @@ fn request_total(items: &[Costs]) -> Result<Costs> {
 }
 
 /// `30 credits, 1 requests`.
+/// Lua twin: `describe` (lua/src/40_names.lua).
 pub fn describe(costs: &Costs) -> String {
     describe_after("", costs)
 }

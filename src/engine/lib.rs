@@ -5,20 +5,47 @@
 //!
 //! This crate has no Redis dependency at all: the compiler, not discipline,
 //! keeps the rules pure. The module (`src/module`) is a thin skin over it,
-//! and [`persist`] is how a tree becomes bytes and comes back, validated.
+//! [`persist`] is how a tree becomes bytes and comes back, and
+//! [`restore`] how stored parts become a tree again, validated.
+//!
+//! The rooms, by the word each defines:
+//! - [`tree`]: the *tree* itself, setting *policies*, which policies a
+//!   *charge set* reaches, charging usage, the event log;
+//!   [`paths`]: where its nodes live and how a *path* finds one;
+//!   [`held`]: how policies count the live *holds* that match them;
+//!   [`view`]: what reads show.
+//! - [`hold`]: *reserve*, *commit*, *release*, *extend*, *expire*, *charge*;
+//!   [`due`]: the expiry a read looks through without applying it.
+//! - [`policy`]: a *policy*'s *mode*, *allowance*, *status* and usage, and
+//!   in `policy/periods.rs` its *periods* (roll, rollover, history,
+//!   reset); [`thresholds`]: *warning thresholds*; [`window`]: calendar
+//!   and rolling *windows*; [`events`]: what a tree reports.
+//! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
+//!   [`pricing`]: the *price book*; [`outcome`]: what the engine answers;
+//!   [`error`]: why it refuses.
+//! - [`persist`] and [`restore`]: a tree as bytes, and back.
+//!
+//! Lua twin: the Redis Functions library in lua/src/*.lua; each engine
+//! file names the section that ports it (`Lua twin:`), and so does each
+//! engine function that has a twin.
 
 pub mod amount;
 pub mod catalog;
 pub mod due;
 pub mod error;
 pub mod events;
+pub mod held;
 pub mod hold;
 pub mod names;
 pub mod outcome;
+pub mod paths;
 pub mod persist;
 pub mod policy;
 pub mod pricing;
+pub mod restore;
+pub mod thresholds;
 pub mod tree;
+pub mod view;
 pub mod window;
 
 #[cfg(test)]

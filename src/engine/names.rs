@@ -3,6 +3,8 @@
 //! A *path* names a node of the tree. Its canonical form has no leading
 //! slash (`projects/p1`), and the root is the empty string internally and
 //! `/` when shown to a person. A *metric* names an additive quantity.
+//!
+//! Lua twin: the names and paths of lua/src/40_names.lua; `clip` is `D.clip` (lua/src/10_decimal.lua).
 
 use super::error::{Error, Result};
 
@@ -23,6 +25,7 @@ pub const KEYWORDS: &[&str] = &[
 
 /// Parses a client path into its canonical form. `depth_limit` is the
 /// configured maximum number of segments.
+/// Lua twin: `parse_path` (lua/src/40_names.lua).
 pub fn parse_path(text: &str, depth_limit: usize) -> Result<String> {
     let body = text.strip_prefix('/').unwrap_or(text);
     if body.is_empty() {
@@ -61,32 +64,38 @@ fn check_segment(segment: &str) -> std::result::Result<(), &'static str> {
 }
 
 /// Shows a canonical path to a person: the root is `/`.
+/// Lua twin: `display_path` (lua/src/40_names.lua).
 pub fn display_path(canonical: &str) -> &str {
     if canonical.is_empty() { "/" } else { canonical }
 }
 
 /// Iterates the ancestors of a canonical path, root first, the path last.
+/// Lua twin: `prefixes` (lua/src/40_names.lua).
 pub fn prefixes(canonical: &str) -> impl Iterator<Item = &str> {
     let ends = canonical.match_indices('/').map(|(i, _)| i).chain((!canonical.is_empty()).then_some(canonical.len()));
     std::iter::once("").chain(ends.map(move |end| &canonical[..end]))
 }
 
 /// The parent of a non-root canonical path.
+/// Lua twin: `parent_of` (lua/src/40_names.lua).
 pub fn parent_of(canonical: &str) -> &str {
     canonical.rfind('/').map_or("", |i| &canonical[..i])
 }
 
 /// The last segment of a non-root canonical path.
+/// Lua twin: `leaf_of` (lua/src/40_names.lua).
 pub fn leaf_of(canonical: &str) -> &str {
     canonical.rfind('/').map_or(canonical, |i| &canonical[i + 1..])
 }
 
 /// The number of segments of a canonical path (0 for the root).
+/// Lua twin: `depth_of` (lua/src/40_names.lua).
 pub fn depth_of(path: &str) -> usize {
     if path.is_empty() { 0 } else { path.split('/').count() }
 }
 
 /// Whether `path` is `root` or lies below it (both canonical).
+/// Lua twin: `is_within` (lua/src/40_names.lua).
 pub fn is_within(path: &str, root: &str) -> bool {
     root.is_empty()
         || path == root
@@ -94,6 +103,7 @@ pub fn is_within(path: &str, root: &str) -> bool {
 }
 
 /// Metric names: `[a-z][a-z0-9_]{0,31}`, never a keyword.
+/// Lua twin: `parse_metric` (lua/src/40_names.lua).
 pub fn parse_metric(text: &str) -> Result<String> {
     let bytes = text.as_bytes();
     let well_formed = !bytes.is_empty()
@@ -111,6 +121,7 @@ pub fn parse_metric(text: &str) -> Result<String> {
 
 /// Policy names, services, models and reservation ids: 1–128 printable
 /// ASCII characters without spaces. `what` names the argument in errors.
+/// Lua twin: `parse_name` (lua/src/40_names.lua).
 pub fn parse_name(text: &str, what: &str) -> Result<String> {
     let ok = !text.is_empty() && text.len() <= MAX_NAME_LEN && text.bytes().all(|b| b.is_ascii_graphic());
     if !ok {
@@ -126,6 +137,7 @@ pub fn parse_name(text: &str, what: &str) -> Result<String> {
 /// each outside printable ASCII shown as `?`. Error replies must be plain
 /// ASCII: Redis's error path turns characters into single bytes, and one
 /// whose low byte is zero (`Ā`, U+0100) would end the string early.
+/// Lua twin: `D.clip` (lua/src/10_decimal.lua).
 pub fn clip(text: &str) -> String {
     let safe = |c: char| if c == ' ' || c.is_ascii_graphic() { c } else { '?' };
     if text.chars().count() > 60 {

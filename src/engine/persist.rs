@@ -2,10 +2,12 @@
 //!
 //! The bytes are bincode (standard configuration) of `TreeData`: the
 //! arena of nodes, the live holds in expiry order and the remembered ids in
-//! forgetting order, so equal trees encode to equal bytes. Indexes (path
-//! lookup, expiry sets, per-node hold counts) are rebuilt on load, and
-//! everything read is validated: a corrupt payload is an error, never a
-//! panic or a tree that breaks its invariants.
+//! forgetting order, so equal trees encode to equal bytes. Decoding turns
+//! the bytes of each version into the tree's stored parts
+//! ([`crate::restore::Parts`]); [`Tree::restore`] then validates them and
+//! rebuilds the indexes (path lookup, expiry sets, per-node hold counts):
+//! a corrupt payload is an error, never a panic or a tree that breaks its
+//! invariants.
 //!
 //! The encoding is independent of the in-memory layout: nodes and policies
 //! are written and read in their version 1 shapes (`NodeV1`, `PolicyV1`:
@@ -16,41 +18,27 @@
 //!
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
+//!
+//! Lua twin: none: the Lua library keeps each node, hold and finished id in a
+//! field of its own (`pack_node`, `pack_hold`, `pack_done` in lua/src/60_tree.lua).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::amount;
 use crate::events::Event;
-use crate::hold::{DoneEntry, Hold, ItemState};
+use crate::hold::{DoneEntry, Hold};
 use crate::names;
 use crate::outcome::Costs;
-use crate::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
+use crate::policy::{Closed, Policy, PolicySpec};
 use crate::pricing::{self, Price, PriceBook};
+use crate::restore::{Parts, StoredNode, StoredPolicy};
 use crate::tree::{Node, NodeId, Tree};
-use crate::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
 use rust_decimal::Decimal;
 
 /// Version 1: the first encoding.
 pub const ENCODING_VERSION: i32 = 1;
-
-/// Largest time (Unix ms) or counter accepted from disk: 2^53, some 285,000
-/// years, so that no arithmetic on a stored value can wrap.
-const MAX_TIME: u64 = 1 << 53;
-
-/// A stored amount that may never be negative (limits, usage, holds).
-fn non_negative(value: Decimal) -> Result<(), String> {
-    amount::validate_stored(value).map_err(|e| e.to_string())?;
-    if value.is_sign_negative() && !value.is_zero() {
-        return Err(format!("stored amount {value} is negative"));
-    }
-    Ok(())
-}
-
-/// Most events a stored log may hold (the largest `events_len`).
-const MAX_EVENTS: usize = 100_000;
 
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
@@ -77,6 +65,22 @@ struct TreeData {
     events: VecDeque<Event>,
 }
 
+impl TreeData {
+    /// The stored parts, for [`Tree::restore`] to validate and build.
+    fn into_parts(self) -> Parts {
+        let nodes = self.nodes.into_iter().map(|slot| slot.map(NodeV1::into_stored)).collect();
+        Parts {
+            seq: self.seq,
+            next_generation: self.next_generation,
+            nodes,
+            holds: self.holds,
+            done: self.done,
+            next_event_seq: self.next_event_seq,
+            events: self.events,
+        }
+    }
+}
+
 /// A node as version 1 stores it: its children as a map from segment to
 /// node, sorted by segment. The tree keeps them as sibling links instead.
 #[derive(Deserialize)]
@@ -86,6 +90,13 @@ struct NodeV1 {
     children: BTreeMap<String, NodeId>,
     policies: Vec<PolicyV1>,
     spent: Costs,
+}
+
+impl NodeV1 {
+    fn into_stored(self) -> StoredNode {
+        let policies = self.policies.into_iter().map(PolicyV1::into_stored).collect();
+        StoredNode { path: self.path, parent: self.parent, children: self.children, policies, spent: self.spent }
+    }
 }
 
 /// A policy as version 1 stores it: its configuration as `QUOTA.SET`
@@ -124,16 +135,35 @@ impl PolicyV1 {
         }
     }
 
-    /// The policy, once validated; derived fields are refreshed later.
-    fn into_policy(self) -> Policy {
-        let mut policy = Policy::new(&self.name, self.spec, self.generation, self.period_start_ms);
-        policy.used = self.used;
-        policy.held = self.held;
-        policy.period_start_ms = self.period_start_ms;
-        policy.fired = self.fired;
-        policy.over_fired = self.over_fired;
-        policy.restore(self.rolled_over, self.granted, self.history, self.buckets);
-        policy
+    fn into_stored(self) -> StoredPolicy {
+        let PolicyV1 {
+            name,
+            spec,
+            generation,
+            used,
+            held,
+            period_start_ms,
+            rolled_over,
+            granted,
+            history,
+            buckets,
+            fired,
+            over_fired,
+        } = self;
+        StoredPolicy {
+            name,
+            spec,
+            generation,
+            used,
+            held,
+            period_start_ms,
+            rolled_over,
+            granted,
+            history,
+            buckets,
+            fired,
+            over_fired,
+        }
     }
 }
 
@@ -247,7 +277,7 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
             if used != bytes.len() {
                 return Err(format!("{} trailing bytes after the tree", bytes.len() - used));
             }
-            rebuild(data)
+            Tree::restore(data.into_parts())
         }
         other => {
             Err(format!("unknown quotatree encoding version {other} (this module reads up to {ENCODING_VERSION})"))
@@ -255,261 +285,10 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
     }
 }
 
-/// Rebuilds the indexes and validates everything.
-fn rebuild(data: TreeData) -> Result<Tree, String> {
-    if [data.seq, data.next_generation, data.next_event_seq].iter().any(|&n| n > MAX_TIME) {
-        return Err("a counter is out of range".into());
-    }
-    let consecutive = data.events.iter().zip(data.events.iter().skip(1)).all(|(a, b)| a.seq + 1 == b.seq);
-    if !consecutive
-        || data.events.back().is_some_and(|e| e.seq + 1 != data.next_event_seq)
-        || data.events.len() > MAX_EVENTS
-        || data.next_event_seq == 0
-    {
-        return Err("the event log is out of order".into());
-    }
-    for event in &data.events {
-        validate_event(event)?;
-    }
-    match data.nodes.first() {
-        Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
-        _ => return Err("the tree has no root".into()),
-    }
-    // A hold's line finds its policy by generation: each names one policy.
-    let mut generations = HashSet::new();
-    for (index, node) in data.nodes.iter().enumerate() {
-        if let Some(node) = node {
-            validate_node(&data.nodes, data.next_generation, index, node)?;
-            if !node.policies.iter().all(|p| generations.insert(p.generation)) {
-                return Err(format!("node {index}: two policies share a generation"));
-            }
-        }
-    }
-    let mut tree = Tree {
-        seq: data.seq,
-        next_generation: data.next_generation,
-        nodes: Vec::with_capacity(data.nodes.len()),
-        next_event_seq: data.next_event_seq,
-        events: data.events,
-        ..Tree::default()
-    };
-    let mut links: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
-    for (index, slot) in data.nodes.into_iter().enumerate() {
-        let Some(stored) = slot else {
-            tree.free.push(index as NodeId);
-            tree.nodes.push(None);
-            continue;
-        };
-        let mut node = Node::new(&stored.path, stored.parent);
-        node.policies = stored.policies.into_iter().map(PolicyV1::into_policy).collect();
-        node.spent = stored.spent.into_boxed_slice();
-        tree.nodes.push(Some(node));
-        if !stored.children.is_empty() {
-            links.push((index as NodeId, stored.children.into_values().collect()));
-        }
-    }
-    // Validated above: every child names its parent, and every parent its
-    // children. Linking in reverse keeps each list sorted by name.
-    for (parent, children) in links {
-        for &child in children.iter().rev() {
-            tree.link_child(parent, child);
-        }
-    }
-    for index in 0..tree.nodes.len() {
-        if tree.nodes[index].is_none() {
-            continue;
-        }
-        if !tree.index_insert(index as NodeId) {
-            return Err(format!(
-                "path '{}' appears twice",
-                names::clip(tree.nodes[index].as_ref().map_or("", |n| &n.path))
-            ));
-        }
-        tree.node_count += 1;
-    }
-    // The lowest free slot is taken first, as in the tree that was saved
-    // (`Tree::delete_path` keeps them in this order).
-    tree.free.reverse();
-    // Derived fields, only once every amount is known to be in range.
-    for policy in tree.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
-        policy.refresh();
-    }
-    for hold in data.holds {
-        validate_hold(&tree, &hold, true)?;
-        for path in &hold.set.paths {
-            if let Some(node) = tree.find(path).and_then(|id| tree.node_mut(id)) {
-                node.live_holds += 1;
-            }
-        }
-        tree.hold_expiry.insert((hold.expires_at_ms, hold.id.clone()));
-        if tree.holds.insert(hold.id.clone(), hold).is_some() {
-            return Err("a hold id appears twice".into());
-        }
-    }
-    for entry in data.done {
-        names::parse_name(&entry.id, "finished id").map_err(|e| e.to_string())?;
-        if let Some(hold) = &entry.hold {
-            validate_hold(&tree, hold, false)?;
-            if hold.id != entry.id {
-                return Err(format!("finished id '{}' holds another reservation", names::clip(&entry.id)));
-            }
-        }
-        if entry.forget_at_ms > MAX_TIME {
-            return Err(format!("finished id '{}' has a time out of range", names::clip(&entry.id)));
-        }
-        if tree.holds.contains_key(&entry.id) {
-            return Err(format!("id '{}' is both live and finished", names::clip(&entry.id)));
-        }
-        if tree.done.contains_key(&entry.id) {
-            return Err("a finished id appears twice".into());
-        }
-        tree.remember(entry);
-    }
-    // Held and the lines of live holds are derived: counted again from the
-    // holds and policies as they are, so a tree stored when holds counted
-    // only on the policies of their reserve loads with the rule of now.
-    tree.recount_all()?;
-    tree.check_invariants()?;
-    Ok(tree)
-}
-
-fn validate_node(nodes: &[Option<NodeV1>], next_generation: u64, index: usize, node: &NodeV1) -> Result<(), String> {
-    let count = nodes.len();
-    let bad = |why: &str| Err(format!("node {index} ('{}'): {why}", names::clip(&node.path)));
-    if index > 0 {
-        if names::parse_path(&node.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(node.path.as_str())
-            || node.path.is_empty()
-        {
-            return bad("invalid path");
-        }
-        let Some(parent) = node.parent.filter(|&p| (p as usize) < count).and_then(|p| nodes[p as usize].as_ref())
-        else {
-            return bad("missing parent");
-        };
-        if parent.path != names::parent_of(&node.path)
-            || parent.children.get(names::leaf_of(&node.path)) != Some(&(index as NodeId))
-        {
-            return bad("parent and child disagree");
-        }
-    }
-    for (segment, &child) in &node.children {
-        let Some(c) = nodes.get(child as usize).and_then(Option::as_ref) else { return bad("missing child") };
-        if c.parent != Some(index as NodeId) || names::leaf_of(&c.path) != segment {
-            return bad("child and parent disagree");
-        }
-    }
-    let mut seen: HashMap<&str, ()> = HashMap::new();
-    for policy in &node.policies {
-        names::parse_name(&policy.name, "policy").map_err(|e| e.to_string())?;
-        names::parse_metric(&policy.spec.metric).map_err(|e| e.to_string())?;
-        if seen.insert(&policy.name, ()).is_some() {
-            return bad("duplicate policy name");
-        }
-        if policy.generation >= next_generation {
-            return bad("policy generation from the future");
-        }
-        let warn = &policy.spec.warn;
-        if warn.iter().any(|&w| !(1..=100).contains(&w))
-            || warn.windows(2).any(|p| p[0] >= p[1])
-            || warn.len() > MAX_WARN
-        {
-            return bad("warning thresholds out of range or order");
-        }
-        policy.spec.validate().map_err(|e| e.to_string())?;
-        validate_window(&policy.spec.window).map_err(|why| format!("node {index}: {why}"))?;
-        let mut amounts = vec![policy.spec.limit, policy.used, policy.held, policy.rolled_over, policy.granted];
-        amounts.extend(policy.spec.rollover);
-        for closed in &policy.history {
-            amounts.extend([closed.used, closed.allowance, closed.rolled_over]);
-        }
-        amounts.extend(policy.buckets.iter().map(|(_, a)| *a));
-        for value in amounts {
-            non_negative(value)?;
-        }
-        let times =
-            [policy.period_start_ms].into_iter().chain(policy.history.iter().flat_map(|c| [c.start_ms, c.end_ms]));
-        if times.chain(policy.buckets.iter().map(|(b, _)| *b)).any(|t| t > MAX_TIME) {
-            return bad("time out of range");
-        }
-        if policy.history.len() > HISTORY_LEN {
-            return bad("history too long");
-        }
-        match policy.spec.window.bucket_ms() {
-            Some(_) => {
-                let ordered = policy.buckets.iter().zip(policy.buckets.iter().skip(1)).all(|(a, b)| a.0 < b.0);
-                let sum: Decimal = policy.buckets.iter().map(|(_, a)| *a).sum();
-                if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS_KEPT || sum != policy.used {
-                    return bad("rolling buckets disagree with usage");
-                }
-            }
-            None if !policy.buckets.is_empty() => return bad("buckets without a rolling window"),
-            None => {}
-        }
-    }
-    for (metric, value) in &node.spent {
-        names::parse_metric(metric).map_err(|e| e.to_string())?;
-        non_negative(*value)?;
-    }
-    Ok(())
-}
-
-/// The names an event carries are valid names: they are replied and
-/// published as they are.
-fn validate_event(event: &Event) -> Result<(), String> {
-    let bad = || format!("event {} names an invalid path, policy, metric or id", event.seq);
-    if names::parse_path(&event.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(event.path.as_str()) {
-        return Err(bad());
-    }
-    let named = event.policy.as_deref().is_none_or(|p| names::parse_name(p, "policy").is_ok())
-        && event.id.as_deref().is_none_or(|id| names::parse_name(id, "id").is_ok())
-        && event.metric.iter().chain(event.amounts.iter().map(|(m, _)| m)).all(|m| names::parse_metric(m).is_ok());
-    if named { Ok(()) } else { Err(bad()) }
-}
-
-fn validate_window(window: &Window) -> Result<(), String> {
-    let ok = match window {
-        Window::None => true,
-        Window::Calendar { unit: Unit::Month, anchor } => (1..=31).contains(anchor),
-        Window::Calendar { anchor, .. } => *anchor == 1,
-        Window::Rolling { duration_ms } => (ROLLING_MIN_MS..=ROLLING_MAX_MS).contains(duration_ms),
-    };
-    if ok { Ok(()) } else { Err(format!("invalid window {window:?}")) }
-}
-
-fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
-    names::parse_name(&hold.id, "id").map_err(|e| e.to_string())?;
-    // A settled finished hold keeps no paths (see `Tree::finish`); a live
-    // or expired one always has them.
-    let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
-    if hold.items.is_empty() || (hold.set.paths.is_empty() && !settled) {
-        return Err(format!("hold '{}' is empty", names::clip(&hold.id)));
-    }
-    for item in &hold.items {
-        for (metric, value) in &item.cost {
-            names::parse_metric(metric).map_err(|e| e.to_string())?;
-            non_negative(*value)?;
-        }
-    }
-    if hold.created_at_ms > MAX_TIME || hold.expires_at_ms > MAX_TIME {
-        return Err(format!("hold '{}' has a time out of range", names::clip(&hold.id)));
-    }
-    for path in &hold.set.paths {
-        if names::parse_path(path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(path.as_str()) {
-            return Err(format!("hold '{}' names an invalid path", names::clip(&hold.id)));
-        }
-        if live && tree.find(path).is_none() {
-            return Err(format!("hold '{}' names a path that does not exist", names::clip(&hold.id)));
-        }
-    }
-    if live && !hold.items.iter().any(|i| i.state == ItemState::Held) {
-        return Err(format!("live hold '{}' holds nothing", names::clip(&hold.id)));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::{Unit, Window};
     use crate::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest};
     use rust_decimal::Decimal;
 

@@ -1,8 +1,10 @@
 //! Policies: a named limit on one path, with its mode, window, warning
 //! thresholds and optional service/model filter, and the usage counted
-//! against it in the current period.
+//! against it in the current period. How periods end, roll over and are
+//! archived is in `policy/periods.rs`.
+//!
+//! Lua twin: lua/src/50_policy.lua.
 
-use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
-use super::window::{Unit, Window};
+use super::window::Window;
+
+pub use super::thresholds::{DEFAULT_WARN, MAX_WARN, Warn, parse_warn};
+
+mod periods;
+#[cfg(test)]
+pub(crate) use periods::ARCHIVED;
+use periods::Period;
+pub use periods::{Closed, HISTORY_LEN};
 
 /// How a policy treats a reservation (SPEC §1 "Modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +35,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Lua twin: `parse_mode` (lua/src/50_policy.lua).
     pub fn parse(text: &str) -> Result<Mode> {
         match text.to_ascii_lowercase().as_str() {
             "strict" => Ok(Mode::Strict),
@@ -66,46 +77,6 @@ impl Status {
     }
 }
 
-/// The default warning thresholds, in percent of the allowance.
-pub const DEFAULT_WARN: [u8; 2] = [80, 90];
-/// Most thresholds one policy may have.
-pub const MAX_WARN: usize = 10;
-
-/// A policy's warning thresholds: up to [`MAX_WARN`] ascending percentages,
-/// kept inline (a policy exists per path; a heap list each would cost more
-/// than the thresholds themselves).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Warn {
-    len: u8,
-    pct: [u8; MAX_WARN],
-}
-
-impl Warn {
-    /// The first [`MAX_WARN`] of `list`, which the caller has sorted.
-    pub fn new(list: &[u8]) -> Warn {
-        let mut pct = [0; MAX_WARN];
-        let len = list.len().min(MAX_WARN);
-        pct[..len].copy_from_slice(&list[..len]);
-        Warn { len: len as u8, pct }
-    }
-}
-
-impl Default for Warn {
-    fn default() -> Warn {
-        Warn::new(&DEFAULT_WARN)
-    }
-}
-
-impl std::ops::Deref for Warn {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.pct[..usize::from(self.len).min(MAX_WARN)]
-    }
-}
-
-/// Closed periods kept per policy for `QUOTA.HISTORY`.
-pub const HISTORY_LEN: usize = 24;
-
 /// What `QUOTA.SET` asks for: the configuration of a policy, without state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySpec {
@@ -124,6 +95,7 @@ pub struct PolicySpec {
 
 impl PolicySpec {
     /// Checks the rules that tie the options together.
+    /// Lua twin: `validate_spec` (lua/src/50_policy.lua).
     pub fn validate(&self) -> Result<()> {
         if let Some(cap) = self.rollover {
             if !self.window.is_calendar() {
@@ -145,6 +117,7 @@ impl PolicySpec {
 
     /// Whether a request with this service/model is subject to the policy.
     /// A filtered policy ignores requests that name no service.
+    /// Lua twin: `matches` (lua/src/50_policy.lua).
     pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
         match (&self.service, &self.model) {
             (None, _) => true,
@@ -152,44 +125,6 @@ impl PolicySpec {
             (Some(s), Some(m)) => service == Some(s.as_str()) && model == Some(m.as_str()),
         }
     }
-}
-
-/// Parses `80,90` into ascending distinct percentages from 1 to 100.
-pub fn parse_warn(text: &str) -> Result<Warn> {
-    let bad = || {
-        Error::syntax(format!(
-            "WARN takes percentages from 1 to 100 separated by commas, not '{}'",
-            super::names::clip(text)
-        ))
-    };
-    let mut out = Vec::new();
-    for part in text.split(',') {
-        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let pct: u8 = part.parse().map_err(|_| bad())?;
-        if !(1..=100).contains(&pct) {
-            return Err(bad());
-        }
-        out.push(pct);
-    }
-    if out.len() > MAX_WARN {
-        return Err(Error::Limit(format!("at most {MAX_WARN} WARN thresholds per policy")));
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(Warn::new(&out))
-}
-
-/// A closed period, as `QUOTA.HISTORY` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Closed {
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub used: Decimal,
-    /// The allowance the period had: limit + rolled over + granted.
-    pub allowance: Decimal,
-    pub rolled_over: Decimal,
 }
 
 /// The parts of a policy most policies never use: a service/model filter,
@@ -222,36 +157,6 @@ impl Extra {
             && self.granted.is_zero()
             && self.history.is_empty()
             && self.buckets.is_empty()
-    }
-}
-
-/// The window as a policy keeps it: a calendar window with the end of the
-/// current period (so that the end is not recomputed on every request).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Period {
-    None,
-    Calendar { unit: Unit, anchor: u8, end_ms: u64 },
-    Rolling { duration_ms: u64 },
-}
-
-impl Period {
-    fn window(self) -> Window {
-        match self {
-            Period::None => Window::None,
-            Period::Calendar { unit, anchor, .. } => Window::Calendar { unit, anchor },
-            Period::Rolling { duration_ms } => Window::Rolling { duration_ms },
-        }
-    }
-
-    /// The period of `window` that starts at `start_ms`.
-    fn of(window: Window, start_ms: u64) -> Period {
-        match window {
-            Window::None => Period::None,
-            Window::Calendar { unit, anchor } => {
-                Period::Calendar { unit, anchor, end_ms: window.period_of(start_ms).1 }
-            }
-            Window::Rolling { duration_ms } => Period::Rolling { duration_ms },
-        }
     }
 }
 
@@ -322,21 +227,16 @@ fn labels(name: &str, metric: &str) -> (Arc<str>, u8) {
     (label, split)
 }
 
-// How many periods this thread has archived: lets tests bound the work of
-// catching up on skipped periods by counting it, not by timing it.
-#[cfg(test)]
-thread_local! {
-    pub(crate) static ARCHIVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
 impl Policy {
     /// A policy whose metric changed starts over: what it counted, held,
     /// carried over and archived was in another unit.
+    /// Lua twin: `new_policy` in `OPS.set_policy` (lua/src/75_ops.lua).
     pub fn restart(&mut self, generation: u64, now_ms: u64) {
         let fresh = Policy::new(self.name(), self.spec(), generation, now_ms);
         *self = fresh;
     }
 
+    /// Lua twin: `new_policy` (lua/src/50_policy.lua).
     pub fn new(name: &str, spec: PolicySpec, generation: u64, now_ms: u64) -> Policy {
         let period_start_ms = match spec.window {
             Window::Calendar { .. } => spec.window.period_of(now_ms).0,
@@ -455,6 +355,7 @@ impl Policy {
     }
 
     /// Whether a request with this service/model is subject to the policy.
+    /// Lua twin: `matches` (lua/src/50_policy.lua).
     pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
         match &self.extra {
             None => true,
@@ -505,6 +406,7 @@ impl Policy {
     /// Recomputes what is derived from the limit, carry-over, grants and
     /// fired alerts, and drops the [`Extra`] part when it holds nothing.
     /// Every change to those ends with a call to this.
+    /// Lua twin: `refresh` (lua/src/50_policy.lua).
     pub(crate) fn refresh(&mut self) {
         if self.extra.as_ref().is_some_and(|e| e.is_plain()) {
             self.extra = None;
@@ -542,6 +444,7 @@ impl Policy {
     /// now below fire again when crossed again. Called after usage dropped
     /// out and before new usage is added, so a drop and a rise in one write
     /// are both seen.
+    /// Lua twin: `rearm` (lua/src/50_policy.lua).
     pub(crate) fn rearm(&mut self) {
         if !self.is_rolling() {
             return;
@@ -564,6 +467,7 @@ impl Policy {
     }
 
     /// The current period's allowance: limit + rolled over + granted.
+    /// Lua twin: `allowance` (lua/src/50_policy.lua).
     pub fn allowance(&self) -> Decimal {
         let allowance = self.extra.as_ref().map_or(self.limit, |e| e.allowance);
         debug_assert_eq!(
@@ -576,6 +480,7 @@ impl Policy {
 
     /// The usage that warnings and status compare with the allowance:
     /// strict policies count what is held, the others only what is used.
+    /// Lua twin: `level` (lua/src/50_policy.lua).
     pub fn level(&self) -> Decimal {
         match self.mode {
             Mode::Strict => self.used + self.held,
@@ -584,12 +489,14 @@ impl Policy {
     }
 
     /// allowance − used − held: what a strict reservation can still take.
+    /// Lua twin: `remaining` (lua/src/50_policy.lua).
     pub fn remaining(&self) -> Decimal {
         self.allowance() - self.used - self.held
     }
 
     /// Whether a request for `requested` passes this policy now. A request
     /// that takes nothing (or gives back) always passes.
+    /// Lua twin: `passes` (lua/src/50_policy.lua).
     pub fn passes(&self, requested: Decimal) -> bool {
         if requested <= Decimal::ZERO {
             return true;
@@ -602,10 +509,12 @@ impl Policy {
     }
 
     /// Whether committed usage has reached the allowance.
+    /// Lua twin: `is_over` (lua/src/50_policy.lua).
     pub fn is_over(&self) -> bool {
         self.used >= self.allowance()
     }
 
+    /// Lua twin: `status` (lua/src/50_policy.lua).
     pub fn status(&self) -> Status {
         if self.is_over() {
             return Status::Over;
@@ -621,6 +530,7 @@ impl Policy {
     /// Whether the level has reached `pct` percent of the allowance
     /// (compared without division; a product too large to compute counts
     /// as reached).
+    /// Lua twin: `crossed` (lua/src/50_policy.lua).
     pub fn crossed(&self, pct: u8) -> bool {
         match (self.level().checked_mul(Decimal::ONE_HUNDRED), self.allowance().checked_mul(Decimal::from(pct))) {
             (Some(level), Some(threshold)) => level >= threshold,
@@ -628,148 +538,11 @@ impl Policy {
         }
     }
 
-    /// The end of the current calendar period.
-    pub fn period_end_ms(&self) -> Option<u64> {
-        match self.period {
-            Period::Calendar { end_ms, .. } => Some(end_ms),
-            Period::None | Period::Rolling { .. } => None,
-        }
-    }
-
-    /// The span replies show as `period_start`, `period_end`: the calendar
-    /// period, or the buckets a rolling window counts at `now_ms`.
-    pub fn shown_period(&self, now_ms: u64) -> Option<(u64, u64)> {
-        match self.period {
-            Period::None => None,
-            Period::Calendar { end_ms, .. } => Some((self.period_start_ms, end_ms)),
-            Period::Rolling { .. } => self.window().rolling_span(now_ms),
-        }
-    }
-
-    fn needs_roll(&self, now_ms: u64) -> bool {
-        match self.period {
-            Period::None => false,
-            Period::Calendar { end_ms, .. } => now_ms >= end_ms,
-            Period::Rolling { .. } => {
-                let window = self.window();
-                self.buckets().front().is_some_and(|(b, _)| window.bucket_expired(*b, now_ms))
-            }
-        }
-    }
-
-    /// The policy as it is at `now_ms`, with every reset due applied;
-    /// borrowed when nothing is due.
-    pub fn at(&self, now_ms: u64) -> Cow<'_, Policy> {
-        if self.needs_roll(now_ms) {
-            let mut rolled = self.clone();
-            rolled.roll(now_ms);
-            Cow::Owned(rolled)
-        } else {
-            Cow::Borrowed(self)
-        }
-    }
-
-    /// Applies every reset due at `now_ms`, exactly as if each had run on
-    /// time: each closed period is archived (the newest [`HISTORY_LEN`]),
-    /// with its rollover. Periods skipped without any activity are counted,
-    /// not walked: their allowances follow a closed form. Returns how many
-    /// periods closed.
-    pub fn roll(&mut self, now_ms: u64) -> u64 {
-        match self.period {
-            Period::None => 0,
-            Period::Rolling { .. } => {
-                let window = self.window();
-                let Some(extra) = &mut self.extra else {
-                    // No buckets: nothing counts.
-                    self.used = Decimal::ZERO;
-                    return 0;
-                };
-                while let Some(&(b, amount)) = extra.buckets.front() {
-                    if !window.bucket_expired(b, now_ms) {
-                        break;
-                    }
-                    self.used = (self.used - amount).max(Decimal::ZERO);
-                    extra.buckets.pop_front();
-                }
-                if extra.buckets.is_empty() {
-                    self.used = Decimal::ZERO;
-                }
-                self.refresh();
-                0
-            }
-            Period::Calendar { end_ms: end, .. } => {
-                if now_ms < end {
-                    return 0;
-                }
-                let window = self.window();
-                let unused = (self.allowance() - self.used).max(Decimal::ZERO);
-                self.archive(Closed {
-                    start_ms: self.period_start_ms,
-                    end_ms: end,
-                    used: self.used,
-                    allowance: self.allowance(),
-                    rolled_over: self.rolled_over(),
-                });
-                let first_allowance = self.next_allowance(unused);
-                let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
-                for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
-                    let allowance = self.chained_allowance(first_allowance, i - i_end);
-                    self.archive(Closed {
-                        start_ms: window.start_of(i),
-                        end_ms: window.start_of(i + 1),
-                        used: Decimal::ZERO,
-                        allowance,
-                        rolled_over: allowance - self.limit,
-                    });
-                }
-                let allowance = self.chained_allowance(first_allowance, i_now - i_end);
-                self.period_start_ms = window.start_of(i_now);
-                self.used = Decimal::ZERO;
-                let limit = self.limit;
-                let extra = self.extra_mut();
-                extra.granted = Decimal::ZERO;
-                extra.rolled_over = allowance - limit;
-                self.fired = 0;
-                self.over_fired = false;
-                self.refresh();
-                (i_now - i_end + 1) as u64
-            }
-        }
-    }
-
-    fn archive(&mut self, closed: Closed) {
-        #[cfg(test)]
-        ARCHIVED.with(|n| n.set(n.get() + 1));
-        let history = &mut self.extra_mut().history;
-        history.push_front(closed);
-        history.truncate(HISTORY_LEN);
-    }
-
-    /// The allowance of the period after one that left `unused`.
-    fn next_allowance(&self, unused: Decimal) -> Decimal {
-        match self.rollover() {
-            Some(cap) => (self.limit + unused).min(cap),
-            None => self.limit,
-        }
-    }
-
-    /// The allowance `skipped` idle periods after a period whose allowance
-    /// was `first`: each idle period carries all of its allowance over, so
-    /// it is min(first + skipped × limit, cap), computed without a loop.
-    fn chained_allowance(&self, first: Decimal, skipped: i64) -> Decimal {
-        let (Some(cap), limit) = (self.rollover(), self.limit) else { return self.limit };
-        if skipped <= 0 || limit <= Decimal::ZERO || first >= cap {
-            return first.min(cap);
-        }
-        let steps_to_cap = ((cap - first) / limit).ceil();
-        let skipped = Decimal::from(skipped);
-        if skipped >= steps_to_cap { cap } else { first + skipped * limit }
-    }
-
     /// Adds usage at `now_ms` (after [`Policy::roll`]); usage never goes
     /// below zero and stops at the bound of totals (10^18): a charge has
     /// checked that it stays within, and a commit is never refused (the
     /// work is done).
+    /// Lua twin: `add_used_capped` (lua/src/50_policy.lua).
     pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64) {
         let delta = delta.min(amount::MAX_TOTAL - self.used);
         let added = self.add_used(delta, now_ms);
@@ -779,6 +552,7 @@ impl Policy {
     /// Adds usage at `now_ms` (after [`Policy::roll`]); usage never goes
     /// below zero. A rolling window puts it in the current bucket, and takes
     /// a negative amount back from the newest buckets first.
+    /// Lua twin: `add_used` (lua/src/50_policy.lua).
     pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {
         let updated = amount::add_floor_zero(self.used, delta)?;
         if let Some(bucket) = self.window().bucket_ms() {
@@ -814,6 +588,7 @@ impl Policy {
     }
 
     /// `QUOTA.GRANT`: adds to the current period's allowance.
+    /// Lua twin: `grant_policy` (lua/src/50_policy.lua).
     pub fn grant(&mut self, amount: Decimal, now_ms: u64) -> Result<()> {
         self.roll(now_ms);
         let granted = amount::add(self.granted(), amount)?;
@@ -823,42 +598,11 @@ impl Policy {
         Ok(())
     }
 
-    /// `QUOTA.RESET`: closes the current period now, archived like a timed
-    /// reset (with rollover for calendar windows). A calendar period reset
-    /// early still ends at its calendar boundary.
-    pub fn reset(&mut self, now_ms: u64) -> Closed {
-        self.roll(now_ms);
-        let start_ms = match self.period {
-            Period::Rolling { duration_ms } => self.period_start_ms.max(now_ms.saturating_sub(duration_ms)),
-            _ => self.period_start_ms,
-        };
-        let closed = Closed {
-            start_ms,
-            end_ms: now_ms,
-            used: self.used,
-            allowance: self.allowance(),
-            rolled_over: self.rolled_over(),
-        };
-        self.archive(closed.clone());
-        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
-        let allowance = self.next_allowance(unused);
-        self.period_start_ms = now_ms;
-        self.used = Decimal::ZERO;
-        let limit = self.limit;
-        let extra = self.extra_mut();
-        extra.granted = Decimal::ZERO;
-        extra.rolled_over = allowance - limit;
-        extra.buckets.clear();
-        self.fired = 0;
-        self.over_fired = false;
-        self.refresh();
-        closed
-    }
-
     /// `QUOTA.SET` on an existing policy: the old window's resets due are
     /// applied first, then the new configuration; usage is kept. A new
     /// window starts its current period now. Carried-over allowance is
     /// dropped without a calendar `ROLLOVER` and clamped to its cap.
+    /// Lua twin: `update_policy` (lua/src/50_policy.lua).
     pub fn update(&mut self, spec: PolicySpec, now_ms: u64) {
         self.roll(now_ms);
         let window_changed = spec.window != self.window();
@@ -951,17 +695,6 @@ mod tests {
         ];
         for (mode, limit, used, held, want) in rows {
             assert_eq!(policy(mode, limit, used, held).status(), want, "{mode:?} {limit} {used} {held}");
-        }
-    }
-
-    #[test]
-    fn warn_lists_parse_sorted_and_bounded() {
-        assert_eq!(&*parse_warn("90,80").unwrap(), &[80, 90]);
-        assert_eq!(&*parse_warn("100").unwrap(), &[100]);
-        assert_eq!(&*parse_warn("1,2,3,4,5,6,7,8,9,10").unwrap(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert!(parse_warn("1,2,3,4,5,6,7,8,9,10,11").is_err());
-        for bad in ["", "0", "101", "80,", "a", "80;90", "-1", "1000"] {
-            assert!(parse_warn(bad).is_err(), "{bad}");
         }
     }
 

@@ -16,6 +16,8 @@
 //! most common pricing mistake. Everything is exact decimal arithmetic; the
 //! final cost is rounded to the ledger's [`amount::MAX_SCALE`] decimal
 //! places (half away from zero) only when it has more.
+//!
+//! Lua twin: `P` (lua/src/30_pricing.lua).
 
 use std::collections::BTreeMap;
 
@@ -57,6 +59,7 @@ pub struct Price {
 }
 
 /// `service/model`, validated: two names of `A-Z a-z 0-9 _ - . : @`.
+/// Lua twin: `P.parse_key` (lua/src/30_pricing.lua).
 pub fn parse_key(text: &str) -> Result<(String, String)> {
     let bad = || {
         Error::syntax(format!(
@@ -113,8 +116,76 @@ fn parse_rate(value: &Value, field: &str) -> Result<Rate> {
     Ok(Rate { text: text.clone(), per_unit: value / per })
 }
 
+/// The `rates` field: usage name → rate, none named as the price's own
+/// `metric`.
+fn parse_rates(field: Option<&Value>, metric: &str) -> Result<BTreeMap<String, Rate>> {
+    let Some(Value::Object(rate_map)) = field else {
+        return Err(field_error("rates", "is required: an object from usage name to rate"));
+    };
+    if rate_map.is_empty() {
+        return Err(field_error("rates", "must name at least one usage"));
+    }
+    if rate_map.len() > MAX_RATES {
+        return Err(Error::Limit(format!("at most {MAX_RATES} rates per price")));
+    }
+    let mut rates = BTreeMap::new();
+    for (name, rate) in rate_map {
+        let field = format!("rates.{name}");
+        let name = names::parse_metric(name).map_err(|e| field_error(&field, strip(e)))?;
+        if name == metric {
+            return Err(field_error(&field, "a usage name cannot be the price's own metric"));
+        }
+        rates.insert(name, parse_rate(rate, &field)?);
+    }
+    Ok(rates)
+}
+
+/// The optional `multipliers` field: attribute → value → factor, no
+/// attribute also a usage name of `rates`.
+fn parse_multipliers(
+    field: Option<&Value>,
+    rates: &BTreeMap<String, Rate>,
+) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>> {
+    let mut multipliers = BTreeMap::new();
+    let attributes = match field {
+        None => return Ok(multipliers),
+        Some(Value::Object(attributes)) => attributes,
+        Some(_) => return Err(field_error("multipliers", "must be an object from attribute to {value: factor}")),
+    };
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(Error::Limit(format!("at most {MAX_ATTRIBUTES} multiplier attributes per price")));
+    }
+    for (attribute, values) in attributes {
+        let field = format!("multipliers.{attribute}");
+        let attribute = names::parse_metric(attribute).map_err(|e| field_error(&field, strip(e)))?;
+        if rates.contains_key(&attribute) {
+            return Err(field_error(&field, "an attribute cannot also be a usage name"));
+        }
+        multipliers.insert(attribute, parse_factors(values, &field)?);
+    }
+    Ok(multipliers)
+}
+
+/// One attribute's values: value → factor, 1 to [`MAX_VALUES`] of them.
+fn parse_factors(values: &Value, field: &str) -> Result<BTreeMap<String, Decimal>> {
+    let Value::Object(values) = values else {
+        return Err(field_error(field, "must be an object from value to factor"));
+    };
+    if values.is_empty() || values.len() > MAX_VALUES {
+        return Err(field_error(field, format!("must list 1 to {MAX_VALUES} values")));
+    }
+    let mut factors = BTreeMap::new();
+    for (label, factor) in values {
+        let field = format!("{field}.{label}");
+        names::parse_name(label, "attribute value").map_err(|e| field_error(&field, strip(e)))?;
+        factors.insert(label.clone(), decimal_of(factor, &field)?);
+    }
+    Ok(factors)
+}
+
 impl Price {
     /// Parses and validates a price entry. Every error names the field.
+    /// Lua twin: `P.from_json` (lua/src/30_pricing.lua).
     pub fn from_json(text: &str) -> Result<Price> {
         if text.len() > MAX_JSON_LEN {
             return Err(Error::Limit(format!("a price is at most {MAX_JSON_LEN} bytes of JSON")));
@@ -132,60 +203,15 @@ impl Price {
             Some(_) => return Err(field_error("metric", "must be a metric name")),
             None => return Err(field_error("metric", "is required")),
         };
-        let Some(Value::Object(rate_map)) = object.get("rates") else {
-            return Err(field_error("rates", "is required: an object from usage name to rate"));
-        };
-        if rate_map.is_empty() {
-            return Err(field_error("rates", "must name at least one usage"));
-        }
-        if rate_map.len() > MAX_RATES {
-            return Err(Error::Limit(format!("at most {MAX_RATES} rates per price")));
-        }
-        let mut rates = BTreeMap::new();
-        for (name, rate) in rate_map {
-            let field = format!("rates.{name}");
-            let name = names::parse_metric(name).map_err(|e| field_error(&field, strip(e)))?;
-            if name == metric {
-                return Err(field_error(&field, "a usage name cannot be the price's own metric"));
-            }
-            rates.insert(name, parse_rate(rate, &field)?);
-        }
-        let mut multipliers = BTreeMap::new();
-        match object.get("multipliers") {
-            None => {}
-            Some(Value::Object(attributes)) => {
-                if attributes.len() > MAX_ATTRIBUTES {
-                    return Err(Error::Limit(format!("at most {MAX_ATTRIBUTES} multiplier attributes per price")));
-                }
-                for (attribute, values) in attributes {
-                    let field = format!("multipliers.{attribute}");
-                    let attribute = names::parse_metric(attribute).map_err(|e| field_error(&field, strip(e)))?;
-                    if rates.contains_key(&attribute) {
-                        return Err(field_error(&field, "an attribute cannot also be a usage name"));
-                    }
-                    let Value::Object(values) = values else {
-                        return Err(field_error(&field, "must be an object from value to factor"));
-                    };
-                    if values.is_empty() || values.len() > MAX_VALUES {
-                        return Err(field_error(&field, format!("must list 1 to {MAX_VALUES} values")));
-                    }
-                    let mut factors = BTreeMap::new();
-                    for (label, factor) in values {
-                        let field = format!("{field}.{label}");
-                        names::parse_name(label, "attribute value").map_err(|e| field_error(&field, strip(e)))?;
-                        factors.insert(label.clone(), decimal_of(factor, &field)?);
-                    }
-                    multipliers.insert(attribute, factors);
-                }
-            }
-            Some(_) => return Err(field_error("multipliers", "must be an object from attribute to {value: factor}")),
-        }
+        let rates = parse_rates(object.get("rates"), &metric)?;
+        let multipliers = parse_multipliers(object.get("multipliers"), &rates)?;
         let minimum = object.get("minimum").map(|m| decimal_of(m, "minimum")).transpose()?;
         Ok(Price { metric, rates, multipliers, minimum })
     }
 
     /// The entry as canonical JSON: fields in a fixed order, rates as they
     /// were written, decimals as strings.
+    /// Lua twin: `to_json` (lua/src/30_pricing.lua).
     pub fn to_json(&self) -> String {
         let text = |s: &str| Value::String(s.to_string()).to_string();
         let object = |pairs: Vec<String>| format!("{{{}}}", pairs.join(","));
@@ -212,7 +238,42 @@ impl Price {
     /// Prices `usage` (name, value) pairs: rate names take quantities,
     /// attribute names take one of their values. Every attribute must be
     /// given, so a request is never priced at a default it did not ask for.
+    /// Lua twin: `estimate`, which `P.estimate` calls (lua/src/30_pricing.lua).
     pub fn estimate(&self, key: &str, usage: &[(String, String)]) -> Result<Estimate> {
+        let (lines, factors) = self.read_usage(key, usage)?;
+        if lines.is_empty() {
+            return Err(Error::syntax(format!("USAGE for {key} needs at least one of {}", self.known_names())));
+        }
+        if let Some(missing) = self.multipliers.keys().find(|a| !factors.iter().any(|f| &f.attribute == *a)) {
+            return Err(Error::syntax(format!(
+                "USAGE for {key} needs {missing} (one of {})",
+                self.multipliers[missing].keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let too_large = || Error::InvalidAmount(format!("the cost for {key} is larger than 10^15"));
+        let subtotal =
+            lines.iter().try_fold(Decimal::ZERO, |sum, l| sum.checked_add(l.subtotal)).ok_or_else(too_large)?;
+        let minimum_applied = self.minimum.filter(|m| *m > subtotal);
+        let mut cost = minimum_applied.unwrap_or(subtotal);
+        for f in &factors {
+            cost = cost.checked_mul(f.factor).ok_or_else(too_large)?;
+        }
+        let cost = if cost.scale() > amount::MAX_SCALE {
+            cost.round_dp_with_strategy(amount::MAX_SCALE, RoundingStrategy::MidpointAwayFromZero)
+        } else {
+            cost
+        }
+        .normalize();
+        if cost > amount::MAX_INPUT {
+            return Err(too_large());
+        }
+        let metric = self.metric.clone();
+        Ok(Estimate { key: key.to_string(), metric, lines, subtotal, minimum_applied, factors, cost })
+    }
+
+    /// The priced line of each rate name in `usage` and the factor of each
+    /// attribute, each name at most once and every name known.
+    fn read_usage(&self, key: &str, usage: &[(String, String)]) -> Result<(Vec<Line>, Vec<Factor>)> {
         let mut lines = Vec::new();
         let mut factors = Vec::new();
         for (name, value) in usage {
@@ -243,41 +304,7 @@ impl Price {
                 )));
             }
         }
-        if lines.is_empty() {
-            return Err(Error::syntax(format!("USAGE for {key} needs at least one of {}", self.known_names())));
-        }
-        if let Some(missing) = self.multipliers.keys().find(|a| !factors.iter().any(|f| &f.attribute == *a)) {
-            return Err(Error::syntax(format!(
-                "USAGE for {key} needs {missing} (one of {})",
-                self.multipliers[missing].keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let too_large = || Error::InvalidAmount(format!("the cost for {key} is larger than 10^15"));
-        let subtotal =
-            lines.iter().try_fold(Decimal::ZERO, |sum, l| sum.checked_add(l.subtotal)).ok_or_else(too_large)?;
-        let minimum_applied = self.minimum.filter(|m| *m > subtotal);
-        let mut cost = minimum_applied.unwrap_or(subtotal);
-        for f in &factors {
-            cost = cost.checked_mul(f.factor).ok_or_else(too_large)?;
-        }
-        let cost = if cost.scale() > amount::MAX_SCALE {
-            cost.round_dp_with_strategy(amount::MAX_SCALE, RoundingStrategy::MidpointAwayFromZero)
-        } else {
-            cost
-        }
-        .normalize();
-        if cost > amount::MAX_INPUT {
-            return Err(too_large());
-        }
-        Ok(Estimate {
-            key: key.to_string(),
-            metric: self.metric.clone(),
-            lines,
-            subtotal,
-            minimum_applied,
-            factors,
-            cost,
-        })
+        Ok((lines, factors))
     }
 
     fn known_names(&self) -> String {
@@ -326,6 +353,7 @@ pub struct Estimate {
 impl Estimate {
     /// What a `USAGE` item charges: the cost in the price's metric and each
     /// raw quantity under its own name.
+    /// Lua twin: `charges`, used by `P.usage` (lua/src/30_pricing.lua).
     pub fn charges(&self) -> Costs {
         let mut costs = vec![(self.metric.clone(), self.cost)];
         costs.extend(self.lines.iter().map(|l| (l.name.clone(), l.quantity)));
@@ -374,6 +402,7 @@ impl PriceBook {
     }
 
     /// Prices a `USAGE service/model name value …` item.
+    /// Lua twin: `P.estimate` (lua/src/30_pricing.lua).
     pub fn estimate(&self, key: &str, usage: &[(String, String)]) -> Result<Estimate> {
         parse_key(key)?;
         self.get(key)?.estimate(key, usage)

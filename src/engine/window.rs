@@ -14,6 +14,8 @@
 //! itself, not sixty buckets: for a duration that is not a multiple of 60
 //! ms, sixty buckets cover less than the window, and a bucket's usage stays
 //! until the duration has passed ([`Window::bucket_expired`]).
+//!
+//! Lua twin: `W` (lua/src/20_window.lua).
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +55,7 @@ pub enum Window {
 
 impl Window {
     /// Parses `WINDOW name [ANCHOR d]` or `WINDOW rolling <duration>`.
+    /// Lua twin: `W.parse`, `W.from_set` (lua/src/20_window.lua).
     pub fn parse(name: &str, anchor: Option<u8>, duration: Option<&str>) -> Result<Window> {
         let unit = match name.to_ascii_lowercase().as_str() {
             "none" => None,
@@ -87,6 +90,7 @@ impl Window {
     }
 
     /// The label of a window that has a fixed one (all but rolling).
+    /// Lua twin: `W.label` (lua/src/20_window.lua).
     pub fn static_label(&self) -> Option<&'static str> {
         match self {
             Window::None => Some("none"),
@@ -96,6 +100,7 @@ impl Window {
     }
 
     /// The window as replies show it: `none`, `month`, `rolling 30d`.
+    /// Lua twin: `W.label` (lua/src/20_window.lua).
     pub fn label(&self) -> String {
         match self {
             Window::None => "none".into(),
@@ -105,6 +110,7 @@ impl Window {
     }
 
     /// The anchor day of a `month` window.
+    /// Lua twin: `W.anchor` (lua/src/20_window.lua).
     pub fn anchor(&self) -> Option<u8> {
         match self {
             Window::Calendar { unit: Unit::Month, anchor } => Some(*anchor),
@@ -112,11 +118,13 @@ impl Window {
         }
     }
 
+    /// Lua twin: `W.is_calendar` (lua/src/20_window.lua).
     pub fn is_calendar(&self) -> bool {
         matches!(self, Window::Calendar { .. })
     }
 
     /// Length of one bucket of a rolling window.
+    /// Lua twin: `W.bucket_ms` (lua/src/20_window.lua).
     pub fn bucket_ms(&self) -> Option<u64> {
         match self {
             Window::Rolling { duration_ms } => Some((duration_ms / ROLLING_BUCKETS).max(1)),
@@ -128,6 +136,7 @@ impl Window {
     /// `now_ms`: the whole bucket, [b × bucket, (b + 1) × bucket), is older
     /// than the duration. Usage charged at t thus counts at every time up
     /// to t + duration, and drops out by t + duration + one bucket.
+    /// Lua twin: `W.expired_bucket` (lua/src/20_window.lua).
     pub fn bucket_expired(&self, b: u64, now_ms: u64) -> bool {
         match (self, self.bucket_ms()) {
             (Window::Rolling { duration_ms }, Some(bucket)) => {
@@ -140,6 +149,7 @@ impl Window {
     /// The span of a rolling window's buckets that count at `now_ms`: from
     /// the oldest bucket not dropped out (see [`Window::bucket_expired`])
     /// to the end of the current one.
+    /// Lua twin: `W.rolling_span` (lua/src/20_window.lua).
     pub fn rolling_span(&self, now_ms: u64) -> Option<(u64, u64)> {
         let (Window::Rolling { duration_ms }, Some(bucket)) = (self, self.bucket_ms()) else { return None };
         let first = now_ms.saturating_sub(*duration_ms) / bucket;
@@ -147,6 +157,7 @@ impl Window {
     }
 
     /// Index of the calendar period that contains `t_ms`.
+    /// Lua twin: `W.index_of` (lua/src/20_window.lua).
     pub fn index_of(&self, t_ms: u64) -> i64 {
         let t = t_ms as i64;
         match self {
@@ -167,6 +178,7 @@ impl Window {
     }
 
     /// Unix ms at which calendar period `index` starts.
+    /// Lua twin: `W.start_of` (lua/src/20_window.lua).
     pub fn start_of(&self, index: i64) -> u64 {
         let ms = match self {
             Window::None | Window::Rolling { .. } => 0,
@@ -182,6 +194,7 @@ impl Window {
     }
 
     /// The calendar period `[start, end)` that contains `t_ms`.
+    /// Lua twin: `W.period_of` (lua/src/20_window.lua).
     pub fn period_of(&self, t_ms: u64) -> (u64, u64) {
         let i = self.index_of(t_ms);
         (self.start_of(i), self.start_of(i + 1))
@@ -205,10 +218,12 @@ fn month_start(index: i64, anchor: u8) -> i64 {
     days_from_civil(y, m, day) * DAY_MS
 }
 
+/// Lua twin: `W.is_leap` (lua/src/20_window.lua).
 pub fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
+/// Lua twin: `W.days_in_month` (lua/src/20_window.lua).
 pub fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -219,6 +234,7 @@ pub fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+/// Lua twin: `W.days_from_civil` (lua/src/20_window.lua).
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -230,6 +246,7 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// The date (year, month 1–12, day 1–31) of a day count since 1970-01-01.
+/// Lua twin: `W.civil_from_days` (lua/src/20_window.lua).
 pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -243,6 +260,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// `90s`, `15m`, `24h`, `30d` → milliseconds.
+/// Lua twin: `W.parse_duration` (lua/src/20_window.lua).
 pub fn parse_duration(text: &str) -> Result<u64> {
     let bad = || {
         Error::syntax(format!(
@@ -275,6 +293,7 @@ pub fn parse_duration(text: &str) -> Result<u64> {
 }
 
 /// Milliseconds in the largest whole unit: 30d, 24h → 1d, 90s.
+/// Lua twin: `W.format_duration` (lua/src/20_window.lua).
 pub fn format_duration(ms: u64) -> String {
     for (unit, scale) in [("d", DAY_MS as u64), ("h", HOUR_MS as u64), ("m", 60_000), ("s", 1000)] {
         if ms.is_multiple_of(scale) {

@@ -205,26 +205,36 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--cert" => o.cert = Some(value("a FILE")?),
             "--key" => o.key = Some(value("a FILE")?),
             "--set" => o.settings.push(parse_setting(&value("NAME=VALUE")?)?),
-            flag => {
-                if inline.is_some() {
-                    return Err(format!("{flag} takes no value"));
-                }
-                match flag {
-                    "--insecure" => o.insecure = true,
-                    "--cluster" => o.cluster = true,
-                    "--check" => o.check = true,
-                    "--force" => o.force = true,
-                    "--allow-downgrade" => o.allow_downgrade = true,
-                    "--allow-eviction" => o.allow_eviction = true,
-                    "--test-clock" => o.test_clock = true,
-                    "--print" => o.print = true,
-                    "--sweep" => o.sweep = true,
-                    "--once" => o.once = true,
-                    _ => return Err(format!("unknown option {flag}")),
-                }
-            }
+            flag if inline.is_some() => return Err(format!("{flag} takes no value")),
+            flag => set_flag(&mut o, flag)?,
         }
     }
+    check_combinations(&mut o)?;
+    check_urls(&o)?;
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+/// Sets an option that takes no value.
+fn set_flag(o: &mut Options, flag: &str) -> Result<(), String> {
+    match flag {
+        "--insecure" => o.insecure = true,
+        "--cluster" => o.cluster = true,
+        "--check" => o.check = true,
+        "--force" => o.force = true,
+        "--allow-downgrade" => o.allow_downgrade = true,
+        "--allow-eviction" => o.allow_eviction = true,
+        "--test-clock" => o.test_clock = true,
+        "--print" => o.print = true,
+        "--sweep" => o.sweep = true,
+        "--once" => o.once = true,
+        _ => return Err(format!("unknown option {flag}")),
+    }
+    Ok(())
+}
+
+/// Refuses options that contradict each other, and gives the default URL
+/// when none is given and one is needed.
+fn check_combinations(o: &mut Options) -> Result<(), String> {
     if o.once && !o.sweep {
         return Err("--once goes with --sweep".into());
     }
@@ -257,6 +267,12 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
     if o.urls.is_empty() && !o.print {
         o.urls.push(DEFAULT_URL.to_string());
     }
+    Ok(())
+}
+
+/// Every URL is redis:// or rediss://, and the TLS options come only with
+/// rediss://.
+fn check_urls(o: &Options) -> Result<(), String> {
     for url in &o.urls {
         let tls = match (url.strip_prefix("rediss://"), url.strip_prefix("redis://")) {
             (Some(rest), _) if !rest.is_empty() => Ok(true),
@@ -274,7 +290,7 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             Ok(_) => {}
         }
     }
-    Ok(Parsed::Run(Box::new(o)))
+    Ok(())
 }
 
 /// `NAME=VALUE` of `--set`: a known setting and a value in its bounds.
@@ -778,6 +794,35 @@ fn check_line(installed: &Option<Installed>, lib: &Library) -> String {
 }
 
 fn run(o: &Options) -> Result<(), String> {
+    let lib = library_for(o)?;
+    if o.print {
+        return print_library(lib, o);
+    }
+    // rustls needs one crypto provider; this build has only ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if o.sweep {
+        return sweep(o);
+    }
+    let mut servers = connect_all(o)?;
+    // The test clock starts where the (first) server's clock is now.
+    let lib = match servers.first_mut() {
+        Some(server) if o.test_clock => lib.with_test_clock(server.time_ms()?)?,
+        _ => lib,
+    };
+    // Decide everywhere before changing anything.
+    let states = survey(&mut servers, o)?;
+    if o.check {
+        for (server, inst) in servers.iter().zip(&states) {
+            println!("{} {LIBRARY} {}", server.name, check_line(inst, &lib));
+        }
+        return Ok(());
+    }
+    let plans = plans_for(&servers, &states, &lib, o)?;
+    apply_plans(&mut servers, plans, &lib)
+}
+
+/// The library to load: `--file` or the embedded one, with `--set`.
+fn library_for(o: &Options) -> Result<Library, String> {
     let lib = match &o.file {
         Some(path) => {
             let bytes = read_file(path, "--file")?;
@@ -793,22 +838,24 @@ fn run(o: &Options) -> Result<(), String> {
              for tests only, never in production"
         );
     }
-    if o.print {
-        let lib = if o.test_clock {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-            lib.with_test_clock(now)?
-        } else {
-            lib
-        };
-        print!("{}", lib.source);
-        return Ok(());
-    }
-    // rustls needs one crypto provider; this build has only ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if o.sweep {
-        return sweep(o);
-    }
+    Ok(lib)
+}
 
+/// `--print`: the library's source on stdout, its test clock starting now.
+fn print_library(lib: Library, o: &Options) -> Result<(), String> {
+    let lib = if o.test_clock {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        lib.with_test_clock(now)?
+    } else {
+        lib
+    };
+    print!("{}", lib.source);
+    Ok(())
+}
+
+/// A connection to every server the URLs name (every primary with
+/// `--cluster`), each server once.
+fn connect_all(o: &Options) -> Result<Vec<Server>, String> {
     let mut servers = Vec::new();
     for url in &o.urls {
         let target = target_for(url, o)?;
@@ -825,7 +872,6 @@ fn run(o: &Options) -> Result<(), String> {
             servers.push(seed);
         }
     }
-
     // The same server twice (two URLs, or a URL and --cluster) is one server.
     let mut seen = Vec::new();
     servers.retain(|s| {
@@ -833,17 +879,15 @@ fn run(o: &Options) -> Result<(), String> {
         seen.push(s.name.clone());
         first
     });
+    Ok(servers)
+}
 
-    // The test clock starts where the (first) server's clock is now.
-    let lib = match servers.first_mut() {
-        Some(server) if o.test_clock => lib.with_test_clock(server.time_ms()?)?,
-        _ => lib,
-    };
-
-    // Decide everywhere before changing anything.
+/// What each server has installed, or every server's problem (an
+/// eviction policy that could drop trees, an unreadable library) at once.
+fn survey(servers: &mut [Server], o: &Options) -> Result<Vec<Option<Installed>>, String> {
     let mut states = Vec::new();
     let mut problems = Vec::new();
-    for server in &mut servers {
+    for server in servers.iter_mut() {
         if !o.check
             && let Some(why) = server.eviction_refusal(o)
         {
@@ -857,20 +901,25 @@ fn run(o: &Options) -> Result<(), String> {
             }
         }
     }
-    if !problems.is_empty() {
-        let mut msg = problems.join("\nquota-load: ");
-        if servers.len() > 1 && !o.check {
-            let _ = write!(msg, "\nquota-load: nothing changed on any of the {} servers", servers.len());
-        }
-        return Err(msg);
+    if problems.is_empty() {
+        return Ok(states);
     }
-    if o.check {
-        for (server, inst) in servers.iter().zip(&states) {
-            println!("{} {LIBRARY} {}", server.name, check_line(inst, &lib));
-        }
-        return Ok(());
+    let mut msg = problems.join("\nquota-load: ");
+    if servers.len() > 1 && !o.check {
+        let _ = write!(msg, "\nquota-load: nothing changed on any of the {} servers", servers.len());
     }
-    let plans: Vec<Plan> = states.iter().map(|inst| plan(inst, &lib, o)).collect();
+    Err(msg)
+}
+
+/// The plan for each server, or every refusal at once (then nothing
+/// changes anywhere).
+fn plans_for(
+    servers: &[Server],
+    states: &[Option<Installed>],
+    lib: &Library,
+    o: &Options,
+) -> Result<Vec<Plan>, String> {
+    let plans: Vec<Plan> = states.iter().map(|inst| plan(inst, lib, o)).collect();
     let refusals: Vec<String> = servers
         .iter()
         .zip(&plans)
@@ -879,19 +928,24 @@ fn run(o: &Options) -> Result<(), String> {
             _ => None,
         })
         .collect();
-    if !refusals.is_empty() {
-        let mut msg = refusals.join("\nquota-load: ");
-        if servers.len() > 1 {
-            let _ = write!(msg, "\nquota-load: nothing changed on any of the {} servers", servers.len());
-        }
-        return Err(msg);
+    if refusals.is_empty() {
+        return Ok(plans);
     }
+    let mut msg = refusals.join("\nquota-load: ");
+    if servers.len() > 1 {
+        let _ = write!(msg, "\nquota-load: nothing changed on any of the {} servers", servers.len());
+    }
+    Err(msg)
+}
+
+/// Carries out the plans, none of them a refusal, reporting each server.
+fn apply_plans(servers: &mut [Server], plans: Vec<Plan>, lib: &Library) -> Result<(), String> {
     let mut failed = false;
     for (server, plan) in servers.iter_mut().zip(plans) {
         match plan {
-            Plan::Refuse(_) => unreachable!("refusals returned above"),
+            Plan::Refuse(_) => unreachable!("plans_for returns refusals as an error"),
             Plan::Nothing(note) => println!("{} {LIBRARY} {} ({note})", server.name, lib.version),
-            Plan::Load { replace, note } => match load_and_verify(server, &lib, replace) {
+            Plan::Load { replace, note } => match load_and_verify(server, lib, replace) {
                 Ok(()) => println!("{} {LIBRARY} {} ({note})", server.name, lib.version),
                 Err(e) => {
                     eprintln!("quota-load: {}: {e}", server.name);

@@ -1,0 +1,262 @@
+//! Periods: the span a policy's usage counts in. A calendar window's
+//! *period* runs from one boundary to the next (a `month` from its anchor
+//! day); when it ends, the policy *rolls*: the period closes, is archived
+//! in the policy's *history* (the newest [`HISTORY_LEN`], for
+//! `QUOTA.HISTORY`), usage starts again at zero, and under `ROLLOVER` the
+//! unused allowance carries over, up to the cap. Periods skipped without
+//! activity are counted, not walked. `QUOTA.RESET` closes the current
+//! period early. A rolling window never closes a period on time: its
+//! usage drops out bucket by bucket, and only `QUOTA.RESET` closes one.
+//!
+//! Lua twin: `roll`, `archive`, `next_allowance`, `chained_allowance`,
+//! `reset_policy`, `needs_roll`, `policy_at` in lua/src/50_policy.lua.
+
+use std::borrow::Cow;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::Policy;
+use crate::window::{Unit, Window};
+
+/// Closed periods kept per policy for `QUOTA.HISTORY`.
+pub const HISTORY_LEN: usize = 24;
+
+/// A closed period, as `QUOTA.HISTORY` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub used: Decimal,
+    /// The allowance the period had: limit + rolled over + granted.
+    pub allowance: Decimal,
+    pub rolled_over: Decimal,
+}
+
+/// The window as a policy keeps it: a calendar window with the end of the
+/// current period (so that the end is not recomputed on every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Period {
+    None,
+    Calendar { unit: Unit, anchor: u8, end_ms: u64 },
+    Rolling { duration_ms: u64 },
+}
+
+impl Period {
+    pub(super) fn window(self) -> Window {
+        match self {
+            Period::None => Window::None,
+            Period::Calendar { unit, anchor, .. } => Window::Calendar { unit, anchor },
+            Period::Rolling { duration_ms } => Window::Rolling { duration_ms },
+        }
+    }
+
+    /// The period of `window` that starts at `start_ms`.
+    pub(super) fn of(window: Window, start_ms: u64) -> Period {
+        match window {
+            Window::None => Period::None,
+            Window::Calendar { unit, anchor } => {
+                Period::Calendar { unit, anchor, end_ms: window.period_of(start_ms).1 }
+            }
+            Window::Rolling { duration_ms } => Period::Rolling { duration_ms },
+        }
+    }
+}
+
+// How many periods this thread has archived: lets tests bound the work of
+// catching up on skipped periods by counting it, not by timing it.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static ARCHIVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+impl Policy {
+    /// The end of the current calendar period.
+    /// Lua twin: `period_end` (lua/src/50_policy.lua).
+    pub fn period_end_ms(&self) -> Option<u64> {
+        match self.period {
+            Period::Calendar { end_ms, .. } => Some(end_ms),
+            Period::None | Period::Rolling { .. } => None,
+        }
+    }
+
+    /// The span replies show as `period_start`, `period_end`: the calendar
+    /// period, or the buckets a rolling window counts at `now_ms`.
+    /// Lua twin: `shown_period` (lua/src/50_policy.lua).
+    pub fn shown_period(&self, now_ms: u64) -> Option<(u64, u64)> {
+        match self.period {
+            Period::None => None,
+            Period::Calendar { end_ms, .. } => Some((self.period_start_ms, end_ms)),
+            Period::Rolling { .. } => self.window().rolling_span(now_ms),
+        }
+    }
+
+    /// Lua twin: `needs_roll` (lua/src/50_policy.lua).
+    fn needs_roll(&self, now_ms: u64) -> bool {
+        match self.period {
+            Period::None => false,
+            Period::Calendar { end_ms, .. } => now_ms >= end_ms,
+            Period::Rolling { .. } => {
+                let window = self.window();
+                self.buckets().front().is_some_and(|(b, _)| window.bucket_expired(*b, now_ms))
+            }
+        }
+    }
+
+    /// The policy as it is at `now_ms`, with every reset due applied;
+    /// borrowed when nothing is due.
+    /// Lua twin: `policy_at` (lua/src/50_policy.lua).
+    pub fn at(&self, now_ms: u64) -> Cow<'_, Policy> {
+        if self.needs_roll(now_ms) {
+            let mut rolled = self.clone();
+            rolled.roll(now_ms);
+            Cow::Owned(rolled)
+        } else {
+            Cow::Borrowed(self)
+        }
+    }
+
+    /// Applies every reset due at `now_ms`, exactly as if each had run on
+    /// time: each closed period is archived (the newest [`HISTORY_LEN`]),
+    /// with its rollover. Periods skipped without any activity are counted,
+    /// not walked: their allowances follow a closed form. Returns how many
+    /// periods closed.
+    /// Lua twin: `roll` (lua/src/50_policy.lua).
+    pub fn roll(&mut self, now_ms: u64) -> u64 {
+        match self.period {
+            Period::None => 0,
+            Period::Rolling { .. } => {
+                self.drop_expired_buckets(now_ms);
+                0
+            }
+            Period::Calendar { end_ms, .. } if now_ms < end_ms => 0,
+            Period::Calendar { end_ms, .. } => self.close_periods(end_ms, now_ms),
+        }
+    }
+
+    /// A rolling window at `now_ms`: the buckets that fell out of it no
+    /// longer count.
+    fn drop_expired_buckets(&mut self, now_ms: u64) {
+        let window = self.window();
+        let Some(extra) = &mut self.extra else {
+            // No buckets: nothing counts.
+            self.used = Decimal::ZERO;
+            return;
+        };
+        while let Some(&(b, amount)) = extra.buckets.front() {
+            if !window.bucket_expired(b, now_ms) {
+                break;
+            }
+            self.used = (self.used - amount).max(Decimal::ZERO);
+            extra.buckets.pop_front();
+        }
+        if extra.buckets.is_empty() {
+            self.used = Decimal::ZERO;
+        }
+        self.refresh();
+    }
+
+    /// A calendar window whose current period ended at `end` (≤ `now_ms`):
+    /// archives it and the idle periods since (the newest
+    /// [`HISTORY_LEN`]), and starts the period that contains `now_ms` with
+    /// the allowance carried over. Returns how many periods closed.
+    fn close_periods(&mut self, end: u64, now_ms: u64) -> u64 {
+        let window = self.window();
+        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+        self.archive(Closed {
+            start_ms: self.period_start_ms,
+            end_ms: end,
+            used: self.used,
+            allowance: self.allowance(),
+            rolled_over: self.rolled_over(),
+        });
+        let first_allowance = self.next_allowance(unused);
+        let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
+        for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
+            let allowance = self.chained_allowance(first_allowance, i - i_end);
+            self.archive(Closed {
+                start_ms: window.start_of(i),
+                end_ms: window.start_of(i + 1),
+                used: Decimal::ZERO,
+                allowance,
+                rolled_over: allowance - self.limit,
+            });
+        }
+        let allowance = self.chained_allowance(first_allowance, i_now - i_end);
+        self.period_start_ms = window.start_of(i_now);
+        self.used = Decimal::ZERO;
+        let limit = self.limit;
+        let extra = self.extra_mut();
+        extra.granted = Decimal::ZERO;
+        extra.rolled_over = allowance - limit;
+        self.fired = 0;
+        self.over_fired = false;
+        self.refresh();
+        (i_now - i_end + 1) as u64
+    }
+
+    /// Lua twin: `archive` (lua/src/50_policy.lua).
+    fn archive(&mut self, closed: Closed) {
+        #[cfg(test)]
+        ARCHIVED.with(|n| n.set(n.get() + 1));
+        let history = &mut self.extra_mut().history;
+        history.push_front(closed);
+        history.truncate(HISTORY_LEN);
+    }
+
+    /// The allowance of the period after one that left `unused`.
+    /// Lua twin: `next_allowance` (lua/src/50_policy.lua).
+    fn next_allowance(&self, unused: Decimal) -> Decimal {
+        match self.rollover() {
+            Some(cap) => (self.limit + unused).min(cap),
+            None => self.limit,
+        }
+    }
+
+    /// The allowance `skipped` idle periods after a period whose allowance
+    /// was `first`: each idle period carries all of its allowance over, so
+    /// it is min(first + skipped × limit, cap), computed without a loop.
+    /// Lua twin: `chained_allowance` (lua/src/50_policy.lua).
+    fn chained_allowance(&self, first: Decimal, skipped: i64) -> Decimal {
+        let (Some(cap), limit) = (self.rollover(), self.limit) else { return self.limit };
+        if skipped <= 0 || limit <= Decimal::ZERO || first >= cap {
+            return first.min(cap);
+        }
+        let steps_to_cap = ((cap - first) / limit).ceil();
+        let skipped = Decimal::from(skipped);
+        if skipped >= steps_to_cap { cap } else { first + skipped * limit }
+    }
+
+    /// `QUOTA.RESET`: closes the current period now, archived like a timed
+    /// reset (with rollover for calendar windows). A calendar period reset
+    /// early still ends at its calendar boundary.
+    /// Lua twin: `reset_policy` (lua/src/50_policy.lua).
+    pub fn reset(&mut self, now_ms: u64) -> Closed {
+        self.roll(now_ms);
+        let start_ms = match self.period {
+            Period::Rolling { duration_ms } => self.period_start_ms.max(now_ms.saturating_sub(duration_ms)),
+            _ => self.period_start_ms,
+        };
+        let closed = Closed {
+            start_ms,
+            end_ms: now_ms,
+            used: self.used,
+            allowance: self.allowance(),
+            rolled_over: self.rolled_over(),
+        };
+        self.archive(closed.clone());
+        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+        let allowance = self.next_allowance(unused);
+        self.period_start_ms = now_ms;
+        self.used = Decimal::ZERO;
+        let limit = self.limit;
+        let extra = self.extra_mut();
+        extra.granted = Decimal::ZERO;
+        extra.rolled_over = allowance - limit;
+        extra.buckets.clear();
+        self.fired = 0;
+        self.over_fired = false;
+        self.refresh();
+        closed
+    }
+}

@@ -1,0 +1,508 @@
+//! Restoring a tree: [`Tree::restore`] builds a tree from its stored
+//! parts and validates everything, so that a tree loaded from disk keeps
+//! the same invariants as one built by commands.
+//!
+//! *Stored parts* ([`Parts`]) are a tree as plain data, independent of any
+//! encoding: the arena of nodes (a free slot is `None`), each node with its
+//! children by segment and its policies as configuration plus state, the
+//! live holds in expiry order, the remembered ids in forgetting order and
+//! the event log. `persist` decodes bytes of each encoding version into
+//! parts; only this file knows how the tree's indexes (path index, sibling
+//! links, free list, expiry sets, per-node hold counts) are derived from
+//! them. Anything out of range is an error, never a panic or a tree that
+//! breaks its invariants.
+//!
+//! Lua twin: none. The Lua library keeps a tree in Redis keys, read node
+//! by node as a command needs them (`open_tree`, `load_nodes`,
+//! `unpack_node` in lua/src/60_tree.lua), and has no load step.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use rust_decimal::Decimal;
+
+use crate::amount;
+use crate::events::Event;
+use crate::hold::{DoneEntry, Hold, ItemState};
+use crate::names;
+use crate::outcome::Costs;
+use crate::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
+use crate::tree::{Node, NodeId, Tree};
+use crate::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
+
+/// Largest time (Unix ms) or counter accepted from disk: 2^53, some 285,000
+/// years, so that no arithmetic on a stored value can wrap.
+pub(crate) const MAX_TIME: u64 = 1 << 53;
+
+/// Most events a stored log may hold (the largest `events_len`).
+const MAX_EVENTS: usize = 100_000;
+
+/// A tree as plain stored data (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Parts {
+    /// Counter behind generated reservation ids.
+    pub seq: u64,
+    /// Counter behind policy generations.
+    pub next_generation: u64,
+    /// The arena: node `i` is `nodes[i]`, a free slot `None`; node 0 is
+    /// the root.
+    pub nodes: Vec<Option<StoredNode>>,
+    /// Live holds, soonest expiring first.
+    pub holds: Vec<Hold>,
+    /// Finished reservations and charges, soonest forgotten first.
+    pub done: Vec<DoneEntry>,
+    /// The `seq` the next event gets.
+    pub next_event_seq: u64,
+    /// The latest events, oldest first.
+    pub events: VecDeque<Event>,
+}
+
+/// A node as stored: its children as a map from segment to node id.
+#[derive(Debug, Clone)]
+pub struct StoredNode {
+    pub path: String,
+    pub parent: Option<NodeId>,
+    pub children: BTreeMap<String, NodeId>,
+    pub policies: Vec<StoredPolicy>,
+    pub spent: Costs,
+}
+
+/// A policy as stored: its configuration as `QUOTA.SET` gives it, then
+/// its state in the current period.
+#[derive(Debug, Clone)]
+pub struct StoredPolicy {
+    pub name: String,
+    pub spec: PolicySpec,
+    pub generation: u64,
+    pub used: Decimal,
+    pub held: Decimal,
+    pub period_start_ms: u64,
+    pub rolled_over: Decimal,
+    pub granted: Decimal,
+    pub history: VecDeque<Closed>,
+    pub buckets: VecDeque<(u64, Decimal)>,
+    pub fired: u16,
+    pub over_fired: bool,
+}
+
+impl StoredPolicy {
+    /// The policy, once validated; derived fields are refreshed later.
+    fn into_policy(self) -> Policy {
+        let mut policy = Policy::new(&self.name, self.spec, self.generation, self.period_start_ms);
+        policy.used = self.used;
+        policy.held = self.held;
+        policy.period_start_ms = self.period_start_ms;
+        policy.fired = self.fired;
+        policy.over_fired = self.over_fired;
+        policy.restore(self.rolled_over, self.granted, self.history, self.buckets);
+        policy
+    }
+}
+
+impl Tree {
+    /// The tree whose stored parts are `parts`, with every index rebuilt,
+    /// or why the parts cannot be a tree. Validates first (counters, the
+    /// event log, every node and policy), then builds the arena and its
+    /// indexes, then adds holds and remembered ids (each checked against
+    /// the tree built so far), and last recounts what holds derive and
+    /// checks the invariants.
+    pub fn restore(parts: Parts) -> Result<Tree, String> {
+        validate_counters_and_events(&parts)?;
+        validate_nodes(&parts.nodes, parts.next_generation)?;
+        let Parts { seq, next_generation, nodes, holds, done, next_event_seq, events } = parts;
+        let mut tree = Tree { seq, next_generation, next_event_seq, events, ..Tree::default() };
+        tree.restore_nodes(nodes)?;
+        tree.restore_holds(holds)?;
+        tree.restore_done(done)?;
+        // Held and the lines of live holds are derived: counted again from the
+        // holds and policies as they are, so a tree stored when holds counted
+        // only on the policies of their reserve loads with the rule of now.
+        tree.recount_all()?;
+        tree.check_invariants()?;
+        Ok(tree)
+    }
+
+    /// Fills the arena from validated nodes and derives the sibling links,
+    /// the path index, the node count and the free list.
+    fn restore_nodes(&mut self, stored: Vec<Option<StoredNode>>) -> Result<(), String> {
+        self.nodes = Vec::with_capacity(stored.len());
+        let mut links: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
+        for (index, slot) in stored.into_iter().enumerate() {
+            let Some(stored) = slot else {
+                self.free.push(index as NodeId);
+                self.nodes.push(None);
+                continue;
+            };
+            let mut node = Node::new(&stored.path, stored.parent);
+            node.policies = stored.policies.into_iter().map(StoredPolicy::into_policy).collect();
+            node.spent = stored.spent.into_boxed_slice();
+            self.nodes.push(Some(node));
+            if !stored.children.is_empty() {
+                links.push((index as NodeId, stored.children.into_values().collect()));
+            }
+        }
+        // Validated: every child names its parent, and every parent its
+        // children. Linking in reverse keeps each list sorted by name.
+        for (parent, children) in links {
+            for &child in children.iter().rev() {
+                self.link_child(parent, child);
+            }
+        }
+        self.index_all()?;
+        // The lowest free slot is taken first, as in the tree that was saved
+        // (`Tree::delete_path` keeps them in this order).
+        self.free.reverse();
+        // Derived fields, only once every amount is known to be in range.
+        for policy in self.nodes.iter_mut().flatten().flat_map(|n| n.policies.iter_mut()) {
+            policy.refresh();
+        }
+        Ok(())
+    }
+
+    /// Adds every node of the arena to the path index and counts them.
+    fn index_all(&mut self) -> Result<(), String> {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].is_none() {
+                continue;
+            }
+            if !self.index_insert(index as NodeId) {
+                return Err(format!(
+                    "path '{}' appears twice",
+                    names::clip(self.nodes[index].as_ref().map_or("", |n| &n.path))
+                ));
+            }
+            self.node_count += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds the live holds, in expiry order, counting them on their nodes.
+    fn restore_holds(&mut self, holds: Vec<Hold>) -> Result<(), String> {
+        for hold in holds {
+            validate_hold(self, &hold, true)?;
+            for path in &hold.set.paths {
+                if let Some(node) = self.find(path).and_then(|id| self.node_mut(id)) {
+                    node.live_holds += 1;
+                }
+            }
+            self.hold_expiry.insert((hold.expires_at_ms, hold.id.clone()));
+            if self.holds.insert(hold.id.clone(), hold).is_some() {
+                return Err("a hold id appears twice".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the remembered ids, which must not be live holds.
+    fn restore_done(&mut self, done: Vec<DoneEntry>) -> Result<(), String> {
+        for entry in done {
+            names::parse_name(&entry.id, "finished id").map_err(|e| e.to_string())?;
+            if let Some(hold) = &entry.hold {
+                validate_hold(self, hold, false)?;
+                if hold.id != entry.id {
+                    return Err(format!("finished id '{}' holds another reservation", names::clip(&entry.id)));
+                }
+            }
+            if entry.forget_at_ms > MAX_TIME {
+                return Err(format!("finished id '{}' has a time out of range", names::clip(&entry.id)));
+            }
+            if self.holds.contains_key(&entry.id) {
+                return Err(format!("id '{}' is both live and finished", names::clip(&entry.id)));
+            }
+            if self.done.contains_key(&entry.id) {
+                return Err("a finished id appears twice".into());
+            }
+            self.remember(entry);
+        }
+        Ok(())
+    }
+}
+
+/// The counters are in range and the event log is numbered consecutively
+/// up to the next `seq`, with valid names in every event.
+fn validate_counters_and_events(parts: &Parts) -> Result<(), String> {
+    if [parts.seq, parts.next_generation, parts.next_event_seq].iter().any(|&n| n > MAX_TIME) {
+        return Err("a counter is out of range".into());
+    }
+    let events = &parts.events;
+    let consecutive = events.iter().zip(events.iter().skip(1)).all(|(a, b)| a.seq + 1 == b.seq);
+    if !consecutive
+        || events.back().is_some_and(|e| e.seq + 1 != parts.next_event_seq)
+        || events.len() > MAX_EVENTS
+        || parts.next_event_seq == 0
+    {
+        return Err("the event log is out of order".into());
+    }
+    for event in events {
+        validate_event(event)?;
+    }
+    Ok(())
+}
+
+/// Node 0 is the root, every node is valid, and a generation names one
+/// policy in the whole tree (a hold's line finds its policy by it).
+fn validate_nodes(nodes: &[Option<StoredNode>], next_generation: u64) -> Result<(), String> {
+    match nodes.first() {
+        Some(Some(root)) if root.path.is_empty() && root.parent.is_none() => {}
+        _ => return Err("the tree has no root".into()),
+    }
+    let mut generations = HashSet::new();
+    for (index, node) in nodes.iter().enumerate() {
+        if let Some(node) = node {
+            validate_node(nodes, next_generation, index, node)?;
+            if !node.policies.iter().all(|p| generations.insert(p.generation)) {
+                return Err(format!("node {index}: two policies share a generation"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One node: its path, its links both ways, its policies and its spent.
+fn validate_node(
+    nodes: &[Option<StoredNode>],
+    next_generation: u64,
+    index: usize,
+    node: &StoredNode,
+) -> Result<(), String> {
+    let bad = |why: &str| format!("node {index} ('{}'): {why}", names::clip(&node.path));
+    validate_links(nodes, index, node).map_err(bad)?;
+    let mut seen: HashSet<&str> = HashSet::new();
+    for policy in &node.policies {
+        names::parse_name(&policy.name, "policy").map_err(|e| e.to_string())?;
+        names::parse_metric(&policy.spec.metric).map_err(|e| e.to_string())?;
+        if !seen.insert(&policy.name) {
+            return Err(bad("duplicate policy name"));
+        }
+        validate_policy(policy, next_generation, index, bad)?;
+    }
+    for (metric, value) in &node.spent {
+        names::parse_metric(metric).map_err(|e| e.to_string())?;
+        non_negative(*value)?;
+    }
+    Ok(())
+}
+
+/// A node's path is canonical, and its parent and children name it back.
+fn validate_links(nodes: &[Option<StoredNode>], index: usize, node: &StoredNode) -> Result<(), &'static str> {
+    if index > 0 {
+        if names::parse_path(&node.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(node.path.as_str())
+            || node.path.is_empty()
+        {
+            return Err("invalid path");
+        }
+        let Some(parent) = node.parent.filter(|&p| (p as usize) < nodes.len()).and_then(|p| nodes[p as usize].as_ref())
+        else {
+            return Err("missing parent");
+        };
+        if parent.path != names::parent_of(&node.path)
+            || parent.children.get(names::leaf_of(&node.path)) != Some(&(index as NodeId))
+        {
+            return Err("parent and child disagree");
+        }
+    }
+    for (segment, &child) in &node.children {
+        let Some(c) = nodes.get(child as usize).and_then(Option::as_ref) else { return Err("missing child") };
+        if c.parent != Some(index as NodeId) || names::leaf_of(&c.path) != segment {
+            return Err("child and parent disagree");
+        }
+    }
+    Ok(())
+}
+
+/// One policy's configuration and state, in the order the checks have
+/// always run (a corrupt payload fails with the same error). `bad` words
+/// a reason as an error about the node.
+fn validate_policy(
+    policy: &StoredPolicy,
+    next_generation: u64,
+    index: usize,
+    bad: impl Fn(&str) -> String,
+) -> Result<(), String> {
+    if policy.generation >= next_generation {
+        return Err(bad("policy generation from the future"));
+    }
+    let warn = &policy.spec.warn;
+    if warn.iter().any(|&w| !(1..=100).contains(&w)) || warn.windows(2).any(|p| p[0] >= p[1]) || warn.len() > MAX_WARN {
+        return Err(bad("warning thresholds out of range or order"));
+    }
+    policy.spec.validate().map_err(|e| e.to_string())?;
+    validate_window(&policy.spec.window).map_err(|why| format!("node {index}: {why}"))?;
+    let mut amounts = vec![policy.spec.limit, policy.used, policy.held, policy.rolled_over, policy.granted];
+    amounts.extend(policy.spec.rollover);
+    for closed in &policy.history {
+        amounts.extend([closed.used, closed.allowance, closed.rolled_over]);
+    }
+    amounts.extend(policy.buckets.iter().map(|(_, a)| *a));
+    for value in amounts {
+        non_negative(value)?;
+    }
+    let times = [policy.period_start_ms].into_iter().chain(policy.history.iter().flat_map(|c| [c.start_ms, c.end_ms]));
+    if times.chain(policy.buckets.iter().map(|(b, _)| *b)).any(|t| t > MAX_TIME) {
+        return Err(bad("time out of range"));
+    }
+    if policy.history.len() > HISTORY_LEN {
+        return Err(bad("history too long"));
+    }
+    match policy.spec.window.bucket_ms() {
+        Some(_) => {
+            let ordered = policy.buckets.iter().zip(policy.buckets.iter().skip(1)).all(|(a, b)| a.0 < b.0);
+            let sum: Decimal = policy.buckets.iter().map(|(_, a)| *a).sum();
+            if !ordered || policy.buckets.len() as u64 > ROLLING_BUCKETS_KEPT || sum != policy.used {
+                return Err(bad("rolling buckets disagree with usage"));
+            }
+        }
+        None if !policy.buckets.is_empty() => return Err(bad("buckets without a rolling window")),
+        None => {}
+    }
+    Ok(())
+}
+
+/// A stored amount that may never be negative (limits, usage, holds).
+fn non_negative(value: Decimal) -> Result<(), String> {
+    amount::validate_stored(value).map_err(|e| e.to_string())?;
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(format!("stored amount {value} is negative"));
+    }
+    Ok(())
+}
+
+/// The names an event carries are valid names: they are replied and
+/// published as they are.
+fn validate_event(event: &Event) -> Result<(), String> {
+    let bad = || format!("event {} names an invalid path, policy, metric or id", event.seq);
+    if names::parse_path(&event.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(event.path.as_str()) {
+        return Err(bad());
+    }
+    let named = event.policy.as_deref().is_none_or(|p| names::parse_name(p, "policy").is_ok())
+        && event.id.as_deref().is_none_or(|id| names::parse_name(id, "id").is_ok())
+        && event.metric.iter().chain(event.amounts.iter().map(|(m, _)| m)).all(|m| names::parse_metric(m).is_ok());
+    if named { Ok(()) } else { Err(bad()) }
+}
+
+fn validate_window(window: &Window) -> Result<(), String> {
+    let ok = match window {
+        Window::None => true,
+        Window::Calendar { unit: Unit::Month, anchor } => (1..=31).contains(anchor),
+        Window::Calendar { anchor, .. } => *anchor == 1,
+        Window::Rolling { duration_ms } => (ROLLING_MIN_MS..=ROLLING_MAX_MS).contains(duration_ms),
+    };
+    if ok { Ok(()) } else { Err(format!("invalid window {window:?}")) }
+}
+
+fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
+    names::parse_name(&hold.id, "id").map_err(|e| e.to_string())?;
+    // A settled finished hold keeps no paths (see `Tree::finish`); a live
+    // or expired one always has them.
+    let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
+    if hold.items.is_empty() || (hold.set.paths.is_empty() && !settled) {
+        return Err(format!("hold '{}' is empty", names::clip(&hold.id)));
+    }
+    for item in &hold.items {
+        for (metric, value) in &item.cost {
+            names::parse_metric(metric).map_err(|e| e.to_string())?;
+            non_negative(*value)?;
+        }
+    }
+    if hold.created_at_ms > MAX_TIME || hold.expires_at_ms > MAX_TIME {
+        return Err(format!("hold '{}' has a time out of range", names::clip(&hold.id)));
+    }
+    for path in &hold.set.paths {
+        if names::parse_path(path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(path.as_str()) {
+            return Err(format!("hold '{}' names an invalid path", names::clip(&hold.id)));
+        }
+        if live && tree.find(path).is_none() {
+            return Err(format!("hold '{}' names a path that does not exist", names::clip(&hold.id)));
+        }
+    }
+    if live && !hold.items.iter().any(|i| i.state == ItemState::Held) {
+        return Err(format!("live hold '{}' holds nothing", names::clip(&hold.id)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Mode, Warn};
+
+    /// A root with one policy and one child `a`.
+    fn parts() -> Parts {
+        let spec = PolicySpec {
+            metric: "credits".into(),
+            limit: 100.into(),
+            mode: Mode::Strict,
+            window: Window::None,
+            warn: Warn::default(),
+            rollover: None,
+            service: None,
+            model: None,
+        };
+        let policy = StoredPolicy {
+            name: "cap".into(),
+            spec,
+            generation: 1,
+            used: 5.into(),
+            held: Decimal::ZERO,
+            period_start_ms: 0,
+            rolled_over: Decimal::ZERO,
+            granted: Decimal::ZERO,
+            history: VecDeque::new(),
+            buckets: VecDeque::new(),
+            fired: 0,
+            over_fired: false,
+        };
+        let root = StoredNode {
+            path: String::new(),
+            parent: None,
+            children: BTreeMap::from([("a".to_string(), 1)]),
+            policies: vec![policy],
+            spent: Costs::new(),
+        };
+        let a = StoredNode {
+            path: "a".into(),
+            parent: Some(0),
+            children: BTreeMap::new(),
+            policies: Vec::new(),
+            spent: Costs::new(),
+        };
+        Parts {
+            seq: 0,
+            next_generation: 2,
+            nodes: vec![Some(root), Some(a)],
+            holds: Vec::new(),
+            done: Vec::new(),
+            next_event_seq: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    #[test]
+    fn stored_parts_restore_a_tree_or_say_what_is_wrong() {
+        let tree = Tree::restore(parts()).unwrap();
+        assert_eq!(tree.path_count(), 2);
+        assert_eq!(tree.get("", 0).unwrap().policies[0].used, Decimal::from(5));
+        // change to the parts, the error it gives
+        type Change = fn(&mut Parts);
+        let rows: [(Change, &str); 8] = [
+            (|p| p.seq = MAX_TIME + 1, "a counter is out of range"),
+            (|p| p.next_event_seq = 0, "the event log is out of order"),
+            (|p| p.nodes.clear(), "the tree has no root"),
+            (|p| p.nodes[1].as_mut().unwrap().parent = Some(7), "node 0 (''): child and parent disagree"),
+            (|p| p.nodes[0].as_mut().unwrap().children.clear(), "node 1 ('a'): parent and child disagree"),
+            (
+                |p| {
+                    p.nodes[0].as_mut().unwrap().children.clear();
+                    p.nodes[1].as_mut().unwrap().parent = Some(7);
+                },
+                "node 1 ('a'): missing parent",
+            ),
+            (|p| p.next_generation = 1, "node 0 (''): policy generation from the future"),
+            (|p| p.nodes[0].as_mut().unwrap().policies[0].used = Decimal::from(-1), "stored amount -1 is negative"),
+        ];
+        for (change, want) in rows {
+            let mut p = parts();
+            change(&mut p);
+            assert_eq!(Tree::restore(p).err().as_deref(), Some(want));
+        }
+    }
+}

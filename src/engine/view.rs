@@ -1,0 +1,127 @@
+//! Views: what reads show of a tree. A *view* is a node as of a moment
+//! (`now_ms`): its policies with the resets due by then shown, not
+//! applied, its spent, and, for `QUOTA.TREE`, its descendants down to a
+//! depth and within a budget of nodes, so that a large tree never stalls
+//! the server. A view may also look through the expiry due by `due_ms`
+//! (see `due`), which a primary's reads show as applied.
+//!
+//! Lua twin: `OPS.view`, `OPS.get_view`, `OPS.tree_view` in
+//! `lua/src/75_ops.lua`.
+
+use crate::due::{DueRelease, held_after};
+use crate::error::{Error, Result};
+use crate::names;
+use crate::outcome::{NodeView, PolicyView, TreeView};
+use crate::paths::NodeId;
+use crate::policy::Status;
+use crate::tree::Tree;
+
+impl Tree {
+    /// A node and its descendants down to `depth` levels, visiting at most
+    /// `budget` nodes (preorder, children by name), so that a large tree
+    /// never stalls the server.
+    /// Lua twin: `OPS.view` (lua/src/75_ops.lua).
+    fn view(
+        &self,
+        id: NodeId,
+        depth: usize,
+        budget: &mut usize,
+        now_ms: u64,
+        due: Option<&DueRelease>,
+    ) -> Option<NodeView> {
+        let node = self.node(id)?;
+        *budget = budget.saturating_sub(1);
+        let mut children = Vec::new();
+        let mut more = 0;
+        if depth > 0 {
+            let total = self.children(id).count();
+            // At most `budget` children are visited; only those are sorted.
+            for child in self.sorted_children(id, *budget) {
+                if *budget == 0 {
+                    break;
+                }
+                children.extend(self.view(child, depth - 1, budget, now_ms, due));
+            }
+            more = total - children.len();
+        }
+        let policies: Vec<PolicyView> = node
+            .policies
+            .iter()
+            .map(|p| {
+                let mut p = p.at(now_ms);
+                let held = held_after(due, id, p.generation, p.held);
+                if held != p.held {
+                    p.to_mut().held = held;
+                }
+                PolicyView::of(&p, now_ms)
+            })
+            .collect();
+        Some(NodeView {
+            path: names::display_path(&node.path).to_string(),
+            spent: node.spent.to_vec(),
+            status: policies.iter().map(|p| p.status).max().unwrap_or(Status::None),
+            policies,
+            children,
+            more,
+        })
+    }
+
+    fn not_found(path: &str) -> Error {
+        Error::NotFound(format!("path '{}'", names::display_path(path)))
+    }
+
+    /// What reads look through: the holds due by `due_ms` no longer held
+    /// (see `due`); `None` when nothing is due.
+    fn due_for_read(&self, due_ms: u64) -> Option<DueRelease> {
+        self.has_due_holds(due_ms).then(|| self.due_release(due_ms))
+    }
+
+    /// `QUOTA.GET`: one node without its children, as of `now_ms` (resets
+    /// due by then shown, not applied), holds as stored.
+    /// Lua twin: `OPS.get_view` (lua/src/75_ops.lua).
+    pub fn get(&self, path: &str, now_ms: u64) -> Result<NodeView> {
+        self.get_at(path, now_ms, 0)
+    }
+
+    /// [`Tree::get`] also showing the expiry due by `due_ms` as applied
+    /// (`QUOTA.GET` on a primary; a replica shows none: its primary
+    /// replicates expiry).
+    /// Lua twin: `OPS.get_view` after `expire` (lua/src/75_ops.lua).
+    pub fn get_at(&self, path: &str, now_ms: u64, due_ms: u64) -> Result<NodeView> {
+        let due = self.due_for_read(due_ms);
+        self.find(path)
+            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref()))
+            .ok_or_else(|| Self::not_found(path))
+    }
+
+    /// `QUOTA.TREE`: a node and its descendants down to `depth` levels, at
+    /// most `max_nodes` of them, holds as stored.
+    /// Lua twin: `OPS.tree_view` (lua/src/75_ops.lua).
+    pub fn tree_view(&self, path: &str, depth: usize, max_nodes: usize, now_ms: u64) -> Result<TreeView> {
+        self.tree_view_at(path, depth, max_nodes, now_ms, 0)
+    }
+
+    /// [`Tree::tree_view`] also showing the expiry due by `due_ms`.
+    /// Lua twin: `OPS.tree_view` after `expire` (lua/src/75_ops.lua).
+    pub fn tree_view_at(
+        &self,
+        path: &str,
+        depth: usize,
+        max_nodes: usize,
+        now_ms: u64,
+        due_ms: u64,
+    ) -> Result<TreeView> {
+        let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
+        let mut budget = max_nodes.max(1);
+        let due = self.due_for_read(due_ms);
+        let root = self
+            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref())
+            .ok_or_else(|| Self::not_found(path))?;
+        let nodes = max_nodes.max(1) - budget;
+        fn cut(view: &NodeView) -> bool {
+            view.more > 0 || view.children.iter().any(cut)
+        }
+        let truncated = cut(&root);
+        Ok(TreeView { root, nodes, truncated })
+    }
+}
