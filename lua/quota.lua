@@ -1391,7 +1391,11 @@ end
 
 -- ---------------------------------------------------------------------------
 -- 30_pricing  P: the price book (port of src/engine/pricing.rs and
--- src/commands/price.rs)
+-- src/module/commands/price.rs)
+--
+-- A function that ports a Rust function names it on the line above
+-- ("Rust twin: ..."); long ones are split where their twins are. The JSON
+-- reader and writer port serde_json, which has no twin of ours.
 --
 -- The book is server-wide: a hash (its key is passed in, "quota:prices"),
 -- field "service/model" -> the entry's canonical JSON (Price::to_json, the
@@ -1474,7 +1478,7 @@ do
     end
     P.bytes_less = bytes_less
 
-    -- names::parse_metric without failing: nil, or the message
+    -- Rust twin: names::parse_metric (src/engine/names.rs), without failing: nil, or the message
     local function metric_error(text)
         local n = #text
         if n == 0 or n > 32 or not sfind(text, "^[a-z][a-z0-9_]*$") then
@@ -1486,7 +1490,7 @@ do
         return nil
     end
 
-    -- names::parse_name without failing
+    -- Rust twin: names::parse_name (src/engine/names.rs), without failing: nil, or the message
     local function name_error(text, what)
         local n = #text
         if n == 0 or n > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then
@@ -1496,6 +1500,7 @@ do
         return nil
     end
 
+    -- Rust twin: parse_key (src/engine/pricing.rs)
     function P.parse_key(text)
         local slash = sfind(text, "/", 1, true)
         if slash then
@@ -1810,6 +1815,77 @@ do
         err_here("invalid type: " .. what .. ", expected string containing a number")
     end
 
+    -- One key of an object and its ":" (serde_json's MapAccess::next_key
+    -- and the colon before next_value): the key, or nil at the closing "}".
+    -- first: no key has been read yet, so no "," comes before this one.
+    local function next_object_key(first)
+        local b = ws()
+        if not b then
+            err_peek("EOF while parsing an object")
+        end
+        if b == 125 then
+            return nil
+        end
+        if first then
+            if b ~= 34 then
+                err_peek("key must be a string")
+            end
+        elseif b == 44 then
+            JI = JI + 1
+            b = ws()
+            if b == 125 then
+                err_peek("trailing comma")
+            elseif b == nil then
+                err_peek("EOF while parsing a value")
+            elseif b ~= 34 then
+                err_peek("key must be a string")
+            end
+        else
+            err_peek("expected `,` or `}`")
+        end
+        JI = JI + 1
+        local key = parse_string()
+        b = ws()
+        if b == 58 then
+            JI = JI + 1
+        elseif b then
+            err_peek("expected `:`")
+        else
+            err_peek("EOF while parsing an object")
+        end
+        return key
+    end
+
+    -- serde_json's private number form, {"$serde_json::private::Number": "1.5"},
+    -- after its key and colon: the number, and the object's closing "}".
+    local function parse_private_number()
+        local b = ws()
+        if not b then
+            err_peek("EOF while parsing a value")
+        end
+        if b ~= 34 then
+            invalid_type_for_number()
+        end
+        JI = JI + 1
+        local s = parse_string()
+        local text, why = number_from_string(s)
+        if not text then
+            -- a custom error: serde_json takes the position from the
+            -- message, i.e. the one inside the number's own text
+            fail("ERR syntax: price is not valid JSON: " .. why)
+        end
+        b = ws()
+        if b == 125 then
+            JI = JI + 1
+            return { num = text }
+        elseif b == 44 then
+            err_peek("trailing comma")
+        elseif b then
+            err_peek("trailing characters")
+        end
+        err_peek("EOF while parsing an object")
+    end
+
     local function parse_object()
         DEPTH = DEPTH - 1
         if DEPTH == 0 then
@@ -1819,68 +1895,14 @@ do
         local keys, map = {}, {}
         local first = true
         while true do
-            local b = ws()
-            if not b then
-                err_peek("EOF while parsing an object")
-            end
-            if b == 125 then
+            local key = next_object_key(first)
+            if key == nil then
                 break
             end
-            if first then
-                if b ~= 34 then
-                    err_peek("key must be a string")
-                end
-            elseif b == 44 then
-                JI = JI + 1
-                b = ws()
-                if b == 125 then
-                    err_peek("trailing comma")
-                elseif b == nil then
-                    err_peek("EOF while parsing a value")
-                elseif b ~= 34 then
-                    err_peek("key must be a string")
-                end
-            else
-                err_peek("expected `,` or `}`")
-            end
-            JI = JI + 1
-            local key = parse_string()
-            b = ws()
-            if b == 58 then
-                JI = JI + 1
-            elseif b then
-                err_peek("expected `:`")
-            else
-                err_peek("EOF while parsing an object")
-            end
             if first and key == NUMBER_TOKEN then
-                -- serde_json's private number form: {"$serde_json::private::Number": "1.5"}
-                b = ws()
-                if not b then
-                    err_peek("EOF while parsing a value")
-                end
-                if b ~= 34 then
-                    invalid_type_for_number()
-                end
-                JI = JI + 1
-                local s = parse_string()
-                local text, why = number_from_string(s)
-                if not text then
-                    -- a custom error: serde_json takes the position from the
-                    -- message, i.e. the one inside the number's own text
-                    fail("ERR syntax: price is not valid JSON: " .. why)
-                end
-                b = ws()
-                if b == 125 then
-                    JI = JI + 1
-                    DEPTH = DEPTH + 1
-                    return { num = text }
-                elseif b == 44 then
-                    err_peek("trailing comma")
-                elseif b then
-                    err_peek("trailing characters")
-                end
-                err_peek("EOF while parsing an object")
+                local number = parse_private_number()
+                DEPTH = DEPTH + 1
+                return number
             end
             first = false
             local v = parse_value()
@@ -2011,6 +2033,7 @@ do
         return text
     end
 
+    -- Rust twin: field_error (src/engine/pricing.rs)
     local function field_error(field, why)
         fail("ERR syntax: price field '" .. no_nul(field) .. "': " .. why)
     end
@@ -2034,6 +2057,7 @@ do
         return nil
     end
 
+    -- Rust twin: decimal_of (src/engine/pricing.rs)
     local function decimal_of(value, field)
         local text = number_text(value) or field_error(field, "must be a decimal string or number")
         local d, why = D.check(text, true)
@@ -2043,6 +2067,7 @@ do
         return d
     end
 
+    -- Rust twin: parse_rate (src/engine/pricing.rs)
     local function parse_rate(value, field)
         local text = number_text(value)
             or field_error(field, "must be a decimal, or a decimal per 1K or 1M units such as \"2.50/1M\"")
@@ -2066,6 +2091,93 @@ do
         return { text = text, per = D.div_pow10(d, places) }
     end
 
+    -- Rust twin: parse_rates (src/engine/pricing.rs)
+    -- The "rates" field: usage name -> rate, none named as the price's own
+    -- metric. Returns the rates and their names in byte order.
+    local function parse_rates(rate_map, metric)
+        if type(rate_map) ~= "table" or not rate_map.obj then
+            field_error("rates", "is required: an object from usage name to rate")
+        end
+        local rate_names = sorted_keys(rate_map)
+        if #rate_names == 0 then
+            field_error("rates", "must name at least one usage")
+        end
+        if #rate_names > MAX_RATES then
+            fail("ERR limit: at most " .. MAX_RATES .. " rates per price")
+        end
+        local rates = {}
+        for i = 1, #rate_names do
+            local name = rate_names[i]
+            local field = "rates." .. name
+            local why = metric_error(name)
+            if why then
+                field_error(field, why)
+            end
+            if name == metric then
+                field_error(field, "a usage name cannot be the price's own metric")
+            end
+            rates[name] = parse_rate(rate_map.map[name], field)
+        end
+        return rates, rate_names
+    end
+
+    -- Rust twin: parse_factors (src/engine/pricing.rs)
+    -- One attribute's values: value -> factor, 1 to MAX_VALUES of them.
+    -- Returns the factors and the values in byte order.
+    local function parse_factors(values, field)
+        if type(values) ~= "table" or not values.obj then
+            field_error(field, "must be an object from value to factor")
+        end
+        local names = sorted_keys(values)
+        if #names == 0 or #names > MAX_VALUES then
+            field_error(field, "must list 1 to " .. MAX_VALUES .. " values")
+        end
+        local factors = {}
+        for j = 1, #names do
+            local label = names[j]
+            local f2 = field .. "." .. label
+            local why = name_error(label, "attribute value")
+            if why then
+                field_error(f2, why)
+            end
+            factors[label] = decimal_of(values.map[label], f2)
+        end
+        return factors, names
+    end
+
+    -- Rust twin: parse_multipliers (src/engine/pricing.rs)
+    -- The optional "multipliers" field: attribute -> value -> factor, no
+    -- attribute also a usage name of rates. Returns mult (attribute ->
+    -- value -> factor), the attributes in byte order and labels (attribute
+    -- -> its values in byte order).
+    local function parse_multipliers(attributes, rates)
+        local mult, attr_names, labels = {}, {}, {}
+        if attributes == nil then
+            return mult, attr_names, labels
+        end
+        if type(attributes) ~= "table" or not attributes.obj then
+            field_error("multipliers", "must be an object from attribute to {value: factor}")
+        end
+        attr_names = sorted_keys(attributes)
+        if #attr_names > MAX_ATTRIBUTES then
+            fail("ERR limit: at most " .. MAX_ATTRIBUTES .. " multiplier attributes per price")
+        end
+        for i = 1, #attr_names do
+            local attr = attr_names[i]
+            local field = "multipliers." .. attr
+            local why = metric_error(attr)
+            if why then
+                field_error(field, why)
+            end
+            if rates[attr] then
+                field_error(field, "an attribute cannot also be a usage name")
+            end
+            mult[attr], labels[attr] = parse_factors(attributes.map[attr], field)
+        end
+        return mult, attr_names, labels
+    end
+
+    -- Rust twin: Price::from_json (src/engine/pricing.rs)
     -- trusted: the text is our own canonical JSON read back from the book
     -- (it may be a little longer than the JSON it was made from).
     local function from_json(text, trusted)
@@ -2094,72 +2206,8 @@ do
         if why then
             field_error("metric", why)
         end
-        local rate_map = map.rates
-        if type(rate_map) ~= "table" or not rate_map.obj then
-            field_error("rates", "is required: an object from usage name to rate")
-        end
-        local rate_names = sorted_keys(rate_map)
-        if #rate_names == 0 then
-            field_error("rates", "must name at least one usage")
-        end
-        if #rate_names > MAX_RATES then
-            fail("ERR limit: at most " .. MAX_RATES .. " rates per price")
-        end
-        local rates = {}
-        for i = 1, #rate_names do
-            local name = rate_names[i]
-            local field = "rates." .. name
-            why = metric_error(name)
-            if why then
-                field_error(field, why)
-            end
-            if name == metric then
-                field_error(field, "a usage name cannot be the price's own metric")
-            end
-            rates[name] = parse_rate(rate_map.map[name], field)
-        end
-        local mult, attr_names, labels = {}, {}, {}
-        local attributes = map.multipliers
-        if attributes ~= nil then
-            if type(attributes) ~= "table" or not attributes.obj then
-                field_error("multipliers", "must be an object from attribute to {value: factor}")
-            end
-            attr_names = sorted_keys(attributes)
-            if #attr_names > MAX_ATTRIBUTES then
-                fail("ERR limit: at most " .. MAX_ATTRIBUTES .. " multiplier attributes per price")
-            end
-            for i = 1, #attr_names do
-                local attr = attr_names[i]
-                local field = "multipliers." .. attr
-                why = metric_error(attr)
-                if why then
-                    field_error(field, why)
-                end
-                if rates[attr] then
-                    field_error(field, "an attribute cannot also be a usage name")
-                end
-                local values = attributes.map[attr]
-                if type(values) ~= "table" or not values.obj then
-                    field_error(field, "must be an object from value to factor")
-                end
-                local names = sorted_keys(values)
-                if #names == 0 or #names > MAX_VALUES then
-                    field_error(field, "must list 1 to " .. MAX_VALUES .. " values")
-                end
-                local factors = {}
-                for j = 1, #names do
-                    local label = names[j]
-                    local f2 = field .. "." .. label
-                    why = name_error(label, "attribute value")
-                    if why then
-                        field_error(f2, why)
-                    end
-                    factors[label] = decimal_of(values.map[label], f2)
-                end
-                mult[attr] = factors
-                labels[attr] = names
-            end
-        end
+        local rates, rate_names = parse_rates(map.rates, metric)
+        local mult, attr_names, labels = parse_multipliers(map.multipliers, rates)
         local minimum = nil
         if map.minimum ~= nil then
             minimum = decimal_of(map.minimum, "minimum")
@@ -2175,11 +2223,13 @@ do
         }
     end
 
+    -- Rust twin: Price::from_json (src/engine/pricing.rs), for the other sections
     function P.from_json(text)
         return from_json(text, false)
     end
 
-    -- Price::to_json: fields in a fixed order, rates as written, decimals as
+    -- Rust twin: Price::to_json (src/engine/pricing.rs)
+    -- Fields in a fixed order, rates as written, decimals as
     -- canonical strings, maps in byte order.
     local function to_json(price)
         local rates = {}
@@ -2208,20 +2258,26 @@ do
     -- Parsed entries by their JSON text: a batch prices one entry many times.
     local cache, cache_n = {}, 0
 
+    -- Keeps price under its text: at most 256 entries, all dropped when full.
+    local function remember(text, price)
+        if cache_n >= 256 then
+            cache, cache_n = {}, 0
+        end
+        cache[text] = price
+        cache_n = cache_n + 1
+    end
+
     local function cached(text)
         local price = cache[text]
         if not price then
             price = from_json(text, true)
-            if cache_n >= 256 then
-                cache, cache_n = {}, 0
-            end
-            cache[text] = price
-            cache_n = cache_n + 1
+            remember(text, price)
         end
         return price
     end
 
     -- ----- Price::estimate ---------------------------------------------------------
+    -- Rust twin: Price::known_names (src/engine/pricing.rs)
     local function known_names(price)
         local rates = "rates " .. tconcat(price.rate_names, ", ")
         if #price.attr_names == 0 then
@@ -2230,7 +2286,11 @@ do
         return rates .. " and attributes " .. tconcat(price.attr_names, ", ")
     end
 
-    local function estimate(price, key, pairs_)
+    -- Rust twin: Price::read_usage (src/engine/pricing.rs)
+    -- The priced line of each rate name in pairs_ and the factor of each
+    -- attribute, each name at most once and every name known; seen holds
+    -- the names read.
+    local function read_usage(price, key, pairs_)
         local lines, factors, seen = {}, {}, {}
         for i = 1, #pairs_ do
             local name, value = pairs_[i][1], pairs_[i][2]
@@ -2260,6 +2320,12 @@ do
             end
             seen[name] = true
         end
+        return lines, factors, seen
+    end
+
+    -- Rust twin: Price::estimate (src/engine/pricing.rs)
+    local function estimate(price, key, pairs_)
+        local lines, factors, seen = read_usage(price, key, pairs_)
         if #lines == 0 then
             fail("ERR syntax: USAGE for " .. key .. " needs at least one of " .. known_names(price))
         end
@@ -2305,7 +2371,8 @@ do
         }
     end
 
-    -- PriceBook::estimate: the key, the entry, the estimate.
+    -- Rust twin: PriceBook::estimate (src/engine/pricing.rs)
+    -- The key, the entry, the estimate.
     function P.estimate(book_key, key, pairs_)
         P.parse_key(key)
         local text = redis.call("HGET", book_key, key)
@@ -2315,6 +2382,7 @@ do
         return estimate(cached(text), key, pairs_)
     end
 
+    -- Rust twin: Estimate::charges (src/engine/pricing.rs)
     local function charges(e)
         local c = { { e.metric, e.cost } }
         for i = 1, #e.lines do
@@ -2323,12 +2391,14 @@ do
         return c
     end
 
+    -- Rust twin: prices::estimate (src/module/prices.rs), then Estimate::charges
     function P.usage(book_key, key, pairs_)
         local e = P.estimate(book_key, key, pairs_)
         return charges(e), e.metric
     end
 
     -- ----- commands ------------------------------------------------------------------
+    -- Rust twin: Args::next_str's error (src/module/commands/args.rs)
     local function arity(command, what)
         fail("ERR wrong number of arguments for '" .. command .. "' command: missing " .. what)
     end
@@ -2348,73 +2418,93 @@ do
         "    This text.",
     }
 
+    -- Rust twin: Args::finish (src/module/commands/args.rs)
     local function finish(args, i, command)
         if args[i] ~= nil then
             fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in " .. command)
         end
     end
 
+    -- Rust twin: set (src/module/commands/price.rs), with PriceBook::set
+    local function price_set(book_key, args)
+        local key = args[2]
+        if key == nil then
+            arity("quota.price", "service/model")
+        end
+        P.parse_key(key)
+        local json = args[3]
+        if json == nil then
+            arity("quota.price", "the price as JSON")
+        end
+        finish(args, 4, "QUOTA.PRICE")
+        local price = from_json(json, false)
+        if redis.call("HEXISTS", book_key, key) == 0
+            and redis.call("HLEN", book_key) >= MAX_PRICES then
+            fail("ERR limit: the price book already has " .. MAX_PRICES .. " entries")
+        end
+        local canonical = to_json(price)
+        redis.call("HSET", book_key, key, canonical)
+        if not cache[canonical] then
+            remember(canonical, price)
+        end
+        return { _ok = "OK" }
+    end
+
+    -- Rust twin: get (src/module/commands/price.rs), with PriceBook::get
+    local function price_get(book_key, args)
+        local key = args[2]
+        if key == nil then
+            arity("quota.price", "service/model")
+        end
+        finish(args, 3, "QUOTA.PRICE")
+        P.parse_key(key)
+        local text = redis.call("HGET", book_key, key)
+        if not text then
+            fail("NOTFOUND no such price '" .. clip(key) .. "'")
+        end
+        return text
+    end
+
+    -- Rust twin: del (src/module/commands/price.rs), with PriceBook::remove
+    local function price_del(book_key, args)
+        local key = args[2]
+        if key == nil then
+            arity("quota.price", "service/model")
+        end
+        finish(args, 3, "QUOTA.PRICE")
+        P.parse_key(key)
+        return redis.call("HDEL", book_key, key)
+    end
+
+    -- Rust twin: price (src/module/commands/price.rs)
     function P.cmd_price(book_key, args)
         if #args < 1 then
             fail("ERR wrong number of arguments for 'QUOTA.PRICE' command") -- Redis's own text
         end
         local verb = supper(args[1])
-        if verb ~= "SET" and verb ~= "GET" and verb ~= "DEL" and verb ~= "LIST" and verb ~= "HELP" then
-            -- The module's verbs are subcommands: this is Redis's own text,
-            -- which quotes the verb as C does (up to a NUL, at most 128
-            -- bytes) with CR and LF as spaces.
-            local quoted = sgsub(ssub(smatch(args[1], "^[^%z]*"), 1, 128), "[\r\n]", " ")
-            fail_as_redis("ERR unknown subcommand '" .. quoted .. "'. Try QUOTA.PRICE HELP.")
-        end
-        if verb == "HELP" then
+        if verb == "SET" then
+            return price_set(book_key, args)
+        elseif verb == "GET" then
+            return price_get(book_key, args)
+        elseif verb == "DEL" then
+            return price_del(book_key, args)
+        elseif verb == "HELP" then
             finish(args, 2, "QUOTA.PRICE")
             return P.PRICE_HELP
-        end
-        if verb == "LIST" then
+        elseif verb == "LIST" then
             finish(args, 2, "QUOTA.PRICE")
             local keys = redis.call("HKEYS", book_key)
             tsort(keys, bytes_less)
             return keys
         end
-        local key = args[2]
-        if key == nil then
-            arity("quota.price", "service/model")
-        end
-        if verb == "SET" then
-            P.parse_key(key)
-            local json = args[3]
-            if json == nil then
-                arity("quota.price", "the price as JSON")
-            end
-            finish(args, 4, "QUOTA.PRICE")
-            local price = from_json(json, false)
-            if redis.call("HEXISTS", book_key, key) == 0
-                and redis.call("HLEN", book_key) >= MAX_PRICES then
-                fail("ERR limit: the price book already has " .. MAX_PRICES .. " entries")
-            end
-            local canonical = to_json(price)
-            redis.call("HSET", book_key, key, canonical)
-            if not cache[canonical] then
-                if cache_n >= 256 then
-                    cache, cache_n = {}, 0
-                end
-                cache[canonical] = price
-                cache_n = cache_n + 1
-            end
-            return { _ok = "OK" }
-        end
-        finish(args, 3, "QUOTA.PRICE")
-        P.parse_key(key)
-        if verb == "GET" then
-            local text = redis.call("HGET", book_key, key)
-            if not text then
-                fail("NOTFOUND no such price '" .. clip(key) .. "'")
-            end
-            return text
-        end
-        return redis.call("HDEL", book_key, key)
+        -- The module's verbs are subcommands: this is Redis's own text,
+        -- which quotes the verb as C does (up to a NUL, at most 128
+        -- bytes) with CR and LF as spaces.
+        local quoted = sgsub(ssub(smatch(args[1], "^[^%z]*"), 1, 128), "[\r\n]", " ")
+        fail_as_redis("ERR unknown subcommand '" .. quoted .. "'. Try QUOTA.PRICE HELP.")
     end
 
+    -- Rust twin: estimate_reply (src/module/commands/price.rs)
     local function estimate_reply(e)
         local lines, factors = {}, {}
         for i, l in ipairs(e.lines) do
@@ -2442,6 +2532,7 @@ do
         }
     end
 
+    -- Rust twin: estimate (src/module/commands/price.rs), with usage_pairs
     function P.cmd_estimate(book_key, args)
         if #args < 1 then
             fail("ERR wrong number of arguments for 'QUOTA.ESTIMATE' command")
