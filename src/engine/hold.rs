@@ -346,15 +346,7 @@ impl Tree {
             Some(id) => id.clone(),
             None => self.generate_id(now_ms),
         };
-        let mut lines = Vec::with_capacity(policies.len());
-        for &r in &policies {
-            // Resets due apply first, so the alerts below see this period.
-            self.roll_policy(r, now_ms, limits);
-            let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += held.get(policy.metric());
-            lines.push(Line { node: r.node, generation: policy.generation });
-        }
-        sort_lines(&mut lines);
+        let lines = self.hold_on(&policies, &held, now_ms, limits);
         for path in &req.set.paths {
             let node = self.ensure_path(path);
             if let Some(node) = self.node_mut(node) {
@@ -383,6 +375,21 @@ impl Tree {
         self.holds.insert(id, hold);
         self.observe(&policies, now_ms, limits);
         outcome
+    }
+
+    /// Adds `held` to each of `policies` (after the resets due), and gives
+    /// the hold's lines on them.
+    fn hold_on(&mut self, policies: &[PolicyRef], held: &Lookup<'_>, now_ms: u64, limits: &Limits) -> Vec<Line> {
+        let mut lines = Vec::with_capacity(policies.len());
+        for &r in policies {
+            // Resets due apply first, so the alerts after see this period.
+            self.roll_policy(r, now_ms, limits);
+            let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
+            policy.held += held.get(policy.metric());
+            lines.push(Line { node: r.node, generation: policy.generation });
+        }
+        sort_lines(&mut lines);
+        lines
     }
 
     /// The first answer to a reserve with this client id, if there was one.
