@@ -240,7 +240,7 @@ impl Tree {
         if outcome.reserved == 0 {
             return Ok(outcome);
         }
-        self.check_hold(&req, &plan, &outcome.held, limits)?;
+        self.check_hold(&req, &plan, outcome.held(), limits)?;
 
         // After this point the reservation succeeds.
         Ok(self.place_hold(req, plan, outcome, now_ms, limits))
@@ -285,9 +285,9 @@ impl Tree {
         };
         let message = self.reserve_message(req, plan.binding.as_ref(), reserved, total, now_ms);
         let held = match reserved {
-            0 => Costs::new(),
-            r if r == n => total.clone(),
-            r => sum_costs(&req.items[..r]),
+            0 => Some(Costs::new()),
+            r if r == n => None,
+            r => Some(sum_costs(&req.items[..r])),
         };
         ReserveOutcome {
             allowed: plan.allowed,
@@ -332,7 +332,7 @@ impl Tree {
         limits: &Limits,
     ) -> ReserveOutcome {
         let (n, reserved) = (req.items.len(), outcome.reserved);
-        let held = Lookup::new(&outcome.held, plan.reach.policies.len());
+        let held = Lookup::new(outcome.held(), plan.reach.policies.len());
         // The hold counts on the policies of the metrics its kept items
         // name: a partial UPTO batch keeps the items that fit, and no line
         // for the metrics of the others (as a loaded tree derives them).
@@ -410,9 +410,9 @@ impl Tree {
                 // `held` is not stored: the hold's items are the reserved
                 // ones (a settled partial batch keeps their costs for this).
                 let held = match first.reserved {
-                    0 => Costs::new(),
-                    r if r == first.items => first.cost.clone(),
-                    _ => sum_costs(hold.items.iter().map(|i| &i.cost)),
+                    0 => Some(Costs::new()),
+                    r if r == first.items => None,
+                    _ => Some(sum_costs(hold.items.iter().map(|i| &i.cost))),
                 };
                 Ok(Some(ReserveOutcome { duplicate: true, held, ..first.clone() }))
             }
@@ -1003,7 +1003,8 @@ fn hex_id(now_ms: u64, seq: u64) -> String {
                 break;
             }
         }
-        out.extend(digits[i..].iter().map(|&b| b as char));
+        // Hex digits are ASCII: appended as one str, not char by char.
+        out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
     }
     let mut id = String::with_capacity(24);
     push_hex(&mut id, now_ms);

@@ -232,7 +232,7 @@ fn emit_reserve(c: *mut raw::RedisModuleCtx, o: &ReserveOutcome, brief: bool) {
     text(c, "cost");
     emit_costs(c, &o.cost);
     text(c, "held");
-    emit_costs(c, &o.held);
+    emit_costs(c, o.held());
     if checks {
         text(c, "checks");
         emit_checks(c, &o.checks);

@@ -227,6 +227,7 @@ fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 /// The answer's fields as a tree (for JSON; RESP writes them straight from
 /// the outcome, `Reply::Reserve`, in this order).
 pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
+    let held = o.held().clone();
     let mut fields = Vec::with_capacity(12);
     fields.extend([
         ("allowed", Reply::flag(o.allowed)),
@@ -236,7 +237,7 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
         ("fits", Reply::Int(o.fits as i64)),
         ("reserved", Reply::Int(o.reserved as i64)),
         ("cost", Reply::costs_owned(o.cost)),
-        ("held", Reply::costs_owned(o.held)),
+        ("held", Reply::costs_owned(held)),
     ]);
     if !(brief && o.allowed) {
         fields.push(("checks", checks_reply(o.checks)));
