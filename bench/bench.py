@@ -28,6 +28,7 @@ This is a benchmark, not a test: it asserts nothing and prints a report.
 import argparse
 import csv
 import io
+import math
 import os
 import shutil
 import socket
@@ -110,16 +111,23 @@ def build_tree(r, key="t", set_command=("QUOTA.SET",)):
 
 
 def benchmark(port, command, pipeline, requests, runs):
-    """Median of `runs` redis-benchmark runs: (rps, p50 ms, p99 ms)."""
+    """Median of `runs` redis-benchmark runs: (rps, p50 ms, p99 ms). A run
+    that fails (redis-benchmark stops at an error reply, such as BUSY while
+    a long script runs) is reported on stderr and left out; NaN when all do."""
     results = []
     for _ in range(runs):
-        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests), "-P", str(pipeline),
-                              "-r", "1000000", "--csv", *command], capture_output=True, text=True, timeout=600).stdout
-        rows = list(csv.DictReader(io.StringIO(out)))
+        done = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests), "-P",
+                               str(pipeline), "-r", "1000000", "--csv", *command],
+                              capture_output=True, text=True, timeout=600)
+        rows = list(csv.DictReader(io.StringIO(done.stdout)))
         if not rows:
-            raise RuntimeError(f"redis-benchmark printed nothing for {command}")
+            print(f"  redis-benchmark failed for {' '.join(command[:3])}… -P {pipeline}: "
+                  f"{done.stderr.strip()[:200] or 'no output'}", file=sys.stderr)
+            continue
         row = rows[-1]
         results.append((float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"])))
+    if not results:
+        return (math.nan, math.nan, math.nan)
     results.sort()
     return results[len(results) // 2]
 
@@ -175,7 +183,7 @@ def throughput_table(server, args):
         ceiling = table[(ceiling_of(name), 16)][0]
         rps1, p50_1, _ = table[(name, 1)]
         print(f"| {name} | {rps:,.0f} | {rps / floor:.2f} | {rps / lua:.2f} | {rps / ceiling:.2f} | {p99:.3f} "
-              f"| {rps1:,.0f} | {p50_1:.3f} |")
+              f"| {rps1:,.0f} | {p50_1:.3f} |".replace("nan", "failed"))
     return table
 
 
