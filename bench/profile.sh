@@ -1,26 +1,67 @@
 #!/usr/bin/env bash
 # Instructions per command under callgrind (repeatable, unlike wall time):
 #   bench/profile.sh [N] [command args...]
-# Starts redis-server with the module under valgrind on a free port, builds
-# the 4-level benchmark tree, runs N commands and prints Ir per command.
+# Starts redis-server with quota and the ceiling module (bench/ceiling)
+# under valgrind on a free port, builds the 4-level benchmark tree in key t,
+# then, for each command, zeroes the counters, runs it N times
+# (redis-benchmark -c 4 -P 16) and dumps a profile. Without a command it
+# runs the standard set: INCRBY, the two ceiling commands and quota's
+# RESERVE BRIEF, CHARGE CHECK BRIEF and full RESERVE.
+# Prints per command:
+#   module  instructions inside the module's command handler
+#           (RedisModuleCommandDispatcher, inclusive: Redis's reply and
+#           replication calls counted, network and parsing not)
+#   server  instructions in the whole server (network, parsing, dispatch,
+#           the handler, writing the replies; what throughput follows)
+# and the profile file, for `callgrind_annotate --inclusive=yes FILE`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}; shift || true
-CMD=("$@")
-[ ${#CMD[@]} -gt 0 ] || CMD=(QUOTA.RESERVE t PATH search/qr/canary TTL 600000 BRIEF COST credits 1 requests 1)
+PATH_ARGS=(PATH search/qr/canary)
+COST=(COST credits 1 requests 1)
+if [ $# -gt 0 ]; then
+  COMMANDS=("$*")
+else
+  COMMANDS=(
+    "INCRBY counter 1"
+    "CEILING.BRIEF t ${PATH_ARGS[*]} TTL 600000 BRIEF ${COST[*]}"
+    "CEILING.FULL t ${PATH_ARGS[*]} TTL 600000 ${COST[*]}"
+    "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 BRIEF ${COST[*]}"
+    "QUOTA.CHARGE t ${PATH_ARGS[*]} CHECK BRIEF ${COST[*]}"
+    "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 ${COST[*]}"
+  )
+fi
+CEILING=target/release/libquota_ceiling.so
+[ -f "$CEILING" ] || cargo build --release --locked -p quota-ceiling >&2
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OUT=$(mktemp -d)
-valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" --toggle-collect='*RedisModuleCommandDispatcher*' \
+valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
   redis-server --port "$PORT" --save '' --loadmodule "$PWD/target/release/libquota.so" TEST_CLOCK yes MAX_HOLDS 10000000 \
-  > "$OUT/log" 2>&1 &
+  --loadmodule "$PWD/$CEILING" > "$OUT/log" 2>&1 &
+SERVER=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
 for p in / search search/qr search/qr/canary; do
   redis-cli -p "$PORT" QUOTA.SET t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
   redis-cli -p "$PORT" QUOTA.SET t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
 done
-redis-benchmark -p "$PORT" -c 4 -n "$N" -P 16 "${CMD[@]}" >/dev/null 2>&1
+i=0
+for command in "${COMMANDS[@]}"; do
+  i=$((i + 1))
+  callgrind_control --zero "$SERVER" >/dev/null 2>&1
+  # shellcheck disable=SC2086 # the command is words
+  redis-benchmark -p "$PORT" -c 4 -n "$N" -P 16 $command >/dev/null 2>&1
+  callgrind_control --dump="command $i" "$SERVER" >/dev/null 2>&1
+done
 redis-cli -p "$PORT" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
 wait
-TOTAL=$(callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
-echo "$(( TOTAL / (N + 8) )) instructions per command (${CMD[*]})"
-echo "profile: $OUT/cg.out"
+printf '%8s %8s  %s\n' module server command
+i=0
+for command in "${COMMANDS[@]}"; do
+  i=$((i + 1))
+  file="$OUT/cg.out.$i"
+  total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+  module=$(callgrind_annotate --inclusive=yes "$file" 2>/dev/null \
+    | awk '/:RedisModuleCommandDispatcher / && !n++ {gsub(",","",$1); print $1}')
+  printf '%8d %8d  %s\n' $(( ${module:-0} / N )) $(( total / N )) "$command"
+  echo "          profile: $file"
+done

@@ -185,6 +185,27 @@ impl Expiry {
     }
 }
 
+/// What a reservation decided before changing anything (see
+/// [`Tree::reserve`]): its total per metric, the policies it reaches, the
+/// one that binds, how many items fit and how many it keeps.
+struct ReservePlan {
+    total: Costs,
+    reach: Reach,
+    binding: Option<Binding>,
+    fits: usize,
+    reserved: usize,
+    allowed: bool,
+}
+
+/// What a charge decided before changing anything (see [`Tree::charge`]).
+struct ChargeVerdict {
+    /// The refusing policy with the least available, if any refuses.
+    refused: Option<PolicyRef>,
+    checks: Vec<Check>,
+    /// `path#policy` of every refusing policy.
+    denied_by: Vec<String>,
+}
+
 /// The policy that admits the fewest leading items, and how many.
 struct Binding {
     policy: PolicyRef,
@@ -247,7 +268,8 @@ fn available(policy: &Policy) -> Decimal {
 }
 
 impl Tree {
-    /// `QUOTA.RESERVE`.
+    /// `QUOTA.RESERVE`: decides (bounds, a repeated id, what fits, the
+    /// answer, whether the hold can be kept), then places the hold.
     pub fn reserve(&mut self, req: ReserveRequest, now_ms: u64, limits: &Limits) -> Result<ReserveOutcome> {
         if req.items.is_empty() {
             return Err(Error::syntax("QUOTA.RESERVE needs at least one COST item"));
@@ -260,6 +282,19 @@ impl Tree {
         {
             return Ok(first);
         }
+        let mut plan = self.plan_reserve(&req, now_ms)?;
+        let outcome = self.reserve_outcome(&req, &mut plan, now_ms);
+        if outcome.reserved == 0 {
+            return Ok(outcome);
+        }
+        self.check_hold(&req, &plan, outcome.held(), limits)?;
+
+        // After this point the reservation succeeds.
+        Ok(self.place_hold(req, plan, outcome, now_ms, limits))
+    }
+
+    /// What a reservation reaches and how many of its items fit.
+    fn plan_reserve(&self, req: &ReserveRequest, now_ms: u64) -> Result<ReservePlan> {
         let total = request_total(&req.items)?;
         let reach = self.reach(&req.set, &total);
         let n = req.items.len();
@@ -274,78 +309,91 @@ impl Tree {
             BatchMode::Upto => fits > 0,
             BatchMode::All | BatchMode::DryRun => fits == n,
         };
+        Ok(ReservePlan { total, reach, binding, fits, reserved, allowed })
+    }
+
+    /// The answer to a planned reservation, before any hold is placed (no
+    /// id or expiry yet). The plan's total moves into the answer.
+    fn reserve_outcome(&self, req: &ReserveRequest, plan: &mut ReservePlan, now_ms: u64) -> ReserveOutcome {
+        let (n, reserved, total) = (req.items.len(), plan.reserved, &plan.total);
         // An UPTO reservation is checked for what it holds: its checks
         // pass and name no denial; the message says what did not fit. An
         // allowed BRIEF answer needs no checks at all (the hot path).
-        let (checks, denied_by) = if req.brief && allowed {
+        let (checks, denied_by) = if req.brief && plan.allowed {
             (Vec::new(), Vec::new())
         } else {
             let checks = if req.batch == BatchMode::Upto && reserved > 0 {
-                self.checks(&reach, &sum_costs(&req.items[..reserved]), now_ms)
+                self.checks(&plan.reach, &sum_costs(&req.items[..reserved]), now_ms)
             } else {
-                self.checks(&reach, &total, now_ms)
+                self.checks(&plan.reach, total, now_ms)
             };
             let denied_by = checks.iter().filter(|c| !c.pass).map(Check::label).collect();
             (checks, denied_by)
         };
-        let message = self.reserve_message(&req, binding.as_ref(), reserved, &total, now_ms);
+        let message = self.reserve_message(req, plan.binding.as_ref(), reserved, total, now_ms);
         let held = match reserved {
-            0 => Costs::new(),
-            r if r == n => total.clone(),
-            r => sum_costs(&req.items[..r]),
+            0 => Some(Costs::new()),
+            r if r == n => None,
+            r => Some(sum_costs(&req.items[..r])),
         };
-        let mut outcome = ReserveOutcome {
-            allowed,
+        ReserveOutcome {
+            allowed: plan.allowed,
             id: None,
             expires_at_ms: 0,
             items: n,
-            fits,
+            fits: plan.fits,
             reserved,
-            cost: total,
+            cost: std::mem::take(&mut plan.total),
             held,
             checks,
             denied_by,
             message,
             duplicate: false,
-        };
-        if reserved == 0 {
-            return Ok(outcome);
         }
+    }
 
-        let held = &outcome.held;
+    /// Whether the hold can be kept: room for one more, for its new paths,
+    /// and every policy's held total within bounds.
+    fn check_hold(&self, req: &ReserveRequest, plan: &ReservePlan, held: &Costs, limits: &Limits) -> Result<()> {
         if self.holds.len() >= limits.max_holds {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
-        self.check_new_paths(req.set.paths.iter().map(String::as_str), reach.missing_nodes(), limits)?;
-        let held = Lookup::new(held, reach.policies.len());
-        for &r in &reach.policies {
+        self.check_new_paths(req.set.paths.iter().map(String::as_str), plan.reach.missing_nodes(), limits)?;
+        let held = Lookup::new(held, plan.reach.policies.len());
+        for &r in &plan.reach.policies {
             if let Some(policy) = self.policy(r) {
                 amount::add(policy.held, held.get(policy.metric()))?;
             }
         }
+        Ok(())
+    }
+
+    /// Places a checked reservation's hold: its amount on each policy it
+    /// counts on, its paths, the hold and its expiry, the alerts it fires.
+    fn place_hold(
+        &mut self,
+        req: ReserveRequest,
+        plan: ReservePlan,
+        mut outcome: ReserveOutcome,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> ReserveOutcome {
+        let (n, reserved) = (req.items.len(), outcome.reserved);
+        let held = Lookup::new(outcome.held(), plan.reach.policies.len());
         // The hold counts on the policies of the metrics its kept items
         // name: a partial UPTO batch keeps the items that fit, and no line
         // for the metrics of the others (as a loaded tree derives them).
         let policies: Vec<PolicyRef> = if reserved == n {
-            reach.policies
+            plan.reach.policies
         } else {
-            reach.policies.into_iter().filter(|&r| self.policy(r).is_some_and(|p| held.contains(p.metric()))).collect()
+            let reached = plan.reach.policies.into_iter();
+            reached.filter(|&r| self.policy(r).is_some_and(|p| held.contains(p.metric()))).collect()
         };
-
-        // After this point the reservation succeeds.
         let id = match &req.id {
             Some(id) => id.clone(),
             None => self.generate_id(now_ms),
         };
-        let mut lines = Vec::with_capacity(policies.len());
-        for &r in &policies {
-            // Resets due apply first, so the alerts below see this period.
-            self.roll_policy(r, now_ms, limits);
-            let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += held.get(policy.metric());
-            lines.push(Line { node: r.node, generation: policy.generation });
-        }
-        sort_lines(&mut lines);
+        let lines = self.hold_on(&policies, &held, now_ms, limits);
         for path in &req.set.paths {
             let node = self.ensure_path(path);
             if let Some(node) = self.node_mut(node) {
@@ -358,12 +406,13 @@ impl Tree {
         let reply = req.id.as_ref().map(|_| Box::new(outcome.clone()));
         let mut items = req.items;
         items.truncate(reserved);
+        let items = items.into_iter().map(|cost| Item { cost, state: ItemState::Held, outcome: None }).collect();
         let hold = Hold {
             id: id.clone(),
             set: req.set,
             created_at_ms: now_ms,
             expires_at_ms,
-            items: items.into_iter().map(|cost| Item { cost, state: ItemState::Held, outcome: None }).collect(),
+            items,
             lines,
             reply,
             last_commit: None,
@@ -372,7 +421,22 @@ impl Tree {
         self.hold_expiry.insert((expires_at_ms, id.clone()));
         self.holds.insert(id, hold);
         self.observe(&policies, now_ms, limits);
-        Ok(outcome)
+        outcome
+    }
+
+    /// Adds `held` to each of `policies` (after the resets due), and gives
+    /// the hold's lines on them.
+    fn hold_on(&mut self, policies: &[PolicyRef], held: &Lookup<'_>, now_ms: u64, limits: &Limits) -> Vec<Line> {
+        let mut lines = Vec::with_capacity(policies.len());
+        for &r in policies {
+            // Resets due apply first, so the alerts after see this period.
+            self.roll_policy(r, now_ms, limits);
+            let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
+            policy.held += held.get(policy.metric());
+            lines.push(Line { node: r.node, generation: policy.generation });
+        }
+        sort_lines(&mut lines);
+        lines
     }
 
     /// The first answer to a reserve with this client id, if there was one.
@@ -393,9 +457,9 @@ impl Tree {
                 // `held` is not stored: the hold's items are the reserved
                 // ones (a settled partial batch keeps their costs for this).
                 let held = match first.reserved {
-                    0 => Costs::new(),
-                    r if r == first.items => first.cost.clone(),
-                    _ => sum_costs(hold.items.iter().map(|i| &i.cost)),
+                    0 => Some(Costs::new()),
+                    r if r == first.items => None,
+                    _ => Some(sum_costs(hold.items.iter().map(|i| &i.cost))),
                 };
                 Ok(Some(ReserveOutcome { duplicate: true, held, ..first.clone() }))
             }
@@ -857,21 +921,52 @@ impl Tree {
     }
 
     /// `QUOTA.CHARGE`: records usage that already happened, without a hold.
+    /// Decides (a repeated id, which policies refuse, whether `CHECK`
+    /// refuses, whether the totals stay in range), then applies.
     pub fn charge(&mut self, req: ChargeRequest, now_ms: u64, limits: &Limits) -> Result<ChargeOutcome> {
-        if let Some(id) = &req.id {
-            if self.holds.contains_key(id) {
-                return Err(Error::State(format!("id '{id}' is already used by a reservation")));
-            }
-            match self.done_entry(id) {
-                Some(DoneEntry { charge: Some(first), .. }) => {
-                    return Ok(ChargeOutcome { duplicate: true, ..first.clone() });
-                }
-                Some(_) => return Err(Error::State(format!("id '{id}' is already used by a reservation"))),
-                None => {}
-            }
+        if let Some(id) = &req.id
+            && let Some(first) = self.repeated_charge(id)?
+        {
+            return Ok(first);
         }
         check_item_metrics(&req.cost)?;
         let reach = self.reach(&req.set, &req.cost);
+        let verdict = self.judge_charge(&req, &reach, now_ms);
+        if req.check
+            && let Some(first) = verdict.refused
+        {
+            return Ok(ChargeOutcome {
+                allowed: false,
+                charged: Costs::new(),
+                message: self.shortfall(first, &req.cost, None, now_ms),
+                checks: verdict.checks,
+                denied_by: verdict.denied_by,
+                over: Vec::new(),
+                duplicate: false,
+            });
+        }
+        self.check_usage(&reach, &req.set, &req.cost, now_ms, limits)?;
+
+        // After this point the charge succeeds.
+        Ok(self.apply_charge(req, reach, verdict, now_ms, limits))
+    }
+
+    /// The first answer to a charge with this client id, if there was one;
+    /// an error when a reservation has the id.
+    fn repeated_charge(&self, id: &str) -> Result<Option<ChargeOutcome>> {
+        if self.holds.contains_key(id) {
+            return Err(Error::State(format!("id '{id}' is already used by a reservation")));
+        }
+        match self.done_entry(id) {
+            Some(DoneEntry { charge: Some(first), .. }) => Ok(Some(ChargeOutcome { duplicate: true, ..first })),
+            Some(_) => Err(Error::State(format!("id '{id}' is already used by a reservation"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Which reached policies refuse the charge, the one that binds, and
+    /// the checks the answer shows.
+    fn judge_charge(&self, req: &ChargeRequest, reach: &Reach, now_ms: u64) -> ChargeVerdict {
         let cost = Lookup::new(&req.cost, reach.policies.len());
         // The policies that refuse this charge, each judged once.
         let failing: Vec<PolicyRef> = reach
@@ -893,38 +988,34 @@ impl Tree {
         let checks = if req.brief && (refused.is_none() || !req.check) {
             Vec::new()
         } else {
-            self.checks(&reach, &req.cost, now_ms)
+            self.checks(reach, &req.cost, now_ms)
         };
-        let denied_by: Vec<String> = failing
+        let denied_by = failing
             .iter()
             .filter_map(|&r| {
                 Some(format!("{}#{}", names::display_path(&self.node(r.node)?.path), self.policy(r)?.name()))
             })
             .collect();
-        if req.check
-            && let Some(first) = refused
-        {
-            let message = self.shortfall(first, &req.cost, None, now_ms);
-            return Ok(ChargeOutcome {
-                allowed: false,
-                charged: Costs::new(),
-                checks,
-                denied_by,
-                message,
-                over: Vec::new(),
-                duplicate: false,
-            });
-        }
-        self.check_usage(&reach, &req.set, &req.cost, now_ms, limits)?;
+        ChargeVerdict { refused, checks, denied_by }
+    }
 
-        // After this point the charge succeeds.
+    /// Records a checked charge: usage on every reached node and policy,
+    /// and the answer remembered under a client id.
+    fn apply_charge(
+        &mut self,
+        req: ChargeRequest,
+        reach: Reach,
+        verdict: ChargeVerdict,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> ChargeOutcome {
         let over = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let outcome = ChargeOutcome {
             allowed: true,
             message: describe_after("charged ", &req.cost),
             charged: req.cost,
-            checks,
-            denied_by,
+            checks: verdict.checks,
+            denied_by: verdict.denied_by,
             over,
             duplicate: false,
         };
@@ -936,7 +1027,7 @@ impl Tree {
                 charge: Some(outcome.clone()),
             });
         }
-        Ok(outcome)
+        outcome
     }
 
     /// `QUOTA.HOLDS`: live holds naming `path` or a path below it, soonest
@@ -984,7 +1075,8 @@ fn hex_id(now_ms: u64, seq: u64) -> String {
                 break;
             }
         }
-        out.extend(digits[i..].iter().map(|&b| b as char));
+        // Hex digits are ASCII: appended as one str, not char by char.
+        out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
     }
     let mut id = String::with_capacity(24);
     push_hex(&mut id, now_ms);
@@ -1077,6 +1169,17 @@ fn check_item_metrics(item: &Costs) -> Result<()> {
 /// [`MAX_ITEM_METRICS`] metrics per item and [`MAX_REQUEST_METRICS`] in
 /// all, every total within 10^18.
 fn request_total(items: &[Costs]) -> Result<Costs> {
+    // The usual request, one item of a few distinct metrics: its total is
+    // the item, once every amount is within the bound.
+    if let [item] = items
+        && item.len() <= 8
+        && item.iter().enumerate().all(|(i, (m, _))| item[..i].iter().all(|(n, _)| n != m))
+    {
+        for (_, value) in item {
+            amount::add(Decimal::ZERO, *value)?;
+        }
+        return Ok(item.clone());
+    }
     let mut total = Totals::new();
     for item in items {
         check_item_metrics(item)?;

@@ -262,17 +262,26 @@ pub struct ReserveOutcome {
     pub fits: usize,
     pub reserved: usize,
     pub cost: Costs,
-    /// What this reservation holds: `cost` when every item is reserved, the
-    /// leading `reserved` items of an `UPTO` batch, nothing for `DRYRUN` or
-    /// a denial. Not stored with a remembered answer (the stored encoding
-    /// predates it): a repeat derives it again from the hold's items.
+    /// What this reservation holds, read through [`ReserveOutcome::held`]:
+    /// `None` when it is `cost` (every item reserved, the usual answer,
+    /// kept without a copy), else the leading `reserved` items of an `UPTO`
+    /// batch, or nothing for `DRYRUN` or a denial. Not stored with a
+    /// remembered answer (the stored encoding predates it): a repeat
+    /// derives it again from the hold's items.
     #[serde(skip)]
-    pub held: Costs,
+    pub held: Option<Costs>,
     pub checks: Vec<Check>,
     pub denied_by: Vec<String>,
     pub message: String,
     /// True when this answer repeats an earlier reserve with the same `ID`.
     pub duplicate: bool,
+}
+
+impl ReserveOutcome {
+    /// What this reservation holds, per metric.
+    pub fn held(&self) -> &Costs {
+        self.held.as_ref().unwrap_or(&self.cost)
+    }
 }
 
 /// The answer to `QUOTA.COMMIT`.

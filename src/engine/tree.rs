@@ -529,6 +529,19 @@ impl Tree {
         self.observe(&reach.policies, now_ms, limits);
         for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
+            // Usually every metric is spent already: updated in place, each
+            // found once. A new metric, or many, go through Totals (which
+            // indexes a long list), and the list is rebuilt.
+            let in_place = node.spent.len() <= 16 && usage.len() <= 16;
+            let spent = &mut node.spent;
+            if in_place && usage.iter().all(|(m, _)| spent.iter().any(|(s, _)| s == m)) {
+                for (metric, delta) in usage {
+                    if let Some((_, total)) = spent.iter_mut().find(|(s, _)| s == metric) {
+                        *total = amount::add_saturating(*total, *delta);
+                    }
+                }
+                continue;
+            }
             let mut spent = Totals::of(std::mem::take(&mut node.spent).into_vec(), usage.len());
             for (metric, delta) in usage {
                 let current = spent.get(metric);

@@ -191,29 +191,42 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
     ctx.add_info_field_long_long("writes_refused_eviction", i64::from(eviction::refused()));
 }
 
-macro_rules! tree_command {
-    ($fn_name:ident, $command:expr) => {
-        fn $fn_name(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-            commands::run(ctx, args, &$command)
+/// The C entry point of a tree command: Redis's argument vector goes to
+/// [`commands::run`] as it is, borrowed (the request path retains and
+/// frees no string per argument).
+macro_rules! tree_entry {
+    ($name:ident, $command:expr) => {
+        extern "C" fn $name(
+            ctx: *mut raw::RedisModuleCtx,
+            argv: *mut *mut raw::RedisModuleString,
+            argc: c_int,
+        ) -> c_int {
+            let context = Context::new(ctx);
+            let args: &[*mut raw::RedisModuleString] = match usize::try_from(argc) {
+                // SAFETY: Redis passes `argc` strings that live for the call.
+                Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+                _ => &[],
+            };
+            context.reply(commands::run(&context, args, &$command)) as c_int
         }
     };
 }
 
-tree_command!(cmd_set, policy::SET);
-tree_command!(cmd_unset, policy::UNSET);
-tree_command!(cmd_delpath, policy::DELPATH);
-tree_command!(cmd_grant, policy::GRANT);
-tree_command!(cmd_reset, policy::RESET);
-tree_command!(cmd_history, read::HISTORY);
-tree_command!(cmd_events, read::EVENTS);
-tree_command!(cmd_reserve, reserve::RESERVE);
-tree_command!(cmd_commit, reserve::COMMIT);
-tree_command!(cmd_release, reserve::RELEASE);
-tree_command!(cmd_extend, reserve::EXTEND);
-tree_command!(cmd_charge, reserve::CHARGE);
-tree_command!(cmd_get, read::GET);
-tree_command!(cmd_tree, read::TREE);
-tree_command!(cmd_holds, read::HOLDS);
+tree_entry!(c_set, policy::SET);
+tree_entry!(c_unset, policy::UNSET);
+tree_entry!(c_delpath, policy::DELPATH);
+tree_entry!(c_grant, policy::GRANT);
+tree_entry!(c_reset, policy::RESET);
+tree_entry!(c_history, read::HISTORY);
+tree_entry!(c_events, read::EVENTS);
+tree_entry!(c_reserve, reserve::RESERVE);
+tree_entry!(c_commit, reserve::COMMIT);
+tree_entry!(c_release, reserve::RELEASE);
+tree_entry!(c_extend, reserve::EXTEND);
+tree_entry!(c_charge, reserve::CHARGE);
+tree_entry!(c_get, read::GET);
+tree_entry!(c_tree, read::TREE);
+tree_entry!(c_holds, read::HOLDS);
 
 /// A command's handler as the module writes it.
 type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
@@ -234,21 +247,6 @@ macro_rules! entry {
     };
 }
 
-entry!(c_set, cmd_set);
-entry!(c_unset, cmd_unset);
-entry!(c_delpath, cmd_delpath);
-entry!(c_grant, cmd_grant);
-entry!(c_reset, cmd_reset);
-entry!(c_reserve, cmd_reserve);
-entry!(c_commit, cmd_commit);
-entry!(c_release, cmd_release);
-entry!(c_extend, cmd_extend);
-entry!(c_charge, cmd_charge);
-entry!(c_get, cmd_get);
-entry!(c_tree, cmd_tree);
-entry!(c_holds, cmd_holds);
-entry!(c_history, cmd_history);
-entry!(c_events, cmd_events);
 entry!(c_replay, internal::replay);
 entry!(c_loadtree, internal::loadtree);
 entry!(c_price, price::price);

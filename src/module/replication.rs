@@ -179,15 +179,20 @@ pub fn replicate(ctx: &Context, key: &[u8], stamp: &Stamp, name: &str, rest: &[&
 /// Replicates a write with the client's own argument strings: one call to
 /// `RedisModule_Replicate` with the key and the arguments as Redis strings
 /// (referenced, not copied) and the stamp and command name as buffers.
-pub fn replicate_strings(ctx: &Context, key: &RedisString, stamp: &Stamp, name: &str, rest: &[RedisString]) {
+pub fn replicate_strings(
+    ctx: &Context,
+    key: &RedisString,
+    stamp: &Stamp,
+    name: &str,
+    rest: &[*mut redis_module::raw::RedisModuleString],
+) {
     let mut buf = [0u8; STAMP_CAP];
     let stamp = stamp.encode_into(&mut buf);
-    let mut argv: Vec<*mut redis_module::raw::RedisModuleString> = rest.iter().map(|s| s.inner).collect();
     // SAFETY: the function pointer is filled in by Redis at load. The format
     // "sbbv" reads a RedisModuleString*, two (char*, size_t) buffers and a
-    // (RedisModuleString**, size_t) vector, which is what follows; every
-    // pointer lives until the call returns, and Redis takes its own
-    // references to what it keeps.
+    // (RedisModuleString**, size_t) vector, which is what follows; Redis
+    // only reads the vector, every pointer lives until the call returns,
+    // and Redis takes its own references to what it keeps.
     unsafe {
         if let Some(replicate) = redis_module::raw::RedisModule_Replicate {
             replicate(
@@ -199,8 +204,8 @@ pub fn replicate_strings(ctx: &Context, key: &RedisString, stamp: &Stamp, name: 
                 stamp.len(),
                 name.as_ptr(),
                 name.len(),
-                argv.as_mut_ptr(),
-                argv.len(),
+                rest.as_ptr().cast_mut(),
+                rest.len(),
             );
         }
     }

@@ -52,7 +52,8 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .iter()
         .find(|c| c.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| ctext::error(format!("ERR QUOTA.REPLAY: unknown command '{}'", clip(name))))?;
-    execute(ctx, &argv[1], rest, &argv[4..], command, Some(stamp))
+    let rest_raw: Vec<_> = argv[4..].iter().map(|s| s.inner).collect();
+    execute(ctx, &argv[1], rest, &rest_raw, command, Some(stamp))
 }
 
 /// `QUOTA.LOADTREE key version bytes`: replaces the key with a tree

@@ -18,7 +18,9 @@ pub mod read;
 pub mod reply;
 pub mod reserve;
 
-use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use std::mem::ManuallyDrop;
+
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue, raw};
 
 use crate::datatype;
 use crate::engine::{Error, Limits, Result, Tree};
@@ -82,11 +84,15 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &reserve::CHARGE,
 ];
 
-/// Entry point for `QUOTA.<command> key args…` from a client.
-pub fn run(ctx: &Context, argv: Vec<RedisString>, command: &Command) -> RedisResult {
+/// Entry point for `QUOTA.<command> key args…` from a client: Redis's own
+/// argument vector, borrowed for the call (no string is retained or copied).
+pub fn run(ctx: &Context, argv: &[*mut raw::RedisModuleString], command: &Command) -> RedisResult {
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
+    // The key as the crate's string type, which opening a key takes; not
+    // retained, so never freed (ManuallyDrop): Redis owns it.
+    let key = ManuallyDrop::new(RedisString::from_redis_module_string(ctx.ctx, argv[1]));
     let rest = &argv[2..];
     // Requests have a dozen or two arguments: borrow them into an array on
     // the stack, and only longer ones into a Vec.
@@ -94,17 +100,21 @@ pub fn run(ctx: &Context, argv: Vec<RedisString>, command: &Command) -> RedisRes
     let heap;
     let texts: &[&str] = match inline.get_mut(..rest.len()) {
         Some(slots) => {
-            for (slot, arg) in slots.iter_mut().zip(rest) {
-                *slot = arg.try_as_str().map_err(|_| RedisError::Str(NOT_UTF8))?;
+            for (slot, &arg) in slots.iter_mut().zip(rest) {
+                *slot = RedisString::from_ptr(arg).map_err(|_| RedisError::Str(NOT_UTF8))?;
             }
             slots
         }
         None => {
-            heap = utf8_args(rest)?;
+            heap = rest
+                .iter()
+                .map(|&arg| RedisString::from_ptr(arg))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| RedisError::Str(NOT_UTF8))?;
             &heap
         }
     };
-    execute(ctx, &argv[1], texts, rest, command, None)
+    execute(ctx, &key, texts, rest, command, None)
 }
 
 const NOT_UTF8: &str = "ERR syntax: arguments must be valid UTF-8";
@@ -117,19 +127,19 @@ pub fn utf8_args(argv: &[RedisString]) -> std::result::Result<Vec<&str>, RedisEr
         .map_err(|_| RedisError::Str(NOT_UTF8))
 }
 
-/// Runs `command` on the tree at `key`. `replayed` carries the primary's
-/// stamp when this is a `QUOTA.REPLAY`.
+/// Runs `command` on the tree at `key`. `rest` is the arguments after the
+/// key as text and `rest_raw` as Redis's strings (what is replicated).
+/// `replayed` carries the primary's stamp when this is a `QUOTA.REPLAY`.
 pub fn execute(
     ctx: &Context,
     key: &RedisString,
     rest: &[&str],
-    rest_strings: &[RedisString],
+    rest_raw: &[*mut raw::RedisModuleString],
     command: &Command,
     replayed: Option<Stamp>,
 ) -> RedisResult {
     let stamp = replayed.unwrap_or_else(Stamp::local);
     let mut env = stamp.env(replayed.is_some());
-    let now = stamp.now_ms;
     let mut args = Args::new(command.name, rest);
     let result = match &command.handler {
         // A read opens the key for reading only and changes nothing: no
@@ -159,38 +169,64 @@ pub fn execute(
             Err(Error::State(crate::eviction::REFUSAL.into()))
         }
         handler => {
-            let handle = ctx.open_key_writable(key);
-            let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
-            let mut fresh = None;
-            let created = existing.is_none();
-            let tree: &mut Tree = match existing {
-                Some(tree) => tree,
-                None => fresh.insert(Tree::new()),
-            };
-            let before = Marks::of(tree);
-            let expired = tree.expire(now, &env.limits);
-            let result = apply(handler, tree, &mut args, &env);
-            let changed = matches!(result, Ok(Answer { changed: true, .. }));
-            crate::stats::bump(&crate::stats::EXPIRED_HOLDS, expired.expired_holds as u64);
-            match &result {
-                Ok(Answer { changed: true, replicate: Some(canonical), .. }) => {
-                    let canonical: Vec<&str> = canonical.iter().map(String::as_str).collect();
-                    replicate(ctx, key.as_slice(), &stamp, command.name, &canonical)
-                }
-                Ok(Answer { changed: true, .. }) => replicate_strings(ctx, key, &stamp, command.name, rest_strings),
-                _ if expired.changed() => replicate_expiry(ctx, key.as_slice(), &stamp, None),
-                _ => {}
-            }
-            if !created || changed {
-                after(ctx, key.as_slice(), tree, &before, created);
-            }
-            if let Some(tree) = fresh.filter(|_| changed) {
-                handle.set_value(&datatype::QUOTA_TYPE, tree)?;
-            }
-            result.map(|a| a.reply)
+            let write = Write { ctx, key, rest_raw, command, stamp: &stamp };
+            write.run(handler, &mut args, &env)?
         }
     };
     respond(ctx, result)
+}
+
+/// A write command on its key: what [`Write::run`] needs to open the key,
+/// replicate the change and follow it up.
+struct Write<'a> {
+    ctx: &'a Context,
+    key: &'a RedisString,
+    rest_raw: &'a [*mut raw::RedisModuleString],
+    command: &'a Command,
+    stamp: &'a Stamp,
+}
+
+impl Write<'_> {
+    /// Opens the key for writing, expires what is due, runs the handler,
+    /// replicates, stores a tree it created, and gives the reply.
+    fn run(&self, handler: &Handler, args: &mut Args<'_>, env: &Env) -> std::result::Result<Result<Reply>, RedisError> {
+        let handle = self.ctx.open_key_writable(self.key);
+        let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
+        let mut fresh = None;
+        let created = existing.is_none();
+        let tree: &mut Tree = match existing {
+            Some(tree) => tree,
+            None => fresh.insert(Tree::new()),
+        };
+        let before = Marks::of(tree);
+        let expired = tree.expire(self.stamp.now_ms, &env.limits);
+        let result = apply(handler, tree, args, env);
+        let changed = matches!(result, Ok(Answer { changed: true, .. }));
+        crate::stats::bump(&crate::stats::EXPIRED_HOLDS, expired.expired_holds as u64);
+        self.replicate(&result, expired.changed());
+        if !created || changed {
+            after(self.ctx, self.key.as_slice(), tree, &before, created);
+        }
+        if let Some(tree) = fresh.filter(|_| changed) {
+            handle.set_value(&datatype::QUOTA_TYPE, tree)?;
+        }
+        Ok(result.map(|a| a.reply))
+    }
+
+    /// A change is replicated as the client's arguments (or the canonical
+    /// ones a handler gave); an expiry alone as `EXPIRE`.
+    fn replicate(&self, result: &Result<Answer>, expired: bool) {
+        let (ctx, key, stamp, name) = (self.ctx, self.key, self.stamp, self.command.name);
+        match result {
+            Ok(Answer { changed: true, replicate: Some(canonical), .. }) => {
+                let canonical: Vec<&str> = canonical.iter().map(String::as_str).collect();
+                replicate(ctx, key.as_slice(), stamp, name, &canonical)
+            }
+            Ok(Answer { changed: true, .. }) => replicate_strings(ctx, key, stamp, name, self.rest_raw),
+            _ if expired => replicate_expiry(ctx, key.as_slice(), stamp, None),
+            _ => {}
+        }
+    }
 }
 
 fn apply(handler: &Handler, tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {

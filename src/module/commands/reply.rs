@@ -6,7 +6,7 @@
 use redis_module::{Context, raw};
 use rust_decimal::Decimal;
 
-use crate::engine::outcome::Check;
+use crate::engine::outcome::{ChargeOutcome, Check, ReserveOutcome};
 use crate::engine::{Costs, amount};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,12 @@ pub enum Reply {
     /// written field by field from the checks themselves (a full answer
     /// has a dozen fields for each of many policies).
     Checks(Vec<Check>),
+    /// The answer to `QUOTA.RESERVE` (and whether it is `BRIEF`), written
+    /// straight from the outcome: the request path builds no tree of
+    /// fields (see `super::reserve::reserve_reply` for its shape).
+    Reserve(Box<ReserveOutcome>, bool),
+    /// The answer to `QUOTA.CHARGE`, likewise (`super::reserve::charge_reply`).
+    Charge(Box<ChargeOutcome>, bool),
 }
 
 /// A field value borrowed from what is replied.
@@ -157,32 +163,108 @@ pub fn emit(ctx: &Context, reply: &Reply) {
                 emit(ctx, value);
             }
         }
-        Reply::Costs(costs) => {
-            raw::reply_with_map(c, costs.len() as _);
-            let mut amount_text = amount::Text::new();
-            for (metric, value) in costs {
-                text(metric);
-                text(amount_text.write(*value));
+        Reply::Costs(costs) => emit_costs(c, costs),
+        Reply::Checks(checks) => emit_checks(c, checks),
+        Reply::Reserve(o, brief) => emit_reserve(c, o, *brief),
+        Reply::Charge(o, brief) => emit_charge(c, o, *brief),
+    }
+}
+
+fn text(c: *mut raw::RedisModuleCtx, s: &str) {
+    raw::reply_with_string_buffer(c, s.as_ptr().cast(), s.len());
+}
+
+fn int(c: *mut raw::RedisModuleCtx, n: i64) {
+    raw::reply_with_long_long(c, n);
+}
+
+fn emit_costs(c: *mut raw::RedisModuleCtx, costs: &Costs) {
+    raw::reply_with_map(c, costs.len() as _);
+    let mut amount_text = amount::Text::new();
+    for (metric, value) in costs {
+        text(c, metric);
+        text(c, amount_text.write(*value));
+    }
+}
+
+fn emit_strings(c: *mut raw::RedisModuleCtx, values: &[String]) {
+    raw::reply_with_array(c, values.len() as _);
+    for value in values {
+        text(c, value);
+    }
+}
+
+fn emit_checks(c: *mut raw::RedisModuleCtx, checks: &[Check]) {
+    raw::reply_with_array(c, checks.len() as _);
+    let mut amount_text = amount::Text::new();
+    for_each_check(checks, |fields| {
+        raw::reply_with_map(c, fields.len() as _);
+        for (key, value) in fields {
+            text(c, key);
+            match value {
+                Value::Str(s) => text(c, s),
+                Value::Int(n) => int(c, *n),
+                Value::Amount(a) => text(c, amount_text.write(*a)),
             }
         }
-        Reply::Checks(checks) => {
-            raw::reply_with_array(c, checks.len() as _);
-            let mut amount_text = amount::Text::new();
-            for_each_check(checks, |fields| {
-                raw::reply_with_map(c, fields.len() as _);
-                for (key, value) in fields {
-                    text(key);
-                    match value {
-                        Value::Str(s) => text(s),
-                        Value::Int(n) => {
-                            raw::reply_with_long_long(c, *n);
-                        }
-                        Value::Amount(a) => text(amount_text.write(*a)),
-                    }
-                }
-            });
+    });
+}
+
+/// `super::reserve::reserve_reply`'s map, field by field.
+fn emit_reserve(c: *mut raw::RedisModuleCtx, o: &ReserveOutcome, brief: bool) {
+    let checks = !(brief && o.allowed);
+    raw::reply_with_map(c, if checks { 12 } else { 11 });
+    text(c, "allowed");
+    int(c, i64::from(o.allowed));
+    text(c, "id");
+    match &o.id {
+        Some(id) => text(c, id),
+        None => {
+            raw::reply_with_null(c);
         }
     }
+    text(c, "expires_at");
+    int(c, i64::try_from(o.expires_at_ms).unwrap_or(i64::MAX));
+    for (name, n) in [("items", o.items), ("fits", o.fits), ("reserved", o.reserved)] {
+        text(c, name);
+        int(c, n as i64);
+    }
+    text(c, "cost");
+    emit_costs(c, &o.cost);
+    text(c, "held");
+    emit_costs(c, o.held());
+    if checks {
+        text(c, "checks");
+        emit_checks(c, &o.checks);
+    }
+    text(c, "denied_by");
+    emit_strings(c, &o.denied_by);
+    text(c, "message");
+    text(c, &o.message);
+    text(c, "duplicate");
+    int(c, i64::from(o.duplicate));
+}
+
+/// `super::reserve::charge_reply`'s map, field by field.
+fn emit_charge(c: *mut raw::RedisModuleCtx, o: &ChargeOutcome, brief: bool) {
+    let checks = !(brief && o.allowed);
+    raw::reply_with_map(c, if checks { 7 } else { 6 });
+    text(c, "allowed");
+    int(c, i64::from(o.allowed));
+    text(c, "charged");
+    emit_costs(c, &o.charged);
+    if checks {
+        text(c, "checks");
+        emit_checks(c, &o.checks);
+    }
+    text(c, "denied_by");
+    emit_strings(c, &o.denied_by);
+    text(c, "message");
+    text(c, &o.message);
+    text(c, "over");
+    emit_strings(c, &o.over);
+    text(c, "duplicate");
+    int(c, i64::from(o.duplicate));
 }
 
 /// Renders `reply` as compact JSON with fields in reply order.
@@ -254,6 +336,8 @@ fn write_json(reply: &Reply, out: &mut String) {
             }
             out.push('}');
         }
+        Reply::Reserve(o, brief) => write_json(&super::reserve::reserve_reply((**o).clone(), *brief), out),
+        Reply::Charge(o, brief) => write_json(&super::reserve::charge_reply((**o).clone(), *brief), out),
         Reply::Checks(checks) => {
             out.push('[');
             let mut first = true;

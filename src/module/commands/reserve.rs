@@ -219,12 +219,15 @@ fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         if outcome.allowed { &crate::stats::RESERVES_ALLOWED } else { &crate::stats::RESERVES_DENIED },
         u64::from(!outcome.duplicate),
     );
-    let mut answer = Answer::new(reserve_reply(outcome, brief), changed);
+    let mut answer = Answer::new(Reply::Reserve(Box::new(outcome), brief), changed);
     answer.replicate = canonical;
     Ok(answer)
 }
 
+/// The answer's fields as a tree (for JSON; RESP writes them straight from
+/// the outcome, `Reply::Reserve`, in this order).
 pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
+    let held = o.held().clone();
     let mut fields = Vec::with_capacity(12);
     fields.extend([
         ("allowed", Reply::flag(o.allowed)),
@@ -234,7 +237,7 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
         ("fits", Reply::Int(o.fits as i64)),
         ("reserved", Reply::Int(o.reserved as i64)),
         ("cost", Reply::costs_owned(o.cost)),
-        ("held", Reply::costs_owned(o.held)),
+        ("held", Reply::costs_owned(held)),
     ]);
     if !(brief && o.allowed) {
         fields.push(("checks", checks_reply(o.checks)));
@@ -348,12 +351,14 @@ fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let outcome = tree.charge(request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));
-    let mut answer = Answer::new(charge_reply(outcome, brief), changed);
+    let mut answer = Answer::new(Reply::Charge(Box::new(outcome), brief), changed);
     answer.replicate = canonical;
     Ok(answer)
 }
 
-fn charge_reply(o: ChargeOutcome, brief: bool) -> Reply {
+/// The answer's fields as a tree (for JSON; RESP writes them straight from
+/// the outcome, `Reply::Charge`, in this order).
+pub fn charge_reply(o: ChargeOutcome, brief: bool) -> Reply {
     let mut fields = vec![("allowed", Reply::flag(o.allowed)), ("charged", Reply::costs_owned(o.charged))];
     if !(brief && o.allowed) {
         fields.push(("checks", checks_reply(o.checks)));
