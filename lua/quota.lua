@@ -4391,14 +4391,18 @@ local function flush(ctx, final)
         end
     end
     if #ctx.new_events > 0 then
+        -- Only the newest events_len are kept (and published, as the module
+        -- publishes what its log keeps); pushed in chunks, as one write may
+        -- log more events (a backlog of expiries) than unpack can pass.
+        local events, keep = ctx.new_events, math.max(ctx.limits.events_len, 1)
         local blobs = {}
-        for i, e in ipairs(ctx.new_events) do
-            blobs[i] = mpack(e)
+        for i = math.max(#events - keep + 1, 1), #events do
+            blobs[#blobs + 1] = mpack(events[i])
         end
-        redis.call("RPUSH", ctx.vkey, unpack(blobs))
-        redis.call("LTRIM", ctx.vkey, -math.max(ctx.limits.events_len, 1), -1)
-        for _, e in ipairs(ctx.new_events) do
-            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
+        call_chunked("RPUSH", ctx.vkey, blobs)
+        redis.call("LTRIM", ctx.vkey, -keep, -1)
+        for i = math.max(#events - keep + 1, 1), #events do
+            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(events[i], key)))
         end
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
