@@ -3491,30 +3491,45 @@ end
 -- ----- storage -----------------------------------------------------------------
 
 -- Amounts are stored as D values themselves (msgpack keeps their integer
--- fields exactly), so loading a policy parses nothing.
-local function pack_policy(p)
-    local bk = {}
-    for i = 1, #p.bk do
-        bk[#bk + 1] = p.bk[i][1]
-        bk[#bk + 1] = p.bk[i][2]
-    end
-    return {
-        p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false, p.model or false,
-        p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
-    }
-end
+-- fields exactly), so loading a policy parses nothing. A policy is stored as
+-- a positional array (smaller and faster than a map); the positions are
+-- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
+-- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
+-- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
+local pack_policy, unpack_policy
+do
+    local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
+    local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
+    local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
 
-local function unpack_policy(t)
-    local bk = {}
-    local flat = t[17]
-    for i = 1, #flat, 2 do
-        bk[#bk + 1] = { flat[i], flat[i + 1] }
+    function pack_policy(p)
+        local bk = {}
+        for i = 1, #p.bk do
+            bk[#bk + 1] = p.bk[i][1]
+            bk[#bk + 1] = p.bk[i][2]
+        end
+        -- In the order of the positions above (a constructor with [k] = v
+        -- keys would fill the hash part, which cmsgpack may pack as a map).
+        return {
+            p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false,
+            p.model or false, p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
+        }
     end
-    return {
-        name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
-        service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
-        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19], allow = plus(plus(t[3], t[14]), t[15]),
-    }
+
+    function unpack_policy(t)
+        local bk = {}
+        local flat = t[BUCKETS]
+        for i = 1, #flat, 2 do
+            bk[#bk + 1] = { flat[i], flat[i + 1] }
+        end
+        return {
+            name = t[NAME], metric = t[METRIC], limit = t[LIMIT], mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
+            rollover = t[ROLLOVER], service = t[SERVICE] or nil, model = t[MODEL] or nil, gen = t[GENERATION],
+            used = t[USED], held = t[HELD], ps = t[PERIOD_START], ro = t[ROLLED_OVER], gr = t[GRANTED],
+            hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
+            allow = plus(plus(t[LIMIT], t[ROLLED_OVER]), t[GRANTED]),
+        }
+    end
 end
 
 -- ----- views -----------------------------------------------------------------
@@ -3579,6 +3594,16 @@ end
 -- and, shared by the trees of a slot, the index quota:due (quota:due{TAG} on
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
+-- The stored layout is a format, versioned like an RDB encoding: the tree's
+-- "#" field is {seq, generation, event seq, LAYOUT}. Layout 1 (the library
+-- before 1.1) had no fourth entry; it is read as it is and rewritten as the
+-- current layout by the first write to the tree, inside that call (see
+-- read_meta), so a tree is safe while quota-load replaces the library under
+-- live traffic. A newer layout is refused, never misread. Stored records are
+-- positional msgpack arrays (smaller and faster to pack than maps); their
+-- positions are named by constants after the Rust names (below, in
+-- hold_table and in 50_policy's pack_policy).
+--
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
 -- end. A command that fails never flushes, so it changes nothing; a read
@@ -3595,12 +3620,61 @@ local function new_node()
     return { pols = {}, spent = {}, live = 0 }
 end
 
-local function pack_node(n)
-    local pols = {}
-    for i = 1, #n.pols do
-        pols[i] = pack_policy(n.pols[i])
+-- (Field positions in blocks: the library's build function may have at most
+-- 200 locals.)
+local pack_node, unpack_node, pack_meta, read_meta
+do
+    -- "/<path>": a node.
+    local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
+    -- "#": the tree's metadata.
+    local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
+
+    function pack_node(n)
+        local pols = {}
+        for i = 1, #n.pols do
+            pols[i] = pack_policy(n.pols[i])
+        end
+        -- (Positional constructors, in the order of the positions: a table
+        -- built with [k] = v keys may be packed as a map.)
+        return mpack({ pols, costs_store(n.spent), n.live })
     end
-    return mpack({ pols, costs_store(n.spent), n.live })
+
+    function unpack_node(blob)
+        local t = munpack(blob)
+        local stored = t[NODE_POLICIES]
+        local pols = {}
+        for i = 1, #stored do
+            pols[i] = unpack_policy(stored[i])
+        end
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS] }
+    end
+
+    -- The layout this library writes.
+    local LAYOUT = 2
+
+    function pack_meta(meta)
+        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT })
+    end
+
+    -- The tree's metadata, and whether it is stored in an older layout, which
+    -- the first flush rewrites. Layout 1 is this layout without the version
+    -- (its nodes, holds, finished ids and events are encoded alike), so
+    -- reading it needs no conversion; a later layout that changes a record
+    -- converts the tree here, in the call that opens it. A newer layout, or
+    -- metadata of something else, is refused.
+    function read_meta(key, blob)
+        local ok, m = pcall(munpack, blob)
+        if not ok or type(m) ~= "table" or type(m[META_SEQ]) ~= "number" then
+            fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
+                clip(key)))
+        end
+        local layout = m[META_LAYOUT] or 1
+        if layout ~= LAYOUT and layout ~= 1 then
+            fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
+                .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
+        end
+        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ] }, layout ~= LAYOUT
+    end
 end
 
 local function clone_node(n)
@@ -3630,14 +3704,6 @@ local function cache_node(blob, node)
     node_cache[blob] = node
 end
 
-local function unpack_node(blob)
-    local t = munpack(blob)
-    local pols = {}
-    for i = 1, #t[1] do
-        pols[i] = unpack_policy(t[1][i])
-    end
-    return { pols = pols, spent = costs_load(t[2]), live = t[3] }
-end
 
 -- The time: the server's clock, or the test clock when it is enabled.
 local CLOCK_KEY = "quota:clock"
@@ -3780,8 +3846,8 @@ local function open_tree(key, writable)
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
-        local m = munpack(meta)
-        ctx.meta = { seq = m[1], gen = m[2], ev = m[3] }
+        -- (An older layout is rewritten by the first flush.)
+        ctx.meta, ctx.meta_dirty = read_meta(key, meta)
         ctx.exists = true
         ctx.node_count = redis.call("HLEN", key) - 1
         ctx.hold_count = redis.call("HLEN", ctx.hkey)
@@ -4172,31 +4238,43 @@ end
 -- state is "held", "committed", "released" or "expired"; a line names a
 -- policy by path and generation. Outcomes keep amounts as text.
 
-local function hold_table(hold)
-    local items = {}
-    for i, item in ipairs(hold.items) do
-        items[i] = { costs_store(item.cost), item.state, item.outcome or false }
-    end
-    local lines = {}
-    for _, line in ipairs(hold.lines) do
-        lines[#lines + 1] = line.path
-        lines[#lines + 1] = line.gen
-    end
-    return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items, lines,
-        hold.reply or false, hold.last_commit or false, hold.last_release or false }
-end
+local hold_table, hold_of_table
+do
+    -- A hold's positions, after the fields of the Rust Hold (src/engine/hold.rs).
+    local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
+    local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
+    -- An item's.
+    local COST, STATE, OUTCOME = 1, 2, 3
 
-local function hold_of_table(t)
-    local items = {}
-    for i, item in ipairs(t[7]) do
-        items[i] = { cost = costs_load(item[1]), state = item[2], outcome = item[3] or nil }
+    function hold_table(hold)
+        local items = {}
+        for i, item in ipairs(hold.items) do
+            items[i] = { costs_store(item.cost), item.state, item.outcome or false }
+        end
+        local lines = {}
+        for _, line in ipairs(hold.lines) do
+            lines[#lines + 1] = line.path
+            lines[#lines + 1] = line.gen
+        end
+        -- (In the order of the positions.)
+        return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items,
+            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false }
     end
-    local lines = {}
-    for i = 1, #t[8], 2 do
-        lines[#lines + 1] = { path = t[8][i], gen = t[8][i + 1] }
+
+    function hold_of_table(t)
+        local items = {}
+        for i, item in ipairs(t[ITEMS]) do
+            items[i] = { cost = costs_load(item[COST]), state = item[STATE], outcome = item[OUTCOME] or nil }
+        end
+        local lines = {}
+        local flat = t[LINES]
+        for i = 1, #flat, 2 do
+            lines[#lines + 1] = { path = flat[i], gen = flat[i + 1] }
+        end
+        return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil }
     end
-    return { id = t[1], paths = t[2], service = t[3] or nil, model = t[4] or nil, created = t[5], expires = t[6],
-        items = items, lines = lines, reply = t[9] or nil, last_commit = t[10] or nil, last_release = t[11] or nil }
 end
 
 local function pack_hold(hold)
@@ -4247,7 +4325,7 @@ local function flush(ctx, final)
         ctx.exists = true
         ctx.dirty[""] = true
     end
-    local hset = { "#", mpack({ ctx.meta.seq, ctx.meta.gen, ctx.meta.ev }) }
+    local hset = { "#", pack_meta(ctx.meta) }
     for path in pairs(ctx.dirty) do
         local node = ctx.nodes[path]
         if node then

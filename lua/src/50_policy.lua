@@ -462,30 +462,45 @@ end
 -- ----- storage -----------------------------------------------------------------
 
 -- Amounts are stored as D values themselves (msgpack keeps their integer
--- fields exactly), so loading a policy parses nothing.
-local function pack_policy(p)
-    local bk = {}
-    for i = 1, #p.bk do
-        bk[#bk + 1] = p.bk[i][1]
-        bk[#bk + 1] = p.bk[i][2]
-    end
-    return {
-        p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false, p.model or false,
-        p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
-    }
-end
+-- fields exactly), so loading a policy parses nothing. A policy is stored as
+-- a positional array (smaller and faster than a map); the positions are
+-- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
+-- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
+-- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
+local pack_policy, unpack_policy
+do
+    local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
+    local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
+    local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
 
-local function unpack_policy(t)
-    local bk = {}
-    local flat = t[17]
-    for i = 1, #flat, 2 do
-        bk[#bk + 1] = { flat[i], flat[i + 1] }
+    function pack_policy(p)
+        local bk = {}
+        for i = 1, #p.bk do
+            bk[#bk + 1] = p.bk[i][1]
+            bk[#bk + 1] = p.bk[i][2]
+        end
+        -- In the order of the positions above (a constructor with [k] = v
+        -- keys would fill the hash part, which cmsgpack may pack as a map).
+        return {
+            p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false,
+            p.model or false, p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
+        }
     end
-    return {
-        name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
-        service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
-        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19], allow = plus(plus(t[3], t[14]), t[15]),
-    }
+
+    function unpack_policy(t)
+        local bk = {}
+        local flat = t[BUCKETS]
+        for i = 1, #flat, 2 do
+            bk[#bk + 1] = { flat[i], flat[i + 1] }
+        end
+        return {
+            name = t[NAME], metric = t[METRIC], limit = t[LIMIT], mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
+            rollover = t[ROLLOVER], service = t[SERVICE] or nil, model = t[MODEL] or nil, gen = t[GENERATION],
+            used = t[USED], held = t[HELD], ps = t[PERIOD_START], ro = t[ROLLED_OVER], gr = t[GRANTED],
+            hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
+            allow = plus(plus(t[LIMIT], t[ROLLED_OVER]), t[GRANTED]),
+        }
+    end
 end
 
 -- ----- views -----------------------------------------------------------------
