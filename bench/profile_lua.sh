@@ -14,8 +14,8 @@ CMD=("$@")
 [ ${#CMD[@]} -gt 0 ] || CMD=(FCALL quota_reserve 1 t PATH search/qr/canary TTL 600000 BRIEF COST credits 1 requests 1)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OUT=$(mktemp -d)
-valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" --toggle-collect='call' \
-  redis-server --port "$PORT" --save '' --appendonly no > "$OUT/log" 2>&1 &
+valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" ${TOGGLE---toggle-collect=call} \
+  "${SERVER:-redis-server}" --port "$PORT" --save '' --appendonly no > "$OUT/log" 2>&1 &
 VG=$!
 for _ in $(seq 300); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
 target/release/quota-load --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null

@@ -3035,7 +3035,6 @@ end
 local MODES = { strict = true, block = true, open = true }
 local STATUS_RANK = { none = 0, healthy = 1, warning = 2, critical = 3, over = 4 }
 local DEFAULT_WARN = { 80, 90 }
-local MAX_WARN = 10
 local D100 = D.from_int(100)
 
 local band, bor, bnot, lshift = bit.band, bit.bor, bit.bnot, bit.lshift
@@ -3079,8 +3078,8 @@ local function parse_warn(text)
         end
         start = comma + 1
     end
-    if #out > MAX_WARN then
-        fail(sformat("ERR limit: at most %d WARN thresholds per policy", MAX_WARN))
+    if #out > 10 then
+        fail("ERR limit: at most 10 WARN thresholds per policy")
     end
     table.sort(out)
     local dedup = {}
@@ -3212,6 +3211,10 @@ end
 local period_ends, period_ends_size = {}, 0
 
 local function period_end(p)
+    -- (Kept on the policy too, for the start and window it was computed for.)
+    if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
+        return p.pe
+    end
     local w = window_of(p.wenc)
     if not W.is_calendar(w) then
         return nil
@@ -3227,6 +3230,7 @@ local function period_end(p)
         period_ends[key] = e
         period_ends_size = period_ends_size + 1
     end
+    p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
     return e
 end
 
@@ -3496,26 +3500,46 @@ end
 -- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
 -- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
 -- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
-local pack_policy, unpack_policy
+local pack_policy, unpack_policy, array_header
 do
+    local mpack = cmsgpack.pack
     local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
     local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
     local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
 
+    -- A msgpack array header for n elements, as cmsgpack writes it.
+    function array_header(n)
+        if n <= 15 then
+            return string.char(0x90 + n)
+        end
+        return string.char(0xdc, math.floor(n / 256), n % 256)
+    end
+    local POLICY_HEADER = array_header(OVER_FIRED)
+
+    -- The packed bytes of a policy, as cmsgpack packs the array of its
+    -- positions: the header, then NAME .. GENERATION (kept on the policy
+    -- while those fields hold the same values: they change only by QUOTA.SET)
+    -- and the rest.
     function pack_policy(p)
+        local head = p.packed_head
+        if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
+                and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
+                and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
+                and p.ph_gen == p.gen) then
+            head = POLICY_HEADER .. mpack(p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false,
+                p.service or false, p.model or false, p.gen)
+            p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
+            p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
+                p.model
+            p.ph_gen = p.gen
+        end
         local bk = {}
         for i = 1, #p.bk do
             bk[#bk + 1] = p.bk[i][1]
             bk[#bk + 1] = p.bk[i][2]
         end
-        -- In the order of the positions above (a constructor with [k] = v
-        -- keys would fill the hash part, which cmsgpack may pack as a map).
-        return {
-            p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false,
-            p.model or false, p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
-        }
+        return head .. mpack(p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf)
     end
-
     function unpack_policy(t)
         local bk = {}
         local flat = t[BUCKETS]
@@ -3630,13 +3654,14 @@ do
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
 
     function pack_node(n)
-        local pols = {}
+        -- The bytes cmsgpack would write for {policies, spent, live}, the
+        -- policies packed one by one (see pack_policy).
+        local parts = { "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
-            pols[i] = pack_policy(n.pols[i])
+            parts[i + 2] = pack_policy(n.pols[i])
         end
-        -- (Positional constructors, in the order of the positions: a table
-        -- built with [k] = v keys may be packed as a map.)
-        return mpack({ pols, costs_store(n.spent), n.live })
+        parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
+        return tconcat(parts)
     end
 
     function unpack_node(blob)
@@ -3692,11 +3717,10 @@ end
 -- unchanged (an ancestor on every request) is copied, not decoded. Equal
 -- bytes decode to equal nodes, so the cache is right whoever wrote them.
 local node_cache, node_cache_size = {}, 0
-local NODE_CACHE_MAX = 4096
 
 local function cache_node(blob, node)
     if node_cache[blob] == nil then
-        if node_cache_size >= NODE_CACHE_MAX then
+        if node_cache_size >= 4096 then
             node_cache, node_cache_size = {}, 0
         end
         node_cache_size = node_cache_size + 1
@@ -3897,11 +3921,24 @@ local function load_nodes(ctx, paths)
         local blob = blobs[i]
         if blob then
             local pristine = node_cache[blob]
-            if not pristine then
-                pristine = unpack_node(blob)
-                cache_node(blob, pristine)
+            if ctx.writable then
+                -- A write takes the decoded node out of the cache and changes
+                -- it in place: its final flush caches it again under the
+                -- bytes it writes; a write that fails drops it.
+                if pristine then
+                    node_cache[blob] = nil
+                    node_cache_size = node_cache_size - 1
+                else
+                    pristine = unpack_node(blob)
+                end
+                ctx.nodes[path] = pristine
+            else
+                if not pristine then
+                    pristine = unpack_node(blob)
+                    cache_node(blob, pristine)
+                end
+                ctx.nodes[path] = clone_node(pristine)
             end
-            ctx.nodes[path] = clone_node(pristine)
         else
             ctx.nodes[path] = false
         end
@@ -4004,26 +4041,47 @@ local function emit(ctx, event)
 end
 
 -- The warnings and `over` a policy fires now, each once per period.
-local function alerts(ctx, p, path)
-    local rolling = is_rolling(p)
-    for i, pct in ipairs(p.warn) do
-        local b = lshift(1, i - 1)
-        local is_crossed = crossed(p, pct)
-        if is_crossed and band(p.fired, b) == 0 then
-            p.fired = bor(p.fired, b)
-            local e = event_about("warning", ctx.now, path, p)
-            e.threshold = pct
-            emit(ctx, e)
-        elseif not is_crossed and rolling then
-            p.fired = band(p.fired, bnot(b))
+local alerts
+do
+    -- While the level and the allowance are integer mantissas of one scale
+    -- below 2^45, level * 100 and allowance * pct (pct <= 100) are exact
+    -- doubles below 2^53: a threshold is judged on them (as crossed() would,
+    -- without making values); otherwise by crossed().
+    local SMALL = 35184372088832
+
+    function alerts(ctx, p, path)
+        local rolling = is_rolling(p)
+        local used, allow = p.used, p.allow
+        local level, am, s = used.m, allow.m, used.s
+        if level and p.mode == "strict" then
+            local held = p.held
+            level = held.s == s and held.m and level + held.m
         end
-    end
-    local over = is_over(p)
-    if over and not p.overf then
-        p.overf = true
-        emit(ctx, event_about("over", ctx.now, path, p))
-    elseif not over and rolling then
-        p.overf = false
+        local fast = level and am and allow.s == s and level < SMALL and level > -SMALL and am < SMALL and am > -SMALL
+        for i, pct in ipairs(p.warn) do
+            local b = lshift(1, i - 1)
+            local is_crossed
+            if fast then
+                is_crossed = level * 100 >= am * pct
+            else
+                is_crossed = crossed(p, pct)
+            end
+            if is_crossed and band(p.fired, b) == 0 then
+                p.fired = bor(p.fired, b)
+                local e = event_about("warning", ctx.now, path, p)
+                e.threshold = pct
+                emit(ctx, e)
+            elseif not is_crossed and rolling then
+                p.fired = band(p.fired, bnot(b))
+            end
+        end
+        local over = is_over(p)
+        if over and not p.overf then
+            p.overf = true
+            emit(ctx, event_about("over", ctx.now, path, p))
+        elseif not over and rolling then
+            p.overf = false
+        end
     end
 end
 

@@ -6,7 +6,6 @@
 local MODES = { strict = true, block = true, open = true }
 local STATUS_RANK = { none = 0, healthy = 1, warning = 2, critical = 3, over = 4 }
 local DEFAULT_WARN = { 80, 90 }
-local MAX_WARN = 10
 local D100 = D.from_int(100)
 
 local band, bor, bnot, lshift = bit.band, bit.bor, bit.bnot, bit.lshift
@@ -50,8 +49,8 @@ local function parse_warn(text)
         end
         start = comma + 1
     end
-    if #out > MAX_WARN then
-        fail(sformat("ERR limit: at most %d WARN thresholds per policy", MAX_WARN))
+    if #out > 10 then
+        fail("ERR limit: at most 10 WARN thresholds per policy")
     end
     table.sort(out)
     local dedup = {}
@@ -183,6 +182,10 @@ end
 local period_ends, period_ends_size = {}, 0
 
 local function period_end(p)
+    -- (Kept on the policy too, for the start and window it was computed for.)
+    if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
+        return p.pe
+    end
     local w = window_of(p.wenc)
     if not W.is_calendar(w) then
         return nil
@@ -198,6 +201,7 @@ local function period_end(p)
         period_ends[key] = e
         period_ends_size = period_ends_size + 1
     end
+    p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
     return e
 end
 
@@ -467,26 +471,46 @@ end
 -- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
 -- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
 -- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
-local pack_policy, unpack_policy
+local pack_policy, unpack_policy, array_header
 do
+    local mpack = cmsgpack.pack
     local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
     local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
     local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
 
+    -- A msgpack array header for n elements, as cmsgpack writes it.
+    function array_header(n)
+        if n <= 15 then
+            return string.char(0x90 + n)
+        end
+        return string.char(0xdc, math.floor(n / 256), n % 256)
+    end
+    local POLICY_HEADER = array_header(OVER_FIRED)
+
+    -- The packed bytes of a policy, as cmsgpack packs the array of its
+    -- positions: the header, then NAME .. GENERATION (kept on the policy
+    -- while those fields hold the same values: they change only by QUOTA.SET)
+    -- and the rest.
     function pack_policy(p)
+        local head = p.packed_head
+        if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
+                and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
+                and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
+                and p.ph_gen == p.gen) then
+            head = POLICY_HEADER .. mpack(p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false,
+                p.service or false, p.model or false, p.gen)
+            p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
+            p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
+                p.model
+            p.ph_gen = p.gen
+        end
         local bk = {}
         for i = 1, #p.bk do
             bk[#bk + 1] = p.bk[i][1]
             bk[#bk + 1] = p.bk[i][2]
         end
-        -- In the order of the positions above (a constructor with [k] = v
-        -- keys would fill the hash part, which cmsgpack may pack as a map).
-        return {
-            p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false,
-            p.model or false, p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
-        }
+        return head .. mpack(p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf)
     end
-
     function unpack_policy(t)
         local bk = {}
         local flat = t[BUCKETS]

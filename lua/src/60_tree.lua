@@ -51,13 +51,14 @@ do
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
 
     function pack_node(n)
-        local pols = {}
+        -- The bytes cmsgpack would write for {policies, spent, live}, the
+        -- policies packed one by one (see pack_policy).
+        local parts = { "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
-            pols[i] = pack_policy(n.pols[i])
+            parts[i + 2] = pack_policy(n.pols[i])
         end
-        -- (Positional constructors, in the order of the positions: a table
-        -- built with [k] = v keys may be packed as a map.)
-        return mpack({ pols, costs_store(n.spent), n.live })
+        parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
+        return tconcat(parts)
     end
 
     function unpack_node(blob)
@@ -113,11 +114,10 @@ end
 -- unchanged (an ancestor on every request) is copied, not decoded. Equal
 -- bytes decode to equal nodes, so the cache is right whoever wrote them.
 local node_cache, node_cache_size = {}, 0
-local NODE_CACHE_MAX = 4096
 
 local function cache_node(blob, node)
     if node_cache[blob] == nil then
-        if node_cache_size >= NODE_CACHE_MAX then
+        if node_cache_size >= 4096 then
             node_cache, node_cache_size = {}, 0
         end
         node_cache_size = node_cache_size + 1
@@ -318,11 +318,24 @@ local function load_nodes(ctx, paths)
         local blob = blobs[i]
         if blob then
             local pristine = node_cache[blob]
-            if not pristine then
-                pristine = unpack_node(blob)
-                cache_node(blob, pristine)
+            if ctx.writable then
+                -- A write takes the decoded node out of the cache and changes
+                -- it in place: its final flush caches it again under the
+                -- bytes it writes; a write that fails drops it.
+                if pristine then
+                    node_cache[blob] = nil
+                    node_cache_size = node_cache_size - 1
+                else
+                    pristine = unpack_node(blob)
+                end
+                ctx.nodes[path] = pristine
+            else
+                if not pristine then
+                    pristine = unpack_node(blob)
+                    cache_node(blob, pristine)
+                end
+                ctx.nodes[path] = clone_node(pristine)
             end
-            ctx.nodes[path] = clone_node(pristine)
         else
             ctx.nodes[path] = false
         end
@@ -425,26 +438,47 @@ local function emit(ctx, event)
 end
 
 -- The warnings and `over` a policy fires now, each once per period.
-local function alerts(ctx, p, path)
-    local rolling = is_rolling(p)
-    for i, pct in ipairs(p.warn) do
-        local b = lshift(1, i - 1)
-        local is_crossed = crossed(p, pct)
-        if is_crossed and band(p.fired, b) == 0 then
-            p.fired = bor(p.fired, b)
-            local e = event_about("warning", ctx.now, path, p)
-            e.threshold = pct
-            emit(ctx, e)
-        elseif not is_crossed and rolling then
-            p.fired = band(p.fired, bnot(b))
+local alerts
+do
+    -- While the level and the allowance are integer mantissas of one scale
+    -- below 2^45, level * 100 and allowance * pct (pct <= 100) are exact
+    -- doubles below 2^53: a threshold is judged on them (as crossed() would,
+    -- without making values); otherwise by crossed().
+    local SMALL = 35184372088832
+
+    function alerts(ctx, p, path)
+        local rolling = is_rolling(p)
+        local used, allow = p.used, p.allow
+        local level, am, s = used.m, allow.m, used.s
+        if level and p.mode == "strict" then
+            local held = p.held
+            level = held.s == s and held.m and level + held.m
         end
-    end
-    local over = is_over(p)
-    if over and not p.overf then
-        p.overf = true
-        emit(ctx, event_about("over", ctx.now, path, p))
-    elseif not over and rolling then
-        p.overf = false
+        local fast = level and am and allow.s == s and level < SMALL and level > -SMALL and am < SMALL and am > -SMALL
+        for i, pct in ipairs(p.warn) do
+            local b = lshift(1, i - 1)
+            local is_crossed
+            if fast then
+                is_crossed = level * 100 >= am * pct
+            else
+                is_crossed = crossed(p, pct)
+            end
+            if is_crossed and band(p.fired, b) == 0 then
+                p.fired = bor(p.fired, b)
+                local e = event_about("warning", ctx.now, path, p)
+                e.threshold = pct
+                emit(ctx, e)
+            elseif not is_crossed and rolling then
+                p.fired = band(p.fired, bnot(b))
+            end
+        end
+        local over = is_over(p)
+        if over and not p.overf then
+            p.overf = true
+            emit(ctx, event_about("over", ctx.now, path, p))
+        elseif not over and rolling then
+            p.overf = false
+        end
     end
 end
 
