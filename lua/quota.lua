@@ -118,6 +118,7 @@ local function build()
 --   D.from_int(n)                    n: an integer Lua number
 --   D.add(a, b)                      exact; fails "ERR limit: amount total
 --                                    would exceed 10^18" beyond 10^18
+--   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -755,6 +756,15 @@ do
             fail("ERR limit: amount total would exceed 10^18")
         end
         return r
+    end
+
+    -- Fails as D.add would, without making the sum when it cannot fail:
+    -- two small values are each below 2^53 in magnitude, so their sum is
+    -- below 2^54 < 10^18.
+    function D.check_add(a, b)
+        if not (a.m and b.m) then
+            D.add(a, b)
+        end
     end
 
     -- A total that never goes below 0 and stops at 10^18: for commits,
@@ -3873,7 +3883,9 @@ local function open_tree(key, writable)
         -- (An older layout is rewritten by the first flush.)
         ctx.meta, ctx.meta_dirty = read_meta(key, meta)
         ctx.exists = true
-        ctx.node_count = redis.call("HLEN", key) - 1
+        -- The nodes the tree had is asked of Redis only when a command
+        -- creates paths (check_path_room); node_count counts the changes.
+        ctx.node_base, ctx.node_count = false, 0
         ctx.hold_count = redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
@@ -3882,7 +3894,7 @@ local function open_tree(key, writable)
         ctx.meta = { seq = 0, gen = 1, ev = 1 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
-        ctx.node_count = 1
+        ctx.node_base, ctx.node_count = 0, 1
         ctx.hold_count = 0
     end
     return ctx
@@ -3996,7 +4008,10 @@ end
 
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
-    if new_nodes > 0 and ctx.node_count + new_nodes > max then
+    if new_nodes > 0 and not ctx.node_base then
+        ctx.node_base = redis.call("HLEN", ctx.key) - 1
+    end
+    if new_nodes > 0 and ctx.node_base + ctx.node_count + new_nodes > max then
         fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
     end
 end
@@ -4244,14 +4259,14 @@ local function check_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            D.add(p.used, costs_get_at(usage, by_metric, p.metric))
+            D.check_add(p.used, costs_get_at(usage, by_metric, p.metric))
         end
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
+            D.check_add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -4445,6 +4460,10 @@ local function flush(ctx, final)
         for _, e in ipairs(ctx.new_events) do
             redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
         end
+    end
+    if final then
+        -- (The context is done with: nothing is left to reset.)
+        return
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
     ctx.kid_add, ctx.kid_del = {}, {}
@@ -4697,6 +4716,9 @@ function HOLDS.available(p)
     return D.max(remaining(p), D.ZERO)
 end
 
+-- The column of a metric no item takes (never changed).
+HOLDS.NO_COLUMN = { at = {}, total = {} }
+
 -- The policy that admits the fewest leading items, when one admits fewer
 -- than all; among equals the least available (root first when that ties).
 function HOLDS.binding_of(ctx, r, items)
@@ -4722,7 +4744,7 @@ function HOLDS.binding_of(ctx, r, items)
             end
         end
     end
-    local none = { at = {}, total = {} }
+    local none = HOLDS.NO_COLUMN
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         local col = columns[p.metric] or none
@@ -4732,6 +4754,12 @@ function HOLDS.binding_of(ctx, r, items)
         local fits = n
         if p.mode == "block" then
             if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+                fits = col.at[1] - 1
+            end
+        elseif p.mode ~= "open" and #col.at == 1 then
+            -- One item takes the metric: it fits unless used + held + it
+            -- passes the allowance (judged without making values).
+            if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
                 fits = col.at[1] - 1
             end
         elseif p.mode ~= "open" then
@@ -4903,7 +4931,7 @@ function HOLDS.reserve(ctx, req)
     local held_at = costs_index(held, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
-        D.add(p.held, costs_get_at(held, held_at, p.metric))
+        D.check_add(p.held, costs_get_at(held, held_at, p.metric))
     end
 
     -- After this point the reservation succeeds.

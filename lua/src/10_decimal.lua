@@ -26,6 +26,7 @@
 --   D.from_int(n)                    n: an integer Lua number
 --   D.add(a, b)                      exact; fails "ERR limit: amount total
 --                                    would exceed 10^18" beyond 10^18
+--   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -663,6 +664,15 @@ do
             fail("ERR limit: amount total would exceed 10^18")
         end
         return r
+    end
+
+    -- Fails as D.add would, without making the sum when it cannot fail:
+    -- two small values are each below 2^53 in magnitude, so their sum is
+    -- below 2^54 < 10^18.
+    function D.check_add(a, b)
+        if not (a.m and b.m) then
+            D.add(a, b)
+        end
     end
 
     -- A total that never goes below 0 and stops at 10^18: for commits,

@@ -270,7 +270,9 @@ local function open_tree(key, writable)
         -- (An older layout is rewritten by the first flush.)
         ctx.meta, ctx.meta_dirty = read_meta(key, meta)
         ctx.exists = true
-        ctx.node_count = redis.call("HLEN", key) - 1
+        -- The nodes the tree had is asked of Redis only when a command
+        -- creates paths (check_path_room); node_count counts the changes.
+        ctx.node_base, ctx.node_count = false, 0
         ctx.hold_count = redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
@@ -279,7 +281,7 @@ local function open_tree(key, writable)
         ctx.meta = { seq = 0, gen = 1, ev = 1 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
-        ctx.node_count = 1
+        ctx.node_base, ctx.node_count = 0, 1
         ctx.hold_count = 0
     end
     return ctx
@@ -393,7 +395,10 @@ end
 
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
-    if new_nodes > 0 and ctx.node_count + new_nodes > max then
+    if new_nodes > 0 and not ctx.node_base then
+        ctx.node_base = redis.call("HLEN", ctx.key) - 1
+    end
+    if new_nodes > 0 and ctx.node_base + ctx.node_count + new_nodes > max then
         fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
     end
 end
@@ -641,14 +646,14 @@ local function check_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            D.add(p.used, costs_get_at(usage, by_metric, p.metric))
+            D.check_add(p.used, costs_get_at(usage, by_metric, p.metric))
         end
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
+            D.check_add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -842,6 +847,10 @@ local function flush(ctx, final)
         for _, e in ipairs(ctx.new_events) do
             redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
         end
+    end
+    if final then
+        -- (The context is done with: nothing is left to reset.)
+        return
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
     ctx.kid_add, ctx.kid_del = {}, {}
