@@ -2481,7 +2481,6 @@ end
 -- ---------------------------------------------------------------------------
 
 local MAX_DEPTH_HARD = 64
-local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
@@ -2577,7 +2576,7 @@ local function check_segment(segment)
     if segment == "" then
         return "empty segment"
     end
-    if #segment > MAX_SEGMENT_LEN then
+    if #segment > 64 then -- (bytes in a path segment)
         return "segment longer than 64 characters"
     end
     if segment == "." or segment == ".." then
@@ -2930,10 +2929,9 @@ local plus = D.plus
 -- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
 -- added or looked up would make its work grow with their square. Only worth
 -- building for a long list searched often: nil (scan) otherwise.
-local SCAN_LEN = 16
 
 local function costs_index(costs, lookups)
-    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+    if #costs <= 16 or lookups <= 16 then -- (a scan is cheaper than an index)
         return nil
     end
     local index = {}
@@ -3510,7 +3508,7 @@ end
 -- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
 -- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
 -- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
-local pack_policy, unpack_policy, array_header
+local pack_policy, unpack_policy, array_header, packed_d
 do
     local mpack = cmsgpack.pack
     local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -3525,6 +3523,19 @@ do
         return string.char(0xdc, math.floor(n / 256), n % 256)
     end
     local POLICY_HEADER = array_header(OVER_FIRED)
+
+    -- The packed bytes of a D value, kept while the value lives (values
+    -- never change, and most of a policy's are the same from one write to
+    -- the next).
+    local packed_ds = setmetatable({}, { __mode = "k" })
+    function packed_d(v)
+        local b = packed_ds[v]
+        if not b then
+            b = mpack(v)
+            packed_ds[v] = b
+        end
+        return b
+    end
 
     -- The packed bytes of a policy, as cmsgpack packs the array of its
     -- positions: the header, then NAME .. GENERATION (kept on the policy
@@ -3548,7 +3559,8 @@ do
             bk[#bk + 1] = p.bk[i][1]
             bk[#bk + 1] = p.bk[i][2]
         end
-        return head .. mpack(p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf)
+        return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
+            .. mpack(p.hist, bk, p.fired, p.overf)
     end
     function unpack_policy(t)
         local bk = {}
@@ -3877,6 +3889,8 @@ local function open_tree(key, writable)
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
+        -- (Set below; named here so that the table is made at its size.)
+        meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -4381,7 +4395,6 @@ end
 
 -- ----- writing back --------------------------------------------------------------
 
-local EVENTS_CHANNEL = "quota:events:"
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
@@ -4458,7 +4471,7 @@ local function flush(ctx, final)
         redis.call("RPUSH", ctx.vkey, unpack(blobs))
         redis.call("LTRIM", ctx.vkey, -math.max(ctx.limits.events_len, 1), -1)
         for _, e in ipairs(ctx.new_events) do
-            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
+            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(e, key)))
         end
     end
     if final then

@@ -4,7 +4,6 @@
 -- ---------------------------------------------------------------------------
 
 local MAX_DEPTH_HARD = 64
-local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
@@ -100,7 +99,7 @@ local function check_segment(segment)
     if segment == "" then
         return "empty segment"
     end
-    if #segment > MAX_SEGMENT_LEN then
+    if #segment > 64 then -- (bytes in a path segment)
         return "segment longer than 64 characters"
     end
     if segment == "." or segment == ".." then
@@ -453,10 +452,9 @@ local plus = D.plus
 -- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
 -- added or looked up would make its work grow with their square. Only worth
 -- building for a long list searched often: nil (scan) otherwise.
-local SCAN_LEN = 16
 
 local function costs_index(costs, lookups)
-    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+    if #costs <= 16 or lookups <= 16 then -- (a scan is cheaper than an index)
         return nil
     end
     local index = {}

@@ -471,7 +471,7 @@ end
 -- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
 -- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
 -- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
-local pack_policy, unpack_policy, array_header
+local pack_policy, unpack_policy, array_header, packed_d
 do
     local mpack = cmsgpack.pack
     local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
@@ -486,6 +486,19 @@ do
         return string.char(0xdc, math.floor(n / 256), n % 256)
     end
     local POLICY_HEADER = array_header(OVER_FIRED)
+
+    -- The packed bytes of a D value, kept while the value lives (values
+    -- never change, and most of a policy's are the same from one write to
+    -- the next).
+    local packed_ds = setmetatable({}, { __mode = "k" })
+    function packed_d(v)
+        local b = packed_ds[v]
+        if not b then
+            b = mpack(v)
+            packed_ds[v] = b
+        end
+        return b
+    end
 
     -- The packed bytes of a policy, as cmsgpack packs the array of its
     -- positions: the header, then NAME .. GENERATION (kept on the policy
@@ -509,7 +522,8 @@ do
             bk[#bk + 1] = p.bk[i][1]
             bk[#bk + 1] = p.bk[i][2]
         end
-        return head .. mpack(p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf)
+        return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
+            .. mpack(p.hist, bk, p.fired, p.overf)
     end
     function unpack_policy(t)
         local bk = {}

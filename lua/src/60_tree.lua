@@ -264,6 +264,8 @@ local function open_tree(key, writable)
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
+        -- (Set below; named here so that the table is made at its size.)
+        meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -768,7 +770,6 @@ end
 
 -- ----- writing back --------------------------------------------------------------
 
-local EVENTS_CHANNEL = "quota:events:"
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
@@ -845,7 +846,7 @@ local function flush(ctx, final)
         redis.call("RPUSH", ctx.vkey, unpack(blobs))
         redis.call("LTRIM", ctx.vkey, -math.max(ctx.limits.events_len, 1), -1)
         for _, e in ipairs(ctx.new_events) do
-            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(e, key)))
+            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(e, key)))
         end
     end
     if final then
