@@ -3436,6 +3436,13 @@ end
 -- Usage that stops at 10^18: a charge checked that it stays within, and a
 -- commit is never refused (Policy::add_used_capped).
 local function add_used_capped(p, delta, now)
+    if delta.m and p.used.m then
+        -- Two small values are each below 2^53 in magnitude: the total
+        -- stays below 2^54 < 10^18, so the cap cannot bind (and no limb
+        -- arithmetic on 10^18 is needed to see it).
+        add_used(p, delta, now)
+        return
+    end
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
