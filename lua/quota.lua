@@ -119,6 +119,8 @@ local function build()
 --   D.add(a, b)                      exact; fails "ERR limit: amount total
 --                                    would exceed 10^18" beyond 10^18
 --   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
+--   D.stored(v) -> number | v        the form stored (an integer below 2^53
+--                                    as the number); D.loaded(x) -> v reads it
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -756,6 +758,24 @@ do
             fail("ERR limit: amount total would exceed 10^18")
         end
         return r
+    end
+
+    -- The form a value is stored in (layout 2): an integer whose mantissa
+    -- is small is the plain number (msgpack keeps it exactly), anything else
+    -- the table. Layout 1 stored every value as the table; D.loaded reads
+    -- both.
+    function D.stored(v)
+        if v.s == 0 and v.m then
+            return v.m
+        end
+        return v
+    end
+
+    function D.loaded(x)
+        if type(x) == "number" then
+            return D.from_int(x)
+        end
+        return x
     end
 
     -- Fails as D.add would, without making the sum when it cannot fail:
@@ -2556,6 +2576,10 @@ local function valid_utf8(s)
 end
 
 local function check_utf8(args)
+    -- (One search over all of them first: arguments are nearly always ASCII.)
+    if not sfind(tconcat(args), "[\128-\255]") then
+        return
+    end
     for i = 1, #args do
         if not valid_utf8(args[i]) then
             fail("ERR syntax: arguments must be valid UTF-8")
@@ -3002,7 +3026,7 @@ local function costs_store(costs)
     local out = {}
     for i = 1, #costs do
         out[#out + 1] = costs[i][1]
-        out[#out + 1] = costs[i][2]
+        out[#out + 1] = D.stored(costs[i][2])
     end
     return out
 end
@@ -3010,7 +3034,7 @@ end
 local function costs_load(flat)
     local out = {}
     for i = 1, #flat, 2 do
-        out[#out + 1] = { flat[i], flat[i + 1] }
+        out[#out + 1] = { flat[i], D.loaded(flat[i + 1]) }
     end
     return out
 end
@@ -3510,7 +3534,8 @@ end
 -- ----- storage -----------------------------------------------------------------
 
 -- Amounts are stored as D values themselves (msgpack keeps their integer
--- fields exactly), so loading a policy parses nothing. A policy is stored as
+-- fields exactly), an integer amount as the plain number since layout 2
+-- (D.stored), so loading a policy parses nothing. A policy is stored as
 -- a positional array (smaller and faster than a map); the positions are
 -- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
 -- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
@@ -3538,7 +3563,7 @@ do
     function packed_d(v)
         local b = packed_ds[v]
         if not b then
-            b = mpack(v)
+            b = mpack(D.stored(v))
             packed_ds[v] = b
         end
         return b
@@ -3554,8 +3579,8 @@ do
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
                 and p.ph_gen == p.gen) then
-            head = POLICY_HEADER .. mpack(p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false,
-                p.service or false, p.model or false, p.gen)
+            head = POLICY_HEADER .. mpack(p.name, p.metric, D.stored(p.limit), p.mode, p.wenc, p.warn,
+                p.rollover and D.stored(p.rollover) or false, p.service or false, p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
@@ -3564,7 +3589,7 @@ do
         local bk = {}
         for i = 1, #p.bk do
             bk[#bk + 1] = p.bk[i][1]
-            bk[#bk + 1] = p.bk[i][2]
+            bk[#bk + 1] = D.stored(p.bk[i][2])
         end
         return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
             .. mpack(p.hist, bk, p.fired, p.overf)
@@ -3573,14 +3598,15 @@ do
         local bk = {}
         local flat = t[BUCKETS]
         for i = 1, #flat, 2 do
-            bk[#bk + 1] = { flat[i], flat[i + 1] }
+            bk[#bk + 1] = { flat[i], D.loaded(flat[i + 1]) }
         end
+        local limit, ro, gr = D.loaded(t[LIMIT]), D.loaded(t[ROLLED_OVER]), D.loaded(t[GRANTED])
         return {
-            name = t[NAME], metric = t[METRIC], limit = t[LIMIT], mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
-            rollover = t[ROLLOVER], service = t[SERVICE] or nil, model = t[MODEL] or nil, gen = t[GENERATION],
-            used = t[USED], held = t[HELD], ps = t[PERIOD_START], ro = t[ROLLED_OVER], gr = t[GRANTED],
-            hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
-            allow = plus(plus(t[LIMIT], t[ROLLED_OVER]), t[GRANTED]),
+            name = t[NAME], metric = t[METRIC], limit = limit, mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
+            rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
+            gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
+            allow = plus(plus(limit, ro), gr),
         }
     end
 end
@@ -3711,9 +3737,12 @@ do
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
-    -- the first flush rewrites. Layout 1 is this layout without the version
-    -- (its nodes, holds, finished ids and events are encoded alike), so
-    -- reading it needs no conversion; a later layout that changes a record
+    -- the first flush rewrites. Layout 2 differs from layout 1 (which had no
+    -- version) only in how an amount is stored: an integer amount is the
+    -- plain msgpack number, not the {m, s} map (D.stored). Every record says
+    -- so by its own bytes, so a layout-1 record is read as it is (D.loaded)
+    -- and written in layout 2 when it is next written: a tree of layout 2
+    -- may hold records of both. A later layout that cannot be read so
     -- converts the tree here, in the call that opens it. A newer layout, or
     -- metadata of something else, is refused.
     function read_meta(key, blob)

@@ -20,7 +20,8 @@ commit 3ba2ff4 (layout 1: the tree's "#" field had no version):
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
-the tree's "#" field then carries the current layout version, that a tree of
+the tree's "#" field then carries layout 2 and a node written since stores its
+integer amounts as plain numbers (layout 2), that a tree of
 an unknown (newer) layout is refused with a clear error and left unchanged,
 and that a read of an old tree changes nothing.
 """
@@ -282,10 +283,15 @@ def test_fixture(name):
         compare(r, fixture["reads_after_writes"], f"{name} read after writes")
         version = meta_version(r, tree)
         current = r.execute_command("FCALL", "quota_version", "0")
-        check(version >= 2, f"{name}: the tree is in the current layout after a write (layout {version})")
-        # Every node and hold decodes in the new layout (no old field left).
+        check(version == 2, f"{name}: the tree's metadata says layout 2 after a write (layout {version})")
+        # A node written since is in layout 2: its integer amounts are plain
+        # numbers (the limit of a/b's first policy, 50), not {m, s} maps.
+        limit_type = r.eval("local n = cmsgpack.unpack(redis.call('HGET', KEYS[1], '/a/b')); "
+                            "return type(n[1][1][3])", 1, tree)
+        check(limit_type == b"number", f"{name}: a node written after the upgrade is in layout 2 ({limit_type})")
+        # Records of both layouts side by side read alike.
         check(run(r, ["QUOTA.TREE", tree, "/", "DEPTH", "16"]) == run(r, ["QUOTA.TREE", tree, "/", "DEPTH", "16"]),
-              f"{name}: the upgraded tree reads the same twice ({plain(current)})")
+              f"{name}: the upgraded tree reads the same twice (library {plain(current)})")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

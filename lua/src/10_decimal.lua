@@ -27,6 +27,8 @@
 --   D.add(a, b)                      exact; fails "ERR limit: amount total
 --                                    would exceed 10^18" beyond 10^18
 --   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
+--   D.stored(v) -> number | v        the form stored (an integer below 2^53
+--                                    as the number); D.loaded(x) -> v reads it
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -664,6 +666,24 @@ do
             fail("ERR limit: amount total would exceed 10^18")
         end
         return r
+    end
+
+    -- The form a value is stored in (layout 2): an integer whose mantissa
+    -- is small is the plain number (msgpack keeps it exactly), anything else
+    -- the table. Layout 1 stored every value as the table; D.loaded reads
+    -- both.
+    function D.stored(v)
+        if v.s == 0 and v.m then
+            return v.m
+        end
+        return v
+    end
+
+    function D.loaded(x)
+        if type(x) == "number" then
+            return D.from_int(x)
+        end
+        return x
     end
 
     -- Fails as D.add would, without making the sum when it cannot fail:

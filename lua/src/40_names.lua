@@ -79,6 +79,10 @@ local function valid_utf8(s)
 end
 
 local function check_utf8(args)
+    -- (One search over all of them first: arguments are nearly always ASCII.)
+    if not sfind(tconcat(args), "[\128-\255]") then
+        return
+    end
     for i = 1, #args do
         if not valid_utf8(args[i]) then
             fail("ERR syntax: arguments must be valid UTF-8")
@@ -525,7 +529,7 @@ local function costs_store(costs)
     local out = {}
     for i = 1, #costs do
         out[#out + 1] = costs[i][1]
-        out[#out + 1] = costs[i][2]
+        out[#out + 1] = D.stored(costs[i][2])
     end
     return out
 end
@@ -533,7 +537,7 @@ end
 local function costs_load(flat)
     local out = {}
     for i = 1, #flat, 2 do
-        out[#out + 1] = { flat[i], flat[i + 1] }
+        out[#out + 1] = { flat[i], D.loaded(flat[i + 1]) }
     end
     return out
 end

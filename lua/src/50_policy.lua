@@ -473,7 +473,8 @@ end
 -- ----- storage -----------------------------------------------------------------
 
 -- Amounts are stored as D values themselves (msgpack keeps their integer
--- fields exactly), so loading a policy parses nothing. A policy is stored as
+-- fields exactly), an integer amount as the plain number since layout 2
+-- (D.stored), so loading a policy parses nothing. A policy is stored as
 -- a positional array (smaller and faster than a map); the positions are
 -- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
 -- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
@@ -501,7 +502,7 @@ do
     function packed_d(v)
         local b = packed_ds[v]
         if not b then
-            b = mpack(v)
+            b = mpack(D.stored(v))
             packed_ds[v] = b
         end
         return b
@@ -517,8 +518,8 @@ do
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
                 and p.ph_gen == p.gen) then
-            head = POLICY_HEADER .. mpack(p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false,
-                p.service or false, p.model or false, p.gen)
+            head = POLICY_HEADER .. mpack(p.name, p.metric, D.stored(p.limit), p.mode, p.wenc, p.warn,
+                p.rollover and D.stored(p.rollover) or false, p.service or false, p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
@@ -527,7 +528,7 @@ do
         local bk = {}
         for i = 1, #p.bk do
             bk[#bk + 1] = p.bk[i][1]
-            bk[#bk + 1] = p.bk[i][2]
+            bk[#bk + 1] = D.stored(p.bk[i][2])
         end
         return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
             .. mpack(p.hist, bk, p.fired, p.overf)
@@ -536,14 +537,15 @@ do
         local bk = {}
         local flat = t[BUCKETS]
         for i = 1, #flat, 2 do
-            bk[#bk + 1] = { flat[i], flat[i + 1] }
+            bk[#bk + 1] = { flat[i], D.loaded(flat[i + 1]) }
         end
+        local limit, ro, gr = D.loaded(t[LIMIT]), D.loaded(t[ROLLED_OVER]), D.loaded(t[GRANTED])
         return {
-            name = t[NAME], metric = t[METRIC], limit = t[LIMIT], mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
-            rollover = t[ROLLOVER], service = t[SERVICE] or nil, model = t[MODEL] or nil, gen = t[GENERATION],
-            used = t[USED], held = t[HELD], ps = t[PERIOD_START], ro = t[ROLLED_OVER], gr = t[GRANTED],
-            hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
-            allow = plus(plus(t[LIMIT], t[ROLLED_OVER]), t[GRANTED]),
+            name = t[NAME], metric = t[METRIC], limit = limit, mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
+            rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
+            gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
+            allow = plus(plus(limit, ro), gr),
         }
     end
 end

@@ -79,9 +79,12 @@ do
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
-    -- the first flush rewrites. Layout 1 is this layout without the version
-    -- (its nodes, holds, finished ids and events are encoded alike), so
-    -- reading it needs no conversion; a later layout that changes a record
+    -- the first flush rewrites. Layout 2 differs from layout 1 (which had no
+    -- version) only in how an amount is stored: an integer amount is the
+    -- plain msgpack number, not the {m, s} map (D.stored). Every record says
+    -- so by its own bytes, so a layout-1 record is read as it is (D.loaded)
+    -- and written in layout 2 when it is next written: a tree of layout 2
+    -- may hold records of both. A later layout that cannot be read so
     -- converts the tree here, in the call that opens it. A newer layout, or
     -- metadata of something else, is refused.
     function read_meta(key, blob)
