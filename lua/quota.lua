@@ -526,20 +526,34 @@ do
     end
     D.check = check
 
-    function D.parse(text)
-        local v, why = check(text, false)
+    -- Client amounts read lately, by text (values never change; a request
+    -- names the same few amounts again and again).
+    local parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+
+    local function parse(text, non_negative)
+        local v = parsed[non_negative][text]
+        if v then
+            return v
+        end
+        local why
+        v, why = check(text, non_negative)
         if not v then
             fail("ERR invalid amount: " .. why)
         end
+        if parsed_n >= 1024 then
+            parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+        end
+        parsed[non_negative][text] = v
+        parsed_n = parsed_n + 1
         return v
     end
 
+    function D.parse(text)
+        return parse(text, false)
+    end
+
     function D.parse_non_negative(text)
-        local v, why = check(text, true)
-        if not v then
-            fail("ERR invalid amount: " .. why)
-        end
-        return v
+        return parse(text, true)
     end
 
     local of_memo, of_n = {}, 0
@@ -2514,6 +2528,24 @@ local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, strin
     string.format
 local tinsert, tconcat = table.insert, table.concat
 
+-- Upper case of the words read lately (keywords are looked up in upper case
+-- on every argument: a lookup is cheaper than making the string).
+do
+    local upper, cache, n = string.upper, {}, 0
+    supper = function(s)
+        local u = cache[s]
+        if not u then
+            u = upper(s)
+            if n >= 1024 then
+                cache, n = {}, 0
+            end
+            cache[s] = u
+            n = n + 1
+        end
+        return u
+    end
+end
+
 local function set_of(list)
     local s = {}
     for _, v in ipairs(list) do
@@ -2727,6 +2759,8 @@ end
 
 local Args = {}
 Args.__index = Args
+-- Paths read lately, by text (Args:next_path).
+Args.paths_read, Args.paths_read_n = {}, 0
 
 local function new_args(command, items, first)
     return setmetatable({ items = items, pos = first or 1, command = command }, Args)
@@ -2762,7 +2796,19 @@ end
 -- creates (check_new_paths), so existing paths stay usable when it is
 -- lowered at a reload (Args::next_path).
 function Args:next_path(what)
-    return parse_path(self:next_str(what), MAX_DEPTH_HARD)
+    local text = self:next_str(what)
+    local memo = Args.paths_read
+    local path = memo[text]
+    if not path then
+        path = parse_path(text, MAX_DEPTH_HARD)
+        if Args.paths_read_n >= 1024 then
+            memo = {}
+            Args.paths_read, Args.paths_read_n = memo, 0
+        end
+        memo[text] = path
+        Args.paths_read_n = Args.paths_read_n + 1
+    end
+    return path
 end
 
 function Args:next_name(what)

@@ -433,20 +433,34 @@ do
     end
     D.check = check
 
-    function D.parse(text)
-        local v, why = check(text, false)
+    -- Client amounts read lately, by text (values never change; a request
+    -- names the same few amounts again and again).
+    local parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+
+    local function parse(text, non_negative)
+        local v = parsed[non_negative][text]
+        if v then
+            return v
+        end
+        local why
+        v, why = check(text, non_negative)
         if not v then
             fail("ERR invalid amount: " .. why)
         end
+        if parsed_n >= 1024 then
+            parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+        end
+        parsed[non_negative][text] = v
+        parsed_n = parsed_n + 1
         return v
     end
 
+    function D.parse(text)
+        return parse(text, false)
+    end
+
     function D.parse_non_negative(text)
-        local v, why = check(text, true)
-        if not v then
-            fail("ERR invalid amount: " .. why)
-        end
-        return v
+        return parse(text, true)
     end
 
     local of_memo, of_n = {}, 0
