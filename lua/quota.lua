@@ -2516,6 +2516,7 @@ end
 -- ---------------------------------------------------------------------------
 
 local MAX_DEPTH_HARD = 64
+local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
@@ -2633,7 +2634,7 @@ local function check_segment(segment)
     if segment == "" then
         return "empty segment"
     end
-    if #segment > 64 then -- (bytes in a path segment)
+    if #segment > MAX_SEGMENT_LEN then
         return "segment longer than 64 characters"
     end
     if segment == "." or segment == ".." then
@@ -3114,6 +3115,7 @@ end
 local MODES = { strict = true, block = true, open = true }
 local STATUS_RANK = { none = 0, healthy = 1, warning = 2, critical = 3, over = 4 }
 local DEFAULT_WARN = { 80, 90 }
+local MAX_WARN = 10
 local D100 = D.from_int(100)
 
 local band, bor, bnot, lshift = bit.band, bit.bor, bit.bnot, bit.lshift
@@ -3157,8 +3159,8 @@ local function parse_warn(text)
         end
         start = comma + 1
     end
-    if #out > 10 then
-        fail("ERR limit: at most 10 WARN thresholds per policy")
+    if #out > MAX_WARN then
+        fail(sformat("ERR limit: at most %d WARN thresholds per policy", MAX_WARN))
     end
     table.sort(out)
     local dedup = {}
@@ -3287,30 +3289,33 @@ end
 -- The end of a calendar period by window and start, kept: calendar
 -- arithmetic is the dearest step of judging a policy, and a period's end is
 -- asked for on every request.
-local period_ends, period_ends_size = {}, 0
+local period_end
+do
+    local period_ends, period_ends_size = {}, 0
 
-local function period_end(p)
-    -- (Kept on the policy too, for the start and window it was computed for.)
-    if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
-        return p.pe
-    end
-    local w = window_of(p.wenc)
-    if not W.is_calendar(w) then
-        return nil
-    end
-    local key = p.wenc .. ":" .. p.ps
-    local e = period_ends[key]
-    if not e then
-        local _
-        _, e = W.period_of(w, p.ps)
-        if period_ends_size >= 4096 then
-            period_ends, period_ends_size = {}, 0
+    function period_end(p)
+        -- (Kept on the policy too, for the start and window it was computed for.)
+        if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
+            return p.pe
         end
-        period_ends[key] = e
-        period_ends_size = period_ends_size + 1
+        local w = window_of(p.wenc)
+        if not W.is_calendar(w) then
+            return nil
+        end
+        local key = p.wenc .. ":" .. p.ps
+        local e = period_ends[key]
+        if not e then
+            local _
+            _, e = W.period_of(w, p.ps)
+            if period_ends_size >= 4096 then
+                period_ends, period_ends_size = {}, 0
+            end
+            period_ends[key] = e
+            period_ends_size = period_ends_size + 1
+        end
+        p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
+        return e
     end
-    p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
-    return e
 end
 
 -- The span replies show as period_start, period_end.
@@ -3853,22 +3858,25 @@ local function now_ms()
 end
 
 -- The companion key names of each tree key seen lately.
-local key_names, key_names_size = {}, 0
+local names_of
+do
+    local key_names, key_names_size = {}, 0
 
-local function names_of(key)
-    local k = key_names[key]
-    if not k then
-        if key_names_size >= 1024 then
-            key_names, key_names_size = {}, 0
+    function names_of(key)
+        local k = key_names[key]
+        if not k then
+            if key_names_size >= 1024 then
+                key_names, key_names_size = {}, 0
+            end
+            k = {
+                hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+                fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+            }
+            key_names[key] = k
+            key_names_size = key_names_size + 1
         end
-        k = {
-            hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
-            fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-        }
-        key_names[key] = k
-        key_names_size = key_names_size + 1
+        return k
     end
-    return k
 end
 
 -- ----- the index of trees with holds (quota_sweep) --------------------------

@@ -4,6 +4,7 @@
 -- ---------------------------------------------------------------------------
 
 local MAX_DEPTH_HARD = 64
+local MAX_SEGMENT_LEN = 64
 local MAX_NAME_LEN = 128
 local MAX_TTL_MS = 30 * 24 * 3600 * 1000
 local MAX_CHARGE_PATHS = 16
@@ -121,7 +122,7 @@ local function check_segment(segment)
     if segment == "" then
         return "empty segment"
     end
-    if #segment > 64 then -- (bytes in a path segment)
+    if #segment > MAX_SEGMENT_LEN then
         return "segment longer than 64 characters"
     end
     if segment == "." or segment == ".." then

@@ -6,6 +6,7 @@
 local MODES = { strict = true, block = true, open = true }
 local STATUS_RANK = { none = 0, healthy = 1, warning = 2, critical = 3, over = 4 }
 local DEFAULT_WARN = { 80, 90 }
+local MAX_WARN = 10
 local D100 = D.from_int(100)
 
 local band, bor, bnot, lshift = bit.band, bit.bor, bit.bnot, bit.lshift
@@ -49,8 +50,8 @@ local function parse_warn(text)
         end
         start = comma + 1
     end
-    if #out > 10 then
-        fail("ERR limit: at most 10 WARN thresholds per policy")
+    if #out > MAX_WARN then
+        fail(sformat("ERR limit: at most %d WARN thresholds per policy", MAX_WARN))
     end
     table.sort(out)
     local dedup = {}
@@ -179,30 +180,33 @@ end
 -- The end of a calendar period by window and start, kept: calendar
 -- arithmetic is the dearest step of judging a policy, and a period's end is
 -- asked for on every request.
-local period_ends, period_ends_size = {}, 0
+local period_end
+do
+    local period_ends, period_ends_size = {}, 0
 
-local function period_end(p)
-    -- (Kept on the policy too, for the start and window it was computed for.)
-    if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
-        return p.pe
-    end
-    local w = window_of(p.wenc)
-    if not W.is_calendar(w) then
-        return nil
-    end
-    local key = p.wenc .. ":" .. p.ps
-    local e = period_ends[key]
-    if not e then
-        local _
-        _, e = W.period_of(w, p.ps)
-        if period_ends_size >= 4096 then
-            period_ends, period_ends_size = {}, 0
+    function period_end(p)
+        -- (Kept on the policy too, for the start and window it was computed for.)
+        if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
+            return p.pe
         end
-        period_ends[key] = e
-        period_ends_size = period_ends_size + 1
+        local w = window_of(p.wenc)
+        if not W.is_calendar(w) then
+            return nil
+        end
+        local key = p.wenc .. ":" .. p.ps
+        local e = period_ends[key]
+        if not e then
+            local _
+            _, e = W.period_of(w, p.ps)
+            if period_ends_size >= 4096 then
+                period_ends, period_ends_size = {}, 0
+            end
+            period_ends[key] = e
+            period_ends_size = period_ends_size + 1
+        end
+        p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
+        return e
     end
-    p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
-    return e
 end
 
 -- The span replies show as period_start, period_end.

@@ -148,22 +148,25 @@ local function now_ms()
 end
 
 -- The companion key names of each tree key seen lately.
-local key_names, key_names_size = {}, 0
+local names_of
+do
+    local key_names, key_names_size = {}, 0
 
-local function names_of(key)
-    local k = key_names[key]
-    if not k then
-        if key_names_size >= 1024 then
-            key_names, key_names_size = {}, 0
+    function names_of(key)
+        local k = key_names[key]
+        if not k then
+            if key_names_size >= 1024 then
+                key_names, key_names_size = {}, 0
+            end
+            k = {
+                hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+                fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+            }
+            key_names[key] = k
+            key_names_size = key_names_size + 1
         end
-        k = {
-            hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
-            fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-        }
-        key_names[key] = k
-        key_names_size = key_names_size + 1
+        return k
     end
-    return k
 end
 
 -- ----- the index of trees with holds (quota_sweep) --------------------------
