@@ -488,10 +488,10 @@ local plus = D.plus
 -- The positions of a costs list's metrics (Totals/Lookup in outcome.rs):
 -- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
 -- added or looked up would make its work grow with their square. Only worth
--- building for a long list searched often: nil (scan) otherwise.
-
+-- building for a long list searched often (more than 16 entries and
+-- lookups): nil (scan) otherwise.
 local function costs_index(costs, lookups)
-    if #costs <= 16 or lookups <= 16 then -- (a scan is cheaper than an index)
+    if #costs <= 16 or lookups <= 16 then
         return nil
     end
     local index = {}

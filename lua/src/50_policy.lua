@@ -537,6 +537,7 @@ do
         return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
             .. mpack(p.hist, bk, p.fired, p.overf)
     end
+
     function unpack_policy(t)
         local bk = {}
         local flat = t[BUCKETS]

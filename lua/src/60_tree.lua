@@ -16,11 +16,12 @@
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
 -- The stored layout is a format, versioned like an RDB encoding: the tree's
--- "#" field is {seq, generation, event seq, LAYOUT}. Layout 1 (the library
--- before 1.1) had no fourth entry; it is read as it is and rewritten as the
--- current layout by the first write to the tree, inside that call (see
--- read_meta), so a tree is safe while quota-load replaces the library under
--- live traffic. A newer layout is refused, never misread. Stored records are
+-- "#" field is {seq, generation, event seq, layout}. Layout 1 (library
+-- 1.0.0) had no fourth entry; its records are read as they are and written
+-- in the current layout when next written, "#" by the first write to the
+-- tree, inside that call (see read_meta), so a tree is safe while
+-- quota-load replaces the library under live traffic. A newer layout is
+-- refused, never misread. Stored records are
 -- positional msgpack arrays (smaller and faster to pack than maps); their
 -- positions are named by constants after the Rust names (below, in
 -- hold_table and in 50_policy's pack_policy).
@@ -113,9 +114,11 @@ local function clone_node(n)
     return { pols = pols, spent = spent, live = n.live }
 end
 
--- Decoded nodes by their stored bytes, kept across calls: a node read again
--- unchanged (an ancestor on every request) is copied, not decoded. Equal
--- bytes decode to equal nodes, so the cache is right whoever wrote them.
+-- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
+-- node read again unchanged (an ancestor on every request) is not decoded
+-- again. A read copies it; a write takes it out and changes it in place
+-- (load_nodes), and its final flush puts it back under the bytes it wrote.
+-- Equal bytes decode to equal nodes, so the cache is right whoever wrote them.
 local node_cache, node_cache_size = {}, 0
 
 local function cache_node(blob, node)
@@ -127,7 +130,6 @@ local function cache_node(blob, node)
     end
     node_cache[blob] = node
 end
-
 
 -- The time: the server's clock, or the test clock when it is enabled.
 local CLOCK_KEY = "quota:clock"
