@@ -48,10 +48,12 @@ deps: ## Install what is missing: redis-server 7, libclang, luac5.1 (apt-get), r
 build: deps lua ## Build the module (target/release/libquota.so) and the loader (target/release/quota-load)
 	$(CARGO) build --release --locked
 
-lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua
+lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua; count build()'s locals (Lua's limit is 200)
 	@cat $(LUA_SOURCES) > lua/quota.lua.tmp
 	@if cmp -s lua/quota.lua.tmp lua/quota.lua; then rm lua/quota.lua.tmp; \
 	else mv lua/quota.lua.tmp lua/quota.lua; echo "lua/quota.lua assembled from lua/src"; fi
+	@if command -v luac5.1 >/dev/null; then python3 tests/lua_locals.py; \
+	else echo "make lua: luac5.1 is missing (make deps installs it): build()'s locals not counted"; fi
 
 lua-check: ## Fail when lua/quota.lua is not what lua/src/*.lua assemble (CI runs it before building)
 	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua and commit it"; exit 1; }
@@ -91,8 +93,9 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
-test-lua: lua-check ## The Lua library beside the module: decimals, windows, prices, random command sequences, a reference model; the loader
+test-lua: lua-check ## The Lua library beside the module: stored layout upgrade, decimals, windows, prices, random command sequences, a reference model; the loader
 	python3 tests/lua_locals.py
+	python3 tests/lua_layout.py
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
 	python3 tests/lua_pricing.py

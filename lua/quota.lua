@@ -20,7 +20,8 @@
 --   * No floats reach an amount: amounts are D values; plain Lua numbers are
 --     used only for integers well inside 2^53 (times in ms, counts).
 
-local VERSION = "1.0.0"
+-- 1.1.0: stored layout 2 (see 60_tree); reads layout 1 and rewrites it.
+local VERSION = "1.1.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -118,6 +119,9 @@ local function build()
 --   D.from_int(n)                    n: an integer Lua number
 --   D.add(a, b)                      exact; fails "ERR limit: amount total
 --                                    would exceed 10^18" beyond 10^18
+--   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
+--   D.stored(v) -> number | v        the form stored (an integer below 2^53
+--                                    as the number); D.loaded(x) -> v reads it
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -522,20 +526,34 @@ do
     end
     D.check = check
 
-    function D.parse(text)
-        local v, why = check(text, false)
+    -- Client amounts read lately, by text (values never change; a request
+    -- names the same few amounts again and again).
+    local parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+
+    local function parse(text, non_negative)
+        local v = parsed[non_negative][text]
+        if v then
+            return v
+        end
+        local why
+        v, why = check(text, non_negative)
         if not v then
             fail("ERR invalid amount: " .. why)
         end
+        if parsed_n >= 1024 then
+            parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+        end
+        parsed[non_negative][text] = v
+        parsed_n = parsed_n + 1
         return v
     end
 
+    function D.parse(text)
+        return parse(text, false)
+    end
+
     function D.parse_non_negative(text)
-        local v, why = check(text, true)
-        if not v then
-            fail("ERR invalid amount: " .. why)
-        end
-        return v
+        return parse(text, true)
     end
 
     local of_memo, of_n = {}, 0
@@ -755,6 +773,33 @@ do
             fail("ERR limit: amount total would exceed 10^18")
         end
         return r
+    end
+
+    -- The form a value is stored in (layout 2): an integer whose mantissa
+    -- is small is the plain number (msgpack keeps it exactly), anything else
+    -- the table. Layout 1 stored every value as the table; D.loaded reads
+    -- both.
+    function D.stored(v)
+        if v.s == 0 and v.m then
+            return v.m
+        end
+        return v
+    end
+
+    function D.loaded(x)
+        if type(x) == "number" then
+            return D.from_int(x)
+        end
+        return x
+    end
+
+    -- Fails as D.add would, without making the sum when it cannot fail:
+    -- two small values are each below 2^53 in magnitude, so their sum is
+    -- below 2^54 < 10^18.
+    function D.check_add(a, b)
+        if not (a.m and b.m) then
+            D.add(a, b)
+        end
     end
 
     -- A total that never goes below 0 and stops at 10^18: for commits,
@@ -2575,6 +2620,24 @@ local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, strin
     string.format
 local tinsert, tconcat = table.insert, table.concat
 
+-- Upper case of the words read lately (keywords are looked up in upper case
+-- on every argument: a lookup is cheaper than making the string).
+do
+    local upper, cache, n = string.upper, {}, 0
+    supper = function(s)
+        local u = cache[s]
+        if not u then
+            u = upper(s)
+            if n >= 1024 then
+                cache, n = {}, 0
+            end
+            cache[s] = u
+            n = n + 1
+        end
+        return u
+    end
+end
+
 local function set_of(list)
     local s = {}
     for _, v in ipairs(list) do
@@ -2638,6 +2701,10 @@ local function valid_utf8(s)
 end
 
 local function check_utf8(args)
+    -- (One search over all of them first: arguments are nearly always ASCII.)
+    if not sfind(tconcat(args), "[\128-\255]") then
+        return
+    end
     for i = 1, #args do
         if not valid_utf8(args[i]) then
             fail("ERR syntax: arguments must be valid UTF-8")
@@ -2784,6 +2851,8 @@ end
 
 local Args = {}
 Args.__index = Args
+-- Paths read lately, by text (Args:next_path).
+Args.paths_read, Args.paths_read_n = {}, 0
 
 local function new_args(command, items, first)
     return setmetatable({ items = items, pos = first or 1, command = command }, Args)
@@ -2819,7 +2888,19 @@ end
 -- creates (check_new_paths), so existing paths stay usable when it is
 -- lowered at a reload (Args::next_path).
 function Args:next_path(what)
-    return parse_path(self:next_str(what), MAX_DEPTH_HARD)
+    local text = self:next_str(what)
+    local memo = Args.paths_read
+    local path = memo[text]
+    if not path then
+        path = parse_path(text, MAX_DEPTH_HARD)
+        if Args.paths_read_n >= 1024 then
+            memo = {}
+            Args.paths_read, Args.paths_read_n = memo, 0
+        end
+        memo[text] = path
+        Args.paths_read_n = Args.paths_read_n + 1
+    end
+    return path
 end
 
 function Args:next_name(what)
@@ -3010,11 +3091,10 @@ local plus = D.plus
 -- The positions of a costs list's metrics (Totals/Lookup in outcome.rs):
 -- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
 -- added or looked up would make its work grow with their square. Only worth
--- building for a long list searched often: nil (scan) otherwise.
-local SCAN_LEN = 16
-
+-- building for a long list searched often (more than 16 entries and
+-- lookups): nil (scan) otherwise.
 local function costs_index(costs, lookups)
-    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+    if #costs <= 16 or lookups <= 16 then
         return nil
     end
     local index = {}
@@ -3085,7 +3165,7 @@ local function costs_store(costs)
     local out = {}
     for i = 1, #costs do
         out[#out + 1] = costs[i][1]
-        out[#out + 1] = costs[i][2]
+        out[#out + 1] = D.stored(costs[i][2])
     end
     return out
 end
@@ -3093,7 +3173,7 @@ end
 local function costs_load(flat)
     local out = {}
     for i = 1, #flat, 2 do
-        out[#out + 1] = { flat[i], flat[i + 1] }
+        out[#out + 1] = { flat[i], D.loaded(flat[i + 1]) }
     end
     return out
 end
@@ -3300,25 +3380,33 @@ end
 -- The end of a calendar period by window and start, kept: calendar
 -- arithmetic is the dearest step of judging a policy, and a period's end is
 -- asked for on every request.
-local period_ends, period_ends_size = {}, 0
+local period_end
+do
+    local period_ends, period_ends_size = {}, 0
 
-local function period_end(p)
-    local w = window_of(p.wenc)
-    if not W.is_calendar(w) then
-        return nil
-    end
-    local key = p.wenc .. ":" .. p.ps
-    local e = period_ends[key]
-    if not e then
-        local _
-        _, e = W.period_of(w, p.ps)
-        if period_ends_size >= 4096 then
-            period_ends, period_ends_size = {}, 0
+    function period_end(p)
+        -- (Kept on the policy too, for the start and window it was computed for.)
+        if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
+            return p.pe
         end
-        period_ends[key] = e
-        period_ends_size = period_ends_size + 1
+        local w = window_of(p.wenc)
+        if not W.is_calendar(w) then
+            return nil
+        end
+        local key = p.wenc .. ":" .. p.ps
+        local e = period_ends[key]
+        if not e then
+            local _
+            _, e = W.period_of(w, p.ps)
+            if period_ends_size >= 4096 then
+                period_ends, period_ends_size = {}, 0
+            end
+            period_ends[key] = e
+            period_ends_size = period_ends_size + 1
+        end
+        p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
+        return e
     end
-    return e
 end
 
 -- The span replies show as period_start, period_end.
@@ -3515,6 +3603,13 @@ end
 -- Usage that stops at 10^18: a charge checked that it stays within, and a
 -- commit is never refused (Policy::add_used_capped).
 local function add_used_capped(p, delta, now)
+    if delta.m and p.used.m then
+        -- Two small values are each below 2^53 in magnitude: the total
+        -- stays below 2^54 < 10^18, so the cap cannot bind (and no limb
+        -- arithmetic on 10^18 is needed to see it).
+        add_used(p, delta, now)
+        return
+    end
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
@@ -3582,30 +3677,82 @@ end
 -- ----- storage -----------------------------------------------------------------
 
 -- Amounts are stored as D values themselves (msgpack keeps their integer
--- fields exactly), so loading a policy parses nothing.
-local function pack_policy(p)
-    local bk = {}
-    for i = 1, #p.bk do
-        bk[#bk + 1] = p.bk[i][1]
-        bk[#bk + 1] = p.bk[i][2]
-    end
-    return {
-        p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false, p.model or false,
-        p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
-    }
-end
+-- fields exactly), an integer amount as the plain number since layout 2
+-- (D.stored), so loading a policy parses nothing. A policy is stored as
+-- a positional array (smaller and faster than a map); the positions are
+-- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
+-- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
+-- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
+local pack_policy, unpack_policy, array_header, packed_d
+do
+    local mpack = cmsgpack.pack
+    local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
+    local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
+    local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
 
-local function unpack_policy(t)
-    local bk = {}
-    local flat = t[17]
-    for i = 1, #flat, 2 do
-        bk[#bk + 1] = { flat[i], flat[i + 1] }
+    -- A msgpack array header for n elements, as cmsgpack writes it.
+    function array_header(n)
+        if n <= 15 then
+            return string.char(0x90 + n)
+        end
+        return string.char(0xdc, math.floor(n / 256), n % 256)
     end
-    return {
-        name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
-        service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
-        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19], allow = plus(plus(t[3], t[14]), t[15]),
-    }
+    local POLICY_HEADER = array_header(OVER_FIRED)
+
+    -- The packed bytes of a D value, kept while the value lives (values
+    -- never change, and most of a policy's are the same from one write to
+    -- the next).
+    local packed_ds = setmetatable({}, { __mode = "k" })
+    function packed_d(v)
+        local b = packed_ds[v]
+        if not b then
+            b = mpack(D.stored(v))
+            packed_ds[v] = b
+        end
+        return b
+    end
+
+    -- The packed bytes of a policy, as cmsgpack packs the array of its
+    -- positions: the header, then NAME .. GENERATION (kept on the policy
+    -- while those fields hold the same values: they change only by QUOTA.SET)
+    -- and the rest.
+    function pack_policy(p)
+        local head = p.packed_head
+        if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
+                and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
+                and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
+                and p.ph_gen == p.gen) then
+            head = POLICY_HEADER .. mpack(p.name, p.metric, D.stored(p.limit), p.mode, p.wenc, p.warn,
+                p.rollover and D.stored(p.rollover) or false, p.service or false, p.model or false, p.gen)
+            p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
+            p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
+                p.model
+            p.ph_gen = p.gen
+        end
+        local bk = {}
+        for i = 1, #p.bk do
+            bk[#bk + 1] = p.bk[i][1]
+            bk[#bk + 1] = D.stored(p.bk[i][2])
+        end
+        return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
+            .. mpack(p.hist, bk, p.fired, p.overf)
+    end
+
+    function unpack_policy(t)
+        local bk = {}
+        local flat = t[BUCKETS]
+        for i = 1, #flat, 2 do
+            bk[#bk + 1] = { flat[i], D.loaded(flat[i + 1]) }
+        end
+        local limit, ro, gr = D.loaded(t[LIMIT]), D.loaded(t[ROLLED_OVER]), D.loaded(t[GRANTED])
+        return {
+            name = t[NAME], metric = t[METRIC], limit = limit, mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
+            rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
+            gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
+            allow = plus(plus(limit, ro), gr),
+        }
+    end
 end
 
 -- ----- views -----------------------------------------------------------------
@@ -3670,6 +3817,17 @@ end
 -- and, shared by the trees of a slot, the index quota:due (quota:due{TAG} on
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
+-- The stored layout is a format, versioned like an RDB encoding: the tree's
+-- "#" field is {seq, generation, event seq, layout}. Layout 1 (library
+-- 1.0.0) had no fourth entry; its records are read as they are and written
+-- in the current layout when next written, "#" by the first write to the
+-- tree, inside that call (see read_meta), so a tree is safe while
+-- quota-load replaces the library under live traffic. A newer layout is
+-- refused, never misread. Stored records are
+-- positional msgpack arrays (smaller and faster to pack than maps); their
+-- positions are named by constants after the Rust names (below, in
+-- hold_table and in 50_policy's pack_policy).
+--
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
 -- end. A command that fails never flushes, so it changes nothing; a read
@@ -3686,12 +3844,65 @@ local function new_node()
     return { pols = {}, spent = {}, live = 0 }
 end
 
-local function pack_node(n)
-    local pols = {}
-    for i = 1, #n.pols do
-        pols[i] = pack_policy(n.pols[i])
+-- (Field positions in blocks: the library's build function may have at most
+-- 200 locals.)
+local pack_node, unpack_node, pack_meta, read_meta
+do
+    -- "/<path>": a node.
+    local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
+    -- "#": the tree's metadata.
+    local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
+
+    function pack_node(n)
+        -- The bytes cmsgpack would write for {policies, spent, live}, the
+        -- policies packed one by one (see pack_policy).
+        local parts = { "\147", array_header(#n.pols) }
+        for i = 1, #n.pols do
+            parts[i + 2] = pack_policy(n.pols[i])
+        end
+        parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
+        return tconcat(parts)
     end
-    return mpack({ pols, costs_store(n.spent), n.live })
+
+    function unpack_node(blob)
+        local t = munpack(blob)
+        local stored = t[NODE_POLICIES]
+        local pols = {}
+        for i = 1, #stored do
+            pols[i] = unpack_policy(stored[i])
+        end
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS] }
+    end
+
+    -- The layout this library writes.
+    local LAYOUT = 2
+
+    function pack_meta(meta)
+        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT })
+    end
+
+    -- The tree's metadata, and whether it is stored in an older layout, which
+    -- the first flush rewrites. Layout 2 differs from layout 1 (which had no
+    -- version) only in how an amount is stored: an integer amount is the
+    -- plain msgpack number, not the {m, s} map (D.stored). Every record says
+    -- so by its own bytes, so a layout-1 record is read as it is (D.loaded)
+    -- and written in layout 2 when it is next written: a tree of layout 2
+    -- may hold records of both. A later layout that cannot be read so
+    -- converts the tree here, in the call that opens it. A newer layout, or
+    -- metadata of something else, is refused.
+    function read_meta(key, blob)
+        local ok, m = pcall(munpack, blob)
+        if not ok or type(m) ~= "table" or type(m[META_SEQ]) ~= "number" then
+            fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
+                clip(key)))
+        end
+        local layout = m[META_LAYOUT] or 1
+        if layout ~= LAYOUT and layout ~= 1 then
+            fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
+                .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
+        end
+        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ] }, layout ~= LAYOUT
+    end
 end
 
 local function clone_node(n)
@@ -3705,29 +3916,21 @@ local function clone_node(n)
     return { pols = pols, spent = spent, live = n.live }
 end
 
--- Decoded nodes by their stored bytes, kept across calls: a node read again
--- unchanged (an ancestor on every request) is copied, not decoded. Equal
--- bytes decode to equal nodes, so the cache is right whoever wrote them.
+-- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
+-- node read again unchanged (an ancestor on every request) is not decoded
+-- again. A read copies it; a write takes it out and changes it in place
+-- (load_nodes), and its final flush puts it back under the bytes it wrote.
+-- Equal bytes decode to equal nodes, so the cache is right whoever wrote them.
 local node_cache, node_cache_size = {}, 0
-local NODE_CACHE_MAX = 4096
 
 local function cache_node(blob, node)
     if node_cache[blob] == nil then
-        if node_cache_size >= NODE_CACHE_MAX then
+        if node_cache_size >= 4096 then
             node_cache, node_cache_size = {}, 0
         end
         node_cache_size = node_cache_size + 1
     end
     node_cache[blob] = node
-end
-
-local function unpack_node(blob)
-    local t = munpack(blob)
-    local pols = {}
-    for i = 1, #t[1] do
-        pols[i] = unpack_policy(t[1][i])
-    end
-    return { pols = pols, spent = costs_load(t[2]), live = t[3] }
 end
 
 -- The time: the server's clock, or the test clock when it is enabled.
@@ -3749,22 +3952,25 @@ local function now_ms()
 end
 
 -- The companion key names of each tree key seen lately.
-local key_names, key_names_size = {}, 0
+local names_of
+do
+    local key_names, key_names_size = {}, 0
 
-local function names_of(key)
-    local k = key_names[key]
-    if not k then
-        if key_names_size >= 1024 then
-            key_names, key_names_size = {}, 0
+    function names_of(key)
+        local k = key_names[key]
+        if not k then
+            if key_names_size >= 1024 then
+                key_names, key_names_size = {}, 0
+            end
+            k = {
+                hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+                fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+            }
+            key_names[key] = k
+            key_names_size = key_names_size + 1
         end
-        k = {
-            hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
-            fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-        }
-        key_names[key] = k
-        key_names_size = key_names_size + 1
+        return k
     end
-    return k
 end
 
 -- ----- the index of trees with holds (quota_sweep) --------------------------
@@ -3868,13 +4074,17 @@ local function open_tree(key, writable)
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
+        -- (Set below; named here so that the table is made at its size.)
+        meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
-        local m = munpack(meta)
-        ctx.meta = { seq = m[1], gen = m[2], ev = m[3] }
+        -- (An older layout is rewritten by the first flush.)
+        ctx.meta, ctx.meta_dirty = read_meta(key, meta)
         ctx.exists = true
-        ctx.node_count = redis.call("HLEN", key) - 1
+        -- The nodes the tree had is asked of Redis only when a command
+        -- creates paths (check_path_room); node_count counts the changes.
+        ctx.node_base, ctx.node_count = false, 0
         ctx.hold_count = redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
@@ -3883,7 +4093,7 @@ local function open_tree(key, writable)
         ctx.meta = { seq = 0, gen = 1, ev = 1 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
-        ctx.node_count = 1
+        ctx.node_base, ctx.node_count = 0, 1
         ctx.hold_count = 0
     end
     return ctx
@@ -3922,11 +4132,24 @@ local function load_nodes(ctx, paths)
         local blob = blobs[i]
         if blob then
             local pristine = node_cache[blob]
-            if not pristine then
-                pristine = unpack_node(blob)
-                cache_node(blob, pristine)
+            if ctx.writable then
+                -- A write takes the decoded node out of the cache and changes
+                -- it in place: its final flush caches it again under the
+                -- bytes it writes; a write that fails drops it.
+                if pristine then
+                    node_cache[blob] = nil
+                    node_cache_size = node_cache_size - 1
+                else
+                    pristine = unpack_node(blob)
+                end
+                ctx.nodes[path] = pristine
+            else
+                if not pristine then
+                    pristine = unpack_node(blob)
+                    cache_node(blob, pristine)
+                end
+                ctx.nodes[path] = clone_node(pristine)
             end
-            ctx.nodes[path] = clone_node(pristine)
         else
             ctx.nodes[path] = false
         end
@@ -3984,7 +4207,10 @@ end
 
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
-    if new_nodes > 0 and ctx.node_count + new_nodes > max then
+    if new_nodes > 0 and not ctx.node_base then
+        ctx.node_base = redis.call("HLEN", ctx.key) - 1
+    end
+    if new_nodes > 0 and ctx.node_base + ctx.node_count + new_nodes > max then
         fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
     end
 end
@@ -4029,26 +4255,47 @@ local function emit(ctx, event)
 end
 
 -- The warnings and `over` a policy fires now, each once per period.
-local function alerts(ctx, p, path)
-    local rolling = is_rolling(p)
-    for i, pct in ipairs(p.warn) do
-        local b = lshift(1, i - 1)
-        local is_crossed = crossed(p, pct)
-        if is_crossed and band(p.fired, b) == 0 then
-            p.fired = bor(p.fired, b)
-            local e = event_about("warning", ctx.now, path, p)
-            e.threshold = pct
-            emit(ctx, e)
-        elseif not is_crossed and rolling then
-            p.fired = band(p.fired, bnot(b))
+local alerts
+do
+    -- While the level and the allowance are integer mantissas of one scale
+    -- below 2^45, level * 100 and allowance * pct (pct <= 100) are exact
+    -- doubles below 2^53: a threshold is judged on them (as crossed() would,
+    -- without making values); otherwise by crossed().
+    local SMALL = 35184372088832
+
+    function alerts(ctx, p, path)
+        local rolling = is_rolling(p)
+        local used, allow = p.used, p.allow
+        local level, am, s = used.m, allow.m, used.s
+        if level and p.mode == "strict" then
+            local held = p.held
+            level = held.s == s and held.m and level + held.m
         end
-    end
-    local over = is_over(p)
-    if over and not p.overf then
-        p.overf = true
-        emit(ctx, event_about("over", ctx.now, path, p))
-    elseif not over and rolling then
-        p.overf = false
+        local fast = level and am and allow.s == s and level < SMALL and level > -SMALL and am < SMALL and am > -SMALL
+        for i, pct in ipairs(p.warn) do
+            local b = lshift(1, i - 1)
+            local is_crossed
+            if fast then
+                is_crossed = level * 100 >= am * pct
+            else
+                is_crossed = crossed(p, pct)
+            end
+            if is_crossed and band(p.fired, b) == 0 then
+                p.fired = bor(p.fired, b)
+                local e = event_about("warning", ctx.now, path, p)
+                e.threshold = pct
+                emit(ctx, e)
+            elseif not is_crossed and rolling then
+                p.fired = band(p.fired, bnot(b))
+            end
+        end
+        local over = is_over(p)
+        if over and not p.overf then
+            p.overf = true
+            emit(ctx, event_about("over", ctx.now, path, p))
+        elseif not over and rolling then
+            p.overf = false
+        end
     end
 end
 
@@ -4211,14 +4458,14 @@ local function check_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            D.add(p.used, costs_get_at(usage, by_metric, p.metric))
+            D.check_add(p.used, costs_get_at(usage, by_metric, p.metric))
         end
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
+            D.check_add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -4263,31 +4510,43 @@ end
 -- state is "held", "committed", "released" or "expired"; a line names a
 -- policy by path and generation. Outcomes keep amounts as text.
 
-local function hold_table(hold)
-    local items = {}
-    for i, item in ipairs(hold.items) do
-        items[i] = { costs_store(item.cost), item.state, item.outcome or false }
-    end
-    local lines = {}
-    for _, line in ipairs(hold.lines) do
-        lines[#lines + 1] = line.path
-        lines[#lines + 1] = line.gen
-    end
-    return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items, lines,
-        hold.reply or false, hold.last_commit or false, hold.last_release or false }
-end
+local hold_table, hold_of_table
+do
+    -- A hold's positions, after the fields of the Rust Hold (src/engine/hold.rs).
+    local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
+    local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
+    -- An item's.
+    local COST, STATE, OUTCOME = 1, 2, 3
 
-local function hold_of_table(t)
-    local items = {}
-    for i, item in ipairs(t[7]) do
-        items[i] = { cost = costs_load(item[1]), state = item[2], outcome = item[3] or nil }
+    function hold_table(hold)
+        local items = {}
+        for i, item in ipairs(hold.items) do
+            items[i] = { costs_store(item.cost), item.state, item.outcome or false }
+        end
+        local lines = {}
+        for _, line in ipairs(hold.lines) do
+            lines[#lines + 1] = line.path
+            lines[#lines + 1] = line.gen
+        end
+        -- (In the order of the positions.)
+        return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items,
+            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false }
     end
-    local lines = {}
-    for i = 1, #t[8], 2 do
-        lines[#lines + 1] = { path = t[8][i], gen = t[8][i + 1] }
+
+    function hold_of_table(t)
+        local items = {}
+        for i, item in ipairs(t[ITEMS]) do
+            items[i] = { cost = costs_load(item[COST]), state = item[STATE], outcome = item[OUTCOME] or nil }
+        end
+        local lines = {}
+        local flat = t[LINES]
+        for i = 1, #flat, 2 do
+            lines[#lines + 1] = { path = flat[i], gen = flat[i + 1] }
+        end
+        return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil }
     end
-    return { id = t[1], paths = t[2], service = t[3] or nil, model = t[4] or nil, created = t[5], expires = t[6],
-        items = items, lines = lines, reply = t[9] or nil, last_commit = t[10] or nil, last_release = t[11] or nil }
 end
 
 local function pack_hold(hold)
@@ -4321,7 +4580,6 @@ end
 
 -- ----- writing back --------------------------------------------------------------
 
-local EVENTS_CHANNEL = "quota:events:"
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
@@ -4338,7 +4596,7 @@ local function flush(ctx, final)
         ctx.exists = true
         ctx.dirty[""] = true
     end
-    local hset = { "#", mpack({ ctx.meta.seq, ctx.meta.gen, ctx.meta.ev }) }
+    local hset = { "#", pack_meta(ctx.meta) }
     for path in pairs(ctx.dirty) do
         local node = ctx.nodes[path]
         if node then
@@ -4402,8 +4660,12 @@ local function flush(ctx, final)
         call_chunked("RPUSH", ctx.vkey, blobs)
         redis.call("LTRIM", ctx.vkey, -keep, -1)
         for i = math.max(#events - keep + 1, 1), #events do
-            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(events[i], key)))
+            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(events[i], key)))
         end
+    end
+    if final then
+        -- (The context is done with: nothing is left to reset.)
+        return
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
     ctx.kid_add, ctx.kid_del = {}, {}
@@ -4656,6 +4918,9 @@ function HOLDS.available(p)
     return D.max(remaining(p), D.ZERO)
 end
 
+-- The column of a metric no item takes (never changed).
+HOLDS.NO_COLUMN = { at = {}, total = {} }
+
 -- The policy that admits the fewest leading items, when one admits fewer
 -- than all; among equals the least available (root first when that ties).
 function HOLDS.binding_of(ctx, r, items)
@@ -4681,7 +4946,7 @@ function HOLDS.binding_of(ctx, r, items)
             end
         end
     end
-    local none = { at = {}, total = {} }
+    local none = HOLDS.NO_COLUMN
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         local col = columns[p.metric] or none
@@ -4691,6 +4956,12 @@ function HOLDS.binding_of(ctx, r, items)
         local fits = n
         if p.mode == "block" then
             if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+                fits = col.at[1] - 1
+            end
+        elseif p.mode ~= "open" and #col.at == 1 then
+            -- One item takes the metric: it fits unless used + held + it
+            -- passes the allowance (judged without making values).
+            if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
                 fits = col.at[1] - 1
             end
         elseif p.mode ~= "open" then
@@ -4862,7 +5133,7 @@ function HOLDS.reserve(ctx, req)
     local held_at = costs_index(held, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
-        D.add(p.held, costs_get_at(held, held_at, p.metric))
+        D.check_add(p.held, costs_get_at(held, held_at, p.metric))
     end
 
     -- After this point the reservation succeeds.

@@ -20,7 +20,8 @@
 --   * No floats reach an amount: amounts are D values; plain Lua numbers are
 --     used only for integers well inside 2^53 (times in ms, counts).
 
-local VERSION = "1.0.0"
+-- 1.1.0: stored layout 2 (see 60_tree); reads layout 1 and rewrites it.
+local VERSION = "1.1.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it

@@ -26,6 +26,9 @@
 --   D.from_int(n)                    n: an integer Lua number
 --   D.add(a, b)                      exact; fails "ERR limit: amount total
 --                                    would exceed 10^18" beyond 10^18
+--   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
+--   D.stored(v) -> number | v        the form stored (an integer below 2^53
+--                                    as the number); D.loaded(x) -> v reads it
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -430,20 +433,34 @@ do
     end
     D.check = check
 
-    function D.parse(text)
-        local v, why = check(text, false)
+    -- Client amounts read lately, by text (values never change; a request
+    -- names the same few amounts again and again).
+    local parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+
+    local function parse(text, non_negative)
+        local v = parsed[non_negative][text]
+        if v then
+            return v
+        end
+        local why
+        v, why = check(text, non_negative)
         if not v then
             fail("ERR invalid amount: " .. why)
         end
+        if parsed_n >= 1024 then
+            parsed, parsed_n = { [true] = {}, [false] = {} }, 0
+        end
+        parsed[non_negative][text] = v
+        parsed_n = parsed_n + 1
         return v
     end
 
+    function D.parse(text)
+        return parse(text, false)
+    end
+
     function D.parse_non_negative(text)
-        local v, why = check(text, true)
-        if not v then
-            fail("ERR invalid amount: " .. why)
-        end
-        return v
+        return parse(text, true)
     end
 
     local of_memo, of_n = {}, 0
@@ -663,6 +680,33 @@ do
             fail("ERR limit: amount total would exceed 10^18")
         end
         return r
+    end
+
+    -- The form a value is stored in (layout 2): an integer whose mantissa
+    -- is small is the plain number (msgpack keeps it exactly), anything else
+    -- the table. Layout 1 stored every value as the table; D.loaded reads
+    -- both.
+    function D.stored(v)
+        if v.s == 0 and v.m then
+            return v.m
+        end
+        return v
+    end
+
+    function D.loaded(x)
+        if type(x) == "number" then
+            return D.from_int(x)
+        end
+        return x
+    end
+
+    -- Fails as D.add would, without making the sum when it cannot fail:
+    -- two small values are each below 2^53 in magnitude, so their sum is
+    -- below 2^54 < 10^18.
+    function D.check_add(a, b)
+        if not (a.m and b.m) then
+            D.add(a, b)
+        end
     end
 
     -- A total that never goes below 0 and stops at 10^18: for commits,

@@ -17,6 +17,24 @@ local sfind, ssub, sbyte, slen, supper, sformat = string.find, string.sub, strin
     string.format
 local tinsert, tconcat = table.insert, table.concat
 
+-- Upper case of the words read lately (keywords are looked up in upper case
+-- on every argument: a lookup is cheaper than making the string).
+do
+    local upper, cache, n = string.upper, {}, 0
+    supper = function(s)
+        local u = cache[s]
+        if not u then
+            u = upper(s)
+            if n >= 1024 then
+                cache, n = {}, 0
+            end
+            cache[s] = u
+            n = n + 1
+        end
+        return u
+    end
+end
+
 local function set_of(list)
     local s = {}
     for _, v in ipairs(list) do
@@ -80,6 +98,10 @@ local function valid_utf8(s)
 end
 
 local function check_utf8(args)
+    -- (One search over all of them first: arguments are nearly always ASCII.)
+    if not sfind(tconcat(args), "[\128-\255]") then
+        return
+    end
     for i = 1, #args do
         if not valid_utf8(args[i]) then
             fail("ERR syntax: arguments must be valid UTF-8")
@@ -226,6 +248,8 @@ end
 
 local Args = {}
 Args.__index = Args
+-- Paths read lately, by text (Args:next_path).
+Args.paths_read, Args.paths_read_n = {}, 0
 
 local function new_args(command, items, first)
     return setmetatable({ items = items, pos = first or 1, command = command }, Args)
@@ -261,7 +285,19 @@ end
 -- creates (check_new_paths), so existing paths stay usable when it is
 -- lowered at a reload (Args::next_path).
 function Args:next_path(what)
-    return parse_path(self:next_str(what), MAX_DEPTH_HARD)
+    local text = self:next_str(what)
+    local memo = Args.paths_read
+    local path = memo[text]
+    if not path then
+        path = parse_path(text, MAX_DEPTH_HARD)
+        if Args.paths_read_n >= 1024 then
+            memo = {}
+            Args.paths_read, Args.paths_read_n = memo, 0
+        end
+        memo[text] = path
+        Args.paths_read_n = Args.paths_read_n + 1
+    end
+    return path
 end
 
 function Args:next_name(what)
@@ -452,11 +488,10 @@ local plus = D.plus
 -- The positions of a costs list's metrics (Totals/Lookup in outcome.rs):
 -- a request names up to MAX_REQUEST_METRICS metrics, and a scan per metric
 -- added or looked up would make its work grow with their square. Only worth
--- building for a long list searched often: nil (scan) otherwise.
-local SCAN_LEN = 16
-
+-- building for a long list searched often (more than 16 entries and
+-- lookups): nil (scan) otherwise.
 local function costs_index(costs, lookups)
-    if #costs <= SCAN_LEN or lookups <= SCAN_LEN then
+    if #costs <= 16 or lookups <= 16 then
         return nil
     end
     local index = {}
@@ -527,7 +562,7 @@ local function costs_store(costs)
     local out = {}
     for i = 1, #costs do
         out[#out + 1] = costs[i][1]
-        out[#out + 1] = costs[i][2]
+        out[#out + 1] = D.stored(costs[i][2])
     end
     return out
 end
@@ -535,7 +570,7 @@ end
 local function costs_load(flat)
     local out = {}
     for i = 1, #flat, 2 do
-        out[#out + 1] = { flat[i], flat[i + 1] }
+        out[#out + 1] = { flat[i], D.loaded(flat[i + 1]) }
     end
     return out
 end

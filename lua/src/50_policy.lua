@@ -180,25 +180,33 @@ end
 -- The end of a calendar period by window and start, kept: calendar
 -- arithmetic is the dearest step of judging a policy, and a period's end is
 -- asked for on every request.
-local period_ends, period_ends_size = {}, 0
+local period_end
+do
+    local period_ends, period_ends_size = {}, 0
 
-local function period_end(p)
-    local w = window_of(p.wenc)
-    if not W.is_calendar(w) then
-        return nil
-    end
-    local key = p.wenc .. ":" .. p.ps
-    local e = period_ends[key]
-    if not e then
-        local _
-        _, e = W.period_of(w, p.ps)
-        if period_ends_size >= 4096 then
-            period_ends, period_ends_size = {}, 0
+    function period_end(p)
+        -- (Kept on the policy too, for the start and window it was computed for.)
+        if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
+            return p.pe
         end
-        period_ends[key] = e
-        period_ends_size = period_ends_size + 1
+        local w = window_of(p.wenc)
+        if not W.is_calendar(w) then
+            return nil
+        end
+        local key = p.wenc .. ":" .. p.ps
+        local e = period_ends[key]
+        if not e then
+            local _
+            _, e = W.period_of(w, p.ps)
+            if period_ends_size >= 4096 then
+                period_ends, period_ends_size = {}, 0
+            end
+            period_ends[key] = e
+            period_ends_size = period_ends_size + 1
+        end
+        p.pe, p.pe_ps, p.pe_wenc = e, p.ps, p.wenc
+        return e
     end
-    return e
 end
 
 -- The span replies show as period_start, period_end.
@@ -395,6 +403,13 @@ end
 -- Usage that stops at 10^18: a charge checked that it stays within, and a
 -- commit is never refused (Policy::add_used_capped).
 local function add_used_capped(p, delta, now)
+    if delta.m and p.used.m then
+        -- Two small values are each below 2^53 in magnitude: the total
+        -- stays below 2^54 < 10^18, so the cap cannot bind (and no limb
+        -- arithmetic on 10^18 is needed to see it).
+        add_used(p, delta, now)
+        return
+    end
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
@@ -462,30 +477,82 @@ end
 -- ----- storage -----------------------------------------------------------------
 
 -- Amounts are stored as D values themselves (msgpack keeps their integer
--- fields exactly), so loading a policy parses nothing.
-local function pack_policy(p)
-    local bk = {}
-    for i = 1, #p.bk do
-        bk[#bk + 1] = p.bk[i][1]
-        bk[#bk + 1] = p.bk[i][2]
-    end
-    return {
-        p.name, p.metric, p.limit, p.mode, p.wenc, p.warn, p.rollover or false, p.service or false, p.model or false,
-        p.gen, p.used, p.held, p.ps, p.ro, p.gr, p.hist, bk, p.fired, p.overf,
-    }
-end
+-- fields exactly), an integer amount as the plain number since layout 2
+-- (D.stored), so loading a policy parses nothing. A policy is stored as
+-- a positional array (smaller and faster than a map); the positions are
+-- named after the fields of the Rust Policy (src/engine/policy.rs). A closed
+-- period in the history is {start_ms, end_ms, used, allowance, rolled_over}
+-- (see closed_of); the rolling buckets are flattened {bucket, used, ...}.
+local pack_policy, unpack_policy, array_header, packed_d
+do
+    local mpack = cmsgpack.pack
+    local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
+    local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
+    local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
 
-local function unpack_policy(t)
-    local bk = {}
-    local flat = t[17]
-    for i = 1, #flat, 2 do
-        bk[#bk + 1] = { flat[i], flat[i + 1] }
+    -- A msgpack array header for n elements, as cmsgpack writes it.
+    function array_header(n)
+        if n <= 15 then
+            return string.char(0x90 + n)
+        end
+        return string.char(0xdc, math.floor(n / 256), n % 256)
     end
-    return {
-        name = t[1], metric = t[2], limit = t[3], mode = t[4], wenc = t[5], warn = t[6], rollover = t[7],
-        service = t[8] or nil, model = t[9] or nil, gen = t[10], used = t[11], held = t[12], ps = t[13], ro = t[14],
-        gr = t[15], hist = t[16], bk = bk, fired = t[18], overf = t[19], allow = plus(plus(t[3], t[14]), t[15]),
-    }
+    local POLICY_HEADER = array_header(OVER_FIRED)
+
+    -- The packed bytes of a D value, kept while the value lives (values
+    -- never change, and most of a policy's are the same from one write to
+    -- the next).
+    local packed_ds = setmetatable({}, { __mode = "k" })
+    function packed_d(v)
+        local b = packed_ds[v]
+        if not b then
+            b = mpack(D.stored(v))
+            packed_ds[v] = b
+        end
+        return b
+    end
+
+    -- The packed bytes of a policy, as cmsgpack packs the array of its
+    -- positions: the header, then NAME .. GENERATION (kept on the policy
+    -- while those fields hold the same values: they change only by QUOTA.SET)
+    -- and the rest.
+    function pack_policy(p)
+        local head = p.packed_head
+        if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
+                and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
+                and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
+                and p.ph_gen == p.gen) then
+            head = POLICY_HEADER .. mpack(p.name, p.metric, D.stored(p.limit), p.mode, p.wenc, p.warn,
+                p.rollover and D.stored(p.rollover) or false, p.service or false, p.model or false, p.gen)
+            p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
+            p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
+                p.model
+            p.ph_gen = p.gen
+        end
+        local bk = {}
+        for i = 1, #p.bk do
+            bk[#bk + 1] = p.bk[i][1]
+            bk[#bk + 1] = D.stored(p.bk[i][2])
+        end
+        return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
+            .. mpack(p.hist, bk, p.fired, p.overf)
+    end
+
+    function unpack_policy(t)
+        local bk = {}
+        local flat = t[BUCKETS]
+        for i = 1, #flat, 2 do
+            bk[#bk + 1] = { flat[i], D.loaded(flat[i + 1]) }
+        end
+        local limit, ro, gr = D.loaded(t[LIMIT]), D.loaded(t[ROLLED_OVER]), D.loaded(t[GRANTED])
+        return {
+            name = t[NAME], metric = t[METRIC], limit = limit, mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
+            rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
+            gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
+            allow = plus(plus(limit, ro), gr),
+        }
+    end
 end
 
 -- ----- views -----------------------------------------------------------------

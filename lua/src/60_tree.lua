@@ -15,6 +15,17 @@
 -- and, shared by the trees of a slot, the index quota:due (quota:due{TAG} on
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
+-- The stored layout is a format, versioned like an RDB encoding: the tree's
+-- "#" field is {seq, generation, event seq, layout}. Layout 1 (library
+-- 1.0.0) had no fourth entry; its records are read as they are and written
+-- in the current layout when next written, "#" by the first write to the
+-- tree, inside that call (see read_meta), so a tree is safe while
+-- quota-load replaces the library under live traffic. A newer layout is
+-- refused, never misread. Stored records are
+-- positional msgpack arrays (smaller and faster to pack than maps); their
+-- positions are named by constants after the Rust names (below, in
+-- hold_table and in 50_policy's pack_policy).
+--
 -- A command works on a context: everything it reads is decoded once into
 -- it, every change is made there, and `flush` writes the changes at the
 -- end. A command that fails never flushes, so it changes nothing; a read
@@ -31,12 +42,65 @@ local function new_node()
     return { pols = {}, spent = {}, live = 0 }
 end
 
-local function pack_node(n)
-    local pols = {}
-    for i = 1, #n.pols do
-        pols[i] = pack_policy(n.pols[i])
+-- (Field positions in blocks: the library's build function may have at most
+-- 200 locals.)
+local pack_node, unpack_node, pack_meta, read_meta
+do
+    -- "/<path>": a node.
+    local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
+    -- "#": the tree's metadata.
+    local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
+
+    function pack_node(n)
+        -- The bytes cmsgpack would write for {policies, spent, live}, the
+        -- policies packed one by one (see pack_policy).
+        local parts = { "\147", array_header(#n.pols) }
+        for i = 1, #n.pols do
+            parts[i + 2] = pack_policy(n.pols[i])
+        end
+        parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
+        return tconcat(parts)
     end
-    return mpack({ pols, costs_store(n.spent), n.live })
+
+    function unpack_node(blob)
+        local t = munpack(blob)
+        local stored = t[NODE_POLICIES]
+        local pols = {}
+        for i = 1, #stored do
+            pols[i] = unpack_policy(stored[i])
+        end
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS] }
+    end
+
+    -- The layout this library writes.
+    local LAYOUT = 2
+
+    function pack_meta(meta)
+        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT })
+    end
+
+    -- The tree's metadata, and whether it is stored in an older layout, which
+    -- the first flush rewrites. Layout 2 differs from layout 1 (which had no
+    -- version) only in how an amount is stored: an integer amount is the
+    -- plain msgpack number, not the {m, s} map (D.stored). Every record says
+    -- so by its own bytes, so a layout-1 record is read as it is (D.loaded)
+    -- and written in layout 2 when it is next written: a tree of layout 2
+    -- may hold records of both. A later layout that cannot be read so
+    -- converts the tree here, in the call that opens it. A newer layout, or
+    -- metadata of something else, is refused.
+    function read_meta(key, blob)
+        local ok, m = pcall(munpack, blob)
+        if not ok or type(m) ~= "table" or type(m[META_SEQ]) ~= "number" then
+            fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
+                clip(key)))
+        end
+        local layout = m[META_LAYOUT] or 1
+        if layout ~= LAYOUT and layout ~= 1 then
+            fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
+                .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
+        end
+        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ] }, layout ~= LAYOUT
+    end
 end
 
 local function clone_node(n)
@@ -50,29 +114,21 @@ local function clone_node(n)
     return { pols = pols, spent = spent, live = n.live }
 end
 
--- Decoded nodes by their stored bytes, kept across calls: a node read again
--- unchanged (an ancestor on every request) is copied, not decoded. Equal
--- bytes decode to equal nodes, so the cache is right whoever wrote them.
+-- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
+-- node read again unchanged (an ancestor on every request) is not decoded
+-- again. A read copies it; a write takes it out and changes it in place
+-- (load_nodes), and its final flush puts it back under the bytes it wrote.
+-- Equal bytes decode to equal nodes, so the cache is right whoever wrote them.
 local node_cache, node_cache_size = {}, 0
-local NODE_CACHE_MAX = 4096
 
 local function cache_node(blob, node)
     if node_cache[blob] == nil then
-        if node_cache_size >= NODE_CACHE_MAX then
+        if node_cache_size >= 4096 then
             node_cache, node_cache_size = {}, 0
         end
         node_cache_size = node_cache_size + 1
     end
     node_cache[blob] = node
-end
-
-local function unpack_node(blob)
-    local t = munpack(blob)
-    local pols = {}
-    for i = 1, #t[1] do
-        pols[i] = unpack_policy(t[1][i])
-    end
-    return { pols = pols, spent = costs_load(t[2]), live = t[3] }
 end
 
 -- The time: the server's clock, or the test clock when it is enabled.
@@ -94,22 +150,25 @@ local function now_ms()
 end
 
 -- The companion key names of each tree key seen lately.
-local key_names, key_names_size = {}, 0
+local names_of
+do
+    local key_names, key_names_size = {}, 0
 
-local function names_of(key)
-    local k = key_names[key]
-    if not k then
-        if key_names_size >= 1024 then
-            key_names, key_names_size = {}, 0
+    function names_of(key)
+        local k = key_names[key]
+        if not k then
+            if key_names_size >= 1024 then
+                key_names, key_names_size = {}, 0
+            end
+            k = {
+                hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
+                fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+            }
+            key_names[key] = k
+            key_names_size = key_names_size + 1
         end
-        k = {
-            hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
-            fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-        }
-        key_names[key] = k
-        key_names_size = key_names_size + 1
+        return k
     end
-    return k
 end
 
 -- ----- the index of trees with holds (quota_sweep) --------------------------
@@ -213,13 +272,17 @@ local function open_tree(key, writable)
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
+        -- (Set below; named here so that the table is made at its size.)
+        meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
-        local m = munpack(meta)
-        ctx.meta = { seq = m[1], gen = m[2], ev = m[3] }
+        -- (An older layout is rewritten by the first flush.)
+        ctx.meta, ctx.meta_dirty = read_meta(key, meta)
         ctx.exists = true
-        ctx.node_count = redis.call("HLEN", key) - 1
+        -- The nodes the tree had is asked of Redis only when a command
+        -- creates paths (check_path_room); node_count counts the changes.
+        ctx.node_base, ctx.node_count = false, 0
         ctx.hold_count = redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
@@ -228,7 +291,7 @@ local function open_tree(key, writable)
         ctx.meta = { seq = 0, gen = 1, ev = 1 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
-        ctx.node_count = 1
+        ctx.node_base, ctx.node_count = 0, 1
         ctx.hold_count = 0
     end
     return ctx
@@ -267,11 +330,24 @@ local function load_nodes(ctx, paths)
         local blob = blobs[i]
         if blob then
             local pristine = node_cache[blob]
-            if not pristine then
-                pristine = unpack_node(blob)
-                cache_node(blob, pristine)
+            if ctx.writable then
+                -- A write takes the decoded node out of the cache and changes
+                -- it in place: its final flush caches it again under the
+                -- bytes it writes; a write that fails drops it.
+                if pristine then
+                    node_cache[blob] = nil
+                    node_cache_size = node_cache_size - 1
+                else
+                    pristine = unpack_node(blob)
+                end
+                ctx.nodes[path] = pristine
+            else
+                if not pristine then
+                    pristine = unpack_node(blob)
+                    cache_node(blob, pristine)
+                end
+                ctx.nodes[path] = clone_node(pristine)
             end
-            ctx.nodes[path] = clone_node(pristine)
         else
             ctx.nodes[path] = false
         end
@@ -329,7 +405,10 @@ end
 
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
-    if new_nodes > 0 and ctx.node_count + new_nodes > max then
+    if new_nodes > 0 and not ctx.node_base then
+        ctx.node_base = redis.call("HLEN", ctx.key) - 1
+    end
+    if new_nodes > 0 and ctx.node_base + ctx.node_count + new_nodes > max then
         fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
     end
 end
@@ -374,26 +453,47 @@ local function emit(ctx, event)
 end
 
 -- The warnings and `over` a policy fires now, each once per period.
-local function alerts(ctx, p, path)
-    local rolling = is_rolling(p)
-    for i, pct in ipairs(p.warn) do
-        local b = lshift(1, i - 1)
-        local is_crossed = crossed(p, pct)
-        if is_crossed and band(p.fired, b) == 0 then
-            p.fired = bor(p.fired, b)
-            local e = event_about("warning", ctx.now, path, p)
-            e.threshold = pct
-            emit(ctx, e)
-        elseif not is_crossed and rolling then
-            p.fired = band(p.fired, bnot(b))
+local alerts
+do
+    -- While the level and the allowance are integer mantissas of one scale
+    -- below 2^45, level * 100 and allowance * pct (pct <= 100) are exact
+    -- doubles below 2^53: a threshold is judged on them (as crossed() would,
+    -- without making values); otherwise by crossed().
+    local SMALL = 35184372088832
+
+    function alerts(ctx, p, path)
+        local rolling = is_rolling(p)
+        local used, allow = p.used, p.allow
+        local level, am, s = used.m, allow.m, used.s
+        if level and p.mode == "strict" then
+            local held = p.held
+            level = held.s == s and held.m and level + held.m
         end
-    end
-    local over = is_over(p)
-    if over and not p.overf then
-        p.overf = true
-        emit(ctx, event_about("over", ctx.now, path, p))
-    elseif not over and rolling then
-        p.overf = false
+        local fast = level and am and allow.s == s and level < SMALL and level > -SMALL and am < SMALL and am > -SMALL
+        for i, pct in ipairs(p.warn) do
+            local b = lshift(1, i - 1)
+            local is_crossed
+            if fast then
+                is_crossed = level * 100 >= am * pct
+            else
+                is_crossed = crossed(p, pct)
+            end
+            if is_crossed and band(p.fired, b) == 0 then
+                p.fired = bor(p.fired, b)
+                local e = event_about("warning", ctx.now, path, p)
+                e.threshold = pct
+                emit(ctx, e)
+            elseif not is_crossed and rolling then
+                p.fired = band(p.fired, bnot(b))
+            end
+        end
+        local over = is_over(p)
+        if over and not p.overf then
+            p.overf = true
+            emit(ctx, event_about("over", ctx.now, path, p))
+        elseif not over and rolling then
+            p.overf = false
+        end
     end
 end
 
@@ -556,14 +656,14 @@ local function check_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         if p then
-            D.add(p.used, costs_get_at(usage, by_metric, p.metric))
+            D.check_add(p.used, costs_get_at(usage, by_metric, p.metric))
         end
     end
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
-            D.add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
+            D.check_add(costs_get_at(node.spent, at, usage[i][1]), usage[i][2])
         end
     end
 end
@@ -608,31 +708,43 @@ end
 -- state is "held", "committed", "released" or "expired"; a line names a
 -- policy by path and generation. Outcomes keep amounts as text.
 
-local function hold_table(hold)
-    local items = {}
-    for i, item in ipairs(hold.items) do
-        items[i] = { costs_store(item.cost), item.state, item.outcome or false }
-    end
-    local lines = {}
-    for _, line in ipairs(hold.lines) do
-        lines[#lines + 1] = line.path
-        lines[#lines + 1] = line.gen
-    end
-    return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items, lines,
-        hold.reply or false, hold.last_commit or false, hold.last_release or false }
-end
+local hold_table, hold_of_table
+do
+    -- A hold's positions, after the fields of the Rust Hold (src/engine/hold.rs).
+    local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
+    local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
+    -- An item's.
+    local COST, STATE, OUTCOME = 1, 2, 3
 
-local function hold_of_table(t)
-    local items = {}
-    for i, item in ipairs(t[7]) do
-        items[i] = { cost = costs_load(item[1]), state = item[2], outcome = item[3] or nil }
+    function hold_table(hold)
+        local items = {}
+        for i, item in ipairs(hold.items) do
+            items[i] = { costs_store(item.cost), item.state, item.outcome or false }
+        end
+        local lines = {}
+        for _, line in ipairs(hold.lines) do
+            lines[#lines + 1] = line.path
+            lines[#lines + 1] = line.gen
+        end
+        -- (In the order of the positions.)
+        return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items,
+            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false }
     end
-    local lines = {}
-    for i = 1, #t[8], 2 do
-        lines[#lines + 1] = { path = t[8][i], gen = t[8][i + 1] }
+
+    function hold_of_table(t)
+        local items = {}
+        for i, item in ipairs(t[ITEMS]) do
+            items[i] = { cost = costs_load(item[COST]), state = item[STATE], outcome = item[OUTCOME] or nil }
+        end
+        local lines = {}
+        local flat = t[LINES]
+        for i = 1, #flat, 2 do
+            lines[#lines + 1] = { path = flat[i], gen = flat[i + 1] }
+        end
+        return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
+            created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil }
     end
-    return { id = t[1], paths = t[2], service = t[3] or nil, model = t[4] or nil, created = t[5], expires = t[6],
-        items = items, lines = lines, reply = t[9] or nil, last_commit = t[10] or nil, last_release = t[11] or nil }
 end
 
 local function pack_hold(hold)
@@ -666,7 +778,6 @@ end
 
 -- ----- writing back --------------------------------------------------------------
 
-local EVENTS_CHANNEL = "quota:events:"
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
@@ -683,7 +794,7 @@ local function flush(ctx, final)
         ctx.exists = true
         ctx.dirty[""] = true
     end
-    local hset = { "#", mpack({ ctx.meta.seq, ctx.meta.gen, ctx.meta.ev }) }
+    local hset = { "#", pack_meta(ctx.meta) }
     for path in pairs(ctx.dirty) do
         local node = ctx.nodes[path]
         if node then
@@ -747,8 +858,12 @@ local function flush(ctx, final)
         call_chunked("RPUSH", ctx.vkey, blobs)
         redis.call("LTRIM", ctx.vkey, -keep, -1)
         for i = math.max(#events - keep + 1, 1), #events do
-            redis.call("PUBLISH", EVENTS_CHANNEL .. key, to_json(event_reply(events[i], key)))
+            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(events[i], key)))
         end
+    end
+    if final then
+        -- (The context is done with: nothing is left to reset.)
+        return
     end
     ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
     ctx.kid_add, ctx.kid_del = {}, {}

@@ -245,6 +245,9 @@ function HOLDS.available(p)
     return D.max(remaining(p), D.ZERO)
 end
 
+-- The column of a metric no item takes (never changed).
+HOLDS.NO_COLUMN = { at = {}, total = {} }
+
 -- The policy that admits the fewest leading items, when one admits fewer
 -- than all; among equals the least available (root first when that ties).
 function HOLDS.binding_of(ctx, r, items)
@@ -270,7 +273,7 @@ function HOLDS.binding_of(ctx, r, items)
             end
         end
     end
-    local none = { at = {}, total = {} }
+    local none = HOLDS.NO_COLUMN
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
         local col = columns[p.metric] or none
@@ -280,6 +283,12 @@ function HOLDS.binding_of(ctx, r, items)
         local fits = n
         if p.mode == "block" then
             if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+                fits = col.at[1] - 1
+            end
+        elseif p.mode ~= "open" and #col.at == 1 then
+            -- One item takes the metric: it fits unless used + held + it
+            -- passes the allowance (judged without making values).
+            if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
                 fits = col.at[1] - 1
             end
         elseif p.mode ~= "open" then
@@ -451,7 +460,7 @@ function HOLDS.reserve(ctx, req)
     local held_at = costs_index(held, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
-        D.add(p.held, costs_get_at(held, held_at, p.metric))
+        D.check_add(p.held, costs_get_at(held, held_at, p.metric))
     end
 
     -- After this point the reservation succeeds.

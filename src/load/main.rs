@@ -56,6 +56,11 @@ What it does, per server:
 Versions compare numerically (1.10.0 > 1.9.0). Every server is checked before
 any is changed: a refusal or an error anywhere changes nothing. One line per
 server is printed: "HOST:PORT quota VERSION (WHAT HAPPENED)".
+Trees stay in place: the library reads the layouts of older versions and
+rewrites a tree in its own on the tree's next write, inside that call, so an
+upgrade is safe under live traffic. An older library refuses a tree written
+in a newer layout (1.0.0, which predates layouts, fails on it): downgrade only
+where no tree has been written since the upgrade.
 
 Options:
   --file PATH         load the library in PATH instead of the embedded one
@@ -65,7 +70,7 @@ Options:
                       with the same user, password and TLS settings
   --force             reload even when the same version and code is installed,
                       and replace a 'quota' library whose version is unknown
-  --allow-downgrade   replace a newer installed version
+  --allow-downgrade   replace a newer installed version (see layouts above)
   --allow-eviction    load even where maxmemory-policy is allkeys-*, under
                       which Redis may evict a tree's keys and silently remove
                       its limits (refused without this option)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Instructions per command of the Lua library under callgrind (repeatable, unlike wall time):
+#   bench/profile_lua.sh [N] [FCALL args...]
+# Starts redis-server under valgrind on a free port (no module), loads lua/quota.lua with
+# quota-load --file, builds the 4-level benchmark tree with quota_set, runs N commands
+# (redis-benchmark -c 4 -P 16) and prints Ir per command, counting only what the command
+# dispatcher runs (call()): the server's event loop and networking are left out.
+# The default command is quota_reserve ... BRIEF; NAIVE=1 runs bench/bench.py's naive
+# 4-level script instead, for scale.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-2000}; shift || true
+CMD=("$@")
+[ ${#CMD[@]} -gt 0 ] || CMD=(FCALL quota_reserve 1 t PATH search/qr/canary TTL 600000 BRIEF COST credits 1 requests 1)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+OUT=$(mktemp -d)
+valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" ${TOGGLE---toggle-collect=call} \
+  "${SERVER:-redis-server}" --port "$PORT" --save '' --appendonly no > "$OUT/log" 2>&1 &
+VG=$!
+for _ in $(seq 300); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+target/release/quota-load --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null
+for p in / search search/qr search/qr/canary; do
+  redis-cli -p "$PORT" FCALL quota_set 1 t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
+  redis-cli -p "$PORT" FCALL quota_set 1 t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
+done
+if [ "${NAIVE:-}" = 1 ]; then
+  SHA=$(redis-cli -p "$PORT" SCRIPT LOAD "$(python3 -c 'import sys; sys.path.insert(0, "bench"); import bench; print(bench.NAIVE_LUA)')")
+  for l in / search search/qr search/qr/canary; do redis-cli -p "$PORT" HSET bench:limits "bench:used:$l" 1000000000000 >/dev/null; done
+  CMD=(EVALSHA "$SHA" 4 bench:used:/ bench:used:search bench:used:search/qr bench:used:search/qr/canary 1 __rand_int__)
+fi
+# one call first (the library builds itself on its first call), then the counters start from zero
+redis-cli -p "$PORT" "${CMD[@]}" >/dev/null
+callgrind_control -z "$VG" >/dev/null
+redis-benchmark -p "$PORT" -c 4 -n "$N" -P 16 -r 1000000 "${CMD[@]}" >/dev/null 2>&1
+redis-cli -p "$PORT" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+wait
+TOTAL=$(callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+echo "$(( TOTAL / N )) instructions per command (${CMD[*]})"
+echo "profile: $OUT/cg.out"

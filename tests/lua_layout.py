@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""The Lua library's stored layout is a format: an upgrade must read the trees
+an older library wrote.
+
+  python3 tests/lua_layout.py                   the upgrade test (make test-lua)
+  python3 tests/lua_layout.py --write v1 [--file LIB]
+                                                writes tests/fixtures/lua_layout_v1.json
+                                                from LIB (default lua/quota.lua)
+
+--write builds a tree with the library it is given (holds, a multi-item hold
+on two paths, history from closed periods, rollover, a rolling window,
+finished and forgotten ids, events, a grant, service filters), under the test
+clock, and stores in the fixture: the raw bytes of every key, the clock, and
+the replies of reads (GET, TREE, HOLDS, EVENTS, HISTORY) and then of writes
+(repeats of finished ids, a commit, a release, a reservation, a charge) and
+of the reads after them. lua_layout_v1.json was written by the library of
+commit 3ba2ff4 (layout 1: the tree's "#" field had no version):
+    git show 3ba2ff4:lua/quota.lua > /tmp/v1.lua
+    python3 tests/lua_layout.py --write v1 --file /tmp/v1.lua
+
+The test restores each fixture into a fresh server, loads the library of this
+checkout with quota-load, and checks every reply equals the recorded one, that
+the tree's "#" field then carries layout 2 and a node written since stores its
+integer amounts as plain numbers (layout 2), that a tree of
+an unknown (newer) layout is refused with a clear error and left unchanged,
+and that a read of an old tree changes nothing.
+"""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+
+from backend import free_port, lua_command
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOADER = os.environ.get("QUOTA_LOAD", os.path.join(ROOT, "target", "release", "quota-load"))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+# 2026-01-30 12:00 UTC: month windows close two days later.
+T0 = 1769774400000
+DAY = 86400000
+TREE = "{acme}t"
+
+# (clock advance in ms, command) run by --write to build the tree.
+BUILD = [
+    (0, ["QUOTA.SET", TREE, "/", "credits", "METRIC", "credits", "LIMIT", "1000", "WINDOW", "month", "ROLLOVER",
+         "2500"]),
+    (0, ["QUOTA.SET", TREE, "/", "requests", "METRIC", "requests", "LIMIT", "100", "MODE", "block", "WINDOW", "day"]),
+    (0, ["QUOTA.SET", TREE, "a", "chat", "METRIC", "credits", "LIMIT", "300", "WARN", "50,75", "SERVICE", "chat"]),
+    (0, ["QUOTA.SET", TREE, "a/b", "hourly", "METRIC", "credits", "LIMIT", "50", "WINDOW", "rolling", "1h"]),
+    (0, ["QUOTA.SET", TREE, "a/b", "tok", "METRIC", "tokens", "LIMIT", "10.5", "MODE", "open", "WINDOW", "hour"]),
+    (0, ["QUOTA.SET", TREE, "c/d/e", "cap", "METRIC", "credits", "LIMIT", "5", "WINDOW", "month", "ANCHOR", "31"]),
+    (1000, ["QUOTA.CHARGE", TREE, "PATH", "a/b", "SERVICE", "chat", "COST", "credits", "12.25", "requests", "1",
+            "tokens", "3"]),
+    (1000, ["QUOTA.RESERVE", TREE, "PATH", "c/d/e", "ID", "old-1", "COST", "credits", "2"]),
+    (0, ["QUOTA.COMMIT", TREE, "old-1", "COST", "credits", "1.5"]),
+    (0, ["QUOTA.CHARGE", TREE, "PATH", "a", "ID", "old-charge", "COST", "credits", "1"]),
+    (600000, ["QUOTA.CHARGE", TREE, "PATH", "a/b", "COST", "credits", "140", "tokens", "9"]),
+    (0, ["QUOTA.GRANT", TREE, "/", "credits", "10"]),
+    # The month and the day close: history, rollover, reset events; old ids are forgotten.
+    (3 * DAY, ["QUOTA.CHARGE", TREE, "PATH", "a/b", "SERVICE", "chat", "COST", "credits", "0.0000000001"]),
+    (1000, ["QUOTA.RESERVE", TREE, "PATH", "a/b", "ALSO", "c/d/e", "ID", "job-1", "TTL", "3600000", "COST", "credits",
+            "1", "tokens", "2", "COST", "credits", "2.5"]),
+    (1000, ["QUOTA.RESERVE", TREE, "PATH", "a", "ID", "job-2", "TTL", "5000", "SERVICE", "chat", "COST", "credits",
+            "3"]),
+    (0, ["QUOTA.RESERVE", TREE, "PATH", "a/b", "TTL", "7200000", "COST", "credits", "4"]),
+    (0, ["QUOTA.RESERVE", TREE, "PATH", "c/d/e", "ID", "job-3", "TTL", "600000", "COST", "credits", "1"]),
+    (0, ["QUOTA.COMMIT", TREE, "job-3", "COST", "credits", "0.75"]),
+    (0, ["QUOTA.RESERVE", TREE, "PATH", "a/b", "ID", "job-4", "TTL", "600000", "COST", "credits", "1",
+         "COST", "credits", "1"]),
+    (0, ["QUOTA.RELEASE", TREE, "job-4", "ITEM", "0"]),
+    (0, ["QUOTA.CHARGE", TREE, "PATH", "a/b", "ID", "charge-1", "COST", "requests", "2"]),
+    (0, ["QUOTA.RESET", TREE, "a/b", "tok"]),
+    # job-2 expires (an expired event, a finished id).
+    (10000, ["QUOTA.CHARGE", TREE, "PATH", "/", "COST", "requests", "1"]),
+]
+
+READS = [
+    ["QUOTA.GET", TREE, "/"],
+    ["QUOTA.GET", TREE, "a"],
+    ["QUOTA.GET", TREE, "a/b"],
+    ["QUOTA.GET", TREE, "c/d/e"],
+    ["QUOTA.GET", TREE, "c/d"],
+    ["QUOTA.TREE", TREE, "/"],
+    ["QUOTA.TREE", TREE, "/", "FORMAT", "JSON"],
+    ["QUOTA.HOLDS", TREE, "/"],
+    ["QUOTA.HOLDS", TREE, "c"],
+    ["QUOTA.EVENTS", TREE],
+    ["QUOTA.EVENTS", TREE, "SINCE", "3", "COUNT", "4"],
+    ["QUOTA.HISTORY", TREE, "/", "credits"],
+    ["QUOTA.HISTORY", TREE, "/", "requests"],
+    ["QUOTA.HISTORY", TREE, "a/b", "tok"],
+    ["QUOTA.HISTORY", TREE, "c/d/e", "cap"],
+]
+
+WRITES = [
+    ["QUOTA.RESERVE", TREE, "PATH", "a", "ID", "job-2", "TTL", "5000", "SERVICE", "chat", "COST", "credits", "3"],
+    ["QUOTA.RESERVE", TREE, "PATH", "c/d/e", "ID", "job-3", "COST", "credits", "1"],
+    ["QUOTA.COMMIT", TREE, "job-3"],
+    ["QUOTA.CHARGE", TREE, "PATH", "a/b", "ID", "charge-1", "COST", "requests", "2"],
+    ["QUOTA.RELEASE", TREE, "job-4", "ITEM", "0"],
+    ["QUOTA.COMMIT", TREE, "job-4", "ITEM", "1", "COST", "credits", "0.5"],
+    ["QUOTA.COMMIT", TREE, "job-1", "ITEM", "0", "COST", "credits", "1", "tokens", "1"],
+    ["QUOTA.RELEASE", TREE, "job-1"],
+    ["QUOTA.EXTEND", TREE, "job-1", "1000"],
+    ["QUOTA.RESERVE", TREE, "PATH", "a/b", "ID", "new-1", "COST", "credits", "2.5", "tokens", "1"],
+    ["QUOTA.CHARGE", TREE, "PATH", "c/d/e", "CHECK", "COST", "credits", "1"],
+    ["QUOTA.CHARGE", TREE, "PATH", "c/d/e", "CHECK", "COST", "credits", "100"],
+    ["QUOTA.RESERVE", TREE, "PATH", "a/b", "BRIEF", "COST", "credits", "1", "requests", "1"],
+    ["QUOTA.SET", TREE, "a/b/x", "small", "METRIC", "credits", "LIMIT", "1"],
+    ["QUOTA.GRANT", TREE, "a", "chat", "5"],
+]
+
+
+class Server:
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
+             "--appendonly", "no", "--logfile", os.path.join(workdir, "log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.r = redis.Redis(port=self.port, protocol=3)
+        for _ in range(200):
+            try:
+                self.r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+
+    def load(self, library=None):
+        args = [LOADER, "--test-clock", "--force"]
+        if library:
+            args += ["--file", library]
+        out = subprocess.run(args + [f"redis://127.0.0.1:{self.port}"], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"quota-load failed: {out.stdout}{out.stderr}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def plain(value):
+    """A reply as JSON can hold it (bytes as text, errors as {"error": text})."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, dict):
+        # (Sorted: a map's order is not part of the reply.)
+        return {"map": sorted(([plain(k), plain(v)] for k, v in value.items()), key=lambda kv: json.dumps(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, set):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, Exception):
+        return {"error": str(value)}
+    return value
+
+
+def run(r, command):
+    try:
+        return plain(r.execute_command(*lua_command(command)))
+    except redis.ResponseError as e:
+        return plain(e)
+
+
+def clock(r, ms):
+    r.execute_command("FCALL", "quota_debug", "0", "CLOCK", "SET", str(ms))
+
+
+def tree_keys(r):
+    keys = sorted(k for k in r.keys("*") if k not in (b"quota:clock",))
+    return keys
+
+
+def dump_keys(r):
+    """Every key's raw contents, bytes as base64."""
+    b64 = lambda b: base64.b64encode(b).decode()
+    out = {}
+    for key in tree_keys(r):
+        kind = r.type(key).decode()
+        if kind == "hash":
+            value = {b64(f): b64(v) for f, v in sorted(r.hgetall(key).items())}
+        elif kind == "zset":
+            value = [[b64(m), s] for m, s in r.zrange(key, 0, -1, withscores=True)]
+        elif kind == "list":
+            value = [b64(v) for v in r.lrange(key, 0, -1)]
+        elif kind == "string":
+            value = b64(r.get(key))
+        else:
+            raise RuntimeError(f"unexpected key type {kind} of {key!r}")
+        out[b64(key)] = {"type": kind, "value": value}
+    return out
+
+
+def restore_keys(r, keys):
+    d = base64.b64decode
+    for key, entry in keys.items():
+        k, value = d(key), entry["value"]
+        if entry["type"] == "hash":
+            r.hset(k, mapping={d(f): d(v) for f, v in value.items()})
+        elif entry["type"] == "zset":
+            r.zadd(k, {d(m): s for m, s in value})
+        elif entry["type"] == "list":
+            r.rpush(k, *[d(v) for v in value])
+        else:
+            r.set(k, d(value))
+
+
+def write_fixture(name, library):
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load(library)
+        r = server.r
+        now = T0
+        clock(r, now)
+        build = []
+        for advance, command in BUILD:
+            now += advance
+            clock(r, now)
+            build.append([now, command, run(r, command)])
+        keys = dump_keys(r)
+        reads = [[c, run(r, c)] for c in READS]
+        writes = [[c, run(r, c)] for c in WRITES]
+        after = [[c, run(r, c)] for c in READS]
+        fixture = {"clock": now, "tree": TREE, "keys": keys, "build": build, "reads": reads, "writes": writes,
+                   "reads_after_writes": after}
+        path = os.path.join(FIXTURES, f"lua_layout_{name}.json")
+        with open(path, "w") as f:
+            json.dump(fixture, f, indent=1, sort_keys=True)
+            f.write("\n")
+        print(f"wrote {path}: {len(keys)} keys, {len(reads)} reads, {len(writes)} writes")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+FAILED = []
+
+
+def check(ok, what, detail=""):
+    print(("ok:     " if ok else "FAILED: ") + what + ("" if ok or not detail else f"\n        {detail}"))
+    if not ok:
+        FAILED.append(what)
+
+
+def compare(r, pairs, label):
+    for command, expected in pairs:
+        got = run(r, command)
+        check(got == expected, f"{label}: {' '.join(command)}",
+              f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+
+
+def meta_version(r, tree):
+    """The layout version in the tree's "#" field (1 when it has none)."""
+    lua = "local m = cmsgpack.unpack(redis.call('HGET', KEYS[1], '#')); return m[4] or 1"
+    return r.eval(lua, 1, tree)
+
+
+def test_fixture(name):
+    with open(os.path.join(FIXTURES, f"lua_layout_{name}.json")) as f:
+        fixture = json.load(f)
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        restore_keys(r, fixture["keys"])
+        clock(r, fixture["clock"])
+        tree = fixture["tree"]
+        before = dump_keys(r)
+        compare(r, fixture["reads"], f"{name} read")
+        check(dump_keys(r) == before, f"{name}: reads of an old tree change nothing")
+        compare(r, fixture["writes"], f"{name} write")
+        compare(r, fixture["reads_after_writes"], f"{name} read after writes")
+        version = meta_version(r, tree)
+        current = r.execute_command("FCALL", "quota_version", "0")
+        check(version == 2, f"{name}: the tree's metadata says layout 2 after a write (layout {version})")
+        # A node written since is in layout 2: its integer amounts are plain
+        # numbers (the limit of a/b's first policy, 50), not {m, s} maps.
+        limit_type = r.eval("local n = cmsgpack.unpack(redis.call('HGET', KEYS[1], '/a/b')); "
+                            "return type(n[1][1][3])", 1, tree)
+        check(limit_type == b"number", f"{name}: a node written after the upgrade is in layout 2 ({limit_type})")
+        # Records of both layouts side by side read alike.
+        check(run(r, ["QUOTA.TREE", tree, "/", "DEPTH", "16"]) == run(r, ["QUOTA.TREE", tree, "/", "DEPTH", "16"]),
+              f"{name}: the upgraded tree reads the same twice (library {plain(current)})")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_future_layout():
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        run(r, ["QUOTA.SET", "f", "/", "c", "METRIC", "credits", "LIMIT", "10"])
+        # The "#" field of a layout this library does not know: version 99.
+        r.eval("local m = cmsgpack.unpack(redis.call('HGET', KEYS[1], '#')); m[4] = 99; "
+               "redis.call('HSET', KEYS[1], '#', cmsgpack.pack(m))", 1, "f")
+        before = dump_keys(r)
+        for command in (["QUOTA.GET", "f", "/"], ["QUOTA.RESERVE", "f", "PATH", "/", "COST", "credits", "1"],
+                        ["QUOTA.TREE", "f", "/"], ["QUOTA.SET", "f", "/", "c", "METRIC", "credits", "LIMIT", "5"]):
+            got = run(r, command)
+            ok = isinstance(got, dict) and "error" in got and "layout 99" in got["error"]
+            check(ok, f"future layout refused: {' '.join(command)} -> {got}")
+        check(dump_keys(r) == before, "a tree of a future layout is left unchanged")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--write"]:
+        library = None
+        if "--file" in args:
+            library = args[args.index("--file") + 1]
+        write_fixture(args[1], library)
+        return
+    for name in ("v1",):
+        test_fixture(name)
+    test_future_layout()
+    print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
+    sys.exit(1 if FAILED else 0)
+
+
+if __name__ == "__main__":
+    main()
