@@ -1004,7 +1004,8 @@ do
 end
 
 -- ---------------------------------------------------------------------------
--- 20_window  W: calendar and rolling windows (port of src/engine/window.rs)
+-- 20_window  W: calendar and rolling windows (port of src/engine/window.rs;
+-- the WINDOW and ANCHOR keywords of src/module/commands/policy.rs)
 --
 -- Calendar windows (hour, day, week, month, year; UTC) number their periods:
 -- a period has an index and starts at W.start_of(w, index), so finding the
@@ -1050,7 +1051,7 @@ end
 --   W.civil_from_days(days) -> y, m, d
 --   W.clip(text) -> D.clip (names::clip): at most 60 chars (57 + "..."), any
 --       character outside printable ASCII -> ?
---   QUOTA.SET argument helpers (policy.rs):
+--   QUOTA.SET argument helpers (src/module/commands/policy.rs):
 --   W.read_window(argv, i, command) -> name, duration, next_i
 --       argv[i] is the word after WINDOW; for `rolling` (any case) the next word
 --       is the duration. Arity errors name `command` (e.g. "QUOTA.SET").
@@ -1096,6 +1097,7 @@ do
 
     local UNIT = { hour = true, day = true, week = true, month = true, year = true }
 
+    -- Rust twin: Window::parse (src/engine/window.rs).
     function W.parse(name, anchor, duration)
         local lower = ascii_lower(name)
         if lower == "rolling" then
@@ -1129,6 +1131,7 @@ do
         syntax("ANCHOR applies only to WINDOW month")
     end
 
+    -- Rust twin: Window::static_label (src/engine/window.rs), Window::label (src/engine/window.rs).
     function W.label(w)
         if w.kind == "none" then
             return "none"
@@ -1138,6 +1141,7 @@ do
         return "rolling " .. W.format_duration(w.ms)
     end
 
+    -- Rust twin: Window::anchor (src/engine/window.rs).
     function W.anchor(w)
         if w.kind == "calendar" and w.unit == "month" then
             return w.anchor
@@ -1145,6 +1149,7 @@ do
         return nil
     end
 
+    -- Rust twin: Window::is_calendar (src/engine/window.rs).
     function W.is_calendar(w)
         return w.kind == "calendar"
     end
@@ -1157,6 +1162,7 @@ do
         return w.kind == "none"
     end
 
+    -- Rust twin: Window::bucket_ms (src/engine/window.rs).
     function W.bucket_ms(w)
         if w.kind ~= "rolling" then
             return nil
@@ -1168,6 +1174,7 @@ do
         return b
     end
 
+    -- Rust twin: window::is_leap (src/engine/window.rs).
     local function is_leap(y)
         return (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
     end
@@ -1175,6 +1182,7 @@ do
 
     local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 
+    -- Rust twin: window::days_in_month (src/engine/window.rs).
     local function days_in_month(y, m)
         if m == 2 and is_leap(y) then
             return 29
@@ -1183,6 +1191,7 @@ do
     end
     W.days_in_month = days_in_month
 
+    -- Rust twin: window::days_from_civil (src/engine/window.rs).
     -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
     local function days_from_civil(y, m, d)
         if m <= 2 then
@@ -1197,6 +1206,7 @@ do
     end
     W.days_from_civil = days_from_civil
 
+    -- Rust twin: window::civil_from_days (src/engine/window.rs).
     -- The date (year, month 1-12, day 1-31) of a day count since 1970-01-01.
     local function civil_from_days(days)
         local z = days + 719468
@@ -1215,6 +1225,7 @@ do
     end
     W.civil_from_days = civil_from_days
 
+    -- Rust twin: window::month_start (src/engine/window.rs).
     -- Start (ms) of month index (year * 12 + month - 1) for a billing anchor.
     local function month_start(index, anchor)
         local y, m = div(index, 12), index % 12 + 1
@@ -1226,6 +1237,7 @@ do
         return days_from_civil(y, m, day) * DAY_MS
     end
 
+    -- Rust twin: Window::index_of (src/engine/window.rs).
     function W.index_of(w, t)
         if w.kind ~= "calendar" then
             return 0
@@ -1249,6 +1261,7 @@ do
         return index
     end
 
+    -- Rust twin: Window::start_of (src/engine/window.rs).
     function W.start_of(w, index)
         local ms = 0
         if w.kind == "calendar" then
@@ -1271,11 +1284,13 @@ do
         return ms
     end
 
+    -- Rust twin: Window::period_of (src/engine/window.rs).
     function W.period_of(w, t)
         local i = W.index_of(w, t)
         return W.start_of(w, i), W.start_of(w, i + 1)
     end
 
+    -- Rust twin: Window::rolling_span (src/engine/window.rs).
     function W.rolling_span(w, now)
         local b = W.bucket_ms(w)
         local since = now - w.ms
@@ -1285,6 +1300,7 @@ do
         return div(since, b) * b, (div(now, b) + 1) * b
     end
 
+    -- Rust twin: Policy::shown_period (src/engine/policy/periods.rs).
     function W.shown_period(w, now, period_start, period_end)
         if w.kind == "calendar" then
             return period_start, period_end
@@ -1294,12 +1310,14 @@ do
         return nil
     end
 
+    -- Rust twin: Window::bucket_expired (src/engine/window.rs).
     function W.expired_bucket(w, b, now)
         return (b + 1) * W.bucket_ms(w) + w.ms <= now
     end
 
     local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }
 
+    -- Rust twin: parse_duration (src/engine/window.rs).
     -- "90s", "15m", "24h", "30d" -> milliseconds.
     function W.parse_duration(text)
         local function bad()
@@ -1332,6 +1350,7 @@ do
     -- Milliseconds in the largest whole unit: 30d, 24h -> 1d, 90s.
     local FORMAT_UNITS = { { "d", DAY_MS }, { "h", HOUR_MS }, { "m", 60000 }, { "s", 1000 } }
 
+    -- Rust twin: format_duration (src/engine/window.rs).
     function W.format_duration(ms)
         for _, u in ipairs(FORMAT_UNITS) do
             if ms % u[2] == 0 then
@@ -1344,6 +1363,7 @@ do
     local CODE = { hour = "h", day = "d", week = "w", year = "y" }
     local UNIT_OF = { h = "hour", d = "day", w = "week", y = "year" }
 
+    -- Rust twin: none: how the Lua library stores a window (Window is stored by persist.rs).
     function W.encode(w)
         if w.kind == "none" then
             return "n"
@@ -1355,6 +1375,7 @@ do
         return CODE[w.unit]
     end
 
+    -- Rust twin: none: the inverse of W.encode.
     function W.decode(s)
         if type(s) ~= "string" then
             return nil
@@ -1384,6 +1405,7 @@ do
             .. "' command: missing " .. what)
     end
 
+    -- Rust twin: the WINDOW keyword of QUOTA.SET (src/module/commands/policy.rs).
     -- QUOTA.SET: `WINDOW w`, or `WINDOW rolling dur`; argv[i] follows WINDOW.
     function W.read_window(argv, i, command)
         local name = argv[i]
@@ -1402,6 +1424,7 @@ do
         return name, duration, i
     end
 
+    -- Rust twin: the ANCHOR keyword of QUOTA.SET (src/module/commands/policy.rs).
     -- QUOTA.SET: `ANCHOR d` (Args::next_u64("ANCHOR", 1, 31)); argv[i] follows ANCHOR.
     function W.read_anchor(argv, i, command)
         local text = argv[i]
@@ -1422,6 +1445,7 @@ do
         return n, i + 1
     end
 
+    -- Rust twin: Window::parse (src/engine/window.rs).
     -- QUOTA.SET: the window, once every keyword has been read.
     function W.from_set(name, anchor, duration)
         if name ~= nil then
@@ -5430,7 +5454,10 @@ function HOLDS.holds_view(ctx, path, count)
     return out
 end
 -- ---------------------------------------------------------------------------
--- Shaping and reading the tree: policies, paths, views (src/engine/tree.rs).
+-- Shaping and reading the tree: policies, paths, views. Ports
+-- src/engine/tree.rs (set, unset, grant, reset, history), held.rs (how
+-- policies count live holds), paths.rs (subtrees, deleting paths) and
+-- view.rs (QUOTA.GET, QUOTA.TREE); each function names its Rust twin.
 -- ---------------------------------------------------------------------------
 
 local OPS = {}
@@ -5439,6 +5466,7 @@ function OPS.not_found_path(path)
     fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
 end
 
+-- Rust twin: Tree::policy_ref (src/engine/tree.rs).
 function OPS.policy_ref(ctx, path, name)
     local node = find(ctx, path)
     if not node then
@@ -5452,6 +5480,7 @@ function OPS.policy_ref(ctx, path, name)
     fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
 end
 
+-- Rust twin: Tree::holds_may_reach (src/engine/held.rs).
 -- Whether a live hold may reach `path`: cheap, so that the common QUOTA.SET on
 -- a new or leaf path with no holds skips the pass over the tree's holds
 -- (Tree::holds_may_reach).
@@ -5467,6 +5496,7 @@ local function holds_may_reach(ctx, path)
     return kids > 0
 end
 
+-- Rust twin: Tree::holds_matching (src/engine/held.rs).
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
@@ -5501,9 +5531,10 @@ local function holds_matching(ctx, path, spec)
     return out, held
 end
 
+-- Rust twin: Tree::recount (src/engine/held.rs), Tree::unset_policy (src/engine/tree.rs).
 -- Takes from each of `holds` its lines for the policy at `path` of
 -- generation `gen` (or `old`, when given), marking the holds it changes
--- (the `lines.retain` of Tree::recount and Tree::unset). A field of OPS,
+-- (the `lines.retain` of Tree::recount and Tree::unset_policy). A field of OPS,
 -- not a local: build() is near Lua's 200 locals (tests/lua_locals.py).
 function OPS.drop_lines(ctx, holds, path, gen, old)
     for _, hold in ipairs(holds) do
@@ -5520,6 +5551,7 @@ function OPS.drop_lines(ctx, holds, path, gen, old)
     end
 end
 
+-- Rust twin: Tree::recount (src/engine/held.rs).
 -- Makes the policy `p` at `path` count exactly the holds `counted`: their
 -- lines name its generation, no other hold's line names it or the
 -- generation it had before (`old`) (Tree::recount).
@@ -5532,6 +5564,7 @@ local function recount(ctx, path, p, old, counted, held)
     end
 end
 
+-- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
 -- QUOTA.SET: creates or updates a policy.
 function OPS.set_policy(ctx, path, name, spec)
     validate_spec(spec)
@@ -5587,6 +5620,7 @@ function OPS.set_policy(ctx, path, name, spec)
     observe(ctx, { ref })
 end
 
+-- Rust twin: Tree::unset_policy (src/engine/tree.rs).
 -- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
@@ -5596,6 +5630,7 @@ function OPS.unset_policy(ctx, path, name)
     touch(ctx, path)
 end
 
+-- Rust twin: Tree::subtree (src/engine/paths.rs).
 -- The node and everything below it, parents before children.
 function OPS.subtree(ctx, path)
     local out = { path }
@@ -5613,6 +5648,7 @@ function OPS.subtree(ctx, path)
     return out
 end
 
+-- Rust twin: Tree::delete_path (src/engine/paths.rs).
 -- QUOTA.DELPATH: removes a path and its subtree when no live hold names it.
 function OPS.delete_path(ctx, path)
     if path == "" then
@@ -5642,6 +5678,7 @@ function OPS.delete_path(ctx, path)
     return #all
 end
 
+-- Rust twin: Tree::grant (src/engine/tree.rs).
 -- QUOTA.GRANT: adds to the current period's allowance.
 function OPS.grant(ctx, path, name, amount)
     local ref = OPS.policy_ref(ctx, path, name)
@@ -5656,6 +5693,7 @@ function OPS.grant(ctx, path, name, amount)
     return policy_reply(p, ctx.now)
 end
 
+-- Rust twin: Tree::reset_policy (src/engine/tree.rs).
 -- QUOTA.RESET: closes the policy's current period now.
 function OPS.reset(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
@@ -5667,6 +5705,7 @@ function OPS.reset(ctx, path, name)
     return closed_reply(closed)
 end
 
+-- Rust twin: Tree::history (src/engine/tree.rs).
 function OPS.history(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
@@ -5676,6 +5715,7 @@ function OPS.history(ctx, path, name)
     return out
 end
 
+-- Rust twin: Tree::view (src/engine/view.rs).
 -- A node and its descendants down to `depth` levels, visiting at most
 -- budget[1] nodes (preorder, children by name).
 function OPS.view(ctx, path, depth, budget, with_children)
@@ -5736,6 +5776,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
     return f
 end
 
+-- Rust twin: Tree::get (src/engine/view.rs), Tree::get_at (src/engine/view.rs).
 function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
@@ -5743,6 +5784,7 @@ function OPS.get_view(ctx, path)
     return OPS.view(ctx, path, 0, { 1 }, false)
 end
 
+-- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
 function OPS.tree_view(ctx, path, depth, max_nodes)
     if not find(ctx, path) then
         OPS.not_found_path(path)
@@ -6281,7 +6323,10 @@ function CMD.cmd_debug(args)
 end
 -- ---------------------------------------------------------------------------
 -- Registration: one function per module command, `QUOTA.X key args...` →
--- `FCALL quota_x 1 key args...` (the server-wide ones take no key).
+-- `FCALL quota_x 1 key args...` (the server-wide ones take no key). Ports
+-- the module's registration (src/module/module.rs); the functions, their
+-- flags and keys are listed once in src/engine/catalog.rs, which
+-- src/load/catalog_check.rs checks this section against.
 -- ---------------------------------------------------------------------------
 
 -- Runs `body` and turns what it raised into an error reply: errors raised

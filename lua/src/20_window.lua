@@ -1,6 +1,7 @@
 
 -- ---------------------------------------------------------------------------
--- 20_window  W: calendar and rolling windows (port of src/engine/window.rs)
+-- 20_window  W: calendar and rolling windows (port of src/engine/window.rs;
+-- the WINDOW and ANCHOR keywords of src/module/commands/policy.rs)
 --
 -- Calendar windows (hour, day, week, month, year; UTC) number their periods:
 -- a period has an index and starts at W.start_of(w, index), so finding the
@@ -46,7 +47,7 @@
 --   W.civil_from_days(days) -> y, m, d
 --   W.clip(text) -> D.clip (names::clip): at most 60 chars (57 + "..."), any
 --       character outside printable ASCII -> ?
---   QUOTA.SET argument helpers (policy.rs):
+--   QUOTA.SET argument helpers (src/module/commands/policy.rs):
 --   W.read_window(argv, i, command) -> name, duration, next_i
 --       argv[i] is the word after WINDOW; for `rolling` (any case) the next word
 --       is the duration. Arity errors name `command` (e.g. "QUOTA.SET").
@@ -92,6 +93,7 @@ do
 
     local UNIT = { hour = true, day = true, week = true, month = true, year = true }
 
+    -- Rust twin: Window::parse (src/engine/window.rs).
     function W.parse(name, anchor, duration)
         local lower = ascii_lower(name)
         if lower == "rolling" then
@@ -125,6 +127,7 @@ do
         syntax("ANCHOR applies only to WINDOW month")
     end
 
+    -- Rust twin: Window::static_label (src/engine/window.rs), Window::label (src/engine/window.rs).
     function W.label(w)
         if w.kind == "none" then
             return "none"
@@ -134,6 +137,7 @@ do
         return "rolling " .. W.format_duration(w.ms)
     end
 
+    -- Rust twin: Window::anchor (src/engine/window.rs).
     function W.anchor(w)
         if w.kind == "calendar" and w.unit == "month" then
             return w.anchor
@@ -141,6 +145,7 @@ do
         return nil
     end
 
+    -- Rust twin: Window::is_calendar (src/engine/window.rs).
     function W.is_calendar(w)
         return w.kind == "calendar"
     end
@@ -153,6 +158,7 @@ do
         return w.kind == "none"
     end
 
+    -- Rust twin: Window::bucket_ms (src/engine/window.rs).
     function W.bucket_ms(w)
         if w.kind ~= "rolling" then
             return nil
@@ -164,6 +170,7 @@ do
         return b
     end
 
+    -- Rust twin: window::is_leap (src/engine/window.rs).
     local function is_leap(y)
         return (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
     end
@@ -171,6 +178,7 @@ do
 
     local MONTH_DAYS = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
 
+    -- Rust twin: window::days_in_month (src/engine/window.rs).
     local function days_in_month(y, m)
         if m == 2 and is_leap(y) then
             return 29
@@ -179,6 +187,7 @@ do
     end
     W.days_in_month = days_in_month
 
+    -- Rust twin: window::days_from_civil (src/engine/window.rs).
     -- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
     local function days_from_civil(y, m, d)
         if m <= 2 then
@@ -193,6 +202,7 @@ do
     end
     W.days_from_civil = days_from_civil
 
+    -- Rust twin: window::civil_from_days (src/engine/window.rs).
     -- The date (year, month 1-12, day 1-31) of a day count since 1970-01-01.
     local function civil_from_days(days)
         local z = days + 719468
@@ -211,6 +221,7 @@ do
     end
     W.civil_from_days = civil_from_days
 
+    -- Rust twin: window::month_start (src/engine/window.rs).
     -- Start (ms) of month index (year * 12 + month - 1) for a billing anchor.
     local function month_start(index, anchor)
         local y, m = div(index, 12), index % 12 + 1
@@ -222,6 +233,7 @@ do
         return days_from_civil(y, m, day) * DAY_MS
     end
 
+    -- Rust twin: Window::index_of (src/engine/window.rs).
     function W.index_of(w, t)
         if w.kind ~= "calendar" then
             return 0
@@ -245,6 +257,7 @@ do
         return index
     end
 
+    -- Rust twin: Window::start_of (src/engine/window.rs).
     function W.start_of(w, index)
         local ms = 0
         if w.kind == "calendar" then
@@ -267,11 +280,13 @@ do
         return ms
     end
 
+    -- Rust twin: Window::period_of (src/engine/window.rs).
     function W.period_of(w, t)
         local i = W.index_of(w, t)
         return W.start_of(w, i), W.start_of(w, i + 1)
     end
 
+    -- Rust twin: Window::rolling_span (src/engine/window.rs).
     function W.rolling_span(w, now)
         local b = W.bucket_ms(w)
         local since = now - w.ms
@@ -281,6 +296,7 @@ do
         return div(since, b) * b, (div(now, b) + 1) * b
     end
 
+    -- Rust twin: Policy::shown_period (src/engine/policy/periods.rs).
     function W.shown_period(w, now, period_start, period_end)
         if w.kind == "calendar" then
             return period_start, period_end
@@ -290,12 +306,14 @@ do
         return nil
     end
 
+    -- Rust twin: Window::bucket_expired (src/engine/window.rs).
     function W.expired_bucket(w, b, now)
         return (b + 1) * W.bucket_ms(w) + w.ms <= now
     end
 
     local SCALE = { s = 1000, m = 60000, h = HOUR_MS, d = DAY_MS }
 
+    -- Rust twin: parse_duration (src/engine/window.rs).
     -- "90s", "15m", "24h", "30d" -> milliseconds.
     function W.parse_duration(text)
         local function bad()
@@ -328,6 +346,7 @@ do
     -- Milliseconds in the largest whole unit: 30d, 24h -> 1d, 90s.
     local FORMAT_UNITS = { { "d", DAY_MS }, { "h", HOUR_MS }, { "m", 60000 }, { "s", 1000 } }
 
+    -- Rust twin: format_duration (src/engine/window.rs).
     function W.format_duration(ms)
         for _, u in ipairs(FORMAT_UNITS) do
             if ms % u[2] == 0 then
@@ -340,6 +359,7 @@ do
     local CODE = { hour = "h", day = "d", week = "w", year = "y" }
     local UNIT_OF = { h = "hour", d = "day", w = "week", y = "year" }
 
+    -- Rust twin: none: how the Lua library stores a window (Window is stored by persist.rs).
     function W.encode(w)
         if w.kind == "none" then
             return "n"
@@ -351,6 +371,7 @@ do
         return CODE[w.unit]
     end
 
+    -- Rust twin: none: the inverse of W.encode.
     function W.decode(s)
         if type(s) ~= "string" then
             return nil
@@ -380,6 +401,7 @@ do
             .. "' command: missing " .. what)
     end
 
+    -- Rust twin: the WINDOW keyword of QUOTA.SET (src/module/commands/policy.rs).
     -- QUOTA.SET: `WINDOW w`, or `WINDOW rolling dur`; argv[i] follows WINDOW.
     function W.read_window(argv, i, command)
         local name = argv[i]
@@ -398,6 +420,7 @@ do
         return name, duration, i
     end
 
+    -- Rust twin: the ANCHOR keyword of QUOTA.SET (src/module/commands/policy.rs).
     -- QUOTA.SET: `ANCHOR d` (Args::next_u64("ANCHOR", 1, 31)); argv[i] follows ANCHOR.
     function W.read_anchor(argv, i, command)
         local text = argv[i]
@@ -418,6 +441,7 @@ do
         return n, i + 1
     end
 
+    -- Rust twin: Window::parse (src/engine/window.rs).
     -- QUOTA.SET: the window, once every keyword has been read.
     function W.from_set(name, anchor, duration)
         if name ~= nil then

@@ -1,5 +1,8 @@
 -- ---------------------------------------------------------------------------
--- Shaping and reading the tree: policies, paths, views (src/engine/tree.rs).
+-- Shaping and reading the tree: policies, paths, views. Ports
+-- src/engine/tree.rs (set, unset, grant, reset, history), held.rs (how
+-- policies count live holds), paths.rs (subtrees, deleting paths) and
+-- view.rs (QUOTA.GET, QUOTA.TREE); each function names its Rust twin.
 -- ---------------------------------------------------------------------------
 
 local OPS = {}
@@ -8,6 +11,7 @@ function OPS.not_found_path(path)
     fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
 end
 
+-- Rust twin: Tree::policy_ref (src/engine/tree.rs).
 function OPS.policy_ref(ctx, path, name)
     local node = find(ctx, path)
     if not node then
@@ -21,6 +25,7 @@ function OPS.policy_ref(ctx, path, name)
     fail(sformat("NOTFOUND no such policy '%s' at '%s'", name, display_path(path)))
 end
 
+-- Rust twin: Tree::holds_may_reach (src/engine/held.rs).
 -- Whether a live hold may reach `path`: cheap, so that the common QUOTA.SET on
 -- a new or leaf path with no holds skips the pass over the tree's holds
 -- (Tree::holds_may_reach).
@@ -36,6 +41,7 @@ local function holds_may_reach(ctx, path)
     return kids > 0
 end
 
+-- Rust twin: Tree::holds_matching (src/engine/held.rs).
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
@@ -70,9 +76,10 @@ local function holds_matching(ctx, path, spec)
     return out, held
 end
 
+-- Rust twin: Tree::recount (src/engine/held.rs), Tree::unset_policy (src/engine/tree.rs).
 -- Takes from each of `holds` its lines for the policy at `path` of
 -- generation `gen` (or `old`, when given), marking the holds it changes
--- (the `lines.retain` of Tree::recount and Tree::unset). A field of OPS,
+-- (the `lines.retain` of Tree::recount and Tree::unset_policy). A field of OPS,
 -- not a local: build() is near Lua's 200 locals (tests/lua_locals.py).
 function OPS.drop_lines(ctx, holds, path, gen, old)
     for _, hold in ipairs(holds) do
@@ -89,6 +96,7 @@ function OPS.drop_lines(ctx, holds, path, gen, old)
     end
 end
 
+-- Rust twin: Tree::recount (src/engine/held.rs).
 -- Makes the policy `p` at `path` count exactly the holds `counted`: their
 -- lines name its generation, no other hold's line names it or the
 -- generation it had before (`old`) (Tree::recount).
@@ -101,6 +109,7 @@ local function recount(ctx, path, p, old, counted, held)
     end
 end
 
+-- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
 -- QUOTA.SET: creates or updates a policy.
 function OPS.set_policy(ctx, path, name, spec)
     validate_spec(spec)
@@ -156,6 +165,7 @@ function OPS.set_policy(ctx, path, name, spec)
     observe(ctx, { ref })
 end
 
+-- Rust twin: Tree::unset_policy (src/engine/tree.rs).
 -- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
 function OPS.unset_policy(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
@@ -165,6 +175,7 @@ function OPS.unset_policy(ctx, path, name)
     touch(ctx, path)
 end
 
+-- Rust twin: Tree::subtree (src/engine/paths.rs).
 -- The node and everything below it, parents before children.
 function OPS.subtree(ctx, path)
     local out = { path }
@@ -182,6 +193,7 @@ function OPS.subtree(ctx, path)
     return out
 end
 
+-- Rust twin: Tree::delete_path (src/engine/paths.rs).
 -- QUOTA.DELPATH: removes a path and its subtree when no live hold names it.
 function OPS.delete_path(ctx, path)
     if path == "" then
@@ -211,6 +223,7 @@ function OPS.delete_path(ctx, path)
     return #all
 end
 
+-- Rust twin: Tree::grant (src/engine/tree.rs).
 -- QUOTA.GRANT: adds to the current period's allowance.
 function OPS.grant(ctx, path, name, amount)
     local ref = OPS.policy_ref(ctx, path, name)
@@ -225,6 +238,7 @@ function OPS.grant(ctx, path, name, amount)
     return policy_reply(p, ctx.now)
 end
 
+-- Rust twin: Tree::reset_policy (src/engine/tree.rs).
 -- QUOTA.RESET: closes the policy's current period now.
 function OPS.reset(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
@@ -236,6 +250,7 @@ function OPS.reset(ctx, path, name)
     return closed_reply(closed)
 end
 
+-- Rust twin: Tree::history (src/engine/tree.rs).
 function OPS.history(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
@@ -245,6 +260,7 @@ function OPS.history(ctx, path, name)
     return out
 end
 
+-- Rust twin: Tree::view (src/engine/view.rs).
 -- A node and its descendants down to `depth` levels, visiting at most
 -- budget[1] nodes (preorder, children by name).
 function OPS.view(ctx, path, depth, budget, with_children)
@@ -305,6 +321,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
     return f
 end
 
+-- Rust twin: Tree::get (src/engine/view.rs), Tree::get_at (src/engine/view.rs).
 function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
@@ -312,6 +329,7 @@ function OPS.get_view(ctx, path)
     return OPS.view(ctx, path, 0, { 1 }, false)
 end
 
+-- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
 function OPS.tree_view(ctx, path, depth, max_nodes)
     if not find(ctx, path) then
         OPS.not_found_path(path)

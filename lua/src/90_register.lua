@@ -1,6 +1,9 @@
 -- ---------------------------------------------------------------------------
 -- Registration: one function per module command, `QUOTA.X key args...` →
--- `FCALL quota_x 1 key args...` (the server-wide ones take no key).
+-- `FCALL quota_x 1 key args...` (the server-wide ones take no key). Ports
+-- the module's registration (src/module/module.rs); the functions, their
+-- flags and keys are listed once in src/engine/catalog.rs, which
+-- src/load/catalog_check.rs checks this section against.
 -- ---------------------------------------------------------------------------
 
 -- Runs `body` and turns what it raised into an error reply: errors raised
