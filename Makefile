@@ -95,6 +95,7 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 
 test-lua: lua-check ## The Lua library beside the module: stored layout upgrade, decimals, windows, prices, random command sequences, a reference model; the loader
 	python3 tests/lua_locals.py
+	python3 tests/twins.py
 	python3 tests/lua_layout.py
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
