@@ -16,7 +16,7 @@ BRIEF or full map and replicate a QUOTA.REPLAY-shaped command, doing no
 quota work, so they are the most a quota write could reach on this server.
 Every row is printed as × INCRBY, × the naive script and × the ceiling
 (CEILING.FULL for full-breakdown rows, CEILING.BRIEF for the others). Then
-it measures scale (reserve throughput with 10 to 100k paths and 0 to 1M
+it measures scale on both backends (reserve throughput with 10 to 100k paths and 0 to 1M
 live holds), memory per path with one policy on both backends, and RDB
 save and load time of a 100k-path tree.
 
@@ -244,6 +244,51 @@ def scale(args):
     return results
 
 
+def lua_fill(r, key, count, command):
+    """Runs FCALL `command(i)` for i in 0..count, pipelined in chunks."""
+    for start in range(0, count, 1000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(start + 1000, count)):
+            pipe.execute_command(*command(i))
+        pipe.execute()
+
+
+def lua_scale(args):
+    """The Lua library's reserve beside tree size and live holds: what a
+    reservation reads (the reached nodes, the expiry index's head) does not
+    grow with either. Fills are pipelined FCALLs, so they take a while."""
+    print("\n### Scale, Lua library: quota_reserve BRIEF, -P 16, on one path of a larger tree\n")
+    print("| tree | req/s |")
+    print("|---|---:|")
+    reserve = ["FCALL", "quota_reserve", "1", "t", "PATH", PATH, "TTL", "60000", "BRIEF", "COST", "credits", "1",
+               "requests", "1"]
+    paths_cases = (10, 10_000) if args.quick else (10, 10_000, 100_000)
+    holds_cases = (0, 10_000) if args.quick else (0, 100_000, 1_000_000)
+    results = {}
+    for paths, holds in [(p, 0) for p in paths_cases] + [(10, h) for h in holds_cases if h]:
+        server = Server(modules=False)
+        try:
+            r = server.r
+            with open(LIBRARY) as f:
+                source = f.read()
+            # Room for the largest case (the library's settings are in its source).
+            source = source.replace("max_holds = 1000000,", "max_holds = 5000000,")
+            r.execute_command("FUNCTION", "LOAD", "REPLACE", source)
+            build_tree(r, set_command=("FCALL", "quota_set", "1"))
+            lua_fill(r, "t", max(paths - 5, 0), lambda i: ("FCALL", "quota_set", 1, "t", f"fill/n{i}", "cap",
+                                                           "METRIC", "credits", "LIMIT", "100"))
+            lua_fill(r, "t", holds, lambda i: ("FCALL", "quota_reserve", 1, "t", "PATH", "held/h", "TTL",
+                                               "3600000", "BRIEF", "COST", "other", "1"))
+            lua_fill(r, "t", 500, lambda i: reserve)  # warm: the library builds itself, caches fill
+            rps = benchmark(server.port, reserve, 16, max(args.requests // 10, 2000), args.runs)[0]
+            label = f"{paths:,} paths" if not holds else f"{holds:,} live holds"
+            results[label] = rps
+            print(f"| {label} | {rps:,.0f} |")
+        finally:
+            server.stop()
+    return results
+
+
 def memory_and_rdb(args):
     count = 100_000
     server = Server()
@@ -316,6 +361,7 @@ def main():
     finally:
         server.stop()
     scale(args)
+    lua_scale(args)
     memory = memory_and_rdb(args)
     rps = {name: table[(name, 16)][0] for name, _ in table if _ == 16}
     lua = rps["Lua script (4 levels)"]
