@@ -432,7 +432,7 @@ impl Tree {
             // Resets due apply first, so the alerts after see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += held.get(policy.metric());
+            policy.held = amount::plus(policy.held, held.get(policy.metric()));
             lines.push(Line { node: r.node, generation: policy.generation });
         }
         sort_lines(&mut lines);
@@ -1123,7 +1123,7 @@ fn fits_in_column(policy: &Policy, n: usize, column: &[(usize, Decimal)]) -> usi
 
 /// [`fits_in_column`] for a few items, read directly.
 fn fits_by_scan(policy: &Policy, items: &[Costs], metric: &str) -> usize {
-    let taking = |i: usize| costs_get(&items[i], metric) > Decimal::ZERO;
+    let taking = |i: usize| amount::positive(costs_get(&items[i], metric));
     match policy.mode {
         Mode::Open => items.len(),
         Mode::Block if policy.used < policy.allowance() => items.len(),
@@ -1131,12 +1131,12 @@ fn fits_by_scan(policy: &Policy, items: &[Costs], metric: &str) -> usize {
         Mode::Strict => {
             // used + held + the running total against the allowance: the
             // same comparison as the room, without computing it.
-            let (allowance, mut level) = (policy.allowance(), policy.used + policy.held);
+            let (allowance, mut level) = (policy.allowance(), amount::plus(policy.used, policy.held));
             for (i, item) in items.iter().enumerate() {
                 let c = costs_get(item, metric);
-                if c > Decimal::ZERO {
-                    level += c;
-                    if level > allowance {
+                if amount::positive(c) {
+                    level = amount::plus(level, c);
+                    if amount::cmp(level, allowance).is_gt() {
                         return i;
                     }
                 }

@@ -463,7 +463,7 @@ impl Policy {
     /// Whether an alert could fire at the current level (always true for a
     /// rolling window, whose thresholds re-arm as usage drops).
     pub(crate) fn may_alert(&self) -> bool {
-        self.is_rolling() || self.level() >= self.alert_at
+        self.is_rolling() || amount::cmp(self.level(), self.alert_at).is_ge()
     }
 
     /// The current period's allowance: limit + rolled over + granted.
@@ -483,7 +483,7 @@ impl Policy {
     /// Lua twin: `level` (lua/src/50_policy.lua).
     pub fn level(&self) -> Decimal {
         match self.mode {
-            Mode::Strict => self.used + self.held,
+            Mode::Strict => amount::plus(self.used, self.held),
             Mode::Block | Mode::Open => self.used,
         }
     }
@@ -498,12 +498,12 @@ impl Policy {
     /// that takes nothing (or gives back) always passes.
     /// Lua twin: `passes` (lua/src/50_policy.lua).
     pub fn passes(&self, requested: Decimal) -> bool {
-        if requested <= Decimal::ZERO {
+        if !amount::positive(requested) {
             return true;
         }
         match self.mode {
-            Mode::Strict => self.used + self.held + requested <= self.allowance(),
-            Mode::Block => self.used < self.allowance(),
+            Mode::Strict => amount::cmp(amount::plus(self.level(), requested), self.allowance()).is_le(),
+            Mode::Block => amount::cmp(self.used, self.allowance()).is_lt(),
             Mode::Open => true,
         }
     }
@@ -511,7 +511,7 @@ impl Policy {
     /// Whether committed usage has reached the allowance.
     /// Lua twin: `is_over` (lua/src/50_policy.lua).
     pub fn is_over(&self) -> bool {
-        self.used >= self.allowance()
+        amount::cmp(self.used, self.allowance()).is_ge()
     }
 
     /// Lua twin: `status` (lua/src/50_policy.lua).
