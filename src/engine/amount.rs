@@ -143,6 +143,14 @@ pub fn cmp(a: Decimal, b: Decimal) -> std::cmp::Ordering {
     a.cmp(&b)
 }
 
+/// Whether `a + b` is certainly within [`MAX_TOTAL`]: both small, at one
+/// scale of at most [`MAX_SCALE`] (so `MAX_TOTAL - a` is exact too), and
+/// their sum within the bound. `false` says nothing.
+#[inline]
+pub fn surely_within_total(a: Decimal, b: Decimal) -> bool {
+    small_sum(a, b).is_some_and(|(m, scale)| scale <= MAX_SCALE && m <= POW10[18 + scale as usize])
+}
+
 /// `value > 0`.
 #[inline]
 pub fn positive(value: Decimal) -> bool {
@@ -381,6 +389,9 @@ mod tests {
                 assert_eq!(cmp(a, b), a.cmp(&b), "{a} cmp {b}");
                 if let Some(sum) = a.checked_add(b) {
                     assert_eq!(bits(plus(a, b)), bits(sum), "{a} + {b}");
+                }
+                if surely_within_total(a, b) {
+                    assert!(a + b <= MAX_TOTAL && b.min(MAX_TOTAL - a) == b, "{a} + {b}");
                 }
                 match (add(a, b), add_general(a, b)) {
                     (Ok(x), Ok(y)) => assert_eq!(bits(x), bits(y), "{a} + {b}"),

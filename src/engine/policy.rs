@@ -544,7 +544,11 @@ impl Policy {
     /// work is done).
     /// Lua twin: `add_used_capped` (lua/src/50_policy.lua).
     pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64) {
-        let delta = delta.min(amount::MAX_TOTAL - self.used);
+        // Usually far from the bound, where the cap leaves `delta` as it is.
+        let delta = match amount::surely_within_total(self.used, delta) {
+            true => delta,
+            false => delta.min(amount::MAX_TOTAL - self.used),
+        };
         let added = self.add_used(delta, now_ms);
         debug_assert!(added.is_ok(), "a capped amount stays within the bound");
     }
