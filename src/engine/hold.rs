@@ -800,12 +800,11 @@ impl Tree {
     /// Lua twin: `expire` with a limit, from `CMD.cmd_sweep` (lua/src/70_holds.lua).
     pub fn expire_some(&mut self, now_ms: u64, limits: &Limits, budget: usize) -> Expiry {
         let mut report = Expiry::default();
+        // The soonest entry is looked at in place: its id is copied only
+        // when it is due (most requests find nothing due).
         while report.expired_holds < budget
-            && let Some((at, id)) = self.hold_expiry.first().cloned()
+            && let Some((at, id)) = self.hold_expiry.first().filter(|(at, _)| *at <= now_ms).cloned()
         {
-            if at > now_ms {
-                break;
-            }
             let held: Vec<usize> = match self.holds.get(&id) {
                 Some(hold) => (0..hold.items.len()).filter(|&i| hold.items[i].state == ItemState::Held).collect(),
                 None => Vec::new(),
@@ -822,11 +821,8 @@ impl Tree {
             report.expired_holds += 1;
         }
         while report.expired_holds + report.forgotten_ids < budget
-            && let Some((at, id)) = self.done_expiry.first().cloned()
+            && let Some((_, id)) = self.done_expiry.first().filter(|(at, _)| *at <= now_ms).cloned()
         {
-            if at > now_ms {
-                break;
-            }
             self.done_expiry.pop_first();
             self.done.remove(&id);
             report.forgotten_ids += 1;
