@@ -130,6 +130,30 @@ pub fn plus(a: Decimal, b: Decimal) -> Decimal {
     }
 }
 
+/// `a - b`, exactly as `rust_decimal` computes it, without its general
+/// path when both are small at one scale and `a ≥ b` (a result that is
+/// not negative: the same mantissa, scale and sign).
+#[inline]
+pub fn minus(a: Decimal, b: Decimal) -> Decimal {
+    match (small(a), small(b)) {
+        (Some((x, s)), Some((y, t))) if s == t && x >= y => from_mantissa(u128::from(x - y), s),
+        _ => a - b,
+    }
+}
+
+/// `(a × ka).cmp(&(b × kb))` by value, for small factors (percentages):
+/// on aligned mantissas when `a` and `b` are small, `None` otherwise.
+#[inline]
+pub fn cmp_scaled(a: Decimal, ka: u8, b: Decimal, kb: u8) -> Option<std::cmp::Ordering> {
+    let ((x, s), (y, t)) = (small(a)?, small(b)?);
+    // 2^64 × 255 × 10^16 < 2^128: aligning by up to 16 digits is exact.
+    if s.abs_diff(t) > 16 {
+        return None;
+    }
+    let (x, y) = (u128::from(x) * u128::from(ka), u128::from(y) * u128::from(kb));
+    Some(if s >= t { x.cmp(&(y * POW10[(s - t) as usize])) } else { (x * POW10[(t - s) as usize]).cmp(&y) })
+}
+
 /// `a.cmp(&b)` (by value), on aligned mantissas when both are small.
 #[inline]
 pub fn cmp(a: Decimal, b: Decimal) -> std::cmp::Ordering {
@@ -389,6 +413,16 @@ mod tests {
                 assert_eq!(cmp(a, b), a.cmp(&b), "{a} cmp {b}");
                 if let Some(sum) = a.checked_add(b) {
                     assert_eq!(bits(plus(a, b)), bits(sum), "{a} + {b}");
+                }
+                if let Some(difference) = a.checked_sub(b) {
+                    assert_eq!(bits(minus(a, b)), bits(difference), "{a} - {b}");
+                }
+                for (ka, kb) in [(100u8, 80u8), (100, 100), (100, 1), (100, 255), (1, 100)] {
+                    if let (Some(x), Some(y)) = (a.checked_mul(ka.into()), b.checked_mul(kb.into()))
+                        && let Some(fast) = cmp_scaled(a, ka, b, kb)
+                    {
+                        assert_eq!(fast, x.cmp(&y), "{a} × {ka} cmp {b} × {kb}");
+                    }
                 }
                 if surely_within_total(a, b) {
                     assert!(a + b <= MAX_TOTAL && b.min(MAX_TOTAL - a) == b, "{a} + {b}");

@@ -491,7 +491,7 @@ impl Policy {
     /// allowance − used − held: what a strict reservation can still take.
     /// Lua twin: `remaining` (lua/src/50_policy.lua).
     pub fn remaining(&self) -> Decimal {
-        self.allowance() - self.used - self.held
+        amount::minus(amount::minus(self.allowance(), self.used), self.held)
     }
 
     /// Whether a request for `requested` passes this policy now. A request
@@ -532,6 +532,11 @@ impl Policy {
     /// as reached).
     /// Lua twin: `crossed` (lua/src/50_policy.lua).
     pub fn crossed(&self, pct: u8) -> bool {
+        // Small amounts compare exactly without the products (which then
+        // cannot overflow).
+        if let Some(order) = amount::cmp_scaled(self.level(), 100, self.allowance(), pct) {
+            return order.is_ge();
+        }
         match (self.level().checked_mul(Decimal::ONE_HUNDRED), self.allowance().checked_mul(Decimal::from(pct))) {
             (Some(level), Some(threshold)) => level >= threshold,
             _ => true,
