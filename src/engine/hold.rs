@@ -1215,8 +1215,6 @@ mod tests {
     use crate::policy::{PolicySpec, Warn};
     use crate::window::Window;
 
-    /// Both ways of counting the items a policy admits agree, on random
-    /// batches and policies of every mode.
     /// Generated ids are `{now_ms:x}-{seq:x}`.
     #[test]
     fn hex_ids_are_lowercase_hex_without_leading_zeros() {
@@ -1225,6 +1223,8 @@ mod tests {
         }
     }
 
+    /// Both ways of counting the items a policy admits agree, on random
+    /// batches and policies of every mode.
     #[test]
     fn fits_by_column_and_by_scan_agree() {
         let mut seed: u64 = 11;
