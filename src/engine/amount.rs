@@ -75,9 +75,124 @@ pub fn parse_non_negative(text: &str) -> Result<Decimal> {
     Ok(value)
 }
 
+// ----- exact fixed-point fast paths -----------------------------------
+//
+// Most amounts are small non-negative numbers at a common scale (whole
+// credits, whole requests). For those, sums and comparisons are done on the
+// 64-bit mantissas directly; anything else goes through `rust_decimal`. A
+// fast path gives the very value (the same mantissa, scale and sign bits)
+// that `rust_decimal` gives, so nothing downstream can tell them apart.
+
+/// Powers of ten up to 10^38, for aligning scales and for [`MAX_TOTAL`]
+/// at a scale.
+const POW10: [u128; 39] = {
+    let mut table = [1u128; 39];
+    let mut i = 1;
+    while i < table.len() {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// The mantissa and scale of a value that is not negative (no sign bit)
+/// and whose mantissa fits in 64 bits.
+#[inline(always)]
+fn small(d: Decimal) -> Option<(u64, u32)> {
+    if d.is_sign_negative() {
+        return None;
+    }
+    u64::try_from(d.mantissa()).ok().map(|m| (m, d.scale()))
+}
+
+/// The sum of two small values at one scale, as `rust_decimal` builds it
+/// (same scale, positive; a 65-bit mantissa fits its 96 bits).
+#[inline(always)]
+fn small_sum(a: Decimal, b: Decimal) -> Option<(u128, u32)> {
+    match (small(a), small(b)) {
+        (Some((x, s)), Some((y, t))) if s == t => Some((u128::from(x) + u128::from(y), s)),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn from_mantissa(m: u128, scale: u32) -> Decimal {
+    Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, false, scale)
+}
+
+/// `a + b`, exactly as `rust_decimal` computes it, without its general
+/// path for the usual small amounts at one scale.
+#[inline]
+pub fn plus(a: Decimal, b: Decimal) -> Decimal {
+    match small_sum(a, b) {
+        Some((m, scale)) => from_mantissa(m, scale),
+        None => a + b,
+    }
+}
+
+/// `a - b`, exactly as `rust_decimal` computes it, without its general
+/// path when both are small at one scale and `a ≥ b` (a result that is
+/// not negative: the same mantissa, scale and sign).
+#[inline]
+pub fn minus(a: Decimal, b: Decimal) -> Decimal {
+    match (small(a), small(b)) {
+        (Some((x, s)), Some((y, t))) if s == t && x >= y => from_mantissa(u128::from(x - y), s),
+        _ => a - b,
+    }
+}
+
+/// `(a × ka).cmp(&(b × kb))` by value, for small factors (percentages):
+/// on aligned mantissas when `a` and `b` are small, `None` otherwise.
+#[inline]
+pub fn cmp_scaled(a: Decimal, ka: u8, b: Decimal, kb: u8) -> Option<std::cmp::Ordering> {
+    let ((x, s), (y, t)) = (small(a)?, small(b)?);
+    // 2^64 × 255 × 10^16 < 2^128: aligning by up to 16 digits is exact.
+    if s.abs_diff(t) > 16 {
+        return None;
+    }
+    let (x, y) = (u128::from(x) * u128::from(ka), u128::from(y) * u128::from(kb));
+    Some(if s >= t { x.cmp(&(y * POW10[(s - t) as usize])) } else { (x * POW10[(t - s) as usize]).cmp(&y) })
+}
+
+/// `a.cmp(&b)` (by value), on aligned mantissas when both are small.
+#[inline]
+pub fn cmp(a: Decimal, b: Decimal) -> std::cmp::Ordering {
+    if let (Some((x, s)), Some((y, t))) = (small(a), small(b)) {
+        // 2^64 × 10^19 < 2^128: aligning by up to 19 digits is exact.
+        if s.abs_diff(t) <= 19 {
+            let (x, y) = (u128::from(x), u128::from(y));
+            return if s >= t { x.cmp(&(y * POW10[(s - t) as usize])) } else { (x * POW10[(t - s) as usize]).cmp(&y) };
+        }
+    }
+    a.cmp(&b)
+}
+
+/// Whether `a + b` is certainly within [`MAX_TOTAL`]: both small, at one
+/// scale of at most [`MAX_SCALE`] (so `MAX_TOTAL - a` is exact too), and
+/// their sum within the bound. `false` says nothing.
+#[inline]
+pub fn surely_within_total(a: Decimal, b: Decimal) -> bool {
+    small_sum(a, b).is_some_and(|(m, scale)| scale <= MAX_SCALE && m <= POW10[18 + scale as usize])
+}
+
+/// `value > 0`.
+#[inline]
+pub fn positive(value: Decimal) -> bool {
+    !value.is_sign_negative() && !value.is_zero()
+}
+
 /// Adds two totals, refusing results beyond [`MAX_TOTAL`].
 /// Lua twin: `D.add` (lua/src/10_decimal.lua).
 pub fn add(a: Decimal, b: Decimal) -> Result<Decimal> {
+    // MAX_TOTAL at scale s is 10^(18 + s).
+    if let Some((m, scale)) = small_sum(a, b)
+        && scale <= 20
+    {
+        return match m <= POW10[18 + scale as usize] {
+            true => Ok(from_mantissa(m, scale)),
+            false => Err(Error::Limit("amount total would exceed 10^18".into())),
+        };
+    }
     match a.checked_add(b) {
         Some(sum) if sum.abs() <= MAX_TOTAL => Ok(sum),
         _ => Err(Error::Limit("amount total would exceed 10^18".into())),
@@ -96,6 +211,12 @@ pub fn add_floor_zero(total: Decimal, delta: Decimal) -> Result<Decimal> {
 /// work is done), where a refused total would leave a hold unsettled.
 /// Lua twin: `D.add_saturating` (lua/src/10_decimal.lua).
 pub fn add_saturating(total: Decimal, delta: Decimal) -> Decimal {
+    if let Some((m, scale)) = small_sum(total, delta)
+        && scale <= 20
+        && m <= POW10[18 + scale as usize]
+    {
+        return from_mantissa(m, scale);
+    }
     match total.checked_add(delta) {
         Some(sum) if sum.is_sign_negative() => Decimal::ZERO,
         Some(sum) => sum.min(MAX_TOTAL),
@@ -251,6 +372,74 @@ mod tests {
     fn bounds_are_what_their_names_say() {
         assert_eq!(MAX_INPUT, Decimal::from_str("1000000000000000").unwrap());
         assert_eq!(MAX_TOTAL, Decimal::from_str("1000000000000000000").unwrap());
+    }
+
+    /// The fixed-point fast paths give the very bits `rust_decimal` gives:
+    /// sums (value, scale and sign, zeros included), comparisons, the
+    /// bound of totals and `> 0`, for values at equal and unequal scales,
+    /// negative, negative zero, near 2^64 and near the bound.
+    #[test]
+    fn fast_paths_are_bit_identical_to_rust_decimal() {
+        let mut values: Vec<Decimal> = Vec::new();
+        for (m, scale) in [
+            (0i128, 0u32),
+            (0, 3),
+            (1, 0),
+            (1, 10),
+            (5, 1),
+            (50, 2),
+            (999, 0),
+            (123_456_789, 4),
+            (1_000_000_000_000_000_000, 0),
+            (999_999_999_999_999_999, 0),
+            (10_000_000_000_000_000_000, 1),
+            (u64::MAX as i128, 0),
+            (u64::MAX as i128 - 1, 5),
+            (u64::MAX as i128 + 1, 0),
+            (-7, 0),
+            (-7, 2),
+            (1, 28),
+            (3, 25),
+        ] {
+            values.push(Decimal::from_i128_with_scale(m, scale));
+        }
+        let mut negative_zero = Decimal::ZERO;
+        negative_zero.set_sign_negative(true);
+        values.push(negative_zero);
+        let bits = |d: Decimal| d.serialize();
+        for &a in &values {
+            assert_eq!(positive(a), a > Decimal::ZERO, "{a}");
+            for &b in &values {
+                assert_eq!(cmp(a, b), a.cmp(&b), "{a} cmp {b}");
+                if let Some(sum) = a.checked_add(b) {
+                    assert_eq!(bits(plus(a, b)), bits(sum), "{a} + {b}");
+                }
+                if let Some(difference) = a.checked_sub(b) {
+                    assert_eq!(bits(minus(a, b)), bits(difference), "{a} - {b}");
+                }
+                for (ka, kb) in [(100u8, 80u8), (100, 100), (100, 1), (100, 255), (1, 100)] {
+                    if let (Some(x), Some(y)) = (a.checked_mul(ka.into()), b.checked_mul(kb.into()))
+                        && let Some(fast) = cmp_scaled(a, ka, b, kb)
+                    {
+                        assert_eq!(fast, x.cmp(&y), "{a} × {ka} cmp {b} × {kb}");
+                    }
+                }
+                if surely_within_total(a, b) {
+                    assert!(a + b <= MAX_TOTAL && b.min(MAX_TOTAL - a) == b, "{a} + {b}");
+                }
+                match (add(a, b), add_general(a, b)) {
+                    (Ok(x), Ok(y)) => assert_eq!(bits(x), bits(y), "{a} + {b}"),
+                    (x, y) => assert_eq!(x.is_ok(), y.is_ok(), "{a} + {b}"),
+                }
+            }
+        }
+    }
+
+    fn add_general(a: Decimal, b: Decimal) -> Result<Decimal> {
+        match a.checked_add(b) {
+            Some(sum) if sum.abs() <= MAX_TOTAL => Ok(sum),
+            _ => Err(Error::Limit("amount total would exceed 10^18".into())),
+        }
     }
 
     /// Short whole numbers take a shortcut: the same value, scale and

@@ -432,7 +432,7 @@ impl Tree {
             // Resets due apply first, so the alerts after see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held += held.get(policy.metric());
+            policy.held = amount::plus(policy.held, held.get(policy.metric()));
             lines.push(Line { node: r.node, generation: policy.generation });
         }
         sort_lines(&mut lines);
@@ -800,12 +800,11 @@ impl Tree {
     /// Lua twin: `expire` with a limit, from `CMD.cmd_sweep` (lua/src/70_holds.lua).
     pub fn expire_some(&mut self, now_ms: u64, limits: &Limits, budget: usize) -> Expiry {
         let mut report = Expiry::default();
+        // The soonest entry is looked at in place: its id is copied only
+        // when it is due (most requests find nothing due).
         while report.expired_holds < budget
-            && let Some((at, id)) = self.hold_expiry.first().cloned()
+            && let Some((at, id)) = self.hold_expiry.first().filter(|(at, _)| *at <= now_ms).cloned()
         {
-            if at > now_ms {
-                break;
-            }
             let held: Vec<usize> = match self.holds.get(&id) {
                 Some(hold) => (0..hold.items.len()).filter(|&i| hold.items[i].state == ItemState::Held).collect(),
                 None => Vec::new(),
@@ -822,11 +821,8 @@ impl Tree {
             report.expired_holds += 1;
         }
         while report.expired_holds + report.forgotten_ids < budget
-            && let Some((at, id)) = self.done_expiry.first().cloned()
+            && let Some((_, id)) = self.done_expiry.first().filter(|(at, _)| *at <= now_ms).cloned()
         {
-            if at > now_ms {
-                break;
-            }
             self.done_expiry.pop_first();
             self.done.remove(&id);
             report.forgotten_ids += 1;
@@ -1064,19 +1060,13 @@ impl Tree {
 /// `{now_ms:x}-{seq:x}`, written without the formatting machinery (it is
 /// on the path of every reservation).
 fn hex_id(now_ms: u64, seq: u64) -> String {
-    fn push_hex(out: &mut String, mut n: u64) {
-        let mut digits = [0u8; 16];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b"0123456789abcdef"[(n & 15) as usize];
-            n >>= 4;
-            if n == 0 {
-                break;
-            }
+    // Digit by digit from the most significant non-zero one (at least
+    // one), each pushed as a char: no UTF-8 check, no intermediate buffer.
+    fn push_hex(out: &mut String, n: u64) {
+        let digits = (16 - n.leading_zeros() / 4).max(1);
+        for k in (0..digits).rev() {
+            out.push(char::from(b"0123456789abcdef"[((n >> (4 * k)) & 15) as usize]));
         }
-        // Hex digits are ASCII: appended as one str, not char by char.
-        out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
     }
     let mut id = String::with_capacity(24);
     push_hex(&mut id, now_ms);
@@ -1123,7 +1113,7 @@ fn fits_in_column(policy: &Policy, n: usize, column: &[(usize, Decimal)]) -> usi
 
 /// [`fits_in_column`] for a few items, read directly.
 fn fits_by_scan(policy: &Policy, items: &[Costs], metric: &str) -> usize {
-    let taking = |i: usize| costs_get(&items[i], metric) > Decimal::ZERO;
+    let taking = |i: usize| amount::positive(costs_get(&items[i], metric));
     match policy.mode {
         Mode::Open => items.len(),
         Mode::Block if policy.used < policy.allowance() => items.len(),
@@ -1131,12 +1121,12 @@ fn fits_by_scan(policy: &Policy, items: &[Costs], metric: &str) -> usize {
         Mode::Strict => {
             // used + held + the running total against the allowance: the
             // same comparison as the room, without computing it.
-            let (allowance, mut level) = (policy.allowance(), policy.used + policy.held);
+            let (allowance, mut level) = (policy.allowance(), amount::plus(policy.used, policy.held));
             for (i, item) in items.iter().enumerate() {
                 let c = costs_get(item, metric);
-                if c > Decimal::ZERO {
-                    level += c;
-                    if level > allowance {
+                if amount::positive(c) {
+                    level = amount::plus(level, c);
+                    if amount::cmp(level, allowance).is_gt() {
                         return i;
                     }
                 }
@@ -1224,6 +1214,14 @@ mod tests {
     use super::*;
     use crate::policy::{PolicySpec, Warn};
     use crate::window::Window;
+
+    /// Generated ids are `{now_ms:x}-{seq:x}`.
+    #[test]
+    fn hex_ids_are_lowercase_hex_without_leading_zeros() {
+        for (now, seq) in [(0, 0), (1, 15), (16, 255), (1_700_000_000_000, 4096), (u64::MAX, u64::MAX >> 4)] {
+            assert_eq!(hex_id(now, seq), format!("{now:x}-{seq:x}"));
+        }
+    }
 
     /// Both ways of counting the items a policy admits agree, on random
     /// batches and policies of every mode.

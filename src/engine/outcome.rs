@@ -87,6 +87,7 @@ impl Index {
 }
 
 /// Where `metric` is in `costs`, through `index` when there is one.
+#[inline]
 fn position(costs: &[(String, Decimal)], index: Option<&Index>, metric: &str) -> Option<usize> {
     match index {
         Some(index) => index.find(costs, metric),
@@ -116,11 +117,13 @@ impl<'a> Lookup<'a> {
     }
 
     /// The amount of `metric` (0 when absent).
+    #[inline]
     pub fn get(&self, metric: &str) -> Decimal {
         position(self.costs, self.index.as_ref(), metric).map_or(Decimal::ZERO, |i| self.costs[i].1)
     }
 
     /// Whether `metric` is in the list.
+    #[inline]
     pub fn contains(&self, metric: &str) -> bool {
         position(self.costs, self.index.as_ref(), metric).is_some()
     }

@@ -463,7 +463,7 @@ impl Policy {
     /// Whether an alert could fire at the current level (always true for a
     /// rolling window, whose thresholds re-arm as usage drops).
     pub(crate) fn may_alert(&self) -> bool {
-        self.is_rolling() || self.level() >= self.alert_at
+        self.is_rolling() || amount::cmp(self.level(), self.alert_at).is_ge()
     }
 
     /// The current period's allowance: limit + rolled over + granted.
@@ -483,7 +483,7 @@ impl Policy {
     /// Lua twin: `level` (lua/src/50_policy.lua).
     pub fn level(&self) -> Decimal {
         match self.mode {
-            Mode::Strict => self.used + self.held,
+            Mode::Strict => amount::plus(self.used, self.held),
             Mode::Block | Mode::Open => self.used,
         }
     }
@@ -491,19 +491,19 @@ impl Policy {
     /// allowance − used − held: what a strict reservation can still take.
     /// Lua twin: `remaining` (lua/src/50_policy.lua).
     pub fn remaining(&self) -> Decimal {
-        self.allowance() - self.used - self.held
+        amount::minus(amount::minus(self.allowance(), self.used), self.held)
     }
 
     /// Whether a request for `requested` passes this policy now. A request
     /// that takes nothing (or gives back) always passes.
     /// Lua twin: `passes` (lua/src/50_policy.lua).
     pub fn passes(&self, requested: Decimal) -> bool {
-        if requested <= Decimal::ZERO {
+        if !amount::positive(requested) {
             return true;
         }
         match self.mode {
-            Mode::Strict => self.used + self.held + requested <= self.allowance(),
-            Mode::Block => self.used < self.allowance(),
+            Mode::Strict => amount::cmp(amount::plus(self.level(), requested), self.allowance()).is_le(),
+            Mode::Block => amount::cmp(self.used, self.allowance()).is_lt(),
             Mode::Open => true,
         }
     }
@@ -511,7 +511,7 @@ impl Policy {
     /// Whether committed usage has reached the allowance.
     /// Lua twin: `is_over` (lua/src/50_policy.lua).
     pub fn is_over(&self) -> bool {
-        self.used >= self.allowance()
+        amount::cmp(self.used, self.allowance()).is_ge()
     }
 
     /// Lua twin: `status` (lua/src/50_policy.lua).
@@ -532,6 +532,11 @@ impl Policy {
     /// as reached).
     /// Lua twin: `crossed` (lua/src/50_policy.lua).
     pub fn crossed(&self, pct: u8) -> bool {
+        // Small amounts compare exactly without the products (which then
+        // cannot overflow).
+        if let Some(order) = amount::cmp_scaled(self.level(), 100, self.allowance(), pct) {
+            return order.is_ge();
+        }
         match (self.level().checked_mul(Decimal::ONE_HUNDRED), self.allowance().checked_mul(Decimal::from(pct))) {
             (Some(level), Some(threshold)) => level >= threshold,
             _ => true,
@@ -544,7 +549,11 @@ impl Policy {
     /// work is done).
     /// Lua twin: `add_used_capped` (lua/src/50_policy.lua).
     pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64) {
-        let delta = delta.min(amount::MAX_TOTAL - self.used);
+        // Usually far from the bound, where the cap leaves `delta` as it is.
+        let delta = match amount::surely_within_total(self.used, delta) {
+            true => delta,
+            false => delta.min(amount::MAX_TOTAL - self.used),
+        };
         let added = self.add_used(delta, now_ms);
         debug_assert!(added.is_ok(), "a capped amount stays within the bound");
     }

@@ -11,8 +11,9 @@
 //! Lua twin: `lua/src/60_tree.lua` (the tree's keys, reaching and charging,
 //! events) and `lua/src/75_ops.lua` (setting policies).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::RandomState;
+use std::collections::{BTreeSet, VecDeque};
+
+use hashbrown::HashMap;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -109,19 +110,41 @@ impl Reach {
     }
 }
 
+/// The hasher of the path index and the id maps: foldhash (several times
+/// cheaper than SipHash on short keys) with a secret seed per tree, drawn
+/// from the standard library's randomly keyed hasher. Paths and ids are
+/// chosen by clients, so the seed must not be guessable (hash flooding).
+#[derive(Debug, Clone)]
+pub(crate) struct Seeded(foldhash::fast::FixedState);
+
+impl Default for Seeded {
+    fn default() -> Self {
+        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0x5eed_u64);
+        Seeded(foldhash::fast::FixedState::with_seed(seed))
+    }
+}
+
+impl std::hash::BuildHasher for Seeded {
+    type Hasher = foldhash::fast::FoldHasher<'static>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        self.0.build_hasher()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
     pub(crate) nodes: Vec<Option<Node>>,
     pub(crate) free: Vec<NodeId>,
     /// Every live node, found by the hash of its path.
     pub(crate) index: hashbrown::HashTable<NodeId>,
-    pub(crate) hasher: RandomState,
+    pub(crate) hasher: Seeded,
     pub(crate) node_count: usize,
-    pub(crate) holds: HashMap<String, Hold>,
+    pub(crate) holds: HashMap<String, Hold, Seeded>,
     /// (expires_at_ms, id) of every live hold: expiry pops from the front.
     pub(crate) hold_expiry: BTreeSet<(u64, String)>,
     /// Finished reservations and charges, remembered for duplicate detection.
-    pub(crate) done: HashMap<String, Tomb>,
+    pub(crate) done: HashMap<String, Tomb, Seeded>,
     pub(crate) done_expiry: BTreeSet<(u64, String)>,
     /// Counter behind generated reservation ids.
     pub(crate) seq: u64,
