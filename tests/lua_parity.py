@@ -125,7 +125,7 @@ def build_if_missing():
         raise SystemExit("lua_parity: the build failed")
 
 
-def load_library(port, client, source, settings=()):
+def load_library(port, client, source, settings=(), library=None):
     if source:
         assert not settings, "--set works with the loader, not with --source"
         with open(LIBRARY, encoding="utf-8") as f:
@@ -135,8 +135,9 @@ def load_library(port, client, source, settings=()):
         client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
         return
     sets = [a for kv in settings for a in ("--set", kv)]
-    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets, capture_output=True, text=True,
-                         timeout=60)
+    lib = ["--file", library] if library else []
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets + lib, capture_output=True,
+                         text=True, timeout=60)
     if res.returncode != 0:
         raise SystemExit(f"lua_parity: quota-load failed: {res.stdout.strip()} {res.stderr.strip()}")
 
@@ -827,6 +828,68 @@ def diff(a, b, where="reply"):
     return None if a == b else f"{where}: {a!r} (module) vs {b!r} (lua)"
 
 
+def dump_all(client):
+    """Every key's type and content (DUMP bytes may differ by encoding: a hash
+    built by other steps may be a listpack on one server, a table on the other)."""
+    out = {}
+    for k in client.scan_iter(count=1000):
+        t = client.type(k)
+        t = t.decode() if isinstance(t, bytes) else t
+        if t == "hash":
+            v = client.hgetall(k)
+        elif t == "zset":
+            v = client.zrange(k, 0, -1, withscores=True)
+        elif t == "list":
+            v = client.lrange(k, 0, -1)
+        elif t == "set":
+            v = sorted(client.smembers(k))
+        elif t == "string":
+            v = client.get(k)
+        else:
+            v = client.dump(k)
+        out[k] = (t, v, client.pttl(k) > 0)
+    return out
+
+
+def copies_differ(workdir, primary, replica, procs):
+    """--replica: the replica's keys and those of a server started from the
+    primary's AOF DUMP as the primary's. Returns the number of differences."""
+    offset = primary.execute_command("WAIT", 1, 10000)
+    want = dump_all(primary)
+    bad = 0
+    got = dump_all(replica)
+    if got != want:
+        keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
+        print(f"REPLICA MISMATCH ({offset} replicas acked): {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
+        bad += 1
+    primary.execute_command("BGREWRITEAOF") if False else None
+    d = os.path.join(workdir, "aof")
+    shutil.copytree(os.path.join(workdir, "lua", "appendonlydir"), os.path.join(d, "appendonlydir"))
+    port = free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "yes", "--dir", d, "--logfile", os.path.join(d, "redis.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(proc)
+    client = redis.Redis(host="127.0.0.1", port=port, protocol=3)
+    deadline = time.time() + 30
+    while True:
+        try:
+            if client.info("persistence").get("loading") == 0:
+                break
+        except (redis.ConnectionError, OSError, redis.exceptions.BusyLoadingError):
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            print("AOF MISMATCH: the server started from the AOF did not come up", flush=True)
+            return bad + 1
+        time.sleep(0.05)
+    got = dump_all(client)
+    if got != want:
+        keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
+        print(f"AOF MISMATCH: {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
+        bad += 1
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=20260131)
@@ -838,6 +901,14 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print every command")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a setting on both: a module argument, quota-load --set (events_len, tombstone_ttl, ...)")
+    ap.add_argument("--upgrade-from", metavar="LIB",
+                    help="the Lua side starts with library LIB (e.g. 1.0.0) and is upgraded to this checkout's by "
+                         "quota-load at --upgrade-at, under live trees")
+    ap.add_argument("--upgrade-at", type=int, default=None, metavar="OP",
+                    help="the op at which --upgrade-from upgrades (default: half of --ops)")
+    ap.add_argument("--replica", action="store_true",
+                    help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
+                         "a server started from the AOF, must DUMP as the primary's")
     ap.add_argument("--focus", choices=["holds"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen)")
     args = ap.parse_args()
@@ -857,9 +928,14 @@ def main():
         proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] +
                                       [a for kv in args.set for a in kv.split("=", 1)])
         procs.append(proc)
-        proc, lua_port, lua = start_server(workdir, "lua", [])
+        proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [])
         procs.append(proc)
-        load_library(lua_port, lua, args.source, args.set)
+        load_library(lua_port, lua, args.source, args.set, args.upgrade_from)
+        upgrade_at = args.upgrade_at if args.upgrade_at is not None else args.ops // 2
+        replica = None
+        if args.replica:
+            proc, _, replica = start_server(workdir, "replica", ["--replicaof", "127.0.0.1", str(lua_port)])
+            procs.append(proc)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -885,6 +961,9 @@ def main():
         for i in range(args.ops):
             if mismatches >= args.max_mismatches:
                 break
+            if args.upgrade_from and i == upgrade_at:
+                load_library(lua_port, lua, False, args.set)
+                print(f"lua_parity: upgraded the library at op {i}", flush=True)
             cmd = gen.command()
             reply = both(cmd, i)
             gen.saw(cmd, reply)
@@ -897,6 +976,8 @@ def main():
             done += 1
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
+        if replica is not None:
+            mismatches += copies_differ(workdir, lua, replica, procs)
     finally:
         for proc in procs:
             proc.terminate()
