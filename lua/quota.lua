@@ -4103,8 +4103,9 @@ local function open_tree(key, writable)
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
-        -- (An older layout is rewritten by the first flush.)
-        ctx.meta, ctx.meta_dirty = read_meta(key, meta)
+        -- (An older layout's "#" is rewritten by the first flush that writes
+        -- anything, which always writes "#": not before, so a failed write changes nothing.)
+        ctx.meta = read_meta(key, meta)
         ctx.exists = true
         -- The nodes the tree had is asked of Redis only when a command
         -- creates paths (check_path_room); node_count counts the changes.

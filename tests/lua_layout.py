@@ -297,6 +297,42 @@ def test_fixture(name):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# Writes that fail (each is refused before it changes anything).
+FAILING_WRITES = [
+    ["QUOTA.SET", TREE, "a", "bad", "METRIC", "credits", "LIMIT", "x"],
+    ["QUOTA.RESERVE", TREE, "PATH", "a/b", "COST", "credits", "-1"],
+    ["QUOTA.CHARGE", TREE, "PATH", "a", "BOGUS"],
+    ["QUOTA.COMMIT", TREE, "no-such-hold"],
+    ["QUOTA.GRANT", TREE, "a", "chat", "1.5.5"],
+    ["QUOTA.UNSET", TREE, "a", "no-such-policy"],
+]
+
+
+def test_failed_writes(name):
+    """A write that fails on an old tree changes nothing: the tree stays in
+    its layout, every key as it was."""
+    with open(os.path.join(FIXTURES, f"lua_layout_{name}.json")) as f:
+        fixture = json.load(f)
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        restore_keys(r, fixture["keys"])
+        clock(r, fixture["clock"])
+        before = dump_keys(r)
+        for command in FAILING_WRITES:
+            got = run(r, command)
+            check(isinstance(got, dict) and "error" in got, f"{name}: {' '.join(command)} fails ({got})")
+        after = dump_keys(r)
+        changed = sorted(base64.b64decode(k) for k in set(before) | set(after) if before.get(k) != after.get(k))
+        check(not changed, f"{name}: failed writes on an old tree change nothing", f"changed: {changed}")
+        check(meta_version(r, fixture["tree"]) == 1, f"{name}: the tree is still in layout 1 after failed writes")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_future_layout():
     workdir = tempfile.mkdtemp(prefix="quota-layout-")
     server = Server(workdir)
@@ -328,6 +364,7 @@ def main():
         write_fixture(args[1], library)
         return
     for name in ("v1",):
+        test_failed_writes(name)
         test_fixture(name)
     test_future_layout()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
