@@ -47,7 +47,15 @@ match it now. `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds] [--set NAME=VALUE ...]
+                                [--focus holds] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--upgrade-from LIB [--upgrade-at OP]]
+
+`--behind P` changes trees behind the library's back (DEL with companions,
+RESTORE of an older DUMP, a write in another database through SWAPDB, the
+library loaded again), alike on both servers, to catch caches that outlive
+what they cache. `--replica` checks the Lua server's replica and AOF hold
+what the primary holds. `--upgrade-from LIB` starts the Lua side on an older
+library (make test-lua: 1.0.0) and upgrades it with quota-load mid-run.
 
 Exits non-zero on any mismatch, printing the seed, the op index, the command
 and both replies; ends with a one-line summary.
@@ -828,6 +836,46 @@ def diff(a, b, where="reply"):
     return None if a == b else f"{where}: {a!r} (module) vs {b!r} (lua)"
 
 
+def lua_keys_of(lua, tree):
+    """The Lua side's keys of `tree`: the tree key and its companions."""
+    tag = tree[tree.index("{"):tree.index("}") + 1] if "{" in tree and "}" in tree else "{" + tree + "}"
+    prefix = f"{tag}quota:{tree}:"
+    return [tree.encode()] + sorted(lua.scan_iter(match=prefix.replace("{", "\\{").replace("}", "\\}") + "*"))
+
+
+def behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i):
+    """One change behind the library's back, made alike on both servers (see --behind)."""
+    tree = rng.choice(TREES)
+    how = rng.choice(["wipe", "snap", "restore", "restore", "swapdb", "reload"])
+    if how == "wipe":
+        mod.delete(tree)
+        lua.delete(*lua_keys_of(lua, tree))
+    elif how == "snap":
+        snaps[tree] = (mod.dump(tree), {k: lua.dump(k) for k in lua_keys_of(lua, tree)})
+    elif how == "restore" and tree in snaps:
+        m, l = snaps[tree]
+        mod.delete(tree)
+        if m is not None:
+            mod.restore(tree, 0, m)
+        lua.delete(*lua_keys_of(lua, tree))
+        for k, v in l.items():
+            if v is not None:
+                lua.restore(k, 0, v)
+    elif how == "swapdb":
+        for c in (mod, lua):
+            c.execute_command("SWAPDB", 0, 1)
+        both(["QUOTA.SET", tree, "a", "p", "METRIC", "credits", "LIMIT", "7"], i)
+        both(["QUOTA.CHARGE", tree, "PATH", "a", "COST", "credits", "1"], i)
+        for c in (mod, lua):
+            c.execute_command("SWAPDB", 0, 1)
+    elif how == "reload" and not args.source:
+        subprocess.run(
+            [LOADER, f"redis://127.0.0.1:{lua_port}", "--test-clock", "--force"]
+            + [a for kv in args.set for a in ("--set", kv)], capture_output=True, timeout=60)
+    if args.verbose:
+        print(f"#{i} behind the back: {how} {tree}")
+
+
 def dump_all(client):
     """Every key's type and content (DUMP bytes may differ by encoding: a hash
     built by other steps may be a listpack on one server, a table on the other)."""
@@ -862,7 +910,6 @@ def copies_differ(workdir, primary, replica, procs):
         keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
         print(f"REPLICA MISMATCH ({offset} replicas acked): {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
         bad += 1
-    primary.execute_command("BGREWRITEAOF") if False else None
     d = os.path.join(workdir, "aof")
     shutil.copytree(os.path.join(workdir, "lua", "appendonlydir"), os.path.join(d, "appendonlydir"))
     port = free_port()
@@ -906,6 +953,11 @@ def main():
                          "quota-load at --upgrade-at, under live trees")
     ap.add_argument("--upgrade-at", type=int, default=None, metavar="OP",
                     help="the op at which --upgrade-from upgrades (default: half of --ops)")
+    ap.add_argument("--behind", type=float, default=0.0, metavar="P",
+                    help="before each op, with probability P, change trees behind the library's back on both "
+                         "servers: DEL of a tree with its companions, a DUMP snapshot of a tree put back later "
+                         "by RESTORE REPLACE, a write in another database through SWAPDB, or the library "
+                         "loaded again (its caches dropped)")
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
@@ -931,6 +983,7 @@ def main():
         proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [])
         procs.append(proc)
         load_library(lua_port, lua, args.source, args.set, args.upgrade_from)
+        snaps = {}
         upgrade_at = args.upgrade_at if args.upgrade_at is not None else args.ops // 2
         replica = None
         if args.replica:
@@ -964,6 +1017,8 @@ def main():
             if args.upgrade_from and i == upgrade_at:
                 load_library(lua_port, lua, False, args.set)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
+            if args.behind and rng.random() < args.behind:
+                behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i)
             cmd = gen.command()
             reply = both(cmd, i)
             gen.saw(cmd, reply)
