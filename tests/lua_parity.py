@@ -899,7 +899,7 @@ def dump_all(client):
     return out
 
 
-def copies_differ(workdir, primary, replica, procs):
+def copies_differ(workdir, name, primary, replica, procs, extra):
     """--replica: the replica's keys and those of a server started from the
     primary's AOF DUMP as the primary's. Returns the number of differences."""
     offset = primary.execute_command("WAIT", 1, 10000)
@@ -908,13 +908,13 @@ def copies_differ(workdir, primary, replica, procs):
     got = dump_all(replica)
     if got != want:
         keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
-        print(f"REPLICA MISMATCH ({offset} replicas acked): {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
+        print(f"REPLICA MISMATCH {name} ({offset} replicas acked): {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
         bad += 1
-    d = os.path.join(workdir, "aof")
-    shutil.copytree(os.path.join(workdir, "lua", "appendonlydir"), os.path.join(d, "appendonlydir"))
+    d = os.path.join(workdir, name + "-aof")
+    shutil.copytree(os.path.join(workdir, name, "appendonlydir"), os.path.join(d, "appendonlydir"))
     port = free_port()
     proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "yes", "--dir", d, "--logfile", os.path.join(d, "redis.log")],
+                             "yes", "--dir", d, "--logfile", os.path.join(d, "redis.log")] + extra,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(proc)
     client = redis.Redis(host="127.0.0.1", port=port, protocol=3)
@@ -926,14 +926,17 @@ def copies_differ(workdir, primary, replica, procs):
         except (redis.ConnectionError, OSError, redis.exceptions.BusyLoadingError):
             pass
         if time.time() > deadline or proc.poll() is not None:
-            print("AOF MISMATCH: the server started from the AOF did not come up", flush=True)
+            print(f"AOF MISMATCH {name}: the server started from the AOF did not come up", flush=True)
             return bad + 1
         time.sleep(0.05)
     got = dump_all(client)
     if got != want:
         keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
-        print(f"AOF MISMATCH: {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
+        print(f"AOF MISMATCH {name}: {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
         bad += 1
+    if not bad:
+        print(f"lua_parity: {name}: the replica and a server started from the AOF hold the primary's "
+              f"{len(want)} keys", flush=True)
     return bad
 
 
@@ -977,8 +980,9 @@ def main():
     counts = {}
     t0 = time.time()
     try:
-        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] +
-                                      [a for kv in args.set for a in kv.split("=", 1)])
+        module_args = ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] + [a for kv in args.set for a in kv.split("=", 1)]
+        proc, mod_port, mod = start_server(workdir, "module",
+                                           ["--appendonly", "yes"] + module_args if args.replica else module_args)
         procs.append(proc)
         proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [])
         procs.append(proc)
@@ -988,6 +992,9 @@ def main():
         replica = None
         if args.replica:
             proc, _, replica = start_server(workdir, "replica", ["--replicaof", "127.0.0.1", str(lua_port)])
+            procs.append(proc)
+            proc, _, mod_replica = start_server(workdir, "module-replica",
+                                                ["--replicaof", "127.0.0.1", str(mod_port)] + module_args)
             procs.append(proc)
 
         def both(cmd, i):
@@ -1032,7 +1039,8 @@ def main():
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
         if replica is not None:
-            mismatches += copies_differ(workdir, lua, replica, procs)
+            mismatches += copies_differ(workdir, "lua", lua, replica, procs, [])
+            mismatches += copies_differ(workdir, "module", mod, mod_replica, procs, module_args)
     finally:
         for proc in procs:
             proc.terminate()
