@@ -350,6 +350,21 @@ def test_future_layout():
             ok = isinstance(got, dict) and "error" in got and "layout 99" in got["error"]
             check(ok, f"future layout refused: {' '.join(command)} -> {got}")
         check(dump_keys(r) == before, "a tree of a future layout is left unchanged")
+        # Metadata that is not this library's: refused as such (not as a newer
+        # layout), for reads and writes, and left as it is.
+        for name, code in [("a string", "return 'hello'"), ("a map", "return cmsgpack.pack({a = 1})"),
+                           ("no generation", "return cmsgpack.pack({1})"),
+                           ("no event seq", "return cmsgpack.pack({1, 1})"),
+                           ("a text layout", "return cmsgpack.pack({1, 1, 1, '2'})"),
+                           ("layout 0", "return cmsgpack.pack({1, 1, 1, 0})"),
+                           ("layout 2.5", "return cmsgpack.pack({1, 1, 1, 2.5})")]:
+            r.hset("f", "#", r.eval(code, 0))
+            before = dump_keys(r)
+            for command in (["QUOTA.GET", "f", "/"], ["QUOTA.CHARGE", "f", "PATH", "/", "COST", "credits", "1"]):
+                got = run(r, command)
+                ok = isinstance(got, dict) and "cannot read" in got.get("error", "")
+                check(ok, f"metadata with {name} refused: {' '.join(command)} -> {got}")
+            check(dump_keys(r) == before, f"a tree whose metadata has {name} is left unchanged")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
