@@ -593,7 +593,7 @@ class Gen:
                                  b"\xff\xfe", "a\x00b", "\u0100"])
         elif isinstance(rest[i], str):
             rest[i] = rest[i].lower() if rest[i] != rest[i].lower() else rest[i].upper()
-        if cmd[0] == "QUOTA.PRICE" and i == 0 and isinstance(rest[0], bytes):
+        if cmd[0] == "QUOTA.PRICE" and i == 0 and rest and isinstance(rest[0], bytes):
             return cmd  # an unknown subcommand that is not UTF-8: see the accepted differences
         return head + rest
 
