@@ -3916,11 +3916,12 @@ do
     -- metadata of something else, is refused.
     function read_meta(key, blob)
         local ok, m = pcall(munpack, blob)
-        if not ok or type(m) ~= "table" or type(m[META_SEQ]) ~= "number" then
+        local layout = ok and type(m) == "table" and (m[META_LAYOUT] or 1)
+        if not layout or type(m[META_SEQ]) ~= "number" or type(m[META_GENERATION]) ~= "number"
+            or type(m[META_EVENT_SEQ]) ~= "number" or type(layout) ~= "number" or layout < 1 or layout % 1 ~= 0 then
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        local layout = m[META_LAYOUT] or 1
         if layout ~= LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
                 .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
@@ -4103,8 +4104,9 @@ local function open_tree(key, writable)
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
-        -- (An older layout is rewritten by the first flush.)
-        ctx.meta, ctx.meta_dirty = read_meta(key, meta)
+        -- (An older layout's "#" is rewritten by the first flush that writes
+        -- anything, which always writes "#": not before, so a failed write changes nothing.)
+        ctx.meta = read_meta(key, meta)
         ctx.exists = true
         -- The nodes the tree had is asked of Redis only when a command
         -- creates paths (check_path_room); node_count counts the changes.

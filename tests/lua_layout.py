@@ -297,6 +297,42 @@ def test_fixture(name):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# Writes that fail (each is refused before it changes anything).
+FAILING_WRITES = [
+    ["QUOTA.SET", TREE, "a", "bad", "METRIC", "credits", "LIMIT", "x"],
+    ["QUOTA.RESERVE", TREE, "PATH", "a/b", "COST", "credits", "-1"],
+    ["QUOTA.CHARGE", TREE, "PATH", "a", "BOGUS"],
+    ["QUOTA.COMMIT", TREE, "no-such-hold"],
+    ["QUOTA.GRANT", TREE, "a", "chat", "1.5.5"],
+    ["QUOTA.UNSET", TREE, "a", "no-such-policy"],
+]
+
+
+def test_failed_writes(name):
+    """A write that fails on an old tree changes nothing: the tree stays in
+    its layout, every key as it was."""
+    with open(os.path.join(FIXTURES, f"lua_layout_{name}.json")) as f:
+        fixture = json.load(f)
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        restore_keys(r, fixture["keys"])
+        clock(r, fixture["clock"])
+        before = dump_keys(r)
+        for command in FAILING_WRITES:
+            got = run(r, command)
+            check(isinstance(got, dict) and "error" in got, f"{name}: {' '.join(command)} fails ({got})")
+        after = dump_keys(r)
+        changed = sorted(base64.b64decode(k) for k in set(before) | set(after) if before.get(k) != after.get(k))
+        check(not changed, f"{name}: failed writes on an old tree change nothing", f"changed: {changed}")
+        check(meta_version(r, fixture["tree"]) == 1, f"{name}: the tree is still in layout 1 after failed writes")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_future_layout():
     workdir = tempfile.mkdtemp(prefix="quota-layout-")
     server = Server(workdir)
@@ -314,6 +350,21 @@ def test_future_layout():
             ok = isinstance(got, dict) and "error" in got and "layout 99" in got["error"]
             check(ok, f"future layout refused: {' '.join(command)} -> {got}")
         check(dump_keys(r) == before, "a tree of a future layout is left unchanged")
+        # Metadata that is not this library's: refused as such (not as a newer
+        # layout), for reads and writes, and left as it is.
+        for name, code in [("a string", "return 'hello'"), ("a map", "return cmsgpack.pack({a = 1})"),
+                           ("no generation", "return cmsgpack.pack({1})"),
+                           ("no event seq", "return cmsgpack.pack({1, 1})"),
+                           ("a text layout", "return cmsgpack.pack({1, 1, 1, '2'})"),
+                           ("layout 0", "return cmsgpack.pack({1, 1, 1, 0})"),
+                           ("layout 2.5", "return cmsgpack.pack({1, 1, 1, 2.5})")]:
+            r.hset("f", "#", r.eval(code, 0))
+            before = dump_keys(r)
+            for command in (["QUOTA.GET", "f", "/"], ["QUOTA.CHARGE", "f", "PATH", "/", "COST", "credits", "1"]):
+                got = run(r, command)
+                ok = isinstance(got, dict) and "cannot read" in got.get("error", "")
+                check(ok, f"metadata with {name} refused: {' '.join(command)} -> {got}")
+            check(dump_keys(r) == before, f"a tree whose metadata has {name} is left unchanged")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -328,6 +379,7 @@ def main():
         write_fixture(args[1], library)
         return
     for name in ("v1",):
+        test_failed_writes(name)
         test_fixture(name)
     test_future_layout()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")

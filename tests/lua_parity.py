@@ -35,6 +35,10 @@ Known and accepted differences, not exercised here:
     only replies are compared, so this does not show;
   * `QUOTA.PRICE GET/LIST` goes to quota_price_ro on the Lua side;
   * a command without its key (Redis's arity error against the library's);
+  * a `QUOTA.PRICE` subcommand that is not UTF-8: Redis answers an unknown
+    subcommand itself and echoes its raw bytes in the error ("ERR unknown
+    subcommand '\xff\xfe'. ..."), the library refuses arguments that are
+    not UTF-8 (its error replies are printable ASCII);
   * a tree key with '}' but no hash tag, which the library refuses (its
     companion keys could not share the key's slot).
 
@@ -47,7 +51,15 @@ match it now. `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds] [--set NAME=VALUE ...]
+                                [--focus holds] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--upgrade-from LIB [--upgrade-at OP]]
+
+`--behind P` changes trees behind the library's back (DEL with companions,
+RESTORE of an older DUMP, a write in another database through SWAPDB, the
+library loaded again), alike on both servers, to catch caches that outlive
+what they cache. `--replica` checks the Lua server's replica and AOF hold
+what the primary holds. `--upgrade-from LIB` starts the Lua side on an older
+library (make test-lua: 1.0.0) and upgrades it with quota-load mid-run.
 
 Exits non-zero on any mismatch, printing the seed, the op index, the command
 and both replies; ends with a one-line summary.
@@ -125,7 +137,7 @@ def build_if_missing():
         raise SystemExit("lua_parity: the build failed")
 
 
-def load_library(port, client, source, settings=()):
+def load_library(port, client, source, settings=(), library=None):
     if source:
         assert not settings, "--set works with the loader, not with --source"
         with open(LIBRARY, encoding="utf-8") as f:
@@ -135,8 +147,9 @@ def load_library(port, client, source, settings=()):
         client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
         return
     sets = [a for kv in settings for a in ("--set", kv)]
-    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets, capture_output=True, text=True,
-                         timeout=60)
+    lib = ["--file", library] if library else []
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets + lib, capture_output=True,
+                         text=True, timeout=60)
     if res.returncode != 0:
         raise SystemExit(f"lua_parity: quota-load failed: {res.stdout.strip()} {res.stderr.strip()}")
 
@@ -580,6 +593,8 @@ class Gen:
                                  b"\xff\xfe", "a\x00b", "\u0100"])
         elif isinstance(rest[i], str):
             rest[i] = rest[i].lower() if rest[i] != rest[i].lower() else rest[i].upper()
+        if cmd[0] == "QUOTA.PRICE" and i == 0 and rest and isinstance(rest[0], bytes):
+            return cmd  # an unknown subcommand that is not UTF-8: see the accepted differences
         return head + rest
 
     def saw(self, cmd, reply):
@@ -827,6 +842,110 @@ def diff(a, b, where="reply"):
     return None if a == b else f"{where}: {a!r} (module) vs {b!r} (lua)"
 
 
+def lua_keys_of(lua, tree):
+    """The Lua side's keys of `tree`: the tree key and its companions."""
+    tag = tree[tree.index("{"):tree.index("}") + 1] if "{" in tree and "}" in tree else "{" + tree + "}"
+    prefix = f"{tag}quota:{tree}:"
+    return [tree.encode()] + sorted(lua.scan_iter(match=prefix.replace("{", "\\{").replace("}", "\\}") + "*"))
+
+
+def behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i):
+    """One change behind the library's back, made alike on both servers (see --behind)."""
+    tree = rng.choice(TREES)
+    how = rng.choice(["wipe", "snap", "restore", "restore", "swapdb", "reload"])
+    if how == "wipe":
+        mod.delete(tree)
+        lua.delete(*lua_keys_of(lua, tree))
+    elif how == "snap":
+        snaps[tree] = (mod.dump(tree), {k: lua.dump(k) for k in lua_keys_of(lua, tree)})
+    elif how == "restore" and tree in snaps:
+        m, l = snaps[tree]
+        mod.delete(tree)
+        if m is not None:
+            mod.restore(tree, 0, m)
+        lua.delete(*lua_keys_of(lua, tree))
+        for k, v in l.items():
+            if v is not None:
+                lua.restore(k, 0, v)
+    elif how == "swapdb":
+        for c in (mod, lua):
+            c.execute_command("SWAPDB", 0, 1)
+        both(["QUOTA.SET", tree, "a", "p", "METRIC", "credits", "LIMIT", "7"], i)
+        both(["QUOTA.CHARGE", tree, "PATH", "a", "COST", "credits", "1"], i)
+        for c in (mod, lua):
+            c.execute_command("SWAPDB", 0, 1)
+    elif how == "reload" and not args.source:
+        subprocess.run(
+            [LOADER, f"redis://127.0.0.1:{lua_port}", "--test-clock", "--force"]
+            + [a for kv in args.set for a in ("--set", kv)], capture_output=True, timeout=60)
+    if args.verbose:
+        print(f"#{i} behind the back: {how} {tree}")
+
+
+def dump_all(client):
+    """Every key's type and content (DUMP bytes may differ by encoding: a hash
+    built by other steps may be a listpack on one server, a table on the other)."""
+    out = {}
+    for k in client.scan_iter(count=1000):
+        t = client.type(k)
+        t = t.decode() if isinstance(t, bytes) else t
+        if t == "hash":
+            v = client.hgetall(k)
+        elif t == "zset":
+            v = client.zrange(k, 0, -1, withscores=True)
+        elif t == "list":
+            v = client.lrange(k, 0, -1)
+        elif t == "set":
+            v = sorted(client.smembers(k))
+        elif t == "string":
+            v = client.get(k)
+        else:
+            v = client.dump(k)
+        out[k] = (t, v, client.pttl(k) > 0)
+    return out
+
+
+def copies_differ(workdir, name, primary, replica, procs, extra):
+    """--replica: the replica's keys and those of a server started from the
+    primary's AOF DUMP as the primary's. Returns the number of differences."""
+    offset = primary.execute_command("WAIT", 1, 10000)
+    want = dump_all(primary)
+    bad = 0
+    got = dump_all(replica)
+    if got != want:
+        keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
+        print(f"REPLICA MISMATCH {name} ({offset} replicas acked): {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
+        bad += 1
+    d = os.path.join(workdir, name + "-aof")
+    shutil.copytree(os.path.join(workdir, name, "appendonlydir"), os.path.join(d, "appendonlydir"))
+    port = free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "yes", "--dir", d, "--logfile", os.path.join(d, "redis.log")] + extra,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(proc)
+    client = redis.Redis(host="127.0.0.1", port=port, protocol=3)
+    deadline = time.time() + 30
+    while True:
+        try:
+            if client.info("persistence").get("loading") == 0:
+                break
+        except (redis.ConnectionError, OSError, redis.exceptions.BusyLoadingError):
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            print(f"AOF MISMATCH {name}: the server started from the AOF did not come up", flush=True)
+            return bad + 1
+        time.sleep(0.05)
+    got = dump_all(client)
+    if got != want:
+        keys = sorted(set(got) ^ set(want)) or sorted(k for k in want if got.get(k) != want[k])
+        print(f"AOF MISMATCH {name}: {len(keys)} keys differ, e.g. {keys[:5]}", flush=True)
+        bad += 1
+    if not bad:
+        print(f"lua_parity: {name}: the replica and a server started from the AOF hold the primary's "
+              f"{len(want)} keys", flush=True)
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=20260131)
@@ -838,6 +957,19 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print every command")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a setting on both: a module argument, quota-load --set (events_len, tombstone_ttl, ...)")
+    ap.add_argument("--upgrade-from", metavar="LIB",
+                    help="the Lua side starts with library LIB (e.g. 1.0.0) and is upgraded to this checkout's by "
+                         "quota-load at --upgrade-at, under live trees")
+    ap.add_argument("--upgrade-at", type=int, default=None, metavar="OP",
+                    help="the op at which --upgrade-from upgrades (default: half of --ops)")
+    ap.add_argument("--behind", type=float, default=0.0, metavar="P",
+                    help="before each op, with probability P, change trees behind the library's back on both "
+                         "servers: DEL of a tree with its companions, a DUMP snapshot of a tree put back later "
+                         "by RESTORE REPLACE, a write in another database through SWAPDB, or the library "
+                         "loaded again (its caches dropped)")
+    ap.add_argument("--replica", action="store_true",
+                    help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
+                         "a server started from the AOF, must DUMP as the primary's")
     ap.add_argument("--focus", choices=["holds"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen)")
     args = ap.parse_args()
@@ -854,12 +986,22 @@ def main():
     counts = {}
     t0 = time.time()
     try:
-        proc, _, mod = start_server(workdir, "module", ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] +
-                                      [a for kv in args.set for a in kv.split("=", 1)])
+        module_args = ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] + [a for kv in args.set for a in kv.split("=", 1)]
+        proc, mod_port, mod = start_server(workdir, "module",
+                                           ["--appendonly", "yes"] + module_args if args.replica else module_args)
         procs.append(proc)
-        proc, lua_port, lua = start_server(workdir, "lua", [])
+        proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [])
         procs.append(proc)
-        load_library(lua_port, lua, args.source, args.set)
+        load_library(lua_port, lua, args.source, args.set, args.upgrade_from)
+        snaps = {}
+        upgrade_at = args.upgrade_at if args.upgrade_at is not None else args.ops // 2
+        replica = None
+        if args.replica:
+            proc, _, replica = start_server(workdir, "replica", ["--replicaof", "127.0.0.1", str(lua_port)])
+            procs.append(proc)
+            proc, _, mod_replica = start_server(workdir, "module-replica",
+                                                ["--replicaof", "127.0.0.1", str(mod_port)] + module_args)
+            procs.append(proc)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -885,6 +1027,11 @@ def main():
         for i in range(args.ops):
             if mismatches >= args.max_mismatches:
                 break
+            if args.upgrade_from and i == upgrade_at:
+                load_library(lua_port, lua, False, args.set)
+                print(f"lua_parity: upgraded the library at op {i}", flush=True)
+            if args.behind and rng.random() < args.behind:
+                behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i)
             cmd = gen.command()
             reply = both(cmd, i)
             gen.saw(cmd, reply)
@@ -897,6 +1044,9 @@ def main():
             done += 1
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
+        if replica is not None:
+            mismatches += copies_differ(workdir, "lua", lua, replica, procs, [])
+            mismatches += copies_differ(workdir, "module", mod, mod_replica, procs, module_args)
     finally:
         for proc in procs:
             proc.terminate()

@@ -505,4 +505,79 @@ mod tests {
             assert_eq!(Tree::restore(p).err().as_deref(), Some(want));
         }
     }
+
+    /// Corruptions of the links a payload could carry (a cycle, a child
+    /// claimed by two parents, a second node at a path, a free slot as a
+    /// parent, an id past the arena) and a generation used twice: each is
+    /// refused with a reason, never a panic or a tree.
+    #[test]
+    fn corrupt_links_and_generations_are_refused() {
+        fn node(path: &str, parent: Option<NodeId>, children: &[(&str, NodeId)]) -> Option<StoredNode> {
+            Some(StoredNode {
+                path: path.into(),
+                parent,
+                children: children.iter().map(|(s, c)| (s.to_string(), *c)).collect(),
+                policies: Vec::new(),
+                spent: Costs::new(),
+            })
+        }
+        type Change = fn(&mut Parts);
+        let rows: [(Change, &str); 9] = [
+            // a node its own parent
+            (|p| p.nodes[1].as_mut().unwrap().parent = Some(1), "node 0 (''): child and parent disagree"),
+            // the root names itself as a child
+            (
+                |p| {
+                    p.nodes[0].as_mut().unwrap().children.insert("b".into(), 0);
+                },
+                "node 0 (''): child and parent disagree",
+            ),
+            // the root with a parent
+            (|p| p.nodes[0].as_mut().unwrap().parent = Some(1), "the tree has no root"),
+            // a -> a/b -> a: a cycle through both links
+            (
+                |p| {
+                    p.nodes[1] = node("a", Some(2), &[("b", 2)]);
+                    p.nodes.push(node("a/b", Some(1), &[("a", 1)]));
+                },
+                "node 0 (''): child and parent disagree",
+            ),
+            // a second node at path a, claimed by nobody
+            (|p| p.nodes.push(node("a", Some(0), &[])), "node 2 ('a'): parent and child disagree"),
+            // a/b listed as a child of the root too
+            (
+                |p| {
+                    p.nodes[1] = node("a", Some(0), &[("b", 2)]);
+                    p.nodes.push(node("a/b", Some(1), &[]));
+                    p.nodes[0].as_mut().unwrap().children.insert("b".into(), 2);
+                },
+                "node 0 (''): child and parent disagree",
+            ),
+            // a free slot as a parent
+            (
+                |p| {
+                    p.nodes[1] = None;
+                    p.nodes.push(node("a", Some(1), &[]));
+                    p.nodes[0].as_mut().unwrap().children.insert("a".into(), 2);
+                },
+                "node 0 (''): child and parent disagree",
+            ),
+            // a child id far past the arena
+            (|p| p.nodes[1] = node("a", Some(0), &[("b", NodeId::MAX)]), "node 1 ('a'): missing child"),
+            // two policies with one generation on different nodes
+            (
+                |p| {
+                    let mut policy = p.nodes[0].as_ref().unwrap().policies[0].clone();
+                    policy.name = "other".into();
+                    p.nodes[1].as_mut().unwrap().policies.push(policy);
+                },
+                "node 1: two policies share a generation",
+            ),
+        ];
+        for (i, (change, want)) in rows.into_iter().enumerate() {
+            let mut p = parts();
+            change(&mut p);
+            assert_eq!(Tree::restore(p).err().as_deref(), Some(want), "row {i}");
+        }
+    }
 }
