@@ -14,9 +14,9 @@ clock, and stores in the fixture: the raw bytes of every key, the clock, and
 the replies of reads (GET, TREE, HOLDS, EVENTS, HISTORY) and then of writes
 (repeats of finished ids, a commit, a release, a reservation, a charge) and
 of the reads after them. lua_layout_v1.json was written by the library of
-commit 3ba2ff4 (layout 1: the tree's "#" field had no version):
-    git show 3ba2ff4:lua/quota.lua > /tmp/v1.lua
-    python3 tests/lua_layout.py --write v1 --file /tmp/v1.lua
+commit 3ba2ff4, library 1.0.0 (layout 1: the tree's "#" field had no
+version), kept as tests/fixtures/quota-1.0.0.lua:
+    python3 tests/lua_layout.py --write v1 --file tests/fixtures/quota-1.0.0.lua
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
