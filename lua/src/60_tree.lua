@@ -250,6 +250,7 @@ end
 -- Records when the tree's next hold is due (or that it has none). An index
 -- the caller may not write (an ACL user confined to its tree) is left as it
 -- is: the tree still expires on its next call.
+-- Rust twin: Tree::next_due_ms (src/engine/hold.rs)
 local function index_due(key, ekey)
     local index = due_index(key)
     if not index then
@@ -263,6 +264,7 @@ local function index_due(key, ekey)
     end
 end
 
+-- Rust twin: Tree::new (src/engine/tree.rs)
 local function open_tree(key, writable)
     local k = names_of(key)
     local ctx = {
@@ -354,6 +356,7 @@ local function load_nodes(ctx, paths)
     end
 end
 
+-- Rust twin: Tree::find (src/engine/paths.rs)
 local function find(ctx, path)
     if ctx.nodes[path] == nil then
         load_nodes(ctx, { path })
@@ -372,6 +375,7 @@ end
 
 -- The children of `path` (full paths, by name), from `first` (0-based), at
 -- most `count`; and how many it has in all.
+-- Rust twin: Tree::children (src/engine/paths.rs)
 local function children_of(ctx, path, first, count)
     if not ctx.exists then
         return {}, 0
@@ -388,6 +392,7 @@ local function children_of(ctx, path, first, count)
 end
 
 -- Creates `path` and its missing ancestors (the caller checked max_paths).
+-- Rust twin: Tree::ensure_path (src/engine/paths.rs)
 local function ensure_path(ctx, path)
     local node = find(ctx, path)
     if node then
@@ -403,6 +408,7 @@ local function ensure_path(ctx, path)
     return node
 end
 
+-- Rust twin: Tree::check_path_room (src/engine/paths.rs)
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
     if new_nodes > 0 and not ctx.node_base then
@@ -416,6 +422,7 @@ end
 -- Checks that the nodes creating `paths` would add fit: each new path within
 -- max_depth and the tree within max_paths. Existing paths are never refused,
 -- however deep (Tree::check_new_paths).
+-- Rust twin: Tree::check_new_paths (src/engine/paths.rs)
 local function check_new_paths(ctx, paths, new_nodes)
     if new_nodes == 0 then
         return
@@ -438,6 +445,7 @@ end
 
 -- ----- events ----------------------------------------------------------------
 
+-- Rust twin: Event::about (src/engine/events.rs)
 local function event_about(kind, now, path, p)
     return {
         seq = 0, type = kind, time = now, path = path, policy = p.name, metric = p.metric,
@@ -445,6 +453,7 @@ local function event_about(kind, now, path, p)
     }
 end
 
+-- Rust twin: Tree::emit (src/engine/tree.rs)
 local function emit(ctx, event)
     event.seq = ctx.meta.ev
     ctx.meta.ev = ctx.meta.ev + 1
@@ -461,6 +470,7 @@ do
     -- without making values); otherwise by crossed().
     local SMALL = 35184372088832
 
+    -- Rust twin: alerts (src/engine/events.rs)
     function alerts(ctx, p, path)
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
@@ -502,6 +512,7 @@ local function policy_of(ctx, ref)
     return node and node.pols[ref.i]
 end
 
+-- Rust twin: Tree::observe (src/engine/tree.rs)
 local function observe(ctx, refs)
     for _, ref in ipairs(refs) do
         local p = policy_of(ctx, ref)
@@ -513,6 +524,7 @@ local function observe(ctx, refs)
 end
 
 -- The reset event of the periods just closed and the rollover event.
+-- Rust twin: period_events (src/engine/tree.rs)
 local function period_events(ctx, p, path, closed)
     local last = p.hist[1]
     if last then
@@ -528,6 +540,7 @@ local function period_events(ctx, p, path, closed)
 end
 
 -- Applies the resets due to a policy, with their events.
+-- Rust twin: Tree::roll_policy (src/engine/tree.rs)
 local function roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
     if not p then
@@ -568,6 +581,7 @@ end
 
 -- The nodes and policies a charge set reaches, each once, root first: those
 -- whose metric is in `metrics` and whose filter matches.
+-- Rust twin: Tree::reach (src/engine/tree.rs)
 local function reach(ctx, set, metrics)
     local all = {}
     for _, path in ipairs(set.paths) do
@@ -611,10 +625,12 @@ local function metrics_of(costs)
     return out
 end
 
+-- Rust twin: Tree::usage_reach (src/engine/tree.rs)
 local function usage_reach(ctx, set, usage)
     return reach(ctx, set, metrics_of(usage))
 end
 
+-- Rust twin: Tree::policy_at (src/engine/tree.rs)
 local function policy_now(ctx, ref)
     local p = policy_of(ctx, ref)
     return p and policy_at(p, ctx.now)
@@ -631,6 +647,7 @@ local function make_check(path, p, requested, pass, now)
     }
 end
 
+-- Rust twin: Tree::checks (src/engine/tree.rs)
 local function checks_of(ctx, r, requested)
     local out = {}
     local at = costs_index(requested, #r.pols)
@@ -650,6 +667,7 @@ end
 
 -- Checks that charging `usage` keeps every total in range and that the
 -- missing nodes fit, without changing anything.
+-- Rust twin: Tree::check_usage (src/engine/tree.rs)
 local function check_usage(ctx, r, set, usage)
     check_new_paths(ctx, set.paths, r.missing)
     local by_metric = costs_index(usage, #r.pols)
@@ -671,6 +689,7 @@ end
 -- Charges `usage` to every node of the charge set and every matching policy,
 -- each once; totals stop at 10^18 for a commit, which is never refused (a
 -- charge ran check_usage first). Returns the policies now over.
+-- Rust twin: Tree::apply_usage (src/engine/tree.rs)
 local function apply_usage(ctx, r, set, usage)
     if r.missing > 0 then
         for _, path in ipairs(set.paths) do
@@ -752,10 +771,12 @@ local function pack_hold(hold)
 end
 
 -- entry = {id, forget_at, hold, charge}
+-- Rust twin: Tomb::pack (src/engine/hold.rs)
 local function pack_done(entry)
     return mpack({ entry.id, entry.forget_at, entry.hold and hold_table(entry.hold) or false, entry.charge or false })
 end
 
+-- Rust twin: Tomb::unpack (src/engine/hold.rs)
 local function unpack_done(blob)
     local t = munpack(blob)
     return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
@@ -781,75 +802,76 @@ end
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
-local function flush(ctx, final)
-    local key = ctx.key
-    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted) or #ctx.kid_del > 0
-        or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
-    if not any then
-        return
+-- (Its parts in a block: the library's build function may have at most 200
+-- locals.)
+local flush
+do
+    -- The tree's hash (meta and nodes) and the children index.
+    local function flush_nodes(ctx, final)
+        local key = ctx.key
+        local hset = { "#", pack_meta(ctx.meta) }
+        for path in pairs(ctx.dirty) do
+            local node = ctx.nodes[path]
+            if node then
+                local blob = pack_node(node)
+                hset[#hset + 1] = node_field(path)
+                hset[#hset + 1] = blob
+                if final then
+                    cache_node(blob, node)
+                end
+            end
+        end
+        call_chunked("HSET", key, hset)
+        local hdel = {}
+        for path in pairs(ctx.deleted) do
+            hdel[#hdel + 1] = node_field(path)
+        end
+        call_chunked("HDEL", key, hdel)
+        if #ctx.kid_add > 0 then
+            local add = {}
+            for _, m in ipairs(ctx.kid_add) do
+                add[#add + 1] = 0
+                add[#add + 1] = m
+            end
+            call_chunked("ZADD", ctx.kkey, add)
+        end
+        call_chunked("ZREM", ctx.kkey, ctx.kid_del)
     end
-    if not ctx.exists then
-        -- Companions left by a tree deleted with DEL belong to nobody.
-        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
-        ctx.exists = true
-        ctx.dirty[""] = true
-    end
-    local hset = { "#", pack_meta(ctx.meta) }
-    for path in pairs(ctx.dirty) do
-        local node = ctx.nodes[path]
-        if node then
-            local blob = pack_node(node)
-            hset[#hset + 1] = node_field(path)
-            hset[#hset + 1] = blob
-            if final then
-                cache_node(blob, node)
+
+    -- Live holds with their expiry (and the index of due trees), finished ids
+    -- with when they are forgotten.
+    local function flush_holds(ctx)
+        for id in pairs(ctx.hold_deleted) do
+            redis.call("HDEL", ctx.hkey, id)
+            redis.call("ZREM", ctx.ekey, id)
+        end
+        for id in pairs(ctx.hold_dirty) do
+            local hold = ctx.holds[id]
+            if hold and not ctx.hold_deleted[id] then
+                redis.call("HSET", ctx.hkey, id, pack_hold(hold))
+                redis.call("ZADD", ctx.ekey, hold.expires, id)
+            end
+        end
+        if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
+            index_due(ctx.key, ctx.ekey)
+        end
+        for id in pairs(ctx.forgotten) do
+            redis.call("HDEL", ctx.tkey, id)
+            redis.call("ZREM", ctx.fkey, id)
+        end
+        for id in pairs(ctx.done_dirty) do
+            local entry = ctx.done[id]
+            if entry then
+                redis.call("HSET", ctx.tkey, id, pack_done(entry))
+                redis.call("ZADD", ctx.fkey, entry.forget_at, id)
             end
         end
     end
-    call_chunked("HSET", key, hset)
-    local hdel = {}
-    for path in pairs(ctx.deleted) do
-        hdel[#hdel + 1] = node_field(path)
-    end
-    call_chunked("HDEL", key, hdel)
-    if #ctx.kid_add > 0 then
-        local add = {}
-        for _, m in ipairs(ctx.kid_add) do
-            add[#add + 1] = 0
-            add[#add + 1] = m
-        end
-        call_chunked("ZADD", ctx.kkey, add)
-    end
-    call_chunked("ZREM", ctx.kkey, ctx.kid_del)
-    for id in pairs(ctx.hold_deleted) do
-        redis.call("HDEL", ctx.hkey, id)
-        redis.call("ZREM", ctx.ekey, id)
-    end
-    for id in pairs(ctx.hold_dirty) do
-        local hold = ctx.holds[id]
-        if hold and not ctx.hold_deleted[id] then
-            redis.call("HSET", ctx.hkey, id, pack_hold(hold))
-            redis.call("ZADD", ctx.ekey, hold.expires, id)
-        end
-    end
-    if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
-        index_due(key, ctx.ekey)
-    end
-    for id in pairs(ctx.forgotten) do
-        redis.call("HDEL", ctx.tkey, id)
-        redis.call("ZREM", ctx.fkey, id)
-    end
-    for id in pairs(ctx.done_dirty) do
-        local entry = ctx.done[id]
-        if entry then
-            redis.call("HSET", ctx.tkey, id, pack_done(entry))
-            redis.call("ZADD", ctx.fkey, entry.forget_at, id)
-        end
-    end
-    if #ctx.new_events > 0 then
-        -- Only the newest events_len are kept (and published, as the module
-        -- publishes what its log keeps); pushed in chunks, as one write may
-        -- log more events (a backlog of expiries) than unpack can pass.
+
+    -- Only the newest events_len are kept (and published, as the module
+    -- publishes what its log keeps); pushed in chunks, as one write may log
+    -- more events (a backlog of expiries) than unpack can pass.
+    local function flush_events(ctx)
         local events, keep = ctx.new_events, math.max(ctx.limits.events_len, 1)
         local blobs = {}
         for i = math.max(#events - keep + 1, 1), #events do
@@ -858,14 +880,33 @@ local function flush(ctx, final)
         call_chunked("RPUSH", ctx.vkey, blobs)
         redis.call("LTRIM", ctx.vkey, -keep, -1)
         for i = math.max(#events - keep + 1, 1), #events do
-            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(events[i], key)))
+            redis.call("PUBLISH", "quota:events:" .. ctx.key, to_json(event_reply(events[i], ctx.key)))
         end
     end
-    if final then
-        -- (The context is done with: nothing is left to reset.)
-        return
+
+    function flush(ctx, final)
+        local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+        if not any then
+            return
+        end
+        if not ctx.exists then
+            -- Companions left by a tree deleted with DEL belong to nobody.
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
+            ctx.exists = true
+            ctx.dirty[""] = true
+        end
+        flush_nodes(ctx, final)
+        flush_holds(ctx)
+        if #ctx.new_events > 0 then
+            flush_events(ctx)
+        end
+        if final then
+            -- (The context is done with: nothing is left to reset.)
+            return
+        end
+        ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+        ctx.kid_add, ctx.kid_del = {}, {}
+        ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end
-    ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
-    ctx.kid_add, ctx.kid_del = {}, {}
-    ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
 end
