@@ -16,7 +16,9 @@
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
 -- The stored layout is a format, versioned like an RDB encoding: the tree's
--- "#" field is {seq, generation, event seq, layout}. Layout 1 (library
+-- "#" field is {seq, generation, event seq, layout, next expiry, next
+-- forget, indexed, live holds} (the last four since 1.2.0, see read_meta; a
+-- library before it reads the first four and drops the rest). Layout 1 (library
 -- 1.0.0) had no fourth entry; its records are read as they are and written
 -- in the current layout when next written, "#" by the first write to the
 -- tree, inside that call (see read_meta), so a tree is safe while
@@ -50,6 +52,7 @@ do
     local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
     -- "#": the tree's metadata.
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
+    local META_NEXT_EXPIRY, META_NEXT_FORGET, META_INDEXED, META_LIVE_HOLDS = 5, 6, 7, 8
 
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
@@ -76,7 +79,8 @@ do
     local LAYOUT = 2
 
     function pack_meta(meta)
-        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT })
+        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+            meta.holds })
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
@@ -88,6 +92,15 @@ do
     -- may hold records of both. A later layout that cannot be read so
     -- converts the tree here, in the call that opens it. A newer layout, or
     -- metadata of something else, is refused.
+    --
+    -- Since 1.2.0 "#" also says what is due, so that a call on a tree with
+    -- nothing due asks Redis nothing about it: next expiry (due_e) is the
+    -- first score of the expiry set (math.huge when empty), next forget
+    -- (due_f) a time no score of the forget set is below; indexed says the
+    -- index of due trees holds due_e for the tree; live holds is how many the
+    -- holds hash has. false is unknown: a tree
+    -- a library before 1.2.0 wrote (it writes only the first four), which
+    -- is asked and learnt as before.
     function read_meta(key, blob)
         local ok, m = pcall(munpack, blob)
         if not ok or type(m) ~= "table" or type(m[META_SEQ]) ~= "number" then
@@ -99,7 +112,9 @@ do
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
                 .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
         end
-        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ] }, layout ~= LAYOUT
+        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
+            due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
+            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false }, layout ~= LAYOUT
     end
 end
 
@@ -247,21 +262,28 @@ do
     end
 end
 
--- Records when the tree's next hold is due (or that it has none). An index
--- the caller may not write (an ACL user confined to its tree) is left as it
--- is: the tree still expires on its next call.
+-- Records when the tree's next hold is due (or that it has none): at `head`
+-- when given (math.huge: none), else at the first of its expiry set.
+-- Returns whether the index now says so. An index the caller may not write
+-- (an ACL user confined to its tree) is left as it is: the tree still
+-- expires on its next call.
 -- Rust twin: Tree::next_due_ms (src/engine/hold.rs)
-local function index_due(key, ekey)
+local function index_due(key, ekey, head)
     local index = due_index(key)
     if not index then
-        return
+        return false
     end
-    local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
-    if first[2] then
-        redis.pcall("ZADD", index, first[2], key)
+    local reply
+    if head == nil then
+        local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
+        head = first[2] or math.huge
+    end
+    if head ~= math.huge then
+        reply = redis.pcall("ZADD", index, head, key)
     else
-        redis.pcall("ZREM", index, key)
+        reply = redis.pcall("ZREM", index, key)
     end
+    return type(reply) == "number"
 end
 
 -- Rust twin: Tree::new (src/engine/tree.rs)
@@ -276,6 +298,7 @@ local function open_tree(key, writable)
         new_events = {}, meta_dirty = false, limits = SETTINGS,
         -- (Set below; named here so that the table is made at its size.)
         meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
+        holds_moved = false, probe_forget = false,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -285,12 +308,12 @@ local function open_tree(key, writable)
         -- The nodes the tree had is asked of Redis only when a command
         -- creates paths (check_path_room); node_count counts the changes.
         ctx.node_base, ctx.node_count = false, 0
-        ctx.hold_count = redis.call("HLEN", ctx.hkey)
+        ctx.hold_count = ctx.meta.holds or redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
             fail("WRONGTYPE Operation against a key holding the wrong kind of value")
         end
-        ctx.meta = { seq = 0, gen = 1, ev = 1 }
+        ctx.meta = { seq = 0, gen = 1, ev = 1, due_e = math.huge, due_f = math.huge, indexed = false, holds = 0 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
         ctx.node_base, ctx.node_count = 0, 1
@@ -839,8 +862,10 @@ do
     end
 
     -- Live holds with their expiry (and the index of due trees), finished ids
-    -- with when they are forgotten.
+    -- with when they are forgotten; and what "#" says is due (read_meta).
     local function flush_holds(ctx)
+        local meta, lowest = ctx.meta, math.huge
+        local deleted = next(ctx.hold_deleted)
         for id in pairs(ctx.hold_deleted) do
             redis.call("HDEL", ctx.hkey, id)
             redis.call("ZREM", ctx.ekey, id)
@@ -850,22 +875,47 @@ do
             if hold and not ctx.hold_deleted[id] then
                 redis.call("HSET", ctx.hkey, id, pack_hold(hold))
                 redis.call("ZADD", ctx.ekey, hold.expires, id)
+                lowest = math.min(lowest, hold.expires)
             end
         end
-        if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
-            index_due(ctx.key, ctx.ekey)
+        if deleted or next(ctx.hold_dirty) then
+            -- Holds only added (none released, none moved by EXTEND): the
+            -- first due is known without asking, and the index is written
+            -- only when it changes.
+            local head
+            if not deleted and not ctx.holds_moved and meta.due_e then
+                head = math.min(meta.due_e, lowest)
+            else
+                local first = redis.call("ZRANGE", ctx.ekey, 0, 0, "WITHSCORES")
+                head = first[2] and tonumber(first[2]) or math.huge
+            end
+            if not (meta.indexed and head == meta.due_e) then
+                meta.indexed = index_due(ctx.key, ctx.ekey, head)
+            end
+            meta.due_e = head
         end
         for id in pairs(ctx.forgotten) do
             redis.call("HDEL", ctx.tkey, id)
             redis.call("ZREM", ctx.fkey, id)
         end
+        lowest = math.huge
         for id in pairs(ctx.done_dirty) do
             local entry = ctx.done[id]
             if entry then
                 redis.call("HSET", ctx.tkey, id, pack_done(entry))
                 redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+                lowest = math.min(lowest, entry.forget_at)
             end
         end
+        if ctx.probe_forget then
+            -- Nothing was due to be forgotten: learn when something is.
+            local first = redis.call("ZRANGE", ctx.fkey, 0, 0, "WITHSCORES")
+            meta.due_f = first[2] and tonumber(first[2]) or math.huge
+            ctx.probe_forget = false
+        elseif meta.due_f then
+            meta.due_f = math.min(meta.due_f, lowest)
+        end
+        meta.holds = ctx.hold_count
     end
 
     -- Only the newest events_len are kept (and published, as the module
@@ -896,8 +946,9 @@ do
             ctx.exists = true
             ctx.dirty[""] = true
         end
-        flush_nodes(ctx, final)
+        -- (Holds first: they update what "#" says is due.)
         flush_holds(ctx)
+        flush_nodes(ctx, final)
         if #ctx.new_events > 0 then
             flush_events(ctx)
         end

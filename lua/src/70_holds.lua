@@ -137,8 +137,11 @@ local function expire(ctx, limit)
     if not ctx.exists then
         return 0
     end
-    local due
-    if limit then
+    -- What "#" says is due spares asking when nothing is (read_meta).
+    local meta, due = ctx.meta, nil
+    if meta.due_e and meta.due_e > ctx.now then
+        due = {}
+    elseif limit then
         due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES", "LIMIT", 0, limit)
     else
         due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
@@ -160,12 +163,24 @@ local function expire(ctx, limit)
         end
     end
     local forget
-    if limit then
+    if meta.due_f and meta.due_f > ctx.now then
+        forget = {}
+    elseif limit and limit - #due / 2 <= 0 then
         -- A bounded call (quota_sweep) spends what the holds left on ids.
-        local left = limit - #due / 2
-        forget = left > 0 and redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, left) or {}
+        forget = {}
     else
-        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+        if limit then
+            forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, limit - #due / 2)
+        else
+            forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+        end
+        -- Nothing is left to forget until after now once these are; when
+        -- nothing was, the next write learns when something is.
+        if #forget == 0 then
+            ctx.probe_forget = true
+        elseif not limit then
+            meta.due_f = ctx.now + 1
+        end
     end
     for _, id in ipairs(forget) do
         ctx.forgotten[id] = true
@@ -752,6 +767,7 @@ function HOLDS.extend(ctx, id, ttl)
     end
     hold.expires = ctx.now + ttl
     ctx.hold_dirty[id] = true
+    ctx.holds_moved = true
     return { id = id, expires = hold.expires }
 end
 
