@@ -442,19 +442,21 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
-    local plan = HOLDS.plan_reserve(ctx, req)
-    local outcome = HOLDS.reserve_outcome(ctx, req, plan)
-    if outcome.reserved == 0 then
+    -- (The plan is passed as values, not a table: cheaper.)
+    local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
+    local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
+    if reserved == 0 then
         return outcome
     end
-    HOLDS.check_hold(ctx, req, plan)
+    local held_at = HOLDS.check_hold(ctx, req, r, held)
 
     -- After this point the reservation succeeds.
-    return HOLDS.place_hold(ctx, req, plan, outcome)
+    return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
 end
 
--- What a reservation reaches and how many of its items fit:
--- plan = {total, r, binding, fits, reserved, allowed, held, held_at}.
+-- What a reservation reaches and how many of its items fit: its total, its
+-- reach, the binding policy, how many fit, how many it reserves, whether it
+-- is allowed.
 -- Rust twin: Tree::plan_reserve (src/engine/hold.rs)
 function HOLDS.plan_reserve(ctx, req)
     local n = #req.items
@@ -478,24 +480,23 @@ function HOLDS.plan_reserve(ctx, req)
         reserved = (req.batch == "ALL" and fits == n) and n or 0
         allowed = fits == n
     end
-    return { total = total, r = r, binding = binding, fits = fits, reserved = reserved, allowed = allowed,
-        held = false, held_at = false }
+    return total, r, binding, fits, reserved, allowed
 end
 
 -- The answer to a planned reservation, before any hold is placed (no id or
--- expiry yet); notes in the plan what the hold would hold.
+-- expiry yet), and what the hold would hold.
 -- Rust twin: Tree::reserve_outcome (src/engine/hold.rs)
-function HOLDS.reserve_outcome(ctx, req, plan)
-    local n, reserved, total = #req.items, plan.reserved, plan.total
+function HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
+    local n = #req.items
     -- An UPTO reservation is checked for what it holds; an allowed BRIEF
     -- answer needs no checks at all (the hot path).
     local checks, denied = {}, {}
-    if not (req.brief and plan.allowed) then
+    if not (req.brief and allowed) then
         local requested = total
         if req.batch == "UPTO" and reserved > 0 then
             requested = sum_costs({ unpack(req.items, 1, reserved) })
         end
-        checks = checks_of(ctx, plan.r, requested)
+        checks = checks_of(ctx, r, requested)
         denied = HOLDS.labels_failing(checks)
     end
     local held = {}
@@ -504,54 +505,53 @@ function HOLDS.reserve_outcome(ctx, req, plan)
     elseif reserved > 0 then
         held = sum_costs({ unpack(req.items, 1, reserved) })
     end
-    plan.held = held
     return {
-        allowed = plan.allowed, id = false, expires = 0, items = n, fits = plan.fits, reserved = reserved,
+        allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
         cost = costs_pack(total), held = costs_pack(held), checks = checks, denied = denied,
-        message = HOLDS.reserve_message(ctx, req, plan.binding, reserved, total), duplicate = false,
-    }
+        message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
+    }, held
 end
 
 -- Whether the hold can be kept: room for one more, for its new paths, and
--- every policy's held total within bounds.
+-- every policy's held total within bounds. Returns where `held` has each
+-- metric (costs_index).
 -- Rust twin: Tree::check_hold (src/engine/hold.rs)
-function HOLDS.check_hold(ctx, req, plan)
+function HOLDS.check_hold(ctx, req, r, held)
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
-    local r, held = plan.r, plan.held
     check_new_paths(ctx, req.set.paths, r.missing)
     local held_at = costs_index(held, #r.pols)
     for _, ref in ipairs(r.pols) do
         local p = policy_of(ctx, ref)
         D.check_add(p.held, costs_get_at(held, held_at, p.metric))
     end
-    plan.held_at = held_at
+    return held_at
 end
 
 -- Places a checked reservation's hold: its amount on each policy it counts
 -- on, its paths, the hold and its expiry, the alerts it fires.
 -- Rust twin: Tree::place_hold (src/engine/hold.rs)
-function HOLDS.place_hold(ctx, req, plan, outcome)
-    local n, reserved, held = #req.items, plan.reserved, plan.held
+function HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+    local n = #req.items
     local id = req.id or HOLDS.generate_id(ctx)
     -- The hold counts on the policies of the metrics its kept items name: a
     -- partial UPTO batch keeps the items that fit, and no line for the
     -- metrics of the others (as the module's loaded trees derive them).
-    local pols = plan.r.pols
+    local pols = r.pols
     if reserved < n then
         local kept = {}
         for _, pair in ipairs(held) do
             kept[pair[1]] = true
         end
         pols = {}
-        for _, ref in ipairs(plan.r.pols) do
+        for _, ref in ipairs(r.pols) do
             if kept[policy_of(ctx, ref).metric] then
                 pols[#pols + 1] = ref
             end
         end
     end
-    local lines = HOLDS.hold_on(ctx, pols, held, plan.held_at)
+    local lines = HOLDS.hold_on(ctx, pols, held, held_at)
     for _, path in ipairs(req.set.paths) do
         local node = ensure_path(ctx, path)
         node.live = node.live + 1

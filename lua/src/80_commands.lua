@@ -151,8 +151,8 @@ end
 -- batch, brief, check, items} (and the words they were made of).
 -- Rust twin: parse_request (src/module/commands/reserve.rs)
 function CMD.parse_request(args, charge)
-    local w = CMD.request_words(args, charge)
-    local path, service, model, items = w.path, w.service, w.model, w.items
+    local w, path, also, service, model, usage_keys = CMD.request_words(args, charge)
+    local items = w.items
     if not path then
         fail(sformat("ERR syntax: %s needs PATH", args.command))
     end
@@ -167,7 +167,6 @@ function CMD.parse_request(args, charge)
     end
     -- Without SERVICE, a request whose USAGE items all name one
     -- service/model is for that service and model.
-    local usage_keys = w.usage_keys
     if not service and usage_keys[1] then
         local same = true
         for _, k in ipairs(usage_keys) do
@@ -180,7 +179,7 @@ function CMD.parse_request(args, charge)
         end
     end
     local paths, seen_paths = { path }, { [path] = true }
-    for _, p in ipairs(w.also) do
+    for _, p in ipairs(also) do
         if not seen_paths[p] then
             seen_paths[p] = true
             paths[#paths + 1] = p
@@ -194,11 +193,11 @@ function CMD.parse_request(args, charge)
 end
 
 -- The keywords of a request and what follows each, as read (the loop of
--- parse_request in reserve.rs); parse_request checks them together.
+-- parse_request in reserve.rs): the request's own table (parse_request
+-- completes it), its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
 function CMD.request_words(args, charge)
-    -- (The request's own table: parse_request completes it.)
-    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {},
-        path = nil, also = {}, service = nil, model = nil, usage_keys = {} }
+    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
+    local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
     local items, seen = w.items, {}
     while not args:is_done() do
         local kw = args:next_keyword(REQUEST_KEYWORDS)
@@ -210,10 +209,9 @@ function CMD.request_words(args, charge)
             items[#items + 1] = CMD.parse_cost(args, not charge)
         elseif kw == "USAGE" then
             local s, m, item = CMD.parse_usage(args)
-            w.usage_keys[#w.usage_keys + 1] = { s, m }
+            usage_keys[#usage_keys + 1] = { s, m }
             items[#items + 1] = item
         elseif kw == "ALSO" then
-            local also = w.also
             also[#also + 1] = args:next_path("a path after ALSO")
             while not args:at_list_end() do
                 also[#also + 1] = args:next_path("a path after ALSO")
@@ -224,15 +222,15 @@ function CMD.request_words(args, charge)
         else
             args:once(seen, kw)
             if kw == "PATH" then
-                w.path = args:next_path("a path after PATH")
+                path = args:next_path("a path after PATH")
             elseif kw == "ID" then
                 w.id = args:next_name("id")
             elseif kw == "TTL" then
                 w.ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
             elseif kw == "SERVICE" then
-                w.service = args:next_name("service")
+                service = args:next_name("service")
             elseif kw == "MODEL" then
-                w.model = args:next_name("model")
+                model = args:next_name("model")
             elseif kw == "BRIEF" then
                 w.brief = true
             elseif kw == "CHECK" then
@@ -240,7 +238,7 @@ function CMD.request_words(args, charge)
             end
         end
     end
-    return w
+    return w, path, also, service, model, usage_keys
 end
 
 function CMD.checks_reply(checks)
