@@ -130,6 +130,32 @@ local function finish_if_settled(ctx, id)
     end
 end
 
+-- The finished ids whose memory ran out (the first `budget` of them, when
+-- given), and what "#" then says of the next to forget.
+function HOLDS.forget_due(ctx, budget)
+    local meta = ctx.meta
+    if meta.due_f and meta.due_f > ctx.now then
+        return {}
+    elseif budget and budget <= 0 then
+        -- A bounded call (quota_sweep) spends what the holds left on ids.
+        return {}
+    end
+    local forget
+    if budget then
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, budget)
+    else
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    end
+    -- Nothing is left to forget until after now once these are; when
+    -- nothing was, the next write learns when something is.
+    if #forget == 0 then
+        ctx.probe_forget = true
+    elseif not budget then
+        meta.due_f = ctx.now + 1
+    end
+    return forget
+end
+
 -- Releases every hold due (the first `limit` of them, when given) and
 -- forgets finished ids whose memory ran out. Returns how many it released.
 -- Rust twin: Tree::expire and Tree::expire_some (src/engine/hold.rs)
@@ -162,26 +188,7 @@ local function expire(ctx, limit)
             ctx.hold_deleted[id] = true
         end
     end
-    local forget
-    if meta.due_f and meta.due_f > ctx.now then
-        forget = {}
-    elseif limit and limit - #due / 2 <= 0 then
-        -- A bounded call (quota_sweep) spends what the holds left on ids.
-        forget = {}
-    else
-        if limit then
-            forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, limit - #due / 2)
-        else
-            forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
-        end
-        -- Nothing is left to forget until after now once these are; when
-        -- nothing was, the next write learns when something is.
-        if #forget == 0 then
-            ctx.probe_forget = true
-        elseif not limit then
-            meta.due_f = ctx.now + 1
-        end
-    end
+    local forget = HOLDS.forget_due(ctx, limit and limit - #due / 2)
     for _, id in ipairs(forget) do
         ctx.forgotten[id] = true
         ctx.done[id] = false
