@@ -21,7 +21,9 @@
 --     used only for integers well inside 2^53 (times in ms, counts).
 
 -- 1.1.0: stored layout 2 (see 60_tree); reads layout 1 and rewrites it.
-local VERSION = "1.1.0"
+-- 1.2.0: layout 2, with "#" saying what is due (see read_meta): read by
+-- 1.1.0, which drops what it does not know when it writes the tree.
+local VERSION = "1.2.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -163,6 +165,7 @@ do
     -- User text quoted in an error: at most 60 characters (57 and "..."),
     -- each outside printable ASCII shown as "?" (error replies stay ASCII,
     -- as the module's do). The one copy every section uses.
+    -- Rust twin: names::clip (src/engine/names.rs)
     local function clip(text)
         if #text <= 60 and not sfind(text, "[^ -~]") then
             return text
@@ -430,6 +433,7 @@ do
         FMT_NEG[k] = "-%d.%0" .. k .. "d"
     end
 
+    -- Rust twin: amount::format and Text::write (src/engine/amount.rs)
     function D.fmt(v)
         local m = v.m
         if m then
@@ -548,10 +552,12 @@ do
         return v
     end
 
+    -- Rust twin: amount::parse (src/engine/amount.rs)
     function D.parse(text)
         return parse(text, false)
     end
 
+    -- Rust twin: amount::parse_non_negative (src/engine/amount.rs)
     function D.parse_non_negative(text)
         return parse(text, true)
     end
@@ -766,6 +772,7 @@ do
         return gt_abs(v, D.MAX_INPUT)
     end
 
+    -- Rust twin: amount::add (src/engine/amount.rs)
     function D.add(a, b)
         local r = add_raw(a, b, false)
         -- a small mantissa (< 2^53) is always within 10^18
@@ -804,6 +811,7 @@ do
 
     -- A total that never goes below 0 and stops at 10^18: for commits,
     -- which are never refused (amount::add_saturating).
+    -- Rust twin: amount::add_saturating (src/engine/amount.rs)
     function D.add_saturating(total, delta)
         local r = add_raw(total, delta, false)
         if D.is_neg(r) then
@@ -815,6 +823,7 @@ do
         return r
     end
 
+    -- Rust twin: amount::add_floor_zero (src/engine/amount.rs)
     function D.add_floor_zero(total, delta)
         local r = D.add(total, delta)
         if D.is_neg(r) then
@@ -2627,7 +2636,7 @@ do
 end
 -- ---------------------------------------------------------------------------
 -- Names, paths, the argument cursor, and replies (src/engine/names.rs,
--- src/commands/args.rs, src/commands/reply.rs).
+-- src/module/commands/args.rs, src/module/commands/reply.rs).
 -- ---------------------------------------------------------------------------
 
 local MAX_DEPTH_HARD = 64
@@ -2738,6 +2747,7 @@ end
 
 local clip = D.clip
 
+-- Rust twin: display_path (src/engine/names.rs)
 local function display_path(canonical)
     if canonical == "" then
         return "/"
@@ -2762,6 +2772,7 @@ local function check_segment(segment)
 end
 
 -- A client path in its canonical form (no leading slash; "" is the root).
+-- Rust twin: parse_path (src/engine/names.rs)
 local function parse_path(text, depth_limit)
     local body = text
     if ssub(body, 1, 1) == "/" then
@@ -2795,6 +2806,7 @@ local function parse_path(text, depth_limit)
 end
 
 -- The ancestors of a canonical path, root first, the path last.
+-- Rust twin: prefixes (src/engine/names.rs)
 local function prefixes(canonical)
     local out = { "" }
     if canonical == "" then
@@ -2813,6 +2825,7 @@ local function prefixes(canonical)
     return out
 end
 
+-- Rust twin: parent_of (src/engine/names.rs)
 local function parent_of(canonical)
     local last = nil
     local start = 1
@@ -2830,6 +2843,7 @@ local function parent_of(canonical)
     return ""
 end
 
+-- Rust twin: leaf_of (src/engine/names.rs)
 local function leaf_of(canonical)
     local parent = parent_of(canonical)
     if parent == "" then
@@ -2839,6 +2853,7 @@ local function leaf_of(canonical)
 end
 
 -- The number of segments of a canonical path (0 for the root).
+-- Rust twin: depth_of (src/engine/names.rs)
 local function depth_of(canonical)
     if canonical == "" then
         return 0
@@ -2847,11 +2862,13 @@ local function depth_of(canonical)
     return slashes + 1
 end
 
+-- Rust twin: is_within (src/engine/names.rs)
 local function is_within(path, root)
     return root == "" or path == root
         or (#path > #root and ssub(path, 1, #root) == root and sbyte(path, #root + 1) == 47)
 end
 
+-- Rust twin: parse_metric (src/engine/names.rs)
 local function parse_metric(text)
     local ok = #text >= 1 and #text <= 32 and sfind(text, "^[a-z][a-z0-9_]*$")
     if not ok then
@@ -2863,6 +2880,7 @@ local function parse_metric(text)
     return text
 end
 
+-- Rust twin: parse_name (src/engine/names.rs)
 local function parse_name(text, what)
     if text == "" or #text > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then
         fail(sformat("ERR syntax: invalid %s '%s': use 1-%d printable characters without spaces", what, clip(text),
@@ -3212,6 +3230,7 @@ local function costs_reply(flat)
 end
 
 -- `30 credits, 1 requests`
+-- Rust twin: describe (src/engine/hold.rs)
 local function describe(costs)
     if #costs == 0 then
         return "nothing"
@@ -3245,6 +3264,7 @@ local function window_of(encoded)
     return w
 end
 
+-- Rust twin: Mode::parse (src/engine/policy.rs)
 local function parse_mode(text)
     local m = string.lower(text)
     if not MODES[m] then
@@ -3254,6 +3274,7 @@ local function parse_mode(text)
 end
 
 -- `80,90` as ascending distinct percentages from 1 to 100.
+-- Rust twin: parse_warn (src/engine/thresholds.rs)
 local function parse_warn(text)
     local bad = sformat("ERR syntax: WARN takes percentages from 1 to 100 separated by commas, not '%s'", clip(text))
     local out, seen = {}, {}
@@ -3303,6 +3324,7 @@ end
 -- ----- the spec --------------------------------------------------------------
 
 -- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model}
+-- Rust twin: PolicySpec::validate (src/engine/policy.rs)
 local function validate_spec(spec)
     if spec.rollover then
         if not W.is_calendar(window_of(spec.wenc)) then
@@ -3318,6 +3340,7 @@ local function validate_spec(spec)
     end
 end
 
+-- Rust twin: PolicySpec::matches and Policy::matches (src/engine/policy.rs)
 local function matches(p, service, model)
     if not p.service then
         return true
@@ -3338,14 +3361,17 @@ local compare = D.cmp_sum_scaled
 
 -- limit + rolled over + granted, kept in p.allow: every change to those
 -- ends with refresh(p).
+-- Rust twin: Policy::refresh (src/engine/policy.rs)
 local function refresh(p)
     p.allow = plus(plus(p.limit, p.ro), p.gr)
 end
 
+-- Rust twin: Policy::allowance (src/engine/policy.rs)
 local function allowance(p)
     return p.allow
 end
 
+-- Rust twin: Policy::level (src/engine/policy.rs)
 local function level(p)
     if p.mode == "strict" then
         return plus(p.used, p.held)
@@ -3353,10 +3379,12 @@ local function level(p)
     return p.used
 end
 
+-- Rust twin: Policy::remaining (src/engine/policy.rs)
 local function remaining(p)
     return D.sub(D.sub(p.allow, p.used), p.held)
 end
 
+-- Rust twin: Policy::passes (src/engine/policy.rs)
 local function passes(p, requested)
     if requested.m == 0 or D.is_neg(requested) then
         return true
@@ -3369,11 +3397,13 @@ local function passes(p, requested)
     return true
 end
 
+-- Rust twin: Policy::is_over (src/engine/policy.rs)
 local function is_over(p)
     return D.cmp(p.used, p.allow) >= 0
 end
 
 -- Whether the level has reached `pct` percent of the allowance.
+-- Rust twin: Policy::crossed (src/engine/policy.rs)
 local function crossed(p, pct)
     if p.mode == "strict" then
         return compare(p.used, p.held, nil, 100, p.allow, pct) >= 0
@@ -3381,6 +3411,7 @@ local function crossed(p, pct)
     return compare(p.used, nil, nil, 100, p.allow, pct) >= 0
 end
 
+-- Rust twin: Policy::status (src/engine/policy.rs)
 local function status(p)
     if is_over(p) then
         return "over"
@@ -3408,6 +3439,7 @@ local period_end
 do
     local period_ends, period_ends_size = {}, 0
 
+    -- Rust twin: Policy::period_end_ms (src/engine/policy/periods.rs)
     function period_end(p)
         -- (Kept on the policy too, for the start and window it was computed for.)
         if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
@@ -3434,6 +3466,7 @@ do
 end
 
 -- The span replies show as period_start, period_end.
+-- Rust twin: Policy::shown_period (src/engine/policy/periods.rs)
 local function shown_period(p, now)
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
@@ -3444,6 +3477,7 @@ local function shown_period(p, now)
     return nil, nil
 end
 
+-- Rust twin: Policy::needs_roll (src/engine/policy/periods.rs)
 local function needs_roll(p, now)
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
@@ -3455,6 +3489,7 @@ local function needs_roll(p, now)
     return false
 end
 
+-- Rust twin: Policy::new (src/engine/policy.rs)
 local function new_policy(name, spec, generation, now)
     local w = window_of(spec.wenc)
     local ps = now
@@ -3469,6 +3504,7 @@ local function new_policy(name, spec, generation, now)
     }
 end
 
+-- Rust twin: Policy::archive (src/engine/policy/periods.rs)
 local function archive(p, closed)
     tinsert(p.hist, 1, closed)
     while #p.hist > HISTORY_LEN do
@@ -3481,6 +3517,7 @@ local function closed_of(start_ms, end_ms, used, allow, rolled)
     return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled) }
 end
 
+-- Rust twin: Policy::next_allowance (src/engine/policy/periods.rs)
 local function next_allowance(p, unused)
     if p.rollover then
         return D.min(plus(p.limit, unused), p.rollover)
@@ -3490,6 +3527,7 @@ end
 
 -- The allowance `skipped` idle periods after one whose allowance was
 -- `first`: each idle period carries all of it over, up to the cap.
+-- Rust twin: Policy::chained_allowance (src/engine/policy/periods.rs)
 local function chained_allowance(p, first, skipped)
     local cap = p.rollover
     if not cap then
@@ -3503,6 +3541,7 @@ end
 
 -- Applies every reset due at `now`, as if each had run on time. Returns how
 -- many periods closed.
+-- Rust twin: Policy::roll (src/engine/policy/periods.rs)
 local function roll(p, now)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
@@ -3560,6 +3599,7 @@ end
 
 -- The policy as it is at `now`, with the resets due applied; the stored
 -- one when nothing is due.
+-- Rust twin: Policy::at (src/engine/policy/periods.rs)
 local function policy_at(p, now)
     if needs_roll(p, now) then
         local c = copy_policy(p)
@@ -3570,6 +3610,7 @@ local function policy_at(p, now)
 end
 
 -- A rolling window re-arms the thresholds its usage is now below.
+-- Rust twin: Policy::rearm (src/engine/policy.rs)
 local function rearm(p)
     if not is_rolling(p) then
         return
@@ -3586,6 +3627,7 @@ end
 
 -- Adds usage at `now`; usage never goes below zero. A rolling window puts it
 -- in the current bucket and takes a negative amount from the newest first.
+-- Rust twin: Policy::add_used (src/engine/policy.rs)
 local function add_used(p, delta, now)
     local updated = D.add_floor_zero(p.used, delta)
     local w = window_of(p.wenc)
@@ -3626,6 +3668,7 @@ end
 
 -- Usage that stops at 10^18: a charge checked that it stays within, and a
 -- commit is never refused (Policy::add_used_capped).
+-- Rust twin: Policy::add_used_capped (src/engine/policy.rs)
 local function add_used_capped(p, delta, now)
     if delta.m and p.used.m then
         -- Two small values are each below 2^53 in magnitude: the total
@@ -3637,6 +3680,7 @@ local function add_used_capped(p, delta, now)
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
+-- Rust twin: Policy::grant (src/engine/policy.rs)
 local function grant_policy(p, amount, now)
     roll(p, now)
     p.gr = D.add(p.gr, amount)
@@ -3645,6 +3689,7 @@ local function grant_policy(p, amount, now)
 end
 
 -- QUOTA.RESET: closes the current period now.
+-- Rust twin: Policy::reset (src/engine/policy/periods.rs)
 local function reset_policy(p, now)
     roll(p, now)
     local w = window_of(p.wenc)
@@ -3670,6 +3715,7 @@ end
 
 -- QUOTA.SET on an existing policy: resets due first, then the new spec;
 -- usage is kept.
+-- Rust twin: Policy::update (src/engine/policy.rs)
 local function update_policy(p, spec, now)
     roll(p, now)
     local window_changed = spec.wenc ~= p.wenc
@@ -3842,7 +3888,9 @@ end
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
 -- The stored layout is a format, versioned like an RDB encoding: the tree's
--- "#" field is {seq, generation, event seq, layout}. Layout 1 (library
+-- "#" field is {seq, generation, event seq, layout, next expiry, next
+-- forget, indexed, live holds} (the last four since 1.2.0, see read_meta; a
+-- library before it reads the first four and drops the rest). Layout 1 (library
 -- 1.0.0) had no fourth entry; its records are read as they are and written
 -- in the current layout when next written, "#" by the first write to the
 -- tree, inside that call (see read_meta), so a tree is safe while
@@ -3876,6 +3924,7 @@ do
     local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
     -- "#": the tree's metadata.
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
+    local META_NEXT_EXPIRY, META_NEXT_FORGET, META_INDEXED, META_LIVE_HOLDS = 5, 6, 7, 8
 
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
@@ -3902,7 +3951,8 @@ do
     local LAYOUT = 2
 
     function pack_meta(meta)
-        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT })
+        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+            meta.holds })
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
@@ -3914,6 +3964,15 @@ do
     -- may hold records of both. A later layout that cannot be read so
     -- converts the tree here, in the call that opens it. A newer layout, or
     -- metadata of something else, is refused.
+    --
+    -- Since 1.2.0 "#" also says what is due, so that a call on a tree with
+    -- nothing due asks Redis nothing about it: next expiry (due_e) is the
+    -- first score of the expiry set (math.huge when empty), next forget
+    -- (due_f) a time no score of the forget set is below; indexed says the
+    -- index of due trees holds due_e for the tree; live holds is how many the
+    -- holds hash has. false is unknown: a tree
+    -- a library before 1.2.0 wrote (it writes only the first four), which
+    -- is asked and learnt as before.
     function read_meta(key, blob)
         local ok, m = pcall(munpack, blob)
         local layout = ok and type(m) == "table" and (m[META_LAYOUT] or 1)
@@ -3926,7 +3985,9 @@ do
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
                 .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
         end
-        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ] }, layout ~= LAYOUT
+        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
+            due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
+            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false }, layout ~= LAYOUT
     end
 end
 
@@ -4074,22 +4135,31 @@ do
     end
 end
 
--- Records when the tree's next hold is due (or that it has none). An index
--- the caller may not write (an ACL user confined to its tree) is left as it
--- is: the tree still expires on its next call.
-local function index_due(key, ekey)
+-- Records when the tree's next hold is due (or that it has none): at `head`
+-- when given (math.huge: none), else at the first of its expiry set.
+-- Returns whether the index now says so. An index the caller may not write
+-- (an ACL user confined to its tree) is left as it is: the tree still
+-- expires on its next call.
+-- Rust twin: Tree::next_due_ms (src/engine/hold.rs)
+local function index_due(key, ekey, head)
     local index = due_index(key)
     if not index then
-        return
+        return false
     end
-    local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
-    if first[2] then
-        redis.pcall("ZADD", index, first[2], key)
+    local reply
+    if head == nil then
+        local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
+        head = first[2] or math.huge
+    end
+    if head ~= math.huge then
+        reply = redis.pcall("ZADD", index, head, key)
     else
-        redis.pcall("ZREM", index, key)
+        reply = redis.pcall("ZREM", index, key)
     end
+    return type(reply) == "number"
 end
 
+-- Rust twin: Tree::new (src/engine/tree.rs)
 local function open_tree(key, writable)
     local k = names_of(key)
     local ctx = {
@@ -4101,6 +4171,7 @@ local function open_tree(key, writable)
         new_events = {}, meta_dirty = false, limits = SETTINGS,
         -- (Set below; named here so that the table is made at its size.)
         meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
+        holds_moved = false, probe_forget = false,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -4111,12 +4182,12 @@ local function open_tree(key, writable)
         -- The nodes the tree had is asked of Redis only when a command
         -- creates paths (check_path_room); node_count counts the changes.
         ctx.node_base, ctx.node_count = false, 0
-        ctx.hold_count = redis.call("HLEN", ctx.hkey)
+        ctx.hold_count = ctx.meta.holds or redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
             fail("WRONGTYPE Operation against a key holding the wrong kind of value")
         end
-        ctx.meta = { seq = 0, gen = 1, ev = 1 }
+        ctx.meta = { seq = 0, gen = 1, ev = 1, due_e = math.huge, due_f = math.huge, indexed = false, holds = 0 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
         ctx.node_base, ctx.node_count = 0, 1
@@ -4182,6 +4253,7 @@ local function load_nodes(ctx, paths)
     end
 end
 
+-- Rust twin: Tree::find (src/engine/paths.rs)
 local function find(ctx, path)
     if ctx.nodes[path] == nil then
         load_nodes(ctx, { path })
@@ -4200,6 +4272,7 @@ end
 
 -- The children of `path` (full paths, by name), from `first` (0-based), at
 -- most `count`; and how many it has in all.
+-- Rust twin: Tree::children (src/engine/paths.rs)
 local function children_of(ctx, path, first, count)
     if not ctx.exists then
         return {}, 0
@@ -4216,6 +4289,7 @@ local function children_of(ctx, path, first, count)
 end
 
 -- Creates `path` and its missing ancestors (the caller checked max_paths).
+-- Rust twin: Tree::ensure_path (src/engine/paths.rs)
 local function ensure_path(ctx, path)
     local node = find(ctx, path)
     if node then
@@ -4231,6 +4305,7 @@ local function ensure_path(ctx, path)
     return node
 end
 
+-- Rust twin: Tree::check_path_room (src/engine/paths.rs)
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
     if new_nodes > 0 and not ctx.node_base then
@@ -4244,6 +4319,7 @@ end
 -- Checks that the nodes creating `paths` would add fit: each new path within
 -- max_depth and the tree within max_paths. Existing paths are never refused,
 -- however deep (Tree::check_new_paths).
+-- Rust twin: Tree::check_new_paths (src/engine/paths.rs)
 local function check_new_paths(ctx, paths, new_nodes)
     if new_nodes == 0 then
         return
@@ -4266,6 +4342,7 @@ end
 
 -- ----- events ----------------------------------------------------------------
 
+-- Rust twin: Event::about (src/engine/events.rs)
 local function event_about(kind, now, path, p)
     return {
         seq = 0, type = kind, time = now, path = path, policy = p.name, metric = p.metric,
@@ -4273,6 +4350,7 @@ local function event_about(kind, now, path, p)
     }
 end
 
+-- Rust twin: Tree::emit (src/engine/tree.rs)
 local function emit(ctx, event)
     event.seq = ctx.meta.ev
     ctx.meta.ev = ctx.meta.ev + 1
@@ -4289,6 +4367,7 @@ do
     -- without making values); otherwise by crossed().
     local SMALL = 35184372088832
 
+    -- Rust twin: alerts (src/engine/events.rs)
     function alerts(ctx, p, path)
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
@@ -4330,6 +4409,7 @@ local function policy_of(ctx, ref)
     return node and node.pols[ref.i]
 end
 
+-- Rust twin: Tree::observe (src/engine/tree.rs)
 local function observe(ctx, refs)
     for _, ref in ipairs(refs) do
         local p = policy_of(ctx, ref)
@@ -4341,6 +4421,7 @@ local function observe(ctx, refs)
 end
 
 -- The reset event of the periods just closed and the rollover event.
+-- Rust twin: period_events (src/engine/tree.rs)
 local function period_events(ctx, p, path, closed)
     local last = p.hist[1]
     if last then
@@ -4356,6 +4437,7 @@ local function period_events(ctx, p, path, closed)
 end
 
 -- Applies the resets due to a policy, with their events.
+-- Rust twin: Tree::roll_policy (src/engine/tree.rs)
 local function roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
     if not p then
@@ -4396,6 +4478,7 @@ end
 
 -- The nodes and policies a charge set reaches, each once, root first: those
 -- whose metric is in `metrics` and whose filter matches.
+-- Rust twin: Tree::reach (src/engine/tree.rs)
 local function reach(ctx, set, metrics)
     local all = {}
     for _, path in ipairs(set.paths) do
@@ -4439,10 +4522,12 @@ local function metrics_of(costs)
     return out
 end
 
+-- Rust twin: Tree::usage_reach (src/engine/tree.rs)
 local function usage_reach(ctx, set, usage)
     return reach(ctx, set, metrics_of(usage))
 end
 
+-- Rust twin: Tree::policy_at (src/engine/tree.rs)
 local function policy_now(ctx, ref)
     local p = policy_of(ctx, ref)
     return p and policy_at(p, ctx.now)
@@ -4459,6 +4544,7 @@ local function make_check(path, p, requested, pass, now)
     }
 end
 
+-- Rust twin: Tree::checks (src/engine/tree.rs)
 local function checks_of(ctx, r, requested)
     local out = {}
     local at = costs_index(requested, #r.pols)
@@ -4478,6 +4564,7 @@ end
 
 -- Checks that charging `usage` keeps every total in range and that the
 -- missing nodes fit, without changing anything.
+-- Rust twin: Tree::check_usage (src/engine/tree.rs)
 local function check_usage(ctx, r, set, usage)
     check_new_paths(ctx, set.paths, r.missing)
     local by_metric = costs_index(usage, #r.pols)
@@ -4499,6 +4586,7 @@ end
 -- Charges `usage` to every node of the charge set and every matching policy,
 -- each once; totals stop at 10^18 for a commit, which is never refused (a
 -- charge ran check_usage first). Returns the policies now over.
+-- Rust twin: Tree::apply_usage (src/engine/tree.rs)
 local function apply_usage(ctx, r, set, usage)
     if r.missing > 0 then
         for _, path in ipairs(set.paths) do
@@ -4580,10 +4668,12 @@ local function pack_hold(hold)
 end
 
 -- entry = {id, forget_at, hold, charge}
+-- Rust twin: Tomb::pack (src/engine/hold.rs)
 local function pack_done(entry)
     return mpack({ entry.id, entry.forget_at, entry.hold and hold_table(entry.hold) or false, entry.charge or false })
 end
 
+-- Rust twin: Tomb::unpack (src/engine/hold.rs)
 local function unpack_done(blob)
     local t = munpack(blob)
     return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
@@ -4609,75 +4699,103 @@ end
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
-local function flush(ctx, final)
-    local key = ctx.key
-    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted) or #ctx.kid_del > 0
-        or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
-    if not any then
-        return
-    end
-    if not ctx.exists then
-        -- Companions left by a tree deleted with DEL belong to nobody.
-        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
-        ctx.exists = true
-        ctx.dirty[""] = true
-    end
-    local hset = { "#", pack_meta(ctx.meta) }
-    for path in pairs(ctx.dirty) do
-        local node = ctx.nodes[path]
-        if node then
-            local blob = pack_node(node)
-            hset[#hset + 1] = node_field(path)
-            hset[#hset + 1] = blob
-            if final then
-                cache_node(blob, node)
+-- (Its parts in a block: the library's build function may have at most 200
+-- locals.)
+local flush
+do
+    -- The tree's hash (meta and nodes) and the children index.
+    local function flush_nodes(ctx, final)
+        local key = ctx.key
+        local hset = { "#", pack_meta(ctx.meta) }
+        for path in pairs(ctx.dirty) do
+            local node = ctx.nodes[path]
+            if node then
+                local blob = pack_node(node)
+                hset[#hset + 1] = node_field(path)
+                hset[#hset + 1] = blob
+                if final then
+                    cache_node(blob, node)
+                end
             end
         end
-    end
-    call_chunked("HSET", key, hset)
-    local hdel = {}
-    for path in pairs(ctx.deleted) do
-        hdel[#hdel + 1] = node_field(path)
-    end
-    call_chunked("HDEL", key, hdel)
-    if #ctx.kid_add > 0 then
-        local add = {}
-        for _, m in ipairs(ctx.kid_add) do
-            add[#add + 1] = 0
-            add[#add + 1] = m
+        call_chunked("HSET", key, hset)
+        local hdel = {}
+        for path in pairs(ctx.deleted) do
+            hdel[#hdel + 1] = node_field(path)
         end
-        call_chunked("ZADD", ctx.kkey, add)
-    end
-    call_chunked("ZREM", ctx.kkey, ctx.kid_del)
-    for id in pairs(ctx.hold_deleted) do
-        redis.call("HDEL", ctx.hkey, id)
-        redis.call("ZREM", ctx.ekey, id)
-    end
-    for id in pairs(ctx.hold_dirty) do
-        local hold = ctx.holds[id]
-        if hold and not ctx.hold_deleted[id] then
-            redis.call("HSET", ctx.hkey, id, pack_hold(hold))
-            redis.call("ZADD", ctx.ekey, hold.expires, id)
+        call_chunked("HDEL", key, hdel)
+        if #ctx.kid_add > 0 then
+            local add = {}
+            for _, m in ipairs(ctx.kid_add) do
+                add[#add + 1] = 0
+                add[#add + 1] = m
+            end
+            call_chunked("ZADD", ctx.kkey, add)
         end
+        call_chunked("ZREM", ctx.kkey, ctx.kid_del)
     end
-    if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
-        index_due(key, ctx.ekey)
-    end
-    for id in pairs(ctx.forgotten) do
-        redis.call("HDEL", ctx.tkey, id)
-        redis.call("ZREM", ctx.fkey, id)
-    end
-    for id in pairs(ctx.done_dirty) do
-        local entry = ctx.done[id]
-        if entry then
-            redis.call("HSET", ctx.tkey, id, pack_done(entry))
-            redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+
+    -- Live holds with their expiry (and the index of due trees), finished ids
+    -- with when they are forgotten; and what "#" says is due (read_meta).
+    local function flush_holds(ctx)
+        local meta, lowest = ctx.meta, math.huge
+        local deleted = next(ctx.hold_deleted)
+        for id in pairs(ctx.hold_deleted) do
+            redis.call("HDEL", ctx.hkey, id)
+            redis.call("ZREM", ctx.ekey, id)
         end
+        for id in pairs(ctx.hold_dirty) do
+            local hold = ctx.holds[id]
+            if hold and not ctx.hold_deleted[id] then
+                redis.call("HSET", ctx.hkey, id, pack_hold(hold))
+                redis.call("ZADD", ctx.ekey, hold.expires, id)
+                lowest = math.min(lowest, hold.expires)
+            end
+        end
+        if deleted or next(ctx.hold_dirty) then
+            -- Holds only added (none released, none moved by EXTEND): the
+            -- first due is known without asking, and the index is written
+            -- only when it changes.
+            local head
+            if not deleted and not ctx.holds_moved and meta.due_e then
+                head = math.min(meta.due_e, lowest)
+            else
+                local first = redis.call("ZRANGE", ctx.ekey, 0, 0, "WITHSCORES")
+                head = first[2] and tonumber(first[2]) or math.huge
+            end
+            if not (meta.indexed and head == meta.due_e) then
+                meta.indexed = index_due(ctx.key, ctx.ekey, head)
+            end
+            meta.due_e = head
+        end
+        for id in pairs(ctx.forgotten) do
+            redis.call("HDEL", ctx.tkey, id)
+            redis.call("ZREM", ctx.fkey, id)
+        end
+        lowest = math.huge
+        for id in pairs(ctx.done_dirty) do
+            local entry = ctx.done[id]
+            if entry then
+                redis.call("HSET", ctx.tkey, id, pack_done(entry))
+                redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+                lowest = math.min(lowest, entry.forget_at)
+            end
+        end
+        if ctx.probe_forget then
+            -- Nothing was due to be forgotten: learn when something is.
+            local first = redis.call("ZRANGE", ctx.fkey, 0, 0, "WITHSCORES")
+            meta.due_f = first[2] and tonumber(first[2]) or math.huge
+            ctx.probe_forget = false
+        elseif meta.due_f then
+            meta.due_f = math.min(meta.due_f, lowest)
+        end
+        meta.holds = ctx.hold_count
     end
-    if #ctx.new_events > 0 then
-        -- Only the newest events_len are kept (and published, as the module
-        -- publishes what its log keeps); pushed in chunks, as one write may
-        -- log more events (a backlog of expiries) than unpack can pass.
+
+    -- Only the newest events_len are kept (and published, as the module
+    -- publishes what its log keeps); pushed in chunks, as one write may log
+    -- more events (a backlog of expiries) than unpack can pass.
+    local function flush_events(ctx)
         local events, keep = ctx.new_events, math.max(ctx.limits.events_len, 1)
         local blobs = {}
         for i = math.max(#events - keep + 1, 1), #events do
@@ -4686,16 +4804,36 @@ local function flush(ctx, final)
         call_chunked("RPUSH", ctx.vkey, blobs)
         redis.call("LTRIM", ctx.vkey, -keep, -1)
         for i = math.max(#events - keep + 1, 1), #events do
-            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(events[i], key)))
+            redis.call("PUBLISH", "quota:events:" .. ctx.key, to_json(event_reply(events[i], ctx.key)))
         end
     end
-    if final then
-        -- (The context is done with: nothing is left to reset.)
-        return
+
+    function flush(ctx, final)
+        local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+        if not any then
+            return
+        end
+        if not ctx.exists then
+            -- Companions left by a tree deleted with DEL belong to nobody.
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
+            ctx.exists = true
+            ctx.dirty[""] = true
+        end
+        -- (Holds first: they update what "#" says is due.)
+        flush_holds(ctx)
+        flush_nodes(ctx, final)
+        if #ctx.new_events > 0 then
+            flush_events(ctx)
+        end
+        if final then
+            -- (The context is done with: nothing is left to reset.)
+            return
+        end
+        ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+        ctx.kid_add, ctx.kid_del = {}, {}
+        ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end
-    ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
-    ctx.kid_add, ctx.kid_del = {}, {}
-    ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
 end
 -- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
@@ -4724,12 +4862,14 @@ local function get_done(ctx, id)
     return e or nil
 end
 
+-- Rust twin: Tree::remember (src/engine/hold.rs)
 local function remember(ctx, entry)
     ctx.done[entry.id] = entry
     ctx.done_dirty[entry.id] = true
     ctx.forgotten[entry.id] = nil
 end
 
+-- Rust twin: Hold::cost_of (src/engine/hold.rs)
 local function cost_of(hold, indices)
     local list = {}
     for _, i in ipairs(indices) do
@@ -4752,6 +4892,7 @@ local HELD = { held = true }
 local OPEN = { held = true, expired = true }
 
 -- Subtracts what `indices` of a live hold hold from its policies.
+-- Rust twin: Tree::release_lines (src/engine/hold.rs)
 local function release_lines(ctx, hold, indices)
     local paths = {}
     for _, line in ipairs(hold.lines) do
@@ -4778,6 +4919,7 @@ local function release_lines(ctx, hold, indices)
 end
 
 -- Moves a live hold to the finished ids.
+-- Rust twin: Tree::finish (src/engine/hold.rs)
 local function finish(ctx, id, now)
     local hold = get_hold(ctx, id)
     if not hold then
@@ -4817,6 +4959,7 @@ local function finish(ctx, id, now)
     remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
 end
 
+-- Rust twin: Tree::finish_if_settled (src/engine/hold.rs)
 local function finish_if_settled(ctx, id)
     local hold = get_hold(ctx, id)
     if hold and #indices_in(hold, HELD) == 0 then
@@ -4824,14 +4967,44 @@ local function finish_if_settled(ctx, id)
     end
 end
 
+-- The finished ids whose memory ran out (the first `budget` of them, when
+-- given), and what "#" then says of the next to forget.
+function HOLDS.forget_due(ctx, budget)
+    local meta = ctx.meta
+    if meta.due_f and meta.due_f > ctx.now then
+        return {}
+    elseif budget and budget <= 0 then
+        -- A bounded call (quota_sweep) spends what the holds left on ids.
+        return {}
+    end
+    local forget
+    if budget then
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, budget)
+    else
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    end
+    -- Nothing is left to forget until after now once these are; when
+    -- nothing was, the next write learns when something is.
+    if #forget == 0 then
+        ctx.probe_forget = true
+    elseif not budget then
+        meta.due_f = ctx.now + 1
+    end
+    return forget
+end
+
 -- Releases every hold due (the first `limit` of them, when given) and
 -- forgets finished ids whose memory ran out. Returns how many it released.
+-- Rust twin: Tree::expire and Tree::expire_some (src/engine/hold.rs)
 local function expire(ctx, limit)
     if not ctx.exists then
         return 0
     end
-    local due
-    if limit then
+    -- What "#" says is due spares asking when nothing is (read_meta).
+    local meta, due = ctx.meta, nil
+    if meta.due_e and meta.due_e > ctx.now then
+        due = {}
+    elseif limit then
         due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES", "LIMIT", 0, limit)
     else
         due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
@@ -4852,14 +5025,7 @@ local function expire(ctx, limit)
             ctx.hold_deleted[id] = true
         end
     end
-    local forget
-    if limit then
-        -- A bounded call (quota_sweep) spends what the holds left on ids.
-        local left = limit - #due / 2
-        forget = left > 0 and redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, left) or {}
-    else
-        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
-    end
+    local forget = HOLDS.forget_due(ctx, limit and limit - #due / 2)
     for _, id in ipairs(forget) do
         ctx.forgotten[id] = true
         ctx.done[id] = false
@@ -4880,6 +5046,7 @@ local function expire(ctx, limit)
     return #due / 2, #forget
 end
 
+-- Rust twin: Tree::check_item (src/engine/hold.rs)
 function HOLDS.check_item(hold, i)
     if i >= #hold.items then
         fail(sformat("NOTFOUND no such item %d in reservation '%s': it holds items 0 to %d", i, hold.id,
@@ -4888,6 +5055,7 @@ function HOLDS.check_item(hold, i)
 end
 
 -- A live hold (true) or a remembered one (false).
+-- Rust twin: Tree::lookup (src/engine/hold.rs)
 function HOLDS.lookup(ctx, id)
     local hold = get_hold(ctx, id)
     if hold then
@@ -4923,6 +5091,7 @@ function HOLDS.copy_outcome(o, changes)
     return c
 end
 
+-- Rust twin: Tree::generate_id (src/engine/hold.rs)
 function HOLDS.generate_id(ctx)
     while true do
         ctx.meta.seq = ctx.meta.seq + 1
@@ -4937,6 +5106,7 @@ end
 -- What a refusing policy has left (Tree's `available` in hold.rs): the
 -- remaining allowance of a strict policy (never below zero), nothing for a
 -- block policy. Of the policies that refuse, the least available binds.
+-- Rust twin: available (src/engine/hold.rs)
 function HOLDS.available(p)
     if p.mode == "block" then
         return D.ZERO
@@ -4949,6 +5119,7 @@ HOLDS.NO_COLUMN = { at = {}, total = {} }
 
 -- The policy that admits the fewest leading items, when one admits fewer
 -- than all; among equals the least available (root first when that ties).
+-- Rust twin: Tree::binding (src/engine/hold.rs)
 function HOLDS.binding_of(ctx, r, items)
     local best = nil
     local n = #items
@@ -5016,6 +5187,7 @@ function HOLDS.binding_of(ctx, r, items)
 end
 
 -- One sentence naming the policy that refuses and by how much.
+-- Rust twin: Tree::shortfall (src/engine/hold.rs)
 function HOLDS.shortfall(ctx, ref, total, fits, n)
     local p = policy_now(ctx, ref)
     local path = display_path(ref.path)
@@ -5033,6 +5205,7 @@ function HOLDS.shortfall(ctx, ref, total, fits, n)
         D.fmt(costs_get(total, p.metric)))
 end
 
+-- Rust twin: Tree::reserve_message (src/engine/hold.rs)
 function HOLDS.reserve_message(ctx, req, binding, reserved, total)
     local n = #req.items
     if not binding then
@@ -5059,6 +5232,7 @@ function HOLDS.reserve_message(ctx, req, binding, reserved, total)
     return message
 end
 
+-- Rust twin: Tree::repeated_reserve (src/engine/hold.rs)
 function HOLDS.repeated_reserve(ctx, id)
     local hold = get_hold(ctx, id)
     if not hold then
@@ -5097,7 +5271,10 @@ function HOLDS.labels_failing(checks)
     return out
 end
 
--- QUOTA.RESERVE. req = {set, id, ttl, batch, items, brief}
+-- QUOTA.RESERVE: decides (bounds, a repeated id, what fits, the answer,
+-- whether the hold can be kept), then places the hold.
+-- req = {set, id, ttl, batch, items, brief}
+-- Rust twin: Tree::reserve (src/engine/hold.rs)
 function HOLDS.reserve(ctx, req)
     local n = #req.items
     if n > ctx.limits.max_items then
@@ -5109,6 +5286,24 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
+    -- (The plan is passed as values, not a table: cheaper.)
+    local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
+    local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
+    if reserved == 0 then
+        return outcome
+    end
+    local held_at = HOLDS.check_hold(ctx, req, r, held)
+
+    -- After this point the reservation succeeds.
+    return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+end
+
+-- What a reservation reaches and how many of its items fit: its total, its
+-- reach, the binding policy, how many fit, how many it reserves, whether it
+-- is allowed.
+-- Rust twin: Tree::plan_reserve (src/engine/hold.rs)
+function HOLDS.plan_reserve(ctx, req)
+    local n = #req.items
     local total, index = {}, {}
     for _, item in ipairs(req.items) do
         for i = 1, #item do
@@ -5129,6 +5324,16 @@ function HOLDS.reserve(ctx, req)
         reserved = (req.batch == "ALL" and fits == n) and n or 0
         allowed = fits == n
     end
+    return total, r, binding, fits, reserved, allowed
+end
+
+-- The answer to a planned reservation, before any hold is placed (no id or
+-- expiry yet), and what the hold would hold.
+-- Rust twin: Tree::reserve_outcome (src/engine/hold.rs)
+function HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
+    local n = #req.items
+    -- An UPTO reservation is checked for what it holds; an allowed BRIEF
+    -- answer needs no checks at all (the hot path).
     local checks, denied = {}, {}
     if not (req.brief and allowed) then
         local requested = total
@@ -5144,14 +5349,18 @@ function HOLDS.reserve(ctx, req)
     elseif reserved > 0 then
         held = sum_costs({ unpack(req.items, 1, reserved) })
     end
-    local outcome = {
+    return {
         allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
         cost = costs_pack(total), held = costs_pack(held), checks = checks, denied = denied,
         message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
-    }
-    if reserved == 0 then
-        return outcome
-    end
+    }, held
+end
+
+-- Whether the hold can be kept: room for one more, for its new paths, and
+-- every policy's held total within bounds. Returns where `held` has each
+-- metric (costs_index).
+-- Rust twin: Tree::check_hold (src/engine/hold.rs)
+function HOLDS.check_hold(ctx, req, r, held)
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
@@ -5161,8 +5370,14 @@ function HOLDS.reserve(ctx, req)
         local p = policy_of(ctx, ref)
         D.check_add(p.held, costs_get_at(held, held_at, p.metric))
     end
+    return held_at
+end
 
-    -- After this point the reservation succeeds.
+-- Places a checked reservation's hold: its amount on each policy it counts
+-- on, its paths, the hold and its expiry, the alerts it fires.
+-- Rust twin: Tree::place_hold (src/engine/hold.rs)
+function HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+    local n = #req.items
     local id = req.id or HOLDS.generate_id(ctx)
     -- The hold counts on the policies of the metrics its kept items name: a
     -- partial UPTO batch keeps the items that fit, and no line for the
@@ -5180,13 +5395,7 @@ function HOLDS.reserve(ctx, req)
             end
         end
     end
-    local lines = {}
-    for _, ref in ipairs(pols) do
-        roll_policy(ctx, ref)
-        local p = policy_of(ctx, ref)
-        p.held = plus(p.held, costs_get_at(held, held_at, p.metric))
-        lines[#lines + 1] = { path = ref.path, gen = p.gen }
-    end
+    local lines = HOLDS.hold_on(ctx, pols, held, held_at)
     for _, path in ipairs(req.set.paths) do
         local node = ensure_path(ctx, path)
         node.live = node.live + 1
@@ -5213,31 +5422,47 @@ function HOLDS.reserve(ctx, req)
     return outcome
 end
 
+-- Adds `held` to each of `pols` (after the resets due), and gives the
+-- hold's lines on them.
+-- Rust twin: Tree::hold_on (src/engine/hold.rs)
+function HOLDS.hold_on(ctx, pols, held, held_at)
+    local lines = {}
+    for _, ref in ipairs(pols) do
+        -- Resets due apply first, so the alerts after see this period.
+        roll_policy(ctx, ref)
+        local p = policy_of(ctx, ref)
+        p.held = plus(p.held, costs_get_at(held, held_at, p.metric))
+        lines[#lines + 1] = { path = ref.path, gen = p.gen }
+    end
+    return lines
+end
+
 -- QUOTA.COMMIT: charges the actual amount (default: what is reserved) and
 -- releases the hold of the settled items.
+-- Rust twin: Tree::commit (src/engine/hold.rs)
 function HOLDS.commit(ctx, id, item, actual)
+    local plan, first = HOLDS.plan_commit(ctx, id, item, actual)
+    if not plan then
+        return first
+    end
+    local r = usage_reach(ctx, plan.set, plan.actual)
+    -- A commit is refused only for the paths it would create (a late commit
+    -- on a deleted path); its totals are never refused.
+    check_new_paths(ctx, plan.set.paths, r.missing)
+
+    -- After this point the commit succeeds.
+    return HOLDS.apply_commit(ctx, id, item, plan, r)
+end
+
+-- What a commit of `item` (or of every pending item) of `id` settles:
+-- plan = {hold, live, set, indices, held, expired, actual}; or nil and the
+-- first answer when it repeats one. Changes nothing.
+-- Rust twin: Tree::plan_commit (src/engine/hold.rs)
+function HOLDS.plan_commit(ctx, id, item, actual)
     local hold, live = HOLDS.lookup(ctx, id)
-    local indices
-    if item then
-        HOLDS.check_item(hold, item)
-        local it = hold.items[item + 1]
-        if it.state == "committed" then
-            if it.outcome then
-                return HOLDS.copy_outcome(it.outcome, { duplicate = true })
-            end
-            fail(sformat("ERR item %d of reservation '%s' was committed as part of the whole", item, id))
-        elseif it.state == "released" then
-            fail(sformat("ERR item %d of reservation '%s' was released; nothing to commit", item, id))
-        end
-        indices = { item + 1 }
-    else
-        indices = indices_in(hold, OPEN)
-        if #indices == 0 then
-            if hold.last_commit then
-                return HOLDS.copy_outcome(hold.last_commit, { duplicate = true })
-            end
-            fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
-        end
+    local indices, first = HOLDS.commit_indices(hold, id, item)
+    if not indices then
+        return nil, first
     end
     local held_idx = {}
     for _, i in ipairs(indices) do
@@ -5245,37 +5470,50 @@ function HOLDS.commit(ctx, id, item, actual)
             held_idx[#held_idx + 1] = i
         end
     end
-    local held = cost_of(hold, held_idx)
-    actual = actual or cost_of(hold, indices)
-    local set = { paths = hold.paths, service = hold.service, model = hold.model }
-    local r = usage_reach(ctx, set, actual)
-    -- A commit is refused only for the paths it would create (a late commit
-    -- on a deleted path); its totals are never refused.
-    check_new_paths(ctx, set.paths, r.missing)
+    return { hold = hold, live = live, set = { paths = hold.paths, service = hold.service, model = hold.model },
+        indices = indices, held = cost_of(hold, held_idx), expired = #held_idx < #indices,
+        actual = actual or cost_of(hold, indices) }
+end
 
-    -- After this point the commit succeeds.
+-- The items a commit settles (1-based): `item`, or every pending one; or
+-- nil and the first answer when the commit repeats one.
+-- Rust twin: Tree::commit_indices (src/engine/hold.rs)
+function HOLDS.commit_indices(hold, id, item)
+    if not item then
+        local indices = indices_in(hold, OPEN)
+        if #indices > 0 then
+            return indices
+        end
+        if hold.last_commit then
+            return nil, HOLDS.copy_outcome(hold.last_commit, { duplicate = true })
+        end
+        fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
+    end
+    HOLDS.check_item(hold, item)
+    local it = hold.items[item + 1]
+    if it.state == "committed" then
+        if it.outcome then
+            return nil, HOLDS.copy_outcome(it.outcome, { duplicate = true })
+        end
+        fail(sformat("ERR item %d of reservation '%s' was committed as part of the whole", item, id))
+    elseif it.state == "released" then
+        fail(sformat("ERR item %d of reservation '%s' was released; nothing to commit", item, id))
+    end
+    return { item + 1 }
+end
+
+-- Carries out a planned commit whose new paths fit: the hold is released,
+-- the actual amount charged, and the items marked committed.
+-- Rust twin: Tree::apply_commit (src/engine/hold.rs)
+function HOLDS.apply_commit(ctx, id, item, plan, r)
+    local hold, live, indices = plan.hold, plan.live, plan.indices
     if live then
         release_lines(ctx, hold, indices)
     end
-    local over = apply_usage(ctx, r, set, actual)
-    -- The actual amount uses up the live hold: what is left of it is
-    -- released, what goes beyond it (all that expired items charge) is
-    -- overage.
-    local released = {}
-    local actual_at, held_at = costs_index(actual, #held), costs_index(held, #actual)
-    for _, pair in ipairs(held) do
-        local m, amount = pair[1], pair[2]
-        released[#released + 1] = { m, D.max(D.sub(amount, costs_get_at(actual, actual_at, m)), D.ZERO) }
-    end
-    local overage = {}
-    for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get_at(held, held_at, pair[1]))
-        if D.cmp(extra, D.ZERO) > 0 then
-            overage[#overage + 1] = { pair[1], extra }
-        end
-    end
-    local outcome = { id = id, charged = costs_pack(actual), released = costs_pack(released),
-        overage = costs_pack(overage), duplicate = false, expired = #held_idx < #indices, over = over }
+    local over = apply_usage(ctx, r, plan.set, plan.actual)
+    local released, overage = HOLDS.settle_amounts(plan.held, plan.actual)
+    local outcome = { id = id, charged = costs_pack(plan.actual), released = costs_pack(released),
+        overage = costs_pack(overage), duplicate = false, expired = plan.expired, over = over }
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
@@ -5290,7 +5528,29 @@ function HOLDS.commit(ctx, id, item, actual)
     return outcome
 end
 
+-- The actual amount uses up the live hold: what is left of it is released,
+-- what goes beyond it (all that expired items charge) is overage. Returns
+-- (released, overage).
+-- Rust twin: settle_amounts (src/engine/hold.rs)
+function HOLDS.settle_amounts(held, actual)
+    local released = {}
+    local actual_at, held_at = costs_index(actual, #held), costs_index(held, #actual)
+    for _, pair in ipairs(held) do
+        local m, amount = pair[1], pair[2]
+        released[#released + 1] = { m, D.max(D.sub(amount, costs_get_at(actual, actual_at, m)), D.ZERO) }
+    end
+    local overage = {}
+    for _, pair in ipairs(actual) do
+        local extra = D.sub(pair[2], costs_get_at(held, held_at, pair[1]))
+        if D.cmp(extra, D.ZERO) > 0 then
+            overage[#overage + 1] = { pair[1], extra }
+        end
+    end
+    return released, overage
+end
+
 -- QUOTA.RELEASE: gives back the hold of the items without charging.
+-- Rust twin: Tree::release (src/engine/hold.rs)
 function HOLDS.release(ctx, id, item)
     local hold, live = HOLDS.lookup(ctx, id)
     local function again()
@@ -5343,6 +5603,7 @@ function HOLDS.release(ctx, id, item)
 end
 
 -- QUOTA.EXTEND: the hold now expires `ttl` from now.
+-- Rust twin: Tree::extend (src/engine/hold.rs)
 function HOLDS.extend(ctx, id, ttl)
     local hold, live = HOLDS.lookup(ctx, id)
     if not live then
@@ -5350,11 +5611,13 @@ function HOLDS.extend(ctx, id, ttl)
     end
     hold.expires = ctx.now + ttl
     ctx.hold_dirty[id] = true
+    ctx.holds_moved = true
     return { id = id, expires = hold.expires }
 end
 
 -- QUOTA.CHARGE: records usage that already happened, without a hold.
 -- req = {set, id, check, cost, brief}
+-- Rust twin: Tree::charge (src/engine/hold.rs)
 function HOLDS.charge(ctx, req)
     if req.id then
         if get_hold(ctx, req.id) then
@@ -5421,6 +5684,7 @@ function HOLDS.live_all(ctx)
 end
 
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
+-- Rust twin: Tree::holds_view and Tree::holds_view_at (src/engine/hold.rs)
 function HOLDS.holds_view(ctx, path, count)
     local out = {}
     if not ctx.exists then
@@ -5801,7 +6065,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
 end
 -- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply
--- (src/commands/policy.rs, reserve.rs, read.rs).
+-- (src/module/commands/policy.rs, reserve.rs, read.rs).
 -- ---------------------------------------------------------------------------
 
 local PRICE_BOOK = "quota:prices"
@@ -5948,50 +6212,12 @@ function CMD.parse_usage(args)
     return service, model, P.usage(PRICE_BOOK, key, pairs_)
 end
 
+-- The arguments of QUOTA.RESERVE and QUOTA.CHARGE: req = {set, id, ttl,
+-- batch, brief, check, items} (and the words they were made of).
+-- Rust twin: parse_request (src/module/commands/reserve.rs)
 function CMD.parse_request(args, charge)
-    local path, also, id, ttl, service, model = nil, {}, nil, nil, nil, nil
-    local batch, brief, check, items = nil, false, false, {}
-    local usage_keys = {}
-    local seen = {}
-    while not args:is_done() do
-        local kw = args:next_keyword(REQUEST_KEYWORDS)
-        local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
-        if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
-            fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
-        end
-        if kw == "COST" then
-            items[#items + 1] = CMD.parse_cost(args, not charge)
-        elseif kw == "USAGE" then
-            local s, m, item = CMD.parse_usage(args)
-            usage_keys[#usage_keys + 1] = { s, m }
-            items[#items + 1] = item
-        elseif kw == "ALSO" then
-            also[#also + 1] = args:next_path("a path after ALSO")
-            while not args:at_list_end() do
-                also[#also + 1] = args:next_path("a path after ALSO")
-            end
-        elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
-            args:once(seen, "ALL, UPTO or DRYRUN")
-            batch = kw
-        else
-            args:once(seen, kw)
-            if kw == "PATH" then
-                path = args:next_path("a path after PATH")
-            elseif kw == "ID" then
-                id = args:next_name("id")
-            elseif kw == "TTL" then
-                ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
-            elseif kw == "SERVICE" then
-                service = args:next_name("service")
-            elseif kw == "MODEL" then
-                model = args:next_name("model")
-            elseif kw == "BRIEF" then
-                brief = true
-            elseif kw == "CHECK" then
-                check = true
-            end
-        end
-    end
+    local w, path, also, service, model, usage_keys = CMD.request_words(args, charge)
+    local items = w.items
     if not path then
         fail(sformat("ERR syntax: %s needs PATH", args.command))
     end
@@ -6027,8 +6253,57 @@ function CMD.parse_request(args, charge)
     if #paths > MAX_CHARGE_PATHS then
         fail(sformat("ERR limit: at most %d paths per request (PATH and ALSO)", MAX_CHARGE_PATHS))
     end
-    return { set = { paths = paths, service = service, model = model }, id = id, ttl = ttl, batch = batch,
-        brief = brief, check = check, items = items }
+    w.set = { paths = paths, service = service, model = model }
+    return w
+end
+
+-- The keywords of a request and what follows each, as read (the loop of
+-- parse_request in reserve.rs): the request's own table (parse_request
+-- completes it), its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
+function CMD.request_words(args, charge)
+    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
+    local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
+    local items, seen = w.items, {}
+    while not args:is_done() do
+        local kw = args:next_keyword(REQUEST_KEYWORDS)
+        local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
+        if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
+            fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
+        end
+        if kw == "COST" then
+            items[#items + 1] = CMD.parse_cost(args, not charge)
+        elseif kw == "USAGE" then
+            local s, m, item = CMD.parse_usage(args)
+            usage_keys[#usage_keys + 1] = { s, m }
+            items[#items + 1] = item
+        elseif kw == "ALSO" then
+            also[#also + 1] = args:next_path("a path after ALSO")
+            while not args:at_list_end() do
+                also[#also + 1] = args:next_path("a path after ALSO")
+            end
+        elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
+            args:once(seen, "ALL, UPTO or DRYRUN")
+            w.batch = kw
+        else
+            args:once(seen, kw)
+            if kw == "PATH" then
+                path = args:next_path("a path after PATH")
+            elseif kw == "ID" then
+                w.id = args:next_name("id")
+            elseif kw == "TTL" then
+                w.ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
+            elseif kw == "SERVICE" then
+                service = args:next_name("service")
+            elseif kw == "MODEL" then
+                model = args:next_name("model")
+            elseif kw == "BRIEF" then
+                w.brief = true
+            elseif kw == "CHECK" then
+                w.check = true
+            end
+        end
+    end
+    return w, path, also, service, model, usage_keys
 end
 
 function CMD.checks_reply(checks)
@@ -6193,6 +6468,7 @@ end
 local EVENTS_KEYWORDS = set_of({ "SINCE", "COUNT" })
 
 -- QUOTA.EVENTS key [SINCE seq] [COUNT n]: events after seq, oldest first.
+-- Rust twin: Tree::events_since (src/engine/tree.rs)
 function CMD.cmd_events(ctx, args)
     local since, count = 0, 100
     local seen = {}

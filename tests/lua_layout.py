@@ -370,6 +370,47 @@ def test_future_layout():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_older_writer():
+    """Since 1.2.0 "#" also says what is due (next expiry, next forget,
+    whether the index of due trees says so, live holds); 1.1.0 reads the
+    first four entries and writes only those. A tree it wrote since is asked
+    again, never trusted: here its write is played by cutting "#" to four
+    entries while it adds a hold that expires first (as 1.1.0 would, with
+    the expiry set written and "#" knowing nothing of it)."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        clock(r, T0)
+        run(r, ["QUOTA.SET", "o", "/", "c", "METRIC", "credits", "LIMIT", "10"])
+        run(r, ["QUOTA.RESERVE", "o", "PATH", "/", "ID", "late", "TTL", str(DAY), "COST", "credits", "1"])
+        run(r, ["QUOTA.CHARGE", "o", "PATH", "/", "ID", "c1", "COST", "credits", "1"])
+        size = r.eval("return #cmsgpack.unpack(redis.call('HGET', KEYS[1], '#'))", 1, "o")
+        check(size == 8, f'"#" says what is due after a write ({size} entries)')
+        run(r, ["QUOTA.RESERVE", "o", "PATH", "/", "ID", "soon", "TTL", "1000", "COST", "credits", "2"])
+        cut = "local m = cmsgpack.unpack(redis.call('HGET', KEYS[1], '#')); " \
+              "redis.call('HSET', KEYS[1], '#', cmsgpack.pack({m[1], m[2], m[3], m[4]}))"
+        # "#" as the "late" hold alone left it, cut as 1.1.0 writes it.
+        r.eval(cut, 1, "o")
+        clock(r, T0 + 1000)
+        held = run(r, ["QUOTA.GET", "o", "/"])
+        check("soon" not in json.dumps(run(r, ["QUOTA.HOLDS", "o", "/"])),
+              "a hold due on a tree 1.1.0 wrote expires on time (read)", json.dumps(held)[:300])
+        run(r, ["QUOTA.CHARGE", "o", "PATH", "/", "COST", "credits", "1"])
+        check(r.hexists("{o}quota:o:holds", "soon") == 0 and r.hexists("{o}quota:o:holds", "late") == 1,
+              "a hold due on a tree 1.1.0 wrote expires on time (write)")
+        check(r.zscore("quota:due", "o") == T0 + DAY, "the index of due trees names the next hold")
+        # The charge's id is forgotten on time though "#" was cut.
+        r.eval(cut, 1, "o")
+        clock(r, T0 + 1000 + DAY)
+        run(r, ["QUOTA.CHARGE", "o", "PATH", "/", "COST", "credits", "1"])
+        check(r.hexists("{o}quota:o:done", "c1") == 0, "a finished id on a tree 1.1.0 wrote is forgotten on time")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -382,6 +423,7 @@ def main():
         test_failed_writes(name)
         test_fixture(name)
     test_future_layout()
+    test_older_writer()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

@@ -21,7 +21,9 @@
 --     used only for integers well inside 2^53 (times in ms, counts).
 
 -- 1.1.0: stored layout 2 (see 60_tree); reads layout 1 and rewrites it.
-local VERSION = "1.1.0"
+-- 1.2.0: layout 2, with "#" saying what is due (see read_meta): read by
+-- 1.1.0, which drops what it does not know when it writes the tree.
+local VERSION = "1.2.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it

@@ -70,6 +70,7 @@ do
     -- User text quoted in an error: at most 60 characters (57 and "..."),
     -- each outside printable ASCII shown as "?" (error replies stay ASCII,
     -- as the module's do). The one copy every section uses.
+    -- Rust twin: names::clip (src/engine/names.rs)
     local function clip(text)
         if #text <= 60 and not sfind(text, "[^ -~]") then
             return text
@@ -337,6 +338,7 @@ do
         FMT_NEG[k] = "-%d.%0" .. k .. "d"
     end
 
+    -- Rust twin: amount::format and Text::write (src/engine/amount.rs)
     function D.fmt(v)
         local m = v.m
         if m then
@@ -455,10 +457,12 @@ do
         return v
     end
 
+    -- Rust twin: amount::parse (src/engine/amount.rs)
     function D.parse(text)
         return parse(text, false)
     end
 
+    -- Rust twin: amount::parse_non_negative (src/engine/amount.rs)
     function D.parse_non_negative(text)
         return parse(text, true)
     end
@@ -673,6 +677,7 @@ do
         return gt_abs(v, D.MAX_INPUT)
     end
 
+    -- Rust twin: amount::add (src/engine/amount.rs)
     function D.add(a, b)
         local r = add_raw(a, b, false)
         -- a small mantissa (< 2^53) is always within 10^18
@@ -711,6 +716,7 @@ do
 
     -- A total that never goes below 0 and stops at 10^18: for commits,
     -- which are never refused (amount::add_saturating).
+    -- Rust twin: amount::add_saturating (src/engine/amount.rs)
     function D.add_saturating(total, delta)
         local r = add_raw(total, delta, false)
         if D.is_neg(r) then
@@ -722,6 +728,7 @@ do
         return r
     end
 
+    -- Rust twin: amount::add_floor_zero (src/engine/amount.rs)
     function D.add_floor_zero(total, delta)
         local r = D.add(total, delta)
         if D.is_neg(r) then

@@ -1,6 +1,6 @@
 -- ---------------------------------------------------------------------------
 -- Names, paths, the argument cursor, and replies (src/engine/names.rs,
--- src/commands/args.rs, src/commands/reply.rs).
+-- src/module/commands/args.rs, src/module/commands/reply.rs).
 -- ---------------------------------------------------------------------------
 
 local MAX_DEPTH_HARD = 64
@@ -111,6 +111,7 @@ end
 
 local clip = D.clip
 
+-- Rust twin: display_path (src/engine/names.rs)
 local function display_path(canonical)
     if canonical == "" then
         return "/"
@@ -135,6 +136,7 @@ local function check_segment(segment)
 end
 
 -- A client path in its canonical form (no leading slash; "" is the root).
+-- Rust twin: parse_path (src/engine/names.rs)
 local function parse_path(text, depth_limit)
     local body = text
     if ssub(body, 1, 1) == "/" then
@@ -168,6 +170,7 @@ local function parse_path(text, depth_limit)
 end
 
 -- The ancestors of a canonical path, root first, the path last.
+-- Rust twin: prefixes (src/engine/names.rs)
 local function prefixes(canonical)
     local out = { "" }
     if canonical == "" then
@@ -186,6 +189,7 @@ local function prefixes(canonical)
     return out
 end
 
+-- Rust twin: parent_of (src/engine/names.rs)
 local function parent_of(canonical)
     local last = nil
     local start = 1
@@ -203,6 +207,7 @@ local function parent_of(canonical)
     return ""
 end
 
+-- Rust twin: leaf_of (src/engine/names.rs)
 local function leaf_of(canonical)
     local parent = parent_of(canonical)
     if parent == "" then
@@ -212,6 +217,7 @@ local function leaf_of(canonical)
 end
 
 -- The number of segments of a canonical path (0 for the root).
+-- Rust twin: depth_of (src/engine/names.rs)
 local function depth_of(canonical)
     if canonical == "" then
         return 0
@@ -220,11 +226,13 @@ local function depth_of(canonical)
     return slashes + 1
 end
 
+-- Rust twin: is_within (src/engine/names.rs)
 local function is_within(path, root)
     return root == "" or path == root
         or (#path > #root and ssub(path, 1, #root) == root and sbyte(path, #root + 1) == 47)
 end
 
+-- Rust twin: parse_metric (src/engine/names.rs)
 local function parse_metric(text)
     local ok = #text >= 1 and #text <= 32 and sfind(text, "^[a-z][a-z0-9_]*$")
     if not ok then
@@ -236,6 +244,7 @@ local function parse_metric(text)
     return text
 end
 
+-- Rust twin: parse_name (src/engine/names.rs)
 local function parse_name(text, what)
     if text == "" or #text > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then
         fail(sformat("ERR syntax: invalid %s '%s': use 1-%d printable characters without spaces", what, clip(text),
@@ -585,6 +594,7 @@ local function costs_reply(flat)
 end
 
 -- `30 credits, 1 requests`
+-- Rust twin: describe (src/engine/hold.rs)
 local function describe(costs)
     if #costs == 0 then
         return "nothing"

@@ -21,6 +21,7 @@ local function window_of(encoded)
     return w
 end
 
+-- Rust twin: Mode::parse (src/engine/policy.rs)
 local function parse_mode(text)
     local m = string.lower(text)
     if not MODES[m] then
@@ -30,6 +31,7 @@ local function parse_mode(text)
 end
 
 -- `80,90` as ascending distinct percentages from 1 to 100.
+-- Rust twin: parse_warn (src/engine/thresholds.rs)
 local function parse_warn(text)
     local bad = sformat("ERR syntax: WARN takes percentages from 1 to 100 separated by commas, not '%s'", clip(text))
     local out, seen = {}, {}
@@ -79,6 +81,7 @@ end
 -- ----- the spec --------------------------------------------------------------
 
 -- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model}
+-- Rust twin: PolicySpec::validate (src/engine/policy.rs)
 local function validate_spec(spec)
     if spec.rollover then
         if not W.is_calendar(window_of(spec.wenc)) then
@@ -94,6 +97,7 @@ local function validate_spec(spec)
     end
 end
 
+-- Rust twin: PolicySpec::matches and Policy::matches (src/engine/policy.rs)
 local function matches(p, service, model)
     if not p.service then
         return true
@@ -114,14 +118,17 @@ local compare = D.cmp_sum_scaled
 
 -- limit + rolled over + granted, kept in p.allow: every change to those
 -- ends with refresh(p).
+-- Rust twin: Policy::refresh (src/engine/policy.rs)
 local function refresh(p)
     p.allow = plus(plus(p.limit, p.ro), p.gr)
 end
 
+-- Rust twin: Policy::allowance (src/engine/policy.rs)
 local function allowance(p)
     return p.allow
 end
 
+-- Rust twin: Policy::level (src/engine/policy.rs)
 local function level(p)
     if p.mode == "strict" then
         return plus(p.used, p.held)
@@ -129,10 +136,12 @@ local function level(p)
     return p.used
 end
 
+-- Rust twin: Policy::remaining (src/engine/policy.rs)
 local function remaining(p)
     return D.sub(D.sub(p.allow, p.used), p.held)
 end
 
+-- Rust twin: Policy::passes (src/engine/policy.rs)
 local function passes(p, requested)
     if requested.m == 0 or D.is_neg(requested) then
         return true
@@ -145,11 +154,13 @@ local function passes(p, requested)
     return true
 end
 
+-- Rust twin: Policy::is_over (src/engine/policy.rs)
 local function is_over(p)
     return D.cmp(p.used, p.allow) >= 0
 end
 
 -- Whether the level has reached `pct` percent of the allowance.
+-- Rust twin: Policy::crossed (src/engine/policy.rs)
 local function crossed(p, pct)
     if p.mode == "strict" then
         return compare(p.used, p.held, nil, 100, p.allow, pct) >= 0
@@ -157,6 +168,7 @@ local function crossed(p, pct)
     return compare(p.used, nil, nil, 100, p.allow, pct) >= 0
 end
 
+-- Rust twin: Policy::status (src/engine/policy.rs)
 local function status(p)
     if is_over(p) then
         return "over"
@@ -184,6 +196,7 @@ local period_end
 do
     local period_ends, period_ends_size = {}, 0
 
+    -- Rust twin: Policy::period_end_ms (src/engine/policy/periods.rs)
     function period_end(p)
         -- (Kept on the policy too, for the start and window it was computed for.)
         if p.pe_ps == p.ps and p.pe_wenc == p.wenc then
@@ -210,6 +223,7 @@ do
 end
 
 -- The span replies show as period_start, period_end.
+-- Rust twin: Policy::shown_period (src/engine/policy/periods.rs)
 local function shown_period(p, now)
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
@@ -220,6 +234,7 @@ local function shown_period(p, now)
     return nil, nil
 end
 
+-- Rust twin: Policy::needs_roll (src/engine/policy/periods.rs)
 local function needs_roll(p, now)
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
@@ -231,6 +246,7 @@ local function needs_roll(p, now)
     return false
 end
 
+-- Rust twin: Policy::new (src/engine/policy.rs)
 local function new_policy(name, spec, generation, now)
     local w = window_of(spec.wenc)
     local ps = now
@@ -245,6 +261,7 @@ local function new_policy(name, spec, generation, now)
     }
 end
 
+-- Rust twin: Policy::archive (src/engine/policy/periods.rs)
 local function archive(p, closed)
     tinsert(p.hist, 1, closed)
     while #p.hist > HISTORY_LEN do
@@ -257,6 +274,7 @@ local function closed_of(start_ms, end_ms, used, allow, rolled)
     return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled) }
 end
 
+-- Rust twin: Policy::next_allowance (src/engine/policy/periods.rs)
 local function next_allowance(p, unused)
     if p.rollover then
         return D.min(plus(p.limit, unused), p.rollover)
@@ -266,6 +284,7 @@ end
 
 -- The allowance `skipped` idle periods after one whose allowance was
 -- `first`: each idle period carries all of it over, up to the cap.
+-- Rust twin: Policy::chained_allowance (src/engine/policy/periods.rs)
 local function chained_allowance(p, first, skipped)
     local cap = p.rollover
     if not cap then
@@ -279,6 +298,7 @@ end
 
 -- Applies every reset due at `now`, as if each had run on time. Returns how
 -- many periods closed.
+-- Rust twin: Policy::roll (src/engine/policy/periods.rs)
 local function roll(p, now)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
@@ -336,6 +356,7 @@ end
 
 -- The policy as it is at `now`, with the resets due applied; the stored
 -- one when nothing is due.
+-- Rust twin: Policy::at (src/engine/policy/periods.rs)
 local function policy_at(p, now)
     if needs_roll(p, now) then
         local c = copy_policy(p)
@@ -346,6 +367,7 @@ local function policy_at(p, now)
 end
 
 -- A rolling window re-arms the thresholds its usage is now below.
+-- Rust twin: Policy::rearm (src/engine/policy.rs)
 local function rearm(p)
     if not is_rolling(p) then
         return
@@ -362,6 +384,7 @@ end
 
 -- Adds usage at `now`; usage never goes below zero. A rolling window puts it
 -- in the current bucket and takes a negative amount from the newest first.
+-- Rust twin: Policy::add_used (src/engine/policy.rs)
 local function add_used(p, delta, now)
     local updated = D.add_floor_zero(p.used, delta)
     local w = window_of(p.wenc)
@@ -402,6 +425,7 @@ end
 
 -- Usage that stops at 10^18: a charge checked that it stays within, and a
 -- commit is never refused (Policy::add_used_capped).
+-- Rust twin: Policy::add_used_capped (src/engine/policy.rs)
 local function add_used_capped(p, delta, now)
     if delta.m and p.used.m then
         -- Two small values are each below 2^53 in magnitude: the total
@@ -413,6 +437,7 @@ local function add_used_capped(p, delta, now)
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
+-- Rust twin: Policy::grant (src/engine/policy.rs)
 local function grant_policy(p, amount, now)
     roll(p, now)
     p.gr = D.add(p.gr, amount)
@@ -421,6 +446,7 @@ local function grant_policy(p, amount, now)
 end
 
 -- QUOTA.RESET: closes the current period now.
+-- Rust twin: Policy::reset (src/engine/policy/periods.rs)
 local function reset_policy(p, now)
     roll(p, now)
     local w = window_of(p.wenc)
@@ -446,6 +472,7 @@ end
 
 -- QUOTA.SET on an existing policy: resets due first, then the new spec;
 -- usage is kept.
+-- Rust twin: Policy::update (src/engine/policy.rs)
 local function update_policy(p, spec, now)
     roll(p, now)
     local window_changed = spec.wenc ~= p.wenc

@@ -16,7 +16,9 @@
 -- a cluster): zset, tree key scored by when its next hold is due.
 --
 -- The stored layout is a format, versioned like an RDB encoding: the tree's
--- "#" field is {seq, generation, event seq, layout}. Layout 1 (library
+-- "#" field is {seq, generation, event seq, layout, next expiry, next
+-- forget, indexed, live holds} (the last four since 1.2.0, see read_meta; a
+-- library before it reads the first four and drops the rest). Layout 1 (library
 -- 1.0.0) had no fourth entry; its records are read as they are and written
 -- in the current layout when next written, "#" by the first write to the
 -- tree, inside that call (see read_meta), so a tree is safe while
@@ -50,6 +52,7 @@ do
     local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
     -- "#": the tree's metadata.
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
+    local META_NEXT_EXPIRY, META_NEXT_FORGET, META_INDEXED, META_LIVE_HOLDS = 5, 6, 7, 8
 
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
@@ -76,7 +79,8 @@ do
     local LAYOUT = 2
 
     function pack_meta(meta)
-        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT })
+        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+            meta.holds })
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
@@ -88,6 +92,15 @@ do
     -- may hold records of both. A later layout that cannot be read so
     -- converts the tree here, in the call that opens it. A newer layout, or
     -- metadata of something else, is refused.
+    --
+    -- Since 1.2.0 "#" also says what is due, so that a call on a tree with
+    -- nothing due asks Redis nothing about it: next expiry (due_e) is the
+    -- first score of the expiry set (math.huge when empty), next forget
+    -- (due_f) a time no score of the forget set is below; indexed says the
+    -- index of due trees holds due_e for the tree; live holds is how many the
+    -- holds hash has. false is unknown: a tree
+    -- a library before 1.2.0 wrote (it writes only the first four), which
+    -- is asked and learnt as before.
     function read_meta(key, blob)
         local ok, m = pcall(munpack, blob)
         local layout = ok and type(m) == "table" and (m[META_LAYOUT] or 1)
@@ -100,7 +113,9 @@ do
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
                 .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
         end
-        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ] }, layout ~= LAYOUT
+        return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
+            due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
+            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false }, layout ~= LAYOUT
     end
 end
 
@@ -248,22 +263,31 @@ do
     end
 end
 
--- Records when the tree's next hold is due (or that it has none). An index
--- the caller may not write (an ACL user confined to its tree) is left as it
--- is: the tree still expires on its next call.
-local function index_due(key, ekey)
+-- Records when the tree's next hold is due (or that it has none): at `head`
+-- when given (math.huge: none), else at the first of its expiry set.
+-- Returns whether the index now says so. An index the caller may not write
+-- (an ACL user confined to its tree) is left as it is: the tree still
+-- expires on its next call.
+-- Rust twin: Tree::next_due_ms (src/engine/hold.rs)
+local function index_due(key, ekey, head)
     local index = due_index(key)
     if not index then
-        return
+        return false
     end
-    local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
-    if first[2] then
-        redis.pcall("ZADD", index, first[2], key)
+    local reply
+    if head == nil then
+        local first = redis.call("ZRANGE", ekey, 0, 0, "WITHSCORES")
+        head = first[2] or math.huge
+    end
+    if head ~= math.huge then
+        reply = redis.pcall("ZADD", index, head, key)
     else
-        redis.pcall("ZREM", index, key)
+        reply = redis.pcall("ZREM", index, key)
     end
+    return type(reply) == "number"
 end
 
+-- Rust twin: Tree::new (src/engine/tree.rs)
 local function open_tree(key, writable)
     local k = names_of(key)
     local ctx = {
@@ -275,6 +299,7 @@ local function open_tree(key, writable)
         new_events = {}, meta_dirty = false, limits = SETTINGS,
         -- (Set below; named here so that the table is made at its size.)
         meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
+        holds_moved = false, probe_forget = false,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -285,12 +310,12 @@ local function open_tree(key, writable)
         -- The nodes the tree had is asked of Redis only when a command
         -- creates paths (check_path_room); node_count counts the changes.
         ctx.node_base, ctx.node_count = false, 0
-        ctx.hold_count = redis.call("HLEN", ctx.hkey)
+        ctx.hold_count = ctx.meta.holds or redis.call("HLEN", ctx.hkey)
     else
         if redis.call("EXISTS", key) == 1 then
             fail("WRONGTYPE Operation against a key holding the wrong kind of value")
         end
-        ctx.meta = { seq = 0, gen = 1, ev = 1 }
+        ctx.meta = { seq = 0, gen = 1, ev = 1, due_e = math.huge, due_f = math.huge, indexed = false, holds = 0 }
         ctx.exists = false
         ctx.nodes[""] = new_node()
         ctx.node_base, ctx.node_count = 0, 1
@@ -356,6 +381,7 @@ local function load_nodes(ctx, paths)
     end
 end
 
+-- Rust twin: Tree::find (src/engine/paths.rs)
 local function find(ctx, path)
     if ctx.nodes[path] == nil then
         load_nodes(ctx, { path })
@@ -374,6 +400,7 @@ end
 
 -- The children of `path` (full paths, by name), from `first` (0-based), at
 -- most `count`; and how many it has in all.
+-- Rust twin: Tree::children (src/engine/paths.rs)
 local function children_of(ctx, path, first, count)
     if not ctx.exists then
         return {}, 0
@@ -390,6 +417,7 @@ local function children_of(ctx, path, first, count)
 end
 
 -- Creates `path` and its missing ancestors (the caller checked max_paths).
+-- Rust twin: Tree::ensure_path (src/engine/paths.rs)
 local function ensure_path(ctx, path)
     local node = find(ctx, path)
     if node then
@@ -405,6 +433,7 @@ local function ensure_path(ctx, path)
     return node
 end
 
+-- Rust twin: Tree::check_path_room (src/engine/paths.rs)
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
     if new_nodes > 0 and not ctx.node_base then
@@ -418,6 +447,7 @@ end
 -- Checks that the nodes creating `paths` would add fit: each new path within
 -- max_depth and the tree within max_paths. Existing paths are never refused,
 -- however deep (Tree::check_new_paths).
+-- Rust twin: Tree::check_new_paths (src/engine/paths.rs)
 local function check_new_paths(ctx, paths, new_nodes)
     if new_nodes == 0 then
         return
@@ -440,6 +470,7 @@ end
 
 -- ----- events ----------------------------------------------------------------
 
+-- Rust twin: Event::about (src/engine/events.rs)
 local function event_about(kind, now, path, p)
     return {
         seq = 0, type = kind, time = now, path = path, policy = p.name, metric = p.metric,
@@ -447,6 +478,7 @@ local function event_about(kind, now, path, p)
     }
 end
 
+-- Rust twin: Tree::emit (src/engine/tree.rs)
 local function emit(ctx, event)
     event.seq = ctx.meta.ev
     ctx.meta.ev = ctx.meta.ev + 1
@@ -463,6 +495,7 @@ do
     -- without making values); otherwise by crossed().
     local SMALL = 35184372088832
 
+    -- Rust twin: alerts (src/engine/events.rs)
     function alerts(ctx, p, path)
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
@@ -504,6 +537,7 @@ local function policy_of(ctx, ref)
     return node and node.pols[ref.i]
 end
 
+-- Rust twin: Tree::observe (src/engine/tree.rs)
 local function observe(ctx, refs)
     for _, ref in ipairs(refs) do
         local p = policy_of(ctx, ref)
@@ -515,6 +549,7 @@ local function observe(ctx, refs)
 end
 
 -- The reset event of the periods just closed and the rollover event.
+-- Rust twin: period_events (src/engine/tree.rs)
 local function period_events(ctx, p, path, closed)
     local last = p.hist[1]
     if last then
@@ -530,6 +565,7 @@ local function period_events(ctx, p, path, closed)
 end
 
 -- Applies the resets due to a policy, with their events.
+-- Rust twin: Tree::roll_policy (src/engine/tree.rs)
 local function roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
     if not p then
@@ -570,6 +606,7 @@ end
 
 -- The nodes and policies a charge set reaches, each once, root first: those
 -- whose metric is in `metrics` and whose filter matches.
+-- Rust twin: Tree::reach (src/engine/tree.rs)
 local function reach(ctx, set, metrics)
     local all = {}
     for _, path in ipairs(set.paths) do
@@ -613,10 +650,12 @@ local function metrics_of(costs)
     return out
 end
 
+-- Rust twin: Tree::usage_reach (src/engine/tree.rs)
 local function usage_reach(ctx, set, usage)
     return reach(ctx, set, metrics_of(usage))
 end
 
+-- Rust twin: Tree::policy_at (src/engine/tree.rs)
 local function policy_now(ctx, ref)
     local p = policy_of(ctx, ref)
     return p and policy_at(p, ctx.now)
@@ -633,6 +672,7 @@ local function make_check(path, p, requested, pass, now)
     }
 end
 
+-- Rust twin: Tree::checks (src/engine/tree.rs)
 local function checks_of(ctx, r, requested)
     local out = {}
     local at = costs_index(requested, #r.pols)
@@ -652,6 +692,7 @@ end
 
 -- Checks that charging `usage` keeps every total in range and that the
 -- missing nodes fit, without changing anything.
+-- Rust twin: Tree::check_usage (src/engine/tree.rs)
 local function check_usage(ctx, r, set, usage)
     check_new_paths(ctx, set.paths, r.missing)
     local by_metric = costs_index(usage, #r.pols)
@@ -673,6 +714,7 @@ end
 -- Charges `usage` to every node of the charge set and every matching policy,
 -- each once; totals stop at 10^18 for a commit, which is never refused (a
 -- charge ran check_usage first). Returns the policies now over.
+-- Rust twin: Tree::apply_usage (src/engine/tree.rs)
 local function apply_usage(ctx, r, set, usage)
     if r.missing > 0 then
         for _, path in ipairs(set.paths) do
@@ -754,10 +796,12 @@ local function pack_hold(hold)
 end
 
 -- entry = {id, forget_at, hold, charge}
+-- Rust twin: Tomb::pack (src/engine/hold.rs)
 local function pack_done(entry)
     return mpack({ entry.id, entry.forget_at, entry.hold and hold_table(entry.hold) or false, entry.charge or false })
 end
 
+-- Rust twin: Tomb::unpack (src/engine/hold.rs)
 local function unpack_done(blob)
     local t = munpack(blob)
     return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
@@ -783,75 +827,103 @@ end
 
 -- Writes the context's changes. `final` says the context is done with: its
 -- nodes, now stored, can be the decoded form of what was written.
-local function flush(ctx, final)
-    local key = ctx.key
-    local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted) or #ctx.kid_del > 0
-        or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
-    if not any then
-        return
-    end
-    if not ctx.exists then
-        -- Companions left by a tree deleted with DEL belong to nobody.
-        redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
-        ctx.exists = true
-        ctx.dirty[""] = true
-    end
-    local hset = { "#", pack_meta(ctx.meta) }
-    for path in pairs(ctx.dirty) do
-        local node = ctx.nodes[path]
-        if node then
-            local blob = pack_node(node)
-            hset[#hset + 1] = node_field(path)
-            hset[#hset + 1] = blob
-            if final then
-                cache_node(blob, node)
+-- (Its parts in a block: the library's build function may have at most 200
+-- locals.)
+local flush
+do
+    -- The tree's hash (meta and nodes) and the children index.
+    local function flush_nodes(ctx, final)
+        local key = ctx.key
+        local hset = { "#", pack_meta(ctx.meta) }
+        for path in pairs(ctx.dirty) do
+            local node = ctx.nodes[path]
+            if node then
+                local blob = pack_node(node)
+                hset[#hset + 1] = node_field(path)
+                hset[#hset + 1] = blob
+                if final then
+                    cache_node(blob, node)
+                end
             end
         end
-    end
-    call_chunked("HSET", key, hset)
-    local hdel = {}
-    for path in pairs(ctx.deleted) do
-        hdel[#hdel + 1] = node_field(path)
-    end
-    call_chunked("HDEL", key, hdel)
-    if #ctx.kid_add > 0 then
-        local add = {}
-        for _, m in ipairs(ctx.kid_add) do
-            add[#add + 1] = 0
-            add[#add + 1] = m
+        call_chunked("HSET", key, hset)
+        local hdel = {}
+        for path in pairs(ctx.deleted) do
+            hdel[#hdel + 1] = node_field(path)
         end
-        call_chunked("ZADD", ctx.kkey, add)
-    end
-    call_chunked("ZREM", ctx.kkey, ctx.kid_del)
-    for id in pairs(ctx.hold_deleted) do
-        redis.call("HDEL", ctx.hkey, id)
-        redis.call("ZREM", ctx.ekey, id)
-    end
-    for id in pairs(ctx.hold_dirty) do
-        local hold = ctx.holds[id]
-        if hold and not ctx.hold_deleted[id] then
-            redis.call("HSET", ctx.hkey, id, pack_hold(hold))
-            redis.call("ZADD", ctx.ekey, hold.expires, id)
+        call_chunked("HDEL", key, hdel)
+        if #ctx.kid_add > 0 then
+            local add = {}
+            for _, m in ipairs(ctx.kid_add) do
+                add[#add + 1] = 0
+                add[#add + 1] = m
+            end
+            call_chunked("ZADD", ctx.kkey, add)
         end
+        call_chunked("ZREM", ctx.kkey, ctx.kid_del)
     end
-    if next(ctx.hold_deleted) or next(ctx.hold_dirty) then
-        index_due(key, ctx.ekey)
-    end
-    for id in pairs(ctx.forgotten) do
-        redis.call("HDEL", ctx.tkey, id)
-        redis.call("ZREM", ctx.fkey, id)
-    end
-    for id in pairs(ctx.done_dirty) do
-        local entry = ctx.done[id]
-        if entry then
-            redis.call("HSET", ctx.tkey, id, pack_done(entry))
-            redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+
+    -- Live holds with their expiry (and the index of due trees), finished ids
+    -- with when they are forgotten; and what "#" says is due (read_meta).
+    local function flush_holds(ctx)
+        local meta, lowest = ctx.meta, math.huge
+        local deleted = next(ctx.hold_deleted)
+        for id in pairs(ctx.hold_deleted) do
+            redis.call("HDEL", ctx.hkey, id)
+            redis.call("ZREM", ctx.ekey, id)
         end
+        for id in pairs(ctx.hold_dirty) do
+            local hold = ctx.holds[id]
+            if hold and not ctx.hold_deleted[id] then
+                redis.call("HSET", ctx.hkey, id, pack_hold(hold))
+                redis.call("ZADD", ctx.ekey, hold.expires, id)
+                lowest = math.min(lowest, hold.expires)
+            end
+        end
+        if deleted or next(ctx.hold_dirty) then
+            -- Holds only added (none released, none moved by EXTEND): the
+            -- first due is known without asking, and the index is written
+            -- only when it changes.
+            local head
+            if not deleted and not ctx.holds_moved and meta.due_e then
+                head = math.min(meta.due_e, lowest)
+            else
+                local first = redis.call("ZRANGE", ctx.ekey, 0, 0, "WITHSCORES")
+                head = first[2] and tonumber(first[2]) or math.huge
+            end
+            if not (meta.indexed and head == meta.due_e) then
+                meta.indexed = index_due(ctx.key, ctx.ekey, head)
+            end
+            meta.due_e = head
+        end
+        for id in pairs(ctx.forgotten) do
+            redis.call("HDEL", ctx.tkey, id)
+            redis.call("ZREM", ctx.fkey, id)
+        end
+        lowest = math.huge
+        for id in pairs(ctx.done_dirty) do
+            local entry = ctx.done[id]
+            if entry then
+                redis.call("HSET", ctx.tkey, id, pack_done(entry))
+                redis.call("ZADD", ctx.fkey, entry.forget_at, id)
+                lowest = math.min(lowest, entry.forget_at)
+            end
+        end
+        if ctx.probe_forget then
+            -- Nothing was due to be forgotten: learn when something is.
+            local first = redis.call("ZRANGE", ctx.fkey, 0, 0, "WITHSCORES")
+            meta.due_f = first[2] and tonumber(first[2]) or math.huge
+            ctx.probe_forget = false
+        elseif meta.due_f then
+            meta.due_f = math.min(meta.due_f, lowest)
+        end
+        meta.holds = ctx.hold_count
     end
-    if #ctx.new_events > 0 then
-        -- Only the newest events_len are kept (and published, as the module
-        -- publishes what its log keeps); pushed in chunks, as one write may
-        -- log more events (a backlog of expiries) than unpack can pass.
+
+    -- Only the newest events_len are kept (and published, as the module
+    -- publishes what its log keeps); pushed in chunks, as one write may log
+    -- more events (a backlog of expiries) than unpack can pass.
+    local function flush_events(ctx)
         local events, keep = ctx.new_events, math.max(ctx.limits.events_len, 1)
         local blobs = {}
         for i = math.max(#events - keep + 1, 1), #events do
@@ -860,14 +932,34 @@ local function flush(ctx, final)
         call_chunked("RPUSH", ctx.vkey, blobs)
         redis.call("LTRIM", ctx.vkey, -keep, -1)
         for i = math.max(#events - keep + 1, 1), #events do
-            redis.call("PUBLISH", "quota:events:" .. key, to_json(event_reply(events[i], key)))
+            redis.call("PUBLISH", "quota:events:" .. ctx.key, to_json(event_reply(events[i], ctx.key)))
         end
     end
-    if final then
-        -- (The context is done with: nothing is left to reset.)
-        return
+
+    function flush(ctx, final)
+        local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+        if not any then
+            return
+        end
+        if not ctx.exists then
+            -- Companions left by a tree deleted with DEL belong to nobody.
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
+            ctx.exists = true
+            ctx.dirty[""] = true
+        end
+        -- (Holds first: they update what "#" says is due.)
+        flush_holds(ctx)
+        flush_nodes(ctx, final)
+        if #ctx.new_events > 0 then
+            flush_events(ctx)
+        end
+        if final then
+            -- (The context is done with: nothing is left to reset.)
+            return
+        end
+        ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+        ctx.kid_add, ctx.kid_del = {}, {}
+        ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end
-    ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
-    ctx.kid_add, ctx.kid_del = {}, {}
-    ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
 end

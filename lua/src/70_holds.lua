@@ -25,12 +25,14 @@ local function get_done(ctx, id)
     return e or nil
 end
 
+-- Rust twin: Tree::remember (src/engine/hold.rs)
 local function remember(ctx, entry)
     ctx.done[entry.id] = entry
     ctx.done_dirty[entry.id] = true
     ctx.forgotten[entry.id] = nil
 end
 
+-- Rust twin: Hold::cost_of (src/engine/hold.rs)
 local function cost_of(hold, indices)
     local list = {}
     for _, i in ipairs(indices) do
@@ -53,6 +55,7 @@ local HELD = { held = true }
 local OPEN = { held = true, expired = true }
 
 -- Subtracts what `indices` of a live hold hold from its policies.
+-- Rust twin: Tree::release_lines (src/engine/hold.rs)
 local function release_lines(ctx, hold, indices)
     local paths = {}
     for _, line in ipairs(hold.lines) do
@@ -79,6 +82,7 @@ local function release_lines(ctx, hold, indices)
 end
 
 -- Moves a live hold to the finished ids.
+-- Rust twin: Tree::finish (src/engine/hold.rs)
 local function finish(ctx, id, now)
     local hold = get_hold(ctx, id)
     if not hold then
@@ -118,6 +122,7 @@ local function finish(ctx, id, now)
     remember(ctx, { id = id, forget_at = now + ctx.limits.tombstone_ttl, hold = hold })
 end
 
+-- Rust twin: Tree::finish_if_settled (src/engine/hold.rs)
 local function finish_if_settled(ctx, id)
     local hold = get_hold(ctx, id)
     if hold and #indices_in(hold, HELD) == 0 then
@@ -125,14 +130,44 @@ local function finish_if_settled(ctx, id)
     end
 end
 
+-- The finished ids whose memory ran out (the first `budget` of them, when
+-- given), and what "#" then says of the next to forget.
+function HOLDS.forget_due(ctx, budget)
+    local meta = ctx.meta
+    if meta.due_f and meta.due_f > ctx.now then
+        return {}
+    elseif budget and budget <= 0 then
+        -- A bounded call (quota_sweep) spends what the holds left on ids.
+        return {}
+    end
+    local forget
+    if budget then
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, budget)
+    else
+        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
+    end
+    -- Nothing is left to forget until after now once these are; when
+    -- nothing was, the next write learns when something is.
+    if #forget == 0 then
+        ctx.probe_forget = true
+    elseif not budget then
+        meta.due_f = ctx.now + 1
+    end
+    return forget
+end
+
 -- Releases every hold due (the first `limit` of them, when given) and
 -- forgets finished ids whose memory ran out. Returns how many it released.
+-- Rust twin: Tree::expire and Tree::expire_some (src/engine/hold.rs)
 local function expire(ctx, limit)
     if not ctx.exists then
         return 0
     end
-    local due
-    if limit then
+    -- What "#" says is due spares asking when nothing is (read_meta).
+    local meta, due = ctx.meta, nil
+    if meta.due_e and meta.due_e > ctx.now then
+        due = {}
+    elseif limit then
         due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES", "LIMIT", 0, limit)
     else
         due = redis.call("ZRANGEBYSCORE", ctx.ekey, "-inf", ctx.now, "WITHSCORES")
@@ -153,14 +188,7 @@ local function expire(ctx, limit)
             ctx.hold_deleted[id] = true
         end
     end
-    local forget
-    if limit then
-        -- A bounded call (quota_sweep) spends what the holds left on ids.
-        local left = limit - #due / 2
-        forget = left > 0 and redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now, "LIMIT", 0, left) or {}
-    else
-        forget = redis.call("ZRANGEBYSCORE", ctx.fkey, "-inf", ctx.now)
-    end
+    local forget = HOLDS.forget_due(ctx, limit and limit - #due / 2)
     for _, id in ipairs(forget) do
         ctx.forgotten[id] = true
         ctx.done[id] = false
@@ -181,6 +209,7 @@ local function expire(ctx, limit)
     return #due / 2, #forget
 end
 
+-- Rust twin: Tree::check_item (src/engine/hold.rs)
 function HOLDS.check_item(hold, i)
     if i >= #hold.items then
         fail(sformat("NOTFOUND no such item %d in reservation '%s': it holds items 0 to %d", i, hold.id,
@@ -189,6 +218,7 @@ function HOLDS.check_item(hold, i)
 end
 
 -- A live hold (true) or a remembered one (false).
+-- Rust twin: Tree::lookup (src/engine/hold.rs)
 function HOLDS.lookup(ctx, id)
     local hold = get_hold(ctx, id)
     if hold then
@@ -224,6 +254,7 @@ function HOLDS.copy_outcome(o, changes)
     return c
 end
 
+-- Rust twin: Tree::generate_id (src/engine/hold.rs)
 function HOLDS.generate_id(ctx)
     while true do
         ctx.meta.seq = ctx.meta.seq + 1
@@ -238,6 +269,7 @@ end
 -- What a refusing policy has left (Tree's `available` in hold.rs): the
 -- remaining allowance of a strict policy (never below zero), nothing for a
 -- block policy. Of the policies that refuse, the least available binds.
+-- Rust twin: available (src/engine/hold.rs)
 function HOLDS.available(p)
     if p.mode == "block" then
         return D.ZERO
@@ -250,6 +282,7 @@ HOLDS.NO_COLUMN = { at = {}, total = {} }
 
 -- The policy that admits the fewest leading items, when one admits fewer
 -- than all; among equals the least available (root first when that ties).
+-- Rust twin: Tree::binding (src/engine/hold.rs)
 function HOLDS.binding_of(ctx, r, items)
     local best = nil
     local n = #items
@@ -317,6 +350,7 @@ function HOLDS.binding_of(ctx, r, items)
 end
 
 -- One sentence naming the policy that refuses and by how much.
+-- Rust twin: Tree::shortfall (src/engine/hold.rs)
 function HOLDS.shortfall(ctx, ref, total, fits, n)
     local p = policy_now(ctx, ref)
     local path = display_path(ref.path)
@@ -334,6 +368,7 @@ function HOLDS.shortfall(ctx, ref, total, fits, n)
         D.fmt(costs_get(total, p.metric)))
 end
 
+-- Rust twin: Tree::reserve_message (src/engine/hold.rs)
 function HOLDS.reserve_message(ctx, req, binding, reserved, total)
     local n = #req.items
     if not binding then
@@ -360,6 +395,7 @@ function HOLDS.reserve_message(ctx, req, binding, reserved, total)
     return message
 end
 
+-- Rust twin: Tree::repeated_reserve (src/engine/hold.rs)
 function HOLDS.repeated_reserve(ctx, id)
     local hold = get_hold(ctx, id)
     if not hold then
@@ -398,7 +434,10 @@ function HOLDS.labels_failing(checks)
     return out
 end
 
--- QUOTA.RESERVE. req = {set, id, ttl, batch, items, brief}
+-- QUOTA.RESERVE: decides (bounds, a repeated id, what fits, the answer,
+-- whether the hold can be kept), then places the hold.
+-- req = {set, id, ttl, batch, items, brief}
+-- Rust twin: Tree::reserve (src/engine/hold.rs)
 function HOLDS.reserve(ctx, req)
     local n = #req.items
     if n > ctx.limits.max_items then
@@ -410,6 +449,24 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
+    -- (The plan is passed as values, not a table: cheaper.)
+    local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
+    local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
+    if reserved == 0 then
+        return outcome
+    end
+    local held_at = HOLDS.check_hold(ctx, req, r, held)
+
+    -- After this point the reservation succeeds.
+    return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+end
+
+-- What a reservation reaches and how many of its items fit: its total, its
+-- reach, the binding policy, how many fit, how many it reserves, whether it
+-- is allowed.
+-- Rust twin: Tree::plan_reserve (src/engine/hold.rs)
+function HOLDS.plan_reserve(ctx, req)
+    local n = #req.items
     local total, index = {}, {}
     for _, item in ipairs(req.items) do
         for i = 1, #item do
@@ -430,6 +487,16 @@ function HOLDS.reserve(ctx, req)
         reserved = (req.batch == "ALL" and fits == n) and n or 0
         allowed = fits == n
     end
+    return total, r, binding, fits, reserved, allowed
+end
+
+-- The answer to a planned reservation, before any hold is placed (no id or
+-- expiry yet), and what the hold would hold.
+-- Rust twin: Tree::reserve_outcome (src/engine/hold.rs)
+function HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
+    local n = #req.items
+    -- An UPTO reservation is checked for what it holds; an allowed BRIEF
+    -- answer needs no checks at all (the hot path).
     local checks, denied = {}, {}
     if not (req.brief and allowed) then
         local requested = total
@@ -445,14 +512,18 @@ function HOLDS.reserve(ctx, req)
     elseif reserved > 0 then
         held = sum_costs({ unpack(req.items, 1, reserved) })
     end
-    local outcome = {
+    return {
         allowed = allowed, id = false, expires = 0, items = n, fits = fits, reserved = reserved,
         cost = costs_pack(total), held = costs_pack(held), checks = checks, denied = denied,
         message = HOLDS.reserve_message(ctx, req, binding, reserved, total), duplicate = false,
-    }
-    if reserved == 0 then
-        return outcome
-    end
+    }, held
+end
+
+-- Whether the hold can be kept: room for one more, for its new paths, and
+-- every policy's held total within bounds. Returns where `held` has each
+-- metric (costs_index).
+-- Rust twin: Tree::check_hold (src/engine/hold.rs)
+function HOLDS.check_hold(ctx, req, r, held)
     if ctx.hold_count >= ctx.limits.max_holds then
         fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
     end
@@ -462,8 +533,14 @@ function HOLDS.reserve(ctx, req)
         local p = policy_of(ctx, ref)
         D.check_add(p.held, costs_get_at(held, held_at, p.metric))
     end
+    return held_at
+end
 
-    -- After this point the reservation succeeds.
+-- Places a checked reservation's hold: its amount on each policy it counts
+-- on, its paths, the hold and its expiry, the alerts it fires.
+-- Rust twin: Tree::place_hold (src/engine/hold.rs)
+function HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+    local n = #req.items
     local id = req.id or HOLDS.generate_id(ctx)
     -- The hold counts on the policies of the metrics its kept items name: a
     -- partial UPTO batch keeps the items that fit, and no line for the
@@ -481,13 +558,7 @@ function HOLDS.reserve(ctx, req)
             end
         end
     end
-    local lines = {}
-    for _, ref in ipairs(pols) do
-        roll_policy(ctx, ref)
-        local p = policy_of(ctx, ref)
-        p.held = plus(p.held, costs_get_at(held, held_at, p.metric))
-        lines[#lines + 1] = { path = ref.path, gen = p.gen }
-    end
+    local lines = HOLDS.hold_on(ctx, pols, held, held_at)
     for _, path in ipairs(req.set.paths) do
         local node = ensure_path(ctx, path)
         node.live = node.live + 1
@@ -514,31 +585,47 @@ function HOLDS.reserve(ctx, req)
     return outcome
 end
 
+-- Adds `held` to each of `pols` (after the resets due), and gives the
+-- hold's lines on them.
+-- Rust twin: Tree::hold_on (src/engine/hold.rs)
+function HOLDS.hold_on(ctx, pols, held, held_at)
+    local lines = {}
+    for _, ref in ipairs(pols) do
+        -- Resets due apply first, so the alerts after see this period.
+        roll_policy(ctx, ref)
+        local p = policy_of(ctx, ref)
+        p.held = plus(p.held, costs_get_at(held, held_at, p.metric))
+        lines[#lines + 1] = { path = ref.path, gen = p.gen }
+    end
+    return lines
+end
+
 -- QUOTA.COMMIT: charges the actual amount (default: what is reserved) and
 -- releases the hold of the settled items.
+-- Rust twin: Tree::commit (src/engine/hold.rs)
 function HOLDS.commit(ctx, id, item, actual)
+    local plan, first = HOLDS.plan_commit(ctx, id, item, actual)
+    if not plan then
+        return first
+    end
+    local r = usage_reach(ctx, plan.set, plan.actual)
+    -- A commit is refused only for the paths it would create (a late commit
+    -- on a deleted path); its totals are never refused.
+    check_new_paths(ctx, plan.set.paths, r.missing)
+
+    -- After this point the commit succeeds.
+    return HOLDS.apply_commit(ctx, id, item, plan, r)
+end
+
+-- What a commit of `item` (or of every pending item) of `id` settles:
+-- plan = {hold, live, set, indices, held, expired, actual}; or nil and the
+-- first answer when it repeats one. Changes nothing.
+-- Rust twin: Tree::plan_commit (src/engine/hold.rs)
+function HOLDS.plan_commit(ctx, id, item, actual)
     local hold, live = HOLDS.lookup(ctx, id)
-    local indices
-    if item then
-        HOLDS.check_item(hold, item)
-        local it = hold.items[item + 1]
-        if it.state == "committed" then
-            if it.outcome then
-                return HOLDS.copy_outcome(it.outcome, { duplicate = true })
-            end
-            fail(sformat("ERR item %d of reservation '%s' was committed as part of the whole", item, id))
-        elseif it.state == "released" then
-            fail(sformat("ERR item %d of reservation '%s' was released; nothing to commit", item, id))
-        end
-        indices = { item + 1 }
-    else
-        indices = indices_in(hold, OPEN)
-        if #indices == 0 then
-            if hold.last_commit then
-                return HOLDS.copy_outcome(hold.last_commit, { duplicate = true })
-            end
-            fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
-        end
+    local indices, first = HOLDS.commit_indices(hold, id, item)
+    if not indices then
+        return nil, first
     end
     local held_idx = {}
     for _, i in ipairs(indices) do
@@ -546,37 +633,50 @@ function HOLDS.commit(ctx, id, item, actual)
             held_idx[#held_idx + 1] = i
         end
     end
-    local held = cost_of(hold, held_idx)
-    actual = actual or cost_of(hold, indices)
-    local set = { paths = hold.paths, service = hold.service, model = hold.model }
-    local r = usage_reach(ctx, set, actual)
-    -- A commit is refused only for the paths it would create (a late commit
-    -- on a deleted path); its totals are never refused.
-    check_new_paths(ctx, set.paths, r.missing)
+    return { hold = hold, live = live, set = { paths = hold.paths, service = hold.service, model = hold.model },
+        indices = indices, held = cost_of(hold, held_idx), expired = #held_idx < #indices,
+        actual = actual or cost_of(hold, indices) }
+end
 
-    -- After this point the commit succeeds.
+-- The items a commit settles (1-based): `item`, or every pending one; or
+-- nil and the first answer when the commit repeats one.
+-- Rust twin: Tree::commit_indices (src/engine/hold.rs)
+function HOLDS.commit_indices(hold, id, item)
+    if not item then
+        local indices = indices_in(hold, OPEN)
+        if #indices > 0 then
+            return indices
+        end
+        if hold.last_commit then
+            return nil, HOLDS.copy_outcome(hold.last_commit, { duplicate = true })
+        end
+        fail(sformat("ERR reservation '%s' was released; nothing to commit", id))
+    end
+    HOLDS.check_item(hold, item)
+    local it = hold.items[item + 1]
+    if it.state == "committed" then
+        if it.outcome then
+            return nil, HOLDS.copy_outcome(it.outcome, { duplicate = true })
+        end
+        fail(sformat("ERR item %d of reservation '%s' was committed as part of the whole", item, id))
+    elseif it.state == "released" then
+        fail(sformat("ERR item %d of reservation '%s' was released; nothing to commit", item, id))
+    end
+    return { item + 1 }
+end
+
+-- Carries out a planned commit whose new paths fit: the hold is released,
+-- the actual amount charged, and the items marked committed.
+-- Rust twin: Tree::apply_commit (src/engine/hold.rs)
+function HOLDS.apply_commit(ctx, id, item, plan, r)
+    local hold, live, indices = plan.hold, plan.live, plan.indices
     if live then
         release_lines(ctx, hold, indices)
     end
-    local over = apply_usage(ctx, r, set, actual)
-    -- The actual amount uses up the live hold: what is left of it is
-    -- released, what goes beyond it (all that expired items charge) is
-    -- overage.
-    local released = {}
-    local actual_at, held_at = costs_index(actual, #held), costs_index(held, #actual)
-    for _, pair in ipairs(held) do
-        local m, amount = pair[1], pair[2]
-        released[#released + 1] = { m, D.max(D.sub(amount, costs_get_at(actual, actual_at, m)), D.ZERO) }
-    end
-    local overage = {}
-    for _, pair in ipairs(actual) do
-        local extra = D.sub(pair[2], costs_get_at(held, held_at, pair[1]))
-        if D.cmp(extra, D.ZERO) > 0 then
-            overage[#overage + 1] = { pair[1], extra }
-        end
-    end
-    local outcome = { id = id, charged = costs_pack(actual), released = costs_pack(released),
-        overage = costs_pack(overage), duplicate = false, expired = #held_idx < #indices, over = over }
+    local over = apply_usage(ctx, r, plan.set, plan.actual)
+    local released, overage = HOLDS.settle_amounts(plan.held, plan.actual)
+    local outcome = { id = id, charged = costs_pack(plan.actual), released = costs_pack(released),
+        overage = costs_pack(overage), duplicate = false, expired = plan.expired, over = over }
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
@@ -591,7 +691,29 @@ function HOLDS.commit(ctx, id, item, actual)
     return outcome
 end
 
+-- The actual amount uses up the live hold: what is left of it is released,
+-- what goes beyond it (all that expired items charge) is overage. Returns
+-- (released, overage).
+-- Rust twin: settle_amounts (src/engine/hold.rs)
+function HOLDS.settle_amounts(held, actual)
+    local released = {}
+    local actual_at, held_at = costs_index(actual, #held), costs_index(held, #actual)
+    for _, pair in ipairs(held) do
+        local m, amount = pair[1], pair[2]
+        released[#released + 1] = { m, D.max(D.sub(amount, costs_get_at(actual, actual_at, m)), D.ZERO) }
+    end
+    local overage = {}
+    for _, pair in ipairs(actual) do
+        local extra = D.sub(pair[2], costs_get_at(held, held_at, pair[1]))
+        if D.cmp(extra, D.ZERO) > 0 then
+            overage[#overage + 1] = { pair[1], extra }
+        end
+    end
+    return released, overage
+end
+
 -- QUOTA.RELEASE: gives back the hold of the items without charging.
+-- Rust twin: Tree::release (src/engine/hold.rs)
 function HOLDS.release(ctx, id, item)
     local hold, live = HOLDS.lookup(ctx, id)
     local function again()
@@ -644,6 +766,7 @@ function HOLDS.release(ctx, id, item)
 end
 
 -- QUOTA.EXTEND: the hold now expires `ttl` from now.
+-- Rust twin: Tree::extend (src/engine/hold.rs)
 function HOLDS.extend(ctx, id, ttl)
     local hold, live = HOLDS.lookup(ctx, id)
     if not live then
@@ -651,11 +774,13 @@ function HOLDS.extend(ctx, id, ttl)
     end
     hold.expires = ctx.now + ttl
     ctx.hold_dirty[id] = true
+    ctx.holds_moved = true
     return { id = id, expires = hold.expires }
 end
 
 -- QUOTA.CHARGE: records usage that already happened, without a hold.
 -- req = {set, id, check, cost, brief}
+-- Rust twin: Tree::charge (src/engine/hold.rs)
 function HOLDS.charge(ctx, req)
     if req.id then
         if get_hold(ctx, req.id) then
@@ -722,6 +847,7 @@ function HOLDS.live_all(ctx)
 end
 
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
+-- Rust twin: Tree::holds_view and Tree::holds_view_at (src/engine/hold.rs)
 function HOLDS.holds_view(ctx, path, count)
     local out = {}
     if not ctx.exists then

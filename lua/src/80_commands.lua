@@ -1,6 +1,6 @@
 -- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply
--- (src/commands/policy.rs, reserve.rs, read.rs).
+-- (src/module/commands/policy.rs, reserve.rs, read.rs).
 -- ---------------------------------------------------------------------------
 
 local PRICE_BOOK = "quota:prices"
@@ -147,50 +147,12 @@ function CMD.parse_usage(args)
     return service, model, P.usage(PRICE_BOOK, key, pairs_)
 end
 
+-- The arguments of QUOTA.RESERVE and QUOTA.CHARGE: req = {set, id, ttl,
+-- batch, brief, check, items} (and the words they were made of).
+-- Rust twin: parse_request (src/module/commands/reserve.rs)
 function CMD.parse_request(args, charge)
-    local path, also, id, ttl, service, model = nil, {}, nil, nil, nil, nil
-    local batch, brief, check, items = nil, false, false, {}
-    local usage_keys = {}
-    local seen = {}
-    while not args:is_done() do
-        local kw = args:next_keyword(REQUEST_KEYWORDS)
-        local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
-        if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
-            fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
-        end
-        if kw == "COST" then
-            items[#items + 1] = CMD.parse_cost(args, not charge)
-        elseif kw == "USAGE" then
-            local s, m, item = CMD.parse_usage(args)
-            usage_keys[#usage_keys + 1] = { s, m }
-            items[#items + 1] = item
-        elseif kw == "ALSO" then
-            also[#also + 1] = args:next_path("a path after ALSO")
-            while not args:at_list_end() do
-                also[#also + 1] = args:next_path("a path after ALSO")
-            end
-        elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
-            args:once(seen, "ALL, UPTO or DRYRUN")
-            batch = kw
-        else
-            args:once(seen, kw)
-            if kw == "PATH" then
-                path = args:next_path("a path after PATH")
-            elseif kw == "ID" then
-                id = args:next_name("id")
-            elseif kw == "TTL" then
-                ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
-            elseif kw == "SERVICE" then
-                service = args:next_name("service")
-            elseif kw == "MODEL" then
-                model = args:next_name("model")
-            elseif kw == "BRIEF" then
-                brief = true
-            elseif kw == "CHECK" then
-                check = true
-            end
-        end
-    end
+    local w, path, also, service, model, usage_keys = CMD.request_words(args, charge)
+    local items = w.items
     if not path then
         fail(sformat("ERR syntax: %s needs PATH", args.command))
     end
@@ -226,8 +188,57 @@ function CMD.parse_request(args, charge)
     if #paths > MAX_CHARGE_PATHS then
         fail(sformat("ERR limit: at most %d paths per request (PATH and ALSO)", MAX_CHARGE_PATHS))
     end
-    return { set = { paths = paths, service = service, model = model }, id = id, ttl = ttl, batch = batch,
-        brief = brief, check = check, items = items }
+    w.set = { paths = paths, service = service, model = model }
+    return w
+end
+
+-- The keywords of a request and what follows each, as read (the loop of
+-- parse_request in reserve.rs): the request's own table (parse_request
+-- completes it), its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
+function CMD.request_words(args, charge)
+    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
+    local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
+    local items, seen = w.items, {}
+    while not args:is_done() do
+        local kw = args:next_keyword(REQUEST_KEYWORDS)
+        local for_reserve_only = kw == "TTL" or kw == "ALL" or kw == "UPTO" or kw == "DRYRUN"
+        if (charge and for_reserve_only) or (not charge and kw == "CHECK") then
+            fail(sformat("ERR syntax: %s does not apply to %s", kw, args.command))
+        end
+        if kw == "COST" then
+            items[#items + 1] = CMD.parse_cost(args, not charge)
+        elseif kw == "USAGE" then
+            local s, m, item = CMD.parse_usage(args)
+            usage_keys[#usage_keys + 1] = { s, m }
+            items[#items + 1] = item
+        elseif kw == "ALSO" then
+            also[#also + 1] = args:next_path("a path after ALSO")
+            while not args:at_list_end() do
+                also[#also + 1] = args:next_path("a path after ALSO")
+            end
+        elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
+            args:once(seen, "ALL, UPTO or DRYRUN")
+            w.batch = kw
+        else
+            args:once(seen, kw)
+            if kw == "PATH" then
+                path = args:next_path("a path after PATH")
+            elseif kw == "ID" then
+                w.id = args:next_name("id")
+            elseif kw == "TTL" then
+                w.ttl = args:next_u64("TTL", 1, MAX_TTL_MS)
+            elseif kw == "SERVICE" then
+                service = args:next_name("service")
+            elseif kw == "MODEL" then
+                model = args:next_name("model")
+            elseif kw == "BRIEF" then
+                w.brief = true
+            elseif kw == "CHECK" then
+                w.check = true
+            end
+        end
+    end
+    return w, path, also, service, model, usage_keys
 end
 
 function CMD.checks_reply(checks)
@@ -392,6 +403,7 @@ end
 local EVENTS_KEYWORDS = set_of({ "SINCE", "COUNT" })
 
 -- QUOTA.EVENTS key [SINCE seq] [COUNT n]: events after seq, oldest first.
+-- Rust twin: Tree::events_since (src/engine/tree.rs)
 function CMD.cmd_events(ctx, args)
     local since, count = 0, 100
     local seen = {}
