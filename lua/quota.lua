@@ -4754,8 +4754,7 @@ do
         end
         if deleted or next(ctx.hold_dirty) then
             -- Holds only added (none released, none moved by EXTEND): the
-            -- first due is known without asking, and the index is written
-            -- only when it changes.
+            -- first due is known without asking.
             local head
             if not deleted and not ctx.holds_moved and meta.due_e then
                 head = math.min(meta.due_e, lowest)
@@ -4763,9 +4762,11 @@ do
                 local first = redis.call("ZRANGE", ctx.ekey, 0, 0, "WITHSCORES")
                 head = first[2] and tonumber(first[2]) or math.huge
             end
-            if not (meta.indexed and head == meta.due_e) then
-                meta.indexed = index_due(ctx.key, ctx.ekey, head)
-            end
+            -- Written even when the head is the one the index had: the
+            -- index may have lost the tree (restored from a DUMP on another
+            -- server, the index deleted by hand), and a ZADD that changes
+            -- nothing replicates nothing.
+            meta.indexed = index_due(ctx.key, ctx.ekey, head)
             meta.due_e = head
         end
         for id in pairs(ctx.forgotten) do

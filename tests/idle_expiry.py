@@ -123,6 +123,29 @@ def clock_case(port):
             except redis.ResponseError as e:
                 check(str(e).startswith(text), f"quota_sweep {' '.join(args)} is refused", str(e))
         bound_case(r)
+        lost_index_case(r, url)
+
+
+def lost_index_case(r, url):
+    """Lua: a tree the index of due trees lost (restored from a DUMP on
+    another server, or the index deleted by hand) is indexed again by its
+    next write, even one that leaves its first due time as it was, so the
+    sweep expires it with no further command on the tree."""
+    r.execute_command("QUOTA.SET", "moved", "/", "cap", "METRIC", "credits", "LIMIT", "100")
+    now = int(r.execute_command("QUOTA.DEBUG", "CLOCK", "GET"))
+    r.execute_command("QUOTA.RESERVE", "moved", "PATH", "a", "BRIEF", "TTL", "1000", "COST", "credits", "1")
+    keys = ["moved"] + [k for k in r.keys("{moved}quota:moved:*")]
+    dumps = {k: r.dump(k) for k in keys}
+    r.delete(*keys, "quota:due")
+    for k, blob in dumps.items():
+        r.restore(k, 0, blob)
+    # A later hold: the tree's first due time stays the first hold's.
+    r.execute_command("QUOTA.RESERVE", "moved", "PATH", "a", "BRIEF", "TTL", "5000", "COST", "credits", "1")
+    check(r.zscore("quota:due", "moved") == now + 1000, "the write indexes the restored tree again",
+          r.zrange("quota:due", 0, -1, withscores=True))
+    r.execute_command("QUOTA.DEBUG", "CLOCK", "ADVANCE", "2000")
+    out = sweep([url])
+    check(r.hlen("{moved}quota:moved:holds") == 1, "the sweep expires the restored tree's due hold", out)
 
 
 def bound_case(r):
