@@ -43,6 +43,7 @@ pub mod persist;
 pub mod policy;
 pub mod pricing;
 pub mod restore;
+mod short;
 pub mod thresholds;
 pub mod tree;
 pub mod view;
