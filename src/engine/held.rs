@@ -132,7 +132,7 @@ impl Tree {
         let mut expected: HashMap<(NodeId, u64), Decimal> = HashMap::new();
         for hold in self.holds.values() {
             let mut lines = Vec::new();
-            for r in self.reach(&hold.set, &hold.metrics()).policies {
+            for &r in &self.reach(&hold.set, &hold.metrics()).policies {
                 if let Some(policy) = self.policy(r) {
                     *expected.entry((r.node, policy.generation)).or_default() += hold.held_of(policy.metric());
                     lines.push(Line { node: r.node, generation: policy.generation });

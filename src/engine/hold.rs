@@ -23,6 +23,7 @@ use super::outcome::{
     ReleaseOutcome, ReserveOutcome, Totals, costs_get,
 };
 use super::policy::{Mode, Policy};
+use super::short::Short;
 use super::tree::{ChargeSet, Limits, NodeId, PolicyRef, Reach, Tree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,10 +360,13 @@ impl Tree {
             return Err(Error::Limit(format!("the tree already has {} live holds (max_holds)", limits.max_holds)));
         }
         self.check_new_paths(req.set.paths.iter().map(String::as_str), plan.reach.missing_nodes(), limits)?;
-        let held = Lookup::new(held, plan.reach.policies.len());
-        for &r in &plan.reach.policies {
+        // What it keeps is what the reach was made for when it keeps every
+        // item; otherwise each policy looks its metric up in `held`.
+        let by_metric = (plan.reserved < req.items.len()).then(|| Lookup::new(held, plan.reach.policies.len()));
+        for (r, amount) in plan.reach.with_amounts(held) {
             if let Some(policy) = self.policy(r) {
-                amount::add(policy.held, held.get(policy.metric()))?;
+                let amount = by_metric.as_ref().map_or(amount, |h| h.get(policy.metric()));
+                amount::add(policy.held, amount)?;
             }
         }
         Ok(())
@@ -379,21 +383,16 @@ impl Tree {
         limits: &Limits,
     ) -> ReserveOutcome {
         let (n, reserved) = (req.items.len(), outcome.reserved);
-        let held = Lookup::new(outcome.held(), plan.reach.policies.len());
-        // The hold counts on the policies of the metrics its kept items
-        // name: a partial UPTO batch keeps the items that fit, and no line
-        // for the metrics of the others (as a loaded tree derives them).
-        let policies: Vec<PolicyRef> = if reserved == n {
-            plan.reach.policies
+        let (lines, partial) = if reserved == n {
+            (self.hold_on(plan.reach.with_amounts(outcome.held()), now_ms, limits), None)
         } else {
-            let reached = plan.reach.policies.into_iter();
-            reached.filter(|&r| self.policy(r).is_some_and(|p| held.contains(p.metric()))).collect()
+            let kept = self.kept_policies(&plan.reach, outcome.held());
+            (self.hold_on(kept.iter().copied(), now_ms, limits), Some(kept))
         };
         let id = match &req.id {
             Some(id) => id.clone(),
             None => self.generate_id(now_ms),
         };
-        let lines = self.hold_on(&policies, &held, now_ms, limits);
         for path in &req.set.paths {
             let node = self.ensure_path(path);
             if let Some(node) = self.node_mut(node) {
@@ -420,19 +419,37 @@ impl Tree {
         };
         self.hold_expiry.insert((expires_at_ms, id.clone()));
         self.holds.insert(id, hold);
-        self.observe(&policies, now_ms, limits);
+        match partial {
+            None => self.observe(plan.reach.policies.iter().copied(), now_ms, limits),
+            Some(kept) => self.observe(kept.iter().map(|&(r, _)| r), now_ms, limits),
+        }
         outcome
     }
 
-    /// Adds `held` to each of `policies` (after the resets due), and gives
-    /// the hold's lines on them.
-    fn hold_on(&mut self, policies: &[PolicyRef], held: &Lookup<'_>, now_ms: u64, limits: &Limits) -> Vec<Line> {
-        let mut lines = Vec::with_capacity(policies.len());
-        for &r in policies {
+    /// The reached policies a partial hold counts on, with what it holds on
+    /// each: a partial UPTO batch keeps the items that fit (`held`), and no
+    /// line for the metrics of the others (as a loaded tree derives them).
+    /// A hold that keeps every item counts on every reached policy.
+    fn kept_policies(&self, reach: &Reach, held: &Costs) -> Short<(PolicyRef, Decimal), 8> {
+        let by_metric = Lookup::new(held, reach.policies.len());
+        let mut kept = Short::new();
+        for &r in &reach.policies {
+            if let Some(at) = self.policy(r).and_then(|p| by_metric.position(p.metric())) {
+                kept.push((r, held[at].1));
+            }
+        }
+        kept
+    }
+
+    /// Adds each kept policy's amount to it (after the resets due), and
+    /// gives the hold's lines on them.
+    fn hold_on(&mut self, kept: impl Iterator<Item = (PolicyRef, Decimal)>, now_ms: u64, limits: &Limits) -> Vec<Line> {
+        let mut lines = Vec::with_capacity(kept.size_hint().0);
+        for (r, amount) in kept {
             // Resets due apply first, so the alerts after see this period.
             self.roll_policy(r, now_ms, limits);
             let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) else { continue };
-            policy.held = amount::plus(policy.held, held.get(policy.metric()));
+            policy.held = amount::plus(policy.held, amount);
             lines.push(Line { node: r.node, generation: policy.generation });
         }
         sort_lines(&mut lines);
@@ -963,13 +980,11 @@ impl Tree {
     /// Which reached policies refuse the charge, the one that binds, and
     /// the checks the answer shows.
     fn judge_charge(&self, req: &ChargeRequest, reach: &Reach, now_ms: u64) -> ChargeVerdict {
-        let cost = Lookup::new(&req.cost, reach.policies.len());
         // The policies that refuse this charge, each judged once.
         let failing: Vec<PolicyRef> = reach
-            .policies
-            .iter()
-            .copied()
-            .filter(|&r| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(cost.get(p.metric()))))
+            .with_amounts(&req.cost)
+            .filter(|&(r, cost)| self.policy_at(r, now_ms).is_some_and(|p| !p.passes(cost)))
+            .map(|(r, _)| r)
             .collect();
         // The binding refusal: the least available (root first on ties).
         let mut refused: Option<(PolicyRef, Decimal)> = None;

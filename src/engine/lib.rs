@@ -21,6 +21,7 @@
 //!   reset); [`thresholds`]: *warning thresholds*; [`window`]: calendar
 //!   and rolling *windows*; [`events`]: what a tree reports.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
+//!   `short`: a short list kept in place (what a request reaches);
 //!   [`pricing`]: the *price book*; [`outcome`]: what the engine answers;
 //!   [`error`]: why it refuses.
 //! - [`persist`] and [`restore`]: a tree as bytes, and back.
@@ -43,6 +44,7 @@ pub mod persist;
 pub mod policy;
 pub mod pricing;
 pub mod restore;
+mod short;
 pub mod thresholds;
 pub mod tree;
 pub mod view;

@@ -127,6 +127,12 @@ impl<'a> Lookup<'a> {
     pub fn contains(&self, metric: &str) -> bool {
         position(self.costs, self.index.as_ref(), metric).is_some()
     }
+
+    /// Where `metric` is in the list.
+    #[inline]
+    pub fn position(&self, metric: &str) -> Option<usize> {
+        position(self.costs, self.index.as_ref(), metric)
+    }
 }
 
 /// A costs list being built or updated, that finds a metric in constant

@@ -26,6 +26,7 @@ use super::names;
 use super::outcome::{Check, Costs, Lookup, PolicyView, ResetOutcome, Totals};
 use super::paths::ROOT;
 use super::policy::{Policy, PolicySpec};
+use super::short::Short;
 
 pub use super::paths::{Node, NodeId};
 
@@ -63,7 +64,7 @@ pub struct ChargeSet {
 }
 
 /// A policy reached by a charge set: the node that holds it and its index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PolicyRef {
     pub node: NodeId,
     pub index: usize,
@@ -72,10 +73,25 @@ pub(crate) struct PolicyRef {
 /// The nodes and policies a charge set reaches, each once, root first.
 pub(crate) struct Reach {
     /// The existing nodes on the way to every charged path.
-    pub nodes: Vec<NodeId>,
+    pub nodes: Short<NodeId, 8>,
     /// How many nodes charging would create (prefixes that do not exist).
     pub missing: usize,
-    pub policies: Vec<PolicyRef>,
+    pub policies: Short<PolicyRef, 8>,
+    /// Where each reached policy's metric is in the costs the reach was
+    /// made for: each policy finds its metric there once.
+    pub metric_at: Short<u32, 8>,
+}
+
+impl Reach {
+    /// Each reached policy with its amount in `costs`, which must be the
+    /// costs the reach was made for (see [`Tree::reach`]).
+    pub(crate) fn with_amounts<'a>(
+        &'a self,
+        costs: &'a [(String, Decimal)],
+    ) -> impl Iterator<Item = (PolicyRef, Decimal)> + 'a {
+        let amount = |i: u32| costs.get(i as usize).map_or(Decimal::ZERO, |(_, a)| *a);
+        self.policies.iter().zip(self.metric_at.iter()).map(move |(&r, &i)| (r, amount(i)))
+    }
 }
 
 /// The `reset` event of periods just closed (the newest in the history),
@@ -252,7 +268,7 @@ impl Tree {
         if let Some((ids, held)) = counted {
             self.recount(r, old.map(|(g, _)| g), &ids, held);
         }
-        self.observe(&[r], now_ms, limits);
+        self.observe([r], now_ms, limits);
         Ok(created)
     }
 
@@ -408,7 +424,7 @@ impl Tree {
     /// ancestors are found through the parent links.
     /// Lua twin: `reach` (lua/src/60_tree.lua).
     pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[(String, Decimal)]) -> Reach {
-        let mut nodes: Vec<NodeId> = Vec::with_capacity(8);
+        let mut nodes: Short<NodeId, 8> = Short::new();
         let mut missing: Vec<&str> = Vec::new();
         for path in &set.paths {
             let deepest = match self.find(path) {
@@ -440,7 +456,7 @@ impl Tree {
             }
             nodes[start..].reverse();
         }
-        let mut policies = Vec::with_capacity(nodes.len() * 2);
+        let (mut policies, mut metric_at) = (Short::new(), Short::new());
         // Each policy looks its metric up in the request's: by index when
         // both are many, so the work adds them instead of multiplying.
         let examined = nodes.iter().filter_map(|&id| self.node(id)).map(|n| n.policies.len()).sum();
@@ -448,12 +464,15 @@ impl Tree {
         for &id in &nodes {
             let Some(node) = self.node(id) else { continue };
             for (index, policy) in node.policies.iter().enumerate() {
-                if wanted.contains(policy.metric()) && policy.matches(set.service.as_deref(), set.model.as_deref()) {
+                if let Some(at) = wanted.position(policy.metric())
+                    && policy.matches(set.service.as_deref(), set.model.as_deref())
+                {
                     policies.push(PolicyRef { node: id, index });
+                    metric_at.push(at as u32);
                 }
             }
         }
-        Reach { nodes, missing: missing.len(), policies }
+        Reach { nodes, missing: missing.len(), policies, metric_at }
     }
 
     /// A reached policy as it is at `now_ms`.
@@ -491,10 +510,9 @@ impl Tree {
         limits: &Limits,
     ) -> Result<()> {
         self.check_new_paths(set.paths.iter().map(String::as_str), reach.missing, limits)?;
-        let by_metric = Lookup::new(usage, reach.policies.len());
-        for &r in &reach.policies {
+        for (r, delta) in reach.with_amounts(usage) {
             if let Some(policy) = self.policy_at(r, now_ms) {
-                amount::add(policy.used, by_metric.get(policy.metric()))?;
+                amount::add(policy.used, delta)?;
             }
         }
         for node in reach.nodes.iter().filter_map(|&id| self.node(id)) {
@@ -538,18 +556,16 @@ impl Tree {
             reach
         };
         let mut over = Vec::new();
-        let by_metric = Lookup::new(usage, reach.policies.len());
-        for &r in &reach.policies {
+        for (r, delta) in reach.with_amounts(usage) {
             self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
-            let delta = by_metric.get(policy.metric());
             policy.add_used_capped(delta, now_ms);
             if policy.is_over() {
                 over.push(format!("{}#{}", names::display_path(&node.path), policy.name()));
             }
         }
-        self.observe(&reach.policies, now_ms, limits);
+        self.observe(reach.policies.iter().copied(), now_ms, limits);
         for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
             // Usually every metric is spent already: updated in place, each
@@ -591,8 +607,8 @@ impl Tree {
 
     /// Fires the warnings and `over` that the policies now cross.
     /// Lua twin: `observe` (lua/src/60_tree.lua).
-    pub(crate) fn observe(&mut self, refs: &[PolicyRef], now_ms: u64, limits: &Limits) {
-        for &r in refs {
+    pub(crate) fn observe(&mut self, refs: impl IntoIterator<Item = PolicyRef>, now_ms: u64, limits: &Limits) {
+        for r in refs {
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
             // Usually nothing fires: decide that before touching the path.
