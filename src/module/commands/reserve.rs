@@ -132,14 +132,31 @@ struct RequestWords {
     usage_keys: Vec<(String, String)>,
 }
 
+impl RequestWords {
+    /// No keywords read yet (allocates nothing).
+    fn empty() -> Self {
+        let set = ChargeSet { paths: Vec::new(), service: None, model: None };
+        let req = Request {
+            set,
+            id: None,
+            ttl_ms: None,
+            batch: None,
+            brief: false,
+            check: false,
+            items: Vec::new(),
+            priced: false,
+        };
+        RequestWords { req, path: None, also: Vec::new(), usage_keys: Vec::new() }
+    }
+}
+
 /// Reads the keywords of a request and what follows each (the loop of
 /// `parse_request`): a keyword that does not apply to the command, or one
 /// given twice, is an error.
 /// Lua twin: `CMD.request_words` (lua/src/80_commands.lua).
 fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
-    let set = ChargeSet { paths: Vec::new(), service: None, model: None };
-    let mut req = Request { set, id: None, ttl_ms: None, batch: None, brief: false, check: false, items: Vec::new(), priced: false };
-    let (mut path, mut also, mut usage_keys) = (None, Vec::new(), Vec::new());
+    let mut w = RequestWords::empty();
+    let RequestWords { req, path, also, usage_keys } = &mut w;
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -174,7 +191,7 @@ fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
             _ => {
                 args.once(&mut seen, kw)?;
                 match kw {
-                    "PATH" => path = Some(args.next_path("a path after PATH")?),
+                    "PATH" => *path = Some(args.next_path("a path after PATH")?),
                     "ID" => req.id = Some(args.next_name("id")?),
                     "TTL" => req.ttl_ms = Some(args.next_u64("TTL", 1, MAX_TTL_MS)?),
                     "SERVICE" => req.set.service = Some(args.next_name("service")?),
@@ -186,7 +203,7 @@ fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
             }
         }
     }
-    Ok(RequestWords { req, path, also, usage_keys })
+    Ok(w)
 }
 
 /// `USAGE service/model name value …` after the `USAGE` keyword, priced by
