@@ -953,25 +953,35 @@ do
         end
         local neg, l = unpack_v(v)
         local ds = digits_of(l)
+        local k = D.places_over96(ds, s)
+        if k > s then
+            return nil
+        end
+        return D.drop_places(v, neg, ds, s, k)
+    end
+
+    -- The fewest places k >= max(0, s - 28) to drop from the digits ds of a
+    -- mantissa with s places so that what is left is at most MAX96.
+    function D.places_over96(ds, s)
         local n = #ds
-        -- smallest k >= max(0, s - 28) with floor(M / 10^k) <= MAX96
         local k = s - 28
         if k < 0 then
             k = 0
         end
-        local function fits(q)
-            return #q < 29 or (#q == 29 and not digits_gt(q, MAX96))
-        end
         while true do
             local q = n > k and ssub(ds, 1, n - k) or "0"
-            if fits(q) then
-                break
+            if #q < 29 or (#q == 29 and not digits_gt(q, MAX96)) then
+                return k
             end
             k = k + 1
         end
-        if k > s then
-            return nil
-        end
+    end
+
+    -- v (sign neg, mantissa digits ds, s places) with its last k places
+    -- dropped, rounding half to even; one place more when rounding reaches
+    -- 2^96, nil when that would take more than its s places.
+    function D.drop_places(v, neg, ds, s, k)
+        local n = #ds
         while true do
             if k == 0 then
                 return v
@@ -5118,17 +5128,13 @@ end
 -- The column of a metric no item takes (never changed).
 HOLDS.NO_COLUMN = { at = {}, total = {} }
 
--- The policy that admits the fewest leading items, when one admits fewer
--- than all; among equals the least available (root first when that ties).
--- Rust twin: Tree::binding (src/engine/hold.rs)
-function HOLDS.binding_of(ctx, r, items)
-    local best = nil
-    local n = #items
-    -- For each metric, the items that take some of it with the running
-    -- total of what they take (columns_of in hold.rs): a policy finds where
-    -- its room runs out by binary search.
+-- For each metric, the items that take some of it with the running total
+-- of what they take: a policy finds where its room runs out by binary
+-- search. A column is { at = item indexes, total = running totals }.
+-- Rust twin: columns_of (src/engine/hold.rs)
+function HOLDS.columns_of(items)
     local columns = {}
-    for i = 1, n do
+    for i = 1, #items do
         local item = items[i]
         for k = 1, #item do
             local amount = item[k][2]
@@ -5144,39 +5150,55 @@ function HOLDS.binding_of(ctx, r, items)
             end
         end
     end
+    return columns
+end
+
+-- How many of the n leading items policy p admits: the items before the
+-- first that takes some of its metric (block at its limit), or before the
+-- first whose running total exceeds the room (strict). col is p's metric
+-- in HOLDS.columns_of.
+-- Rust twin: fits_in_column (src/engine/hold.rs)
+function HOLDS.fits_in_column(p, n, col)
+    local fits = n
+    if p.mode == "block" then
+        if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+            fits = col.at[1] - 1
+        end
+    elseif p.mode ~= "open" and #col.at == 1 then
+        -- One item takes the metric: it fits unless used + held + it
+        -- passes the allowance (judged without making values).
+        if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
+            fits = col.at[1] - 1
+        end
+    elseif p.mode ~= "open" then
+        local room = remaining(p)
+        local lo, hi = 1, #col.at + 1
+        while lo < hi do
+            local mid = math.floor((lo + hi) / 2)
+            if D.cmp(col.total[mid], room) <= 0 then
+                lo = mid + 1
+            else
+                hi = mid
+            end
+        end
+        if col.at[lo] then
+            fits = col.at[lo] - 1
+        end
+    end
+    return fits
+end
+
+-- The policy that admits the fewest leading items, when one admits fewer
+-- than all; among equals the least available (root first when that ties).
+-- Rust twin: Tree::binding (src/engine/hold.rs)
+function HOLDS.binding_of(ctx, r, items)
+    local best = nil
+    local n = #items
+    local columns = HOLDS.columns_of(items)
     local none = HOLDS.NO_COLUMN
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
-        local col = columns[p.metric] or none
-        -- fits_in_column: the items before the first that takes some of the
-        -- metric (block at its limit), or before the first whose running
-        -- total exceeds the room (strict).
-        local fits = n
-        if p.mode == "block" then
-            if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
-                fits = col.at[1] - 1
-            end
-        elseif p.mode ~= "open" and #col.at == 1 then
-            -- One item takes the metric: it fits unless used + held + it
-            -- passes the allowance (judged without making values).
-            if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
-                fits = col.at[1] - 1
-            end
-        elseif p.mode ~= "open" then
-            local room = remaining(p)
-            local lo, hi = 1, #col.at + 1
-            while lo < hi do
-                local mid = math.floor((lo + hi) / 2)
-                if D.cmp(col.total[mid], room) <= 0 then
-                    lo = mid + 1
-                else
-                    hi = mid
-                end
-            end
-            if col.at[lo] then
-                fits = col.at[lo] - 1
-            end
-        end
+        local fits = HOLDS.fits_in_column(p, n, columns[p.metric] or none)
         if fits < n then
             local left = HOLDS.available(p)
             if best == nil or fits < best.fits or (fits == best.fits and D.cmp(left, best.available) < 0) then
@@ -6259,8 +6281,9 @@ function CMD.parse_request(args, charge)
 end
 
 -- The keywords of a request and what follows each, as read (the loop of
--- parse_request in reserve.rs): the request's own table (parse_request
--- completes it), its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
+-- parse_request): the request's own table (parse_request completes it),
+-- its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
+-- Rust twin: request_words (src/module/commands/reserve.rs)
 function CMD.request_words(args, charge)
     local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
     local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
@@ -6512,7 +6535,9 @@ end
 -- it and publishes the events, as the next command on each tree would. `more` says that due trees are left.
 local SWEEP_MAX_HOLDS = 1000
 
-function CMD.cmd_sweep(index, args)
+-- The arguments of quota_sweep, checked before anything is read: how many
+-- due trees to take (COUNT), and whether the index key is one.
+function CMD.sweep_count(index, args)
     local count = 100
     if #args > 0 then
         if #args ~= 2 or string.upper(args[1]) ~= "COUNT" then
@@ -6526,6 +6551,11 @@ function CMD.cmd_sweep(index, args)
     if not due_index("") then
         fail("ERR quota_sweep needs INFO, to tell whether the server is a cluster node")
     end
+    return count
+end
+
+function CMD.cmd_sweep(index, args)
+    local count = CMD.sweep_count(index, args)
     local now = now_ms()
     local due = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, count)
     local budget, trees, expired = SWEEP_MAX_HOLDS, 0, 0

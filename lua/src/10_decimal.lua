@@ -858,25 +858,35 @@ do
         end
         local neg, l = unpack_v(v)
         local ds = digits_of(l)
+        local k = D.places_over96(ds, s)
+        if k > s then
+            return nil
+        end
+        return D.drop_places(v, neg, ds, s, k)
+    end
+
+    -- The fewest places k >= max(0, s - 28) to drop from the digits ds of a
+    -- mantissa with s places so that what is left is at most MAX96.
+    function D.places_over96(ds, s)
         local n = #ds
-        -- smallest k >= max(0, s - 28) with floor(M / 10^k) <= MAX96
         local k = s - 28
         if k < 0 then
             k = 0
         end
-        local function fits(q)
-            return #q < 29 or (#q == 29 and not digits_gt(q, MAX96))
-        end
         while true do
             local q = n > k and ssub(ds, 1, n - k) or "0"
-            if fits(q) then
-                break
+            if #q < 29 or (#q == 29 and not digits_gt(q, MAX96)) then
+                return k
             end
             k = k + 1
         end
-        if k > s then
-            return nil
-        end
+    end
+
+    -- v (sign neg, mantissa digits ds, s places) with its last k places
+    -- dropped, rounding half to even; one place more when rounding reaches
+    -- 2^96, nil when that would take more than its s places.
+    function D.drop_places(v, neg, ds, s, k)
+        local n = #ds
         while true do
             if k == 0 then
                 return v

@@ -280,17 +280,13 @@ end
 -- The column of a metric no item takes (never changed).
 HOLDS.NO_COLUMN = { at = {}, total = {} }
 
--- The policy that admits the fewest leading items, when one admits fewer
--- than all; among equals the least available (root first when that ties).
--- Rust twin: Tree::binding (src/engine/hold.rs)
-function HOLDS.binding_of(ctx, r, items)
-    local best = nil
-    local n = #items
-    -- For each metric, the items that take some of it with the running
-    -- total of what they take (columns_of in hold.rs): a policy finds where
-    -- its room runs out by binary search.
+-- For each metric, the items that take some of it with the running total
+-- of what they take: a policy finds where its room runs out by binary
+-- search. A column is { at = item indexes, total = running totals }.
+-- Rust twin: columns_of (src/engine/hold.rs)
+function HOLDS.columns_of(items)
     local columns = {}
-    for i = 1, n do
+    for i = 1, #items do
         local item = items[i]
         for k = 1, #item do
             local amount = item[k][2]
@@ -306,39 +302,55 @@ function HOLDS.binding_of(ctx, r, items)
             end
         end
     end
+    return columns
+end
+
+-- How many of the n leading items policy p admits: the items before the
+-- first that takes some of its metric (block at its limit), or before the
+-- first whose running total exceeds the room (strict). col is p's metric
+-- in HOLDS.columns_of.
+-- Rust twin: fits_in_column (src/engine/hold.rs)
+function HOLDS.fits_in_column(p, n, col)
+    local fits = n
+    if p.mode == "block" then
+        if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
+            fits = col.at[1] - 1
+        end
+    elseif p.mode ~= "open" and #col.at == 1 then
+        -- One item takes the metric: it fits unless used + held + it
+        -- passes the allowance (judged without making values).
+        if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
+            fits = col.at[1] - 1
+        end
+    elseif p.mode ~= "open" then
+        local room = remaining(p)
+        local lo, hi = 1, #col.at + 1
+        while lo < hi do
+            local mid = math.floor((lo + hi) / 2)
+            if D.cmp(col.total[mid], room) <= 0 then
+                lo = mid + 1
+            else
+                hi = mid
+            end
+        end
+        if col.at[lo] then
+            fits = col.at[lo] - 1
+        end
+    end
+    return fits
+end
+
+-- The policy that admits the fewest leading items, when one admits fewer
+-- than all; among equals the least available (root first when that ties).
+-- Rust twin: Tree::binding (src/engine/hold.rs)
+function HOLDS.binding_of(ctx, r, items)
+    local best = nil
+    local n = #items
+    local columns = HOLDS.columns_of(items)
     local none = HOLDS.NO_COLUMN
     for _, ref in ipairs(r.pols) do
         local p = policy_now(ctx, ref)
-        local col = columns[p.metric] or none
-        -- fits_in_column: the items before the first that takes some of the
-        -- metric (block at its limit), or before the first whose running
-        -- total exceeds the room (strict).
-        local fits = n
-        if p.mode == "block" then
-            if D.cmp(p.used, allowance(p)) >= 0 and col.at[1] then
-                fits = col.at[1] - 1
-            end
-        elseif p.mode ~= "open" and #col.at == 1 then
-            -- One item takes the metric: it fits unless used + held + it
-            -- passes the allowance (judged without making values).
-            if compare(p.used, p.held, col.total[1], 1, p.allow, 1) > 0 then
-                fits = col.at[1] - 1
-            end
-        elseif p.mode ~= "open" then
-            local room = remaining(p)
-            local lo, hi = 1, #col.at + 1
-            while lo < hi do
-                local mid = math.floor((lo + hi) / 2)
-                if D.cmp(col.total[mid], room) <= 0 then
-                    lo = mid + 1
-                else
-                    hi = mid
-                end
-            end
-            if col.at[lo] then
-                fits = col.at[lo] - 1
-            end
-        end
+        local fits = HOLDS.fits_in_column(p, n, columns[p.metric] or none)
         if fits < n then
             local left = HOLDS.available(p)
             if best == nil or fits < best.fits or (fits == best.fits and D.cmp(left, best.available) < 0) then

@@ -193,8 +193,9 @@ function CMD.parse_request(args, charge)
 end
 
 -- The keywords of a request and what follows each, as read (the loop of
--- parse_request in reserve.rs): the request's own table (parse_request
--- completes it), its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
+-- parse_request): the request's own table (parse_request completes it),
+-- its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
+-- Rust twin: request_words (src/module/commands/reserve.rs)
 function CMD.request_words(args, charge)
     local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
     local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
@@ -446,7 +447,9 @@ end
 -- it and publishes the events, as the next command on each tree would. `more` says that due trees are left.
 local SWEEP_MAX_HOLDS = 1000
 
-function CMD.cmd_sweep(index, args)
+-- The arguments of quota_sweep, checked before anything is read: how many
+-- due trees to take (COUNT), and whether the index key is one.
+function CMD.sweep_count(index, args)
     local count = 100
     if #args > 0 then
         if #args ~= 2 or string.upper(args[1]) ~= "COUNT" then
@@ -460,6 +463,11 @@ function CMD.cmd_sweep(index, args)
     if not due_index("") then
         fail("ERR quota_sweep needs INFO, to tell whether the server is a cluster node")
     end
+    return count
+end
+
+function CMD.cmd_sweep(index, args)
+    local count = CMD.sweep_count(index, args)
     local now = now_ms()
     local due = redis.call("ZRANGEBYSCORE", index, "-inf", now, "LIMIT", 0, count)
     local budget, trees, expired = SWEEP_MAX_HOLDS, 0, 0

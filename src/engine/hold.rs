@@ -496,6 +496,7 @@ impl Tree {
 
     /// The policy that admits the fewest leading items, when one admits
     /// fewer than all.
+    /// Lua twin: `HOLDS.binding_of` (lua/src/70_holds.lua).
     fn binding(&self, reach: &Reach, items: &[Costs], now_ms: u64) -> Option<Binding> {
         let n = items.len();
         // Each policy reads one metric of every item. With many items or
@@ -1096,6 +1097,7 @@ const SCAN_PAIRS: usize = 16;
 
 /// For each metric, the items that take some of it, in item order, with
 /// the running total of what they take: (item index, total so far).
+/// Lua twin: `HOLDS.columns_of` (lua/src/70_holds.lua).
 fn columns_of(items: &[Costs]) -> HashMap<&str, Vec<(usize, Decimal)>> {
     let mut columns: HashMap<&str, Vec<(usize, Decimal)>> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
@@ -1113,6 +1115,7 @@ fn columns_of(items: &[Costs]) -> HashMap<&str, Vec<(usize, Decimal)>> {
 /// limit, or from the first whose running total exceeds a strict policy's
 /// room (allowance − used − held). Items that take nothing always pass.
 /// `column` is the policy's metric in [`columns_of`].
+/// Lua twin: `HOLDS.fits_in_column` (lua/src/70_holds.lua).
 fn fits_in_column(policy: &Policy, n: usize, column: &[(usize, Decimal)]) -> usize {
     let stop = match policy.mode {
         Mode::Open => None,

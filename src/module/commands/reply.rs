@@ -324,46 +324,52 @@ fn write_json(reply: &Reply, out: &mut String) {
         }
         Reply::Map(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
         Reply::Pairs(fields) => write_json_map(fields.iter().map(|(k, v)| (k, v)), out),
-        Reply::Costs(costs) => {
-            out.push('{');
-            for (i, (metric, value)) in costs.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json_str(metric, out);
-                out.push(':');
-                write_json_str(amount::Text::new().write(*value), out);
-            }
-            out.push('}');
-        }
+        Reply::Costs(costs) => write_json_costs(costs, out),
         Reply::Reserve(o, brief) => write_json(&super::reserve::reserve_reply((**o).clone(), *brief), out),
         Reply::Charge(o, brief) => write_json(&super::reserve::charge_reply((**o).clone(), *brief), out),
-        Reply::Checks(checks) => {
-            out.push('[');
-            let mut first = true;
-            for_each_check(checks, |fields| {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                out.push('{');
-                for (i, (key, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_json_str(key, out);
-                    out.push(':');
-                    match value {
-                        Value::Str(s) => write_json_str(s, out),
-                        Value::Int(n) => out.push_str(&n.to_string()),
-                        Value::Amount(a) => write_json_str(amount::Text::new().write(*a), out),
-                    }
-                }
-                out.push('}');
-            });
-            out.push(']');
-        }
+        Reply::Checks(checks) => write_json_checks(checks, out),
     }
+}
+
+/// Writes costs as one JSON object, `{metric: amount, …}`.
+fn write_json_costs(costs: &Costs, out: &mut String) {
+    out.push('{');
+    for (i, (metric, value)) in costs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(metric, out);
+        out.push(':');
+        write_json_str(amount::Text::new().write(*value), out);
+    }
+    out.push('}');
+}
+
+/// Writes checks as a JSON array of objects, fields in reply order.
+fn write_json_checks(checks: &[Check], out: &mut String) {
+    out.push('[');
+    let mut first = true;
+    for_each_check(checks, |fields| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('{');
+        for (i, (key, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_str(key, out);
+            out.push(':');
+            match value {
+                Value::Str(s) => write_json_str(s, out),
+                Value::Int(n) => out.push_str(&n.to_string()),
+                Value::Amount(a) => write_json_str(amount::Text::new().write(*a), out),
+            }
+        }
+        out.push('}');
+    });
+    out.push(']');
 }
 
 #[cfg(test)]

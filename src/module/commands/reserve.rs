@@ -87,73 +87,27 @@ fn cost_args(cost: &Costs) -> Vec<String> {
 
 /// Parses a request. `charge` selects the rules of `QUOTA.CHARGE`: one
 /// item, negative amounts allowed, `CHECK` instead of `TTL` and batches.
+/// The keywords are read by `request_words`; this checks what they say.
+/// Lua twin: `CMD.parse_request` (lua/src/80_commands.lua).
 fn parse_request(args: &mut Args<'_>, charge: bool) -> Result<Request> {
-    let (mut path, mut also, mut id, mut ttl_ms, mut service, mut model) = (None, Vec::new(), None, None, None, None);
-    let (mut batch, mut brief, mut check, mut items, mut priced) = (None, false, false, Vec::new(), false);
-    let mut usage_keys: Vec<(String, String)> = Vec::new();
-    let mut seen = super::args::Seen::default();
-    while !args.is_done() {
-        let word = args.next_str("a keyword")?;
-        let Some(kw) = keyword(word, REQUEST_KEYWORDS) else { return Err(args.unknown(word)) };
-        let for_charge_only = kw == "CHECK";
-        let for_reserve_only = matches!(kw, "TTL" | "ALL" | "UPTO" | "DRYRUN");
-        if (charge && for_reserve_only) || (!charge && for_charge_only) {
-            return Err(Error::syntax(format!("{kw} does not apply to {}", args.command())));
-        }
-        match kw {
-            "COST" => items.push(parse_cost(args, !charge)?),
-            "USAGE" => {
-                let (key, item) = parse_usage(args)?;
-                usage_keys.push(key);
-                items.push(item);
-                priced = true;
-            }
-            "ALSO" => {
-                also.push(args.next_path("a path after ALSO")?);
-                while !args.at_list_end() {
-                    also.push(args.next_path("a path after ALSO")?);
-                }
-            }
-            "ALL" | "UPTO" | "DRYRUN" => {
-                args.once(&mut seen, "ALL, UPTO or DRYRUN")?;
-                batch = Some(match kw {
-                    "ALL" => BatchMode::All,
-                    "UPTO" => BatchMode::Upto,
-                    _ => BatchMode::DryRun,
-                });
-            }
-            _ => {
-                args.once(&mut seen, kw)?;
-                match kw {
-                    "PATH" => path = Some(args.next_path("a path after PATH")?),
-                    "ID" => id = Some(args.next_name("id")?),
-                    "TTL" => ttl_ms = Some(args.next_u64("TTL", 1, MAX_TTL_MS)?),
-                    "SERVICE" => service = Some(args.next_name("service")?),
-                    "MODEL" => model = Some(args.next_name("model")?),
-                    "BRIEF" => brief = true,
-                    "CHECK" => check = true,
-                    _ => return Err(args.unknown(word)),
-                }
-            }
-        }
-    }
+    let RequestWords { mut req, path, also, usage_keys } = request_words(args, charge)?;
     let path = path.ok_or_else(|| Error::syntax(format!("{} needs PATH", args.command())))?;
-    if model.is_some() && service.is_none() {
+    if req.set.model.is_some() && req.set.service.is_none() {
         return Err(Error::syntax("MODEL needs SERVICE"));
     }
-    if items.is_empty() {
+    if req.items.is_empty() {
         return Err(Error::syntax(format!("{} needs a COST or USAGE item", args.command())));
     }
-    if charge && items.len() > 1 {
+    if charge && req.items.len() > 1 {
         return Err(Error::syntax("QUOTA.CHARGE takes exactly one COST or USAGE item"));
     }
     // Without SERVICE, a request whose USAGE items all name one
     // service/model is for that service and model.
-    if service.is_none()
+    if req.set.service.is_none()
         && let Some((s, m)) = usage_keys.first()
         && usage_keys.iter().all(|k| k == &usage_keys[0])
     {
-        (service, model) = (Some(s.clone()), Some(m.clone()));
+        (req.set.service, req.set.model) = (Some(s.clone()), Some(m.clone()));
     }
     let mut paths = vec![path];
     for p in also {
@@ -164,7 +118,92 @@ fn parse_request(args: &mut Args<'_>, charge: bool) -> Result<Request> {
     if paths.len() > MAX_CHARGE_PATHS {
         return Err(Error::Limit(format!("at most {MAX_CHARGE_PATHS} paths per request (PATH and ALSO)")));
     }
-    Ok(Request { set: ChargeSet { paths, service, model }, id, ttl_ms, batch, brief, check, items, priced })
+    req.set.paths = paths;
+    Ok(req)
+}
+
+/// The keywords of a request as read, before `parse_request` checks them:
+/// the request with no paths yet, its `PATH`, its `ALSO` paths and the
+/// service/model of each `USAGE` item.
+struct RequestWords {
+    req: Request,
+    path: Option<String>,
+    also: Vec<String>,
+    usage_keys: Vec<(String, String)>,
+}
+
+impl RequestWords {
+    /// No keywords read yet (allocates nothing).
+    fn empty() -> Self {
+        let set = ChargeSet { paths: Vec::new(), service: None, model: None };
+        let req = Request {
+            set,
+            id: None,
+            ttl_ms: None,
+            batch: None,
+            brief: false,
+            check: false,
+            items: Vec::new(),
+            priced: false,
+        };
+        RequestWords { req, path: None, also: Vec::new(), usage_keys: Vec::new() }
+    }
+}
+
+/// Reads the keywords of a request and what follows each (the loop of
+/// `parse_request`): a keyword that does not apply to the command, or one
+/// given twice, is an error.
+/// Lua twin: `CMD.request_words` (lua/src/80_commands.lua).
+fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
+    let mut w = RequestWords::empty();
+    let RequestWords { req, path, also, usage_keys } = &mut w;
+    let mut seen = super::args::Seen::default();
+    while !args.is_done() {
+        let word = args.next_str("a keyword")?;
+        let Some(kw) = keyword(word, REQUEST_KEYWORDS) else { return Err(args.unknown(word)) };
+        let for_charge_only = kw == "CHECK";
+        let for_reserve_only = matches!(kw, "TTL" | "ALL" | "UPTO" | "DRYRUN");
+        if (charge && for_reserve_only) || (!charge && for_charge_only) {
+            return Err(Error::syntax(format!("{kw} does not apply to {}", args.command())));
+        }
+        match kw {
+            "COST" => req.items.push(parse_cost(args, !charge)?),
+            "USAGE" => {
+                let (key, item) = parse_usage(args)?;
+                usage_keys.push(key);
+                req.items.push(item);
+                req.priced = true;
+            }
+            "ALSO" => {
+                also.push(args.next_path("a path after ALSO")?);
+                while !args.at_list_end() {
+                    also.push(args.next_path("a path after ALSO")?);
+                }
+            }
+            "ALL" | "UPTO" | "DRYRUN" => {
+                args.once(&mut seen, "ALL, UPTO or DRYRUN")?;
+                req.batch = Some(match kw {
+                    "ALL" => BatchMode::All,
+                    "UPTO" => BatchMode::Upto,
+                    _ => BatchMode::DryRun,
+                });
+            }
+            _ => {
+                args.once(&mut seen, kw)?;
+                match kw {
+                    "PATH" => *path = Some(args.next_path("a path after PATH")?),
+                    "ID" => req.id = Some(args.next_name("id")?),
+                    "TTL" => req.ttl_ms = Some(args.next_u64("TTL", 1, MAX_TTL_MS)?),
+                    "SERVICE" => req.set.service = Some(args.next_name("service")?),
+                    "MODEL" => req.set.model = Some(args.next_name("model")?),
+                    "BRIEF" => req.brief = true,
+                    "CHECK" => req.check = true,
+                    _ => return Err(args.unknown(word)),
+                }
+            }
+        }
+    }
+    Ok(w)
 }
 
 /// `USAGE service/model name value …` after the `USAGE` keyword, priced by
