@@ -52,7 +52,8 @@ argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
                                 [--focus holds] [--set NAME=VALUE ...] [--behind P] [--replica]
-                                [--upgrade-from LIB [--upgrade-at OP]]
+                                [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
+                                [--invariants]
 
 `--behind P` changes trees behind the library's back (DEL with companions,
 RESTORE of an older DUMP, a write in another database through SWAPDB, the
@@ -60,6 +61,14 @@ library loaded again), alike on both servers, to catch caches that outlive
 what they cache. `--replica` checks the Lua server's replica and AOF hold
 what the primary holds. `--upgrade-from LIB` starts the Lua side on an older
 library (make test-lua: 1.0.0) and upgrades it with quota-load mid-run.
+`--flip-with LIB` swaps the Lua side between LIB and the current library
+every --flip-every ops (a downgrade with --allow-downgrade, then back), so
+each writes trees the other wrote, as in a mixed-version rollout or a
+rollback (make test-lua: 1.1.0, kept as tests/fixtures/quota-1.1.0.lua).
+`--invariants` checks after every command that what each Lua tree's "#"
+says is due (since 1.2.0) agrees with its companion keys: the first expiry
+exactly, a forget bound no forget score is below, the live hold count, and
+(without --behind, which loses the index) the index of due trees.
 
 Exits non-zero on any mismatch, printing the seed, the op index, the command
 and both replies; ends with a one-line summary.
@@ -137,7 +146,7 @@ def build_if_missing():
         raise SystemExit("lua_parity: the build failed")
 
 
-def load_library(port, client, source, settings=(), library=None):
+def load_library(port, client, source, settings=(), library=None, downgrade=False):
     if source:
         assert not settings, "--set works with the loader, not with --source"
         with open(LIBRARY, encoding="utf-8") as f:
@@ -148,6 +157,7 @@ def load_library(port, client, source, settings=(), library=None):
         return
     sets = [a for kv in settings for a in ("--set", kv)]
     lib = ["--file", library] if library else []
+    lib += ["--allow-downgrade"] if downgrade else []
     res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets + lib, capture_output=True,
                          text=True, timeout=60)
     if res.returncode != 0:
@@ -849,6 +859,49 @@ def lua_keys_of(lua, tree):
     return [tree.encode()] + sorted(lua.scan_iter(match=prefix.replace("{", "\\{").replace("}", "\\}") + "*"))
 
 
+META_SCRIPT = """
+local b = redis.call('HGET', KEYS[1], '#')
+if not b then return false end
+local ok, m = pcall(cmsgpack.unpack, b)
+if not ok or type(m) ~= 'table' then return false end
+local meta = {}
+for i = 1, 8 do meta[i] = tostring(m[i]) end
+local e = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local f = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+return { meta, e[2] or false, f[2] or false, redis.call('HLEN', KEYS[4]),
+    redis.call('ZSCORE', 'quota:due', KEYS[1]) or false }
+"""
+
+
+def meta_broken(lua, tree, index_kept):
+    """What the Lua tree's '#' says is due, against what its companions hold
+    (--invariants): the first expiry exactly, a forget bound no forget score
+    is below, the live hold count, and (when nothing deleted the index
+    behind the library's back) the index entry it says is there."""
+    tag = tree[tree.index("{"):tree.index("}") + 1] if "{" in tree and "}" in tree else "{" + tree + "}"
+    pre = f"{tag}quota:{tree}:"
+    got = lua.eval(META_SCRIPT, 4, tree, pre + "expiry", pre + "forget", pre + "holds")
+    if not got:
+        return None
+    meta, first_e, first_f, hlen, indexed_at = got
+    meta = [m.decode() if isinstance(m, bytes) else m for m in meta]
+    due_e, due_f, indexed, holds = meta[4:8]
+    if due_e in ("nil", "false") and holds in ("nil", "false"):
+        return None  # written by a library before 1.2.0
+    head = float(first_e) if first_e else float("inf")
+    if due_e != "false" and float(due_e) != head:
+        return f"{tree}: '#' says the first expiry is {due_e}, the expiry set's first is {head}"
+    if due_f != "false" and first_f and float(due_f) > float(first_f):
+        return f"{tree}: '#' says nothing is forgotten before {due_f}, the forget set has {float(first_f)}"
+    if holds != "false" and int(float(holds)) != hlen:
+        return f"{tree}: '#' says {holds} live holds, the holds hash has {hlen}"
+    if index_kept and indexed == "true":
+        at = float(indexed_at) if indexed_at else float("inf")
+        if at != head:
+            return f"{tree}: '#' says the index of due trees has it at {head}, the index has {at}"
+    return None
+
+
 def behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i):
     """One change behind the library's back, made alike on both servers (see --behind)."""
     tree = rng.choice(TREES)
@@ -962,6 +1015,13 @@ def main():
                          "quota-load at --upgrade-at, under live trees")
     ap.add_argument("--upgrade-at", type=int, default=None, metavar="OP",
                     help="the op at which --upgrade-from upgrades (default: half of --ops)")
+    ap.add_argument("--invariants", action="store_true",
+                    help="after every command, check what each Lua tree's '#' says is due against its companion "
+                         "keys (first expiry, forget bound, live holds, index entry)")
+    ap.add_argument("--flip-with", metavar="LIB",
+                    help="every --flip-every ops, load LIB in place of the current library (a downgrade) and back: "
+                         "a mixed-version rollout where each library writes trees the other wrote")
+    ap.add_argument("--flip-every", type=int, default=200, metavar="N")
     ap.add_argument("--behind", type=float, default=0.0, metavar="P",
                     help="before each op, with probability P, change trees behind the library's back on both "
                          "servers: DEL of a tree with its companions, a DUMP snapshot of a tree put back later "
@@ -1030,6 +1090,11 @@ def main():
             if args.upgrade_from and i == upgrade_at:
                 load_library(lua_port, lua, False, args.set)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
+            if args.flip_with and i > 0 and i % args.flip_every == 0:
+                old = (i // args.flip_every) % 2 == 1
+                load_library(lua_port, lua, False, args.set, args.flip_with if old else None, downgrade=old)
+                if args.verbose:
+                    print(f"#{i} library: {'the older ' + args.flip_with if old else 'the current one'}")
             if args.behind and rng.random() < args.behind:
                 behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i)
             cmd = gen.command()
@@ -1041,6 +1106,12 @@ def main():
                     if bad:
                         mismatches += 1
                         print(f"HELD MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
+            if args.invariants:
+                for t in TREES:
+                    bad = meta_broken(lua, t, not args.behind)
+                    if bad:
+                        mismatches += 1
+                        print(f"META MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             done += 1
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
