@@ -5385,7 +5385,13 @@ end
 -- Rust twin: Tree::check_hold (src/engine/hold.rs)
 function HOLDS.check_hold(ctx, req, r, held)
     if ctx.hold_count >= ctx.limits.max_holds then
-        fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
+        -- The count kept in "#" is asked of the holds hash before refusing
+        -- (as before 1.2.0), so a hash changed by hand cannot refuse for
+        -- good; this call has placed no hold yet, so the hash is the count.
+        ctx.hold_count = redis.call("HLEN", ctx.hkey)
+        if ctx.hold_count >= ctx.limits.max_holds then
+            fail(sformat("ERR limit: the tree already has %d live holds (max_holds)", ctx.limits.max_holds))
+        end
     end
     check_new_paths(ctx, req.set.paths, r.missing)
     local held_at = costs_index(held, #r.pols)
