@@ -926,13 +926,14 @@ do
     -- more events (a backlog of expiries) than unpack can pass.
     local function flush_events(ctx)
         local events, keep = ctx.new_events, math.max(ctx.limits.events_len, 1)
+        local first = math.max(#events - keep + 1, 1)
         local blobs = {}
-        for i = math.max(#events - keep + 1, 1), #events do
+        for i = first, #events do
             blobs[#blobs + 1] = mpack(events[i])
         end
         call_chunked("RPUSH", ctx.vkey, blobs)
         redis.call("LTRIM", ctx.vkey, -keep, -1)
-        for i = math.max(#events - keep + 1, 1), #events do
+        for i = first, #events do
             redis.call("PUBLISH", "quota:events:" .. ctx.key, to_json(event_reply(events[i], ctx.key)))
         end
     end
