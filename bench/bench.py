@@ -43,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
 CEILING = os.path.join(ROOT, "target", "release", "libquota_ceiling.so")
 LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
+LOADER = os.path.join(ROOT, "target", "release", "quota-load")
 PATH = "search/qr/canary"
 LEVELS = ["/", "search", "search/qr", "search/qr/canary"]
 
@@ -244,7 +245,7 @@ def scale(args):
     return results
 
 
-def lua_fill(r, key, count, command):
+def lua_fill(r, count, command):
     """Runs FCALL `command(i)` for i in 0..count, pipelined in chunks."""
     for start in range(0, count, 1000):
         pipe = r.pipeline(transaction=False)
@@ -269,17 +270,16 @@ def lua_scale(args):
         server = Server(modules=False)
         try:
             r = server.r
-            with open(LIBRARY) as f:
-                source = f.read()
-            # Room for the largest case (the library's settings are in its source).
-            source = source.replace("max_holds = 1000000,", "max_holds = 5000000,")
-            r.execute_command("FUNCTION", "LOAD", "REPLACE", source)
+            # Room for the largest case: quota-load sets it in the library's
+            # source, and fails if the setting is not there.
+            subprocess.run([LOADER, "--file", LIBRARY, "--set", "max_holds=5000000",
+                            f"redis://127.0.0.1:{server.port}"], capture_output=True, check=True, timeout=60)
             build_tree(r, set_command=("FCALL", "quota_set", "1"))
-            lua_fill(r, "t", max(paths - 5, 0), lambda i: ("FCALL", "quota_set", 1, "t", f"fill/n{i}", "cap",
+            lua_fill(r, max(paths - 5, 0), lambda i: ("FCALL", "quota_set", 1, "t", f"fill/n{i}", "cap",
                                                            "METRIC", "credits", "LIMIT", "100"))
-            lua_fill(r, "t", holds, lambda i: ("FCALL", "quota_reserve", 1, "t", "PATH", "held/h", "TTL",
+            lua_fill(r, holds, lambda i: ("FCALL", "quota_reserve", 1, "t", "PATH", "held/h", "TTL",
                                                "3600000", "BRIEF", "COST", "other", "1"))
-            lua_fill(r, "t", 500, lambda i: reserve)  # warm: the library builds itself, caches fill
+            lua_fill(r, 500, lambda i: reserve)  # warm: the library builds itself, caches fill
             rps = benchmark(server.port, reserve, 16, max(args.requests // 10, 2000), args.runs)[0]
             label = f"{paths:,} paths" if not holds else f"{holds:,} live holds"
             results[label] = rps
@@ -331,12 +331,8 @@ def lua_memory(count):
             r.execute_command("FUNCTION", "LOAD", "REPLACE", f.read())
         r.execute_command("FCALL", "quota_set", 1, "big", "/", "cap", "METRIC", "credits", "LIMIT", "100")
         before = r.info("memory")["used_memory"]
-        for start in range(0, count, 1000):
-            pipe = r.pipeline(transaction=False)
-            for i in range(start, min(start + 1000, count)):
-                pipe.execute_command("FCALL", "quota_set", 1, "big", f"fill/n{i}", "cap", "METRIC", "credits",
-                                     "LIMIT", "100")
-            pipe.execute()
+        lua_fill(r, count, lambda i: ("FCALL", "quota_set", 1, "big", f"fill/n{i}", "cap", "METRIC", "credits",
+                                      "LIMIT", "100"))
         return (r.info("memory")["used_memory"] - before) / count
     finally:
         server.stop()
