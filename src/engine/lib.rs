@@ -22,7 +22,7 @@
 //!   and rolling *windows*; [`events`]: what a tree reports.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
 //!   `short`: a short list kept in place (what a request reaches);
-//!   [`pricing`]: the *price book*; [`outcome`]: what the engine answers;
+//!   [`pricing`]: the *price book*; [`plan`]: *plans* and the *plan book*; [`outcome`]: what the engine answers;
 //!   [`error`]: why it refuses.
 //! - [`persist`] and [`restore`]: a tree as bytes, and back.
 //!
@@ -41,6 +41,7 @@ pub mod names;
 pub mod outcome;
 pub mod paths;
 pub mod persist;
+pub mod plan;
 pub mod policy;
 pub mod pricing;
 pub mod restore;
