@@ -44,6 +44,22 @@ impl Tree {
     /// filter matches, and that hold its metric; and their total held.
     /// Lua twin: `holds_matching` (lua/src/75_ops.lua).
     pub(crate) fn holds_matching(&self, path: &str, spec: &PolicySpec) -> Result<(Vec<String>, Decimal)> {
+        self.holds_matching_with(path, spec, amount::add)
+    }
+
+    /// [`Tree::holds_matching`] whose total stops at the bound of totals
+    /// instead of failing (a plan's sync never fails).
+    pub(crate) fn holds_matching_saturating(&self, path: &str, spec: &PolicySpec) -> (Vec<String>, Decimal) {
+        let add = |a: Decimal, b: Decimal| Ok(amount::add_saturating(a, b));
+        self.holds_matching_with(path, spec, add).unwrap_or_default()
+    }
+
+    fn holds_matching_with(
+        &self,
+        path: &str,
+        spec: &PolicySpec,
+        add: impl Fn(Decimal, Decimal) -> Result<Decimal>,
+    ) -> Result<(Vec<String>, Decimal)> {
         let mut ids = Vec::new();
         let mut held = Decimal::ZERO;
         for hold in self.holds.values() {
@@ -51,7 +67,7 @@ impl Tree {
                 && spec.matches(hold.set.service.as_deref(), hold.set.model.as_deref())
                 && hold.items.iter().any(|i| i.cost.iter().any(|(m, _)| *m == spec.metric))
             {
-                held = amount::add(held, hold.held_of(&spec.metric))?;
+                held = add(held, hold.held_of(&spec.metric))?;
                 ids.push(hold.id.clone());
             }
         }

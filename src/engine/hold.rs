@@ -283,12 +283,27 @@ impl Tree {
         {
             return Ok(first);
         }
-        let mut plan = self.plan_reserve(&req, now_ms)?;
+        // A tree that follows a plan syncs the nodes on the way, and
+        // creates the missing ones (synced) to judge against their plan
+        // policies; they are removed again when nothing is held.
+        self.sync_way(&req.set.paths, now_ms);
+        let undo = self.materialize(&req.set.paths, now_ms, limits)?;
+        let mut plan = match self.plan_reserve(&req, now_ms) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.unmake_if(undo);
+                return Err(e);
+            }
+        };
         let outcome = self.reserve_outcome(&req, &mut plan, now_ms);
         if outcome.reserved == 0 {
+            self.unmake_if(undo);
             return Ok(outcome);
         }
-        self.check_hold(&req, &plan, outcome.held(), limits)?;
+        if let Err(e) = self.check_hold(&req, &plan, outcome.held(), limits) {
+            self.unmake_if(undo);
+            return Err(e);
+        }
 
         // After this point the reservation succeeds.
         Ok(self.place_hold(req, plan, outcome, now_ms, limits))
@@ -394,7 +409,7 @@ impl Tree {
             None => self.generate_id(now_ms),
         };
         for path in &req.set.paths {
-            let node = self.ensure_path(path);
+            let node = self.ensure_path(path, now_ms);
             if let Some(node) = self.node_mut(node) {
                 node.live_holds += 1;
             }
@@ -634,6 +649,7 @@ impl Tree {
             Settle::Items(plan) => plan,
             Settle::Repeat(first) => return Ok(first),
         };
+        self.sync_way(&plan.set.paths, now_ms);
         let reach = self.usage_reach(&plan.set, &plan.actual);
         // A commit is refused only for the paths it would create (a late
         // commit on a deleted path); its totals are never refused.
@@ -944,22 +960,29 @@ impl Tree {
             return Ok(first);
         }
         check_item_metrics(&req.cost)?;
+        self.sync_way(&req.set.paths, now_ms);
+        let undo = self.materialize(&req.set.paths, now_ms, limits)?;
         let reach = self.reach(&req.set, &req.cost);
         let verdict = self.judge_charge(&req, &reach, now_ms);
         if req.check
             && let Some(first) = verdict.refused
         {
+            let message = self.shortfall(first, &req.cost, None, now_ms);
+            self.unmake_if(undo);
             return Ok(ChargeOutcome {
                 allowed: false,
                 charged: Costs::new(),
-                message: self.shortfall(first, &req.cost, None, now_ms),
+                message,
                 checks: verdict.checks,
                 denied_by: verdict.denied_by,
                 over: Vec::new(),
                 duplicate: false,
             });
         }
-        self.check_usage(&reach, &req.set, &req.cost, now_ms, limits)?;
+        if let Err(e) = self.check_usage(&reach, &req.set, &req.cost, now_ms, limits) {
+            self.unmake_if(undo);
+            return Err(e);
+        }
 
         // After this point the charge succeeds.
         Ok(self.apply_charge(req, reach, verdict, now_ms, limits))

@@ -46,6 +46,7 @@ pub mod policy;
 pub mod pricing;
 pub mod restore;
 mod short;
+pub mod sync;
 pub mod thresholds;
 pub mod tree;
 pub mod view;

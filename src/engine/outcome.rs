@@ -355,6 +355,8 @@ pub struct PolicyView {
     pub service: Option<String>,
     pub model: Option<String>,
     pub period: Option<(u64, u64)>,
+    /// Whether the policy comes from the tree's plan (`source` "plan").
+    pub from_plan: bool,
 }
 
 impl PolicyView {
@@ -375,6 +377,7 @@ impl PolicyView {
             service: policy.service().map(str::to_string),
             model: policy.model().map(str::to_string),
             period: policy.shown_period(now_ms),
+            from_plan: policy.from_plan,
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct Node {
     next_sibling: NodeId,
     /// Live holds that name this node in `PATH` or `ALSO` (derived on load).
     pub live_holds: u32,
+    /// The tree's plan epoch when this node was last synced with the plan
+    /// (see `sync`): the node is stale when it differs from the tree's.
+    pub plan_epoch: u32,
     pub policies: Box<[Policy]>,
     /// Everything charged in this subtree since the node was created, per
     /// metric (a boxed slice: most nodes never change their metrics).
@@ -63,6 +66,7 @@ impl Node {
             prev_sibling: NO_NODE,
             next_sibling: NO_NODE,
             live_holds: 0,
+            plan_epoch: 0,
             policies: Box::default(),
             spent: Box::default(),
         }
@@ -174,13 +178,14 @@ impl Tree {
     }
 
     /// Creates `path` and its missing ancestors. The caller has checked
-    /// `max_paths`; returns the node.
+    /// `max_paths`; returns the node. In a tree that follows a plan, each
+    /// new node is synced as it is created (it gets the plan's policies).
     /// Lua twin: `ensure_path` (lua/src/60_tree.lua).
-    pub(crate) fn ensure_path(&mut self, path: &str) -> NodeId {
+    pub(crate) fn ensure_path(&mut self, path: &str, now_ms: u64) -> NodeId {
         if let Some(id) = self.find(path) {
             return id;
         }
-        let parent = self.ensure_path(names::parent_of(path));
+        let parent = self.ensure_path(names::parent_of(path), now_ms);
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -193,11 +198,32 @@ impl Tree {
                 (self.nodes.len() - 1) as NodeId
             }
         };
-        self.nodes[id as usize] = Some(Node::new(path, Some(parent)));
+        let mut node = Node::new(path, Some(parent));
+        node.plan_epoch = self.plan_epoch;
+        self.nodes[id as usize] = Some(node);
         self.link_child(parent, id);
         self.index_insert(id);
         self.node_count += 1;
+        if self.plan.is_some() {
+            self.sync_new_node(id, now_ms);
+        }
         id
+    }
+
+    /// Removes nodes `created` (leaves, newest last, that nothing refers
+    /// to) again, putting the arena, the free list and the generation
+    /// counter back as they were (`undo`): nothing observable is left.
+    pub(crate) fn unmake(&mut self, undo: crate::sync::Undo) {
+        for &id in undo.created.iter().rev() {
+            self.unlink_child(id);
+            self.index_remove(id);
+            if self.nodes.get_mut(id as usize).and_then(Option::take).is_some() {
+                self.node_count -= 1;
+            }
+        }
+        self.nodes.truncate(undo.arena_len);
+        self.free = undo.free;
+        self.next_generation = undo.next_generation;
     }
 
     /// How many nodes creating `paths` would add.

@@ -175,6 +175,9 @@ pub struct Policy {
     pub fired: u16,
     /// Whether `over` fired in this period.
     pub over_fired: bool,
+    /// Whether the policy comes from the tree's plan (`source` "plan")
+    /// rather than `QUOTA.SET` (`source` "tree").
+    pub from_plan: bool,
     pub limit: Decimal,
     /// Usage committed or charged in the current period (never below 0).
     /// For a rolling window, the sum of its buckets.
@@ -232,7 +235,8 @@ impl Policy {
     /// carried over and archived was in another unit.
     /// Lua twin: `new_policy` in `OPS.set_policy` (lua/src/75_ops.lua).
     pub fn restart(&mut self, generation: u64, now_ms: u64) {
-        let fresh = Policy::new(self.name(), self.spec(), generation, now_ms);
+        let mut fresh = Policy::new(self.name(), self.spec(), generation, now_ms);
+        fresh.from_plan = self.from_plan;
         *self = fresh;
     }
 
@@ -249,6 +253,7 @@ impl Policy {
             mode: spec.mode,
             fired: 0,
             over_fired: false,
+            from_plan: false,
             limit: spec.limit,
             used: Decimal::ZERO,
             held: Decimal::ZERO,

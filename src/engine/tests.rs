@@ -499,11 +499,11 @@ fn set_updates_keep_usage_and_unset_forgets_holds() {
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Block), 0, &l).unwrap();
     let p = policy_at(&t, "projects/p1", "cap");
     assert_eq!((p.used, p.held, p.limit), (d("10"), d("5"), d("70")));
-    t.unset_policy("projects/p1", "cap").unwrap();
+    t.unset_policy("projects/p1", "cap", 0, &Limits::default()).unwrap();
     t.set_policy("projects/p1", "cap", spec("credits", "70", Mode::Strict), 0, &l).unwrap();
     t.release(&id, None, 1, &l).unwrap();
     assert_eq!(policy_at(&t, "projects/p1", "cap").held, d("0"), "a new policy ignores its predecessor's holds");
-    assert!(matches!(t.unset_policy("projects/p1", "nope"), Err(Error::NotFound(_))));
+    assert!(matches!(t.unset_policy("projects/p1", "nope", 0, &Limits::default()), Err(Error::NotFound(_))));
     t.check_invariants().unwrap();
 }
 

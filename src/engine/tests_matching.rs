@@ -159,7 +159,7 @@ proptest! {
                 }
                 Op::Unset { slot } => {
                     let (path, name) = SLOTS[slot];
-                    let _ = t.unset_policy(path, name);
+                    let _ = t.unset_policy(path, name, now, &l);
                 }
                 Op::Delpath { path } => {
                     if t.delete_path(PATHS[path]).is_ok() {
@@ -330,7 +330,7 @@ fn a_load_changes_no_byte() {
     t.set_policy("a", "p", spec("credits", None, 0, 100), 0, &l).unwrap();
     t.set_policy("b", "p", spec("credits", None, 0, 100), 0, &l).unwrap();
     reserve(&mut t, &["a", "b"], None, vec![pair(5, 0)], BatchMode::All);
-    t.unset_policy("a", "p").unwrap();
+    t.unset_policy("a", "p", 0, &Limits::default()).unwrap();
     t.set_policy("a", "p", spec("credits", None, 0, 100), 0, &l).unwrap();
     same_after_load(&t, "also");
     // Paths made after a DELPATH take the same free slots in a loaded tree
@@ -394,7 +394,7 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
             t.set_policy(path, name, s, *now, l).unwrap();
         }
         Op::Unset { slot } => {
-            let _ = t.unset_policy(SLOTS[slot].0, SLOTS[slot].1);
+            let _ = t.unset_policy(SLOTS[slot].0, SLOTS[slot].1, *now, l);
         }
         Op::Delpath { path } => {
             let _ = t.delete_path(PATHS[path]);

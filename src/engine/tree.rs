@@ -12,6 +12,7 @@
 //! events) and `lua/src/75_ops.lua` (setting policies).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 
@@ -25,6 +26,7 @@ use super::hold::{Hold, Tomb};
 use super::names;
 use super::outcome::{Check, Costs, Lookup, PolicyView, ResetOutcome, Totals};
 use super::paths::ROOT;
+use super::plan::Plan;
 use super::policy::{Policy, PolicySpec};
 use super::short::Short;
 
@@ -115,8 +117,23 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
     events
 }
 
+/// QUOTA.SET's update of an existing policy to `spec` (its resets due
+/// applied without events, usage kept; a changed metric starts it over
+/// with `generation`). Shared by `QUOTA.SET`, `QUOTA.UNSET` of an
+/// override and a plan's sync.
+/// Lua twin: `update_policy` in `OPS.set_policy` (lua/src/75_ops.lua).
+pub(crate) fn updated_policy(policy: &Policy, spec: PolicySpec, generation: u64, now_ms: u64) -> Policy {
+    let mut policy = policy.clone();
+    let new_metric = policy.metric() != spec.metric;
+    policy.update(spec, now_ms);
+    if new_metric {
+        policy.restart(generation, now_ms);
+    }
+    policy
+}
+
 /// Whether a policy keeps the service/model filter of `spec`.
-fn same_filter(policy: &Policy, spec: &PolicySpec) -> bool {
+pub(crate) fn same_filter(policy: &Policy, spec: &PolicySpec) -> bool {
     policy.service() == spec.service.as_deref() && policy.model() == spec.model.as_deref()
 }
 
@@ -175,6 +192,15 @@ pub struct Tree {
     /// skip the schedule. The database is part of it because `SWAPDB` moves
     /// a tree without telling anyone.
     pub scheduled: Option<(i32, Option<u64>)>,
+    /// The plan the tree follows, as it last saw it (shared with the plan
+    /// book while it is current there); `None` when it follows none.
+    pub(crate) plan: Option<Arc<Plan>>,
+    /// +1 each time the tree takes another plan or version, or leaves its
+    /// plan: a node whose `plan_epoch` differs is stale (see `sync`).
+    pub(crate) plan_epoch: u32,
+    /// What the current command changed by following its plan (not
+    /// persisted; see [`Tree::take_plan_changes`]).
+    pub(crate) plan_changes: crate::sync::PlanChanges,
 }
 
 impl Tree {
@@ -230,7 +256,8 @@ impl Tree {
     /// `QUOTA.SET`: creates or updates a policy. An update keeps the usage;
     /// a changed metric starts the policy over with a new generation, so
     /// holds placed under the old metric no longer count here. Returns true
-    /// when it was created.
+    /// when it was created. A policy of a name the tree's plan gives at the
+    /// node becomes the tree's own (an override), usage kept.
     /// Lua twin: `OPS.set_policy` (lua/src/75_ops.lua).
     pub fn set_policy(
         &mut self,
@@ -241,13 +268,36 @@ impl Tree {
         limits: &Limits,
     ) -> Result<bool> {
         spec.validate()?;
+        self.sync_path(path, now_ms);
         self.check_policy_room(path, name, limits)?;
+        // After this point the command succeeds (a new node has no holds,
+        // so counting them cannot fail).
+        let id = self.ensure_path(path, now_ms);
+        let (r, created) = self.apply_set(id, path, name, spec, false, now_ms, limits)?;
+        self.observe([r], now_ms, limits);
+        Ok(created)
+    }
+
+    /// QUOTA.SET's change at node `id`: the existing policy `name` updated
+    /// (its resets due applied first), or a new one appended; `from_plan`
+    /// is its source after. The holds it matches are counted again when it
+    /// is new or its metric or filter changes.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_set(
+        &mut self,
+        id: NodeId,
+        path: &str,
+        name: &str,
+        spec: PolicySpec,
+        from_plan: bool,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Result<(PolicyRef, bool)> {
         // A new policy, or one whose metric or filter changes, counts the
         // live holds it matches from now on (and no others): held always
         // equals the live holds that match the policy as it is now.
         let old = self
-            .find(path)
-            .and_then(|id| self.node(id))
+            .node(id)
             .and_then(|node| node.policies.iter().find(|p| p.name() == name))
             .map(|p| (p.generation, p.metric() != spec.metric || !same_filter(p, &spec)));
         let counted = match old {
@@ -255,31 +305,38 @@ impl Tree {
             _ if !self.holds_may_reach(path) => None,
             _ => Some(self.holds_matching(path, &spec)?),
         };
-        // After this point the command succeeds.
-        let id = self.ensure_path(path);
         // Every call takes a fresh generation number; only a new policy or a
         // changed metric uses it.
         let generation = self.next_generation;
         self.next_generation += 1;
         let (r, created) = match self.node(id).and_then(|n| n.policies.iter().position(|p| p.name() == name)) {
-            Some(index) => (self.update_policy(PolicyRef { node: id, index }, spec, generation, now_ms, limits), false),
+            Some(index) => {
+                let r = PolicyRef { node: id, index };
+                self.roll_policy(r, now_ms, limits);
+                if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(index)) {
+                    *policy = updated_policy(policy, spec, generation, now_ms);
+                }
+                (r, false)
+            }
             None => (self.add_policy(id, name, spec, generation, now_ms)?, true),
         };
+        if let Some(policy) = self.node_mut(id).and_then(|n| n.policies.get_mut(r.index)) {
+            policy.from_plan = from_plan;
+        }
         if let Some((ids, held)) = counted {
             self.recount(r, old.map(|(g, _)| g), &ids, held);
         }
-        self.observe([r], now_ms, limits);
-        Ok(created)
+        Ok((r, created))
     }
 
     /// Checks that policy `name` may be set at `path`: an existing policy
-    /// always may; a new one needs room under `max_policies`, and a new
-    /// path room in the tree.
+    /// always may; a new one needs room under `max_policies` (which counts
+    /// the tree's own policies, not its plan's), and a new path room in the
+    /// tree.
     fn check_policy_room(&self, path: &str, name: &str, limits: &Limits) -> Result<()> {
-        let existing = self
-            .find(path)
-            .and_then(|id| self.node(id))
-            .map(|node| (node.policies.len(), node.policies.iter().position(|p| p.name() == name)));
+        let existing = self.find(path).and_then(|id| self.node(id)).map(|node| {
+            (node.policies.iter().filter(|p| !p.from_plan).count(), node.policies.iter().position(|p| p.name() == name))
+        });
         match existing {
             Some((_, Some(_))) => Ok(()),
             Some((count, None)) if count >= limits.max_policies => Err(Error::Limit(format!(
@@ -290,28 +347,6 @@ impl Tree {
             Some((_, None)) => Ok(()),
             None => self.check_new_paths([path], self.missing_count(&[path]), limits),
         }
-    }
-
-    /// `QUOTA.SET` on the existing policy at `r`: its resets due are
-    /// applied, then the new configuration; a changed metric starts it
-    /// over with `generation`.
-    fn update_policy(
-        &mut self,
-        r: PolicyRef,
-        spec: PolicySpec,
-        generation: u64,
-        now_ms: u64,
-        limits: &Limits,
-    ) -> PolicyRef {
-        self.roll_policy(r, now_ms, limits);
-        if let Some(policy) = self.node_mut(r.node).and_then(|n| n.policies.get_mut(r.index)) {
-            let new_metric = policy.metric() != spec.metric;
-            policy.update(spec, now_ms);
-            if new_metric {
-                policy.restart(generation, now_ms);
-            }
-        }
-        r
     }
 
     /// Adds a new policy to node `id`.
@@ -350,11 +385,6 @@ impl Tree {
             .ok_or_else(|| Error::State("tree is inconsistent".into()))
     }
 
-    fn policy_named(&self, path: &str, name: &str) -> Result<&Policy> {
-        let r = self.policy_ref(path, name)?;
-        self.policy(r).ok_or_else(|| Error::State("tree is inconsistent".into()))
-    }
-
     /// `QUOTA.GRANT`: adds `amount` to the current period's allowance.
     /// Lua twin: `OPS.grant` (lua/src/75_ops.lua).
     pub fn grant(
@@ -365,6 +395,7 @@ impl Tree {
         now_ms: u64,
         limits: &Limits,
     ) -> Result<PolicyView> {
+        self.sync_path(path, now_ms);
         let r = self.policy_ref(path, name)?;
         let mut updated = self.policy(r).cloned().ok_or_else(|| Error::State("tree is inconsistent".into()))?;
         updated.roll(now_ms);
@@ -379,6 +410,7 @@ impl Tree {
     /// `QUOTA.RESET`: closes the policy's current period now.
     /// Lua twin: `OPS.reset` (lua/src/75_ops.lua).
     pub fn reset_policy(&mut self, path: &str, name: &str, now_ms: u64, limits: &Limits) -> Result<ResetOutcome> {
+        self.sync_path(path, now_ms);
         let r = self.policy_ref(path, name)?;
         self.roll_policy(r, now_ms, limits);
         let policy = self.policy_mut(path, name)?;
@@ -393,16 +425,43 @@ impl Tree {
     /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
     /// Lua twin: `OPS.history` (lua/src/75_ops.lua).
     pub fn history(&self, path: &str, name: &str, now_ms: u64) -> Result<Vec<ResetOutcome>> {
-        Ok(self.policy_named(path, name)?.at(now_ms).history().iter().cloned().collect())
+        self.history_seen(path, name, now_ms, self.plan.as_ref())
     }
 
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no
-    /// longer do.
+    /// longer do. A tree policy overriding a policy the plan gives at the
+    /// node becomes the plan's again (QUOTA.SET's update with the plan's
+    /// spec, usage kept); a plan policy cannot be removed.
     /// Lua twin: `OPS.unset_policy`, `OPS.drop_lines` (lua/src/75_ops.lua).
-    pub fn unset_policy(&mut self, path: &str, name: &str) -> Result<()> {
+    pub fn unset_policy(&mut self, path: &str, name: &str, now_ms: u64, limits: &Limits) -> Result<()> {
+        self.sync_path(path, now_ms);
         let r = self.policy_ref(path, name)?;
+        if let Some(plan) = self.plan.clone() {
+            if self.policy(r).is_some_and(|p| p.from_plan) {
+                return Err(Error::State(format!(
+                    "policy '{name}' at '{}' comes from plan '{}': override it with QUOTA.SET, or change the plan",
+                    names::display_path(path),
+                    plan.name
+                )));
+            }
+            if let Some((_, spec)) = plan.policies_for(path).into_iter().find(|(n, _)| *n == name) {
+                let spec = spec.clone();
+                let (r, _) = self.apply_set(r.node, path, name, spec, true, now_ms, limits)?;
+                self.observe([r], now_ms, limits);
+                return Ok(());
+            }
+        }
+        self.remove_policy(r);
+        Ok(())
+    }
+
+    /// Removes the policy at `r`, and the lines of the holds that counted
+    /// on it.
+    /// Lua twin: `OPS.drop_lines` (lua/src/75_ops.lua).
+    pub(crate) fn remove_policy(&mut self, r: PolicyRef) {
+        let path = self.node(r.node).map(|n| n.path.clone()).unwrap_or_default();
         if let Some(generation) = self.policy(r).map(|p| p.generation)
-            && self.holds_may_reach(path)
+            && self.holds_may_reach(&path)
         {
             for hold in self.holds.values_mut() {
                 hold.lines.retain(|l| l.node != r.node || l.generation != generation);
@@ -413,7 +472,6 @@ impl Tree {
             policies.remove(r.index);
             node.policies = policies.into_boxed_slice();
         }
-        Ok(())
     }
 
     // ----- reaching policies and charging usage --------------------------
@@ -549,7 +607,7 @@ impl Tree {
     ) -> Vec<String> {
         let reach = if reach.missing > 0 {
             for path in &set.paths {
-                self.ensure_path(path);
+                self.ensure_path(path, now_ms);
             }
             self.usage_reach(set, usage)
         } else {

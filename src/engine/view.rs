@@ -8,12 +8,16 @@
 //! Lua twin: `OPS.view`, `OPS.get_view`, `OPS.tree_view` in
 //! `lua/src/75_ops.lua`.
 
+use std::sync::Arc;
+
 use crate::due::{DueRelease, held_after};
 use crate::error::{Error, Result};
 use crate::names;
-use crate::outcome::{NodeView, PolicyView, TreeView};
+use crate::outcome::{NodeView, PolicyView, ResetOutcome, TreeView};
 use crate::paths::NodeId;
+use crate::plan::Plan;
 use crate::policy::Status;
+use crate::sync::Seen;
 use crate::tree::Tree;
 
 impl Tree {
@@ -28,6 +32,7 @@ impl Tree {
         budget: &mut usize,
         now_ms: u64,
         due: Option<&DueRelease>,
+        seen: Seen<'_>,
     ) -> Option<NodeView> {
         let node = self.node(id)?;
         *budget = budget.saturating_sub(1);
@@ -40,12 +45,12 @@ impl Tree {
                 if *budget == 0 {
                     break;
                 }
-                children.extend(self.view(child, depth - 1, budget, now_ms, due));
+                children.extend(self.view(child, depth - 1, budget, now_ms, due, seen));
             }
             more = total - children.len();
         }
-        let policies: Vec<PolicyView> = node
-            .policies
+        let policies: Vec<PolicyView> = self
+            .policies_seen(id, seen, now_ms)
             .iter()
             .map(|p| {
                 let mut p = p.at(now_ms);
@@ -88,9 +93,16 @@ impl Tree {
     /// replicates expiry).
     /// Lua twin: `OPS.get_view` after `expire` (lua/src/75_ops.lua).
     pub fn get_at(&self, path: &str, now_ms: u64, due_ms: u64) -> Result<NodeView> {
+        self.get_seen(path, now_ms, due_ms, self.plan.as_ref())
+    }
+
+    /// [`Tree::get_at`] seeing the tree as if it had adopted the book's
+    /// `current` plan of its name (reads never change anything).
+    pub fn get_seen(&self, path: &str, now_ms: u64, due_ms: u64, current: Option<&Arc<Plan>>) -> Result<NodeView> {
         let due = self.due_for_read(due_ms);
+        let seen = self.seen(current);
         self.find(path)
-            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref()))
+            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref(), seen))
             .ok_or_else(|| Self::not_found(path))
     }
 
@@ -111,11 +123,26 @@ impl Tree {
         now_ms: u64,
         due_ms: u64,
     ) -> Result<TreeView> {
+        self.tree_view_seen(path, depth, max_nodes, now_ms, due_ms, self.plan.as_ref())
+    }
+
+    /// [`Tree::tree_view_at`] seeing the tree as if it had adopted the
+    /// book's `current` plan of its name.
+    pub fn tree_view_seen(
+        &self,
+        path: &str,
+        depth: usize,
+        max_nodes: usize,
+        now_ms: u64,
+        due_ms: u64,
+        current: Option<&Arc<Plan>>,
+    ) -> Result<TreeView> {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
         let mut budget = max_nodes.max(1);
         let due = self.due_for_read(due_ms);
+        let seen = self.seen(current);
         let root = self
-            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref())
+            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref(), seen)
             .ok_or_else(|| Self::not_found(path))?;
         let nodes = max_nodes.max(1) - budget;
         fn cut(view: &NodeView) -> bool {
@@ -123,5 +150,24 @@ impl Tree {
         }
         let truncated = cut(&root);
         Ok(TreeView { root, nodes, truncated })
+    }
+
+    /// `QUOTA.HISTORY` seeing the tree as if it had adopted the book's
+    /// `current` plan: closed periods, newest first, as of `now_ms`.
+    /// Lua twin: `OPS.history` (lua/src/75_ops.lua).
+    pub fn history_seen(
+        &self,
+        path: &str,
+        name: &str,
+        now_ms: u64,
+        current: Option<&Arc<Plan>>,
+    ) -> Result<Vec<ResetOutcome>> {
+        let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
+        let policies = self.policies_seen(id, self.seen(current), now_ms);
+        let policy = policies
+            .iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
+        Ok(policy.at(now_ms).history().iter().cloned().collect())
     }
 }

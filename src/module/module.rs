@@ -217,6 +217,7 @@ tree_entry!(c_unset, policy::UNSET);
 tree_entry!(c_delpath, policy::DELPATH);
 tree_entry!(c_grant, policy::GRANT);
 tree_entry!(c_reset, policy::RESET);
+tree_entry!(c_assign, policy::ASSIGN);
 tree_entry!(c_history, read::HISTORY);
 tree_entry!(c_events, read::EVENTS);
 tree_entry!(c_reserve, reserve::RESERVE);
@@ -264,6 +265,7 @@ fn entry_of(name: &str) -> raw::RedisModuleCmdFunc {
         "QUOTA.DELPATH" => c_delpath,
         "QUOTA.GRANT" => c_grant,
         "QUOTA.RESET" => c_reset,
+        "QUOTA.ASSIGN" => c_assign,
         "QUOTA.RESERVE" => c_reserve,
         "QUOTA.COMMIT" => c_commit,
         "QUOTA.RELEASE" => c_release,

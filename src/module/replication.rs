@@ -17,6 +17,10 @@ use crate::{clock, config, expiry};
 /// The pseudo-command a replica replays to expire at the primary's time.
 pub const EXPIRE: &str = "EXPIRE";
 
+/// The pseudo-command a replica replays to adopt the plan and sync nodes
+/// as a write that then failed did on the primary.
+pub const SYNC: &str = "SYNC";
+
 /// Room for an encoded [`Stamp`].
 pub const STAMP_CAP: usize = 4 * 20 + 3;
 
@@ -218,4 +222,10 @@ pub fn replicate_expiry(ctx: &Context, key: &[u8], stamp: &Stamp, count: Option<
         Some(n) => replicate(ctx, key, stamp, EXPIRE, &[&n.to_string()]),
         None => replicate(ctx, key, stamp, EXPIRE, &[]),
     }
+}
+
+/// Propagates what a failed write did by following its plan (and the
+/// expiry before it): `SYNC path…`, the existing nodes it synced.
+pub fn replicate_sync(ctx: &Context, key: &[u8], stamp: &Stamp, paths: &[&str]) {
+    replicate(ctx, key, stamp, SYNC, paths)
 }

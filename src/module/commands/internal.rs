@@ -7,7 +7,7 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, 
 use super::{TREE_COMMANDS, execute, keyword, utf8_args};
 use crate::engine::Tree;
 use crate::engine::names::clip;
-use crate::replication::{EXPIRE, Marks, Stamp, after};
+use crate::replication::{EXPIRE, Marks, SYNC, Stamp, after};
 use crate::{clock, config, ctext, datatype, expiry, persist, stats};
 
 /// Only the replication link and the AOF loader may send these.
@@ -45,6 +45,24 @@ pub fn replay(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
             stats::bump(&stats::EXPIRED_HOLDS, report.expired_holds as u64);
             after(ctx, argv[1].as_slice(), tree, &before, false);
             crate::replication::replicate_expiry(ctx, argv[1].as_slice(), &stamp, count);
+        }
+        return Ok(RedisValue::SimpleStringStatic("OK"));
+    }
+    if name == SYNC {
+        // `SYNC path…`: a write that failed on the primary after expiring,
+        // adopting its plan and syncing the nodes at these paths.
+        let handle = ctx.open_key_writable(&argv[1]);
+        if let Some(tree) = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)? {
+            let before = Marks::of(tree);
+            let limits = stamp.env(true).limits;
+            let report = tree.expire(stamp.now_ms, &limits);
+            stats::bump(&stats::EXPIRED_HOLDS, report.expired_holds as u64);
+            super::adopt(tree);
+            tree.sync_paths(rest, stamp.now_ms);
+            let changes = tree.take_plan_changes();
+            after(ctx, argv[1].as_slice(), tree, &before, false);
+            let paths: Vec<&str> = changes.synced.iter().map(String::as_str).collect();
+            crate::replication::replicate_sync(ctx, argv[1].as_slice(), &stamp, &paths);
         }
         return Ok(RedisValue::SimpleStringStatic("OK"));
     }

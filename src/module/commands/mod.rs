@@ -24,7 +24,7 @@ use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, 
 
 use crate::datatype;
 use crate::engine::{Error, Limits, Result, Tree};
-use crate::replication::{Marks, Stamp, after, replicate, replicate_expiry, replicate_strings};
+use crate::replication::{Marks, Stamp, after, replicate, replicate_expiry, replicate_strings, replicate_sync};
 use args::Args;
 use reply::Reply;
 
@@ -77,6 +77,7 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &policy::DELPATH,
     &policy::GRANT,
     &policy::RESET,
+    &policy::ASSIGN,
     &reserve::RESERVE,
     &reserve::COMMIT,
     &reserve::RELEASE,
@@ -200,10 +201,27 @@ impl Write<'_> {
         };
         let before = Marks::of(tree);
         let expired = tree.expire(self.stamp.now_ms, &env.limits);
-        let result = apply(handler, tree, args, env);
+        adopt(tree);
+        let mut result = apply(handler, tree, args, env);
+        // Adopting the book's plan and syncing nodes change the tree even
+        // when the command itself changes nothing: the command is then
+        // replicated (a replica adopts and syncs the same), or, when it
+        // failed, `SYNC` with the paths it synced.
+        let plan_changes = tree.take_plan_changes();
+        if plan_changes.any()
+            && let Ok(answer) = &mut result
+        {
+            answer.changed = true;
+        }
         let changed = matches!(result, Ok(Answer { changed: true, .. }));
         crate::stats::bump(&crate::stats::EXPIRED_HOLDS, expired.expired_holds as u64);
-        self.replicate(&result, expired.changed());
+        match &result {
+            Err(_) if plan_changes.any() => {
+                let paths: Vec<&str> = plan_changes.synced.iter().map(String::as_str).collect();
+                replicate_sync(self.ctx, self.key.as_slice(), self.stamp, &paths);
+            }
+            _ => self.replicate(&result, expired.changed()),
+        }
         if !created || changed {
             after(self.ctx, self.key.as_slice(), tree, &before, created);
         }
@@ -226,6 +244,15 @@ impl Write<'_> {
             _ if expired => replicate_expiry(ctx, key.as_slice(), stamp, None),
             _ => {}
         }
+    }
+}
+
+/// Adopting, at the start of every write on a tree: a tree that follows a
+/// plan takes the book's current plan of its name when it differs (one
+/// map lookup and a pointer compare).
+pub fn adopt(tree: &mut Tree) {
+    if let Some(current) = tree.plan_name().map(crate::plans::current) {
+        tree.adopt(current);
     }
 }
 

@@ -6,7 +6,9 @@ use super::{Command, Env, Handler, keyword, optional_path};
 use crate::engine::events::{Event, EventKind};
 use crate::engine::names::{MAX_DEPTH_HARD, display_path};
 use crate::engine::outcome::{HoldView, NodeView, PolicyView, ResetOutcome};
+use crate::engine::plan::Plan;
 use crate::engine::{Error, Result, Tree};
+use std::sync::Arc;
 
 pub const GET: Command = Command { name: "QUOTA.GET", handler: Handler::Read(get) };
 pub const TREE: Command = Command { name: "QUOTA.TREE", handler: Handler::Read(tree_cmd) };
@@ -72,7 +74,10 @@ const HOLDS_MAX_COUNT: u64 = 10_000;
 fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = args.next_path("a path")?;
     args.finish()?;
-    Ok(node_reply(&tree.get_at(&path, env.now_ms, env.due_ms)?, false))
+    let current = current_plan(tree);
+    let mut reply = node_reply(&tree.get_seen(&path, env.now_ms, env.due_ms, current.as_ref())?, false);
+    push_plan(&mut reply, tree, current.as_ref());
+    Ok(reply)
 }
 
 /// Default and largest `COUNT` of `QUOTA.TREE`: nodes returned at most.
@@ -101,12 +106,14 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
             }
         }
     }
-    let view = tree.tree_view_at(&path, depth as usize, count as usize, env.now_ms, env.due_ms)?;
+    let current = current_plan(tree);
+    let view = tree.tree_view_seen(&path, depth as usize, count as usize, env.now_ms, env.due_ms, current.as_ref())?;
     let mut reply = node_reply(&view.root, true);
     if let Reply::Map(fields) = &mut reply {
         fields.push(("nodes", Reply::Int(view.nodes as i64)));
         fields.push(("truncated", Reply::flag(view.truncated)));
     }
+    push_plan(&mut reply, tree, current.as_ref());
     Ok(if json { Reply::Str(to_json(&reply)) } else { reply })
 }
 
@@ -130,7 +137,9 @@ fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     args.finish()?;
-    Ok(Reply::Array(tree.history(&path, &name, env.now_ms)?.iter().map(closed_reply).collect()))
+    let current = current_plan(tree);
+    let closed = tree.history_seen(&path, &name, env.now_ms, current.as_ref())?;
+    Ok(Reply::Array(closed.iter().map(closed_reply).collect()))
 }
 
 pub fn closed_reply(c: &ResetOutcome) -> Reply {
@@ -158,7 +167,7 @@ fn node_reply(node: &NodeView, with_children: bool) -> Reply {
         ("path", Reply::str(node.path.clone())),
         ("status", Reply::str(node.status.as_str())),
         ("spent", Reply::costs(&node.spent)),
-        ("policies", Reply::Array(node.policies.iter().map(policy_reply).collect())),
+        ("policies", Reply::Array(node.policies.iter().map(node_policy_reply).collect())),
     ];
     if with_children {
         fields.push(("children", Reply::Array(node.children.iter().map(|c| node_reply(c, true)).collect())));
@@ -196,6 +205,32 @@ pub fn policy_reply(p: &PolicyView) -> Reply {
     }
     push_period(&mut fields, p.period);
     Reply::Map(fields)
+}
+
+/// A policy as GET and TREE show it: with its `source` last.
+fn node_policy_reply(p: &PolicyView) -> Reply {
+    let mut reply = policy_reply(p);
+    if let Reply::Map(fields) = &mut reply {
+        fields.push(("source", Reply::str(if p.from_plan { "plan" } else { "tree" })));
+    }
+    reply
+}
+
+/// The book's current plan of the tree's name (reads see the tree as if
+/// it had adopted it).
+fn current_plan(tree: &Tree) -> Option<Arc<Plan>> {
+    tree.plan_name().and_then(crate::plans::current)
+}
+
+/// `plan`, `plan_version`, `plan_missing` (GET after `policies`, TREE
+/// after `truncated`).
+fn push_plan(reply: &mut Reply, tree: &Tree, current: Option<&Arc<Plan>>) {
+    let info = tree.plan_info(current);
+    if let Reply::Map(fields) = reply {
+        fields.push(("plan", Reply::opt_str(info.name.as_deref())));
+        fields.push(("plan_version", info.version.map_or(Reply::Nil, Reply::ms)));
+        fields.push(("plan_missing", Reply::flag(info.missing)));
+    }
 }
 
 /// `period_start` and `period_end`, for windowed policies.
