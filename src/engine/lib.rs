@@ -56,6 +56,8 @@ pub mod window;
 mod tests;
 #[cfg(test)]
 mod tests_matching;
+#[cfg(test)]
+mod tests_plans;
 
 pub use error::{Error, Result};
 pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};

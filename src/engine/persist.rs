@@ -31,14 +31,19 @@ use crate::events::Event;
 use crate::hold::{DoneEntry, Hold};
 use crate::names;
 use crate::outcome::Costs;
+use crate::plan::Plan;
 use crate::policy::{Closed, Policy, PolicySpec};
 use crate::pricing::{self, Price, PriceBook};
-use crate::restore::{Parts, StoredNode, StoredPolicy};
+use crate::restore::{Parts, StoredNode, StoredPlanState, StoredPolicy};
 use crate::tree::{Node, NodeId, Tree};
 use rust_decimal::Decimal;
+use std::sync::Arc;
 
-/// Version 1: the first encoding.
-pub const ENCODING_VERSION: i32 = 1;
+/// Version 1: the first encoding. Version 2 (plans): version 1's bytes,
+/// then, for a tree that follows or followed a plan, its plan state
+/// (`PlanPart`). A tree that never followed a plan writes the same bytes
+/// under both.
+pub const ENCODING_VERSION: i32 = 2;
 
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
@@ -77,8 +82,70 @@ impl TreeData {
             done: self.done,
             next_event_seq: self.next_event_seq,
             events: self.events,
+            plan: StoredPlanState::default(),
         }
     }
+}
+
+/// What version 2 adds after version 1's bytes for a tree that follows or
+/// followed a plan: the snapshot as its name and canonical JSON (parsed
+/// again on load), the tree's plan epoch, and per arena slot the node's
+/// plan epoch and the indices of its plan policies.
+#[derive(Serialize, Deserialize)]
+struct PlanPart {
+    plan: Option<(String, String)>,
+    epoch: u32,
+    nodes: Vec<(u32, Vec<u32>)>,
+}
+
+impl PlanPart {
+    fn of(tree: &Tree) -> PlanPart {
+        let nodes = tree
+            .nodes
+            .iter()
+            .map(|slot| match slot {
+                None => (0, Vec::new()),
+                Some(node) => (
+                    node.plan_epoch,
+                    node.policies.iter().enumerate().filter(|(_, p)| p.from_plan).map(|(i, _)| i as u32).collect(),
+                ),
+            })
+            .collect();
+        let plan = tree.plan.as_ref().map(|p| (p.name.clone(), plan_text(p)));
+        PlanPart { plan, epoch: tree.plan_epoch, nodes }
+    }
+
+    fn into_state(self) -> Result<StoredPlanState, String> {
+        let plan = match self.plan {
+            None => None,
+            Some((name, text)) => Some(Arc::new(plan_from_text(&name, &text)?)),
+        };
+        Ok(StoredPlanState { plan, epoch: self.epoch, nodes: self.nodes })
+    }
+}
+
+/// A plan's stored text: its canonical JSON.
+fn plan_text(plan: &Plan) -> String {
+    // Until the plan book's JSON lands: the patterns and specs as serde
+    // JSON (the one place to change is here and in `plan_from_text`).
+    let patterns: Vec<(&String, &Vec<(String, PolicySpec)>)> =
+        plan.patterns().iter().map(|p| (&p.text, &p.policies)).collect();
+    serde_json::to_string(&(plan.version, patterns)).unwrap_or_default()
+}
+
+/// The plan named `name` from its stored text, validated as `QUOTA.PLAN
+/// SET` validates it.
+fn plan_from_text(name: &str, text: &str) -> Result<Plan, String> {
+    type Stored = (u64, Vec<(String, Vec<(String, PolicySpec)>)>);
+    let (version, patterns): Stored = serde_json::from_str(text).map_err(|e| format!("stored plan: {e}"))?;
+    for (_, policies) in &patterns {
+        for (policy, spec) in policies {
+            names::parse_name(policy, "policy name").map_err(|e| e.to_string())?;
+            names::parse_metric(&spec.metric).map_err(|e| e.to_string())?;
+            spec.validate().map_err(|e| e.to_string())?;
+        }
+    }
+    Plan::new(name, version, patterns).map_err(|e| format!("stored plan: {e}"))
 }
 
 /// A node as version 1 stores it: its children as a map from segment to
@@ -234,7 +301,12 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     };
     // Encoding plain owned data into a Vec cannot fail; an empty payload
     // would be refused by `decode`, so a failure here is never silent.
-    bincode::serde::encode_to_vec(&data, config()).unwrap_or_default()
+    let mut bytes = bincode::serde::encode_to_vec(&data, config()).unwrap_or_default();
+    if tree.plan_active() {
+        let part = bincode::serde::encode_to_vec(PlanPart::of(tree), config()).unwrap_or_default();
+        bytes.extend_from_slice(&part);
+    }
+    bytes
 }
 
 /// Version of the price book's aux data in the RDB.
@@ -270,19 +342,29 @@ pub fn decode_book(bytes: &[u8], version: i32) -> Result<PriceBook, String> {
 
 /// Decodes bytes written by [`encode`] under `version`.
 pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
-    match version {
-        1 => {
-            let (data, used): (TreeData, usize) =
-                bincode::serde::decode_from_slice(bytes, config()).map_err(|e| format!("undecodable tree: {e}"))?;
-            if used != bytes.len() {
-                return Err(format!("{} trailing bytes after the tree", bytes.len() - used));
-            }
-            Tree::restore(data.into_parts())
-        }
-        other => {
-            Err(format!("unknown quotatree encoding version {other} (this module reads up to {ENCODING_VERSION})"))
-        }
+    if !(1..=ENCODING_VERSION).contains(&version) {
+        return Err(format!(
+            "unknown quotatree encoding version {version} (this module reads up to {ENCODING_VERSION})"
+        ));
     }
+    let (data, used): (TreeData, usize) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| format!("undecodable tree: {e}"))?;
+    let mut parts = data.into_parts();
+    let rest = &bytes[used..];
+    if version >= 2 && !rest.is_empty() {
+        let (part, more): (PlanPart, usize) =
+            bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable plan state: {e}"))?;
+        if more != rest.len() {
+            return Err(format!("{} trailing bytes after the tree", rest.len() - more));
+        }
+        if part.plan.is_none() && part.epoch == 0 {
+            return Err("a stored plan state of a tree that never followed a plan".into());
+        }
+        parts.plan = part.into_state()?;
+    } else if !rest.is_empty() {
+        return Err(format!("{} trailing bytes after the tree", rest.len()));
+    }
+    Tree::restore(parts)
 }
 
 #[cfg(test)]

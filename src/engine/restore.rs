@@ -17,6 +17,7 @@
 //! `unpack_node` in lua/src/60_tree.lua), and has no load step.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
@@ -25,6 +26,7 @@ use crate::events::Event;
 use crate::hold::{DoneEntry, Hold, ItemState};
 use crate::names;
 use crate::outcome::Costs;
+use crate::plan::Plan;
 use crate::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
 use crate::tree::{Node, NodeId, Tree};
 use crate::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
@@ -54,6 +56,20 @@ pub struct Parts {
     pub next_event_seq: u64,
     /// The latest events, oldest first.
     pub events: VecDeque<Event>,
+    /// What the tree knows of its plan (all empty for a tree that never
+    /// followed one).
+    pub plan: StoredPlanState,
+}
+
+/// A tree's plan state as stored: the snapshot of the plan it follows,
+/// its plan epoch, and per arena slot the node's plan epoch and which of
+/// its policies come from the plan (indices). `nodes` is empty, or one
+/// entry per slot (a free slot `(0, [])`).
+#[derive(Debug, Clone, Default)]
+pub struct StoredPlanState {
+    pub plan: Option<Arc<Plan>>,
+    pub epoch: u32,
+    pub nodes: Vec<(u32, Vec<u32>)>,
 }
 
 /// A node as stored: its children as a map from segment to node id.
@@ -108,9 +124,11 @@ impl Tree {
     pub fn restore(parts: Parts) -> Result<Tree, String> {
         validate_counters_and_events(&parts)?;
         validate_nodes(&parts.nodes, parts.next_generation)?;
-        let Parts { seq, next_generation, nodes, holds, done, next_event_seq, events } = parts;
+        validate_plan_state(&parts)?;
+        let Parts { seq, next_generation, nodes, holds, done, next_event_seq, events, plan } = parts;
         let mut tree = Tree { seq, next_generation, next_event_seq, events, ..Tree::default() };
         tree.restore_nodes(nodes)?;
+        tree.restore_plan_state(plan);
         tree.restore_holds(holds)?;
         tree.restore_done(done)?;
         // Held and the lines of live holds are derived: counted again from the
@@ -156,6 +174,22 @@ impl Tree {
             policy.refresh();
         }
         Ok(())
+    }
+
+    /// Takes the validated plan state: the snapshot, the epochs, and each
+    /// policy's source.
+    fn restore_plan_state(&mut self, state: StoredPlanState) {
+        self.plan = state.plan;
+        self.plan_epoch = state.epoch;
+        for (slot, (epoch, sources)) in self.nodes.iter_mut().zip(state.nodes) {
+            let Some(node) = slot else { continue };
+            node.plan_epoch = epoch;
+            for i in sources {
+                if let Some(policy) = node.policies.get_mut(i as usize) {
+                    policy.from_plan = true;
+                }
+            }
+        }
     }
 
     /// Adds every node of the arena to the path index and counts them.
@@ -420,6 +454,54 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The plan state must fit the nodes: one entry per slot (or none), a
+/// free slot with none, source indices in range and each once; a tree
+/// that follows no plan and never did has no epochs and no plan
+/// policies; a synced node has only plan policies its plan gives there.
+fn validate_plan_state(parts: &Parts) -> Result<(), String> {
+    let state = &parts.plan;
+    if state.nodes.is_empty() {
+        return match state.plan.is_none() && state.epoch == 0 {
+            true => Ok(()),
+            false => Err("a tree that follows a plan stores its nodes' plan state".into()),
+        };
+    }
+    if state.nodes.len() != parts.nodes.len() {
+        return Err("the plan state does not match the nodes".into());
+    }
+    for (slot, (epoch, sources)) in parts.nodes.iter().zip(&state.nodes) {
+        let Some(node) = slot else {
+            if *epoch != 0 || !sources.is_empty() {
+                return Err("a free slot has a plan state".into());
+            }
+            continue;
+        };
+        let mut seen = HashSet::new();
+        for &i in sources {
+            if i as usize >= node.policies.len() || !seen.insert(i) {
+                return Err(format!("bad plan policy index at '{}'", names::clip(&node.path)));
+            }
+        }
+        if state.plan.is_none() && state.epoch == 0 && (*epoch != 0 || !sources.is_empty()) {
+            return Err("plan policies in a tree that never followed a plan".into());
+        }
+        if *epoch == state.epoch {
+            let desired = state.plan.as_ref().map(|p| p.policies_for(&node.path)).unwrap_or_default();
+            for &i in sources {
+                let name = &node.policies[i as usize].name;
+                if !desired.iter().any(|(n, _)| *n == name.as_str()) {
+                    return Err(format!(
+                        "policy '{}' at '{}' is not the plan's",
+                        names::clip(name),
+                        names::clip(&node.path)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +555,7 @@ mod tests {
             done: Vec::new(),
             next_event_seq: 1,
             events: VecDeque::new(),
+            plan: StoredPlanState::default(),
         }
     }
 

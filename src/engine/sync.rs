@@ -119,7 +119,8 @@ impl Tree {
     /// (the same, or the book has none: a deleted plan keeps enforcing).
     fn adoption<'a>(&self, current: Option<&'a Arc<Plan>>) -> Option<&'a Arc<Plan>> {
         let (mine, current) = (self.plan.as_ref()?, current?);
-        (!Arc::ptr_eq(mine, current) && !(mine.name == current.name && mine.same(current))).then_some(current)
+        let same = Arc::ptr_eq(mine, current) || (mine.name == current.name && mine.same(current));
+        (!same).then_some(current)
     }
 
     /// Adopting: the tree takes the book's current plan of its name

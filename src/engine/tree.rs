@@ -240,6 +240,13 @@ impl Tree {
             bytes += hold.set.paths.iter().map(|p| p.len() + 24).sum::<usize>();
             bytes += hold.items.len() * 64 + hold.lines.len() * 48;
         }
+        // The plan's snapshot, when no one else holds it (the plan book
+        // or another tree counts it otherwise): its JSON and parsed form.
+        if let Some(plan) = &self.plan
+            && Arc::strong_count(plan) == 1
+        {
+            bytes += size_of::<Plan>() + 4 * plan.to_json().len();
+        }
         bytes + self.done.values().map(|t| t.data.len() + 2 * size_of::<(u64, String)>() + 48).sum::<usize>()
     }
 
