@@ -55,6 +55,8 @@ pub mod window;
 mod tests;
 #[cfg(test)]
 mod tests_matching;
+#[cfg(test)]
+mod tests_plan_json;
 
 pub use error::{Error, Result};
 pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};
