@@ -102,7 +102,7 @@ EXPECT = {
 # Functions that only read: sent with FCALL_RO, which every Lua account
 # has (the analyst only that).
 LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_price_ro",
-             "quota_estimate"}
+             "quota_plan_ro", "quota_estimate"}
 
 
 def recipes(backend):
@@ -130,8 +130,8 @@ def to_wire(call):
         return call
     name = call[0][6:].lower()
     function = "quota_" + name
-    if name == "price" and call[1] in ("GET", "LIST", "HELP"):
-        function = "quota_price_ro"
+    if name in ("price", "plan") and call[1] in ("GET", "LIST", "HELP"):
+        function = f"quota_{name}_ro"
     keyless = name.upper() in KEYLESS
     fcall = "FCALL_RO" if function in LUA_READS else "FCALL"
     return [fcall, function, "0" if keyless else "1"] + call[1:]

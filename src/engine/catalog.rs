@@ -23,7 +23,7 @@
 //! request) are defined here.
 
 use super::tree::Limits;
-use super::{names, outcome, policy, pricing, window};
+use super::{names, outcome, plan, policy, pricing, window};
 
 // ----- settings ----------------------------------------------------------------
 
@@ -149,6 +149,7 @@ const NAMES: &str = "40_names.lua";
 const PRICING: &str = "30_pricing.lua";
 const WINDOW: &str = "20_window.lua";
 const POLICY: &str = "50_policy.lua";
+const PLAN: &str = "35_plan.lua";
 
 /// Every shared hard bound. (The `COUNT` ranges of `QUOTA.TREE`, `HOLDS`
 /// and `EVENTS` are literals in the Lua library, not named: not listed.)
@@ -172,6 +173,11 @@ pub const BOUNDS: &[Bound] = &[
     bound("MAX_ATTRIBUTES", &[pricing::MAX_ATTRIBUTES as u64], &[(PRICING, "MAX_ATTRIBUTES")]),
     bound("MAX_VALUES", &[pricing::MAX_VALUES as u64], &[(PRICING, "MAX_VALUES")]),
     bound("MAX_JSON_LEN", &[pricing::MAX_JSON_LEN as u64], &[(PRICING, "MAX_JSON_LEN")]),
+    bound("MAX_PLANS", &[plan::MAX_PLANS as u64], &[(PLAN, "MAX_PLANS")]),
+    bound("MAX_PATTERNS", &[plan::MAX_PATTERNS as u64], &[(PLAN, "MAX_PATTERNS")]),
+    bound("MAX_PLAN_POLICIES", &[plan::MAX_PLAN_POLICIES as u64], &[(PLAN, "MAX_PLAN_POLICIES")]),
+    bound("MAX_PLAN_JSON_LEN", &[plan::MAX_PLAN_JSON_LEN as u64], &[(PLAN, "MAX_PLAN_JSON_LEN")]),
+    bound("MAX_PLAN_NAME_LEN", &[plan::MAX_PLAN_NAME_LEN as u64], &[(PLAN, "MAX_PLAN_NAME_LEN")]),
     bound("HOUR_MS", &[window::HOUR_MS as u64], &[(WINDOW, "HOUR_MS")]),
     bound("DAY_MS", &[window::DAY_MS as u64], &[(WINDOW, "DAY_MS")]),
     bound("ROLLING_BUCKETS", &[window::ROLLING_BUCKETS], &[(WINDOW, "BUCKETS")]),
@@ -205,7 +211,7 @@ pub const WORDS: &[Words] = &[
 /// What a command does with its one key (always its first argument).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
-    /// No key: the price book and the test clock are server-wide.
+    /// No key: the price book, the plan book and the test clock are server-wide.
     None,
     /// Reads the tree: an ACL `%R~pattern` is enough.
     Reads,
@@ -267,6 +273,11 @@ pub const COMMANDS: &[Command] = &[
     command("QUOTA.PRICE|SET", "write deny-oom", Key::None, "write", "quota_price"),
     command("QUOTA.PRICE|DEL", "write", Key::None, "write", "quota_price"),
     command("QUOTA.PRICE|HELP", "readonly fast", Key::None, "read", "quota_price_ro"),
+    command("QUOTA.PLAN|GET", "readonly fast", Key::None, "read", "quota_plan_ro"),
+    command("QUOTA.PLAN|LIST", "readonly", Key::None, "read", "quota_plan_ro"),
+    command("QUOTA.PLAN|SET", "write deny-oom", Key::None, "write", "quota_plan"),
+    command("QUOTA.PLAN|DEL", "write", Key::None, "write", "quota_plan"),
+    command("QUOTA.PLAN|HELP", "readonly fast", Key::None, "read", "quota_plan_ro"),
 ];
 
 /// The ACL category every module command is also in, where the server
@@ -317,7 +328,8 @@ pub const FUNCTIONS: &[Function] = &[
     function("quota_delpath", ALLOW_OOM, 1),
     function("quota_grant", &[], 1),
     function("quota_reset", ALLOW_OOM, 1),
-    function("quota_assign", &[], 1),
+    // Reads the plan book (`quota:plans`), a key outside the tree's slot.
+    function("quota_assign", CROSS_SLOT, 1),
     function("quota_reserve", CROSS_SLOT, 1),
     function("quota_commit", &["allow-oom", "allow-cross-slot-keys"], 1),
     function("quota_release", ALLOW_OOM, 1),
@@ -330,6 +342,8 @@ pub const FUNCTIONS: &[Function] = &[
     function("quota_events", NO_WRITES, 1),
     function("quota_price", &[], 0),
     function("quota_price_ro", NO_WRITES, 0),
+    function("quota_plan", &[], 0),
+    function("quota_plan_ro", NO_WRITES, 0),
     function("quota_estimate", NO_WRITES, 0),
     function("quota_debug", &[], 0),
     // The library's own: expires holds of idle trees (`quota-load --sweep`,
@@ -352,9 +366,10 @@ impl Function {
 
 /// Commands the module runs when memory is full but whose Lua function
 /// Redis refuses with `OOM`: a function's flags hold for every verb it
-/// serves, and `quota_price` serves `SET` (refused) beside `DEL`; the
-/// test clock's `quota_debug` writes a key. lua/README lists them.
-pub const OOM_DIFFERENCES: &[&str] = &["QUOTA.DEBUG", "QUOTA.PRICE|DEL"];
+/// serves, and `quota_price` serves `SET` (refused) beside `DEL` (so does
+/// `quota_plan`); the test clock's `quota_debug` writes a key. lua/README
+/// lists them.
+pub const OOM_DIFFERENCES: &[&str] = &["QUOTA.DEBUG", "QUOTA.PRICE|DEL", "QUOTA.PLAN|DEL"];
 
 impl Command {
     /// Whether the module runs it when memory is full (`maxmemory` reached).
@@ -444,6 +459,6 @@ mod tests {
 
     #[test]
     fn the_keyless_commands_are_the_server_wide_ones() {
-        assert_eq!(keyless_commands(), ["ESTIMATE", "DEBUG", "PRICE"]);
+        assert_eq!(keyless_commands(), ["ESTIMATE", "DEBUG", "PRICE", "PLAN"]);
     }
 }

@@ -57,6 +57,8 @@ mod tests;
 #[cfg(test)]
 mod tests_matching;
 #[cfg(test)]
+mod tests_plan_json;
+#[cfg(test)]
 mod tests_plans;
 
 pub use error::{Error, Result};

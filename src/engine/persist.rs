@@ -31,7 +31,7 @@ use crate::events::Event;
 use crate::hold::{DoneEntry, Hold};
 use crate::names;
 use crate::outcome::Costs;
-use crate::plan::Plan;
+use crate::plan::{self, Plan, PlanBook};
 use crate::policy::{Closed, Policy, PolicySpec};
 use crate::pricing::{self, Price, PriceBook};
 use crate::restore::{Parts, StoredNode, StoredPlanState, StoredPolicy};
@@ -124,28 +124,18 @@ impl PlanPart {
     }
 }
 
-/// A plan's stored text: its canonical JSON.
+/// A plan's stored text: its canonical JSON, version included.
 fn plan_text(plan: &Plan) -> String {
-    // Until the plan book's JSON lands: the patterns and specs as serde
-    // JSON (the one place to change is here and in `plan_from_text`).
-    let patterns: Vec<(&String, &Vec<(String, PolicySpec)>)> =
-        plan.patterns().iter().map(|p| (&p.text, &p.policies)).collect();
-    serde_json::to_string(&(plan.version, patterns)).unwrap_or_default()
+    plan.to_json().to_string()
 }
 
-/// The plan named `name` from its stored text, validated as `QUOTA.PLAN
-/// SET` validates it.
+/// The plan named `name` from its stored text, parsed and validated as
+/// `QUOTA.PLAN SET` does: the JSON must name its version.
 fn plan_from_text(name: &str, text: &str) -> Result<Plan, String> {
-    type Stored = (u64, Vec<(String, Vec<(String, PolicySpec)>)>);
-    let (version, patterns): Stored = serde_json::from_str(text).map_err(|e| format!("stored plan: {e}"))?;
-    for (_, policies) in &patterns {
-        for (policy, spec) in policies {
-            names::parse_name(policy, "policy name").map_err(|e| e.to_string())?;
-            names::parse_metric(&spec.metric).map_err(|e| e.to_string())?;
-            spec.validate().map_err(|e| e.to_string())?;
-        }
+    match Plan::from_json(name, text).map_err(|e| format!("stored plan '{}': {e}", names::clip(name)))? {
+        (plan, Some(_)) => Ok(plan),
+        (_, None) => Err(format!("stored plan '{}' has no version", names::clip(name))),
     }
-    Plan::new(name, version, patterns).map_err(|e| format!("stored plan: {e}"))
 }
 
 /// A node as version 1 stores it: its children as a map from segment to
@@ -340,6 +330,41 @@ pub fn decode_book(bytes: &[u8], version: i32) -> Result<PriceBook, String> {
     Ok(book)
 }
 
+/// Version of the module's aux data in the RDB: 1 is the price book
+/// alone ([`encode_book`]); 2 is the price book, then the plan book
+/// ([`encode_plans`]). Older versions still load (with no plans).
+pub const AUX_VERSION: i32 = 2;
+
+/// Encodes the plan book for the RDB's aux data: each plan's name and
+/// canonical JSON (its version included), by name.
+pub fn encode_plans(book: &PlanBook) -> Vec<u8> {
+    let plans: Vec<(&str, &str)> = book.plans().map(|p| (p.name.as_str(), p.to_json())).collect();
+    bincode::serde::encode_to_vec(&plans, config()).unwrap_or_default()
+}
+
+/// Decodes a plan book, parsing every plan again as `QUOTA.PLAN SET`
+/// would: its JSON must name its version, and be canonical.
+pub fn decode_plans(bytes: &[u8]) -> Result<PlanBook, String> {
+    let (plans, used): (Vec<(String, String)>, usize) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| format!("undecodable plan book: {e}"))?;
+    if used != bytes.len() {
+        return Err("trailing bytes after the plan book".into());
+    }
+    if plans.len() > plan::MAX_PLANS {
+        return Err("too many plans".into());
+    }
+    let mut book = PlanBook::default();
+    for (name, json) in plans {
+        let (parsed, version) =
+            Plan::from_json(&name, &json).map_err(|e| format!("plan '{}': {e}", names::clip(&name)))?;
+        if version.is_none() || parsed.to_json() != json || book.get(&parsed.name).is_some() {
+            return Err(format!("plan '{}' does not validate", names::clip(&name)));
+        }
+        book.set(parsed).map_err(|e| e.to_string())?;
+    }
+    Ok(book)
+}
+
 /// Decodes bytes written by [`encode`] under `version`.
 pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
     if !(1..=ENCODING_VERSION).contains(&version) {
@@ -468,6 +493,37 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_book(&bytes[..cut], 1).is_err());
         }
+    }
+
+    #[test]
+    fn a_plan_book_survives_encode_and_decode() {
+        let mut book = PlanBook::default();
+        let json = r#"{"paths":{"/":{"monthly":{"metric":"credits","limit":"1000","window":"month"}},"members/*":{"a":{"metric":"credits","limit":"5"}}}}"#;
+        book.set_json("pro", json).unwrap();
+        book.set_json("free", &json.replace("1000", "10")).unwrap();
+        book.set_json("free", &json.replace("1000", "20")).unwrap();
+        let bytes = encode_plans(&book);
+        let again = decode_plans(&bytes).unwrap();
+        let shown = |b: &PlanBook| b.plans().map(|p| (p.name.clone(), p.to_json().to_string())).collect::<Vec<_>>();
+        assert_eq!(shown(&again), shown(&book));
+        assert_eq!(again.get("free").unwrap().version, 2);
+        assert_eq!(decode_plans(&encode_plans(&PlanBook::default())).unwrap().len(), 0);
+        for cut in 0..bytes.len() {
+            assert!(decode_plans(&bytes[..cut]).is_err());
+        }
+        // What QUOTA.PLAN SET would refuse is refused from disk too.
+        let stored = |plans: &[(&str, &str)]| bincode::serde::encode_to_vec(plans, config()).unwrap();
+        let canonical = book.get("pro").unwrap().to_json().to_string();
+        for bad in [
+            stored(&[("pro", json)]),                                     // no version, not canonical
+            stored(&[("none", &canonical)]),                              // not a plan name
+            stored(&[("pro", &canonical), ("pro", &canonical)]),          // twice
+            stored(&[("pro", &canonical.replace("1000", "-1"))]),         // bad JSON
+            stored(&[("pro", &canonical.replace(r#""anchor":1,"#, ""))]), // not canonical
+        ] {
+            assert!(decode_plans(&bad).is_err());
+        }
+        assert!(decode_plans(&stored(&[("pro", &canonical)])).is_ok());
     }
 
     /// A generation names one policy: a hold's line finds its policy by

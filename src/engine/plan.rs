@@ -27,9 +27,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde_json::{Map, Value};
+
+use super::amount;
 use super::error::{Error, Result};
 use super::names;
-use super::policy::PolicySpec;
+use super::policy::{Mode, PolicySpec, Warn, parse_warn};
+use super::window::Window;
 
 /// Most plans in the plan book.
 pub const MAX_PLANS: usize = 1_000;
@@ -81,13 +85,13 @@ impl Pattern {
                     names::MAX_DEPTH_HARD
                 )));
             }
-            if segment != "*" {
-                names::parse_path(segment, 1).map_err(|_| {
-                    Error::syntax(format!(
-                        "invalid pattern '{}': each segment is a path segment or *",
-                        names::clip(text)
-                    ))
-                })?;
+            // `parse_path` takes "" for the root: an empty segment
+            // (`a//b`, `a/`) is refused here.
+            if segment != "*" && (segment.is_empty() || names::parse_path(segment, 1).is_err()) {
+                return Err(Error::syntax(format!(
+                    "invalid pattern '{}': each segment is a path segment or *",
+                    names::clip(text)
+                )));
             }
         }
         Ok((body.to_string(), depth))
@@ -136,7 +140,11 @@ pub struct Plan {
     pub name: String,
     pub version: u64,
     patterns: Vec<Pattern>,
+    /// The canonical JSON, version included.
     json: String,
+    /// Where `,"version":N}` begins in `json`: `json[..content_end]` is
+    /// the same text for two plans exactly when their content is the same.
+    content_end: usize,
 }
 
 /// A plan name: 1–64 characters of `A-Z a-z 0-9 _ - . : @`, not `none` in
@@ -158,11 +166,153 @@ pub fn parse_name(text: &str) -> Result<String> {
     Ok(text.to_string())
 }
 
+/// Largest plan version: 2^53 - 1, so that a Lua number holds it exactly.
+pub const MAX_PLAN_VERSION: u64 = (1 << 53) - 1;
+
+/// `ERR syntax: plan field '<field>': <why>`.
+fn field_error(field: &str, why: impl std::fmt::Display) -> Error {
+    Error::syntax(format!("plan field '{field}': {why}"))
+}
+
+/// The value of a JSON number written as a plain integer literal (digits
+/// only: no sign, fraction or exponent), if it is one that fits a u64.
+/// Numbers keep their literal text (`arbitrary_precision`).
+/// Lua twin: `integer_literal` (lua/src/35_plan.lua).
+fn integer_literal(value: &Value) -> Option<u64> {
+    let Value::Number(n) = value else { return None };
+    let text = n.to_string();
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A decimal given as a JSON string or number, parsed as `QUOTA.SET`
+/// parses `LIMIT` (the same function, the same errors).
+fn decimal_field(value: &Value, field: &str) -> Result<rust_decimal::Decimal> {
+    match value {
+        Value::String(s) => amount::parse_non_negative(s),
+        Value::Number(n) => amount::parse_non_negative(&n.to_string()),
+        _ => Err(field_error(field, "must be a decimal string or number")),
+    }
+}
+
+/// The policy fields a plan accepts, in the order they are read and printed.
+const POLICY_FIELDS: &[&str] = &["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model"];
+
+/// One policy of a plan: `object` is the JSON object given for it, `at`
+/// the field path that names it in errors (`paths.<key>.<name>`).
+/// Lua twin: `policy_from_json` (lua/src/35_plan.lua).
+fn policy_from_json(object: &Map<String, Value>, at: &str) -> Result<PolicySpec> {
+    for key in object.keys() {
+        if !POLICY_FIELDS.contains(&key.as_str()) {
+            return Err(field_error(&format!("{at}.{}", names::clip(key)), "unknown field"));
+        }
+    }
+    let name_of = |f: &str| format!("{at}.{f}");
+    let metric = match object.get("metric") {
+        Some(Value::String(m)) => names::parse_metric(m)?,
+        Some(_) => return Err(field_error(&name_of("metric"), "must be a string")),
+        None => return Err(field_error(&name_of("metric"), "missing")),
+    };
+    let limit = match object.get("limit") {
+        Some(v) => decimal_field(v, &name_of("limit"))?,
+        None => return Err(field_error(&name_of("limit"), "missing")),
+    };
+    let window = match object.get("window") {
+        None => None,
+        Some(Value::String(w)) => Some(w.as_str()),
+        Some(_) => {
+            return Err(field_error(&name_of("window"), "must be a string such as \"month\" or \"rolling 24h\""));
+        }
+    };
+    let anchor = match object.get("anchor") {
+        None => None,
+        Some(v) => match integer_literal(v) {
+            Some(d) if (1..=31).contains(&d) => Some(d as u8),
+            _ => return Err(field_error(&name_of("anchor"), "must be an integer from 1 to 31")),
+        },
+    };
+    let window = match window {
+        None => Window::parse("none", anchor, None)?,
+        Some(text) => {
+            let (name, duration) = match text.split_once(' ') {
+                Some((name, duration)) => (name, Some(duration)),
+                None => (text, None),
+            };
+            let window = Window::parse(name, anchor, duration)?;
+            // Window::parse reads a duration only for `rolling`: anything
+            // after the name of another window is refused, not dropped.
+            if duration.is_some() && !matches!(window, Window::Rolling { .. }) {
+                return Err(field_error(&name_of("window"), "must be a string such as \"month\" or \"rolling 24h\""));
+            }
+            window
+        }
+    };
+    let mode = match object.get("mode") {
+        None => Mode::Strict,
+        Some(Value::String(m)) => Mode::parse(m)?,
+        Some(_) => return Err(field_error(&name_of("mode"), "must be a string")),
+    };
+    let warn = match object.get("warn") {
+        None => Warn::default(),
+        Some(v) => {
+            let bad = || field_error(&name_of("warn"), "must be an array of percentages such as [80, 90]");
+            let Value::Array(items) = v else { return Err(bad()) };
+            let mut parts = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::Number(n) if integer_literal(item).is_some() => parts.push(n.to_string()),
+                    _ => return Err(bad()),
+                }
+            }
+            parse_warn(&parts.join(","))?
+        }
+    };
+    let rollover = object.get("rollover").map(|v| decimal_field(v, &name_of("rollover"))).transpose()?;
+    let mut filter = [None, None];
+    for (slot, what) in filter.iter_mut().zip(["service", "model"]) {
+        *slot = match object.get(what) {
+            None => None,
+            Some(Value::String(s)) => Some(names::parse_name(s, what)?),
+            Some(_) => return Err(field_error(&name_of(what), "must be a string")),
+        };
+    }
+    let [service, model] = filter;
+    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// A policy as canonical JSON: the fields of [`POLICY_FIELDS`] in their
+/// order, `anchor` only for a month window, `rollover`, `service` and
+/// `model` only when set.
+/// Lua twin: `policy_to_json` (lua/src/35_plan.lua).
+fn policy_to_json(spec: &PolicySpec, out: &mut String) {
+    let text = |s: &str| Value::String(s.to_string()).to_string();
+    out.push_str(&format!("{{\"metric\":{},\"limit\":{}", text(&spec.metric), text(&amount::format(spec.limit))));
+    out.push_str(&format!(",\"window\":{}", text(&spec.window.label())));
+    if let Some(anchor) = spec.window.anchor() {
+        out.push_str(&format!(",\"anchor\":{anchor}"));
+    }
+    let warn: Vec<String> = spec.warn.iter().map(u8::to_string).collect();
+    out.push_str(&format!(",\"mode\":{},\"warn\":[{}]", text(spec.mode.as_str()), warn.join(",")));
+    if let Some(cap) = spec.rollover {
+        out.push_str(&format!(",\"rollover\":{}", text(&amount::format(cap))));
+    }
+    if let Some(service) = &spec.service {
+        out.push_str(&format!(",\"service\":{}", text(service)));
+    }
+    if let Some(model) = &spec.model {
+        out.push_str(&format!(",\"model\":{}", text(model)));
+    }
+    out.push('}');
+}
+
 impl Plan {
     /// A plan from its parts: patterns as written, each with its policies.
     /// Checks the patterns (syntax, duplicates after canonical form, the
-    /// bounds) and orders them. `json` is filled in by [`Plan::to_json`]'s
-    /// rules.
+    /// bounds) and orders them; the canonical JSON is made from them.
     pub fn new(name: &str, version: u64, patterns: Vec<(String, Vec<(String, PolicySpec)>)>) -> Result<Plan> {
         let name = parse_name(name)?;
         if patterns.len() > MAX_PATTERNS {
@@ -171,22 +321,103 @@ impl Plan {
         let mut parsed: Vec<Pattern> = Vec::with_capacity(patterns.len());
         for (text, policies) in patterns {
             if policies.len() > MAX_PLAN_POLICIES {
-                return Err(Error::Limit(format!(
-                    "pattern '{}' has more than {MAX_PLAN_POLICIES} policies",
-                    names::clip(&text)
-                )));
+                return Err(too_many_policies(&text));
             }
-            let pattern = Pattern::new(&text, policies)?;
-            if parsed.iter().any(|p| p.text == pattern.text) {
-                return Err(Error::syntax(format!("pattern '{}' appears twice", pattern.text)));
-            }
-            parsed.push(pattern);
+            add_pattern(&mut parsed, Pattern::new(&text, policies)?)?;
         }
-        parsed.sort_by(|a, b| a.segs.len().cmp(&b.segs.len()).then_with(|| a.segs.cmp(&b.segs)));
-        check_depth_names(&parsed)?;
-        let mut plan = Plan { name, version, patterns: parsed, json: String::new() };
-        plan.json = plan.render_json();
+        Plan::from_patterns(name, version, parsed)
+    }
+
+    /// Orders the patterns, checks the depth bound, renders the JSON.
+    fn from_patterns(name: String, version: u64, mut patterns: Vec<Pattern>) -> Result<Plan> {
+        patterns.sort_by(|a, b| a.segs.len().cmp(&b.segs.len()).then_with(|| a.segs.cmp(&b.segs)));
+        check_depth_names(&patterns)?;
+        let mut plan = Plan { name, version, patterns, json: String::new(), content_end: 0 };
+        plan.render_json();
         Ok(plan)
+    }
+
+    /// Parses plan `name`'s JSON, checking in the order of the design
+    /// (each step's error is the reply):
+    ///
+    /// 0. the name ([`parse_name`]);
+    /// 1. `text` longer than [`MAX_PLAN_JSON_LEN`] bytes: `ERR limit`;
+    /// 2. not JSON; 3. not an object;
+    /// 4. top-level keys (byte order) other than `paths` and `version`;
+    /// 5. `version`, when given: an integer literal 1..2^53-1;
+    /// 6. `paths` missing, or not an object;
+    /// 7. more than [`MAX_PATTERNS`] patterns;
+    /// 8. each pattern by its key as written (byte order): the pattern,
+    ///    its value an object, at most [`MAX_PLAN_POLICIES`] policies, each
+    ///    policy by name (byte order): the name, its value an object, its
+    ///    fields ([`policy_from_json`]); then the pattern appearing twice
+    ///    in canonical form;
+    /// 9. the depth bound ([`check_depth_names`]).
+    ///
+    /// The plan book then checks its own bound and the version rule
+    /// ([`PlanBook::set_json`]). Returns the plan, with the version the
+    /// JSON names (0 when it names none), and that version.
+    /// Lua twin: `PLAN.from_json` (lua/src/35_plan.lua).
+    pub fn from_json(name: &str, text: &str) -> Result<(Plan, Option<u64>)> {
+        let name = parse_name(name)?;
+        if text.len() > MAX_PLAN_JSON_LEN {
+            return Err(Error::Limit(format!("a plan is at most {MAX_PLAN_JSON_LEN} bytes of JSON")));
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::syntax(format!("plan is not valid JSON: {e}")))?;
+        let Value::Object(object) = value else { return Err(Error::syntax("a plan must be a JSON object")) };
+        for key in object.keys() {
+            if key != "paths" && key != "version" {
+                return Err(field_error(&names::clip(key), "unknown field (a plan has paths and version)"));
+            }
+        }
+        let version = match object.get("version") {
+            None => None,
+            Some(v) => match integer_literal(v) {
+                Some(n) if (1..=MAX_PLAN_VERSION).contains(&n) => Some(n),
+                _ => {
+                    return Err(field_error("version", format!("must be an integer from 1 to {MAX_PLAN_VERSION}")));
+                }
+            },
+        };
+        let paths = match object.get("paths") {
+            Some(Value::Object(paths)) => paths,
+            Some(_) => return Err(field_error("paths", "must be an object of path patterns")),
+            None => return Err(field_error("paths", "missing")),
+        };
+        if paths.len() > MAX_PATTERNS {
+            return Err(Error::Limit(format!("a plan has at most {MAX_PATTERNS} patterns")));
+        }
+        let mut patterns: Vec<Pattern> = Vec::with_capacity(paths.len());
+        for (key, value) in paths {
+            Pattern::parse(key)?;
+            let at = format!("paths.{}", names::clip(key));
+            let Value::Object(policies) = value else {
+                return Err(field_error(&at, "must be an object of policies"));
+            };
+            if policies.len() > MAX_PLAN_POLICIES {
+                return Err(too_many_policies(key));
+            }
+            let mut specs = Vec::with_capacity(policies.len());
+            for (policy, value) in policies {
+                let policy = names::parse_name(policy, "policy name")?;
+                let at = format!("{at}.{}", names::clip(&policy));
+                let Value::Object(fields) = value else { return Err(field_error(&at, "must be an object")) };
+                specs.push((policy, policy_from_json(fields, &at)?));
+            }
+            add_pattern(&mut patterns, Pattern::new(key, specs)?)?;
+        }
+        let plan = Plan::from_patterns(name, version.unwrap_or(0), patterns)?;
+        Ok((plan, version))
+    }
+
+    /// The same plan under another version.
+    pub fn with_version(mut self, version: u64) -> Plan {
+        if version != self.version {
+            self.version = version;
+            self.render_json();
+        }
+        self
     }
 
     pub fn patterns(&self) -> &[Pattern] {
@@ -196,6 +427,18 @@ impl Plan {
     /// The canonical JSON, version included.
     pub fn to_json(&self) -> &str {
         &self.json
+    }
+
+    /// The canonical JSON without the version: `{"paths":{…}}`.
+    /// Lua twin: `PLAN.content` (lua/src/35_plan.lua).
+    pub fn content_json(&self) -> String {
+        format!("{}}}", &self.json[..self.content_end])
+    }
+
+    /// Whether two plans have the same content (their canonical JSON
+    /// without the version is the same), whatever their names and versions.
+    pub fn same_content(&self, other: &Plan) -> bool {
+        self.json[..self.content_end] == other.json[..other.content_end]
     }
 
     /// Whether two plans are the same version of the same content.
@@ -223,22 +466,49 @@ impl Plan {
         out
     }
 
-    /// The canonical JSON of this plan (filled in by the JSON work; until
-    /// then a stable placeholder made of the patterns and names).
-    fn render_json(&self) -> String {
-        let mut out = format!("{{\"version\":{},\"paths\":{{", self.version);
-        for (i, p) in self.patterns.iter().enumerate() {
+    /// The canonical JSON (no spaces): `{"paths":{<pattern>:{<policy>:
+    /// {<fields>},…},…},"version":N}`, patterns by canonical text and
+    /// policies by name, both in byte order.
+    /// Lua twin: `PLAN.to_json` (lua/src/35_plan.lua).
+    fn render_json(&mut self) {
+        let text = |s: &str| Value::String(s.to_string()).to_string();
+        let mut order: Vec<&Pattern> = self.patterns.iter().collect();
+        order.sort_by(|a, b| a.text.as_bytes().cmp(b.text.as_bytes()));
+        let mut out = String::from("{\"paths\":{");
+        for (i, pattern) in order.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(&format!("{:?}:[", p.text));
-            let names: Vec<String> = p.policies.iter().map(|(n, s)| format!("{:?}:{:?}", n, s)).collect();
-            out.push_str(&names.join(","));
-            out.push(']');
+            out.push_str(&text(&pattern.text));
+            out.push_str(":{");
+            for (j, (name, spec)) in pattern.policies.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str(&text(name));
+                out.push(':');
+                policy_to_json(spec, &mut out);
+            }
+            out.push('}');
         }
-        out.push_str("}}");
-        out
+        out.push('}');
+        self.content_end = out.len();
+        out.push_str(&format!(",\"version\":{}}}", self.version));
+        self.json = out;
     }
+}
+
+fn too_many_policies(pattern: &str) -> Error {
+    Error::Limit(format!("pattern '{}' has more than {MAX_PLAN_POLICIES} policies", names::clip(pattern)))
+}
+
+/// Adds `pattern`, refusing one whose canonical form is there already.
+fn add_pattern(patterns: &mut Vec<Pattern>, pattern: Pattern) -> Result<()> {
+    if patterns.iter().any(|p| p.text == pattern.text) {
+        return Err(Error::syntax(format!("pattern '{}' appears twice", pattern.text)));
+    }
+    patterns.push(pattern);
+    Ok(())
 }
 
 /// The patterns of one depth give at most [`MAX_PLAN_POLICIES`] distinct
@@ -290,6 +560,30 @@ impl PlanBook {
             Some(v) => Ok(v),
             None => Ok(current + 1),
         }
+    }
+
+    /// `QUOTA.PLAN SET name json`: parses the plan ([`Plan::from_json`]),
+    /// then, for a new name, the book's bound; then, when the book's plan
+    /// of that name has the same content and the JSON names no version or
+    /// the current one, nothing changes; else the plan is stored under
+    /// [`PlanBook::next_version`]. Returns the plan's version after the
+    /// call and whether the book changed. An error changes nothing.
+    /// Lua twin: `PLAN.set` (lua/src/35_plan.lua).
+    pub fn set_json(&mut self, name: &str, json: &str) -> Result<(u64, bool)> {
+        let (plan, asked) = Plan::from_json(name, json)?;
+        let current = self.plans.get(&plan.name);
+        if current.is_none() && self.plans.len() >= MAX_PLANS {
+            return Err(Error::Limit(format!("the plan book already has {MAX_PLANS} plans")));
+        }
+        if let Some(current) = current
+            && current.same_content(&plan)
+            && asked.is_none_or(|v| v == current.version)
+        {
+            return Ok((current.version, false));
+        }
+        let version = self.next_version(&plan.name, asked)?;
+        let plan = self.set(plan.with_version(version))?;
+        Ok((plan.version, true))
     }
 
     /// Stores `plan` (whose version [`PlanBook::next_version`] gave).

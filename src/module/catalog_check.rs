@@ -1,7 +1,7 @@
 //! The module's command table and configuration beside the catalog
 //! (`engine::catalog`), which they derive from.
 
-use crate::commands::{self, Handler, policy, read, reserve};
+use crate::commands::{self, Handler, plan, policy, read, reserve};
 use crate::config;
 use crate::engine::catalog::{self, Key, SETTINGS};
 
@@ -13,6 +13,7 @@ fn the_tree_commands_are_the_catalogs() {
         &policy::DELPATH,
         &policy::GRANT,
         &policy::RESET,
+        &plan::ASSIGN,
         &reserve::RESERVE,
         &reserve::COMMIT,
         &reserve::RELEASE,

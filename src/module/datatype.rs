@@ -1,6 +1,6 @@
 //! The `quotatree` data type and its persistence callbacks: RDB save and
 //! load, AOF rewrite, `MEMORY USAGE`, `DEBUG DIGEST-VALUE`, and the price
-//! book as RDB aux data. The encodings themselves live in `persist`.
+//! and plan books as RDB aux data. The encodings themselves live in `persist`.
 
 use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
@@ -11,7 +11,7 @@ use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use crate::engine::Tree;
-use crate::{ctext, persist, prices, stats};
+use crate::{ctext, persist, plans, prices, stats};
 
 pub static QUOTA_TYPE: RedisType = RedisType::new(
     "quotatree",
@@ -63,7 +63,7 @@ unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) 
 unsafe extern "C" fn aof_rewrite(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, value: *mut c_void) {
     // SAFETY: as in `rdb_save`.
     let tree = unsafe { &*value.cast::<Tree>() };
-    emit_prices(aof);
+    emit_books(aof);
     let bytes = persist::encode(tree);
     // SAFETY: the function pointer is filled in by Redis at load.
     let emit = unsafe { raw::RedisModule_EmitAOF };
@@ -84,38 +84,63 @@ unsafe extern "C" fn aof_rewrite(aof: *mut raw::RedisModuleIO, key: *mut raw::Re
     }
 }
 
-/// The price book travels in the RDB as aux data, before the keys.
+/// The price book, then the plan book, travel in the RDB as aux data,
+/// before the keys (trees loaded after them find their plans).
 unsafe extern "C" fn aux_save(rdb: *mut raw::RedisModuleIO, _when: c_int) {
-    raw::save_signed(rdb, i64::from(persist::PRICE_BOOK_VERSION));
+    raw::save_signed(rdb, i64::from(persist::AUX_VERSION));
     let bytes = prices::with_book(|book| persist::encode_book(book));
+    raw::save_slice(rdb, &bytes);
+    let bytes = plans::with_plans(|book| persist::encode_plans(book));
     raw::save_slice(rdb, &bytes);
 }
 
+/// Aux data of version 1 (written before plans) is the price book alone:
+/// it loads with an empty plan book.
 unsafe extern "C" fn aux_load(rdb: *mut raw::RedisModuleIO, _encver: c_int, _when: c_int) -> c_int {
+    let refuse = |e: String| {
+        // SAFETY: `rdb` is the handle of this callback.
+        unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing the price and plan books from disk: {e}")) };
+        raw::REDISMODULE_ERR as c_int
+    };
     let (Ok(version), Ok(buffer)) = (raw::load_signed(rdb), raw::load_string_buffer(rdb)) else {
         return raw::REDISMODULE_ERR as c_int;
     };
-    match persist::decode_book(buffer.as_ref(), version as i32) {
-        Ok(book) => {
-            prices::with_book(|current| *current = book);
-            raw::REDISMODULE_OK as c_int
-        }
-        Err(e) => {
-            // SAFETY: as above.
-            unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing the price book from disk: {e}")) };
-            raw::REDISMODULE_ERR as c_int
-        }
+    let version = i32::try_from(version).unwrap_or(-1);
+    if !(1..=persist::AUX_VERSION).contains(&version) {
+        return refuse(format!(
+            "unknown aux data version {version} (this module reads up to {})",
+            persist::AUX_VERSION
+        ));
     }
+    let book = match persist::decode_book(buffer.as_ref(), persist::PRICE_BOOK_VERSION) {
+        Ok(book) => book,
+        Err(e) => return refuse(e),
+    };
+    let plan_book = if version >= 2 {
+        let Ok(buffer) = raw::load_string_buffer(rdb) else { return raw::REDISMODULE_ERR as c_int };
+        match persist::decode_plans(buffer.as_ref()) {
+            Ok(plan_book) => plan_book,
+            Err(e) => return refuse(e),
+        }
+    } else {
+        Default::default()
+    };
+    prices::with_book(|current| *current = book);
+    plans::with_plans(|current| *current = plan_book);
+    raw::REDISMODULE_OK as c_int
 }
 
-/// The process that last wrote the price book into a rewritten AOF. Each
-/// AOF rewrite runs in a fresh child process, which writes the book once,
-/// with its first tree: the price book is not a key, and without an RDB
-/// preamble (`aof-use-rdb-preamble no`) it would otherwise be lost.
-static PRICES_WRITTEN_BY: AtomicU32 = AtomicU32::new(0);
+/// The process that last wrote the price and plan books into a rewritten
+/// AOF. Each AOF rewrite runs in a fresh child process, which writes the
+/// books once, with its first tree: they are not keys, and without an RDB
+/// preamble (`aof-use-rdb-preamble no`) they would otherwise be lost.
+static BOOKS_WRITTEN_BY: AtomicU32 = AtomicU32::new(0);
 
-fn emit_prices(aof: *mut raw::RedisModuleIO) {
-    if PRICES_WRITTEN_BY.swap(std::process::id(), Ordering::Relaxed) == std::process::id() {
+/// `QUOTA.PRICE SET key json` per price, then `QUOTA.PLAN SET name json`
+/// per plan (the canonical JSON names the version, so the plan loads with
+/// the version it had), before the first tree's `QUOTA.LOADTREE`.
+fn emit_books(aof: *mut raw::RedisModuleIO) {
+    if BOOKS_WRITTEN_BY.swap(std::process::id(), Ordering::Relaxed) == std::process::id() {
         return;
     }
     // SAFETY: the function pointer is filled in by Redis at load.
@@ -134,6 +159,25 @@ fn emit_prices(aof: *mut raw::RedisModuleIO) {
                     set.as_ptr(),
                     key.as_ptr().cast::<c_char>(),
                     key.len(),
+                    json.as_ptr().cast::<c_char>(),
+                    json.len(),
+                );
+            }
+        }
+    });
+    let (cmd, set) = (c"QUOTA.PLAN", c"SET");
+    plans::with_plans(|book| {
+        for plan in book.plans() {
+            let (name, json) = (plan.name.as_str(), plan.to_json());
+            // SAFETY: as above.
+            unsafe {
+                emit(
+                    aof,
+                    cmd.as_ptr(),
+                    fmt.as_ptr(),
+                    set.as_ptr(),
+                    name.as_ptr().cast::<c_char>(),
+                    name.len(),
                     json.as_ptr().cast::<c_char>(),
                     json.len(),
                 );

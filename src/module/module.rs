@@ -16,7 +16,7 @@ use redis_module::alloc::RedisAlloc;
 use redis_module::configuration::{ConfigurationFlags, register_bool_configuration, register_i64_configuration};
 use redis_module::{Context, InfoContext, NotifyEvent, RedisResult, RedisString, Status, decode_args, raw};
 
-use crate::commands::{self, internal, policy, price, read, reserve};
+use crate::commands::{self, internal, plan, policy, price, read, reserve};
 use crate::datatype::QUOTA_TYPE;
 use crate::engine::catalog::{self, Command, Key};
 use crate::{clock, config, ctext, eviction, expiry, stats};
@@ -183,6 +183,7 @@ fn info(ctx: &InfoContext, _for_crash_report: bool) {
         ctx.add_info_field_long_long(name, stats::read(counter) as i64);
     }
     ctx.add_info_field_long_long("prices", crate::prices::with_book(|b| b.len()) as i64);
+    ctx.add_info_field_long_long("plans", crate::plans::with_plans(|b| b.len()) as i64);
     ctx.add_info_field_long_long("scheduled_trees", expiry::scheduled_trees() as i64);
     // 1 while maxmemory-policy may evict trees; writes are then refused
     // unless allow_eviction is 1.
@@ -217,7 +218,7 @@ tree_entry!(c_unset, policy::UNSET);
 tree_entry!(c_delpath, policy::DELPATH);
 tree_entry!(c_grant, policy::GRANT);
 tree_entry!(c_reset, policy::RESET);
-tree_entry!(c_assign, policy::ASSIGN);
+tree_entry!(c_assign, plan::ASSIGN);
 tree_entry!(c_history, read::HISTORY);
 tree_entry!(c_events, read::EVENTS);
 tree_entry!(c_reserve, reserve::RESERVE);
@@ -251,6 +252,7 @@ macro_rules! entry {
 entry!(c_replay, internal::replay);
 entry!(c_loadtree, internal::loadtree);
 entry!(c_price, price::price);
+entry!(c_plan, plan::plan);
 entry!(c_estimate, price::estimate);
 entry!(c_debug, internal::debug);
 
@@ -283,6 +285,7 @@ fn entry_of(name: &str) -> raw::RedisModuleCmdFunc {
         // The verbs of QUOTA.PRICE share one handler, which reads the
         // verb from its arguments (the client's syntax is unchanged).
         _ if name.starts_with("QUOTA.PRICE|") => c_price,
+        _ if name.starts_with("QUOTA.PLAN|") => c_plan,
         _ => return None,
     };
     Some(entry)

@@ -12,6 +12,7 @@ pub mod args;
 #[cfg(test)]
 mod fuzz;
 pub mod internal;
+pub mod plan;
 pub mod policy;
 pub mod price;
 pub mod read;
@@ -77,7 +78,7 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &policy::DELPATH,
     &policy::GRANT,
     &policy::RESET,
-    &policy::ASSIGN,
+    &plan::ASSIGN,
     &reserve::RESERVE,
     &reserve::COMMIT,
     &reserve::RELEASE,

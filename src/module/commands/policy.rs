@@ -12,7 +12,6 @@ pub const UNSET: Command = Command { name: "QUOTA.UNSET", handler: Handler::Writ
 pub const DELPATH: Command = Command { name: "QUOTA.DELPATH", handler: Handler::Write(delpath) };
 pub const GRANT: Command = Command { name: "QUOTA.GRANT", handler: Handler::Write(grant) };
 pub const RESET: Command = Command { name: "QUOTA.RESET", handler: Handler::Write(reset) };
-pub const ASSIGN: Command = Command { name: "QUOTA.ASSIGN", handler: Handler::Write(assign) };
 
 const SET_KEYWORDS: &[&str] = &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL"];
 
@@ -97,23 +96,4 @@ fn delpath(tree: &mut Tree, args: &mut Args<'_>, _env: &Env) -> Result<Answer> {
     args.finish()?;
     let removed = tree.delete_path(&path)?;
     Ok(Answer::new(Reply::Int(removed as i64), true))
-}
-
-/// `QUOTA.ASSIGN key plan|NONE`: the tree follows the plan book's plan of
-/// that name (which must exist), or no plan. A tree that follows none
-/// asked to follow none is unchanged (and a missing key is not created).
-fn assign(tree: &mut Tree, args: &mut Args<'_>, _env: &Env) -> Result<Answer> {
-    let name = args.next_str("a plan name or NONE")?;
-    args.finish()?;
-    let plan = match keyword(name, &["NONE"]) {
-        Some(_) => None,
-        None => {
-            let name = crate::engine::plan::parse_name(name)?;
-            let plan = crate::plans::current(&name)
-                .ok_or_else(|| Error::NotFound(format!("plan '{}'", crate::engine::names::clip(&name))))?;
-            Some(plan)
-        }
-    };
-    let changed = tree.assign(plan);
-    Ok(Answer::new(Reply::Ok, changed))
 }

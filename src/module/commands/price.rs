@@ -60,7 +60,7 @@ const HELP: &[&str] = &[
 
 /// A replica takes the book from its primary, and a full server refuses to
 /// grow it, as Redis does for `write` and `deny-oom` commands.
-fn refuse_write(ctx: &Context, grows: bool) -> std::result::Result<(), RedisError> {
+pub(super) fn refuse_write(ctx: &Context, grows: bool) -> std::result::Result<(), RedisError> {
     let flags = ctx.get_flags();
     let from_primary = flags.contains(ContextFlags::REPLICATED) || flags.contains(ContextFlags::LOADING);
     if flags.contains(ContextFlags::SLAVE) && !from_primary {
