@@ -22,7 +22,8 @@
 //!   and rolling *windows*; [`events`]: what a tree reports.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
 //!   `short`: a short list kept in place (what a request reaches);
-//!   [`pricing`]: the *price book*; [`plan`]: *plans* and the *plan book*; [`outcome`]: what the engine answers;
+//!   [`pricing`]: the *price book*; [`plan`]: *plans* and the *plan book*;
+//!   [`sync`]: a tree *following* a plan (adopt, sync, views); [`outcome`]: what the engine answers;
 //!   [`error`]: why it refuses.
 //! - [`persist`] and [`restore`]: a tree as bytes, and back.
 //!

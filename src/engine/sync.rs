@@ -331,13 +331,19 @@ impl Tree {
             return;
         }
         for path in paths {
-            let mut way = Vec::new();
-            let mut cursor = names::prefixes(path).filter_map(|p| self.find(p)).last();
-            while let Some(id) = cursor {
-                way.push(id);
-                cursor = self.node(id).and_then(|n| n.parent());
+            // The deepest existing node (one lookup when the path exists),
+            // then up the parents: only stale nodes are kept (usually
+            // none, and nothing is allocated), synced root first.
+            let deepest = self.find(path).or_else(|| names::prefixes(path).filter_map(|p| self.find(p)).last());
+            let mut stale = Vec::new();
+            let mut cursor = deepest;
+            while let Some(node) = cursor.and_then(|id| Some((id, self.node(id)?))) {
+                if node.1.plan_epoch != self.plan_epoch {
+                    stale.push(node.0);
+                }
+                cursor = node.1.parent();
             }
-            for &id in way.iter().rev() {
+            for &id in stale.iter().rev() {
                 self.sync_existing(id, now_ms);
             }
         }
@@ -349,6 +355,9 @@ impl Tree {
     /// missing; else how to remove them again ([`Tree::unmake_if`]).
     pub(crate) fn materialize(&mut self, paths: &[String], now_ms: u64, limits: &Limits) -> Result<Option<Undo>> {
         if self.plan.is_none() {
+            return Ok(None);
+        }
+        if paths.iter().all(|p| self.find(p).is_some()) {
             return Ok(None);
         }
         let wanted: Vec<&str> = paths.iter().map(String::as_str).collect();

@@ -252,8 +252,13 @@ impl Write<'_> {
 /// plan takes the book's current plan of its name when it differs (one
 /// map lookup and a pointer compare).
 pub fn adopt(tree: &mut Tree) {
-    if let Some(current) = tree.plan_name().map(crate::plans::current) {
-        tree.adopt(current);
+    let Some(mine) = tree.plan() else { return };
+    // Usually the book holds the very plan the tree does: nothing to take.
+    let newer = crate::plans::with_plans(|book| {
+        book.get(&mine.name).filter(|current| !std::sync::Arc::ptr_eq(current, mine)).cloned()
+    });
+    if newer.is_some() {
+        tree.adopt(newer);
     }
 }
 
