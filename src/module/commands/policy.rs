@@ -91,9 +91,12 @@ fn unset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 /// `QUOTA.DELPATH key path`: replies with the number of paths removed.
-fn delpath(tree: &mut Tree, args: &mut Args<'_>, _env: &Env) -> Result<Answer> {
+fn delpath(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path")?;
     args.finish()?;
+    // Like every write on a node, DELPATH syncs it first (what stays when
+    // live holds refuse the delete).
+    tree.sync_paths(&[&path], env.now_ms);
     let removed = tree.delete_path(&path)?;
     Ok(Answer::new(Reply::Int(removed as i64), true))
 }
