@@ -275,3 +275,155 @@ fn a_following_tree_survives_encode_and_decode() {
         }
     }
 }
+
+mod random {
+    //! Random commands on a tree whose plan changes under it: holds always
+    //! count where they match, a read always shows what the next write
+    //! stores, a request that places nothing leaves only its syncs, and
+    //! loading the tree changes no byte.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PATHS: [&str; 6] = ["", "members", "members/u1", "members/u2", "teams/t1", "teams/t1/x"];
+
+    /// Three contents: another limit, another metric and a filter, a
+    /// removed root policy and another mode.
+    fn content(n: usize, version: u64) -> Arc<Plan> {
+        let mut chat = spec("credits", "5");
+        chat.service = Some("chat".into());
+        let mut block = spec("credits", "20");
+        block.mode = Mode::Block;
+        let p = match n {
+            0 => pats(&[
+                ("/", &[("monthly", spec("credits", "100"))]),
+                ("members/*", &[("allowance", spec("credits", "20"))]),
+            ]),
+            1 => pats(&[
+                ("/", &[("monthly", spec("credits", "50"))]),
+                ("members/*", &[("allowance", spec("tokens", "10"))]),
+                ("*/*", &[("x", chat), ("allowance", spec("credits", "7"))]),
+            ]),
+            _ => pats(&[("members/*", &[("allowance", block)]), ("teams", &[("monthly", spec("tokens", "9"))])]),
+        };
+        Arc::new(Plan::new("pro", version, p).unwrap())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Reserve { path: usize, metric: bool, amount: u8, batch: u8, chat: bool },
+        Charge { path: usize, amount: u8, check: bool },
+        Settle { hold: usize, commit: bool },
+        Set { path: usize, limit: u8 },
+        Unset { path: usize, plan_name: bool },
+        Plan { content: usize },
+        Assign { none: bool },
+        Wait { ms: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6usize, any::<bool>(), 0..30u8, 0..3u8, any::<bool>())
+                .prop_map(|(path, metric, amount, batch, chat)| Op::Reserve { path, metric, amount, batch, chat }),
+            (0..6usize, 0..30u8, any::<bool>()).prop_map(|(path, amount, check)| Op::Charge { path, amount, check }),
+            (0..8usize, any::<bool>()).prop_map(|(hold, commit)| Op::Settle { hold, commit }),
+            (0..6usize, 0..50u8).prop_map(|(path, limit)| Op::Set { path, limit }),
+            (0..6usize, any::<bool>()).prop_map(|(path, plan_name)| Op::Unset { path, plan_name }),
+            (0..3usize).prop_map(|content| Op::Plan { content }),
+            any::<bool>().prop_map(|none| Op::Assign { none }),
+            (0..5000u16).prop_map(|ms| Op::Wait { ms }),
+        ]
+    }
+
+    /// Every node's policies as a read shows them.
+    fn shown(t: &Tree, current: Option<&Arc<Plan>>) -> Vec<(String, Vec<PolicyView>)> {
+        PATHS
+            .iter()
+            .filter_map(|p| Some((p.to_string(), t.get_seen(p, 9_000_000, 0, current).ok()?.policies)))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+        #[test]
+        fn plan_following_trees_keep_their_rules(ops in proptest::collection::vec(op(), 1..60)) {
+            let l = Limits::default();
+            let mut t = Tree::new();
+            let mut book = content(0, 1);
+            let mut version = 1;
+            let mut now = 1_000u64;
+            let mut ids: Vec<String> = Vec::new();
+            t.assign(Some(book.clone()));
+            for op in &ops {
+                t.expire(now, &l);
+                // The command layer adopts first.
+                let current = Some(book.clone()).filter(|_| t.plan().is_some());
+                if t.plan().is_some() {
+                    t.adopt(current);
+                }
+                match *op {
+                    Op::Reserve { path, metric, amount, batch, chat } => {
+                        let batch = [BatchMode::All, BatchMode::DryRun, BatchMode::Upto][batch as usize];
+                        let mut req = reserve(&[PATHS[path]], if metric { "tokens" } else { "credits" }, &amount.to_string(), batch);
+                        if chat {
+                            req.set.service = Some("chat".into());
+                        }
+                        // Placing nothing leaves what a sync alone leaves.
+                        let mut synced = t.clone();
+                        synced.sync_way(&req.set.paths, now);
+                        if let Ok(out) = t.reserve(req, now, &l) {
+                            match out.id {
+                                Some(id) => ids.push(id),
+                                None => prop_assert_eq!(persist::encode(&t), persist::encode(&synced)),
+                            }
+                        }
+                    }
+                    Op::Charge { path, amount, check } => {
+                        let mut synced = t.clone();
+                        synced.sync_way(&[PATHS[path].to_string()], now);
+                        let out = t.charge(charge(&[PATHS[path]], &amount.to_string(), check), now, &l);
+                        if out.is_ok_and(|o| !o.allowed) {
+                            prop_assert_eq!(persist::encode(&t), persist::encode(&synced));
+                        }
+                    }
+                    Op::Settle { hold, commit } => {
+                        if let Some(id) = ids.get(hold).cloned() {
+                            let _ = if commit { t.commit(&id, None, None, now, &l).map(|_| ()) } else { t.release(&id, None, now, &l).map(|_| ()) };
+                        }
+                    }
+                    Op::Set { path, limit } => {
+                        let name = if limit % 2 == 0 { "allowance" } else { "own" };
+                        t.set_policy(PATHS[path], name, spec("credits", &limit.to_string()), now, &l).unwrap();
+                    }
+                    Op::Unset { path, plan_name } => {
+                        let _ = t.unset_policy(PATHS[path], if plan_name { "allowance" } else { "own" }, now, &l);
+                    }
+                    Op::Plan { content: n } => {
+                        version += 1;
+                        book = content(n, version);
+                    }
+                    Op::Assign { none } => {
+                        t.assign(if none { None } else { Some(book.clone()) });
+                    }
+                    Op::Wait { ms } => now += u64::from(ms) * 1000,
+                }
+                t.check_invariants().map_err(TestCaseError::fail)?;
+                // A read sees the book's plan; a write then stores the same.
+                let current = t.plan().map(|_| book.clone());
+                let seen = shown(&t, current.as_ref());
+                let mut written = t.clone();
+                if written.plan().is_some() {
+                    written.adopt(current);
+                }
+                let all: Vec<String> = PATHS.iter().map(|p| p.to_string()).collect();
+                written.sync_way(&all, 9_000_000);
+                prop_assert_eq!(shown(&written, written.plan()), seen, "after {:?}", op);
+                written.check_invariants().map_err(TestCaseError::fail)?;
+                let back = persist::decode(&persist::encode(&t), persist::ENCODING_VERSION).unwrap();
+                prop_assert_eq!(persist::encode(&back), persist::encode(&t));
+            }
+        }
+    }
+}
