@@ -47,11 +47,15 @@ policies changing metric, filter and mode under live holds, the clock moved
 to one before, exactly at and one after a known `expires_at` with reads
 straight after, late commits, 10^18 totals; every fifth command it also
 checks on the module that each policy's `held` equals the live holds that
-match it now. `--set name=value` gives both backends a setting (a module
+match it now. `--focus plans` (PlanGen) has the trees follow plans that change under
+them: PLAN SET with random and malformed plan JSON and versions, PLAN DEL
+of followed plans, ASSIGN (plans, NONE, unknown), overrides of plan
+policies by QUOTA.SET and UNSET back, amid reservations, charges and reads.
+`--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds|plans] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants]
 
@@ -824,6 +828,125 @@ class FocusGen(Gen):
 
 # ----- the run -----------------------------------------------------------------------
 
+class PlanGen(Gen):
+    """`--focus plans`: trees following plans that change under them.
+
+    A few plans (`free`, `pro`, `team`) over patterns of the generator's
+    paths (`/`, `p1`, `members/*`, `*/x`, `members/u1`, `*/*/u1`, …) whose
+    policies share names with the tree's own (`cap`, `daily`) so that
+    overrides, UNSET back to the plan and metric changes under live holds
+    happen; PLAN SET with random and malformed JSON (each error of the
+    plan grammar), explicit versions (some not above the current), PLAN
+    DEL of a plan trees follow, ASSIGN to plans, NONE and unknown plans,
+    with the usual reservations, charges, commits, reads and clock moves
+    between them.
+    """
+
+    PLAN_NAMES = ["free", "pro", "team"]
+    PATTERNS = ["/", "p1", "p2", "members", "members/*", "p1/*", "*", "*/x", "members/u1", "*/*/u1", "p1/x/*",
+                "/members/*", "*/*"]
+    PNAMES = ["cap", "daily", "rpm", "allow", "tok"]
+
+    def __init__(self, rng):
+        super().__init__(rng)
+        self.versions = {}
+
+    def policy_json(self):
+        r = self.rng
+        fields = {"metric": self.pick(["credits", "credits", "tokens", "requests"] if r.random() > 0.03
+                                      else ["Bad", 7, "limit"]),
+                  "limit": self.pick(["50", "100", "250", "1000", "0", "12.5", 100, 7.25])}
+        if r.random() < 0.6:
+            fields["window"] = self.pick(["none", "hour", "day", "month", "month", "year", "week",
+                                          "rolling 60s", "rolling 15m", "MONTH"])
+            if fields["window"] == "month" and r.random() < 0.4:
+                fields["anchor"] = self.pick([1, 15, 31])
+        if r.random() < 0.3:
+            fields["mode"] = self.pick(["strict", "block", "open"])
+        if r.random() < 0.25:
+            fields["warn"] = self.pick([[50, 80], [90], [10, 20, 30], []])
+        if r.random() < 0.15 and fields.get("window", "none").lower() in ("hour", "day", "month", "year", "week"):
+            fields["rollover"] = self.pick(["2000", "5000"])
+        if r.random() < 0.15:
+            fields["service"] = self.pick(SERVICES)
+            if r.random() < 0.4:
+                fields["model"] = self.pick(MODELS)
+        if r.random() < 0.04:  # one bad field
+            bad = self.pick([("limit", "-5"), ("limit", "abc"), ("window", "fortnight"), ("window", "rolling 5x"),
+                             ("anchor", 0), ("anchor", 5), ("mode", "lenient"), ("warn", [0]), ("warn", "80"),
+                             ("rollover", "1"), ("model", "gpt"), ("extra", 1), ("metric", None), ("limit", None),
+                             ("limit", True), ("service", "a b")])
+            if bad[1] is None:
+                fields.pop(bad[0], None)
+            else:
+                fields[bad[0]] = bad[1]
+        return fields
+
+    def plan_json(self):
+        r = self.rng
+        if r.random() < 0.03:
+            return self.pick(["not json", "[]", '{"paths": []}', '{"paths": {}, "extra": 1}', '{}', '{"paths": {"a//b": {}}}',
+                              '{"paths": {"p1": {"bad name": {"metric": "credits", "limit": "1"}}}}',
+                              '{"paths": {"p1": 5}}', '{"version": 0, "paths": {}}', '{"version": "2", "paths": {}}',
+                              '{"paths": {"p1": {}, "/p1": {}}}', '{"paths": {"*/..": {}}}', '"x"',
+                              '{"paths": {' + ",".join(f'"p{i}": {{}}' for i in range(65)) + '}}',
+                              '{"paths": {"p1": {' + ",".join(
+                                  f'"n{i}": {{"metric": "credits", "limit": "1"}}' for i in range(17)) + '}}}'])
+        paths = {}
+        for pattern in r.sample(self.PATTERNS, r.randint(0, 4)):
+            paths[pattern] = {name: self.policy_json() for name in r.sample(self.PNAMES, r.randint(1, 3))}
+        body = {"paths": paths}
+        if r.random() < 0.1:
+            body["version"] = self.pick([1, 2, 5, 50, 10**6])
+        return json.dumps(body)
+
+    def c_plan(self, tree):
+        r = self.rng
+        x = r.random()
+        name = self.pick(self.PLAN_NAMES) if r.random() > 0.03 else self.pick(["none", "NONE", "a b", "x" * 65])
+        if x < 0.55:
+            return ["QUOTA.PLAN", "SET", name, self.plan_json()]
+        if x < 0.65:
+            return ["QUOTA.PLAN", "DEL", name]
+        if x < 0.85:
+            return ["QUOTA.PLAN", "GET", name]
+        if x < 0.97:
+            return ["QUOTA.PLAN", "LIST"]
+        return ["QUOTA.PLAN", self.pick(["HELP", "FROB"])]
+
+    def c_assign(self, tree):
+        return ["QUOTA.ASSIGN", tree, self.pick(self.PLAN_NAMES * 3 + ["NONE", "none", "ghost", "a b"])]
+
+    def c_set(self, tree):
+        cmd = super().c_set(tree)
+        if self.chance(0.4) and len(cmd) > 3:
+            cmd[3] = self.pick(self.PNAMES)  # an override of a plan policy
+        return cmd
+
+    def c_unset(self, tree):
+        return ["QUOTA.UNSET", tree, self.path(), self.pick(self.PNAMES + POLICIES)]
+
+    def c_grant(self, tree):
+        return ["QUOTA.GRANT", tree, self.path(), self.pick(self.PNAMES), self.amount(neg=0.03)]
+
+    def c_reset(self, tree):
+        return ["QUOTA.RESET", tree, self.path(), self.pick(self.PNAMES)]
+
+    def c_history(self, tree):
+        return ["QUOTA.HISTORY", tree, self.path(), self.pick(self.PNAMES)]
+
+    WEIGHTS = [
+        ("plan", 6), ("assign", 4), ("set", 5), ("unset", 2), ("delpath", 1), ("grant", 2), ("reset", 1),
+        ("reserve", 20), ("commit", 8), ("release", 4), ("extend", 2), ("charge", 12), ("get", 8), ("tree", 5),
+        ("holds", 2), ("history", 2), ("events", 2), ("clock", 6), ("del", 0.15),
+    ]
+
+    def mutate(self, cmd):
+        if cmd[0] == "QUOTA.PLAN":
+            return cmd  # the plan grammar's own errors are generated above
+        return super().mutate(cmd)
+
+
 def show(v, limit=6000):
     text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[:limit] + " ..."
@@ -1030,15 +1153,16 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
-    ap.add_argument("--focus", choices=["holds"],
-                    help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen)")
+    ap.add_argument("--focus", choices=["holds", "plans"],
+                    help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
+                         "plans: trees following plans that change under them (PlanGen)")
     args = ap.parse_args()
 
     build_if_missing()
     rng = random.Random(args.seed)
     start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
     start_ms = int(start.timestamp()) * 1000
-    gen = FocusGen(rng, start_ms) if args.focus == "holds" else Gen(rng)
+    gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else Gen(rng)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -1100,7 +1224,7 @@ def main():
             cmd = gen.command()
             reply = both(cmd, i)
             gen.saw(cmd, reply)
-            if args.focus and i % 5 == 4:
+            if args.focus == "holds" and i % 5 == 4:
                 for t in TREES[:2]:
                     bad = gen.held_mismatch(mod, t)
                     if bad:
