@@ -142,6 +142,18 @@ impl Tree {
         true
     }
 
+    /// Shares the book's copy of the plan the tree holds when it is the
+    /// same version of the same content (after a load each tree decodes
+    /// its own). Changes nothing observable: never an adoption.
+    pub fn share_plan(&mut self, current: Option<Arc<Plan>>) {
+        if let (Some(mine), Some(current)) = (&self.plan, current)
+            && mine.name == current.name
+            && mine.same(&current)
+        {
+            self.plan = Some(current);
+        }
+    }
+
     /// `QUOTA.ASSIGN`: the tree follows `plan` (the book's current plan),
     /// or no plan (`None`). Nothing changes when it already holds that
     /// same version, or follows none and is asked to follow none.

@@ -42,7 +42,8 @@ pub static QUOTA_TYPE: RedisType = RedisType::new(
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     let Ok(buffer) = raw::load_string_buffer(rdb) else { return ptr::null_mut() };
     match persist::decode(buffer.as_ref(), encver) {
-        Ok(tree) => {
+        Ok(mut tree) => {
+            share_book_plan(&mut tree);
             stats::count_tree(&tree, 1);
             Box::into_raw(Box::new(tree)).cast()
         }
@@ -51,6 +52,16 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
             unsafe { ctext::log_io_warning(rdb, &format!("quota: refusing a quotatree from disk: {e}")) };
             ptr::null_mut()
         }
+    }
+}
+
+/// A tree just decoded shares the book's copy of its plan when it is the
+/// same (the plan book loads before the keys, as aux data), so a thousand
+/// trees of one plan hold it once.
+pub fn share_book_plan(tree: &mut Tree) {
+    if let Some(name) = tree.plan_name() {
+        let current = crate::plans::current(name);
+        tree.share_plan(current);
     }
 }
 

@@ -86,8 +86,9 @@ pub fn loadtree(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or(RedisError::Str("ERR QUOTA.LOADTREE: bad version"))?;
-    let tree =
+    let mut tree =
         persist::decode(argv[3].as_slice(), version).map_err(|e| ctext::error(format!("ERR QUOTA.LOADTREE: {e}")))?;
+    datatype::share_book_plan(&mut tree);
     let next_due = tree.next_due_ms();
     stats::count_tree(&tree, 1);
     let handle = ctx.open_key_writable(&argv[1]);
