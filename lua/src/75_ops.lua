@@ -45,7 +45,7 @@ end
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
-local function holds_matching(ctx, path, spec)
+local function holds_matching(ctx, path, spec, saturate)
     local out, held = {}, D.ZERO
     for _, hold in ipairs(HOLDS.live_all(ctx)) do
         local reaches = false
@@ -69,7 +69,7 @@ local function holds_matching(ctx, path, spec)
                     amount = plus(amount, costs_get(item.cost, spec.metric))
                 end
             end
-            held = D.add(held, amount)
+            held = saturate and D.add_saturating(held, amount) or D.add(held, amount)
             out[#out + 1] = hold
         end
     end
@@ -109,45 +109,34 @@ local function recount(ctx, path, p, old, counted, held)
     end
 end
 
--- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
--- QUOTA.SET: creates or updates a policy.
-function OPS.set_policy(ctx, path, name, spec)
-    validate_spec(spec)
-    local node = find(ctx, path)
-    local index = nil
-    if node then
-        for i, p in ipairs(node.pols) do
-            if p.name == name then
-                index = i
-            end
-        end
-        if not index and #node.pols >= ctx.limits.max_policies then
-            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
-                ctx.limits.max_policies))
-        end
-    else
-        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
-    end
-    -- A new policy, or one whose metric or filter changes, counts the live
-    -- holds it matches from now on (and no others).
-    local old, counted, held = nil, nil, nil
-    local changes = true
+-- The live holds a policy of `spec` replacing the one at `index` of the
+-- node (nil: a new one) counts from now on, when its metric or filter
+-- changes (a new one always); nil when it keeps the holds it has. A count
+-- beyond 10^18 fails, or stops there with `saturate` (a plan's sync).
+function OPS.holds_for(ctx, path, node, index, spec, saturate)
     if index then
         local p = node.pols[index]
-        old = p.gen
-        changes = p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model
+        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model then
+            return nil
+        end
     end
-    if changes and holds_may_reach(ctx, path) then
-        counted, held = holds_matching(ctx, path, spec)
+    if holds_may_reach(ctx, path) then
+        return holds_matching(ctx, path, spec, saturate)
     end
+    return nil
+end
 
-    -- After this point the command succeeds.
-    node = ensure_path(ctx, path)
+-- QUOTA.SET's change, checked: the policy at `index` of the node at `path`
+-- updated to `spec` (usage kept; a new metric starts over), or `name`
+-- created (appended, fresh generation); it then counts `counted`. Returns
+-- its ref.
+function OPS.put_policy(ctx, path, node, index, name, spec, counted, held)
     local generation = next_generation(ctx)
     touch(ctx, path)
-    local ref
+    local ref, old
     if index then
         ref = { path = path, i = index }
+        old = node.pols[index].gen
         roll_policy(ctx, ref)
         local p = node.pols[index]
         local new_metric = p.metric ~= spec.metric
@@ -162,14 +151,85 @@ function OPS.set_policy(ctx, path, name, spec)
     if counted then
         recount(ctx, path, node.pols[ref.i], old, counted, held)
     end
+    return ref
+end
+
+-- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
+-- QUOTA.SET: creates or updates a policy. On a tree that follows a plan,
+-- the policy becomes the tree's (source "tree"), overriding the plan's of
+-- that name; max_policies counts the tree's own policies.
+function OPS.set_policy(ctx, path, name, spec)
+    validate_spec(spec)
+    local node = find(ctx, path)
+    local index = nil
+    if node then
+        local own = 0
+        for i, p in ipairs(node.pols) do
+            if not p.src then
+                own = own + 1
+                if p.name == name then
+                    index = i
+                end
+            end
+        end
+        if not index and own >= ctx.limits.max_policies then
+            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
+                ctx.limits.max_policies))
+        end
+        if ctx.pl then
+            PLAN.sync_paths(ctx, { path })
+            for i, p in ipairs(node.pols) do
+                if p.name == name then
+                    index = i
+                end
+            end
+        end
+    else
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+    -- A new policy, or one whose metric or filter changes, counts the live
+    -- holds it matches from now on (and no others).
+    local counted, held = OPS.holds_for(ctx, path, node, index, spec)
+
+    -- After this point the command succeeds.
+    if not node then
+        node = ensure_path(ctx, path)
+        -- (A new node of a tree that follows a plan has the plan's policies.)
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+        end
+    end
+    local ref = OPS.put_policy(ctx, path, node, index, name, spec, counted, held)
+    node.pols[ref.i].src = nil
     observe(ctx, { ref })
 end
 
 -- Rust twin: Tree::unset_policy (src/engine/tree.rs).
 -- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
+-- On a tree that follows a plan, a plan policy cannot be removed, and a
+-- tree policy the plan gives a policy of that name at the node becomes the
+-- plan's again (QUOTA.SET's update with the plan's spec, usage kept).
 function OPS.unset_policy(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
-    local gen = ctx.nodes[path].pols[ref.i].gen
+    local node = ctx.nodes[path]
+    if node.pols[ref.i].src then
+        fail(sformat("ERR policy '%s' at '%s' comes from plan '%s': override it with QUOTA.SET, or change the plan",
+            name, display_path(path), ctx.pl.name or ""))
+    end
+    local plan = ctx.pl and ctx.pl.plan
+    if plan then
+        for _, pol in ipairs(PLAN.policies_for(plan, path)) do
+            if pol[1] == name then
+                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2], true)
+                node.pols[OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held).i].src = "plan"
+                return
+            end
+        end
+    end
+    local gen = node.pols[ref.i].gen
     OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
@@ -202,6 +262,7 @@ function OPS.delete_path(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
+    PLAN.sync_paths(ctx, { path })
     local all = OPS.subtree(ctx, path)
     local held = 0
     for _, p in ipairs(all) do
@@ -226,6 +287,7 @@ end
 -- Rust twin: Tree::grant (src/engine/tree.rs).
 -- QUOTA.GRANT: adds to the current period's allowance.
 function OPS.grant(ctx, path, name, amount)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local trial = copy_policy(policy_of(ctx, ref))
     grant_policy(trial, amount, ctx.now)
@@ -241,6 +303,7 @@ end
 -- Rust twin: Tree::reset_policy (src/engine/tree.rs).
 -- QUOTA.RESET: closes the policy's current period now.
 function OPS.reset(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
@@ -252,6 +315,7 @@ end
 
 -- Rust twin: Tree::history (src/engine/tree.rs).
 function OPS.history(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
     for i, c in ipairs(policy_now(ctx, ref).hist) do
@@ -264,6 +328,7 @@ end
 -- A node and its descendants down to `depth` levels, visiting at most
 -- budget[1] nodes (preorder, children by name).
 function OPS.view(ctx, path, depth, budget, with_children)
+    PLAN.sync_paths(ctx, { path })
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
@@ -326,7 +391,7 @@ function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    return OPS.view(ctx, path, 0, { 1 }, false)
+    return PLAN.push_fields(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
@@ -340,5 +405,202 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"
     root[#root + 1] = flag(root.cut)
-    return root
+    return PLAN.push_fields(ctx, root)
+end
+
+-- ----- following a plan (plans.md) ---------------------------------------------
+-- A tree that follows (or followed) a plan has ctx.pl = { name (false: none
+-- now), epoch, json (the plan's canonical JSON it saw), plan (parsed),
+-- missing (the book has no plan of its name), stored ("#plan" exists),
+-- dirty }; ctx.pl is false for a tree that never followed one, which takes
+-- none of the steps below.
+
+-- Reads the tree's "#plan" and adopts the book's plan of its name: a write
+-- stores it (with the expiry its open stores), a read only views it.
+function PLAN.open(ctx)
+    local blob = redis.call("HGET", ctx.key, "#plan")
+    local ok, t = pcall(munpack, blob or "")
+    local st = { name = false, epoch = 0, json = false, plan = nil, missing = false, stored = blob ~= false
+        and blob ~= nil, dirty = false }
+    if ok and type(t) == "table" then
+        st.name, st.epoch, st.json = t[1] or false, tonumber(t[2]) or 0, t[3] or false
+    end
+    ctx.pl = st
+    PLAN.adopt(ctx)
+end
+
+-- The book's plan of the tree's name, when it has another version or
+-- content than the tree saw: the tree takes it (epoch + 1). Without one in
+-- the book, the tree keeps what it saw (plan_missing).
+function PLAN.adopt(ctx)
+    local st = ctx.pl
+    st.plan, st.missing = nil, false
+    if not st.name then
+        return
+    end
+    local book = redis.call("HGET", PLAN.BOOK, st.name)
+    if not book then
+        st.missing = true
+        st.plan = st.json and PLAN.load(st.name, st.json) or nil
+        return
+    end
+    if book ~= st.json then
+        st.epoch, st.json, st.dirty = st.epoch + 1, book, true
+    end
+    st.plan = PLAN.load(st.name, book)
+end
+
+-- QUOTA.ASSIGN: the tree follows `name` (its plan in the book, `book`),
+-- or no plan (name false).
+function PLAN.assign(ctx, name, book)
+    local st = ctx.pl
+    if not name then
+        if st and st.name then
+            st.name, st.json, st.plan, st.missing = false, false, nil, false
+            st.epoch, st.dirty = st.epoch + 1, true
+        end
+        return
+    end
+    if st and st.name == name and st.json == book then
+        return
+    end
+    if not st then
+        st = { name = false, epoch = 0, json = false, stored = false, missing = false }
+        ctx.pl = st
+        ctx.meta.plan, ctx.meta_dirty = true, true
+    end
+    st.name, st.json, st.epoch, st.dirty, st.missing = name, book, st.epoch + 1, true, false
+    st.plan = PLAN.load(name, book)
+end
+
+-- Gives the node at `path` the plan's policies (plans.md, "Sync a node"):
+-- plan policies the plan no longer gives go (as UNSET removes them); each
+-- policy it gives is created or updated as QUOTA.SET would (usage kept),
+-- unless a tree policy of that name overrides it; then the node is synced
+-- at the tree's epoch. No events. fresh: a node just created (no holds).
+function PLAN.sync_node(ctx, path, node, fresh)
+    local st = ctx.pl
+    local desired = st.plan and PLAN.policies_for(st.plan, path) or {}
+    local want = {}
+    for _, pol in ipairs(desired) do
+        want[pol[1]] = true
+    end
+    local kept, holds = {}, nil
+    for _, p in ipairs(node.pols) do
+        if p.src and not want[p.name] then
+            if holds == nil then
+                holds = (not fresh and holds_may_reach(ctx, path)) and HOLDS.live_all(ctx) or {}
+            end
+            OPS.drop_lines(ctx, holds, path, p.gen)
+        else
+            kept[#kept + 1] = p
+        end
+    end
+    node.pols = kept
+    for _, pol in ipairs(desired) do
+        local index = nil
+        for i, p in ipairs(node.pols) do
+            if p.name == pol[1] then
+                index = i
+            end
+        end
+        local p = index and node.pols[index]
+        if not p or (p.src and PLAN.spec_json(p) ~= pol[3]) then
+            local counted, held = nil, nil
+            if not fresh then
+                counted, held = OPS.holds_for(ctx, path, node, index, pol[2], true)
+            end
+            node.pols[OPS.put_policy(ctx, path, node, index, pol[1], pol[2], counted, held).i].src = "plan"
+        end
+    end
+    node.pe = st.epoch
+    touch(ctx, path)
+end
+
+-- Syncs the existing nodes of `paths` that are stale (each once, in
+-- order); a write stores them at once, so they stay synced even when the
+-- command then fails.
+function PLAN.sync_paths(ctx, paths)
+    local st = ctx.pl
+    if not st then
+        return
+    end
+    load_nodes(ctx, paths)
+    local any = false
+    for _, path in ipairs(paths) do
+        local node = ctx.nodes[path]
+        if node and node.pe ~= st.epoch then
+            PLAN.sync_node(ctx, path, node, false)
+            any = true
+        end
+    end
+    if any and ctx.writable then
+        flush(ctx)
+    end
+end
+
+-- Before a RESERVE or CHARGE on a tree that follows a plan judges: the
+-- new paths are checked (max_depth, max_paths), the existing nodes on the
+-- way synced (and stored), and the missing ones created with the plan's
+-- policies, so the request is judged against them. Returns what undoes
+-- the creation (PLAN.unmake) when nothing is placed, or nil.
+function PLAN.prepare(ctx, set)
+    local all = {}
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    load_nodes(ctx, all)
+    local missing, seen = 0, {}
+    for _, path in ipairs(all) do
+        if not ctx.nodes[path] and not seen[path] then
+            seen[path] = true
+            missing = missing + 1
+        end
+    end
+    check_new_paths(ctx, set.paths, missing)
+    PLAN.sync_paths(ctx, all)
+    if missing == 0 then
+        return nil
+    end
+    local undo = { gen = ctx.meta.gen, meta_dirty = ctx.meta_dirty, kids = #ctx.kid_add, count = ctx.node_count,
+        made = {} }
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            if not ctx.nodes[prefix] then
+                undo.made[#undo.made + 1] = prefix
+            end
+        end
+        ensure_path(ctx, path)
+    end
+    return undo
+end
+
+-- Removes the nodes PLAN.prepare created: nothing is written for them.
+function PLAN.unmake(ctx, undo)
+    if not undo then
+        return
+    end
+    for _, path in ipairs(undo.made) do
+        ctx.nodes[path] = false
+        ctx.dirty[path] = nil
+    end
+    for i = #ctx.kid_add, undo.kids + 1, -1 do
+        ctx.kid_add[i] = nil
+    end
+    ctx.node_count, ctx.meta.gen, ctx.meta_dirty = undo.count, undo.gen, undo.meta_dirty
+end
+
+-- GET and TREE: the tree's plan, the version it follows (the book's when
+-- the book has it), and whether the book lacks it.
+function PLAN.push_fields(ctx, f)
+    local st = ctx.pl
+    local name = st and st.name or false
+    local version = name and st.plan and st.plan.version or false
+    local more = { "plan", name, "plan_version", version, "plan_missing", flag(st and st.missing) }
+    for i = 1, #more do
+        f[#f + 1] = more[i]
+    end
+    return f
 end

@@ -60,6 +60,7 @@ end
 local handlers = {}
 for _, c in ipairs({
     { "QUOTA.SET", CMD.cmd_set, true },
+    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.UNSET", CMD.cmd_unset, true },
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
@@ -98,6 +99,17 @@ handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
         fail("ERR syntax: quota_price_ro takes GET, LIST or HELP; SET and DEL are quota_price")
     end
     return P.cmd_price(PRICE_BOOK, args)
+end)
+handlers.quota_plan = keyless("QUOTA.PLAN", function(args)
+    return PLAN.cmd_plan(PLAN.BOOK, args)
+end)
+-- GET, LIST and HELP without writing, for replicas and FCALL_RO.
+handlers.quota_plan_ro = keyless("QUOTA.PLAN", function(args)
+    local verb = args[1] and string.upper(args[1])
+    if verb ~= "GET" and verb ~= "LIST" and verb ~= "HELP" then
+        fail("ERR syntax: quota_plan_ro takes GET, LIST or HELP; SET and DEL are quota_plan")
+    end
+    return PLAN.cmd_plan(PLAN.BOOK, args)
 end)
 handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
     return P.cmd_estimate(PRICE_BOOK, args)
@@ -141,7 +153,8 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
     { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
-    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
+    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } }, { "quota_plan", {} },
+    { "quota_plan_ro", { "no-writes" } }, { "quota_assign", {} },
 }
 
 for i = 1, #FUNCTIONS do
