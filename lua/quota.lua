@@ -2726,8 +2726,9 @@ do
             if #segs > hard then
                 fail(sformat("ERR limit: pattern '%s' is deeper than %d segments", clip(text), hard))
             end
-            -- (A segment is a path of depth 1: names::parse_path's rules.)
-            if segment ~= "*" and segment ~= "" and PLAN.late.segment_error(segment) then
+            -- (A segment is a path of depth 1: names::parse_path's rules;
+            -- an empty one, "a//b" or "a/", is refused.)
+            if segment ~= "*" and (segment == "" or PLAN.late.segment_error(segment)) then
                 fail(sformat("ERR syntax: invalid pattern '%s': each segment is a path segment or *", clip(text)))
             end
             if not slash then
@@ -2819,13 +2820,22 @@ do
         fail("ERR syntax: plan field '" .. P.no_nul(field) .. "': " .. why)
     end
 
-    -- The literal text of a JSON integer from lo to hi, or nil.
-    local function integer_of(value, lo, hi)
-        if type(value) ~= "table" or not value.num or not sfind(value.num, "^%d+$") or #value.num > 16 then
+    -- The value of a JSON number written as a plain integer literal (digits
+    -- only: no sign, fraction or exponent) that fits a u64, or nil; as a
+    -- Lua number (exact below 2^53, which is all the callers compare with).
+    -- Rust twin: integer_literal (src/engine/plan.rs)
+    local function integer_literal(value)
+        local text = type(value) == "table" and value.num
+        if not text or #text > 20 or not sfind(text, "^%d+$")
+            or (#text == 20 and text > "18446744073709551615") then
             return nil
         end
-        local n = tonumber(value.num)
-        if n < lo or n > hi then
+        return tonumber(text)
+    end
+
+    local function integer_of(value, lo, hi)
+        local n = integer_literal(value)
+        if n == nil or n < lo or n > hi then
             return nil
         end
         return n
@@ -2848,14 +2858,15 @@ do
     local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
         rollover = true, service = true, model = true }
 
-    -- One policy object of a pattern: its spec.
-    -- Rust twin: parse_policy (src/engine/plan.rs)
-    local function parse_policy(obj, at)
+    -- One policy object of a pattern (`at` names it in errors:
+    -- paths.<key>.<name>): its spec.
+    -- Rust twin: policy_from_json (src/engine/plan.rs)
+    local function policy_from_json(obj, at)
         local late = PLAN.late
         local keys = P.sorted_keys(obj)
         for _, k in ipairs(keys) do
             if not POLICY_FIELDS[k] then
-                field_error(at .. "." .. k, "unknown field")
+                field_error(at .. "." .. clip(k), "unknown field")
             end
         end
         local map = obj.map
@@ -2873,10 +2884,11 @@ do
         end
         spec.limit = amount_of(v, at .. ".limit")
         local window, duration = "none", nil
+        local bad_window = 'must be a string such as "month" or "rolling 24h"'
         v = map.window
         if v ~= nil then
             if type(v) ~= "string" then
-                field_error(at .. ".window", 'must be a string such as "month" or "rolling 24h"')
+                field_error(at .. ".window", bad_window)
             end
             local space = sfind(v, " ", 1, true)
             if space then
@@ -2889,7 +2901,13 @@ do
         if map.anchor ~= nil then
             anchor = integer_of(map.anchor, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
         end
-        spec.wenc = W.encode(W.parse(window, anchor, duration))
+        local w = W.parse(window, anchor, duration)
+        -- (W.parse reads a duration only for rolling: anything after the
+        -- name of another window is refused, not dropped.)
+        if duration and not W.is_rolling(w) then
+            field_error(at .. ".window", bad_window)
+        end
+        spec.wenc = W.encode(w)
         v = map.mode
         if v ~= nil then
             if type(v) ~= "string" then
@@ -2905,7 +2923,7 @@ do
             end
             local parts = {}
             for i, item in ipairs(v.items) do
-                parts[i] = integer_of(item, 0, MAX_VERSION) and item.num or field_error(at .. ".warn", bad)
+                parts[i] = integer_literal(item) and item.num or field_error(at .. ".warn", bad)
             end
             spec.warn = late.parse_warn(tconcat(parts, ","))
         end
@@ -2925,9 +2943,10 @@ do
         return spec
     end
 
-    -- A policy's fields in canonical JSON.
-    -- Rust twin: spec_json (src/engine/plan.rs)
-    function PLAN.spec_json(spec)
+    -- A policy's fields in canonical JSON: metric, limit, window, anchor
+    -- (month only), mode, warn, rollover, service, model (when set).
+    -- Rust twin: policy_to_json (src/engine/plan.rs)
+    local function policy_to_json(spec)
         local w = W.decode(spec.wenc)
         local warn = {}
         for i, pct in ipairs(spec.warn) do
@@ -2952,8 +2971,12 @@ do
         out[#out + 1] = "}"
         return tconcat(out)
     end
+    -- (A policy's spec as JSON: a plan policy whose JSON is the plan's is
+    -- in sync; see PLAN.sync_node.)
+    PLAN.spec_json = policy_to_json
 
-    -- The canonical JSON: patterns by text in byte order, policies by name.
+    -- The canonical JSON: patterns by text in byte order, policies by name;
+    -- and the content (without the version, PLAN.content).
     -- Rust twin: Plan::render_json (src/engine/plan.rs)
     function PLAN.to_json(plan)
         local by_text = {}
@@ -2972,7 +2995,14 @@ do
             parts[i] = json_string(p.text) .. ":{" .. tconcat(pols, ",") .. "}"
         end
         local content = '{"paths":{' .. tconcat(parts, ",") .. "}"
-        return content .. ',"version":' .. sformat("%.0f", plan.version) .. "}", content
+        return content .. ',"version":' .. sformat("%.0f", plan.version) .. "}", content .. "}"
+    end
+
+    -- The canonical JSON without the version: two plans have the same
+    -- content when these are equal.
+    -- Rust twin: Plan::content_json (src/engine/plan.rs)
+    function PLAN.content(plan)
+        return plan.content
     end
 
     -- The limits on the patterns of one depth: at most MAX_PLAN_POLICIES
@@ -3017,7 +3047,7 @@ do
         end
         for _, k in ipairs(P.sorted_keys(object)) do
             if k ~= "paths" and k ~= "version" then
-                field_error(k, "unknown field (a plan has paths and version)")
+                field_error(clip(k), "unknown field (a plan has paths and version)")
             end
         end
         local version = nil
@@ -3052,10 +3082,10 @@ do
                 PLAN.late.parse_name(pname, "policy name")
                 local pv = value.map[pname]
                 if type(pv) ~= "table" or not pv.obj then
-                    field_error(at .. "." .. pname, "must be an object")
+                    field_error(at .. "." .. clip(pname), "must be an object")
                 end
-                local spec = parse_policy(pv, at .. "." .. pname)
-                pols[#pols + 1] = { pname, spec, PLAN.spec_json(spec) }
+                local spec = policy_from_json(pv, at .. "." .. clip(pname))
+                pols[#pols + 1] = { pname, spec, policy_to_json(spec) }
             end
             if seen[canonical] then
                 fail(sformat("ERR syntax: pattern '%s' appears twice", canonical))
@@ -3104,16 +3134,17 @@ do
 
     -- ----- QUOTA.PLAN ------------------------------------------------------------
 
+    -- QUOTA.PLAN HELP, as the module gives it.
     PLAN.HELP = {
         "QUOTA.PLAN <subcommand> [<arg> ...]. Subcommands are:",
         "SET <name> <json>",
-        "    Sets the plan named name; replies its version.",
+        "    Sets plan name; replies with its version.",
         "GET <name>",
-        "    The plan, as JSON (its version included).",
+        "    Plan name as JSON, its version included.",
         "DEL <name>",
-        "    Removes the plan: 1 if there was one, else 0. Trees following it keep what they saw.",
+        "    Removes plan name: 1 if there was one, else 0.",
         "LIST",
-        "    Every plan's name.",
+        "    Every plan name.",
         "HELP",
         "    This text.",
     }
@@ -3128,18 +3159,12 @@ do
         end
     end
 
-    -- Rust twin: set (src/module/commands/plan.rs)
-    local function plan_set(book_key, args)
-        local name = args[2]
-        if name == nil then
-            arity("a plan name")
-        end
-        PLAN.parse_name(name)
-        local json = args[3]
-        if json == nil then
-            arity("the plan as JSON")
-        end
-        finish(args, 4)
+    -- QUOTA.PLAN SET: the plan (PLAN.from_json), then, for a new name, the
+    -- book's bound; the same content naming no other version changes
+    -- nothing; else it is stored under PLAN.next_version. Returns the
+    -- version after the call.
+    -- Rust twin: PlanBook::set_json (src/engine/plan.rs)
+    function PLAN.set(book_key, name, json)
         local plan, asked = PLAN.from_json(name, json, false)
         local stored = redis.call("HGET", book_key, name)
         local current = 0
@@ -3158,7 +3183,23 @@ do
         return plan.version
     end
 
-    -- Rust twin: plan (src/module/commands/plan.rs)
+    -- Rust twin: set (src/module/commands/plan.rs)
+    local function plan_set(book_key, args)
+        local name = args[2]
+        if name == nil then
+            arity("a plan name")
+        end
+        PLAN.parse_name(name)
+        local json = args[3]
+        if json == nil then
+            arity("the plan as JSON")
+        end
+        finish(args, 4)
+        return PLAN.set(book_key, name, json)
+    end
+
+    -- QUOTA.PLAN SET|GET|DEL|LIST|HELP (args after the function name).
+    -- Rust twin: plan (src/module/commands/plan.rs), get (src/module/commands/plan.rs), del (src/module/commands/plan.rs)
     function PLAN.cmd_plan(book_key, args)
         if #args < 1 then
             fail("ERR wrong number of arguments for 'QUOTA.PLAN' command") -- Redis's own text
@@ -4434,8 +4475,6 @@ local function policy_reply(p, now)
         f[#f + 1] = p.model
     end
     push_period(f, shown_period(p, now))
-    f[#f + 1] = "source"
-    f[#f + 1] = p.src or "tree"
     return f
 end
 
@@ -4750,7 +4789,7 @@ local function index_due(key, ekey, head)
 end
 
 -- Rust twin: Tree::new (src/engine/tree.rs)
-local function open_tree(key, writable)
+local function open_tree(key, writable, sweeping)
     local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
@@ -4776,7 +4815,7 @@ local function open_tree(key, writable)
         if ctx.meta.plan then
             -- A tree that follows (or followed) a plan: what it saw, and
             -- the book's plan of that name taken (a write) or viewed.
-            PLAN.open(ctx)
+            PLAN.open(ctx, sweeping)
         end
     else
         if redis.call("EXISTS", key) == 1 then
@@ -6074,13 +6113,7 @@ function HOLDS.commit(ctx, id, item, actual)
         return first
     end
     if ctx.pl then
-        local all = {}
-        for _, path in ipairs(plan.set.paths) do
-            for _, prefix in ipairs(prefixes(path)) do
-                all[#all + 1] = prefix
-            end
-        end
-        PLAN.sync_paths(ctx, all)
+        PLAN.sync_way(ctx, plan.set.paths)
     end
     local r = usage_reach(ctx, plan.set, plan.actual)
     -- A commit is refused only for the paths it would create (a late commit
@@ -6520,29 +6553,23 @@ end
 -- that name; max_policies counts the tree's own policies.
 function OPS.set_policy(ctx, path, name, spec)
     validate_spec(spec)
+    PLAN.sync_paths(ctx, { path })
     local node = find(ctx, path)
     local index = nil
     if node then
+        -- (A policy of that name, the plan's too, may always be set.)
         local own = 0
         for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
             if not p.src then
                 own = own + 1
-                if p.name == name then
-                    index = i
-                end
             end
         end
         if not index and own >= ctx.limits.max_policies then
             fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
                 ctx.limits.max_policies))
-        end
-        if ctx.pl then
-            PLAN.sync_paths(ctx, { path })
-            for i, p in ipairs(node.pols) do
-                if p.name == name then
-                    index = i
-                end
-            end
         end
     else
         check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
@@ -6583,8 +6610,11 @@ function OPS.unset_policy(ctx, path, name)
     if plan then
         for _, pol in ipairs(PLAN.policies_for(plan, path)) do
             if pol[1] == name then
-                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2], true)
-                node.pols[OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held).i].src = "plan"
+                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2])
+                -- (After this point the command succeeds.)
+                local back = OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held)
+                node.pols[back.i].src = "plan"
+                observe(ctx, { back })
                 return
             end
         end
@@ -6622,7 +6652,6 @@ function OPS.delete_path(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    PLAN.sync_paths(ctx, { path })
     local all = OPS.subtree(ctx, path)
     local held = 0
     for _, p in ipairs(all) do
@@ -6725,7 +6754,11 @@ function OPS.view(ctx, path, depth, budget, with_children)
         if STATUS_RANK[s] > STATUS_RANK[worst] then
             worst = s
         end
-        policies[i] = policy_reply(now_p, ctx.now)
+        -- (GET and TREE show where it comes from, last.)
+        local shown = policy_reply(now_p, ctx.now)
+        shown[#shown + 1] = "source"
+        shown[#shown + 1] = p.src or "tree"
+        policies[i] = shown
     end
     local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
         "policies", policies)
@@ -6751,7 +6784,7 @@ function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    return PLAN.push_fields(ctx, OPS.view(ctx, path, 0, { 1 }, false))
+    return PLAN.info(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
@@ -6765,7 +6798,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"
     root[#root + 1] = flag(root.cut)
-    return PLAN.push_fields(ctx, root)
+    return PLAN.info(ctx, root)
 end
 
 -- ----- following a plan (plans.md) ---------------------------------------------
@@ -6775,9 +6808,11 @@ end
 -- dirty }; ctx.pl is false for a tree that never followed one, which takes
 -- none of the steps below.
 
--- Reads the tree's "#plan" and adopts the book's plan of its name: a write
--- stores it (with the expiry its open stores), a read only views it.
-function PLAN.open(ctx)
+-- Reads the tree's "#plan" and (unless `sweeping`: quota_sweep only
+-- expires, and reads no key outside the tree's slot) adopts the book's plan
+-- of its name: a write stores it (with the expiry its open stores), a read
+-- only views it.
+function PLAN.open(ctx, sweeping)
     local blob = redis.call("HGET", ctx.key, "#plan")
     local ok, t = pcall(munpack, blob or "")
     local st = { name = false, epoch = 0, json = false, plan = nil, missing = false, stored = blob ~= false
@@ -6786,12 +6821,15 @@ function PLAN.open(ctx)
         st.name, st.epoch, st.json = t[1] or false, tonumber(t[2]) or 0, t[3] or false
     end
     ctx.pl = st
-    PLAN.adopt(ctx)
+    if not sweeping then
+        PLAN.adopt(ctx)
+    end
 end
 
 -- The book's plan of the tree's name, when it has another version or
 -- content than the tree saw: the tree takes it (epoch + 1). Without one in
 -- the book, the tree keeps what it saw (plan_missing).
+-- Rust twin: Tree::adopt (src/engine/sync.rs), adopt (src/module/commands/mod.rs)
 function PLAN.adopt(ctx)
     local st = ctx.pl
     st.plan, st.missing = nil, false
@@ -6811,8 +6849,11 @@ function PLAN.adopt(ctx)
 end
 
 -- QUOTA.ASSIGN: the tree follows `name` (its plan in the book, `book`),
--- or no plan (name false).
-function PLAN.assign(ctx, name, book)
+-- or no plan (name false). Nothing changes when it already holds that
+-- version, or follows none and is asked to follow none (a missing key is
+-- not created).
+-- Rust twin: Tree::assign (src/engine/sync.rs)
+function OPS.assign(ctx, name, book)
     local st = ctx.pl
     if not name then
         if st and st.name then
@@ -6838,6 +6879,9 @@ end
 -- policy it gives is created or updated as QUOTA.SET would (usage kept),
 -- unless a tree policy of that name overrides it; then the node is synced
 -- at the tree's epoch. No events. fresh: a node just created (no holds).
+-- A read runs it on its own copies of the nodes (load_nodes), which it
+-- never stores: a view and a sync are one function.
+-- Rust twin: Tree::synced (src/engine/sync.rs), Tree::sync_node (src/engine/sync.rs)
 function PLAN.sync_node(ctx, path, node, fresh)
     local st = ctx.pl
     local desired = st.plan and PLAN.policies_for(st.plan, path) or {}
@@ -6877,9 +6921,13 @@ function PLAN.sync_node(ctx, path, node, fresh)
     touch(ctx, path)
 end
 
+-- (The view of a stale node is its sync on a read's copy.)
+PLAN.synced_policies = PLAN.sync_node
+
 -- Syncs the existing nodes of `paths` that are stale (each once, in
 -- order); a write stores them at once, so they stay synced even when the
--- command then fails.
+-- command then fails (the module replicates QUOTA.REPLAY … SYNC then).
+-- Rust twin: Tree::sync_paths (src/engine/sync.rs)
 function PLAN.sync_paths(ctx, paths)
     local st = ctx.pl
     if not st then
@@ -6899,19 +6947,33 @@ function PLAN.sync_paths(ctx, paths)
     end
 end
 
--- Before a RESERVE or CHARGE on a tree that follows a plan judges: the
--- new paths are checked (max_depth, max_paths), the existing nodes on the
--- way synced (and stored), and the missing ones created with the plan's
--- policies, so the request is judged against them. Returns what undoes
--- the creation (PLAN.unmake) when nothing is placed, or nil.
-function PLAN.prepare(ctx, set)
+-- Syncs every existing node on the way to every path of `paths`: root
+-- first, paths in order, each node once (RESERVE, CHARGE, COMMIT). Returns
+-- the nodes on the way.
+-- Rust twin: Tree::sync_way (src/engine/sync.rs)
+function PLAN.sync_way(ctx, paths)
     local all = {}
-    for _, path in ipairs(set.paths) do
+    for _, path in ipairs(paths) do
         for _, prefix in ipairs(prefixes(path)) do
             all[#all + 1] = prefix
         end
     end
-    load_nodes(ctx, all)
+    PLAN.sync_paths(ctx, all)
+    return all
+end
+
+-- Before a RESERVE or CHARGE on a tree that has (or had) a plan judges: the
+-- existing nodes on the way are synced (and stored); when it follows one,
+-- the new paths are checked (max_depth, max_paths) and the missing nodes
+-- created with the plan's policies, so the request is judged against them.
+-- Returns what undoes the creation (PLAN.unmake) when nothing is placed,
+-- or nil.
+-- Rust twin: Tree::materialize (src/engine/sync.rs)
+function PLAN.prepare(ctx, set)
+    local all = PLAN.sync_way(ctx, set.paths)
+    if not ctx.pl.plan then
+        return nil
+    end
     local missing, seen = 0, {}
     for _, path in ipairs(all) do
         if not ctx.nodes[path] and not seen[path] then
@@ -6919,11 +6981,10 @@ function PLAN.prepare(ctx, set)
             missing = missing + 1
         end
     end
-    check_new_paths(ctx, set.paths, missing)
-    PLAN.sync_paths(ctx, all)
     if missing == 0 then
         return nil
     end
+    check_new_paths(ctx, set.paths, missing)
     local undo = { gen = ctx.meta.gen, meta_dirty = ctx.meta_dirty, kids = #ctx.kid_add, count = ctx.node_count,
         made = {} }
     for _, path in ipairs(set.paths) do
@@ -6938,6 +6999,7 @@ function PLAN.prepare(ctx, set)
 end
 
 -- Removes the nodes PLAN.prepare created: nothing is written for them.
+-- Rust twin: Tree::unmake (src/engine/paths.rs)
 function PLAN.unmake(ctx, undo)
     if not undo then
         return
@@ -6953,8 +7015,9 @@ function PLAN.unmake(ctx, undo)
 end
 
 -- GET and TREE: the tree's plan, the version it follows (the book's when
--- the book has it), and whether the book lacks it.
-function PLAN.push_fields(ctx, f)
+-- the book has it), and whether the book lacks it; added to the reply `f`.
+-- Rust twin: Tree::plan_info (src/engine/sync.rs), push_plan (src/module/commands/read.rs)
+function PLAN.info(ctx, f)
     local st = ctx.pl
     local name = st and st.name or false
     local version = name and st.plan and st.plan.version or false
@@ -7035,7 +7098,7 @@ function CMD.cmd_assign(ctx, args)
     local name = args:next_str("a plan name or NONE")
     args:finish()
     if supper(name) == "NONE" then
-        PLAN.assign(ctx, false)
+        OPS.assign(ctx, false)
         return OK
     end
     PLAN.parse_name(name)
@@ -7043,7 +7106,7 @@ function CMD.cmd_assign(ctx, args)
     if not book then
         fail("NOTFOUND no such plan '" .. clip(name) .. "'")
     end
-    PLAN.assign(ctx, name, book)
+    OPS.assign(ctx, name, book)
     return OK
 end
 
@@ -7465,7 +7528,7 @@ function CMD.cmd_sweep(index, args)
             if due_index(key) ~= index then
                 return -1
             end
-            local ctx = open_tree(key, true)
+            local ctx = open_tree(key, true, true)
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then
@@ -7588,11 +7651,11 @@ end
 local handlers = {}
 for _, c in ipairs({
     { "QUOTA.SET", CMD.cmd_set, true },
-    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.UNSET", CMD.cmd_unset, true },
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
+    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
     { "QUOTA.COMMIT", CMD.cmd_commit, true },
     { "QUOTA.RELEASE", CMD.cmd_release, true },
@@ -7672,17 +7735,24 @@ end
 -- name, flags: "no-writes" for what only reads (it also runs on replicas and
 -- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
 -- which the module does not refuse when memory is full either (Redis refuses
--- the other writes with OOM); "allow-cross-slot-keys" for what may read the
--- price book (USAGE items), a key outside the tree's slot.
+-- the other writes with OOM); "allow-cross-slot-keys" for what may read a
+-- key outside the tree's slot: the price book (USAGE items) and the plan
+-- book (quota:plans), which every command on a tree that follows a plan
+-- reads (quota_sweep only expires: it reads no plan).
 local FUNCTIONS = {
-    { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
-    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", { "allow-cross-slot-keys" } },
-    { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_release", { "allow-oom" } },
-    { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
-    { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
-    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
-    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } }, { "quota_plan", {} },
-    { "quota_plan_ro", { "no-writes" } }, { "quota_assign", {} },
+    { "quota_set", { "allow-cross-slot-keys" } }, { "quota_unset", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
+    { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
+    { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
+    { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
+    { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
+    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
 }
 
 for i = 1, #FUNCTIONS do

@@ -70,8 +70,9 @@ do
             if #segs > hard then
                 fail(sformat("ERR limit: pattern '%s' is deeper than %d segments", clip(text), hard))
             end
-            -- (A segment is a path of depth 1: names::parse_path's rules.)
-            if segment ~= "*" and segment ~= "" and PLAN.late.segment_error(segment) then
+            -- (A segment is a path of depth 1: names::parse_path's rules;
+            -- an empty one, "a//b" or "a/", is refused.)
+            if segment ~= "*" and (segment == "" or PLAN.late.segment_error(segment)) then
                 fail(sformat("ERR syntax: invalid pattern '%s': each segment is a path segment or *", clip(text)))
             end
             if not slash then
@@ -163,13 +164,22 @@ do
         fail("ERR syntax: plan field '" .. P.no_nul(field) .. "': " .. why)
     end
 
-    -- The literal text of a JSON integer from lo to hi, or nil.
-    local function integer_of(value, lo, hi)
-        if type(value) ~= "table" or not value.num or not sfind(value.num, "^%d+$") or #value.num > 16 then
+    -- The value of a JSON number written as a plain integer literal (digits
+    -- only: no sign, fraction or exponent) that fits a u64, or nil; as a
+    -- Lua number (exact below 2^53, which is all the callers compare with).
+    -- Rust twin: integer_literal (src/engine/plan.rs)
+    local function integer_literal(value)
+        local text = type(value) == "table" and value.num
+        if not text or #text > 20 or not sfind(text, "^%d+$")
+            or (#text == 20 and text > "18446744073709551615") then
             return nil
         end
-        local n = tonumber(value.num)
-        if n < lo or n > hi then
+        return tonumber(text)
+    end
+
+    local function integer_of(value, lo, hi)
+        local n = integer_literal(value)
+        if n == nil or n < lo or n > hi then
             return nil
         end
         return n
@@ -192,14 +202,15 @@ do
     local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
         rollover = true, service = true, model = true }
 
-    -- One policy object of a pattern: its spec.
-    -- Rust twin: parse_policy (src/engine/plan.rs)
-    local function parse_policy(obj, at)
+    -- One policy object of a pattern (`at` names it in errors:
+    -- paths.<key>.<name>): its spec.
+    -- Rust twin: policy_from_json (src/engine/plan.rs)
+    local function policy_from_json(obj, at)
         local late = PLAN.late
         local keys = P.sorted_keys(obj)
         for _, k in ipairs(keys) do
             if not POLICY_FIELDS[k] then
-                field_error(at .. "." .. k, "unknown field")
+                field_error(at .. "." .. clip(k), "unknown field")
             end
         end
         local map = obj.map
@@ -217,10 +228,11 @@ do
         end
         spec.limit = amount_of(v, at .. ".limit")
         local window, duration = "none", nil
+        local bad_window = 'must be a string such as "month" or "rolling 24h"'
         v = map.window
         if v ~= nil then
             if type(v) ~= "string" then
-                field_error(at .. ".window", 'must be a string such as "month" or "rolling 24h"')
+                field_error(at .. ".window", bad_window)
             end
             local space = sfind(v, " ", 1, true)
             if space then
@@ -233,7 +245,13 @@ do
         if map.anchor ~= nil then
             anchor = integer_of(map.anchor, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
         end
-        spec.wenc = W.encode(W.parse(window, anchor, duration))
+        local w = W.parse(window, anchor, duration)
+        -- (W.parse reads a duration only for rolling: anything after the
+        -- name of another window is refused, not dropped.)
+        if duration and not W.is_rolling(w) then
+            field_error(at .. ".window", bad_window)
+        end
+        spec.wenc = W.encode(w)
         v = map.mode
         if v ~= nil then
             if type(v) ~= "string" then
@@ -249,7 +267,7 @@ do
             end
             local parts = {}
             for i, item in ipairs(v.items) do
-                parts[i] = integer_of(item, 0, MAX_VERSION) and item.num or field_error(at .. ".warn", bad)
+                parts[i] = integer_literal(item) and item.num or field_error(at .. ".warn", bad)
             end
             spec.warn = late.parse_warn(tconcat(parts, ","))
         end
@@ -269,9 +287,10 @@ do
         return spec
     end
 
-    -- A policy's fields in canonical JSON.
-    -- Rust twin: spec_json (src/engine/plan.rs)
-    function PLAN.spec_json(spec)
+    -- A policy's fields in canonical JSON: metric, limit, window, anchor
+    -- (month only), mode, warn, rollover, service, model (when set).
+    -- Rust twin: policy_to_json (src/engine/plan.rs)
+    local function policy_to_json(spec)
         local w = W.decode(spec.wenc)
         local warn = {}
         for i, pct in ipairs(spec.warn) do
@@ -296,8 +315,12 @@ do
         out[#out + 1] = "}"
         return tconcat(out)
     end
+    -- (A policy's spec as JSON: a plan policy whose JSON is the plan's is
+    -- in sync; see PLAN.sync_node.)
+    PLAN.spec_json = policy_to_json
 
-    -- The canonical JSON: patterns by text in byte order, policies by name.
+    -- The canonical JSON: patterns by text in byte order, policies by name;
+    -- and the content (without the version, PLAN.content).
     -- Rust twin: Plan::render_json (src/engine/plan.rs)
     function PLAN.to_json(plan)
         local by_text = {}
@@ -316,7 +339,14 @@ do
             parts[i] = json_string(p.text) .. ":{" .. tconcat(pols, ",") .. "}"
         end
         local content = '{"paths":{' .. tconcat(parts, ",") .. "}"
-        return content .. ',"version":' .. sformat("%.0f", plan.version) .. "}", content
+        return content .. ',"version":' .. sformat("%.0f", plan.version) .. "}", content .. "}"
+    end
+
+    -- The canonical JSON without the version: two plans have the same
+    -- content when these are equal.
+    -- Rust twin: Plan::content_json (src/engine/plan.rs)
+    function PLAN.content(plan)
+        return plan.content
     end
 
     -- The limits on the patterns of one depth: at most MAX_PLAN_POLICIES
@@ -361,7 +391,7 @@ do
         end
         for _, k in ipairs(P.sorted_keys(object)) do
             if k ~= "paths" and k ~= "version" then
-                field_error(k, "unknown field (a plan has paths and version)")
+                field_error(clip(k), "unknown field (a plan has paths and version)")
             end
         end
         local version = nil
@@ -396,10 +426,10 @@ do
                 PLAN.late.parse_name(pname, "policy name")
                 local pv = value.map[pname]
                 if type(pv) ~= "table" or not pv.obj then
-                    field_error(at .. "." .. pname, "must be an object")
+                    field_error(at .. "." .. clip(pname), "must be an object")
                 end
-                local spec = parse_policy(pv, at .. "." .. pname)
-                pols[#pols + 1] = { pname, spec, PLAN.spec_json(spec) }
+                local spec = policy_from_json(pv, at .. "." .. clip(pname))
+                pols[#pols + 1] = { pname, spec, policy_to_json(spec) }
             end
             if seen[canonical] then
                 fail(sformat("ERR syntax: pattern '%s' appears twice", canonical))
@@ -448,16 +478,17 @@ do
 
     -- ----- QUOTA.PLAN ------------------------------------------------------------
 
+    -- QUOTA.PLAN HELP, as the module gives it.
     PLAN.HELP = {
         "QUOTA.PLAN <subcommand> [<arg> ...]. Subcommands are:",
         "SET <name> <json>",
-        "    Sets the plan named name; replies its version.",
+        "    Sets plan name; replies with its version.",
         "GET <name>",
-        "    The plan, as JSON (its version included).",
+        "    Plan name as JSON, its version included.",
         "DEL <name>",
-        "    Removes the plan: 1 if there was one, else 0. Trees following it keep what they saw.",
+        "    Removes plan name: 1 if there was one, else 0.",
         "LIST",
-        "    Every plan's name.",
+        "    Every plan name.",
         "HELP",
         "    This text.",
     }
@@ -472,18 +503,12 @@ do
         end
     end
 
-    -- Rust twin: set (src/module/commands/plan.rs)
-    local function plan_set(book_key, args)
-        local name = args[2]
-        if name == nil then
-            arity("a plan name")
-        end
-        PLAN.parse_name(name)
-        local json = args[3]
-        if json == nil then
-            arity("the plan as JSON")
-        end
-        finish(args, 4)
+    -- QUOTA.PLAN SET: the plan (PLAN.from_json), then, for a new name, the
+    -- book's bound; the same content naming no other version changes
+    -- nothing; else it is stored under PLAN.next_version. Returns the
+    -- version after the call.
+    -- Rust twin: PlanBook::set_json (src/engine/plan.rs)
+    function PLAN.set(book_key, name, json)
         local plan, asked = PLAN.from_json(name, json, false)
         local stored = redis.call("HGET", book_key, name)
         local current = 0
@@ -502,7 +527,23 @@ do
         return plan.version
     end
 
-    -- Rust twin: plan (src/module/commands/plan.rs)
+    -- Rust twin: set (src/module/commands/plan.rs)
+    local function plan_set(book_key, args)
+        local name = args[2]
+        if name == nil then
+            arity("a plan name")
+        end
+        PLAN.parse_name(name)
+        local json = args[3]
+        if json == nil then
+            arity("the plan as JSON")
+        end
+        finish(args, 4)
+        return PLAN.set(book_key, name, json)
+    end
+
+    -- QUOTA.PLAN SET|GET|DEL|LIST|HELP (args after the function name).
+    -- Rust twin: plan (src/module/commands/plan.rs), get (src/module/commands/plan.rs), del (src/module/commands/plan.rs)
     function PLAN.cmd_plan(book_key, args)
         if #args < 1 then
             fail("ERR wrong number of arguments for 'QUOTA.PLAN' command") -- Redis's own text

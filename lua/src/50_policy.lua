@@ -631,8 +631,6 @@ local function policy_reply(p, now)
         f[#f + 1] = p.model
     end
     push_period(f, shown_period(p, now))
-    f[#f + 1] = "source"
-    f[#f + 1] = p.src or "tree"
     return f
 end
 

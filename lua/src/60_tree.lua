@@ -298,7 +298,7 @@ local function index_due(key, ekey, head)
 end
 
 -- Rust twin: Tree::new (src/engine/tree.rs)
-local function open_tree(key, writable)
+local function open_tree(key, writable, sweeping)
     local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
@@ -324,7 +324,7 @@ local function open_tree(key, writable)
         if ctx.meta.plan then
             -- A tree that follows (or followed) a plan: what it saw, and
             -- the book's plan of that name taken (a write) or viewed.
-            PLAN.open(ctx)
+            PLAN.open(ctx, sweeping)
         end
     else
         if redis.call("EXISTS", key) == 1 then

@@ -631,13 +631,7 @@ function HOLDS.commit(ctx, id, item, actual)
         return first
     end
     if ctx.pl then
-        local all = {}
-        for _, path in ipairs(plan.set.paths) do
-            for _, prefix in ipairs(prefixes(path)) do
-                all[#all + 1] = prefix
-            end
-        end
-        PLAN.sync_paths(ctx, all)
+        PLAN.sync_way(ctx, plan.set.paths)
     end
     local r = usage_reach(ctx, plan.set, plan.actual)
     -- A commit is refused only for the paths it would create (a late commit

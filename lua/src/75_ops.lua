@@ -160,29 +160,23 @@ end
 -- that name; max_policies counts the tree's own policies.
 function OPS.set_policy(ctx, path, name, spec)
     validate_spec(spec)
+    PLAN.sync_paths(ctx, { path })
     local node = find(ctx, path)
     local index = nil
     if node then
+        -- (A policy of that name, the plan's too, may always be set.)
         local own = 0
         for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
             if not p.src then
                 own = own + 1
-                if p.name == name then
-                    index = i
-                end
             end
         end
         if not index and own >= ctx.limits.max_policies then
             fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
                 ctx.limits.max_policies))
-        end
-        if ctx.pl then
-            PLAN.sync_paths(ctx, { path })
-            for i, p in ipairs(node.pols) do
-                if p.name == name then
-                    index = i
-                end
-            end
         end
     else
         check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
@@ -223,8 +217,11 @@ function OPS.unset_policy(ctx, path, name)
     if plan then
         for _, pol in ipairs(PLAN.policies_for(plan, path)) do
             if pol[1] == name then
-                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2], true)
-                node.pols[OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held).i].src = "plan"
+                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2])
+                -- (After this point the command succeeds.)
+                local back = OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held)
+                node.pols[back.i].src = "plan"
+                observe(ctx, { back })
                 return
             end
         end
@@ -262,7 +259,6 @@ function OPS.delete_path(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    PLAN.sync_paths(ctx, { path })
     local all = OPS.subtree(ctx, path)
     local held = 0
     for _, p in ipairs(all) do
@@ -365,7 +361,11 @@ function OPS.view(ctx, path, depth, budget, with_children)
         if STATUS_RANK[s] > STATUS_RANK[worst] then
             worst = s
         end
-        policies[i] = policy_reply(now_p, ctx.now)
+        -- (GET and TREE show where it comes from, last.)
+        local shown = policy_reply(now_p, ctx.now)
+        shown[#shown + 1] = "source"
+        shown[#shown + 1] = p.src or "tree"
+        policies[i] = shown
     end
     local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
         "policies", policies)
@@ -391,7 +391,7 @@ function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    return PLAN.push_fields(ctx, OPS.view(ctx, path, 0, { 1 }, false))
+    return PLAN.info(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
@@ -405,7 +405,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"
     root[#root + 1] = flag(root.cut)
-    return PLAN.push_fields(ctx, root)
+    return PLAN.info(ctx, root)
 end
 
 -- ----- following a plan (plans.md) ---------------------------------------------
@@ -415,9 +415,11 @@ end
 -- dirty }; ctx.pl is false for a tree that never followed one, which takes
 -- none of the steps below.
 
--- Reads the tree's "#plan" and adopts the book's plan of its name: a write
--- stores it (with the expiry its open stores), a read only views it.
-function PLAN.open(ctx)
+-- Reads the tree's "#plan" and (unless `sweeping`: quota_sweep only
+-- expires, and reads no key outside the tree's slot) adopts the book's plan
+-- of its name: a write stores it (with the expiry its open stores), a read
+-- only views it.
+function PLAN.open(ctx, sweeping)
     local blob = redis.call("HGET", ctx.key, "#plan")
     local ok, t = pcall(munpack, blob or "")
     local st = { name = false, epoch = 0, json = false, plan = nil, missing = false, stored = blob ~= false
@@ -426,12 +428,15 @@ function PLAN.open(ctx)
         st.name, st.epoch, st.json = t[1] or false, tonumber(t[2]) or 0, t[3] or false
     end
     ctx.pl = st
-    PLAN.adopt(ctx)
+    if not sweeping then
+        PLAN.adopt(ctx)
+    end
 end
 
 -- The book's plan of the tree's name, when it has another version or
 -- content than the tree saw: the tree takes it (epoch + 1). Without one in
 -- the book, the tree keeps what it saw (plan_missing).
+-- Rust twin: Tree::adopt (src/engine/sync.rs), adopt (src/module/commands/mod.rs)
 function PLAN.adopt(ctx)
     local st = ctx.pl
     st.plan, st.missing = nil, false
@@ -451,8 +456,11 @@ function PLAN.adopt(ctx)
 end
 
 -- QUOTA.ASSIGN: the tree follows `name` (its plan in the book, `book`),
--- or no plan (name false).
-function PLAN.assign(ctx, name, book)
+-- or no plan (name false). Nothing changes when it already holds that
+-- version, or follows none and is asked to follow none (a missing key is
+-- not created).
+-- Rust twin: Tree::assign (src/engine/sync.rs)
+function OPS.assign(ctx, name, book)
     local st = ctx.pl
     if not name then
         if st and st.name then
@@ -478,6 +486,9 @@ end
 -- policy it gives is created or updated as QUOTA.SET would (usage kept),
 -- unless a tree policy of that name overrides it; then the node is synced
 -- at the tree's epoch. No events. fresh: a node just created (no holds).
+-- A read runs it on its own copies of the nodes (load_nodes), which it
+-- never stores: a view and a sync are one function.
+-- Rust twin: Tree::synced (src/engine/sync.rs), Tree::sync_node (src/engine/sync.rs)
 function PLAN.sync_node(ctx, path, node, fresh)
     local st = ctx.pl
     local desired = st.plan and PLAN.policies_for(st.plan, path) or {}
@@ -517,9 +528,13 @@ function PLAN.sync_node(ctx, path, node, fresh)
     touch(ctx, path)
 end
 
+-- (The view of a stale node is its sync on a read's copy.)
+PLAN.synced_policies = PLAN.sync_node
+
 -- Syncs the existing nodes of `paths` that are stale (each once, in
 -- order); a write stores them at once, so they stay synced even when the
--- command then fails.
+-- command then fails (the module replicates QUOTA.REPLAY … SYNC then).
+-- Rust twin: Tree::sync_paths (src/engine/sync.rs)
 function PLAN.sync_paths(ctx, paths)
     local st = ctx.pl
     if not st then
@@ -539,19 +554,33 @@ function PLAN.sync_paths(ctx, paths)
     end
 end
 
--- Before a RESERVE or CHARGE on a tree that follows a plan judges: the
--- new paths are checked (max_depth, max_paths), the existing nodes on the
--- way synced (and stored), and the missing ones created with the plan's
--- policies, so the request is judged against them. Returns what undoes
--- the creation (PLAN.unmake) when nothing is placed, or nil.
-function PLAN.prepare(ctx, set)
+-- Syncs every existing node on the way to every path of `paths`: root
+-- first, paths in order, each node once (RESERVE, CHARGE, COMMIT). Returns
+-- the nodes on the way.
+-- Rust twin: Tree::sync_way (src/engine/sync.rs)
+function PLAN.sync_way(ctx, paths)
     local all = {}
-    for _, path in ipairs(set.paths) do
+    for _, path in ipairs(paths) do
         for _, prefix in ipairs(prefixes(path)) do
             all[#all + 1] = prefix
         end
     end
-    load_nodes(ctx, all)
+    PLAN.sync_paths(ctx, all)
+    return all
+end
+
+-- Before a RESERVE or CHARGE on a tree that has (or had) a plan judges: the
+-- existing nodes on the way are synced (and stored); when it follows one,
+-- the new paths are checked (max_depth, max_paths) and the missing nodes
+-- created with the plan's policies, so the request is judged against them.
+-- Returns what undoes the creation (PLAN.unmake) when nothing is placed,
+-- or nil.
+-- Rust twin: Tree::materialize (src/engine/sync.rs)
+function PLAN.prepare(ctx, set)
+    local all = PLAN.sync_way(ctx, set.paths)
+    if not ctx.pl.plan then
+        return nil
+    end
     local missing, seen = 0, {}
     for _, path in ipairs(all) do
         if not ctx.nodes[path] and not seen[path] then
@@ -559,11 +588,10 @@ function PLAN.prepare(ctx, set)
             missing = missing + 1
         end
     end
-    check_new_paths(ctx, set.paths, missing)
-    PLAN.sync_paths(ctx, all)
     if missing == 0 then
         return nil
     end
+    check_new_paths(ctx, set.paths, missing)
     local undo = { gen = ctx.meta.gen, meta_dirty = ctx.meta_dirty, kids = #ctx.kid_add, count = ctx.node_count,
         made = {} }
     for _, path in ipairs(set.paths) do
@@ -578,6 +606,7 @@ function PLAN.prepare(ctx, set)
 end
 
 -- Removes the nodes PLAN.prepare created: nothing is written for them.
+-- Rust twin: Tree::unmake (src/engine/paths.rs)
 function PLAN.unmake(ctx, undo)
     if not undo then
         return
@@ -593,8 +622,9 @@ function PLAN.unmake(ctx, undo)
 end
 
 -- GET and TREE: the tree's plan, the version it follows (the book's when
--- the book has it), and whether the book lacks it.
-function PLAN.push_fields(ctx, f)
+-- the book has it), and whether the book lacks it; added to the reply `f`.
+-- Rust twin: Tree::plan_info (src/engine/sync.rs), push_plan (src/module/commands/read.rs)
+function PLAN.info(ctx, f)
     local st = ctx.pl
     local name = st and st.name or false
     local version = name and st.plan and st.plan.version or false

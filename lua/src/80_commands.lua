@@ -69,7 +69,7 @@ function CMD.cmd_assign(ctx, args)
     local name = args:next_str("a plan name or NONE")
     args:finish()
     if supper(name) == "NONE" then
-        PLAN.assign(ctx, false)
+        OPS.assign(ctx, false)
         return OK
     end
     PLAN.parse_name(name)
@@ -77,7 +77,7 @@ function CMD.cmd_assign(ctx, args)
     if not book then
         fail("NOTFOUND no such plan '" .. clip(name) .. "'")
     end
-    PLAN.assign(ctx, name, book)
+    OPS.assign(ctx, name, book)
     return OK
 end
 
@@ -499,7 +499,7 @@ function CMD.cmd_sweep(index, args)
             if due_index(key) ~= index then
                 return -1
             end
-            local ctx = open_tree(key, true)
+            local ctx = open_tree(key, true, true)
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then

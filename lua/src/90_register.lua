@@ -60,11 +60,11 @@ end
 local handlers = {}
 for _, c in ipairs({
     { "QUOTA.SET", CMD.cmd_set, true },
-    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.UNSET", CMD.cmd_unset, true },
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
+    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
     { "QUOTA.COMMIT", CMD.cmd_commit, true },
     { "QUOTA.RELEASE", CMD.cmd_release, true },
@@ -144,17 +144,24 @@ end
 -- name, flags: "no-writes" for what only reads (it also runs on replicas and
 -- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
 -- which the module does not refuse when memory is full either (Redis refuses
--- the other writes with OOM); "allow-cross-slot-keys" for what may read the
--- price book (USAGE items), a key outside the tree's slot.
+-- the other writes with OOM); "allow-cross-slot-keys" for what may read a
+-- key outside the tree's slot: the price book (USAGE items) and the plan
+-- book (quota:plans), which every command on a tree that follows a plan
+-- reads (quota_sweep only expires: it reads no plan).
 local FUNCTIONS = {
-    { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
-    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", { "allow-cross-slot-keys" } },
-    { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_release", { "allow-oom" } },
-    { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
-    { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
-    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
-    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } }, { "quota_plan", {} },
-    { "quota_plan_ro", { "no-writes" } }, { "quota_assign", {} },
+    { "quota_set", { "allow-cross-slot-keys" } }, { "quota_unset", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
+    { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
+    { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
+    { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
+    { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
+    { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
 }
 
 for i = 1, #FUNCTIONS do
