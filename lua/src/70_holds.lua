@@ -843,9 +843,10 @@ function HOLDS.charge(ctx, req)
         denied[#denied + 1] = display_path(ref.path) .. "#" .. policy_of(ctx, ref).name
     end
     if req.check and refused then
+        local message = HOLDS.shortfall(ctx, refused, req.cost)
         PLAN.unmake(ctx, made)
-        return { allowed = false, charged = {}, checks = checks, denied = denied,
-            message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
+        return { allowed = false, charged = {}, checks = checks, denied = denied, message = message, over = {},
+            duplicate = false }
     end
     check_usage(ctx, r, req.set, req.cost)
 
