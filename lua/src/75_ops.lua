@@ -129,15 +129,17 @@ end
 -- QUOTA.SET's change, checked: the policy at `index` of the node at `path`
 -- updated to `spec` (usage kept; a new metric starts over), or `name`
 -- created (appended, fresh generation); it then counts `counted`. Returns
--- its ref.
-function OPS.put_policy(ctx, path, node, index, name, spec, counted, held)
+-- its ref. quiet: a plan's sync, whose resets due apply without events.
+function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet)
     local generation = next_generation(ctx)
     touch(ctx, path)
     local ref, old
     if index then
         ref = { path = path, i = index }
         old = node.pols[index].gen
-        roll_policy(ctx, ref)
+        if not quiet then
+            roll_policy(ctx, ref)
+        end
         local p = node.pols[index]
         local new_metric = p.metric ~= spec.metric
         update_policy(p, spec, ctx.now)
@@ -521,7 +523,7 @@ function PLAN.sync_node(ctx, path, node, fresh)
             if not fresh then
                 counted, held = OPS.holds_for(ctx, path, node, index, pol[2], true)
             end
-            node.pols[OPS.put_policy(ctx, path, node, index, pol[1], pol[2], counted, held).i].src = "plan"
+            node.pols[OPS.put_policy(ctx, path, node, index, pol[1], pol[2], counted, held, true).i].src = "plan"
         end
     end
     node.pe = st.epoch
