@@ -23,7 +23,10 @@
 -- 1.1.0: stored layout 2 (see 60_tree); reads layout 1 and rewrites it.
 -- 1.2.0: layout 2, with "#" saying what is due (see read_meta): read by
 -- 1.1.0, which drops what it does not know when it writes the tree.
-local VERSION = "1.2.0"
+-- 1.3.0: plans (SPEC §6): a tree that follows or followed one is stored in
+-- layout 3 ("#plan", plan policies, node epochs), which 1.2.0 and 1.1.0
+-- refuse; every other tree stays layout 2 byte for byte.
+local VERSION = "1.3.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -1606,12 +1609,14 @@ do
     -- Values: a string is a Lua string; a number is {num = text} (the text
     -- serde_json keeps: exponents written e+N/e-N); an object is
     -- {obj = true, keys = {...} (first-seen order), map = {key -> value}} (a
-    -- repeated key keeps its last value); arrays, true, false and null are
-    -- the markers below (their contents are never needed).
-    local ARRAY, TRUE, FALSE, NULL = { kind = "array" }, { kind = "true" }, { kind = "false" }, { kind = "null" }
+    -- repeated key keeps its last value); an array is {kind = "array",
+    -- items = {...}} (plans read their "warn"); true, false and null are
+    -- the markers below.
+    local TRUE, FALSE, NULL = { kind = "true" }, { kind = "false" }, { kind = "null" }
     local NUMBER_TOKEN = "$serde_json::private::Number"
 
     local JS, JN, JI, DEPTH = "", 0, 0, 128 -- text, length, bytes consumed, depth left
+    local WHAT = "price" -- what is read: "price is not valid JSON" (or "plan", P.json_parse)
     local INNER = nil -- inside Number::from_str: its error message goes here
 
     local function position(i) -- line and column of byte offset i (serde_json)
@@ -1635,7 +1640,7 @@ do
             INNER.msg = text
             error("json", 0)
         end
-        fail("ERR syntax: price is not valid JSON: " .. text)
+        fail("ERR syntax: " .. WHAT .. " is not valid JSON: " .. text)
     end
 
     local function err_here(code) -- serde's error(): at the bytes consumed
@@ -1960,7 +1965,7 @@ do
         if not text then
             -- a custom error: serde_json takes the position from the
             -- message, i.e. the one inside the number's own text
-            fail("ERR syntax: price is not valid JSON: " .. why)
+            fail("ERR syntax: " .. WHAT .. " is not valid JSON: " .. why)
         end
         b = ws()
         if b == 125 then
@@ -2010,7 +2015,7 @@ do
             err_peek("recursion limit exceeded")
         end
         JI = JI + 1
-        local first = true
+        local first, items = true, {}
         while true do
             local b = ws()
             if not b then
@@ -2032,11 +2037,11 @@ do
             else
                 err_peek("expected `,` or `]`")
             end
-            parse_value()
+            items[#items + 1] = parse_value()
         end
         JI = JI + 1
         DEPTH = DEPTH + 1
-        return ARRAY
+        return { kind = "array", items = items }
     end
 
     parse_value = function()
@@ -2072,8 +2077,8 @@ do
         err_peek("expected value")
     end
 
-    local function json_parse(text)
-        JS, JN, JI, DEPTH, INNER = text, #text, 0, 128, nil
+    local function json_parse(text, what)
+        JS, JN, JI, DEPTH, INNER, WHAT = text, #text, 0, 128, nil, what or "price"
         local v = parse_value()
         if ws() then
             err_peek("trailing characters")
@@ -2081,6 +2086,9 @@ do
         JS = "" -- do not keep the text alive
         return v
     end
+    -- For the plan book (35_plan): a value as above; errors say "<what> is
+    -- not valid JSON".
+    P.json_parse = json_parse
 
     -- ----- JSON writer (serde_json's string escaping) ------------------------
     local function escape_char(c)
@@ -2134,6 +2142,8 @@ do
         tsort(keys, bytes_less)
         return keys
     end
+    P.sorted_keys = sorted_keys
+    P.no_nul = no_nul
 
     -- The text of a JSON string or number (numbers keep their literal text).
     local function number_text(value)
@@ -2642,6 +2652,587 @@ do
         end
         finish(args, i, "QUOTA.ESTIMATE")
         return estimate_reply(P.estimate(book_key, key, pairs_))
+    end
+end
+
+-- ---------------------------------------------------------------------------
+-- 35_plan  PLAN: plans and the plan book (port of src/engine/plan.rs and
+-- src/module/commands/plan.rs; SPEC §6).
+--
+-- A plan maps path patterns (segments may be "*", one segment) to policies.
+-- The book is server-wide: a hash (its key is passed in, "quota:plans"),
+-- field plan name -> the plan's canonical JSON, version included (what
+-- QUOTA.PLAN GET prints). A tree that follows a plan keeps the JSON it last
+-- saw in its "#plan" field (60_tree); its nodes get the plan's policies
+-- (75_ops: PLAN's sync). Parsed plans are cached by their JSON text.
+--
+-- plan = { name, version, json (canonical), content (json without the
+--          version), patterns = { {text, segs, depth, pols = { {name, spec} }} }
+--          (most specific first within a depth) }
+-- spec = QUOTA.SET's: { metric, limit, mode, wenc, warn, rollover, service, model }
+--
+-- This section comes before the ones whose checks it uses (paths, names,
+-- modes, WARN, PolicySpec::validate): 50_policy hands them over in
+-- PLAN.late when it has defined them.
+-- ---------------------------------------------------------------------------
+
+-- BOOK: the plan book's key (server-wide, like quota:prices).
+local PLAN = { late = false, BOOK = "quota:plans" }
+
+do
+    local sfind, ssub, sformat, supper, smatch = string.find, string.sub, string.format, string.upper, string.match
+    local tconcat, tsort = table.concat, table.sort
+    local clip = D.clip
+    local json_string, bytes_less = P.json_string, P.bytes_less
+
+    local MAX_PLANS = 1000
+    local MAX_PATTERNS = 64
+    local MAX_PLAN_POLICIES = 16
+    local MAX_PLAN_JSON_LEN = 65536
+    local MAX_PLAN_NAME_LEN = 64
+    local MAX_VERSION = 9007199254740991
+    PLAN.MAX_PLANS = MAX_PLANS
+
+    -- A plan name: 1-64 characters of A-Z a-z 0-9 _ - . : @, not "none".
+    -- Rust twin: parse_name (src/engine/plan.rs)
+    function PLAN.parse_name(text)
+        if #text == 0 or #text > MAX_PLAN_NAME_LEN or sfind(text, "[^A-Za-z0-9_%-%.:@]") then
+            fail(sformat("ERR syntax: invalid plan name '%s': use 1-%d characters of A-Z a-z 0-9 _ - . : @",
+                clip(text), MAX_PLAN_NAME_LEN))
+        end
+        if string.lower(text) == "none" then
+            fail("ERR syntax: 'none' is not a plan name: QUOTA.ASSIGN key NONE leaves plans")
+        end
+        return text
+    end
+
+    -- A pattern: a path (leading "/" optional, "/" alone the root) whose
+    -- segments may be "*". Returns its canonical text and its segments.
+    -- Rust twin: Pattern::parse (src/engine/plan.rs)
+    function PLAN.parse_pattern(text)
+        local body = text
+        if ssub(body, 1, 1) == "/" then
+            body = ssub(body, 2)
+        end
+        if body == "" then
+            return "/", {}
+        end
+        local segs, start = {}, 1
+        local hard = PLAN.late.max_depth
+        while true do
+            local slash = sfind(body, "/", start, true)
+            local segment = ssub(body, start, (slash or (#body + 1)) - 1)
+            segs[#segs + 1] = segment
+            if #segs > hard then
+                fail(sformat("ERR limit: pattern '%s' is deeper than %d segments", clip(text), hard))
+            end
+            -- (A segment is a path of depth 1: names::parse_path's rules;
+            -- an empty one, "a//b" or "a/", is refused.)
+            if segment ~= "*" and (segment == "" or PLAN.late.segment_error(segment)) then
+                fail(sformat("ERR syntax: invalid pattern '%s': each segment is a path segment or *", clip(text)))
+            end
+            if not slash then
+                break
+            end
+            start = slash + 1
+        end
+        return body, segs
+    end
+
+    -- Whether the segments `segs` of a pattern match the canonical path
+    -- `path` ("" is the root).
+    -- Rust twin: Pattern::matches (src/engine/plan.rs)
+    function PLAN.matches(segs, path)
+        if path == "" then
+            return #segs == 0
+        end
+        local start, n = 1, 0
+        while true do
+            local slash = sfind(path, "/", start, true)
+            n = n + 1
+            local seg = segs[n]
+            if seg == nil then
+                return false
+            end
+            local part = ssub(path, start, (slash or (#path + 1)) - 1)
+            if seg ~= "*" and seg ~= part then
+                return false
+            end
+            if not slash then
+                break
+            end
+            start = slash + 1
+        end
+        return n == #segs
+    end
+
+    -- Patterns of one depth, most specific first: segment by segment, a
+    -- literal before "*", literals in byte order.
+    local function more_specific(a, b)
+        if #a.segs ~= #b.segs then
+            return #a.segs < #b.segs
+        end
+        for i = 1, #a.segs do
+            local x, y = a.segs[i], b.segs[i]
+            if x ~= y then
+                if x == "*" then
+                    return false
+                elseif y == "*" then
+                    return true
+                end
+                return bytes_less(x, y)
+            end
+        end
+        return false
+    end
+
+    -- The plan policies of the node at canonical `path`, each name once
+    -- (the most specific pattern's): { {name, spec}, ... }, patterns most
+    -- specific first, each pattern's policies by name.
+    -- Rust twin: Plan::policies_for (src/engine/plan.rs)
+    function PLAN.policies_for(plan, path)
+        local memo = plan.for_path[path]
+        if memo then
+            return memo
+        end
+        local depth = PLAN.late.depth_of(path)
+        local out, seen = {}, {}
+        for _, pattern in ipairs(plan.patterns) do
+            if #pattern.segs == depth and PLAN.matches(pattern.segs, path) then
+                for _, pol in ipairs(pattern.pols) do
+                    if not seen[pol[1]] then
+                        seen[pol[1]] = true
+                        out[#out + 1] = pol
+                    end
+                end
+            end
+        end
+        if plan.for_path_n < 1024 then
+            plan.for_path[path] = out
+            plan.for_path_n = plan.for_path_n + 1
+        end
+        return out
+    end
+
+    -- ----- Plan::from_json ---------------------------------------------------
+
+    local function field_error(field, why)
+        fail("ERR syntax: plan field '" .. P.no_nul(field) .. "': " .. why)
+    end
+
+    -- The value of a JSON number written as a plain integer literal (digits
+    -- only: no sign, fraction or exponent) that fits a u64, or nil; as a
+    -- Lua number (exact below 2^53, which is all the callers compare with).
+    -- Rust twin: integer_literal (src/engine/plan.rs)
+    local function integer_literal(value)
+        local text = type(value) == "table" and value.num
+        if not text or #text > 20 or not sfind(text, "^%d+$")
+            or (#text == 20 and text > "18446744073709551615") then
+            return nil
+        end
+        return tonumber(text)
+    end
+
+    local function integer_of(value, lo, hi)
+        local n = integer_literal(value)
+        if n == nil or n < lo or n > hi then
+            return nil
+        end
+        return n
+    end
+
+    -- A decimal given as a string or a JSON number, read as QUOTA.SET reads
+    -- LIMIT (the same function, the same errors).
+    local function amount_of(value, field)
+        local text
+        if type(value) == "string" then
+            text = value
+        elseif type(value) == "table" and value.num then
+            text = value.num
+        else
+            field_error(field, "must be a decimal string or number")
+        end
+        return D.parse_non_negative(text)
+    end
+
+    local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
+        rollover = true, service = true, model = true }
+
+    -- One policy object of a pattern (`at` names it in errors:
+    -- paths.<key>.<name>): its spec.
+    -- Rust twin: policy_from_json (src/engine/plan.rs)
+    local function policy_from_json(obj, at)
+        local late = PLAN.late
+        local keys = P.sorted_keys(obj)
+        for _, k in ipairs(keys) do
+            if not POLICY_FIELDS[k] then
+                field_error(at .. "." .. clip(k), "unknown field")
+            end
+        end
+        local map = obj.map
+        local spec = { mode = "strict", warn = late.default_warn, rollover = false }
+        local v = map.metric
+        if v == nil then
+            field_error(at .. ".metric", "missing")
+        elseif type(v) ~= "string" then
+            field_error(at .. ".metric", "must be a string")
+        end
+        spec.metric = late.parse_metric(v)
+        v = map.limit
+        if v == nil then
+            field_error(at .. ".limit", "missing")
+        end
+        spec.limit = amount_of(v, at .. ".limit")
+        local window, duration = "none", nil
+        local bad_window = 'must be a string such as "month" or "rolling 24h"'
+        v = map.window
+        if v ~= nil then
+            if type(v) ~= "string" then
+                field_error(at .. ".window", bad_window)
+            end
+            local space = sfind(v, " ", 1, true)
+            if space then
+                window, duration = ssub(v, 1, space - 1), ssub(v, space + 1)
+            else
+                window = v
+            end
+        end
+        local anchor = nil
+        if map.anchor ~= nil then
+            anchor = integer_of(map.anchor, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
+        end
+        local w = W.parse(window, anchor, duration)
+        -- (W.parse reads a duration only for rolling: anything after the
+        -- name of another window is refused, not dropped.)
+        if duration and not W.is_rolling(w) then
+            field_error(at .. ".window", bad_window)
+        end
+        spec.wenc = W.encode(w)
+        v = map.mode
+        if v ~= nil then
+            if type(v) ~= "string" then
+                field_error(at .. ".mode", "must be a string")
+            end
+            spec.mode = late.parse_mode(v)
+        end
+        v = map.warn
+        if v ~= nil then
+            local bad = "must be an array of percentages such as [80, 90]"
+            if type(v) ~= "table" or v.kind ~= "array" then
+                field_error(at .. ".warn", bad)
+            end
+            local parts = {}
+            for i, item in ipairs(v.items) do
+                parts[i] = integer_literal(item) and item.num or field_error(at .. ".warn", bad)
+            end
+            spec.warn = late.parse_warn(tconcat(parts, ","))
+        end
+        if map.rollover ~= nil then
+            spec.rollover = amount_of(map.rollover, at .. ".rollover")
+        end
+        for _, f in ipairs({ "service", "model" }) do
+            v = map[f]
+            if v ~= nil then
+                if type(v) ~= "string" then
+                    field_error(at .. "." .. f, "must be a string")
+                end
+                spec[f] = late.parse_name(v, f)
+            end
+        end
+        late.validate_spec(spec)
+        return spec
+    end
+
+    -- A policy's fields in canonical JSON: metric, limit, window, anchor
+    -- (month only), mode, warn, rollover, service, model (when set).
+    -- Rust twin: policy_to_json (src/engine/plan.rs)
+    local function policy_to_json(spec)
+        local w = W.decode(spec.wenc)
+        local warn = {}
+        for i, pct in ipairs(spec.warn) do
+            warn[i] = sformat("%d", pct)
+        end
+        local out = { '{"metric":', json_string(spec.metric), ',"limit":', json_string(D.fmt(spec.limit)),
+            ',"window":', json_string(W.label(w)) }
+        local anchor = W.anchor(w)
+        if anchor then
+            out[#out + 1] = ',"anchor":' .. sformat("%d", anchor)
+        end
+        out[#out + 1] = ',"mode":' .. json_string(spec.mode) .. ',"warn":[' .. tconcat(warn, ",") .. "]"
+        if spec.rollover then
+            out[#out + 1] = ',"rollover":' .. json_string(D.fmt(spec.rollover))
+        end
+        if spec.service then
+            out[#out + 1] = ',"service":' .. json_string(spec.service)
+        end
+        if spec.model then
+            out[#out + 1] = ',"model":' .. json_string(spec.model)
+        end
+        out[#out + 1] = "}"
+        return tconcat(out)
+    end
+    -- (A policy's spec as JSON: a plan policy whose JSON is the plan's is
+    -- in sync; see PLAN.sync_node.)
+    PLAN.spec_json = policy_to_json
+
+    -- The canonical JSON: patterns by text in byte order, policies by name;
+    -- and the content (without the version, PLAN.content).
+    -- Rust twin: Plan::render_json (src/engine/plan.rs)
+    function PLAN.to_json(plan)
+        local by_text = {}
+        for i, p in ipairs(plan.patterns) do
+            by_text[i] = p
+        end
+        tsort(by_text, function(a, b)
+            return bytes_less(a.text, b.text)
+        end)
+        local parts = {}
+        for i, p in ipairs(by_text) do
+            local pols = {}
+            for j, pol in ipairs(p.pols) do
+                pols[j] = json_string(pol[1]) .. ":" .. pol[3]
+            end
+            parts[i] = json_string(p.text) .. ":{" .. tconcat(pols, ",") .. "}"
+        end
+        local content = '{"paths":{' .. tconcat(parts, ",") .. "}"
+        return content .. ',"version":' .. sformat("%.0f", plan.version) .. "}", content .. "}"
+    end
+
+    -- The canonical JSON without the version: two plans have the same
+    -- content when these are equal.
+    -- Rust twin: Plan::content_json (src/engine/plan.rs)
+    function PLAN.content(plan)
+        return plan.content
+    end
+
+    -- The limits on the patterns of one depth: at most MAX_PLAN_POLICIES
+    -- distinct names together.
+    -- Rust twin: check_depth_names (src/engine/plan.rs)
+    local function check_depth_names(patterns)
+        local names, counts = {}, {}
+        for _, p in ipairs(patterns) do
+            local d = #p.segs
+            names[d] = names[d] or {}
+            for _, pol in ipairs(p.pols) do
+                if not names[d][pol[1]] then
+                    names[d][pol[1]] = true
+                    counts[d] = (counts[d] or 0) + 1
+                end
+            end
+        end
+        local depths = {}
+        for d in pairs(counts) do
+            depths[#depths + 1] = d
+        end
+        tsort(depths)
+        for _, d in ipairs(depths) do
+            if counts[d] > MAX_PLAN_POLICIES then
+                fail(sformat("ERR limit: the patterns of depth %d give %d policy names; a node gets at most %d "
+                    .. "from a plan", d, counts[d], MAX_PLAN_POLICIES))
+            end
+        end
+    end
+
+    -- A plan from its JSON (the checks and texts of plans.md, in order):
+    -- the plan, with the version the JSON names (nil when none).
+    -- trusted: our own canonical JSON read back from the book or a tree.
+    -- Rust twin: Plan::from_json (src/engine/plan.rs)
+    function PLAN.from_json(name, text, trusted)
+        if not trusted and #text > MAX_PLAN_JSON_LEN then
+            fail("ERR limit: a plan is at most " .. MAX_PLAN_JSON_LEN .. " bytes of JSON")
+        end
+        local object = P.json_parse(text, "plan")
+        if type(object) ~= "table" or not object.obj then
+            fail("ERR syntax: a plan must be a JSON object")
+        end
+        for _, k in ipairs(P.sorted_keys(object)) do
+            if k ~= "paths" and k ~= "version" then
+                field_error(clip(k), "unknown field (a plan has paths and version)")
+            end
+        end
+        local version = nil
+        if object.map.version ~= nil then
+            version = integer_of(object.map.version, 1, MAX_VERSION)
+                or field_error("version", "must be an integer from 1 to 9007199254740991")
+        end
+        local paths = object.map.paths
+        if paths == nil then
+            field_error("paths", "missing")
+        elseif type(paths) ~= "table" or not paths.obj then
+            field_error("paths", "must be an object of path patterns")
+        end
+        local keys = P.sorted_keys(paths)
+        if #keys > MAX_PATTERNS then
+            fail(sformat("ERR limit: a plan has at most %d patterns", MAX_PATTERNS))
+        end
+        local patterns, seen = {}, {}
+        for _, key in ipairs(keys) do
+            local canonical, segs = PLAN.parse_pattern(key)
+            local at = "paths." .. clip(key)
+            local value = paths.map[key]
+            if type(value) ~= "table" or not value.obj then
+                field_error(at, "must be an object of policies")
+            end
+            local names = P.sorted_keys(value)
+            if #names > MAX_PLAN_POLICIES then
+                fail(sformat("ERR limit: pattern '%s' has more than %d policies", clip(key), MAX_PLAN_POLICIES))
+            end
+            local pols = {}
+            for _, pname in ipairs(names) do
+                PLAN.late.parse_name(pname, "policy name")
+                local pv = value.map[pname]
+                if type(pv) ~= "table" or not pv.obj then
+                    field_error(at .. "." .. clip(pname), "must be an object")
+                end
+                local spec = policy_from_json(pv, at .. "." .. clip(pname))
+                pols[#pols + 1] = { pname, spec, policy_to_json(spec) }
+            end
+            if seen[canonical] then
+                fail(sformat("ERR syntax: pattern '%s' appears twice", canonical))
+            end
+            seen[canonical] = true
+            patterns[#patterns + 1] = { text = canonical, segs = segs, pols = pols }
+        end
+        tsort(patterns, more_specific)
+        check_depth_names(patterns)
+        local plan = { name = name, version = version or 0, patterns = patterns, for_path = {}, for_path_n = 0 }
+        plan.json, plan.content = PLAN.to_json(plan)
+        return plan, version
+    end
+
+    -- Parsed plans by their canonical JSON (a tree reads its plan on every
+    -- command): at most 256, all dropped when full.
+    local cache, cache_n = {}, 0
+
+    -- The plan of canonical JSON `json` (from the book or a tree's "#plan").
+    function PLAN.load(name, json)
+        local plan = cache[json]
+        if not plan or plan.name ~= name then
+            plan = PLAN.from_json(name, json, true)
+            if cache_n >= 256 then
+                cache, cache_n = {}, 0
+            end
+            cache[json] = plan
+            cache_n = cache_n + 1
+        end
+        return plan
+    end
+
+    -- The version a new content for `name` gets: `asked` when given (above
+    -- the current), else the current plus one, or 1 for a new plan.
+    -- Rust twin: PlanBook::next_version (src/engine/plan.rs)
+    function PLAN.next_version(current, asked)
+        if asked then
+            if asked <= current then
+                fail(sformat("ERR plan version %.0f is not above the current %.0f: leave version out to take the next",
+                    asked, current))
+            end
+            return asked
+        end
+        return current + 1
+    end
+
+    -- ----- QUOTA.PLAN ------------------------------------------------------------
+
+    -- QUOTA.PLAN HELP, as the module gives it.
+    PLAN.HELP = {
+        "QUOTA.PLAN <subcommand> [<arg> ...]. Subcommands are:",
+        "SET <name> <json>",
+        "    Sets plan name; replies with its version.",
+        "GET <name>",
+        "    Plan name as JSON, its version included.",
+        "DEL <name>",
+        "    Removes plan name: 1 if there was one, else 0.",
+        "LIST",
+        "    Every plan name.",
+        "HELP",
+        "    This text.",
+    }
+
+    local function arity(what)
+        fail("ERR wrong number of arguments for 'quota.plan' command: missing " .. what)
+    end
+
+    local function finish(args, i)
+        if args[i] ~= nil then
+            fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in QUOTA.PLAN")
+        end
+    end
+
+    -- QUOTA.PLAN SET: the plan (PLAN.from_json), then, for a new name, the
+    -- book's bound; the same content naming no other version changes
+    -- nothing; else it is stored under PLAN.next_version. Returns the
+    -- version after the call.
+    -- Rust twin: PlanBook::set_json (src/engine/plan.rs)
+    function PLAN.set(book_key, name, json)
+        local plan, asked = PLAN.from_json(name, json, false)
+        local stored = redis.call("HGET", book_key, name)
+        local current = 0
+        if stored then
+            local old = PLAN.load(name, stored)
+            current = old.version
+            if old.content == plan.content and (asked == nil or asked == current) then
+                return current
+            end
+        elseif redis.call("HLEN", book_key) >= MAX_PLANS then
+            fail(sformat("ERR limit: the plan book already has %d plans", MAX_PLANS))
+        end
+        plan.version = PLAN.next_version(current, asked)
+        plan.json, plan.content = PLAN.to_json(plan)
+        redis.call("HSET", book_key, name, plan.json)
+        return plan.version
+    end
+
+    -- Rust twin: set (src/module/commands/plan.rs)
+    local function plan_set(book_key, args)
+        local name = args[2]
+        if name == nil then
+            arity("a plan name")
+        end
+        PLAN.parse_name(name)
+        local json = args[3]
+        if json == nil then
+            arity("the plan as JSON")
+        end
+        finish(args, 4)
+        return PLAN.set(book_key, name, json)
+    end
+
+    -- QUOTA.PLAN SET|GET|DEL|LIST|HELP (args after the function name).
+    -- Rust twin: plan (src/module/commands/plan.rs), get (src/module/commands/plan.rs), del (src/module/commands/plan.rs)
+    function PLAN.cmd_plan(book_key, args)
+        if #args < 1 then
+            fail("ERR wrong number of arguments for 'QUOTA.PLAN' command") -- Redis's own text
+        end
+        local verb = supper(args[1])
+        if verb == "SET" then
+            return plan_set(book_key, args)
+        elseif verb == "GET" or verb == "DEL" then
+            local name = args[2]
+            if name == nil then
+                arity("a plan name")
+            end
+            finish(args, 3)
+            PLAN.parse_name(name)
+            if verb == "DEL" then
+                return redis.call("HDEL", book_key, name)
+            end
+            local text = redis.call("HGET", book_key, name)
+            if not text then
+                fail("NOTFOUND no such plan '" .. clip(name) .. "'")
+            end
+            return text
+        elseif verb == "HELP" then
+            finish(args, 2)
+            return PLAN.HELP
+        elseif verb == "LIST" then
+            finish(args, 2)
+            local names = redis.call("HKEYS", book_key)
+            tsort(names, bytes_less)
+            return names
+        end
+        local quoted = string.gsub(ssub(smatch(args[1], "^[^%z]*"), 1, 128), "[\r\n]", " ")
+        fail_as_redis("ERR unknown subcommand '" .. quoted .. "'. Try QUOTA.PLAN HELP.")
     end
 end
 -- ---------------------------------------------------------------------------
@@ -3604,6 +4195,7 @@ local function copy_policy(p)
         name = p.name, metric = p.metric, limit = p.limit, mode = p.mode, wenc = p.wenc, warn = p.warn,
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
+        src = p.src,
     }
 end
 
@@ -3769,6 +4361,10 @@ do
     local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
     local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
     local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
+    -- Since layout 3, a plan policy (source "plan") has one more position:
+    -- true. A tree policy is stored as before, so a tree that never followed
+    -- a plan is stored in layout 2 byte for byte.
+    local FROM_PLAN = 20
 
     -- A msgpack array header for n elements, as cmsgpack writes it.
     function array_header(n)
@@ -3777,7 +4373,7 @@ do
         end
         return string.char(0xdc, math.floor(n / 256), n % 256)
     end
-    local POLICY_HEADER = array_header(OVER_FIRED)
+    local POLICY_HEADER, PLAN_POLICY_HEADER = array_header(OVER_FIRED), array_header(FROM_PLAN)
 
     -- The packed bytes of a D value, kept while the value lives (values
     -- never change, and most of a policy's are the same from one write to
@@ -3801,21 +4397,26 @@ do
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen) then
-            head = POLICY_HEADER .. mpack(p.name, p.metric, D.stored(p.limit), p.mode, p.wenc, p.warn,
-                p.rollover and D.stored(p.rollover) or false, p.service or false, p.model or false, p.gen)
+                and p.ph_gen == p.gen and p.ph_src == p.src) then
+            head = (p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
+                p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
+                p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen = p.gen
+            p.ph_gen, p.ph_src = p.gen, p.src
         end
         local bk = {}
         for i = 1, #p.bk do
             bk[#bk + 1] = p.bk[i][1]
             bk[#bk + 1] = D.stored(p.bk[i][2])
         end
-        return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
-            .. mpack(p.hist, bk, p.fired, p.overf)
+        local packed = head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro)
+            .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
+        if p.src then
+            return packed .. "\195"
+        end
+        return packed
     end
 
     function unpack_policy(t)
@@ -3830,7 +4431,7 @@ do
             rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
             gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
-            allow = plus(plus(limit, ro), gr),
+            allow = plus(plus(limit, ro), gr), src = t[FROM_PLAN] and "plan" or nil,
         }
     end
 end
@@ -3880,6 +4481,14 @@ end
 local function closed_reply(c)
     return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5])
 end
+
+-- 35_plan comes before the sections whose checks a plan's JSON uses: they
+-- are handed over here.
+PLAN.late = {
+    max_depth = MAX_DEPTH_HARD, segment_error = check_segment, depth_of = depth_of, parse_metric = parse_metric,
+    parse_name = parse_name, parse_mode = parse_mode, parse_warn = parse_warn, validate_spec = validate_spec,
+    default_warn = DEFAULT_WARN,
+}
 -- ---------------------------------------------------------------------------
 -- The tree: its keys, nodes, events, and charging usage along paths
 -- (src/engine/tree.rs).
@@ -3936,14 +4545,21 @@ do
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
     local META_NEXT_EXPIRY, META_NEXT_FORGET, META_INDEXED, META_LIVE_HOLDS = 5, 6, 7, 8
 
+    -- Since layout 3, a node of a tree that follows (or followed) a plan
+    -- has a fourth position: the tree's plan epoch it was last synced at.
+    local NODE_PLAN_EPOCH = 4
+
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local parts = { "\147", array_header(#n.pols) }
+        local parts = { n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
+        if n.pe then
+            parts[#parts + 1] = mpack(n.pe)
+        end
         return tconcat(parts)
     end
 
@@ -3954,15 +4570,17 @@ do
         for i = 1, #stored do
             pols[i] = unpack_policy(stored[i])
         end
-        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS] }
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS], pe = t[NODE_PLAN_EPOCH] }
     end
 
-    -- The layout this library writes.
-    local LAYOUT = 2
+    -- The layout this library writes: 2, or 3 for a tree that follows or
+    -- followed a plan (its "#plan" field, plan policies and node epochs;
+    -- meta.plan says so). A library before 1.3.0 refuses layout 3.
+    local LAYOUT, PLAN_LAYOUT = 2, 3
 
     function pack_meta(meta)
-        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT, meta.due_e, meta.due_f, meta.indexed,
-            meta.holds })
+        return mpack({ meta.seq, meta.gen, meta.ev, meta.plan and PLAN_LAYOUT or LAYOUT, meta.due_e, meta.due_f,
+            meta.indexed, meta.holds })
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
@@ -3991,13 +4609,14 @@ do
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        if layout ~= LAYOUT and layout ~= 1 then
+        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), PLAN_LAYOUT))
         end
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
-            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false }, layout ~= LAYOUT
+            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
+            plan = layout == PLAN_LAYOUT }, layout ~= LAYOUT
     end
 end
 
@@ -4009,7 +4628,7 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    return { pols = pols, spent = spent, live = n.live }
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -4170,7 +4789,7 @@ local function index_due(key, ekey, head)
 end
 
 -- Rust twin: Tree::new (src/engine/tree.rs)
-local function open_tree(key, writable)
+local function open_tree(key, writable, sweeping)
     local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
@@ -4181,7 +4800,7 @@ local function open_tree(key, writable)
         new_events = {}, meta_dirty = false, limits = SETTINGS,
         -- (Set below; named here so that the table is made at its size.)
         meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
-        holds_moved = false, probe_forget = false,
+        holds_moved = false, probe_forget = false, pl = false,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -4193,6 +4812,11 @@ local function open_tree(key, writable)
         -- creates paths (check_path_room); node_count counts the changes.
         ctx.node_base, ctx.node_count = false, 0
         ctx.hold_count = ctx.meta.holds or redis.call("HLEN", ctx.hkey)
+        if ctx.meta.plan then
+            -- A tree that follows (or followed) a plan: what it saw, and
+            -- the book's plan of that name taken (a write) or viewed.
+            PLAN.open(ctx, sweeping)
+        end
     else
         if redis.call("EXISTS", key) == 1 then
             fail("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -4312,6 +4936,10 @@ local function ensure_path(ctx, path)
     touch(ctx, path)
     ctx.kid_add[#ctx.kid_add + 1] = kid_member(path)
     ctx.node_count = ctx.node_count + 1
+    if ctx.pl then
+        -- A new node of a tree that follows a plan gets its policies at once.
+        PLAN.sync_node(ctx, path, node, true)
+    end
     return node
 end
 
@@ -4319,7 +4947,8 @@ end
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
     if new_nodes > 0 and not ctx.node_base then
-        ctx.node_base = redis.call("HLEN", ctx.key) - 1
+        -- ("#", and "#plan" when the tree had it when opened.)
+        ctx.node_base = redis.call("HLEN", ctx.key) - 1 - ((ctx.pl and ctx.pl.stored) and 1 or 0)
     end
     if new_nodes > 0 and ctx.node_base + ctx.node_count + new_nodes > max then
         fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
@@ -4717,6 +5346,10 @@ do
     local function flush_nodes(ctx, final)
         local key = ctx.key
         local hset = { "#", pack_meta(ctx.meta) }
+        if ctx.pl and ctx.pl.dirty then
+            hset[3], hset[4] = "#plan", mpack({ ctx.pl.name or false, ctx.pl.epoch, ctx.pl.json or false })
+            ctx.pl.dirty, ctx.pl.stored = false, true
+        end
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
@@ -4821,7 +5454,7 @@ do
     end
 
     function flush(ctx, final)
-        local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
         if not any then
             return
@@ -5310,10 +5943,14 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
+    -- A tree that follows a plan syncs the nodes on the way and judges
+    -- new paths against the plan's policies (removed when nothing is held).
+    local made = ctx.pl and PLAN.prepare(ctx, req.set)
     -- (The plan is passed as values, not a table: cheaper.)
     local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
     local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
     if reserved == 0 then
+        PLAN.unmake(ctx, made)
         return outcome
     end
     local held_at = HOLDS.check_hold(ctx, req, r, held)
@@ -5474,6 +6111,9 @@ function HOLDS.commit(ctx, id, item, actual)
     local plan, first = HOLDS.plan_commit(ctx, id, item, actual)
     if not plan then
         return first
+    end
+    if ctx.pl then
+        PLAN.sync_way(ctx, plan.set.paths)
     end
     local r = usage_reach(ctx, plan.set, plan.actual)
     -- A commit is refused only for the paths it would create (a late commit
@@ -5660,6 +6300,7 @@ function HOLDS.charge(ctx, req)
             fail(sformat("ERR id '%s' is already used by a reservation", req.id))
         end
     end
+    local made = ctx.pl and PLAN.prepare(ctx, req.set)
     local r = reach(ctx, req.set, metrics_of(req.cost))
     local failing = {}
     -- The binding refusal: the least available (root first on ties).
@@ -5684,8 +6325,10 @@ function HOLDS.charge(ctx, req)
         denied[#denied + 1] = display_path(ref.path) .. "#" .. policy_of(ctx, ref).name
     end
     if req.check and refused then
-        return { allowed = false, charged = {}, checks = checks, denied = denied,
-            message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
+        local message = HOLDS.shortfall(ctx, refused, req.cost)
+        PLAN.unmake(ctx, made)
+        return { allowed = false, charged = {}, checks = checks, denied = denied, message = message, over = {},
+            duplicate = false }
     end
     check_usage(ctx, r, req.set, req.cost)
 
@@ -5796,7 +6439,7 @@ end
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
-local function holds_matching(ctx, path, spec)
+local function holds_matching(ctx, path, spec, saturate)
     local out, held = {}, D.ZERO
     for _, hold in ipairs(HOLDS.live_all(ctx)) do
         local reaches = false
@@ -5820,7 +6463,7 @@ local function holds_matching(ctx, path, spec)
                     amount = plus(amount, costs_get(item.cost, spec.metric))
                 end
             end
-            held = D.add(held, amount)
+            held = saturate and D.add_saturating(held, amount) or D.add(held, amount)
             out[#out + 1] = hold
         end
     end
@@ -5860,46 +6503,37 @@ local function recount(ctx, path, p, old, counted, held)
     end
 end
 
--- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
--- QUOTA.SET: creates or updates a policy.
-function OPS.set_policy(ctx, path, name, spec)
-    validate_spec(spec)
-    local node = find(ctx, path)
-    local index = nil
-    if node then
-        for i, p in ipairs(node.pols) do
-            if p.name == name then
-                index = i
-            end
-        end
-        if not index and #node.pols >= ctx.limits.max_policies then
-            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
-                ctx.limits.max_policies))
-        end
-    else
-        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
-    end
-    -- A new policy, or one whose metric or filter changes, counts the live
-    -- holds it matches from now on (and no others).
-    local old, counted, held = nil, nil, nil
-    local changes = true
+-- The live holds a policy of `spec` replacing the one at `index` of the
+-- node (nil: a new one) counts from now on, when its metric or filter
+-- changes (a new one always); nil when it keeps the holds it has. A count
+-- beyond 10^18 fails, or stops there with `saturate` (a plan's sync).
+function OPS.holds_for(ctx, path, node, index, spec, saturate)
     if index then
         local p = node.pols[index]
-        old = p.gen
-        changes = p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model
+        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model then
+            return nil
+        end
     end
-    if changes and holds_may_reach(ctx, path) then
-        counted, held = holds_matching(ctx, path, spec)
+    if holds_may_reach(ctx, path) then
+        return holds_matching(ctx, path, spec, saturate)
     end
+    return nil
+end
 
-    -- After this point the command succeeds.
-    node = ensure_path(ctx, path)
+-- QUOTA.SET's change, checked: the policy at `index` of the node at `path`
+-- updated to `spec` (usage kept; a new metric starts over), or `name`
+-- created (appended, fresh generation); it then counts `counted`. Returns
+-- its ref. quiet: a plan's sync, whose resets due apply without events.
+function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet)
     local generation = next_generation(ctx)
     touch(ctx, path)
-    local ref
+    local ref, old
     if index then
         ref = { path = path, i = index }
-        roll_policy(ctx, ref)
+        old = node.pols[index].gen
+        if not quiet then
+            roll_policy(ctx, ref)
+        end
         local p = node.pols[index]
         local new_metric = p.metric ~= spec.metric
         update_policy(p, spec, ctx.now)
@@ -5913,14 +6547,82 @@ function OPS.set_policy(ctx, path, name, spec)
     if counted then
         recount(ctx, path, node.pols[ref.i], old, counted, held)
     end
+    return ref
+end
+
+-- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
+-- QUOTA.SET: creates or updates a policy. On a tree that follows a plan,
+-- the policy becomes the tree's (source "tree"), overriding the plan's of
+-- that name; max_policies counts the tree's own policies.
+function OPS.set_policy(ctx, path, name, spec)
+    validate_spec(spec)
+    PLAN.sync_paths(ctx, { path })
+    local node = find(ctx, path)
+    local index = nil
+    if node then
+        -- (A policy of that name, the plan's too, may always be set.)
+        local own = 0
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+            if not p.src then
+                own = own + 1
+            end
+        end
+        if not index and own >= ctx.limits.max_policies then
+            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
+                ctx.limits.max_policies))
+        end
+    else
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+    -- A new policy, or one whose metric or filter changes, counts the live
+    -- holds it matches from now on (and no others).
+    local counted, held = OPS.holds_for(ctx, path, node, index, spec)
+
+    -- After this point the command succeeds.
+    if not node then
+        node = ensure_path(ctx, path)
+        -- (A new node of a tree that follows a plan has the plan's policies.)
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+        end
+    end
+    local ref = OPS.put_policy(ctx, path, node, index, name, spec, counted, held)
+    node.pols[ref.i].src = nil
     observe(ctx, { ref })
 end
 
 -- Rust twin: Tree::unset_policy (src/engine/tree.rs).
 -- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
+-- On a tree that follows a plan, a plan policy cannot be removed, and a
+-- tree policy the plan gives a policy of that name at the node becomes the
+-- plan's again (QUOTA.SET's update with the plan's spec, usage kept).
 function OPS.unset_policy(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
-    local gen = ctx.nodes[path].pols[ref.i].gen
+    local node = ctx.nodes[path]
+    if node.pols[ref.i].src then
+        fail(sformat("ERR policy '%s' at '%s' comes from plan '%s': override it with QUOTA.SET, or change the plan",
+            name, display_path(path), ctx.pl.name or ""))
+    end
+    local plan = ctx.pl and ctx.pl.plan
+    if plan then
+        for _, pol in ipairs(PLAN.policies_for(plan, path)) do
+            if pol[1] == name then
+                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2])
+                -- (After this point the command succeeds.)
+                local back = OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held)
+                node.pols[back.i].src = "plan"
+                observe(ctx, { back })
+                return
+            end
+        end
+    end
+    local gen = node.pols[ref.i].gen
     OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
@@ -5977,6 +6679,7 @@ end
 -- Rust twin: Tree::grant (src/engine/tree.rs).
 -- QUOTA.GRANT: adds to the current period's allowance.
 function OPS.grant(ctx, path, name, amount)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local trial = copy_policy(policy_of(ctx, ref))
     grant_policy(trial, amount, ctx.now)
@@ -5992,6 +6695,7 @@ end
 -- Rust twin: Tree::reset_policy (src/engine/tree.rs).
 -- QUOTA.RESET: closes the policy's current period now.
 function OPS.reset(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
@@ -6003,6 +6707,7 @@ end
 
 -- Rust twin: Tree::history (src/engine/tree.rs).
 function OPS.history(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
     for i, c in ipairs(policy_now(ctx, ref).hist) do
@@ -6015,6 +6720,7 @@ end
 -- A node and its descendants down to `depth` levels, visiting at most
 -- budget[1] nodes (preorder, children by name).
 function OPS.view(ctx, path, depth, budget, with_children)
+    PLAN.sync_paths(ctx, { path })
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
@@ -6051,7 +6757,11 @@ function OPS.view(ctx, path, depth, budget, with_children)
         if STATUS_RANK[s] > STATUS_RANK[worst] then
             worst = s
         end
-        policies[i] = policy_reply(now_p, ctx.now)
+        -- (GET and TREE show where it comes from, last.)
+        local shown = policy_reply(now_p, ctx.now)
+        shown[#shown + 1] = "source"
+        shown[#shown + 1] = p.src or "tree"
+        policies[i] = shown
     end
     local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
         "policies", policies)
@@ -6077,7 +6787,7 @@ function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    return OPS.view(ctx, path, 0, { 1 }, false)
+    return PLAN.info(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
@@ -6091,7 +6801,234 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"
     root[#root + 1] = flag(root.cut)
-    return root
+    return PLAN.info(ctx, root)
+end
+
+-- ----- following a plan (plans.md) ---------------------------------------------
+-- A tree that follows (or followed) a plan has ctx.pl = { name (false: none
+-- now), epoch, json (the plan's canonical JSON it saw), plan (parsed),
+-- missing (the book has no plan of its name), stored ("#plan" exists),
+-- dirty }; ctx.pl is false for a tree that never followed one, which takes
+-- none of the steps below.
+
+-- Reads the tree's "#plan" and (unless `sweeping`: quota_sweep only
+-- expires, and reads no key outside the tree's slot) adopts the book's plan
+-- of its name: a write stores it (with the expiry its open stores), a read
+-- only views it.
+function PLAN.open(ctx, sweeping)
+    local blob = redis.call("HGET", ctx.key, "#plan")
+    local ok, t = pcall(munpack, blob or "")
+    local st = { name = false, epoch = 0, json = false, plan = nil, missing = false, stored = blob ~= false
+        and blob ~= nil, dirty = false }
+    if ok and type(t) == "table" then
+        st.name, st.epoch, st.json = t[1] or false, tonumber(t[2]) or 0, t[3] or false
+    end
+    ctx.pl = st
+    if not sweeping then
+        PLAN.adopt(ctx)
+    end
+end
+
+-- The book's plan of the tree's name, when it has another version or
+-- content than the tree saw: the tree takes it (epoch + 1). Without one in
+-- the book, the tree keeps what it saw (plan_missing).
+-- Rust twin: Tree::adopt (src/engine/sync.rs), adopt (src/module/commands/mod.rs)
+function PLAN.adopt(ctx)
+    local st = ctx.pl
+    st.plan, st.missing = nil, false
+    if not st.name then
+        return
+    end
+    local book = redis.call("HGET", PLAN.BOOK, st.name)
+    if not book then
+        st.missing = true
+        st.plan = st.json and PLAN.load(st.name, st.json) or nil
+        return
+    end
+    if book ~= st.json then
+        st.epoch, st.json, st.dirty = st.epoch + 1, book, true
+    end
+    st.plan = PLAN.load(st.name, book)
+end
+
+-- QUOTA.ASSIGN: the tree follows `name` (its plan in the book, `book`),
+-- or no plan (name false). Nothing changes when it already holds that
+-- version, or follows none and is asked to follow none (a missing key is
+-- not created).
+-- Rust twin: Tree::assign (src/engine/sync.rs)
+function OPS.assign(ctx, name, book)
+    local st = ctx.pl
+    if not name then
+        if st and st.name then
+            st.name, st.json, st.plan, st.missing = false, false, nil, false
+            st.epoch, st.dirty = st.epoch + 1, true
+        end
+        return
+    end
+    if st and st.name == name and st.json == book then
+        return
+    end
+    if not st then
+        st = { name = false, epoch = 0, json = false, stored = false, missing = false }
+        ctx.pl = st
+        ctx.meta.plan, ctx.meta_dirty = true, true
+    end
+    st.name, st.json, st.epoch, st.dirty, st.missing = name, book, st.epoch + 1, true, false
+    st.plan = PLAN.load(name, book)
+end
+
+-- Gives the node at `path` the plan's policies (plans.md, "Sync a node"):
+-- plan policies the plan no longer gives go (as UNSET removes them); each
+-- policy it gives is created or updated as QUOTA.SET would (usage kept),
+-- unless a tree policy of that name overrides it; then the node is synced
+-- at the tree's epoch. No events. fresh: a node just created (no holds).
+-- A read runs it on its own copies of the nodes (load_nodes), which it
+-- never stores: a view and a sync are one function.
+-- Rust twin: Tree::synced (src/engine/sync.rs), Tree::sync_node (src/engine/sync.rs)
+function PLAN.sync_node(ctx, path, node, fresh)
+    local st = ctx.pl
+    local desired = st.plan and PLAN.policies_for(st.plan, path) or {}
+    local want = {}
+    for _, pol in ipairs(desired) do
+        want[pol[1]] = true
+    end
+    local kept, holds = {}, nil
+    for _, p in ipairs(node.pols) do
+        if p.src and not want[p.name] then
+            if holds == nil then
+                holds = (not fresh and holds_may_reach(ctx, path)) and HOLDS.live_all(ctx) or {}
+            end
+            OPS.drop_lines(ctx, holds, path, p.gen)
+        else
+            kept[#kept + 1] = p
+        end
+    end
+    node.pols = kept
+    for _, pol in ipairs(desired) do
+        local index = nil
+        for i, p in ipairs(node.pols) do
+            if p.name == pol[1] then
+                index = i
+            end
+        end
+        local p = index and node.pols[index]
+        if not p or (p.src and PLAN.spec_json(p) ~= pol[3]) then
+            local counted, held = nil, nil
+            if not fresh then
+                counted, held = OPS.holds_for(ctx, path, node, index, pol[2], true)
+            end
+            node.pols[OPS.put_policy(ctx, path, node, index, pol[1], pol[2], counted, held, true).i].src = "plan"
+        end
+    end
+    node.pe = st.epoch
+    touch(ctx, path)
+end
+
+-- (The view of a stale node is its sync on a read's copy.)
+PLAN.synced_policies = PLAN.sync_node
+
+-- Syncs the existing nodes of `paths` that are stale (each once, in
+-- order); a write stores them at once, so they stay synced even when the
+-- command then fails (the module replicates QUOTA.REPLAY … SYNC then).
+-- Rust twin: Tree::sync_paths (src/engine/sync.rs)
+function PLAN.sync_paths(ctx, paths)
+    local st = ctx.pl
+    if not st then
+        return
+    end
+    load_nodes(ctx, paths)
+    local any = false
+    for _, path in ipairs(paths) do
+        local node = ctx.nodes[path]
+        if node and node.pe ~= st.epoch then
+            PLAN.sync_node(ctx, path, node, false)
+            any = true
+        end
+    end
+    if any and ctx.writable then
+        flush(ctx)
+    end
+end
+
+-- Syncs every existing node on the way to every path of `paths`: root
+-- first, paths in order, each node once (RESERVE, CHARGE, COMMIT). Returns
+-- the nodes on the way.
+-- Rust twin: Tree::sync_way (src/engine/sync.rs)
+function PLAN.sync_way(ctx, paths)
+    local all = {}
+    for _, path in ipairs(paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    PLAN.sync_paths(ctx, all)
+    return all
+end
+
+-- Before a RESERVE or CHARGE on a tree that has (or had) a plan judges: the
+-- existing nodes on the way are synced (and stored); when it follows one,
+-- the new paths are checked (max_depth, max_paths) and the missing nodes
+-- created with the plan's policies, so the request is judged against them.
+-- Returns what undoes the creation (PLAN.unmake) when nothing is placed,
+-- or nil.
+-- Rust twin: Tree::materialize (src/engine/sync.rs)
+function PLAN.prepare(ctx, set)
+    local all = PLAN.sync_way(ctx, set.paths)
+    if not ctx.pl.plan then
+        return nil
+    end
+    local missing, seen = 0, {}
+    for _, path in ipairs(all) do
+        if not ctx.nodes[path] and not seen[path] then
+            seen[path] = true
+            missing = missing + 1
+        end
+    end
+    if missing == 0 then
+        return nil
+    end
+    check_new_paths(ctx, set.paths, missing)
+    local undo = { gen = ctx.meta.gen, meta_dirty = ctx.meta_dirty, kids = #ctx.kid_add, count = ctx.node_count,
+        made = {} }
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            if not ctx.nodes[prefix] then
+                undo.made[#undo.made + 1] = prefix
+            end
+        end
+        ensure_path(ctx, path)
+    end
+    return undo
+end
+
+-- Removes the nodes PLAN.prepare created: nothing is written for them.
+-- Rust twin: Tree::unmake (src/engine/paths.rs)
+function PLAN.unmake(ctx, undo)
+    if not undo then
+        return
+    end
+    for _, path in ipairs(undo.made) do
+        ctx.nodes[path] = false
+        ctx.dirty[path] = nil
+    end
+    for i = #ctx.kid_add, undo.kids + 1, -1 do
+        ctx.kid_add[i] = nil
+    end
+    ctx.node_count, ctx.meta.gen, ctx.meta_dirty = undo.count, undo.gen, undo.meta_dirty
+end
+
+-- GET and TREE: the tree's plan, the version it follows (the book's when
+-- the book has it), and whether the book lacks it; added to the reply `f`.
+-- Rust twin: Tree::plan_info (src/engine/sync.rs), push_plan (src/module/commands/read.rs)
+function PLAN.info(ctx, f)
+    local st = ctx.pl
+    local name = st and st.name or false
+    local version = name and st.plan and st.plan.version or false
+    local more = { "plan", name, "plan_version", version, "plan_missing", flag(st and st.missing) }
+    for i = 1, #more do
+        f[#f + 1] = more[i]
+    end
+    return f
 end
 -- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply
@@ -6155,6 +7092,24 @@ function CMD.cmd_set(ctx, args)
     end
     spec.wenc = W.encode(w)
     OPS.set_policy(ctx, path, name, spec)
+    return OK
+end
+
+-- QUOTA.ASSIGN key plan|NONE: the tree follows the book's plan of that
+-- name (created when missing), or no plan (NONE in any case).
+function CMD.cmd_assign(ctx, args)
+    local name = args:next_str("a plan name or NONE")
+    args:finish()
+    if supper(name) == "NONE" then
+        OPS.assign(ctx, false)
+        return OK
+    end
+    PLAN.parse_name(name)
+    local book = redis.call("HGET", PLAN.BOOK, name)
+    if not book then
+        fail("NOTFOUND no such plan '" .. clip(name) .. "'")
+    end
+    OPS.assign(ctx, name, book)
     return OK
 end
 
@@ -6576,7 +7531,7 @@ function CMD.cmd_sweep(index, args)
             if due_index(key) ~= index then
                 return -1
             end
-            local ctx = open_tree(key, true)
+            local ctx = open_tree(key, true, true)
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then
@@ -6703,6 +7658,7 @@ for _, c in ipairs({
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
+    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
     { "QUOTA.COMMIT", CMD.cmd_commit, true },
     { "QUOTA.RELEASE", CMD.cmd_release, true },
@@ -6738,6 +7694,17 @@ handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
     end
     return P.cmd_price(PRICE_BOOK, args)
 end)
+handlers.quota_plan = keyless("QUOTA.PLAN", function(args)
+    return PLAN.cmd_plan(PLAN.BOOK, args)
+end)
+-- GET, LIST and HELP without writing, for replicas and FCALL_RO.
+handlers.quota_plan_ro = keyless("QUOTA.PLAN", function(args)
+    local verb = args[1] and string.upper(args[1])
+    if verb ~= "GET" and verb ~= "LIST" and verb ~= "HELP" then
+        fail("ERR syntax: quota_plan_ro takes GET, LIST or HELP; SET and DEL are quota_plan")
+    end
+    return PLAN.cmd_plan(PLAN.BOOK, args)
+end)
 handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
     return P.cmd_estimate(PRICE_BOOK, args)
 end)
@@ -6771,15 +7738,23 @@ end
 -- name, flags: "no-writes" for what only reads (it also runs on replicas and
 -- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
 -- which the module does not refuse when memory is full either (Redis refuses
--- the other writes with OOM); "allow-cross-slot-keys" for what may read the
--- price book (USAGE items), a key outside the tree's slot.
+-- the other writes with OOM); "allow-cross-slot-keys" for what may read a
+-- key outside the tree's slot: the price book (USAGE items) and the plan
+-- book (quota:plans), which every command on a tree that follows a plan
+-- reads (quota_sweep only expires: it reads no plan).
 local FUNCTIONS = {
-    { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
-    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", { "allow-cross-slot-keys" } },
-    { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_release", { "allow-oom" } },
-    { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
-    { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
-    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
+    { "quota_set", { "allow-cross-slot-keys" } }, { "quota_unset", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
+    { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
+    { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
+    { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
+    { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
 }
 

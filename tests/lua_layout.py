@@ -135,8 +135,8 @@ class Server:
             except redis.ConnectionError:
                 time.sleep(0.05)
 
-    def load(self, library=None):
-        args = [LOADER, "--test-clock", "--force"]
+    def load(self, library=None, downgrade=False):
+        args = [LOADER, "--test-clock", "--force"] + (["--allow-downgrade"] if downgrade else [])
         if library:
             args += ["--file", library]
         out = subprocess.run(args + [f"redis://127.0.0.1:{self.port}"], capture_output=True, text=True)
@@ -252,9 +252,38 @@ def check(ok, what, detail=""):
         FAILED.append(what)
 
 
+# Reply fields added since the fixture was written (1.3.0: plans): a tree that
+# follows no plan shows them as "tree", nil and 0; they are compared apart.
+SINCE = {"source": "tree", "plan": None, "plan_version": None, "plan_missing": 0}
+
+
+def without_newer_fields(value):
+    """A reply without the fields of SINCE, each checked to have its value
+    for a tree that follows no plan (a FORMAT JSON text likewise)."""
+    if isinstance(value, dict) and "map" in value:
+        kept = []
+        for k, v in value["map"]:
+            if k in SINCE:
+                check(v == SINCE[k], f"{k} is {SINCE[k]!r} on a tree that follows no plan ({v!r})")
+            else:
+                kept.append([k, without_newer_fields(v)])
+        return {"map": kept}
+    if isinstance(value, list):
+        return [without_newer_fields(v) for v in value]
+    if isinstance(value, str) and value.startswith("{"):
+        def strip(v):
+            if isinstance(v, dict):
+                return {k: strip(x) for k, x in v.items() if k not in SINCE}
+            if isinstance(v, list):
+                return [strip(x) for x in v]
+            return v
+        return json.dumps(strip(json.loads(value)), separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
 def compare(r, pairs, label):
     for command, expected in pairs:
-        got = run(r, command)
+        got = without_newer_fields(run(r, command))
         check(got == expected, f"{label}: {' '.join(command)}",
               f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
 
@@ -411,6 +440,55 @@ def test_older_writer():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+PLAN_JSON = ('{"paths": {"/": {"monthly": {"metric": "credits", "limit": "100", "window": "month"}}, '
+             '"members/*": {"allowance": {"metric": "credits", "limit": "5"}}}}')
+
+
+def test_plan_layout():
+    """Since 1.3.0 a tree that follows (or followed) a plan is stored in
+    layout 3 ("#plan", plan policies, node epochs); a tree that never
+    followed one stays in layout 2 byte for byte. Libraries before 1.3.0
+    refuse a layout-3 tree with ERR layout and leave it as it is."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        clock(r, T0)
+        check(run(r, ["QUOTA.PLAN", "SET", "pro", PLAN_JSON]) == 1, "a plan is set")
+        run(r, ["QUOTA.SET", "n", "/", "c", "METRIC", "credits", "LIMIT", "10"])
+        run(r, ["QUOTA.RESERVE", "n", "PATH", "members/u1", "COST", "credits", "1"])
+        check(meta_version(r, "n") == 2, "a tree that never followed a plan is in layout 2")
+        check(r.hexists("n", "#plan") == 0, "a tree that never followed a plan has no #plan")
+        sizes = r.eval("local n = cmsgpack.unpack(redis.call('HGET', KEYS[1], '/')); return {#n, #n[1][1]}", 1, "n")
+        check(sizes == [3, 19], f"its nodes and policies are stored as layout 2 stores them ({sizes})")
+        check(run(r, ["QUOTA.ASSIGN", "p", "pro"]) == "OK", "a tree is assigned the plan")
+        run(r, ["QUOTA.RESERVE", "p", "PATH", "members/u1", "COST", "credits", "1"])
+        check(meta_version(r, "p") == 3, "a tree that follows a plan is in layout 3")
+        check(r.hexists("p", "#plan") == 1, "a tree that follows a plan has #plan")
+        got = run(r, ["QUOTA.GET", "p", "members/u1"])
+        check("allowance" in json.dumps(got) and '"plan"' in json.dumps(got), f"the plan's policies read ({got})")
+        run(r, ["QUOTA.ASSIGN", "q", "pro"])
+        run(r, ["QUOTA.ASSIGN", "q", "NONE"])
+        check(meta_version(r, "q") == 3, "a tree that followed a plan stays in layout 3")
+        for version, library in (("1.2.0", "quota-1.2.0.lua"), ("1.1.0", "quota-1.1.0.lua")):
+            server.load(os.path.join(FIXTURES, library), downgrade=True)
+            before = dump_keys(r)
+            for tree in ("p", "q"):
+                for command in (["QUOTA.GET", tree, "/"], ["QUOTA.TREE", tree],
+                                ["QUOTA.RESERVE", tree, "PATH", "members/u2", "COST", "credits", "1"],
+                                ["QUOTA.SET", tree, "/", "c", "METRIC", "credits", "LIMIT", "5"]):
+                    got = run(r, command)
+                    ok = isinstance(got, dict) and got.get("error", "").startswith("layout:") and "layout 3," in got["error"]
+                    check(ok, f"library {version} refuses a layout-3 tree: {' '.join(command)} -> {got}")
+            check(dump_keys(r) == before, f"library {version} leaves layout-3 trees unchanged")
+            got = run(r, ["QUOTA.GET", "n", "/"])
+            check(isinstance(got, dict) and "error" not in got, f"library {version} reads a layout-2 tree ({got})")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -424,6 +502,7 @@ def main():
         test_fixture(name)
     test_future_layout()
     test_older_writer()
+    test_plan_layout()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

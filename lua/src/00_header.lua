@@ -23,7 +23,10 @@
 -- 1.1.0: stored layout 2 (see 60_tree); reads layout 1 and rewrites it.
 -- 1.2.0: layout 2, with "#" saying what is due (see read_meta): read by
 -- 1.1.0, which drops what it does not know when it writes the tree.
-local VERSION = "1.2.0"
+-- 1.3.0: plans (SPEC §6): a tree that follows or followed one is stored in
+-- layout 3 ("#plan", plan policies, node epochs), which 1.2.0 and 1.1.0
+-- refuse; every other tree stays layout 2 byte for byte.
+local VERSION = "1.3.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it

@@ -128,12 +128,14 @@ do
     -- Values: a string is a Lua string; a number is {num = text} (the text
     -- serde_json keeps: exponents written e+N/e-N); an object is
     -- {obj = true, keys = {...} (first-seen order), map = {key -> value}} (a
-    -- repeated key keeps its last value); arrays, true, false and null are
-    -- the markers below (their contents are never needed).
-    local ARRAY, TRUE, FALSE, NULL = { kind = "array" }, { kind = "true" }, { kind = "false" }, { kind = "null" }
+    -- repeated key keeps its last value); an array is {kind = "array",
+    -- items = {...}} (plans read their "warn"); true, false and null are
+    -- the markers below.
+    local TRUE, FALSE, NULL = { kind = "true" }, { kind = "false" }, { kind = "null" }
     local NUMBER_TOKEN = "$serde_json::private::Number"
 
     local JS, JN, JI, DEPTH = "", 0, 0, 128 -- text, length, bytes consumed, depth left
+    local WHAT = "price" -- what is read: "price is not valid JSON" (or "plan", P.json_parse)
     local INNER = nil -- inside Number::from_str: its error message goes here
 
     local function position(i) -- line and column of byte offset i (serde_json)
@@ -157,7 +159,7 @@ do
             INNER.msg = text
             error("json", 0)
         end
-        fail("ERR syntax: price is not valid JSON: " .. text)
+        fail("ERR syntax: " .. WHAT .. " is not valid JSON: " .. text)
     end
 
     local function err_here(code) -- serde's error(): at the bytes consumed
@@ -482,7 +484,7 @@ do
         if not text then
             -- a custom error: serde_json takes the position from the
             -- message, i.e. the one inside the number's own text
-            fail("ERR syntax: price is not valid JSON: " .. why)
+            fail("ERR syntax: " .. WHAT .. " is not valid JSON: " .. why)
         end
         b = ws()
         if b == 125 then
@@ -532,7 +534,7 @@ do
             err_peek("recursion limit exceeded")
         end
         JI = JI + 1
-        local first = true
+        local first, items = true, {}
         while true do
             local b = ws()
             if not b then
@@ -554,11 +556,11 @@ do
             else
                 err_peek("expected `,` or `]`")
             end
-            parse_value()
+            items[#items + 1] = parse_value()
         end
         JI = JI + 1
         DEPTH = DEPTH + 1
-        return ARRAY
+        return { kind = "array", items = items }
     end
 
     parse_value = function()
@@ -594,8 +596,8 @@ do
         err_peek("expected value")
     end
 
-    local function json_parse(text)
-        JS, JN, JI, DEPTH, INNER = text, #text, 0, 128, nil
+    local function json_parse(text, what)
+        JS, JN, JI, DEPTH, INNER, WHAT = text, #text, 0, 128, nil, what or "price"
         local v = parse_value()
         if ws() then
             err_peek("trailing characters")
@@ -603,6 +605,9 @@ do
         JS = "" -- do not keep the text alive
         return v
     end
+    -- For the plan book (35_plan): a value as above; errors say "<what> is
+    -- not valid JSON".
+    P.json_parse = json_parse
 
     -- ----- JSON writer (serde_json's string escaping) ------------------------
     local function escape_char(c)
@@ -656,6 +661,8 @@ do
         tsort(keys, bytes_less)
         return keys
     end
+    P.sorted_keys = sorted_keys
+    P.no_nul = no_nul
 
     -- The text of a JSON string or number (numbers keep their literal text).
     local function number_text(value)

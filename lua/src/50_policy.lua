@@ -351,6 +351,7 @@ local function copy_policy(p)
         name = p.name, metric = p.metric, limit = p.limit, mode = p.mode, wenc = p.wenc, warn = p.warn,
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
+        src = p.src,
     }
 end
 
@@ -516,6 +517,10 @@ do
     local NAME, METRIC, LIMIT, MODE, WINDOW, WARN, ROLLOVER, SERVICE, MODEL = 1, 2, 3, 4, 5, 6, 7, 8, 9
     local GENERATION, USED, HELD, PERIOD_START, ROLLED_OVER, GRANTED = 10, 11, 12, 13, 14, 15
     local HISTORY, BUCKETS, FIRED, OVER_FIRED = 16, 17, 18, 19
+    -- Since layout 3, a plan policy (source "plan") has one more position:
+    -- true. A tree policy is stored as before, so a tree that never followed
+    -- a plan is stored in layout 2 byte for byte.
+    local FROM_PLAN = 20
 
     -- A msgpack array header for n elements, as cmsgpack writes it.
     function array_header(n)
@@ -524,7 +529,7 @@ do
         end
         return string.char(0xdc, math.floor(n / 256), n % 256)
     end
-    local POLICY_HEADER = array_header(OVER_FIRED)
+    local POLICY_HEADER, PLAN_POLICY_HEADER = array_header(OVER_FIRED), array_header(FROM_PLAN)
 
     -- The packed bytes of a D value, kept while the value lives (values
     -- never change, and most of a policy's are the same from one write to
@@ -548,21 +553,26 @@ do
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen) then
-            head = POLICY_HEADER .. mpack(p.name, p.metric, D.stored(p.limit), p.mode, p.wenc, p.warn,
-                p.rollover and D.stored(p.rollover) or false, p.service or false, p.model or false, p.gen)
+                and p.ph_gen == p.gen and p.ph_src == p.src) then
+            head = (p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
+                p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
+                p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen = p.gen
+            p.ph_gen, p.ph_src = p.gen, p.src
         end
         local bk = {}
         for i = 1, #p.bk do
             bk[#bk + 1] = p.bk[i][1]
             bk[#bk + 1] = D.stored(p.bk[i][2])
         end
-        return head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro) .. packed_d(p.gr)
-            .. mpack(p.hist, bk, p.fired, p.overf)
+        local packed = head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro)
+            .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
+        if p.src then
+            return packed .. "\195"
+        end
+        return packed
     end
 
     function unpack_policy(t)
@@ -577,7 +587,7 @@ do
             rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
             gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
-            allow = plus(plus(limit, ro), gr),
+            allow = plus(plus(limit, ro), gr), src = t[FROM_PLAN] and "plan" or nil,
         }
     end
 end
@@ -627,3 +637,11 @@ end
 local function closed_reply(c)
     return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5])
 end
+
+-- 35_plan comes before the sections whose checks a plan's JSON uses: they
+-- are handed over here.
+PLAN.late = {
+    max_depth = MAX_DEPTH_HARD, segment_error = check_segment, depth_of = depth_of, parse_metric = parse_metric,
+    parse_name = parse_name, parse_mode = parse_mode, parse_warn = parse_warn, validate_spec = validate_spec,
+    default_warn = DEFAULT_WARN,
+}

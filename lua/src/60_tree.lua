@@ -54,14 +54,21 @@ do
     local META_SEQ, META_GENERATION, META_EVENT_SEQ, META_LAYOUT = 1, 2, 3, 4
     local META_NEXT_EXPIRY, META_NEXT_FORGET, META_INDEXED, META_LIVE_HOLDS = 5, 6, 7, 8
 
+    -- Since layout 3, a node of a tree that follows (or followed) a plan
+    -- has a fourth position: the tree's plan epoch it was last synced at.
+    local NODE_PLAN_EPOCH = 4
+
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local parts = { "\147", array_header(#n.pols) }
+        local parts = { n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
+        if n.pe then
+            parts[#parts + 1] = mpack(n.pe)
+        end
         return tconcat(parts)
     end
 
@@ -72,15 +79,17 @@ do
         for i = 1, #stored do
             pols[i] = unpack_policy(stored[i])
         end
-        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS] }
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS], pe = t[NODE_PLAN_EPOCH] }
     end
 
-    -- The layout this library writes.
-    local LAYOUT = 2
+    -- The layout this library writes: 2, or 3 for a tree that follows or
+    -- followed a plan (its "#plan" field, plan policies and node epochs;
+    -- meta.plan says so). A library before 1.3.0 refuses layout 3.
+    local LAYOUT, PLAN_LAYOUT = 2, 3
 
     function pack_meta(meta)
-        return mpack({ meta.seq, meta.gen, meta.ev, LAYOUT, meta.due_e, meta.due_f, meta.indexed,
-            meta.holds })
+        return mpack({ meta.seq, meta.gen, meta.ev, meta.plan and PLAN_LAYOUT or LAYOUT, meta.due_e, meta.due_f,
+            meta.indexed, meta.holds })
     end
 
     -- The tree's metadata, and whether it is stored in an older layout, which
@@ -109,13 +118,14 @@ do
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        if layout ~= LAYOUT and layout ~= 1 then
+        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), PLAN_LAYOUT))
         end
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
-            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false }, layout ~= LAYOUT
+            indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
+            plan = layout == PLAN_LAYOUT }, layout ~= LAYOUT
     end
 end
 
@@ -127,7 +137,7 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    return { pols = pols, spent = spent, live = n.live }
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -288,7 +298,7 @@ local function index_due(key, ekey, head)
 end
 
 -- Rust twin: Tree::new (src/engine/tree.rs)
-local function open_tree(key, writable)
+local function open_tree(key, writable, sweeping)
     local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
@@ -299,7 +309,7 @@ local function open_tree(key, writable)
         new_events = {}, meta_dirty = false, limits = SETTINGS,
         -- (Set below; named here so that the table is made at its size.)
         meta = false, exists = false, node_base = false, node_count = 0, hold_count = 0,
-        holds_moved = false, probe_forget = false,
+        holds_moved = false, probe_forget = false, pl = false,
     }
     local meta = redis.call("HGET", key, "#")
     if meta then
@@ -311,6 +321,11 @@ local function open_tree(key, writable)
         -- creates paths (check_path_room); node_count counts the changes.
         ctx.node_base, ctx.node_count = false, 0
         ctx.hold_count = ctx.meta.holds or redis.call("HLEN", ctx.hkey)
+        if ctx.meta.plan then
+            -- A tree that follows (or followed) a plan: what it saw, and
+            -- the book's plan of that name taken (a write) or viewed.
+            PLAN.open(ctx, sweeping)
+        end
     else
         if redis.call("EXISTS", key) == 1 then
             fail("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -430,6 +445,10 @@ local function ensure_path(ctx, path)
     touch(ctx, path)
     ctx.kid_add[#ctx.kid_add + 1] = kid_member(path)
     ctx.node_count = ctx.node_count + 1
+    if ctx.pl then
+        -- A new node of a tree that follows a plan gets its policies at once.
+        PLAN.sync_node(ctx, path, node, true)
+    end
     return node
 end
 
@@ -437,7 +456,8 @@ end
 local function check_path_room(ctx, new_nodes)
     local max = ctx.limits.max_paths
     if new_nodes > 0 and not ctx.node_base then
-        ctx.node_base = redis.call("HLEN", ctx.key) - 1
+        -- ("#", and "#plan" when the tree had it when opened.)
+        ctx.node_base = redis.call("HLEN", ctx.key) - 1 - ((ctx.pl and ctx.pl.stored) and 1 or 0)
     end
     if new_nodes > 0 and ctx.node_base + ctx.node_count + new_nodes > max then
         fail(sformat("ERR limit: the tree would have more than %d paths (max_paths)", max))
@@ -835,6 +855,10 @@ do
     local function flush_nodes(ctx, final)
         local key = ctx.key
         local hset = { "#", pack_meta(ctx.meta) }
+        if ctx.pl and ctx.pl.dirty then
+            hset[3], hset[4] = "#plan", mpack({ ctx.pl.name or false, ctx.pl.epoch, ctx.pl.json or false })
+            ctx.pl.dirty, ctx.pl.stored = false, true
+        end
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
@@ -939,7 +963,7 @@ do
     end
 
     function flush(ctx, final)
-        local any = ctx.meta_dirty or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
         if not any then
             return

@@ -461,10 +461,14 @@ function HOLDS.reserve(ctx, req)
             return first
         end
     end
+    -- A tree that follows a plan syncs the nodes on the way and judges
+    -- new paths against the plan's policies (removed when nothing is held).
+    local made = ctx.pl and PLAN.prepare(ctx, req.set)
     -- (The plan is passed as values, not a table: cheaper.)
     local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
     local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
     if reserved == 0 then
+        PLAN.unmake(ctx, made)
         return outcome
     end
     local held_at = HOLDS.check_hold(ctx, req, r, held)
@@ -625,6 +629,9 @@ function HOLDS.commit(ctx, id, item, actual)
     local plan, first = HOLDS.plan_commit(ctx, id, item, actual)
     if not plan then
         return first
+    end
+    if ctx.pl then
+        PLAN.sync_way(ctx, plan.set.paths)
     end
     local r = usage_reach(ctx, plan.set, plan.actual)
     -- A commit is refused only for the paths it would create (a late commit
@@ -811,6 +818,7 @@ function HOLDS.charge(ctx, req)
             fail(sformat("ERR id '%s' is already used by a reservation", req.id))
         end
     end
+    local made = ctx.pl and PLAN.prepare(ctx, req.set)
     local r = reach(ctx, req.set, metrics_of(req.cost))
     local failing = {}
     -- The binding refusal: the least available (root first on ties).
@@ -835,8 +843,10 @@ function HOLDS.charge(ctx, req)
         denied[#denied + 1] = display_path(ref.path) .. "#" .. policy_of(ctx, ref).name
     end
     if req.check and refused then
-        return { allowed = false, charged = {}, checks = checks, denied = denied,
-            message = HOLDS.shortfall(ctx, refused, req.cost), over = {}, duplicate = false }
+        local message = HOLDS.shortfall(ctx, refused, req.cost)
+        PLAN.unmake(ctx, made)
+        return { allowed = false, charged = {}, checks = checks, denied = denied, message = message, over = {},
+            duplicate = false }
     end
     check_usage(ctx, r, req.set, req.cost)
 

@@ -45,7 +45,7 @@ end
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
-local function holds_matching(ctx, path, spec)
+local function holds_matching(ctx, path, spec, saturate)
     local out, held = {}, D.ZERO
     for _, hold in ipairs(HOLDS.live_all(ctx)) do
         local reaches = false
@@ -69,7 +69,7 @@ local function holds_matching(ctx, path, spec)
                     amount = plus(amount, costs_get(item.cost, spec.metric))
                 end
             end
-            held = D.add(held, amount)
+            held = saturate and D.add_saturating(held, amount) or D.add(held, amount)
             out[#out + 1] = hold
         end
     end
@@ -109,46 +109,37 @@ local function recount(ctx, path, p, old, counted, held)
     end
 end
 
--- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
--- QUOTA.SET: creates or updates a policy.
-function OPS.set_policy(ctx, path, name, spec)
-    validate_spec(spec)
-    local node = find(ctx, path)
-    local index = nil
-    if node then
-        for i, p in ipairs(node.pols) do
-            if p.name == name then
-                index = i
-            end
-        end
-        if not index and #node.pols >= ctx.limits.max_policies then
-            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
-                ctx.limits.max_policies))
-        end
-    else
-        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
-    end
-    -- A new policy, or one whose metric or filter changes, counts the live
-    -- holds it matches from now on (and no others).
-    local old, counted, held = nil, nil, nil
-    local changes = true
+-- The live holds a policy of `spec` replacing the one at `index` of the
+-- node (nil: a new one) counts from now on, when its metric or filter
+-- changes (a new one always); nil when it keeps the holds it has. A count
+-- beyond 10^18 fails, or stops there with `saturate` (a plan's sync).
+function OPS.holds_for(ctx, path, node, index, spec, saturate)
     if index then
         local p = node.pols[index]
-        old = p.gen
-        changes = p.metric ~= spec.metric or p.service ~= spec.service or p.model ~= spec.model
+        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model then
+            return nil
+        end
     end
-    if changes and holds_may_reach(ctx, path) then
-        counted, held = holds_matching(ctx, path, spec)
+    if holds_may_reach(ctx, path) then
+        return holds_matching(ctx, path, spec, saturate)
     end
+    return nil
+end
 
-    -- After this point the command succeeds.
-    node = ensure_path(ctx, path)
+-- QUOTA.SET's change, checked: the policy at `index` of the node at `path`
+-- updated to `spec` (usage kept; a new metric starts over), or `name`
+-- created (appended, fresh generation); it then counts `counted`. Returns
+-- its ref. quiet: a plan's sync, whose resets due apply without events.
+function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet)
     local generation = next_generation(ctx)
     touch(ctx, path)
-    local ref
+    local ref, old
     if index then
         ref = { path = path, i = index }
-        roll_policy(ctx, ref)
+        old = node.pols[index].gen
+        if not quiet then
+            roll_policy(ctx, ref)
+        end
         local p = node.pols[index]
         local new_metric = p.metric ~= spec.metric
         update_policy(p, spec, ctx.now)
@@ -162,14 +153,82 @@ function OPS.set_policy(ctx, path, name, spec)
     if counted then
         recount(ctx, path, node.pols[ref.i], old, counted, held)
     end
+    return ref
+end
+
+-- Rust twin: Tree::set_policy (src/engine/tree.rs), Policy::restart (src/engine/policy.rs).
+-- QUOTA.SET: creates or updates a policy. On a tree that follows a plan,
+-- the policy becomes the tree's (source "tree"), overriding the plan's of
+-- that name; max_policies counts the tree's own policies.
+function OPS.set_policy(ctx, path, name, spec)
+    validate_spec(spec)
+    PLAN.sync_paths(ctx, { path })
+    local node = find(ctx, path)
+    local index = nil
+    if node then
+        -- (A policy of that name, the plan's too, may always be set.)
+        local own = 0
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+            if not p.src then
+                own = own + 1
+            end
+        end
+        if not index and own >= ctx.limits.max_policies then
+            fail(sformat("ERR limit: path '%s' already has %d policies (max_policies)", display_path(path),
+                ctx.limits.max_policies))
+        end
+    else
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+    -- A new policy, or one whose metric or filter changes, counts the live
+    -- holds it matches from now on (and no others).
+    local counted, held = OPS.holds_for(ctx, path, node, index, spec)
+
+    -- After this point the command succeeds.
+    if not node then
+        node = ensure_path(ctx, path)
+        -- (A new node of a tree that follows a plan has the plan's policies.)
+        for i, p in ipairs(node.pols) do
+            if p.name == name then
+                index = i
+            end
+        end
+    end
+    local ref = OPS.put_policy(ctx, path, node, index, name, spec, counted, held)
+    node.pols[ref.i].src = nil
     observe(ctx, { ref })
 end
 
 -- Rust twin: Tree::unset_policy (src/engine/tree.rs).
 -- QUOTA.UNSET: removes one policy; holds that counted on it no longer do.
+-- On a tree that follows a plan, a plan policy cannot be removed, and a
+-- tree policy the plan gives a policy of that name at the node becomes the
+-- plan's again (QUOTA.SET's update with the plan's spec, usage kept).
 function OPS.unset_policy(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
-    local gen = ctx.nodes[path].pols[ref.i].gen
+    local node = ctx.nodes[path]
+    if node.pols[ref.i].src then
+        fail(sformat("ERR policy '%s' at '%s' comes from plan '%s': override it with QUOTA.SET, or change the plan",
+            name, display_path(path), ctx.pl.name or ""))
+    end
+    local plan = ctx.pl and ctx.pl.plan
+    if plan then
+        for _, pol in ipairs(PLAN.policies_for(plan, path)) do
+            if pol[1] == name then
+                local counted, held = OPS.holds_for(ctx, path, node, ref.i, pol[2])
+                -- (After this point the command succeeds.)
+                local back = OPS.put_policy(ctx, path, node, ref.i, name, pol[2], counted, held)
+                node.pols[back.i].src = "plan"
+                observe(ctx, { back })
+                return
+            end
+        end
+    end
+    local gen = node.pols[ref.i].gen
     OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
@@ -226,6 +285,7 @@ end
 -- Rust twin: Tree::grant (src/engine/tree.rs).
 -- QUOTA.GRANT: adds to the current period's allowance.
 function OPS.grant(ctx, path, name, amount)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local trial = copy_policy(policy_of(ctx, ref))
     grant_policy(trial, amount, ctx.now)
@@ -241,6 +301,7 @@ end
 -- Rust twin: Tree::reset_policy (src/engine/tree.rs).
 -- QUOTA.RESET: closes the policy's current period now.
 function OPS.reset(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
@@ -252,6 +313,7 @@ end
 
 -- Rust twin: Tree::history (src/engine/tree.rs).
 function OPS.history(ctx, path, name)
+    PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
     for i, c in ipairs(policy_now(ctx, ref).hist) do
@@ -264,6 +326,7 @@ end
 -- A node and its descendants down to `depth` levels, visiting at most
 -- budget[1] nodes (preorder, children by name).
 function OPS.view(ctx, path, depth, budget, with_children)
+    PLAN.sync_paths(ctx, { path })
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
@@ -300,7 +363,11 @@ function OPS.view(ctx, path, depth, budget, with_children)
         if STATUS_RANK[s] > STATUS_RANK[worst] then
             worst = s
         end
-        policies[i] = policy_reply(now_p, ctx.now)
+        -- (GET and TREE show where it comes from, last.)
+        local shown = policy_reply(now_p, ctx.now)
+        shown[#shown + 1] = "source"
+        shown[#shown + 1] = p.src or "tree"
+        policies[i] = shown
     end
     local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
         "policies", policies)
@@ -326,7 +393,7 @@ function OPS.get_view(ctx, path)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
-    return OPS.view(ctx, path, 0, { 1 }, false)
+    return PLAN.info(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
@@ -340,5 +407,232 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"
     root[#root + 1] = flag(root.cut)
-    return root
+    return PLAN.info(ctx, root)
+end
+
+-- ----- following a plan (plans.md) ---------------------------------------------
+-- A tree that follows (or followed) a plan has ctx.pl = { name (false: none
+-- now), epoch, json (the plan's canonical JSON it saw), plan (parsed),
+-- missing (the book has no plan of its name), stored ("#plan" exists),
+-- dirty }; ctx.pl is false for a tree that never followed one, which takes
+-- none of the steps below.
+
+-- Reads the tree's "#plan" and (unless `sweeping`: quota_sweep only
+-- expires, and reads no key outside the tree's slot) adopts the book's plan
+-- of its name: a write stores it (with the expiry its open stores), a read
+-- only views it.
+function PLAN.open(ctx, sweeping)
+    local blob = redis.call("HGET", ctx.key, "#plan")
+    local ok, t = pcall(munpack, blob or "")
+    local st = { name = false, epoch = 0, json = false, plan = nil, missing = false, stored = blob ~= false
+        and blob ~= nil, dirty = false }
+    if ok and type(t) == "table" then
+        st.name, st.epoch, st.json = t[1] or false, tonumber(t[2]) or 0, t[3] or false
+    end
+    ctx.pl = st
+    if not sweeping then
+        PLAN.adopt(ctx)
+    end
+end
+
+-- The book's plan of the tree's name, when it has another version or
+-- content than the tree saw: the tree takes it (epoch + 1). Without one in
+-- the book, the tree keeps what it saw (plan_missing).
+-- Rust twin: Tree::adopt (src/engine/sync.rs), adopt (src/module/commands/mod.rs)
+function PLAN.adopt(ctx)
+    local st = ctx.pl
+    st.plan, st.missing = nil, false
+    if not st.name then
+        return
+    end
+    local book = redis.call("HGET", PLAN.BOOK, st.name)
+    if not book then
+        st.missing = true
+        st.plan = st.json and PLAN.load(st.name, st.json) or nil
+        return
+    end
+    if book ~= st.json then
+        st.epoch, st.json, st.dirty = st.epoch + 1, book, true
+    end
+    st.plan = PLAN.load(st.name, book)
+end
+
+-- QUOTA.ASSIGN: the tree follows `name` (its plan in the book, `book`),
+-- or no plan (name false). Nothing changes when it already holds that
+-- version, or follows none and is asked to follow none (a missing key is
+-- not created).
+-- Rust twin: Tree::assign (src/engine/sync.rs)
+function OPS.assign(ctx, name, book)
+    local st = ctx.pl
+    if not name then
+        if st and st.name then
+            st.name, st.json, st.plan, st.missing = false, false, nil, false
+            st.epoch, st.dirty = st.epoch + 1, true
+        end
+        return
+    end
+    if st and st.name == name and st.json == book then
+        return
+    end
+    if not st then
+        st = { name = false, epoch = 0, json = false, stored = false, missing = false }
+        ctx.pl = st
+        ctx.meta.plan, ctx.meta_dirty = true, true
+    end
+    st.name, st.json, st.epoch, st.dirty, st.missing = name, book, st.epoch + 1, true, false
+    st.plan = PLAN.load(name, book)
+end
+
+-- Gives the node at `path` the plan's policies (plans.md, "Sync a node"):
+-- plan policies the plan no longer gives go (as UNSET removes them); each
+-- policy it gives is created or updated as QUOTA.SET would (usage kept),
+-- unless a tree policy of that name overrides it; then the node is synced
+-- at the tree's epoch. No events. fresh: a node just created (no holds).
+-- A read runs it on its own copies of the nodes (load_nodes), which it
+-- never stores: a view and a sync are one function.
+-- Rust twin: Tree::synced (src/engine/sync.rs), Tree::sync_node (src/engine/sync.rs)
+function PLAN.sync_node(ctx, path, node, fresh)
+    local st = ctx.pl
+    local desired = st.plan and PLAN.policies_for(st.plan, path) or {}
+    local want = {}
+    for _, pol in ipairs(desired) do
+        want[pol[1]] = true
+    end
+    local kept, holds = {}, nil
+    for _, p in ipairs(node.pols) do
+        if p.src and not want[p.name] then
+            if holds == nil then
+                holds = (not fresh and holds_may_reach(ctx, path)) and HOLDS.live_all(ctx) or {}
+            end
+            OPS.drop_lines(ctx, holds, path, p.gen)
+        else
+            kept[#kept + 1] = p
+        end
+    end
+    node.pols = kept
+    for _, pol in ipairs(desired) do
+        local index = nil
+        for i, p in ipairs(node.pols) do
+            if p.name == pol[1] then
+                index = i
+            end
+        end
+        local p = index and node.pols[index]
+        if not p or (p.src and PLAN.spec_json(p) ~= pol[3]) then
+            local counted, held = nil, nil
+            if not fresh then
+                counted, held = OPS.holds_for(ctx, path, node, index, pol[2], true)
+            end
+            node.pols[OPS.put_policy(ctx, path, node, index, pol[1], pol[2], counted, held, true).i].src = "plan"
+        end
+    end
+    node.pe = st.epoch
+    touch(ctx, path)
+end
+
+-- (The view of a stale node is its sync on a read's copy.)
+PLAN.synced_policies = PLAN.sync_node
+
+-- Syncs the existing nodes of `paths` that are stale (each once, in
+-- order); a write stores them at once, so they stay synced even when the
+-- command then fails (the module replicates QUOTA.REPLAY … SYNC then).
+-- Rust twin: Tree::sync_paths (src/engine/sync.rs)
+function PLAN.sync_paths(ctx, paths)
+    local st = ctx.pl
+    if not st then
+        return
+    end
+    load_nodes(ctx, paths)
+    local any = false
+    for _, path in ipairs(paths) do
+        local node = ctx.nodes[path]
+        if node and node.pe ~= st.epoch then
+            PLAN.sync_node(ctx, path, node, false)
+            any = true
+        end
+    end
+    if any and ctx.writable then
+        flush(ctx)
+    end
+end
+
+-- Syncs every existing node on the way to every path of `paths`: root
+-- first, paths in order, each node once (RESERVE, CHARGE, COMMIT). Returns
+-- the nodes on the way.
+-- Rust twin: Tree::sync_way (src/engine/sync.rs)
+function PLAN.sync_way(ctx, paths)
+    local all = {}
+    for _, path in ipairs(paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            all[#all + 1] = prefix
+        end
+    end
+    PLAN.sync_paths(ctx, all)
+    return all
+end
+
+-- Before a RESERVE or CHARGE on a tree that has (or had) a plan judges: the
+-- existing nodes on the way are synced (and stored); when it follows one,
+-- the new paths are checked (max_depth, max_paths) and the missing nodes
+-- created with the plan's policies, so the request is judged against them.
+-- Returns what undoes the creation (PLAN.unmake) when nothing is placed,
+-- or nil.
+-- Rust twin: Tree::materialize (src/engine/sync.rs)
+function PLAN.prepare(ctx, set)
+    local all = PLAN.sync_way(ctx, set.paths)
+    if not ctx.pl.plan then
+        return nil
+    end
+    local missing, seen = 0, {}
+    for _, path in ipairs(all) do
+        if not ctx.nodes[path] and not seen[path] then
+            seen[path] = true
+            missing = missing + 1
+        end
+    end
+    if missing == 0 then
+        return nil
+    end
+    check_new_paths(ctx, set.paths, missing)
+    local undo = { gen = ctx.meta.gen, meta_dirty = ctx.meta_dirty, kids = #ctx.kid_add, count = ctx.node_count,
+        made = {} }
+    for _, path in ipairs(set.paths) do
+        for _, prefix in ipairs(prefixes(path)) do
+            if not ctx.nodes[prefix] then
+                undo.made[#undo.made + 1] = prefix
+            end
+        end
+        ensure_path(ctx, path)
+    end
+    return undo
+end
+
+-- Removes the nodes PLAN.prepare created: nothing is written for them.
+-- Rust twin: Tree::unmake (src/engine/paths.rs)
+function PLAN.unmake(ctx, undo)
+    if not undo then
+        return
+    end
+    for _, path in ipairs(undo.made) do
+        ctx.nodes[path] = false
+        ctx.dirty[path] = nil
+    end
+    for i = #ctx.kid_add, undo.kids + 1, -1 do
+        ctx.kid_add[i] = nil
+    end
+    ctx.node_count, ctx.meta.gen, ctx.meta_dirty = undo.count, undo.gen, undo.meta_dirty
+end
+
+-- GET and TREE: the tree's plan, the version it follows (the book's when
+-- the book has it), and whether the book lacks it; added to the reply `f`.
+-- Rust twin: Tree::plan_info (src/engine/sync.rs), push_plan (src/module/commands/read.rs)
+function PLAN.info(ctx, f)
+    local st = ctx.pl
+    local name = st and st.name or false
+    local version = name and st.plan and st.plan.version or false
+    local more = { "plan", name, "plan_version", version, "plan_missing", flag(st and st.missing) }
+    for i = 1, #more do
+        f[#f + 1] = more[i]
+    end
+    return f
 end

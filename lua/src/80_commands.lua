@@ -63,6 +63,24 @@ function CMD.cmd_set(ctx, args)
     return OK
 end
 
+-- QUOTA.ASSIGN key plan|NONE: the tree follows the book's plan of that
+-- name (created when missing), or no plan (NONE in any case).
+function CMD.cmd_assign(ctx, args)
+    local name = args:next_str("a plan name or NONE")
+    args:finish()
+    if supper(name) == "NONE" then
+        OPS.assign(ctx, false)
+        return OK
+    end
+    PLAN.parse_name(name)
+    local book = redis.call("HGET", PLAN.BOOK, name)
+    if not book then
+        fail("NOTFOUND no such plan '" .. clip(name) .. "'")
+    end
+    OPS.assign(ctx, name, book)
+    return OK
+end
+
 function CMD.cmd_unset(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
@@ -481,7 +499,7 @@ function CMD.cmd_sweep(index, args)
             if due_index(key) ~= index then
                 return -1
             end
-            local ctx = open_tree(key, true)
+            local ctx = open_tree(key, true, true)
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then

@@ -64,6 +64,7 @@ for _, c in ipairs({
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
+    { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
     { "QUOTA.COMMIT", CMD.cmd_commit, true },
     { "QUOTA.RELEASE", CMD.cmd_release, true },
@@ -99,6 +100,17 @@ handlers.quota_price_ro = keyless("QUOTA.PRICE", function(args)
     end
     return P.cmd_price(PRICE_BOOK, args)
 end)
+handlers.quota_plan = keyless("QUOTA.PLAN", function(args)
+    return PLAN.cmd_plan(PLAN.BOOK, args)
+end)
+-- GET, LIST and HELP without writing, for replicas and FCALL_RO.
+handlers.quota_plan_ro = keyless("QUOTA.PLAN", function(args)
+    local verb = args[1] and string.upper(args[1])
+    if verb ~= "GET" and verb ~= "LIST" and verb ~= "HELP" then
+        fail("ERR syntax: quota_plan_ro takes GET, LIST or HELP; SET and DEL are quota_plan")
+    end
+    return PLAN.cmd_plan(PLAN.BOOK, args)
+end)
 handlers.quota_estimate = keyless("QUOTA.ESTIMATE", function(args)
     return P.cmd_estimate(PRICE_BOOK, args)
 end)
@@ -132,15 +144,23 @@ end
 -- name, flags: "no-writes" for what only reads (it also runs on replicas and
 -- with FCALL_RO); "allow-oom" for writes that settle or shrink what exists,
 -- which the module does not refuse when memory is full either (Redis refuses
--- the other writes with OOM); "allow-cross-slot-keys" for what may read the
--- price book (USAGE items), a key outside the tree's slot.
+-- the other writes with OOM); "allow-cross-slot-keys" for what may read a
+-- key outside the tree's slot: the price book (USAGE items) and the plan
+-- book (quota:plans), which every command on a tree that follows a plan
+-- reads (quota_sweep only expires: it reads no plan).
 local FUNCTIONS = {
-    { "quota_set", {} }, { "quota_unset", { "allow-oom" } }, { "quota_delpath", { "allow-oom" } },
-    { "quota_grant", {} }, { "quota_reset", { "allow-oom" } }, { "quota_reserve", { "allow-cross-slot-keys" } },
-    { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_release", { "allow-oom" } },
-    { "quota_extend", { "allow-oom" } }, { "quota_charge", { "allow-cross-slot-keys" } }, { "quota_get", { "no-writes" } }, { "quota_tree", { "no-writes" } },
-    { "quota_holds", { "no-writes" } }, { "quota_history", { "no-writes" } }, { "quota_events", { "no-writes" } },
-    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
+    { "quota_set", { "allow-cross-slot-keys" } }, { "quota_unset", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
+    { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
+    { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
+    { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
+    { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
 }
 
