@@ -315,31 +315,34 @@ const fn function(name: &'static str, flags: &'static [&'static str], keys: u8) 
 
 const NO_WRITES: &[&str] = &["no-writes"];
 const ALLOW_OOM: &[&str] = &["allow-oom"];
-/// Reads the price book (`USAGE` items), a key outside the tree's slot.
+/// May read a key outside the tree's slot: the price book (`USAGE`
+/// items) and the plan book (`quota:plans`), which every command on a tree
+/// that follows a plan reads.
 const CROSS_SLOT: &[&str] = &["allow-cross-slot-keys"];
+const OOM_CROSS_SLOT: &[&str] = &["allow-oom", "allow-cross-slot-keys"];
+const READ_CROSS_SLOT: &[&str] = &["no-writes", "allow-cross-slot-keys"];
 
 /// Every function of the Lua library, in registration order. The flags
 /// follow the module's (a test checks the rule): `no-writes` where every
 /// command served is `readonly`, `allow-oom` where the commands served
 /// write and none is `deny-oom`.
 pub const FUNCTIONS: &[Function] = &[
-    function("quota_set", &[], 1),
-    function("quota_unset", ALLOW_OOM, 1),
-    function("quota_delpath", ALLOW_OOM, 1),
-    function("quota_grant", &[], 1),
-    function("quota_reset", ALLOW_OOM, 1),
-    // Reads the plan book (`quota:plans`), a key outside the tree's slot.
+    function("quota_set", CROSS_SLOT, 1),
+    function("quota_unset", OOM_CROSS_SLOT, 1),
+    function("quota_delpath", OOM_CROSS_SLOT, 1),
+    function("quota_grant", CROSS_SLOT, 1),
+    function("quota_reset", OOM_CROSS_SLOT, 1),
     function("quota_assign", CROSS_SLOT, 1),
     function("quota_reserve", CROSS_SLOT, 1),
-    function("quota_commit", &["allow-oom", "allow-cross-slot-keys"], 1),
-    function("quota_release", ALLOW_OOM, 1),
-    function("quota_extend", ALLOW_OOM, 1),
+    function("quota_commit", OOM_CROSS_SLOT, 1),
+    function("quota_release", OOM_CROSS_SLOT, 1),
+    function("quota_extend", OOM_CROSS_SLOT, 1),
     function("quota_charge", CROSS_SLOT, 1),
-    function("quota_get", NO_WRITES, 1),
-    function("quota_tree", NO_WRITES, 1),
-    function("quota_holds", NO_WRITES, 1),
-    function("quota_history", NO_WRITES, 1),
-    function("quota_events", NO_WRITES, 1),
+    function("quota_get", READ_CROSS_SLOT, 1),
+    function("quota_tree", READ_CROSS_SLOT, 1),
+    function("quota_holds", READ_CROSS_SLOT, 1),
+    function("quota_history", READ_CROSS_SLOT, 1),
+    function("quota_events", READ_CROSS_SLOT, 1),
     function("quota_price", &[], 0),
     function("quota_price_ro", NO_WRITES, 0),
     function("quota_plan", &[], 0),
