@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
+use crate::amount;
 use crate::error::Result;
 use crate::names;
 use crate::plan::Plan;
@@ -77,6 +78,9 @@ pub struct PlanInfo {
 pub(crate) struct Seen<'a> {
     pub plan: Option<&'a Plan>,
     pub epoch: u32,
+    /// Holds due by then are not counted by a policy the view adds or
+    /// recounts (reads look through the expiry due; 0 for none).
+    pub due_ms: u64,
 }
 
 /// What syncing a node produces (see the module documentation).
@@ -194,10 +198,10 @@ impl Tree {
     }
 
     /// The plan and epoch a read sees, given the book's `current` plan.
-    pub(crate) fn seen<'a>(&'a self, current: Option<&'a Arc<Plan>>) -> Seen<'a> {
+    pub(crate) fn seen<'a>(&'a self, current: Option<&'a Arc<Plan>>, due_ms: u64) -> Seen<'a> {
         match self.adoption(current) {
-            Some(plan) => Seen { plan: Some(plan), epoch: self.plan_epoch.wrapping_add(1) },
-            None => Seen { plan: self.plan.as_deref(), epoch: self.plan_epoch },
+            Some(plan) => Seen { plan: Some(plan), epoch: self.plan_epoch.wrapping_add(1), due_ms },
+            None => Seen { plan: self.plan.as_deref(), epoch: self.plan_epoch, due_ms },
         }
     }
 
@@ -207,7 +211,24 @@ impl Tree {
         match self.node(id) {
             None => Cow::Borrowed(&[]),
             Some(node) if node.plan_epoch == seen.epoch => Cow::Borrowed(&node.policies),
-            Some(_) => Cow::Owned(self.synced(id, seen.plan, now_ms).policies),
+            Some(_) => {
+                let mut synced = self.synced(id, seen.plan, now_ms);
+                // A policy the view adds or recounts counts the live holds
+                // that match it; those due by `due_ms` are released for a
+                // read, and no hold line names its view-only generation, so
+                // the release by line does not apply to it again.
+                for (i, _, ids, _) in &synced.recounts {
+                    let Some(policy) = synced.policies.get_mut(*i) else { continue };
+                    let due = ids
+                        .iter()
+                        .filter_map(|h| self.holds.get(h))
+                        .filter(|h| h.expires_at_ms <= seen.due_ms)
+                        .fold(Decimal::ZERO, |sum, h| amount::add_saturating(sum, h.held_of(policy.metric())));
+                    policy.held = (policy.held - due).max(Decimal::ZERO);
+                    policy.generation = u64::MAX;
+                }
+                Cow::Owned(synced.policies)
+            }
         }
     }
 

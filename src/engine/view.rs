@@ -100,7 +100,7 @@ impl Tree {
     /// `current` plan of its name (reads never change anything).
     pub fn get_seen(&self, path: &str, now_ms: u64, due_ms: u64, current: Option<&Arc<Plan>>) -> Result<NodeView> {
         let due = self.due_for_read(due_ms);
-        let seen = self.seen(current);
+        let seen = self.seen(current, due_ms);
         self.find(path)
             .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref(), seen))
             .ok_or_else(|| Self::not_found(path))
@@ -140,7 +140,7 @@ impl Tree {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
         let mut budget = max_nodes.max(1);
         let due = self.due_for_read(due_ms);
-        let seen = self.seen(current);
+        let seen = self.seen(current, due_ms);
         let root = self
             .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref(), seen)
             .ok_or_else(|| Self::not_found(path))?;
@@ -163,7 +163,7 @@ impl Tree {
         current: Option<&Arc<Plan>>,
     ) -> Result<Vec<ResetOutcome>> {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
-        let policies = self.policies_seen(id, self.seen(current), now_ms);
+        let policies = self.policies_seen(id, self.seen(current, 0), now_ms);
         let policy = policies
             .iter()
             .find(|p| p.name() == name)
