@@ -864,14 +864,14 @@ class PlanGen(Gen):
         if r.random() < 0.3:
             fields["mode"] = self.pick(["strict", "block", "open"])
         if r.random() < 0.25:
-            fields["warn"] = self.pick([[50, 80], [90], [10, 20, 30], []])
+            fields["warn"] = self.pick([[50, 80], [90], [10, 20, 30]] * 10 + [[]])
         if r.random() < 0.15 and fields.get("window", "none").lower() in ("hour", "day", "month", "year", "week"):
             fields["rollover"] = self.pick(["2000", "5000"])
         if r.random() < 0.15:
             fields["service"] = self.pick(SERVICES)
             if r.random() < 0.4:
                 fields["model"] = self.pick(MODELS)
-        if r.random() < 0.04:  # one bad field
+        if r.random() < 0.01:  # one bad field
             bad = self.pick([("limit", "-5"), ("limit", "abc"), ("window", "fortnight"), ("window", "rolling 5x"),
                              ("anchor", 0), ("anchor", 5), ("mode", "lenient"), ("warn", [0]), ("warn", "80"),
                              ("rollover", "1"), ("model", "gpt"), ("extra", 1), ("metric", None), ("limit", None),
