@@ -3121,13 +3121,17 @@ do
     -- The version a new content for `name` gets: `asked` when given (above
     -- the current), else the current plus one, or 1 for a new plan.
     -- Rust twin: PlanBook::next_version (src/engine/plan.rs)
-    function PLAN.next_version(current, asked)
+    function PLAN.next_version(name, current, asked)
         if asked then
             if asked <= current then
                 fail(sformat("ERR plan version %.0f is not above the current %.0f: leave version out to take the next",
                     asked, current))
             end
             return asked
+        end
+        if current >= MAX_VERSION then
+            fail(sformat("ERR limit: plan '%s' is at version %.0f, the highest: delete it and set it again",
+                name, current))
         end
         return current + 1
     end
@@ -3177,7 +3181,7 @@ do
         elseif redis.call("HLEN", book_key) >= MAX_PLANS then
             fail(sformat("ERR limit: the plan book already has %d plans", MAX_PLANS))
         end
-        plan.version = PLAN.next_version(current, asked)
+        plan.version = PLAN.next_version(plan.name, current, asked)
         plan.json, plan.content = PLAN.to_json(plan)
         redis.call("HSET", book_key, name, plan.json)
         return plan.version

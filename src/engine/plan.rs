@@ -558,6 +558,9 @@ impl PlanBook {
             ))),
             Some(0) => Err(Error::syntax("a plan version is at least 1")),
             Some(v) => Ok(v),
+            None if current >= MAX_PLAN_VERSION => Err(Error::Limit(format!(
+                "plan '{name}' is at version {current}, the highest: delete it and set it again"
+            ))),
             None => Ok(current + 1),
         }
     }
