@@ -12,7 +12,7 @@ from redis.client import Pipeline
 from redis.cluster import RedisCluster
 
 BACKEND = os.environ.get("QUOTA_BACKEND", "module")
-KEYLESS = {"PRICE", "ESTIMATE", "DEBUG"}
+KEYLESS = {"PRICE", "PLAN", "ESTIMATE", "DEBUG"}
 
 
 # Failed expectations of a check script: `check` records and prints each,
@@ -37,16 +37,17 @@ def _text(arg):
 
 def lua_command(args):
     """`QUOTA.X key args` as the Lua library takes it: `FCALL quota_x 1 key
-    args`, with no key for the keyless PRICE, ESTIMATE and DEBUG (and for a
-    command given without its key); PRICE GET, LIST and HELP go to the read-only
-    quota_price_ro, which replicas serve. Other commands stay as they are."""
+    args`, with no key for the keyless PRICE, PLAN, ESTIMATE and DEBUG (and for
+    a command given without its key); PRICE and PLAN GET, LIST and HELP go to
+    the read-only quota_price_ro and quota_plan_ro, which replicas serve. Other
+    commands stay as they are."""
     args = list(args)
     if not args or not _text(args[0]).upper().startswith("QUOTA."):
         return args
     name = _text(args[0])[6:].upper()
     function = "quota_" + name.lower()
-    if name == "PRICE" and len(args) > 1 and _text(args[1]).upper() in ("GET", "LIST", "HELP"):
-        function = "quota_price_ro"
+    if name in ("PRICE", "PLAN") and len(args) > 1 and _text(args[1]).upper() in ("GET", "LIST", "HELP"):
+        function = f"quota_{name.lower()}_ro"
     keys = "0" if name in KEYLESS or len(args) < 2 else "1"
     return ["FCALL", function, keys] + args[1:]
 

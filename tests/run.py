@@ -51,8 +51,8 @@ into every server; `lua` starts plain servers and loads the Functions
 library with target/release/quota-load (which embeds lua/quota.lua; module
 arguments become --test-clock and --set name=value), and sends
 `QUOTA.X key args` as `FCALL quota_x 1 key args` (`FCALL quota_x 0 args`
-for the keyless PRICE, ESTIMATE and DEBUG; PRICE GET, LIST and HELP go to
-quota_price_ro, which replicas serve).
+for the keyless PRICE, PLAN, ESTIMATE and DEBUG; PRICE and PLAN GET, LIST and
+HELP go to quota_price_ro and quota_plan_ro, which replicas serve).
 
 Containment (~) means: every key of an expected object is present with a
 containing value; expected arrays match element-wise and in length.
