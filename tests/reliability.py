@@ -15,6 +15,7 @@ guarantee held and prints what it measured.
                client and redis-cli -c, and a tree moved between nodes
   oom          maxmemory with deny-oom: clear errors, nothing half-written
   aof          USAGE items reach the AOF as the COST they were priced at
+  plans        the plan book's bounds: 65536 bytes of JSON, 1000 plans
 """
 
 import argparse
@@ -588,6 +589,59 @@ def aof(args):
     return 0
 
 
+# ----- plan book bounds ------------------------------------------------------
+
+def plans(args):
+    """A plan of exactly 65536 bytes of JSON is taken and one byte more is
+    refused (before the JSON is read); the book takes 1000 plans, refuses a
+    new one then, and still changes or deletes the plans it has. Every
+    refusal leaves the book as it was."""
+    r = connect(args.port)
+
+    def refused(call, text):
+        try:
+            r.execute_command(*call)
+        except redis.ResponseError as e:
+            return str(e).startswith(text)
+        return False
+
+    body = '{"paths": {"/": {"cap": {"metric": "credits", "limit": "1"}}}}'
+    exact = body[:-1] + " " * (65536 - len(body)) + "}"
+    check(len(exact.encode()) == 65536, "the padded plan is 65536 bytes")
+    check(r.execute_command("QUOTA.PLAN", "SET", "big", exact) == 1, "a plan of 65536 bytes of JSON is taken")
+    before = (r.execute_command("QUOTA.PLAN", "LIST"), r.execute_command("QUOTA.PLAN", "GET", "big"))
+    limit = "ERR limit: a plan is at most 65536 bytes of JSON"
+    check(refused(("QUOTA.PLAN", "SET", "big", exact + " "), limit), "65537 bytes are refused with ERR limit")
+    check(refused(("QUOTA.PLAN", "SET", "big2", "x" * 65537), limit), "the length is checked before the JSON")
+    after = (r.execute_command("QUOTA.PLAN", "LIST"), r.execute_command("QUOTA.PLAN", "GET", "big"))
+    check(before == after, "an oversize plan changes nothing")
+    r.execute_command("QUOTA.PLAN", "DEL", "big")
+
+    had = r.execute_command("QUOTA.PLAN", "LIST")
+    small = '{"paths": {"members/*": {"allowance": {"metric": "credits", "limit": "%d"}}}}'
+    pipe = r.pipeline(transaction=False)
+    fill = [f"fill{i:04d}" for i in range(1000 - len(had))]
+    for name in fill:
+        pipe.execute_command("QUOTA.PLAN", "SET", name, small % 1)
+    replies = pipe.execute()
+    check(replies == [1] * len(fill), f"{len(fill)} plans are taken beside the {len(had)} there")
+    full = r.execute_command("QUOTA.PLAN", "LIST")
+    check(len(full) == 1000, f"the book holds 1000 plans (got {len(full)})")
+    check(refused(("QUOTA.PLAN", "SET", "one-more", small % 1), "ERR limit: the plan book already has 1000 plans"),
+          "a new plan beyond 1000 is refused with ERR limit")
+    check(r.execute_command("QUOTA.PLAN", "LIST") == full, "the refusal changes nothing")
+    check(r.execute_command("QUOTA.PLAN", "SET", fill[0], small % 2) == 2, "a plan in a full book still changes")
+    check(r.execute_command("QUOTA.PLAN", "DEL", fill[1]) == 1, "a plan in a full book is deleted")
+    check(r.execute_command("QUOTA.PLAN", "SET", "one-more", small % 1) == 1, "then a new one fits")
+    pipe = r.pipeline(transaction=False)
+    for name in fill + ["one-more"]:
+        pipe.execute_command("QUOTA.PLAN", "DEL", name)
+    pipe.execute()
+    check(r.execute_command("QUOTA.PLAN", "LIST") == had, "the book is as it was")
+    print(f"65536-byte plans and a book of 1000 plans (beside {len(had)}): bounds hold")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -606,7 +660,8 @@ def main():
     parser.add_argument("--dir")
     args = parser.parse_args()
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
-              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree}
+              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
+              "plans": plans}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
