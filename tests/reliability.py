@@ -16,6 +16,8 @@ guarantee held and prints what it measured.
   oom          maxmemory with deny-oom: clear errors, nothing half-written
   aof          USAGE items reach the AOF as the COST they were priced at
   plans        the plan book's bounds: 65536 bytes of JSON, 1000 plans
+  plans_cluster  plans on a 3-primary cluster: set on every primary (module);
+               the Lua library's book in one slot
 """
 
 import argparse
@@ -499,6 +501,86 @@ def cluster(args):
     return 0
 
 
+PLAN = '{"paths": {"members/*": {"allowance": {"metric": "ai_tokens", "limit": "%s", "window": "month"}}}}'
+
+
+def plans_cluster(args):
+    """The module's plan book is per server: `redis-cli --cluster call …
+    QUOTA.PLAN SET` sets it on every primary, and then trees on every node
+    follow it (a new member's first request is judged against the plan's
+    allowance there) and take a change made the same way. A primary whose
+    book lacks the plan keeps enforcing what its trees last saw. The Lua
+    library's book is the key quota:plans, in one slot: the node that serves
+    it takes plans and its trees follow them; elsewhere PLAN SET and ASSIGN
+    are errors, never a tree left without limits."""
+    from redis.cluster import ClusterNode
+    ports = [int(p) for p in args.ports.split(",")]
+    rc = Cluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports], decode_responses=True)
+    nodes = {p: connect(p) for p in ports}
+    trees = [f"tenant:{i}" for i in range(30)]
+    owner_of = {t: rc.get_node_from_key(t).port for t in trees}
+    check(len(set(owner_of.values())) == 3, "trees spread over all three primaries")
+
+    def call_everywhere(*command):
+        done = subprocess.run(["redis-cli", "--cluster", "call", f"127.0.0.1:{ports[0]}",
+                               *map(str, translate(command)), "--cluster-only-masters"],
+                              capture_output=True, text=True, timeout=60)
+        return done.returncode == 0 and "ERR" not in done.stdout, done.stdout[-300:]
+
+    def denial(tree, member, amount):
+        reply = as_map(rc.execute_command("QUOTA.RESERVE", tree, "PATH", f"members/{member}",
+                                          "COST", "ai_tokens", amount))
+        return reply["allowed"], reply["denied_by"]
+
+    if BACKEND == "module":
+        ok, out = call_everywhere("QUOTA.PLAN", "SET", "starter", PLAN % "100000")
+        check(ok, f"redis-cli --cluster call sets the plan on every primary ({out})")
+        for port, r in nodes.items():
+            check(r.execute_command("QUOTA.PLAN", "LIST") == ["starter"], f"{port} has the plan")
+        for t in trees:
+            check(rc.execute_command("QUOTA.ASSIGN", t, "starter") == "OK", f"{t} follows starter")
+            check(denial(t, "u1", 100001) == (0, ["members/u1#allowance"]),
+                  f"{t}: a new member over the allowance is denied on {owner_of[t]}")
+            check(denial(t, "u1", 60000)[0] == 1, f"{t}: a new member under the allowance is allowed")
+        ok, out = call_everywhere("QUOTA.PLAN", "SET", "starter", PLAN % "50000")
+        check(ok, f"a change is set on every primary ({out})")
+        for t in trees:
+            node = as_map(rc.execute_command("QUOTA.GET", t, "members/u1"))
+            policy = as_map(node["policies"][0])
+            check((policy["limit"], policy["used"], policy["held"], node["plan_version"]) == ("50000", "0", "60000", 2),
+                  f"{t} takes version 2 with its usage ({policy}, {node['plan_version']})")
+            check(denial(t, "u2", 50001) == (0, ["members/u2#allowance"]), f"{t}: the new allowance binds")
+        # A primary whose book lacks the plan: its trees keep what they saw.
+        forgot = ports[0]
+        check(nodes[forgot].execute_command("QUOTA.PLAN", "DEL", "starter") == 1, "the plan is deleted on one primary")
+        for t in trees:
+            node = as_map(rc.execute_command("QUOTA.GET", t, "/"))
+            check(node["plan_missing"] == (1 if owner_of[t] == forgot else 0),
+                  f"{t} on {owner_of[t]}: plan_missing {node['plan_missing']}")
+            check(denial(t, "u3", 50001) == (0, ["members/u3#allowance"]), f"{t}: the allowance still binds")
+        print(f"{len(trees)} trees on 3 primaries follow a plan set with redis-cli --cluster call")
+        return 0
+
+    slot_owner = rc.get_node_from_key("quota:plans").port
+    others = [p for p in ports if p != slot_owner]
+    check(nodes[slot_owner].execute_command("QUOTA.PLAN", "SET", "starter", PLAN % "100000") == 1,
+          "the node that serves quota:plans takes the plan")
+    check(fails_with(nodes[others[0]], ["QUOTA.PLAN", "SET", "starter", PLAN % "100000"], "non local key", "cluster",
+                     "slot", "MOVED", "CROSSSLOT"), "another node refuses PLAN SET")
+    home = [t for t in trees if owner_of[t] == slot_owner]
+    away = [t for t in trees if owner_of[t] != slot_owner]
+    for t in home:
+        check(rc.execute_command("QUOTA.ASSIGN", t, "starter") == "OK", f"{t} follows starter")
+        check(denial(t, "u1", 100001) == (0, ["members/u1#allowance"]), f"{t}: a new member over the allowance is denied")
+        check(denial(t, "u1", 60000)[0] == 1, f"{t}: a new member under the allowance is allowed")
+    for t in away:
+        check(fails_with(rc, ["QUOTA.ASSIGN", t, "starter"], "non local key", "cluster", "slot", "MOVED",
+                         "CROSSSLOT", "NOTFOUND"), f"{t} on {owner_of[t]}: ASSIGN is refused")
+        check(rc.execute_command("EXISTS", t) == 0, f"{t}: nothing was created")
+    print(f"{len(home)} trees on the node of quota:plans follow the plan; {len(away)} elsewhere are refused")
+    return 0
+
+
 # ----- a large tree ----------------------------------------------------------
 
 def bigtree(args):
@@ -661,7 +743,7 @@ def main():
     args = parser.parse_args()
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
-              "plans": plans}
+              "plans": plans, "plans_cluster": plans_cluster}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
