@@ -681,10 +681,12 @@ def plans(args):
     r = connect(args.port)
 
     def refused(call, text):
+        """Whether `call` is an error reply starting with `text` (redis-py
+        drops the leading ERR)."""
         try:
             r.execute_command(*call)
         except redis.ResponseError as e:
-            return str(e).startswith(text)
+            return ("ERR " + str(e)).startswith(text)
         return False
 
     body = '{"paths": {"/": {"cap": {"metric": "credits", "limit": "1"}}}}'
