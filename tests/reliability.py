@@ -570,9 +570,17 @@ def plans_cluster(args):
     home = [t for t in trees if owner_of[t] == slot_owner]
     away = [t for t in trees if owner_of[t] != slot_owner]
     for t in home:
-        check(rc.execute_command("QUOTA.ASSIGN", t, "starter") == "OK", f"{t} follows starter")
+        try:
+            assigned = rc.execute_command("QUOTA.ASSIGN", t, "starter")
+        except redis.ResponseError as e:
+            assigned = f"error: {e}"
+        check(assigned == "OK", f"{t} on the node of quota:plans follows starter (got {assigned})")
+        if assigned != "OK":
+            continue
         check(denial(t, "u1", 100001) == (0, ["members/u1#allowance"]), f"{t}: a new member over the allowance is denied")
         check(denial(t, "u1", 60000)[0] == 1, f"{t}: a new member under the allowance is allowed")
+        node = as_map(rc.execute_command("QUOTA.GET", t, "members/u1"))
+        check((node["plan"], node["plan_missing"]) == ("starter", 0), f"{t}: GET shows the plan ({node})")
     for t in away:
         check(fails_with(rc, ["QUOTA.ASSIGN", t, "starter"], "non local key", "cluster", "slot", "MOVED",
                          "CROSSSLOT", "NOTFOUND"), f"{t} on {owner_of[t]}: ASSIGN is refused")
