@@ -16,6 +16,8 @@ guarantee held and prints what it measured.
   oom          maxmemory with deny-oom: clear errors, nothing half-written
   aof          USAGE items reach the AOF as the COST they were priced at
   plans        the plan book's bounds: 65536 bytes of JSON, 1000 plans
+  plans_aof    an AOF rewritten without a preamble holds each plan as
+               QUOTA.PLAN SET with its canonical JSON and version
   plans_cluster  plans on a 3-primary cluster: set on every primary (module);
                the Lua library's book in one slot
 """
@@ -501,6 +503,24 @@ def cluster(args):
     return 0
 
 
+def plans_aof(args):
+    """After BGREWRITEAOF with aof-use-rdb-preamble no, the base file holds
+    each plan of the book as `QUOTA.PLAN SET name <canonical JSON>`, version
+    included, and no deleted plan."""
+    folder = os.path.join(args.dir, "appendonlydir")
+    base = [f for f in sorted(os.listdir(folder)) if ".base." in f]
+    check(len(base) == 1 and base[0].endswith(".aof"), f"one base file without a preamble ({base})")
+    data = b"".join(open(os.path.join(folder, f), "rb").read() for f in base)
+    check(not data.startswith(b"REDIS"), "the base file has no RDB preamble")
+    check(data.count(b"QUOTA.PLAN") == 2, f"two plans are written as QUOTA.PLAN ({data.count(b'QUOTA.PLAN')})")
+    for name, version in ((b"starter", b'"version":2}'), (b"free", b'"version":1}')):
+        at = data.find(b"\r\n" + name + b"\r\n")
+        check(at > 0 and data.find(version, at) > 0, f"{name.decode()} is written with {version.decode()}")
+    check(b"legacy" not in data, "the deleted plan is not written")
+    print(f"{len(data)} bytes of AOF base checked")
+    return 0
+
+
 PLAN = '{"paths": {"members/*": {"allowance": {"metric": "ai_tokens", "limit": "%s", "window": "month"}}}}'
 
 
@@ -753,7 +773,8 @@ def main():
     args = parser.parse_args()
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
-              "plans": plans, "plans_cluster": plans_cluster}
+              "plans": plans, "plans_aof": plans_aof,
+              "plans_cluster": plans_cluster}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
