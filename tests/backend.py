@@ -47,7 +47,7 @@ def lua_command(args):
     name = _text(args[0])[6:].upper()
     function = "quota_" + name.lower()
     if name in ("PRICE", "PLAN") and len(args) > 1 and _text(args[1]).upper() in ("GET", "LIST", "HELP"):
-        function = f"quota_{name.lower()}_ro"
+        function = function + "_ro"
     keys = "0" if name in KEYLESS or len(args) < 2 else "1"
     return ["FCALL", function, keys] + args[1:]
 
