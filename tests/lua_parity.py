@@ -882,7 +882,9 @@ class PlanGen(Gen):
             paths.append(f'"{pattern}": {{' + ", ".join(f'"{n}": {self.policy_json()}' for n in names) + "}")
         body = '{"paths": {' + ", ".join(paths) + "}"
         if r.random() < 0.1:
-            body += ', "version": %s' % self.pick(["1", "5", "50", "0", "2.5", '"7"', "9007199254740991"])
+            body += ', "version": %s' % self.pick(["1", "5", "50", "0", "2.5", '"7"', "99"])
+        elif r.random() < 0.003:
+            body += ', "version": 9007199254740991'  # the highest: no version may follow
         if r.random() < 0.02:
             body += ', "tier": 1'
         body += "}"
