@@ -289,7 +289,8 @@ def scale(args):
             fill_plans(server.r, plans - 1)
             fill_following(server.r, trees - 1)
             rps = benchmark(server.port, plan_reserve, 16, args.requests, args.runs)[0]
-            label = f"plan-following tree, {trees:,} trees following, {plans:,} plans"
+            label = (f"plan-following tree, {trees:,} {'tree' if trees == 1 else 'trees'} following, "
+                     f"{plans:,} {'plan' if plans == 1 else 'plans'}")
             results[label] = rps
             print(f"| {label} | {rps:,.0f} |")
         finally:
