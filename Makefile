@@ -108,8 +108,6 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 		--upgrade-from tests/fixtures/quota-1.0.0.lua
 	python3 tests/lua_parity.py --ops 2000 --seed 41 --focus holds --invariants --replica --set tombstone_ttl=1000 \
 		--flip-with tests/fixtures/quota-1.1.0.lua --flip-every 37
-	python3 tests/lua_parity.py --focus plans --ops 3000 --seed 3
-	python3 tests/lua_parity.py --focus plans --ops 1500 --seed 11 --replica --invariants
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py

@@ -42,10 +42,7 @@ Known and accepted differences, not exercised here:
   * a tree key with '}' but no hash tag, which the library refuses (its
     companion keys could not share the key's slot).
 
-`--focus plans` (PlanGen) mixes plan commands in: a small plan book set,
-changed, deleted and set again from random plan JSON (bad fields now and
-then), ASSIGN of those plans and NONE, and tree commands on paths the
-patterns match. `--focus holds` (FocusGen) aims at holds instead: a small tree, short TTLs,
+`--focus holds` (FocusGen) aims at holds instead: a small tree, short TTLs,
 policies changing metric, filter and mode under live holds, the clock moved
 to one before, exactly at and one after a known `expires_at` with reads
 straight after, late commits, 10^18 totals; every fifth command it also
@@ -54,7 +51,7 @@ match it now. `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants]
 
@@ -827,106 +824,6 @@ class FocusGen(Gen):
 
 # ----- the run -----------------------------------------------------------------------
 
-class PlanGen(Gen):
-    """`--focus plans`: trees that follow plans while the plans change.
-
-    A small book (`free`, `pro`, `gone`) set, changed (with and without a
-    `version`), deleted and set again from random plan JSON over patterns
-    (`/`, `members/*`, `p1`, `p1/*`, `*/x`, `p1/x`, `*/*/u1`, `members/x`)
-    whose policies share names with the trees' own (`cap`, `daily`,
-    `allowance`), with now and then a bad field, pattern, name or version;
-    `QUOTA.ASSIGN` of those plans, an unknown one and `NONE`; and the tree
-    commands of the default mix on paths those patterns match, so requests
-    create nodes judged against plan policies (denied ones leaving none),
-    `QUOTA.SET`/`UNSET` override and give back plan policies, and reads view
-    trees whose plan changed or was deleted since their last write.
-    """
-
-    PLAN_NAMES = ["free", "pro", "gone", "free", "pro"]
-    PATTERNS = ["/", "members/*", "p1", "p1/*", "*/x", "p1/x", "*/*/u1", "members/x"]
-    PLAN_POLICIES = ["cap", "daily", "allowance"]
-
-    def policy_json(self):
-        r = self.rng
-        fields = {"metric": '"%s"' % self.pick(METRICS[:3]),
-                  "limit": self.pick(['"10"', '"100"', '"0.5"', '"1000"', "25", "2.50"])}
-        if r.random() < 0.5:
-            fields["window"] = '"%s"' % self.pick(["none", "month", "day", "rolling 90s", "week"])
-        if fields.get("window") == '"month"' and r.random() < 0.3:
-            fields["anchor"] = self.pick(["1", "15", "31"])
-        if fields.get("window") == '"month"' and r.random() < 0.3:
-            fields["rollover"] = '"5000"'
-        if r.random() < 0.3:
-            fields["mode"] = '"%s"' % self.pick(["strict", "block", "open"])
-        if r.random() < 0.2:
-            fields["warn"] = self.pick(["[50, 80]", "[90]", "[80, 90, 100]"])
-        if r.random() < 0.15:
-            fields["service"] = '"%s"' % self.pick(SERVICES)
-        if r.random() < 0.04:  # something wrong
-            bad = self.pick([("limit", '"-5"'), ("metric", '"Credits"'), ("window", '"fortnight"'),
-                             ("colour", '"red"'), ("warn", "[120]"), ("mode", "1"), ("anchor", "32"),
-                             ("model", '"gpt"'), ("limit", "1e3")])
-            fields[bad[0]] = bad[1]
-        if r.random() < 0.02:
-            del fields[self.pick(["metric", "limit"])]
-        return "{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}"
-
-    def plan_json(self):
-        r = self.rng
-        patterns = r.sample(self.PATTERNS, r.choice([0, 1, 2, 2, 3, 4]))
-        if r.random() < 0.03:
-            patterns.append(self.pick(["a//b", "members/**", "members/u*", "/members/*"]))
-        paths = []
-        for pattern in patterns:
-            names = r.sample(self.PLAN_POLICIES, r.choice([1, 1, 2, 3]))
-            paths.append(f'"{pattern}": {{' + ", ".join(f'"{n}": {self.policy_json()}' for n in names) + "}")
-        body = '{"paths": {' + ", ".join(paths) + "}"
-        if r.random() < 0.1:
-            body += ', "version": %s' % self.pick(["1", "5", "50", "0", "2.5", '"7"', "99"])
-        elif r.random() < 0.003:
-            body += ', "version": 9007199254740991'  # the highest: no version may follow
-        if r.random() < 0.02:
-            body += ', "tier": 1'
-        body += "}"
-        return body if r.random() > 0.01 else self.pick(["not json", "[]", "{}", ""])
-
-    def c_plan(self, tree):
-        r = self.rng
-        x = r.random()
-        name = self.pick(self.PLAN_NAMES) if r.random() > 0.03 else self.pick(["none", "bad name", "x" * 65])
-        if x < 0.5:
-            return ["QUOTA.PLAN", "SET", name, self.plan_json()]
-        if x < 0.6:
-            return ["QUOTA.PLAN", "DEL", name]
-        if x < 0.85:
-            return ["QUOTA.PLAN", "GET", name]
-        return ["QUOTA.PLAN", "LIST"]
-
-    def c_assign(self, tree):
-        name = self.pick(self.PLAN_NAMES + ["NONE", "none", "platinum"])
-        return ["QUOTA.ASSIGN", tree, name]
-
-    def c_set(self, tree):
-        out = super().c_set(tree)
-        if self.chance(0.5) and out[3] in POLICIES:
-            out[3] = self.pick(self.PLAN_POLICIES)  # override a plan policy
-        return out
-
-    def c_unset(self, tree):
-        return ["QUOTA.UNSET", tree, self.path(), self.pick(self.PLAN_POLICIES + POLICIES[2:])]
-
-    WEIGHTS = [
-        ("plan", 8), ("assign", 4), ("set", 5), ("unset", 3), ("delpath", 1), ("grant", 2), ("reset", 1),
-        ("reserve", 16), ("commit", 8), ("release", 3), ("extend", 1), ("charge", 10), ("get", 6), ("tree", 4),
-        ("holds", 1), ("history", 1), ("events", 2), ("clock", 4), ("del", 0.1),
-    ]
-
-    def mutate(self, cmd):
-        if cmd[0] == "QUOTA.PLAN":
-            return cmd  # the plan JSON has its own mistakes; a mangled subcommand is the default mix's
-        return super().mutate(cmd)
-
-
 def show(v, limit=6000):
     text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[:limit] + " ..."
@@ -1133,16 +1030,15 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
-    ap.add_argument("--focus", choices=["holds", "plans"],
-                    help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
-                         "plans: trees following plans that change, vanish and come back (PlanGen)")
+    ap.add_argument("--focus", choices=["holds"],
+                    help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen)")
     args = ap.parse_args()
 
     build_if_missing()
     rng = random.Random(args.seed)
     start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
     start_ms = int(start.timestamp()) * 1000
-    gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else Gen(rng)
+    gen = FocusGen(rng, start_ms) if args.focus == "holds" else Gen(rng)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -1204,7 +1100,7 @@ def main():
             cmd = gen.command()
             reply = both(cmd, i)
             gen.saw(cmd, reply)
-            if args.focus == "holds" and i % 5 == 4:
+            if args.focus and i % 5 == 4:
                 for t in TREES[:2]:
                     bad = gen.held_mismatch(mod, t)
                     if bad:
