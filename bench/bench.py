@@ -9,7 +9,11 @@ policy and a block requests policy) and runs redis-benchmark (-c 50,
 60 s TTL, like the Lua script's hold keys (PX 60000), so what is measured is
 the reservation, not the expiry of earlier ones. The Lua Functions library
 (lua/quota.lua) is loaded into the same server and its reserve and charge
-run on a tree of its own built the same way. The ceiling module
+run on a tree of its own built the same way. The same 8 policies also come
+from a plan (QUOTA.PLAN SET bench, QUOTA.ASSIGN tp bench; quota_plan and
+quota_assign for the library's tree tlp), so a reservation on a tree that
+follows a plan is measured beside one on a tree with its own policies; on a
+build without plans those rows are skipped with a message. The ceiling module
 (bench/ceiling, target/release/libquota_ceiling.so, built by make bench) is
 loaded too: CEILING.BRIEF and CEILING.FULL open the key, reply RESERVE's
 BRIEF or full map and replicate a QUOTA.REPLAY-shaped command, doing no
@@ -17,7 +21,8 @@ quota work, so they are the most a quota write could reach on this server.
 Every row is printed as × INCRBY, × the naive script and × the ceiling
 (CEILING.FULL for full-breakdown rows, CEILING.BRIEF for the others). Then
 it measures scale on both backends (reserve throughput with 10 to 100k paths and 0 to 1M
-live holds), memory per path with one policy on both backends, and RDB
+live holds; on the module, a plan-following tree among 10k trees following its plan
+and 1,000 plans), memory per path with one policy on both backends, and RDB
 save and load time of a 100k-path tree.
 
     python3 bench/bench.py [--quick]
@@ -28,6 +33,7 @@ This is a benchmark, not a test: it asserts nothing and prints a report.
 import argparse
 import csv
 import io
+import json
 import math
 import os
 import shutil
@@ -111,6 +117,25 @@ def build_tree(r, key="t", set_command=("QUOTA.SET",)):
                           "MODE", "block")
 
 
+def plan_json():
+    """The benchmark tree's 8 policies as a plan: one pattern per level."""
+    policies = {"credits": {"metric": "credits", "limit": "1000000000000", "window": "month"},
+                "requests": {"metric": "requests", "limit": "1000000000000", "mode": "block"}}
+    return json.dumps({"paths": {level: policies for level in LEVELS}})
+
+
+def build_plan_tree(r, key, plan_command=("QUOTA.PLAN",), assign_command=("QUOTA.ASSIGN",)):
+    """A tree of the benchmark's shape whose 8 policies come from the plan
+    `bench`; False (and a message) when the server has no plans."""
+    try:
+        r.execute_command(*plan_command, "SET", "bench", plan_json())
+    except redis.ResponseError as e:
+        print(f"  no plans on this server ({str(e)[:80]}): skipping the plan-following rows", file=sys.stderr)
+        return False
+    r.execute_command(*assign_command, key, "bench")
+    return True
+
+
 def benchmark(port, command, pipeline, requests, runs):
     """Median of `runs` redis-benchmark runs: (rps, p50 ms, p99 ms). A run
     that fails (redis-benchmark stops at an error reply, such as BUSY while
@@ -141,6 +166,8 @@ def throughput_table(server, args):
     with open(LIBRARY) as f:
         r.execute_command("FUNCTION", "LOAD", "REPLACE", f.read())
     build_tree(r, "tl", ("FCALL", "quota_set", "1"))
+    plans = build_plan_tree(r, "tp")
+    lua_plans = plans and build_plan_tree(r, "tlp", ("FCALL", "quota_plan", "0"), ("FCALL", "quota_assign", "1"))
     naive = r.script_load(NAIVE_LUA)
     pair = r.script_load(PAIR_LUA)
     batch = ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "BRIEF"] + ["COST", "credits", "1"] * 100
@@ -156,6 +183,8 @@ def throughput_table(server, args):
                                       "requests", "1"], 1),
         ("QUOTA.RESERVE BRIEF", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "BRIEF", "COST", "credits", "1",
                                  "requests", "1"], 1),
+        ("QUOTA.RESERVE BRIEF on a plan-following tree", ["QUOTA.RESERVE", "tp", "PATH", PATH, "TTL", "60000",
+                                                          "BRIEF", "COST", "credits", "1", "requests", "1"], 1),
         ("QUOTA.RESERVE (full reply)", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "COST", "credits", "1",
                                         "requests", "1"], 1),
         ("QUOTA.RESERVE 100 items", batch, 10),
@@ -164,9 +193,15 @@ def throughput_table(server, args):
                                                    "COST", "credits", "1", "requests", "1"], 1),
         ("Lua library: quota_reserve BRIEF", ["FCALL", "quota_reserve", "1", "tl", "PATH", PATH, "TTL", "60000",
                                               "BRIEF", "COST", "credits", "1", "requests", "1"], 1),
+        ("Lua library: quota_reserve BRIEF on a plan-following tree", ["FCALL", "quota_reserve", "1", "tlp", "PATH",
+                                                                       PATH, "TTL", "60000", "BRIEF", "COST",
+                                                                       "credits", "1", "requests", "1"], 1),
         ("Lua library: quota_reserve (full reply)", ["FCALL", "quota_reserve", "1", "tl", "PATH", PATH, "TTL",
                                                      "60000", "COST", "credits", "1", "requests", "1"], 1),
     ]
+    # Plans (QUOTA.PLAN, quota_plan) are measured only where the build has them.
+    commands = [c for c in commands if "plan-following" not in c[0]
+                or (lua_plans if c[0].startswith("Lua") else plans)]
     table = {}
     for pipeline, requests in ((16, args.requests), (1, args.requests // 4)):
         for name, command, divisor in commands:
@@ -210,6 +245,24 @@ def fill_paths(r, key, count):
         r.evalsha(sha, 1, key, start, min(start + 5000, count) - 1)
 
 
+def fill_plans(r, count):
+    """`count` more plans in the book, beside `bench`."""
+    pipe = r.pipeline(transaction=False)
+    for i in range(count):
+        pipe.execute_command("QUOTA.PLAN", "SET", f"other{i}", plan_json())
+    pipe.execute()
+
+
+def fill_following(r, count):
+    """`count` more trees following `bench`, each with a reservation made."""
+    for start in range(0, count, 1000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(start + 1000, count)):
+            pipe.execute_command("QUOTA.ASSIGN", f"tenant:{i}", "bench")
+            pipe.execute_command("QUOTA.CHARGE", f"tenant:{i}", "PATH", PATH, "COST", "credits", "1")
+        pipe.execute()
+
+
 def scale(args):
     print("\n### Scale: QUOTA.RESERVE BRIEF, -P 16, on one path of a larger tree\n")
     print("| tree | req/s |")
@@ -224,6 +277,22 @@ def scale(args):
             rps = benchmark(server.port, reserve, 16, args.requests, args.runs)[0]
             results[f"{paths} paths"] = rps
             print(f"| {paths:,} paths | {rps:,.0f} |")
+        finally:
+            server.stop()
+    plan_reserve = ["QUOTA.RESERVE", "tp", "PATH", PATH, "TTL", "60000", "BRIEF", "COST", "credits", "1",
+                    "requests", "1"]
+    for trees, plans in ((1, 1), (10_000, 1_000)):
+        server = Server()
+        try:
+            if not build_plan_tree(server.r, "tp"):
+                break
+            fill_plans(server.r, plans - 1)
+            fill_following(server.r, trees - 1)
+            rps = benchmark(server.port, plan_reserve, 16, args.requests, args.runs)[0]
+            label = (f"plan-following tree, {trees:,} {'tree' if trees == 1 else 'trees'} following, "
+                     f"{plans:,} {'plan' if plans == 1 else 'plans'}")
+            results[label] = rps
+            print(f"| {label} | {rps:,.0f} |")
         finally:
             server.stop()
     for holds in (0, 100_000, 1_000_000):
@@ -376,6 +445,10 @@ def main():
     print("\n### Goals (-P 16 unless said)\n")
     for name, value, goal in goals:
         print(f"- {name}: {value:.2f} {'met' if value >= goal else 'missed'}")
+    for row, base in (("QUOTA.RESERVE BRIEF on a plan-following tree", "QUOTA.RESERVE BRIEF"),
+                      ("Lua library: quota_reserve BRIEF on a plan-following tree", "Lua library: quota_reserve BRIEF")):
+        if row in rps:
+            print(f"- {row}: {rps[row] / rps[base]:.2f}× the same tree with its own policies (a report, no goal)")
     return 0
 
 

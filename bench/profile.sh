@@ -14,6 +14,10 @@
 #   server  instructions in the whole server (network, parsing, dispatch,
 #           the handler, writing the replies; what throughput follows)
 # and the profile file, for `callgrind_annotate --inclusive=yes FILE`.
+# PLAN=1 builds the same tree from a plan (QUOTA.PLAN SET bench, one pattern
+# per level with the same 8 policies, and QUOTA.ASSIGN t bench), so every
+# command runs on a tree that follows a plan; it stops with a message on a
+# build without QUOTA.PLAN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}; shift || true
@@ -40,10 +44,23 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
   --loadmodule "$PWD/$CEILING" > "$OUT/log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
-for p in / search search/qr search/qr/canary; do
-  redis-cli -p "$PORT" QUOTA.SET t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
-  redis-cli -p "$PORT" QUOTA.SET t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
-done
+if [ -n "${PLAN:-}" ]; then
+  POLICIES='{"credits": {"metric": "credits", "limit": "1000000000000", "window": "month"}, "requests": {"metric": "requests", "limit": "1000000000000", "mode": "block"}}'
+  JSON="{\"paths\": {\"/\": $POLICIES, \"search\": $POLICIES, \"search/qr\": $POLICIES, \"search/qr/canary\": $POLICIES}}"
+  reply=$(redis-cli -p "$PORT" QUOTA.PLAN SET bench "$JSON" 2>&1)
+  if [ "$reply" != "1" ]; then
+    echo "PLAN=1: this build cannot set the plan ($reply)" >&2
+    redis-cli -p "$PORT" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+    wait
+    exit 2
+  fi
+  redis-cli -p "$PORT" QUOTA.ASSIGN t bench >/dev/null
+else
+  for p in / search search/qr search/qr/canary; do
+    redis-cli -p "$PORT" QUOTA.SET t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
+    redis-cli -p "$PORT" QUOTA.SET t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
+  done
+fi
 i=0
 for command in "${COMMANDS[@]}"; do
   i=$((i + 1))

@@ -15,6 +15,11 @@ guarantee held and prints what it measured.
                client and redis-cli -c, and a tree moved between nodes
   oom          maxmemory with deny-oom: clear errors, nothing half-written
   aof          USAGE items reach the AOF as the COST they were priced at
+  plans        the plan book's bounds: 65536 bytes of JSON, 1000 plans
+  plans_aof    an AOF rewritten without a preamble holds each plan as
+               QUOTA.PLAN SET with its canonical JSON and version
+  plans_cluster  plans on a 3-primary cluster: set on every primary (module);
+               the Lua library's book in one slot
 """
 
 import argparse
@@ -498,6 +503,129 @@ def cluster(args):
     return 0
 
 
+def aof_commands(data):
+    """The commands of an AOF without a preamble, each a list of bytes."""
+    out, at = [], 0
+    while at < len(data):
+        if data[at:at + 1] != b"*":
+            raise ValueError(f"not a RESP array at byte {at}")
+        end = data.index(b"\r\n", at)
+        count, at = int(data[at + 1:end]), end + 2
+        command = []
+        for _ in range(count):
+            end = data.index(b"\r\n", at)
+            size = int(data[at + 1:end])
+            command.append(data[end + 2:end + 2 + size])
+            at = end + 2 + size + 2
+        out.append(command)
+    return out
+
+
+def plans_aof(args):
+    """After BGREWRITEAOF with aof-use-rdb-preamble no, the base file holds
+    each plan of the book as `QUOTA.PLAN SET name <canonical JSON>`, version
+    included, and no deleted plan."""
+    folder = os.path.join(args.dir, "appendonlydir")
+    base = [f for f in sorted(os.listdir(folder)) if ".base." in f]
+    check(len(base) == 1 and base[0].endswith(".aof"), f"one base file without a preamble ({base})")
+    data = b"".join(open(os.path.join(folder, f), "rb").read() for f in base)
+    check(not data.startswith(b"REDIS"), "the base file has no RDB preamble")
+    plans = {c[2].decode(): c[3].decode() for c in aof_commands(data) if c[0].upper() == b"QUOTA.PLAN"}
+    check(sorted(plans) == ["free", "starter"], f"the book's two plans are written as QUOTA.PLAN SET ({sorted(plans)})")
+    for name, version in (("starter", 2), ("free", 1)):
+        check(json.loads(plans.get(name, "{}")).get("version") == version, f"{name} is written at version {version}")
+    print(f"{len(data)} bytes of AOF base checked")
+    return 0
+
+
+PLAN = '{"paths": {"members/*": {"allowance": {"metric": "ai_tokens", "limit": "%s", "window": "month"}}}}'
+
+
+def plans_cluster(args):
+    """The module's plan book is per server: `redis-cli --cluster call …
+    QUOTA.PLAN SET` sets it on every primary, and then trees on every node
+    follow it (a new member's first request is judged against the plan's
+    allowance there) and take a change made the same way. A primary whose
+    book lacks the plan keeps enforcing what its trees last saw. The Lua
+    library's book is the key quota:plans, in one slot: the node that serves
+    it takes plans and its trees follow them; elsewhere PLAN SET and ASSIGN
+    are errors, never a tree left without limits."""
+    from redis.cluster import ClusterNode
+    ports = [int(p) for p in args.ports.split(",")]
+    rc = Cluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in ports], decode_responses=True)
+    nodes = {p: connect(p) for p in ports}
+    trees = [f"tenant:{i}" for i in range(30)]
+    owner_of = {t: rc.get_node_from_key(t).port for t in trees}
+    check(len(set(owner_of.values())) == 3, "trees spread over all three primaries")
+
+    def call_everywhere(*command):
+        done = subprocess.run(["redis-cli", "--cluster", "call", f"127.0.0.1:{ports[0]}",
+                               *map(str, translate(command)), "--cluster-only-masters"],
+                              capture_output=True, text=True, timeout=60)
+        return done.returncode == 0 and "ERR" not in done.stdout, done.stdout[-300:]
+
+    def denial(tree, member, amount):
+        reply = as_map(rc.execute_command("QUOTA.RESERVE", tree, "PATH", f"members/{member}",
+                                          "COST", "ai_tokens", amount))
+        return reply["allowed"], reply["denied_by"]
+
+    if BACKEND == "module":
+        ok, out = call_everywhere("QUOTA.PLAN", "SET", "starter", PLAN % "100000")
+        check(ok, f"redis-cli --cluster call sets the plan on every primary ({out})")
+        for port, r in nodes.items():
+            check(r.execute_command("QUOTA.PLAN", "LIST") == ["starter"], f"{port} has the plan")
+        for t in trees:
+            check(rc.execute_command("QUOTA.ASSIGN", t, "starter") == "OK", f"{t} follows starter")
+            check(denial(t, "u1", 100001) == (0, ["members/u1#allowance"]),
+                  f"{t}: a new member over the allowance is denied on {owner_of[t]}")
+            check(denial(t, "u1", 60000)[0] == 1, f"{t}: a new member under the allowance is allowed")
+        ok, out = call_everywhere("QUOTA.PLAN", "SET", "starter", PLAN % "50000")
+        check(ok, f"a change is set on every primary ({out})")
+        for t in trees:
+            node = as_map(rc.execute_command("QUOTA.GET", t, "members/u1"))
+            policy = as_map(node["policies"][0])
+            check((policy["limit"], policy["used"], policy["held"], node["plan_version"]) == ("50000", "0", "60000", 2),
+                  f"{t} takes version 2 with its usage ({policy}, {node['plan_version']})")
+            check(denial(t, "u2", 50001) == (0, ["members/u2#allowance"]), f"{t}: the new allowance binds")
+        # A primary whose book lacks the plan: its trees keep what they saw.
+        forgot = ports[0]
+        check(nodes[forgot].execute_command("QUOTA.PLAN", "DEL", "starter") == 1, "the plan is deleted on one primary")
+        for t in trees:
+            node = as_map(rc.execute_command("QUOTA.GET", t, "/"))
+            check(node["plan_missing"] == (1 if owner_of[t] == forgot else 0),
+                  f"{t} on {owner_of[t]}: plan_missing {node['plan_missing']}")
+            check(denial(t, "u3", 50001) == (0, ["members/u3#allowance"]), f"{t}: the allowance still binds")
+        print(f"{len(trees)} trees on 3 primaries follow a plan set with redis-cli --cluster call")
+        return 0
+
+    slot_owner = rc.get_node_from_key("quota:plans").port
+    others = [p for p in ports if p != slot_owner]
+    check(nodes[slot_owner].execute_command("QUOTA.PLAN", "SET", "starter", PLAN % "100000") == 1,
+          "the node that serves quota:plans takes the plan")
+    check(fails_with(nodes[others[0]], ["QUOTA.PLAN", "SET", "starter", PLAN % "100000"], "non local key", "cluster",
+                     "slot", "MOVED", "CROSSSLOT"), "another node refuses PLAN SET")
+    home = [t for t in trees if owner_of[t] == slot_owner]
+    away = [t for t in trees if owner_of[t] != slot_owner]
+    for t in home:
+        try:
+            assigned = rc.execute_command("QUOTA.ASSIGN", t, "starter")
+        except redis.ResponseError as e:
+            assigned = f"error: {e}"
+        check(assigned == "OK", f"{t} on the node of quota:plans follows starter (got {assigned})")
+        if assigned != "OK":
+            continue
+        check(denial(t, "u1", 100001) == (0, ["members/u1#allowance"]), f"{t}: a new member over the allowance is denied")
+        check(denial(t, "u1", 60000)[0] == 1, f"{t}: a new member under the allowance is allowed")
+        node = as_map(rc.execute_command("QUOTA.GET", t, "members/u1"))
+        check((node["plan"], node["plan_missing"]) == ("starter", 0), f"{t}: GET shows the plan ({node})")
+    for t in away:
+        check(fails_with(rc, ["QUOTA.ASSIGN", t, "starter"], "non local key", "cluster", "slot", "MOVED",
+                         "CROSSSLOT", "NOTFOUND"), f"{t} on {owner_of[t]}: ASSIGN is refused")
+        check(rc.execute_command("EXISTS", t) == 0, f"{t}: nothing was created")
+    print(f"{len(home)} trees on the node of quota:plans follow the plan; {len(away)} elsewhere are refused")
+    return 0
+
+
 # ----- a large tree ----------------------------------------------------------
 
 def bigtree(args):
@@ -588,6 +716,61 @@ def aof(args):
     return 0
 
 
+# ----- plan book bounds ------------------------------------------------------
+
+def plans(args):
+    """A plan of exactly 65536 bytes of JSON is taken and one byte more is
+    refused (before the JSON is read); the book takes 1000 plans, refuses a
+    new one then, and still changes or deletes the plans it has. Every
+    refusal leaves the book as it was."""
+    r = connect(args.port)
+
+    def refused(call, text):
+        """Whether `call` is an error reply starting with `text` (redis-py
+        drops the leading ERR)."""
+        try:
+            r.execute_command(*call)
+        except redis.ResponseError as e:
+            return ("ERR " + str(e)).startswith(text)
+        return False
+
+    body = '{"paths": {"/": {"cap": {"metric": "credits", "limit": "1"}}}}'
+    exact = body[:-1] + " " * (65536 - len(body)) + "}"
+    check(len(exact.encode()) == 65536, "the padded plan is 65536 bytes")
+    check(r.execute_command("QUOTA.PLAN", "SET", "big", exact) == 1, "a plan of 65536 bytes of JSON is taken")
+    before = (r.execute_command("QUOTA.PLAN", "LIST"), r.execute_command("QUOTA.PLAN", "GET", "big"))
+    limit = "ERR limit: a plan is at most 65536 bytes of JSON"
+    check(refused(("QUOTA.PLAN", "SET", "big", exact + " "), limit), "65537 bytes are refused with ERR limit")
+    check(refused(("QUOTA.PLAN", "SET", "big2", "x" * 65537), limit), "the length is checked before the JSON")
+    after = (r.execute_command("QUOTA.PLAN", "LIST"), r.execute_command("QUOTA.PLAN", "GET", "big"))
+    check(before == after, "an oversize plan changes nothing")
+    r.execute_command("QUOTA.PLAN", "DEL", "big")
+
+    had = r.execute_command("QUOTA.PLAN", "LIST")
+    small = '{"paths": {"members/*": {"allowance": {"metric": "credits", "limit": "%d"}}}}'
+    pipe = r.pipeline(transaction=False)
+    fill = [f"fill{i:04d}" for i in range(1000 - len(had))]
+    for name in fill:
+        pipe.execute_command("QUOTA.PLAN", "SET", name, small % 1)
+    replies = pipe.execute()
+    check(replies == [1] * len(fill), f"{len(fill)} plans are taken beside the {len(had)} there")
+    full = r.execute_command("QUOTA.PLAN", "LIST")
+    check(len(full) == 1000, f"the book holds 1000 plans (got {len(full)})")
+    check(refused(("QUOTA.PLAN", "SET", "one-more", small % 1), "ERR limit: the plan book already has 1000 plans"),
+          "a new plan beyond 1000 is refused with ERR limit")
+    check(r.execute_command("QUOTA.PLAN", "LIST") == full, "the refusal changes nothing")
+    check(r.execute_command("QUOTA.PLAN", "SET", fill[0], small % 2) == 2, "a plan in a full book still changes")
+    check(r.execute_command("QUOTA.PLAN", "DEL", fill[1]) == 1, "a plan in a full book is deleted")
+    check(r.execute_command("QUOTA.PLAN", "SET", "one-more", small % 1) == 1, "then a new one fits")
+    pipe = r.pipeline(transaction=False)
+    for name in fill + ["one-more"]:
+        pipe.execute_command("QUOTA.PLAN", "DEL", name)
+    pipe.execute()
+    check(r.execute_command("QUOTA.PLAN", "LIST") == had, "the book is as it was")
+    print(f"65536-byte plans and a book of 1000 plans (beside {len(had)}): bounds hold")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -606,7 +789,9 @@ def main():
     parser.add_argument("--dir")
     args = parser.parse_args()
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
-              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree}
+              "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
+              "plans": plans, "plans_aof": plans_aof,
+              "plans_cluster": plans_cluster}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
