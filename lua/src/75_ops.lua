@@ -445,7 +445,7 @@ function PLAN.adopt(ctx)
     if not st.name then
         return
     end
-    local book = redis.call("HGET", PLAN.BOOK, st.name)
+    local book = PLAN.book_get(PLAN.BOOK, st.name)
     if not book then
         st.missing = true
         st.plan = st.json and PLAN.load(st.name, st.json) or nil

@@ -73,7 +73,7 @@ function CMD.cmd_assign(ctx, args)
         return OK
     end
     PLAN.parse_name(name)
-    local book = redis.call("HGET", PLAN.BOOK, name)
+    local book = PLAN.book_get(PLAN.BOOK, name)
     if not book then
         fail("NOTFOUND no such plan '" .. clip(name) .. "'")
     end
