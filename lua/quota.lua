@@ -6379,6 +6379,28 @@ function HOLDS.live_all(ctx)
     return out
 end
 
+-- The live holds that may reach `path` (not the root), as live_all lists
+-- them: a hold whose charge set reaches it names the path's bytes, so a
+-- stored hold whose record does not contain them is not decoded. (A plan's
+-- sync of a node counts the holds that reach it: one HGETALL and a byte
+-- search per hold, not one HGET and a decode.)
+function HOLDS.live_naming(ctx, path)
+    local out = {}
+    local flat = ctx.exists and redis.call("HGETALL", ctx.hkey) or {}
+    for i = 1, #flat, 2 do
+        local id, blob = flat[i], flat[i + 1]
+        local h = ctx.holds[id]
+        if h == nil and string.find(blob, path, 1, true) then
+            h = hold_of_table(munpack(blob))
+            ctx.holds[id] = h
+        end
+        if h then
+            out[#out + 1] = h
+        end
+    end
+    return out
+end
+
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
 -- Rust twin: Tree::holds_view and Tree::holds_view_at (src/engine/hold.rs)
 function HOLDS.holds_view(ctx, path, count)
@@ -6458,16 +6480,17 @@ local function holds_may_reach(ctx, path)
     return kids > 0
 end
 
--- The live holds that may reach `path`, in HOLDS.live_all's order: all of
--- them, or, for a read of many nodes (ctx.reach set true by OPS.tree_view),
--- those whose charge set names it or a path below it, from an index built
--- at the first call, so that a read of many stale nodes does not pass over
--- every hold per node.
+-- The live holds that may reach `path`, in HOLDS.live_all's order: those
+-- whose record names it (HOLDS.live_naming; all of them for the root), or,
+-- for a read of many nodes (ctx.reach set true by OPS.tree_view), those
+-- whose charge set names it or a path below it, from an index built at the
+-- first call, so that a read of many stale nodes does not pass over every
+-- hold per node.
 -- Rust twin: Tree::holds_by_path (src/engine/held.rs).
 function OPS.holds_reaching(ctx, path)
     local reach = ctx.reach
     if not reach then
-        return HOLDS.live_all(ctx)
+        return path == "" and HOLDS.live_all(ctx) or HOLDS.live_naming(ctx, path)
     end
     if reach == true then
         reach = {}

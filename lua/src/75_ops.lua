@@ -41,16 +41,17 @@ local function holds_may_reach(ctx, path)
     return kids > 0
 end
 
--- The live holds that may reach `path`, in HOLDS.live_all's order: all of
--- them, or, for a read of many nodes (ctx.reach set true by OPS.tree_view),
--- those whose charge set names it or a path below it, from an index built
--- at the first call, so that a read of many stale nodes does not pass over
--- every hold per node.
+-- The live holds that may reach `path`, in HOLDS.live_all's order: those
+-- whose record names it (HOLDS.live_naming; all of them for the root), or,
+-- for a read of many nodes (ctx.reach set true by OPS.tree_view), those
+-- whose charge set names it or a path below it, from an index built at the
+-- first call, so that a read of many stale nodes does not pass over every
+-- hold per node.
 -- Rust twin: Tree::holds_by_path (src/engine/held.rs).
 function OPS.holds_reaching(ctx, path)
     local reach = ctx.reach
     if not reach then
-        return HOLDS.live_all(ctx)
+        return path == "" and HOLDS.live_all(ctx) or HOLDS.live_naming(ctx, path)
     end
     if reach == true then
         reach = {}
