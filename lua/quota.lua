@@ -3163,6 +3163,25 @@ do
         end
     end
 
+    -- The book's plan of `name` (its JSON), or false. An account that may
+    -- not read the book (its key: ACL %R~quota:plans) gets a refusal naming
+    -- it, not Redis's "can't access at least one of the keys mentioned in
+    -- the command arguments", which names no key the caller gave.
+    -- No Rust twin: the module's book is no key.
+    function PLAN.book_get(book_key, name)
+        local reply = redis.pcall("HGET", book_key, name)
+        if type(reply) == "table" and reply.err then
+            local text = string.lower(reply.err)
+            if sfind(text, "noperm", 1, true) or sfind(text, "can't access", 1, true)
+                or sfind(text, "no permissions", 1, true) then
+                fail(sformat("NOPERM this account may not read the plan book '%s': give it %%R~%s "
+                    .. "(lua/README.md, access control)", book_key, book_key))
+            end
+            error(reply)
+        end
+        return reply
+    end
+
     -- QUOTA.PLAN SET: the plan (PLAN.from_json), then, for a new name, the
     -- book's bound; the same content naming no other version changes
     -- nothing; else it is stored under PLAN.next_version. Returns the
@@ -3170,7 +3189,7 @@ do
     -- Rust twin: PlanBook::set_json (src/engine/plan.rs)
     function PLAN.set(book_key, name, json)
         local plan, asked = PLAN.from_json(name, json, false)
-        local stored = redis.call("HGET", book_key, name)
+        local stored = PLAN.book_get(book_key, name)
         local current = 0
         if stored then
             local old = PLAN.load(name, stored)
@@ -3221,7 +3240,7 @@ do
             if verb == "DEL" then
                 return redis.call("HDEL", book_key, name)
             end
-            local text = redis.call("HGET", book_key, name)
+            local text = PLAN.book_get(book_key, name)
             if not text then
                 fail("NOTFOUND no such plan '" .. clip(name) .. "'")
             end
@@ -6360,6 +6379,28 @@ function HOLDS.live_all(ctx)
     return out
 end
 
+-- The live holds that may reach `path` (not the root), as live_all lists
+-- them: a hold whose charge set reaches it names the path's bytes, so a
+-- stored hold whose record does not contain them is not decoded. (A plan's
+-- sync of a node counts the holds that reach it: one HGETALL and a byte
+-- search per hold, not one HGET and a decode.)
+function HOLDS.live_naming(ctx, path)
+    local out = {}
+    local flat = ctx.exists and redis.call("HGETALL", ctx.hkey) or {}
+    for i = 1, #flat, 2 do
+        local id, blob = flat[i], flat[i + 1]
+        local h = ctx.holds[id]
+        if h == nil and string.find(blob, path, 1, true) then
+            h = hold_of_table(munpack(blob))
+            ctx.holds[id] = h
+        end
+        if h then
+            out[#out + 1] = h
+        end
+    end
+    return out
+end
+
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
 -- Rust twin: Tree::holds_view and Tree::holds_view_at (src/engine/hold.rs)
 function HOLDS.holds_view(ctx, path, count)
@@ -6439,13 +6480,46 @@ local function holds_may_reach(ctx, path)
     return kids > 0
 end
 
+-- The live holds that may reach `path`, in HOLDS.live_all's order: those
+-- whose record names it (HOLDS.live_naming; all of them for the root), or,
+-- for a read of many nodes (ctx.reach set true by OPS.tree_view), those
+-- whose charge set names it or a path below it, from an index built at the
+-- first call, so that a read of many stale nodes does not pass over every
+-- hold per node.
+-- Rust twin: Tree::holds_by_path (src/engine/held.rs).
+function OPS.holds_reaching(ctx, path)
+    local reach = ctx.reach
+    if not reach then
+        return path == "" and HOLDS.live_all(ctx) or HOLDS.live_naming(ctx, path)
+    end
+    if reach == true then
+        reach = {}
+        for _, hold in ipairs(HOLDS.live_all(ctx)) do
+            for _, p in ipairs(hold.paths) do
+                for _, prefix in ipairs(prefixes(p)) do
+                    local list = reach[prefix]
+                    if not list then
+                        list = {}
+                        reach[prefix] = list
+                    end
+                    if list[#list] ~= hold then
+                        list[#list + 1] = hold
+                    end
+                end
+            end
+        end
+        ctx.reach = reach
+    end
+    return reach[path] or {}
+end
+
 -- Rust twin: Tree::holds_matching (src/engine/held.rs).
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
 local function holds_matching(ctx, path, spec, saturate)
     local out, held = {}, D.ZERO
-    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+    for _, hold in ipairs(OPS.holds_reaching(ctx, path)) do
         local reaches = false
         for _, p in ipairs(hold.paths) do
             if is_within(p, path) then
@@ -6500,7 +6574,7 @@ end
 -- generation it had before (`old`) (Tree::recount).
 local function recount(ctx, path, p, old, counted, held)
     p.held = held
-    OPS.drop_lines(ctx, HOLDS.live_all(ctx), path, p.gen, old)
+    OPS.drop_lines(ctx, OPS.holds_reaching(ctx, path), path, p.gen, old)
     for _, hold in ipairs(counted) do
         hold.lines[#hold.lines + 1] = { path = path, gen = p.gen }
         ctx.hold_dirty[hold.id] = true
@@ -6800,6 +6874,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
         OPS.not_found_path(path)
     end
     local budget = { math.max(max_nodes, 1) }
+    ctx.reach = true
     local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true)
     root[#root + 1] = "nodes"
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
@@ -6843,7 +6918,7 @@ function PLAN.adopt(ctx)
     if not st.name then
         return
     end
-    local book = redis.call("HGET", PLAN.BOOK, st.name)
+    local book = PLAN.book_get(PLAN.BOOK, st.name)
     if not book then
         st.missing = true
         st.plan = st.json and PLAN.load(st.name, st.json) or nil
@@ -6900,7 +6975,7 @@ function PLAN.sync_node(ctx, path, node, fresh)
     for _, p in ipairs(node.pols) do
         if p.src and not want[p.name] then
             if holds == nil then
-                holds = (not fresh and holds_may_reach(ctx, path)) and HOLDS.live_all(ctx) or {}
+                holds = (not fresh and holds_may_reach(ctx, path)) and OPS.holds_reaching(ctx, path) or {}
             end
             OPS.drop_lines(ctx, holds, path, p.gen)
         else
@@ -7109,7 +7184,7 @@ function CMD.cmd_assign(ctx, args)
         return OK
     end
     PLAN.parse_name(name)
-    local book = redis.call("HGET", PLAN.BOOK, name)
+    local book = PLAN.book_get(PLAN.BOOK, name)
     if not book then
         fail("NOTFOUND no such plan '" .. clip(name) .. "'")
     end
@@ -7125,9 +7200,13 @@ function CMD.cmd_unset(ctx, args)
     return OK
 end
 
+-- Rust twin: delpath (src/module/commands/policy.rs)
 function CMD.cmd_delpath(ctx, args)
     local path = args:next_path("a path")
     args:finish()
+    -- Like every write on a node, DELPATH syncs it first (what stays when
+    -- live holds refuse the delete).
+    PLAN.sync_paths(ctx, { path })
     return OPS.delete_path(ctx, path)
 end
 

@@ -315,6 +315,47 @@ def lua_sweeper_refused(admin, port, found):
     check(admin.zscore("quota:due", "elsewhere") is not None, "lua sweeper: that tree stays in the index")
 
 
+def following(admin, port, found):
+    """Every recipe account works on a tree that follows a plan as on any
+    other, also right after a plan change (reads view it, writes adopt it).
+    Lua: the plan book is the key quota:plans, so the accounts need
+    %R~quota:plans; one without gets a refusal naming that key (not an
+    internal error) on a following tree, and trees that follow no plan
+    stay open to it."""
+    plan = '{"paths": {"/": {"planned": {"metric": "credits", "limit": "%s"}}}}'
+    admin.execute_command(*to_wire(["QUOTA.PLAN", "SET", "acl-plan", plan % "1000000"]))
+    admin.execute_command(*to_wire(["QUOTA.ASSIGN", "t:acme", "acl-plan"]))
+    admin.execute_command(*to_wire(["QUOTA.SET", "t:other", "/", "p"] + POLICY))
+    uses = {"svc-acme": ["reserve", "charge", "get"], "gateway": ["reserve", "charge", "get"],
+            "dashboard": ["get", "tree", "set"], "analyst": ["get", "tree", "holds"]}
+    for version, (user, names) in enumerate(uses.items(), start=2):
+        if user not in found:
+            continue
+        admin.execute_command(*to_wire(["QUOTA.PLAN", "SET", "acl-plan", plan % (1000000 + version)]))
+        rules = found[user]
+        admin.execute_command("ACL", "SETUSER", user, "reset", *rules)
+        password = next((r[1:] for r in rules if r.startswith(">")), None)
+        client = redis.Redis(port=port, username=user, password=password, decode_responses=True)
+        for name in names:
+            call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
+            why = refused(client, call)
+            check(why is None, f"{BACKEND} {user}: {name} on t:acme, which follows a changed plan, is allowed ({why})")
+        client.close()
+    if BACKEND != "lua" or "gateway" not in found:
+        return
+    rules = [r for r in found["gateway"] if "quota:plans" not in r]
+    admin.execute_command("ACL", "SETUSER", "no-plans", "reset", *rules)
+    password = next((r[1:] for r in rules if r.startswith(">")), None)
+    client = redis.Redis(port=port, username="no-plans", password=password, decode_responses=True)
+    for name in ["reserve", "get"]:
+        why = refused(client, [a.replace("{k}", "t:acme") for a in CALLS[name]])
+        check(why is not None and "quota:plans" in why,
+              f"lua: without %R~quota:plans, {name} on a following tree is refused naming quota:plans ({why})")
+        why = refused(client, [a.replace("{k}", "t:other") for a in CALLS[name]])
+        check(why is None, f"lua: without %R~quota:plans, {name} on a tree that follows no plan is allowed ({why})")
+    client.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -338,6 +379,7 @@ def main():
     if BACKEND == "lua":
         lua_idle_expiry(admin, args.port, found)
         lua_sweeper_refused(admin, args.port, found)
+    following(admin, args.port, found)
     if BACKEND == "module":
         key_specs(admin, args.port)
         price_subcommands(admin, args.port)

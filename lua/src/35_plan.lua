@@ -507,6 +507,25 @@ do
         end
     end
 
+    -- The book's plan of `name` (its JSON), or false. An account that may
+    -- not read the book (its key: ACL %R~quota:plans) gets a refusal naming
+    -- it, not Redis's "can't access at least one of the keys mentioned in
+    -- the command arguments", which names no key the caller gave.
+    -- No Rust twin: the module's book is no key.
+    function PLAN.book_get(book_key, name)
+        local reply = redis.pcall("HGET", book_key, name)
+        if type(reply) == "table" and reply.err then
+            local text = string.lower(reply.err)
+            if sfind(text, "noperm", 1, true) or sfind(text, "can't access", 1, true)
+                or sfind(text, "no permissions", 1, true) then
+                fail(sformat("NOPERM this account may not read the plan book '%s': give it %%R~%s "
+                    .. "(lua/README.md, access control)", book_key, book_key))
+            end
+            error(reply)
+        end
+        return reply
+    end
+
     -- QUOTA.PLAN SET: the plan (PLAN.from_json), then, for a new name, the
     -- book's bound; the same content naming no other version changes
     -- nothing; else it is stored under PLAN.next_version. Returns the
@@ -514,7 +533,7 @@ do
     -- Rust twin: PlanBook::set_json (src/engine/plan.rs)
     function PLAN.set(book_key, name, json)
         local plan, asked = PLAN.from_json(name, json, false)
-        local stored = redis.call("HGET", book_key, name)
+        local stored = PLAN.book_get(book_key, name)
         local current = 0
         if stored then
             local old = PLAN.load(name, stored)
@@ -565,7 +584,7 @@ do
             if verb == "DEL" then
                 return redis.call("HDEL", book_key, name)
             end
-            local text = redis.call("HGET", book_key, name)
+            local text = PLAN.book_get(book_key, name)
             if not text then
                 fail("NOTFOUND no such plan '" .. clip(name) .. "'")
             end

@@ -874,6 +874,28 @@ function HOLDS.live_all(ctx)
     return out
 end
 
+-- The live holds that may reach `path` (not the root), as live_all lists
+-- them: a hold whose charge set reaches it names the path's bytes, so a
+-- stored hold whose record does not contain them is not decoded. (A plan's
+-- sync of a node counts the holds that reach it: one HGETALL and a byte
+-- search per hold, not one HGET and a decode.)
+function HOLDS.live_naming(ctx, path)
+    local out = {}
+    local flat = ctx.exists and redis.call("HGETALL", ctx.hkey) or {}
+    for i = 1, #flat, 2 do
+        local id, blob = flat[i], flat[i + 1]
+        local h = ctx.holds[id]
+        if h == nil and string.find(blob, path, 1, true) then
+            h = hold_of_table(munpack(blob))
+            ctx.holds[id] = h
+        end
+        if h then
+            out[#out + 1] = h
+        end
+    end
+    return out
+end
+
 -- QUOTA.HOLDS: live holds naming `path` or a path below it, soonest first.
 -- Rust twin: Tree::holds_view and Tree::holds_view_at (src/engine/hold.rs)
 function HOLDS.holds_view(ctx, path, count)

@@ -41,13 +41,46 @@ local function holds_may_reach(ctx, path)
     return kids > 0
 end
 
+-- The live holds that may reach `path`, in HOLDS.live_all's order: those
+-- whose record names it (HOLDS.live_naming; all of them for the root), or,
+-- for a read of many nodes (ctx.reach set true by OPS.tree_view), those
+-- whose charge set names it or a path below it, from an index built at the
+-- first call, so that a read of many stale nodes does not pass over every
+-- hold per node.
+-- Rust twin: Tree::holds_by_path (src/engine/held.rs).
+function OPS.holds_reaching(ctx, path)
+    local reach = ctx.reach
+    if not reach then
+        return path == "" and HOLDS.live_all(ctx) or HOLDS.live_naming(ctx, path)
+    end
+    if reach == true then
+        reach = {}
+        for _, hold in ipairs(HOLDS.live_all(ctx)) do
+            for _, p in ipairs(hold.paths) do
+                for _, prefix in ipairs(prefixes(p)) do
+                    local list = reach[prefix]
+                    if not list then
+                        list = {}
+                        reach[prefix] = list
+                    end
+                    if list[#list] ~= hold then
+                        list[#list + 1] = hold
+                    end
+                end
+            end
+        end
+        ctx.reach = reach
+    end
+    return reach[path] or {}
+end
+
 -- Rust twin: Tree::holds_matching (src/engine/held.rs).
 -- The live holds a policy configured as `spec` at `path` counts: those whose
 -- charge set reaches the path, whose service and model its filter matches,
 -- and that hold its metric; and their total held (Tree::holds_matching).
 local function holds_matching(ctx, path, spec, saturate)
     local out, held = {}, D.ZERO
-    for _, hold in ipairs(HOLDS.live_all(ctx)) do
+    for _, hold in ipairs(OPS.holds_reaching(ctx, path)) do
         local reaches = false
         for _, p in ipairs(hold.paths) do
             if is_within(p, path) then
@@ -102,7 +135,7 @@ end
 -- generation it had before (`old`) (Tree::recount).
 local function recount(ctx, path, p, old, counted, held)
     p.held = held
-    OPS.drop_lines(ctx, HOLDS.live_all(ctx), path, p.gen, old)
+    OPS.drop_lines(ctx, OPS.holds_reaching(ctx, path), path, p.gen, old)
     for _, hold in ipairs(counted) do
         hold.lines[#hold.lines + 1] = { path = path, gen = p.gen }
         ctx.hold_dirty[hold.id] = true
@@ -402,6 +435,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes)
         OPS.not_found_path(path)
     end
     local budget = { math.max(max_nodes, 1) }
+    ctx.reach = true
     local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true)
     root[#root + 1] = "nodes"
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
@@ -445,7 +479,7 @@ function PLAN.adopt(ctx)
     if not st.name then
         return
     end
-    local book = redis.call("HGET", PLAN.BOOK, st.name)
+    local book = PLAN.book_get(PLAN.BOOK, st.name)
     if not book then
         st.missing = true
         st.plan = st.json and PLAN.load(st.name, st.json) or nil
@@ -502,7 +536,7 @@ function PLAN.sync_node(ctx, path, node, fresh)
     for _, p in ipairs(node.pols) do
         if p.src and not want[p.name] then
             if holds == nil then
-                holds = (not fresh and holds_may_reach(ctx, path)) and HOLDS.live_all(ctx) or {}
+                holds = (not fresh and holds_may_reach(ctx, path)) and OPS.holds_reaching(ctx, path) or {}
             end
             OPS.drop_lines(ctx, holds, path, p.gen)
         else

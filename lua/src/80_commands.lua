@@ -73,7 +73,7 @@ function CMD.cmd_assign(ctx, args)
         return OK
     end
     PLAN.parse_name(name)
-    local book = redis.call("HGET", PLAN.BOOK, name)
+    local book = PLAN.book_get(PLAN.BOOK, name)
     if not book then
         fail("NOTFOUND no such plan '" .. clip(name) .. "'")
     end
@@ -89,9 +89,13 @@ function CMD.cmd_unset(ctx, args)
     return OK
 end
 
+-- Rust twin: delpath (src/module/commands/policy.rs)
 function CMD.cmd_delpath(ctx, args)
     local path = args:next_path("a path")
     args:finish()
+    -- Like every write on a node, DELPATH syncs it first (what stays when
+    -- live holds refuse the delete).
+    PLAN.sync_paths(ctx, { path })
     return OPS.delete_path(ctx, path)
 end
 

@@ -18,12 +18,20 @@ use rust_decimal::Decimal;
 
 use crate::amount;
 use crate::error::Result;
-use crate::hold::{Line, sort_lines};
+use crate::hold::{Hold, Line, sort_lines};
 use crate::names;
 use crate::outcome::Lookup;
 use crate::paths::NodeId;
 use crate::policy::PolicySpec;
 use crate::tree::{PolicyRef, Tree};
+
+/// The live holds by the paths they reach: under each path, the holds
+/// whose charge set names it or a path below it, each once, in the order of
+/// the tree's holds. A read that shows many stale nodes builds it once and
+/// looks each node's holds up here instead of passing over every hold per
+/// node (which cost nodes x holds).
+#[derive(Debug)]
+pub(crate) struct HoldsByPath<'a>(HashMap<&'a str, Vec<&'a Hold>>);
 
 impl Tree {
     /// Whether a live hold may reach `path`: cheap, so that the common
@@ -44,14 +52,38 @@ impl Tree {
     /// filter matches, and that hold its metric; and their total held.
     /// Lua twin: `holds_matching` (lua/src/75_ops.lua).
     pub(crate) fn holds_matching(&self, path: &str, spec: &PolicySpec) -> Result<(Vec<String>, Decimal)> {
-        self.holds_matching_with(path, spec, amount::add)
+        self.holds_matching_with(path, spec, amount::add, None)
     }
 
     /// [`Tree::holds_matching`] whose total stops at the bound of totals
     /// instead of failing (a plan's sync never fails).
-    pub(crate) fn holds_matching_saturating(&self, path: &str, spec: &PolicySpec) -> (Vec<String>, Decimal) {
+    /// With `reach`, only the holds it lists under `path` are looked at
+    /// (the same holds, in the same order).
+    pub(crate) fn holds_matching_saturating(
+        &self,
+        path: &str,
+        spec: &PolicySpec,
+        reach: Option<&HoldsByPath<'_>>,
+    ) -> (Vec<String>, Decimal) {
         let add = |a: Decimal, b: Decimal| Ok(amount::add_saturating(a, b));
-        self.holds_matching_with(path, spec, add).unwrap_or_default()
+        self.holds_matching_with(path, spec, add, reach).unwrap_or_default()
+    }
+
+    /// The live holds under each path they reach ([`HoldsByPath`]).
+    /// Lua twin: `OPS.holds_reaching` (lua/src/75_ops.lua).
+    pub(crate) fn holds_by_path(&self) -> HoldsByPath<'_> {
+        let mut by_path: HashMap<&str, Vec<&Hold>> = HashMap::new();
+        for hold in self.holds.values() {
+            for path in &hold.set.paths {
+                for prefix in names::prefixes(path) {
+                    let holds = by_path.entry(prefix).or_default();
+                    if holds.last().is_none_or(|h| !std::ptr::eq(*h, hold)) {
+                        holds.push(hold);
+                    }
+                }
+            }
+        }
+        HoldsByPath(by_path)
     }
 
     fn holds_matching_with(
@@ -59,10 +91,15 @@ impl Tree {
         path: &str,
         spec: &PolicySpec,
         add: impl Fn(Decimal, Decimal) -> Result<Decimal>,
+        reach: Option<&HoldsByPath<'_>>,
     ) -> Result<(Vec<String>, Decimal)> {
         let mut ids = Vec::new();
         let mut held = Decimal::ZERO;
-        for hold in self.holds.values() {
+        let candidates: Box<dyn Iterator<Item = &Hold>> = match reach {
+            Some(reach) => Box::new(reach.0.get(path).into_iter().flatten().copied()),
+            None => Box::new(self.holds.values()),
+        };
+        for hold in candidates {
             if hold.set.paths.iter().any(|p| names::is_within(p, path))
                 && spec.matches(hold.set.service.as_deref(), hold.set.model.as_deref())
                 && hold.items.iter().any(|i| i.cost.iter().any(|(m, _)| *m == spec.metric))

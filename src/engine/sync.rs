@@ -23,12 +23,14 @@
 //! Lua twin: `lua/src/35_plan.lua` (adopt, sync_node, synced_policies).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
 use crate::amount;
 use crate::error::Result;
+use crate::held::HoldsByPath;
 use crate::names;
 use crate::plan::Plan;
 use crate::policy::Policy;
@@ -81,6 +83,9 @@ pub(crate) struct Seen<'a> {
     /// Holds due by then are not counted by a policy the view adds or
     /// recounts (reads look through the expiry due; 0 for none).
     pub due_ms: u64,
+    /// For a read of many nodes (QUOTA.TREE): the live holds by the paths
+    /// they reach, built at the first stale node it shows.
+    pub reach: Option<&'a OnceCell<HoldsByPath<'a>>>,
 }
 
 /// What syncing a node produces (see the module documentation).
@@ -200,19 +205,20 @@ impl Tree {
     /// The plan and epoch a read sees, given the book's `current` plan.
     pub(crate) fn seen<'a>(&'a self, current: Option<&'a Arc<Plan>>, due_ms: u64) -> Seen<'a> {
         match self.adoption(current) {
-            Some(plan) => Seen { plan: Some(plan), epoch: self.plan_epoch.wrapping_add(1), due_ms },
-            None => Seen { plan: self.plan.as_deref(), epoch: self.plan_epoch, due_ms },
+            Some(plan) => Seen { plan: Some(plan), epoch: self.plan_epoch.wrapping_add(1), due_ms, reach: None },
+            None => Seen { plan: self.plan.as_deref(), epoch: self.plan_epoch, due_ms, reach: None },
         }
     }
 
     /// The policies of node `id` as a read shows them: synced with `seen`
     /// when stale, computed without changing anything.
-    pub(crate) fn policies_seen(&self, id: NodeId, seen: Seen<'_>, now_ms: u64) -> Cow<'_, [Policy]> {
+    pub(crate) fn policies_seen<'a>(&'a self, id: NodeId, seen: Seen<'a>, now_ms: u64) -> Cow<'a, [Policy]> {
         match self.node(id) {
             None => Cow::Borrowed(&[]),
             Some(node) if node.plan_epoch == seen.epoch => Cow::Borrowed(&node.policies),
             Some(_) => {
-                let mut synced = self.synced(id, seen.plan, now_ms);
+                let reach = seen.reach.map(|cell| cell.get_or_init(|| self.holds_by_path()));
+                let mut synced = self.synced(id, seen.plan, now_ms, reach);
                 // A policy the view adds or recounts counts the live holds
                 // that match it; those due by `due_ms` are released for a
                 // read, and no hold line names its view-only generation, so
@@ -235,7 +241,14 @@ impl Tree {
     /// What syncing node `id` with `plan` at `now_ms` produces, computed
     /// without changing anything (the one rule behind both sync and view).
     /// Lua twin: `PLAN.synced_policies` (lua/src/35_plan.lua).
-    pub(crate) fn synced(&self, id: NodeId, plan: Option<&Plan>, now_ms: u64) -> Synced {
+    /// `reach`: where to look the holds up (else each is looked at).
+    pub(crate) fn synced(
+        &self,
+        id: NodeId,
+        plan: Option<&Plan>,
+        now_ms: u64,
+        reach: Option<&HoldsByPath<'_>>,
+    ) -> Synced {
         let mut out = Synced {
             policies: Vec::new(),
             dropped: Vec::new(),
@@ -269,7 +282,7 @@ impl Tree {
                     };
                     out.policies[i] = updated_policy(old, spec.clone(), generation, now_ms);
                     if recount && may_reach {
-                        let (ids, held) = self.holds_matching_saturating(path, spec);
+                        let (ids, held) = self.holds_matching_saturating(path, spec, reach);
                         out.policies[i].held = held;
                         out.recounts.push((i, Some(old_generation), ids, held));
                     }
@@ -280,7 +293,7 @@ impl Tree {
                     policy.from_plan = true;
                     out.policies.push(policy);
                     if may_reach {
-                        let (ids, held) = self.holds_matching_saturating(path, spec);
+                        let (ids, held) = self.holds_matching_saturating(path, spec, reach);
                         let i = out.policies.len() - 1;
                         out.policies[i].held = held;
                         out.recounts.push((i, None, ids, held));
@@ -298,7 +311,7 @@ impl Tree {
             return false;
         }
         let plan = self.plan.clone();
-        let synced = self.synced(id, plan.as_deref(), now_ms);
+        let synced = self.synced(id, plan.as_deref(), now_ms, None);
         let Synced { policies, dropped, recounts, next_generation } = synced;
         if !dropped.is_empty() {
             for hold in self.holds.values_mut() {

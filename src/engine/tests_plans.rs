@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use super::outcome::PolicyView;
+use super::outcome::{NodeView, PolicyView};
 use super::plan::Plan;
 use super::*;
 
@@ -426,4 +426,51 @@ mod random {
             }
         }
     }
+}
+
+/// A read of many stale nodes (QUOTA.TREE) looks each node's holds up in
+/// `Tree::holds_by_path`: it finds the same holds, in the same order, as the
+/// pass over every hold a write makes, and shows each node as QUOTA.GET does.
+#[test]
+fn a_tree_read_finds_each_stale_nodes_holds_as_a_pass_over_every_hold_does() {
+    let l = Limits::default();
+    let plan = pro(1, "100000", "1000");
+    let mut t = following(&plan);
+    let sets: [&[&str]; 5] =
+        [&["members/u1"], &["members/u2", "members/u1"], &["teams/a/b"], &["members/u3", "teams/a"], &[""]];
+    for (i, paths) in sets.iter().enumerate() {
+        let out = t.reserve(reserve(paths, "credits", &format!("{}", i + 1), BatchMode::All), 10, &l).unwrap();
+        assert!(out.allowed, "{paths:?}");
+    }
+    let index = t.holds_by_path();
+    for path in ["", "members", "members/u1", "members/u2", "members/u3", "teams", "teams/a", "teams/a/b", "nowhere"] {
+        assert_eq!(
+            t.holds_matching_saturating(path, &spec("credits", "1"), None),
+            t.holds_matching_saturating(path, &spec("credits", "1"), Some(&index)),
+            "{path}"
+        );
+    }
+    // The plan adds a policy everywhere holds are: every node is stale.
+    let p = pats(&[
+        ("/", &[("monthly", spec("credits", "100000")), ("seats", spec("credits", "7"))]),
+        ("members/*", &[("allowance", spec("credits", "1000")), ("seats", spec("credits", "3"))]),
+        ("teams/*", &[("seats", spec("credits", "5"))]),
+        ("teams/*/*", &[("seats", spec("credits", "5"))]),
+    ]);
+    let next = Arc::new(Plan::new("pro", 2, p).unwrap());
+    let tree = t.tree_view_seen("", 5, 100, 20, 20, Some(&next)).unwrap();
+    fn each(t: &Tree, node: &NodeView, next: &Arc<Plan>, seen: &mut usize) {
+        let path = if node.path == "/" { "" } else { node.path.as_str() };
+        assert_eq!(node.policies, t.get_seen(path, 20, 20, Some(next)).unwrap().policies, "{path}");
+        *seen += 1;
+        for child in &node.children {
+            each(t, child, next, seen);
+        }
+    }
+    let seats = tree.root.policies.iter().find(|p| p.name == "seats").map(|p| p.held);
+    assert_eq!(seats, Some(d("15")), "the root's new policy counts every live hold");
+    let mut seen = 0;
+    each(&t, &tree.root, &next, &mut seen);
+    assert_eq!(seen, tree.nodes);
+    assert!(seen >= 8, "{seen}");
 }

@@ -19,20 +19,21 @@ use crate::plan::Plan;
 use crate::policy::Status;
 use crate::sync::Seen;
 use crate::tree::Tree;
+use std::cell::OnceCell;
 
 impl Tree {
     /// A node and its descendants down to `depth` levels, visiting at most
     /// `budget` nodes (preorder, children by name), so that a large tree
     /// never stalls the server.
     /// Lua twin: `OPS.view` (lua/src/75_ops.lua).
-    fn view(
-        &self,
+    fn view<'a>(
+        &'a self,
         id: NodeId,
         depth: usize,
         budget: &mut usize,
         now_ms: u64,
         due: Option<&DueRelease>,
-        seen: Seen<'_>,
+        seen: Seen<'a>,
     ) -> Option<NodeView> {
         let node = self.node(id)?;
         *budget = budget.saturating_sub(1);
@@ -140,7 +141,8 @@ impl Tree {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
         let mut budget = max_nodes.max(1);
         let due = self.due_for_read(due_ms);
-        let seen = self.seen(current, due_ms);
+        let reach = OnceCell::new();
+        let seen = Seen { reach: Some(&reach), ..self.seen(current, due_ms) };
         let root = self
             .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref(), seen)
             .ok_or_else(|| Self::not_found(path))?;
