@@ -35,6 +35,7 @@ DENIED = ("NOPERM", "no permissions", "can't access", "write flag")
 
 POLICY = ["METRIC", "credits", "LIMIT", "1000"]
 PRICE = '{"metric": "credits", "rates": {"input_tokens": "2/1M"}}'
+PLAN = '{"paths": {"members/*": {"allowance": {"metric": "credits", "limit": "50"}}}}'
 
 # What each check sends, as QUOTA.X with {k} for the tree key and {id} for
 # a reservation made for the check beforehand.
@@ -61,38 +62,51 @@ CALLS = {
     "estimate": ["QUOTA.ESTIMATE", "chat/m", "input_tokens", "1000"],
     "plain-get": ["GET", "{k}:cache"],
     "debug": ["QUOTA.DEBUG", "CLOCK", "GET"],
+    "plan-get": ["QUOTA.PLAN", "GET", "std"],
+    "plan-list": ["QUOTA.PLAN", "LIST"],
+    "plan-set": ["QUOTA.PLAN", "SET", "tmp", PLAN.replace('"50"', '"60"')],
+    "plan-del": ["QUOTA.PLAN", "DEL", "tmp"],
+    "assign": ["QUOTA.ASSIGN", "{k}", "NONE"],
 }
 TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
-              "set", "unset", "grant", "reset", "delpath"}
+              "set", "unset", "grant", "reset", "delpath", "assign"}
 READS = ["get", "tree", "holds", "history", "events"]
 SPENDING = ["reserve", "commit", "release", "extend", "charge"]
 POLICIES = ["set", "unset", "grant", "reset", "delpath"]
 PRICE_READS = ["price-get", "price-list", "estimate"]
 PRICE_WRITES = ["price-set", "price-del"]
+PLAN_READS = ["plan-get", "plan-list"]
+PLAN_WRITES = ["plan-set", "plan-del"]
 
 # Per account and backend: (allowed on t:acme, allowed on t:other, allowed
 # keyless, refused on t:acme, refused on t:other, refused keyless).
 EXPECT = {
     "module": {
-        "svc-acme": (SPENDING + READS, [], PRICE_READS, POLICIES + ["plain-get"], SPENDING + READS,
-                     PRICE_WRITES + ["debug"]),
+        "svc-acme": (SPENDING + READS, [], PRICE_READS, POLICIES + ["assign", "plain-get"], SPENDING + READS,
+                     PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
         "gateway": (SPENDING + ["get", "holds"], SPENDING + ["get", "holds"], PRICE_READS,
-                    POLICIES + ["tree", "plain-get"], POLICIES, PRICE_WRITES + ["debug"]),
-        "dashboard": (READS + POLICIES, READS + POLICIES, PRICE_READS, SPENDING, SPENDING, PRICE_WRITES + ["debug"]),
-        "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["plain-get"], SPENDING + POLICIES,
-                    PRICE_WRITES + ["debug"]),
-        "pricing": ([], [], PRICE_READS + PRICE_WRITES, READS + SPENDING + POLICIES, READS, ["debug"]),
+                    POLICIES + ["assign", "tree", "plain-get"], POLICIES + ["assign"],
+                    PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
+        "dashboard": (READS + POLICIES + ["assign"], READS + POLICIES + ["assign"], PRICE_READS + PLAN_READS,
+                      SPENDING, SPENDING, PRICE_WRITES + PLAN_WRITES + ["debug"]),
+        "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["assign", "plain-get"],
+                    SPENDING + POLICIES + ["assign"], PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
+        "pricing": ([], [], PRICE_READS + PRICE_WRITES + PLAN_READS + PLAN_WRITES,
+                    READS + SPENDING + POLICIES + ["assign"], READS, ["debug"]),
     },
     # Functions cannot be told apart by ACL: the Lua library's accounts
     # differ by keys (and FCALL_RO for the analyst).
     "lua": {
-        "svc-acme": (SPENDING + READS + POLICIES, [], PRICE_READS, ["plain-get"], SPENDING + READS + POLICIES,
-                     PRICE_WRITES),
-        "gateway": (SPENDING + READS + POLICIES, SPENDING + READS, PRICE_READS, ["plain-get"], [], PRICE_WRITES),
-        "dashboard": (SPENDING + READS + POLICIES, READS + POLICIES, PRICE_READS, ["plain-get"], [], PRICE_WRITES),
-        "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["plain-get"], SPENDING + POLICIES,
-                    PRICE_WRITES),
-        "pricing": ([], [], PRICE_READS + PRICE_WRITES, READS + SPENDING + POLICIES, READS, []),
+        "svc-acme": (SPENDING + READS + POLICIES + ["assign"], [], PRICE_READS + PLAN_READS, ["plain-get"],
+                     SPENDING + READS + POLICIES + ["assign"], PRICE_WRITES + PLAN_WRITES),
+        "gateway": (SPENDING + READS + POLICIES + ["assign"], SPENDING + READS + ["assign"], PRICE_READS + PLAN_READS,
+                    ["plain-get"], [], PRICE_WRITES + PLAN_WRITES),
+        "dashboard": (SPENDING + READS + POLICIES + ["assign"], READS + POLICIES + ["assign"],
+                      PRICE_READS + PLAN_READS, ["plain-get"], [], PRICE_WRITES + PLAN_WRITES),
+        "analyst": (READS, READS, PRICE_READS + PLAN_READS, SPENDING + POLICIES + ["assign", "plain-get"],
+                    SPENDING + POLICIES + ["assign"], PRICE_WRITES + PLAN_WRITES),
+        "pricing": ([], [], PRICE_READS + PRICE_WRITES + PLAN_READS + PLAN_WRITES,
+                    READS + SPENDING + POLICIES + ["assign"], READS, []),
         # quota-load --sweep's account: FCALL on every tree, no FCALL_RO.
         "sweeper": (SPENDING + POLICIES, SPENDING + POLICIES, [], READS + ["plain-get"], READS,
                     PRICE_READS + PRICE_WRITES),
@@ -166,6 +180,8 @@ def setup(admin, user):
         ids[key] = hold
     admin.execute_command(*to_wire(["QUOTA.PRICE", "SET", "chat/m", PRICE]))
     admin.execute_command(*to_wire(["QUOTA.PRICE", "SET", "chat/n", PRICE]))
+    admin.execute_command(*to_wire(["QUOTA.PLAN", "SET", "std", PLAN]))
+    admin.execute_command(*to_wire(["QUOTA.PLAN", "SET", "tmp", PLAN]))
     return ids
 
 
@@ -181,7 +197,7 @@ def run_checks(admin, port, user, rules, expect):
     plan += [(n, None, False) for n in deny_keyless]
     # Settle-and-release calls need their own reservation each; run the
     # ones that remove things last so the others find what they need.
-    order = {"commit": 1, "release": 2, "delpath": 3, "unset": 3, "price-del": 3}
+    order = {"commit": 1, "release": 2, "delpath": 3, "unset": 3, "price-del": 3, "plan-del": 3}
     plan.sort(key=lambda p: order.get(p[0], 0))
     for name, key, allowed in plan:
         call = [a.replace("{k}", key or "") for a in CALLS[name]]
