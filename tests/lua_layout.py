@@ -3,9 +3,10 @@
 an older library wrote.
 
   python3 tests/lua_layout.py                   the upgrade test (make test-lua)
-  python3 tests/lua_layout.py --write v1 [--file LIB]
+  python3 tests/lua_layout.py --write v1|v3 [--file LIB]
                                                 writes tests/fixtures/lua_layout_v1.json
-                                                from LIB (default lua/quota.lua)
+                                                (or _v3) from LIB (default: the library
+                                                quota-load embeds)
 
 --write builds a tree with the library it is given (holds, a multi-item hold
 on two paths, history from closed periods, rollover, a rolling window,
@@ -17,6 +18,20 @@ of the reads after them. lua_layout_v1.json was written by the library of
 commit 3ba2ff4, library 1.0.0 (layout 1: the tree's "#" field had no
 version), kept as tests/fixtures/quota-1.0.0.lua:
     python3 tests/lua_layout.py --write v1 --file tests/fixtures/quota-1.0.0.lua
+
+lua_layout_v3.json was written by library 1.3.0 (layout 3, plans), with
+    python3 tests/lua_layout.py --write v3 --file lua/quota.lua
+from BUILD_V3: plan "pro" at version 2 then 3, a tree following it with
+members/u1 synced at version 2 (stale: its node epoch is below the tree's),
+an override (members/u2's tree policy "allowance"), members/u3 given by the
+plan on first use with a live hold r1, a tree policy of its own, and plan
+history; a tree whose plan "gone" was deleted (plan_missing 1); a tree that
+followed "pro" and follows none now; a tree behind the book ("basic"
+changed since its last write); and quota:plans. Its reads (with the plan
+fields) must reply exactly as recorded and change nothing, its writes
+(WRITES_V3: a reservation on the stale node, a commit of r1, ...) reply as
+recorded and leave every tree in layout 3. When a library after 1.3.0 adds
+reply fields, strip them as without_newer_fields does for v1.
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
@@ -120,6 +135,92 @@ WRITES = [
 ]
 
 
+# Layout 3 (library 1.3.0): trees that follow plans. Plan "pro" at version 2,
+# then 3 (the shape of the module's tests/fixtures/tree-v2.bin, plus more trees).
+PRO_V2 = ('{"paths": {"/": {"monthly": {"metric": "credits", "limit": "1000", "window": "month"}}, '
+          '"members/*": {"allowance": {"metric": "credits", "limit": "50"}}}, "version": 2}')
+PRO_V3 = PRO_V2.replace('"50"', '"80"').replace('"version": 2', '"version": 3')
+BASIC_V1 = '{"paths": {"/": {"daily": {"metric": "requests", "limit": "10", "window": "day"}}}}'
+BASIC_V2 = '{"paths": {"/": {"daily": {"metric": "requests", "limit": "20", "window": "day"}}}}'
+GONE = '{"paths": {"*": {"seats": {"metric": "seats", "limit": "3", "mode": "open"}}}}'
+P3, G3, N3, B3 = "{acme}p", "{acme}g", "{acme}n", "{acme}b"
+
+BUILD_V3 = [
+    (0, ["QUOTA.PLAN", "SET", "pro", PRO_V2]),
+    (0, ["QUOTA.ASSIGN", P3, "pro"]),
+    # members/u1 is synced at epoch 1 (plan version 2) and charged in two
+    # months: the plan policy "monthly" has history.
+    (0, ["QUOTA.CHARGE", P3, "PATH", "members/u1", "COST", "credits", "7"]),
+    # An override: a tree policy with the plan policy's name.
+    (0, ["QUOTA.SET", P3, "members/u2", "allowance", "METRIC", "credits", "LIMIT", "500"]),
+    (3 * DAY, ["QUOTA.CHARGE", P3, "PATH", "members/u1", "ID", "c-1", "COST", "credits", "2.5"]),
+    # Version 3: the tree takes it at its next write (epoch 2); members/u1
+    # is not on that write's way and stays synced at epoch 1 (stale).
+    (1000, ["QUOTA.PLAN", "SET", "pro", PRO_V3]),
+    # members/u3 is given by the plan on first use, with a live hold on it.
+    (1000, ["QUOTA.RESERVE", P3, "PATH", "members/u3", "ID", "r1", "TTL", str(DAY), "COST", "credits", "20"]),
+    (0, ["QUOTA.SET", P3, "projects", "cap", "METRIC", "credits", "LIMIT", "100"]),
+    # A tree whose plan was deleted keeps what it saw (plan_missing 1).
+    (0, ["QUOTA.PLAN", "SET", "gone", GONE]),
+    (0, ["QUOTA.ASSIGN", G3, "gone"]),
+    (0, ["QUOTA.CHARGE", G3, "PATH", "team/a", "COST", "seats", "2"]),
+    (0, ["QUOTA.PLAN", "DEL", "gone"]),
+    # A tree that followed a plan and follows none now (its "#plan" names none).
+    (0, ["QUOTA.ASSIGN", N3, "pro"]),
+    (0, ["QUOTA.CHARGE", N3, "PATH", "members/x", "COST", "credits", "1"]),
+    (0, ["QUOTA.ASSIGN", N3, "NONE"]),
+    # A tree behind the book: "basic" changed since its last write, which
+    # reads show taken and the next write takes.
+    (0, ["QUOTA.PLAN", "SET", "basic", BASIC_V1]),
+    (0, ["QUOTA.ASSIGN", B3, "basic"]),
+    (0, ["QUOTA.CHARGE", B3, "PATH", "/", "COST", "requests", "4"]),
+    (0, ["QUOTA.PLAN", "SET", "basic", BASIC_V2]),
+]
+
+READS_V3 = [
+    ["QUOTA.PLAN", "LIST"],
+    ["QUOTA.PLAN", "GET", "pro"],
+    ["QUOTA.GET", P3, "/"],
+    ["QUOTA.GET", P3, "members"],
+    ["QUOTA.GET", P3, "members/u1"],
+    ["QUOTA.GET", P3, "members/u2"],
+    ["QUOTA.GET", P3, "members/u3"],
+    ["QUOTA.GET", P3, "members/u4"],
+    ["QUOTA.GET", P3, "projects"],
+    ["QUOTA.TREE", P3, "/"],
+    ["QUOTA.TREE", P3, "/", "FORMAT", "JSON"],
+    ["QUOTA.HOLDS", P3, "/"],
+    ["QUOTA.HOLDS", P3, "members/u3"],
+    ["QUOTA.HISTORY", P3, "/", "monthly"],
+    ["QUOTA.HISTORY", P3, "members/u1", "allowance"],
+    ["QUOTA.EVENTS", P3],
+    ["QUOTA.GET", G3, "/"],
+    ["QUOTA.GET", G3, "team/a"],
+    ["QUOTA.TREE", G3, "/"],
+    ["QUOTA.EVENTS", G3],
+    ["QUOTA.GET", N3, "members/x"],
+    ["QUOTA.TREE", N3, "/"],
+    ["QUOTA.GET", B3, "/"],
+    ["QUOTA.TREE", B3, "/", "FORMAT", "JSON"],
+]
+
+WRITES_V3 = [
+    # The stale node is synced (allowance 50 -> 80, usage kept) and judged.
+    ["QUOTA.RESERVE", P3, "PATH", "members/u1", "ID", "r2", "COST", "credits", "70"],
+    ["QUOTA.CHARGE", P3, "PATH", "members/u1", "ID", "c-1", "COST", "credits", "2.5"],
+    ["QUOTA.COMMIT", P3, "r1", "COST", "credits", "15"],
+    ["QUOTA.RESERVE", P3, "PATH", "members/u5", "COST", "credits", "81"],
+    ["QUOTA.RESERVE", G3, "PATH", "team/b", "COST", "seats", "4"],
+    ["QUOTA.CHARGE", B3, "PATH", "/", "COST", "requests", "1"],
+    ["QUOTA.CHARGE", N3, "PATH", "members/x", "COST", "credits", "1"],
+]
+
+FIXTURE_SPECS = {
+    "v1": {"tree": TREE, "build": BUILD, "reads": READS, "writes": WRITES},
+    "v3": {"tree": P3, "trees": [P3, G3, N3, B3], "build": BUILD_V3, "reads": READS_V3, "writes": WRITES_V3},
+}
+
+
 class Server:
     def __init__(self, workdir):
         self.port = free_port()
@@ -215,6 +316,7 @@ def restore_keys(r, keys):
 
 
 def write_fixture(name, library):
+    spec = FIXTURE_SPECS[name]
     workdir = tempfile.mkdtemp(prefix="quota-layout-")
     server = Server(workdir)
     try:
@@ -223,16 +325,19 @@ def write_fixture(name, library):
         now = T0
         clock(r, now)
         build = []
-        for advance, command in BUILD:
+        for advance, command in spec["build"]:
             now += advance
             clock(r, now)
             build.append([now, command, run(r, command)])
         keys = dump_keys(r)
-        reads = [[c, run(r, c)] for c in READS]
-        writes = [[c, run(r, c)] for c in WRITES]
-        after = [[c, run(r, c)] for c in READS]
-        fixture = {"clock": now, "tree": TREE, "keys": keys, "build": build, "reads": reads, "writes": writes,
-                   "reads_after_writes": after}
+        reads = [[c, run(r, c)] for c in spec["reads"]]
+        writes = [[c, run(r, c)] for c in spec["writes"]]
+        after = [[c, run(r, c)] for c in spec["reads"]]
+        fixture = {"clock": now, "tree": spec["tree"], "keys": keys, "build": build, "reads": reads,
+                   "writes": writes, "reads_after_writes": after}
+        if "trees" in spec:
+            fixture["trees"] = spec["trees"]
+            fixture["library"] = plain(r.execute_command("FCALL", "quota_version", "0"))
         path = os.path.join(FIXTURES, f"lua_layout_{name}.json")
         with open(path, "w") as f:
             json.dump(fixture, f, indent=1, sort_keys=True)
@@ -321,6 +426,58 @@ def test_fixture(name):
         # Records of both layouts side by side read alike.
         check(run(r, ["QUOTA.TREE", tree, "/", "DEPTH", "16"]) == run(r, ["QUOTA.TREE", tree, "/", "DEPTH", "16"]),
               f"{name}: the upgraded tree reads the same twice (library {plain(current)})")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def plan_epochs(r, tree, path):
+    """The tree's plan epoch (from "#plan") and the epoch the node at
+    `path` was last synced at (its fourth entry)."""
+    lua = "local p = cmsgpack.unpack(redis.call('HGET', KEYS[1], '#plan')); " \
+          "local n = cmsgpack.unpack(redis.call('HGET', KEYS[1], ARGV[1])); return {p[2], n[4] or -1}"
+    return r.eval(lua, 1, tree, "/" + path.strip("/") if path != "/" else "/")
+
+
+def test_plan_fixture(name):
+    """Trees that follow plans, written by 1.3.0 in layout 3 (the fixture's
+    "trees"), and the plan book: every read replies exactly as recorded
+    (plan fields included: they were there), reads change nothing, the
+    recorded writes (a reservation on the stale node, which syncs it, a
+    commit of the hold on the node the plan gave) reply as recorded, and
+    every tree is still in layout 3."""
+    with open(os.path.join(FIXTURES, f"lua_layout_{name}.json")) as f:
+        fixture = json.load(f)
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        restore_keys(r, fixture["keys"])
+        clock(r, fixture["clock"])
+        trees, tree = fixture["trees"], fixture["tree"]
+        layouts = [meta_version(r, t) for t in trees]
+        check(layouts == [3] * len(trees), f"{name}: the fixture's trees are in layout 3 ({layouts})")
+        epochs = plan_epochs(r, tree, "members/u1")
+        check(epochs[1] < epochs[0], f"{name}: members/u1 is stored stale (tree epoch, node epoch: {epochs})")
+        holds = f"{{acme}}quota:{tree}:holds"
+        check(r.hexists(holds, "r1") == 1, f"{name}: the hold r1 on members/u3, the node the plan gave, is live")
+        before = dump_keys(r)
+        for command, expected in fixture["reads"]:
+            got = run(r, command)
+            check(got == expected, f"{name} read: {' '.join(command)}",
+                  f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+        check(dump_keys(r) == before, f"{name}: reads of layout-3 trees and the plan book change nothing")
+        for label, pairs in (("write", fixture["writes"]), ("read after writes", fixture["reads_after_writes"])):
+            for command, expected in pairs:
+                got = run(r, command)
+                check(got == expected, f"{name} {label}: {' '.join(command)}",
+                      f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+        layouts = [meta_version(r, t) for t in trees]
+        check(layouts == [3] * len(trees), f"{name}: the trees are in layout 3 after writes ({layouts})")
+        epochs = plan_epochs(r, tree, "members/u1")
+        check(epochs[1] == epochs[0], f"{name}: the write synced the stale node (tree epoch, node epoch: {epochs})")
+        check(r.hexists(holds, "r1") == 0, f"{name}: the committed hold is gone")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -495,11 +652,14 @@ def main():
         library = None
         if "--file" in args:
             library = args[args.index("--file") + 1]
+        if len(args) < 2 or args[1] not in FIXTURE_SPECS:
+            sys.exit(f"--write takes one of {', '.join(FIXTURE_SPECS)}")
         write_fixture(args[1], library)
         return
     for name in ("v1",):
         test_failed_writes(name)
         test_fixture(name)
+    test_plan_fixture("v3")
     test_future_layout()
     test_older_writer()
     test_plan_layout()
