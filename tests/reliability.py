@@ -771,6 +771,38 @@ def plans(args):
     return 0
 
 
+def plans_canonical_bound(args):
+    """A plan is at most 65536 bytes of JSON as the book stores it (its
+    canonical form, every default written out), not only as sent: short
+    policies that fit as sent but not written out are refused, so that
+    every plan the book holds loads again from the RDB, a full sync or the
+    AOF. One that fits written out is kept and survives DEBUG RELOAD."""
+    r = connect(args.port)
+
+    def plan(per_pattern):
+        paths = {f"g{i}/*": {f"p{j:02d}": {"metric": "c", "limit": 1} for j in range(per_pattern)}
+                 for i in range(64)}
+        return json.dumps({"paths": paths}, separators=(",", ":"))
+
+    big = plan(16)
+    check(len(big) <= 65536, f"the plan as sent fits the bound ({len(big)} bytes)")
+    check(fails_with(r, ["QUOTA.PLAN", "SET", "big", big], "limit: a plan is at most 65536 bytes of JSON, written out"),
+          "a plan whose canonical JSON is above 65536 bytes is refused")
+    check(r.execute_command("QUOTA.PLAN", "LIST") == [], "and the book is unchanged")
+    fits = plan(12)
+    check(r.execute_command("QUOTA.PLAN", "SET", "fits", fits) == 1, "a plan that fits written out is kept")
+    stored = r.execute_command("QUOTA.PLAN", "GET", "fits")
+    check(60000 < len(stored) <= 65536, f"its canonical JSON is near the bound ({len(stored)} bytes)")
+    check(r.execute_command("QUOTA.ASSIGN", "bound", "fits") == "OK", "a tree follows it")
+    check(r.execute_command("QUOTA.PLAN", "SET", "fits", stored) == 1, "its canonical JSON sets it again unchanged")
+    if BACKEND == "module":
+        check(r.execute_command("DEBUG", "RELOAD") == "OK", "DEBUG RELOAD loads the book and the tree")
+        check(r.execute_command("QUOTA.PLAN", "GET", "fits") == stored, "the plan survives the reload")
+    check(as_map(r.execute_command("QUOTA.GET", "bound", "/"))["plan"] == "fits", "the tree still follows it")
+    print(f"{len(big)} bytes sent, refused; {len(stored)} bytes stored and kept")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -791,7 +823,7 @@ def main():
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
               "plans": plans, "plans_aof": plans_aof,
-              "plans_cluster": plans_cluster}
+              "plans_cluster": plans_cluster, "plans_canonical_bound": plans_canonical_bound}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
