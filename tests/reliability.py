@@ -803,6 +803,42 @@ def plans_canonical_bound(args):
     return 0
 
 
+def plans_shared_after_reload(args):
+    """Trees hold the plan version they last took, shared while it is the
+    book's. Idle trees of a version the book no longer has (changed, or
+    deleted) still share one copy after DEBUG RELOAD (a restart, a full
+    sync): memory does not grow with the number of trees."""
+    r = connect(args.port)
+
+    def plan(limit):
+        paths = {f"g{i}/*": {f"p{j}": {"metric": "credits", "limit": str(limit + j), "window": "month"}
+                             for j in range(7)} for i in range(60)}
+        return json.dumps({"paths": paths})
+
+    trees = [f"idle:{i}" for i in range(300)]
+    check(r.execute_command("QUOTA.PLAN", "SET", "old", plan(10)) == 1, "a big plan is set")
+    check(r.execute_command("QUOTA.PLAN", "SET", "gone", plan(10)) == 1, "and another")
+    for i, t in enumerate(trees):
+        r.execute_command("QUOTA.ASSIGN", t, "old" if i % 2 else "gone")
+    check(r.execute_command("QUOTA.PLAN", "SET", "old", plan(20)) == 2, "one plan changes")
+    check(r.execute_command("QUOTA.PLAN", "DEL", "gone") == 1, "the other is deleted")
+    before = r.info("memory")["used_memory"]
+    usage = {t: r.memory_usage(t) for t in trees[:2]}
+    check(r.execute_command("DEBUG", "RELOAD") == "OK", "DEBUG RELOAD")
+    after = r.info("memory")["used_memory"]
+    check(after < before + 8_000_000, f"memory after the reload: {after} bytes, before {before}")
+    for t in trees[:2]:
+        check(r.memory_usage(t) <= usage[t], f"{t}: MEMORY USAGE {r.memory_usage(t)}, before {usage[t]} (its plan shared)")
+        node = as_map(r.execute_command("QUOTA.GET", t, "/"))
+        check(node["plan_version"] in (1, 2), f"{t} still reads its plan ({node['plan_version']})")
+    check(as_map(r.execute_command("QUOTA.RESERVE", trees[0], "PATH", "g1/u", "BRIEF", "COST", "credits", "11"))["allowed"] == 0,
+          "the deleted plan's old version still binds")
+    check(as_map(r.execute_command("QUOTA.RESERVE", trees[1], "PATH", "g1/u", "BRIEF", "COST", "credits", "11"))["allowed"] == 1,
+          "the changed plan's new version is taken")
+    print(f"{len(trees)} idle trees of old plan versions: {before} bytes before DEBUG RELOAD, {after} after")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -823,7 +859,8 @@ def main():
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
               "plans": plans, "plans_aof": plans_aof,
-              "plans_cluster": plans_cluster, "plans_canonical_bound": plans_canonical_bound}
+              "plans_cluster": plans_cluster, "plans_canonical_bound": plans_canonical_bound,
+              "plans_shared_after_reload": plans_shared_after_reload}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
