@@ -839,6 +839,32 @@ def plans_shared_after_reload(args):
     return 0
 
 
+def prices_canonical_bound(args):
+    """The price book is bounded like the plan book: a price whose JSON fits
+    as sent but not as `QUOTA.PRICE GET` writes it (numbers as strings) is
+    refused, so every stored price loads again; one that fits is kept."""
+    r = connect(args.port)
+
+    def price(pad):
+        mult = {f"a{i}": {(f"v{j:02d}") + "x" * pad: 1 for j in range(64)} for i in range(16)}
+        rates = {f"r{i:02d}": 1 for i in range(64)}
+        return json.dumps({"metric": "credits", "rates": rates, "multipliers": mult}, separators=(",", ":"))
+
+    big = price(54)
+    check(len(big) <= 65536, f"the price as sent fits the bound ({len(big)} bytes)")
+    check(fails_with(r, ["QUOTA.PRICE", "SET", "svc/big", big], "limit: a price is at most 65536 bytes of JSON, written out"),
+          "a price whose stored JSON is above 65536 bytes is refused")
+    check(r.execute_command("QUOTA.PRICE", "LIST") == [], "and the book is unchanged")
+    check(r.execute_command("QUOTA.PRICE", "SET", "svc/fits", price(52)) == "OK", "one that fits written out is kept")
+    stored = r.execute_command("QUOTA.PRICE", "GET", "svc/fits")
+    check(60000 < len(stored) <= 65536, f"its stored JSON is near the bound ({len(stored)} bytes)")
+    if BACKEND == "module":
+        check(r.execute_command("DEBUG", "RELOAD") == "OK", "DEBUG RELOAD loads the book")
+        check(r.execute_command("QUOTA.PRICE", "GET", "svc/fits") == stored, "the price survives the reload")
+    print(f"{len(big)} bytes sent, refused; {len(stored)} bytes stored and kept")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -860,7 +886,8 @@ def main():
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
               "plans": plans, "plans_aof": plans_aof,
               "plans_cluster": plans_cluster, "plans_canonical_bound": plans_canonical_bound,
-              "plans_shared_after_reload": plans_shared_after_reload}
+              "plans_shared_after_reload": plans_shared_after_reload,
+              "prices_canonical_bound": prices_canonical_bound}
     checks[args.check](args)
     return 1 if FAILURES else 0
 
