@@ -2541,6 +2541,10 @@ do
             fail("ERR limit: the price book already has " .. MAX_PRICES .. " entries")
         end
         local canonical = to_json(price)
+        if #canonical > MAX_JSON_LEN then
+            fail("ERR limit: a price is at most " .. MAX_JSON_LEN
+                .. " bytes of JSON, written out as QUOTA.PRICE GET shows it (this one is " .. #canonical .. ")")
+        end
         redis.call("HSET", book_key, key, canonical)
         if not cache[canonical] then
             remember(canonical, price)
@@ -3204,6 +3208,12 @@ do
         end
         plan.version = PLAN.next_version(plan.name, current, asked)
         plan.json, plan.content = PLAN.to_json(plan)
+        -- The bound holds for what the book stores (every default written
+        -- out), so every stored plan loads again (Rust twin: check_stored_len).
+        if #plan.json > MAX_PLAN_JSON_LEN then
+            fail(sformat("ERR limit: a plan is at most %d bytes of JSON, written out with every default as QUOTA.PLAN GET shows it (this one is %d)",
+                MAX_PLAN_JSON_LEN, #plan.json))
+        end
         redis.call("HSET", book_key, name, plan.json)
         return plan.version
     end

@@ -771,6 +771,100 @@ def plans(args):
     return 0
 
 
+def plans_canonical_bound(args):
+    """A plan is at most 65536 bytes of JSON as the book stores it (its
+    canonical form, every default written out), not only as sent: short
+    policies that fit as sent but not written out are refused, so that
+    every plan the book holds loads again from the RDB, a full sync or the
+    AOF. One that fits written out is kept and survives DEBUG RELOAD."""
+    r = connect(args.port)
+
+    def plan(per_pattern):
+        paths = {f"g{i}/*": {f"p{j:02d}": {"metric": "c", "limit": 1} for j in range(per_pattern)}
+                 for i in range(64)}
+        return json.dumps({"paths": paths}, separators=(",", ":"))
+
+    big = plan(16)
+    check(len(big) <= 65536, f"the plan as sent fits the bound ({len(big)} bytes)")
+    check(fails_with(r, ["QUOTA.PLAN", "SET", "big", big], "limit: a plan is at most 65536 bytes of JSON, written out"),
+          "a plan whose canonical JSON is above 65536 bytes is refused")
+    check(r.execute_command("QUOTA.PLAN", "LIST") == [], "and the book is unchanged")
+    fits = plan(12)
+    check(r.execute_command("QUOTA.PLAN", "SET", "fits", fits) == 1, "a plan that fits written out is kept")
+    stored = r.execute_command("QUOTA.PLAN", "GET", "fits")
+    check(60000 < len(stored) <= 65536, f"its canonical JSON is near the bound ({len(stored)} bytes)")
+    check(r.execute_command("QUOTA.ASSIGN", "bound", "fits") == "OK", "a tree follows it")
+    check(r.execute_command("QUOTA.PLAN", "SET", "fits", stored) == 1, "its canonical JSON sets it again unchanged")
+    if BACKEND == "module":
+        check(r.execute_command("DEBUG", "RELOAD") == "OK", "DEBUG RELOAD loads the book and the tree")
+        check(r.execute_command("QUOTA.PLAN", "GET", "fits") == stored, "the plan survives the reload")
+    check(as_map(r.execute_command("QUOTA.GET", "bound", "/"))["plan"] == "fits", "the tree still follows it")
+    print(f"{len(big)} bytes sent, refused; {len(stored)} bytes stored and kept")
+    return 0
+
+
+def plans_shared_after_reload(args):
+    """Trees hold the plan version they last took, shared while it is the
+    book's. Idle trees of a version the book no longer has (changed, or
+    deleted) still share one copy after DEBUG RELOAD (a restart, a full
+    sync): memory does not grow with the number of trees."""
+    r = connect(args.port)
+
+    def plan(limit):
+        paths = {f"g{i}/*": {f"p{j}": {"metric": "credits", "limit": str(limit + j), "window": "month"}
+                             for j in range(7)} for i in range(60)}
+        return json.dumps({"paths": paths})
+
+    trees = [f"idle:{i}" for i in range(300)]
+    check(r.execute_command("QUOTA.PLAN", "SET", "old", plan(10)) == 1, "a big plan is set")
+    check(r.execute_command("QUOTA.PLAN", "SET", "gone", plan(10)) == 1, "and another")
+    for i, t in enumerate(trees):
+        r.execute_command("QUOTA.ASSIGN", t, "old" if i % 2 else "gone")
+    check(r.execute_command("QUOTA.PLAN", "SET", "old", plan(20)) == 2, "one plan changes")
+    check(r.execute_command("QUOTA.PLAN", "DEL", "gone") == 1, "the other is deleted")
+    before = r.info("memory")["used_memory"]
+    usage = {t: r.memory_usage(t) for t in trees[:2]}
+    check(r.execute_command("DEBUG", "RELOAD") == "OK", "DEBUG RELOAD")
+    after = r.info("memory")["used_memory"]
+    check(after < before + 8_000_000, f"memory after the reload: {after} bytes, before {before}")
+    for t in trees[:2]:
+        check(r.memory_usage(t) <= usage[t], f"{t}: MEMORY USAGE {r.memory_usage(t)}, before {usage[t]} (its plan shared)")
+        node = as_map(r.execute_command("QUOTA.GET", t, "/"))
+        check(node["plan_version"] in (1, 2), f"{t} still reads its plan ({node['plan_version']})")
+    check(as_map(r.execute_command("QUOTA.RESERVE", trees[0], "PATH", "g1/u", "BRIEF", "COST", "credits", "11"))["allowed"] == 0,
+          "the deleted plan's old version still binds")
+    check(as_map(r.execute_command("QUOTA.RESERVE", trees[1], "PATH", "g1/u", "BRIEF", "COST", "credits", "11"))["allowed"] == 1,
+          "the changed plan's new version is taken")
+    print(f"{len(trees)} idle trees of old plan versions: {before} bytes before DEBUG RELOAD, {after} after")
+    return 0
+
+
+def prices_canonical_bound(args):
+    """The price book is bounded like the plan book: a price whose JSON fits
+    as sent but not as `QUOTA.PRICE GET` writes it (numbers as strings) is
+    refused, so every stored price loads again; one that fits is kept."""
+    r = connect(args.port)
+
+    def price(pad):
+        mult = {f"a{i}": {(f"v{j:02d}") + "x" * pad: 1 for j in range(64)} for i in range(16)}
+        rates = {f"r{i:02d}": 1 for i in range(64)}
+        return json.dumps({"metric": "credits", "rates": rates, "multipliers": mult}, separators=(",", ":"))
+
+    big = price(54)
+    check(len(big) <= 65536, f"the price as sent fits the bound ({len(big)} bytes)")
+    check(fails_with(r, ["QUOTA.PRICE", "SET", "svc/big", big], "limit: a price is at most 65536 bytes of JSON, written out"),
+          "a price whose stored JSON is above 65536 bytes is refused")
+    check(r.execute_command("QUOTA.PRICE", "LIST") == [], "and the book is unchanged")
+    check(r.execute_command("QUOTA.PRICE", "SET", "svc/fits", price(52)) == "OK", "one that fits written out is kept")
+    stored = r.execute_command("QUOTA.PRICE", "GET", "svc/fits")
+    check(60000 < len(stored) <= 65536, f"its stored JSON is near the bound ({len(stored)} bytes)")
+    if BACKEND == "module":
+        check(r.execute_command("DEBUG", "RELOAD") == "OK", "DEBUG RELOAD loads the book")
+        check(r.execute_command("QUOTA.PRICE", "GET", "svc/fits") == stored, "the price survives the reload")
+    print(f"{len(big)} bytes sent, refused; {len(stored)} bytes stored and kept")
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("check")
@@ -791,7 +885,9 @@ def main():
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
               "plans": plans, "plans_aof": plans_aof,
-              "plans_cluster": plans_cluster}
+              "plans_cluster": plans_cluster, "plans_canonical_bound": plans_canonical_bound,
+              "plans_shared_after_reload": plans_shared_after_reload,
+              "prices_canonical_bound": prices_canonical_bound}
     checks[args.check](args)
     return 1 if FAILURES else 0
 

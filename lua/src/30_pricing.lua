@@ -1060,6 +1060,10 @@ do
             fail("ERR limit: the price book already has " .. MAX_PRICES .. " entries")
         end
         local canonical = to_json(price)
+        if #canonical > MAX_JSON_LEN then
+            fail("ERR limit: a price is at most " .. MAX_JSON_LEN
+                .. " bytes of JSON, written out as QUOTA.PRICE GET shows it (this one is " .. #canonical .. ")")
+        end
         redis.call("HSET", book_key, key, canonical)
         if not cache[canonical] then
             remember(canonical, price)

@@ -548,6 +548,12 @@ do
         end
         plan.version = PLAN.next_version(plan.name, current, asked)
         plan.json, plan.content = PLAN.to_json(plan)
+        -- The bound holds for what the book stores (every default written
+        -- out), so every stored plan loads again (Rust twin: check_stored_len).
+        if #plan.json > MAX_PLAN_JSON_LEN then
+            fail(sformat("ERR limit: a plan is at most %d bytes of JSON, written out with every default as QUOTA.PLAN GET shows it (this one is %d)",
+                MAX_PLAN_JSON_LEN, #plan.json))
+        end
         redis.call("HSET", book_key, name, plan.json)
         return plan.version
     end

@@ -540,6 +540,21 @@ pub struct PlanBook {
     plans: BTreeMap<String, Arc<Plan>>,
 }
 
+/// The bound on a plan's JSON holds for what the book stores too (its
+/// canonical JSON, every default written out, version included), not only
+/// for what a client sends, so every stored plan loads again from the RDB,
+/// a full sync or a rewritten AOF, which parse that JSON.
+/// Lua twin: in `PLAN.set` (lua/src/35_plan.lua).
+fn check_stored_len(plan: &Plan) -> Result<()> {
+    let len = plan.to_json().len();
+    if len > MAX_PLAN_JSON_LEN {
+        return Err(Error::Limit(format!(
+            "a plan is at most {MAX_PLAN_JSON_LEN} bytes of JSON, written out with every default as QUOTA.PLAN GET shows it (this one is {len})"
+        )));
+    }
+    Ok(())
+}
+
 impl PlanBook {
     /// The plan named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Plan>> {
@@ -585,7 +600,9 @@ impl PlanBook {
             return Ok((current.version, false));
         }
         let version = self.next_version(&plan.name, asked)?;
-        let plan = self.set(plan.with_version(version))?;
+        let plan = plan.with_version(version);
+        check_stored_len(&plan)?;
+        let plan = self.set(plan)?;
         Ok((plan.version, true))
     }
 

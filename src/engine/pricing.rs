@@ -373,6 +373,15 @@ impl PriceBook {
         if !self.entries.contains_key(key) && self.entries.len() >= MAX_PRICES {
             return Err(Error::Limit(format!("the price book already has {MAX_PRICES} entries")));
         }
+        // The bound holds for what the book stores too (numbers written as
+        // strings), so every stored price loads again from the RDB or a
+        // rewritten AOF, which parse that JSON.
+        let len = price.to_json().len();
+        if len > MAX_JSON_LEN {
+            return Err(Error::Limit(format!(
+                "a price is at most {MAX_JSON_LEN} bytes of JSON, written out as QUOTA.PRICE GET shows it (this one is {len})"
+            )));
+        }
         self.entries.insert(key.to_string(), price);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! its order and text, the canonical form, and the plan book's versions.
 //! The Lua library's `PLAN.from_json` gives the same texts.
 
-use crate::plan::{MAX_PLANS, Plan, PlanBook};
+use crate::plan::{MAX_PLAN_JSON_LEN, MAX_PLANS, Plan, PlanBook};
 
 const P: &str = r#"{"metric":"credits","limit":"10"}"#;
 
@@ -302,6 +302,35 @@ fn the_name_and_the_size_come_first() {
     assert!(Plan::from_json("pro", &padded(65_536)).is_ok());
     let long = format!("{}{}", padded(65_536), "x");
     assert_eq!(error_of(&long), "ERR limit: a plan is at most 65536 bytes of JSON");
+}
+
+#[test]
+fn the_stored_json_is_bounded_too() {
+    // Short policies fit as sent but not written out with every default:
+    // the book refuses them, so everything it stores parses again on load.
+    let plan = |per: usize| {
+        let patterns: Vec<String> = (0..64)
+            .map(|i| {
+                let policies: Vec<String> =
+                    (0..per).map(|j| format!(r#""p{j:02}":{{"metric":"c","limit":1}}"#)).collect();
+                format!(r#""g{i}/*":{{{}}}"#, policies.join(","))
+            })
+            .collect();
+        format!(r#"{{"paths":{{{}}}}}"#, patterns.join(","))
+    };
+    let big = plan(16);
+    assert!(big.len() <= MAX_PLAN_JSON_LEN);
+    let mut book = PlanBook::default();
+    let err = book.set_json("big", &big).unwrap_err().to_string();
+    assert!(
+        err.starts_with("ERR limit: a plan is at most 65536 bytes of JSON, written out with every default"),
+        "{err}"
+    );
+    assert_eq!(book.len(), 0);
+    assert_eq!(book.set_json("fits", &plan(12)).unwrap(), (1, true));
+    let stored = book.get("fits").unwrap().to_json().to_string();
+    assert!(stored.len() <= MAX_PLAN_JSON_LEN);
+    assert!(Plan::from_json("fits", &stored).is_ok());
 }
 
 #[test]

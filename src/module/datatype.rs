@@ -5,6 +5,7 @@
 use std::ffi::c_void;
 use std::os::raw::{c_char, c_int};
 use std::ptr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use redis_module::native_types::RedisType;
@@ -57,11 +58,20 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
 
 /// A tree just decoded shares the book's copy of its plan when it is the
 /// same (the plan book loads before the keys, as aux data), so a thousand
-/// trees of one plan hold it once.
+/// trees of one plan hold it once; else (the plan changed or went since
+/// the tree last took it) the copy of the trees loaded with the same
+/// snapshot before it, so idle trees of an old version do not each get
+/// their own copy on a restart or a full sync.
 pub fn share_book_plan(tree: &mut Tree) {
     if let Some(name) = tree.plan_name() {
         let current = crate::plans::current(name);
         tree.share_plan(current);
+    }
+    if let Some(plan) = tree.plan()
+        && plans::current(&plan.name).is_none_or(|current| !Arc::ptr_eq(&current, plan))
+    {
+        let shared = plans::share_loaded(plan);
+        tree.share_plan(Some(shared));
     }
 }
 
