@@ -2,7 +2,7 @@
 //! load, AOF rewrite, `MEMORY USAGE`, `DEBUG DIGEST-VALUE`, and the price
 //! and plan books as RDB aux data. The encodings themselves live in `persist`.
 
-use std::ffi::c_void;
+use std::ffi::{CStr, c_void};
 use std::os::raw::{c_char, c_int};
 use std::ptr;
 use std::sync::Arc;
@@ -63,12 +63,10 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
 /// snapshot before it, so idle trees of an old version do not each get
 /// their own copy on a restart or a full sync.
 pub fn share_book_plan(tree: &mut Tree) {
-    if let Some(name) = tree.plan_name() {
-        let current = crate::plans::current(name);
-        tree.share_plan(current);
-    }
+    let current = plans::current_for(tree);
+    tree.share_plan(current.clone());
     if let Some(plan) = tree.plan()
-        && plans::current(&plan.name).is_none_or(|current| !Arc::ptr_eq(&current, plan))
+        && current.is_none_or(|current| !Arc::ptr_eq(&current, plan))
     {
         let shared = plans::share_loaded(plan);
         tree.share_plan(Some(shared));
@@ -166,45 +164,30 @@ fn emit_books(aof: *mut raw::RedisModuleIO) {
     }
     // SAFETY: the function pointer is filled in by Redis at load.
     let Some(emit) = (unsafe { raw::RedisModule_EmitAOF }) else { return };
-    let (cmd, fmt, set) = (c"QUOTA.PRICE", c"cbb", c"SET");
-    prices::with_book(|book| {
-        for (key, price) in book.entries() {
-            let json = price.to_json();
-            // SAFETY: the format "cbb" matches: a C string, then two
-            // buffers each given as pointer and length.
-            unsafe {
-                emit(
-                    aof,
-                    cmd.as_ptr(),
-                    fmt.as_ptr(),
-                    set.as_ptr(),
-                    key.as_ptr().cast::<c_char>(),
-                    key.len(),
-                    json.as_ptr().cast::<c_char>(),
-                    json.len(),
-                );
-            }
-        }
+    // What to write, gathered first so that one call site emits it all.
+    let mut lines: Vec<(&CStr, String, String)> = prices::with_book(|book| {
+        book.entries().map(|(key, price)| (c"QUOTA.PRICE", key.clone(), price.to_json())).collect()
     });
-    let (cmd, set) = (c"QUOTA.PLAN", c"SET");
     plans::with_plans(|book| {
-        for plan in book.plans() {
-            let (name, json) = (plan.name.as_str(), plan.to_json());
-            // SAFETY: as above.
-            unsafe {
-                emit(
-                    aof,
-                    cmd.as_ptr(),
-                    fmt.as_ptr(),
-                    set.as_ptr(),
-                    name.as_ptr().cast::<c_char>(),
-                    name.len(),
-                    json.as_ptr().cast::<c_char>(),
-                    json.len(),
-                );
-            }
-        }
+        lines.extend(book.plans().map(|plan| (c"QUOTA.PLAN", plan.name.clone(), plan.to_json().to_string())));
     });
+    let (fmt, set) = (c"cbb", c"SET");
+    for (cmd, name, json) in &lines {
+        // SAFETY: the format "cbb" matches: a C string, then two buffers
+        // each given as pointer and length.
+        unsafe {
+            emit(
+                aof,
+                cmd.as_ptr(),
+                fmt.as_ptr(),
+                set.as_ptr(),
+                name.as_ptr().cast::<c_char>(),
+                name.len(),
+                json.as_ptr().cast::<c_char>(),
+                json.len(),
+            );
+        }
+    }
 }
 
 unsafe extern "C" fn free(value: *mut c_void) {

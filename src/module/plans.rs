@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::engine::Tree;
 use crate::engine::plan::{Plan, PlanBook};
 
 static BOOK: Mutex<Option<PlanBook>> = Mutex::new(None);
@@ -21,6 +22,11 @@ pub fn with_plans<R>(f: impl FnOnce(&mut PlanBook) -> R) -> R {
 /// The current plan named `name`, if the book has one.
 pub fn current(name: &str) -> Option<Arc<Plan>> {
     with_plans(|book| book.get(name).cloned())
+}
+
+/// The book's current plan of the name `tree` follows, if any.
+pub fn current_for(tree: &Tree) -> Option<Arc<Plan>> {
+    tree.plan_name().and_then(current)
 }
 
 /// Snapshots that trees loaded (RDB, full sync, `RESTORE`, `LOADTREE`) and

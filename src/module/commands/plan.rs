@@ -2,56 +2,30 @@
 //! price book it is server-wide and names no key: on a cluster it is set
 //! on every primary.
 
-use redis_module::{Context, RedisError, RedisResult, RedisString};
+use redis_module::{Context, RedisResult, RedisString};
 
 use super::args::Args;
-use super::price::refuse_write;
+use super::price::book_command;
 use super::reply::Reply;
-use super::{Answer, Command, Env, Handler, keyword, respond, utf8_args};
+use super::{Answer, Command, Env, Handler, keyword};
 use crate::engine::names::clip;
 use crate::engine::plan::parse_name;
 use crate::engine::{Error, Result, Tree};
-use crate::{ctext, plans};
+use crate::plans;
 
 /// `QUOTA.PLAN SET name json | GET name | DEL name | LIST | HELP`,
 /// registered as one subcommand per verb (see `module`), each landing here.
 /// `SET` and `DEL` are replicated verbatim, and only when they changed the
 /// book (they read no clock).
 pub fn plan(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    if argv.len() < 2 {
-        return Err(RedisError::WrongArity);
-    }
-    let texts = utf8_args(&argv[1..])?;
-    let mut args = Args::new("QUOTA.PLAN", &texts);
-    let verb = args.next_str("SET, GET, DEL, LIST or HELP")?;
-    // Redis dispatches the subcommands (see `module`) and answers an
-    // unknown one itself, with this text.
-    let verb = keyword(verb, &["SET", "GET", "DEL", "LIST", "HELP"])
-        .ok_or_else(|| ctext::error(format!("ERR unknown subcommand '{}'. Try QUOTA.PLAN HELP.", clip(verb))))?;
-    if matches!(verb, "SET" | "DEL") {
-        refuse_write(ctx, verb == "SET")?;
-    }
-    let (result, changed) = match verb {
-        "SET" => match set(&mut args) {
-            Ok((version, changed)) => (Ok(Reply::Int(version as i64)), changed),
-            Err(e) => (Err(e), false),
-        },
-        "GET" => (get(&mut args), false),
-        "DEL" => {
-            let result = del(&mut args);
-            let changed = matches!(result, Ok(Reply::Int(1)));
-            (result, changed)
-        }
-        "HELP" => (args.finish().map(|()| Reply::strings(HELP.iter().map(|line| line.to_string()))), false),
-        _ => (
-            args.finish().map(|()| Reply::strings(plans::with_plans(|b| b.names().cloned().collect::<Vec<_>>()))),
-            false,
-        ),
-    };
-    if changed {
-        ctx.replicate_verbatim();
-    }
-    respond(ctx, result)
+    book_command(ctx, argv, "QUOTA.PLAN", HELP, |verb, args| match verb {
+        "SET" => set(args).map(|(version, changed)| (Reply::Int(version as i64), changed)),
+        "GET" => get(args).map(|reply| (reply, false)),
+        "DEL" => del(args).map(|reply| (reply.clone(), reply == Reply::Int(1))),
+        _ => args
+            .finish()
+            .map(|()| (Reply::strings(plans::with_plans(|b| b.names().cloned().collect::<Vec<_>>())), false)),
+    })
 }
 
 /// `QUOTA.PLAN HELP`, as the Lua library gives it (`PLAN.HELP`).
@@ -106,9 +80,8 @@ fn assign(tree: &mut Tree, args: &mut Args<'_>, _env: &Env) -> Result<Answer> {
     let plan = match keyword(name, &["NONE"]) {
         Some(_) => None,
         None => {
-            let name = crate::engine::plan::parse_name(name)?;
-            let plan = crate::plans::current(&name)
-                .ok_or_else(|| Error::NotFound(format!("plan '{}'", crate::engine::names::clip(&name))))?;
+            let name = parse_name(name)?;
+            let plan = plans::current(&name).ok_or_else(|| Error::NotFound(format!("plan '{}'", clip(&name))))?;
             Some(plan)
         }
     };

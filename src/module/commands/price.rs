@@ -16,30 +16,51 @@ use crate::{ctext, prices};
 /// `QUOTA.PRICE SET service/model json | GET service/model | DEL service/model | LIST | HELP`,
 /// registered as one subcommand per verb (see `module`), each landing here.
 pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
+    book_command(ctx, argv, "QUOTA.PRICE", HELP, |verb, args| match verb {
+        "SET" => set(args).map(|reply| (reply, true)),
+        "GET" => get(args).map(|reply| (reply, false)),
+        "DEL" => del(args).map(|reply| (reply.clone(), reply == Reply::Int(1))),
+        _ => args
+            .finish()
+            .map(|()| (Reply::strings(prices::with_book(|b| b.keys().cloned().collect::<Vec<_>>())), false)),
+    })
+}
+
+/// A command of a server-wide book (`QUOTA.PRICE`, `QUOTA.PLAN`), whose
+/// verbs are `SET`, `GET`, `DEL`, `LIST` and `HELP`: checks the verb,
+/// refuses `SET` and `DEL` where Redis refuses writes, answers `HELP` with
+/// `help`, and has `run` answer the others with the reply and whether the
+/// book changed. A change is replicated verbatim (no verb reads a clock).
+pub(super) fn book_command(
+    ctx: &Context,
+    argv: Vec<RedisString>,
+    command: &'static str,
+    help: &[&str],
+    run: impl FnOnce(&str, &mut Args<'_>) -> Result<(Reply, bool)>,
+) -> RedisResult {
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
     }
     let texts = utf8_args(&argv[1..])?;
-    let mut args = Args::new("QUOTA.PRICE", &texts);
+    let mut args = Args::new(command, &texts);
     let verb = args.next_str("SET, GET, DEL, LIST or HELP")?;
     // Redis dispatches the subcommands (see `module`) and answers an
     // unknown one itself, with this text.
     let verb = keyword(verb, &["SET", "GET", "DEL", "LIST", "HELP"])
-        .ok_or_else(|| ctext::error(format!("ERR unknown subcommand '{}'. Try QUOTA.PRICE HELP.", clip(verb))))?;
+        .ok_or_else(|| ctext::error(format!("ERR unknown subcommand '{}'. Try {command} HELP.", clip(verb))))?;
     if matches!(verb, "SET" | "DEL") {
         refuse_write(ctx, verb == "SET")?;
     }
     let result = match verb {
-        "SET" => set(&mut args),
-        "GET" => get(&mut args),
-        "DEL" => del(&mut args),
-        "HELP" => args.finish().map(|()| Reply::strings(HELP.iter().map(|line| line.to_string()))),
-        _ => args.finish().map(|()| Reply::strings(prices::with_book(|b| b.keys().cloned().collect::<Vec<_>>()))),
+        "HELP" => args.finish().map(|()| (Reply::strings(help.iter().map(|line| line.to_string())), false)),
+        _ => run(verb, &mut args),
     };
-    let changed = matches!((&result, verb), (Ok(_), "SET") | (Ok(Reply::Int(1)), "DEL"));
-    if changed {
-        ctx.replicate_verbatim();
-    }
+    let result = result.map(|(reply, changed)| {
+        if changed {
+            ctx.replicate_verbatim();
+        }
+        reply
+    });
     respond(ctx, result)
 }
 

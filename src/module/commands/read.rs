@@ -74,7 +74,7 @@ const HOLDS_MAX_COUNT: u64 = 10_000;
 fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = args.next_path("a path")?;
     args.finish()?;
-    let current = current_plan(tree);
+    let current = crate::plans::current_for(tree);
     let mut reply = node_reply(&tree.get_seen(&path, env.now_ms, env.due_ms, current.as_ref())?, false);
     push_plan(&mut reply, tree, current.as_ref());
     Ok(reply)
@@ -106,7 +106,7 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
             }
         }
     }
-    let current = current_plan(tree);
+    let current = crate::plans::current_for(tree);
     let view = tree.tree_view_seen(&path, depth as usize, count as usize, env.now_ms, env.due_ms, current.as_ref())?;
     let mut reply = node_reply(&view.root, true);
     if let Reply::Map(fields) = &mut reply {
@@ -137,7 +137,7 @@ fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     args.finish()?;
-    let current = current_plan(tree);
+    let current = crate::plans::current_for(tree);
     let closed = tree.history_seen(&path, &name, env.now_ms, current.as_ref())?;
     Ok(Reply::Array(closed.iter().map(closed_reply).collect()))
 }
@@ -214,12 +214,6 @@ fn node_policy_reply(p: &PolicyView) -> Reply {
         fields.push(("source", Reply::str(if p.from_plan { "plan" } else { "tree" })));
     }
     reply
-}
-
-/// The book's current plan of the tree's name (reads see the tree as if
-/// it had adopted it).
-fn current_plan(tree: &Tree) -> Option<Arc<Plan>> {
-    tree.plan_name().and_then(crate::plans::current)
 }
 
 /// `plan`, `plan_version`, `plan_missing` (GET after `policies`, TREE
