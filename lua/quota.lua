@@ -2497,9 +2497,12 @@ do
 
     -- ----- commands ------------------------------------------------------------------
     -- Rust twin: Args::next_str's error (src/module/commands/args.rs)
+    -- A command's missing argument and its first extra one, as the
+    -- module's Args says them (also the plan book's, 35_plan).
     local function arity(command, what)
         fail("ERR wrong number of arguments for '" .. command .. "' command: missing " .. what)
     end
+    P.arity = arity
 
     -- QUOTA.PRICE HELP, as the module gives it.
     P.PRICE_HELP = {
@@ -2522,6 +2525,7 @@ do
             fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in " .. command)
         end
     end
+    P.finish = finish
 
     -- Rust twin: set (src/module/commands/price.rs), with PriceBook::set
     local function price_set(book_key, args)
@@ -3160,13 +3164,11 @@ do
     }
 
     local function arity(what)
-        fail("ERR wrong number of arguments for 'quota.plan' command: missing " .. what)
+        P.arity("quota.plan", what)
     end
 
     local function finish(args, i)
-        if args[i] ~= nil then
-            fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in QUOTA.PLAN")
-        end
+        P.finish(args, i, "QUOTA.PLAN")
     end
 
     -- The book's plan of `name` (its JSON), or false. An account that may

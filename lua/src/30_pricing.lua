@@ -1016,9 +1016,12 @@ do
 
     -- ----- commands ------------------------------------------------------------------
     -- Rust twin: Args::next_str's error (src/module/commands/args.rs)
+    -- A command's missing argument and its first extra one, as the
+    -- module's Args says them (also the plan book's, 35_plan).
     local function arity(command, what)
         fail("ERR wrong number of arguments for '" .. command .. "' command: missing " .. what)
     end
+    P.arity = arity
 
     -- QUOTA.PRICE HELP, as the module gives it.
     P.PRICE_HELP = {
@@ -1041,6 +1044,7 @@ do
             fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in " .. command)
         end
     end
+    P.finish = finish
 
     -- Rust twin: set (src/module/commands/price.rs), with PriceBook::set
     local function price_set(book_key, args)

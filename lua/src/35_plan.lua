@@ -500,13 +500,11 @@ do
     }
 
     local function arity(what)
-        fail("ERR wrong number of arguments for 'quota.plan' command: missing " .. what)
+        P.arity("quota.plan", what)
     end
 
     local function finish(args, i)
-        if args[i] ~= nil then
-            fail("ERR syntax: unexpected argument '" .. clip(args[i]) .. "' in QUOTA.PLAN")
-        end
+        P.finish(args, i, "QUOTA.PLAN")
     end
 
     -- The book's plan of `name` (its JSON), or false. An account that may

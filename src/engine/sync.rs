@@ -369,8 +369,7 @@ impl Tree {
     }
 
     /// Syncs every existing node on the way to every path of `paths`: root
-    /// first, paths in order, each node once (RESERVE, CHARGE, COMMIT, and
-    /// `QUOTA.REPLAY … SYNC`).
+    /// first, paths in order, each node once (RESERVE, CHARGE, COMMIT).
     /// Lua twin: `PLAN.sync_way` (lua/src/35_plan.lua).
     pub(crate) fn sync_way(&mut self, paths: &[String], now_ms: u64) {
         if !self.plan_active() {
