@@ -71,6 +71,7 @@ impl Tree {
         Event {
             seq: 0,
             kind: EventKind::Expired,
+            more: None,
             time_ms: at_ms,
             path: hold.set.paths.first().cloned().unwrap_or_default(),
             policy: None,
@@ -147,6 +148,7 @@ mod tests {
             rollover: None,
             service: None,
             model: None,
+            low: None,
         }
     }
 

@@ -29,6 +29,10 @@ pub enum EventKind {
     Rollover,
     /// A hold expired before it was committed or released.
     Expired,
+    /// Remaining fell to the policy's `LOW`.
+    Low,
+    /// A grant's rest left the allowance at its expiry (or with its period).
+    GrantExpired,
 }
 
 impl EventKind {
@@ -39,6 +43,8 @@ impl EventKind {
             EventKind::Reset => "reset",
             EventKind::Rollover => "rollover",
             EventKind::Expired => "expired",
+            EventKind::Low => "low",
+            EventKind::GrantExpired => "grant_expired",
         }
     }
 }
@@ -66,6 +72,21 @@ pub struct Event {
     /// `expired`: the reservation and what it held.
     pub id: Option<String>,
     pub amounts: Costs,
+    /// What encoding 3 adds (stored apart from the version 1 shape).
+    #[serde(skip)]
+    pub more: Option<Box<EventMore>>,
+}
+
+/// The fields of `low` and `grant_expired` events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventMore {
+    /// `low`: remaining and the policy's `LOW`.
+    pub remaining: Option<Decimal>,
+    pub low: Option<Decimal>,
+    /// `grant_expired`: the grant, the rest that left, its expiry.
+    pub grant: Option<String>,
+    pub amount: Option<Decimal>,
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Event {
@@ -87,6 +108,7 @@ impl Event {
             rolled_over: None,
             id: None,
             amounts: Costs::new(),
+            more: None,
         }
     }
 }

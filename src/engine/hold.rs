@@ -19,7 +19,7 @@ use super::amount;
 use super::error::{Error, Result};
 use super::names;
 use super::outcome::{
-    ChargeOutcome, Check, CommitOutcome, Costs, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS, MAX_REQUEST_METRICS,
+    ChargeOutcome, Check, CommitOutcome, Costs, Draw, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS, MAX_REQUEST_METRICS,
     ReleaseOutcome, ReserveOutcome, Totals, costs_get,
 };
 use super::policy::{Mode, Policy};
@@ -121,13 +121,79 @@ impl Tomb {
 
     /// Lua twin: `pack_done` (lua/src/60_tree.lua).
     pub fn pack(entry: &DoneEntry) -> Tomb {
-        let data = bincode::serde::encode_to_vec(entry, Self::config()).unwrap_or_default();
+        let data = bincode::serde::encode_to_vec((entry, entry.drawn_side()), Self::config()).unwrap_or_default();
         Tomb { forget_at_ms: entry.forget_at_ms, data: data.into_boxed_slice() }
     }
 
     /// Lua twin: `unpack_done` (lua/src/60_tree.lua).
     pub fn unpack(&self) -> Option<DoneEntry> {
-        bincode::serde::decode_from_slice(&self.data, Self::config()).ok().map(|(entry, _)| entry)
+        let ((mut entry, side), _): ((DoneEntry, DrawnSide), usize) =
+            bincode::serde::decode_from_slice(&self.data, Self::config()).ok()?;
+        entry.set_drawn_side(side);
+        Some(entry)
+    }
+}
+
+/// The `drawn` lists of the answers a hold or a finished id keeps, which
+/// the version 1 shapes leave out: (where, draws) for each non-empty one,
+/// where 0 is a charge's answer, 1 the last commit and 2 + i item i's.
+pub type DrawnSide = Vec<(u32, Vec<Draw>)>;
+
+impl Hold {
+    pub(crate) fn drawn_side(&self) -> DrawnSide {
+        let mut side = Vec::new();
+        if let Some(c) = &self.last_commit
+            && !c.drawn.is_empty()
+        {
+            side.push((1, c.drawn.clone()));
+        }
+        for (i, item) in self.items.iter().enumerate() {
+            if let Some(c) = &item.outcome
+                && !c.drawn.is_empty()
+            {
+                side.push((2 + i as u32, c.drawn.clone()));
+            }
+        }
+        side
+    }
+
+    pub(crate) fn set_drawn_side(&mut self, side: DrawnSide) {
+        for (at, drawn) in side {
+            match at {
+                1 => {
+                    if let Some(c) = &mut self.last_commit {
+                        c.drawn = drawn;
+                    }
+                }
+                n => {
+                    if let Some(c) = self.items.get_mut((n as usize).wrapping_sub(2)).and_then(|i| i.outcome.as_mut()) {
+                        c.drawn = drawn;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl DoneEntry {
+    pub(crate) fn drawn_side(&self) -> DrawnSide {
+        let mut side = self.hold.as_ref().map(Hold::drawn_side).unwrap_or_default();
+        if let Some(c) = &self.charge
+            && !c.drawn.is_empty()
+        {
+            side.push((0, c.drawn.clone()));
+        }
+        side
+    }
+
+    pub(crate) fn set_drawn_side(&mut self, side: DrawnSide) {
+        let (charge, rest): (DrawnSide, DrawnSide) = side.into_iter().partition(|(at, _)| *at == 0);
+        if let (Some(c), Some((_, drawn))) = (&mut self.charge, charge.into_iter().next()) {
+            c.drawn = drawn;
+        }
+        if let Some(hold) = &mut self.hold {
+            hold.set_drawn_side(rest);
+        }
     }
 }
 
@@ -727,9 +793,10 @@ impl Tree {
         if live {
             self.release_lines(id, &indices);
         }
-        let over = self.apply_usage(reach, &set, &actual, now_ms, limits);
+        let (over, drawn) = self.apply_usage(reach, &set, &actual, now_ms, limits);
         let (charged, released, overage) = settle_amounts(held, actual);
-        let outcome = CommitOutcome { id: id.to_string(), charged, released, overage, duplicate: false, expired, over };
+        let outcome =
+            CommitOutcome { id: id.to_string(), charged, released, overage, duplicate: false, expired, over, drawn };
         self.update_hold(id, |hold| {
             for &i in &indices {
                 hold.items[i].state = ItemState::Committed;
@@ -977,6 +1044,7 @@ impl Tree {
                 denied_by: verdict.denied_by,
                 over: Vec::new(),
                 duplicate: false,
+                drawn: Vec::new(),
             });
         }
         if let Err(e) = self.check_usage(&reach, &req.set, &req.cost, now_ms, limits) {
@@ -1044,7 +1112,7 @@ impl Tree {
         now_ms: u64,
         limits: &Limits,
     ) -> ChargeOutcome {
-        let over = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
+        let (over, drawn) = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let outcome = ChargeOutcome {
             allowed: true,
             message: describe_after("charged ", &req.cost),
@@ -1053,6 +1121,7 @@ impl Tree {
             denied_by: verdict.denied_by,
             over,
             duplicate: false,
+            drawn,
         };
         if let Some(id) = req.id {
             self.remember(DoneEntry {
@@ -1098,7 +1167,7 @@ impl Tree {
 
 /// `{now_ms:x}-{seq:x}`, written without the formatting machinery (it is
 /// on the path of every reservation).
-fn hex_id(now_ms: u64, seq: u64) -> String {
+pub(crate) fn hex_id(now_ms: u64, seq: u64) -> String {
     // Digit by digit from the most significant non-zero one (at least
     // one), each pushed as a char: no UTF-8 check, no intermediate buffer.
     fn push_hex(out: &mut String, n: u64) {
@@ -1295,6 +1364,7 @@ mod tests {
                 rollover: None,
                 service: None,
                 model: None,
+                low: None,
             };
             let mut policy = Policy::new("p", spec, 1, 0);
             policy.used = Decimal::from(next(20));

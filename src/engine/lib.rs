@@ -56,6 +56,8 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_grants;
+#[cfg(test)]
 mod tests_matching;
 #[cfg(test)]
 mod tests_plan_json;

@@ -307,6 +307,19 @@ pub struct CommitOutcome {
     pub expired: bool,
     /// `path#policy` of the charged policies now at or past their allowance.
     pub over: Vec<String>,
+    /// What grants gave (stored apart from the version 1 shape).
+    #[serde(skip)]
+    pub drawn: Vec<Draw>,
+}
+
+/// One draw from a grant: the policy's display path and name, the grant
+/// and the amount it gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draw {
+    pub path: String,
+    pub policy: String,
+    pub grant: String,
+    pub amount: Decimal,
 }
 
 /// The answer to `QUOTA.RELEASE`.
@@ -336,6 +349,9 @@ pub struct ChargeOutcome {
     pub message: String,
     pub over: Vec<String>,
     pub duplicate: bool,
+    /// What grants gave (stored apart from the version 1 shape).
+    #[serde(skip)]
+    pub drawn: Vec<Draw>,
 }
 
 /// A policy as `QUOTA.GET` and `QUOTA.TREE` show it.
@@ -357,6 +373,9 @@ pub struct PolicyView {
     pub period: Option<(u64, u64)>,
     /// Whether the policy comes from the tree's plan (`source` "plan").
     pub from_plan: bool,
+    pub low: Option<Decimal>,
+    /// Σ remaining of live grants, when there is at least one.
+    pub granted: Option<Decimal>,
 }
 
 impl PolicyView {
@@ -378,6 +397,8 @@ impl PolicyView {
             model: policy.model().map(str::to_string),
             period: policy.shown_period(now_ms),
             from_plan: policy.from_plan,
+            low: policy.low(),
+            granted: (policy.granted() > Decimal::ZERO).then(|| policy.granted()),
         }
     }
 }

@@ -198,7 +198,8 @@ fn decimal_field(value: &Value, field: &str) -> Result<rust_decimal::Decimal> {
 }
 
 /// The policy fields a plan accepts, in the order they are read and printed.
-const POLICY_FIELDS: &[&str] = &["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model"];
+const POLICY_FIELDS: &[&str] =
+    &["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model", "low"];
 
 /// One policy of a plan: `object` is the JSON object given for it, `at`
 /// the field path that names it in errors (`paths.<key>.<name>`).
@@ -279,14 +280,15 @@ fn policy_from_json(object: &Map<String, Value>, at: &str) -> Result<PolicySpec>
         };
     }
     let [service, model] = filter;
-    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model };
+    let low = object.get("low").map(|v| decimal_field(v, &name_of("low"))).transpose()?;
+    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low };
     spec.validate()?;
     Ok(spec)
 }
 
 /// A policy as canonical JSON: the fields of [`POLICY_FIELDS`] in their
-/// order, `anchor` only for a month window, `rollover`, `service` and
-/// `model` only when set.
+/// order, `anchor` only for a month window, `rollover`, `service`,
+/// `model` and `low` only when set.
 /// Lua twin: `policy_to_json` (lua/src/35_plan.lua).
 fn policy_to_json(spec: &PolicySpec, out: &mut String) {
     let text = |s: &str| Value::String(s.to_string()).to_string();
@@ -305,6 +307,9 @@ fn policy_to_json(spec: &PolicySpec, out: &mut String) {
     }
     if let Some(model) = &spec.model {
         out.push_str(&format!(",\"model\":{}", text(model)));
+    }
+    if let Some(low) = spec.low {
+        out.push_str(&format!(",\"low\":{}", text(&amount::format(low))));
     }
     out.push('}');
 }

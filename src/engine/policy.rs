@@ -17,7 +17,13 @@ use super::window::Window;
 
 pub use super::thresholds::{DEFAULT_WARN, MAX_WARN, Warn, parse_warn};
 
+mod grants;
 mod periods;
+pub use grants::{
+    DEFAULT_PRIORITY, Expired, Grant, GrantExpiry, GrantRequest, Grants, MAX_GRANTS, MAX_NOTE, StoredGrants, check_note,
+};
+pub(crate) use grants::validate_grant;
+use grants::GrantState;
 #[cfg(test)]
 pub(crate) use periods::ARCHIVED;
 use periods::Period;
@@ -91,6 +97,10 @@ pub struct PolicySpec {
     pub rollover: Option<Decimal>,
     pub service: Option<String>,
     pub model: Option<String>,
+    /// `LOW amount`: a `low` event when remaining falls to it (stored
+    /// apart from the spec's version 1 shape).
+    #[serde(skip)]
+    pub low: Option<Decimal>,
 }
 
 impl PolicySpec {
@@ -139,8 +149,9 @@ struct Extra {
     model: Option<String>,
     warn: Warn,
     rolled_over: Decimal,
-    granted: Decimal,
-    /// limit + rolled over + granted, kept by [`Policy::refresh`].
+    /// Grants, what they gave this period, and `LOW`.
+    grant: GrantState,
+    /// limit + rolled over + drawn + granted, kept by [`Policy::refresh`].
     allowance: Decimal,
     history: VecDeque<Closed>,
     buckets: VecDeque<(u64, Decimal)>,
@@ -154,7 +165,7 @@ impl Extra {
             && self.model.is_none()
             && self.warn == Warn::default()
             && self.rolled_over.is_zero()
-            && self.granted.is_zero()
+            && self.grant.is_plain()
             && self.history.is_empty()
             && self.buckets.is_empty()
     }
@@ -288,6 +299,7 @@ impl Policy {
             extra.model = None;
             extra.warn = Warn::default();
         }
+        self.set_low(spec.low);
     }
 
     fn extra_mut(&mut self) -> &mut Extra {
@@ -328,11 +340,6 @@ impl Policy {
         self.extra.as_ref().map_or(Decimal::ZERO, |e| e.rolled_over)
     }
 
-    /// Allowance added by `QUOTA.GRANT` in the current period.
-    pub fn granted(&self) -> Decimal {
-        self.extra.as_ref().map_or(Decimal::ZERO, |e| e.granted)
-    }
-
     /// Closed periods, newest first, at most [`HISTORY_LEN`].
     pub fn history(&self) -> &VecDeque<Closed> {
         static EMPTY: VecDeque<Closed> = VecDeque::new();
@@ -356,6 +363,7 @@ impl Policy {
             rollover: self.rollover(),
             service: self.service().map(str::to_string),
             model: self.model().map(str::to_string),
+            low: self.low(),
         }
     }
 
@@ -381,7 +389,7 @@ impl Policy {
                 + e.buckets.capacity() * std::mem::size_of::<(u64, Decimal)>()
                 + e.service.as_ref().map_or(0, String::capacity)
                 + e.model.as_ref().map_or(0, String::capacity)
-        })
+        }) + self.grant_bytes()
     }
 
     /// Restores the period state of a stored policy (the caller validated
@@ -389,16 +397,14 @@ impl Policy {
     pub(crate) fn restore(
         &mut self,
         rolled_over: Decimal,
-        granted: Decimal,
         history: VecDeque<Closed>,
         buckets: VecDeque<(u64, Decimal)>,
     ) {
-        if rolled_over.is_zero() && granted.is_zero() && history.is_empty() && buckets.is_empty() {
+        if rolled_over.is_zero() && history.is_empty() && buckets.is_empty() {
             return;
         }
         let extra = self.extra_mut();
         extra.rolled_over = rolled_over;
-        extra.granted = granted;
         extra.history = history;
         extra.buckets = buckets;
     }
@@ -423,7 +429,8 @@ impl Policy {
                 let allowance = self
                     .limit
                     .checked_add(extra.rolled_over)
-                    .and_then(|a| a.checked_add(extra.granted))
+                    .and_then(|a| a.checked_add(extra.grant.drawn))
+                    .and_then(|a| a.checked_add(extra.grant.granted))
                     .unwrap_or(Decimal::MAX);
                 extra.allowance = allowance;
                 allowance
@@ -463,6 +470,7 @@ impl Policy {
             self.over_fired = false;
         }
         self.refresh();
+        self.rearm_low();
     }
 
     /// Whether an alert could fire at the current level (always true for a
@@ -471,13 +479,17 @@ impl Policy {
         self.is_rolling() || amount::cmp(self.level(), self.alert_at).is_ge()
     }
 
-    /// The current period's allowance: limit + rolled over + granted.
+    /// The current period's allowance: limit + rolled over + drawn +
+    /// granted (SPEC §7).
     /// Lua twin: `allowance` (lua/src/50_policy.lua).
     pub fn allowance(&self) -> Decimal {
         let allowance = self.extra.as_ref().map_or(self.limit, |e| e.allowance);
         debug_assert_eq!(
             Some(allowance),
-            self.limit.checked_add(self.rolled_over()).and_then(|a| a.checked_add(self.granted())),
+            self.limit
+                .checked_add(self.rolled_over())
+                .and_then(|a| a.checked_add(self.drawn()))
+                .and_then(|a| a.checked_add(self.granted())),
             "refresh() after every change to the allowance"
         );
         allowance
@@ -552,14 +564,15 @@ impl Policy {
     /// below zero and stops at the bound of totals (10^18): a charge has
     /// checked that it stays within, and a commit is never refused (the
     /// work is done).
+    /// What grants give is recorded in `draws` as (grant id, amount).
     /// Lua twin: `add_used_capped` (lua/src/50_policy.lua).
-    pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64) {
+    pub fn add_used_capped(&mut self, delta: Decimal, now_ms: u64, draws: &mut Vec<(String, Decimal)>) {
         // Usually far from the bound, where the cap leaves `delta` as it is.
         let delta = match amount::surely_within_total(self.used, delta) {
             true => delta,
             false => delta.min(amount::MAX_TOTAL - self.used),
         };
-        let added = self.add_used(delta, now_ms);
+        let added = self.add_used_drawing(delta, now_ms, draws);
         debug_assert!(added.is_ok(), "a capped amount stays within the bound");
     }
 
@@ -568,7 +581,16 @@ impl Policy {
     /// a negative amount back from the newest buckets first.
     /// Lua twin: `add_used` (lua/src/50_policy.lua).
     pub fn add_used(&mut self, delta: Decimal, now_ms: u64) -> Result<()> {
+        self.add_used_drawing(delta, now_ms, &mut Vec::new())
+    }
+
+    /// [`Policy::add_used`], recording what grants give: usage beyond the
+    /// period's own allowance draws from the live grants (SPEC §7).
+    pub fn add_used_drawing(&mut self, delta: Decimal, now_ms: u64, draws: &mut Vec<(String, Decimal)>) -> Result<()> {
         let updated = amount::add_floor_zero(self.used, delta)?;
+        if self.extra.is_some() {
+            self.draw_for(delta, now_ms, draws);
+        }
         if let Some(bucket) = self.window().bucket_ms() {
             let buckets = &mut self.extra_mut().buckets;
             // A clock that stepped back must not put usage in an older
@@ -594,21 +616,11 @@ impl Policy {
             }
             self.used = buckets.iter().map(|(_, a)| *a).sum();
             debug_assert_eq!(self.used, updated, "rolling usage equals the sum of its buckets");
+            self.clamp_drawn();
             self.refresh();
         } else {
             self.used = updated;
         }
-        Ok(())
-    }
-
-    /// `QUOTA.GRANT`: adds to the current period's allowance.
-    /// Lua twin: `grant_policy` (lua/src/50_policy.lua).
-    pub fn grant(&mut self, amount: Decimal, now_ms: u64) -> Result<()> {
-        self.roll(now_ms);
-        let granted = amount::add(self.granted(), amount)?;
-        self.extra_mut().granted = granted;
-        self.refresh();
-        amount::add(self.allowance(), Decimal::ZERO)?;
         Ok(())
     }
 
@@ -653,6 +665,7 @@ impl Policy {
             }
         }
         self.refresh();
+        self.rearm_low();
     }
 }
 
@@ -670,6 +683,7 @@ mod tests {
             rollover: None,
             service: None,
             model: None,
+            low: None,
         };
         let mut p = Policy::new("p", spec, 1, 0);
         (p.used, p.held) = (used.into(), held.into());

@@ -27,7 +27,7 @@ use crate::hold::{DoneEntry, Hold, ItemState};
 use crate::names;
 use crate::outcome::Costs;
 use crate::plan::Plan;
-use crate::policy::{Closed, HISTORY_LEN, MAX_WARN, Policy, PolicySpec};
+use crate::policy::{Closed, HISTORY_LEN, MAX_GRANTS, MAX_WARN, Policy, PolicySpec, StoredGrants, validate_grant};
 use crate::tree::{Node, NodeId, Tree};
 use crate::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, Window};
 
@@ -93,11 +93,15 @@ pub struct StoredPolicy {
     pub held: Decimal,
     pub period_start_ms: u64,
     pub rolled_over: Decimal,
+    /// Encodings 1 and 2: the first release's per-period grant (loads as
+    /// one `PERIOD` grant `legacy`); 0 in encoding 3.
     pub granted: Decimal,
     pub history: VecDeque<Closed>,
     pub buckets: VecDeque<(u64, Decimal)>,
     pub fired: u16,
     pub over_fired: bool,
+    /// Encoding 3: grants, drawn, `LOW` (None for older encodings).
+    pub grants: Option<StoredGrants>,
 }
 
 impl StoredPolicy {
@@ -109,7 +113,11 @@ impl StoredPolicy {
         policy.period_start_ms = self.period_start_ms;
         policy.fired = self.fired;
         policy.over_fired = self.over_fired;
-        policy.restore(self.rolled_over, self.granted, self.history, self.buckets);
+        policy.restore(self.rolled_over, self.history, self.buckets);
+        match self.grants {
+            Some(grants) => policy.restore_grants(grants),
+            None => policy.convert_legacy(self.granted),
+        }
         policy
     }
 }
@@ -364,7 +372,7 @@ fn validate_policy(
     let mut amounts = vec![policy.spec.limit, policy.used, policy.held, policy.rolled_over, policy.granted];
     amounts.extend(policy.spec.rollover);
     for closed in &policy.history {
-        amounts.extend([closed.used, closed.allowance, closed.rolled_over]);
+        amounts.extend([closed.used, closed.allowance, closed.rolled_over, closed.granted]);
     }
     amounts.extend(policy.buckets.iter().map(|(_, a)| *a));
     for value in amounts {
@@ -377,6 +385,9 @@ fn validate_policy(
     if policy.history.len() > HISTORY_LEN {
         return Err(bad("history too long"));
     }
+    if let Some(grants) = &policy.grants {
+        validate_grants(policy, grants).map_err(|why| bad(&why))?;
+    }
     match policy.spec.window.bucket_ms() {
         Some(_) => {
             let ordered = policy.buckets.iter().zip(policy.buckets.iter().skip(1)).all(|(a, b)| a.0 < b.0);
@@ -388,6 +399,43 @@ fn validate_policy(
         None if !policy.buckets.is_empty() => return Err(bad("buckets without a rolling window")),
         None => {}
     }
+    Ok(())
+}
+
+/// A policy's stored grants: each grant valid, ids unique among the live
+/// and the remembered, seqs below the next, counts within bounds, and the
+/// allowance they make within the bound of totals.
+fn validate_grants(policy: &StoredPolicy, grants: &StoredGrants) -> Result<(), String> {
+    if !policy.granted.is_zero() {
+        return Err("a legacy granted beside grants".into());
+    }
+    if grants.live.len() > MAX_GRANTS || grants.ended.len() > MAX_GRANTS || grants.next_seq > MAX_TIME {
+        return Err("too many grants".into());
+    }
+    non_negative(grants.drawn)?;
+    if let Some(low) = grants.low {
+        non_negative(low)?;
+    }
+    let mut ids = HashSet::new();
+    let mut seqs = HashSet::new();
+    let mut granted = Decimal::ZERO;
+    for (grant, live) in grants.live.iter().map(|g| (g, true)).chain(grants.ended.iter().map(|(_, g)| (g, false))) {
+        validate_grant(grant, live)?;
+        if !ids.insert(grant.id.as_str())
+            || (live && !seqs.insert(grant.seq))
+            || grant.seq >= grants.next_seq
+            || grant.expires_at_ms > MAX_TIME
+            || grant.created_at_ms > MAX_TIME
+        {
+            return Err(format!("grant '{}' is out of order", names::clip(&grant.id)));
+        }
+        granted = amount::add(granted, grant.remaining).map_err(|e| e.to_string())?;
+    }
+    if grants.ended.iter().any(|(at, _)| *at > MAX_TIME) {
+        return Err("a grant ended at a time out of range".into());
+    }
+    let own = amount::add(policy.spec.limit, policy.rolled_over).map_err(|e| e.to_string())?;
+    amount::add(amount::add(own, grants.drawn).map_err(|e| e.to_string())?, granted).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -518,6 +566,7 @@ mod tests {
             rollover: None,
             service: None,
             model: None,
+            low: None,
         };
         let policy = StoredPolicy {
             name: "cap".into(),
@@ -532,6 +581,7 @@ mod tests {
             buckets: VecDeque::new(),
             fired: 0,
             over_fired: false,
+            grants: None,
         };
         let root = StoredNode {
             path: String::new(),

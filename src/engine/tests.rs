@@ -27,6 +27,7 @@ fn spec(metric: &str, limit: &str, mode: Mode) -> PolicySpec {
         rollover: None,
         service: None,
         model: None,
+        low: None,
     }
 }
 
@@ -801,7 +802,14 @@ mod windows {
     }
 
     fn closed(start: u64, end: u64, used: &str, allowance: &str, rolled: &str) -> Closed {
-        Closed { start_ms: start, end_ms: end, used: d(used), allowance: d(allowance), rolled_over: d(rolled) }
+        Closed {
+            start_ms: start,
+            end_ms: end,
+            used: d(used),
+            allowance: d(allowance),
+            rolled_over: d(rolled),
+            granted: d("0"),
+        }
     }
 
     #[test]
@@ -1030,8 +1038,8 @@ mod windows {
         let l = Limits::default();
         let mut t = Tree::new();
         t.set_policy("", "m", windowed("100", month(1), Some("150")), at(2026, 1, 1), &l).unwrap();
-        let view = t.grant("", "m", d("20"), at(2026, 1, 5), &l).unwrap();
-        assert_eq!(view.limit, d("120"));
+        let view = t.grant("", "m", &crate::tests_grants::period_grant("20"), at(2026, 1, 5), &l).unwrap();
+        assert_eq!(view.policy.limit, d("120"));
         t.charge(charge_req(&["p"], &[("credits", "90")], false), at(2026, 1, 6), &l).unwrap();
         let closed = t.reset_policy("", "m", at(2026, 1, 10), &l).unwrap();
         assert_eq!(
@@ -1041,15 +1049,18 @@ mod windows {
                 end_ms: at(2026, 1, 10),
                 used: d("90"),
                 allowance: d("120"),
-                rolled_over: d("0")
+                rolled_over: d("0"),
+                granted: d("0"),
             }
         );
         let now = t.get("", at(2026, 1, 10)).unwrap().policies[0].clone();
-        // 30 unused rolls over; the grant does not repeat.
-        assert_eq!((now.limit, now.used, now.period), (d("130"), d("0"), Some((at(2026, 1, 10), at(2026, 2, 1)))));
+        // 10 unused own allowance rolls over; the PERIOD grant ended with
+        // the reset and never rolls over (SPEC §7).
+        assert_eq!((now.limit, now.used, now.period), (d("110"), d("0"), Some((at(2026, 1, 10), at(2026, 2, 1)))));
         let feb = t.get("", at(2026, 2, 1)).unwrap().policies[0].clone();
         assert_eq!(feb.limit, d("150"));
-        assert!(matches!(t.grant("", "nope", d("1"), 0, &l), Err(Error::NotFound(_))));
+        let one = crate::tests_grants::period_grant("1");
+        assert!(matches!(t.grant("", "nope", &one, 0, &l), Err(Error::NotFound(_))));
     }
 
     #[test]

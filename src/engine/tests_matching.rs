@@ -78,6 +78,7 @@ fn spec(metric: &str, service: Option<&str>, mode: usize, limit: u32) -> PolicyS
         rollover: None,
         service: service.map(str::to_string),
         model: None,
+        low: None,
     }
 }
 
@@ -174,7 +175,7 @@ proptest! {
                 }
                 Op::Grant { slot, amount } => {
                     let (path, name) = SLOTS[slot];
-                    let _ = t.grant(path, name, Decimal::from(amount), now, &l);
+                    let _ = t.grant(path, name, &crate::tests_grants::period_grant(&amount.to_string()), now, &l);
                 }
                 Op::Reserve { path, also, service, items, ttl, upto } => {
                     let mut paths = vec![PATHS[path]];
@@ -403,7 +404,7 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
             let _ = t.reset_policy(SLOTS[slot].0, SLOTS[slot].1, *now, l);
         }
         Op::Grant { slot, amount } => {
-            let _ = t.grant(SLOTS[slot].0, SLOTS[slot].1, Decimal::from(amount), *now, l);
+            let _ = t.grant(SLOTS[slot].0, SLOTS[slot].1, &crate::tests_grants::period_grant(&amount.to_string()), *now, l);
         }
         Op::Reserve { path, also, service, ref items, ttl, upto } => {
             let mut paths = vec![PATHS[path]];

@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use super::amount;
 use super::error::{Error, Result};
-use super::events::{Event, EventKind, alerts};
+use super::events::{Event, EventKind, EventMore, alerts};
 use super::hold::{Hold, Tomb};
 use super::names;
-use super::outcome::{Check, Costs, Lookup, PolicyView, ResetOutcome, Totals};
+use super::outcome::{Check, Costs, Draw, Lookup, PolicyView, ResetOutcome, Totals};
 use super::paths::ROOT;
 use super::plan::Plan;
-use super::policy::{Policy, PolicySpec};
+use super::policy::{Expired, Grant, GrantRequest, Policy, PolicySpec};
 use super::short::Short;
 
 pub use super::paths::{Node, NodeId};
@@ -115,6 +115,46 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
         events.push(rollover);
     }
     events
+}
+
+/// The `grant_expired` events of grants that ended in one roll, about the
+/// policy as it is after it.
+/// Lua twin: `grant_events` (lua/src/60_tree.lua).
+fn expired_events(policy: &Policy, path: &str, now_ms: u64, expired: Vec<Expired>) -> Vec<Event> {
+    expired
+        .into_iter()
+        .map(|e| {
+            let mut event = Event::about(EventKind::GrantExpired, now_ms, path, policy);
+            event.more = Some(Box::new(EventMore {
+                grant: Some(e.id),
+                amount: Some(e.amount),
+                expires_at_ms: Some(e.expires_at_ms),
+                ..EventMore::default()
+            }));
+            event
+        })
+        .collect()
+}
+
+/// The `low` event, when the policy's `LOW` fires now.
+/// Lua twin: `low_event` (lua/src/60_tree.lua).
+fn low_event(policy: &mut Policy, path: &str, now_ms: u64) -> Option<Event> {
+    if !policy.fire_low() {
+        return None;
+    }
+    let mut event = Event::about(EventKind::Low, now_ms, path, policy);
+    event.more =
+        Some(Box::new(EventMore { remaining: Some(policy.remaining()), low: policy.low(), ..EventMore::default() }));
+    Some(event)
+}
+
+/// What `QUOTA.GRANT` answers: the policy, the grant (as it is now, or as
+/// it ended) and whether the id was known already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantOutcome {
+    pub policy: PolicyView,
+    pub grant: Grant,
+    pub duplicate: bool,
 }
 
 /// QUOTA.SET's update of an existing policy to `spec` (its resets due
@@ -392,26 +432,82 @@ impl Tree {
             .ok_or_else(|| Error::State("tree is inconsistent".into()))
     }
 
-    /// `QUOTA.GRANT`: adds `amount` to the current period's allowance.
+    /// `QUOTA.GRANT`: adds a grant to the policy (SPEC §7). A known id
+    /// (live or remembered) changes nothing and answers the grant as it is.
     /// Lua twin: `OPS.grant` (lua/src/75_ops.lua).
     pub fn grant(
         &mut self,
         path: &str,
         name: &str,
-        amount: Decimal,
+        req: &GrantRequest,
         now_ms: u64,
         limits: &Limits,
-    ) -> Result<PolicyView> {
+    ) -> Result<GrantOutcome> {
         self.sync_path(path, now_ms);
         let r = self.policy_ref(path, name)?;
-        let mut updated = self.policy(r).cloned().ok_or_else(|| Error::State("tree is inconsistent".into()))?;
-        updated.roll(now_ms);
-        updated.grant(amount, now_ms)?;
+        let ttl = limits.tombstone_ttl_ms;
+        // Checked on the policy as it is now (a view), then applied.
+        let view = self.policy_at(r, now_ms).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
+        if let Some(id) = &req.id
+            && let Some((grant, _)) = view.find_grant(id, now_ms, ttl)
+        {
+            return Ok(GrantOutcome { policy: PolicyView::of(&view, now_ms), grant: grant.clone(), duplicate: true });
+        }
+        let mut trial = view.into_owned();
+        trial.add_grant(req, req.id.clone().unwrap_or_else(|| "-".into()), path, now_ms, ttl)?;
         // After this point the command succeeds.
+        let id = match &req.id {
+            Some(id) => id.clone(),
+            None => self.generate_grant_id(r, now_ms, ttl),
+        };
         self.roll_policy(r, now_ms, limits);
         let policy = self.policy_mut(path, name)?;
-        policy.grant(amount, now_ms)?;
-        Ok(PolicyView::of(policy, now_ms))
+        let (grant, duplicate) = policy.add_grant(req, id, path, now_ms, ttl)?;
+        self.observe([r], now_ms, limits);
+        let policy = self.policy(r).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
+        Ok(GrantOutcome { policy: PolicyView::of(policy, now_ms), grant, duplicate })
+    }
+
+    /// An id for a grant from the tree's reservation-id generator, skipping
+    /// ids the policy knows.
+    fn generate_grant_id(&mut self, r: PolicyRef, now_ms: u64, ttl_ms: u64) -> String {
+        loop {
+            self.seq += 1;
+            let id = super::hold::hex_id(now_ms, self.seq);
+            if !self.policy(r).is_some_and(|p| p.knows_grant(&id, now_ms, ttl_ms)) {
+                return id;
+            }
+        }
+    }
+
+    /// `QUOTA.REVOKE`: the live grant's remaining leaves the allowance;
+    /// a remembered id gives back 0. Returns what was removed.
+    /// Lua twin: `OPS.revoke` (lua/src/75_ops.lua).
+    pub fn revoke(&mut self, path: &str, name: &str, id: &str, now_ms: u64, limits: &Limits) -> Result<Decimal> {
+        self.sync_path(path, now_ms);
+        let r = self.policy_ref(path, name)?;
+        let ttl = limits.tombstone_ttl_ms;
+        let known = self.policy_at(r, now_ms).is_some_and(|p| p.knows_grant(id, now_ms, ttl));
+        if !known {
+            return Err(Error::NotFound(format!(
+                "no such grant '{}' at '{}#{name}'",
+                names::clip(id),
+                names::display_path(path)
+            )));
+        }
+        self.roll_policy(r, now_ms, limits);
+        let removed = self.policy_mut(path, name)?.revoke(id, now_ms, ttl).unwrap_or_default();
+        self.observe([r], now_ms, limits);
+        Ok(removed)
+    }
+
+    /// `QUOTA.GRANTS`: the live grants of a policy at `now_ms`, in
+    /// draw-down order, at most `count`.
+    /// Lua twin: `OPS.grants` (lua/src/75_ops.lua).
+    pub fn grants_view(&self, path: &str, name: &str, now_ms: u64, count: usize) -> Result<Vec<Grant>> {
+        let r = self.policy_ref(path, name)?;
+        let view = self.policy_at(r, now_ms).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
+        Ok(view.grants().into_iter().take(count).cloned().collect())
     }
 
     /// `QUOTA.RESET`: closes the policy's current period now.
@@ -421,8 +517,11 @@ impl Tree {
         let r = self.policy_ref(path, name)?;
         self.roll_policy(r, now_ms, limits);
         let policy = self.policy_mut(path, name)?;
-        let closed = policy.reset(now_ms);
-        let events = period_events(policy, path, now_ms, 1);
+        let mut expired = Vec::new();
+        let closed = policy.reset_with(now_ms, &mut expired);
+        let mut events = expired_events(policy, path, now_ms, expired);
+        events.extend(period_events(policy, path, now_ms, 1));
+        events.extend(low_event(policy, path, now_ms));
         for event in events {
             self.emit(event, limits);
         }
@@ -611,7 +710,7 @@ impl Tree {
         usage: &Costs,
         now_ms: u64,
         limits: &Limits,
-    ) -> Vec<String> {
+    ) -> (Vec<String>, Vec<Draw>) {
         let reach = if reach.missing > 0 {
             for path in &set.paths {
                 self.ensure_path(path, now_ms);
@@ -621,13 +720,19 @@ impl Tree {
             reach
         };
         let mut over = Vec::new();
+        let mut drawn = Vec::new();
+        let mut draws = Vec::new();
         for (r, delta) in reach.with_amounts(usage) {
             self.roll_policy(r, now_ms, limits);
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
-            policy.add_used_capped(delta, now_ms);
+            policy.add_used_capped(delta, now_ms, &mut draws);
             if policy.is_over() {
                 over.push(format!("{}#{}", names::display_path(&node.path), policy.name()));
+            }
+            for (grant, amount) in draws.drain(..) {
+                let path = names::display_path(&node.path).to_string();
+                drawn.push(Draw { path, policy: policy.name().to_string(), grant, amount });
             }
         }
         self.observe(reach.policies.iter().copied(), now_ms, limits);
@@ -654,7 +759,7 @@ impl Tree {
             }
             node.spent = spent.into_costs().into_boxed_slice();
         }
-        over
+        (over, drawn)
     }
 
     // ----- events --------------------------------------------------------
@@ -677,10 +782,11 @@ impl Tree {
             let Some(node) = self.node_mut(r.node) else { continue };
             let Some(policy) = node.policies.get_mut(r.index) else { continue };
             // Usually nothing fires: decide that before touching the path.
-            if !policy.may_alert() {
+            if !policy.may_alert() && !policy.may_fire_low() {
                 continue;
             }
-            let events = alerts(policy, now_ms, &node.path);
+            let mut events = alerts(policy, now_ms, &node.path);
+            events.extend(low_event(policy, &node.path, now_ms));
             for event in events {
                 self.emit(event, limits);
             }
@@ -693,12 +799,17 @@ impl Tree {
     pub(crate) fn roll_policy(&mut self, r: PolicyRef, now_ms: u64, limits: &Limits) {
         let Some(node) = self.node_mut(r.node) else { return };
         let Some(policy) = node.policies.get_mut(r.index) else { return };
-        let closed = policy.roll(now_ms);
+        let mut expired = Vec::new();
+        let closed = policy.roll_with(now_ms, true, &mut expired);
         policy.rearm();
-        if closed == 0 {
+        if closed == 0 && expired.is_empty() {
             return;
         }
-        let events = period_events(policy, &node.path, now_ms, closed);
+        let mut events = expired_events(policy, &node.path, now_ms, expired);
+        if closed > 0 {
+            events.extend(period_events(policy, &node.path, now_ms, closed));
+        }
+        events.extend(low_event(policy, &node.path, now_ms));
         for event in events {
             self.emit(event, limits);
         }

@@ -9,7 +9,7 @@ use crate::engine::catalog::{self, Key, SETTINGS};
 fn the_tree_commands_are_the_catalogs() {
     // The tree writes are the ones QUOTA.REPLAY dispatches on (checked
     // against the catalog below), then the reads.
-    let reads = [&read::GET, &read::TREE, &read::HOLDS, &read::HISTORY, &read::EVENTS];
+    let reads = [&read::GET, &read::TREE, &read::HOLDS, &read::HISTORY, &read::EVENTS, &read::GRANTS];
     let tree = commands::TREE_COMMANDS.iter().copied().chain(reads);
     for command in tree {
         let spec = catalog::COMMANDS.iter().find(|c| c.name == command.name);

@@ -217,6 +217,8 @@ tree_entry!(c_set, policy::SET);
 tree_entry!(c_unset, policy::UNSET);
 tree_entry!(c_delpath, policy::DELPATH);
 tree_entry!(c_grant, policy::GRANT);
+tree_entry!(c_revoke, policy::REVOKE);
+tree_entry!(c_grants, read::GRANTS);
 tree_entry!(c_reset, policy::RESET);
 tree_entry!(c_assign, plan::ASSIGN);
 tree_entry!(c_history, read::HISTORY);
@@ -266,6 +268,8 @@ fn entry_of(name: &str) -> raw::RedisModuleCmdFunc {
         "QUOTA.UNSET" => c_unset,
         "QUOTA.DELPATH" => c_delpath,
         "QUOTA.GRANT" => c_grant,
+        "QUOTA.REVOKE" => c_revoke,
+        "QUOTA.GRANTS" => c_grants,
         "QUOTA.RESET" => c_reset,
         "QUOTA.ASSIGN" => c_assign,
         "QUOTA.RESERVE" => c_reserve,

@@ -16,7 +16,8 @@ use std::borrow::Cow;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::Policy;
+use super::{Expired, Policy};
+use crate::amount;
 use crate::window::{Unit, Window};
 
 /// Closed periods kept per policy for `QUOTA.HISTORY`.
@@ -28,9 +29,14 @@ pub struct Closed {
     pub start_ms: u64,
     pub end_ms: u64,
     pub used: Decimal,
-    /// The allowance the period had: limit + rolled over + granted.
+    /// The allowance the period had: limit + rolled over + drawn +
+    /// granted, as at its close.
     pub allowance: Decimal,
     pub rolled_over: Decimal,
+    /// What grants gave in the period (stored apart from the version 1
+    /// shape).
+    #[serde(skip)]
+    pub granted: Decimal,
 }
 
 /// The window as a policy keeps it: a calendar window with the end of the
@@ -93,6 +99,9 @@ impl Policy {
 
     /// Lua twin: `needs_roll` (lua/src/50_policy.lua).
     fn needs_roll(&self, now_ms: u64) -> bool {
+        if self.expiry_due(now_ms) {
+            return true;
+        }
         match self.period {
             Period::None => false,
             Period::Calendar { end_ms, .. } => now_ms >= end_ms,
@@ -108,8 +117,10 @@ impl Policy {
     /// Lua twin: `policy_at` (lua/src/50_policy.lua).
     pub fn at(&self, now_ms: u64) -> Cow<'_, Policy> {
         if self.needs_roll(now_ms) {
+            // The clone shares the grants; the view applies due expiries to
+            // its numbers only.
             let mut rolled = self.clone();
-            rolled.roll(now_ms);
+            rolled.roll_with(now_ms, false, &mut Vec::new());
             Cow::Owned(rolled)
         } else {
             Cow::Borrowed(self)
@@ -123,14 +134,31 @@ impl Policy {
     /// periods closed.
     /// Lua twin: `roll` (lua/src/50_policy.lua).
     pub fn roll(&mut self, now_ms: u64) -> u64 {
+        self.roll_with(now_ms, true, &mut Vec::new())
+    }
+
+    /// [`Policy::roll`], with the grants that expired reported in
+    /// `expired` (in (expires_at, seq) order), interleaved exactly with
+    /// the period closes: a grant expiring at a period's end is part of
+    /// the closing period. `in_place` false: a read view, which applies
+    /// expiries to its numbers only (the grants are shared).
+    /// Lua twin: `roll` (lua/src/50_policy.lua).
+    pub fn roll_with(&mut self, now_ms: u64, in_place: bool, expired: &mut Vec<Expired>) -> u64 {
         match self.period {
-            Period::None => 0,
-            Period::Rolling { .. } => {
-                self.drop_expired_buckets(now_ms);
+            Period::None => {
+                self.expire_grants(now_ms, true, in_place, expired);
                 0
             }
-            Period::Calendar { end_ms, .. } if now_ms < end_ms => 0,
-            Period::Calendar { end_ms, .. } => self.close_periods(end_ms, now_ms),
+            Period::Rolling { .. } => {
+                self.drop_expired_buckets(now_ms);
+                self.expire_grants(now_ms, true, in_place, expired);
+                0
+            }
+            Period::Calendar { end_ms, .. } if now_ms < end_ms => {
+                self.expire_grants(now_ms, true, in_place, expired);
+                0
+            }
+            Period::Calendar { end_ms, .. } => self.close_periods(end_ms, now_ms, in_place, expired),
         }
     }
 
@@ -153,6 +181,7 @@ impl Policy {
         if extra.buckets.is_empty() {
             self.used = Decimal::ZERO;
         }
+        self.clamp_drawn();
         self.refresh();
     }
 
@@ -160,38 +189,47 @@ impl Policy {
     /// archives it and the idle periods since (the newest
     /// [`HISTORY_LEN`]), and starts the period that contains `now_ms` with
     /// the allowance carried over. Returns how many periods closed.
-    fn close_periods(&mut self, end: u64, now_ms: u64) -> u64 {
+    fn close_periods(&mut self, end: u64, now_ms: u64, in_place: bool, expired: &mut Vec<Expired>) -> u64 {
         let window = self.window();
-        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+        // Grants expiring before the end leave first; one expiring at the
+        // end is still part of the closing period.
+        self.expire_grants(end, false, in_place, expired);
+        let unused = (self.own() - (self.used - self.drawn())).max(Decimal::ZERO);
         self.archive(Closed {
             start_ms: self.period_start_ms,
             end_ms: end,
             used: self.used,
             allowance: self.allowance(),
             rolled_over: self.rolled_over(),
+            granted: self.drawn(),
         });
+        self.clear_drawn();
+        self.used = Decimal::ZERO;
         let first_allowance = self.next_allowance(unused);
         let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
         for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
-            let allowance = self.chained_allowance(first_allowance, i - i_end);
+            let own = self.chained_allowance(first_allowance, i - i_end);
+            let period_end = window.start_of(i + 1);
+            self.expire_grants(period_end, false, in_place, expired);
             self.archive(Closed {
                 start_ms: window.start_of(i),
-                end_ms: window.start_of(i + 1),
+                end_ms: period_end,
                 used: Decimal::ZERO,
-                allowance,
-                rolled_over: allowance - self.limit,
+                allowance: amount::plus(own, self.granted()),
+                rolled_over: own - self.limit,
+                granted: Decimal::ZERO,
             });
         }
         let allowance = self.chained_allowance(first_allowance, i_now - i_end);
         self.period_start_ms = window.start_of(i_now);
-        self.used = Decimal::ZERO;
         let limit = self.limit;
         let extra = self.extra_mut();
-        extra.granted = Decimal::ZERO;
         extra.rolled_over = allowance - limit;
         self.fired = 0;
         self.over_fired = false;
         self.refresh();
+        self.expire_grants(now_ms, true, in_place, expired);
+        self.rearm_low();
         (i_now - i_end + 1) as u64
     }
 
@@ -232,7 +270,14 @@ impl Policy {
     /// early still ends at its calendar boundary.
     /// Lua twin: `reset_policy` (lua/src/50_policy.lua).
     pub fn reset(&mut self, now_ms: u64) -> Closed {
-        self.roll(now_ms);
+        self.reset_with(now_ms, &mut Vec::new())
+    }
+
+    /// [`Policy::reset`], reporting the grants that ended in `expired`: what
+    /// was due by `now_ms`, then every `PERIOD` grant.
+    /// Lua twin: `reset_policy` (lua/src/50_policy.lua).
+    pub fn reset_with(&mut self, now_ms: u64, expired: &mut Vec<Expired>) -> Closed {
+        self.roll_with(now_ms, true, expired);
         let start_ms = match self.period {
             Period::Rolling { duration_ms } => self.period_start_ms.max(now_ms.saturating_sub(duration_ms)),
             _ => self.period_start_ms,
@@ -243,20 +288,23 @@ impl Policy {
             used: self.used,
             allowance: self.allowance(),
             rolled_over: self.rolled_over(),
+            granted: self.drawn(),
         };
         self.archive(closed.clone());
-        let unused = (self.allowance() - self.used).max(Decimal::ZERO);
+        let unused = (self.own() - (self.used - self.drawn())).max(Decimal::ZERO);
         let allowance = self.next_allowance(unused);
+        self.end_period_grants(now_ms, expired);
+        self.clear_drawn();
         self.period_start_ms = now_ms;
         self.used = Decimal::ZERO;
         let limit = self.limit;
         let extra = self.extra_mut();
-        extra.granted = Decimal::ZERO;
         extra.rolled_over = allowance - limit;
         extra.buckets.clear();
         self.fired = 0;
         self.over_fired = false;
         self.refresh();
+        self.rearm_low();
         closed
     }
 }

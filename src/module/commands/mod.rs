@@ -77,6 +77,7 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &policy::UNSET,
     &policy::DELPATH,
     &policy::GRANT,
+    &policy::REVOKE,
     &policy::RESET,
     &plan::ASSIGN,
     &reserve::RESERVE,

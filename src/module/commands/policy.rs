@@ -1,26 +1,32 @@
 //! `QUOTA.SET`, `QUOTA.UNSET`, `QUOTA.DELPATH`: shaping the tree.
 
 use super::args::Args;
-use super::read::{closed_reply, policy_reply};
+use super::read::{closed_reply, grant_reply, policy_reply};
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
-use crate::engine::policy::{Warn, parse_warn};
+use crate::engine::policy::{DEFAULT_PRIORITY, GrantExpiry, GrantRequest, Warn, check_note, parse_warn};
+use crate::engine::window::parse_duration;
 use crate::engine::{Error, Mode, PolicySpec, Result, Tree, Window};
 
 pub const SET: Command = Command { name: "QUOTA.SET", handler: Handler::Write(set) };
 pub const UNSET: Command = Command { name: "QUOTA.UNSET", handler: Handler::Write(unset) };
 pub const DELPATH: Command = Command { name: "QUOTA.DELPATH", handler: Handler::Write(delpath) };
 pub const GRANT: Command = Command { name: "QUOTA.GRANT", handler: Handler::Write(grant) };
+pub const REVOKE: Command = Command { name: "QUOTA.REVOKE", handler: Handler::Write(revoke) };
 pub const RESET: Command = Command { name: "QUOTA.RESET", handler: Handler::Write(reset) };
 
-const SET_KEYWORDS: &[&str] = &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL"];
+const SET_KEYWORDS: &[&str] =
+    &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL", "LOW"];
+const GRANT_KEYWORDS: &[&str] = &["ID", "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE"];
 
 /// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
-/// rolling dur] [MODE m] [WARN p,…] [ROLLOVER cap] [SERVICE s [MODEL m]]`
+/// rolling dur] [MODE m] [WARN p,…] [ROLLOVER cap] [SERVICE s [MODEL m]]
+/// [LOW amount]`
 fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
+    let mut low = None;
     let (mut mode, mut warn) = (Mode::Strict, Warn::default());
     let (mut window, mut duration, mut anchor) = (None, None, None);
     let mut seen = super::args::Seen::default();
@@ -44,6 +50,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
             "WARN" => warn = parse_warn(args.next_str("percentages after WARN")?)?,
             "SERVICE" => service = Some(args.next_name("service")?),
             "MODEL" => model = Some(args.next_name("model")?),
+            "LOW" => low = Some(args.next_non_negative("LOW")?),
             _ => return Err(args.unknown(word)),
         }
     }
@@ -54,22 +61,62 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         (None, Some(_)) => return Err(Error::syntax("ANCHOR applies only to WINDOW month")),
         (None, None) => Window::None,
     };
-    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model };
+    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low };
     tree.set_policy(&path, &name, spec, env.now_ms, &env.limits)?;
     Ok(Answer::new(Reply::Ok, true))
 }
 
-/// `QUOTA.GRANT key path policy amount`: replies with the policy.
+/// `QUOTA.GRANT key path policy amount [ID id] [EXPIRES unix-ms | FOR
+/// duration | PERIOD] [PRIORITY n] [NOTE text]`: replies with the policy,
+/// then `grant` and `duplicate`.
 fn grant(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     let amount = args.next_non_negative("an amount")?;
-    args.finish()?;
     if amount.is_zero() {
         return Err(Error::InvalidAmount("a grant must be larger than 0".into()));
     }
-    let view = tree.grant(&path, &name, amount, env.now_ms, &env.limits)?;
-    Ok(Answer::new(policy_reply(&view), true))
+    let mut req = GrantRequest { id: None, amount, expiry: GrantExpiry::Never, priority: DEFAULT_PRIORITY, note: None };
+    let mut seen = super::args::Seen::default();
+    let mut timed = false;
+    while !args.is_done() {
+        let word = args.next_str("a keyword")?;
+        let Some(kw) = keyword(word, GRANT_KEYWORDS) else { return Err(args.unknown(word)) };
+        args.once(&mut seen, kw)?;
+        if matches!(kw, "EXPIRES" | "FOR" | "PERIOD") {
+            if timed {
+                return Err(Error::syntax("EXPIRES, FOR and PERIOD are exclusive: give one"));
+            }
+            timed = true;
+        }
+        match kw {
+            "ID" => req.id = Some(args.next_name("grant id")?),
+            "EXPIRES" => req.expiry = GrantExpiry::At(args.next_u64("EXPIRES", 1, 9_007_199_254_740_991)?),
+            "FOR" => req.expiry = GrantExpiry::After(parse_duration(args.next_str("a duration after FOR")?)?),
+            "PERIOD" => req.expiry = GrantExpiry::Period,
+            "PRIORITY" => req.priority = args.next_u64("PRIORITY", 0, 100)? as u8,
+            "NOTE" => req.note = Some(check_note(args.next_str("a text after NOTE")?.as_bytes())?),
+            _ => return Err(args.unknown(word)),
+        }
+    }
+    let outcome = tree.grant(&path, &name, &req, env.now_ms, &env.limits)?;
+    let mut reply = policy_reply(&outcome.policy);
+    if let Reply::Map(fields) = &mut reply {
+        fields.push(("grant", grant_reply(&outcome.grant)));
+        fields.push(("duplicate", Reply::flag(outcome.duplicate)));
+    }
+    Ok(Answer::new(reply, !outcome.duplicate))
+}
+
+/// `QUOTA.REVOKE key path policy grant-id`: replies `id`, `removed`.
+fn revoke(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
+    let path = args.next_path("a path")?;
+    let name = args.next_name("policy name")?;
+    let id = args.next_name("grant id")?;
+    args.finish()?;
+    let removed = tree.revoke(&path, &name, &id, env.now_ms, &env.limits)?;
+    let reply = Reply::Map(vec![("id", Reply::Str(id)), ("removed", Reply::amount(removed))]);
+    Ok(Answer::new(reply, true))
 }
 
 /// `QUOTA.RESET key path policy`: replies with the period it closed.

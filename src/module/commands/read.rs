@@ -7,6 +7,7 @@ use crate::engine::events::{Event, EventKind};
 use crate::engine::names::{MAX_DEPTH_HARD, display_path};
 use crate::engine::outcome::{HoldView, NodeView, PolicyView, ResetOutcome};
 use crate::engine::plan::Plan;
+use crate::engine::policy::{Grant, MAX_GRANTS};
 use crate::engine::{Error, Result, Tree};
 use std::sync::Arc;
 
@@ -15,6 +16,38 @@ pub const TREE: Command = Command { name: "QUOTA.TREE", handler: Handler::Read(t
 pub const HOLDS: Command = Command { name: "QUOTA.HOLDS", handler: Handler::Read(holds) };
 pub const HISTORY: Command = Command { name: "QUOTA.HISTORY", handler: Handler::Read(history) };
 pub const EVENTS: Command = Command { name: "QUOTA.EVENTS", handler: Handler::Read(events) };
+pub const GRANTS: Command = Command { name: "QUOTA.GRANTS", handler: Handler::Read(grants) };
+
+/// `QUOTA.GRANTS key path policy [COUNT n]`: live grants in draw-down order.
+fn grants(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
+    let path = args.next_path("a path")?;
+    let name = args.next_name("policy name")?;
+    let mut count = MAX_GRANTS as u64;
+    if !args.is_done() {
+        let word = args.next_str("a keyword")?;
+        if keyword(word, &["COUNT"]).is_none() {
+            return Err(args.unknown(word));
+        }
+        count = args.next_u64("COUNT", 1, MAX_GRANTS as u64)?;
+    }
+    args.finish()?;
+    let grants = tree.grants_view(&path, &name, env.now_ms, count as usize)?;
+    Ok(Reply::Array(grants.iter().map(grant_reply).collect()))
+}
+
+/// A grant as `QUOTA.GRANTS` and `QUOTA.GRANT` show it.
+pub fn grant_reply(g: &Grant) -> Reply {
+    Reply::Map(vec![
+        ("id", Reply::str(g.id.clone())),
+        ("amount", Reply::amount(g.amount)),
+        ("remaining", Reply::amount(g.remaining)),
+        ("priority", Reply::Int(i64::from(g.priority))),
+        ("expires_at", Reply::ms(g.expires_at_ms)),
+        ("period", Reply::flag(g.period)),
+        ("created_at", Reply::ms(g.created_at_ms)),
+        ("note", Reply::opt_str(g.note.as_deref())),
+    ])
+}
 
 /// Default and largest `COUNT` of `QUOTA.EVENTS`.
 const EVENTS_DEFAULT_COUNT: u64 = 100;
@@ -62,6 +95,17 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
             fields.push(("amounts", Reply::costs(&e.amounts)));
         }
         EventKind::Over => {}
+        EventKind::Low => {
+            let more = e.more.as_deref();
+            fields.push(("remaining", amount(more.and_then(|m| m.remaining))));
+            fields.push(("low", amount(more.and_then(|m| m.low))));
+        }
+        EventKind::GrantExpired => {
+            let more = e.more.as_deref();
+            fields.push(("grant", Reply::opt_str(more.and_then(|m| m.grant.as_deref()))));
+            fields.push(("amount", amount(more.and_then(|m| m.amount))));
+            fields.push(("expires_at", more.and_then(|m| m.expires_at_ms).map_or(Reply::Nil, Reply::ms)));
+        }
     }
     Reply::Map(fields)
 }
@@ -149,6 +193,7 @@ pub fn closed_reply(c: &ResetOutcome) -> Reply {
         ("used", Reply::amount(c.used)),
         ("allowance", Reply::amount(c.allowance)),
         ("rolled_over", Reply::amount(c.rolled_over)),
+        ("granted", Reply::amount(c.granted)),
     ])
 }
 
@@ -202,6 +247,12 @@ pub fn policy_reply(p: &PolicyView) -> Reply {
     }
     if let Some(model) = &p.model {
         fields.push(("model", Reply::str(model.clone())));
+    }
+    if let Some(low) = p.low {
+        fields.push(("low", Reply::amount(low)));
+    }
+    if let Some(granted) = p.granted {
+        fields.push(("granted", Reply::amount(granted)));
     }
     push_period(&mut fields, p.period);
     Reply::Map(fields)

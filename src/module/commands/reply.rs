@@ -6,7 +6,7 @@
 use redis_module::{Context, raw};
 use rust_decimal::Decimal;
 
-use crate::engine::outcome::{ChargeOutcome, Check, ReserveOutcome};
+use crate::engine::outcome::{ChargeOutcome, Check, Draw, ReserveOutcome};
 use crate::engine::{Costs, amount};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,7 +248,7 @@ fn emit_reserve(c: *mut raw::RedisModuleCtx, o: &ReserveOutcome, brief: bool) {
 /// `super::reserve::charge_reply`'s map, field by field.
 fn emit_charge(c: *mut raw::RedisModuleCtx, o: &ChargeOutcome, brief: bool) {
     let checks = !(brief && o.allowed);
-    raw::reply_with_map(c, if checks { 7 } else { 6 });
+    raw::reply_with_map(c, if checks { 8 } else { 7 });
     text(c, "allowed");
     int(c, i64::from(o.allowed));
     text(c, "charged");
@@ -265,6 +265,24 @@ fn emit_charge(c: *mut raw::RedisModuleCtx, o: &ChargeOutcome, brief: bool) {
     emit_strings(c, &o.over);
     text(c, "duplicate");
     int(c, i64::from(o.duplicate));
+    text(c, "drawn");
+    emit_drawn(c, &o.drawn);
+}
+
+fn emit_drawn(c: *mut raw::RedisModuleCtx, drawn: &[Draw]) {
+    raw::reply_with_array(c, drawn.len() as _);
+    let mut amount_text = amount::Text::new();
+    for d in drawn {
+        raw::reply_with_map(c, 4);
+        text(c, "path");
+        text(c, &d.path);
+        text(c, "policy");
+        text(c, &d.policy);
+        text(c, "grant");
+        text(c, &d.grant);
+        text(c, "amount");
+        text(c, amount_text.write(d.amount));
+    }
 }
 
 /// Renders `reply` as compact JSON with fields in reply order.

@@ -8,7 +8,7 @@ use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
 use crate::engine::names::display_path;
 use crate::engine::outcome::{
-    ChargeOutcome, Check, CommitOutcome, MAX_ITEM_METRICS, ReleaseOutcome, ReserveOutcome, Totals,
+    ChargeOutcome, Check, CommitOutcome, Draw, MAX_ITEM_METRICS, ReleaseOutcome, ReserveOutcome, Totals,
 };
 use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Costs, Error, ReserveRequest, Result, Tree, amount};
 
@@ -347,7 +347,25 @@ fn commit_reply(o: CommitOutcome) -> Reply {
         ("duplicate", Reply::flag(o.duplicate)),
         ("expired", Reply::flag(o.expired)),
         ("over", Reply::strings(o.over)),
+        ("drawn", drawn_reply(&o.drawn)),
     ])
+}
+
+/// What grants gave, as COMMIT and CHARGE show it: an array of maps.
+pub fn drawn_reply(drawn: &[Draw]) -> Reply {
+    Reply::Array(
+        drawn
+            .iter()
+            .map(|d| {
+                Reply::Map(vec![
+                    ("path", Reply::str(d.path.clone())),
+                    ("policy", Reply::str(d.policy.clone())),
+                    ("grant", Reply::str(d.grant.clone())),
+                    ("amount", Reply::amount(d.amount)),
+                ])
+            })
+            .collect(),
+    )
 }
 
 /// `QUOTA.RELEASE key id [ITEM i]`
@@ -406,5 +424,6 @@ pub fn charge_reply(o: ChargeOutcome, brief: bool) -> Reply {
     fields.push(("message", Reply::Str(o.message)));
     fields.push(("over", Reply::strings(o.over)));
     fields.push(("duplicate", Reply::flag(o.duplicate)));
+    fields.push(("drawn", drawn_reply(&o.drawn)));
     Reply::Map(fields)
 }
