@@ -218,6 +218,7 @@ impl Tree {
                 if policy.used.is_sign_negative() && !policy.used.is_zero() {
                     return Err(format!("negative used at '{}#{}'", node.path, policy.name()));
                 }
+                policy.check_grants().map_err(|why| format!("{why} at '{}#{}'", node.path, policy.name()))?;
             }
         }
         if live != self.node_count || self.index.len() != live {

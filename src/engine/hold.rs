@@ -19,8 +19,8 @@ use super::amount;
 use super::error::{Error, Result};
 use super::names;
 use super::outcome::{
-    ChargeOutcome, Check, CommitOutcome, Costs, Draw, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS, MAX_REQUEST_METRICS,
-    ReleaseOutcome, ReserveOutcome, Totals, costs_get,
+    ChargeOutcome, Check, CommitOutcome, Costs, Draw, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS,
+    MAX_REQUEST_METRICS, ReleaseOutcome, ReserveOutcome, Totals, costs_get,
 };
 use super::policy::{Mode, Policy};
 use super::short::Short;

@@ -19,11 +19,11 @@ pub use super::thresholds::{DEFAULT_WARN, MAX_WARN, Warn, parse_warn};
 
 mod grants;
 mod periods;
+use grants::GrantState;
+pub(crate) use grants::validate_grant;
 pub use grants::{
     DEFAULT_PRIORITY, Expired, Grant, GrantExpiry, GrantRequest, Grants, MAX_GRANTS, MAX_NOTE, StoredGrants, check_note,
 };
-pub(crate) use grants::validate_grant;
-use grants::GrantState;
 #[cfg(test)]
 pub(crate) use periods::ARCHIVED;
 use periods::Period;

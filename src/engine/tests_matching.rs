@@ -404,7 +404,8 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
             let _ = t.reset_policy(SLOTS[slot].0, SLOTS[slot].1, *now, l);
         }
         Op::Grant { slot, amount } => {
-            let _ = t.grant(SLOTS[slot].0, SLOTS[slot].1, &crate::tests_grants::period_grant(&amount.to_string()), *now, l);
+            let _ =
+                t.grant(SLOTS[slot].0, SLOTS[slot].1, &crate::tests_grants::period_grant(&amount.to_string()), *now, l);
         }
         Op::Reserve { path, also, service, ref items, ttl, upto } => {
             let mut paths = vec![PATHS[path]];

@@ -815,6 +815,21 @@ impl Tree {
         }
     }
 
+    /// Applies what is due at `now_ms` to every policy (tests: a write
+    /// that does nothing else).
+    #[cfg(test)]
+    pub(crate) fn roll_all(&mut self, now_ms: u64, limits: &Limits) {
+        let refs: Vec<PolicyRef> = (0..self.nodes.len())
+            .flat_map(|n| {
+                let count = self.nodes[n].as_ref().map_or(0, |node| node.policies.len());
+                (0..count).map(move |index| PolicyRef { node: n as NodeId, index })
+            })
+            .collect();
+        for r in refs {
+            self.roll_policy(r, now_ms, limits);
+        }
+    }
+
     /// The events after `since`, oldest first, at most `count`.
     /// Lua twin: `CMD.cmd_events` (lua/src/80_commands.lua).
     pub fn events_since(&self, since: u64, count: usize) -> impl Iterator<Item = &Event> {

@@ -284,7 +284,6 @@ impl Default for GrantState {
 }
 
 impl GrantState {
-
     pub(super) fn is_plain(&self) -> bool {
         self.grants.as_ref().is_none_or(|g| g.is_blank())
             && self.granted.is_zero()
@@ -650,6 +649,38 @@ impl Policy {
         }
     }
 
+    /// The grant invariants: granted is Σ remaining of the live grants,
+    /// each live grant has 0 < remaining ≤ amount, the indexes agree, and
+    /// the allowance is own + drawn + granted.
+    pub(crate) fn check_grants(&self) -> std::result::Result<(), String> {
+        let Some(state) = self.grant_state() else { return Ok(()) };
+        if state.drawn.is_sign_negative() && !state.drawn.is_zero() {
+            return Err("negative drawn".into());
+        }
+        let (sum, first) = match &state.grants {
+            None => (Decimal::ZERO, u64::MAX),
+            Some(g) => {
+                if g.live.values().any(|g| g.remaining <= Decimal::ZERO || g.remaining > g.amount)
+                    || g.order.len() != g.live.len()
+                    || g.ids.len() != g.live.len()
+                    || g.ended.len() != g.ended_order.len()
+                    || g.ended.len() > MAX_GRANTS
+                {
+                    return Err("grant indexes disagree".into());
+                }
+                (g.sum(), g.first_expiry())
+            }
+        };
+        if sum != state.granted || first != state.next_expiry {
+            return Err(format!("granted {} != Σ remaining {sum}", state.granted));
+        }
+        let want = self.own() + state.drawn + state.granted;
+        if self.allowance() != want {
+            return Err(format!("allowance {} != own + drawn + granted {want}", self.allowance()));
+        }
+        Ok(())
+    }
+
     /// Restores the grant state of a stored policy (validated by the caller).
     pub(crate) fn restore_grants(&mut self, stored: StoredGrants) {
         let StoredGrants { drawn, low, low_fired, live, ended, next_seq } = stored;
@@ -669,9 +700,11 @@ impl Policy {
         let Some(state) = self.grant_state() else { return StoredGrants::default() };
         let (live, ended, next_seq) = match &state.grants {
             None => (Vec::new(), Vec::new(), 0),
-            Some(g) => {
-                (g.live.values().cloned().collect(), g.remembered().map(|(at, g)| (at, g.clone())).collect(), g.next_seq)
-            }
+            Some(g) => (
+                g.live.values().cloned().collect(),
+                g.remembered().map(|(at, g)| (at, g.clone())).collect(),
+                g.next_seq,
+            ),
         };
         StoredGrants { drawn: state.drawn, low: state.low, low_fired: state.low_fired, live, ended, next_seq }
     }
