@@ -453,8 +453,7 @@ impl Tree {
         {
             return Ok(GrantOutcome { policy: PolicyView::of(&view, now_ms), grant: grant.clone(), duplicate: true });
         }
-        let mut trial = view.into_owned();
-        trial.add_grant(req, req.id.clone().unwrap_or_else(|| "-".into()), path, now_ms, ttl)?;
+        view.check_grant(req, path, now_ms)?;
         // After this point the command succeeds.
         let id = match &req.id {
             Some(id) => id.clone(),

@@ -518,6 +518,34 @@ impl Policy {
         }
     }
 
+    /// What `QUOTA.GRANT` checks before it adds a grant (after the id):
+    /// the amount, the expiry, the bound of grants and of totals. Returns
+    /// the expiry. Changes nothing.
+    pub fn check_grant(&self, req: &GrantRequest, path: &str, now_ms: u64) -> Result<u64> {
+        if req.amount <= Decimal::ZERO {
+            return Err(Error::InvalidAmount("a grant must be larger than 0".into()));
+        }
+        let expires_at_ms = match req.expiry {
+            GrantExpiry::Never => 0,
+            GrantExpiry::At(at) if at <= now_ms => {
+                return Err(Error::State(format!("EXPIRES {at} is not in the future")));
+            }
+            GrantExpiry::At(at) => at,
+            GrantExpiry::After(ms) => now_ms.saturating_add(ms),
+            GrantExpiry::Period => self.period_end_ms().unwrap_or(0),
+        };
+        if self.grant_count() >= MAX_GRANTS && self.grants().len() >= MAX_GRANTS {
+            return Err(Error::Limit(format!(
+                "policy '{}' at '{}' already has {MAX_GRANTS} grants",
+                self.name(),
+                names::display_path(path)
+            )));
+        }
+        amount::add(self.allowance(), req.amount)?;
+        amount::add(self.granted(), req.amount)?;
+        Ok(expires_at_ms)
+    }
+
     /// `QUOTA.GRANT` on a rolled policy: the grant (or the known one, with
     /// `true`, when the id is known). Checks first, changes nothing on error.
     pub fn add_grant(
@@ -531,27 +559,7 @@ impl Policy {
         if let Some((grant, _)) = self.find_grant(&id, now_ms, ttl_ms) {
             return Ok((grant.clone(), true));
         }
-        if req.amount <= Decimal::ZERO {
-            return Err(Error::InvalidAmount("a grant must be larger than 0".into()));
-        }
-        let expires_at_ms = match req.expiry {
-            GrantExpiry::Never => 0,
-            GrantExpiry::At(at) if at <= now_ms => {
-                return Err(Error::State(format!("EXPIRES {at} is not in the future")));
-            }
-            GrantExpiry::At(at) => at,
-            GrantExpiry::After(ms) => now_ms.saturating_add(ms),
-            GrantExpiry::Period => self.period_end_ms().unwrap_or(0),
-        };
-        if self.grant_count() >= MAX_GRANTS {
-            return Err(Error::Limit(format!(
-                "policy '{}' at '{}' already has {MAX_GRANTS} grants",
-                self.name(),
-                names::display_path(path)
-            )));
-        }
-        amount::add(self.allowance(), req.amount)?;
-        amount::add(self.granted(), req.amount)?;
+        let expires_at_ms = self.check_grant(req, path, now_ms)?;
         // Overage is a debt the new grant pays first.
         let debt = (self.used - self.drawn() - self.own()).max(Decimal::ZERO);
         let pay = debt.min(req.amount);

@@ -38,6 +38,15 @@ const WORDS: &[&str] = &[
     "COUNT",
     "FORMAT",
     "SINCE",
+    "EXPIRES",
+    "FOR",
+    "PERIOD",
+    "PRIORITY",
+    "NOTE",
+    "LOW",
+    "g1",
+    "1700000000500",
+    "9007199254740992",
     "strict",
     "block",
     "open",
@@ -124,6 +133,12 @@ const PATHS: &[&str] = &["/", "a", "a/b", "a/b/c", "d", "d/e"];
 const METRICS: &[&str] = &["credits", "requests", "images"];
 const AMOUNTS: &[&str] = &["0", "1", "5", "10", "25.5", "100", "-3", "0.0000000001"];
 const IDS: &[&str] = &["job-1", "job-2", "job-3"];
+const GRANT_IDS: &[&str] = &["g1", "g2", "g3"];
+
+/// The index of command `name` in [`commands`].
+fn idx(name: &str) -> usize {
+    commands().iter().position(|c| c.name == name).unwrap_or(0)
+}
 
 /// A command that is mostly well formed: (command index, arguments).
 fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
@@ -143,8 +158,45 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
         .prop_map(|(path, name, metric, limit, window, mode)| {
             let mut v = vec![path, name, "METRIC".into(), metric, "LIMIT".into(), limit, "MODE".into(), mode];
             v.extend(window.unwrap_or_default());
-            (0, v)
+            if limit_is_low(&v) {
+                v.extend(["LOW".to_string(), "5".into()]);
+            }
+            (idx("QUOTA.SET"), v)
         });
+    let grant = (
+        pick(PATHS),
+        pick(&["p", "q"]),
+        pick(AMOUNTS),
+        proptest::option::of(pick(GRANT_IDS)),
+        proptest::option::of(pick(&["EXPIRES 1700000000500", "EXPIRES 1700000090000", "FOR 90s", "FOR 1h", "PERIOD"])),
+        proptest::option::of(pick(&["0", "50", "100"])),
+        proptest::option::of(pick(&["refund", "promo code"])),
+    )
+        .prop_map(|(path, name, amount, id, expiry, priority, note)| {
+            let mut v = vec![path, name, amount];
+            if let Some(id) = id {
+                v.extend(["ID".to_string(), id]);
+            }
+            if let Some(expiry) = expiry {
+                v.extend(expiry.split(' ').map(str::to_string));
+            }
+            if let Some(p) = priority {
+                v.extend(["PRIORITY".to_string(), p]);
+            }
+            if let Some(note) = note {
+                v.extend(["NOTE".to_string(), note]);
+            }
+            (idx("QUOTA.GRANT"), v)
+        });
+    let revoke = (pick(PATHS), pick(&["p", "q"]), pick(GRANT_IDS))
+        .prop_map(|(path, name, id)| (idx("QUOTA.REVOKE"), vec![path, name, id]));
+    let grants = (pick(PATHS), pick(&["p", "q"]), any::<bool>()).prop_map(|(path, name, count)| {
+        let mut v = vec![path, name];
+        if count {
+            v.extend(["COUNT".to_string(), "1".into()]);
+        }
+        (idx("QUOTA.GRANTS"), v)
+    });
     let reserve = (
         pick(PATHS),
         proptest::option::of(pick(PATHS)),
@@ -162,7 +214,7 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
                 v.extend(["ID".to_string(), id]);
             }
             v.extend(items.into_iter().flatten());
-            (5, v)
+            (idx("QUOTA.RESERVE"), v)
         });
     let commit = (pick(IDS), proptest::option::of(pick(&["0", "1", "2"])), proptest::option::of(item.clone()))
         .prop_map(|(id, index, cost)| {
@@ -171,14 +223,14 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
                 v.extend(["ITEM".to_string(), i]);
             }
             v.extend(cost.unwrap_or_default());
-            (6, v)
+            (idx("QUOTA.COMMIT"), v)
         });
     let release = (pick(IDS), proptest::option::of(pick(&["0", "1"]))).prop_map(|(id, index)| {
         let mut v = vec![id];
         if let Some(i) = index {
             v.extend(["ITEM".to_string(), i]);
         }
-        (7, v)
+        (idx("QUOTA.RELEASE"), v)
     });
     let charge = (pick(PATHS), any::<bool>(), item).prop_map(|(path, check, item)| {
         let mut v = vec!["PATH".to_string(), path];
@@ -186,17 +238,27 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
             v.push("CHECK".into());
         }
         v.extend(item);
-        (9, v)
+        (idx("QUOTA.CHARGE"), v)
     });
     let admin =
         (0usize..5, pick(PATHS), pick(&["p", "q"]), pick(AMOUNTS)).prop_map(|(k, path, name, amount)| match k {
-            0 => (1, vec![path, name]),
-            1 => (2, vec![path]),
-            2 => (3, vec![path, name, amount]),
-            3 => (4, vec![path, name]),
-            _ => (8, vec!["job-1".into(), "1000".into()]),
+            0 => (idx("QUOTA.UNSET"), vec![path, name]),
+            1 => (idx("QUOTA.DELPATH"), vec![path]),
+            2 => (idx("QUOTA.GRANT"), vec![path, name, amount]),
+            3 => (idx("QUOTA.RESET"), vec![path, name]),
+            _ => (idx("QUOTA.EXTEND"), vec!["job-1".into(), "1000".into()]),
         });
-    prop_oneof![2 => set, 4 => reserve, 3 => commit, 1 => release, 3 => charge, 1 => admin]
+    prop_oneof![
+        2 => set,
+        4 => reserve,
+        3 => commit,
+        1 => release,
+        3 => charge,
+        1 => admin,
+        2 => grant,
+        1 => revoke,
+        1 => grants
+    ]
 }
 
 /// A shaped command, sometimes with one argument replaced by noise.
@@ -210,14 +272,19 @@ fn call() -> impl Strategy<Value = (usize, Vec<String>)> {
             }
             (c, v)
         }),
-        1 => (0usize..13, proptest::collection::vec(arg(), 0..14)),
+        1 => (0usize..20, proptest::collection::vec(arg(), 0..14)),
     ]
 }
 
 fn commands() -> Vec<&'static Command> {
     let mut all: Vec<&'static Command> = TREE_COMMANDS.to_vec();
-    all.extend([&read::GET, &read::TREE, &read::HOLDS, &read::HISTORY, &read::EVENTS]);
+    all.extend([&read::GET, &read::TREE, &read::HOLDS, &read::HISTORY, &read::EVENTS, &read::GRANTS]);
     all
+}
+
+/// Whether a SET's limit is one that also gets a `LOW` (some of them do).
+fn limit_is_low(args: &[String]) -> bool {
+    args.get(5).is_some_and(|l| l == "10" || l == "25.5")
 }
 
 fn env(now_ms: u64) -> Env {
@@ -259,10 +326,12 @@ fn cases() -> u32 {
 /// What the read commands show of a tree: the whole tree, every hold and
 /// every event, as JSON text.
 fn views(tree: &Tree, env: &Env) -> Vec<String> {
-    let calls: [(&Command, &[&str]); 3] = [
+    let calls: [(&Command, &[&str]); 5] = [
         (&read::TREE, &["COUNT", "100000", "FORMAT", "json"]),
         (&read::HOLDS, &["COUNT", "10000"]),
         (&read::EVENTS, &["COUNT", "10000"]),
+        (&read::GRANTS, &["/", "p"]),
+        (&read::GRANTS, &["a", "q"]),
     ];
     calls
         .iter()
