@@ -712,16 +712,17 @@ mod tests {
             ..tree_spec()
         };
         t.set_policy("", "wallet", spec, day, &l).unwrap();
-        let grant = |t: &mut Tree, amount: i64, id: &str, expiry: GrantExpiry, priority: u8, note: Option<&str>, now| {
-            let req = GrantRequest {
-                id: Some(id.into()),
-                amount: Decimal::from(amount),
-                expiry,
-                priority,
-                note: note.map(str::to_string),
+        let grant =
+            |t: &mut Tree, amount: i64, id: &str, expiry: GrantExpiry, priority: u8, note: Option<&str>, now| {
+                let req = GrantRequest {
+                    id: Some(id.into()),
+                    amount: Decimal::from(amount),
+                    expiry,
+                    priority,
+                    note: note.map(str::to_string),
+                };
+                t.grant("", "wallet", &req, now, &l).unwrap();
             };
-            t.grant("", "wallet", &req, now, &l).unwrap();
-        };
         grant(&mut t, 40, "jan-promo", GrantExpiry::Period, 50, None, day);
         grant(&mut t, 25, "old", GrantExpiry::At(20 * day), 10, Some("expires in January"), day);
         grant(&mut t, 3, "tiny", GrantExpiry::At(20 * day), 95, None, day);

@@ -489,7 +489,7 @@ impl Tree {
         let known = self.policy_at(r, now_ms).is_some_and(|p| p.knows_grant(id, now_ms, ttl));
         if !known {
             return Err(Error::NotFound(format!(
-                "no such grant '{}' at '{}#{name}'",
+                "grant '{}' at '{}#{name}'",
                 names::clip(id),
                 names::display_path(path)
             )));
