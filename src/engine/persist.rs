@@ -303,16 +303,39 @@ impl GrantPart {
         }
         for (i, more) in self.events {
             let event = parts.events.get_mut(i as usize).ok_or("event fields of a missing event")?;
+            let named = more.grant.as_deref().is_none_or(|g| names::parse_name(g, "grant id").is_ok());
+            let amounts = [more.remaining, more.low, more.amount].into_iter().flatten();
+            if !named || amounts.clone().any(|a| crate::amount::validate_stored(a).is_err()) {
+                return Err(format!("event {} has invalid grant fields", event.seq));
+            }
             event.more = Some(Box::new(more));
         }
         for (i, side) in self.holds {
+            validate_drawn(&side)?;
             parts.holds.get_mut(i as usize).ok_or("draws of a missing hold")?.set_drawn_side(side);
         }
         for (i, side) in self.done {
+            validate_drawn(&side)?;
             parts.done.get_mut(i as usize).ok_or("draws of a missing id")?.set_drawn_side(side);
         }
         Ok(())
     }
+}
+
+/// Stored draws name valid paths, policies and grants, with amounts in range.
+fn validate_drawn(side: &DrawnSide) -> Result<(), String> {
+    for draw in side.iter().flat_map(|(_, draws)| draws) {
+        let path = if draw.path == "/" { "" } else { draw.path.as_str() };
+        let valid = names::parse_path(path, names::MAX_DEPTH_HARD).is_ok()
+            && names::parse_name(&draw.policy, "policy").is_ok()
+            && names::parse_name(&draw.grant, "grant id").is_ok()
+            && crate::amount::validate_stored(draw.amount).is_ok()
+            && draw.amount > Decimal::ZERO;
+        if !valid {
+            return Err("a stored draw is invalid".into());
+        }
+    }
+    Ok(())
 }
 
 /// The arena, written node by node in the version 1 shape.
@@ -798,6 +821,15 @@ mod tests {
         tree.check_invariants().unwrap();
         // The fixture is what the builder makes now.
         assert_eq!(encode(&grants_tree()), bytes);
+        // Corrupt grant parts are errors or valid trees, never panics.
+        for i in 0..bytes.len() {
+            let mut b = bytes.to_vec();
+            b[i] ^= 0xFF;
+            if let Ok(t) = decode(&b, 3) {
+                t.check_invariants().unwrap();
+            }
+            assert!(decode(&bytes[..i], 3).is_err());
+        }
     }
 
     #[test]
