@@ -18,7 +18,8 @@
 //!   [`due`]: the expiry a read looks through without applying it.
 //! - [`policy`]: a *policy*'s *mode*, *allowance*, *status* and usage, and
 //!   in `policy/periods.rs` its *periods* (roll, rollover, history,
-//!   reset); [`thresholds`]: *warning thresholds*; [`window`]: calendar
+//!   reset), in `policy/grants.rs` its *grants* (draw-down, expiry,
+//!   `LOW`, remembered ids); [`thresholds`]: *warning thresholds*; [`window`]: calendar
 //!   and rolling *windows*; [`events`]: what a tree reports.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
 //!   `short`: a short list kept in place (what a request reaches);

@@ -294,6 +294,7 @@ impl GrantState {
 }
 
 impl Policy {
+    #[inline]
     fn grant_state(&self) -> Option<&GrantState> {
         self.extra.as_ref().map(|e| &e.grant)
     }
@@ -415,6 +416,7 @@ impl Policy {
     }
 
     /// Whether a grant expiry is due at `now_ms`.
+    #[inline]
     pub(super) fn expiry_due(&self, now_ms: u64) -> bool {
         self.grant_state().is_some_and(|g| g.next_expiry <= now_ms)
     }
@@ -630,6 +632,7 @@ impl Policy {
     }
 
     /// Whether a `LOW` is set and armed (observing checks it).
+    #[inline]
     pub(crate) fn may_fire_low(&self) -> bool {
         self.grant_state().is_some_and(|g| g.low.is_some() && !g.low_fired)
     }

@@ -98,6 +98,7 @@ impl Policy {
     }
 
     /// Lua twin: `needs_roll` (lua/src/50_policy.lua).
+    #[inline]
     fn needs_roll(&self, now_ms: u64) -> bool {
         if self.expiry_due(now_ms) {
             return true;
@@ -145,6 +146,7 @@ impl Policy {
     /// Lua twin: `roll` (lua/src/50_policy.lua).
     pub fn roll_with(&mut self, now_ms: u64, in_place: bool, expired: &mut Vec<Expired>) -> u64 {
         match self.period {
+            Period::None | Period::Calendar { .. } if !self.needs_roll(now_ms) => 0,
             Period::None => {
                 self.expire_grants(now_ms, true, in_place, expired);
                 0
