@@ -317,6 +317,10 @@ fn a_read_view_with_a_due_expiry_shares_the_grants() {
     assert_eq!(std::sync::Arc::strong_count(&stored), before + 1);
     assert_eq!((view.granted(), view.grants().len()), (d("49"), 49));
     drop(view);
+    // A grant expired by now but not rolled yet is an ended one to GRANT
+    // and REVOKE.
+    let again = t.grant("", "m", &req("5", "g3", GrantExpiry::Never, 50), 1050, &Limits::default()).unwrap();
+    assert_eq!((again.duplicate, again.grant.remaining), (true, d("0")));
     // The write at that time stores the same numbers.
     t.roll_all(1050, &Limits::default());
     assert_eq!(policy(&t).granted(), d("49"));

@@ -449,9 +449,15 @@ impl Tree {
         // Checked on the policy as it is now (a view), then applied.
         let view = self.policy_at(r, now_ms).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
         if let Some(id) = &req.id
-            && let Some((grant, _)) = view.find_grant(id, now_ms, ttl)
+            && let Some((grant, live)) = view.find_grant(id, now_ms, ttl)
         {
-            return Ok(GrantOutcome { policy: PolicyView::of(&view, now_ms), grant: grant.clone(), duplicate: true });
+            // An ended grant as it ended (one expired by now, but not yet
+            // rolled, included).
+            let mut grant = grant.clone();
+            if !live {
+                grant.remaining = Decimal::ZERO;
+            }
+            return Ok(GrantOutcome { policy: PolicyView::of(&view, now_ms), grant, duplicate: true });
         }
         view.check_grant(req, path, now_ms)?;
         // After this point the command succeeds.
