@@ -506,13 +506,10 @@ impl Tree {
         Ok(removed)
     }
 
-    /// `QUOTA.GRANTS`: the live grants of a policy at `now_ms`, in
-    /// draw-down order, at most `count`.
-    /// Lua twin: `OPS.grants` (lua/src/75_ops.lua).
+    /// `QUOTA.GRANTS` on the tree as it is (tests; the command reads
+    /// through the plan with [`Tree::grants_seen`]).
     pub fn grants_view(&self, path: &str, name: &str, now_ms: u64, count: usize) -> Result<Vec<Grant>> {
-        let r = self.policy_ref(path, name)?;
-        let view = self.policy_at(r, now_ms).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
-        Ok(view.grants().into_iter().take(count).cloned().collect())
+        self.grants_seen(path, name, now_ms, count, self.plan.as_ref())
     }
 
     /// `QUOTA.RESET`: closes the policy's current period now.

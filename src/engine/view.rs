@@ -16,7 +16,7 @@ use crate::names;
 use crate::outcome::{NodeView, PolicyView, ResetOutcome, TreeView};
 use crate::paths::NodeId;
 use crate::plan::Plan;
-use crate::policy::Status;
+use crate::policy::{Grant, Policy, Status};
 use crate::sync::Seen;
 use crate::tree::Tree;
 use std::cell::OnceCell;
@@ -164,12 +164,40 @@ impl Tree {
         now_ms: u64,
         current: Option<&Arc<Plan>>,
     ) -> Result<Vec<ResetOutcome>> {
+        self.policy_seen(path, name, now_ms, current, |policy| policy.history().iter().cloned().collect())
+    }
+
+    /// `QUOTA.GRANTS` as of `now_ms`: the live grants of the policy as the
+    /// tree's plan (`current`) gives it, in draw-down order, at most `count`.
+    /// Lua twin: `OPS.grants` (lua/src/75_ops.lua).
+    pub fn grants_seen(
+        &self,
+        path: &str,
+        name: &str,
+        now_ms: u64,
+        count: usize,
+        current: Option<&Arc<Plan>>,
+    ) -> Result<Vec<Grant>> {
+        self.policy_seen(path, name, now_ms, current, |policy| policy.grants().into_iter().take(count).cloned().collect())
+    }
+
+    /// What `read` takes from policy `name` at `path` as a read at `now_ms`
+    /// sees it (synced with the plan `current`, its resets and expiries due
+    /// applied).
+    fn policy_seen<T>(
+        &self,
+        path: &str,
+        name: &str,
+        now_ms: u64,
+        current: Option<&Arc<Plan>>,
+        read: impl FnOnce(&Policy) -> T,
+    ) -> Result<T> {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
         let policies = self.policies_seen(id, self.seen(current, 0), now_ms);
         let policy = policies
             .iter()
             .find(|p| p.name() == name)
             .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
-        Ok(policy.at(now_ms).history().iter().cloned().collect())
+        Ok(read(&policy.at(now_ms)))
     }
 }

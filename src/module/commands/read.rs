@@ -31,7 +31,8 @@ fn grants(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
         count = args.next_u64("COUNT", 1, MAX_GRANTS as u64)?;
     }
     args.finish()?;
-    let grants = tree.grants_view(&path, &name, env.now_ms, count as usize)?;
+    let current = crate::plans::current_for(tree);
+    let grants = tree.grants_seen(&path, &name, env.now_ms, count as usize, current.as_ref())?;
     Ok(Reply::Array(grants.iter().map(grant_reply).collect()))
 }
 
