@@ -516,3 +516,27 @@ proptest! {
         }
     }
 }
+
+/// Regression: the id of a grant that expired while the tree was idle is
+/// remembered for `tombstone_ttl` from its expiry, not from when a later
+/// command noticed it (the parity fuzzer found the module remembering it
+/// for ever: GRANT answered `duplicate`, REVOKE `removed 0`).
+#[test]
+fn an_expired_grant_is_forgotten_ttl_after_its_expiry_however_late_it_is_noticed() {
+    let l = Limits::default();
+    let ttl = l.tombstone_ttl_ms;
+    let mut t = tree("10", Window::None, 0);
+    grant(&mut t, req("5", "g1", GrantExpiry::At(60_000), 50), 0);
+    // Within the ttl of its expiry: remembered, whether rolled or not.
+    let late = 60_000 + ttl - 1;
+    assert!(t.revoke("", "m", "g1", late, &l).is_ok_and(|removed| removed.is_zero()));
+    let mut t = tree("10", Window::None, 0);
+    grant(&mut t, req("5", "g1", GrantExpiry::At(60_000), 50), 0);
+    // Two ttls later, untouched until now: forgotten by every command.
+    let later = 60_000 + 2 * ttl;
+    assert!(matches!(t.revoke("", "m", "g1", later, &l), Err(Error::NotFound(_))));
+    let again = grant(&mut t, req("7", "g1", GrantExpiry::Never, 50), later);
+    assert!(!again.duplicate);
+    assert_eq!(again.grant.amount, d("7"));
+    assert_eq!(policy(&t).granted(), d("7"));
+}

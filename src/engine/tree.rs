@@ -461,11 +461,11 @@ impl Tree {
         }
         view.check_grant(req, path, now_ms)?;
         // After this point the command succeeds.
+        self.roll_policy(r, now_ms, limits);
         let id = match &req.id {
             Some(id) => id.clone(),
             None => self.generate_grant_id(r, now_ms, ttl),
         };
-        self.roll_policy(r, now_ms, limits);
         let policy = self.policy_mut(path, name)?;
         let (grant, duplicate) = policy.add_grant(req, id, path, now_ms, ttl)?;
         self.observe([r], now_ms, limits);

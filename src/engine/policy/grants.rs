@@ -347,7 +347,11 @@ impl Policy {
         let grants = state.grants.as_ref()?;
         match grants.live(id) {
             Some(g) if g.expires_at_ms == 0 || g.expires_at_ms >= state.next_expiry => Some((g, true)),
-            Some(g) => Some((g, false)),
+            // Expired in this view but not yet rolled: it ended at its
+            // expiry, and is remembered for `ttl_ms` from then, as a roll
+            // would remember it.
+            Some(g) if g.expires_at_ms.saturating_add(ttl_ms) > now_ms => Some((g, false)),
+            Some(_) => None,
             None => grants.ended(id, now_ms, ttl_ms).map(|g| (g, false)),
         }
     }
