@@ -18,6 +18,11 @@
 # per level with the same 8 policies, and QUOTA.ASSIGN t bench), so every
 # command runs on a tree that follows a plan; it stops with a message on a
 # build without QUOTA.PLAN.
+# GRANTS=N sets the leaf's credits policy (search/qr/canary) to LIMIT 0 and
+# gives it N grants (QUOTA.GRANT … ID gI PRIORITY I%101, every other one
+# FOR 400d) after the tree is built, so reservations meet N grants and every
+# CHARGE and COMMIT draws from one; compare with GRANTS=0 (the same tree,
+# LIMIT 0, no grant: such a CHARGE is overage, it draws nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}; shift || true
@@ -60,6 +65,21 @@ else
     redis-cli -p "$PORT" QUOTA.SET t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
     redis-cli -p "$PORT" QUOTA.SET t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
   done
+fi
+if [ -n "${GRANTS:-}" ]; then
+  redis-cli -p "$PORT" QUOTA.SET t search/qr/canary credits METRIC credits LIMIT 0 WINDOW month >/dev/null
+  python3 - "$PORT" "$GRANTS" <<'PY'
+import sys
+import redis
+r = redis.Redis(port=int(sys.argv[1]))
+n = int(sys.argv[2])
+for start in range(0, n, 1000):
+    p = r.pipeline(transaction=False)
+    for i in range(start, min(start + 1000, n)):
+        p.execute_command("QUOTA.GRANT", "t", "search/qr/canary", "credits", "1000000000", "ID", f"g{i}",
+                          "PRIORITY", str(i % 101), *(["FOR", "400d"] if i % 2 else []))
+    p.execute()
+PY
 fi
 i=0
 for command in "${COMMANDS[@]}"; do
