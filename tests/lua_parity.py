@@ -51,11 +51,21 @@ match it now. `--focus plans` (PlanGen) has the trees follow plans that change u
 them: PLAN SET with random and malformed plan JSON and versions, PLAN DEL
 of followed plans, ASSIGN (plans, NONE, unknown), overrides of plan
 policies by QUOTA.SET and UNSET back, amid reservations, charges and reads.
+`--focus grants` (GrantGen) aims at credits (1.4.0): SET with LOW over
+calendar, `none` and rolling windows (limits 0 included), GRANT with every
+option (ids reused live and ended, EXPIRES at known instants and in the past,
+FOR, PERIOD, PRIORITY, NOTE) and its errors, bursts of grants on one policy,
+GRANTS, REVOKE, commits and charges (negative too) drawing from them, RESET
+and HISTORY, the clock moved to one before, at and one after a grant's expiry
+or a period's end, and across months. A run on an older library
+(--upgrade-from before the upgrade, --flip-with throughout) sends no GRANT,
+GRANTS, REVOKE or LOW (a tree with a grant is layout 4, which 1.3.0 refuses)
+and compares replies without `drawn` and HISTORY's `granted`.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds|plans|grants] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants]
 
