@@ -61,6 +61,8 @@ or a period's end, and across months. A run on an older library
 (--upgrade-from before the upgrade, --flip-with throughout) sends no GRANT,
 GRANTS, REVOKE or LOW (a tree with a grant is layout 4, which 1.3.0 refuses)
 and compares replies without `drawn` and HISTORY's `granted`.
+QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
+quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
@@ -106,7 +108,7 @@ from backend import free_port, lua_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
-LOADER = os.path.join(ROOT, "target", "release", "quota-load")
+LOADER = os.environ.get("QUOTA_LOADER", os.path.join(ROOT, "target", "release", "quota-load"))
 LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -170,6 +172,7 @@ def load_library(port, client, source, settings=(), library=None, downgrade=Fals
         client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
         return
     sets = [a for kv in settings for a in ("--set", kv)]
+    library = library or os.environ.get("QUOTA_LIBRARY")  # another checkout's lua/quota.lua
     lib = ["--file", library] if library else []
     lib += ["--allow-downgrade"] if downgrade else []
     res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets + lib, capture_output=True,
@@ -1302,7 +1305,7 @@ class GrantGen(Gen):
                 if isinstance(p, dict):
                     seen.append(p.get("period_end"))
         for at in seen:
-            if isinstance(at, int) and at > self.now:
+            if isinstance(at, int) and self.now < at < self.now + 400 * 86400000:  # not 2^53 - 1
                 self.dues[tree] = (self.dues[tree] + [at])[-20:]
 
 
