@@ -50,10 +50,11 @@ import time
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
-CEILING = os.path.join(ROOT, "target", "release", "libquota_ceiling.so")
-LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
-LOADER = os.path.join(ROOT, "target", "release", "quota-load")
+# QUOTA_MODULE, QUOTA_CEILING, QUOTA_LIBRARY and QUOTA_LOADER measure another checkout's build.
+MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
+CEILING = os.environ.get("QUOTA_CEILING", os.path.join(ROOT, "target", "release", "libquota_ceiling.so"))
+LIBRARY = os.environ.get("QUOTA_LIBRARY", os.path.join(ROOT, "lua", "quota.lua"))
+LOADER = os.environ.get("QUOTA_LOADER", os.path.join(ROOT, "target", "release", "quota-load"))
 PATH = "search/qr/canary"
 LEVELS = ["/", "search", "search/qr", "search/qr/canary"]
 

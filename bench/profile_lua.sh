@@ -9,7 +9,7 @@
 # 4-level script instead, for scale. GRANTS=N sets the leaf's credits policy to LIMIT 0 and
 # gives it N grants (as bench/profile.sh does), so quota_reserve meets N grants and
 # quota_charge draws from one (e.g. GRANTS=5000 bench/profile_lua.sh 2000 FCALL quota_charge 1 t
-# PATH search/qr/canary CHECK BRIEF COST credits 1 requests 1; GRANTS=0 for the same tree without).
+# PATH search/qr/canary CHECK BRIEF COST credits 1 requests 1; without GRANTS for the plain tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}; shift || true
@@ -21,7 +21,7 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" ${TOGGLE---toggle-c
   "${SERVER:-redis-server}" --port "$PORT" --save '' --appendonly no > "$OUT/log" 2>&1 &
 VG=$!
 for _ in $(seq 300); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
-target/release/quota-load --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null
+"${QUOTA_LOADER:-target/release/quota-load}" --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null
 for p in / search search/qr search/qr/canary; do
   redis-cli -p "$PORT" FCALL quota_set 1 t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
   redis-cli -p "$PORT" FCALL quota_set 1 t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
