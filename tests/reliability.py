@@ -288,7 +288,7 @@ def mirror(args):
                       "ROLLOVER", "8000", "WARN", "50,75")
     r.execute_command("QUOTA.SET", key, "teams", "daily", "METRIC", "credits", "LIMIT", "400", "WINDOW", "day")
     r.execute_command("QUOTA.SET", key, "teams", "rolling", "METRIC", "requests", "LIMIT", "50", "WINDOW", "rolling", "1h")
-    r.execute_command("QUOTA.SET", key, "teams", "wallet", "METRIC", "credits", "LIMIT", "0", "LOW", "20")
+    r.execute_command("QUOTA.SET", key, "teams", "wallet", "METRIC", "credits", "LIMIT", "0", "MODE", "open", "LOW", "20")
     held = []  # (id, expires_at) of the holds this load made and has not settled
     # Pinned: the Lua library's test clock follows the wall clock until it is
     # first set.
