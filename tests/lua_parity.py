@@ -1223,7 +1223,7 @@ class GrantGen(Gen):
         if self.chance(0.2):
             out += ["ITEM", self.pick(["0", "1"])]
         if self.chance(0.6):
-            out += self.cost_item()
+            out += self.cost_item(neg=0.05)
         return out
 
     def c_get(self, tree):
