@@ -530,8 +530,9 @@ def main():
             print(f"- {row}: {rps[row] / rps[base]:.2f}× the same tree with its own policies (a report, no goal)")
     for row, base in GRANT_BASES:
         if row in rps:
+            tool = "bench/profile_lua.sh" if row.startswith("Lua") else "bench/profile.sh"
             print(f"- {row}: {rps[row] / rps[base]:.2f}× the same command on a tree without grants "
-                  f"(a report, no goal; bench/profile.sh with GRANTS=5000 counts instructions)")
+                  f"(a report, no goal; {tool} with GRANTS=N counts instructions)")
     return 0
 
 
