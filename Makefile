@@ -110,6 +110,9 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 		--flip-with tests/fixtures/quota-1.1.0.lua --flip-every 37
 	python3 tests/lua_parity.py --focus plans --ops 4000 --seed 15
 	python3 tests/lua_parity.py --focus plans --ops 2000 --seed 16 --behind 0.03 --replica --invariants
+	python3 tests/lua_parity.py --focus grants --ops 20000 --seed 17
+	python3 tests/lua_parity.py --focus grants --ops 6000 --seed 18 --behind 0.03 --replica --invariants
+	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 19 --upgrade-from tests/fixtures/quota-1.3.0.lua
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py

@@ -13,7 +13,11 @@ run on a tree of its own built the same way. The same 8 policies also come
 from a plan (QUOTA.PLAN SET bench, QUOTA.ASSIGN tp bench; quota_plan and
 quota_assign for the library's tree tlp), so a reservation on a tree that
 follows a plan is measured beside one on a tree with its own policies; on a
-build without plans those rows are skipped with a message. The ceiling module
+build without plans those rows are skipped with a message. Trees tg (module) and
+tlg (library; 1,000 under --quick) have 5,000 grants (QUOTA.GRANT … ID PRIORITY [FOR 400d]) on the
+reached credits policy, whose own limit is 0: a reservation there is measured
+beside one on a tree without grants (its checks read the cached allowance), and
+CHARGE and reserve + commit draw from a grant on every call. The ceiling module
 (bench/ceiling, target/release/libquota_ceiling.so, built by make bench) is
 loaded too: CEILING.BRIEF and CEILING.FULL open the key, reply RESERVE's
 BRIEF or full map and replicate a QUOTA.REPLAY-shaped command, doing no
@@ -46,10 +50,11 @@ import time
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
-CEILING = os.path.join(ROOT, "target", "release", "libquota_ceiling.so")
-LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
-LOADER = os.path.join(ROOT, "target", "release", "quota-load")
+# QUOTA_MODULE, QUOTA_CEILING, QUOTA_LIBRARY and QUOTA_LOADER measure another checkout's build.
+MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
+CEILING = os.environ.get("QUOTA_CEILING", os.path.join(ROOT, "target", "release", "libquota_ceiling.so"))
+LIBRARY = os.environ.get("QUOTA_LIBRARY", os.path.join(ROOT, "lua", "quota.lua"))
+LOADER = os.environ.get("QUOTA_LOADER", os.path.join(ROOT, "target", "release", "quota-load"))
 PATH = "search/qr/canary"
 LEVELS = ["/", "search", "search/qr", "search/qr/canary"]
 
@@ -136,6 +141,35 @@ def build_plan_tree(r, key, plan_command=("QUOTA.PLAN",), assign_command=("QUOTA
     return True
 
 
+GRANT_COUNT = 5_000
+
+
+def grant_args(i):
+    """The i-th of the benchmark's grants: mixed priorities, half with a
+    time limit (FOR 400d), ids g0…, each large enough to outlast the run."""
+    return ["ID", f"g{i}", "PRIORITY", str(i % 101)] + (["FOR", "400d"] if i % 2 else [])
+
+
+def build_grant_tree(r, key, count, set_command=("QUOTA.SET",), grant_command=("QUOTA.GRANT",)):
+    """A tree of the benchmark's shape with `count` grants on the reached
+    credits policy (search/qr/canary), whose own limit is 0, so that every
+    charge or commit draws from a grant; False (and a message) when the
+    server has no grants of this kind."""
+    build_tree(r, key, set_command)
+    r.execute_command(*set_command, key, PATH, "credits", "METRIC", "credits", "LIMIT", "0", "WINDOW", "month")
+    try:
+        r.execute_command(*grant_command, key, PATH, "credits", "1000000000", *grant_args(0))
+    except redis.ResponseError as e:
+        print(f"  no grants with options on this server ({str(e)[:80]}): skipping the grant rows", file=sys.stderr)
+        return False
+    for start in range(1, count, 1000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(start + 1000, count)):
+            pipe.execute_command(*grant_command, key, PATH, "credits", "1000000000", *grant_args(i))
+        pipe.execute()
+    return True
+
+
 def benchmark(port, command, pipeline, requests, runs):
     """Median of `runs` redis-benchmark runs: (rps, p50 ms, p99 ms). A run
     that fails (redis-benchmark stops at an error reply, such as BUSY while
@@ -168,6 +202,17 @@ def throughput_table(server, args):
     build_tree(r, "tl", ("FCALL", "quota_set", "1"))
     plans = build_plan_tree(r, "tp")
     lua_plans = plans and build_plan_tree(r, "tlp", ("FCALL", "quota_plan", "0"), ("FCALL", "quota_assign", "1"))
+    lua_count = LUA_QUICK_GRANT_COUNT if args.quick else GRANT_COUNT
+    grant_rows(GRANT_COUNT, lua_count)
+    started = time.time()
+    grants = build_grant_tree(r, "tg", GRANT_COUNT)
+    if grants:
+        print(f"  {GRANT_COUNT:,} grants on the module's grant tree in {time.time() - started:.1f} s", file=sys.stderr)
+    started = time.time()
+    lua_grants = grants and build_grant_tree(r, "tlg", lua_count, ("FCALL", "quota_set", "1"),
+                                             ("FCALL", "quota_grant", "1"))
+    if lua_grants:
+        print(f"  {lua_count:,} grants on the library's grant tree in {time.time() - started:.1f} s", file=sys.stderr)
     naive = r.script_load(NAIVE_LUA)
     pair = r.script_load(PAIR_LUA)
     batch = ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "BRIEF"] + ["COST", "credits", "1"] * 100
@@ -185,10 +230,15 @@ def throughput_table(server, args):
                                  "requests", "1"], 1),
         ("QUOTA.RESERVE BRIEF on a plan-following tree", ["QUOTA.RESERVE", "tp", "PATH", PATH, "TTL", "60000",
                                                           "BRIEF", "COST", "credits", "1", "requests", "1"], 1),
+        (GRANT_RESERVE, ["QUOTA.RESERVE", "tg", "PATH", PATH, "TTL", "60000", "BRIEF", "COST", "credits", "1",
+                         "requests", "1"], 1),
+        (GRANT_CHARGE, ["QUOTA.CHARGE", "tg", "PATH", PATH, "CHECK", "BRIEF", "COST", "credits", "1",
+                        "requests", "1"], 1),
         ("QUOTA.RESERVE (full reply)", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "COST", "credits", "1",
                                         "requests", "1"], 1),
         ("QUOTA.RESERVE 100 items", batch, 10),
         ("reserve + commit (Lua driver)", ["EVALSHA", pair, "1", "t", PATH], 1),
+        (GRANT_PAIR, ["EVALSHA", pair, "1", "tg", PATH], 1),
         ("Lua library: quota_charge CHECK BRIEF", ["FCALL", "quota_charge", "1", "tl", "PATH", PATH, "CHECK", "BRIEF",
                                                    "COST", "credits", "1", "requests", "1"], 1),
         ("Lua library: quota_reserve BRIEF", ["FCALL", "quota_reserve", "1", "tl", "PATH", PATH, "TTL", "60000",
@@ -198,10 +248,16 @@ def throughput_table(server, args):
                                                                        "credits", "1", "requests", "1"], 1),
         ("Lua library: quota_reserve (full reply)", ["FCALL", "quota_reserve", "1", "tl", "PATH", PATH, "TTL",
                                                      "60000", "COST", "credits", "1", "requests", "1"], 1),
+        (LUA_GRANT_RESERVE, ["FCALL", "quota_reserve", "1", "tlg", "PATH", PATH, "TTL", "60000", "BRIEF", "COST",
+                             "credits", "1", "requests", "1"], 1),
+        (LUA_GRANT_CHARGE, ["FCALL", "quota_charge", "1", "tlg", "PATH", PATH, "CHECK", "BRIEF", "COST", "credits",
+                            "1", "requests", "1"], 100),  # O(grants) per draw: few requests
     ]
     # Plans (QUOTA.PLAN, quota_plan) are measured only where the build has them.
     commands = [c for c in commands if "plan-following" not in c[0]
                 or (lua_plans if c[0].startswith("Lua") else plans)]
+    # Grants with options (QUOTA.GRANT … ID, quota_grant) likewise.
+    commands = [c for c in commands if "grants" not in c[0] or (lua_grants if c[0].startswith("Lua") else grants)]
     table = {}
     for pipeline, requests in ((16, args.requests), (1, args.requests // 4)):
         for name, command, divisor in commands:
@@ -222,6 +278,30 @@ def throughput_table(server, args):
               f"| {rps1:,.0f} | {p50_1:.3f} |".replace("nan", "failed"))
     return table
 
+
+# The library's grant tree under --quick: its GRANT and a draw handle the
+# policy's whole grant list (O(n), allowed by the design): with 1.4.0 as of
+# this writing 5,000 grants take about 7 s to give and a draw about 2.7 ms
+# (1,000: 0.3 s and 0.5 ms).
+LUA_QUICK_GRANT_COUNT = 1_000
+
+
+def grant_rows(count, lua_count):
+    """The grant rows' names, each with the row of the same command on the
+    tree without grants."""
+    global GRANT_RESERVE, GRANT_CHARGE, GRANT_PAIR, LUA_GRANT_RESERVE, LUA_GRANT_CHARGE, GRANT_BASES
+    GRANT_RESERVE = f"QUOTA.RESERVE BRIEF, {count:,} grants on the reached policy"
+    GRANT_CHARGE = f"QUOTA.CHARGE CHECK BRIEF drawing from one of {count:,} grants"
+    GRANT_PAIR = f"reserve + commit drawing from one of {count:,} grants (Lua driver)"
+    LUA_GRANT_RESERVE = f"Lua library: quota_reserve BRIEF, {lua_count:,} grants on the reached policy"
+    LUA_GRANT_CHARGE = f"Lua library: quota_charge CHECK BRIEF drawing from one of {lua_count:,} grants"
+    GRANT_BASES = [(GRANT_RESERVE, "QUOTA.RESERVE BRIEF"), (GRANT_CHARGE, "QUOTA.CHARGE CHECK BRIEF"),
+                   (GRANT_PAIR, "reserve + commit (Lua driver)"),
+                   (LUA_GRANT_RESERVE, "Lua library: quota_reserve BRIEF"),
+                   (LUA_GRANT_CHARGE, "Lua library: quota_charge CHECK BRIEF")]
+
+
+grant_rows(GRANT_COUNT, GRANT_COUNT)
 
 CEILING_BRIEF = "ceiling: CEILING.BRIEF"
 CEILING_FULL = "ceiling: CEILING.FULL"
@@ -449,6 +529,11 @@ def main():
                       ("Lua library: quota_reserve BRIEF on a plan-following tree", "Lua library: quota_reserve BRIEF")):
         if row in rps:
             print(f"- {row}: {rps[row] / rps[base]:.2f}× the same tree with its own policies (a report, no goal)")
+    for row, base in GRANT_BASES:
+        if row in rps:
+            tool = "bench/profile_lua.sh" if row.startswith("Lua") else "bench/profile.sh"
+            print(f"- {row}: {rps[row] / rps[base]:.2f}× the same command on a tree without grants "
+                  f"(a report, no goal; {tool} with GRANTS=N counts instructions)")
     return 0
 
 

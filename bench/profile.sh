@@ -17,7 +17,12 @@
 # PLAN=1 builds the same tree from a plan (QUOTA.PLAN SET bench, one pattern
 # per level with the same 8 policies, and QUOTA.ASSIGN t bench), so every
 # command runs on a tree that follows a plan; it stops with a message on a
-# build without QUOTA.PLAN.
+# build without QUOTA.PLAN. QUOTA_MODULE and QUOTA_CEILING profile another build.
+# GRANTS=N sets the leaf's credits policy (search/qr/canary) to LIMIT 0 and
+# gives it N grants (QUOTA.GRANT … ID gI PRIORITY I%101, every other one
+# FOR 400d) after the tree is built, so reservations meet N grants and every
+# CHARGE and COMMIT draws from one; compare with a run without GRANTS (the
+# plain tree, where they pass on the policy's own limit and draw nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}; shift || true
@@ -35,13 +40,14 @@ else
     "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 ${COST[*]}"
   )
 fi
-CEILING=target/release/libquota_ceiling.so
+CEILING=${QUOTA_CEILING:-$PWD/target/release/libquota_ceiling.so}
+MODULE=${QUOTA_MODULE:-$PWD/target/release/libquota.so}
 [ -f "$CEILING" ] || cargo build --release --locked -p quota-ceiling >&2
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OUT=$(mktemp -d)
 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
-  redis-server --port "$PORT" --save '' --loadmodule "$PWD/target/release/libquota.so" TEST_CLOCK yes MAX_HOLDS 10000000 \
-  --loadmodule "$PWD/$CEILING" > "$OUT/log" 2>&1 &
+  redis-server --port "$PORT" --save '' --loadmodule "$MODULE" TEST_CLOCK yes MAX_HOLDS 10000000 \
+  --loadmodule "$CEILING" > "$OUT/log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
 if [ -n "${PLAN:-}" ]; then
@@ -60,6 +66,21 @@ else
     redis-cli -p "$PORT" QUOTA.SET t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
     redis-cli -p "$PORT" QUOTA.SET t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
   done
+fi
+if [ -n "${GRANTS:-}" ]; then
+  redis-cli -p "$PORT" QUOTA.SET t search/qr/canary credits METRIC credits LIMIT 0 WINDOW month >/dev/null
+  python3 - "$PORT" "$GRANTS" <<'PY'
+import sys
+import redis
+r = redis.Redis(port=int(sys.argv[1]))
+n = int(sys.argv[2])
+for start in range(0, n, 1000):
+    p = r.pipeline(transaction=False)
+    for i in range(start, min(start + 1000, n)):
+        p.execute_command("QUOTA.GRANT", "t", "search/qr/canary", "credits", "1000000000", "ID", f"g{i}",
+                          "PRIORITY", str(i % 101), *(["FOR", "400d"] if i % 2 else []))
+    p.execute()
+PY
 fi
 i=0
 for command in "${COMMANDS[@]}"; do

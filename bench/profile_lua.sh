@@ -6,7 +6,10 @@
 # (redis-benchmark -c 4 -P 16) and prints Ir per command, counting only what the command
 # dispatcher runs (call()): the server's event loop and networking are left out.
 # The default command is quota_reserve ... BRIEF; NAIVE=1 runs bench/bench.py's naive
-# 4-level script instead, for scale.
+# 4-level script instead, for scale. GRANTS=N sets the leaf's credits policy to LIMIT 0 and
+# gives it N grants (as bench/profile.sh does), so quota_reserve meets N grants and
+# quota_charge draws from one (e.g. GRANTS=5000 bench/profile_lua.sh 2000 FCALL quota_charge 1 t
+# PATH search/qr/canary CHECK BRIEF COST credits 1 requests 1; without GRANTS for the plain tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}; shift || true
@@ -18,11 +21,26 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" ${TOGGLE---toggle-c
   "${SERVER:-redis-server}" --port "$PORT" --save '' --appendonly no > "$OUT/log" 2>&1 &
 VG=$!
 for _ in $(seq 300); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
-target/release/quota-load --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null
+"${QUOTA_LOADER:-target/release/quota-load}" --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null
 for p in / search search/qr search/qr/canary; do
   redis-cli -p "$PORT" FCALL quota_set 1 t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
   redis-cli -p "$PORT" FCALL quota_set 1 t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null
 done
+if [ -n "${GRANTS:-}" ]; then
+  redis-cli -p "$PORT" FCALL quota_set 1 t search/qr/canary credits METRIC credits LIMIT 0 WINDOW month >/dev/null
+  python3 - "$PORT" "$GRANTS" <<'PY'
+import sys
+import redis
+r = redis.Redis(port=int(sys.argv[1]))
+n = int(sys.argv[2])
+for start in range(0, n, 1000):
+    p = r.pipeline(transaction=False)
+    for i in range(start, min(start + 1000, n)):
+        p.execute_command("FCALL", "quota_grant", 1, "t", "search/qr/canary", "credits", "1000000000", "ID", f"g{i}",
+                          "PRIORITY", str(i % 101), *(["FOR", "400d"] if i % 2 else []))
+    p.execute()
+PY
+fi
 if [ "${NAIVE:-}" = 1 ]; then
   SHA=$(redis-cli -p "$PORT" SCRIPT LOAD "$(python3 -c 'import sys; sys.path.insert(0, "bench"); import bench; print(bench.NAIVE_LUA)')")
   for l in / search search/qr search/qr/canary; do redis-cli -p "$PORT" HSET bench:limits "bench:used:$l" 1000000000000 >/dev/null; done

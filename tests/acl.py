@@ -53,6 +53,8 @@ CALLS = {
     "set": ["QUOTA.SET", "{k}", "b", "q"] + POLICY,
     "unset": ["QUOTA.UNSET", "{k}", "/", "spare"],
     "grant": ["QUOTA.GRANT", "{k}", "/", "p", "1"],
+    "grants": ["QUOTA.GRANTS", "{k}", "/", "p"],
+    "revoke": ["QUOTA.REVOKE", "{k}", "/", "p", "acl-grant"],
     "reset": ["QUOTA.RESET", "{k}", "/", "p"],
     "delpath": ["QUOTA.DELPATH", "{k}", "gone"],
     "price-get": ["QUOTA.PRICE", "GET", "chat/m"],
@@ -69,10 +71,10 @@ CALLS = {
     "assign": ["QUOTA.ASSIGN", "{k}", "NONE"],
 }
 TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
-              "set", "unset", "grant", "reset", "delpath", "assign"}
-READS = ["get", "tree", "holds", "history", "events"]
+              "grants", "set", "unset", "grant", "revoke", "reset", "delpath", "assign"}
+READS = ["get", "tree", "holds", "history", "events", "grants"]
 SPENDING = ["reserve", "commit", "release", "extend", "charge"]
-POLICIES = ["set", "unset", "grant", "reset", "delpath"]
+POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath"]
 PRICE_READS = ["price-get", "price-list", "estimate"]
 PRICE_WRITES = ["price-set", "price-del"]
 PLAN_READS = ["plan-get", "plan-list"]
@@ -85,7 +87,7 @@ EXPECT = {
         "svc-acme": (SPENDING + READS, [], PRICE_READS, POLICIES + ["assign", "plain-get"], SPENDING + READS,
                      PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
         "gateway": (SPENDING + ["get", "holds"], SPENDING + ["get", "holds"], PRICE_READS,
-                    POLICIES + ["assign", "tree", "plain-get"], POLICIES + ["assign"],
+                    POLICIES + ["assign", "tree", "grants", "plain-get"], POLICIES + ["assign"],
                     PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
         "dashboard": (READS + POLICIES + ["assign"], READS + POLICIES + ["assign"], PRICE_READS + PLAN_READS,
                       SPENDING, SPENDING, PRICE_WRITES + PLAN_WRITES + ["debug"]),
@@ -115,7 +117,7 @@ EXPECT = {
 
 # Functions that only read: sent with FCALL_RO, which every Lua account
 # has (the analyst only that).
-LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_price_ro",
+LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_grants", "quota_price_ro",
              "quota_plan_ro", "quota_estimate"}
 
 
@@ -168,13 +170,15 @@ def refused(client, call):
 
 def setup(admin, user):
     """Fresh state for one account's checks: both trees with a policy, a
-    spare policy and a path to delete, one reservation each, a price."""
+    spare policy and a path to delete, one reservation each, a grant to
+    revoke (a revoked one answers again: removed 0), a price."""
     ids = {}
     for key in ("t:acme", "t:other"):
         admin.execute_command(*to_wire(["QUOTA.SET", key, "/", "p"] + POLICY))
         admin.execute_command(*to_wire(["QUOTA.SET", key, "/", "spare"] + POLICY))
         admin.execute_command(*to_wire(["QUOTA.SET", key, "gone", "g"] + POLICY))
         admin.execute_command(*to_wire(["QUOTA.UNSET", key, "gone", "g"]))
+        admin.execute_command(*to_wire(["QUOTA.GRANT", key, "/", "p", "5", "ID", "acl-grant"]))
         hold = f"{user}-{key[2:]}"
         admin.execute_command(*to_wire(["QUOTA.RESERVE", key, "PATH", "a", "ID", hold, "COST", "credits", "1"]))
         ids[key] = hold
@@ -247,7 +251,7 @@ def key_specs(admin, port):
     for name in READS:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is None, f"%R~t:acme: {name} is allowed")
-    for name in ["reserve", "charge", "set", "grant", "reset"]:
+    for name in ["reserve", "charge", "set", "grant", "revoke", "reset"]:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is not None, f"%R~t:acme: {name} is refused")
     client.close()

@@ -51,11 +51,23 @@ match it now. `--focus plans` (PlanGen) has the trees follow plans that change u
 them: PLAN SET with random and malformed plan JSON and versions, PLAN DEL
 of followed plans, ASSIGN (plans, NONE, unknown), overrides of plan
 policies by QUOTA.SET and UNSET back, amid reservations, charges and reads.
+`--focus grants` (GrantGen) aims at credits (1.4.0): SET with LOW over
+calendar, `none` and rolling windows (limits 0 included), GRANT with every
+option (ids reused live and ended, EXPIRES at known instants and in the past,
+FOR, PERIOD, PRIORITY, NOTE) and its errors, bursts of grants on one policy,
+GRANTS, REVOKE, commits and charges (negative too) drawing from them, RESET
+and HISTORY, the clock moved to one before, at and one after a grant's expiry
+or a period's end, and across months. A run on an older library
+(--upgrade-from before the upgrade, --flip-with throughout) sends no GRANT,
+GRANTS, REVOKE or LOW (a tree with a grant is layout 4, which 1.3.0 refuses)
+and compares replies without `drawn` and HISTORY's `granted`.
+QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
+quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds|plans|grants] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants]
 
@@ -96,7 +108,7 @@ from backend import free_port, lua_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
-LOADER = os.path.join(ROOT, "target", "release", "quota-load")
+LOADER = os.environ.get("QUOTA_LOADER", os.path.join(ROOT, "target", "release", "quota-load"))
 LIBRARY = os.path.join(ROOT, "lua", "quota.lua")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -160,6 +172,7 @@ def load_library(port, client, source, settings=(), library=None, downgrade=Fals
         client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
         return
     sets = [a for kv in settings for a in ("--set", kv)]
+    library = library or os.environ.get("QUOTA_LIBRARY")  # another checkout's lua/quota.lua
     lib = ["--file", library] if library else []
     lib += ["--allow-downgrade"] if downgrade else []
     res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock"] + sets + lib, capture_output=True,
@@ -197,16 +210,34 @@ def norm(v):
 
 
 PLAN_FIELDS = {"source", "plan", "plan_version", "plan_missing"}
+# What grants added (1.4.0): COMMIT/CHARGE's `drawn`, HISTORY's `granted`
+# (a policy map's `granted` and `low` show only once GRANT or LOW was sent,
+# which a run on an older library does not send).
+GRANT_FIELDS = {"drawn", "granted"}
 
 
-def without_plan_fields(v):
-    """A reply without the fields plans added (1.3.0), to compare with a
-    library from before plans (--upgrade-from, --flip-with)."""
+def without_fields(v, fields):
+    """A reply without `fields`, to compare with a library from before them
+    (--upgrade-from, --flip-with)."""
     if isinstance(v, dict):
-        return {k: without_plan_fields(x) for k, x in v.items() if k not in PLAN_FIELDS}
+        return {k: without_fields(x, fields) for k, x in v.items() if k not in fields}
     if isinstance(v, list):
-        return [without_plan_fields(x) for x in v]
+        return [without_fields(x, fields) for x in v]
     return v
+
+
+def older_fields(library):
+    """The reply fields library LIB (a file name with its version) lacks."""
+    return GRANT_FIELDS if "1.3." in os.path.basename(library) else PLAN_FIELDS | GRANT_FIELDS
+
+
+def grant_command(cmd):
+    """GRANT (whose meaning changed in 1.4.0), GRANTS, REVOKE and SET … LOW:
+    what a run does not send to a library from before grants."""
+    name = text(cmd[0]).upper()
+    if name in ("QUOTA.GRANT", "QUOTA.GRANTS", "QUOTA.REVOKE"):
+        return True
+    return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() == "LOW" for a in cmd)
 
 
 def text(arg):
@@ -960,6 +991,324 @@ class PlanGen(Gen):
         return super().mutate(cmd)
 
 
+class GrantGen(Gen):
+    """`--focus grants`: credits, grants with expiry, priority and ids (SPEC §7).
+
+    Few paths (`/`, `a`, `a/b`, `d`) and policies (`cap`, `wal`, `day`) so
+    that grants, their draws and their ends meet: QUOTA.SET over calendar,
+    `none` and rolling windows with small limits (0 included) and `LOW`;
+    GRANT with every option (ID reused, live and ended; EXPIRES at known
+    instants, past and out of range; FOR; PERIOD; the three together;
+    PRIORITY; NOTE of every length and some control characters), bursts of
+    grants on one policy with mixed priorities and expiries; GRANTS (COUNT),
+    REVOKE of live, ended and unknown ids; reservations, commits (ITEM,
+    COST), releases and charges (negative, CHECK, ID) drawing from them;
+    RESET, HISTORY, GET, TREE, EVENTS; the clock moved to one before, at and
+    one after a grant's `expires_at` or a period's end, by small steps and
+    across months.
+    """
+
+    GPATHS = ["/", "a", "a/b", "d"]
+    GPOLICIES = ["cap", "wal", "day"]
+    GRANT_IDS = ["g1", "g2", "g3", "promo", "legacy", "refund-7"]
+    NOTES = ["gift", "promo 2026", "é", "x" * 256, "é" * 128, "refund for order 7"]
+    BAD_NOTES = ["", "a\tb", "x" * 257, "é" * 129, b"\xff\xfe", "\x7f", "line\n"]
+
+    def __init__(self, rng, start_ms):
+        super().__init__(rng)
+        self.now = start_ms
+        self.no_grants = False  # an older library (before 1.4.0) is on the Lua side
+        self.grant_ids = {}  # (tree, path, policy) -> grant ids seen
+        self.dues = {t: [] for t in self.ids}  # tree -> grant expiries and period ends seen
+        self.queue = []
+
+    def path(self, bad=0.0):
+        if self.chance(0.01):
+            return self.pick(["a//b", "nope/x", "é"])
+        return self.pick(self.GPATHS)
+
+    def policy(self):
+        return self.pick(self.GPOLICIES) if self.chance(0.98) else self.pick(["nope", "bad name"])
+
+    def metric(self, bad=0.0):
+        return "credits" if self.chance(0.85) else "tokens"
+
+    def amount(self, neg=0.0, bad=0.0, big=0.0):
+        r = self.rng.random()
+        if r < neg:
+            return "-" + self.pick([str(self.rng.randint(1, 40)), "0.5", "1000"])
+        if r < neg + bad:
+            return self.pick(["abc", "", "1e3", "0.12345678901", "+5"])
+        if r < neg + bad + big:
+            return self.pick(["1000000000000000", "999999999999999.9999999999", "0.0000000001"])
+        x = self.rng.random()
+        if x < 0.55:
+            return str(self.rng.randint(0, 40))
+        if x < 0.85:
+            return f"{self.rng.randint(0, 20)}.{self.rng.randint(0, 99):02d}"
+        return self.pick(["100", "250", "0.0000000001", "7.1234567891"])
+
+    def cost_item(self, neg=0.0, n=None):
+        out = ["COST"]
+        for m in self.rng.sample(["credits", "tokens"], self.rng.choice([1, 1, 1, 2])):
+            out += [m, self.amount(neg=neg, bad=0.01, big=0.01)]
+        return out
+
+    def item(self, neg=0.0):
+        return self.cost_item(neg=neg)
+
+    def ttl(self):
+        return str(self.rng.choice([50, 1000, 30000, 60000, 3600000, 86400000]))
+
+    def service_model(self, out):
+        pass
+
+    def target(self):
+        return self.pick(self.GPATHS), self.pick(self.GPOLICIES)
+
+    # --- commands
+
+    def c_set(self, tree):
+        r = self.rng
+        path, pol = self.target()
+        out = ["QUOTA.SET", tree, path if r.random() > 0.01 else self.path(), pol if r.random() > 0.01 else "bad name",
+               "METRIC", self.metric(), "LIMIT",
+               self.pick(["0", "0", "10", "25", "50", "100", "7.5", "1000", "1000000000000000"])]
+        w = self.pick(["none", "none", "hour", "day", "month", "month", "rolling", "rolling"])
+        if w == "rolling":
+            out += ["WINDOW", "rolling", self.pick(["60s", "15m", "2h", "1d"])]
+        elif w != "none" or r.random() < 0.3:
+            out += ["WINDOW", w]
+        if w in ("day", "month", "hour") and r.random() < 0.3:
+            out += ["ROLLOVER", self.pick(["10", "100", "1000"])]
+        if r.random() < 0.5:
+            out += ["MODE", self.pick(["strict", "strict", "block", "open"])]
+        if r.random() < 0.2:
+            out += ["WARN", self.pick(["50", "80,90", "100"])]
+        if not self.no_grants and r.random() < 0.45:
+            low = self.pick(["0", "5", "10", "20", "50", "0.5", "1000"]) if r.random() > 0.05 else \
+                self.pick(["-1", "x", "", "1e2", "0.00000000001"])
+            out += ["LOW", low]
+        if r.random() < 0.02:
+            out += self.pick([["LOW"], ["LOW", "5", "LOW", "6"], ["low", "3"]])
+        return out
+
+    def known_grant(self, tree, path, pol):
+        ids = self.grant_ids.get((tree, path, pol), [])
+        r = self.rng.random()
+        if ids and r < 0.7:
+            return self.pick(ids[-4:]) if r < 0.5 else self.pick(ids)
+        if r < 0.85:
+            return self.pick(self.GRANT_IDS)
+        others = [i for k, v in self.grant_ids.items() for i in v]
+        if others and r < 0.95:
+            return self.pick(others)
+        return self.pick(["nope", "a b", "x" * 129, "x" * 128])
+
+    def c_grant(self, tree, path=None, pol=None):
+        if self.no_grants:
+            return self.c_get(tree)
+        r = self.rng
+        if path is None:
+            path, pol = self.target()
+            if r.random() < 0.02:
+                path, pol = self.path(), self.policy()
+        amount = self.amount(neg=0.02, bad=0.02, big=0.02) if r.random() > 0.03 else self.pick(["0", "0.0000000000"])
+        out = ["QUOTA.GRANT", tree, path, pol, amount]
+        opts = []
+        if r.random() < 0.5:
+            opts.append(["ID", self.known_grant(tree, path, pol)])
+        x = r.random()
+        if x < 0.3:
+            if r.random() < 0.9:
+                at = self.now + self.pick([1, 2, 500, 1000, 59999, 60000, 3600000, 86400000, 40 * 86400000])
+                if r.random() < 0.05:
+                    at = self.now - self.pick([0, 1, 1000])
+                opts.append(["EXPIRES", str(at)])
+            else:
+                opts.append(["EXPIRES", self.pick(["0", "9007199254740991", "9007199254740992", "abc", "1.5", "-5",
+                                                   "18446744073709551616"])])
+        elif x < 0.5:
+            opts.append(["FOR", self.pick(["60s", "90s", "15m", "2h", "1d", "30d", "400d"]) if r.random() < 0.93
+                         else self.pick(["59s", "401d", "x", "10", ""])])
+        elif x < 0.65:
+            opts.append(["PERIOD"])
+        if r.random() < 0.03:  # two of EXPIRES, FOR, PERIOD
+            opts.append(self.pick([["PERIOD"], ["FOR", "1d"], ["EXPIRES", str(self.now + 5000)]]))
+        if r.random() < 0.5:
+            opts.append(["PRIORITY", self.pick(["0", "10", "50", "50", "90", "100"]) if r.random() < 0.93
+                         else self.pick(["101", "-1", "x", "050", "1.0"])])
+        if r.random() < 0.3:
+            opts.append(["NOTE", self.pick(self.NOTES) if r.random() < 0.85 else self.pick(self.BAD_NOTES)])
+        if r.random() < 0.03:
+            opts.append(self.pick([["ID"], ["PRIORITY"], ["NOTE"], ["EXPIRES"], ["FOR"], ["BOGUS", "1"],
+                                   ["PRIORITY", "1", "PRIORITY", "2"], ["NOTE", "a", "NOTE", "b"], ["ID", "x", "ID", "y"],
+                                   ["period"]]))
+        r.shuffle(opts)
+        for o in opts:
+            out += [a.lower() if isinstance(a, str) and a.isupper() and r.random() < 0.1 else a for a in o]
+        return out
+
+    def c_burst(self, tree):
+        """Many grants on one policy (mixed priorities, expiries, some with
+        no time limit), then a draw that crosses several of them."""
+        if self.no_grants:
+            return self.c_get(tree)
+        path, pol = self.target()
+        for _ in range(self.rng.randint(3, 25)):
+            g = self.c_grant(tree, path, pol)
+            self.queue.append(g)
+        self.queue.append(["QUOTA.GRANTS", tree, path, pol])
+        self.queue.append(["QUOTA.CHARGE", tree, "PATH", path, "COST", "credits", str(self.rng.randint(5, 300))])
+        return ["QUOTA.GET", tree, path]
+
+    def c_grants(self, tree):
+        if self.no_grants:
+            return self.c_get(tree)
+        path, pol = self.target()
+        out = ["QUOTA.GRANTS", tree, path, pol]
+        if self.chance(0.3):
+            out += ["COUNT", self.pick(["1", "2", "3", "10000", "0", "10001", "x"])]
+        if self.chance(0.02):
+            out += ["EXTRA"]
+        return out
+
+    def c_revoke(self, tree):
+        if self.no_grants:
+            return self.c_get(tree)
+        path, pol = self.target()
+        out = ["QUOTA.REVOKE", tree, path, pol, self.known_grant(tree, path, pol)]
+        if self.chance(0.02):
+            out += ["EXTRA"]
+        return out
+
+    def c_reset(self, tree):
+        path, pol = self.target()
+        return ["QUOTA.RESET", tree, path, pol]
+
+    def c_history(self, tree):
+        path, pol = self.target()
+        return ["QUOTA.HISTORY", tree, path, pol]
+
+    def c_unset(self, tree):
+        path, pol = self.target()
+        return ["QUOTA.UNSET", tree, path, pol]
+
+    def c_charge(self, tree):
+        r = self.rng
+        out = ["QUOTA.CHARGE", tree, "PATH", self.pick(self.GPATHS)]
+        if r.random() < 0.3:
+            out.append("CHECK")
+        if r.random() < 0.15:
+            out += ["ID", self.pick(ID_POOL)]
+        if r.random() < 0.1:
+            out.append("BRIEF")
+        out += self.cost_item(neg=0.25)
+        return out
+
+    def c_reserve(self, tree):
+        r = self.rng
+        out = ["QUOTA.RESERVE", tree, "PATH", self.pick(self.GPATHS)]
+        if r.random() < 0.4:
+            out += ["TTL", self.ttl()]
+        if r.random() < 0.15:
+            out += ["ID", self.pick(ID_POOL)]
+        if r.random() < 0.2:
+            out.append(self.pick(["UPTO", "DRYRUN", "ALL"]))
+        out += self.cost_item(neg=0.01)
+        return out
+
+    def c_commit(self, tree):
+        out = ["QUOTA.COMMIT", tree, self.some_id(tree)]
+        if self.chance(0.2):
+            out += ["ITEM", self.pick(["0", "1"])]
+        if self.chance(0.6):
+            out += self.cost_item(neg=0.05)
+        return out
+
+    def c_get(self, tree):
+        return ["QUOTA.GET", tree, self.pick(self.GPATHS)]
+
+    def c_tree(self, tree):
+        out = ["QUOTA.TREE", tree]
+        if self.chance(0.5):
+            out += ["FORMAT", "json"]
+        return out
+
+    def c_events(self, tree):
+        out = ["QUOTA.EVENTS", tree]
+        if self.chance(0.6):
+            out += ["SINCE", str(self.rng.choice([0, 1, 5, 20, 50, 100, 150, 200, 300]))]
+        if self.chance(0.3):
+            out += ["COUNT", self.pick(["1", "3", "10", "100"])]
+        return out
+
+    def c_read(self, tree):
+        return getattr(self, "c_" + self.pick(["get", "get", "tree", "events", "grants", "history"]))(tree)
+
+    def c_clock(self, tree):
+        r = self.rng.random()
+        dues = sorted(d for d in self.dues[tree] if d >= self.now)
+        if dues and r < 0.45:
+            # to a known grant expiry or period end: one before, exactly at, or one after
+            step = max(self.pick(dues[:5]) + self.rng.choice([-1, 0, 0, 1]) - self.now, 0)
+        elif r < 0.65:
+            step = self.rng.choice([1, 2, 500, 1000, 30000, 60000])
+        elif r < 0.8:
+            step = self.rng.randint(60000, 4000000)
+        elif r < 0.92:
+            step = self.rng.choice([86400000 - 1, 86400000, 86400001, self.rng.randint(3600000, 90000000)])
+        else:
+            step = self.rng.randint(20, 70) * 86400000 + self.rng.randint(0, 86400000)  # months
+        self.now += step
+        # reads straight after the move, before any write applies what is due
+        self.queue += [self.c_read(tree) for _ in range(self.rng.choice([0, 1, 2]))]
+        return ["QUOTA.DEBUG", "CLOCK", "ADVANCE", str(step)]
+
+    WEIGHTS = [
+        ("set", 7), ("unset", 1), ("delpath", 0.5), ("grant", 14), ("burst", 1), ("grants", 5), ("revoke", 4),
+        ("reset", 2), ("reserve", 10), ("commit", 7), ("release", 3), ("charge", 14), ("get", 6), ("tree", 2),
+        ("history", 3), ("events", 3), ("clock", 10), ("del", 0.1),
+    ]
+
+    def command(self):
+        if self.queue:
+            return self.queue.pop(0)
+        names = [n for n, _ in self.WEIGHTS]
+        kind = self.rng.choices(names, [w for _, w in self.WEIGHTS])[0]
+        tree = self.rng.choices(TREES, [5, 2, 1])[0]
+        if kind == "del":
+            return ["DEL", TREES[1]]
+        if kind == "delpath":
+            return ["QUOTA.DELPATH", tree, self.pick(["a/b", "d", "a"])]
+        cmd = getattr(self, "c_" + kind)(tree)
+        if kind not in ("clock", "burst") and self.chance(0.03):
+            cmd = self.mutate(cmd)
+        return cmd
+
+    def saw(self, cmd, reply):
+        super().saw(cmd, reply)
+        if not isinstance(reply, (dict, list)) or not isinstance(cmd[1], str) or cmd[1] not in self.dues:
+            return
+        tree = cmd[1]
+        seen = []
+        if cmd[0] == "QUOTA.GRANT" and isinstance(reply, dict) and isinstance(reply.get("grant"), dict):
+            g = reply["grant"]
+            key = (tree, cmd[2], cmd[3])
+            if isinstance(g.get("id"), str) and g["id"] not in self.grant_ids.setdefault(key, []):
+                self.grant_ids[key] = (self.grant_ids[key] + [g["id"]])[-30:]
+            seen.append(g.get("expires_at"))
+        if cmd[0] == "QUOTA.GRANTS" and isinstance(reply, list):
+            seen += [g.get("expires_at") for g in reply if isinstance(g, dict)]
+        if cmd[0] in ("QUOTA.GET", "QUOTA.GRANT", "QUOTA.SET") and isinstance(reply, dict):
+            for p in reply.get("policies", [reply]):
+                if isinstance(p, dict):
+                    seen.append(p.get("period_end"))
+        for at in seen:
+            if isinstance(at, int) and self.now < at < self.now + 400 * 86400000:  # not 2^53 - 1
+                self.dues[tree] = (self.dues[tree] + [at])[-20:]
+
+
 def show(v, limit=6000):
     text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[:limit] + " ..."
@@ -1166,16 +1515,18 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
-    ap.add_argument("--focus", choices=["holds", "plans"],
+    ap.add_argument("--focus", choices=["holds", "plans", "grants"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
-                         "plans: trees following plans that change under them (PlanGen)")
+                         "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
+                         "with expiry, priority and ids, their draws and ends (GrantGen)")
     args = ap.parse_args()
 
     build_if_missing()
     rng = random.Random(args.seed)
     start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
     start_ms = int(start.timestamp()) * 1000
-    gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else Gen(rng)
+    gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else \
+        GrantGen(rng, start_ms) if args.focus == "grants" else Gen(rng)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -1200,9 +1551,13 @@ def main():
                                                 ["--replicaof", "127.0.0.1", str(mod_port)] + module_args)
             procs.append(proc)
 
-        # Whether the Lua side runs a library from before plans, whose
-        # replies lack their fields.
+        # Whether the Lua side runs an older library, whose replies lack
+        # the fields of `hidden`. Grants are never sent to one from before
+        # them (their GRANT meant another thing), and never in a run that
+        # flips back to one: a tree that had a grant is refused by it.
         older_library = bool(args.upgrade_from)
+        hidden = older_fields(args.upgrade_from or args.flip_with or "")
+        no_grants = bool(args.upgrade_from or args.flip_with)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -1212,7 +1567,7 @@ def main():
                 m = json.loads(m) if isinstance(m, str) else m
                 l = json.loads(l) if isinstance(l, str) else l
             if older_library:
-                m, l = without_plan_fields(m), without_plan_fields(l)
+                m, l = without_fields(m, hidden), without_fields(l, hidden)
             name = cmd[0].upper()
             counts[name] = counts.get(name, 0) + 1
             if args.verbose:
@@ -1233,6 +1588,7 @@ def main():
             if args.upgrade_from and i == upgrade_at:
                 load_library(lua_port, lua, False, args.set)
                 older_library = False
+                no_grants = bool(args.flip_with)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
             if args.flip_with and i > 0 and i % args.flip_every == 0:
                 old = (i // args.flip_every) % 2 == 1
@@ -1242,7 +1598,11 @@ def main():
                     print(f"#{i} library: {'the older ' + args.flip_with if old else 'the current one'}")
             if args.behind and rng.random() < args.behind:
                 behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i)
+            if isinstance(gen, GrantGen):
+                gen.no_grants = no_grants
             cmd = gen.command()
+            if no_grants and grant_command(cmd):
+                cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 else TREES[0], "/"]
             reply = both(cmd, i)
             gen.saw(cmd, reply)
             if args.focus == "holds" and i % 5 == 4:

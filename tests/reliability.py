@@ -6,8 +6,11 @@ guarantee held and prints what it measured.
   concurrency  16 clients reserve, commit, release and charge at random on
                shared ancestors with strict limits
   load         a write load that records every acknowledged write in a file
-  verify       after a crash and restart: every acknowledged write is there
-  mirror       a load with expiries and window resets (moving the test clock)
+               (charges, holds, commits, grants and revocations)
+  verify       after a crash and restart: every acknowledged write is there,
+               each grant with its amount, priority and expiry
+  mirror       a load with expiries and window resets (moving the test clock),
+               grants that expire, end with the period or draw, and LOW
   storm        thousands of random commands, then every tree must be intact
   corrupt      corrupt DUMP payloads given to RESTORE: errors, never a crash
   acl          a user confined to ~acme gets NOPERM on every other tree
@@ -176,10 +179,29 @@ def load(args):
             log.flush()
             os.fsync(log.fileno())
 
+        granted = []
         for i in range(args.ops):
             kind = rng.random()
             tag = f"{args.tag}-{i}"
             path = f"p/{rng.randint(0, 20)}"
+            if rng.random() < 0.1:
+                # Grants (with a time limit or none, priorities) and
+                # revocations: the budget's own limit is never reached,
+                # so nothing draws from them and each keeps its amount.
+                if granted and rng.random() < 0.3:
+                    gid = granted.pop(rng.randrange(len(granted)))
+                    res = as_map(r.execute_command("QUOTA.REVOKE", key, "/", "budget", gid))
+                    record({"op": "revoke", "id": gid, "removed": res["removed"]})
+                    continue
+                gid, amount = f"g-{tag}", rng.randint(1, 500)
+                extra = rng.choice([[], ["FOR", "30d"], ["FOR", "400d", "PRIORITY", "10"], ["PRIORITY", "90"]])
+                res = as_map(r.execute_command("QUOTA.GRANT", key, "/", "budget", str(amount), "ID", gid, *extra))
+                grant = as_map(res["grant"])
+                assert res["duplicate"] == 0
+                granted.append(gid)
+                record({"op": "grant", "id": gid, "amount": amount, "priority": int(grant["priority"]),
+                        "expires_at": int(grant["expires_at"]), "created_at": int(grant["created_at"])})
+                continue
             if kind < 0.4:
                 amount = rng.randint(1, 100)
                 res = as_map(r.execute_command("QUOTA.CHARGE", key, "PATH", path, "ID", f"c-{tag}", "BRIEF",
@@ -226,8 +248,28 @@ def verify(args):
             check(res["duplicate"] == 1 and as_map(res["charged"])["credits"] == str(e["amount"]),
                   f"commit {e['id']} survived")
             expected_used += e["amount"]
+    live = {as_map(g)["id"]: as_map(g) for g in r.execute_command("QUOTA.GRANTS", key, "/", "budget")}
+    revoked = {e["id"]: e for e in entries if e["op"] == "revoke"}
+    granted_total = Decimal(0)
+    for e in entries:
+        if e["op"] != "grant":
+            continue
+        if e["id"] in revoked:
+            check(e["id"] not in live, f"revoked grant {e['id']} stays revoked")
+            res = as_map(r.execute_command("QUOTA.REVOKE", key, "/", "budget", e["id"]))
+            check(res["removed"] == "0", f"revoking {e['id']} again removes nothing ({res})")
+            continue
+        g = live.get(e["id"])
+        check(g is not None and g["amount"] == str(e["amount"]) and g["remaining"] == str(e["amount"])
+              and int(g["priority"]) == e["priority"] and int(g["expires_at"]) == e["expires_at"]
+              and int(g["created_at"]) == e["created_at"], f"grant {e['id']} survived as granted: {g} ({e})")
+        res = as_map(r.execute_command("QUOTA.GRANT", key, "/", "budget", str(e["amount"]), "ID", e["id"]))
+        check(res["duplicate"] == 1, f"granting {e['id']} again is a duplicate")
+        granted_total += e["amount"]
     budget = policies(r, key, "/")["budget"]
     check(Decimal(budget["used"]) == expected_used, f"used {budget['used']} equals the acknowledged {expected_used}")
+    check(Decimal(budget["limit"]) == 1000000 + granted_total,
+          f"the allowance {budget['limit']} is the limit 1000000 plus the live grants {granted_total}")
     open_total = sum(Decimal(e["amount"]) for e in entries if e["op"] == "reserve" and e["id"] not in committed)
     check(Decimal(budget["held"]) == open_total, f"held {budget['held']} equals the open holds {open_total}")
     print(f"{len(entries)} acknowledged writes verified after the restart")
@@ -246,15 +288,28 @@ def mirror(args):
                       "ROLLOVER", "8000", "WARN", "50,75")
     r.execute_command("QUOTA.SET", key, "teams", "daily", "METRIC", "credits", "LIMIT", "400", "WINDOW", "day")
     r.execute_command("QUOTA.SET", key, "teams", "rolling", "METRIC", "requests", "LIMIT", "50", "WINDOW", "rolling", "1h")
+    r.execute_command("QUOTA.SET", key, "teams", "wallet", "METRIC", "credits", "LIMIT", "0", "MODE", "open", "LOW", "20")
     held = []  # (id, expires_at) of the holds this load made and has not settled
     # Pinned: the Lua library's test clock follows the wall clock until it is
     # first set.
     now = int(r.execute_command("QUOTA.DEBUG", "CLOCK", "GET"))
     r.execute_command("QUOTA.DEBUG", "CLOCK", "SET", str(now))
-    counts = {"reserved": 0, "denied": 0, "committed": 0, "late": 0, "forgotten": 0, "charged": 0, "clock": 0}
+    counts = {"reserved": 0, "denied": 0, "committed": 0, "late": 0, "forgotten": 0, "charged": 0, "clock": 0,
+              "granted": 0}
     for i in range(args.ops):
         path = f"teams/t{rng.randint(0, 5)}"
         roll = rng.random()
+        if rng.random() < 0.08:
+            # Grants that expire (the clock moves past them), end with the
+            # period or last, with priorities: draws, expiries and LOW
+            # replicate as the primary applied them.
+            where = rng.choice([["/", "monthly"], ["teams", "daily"], ["teams", "wallet"]])
+            extra = rng.choice([["FOR", "60s"], ["FOR", "1d"], ["PERIOD"], [], ["EXPIRES", str(now + 1000)]])
+            extra += rng.choice([[], ["PRIORITY", str(rng.randint(0, 100))]])
+            res = as_map(r.execute_command("QUOTA.GRANT", key, *where, str(rng.randint(1, 200)), *extra))
+            check(res["duplicate"] == 0, f"a grant without ID is new: {res}")
+            counts["granted"] += 1
+            continue
         if roll < 0.4:
             res = as_map(r.execute_command("QUOTA.RESERVE", key, "PATH", path, "TTL", str(rng.choice([1000, 60000, 3600000])),
                                            "BRIEF", "COST", "credits", str(rng.randint(1, 30)), "requests", "1"))
@@ -305,8 +360,10 @@ WORDS = ["PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN
          "ITEM", "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "DEPTH", "COUNT", "FORMAT",
          "SINCE", "strict", "block", "open", "month", "day", "rolling", "json", "credits", "requests", "/", "a",
          "a/b", "a/b/c", "x//y", "..", "", "0", "1", "-1", "10", "1e5", "0.0000000001", "99999999999999999999",
-         "NaN", "30d", "80,90", "101", "job-1", "chat/c", "\x00", "\xff", "💥" * 50, "a" * 300]
-COMMANDS = ["QUOTA.SET", "QUOTA.UNSET", "QUOTA.DELPATH", "QUOTA.GRANT", "QUOTA.RESET", "QUOTA.RESERVE",
+         "NaN", "30d", "80,90", "101", "job-1", "chat/c", "\x00", "\xff", "💥" * 50, "a" * 300,
+         "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE", "LOW", "p", "g1", "9007199254740991"]
+COMMANDS = ["QUOTA.SET", "QUOTA.UNSET", "QUOTA.DELPATH", "QUOTA.GRANT", "QUOTA.GRANTS", "QUOTA.REVOKE",
+            "QUOTA.RESET", "QUOTA.RESERVE",
             "QUOTA.COMMIT", "QUOTA.RELEASE", "QUOTA.EXTEND", "QUOTA.CHARGE", "QUOTA.GET", "QUOTA.TREE",
             "QUOTA.HOLDS", "QUOTA.HISTORY", "QUOTA.EVENTS", "QUOTA.ESTIMATE", "QUOTA.PRICE", "QUOTA.DEBUG",
             "QUOTA.REPLAY", "QUOTA.LOADTREE"]
