@@ -4215,7 +4215,7 @@ end
 local G = { MAX = 10000, NOTE_MAX = 256 }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
--- Rust twin: draw_order (src/engine/grants.rs)
+-- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
 function G.before(a, b)
     if a.pri ~= b.pri then
         return a.pri < b.pri
@@ -4299,7 +4299,6 @@ function G.copy_state(gl)
 end
 
 -- granted, the live count and the next expiry, from the decoded list.
--- Rust twin: Grants::recount (src/engine/grants.rs)
 function G.recount(p)
     local gl = p.gl
     local sum, nx = D.ZERO, 0
@@ -4316,7 +4315,7 @@ end
 
 -- An ended grant is remembered (remaining 0) until tombstone_ttl after it
 -- ended; at most MAX: beyond that the one that ended first is forgotten.
--- Rust twin: Grants::bury (src/engine/grants.rs)
+-- Rust twin: Grants::remember (src/engine/policy/grants.rs)
 function G.bury(p, g, ended)
     local dead = p.gl.dead
     g.rem, g.ended = D.ZERO, ended
@@ -4333,7 +4332,7 @@ end
 
 -- The live grant of that id, or the remembered one (not yet forgotten at
 -- now), and whether it is live.
--- Rust twin: Grants::find (src/engine/grants.rs)
+-- Rust twin: Policy::find_grant (src/engine/policy/grants.rs)
 function G.find(p, id, now)
     if not p.ext then
         return nil
@@ -4366,7 +4365,7 @@ end
 -- Ends the live grants whose expiry is before `bound` (or at it, when
 -- `inclusive`), in order (expires_at, seq): their remaining leaves the
 -- allowance. Appends { id, amount, expires_at } to `out`.
--- Rust twin: Grants::expire_until (src/engine/grants.rs)
+-- Rust twin: Policy::expire_grants (src/engine/policy/grants.rs)
 function G.expire(p, bound, inclusive, out)
     local nx = p.gx
     if p.gn == 0 or nx == 0 or nx > bound or (nx == bound and not inclusive) then
@@ -4392,7 +4391,7 @@ function G.expire(p, bound, inclusive, out)
 end
 
 -- QUOTA.RESET ends every PERIOD grant.
--- Rust twin: Grants::end_period (src/engine/grants.rs)
+-- Rust twin: Policy::end_period_grants (src/engine/policy/grants.rs)
 function G.end_period(p, now, out)
     if p.gn == 0 then
         return
@@ -4419,7 +4418,7 @@ end
 
 -- Usage d > 0 added at `now`: the own allowance first, then the grants in
 -- draw-down order. Appends { path, policy, grant, amount } to `draws`.
--- Rust twin: Policy::draw (src/engine/grants.rs)
+-- Rust twin: Policy::draw_for (src/engine/policy/grants.rs)
 function G.draw(p, d, path, draws, now)
     local own = plus(p.limit, p.ro)
     local headroom = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
@@ -4456,7 +4455,7 @@ function G.draw(p, d, path, draws, now)
 end
 
 -- Re-arms LOW when the remaining is above it again.
--- Rust twin: Policy::rearm_low (src/engine/grants.rs)
+-- Rust twin: Policy::rearm_low (src/engine/policy/grants.rs)
 function G.rearm_low(p)
     if p.lowf and (not p.low or D.cmp(remaining(p), p.low) > 0) then
         p.lowf = false
@@ -4465,7 +4464,7 @@ end
 
 -- A stored granted G > 0 of an earlier version (the first release's
 -- per-period grant): one PERIOD grant "legacy".
--- Rust twin: legacy_grant (src/engine/grants.rs)
+-- Rust twin: Policy::convert_legacy (src/engine/policy/grants.rs)
 function G.legacy(p, amount)
     local own = plus(p.limit, p.ro)
     local drawn = D.min(D.max(D.sub(p.used, own), D.ZERO), amount)
@@ -5492,7 +5491,7 @@ local function period_events(ctx, p, path, closed)
 end
 
 -- LOW: fires once when the remaining is at or below it.
--- Rust twin: low_alert (src/engine/events.rs)
+-- Rust twin: low_event (src/engine/tree.rs)
 function G.check_low(ctx, p, path)
     if p.low and not p.lowf then
         local left = remaining(p)
@@ -5506,7 +5505,7 @@ function G.check_low(ctx, p, path)
 end
 
 -- The grant_expired events of the grants a roll ended (`out`).
--- Rust twin: expiry_events (src/engine/tree.rs)
+-- Rust twin: expired_events (src/engine/tree.rs)
 function G.expiry_events(ctx, p, path, out)
     for _, x in ipairs(out) do
         local e = event_about("grant_expired", ctx.now, path, p)
@@ -5530,7 +5529,7 @@ local function roll_policy(ctx, ref)
     if closed > 0 then
         period_events(ctx, p, ref.path, closed)
     end
-    if #out > 0 then
+    if closed > 0 or #out > 0 then
         G.check_low(ctx, p, ref.path)
     end
 end
@@ -7317,7 +7316,7 @@ function OPS.grant(ctx, path, name, amount, o)
     return OPS.granted_reply(p, g, false, now)
 end
 
--- Rust twin: Tree::grants (src/engine/tree.rs).
+-- Rust twin: Tree::grants_view (src/engine/tree.rs).
 -- QUOTA.GRANTS: the live grants at now, in draw-down order.
 function OPS.grants(ctx, path, name, count)
     PLAN.sync_paths(ctx, { path })
@@ -7343,7 +7342,7 @@ function OPS.revoke(ctx, path, name, id)
     local view = policy_now(ctx, ref)
     local g, live = G.find(view, id, ctx.now)
     if not g then
-        fail(sformat("NOTFOUND no such grant '%s' at '%s#%s'", id, display_path(path), name))
+        fail(sformat("NOTFOUND no such grant '%s' at '%s#%s'", clip(id), display_path(path), name))
     end
 
     -- After this point the command succeeds.
@@ -7381,9 +7380,7 @@ function OPS.reset(ctx, path, name)
     local closed = reset_policy(p, ctx.now, out)
     G.expiry_events(ctx, p, path, out)
     period_events(ctx, p, path, 1)
-    if #out > 0 then
-        G.check_low(ctx, p, path)
-    end
+    G.check_low(ctx, p, path)
     touch(ctx, path)
     return closed_reply(closed)
 end
@@ -7852,7 +7849,7 @@ function CMD.cmd_grant(ctx, args)
         elseif kw == "PRIORITY" then
             o.pri = args:next_u64("PRIORITY", 0, 100)
         else
-            local note = args:next_str("a note after NOTE")
+            local note = args:next_str("a text after NOTE")
             if #note > G.NOTE_MAX then
                 fail(sformat("ERR limit: NOTE is longer than %d bytes", G.NOTE_MAX))
             end

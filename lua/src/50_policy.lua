@@ -325,7 +325,7 @@ end
 local G = { MAX = 10000, NOTE_MAX = 256 }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
--- Rust twin: draw_order (src/engine/grants.rs)
+-- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
 function G.before(a, b)
     if a.pri ~= b.pri then
         return a.pri < b.pri
@@ -409,7 +409,6 @@ function G.copy_state(gl)
 end
 
 -- granted, the live count and the next expiry, from the decoded list.
--- Rust twin: Grants::recount (src/engine/grants.rs)
 function G.recount(p)
     local gl = p.gl
     local sum, nx = D.ZERO, 0
@@ -426,7 +425,7 @@ end
 
 -- An ended grant is remembered (remaining 0) until tombstone_ttl after it
 -- ended; at most MAX: beyond that the one that ended first is forgotten.
--- Rust twin: Grants::bury (src/engine/grants.rs)
+-- Rust twin: Grants::remember (src/engine/policy/grants.rs)
 function G.bury(p, g, ended)
     local dead = p.gl.dead
     g.rem, g.ended = D.ZERO, ended
@@ -443,7 +442,7 @@ end
 
 -- The live grant of that id, or the remembered one (not yet forgotten at
 -- now), and whether it is live.
--- Rust twin: Grants::find (src/engine/grants.rs)
+-- Rust twin: Policy::find_grant (src/engine/policy/grants.rs)
 function G.find(p, id, now)
     if not p.ext then
         return nil
@@ -476,7 +475,7 @@ end
 -- Ends the live grants whose expiry is before `bound` (or at it, when
 -- `inclusive`), in order (expires_at, seq): their remaining leaves the
 -- allowance. Appends { id, amount, expires_at } to `out`.
--- Rust twin: Grants::expire_until (src/engine/grants.rs)
+-- Rust twin: Policy::expire_grants (src/engine/policy/grants.rs)
 function G.expire(p, bound, inclusive, out)
     local nx = p.gx
     if p.gn == 0 or nx == 0 or nx > bound or (nx == bound and not inclusive) then
@@ -502,7 +501,7 @@ function G.expire(p, bound, inclusive, out)
 end
 
 -- QUOTA.RESET ends every PERIOD grant.
--- Rust twin: Grants::end_period (src/engine/grants.rs)
+-- Rust twin: Policy::end_period_grants (src/engine/policy/grants.rs)
 function G.end_period(p, now, out)
     if p.gn == 0 then
         return
@@ -529,7 +528,7 @@ end
 
 -- Usage d > 0 added at `now`: the own allowance first, then the grants in
 -- draw-down order. Appends { path, policy, grant, amount } to `draws`.
--- Rust twin: Policy::draw (src/engine/grants.rs)
+-- Rust twin: Policy::draw_for (src/engine/policy/grants.rs)
 function G.draw(p, d, path, draws, now)
     local own = plus(p.limit, p.ro)
     local headroom = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
@@ -566,7 +565,7 @@ function G.draw(p, d, path, draws, now)
 end
 
 -- Re-arms LOW when the remaining is above it again.
--- Rust twin: Policy::rearm_low (src/engine/grants.rs)
+-- Rust twin: Policy::rearm_low (src/engine/policy/grants.rs)
 function G.rearm_low(p)
     if p.lowf and (not p.low or D.cmp(remaining(p), p.low) > 0) then
         p.lowf = false
@@ -575,7 +574,7 @@ end
 
 -- A stored granted G > 0 of an earlier version (the first release's
 -- per-period grant): one PERIOD grant "legacy".
--- Rust twin: legacy_grant (src/engine/grants.rs)
+-- Rust twin: Policy::convert_legacy (src/engine/policy/grants.rs)
 function G.legacy(p, amount)
     local own = plus(p.limit, p.ro)
     local drawn = D.min(D.max(D.sub(p.used, own), D.ZERO), amount)

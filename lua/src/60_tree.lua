@@ -602,7 +602,7 @@ local function period_events(ctx, p, path, closed)
 end
 
 -- LOW: fires once when the remaining is at or below it.
--- Rust twin: low_alert (src/engine/events.rs)
+-- Rust twin: low_event (src/engine/tree.rs)
 function G.check_low(ctx, p, path)
     if p.low and not p.lowf then
         local left = remaining(p)
@@ -616,7 +616,7 @@ function G.check_low(ctx, p, path)
 end
 
 -- The grant_expired events of the grants a roll ended (`out`).
--- Rust twin: expiry_events (src/engine/tree.rs)
+-- Rust twin: expired_events (src/engine/tree.rs)
 function G.expiry_events(ctx, p, path, out)
     for _, x in ipairs(out) do
         local e = event_about("grant_expired", ctx.now, path, p)
@@ -640,7 +640,7 @@ local function roll_policy(ctx, ref)
     if closed > 0 then
         period_events(ctx, p, ref.path, closed)
     end
-    if #out > 0 then
+    if closed > 0 or #out > 0 then
         G.check_low(ctx, p, ref.path)
     end
 end

@@ -415,7 +415,7 @@ function OPS.grant(ctx, path, name, amount, o)
     return OPS.granted_reply(p, g, false, now)
 end
 
--- Rust twin: Tree::grants (src/engine/tree.rs).
+-- Rust twin: Tree::grants_view (src/engine/tree.rs).
 -- QUOTA.GRANTS: the live grants at now, in draw-down order.
 function OPS.grants(ctx, path, name, count)
     PLAN.sync_paths(ctx, { path })
@@ -441,7 +441,7 @@ function OPS.revoke(ctx, path, name, id)
     local view = policy_now(ctx, ref)
     local g, live = G.find(view, id, ctx.now)
     if not g then
-        fail(sformat("NOTFOUND no such grant '%s' at '%s#%s'", id, display_path(path), name))
+        fail(sformat("NOTFOUND no such grant '%s' at '%s#%s'", clip(id), display_path(path), name))
     end
 
     -- After this point the command succeeds.
@@ -479,9 +479,7 @@ function OPS.reset(ctx, path, name)
     local closed = reset_policy(p, ctx.now, out)
     G.expiry_events(ctx, p, path, out)
     period_events(ctx, p, path, 1)
-    if #out > 0 then
-        G.check_low(ctx, p, path)
-    end
+    G.check_low(ctx, p, path)
     touch(ctx, path)
     return closed_reply(closed)
 end

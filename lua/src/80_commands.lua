@@ -135,7 +135,7 @@ function CMD.cmd_grant(ctx, args)
         elseif kw == "PRIORITY" then
             o.pri = args:next_u64("PRIORITY", 0, 100)
         else
-            local note = args:next_str("a note after NOTE")
+            local note = args:next_str("a text after NOTE")
             if #note > G.NOTE_MAX then
                 fail(sformat("ERR limit: NOTE is longer than %d bytes", G.NOTE_MAX))
             end
