@@ -322,7 +322,7 @@ end
 -- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256 }
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0 }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -357,6 +357,10 @@ function G.unpack_grant(t)
 end
 
 -- The grants of `p` decoded into p.gl (read from the grants hash once).
+-- Decoded states are kept by their stored bytes (at most 16), like nodes:
+-- a command takes one out and may change it; a write's final flush puts it
+-- back under the bytes it wrote (G.keep), so a wallet drawn from again and
+-- again is not decoded again.
 function G.load(p)
     if p.gl then
         return p.gl
@@ -364,7 +368,15 @@ function G.load(p)
     local gl = { list = {}, dead = {}, seq = 1, dirty = false }
     if p.ext and p.gk then
         local blob = redis.call("HGET", p.gk, tostring(p.gen))
+        local kept = blob and G.cache[blob]
+        if kept then
+            G.cache[blob] = nil
+            G.cache_n = G.cache_n - 1
+            p.gl = kept
+            return kept
+        end
         if blob then
+            gl.blob = blob
             local t = cmsgpack.unpack(blob)
             for i, g in ipairs(t[1]) do
                 gl.list[i] = G.unpack_grant(g)
@@ -379,15 +391,54 @@ function G.load(p)
     return gl
 end
 
+-- The stored bytes: what cmsgpack packs for {list, dead, seq}, each grant
+-- packed once while it does not change (g.pk).
 function G.pack_state(gl)
-    local list, dead = {}, {}
-    for i, g in ipairs(gl.list) do
-        list[i] = G.pack_grant(g)
+    local parts = { "\147", G.header(#gl.list) }
+    for _, g in ipairs(gl.list) do
+        local pk = g.pk
+        if not pk then
+            pk = cmsgpack.pack(G.pack_grant(g))
+            g.pk = pk
+        end
+        parts[#parts + 1] = pk
     end
-    for i, g in ipairs(gl.dead) do
-        dead[i] = G.pack_grant(g)
+    parts[#parts + 1] = G.header(#gl.dead)
+    for _, g in ipairs(gl.dead) do
+        local pk = g.pk
+        if not pk then
+            pk = cmsgpack.pack(G.pack_grant(g))
+            g.pk = pk
+        end
+        parts[#parts + 1] = pk
     end
-    return cmsgpack.pack({ list, dead, gl.seq })
+    parts[#parts + 1] = cmsgpack.pack(gl.seq)
+    local blob = tconcat(parts)
+    gl.blob = blob
+    return blob
+end
+
+-- A msgpack array header for n elements, as cmsgpack writes it.
+function G.header(n)
+    if n <= 15 then
+        return string.char(0x90 + n)
+    end
+    return string.char(0xdc, math.floor(n / 256), n % 256)
+end
+
+-- Keeps a decoded state that is now stored as gl.blob (G.load).
+function G.keep(gl)
+    local blob = gl.blob
+    if not blob or gl.dirty then
+        return
+    end
+    if G.cache[blob] == nil then
+        if G.cache_n >= 16 then
+            G.cache, G.cache_n = {}, 0
+        end
+        G.cache_n = G.cache_n + 1
+    end
+    G.cache[blob] = gl
 end
 
 function G.copy_state(gl)
@@ -405,18 +456,24 @@ function G.copy_state(gl)
     for i, g in ipairs(gl.dead) do
         dead[i] = g
     end
-    return { list = list, dead = dead, seq = gl.seq, dirty = gl.dirty }
+    return { list = list, dead = dead, seq = gl.seq, dirty = gl.dirty, blob = gl.blob }
 end
 
--- granted, the live count and the next expiry, from the decoded list.
-function G.recount(p)
+-- granted (p.gr changed by `delta`, or summed again without one), the
+-- live count and the next expiry, from the decoded list.
+function G.recount(p, delta)
     local gl = p.gl
     local sum, nx = D.ZERO, 0
     for _, g in ipairs(gl.list) do
-        sum = plus(sum, g.rem)
+        if not delta then
+            sum = plus(sum, g.rem)
+        end
         if g.exp > 0 and (nx == 0 or g.exp < nx) then
             nx = g.exp
         end
+    end
+    if delta then
+        sum = D.plus(p.gr, delta)
     end
     p.gr, p.gn, p.gx = sum, #gl.list, nx
     gl.dirty = true
@@ -428,7 +485,7 @@ end
 -- Rust twin: Grants::remember (src/engine/policy/grants.rs)
 function G.bury(p, g, ended)
     local dead = p.gl.dead
-    g.rem, g.ended = D.ZERO, ended
+    g.rem, g.ended, g.pk = D.ZERO, ended, nil
     local i = #dead
     while i > 0 and dead[i].ended > ended do
         i = i - 1
@@ -491,13 +548,15 @@ function G.expire(p, bound, inclusive, out)
     end
     table.sort(due, by_expiry)
     G.remove(p, set)
+    local gone = D.ZERO
     for _, g in ipairs(due) do
         if out then
             out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
         end
+        gone = plus(gone, g.rem)
         G.bury(p, g, g.exp)
     end
-    G.recount(p)
+    G.recount(p, D.neg(gone))
 end
 
 -- QUOTA.RESET ends every PERIOD grant.
@@ -519,11 +578,13 @@ function G.end_period(p, now, out)
     end
     table.sort(due, by_expiry)
     G.remove(p, set)
+    local gone = D.ZERO
     for _, g in ipairs(due) do
         out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
+        gone = plus(gone, g.rem)
         G.bury(p, g, now)
     end
-    G.recount(p)
+    G.recount(p, D.neg(gone))
 end
 
 -- Usage d > 0 added at `now`: the own allowance first, then the grants in
@@ -537,13 +598,13 @@ function G.draw(p, d, path, draws, now)
         return
     end
     local gl = G.load(p)
-    local gone = {}
+    local gone, wanted = {}, rest
     for _, g in ipairs(gl.list) do
         if D.cmp(rest, D.ZERO) <= 0 then
             break
         end
         local take = D.min(rest, g.rem)
-        g.rem = D.sub(g.rem, take)
+        g.rem, g.pk = D.sub(g.rem, take), nil
         p.dr = plus(p.dr, take)
         rest = D.sub(rest, take)
         draws[#draws + 1] = M("path", display_path(path), "policy", p.name, "grant", g.id, "amount", D.fmt(take))
@@ -561,7 +622,7 @@ function G.draw(p, d, path, draws, now)
             G.bury(p, g, now)
         end
     end
-    G.recount(p)
+    G.recount(p, D.neg(D.sub(wanted, rest)))
 end
 
 -- Re-arms LOW when the remaining is above it again.

@@ -930,9 +930,10 @@ do
                             gset[#gset + 1] = G.pack_state(p.gl)
                             p.gl.dirty = false
                         end
-                        if final then
-                            -- (A cached node decodes its grants again when a
-                            -- later command needs them.)
+                        if final and p.gl then
+                            -- (A cached node finds its grants by their
+                            -- bytes when a later command needs them.)
+                            G.keep(p.gl)
                             p.gl = nil
                         end
                     end

@@ -408,7 +408,7 @@ function OPS.grant(ctx, path, name, amount, o)
         end
         tinsert(list, i + 1, g)
     end
-    G.recount(p)
+    G.recount(p, g.rem)
     G.rearm_low(p)
     touch(ctx, path)
     observe(ctx, { ref })
@@ -453,7 +453,7 @@ function OPS.revoke(ctx, path, name, id)
         removed = g.rem
         G.remove(p, { [g] = true })
         G.bury(p, g, ctx.now)
-        G.recount(p)
+        G.recount(p, D.neg(removed))
     end
     touch(ctx, path)
     observe(ctx, { ref })
