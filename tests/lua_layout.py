@@ -215,9 +215,70 @@ WRITES_V3 = [
     ["QUOTA.CHARGE", N3, "PATH", "members/x", "COST", "credits", "1"],
 ]
 
+# lua_layout_v4.json: written by library 1.4.0 (layout 4, grants) with
+#     python3 tests/lua_layout.py --write v4 --file lua/quota.lua
+# A wallet tree: a month policy with LOW and grants of every kind (FOR,
+# EXPIRES, PERIOD, PRIORITY, NOTE), draws, a grant used up and one revoked
+# (remembered ids), a grant expired and one ended with its period (events
+# grant_expired, low), history with granted; a rolling policy that drew; a
+# finished charge whose reply drew; and a tree following a plan with LOW
+# and a grant on a plan policy. Its reads must reply exactly as recorded
+# and change nothing; its writes reply as recorded and keep layout 4.
+W4, Q4 = "{acme}w", "{acme}q"
+PLAN_V4 = ('{"paths": {"/": {"monthly": {"metric": "credits", "limit": "100", "window": "month", "low": "10"}}, '
+           '"members/*": {"allowance": {"metric": "credits", "limit": "5", "low": "1"}}}}')
+BUILD_V4 = [
+    (0, ["QUOTA.SET", W4, "/", "wallet", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month", "LOW", "5"]),
+    (0, ["QUOTA.SET", W4, "a", "hourly", "METRIC", "credits", "LIMIT", "2", "WINDOW", "rolling", "1h"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "100", "ID", "topup-1", "NOTE", "first top-up"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "20", "ID", "promo", "FOR", "1d", "PRIORITY", "10"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "5", "ID", "month-bonus", "PERIOD"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "7.5", "ID", "gift", "EXPIRES", str(T0 + 3 * DAY), "PRIORITY", "0"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "3", "ID", "refund"]),
+    (0, ["QUOTA.GRANT", W4, "a", "hourly", "4", "ID", "h1"]),
+    (1000, ["QUOTA.CHARGE", W4, "PATH", "a", "ID", "c-1", "COST", "credits", "25"]),
+    (1000, ["QUOTA.RESERVE", W4, "PATH", "/", "ID", "r-1", "TTL", "604800000", "COST", "credits", "4"]),
+    (0, ["QUOTA.REVOKE", W4, "/", "wallet", "refund"]),
+    (DAY, ["QUOTA.CHARGE", W4, "PATH", "/", "COST", "credits", "1"]),
+    (2 * DAY, ["QUOTA.CHARGE", W4, "PATH", "/", "COST", "credits", "60"]),
+    (0, ["QUOTA.PLAN", "SET", "wal", PLAN_V4]),
+    (0, ["QUOTA.ASSIGN", Q4, "wal"]),
+    (0, ["QUOTA.CHARGE", Q4, "PATH", "members/u1", "COST", "credits", "4.5"]),
+    (0, ["QUOTA.GRANT", Q4, "members/u1", "allowance", "10", "ID", "x", "FOR", "7d"]),
+]
+READS_V4 = [
+    ["QUOTA.GET", W4, "/"],
+    ["QUOTA.GET", W4, "a"],
+    ["QUOTA.TREE", W4, "/", "FORMAT", "JSON"],
+    ["QUOTA.GRANTS", W4, "/", "wallet"],
+    ["QUOTA.GRANTS", W4, "a", "hourly"],
+    ["QUOTA.HISTORY", W4, "/", "wallet"],
+    ["QUOTA.EVENTS", W4],
+    ["QUOTA.HOLDS", W4, "/"],
+    ["QUOTA.GET", Q4, "members/u1"],
+    ["QUOTA.GRANTS", Q4, "members/u1", "allowance"],
+    ["QUOTA.EVENTS", Q4],
+]
+WRITES_V4 = [
+    ["QUOTA.CHARGE", W4, "PATH", "a", "ID", "c-1", "COST", "credits", "25"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "refund"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "topup-1"],
+    ["QUOTA.REVOKE", W4, "/", "wallet", "gift"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "gift"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "promo"],
+    ["QUOTA.REVOKE", W4, "/", "wallet", "promo"],
+    ["QUOTA.COMMIT", W4, "r-1", "COST", "credits", "6"],
+    ["QUOTA.CHARGE", W4, "PATH", "/", "COST", "credits", "30"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "50", "ID", "topup-2", "PRIORITY", "60"],
+    ["QUOTA.RESET", W4, "/", "wallet"],
+    ["QUOTA.CHARGE", Q4, "PATH", "members/u1", "COST", "credits", "3"],
+    ["QUOTA.SET", W4, "/", "wallet", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month"],
+]
+
 FIXTURE_SPECS = {
     "v1": {"tree": TREE, "build": BUILD, "reads": READS, "writes": WRITES},
     "v3": {"tree": P3, "trees": [P3, G3, N3, B3], "build": BUILD_V3, "reads": READS_V3, "writes": WRITES_V3},
+    "v4": {"tree": W4, "trees": [W4, Q4], "build": BUILD_V4, "reads": READS_V4, "writes": WRITES_V4},
 }
 
 
@@ -675,6 +736,41 @@ def test_plan_layout():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_grants_fixture(name):
+    """A layout-4 fixture (grants): every reply exactly as recorded, reads
+    change nothing, the trees stay in layout 4."""
+    path = os.path.join(FIXTURES, f"lua_layout_{name}.json")
+    if not os.path.exists(path):
+        check(False, f"{name}: {path} exists")
+        return
+    with open(path) as f:
+        fixture = json.load(f)
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        restore_keys(r, fixture["keys"])
+        clock(r, fixture["clock"])
+        trees = fixture["trees"]
+        check([meta_version(r, t) for t in trees] == [4] * len(trees), f"{name}: the fixture's trees are in layout 4")
+        before = dump_keys(r)
+        for command, expected in fixture["reads"]:
+            got = run(r, command)
+            check(got == expected, f"{name} read: {' '.join(command)}",
+                  f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+        check(dump_keys(r) == before, f"{name}: reads of layout-4 trees change nothing")
+        for label, pairs in (("write", fixture["writes"]), ("read after writes", fixture["reads_after_writes"])):
+            for command, expected in pairs:
+                got = run(r, command)
+                check(got == expected, f"{name} {label}: {' '.join(command)}",
+                      f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+        check([meta_version(r, t) for t in trees] == [4] * len(trees), f"{name}: the trees stay in layout 4")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_grants_layout():
     """Since 1.4.0 a tree that has had a grant or LOW is stored in layout 4
     (policy grant state, the grants hash); every other tree is stored as
@@ -774,6 +870,7 @@ def main():
     test_older_writer()
     test_plan_layout()
     test_grants_layout()
+    test_grants_fixture("v4")
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 
