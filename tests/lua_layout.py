@@ -3,9 +3,9 @@
 an older library wrote.
 
   python3 tests/lua_layout.py                   the upgrade test (make test-lua)
-  python3 tests/lua_layout.py --write v1|v3 [--file LIB]
+  python3 tests/lua_layout.py --write v1|v3|v4 [--file LIB]
                                                 writes tests/fixtures/lua_layout_v1.json
-                                                (or _v3) from LIB (default: the library
+                                                (or _v3, _v4) from LIB (default: the library
                                                 quota-load embeds)
 
 --write builds a tree with the library it is given (holds, a multi-item hold
@@ -32,6 +32,13 @@ fields) must reply exactly as recorded and change nothing, its writes
 (WRITES_V3: a reservation on the stale node, a commit of r1, ...) reply as
 recorded and leave every tree in layout 3. When a library after 1.3.0 adds
 reply fields, strip them as without_newer_fields does for v1.
+
+lua_layout_v4.json was written by library 1.4.0 (layout 4, grants) from
+BUILD_V4 (see there); test_grants_layout checks that a tree without grants is
+stored byte for byte as 1.3.0 (tests/fixtures/quota-1.3.0.lua) stores it, that
+1.3.0 refuses layout 4 unchanged, and that a granted amount 1.3.0 stored reads
+as the PERIOD grant "legacy". Replies of the older fixtures are compared
+without the fields 1.4.0 added (granted, drawn; GRANT's grant and duplicate).
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
