@@ -4551,16 +4551,14 @@ end
 local function roll(p, now, out)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
-        local fell = false
         while p.bk[1] and W.expired_bucket(w, p.bk[1][1], now) do
             p.used = D.max(D.sub(p.used, p.bk[1][2]), D.ZERO)
             table.remove(p.bk, 1)
-            fell = true
         end
         if #p.bk == 0 then
             p.used = D.ZERO
         end
-        if fell and D.cmp(p.dr, p.used) > 0 then
+        if D.cmp(p.dr, p.used) > 0 then
             -- Usage that leaves the window takes what grants gave with it.
             p.dr = p.used
             refresh(p)
