@@ -4014,8 +4014,9 @@ local compare = D.cmp_sum_scaled
 -- live grants still hold.)
 local function refresh(p)
     local allow = plus(plus(p.limit, p.ro), p.gr)
-    if not D.is_zero(p.dr) then
-        allow = plus(allow, p.dr)
+    local dr = p.dr
+    if dr ~= D.ZERO and not D.is_zero(dr) then
+        allow = plus(allow, dr)
     end
     p.allow = allow
 end
@@ -4212,7 +4213,7 @@ end
 -- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0 }
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, out = {} }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -4425,7 +4426,7 @@ end
 -- Rust twin: Policy::expire_grants (src/engine/policy/grants.rs)
 function G.expire(p, bound, inclusive, out)
     local nx = p.gx
-    if p.gn == 0 or nx == 0 or nx > bound or (nx == bound and not inclusive) then
+    if nx == 0 or p.gn == 0 or nx > bound or (nx == bound and not inclusive) then
         return
     end
     local gl = G.load(p)
@@ -4571,7 +4572,9 @@ local function roll(p, now, out)
     end
     local e = period_end(p)
     if now < e then
-        G.expire(p, now, true, out)
+        if p.gx ~= 0 then
+            G.expire(p, now, true, out)
+        end
         return 0
     end
     -- A grant expiring exactly at the end is part of the closing period.
@@ -5580,15 +5583,20 @@ local function roll_policy(ctx, ref)
     if not p then
         return
     end
-    local out = {}
+    -- (A list made once and kept while nothing expires into it.)
+    local out = G.out
     local closed = roll(p, ctx.now, out)
     rearm(p)
     touch(ctx, ref.path)
-    G.expiry_events(ctx, p, ref.path, out)
+    local expired = #out > 0
+    if expired then
+        G.out = {}
+        G.expiry_events(ctx, p, ref.path, out)
+    end
     if closed > 0 then
         period_events(ctx, p, ref.path, closed)
     end
-    if closed > 0 or #out > 0 then
+    if closed > 0 or expired then
         G.check_low(ctx, p, ref.path)
     end
 end

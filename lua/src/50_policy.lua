@@ -124,8 +124,9 @@ local compare = D.cmp_sum_scaled
 -- live grants still hold.)
 local function refresh(p)
     local allow = plus(plus(p.limit, p.ro), p.gr)
-    if not D.is_zero(p.dr) then
-        allow = plus(allow, p.dr)
+    local dr = p.dr
+    if dr ~= D.ZERO and not D.is_zero(dr) then
+        allow = plus(allow, dr)
     end
     p.allow = allow
 end
@@ -322,7 +323,7 @@ end
 -- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0 }
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, out = {} }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -535,7 +536,7 @@ end
 -- Rust twin: Policy::expire_grants (src/engine/policy/grants.rs)
 function G.expire(p, bound, inclusive, out)
     local nx = p.gx
-    if p.gn == 0 or nx == 0 or nx > bound or (nx == bound and not inclusive) then
+    if nx == 0 or p.gn == 0 or nx > bound or (nx == bound and not inclusive) then
         return
     end
     local gl = G.load(p)
@@ -681,7 +682,9 @@ local function roll(p, now, out)
     end
     local e = period_end(p)
     if now < e then
-        G.expire(p, now, true, out)
+        if p.gx ~= 0 then
+            G.expire(p, now, true, out)
+        end
         return 0
     end
     -- A grant expiring exactly at the end is part of the closing period.

@@ -632,15 +632,20 @@ local function roll_policy(ctx, ref)
     if not p then
         return
     end
-    local out = {}
+    -- (A list made once and kept while nothing expires into it.)
+    local out = G.out
     local closed = roll(p, ctx.now, out)
     rearm(p)
     touch(ctx, ref.path)
-    G.expiry_events(ctx, p, ref.path, out)
+    local expired = #out > 0
+    if expired then
+        G.out = {}
+        G.expiry_events(ctx, p, ref.path, out)
+    end
     if closed > 0 then
         period_events(ctx, p, ref.path, closed)
     end
-    if closed > 0 or #out > 0 then
+    if closed > 0 or expired then
         G.check_low(ctx, p, ref.path)
     end
 end
