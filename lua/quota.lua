@@ -5265,7 +5265,7 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
-        kid_add = {}, kid_del = {}, gdel = {}, draws = {},
+        kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
@@ -5352,8 +5352,12 @@ local function load_nodes(ctx, paths)
                 end
                 ctx.nodes[path] = clone_node(pristine)
             end
-            for _, p in ipairs(ctx.nodes[path].pols) do
-                p.gk = ctx.gkey
+            local gkey, pols = ctx.gkey, ctx.nodes[path].pols
+            for i = 1, #pols do
+                local p = pols[i]
+                if p.ext and p.gk ~= gkey then
+                    p.gk = gkey
+                end
             end
         else
             ctx.nodes[path] = false
@@ -5875,13 +5879,17 @@ do
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
-                for _, p in ipairs(node.pols) do
+                local pols = node.pols
+                for i = 1, #pols do
+                    local p = pols[i]
                     if p.ext then
                         if not ctx.meta.grants then
                             ctx.meta.grants = true
                         end
                         if p.gl and p.gl.dirty then
-                            ctx.gdel[p.gen] = nil
+                            if ctx.gdel then
+                                ctx.gdel[p.gen] = nil
+                            end
                             gset[#gset + 1] = tostring(p.gen)
                             gset[#gset + 1] = G.pack_state(p.gl)
                             p.gl.dirty = false
@@ -5904,12 +5912,16 @@ do
         end
         hset[2] = pack_meta(ctx.meta)
         call_chunked("HSET", key, hset)
-        local gdel = {}
-        for gen in pairs(ctx.gdel) do
-            gdel[#gdel + 1] = tostring(gen)
+        if ctx.gdel then
+            local gdel = {}
+            for gen in pairs(ctx.gdel) do
+                gdel[#gdel + 1] = tostring(gen)
+            end
+            call_chunked("HDEL", ctx.gkey, gdel)
         end
-        call_chunked("HDEL", ctx.gkey, gdel)
-        call_chunked("HSET", ctx.gkey, gset)
+        if #gset > 0 then
+            call_chunked("HSET", ctx.gkey, gset)
+        end
         local hdel = {}
         for path in pairs(ctx.deleted) do
             hdel[#hdel + 1] = node_field(path)
@@ -6002,7 +6014,7 @@ do
     end
 
     function flush(ctx, final)
-        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or next(ctx.gdel) or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
         if not any then
             return
@@ -6024,7 +6036,7 @@ do
             return
         end
         ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
-        ctx.gdel = {}
+        ctx.gdel = false
         ctx.kid_add, ctx.kid_del = {}, {}
         ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end
@@ -7433,6 +7445,7 @@ end
 -- its grants and remembered ids with it.
 function OPS.drop_grants(ctx, p)
     if p.ext then
+        ctx.gdel = ctx.gdel or {}
         ctx.gdel[p.gen] = true
     end
 end

@@ -464,6 +464,7 @@ end
 -- its grants and remembered ids with it.
 function OPS.drop_grants(ctx, p)
     if p.ext then
+        ctx.gdel = ctx.gdel or {}
         ctx.gdel[p.gen] = true
     end
 end
