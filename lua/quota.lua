@@ -26,7 +26,10 @@
 -- 1.3.0: plans (SPEC §6): a tree that follows or followed one is stored in
 -- layout 3 ("#plan", plan policies, node epochs), which 1.2.0 and 1.1.0
 -- refuse; every other tree stays layout 2 byte for byte.
-local VERSION = "1.3.0"
+-- 1.4.0: credits and grants (SPEC §7): a tree that has had a grant or LOW
+-- is stored in layout 4 (policy grant state, the grants hash), which 1.3.0
+-- and before refuse; every other tree keeps its layout byte for byte.
+local VERSION = "1.4.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -2864,7 +2867,7 @@ do
     end
 
     local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
-        rollover = true, service = true, model = true }
+        rollover = true, service = true, model = true, low = true }
 
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
@@ -2947,6 +2950,9 @@ do
                 spec[f] = late.parse_name(v, f)
             end
         end
+        if map.low ~= nil then
+            spec.low = amount_of(map.low, at .. ".low")
+        end
         late.validate_spec(spec)
         return spec
     end
@@ -2975,6 +2981,9 @@ do
         end
         if spec.model then
             out[#out + 1] = ',"model":' .. json_string(spec.model)
+        end
+        if spec.low then
+            out[#out + 1] = ',"low":' .. json_string(D.fmt(spec.low))
         end
         out[#out + 1] = "}"
         return tconcat(out)
@@ -4000,8 +4009,16 @@ local compare = D.cmp_sum_scaled
 -- limit + rolled over + granted, kept in p.allow: every change to those
 -- ends with refresh(p).
 -- Rust twin: Policy::refresh (src/engine/policy.rs)
+-- (Since 1.4.0: limit + rolled over + drawn + granted, the allowance of
+-- credits.md: the own allowance, what grants gave this period, and what
+-- live grants still hold.)
 local function refresh(p)
-    p.allow = plus(plus(p.limit, p.ro), p.gr)
+    local allow = plus(plus(p.limit, p.ro), p.gr)
+    local dr = p.dr
+    if dr ~= D.ZERO and not D.is_zero(dr) then
+        allow = plus(allow, dr)
+    end
+    p.allow = allow
 end
 
 -- Rust twin: Policy::allowance (src/engine/policy.rs)
@@ -4117,6 +4134,9 @@ end
 
 -- Rust twin: Policy::needs_roll (src/engine/policy/periods.rs)
 local function needs_roll(p, now)
+    if p.gx ~= 0 and now >= p.gx then
+        return true
+    end
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
         return now >= period_end(p)
@@ -4138,7 +4158,7 @@ local function new_policy(name, spec, generation, now)
         name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
-        allow = spec.limit,
+        allow = spec.limit, dr = D.ZERO, gn = 0, gx = 0, low = spec.low, lowf = false, ext = spec.low ~= nil,
     }
 end
 
@@ -4150,8 +4170,13 @@ local function archive(p, closed)
     end
 end
 
--- A closed period as stored: start, end, used, allowance, rolled over.
-local function closed_of(start_ms, end_ms, used, allow, rolled)
+-- A closed period as stored: start, end, used, allowance, rolled over, and
+-- (since 1.4.0, only when not 0, so that a tree without grants is stored as
+-- before) what grants gave in it.
+local function closed_of(start_ms, end_ms, used, allow, rolled, granted)
+    if granted and not D.is_zero(granted) then
+        return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled), D.fmt(granted) }
+    end
     return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled) }
 end
 
@@ -4177,10 +4202,354 @@ local function chained_allowance(p, first, skipped)
     return D.min(plus(first, D.mul(D.from_int(skipped), p.limit)), cap)
 end
 
+
+-- ----- grants (credits.md) ----------------------------------------------------
+-- A policy's grants live outside its record (the hash {tag}quota:K:grants,
+-- field = the policy's generation), so that a reservation never decodes
+-- them; the record keeps what a reservation and a roll need: granted (p.gr,
+-- the remaining of the live grants), drawn (p.dr), the next expiry (p.gx, 0:
+-- none), the live count (p.gn), low and low_fired. p.gl is the decoded
+-- state when a command needed it: { list = live grants in draw-down order,
+-- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
+-- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
+-- note (or nil), ended (remembered ones) }.
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, out = {} }
+
+-- Draw-down order: priority, then expiry (0 last), then seq.
+-- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
+function G.before(a, b)
+    if a.pri ~= b.pri then
+        return a.pri < b.pri
+    end
+    if a.exp ~= b.exp then
+        if a.exp == 0 or b.exp == 0 then
+            return b.exp == 0
+        end
+        return a.exp < b.exp
+    end
+    return a.seq < b.seq
+end
+
+local function by_expiry(a, b)
+    if a.exp ~= b.exp then
+        return a.exp < b.exp
+    end
+    return a.seq < b.seq
+end
+
+function G.pack_grant(g)
+    return { g.id, g.seq, D.stored(g.amount), D.stored(g.rem), g.pri, g.exp, g.per, g.at, g.note or false,
+        g.ended }
+end
+
+function G.unpack_grant(t)
+    return { id = t[1], seq = t[2], amount = D.loaded(t[3]), rem = D.loaded(t[4]), pri = t[5], exp = t[6],
+        per = t[7], at = t[8], note = t[9] or nil, ended = t[10] }
+end
+
+-- The grants of `p` decoded into p.gl (read from the grants hash once).
+-- Decoded states are kept by their stored bytes (at most 16), like nodes:
+-- a command takes one out and may change it; a write's final flush puts it
+-- back under the bytes it wrote (G.keep), so a wallet drawn from again and
+-- again is not decoded again.
+function G.load(p)
+    if p.gl then
+        return p.gl
+    end
+    local gl = { list = {}, dead = {}, seq = 1, dirty = false }
+    if p.ext and p.gk then
+        local blob = redis.call("HGET", p.gk, tostring(p.gen))
+        local kept = blob and G.cache[blob]
+        if kept then
+            G.cache[blob] = nil
+            G.cache_n = G.cache_n - 1
+            p.gl = kept
+            return kept
+        end
+        if blob then
+            gl.blob = blob
+            local t = cmsgpack.unpack(blob)
+            for i, g in ipairs(t[1]) do
+                gl.list[i] = G.unpack_grant(g)
+            end
+            for i, g in ipairs(t[2]) do
+                gl.dead[i] = G.unpack_grant(g)
+            end
+            gl.seq = t[3]
+        end
+    end
+    p.gl = gl
+    return gl
+end
+
+-- The stored bytes: what cmsgpack packs for {list, dead, seq}, each grant
+-- packed once while it does not change (g.pk).
+function G.pack_state(gl)
+    local parts = { "\147", G.header(#gl.list) }
+    for _, g in ipairs(gl.list) do
+        local pk = g.pk
+        if not pk then
+            pk = cmsgpack.pack(G.pack_grant(g))
+            g.pk = pk
+        end
+        parts[#parts + 1] = pk
+    end
+    parts[#parts + 1] = G.header(#gl.dead)
+    for _, g in ipairs(gl.dead) do
+        local pk = g.pk
+        if not pk then
+            pk = cmsgpack.pack(G.pack_grant(g))
+            g.pk = pk
+        end
+        parts[#parts + 1] = pk
+    end
+    parts[#parts + 1] = cmsgpack.pack(gl.seq)
+    local blob = tconcat(parts)
+    gl.blob = blob
+    return blob
+end
+
+-- A msgpack array header for n elements, as cmsgpack writes it.
+function G.header(n)
+    if n <= 15 then
+        return string.char(0x90 + n)
+    end
+    return string.char(0xdc, math.floor(n / 256), n % 256)
+end
+
+-- Keeps a decoded state that is now stored as gl.blob (G.load).
+function G.keep(gl)
+    local blob = gl.blob
+    if not blob or gl.dirty then
+        return
+    end
+    if G.cache[blob] == nil then
+        if G.cache_n >= 16 then
+            G.cache, G.cache_n = {}, 0
+        end
+        G.cache_n = G.cache_n + 1
+    end
+    G.cache[blob] = gl
+end
+
+function G.copy_state(gl)
+    if not gl then
+        return nil
+    end
+    local list, dead = {}, {}
+    for i, g in ipairs(gl.list) do
+        local c = {}
+        for k, v in pairs(g) do
+            c[k] = v
+        end
+        list[i] = c
+    end
+    for i, g in ipairs(gl.dead) do
+        dead[i] = g
+    end
+    return { list = list, dead = dead, seq = gl.seq, dirty = gl.dirty, blob = gl.blob }
+end
+
+-- granted (p.gr changed by `delta`, or summed again without one), the
+-- live count and the next expiry, from the decoded list.
+function G.recount(p, delta)
+    local gl = p.gl
+    local sum, nx = D.ZERO, 0
+    for _, g in ipairs(gl.list) do
+        if not delta then
+            sum = plus(sum, g.rem)
+        end
+        if g.exp > 0 and (nx == 0 or g.exp < nx) then
+            nx = g.exp
+        end
+    end
+    if delta then
+        sum = D.plus(p.gr, delta)
+    end
+    p.gr, p.gn, p.gx = sum, #gl.list, nx
+    gl.dirty = true
+    refresh(p)
+end
+
+-- An ended grant is remembered (remaining 0) until tombstone_ttl after it
+-- ended; at most MAX: beyond that the one that ended first is forgotten.
+-- Rust twin: Grants::remember (src/engine/policy/grants.rs)
+function G.bury(p, g, ended)
+    local dead = p.gl.dead
+    g.rem, g.ended, g.pk = D.ZERO, ended, nil
+    local i = #dead
+    while i > 0 and dead[i].ended > ended do
+        i = i - 1
+    end
+    tinsert(dead, i + 1, g)
+    while #dead > G.MAX do
+        table.remove(dead, 1)
+    end
+    p.gl.dirty = true
+end
+
+-- The live grant of that id, or the remembered one (not yet forgotten at
+-- now), and whether it is live.
+-- Rust twin: Policy::find_grant (src/engine/policy/grants.rs)
+function G.find(p, id, now)
+    if not p.ext then
+        return nil
+    end
+    local gl = G.load(p)
+    for _, g in ipairs(gl.list) do
+        if g.id == id then
+            return g, true
+        end
+    end
+    for _, g in ipairs(gl.dead) do
+        if g.id == id and g.ended + SETTINGS.tombstone_ttl > now then
+            return g, false
+        end
+    end
+    return nil
+end
+
+-- Removes the grants in `set` (a table keyed by grant) from the live list.
+function G.remove(p, set)
+    local kept = {}
+    for _, g in ipairs(p.gl.list) do
+        if not set[g] then
+            kept[#kept + 1] = g
+        end
+    end
+    p.gl.list = kept
+end
+
+-- Ends the live grants whose expiry is before `bound` (or at it, when
+-- `inclusive`), in order (expires_at, seq): their remaining leaves the
+-- allowance. Appends { id, amount, expires_at } to `out`.
+-- Rust twin: Policy::expire_grants (src/engine/policy/grants.rs)
+function G.expire(p, bound, inclusive, out)
+    local nx = p.gx
+    if nx == 0 or p.gn == 0 or nx > bound or (nx == bound and not inclusive) then
+        return
+    end
+    local gl = G.load(p)
+    local due, set = {}, {}
+    for _, g in ipairs(gl.list) do
+        if g.exp > 0 and (g.exp < bound or (inclusive and g.exp == bound)) then
+            due[#due + 1] = g
+            set[g] = true
+        end
+    end
+    table.sort(due, by_expiry)
+    G.remove(p, set)
+    local gone = D.ZERO
+    for _, g in ipairs(due) do
+        if out then
+            out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
+        end
+        gone = plus(gone, g.rem)
+        G.bury(p, g, g.exp)
+    end
+    G.recount(p, D.neg(gone))
+end
+
+-- QUOTA.RESET ends every PERIOD grant.
+-- Rust twin: Policy::end_period_grants (src/engine/policy/grants.rs)
+function G.end_period(p, now, out)
+    if p.gn == 0 then
+        return
+    end
+    local gl = G.load(p)
+    local due, set = {}, {}
+    for _, g in ipairs(gl.list) do
+        if g.per then
+            due[#due + 1] = g
+            set[g] = true
+        end
+    end
+    if #due == 0 then
+        return
+    end
+    table.sort(due, by_expiry)
+    G.remove(p, set)
+    local gone = D.ZERO
+    for _, g in ipairs(due) do
+        out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
+        gone = plus(gone, g.rem)
+        G.bury(p, g, now)
+    end
+    G.recount(p, D.neg(gone))
+end
+
+-- Usage d > 0 added at `now`: the own allowance first, then the grants in
+-- draw-down order. Appends { path, policy, grant, amount } to `draws`.
+-- Rust twin: Policy::draw_for (src/engine/policy/grants.rs)
+function G.draw(p, d, path, draws, now)
+    local own = plus(p.limit, p.ro)
+    local headroom = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
+    local rest = D.sub(d, D.min(d, headroom))
+    if D.cmp(rest, D.ZERO) <= 0 then
+        return
+    end
+    local gl = G.load(p)
+    local gone, wanted = {}, rest
+    for _, g in ipairs(gl.list) do
+        if D.cmp(rest, D.ZERO) <= 0 then
+            break
+        end
+        local take = D.min(rest, g.rem)
+        g.rem, g.pk = D.sub(g.rem, take), nil
+        p.dr = plus(p.dr, take)
+        rest = D.sub(rest, take)
+        draws[#draws + 1] = M("path", display_path(path), "policy", p.name, "grant", g.id, "amount", D.fmt(take))
+        if D.is_zero(g.rem) then
+            gone[#gone + 1] = g
+        end
+    end
+    if #gone > 0 then
+        local set = {}
+        for _, g in ipairs(gone) do
+            set[g] = true
+        end
+        G.remove(p, set)
+        for _, g in ipairs(gone) do
+            G.bury(p, g, now)
+        end
+    end
+    G.recount(p, D.neg(D.sub(wanted, rest)))
+end
+
+-- Re-arms LOW when the remaining is above it again.
+-- Rust twin: Policy::rearm_low (src/engine/policy/grants.rs)
+function G.rearm_low(p)
+    if p.lowf and (not p.low or D.cmp(remaining(p), p.low) > 0) then
+        p.lowf = false
+    end
+end
+
+-- A stored granted G > 0 of an earlier version (the first release's
+-- per-period grant): one PERIOD grant "legacy".
+-- Rust twin: Policy::convert_legacy (src/engine/policy/grants.rs)
+function G.legacy(p, amount)
+    local own = plus(p.limit, p.ro)
+    local drawn = D.min(D.max(D.sub(p.used, own), D.ZERO), amount)
+    local rem = D.sub(amount, drawn)
+    local w = window_of(p.wenc)
+    p.dr, p.ext = drawn, true
+    p.gl = { list = {}, dead = {}, seq = 2, dirty = true }
+    if D.cmp(rem, D.ZERO) > 0 then
+        local exp = 0
+        if W.is_calendar(w) then
+            local _
+            _, exp = W.period_of(w, p.ps)
+        end
+        p.gl.list[1] = { id = "legacy", seq = 1, amount = amount, rem = rem, pri = 50, exp = exp, per = true,
+            at = p.ps }
+    end
+    G.recount(p)
+end
+
 -- Applies every reset due at `now`, as if each had run on time. Returns how
 -- many periods closed.
 -- Rust twin: Policy::roll (src/engine/policy/periods.rs)
-local function roll(p, now)
+local function roll(p, now, out)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
         while p.bk[1] and W.expired_bucket(w, p.bk[1][1], now) do
@@ -4190,31 +4559,48 @@ local function roll(p, now)
         if #p.bk == 0 then
             p.used = D.ZERO
         end
+        if D.cmp(p.dr, p.used) > 0 then
+            -- Usage that leaves the window takes what grants gave with it.
+            p.dr = p.used
+            refresh(p)
+        end
+        G.expire(p, now, true, out)
         return 0
     elseif not W.is_calendar(w) then
+        G.expire(p, now, true, out)
         return 0
     end
     local e = period_end(p)
     if now < e then
+        if p.gx ~= 0 then
+            G.expire(p, now, true, out)
+        end
         return 0
     end
+    -- A grant expiring exactly at the end is part of the closing period.
+    G.expire(p, e, false, out)
     local allow = allowance(p)
-    local unused = D.max(D.sub(allow, p.used), D.ZERO)
-    archive(p, closed_of(p.ps, e, p.used, allow, p.ro))
+    local own = plus(p.limit, p.ro)
+    local unused = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
+    archive(p, closed_of(p.ps, e, p.used, allow, p.ro, p.dr))
     local first = next_allowance(p, unused)
     local i_end, i_now = W.index_of(w, e), W.index_of(w, now)
     for i = math.max(i_end, i_now - HISTORY_LEN), i_now - 1 do
+        local period_to = W.start_of(w, i + 1)
+        G.expire(p, period_to, false, out)
         local a = chained_allowance(p, first, i - i_end)
-        archive(p, closed_of(W.start_of(w, i), W.start_of(w, i + 1), D.ZERO, a, D.sub(a, p.limit)))
+        archive(p, closed_of(W.start_of(w, i), period_to, D.ZERO, plus(a, p.gr), D.sub(a, p.limit)))
     end
+    G.expire(p, now, true, out)
     local a = chained_allowance(p, first, i_now - i_end)
     p.ps = W.start_of(w, i_now)
     p.used = D.ZERO
-    p.gr = D.ZERO
+    p.dr = D.ZERO
     p.ro = D.sub(a, p.limit)
     p.fired = 0
     p.overf = false
     refresh(p)
+    G.rearm_low(p)
     return i_now - i_end + 1
 end
 
@@ -4232,7 +4618,8 @@ local function copy_policy(p)
         name = p.name, metric = p.metric, limit = p.limit, mode = p.mode, wenc = p.wenc, warn = p.warn,
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
-        src = p.src,
+        src = p.src, dr = p.dr, gn = p.gn, gx = p.gx, low = p.low, lowf = p.lowf, ext = p.ext, gk = p.gk,
+        gl = G.copy_state(p.gl),
     }
 end
 
@@ -4262,6 +4649,7 @@ local function rearm(p)
     if not is_over(p) then
         p.overf = false
     end
+    G.rearm_low(p)
 end
 
 -- Adds usage at `now`; usage never goes below zero. A rolling window puts it
@@ -4300,6 +4688,11 @@ local function add_used(p, delta, now)
             sum = plus(sum, p.bk[i][2])
         end
         p.used = sum
+        if D.cmp(p.dr, sum) > 0 then
+            -- Usage given back takes what grants gave with it.
+            p.dr = sum
+            refresh(p)
+        end
     else
         p.used = updated
     end
@@ -4319,36 +4712,31 @@ local function add_used_capped(p, delta, now)
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
--- Rust twin: Policy::grant (src/engine/policy.rs)
-local function grant_policy(p, amount, now)
-    roll(p, now)
-    p.gr = D.add(p.gr, amount)
-    refresh(p)
-    D.add(allowance(p), D.ZERO)
-end
-
 -- QUOTA.RESET: closes the current period now.
 -- Rust twin: Policy::reset (src/engine/policy/periods.rs)
-local function reset_policy(p, now)
-    roll(p, now)
+local function reset_policy(p, now, out)
+    roll(p, now, out)
     local w = window_of(p.wenc)
     local start = p.ps
     if W.is_rolling(w) then
         start = math.max(p.ps, math.max(now - w.ms, 0))
     end
     local allow = allowance(p)
-    local closed = closed_of(start, now, p.used, allow, p.ro)
+    local closed = closed_of(start, now, p.used, allow, p.ro, p.dr)
     archive(p, closed)
-    local unused = D.max(D.sub(allow, p.used), D.ZERO)
+    local own = plus(p.limit, p.ro)
+    local unused = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
     local a = next_allowance(p, unused)
     p.ps = now
     p.used = D.ZERO
-    p.gr = D.ZERO
+    p.dr = D.ZERO
     p.ro = D.sub(a, p.limit)
     p.bk = {}
     p.fired = 0
     p.overf = false
     refresh(p)
+    G.end_period(p, now, out)
+    G.rearm_low(p)
     return closed
 end
 
@@ -4363,6 +4751,10 @@ local function update_policy(p, spec, now)
     end
     p.metric, p.limit, p.mode, p.wenc, p.warn = spec.metric, spec.limit, spec.mode, spec.wenc, spec.warn
     p.rollover, p.service, p.model = spec.rollover, spec.service, spec.model
+    p.low = spec.low
+    if p.low then
+        p.ext = true
+    end
     local w = window_of(p.wenc)
     if p.rollover and W.is_calendar(w) then
         p.ro = D.min(p.ro, D.max(D.sub(p.rollover, p.limit), D.ZERO))
@@ -4381,6 +4773,7 @@ local function update_policy(p, spec, now)
         end
     end
     refresh(p)
+    G.rearm_low(p)
 end
 
 -- ----- storage -----------------------------------------------------------------
@@ -4410,7 +4803,13 @@ do
         end
         return string.char(0xdc, math.floor(n / 256), n % 256)
     end
+    -- Since layout 4 (1.4.0), a policy that had a grant or LOW has two more:
+    -- FROM_PLAN (true or false) and GRANTS_STATE {drawn, next expiry, live
+    -- grants, low, low_fired}; its GRANTED is then the remaining of its live
+    -- grants (before, the first release's per-period grant: see G.legacy).
+    local GRANTS_STATE = 21
     local POLICY_HEADER, PLAN_POLICY_HEADER = array_header(OVER_FIRED), array_header(FROM_PLAN)
+    local EXT_HEADER = array_header(GRANTS_STATE)
 
     -- The packed bytes of a D value, kept while the value lives (values
     -- never change, and most of a policy's are the same from one write to
@@ -4434,14 +4833,14 @@ do
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen and p.ph_src == p.src) then
-            head = (p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
+                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext) then
+            head = (p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
                 p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
                 p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen, p.ph_src = p.gen, p.src
+            p.ph_gen, p.ph_src, p.ph_ext = p.gen, p.src, p.ext
         end
         local bk = {}
         for i = 1, #p.bk do
@@ -4450,6 +4849,10 @@ do
         end
         local packed = head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro)
             .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
+        if p.ext then
+            return packed .. (p.src and "\195" or "\194") .. mpack({ D.stored(p.dr), p.gx, p.gn,
+                p.low and D.stored(p.low) or false, p.lowf })
+        end
         if p.src then
             return packed .. "\195"
         end
@@ -4463,13 +4866,25 @@ do
             bk[#bk + 1] = { flat[i], D.loaded(flat[i + 1]) }
         end
         local limit, ro, gr = D.loaded(t[LIMIT]), D.loaded(t[ROLLED_OVER]), D.loaded(t[GRANTED])
-        return {
+        local ext = t[GRANTS_STATE]
+        local p = {
             name = t[NAME], metric = t[METRIC], limit = limit, mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
             rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
             gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
-            allow = plus(plus(limit, ro), gr), src = t[FROM_PLAN] and "plan" or nil,
+            allow = false, src = t[FROM_PLAN] and "plan" or nil,
+            dr = D.ZERO, gn = 0, gx = 0, low = nil, lowf = false, ext = false,
         }
+        if ext then
+            p.dr, p.gx, p.gn, p.low, p.lowf, p.ext = D.loaded(ext[1]), ext[2], ext[3], ext[4] and D.loaded(ext[4]) or nil,
+                ext[5], true
+        elseif not D.is_zero(gr) then
+            p.gr = D.ZERO
+            refresh(p)
+            G.legacy(p, gr)
+        end
+        refresh(p)
+        return p
     end
 end
 
@@ -4511,12 +4926,20 @@ local function policy_reply(p, now)
         f[#f + 1] = "model"
         f[#f + 1] = p.model
     end
+    if p.low then
+        f[#f + 1] = "low"
+        f[#f + 1] = D.fmt(p.low)
+    end
+    if p.gn > 0 then
+        f[#f + 1] = "granted"
+        f[#f + 1] = D.fmt(p.gr)
+    end
     push_period(f, shown_period(p, now))
     return f
 end
 
 local function closed_reply(c)
-    return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5])
+    return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5], "granted", c[6] or "0")
 end
 
 -- 35_plan comes before the sections whose checks a plan's JSON uses: they
@@ -4613,9 +5036,18 @@ do
     -- The layout this library writes: 2, or 3 for a tree that follows or
     -- followed a plan (its "#plan" field, plan policies and node epochs;
     -- meta.plan says so). A library before 1.3.0 refuses layout 3.
-    local LAYOUT, PLAN_LAYOUT = 2, 3
+    -- Since 1.4.0, layout 4 for a tree that has had a grant or LOW
+    -- (meta.grants): its policies' grant state and the grants hash; "#" then
+    -- says in a ninth position whether it follows or followed a plan. A
+    -- library before 1.4.0 refuses layout 4.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT = 2, 3, 4
+    local META_PLAN = 9
 
     function pack_meta(meta)
+        if meta.grants then
+            return mpack({ meta.seq, meta.gen, meta.ev, GRANTS_LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+                meta.holds, meta.plan or false })
+        end
         return mpack({ meta.seq, meta.gen, meta.ev, meta.plan and PLAN_LAYOUT or LAYOUT, meta.due_e, meta.due_f,
             meta.indexed, meta.holds })
     end
@@ -4646,14 +5078,15 @@ do
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= 1 then
+        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), PLAN_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), GRANTS_LAYOUT))
         end
+        local grants = layout == GRANTS_LAYOUT
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT }, layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants }, layout ~= LAYOUT
     end
 end
 
@@ -4717,6 +5150,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+                gkey = companion(key, ":grants"),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -4830,8 +5264,8 @@ local function open_tree(key, writable, sweeping)
     local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
-        hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey,
-        kid_add = {}, kid_del = {},
+        hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
+        kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
@@ -4917,6 +5351,13 @@ local function load_nodes(ctx, paths)
                     cache_node(blob, pristine)
                 end
                 ctx.nodes[path] = clone_node(pristine)
+            end
+            local gkey, pols = ctx.gkey, ctx.nodes[path].pols
+            for i = 1, #pols do
+                local p = pols[i]
+                if p.ext and p.gk ~= gkey then
+                    p.gk = gkey
+                end
             end
         else
             ctx.nodes[path] = false
@@ -5077,6 +5518,9 @@ do
         elseif not over and rolling then
             p.overf = false
         end
+        if p.low then
+            G.check_low(ctx, p, path)
+        end
     end
 end
 
@@ -5112,18 +5556,52 @@ local function period_events(ctx, p, path, closed)
     end
 end
 
--- Applies the resets due to a policy, with their events.
+-- LOW: fires once when the remaining is at or below it.
+-- Rust twin: low_event (src/engine/tree.rs)
+function G.check_low(ctx, p, path)
+    if p.low and not p.lowf then
+        local left = remaining(p)
+        if D.cmp(left, p.low) <= 0 then
+            p.lowf = true
+            local e = event_about("low", ctx.now, path, p)
+            e.remaining, e.low = D.fmt(left), D.fmt(p.low)
+            emit(ctx, e)
+        end
+    end
+end
+
+-- The grant_expired events of the grants a roll ended (`out`).
+-- Rust twin: expired_events (src/engine/tree.rs)
+function G.expiry_events(ctx, p, path, out)
+    for _, x in ipairs(out) do
+        local e = event_about("grant_expired", ctx.now, path, p)
+        e.grant, e.amount, e.expires_at = x.id, x.amount, x.exp
+        emit(ctx, e)
+    end
+end
+
+-- Applies the resets and grant expiries due to a policy, with their events.
 -- Rust twin: Tree::roll_policy (src/engine/tree.rs)
 local function roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
     if not p then
         return
     end
-    local closed = roll(p, ctx.now)
+    -- (A list made once and kept while nothing expires into it.)
+    local out = G.out
+    local closed = roll(p, ctx.now, out)
     rearm(p)
     touch(ctx, ref.path)
+    local expired = #out > 0
+    if expired then
+        G.out = {}
+        G.expiry_events(ctx, p, ref.path, out)
+    end
     if closed > 0 then
         period_events(ctx, p, ref.path, closed)
+    end
+    if closed > 0 or expired then
+        G.check_low(ctx, p, ref.path)
     end
 end
 
@@ -5143,6 +5621,8 @@ local function event_reply(e, tree)
         reset = { "periods", e.periods or false },
         rollover = { "rolled_over", e.rolled_over or false },
         expired = { "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
+        low = { "remaining", e.remaining or false, "low", e.low or false },
+        grant_expired = { "grant", e.grant or false, "amount", e.amount or false, "expires_at", e.expires_at or false },
     }
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
@@ -5275,7 +5755,15 @@ local function apply_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        add_used_capped(p, costs_get_at(usage, by_metric, p.metric), ctx.now)
+        local d = costs_get_at(usage, by_metric, p.metric)
+        if p.gn > 0 and D.cmp(d, D.ZERO) > 0 then
+            -- (The part the 10^18 cap lets in draws.)
+            if not (d.m and p.used.m) then
+                d = D.min(d, D.sub(D.MAX_TOTAL, p.used))
+            end
+            G.draw(p, d, ref.path, ctx.draws, ctx.now)
+        end
+        add_used_capped(p, d, ctx.now)
         if is_over(p) then
             over[#over + 1] = display_path(ref.path) .. "#" .. p.name
         end
@@ -5382,14 +5870,38 @@ do
     -- The tree's hash (meta and nodes) and the children index.
     local function flush_nodes(ctx, final)
         local key = ctx.key
-        local hset = { "#", pack_meta(ctx.meta) }
+        local hset = { "#", false }
         if ctx.pl and ctx.pl.dirty then
             hset[3], hset[4] = "#plan", mpack({ ctx.pl.name or false, ctx.pl.epoch, ctx.pl.json or false })
             ctx.pl.dirty, ctx.pl.stored = false, true
         end
+        local gset = {}
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
+                local pols = node.pols
+                for i = 1, #pols do
+                    local p = pols[i]
+                    if p.ext then
+                        if not ctx.meta.grants then
+                            ctx.meta.grants = true
+                        end
+                        if p.gl and p.gl.dirty then
+                            if ctx.gdel then
+                                ctx.gdel[p.gen] = nil
+                            end
+                            gset[#gset + 1] = tostring(p.gen)
+                            gset[#gset + 1] = G.pack_state(p.gl)
+                            p.gl.dirty = false
+                        end
+                        if final and p.gl then
+                            -- (A cached node finds its grants by their
+                            -- bytes when a later command needs them.)
+                            G.keep(p.gl)
+                            p.gl = nil
+                        end
+                    end
+                end
                 local blob = pack_node(node)
                 hset[#hset + 1] = node_field(path)
                 hset[#hset + 1] = blob
@@ -5398,7 +5910,18 @@ do
                 end
             end
         end
+        hset[2] = pack_meta(ctx.meta)
         call_chunked("HSET", key, hset)
+        if ctx.gdel then
+            local gdel = {}
+            for gen in pairs(ctx.gdel) do
+                gdel[#gdel + 1] = tostring(gen)
+            end
+            call_chunked("HDEL", ctx.gkey, gdel)
+        end
+        if #gset > 0 then
+            call_chunked("HSET", ctx.gkey, gset)
+        end
         local hdel = {}
         for path in pairs(ctx.deleted) do
             hdel[#hdel + 1] = node_field(path)
@@ -5491,14 +6014,14 @@ do
     end
 
     function flush(ctx, final)
-        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
         if not any then
             return
         end
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
-            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey)
             ctx.exists = true
             ctx.dirty[""] = true
         end
@@ -5513,6 +6036,7 @@ do
             return
         end
         ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+        ctx.gdel = false
         ctx.kid_add, ctx.kid_del = {}, {}
         ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end
@@ -6217,10 +6741,12 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     if live then
         release_lines(ctx, hold, indices)
     end
+    ctx.draws = {}
     local over = apply_usage(ctx, r, plan.set, plan.actual)
     local released, overage = HOLDS.settle_amounts(plan.held, plan.actual)
     local outcome = { id = id, charged = costs_pack(plan.actual), released = costs_pack(released),
-        overage = costs_pack(overage), duplicate = false, expired = plan.expired, over = over }
+        overage = costs_pack(overage), duplicate = false, expired = plan.expired, over = over,
+        drawn = #ctx.draws > 0 and ctx.draws or nil }
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
@@ -6370,9 +6896,11 @@ function HOLDS.charge(ctx, req)
     check_usage(ctx, r, req.set, req.cost)
 
     -- After this point the charge succeeds.
+    ctx.draws = {}
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
-        message = "charged " .. describe(req.cost), over = over, duplicate = false }
+        message = "charged " .. describe(req.cost), over = over, duplicate = false,
+        drawn = #ctx.draws > 0 and ctx.draws or nil }
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
@@ -6630,10 +7158,13 @@ function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet
         local new_metric = p.metric ~= spec.metric
         update_policy(p, spec, ctx.now)
         if new_metric then
+            OPS.drop_grants(ctx, p)
             node.pols[index] = new_policy(name, spec, generation, ctx.now)
+            node.pols[index].gk = ctx.gkey
         end
     else
         node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
+        node.pols[#node.pols].gk = ctx.gkey
         ref = { path = path, i = #node.pols }
     end
     if counted then
@@ -6716,6 +7247,7 @@ function OPS.unset_policy(ctx, path, name)
     end
     local gen = node.pols[ref.i].gen
     OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
+    OPS.drop_grants(ctx, node.pols[ref.i])
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
 end
@@ -6759,6 +7291,9 @@ function OPS.delete_path(ctx, path)
 
     -- After this point the command succeeds.
     for _, p in ipairs(all) do
+        for _, pol in ipairs(ctx.nodes[p].pols) do
+            OPS.drop_grants(ctx, pol)
+        end
         ctx.kid_del[#ctx.kid_del + 1] = kid_member(p)
         ctx.nodes[p] = false
         ctx.dirty[p] = nil
@@ -6768,20 +7303,151 @@ function OPS.delete_path(ctx, path)
     return #all
 end
 
+-- A grant as QUOTA.GRANTS lists it.
+function OPS.grant_reply(g)
+    return M("id", g.id, "amount", D.fmt(g.amount), "remaining", D.fmt(g.rem), "priority", g.pri,
+        "expires_at", g.exp, "period", flag(g.per), "created_at", g.at, "note", g.note or false)
+end
+
+-- GRANT's reply: the policy (as GET shows it, without source), the grant,
+-- and whether the id was known.
+function OPS.granted_reply(p, g, duplicate, now)
+    local f = policy_reply(p, now)
+    local more = { "grant", OPS.grant_reply(g), "duplicate", flag(duplicate) }
+    for i = 1, #more do
+        f[#f + 1] = more[i]
+    end
+    return f
+end
+
+-- A generated grant id: the tree's reservation-id generator, skipping ids
+-- the policy knows.
+-- Rust twin: Tree::generate_grant_id (src/engine/tree.rs)
+function OPS.grant_id(ctx, p)
+    while true do
+        ctx.meta.seq = ctx.meta.seq + 1
+        ctx.meta_dirty = true
+        local id = sformat("%x-%x", ctx.now, ctx.meta.seq)
+        if not G.find(p, id, ctx.now) then
+            return id
+        end
+    end
+end
+
 -- Rust twin: Tree::grant (src/engine/tree.rs).
--- QUOTA.GRANT: adds to the current period's allowance.
-function OPS.grant(ctx, path, name, amount)
+-- QUOTA.GRANT: adds a grant (o = { id, expires, dur, period, pri, note }).
+function OPS.grant(ctx, path, name, amount, o)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
-    local trial = copy_policy(policy_of(ctx, ref))
-    grant_policy(trial, amount, ctx.now)
+    local now = ctx.now
+    if o.expires and o.expires <= now then
+        fail(sformat("ERR EXPIRES %.0f is not in the future", o.expires))
+    end
+    local view = policy_now(ctx, ref)
+    if o.id then
+        local known = G.find(view, o.id, now)
+        if known then
+            return OPS.granted_reply(view, known, true, now)
+        end
+    end
+    if view.gn >= G.MAX then
+        fail(sformat("ERR limit: policy '%s' at '%s' already has %d grants", name, display_path(path), G.MAX))
+    end
+    D.add(allowance(view), amount)
 
     -- After this point the command succeeds.
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
-    grant_policy(p, amount, ctx.now)
+    local gl = G.load(p)
+    local id = o.id or OPS.grant_id(ctx, p)
+    local exp = 0
+    if o.expires then
+        exp = o.expires
+    elseif o.dur then
+        exp = now + o.dur
+    elseif o.period and W.is_calendar(window_of(p.wenc)) then
+        exp = period_end(p)
+    end
+    local g = { id = id, seq = gl.seq, amount = amount, rem = amount, pri = o.pri, exp = exp, per = o.period or false,
+        at = now, note = o.note }
+    gl.seq = gl.seq + 1
+    p.ext = true
+    -- Usage beyond the whole allowance is a debt the new grant pays.
+    local debt = D.sub(D.sub(p.used, p.dr), plus(p.limit, p.ro))
+    if D.cmp(debt, D.ZERO) > 0 then
+        local pay = D.min(amount, debt)
+        p.dr = plus(p.dr, pay)
+        g.rem = D.sub(amount, pay)
+    end
+    if D.is_zero(g.rem) then
+        G.bury(p, g, now)
+    else
+        local list = gl.list
+        local i = #list
+        while i > 0 and G.before(g, list[i]) do
+            i = i - 1
+        end
+        tinsert(list, i + 1, g)
+    end
+    G.recount(p, g.rem)
+    G.rearm_low(p)
     touch(ctx, path)
-    return policy_reply(p, ctx.now)
+    observe(ctx, { ref })
+    return OPS.granted_reply(p, g, false, now)
+end
+
+-- Rust twin: Tree::grants_view (src/engine/tree.rs).
+-- QUOTA.GRANTS: the live grants at now, in draw-down order.
+function OPS.grants(ctx, path, name, count)
+    PLAN.sync_paths(ctx, { path })
+    local ref = OPS.policy_ref(ctx, path, name)
+    local p = policy_now(ctx, ref)
+    local out = {}
+    if p.gn > 0 then
+        for i, g in ipairs(G.load(p).list) do
+            if i > count then
+                break
+            end
+            out[i] = OPS.grant_reply(g)
+        end
+    end
+    return out
+end
+
+-- Rust twin: Tree::revoke (src/engine/tree.rs).
+-- QUOTA.REVOKE: a live grant's remaining leaves the allowance.
+function OPS.revoke(ctx, path, name, id)
+    PLAN.sync_paths(ctx, { path })
+    local ref = OPS.policy_ref(ctx, path, name)
+    local view = policy_now(ctx, ref)
+    local g, live = G.find(view, id, ctx.now)
+    if not g then
+        fail(sformat("NOTFOUND no such grant '%s' at '%s#%s'", clip(id), display_path(path), name))
+    end
+
+    -- After this point the command succeeds.
+    roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    local removed = D.ZERO
+    if live then
+        g = G.find(p, id, ctx.now)
+        removed = g.rem
+        G.remove(p, { [g] = true })
+        G.bury(p, g, ctx.now)
+        G.recount(p, D.neg(removed))
+    end
+    touch(ctx, path)
+    observe(ctx, { ref })
+    return M("id", id, "removed", D.fmt(removed))
+end
+
+-- A policy that goes (UNSET, DELPATH, a new metric, a plan's sync) takes
+-- its grants and remembered ids with it.
+function OPS.drop_grants(ctx, p)
+    if p.ext then
+        ctx.gdel = ctx.gdel or {}
+        ctx.gdel[p.gen] = true
+    end
 end
 
 -- Rust twin: Tree::reset_policy (src/engine/tree.rs).
@@ -6791,8 +7457,11 @@ function OPS.reset(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
-    local closed = reset_policy(p, ctx.now)
+    local out = {}
+    local closed = reset_policy(p, ctx.now, out)
+    G.expiry_events(ctx, p, path, out)
     period_events(ctx, p, path, 1)
+    G.check_low(ctx, p, path)
     touch(ctx, path)
     return closed_reply(closed)
 end
@@ -6992,6 +7661,7 @@ function PLAN.sync_node(ctx, path, node, fresh)
                 holds = (not fresh and holds_may_reach(ctx, path)) and OPS.holds_reaching(ctx, path) or {}
             end
             OPS.drop_lines(ctx, holds, path, p.gen)
+            OPS.drop_grants(ctx, p)
         else
             kept[#kept + 1] = p
         end
@@ -7130,8 +7800,10 @@ end
 
 local PRICE_BOOK = "quota:prices"
 local CMD = {}
+local COUNT_KEYWORD = set_of({ "COUNT" })
 
-local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL" })
+local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
+    "LOW" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
@@ -7167,6 +7839,8 @@ function CMD.cmd_set(ctx, args)
             spec.service = args:next_name("service")
         elseif kw == "MODEL" then
             spec.model = args:next_name("model")
+        elseif kw == "LOW" then
+            spec.low = args:next_non_negative("LOW")
         end
     end
     if not spec.metric then
@@ -7224,15 +7898,74 @@ function CMD.cmd_delpath(ctx, args)
     return OPS.delete_path(ctx, path)
 end
 
+-- QUOTA.GRANT key path policy amount [ID id] [EXPIRES unix-ms | FOR
+-- duration | PERIOD] [PRIORITY n] [NOTE text]
+-- Rust twin: grant (src/module/commands/policy.rs)
 function CMD.cmd_grant(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local amount = args:next_non_negative("an amount")
-    args:finish()
     if D.is_zero(amount) then
         fail("ERR invalid amount: a grant must be larger than 0")
     end
-    return OPS.grant(ctx, path, name, amount)
+    local o = { pri = 50 }
+    local seen, when = {}, false
+    while not args:is_done() do
+        local kw = args:next_keyword(CMD.GRANT_KEYWORDS)
+        args:once(seen, kw)
+        if kw == "EXPIRES" or kw == "FOR" or kw == "PERIOD" then
+            if when then
+                fail("ERR syntax: EXPIRES, FOR and PERIOD are exclusive: give one")
+            end
+            when = true
+        end
+        if kw == "ID" then
+            o.id = args:next_name("grant id")
+        elseif kw == "EXPIRES" then
+            o.expires = args:next_u64("EXPIRES", 1, 9007199254740991)
+        elseif kw == "FOR" then
+            o.dur = W.parse_duration(args:next_str("a duration after FOR"))
+        elseif kw == "PERIOD" then
+            o.period = true
+        elseif kw == "PRIORITY" then
+            o.pri = args:next_u64("PRIORITY", 0, 100)
+        else
+            local note = args:next_str("a text after NOTE")
+            if #note > G.NOTE_MAX then
+                fail(sformat("ERR limit: NOTE is longer than %d bytes", G.NOTE_MAX))
+            end
+            if note == "" or sfind(note, "[%z\1-\31\127]") or not valid_utf8(note) then
+                fail("ERR syntax: NOTE must be text without control characters")
+            end
+            o.note = note
+        end
+    end
+    return OPS.grant(ctx, path, name, amount, o)
+end
+CMD.GRANT_KEYWORDS = set_of({ "ID", "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE" })
+
+-- QUOTA.GRANTS key path policy [COUNT n]
+-- Rust twin: grants (src/module/commands/read.rs)
+function CMD.cmd_grants(ctx, args)
+    local path = args:next_path("a path")
+    local name = args:next_name("policy name")
+    local count = G.MAX
+    if not args:is_done() then
+        args:next_keyword(COUNT_KEYWORD)
+        count = args:next_u64("COUNT", 1, 10000)
+    end
+    args:finish()
+    return OPS.grants(ctx, path, name, count)
+end
+
+-- QUOTA.REVOKE key path policy grant-id
+-- Rust twin: revoke (src/module/commands/policy.rs)
+function CMD.cmd_revoke(ctx, args)
+    local path = args:next_path("a path")
+    local name = args:next_name("policy name")
+    local id = args:next_name("grant id")
+    args:finish()
+    return OPS.revoke(ctx, path, name, id)
 end
 
 function CMD.cmd_reset(ctx, args)
@@ -7455,7 +8188,8 @@ function CMD.cmd_commit(ctx, args)
     local item, cost = CMD.parse_settle(args, true)
     local o = HOLDS.commit(ctx, id, item, cost)
     return M("id", o.id, "charged", costs_reply(o.charged), "released", costs_reply(o.released),
-        "overage", costs_reply(o.overage), "duplicate", flag(o.duplicate), "expired", flag(o.expired), "over", o.over)
+        "overage", costs_reply(o.overage), "duplicate", flag(o.duplicate), "expired", flag(o.expired), "over", o.over,
+        "drawn", o.drawn or {})
 end
 
 function CMD.cmd_release(ctx, args)
@@ -7483,7 +8217,8 @@ function CMD.cmd_charge(ctx, args)
         f[#f + 1] = "checks"
         f[#f + 1] = CMD.checks_reply(o.checks)
     end
-    local rest = { "denied_by", o.denied, "message", o.message, "over", o.over, "duplicate", flag(o.duplicate) }
+    local rest = { "denied_by", o.denied, "message", o.message, "over", o.over, "duplicate", flag(o.duplicate),
+        "drawn", o.drawn or {} }
     for i = 1, #rest do
         f[#f + 1] = rest[i]
     end
@@ -7499,7 +8234,6 @@ function CMD.cmd_get(ctx, args)
 end
 
 local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
-local COUNT_KEYWORD = set_of({ "COUNT" })
 
 function CMD.cmd_tree(ctx, args)
     local path = optional_path(args)
@@ -7754,6 +8488,7 @@ for _, c in ipairs({
     { "QUOTA.UNSET", CMD.cmd_unset, true },
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
+    { "QUOTA.REVOKE", CMD.cmd_revoke, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
     { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
@@ -7766,6 +8501,7 @@ for _, c in ipairs({
     { "QUOTA.HOLDS", CMD.cmd_holds, false },
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
+    { "QUOTA.GRANTS", CMD.cmd_grants, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end
@@ -7842,6 +8578,7 @@ end
 local FUNCTIONS = {
     { "quota_set", { "allow-cross-slot-keys" } }, { "quota_unset", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
+    { "quota_revoke", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
     { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
@@ -7850,6 +8587,7 @@ local FUNCTIONS = {
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_grants", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
     { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },

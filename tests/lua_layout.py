@@ -3,9 +3,9 @@
 an older library wrote.
 
   python3 tests/lua_layout.py                   the upgrade test (make test-lua)
-  python3 tests/lua_layout.py --write v1|v3 [--file LIB]
+  python3 tests/lua_layout.py --write v1|v3|v4 [--file LIB]
                                                 writes tests/fixtures/lua_layout_v1.json
-                                                (or _v3) from LIB (default: the library
+                                                (or _v3, _v4) from LIB (default: the library
                                                 quota-load embeds)
 
 --write builds a tree with the library it is given (holds, a multi-item hold
@@ -32,6 +32,13 @@ fields) must reply exactly as recorded and change nothing, its writes
 (WRITES_V3: a reservation on the stale node, a commit of r1, ...) reply as
 recorded and leave every tree in layout 3. When a library after 1.3.0 adds
 reply fields, strip them as without_newer_fields does for v1.
+
+lua_layout_v4.json was written by library 1.4.0 (layout 4, grants) from
+BUILD_V4 (see there); test_grants_layout checks that a tree without grants is
+stored byte for byte as 1.3.0 (tests/fixtures/quota-1.3.0.lua) stores it, that
+1.3.0 refuses layout 4 unchanged, and that a granted amount 1.3.0 stored reads
+as the PERIOD grant "legacy". Replies of the older fixtures are compared
+without the fields 1.4.0 added (granted, drawn; GRANT's grant and duplicate).
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
@@ -215,9 +222,70 @@ WRITES_V3 = [
     ["QUOTA.CHARGE", N3, "PATH", "members/x", "COST", "credits", "1"],
 ]
 
+# lua_layout_v4.json: written by library 1.4.0 (layout 4, grants) with
+#     python3 tests/lua_layout.py --write v4 --file lua/quota.lua
+# A wallet tree: a month policy with LOW and grants of every kind (FOR,
+# EXPIRES, PERIOD, PRIORITY, NOTE), draws, a grant used up and one revoked
+# (remembered ids), a grant expired and one ended with its period (events
+# grant_expired, low), history with granted; a rolling policy that drew; a
+# finished charge whose reply drew; and a tree following a plan with LOW
+# and a grant on a plan policy. Its reads must reply exactly as recorded
+# and change nothing; its writes reply as recorded and keep layout 4.
+W4, Q4 = "{acme}w", "{acme}q"
+PLAN_V4 = ('{"paths": {"/": {"monthly": {"metric": "credits", "limit": "100", "window": "month", "low": "10"}}, '
+           '"members/*": {"allowance": {"metric": "credits", "limit": "5", "low": "1"}}}}')
+BUILD_V4 = [
+    (0, ["QUOTA.SET", W4, "/", "wallet", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month", "LOW", "5"]),
+    (0, ["QUOTA.SET", W4, "a", "hourly", "METRIC", "credits", "LIMIT", "2", "WINDOW", "rolling", "1h"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "100", "ID", "topup-1", "NOTE", "first top-up"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "20", "ID", "promo", "FOR", "1d", "PRIORITY", "10"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "5", "ID", "month-bonus", "PERIOD"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "7.5", "ID", "gift", "EXPIRES", str(T0 + 3 * DAY), "PRIORITY", "0"]),
+    (0, ["QUOTA.GRANT", W4, "/", "wallet", "3", "ID", "refund"]),
+    (0, ["QUOTA.GRANT", W4, "a", "hourly", "4", "ID", "h1"]),
+    (1000, ["QUOTA.CHARGE", W4, "PATH", "a", "ID", "c-1", "COST", "credits", "25"]),
+    (1000, ["QUOTA.RESERVE", W4, "PATH", "/", "ID", "r-1", "TTL", "604800000", "COST", "credits", "4"]),
+    (0, ["QUOTA.REVOKE", W4, "/", "wallet", "refund"]),
+    (DAY, ["QUOTA.CHARGE", W4, "PATH", "/", "COST", "credits", "1"]),
+    (2 * DAY, ["QUOTA.CHARGE", W4, "PATH", "/", "COST", "credits", "60"]),
+    (0, ["QUOTA.PLAN", "SET", "wal", PLAN_V4]),
+    (0, ["QUOTA.ASSIGN", Q4, "wal"]),
+    (0, ["QUOTA.CHARGE", Q4, "PATH", "members/u1", "COST", "credits", "4.5"]),
+    (0, ["QUOTA.GRANT", Q4, "members/u1", "allowance", "10", "ID", "x", "FOR", "7d"]),
+]
+READS_V4 = [
+    ["QUOTA.GET", W4, "/"],
+    ["QUOTA.GET", W4, "a"],
+    ["QUOTA.TREE", W4, "/", "FORMAT", "JSON"],
+    ["QUOTA.GRANTS", W4, "/", "wallet"],
+    ["QUOTA.GRANTS", W4, "a", "hourly"],
+    ["QUOTA.HISTORY", W4, "/", "wallet"],
+    ["QUOTA.EVENTS", W4],
+    ["QUOTA.HOLDS", W4, "/"],
+    ["QUOTA.GET", Q4, "members/u1"],
+    ["QUOTA.GRANTS", Q4, "members/u1", "allowance"],
+    ["QUOTA.EVENTS", Q4],
+]
+WRITES_V4 = [
+    ["QUOTA.CHARGE", W4, "PATH", "a", "ID", "c-1", "COST", "credits", "25"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "refund"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "topup-1"],
+    ["QUOTA.REVOKE", W4, "/", "wallet", "gift"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "gift"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "1", "ID", "promo"],
+    ["QUOTA.REVOKE", W4, "/", "wallet", "promo"],
+    ["QUOTA.COMMIT", W4, "r-1", "COST", "credits", "6"],
+    ["QUOTA.CHARGE", W4, "PATH", "/", "COST", "credits", "30"],
+    ["QUOTA.GRANT", W4, "/", "wallet", "50", "ID", "topup-2", "PRIORITY", "60"],
+    ["QUOTA.RESET", W4, "/", "wallet"],
+    ["QUOTA.CHARGE", Q4, "PATH", "members/u1", "COST", "credits", "3"],
+    ["QUOTA.SET", W4, "/", "wallet", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month"],
+]
+
 FIXTURE_SPECS = {
     "v1": {"tree": TREE, "build": BUILD, "reads": READS, "writes": WRITES},
     "v3": {"tree": P3, "trees": [P3, G3, N3, B3], "build": BUILD_V3, "reads": READS_V3, "writes": WRITES_V3},
+    "v4": {"tree": W4, "trees": [W4, Q4], "build": BUILD_V4, "reads": READS_V4, "writes": WRITES_V4},
 }
 
 
@@ -360,6 +428,10 @@ def check(ok, what, detail=""):
 # Reply fields added since the fixture was written (1.3.0: plans): a tree that
 # follows no plan shows them as "tree", nil and 0; they are compared apart.
 SINCE = {"source": "tree", "plan": None, "plan_version": None, "plan_missing": 0}
+# And since 1.4.0 (grants): `granted` in policy maps (a legacy grant shows
+# it) and history rows, `drawn` in COMMIT and CHARGE (empty on these trees:
+# checked), and GRANT's `grant` and `duplicate` (stripped by compare).
+SINCE_GRANTS = {"granted", "drawn"}
 
 
 def without_newer_fields(value):
@@ -370,6 +442,10 @@ def without_newer_fields(value):
         for k, v in value["map"]:
             if k in SINCE:
                 check(v == SINCE[k], f"{k} is {SINCE[k]!r} on a tree that follows no plan ({v!r})")
+            elif k == "drawn":
+                check(v == [], f"nothing is drawn on a tree without grants ({v!r})")
+            elif k in SINCE_GRANTS:
+                pass
             else:
                 kept.append([k, without_newer_fields(v)])
         return {"map": kept}
@@ -378,7 +454,7 @@ def without_newer_fields(value):
     if isinstance(value, str) and value.startswith("{"):
         def strip(v):
             if isinstance(v, dict):
-                return {k: strip(x) for k, x in v.items() if k not in SINCE}
+                return {k: strip(x) for k, x in v.items() if k not in SINCE and k not in SINCE_GRANTS}
             if isinstance(v, list):
                 return [strip(x) for x in v]
             return v
@@ -386,9 +462,28 @@ def without_newer_fields(value):
     return value
 
 
+def without_grant_fields(value):
+    """A reply without the fields 1.4.0 added (SINCE_GRANTS), `drawn`
+    checked to be empty."""
+    if isinstance(value, dict) and "map" in value:
+        kept = []
+        for k, v in value["map"]:
+            if k == "drawn":
+                check(v == [], f"nothing is drawn on a tree without grants ({v!r})")
+            elif k not in SINCE_GRANTS:
+                kept.append([k, without_grant_fields(v)])
+        return {"map": kept}
+    if isinstance(value, list):
+        return [without_grant_fields(v) for v in value]
+    return value
+
+
 def compare(r, pairs, label):
     for command, expected in pairs:
-        got = without_newer_fields(run(r, command))
+        got = run(r, command)
+        if command[0] == "QUOTA.GRANT" and isinstance(got, dict) and "map" in got:
+            got = {"map": [kv for kv in got["map"] if kv[0] not in ("grant", "duplicate")]}
+        got = without_newer_fields(got)
         check(got == expected, f"{label}: {' '.join(command)}",
               f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
 
@@ -417,7 +512,9 @@ def test_fixture(name):
         compare(r, fixture["reads_after_writes"], f"{name} read after writes")
         version = meta_version(r, tree)
         current = r.execute_command("FCALL", "quota_version", "0")
-        check(version == 2, f"{name}: the tree's metadata says layout 2 after a write (layout {version})")
+        # (Layout 4 since 1.4.0: this tree has grants, its legacy ones and
+        # the one its writes add.)
+        check(version == 4, f"{name}: the tree's metadata says layout 4 after a write (layout {version})")
         # A node written since is in layout 2: its integer amounts are plain
         # numbers (the limit of a/b's first policy, 50), not {m, s} maps.
         limit_type = r.eval("local n = cmsgpack.unpack(redis.call('HGET', KEYS[1], '/a/b')); "
@@ -464,13 +561,13 @@ def test_plan_fixture(name):
         check(r.hexists(holds, "r1") == 1, f"{name}: the hold r1 on members/u3, the node the plan gave, is live")
         before = dump_keys(r)
         for command, expected in fixture["reads"]:
-            got = run(r, command)
+            got = without_grant_fields(run(r, command))
             check(got == expected, f"{name} read: {' '.join(command)}",
                   f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
         check(dump_keys(r) == before, f"{name}: reads of layout-3 trees and the plan book change nothing")
         for label, pairs in (("write", fixture["writes"]), ("read after writes", fixture["reads_after_writes"])):
             for command, expected in pairs:
-                got = run(r, command)
+                got = without_grant_fields(run(r, command))
                 check(got == expected, f"{name} {label}: {' '.join(command)}",
                       f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
         layouts = [meta_version(r, t) for t in trees]
@@ -646,6 +743,122 @@ def test_plan_layout():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_grants_fixture(name):
+    """A layout-4 fixture (grants): every reply exactly as recorded, reads
+    change nothing, the trees stay in layout 4."""
+    path = os.path.join(FIXTURES, f"lua_layout_{name}.json")
+    if not os.path.exists(path):
+        check(False, f"{name}: {path} exists")
+        return
+    with open(path) as f:
+        fixture = json.load(f)
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        restore_keys(r, fixture["keys"])
+        clock(r, fixture["clock"])
+        trees = fixture["trees"]
+        check([meta_version(r, t) for t in trees] == [4] * len(trees), f"{name}: the fixture's trees are in layout 4")
+        before = dump_keys(r)
+        for command, expected in fixture["reads"]:
+            got = run(r, command)
+            check(got == expected, f"{name} read: {' '.join(command)}",
+                  f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+        check(dump_keys(r) == before, f"{name}: reads of layout-4 trees change nothing")
+        for label, pairs in (("write", fixture["writes"]), ("read after writes", fixture["reads_after_writes"])):
+            for command, expected in pairs:
+                got = run(r, command)
+                check(got == expected, f"{name} {label}: {' '.join(command)}",
+                      f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
+        check([meta_version(r, t) for t in trees] == [4] * len(trees), f"{name}: the trees stay in layout 4")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_grants_layout():
+    """Since 1.4.0 a tree that has had a grant or LOW is stored in layout 4
+    (policy grant state, the grants hash); every other tree is stored as
+    1.3.0 stores it, byte for byte. Library 1.3.0 refuses a layout-4 tree
+    with ERR layout and leaves it as it is. A granted amount 1.3.0 stored
+    (the first release's GRANT) reads as one PERIOD grant "legacy"."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    old_dir = tempfile.mkdtemp(prefix="quota-layout-")
+    server, old = Server(workdir), Server(old_dir)
+    try:
+        server.load()
+        old.load(os.path.join(FIXTURES, "quota-1.3.0.lua"), downgrade=True)
+        r, o = server.r, old.r
+        same = [
+            ["QUOTA.SET", "n", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "day", "ROLLOVER", "30"],
+            ["QUOTA.SET", "n", "a", "r", "METRIC", "credits", "LIMIT", "5", "WINDOW", "rolling", "1h"],
+            ["QUOTA.CHARGE", "n", "PATH", "a", "ID", "c1", "COST", "credits", "12"],
+            ["QUOTA.RESERVE", "n", "PATH", "a", "ID", "h1", "COST", "credits", "1"],
+            ["QUOTA.COMMIT", "n", "h1", "COST", "credits", "2"],
+            ["QUOTA.CHARGE", "n", "PATH", "a", "COST", "credits", "-3"],
+            ["QUOTA.RESET", "n", "/", "c"],
+        ]
+        for target in (r, o):
+            clock(target, T0)
+            for command in same:
+                run(target, command)
+            clock(target, T0 + 3 * DAY)
+            run(target, ["QUOTA.CHARGE", "n", "PATH", "/", "COST", "credits", "1"])
+        check(dump_keys(r) == dump_keys(o), "a tree without grants is stored as 1.3.0 stores it, byte for byte")
+        check(meta_version(r, "n") == 2, "a tree without grants stays in layout 2")
+        clock(r, T0)
+        run(r, ["QUOTA.SET", "g", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month"])
+        got = run(r, ["QUOTA.GRANT", "g", "/", "c", "5", "ID", "w1", "FOR", "1d", "NOTE", "welcome"])
+        check(isinstance(got, dict) and "error" not in got, f"a grant is added ({got})")
+        check(meta_version(r, "g") == 4, "a tree with a grant is in layout 4")
+        check(r.hexists("{g}quota:g:grants", "1") == 1, "its grants are in the grants hash, under the generation")
+        run(r, ["QUOTA.SET", "l", "/", "c", "METRIC", "credits", "LIMIT", "10", "LOW", "2"])
+        check(meta_version(r, "l") == 4, "a tree with LOW is in layout 4")
+        check(run(r, ["QUOTA.PLAN", "SET", "pro", PLAN_JSON]) == 1, "a plan is set")
+        run(r, ["QUOTA.ASSIGN", "p", "pro"])
+        run(r, ["QUOTA.RESERVE", "p", "PATH", "members/u1", "COST", "credits", "1"])
+        run(r, ["QUOTA.GRANT", "p", "members/u1", "allowance", "3", "ID", "x"])
+        check(meta_version(r, "p") == 4, "a tree that follows a plan and has a grant is in layout 4")
+        got = json.dumps(run(r, ["QUOTA.GET", "p", "members/u1"]))
+        check('"pro"' in got and '"granted", "3"' in got, f"it still follows its plan, and has the grant ({got})")
+        got = run(r, ["QUOTA.GRANTS", "g", "/", "c"])
+        check(json.dumps(got).count('"w1"') == 1, f"the grant reads back ({got})")
+        server.load(os.path.join(FIXTURES, "quota-1.3.0.lua"), downgrade=True)
+        before = dump_keys(r)
+        for tree in ("g", "l", "p"):
+            for command in (["QUOTA.GET", tree, "/"], ["QUOTA.CHARGE", tree, "PATH", "/", "COST", "credits", "1"]):
+                got = run(r, command)
+                ok = isinstance(got, dict) and got.get("error", "").startswith("layout:") and "layout 4," in got["error"]
+                check(ok, f"library 1.3.0 refuses a layout-4 tree: {' '.join(command)} -> {got}")
+        check(dump_keys(r) == before, "library 1.3.0 leaves layout-4 trees unchanged")
+        # The first release's GRANT, stored by 1.3.0, read by 1.4.0.
+        clock(o, T0)
+        run(o, ["QUOTA.SET", "old", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month"])
+        run(o, ["QUOTA.GRANT", "old", "/", "c", "8"])
+        run(o, ["QUOTA.CHARGE", "old", "PATH", "/", "COST", "credits", "13"])
+        shown = run(o, ["QUOTA.GET", "old", "/"])
+        old.load()
+        got = run(o, ["QUOTA.GRANTS", "old", "/", "c"])
+        legacy = got[0]["map"] if got and isinstance(got[0], dict) else []
+        check(dict((k, v) for k, v in legacy).get("id") == "legacy"
+              and dict((k, v) for k, v in legacy).get("remaining") == "5"
+              and dict((k, v) for k, v in legacy).get("period") == 1,
+              f"a stored granted amount reads as one PERIOD grant 'legacy', what usage took drawn ({got})")
+        now = run(o, ["QUOTA.GET", "old", "/"])
+        check(without_newer_fields(now) == without_newer_fields(shown), f"the policy reads as before ({now})")
+        run(o, ["QUOTA.CHARGE", "old", "PATH", "/", "COST", "credits", "1"])
+        check(meta_version(o, "old") == 4, "a tree with a legacy grant is written in layout 4")
+        got = run(o, ["QUOTA.GRANTS", "old", "/", "c"])
+        check(json.dumps(got).count('"4"') == 1, f"the legacy grant is drawn from and stored ({got})")
+    finally:
+        server.stop()
+        old.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -663,6 +876,8 @@ def main():
     test_future_layout()
     test_older_writer()
     test_plan_layout()
+    test_grants_layout()
+    test_grants_fixture("v4")
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

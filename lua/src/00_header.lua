@@ -26,7 +26,10 @@
 -- 1.3.0: plans (SPEC §6): a tree that follows or followed one is stored in
 -- layout 3 ("#plan", plan policies, node epochs), which 1.2.0 and 1.1.0
 -- refuse; every other tree stays layout 2 byte for byte.
-local VERSION = "1.3.0"
+-- 1.4.0: credits and grants (SPEC §7): a tree that has had a grant or LOW
+-- is stored in layout 4 (policy grant state, the grants hash), which 1.3.0
+-- and before refuse; every other tree keeps its layout byte for byte.
+local VERSION = "1.4.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it

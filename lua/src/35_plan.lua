@@ -200,7 +200,7 @@ do
     end
 
     local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
-        rollover = true, service = true, model = true }
+        rollover = true, service = true, model = true, low = true }
 
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
@@ -283,6 +283,9 @@ do
                 spec[f] = late.parse_name(v, f)
             end
         end
+        if map.low ~= nil then
+            spec.low = amount_of(map.low, at .. ".low")
+        end
         late.validate_spec(spec)
         return spec
     end
@@ -311,6 +314,9 @@ do
         end
         if spec.model then
             out[#out + 1] = ',"model":' .. json_string(spec.model)
+        end
+        if spec.low then
+            out[#out + 1] = ',"low":' .. json_string(D.fmt(spec.low))
         end
         out[#out + 1] = "}"
         return tconcat(out)

@@ -119,8 +119,16 @@ local compare = D.cmp_sum_scaled
 -- limit + rolled over + granted, kept in p.allow: every change to those
 -- ends with refresh(p).
 -- Rust twin: Policy::refresh (src/engine/policy.rs)
+-- (Since 1.4.0: limit + rolled over + drawn + granted, the allowance of
+-- credits.md: the own allowance, what grants gave this period, and what
+-- live grants still hold.)
 local function refresh(p)
-    p.allow = plus(plus(p.limit, p.ro), p.gr)
+    local allow = plus(plus(p.limit, p.ro), p.gr)
+    local dr = p.dr
+    if dr ~= D.ZERO and not D.is_zero(dr) then
+        allow = plus(allow, dr)
+    end
+    p.allow = allow
 end
 
 -- Rust twin: Policy::allowance (src/engine/policy.rs)
@@ -236,6 +244,9 @@ end
 
 -- Rust twin: Policy::needs_roll (src/engine/policy/periods.rs)
 local function needs_roll(p, now)
+    if p.gx ~= 0 and now >= p.gx then
+        return true
+    end
     local w = window_of(p.wenc)
     if W.is_calendar(w) then
         return now >= period_end(p)
@@ -257,7 +268,7 @@ local function new_policy(name, spec, generation, now)
         name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
-        allow = spec.limit,
+        allow = spec.limit, dr = D.ZERO, gn = 0, gx = 0, low = spec.low, lowf = false, ext = spec.low ~= nil,
     }
 end
 
@@ -269,8 +280,13 @@ local function archive(p, closed)
     end
 end
 
--- A closed period as stored: start, end, used, allowance, rolled over.
-local function closed_of(start_ms, end_ms, used, allow, rolled)
+-- A closed period as stored: start, end, used, allowance, rolled over, and
+-- (since 1.4.0, only when not 0, so that a tree without grants is stored as
+-- before) what grants gave in it.
+local function closed_of(start_ms, end_ms, used, allow, rolled, granted)
+    if granted and not D.is_zero(granted) then
+        return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled), D.fmt(granted) }
+    end
     return { start_ms, end_ms, D.fmt(used), D.fmt(allow), D.fmt(rolled) }
 end
 
@@ -296,10 +312,354 @@ local function chained_allowance(p, first, skipped)
     return D.min(plus(first, D.mul(D.from_int(skipped), p.limit)), cap)
 end
 
+
+-- ----- grants (credits.md) ----------------------------------------------------
+-- A policy's grants live outside its record (the hash {tag}quota:K:grants,
+-- field = the policy's generation), so that a reservation never decodes
+-- them; the record keeps what a reservation and a roll need: granted (p.gr,
+-- the remaining of the live grants), drawn (p.dr), the next expiry (p.gx, 0:
+-- none), the live count (p.gn), low and low_fired. p.gl is the decoded
+-- state when a command needed it: { list = live grants in draw-down order,
+-- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
+-- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
+-- note (or nil), ended (remembered ones) }.
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, out = {} }
+
+-- Draw-down order: priority, then expiry (0 last), then seq.
+-- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
+function G.before(a, b)
+    if a.pri ~= b.pri then
+        return a.pri < b.pri
+    end
+    if a.exp ~= b.exp then
+        if a.exp == 0 or b.exp == 0 then
+            return b.exp == 0
+        end
+        return a.exp < b.exp
+    end
+    return a.seq < b.seq
+end
+
+local function by_expiry(a, b)
+    if a.exp ~= b.exp then
+        return a.exp < b.exp
+    end
+    return a.seq < b.seq
+end
+
+function G.pack_grant(g)
+    return { g.id, g.seq, D.stored(g.amount), D.stored(g.rem), g.pri, g.exp, g.per, g.at, g.note or false,
+        g.ended }
+end
+
+function G.unpack_grant(t)
+    return { id = t[1], seq = t[2], amount = D.loaded(t[3]), rem = D.loaded(t[4]), pri = t[5], exp = t[6],
+        per = t[7], at = t[8], note = t[9] or nil, ended = t[10] }
+end
+
+-- The grants of `p` decoded into p.gl (read from the grants hash once).
+-- Decoded states are kept by their stored bytes (at most 16), like nodes:
+-- a command takes one out and may change it; a write's final flush puts it
+-- back under the bytes it wrote (G.keep), so a wallet drawn from again and
+-- again is not decoded again.
+function G.load(p)
+    if p.gl then
+        return p.gl
+    end
+    local gl = { list = {}, dead = {}, seq = 1, dirty = false }
+    if p.ext and p.gk then
+        local blob = redis.call("HGET", p.gk, tostring(p.gen))
+        local kept = blob and G.cache[blob]
+        if kept then
+            G.cache[blob] = nil
+            G.cache_n = G.cache_n - 1
+            p.gl = kept
+            return kept
+        end
+        if blob then
+            gl.blob = blob
+            local t = cmsgpack.unpack(blob)
+            for i, g in ipairs(t[1]) do
+                gl.list[i] = G.unpack_grant(g)
+            end
+            for i, g in ipairs(t[2]) do
+                gl.dead[i] = G.unpack_grant(g)
+            end
+            gl.seq = t[3]
+        end
+    end
+    p.gl = gl
+    return gl
+end
+
+-- The stored bytes: what cmsgpack packs for {list, dead, seq}, each grant
+-- packed once while it does not change (g.pk).
+function G.pack_state(gl)
+    local parts = { "\147", G.header(#gl.list) }
+    for _, g in ipairs(gl.list) do
+        local pk = g.pk
+        if not pk then
+            pk = cmsgpack.pack(G.pack_grant(g))
+            g.pk = pk
+        end
+        parts[#parts + 1] = pk
+    end
+    parts[#parts + 1] = G.header(#gl.dead)
+    for _, g in ipairs(gl.dead) do
+        local pk = g.pk
+        if not pk then
+            pk = cmsgpack.pack(G.pack_grant(g))
+            g.pk = pk
+        end
+        parts[#parts + 1] = pk
+    end
+    parts[#parts + 1] = cmsgpack.pack(gl.seq)
+    local blob = tconcat(parts)
+    gl.blob = blob
+    return blob
+end
+
+-- A msgpack array header for n elements, as cmsgpack writes it.
+function G.header(n)
+    if n <= 15 then
+        return string.char(0x90 + n)
+    end
+    return string.char(0xdc, math.floor(n / 256), n % 256)
+end
+
+-- Keeps a decoded state that is now stored as gl.blob (G.load).
+function G.keep(gl)
+    local blob = gl.blob
+    if not blob or gl.dirty then
+        return
+    end
+    if G.cache[blob] == nil then
+        if G.cache_n >= 16 then
+            G.cache, G.cache_n = {}, 0
+        end
+        G.cache_n = G.cache_n + 1
+    end
+    G.cache[blob] = gl
+end
+
+function G.copy_state(gl)
+    if not gl then
+        return nil
+    end
+    local list, dead = {}, {}
+    for i, g in ipairs(gl.list) do
+        local c = {}
+        for k, v in pairs(g) do
+            c[k] = v
+        end
+        list[i] = c
+    end
+    for i, g in ipairs(gl.dead) do
+        dead[i] = g
+    end
+    return { list = list, dead = dead, seq = gl.seq, dirty = gl.dirty, blob = gl.blob }
+end
+
+-- granted (p.gr changed by `delta`, or summed again without one), the
+-- live count and the next expiry, from the decoded list.
+function G.recount(p, delta)
+    local gl = p.gl
+    local sum, nx = D.ZERO, 0
+    for _, g in ipairs(gl.list) do
+        if not delta then
+            sum = plus(sum, g.rem)
+        end
+        if g.exp > 0 and (nx == 0 or g.exp < nx) then
+            nx = g.exp
+        end
+    end
+    if delta then
+        sum = D.plus(p.gr, delta)
+    end
+    p.gr, p.gn, p.gx = sum, #gl.list, nx
+    gl.dirty = true
+    refresh(p)
+end
+
+-- An ended grant is remembered (remaining 0) until tombstone_ttl after it
+-- ended; at most MAX: beyond that the one that ended first is forgotten.
+-- Rust twin: Grants::remember (src/engine/policy/grants.rs)
+function G.bury(p, g, ended)
+    local dead = p.gl.dead
+    g.rem, g.ended, g.pk = D.ZERO, ended, nil
+    local i = #dead
+    while i > 0 and dead[i].ended > ended do
+        i = i - 1
+    end
+    tinsert(dead, i + 1, g)
+    while #dead > G.MAX do
+        table.remove(dead, 1)
+    end
+    p.gl.dirty = true
+end
+
+-- The live grant of that id, or the remembered one (not yet forgotten at
+-- now), and whether it is live.
+-- Rust twin: Policy::find_grant (src/engine/policy/grants.rs)
+function G.find(p, id, now)
+    if not p.ext then
+        return nil
+    end
+    local gl = G.load(p)
+    for _, g in ipairs(gl.list) do
+        if g.id == id then
+            return g, true
+        end
+    end
+    for _, g in ipairs(gl.dead) do
+        if g.id == id and g.ended + SETTINGS.tombstone_ttl > now then
+            return g, false
+        end
+    end
+    return nil
+end
+
+-- Removes the grants in `set` (a table keyed by grant) from the live list.
+function G.remove(p, set)
+    local kept = {}
+    for _, g in ipairs(p.gl.list) do
+        if not set[g] then
+            kept[#kept + 1] = g
+        end
+    end
+    p.gl.list = kept
+end
+
+-- Ends the live grants whose expiry is before `bound` (or at it, when
+-- `inclusive`), in order (expires_at, seq): their remaining leaves the
+-- allowance. Appends { id, amount, expires_at } to `out`.
+-- Rust twin: Policy::expire_grants (src/engine/policy/grants.rs)
+function G.expire(p, bound, inclusive, out)
+    local nx = p.gx
+    if nx == 0 or p.gn == 0 or nx > bound or (nx == bound and not inclusive) then
+        return
+    end
+    local gl = G.load(p)
+    local due, set = {}, {}
+    for _, g in ipairs(gl.list) do
+        if g.exp > 0 and (g.exp < bound or (inclusive and g.exp == bound)) then
+            due[#due + 1] = g
+            set[g] = true
+        end
+    end
+    table.sort(due, by_expiry)
+    G.remove(p, set)
+    local gone = D.ZERO
+    for _, g in ipairs(due) do
+        if out then
+            out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
+        end
+        gone = plus(gone, g.rem)
+        G.bury(p, g, g.exp)
+    end
+    G.recount(p, D.neg(gone))
+end
+
+-- QUOTA.RESET ends every PERIOD grant.
+-- Rust twin: Policy::end_period_grants (src/engine/policy/grants.rs)
+function G.end_period(p, now, out)
+    if p.gn == 0 then
+        return
+    end
+    local gl = G.load(p)
+    local due, set = {}, {}
+    for _, g in ipairs(gl.list) do
+        if g.per then
+            due[#due + 1] = g
+            set[g] = true
+        end
+    end
+    if #due == 0 then
+        return
+    end
+    table.sort(due, by_expiry)
+    G.remove(p, set)
+    local gone = D.ZERO
+    for _, g in ipairs(due) do
+        out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
+        gone = plus(gone, g.rem)
+        G.bury(p, g, now)
+    end
+    G.recount(p, D.neg(gone))
+end
+
+-- Usage d > 0 added at `now`: the own allowance first, then the grants in
+-- draw-down order. Appends { path, policy, grant, amount } to `draws`.
+-- Rust twin: Policy::draw_for (src/engine/policy/grants.rs)
+function G.draw(p, d, path, draws, now)
+    local own = plus(p.limit, p.ro)
+    local headroom = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
+    local rest = D.sub(d, D.min(d, headroom))
+    if D.cmp(rest, D.ZERO) <= 0 then
+        return
+    end
+    local gl = G.load(p)
+    local gone, wanted = {}, rest
+    for _, g in ipairs(gl.list) do
+        if D.cmp(rest, D.ZERO) <= 0 then
+            break
+        end
+        local take = D.min(rest, g.rem)
+        g.rem, g.pk = D.sub(g.rem, take), nil
+        p.dr = plus(p.dr, take)
+        rest = D.sub(rest, take)
+        draws[#draws + 1] = M("path", display_path(path), "policy", p.name, "grant", g.id, "amount", D.fmt(take))
+        if D.is_zero(g.rem) then
+            gone[#gone + 1] = g
+        end
+    end
+    if #gone > 0 then
+        local set = {}
+        for _, g in ipairs(gone) do
+            set[g] = true
+        end
+        G.remove(p, set)
+        for _, g in ipairs(gone) do
+            G.bury(p, g, now)
+        end
+    end
+    G.recount(p, D.neg(D.sub(wanted, rest)))
+end
+
+-- Re-arms LOW when the remaining is above it again.
+-- Rust twin: Policy::rearm_low (src/engine/policy/grants.rs)
+function G.rearm_low(p)
+    if p.lowf and (not p.low or D.cmp(remaining(p), p.low) > 0) then
+        p.lowf = false
+    end
+end
+
+-- A stored granted G > 0 of an earlier version (the first release's
+-- per-period grant): one PERIOD grant "legacy".
+-- Rust twin: Policy::convert_legacy (src/engine/policy/grants.rs)
+function G.legacy(p, amount)
+    local own = plus(p.limit, p.ro)
+    local drawn = D.min(D.max(D.sub(p.used, own), D.ZERO), amount)
+    local rem = D.sub(amount, drawn)
+    local w = window_of(p.wenc)
+    p.dr, p.ext = drawn, true
+    p.gl = { list = {}, dead = {}, seq = 2, dirty = true }
+    if D.cmp(rem, D.ZERO) > 0 then
+        local exp = 0
+        if W.is_calendar(w) then
+            local _
+            _, exp = W.period_of(w, p.ps)
+        end
+        p.gl.list[1] = { id = "legacy", seq = 1, amount = amount, rem = rem, pri = 50, exp = exp, per = true,
+            at = p.ps }
+    end
+    G.recount(p)
+end
+
 -- Applies every reset due at `now`, as if each had run on time. Returns how
 -- many periods closed.
 -- Rust twin: Policy::roll (src/engine/policy/periods.rs)
-local function roll(p, now)
+local function roll(p, now, out)
     local w = window_of(p.wenc)
     if W.is_rolling(w) then
         while p.bk[1] and W.expired_bucket(w, p.bk[1][1], now) do
@@ -309,31 +669,48 @@ local function roll(p, now)
         if #p.bk == 0 then
             p.used = D.ZERO
         end
+        if D.cmp(p.dr, p.used) > 0 then
+            -- Usage that leaves the window takes what grants gave with it.
+            p.dr = p.used
+            refresh(p)
+        end
+        G.expire(p, now, true, out)
         return 0
     elseif not W.is_calendar(w) then
+        G.expire(p, now, true, out)
         return 0
     end
     local e = period_end(p)
     if now < e then
+        if p.gx ~= 0 then
+            G.expire(p, now, true, out)
+        end
         return 0
     end
+    -- A grant expiring exactly at the end is part of the closing period.
+    G.expire(p, e, false, out)
     local allow = allowance(p)
-    local unused = D.max(D.sub(allow, p.used), D.ZERO)
-    archive(p, closed_of(p.ps, e, p.used, allow, p.ro))
+    local own = plus(p.limit, p.ro)
+    local unused = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
+    archive(p, closed_of(p.ps, e, p.used, allow, p.ro, p.dr))
     local first = next_allowance(p, unused)
     local i_end, i_now = W.index_of(w, e), W.index_of(w, now)
     for i = math.max(i_end, i_now - HISTORY_LEN), i_now - 1 do
+        local period_to = W.start_of(w, i + 1)
+        G.expire(p, period_to, false, out)
         local a = chained_allowance(p, first, i - i_end)
-        archive(p, closed_of(W.start_of(w, i), W.start_of(w, i + 1), D.ZERO, a, D.sub(a, p.limit)))
+        archive(p, closed_of(W.start_of(w, i), period_to, D.ZERO, plus(a, p.gr), D.sub(a, p.limit)))
     end
+    G.expire(p, now, true, out)
     local a = chained_allowance(p, first, i_now - i_end)
     p.ps = W.start_of(w, i_now)
     p.used = D.ZERO
-    p.gr = D.ZERO
+    p.dr = D.ZERO
     p.ro = D.sub(a, p.limit)
     p.fired = 0
     p.overf = false
     refresh(p)
+    G.rearm_low(p)
     return i_now - i_end + 1
 end
 
@@ -351,7 +728,8 @@ local function copy_policy(p)
         name = p.name, metric = p.metric, limit = p.limit, mode = p.mode, wenc = p.wenc, warn = p.warn,
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
-        src = p.src,
+        src = p.src, dr = p.dr, gn = p.gn, gx = p.gx, low = p.low, lowf = p.lowf, ext = p.ext, gk = p.gk,
+        gl = G.copy_state(p.gl),
     }
 end
 
@@ -381,6 +759,7 @@ local function rearm(p)
     if not is_over(p) then
         p.overf = false
     end
+    G.rearm_low(p)
 end
 
 -- Adds usage at `now`; usage never goes below zero. A rolling window puts it
@@ -419,6 +798,11 @@ local function add_used(p, delta, now)
             sum = plus(sum, p.bk[i][2])
         end
         p.used = sum
+        if D.cmp(p.dr, sum) > 0 then
+            -- Usage given back takes what grants gave with it.
+            p.dr = sum
+            refresh(p)
+        end
     else
         p.used = updated
     end
@@ -438,36 +822,31 @@ local function add_used_capped(p, delta, now)
     add_used(p, D.min(delta, D.sub(D.MAX_TOTAL, p.used)), now)
 end
 
--- Rust twin: Policy::grant (src/engine/policy.rs)
-local function grant_policy(p, amount, now)
-    roll(p, now)
-    p.gr = D.add(p.gr, amount)
-    refresh(p)
-    D.add(allowance(p), D.ZERO)
-end
-
 -- QUOTA.RESET: closes the current period now.
 -- Rust twin: Policy::reset (src/engine/policy/periods.rs)
-local function reset_policy(p, now)
-    roll(p, now)
+local function reset_policy(p, now, out)
+    roll(p, now, out)
     local w = window_of(p.wenc)
     local start = p.ps
     if W.is_rolling(w) then
         start = math.max(p.ps, math.max(now - w.ms, 0))
     end
     local allow = allowance(p)
-    local closed = closed_of(start, now, p.used, allow, p.ro)
+    local closed = closed_of(start, now, p.used, allow, p.ro, p.dr)
     archive(p, closed)
-    local unused = D.max(D.sub(allow, p.used), D.ZERO)
+    local own = plus(p.limit, p.ro)
+    local unused = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
     local a = next_allowance(p, unused)
     p.ps = now
     p.used = D.ZERO
-    p.gr = D.ZERO
+    p.dr = D.ZERO
     p.ro = D.sub(a, p.limit)
     p.bk = {}
     p.fired = 0
     p.overf = false
     refresh(p)
+    G.end_period(p, now, out)
+    G.rearm_low(p)
     return closed
 end
 
@@ -482,6 +861,10 @@ local function update_policy(p, spec, now)
     end
     p.metric, p.limit, p.mode, p.wenc, p.warn = spec.metric, spec.limit, spec.mode, spec.wenc, spec.warn
     p.rollover, p.service, p.model = spec.rollover, spec.service, spec.model
+    p.low = spec.low
+    if p.low then
+        p.ext = true
+    end
     local w = window_of(p.wenc)
     if p.rollover and W.is_calendar(w) then
         p.ro = D.min(p.ro, D.max(D.sub(p.rollover, p.limit), D.ZERO))
@@ -500,6 +883,7 @@ local function update_policy(p, spec, now)
         end
     end
     refresh(p)
+    G.rearm_low(p)
 end
 
 -- ----- storage -----------------------------------------------------------------
@@ -529,7 +913,13 @@ do
         end
         return string.char(0xdc, math.floor(n / 256), n % 256)
     end
+    -- Since layout 4 (1.4.0), a policy that had a grant or LOW has two more:
+    -- FROM_PLAN (true or false) and GRANTS_STATE {drawn, next expiry, live
+    -- grants, low, low_fired}; its GRANTED is then the remaining of its live
+    -- grants (before, the first release's per-period grant: see G.legacy).
+    local GRANTS_STATE = 21
     local POLICY_HEADER, PLAN_POLICY_HEADER = array_header(OVER_FIRED), array_header(FROM_PLAN)
+    local EXT_HEADER = array_header(GRANTS_STATE)
 
     -- The packed bytes of a D value, kept while the value lives (values
     -- never change, and most of a policy's are the same from one write to
@@ -553,14 +943,14 @@ do
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen and p.ph_src == p.src) then
-            head = (p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
+                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext) then
+            head = (p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
                 p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
                 p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen, p.ph_src = p.gen, p.src
+            p.ph_gen, p.ph_src, p.ph_ext = p.gen, p.src, p.ext
         end
         local bk = {}
         for i = 1, #p.bk do
@@ -569,6 +959,10 @@ do
         end
         local packed = head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro)
             .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
+        if p.ext then
+            return packed .. (p.src and "\195" or "\194") .. mpack({ D.stored(p.dr), p.gx, p.gn,
+                p.low and D.stored(p.low) or false, p.lowf })
+        end
         if p.src then
             return packed .. "\195"
         end
@@ -582,13 +976,25 @@ do
             bk[#bk + 1] = { flat[i], D.loaded(flat[i + 1]) }
         end
         local limit, ro, gr = D.loaded(t[LIMIT]), D.loaded(t[ROLLED_OVER]), D.loaded(t[GRANTED])
-        return {
+        local ext = t[GRANTS_STATE]
+        local p = {
             name = t[NAME], metric = t[METRIC], limit = limit, mode = t[MODE], wenc = t[WINDOW], warn = t[WARN],
             rollover = t[ROLLOVER] and D.loaded(t[ROLLOVER]), service = t[SERVICE] or nil, model = t[MODEL] or nil,
             gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
-            allow = plus(plus(limit, ro), gr), src = t[FROM_PLAN] and "plan" or nil,
+            allow = false, src = t[FROM_PLAN] and "plan" or nil,
+            dr = D.ZERO, gn = 0, gx = 0, low = nil, lowf = false, ext = false,
         }
+        if ext then
+            p.dr, p.gx, p.gn, p.low, p.lowf, p.ext = D.loaded(ext[1]), ext[2], ext[3], ext[4] and D.loaded(ext[4]) or nil,
+                ext[5], true
+        elseif not D.is_zero(gr) then
+            p.gr = D.ZERO
+            refresh(p)
+            G.legacy(p, gr)
+        end
+        refresh(p)
+        return p
     end
 end
 
@@ -630,12 +1036,20 @@ local function policy_reply(p, now)
         f[#f + 1] = "model"
         f[#f + 1] = p.model
     end
+    if p.low then
+        f[#f + 1] = "low"
+        f[#f + 1] = D.fmt(p.low)
+    end
+    if p.gn > 0 then
+        f[#f + 1] = "granted"
+        f[#f + 1] = D.fmt(p.gr)
+    end
     push_period(f, shown_period(p, now))
     return f
 end
 
 local function closed_reply(c)
-    return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5])
+    return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5], "granted", c[6] or "0")
 end
 
 -- 35_plan comes before the sections whose checks a plan's JSON uses: they

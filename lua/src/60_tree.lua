@@ -85,9 +85,18 @@ do
     -- The layout this library writes: 2, or 3 for a tree that follows or
     -- followed a plan (its "#plan" field, plan policies and node epochs;
     -- meta.plan says so). A library before 1.3.0 refuses layout 3.
-    local LAYOUT, PLAN_LAYOUT = 2, 3
+    -- Since 1.4.0, layout 4 for a tree that has had a grant or LOW
+    -- (meta.grants): its policies' grant state and the grants hash; "#" then
+    -- says in a ninth position whether it follows or followed a plan. A
+    -- library before 1.4.0 refuses layout 4.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT = 2, 3, 4
+    local META_PLAN = 9
 
     function pack_meta(meta)
+        if meta.grants then
+            return mpack({ meta.seq, meta.gen, meta.ev, GRANTS_LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+                meta.holds, meta.plan or false })
+        end
         return mpack({ meta.seq, meta.gen, meta.ev, meta.plan and PLAN_LAYOUT or LAYOUT, meta.due_e, meta.due_f,
             meta.indexed, meta.holds })
     end
@@ -118,14 +127,15 @@ do
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= 1 then
+        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), PLAN_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), GRANTS_LAYOUT))
         end
+        local grants = layout == GRANTS_LAYOUT
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT }, layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants }, layout ~= LAYOUT
     end
 end
 
@@ -189,6 +199,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
+                gkey = companion(key, ":grants"),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -302,8 +313,8 @@ local function open_tree(key, writable, sweeping)
     local k = names_of(key)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
-        hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey,
-        kid_add = {}, kid_del = {},
+        hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
+        kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
@@ -389,6 +400,13 @@ local function load_nodes(ctx, paths)
                     cache_node(blob, pristine)
                 end
                 ctx.nodes[path] = clone_node(pristine)
+            end
+            local gkey, pols = ctx.gkey, ctx.nodes[path].pols
+            for i = 1, #pols do
+                local p = pols[i]
+                if p.ext and p.gk ~= gkey then
+                    p.gk = gkey
+                end
             end
         else
             ctx.nodes[path] = false
@@ -549,6 +567,9 @@ do
         elseif not over and rolling then
             p.overf = false
         end
+        if p.low then
+            G.check_low(ctx, p, path)
+        end
     end
 end
 
@@ -584,18 +605,52 @@ local function period_events(ctx, p, path, closed)
     end
 end
 
--- Applies the resets due to a policy, with their events.
+-- LOW: fires once when the remaining is at or below it.
+-- Rust twin: low_event (src/engine/tree.rs)
+function G.check_low(ctx, p, path)
+    if p.low and not p.lowf then
+        local left = remaining(p)
+        if D.cmp(left, p.low) <= 0 then
+            p.lowf = true
+            local e = event_about("low", ctx.now, path, p)
+            e.remaining, e.low = D.fmt(left), D.fmt(p.low)
+            emit(ctx, e)
+        end
+    end
+end
+
+-- The grant_expired events of the grants a roll ended (`out`).
+-- Rust twin: expired_events (src/engine/tree.rs)
+function G.expiry_events(ctx, p, path, out)
+    for _, x in ipairs(out) do
+        local e = event_about("grant_expired", ctx.now, path, p)
+        e.grant, e.amount, e.expires_at = x.id, x.amount, x.exp
+        emit(ctx, e)
+    end
+end
+
+-- Applies the resets and grant expiries due to a policy, with their events.
 -- Rust twin: Tree::roll_policy (src/engine/tree.rs)
 local function roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
     if not p then
         return
     end
-    local closed = roll(p, ctx.now)
+    -- (A list made once and kept while nothing expires into it.)
+    local out = G.out
+    local closed = roll(p, ctx.now, out)
     rearm(p)
     touch(ctx, ref.path)
+    local expired = #out > 0
+    if expired then
+        G.out = {}
+        G.expiry_events(ctx, p, ref.path, out)
+    end
     if closed > 0 then
         period_events(ctx, p, ref.path, closed)
+    end
+    if closed > 0 or expired then
+        G.check_low(ctx, p, ref.path)
     end
 end
 
@@ -615,6 +670,8 @@ local function event_reply(e, tree)
         reset = { "periods", e.periods or false },
         rollover = { "rolled_over", e.rolled_over or false },
         expired = { "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
+        low = { "remaining", e.remaining or false, "low", e.low or false },
+        grant_expired = { "grant", e.grant or false, "amount", e.amount or false, "expires_at", e.expires_at or false },
     }
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
@@ -747,7 +804,15 @@ local function apply_usage(ctx, r, set, usage)
     for _, ref in ipairs(r.pols) do
         roll_policy(ctx, ref)
         local p = policy_of(ctx, ref)
-        add_used_capped(p, costs_get_at(usage, by_metric, p.metric), ctx.now)
+        local d = costs_get_at(usage, by_metric, p.metric)
+        if p.gn > 0 and D.cmp(d, D.ZERO) > 0 then
+            -- (The part the 10^18 cap lets in draws.)
+            if not (d.m and p.used.m) then
+                d = D.min(d, D.sub(D.MAX_TOTAL, p.used))
+            end
+            G.draw(p, d, ref.path, ctx.draws, ctx.now)
+        end
+        add_used_capped(p, d, ctx.now)
         if is_over(p) then
             over[#over + 1] = display_path(ref.path) .. "#" .. p.name
         end
@@ -854,14 +919,38 @@ do
     -- The tree's hash (meta and nodes) and the children index.
     local function flush_nodes(ctx, final)
         local key = ctx.key
-        local hset = { "#", pack_meta(ctx.meta) }
+        local hset = { "#", false }
         if ctx.pl and ctx.pl.dirty then
             hset[3], hset[4] = "#plan", mpack({ ctx.pl.name or false, ctx.pl.epoch, ctx.pl.json or false })
             ctx.pl.dirty, ctx.pl.stored = false, true
         end
+        local gset = {}
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
+                local pols = node.pols
+                for i = 1, #pols do
+                    local p = pols[i]
+                    if p.ext then
+                        if not ctx.meta.grants then
+                            ctx.meta.grants = true
+                        end
+                        if p.gl and p.gl.dirty then
+                            if ctx.gdel then
+                                ctx.gdel[p.gen] = nil
+                            end
+                            gset[#gset + 1] = tostring(p.gen)
+                            gset[#gset + 1] = G.pack_state(p.gl)
+                            p.gl.dirty = false
+                        end
+                        if final and p.gl then
+                            -- (A cached node finds its grants by their
+                            -- bytes when a later command needs them.)
+                            G.keep(p.gl)
+                            p.gl = nil
+                        end
+                    end
+                end
                 local blob = pack_node(node)
                 hset[#hset + 1] = node_field(path)
                 hset[#hset + 1] = blob
@@ -870,7 +959,18 @@ do
                 end
             end
         end
+        hset[2] = pack_meta(ctx.meta)
         call_chunked("HSET", key, hset)
+        if ctx.gdel then
+            local gdel = {}
+            for gen in pairs(ctx.gdel) do
+                gdel[#gdel + 1] = tostring(gen)
+            end
+            call_chunked("HDEL", ctx.gkey, gdel)
+        end
+        if #gset > 0 then
+            call_chunked("HSET", ctx.gkey, gset)
+        end
         local hdel = {}
         for path in pairs(ctx.deleted) do
             hdel[#hdel + 1] = node_field(path)
@@ -963,14 +1063,14 @@ do
     end
 
     function flush(ctx, final)
-        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
+        local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
         if not any then
             return
         end
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
-            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey)
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey)
             ctx.exists = true
             ctx.dirty[""] = true
         end
@@ -985,6 +1085,7 @@ do
             return
         end
         ctx.dirty, ctx.deleted, ctx.hold_dirty, ctx.hold_deleted = {}, {}, {}, {}
+        ctx.gdel = false
         ctx.kid_add, ctx.kid_del = {}, {}
         ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end

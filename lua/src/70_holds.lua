@@ -698,10 +698,12 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     if live then
         release_lines(ctx, hold, indices)
     end
+    ctx.draws = {}
     local over = apply_usage(ctx, r, plan.set, plan.actual)
     local released, overage = HOLDS.settle_amounts(plan.held, plan.actual)
     local outcome = { id = id, charged = costs_pack(plan.actual), released = costs_pack(released),
-        overage = costs_pack(overage), duplicate = false, expired = plan.expired, over = over }
+        overage = costs_pack(overage), duplicate = false, expired = plan.expired, over = over,
+        drawn = #ctx.draws > 0 and ctx.draws or nil }
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
@@ -851,9 +853,11 @@ function HOLDS.charge(ctx, req)
     check_usage(ctx, r, req.set, req.cost)
 
     -- After this point the charge succeeds.
+    ctx.draws = {}
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
-        message = "charged " .. describe(req.cost), over = over, duplicate = false }
+        message = "charged " .. describe(req.cost), over = over, duplicate = false,
+        drawn = #ctx.draws > 0 and ctx.draws or nil }
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end

@@ -177,10 +177,13 @@ function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet
         local new_metric = p.metric ~= spec.metric
         update_policy(p, spec, ctx.now)
         if new_metric then
+            OPS.drop_grants(ctx, p)
             node.pols[index] = new_policy(name, spec, generation, ctx.now)
+            node.pols[index].gk = ctx.gkey
         end
     else
         node.pols[#node.pols + 1] = new_policy(name, spec, generation, ctx.now)
+        node.pols[#node.pols].gk = ctx.gkey
         ref = { path = path, i = #node.pols }
     end
     if counted then
@@ -263,6 +266,7 @@ function OPS.unset_policy(ctx, path, name)
     end
     local gen = node.pols[ref.i].gen
     OPS.drop_lines(ctx, holds_may_reach(ctx, path) and HOLDS.live_all(ctx) or {}, path, gen)
+    OPS.drop_grants(ctx, node.pols[ref.i])
     table.remove(ctx.nodes[path].pols, ref.i)
     touch(ctx, path)
 end
@@ -306,6 +310,9 @@ function OPS.delete_path(ctx, path)
 
     -- After this point the command succeeds.
     for _, p in ipairs(all) do
+        for _, pol in ipairs(ctx.nodes[p].pols) do
+            OPS.drop_grants(ctx, pol)
+        end
         ctx.kid_del[#ctx.kid_del + 1] = kid_member(p)
         ctx.nodes[p] = false
         ctx.dirty[p] = nil
@@ -315,20 +322,151 @@ function OPS.delete_path(ctx, path)
     return #all
 end
 
+-- A grant as QUOTA.GRANTS lists it.
+function OPS.grant_reply(g)
+    return M("id", g.id, "amount", D.fmt(g.amount), "remaining", D.fmt(g.rem), "priority", g.pri,
+        "expires_at", g.exp, "period", flag(g.per), "created_at", g.at, "note", g.note or false)
+end
+
+-- GRANT's reply: the policy (as GET shows it, without source), the grant,
+-- and whether the id was known.
+function OPS.granted_reply(p, g, duplicate, now)
+    local f = policy_reply(p, now)
+    local more = { "grant", OPS.grant_reply(g), "duplicate", flag(duplicate) }
+    for i = 1, #more do
+        f[#f + 1] = more[i]
+    end
+    return f
+end
+
+-- A generated grant id: the tree's reservation-id generator, skipping ids
+-- the policy knows.
+-- Rust twin: Tree::generate_grant_id (src/engine/tree.rs)
+function OPS.grant_id(ctx, p)
+    while true do
+        ctx.meta.seq = ctx.meta.seq + 1
+        ctx.meta_dirty = true
+        local id = sformat("%x-%x", ctx.now, ctx.meta.seq)
+        if not G.find(p, id, ctx.now) then
+            return id
+        end
+    end
+end
+
 -- Rust twin: Tree::grant (src/engine/tree.rs).
--- QUOTA.GRANT: adds to the current period's allowance.
-function OPS.grant(ctx, path, name, amount)
+-- QUOTA.GRANT: adds a grant (o = { id, expires, dur, period, pri, note }).
+function OPS.grant(ctx, path, name, amount, o)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
-    local trial = copy_policy(policy_of(ctx, ref))
-    grant_policy(trial, amount, ctx.now)
+    local now = ctx.now
+    if o.expires and o.expires <= now then
+        fail(sformat("ERR EXPIRES %.0f is not in the future", o.expires))
+    end
+    local view = policy_now(ctx, ref)
+    if o.id then
+        local known = G.find(view, o.id, now)
+        if known then
+            return OPS.granted_reply(view, known, true, now)
+        end
+    end
+    if view.gn >= G.MAX then
+        fail(sformat("ERR limit: policy '%s' at '%s' already has %d grants", name, display_path(path), G.MAX))
+    end
+    D.add(allowance(view), amount)
 
     -- After this point the command succeeds.
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
-    grant_policy(p, amount, ctx.now)
+    local gl = G.load(p)
+    local id = o.id or OPS.grant_id(ctx, p)
+    local exp = 0
+    if o.expires then
+        exp = o.expires
+    elseif o.dur then
+        exp = now + o.dur
+    elseif o.period and W.is_calendar(window_of(p.wenc)) then
+        exp = period_end(p)
+    end
+    local g = { id = id, seq = gl.seq, amount = amount, rem = amount, pri = o.pri, exp = exp, per = o.period or false,
+        at = now, note = o.note }
+    gl.seq = gl.seq + 1
+    p.ext = true
+    -- Usage beyond the whole allowance is a debt the new grant pays.
+    local debt = D.sub(D.sub(p.used, p.dr), plus(p.limit, p.ro))
+    if D.cmp(debt, D.ZERO) > 0 then
+        local pay = D.min(amount, debt)
+        p.dr = plus(p.dr, pay)
+        g.rem = D.sub(amount, pay)
+    end
+    if D.is_zero(g.rem) then
+        G.bury(p, g, now)
+    else
+        local list = gl.list
+        local i = #list
+        while i > 0 and G.before(g, list[i]) do
+            i = i - 1
+        end
+        tinsert(list, i + 1, g)
+    end
+    G.recount(p, g.rem)
+    G.rearm_low(p)
     touch(ctx, path)
-    return policy_reply(p, ctx.now)
+    observe(ctx, { ref })
+    return OPS.granted_reply(p, g, false, now)
+end
+
+-- Rust twin: Tree::grants_view (src/engine/tree.rs).
+-- QUOTA.GRANTS: the live grants at now, in draw-down order.
+function OPS.grants(ctx, path, name, count)
+    PLAN.sync_paths(ctx, { path })
+    local ref = OPS.policy_ref(ctx, path, name)
+    local p = policy_now(ctx, ref)
+    local out = {}
+    if p.gn > 0 then
+        for i, g in ipairs(G.load(p).list) do
+            if i > count then
+                break
+            end
+            out[i] = OPS.grant_reply(g)
+        end
+    end
+    return out
+end
+
+-- Rust twin: Tree::revoke (src/engine/tree.rs).
+-- QUOTA.REVOKE: a live grant's remaining leaves the allowance.
+function OPS.revoke(ctx, path, name, id)
+    PLAN.sync_paths(ctx, { path })
+    local ref = OPS.policy_ref(ctx, path, name)
+    local view = policy_now(ctx, ref)
+    local g, live = G.find(view, id, ctx.now)
+    if not g then
+        fail(sformat("NOTFOUND no such grant '%s' at '%s#%s'", clip(id), display_path(path), name))
+    end
+
+    -- After this point the command succeeds.
+    roll_policy(ctx, ref)
+    local p = policy_of(ctx, ref)
+    local removed = D.ZERO
+    if live then
+        g = G.find(p, id, ctx.now)
+        removed = g.rem
+        G.remove(p, { [g] = true })
+        G.bury(p, g, ctx.now)
+        G.recount(p, D.neg(removed))
+    end
+    touch(ctx, path)
+    observe(ctx, { ref })
+    return M("id", id, "removed", D.fmt(removed))
+end
+
+-- A policy that goes (UNSET, DELPATH, a new metric, a plan's sync) takes
+-- its grants and remembered ids with it.
+function OPS.drop_grants(ctx, p)
+    if p.ext then
+        ctx.gdel = ctx.gdel or {}
+        ctx.gdel[p.gen] = true
+    end
 end
 
 -- Rust twin: Tree::reset_policy (src/engine/tree.rs).
@@ -338,8 +476,11 @@ function OPS.reset(ctx, path, name)
     local ref = OPS.policy_ref(ctx, path, name)
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
-    local closed = reset_policy(p, ctx.now)
+    local out = {}
+    local closed = reset_policy(p, ctx.now, out)
+    G.expiry_events(ctx, p, path, out)
     period_events(ctx, p, path, 1)
+    G.check_low(ctx, p, path)
     touch(ctx, path)
     return closed_reply(closed)
 end
@@ -539,6 +680,7 @@ function PLAN.sync_node(ctx, path, node, fresh)
                 holds = (not fresh and holds_may_reach(ctx, path)) and OPS.holds_reaching(ctx, path) or {}
             end
             OPS.drop_lines(ctx, holds, path, p.gen)
+            OPS.drop_grants(ctx, p)
         else
             kept[#kept + 1] = p
         end

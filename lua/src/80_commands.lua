@@ -5,8 +5,10 @@
 
 local PRICE_BOOK = "quota:prices"
 local CMD = {}
+local COUNT_KEYWORD = set_of({ "COUNT" })
 
-local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL" })
+local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
+    "LOW" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
@@ -42,6 +44,8 @@ function CMD.cmd_set(ctx, args)
             spec.service = args:next_name("service")
         elseif kw == "MODEL" then
             spec.model = args:next_name("model")
+        elseif kw == "LOW" then
+            spec.low = args:next_non_negative("LOW")
         end
     end
     if not spec.metric then
@@ -99,15 +103,74 @@ function CMD.cmd_delpath(ctx, args)
     return OPS.delete_path(ctx, path)
 end
 
+-- QUOTA.GRANT key path policy amount [ID id] [EXPIRES unix-ms | FOR
+-- duration | PERIOD] [PRIORITY n] [NOTE text]
+-- Rust twin: grant (src/module/commands/policy.rs)
 function CMD.cmd_grant(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local amount = args:next_non_negative("an amount")
-    args:finish()
     if D.is_zero(amount) then
         fail("ERR invalid amount: a grant must be larger than 0")
     end
-    return OPS.grant(ctx, path, name, amount)
+    local o = { pri = 50 }
+    local seen, when = {}, false
+    while not args:is_done() do
+        local kw = args:next_keyword(CMD.GRANT_KEYWORDS)
+        args:once(seen, kw)
+        if kw == "EXPIRES" or kw == "FOR" or kw == "PERIOD" then
+            if when then
+                fail("ERR syntax: EXPIRES, FOR and PERIOD are exclusive: give one")
+            end
+            when = true
+        end
+        if kw == "ID" then
+            o.id = args:next_name("grant id")
+        elseif kw == "EXPIRES" then
+            o.expires = args:next_u64("EXPIRES", 1, 9007199254740991)
+        elseif kw == "FOR" then
+            o.dur = W.parse_duration(args:next_str("a duration after FOR"))
+        elseif kw == "PERIOD" then
+            o.period = true
+        elseif kw == "PRIORITY" then
+            o.pri = args:next_u64("PRIORITY", 0, 100)
+        else
+            local note = args:next_str("a text after NOTE")
+            if #note > G.NOTE_MAX then
+                fail(sformat("ERR limit: NOTE is longer than %d bytes", G.NOTE_MAX))
+            end
+            if note == "" or sfind(note, "[%z\1-\31\127]") or not valid_utf8(note) then
+                fail("ERR syntax: NOTE must be text without control characters")
+            end
+            o.note = note
+        end
+    end
+    return OPS.grant(ctx, path, name, amount, o)
+end
+CMD.GRANT_KEYWORDS = set_of({ "ID", "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE" })
+
+-- QUOTA.GRANTS key path policy [COUNT n]
+-- Rust twin: grants (src/module/commands/read.rs)
+function CMD.cmd_grants(ctx, args)
+    local path = args:next_path("a path")
+    local name = args:next_name("policy name")
+    local count = G.MAX
+    if not args:is_done() then
+        args:next_keyword(COUNT_KEYWORD)
+        count = args:next_u64("COUNT", 1, 10000)
+    end
+    args:finish()
+    return OPS.grants(ctx, path, name, count)
+end
+
+-- QUOTA.REVOKE key path policy grant-id
+-- Rust twin: revoke (src/module/commands/policy.rs)
+function CMD.cmd_revoke(ctx, args)
+    local path = args:next_path("a path")
+    local name = args:next_name("policy name")
+    local id = args:next_name("grant id")
+    args:finish()
+    return OPS.revoke(ctx, path, name, id)
 end
 
 function CMD.cmd_reset(ctx, args)
@@ -330,7 +393,8 @@ function CMD.cmd_commit(ctx, args)
     local item, cost = CMD.parse_settle(args, true)
     local o = HOLDS.commit(ctx, id, item, cost)
     return M("id", o.id, "charged", costs_reply(o.charged), "released", costs_reply(o.released),
-        "overage", costs_reply(o.overage), "duplicate", flag(o.duplicate), "expired", flag(o.expired), "over", o.over)
+        "overage", costs_reply(o.overage), "duplicate", flag(o.duplicate), "expired", flag(o.expired), "over", o.over,
+        "drawn", o.drawn or {})
 end
 
 function CMD.cmd_release(ctx, args)
@@ -358,7 +422,8 @@ function CMD.cmd_charge(ctx, args)
         f[#f + 1] = "checks"
         f[#f + 1] = CMD.checks_reply(o.checks)
     end
-    local rest = { "denied_by", o.denied, "message", o.message, "over", o.over, "duplicate", flag(o.duplicate) }
+    local rest = { "denied_by", o.denied, "message", o.message, "over", o.over, "duplicate", flag(o.duplicate),
+        "drawn", o.drawn or {} }
     for i = 1, #rest do
         f[#f + 1] = rest[i]
     end
@@ -374,7 +439,6 @@ function CMD.cmd_get(ctx, args)
 end
 
 local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
-local COUNT_KEYWORD = set_of({ "COUNT" })
 
 function CMD.cmd_tree(ctx, args)
     local path = optional_path(args)

@@ -63,6 +63,7 @@ for _, c in ipairs({
     { "QUOTA.UNSET", CMD.cmd_unset, true },
     { "QUOTA.DELPATH", CMD.cmd_delpath, true },
     { "QUOTA.GRANT", CMD.cmd_grant, true },
+    { "QUOTA.REVOKE", CMD.cmd_revoke, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
     { "QUOTA.ASSIGN", CMD.cmd_assign, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
@@ -75,6 +76,7 @@ for _, c in ipairs({
     { "QUOTA.HOLDS", CMD.cmd_holds, false },
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
+    { "QUOTA.GRANTS", CMD.cmd_grants, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end
@@ -151,6 +153,7 @@ end
 local FUNCTIONS = {
     { "quota_set", { "allow-cross-slot-keys" } }, { "quota_unset", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
+    { "quota_revoke", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
     { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
@@ -159,6 +162,7 @@ local FUNCTIONS = {
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_grants", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
     { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
