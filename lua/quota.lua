@@ -7340,15 +7340,17 @@ function OPS.grant(ctx, path, name, amount, o)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local now = ctx.now
-    if o.expires and o.expires <= now then
-        fail(sformat("ERR EXPIRES %.0f is not in the future", o.expires))
-    end
     local view = policy_now(ctx, ref)
+    -- A known id answers first, whatever its EXPIRES (a webhook retried
+    -- after that time is still a duplicate).
     if o.id then
         local known = G.find(view, o.id, now)
         if known then
             return OPS.granted_reply(view, known, true, now)
         end
+    end
+    if o.expires and o.expires <= now then
+        fail(sformat("ERR EXPIRES %.0f is not in the future", o.expires))
     end
     if view.gn >= G.MAX then
         fail(sformat("ERR limit: policy '%s' at '%s' already has %d grants", name, display_path(path), G.MAX))

@@ -119,7 +119,7 @@ fn period_events(policy: &Policy, path: &str, now_ms: u64, closed: u64) -> Vec<E
 
 /// The `grant_expired` events of grants that ended in one roll, about the
 /// policy as it is after it.
-/// Lua twin: `grant_events` (lua/src/60_tree.lua).
+/// Lua twin: `G.expiry_events` (lua/src/60_tree.lua).
 fn expired_events(policy: &Policy, path: &str, now_ms: u64, expired: Vec<Expired>) -> Vec<Event> {
     expired
         .into_iter()
@@ -137,7 +137,7 @@ fn expired_events(policy: &Policy, path: &str, now_ms: u64, expired: Vec<Expired
 }
 
 /// The `low` event, when the policy's `LOW` fires now.
-/// Lua twin: `low_event` (lua/src/60_tree.lua).
+/// Lua twin: `G.check_low` (lua/src/60_tree.lua).
 fn low_event(policy: &mut Policy, path: &str, now_ms: u64) -> Option<Event> {
     if !policy.fire_low() {
         return None;

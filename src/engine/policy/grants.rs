@@ -10,8 +10,8 @@
 //! shares them and applies due expiries to its numbers only, so reads and
 //! reservation checks never copy them; writes change them in place.
 //!
-//! Lua twin: `grant_policy`, `draw_grants`, `expire_grants` and friends in
-//! lua/src/50_policy.lua.
+//! Lua twin: the `G` table (`G.draw`, `G.expire` and friends) in
+//! lua/src/50_policy.lua, and `OPS.grant` (lua/src/75_ops.lua).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
