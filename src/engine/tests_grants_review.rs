@@ -74,7 +74,8 @@ fn a_window_changed_to_rolling_clamps_drawn_at_once() {
     let l = Limits::default();
     let mut t = Tree::new();
     t.set_policy("", "m", spec("100", Window::None, None), 0, &l).unwrap();
-    let r = GrantRequest { id: Some("g".into()), amount: d("50"), expiry: GrantExpiry::Never, priority: 50, note: None };
+    let r =
+        GrantRequest { id: Some("g".into()), amount: d("50"), expiry: GrantExpiry::Never, priority: 50, note: None };
     t.grant("", "m", &r, 0, &l).unwrap();
     charge(&mut t, "120", 1);
     charge(&mut t, "-120", 2);
@@ -192,4 +193,37 @@ proptest! {
             prop_assert_eq!(read, reads(&written, now), "read at {} differs from what a write stores", now);
         }
     }
+}
+
+/// Regression: a period close may leave the allowance above 10^18 (the
+/// own allowance rolls over beside grants that keep their rest: 20 + 10^18
+/// − 10 here), and the next close archives it; such a tree, which both
+/// backends reach and serve, must load again from RDB (it was refused:
+/// "amount total would exceed 10^18", and redis-server aborted the load).
+#[test]
+fn a_tree_whose_allowance_rolled_above_the_bound_loads_again() {
+    let l = Limits::default();
+    let t0 = 20_468 * DAY_MS as u64; // 2026-01-15
+    let mut t = Tree::new();
+    let mut s = spec("10", MONTH, None);
+    s.rollover = Some(d("1000000000000000"));
+    t.set_policy("", "m", s, t0, &l).unwrap();
+    for i in 0..1000 {
+        let amount = if i == 999 { d("999999999999990") } else { d("1000000000000000") };
+        let r = GrantRequest { id: None, amount, expiry: GrantExpiry::Never, priority: 50, note: None };
+        t.grant("", "m", &r, t0, &l).unwrap();
+    }
+    assert_eq!(policy(&t).allowance(), d("1000000000000000000"));
+    // February: own 20 (10 rolled over) + granted 10^18 − 10; April: two
+    // more closes archived with their allowances above the bound.
+    for month in [40, 100] {
+        let now = t0 + month * DAY_MS as u64;
+        charge(&mut t, "1", now);
+        let bytes = crate::persist::encode(&t);
+        let back = crate::persist::decode(&bytes, crate::persist::ENCODING_VERSION).unwrap();
+        assert_eq!(reads(&back, now), reads(&t, now));
+        back.check_invariants().unwrap();
+    }
+    assert!(policy(&t).allowance() > d("1000000000000000000"));
+    assert!(t.history("", "m", t0).unwrap()[0].allowance > d("1000000000000000000"));
 }
