@@ -304,8 +304,17 @@ impl GrantPart {
         for (i, more) in self.events {
             let event = parts.events.get_mut(i as usize).ok_or("event fields of a missing event")?;
             let named = more.grant.as_deref().is_none_or(|g| names::parse_name(g, "grant id").is_ok());
-            let amounts = [more.remaining, more.low, more.amount].into_iter().flatten();
-            if !named || amounts.clone().any(|a| crate::amount::validate_stored(a).is_err()) {
+            let amounts = [more.low, more.amount].into_iter().flatten();
+            // remaining = allowance − used − held: each part within the
+            // bound of totals but the allowance (see `restore`), so its
+            // size is at most three times the bound.
+            let wide = |a: Decimal| {
+                a.scale() <= crate::amount::MAX_SCALE && a.abs() <= crate::amount::MAX_TOTAL * Decimal::from(3)
+            };
+            if !named
+                || amounts.clone().any(|a| crate::amount::validate_stored(a).is_err())
+                || more.remaining.is_some_and(|r| !wide(r))
+            {
                 return Err(format!("event {} has invalid grant fields", event.seq));
             }
             event.more = Some(Box::new(more));
@@ -956,7 +965,13 @@ mod tests {
                 let _ = t.grants_view("", "wallet", later, 100);
                 let _ = t.history("", "wallet", later);
                 let _ = t.charge(charge_of("", "50", None), 40 * 86_400_000, &l);
-                let req = GrantRequest { id: None, amount: Decimal::ONE, expiry: GrantExpiry::Period, priority: 0, note: None };
+                let req = GrantRequest {
+                    id: None,
+                    amount: Decimal::ONE,
+                    expiry: GrantExpiry::Period,
+                    priority: 0,
+                    note: None,
+                };
                 let _ = t.grant("", "wallet", &req, 41 * 86_400_000, &l);
                 let _ = t.revoke("", "wallet", "promo", 42 * 86_400_000, &l);
                 let _ = t.reset_policy("", "wallet", 43 * 86_400_000, &l);

@@ -227,3 +227,32 @@ fn a_tree_whose_allowance_rolled_above_the_bound_loads_again() {
     assert!(policy(&t).allowance() > d("1000000000000000000"));
     assert!(t.history("", "m", t0).unwrap()[0].allowance > d("1000000000000000000"));
 }
+
+/// Regression: a `low` event's `remaining` may be below −10^18 (usage at
+/// the bound and something held on an open policy); the tree that logged
+/// it must load again (it was refused as "invalid grant fields").
+#[test]
+fn a_low_event_far_below_zero_loads_again() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    let mut s = spec("0", Window::None, None);
+    s.mode = Mode::Open;
+    t.set_policy("", "m", s.clone(), 0, &l).unwrap();
+    charge(&mut t, "1000000000000000000", 1);
+    let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
+    let req = ReserveRequest {
+        set,
+        id: None,
+        ttl_ms: 3_600_000,
+        batch: crate::BatchMode::All,
+        items: vec![cost("5")],
+        brief: true,
+    };
+    t.reserve(req, 2, &l).unwrap();
+    s.low = Some(d("5"));
+    t.set_policy("", "m", s, 3, &l).unwrap();
+    let low = t.events_since(0, 100).last().unwrap().clone();
+    assert_eq!(low.more.unwrap().remaining, Some(d("-1000000000000000005")));
+    let back = crate::persist::decode(&crate::persist::encode(&t), crate::persist::ENCODING_VERSION).unwrap();
+    assert_eq!(reads(&back, 4), reads(&t, 4));
+}
