@@ -104,7 +104,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (1u32..60, 0u8..4, 60_000u64..40 * DAY_MS as u64, 0u8..3)
+        3 => (1u32..60, 0u8..4, prop_oneof![60_000u64..40 * DAY_MS as u64, 60_000u64..1000 * DAY_MS as u64], 0u8..3)
             .prop_map(|(amount, expiry, ms, priority)| Op::Grant { amount, expiry, ms, priority: priority * 40 }),
         4 => (-40i32..80).prop_map(|amount| Op::Charge { amount }),
         2 => (1u32..50).prop_map(|amount| Op::Reserve { amount }),
@@ -114,6 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..3, proptest::option::of(0u32..60), 0u32..150)
             .prop_map(|(window, low, limit)| Op::Set { window, low, limit }),
         3 => (1u64..20 * DAY_MS as u64).prop_map(|ms| Op::Advance { ms }),
+        1 => (1u64..1200 * DAY_MS as u64).prop_map(|ms| Op::Advance { ms }),
         1 => (1u64..10 * DAY_MS as u64).prop_map(|ms| Op::Back { ms }),
         1 => Just(Op::Persist),
     ]
@@ -255,4 +256,26 @@ fn a_low_event_far_below_zero_loads_again() {
     assert_eq!(low.more.unwrap().remaining, Some(d("-1000000000000000005")));
     let back = crate::persist::decode(&crate::persist::encode(&t), crate::persist::ENCODING_VERSION).unwrap();
     assert_eq!(reads(&back, 4), reads(&t, 4));
+}
+
+/// Cost of one write that expires 10,000 grants at once (run with
+/// `cargo test --release -- --ignored expiring_10000`).
+#[test]
+#[ignore]
+fn expiring_10000_grants_at_once_costs() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    t.set_policy("", "m", spec("10", Window::None, Some("5")), 0, &l).unwrap();
+    for _ in 0..10_000 {
+        let r = GrantRequest { id: None, amount: d("1"), expiry: GrantExpiry::At(3_600_000), priority: 50, note: None };
+        t.grant("", "m", &r, 0, &l).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let _ = t.get("", 3_600_000).unwrap();
+    let read = started.elapsed();
+    let started = std::time::Instant::now();
+    charge(&mut t, "1", 3_600_000);
+    let write = started.elapsed();
+    println!("read {read:?}, write {write:?}");
+    assert_eq!(policy(&t).grant_count(), 0);
 }
