@@ -279,3 +279,39 @@ fn expiring_10000_grants_at_once_costs() {
     println!("read {read:?}, write {write:?}");
     assert_eq!(policy(&t).grant_count(), 0);
 }
+
+/// A read view across period closes and expiries shares the grants (no
+/// deep copy), and a plain reservation leaves them untouched.
+#[test]
+fn views_across_closes_share_the_grants_and_reservations_leave_them() {
+    let l = Limits::default();
+    let t0 = 20_468 * DAY_MS as u64;
+    let mut t = Tree::new();
+    t.set_policy("", "m", spec("10", MONTH, Some("1")), t0, &l).unwrap();
+    for i in 0..50u64 {
+        let expiry = if i % 2 == 0 { GrantExpiry::At(t0 + (i + 1) * 10 * DAY_MS as u64) } else { GrantExpiry::Never };
+        let r = GrantRequest { id: None, amount: d("1"), expiry, priority: 50, note: None };
+        t.grant("", "m", &r, t0, &l).unwrap();
+    }
+    let stored = policy(&t);
+    let arc = stored.grants_arc().unwrap().clone();
+    for months in [1u64, 5, 40] {
+        let view = stored.at(t0 + months * 30 * DAY_MS as u64);
+        assert!(matches!(view, std::borrow::Cow::Owned(_)));
+        assert!(std::sync::Arc::ptr_eq(view.grants_arc().unwrap(), &arc), "view {months} months on");
+    }
+    // While another holder shares them, a write that changed them would
+    // copy them (Arc::make_mut): a reservation must not.
+    let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
+    let req = ReserveRequest {
+        set,
+        id: None,
+        ttl_ms: 3_600_000,
+        batch: crate::BatchMode::All,
+        items: vec![cost("5")],
+        brief: true,
+    };
+    t.reserve(req, t0 + 1, &l).unwrap();
+    let after = t.node(0).unwrap().policies[0].grants_arc().unwrap().clone();
+    assert!(std::sync::Arc::ptr_eq(&after, &arc), "a reservation does not copy the grants");
+}
