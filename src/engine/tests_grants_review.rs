@@ -174,7 +174,12 @@ proptest! {
                 Op::Reset => { t.reset_policy("", "m", now, &l).unwrap(); }
                 Op::Set { window: w, low, limit } => {
                     let low = low.map(|n| n.to_string());
-                    t.set_policy("", "m", spec(&limit.to_string(), window(w), low.as_deref()), now, &l).unwrap();
+                    let mut s = spec(&limit.to_string(), window(w), low.as_deref());
+                    // A calendar window with an odd limit rolls over up to 3×.
+                    if w == 1 && limit % 2 == 1 {
+                        s.rollover = Some(Decimal::from(limit * 3));
+                    }
+                    t.set_policy("", "m", s, now, &l).unwrap();
                 }
                 Op::Advance { ms } => now += ms,
                 Op::Back { ms } => now -= ms,
