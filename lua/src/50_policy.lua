@@ -881,6 +881,11 @@ local function update_policy(p, spec, now)
         if W.is_rolling(w) and D.cmp(p.used, D.ZERO) > 0 then
             p.bk[1] = { math.floor(now / W.bucket_ms(w)), p.used }
         end
+        -- A rolling window never has drawn above used: clamped now, as
+        -- every roll of the new window would, so reads agree.
+        if W.is_rolling(w) and D.cmp(p.dr, p.used) > 0 then
+            p.dr = p.used
+        end
     end
     refresh(p)
     G.rearm_low(p)

@@ -59,6 +59,8 @@ mod tests;
 #[cfg(test)]
 mod tests_grants;
 #[cfg(test)]
+mod tests_grants_review;
+#[cfg(test)]
 mod tests_matching;
 #[cfg(test)]
 mod tests_plan_json;

@@ -663,6 +663,12 @@ impl Policy {
             {
                 self.extra_mut().buckets.push_back((now_ms / bucket, used));
             }
+            // A rolling window never has drawn above used (usage given back
+            // under the old window may have left it so): clamped now, as
+            // every roll of the new window would, so reads agree.
+            if self.is_rolling() {
+                self.clamp_drawn();
+            }
         }
         self.refresh();
         self.rearm_low();

@@ -372,7 +372,8 @@ fn validate_policy(
     let mut amounts = vec![policy.spec.limit, policy.used, policy.held, policy.rolled_over, policy.granted];
     amounts.extend(policy.spec.rollover);
     for closed in &policy.history {
-        amounts.extend([closed.used, closed.allowance, closed.rolled_over, closed.granted]);
+        amounts.extend([closed.used, closed.rolled_over, closed.granted]);
+        allowance_in_range(closed.allowance)?;
     }
     amounts.extend(policy.buckets.iter().map(|(_, a)| *a));
     for value in amounts {
@@ -434,8 +435,20 @@ fn validate_grants(policy: &StoredPolicy, grants: &StoredGrants) -> Result<(), S
     if grants.ended.iter().any(|(at, _)| *at > MAX_TIME) {
         return Err("a grant ended at a time out of range".into());
     }
-    let own = amount::add(policy.spec.limit, policy.rolled_over).map_err(|e| e.to_string())?;
-    amount::add(amount::add(own, grants.drawn).map_err(|e| e.to_string())?, granted).map_err(|e| e.to_string())?;
+    // Own, drawn and granted are each within the bound (granted summed
+    // above); their sum, the allowance, may not be: a period close rolls
+    // the own allowance over beside grants that keep their rest.
+    amount::add(policy.spec.limit, policy.rolled_over).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// An allowance as stored (a closed period's): own + drawn + granted, each
+/// within the bound of totals, so at most three times it.
+fn allowance_in_range(value: Decimal) -> Result<(), String> {
+    let bound = amount::MAX_TOTAL * Decimal::from(3);
+    if value.scale() > amount::MAX_SCALE || (value.is_sign_negative() && !value.is_zero()) || value > bound {
+        return Err(format!("stored allowance {value} is out of range"));
+    }
     Ok(())
 }
 

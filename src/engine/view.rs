@@ -178,7 +178,9 @@ impl Tree {
         count: usize,
         current: Option<&Arc<Plan>>,
     ) -> Result<Vec<Grant>> {
-        self.policy_seen(path, name, now_ms, current, |policy| policy.grants().into_iter().take(count).cloned().collect())
+        self.policy_seen(path, name, now_ms, current, |policy| {
+            policy.grants().into_iter().take(count).cloned().collect()
+        })
     }
 
     /// What `read` takes from policy `name` at `path` as a read at `now_ms`
