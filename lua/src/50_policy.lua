@@ -361,8 +361,11 @@ end
 -- Decoded states are kept by their stored bytes (at most 16), like nodes:
 -- a command takes one out and may change it; a write's final flush puts it
 -- back under the bytes it wrote (G.keep), so a wallet drawn from again and
--- again is not decoded again.
-function G.load(p)
+-- again is not decoded again. `peek`: a read that changes nothing after
+-- (QUOTA.GRANTS on its rolled view) uses a kept state where it is, and keeps
+-- the one it decoded (a read used to take it out, so the next draw decoded
+-- every grant again).
+function G.load(p, peek)
     if p.gl then
         return p.gl
     end
@@ -371,6 +374,9 @@ function G.load(p)
         local blob = redis.call("HGET", p.gk, tostring(p.gen))
         local kept = blob and G.cache[blob]
         if kept then
+            if peek then
+                return kept
+            end
             G.cache[blob] = nil
             G.cache_n = G.cache_n - 1
             p.gl = kept
@@ -386,6 +392,10 @@ function G.load(p)
                 gl.dead[i] = G.unpack_grant(g)
             end
             gl.seq = t[3]
+            if peek then
+                G.keep(gl)
+                return gl
+            end
         end
     end
     p.gl = gl
@@ -487,8 +497,9 @@ end
 function G.bury(p, g, ended)
     local dead = p.gl.dead
     g.rem, g.ended, g.pk = D.ZERO, ended, nil
+    -- (In forgetting order: when it ended, then seq, as Rust's ended_order.)
     local i = #dead
-    while i > 0 and dead[i].ended > ended do
+    while i > 0 and (dead[i].ended > ended or (dead[i].ended == ended and dead[i].seq > g.seq)) do
         i = i - 1
     end
     tinsert(dead, i + 1, g)
@@ -496,6 +507,25 @@ function G.bury(p, g, ended)
         table.remove(dead, 1)
     end
     p.gl.dirty = true
+end
+
+-- Forgets the ids that ended tombstone_ttl or longer before `now` (the
+-- remembered ones are in forgetting order), so what is stored does not keep
+-- them: at a GRANT and a REVOKE, as the engine does.
+-- Rust twin: Grants::forget (src/engine/policy/grants.rs)
+function G.forget(p, now)
+    local dead, ttl = p.gl.dead, SETTINGS.tombstone_ttl
+    local n = 0
+    while dead[n + 1] and dead[n + 1].ended + ttl <= now do
+        n = n + 1
+    end
+    if n > 0 then
+        local kept = {}
+        for i = n + 1, #dead do
+            kept[#kept + 1] = dead[i]
+        end
+        p.gl.dead, p.gl.dirty = kept, true
+    end
 end
 
 -- The live grant of that id, or the remembered one (not yet forgotten at
