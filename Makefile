@@ -113,6 +113,7 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus grants --ops 20000 --seed 17
 	python3 tests/lua_parity.py --focus grants --ops 6000 --seed 18 --behind 0.03 --replica --invariants
 	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 19 --upgrade-from tests/fixtures/quota-1.3.0.lua
+	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 29 --invariants --set tombstone_ttl=60000
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py
