@@ -323,7 +323,7 @@ end
 -- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, out = {} }
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, cache_w = 0, CACHE_GRANTS = 40002, out = {} }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -378,7 +378,7 @@ function G.load(p, peek)
                 return kept
             end
             G.cache[blob] = nil
-            G.cache_n = G.cache_n - 1
+            G.cache_n, G.cache_w = G.cache_n - 1, G.cache_w - (#kept.list + #kept.dead + 1)
             p.gl = kept
             return kept
         end
@@ -437,17 +437,21 @@ function G.header(n)
     return string.char(0xdc, math.floor(n / 256), n % 256)
 end
 
--- Keeps a decoded state that is now stored as gl.blob (G.load).
+-- Keeps a decoded state that is now stored as gl.blob (G.load): at most 16,
+-- holding at most CACHE_GRANTS grants (live and remembered) together, two
+-- policies at their bounds (this memory is the Lua VM's, outside maxmemory;
+-- a decoded grant takes about 1 KB).
 function G.keep(gl)
     local blob = gl.blob
     if not blob or gl.dirty then
         return
     end
     if G.cache[blob] == nil then
-        if G.cache_n >= 16 then
-            G.cache, G.cache_n = {}, 0
+        local w = #gl.list + #gl.dead + 1
+        if G.cache_n >= 16 or G.cache_w + w > G.CACHE_GRANTS then
+            G.cache, G.cache_n, G.cache_w = {}, 0, 0
         end
-        G.cache_n = G.cache_n + 1
+        G.cache_n, G.cache_w = G.cache_n + 1, G.cache_w + w
     end
     G.cache[blob] = gl
 end
