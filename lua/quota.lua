@@ -4213,7 +4213,7 @@ end
 -- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, out = {} }
+local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, cache_w = 0, CACHE_GRANTS = 40002, out = {} }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -4251,8 +4251,11 @@ end
 -- Decoded states are kept by their stored bytes (at most 16), like nodes:
 -- a command takes one out and may change it; a write's final flush puts it
 -- back under the bytes it wrote (G.keep), so a wallet drawn from again and
--- again is not decoded again.
-function G.load(p)
+-- again is not decoded again. `peek`: a read that changes nothing after
+-- (QUOTA.GRANTS on its rolled view) uses a kept state where it is, and keeps
+-- the one it decoded (a read used to take it out, so the next draw decoded
+-- every grant again).
+function G.load(p, peek)
     if p.gl then
         return p.gl
     end
@@ -4261,8 +4264,11 @@ function G.load(p)
         local blob = redis.call("HGET", p.gk, tostring(p.gen))
         local kept = blob and G.cache[blob]
         if kept then
+            if peek then
+                return kept
+            end
             G.cache[blob] = nil
-            G.cache_n = G.cache_n - 1
+            G.cache_n, G.cache_w = G.cache_n - 1, G.cache_w - (#kept.list + #kept.dead + 1)
             p.gl = kept
             return kept
         end
@@ -4276,6 +4282,10 @@ function G.load(p)
                 gl.dead[i] = G.unpack_grant(g)
             end
             gl.seq = t[3]
+            if peek then
+                G.keep(gl)
+                return gl
+            end
         end
     end
     p.gl = gl
@@ -4317,17 +4327,21 @@ function G.header(n)
     return string.char(0xdc, math.floor(n / 256), n % 256)
 end
 
--- Keeps a decoded state that is now stored as gl.blob (G.load).
+-- Keeps a decoded state that is now stored as gl.blob (G.load): at most 16,
+-- holding at most CACHE_GRANTS grants (live and remembered) together, two
+-- policies at their bounds (this memory is the Lua VM's, outside maxmemory;
+-- a decoded grant takes about 1 KB).
 function G.keep(gl)
     local blob = gl.blob
     if not blob or gl.dirty then
         return
     end
     if G.cache[blob] == nil then
-        if G.cache_n >= 16 then
-            G.cache, G.cache_n = {}, 0
+        local w = #gl.list + #gl.dead + 1
+        if G.cache_n >= 16 or G.cache_w + w > G.CACHE_GRANTS then
+            G.cache, G.cache_n, G.cache_w = {}, 0, 0
         end
-        G.cache_n = G.cache_n + 1
+        G.cache_n, G.cache_w = G.cache_n + 1, G.cache_w + w
     end
     G.cache[blob] = gl
 end
@@ -4377,8 +4391,9 @@ end
 function G.bury(p, g, ended)
     local dead = p.gl.dead
     g.rem, g.ended, g.pk = D.ZERO, ended, nil
+    -- (In forgetting order: when it ended, then seq, as Rust's ended_order.)
     local i = #dead
-    while i > 0 and dead[i].ended > ended do
+    while i > 0 and (dead[i].ended > ended or (dead[i].ended == ended and dead[i].seq > g.seq)) do
         i = i - 1
     end
     tinsert(dead, i + 1, g)
@@ -4386,6 +4401,25 @@ function G.bury(p, g, ended)
         table.remove(dead, 1)
     end
     p.gl.dirty = true
+end
+
+-- Forgets the ids that ended tombstone_ttl or longer before `now` (the
+-- remembered ones are in forgetting order), so what is stored does not keep
+-- them: at a GRANT and a REVOKE, as the engine does.
+-- Rust twin: Grants::forget (src/engine/policy/grants.rs)
+function G.forget(p, now)
+    local dead, ttl = p.gl.dead, SETTINGS.tombstone_ttl
+    local n = 0
+    while dead[n + 1] and dead[n + 1].ended + ttl <= now do
+        n = n + 1
+    end
+    if n > 0 then
+        local kept = {}
+        for i = n + 1, #dead do
+            kept[#kept + 1] = dead[i]
+        end
+        p.gl.dead, p.gl.dirty = kept, true
+    end
 end
 
 -- The live grant of that id, or the remembered one (not yet forgotten at
@@ -7379,6 +7413,7 @@ function OPS.grant(ctx, path, name, amount, o)
         at = now, note = o.note }
     gl.seq = gl.seq + 1
     p.ext = true
+    G.forget(p, now)
     -- Usage beyond the whole allowance is a debt the new grant pays.
     local debt = D.sub(D.sub(p.used, p.dr), plus(p.limit, p.ro))
     if D.cmp(debt, D.ZERO) > 0 then
@@ -7411,7 +7446,8 @@ function OPS.grants(ctx, path, name, count)
     local p = policy_now(ctx, ref)
     local out = {}
     if p.gn > 0 then
-        for i, g in ipairs(G.load(p).list) do
+        -- (Read only from here: the kept state is not taken out.)
+        for i, g in ipairs(G.load(p, true).list) do
             if i > count then
                 break
             end
@@ -7439,6 +7475,7 @@ function OPS.revoke(ctx, path, name, id)
     if live then
         g = G.find(p, id, ctx.now)
         removed = g.rem
+        G.forget(p, ctx.now)
         G.remove(p, { [g] = true })
         G.bury(p, g, ctx.now)
         G.recount(p, D.neg(removed))

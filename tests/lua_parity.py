@@ -84,7 +84,11 @@ rollback (make test-lua: 1.1.0, kept as tests/fixtures/quota-1.1.0.lua).
 `--invariants` checks after every command that what each Lua tree's "#"
 says is due (since 1.2.0) agrees with its companion keys: the first expiry
 exactly, a forget bound no forget score is below, the live hold count, and
-(without --behind, which loses the index) the index of due trees.
+(without --behind, which loses the index) the index of due trees; and that
+its grants hash has a field for each policy with live grants and no other
+(none left by UNSET, DELPATH, a new metric or a plan change), each with the
+policy's count of live grants, in draw-down order, and the remembered ones
+in forgetting order (GRANTS_SCRIPT).
 
 Exits non-zero on any mismatch, printing the seed, the op index, the command
 and both replies; ends with a one-line summary.
@@ -1387,6 +1391,73 @@ def meta_broken(lua, tree, index_kept):
     return None
 
 
+# The grants hash of a Lua tree against its policies (--invariants): every
+# field is the generation of a policy with grant state (layout 4) in the tree
+# (no orphans after UNSET, DELPATH, a new metric or a plan change), holding as
+# many live grants as the policy says, in draw-down order, and remembered ones
+# in forgetting order (ended, seq); a policy with live grants has its field.
+GRANTS_SCRIPT = """
+local all = redis.call('HGETALL', KEYS[1])
+if #all == 0 then
+    return false  -- companions a DEL left belong to nobody until the next write
+end
+local ext = {}
+for i = 1, #all, 2 do
+    local f = all[i]
+    if string.sub(f, 1, 1) ~= '#' then
+        local ok, t = pcall(cmsgpack.unpack, all[i + 1])
+        if ok and type(t) == 'table' and type(t[1]) == 'table' then
+            for _, p in ipairs(t[1]) do
+                if type(p) == 'table' and type(p[21]) == 'table' then
+                    ext[tostring(p[10])] = { n = p[21][3], name = p[1], path = f }
+                end
+            end
+        end
+    end
+end
+local g = redis.call('HGETALL', KEYS[2])
+local seen = {}
+for i = 1, #g, 2 do
+    local gen, t = g[i], cmsgpack.unpack(g[i + 1])
+    local p = ext[gen]
+    if not p then
+        return 'orphan grants field ' .. gen .. ' (' .. #t[1] .. ' live, ' .. #t[2] .. ' remembered)'
+    end
+    seen[gen] = true
+    if #t[1] ~= p.n then
+        return 'policy ' .. p.name .. ' at ' .. p.path .. ' says ' .. p.n .. ' live grants, its field has ' .. #t[1]
+    end
+    for j = 2, #t[1] do
+        local a, b = t[1][j - 1], t[1][j]
+        local ka = { a[5], a[6] == 0 and math.huge or a[6], a[2] }
+        local kb = { b[5], b[6] == 0 and math.huge or b[6], b[2] }
+        if ka[1] > kb[1] or (ka[1] == kb[1] and (ka[2] > kb[2] or (ka[2] == kb[2] and ka[3] >= kb[3]))) then
+            return 'policy ' .. p.name .. ': live grants out of draw-down order at ' .. j
+        end
+    end
+    for j = 2, #t[2] do
+        local a, b = t[2][j - 1], t[2][j]
+        if a[10] > b[10] or (a[10] == b[10] and a[2] > b[2]) then
+            return 'policy ' .. p.name .. ': remembered grants out of order at ' .. j
+        end
+    end
+end
+for gen, p in pairs(ext) do
+    if p.n > 0 and not seen[gen] then
+        return 'policy ' .. p.name .. ' at ' .. p.path .. ' has ' .. p.n .. ' live grants and no grants field'
+    end
+end
+return false
+"""
+
+
+def grants_broken(lua, tree):
+    """The Lua tree's grants hash against its policies (GRANTS_SCRIPT)."""
+    tag = tree[tree.index("{"):tree.index("}") + 1] if "{" in tree and "}" in tree else "{" + tree + "}"
+    got = lua.eval(GRANTS_SCRIPT, 2, tree, f"{tag}quota:{tree}:grants")
+    return got.decode() if isinstance(got, bytes) else got
+
+
 def behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i):
     """One change behind the library's back, made alike on both servers (see --behind)."""
     tree = rng.choice(TREES)
@@ -1613,7 +1684,7 @@ def main():
                         print(f"HELD MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             if args.invariants:
                 for t in TREES:
-                    bad = meta_broken(lua, t, not args.behind)
+                    bad = meta_broken(lua, t, not args.behind) or grants_broken(lua, t)
                     if bad:
                         mismatches += 1
                         print(f"META MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)

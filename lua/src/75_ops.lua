@@ -393,6 +393,7 @@ function OPS.grant(ctx, path, name, amount, o)
         at = now, note = o.note }
     gl.seq = gl.seq + 1
     p.ext = true
+    G.forget(p, now)
     -- Usage beyond the whole allowance is a debt the new grant pays.
     local debt = D.sub(D.sub(p.used, p.dr), plus(p.limit, p.ro))
     if D.cmp(debt, D.ZERO) > 0 then
@@ -425,7 +426,8 @@ function OPS.grants(ctx, path, name, count)
     local p = policy_now(ctx, ref)
     local out = {}
     if p.gn > 0 then
-        for i, g in ipairs(G.load(p).list) do
+        -- (Read only from here: the kept state is not taken out.)
+        for i, g in ipairs(G.load(p, true).list) do
             if i > count then
                 break
             end
@@ -453,6 +455,7 @@ function OPS.revoke(ctx, path, name, id)
     if live then
         g = G.find(p, id, ctx.now)
         removed = g.rem
+        G.forget(p, ctx.now)
         G.remove(p, { [g] = true })
         G.bury(p, g, ctx.now)
         G.recount(p, D.neg(removed))
