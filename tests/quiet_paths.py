@@ -167,6 +167,10 @@ def backlog(args):
 def watch(args):
     r = connect(args.port)
     r.execute_command("QUOTA.SET", "w", "/", "cap", "METRIC", "credits", "LIMIT", "10")
+    # A grant that expires with the due hold, and one that lasts.
+    now = int(r.execute_command("QUOTA.DEBUG", "CLOCK", "GET"))
+    r.execute_command("QUOTA.GRANT", "w", "/", "cap", "5", "ID", "soon", "EXPIRES", str(now + 100))
+    r.execute_command("QUOTA.GRANT", "w", "/", "cap", "7", "ID", "kept")
     due = as_map(r.execute_command("QUOTA.RESERVE", "w", "PATH", "a", "TTL", "100", "COST", "credits", "3"))
     r.execute_command("QUOTA.RESERVE", "w", "PATH", "a", "TTL", "60000", "COST", "credits", "2")
     events_before = r.execute_command("QUOTA.EVENTS", "w")
@@ -192,13 +196,16 @@ def watch(args):
         try:
             node = as_map(pipe.execute_command("QUOTA.GET", "w", "/"))
             policy = as_map(node["policies"][0])
-            check(policy["held"] == "2" and policy["remaining"] == "8",
-                  f"a read shows the due hold as not held (held {policy['held']}, remaining {policy['remaining']})")
+            check(policy["held"] == "2" and policy["remaining"] == "15" and policy["granted"] == "7",
+                  f"a read shows the due hold as not held and the due grant gone "
+                  f"(held {policy['held']}, remaining {policy['remaining']}, granted {policy['granted']})")
             tree = as_map(pipe.execute_command("QUOTA.TREE", "w"))
             check(as_map(tree["policies"][0])["held"] == "2", "QUOTA.TREE agrees")
             listed = [as_map(h)["id"] for h in pipe.execute_command("QUOTA.HOLDS", "w")]
             check(due["id"] not in listed and len(listed) == 1, "QUOTA.HOLDS leaves the due hold out")
             pipe.execute_command("QUOTA.HISTORY", "w", "/", "cap")
+            grants = [as_map(g)["id"] for g in pipe.execute_command("QUOTA.GRANTS", "w", "/", "cap")]
+            check(grants == ["kept"], f"QUOTA.GRANTS leaves the due grant out ({grants})")
             events = pipe.execute_command("QUOTA.EVENTS", "w")
             shown = [as_map(e) for e in events[len(events_before):]]
             check(len(shown) == 1 and shown[0]["type"] == "expired" and shown[0]["id"] == due["id"],

@@ -475,7 +475,10 @@ def acl(args):
     tenant = connect(args.port, username="acme-app", password="secret")
     calls = [
         ["QUOTA.SET", "{k}", "/", "p", "METRIC", "credits", "LIMIT", "10"],
-        ["QUOTA.GRANT", "{k}", "/", "p", "1"],
+        ["QUOTA.GRANT", "{k}", "/", "p", "1", "ID", "g1"],
+        ["QUOTA.GRANTS", "{k}", "/", "p"],
+        ["QUOTA.REVOKE", "{k}", "/", "p", "g1"],
+        ["QUOTA.ASSIGN", "{k}", "NONE"],
         ["QUOTA.RESERVE", "{k}", "PATH", "a", "ID", "mine", "COST", "credits", "1"],
         ["QUOTA.EXTEND", "{k}", "mine", "1000"],
         ["QUOTA.COMMIT", "{k}", "mine"],
