@@ -4307,7 +4307,9 @@ end
 -- A write for the flush: command, which key (h, d, x, t), arguments.
 function G.op(p, ...)
     local ops = G.w(p).ops
-    ops[#ops + 1] = { ... }
+    local op = { ... }
+    ops[#ops + 1] = op
+    return op
 end
 
 function G.copy_w(gw)
@@ -4474,14 +4476,15 @@ function G.bury(p, g, ended)
     t.rem, t.ended = D.ZERO, ended
     local gw = G.w(p)
     gw.dead[t.id], gw.buried = t, true
-    G.op(p, "HSET", "h", p.gen .. ":t:" .. t.id, cmsgpack.pack(G.pack_grant(t)))
-    G.op(p, "ZADD", "t", 0, G.tm(p, t))
+    -- (.e: not written when the command forgets it at once, G.flush.)
+    G.op(p, "HSET", "h", p.gen .. ":t:" .. t.id, cmsgpack.pack(G.pack_grant(t))).e = ended
+    G.op(p, "ZADD", "t", 0, G.tm(p, t)).e = ended
     return t
 end
 
 -- Forgets the ids that ended tombstone_ttl or longer before `now` (at the
--- flush, before the command's writes): at a GRANT and a REVOKE, as the
--- engine does. (One that ended so long ago is never found again: G.find.)
+-- flush: the stored ones before the command's writes, and the command's own
+-- are not written): at a GRANT and a REVOKE, as the engine does. (One that ended so long ago is never found again: G.find.)
 -- Rust twin: Grants::forget (src/engine/policy/grants.rs)
 function G.forget(p, now)
     G.w(p).forget = now
@@ -4546,12 +4549,15 @@ function G.flush(p)
     if not gw or not p.gk then
         return
     end
-    local keys, gen = G.keys(p.gk), p.gen
-    if gw.forget and gw.forget - SETTINGS.tombstone_ttl + 1 > 0 then
-        G.trim(keys, gen, "(" .. gen .. ":" .. G.hex(gw.forget - SETTINGS.tombstone_ttl + 1))
+    local keys, gen, ttl = G.keys(p.gk), p.gen, SETTINGS.tombstone_ttl
+    local forget = gw.forget
+    if forget and forget - ttl + 1 > 0 then
+        G.trim(keys, gen, "(" .. gen .. ":" .. G.hex(forget - ttl + 1))
     end
     for _, op in ipairs(gw.ops) do
-        redis.call(op[1], keys[op[2]], unpack(op, 3))
+        if not (forget and op.e and op.e + ttl <= forget) then
+            redis.call(op[1], keys[op[2]], unpack(op, 3))
+        end
     end
     if gw.buried then
         local n = redis.call("ZLEXCOUNT", keys.t, "[" .. gen .. ":", "(" .. gen .. ";")
