@@ -4225,7 +4225,7 @@ end
 -- nothing.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256, out = {}, BATCH = 16, NO_EXPIRY = "ffffffffffffffff" }
+local G = { MAX = 10000, NOTE_MAX = 256, out = {}, BATCH = 4, NO_EXPIRY = "ffffffffffffffff" }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -4347,6 +4347,31 @@ function G.get(p, id)
     return blob and G.unpack_grant(cmsgpack.unpack(blob)) or nil
 end
 
+-- The live grants of the members `ms` (their ids from `off`), by member:
+-- one HMGET for those this command did not change.
+function G.get_many(p, ms, off)
+    local got, gw, fields, of = {}, p.gw, {}, {}
+    for _, m in ipairs(ms) do
+        local id = ssub(m, off)
+        local g = gw and gw.live[id]
+        if g ~= nil then
+            got[m] = g or nil
+        else
+            fields[#fields + 1] = p.gen .. ":i:" .. id
+            of[#of + 1] = m
+        end
+    end
+    if #fields > 0 then
+        local blobs = redis.call("HMGET", p.gk, unpack(fields))
+        for i, m in ipairs(of) do
+            if blobs[i] then
+                got[m] = G.unpack_grant(cmsgpack.unpack(blobs[i]))
+            end
+        end
+    end
+    return got
+end
+
 -- Calls fn(g) on the live grants in draw-down order (which "d"), or on
 -- those expiring before `below` in expiry order (which "x"), until it
 -- returns true: the stored ones a batch at a time, merged with the ones
@@ -4371,10 +4396,12 @@ function G.each(p, which, below, fn)
         local key = p.gk .. (which == "d" and ":draw" or ":exp")
         local off = #prefix + (which == "d" and 35 or 33)
         local cursor, hi = "[" .. prefix, which == "d" and "(" .. p.gen .. ";" or "(" .. prefix .. G.hex(below)
+        local batch = G.BATCH
         while true do
-            local ms = redis.call("ZRANGEBYLEX", key, cursor, hi, "LIMIT", 0, G.BATCH)
+            local ms = redis.call("ZRANGEBYLEX", key, cursor, hi, "LIMIT", 0, batch)
+            local got = G.get_many(p, ms, off)
             for _, m in ipairs(ms) do
-                local g = G.get(p, ssub(m, off))
+                local g = got[m]
                 if g then
                     while pend[pi] and order(pend[pi], g) do
                         pi = pi + 1
@@ -4387,10 +4414,11 @@ function G.each(p, which, below, fn)
                     end
                 end
             end
-            if #ms < G.BATCH then
+            if #ms < batch then
                 break
             end
             cursor = "(" .. ms[#ms]
+            batch = math.min(batch * 4, 1024)
         end
     end
     while pend[pi] do
