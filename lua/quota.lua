@@ -4158,7 +4158,7 @@ local function new_policy(name, spec, generation, now)
         name = name, metric = spec.metric, limit = spec.limit, mode = spec.mode, wenc = spec.wenc, warn = spec.warn,
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
-        allow = spec.limit, dr = D.ZERO, gn = 0, gx = 0, low = spec.low, lowf = false, ext = spec.low ~= nil,
+        allow = spec.limit, dr = D.ZERO, gn = 0, gx = 0, low = spec.low, lowf = false, ext = spec.low ~= nil, gs = 1,
     }
 end
 
@@ -4204,16 +4204,28 @@ end
 
 
 -- ----- grants (credits.md) ----------------------------------------------------
--- A policy's grants live outside its record (the hash {tag}quota:K:grants,
--- field = the policy's generation), so that a reservation never decodes
--- them; the record keeps what a reservation and a roll need: granted (p.gr,
--- the remaining of the live grants), drawn (p.dr), the next expiry (p.gx, 0:
--- none), the live count (p.gn), low and low_fired. p.gl is the decoded
--- state when a command needed it: { list = live grants in draw-down order,
--- dead = remembered ended ones (oldest ended first), seq = next seq, dirty }.
+-- A policy's grants live outside its record, so that a reservation never
+-- reads them; the record keeps what a reservation and a roll need: granted
+-- (p.gr, the remaining of the live grants), drawn (p.dr), the next expiry
+-- (p.gx, 0: none), the live count (p.gn), low and low_fired.
+-- They are stored in the tree's slot (p.gk = {tag}quota:K:grants), every
+-- entry under the policy's generation `gen`, so that a write reads and
+-- writes only the grants it touches, O(log n) each:
+--   hash p.gk: `gen:i:id` → a live grant; `gen:t:id` → a remembered
+--     (ended) grant;
+--   sorted sets, all scores 0, in lex order, members `gen:` + fixed-width
+--   hex + the id: p.gk..":draw" priority, expiry (0 last), seq (draw-down
+--   order); p.gk..":exp" expiry, seq (the grants with an expiry);
+--   p.gk..":dead" ended, seq (forgetting order).
+-- The next seq is in the policy record (p.gs).
+-- What a command changes is kept on the policy (p.gw: live = id → grant or
+-- false when it ended, dead = id → remembered grant, add = grants added,
+-- ops = the writes) until the flush writes it
+-- (G.flush): the command's later reads see it, and a view (a read) writes
+-- nothing.
 -- A grant: { id, seq, amount, rem, pri, exp (0: no time limit), per, at,
 -- note (or nil), ended (remembered ones) }.
-local G = { MAX = 10000, NOTE_MAX = 256, cache = {}, cache_n = 0, cache_w = 0, CACHE_GRANTS = 40002, out = {} }
+local G = { MAX = 10000, NOTE_MAX = 256, out = {}, BATCH = 4, NO_EXPIRY = "ffffffffffffffff" }
 
 -- Draw-down order: priority, then expiry (0 last), then seq.
 -- Rust twin: Grant::order_key (src/engine/policy/grants.rs)
@@ -4230,7 +4242,7 @@ function G.before(a, b)
     return a.seq < b.seq
 end
 
-local function by_expiry(a, b)
+function G.by_expiry(a, b)
     if a.exp ~= b.exp then
         return a.exp < b.exp
     end
@@ -4247,179 +4259,263 @@ function G.unpack_grant(t)
         per = t[7], at = t[8], note = t[9] or nil, ended = t[10] }
 end
 
--- The grants of `p` decoded into p.gl (read from the grants hash once).
--- Decoded states are kept by their stored bytes (at most 16), like nodes:
--- a command takes one out and may change it; a write's final flush puts it
--- back under the bytes it wrote (G.keep), so a wallet drawn from again and
--- again is not decoded again. `peek`: a read that changes nothing after
--- (QUOTA.GRANTS on its rolled view) uses a kept state where it is, and keeps
--- the one it decoded (a read used to take it out, so the next draw decoded
--- every grant again).
-function G.load(p, peek)
-    if p.gl then
-        return p.gl
+function G.clone(g)
+    local c = {}
+    for k, v in pairs(g) do
+        c[k] = v
     end
-    local gl = { list = {}, dead = {}, seq = 1, dirty = false }
-    if p.ext and p.gk then
-        local blob = redis.call("HGET", p.gk, tostring(p.gen))
-        local kept = blob and G.cache[blob]
-        if kept then
-            if peek then
-                return kept
-            end
-            G.cache[blob] = nil
-            G.cache_n, G.cache_w = G.cache_n - 1, G.cache_w - (#kept.list + #kept.dead + 1)
-            p.gl = kept
-            return kept
-        end
-        if blob then
-            gl.blob = blob
-            local t = cmsgpack.unpack(blob)
-            for i, g in ipairs(t[1]) do
-                gl.list[i] = G.unpack_grant(g)
-            end
-            for i, g in ipairs(t[2]) do
-                gl.dead[i] = G.unpack_grant(g)
-            end
-            gl.seq = t[3]
-            if peek then
-                G.keep(gl)
-                return gl
-            end
-        end
-    end
-    p.gl = gl
-    return gl
+    return c
 end
 
--- The stored bytes: what cmsgpack packs for {list, dead, seq}, each grant
--- packed once while it does not change (g.pk).
-function G.pack_state(gl)
-    local parts = { "\147", G.header(#gl.list) }
-    for _, g in ipairs(gl.list) do
-        local pk = g.pk
-        if not pk then
-            pk = cmsgpack.pack(G.pack_grant(g))
-            g.pk = pk
-        end
-        parts[#parts + 1] = pk
-    end
-    parts[#parts + 1] = G.header(#gl.dead)
-    for _, g in ipairs(gl.dead) do
-        local pk = g.pk
-        if not pk then
-            pk = cmsgpack.pack(G.pack_grant(g))
-            g.pk = pk
-        end
-        parts[#parts + 1] = pk
-    end
-    parts[#parts + 1] = cmsgpack.pack(gl.seq)
-    local blob = tconcat(parts)
-    gl.blob = blob
-    return blob
+-- A whole number (< 2^53) as 16 hex digits: lex order is number order.
+function G.hex(n)
+    return sformat("%08x%08x", math.floor(n / 4294967296), n % 4294967296)
 end
 
--- A msgpack array header for n elements, as cmsgpack writes it.
-function G.header(n)
-    if n <= 15 then
-        return string.char(0x90 + n)
-    end
-    return string.char(0xdc, math.floor(n / 256), n % 256)
+function G.unhex(s)
+    return tonumber(ssub(s, 1, 8), 16) * 4294967296 + tonumber(ssub(s, 9, 16), 16)
 end
 
--- Keeps a decoded state that is now stored as gl.blob (G.load): at most 16,
--- holding at most CACHE_GRANTS grants (live and remembered) together, two
--- policies at their bounds (this memory is the Lua VM's, outside maxmemory;
--- a decoded grant takes about 1 KB).
-function G.keep(gl)
-    local blob = gl.blob
-    if not blob or gl.dirty then
-        return
-    end
-    if G.cache[blob] == nil then
-        local w = #gl.list + #gl.dead + 1
-        if G.cache_n >= 16 or G.cache_w + w > G.CACHE_GRANTS then
-            G.cache, G.cache_n, G.cache_w = {}, 0, 0
-        end
-        G.cache_n, G.cache_w = G.cache_n + 1, G.cache_w + w
-    end
-    G.cache[blob] = gl
+-- The members of a grant in the draw, expiry and forgetting orders.
+function G.dm(p, g)
+    return p.gen .. ":" .. sformat("%02x", g.pri) .. (g.exp == 0 and G.NO_EXPIRY or G.hex(g.exp)) .. G.hex(g.seq)
+        .. g.id
 end
 
-function G.copy_state(gl)
-    if not gl then
+function G.xm(p, g)
+    return p.gen .. ":" .. G.hex(g.exp) .. G.hex(g.seq) .. g.id
+end
+
+function G.tm(p, g)
+    return p.gen .. ":" .. G.hex(g.ended) .. G.hex(g.seq) .. g.id
+end
+
+function G.keys(gk)
+    return { h = gk, d = gk .. ":draw", x = gk .. ":exp", t = gk .. ":dead" }
+end
+
+-- The command's changes to p's grants (made when first needed).
+function G.w(p)
+    local gw = p.gw
+    if not gw then
+        gw = { live = {}, dead = {}, add = {}, ops = {} }
+        p.gw = gw
+    end
+    return gw
+end
+
+-- A write for the flush: command, which key (h, d, x, t), arguments.
+function G.op(p, ...)
+    local ops = G.w(p).ops
+    local op = { ... }
+    ops[#ops + 1] = op
+    return op
+end
+
+function G.copy_w(gw)
+    if not gw then
         return nil
     end
-    local list, dead = {}, {}
-    for i, g in ipairs(gl.list) do
-        local c = {}
-        for k, v in pairs(g) do
-            c[k] = v
+    local c = { live = {}, dead = {}, add = {}, ops = {}, forget = gw.forget, buried = gw.buried }
+    for _, k in ipairs({ "live", "dead" }) do
+        for a, b in pairs(gw[k]) do
+            c[k][a] = b
         end
-        list[i] = c
     end
-    for i, g in ipairs(gl.dead) do
-        dead[i] = g
+    for i, g in ipairs(gw.add) do
+        c.add[i] = g
     end
-    return { list = list, dead = dead, seq = gl.seq, dirty = gl.dirty, blob = gl.blob }
+    for i, o in ipairs(gw.ops) do
+        c.ops[i] = o
+    end
+    return c
 end
 
--- granted (p.gr changed by `delta`, or summed again without one), the
--- live count and the next expiry, from the decoded list.
-function G.recount(p, delta)
-    local gl = p.gl
-    local sum, nx = D.ZERO, 0
-    for _, g in ipairs(gl.list) do
-        if not delta then
-            sum = plus(sum, g.rem)
-        end
-        if g.exp > 0 and (nx == 0 or g.exp < nx) then
-            nx = g.exp
+-- The live grant `id` of p (as this command left it), or nil.
+function G.get(p, id)
+    local gw = p.gw
+    if gw then
+        local g = gw.live[id]
+        if g ~= nil then
+            return g or nil
         end
     end
-    if delta then
-        sum = D.plus(p.gr, delta)
+    if not p.gk then
+        return nil
     end
-    p.gr, p.gn, p.gx = sum, #gl.list, nx
-    gl.dirty = true
+    local blob = redis.call("HGET", p.gk, p.gen .. ":i:" .. id)
+    return blob and G.unpack_grant(cmsgpack.unpack(blob)) or nil
+end
+
+-- The live grants of the members `ms` (their ids from `off`), by member:
+-- one HMGET for those this command did not change.
+function G.get_many(p, ms, off)
+    local got, gw, fields, of = {}, p.gw, {}, {}
+    for _, m in ipairs(ms) do
+        local id = ssub(m, off)
+        local g = gw and gw.live[id]
+        if g ~= nil then
+            got[m] = g or nil
+        else
+            fields[#fields + 1] = p.gen .. ":i:" .. id
+            of[#of + 1] = m
+        end
+    end
+    if #fields > 0 then
+        local blobs = redis.call("HMGET", p.gk, unpack(fields))
+        for i, m in ipairs(of) do
+            if blobs[i] then
+                got[m] = G.unpack_grant(cmsgpack.unpack(blobs[i]))
+            end
+        end
+    end
+    return got
+end
+
+-- Calls fn(g) on the live grants in draw-down order (which "d"), or on
+-- those expiring before `below` in expiry order (which "x"), until it
+-- returns true: the stored ones a batch at a time, merged with the ones
+-- this command added.
+function G.each(p, which, below, fn)
+    local gw = p.gw
+    local pend, order = {}, which == "d" and G.before or G.by_expiry
+    if gw then
+        for _, a in ipairs(gw.add) do
+            local g = gw.live[a.id]
+            if g and (which == "d" or (g.exp > 0 and g.exp < below)) then
+                pend[#pend + 1] = g
+            end
+        end
+        if #pend > 1 then
+            table.sort(pend, order)
+        end
+    end
+    local pi = 1
+    if p.gk then
+        local prefix = p.gen .. ":"
+        local key = p.gk .. (which == "d" and ":draw" or ":exp")
+        local off = #prefix + (which == "d" and 35 or 33)
+        local cursor, hi = "[" .. prefix, which == "d" and "(" .. p.gen .. ";" or "(" .. prefix .. G.hex(below)
+        local batch = G.BATCH
+        while true do
+            local ms = redis.call("ZRANGEBYLEX", key, cursor, hi, "LIMIT", 0, batch)
+            local got = G.get_many(p, ms, off)
+            for _, m in ipairs(ms) do
+                local g = got[m]
+                if g then
+                    while pend[pi] and order(pend[pi], g) do
+                        pi = pi + 1
+                        if fn(pend[pi - 1]) then
+                            return
+                        end
+                    end
+                    if fn(g) then
+                        return
+                    end
+                end
+            end
+            if #ms < batch then
+                break
+            end
+            cursor = "(" .. ms[#ms]
+            batch = math.min(batch * 4, 1024)
+        end
+    end
+    while pend[pi] do
+        pi = pi + 1
+        if fn(pend[pi - 1]) then
+            return
+        end
+    end
+end
+
+-- The next seq of p's grants.
+function G.next_seq(p)
+    local s = p.gs
+    p.gs = s + 1
+    return s
+end
+
+-- A new live grant.
+function G.add(p, g)
+    local gw = G.w(p)
+    gw.live[g.id] = g
+    gw.add[#gw.add + 1] = g
+    G.op(p, "HSET", "h", p.gen .. ":i:" .. g.id, cmsgpack.pack(G.pack_grant(g)))
+    G.op(p, "ZADD", "d", 0, G.dm(p, g))
+    if g.exp > 0 then
+        G.op(p, "ZADD", "x", 0, G.xm(p, g))
+        if p.gx == 0 or g.exp < p.gx then
+            p.gx = g.exp
+        end
+    end
+    p.gr, p.gn = plus(p.gr, g.rem), p.gn + 1
     refresh(p)
 end
 
--- An ended grant is remembered (remaining 0) until tombstone_ttl after it
--- ended; at most MAX: beyond that the one that ended first is forgotten.
--- Rust twin: Grants::remember (src/engine/policy/grants.rs)
-function G.bury(p, g, ended)
-    local dead = p.gl.dead
-    g.rem, g.ended, g.pk = D.ZERO, ended, nil
-    -- (In forgetting order: when it ended, then seq, as Rust's ended_order.)
-    local i = #dead
-    while i > 0 and (dead[i].ended > ended or (dead[i].ended == ended and dead[i].seq > g.seq)) do
-        i = i - 1
-    end
-    tinsert(dead, i + 1, g)
-    while #dead > G.MAX do
-        table.remove(dead, 1)
-    end
-    p.gl.dirty = true
+-- A live grant changed (its remaining).
+function G.put(p, g)
+    G.w(p).live[g.id] = g
+    G.op(p, "HSET", "h", p.gen .. ":i:" .. g.id, cmsgpack.pack(G.pack_grant(g)))
 end
 
--- Forgets the ids that ended tombstone_ttl or longer before `now` (the
--- remembered ones are in forgetting order), so what is stored does not keep
--- them: at a GRANT and a REVOKE, as the engine does.
+-- A live grant is no longer live.
+function G.unlive(p, g)
+    local gw = G.w(p)
+    gw.live[g.id] = false
+    G.op(p, "HDEL", "h", p.gen .. ":i:" .. g.id)
+    G.op(p, "ZREM", "d", G.dm(p, g))
+    if g.exp > 0 then
+        G.op(p, "ZREM", "x", G.xm(p, g))
+    end
+end
+
+-- The numbers after the live grants `gone` ended, taking `amount` with them.
+function G.ended(p, gone, amount)
+    local nx = false
+    for _, g in ipairs(gone) do
+        if g.exp > 0 and g.exp == p.gx then
+            nx = true
+        end
+    end
+    p.gr, p.gn = D.plus(p.gr, D.neg(amount)), p.gn - #gone
+    if nx then
+        G.next_expiry(p)
+    end
+    refresh(p)
+end
+
+function G.next_expiry(p)
+    p.gx = 0
+    if p.gn > 0 then
+        G.each(p, "x", 9007199254740992, function(g)
+            p.gx = g.exp
+            return true
+        end)
+    end
+end
+
+-- An ended grant is remembered (remaining 0) until tombstone_ttl after it
+-- ended; at most MAX: beyond that the one that ended first is forgotten
+-- (at the flush). Returns the remembered grant.
+-- Rust twin: Grants::remember (src/engine/policy/grants.rs)
+function G.bury(p, g, ended)
+    local t = G.clone(g)
+    t.rem, t.ended = D.ZERO, ended
+    local gw = G.w(p)
+    gw.dead[t.id], gw.buried = t, true
+    -- (.e: not written when the command forgets it at once, G.flush.)
+    G.op(p, "HSET", "h", p.gen .. ":t:" .. t.id, cmsgpack.pack(G.pack_grant(t))).e = ended
+    G.op(p, "ZADD", "t", 0, G.tm(p, t)).e = ended
+    return t
+end
+
+-- Forgets the ids that ended tombstone_ttl or longer before `now` (at the
+-- flush: the stored ones before the command's writes, and the command's own
+-- are not written): at a GRANT and a REVOKE, as the engine does. (One that ended so long ago is never found again: G.find.)
 -- Rust twin: Grants::forget (src/engine/policy/grants.rs)
 function G.forget(p, now)
-    local dead, ttl = p.gl.dead, SETTINGS.tombstone_ttl
-    local n = 0
-    while dead[n + 1] and dead[n + 1].ended + ttl <= now do
-        n = n + 1
-    end
-    if n > 0 then
-        local kept = {}
-        for i = n + 1, #dead do
-            kept[#kept + 1] = dead[i]
-        end
-        p.gl.dead, p.gl.dirty = kept, true
-    end
+    G.w(p).forget = now
 end
 
 -- The live grant of that id, or the remembered one (not yet forgotten at
@@ -4429,29 +4525,95 @@ function G.find(p, id, now)
     if not p.ext then
         return nil
     end
-    local gl = G.load(p)
-    for _, g in ipairs(gl.list) do
-        if g.id == id then
-            return g, true
-        end
+    local gw = p.gw
+    local g = G.get(p, id)
+    if g then
+        return g, true
     end
-    for _, g in ipairs(gl.dead) do
-        if g.id == id and g.ended + SETTINGS.tombstone_ttl > now then
-            return g, false
-        end
+    local t = gw and gw.dead[id]
+    if not t and p.gk then
+        local blob = redis.call("HGET", p.gk, p.gen .. ":t:" .. id)
+        t = blob and G.unpack_grant(cmsgpack.unpack(blob))
+    end
+    if t and t.ended + SETTINGS.tombstone_ttl > now then
+        return t, false
     end
     return nil
 end
 
--- Removes the grants in `set` (a table keyed by grant) from the live list.
-function G.remove(p, set)
-    local kept = {}
-    for _, g in ipairs(p.gl.list) do
-        if not set[g] then
-            kept[#kept + 1] = g
+-- Forgets remembered ids of generation `gen` from the first in forgetting
+-- order, below `hi` (a ZRANGEBYLEX bound), at most `limit` (nil: all).
+function G.trim(keys, gen, hi, limit)
+    local prefix = gen .. ":"
+    local off = #prefix + 33
+    while true do
+        local n = limit and math.min(256, limit) or 256
+        local ms = redis.call("ZRANGEBYLEX", keys.t, "[" .. prefix, hi, "LIMIT", 0, n)
+        if #ms == 0 then
+            return
+        end
+        local f = {}
+        for i, m in ipairs(ms) do
+            f[i] = prefix .. "t:" .. ssub(m, off)
+        end
+        redis.call("HDEL", keys.h, unpack(f))
+        redis.call("ZREM", keys.t, unpack(ms))
+        if limit then
+            limit = limit - #ms
+            if limit <= 0 then
+                return
+            end
+        end
+        if #ms < n then
+            return
         end
     end
-    p.gl.list = kept
+end
+
+-- Writes what the command changed in p's grants.
+function G.flush(p)
+    local gw = p.gw
+    p.gw = nil
+    if not gw or not p.gk then
+        return
+    end
+    local keys, gen, ttl = G.keys(p.gk), p.gen, SETTINGS.tombstone_ttl
+    local forget = gw.forget
+    if forget and forget - ttl + 1 > 0 then
+        G.trim(keys, gen, "(" .. gen .. ":" .. G.hex(forget - ttl + 1))
+    end
+    for _, op in ipairs(gw.ops) do
+        if not (forget and op.e and op.e + ttl <= forget) then
+            redis.call(op[1], keys[op[2]], unpack(op, 3))
+        end
+    end
+    if gw.buried then
+        local n = redis.call("ZLEXCOUNT", keys.t, "[" .. gen .. ":", "(" .. gen .. ";")
+        if n > G.MAX then
+            G.trim(keys, gen, "(" .. gen .. ";", n - G.MAX)
+        end
+    end
+end
+
+-- Removes every grant and remembered id of generation `gen` (a policy that
+-- went): O(n) once.
+function G.drop(gk, gen)
+    local keys = G.keys(gk)
+    local lo, hi = "[" .. gen .. ":", "(" .. gen .. ";"
+    while true do
+        local ms = redis.call("ZRANGEBYLEX", keys.d, lo, hi, "LIMIT", 0, 256)
+        if #ms == 0 then
+            break
+        end
+        local f, off = {}, #tostring(gen) + 36
+        for i, m in ipairs(ms) do
+            f[i] = gen .. ":i:" .. ssub(m, off)
+        end
+        redis.call("HDEL", keys.h, unpack(f))
+        redis.call("ZREM", keys.d, unpack(ms))
+    end
+    redis.call("ZREMRANGEBYLEX", keys.x, lo, hi)
+    G.trim(keys, gen, hi)
 end
 
 -- Ends the live grants whose expiry is before `bound` (or at it, when
@@ -4463,53 +4625,46 @@ function G.expire(p, bound, inclusive, out)
     if nx == 0 or p.gn == 0 or nx > bound or (nx == bound and not inclusive) then
         return
     end
-    local gl = G.load(p)
-    local due, set = {}, {}
-    for _, g in ipairs(gl.list) do
-        if g.exp > 0 and (g.exp < bound or (inclusive and g.exp == bound)) then
-            due[#due + 1] = g
-            set[g] = true
-        end
-    end
-    table.sort(due, by_expiry)
-    G.remove(p, set)
+    local due = {}
+    G.each(p, "x", inclusive and bound + 1 or bound, function(g)
+        due[#due + 1] = g
+    end)
     local gone = D.ZERO
     for _, g in ipairs(due) do
         if out then
             out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
         end
         gone = plus(gone, g.rem)
+        G.unlive(p, g)
         G.bury(p, g, g.exp)
     end
-    G.recount(p, D.neg(gone))
+    G.ended(p, due, gone)
 end
 
--- QUOTA.RESET ends every PERIOD grant.
+-- QUOTA.RESET ends every PERIOD grant (O(n): it looks at every live one).
 -- Rust twin: Policy::end_period_grants (src/engine/policy/grants.rs)
 function G.end_period(p, now, out)
     if p.gn == 0 then
         return
     end
-    local gl = G.load(p)
-    local due, set = {}, {}
-    for _, g in ipairs(gl.list) do
+    local due = {}
+    G.each(p, "d", 0, function(g)
         if g.per then
             due[#due + 1] = g
-            set[g] = true
         end
-    end
+    end)
     if #due == 0 then
         return
     end
-    table.sort(due, by_expiry)
-    G.remove(p, set)
+    table.sort(due, G.by_expiry)
     local gone = D.ZERO
     for _, g in ipairs(due) do
         out[#out + 1] = { id = g.id, amount = D.fmt(g.rem), exp = g.exp }
         gone = plus(gone, g.rem)
+        G.unlive(p, g)
         G.bury(p, g, now)
     end
-    G.recount(p, D.neg(gone))
+    G.ended(p, due, gone)
 end
 
 -- Usage d > 0 added at `now`: the own allowance first, then the grants in
@@ -4519,35 +4674,29 @@ function G.draw(p, d, path, draws, now)
     local own = plus(p.limit, p.ro)
     local headroom = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
     local rest = D.sub(d, D.min(d, headroom))
-    if D.cmp(rest, D.ZERO) <= 0 then
+    if D.cmp(rest, D.ZERO) <= 0 or p.gn == 0 then
         return
     end
-    local gl = G.load(p)
     local gone, wanted = {}, rest
-    for _, g in ipairs(gl.list) do
-        if D.cmp(rest, D.ZERO) <= 0 then
-            break
-        end
+    G.each(p, "d", 0, function(g)
         local take = D.min(rest, g.rem)
-        g.rem, g.pk = D.sub(g.rem, take), nil
+        local ng = G.clone(g)
+        ng.rem = D.sub(g.rem, take)
         p.dr = plus(p.dr, take)
         rest = D.sub(rest, take)
         draws[#draws + 1] = M("path", display_path(path), "policy", p.name, "grant", g.id, "amount", D.fmt(take))
-        if D.is_zero(g.rem) then
-            gone[#gone + 1] = g
+        if D.is_zero(ng.rem) then
+            gone[#gone + 1] = ng
+        else
+            G.put(p, ng)
         end
+        return D.cmp(rest, D.ZERO) <= 0
+    end)
+    for _, g in ipairs(gone) do
+        G.unlive(p, g)
+        G.bury(p, g, now)
     end
-    if #gone > 0 then
-        local set = {}
-        for _, g in ipairs(gone) do
-            set[g] = true
-        end
-        G.remove(p, set)
-        for _, g in ipairs(gone) do
-            G.bury(p, g, now)
-        end
-    end
-    G.recount(p, D.neg(D.sub(wanted, rest)))
+    G.ended(p, gone, D.sub(wanted, rest))
 end
 
 -- Re-arms LOW when the remaining is above it again.
@@ -4559,25 +4708,25 @@ function G.rearm_low(p)
 end
 
 -- A stored granted G > 0 of an earlier version (the first release's
--- per-period grant): one PERIOD grant "legacy".
+-- per-period grant): one PERIOD grant "legacy" (written with the policy's
+-- next write).
 -- Rust twin: Policy::convert_legacy (src/engine/policy/grants.rs)
 function G.legacy(p, amount)
     local own = plus(p.limit, p.ro)
     local drawn = D.min(D.max(D.sub(p.used, own), D.ZERO), amount)
     local rem = D.sub(amount, drawn)
     local w = window_of(p.wenc)
-    p.dr, p.ext = drawn, true
-    p.gl = { list = {}, dead = {}, seq = 2, dirty = true }
+    p.dr, p.ext, p.gn, p.gx, p.gr = drawn, true, 0, 0, D.ZERO
+    p.gs = 2
     if D.cmp(rem, D.ZERO) > 0 then
         local exp = 0
         if W.is_calendar(w) then
             local _
             _, exp = W.period_of(w, p.ps)
         end
-        p.gl.list[1] = { id = "legacy", seq = 1, amount = amount, rem = rem, pri = 50, exp = exp, per = true,
-            at = p.ps }
+        G.add(p, { id = "legacy", seq = 1, amount = amount, rem = rem, pri = 50, exp = exp, per = true, at = p.ps })
     end
-    G.recount(p)
+    refresh(p)
 end
 
 -- Applies every reset due at `now`, as if each had run on time. Returns how
@@ -4653,7 +4802,8 @@ local function copy_policy(p)
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
         src = p.src, dr = p.dr, gn = p.gn, gx = p.gx, low = p.low, lowf = p.lowf, ext = p.ext, gk = p.gk,
-        gl = G.copy_state(p.gl),
+        gs = p.gs,
+        gw = G.copy_w(p.gw),
     }
 end
 
@@ -4890,7 +5040,7 @@ do
             .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
         if p.ext then
             return packed .. (p.src and "\195" or "\194") .. mpack({ D.stored(p.dr), p.gx, p.gn,
-                p.low and D.stored(p.low) or false, p.lowf })
+                p.low and D.stored(p.low) or false, p.lowf, p.gs })
         end
         if p.src then
             return packed .. "\195"
@@ -4912,11 +5062,12 @@ do
             gen = t[GENERATION], used = D.loaded(t[USED]), held = D.loaded(t[HELD]), ps = t[PERIOD_START], ro = ro,
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
             allow = false, src = t[FROM_PLAN] and "plan" or nil,
-            dr = D.ZERO, gn = 0, gx = 0, low = nil, lowf = false, ext = false,
+            dr = D.ZERO, gn = 0, gx = 0, low = nil, lowf = false, ext = false, gs = 1,
         }
         if ext then
             p.dr, p.gx, p.gn, p.low, p.lowf, p.ext = D.loaded(ext[1]), ext[2], ext[3], ext[4] and D.loaded(ext[4]) or nil,
                 ext[5], true
+            p.gs = ext[6] or 1
         elseif not D.is_zero(gr) then
             p.gr = D.ZERO
             refresh(p)
@@ -5914,7 +6065,7 @@ do
             hset[3], hset[4] = "#plan", mpack({ ctx.pl.name or false, ctx.pl.epoch, ctx.pl.json or false })
             ctx.pl.dirty, ctx.pl.stored = false, true
         end
-        local gset = {}
+        local gps = {}
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
@@ -5925,19 +6076,8 @@ do
                         if not ctx.meta.grants then
                             ctx.meta.grants = true
                         end
-                        if p.gl and p.gl.dirty then
-                            if ctx.gdel then
-                                ctx.gdel[p.gen] = nil
-                            end
-                            gset[#gset + 1] = tostring(p.gen)
-                            gset[#gset + 1] = G.pack_state(p.gl)
-                            p.gl.dirty = false
-                        end
-                        if final and p.gl then
-                            -- (A cached node finds its grants by their
-                            -- bytes when a later command needs them.)
-                            G.keep(p.gl)
-                            p.gl = nil
+                        if p.gw then
+                            gps[#gps + 1] = p
                         end
                     end
                 end
@@ -5951,15 +6091,15 @@ do
         end
         hset[2] = pack_meta(ctx.meta)
         call_chunked("HSET", key, hset)
+        -- (The grants of the policies that went first: a policy that came
+        -- in their place may have the same generation.)
         if ctx.gdel then
-            local gdel = {}
             for gen in pairs(ctx.gdel) do
-                gdel[#gdel + 1] = tostring(gen)
+                G.drop(ctx.gkey, gen)
             end
-            call_chunked("HDEL", ctx.gkey, gdel)
         end
-        if #gset > 0 then
-            call_chunked("HSET", ctx.gkey, gset)
+        for _, p in ipairs(gps) do
+            G.flush(p)
         end
         local hdel = {}
         for path in pairs(ctx.deleted) do
@@ -6060,7 +6200,8 @@ do
         end
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
-            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey)
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
+                ctx.gkey .. ":exp", ctx.gkey .. ":dead")
             ctx.exists = true
             ctx.dirty[""] = true
         end
@@ -7399,7 +7540,8 @@ function OPS.grant(ctx, path, name, amount, o)
     -- After this point the command succeeds.
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
-    local gl = G.load(p)
+    p.gk = p.gk or ctx.gkey
+    p.ext = true
     local id = o.id or OPS.grant_id(ctx, p)
     local exp = 0
     if o.expires then
@@ -7409,10 +7551,8 @@ function OPS.grant(ctx, path, name, amount, o)
     elseif o.period and W.is_calendar(window_of(p.wenc)) then
         exp = period_end(p)
     end
-    local g = { id = id, seq = gl.seq, amount = amount, rem = amount, pri = o.pri, exp = exp, per = o.period or false,
-        at = now, note = o.note }
-    gl.seq = gl.seq + 1
-    p.ext = true
+    local g = { id = id, seq = G.next_seq(p), amount = amount, rem = amount, pri = o.pri, exp = exp,
+        per = o.period or false, at = now, note = o.note }
     G.forget(p, now)
     -- Usage beyond the whole allowance is a debt the new grant pays.
     local debt = D.sub(D.sub(p.used, p.dr), plus(p.limit, p.ro))
@@ -7422,16 +7562,11 @@ function OPS.grant(ctx, path, name, amount, o)
         g.rem = D.sub(amount, pay)
     end
     if D.is_zero(g.rem) then
-        G.bury(p, g, now)
+        g = G.bury(p, g, now)
     else
-        local list = gl.list
-        local i = #list
-        while i > 0 and G.before(g, list[i]) do
-            i = i - 1
-        end
-        tinsert(list, i + 1, g)
+        G.add(p, g)
     end
-    G.recount(p, g.rem)
+    refresh(p)
     G.rearm_low(p)
     touch(ctx, path)
     observe(ctx, { ref })
@@ -7446,13 +7581,10 @@ function OPS.grants(ctx, path, name, count)
     local p = policy_now(ctx, ref)
     local out = {}
     if p.gn > 0 then
-        -- (Read only from here: the kept state is not taken out.)
-        for i, g in ipairs(G.load(p, true).list) do
-            if i > count then
-                break
-            end
-            out[i] = OPS.grant_reply(g)
-        end
+        G.each(p, "d", 0, function(g)
+            out[#out + 1] = OPS.grant_reply(g)
+            return #out >= count
+        end)
     end
     return out
 end
@@ -7476,9 +7608,9 @@ function OPS.revoke(ctx, path, name, id)
         g = G.find(p, id, ctx.now)
         removed = g.rem
         G.forget(p, ctx.now)
-        G.remove(p, { [g] = true })
+        G.unlive(p, g)
         G.bury(p, g, ctx.now)
-        G.recount(p, D.neg(removed))
+        G.ended(p, { g }, removed)
     end
     touch(ctx, path)
     observe(ctx, { ref })

@@ -813,7 +813,9 @@ def test_grants_layout():
         got = run(r, ["QUOTA.GRANT", "g", "/", "c", "5", "ID", "w1", "FOR", "1d", "NOTE", "welcome"])
         check(isinstance(got, dict) and "error" not in got, f"a grant is added ({got})")
         check(meta_version(r, "g") == 4, "a tree with a grant is in layout 4")
-        check(r.hexists("{g}quota:g:grants", "1") == 1, "its grants are in the grants hash, under the generation")
+        check(r.hexists("{g}quota:g:grants", "1:i:w1") == 1, "its grant is in the grants hash, under the generation and id")
+        check(r.zcard("{g}quota:g:grants:draw") == 1 and r.zcard("{g}quota:g:grants:exp") == 1,
+              "and in the draw-down and expiry orders")
         run(r, ["QUOTA.SET", "l", "/", "c", "METRIC", "credits", "LIMIT", "10", "LOW", "2"])
         check(meta_version(r, "l") == 4, "a tree with LOW is in layout 4")
         check(run(r, ["QUOTA.PLAN", "SET", "pro", PLAN_JSON]) == 1, "a plan is set")

@@ -1391,11 +1391,15 @@ def meta_broken(lua, tree, index_kept):
     return None
 
 
-# The grants hash of a Lua tree against its policies (--invariants): every
-# field is the generation of a policy with grant state (layout 4) in the tree
-# (no orphans after UNSET, DELPATH, a new metric or a plan change), holding as
-# many live grants as the policy says, in draw-down order, and remembered ones
-# in forgetting order (ended, seq); a policy with live grants has its field.
+# The grants storage of a Lua tree against its policies (--invariants): the
+# grants hash (`gen:i:id` a live grant, `gen:t:id` a remembered one) and the
+# sorted sets :draw, :exp and :dead (lex order, `gen:` + fixed-width hex + id)
+# hold only generations of policies with grant state (layout 4) in the tree
+# (no orphans after UNSET, DELPATH, a new metric or a plan change); each
+# policy has as many live grants as it says, each in the draw-down order under
+# its key (priority, expiry with 0 last, seq) and, when it expires, in the
+# expiry order; granted is the sum of their remaining; every remembered id is
+# in the forgetting order under (ended, seq), and at most 10,000.
 GRANTS_SCRIPT = """
 local all = redis.call('HGETALL', KEYS[1])
 if #all == 0 then
@@ -1409,42 +1413,93 @@ for i = 1, #all, 2 do
         if ok and type(t) == 'table' and type(t[1]) == 'table' then
             for _, p in ipairs(t[1]) do
                 if type(p) == 'table' and type(p[21]) == 'table' then
-                    ext[tostring(p[10])] = { n = p[21][3], name = p[1], path = f }
+                    ext[tostring(p[10])] = { n = p[21][3], gx = p[21][2], name = p[1], path = f, gr = p[15],
+                        live = 0, dead = 0, draw = 0, exp = 0, tomb = 0, sum = 0, minx = 0 }
                 end
             end
         end
     end
 end
+local function hex(n)
+    return string.format('%08x%08x', math.floor(n / 4294967296), n % 4294967296)
+end
+local function num(v)
+    if type(v) == 'number' then return v end
+    if type(v) == 'table' and type(v.m) == 'number' and type(v.s) == 'number' then return v.m / 10 ^ v.s end
+    return nil
+end
 local g = redis.call('HGETALL', KEYS[2])
-local seen = {}
+local live, dead = {}, {}
 for i = 1, #g, 2 do
-    local gen, t = g[i], cmsgpack.unpack(g[i + 1])
+    local gen, kind, id = string.match(g[i], '^(%d+):([it]):(.+)$')
+    if not gen then
+        return 'unknown grants field ' .. g[i]
+    end
     local p = ext[gen]
     if not p then
-        return 'orphan grants field ' .. gen .. ' (' .. #t[1] .. ' live, ' .. #t[2] .. ' remembered)'
+        return 'orphan grants field ' .. g[i]
     end
-    seen[gen] = true
-    if #t[1] ~= p.n then
-        return 'policy ' .. p.name .. ' at ' .. p.path .. ' says ' .. p.n .. ' live grants, its field has ' .. #t[1]
+    local t = cmsgpack.unpack(g[i + 1])
+    if t[1] ~= id then
+        return 'field ' .. g[i] .. ' holds grant ' .. tostring(t[1])
     end
-    for j = 2, #t[1] do
-        local a, b = t[1][j - 1], t[1][j]
-        local ka = { a[5], a[6] == 0 and math.huge or a[6], a[2] }
-        local kb = { b[5], b[6] == 0 and math.huge or b[6], b[2] }
-        if ka[1] > kb[1] or (ka[1] == kb[1] and (ka[2] > kb[2] or (ka[2] == kb[2] and ka[3] >= kb[3]))) then
-            return 'policy ' .. p.name .. ': live grants out of draw-down order at ' .. j
+    if kind == 'i' then
+        p.live = p.live + 1
+        live[gen .. ':' .. string.format('%02x', t[5]) .. (t[6] == 0 and 'ffffffffffffffff' or hex(t[6])) .. hex(t[2]) .. id] = true
+        if t[6] > 0 then
+            live['x' .. gen .. ':' .. hex(t[6]) .. hex(t[2]) .. id] = true
+            if p.minx == 0 or t[6] < p.minx then p.minx = t[6] end
         end
+        local r = num(t[4])
+        p.sum = (p.sum and r) and p.sum + r or nil
+    else
+        p.dead = p.dead + 1
+        dead[gen .. ':' .. hex(t[10]) .. hex(t[2]) .. id] = true
     end
-    for j = 2, #t[2] do
-        local a, b = t[2][j - 1], t[2][j]
-        if a[10] > b[10] or (a[10] == b[10] and a[2] > b[2]) then
-            return 'policy ' .. p.name .. ': remembered grants out of order at ' .. j
+end
+for _, spec in ipairs({ { KEYS[2] .. ':draw', '', 'draw' }, { KEYS[2] .. ':exp', 'x', 'exp' }, { KEYS[2] .. ':dead', 'd', 'tomb' } }) do
+    for _, m in ipairs(redis.call('ZRANGE', spec[1], 0, -1)) do
+        local gen = string.match(m, '^(%d+):')
+        local p = gen and ext[gen]
+        if not p then
+            return 'orphan member of ' .. spec[3] .. ': ' .. m
         end
+        local known = spec[2] == 'd' and dead[m] or live[spec[2] .. m]
+        if not known then
+            local extra = ''
+            if spec[2] == 'd' then
+                local gen2 = string.match(m, '^(%d+):')
+                local id = string.sub(m, #gen2 + 34)
+                local t = redis.call('HGET', KEYS[2], gen2 .. ':t:' .. id)
+                extra = t and (' (remembered as ended ' .. tostring(cmsgpack.unpack(t)[10]) .. ', seq ' .. tostring(cmsgpack.unpack(t)[2]) .. ')') or ' (no record)'
+                local l = redis.call('HGET', KEYS[2], gen2 .. ':i:' .. id)
+                if l then extra = extra .. ' (live)' end
+            end
+            return 'member of ' .. spec[3] .. ' without its grant: ' .. m .. extra
+        end
+        p[spec[3]] = p[spec[3]] + 1
     end
 end
 for gen, p in pairs(ext) do
-    if p.n > 0 and not seen[gen] then
-        return 'policy ' .. p.name .. ' at ' .. p.path .. ' has ' .. p.n .. ' live grants and no grants field'
+    local who = 'policy ' .. p.name .. ' at ' .. p.path .. ' (generation ' .. gen .. ')'
+    if p.live ~= p.n or p.draw ~= p.n then
+        return who .. ' says ' .. p.n .. ' live grants, stored ' .. p.live .. ', in draw order ' .. p.draw
+    end
+    local nx = 0
+    for m in pairs(live) do
+        if string.sub(m, 1, #gen + 2) == 'x' .. gen .. ':' then nx = nx + 1 end
+    end
+    if p.exp ~= nx then
+        return who .. ': ' .. nx .. ' live grants expire, ' .. p.exp .. ' in expiry order'
+    end
+    if p.gx ~= p.minx then
+        return who .. ' says next expiry ' .. p.gx .. ', its grants ' .. p.minx
+    end
+    if p.sum and num(p.gr) and math.abs(p.sum - num(p.gr)) > 1e-6 * math.max(1, math.abs(p.sum)) then
+        return who .. ' says granted ' .. tostring(num(p.gr)) .. ', its grants hold ' .. p.sum
+    end
+    if p.tomb ~= p.dead or p.dead > 10000 then
+        return who .. ' remembers ' .. p.dead .. ' ids, ' .. p.tomb .. ' in forgetting order'
     end
 end
 return false

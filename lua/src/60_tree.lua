@@ -924,7 +924,7 @@ do
             hset[3], hset[4] = "#plan", mpack({ ctx.pl.name or false, ctx.pl.epoch, ctx.pl.json or false })
             ctx.pl.dirty, ctx.pl.stored = false, true
         end
-        local gset = {}
+        local gps = {}
         for path in pairs(ctx.dirty) do
             local node = ctx.nodes[path]
             if node then
@@ -935,19 +935,8 @@ do
                         if not ctx.meta.grants then
                             ctx.meta.grants = true
                         end
-                        if p.gl and p.gl.dirty then
-                            if ctx.gdel then
-                                ctx.gdel[p.gen] = nil
-                            end
-                            gset[#gset + 1] = tostring(p.gen)
-                            gset[#gset + 1] = G.pack_state(p.gl)
-                            p.gl.dirty = false
-                        end
-                        if final and p.gl then
-                            -- (A cached node finds its grants by their
-                            -- bytes when a later command needs them.)
-                            G.keep(p.gl)
-                            p.gl = nil
+                        if p.gw then
+                            gps[#gps + 1] = p
                         end
                     end
                 end
@@ -961,15 +950,15 @@ do
         end
         hset[2] = pack_meta(ctx.meta)
         call_chunked("HSET", key, hset)
+        -- (The grants of the policies that went first: a policy that came
+        -- in their place may have the same generation.)
         if ctx.gdel then
-            local gdel = {}
             for gen in pairs(ctx.gdel) do
-                gdel[#gdel + 1] = tostring(gen)
+                G.drop(ctx.gkey, gen)
             end
-            call_chunked("HDEL", ctx.gkey, gdel)
         end
-        if #gset > 0 then
-            call_chunked("HSET", ctx.gkey, gset)
+        for _, p in ipairs(gps) do
+            G.flush(p)
         end
         local hdel = {}
         for path in pairs(ctx.deleted) do
@@ -1070,7 +1059,8 @@ do
         end
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
-            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey)
+            redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
+                ctx.gkey .. ":exp", ctx.gkey .. ":dead")
             ctx.exists = true
             ctx.dirty[""] = true
         end

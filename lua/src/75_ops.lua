@@ -379,7 +379,8 @@ function OPS.grant(ctx, path, name, amount, o)
     -- After this point the command succeeds.
     roll_policy(ctx, ref)
     local p = policy_of(ctx, ref)
-    local gl = G.load(p)
+    p.gk = p.gk or ctx.gkey
+    p.ext = true
     local id = o.id or OPS.grant_id(ctx, p)
     local exp = 0
     if o.expires then
@@ -389,10 +390,8 @@ function OPS.grant(ctx, path, name, amount, o)
     elseif o.period and W.is_calendar(window_of(p.wenc)) then
         exp = period_end(p)
     end
-    local g = { id = id, seq = gl.seq, amount = amount, rem = amount, pri = o.pri, exp = exp, per = o.period or false,
-        at = now, note = o.note }
-    gl.seq = gl.seq + 1
-    p.ext = true
+    local g = { id = id, seq = G.next_seq(p), amount = amount, rem = amount, pri = o.pri, exp = exp,
+        per = o.period or false, at = now, note = o.note }
     G.forget(p, now)
     -- Usage beyond the whole allowance is a debt the new grant pays.
     local debt = D.sub(D.sub(p.used, p.dr), plus(p.limit, p.ro))
@@ -402,16 +401,11 @@ function OPS.grant(ctx, path, name, amount, o)
         g.rem = D.sub(amount, pay)
     end
     if D.is_zero(g.rem) then
-        G.bury(p, g, now)
+        g = G.bury(p, g, now)
     else
-        local list = gl.list
-        local i = #list
-        while i > 0 and G.before(g, list[i]) do
-            i = i - 1
-        end
-        tinsert(list, i + 1, g)
+        G.add(p, g)
     end
-    G.recount(p, g.rem)
+    refresh(p)
     G.rearm_low(p)
     touch(ctx, path)
     observe(ctx, { ref })
@@ -426,13 +420,10 @@ function OPS.grants(ctx, path, name, count)
     local p = policy_now(ctx, ref)
     local out = {}
     if p.gn > 0 then
-        -- (Read only from here: the kept state is not taken out.)
-        for i, g in ipairs(G.load(p, true).list) do
-            if i > count then
-                break
-            end
-            out[i] = OPS.grant_reply(g)
-        end
+        G.each(p, "d", 0, function(g)
+            out[#out + 1] = OPS.grant_reply(g)
+            return #out >= count
+        end)
     end
     return out
 end
@@ -456,9 +447,9 @@ function OPS.revoke(ctx, path, name, id)
         g = G.find(p, id, ctx.now)
         removed = g.rem
         G.forget(p, ctx.now)
-        G.remove(p, { [g] = true })
+        G.unlive(p, g)
         G.bury(p, g, ctx.now)
-        G.recount(p, D.neg(removed))
+        G.ended(p, { g }, removed)
     end
     touch(ctx, path)
     observe(ctx, { ref })
