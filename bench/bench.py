@@ -14,7 +14,7 @@ from a plan (QUOTA.PLAN SET bench, QUOTA.ASSIGN tp bench; quota_plan and
 quota_assign for the library's tree tlp), so a reservation on a tree that
 follows a plan is measured beside one on a tree with its own policies; on a
 build without plans those rows are skipped with a message. Trees tg (module) and
-tlg (library; 1,000 under --quick) have 5,000 grants (QUOTA.GRANT … ID PRIORITY [FOR 400d]) on the
+tlg (library) have 5,000 grants (QUOTA.GRANT … ID PRIORITY [FOR 400d]) on the
 reached credits policy, whose own limit is 0: a reservation there is measured
 beside one on a tree without grants (its checks read the cached allowance), and
 CHARGE and reserve + commit draw from a grant on every call. The ceiling module
@@ -202,7 +202,7 @@ def throughput_table(server, args):
     build_tree(r, "tl", ("FCALL", "quota_set", "1"))
     plans = build_plan_tree(r, "tp")
     lua_plans = plans and build_plan_tree(r, "tlp", ("FCALL", "quota_plan", "0"), ("FCALL", "quota_assign", "1"))
-    lua_count = LUA_QUICK_GRANT_COUNT if args.quick else GRANT_COUNT
+    lua_count = GRANT_COUNT
     grant_rows(GRANT_COUNT, lua_count)
     started = time.time()
     grants = build_grant_tree(r, "tg", GRANT_COUNT)
@@ -251,7 +251,7 @@ def throughput_table(server, args):
         (LUA_GRANT_RESERVE, ["FCALL", "quota_reserve", "1", "tlg", "PATH", PATH, "TTL", "60000", "BRIEF", "COST",
                              "credits", "1", "requests", "1"], 1),
         (LUA_GRANT_CHARGE, ["FCALL", "quota_charge", "1", "tlg", "PATH", PATH, "CHECK", "BRIEF", "COST", "credits",
-                            "1", "requests", "1"], 100),  # O(grants) per draw: few requests
+                            "1", "requests", "1"], 1),
     ]
     # Plans (QUOTA.PLAN, quota_plan) are measured only where the build has them.
     commands = [c for c in commands if "plan-following" not in c[0]
@@ -277,13 +277,6 @@ def throughput_table(server, args):
         print(f"| {name} | {rps:,.0f} | {rps / floor:.2f} | {rps / lua:.2f} | {rps / ceiling:.2f} | {p99:.3f} "
               f"| {rps1:,.0f} | {p50_1:.3f} |".replace("nan", "failed"))
     return table
-
-
-# The library's grant tree under --quick: its GRANT and a draw handle the
-# policy's whole grant list (O(n), allowed by the design): with 1.4.0 as of
-# this writing 5,000 grants take about 7 s to give and a draw about 2.7 ms
-# (1,000: 0.3 s and 0.5 ms).
-LUA_QUICK_GRANT_COUNT = 1_000
 
 
 def grant_rows(count, lua_count):
