@@ -156,6 +156,15 @@ impl Grants {
         }
     }
 
+    /// Ends live grant `seq` at `ended_ms`: no longer live, its id
+    /// remembered. Returns its id and the remaining it had.
+    fn end(&mut self, seq: u64, ended_ms: u64) -> Option<(String, Decimal)> {
+        let grant = self.remove(seq)?;
+        let ended = (grant.id.clone(), grant.remaining);
+        self.remember(grant, ended_ms);
+        Some(ended)
+    }
+
     /// Forgets the ids that ended `ttl_ms` or longer before `now_ms`.
     pub(crate) fn forget(&mut self, now_ms: u64, ttl_ms: u64) {
         while let Some((at, _, _)) = self.ended_order.first() {
@@ -396,10 +405,9 @@ impl Policy {
                 if !due(at) {
                     break;
                 }
-                let Some(grant) = grants.remove(seq) else { break };
-                state.granted = amount::minus(state.granted, grant.remaining);
-                expired.push(Expired { id: grant.id.clone(), amount: grant.remaining, expires_at_ms: at });
-                grants.remember(grant, at);
+                let Some((id, rest)) = grants.end(seq, at) else { break };
+                state.granted = amount::minus(state.granted, rest);
+                expired.push(Expired { id, amount: rest, expires_at_ms: at });
             }
             state.next_expiry = grants.first_expiry();
         } else {
@@ -437,10 +445,9 @@ impl Policy {
         let grants = self.grants_mut();
         let mut gone = Decimal::ZERO;
         for (at, seq) in ending {
-            let Some(grant) = grants.remove(seq) else { continue };
-            gone += grant.remaining;
-            expired.push(Expired { id: grant.id.clone(), amount: grant.remaining, expires_at_ms: at });
-            grants.remember(grant, now_ms);
+            let Some((id, rest)) = grants.end(seq, now_ms) else { continue };
+            gone += rest;
+            expired.push(Expired { id, amount: rest, expires_at_ms: at });
         }
         let next = grants.first_expiry();
         let state = &mut self.extra_mut().grant;
@@ -480,9 +487,7 @@ impl Policy {
             }
         }
         for seq in used_up {
-            if let Some(grant) = grants.remove(seq) {
-                grants.remember(grant, now_ms);
-            }
+            grants.end(seq, now_ms);
         }
         let next = grants.first_expiry();
         let state = &mut self.extra_mut().grant;
@@ -610,9 +615,7 @@ impl Policy {
                 let seq = grant.seq;
                 let grants = self.grants_mut();
                 grants.forget(now_ms, ttl_ms);
-                let grant = grants.remove(seq)?;
-                let removed = grant.remaining;
-                grants.remember(grant, now_ms);
+                let (_, removed) = grants.end(seq, now_ms)?;
                 let next = grants.first_expiry();
                 let state = &mut self.extra_mut().grant;
                 state.granted = amount::minus(state.granted, removed);
