@@ -79,7 +79,8 @@ fn each_refusal_has_its_sentence() {
     let mut t = ruled();
     t.add_rule("", Rule::Deny, entry("image", None), 0, &l).unwrap();
     // service, model, allowed, denied_by, message
-    let rows: [(Option<&str>, Option<&str>, bool, &[&str], &str); 8] = [
+    type Row<'a> = (Option<&'a str>, Option<&'a str>, bool, &'a [&'a str], &'a str);
+    let rows: [Row; 8] = [
         (Some("chat"), Some("mini"), true, &[], "reserved 1 requests"),
         (Some("embed"), None, true, &[], "reserved 1 requests"),
         (Some("embed"), Some("any"), true, &[], "reserved 1 requests"),
@@ -393,7 +394,8 @@ fn restore_refuses_rules_and_inflight_policies_no_command_could_make() {
         (
             |t| {
                 let a = t.nodes[0].as_mut().unwrap().access.as_mut().unwrap();
-                (a.allow.clear(), a.deny.clear());
+                a.allow.clear();
+                a.deny.clear();
             },
             "empty",
         ),
