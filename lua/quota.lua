@@ -5188,180 +5188,6 @@ PLAN.late = {
     default_warn = DEFAULT_WARN,
 }
 -- ---------------------------------------------------------------------------
--- Access rules (SPEC §8, src/engine/access.rs): a node's allow list and deny
--- list of entries {service, model or false} (false: every model of the
--- service). A request passes a node when it matches no deny entry and,
--- where the node has allow entries, matches one; a node's rules apply to
--- its subtree, so every node of a request's reach judges it, root first.
--- A node keeps its rules in its record (n.ac = {allow, deny}, each sorted
--- by service then model in byte order, an entry without a model first);
--- a node without rules has no n.ac, and a tree that never had a rule (nor
--- an INFLIGHT policy) says so in "#" (meta.access false), so a request on
--- it looks at no node's rules.
--- (A table, not locals: build() is near Lua's 200 locals.)
--- ---------------------------------------------------------------------------
-
-local AC = { MAX = 128 }
-
--- Entry order: service, then model, bytewise (never `<` on client text:
--- Redis sets LC_COLLATE, and Lua's string `<` uses strcoll).
--- Rust twin: Entry::cmp (src/engine/access.rs)
-function AC.before(a, b)
-    if a[1] ~= b[1] then
-        return P.bytes_less(a[1], b[1])
-    end
-    local x, y = a[2], b[2]
-    if x == y then
-        return false
-    elseif not x then
-        return true
-    elseif not y then
-        return false
-    end
-    return P.bytes_less(x, y)
-end
-
--- The position of the entry (service, model) in `list`, or nil.
-function AC.find(list, service, model)
-    model = model or false
-    for i = 1, #list do
-        local e = list[i]
-        if e[1] == service and e[2] == model then
-            return i
-        end
-    end
-    return nil
-end
-
--- The rules as a node record stores them (position NODE_ACCESS), checked:
--- what is not two lists of {service, model or false} is no rule.
-function AC.loaded(t)
-    local out = { allow = {}, deny = {} }
-    if type(t) ~= "table" then
-        return nil
-    end
-    for k, name in ipairs({ "allow", "deny" }) do
-        local list = type(t[k]) == "table" and t[k] or {}
-        for _, e in ipairs(list) do
-            if type(e) == "table" and type(e[1]) == "string" then
-                out[name][#out[name] + 1] = { e[1], type(e[2]) == "string" and e[2] or false }
-            end
-        end
-    end
-    if #out.allow + #out.deny == 0 then
-        return nil
-    end
-    return out
-end
-
-function AC.count(ac)
-    return ac and (#ac.allow + #ac.deny) or 0
-end
-
--- Whether the entry matches a request for (service, model): a request
--- without SERVICE matches no entry.
--- Rust twin: Entry::matches (src/engine/access.rs)
-function AC.matches(e, service, model)
-    return service ~= nil and e[1] == service and (not e[2] or e[2] == model)
-end
-
--- How one node's rules judge a request: nil when it passes, else the rule
--- that refuses ("deny" or "allow") and the sentence saying why (`at` is
--- the node's display path).
--- Rust twin: Rules::judge (src/engine/access.rs)
-function AC.judge(ac, at, service, model)
-    for _, e in ipairs(ac.deny) do
-        if AC.matches(e, service, model) then
-            if not e[2] then
-                return "deny", sformat("service %s is not allowed at %s", service, at)
-            end
-            return "deny", sformat("model %s is not allowed at %s", model, at)
-        end
-    end
-    local allow = ac.allow
-    if #allow == 0 then
-        return nil
-    end
-    local names_service = false
-    for _, e in ipairs(allow) do
-        if AC.matches(e, service, model) then
-            return nil
-        end
-        if e[1] == service then
-            names_service = true
-        end
-    end
-    if service == nil then
-        return "allow", sformat("a request without SERVICE is not allowed at %s (it allows only listed services)", at)
-    elseif not names_service then
-        return "allow", sformat("service %s is not allowed at %s", service, at)
-    elseif model == nil then
-        return "allow", sformat("service %s without MODEL is not allowed at %s (it allows only listed models)",
-            service, at)
-    end
-    return "allow", sformat("model %s is not allowed at %s", model, at)
-end
-
--- The access checks of a request (set) on the nodes of its reach, in
--- their order: one per refusing node; nil when every node passes (or the
--- tree never had a rule). Also the first refusal's sentence and the
--- refusing nodes' paths.
--- Rust twin: Tree::judge_access (src/engine/access.rs)
-function AC.refusals(ctx, nodes, set)
-    if not ctx.meta.access then
-        return nil
-    end
-    local out, why, paths = nil, nil, nil
-    for _, path in ipairs(nodes) do
-        local node = ctx.nodes[path]
-        local ac = node and node.ac
-        if ac then
-            local at = display_path(path)
-            local rule, sentence = AC.judge(ac, at, set.service, set.model)
-            if rule then
-                if not out then
-                    out, why, paths = {}, sentence, {}
-                end
-                out[#out + 1] = { kind = "access", path = at, rule = rule, service = set.service, model = set.model,
-                    pass = false }
-                paths[#paths + 1] = path
-            end
-        end
-    end
-    return out, why, paths
-end
-
--- The labels of access checks: `path#access`.
-function AC.labels(checks)
-    local out = {}
-    for i, c in ipairs(checks) do
-        out[i] = c.path .. "#access"
-    end
-    return out
-end
-
--- One entry as QUOTA.ACCESS, GET and TREE show it.
-function AC.entry_reply(e)
-    if e[2] then
-        return M("service", e[1], "model", e[2])
-    end
-    return M("service", e[1])
-end
-
--- A node's rules as GET and TREE show them (`access`): allow, deny.
-function AC.reply(ac)
-    local allow, deny = {}, {}
-    if ac then
-        for i, e in ipairs(ac.allow) do
-            allow[i] = AC.entry_reply(e)
-        end
-        for i, e in ipairs(ac.deny) do
-            deny[i] = AC.entry_reply(e)
-        end
-    end
-    return M("allow", allow, "deny", deny)
-end
--- ---------------------------------------------------------------------------
 -- The tree: its keys, nodes, events, and charging usage along paths
 -- (src/engine/tree.rs).
 --
@@ -5425,6 +5251,27 @@ do
     -- is then false when the tree follows no plan).
     local NODE_ACCESS = 5
 
+    -- Stored rules, checked: what is not two lists of {service, model or
+    -- false} is no rule.
+    local function load_access(t)
+        if type(t) ~= "table" then
+            return nil
+        end
+        local out = { allow = {}, deny = {} }
+        for k, name in ipairs({ "allow", "deny" }) do
+            local list = type(t[k]) == "table" and t[k] or {}
+            for _, e in ipairs(list) do
+                if type(e) == "table" and type(e[1]) == "string" then
+                    out[name][#out[name] + 1] = { e[1], type(e[2]) == "string" and e[2] or false }
+                end
+            end
+        end
+        if #out.allow + #out.deny == 0 then
+            return nil
+        end
+        return out
+    end
+
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
@@ -5451,7 +5298,7 @@ do
         end
         local ac = t[NODE_ACCESS]
         if ac then
-            ac = AC.loaded(ac)
+            ac = load_access(ac)
         end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
             pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
@@ -5529,7 +5376,7 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    -- (Rules are never changed in place: AC replaces them.)
+    -- (Rules are never changed in place: ACCESS replaces them.)
     return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
 end
 
@@ -6477,6 +6324,289 @@ do
     end
 end
 -- ---------------------------------------------------------------------------
+-- Access rules (SPEC §8; Rust: src/engine/access.rs): a node's allow list
+-- and deny list of entries {service, model or false} (false: every model of
+-- the service). A request passes a node when it matches no deny entry and,
+-- where the node has allow entries, matches one; a node's rules apply to
+-- its subtree, so every node of a request's reach judges it, root first.
+-- A node keeps its rules in its record (n.ac = {allow, deny}, each sorted
+-- by service then model in byte order, an entry without a model first, at
+-- most ACCESS.MAX in all); a node without rules has no n.ac, and a tree
+-- that never had a rule (nor an INFLIGHT policy) says so in "#"
+-- (meta.access false, layout 4 or before), so a request on it looks at no
+-- node's rules. Rules are never changed in place (clone_node shares them).
+-- (A table, not locals: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+local ACCESS = { MAX = 128 }
+
+-- Entry order: service, then model, bytewise, no model first (never `<`
+-- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
+-- strcoll).
+-- Rust twin: Entry (src/engine/access.rs)
+function ACCESS.before(a, b)
+    if a[1] ~= b[1] then
+        return P.bytes_less(a[1], b[1])
+    end
+    local x, y = a[2], b[2]
+    if x == y then
+        return false
+    elseif not x then
+        return true
+    elseif not y then
+        return false
+    end
+    return P.bytes_less(x, y)
+end
+
+-- The position of the entry (service, model) in `list`, or nil.
+function ACCESS.find(list, service, model)
+    model = model or false
+    for i = 1, #list do
+        local e = list[i]
+        if e[1] == service and e[2] == model then
+            return i
+        end
+    end
+    return nil
+end
+
+function ACCESS.count(ac)
+    return ac and (#ac.allow + #ac.deny) or 0
+end
+
+-- Whether the entry matches a request for (service, model): a request
+-- without SERVICE matches no entry.
+-- Rust twin: Entry::matches (src/engine/access.rs)
+function ACCESS.entry_matches(e, service, model)
+    return service ~= nil and e[1] == service and (not e[2] or e[2] == model)
+end
+
+-- The sentence of a refusal at display path `at` (why: "no_service",
+-- "service", "model", "no_model").
+-- Rust twin: message (src/engine/access.rs)
+function ACCESS.message(why, at, service, model)
+    if why == "no_service" then
+        return sformat("a request without SERVICE is not allowed at %s (it allows only listed services)", at)
+    elseif why == "service" then
+        return sformat("service %s is not allowed at %s", service, at)
+    elseif why == "model" then
+        return sformat("model %s is not allowed at %s", model, at)
+    end
+    return sformat("service %s without MODEL is not allowed at %s (it allows only listed models)", service, at)
+end
+
+-- How one node's rules judge a request: nil when it passes, else the rule
+-- that refuses ("deny" or "allow") and why (ACCESS.message).
+-- Rust twin: Access::judge (src/engine/access.rs)
+function ACCESS.judge_node(ac, service, model)
+    for _, e in ipairs(ac.deny) do
+        if ACCESS.entry_matches(e, service, model) then
+            return "deny", e[2] and "model" or "service"
+        end
+    end
+    local allow = ac.allow
+    if #allow == 0 then
+        return nil
+    end
+    local names_service = false
+    for _, e in ipairs(allow) do
+        if ACCESS.entry_matches(e, service, model) then
+            return nil
+        end
+        if e[1] == service then
+            names_service = true
+        end
+    end
+    if service == nil then
+        return "allow", "no_service"
+    elseif not names_service then
+        return "allow", "service"
+    elseif model == nil then
+        return "allow", "no_model"
+    end
+    return "allow", "model"
+end
+
+-- The access checks of a request (set) on the nodes of its reach, in
+-- their order, one per refusing node; nil when every node passes (at once
+-- for a tree that never had a rule). Also the first refusal's sentence and
+-- the refusing nodes' paths.
+-- Rust twin: Tree::judge_access (src/engine/access.rs)
+function ACCESS.judge(ctx, nodes, set)
+    if not ctx.meta.access then
+        return nil
+    end
+    local out, first, paths = nil, nil, nil
+    local service, model = set.service, set.model
+    for _, path in ipairs(nodes) do
+        local node = ctx.nodes[path]
+        local ac = node and node.ac
+        if ac then
+            local rule, why = ACCESS.judge_node(ac, service, model)
+            if rule then
+                local at = display_path(path)
+                if not out then
+                    out, first, paths = {}, ACCESS.message(why, at, service, model), {}
+                end
+                out[#out + 1] = { kind = "access", path = at, rule = rule, service = service, model = model,
+                    pass = false }
+                paths[#paths + 1] = path
+            end
+        end
+    end
+    return out, first, paths
+end
+
+-- The labels of access checks: `path#access`.
+-- Rust twin: AccessCheck::label (src/engine/access.rs)
+function ACCESS.labels(checks)
+    local out = {}
+    for i, c in ipairs(checks) do
+        out[i] = c.path .. "#access"
+    end
+    return out
+end
+
+-- The `disallowed` events of a CHARGE (without CHECK) that access refuses:
+-- one per refusing node (`paths`), in node order, before the charge's
+-- alerts.
+-- Rust twin: Tree::disallowed_events (src/engine/access.rs)
+function ACCESS.disallowed_events(ctx, refusals, paths, id, charged)
+    local amounts = costs_pack(charged)
+    for i, c in ipairs(refusals) do
+        emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = paths[i], rule = c.rule,
+            service = c.service, model = c.model, id = id, amounts = amounts })
+    end
+end
+
+-- The service or model (`what`) of an entry as QUOTA.ALLOW and QUOTA.DENY
+-- give it: a name, never `*` (leaving MODEL out names every model).
+-- Rust twin: parse_part (src/engine/access.rs)
+function ACCESS.parse_part(text, what)
+    if text == "*" then
+        fail("ERR syntax: '*' is not a wildcard here: leave MODEL out to match every model of a service")
+    end
+    return parse_name(text, what)
+end
+
+-- QUOTA.ALLOW / QUOTA.DENY without REMOVE: adds the entry to the node's
+-- `list` ("allow" or "deny"), creating the key and the node when missing.
+-- Returns 1 when the list changed, else 0.
+-- Rust twin: Tree::add_rule (src/engine/access.rs)
+function ACCESS.add(ctx, path, list, service, model)
+    PLAN.sync_paths(ctx, { path })
+    local node = find(ctx, path)
+    local ac = node and node.ac
+    if node then
+        if ac and ACCESS.find(ac[list], service, model) then
+            return 0
+        end
+        if ACCESS.count(ac) >= ACCESS.MAX then
+            fail(sformat("ERR limit: at most %d access rules per path", ACCESS.MAX))
+        end
+    else
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+
+    -- After this point the command succeeds.
+    node = node or ensure_path(ctx, path)
+    local entry = { service, model or false }
+    local grown, placed = {}, false
+    for _, e in ipairs(ac and ac[list] or {}) do
+        if not placed and ACCESS.before(entry, e) then
+            grown[#grown + 1] = entry
+            placed = true
+        end
+        grown[#grown + 1] = e
+    end
+    if not placed then
+        grown[#grown + 1] = entry
+    end
+    local other = list == "allow" and "deny" or "allow"
+    node.ac = { [list] = grown, [other] = ac and ac[other] or {} }
+    ctx.meta.access, ctx.meta_dirty = true, true
+    touch(ctx, path)
+    return 1
+end
+
+-- QUOTA.ALLOW / QUOTA.DENY … REMOVE: takes the entry away; a missing key,
+-- path or entry changes nothing (0).
+-- Rust twin: Tree::remove_rule (src/engine/access.rs)
+function ACCESS.remove(ctx, path, list, service, model)
+    local node = find(ctx, path)
+    local ac = node and node.ac
+    local at = ac and ACCESS.find(ac[list], service, model)
+    if not at then
+        return 0
+    end
+    local kept = {}
+    for i, e in ipairs(ac[list]) do
+        if i ~= at then
+            kept[#kept + 1] = e
+        end
+    end
+    local other = list == "allow" and "deny" or "allow"
+    if #kept + #ac[other] == 0 then
+        node.ac = nil
+    else
+        node.ac = { [list] = kept, [other] = ac[other] }
+    end
+    touch(ctx, path)
+    return 1
+end
+
+-- QUOTA.ACCESS … CLEAR: removes every entry of the node (not of its
+-- subtree); how many there were (a missing key or path: 0).
+-- Rust twin: Tree::clear_rules (src/engine/access.rs)
+function ACCESS.clear(ctx, path)
+    local node = find(ctx, path)
+    local n = ACCESS.count(node and node.ac)
+    if n > 0 then
+        node.ac = nil
+        touch(ctx, path)
+    end
+    return n
+end
+
+-- One entry as QUOTA.ACCESS, GET and TREE show it.
+function ACCESS.entry_reply(e)
+    if e[2] then
+        return M("service", e[1], "model", e[2])
+    end
+    return M("service", e[1])
+end
+
+-- A node's rules as GET and TREE show them (`access`): allow, deny.
+function ACCESS.reply(ac)
+    local allow, deny = {}, {}
+    if ac then
+        for i, e in ipairs(ac.allow) do
+            allow[i] = ACCESS.entry_reply(e)
+        end
+        for i, e in ipairs(ac.deny) do
+            deny[i] = ACCESS.entry_reply(e)
+        end
+    end
+    return M("allow", allow, "deny", deny)
+end
+
+-- QUOTA.ACCESS: the node's own rules (a missing key: the root's, none; a
+-- missing path: NOTFOUND).
+-- Rust twin: Tree::access_view (src/engine/access.rs)
+function ACCESS.view(ctx, path)
+    local node = find(ctx, path)
+    if not node then
+        fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
+    end
+    local f = M("path", display_path(path))
+    local rules = ACCESS.reply(node.ac)
+    for i = 1, #rules do
+        f[#f + 1] = rules[i]
+    end
+    return f
+end
+-- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
 -- Item indices are 0-based in commands and replies, 1-based here.
 -- ---------------------------------------------------------------------------
@@ -6948,11 +7078,8 @@ function HOLDS.reserve(ctx, req)
     -- (The plan is passed as values, not a table: cheaper.)
     local total, r, binding, fits, reserved, allowed, refusals, why = HOLDS.plan_reserve(ctx, req)
     if refusals then
-        -- Refused by access rules: amounts are not judged, nothing held.
         PLAN.unmake(ctx, made)
-        return { allowed = false, id = false, expires = 0, items = n, fits = 0, reserved = 0,
-            cost = costs_pack(total), held = {}, checks = refusals, denied = AC.labels(refusals), message = why,
-            duplicate = false }
+        return HOLDS.access_denial(req, total, refusals, why)
     end
     local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
     if reserved == 0 then
@@ -6963,6 +7090,16 @@ function HOLDS.reserve(ctx, req)
 
     -- After this point the reservation succeeds.
     return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+end
+
+-- The answer to a reservation that access rules refuse: nothing fits,
+-- nothing is held, and the checks are the access checks only (amounts are
+-- not judged). BRIEF keeps them: they explain a denial.
+-- Rust twin: access_denial (src/engine/hold.rs)
+function HOLDS.access_denial(req, total, refusals, why)
+    return { allowed = false, id = false, expires = 0, items = #req.items, fits = 0, reserved = 0,
+        cost = costs_pack(total), held = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+        duplicate = false }
 end
 
 -- What a reservation reaches and how many of its items fit: its total, its
@@ -6984,7 +7121,7 @@ function HOLDS.plan_reserve(ctx, req)
     local r = reach(ctx, req.set, metrics_of(total))
     -- Access is judged first (only on a tree that has had a rule).
     if ctx.meta.access then
-        local refusals, why = AC.refusals(ctx, r.nodes, req.set)
+        local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals then
             return total, r, nil, 0, 0, false, refusals, why
         end
@@ -7322,10 +7459,10 @@ function HOLDS.charge(ctx, req)
     -- `disallowed` events).
     local refusals, why, refusing = nil, nil, nil
     if ctx.meta.access then
-        refusals, why, refusing = AC.refusals(ctx, r.nodes, req.set)
+        refusals, why, refusing = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals and req.check then
             PLAN.unmake(ctx, made)
-            return { allowed = false, charged = {}, checks = refusals, denied = AC.labels(refusals), message = why,
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
                 over = {}, duplicate = false }
         end
     end
@@ -7362,7 +7499,24 @@ function HOLDS.charge(ctx, req)
     -- After this point the charge succeeds.
     local message = "charged " .. describe(req.cost)
     if refusals then
-        checks, denied, message = AC.charged_anyway(ctx, req, refusals, refusing, checks, denied, message, why)
+        -- Recorded all the same: access checks first (none under BRIEF),
+        -- then the policies'; access labels first; the first refusal's
+        -- sentence after what was charged; the events before the alerts.
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        local all = {}
+        if not req.brief then
+            for _, c in ipairs(refusals) do
+                all[#all + 1] = c
+            end
+        end
+        for _, c in ipairs(checks) do
+            all[#all + 1] = c
+        end
+        local labels = ACCESS.labels(refusals)
+        for _, l in ipairs(denied) do
+            labels[#labels + 1] = l
+        end
+        checks, denied, message = all, labels, message .. "; " .. why
     end
     ctx.draws = {}
     local over = apply_usage(ctx, r, req.set, req.cost)
@@ -7372,32 +7526,6 @@ function HOLDS.charge(ctx, req)
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
     return outcome
-end
-
--- A CHARGE access refuses records all the same: its access checks come
--- first (none under BRIEF), then its labels, the first refusal's sentence
--- after "charged …", and one `disallowed` event per refusing node, in node
--- order, before the alerts of the charge.
--- Rust twin: Tree::charge (src/engine/hold.rs)
-function AC.charged_anyway(ctx, req, refusals, refusing, checks, denied, message, why)
-    local all, labels = {}, AC.labels(refusals)
-    if not req.brief then
-        for _, c in ipairs(refusals) do
-            all[#all + 1] = c
-        end
-        for _, c in ipairs(checks) do
-            all[#all + 1] = c
-        end
-    end
-    for _, l in ipairs(denied) do
-        labels[#labels + 1] = l
-    end
-    local amounts = costs_pack(req.cost)
-    for i, c in ipairs(refusals) do
-        emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = refusing[i], rule = c.rule,
-            service = req.set.service, model = req.set.model, id = req.id, amounts = amounts })
-    end
-    return all, labels, message .. "; " .. why
 end
 
 -- Every live hold of the tree (for QUOTA.SET and QUOTA.UNSET, which count
@@ -7798,94 +7926,6 @@ function OPS.delete_path(ctx, path)
     return #all
 end
 
--- QUOTA.ALLOW and QUOTA.DENY: adds the entry (service, model) to the
--- node's `list` ("allow" or "deny"), creating the key and the node when
--- missing; with `remove`, takes it away (never creating anything).
--- Returns 1 when the rules changed, else 0.
--- Rust twin: Tree::add_rule and Tree::remove_rule (src/engine/access.rs)
-function AC.change(ctx, path, list, service, model, remove)
-    PLAN.sync_paths(ctx, { path })
-    local node = find(ctx, path)
-    local ac = node and node.ac
-    local at = ac and AC.find(ac[list], service, model)
-    if remove then
-        if not at then
-            return 0
-        end
-        -- (After this point the command succeeds.)
-        local kept = {}
-        for i, e in ipairs(ac[list]) do
-            if i ~= at then
-                kept[#kept + 1] = e
-            end
-        end
-        local other = list == "allow" and "deny" or "allow"
-        if #kept + #ac[other] == 0 then
-            node.ac = nil
-        else
-            node.ac = { [list] = kept, [other] = ac[other] }
-        end
-        touch(ctx, path)
-        return 1
-    end
-    if at then
-        return 0
-    end
-    if AC.count(ac) >= AC.MAX then
-        fail(sformat("ERR limit: at most %d access rules per path", AC.MAX))
-    end
-    if not node then
-        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
-    end
-
-    -- After this point the command succeeds.
-    node = node or ensure_path(ctx, path)
-    local entry = { service, model or false }
-    local grown, placed = {}, false
-    for _, e in ipairs(ac and ac[list] or {}) do
-        if not placed and AC.before(entry, e) then
-            grown[#grown + 1] = entry
-            placed = true
-        end
-        grown[#grown + 1] = e
-    end
-    if not placed then
-        grown[#grown + 1] = entry
-    end
-    local other = list == "allow" and "deny" or "allow"
-    node.ac = { [list] = grown, [other] = ac and ac[other] or {} }
-    ctx.meta.access, ctx.meta_dirty = true, true
-    touch(ctx, path)
-    return 1
-end
-
--- QUOTA.ACCESS: the node's own rules (a missing key: the root's, none); or,
--- with `clear`, removes them all and says how many went (a missing key or
--- path: 0).
--- Rust twin: Tree::access_view and Tree::clear_rules (src/engine/access.rs)
-function AC.view(ctx, path, clear)
-    local node = find(ctx, path)
-    if clear then
-        local n = AC.count(node and node.ac)
-        if n > 0 then
-            PLAN.sync_paths(ctx, { path })
-            node = find(ctx, path)
-            node.ac = nil
-            touch(ctx, path)
-        end
-        return n
-    end
-    if not node then
-        OPS.not_found_path(path)
-    end
-    local f = M("path", display_path(path))
-    local rules = AC.reply(node.ac)
-    for i = 1, #rules do
-        f[#f + 1] = rules[i]
-    end
-    return f
-end
-
 -- A grant as QUOTA.GRANTS lists it.
 function OPS.grant_reply(g)
     return M("id", g.id, "amount", D.fmt(g.amount), "remaining", D.fmt(g.rem), "priority", g.pri,
@@ -8110,7 +8150,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
         "policies", policies)
     if node.ac then
         f[#f + 1] = "access"
-        f[#f + 1] = AC.reply(node.ac)
+        f[#f + 1] = ACCESS.reply(node.ac)
     end
     if with_children then
         f[#f + 1] = "children"
@@ -8479,9 +8519,9 @@ function CMD.cmd_rule(ctx, args, list)
         local kw = args:next_keyword(CMD.RULE_KEYWORDS)
         args:once(seen, kw)
         if kw == "SERVICE" then
-            service = CMD.rule_name(args, "service")
+            service = ACCESS.parse_part(args:next_str("service"), "service")
         elseif kw == "MODEL" then
-            model = CMD.rule_name(args, "model")
+            model = ACCESS.parse_part(args:next_str("model"), "model")
         else
             remove = true
         end
@@ -8491,19 +8531,12 @@ function CMD.cmd_rule(ctx, args, list)
     elseif not service then
         fail(sformat("ERR syntax: %s needs SERVICE s", args.command))
     end
-    return AC.change(ctx, path, list, service, model, remove)
+    if remove then
+        return ACCESS.remove(ctx, path, list, service, model)
+    end
+    return ACCESS.add(ctx, path, list, service, model)
 end
 CMD.RULE_KEYWORDS = set_of({ "SERVICE", "MODEL", "REMOVE" })
-
--- A service or model of a rule: a name, and not `*` (leaving MODEL out is
--- how a rule names every model).
-function CMD.rule_name(args, what)
-    local name = args:next_name(what)
-    if name == "*" then
-        fail("ERR syntax: '*' is not a wildcard here: leave MODEL out to match every model of a service")
-    end
-    return name
-end
 
 function CMD.cmd_allow(ctx, args)
     return CMD.cmd_rule(ctx, args, "allow")
@@ -8523,7 +8556,10 @@ function CMD.cmd_access(ctx, args)
         clear = true
     end
     args:finish()
-    return AC.view(ctx, path, clear)
+    if clear then
+        return ACCESS.clear(ctx, path)
+    end
+    return ACCESS.view(ctx, path)
 end
 
 function CMD.cmd_unset(ctx, args)

@@ -62,6 +62,27 @@ do
     -- is then false when the tree follows no plan).
     local NODE_ACCESS = 5
 
+    -- Stored rules, checked: what is not two lists of {service, model or
+    -- false} is no rule.
+    local function load_access(t)
+        if type(t) ~= "table" then
+            return nil
+        end
+        local out = { allow = {}, deny = {} }
+        for k, name in ipairs({ "allow", "deny" }) do
+            local list = type(t[k]) == "table" and t[k] or {}
+            for _, e in ipairs(list) do
+                if type(e) == "table" and type(e[1]) == "string" then
+                    out[name][#out[name] + 1] = { e[1], type(e[2]) == "string" and e[2] or false }
+                end
+            end
+        end
+        if #out.allow + #out.deny == 0 then
+            return nil
+        end
+        return out
+    end
+
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
@@ -88,7 +109,7 @@ do
         end
         local ac = t[NODE_ACCESS]
         if ac then
-            ac = AC.loaded(ac)
+            ac = load_access(ac)
         end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
             pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
@@ -166,7 +187,7 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    -- (Rules are never changed in place: AC replaces them.)
+    -- (Rules are never changed in place: ACCESS replaces them.)
     return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
 end
 

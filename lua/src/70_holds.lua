@@ -470,11 +470,8 @@ function HOLDS.reserve(ctx, req)
     -- (The plan is passed as values, not a table: cheaper.)
     local total, r, binding, fits, reserved, allowed, refusals, why = HOLDS.plan_reserve(ctx, req)
     if refusals then
-        -- Refused by access rules: amounts are not judged, nothing held.
         PLAN.unmake(ctx, made)
-        return { allowed = false, id = false, expires = 0, items = n, fits = 0, reserved = 0,
-            cost = costs_pack(total), held = {}, checks = refusals, denied = AC.labels(refusals), message = why,
-            duplicate = false }
+        return HOLDS.access_denial(req, total, refusals, why)
     end
     local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
     if reserved == 0 then
@@ -485,6 +482,16 @@ function HOLDS.reserve(ctx, req)
 
     -- After this point the reservation succeeds.
     return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+end
+
+-- The answer to a reservation that access rules refuse: nothing fits,
+-- nothing is held, and the checks are the access checks only (amounts are
+-- not judged). BRIEF keeps them: they explain a denial.
+-- Rust twin: access_denial (src/engine/hold.rs)
+function HOLDS.access_denial(req, total, refusals, why)
+    return { allowed = false, id = false, expires = 0, items = #req.items, fits = 0, reserved = 0,
+        cost = costs_pack(total), held = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+        duplicate = false }
 end
 
 -- What a reservation reaches and how many of its items fit: its total, its
@@ -506,7 +513,7 @@ function HOLDS.plan_reserve(ctx, req)
     local r = reach(ctx, req.set, metrics_of(total))
     -- Access is judged first (only on a tree that has had a rule).
     if ctx.meta.access then
-        local refusals, why = AC.refusals(ctx, r.nodes, req.set)
+        local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals then
             return total, r, nil, 0, 0, false, refusals, why
         end
@@ -844,10 +851,10 @@ function HOLDS.charge(ctx, req)
     -- `disallowed` events).
     local refusals, why, refusing = nil, nil, nil
     if ctx.meta.access then
-        refusals, why, refusing = AC.refusals(ctx, r.nodes, req.set)
+        refusals, why, refusing = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals and req.check then
             PLAN.unmake(ctx, made)
-            return { allowed = false, charged = {}, checks = refusals, denied = AC.labels(refusals), message = why,
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
                 over = {}, duplicate = false }
         end
     end
@@ -884,7 +891,24 @@ function HOLDS.charge(ctx, req)
     -- After this point the charge succeeds.
     local message = "charged " .. describe(req.cost)
     if refusals then
-        checks, denied, message = AC.charged_anyway(ctx, req, refusals, refusing, checks, denied, message, why)
+        -- Recorded all the same: access checks first (none under BRIEF),
+        -- then the policies'; access labels first; the first refusal's
+        -- sentence after what was charged; the events before the alerts.
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        local all = {}
+        if not req.brief then
+            for _, c in ipairs(refusals) do
+                all[#all + 1] = c
+            end
+        end
+        for _, c in ipairs(checks) do
+            all[#all + 1] = c
+        end
+        local labels = ACCESS.labels(refusals)
+        for _, l in ipairs(denied) do
+            labels[#labels + 1] = l
+        end
+        checks, denied, message = all, labels, message .. "; " .. why
     end
     ctx.draws = {}
     local over = apply_usage(ctx, r, req.set, req.cost)
@@ -894,32 +918,6 @@ function HOLDS.charge(ctx, req)
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
     return outcome
-end
-
--- A CHARGE access refuses records all the same: its access checks come
--- first (none under BRIEF), then its labels, the first refusal's sentence
--- after "charged …", and one `disallowed` event per refusing node, in node
--- order, before the alerts of the charge.
--- Rust twin: Tree::charge (src/engine/hold.rs)
-function AC.charged_anyway(ctx, req, refusals, refusing, checks, denied, message, why)
-    local all, labels = {}, AC.labels(refusals)
-    if not req.brief then
-        for _, c in ipairs(refusals) do
-            all[#all + 1] = c
-        end
-        for _, c in ipairs(checks) do
-            all[#all + 1] = c
-        end
-    end
-    for _, l in ipairs(denied) do
-        labels[#labels + 1] = l
-    end
-    local amounts = costs_pack(req.cost)
-    for i, c in ipairs(refusals) do
-        emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = refusing[i], rule = c.rule,
-            service = req.set.service, model = req.set.model, id = req.id, amounts = amounts })
-    end
-    return all, labels, message .. "; " .. why
 end
 
 -- Every live hold of the tree (for QUOTA.SET and QUOTA.UNSET, which count

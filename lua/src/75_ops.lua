@@ -324,94 +324,6 @@ function OPS.delete_path(ctx, path)
     return #all
 end
 
--- QUOTA.ALLOW and QUOTA.DENY: adds the entry (service, model) to the
--- node's `list` ("allow" or "deny"), creating the key and the node when
--- missing; with `remove`, takes it away (never creating anything).
--- Returns 1 when the rules changed, else 0.
--- Rust twin: Tree::add_rule and Tree::remove_rule (src/engine/access.rs)
-function AC.change(ctx, path, list, service, model, remove)
-    PLAN.sync_paths(ctx, { path })
-    local node = find(ctx, path)
-    local ac = node and node.ac
-    local at = ac and AC.find(ac[list], service, model)
-    if remove then
-        if not at then
-            return 0
-        end
-        -- (After this point the command succeeds.)
-        local kept = {}
-        for i, e in ipairs(ac[list]) do
-            if i ~= at then
-                kept[#kept + 1] = e
-            end
-        end
-        local other = list == "allow" and "deny" or "allow"
-        if #kept + #ac[other] == 0 then
-            node.ac = nil
-        else
-            node.ac = { [list] = kept, [other] = ac[other] }
-        end
-        touch(ctx, path)
-        return 1
-    end
-    if at then
-        return 0
-    end
-    if AC.count(ac) >= AC.MAX then
-        fail(sformat("ERR limit: at most %d access rules per path", AC.MAX))
-    end
-    if not node then
-        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
-    end
-
-    -- After this point the command succeeds.
-    node = node or ensure_path(ctx, path)
-    local entry = { service, model or false }
-    local grown, placed = {}, false
-    for _, e in ipairs(ac and ac[list] or {}) do
-        if not placed and AC.before(entry, e) then
-            grown[#grown + 1] = entry
-            placed = true
-        end
-        grown[#grown + 1] = e
-    end
-    if not placed then
-        grown[#grown + 1] = entry
-    end
-    local other = list == "allow" and "deny" or "allow"
-    node.ac = { [list] = grown, [other] = ac and ac[other] or {} }
-    ctx.meta.access, ctx.meta_dirty = true, true
-    touch(ctx, path)
-    return 1
-end
-
--- QUOTA.ACCESS: the node's own rules (a missing key: the root's, none); or,
--- with `clear`, removes them all and says how many went (a missing key or
--- path: 0).
--- Rust twin: Tree::access_view and Tree::clear_rules (src/engine/access.rs)
-function AC.view(ctx, path, clear)
-    local node = find(ctx, path)
-    if clear then
-        local n = AC.count(node and node.ac)
-        if n > 0 then
-            PLAN.sync_paths(ctx, { path })
-            node = find(ctx, path)
-            node.ac = nil
-            touch(ctx, path)
-        end
-        return n
-    end
-    if not node then
-        OPS.not_found_path(path)
-    end
-    local f = M("path", display_path(path))
-    local rules = AC.reply(node.ac)
-    for i = 1, #rules do
-        f[#f + 1] = rules[i]
-    end
-    return f
-end
-
 -- A grant as QUOTA.GRANTS lists it.
 function OPS.grant_reply(g)
     return M("id", g.id, "amount", D.fmt(g.amount), "remaining", D.fmt(g.rem), "priority", g.pri,
@@ -636,7 +548,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
         "policies", policies)
     if node.ac then
         f[#f + 1] = "access"
-        f[#f + 1] = AC.reply(node.ac)
+        f[#f + 1] = ACCESS.reply(node.ac)
     end
     if with_children then
         f[#f + 1] = "children"

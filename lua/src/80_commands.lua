@@ -98,9 +98,9 @@ function CMD.cmd_rule(ctx, args, list)
         local kw = args:next_keyword(CMD.RULE_KEYWORDS)
         args:once(seen, kw)
         if kw == "SERVICE" then
-            service = CMD.rule_name(args, "service")
+            service = ACCESS.parse_part(args:next_str("service"), "service")
         elseif kw == "MODEL" then
-            model = CMD.rule_name(args, "model")
+            model = ACCESS.parse_part(args:next_str("model"), "model")
         else
             remove = true
         end
@@ -110,19 +110,12 @@ function CMD.cmd_rule(ctx, args, list)
     elseif not service then
         fail(sformat("ERR syntax: %s needs SERVICE s", args.command))
     end
-    return AC.change(ctx, path, list, service, model, remove)
+    if remove then
+        return ACCESS.remove(ctx, path, list, service, model)
+    end
+    return ACCESS.add(ctx, path, list, service, model)
 end
 CMD.RULE_KEYWORDS = set_of({ "SERVICE", "MODEL", "REMOVE" })
-
--- A service or model of a rule: a name, and not `*` (leaving MODEL out is
--- how a rule names every model).
-function CMD.rule_name(args, what)
-    local name = args:next_name(what)
-    if name == "*" then
-        fail("ERR syntax: '*' is not a wildcard here: leave MODEL out to match every model of a service")
-    end
-    return name
-end
 
 function CMD.cmd_allow(ctx, args)
     return CMD.cmd_rule(ctx, args, "allow")
@@ -142,7 +135,10 @@ function CMD.cmd_access(ctx, args)
         clear = true
     end
     args:finish()
-    return AC.view(ctx, path, clear)
+    if clear then
+        return ACCESS.clear(ctx, path)
+    end
+    return ACCESS.view(ctx, path)
 end
 
 function CMD.cmd_unset(ctx, args)
