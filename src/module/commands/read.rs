@@ -101,6 +101,14 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
             fields.push(("remaining", amount(more.and_then(|m| m.remaining))));
             fields.push(("low", amount(more.and_then(|m| m.low))));
         }
+        EventKind::Disallowed => {
+            let access = e.access.as_deref();
+            fields.push(("rule", access.map_or(Reply::Nil, |a| Reply::str(a.rule.as_str()))));
+            fields.push(("service", Reply::opt_str(access.and_then(|a| a.service.as_deref()))));
+            fields.push(("model", Reply::opt_str(access.and_then(|a| a.model.as_deref()))));
+            fields.push(("id", Reply::opt_str(e.id.as_deref())));
+            fields.push(("amounts", Reply::costs(&e.amounts)));
+        }
         EventKind::GrantExpired => {
             let more = e.more.as_deref();
             fields.push(("grant", Reply::opt_str(more.and_then(|m| m.grant.as_deref()))));
