@@ -223,6 +223,9 @@ fn node_reply(node: &NodeView, with_children: bool) -> Reply {
         ("spent", Reply::costs(&node.spent)),
         ("policies", Reply::Array(node.policies.iter().map(node_policy_reply).collect())),
     ];
+    if let Some(access) = &node.access {
+        fields.push(("access", super::access::rules_reply(access)));
+    }
     if with_children {
         fields.push(("children", Reply::Array(node.children.iter().map(|c| node_reply(c, true)).collect())));
         if node.more > 0 {
@@ -262,6 +265,9 @@ pub fn policy_reply(p: &PolicyView) -> Reply {
     }
     if let Some(granted) = p.granted {
         fields.push(("granted", Reply::amount(granted)));
+    }
+    if p.inflight {
+        fields.push(("inflight", Reply::Int(1)));
     }
     push_period(&mut fields, p.period);
     Reply::Map(fields)
