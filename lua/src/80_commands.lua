@@ -89,18 +89,23 @@ function CMD.cmd_assign(ctx, args)
 end
 
 -- QUOTA.ALLOW / QUOTA.DENY key path SERVICE s [MODEL m] [REMOVE]
--- Rust twin: rule (src/module/commands/access.rs)
+-- Rust twin: rule_command (src/module/commands/access.rs)
 function CMD.cmd_rule(ctx, args, list)
     local path = args:next_path("a path")
     local service, model, remove = nil, nil, false
     local seen = {}
     while not args:is_done() do
-        local kw = args:next_keyword(CMD.RULE_KEYWORDS)
+        -- (Any other word: "unexpected argument", as after a command's last.)
+        local kw = keyword(args:peek(), CMD.RULE_KEYWORDS)
+        if not kw then
+            args:finish()
+        end
+        args.pos = args.pos + 1
         args:once(seen, kw)
         if kw == "SERVICE" then
-            service = ACCESS.parse_part(args:next_str("service"), "service")
+            service = ACCESS.parse_part(args:next_str("a service after SERVICE"), "service")
         elseif kw == "MODEL" then
-            model = ACCESS.parse_part(args:next_str("model"), "model")
+            model = ACCESS.parse_part(args:next_str("a model after MODEL"), "model")
         else
             remove = true
         end

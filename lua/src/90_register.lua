@@ -159,7 +159,7 @@ local FUNCTIONS = {
     { "quota_revoke", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
     { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
-    { "quota_access", { "allow-cross-slot-keys" } },
+    { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
