@@ -93,7 +93,14 @@ do
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
         if ac then
-            parts[#parts + 1] = mpack(n.pe or false, { ac.allow, ac.deny })
+            -- (Rules are never changed in place, so their bytes are kept
+            -- on them: a write re-packs a node on every reservation.)
+            local packed = ac.packed
+            if not packed then
+                packed = mpack({ ac.allow, ac.deny })
+                ac.packed = packed
+            end
+            parts[#parts + 1] = mpack(n.pe or false) .. packed
         elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
         end
