@@ -103,9 +103,9 @@ function CMD.cmd_rule(ctx, args, list)
         args.pos = args.pos + 1
         args:once(seen, kw)
         if kw == "SERVICE" then
-            service = ACCESS.parse_part(args:next_str("a service after SERVICE"), "service")
+            service = ACCESS.parse_part(args:next_str("service"), "service")
         elseif kw == "MODEL" then
-            model = ACCESS.parse_part(args:next_str("a model after MODEL"), "model")
+            model = ACCESS.parse_part(args:next_str("model"), "model")
         else
             remove = true
         end
