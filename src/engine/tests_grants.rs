@@ -541,3 +541,64 @@ fn an_expired_grant_is_forgotten_ttl_after_its_expiry_however_late_it_is_noticed
     assert_eq!(again.grant.amount, d("7"));
     assert_eq!(policy(&t).granted(), d("7"));
 }
+
+/// Regression: a grant that ends (a `PERIOD` grant at RESET, an expiry, a
+/// draw that uses it up, REVOKE) or whose whole amount pays a debt leaves
+/// `granted` in the form a load derives, Σ remaining of the live grants.
+/// It was lowered by what left (2.5 − 0.5 = 2.0, 0.70 − 0.70 = 0.00) where
+/// a load sums 2 and 0, so the allowance, which events record as `limit`,
+/// took another form after a restart: other DEBUG DIGEST-VALUE and RDB
+/// bytes (the seed `cc 8737…` of tests_matching.rs).
+#[test]
+fn a_grant_that_ends_leaves_granted_in_the_form_a_load_derives() {
+    let l = Limits::default();
+    let same_after_load = |mut t: Tree, now: u64, case: &str| {
+        t.check_invariants().unwrap_or_else(|e| panic!("{case}: {e}"));
+        let bytes = crate::persist::encode(&t);
+        let mut loaded = crate::persist::decode(&bytes, crate::persist::ENCODING_VERSION).unwrap();
+        assert_eq!(policy(&loaded).allowance().to_string(), policy(&t).allowance().to_string(), "{case}");
+        assert_eq!(policy(&loaded).granted().to_string(), policy(&t).granted().to_string(), "{case}");
+        // A RESET records the allowance (its event's limit): same bytes,
+        // also at the second, once what grants gave this period is gone.
+        for tree in [&mut t, &mut loaded] {
+            tree.reset_policy("", "m", now, &l).unwrap();
+            tree.reset_policy("", "m", now, &l).unwrap();
+        }
+        assert_eq!(crate::persist::encode(&loaded), crate::persist::encode(&t), "{case}");
+    };
+    // RESET ends a PERIOD grant of 2 that paid a debt of 1.30.
+    let mut t = tree("0", Window::None, 0);
+    charge(&mut t, "1.30", 0);
+    grant(&mut t, period_grant("2"), 0);
+    t.reset_policy("", "m", 0, &l).unwrap();
+    assert_eq!(policy(&t).granted().to_string(), "0");
+    same_after_load(t, 0, "reset");
+    // A grant of 0.5 expires; one of 2 stays.
+    let mut t = tree("0", Window::None, 0);
+    grant(&mut t, req("0.5", "g1", GrantExpiry::At(1_000), 50), 0);
+    grant(&mut t, req("2", "g2", GrantExpiry::Never, 50), 0);
+    charge(&mut t, "1", 2_000);
+    assert_eq!(policy(&t).granted().to_string(), "1");
+    same_after_load(t, 2_000, "expiry");
+    // A draw uses up a grant of 0.5 (drawn first) and none of the other.
+    let mut t = tree("0", Window::None, 0);
+    grant(&mut t, req("0.5", "g1", GrantExpiry::Never, 10), 0);
+    grant(&mut t, req("2", "g2", GrantExpiry::Never, 50), 0);
+    charge(&mut t, "0.5", 0);
+    assert_eq!(policy(&t).granted().to_string(), "2");
+    same_after_load(t, 0, "used up");
+    // REVOKE of a grant of 0.5.
+    let mut t = tree("0", Window::None, 0);
+    grant(&mut t, req("0.5", "g1", GrantExpiry::Never, 50), 0);
+    grant(&mut t, req("2", "g2", GrantExpiry::Never, 50), 0);
+    t.revoke("", "m", "g1", 0, &l).unwrap();
+    assert_eq!(policy(&t).granted().to_string(), "2");
+    same_after_load(t, 0, "revoke");
+    // A grant of 0.5 all of which pays a debt of 1: it is never live.
+    let mut t = tree("0", Window::None, 0);
+    charge(&mut t, "1", 0);
+    grant(&mut t, req("0.5", "g1", GrantExpiry::Never, 50), 0);
+    t.reset_policy("", "m", 0, &l).unwrap();
+    assert_eq!(policy(&t).granted().to_string(), "0");
+    same_after_load(t, 0, "paid a debt");
+}

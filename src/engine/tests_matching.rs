@@ -470,3 +470,47 @@ proptest! {
         }
     }
 }
+
+/// Regression (the seed `cc 8737…` of the test above): a `PERIOD` grant of
+/// 2 pays a debt of 1.30 and keeps 0.70; `QUOTA.RESET` ends it, leaving
+/// `granted` 0.70 − 0.70 = 0.00 where a load sums no live grant to 0. The
+/// allowance then differed in form (0.00 against 0), and the warnings and
+/// `over` the next commit fired recorded it as their `limit`: other bytes
+/// (DEBUG DIGEST-VALUE, RDB) on a server that restarted than on one that
+/// did not. The shrunk sequence, step by step.
+#[test]
+fn a_reset_that_ends_a_grant_that_paid_a_debt_keeps_the_bytes_of_a_load() {
+    let ops = [
+        Op::Set { slot: 0, metric: 0, service: 0, mode: 0, limit: 135 },
+        Op::Set { slot: 0, metric: 0, service: 1, mode: 0, limit: 0 },
+        Op::Set { slot: 0, metric: 1, service: 0, mode: 0, limit: 42 },
+        Op::Reserve { path: 0, also: Some(1), service: 0, items: vec![(0, 0)], ttl: 1, upto: false },
+        Op::Reserve { path: 0, also: None, service: 0, items: vec![(0, 0)], ttl: 1, upto: false },
+        Op::Reserve { path: 0, also: None, service: 0, items: vec![(0, 0)], ttl: 1, upto: false },
+        Op::Reserve { path: 0, also: Some(1), service: 0, items: vec![(0, 0)], ttl: 1, upto: false },
+        Op::Set { slot: 1, metric: 0, service: 0, mode: 0, limit: 0 },
+        Op::Set { slot: 0, metric: 0, service: 1, mode: 0, limit: 0 },
+        Op::Reserve { path: 4, also: None, service: 2, items: vec![(0, 0)], ttl: 1, upto: false },
+        Op::Set { slot: 0, metric: 0, service: 0, mode: 0, limit: 0 },
+        // a/a (limit 0) is charged 1.30: a debt.
+        Op::Commit { hold: 25, actual: Some((13, 0)), item: None },
+        // The grant pays it and keeps 0.70; RESET ends the grant.
+        Op::Grant { slot: 1, amount: 2 },
+        Op::Reset { slot: 1 },
+        // Fires a/a's warnings and over, which record its allowance.
+        Op::Commit { hold: 33, actual: None, item: None },
+    ];
+    let l = Limits::default();
+    let (mut kept, mut loaded) = (Tree::new(), Tree::new());
+    let (mut now_kept, mut now_loaded) = (1_000u64, 1_000u64);
+    let (mut ids_kept, mut ids_loaded) = (Vec::new(), Vec::new());
+    for op in &ops {
+        apply(&mut kept, op, &mut now_kept, &mut ids_kept, &l);
+        apply(&mut loaded, op, &mut now_loaded, &mut ids_loaded, &l);
+        loaded = crate::persist::decode(&crate::persist::encode(&loaded), crate::persist::ENCODING_VERSION).unwrap();
+        let allowance = |t: &Tree| policy(t, "a", "a").map(|p| p.allowance().to_string());
+        assert_eq!(allowance(&loaded), allowance(&kept), "after {op:?}");
+        assert_eq!(crate::persist::encode(&loaded), crate::persist::encode(&kept), "after {op:?}");
+    }
+    assert_eq!(policy(&kept, "a", "a").unwrap().allowance().to_string(), "0");
+}
