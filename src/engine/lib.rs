@@ -62,6 +62,8 @@ mod tests;
 #[cfg(test)]
 mod tests_access;
 #[cfg(test)]
+mod tests_access_review;
+#[cfg(test)]
 mod tests_grants;
 #[cfg(test)]
 mod tests_grants_review;
