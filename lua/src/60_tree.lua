@@ -77,6 +77,12 @@ do
         return count == #x
     end
 
+    -- The node bytes whose rules load_access has found sound (at most
+    -- 1,024): a write decodes again the nodes on its way that it does not
+    -- change (a project's allow list), and checking 20 model names costs
+    -- more than decoding them.
+    local rules_read, rules_read_n = {}, 0
+
     -- Stored rules as the library writes them, or nil: two lists of
     -- {service, model or false}, names as QUOTA.ALLOW takes them, each list
     -- sorted without repeats, 1 to 128 entries in all (anything else is not
@@ -154,10 +160,18 @@ do
         end
         local ac = t[NODE_ACCESS]
         if ac then
-            ac = load_access(ac)
-            if not ac then
-                fail(sformat("ERR layout: tree '%s' has a node whose access rules this library cannot read: "
-                    .. "it was not written by it", clip(key)))
+            if rules_read[blob] then
+                ac = { allow = ac[1], deny = ac[2] }
+            else
+                ac = load_access(ac)
+                if not ac then
+                    fail(sformat("ERR layout: tree '%s' has a node whose access rules this library cannot read: "
+                        .. "it was not written by it", clip(key)))
+                end
+                if rules_read_n >= 1024 then
+                    rules_read, rules_read_n = {}, 0
+                end
+                rules_read[blob], rules_read_n = true, rules_read_n + 1
             end
         end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
