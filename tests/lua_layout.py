@@ -1006,6 +1006,72 @@ def test_access_layout():
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
+# Stored rules a library never writes, as Lua code on the node's decoded
+# record `t` (t[5] = {allow, deny}, each a sorted list of {service, model or
+# false}): each must be refused with ERR layout, never read as other rules
+# (a model-specific deny read as the whole service's, an entry dropped).
+CORRUPT_RULES = [
+    ("rules that are not a table", "t[5] = 'x'"),
+    ("a list that is not a list", "t[5][1] = 7"),
+    ("a third list", "t[5][3] = {}"),
+    ("an entry that is not a table", "t[5][2] = {'s'}"),
+    ("an entry of one field", "t[5][2] = {{'s'}}"),
+    ("an entry of three fields", "t[5][2] = {{'s', false, 'x'}}"),
+    ("a service that is not text", "t[5][2] = {{5, false}}"),
+    ("a model that is neither text nor false", "t[5][2] = {{'s', 7}}"),
+    ("a model that is true", "t[5][2] = {{'s', true}}"),
+    ("a service with a space", "t[5][2] = {{'a b', false}}"),
+    ("an empty service", "t[5][2] = {{'', false}}"),
+    ("a service '*'", "t[5][2] = {{'*', false}}"),
+    ("a model of 129 characters", "t[5][2] = {{'s', string.rep('m', 129)}}"),
+    ("entries out of order", "t[5][2] = {{'z', false}, {'a', false}}"),
+    ("a model before no model", "t[5][2] = {{'s', 'm'}, {'s', false}}"),
+    ("a repeated entry", "t[5][2] = {{'a', false}, {'a', false}}"),
+    ("no entry at all", "t[5] = {{}, {}}"),
+    ("more than 128 entries",
+     "local l = {} for i = 1, 129 do l[i] = {string.format('s%03d', i), false} end t[5][2] = l"),
+]
+
+
+def test_corrupt_rules():
+    """A node whose stored rules no library writes (a hand edit, a bad
+    restore) is refused with ERR layout by every command that reads it,
+    and nothing is changed; the module refuses such a payload on load."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        clock(r, T0)
+        commands = [
+            ["QUOTA.GET", "c", "/"],
+            ["QUOTA.ACCESS", "c", "/"],
+            ["QUOTA.RESERVE", "c", "PATH", "a", "SERVICE", "s", "MODEL", "m", "COST", "requests", "1"],
+            ["QUOTA.CHARGE", "c", "PATH", "a", "SERVICE", "s", "COST", "requests", "1"],
+            ["QUOTA.ALLOW", "c", "/", "SERVICE", "z"],
+        ]
+        for what, edit in [("rules as the library writes them", "")] + CORRUPT_RULES:
+            r.flushall()
+            clock(r, T0)
+            run(r, ["QUOTA.DENY", "c", "/", "SERVICE", "s", "MODEL", "m"])
+            run(r, ["QUOTA.ALLOW", "c", "/", "SERVICE", "s"])
+            r.eval("local t = cmsgpack.unpack(redis.call('HGET', KEYS[1], '/')) " + edit
+                   + " redis.call('HSET', KEYS[1], '/', cmsgpack.pack(t))", 1, "c")
+            before = dump_keys(r)
+            for command in commands:
+                got = run(r, command)
+                refused = isinstance(got, dict) and got.get("error", "").startswith(
+                    "layout: tree 'c' has a node whose access rules this library cannot read")
+                if not edit:
+                    check(not (isinstance(got, dict) and "error" in got), f"{what}: {' '.join(command)} -> {got}")
+                    continue
+                check(refused, f"{what}: refused with ERR layout: {' '.join(command)}", f"got {json.dumps(got)[:300]}")
+                check(dump_keys(r) == before, f"{what}: a refused {command[0]} changes nothing")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -1027,6 +1093,7 @@ def main():
     test_grants_fixture("v4")
     test_access_layout()
     test_grants_fixture("v5", layout=5)
+    test_corrupt_rules()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

@@ -62,22 +62,66 @@ do
     -- is then false when the tree follows no plan).
     local NODE_ACCESS = 5
 
-    -- Stored rules, checked: what is not two lists of {service, model or
-    -- false} is no rule.
+    -- (Of load_access: a stored name, a stored array of n or any length.)
+    local function name_ok(x)
+        return type(x) == "string" and x ~= "" and #x <= MAX_NAME_LEN and x ~= "*" and not sfind(x, "[^\33-\126]")
+    end
+    local function array_of(x, n)
+        if type(x) ~= "table" or (n and #x ~= n) then
+            return false
+        end
+        local count = 0
+        for _ in pairs(x) do
+            count = count + 1
+        end
+        return count == #x
+    end
+
+    -- The node bytes whose rules load_access has found sound (at most
+    -- 1,024): a write decodes again the nodes on its way that it does not
+    -- change (a project's allow list), and checking 20 model names costs
+    -- more than decoding them.
+    local rules_read, rules_read_n = {}, 0
+
+    -- Stored rules as the library writes them, or nil: two lists of
+    -- {service, model or false}, names as QUOTA.ALLOW takes them, each list
+    -- sorted without repeats, 1 to 128 entries in all (anything else is not
+    -- read as some other rules: a dropped deny entry would let requests
+    -- through).
+    -- Rust twin: validate_access (src/engine/restore.rs)
     local function load_access(t)
-        if type(t) ~= "table" then
+        if not array_of(t, 2) then
             return nil
         end
-        local out = { allow = {}, deny = {} }
-        for k, name in ipairs({ "allow", "deny" }) do
-            local list = type(t[k]) == "table" and t[k] or {}
-            for _, e in ipairs(list) do
-                if type(e) == "table" and type(e[1]) == "string" then
-                    out[name][#out[name] + 1] = { e[1], type(e[2]) == "string" and e[2] or false }
-                end
+        local out, total = { allow = t[1], deny = t[2] }, 0
+        for k = 1, 2 do
+            local list = t[k]
+            if not array_of(list) then
+                return nil
             end
+            local prev
+            for i = 1, #list do
+                local e = list[i]
+                if not (array_of(e, 2) and name_ok(e[1]) and (e[2] == false or name_ok(e[2]))) then
+                    return nil
+                end
+                if prev then
+                    -- (Strictly after the one before: service, then model,
+                    -- bytewise, no model first.)
+                    local ps, pm, s, m = prev[1], prev[2], e[1], e[2]
+                    if ps == s then
+                        if not (pm ~= m and (not pm or (m and P.bytes_less(pm, m)))) then
+                            return nil
+                        end
+                    elseif not P.bytes_less(ps, s) then
+                        return nil
+                    end
+                end
+                prev = e
+            end
+            total = total + #list
         end
-        if #out.allow + #out.deny == 0 then
+        if total == 0 or total > 128 then
             return nil
         end
         return out
@@ -107,7 +151,7 @@ do
         return tconcat(parts)
     end
 
-    function unpack_node(blob)
+    function unpack_node(blob, key)
         local t = munpack(blob)
         local stored = t[NODE_POLICIES]
         local pols = {}
@@ -116,7 +160,19 @@ do
         end
         local ac = t[NODE_ACCESS]
         if ac then
-            ac = load_access(ac)
+            if rules_read[blob] then
+                ac = { allow = ac[1], deny = ac[2] }
+            else
+                ac = load_access(ac)
+                if not ac then
+                    fail(sformat("ERR layout: tree '%s' has a node whose access rules this library cannot read: "
+                        .. "it was not written by it", clip(key)))
+                end
+                if rules_read_n >= 1024 then
+                    rules_read, rules_read_n = {}, 0
+                end
+                rules_read[blob], rules_read_n = true, rules_read_n + 1
+            end
         end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
             pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
@@ -439,12 +495,12 @@ local function load_nodes(ctx, paths)
                     node_cache[blob] = nil
                     node_cache_size = node_cache_size - 1
                 else
-                    pristine = unpack_node(blob)
+                    pristine = unpack_node(blob, ctx.key)
                 end
                 ctx.nodes[path] = pristine
             else
                 if not pristine then
-                    pristine = unpack_node(blob)
+                    pristine = unpack_node(blob, ctx.key)
                     cache_node(blob, pristine)
                 end
                 ctx.nodes[path] = clone_node(pristine)
