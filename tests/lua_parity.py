@@ -61,13 +61,23 @@ or a period's end, and across months. A run on an older library
 (--upgrade-from before the upgrade, --flip-with throughout) sends no GRANT,
 GRANTS, REVOKE or LOW (a tree with a grant is layout 4, which 1.3.0 refuses)
 and compares replies without `drawn` and HISTORY's `granted`.
+`--focus access` (AccessGen) aims at access rules and in-flight limits (1.5.0):
+ALLOW/DENY (SERVICE, MODEL, REMOVE, in any order, their errors, bursts past
+128 rules per path), ACCESS and ACCESS CLEAR, INFLIGHT policies (and the
+options they refuse) turned on and off under live holds, a plan with an
+in-flight policy, RESERVE (ALL/UPTO/DRYRUN, BRIEF) and CHARGE (CHECK or not)
+with SERVICE/MODEL that hit and miss the rules or are absent, duplicates by
+ID, commits, releases and expiry at known instants; it also checks that an
+in-flight policy's `used` stays 0. A run on a library from before 1.5.0
+(--upgrade-from, --flip-with) sends none of ALLOW, DENY, ACCESS or INFLIGHT
+and compares check maps without `kind`; the general generator sends them too.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans|grants] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds|plans|grants|access] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants]
 
@@ -218,6 +228,10 @@ PLAN_FIELDS = {"source", "plan", "plan_version", "plan_missing"}
 # (a policy map's `granted` and `low` show only once GRANT or LOW was sent,
 # which a run on an older library does not send).
 GRANT_FIELDS = {"drawn", "granted"}
+# What access rules added (1.5.0): `kind` on every check map (the other new
+# fields show only once ALLOW, DENY or INFLIGHT was sent, which a run on an
+# older library does not send).
+ACCESS_FIELDS = {"kind"}
 
 
 def without_fields(v, fields):
@@ -232,7 +246,10 @@ def without_fields(v, fields):
 
 def older_fields(library):
     """The reply fields library LIB (a file name with its version) lacks."""
-    return GRANT_FIELDS if "1.3." in os.path.basename(library) else PLAN_FIELDS | GRANT_FIELDS
+    base = os.path.basename(library)
+    if "1.4." in base:
+        return ACCESS_FIELDS
+    return ACCESS_FIELDS | (GRANT_FIELDS if "1.3." in base else PLAN_FIELDS | GRANT_FIELDS)
 
 
 def grant_command(cmd):
@@ -242,6 +259,18 @@ def grant_command(cmd):
     if name in ("QUOTA.GRANT", "QUOTA.GRANTS", "QUOTA.REVOKE"):
         return True
     return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() == "LOW" for a in cmd)
+
+
+def access_command(cmd):
+    """ALLOW, DENY, ACCESS, SET … INFLIGHT and a plan with an in-flight
+    policy: what a run does not send to a library from before them (a tree
+    with a rule or an in-flight policy is layout 5, which 1.4.0 refuses)."""
+    name = text(cmd[0]).upper()
+    if name in ("QUOTA.ALLOW", "QUOTA.DENY", "QUOTA.ACCESS"):
+        return True
+    if name == "QUOTA.PLAN":
+        return any(isinstance(a, str) and "inflight" in a.lower() for a in cmd)
+    return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() == "INFLIGHT" for a in cmd)
 
 
 def text(arg):
@@ -427,6 +456,11 @@ class Gen:
             self.service_model(sm)
             if sm:
                 opts.append(sm)
+        if r.random() < 0.06:
+            # an in-flight limit (1.5.0): mostly without a window, which it refuses
+            if r.random() < 0.8:
+                opts = [o for o in opts if o[0] not in ("WINDOW", "ANCHOR", "ROLLOVER")]
+            opts.append([self.pick(["INFLIGHT", "INFLIGHT", "inflight"])])
         if r.random() < 0.02:
             opts.append(self.pick([["METRIC", "usd"], ["EXTRA", "1"], ["LIMIT"]]))
         if r.random() < 0.02:
@@ -462,6 +496,28 @@ class Gen:
 
     def c_reset(self, tree):
         return ["QUOTA.RESET", tree, self.path(), self.pick(POLICIES)]
+
+    def c_allow(self, tree, name="QUOTA.ALLOW"):
+        """An access rule (1.5.0): ALLOW or DENY SERVICE s [MODEL m] [REMOVE]."""
+        r = self.rng
+        opts = []
+        if r.random() > 0.03:
+            opts.append(["SERVICE", self.pick(SERVICES) if r.random() > 0.03 else self.pick(["*", "a b", "x" * 129])])
+        if r.random() < 0.45:
+            opts.append(["MODEL", self.pick(MODELS) if r.random() > 0.03 else "*"])
+        if r.random() < 0.25:
+            opts.append(["REMOVE"])
+        r.shuffle(opts)
+        return [name, tree, self.path()] + [a for o in opts for a in o]
+
+    def c_deny(self, tree):
+        return self.c_allow(tree, "QUOTA.DENY")
+
+    def c_access(self, tree):
+        out = ["QUOTA.ACCESS", tree, self.path()]
+        if self.chance(0.2):
+            out.append(self.pick(["CLEAR", "clear"]))
+        return out
 
     def request(self, tree, charge):
         r = self.rng
@@ -617,7 +673,8 @@ class Gen:
     WEIGHTS = [
         ("set", 10), ("unset", 1), ("delpath", 1), ("grant", 3), ("reset", 2), ("reserve", 20), ("commit", 10),
         ("release", 5), ("extend", 3), ("charge", 12), ("get", 5), ("tree", 4), ("holds", 3), ("history", 2),
-        ("events", 3), ("price", 3), ("clock", 6), ("del", 0.15), ("huge", 0.1),
+        ("events", 3), ("price", 3), ("clock", 6), ("del", 0.15), ("huge", 0.1), ("allow", 1), ("deny", 0.8),
+        ("access", 0.7),
     ]
 
     def command(self):
@@ -652,7 +709,7 @@ class Gen:
             rest[i], rest[j] = rest[j], rest[i]
         elif how == 3:
             rest[i] = self.pick(["COST", "ALSO", "ITEM", "x", "-1", "0", "PATH", "USAGE", "MODEL", "WINDOW", "é",
-                                 b"\xff\xfe", "a\x00b", "\u0100"])
+                                 b"\xff\xfe", "a\x00b", "\u0100", "INFLIGHT", "REMOVE", "CLEAR", "SERVICE"])
         elif isinstance(rest[i], str):
             rest[i] = rest[i].lower() if rest[i] != rest[i].lower() else rest[i].upper()
         if cmd[0] == "QUOTA.PRICE" and i == 0 and rest and isinstance(rest[0], bytes):
@@ -1313,6 +1370,300 @@ class GrantGen(Gen):
                 self.dues[tree] = (self.dues[tree] + [at])[-20:]
 
 
+class AccessGen(FocusGen):
+    """`--focus access`: access rules and in-flight limits (SPEC §8, 1.5.0).
+
+    Few paths (`/`, `p1`, `p1/u1`, `p1/u2`, `p2`, `p2/u1`) so that rules,
+    policies and holds meet on the same reaches: ALLOW and DENY with SERVICE
+    and MODEL or the service alone, REMOVE, each keyword in any order and
+    case, their errors (no SERVICE, MODEL alone, a keyword twice, `*`, names
+    too long or with spaces, unknown words), bursts up to and past the bound of
+    128 rules per path; ACCESS and ACCESS CLEAR (missing keys and paths too);
+    QUOTA.SET with INFLIGHT on `requests` and `credits` (limits 0 to 5, MODE
+    strict/open/block, WINDOW none and the windows it refuses, LOW, ROLLOVER,
+    SERVICE/MODEL filters) and turned on and off under live holds; GRANT on
+    an in-flight policy; RESERVE (ALL, UPTO, DRYRUN, BRIEF, ALSO, several
+    items, short TTLs) and CHARGE (CHECK or not, BRIEF) with SERVICE and
+    MODEL drawn from names that hit and miss the rules, none among them;
+    the same ID sent again (denied reservations re-judged, charges answered
+    as remembered); COMMIT, RELEASE, EXTEND and expiry by the clock moved to
+    one before, at and one after a hold's `expires_at`; a plan whose policy is
+    `"inflight": true` (and the plan errors of in-flight policies) followed
+    by the trees; DELPATH, UNSET, RESET, HISTORY, GET, TREE, HOLDS and
+    EVENTS (the `disallowed` event). After every GET and TREE it also checks
+    that an in-flight policy's `used` is 0.
+    """
+
+    FPATHS = ["/", "p1", "p1/u1", "p1/u2", "p2", "p2/u1"]
+    FMETRICS = ["requests", "credits"]
+    APOLICIES = ["conc", "rpm", "cap"]
+    ASERVICES = ["chat", "image", "embed"]
+    AMODELS = ["gpt", "mini", "pix"]
+    BAD_NAMES = ["*", "a b", "x" * 129, "", "é", "a\tb"]
+    APLANS = ["lim", "team"]
+
+    def __init__(self, rng, start_ms):
+        super().__init__(rng, start_ms)
+
+    def rule_path(self):
+        r = self.rng.random()
+        if r < 0.85:
+            return self.pick(self.FPATHS)
+        if r < 0.95:
+            return self.pick(["p3", "p1/u3", "p2/u1/z", "/p1", "p1/"])  # new nodes, other spellings
+        return self.pick(["a//b", "..", "a b", "/".join(["s"] * 17), ""])
+
+    def service(self):
+        return self.pick(self.ASERVICES) if self.chance(0.97) else self.pick(self.BAD_NAMES)
+
+    def model(self):
+        return self.pick(self.AMODELS) if self.chance(0.97) else self.pick(self.BAD_NAMES)
+
+    def kw(self, word):
+        return word.lower() if self.chance(0.08) else word
+
+    def service_model(self, out):
+        """A request's SERVICE and MODEL: none, the service alone, or both."""
+        r = self.rng.random()
+        if r < 0.15:
+            return
+        if r < 0.17:
+            out += [self.kw("MODEL"), self.pick(self.AMODELS)]  # MODEL without SERVICE
+            return
+        out += [self.kw("SERVICE"), self.pick(self.ASERVICES + ["video"])]
+        if self.chance(0.55):
+            out += [self.kw("MODEL"), self.pick(self.AMODELS + ["veo"])]
+
+    # --- rules
+
+    def c_rule(self, tree, name=None):
+        r = self.rng
+        name = name or self.pick(["QUOTA.ALLOW", "QUOTA.DENY"])
+        opts = []
+        if r.random() > 0.04:
+            opts.append([self.kw("SERVICE"), self.service()])
+        if r.random() < 0.5:
+            opts.append([self.kw("MODEL"), self.model()])
+        if r.random() < 0.25:
+            opts.append([self.kw("REMOVE")])
+        if r.random() < 0.04:
+            opts.append(self.pick([["SERVICE", "chat"], ["MODEL", "gpt"], ["REMOVE"], ["EXTRA"], ["SERVICE"],
+                                   ["MODEL"], ["INFLIGHT"], ["CLEAR"], ["ALL"]]))
+        r.shuffle(opts)
+        return [name, tree, self.rule_path()] + [a for o in opts for a in o]
+
+    def c_burst(self, tree):
+        """Rules up to and past the bound of 128 per path (allow and deny
+        together), then requests judged against them, ACCESS and a CLEAR."""
+        path = self.pick(self.FPATHS)
+        n = self.rng.choice([20, 60, 127, 130])
+        for i in range(n):
+            cmd = "QUOTA.DENY" if i % 3 == 0 else "QUOTA.ALLOW"
+            out = [cmd, tree, path, "SERVICE", f"s{i % 70}"]
+            if i >= 70 or self.chance(0.3):
+                out += ["MODEL", self.pick(self.AMODELS)]
+            self.queue.append(out)
+        self.queue.append(["QUOTA.ALLOW", tree, path, "SERVICE", "s0"])  # there already: 0 even at the bound
+        self.queue.append(self.c_reserve(tree))
+        self.queue.append(["QUOTA.ACCESS", tree, path])
+        self.queue.append(["QUOTA.TREE", tree, "FORMAT", "json"])
+        if self.chance(0.7):
+            self.queue.append(["QUOTA.ACCESS", tree, path, "CLEAR"])
+        return ["QUOTA.GET", tree, path]
+
+    def c_access(self, tree):
+        out = ["QUOTA.ACCESS", tree, self.rule_path() if self.chance(0.9) else self.pick(["p9", "p1/u9"])]
+        x = self.rng.random()
+        if x < 0.2:
+            out.append(self.kw("CLEAR"))
+        elif x < 0.24:
+            out += self.pick([["CLEAR", "x"], ["NOPE"], ["CLEAR", "CLEAR"], ["REMOVE"]])
+        return out
+
+    # --- policies
+
+    def c_set(self, tree):
+        r = self.rng
+        out = ["QUOTA.SET", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES), "METRIC", self.metric(),
+               "LIMIT", self.pick(["0", "1", "2", "3", "3", "5", "10", "40", "100"])]
+        inflight = r.random() < 0.55
+        opts = []
+        x = r.random()
+        if inflight:
+            if x < 0.08:
+                opts.append(["WINDOW", "none"])
+            elif x < 0.13:
+                opts.append(["WINDOW", self.pick(["day", "rolling 60s", "hour"])])
+        elif x < 0.5:
+            opts.append(["WINDOW"] + self.pick(["none", "hour", "rolling 60s", "rolling 90s"]).split())
+        if r.random() < 0.4:
+            opts.append(["MODE", self.pick(["strict", "strict", "open", "block"] if inflight or r.random() < 0.5
+                                           else ["strict", "open"])])
+        if r.random() < 0.15:
+            opts.append(["WARN", self.pick(["50", "80,90", "100"])])
+        if r.random() < (0.04 if inflight else 0.02):
+            opts.append(self.pick([["LOW", "1"], ["ROLLOVER", "10"], ["ANCHOR", "5"]]))
+        if r.random() < 0.25:
+            f = ["SERVICE", self.pick(self.ASERVICES)]
+            if r.random() < 0.4:
+                f += ["MODEL", self.pick(self.AMODELS)]
+            opts.append(f)
+        if inflight:
+            opts.append([self.kw("INFLIGHT")])
+            if r.random() < 0.02:
+                opts.append(["INFLIGHT"])
+        r.shuffle(opts)
+        return out + [a for o in opts for a in o]
+
+    def c_unset(self, tree):
+        return ["QUOTA.UNSET", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES)]
+
+    def c_grant(self, tree):
+        return ["QUOTA.GRANT", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES),
+                self.pick(["1", "5", "0", "-1", "x"])]
+
+    def c_reset(self, tree):
+        return ["QUOTA.RESET", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES)]
+
+    def c_history(self, tree):
+        return ["QUOTA.HISTORY", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES)]
+
+    def c_delpath(self, tree):
+        return ["QUOTA.DELPATH", tree, self.pick(["p1/u1", "p1/u2", "p2", "p2/u1", "p1", "p3"])]
+
+    # --- plans
+
+    def plan_policy(self):
+        r = self.rng
+        p = {"metric": self.pick(self.FMETRICS), "limit": self.pick(["1", "2", "3", "10", "0"])}
+        x = r.random()
+        if x < 0.6:
+            p["inflight"] = True
+        elif x < 0.65:
+            p["inflight"] = False
+        elif x < 0.67:
+            p["inflight"] = self.pick(["yes", 1, None])
+        if r.random() < 0.1 or "inflight" not in p and r.random() < 0.4:
+            p["window"] = self.pick(["none", "day", "rolling 60s"])
+        if r.random() < 0.2:
+            p["mode"] = self.pick(["strict", "open", "block"])
+        if r.random() < 0.05:
+            p["low"] = "1"
+        if r.random() < 0.2:
+            p["service"] = self.pick(self.ASERVICES)
+        return p
+
+    def c_plan(self, tree):
+        r = self.rng
+        name = self.pick(self.APLANS)
+        if r.random() < 0.15:
+            return ["QUOTA.PLAN", "GET", name]
+        paths = {}
+        for pattern in r.sample(["/", "p1", "p1/*", "*/u1", "p2"], r.randint(1, 3)):
+            paths[pattern] = {n: self.plan_policy() for n in r.sample(["conc", "rpm", "pl"], r.randint(1, 2))}
+        return ["QUOTA.PLAN", "SET", name, json.dumps({"paths": paths})]
+
+    def c_assign(self, tree):
+        return ["QUOTA.ASSIGN", tree, self.pick(self.APLANS + ["NONE"])]
+
+    # --- requests
+
+    def req_items(self, n, neg=0.0):
+        out = []
+        for _ in range(n):
+            out.append("COST")
+            if self.chance(0.85):
+                out += ["requests", self.pick(["1", "1", "1", "2"])]
+            if self.chance(0.6):
+                out += ["credits", self.amount(neg=neg)]
+            if out[-1] == "COST":
+                out += ["requests", "1"]
+        return out
+
+    def c_reserve(self, tree):
+        r = self.rng
+        opts = [["PATH", self.pick(self.FPATHS) if r.random() > 0.05 else self.pick(["p3", "p1/u3/z"])]]
+        if r.random() < 0.2:
+            opts.append(["ALSO", self.pick(self.FPATHS)])
+        sm = []
+        self.service_model(sm)
+        if sm:
+            opts.append(sm)
+        if r.random() < 0.6:
+            opts.append(["TTL", self.ttl()])
+        if r.random() < 0.3:
+            opts.append(["ID", self.pick(ID_POOL)])
+        if r.random() < 0.4:
+            opts.append([self.pick(["ALL", "UPTO", "UPTO", "DRYRUN"])])
+        if r.random() < 0.3:
+            opts.append(["BRIEF"])
+        r.shuffle(opts)
+        return ["QUOTA.RESERVE", tree] + [a for o in opts for a in o] + self.req_items(r.choice([1, 1, 1, 2, 3]))
+
+    def c_charge(self, tree):
+        r = self.rng
+        opts = [["PATH", self.pick(self.FPATHS)]]
+        if r.random() < 0.15:
+            opts.append(["ALSO", self.pick(self.FPATHS)])
+        sm = []
+        self.service_model(sm)
+        if sm:
+            opts.append(sm)
+        if r.random() < 0.4:
+            opts.append(["CHECK"])
+        if r.random() < 0.3:
+            opts.append(["ID", self.pick(ID_POOL)])
+        if r.random() < 0.25:
+            opts.append(["BRIEF"])
+        r.shuffle(opts)
+        return ["QUOTA.CHARGE", tree] + [a for o in opts for a in o] + self.req_items(1, neg=0.05)
+
+    def c_read(self, tree):
+        return getattr(self, "c_" + self.pick(["get", "get", "tree", "holds", "events", "access"]))(tree)
+
+    def c_get(self, tree):
+        return ["QUOTA.GET", tree, self.pick(self.FPATHS + ["p3"])]
+
+    WEIGHTS = [
+        ("rule", 14), ("burst", 0.12), ("access", 4), ("set", 8), ("unset", 1), ("grant", 0.6), ("reset", 0.6),
+        ("history", 0.5), ("delpath", 0.6), ("plan", 1), ("assign", 1), ("reserve", 20), ("commit", 8),
+        ("release", 3), ("extend", 2), ("charge", 10), ("read", 10), ("clock", 10), ("del", 0.1),
+    ]
+
+    def command(self):
+        if self.queue:
+            return self.queue.pop(0)
+        names = [n for n, _ in self.WEIGHTS]
+        kind = self.rng.choices(names, [w for _, w in self.WEIGHTS])[0]
+        tree = self.rng.choices(TREES[:2], [3, 1])[0]
+        if self.chance(0.01):
+            tree = self.pick(["plain", "ghost"])  # a string key; a key never written
+        if kind == "del":
+            return ["DEL", TREES[1]]
+        cmd = getattr(self, "c_" + kind)(tree)
+        if kind not in ("clock", "burst") and self.chance(0.02):
+            cmd = self.mutate(cmd)
+        return cmd
+
+    def broken(self, cmd, reply):
+        """An in-flight policy that records usage (its `used` must stay 0):
+        None when none does."""
+        if cmd[0] not in ("QUOTA.GET", "QUOTA.TREE"):
+            return None
+        if isinstance(reply, str) and reply.startswith("{"):
+            reply = json.loads(reply)
+        stack = [reply]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                if v.get("inflight") in (1, True) and v.get("used") not in (None, "0"):
+                    return f"in-flight policy {v.get('policy')} has used {v.get('used')}"
+                stack += list(v.values())
+            elif isinstance(v, list):
+                stack += v
+        return None
+
+
 def show(v, limit=6000):
     text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[:limit] + " ..."
@@ -1641,10 +1992,11 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
-    ap.add_argument("--focus", choices=["holds", "plans", "grants"],
+    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
                          "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
-                         "with expiry, priority and ids, their draws and ends (GrantGen)")
+                         "with expiry, priority and ids, their draws and ends (GrantGen); access: access rules "
+                         "and in-flight limits judged on reservations and charges (AccessGen)")
     args = ap.parse_args()
 
     build_if_missing()
@@ -1652,7 +2004,8 @@ def main():
     start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
     start_ms = int(start.timestamp()) * 1000
     gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else \
-        GrantGen(rng, start_ms) if args.focus == "grants" else Gen(rng)
+        GrantGen(rng, start_ms) if args.focus == "grants" else AccessGen(rng, start_ms) if args.focus == "access" \
+        else Gen(rng)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -1683,7 +2036,10 @@ def main():
         # flips back to one: a tree that had a grant is refused by it.
         older_library = bool(args.upgrade_from)
         hidden = older_fields(args.upgrade_from or args.flip_with or "")
-        no_grants = bool(args.upgrade_from or args.flip_with)
+        # Likewise access rules and in-flight policies (1.5.0); a 1.4.0 has grants.
+        older = args.upgrade_from or args.flip_with or ""
+        no_grants = bool(older) and "1.4." not in os.path.basename(older)
+        no_access = bool(older)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -1714,7 +2070,8 @@ def main():
             if args.upgrade_from and i == upgrade_at:
                 load_library(lua_port, lua, False, args.set)
                 older_library = False
-                no_grants = bool(args.flip_with)
+                no_grants = bool(args.flip_with) and "1.4." not in os.path.basename(args.flip_with)
+                no_access = bool(args.flip_with)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
             if args.flip_with and i > 0 and i % args.flip_every == 0:
                 old = (i // args.flip_every) % 2 == 1
@@ -1727,10 +2084,15 @@ def main():
             if isinstance(gen, GrantGen):
                 gen.no_grants = no_grants
             cmd = gen.command()
-            if no_grants and grant_command(cmd):
-                cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 else TREES[0], "/"]
+            if no_grants and grant_command(cmd) or no_access and access_command(cmd):
+                cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 and cmd[0] != "QUOTA.PLAN" else TREES[0], "/"]
             reply = both(cmd, i)
             gen.saw(cmd, reply)
+            if args.focus == "access":
+                bad = gen.broken(cmd, reply)
+                if bad:
+                    mismatches += 1
+                    print(f"INFLIGHT USED seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             if args.focus == "holds" and i % 5 == 4:
                 for t in TREES[:2]:
                     bad = gen.held_mismatch(mod, t)
