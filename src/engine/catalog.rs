@@ -260,6 +260,11 @@ pub const COMMANDS: &[Command] = &[
     command("QUOTA.RELEASE", "write", Key::Writes, "write", "quota_release"),
     command("QUOTA.EXTEND", "write", Key::Writes, "write", "quota_extend"),
     command("QUOTA.CHARGE", "write deny-oom", Key::Writes, "write", "quota_charge"),
+    // QUOTA.ACCESS writes only with CLEAR (like SORT with STORE); replicas
+    // and read-only users read rules through QUOTA.GET and QUOTA.TREE.
+    command("QUOTA.ALLOW", "write deny-oom", Key::Writes, "write", "quota_allow"),
+    command("QUOTA.DENY", "write deny-oom", Key::Writes, "write", "quota_deny"),
+    command("QUOTA.ACCESS", "write", Key::Writes, "write", "quota_access"),
     command("QUOTA.GET", "readonly", Key::Reads, "read", "quota_get"),
     command("QUOTA.TREE", "readonly", Key::Reads, "read", "quota_tree"),
     command("QUOTA.HOLDS", "readonly", Key::Reads, "read", "quota_holds"),
@@ -341,6 +346,9 @@ pub const FUNCTIONS: &[Function] = &[
     function("quota_release", OOM_CROSS_SLOT, 1),
     function("quota_extend", OOM_CROSS_SLOT, 1),
     function("quota_charge", CROSS_SLOT, 1),
+    function("quota_allow", CROSS_SLOT, 1),
+    function("quota_deny", CROSS_SLOT, 1),
+    function("quota_access", OOM_CROSS_SLOT, 1),
     function("quota_get", READ_CROSS_SLOT, 1),
     function("quota_tree", READ_CROSS_SLOT, 1),
     function("quota_holds", READ_CROSS_SLOT, 1),

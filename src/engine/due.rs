@@ -84,6 +84,7 @@ impl Tree {
             rolled_over: None,
             id: Some(hold.id.clone()),
             amounts: hold.cost_of(held),
+            access: None,
         }
     }
 
@@ -149,6 +150,7 @@ mod tests {
             service: None,
             model: None,
             low: None,
+            inflight: false,
         }
     }
 

@@ -33,6 +33,9 @@ pub enum EventKind {
     Low,
     /// A grant's rest left the allowance at its expiry (or with its period).
     GrantExpired,
+    /// A charge without `CHECK` that a node's access rules refuse (it is
+    /// recorded all the same).
+    Disallowed,
 }
 
 impl EventKind {
@@ -45,6 +48,7 @@ impl EventKind {
             EventKind::Expired => "expired",
             EventKind::Low => "low",
             EventKind::GrantExpired => "grant_expired",
+            EventKind::Disallowed => "disallowed",
         }
     }
 }
@@ -75,6 +79,10 @@ pub struct Event {
     /// What encoding 3 adds (stored apart from the version 1 shape).
     #[serde(skip)]
     pub more: Option<Box<EventMore>>,
+    /// `disallowed`: the rule, service and model (what encoding 4 adds,
+    /// stored apart from the version 1 shape).
+    #[serde(skip)]
+    pub access: Option<Box<crate::access::Disallowed>>,
 }
 
 /// The fields of `low` and `grant_expired` events.
@@ -109,6 +117,7 @@ impl Event {
             id: None,
             amounts: Costs::new(),
             more: None,
+            access: None,
         }
     }
 }

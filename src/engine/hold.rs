@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::access::{AccessCheck, Refusals};
 use super::amount;
 use super::error::{Error, Result};
 use super::names;
@@ -121,15 +122,20 @@ impl Tomb {
 
     /// Lua twin: `pack_done` (lua/src/60_tree.lua).
     pub fn pack(entry: &DoneEntry) -> Tomb {
-        let data = bincode::serde::encode_to_vec((entry, entry.drawn_side()), Self::config()).unwrap_or_default();
+        let access = entry.charge.as_ref().map_or(&[][..], |c| &c.access[..]);
+        let data =
+            bincode::serde::encode_to_vec((entry, entry.drawn_side(), access), Self::config()).unwrap_or_default();
         Tomb { forget_at_ms: entry.forget_at_ms, data: data.into_boxed_slice() }
     }
 
     /// Lua twin: `unpack_done` (lua/src/60_tree.lua).
     pub fn unpack(&self) -> Option<DoneEntry> {
-        let ((mut entry, side), _): ((DoneEntry, DrawnSide), usize) =
+        let ((mut entry, side, access), _): ((DoneEntry, DrawnSide, Vec<AccessCheck>), usize) =
             bincode::serde::decode_from_slice(&self.data, Self::config()).ok()?;
         entry.set_drawn_side(side);
+        if let Some(charge) = &mut entry.charge {
+            charge.access = access;
+        }
         Some(entry)
     }
 }
@@ -262,6 +268,9 @@ struct ReservePlan {
     fits: usize,
     reserved: usize,
     allowed: bool,
+    /// The nodes whose access rules refuse the request (judged first:
+    /// when any refuses, amounts are not judged).
+    refusals: Refusals,
 }
 
 /// What a charge decided before changing anything (see [`Tree::charge`]).
@@ -323,6 +332,29 @@ fn settle_amounts(held: Costs, actual: Costs) -> (Costs, Costs, Costs) {
     (actual, released, overage)
 }
 
+/// The answer to a reservation that access rules refuse: nothing fits,
+/// nothing is held, and the checks are the access checks only (amounts are
+/// not judged). `BRIEF` keeps them: they explain a denial.
+/// Lua twin: `HOLDS.access_denial` (lua/src/70_holds.lua).
+fn access_denial(req: &ReserveRequest, plan: ReservePlan) -> ReserveOutcome {
+    let refusals = plan.refusals;
+    ReserveOutcome {
+        allowed: false,
+        id: None,
+        expires_at_ms: 0,
+        items: req.items.len(),
+        fits: 0,
+        reserved: 0,
+        cost: plan.total,
+        held: Some(Costs::new()),
+        checks: Vec::new(),
+        denied_by: refusals.labels().collect(),
+        message: refusals.message,
+        duplicate: false,
+        access: refusals.checks,
+    }
+}
+
 /// What a refusing policy has left: the remaining allowance of a strict
 /// policy (never below zero), nothing for a block policy (it refuses only
 /// once its limit is reached). Of the policies that refuse, the one with
@@ -361,6 +393,10 @@ impl Tree {
                 return Err(e);
             }
         };
+        if !plan.refusals.is_empty() {
+            self.unmake_if(undo);
+            return Ok(access_denial(&req, plan));
+        }
         let outcome = self.reserve_outcome(&req, &mut plan, now_ms);
         if outcome.reserved == 0 {
             self.unmake_if(undo);
@@ -379,6 +415,11 @@ impl Tree {
     fn plan_reserve(&self, req: &ReserveRequest, now_ms: u64) -> Result<ReservePlan> {
         let total = request_total(&req.items)?;
         let reach = self.reach(&req.set, &total);
+        let refusals = self.judge_access(&reach, &req.set);
+        if !refusals.is_empty() {
+            let plan = ReservePlan { total, reach, binding: None, fits: 0, reserved: 0, allowed: false, refusals };
+            return Ok(plan);
+        }
         let n = req.items.len();
         let binding = self.binding(&reach, &req.items, now_ms);
         let fits = binding.as_ref().map_or(n, |b| b.fits);
@@ -391,7 +432,7 @@ impl Tree {
             BatchMode::Upto => fits > 0,
             BatchMode::All | BatchMode::DryRun => fits == n,
         };
-        Ok(ReservePlan { total, reach, binding, fits, reserved, allowed })
+        Ok(ReservePlan { total, reach, binding, fits, reserved, allowed, refusals })
     }
 
     /// The answer to a planned reservation, before any hold is placed (no
@@ -431,6 +472,7 @@ impl Tree {
             denied_by,
             message,
             duplicate: false,
+            access: Vec::new(),
         }
     }
 
@@ -644,6 +686,14 @@ impl Tree {
             Some((fits, n)) => format!("enough {metric} for {fits} of {n} items"),
             None => format!("not enough {metric}"),
         };
+        if policy.inflight {
+            return format!(
+                "{lead}: {} of {} in flight at {path}, {} needed",
+                amount::format(policy.held),
+                amount::format(policy.allowance()),
+                amount::format(costs_get(total, metric))
+            );
+        }
         match policy.mode {
             Mode::Block => format!(
                 "{lead}: the limit at {path} is reached ({} of {} used)",
@@ -1029,7 +1079,22 @@ impl Tree {
         check_item_metrics(&req.cost)?;
         self.sync_way(&req.set.paths, now_ms);
         let undo = self.materialize(&req.set.paths, now_ms, limits)?;
-        let reach = self.reach(&req.set, &req.cost);
+        let reach = self.usage_reach(&req.set, &req.cost);
+        let refusals = self.judge_access(&reach, &req.set);
+        if req.check && !refusals.is_empty() {
+            self.unmake_if(undo);
+            return Ok(ChargeOutcome {
+                allowed: false,
+                charged: Costs::new(),
+                checks: Vec::new(),
+                denied_by: refusals.labels().collect(),
+                message: refusals.message,
+                over: Vec::new(),
+                duplicate: false,
+                drawn: Vec::new(),
+                access: refusals.checks,
+            });
+        }
         let verdict = self.judge_charge(&req, &reach, now_ms);
         if req.check
             && let Some(first) = verdict.refused
@@ -1045,6 +1110,7 @@ impl Tree {
                 over: Vec::new(),
                 duplicate: false,
                 drawn: Vec::new(),
+                access: Vec::new(),
             });
         }
         if let Err(e) = self.check_usage(&reach, &req.set, &req.cost, now_ms, limits) {
@@ -1053,7 +1119,7 @@ impl Tree {
         }
 
         // After this point the charge succeeds.
-        Ok(self.apply_charge(req, reach, verdict, now_ms, limits))
+        Ok(self.apply_charge(req, reach, verdict, refusals, now_ms, limits))
     }
 
     /// The first answer to a charge with this client id, if there was one;
@@ -1103,25 +1169,38 @@ impl Tree {
     }
 
     /// Records a checked charge: usage on every reached node and policy,
-    /// and the answer remembered under a client id.
+    /// and the answer remembered under a client id. A charge that access
+    /// rules refuse (without `CHECK`) is recorded all the same, with a
+    /// `disallowed` event per refusing node (before the policies' alerts)
+    /// and its access checks in the answer.
     fn apply_charge(
         &mut self,
         req: ChargeRequest,
         reach: Reach,
         verdict: ChargeVerdict,
+        refusals: Refusals,
         now_ms: u64,
         limits: &Limits,
     ) -> ChargeOutcome {
+        self.disallowed_events(&refusals, req.id.as_deref(), &req.cost, now_ms, limits);
         let (over, drawn) = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
+        let mut message = describe_after("charged ", &req.cost);
+        let mut denied_by = verdict.denied_by;
+        if !refusals.is_empty() {
+            message = format!("{message}; {}", refusals.message);
+            denied_by.splice(0..0, refusals.labels());
+        }
+        let access = if req.brief { Vec::new() } else { refusals.checks };
         let outcome = ChargeOutcome {
             allowed: true,
-            message: describe_after("charged ", &req.cost),
+            message,
             charged: req.cost,
             checks: verdict.checks,
-            denied_by: verdict.denied_by,
+            denied_by,
             over,
             duplicate: false,
             drawn,
+            access,
         };
         if let Some(id) = req.id {
             self.remember(DoneEntry {
@@ -1365,6 +1444,7 @@ mod tests {
                 service: None,
                 model: None,
                 low: None,
+                inflight: false,
             };
             let mut policy = Policy::new("p", spec, 1, 0);
             policy.used = Decimal::from(next(20));

@@ -21,6 +21,8 @@
 //!   reset), in `policy/grants.rs` its *grants* (draw-down, expiry,
 //!   `LOW`, remembered ids); [`thresholds`]: *warning thresholds*; [`window`]: calendar
 //!   and rolling *windows*; [`events`]: what a tree reports.
+//! - [`access`]: *access rules* (allow and deny lists of services and
+//!   models) and how a request is judged by them.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
 //!   `short`: a short list kept in place (what a request reaches);
 //!   [`pricing`]: the *price book*; [`plan`]: *plans* and the *plan book*;
@@ -32,6 +34,7 @@
 //! file names the section that ports it (`Lua twin:`), and so does each
 //! engine function that has a twin.
 
+pub mod access;
 pub mod amount;
 pub mod catalog;
 pub mod due;

@@ -4,6 +4,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::access::{AccessCheck, AccessView};
 use super::policy::{Closed, Mode, Policy, Status};
 use super::window::Window;
 
@@ -284,6 +285,11 @@ pub struct ReserveOutcome {
     pub message: String,
     /// True when this answer repeats an earlier reserve with the same `ID`.
     pub duplicate: bool,
+    /// The access checks of a reservation refused by access rules (shown
+    /// before `checks`, which are then empty). Never stored: a refused
+    /// reservation is not remembered.
+    #[serde(skip)]
+    pub access: Vec<AccessCheck>,
 }
 
 impl ReserveOutcome {
@@ -352,6 +358,10 @@ pub struct ChargeOutcome {
     /// What grants gave (stored apart from the version 1 shape).
     #[serde(skip)]
     pub drawn: Vec<Draw>,
+    /// The access checks of the nodes that refuse the charge, shown before
+    /// `checks` (stored apart from the version 1 shape).
+    #[serde(skip)]
+    pub access: Vec<AccessCheck>,
 }
 
 /// A policy as `QUOTA.GET` and `QUOTA.TREE` show it.
@@ -376,6 +386,8 @@ pub struct PolicyView {
     pub low: Option<Decimal>,
     /// Σ remaining of live grants, when there is at least one.
     pub granted: Option<Decimal>,
+    /// An `INFLIGHT` policy (SPEC §8).
+    pub inflight: bool,
 }
 
 impl PolicyView {
@@ -399,6 +411,7 @@ impl PolicyView {
             from_plan: policy.from_plan,
             low: policy.low(),
             granted: (policy.granted() > Decimal::ZERO).then(|| policy.granted()),
+            inflight: policy.inflight,
         }
     }
 }
@@ -413,6 +426,8 @@ pub struct NodeView {
     pub spent: Costs,
     pub status: Status,
     pub policies: Vec<PolicyView>,
+    /// The node's own access rules, when it has any.
+    pub access: Option<AccessView>,
     /// Children, for `QUOTA.TREE` only, sorted by name.
     pub children: Vec<NodeView>,
     /// Children left out because `QUOTA.TREE` reached its `COUNT`.

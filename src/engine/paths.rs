@@ -51,6 +51,9 @@ pub struct Node {
     /// Everything charged in this subtree since the node was created, per
     /// metric (a boxed slice: most nodes never change their metrics).
     pub spent: Box<[(String, Decimal)]>,
+    /// The node's access rules (SPEC §8); `None` for a node without any,
+    /// which is most of them.
+    pub access: Option<Box<crate::access::Access>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -69,6 +72,7 @@ impl Node {
             plan_epoch: 0,
             policies: Box::default(),
             spent: Box::default(),
+            access: None,
         }
     }
 

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::access::{Access, AccessCheck, Disallowed};
 use crate::events::{Event, EventMore};
 use crate::hold::{DoneEntry, DrawnSide, Hold};
 use crate::names;
@@ -50,7 +51,13 @@ use std::sync::Arc;
 /// what grants gave in each closed period, the fields of `low` and
 /// `grant_expired` events, and the `drawn` of remembered answers. Versions
 /// 1 and 2 still load; their `granted` becomes one `PERIOD` grant.
-pub const ENCODING_VERSION: i32 = 3;
+///
+/// Version 4 (access rules and in-flight limits, SPEC §8): version 3's
+/// bytes, then an option of [`AccessPart`]: each node's rules, which
+/// policies are `INFLIGHT`, the access checks of remembered charge
+/// answers and the fields of `disallowed` events. A tree with none of
+/// these writes version 3's bytes and one byte (`None`).
+pub const ENCODING_VERSION: i32 = 4;
 
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
@@ -159,7 +166,14 @@ struct NodeV1 {
 impl NodeV1 {
     fn into_stored(self) -> StoredNode {
         let policies = self.policies.into_iter().map(PolicyV1::into_stored).collect();
-        StoredNode { path: self.path, parent: self.parent, children: self.children, policies, spent: self.spent }
+        StoredNode {
+            path: self.path,
+            parent: self.parent,
+            children: self.children,
+            policies,
+            spent: self.spent,
+            access: None,
+        }
     }
 }
 
@@ -331,6 +345,87 @@ impl GrantPart {
     }
 }
 
+/// What version 4 adds after the grants (see [`ENCODING_VERSION`]):
+/// entries only for what is not empty, by position.
+#[derive(Serialize, Deserialize, Default, PartialEq, Eq)]
+struct AccessPart {
+    /// (arena slot, its rules).
+    nodes: Vec<(u32, Access)>,
+    /// (arena slot, policy index) of each `INFLIGHT` policy.
+    inflight: Vec<(u32, u32)>,
+    /// (position among the remembered ids, the access checks of its
+    /// charge answer).
+    done: Vec<(u32, Vec<AccessCheck>)>,
+    /// (position in the log, fields of a `disallowed` event).
+    events: Vec<(u32, Disallowed)>,
+}
+
+impl AccessPart {
+    fn of(tree: &Tree, done: &[DoneEntry]) -> Option<AccessPart> {
+        let mut part = AccessPart::default();
+        for (slot, node) in tree.nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            if let Some(access) = &node.access {
+                part.nodes.push((slot as u32, (**access).clone()));
+            }
+            for (i, policy) in node.policies.iter().enumerate() {
+                if policy.inflight {
+                    part.inflight.push((slot as u32, i as u32));
+                }
+            }
+        }
+        for (i, entry) in done.iter().enumerate() {
+            if let Some(charge) = &entry.charge
+                && !charge.access.is_empty()
+            {
+                part.done.push((i as u32, charge.access.clone()));
+            }
+        }
+        for (i, event) in tree.events.iter().enumerate() {
+            if let Some(access) = &event.access {
+                part.events.push((i as u32, (**access).clone()));
+            }
+        }
+        (part != AccessPart::default()).then_some(part)
+    }
+
+    /// Puts the parts back where they belong (validated by `restore`,
+    /// the access checks here).
+    fn apply(self, parts: &mut Parts) -> Result<(), String> {
+        for (slot, access) in self.nodes {
+            let node = parts.nodes.get_mut(slot as usize).and_then(Option::as_mut).ok_or("rules of a missing node")?;
+            if node.access.is_some() {
+                return Err("rules of a node stored twice".into());
+            }
+            node.access = Some(Box::new(access));
+        }
+        for (slot, index) in self.inflight {
+            let policy = parts
+                .nodes
+                .get_mut(slot as usize)
+                .and_then(Option::as_mut)
+                .and_then(|n| n.policies.get_mut(index as usize))
+                .ok_or("INFLIGHT of a missing policy")?;
+            policy.spec.inflight = true;
+        }
+        for (i, checks) in self.done {
+            for check in &checks {
+                crate::restore::validate_access_check(check)?;
+            }
+            let entry = parts.done.get_mut(i as usize).ok_or("access checks of a missing id")?;
+            match &mut entry.charge {
+                Some(charge) if !checks.is_empty() => charge.access = checks,
+                _ => return Err("access checks of a missing charge".into()),
+            }
+        }
+        for (i, fields) in self.events {
+            let event = parts.events.get_mut(i as usize).ok_or("access fields of a missing event")?;
+            event.access = Some(Box::new(fields));
+        }
+        Ok(())
+    }
+}
+
 /// Stored draws name valid paths, policies and grants, with amounts in range.
 fn validate_drawn(side: &DrawnSide) -> Result<(), String> {
     for draw in side.iter().flat_map(|(_, draws)| draws) {
@@ -419,6 +514,8 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(plan, config()).unwrap_or_default());
     let grants = GrantPart::of(tree, &data.holds, &data.done);
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(grants, config()).unwrap_or_default());
+    let access = AccessPart::of(tree, &data.done);
+    bytes.extend_from_slice(&bincode::serde::encode_to_vec(access, config()).unwrap_or_default());
     bytes
 }
 
@@ -505,6 +602,12 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
         let rest = &rest[more..];
         let (grants, last): (GrantPart, usize) =
             bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable grants: {e}"))?;
+        let rest = &rest[last..];
+        let (access, last): (Option<AccessPart>, usize) = match version {
+            3 => (None, 0),
+            _ => bincode::serde::decode_from_slice(rest, config())
+                .map_err(|e| format!("undecodable access rules: {e}"))?,
+        };
         if last != rest.len() {
             return Err(format!("{} trailing bytes after the tree", rest.len() - last));
         }
@@ -515,6 +618,12 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
             parts.plan = part.into_state()?;
         }
         grants.apply(&mut parts)?;
+        if let Some(access) = access {
+            if access == AccessPart::default() {
+                return Err("an empty access part".into());
+            }
+            access.apply(&mut parts)?;
+        }
     } else if version >= 2 && !rest.is_empty() {
         let (part, more): (PlanPart, usize) =
             bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable plan state: {e}"))?;
@@ -551,6 +660,7 @@ mod tests {
             service: Some("chat".into()),
             model: None,
             low: None,
+            inflight: false,
         };
         t.set_policy("", "monthly", spec(1000), 0, &l).unwrap();
         t.set_policy("projects/p1", "cap", spec(100), 0, &l).unwrap();
@@ -681,6 +791,7 @@ mod tests {
             service: None,
             model: None,
             low: None,
+            inflight: false,
         }
     }
 
@@ -724,7 +835,21 @@ mod tests {
     /// Debug output without what encoding 3 added to views, closed periods
     /// and events (none of it set in older fixtures).
     fn without_new_fields(text: &str) -> String {
-        text.replace(", low: None, granted: None", "").replace(", granted: 0 }", " }").replace(", more: None", "")
+        let text =
+            text.replace(", low: None, granted: None", "").replace(", granted: 0 }", " }").replace(", more: None", "");
+        without_v4_fields(&text)
+    }
+
+    /// Debug output without what encoding 4 added to views and events
+    /// (none of it set in older fixtures).
+    fn without_v4_fields(text: &str) -> String {
+        text.replace(", inflight: false", "").replace(", access: None", "").replace(", access: [] }", " }")
+    }
+
+    /// Version 3's bytes as version 4 writes them: one more byte, `None`
+    /// for a tree without rules or INFLIGHT policies.
+    fn as_v4(bytes: &[u8]) -> Vec<u8> {
+        [bytes, &[0]].concat()
     }
 
     /// A tree with grants for the encoding 3 fixture: a calendar policy
@@ -741,6 +866,7 @@ mod tests {
         let spec = PolicySpec {
             window: Window::Calendar { unit: Unit::Month, anchor: 1 },
             low: Some(Decimal::from(30)),
+            inflight: false,
             ..tree_spec()
         };
         t.set_policy("", "wallet", spec, day, &l).unwrap();
@@ -825,11 +951,11 @@ mod tests {
     fn a_version_3_tree_still_loads() {
         let bytes = include_bytes!("../../tests/fixtures/tree-v3.bin");
         let tree = decode(bytes, 3).unwrap();
-        assert_eq!(grants_text(&tree), include_str!("../../tests/fixtures/tree-v3.txt"));
-        assert_eq!(encode(&tree), bytes);
+        assert_eq!(without_v4_fields(&grants_text(&tree)), include_str!("../../tests/fixtures/tree-v3.txt"));
+        assert_eq!(encode(&tree), as_v4(bytes));
         tree.check_invariants().unwrap();
         // The fixture is what the builder makes now.
-        assert_eq!(encode(&grants_tree()), bytes);
+        assert_eq!(encode(&grants_tree()), as_v4(bytes));
         // Corrupt grant parts are errors or valid trees, never panics.
         for i in 0..bytes.len() {
             let mut b = bytes.to_vec();
@@ -903,6 +1029,7 @@ mod tests {
             service: None,
             model: None,
             low: None,
+            inflight: false,
         };
         let mut t = Tree::new();
         t.set_policy("", "cr", spec("credits"), 0, &l).unwrap();

@@ -199,7 +199,7 @@ fn decimal_field(value: &Value, field: &str) -> Result<rust_decimal::Decimal> {
 
 /// The policy fields a plan accepts, in the order they are read and printed.
 const POLICY_FIELDS: &[&str] =
-    &["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model", "low"];
+    &["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model", "low", "inflight"];
 
 /// One policy of a plan: `object` is the JSON object given for it, `at`
 /// the field path that names it in errors (`paths.<key>.<name>`).
@@ -281,14 +281,19 @@ fn policy_from_json(object: &Map<String, Value>, at: &str) -> Result<PolicySpec>
     }
     let [service, model] = filter;
     let low = object.get("low").map(|v| decimal_field(v, &name_of("low"))).transpose()?;
-    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low };
+    let inflight = match object.get("inflight") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(field_error(&name_of("inflight"), "must be true or false")),
+    };
+    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low, inflight };
     spec.validate()?;
     Ok(spec)
 }
 
 /// A policy as canonical JSON: the fields of [`POLICY_FIELDS`] in their
 /// order, `anchor` only for a month window, `rollover`, `service`,
-/// `model` and `low` only when set.
+/// `model` and `low` only when set, `inflight` only when true.
 /// Lua twin: `policy_to_json` (lua/src/35_plan.lua).
 fn policy_to_json(spec: &PolicySpec, out: &mut String) {
     let text = |s: &str| Value::String(s.to_string()).to_string();
@@ -310,6 +315,9 @@ fn policy_to_json(spec: &PolicySpec, out: &mut String) {
     }
     if let Some(low) = spec.low {
         out.push_str(&format!(",\"low\":{}", text(&amount::format(low))));
+    }
+    if spec.inflight {
+        out.push_str(",\"inflight\":true");
     }
     out.push('}');
 }

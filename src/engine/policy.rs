@@ -101,12 +101,27 @@ pub struct PolicySpec {
     /// apart from the spec's version 1 shape).
     #[serde(skip)]
     pub low: Option<Decimal>,
+    /// `INFLIGHT`: the policy counts only what live holds have (SPEC §8;
+    /// stored apart from the spec's version 1 shape).
+    #[serde(skip)]
+    pub inflight: bool,
 }
 
 impl PolicySpec {
     /// Checks the rules that tie the options together.
     /// Lua twin: `validate_spec` (lua/src/50_policy.lua).
     pub fn validate(&self) -> Result<()> {
+        if self.inflight {
+            if self.window != Window::None {
+                return Err(Error::syntax("an INFLIGHT policy counts what is held now and takes no WINDOW"));
+            }
+            if self.mode == Mode::Block {
+                return Err(Error::syntax("an INFLIGHT policy is strict or open (MODE block does not count holds)"));
+            }
+            if self.low.is_some() {
+                return Err(Error::syntax("LOW does not apply to an INFLIGHT policy"));
+            }
+        }
         if let Some(cap) = self.rollover {
             if !self.window.is_calendar() {
                 return Err(Error::syntax("ROLLOVER needs a calendar WINDOW: hour, day, week, month or year"));
@@ -189,6 +204,9 @@ pub struct Policy {
     /// Whether the policy comes from the tree's plan (`source` "plan")
     /// rather than `QUOTA.SET` (`source` "tree").
     pub from_plan: bool,
+    /// `INFLIGHT` (SPEC §8): counts only what live holds have; never
+    /// records usage, never alerts.
+    pub inflight: bool,
     pub limit: Decimal,
     /// Usage committed or charged in the current period (never below 0).
     /// For a rolling window, the sum of its buckets.
@@ -265,6 +283,7 @@ impl Policy {
             fired: 0,
             over_fired: false,
             from_plan: false,
+            inflight: spec.inflight,
             limit: spec.limit,
             used: Decimal::ZERO,
             held: Decimal::ZERO,
@@ -285,6 +304,7 @@ impl Policy {
             (self.labels, self.split) = labels(&name, &spec.metric);
         }
         self.mode = spec.mode;
+        self.inflight = spec.inflight;
         self.limit = spec.limit;
         self.period = Period::of(spec.window, self.period_start_ms);
         if spec.rollover.is_some() || spec.service.is_some() || spec.model.is_some() || spec.warn != Warn::default() {
@@ -364,6 +384,7 @@ impl Policy {
             service: self.service().map(str::to_string),
             model: self.model().map(str::to_string),
             low: self.low(),
+            inflight: self.inflight,
         }
     }
 
@@ -476,6 +497,10 @@ impl Policy {
     /// Whether an alert could fire at the current level (always true for a
     /// rolling window, whose thresholds re-arm as usage drops).
     pub(crate) fn may_alert(&self) -> bool {
+        // A concurrency cap reached is normal traffic: no thresholds.
+        if self.inflight {
+            return false;
+        }
         self.is_rolling() || amount::cmp(self.level(), self.alert_at).is_ge()
     }
 
@@ -499,6 +524,9 @@ impl Policy {
     /// strict policies count what is held, the others only what is used.
     /// Lua twin: `level` (lua/src/50_policy.lua).
     pub fn level(&self) -> Decimal {
+        if self.inflight {
+            return self.held;
+        }
         match self.mode {
             Mode::Strict => amount::plus(self.used, self.held),
             Mode::Block | Mode::Open => self.used,
@@ -690,6 +718,7 @@ mod tests {
             service: None,
             model: None,
             low: None,
+            inflight: false,
         };
         let mut p = Policy::new("p", spec, 1, 0);
         (p.used, p.held) = (used.into(), held.into());

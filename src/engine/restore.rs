@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
+use crate::access::{Access, AccessCheck, MAX_RULES};
 use crate::amount;
 use crate::events::Event;
 use crate::hold::{DoneEntry, Hold, ItemState};
@@ -80,6 +81,8 @@ pub struct StoredNode {
     pub children: BTreeMap<String, NodeId>,
     pub policies: Vec<StoredPolicy>,
     pub spent: Costs,
+    /// Encoding 4: the node's access rules (None when it has none).
+    pub access: Option<Box<Access>>,
 }
 
 /// A policy as stored: its configuration as `QUOTA.SET` gives it, then
@@ -161,6 +164,7 @@ impl Tree {
             let mut node = Node::new(&stored.path, stored.parent);
             node.policies = stored.policies.into_iter().map(StoredPolicy::into_policy).collect();
             node.spent = stored.spent.into_boxed_slice();
+            node.access = stored.access;
             self.nodes.push(Some(node));
             if !stored.children.is_empty() {
                 links.push((index as NodeId, stored.children.into_values().collect()));
@@ -321,7 +325,44 @@ fn validate_node(
         names::parse_metric(metric).map_err(|e| e.to_string())?;
         non_negative(*value)?;
     }
+    if let Some(access) = &node.access {
+        validate_access(access).map_err(|why| bad(why))?;
+    }
     Ok(())
+}
+
+/// A node's stored rules: at least one, at most [`MAX_RULES`], each list
+/// sorted without duplicates, every name one `QUOTA.ALLOW` accepts.
+fn validate_access(access: &Access) -> Result<(), &'static str> {
+    if access.is_empty() || access.len() > MAX_RULES {
+        return Err("access rules empty or beyond the bound");
+    }
+    for list in [&access.allow, &access.deny] {
+        if list.windows(2).any(|p| p[0] >= p[1]) {
+            return Err("access rules out of order or repeated");
+        }
+        let valid = |text: &str| text != "*" && names::parse_name(text, "service").is_ok();
+        if !list.iter().all(|e| valid(&e.service) && e.model.as_deref().is_none_or(valid)) {
+            return Err("an access rule names an invalid service or model");
+        }
+    }
+    Ok(())
+}
+
+/// A stored access check (of a remembered charge's answer): a display
+/// path, and valid names.
+pub(crate) fn validate_access_check(check: &AccessCheck) -> Result<(), String> {
+    let path = if check.path == "/" { "" } else { check.path.as_str() };
+    let canonical = !path.is_empty() || check.path == "/";
+    let path_ok = canonical && names::parse_path(path, names::MAX_DEPTH_HARD).ok().as_deref() == Some(path);
+    let named = [&check.service, &check.model]
+        .iter()
+        .all(|n| n.as_deref().is_none_or(|n| names::parse_name(n, "service").is_ok()));
+    if path_ok && named && (check.model.is_none() || check.service.is_some()) {
+        Ok(())
+    } else {
+        Err("a stored access check is invalid".into())
+    }
 }
 
 /// A node's path is canonical, and its parent and children name it back.
@@ -388,6 +429,15 @@ fn validate_policy(
     }
     if let Some(grants) = &policy.grants {
         validate_grants(policy, grants).map_err(|why| bad(&why))?;
+    }
+    // An INFLIGHT policy (its window, mode and LOW are checked by the
+    // spec) never records usage and takes no grants.
+    if policy.spec.inflight
+        && (!policy.used.is_zero()
+            || !policy.granted.is_zero()
+            || policy.grants.as_ref().is_some_and(|g| *g != StoredGrants::default()))
+    {
+        return Err(bad("an INFLIGHT policy with usage or grants"));
     }
     match policy.spec.window.bucket_ms() {
         Some(_) => {
@@ -467,6 +517,20 @@ fn validate_event(event: &Event) -> Result<(), String> {
     let bad = || format!("event {} names an invalid path, policy, metric or id", event.seq);
     if names::parse_path(&event.path, names::MAX_DEPTH_HARD).ok().as_deref() != Some(event.path.as_str()) {
         return Err(bad());
+    }
+    // A `disallowed` event has its access fields, and only it.
+    let disallowed = event.kind == crate::events::EventKind::Disallowed;
+    match &event.access {
+        Some(a) if disallowed => {
+            let named = [&a.service, &a.model]
+                .iter()
+                .all(|n| n.as_deref().is_none_or(|n| names::parse_name(n, "service").is_ok()));
+            if !named || (a.model.is_some() && a.service.is_none()) {
+                return Err(bad());
+            }
+        }
+        None if !disallowed => {}
+        _ => return Err(bad()),
     }
     let named = event.policy.as_deref().is_none_or(|p| names::parse_name(p, "policy").is_ok())
         && event.id.as_deref().is_none_or(|id| names::parse_name(id, "id").is_ok())
@@ -580,6 +644,7 @@ mod tests {
             service: None,
             model: None,
             low: None,
+            inflight: false,
         };
         let policy = StoredPolicy {
             name: "cap".into(),
@@ -602,6 +667,7 @@ mod tests {
             children: BTreeMap::from([("a".to_string(), 1)]),
             policies: vec![policy],
             spent: Costs::new(),
+            access: None,
         };
         let a = StoredNode {
             path: "a".into(),
@@ -609,6 +675,7 @@ mod tests {
             children: BTreeMap::new(),
             policies: Vec::new(),
             spent: Costs::new(),
+            access: None,
         };
         Parts {
             seq: 0,
@@ -665,6 +732,7 @@ mod tests {
                 children: children.iter().map(|(s, c)| (s.to_string(), *c)).collect(),
                 policies: Vec::new(),
                 spent: Costs::new(),
+                access: None,
             })
         }
         type Change = fn(&mut Parts);

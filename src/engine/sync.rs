@@ -273,7 +273,7 @@ impl Tree {
                 Some(i) if out.policies[i].spec() == *spec => {}
                 Some(i) => {
                     let old = &out.policies[i];
-                    let new_metric = old.metric() != spec.metric;
+                    let new_metric = crate::tree::restarts(old, spec);
                     let recount = new_metric || !same_filter(old, spec);
                     let old_generation = old.generation;
                     let generation = match new_metric {

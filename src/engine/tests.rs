@@ -28,6 +28,7 @@ fn spec(metric: &str, limit: &str, mode: Mode) -> PolicySpec {
         service: None,
         model: None,
         low: None,
+        inflight: false,
     }
 }
 

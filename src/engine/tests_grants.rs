@@ -41,6 +41,7 @@ fn spec(limit: &str, window: Window) -> PolicySpec {
         service: None,
         model: None,
         low: None,
+        inflight: false,
     }
 }
 

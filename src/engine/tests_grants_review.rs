@@ -31,6 +31,7 @@ fn spec(limit: &str, window: Window, low: Option<&str>) -> PolicySpec {
         service: None,
         model: None,
         low: low.map(d),
+        inflight: false,
     }
 }
 

@@ -79,6 +79,7 @@ fn spec(metric: &str, service: Option<&str>, mode: usize, limit: u32) -> PolicyS
         service: service.map(str::to_string),
         model: None,
         low: None,
+        inflight: false,
     }
 }
 

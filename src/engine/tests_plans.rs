@@ -24,6 +24,7 @@ fn spec(metric: &str, limit: &str) -> PolicySpec {
         service: None,
         model: None,
         low: None,
+        inflight: false,
     }
 }
 

@@ -164,12 +164,18 @@ pub struct GrantOutcome {
 /// Lua twin: `update_policy` in `OPS.set_policy` (lua/src/75_ops.lua).
 pub(crate) fn updated_policy(policy: &Policy, spec: PolicySpec, generation: u64, now_ms: u64) -> Policy {
     let mut policy = policy.clone();
-    let new_metric = policy.metric() != spec.metric;
+    let new_metric = restarts(&policy, &spec);
     policy.update(spec, now_ms);
     if new_metric {
         policy.restart(generation, now_ms);
     }
     policy
+}
+
+/// Whether updating a policy to `spec` starts it over: a changed metric,
+/// or `INFLIGHT` turned on or off, counts something else.
+pub(crate) fn restarts(policy: &Policy, spec: &PolicySpec) -> bool {
+    policy.metric() != spec.metric || policy.inflight != spec.inflight
 }
 
 /// Whether a policy keeps the service/model filter of `spec`.
@@ -346,7 +352,7 @@ impl Tree {
         let old = self
             .node(id)
             .and_then(|node| node.policies.iter().find(|p| p.name() == name))
-            .map(|p| (p.generation, p.metric() != spec.metric || !same_filter(p, &spec)));
+            .map(|p| (p.generation, restarts(p, &spec) || !same_filter(p, &spec)));
         let counted = match old {
             Some((_, false)) => None,
             _ if !self.holds_may_reach(path) => None,
@@ -448,6 +454,12 @@ impl Tree {
         let ttl = limits.tombstone_ttl_ms;
         // Checked on the policy as it is now (a view), then applied.
         let view = self.policy_at(r, now_ms).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
+        if view.inflight {
+            return Err(Error::State(format!(
+                "policy '{name}' at {} is INFLIGHT: it takes no grants",
+                names::display_path(path)
+            )));
+        }
         if let Some(id) = &req.id
             && let Some((grant, live)) = view.find_grant(id, now_ms, ttl)
         {
@@ -590,6 +602,12 @@ impl Tree {
     /// ancestors are found through the parent links.
     /// Lua twin: `reach` (lua/src/60_tree.lua).
     pub(crate) fn reach(&self, set: &ChargeSet, metrics: &[(String, Decimal)]) -> Reach {
+        self.reach_of(set, metrics, true)
+    }
+
+    /// [`Tree::reach`], with or without the `INFLIGHT` policies (which
+    /// only holds reach: usage never does).
+    fn reach_of(&self, set: &ChargeSet, metrics: &[(String, Decimal)], inflight: bool) -> Reach {
         let mut nodes: Short<NodeId, 8> = Short::new();
         let mut missing: Vec<&str> = Vec::new();
         for path in &set.paths {
@@ -630,7 +648,8 @@ impl Tree {
         for &id in &nodes {
             let Some(node) = self.node(id) else { continue };
             for (index, policy) in node.policies.iter().enumerate() {
-                if let Some(at) = wanted.position(policy.metric())
+                if (inflight || !policy.inflight)
+                    && let Some(at) = wanted.position(policy.metric())
                     && policy.matches(set.service.as_deref(), set.model.as_deref())
                 {
                     policies.push(PolicyRef { node: id, index });
@@ -693,10 +712,11 @@ impl Tree {
     }
 
     /// The reach of `usage` on `set`, for [`Tree::check_usage`] and
-    /// [`Tree::apply_usage`].
+    /// [`Tree::apply_usage`]: every policy but the `INFLIGHT` ones, which
+    /// never record usage (a charge neither judges nor charges them).
     /// Lua twin: `usage_reach` (lua/src/60_tree.lua).
     pub(crate) fn usage_reach(&self, set: &ChargeSet, usage: &Costs) -> Reach {
-        self.reach(set, usage)
+        self.reach_of(set, usage, false)
     }
 
     /// Charges `usage` to every node of the charge set and every matching

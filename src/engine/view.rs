@@ -67,6 +67,11 @@ impl Tree {
             spent: node.spent.to_vec(),
             status: policies.iter().map(|p| p.status).max().unwrap_or(Status::None),
             policies,
+            access: node.access.as_deref().map(|a| crate::access::AccessView {
+                path: names::display_path(&node.path).to_string(),
+                allow: a.allow.clone(),
+                deny: a.deny.clone(),
+            }),
             children,
             more,
         })

@@ -8,6 +8,7 @@
 //! Replication (the stamp every write carries, and what follows a change)
 //! is in [`crate::replication`].
 
+pub mod access;
 pub mod args;
 #[cfg(test)]
 mod fuzz;
@@ -85,6 +86,9 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &reserve::RELEASE,
     &reserve::EXTEND,
     &reserve::CHARGE,
+    &access::ALLOW,
+    &access::DENY,
+    &access::ACCESS,
 ];
 
 /// Entry point for `QUOTA.<command> key args…` from a client: Redis's own

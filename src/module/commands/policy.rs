@@ -16,17 +16,17 @@ pub const REVOKE: Command = Command { name: "QUOTA.REVOKE", handler: Handler::Wr
 pub const RESET: Command = Command { name: "QUOTA.RESET", handler: Handler::Write(reset) };
 
 const SET_KEYWORDS: &[&str] =
-    &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL", "LOW"];
+    &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL", "LOW", "INFLIGHT"];
 const GRANT_KEYWORDS: &[&str] = &["ID", "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE"];
 
 /// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 /// rolling dur] [MODE m] [WARN p,…] [ROLLOVER cap] [SERVICE s [MODEL m]]
-/// [LOW amount]`
+/// [LOW amount] [INFLIGHT]`
 fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let path = args.next_path("a path")?;
     let name = args.next_name("policy name")?;
     let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
-    let mut low = None;
+    let (mut low, mut inflight) = (None, false);
     let (mut mode, mut warn) = (Mode::Strict, Warn::default());
     let (mut window, mut duration, mut anchor) = (None, None, None);
     let mut seen = super::args::Seen::default();
@@ -51,6 +51,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
             "SERVICE" => service = Some(args.next_name("service")?),
             "MODEL" => model = Some(args.next_name("model")?),
             "LOW" => low = Some(args.next_non_negative("LOW")?),
+            "INFLIGHT" => inflight = true,
             _ => return Err(args.unknown(word)),
         }
     }
@@ -61,7 +62,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         (None, Some(_)) => return Err(Error::syntax("ANCHOR applies only to WINDOW month")),
         (None, None) => Window::None,
     };
-    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low };
+    let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low, inflight };
     tree.set_policy(&path, &name, spec, env.now_ms, &env.limits)?;
     Ok(Answer::new(Reply::Ok, true))
 }

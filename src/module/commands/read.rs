@@ -101,6 +101,14 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
             fields.push(("remaining", amount(more.and_then(|m| m.remaining))));
             fields.push(("low", amount(more.and_then(|m| m.low))));
         }
+        EventKind::Disallowed => {
+            let access = e.access.as_deref();
+            fields.push(("rule", access.map_or(Reply::Nil, |a| Reply::str(a.rule.as_str()))));
+            fields.push(("service", Reply::opt_str(access.and_then(|a| a.service.as_deref()))));
+            fields.push(("model", Reply::opt_str(access.and_then(|a| a.model.as_deref()))));
+            fields.push(("id", Reply::opt_str(e.id.as_deref())));
+            fields.push(("amounts", Reply::costs(&e.amounts)));
+        }
         EventKind::GrantExpired => {
             let more = e.more.as_deref();
             fields.push(("grant", Reply::opt_str(more.and_then(|m| m.grant.as_deref()))));
@@ -215,6 +223,9 @@ fn node_reply(node: &NodeView, with_children: bool) -> Reply {
         ("spent", Reply::costs(&node.spent)),
         ("policies", Reply::Array(node.policies.iter().map(node_policy_reply).collect())),
     ];
+    if let Some(access) = &node.access {
+        fields.push(("access", super::access::rules_reply(access)));
+    }
     if with_children {
         fields.push(("children", Reply::Array(node.children.iter().map(|c| node_reply(c, true)).collect())));
         if node.more > 0 {
@@ -254,6 +265,9 @@ pub fn policy_reply(p: &PolicyView) -> Reply {
     }
     if let Some(granted) = p.granted {
         fields.push(("granted", Reply::amount(granted)));
+    }
+    if p.inflight {
+        fields.push(("inflight", Reply::Int(1)));
     }
     push_period(&mut fields, p.period);
     Reply::Map(fields)

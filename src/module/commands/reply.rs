@@ -6,6 +6,7 @@
 use redis_module::{Context, raw};
 use rust_decimal::Decimal;
 
+use crate::engine::access::AccessCheck;
 use crate::engine::outcome::{ChargeOutcome, Check, Draw, ReserveOutcome};
 use crate::engine::{Costs, amount};
 
@@ -29,10 +30,11 @@ pub enum Reply {
     Pairs(Vec<(String, Reply)>),
     /// Metric → amount.
     Costs(Costs),
-    /// The per-policy checks of a reservation or charge: an array of maps,
-    /// written field by field from the checks themselves (a full answer
-    /// has a dozen fields for each of many policies).
-    Checks(Vec<Check>),
+    /// The checks of a reservation or charge: an array of maps, the access
+    /// checks (`kind` `access`) first, then the per-policy checks (`kind`
+    /// `policy`), written field by field from the checks themselves (a
+    /// full answer has a dozen fields for each of many policies).
+    Checks(Vec<AccessCheck>, Vec<Check>),
     /// The answer to `QUOTA.RESERVE` (and whether it is `BRIEF`), written
     /// straight from the outcome: the request path builds no tree of
     /// fields (see `super::reserve::reserve_reply` for its shape).
@@ -48,11 +50,12 @@ enum Value<'a> {
     Amount(Decimal),
 }
 
-/// The fields of a check, in reply order: 12, or 14 with a period.
-fn check_fields<'a>(c: &'a Check, window: &'a str) -> ([(&'static str, Value<'a>); 14], usize) {
+/// The fields of a check, in reply order: 13, or 15 with a period.
+fn check_fields<'a>(c: &'a Check, window: &'a str) -> ([(&'static str, Value<'a>); 15], usize) {
     let (start, end) = c.period.unwrap_or_default();
     let ms = |t: u64| Value::Int(i64::try_from(t).unwrap_or(i64::MAX));
     let fields = [
+        ("kind", Value::Str("policy")),
         ("path", Value::Str(&c.path)),
         ("policy", Value::Str(&c.policy)),
         ("metric", Value::Str(&c.metric)),
@@ -68,12 +71,41 @@ fn check_fields<'a>(c: &'a Check, window: &'a str) -> ([(&'static str, Value<'a>
         ("period_start", ms(start)),
         ("period_end", ms(end)),
     ];
-    (fields, if c.period.is_some() { 14 } else { 12 })
+    (fields, if c.period.is_some() { 15 } else { 13 })
 }
 
-/// Calls `f` with the fields of each check (the window label is written
-/// only for rolling windows; the others have a fixed one).
-fn for_each_check(checks: &[Check], mut f: impl FnMut(&[(&'static str, Value<'_>)])) {
+/// The fields of an access check, in reply order: `service` and `model`
+/// only when the request named them.
+fn access_fields(c: &AccessCheck) -> ([(&'static str, Value<'_>); 6], usize) {
+    let mut fields = [
+        ("kind", Value::Str("access")),
+        ("path", Value::Str(&c.path)),
+        ("rule", Value::Str(c.rule.as_str())),
+        ("pass", Value::Int(0)),
+        ("pass", Value::Int(0)),
+        ("pass", Value::Int(0)),
+    ];
+    let mut n = 3;
+    if let Some(service) = &c.service {
+        fields[n] = ("service", Value::Str(service));
+        n += 1;
+    }
+    if let Some(model) = &c.model {
+        fields[n] = ("model", Value::Str(model));
+        n += 1;
+    }
+    fields[n] = ("pass", Value::Int(0));
+    (fields, n + 1)
+}
+
+/// Calls `f` with the fields of each check, access checks first (the
+/// window label is written only for rolling windows; the others have a
+/// fixed one).
+fn for_each_check(access: &[AccessCheck], checks: &[Check], mut f: impl FnMut(&[(&'static str, Value<'_>)])) {
+    for c in access {
+        let (fields, n) = access_fields(c);
+        f(&fields[..n]);
+    }
     for c in checks {
         let rolling;
         let window = match c.window.static_label() {
@@ -164,7 +196,7 @@ pub fn emit(ctx: &Context, reply: &Reply) {
             }
         }
         Reply::Costs(costs) => emit_costs(c, costs),
-        Reply::Checks(checks) => emit_checks(c, checks),
+        Reply::Checks(access, checks) => emit_checks(c, access, checks),
         Reply::Reserve(o, brief) => emit_reserve(c, o, *brief),
         Reply::Charge(o, brief) => emit_charge(c, o, *brief),
     }
@@ -194,10 +226,10 @@ fn emit_strings(c: *mut raw::RedisModuleCtx, values: &[String]) {
     }
 }
 
-fn emit_checks(c: *mut raw::RedisModuleCtx, checks: &[Check]) {
-    raw::reply_with_array(c, checks.len() as _);
+fn emit_checks(c: *mut raw::RedisModuleCtx, access: &[AccessCheck], checks: &[Check]) {
+    raw::reply_with_array(c, (access.len() + checks.len()) as _);
     let mut amount_text = amount::Text::new();
-    for_each_check(checks, |fields| {
+    for_each_check(access, checks, |fields| {
         raw::reply_with_map(c, fields.len() as _);
         for (key, value) in fields {
             text(c, key);
@@ -235,7 +267,7 @@ fn emit_reserve(c: *mut raw::RedisModuleCtx, o: &ReserveOutcome, brief: bool) {
     emit_costs(c, o.held());
     if checks {
         text(c, "checks");
-        emit_checks(c, &o.checks);
+        emit_checks(c, &o.access, &o.checks);
     }
     text(c, "denied_by");
     emit_strings(c, &o.denied_by);
@@ -255,7 +287,7 @@ fn emit_charge(c: *mut raw::RedisModuleCtx, o: &ChargeOutcome, brief: bool) {
     emit_costs(c, &o.charged);
     if checks {
         text(c, "checks");
-        emit_checks(c, &o.checks);
+        emit_checks(c, &o.access, &o.checks);
     }
     text(c, "denied_by");
     emit_strings(c, &o.denied_by);
@@ -345,7 +377,7 @@ fn write_json(reply: &Reply, out: &mut String) {
         Reply::Costs(costs) => write_json_costs(costs, out),
         Reply::Reserve(o, brief) => write_json(&super::reserve::reserve_reply((**o).clone(), *brief), out),
         Reply::Charge(o, brief) => write_json(&super::reserve::charge_reply((**o).clone(), *brief), out),
-        Reply::Checks(checks) => write_json_checks(checks, out),
+        Reply::Checks(access, checks) => write_json_checks(access, checks, out),
     }
 }
 
@@ -364,10 +396,10 @@ fn write_json_costs(costs: &Costs, out: &mut String) {
 }
 
 /// Writes checks as a JSON array of objects, fields in reply order.
-fn write_json_checks(checks: &[Check], out: &mut String) {
+fn write_json_checks(access: &[AccessCheck], checks: &[Check], out: &mut String) {
     out.push('[');
     let mut first = true;
-    for_each_check(checks, |fields| {
+    for_each_check(access, checks, |fields| {
         if !first {
             out.push(',');
         }
@@ -430,10 +462,10 @@ mod tests {
             period,
         };
         let checks = vec![check(Window::None, None), check(Window::Rolling { duration_ms: 3_600_000 }, Some((1, 2)))];
-        let fields = r#""path":"a/b","policy":"cap","metric":"credits","mode":"strict","window":"#;
+        let fields = r#""kind":"policy","path":"a/b","policy":"cap","metric":"credits","mode":"strict","window":"#;
         let amounts = r#""limit":"100","used":"12.5","held":"0","requested":"-0.05","remaining":"87.5","pass":1,"status":"healthy""#;
         assert_eq!(
-            to_json(&Reply::Checks(checks)),
+            to_json(&Reply::Checks(Vec::new(), checks)),
             format!(
                 r#"[{{{fields}"none",{amounts}}},{{{fields}"rolling 1h",{amounts},"period_start":1,"period_end":2}}]"#
             )

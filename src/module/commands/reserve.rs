@@ -8,7 +8,7 @@ use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
 use crate::engine::names::display_path;
 use crate::engine::outcome::{
-    ChargeOutcome, Check, CommitOutcome, Draw, MAX_ITEM_METRICS, ReleaseOutcome, ReserveOutcome, Totals,
+    ChargeOutcome, CommitOutcome, Draw, MAX_ITEM_METRICS, ReleaseOutcome, ReserveOutcome, Totals,
 };
 use crate::engine::{BatchMode, ChargeRequest, ChargeSet, Costs, Error, ReserveRequest, Result, Tree, amount};
 
@@ -279,16 +279,12 @@ pub fn reserve_reply(o: ReserveOutcome, brief: bool) -> Reply {
         ("held", Reply::costs_owned(held)),
     ]);
     if !(brief && o.allowed) {
-        fields.push(("checks", checks_reply(o.checks)));
+        fields.push(("checks", Reply::Checks(o.access, o.checks)));
     }
     fields.push(("denied_by", Reply::strings(o.denied_by)));
     fields.push(("message", Reply::Str(o.message)));
     fields.push(("duplicate", Reply::flag(o.duplicate)));
     Reply::Map(fields)
-}
-
-fn checks_reply(checks: Vec<Check>) -> Reply {
-    Reply::Checks(checks)
 }
 
 /// `ITEM i` and an optional `COST …` after a reservation id.
@@ -418,7 +414,7 @@ fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 pub fn charge_reply(o: ChargeOutcome, brief: bool) -> Reply {
     let mut fields = vec![("allowed", Reply::flag(o.allowed)), ("charged", Reply::costs_owned(o.charged))];
     if !(brief && o.allowed) {
-        fields.push(("checks", checks_reply(o.checks)));
+        fields.push(("checks", Reply::Checks(o.access, o.checks)));
     }
     fields.push(("denied_by", Reply::strings(o.denied_by)));
     fields.push(("message", Reply::Str(o.message)));
