@@ -29,7 +29,11 @@
 -- 1.4.0: credits and grants (SPEC §7): a tree that has had a grant or LOW
 -- is stored in layout 4 (policy grant state, the grants hash), which 1.3.0
 -- and before refuse; every other tree keeps its layout byte for byte.
-local VERSION = "1.4.0"
+-- 1.5.0: access rules and INFLIGHT policies (SPEC §8): a tree that has had
+-- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
+-- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
+-- layout byte for byte.
+local VERSION = "1.5.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -2867,7 +2871,7 @@ do
     end
 
     local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
-        rollover = true, service = true, model = true, low = true }
+        rollover = true, service = true, model = true, low = true, inflight = true }
 
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
@@ -2953,12 +2957,20 @@ do
         if map.low ~= nil then
             spec.low = amount_of(map.low, at .. ".low")
         end
+        v = map.inflight
+        if v ~= nil then
+            if type(v) ~= "table" or (v.kind ~= "true" and v.kind ~= "false") then
+                field_error(at .. ".inflight", "must be true or false")
+            end
+            spec.inflight = v.kind == "true" or nil
+        end
         late.validate_spec(spec)
         return spec
     end
 
     -- A policy's fields in canonical JSON: metric, limit, window, anchor
-    -- (month only), mode, warn, rollover, service, model (when set).
+    -- (month only), mode, warn, rollover, service, model, low, inflight
+    -- (when set).
     -- Rust twin: policy_to_json (src/engine/plan.rs)
     local function policy_to_json(spec)
         local w = W.decode(spec.wenc)
@@ -2984,6 +2996,9 @@ do
         end
         if spec.low then
             out[#out + 1] = ',"low":' .. json_string(D.fmt(spec.low))
+        end
+        if spec.inflight then
+            out[#out + 1] = ',"inflight":true'
         end
         out[#out + 1] = "}"
         return tconcat(out)
@@ -3970,9 +3985,24 @@ end
 
 -- ----- the spec --------------------------------------------------------------
 
--- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model}
+-- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model,
+-- low, inflight (true|nil)}
 -- Rust twin: PolicySpec::validate (src/engine/policy.rs)
 local function validate_spec(spec)
+    if spec.inflight then
+        -- An INFLIGHT policy counts what live holds have now: no period,
+        -- no usage, so nothing a window, a block, LOW or a grant works on.
+        local w = window_of(spec.wenc)
+        if W.is_calendar(w) or W.is_rolling(w) then
+            fail("ERR syntax: an INFLIGHT policy counts what is held now and takes no WINDOW")
+        end
+        if spec.mode == "block" then
+            fail("ERR syntax: an INFLIGHT policy is strict or open (MODE block does not count holds)")
+        end
+        if spec.low then
+            fail("ERR syntax: LOW does not apply to an INFLIGHT policy")
+        end
+    end
     if spec.rollover then
         if not W.is_calendar(window_of(spec.wenc)) then
             fail("ERR syntax: ROLLOVER needs a calendar WINDOW: hour, day, week, month or year")
@@ -4028,7 +4058,9 @@ end
 
 -- Rust twin: Policy::level (src/engine/policy.rs)
 local function level(p)
-    if p.mode == "strict" then
+    if p.inflight then
+        return p.held
+    elseif p.mode == "strict" then
         return plus(p.used, p.held)
     end
     return p.used
@@ -4060,7 +4092,9 @@ end
 -- Whether the level has reached `pct` percent of the allowance.
 -- Rust twin: Policy::crossed (src/engine/policy.rs)
 local function crossed(p, pct)
-    if p.mode == "strict" then
+    if p.inflight then
+        return compare(p.held, nil, nil, 100, p.allow, pct) >= 0
+    elseif p.mode == "strict" then
         return compare(p.used, p.held, nil, 100, p.allow, pct) >= 0
     end
     return compare(p.used, nil, nil, 100, p.allow, pct) >= 0
@@ -4159,6 +4193,7 @@ local function new_policy(name, spec, generation, now)
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
         allow = spec.limit, dr = D.ZERO, gn = 0, gx = 0, low = spec.low, lowf = false, ext = spec.low ~= nil, gs = 1,
+        inflight = spec.inflight,
     }
 end
 
@@ -4802,7 +4837,7 @@ local function copy_policy(p)
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
         src = p.src, dr = p.dr, gn = p.gn, gx = p.gx, low = p.low, lowf = p.lowf, ext = p.ext, gk = p.gk,
-        gs = p.gs,
+        gs = p.gs, inflight = p.inflight,
         gw = G.copy_w(p.gw),
     }
 end
@@ -4935,7 +4970,7 @@ local function update_policy(p, spec, now)
     end
     p.metric, p.limit, p.mode, p.wenc, p.warn = spec.metric, spec.limit, spec.mode, spec.wenc, spec.warn
     p.rollover, p.service, p.model = spec.rollover, spec.service, spec.model
-    p.low = spec.low
+    p.low, p.inflight = spec.low, spec.inflight
     if p.low then
         p.ext = true
     end
@@ -4997,8 +5032,11 @@ do
     -- grants, low, low_fired}; its GRANTED is then the remaining of its live
     -- grants (before, the first release's per-period grant: see G.legacy).
     local GRANTS_STATE = 21
+    -- Since layout 5 (1.5.0), an INFLIGHT policy has one more: true, after
+    -- FROM_PLAN and GRANTS_STATE (false: none).
+    local INFLIGHT = 22
     local POLICY_HEADER, PLAN_POLICY_HEADER = array_header(OVER_FIRED), array_header(FROM_PLAN)
-    local EXT_HEADER = array_header(GRANTS_STATE)
+    local EXT_HEADER, INFLIGHT_HEADER = array_header(GRANTS_STATE), array_header(INFLIGHT)
 
     -- The packed bytes of a D value, kept while the value lives (values
     -- never change, and most of a policy's are the same from one write to
@@ -5022,14 +5060,15 @@ do
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext) then
-            head = (p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
+                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext and p.ph_inf == p.inflight) then
+            head = (p.inflight and INFLIGHT_HEADER or p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER
+                or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
                 p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
                 p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen, p.ph_src, p.ph_ext = p.gen, p.src, p.ext
+            p.ph_gen, p.ph_src, p.ph_ext, p.ph_inf = p.gen, p.src, p.ext, p.inflight
         end
         local bk = {}
         for i = 1, #p.bk do
@@ -5038,6 +5077,10 @@ do
         end
         local packed = head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro)
             .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
+        if p.inflight then
+            return packed .. (p.src and "\195" or "\194") .. (p.ext and mpack({ D.stored(p.dr), p.gx, p.gn,
+                p.low and D.stored(p.low) or false, p.lowf, p.gs }) or "\194") .. "\195"
+        end
         if p.ext then
             return packed .. (p.src and "\195" or "\194") .. mpack({ D.stored(p.dr), p.gx, p.gn,
                 p.low and D.stored(p.low) or false, p.lowf, p.gs })
@@ -5063,6 +5106,7 @@ do
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
             allow = false, src = t[FROM_PLAN] and "plan" or nil,
             dr = D.ZERO, gn = 0, gx = 0, low = nil, lowf = false, ext = false, gs = 1,
+            inflight = t[INFLIGHT] == true or nil,
         }
         if ext then
             p.dr, p.gx, p.gn, p.low, p.lowf, p.ext = D.loaded(ext[1]), ext[2], ext[3], ext[4] and D.loaded(ext[4]) or nil,
@@ -5123,6 +5167,10 @@ local function policy_reply(p, now)
     if p.gn > 0 then
         f[#f + 1] = "granted"
         f[#f + 1] = D.fmt(p.gr)
+    end
+    if p.inflight then
+        f[#f + 1] = "inflight"
+        f[#f + 1] = 1
     end
     push_period(f, shown_period(p, now))
     return f
@@ -5198,16 +5246,44 @@ do
     -- Since layout 3, a node of a tree that follows (or followed) a plan
     -- has a fourth position: the tree's plan epoch it was last synced at.
     local NODE_PLAN_EPOCH = 4
+    -- Since layout 5 (1.5.0), a node with access rules has a fifth: {allow,
+    -- deny}, each a sorted list of {service, model or false} (NODE_PLAN_EPOCH
+    -- is then false when the tree follows no plan).
+    local NODE_ACCESS = 5
+
+    -- Stored rules, checked: what is not two lists of {service, model or
+    -- false} is no rule.
+    local function load_access(t)
+        if type(t) ~= "table" then
+            return nil
+        end
+        local out = { allow = {}, deny = {} }
+        for k, name in ipairs({ "allow", "deny" }) do
+            local list = type(t[k]) == "table" and t[k] or {}
+            for _, e in ipairs(list) do
+                if type(e) == "table" and type(e[1]) == "string" then
+                    out[name][#out[name] + 1] = { e[1], type(e[2]) == "string" and e[2] or false }
+                end
+            end
+        end
+        if #out.allow + #out.deny == 0 then
+            return nil
+        end
+        return out
+    end
 
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local parts = { n.pe and "\148" or "\147", array_header(#n.pols) }
+        local ac = n.ac
+        local parts = { ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
-        if n.pe then
+        if ac then
+            parts[#parts + 1] = mpack(n.pe or false, { ac.allow, ac.deny })
+        elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
         end
         return tconcat(parts)
@@ -5220,7 +5296,12 @@ do
         for i = 1, #stored do
             pols[i] = unpack_policy(stored[i])
         end
-        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS], pe = t[NODE_PLAN_EPOCH] }
+        local ac = t[NODE_ACCESS]
+        if ac then
+            ac = load_access(ac)
+        end
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
+            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
     end
 
     -- The layout this library writes: 2, or 3 for a tree that follows or
@@ -5230,13 +5311,17 @@ do
     -- (meta.grants): its policies' grant state and the grants hash; "#" then
     -- says in a ninth position whether it follows or followed a plan. A
     -- library before 1.4.0 refuses layout 4.
-    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT = 2, 3, 4
+    -- Since 1.5.0, layout 5 for a tree that has had an access rule or an
+    -- INFLIGHT policy (meta.access): layout 4's records, node rules and the
+    -- INFLIGHT flag; "#" as in layout 4. A library before 1.5.0 refuses
+    -- layout 5.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT = 2, 3, 4, 5
     local META_PLAN = 9
 
     function pack_meta(meta)
-        if meta.grants then
-            return mpack({ meta.seq, meta.gen, meta.ev, GRANTS_LAYOUT, meta.due_e, meta.due_f, meta.indexed,
-                meta.holds, meta.plan or false })
+        if meta.access or meta.grants then
+            return mpack({ meta.seq, meta.gen, meta.ev, meta.access and ACCESS_LAYOUT or GRANTS_LAYOUT, meta.due_e,
+                meta.due_f, meta.indexed, meta.holds, meta.plan or false })
         end
         return mpack({ meta.seq, meta.gen, meta.ev, meta.plan and PLAN_LAYOUT or LAYOUT, meta.due_e, meta.due_f,
             meta.indexed, meta.holds })
@@ -5268,15 +5353,18 @@ do
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= 1 then
+        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
+            and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), GRANTS_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), ACCESS_LAYOUT))
         end
-        local grants = layout == GRANTS_LAYOUT
+        local access = layout == ACCESS_LAYOUT
+        local grants = layout == GRANTS_LAYOUT or access
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants }, layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access },
+            layout ~= LAYOUT
     end
 end
 
@@ -5288,7 +5376,8 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    return { pols = pols, spent = spent, live = n.live, pe = n.pe }
+    -- (Rules are never changed in place: ACCESS replaces them.)
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -5676,6 +5765,10 @@ do
 
     -- Rust twin: alerts (src/engine/events.rs)
     function alerts(ctx, p, path)
+        if p.inflight then
+            -- A concurrency cap reached is normal traffic: no alert.
+            return
+        end
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
         local level, am, s = used.m, allow.m, used.s
@@ -5813,6 +5906,8 @@ local function event_reply(e, tree)
         expired = { "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
         low = { "remaining", e.remaining or false, "low", e.low or false },
         grant_expired = { "grant", e.grant or false, "amount", e.amount or false, "expires_at", e.expires_at or false },
+        disallowed = { "rule", e.rule or false, "service", e.service or false, "model", e.model or false,
+            "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
     }
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
@@ -5823,9 +5918,10 @@ end
 -- ----- reaching policies and charging usage ------------------------------------
 
 -- The nodes and policies a charge set reaches, each once, root first: those
--- whose metric is in `metrics` and whose filter matches.
+-- whose metric is in `metrics` and whose filter matches (for `usage`, a
+-- CHARGE or a COMMIT, not INFLIGHT ones: they count only holds).
 -- Rust twin: Tree::reach (src/engine/tree.rs)
-local function reach(ctx, set, metrics)
+local function reach(ctx, set, metrics, usage)
     local all = {}
     for _, path in ipairs(set.paths) do
         for _, prefix in ipairs(prefixes(path)) do
@@ -5852,7 +5948,7 @@ local function reach(ctx, set, metrics)
     local refs = {}
     for _, path in ipairs(nodes) do
         for i, p in ipairs(ctx.nodes[path].pols) do
-            if wanted[p.metric] and matches(p, set.service, set.model) then
+            if wanted[p.metric] and matches(p, set.service, set.model) and not (usage and p.inflight) then
                 refs[#refs + 1] = { path = path, i = i }
             end
         end
@@ -5870,7 +5966,7 @@ end
 
 -- Rust twin: Tree::usage_reach (src/engine/tree.rs)
 local function usage_reach(ctx, set, usage)
-    return reach(ctx, set, metrics_of(usage))
+    return reach(ctx, set, metrics_of(usage), true)
 end
 
 -- Rust twin: Tree::policy_at (src/engine/tree.rs)
@@ -6070,8 +6166,14 @@ do
             local node = ctx.nodes[path]
             if node then
                 local pols = node.pols
+                if node.ac and not ctx.meta.access then
+                    ctx.meta.access = true
+                end
                 for i = 1, #pols do
                     local p = pols[i]
+                    if p.inflight and not ctx.meta.access then
+                        ctx.meta.access = true
+                    end
                     if p.ext then
                         if not ctx.meta.grants then
                             ctx.meta.grants = true
@@ -6220,6 +6322,289 @@ do
         ctx.kid_add, ctx.kid_del = {}, {}
         ctx.done_dirty, ctx.forgotten, ctx.new_events, ctx.meta_dirty = {}, {}, {}, false
     end
+end
+-- ---------------------------------------------------------------------------
+-- Access rules (SPEC §8; Rust: src/engine/access.rs): a node's allow list
+-- and deny list of entries {service, model or false} (false: every model of
+-- the service). A request passes a node when it matches no deny entry and,
+-- where the node has allow entries, matches one; a node's rules apply to
+-- its subtree, so every node of a request's reach judges it, root first.
+-- A node keeps its rules in its record (n.ac = {allow, deny}, each sorted
+-- by service then model in byte order, an entry without a model first, at
+-- most ACCESS.MAX in all); a node without rules has no n.ac, and a tree
+-- that never had a rule (nor an INFLIGHT policy) says so in "#"
+-- (meta.access false, layout 4 or before), so a request on it looks at no
+-- node's rules. Rules are never changed in place (clone_node shares them).
+-- (A table, not locals: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+local ACCESS = { MAX = 128 }
+
+-- Entry order: service, then model, bytewise, no model first (never `<`
+-- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
+-- strcoll).
+-- Rust twin: Entry (src/engine/access.rs)
+function ACCESS.before(a, b)
+    if a[1] ~= b[1] then
+        return P.bytes_less(a[1], b[1])
+    end
+    local x, y = a[2], b[2]
+    if x == y then
+        return false
+    elseif not x then
+        return true
+    elseif not y then
+        return false
+    end
+    return P.bytes_less(x, y)
+end
+
+-- The position of the entry (service, model) in `list`, or nil.
+function ACCESS.find(list, service, model)
+    model = model or false
+    for i = 1, #list do
+        local e = list[i]
+        if e[1] == service and e[2] == model then
+            return i
+        end
+    end
+    return nil
+end
+
+function ACCESS.count(ac)
+    return ac and (#ac.allow + #ac.deny) or 0
+end
+
+-- Whether the entry matches a request for (service, model): a request
+-- without SERVICE matches no entry.
+-- Rust twin: Entry::matches (src/engine/access.rs)
+function ACCESS.entry_matches(e, service, model)
+    return service ~= nil and e[1] == service and (not e[2] or e[2] == model)
+end
+
+-- The sentence of a refusal at display path `at` (why: "no_service",
+-- "service", "model", "no_model").
+-- Rust twin: message (src/engine/access.rs)
+function ACCESS.message(why, at, service, model)
+    if why == "no_service" then
+        return sformat("a request without SERVICE is not allowed at %s (it allows only listed services)", at)
+    elseif why == "service" then
+        return sformat("service %s is not allowed at %s", service, at)
+    elseif why == "model" then
+        return sformat("model %s is not allowed at %s", model, at)
+    end
+    return sformat("service %s without MODEL is not allowed at %s (it allows only listed models)", service, at)
+end
+
+-- How one node's rules judge a request: nil when it passes, else the rule
+-- that refuses ("deny" or "allow") and why (ACCESS.message).
+-- Rust twin: Access::judge (src/engine/access.rs)
+function ACCESS.judge_node(ac, service, model)
+    for _, e in ipairs(ac.deny) do
+        if ACCESS.entry_matches(e, service, model) then
+            return "deny", e[2] and "model" or "service"
+        end
+    end
+    local allow = ac.allow
+    if #allow == 0 then
+        return nil
+    end
+    local names_service = false
+    for _, e in ipairs(allow) do
+        if ACCESS.entry_matches(e, service, model) then
+            return nil
+        end
+        if e[1] == service then
+            names_service = true
+        end
+    end
+    if service == nil then
+        return "allow", "no_service"
+    elseif not names_service then
+        return "allow", "service"
+    elseif model == nil then
+        return "allow", "no_model"
+    end
+    return "allow", "model"
+end
+
+-- The access checks of a request (set) on the nodes of its reach, in
+-- their order, one per refusing node; nil when every node passes (at once
+-- for a tree that never had a rule). Also the first refusal's sentence and
+-- the refusing nodes' paths.
+-- Rust twin: Tree::judge_access (src/engine/access.rs)
+function ACCESS.judge(ctx, nodes, set)
+    if not ctx.meta.access then
+        return nil
+    end
+    local out, first, paths = nil, nil, nil
+    local service, model = set.service, set.model
+    for _, path in ipairs(nodes) do
+        local node = ctx.nodes[path]
+        local ac = node and node.ac
+        if ac then
+            local rule, why = ACCESS.judge_node(ac, service, model)
+            if rule then
+                local at = display_path(path)
+                if not out then
+                    out, first, paths = {}, ACCESS.message(why, at, service, model), {}
+                end
+                out[#out + 1] = { kind = "access", path = at, rule = rule, service = service, model = model,
+                    pass = false }
+                paths[#paths + 1] = path
+            end
+        end
+    end
+    return out, first, paths
+end
+
+-- The labels of access checks: `path#access`.
+-- Rust twin: AccessCheck::label (src/engine/access.rs)
+function ACCESS.labels(checks)
+    local out = {}
+    for i, c in ipairs(checks) do
+        out[i] = c.path .. "#access"
+    end
+    return out
+end
+
+-- The `disallowed` events of a CHARGE (without CHECK) that access refuses:
+-- one per refusing node (`paths`), in node order, before the charge's
+-- alerts.
+-- Rust twin: Tree::disallowed_events (src/engine/access.rs)
+function ACCESS.disallowed_events(ctx, refusals, paths, id, charged)
+    local amounts = costs_pack(charged)
+    for i, c in ipairs(refusals) do
+        emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = paths[i], rule = c.rule,
+            service = c.service, model = c.model, id = id, amounts = amounts })
+    end
+end
+
+-- The service or model (`what`) of an entry as QUOTA.ALLOW and QUOTA.DENY
+-- give it: a name, never `*` (leaving MODEL out names every model).
+-- Rust twin: parse_part (src/engine/access.rs)
+function ACCESS.parse_part(text, what)
+    if text == "*" then
+        fail("ERR syntax: '*' is not a wildcard here: leave MODEL out to match every model of a service")
+    end
+    return parse_name(text, what)
+end
+
+-- QUOTA.ALLOW / QUOTA.DENY without REMOVE: adds the entry to the node's
+-- `list` ("allow" or "deny"), creating the key and the node when missing.
+-- Returns 1 when the list changed, else 0.
+-- Rust twin: Tree::add_rule (src/engine/access.rs)
+function ACCESS.add(ctx, path, list, service, model)
+    PLAN.sync_paths(ctx, { path })
+    local node = find(ctx, path)
+    local ac = node and node.ac
+    if node then
+        if ac and ACCESS.find(ac[list], service, model) then
+            return 0
+        end
+        if ACCESS.count(ac) >= ACCESS.MAX then
+            fail(sformat("ERR limit: at most %d access rules per path", ACCESS.MAX))
+        end
+    else
+        check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+    end
+
+    -- After this point the command succeeds.
+    node = node or ensure_path(ctx, path)
+    local entry = { service, model or false }
+    local grown, placed = {}, false
+    for _, e in ipairs(ac and ac[list] or {}) do
+        if not placed and ACCESS.before(entry, e) then
+            grown[#grown + 1] = entry
+            placed = true
+        end
+        grown[#grown + 1] = e
+    end
+    if not placed then
+        grown[#grown + 1] = entry
+    end
+    local other = list == "allow" and "deny" or "allow"
+    node.ac = { [list] = grown, [other] = ac and ac[other] or {} }
+    ctx.meta.access, ctx.meta_dirty = true, true
+    touch(ctx, path)
+    return 1
+end
+
+-- QUOTA.ALLOW / QUOTA.DENY … REMOVE: takes the entry away; a missing key,
+-- path or entry changes nothing (0).
+-- Rust twin: Tree::remove_rule (src/engine/access.rs)
+function ACCESS.remove(ctx, path, list, service, model)
+    local node = find(ctx, path)
+    local ac = node and node.ac
+    local at = ac and ACCESS.find(ac[list], service, model)
+    if not at then
+        return 0
+    end
+    local kept = {}
+    for i, e in ipairs(ac[list]) do
+        if i ~= at then
+            kept[#kept + 1] = e
+        end
+    end
+    local other = list == "allow" and "deny" or "allow"
+    if #kept + #ac[other] == 0 then
+        node.ac = nil
+    else
+        node.ac = { [list] = kept, [other] = ac[other] }
+    end
+    touch(ctx, path)
+    return 1
+end
+
+-- QUOTA.ACCESS … CLEAR: removes every entry of the node (not of its
+-- subtree); how many there were (a missing key or path: 0).
+-- Rust twin: Tree::clear_rules (src/engine/access.rs)
+function ACCESS.clear(ctx, path)
+    local node = find(ctx, path)
+    local n = ACCESS.count(node and node.ac)
+    if n > 0 then
+        node.ac = nil
+        touch(ctx, path)
+    end
+    return n
+end
+
+-- One entry as QUOTA.ACCESS, GET and TREE show it.
+function ACCESS.entry_reply(e)
+    if e[2] then
+        return M("service", e[1], "model", e[2])
+    end
+    return M("service", e[1])
+end
+
+-- A node's rules as GET and TREE show them (`access`): allow, deny.
+function ACCESS.reply(ac)
+    local allow, deny = {}, {}
+    if ac then
+        for i, e in ipairs(ac.allow) do
+            allow[i] = ACCESS.entry_reply(e)
+        end
+        for i, e in ipairs(ac.deny) do
+            deny[i] = ACCESS.entry_reply(e)
+        end
+    end
+    return M("allow", allow, "deny", deny)
+end
+
+-- QUOTA.ACCESS: the node's own rules (a missing key: the root's, none; a
+-- missing path: NOTFOUND).
+-- Rust twin: Tree::access_view (src/engine/access.rs)
+function ACCESS.view(ctx, path)
+    local node = find(ctx, path)
+    if not node then
+        fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
+    end
+    local f = M("path", display_path(path))
+    local rules = ACCESS.reply(node.ac)
+    for i = 1, #rules do
+        f[#f + 1] = rules[i]
+    end
+    return f
 end
 -- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
@@ -6598,6 +6983,9 @@ function HOLDS.shortfall(ctx, ref, total, fits, n)
     if p.mode == "block" then
         return sformat("%s: the limit at %s is reached (%s of %s used)", lead, path, D.fmt(p.used),
             D.fmt(allowance(p)))
+    elseif p.inflight then
+        return sformat("%s: %s of %s in flight at %s, %s needed", lead, D.fmt(p.held), D.fmt(allowance(p)), path,
+            D.fmt(costs_get(total, p.metric)))
     end
     return sformat("%s: %s available at %s, %s needed", lead, D.fmt(D.max(remaining(p), D.ZERO)), path,
         D.fmt(costs_get(total, p.metric)))
@@ -6688,7 +7076,11 @@ function HOLDS.reserve(ctx, req)
     -- new paths against the plan's policies (removed when nothing is held).
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
     -- (The plan is passed as values, not a table: cheaper.)
-    local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
+    local total, r, binding, fits, reserved, allowed, refusals, why = HOLDS.plan_reserve(ctx, req)
+    if refusals then
+        PLAN.unmake(ctx, made)
+        return HOLDS.access_denial(req, total, refusals, why)
+    end
     local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
     if reserved == 0 then
         PLAN.unmake(ctx, made)
@@ -6698,6 +7090,16 @@ function HOLDS.reserve(ctx, req)
 
     -- After this point the reservation succeeds.
     return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+end
+
+-- The answer to a reservation that access rules refuse: nothing fits,
+-- nothing is held, and the checks are the access checks only (amounts are
+-- not judged). BRIEF keeps them: they explain a denial.
+-- Rust twin: access_denial (src/engine/hold.rs)
+function HOLDS.access_denial(req, total, refusals, why)
+    return { allowed = false, id = false, expires = 0, items = #req.items, fits = 0, reserved = 0,
+        cost = costs_pack(total), held = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+        duplicate = false }
 end
 
 -- What a reservation reaches and how many of its items fit: its total, its
@@ -6717,6 +7119,13 @@ function HOLDS.plan_reserve(ctx, req)
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
+    -- Access is judged first (only on a tree that has had a rule).
+    if ctx.meta.access then
+        local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
+        if refusals then
+            return total, r, nil, 0, 0, false, refusals, why
+        end
+    end
     local binding = HOLDS.binding_of(ctx, r, req.items)
     local fits = binding and binding.fits or n
     local reserved, allowed
@@ -7044,7 +7453,19 @@ function HOLDS.charge(ctx, req)
         end
     end
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
-    local r = reach(ctx, req.set, metrics_of(req.cost))
+    local r = reach(ctx, req.set, metrics_of(req.cost), true)
+    -- Access is judged first: a CHARGE CHECK it refuses records nothing; a
+    -- CHARGE records all the same and says so (checks, denied_by, message,
+    -- `disallowed` events).
+    local refusals, why, refusing = nil, nil, nil
+    if ctx.meta.access then
+        refusals, why, refusing = ACCESS.judge(ctx, r.nodes, req.set)
+        if refusals and req.check then
+            PLAN.unmake(ctx, made)
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+                over = {}, duplicate = false }
+        end
+    end
     local failing = {}
     -- The binding refusal: the least available (root first on ties).
     local refused, least = nil, nil
@@ -7076,11 +7497,31 @@ function HOLDS.charge(ctx, req)
     check_usage(ctx, r, req.set, req.cost)
 
     -- After this point the charge succeeds.
+    local message = "charged " .. describe(req.cost)
+    if refusals then
+        -- Recorded all the same: access checks first (none under BRIEF),
+        -- then the policies'; access labels first; the first refusal's
+        -- sentence after what was charged; the events before the alerts.
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        local all = {}
+        if not req.brief then
+            for _, c in ipairs(refusals) do
+                all[#all + 1] = c
+            end
+        end
+        for _, c in ipairs(checks) do
+            all[#all + 1] = c
+        end
+        local labels = ACCESS.labels(refusals)
+        for _, l in ipairs(denied) do
+            labels[#labels + 1] = l
+        end
+        checks, denied, message = all, labels, message .. "; " .. why
+    end
     ctx.draws = {}
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
-        message = "charged " .. describe(req.cost), over = over, duplicate = false,
-        drawn = #ctx.draws > 0 and ctx.draws or nil }
+        message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
@@ -7310,7 +7751,8 @@ end
 function OPS.holds_for(ctx, path, node, index, spec, saturate)
     if index then
         local p = node.pols[index]
-        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model then
+        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model
+            and p.inflight == spec.inflight then
             return nil
         end
     end
@@ -7335,7 +7777,8 @@ function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet
             roll_policy(ctx, ref)
         end
         local p = node.pols[index]
-        local new_metric = p.metric ~= spec.metric
+        -- (Turning INFLIGHT on or off restarts the policy, as a new metric does.)
+        local new_metric = p.metric ~= spec.metric or p.inflight ~= spec.inflight
         update_policy(p, spec, ctx.now)
         if new_metric then
             OPS.drop_grants(ctx, p)
@@ -7519,6 +7962,9 @@ end
 function OPS.grant(ctx, path, name, amount, o)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
+    if policy_of(ctx, ref).inflight then
+        fail(sformat("ERR policy '%s' at %s is INFLIGHT: it takes no grants", name, display_path(path)))
+    end
     local now = ctx.now
     local view = policy_now(ctx, ref)
     -- A known id answers first, whatever its EXPIRES (a webhook retried
@@ -7702,6 +8148,10 @@ function OPS.view(ctx, path, depth, budget, with_children)
     end
     local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
         "policies", policies)
+    if node.ac then
+        f[#f + 1] = "access"
+        f[#f + 1] = ACCESS.reply(node.ac)
+    end
     if with_children then
         f[#f + 1] = "children"
         f[#f + 1] = children
@@ -7979,12 +8429,13 @@ local CMD = {}
 local COUNT_KEYWORD = set_of({ "COUNT" })
 
 local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
-    "LOW" })
+    "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
+-- [LOW n] [INFLIGHT]
 function CMD.cmd_set(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
@@ -8017,6 +8468,8 @@ function CMD.cmd_set(ctx, args)
             spec.model = args:next_name("model")
         elseif kw == "LOW" then
             spec.low = args:next_non_negative("LOW")
+        elseif kw == "INFLIGHT" then
+            spec.inflight = true
         end
     end
     if not spec.metric then
@@ -8054,6 +8507,64 @@ function CMD.cmd_assign(ctx, args)
     end
     OPS.assign(ctx, name, book)
     return OK
+end
+
+-- QUOTA.ALLOW / QUOTA.DENY key path SERVICE s [MODEL m] [REMOVE]
+-- Rust twin: rule_command (src/module/commands/access.rs)
+function CMD.cmd_rule(ctx, args, list)
+    local path = args:next_path("a path")
+    local service, model, remove = nil, nil, false
+    local seen = {}
+    while not args:is_done() do
+        -- (Any other word: "unexpected argument", as after a command's last.)
+        local kw = keyword(args:peek(), CMD.RULE_KEYWORDS)
+        if not kw then
+            args:finish()
+        end
+        args.pos = args.pos + 1
+        args:once(seen, kw)
+        if kw == "SERVICE" then
+            service = ACCESS.parse_part(args:next_str("a service after SERVICE"), "service")
+        elseif kw == "MODEL" then
+            model = ACCESS.parse_part(args:next_str("a model after MODEL"), "model")
+        else
+            remove = true
+        end
+    end
+    if model and not service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    elseif not service then
+        fail(sformat("ERR syntax: %s needs SERVICE s", args.command))
+    end
+    if remove then
+        return ACCESS.remove(ctx, path, list, service, model)
+    end
+    return ACCESS.add(ctx, path, list, service, model)
+end
+CMD.RULE_KEYWORDS = set_of({ "SERVICE", "MODEL", "REMOVE" })
+
+function CMD.cmd_allow(ctx, args)
+    return CMD.cmd_rule(ctx, args, "allow")
+end
+
+function CMD.cmd_deny(ctx, args)
+    return CMD.cmd_rule(ctx, args, "deny")
+end
+
+-- QUOTA.ACCESS key path [CLEAR]
+-- Rust twin: access (src/module/commands/access.rs)
+function CMD.cmd_access(ctx, args)
+    local path = args:next_path("a path")
+    local clear = false
+    if not args:is_done() and supper(args:peek()) == "CLEAR" then
+        args.pos = args.pos + 1
+        clear = true
+    end
+    args:finish()
+    if clear then
+        return ACCESS.clear(ctx, path)
+    end
+    return ACCESS.view(ctx, path)
 end
 
 function CMD.cmd_unset(ctx, args)
@@ -8298,13 +8809,30 @@ function CMD.request_words(args, charge)
     return w, path, also, service, model, usage_keys
 end
 
+-- Checks as replies show them: each map starts with its `kind` (stored
+-- answers have no kind: a policy check's is derived here).
 function CMD.checks_reply(checks)
     local out = {}
     for i, c in ipairs(checks) do
-        local f = M("path", c.path, "policy", c.policy, "metric", c.metric, "mode", c.mode, "window", c.window,
-            "limit", c.limit, "used", c.used, "held", c.held, "requested", c.requested, "remaining", c.remaining,
-            "pass", flag(c.pass), "status", c.status)
-        push_period(f, c.ps, c.pe)
+        local f
+        if c.kind == "access" then
+            f = M("kind", "access", "path", c.path, "rule", c.rule)
+            if c.service then
+                f[#f + 1] = "service"
+                f[#f + 1] = c.service
+            end
+            if c.model then
+                f[#f + 1] = "model"
+                f[#f + 1] = c.model
+            end
+            f[#f + 1] = "pass"
+            f[#f + 1] = 0
+        else
+            f = M("kind", "policy", "path", c.path, "policy", c.policy, "metric", c.metric, "mode", c.mode,
+                "window", c.window, "limit", c.limit, "used", c.used, "held", c.held, "requested", c.requested,
+                "remaining", c.remaining, "pass", flag(c.pass), "status", c.status)
+            push_period(f, c.ps, c.pe)
+        end
         out[i] = f
     end
     return out
@@ -8667,6 +9195,9 @@ for _, c in ipairs({
     { "QUOTA.REVOKE", CMD.cmd_revoke, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
     { "QUOTA.ASSIGN", CMD.cmd_assign, true },
+    { "QUOTA.ALLOW", CMD.cmd_allow, true },
+    { "QUOTA.DENY", CMD.cmd_deny, true },
+    { "QUOTA.ACCESS", CMD.cmd_access, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
     { "QUOTA.COMMIT", CMD.cmd_commit, true },
     { "QUOTA.RELEASE", CMD.cmd_release, true },
@@ -8756,6 +9287,8 @@ local FUNCTIONS = {
     { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
     { "quota_revoke", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
+    { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
+    { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },

@@ -3,9 +3,9 @@
 an older library wrote.
 
   python3 tests/lua_layout.py                   the upgrade test (make test-lua)
-  python3 tests/lua_layout.py --write v1|v3|v4 [--file LIB]
+  python3 tests/lua_layout.py --write v1|v3|v4|v5 [--file LIB]
                                                 writes tests/fixtures/lua_layout_v1.json
-                                                (or _v3, _v4) from LIB (default: the library
+                                                (or _v3, _v4, _v5) from LIB (default: the library
                                                 quota-load embeds)
 
 --write builds a tree with the library it is given (holds, a multi-item hold
@@ -39,6 +39,13 @@ stored byte for byte as 1.3.0 (tests/fixtures/quota-1.3.0.lua) stores it, that
 1.3.0 refuses layout 4 unchanged, and that a granted amount 1.3.0 stored reads
 as the PERIOD grant "legacy". Replies of the older fixtures are compared
 without the fields 1.4.0 added (granted, drawn; GRANT's grant and duplicate).
+
+lua_layout_v5.json was written by library 1.5.0 (layout 5, access rules and
+INFLIGHT policies) from BUILD_V5; test_access_layout checks that a tree
+without rules or INFLIGHT is stored byte for byte as 1.4.0
+(tests/fixtures/quota-1.4.0.lua) stores it and that 1.4.0 refuses layout 5
+unchanged. Checks of the fixtures before 1.5.0 are compared without the
+`kind` "policy" that 1.5.0 adds (without_kind).
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
@@ -282,10 +289,72 @@ WRITES_V4 = [
     ["QUOTA.SET", W4, "/", "wallet", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month"],
 ]
 
+# lua_layout_v5.json: written by library 1.5.0 (layout 5, access rules and
+# INFLIGHT) with
+#     python3 tests/lua_layout.py --write v5 --file lua/quota.lua
+# A tree with deny entries at the root, an allow list at a project, an
+# INFLIGHT policy at a member with live holds on it (one committed), a
+# CHARGE with an ID that access refused (recorded, its access checks
+# remembered, `disallowed` events), denials of both rules; and a tree
+# following a plan whose member policy is INFLIGHT. Its reads must reply
+# exactly as recorded and change nothing; its writes reply as recorded and
+# keep layout 5.
+A5, B5 = "{acme}a", "{acme}b"
+PLAN_V5 = ('{"paths": {"/": {"monthly": {"metric": "credits", "limit": "100", "window": "month"}}, '
+           '"members/*": {"concurrent": {"metric": "requests", "limit": "2", "inflight": true}}}}')
+BUILD_V5 = [
+    (0, ["QUOTA.SET", A5, "/", "budget", "METRIC", "credits", "LIMIT", "100", "WINDOW", "month"]),
+    (0, ["QUOTA.DENY", A5, "/", "SERVICE", "openai", "MODEL", "gpt-4o"]),
+    (0, ["QUOTA.DENY", A5, "/", "SERVICE", "banned"]),
+    (0, ["QUOTA.ALLOW", A5, "projects/p1", "SERVICE", "openai", "MODEL", "gpt-4o-mini"]),
+    (0, ["QUOTA.ALLOW", A5, "projects/p1", "SERVICE", "anthropic"]),
+    (0, ["QUOTA.SET", A5, "projects/p1/members/u7", "concurrent", "METRIC", "requests", "LIMIT", "3", "INFLIGHT"]),
+    (1000, ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "ID", "r-1", "TTL", "604800000", "SERVICE",
+            "anthropic", "COST", "requests", "1", "credits", "2"]),
+    (0, ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "ID", "r-2", "TTL", "604800000", "SERVICE",
+         "openai", "MODEL", "gpt-4o-mini", "COST", "requests", "1", "credits", "1"]),
+    (0, ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "ID", "r-3", "TTL", "1000", "SERVICE",
+         "anthropic", "COST", "requests", "1"]),
+    (0, ["QUOTA.COMMIT", A5, "r-2", "COST", "requests", "1", "credits", "1.5"]),
+    (0, ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "SERVICE", "openai", "MODEL", "gpt-4o",
+         "COST", "requests", "1"]),
+    (1000, ["QUOTA.CHARGE", A5, "PATH", "projects/p1", "ID", "c-1", "SERVICE", "banned", "COST", "credits", "4"]),
+    (0, ["QUOTA.PLAN", "SET", "acc", PLAN_V5]),
+    (0, ["QUOTA.ASSIGN", B5, "acc"]),
+    (0, ["QUOTA.RESERVE", B5, "PATH", "members/u1", "ID", "b-1", "TTL", "604800000", "COST", "requests", "1"]),
+]
+READS_V5 = [
+    ["QUOTA.GET", A5, "/"],
+    ["QUOTA.GET", A5, "projects/p1/members/u7"],
+    ["QUOTA.TREE", A5, "/", "FORMAT", "JSON"],
+    ["QUOTA.TREE", A5, "projects"],
+    ["QUOTA.ACCESS", A5, "/"],
+    ["QUOTA.ACCESS", A5, "projects/p1"],
+    ["QUOTA.EVENTS", A5],
+    ["QUOTA.HOLDS", A5, "/"],
+    ["QUOTA.GET", B5, "members/u1"],
+    ["QUOTA.PLAN", "GET", "acc"],
+]
+WRITES_V5 = [
+    ["QUOTA.CHARGE", A5, "PATH", "projects/p1", "ID", "c-1", "SERVICE", "banned", "COST", "credits", "4"],
+    ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "SERVICE", "anthropic", "COST", "requests", "1"],
+    ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "SERVICE", "anthropic", "COST", "requests", "1"],
+    ["QUOTA.RESERVE", A5, "PATH", "projects/p1/members/u7", "COST", "requests", "1", "BRIEF"],
+    ["QUOTA.CHARGE", A5, "PATH", "projects/p1/members/u7", "SERVICE", "openai", "CHECK", "COST", "credits", "1"],
+    ["QUOTA.RELEASE", A5, "r-1"],
+    ["QUOTA.DENY", A5, "/", "SERVICE", "banned", "REMOVE"],
+    ["QUOTA.ALLOW", A5, "projects/p1", "SERVICE", "openai"],
+    ["QUOTA.ACCESS", A5, "projects/p1", "CLEAR"],
+    ["QUOTA.SET", A5, "projects/p1/members/u7", "concurrent", "METRIC", "requests", "LIMIT", "3"],
+    ["QUOTA.RESERVE", B5, "PATH", "members/u1", "COST", "requests", "2"],
+    ["QUOTA.CHARGE", B5, "PATH", "members/u1", "COST", "requests", "5"],
+]
+
 FIXTURE_SPECS = {
     "v1": {"tree": TREE, "build": BUILD, "reads": READS, "writes": WRITES},
     "v3": {"tree": P3, "trees": [P3, G3, N3, B3], "build": BUILD_V3, "reads": READS_V3, "writes": WRITES_V3},
     "v4": {"tree": W4, "trees": [W4, Q4], "build": BUILD_V4, "reads": READS_V4, "writes": WRITES_V4},
+    "v5": {"tree": A5, "trees": [A5, B5], "build": BUILD_V5, "reads": READS_V5, "writes": WRITES_V5},
 }
 
 
@@ -462,6 +531,16 @@ def without_newer_fields(value):
     return value
 
 
+def without_kind(value):
+    """A reply without the `kind` "policy" that 1.5.0 gives every policy
+    check (fixtures before 1.5.0 recorded checks without it)."""
+    if isinstance(value, dict) and "map" in value:
+        return {"map": [[k, without_kind(v)] for k, v in value["map"] if [k, v] != ["kind", "policy"]]}
+    if isinstance(value, list):
+        return [without_kind(v) for v in value]
+    return value
+
+
 def without_grant_fields(value):
     """A reply without the fields 1.4.0 added (SINCE_GRANTS), `drawn`
     checked to be empty."""
@@ -483,7 +562,7 @@ def compare(r, pairs, label):
         got = run(r, command)
         if command[0] == "QUOTA.GRANT" and isinstance(got, dict) and "map" in got:
             got = {"map": [kv for kv in got["map"] if kv[0] not in ("grant", "duplicate")]}
-        got = without_newer_fields(got)
+        got = without_kind(without_newer_fields(got))
         check(got == expected, f"{label}: {' '.join(command)}",
               f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
 
@@ -561,13 +640,13 @@ def test_plan_fixture(name):
         check(r.hexists(holds, "r1") == 1, f"{name}: the hold r1 on members/u3, the node the plan gave, is live")
         before = dump_keys(r)
         for command, expected in fixture["reads"]:
-            got = without_grant_fields(run(r, command))
+            got = without_kind(without_grant_fields(run(r, command)))
             check(got == expected, f"{name} read: {' '.join(command)}",
                   f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
         check(dump_keys(r) == before, f"{name}: reads of layout-3 trees and the plan book change nothing")
         for label, pairs in (("write", fixture["writes"]), ("read after writes", fixture["reads_after_writes"])):
             for command, expected in pairs:
-                got = without_grant_fields(run(r, command))
+                got = without_kind(without_grant_fields(run(r, command)))
                 check(got == expected, f"{name} {label}: {' '.join(command)}",
                       f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
         layouts = [meta_version(r, t) for t in trees]
@@ -743,9 +822,11 @@ def test_plan_layout():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_grants_fixture(name):
-    """A layout-4 fixture (grants): every reply exactly as recorded, reads
-    change nothing, the trees stay in layout 4."""
+def test_grants_fixture(name, layout=4):
+    """A layout-4 fixture (grants), or layout 5 (access rules, INFLIGHT):
+    every reply exactly as recorded (checks of fixtures before 1.5.0
+    without `kind`), reads change nothing, the trees stay in their layout."""
+    strip = without_kind if layout < 5 else (lambda v: v)
     path = os.path.join(FIXTURES, f"lua_layout_{name}.json")
     if not os.path.exists(path):
         check(False, f"{name}: {path} exists")
@@ -760,19 +841,20 @@ def test_grants_fixture(name):
         restore_keys(r, fixture["keys"])
         clock(r, fixture["clock"])
         trees = fixture["trees"]
-        check([meta_version(r, t) for t in trees] == [4] * len(trees), f"{name}: the fixture's trees are in layout 4")
+        check([meta_version(r, t) for t in trees] == [layout] * len(trees),
+              f"{name}: the fixture's trees are in layout {layout}")
         before = dump_keys(r)
         for command, expected in fixture["reads"]:
-            got = run(r, command)
+            got = strip(run(r, command))
             check(got == expected, f"{name} read: {' '.join(command)}",
                   f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
-        check(dump_keys(r) == before, f"{name}: reads of layout-4 trees change nothing")
+        check(dump_keys(r) == before, f"{name}: reads of layout-{layout} trees change nothing")
         for label, pairs in (("write", fixture["writes"]), ("read after writes", fixture["reads_after_writes"])):
             for command, expected in pairs:
-                got = run(r, command)
+                got = strip(run(r, command))
                 check(got == expected, f"{name} {label}: {' '.join(command)}",
                       f"expected {json.dumps(expected)[:600]}\n        got      {json.dumps(got)[:600]}")
-        check([meta_version(r, t) for t in trees] == [4] * len(trees), f"{name}: the trees stay in layout 4")
+        check([meta_version(r, t) for t in trees] == [layout] * len(trees), f"{name}: the trees stay in layout {layout}")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -861,6 +943,69 @@ def test_grants_layout():
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
+def test_access_layout():
+    """Since 1.5.0 a tree that has had an access rule or an INFLIGHT policy
+    is stored in layout 5 (node rules, the INFLIGHT flag); every other tree
+    is stored as 1.4.0 stores it, byte for byte. Library 1.4.0 refuses a
+    layout-5 tree with ERR layout and leaves it as it is."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    old_dir = tempfile.mkdtemp(prefix="quota-layout-")
+    server, old = Server(workdir), Server(old_dir)
+    try:
+        server.load()
+        old.load(os.path.join(FIXTURES, "quota-1.4.0.lua"), downgrade=True)
+        r, o = server.r, old.r
+        same = [
+            ["QUOTA.SET", "n", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "day", "ROLLOVER", "30"],
+            ["QUOTA.SET", "n", "a", "r", "METRIC", "credits", "LIMIT", "5", "WINDOW", "rolling", "1h", "SERVICE", "s"],
+            ["QUOTA.SET", "n", "a/b", "w", "METRIC", "credits", "LIMIT", "5", "LOW", "1"],
+            ["QUOTA.GRANT", "n", "a/b", "w", "3", "ID", "g1"],
+            ["QUOTA.CHARGE", "n", "PATH", "a/b", "ID", "c1", "SERVICE", "s", "MODEL", "m", "COST", "credits", "12"],
+            ["QUOTA.RESERVE", "n", "PATH", "a", "ID", "h1", "SERVICE", "s", "COST", "credits", "1"],
+            ["QUOTA.RESERVE", "n", "PATH", "a", "ID", "h2", "COST", "credits", "100"],
+            ["QUOTA.COMMIT", "n", "h1", "COST", "credits", "2"],
+            ["QUOTA.CHARGE", "n", "PATH", "a", "CHECK", "COST", "credits", "100"],
+            ["QUOTA.RESET", "n", "/", "c"],
+        ]
+        for target in (r, o):
+            clock(target, T0)
+            for command in same:
+                run(target, command)
+            clock(target, T0 + 3 * DAY)
+            run(target, ["QUOTA.CHARGE", "n", "PATH", "/", "COST", "credits", "1"])
+        check(dump_keys(r) == dump_keys(o), "a tree without rules or INFLIGHT is stored as 1.4.0 stores it, byte for byte")
+        check(meta_version(r, "n") == 4, "a tree with grants and without rules stays in layout 4")
+        clock(r, T0)
+        check(run(r, ["QUOTA.ALLOW", "x", "/", "SERVICE", "s"]) == 1, "an allow entry is added")
+        check(meta_version(r, "x") == 5, "a tree with a rule is in layout 5")
+        check(run(r, ["QUOTA.ALLOW", "x", "/", "SERVICE", "s", "REMOVE"]) == 1, "and removed")
+        run(r, ["QUOTA.CHARGE", "x", "PATH", "/", "COST", "credits", "1"])
+        check(meta_version(r, "x") == 5, "a tree that had a rule stays in layout 5")
+        run(r, ["QUOTA.SET", "i", "/", "c", "METRIC", "requests", "LIMIT", "2", "INFLIGHT"])
+        check(meta_version(r, "i") == 5, "a tree with an INFLIGHT policy is in layout 5")
+        check(run(r, ["QUOTA.DENY", "none", "/", "SERVICE", "s", "REMOVE"]) == 0 and r.exists("none") == 0,
+              "REMOVE on a missing key creates nothing")
+        check(run(r, ["QUOTA.PLAN", "SET", "acc", PLAN_V5]) == 1, "a plan with an INFLIGHT policy is set")
+        run(r, ["QUOTA.ASSIGN", "p", "acc"])
+        run(r, ["QUOTA.RESERVE", "p", "PATH", "members/u1", "COST", "requests", "1"])
+        check(meta_version(r, "p") == 5, "a tree given an INFLIGHT policy by its plan is in layout 5")
+        got = json.dumps(run(r, ["QUOTA.GET", "p", "members/u1"]))
+        check('"acc"' in got and '"inflight", 1' in got, f"it still follows its plan ({got})")
+        server.load(os.path.join(FIXTURES, "quota-1.4.0.lua"), downgrade=True)
+        before = dump_keys(r)
+        for tree in ("x", "i", "p"):
+            for command in (["QUOTA.GET", tree, "/"], ["QUOTA.CHARGE", tree, "PATH", "/", "COST", "credits", "1"]):
+                got = run(r, command)
+                ok = isinstance(got, dict) and got.get("error", "").startswith("layout:") and "layout 5," in got["error"]
+                check(ok, f"library 1.4.0 refuses a layout-5 tree: {' '.join(command)} -> {got}")
+        check(dump_keys(r) == before, "library 1.4.0 leaves layout-5 trees unchanged")
+    finally:
+        server.stop()
+        old.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -880,6 +1025,8 @@ def main():
     test_plan_layout()
     test_grants_layout()
     test_grants_fixture("v4")
+    test_access_layout()
+    test_grants_fixture("v5", layout=5)
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

@@ -29,7 +29,11 @@
 -- 1.4.0: credits and grants (SPEC §7): a tree that has had a grant or LOW
 -- is stored in layout 4 (policy grant state, the grants hash), which 1.3.0
 -- and before refuse; every other tree keeps its layout byte for byte.
-local VERSION = "1.4.0"
+-- 1.5.0: access rules and INFLIGHT policies (SPEC §8): a tree that has had
+-- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
+-- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
+-- layout byte for byte.
+local VERSION = "1.5.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it

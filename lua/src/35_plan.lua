@@ -200,7 +200,7 @@ do
     end
 
     local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
-        rollover = true, service = true, model = true, low = true }
+        rollover = true, service = true, model = true, low = true, inflight = true }
 
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
@@ -286,12 +286,20 @@ do
         if map.low ~= nil then
             spec.low = amount_of(map.low, at .. ".low")
         end
+        v = map.inflight
+        if v ~= nil then
+            if type(v) ~= "table" or (v.kind ~= "true" and v.kind ~= "false") then
+                field_error(at .. ".inflight", "must be true or false")
+            end
+            spec.inflight = v.kind == "true" or nil
+        end
         late.validate_spec(spec)
         return spec
     end
 
     -- A policy's fields in canonical JSON: metric, limit, window, anchor
-    -- (month only), mode, warn, rollover, service, model (when set).
+    -- (month only), mode, warn, rollover, service, model, low, inflight
+    -- (when set).
     -- Rust twin: policy_to_json (src/engine/plan.rs)
     local function policy_to_json(spec)
         local w = W.decode(spec.wenc)
@@ -317,6 +325,9 @@ do
         end
         if spec.low then
             out[#out + 1] = ',"low":' .. json_string(D.fmt(spec.low))
+        end
+        if spec.inflight then
+            out[#out + 1] = ',"inflight":true'
         end
         out[#out + 1] = "}"
         return tconcat(out)

@@ -80,9 +80,24 @@ end
 
 -- ----- the spec --------------------------------------------------------------
 
--- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model}
+-- spec = {metric, limit, mode, wenc, warn, rollover (D|false), service, model,
+-- low, inflight (true|nil)}
 -- Rust twin: PolicySpec::validate (src/engine/policy.rs)
 local function validate_spec(spec)
+    if spec.inflight then
+        -- An INFLIGHT policy counts what live holds have now: no period,
+        -- no usage, so nothing a window, a block, LOW or a grant works on.
+        local w = window_of(spec.wenc)
+        if W.is_calendar(w) or W.is_rolling(w) then
+            fail("ERR syntax: an INFLIGHT policy counts what is held now and takes no WINDOW")
+        end
+        if spec.mode == "block" then
+            fail("ERR syntax: an INFLIGHT policy is strict or open (MODE block does not count holds)")
+        end
+        if spec.low then
+            fail("ERR syntax: LOW does not apply to an INFLIGHT policy")
+        end
+    end
     if spec.rollover then
         if not W.is_calendar(window_of(spec.wenc)) then
             fail("ERR syntax: ROLLOVER needs a calendar WINDOW: hour, day, week, month or year")
@@ -138,7 +153,9 @@ end
 
 -- Rust twin: Policy::level (src/engine/policy.rs)
 local function level(p)
-    if p.mode == "strict" then
+    if p.inflight then
+        return p.held
+    elseif p.mode == "strict" then
         return plus(p.used, p.held)
     end
     return p.used
@@ -170,7 +187,9 @@ end
 -- Whether the level has reached `pct` percent of the allowance.
 -- Rust twin: Policy::crossed (src/engine/policy.rs)
 local function crossed(p, pct)
-    if p.mode == "strict" then
+    if p.inflight then
+        return compare(p.held, nil, nil, 100, p.allow, pct) >= 0
+    elseif p.mode == "strict" then
         return compare(p.used, p.held, nil, 100, p.allow, pct) >= 0
     end
     return compare(p.used, nil, nil, 100, p.allow, pct) >= 0
@@ -269,6 +288,7 @@ local function new_policy(name, spec, generation, now)
         rollover = spec.rollover, service = spec.service, model = spec.model, gen = generation,
         used = D.ZERO, held = D.ZERO, ps = ps, ro = D.ZERO, gr = D.ZERO, hist = {}, bk = {}, fired = 0, overf = false,
         allow = spec.limit, dr = D.ZERO, gn = 0, gx = 0, low = spec.low, lowf = false, ext = spec.low ~= nil, gs = 1,
+        inflight = spec.inflight,
     }
 end
 
@@ -912,7 +932,7 @@ local function copy_policy(p)
         rollover = p.rollover, service = p.service, model = p.model, gen = p.gen, used = p.used, held = p.held,
         ps = p.ps, ro = p.ro, gr = p.gr, hist = hist, bk = bk, fired = p.fired, overf = p.overf, allow = p.allow,
         src = p.src, dr = p.dr, gn = p.gn, gx = p.gx, low = p.low, lowf = p.lowf, ext = p.ext, gk = p.gk,
-        gs = p.gs,
+        gs = p.gs, inflight = p.inflight,
         gw = G.copy_w(p.gw),
     }
 end
@@ -1045,7 +1065,7 @@ local function update_policy(p, spec, now)
     end
     p.metric, p.limit, p.mode, p.wenc, p.warn = spec.metric, spec.limit, spec.mode, spec.wenc, spec.warn
     p.rollover, p.service, p.model = spec.rollover, spec.service, spec.model
-    p.low = spec.low
+    p.low, p.inflight = spec.low, spec.inflight
     if p.low then
         p.ext = true
     end
@@ -1107,8 +1127,11 @@ do
     -- grants, low, low_fired}; its GRANTED is then the remaining of its live
     -- grants (before, the first release's per-period grant: see G.legacy).
     local GRANTS_STATE = 21
+    -- Since layout 5 (1.5.0), an INFLIGHT policy has one more: true, after
+    -- FROM_PLAN and GRANTS_STATE (false: none).
+    local INFLIGHT = 22
     local POLICY_HEADER, PLAN_POLICY_HEADER = array_header(OVER_FIRED), array_header(FROM_PLAN)
-    local EXT_HEADER = array_header(GRANTS_STATE)
+    local EXT_HEADER, INFLIGHT_HEADER = array_header(GRANTS_STATE), array_header(INFLIGHT)
 
     -- The packed bytes of a D value, kept while the value lives (values
     -- never change, and most of a policy's are the same from one write to
@@ -1132,14 +1155,15 @@ do
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext) then
-            head = (p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
+                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext and p.ph_inf == p.inflight) then
+            head = (p.inflight and INFLIGHT_HEADER or p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER
+                or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
                 p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
                 p.model or false, p.gen)
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen, p.ph_src, p.ph_ext = p.gen, p.src, p.ext
+            p.ph_gen, p.ph_src, p.ph_ext, p.ph_inf = p.gen, p.src, p.ext, p.inflight
         end
         local bk = {}
         for i = 1, #p.bk do
@@ -1148,6 +1172,10 @@ do
         end
         local packed = head .. packed_d(p.used) .. packed_d(p.held) .. mpack(p.ps) .. packed_d(p.ro)
             .. packed_d(p.gr) .. mpack(p.hist, bk, p.fired, p.overf)
+        if p.inflight then
+            return packed .. (p.src and "\195" or "\194") .. (p.ext and mpack({ D.stored(p.dr), p.gx, p.gn,
+                p.low and D.stored(p.low) or false, p.lowf, p.gs }) or "\194") .. "\195"
+        end
         if p.ext then
             return packed .. (p.src and "\195" or "\194") .. mpack({ D.stored(p.dr), p.gx, p.gn,
                 p.low and D.stored(p.low) or false, p.lowf, p.gs })
@@ -1173,6 +1201,7 @@ do
             gr = gr, hist = t[HISTORY], bk = bk, fired = t[FIRED], overf = t[OVER_FIRED],
             allow = false, src = t[FROM_PLAN] and "plan" or nil,
             dr = D.ZERO, gn = 0, gx = 0, low = nil, lowf = false, ext = false, gs = 1,
+            inflight = t[INFLIGHT] == true or nil,
         }
         if ext then
             p.dr, p.gx, p.gn, p.low, p.lowf, p.ext = D.loaded(ext[1]), ext[2], ext[3], ext[4] and D.loaded(ext[4]) or nil,
@@ -1233,6 +1262,10 @@ local function policy_reply(p, now)
     if p.gn > 0 then
         f[#f + 1] = "granted"
         f[#f + 1] = D.fmt(p.gr)
+    end
+    if p.inflight then
+        f[#f + 1] = "inflight"
+        f[#f + 1] = 1
     end
     push_period(f, shown_period(p, now))
     return f

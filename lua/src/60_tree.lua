@@ -57,16 +57,44 @@ do
     -- Since layout 3, a node of a tree that follows (or followed) a plan
     -- has a fourth position: the tree's plan epoch it was last synced at.
     local NODE_PLAN_EPOCH = 4
+    -- Since layout 5 (1.5.0), a node with access rules has a fifth: {allow,
+    -- deny}, each a sorted list of {service, model or false} (NODE_PLAN_EPOCH
+    -- is then false when the tree follows no plan).
+    local NODE_ACCESS = 5
+
+    -- Stored rules, checked: what is not two lists of {service, model or
+    -- false} is no rule.
+    local function load_access(t)
+        if type(t) ~= "table" then
+            return nil
+        end
+        local out = { allow = {}, deny = {} }
+        for k, name in ipairs({ "allow", "deny" }) do
+            local list = type(t[k]) == "table" and t[k] or {}
+            for _, e in ipairs(list) do
+                if type(e) == "table" and type(e[1]) == "string" then
+                    out[name][#out[name] + 1] = { e[1], type(e[2]) == "string" and e[2] or false }
+                end
+            end
+        end
+        if #out.allow + #out.deny == 0 then
+            return nil
+        end
+        return out
+    end
 
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local parts = { n.pe and "\148" or "\147", array_header(#n.pols) }
+        local ac = n.ac
+        local parts = { ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
-        if n.pe then
+        if ac then
+            parts[#parts + 1] = mpack(n.pe or false, { ac.allow, ac.deny })
+        elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
         end
         return tconcat(parts)
@@ -79,7 +107,12 @@ do
         for i = 1, #stored do
             pols[i] = unpack_policy(stored[i])
         end
-        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS], pe = t[NODE_PLAN_EPOCH] }
+        local ac = t[NODE_ACCESS]
+        if ac then
+            ac = load_access(ac)
+        end
+        return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
+            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
     end
 
     -- The layout this library writes: 2, or 3 for a tree that follows or
@@ -89,13 +122,17 @@ do
     -- (meta.grants): its policies' grant state and the grants hash; "#" then
     -- says in a ninth position whether it follows or followed a plan. A
     -- library before 1.4.0 refuses layout 4.
-    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT = 2, 3, 4
+    -- Since 1.5.0, layout 5 for a tree that has had an access rule or an
+    -- INFLIGHT policy (meta.access): layout 4's records, node rules and the
+    -- INFLIGHT flag; "#" as in layout 4. A library before 1.5.0 refuses
+    -- layout 5.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT = 2, 3, 4, 5
     local META_PLAN = 9
 
     function pack_meta(meta)
-        if meta.grants then
-            return mpack({ meta.seq, meta.gen, meta.ev, GRANTS_LAYOUT, meta.due_e, meta.due_f, meta.indexed,
-                meta.holds, meta.plan or false })
+        if meta.access or meta.grants then
+            return mpack({ meta.seq, meta.gen, meta.ev, meta.access and ACCESS_LAYOUT or GRANTS_LAYOUT, meta.due_e,
+                meta.due_f, meta.indexed, meta.holds, meta.plan or false })
         end
         return mpack({ meta.seq, meta.gen, meta.ev, meta.plan and PLAN_LAYOUT or LAYOUT, meta.due_e, meta.due_f,
             meta.indexed, meta.holds })
@@ -127,15 +164,18 @@ do
             fail(sformat("ERR layout: tree '%s' has metadata this library cannot read: it was not written by it",
                 clip(key)))
         end
-        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= 1 then
+        if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
+            and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), GRANTS_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), ACCESS_LAYOUT))
         end
-        local grants = layout == GRANTS_LAYOUT
+        local access = layout == ACCESS_LAYOUT
+        local grants = layout == GRANTS_LAYOUT or access
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants }, layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access },
+            layout ~= LAYOUT
     end
 end
 
@@ -147,7 +187,8 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    return { pols = pols, spent = spent, live = n.live, pe = n.pe }
+    -- (Rules are never changed in place: ACCESS replaces them.)
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -535,6 +576,10 @@ do
 
     -- Rust twin: alerts (src/engine/events.rs)
     function alerts(ctx, p, path)
+        if p.inflight then
+            -- A concurrency cap reached is normal traffic: no alert.
+            return
+        end
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
         local level, am, s = used.m, allow.m, used.s
@@ -672,6 +717,8 @@ local function event_reply(e, tree)
         expired = { "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
         low = { "remaining", e.remaining or false, "low", e.low or false },
         grant_expired = { "grant", e.grant or false, "amount", e.amount or false, "expires_at", e.expires_at or false },
+        disallowed = { "rule", e.rule or false, "service", e.service or false, "model", e.model or false,
+            "id", e.id or false, "amounts", costs_reply(e.amounts or {}) },
     }
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
@@ -682,9 +729,10 @@ end
 -- ----- reaching policies and charging usage ------------------------------------
 
 -- The nodes and policies a charge set reaches, each once, root first: those
--- whose metric is in `metrics` and whose filter matches.
+-- whose metric is in `metrics` and whose filter matches (for `usage`, a
+-- CHARGE or a COMMIT, not INFLIGHT ones: they count only holds).
 -- Rust twin: Tree::reach (src/engine/tree.rs)
-local function reach(ctx, set, metrics)
+local function reach(ctx, set, metrics, usage)
     local all = {}
     for _, path in ipairs(set.paths) do
         for _, prefix in ipairs(prefixes(path)) do
@@ -711,7 +759,7 @@ local function reach(ctx, set, metrics)
     local refs = {}
     for _, path in ipairs(nodes) do
         for i, p in ipairs(ctx.nodes[path].pols) do
-            if wanted[p.metric] and matches(p, set.service, set.model) then
+            if wanted[p.metric] and matches(p, set.service, set.model) and not (usage and p.inflight) then
                 refs[#refs + 1] = { path = path, i = i }
             end
         end
@@ -729,7 +777,7 @@ end
 
 -- Rust twin: Tree::usage_reach (src/engine/tree.rs)
 local function usage_reach(ctx, set, usage)
-    return reach(ctx, set, metrics_of(usage))
+    return reach(ctx, set, metrics_of(usage), true)
 end
 
 -- Rust twin: Tree::policy_at (src/engine/tree.rs)
@@ -929,8 +977,14 @@ do
             local node = ctx.nodes[path]
             if node then
                 local pols = node.pols
+                if node.ac and not ctx.meta.access then
+                    ctx.meta.access = true
+                end
                 for i = 1, #pols do
                     local p = pols[i]
+                    if p.inflight and not ctx.meta.access then
+                        ctx.meta.access = true
+                    end
                     if p.ext then
                         if not ctx.meta.grants then
                             ctx.meta.grants = true

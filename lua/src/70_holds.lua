@@ -375,6 +375,9 @@ function HOLDS.shortfall(ctx, ref, total, fits, n)
     if p.mode == "block" then
         return sformat("%s: the limit at %s is reached (%s of %s used)", lead, path, D.fmt(p.used),
             D.fmt(allowance(p)))
+    elseif p.inflight then
+        return sformat("%s: %s of %s in flight at %s, %s needed", lead, D.fmt(p.held), D.fmt(allowance(p)), path,
+            D.fmt(costs_get(total, p.metric)))
     end
     return sformat("%s: %s available at %s, %s needed", lead, D.fmt(D.max(remaining(p), D.ZERO)), path,
         D.fmt(costs_get(total, p.metric)))
@@ -465,7 +468,11 @@ function HOLDS.reserve(ctx, req)
     -- new paths against the plan's policies (removed when nothing is held).
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
     -- (The plan is passed as values, not a table: cheaper.)
-    local total, r, binding, fits, reserved, allowed = HOLDS.plan_reserve(ctx, req)
+    local total, r, binding, fits, reserved, allowed, refusals, why = HOLDS.plan_reserve(ctx, req)
+    if refusals then
+        PLAN.unmake(ctx, made)
+        return HOLDS.access_denial(req, total, refusals, why)
+    end
     local outcome, held = HOLDS.reserve_outcome(ctx, req, total, r, binding, fits, reserved, allowed)
     if reserved == 0 then
         PLAN.unmake(ctx, made)
@@ -475,6 +482,16 @@ function HOLDS.reserve(ctx, req)
 
     -- After this point the reservation succeeds.
     return HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
+end
+
+-- The answer to a reservation that access rules refuse: nothing fits,
+-- nothing is held, and the checks are the access checks only (amounts are
+-- not judged). BRIEF keeps them: they explain a denial.
+-- Rust twin: access_denial (src/engine/hold.rs)
+function HOLDS.access_denial(req, total, refusals, why)
+    return { allowed = false, id = false, expires = 0, items = #req.items, fits = 0, reserved = 0,
+        cost = costs_pack(total), held = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+        duplicate = false }
 end
 
 -- What a reservation reaches and how many of its items fit: its total, its
@@ -494,6 +511,13 @@ function HOLDS.plan_reserve(ctx, req)
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
+    -- Access is judged first (only on a tree that has had a rule).
+    if ctx.meta.access then
+        local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
+        if refusals then
+            return total, r, nil, 0, 0, false, refusals, why
+        end
+    end
     local binding = HOLDS.binding_of(ctx, r, req.items)
     local fits = binding and binding.fits or n
     local reserved, allowed
@@ -821,7 +845,19 @@ function HOLDS.charge(ctx, req)
         end
     end
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
-    local r = reach(ctx, req.set, metrics_of(req.cost))
+    local r = reach(ctx, req.set, metrics_of(req.cost), true)
+    -- Access is judged first: a CHARGE CHECK it refuses records nothing; a
+    -- CHARGE records all the same and says so (checks, denied_by, message,
+    -- `disallowed` events).
+    local refusals, why, refusing = nil, nil, nil
+    if ctx.meta.access then
+        refusals, why, refusing = ACCESS.judge(ctx, r.nodes, req.set)
+        if refusals and req.check then
+            PLAN.unmake(ctx, made)
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+                over = {}, duplicate = false }
+        end
+    end
     local failing = {}
     -- The binding refusal: the least available (root first on ties).
     local refused, least = nil, nil
@@ -853,11 +889,31 @@ function HOLDS.charge(ctx, req)
     check_usage(ctx, r, req.set, req.cost)
 
     -- After this point the charge succeeds.
+    local message = "charged " .. describe(req.cost)
+    if refusals then
+        -- Recorded all the same: access checks first (none under BRIEF),
+        -- then the policies'; access labels first; the first refusal's
+        -- sentence after what was charged; the events before the alerts.
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        local all = {}
+        if not req.brief then
+            for _, c in ipairs(refusals) do
+                all[#all + 1] = c
+            end
+        end
+        for _, c in ipairs(checks) do
+            all[#all + 1] = c
+        end
+        local labels = ACCESS.labels(refusals)
+        for _, l in ipairs(denied) do
+            labels[#labels + 1] = l
+        end
+        checks, denied, message = all, labels, message .. "; " .. why
+    end
     ctx.draws = {}
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
-        message = "charged " .. describe(req.cost), over = over, duplicate = false,
-        drawn = #ctx.draws > 0 and ctx.draws or nil }
+        message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end

@@ -149,7 +149,8 @@ end
 function OPS.holds_for(ctx, path, node, index, spec, saturate)
     if index then
         local p = node.pols[index]
-        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model then
+        if p.metric == spec.metric and p.service == spec.service and p.model == spec.model
+            and p.inflight == spec.inflight then
             return nil
         end
     end
@@ -174,7 +175,8 @@ function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet
             roll_policy(ctx, ref)
         end
         local p = node.pols[index]
-        local new_metric = p.metric ~= spec.metric
+        -- (Turning INFLIGHT on or off restarts the policy, as a new metric does.)
+        local new_metric = p.metric ~= spec.metric or p.inflight ~= spec.inflight
         update_policy(p, spec, ctx.now)
         if new_metric then
             OPS.drop_grants(ctx, p)
@@ -358,6 +360,9 @@ end
 function OPS.grant(ctx, path, name, amount, o)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
+    if policy_of(ctx, ref).inflight then
+        fail(sformat("ERR policy '%s' at %s is INFLIGHT: it takes no grants", name, display_path(path)))
+    end
     local now = ctx.now
     local view = policy_now(ctx, ref)
     -- A known id answers first, whatever its EXPIRES (a webhook retried
@@ -541,6 +546,10 @@ function OPS.view(ctx, path, depth, budget, with_children)
     end
     local f = M("path", display_path(path), "status", worst, "spent", costs_reply(costs_pack(node.spent)),
         "policies", policies)
+    if node.ac then
+        f[#f + 1] = "access"
+        f[#f + 1] = ACCESS.reply(node.ac)
+    end
     if with_children then
         f[#f + 1] = "children"
         f[#f + 1] = children

@@ -8,12 +8,13 @@ local CMD = {}
 local COUNT_KEYWORD = set_of({ "COUNT" })
 
 local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
-    "LOW" })
+    "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE" })
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
+-- [LOW n] [INFLIGHT]
 function CMD.cmd_set(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
@@ -46,6 +47,8 @@ function CMD.cmd_set(ctx, args)
             spec.model = args:next_name("model")
         elseif kw == "LOW" then
             spec.low = args:next_non_negative("LOW")
+        elseif kw == "INFLIGHT" then
+            spec.inflight = true
         end
     end
     if not spec.metric then
@@ -83,6 +86,64 @@ function CMD.cmd_assign(ctx, args)
     end
     OPS.assign(ctx, name, book)
     return OK
+end
+
+-- QUOTA.ALLOW / QUOTA.DENY key path SERVICE s [MODEL m] [REMOVE]
+-- Rust twin: rule_command (src/module/commands/access.rs)
+function CMD.cmd_rule(ctx, args, list)
+    local path = args:next_path("a path")
+    local service, model, remove = nil, nil, false
+    local seen = {}
+    while not args:is_done() do
+        -- (Any other word: "unexpected argument", as after a command's last.)
+        local kw = keyword(args:peek(), CMD.RULE_KEYWORDS)
+        if not kw then
+            args:finish()
+        end
+        args.pos = args.pos + 1
+        args:once(seen, kw)
+        if kw == "SERVICE" then
+            service = ACCESS.parse_part(args:next_str("a service after SERVICE"), "service")
+        elseif kw == "MODEL" then
+            model = ACCESS.parse_part(args:next_str("a model after MODEL"), "model")
+        else
+            remove = true
+        end
+    end
+    if model and not service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    elseif not service then
+        fail(sformat("ERR syntax: %s needs SERVICE s", args.command))
+    end
+    if remove then
+        return ACCESS.remove(ctx, path, list, service, model)
+    end
+    return ACCESS.add(ctx, path, list, service, model)
+end
+CMD.RULE_KEYWORDS = set_of({ "SERVICE", "MODEL", "REMOVE" })
+
+function CMD.cmd_allow(ctx, args)
+    return CMD.cmd_rule(ctx, args, "allow")
+end
+
+function CMD.cmd_deny(ctx, args)
+    return CMD.cmd_rule(ctx, args, "deny")
+end
+
+-- QUOTA.ACCESS key path [CLEAR]
+-- Rust twin: access (src/module/commands/access.rs)
+function CMD.cmd_access(ctx, args)
+    local path = args:next_path("a path")
+    local clear = false
+    if not args:is_done() and supper(args:peek()) == "CLEAR" then
+        args.pos = args.pos + 1
+        clear = true
+    end
+    args:finish()
+    if clear then
+        return ACCESS.clear(ctx, path)
+    end
+    return ACCESS.view(ctx, path)
 end
 
 function CMD.cmd_unset(ctx, args)
@@ -327,13 +388,30 @@ function CMD.request_words(args, charge)
     return w, path, also, service, model, usage_keys
 end
 
+-- Checks as replies show them: each map starts with its `kind` (stored
+-- answers have no kind: a policy check's is derived here).
 function CMD.checks_reply(checks)
     local out = {}
     for i, c in ipairs(checks) do
-        local f = M("path", c.path, "policy", c.policy, "metric", c.metric, "mode", c.mode, "window", c.window,
-            "limit", c.limit, "used", c.used, "held", c.held, "requested", c.requested, "remaining", c.remaining,
-            "pass", flag(c.pass), "status", c.status)
-        push_period(f, c.ps, c.pe)
+        local f
+        if c.kind == "access" then
+            f = M("kind", "access", "path", c.path, "rule", c.rule)
+            if c.service then
+                f[#f + 1] = "service"
+                f[#f + 1] = c.service
+            end
+            if c.model then
+                f[#f + 1] = "model"
+                f[#f + 1] = c.model
+            end
+            f[#f + 1] = "pass"
+            f[#f + 1] = 0
+        else
+            f = M("kind", "policy", "path", c.path, "policy", c.policy, "metric", c.metric, "mode", c.mode,
+                "window", c.window, "limit", c.limit, "used", c.used, "held", c.held, "requested", c.requested,
+                "remaining", c.remaining, "pass", flag(c.pass), "status", c.status)
+            push_period(f, c.ps, c.pe)
+        end
         out[i] = f
     end
     return out
