@@ -1399,7 +1399,7 @@ class AccessGen(FocusGen):
     APOLICIES = ["conc", "rpm", "cap"]
     ASERVICES = ["chat", "image", "embed"]
     AMODELS = ["gpt", "mini", "pix"]
-    BAD_NAMES = ["*", "a b", "x" * 129, "", "é", "a\tb"]
+    BAD_NAMES = ["*", "*", "a b", "x" * 129, "x" * 128, "", "é", "a\tb"]
     APLANS = ["lim", "team"]
 
     def __init__(self, rng, start_ms):
@@ -1413,11 +1413,20 @@ class AccessGen(FocusGen):
             return self.pick(["p3", "p1/u3", "p2/u1/z", "/p1", "p1/"])  # new nodes, other spellings
         return self.pick(["a//b", "..", "a b", "/".join(["s"] * 17), ""])
 
+    # Names that sort apart bytewise and by a locale's collation (case,
+    # punctuation, digits): the rules' order must be the bytes' order.
+    ODD_SERVICES = ["Chat", "chat-2", "chat_2", "chat.v2", "0chat", "CHAT", "chat~"]
+    ODD_MODELS = ["GPT", "gpt-4o", "gpt.4", "gpt_4", "Gpt", "4o"]
+
     def service(self):
-        return self.pick(self.ASERVICES) if self.chance(0.97) else self.pick(self.BAD_NAMES)
+        x = self.rng.random()
+        return self.pick(self.ASERVICES) if x < 0.87 else self.pick(self.ODD_SERVICES) if x < 0.95 \
+            else self.pick(self.BAD_NAMES)
 
     def model(self):
-        return self.pick(self.AMODELS) if self.chance(0.97) else self.pick(self.BAD_NAMES)
+        x = self.rng.random()
+        return self.pick(self.AMODELS) if x < 0.87 else self.pick(self.ODD_MODELS) if x < 0.95 \
+            else self.pick(self.BAD_NAMES)
 
     def kw(self, word):
         return word.lower() if self.chance(0.08) else word
@@ -1430,9 +1439,11 @@ class AccessGen(FocusGen):
         if r < 0.17:
             out += [self.kw("MODEL"), self.pick(self.AMODELS)]  # MODEL without SERVICE
             return
-        out += [self.kw("SERVICE"), self.pick(self.ASERVICES + ["video"])]
+        out += [self.kw("SERVICE"), self.pick(self.ASERVICES + ["video"]) if self.chance(0.93)
+                else self.pick(self.ODD_SERVICES)]
         if self.chance(0.55):
-            out += [self.kw("MODEL"), self.pick(self.AMODELS + ["veo"])]
+            out += [self.kw("MODEL"), self.pick(self.AMODELS + ["veo"]) if self.chance(0.93)
+                    else self.pick(self.ODD_MODELS)]
 
     # --- rules
 
@@ -1444,7 +1455,7 @@ class AccessGen(FocusGen):
             opts.append([self.kw("SERVICE"), self.service()])
         if r.random() < 0.5:
             opts.append([self.kw("MODEL"), self.model()])
-        if r.random() < 0.25:
+        if r.random() < 0.35:
             opts.append([self.kw("REMOVE")])
         if r.random() < 0.04:
             opts.append(self.pick([["SERVICE", "chat"], ["MODEL", "gpt"], ["REMOVE"], ["EXTRA"], ["SERVICE"],
@@ -1474,7 +1485,7 @@ class AccessGen(FocusGen):
     def c_access(self, tree):
         out = ["QUOTA.ACCESS", tree, self.rule_path() if self.chance(0.9) else self.pick(["p9", "p1/u9"])]
         x = self.rng.random()
-        if x < 0.2:
+        if x < 0.25:
             out.append(self.kw("CLEAR"))
         elif x < 0.24:
             out += self.pick([["CLEAR", "x"], ["NOPE"], ["CLEAR", "CLEAR"], ["REMOVE"]])
@@ -1625,7 +1636,7 @@ class AccessGen(FocusGen):
         return ["QUOTA.GET", tree, self.pick(self.FPATHS + ["p3"])]
 
     WEIGHTS = [
-        ("rule", 14), ("burst", 0.12), ("access", 4), ("set", 8), ("unset", 1), ("grant", 0.6), ("reset", 0.6),
+        ("rule", 10), ("burst", 0.12), ("access", 4), ("set", 8), ("unset", 1), ("grant", 0.6), ("reset", 0.6),
         ("history", 0.5), ("delpath", 0.6), ("plan", 1), ("assign", 1), ("reserve", 20), ("commit", 8),
         ("release", 3), ("extend", 2), ("charge", 10), ("read", 10), ("clock", 10), ("del", 0.1),
     ]
