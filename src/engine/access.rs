@@ -110,11 +110,11 @@ impl Access {
     /// Whether the node refuses a request with this service and model, and why.
     /// Lua twin: `ACCESS.judge_node` (lua/src/65_access.lua).
     fn judge(&self, service: Option<&str>, model: Option<&str>) -> Option<(Rule, Why)> {
-        if let Some(entry) = self.deny.iter().find(|e| e.matches(service, model)) {
-            let why = if entry.model.is_none() { Why::Service } else { Why::Model };
+        if let Some(whole) = find_match(&self.deny, service, model) {
+            let why = if whole { Why::Service } else { Why::Model };
             return Some((Rule::Deny, why));
         }
-        if self.allow.is_empty() || self.allow.iter().any(|e| e.matches(service, model)) {
+        if self.allow.is_empty() || find_match(&self.allow, service, model).is_some() {
             return None;
         }
         let why = match service {
@@ -125,6 +125,25 @@ impl Access {
         };
         Some((Rule::Allow, why))
     }
+}
+
+/// Whether a sorted list has an entry a request matches: `Some(true)`
+/// when the entry without a model (the whole service) is there, else
+/// `Some(false)` when the entry of the request's model is; by binary
+/// search (at most two), which finds what [`Entry::matches`] would.
+fn find_match(list: &[Entry], service: Option<&str>, model: Option<&str>) -> Option<bool> {
+    let search = |service: &str| {
+        let find = |model: Option<&str>| {
+            list.binary_search_by(|e| (e.service.as_str(), e.model.as_deref()).cmp(&(service, model))).is_ok()
+        };
+        if find(None) {
+            return Some(true);
+        }
+        (model.is_some() && find(model)).then_some(false)
+    };
+    let found = service.and_then(search);
+    debug_assert_eq!(found.is_some(), list.iter().any(|e| e.matches(service, model)));
+    found
 }
 
 /// One node that refuses a request: the access check of SPEC §8 (`kind`

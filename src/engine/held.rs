@@ -219,6 +219,19 @@ impl Tree {
                     return Err(format!("negative used at '{}#{}'", node.path, policy.name()));
                 }
                 policy.check_grants().map_err(|why| format!("{why} at '{}#{}'", node.path, policy.name()))?;
+                if policy.inflight && !policy.used.is_zero() {
+                    return Err(format!("an INFLIGHT policy recorded usage at '{}#{}'", node.path, policy.name()));
+                }
+            }
+            if let Some(access) = &node.access {
+                let sorted = |l: &[crate::access::Entry]| l.windows(2).all(|p| p[0] < p[1]);
+                if access.is_empty()
+                    || access.len() > crate::access::MAX_RULES
+                    || !sorted(&access.allow)
+                    || !sorted(&access.deny)
+                {
+                    return Err(format!("access rules out of order or bounds at '{}'", node.path));
+                }
             }
         }
         if live != self.node_count || self.index.len() != live {

@@ -60,6 +60,8 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_access;
+#[cfg(test)]
 mod tests_grants;
 #[cfg(test)]
 mod tests_grants_review;

@@ -326,7 +326,7 @@ fn validate_node(
         non_negative(*value)?;
     }
     if let Some(access) = &node.access {
-        validate_access(access).map_err(|why| bad(why))?;
+        validate_access(access).map_err(bad)?;
     }
     Ok(())
 }

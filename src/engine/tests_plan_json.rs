@@ -508,3 +508,37 @@ fn the_book_holds_at_most_max_plans() {
     assert_eq!(book.set_json("p0", OTHER).unwrap(), (2, true));
     assert_eq!(book.len(), MAX_PLANS);
 }
+
+/// `inflight` (SPEC §8): `true` or `false`, written last and only when
+/// true; the INFLIGHT rules apply with the plan's error framing.
+#[test]
+fn a_plan_policy_may_be_inflight() {
+    let json = policy(r#""metric":"requests","limit":"3","inflight":true"#);
+    let (plan, _) = Plan::from_json("pro", &json).unwrap();
+    assert!(plan.to_json().contains(r#""warn":[80,90],"inflight":true}"#), "{}", plan.to_json());
+    let off = policy(r#""metric":"requests","limit":"3","inflight":false"#);
+    assert!(!Plan::from_json("pro", &off).unwrap().0.to_json().contains("inflight"));
+    // fields, the reply
+    let rows = [
+        (
+            r#""metric":"requests","limit":"3","inflight":1"#,
+            "ERR syntax: plan field 'paths./.p.inflight': must be true or false",
+        ),
+        (
+            r#""metric":"requests","limit":"3","inflight":true,"window":"day""#,
+            "ERR syntax: an INFLIGHT policy counts what is held now and takes no WINDOW",
+        ),
+        (
+            r#""metric":"requests","limit":"3","inflight":true,"mode":"block""#,
+            "ERR syntax: an INFLIGHT policy is strict or open (MODE block does not count holds)",
+        ),
+        (
+            r#""metric":"requests","limit":"3","inflight":true,"low":"1""#,
+            "ERR syntax: LOW does not apply to an INFLIGHT policy",
+        ),
+    ];
+    for (fields, reply) in rows {
+        let got = error_of(&policy(fields));
+        assert!(got.starts_with(reply), "{fields}: {got}");
+    }
+}

@@ -280,6 +280,17 @@ impl Tree {
             bytes += node.path.len().next_multiple_of(16);
             bytes += node.policies.iter().map(|p| size_of::<Policy>() + p.extra_bytes()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
+            if let Some(access) = &node.access {
+                let entries = access.allow.iter().chain(&access.deny);
+                bytes += size_of::<crate::access::Access>()
+                    + entries
+                        .map(|e| {
+                            size_of::<crate::access::Entry>()
+                                + e.service.len()
+                                + e.model.as_ref().map_or(0, String::len)
+                        })
+                        .sum::<usize>();
+            }
         }
         for hold in self.holds.values() {
             bytes += size_of::<Hold>() + 2 * hold.id.len() + 64;

@@ -35,8 +35,8 @@ fn rule_command(tree: &mut Tree, args: &mut Args<'_>, env: &Env, rule: Rule) -> 
         args.next_str("a keyword")?;
         args.once(&mut seen, kw)?;
         match kw {
-            "SERVICE" => service = Some(parse_part(args.next_str("a service after SERVICE")?, "service")?),
-            "MODEL" => model = Some(parse_part(args.next_str("a model after MODEL")?, "model")?),
+            "SERVICE" => service = Some(parse_part(args.next_str("service")?, "service")?),
+            "MODEL" => model = Some(parse_part(args.next_str("model")?, "model")?),
             _ => remove = true,
         }
     }
