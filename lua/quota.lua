@@ -5054,13 +5054,14 @@ do
     -- The packed bytes of a policy, as cmsgpack packs the array of its
     -- positions: the header, then NAME .. GENERATION (kept on the policy
     -- while those fields hold the same values: they change only by QUOTA.SET)
-    -- and the rest.
+    -- and the rest. (INFLIGHT never changes on a policy: a SET that turns it
+    -- on or off makes a new one, OPS.put_policy.)
     function pack_policy(p)
         local head = p.packed_head
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext and p.ph_inf == p.inflight) then
+                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext) then
             head = (p.inflight and INFLIGHT_HEADER or p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER
                 or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
                 p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
@@ -5068,7 +5069,7 @@ do
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen, p.ph_src, p.ph_ext, p.ph_inf = p.gen, p.src, p.ext, p.inflight
+            p.ph_gen, p.ph_src, p.ph_ext = p.gen, p.src, p.ext
         end
         local bk = {}
         for i = 1, #p.bk do
@@ -5282,7 +5283,14 @@ do
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
         if ac then
-            parts[#parts + 1] = mpack(n.pe or false, { ac.allow, ac.deny })
+            -- (Rules are never changed in place, so their bytes are kept
+            -- on them: a write re-packs a node on every reservation.)
+            local packed = ac.packed
+            if not packed then
+                packed = mpack({ ac.allow, ac.deny })
+                ac.packed = packed
+            end
+            parts[#parts + 1] = mpack(n.pe or false) .. packed
         elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
         end
@@ -5764,11 +5772,10 @@ do
     local SMALL = 35184372088832
 
     -- Rust twin: alerts (src/engine/events.rs)
+    -- An INFLIGHT policy fires none: a concurrency cap reached is normal
+    -- traffic. (Asked only when something would fire: the usual call
+    -- fires nothing and pays nothing for it.)
     function alerts(ctx, p, path)
-        if p.inflight then
-            -- A concurrency cap reached is normal traffic: no alert.
-            return
-        end
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
         local level, am, s = used.m, allow.m, used.s
@@ -5785,7 +5792,7 @@ do
             else
                 is_crossed = crossed(p, pct)
             end
-            if is_crossed and band(p.fired, b) == 0 then
+            if is_crossed and band(p.fired, b) == 0 and not p.inflight then
                 p.fired = bor(p.fired, b)
                 local e = event_about("warning", ctx.now, path, p)
                 e.threshold = pct
@@ -5795,7 +5802,7 @@ do
             end
         end
         local over = is_over(p)
-        if over and not p.overf then
+        if over and not p.overf and not p.inflight then
             p.overf = true
             emit(ctx, event_about("over", ctx.now, path, p))
         elseif not over and rolling then
@@ -6166,14 +6173,8 @@ do
             local node = ctx.nodes[path]
             if node then
                 local pols = node.pols
-                if node.ac and not ctx.meta.access then
-                    ctx.meta.access = true
-                end
                 for i = 1, #pols do
                     local p = pols[i]
-                    if p.inflight and not ctx.meta.access then
-                        ctx.meta.access = true
-                    end
                     if p.ext then
                         if not ctx.meta.grants then
                             ctx.meta.grants = true
@@ -6397,30 +6398,46 @@ function ACCESS.message(why, at, service, model)
 end
 
 -- How one node's rules judge a request: nil when it passes, else the rule
--- that refuses ("deny" or "allow") and why (ACCESS.message).
+-- that refuses ("deny" or "allow") and why (ACCESS.message). (Matching as
+-- ACCESS.entry_matches, written out: this runs on every reservation that
+-- meets rules.)
 -- Rust twin: Access::judge (src/engine/access.rs)
 function ACCESS.judge_node(ac, service, model)
-    for _, e in ipairs(ac.deny) do
-        if ACCESS.entry_matches(e, service, model) then
-            return "deny", e[2] and "model" or "service"
+    local deny, allow = ac.deny, ac.allow
+    if service == nil then
+        -- (A request without SERVICE matches no entry.)
+        if #allow > 0 then
+            return "allow", "no_service"
+        end
+        return nil
+    end
+    for i = 1, #deny do
+        local e = deny[i]
+        if e[1] == service then
+            local m = e[2]
+            if not m then
+                return "deny", "service"
+            elseif m == model then
+                return "deny", "model"
+            end
         end
     end
-    local allow = ac.allow
-    if #allow == 0 then
+    local n = #allow
+    if n == 0 then
         return nil
     end
     local names_service = false
-    for _, e in ipairs(allow) do
-        if ACCESS.entry_matches(e, service, model) then
-            return nil
-        end
+    for i = 1, n do
+        local e = allow[i]
         if e[1] == service then
+            local m = e[2]
+            if not m or m == model then
+                return nil
+            end
             names_service = true
         end
     end
-    if service == nil then
-        return "allow", "no_service"
-    elseif not names_service then
+    if not names_service then
         return "allow", "service"
     elseif model == nil then
         return "allow", "no_model"
@@ -7768,6 +7785,10 @@ end
 -- its ref. quiet: a plan's sync, whose resets due apply without events.
 function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet)
     local generation = next_generation(ctx)
+    if spec.inflight and not ctx.meta.access then
+        -- (Layout 5 from now on: see pack_meta.)
+        ctx.meta.access = true
+    end
     touch(ctx, path)
     local ref, old
     if index then
@@ -9195,14 +9216,14 @@ for _, c in ipairs({
     { "QUOTA.REVOKE", CMD.cmd_revoke, true },
     { "QUOTA.RESET", CMD.cmd_reset, true },
     { "QUOTA.ASSIGN", CMD.cmd_assign, true },
-    { "QUOTA.ALLOW", CMD.cmd_allow, true },
-    { "QUOTA.DENY", CMD.cmd_deny, true },
-    { "QUOTA.ACCESS", CMD.cmd_access, true },
     { "QUOTA.RESERVE", CMD.cmd_reserve, true },
     { "QUOTA.COMMIT", CMD.cmd_commit, true },
     { "QUOTA.RELEASE", CMD.cmd_release, true },
     { "QUOTA.EXTEND", CMD.cmd_extend, true },
     { "QUOTA.CHARGE", CMD.cmd_charge, true },
+    { "QUOTA.ALLOW", CMD.cmd_allow, true },
+    { "QUOTA.DENY", CMD.cmd_deny, true },
+    { "QUOTA.ACCESS", CMD.cmd_access, true },
     { "QUOTA.GET", CMD.cmd_get, false },
     { "QUOTA.TREE", CMD.cmd_tree, false },
     { "QUOTA.HOLDS", CMD.cmd_holds, false },
@@ -9287,11 +9308,11 @@ local FUNCTIONS = {
     { "quota_delpath", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_grant", { "allow-cross-slot-keys" } },
     { "quota_revoke", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reset", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_assign", { "allow-cross-slot-keys" } },
-    { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
-    { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_reserve", { "allow-cross-slot-keys" } }, { "quota_commit", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_release", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
+    { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
+    { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },

@@ -1149,13 +1149,14 @@ do
     -- The packed bytes of a policy, as cmsgpack packs the array of its
     -- positions: the header, then NAME .. GENERATION (kept on the policy
     -- while those fields hold the same values: they change only by QUOTA.SET)
-    -- and the rest.
+    -- and the rest. (INFLIGHT never changes on a policy: a SET that turns it
+    -- on or off makes a new one, OPS.put_policy.)
     function pack_policy(p)
         local head = p.packed_head
         if not (head and p.ph_name == p.name and p.ph_metric == p.metric and p.ph_limit == p.limit
                 and p.ph_mode == p.mode and p.ph_wenc == p.wenc and p.ph_warn == p.warn
                 and p.ph_rollover == p.rollover and p.ph_service == p.service and p.ph_model == p.model
-                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext and p.ph_inf == p.inflight) then
+                and p.ph_gen == p.gen and p.ph_src == p.src and p.ph_ext == p.ext) then
             head = (p.inflight and INFLIGHT_HEADER or p.ext and EXT_HEADER or p.src and PLAN_POLICY_HEADER
                 or POLICY_HEADER) .. mpack(p.name, p.metric, D.stored(p.limit),
                 p.mode, p.wenc, p.warn, p.rollover and D.stored(p.rollover) or false, p.service or false,
@@ -1163,7 +1164,7 @@ do
             p.packed_head, p.ph_name, p.ph_metric, p.ph_limit, p.ph_mode = head, p.name, p.metric, p.limit, p.mode
             p.ph_wenc, p.ph_warn, p.ph_rollover, p.ph_service, p.ph_model = p.wenc, p.warn, p.rollover, p.service,
                 p.model
-            p.ph_gen, p.ph_src, p.ph_ext, p.ph_inf = p.gen, p.src, p.ext, p.inflight
+            p.ph_gen, p.ph_src, p.ph_ext = p.gen, p.src, p.ext
         end
         local bk = {}
         for i = 1, #p.bk do

@@ -93,7 +93,14 @@ do
         end
         parts[#parts + 1] = mpack(costs_store(n.spent), n.live)
         if ac then
-            parts[#parts + 1] = mpack(n.pe or false, { ac.allow, ac.deny })
+            -- (Rules are never changed in place, so their bytes are kept
+            -- on them: a write re-packs a node on every reservation.)
+            local packed = ac.packed
+            if not packed then
+                packed = mpack({ ac.allow, ac.deny })
+                ac.packed = packed
+            end
+            parts[#parts + 1] = mpack(n.pe or false) .. packed
         elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
         end
@@ -575,11 +582,10 @@ do
     local SMALL = 35184372088832
 
     -- Rust twin: alerts (src/engine/events.rs)
+    -- An INFLIGHT policy fires none: a concurrency cap reached is normal
+    -- traffic. (Asked only when something would fire: the usual call
+    -- fires nothing and pays nothing for it.)
     function alerts(ctx, p, path)
-        if p.inflight then
-            -- A concurrency cap reached is normal traffic: no alert.
-            return
-        end
         local rolling = is_rolling(p)
         local used, allow = p.used, p.allow
         local level, am, s = used.m, allow.m, used.s
@@ -596,7 +602,7 @@ do
             else
                 is_crossed = crossed(p, pct)
             end
-            if is_crossed and band(p.fired, b) == 0 then
+            if is_crossed and band(p.fired, b) == 0 and not p.inflight then
                 p.fired = bor(p.fired, b)
                 local e = event_about("warning", ctx.now, path, p)
                 e.threshold = pct
@@ -606,7 +612,7 @@ do
             end
         end
         local over = is_over(p)
-        if over and not p.overf then
+        if over and not p.overf and not p.inflight then
             p.overf = true
             emit(ctx, event_about("over", ctx.now, path, p))
         elseif not over and rolling then
@@ -977,14 +983,8 @@ do
             local node = ctx.nodes[path]
             if node then
                 local pols = node.pols
-                if node.ac and not ctx.meta.access then
-                    ctx.meta.access = true
-                end
                 for i = 1, #pols do
                     local p = pols[i]
-                    if p.inflight and not ctx.meta.access then
-                        ctx.meta.access = true
-                    end
                     if p.ext then
                         if not ctx.meta.grants then
                             ctx.meta.grants = true

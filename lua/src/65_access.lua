@@ -72,30 +72,46 @@ function ACCESS.message(why, at, service, model)
 end
 
 -- How one node's rules judge a request: nil when it passes, else the rule
--- that refuses ("deny" or "allow") and why (ACCESS.message).
+-- that refuses ("deny" or "allow") and why (ACCESS.message). (Matching as
+-- ACCESS.entry_matches, written out: this runs on every reservation that
+-- meets rules.)
 -- Rust twin: Access::judge (src/engine/access.rs)
 function ACCESS.judge_node(ac, service, model)
-    for _, e in ipairs(ac.deny) do
-        if ACCESS.entry_matches(e, service, model) then
-            return "deny", e[2] and "model" or "service"
+    local deny, allow = ac.deny, ac.allow
+    if service == nil then
+        -- (A request without SERVICE matches no entry.)
+        if #allow > 0 then
+            return "allow", "no_service"
+        end
+        return nil
+    end
+    for i = 1, #deny do
+        local e = deny[i]
+        if e[1] == service then
+            local m = e[2]
+            if not m then
+                return "deny", "service"
+            elseif m == model then
+                return "deny", "model"
+            end
         end
     end
-    local allow = ac.allow
-    if #allow == 0 then
+    local n = #allow
+    if n == 0 then
         return nil
     end
     local names_service = false
-    for _, e in ipairs(allow) do
-        if ACCESS.entry_matches(e, service, model) then
-            return nil
-        end
+    for i = 1, n do
+        local e = allow[i]
         if e[1] == service then
+            local m = e[2]
+            if not m or m == model then
+                return nil
+            end
             names_service = true
         end
     end
-    if service == nil then
-        return "allow", "no_service"
-    elseif not names_service then
+    if not names_service then
         return "allow", "service"
     elseif model == nil then
         return "allow", "no_model"

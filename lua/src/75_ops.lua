@@ -166,6 +166,10 @@ end
 -- its ref. quiet: a plan's sync, whose resets due apply without events.
 function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet)
     local generation = next_generation(ctx)
+    if spec.inflight and not ctx.meta.access then
+        -- (Layout 5 from now on: see pack_meta.)
+        ctx.meta.access = true
+    end
     touch(ctx, path)
     local ref, old
     if index then
