@@ -1901,9 +1901,11 @@ def behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i):
         for c in (mod, lua):
             c.execute_command("SWAPDB", 0, 1)
     elif how == "reload" and not args.source:
+        library = os.environ.get("QUOTA_LIBRARY")  # the library the run started with, not the embedded one
         subprocess.run(
             [LOADER, f"redis://127.0.0.1:{lua_port}", "--test-clock", "--force"]
-            + [a for kv in args.set for a in ("--set", kv)], capture_output=True, timeout=60)
+            + [a for kv in args.set for a in ("--set", kv)] + (["--file", library] if library else []),
+            capture_output=True, timeout=60)
     if args.verbose:
         print(f"#{i} behind the back: {how} {tree}")
 
