@@ -1523,6 +1523,10 @@ class AccessGen(FocusGen):
             opts.append([self.kw("INFLIGHT")])
             if r.random() < 0.02:
                 opts.append(["INFLIGHT"])
+            if r.random() < 0.04:
+                # several options it refuses at once: which error comes first
+                opts += r.sample([["WINDOW", "day"], ["MODE", "block"], ["LOW", "2"], ["ROLLOVER", "5"],
+                                  ["WARN", "0"], ["MODE", "lenient"]], r.randint(2, 4))
         r.shuffle(opts)
         return out + [a for o in opts for a in o]
 
@@ -1636,7 +1640,7 @@ class AccessGen(FocusGen):
         return ["QUOTA.GET", tree, self.pick(self.FPATHS + ["p3"])]
 
     WEIGHTS = [
-        ("rule", 10), ("burst", 0.12), ("access", 4), ("set", 8), ("unset", 1), ("grant", 0.6), ("reset", 0.6),
+        ("rule", 10), ("burst", 0.12), ("access", 4), ("set", 8), ("unset", 1), ("grant", 1.2), ("reset", 0.6),
         ("history", 0.5), ("delpath", 0.6), ("plan", 1), ("assign", 1), ("reserve", 20), ("commit", 8),
         ("release", 3), ("extend", 2), ("charge", 10), ("read", 10), ("clock", 10), ("del", 0.1),
     ]
