@@ -68,7 +68,10 @@ options they refuse) turned on and off under live holds, a plan with an
 in-flight policy, RESERVE (ALL/UPTO/DRYRUN, BRIEF) and CHARGE (CHECK or not)
 with SERVICE/MODEL that hit and miss the rules or are absent, duplicates by
 ID, commits, releases and expiry at known instants; it also checks that an
-in-flight policy's `used` stays 0. A run on a library from before 1.5.0
+in-flight policy's `used` stays 0. `--collate` runs the Lua server under
+en_US.UTF-8 (built with localedef into the run's directory when the system
+lacks it), where Lua's `<` on strings is not bytewise but the library's
+orderings (access rules by service and model) must be. A run on a library from before 1.5.0
 (--upgrade-from, --flip-with) sends none of ALLOW, DENY, ACCESS or INFLIGHT
 and compares check maps without `kind`; the general generator sends them too.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
@@ -79,7 +82,7 @@ argument, `quota-load --set`), e.g. a short event log or few holds.
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
                                 [--focus holds|plans|grants|access] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
-                                [--invariants]
+                                [--invariants] [--collate]
 
 `--behind P` changes trees behind the library's back (DEL with companions,
 RESTORE of an older DUMP, a write in another database through SWAPDB, the
@@ -143,14 +146,14 @@ class FullErrorParser(_RESP3Parser):
 
 # ----- the two servers ------------------------------------------------------------
 
-def start_server(workdir, name, extra):
+def start_server(workdir, name, extra, env=None):
     port = free_port()
     d = os.path.join(workdir, name)
     os.makedirs(d)
     proc = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", d, "--logfile", os.path.join(d, "redis.log")] + extra,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     pool = redis.ConnectionPool(host="127.0.0.1", port=port, protocol=3, parser_class=FullErrorParser,
                                 socket_timeout=60)
     client = redis.Redis(connection_pool=pool)
@@ -164,6 +167,34 @@ def start_server(workdir, name, extra):
                 proc.kill()
                 raise SystemExit(f"lua_parity: redis-server ({name}) did not start")
             time.sleep(0.05)
+
+
+def collating_env(workdir):
+    """--collate: an environment whose locale (en_US.UTF-8, built by
+    localedef into workdir when the system has none) collates strings apart
+    from their bytes ('Chat' after 'chat', '-' and '_' ignored), as a server
+    started under such a LANG does: Lua's `<` on strings follows it, the
+    library's orderings must not. None (and a message) when none can be had."""
+    env = dict(os.environ, LC_ALL="en_US.UTF-8")
+    probe = "import locale; locale.setlocale(locale.LC_COLLATE, ''); print(locale.strcoll('a', 'B'))"
+
+    def collates(e):
+        res = subprocess.run([sys.executable, "-c", probe], env=e, capture_output=True, text=True)
+        return res.returncode == 0 and res.stdout.strip().startswith("-")
+
+    if collates(env):
+        return env
+    loc = os.path.join(workdir, "locale")
+    if shutil.which("localedef"):
+        os.makedirs(loc, exist_ok=True)
+        subprocess.run(["localedef", "-i", "en_US", "-f", "UTF-8", os.path.join(loc, "en_US.UTF-8")],
+                       capture_output=True)
+        env["LOCPATH"] = loc
+        if collates(env):
+            return env
+    print("lua_parity: --collate: no en_US.UTF-8 locale (localedef could not build one): servers run in C",
+          flush=True)
+    return None
 
 
 def build_if_missing():
@@ -2009,6 +2040,9 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
+    ap.add_argument("--collate", action="store_true",
+                    help="the Lua server runs under en_US.UTF-8 (built by localedef when missing), whose string "
+                         "collation is not bytewise: orderings the library makes with Lua's < would differ")
     ap.add_argument("--focus", choices=["holds", "plans", "grants", "access"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
                          "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
@@ -2034,8 +2068,13 @@ def main():
         proc, mod_port, mod = start_server(workdir, "module",
                                            ["--appendonly", "yes"] + module_args if args.replica else module_args)
         procs.append(proc)
-        proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [])
+        env = collating_env(workdir) if args.collate else None
+        proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [], env)
         procs.append(proc)
+        if env is not None:
+            got = lua.eval("return tostring('a' < 'B')", 0)
+            print(f"lua_parity: --collate: the Lua server runs under {env['LC_ALL']} ('a' < 'B' in Lua: "
+                  f"{got.decode() if isinstance(got, bytes) else got})", flush=True)
         load_library(lua_port, lua, args.source, args.set, args.upgrade_from)
         snaps = {}
         upgrade_at = args.upgrade_at if args.upgrade_at is not None else args.ops // 2
