@@ -114,10 +114,10 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus grants --ops 6000 --seed 18 --behind 0.03 --replica --invariants
 	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 19 --upgrade-from tests/fixtures/quota-1.3.0.lua
 	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 29 --invariants --set tombstone_ttl=60000
-	python3 tests/lua_parity.py --focus access --ops 20000 --seed 51
+	python3 tests/lua_parity.py --focus access --ops 20000 --seed 51 --pubsub
 	python3 tests/lua_parity.py --focus access --ops 6000 --seed 52 --behind 0.03 --replica --invariants
 	python3 tests/lua_parity.py --focus access --ops 4000 --seed 53 --set events_len=7 --set max_holds=4 \
-		--set tombstone_ttl=3000
+		--set tombstone_ttl=3000 --pubsub
 	python3 tests/lua_parity.py --focus access --ops 4000 --seed 54 --upgrade-from tests/fixtures/quota-1.4.0.lua
 	python3 tests/lua_parity.py --focus access --ops 2000 --seed 56 --invariants --replica \
 		--flip-with tests/fixtures/quota-1.4.0.lua --flip-every 37

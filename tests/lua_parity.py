@@ -71,7 +71,9 @@ ID, commits, releases and expiry at known instants; it also checks that an
 in-flight policy's `used` stays 0. `--collate` runs the Lua server under
 en_US.UTF-8 (built with localedef into the run's directory when the system
 lacks it), where Lua's `<` on strings is not bytewise but the library's
-orderings (access rules by service and model) must be. A run on a library from before 1.5.0
+orderings (access rules by service and model) must be. `--pubsub` compares
+what both servers publish on quota:events:* (the `disallowed` event's JSON
+among them), channel by channel. A run on a library from before 1.5.0
 (--upgrade-from, --flip-with) sends none of ALLOW, DENY, ACCESS or INFLIGHT
 and compares check maps without `kind`; the general generator sends them too.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
@@ -82,7 +84,7 @@ argument, `quota-load --set`), e.g. a short event log or few holds.
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
                                 [--focus holds|plans|grants|access] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
-                                [--invariants] [--collate]
+                                [--invariants] [--collate] [--pubsub]
 
 `--behind P` changes trees behind the library's back (DEL with companions,
 RESTORE of an older DUMP, a write in another database through SWAPDB, the
@@ -167,6 +169,69 @@ def start_server(workdir, name, extra, env=None):
                 proc.kill()
                 raise SystemExit(f"lua_parity: redis-server ({name}) did not start")
             time.sleep(0.05)
+
+
+class Published:
+    """--pubsub: what one server publishes on quota:events:*, by channel, as
+    parsed JSON (the text when it is not JSON)."""
+
+    def __init__(self, port):
+        self.client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=60)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.psubscribe("quota:events:*")
+        self.pubsub.get_message(timeout=1)  # the psubscribe confirmation
+        self.channels = {}
+
+    def drain(self, wait=0.0):
+        deadline = time.time() + wait
+        while True:
+            m = self.pubsub.get_message(timeout=0.05 if wait else 0)
+            if m is None:
+                if time.time() >= deadline:
+                    return
+                continue
+            if m.get("type") != "pmessage":
+                continue
+            data = m["data"].decode("utf-8", "replace") if isinstance(m["data"], bytes) else m["data"]
+            try:
+                data = json.loads(data)
+            except ValueError:
+                pass
+            self.channels.setdefault(m["channel"], []).append(data)
+
+
+def kinds(published):
+    """How many messages of each event type one server published, as text."""
+    counts = {}
+    for messages in published.channels.values():
+        for e in messages:
+            t = e.get("type") if isinstance(e, dict) else "not json"
+            counts[t] = counts.get(t, 0) + 1
+    return ", ".join(f"{t} {n}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def published_differ(mod, lua):
+    """The two servers' published events, channel by channel: the same
+    messages in the same order, but for `expired` events at the end of the
+    module's (its timer publishes holds that fall due without a command; the
+    library publishes them on the tree's next command). Returns the number of
+    channels that differ, printing the first difference of each."""
+    bad = 0
+    for channel in sorted(set(mod.channels) | set(lua.channels)):
+        m, l = mod.channels.get(channel, []), lua.channels.get(channel, [])
+        n = min(len(m), len(l))
+        at = next((i for i in range(n) if m[i] != l[i]), None)
+        tail_ok = len(l) <= len(m) and all(isinstance(e, dict) and e.get("type") == "expired" for e in m[n:])
+        if at is None and tail_ok:
+            continue
+        bad += 1
+        print(f"PUBLISHED MISMATCH {channel!r}: {len(m)} messages (module) vs {len(l)} (lua)", flush=True)
+        if at is not None:
+            print(f"  message {at}: {diff(m[at], l[at], 'message')}\n  module: {show(m[at])}\n  lua:    {show(l[at])}",
+                  flush=True)
+        else:
+            print(f"  after {n} alike: module {show(m[n:n + 3])}\n  lua {show(l[n:n + 3])}", flush=True)
+    return bad
 
 
 def collating_env(workdir):
@@ -2040,6 +2105,9 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
+    ap.add_argument("--pubsub", action="store_true",
+                    help="subscribe to quota:events:* on both servers and compare what each published, channel by "
+                         "channel (the module's trailing expired events aside)")
     ap.add_argument("--collate", action="store_true",
                     help="the Lua server runs under en_US.UTF-8 (built by localedef when missing), whose string "
                          "collation is not bytewise: orderings the library makes with Lua's < would differ")
@@ -2049,6 +2117,10 @@ def main():
                          "with expiry, priority and ids, their draws and ends (GrantGen); access: access rules "
                          "and in-flight limits judged on reservations and charges (AccessGen)")
     args = ap.parse_args()
+    if args.pubsub and args.behind:
+        # the write --behind makes through SWAPDB runs on the library's test
+        # clock of the other database: its events carry another time
+        ap.error("--pubsub does not go with --behind")
 
     build_if_missing()
     rng = random.Random(args.seed)
@@ -2077,6 +2149,7 @@ def main():
                   f"{got.decode() if isinstance(got, bytes) else got})", flush=True)
         load_library(lua_port, lua, args.source, args.set, args.upgrade_from)
         snaps = {}
+        published = (Published(mod_port), Published(lua_port)) if args.pubsub else None
         upgrade_at = args.upgrade_at if args.upgrade_at is not None else args.ops // 2
         replica = None
         if args.replica:
@@ -2162,6 +2235,16 @@ def main():
                         mismatches += 1
                         print(f"META MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             done += 1
+            if published and i % 100 == 99:
+                for p in published:
+                    p.drain()
+        if published:
+            for p in published:
+                p.drain(wait=0.3)
+            mismatches += published_differ(*published)
+            print(f"lua_parity: --pubsub: {sum(len(v) for v in published[0].channels.values())} messages published "
+                  f"by the module, {sum(len(v) for v in published[1].channels.values())} by the library, on "
+                  f"{len(published[0].channels)} channels ({kinds(published[1])})", flush=True)
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
         if replica is not None:
