@@ -93,7 +93,7 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
-test-lua: lua-check ## The Lua library beside the module: stored layout upgrade, decimals, windows, prices, random command sequences, a reference model; the loader
+test-lua: lua-check ## The Lua library beside the module: stored layout upgrade, decimals, windows, prices, random command sequences (holds, plans, grants, access rules), a reference model; the loader
 	python3 tests/lua_locals.py
 	python3 tests/twins.py
 	python3 tests/lua_layout.py
@@ -114,6 +114,14 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus grants --ops 6000 --seed 18 --behind 0.03 --replica --invariants
 	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 19 --upgrade-from tests/fixtures/quota-1.3.0.lua
 	python3 tests/lua_parity.py --focus grants --ops 4000 --seed 29 --invariants --set tombstone_ttl=60000
+	python3 tests/lua_parity.py --focus access --ops 20000 --seed 51 --pubsub
+	python3 tests/lua_parity.py --focus access --ops 6000 --seed 52 --behind 0.03 --replica --invariants
+	python3 tests/lua_parity.py --focus access --ops 4000 --seed 53 --set events_len=7 --set max_holds=4 \
+		--set tombstone_ttl=3000 --pubsub
+	python3 tests/lua_parity.py --focus access --ops 4000 --seed 54 --upgrade-from tests/fixtures/quota-1.4.0.lua
+	python3 tests/lua_parity.py --focus access --ops 2000 --seed 56 --invariants --replica \
+		--flip-with tests/fixtures/quota-1.4.0.lua --flip-every 37
+	python3 tests/lua_parity.py --focus access --ops 6000 --seed 59 --collate
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py

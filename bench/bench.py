@@ -17,7 +17,12 @@ build without plans those rows are skipped with a message. Trees tg (module) and
 tlg (library) have 5,000 grants (QUOTA.GRANT … ID PRIORITY [FOR 400d]) on the
 reached credits policy, whose own limit is 0: a reservation there is measured
 beside one on a tree without grants (its checks read the cached allowance), and
-CHARGE and reserve + commit draw from a grant on every call. The ceiling module
+CHARGE and reserve + commit draw from a grant on every call. Trees ta (module) and
+tla (library) have access rules and an in-flight limit (SPEC §8): 5 deny entries at
+the root, an allow list of 20 entries at search (the project), an INFLIGHT requests
+policy on search/qr/canary (the member); their reservation names SERVICE and MODEL
+and passes every rule, beside the same reservation on the tree without rules (on a
+build without access rules those rows are skipped with a message). The ceiling module
 (bench/ceiling, target/release/libquota_ceiling.so, built by make bench) is
 loaded too: CEILING.BRIEF and CEILING.FULL open the key, reply RESERVE's
 BRIEF or full map and replicate a QUOTA.REPLAY-shaped command, doing no
@@ -170,6 +175,32 @@ def build_grant_tree(r, key, count, set_command=("QUOTA.SET",), grant_command=("
     return True
 
 
+# The access rows' request: allowed at search (chat/m7), denied nowhere.
+ACCESS_REQUEST = ["SERVICE", "chat", "MODEL", "m7"]
+ACCESS_DENY = [("video", None), ("image", "dalle"), ("chat", "old0"), ("chat", "old1"), ("audio", None)]
+ACCESS_ALLOW = [("chat", f"m{i}") for i in range(15)] + [("embed", None), ("image", "pix"), ("image", "hd"),
+                                                          ("search", None), ("rerank", None)]
+
+
+def build_access_tree(r, key, set_command=("QUOTA.SET",), allow_command=("QUOTA.ALLOW",),
+                      deny_command=("QUOTA.DENY",)):
+    """A tree of the benchmark's shape with access rules (5 deny entries at
+    the root, 20 allow entries at search) and an INFLIGHT requests policy on
+    the member search/qr/canary; False (and a message) when the server has
+    no access rules."""
+    build_tree(r, key, set_command)
+    try:
+        r.execute_command(*set_command, key, PATH, "inflight", "METRIC", "requests", "LIMIT", "1000000000000",
+                          "INFLIGHT")
+        for command, level, entries in ((deny_command, "/", ACCESS_DENY), (allow_command, "search", ACCESS_ALLOW)):
+            for service, model in entries:
+                r.execute_command(*command, key, level, "SERVICE", service, *(["MODEL", model] if model else []))
+    except redis.ResponseError as e:
+        print(f"  no access rules on this server ({str(e)[:80]}): skipping the access rows", file=sys.stderr)
+        return False
+    return True
+
+
 def benchmark(port, command, pipeline, requests, runs):
     """Median of `runs` redis-benchmark runs: (rps, p50 ms, p99 ms). A run
     that fails (redis-benchmark stops at an error reply, such as BUSY while
@@ -213,6 +244,9 @@ def throughput_table(server, args):
                                              ("FCALL", "quota_grant", "1"))
     if lua_grants:
         print(f"  {lua_count:,} grants on the library's grant tree in {time.time() - started:.1f} s", file=sys.stderr)
+    access = build_access_tree(r, "ta")
+    lua_access = access and build_access_tree(r, "tla", ("FCALL", "quota_set", "1"), ("FCALL", "quota_allow", "1"),
+                                              ("FCALL", "quota_deny", "1"))
     naive = r.script_load(NAIVE_LUA)
     pair = r.script_load(PAIR_LUA)
     batch = ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "BRIEF"] + ["COST", "credits", "1"] * 100
@@ -232,6 +266,8 @@ def throughput_table(server, args):
                                                           "BRIEF", "COST", "credits", "1", "requests", "1"], 1),
         (GRANT_RESERVE, ["QUOTA.RESERVE", "tg", "PATH", PATH, "TTL", "60000", "BRIEF", "COST", "credits", "1",
                          "requests", "1"], 1),
+        (ACCESS_RESERVE, ["QUOTA.RESERVE", "ta", "PATH", PATH, "TTL", "60000", "BRIEF", *ACCESS_REQUEST, "COST",
+                          "credits", "1", "requests", "1"], 1),
         (GRANT_CHARGE, ["QUOTA.CHARGE", "tg", "PATH", PATH, "CHECK", "BRIEF", "COST", "credits", "1",
                         "requests", "1"], 1),
         ("QUOTA.RESERVE (full reply)", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "COST", "credits", "1",
@@ -250,6 +286,8 @@ def throughput_table(server, args):
                                                      "60000", "COST", "credits", "1", "requests", "1"], 1),
         (LUA_GRANT_RESERVE, ["FCALL", "quota_reserve", "1", "tlg", "PATH", PATH, "TTL", "60000", "BRIEF", "COST",
                              "credits", "1", "requests", "1"], 1),
+        (LUA_ACCESS_RESERVE, ["FCALL", "quota_reserve", "1", "tla", "PATH", PATH, "TTL", "60000", "BRIEF",
+                              *ACCESS_REQUEST, "COST", "credits", "1", "requests", "1"], 1),
         (LUA_GRANT_CHARGE, ["FCALL", "quota_charge", "1", "tlg", "PATH", PATH, "CHECK", "BRIEF", "COST", "credits",
                             "1", "requests", "1"], 1),
     ]
@@ -258,6 +296,9 @@ def throughput_table(server, args):
                 or (lua_plans if c[0].startswith("Lua") else plans)]
     # Grants with options (QUOTA.GRANT … ID, quota_grant) likewise.
     commands = [c for c in commands if "grants" not in c[0] or (lua_grants if c[0].startswith("Lua") else grants)]
+    # Access rules and INFLIGHT (QUOTA.ALLOW, quota_allow) likewise.
+    commands = [c for c in commands if "access rules" not in c[0]
+                or (lua_access if c[0].startswith("Lua") else access)]
     table = {}
     for pipeline, requests in ((16, args.requests), (1, args.requests // 4)):
         for name, command, divisor in commands:
@@ -295,6 +336,10 @@ def grant_rows(count, lua_count):
 
 
 grant_rows(GRANT_COUNT, GRANT_COUNT)
+
+ACCESS_RESERVE = "QUOTA.RESERVE BRIEF with access rules (5 deny, 20 allow, an INFLIGHT policy)"
+LUA_ACCESS_RESERVE = "Lua library: quota_reserve BRIEF with access rules (5 deny, 20 allow, an INFLIGHT policy)"
+ACCESS_BASES = [(ACCESS_RESERVE, "QUOTA.RESERVE BRIEF"), (LUA_ACCESS_RESERVE, "Lua library: quota_reserve BRIEF")]
 
 CEILING_BRIEF = "ceiling: CEILING.BRIEF"
 CEILING_FULL = "ceiling: CEILING.FULL"
@@ -527,6 +572,11 @@ def main():
             tool = "bench/profile_lua.sh" if row.startswith("Lua") else "bench/profile.sh"
             print(f"- {row}: {rps[row] / rps[base]:.2f}× the same command on a tree without grants "
                   f"(a report, no goal; {tool} with GRANTS=N counts instructions)")
+    for row, base in ACCESS_BASES:
+        if row in rps:
+            tool = "bench/profile_lua.sh" if row.startswith("Lua") else "bench/profile.sh"
+            print(f"- {row}: {rps[row] / rps[base]:.2f}× the same reservation on the tree without rules "
+                  f"(a report, no goal; {tool} with ACCESS=1 counts instructions)")
     return 0
 
 

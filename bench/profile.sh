@@ -23,11 +23,17 @@
 # FOR 400d) after the tree is built, so reservations meet N grants and every
 # CHARGE and COMMIT draws from one; compare with a run without GRANTS (the
 # plain tree, where they pass on the policy's own limit and draw nothing).
+# ACCESS=1 adds make bench's access rules after the tree is built (QUOTA.DENY
+# of 5 entries at /, QUOTA.ALLOW of 20 at search, an INFLIGHT requests policy
+# on search/qr/canary) and SERVICE chat MODEL m7 (which passes them) to the
+# standard set's quota commands; compare with a run without ACCESS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}; shift || true
 PATH_ARGS=(PATH search/qr/canary)
 COST=(COST credits 1 requests 1)
+REQ=()
+[ -z "${ACCESS:-}" ] || REQ=(SERVICE chat MODEL m7)
 if [ $# -gt 0 ]; then
   COMMANDS=("$*")
 else
@@ -35,9 +41,9 @@ else
     "INCRBY counter 1"
     "CEILING.BRIEF t ${PATH_ARGS[*]} TTL 600000 BRIEF ${COST[*]}"
     "CEILING.FULL t ${PATH_ARGS[*]} TTL 600000 ${COST[*]}"
-    "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 BRIEF ${COST[*]}"
-    "QUOTA.CHARGE t ${PATH_ARGS[*]} CHECK BRIEF ${COST[*]}"
-    "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 ${COST[*]}"
+    "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 BRIEF ${REQ[*]} ${COST[*]}"
+    "QUOTA.CHARGE t ${PATH_ARGS[*]} CHECK BRIEF ${REQ[*]} ${COST[*]}"
+    "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 ${REQ[*]} ${COST[*]}"
   )
 fi
 CEILING=${QUOTA_CEILING:-$PWD/target/release/libquota_ceiling.so}
@@ -80,6 +86,19 @@ for start in range(0, n, 1000):
         p.execute_command("QUOTA.GRANT", "t", "search/qr/canary", "credits", "1000000000", "ID", f"g{i}",
                           "PRIORITY", str(i % 101), *(["FOR", "400d"] if i % 2 else []))
     p.execute()
+PY
+fi
+if [ -n "${ACCESS:-}" ]; then
+  python3 - "$PORT" <<'PY'
+import sys
+import redis
+sys.path.insert(0, "bench")
+import bench
+r = redis.Redis(port=int(sys.argv[1]))
+r.execute_command("QUOTA.SET", "t", bench.PATH, "inflight", "METRIC", "requests", "LIMIT", "1000000000000", "INFLIGHT")
+for command, level, entries in (("QUOTA.DENY", "/", bench.ACCESS_DENY), ("QUOTA.ALLOW", "search", bench.ACCESS_ALLOW)):
+    for service, model in entries:
+        r.execute_command(command, "t", level, "SERVICE", service, *(["MODEL", model] if model else []))
 PY
 fi
 i=0

@@ -10,11 +10,15 @@
 # gives it N grants (as bench/profile.sh does), so quota_reserve meets N grants and
 # quota_charge draws from one (e.g. GRANTS=5000 bench/profile_lua.sh 2000 FCALL quota_charge 1 t
 # PATH search/qr/canary CHECK BRIEF COST credits 1 requests 1; without GRANTS for the plain tree).
+# ACCESS=1 adds make bench's access rules (5 deny entries at /, 20 allow at search, an INFLIGHT
+# requests policy on search/qr/canary) and SERVICE chat MODEL m7 to the default command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}; shift || true
 CMD=("$@")
-[ ${#CMD[@]} -gt 0 ] || CMD=(FCALL quota_reserve 1 t PATH search/qr/canary TTL 600000 BRIEF COST credits 1 requests 1)
+REQ=()
+[ -z "${ACCESS:-}" ] || REQ=(SERVICE chat MODEL m7)
+[ ${#CMD[@]} -gt 0 ] || CMD=(FCALL quota_reserve 1 t PATH search/qr/canary TTL 600000 BRIEF "${REQ[@]}" COST credits 1 requests 1)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OUT=$(mktemp -d)
 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" ${TOGGLE---toggle-collect=call} \
@@ -39,6 +43,20 @@ for start in range(0, n, 1000):
         p.execute_command("FCALL", "quota_grant", 1, "t", "search/qr/canary", "credits", "1000000000", "ID", f"g{i}",
                           "PRIORITY", str(i % 101), *(["FOR", "400d"] if i % 2 else []))
     p.execute()
+PY
+fi
+if [ -n "${ACCESS:-}" ]; then
+  python3 - "$PORT" <<'PY'
+import sys
+import redis
+sys.path.insert(0, "bench")
+import bench
+r = redis.Redis(port=int(sys.argv[1]))
+r.execute_command("FCALL", "quota_set", 1, "t", bench.PATH, "inflight", "METRIC", "requests", "LIMIT", "1000000000000",
+                  "INFLIGHT")
+for fn, level, entries in (("quota_deny", "/", bench.ACCESS_DENY), ("quota_allow", "search", bench.ACCESS_ALLOW)):
+    for service, model in entries:
+        r.execute_command("FCALL", fn, 1, "t", level, "SERVICE", service, *(["MODEL", model] if model else []))
 PY
 fi
 if [ "${NAIVE:-}" = 1 ]; then

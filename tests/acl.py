@@ -56,6 +56,10 @@ CALLS = {
     "grants": ["QUOTA.GRANTS", "{k}", "/", "p"],
     "revoke": ["QUOTA.REVOKE", "{k}", "/", "p", "acl-grant"],
     "reset": ["QUOTA.RESET", "{k}", "/", "p"],
+    # rules on a path no check reserves on: they must not refuse the others
+    "allow": ["QUOTA.ALLOW", "{k}", "ruled", "SERVICE", "chat"],
+    "deny": ["QUOTA.DENY", "{k}", "ruled", "SERVICE", "image", "MODEL", "pix"],
+    "access": ["QUOTA.ACCESS", "{k}", "/"],
     "delpath": ["QUOTA.DELPATH", "{k}", "gone"],
     "price-get": ["QUOTA.PRICE", "GET", "chat/m"],
     "price-list": ["QUOTA.PRICE", "LIST"],
@@ -71,10 +75,11 @@ CALLS = {
     "assign": ["QUOTA.ASSIGN", "{k}", "NONE"],
 }
 TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
-              "grants", "set", "unset", "grant", "revoke", "reset", "delpath", "assign"}
+              "grants", "set", "unset", "grant", "revoke", "reset", "delpath", "assign", "allow", "deny", "access"}
 READS = ["get", "tree", "holds", "history", "events", "grants"]
 SPENDING = ["reserve", "commit", "release", "extend", "charge"]
-POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath"]
+# QUOTA.ACCESS is a write command (its CLEAR writes): it goes with the rules.
+POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath", "allow", "deny", "access"]
 PRICE_READS = ["price-get", "price-list", "estimate"]
 PRICE_WRITES = ["price-set", "price-del"]
 PLAN_READS = ["plan-get", "plan-list"]
@@ -251,7 +256,7 @@ def key_specs(admin, port):
     for name in READS:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is None, f"%R~t:acme: {name} is allowed")
-    for name in ["reserve", "charge", "set", "grant", "revoke", "reset"]:
+    for name in ["reserve", "charge", "set", "grant", "revoke", "reset", "allow", "deny", "access"]:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is not None, f"%R~t:acme: {name} is refused")
     client.close()

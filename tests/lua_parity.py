@@ -61,15 +61,30 @@ or a period's end, and across months. A run on an older library
 (--upgrade-from before the upgrade, --flip-with throughout) sends no GRANT,
 GRANTS, REVOKE or LOW (a tree with a grant is layout 4, which 1.3.0 refuses)
 and compares replies without `drawn` and HISTORY's `granted`.
+`--focus access` (AccessGen) aims at access rules and in-flight limits (1.5.0):
+ALLOW/DENY (SERVICE, MODEL, REMOVE, in any order, their errors, bursts past
+128 rules per path), ACCESS and ACCESS CLEAR, INFLIGHT policies (and the
+options they refuse) turned on and off under live holds, a plan with an
+in-flight policy, RESERVE (ALL/UPTO/DRYRUN, BRIEF) and CHARGE (CHECK or not)
+with SERVICE/MODEL that hit and miss the rules or are absent, duplicates by
+ID, commits, releases and expiry at known instants; it also checks that an
+in-flight policy's `used` stays 0. `--collate` runs the Lua server under
+en_US.UTF-8 (built with localedef into the run's directory when the system
+lacks it), where Lua's `<` on strings is not bytewise but the library's
+orderings (access rules by service and model) must be. `--pubsub` compares
+what both servers publish on quota:events:* (the `disallowed` event's JSON
+among them), channel by channel. A run on a library from before 1.5.0
+(--upgrade-from, --flip-with) sends none of ALLOW, DENY, ACCESS or INFLIGHT
+and compares check maps without `kind`; the general generator sends them too.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans|grants] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds|plans|grants|access] [--set NAME=VALUE ...] [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
-                                [--invariants]
+                                [--invariants] [--collate] [--pubsub]
 
 `--behind P` changes trees behind the library's back (DEL with companions,
 RESTORE of an older DUMP, a write in another database through SWAPDB, the
@@ -133,14 +148,14 @@ class FullErrorParser(_RESP3Parser):
 
 # ----- the two servers ------------------------------------------------------------
 
-def start_server(workdir, name, extra):
+def start_server(workdir, name, extra, env=None):
     port = free_port()
     d = os.path.join(workdir, name)
     os.makedirs(d)
     proc = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", d, "--logfile", os.path.join(d, "redis.log")] + extra,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     pool = redis.ConnectionPool(host="127.0.0.1", port=port, protocol=3, parser_class=FullErrorParser,
                                 socket_timeout=60)
     client = redis.Redis(connection_pool=pool)
@@ -154,6 +169,97 @@ def start_server(workdir, name, extra):
                 proc.kill()
                 raise SystemExit(f"lua_parity: redis-server ({name}) did not start")
             time.sleep(0.05)
+
+
+class Published:
+    """--pubsub: what one server publishes on quota:events:*, by channel, as
+    parsed JSON (the text when it is not JSON)."""
+
+    def __init__(self, port):
+        self.client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=60)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.psubscribe("quota:events:*")
+        self.pubsub.get_message(timeout=1)  # the psubscribe confirmation
+        self.channels = {}
+
+    def drain(self, wait=0.0):
+        deadline = time.time() + wait
+        while True:
+            m = self.pubsub.get_message(timeout=0.05 if wait else 0)
+            if m is None:
+                if time.time() >= deadline:
+                    return
+                continue
+            if m.get("type") != "pmessage":
+                continue
+            data = m["data"].decode("utf-8", "replace") if isinstance(m["data"], bytes) else m["data"]
+            try:
+                data = json.loads(data)
+            except ValueError:
+                pass
+            self.channels.setdefault(m["channel"], []).append(data)
+
+
+def kinds(published):
+    """How many messages of each event type one server published, as text."""
+    counts = {}
+    for messages in published.channels.values():
+        for e in messages:
+            t = e.get("type") if isinstance(e, dict) else "not json"
+            counts[t] = counts.get(t, 0) + 1
+    return ", ".join(f"{t} {n}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def published_differ(mod, lua):
+    """The two servers' published events, channel by channel: the same
+    messages in the same order, but for `expired` events at the end of the
+    module's (its timer publishes holds that fall due without a command; the
+    library publishes them on the tree's next command). Returns the number of
+    channels that differ, printing the first difference of each."""
+    bad = 0
+    for channel in sorted(set(mod.channels) | set(lua.channels)):
+        m, l = mod.channels.get(channel, []), lua.channels.get(channel, [])
+        n = min(len(m), len(l))
+        at = next((i for i in range(n) if m[i] != l[i]), None)
+        tail_ok = len(l) <= len(m) and all(isinstance(e, dict) and e.get("type") == "expired" for e in m[n:])
+        if at is None and tail_ok:
+            continue
+        bad += 1
+        print(f"PUBLISHED MISMATCH {channel!r}: {len(m)} messages (module) vs {len(l)} (lua)", flush=True)
+        if at is not None:
+            print(f"  message {at}: {diff(m[at], l[at], 'message')}\n  module: {show(m[at])}\n  lua:    {show(l[at])}",
+                  flush=True)
+        else:
+            print(f"  after {n} alike: module {show(m[n:n + 3])}\n  lua {show(l[n:n + 3])}", flush=True)
+    return bad
+
+
+def collating_env(workdir):
+    """--collate: an environment whose locale (en_US.UTF-8, built by
+    localedef into workdir when the system has none) collates strings apart
+    from their bytes ('Chat' after 'chat', '-' and '_' ignored), as a server
+    started under such a LANG does: Lua's `<` on strings follows it, the
+    library's orderings must not. None (and a message) when none can be had."""
+    env = dict(os.environ, LC_ALL="en_US.UTF-8")
+    probe = "import locale; locale.setlocale(locale.LC_COLLATE, ''); print(locale.strcoll('a', 'B'))"
+
+    def collates(e):
+        res = subprocess.run([sys.executable, "-c", probe], env=e, capture_output=True, text=True)
+        return res.returncode == 0 and res.stdout.strip().startswith("-")
+
+    if collates(env):
+        return env
+    loc = os.path.join(workdir, "locale")
+    if shutil.which("localedef"):
+        os.makedirs(loc, exist_ok=True)
+        subprocess.run(["localedef", "-i", "en_US", "-f", "UTF-8", os.path.join(loc, "en_US.UTF-8")],
+                       capture_output=True)
+        env["LOCPATH"] = loc
+        if collates(env):
+            return env
+    print("lua_parity: --collate: no en_US.UTF-8 locale (localedef could not build one): servers run in C",
+          flush=True)
+    return None
 
 
 def build_if_missing():
@@ -218,6 +324,10 @@ PLAN_FIELDS = {"source", "plan", "plan_version", "plan_missing"}
 # (a policy map's `granted` and `low` show only once GRANT or LOW was sent,
 # which a run on an older library does not send).
 GRANT_FIELDS = {"drawn", "granted"}
+# What access rules added (1.5.0): `kind` on every check map (the other new
+# fields show only once ALLOW, DENY or INFLIGHT was sent, which a run on an
+# older library does not send).
+ACCESS_FIELDS = {"kind"}
 
 
 def without_fields(v, fields):
@@ -232,7 +342,10 @@ def without_fields(v, fields):
 
 def older_fields(library):
     """The reply fields library LIB (a file name with its version) lacks."""
-    return GRANT_FIELDS if "1.3." in os.path.basename(library) else PLAN_FIELDS | GRANT_FIELDS
+    base = os.path.basename(library)
+    if "1.4." in base:
+        return ACCESS_FIELDS
+    return ACCESS_FIELDS | (GRANT_FIELDS if "1.3." in base else PLAN_FIELDS | GRANT_FIELDS)
 
 
 def grant_command(cmd):
@@ -242,6 +355,18 @@ def grant_command(cmd):
     if name in ("QUOTA.GRANT", "QUOTA.GRANTS", "QUOTA.REVOKE"):
         return True
     return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() == "LOW" for a in cmd)
+
+
+def access_command(cmd):
+    """ALLOW, DENY, ACCESS, SET … INFLIGHT and a plan with an in-flight
+    policy: what a run does not send to a library from before them (a tree
+    with a rule or an in-flight policy is layout 5, which 1.4.0 refuses)."""
+    name = text(cmd[0]).upper()
+    if name in ("QUOTA.ALLOW", "QUOTA.DENY", "QUOTA.ACCESS"):
+        return True
+    if name == "QUOTA.PLAN":
+        return any(isinstance(a, str) and "inflight" in a.lower() for a in cmd)
+    return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() == "INFLIGHT" for a in cmd)
 
 
 def text(arg):
@@ -427,6 +552,11 @@ class Gen:
             self.service_model(sm)
             if sm:
                 opts.append(sm)
+        if r.random() < 0.06:
+            # an in-flight limit (1.5.0): mostly without a window, which it refuses
+            if r.random() < 0.8:
+                opts = [o for o in opts if o[0] not in ("WINDOW", "ANCHOR", "ROLLOVER")]
+            opts.append([self.pick(["INFLIGHT", "INFLIGHT", "inflight"])])
         if r.random() < 0.02:
             opts.append(self.pick([["METRIC", "usd"], ["EXTRA", "1"], ["LIMIT"]]))
         if r.random() < 0.02:
@@ -462,6 +592,28 @@ class Gen:
 
     def c_reset(self, tree):
         return ["QUOTA.RESET", tree, self.path(), self.pick(POLICIES)]
+
+    def c_allow(self, tree, name="QUOTA.ALLOW"):
+        """An access rule (1.5.0): ALLOW or DENY SERVICE s [MODEL m] [REMOVE]."""
+        r = self.rng
+        opts = []
+        if r.random() > 0.03:
+            opts.append(["SERVICE", self.pick(SERVICES) if r.random() > 0.03 else self.pick(["*", "a b", "x" * 129])])
+        if r.random() < 0.45:
+            opts.append(["MODEL", self.pick(MODELS) if r.random() > 0.03 else "*"])
+        if r.random() < 0.25:
+            opts.append(["REMOVE"])
+        r.shuffle(opts)
+        return [name, tree, self.path()] + [a for o in opts for a in o]
+
+    def c_deny(self, tree):
+        return self.c_allow(tree, "QUOTA.DENY")
+
+    def c_access(self, tree):
+        out = ["QUOTA.ACCESS", tree, self.path()]
+        if self.chance(0.2):
+            out.append(self.pick(["CLEAR", "clear"]))
+        return out
 
     def request(self, tree, charge):
         r = self.rng
@@ -617,7 +769,8 @@ class Gen:
     WEIGHTS = [
         ("set", 10), ("unset", 1), ("delpath", 1), ("grant", 3), ("reset", 2), ("reserve", 20), ("commit", 10),
         ("release", 5), ("extend", 3), ("charge", 12), ("get", 5), ("tree", 4), ("holds", 3), ("history", 2),
-        ("events", 3), ("price", 3), ("clock", 6), ("del", 0.15), ("huge", 0.1),
+        ("events", 3), ("price", 3), ("clock", 6), ("del", 0.15), ("huge", 0.1), ("allow", 1), ("deny", 0.8),
+        ("access", 0.7),
     ]
 
     def command(self):
@@ -652,7 +805,7 @@ class Gen:
             rest[i], rest[j] = rest[j], rest[i]
         elif how == 3:
             rest[i] = self.pick(["COST", "ALSO", "ITEM", "x", "-1", "0", "PATH", "USAGE", "MODEL", "WINDOW", "é",
-                                 b"\xff\xfe", "a\x00b", "\u0100"])
+                                 b"\xff\xfe", "a\x00b", "\u0100", "INFLIGHT", "REMOVE", "CLEAR", "SERVICE"])
         elif isinstance(rest[i], str):
             rest[i] = rest[i].lower() if rest[i] != rest[i].lower() else rest[i].upper()
         if cmd[0] == "QUOTA.PRICE" and i == 0 and rest and isinstance(rest[0], bytes):
@@ -1313,6 +1466,315 @@ class GrantGen(Gen):
                 self.dues[tree] = (self.dues[tree] + [at])[-20:]
 
 
+class AccessGen(FocusGen):
+    """`--focus access`: access rules and in-flight limits (SPEC §8, 1.5.0).
+
+    Few paths (`/`, `p1`, `p1/u1`, `p1/u2`, `p2`, `p2/u1`) so that rules,
+    policies and holds meet on the same reaches: ALLOW and DENY with SERVICE
+    and MODEL or the service alone, REMOVE, each keyword in any order and
+    case, their errors (no SERVICE, MODEL alone, a keyword twice, `*`, names
+    too long or with spaces, unknown words), bursts up to and past the bound of
+    128 rules per path; ACCESS and ACCESS CLEAR (missing keys and paths too);
+    QUOTA.SET with INFLIGHT on `requests` and `credits` (limits 0 to 5, MODE
+    strict/open/block, WINDOW none and the windows it refuses, LOW, ROLLOVER,
+    SERVICE/MODEL filters) and turned on and off under live holds; GRANT on
+    an in-flight policy; RESERVE (ALL, UPTO, DRYRUN, BRIEF, ALSO, several
+    items, short TTLs) and CHARGE (CHECK or not, BRIEF) with SERVICE and
+    MODEL drawn from names that hit and miss the rules, none among them;
+    the same ID sent again (denied reservations re-judged, charges answered
+    as remembered); COMMIT, RELEASE, EXTEND and expiry by the clock moved to
+    one before, at and one after a hold's `expires_at`; a plan whose policy is
+    `"inflight": true` (and the plan errors of in-flight policies) followed
+    by the trees; DELPATH, UNSET, RESET, HISTORY, GET, TREE, HOLDS and
+    EVENTS (the `disallowed` event). After every GET and TREE it also checks
+    that an in-flight policy's `used` is 0.
+    """
+
+    FPATHS = ["/", "p1", "p1/u1", "p1/u2", "p2", "p2/u1"]
+    FMETRICS = ["requests", "credits"]
+    APOLICIES = ["conc", "rpm", "cap"]
+    ASERVICES = ["chat", "image", "embed"]
+    AMODELS = ["gpt", "mini", "pix"]
+    BAD_NAMES = ["*", "*", "a b", "x" * 129, "x" * 128, "", "é", "a\tb"]
+    APLANS = ["lim", "team"]
+
+    def __init__(self, rng, start_ms):
+        super().__init__(rng, start_ms)
+
+    def rule_path(self):
+        r = self.rng.random()
+        if r < 0.85:
+            return self.pick(self.FPATHS)
+        if r < 0.95:
+            return self.pick(["p3", "p1/u3", "p2/u1/z", "/p1", "p1/"])  # new nodes, other spellings
+        return self.pick(["a//b", "..", "a b", "/".join(["s"] * 17), ""])
+
+    # Names that sort apart bytewise and by a locale's collation (case,
+    # punctuation, digits): the rules' order must be the bytes' order.
+    ODD_SERVICES = ["Chat", "chat-2", "chat_2", "chat.v2", "0chat", "CHAT", "chat~"]
+    ODD_MODELS = ["GPT", "gpt-4o", "gpt.4", "gpt_4", "Gpt", "4o"]
+
+    def service(self):
+        x = self.rng.random()
+        return self.pick(self.ASERVICES) if x < 0.87 else self.pick(self.ODD_SERVICES) if x < 0.95 \
+            else self.pick(self.BAD_NAMES)
+
+    def model(self):
+        x = self.rng.random()
+        return self.pick(self.AMODELS) if x < 0.87 else self.pick(self.ODD_MODELS) if x < 0.95 \
+            else self.pick(self.BAD_NAMES)
+
+    def kw(self, word):
+        return word.lower() if self.chance(0.08) else word
+
+    def service_model(self, out):
+        """A request's SERVICE and MODEL: none, the service alone, or both."""
+        r = self.rng.random()
+        if r < 0.15:
+            return
+        if r < 0.17:
+            out += [self.kw("MODEL"), self.pick(self.AMODELS)]  # MODEL without SERVICE
+            return
+        out += [self.kw("SERVICE"), self.pick(self.ASERVICES + ["video"]) if self.chance(0.93)
+                else self.pick(self.ODD_SERVICES)]
+        if self.chance(0.55):
+            out += [self.kw("MODEL"), self.pick(self.AMODELS + ["veo"]) if self.chance(0.93)
+                    else self.pick(self.ODD_MODELS)]
+
+    # --- rules
+
+    def c_rule(self, tree, name=None):
+        r = self.rng
+        name = name or self.pick(["QUOTA.ALLOW", "QUOTA.DENY"])
+        opts = []
+        if r.random() > 0.04:
+            opts.append([self.kw("SERVICE"), self.service()])
+        if r.random() < 0.5:
+            opts.append([self.kw("MODEL"), self.model()])
+        if r.random() < 0.35:
+            opts.append([self.kw("REMOVE")])
+        if r.random() < 0.04:
+            opts.append(self.pick([["SERVICE", "chat"], ["MODEL", "gpt"], ["REMOVE"], ["EXTRA"], ["SERVICE"],
+                                   ["MODEL"], ["INFLIGHT"], ["CLEAR"], ["ALL"]]))
+        r.shuffle(opts)
+        return [name, tree, self.rule_path()] + [a for o in opts for a in o]
+
+    def c_burst(self, tree):
+        """Rules up to and past the bound of 128 per path (allow and deny
+        together), then requests judged against them, ACCESS and a CLEAR."""
+        path = self.pick(self.FPATHS)
+        n = self.rng.choice([20, 60, 127, 130])
+        for i in range(n):
+            cmd = "QUOTA.DENY" if i % 3 == 0 else "QUOTA.ALLOW"
+            out = [cmd, tree, path, "SERVICE", f"s{i % 70}"]
+            if i >= 70 or self.chance(0.3):
+                out += ["MODEL", self.pick(self.AMODELS)]
+            self.queue.append(out)
+        self.queue.append(["QUOTA.ALLOW", tree, path, "SERVICE", "s0"])  # there already: 0 even at the bound
+        self.queue.append(self.c_reserve(tree))
+        self.queue.append(["QUOTA.ACCESS", tree, path])
+        self.queue.append(["QUOTA.TREE", tree, "FORMAT", "json"])
+        if self.chance(0.7):
+            self.queue.append(["QUOTA.ACCESS", tree, path, "CLEAR"])
+        return ["QUOTA.GET", tree, path]
+
+    def c_access(self, tree):
+        out = ["QUOTA.ACCESS", tree, self.rule_path() if self.chance(0.9) else self.pick(["p9", "p1/u9"])]
+        x = self.rng.random()
+        if x < 0.25:
+            out.append(self.kw("CLEAR"))
+        elif x < 0.24:
+            out += self.pick([["CLEAR", "x"], ["NOPE"], ["CLEAR", "CLEAR"], ["REMOVE"]])
+        return out
+
+    # --- policies
+
+    def c_set(self, tree):
+        r = self.rng
+        out = ["QUOTA.SET", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES), "METRIC", self.metric(),
+               "LIMIT", self.pick(["0", "1", "2", "3", "3", "5", "10", "40", "100"])]
+        inflight = r.random() < 0.55
+        opts = []
+        x = r.random()
+        if inflight:
+            if x < 0.08:
+                opts.append(["WINDOW", "none"])
+            elif x < 0.13:
+                opts.append(["WINDOW", self.pick(["day", "rolling 60s", "hour"])])
+        elif x < 0.5:
+            opts.append(["WINDOW"] + self.pick(["none", "hour", "rolling 60s", "rolling 90s"]).split())
+        if r.random() < 0.4:
+            opts.append(["MODE", self.pick(["strict", "strict", "open", "block"] if inflight or r.random() < 0.5
+                                           else ["strict", "open"])])
+        if r.random() < 0.15:
+            opts.append(["WARN", self.pick(["50", "80,90", "100"])])
+        if r.random() < (0.04 if inflight else 0.02):
+            opts.append(self.pick([["LOW", "1"], ["ROLLOVER", "10"], ["ANCHOR", "5"]]))
+        if r.random() < 0.25:
+            f = ["SERVICE", self.pick(self.ASERVICES)]
+            if r.random() < 0.4:
+                f += ["MODEL", self.pick(self.AMODELS)]
+            opts.append(f)
+        if inflight:
+            opts.append([self.kw("INFLIGHT")])
+            if r.random() < 0.02:
+                opts.append(["INFLIGHT"])
+            if r.random() < 0.04:
+                # several options it refuses at once: which error comes first
+                opts += r.sample([["WINDOW", "day"], ["MODE", "block"], ["LOW", "2"], ["ROLLOVER", "5"],
+                                  ["WARN", "0"], ["MODE", "lenient"]], r.randint(2, 4))
+        r.shuffle(opts)
+        return out + [a for o in opts for a in o]
+
+    def c_unset(self, tree):
+        return ["QUOTA.UNSET", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES)]
+
+    def c_grant(self, tree):
+        return ["QUOTA.GRANT", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES),
+                self.pick(["1", "5", "0", "-1", "x"])]
+
+    def c_reset(self, tree):
+        return ["QUOTA.RESET", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES)]
+
+    def c_history(self, tree):
+        return ["QUOTA.HISTORY", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES)]
+
+    def c_delpath(self, tree):
+        return ["QUOTA.DELPATH", tree, self.pick(["p1/u1", "p1/u2", "p2", "p2/u1", "p1", "p3"])]
+
+    # --- plans
+
+    def plan_policy(self):
+        r = self.rng
+        p = {"metric": self.pick(self.FMETRICS), "limit": self.pick(["1", "2", "3", "10", "0"])}
+        x = r.random()
+        if x < 0.6:
+            p["inflight"] = True
+        elif x < 0.65:
+            p["inflight"] = False
+        elif x < 0.67:
+            p["inflight"] = self.pick(["yes", 1, None])
+        if r.random() < 0.1 or "inflight" not in p and r.random() < 0.4:
+            p["window"] = self.pick(["none", "day", "rolling 60s"])
+        if r.random() < 0.2:
+            p["mode"] = self.pick(["strict", "open", "block"])
+        if r.random() < 0.05:
+            p["low"] = "1"
+        if r.random() < 0.2:
+            p["service"] = self.pick(self.ASERVICES)
+        return p
+
+    def c_plan(self, tree):
+        r = self.rng
+        name = self.pick(self.APLANS)
+        if r.random() < 0.15:
+            return ["QUOTA.PLAN", "GET", name]
+        paths = {}
+        for pattern in r.sample(["/", "p1", "p1/*", "*/u1", "p2"], r.randint(1, 3)):
+            paths[pattern] = {n: self.plan_policy() for n in r.sample(["conc", "rpm", "pl"], r.randint(1, 2))}
+        return ["QUOTA.PLAN", "SET", name, json.dumps({"paths": paths})]
+
+    def c_assign(self, tree):
+        return ["QUOTA.ASSIGN", tree, self.pick(self.APLANS + ["NONE"])]
+
+    # --- requests
+
+    def req_items(self, n, neg=0.0):
+        out = []
+        for _ in range(n):
+            out.append("COST")
+            if self.chance(0.85):
+                out += ["requests", self.pick(["1", "1", "1", "2"])]
+            if self.chance(0.6):
+                out += ["credits", self.amount(neg=neg)]
+            if out[-1] == "COST":
+                out += ["requests", "1"]
+        return out
+
+    def c_reserve(self, tree):
+        r = self.rng
+        opts = [["PATH", self.pick(self.FPATHS) if r.random() > 0.05 else self.pick(["p3", "p1/u3/z"])]]
+        if r.random() < 0.2:
+            opts.append(["ALSO", self.pick(self.FPATHS)])
+        sm = []
+        self.service_model(sm)
+        if sm:
+            opts.append(sm)
+        if r.random() < 0.6:
+            opts.append(["TTL", self.ttl()])
+        if r.random() < 0.3:
+            opts.append(["ID", self.pick(ID_POOL)])
+        if r.random() < 0.4:
+            opts.append([self.pick(["ALL", "UPTO", "UPTO", "DRYRUN"])])
+        if r.random() < 0.3:
+            opts.append(["BRIEF"])
+        r.shuffle(opts)
+        return ["QUOTA.RESERVE", tree] + [a for o in opts for a in o] + self.req_items(r.choice([1, 1, 1, 2, 3]))
+
+    def c_charge(self, tree):
+        r = self.rng
+        opts = [["PATH", self.pick(self.FPATHS)]]
+        if r.random() < 0.15:
+            opts.append(["ALSO", self.pick(self.FPATHS)])
+        sm = []
+        self.service_model(sm)
+        if sm:
+            opts.append(sm)
+        if r.random() < 0.4:
+            opts.append(["CHECK"])
+        if r.random() < 0.3:
+            opts.append(["ID", self.pick(ID_POOL)])
+        if r.random() < 0.25:
+            opts.append(["BRIEF"])
+        r.shuffle(opts)
+        return ["QUOTA.CHARGE", tree] + [a for o in opts for a in o] + self.req_items(1, neg=0.05)
+
+    def c_read(self, tree):
+        return getattr(self, "c_" + self.pick(["get", "get", "tree", "holds", "events", "access"]))(tree)
+
+    def c_get(self, tree):
+        return ["QUOTA.GET", tree, self.pick(self.FPATHS + ["p3"])]
+
+    WEIGHTS = [
+        ("rule", 10), ("burst", 0.12), ("access", 4), ("set", 8), ("unset", 1), ("grant", 1.2), ("reset", 0.6),
+        ("history", 0.5), ("delpath", 0.6), ("plan", 1), ("assign", 1), ("reserve", 20), ("commit", 8),
+        ("release", 3), ("extend", 2), ("charge", 10), ("read", 10), ("clock", 10), ("del", 0.1),
+    ]
+
+    def command(self):
+        if self.queue:
+            return self.queue.pop(0)
+        names = [n for n, _ in self.WEIGHTS]
+        kind = self.rng.choices(names, [w for _, w in self.WEIGHTS])[0]
+        tree = self.rng.choices(TREES[:2], [3, 1])[0]
+        if self.chance(0.01):
+            tree = self.pick(["plain", "ghost"])  # a string key; a key never written
+        if kind == "del":
+            return ["DEL", TREES[1]]
+        cmd = getattr(self, "c_" + kind)(tree)
+        if kind not in ("clock", "burst") and self.chance(0.02):
+            cmd = self.mutate(cmd)
+        return cmd
+
+    def broken(self, cmd, reply):
+        """An in-flight policy that records usage (its `used` must stay 0):
+        None when none does."""
+        if cmd[0] not in ("QUOTA.GET", "QUOTA.TREE"):
+            return None
+        if isinstance(reply, str) and reply.startswith("{"):
+            reply = json.loads(reply)
+        stack = [reply]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                if v.get("inflight") in (1, True) and v.get("used") not in (None, "0"):
+                    return f"in-flight policy {v.get('policy')} has used {v.get('used')}"
+                stack += list(v.values())
+            elif isinstance(v, list):
+                stack += v
+        return None
+
+
 def show(v, limit=6000):
     text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[:limit] + " ..."
@@ -1539,9 +2001,11 @@ def behind_the_back(rng, mod, lua, lua_port, args, snaps, both, i):
         for c in (mod, lua):
             c.execute_command("SWAPDB", 0, 1)
     elif how == "reload" and not args.source:
+        library = os.environ.get("QUOTA_LIBRARY")  # the library the run started with, not the embedded one
         subprocess.run(
             [LOADER, f"redis://127.0.0.1:{lua_port}", "--test-clock", "--force"]
-            + [a for kv in args.set for a in ("--set", kv)], capture_output=True, timeout=60)
+            + [a for kv in args.set for a in ("--set", kv)] + (["--file", library] if library else []),
+            capture_output=True, timeout=60)
     if args.verbose:
         print(f"#{i} behind the back: {how} {tree}")
 
@@ -1641,18 +2105,30 @@ def main():
     ap.add_argument("--replica", action="store_true",
                     help="the Lua server runs with AOF and a replica; at the end every key of the replica, and of "
                          "a server started from the AOF, must DUMP as the primary's")
-    ap.add_argument("--focus", choices=["holds", "plans", "grants"],
+    ap.add_argument("--pubsub", action="store_true",
+                    help="subscribe to quota:events:* on both servers and compare what each published, channel by "
+                         "channel (the module's trailing expired events aside)")
+    ap.add_argument("--collate", action="store_true",
+                    help="the Lua server runs under en_US.UTF-8 (built by localedef when missing), whose string "
+                         "collation is not bytewise: orderings the library makes with Lua's < would differ")
+    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
                          "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
-                         "with expiry, priority and ids, their draws and ends (GrantGen)")
+                         "with expiry, priority and ids, their draws and ends (GrantGen); access: access rules "
+                         "and in-flight limits judged on reservations and charges (AccessGen)")
     args = ap.parse_args()
+    if args.pubsub and args.behind:
+        # the write --behind makes through SWAPDB runs on the library's test
+        # clock of the other database: its events carry another time
+        ap.error("--pubsub does not go with --behind")
 
     build_if_missing()
     rng = random.Random(args.seed)
     start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
     start_ms = int(start.timestamp()) * 1000
     gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else \
-        GrantGen(rng, start_ms) if args.focus == "grants" else Gen(rng)
+        GrantGen(rng, start_ms) if args.focus == "grants" else AccessGen(rng, start_ms) if args.focus == "access" \
+        else Gen(rng)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -1664,10 +2140,16 @@ def main():
         proc, mod_port, mod = start_server(workdir, "module",
                                            ["--appendonly", "yes"] + module_args if args.replica else module_args)
         procs.append(proc)
-        proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [])
+        env = collating_env(workdir) if args.collate else None
+        proc, lua_port, lua = start_server(workdir, "lua", ["--appendonly", "yes"] if args.replica else [], env)
         procs.append(proc)
+        if env is not None:
+            got = lua.eval("return tostring('a' < 'B')", 0)
+            print(f"lua_parity: --collate: the Lua server runs under {env['LC_ALL']} ('a' < 'B' in Lua: "
+                  f"{got.decode() if isinstance(got, bytes) else got})", flush=True)
         load_library(lua_port, lua, args.source, args.set, args.upgrade_from)
         snaps = {}
+        published = (Published(mod_port), Published(lua_port)) if args.pubsub else None
         upgrade_at = args.upgrade_at if args.upgrade_at is not None else args.ops // 2
         replica = None
         if args.replica:
@@ -1683,7 +2165,10 @@ def main():
         # flips back to one: a tree that had a grant is refused by it.
         older_library = bool(args.upgrade_from)
         hidden = older_fields(args.upgrade_from or args.flip_with or "")
-        no_grants = bool(args.upgrade_from or args.flip_with)
+        # Likewise access rules and in-flight policies (1.5.0); a 1.4.0 has grants.
+        older = args.upgrade_from or args.flip_with or ""
+        no_grants = bool(older) and "1.4." not in os.path.basename(older)
+        no_access = bool(older)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -1714,7 +2199,8 @@ def main():
             if args.upgrade_from and i == upgrade_at:
                 load_library(lua_port, lua, False, args.set)
                 older_library = False
-                no_grants = bool(args.flip_with)
+                no_grants = bool(args.flip_with) and "1.4." not in os.path.basename(args.flip_with)
+                no_access = bool(args.flip_with)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
             if args.flip_with and i > 0 and i % args.flip_every == 0:
                 old = (i // args.flip_every) % 2 == 1
@@ -1727,10 +2213,15 @@ def main():
             if isinstance(gen, GrantGen):
                 gen.no_grants = no_grants
             cmd = gen.command()
-            if no_grants and grant_command(cmd):
-                cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 else TREES[0], "/"]
+            if no_grants and grant_command(cmd) or no_access and access_command(cmd):
+                cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 and cmd[0] != "QUOTA.PLAN" else TREES[0], "/"]
             reply = both(cmd, i)
             gen.saw(cmd, reply)
+            if args.focus == "access":
+                bad = gen.broken(cmd, reply)
+                if bad:
+                    mismatches += 1
+                    print(f"INFLIGHT USED seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             if args.focus == "holds" and i % 5 == 4:
                 for t in TREES[:2]:
                     bad = gen.held_mismatch(mod, t)
@@ -1744,6 +2235,16 @@ def main():
                         mismatches += 1
                         print(f"META MISMATCH seed={args.seed} op={i} after {cmd}: {bad}", flush=True)
             done += 1
+            if published and i % 100 == 99:
+                for p in published:
+                    p.drain()
+        if published:
+            for p in published:
+                p.drain(wait=0.3)
+            mismatches += published_differ(*published)
+            print(f"lua_parity: --pubsub: {sum(len(v) for v in published[0].channels.values())} messages published "
+                  f"by the module, {sum(len(v) for v in published[1].channels.values())} by the library, on "
+                  f"{len(published[0].channels)} channels ({kinds(published[1])})", flush=True)
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
         if replica is not None:

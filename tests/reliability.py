@@ -361,9 +361,10 @@ WORDS = ["PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN
          "SINCE", "strict", "block", "open", "month", "day", "rolling", "json", "credits", "requests", "/", "a",
          "a/b", "a/b/c", "x//y", "..", "", "0", "1", "-1", "10", "1e5", "0.0000000001", "99999999999999999999",
          "NaN", "30d", "80,90", "101", "job-1", "chat/c", "\x00", "\xff", "💥" * 50, "a" * 300,
-         "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE", "LOW", "p", "g1", "9007199254740991"]
+         "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE", "LOW", "p", "g1", "9007199254740991",
+         "INFLIGHT", "REMOVE", "CLEAR", "chat", "gpt", "*"]
 COMMANDS = ["QUOTA.SET", "QUOTA.UNSET", "QUOTA.DELPATH", "QUOTA.GRANT", "QUOTA.GRANTS", "QUOTA.REVOKE",
-            "QUOTA.RESET", "QUOTA.RESERVE",
+            "QUOTA.RESET", "QUOTA.ALLOW", "QUOTA.DENY", "QUOTA.ACCESS", "QUOTA.RESERVE",
             "QUOTA.COMMIT", "QUOTA.RELEASE", "QUOTA.EXTEND", "QUOTA.CHARGE", "QUOTA.GET", "QUOTA.TREE",
             "QUOTA.HOLDS", "QUOTA.HISTORY", "QUOTA.EVENTS", "QUOTA.ESTIMATE", "QUOTA.PRICE", "QUOTA.DEBUG",
             "QUOTA.REPLAY", "QUOTA.LOADTREE"]
@@ -472,6 +473,7 @@ def acl(args):
                               "-quota.loadtree")
     admin.execute_command("QUOTA.SET", "other", "/", "p", "METRIC", "credits", "LIMIT", "10")
     admin.execute_command("QUOTA.RESERVE", "other", "PATH", "a", "ID", "theirs", "COST", "credits", "1")
+    admin.execute_command("QUOTA.DENY", "other", "ruled", "SERVICE", "chat")
     tenant = connect(args.port, username="acme-app", password="secret")
     calls = [
         ["QUOTA.SET", "{k}", "/", "p", "METRIC", "credits", "LIMIT", "10"],
@@ -479,6 +481,10 @@ def acl(args):
         ["QUOTA.GRANTS", "{k}", "/", "p"],
         ["QUOTA.REVOKE", "{k}", "/", "p", "g1"],
         ["QUOTA.ASSIGN", "{k}", "NONE"],
+        ["QUOTA.ALLOW", "{k}", "ruled", "SERVICE", "chat"],
+        ["QUOTA.DENY", "{k}", "ruled", "SERVICE", "chat", "MODEL", "gpt"],
+        ["QUOTA.ACCESS", "{k}", "ruled"],
+        ["QUOTA.ACCESS", "{k}", "ruled", "CLEAR"],
         ["QUOTA.RESERVE", "{k}", "PATH", "a", "ID", "mine", "COST", "credits", "1"],
         ["QUOTA.EXTEND", "{k}", "mine", "1000"],
         ["QUOTA.COMMIT", "{k}", "mine"],
@@ -516,6 +522,9 @@ def acl(args):
         check(fails_with(tenant, call, *denial), f"{call[0]} is denied to the tenant")
     other = policies(admin, "other", "/")["p"]
     check(other["used"] == "0" and other["held"] == "1", "the other tree is untouched")
+    rules = as_map(admin.execute_command("QUOTA.ACCESS", "other", "ruled"))
+    check([as_map(e) for e in rules["deny"]] == [{"service": "chat"}] and rules["allow"] == [],
+          f"the other tree's access rules are untouched ({rules})")
     print(f"{len(calls)} commands: allowed on acme, NOPERM on other")
     return 0
 

@@ -44,6 +44,12 @@ const WORDS: &[&str] = &[
     "PRIORITY",
     "NOTE",
     "LOW",
+    "INFLIGHT",
+    "REMOVE",
+    "CLEAR",
+    "chat",
+    "gpt",
+    "*",
     "g1",
     "1700000000500",
     "9007199254740992",
@@ -134,10 +140,22 @@ const METRICS: &[&str] = &["credits", "requests", "images"];
 const AMOUNTS: &[&str] = &["0", "1", "5", "10", "25.5", "100", "-3", "0.0000000001"];
 const IDS: &[&str] = &["job-1", "job-2", "job-3"];
 const GRANT_IDS: &[&str] = &["g1", "g2", "g3"];
+const SERVICES: &[&str] = &["chat", "image"];
+const MODELS: &[&str] = &["gpt", "mini"];
 
-/// The index of command `name` in [`commands`].
+/// The index of command `name` in [`commands`] (a name that is not there
+/// fails the test: it would quietly fuzz another command).
 fn idx(name: &str) -> usize {
-    commands().iter().position(|c| c.name == name).unwrap_or(0)
+    commands().iter().position(|c| c.name == name).unwrap_or_else(|| panic!("no command {name} to fuzz"))
+}
+
+/// A request's SERVICE and MODEL: none, the service alone, or both.
+fn filter() -> impl Strategy<Value = Vec<String>> {
+    (0u8..4, pick(SERVICES), pick(MODELS)).prop_map(|(k, s, m)| match k {
+        0 => vec![],
+        1 => vec!["SERVICE".to_string(), s],
+        _ => vec!["SERVICE".to_string(), s, "MODEL".into(), m],
+    })
 }
 
 /// A command that is mostly well formed: (command index, arguments).
@@ -154,15 +172,47 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
         pick(AMOUNTS),
         proptest::option::of(window),
         pick(&["strict", "block", "open"]),
+        0u8..4,
     )
-        .prop_map(|(path, name, metric, limit, window, mode)| {
+        .prop_map(|(path, name, metric, limit, window, mode, inflight)| {
             let mut v = vec![path, name, "METRIC".into(), metric, "LIMIT".into(), limit, "MODE".into(), mode];
-            v.extend(window.unwrap_or_default());
-            if limit_is_low(&v) {
+            // An INFLIGHT policy (a quarter of them) takes no window or LOW:
+            // most leave them out, some keep them for the errors.
+            let inflight = inflight == 0;
+            if !inflight || window.as_ref().is_some_and(|w| w[1] == "none") {
+                v.extend(window.unwrap_or_default());
+            }
+            if limit_is_low(&v) && !inflight {
                 v.extend(["LOW".to_string(), "5".into()]);
+            }
+            if inflight {
+                v.push("INFLIGHT".into());
             }
             (idx("QUOTA.SET"), v)
         });
+    let rule = (any::<bool>(), pick(PATHS), pick(SERVICES), proptest::option::of(pick(MODELS)), 0u8..4, any::<bool>())
+        .prop_map(|(deny, path, service, model, remove, swap)| {
+            let mut v = vec!["SERVICE".to_string(), service];
+            if let Some(m) = model {
+                if swap {
+                    v.splice(0..0, ["MODEL".to_string(), m]);
+                } else {
+                    v.extend(["MODEL".to_string(), m]);
+                }
+            }
+            if remove == 0 {
+                v.push("REMOVE".into());
+            }
+            v.insert(0, path);
+            (idx(if deny { "QUOTA.DENY" } else { "QUOTA.ALLOW" }), v)
+        });
+    let access = (pick(PATHS), any::<bool>()).prop_map(|(path, clear)| {
+        let mut v = vec![path];
+        if clear {
+            v.push("CLEAR".into());
+        }
+        (idx("QUOTA.ACCESS"), v)
+    });
     let grant = (
         pick(PATHS),
         pick(&["p", "q"]),
@@ -204,9 +254,11 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
         pick(&["ALL", "UPTO", "DRYRUN"]),
         pick(&["500", "1500", "60000"]),
         proptest::collection::vec(item.clone(), 1..4),
+        filter(),
     )
-        .prop_map(|(path, also, id, mode, ttl, items)| {
+        .prop_map(|(path, also, id, mode, ttl, items, filter)| {
             let mut v = vec!["PATH".to_string(), path, "TTL".into(), ttl, mode];
+            v.extend(filter);
             if let Some(also) = also {
                 v.extend(["ALSO".to_string(), also]);
             }
@@ -232,14 +284,20 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
         }
         (idx("QUOTA.RELEASE"), v)
     });
-    let charge = (pick(PATHS), any::<bool>(), item).prop_map(|(path, check, item)| {
-        let mut v = vec!["PATH".to_string(), path];
-        if check {
-            v.push("CHECK".into());
-        }
-        v.extend(item);
-        (idx("QUOTA.CHARGE"), v)
-    });
+    let charge = (pick(PATHS), any::<bool>(), item, filter(), proptest::option::of(pick(IDS))).prop_map(
+        |(path, check, item, filter, id)| {
+            let mut v = vec!["PATH".to_string(), path];
+            v.extend(filter);
+            if let Some(id) = id {
+                v.extend(["ID".to_string(), id]);
+            }
+            if check {
+                v.push("CHECK".into());
+            }
+            v.extend(item);
+            (idx("QUOTA.CHARGE"), v)
+        },
+    );
     let admin =
         (0usize..5, pick(PATHS), pick(&["p", "q"]), pick(AMOUNTS)).prop_map(|(k, path, name, amount)| match k {
             0 => (idx("QUOTA.UNSET"), vec![path, name]),
@@ -257,7 +315,9 @@ fn shaped() -> impl Strategy<Value = (usize, Vec<String>)> {
         1 => admin,
         2 => grant,
         1 => revoke,
-        1 => grants
+        1 => grants,
+        3 => rule,
+        1 => access
     ]
 }
 
@@ -272,7 +332,7 @@ fn call() -> impl Strategy<Value = (usize, Vec<String>)> {
             }
             (c, v)
         }),
-        1 => (0usize..20, proptest::collection::vec(arg(), 0..14)),
+        1 => (0usize..64, proptest::collection::vec(arg(), 0..14)),
     ]
 }
 
