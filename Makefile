@@ -28,13 +28,14 @@ HAS_LIBCLANG := ( for f in $(LIB_ROOT)/llvm-*/lib/libclang.so* $(LIB_ROOT)/llvm-
 has-libclang: # For tests/deps.sh: prints whether bindgen would find libclang under LIB_ROOT
 	@if $(HAS_LIBCLANG); then echo found; else echo missing; fi
 
-deps: ## Install what is missing: redis-server 7, libclang, luac5.1 (apt-get), redis-py (pip)
+deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source (apt-get), redis-py (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v luac5.1 >/dev/null || missing="$$missing lua5.1"; \
+	[ -e /usr/share/i18n/locales/en_US ] || missing="$$missing locales"; \
 	$(HAS_LIBCLANG) || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
