@@ -329,28 +329,13 @@ impl Tree {
     ) {
         for check in &refusals.checks {
             let path = if check.path == "/" { String::new() } else { check.path.clone() };
-            let event = Event {
-                seq: 0,
-                kind: EventKind::Disallowed,
-                time_ms: now_ms,
-                path,
-                policy: None,
-                metric: None,
-                threshold: None,
-                used: None,
-                held: None,
-                limit: None,
-                periods: None,
-                rolled_over: None,
-                id: id.map(str::to_string),
-                amounts: charged.clone(),
-                more: None,
-                access: Some(Box::new(Disallowed {
-                    rule: check.rule,
-                    service: check.service.clone(),
-                    model: check.model.clone(),
-                })),
-            };
+            let mut event =
+                Event::of_request(EventKind::Disallowed, now_ms, path, id.map(str::to_string), charged.clone());
+            event.access = Some(Box::new(Disallowed {
+                rule: check.rule,
+                service: check.service.clone(),
+                model: check.model.clone(),
+            }));
             self.emit(event, limits);
         }
     }

@@ -68,24 +68,13 @@ impl Tree {
     /// The `expired` event of a hold whose `held` items expire at `at_ms`
     /// (its `seq` is given when it is logged).
     pub(crate) fn expired_event(hold: &Hold, held: &[usize], at_ms: u64) -> Event {
-        Event {
-            seq: 0,
-            kind: EventKind::Expired,
-            more: None,
-            time_ms: at_ms,
-            path: hold.set.paths.first().cloned().unwrap_or_default(),
-            policy: None,
-            metric: None,
-            threshold: None,
-            used: None,
-            held: None,
-            limit: None,
-            periods: None,
-            rolled_over: None,
-            id: Some(hold.id.clone()),
-            amounts: hold.cost_of(held),
-            access: None,
-        }
+        Event::of_request(
+            EventKind::Expired,
+            at_ms,
+            hold.set.paths.first().cloned().unwrap_or_default(),
+            Some(hold.id.clone()),
+            hold.cost_of(held),
+        )
     }
 
     /// `QUOTA.EVENTS` at `now_ms`: the logged events and then the `expired`

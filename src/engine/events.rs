@@ -120,6 +120,29 @@ impl Event {
             access: None,
         }
     }
+
+    /// An event about a request rather than a policy (`expired`,
+    /// `disallowed`): its id and amounts, no policy fields.
+    pub fn of_request(kind: EventKind, time_ms: u64, path: String, id: Option<String>, amounts: Costs) -> Event {
+        Event {
+            seq: 0,
+            kind,
+            time_ms,
+            path,
+            policy: None,
+            metric: None,
+            threshold: None,
+            used: None,
+            held: None,
+            limit: None,
+            periods: None,
+            rolled_over: None,
+            id,
+            amounts,
+            more: None,
+            access: None,
+        }
+    }
 }
 
 /// The warnings and `over` that `policy` fires now, in threshold order,

@@ -73,6 +73,8 @@ mod tests_matching;
 mod tests_plan_json;
 #[cfg(test)]
 mod tests_plans;
+#[cfg(test)]
+mod tests_support;
 
 pub use error::{Error, Result};
 pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};

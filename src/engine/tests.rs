@@ -1,35 +1,19 @@
 //! Engine tests: tables of cases, then property tests over random
 //! sequences of operations that check the invariants of SPEC §5.
 
-use std::str::FromStr;
-
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use super::hold::ItemState;
+use super::tests_support::d;
 use super::*;
-
-fn d(text: &str) -> Decimal {
-    Decimal::from_str(text).expect("test decimal")
-}
 
 fn costs(pairs: &[(&str, &str)]) -> Costs {
     pairs.iter().map(|(m, a)| (m.to_string(), d(a))).collect()
 }
 
 fn spec(metric: &str, limit: &str, mode: Mode) -> PolicySpec {
-    PolicySpec {
-        metric: metric.into(),
-        limit: d(limit),
-        mode,
-        window: Window::None,
-        warn: policy::Warn::default(),
-        rollover: None,
-        service: None,
-        model: None,
-        low: None,
-        inflight: false,
-    }
+    PolicySpec { mode, ..tests_support::spec(metric, limit) }
 }
 
 fn set_of(paths: &[&str]) -> ChargeSet {

@@ -3,34 +3,14 @@
 //! reference does, and INFLIGHT policies that always hold exactly what
 //! the live holds have and never record usage.
 
-use std::str::FromStr;
-
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use super::access::{Entry, MAX_RULES, Rule, parse_entry};
 use super::events::EventKind;
 use super::hold::ItemState;
+use super::tests_support::{d, spec};
 use super::*;
-
-fn d(text: &str) -> Decimal {
-    Decimal::from_str(text).expect("test decimal")
-}
-
-fn spec(metric: &str, limit: &str) -> PolicySpec {
-    PolicySpec {
-        metric: metric.into(),
-        limit: d(limit),
-        mode: Mode::Strict,
-        window: Window::None,
-        warn: policy::Warn::default(),
-        rollover: None,
-        service: None,
-        model: None,
-        low: None,
-        inflight: false,
-    }
-}
 
 fn inflight(limit: &str) -> PolicySpec {
     PolicySpec { inflight: true, ..spec("requests", limit) }

@@ -5,7 +5,6 @@
 //! charges with and without CHECK, rules, DELPATH — keep the invariants
 //! and survive encode/decode unchanged.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -13,25 +12,11 @@ use rust_decimal::Decimal;
 
 use super::access::{Entry, Rule};
 use super::plan::Plan;
+use super::tests_support::d;
 use super::*;
 
-fn d(text: &str) -> Decimal {
-    Decimal::from_str(text).expect("test decimal")
-}
-
 fn spec(metric: &str, limit: &str, inflight: bool, service: Option<&str>) -> PolicySpec {
-    PolicySpec {
-        metric: metric.into(),
-        limit: d(limit),
-        mode: Mode::Strict,
-        window: Window::None,
-        warn: policy::Warn::default(),
-        rollover: None,
-        service: service.map(str::to_string),
-        model: None,
-        low: None,
-        inflight,
-    }
+    PolicySpec { inflight, service: service.map(str::to_string), ..tests_support::spec(metric, limit) }
 }
 
 const PATHS: [&str; 5] = ["", "a", "a/b", "a/c", "m/u"];

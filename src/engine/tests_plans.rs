@@ -1,32 +1,11 @@
 //! Engine tests of trees that follow plans (SPEC §6, `sync`).
 
-use std::str::FromStr;
 use std::sync::Arc;
-
-use rust_decimal::Decimal;
 
 use super::outcome::{NodeView, PolicyView};
 use super::plan::Plan;
+use super::tests_support::{d, spec};
 use super::*;
-
-fn d(text: &str) -> Decimal {
-    Decimal::from_str(text).expect("test decimal")
-}
-
-fn spec(metric: &str, limit: &str) -> PolicySpec {
-    PolicySpec {
-        metric: metric.into(),
-        limit: d(limit),
-        mode: Mode::Strict,
-        window: Window::None,
-        warn: policy::Warn::default(),
-        rollover: None,
-        service: None,
-        model: None,
-        low: None,
-        inflight: false,
-    }
-}
 
 type Patterns = Vec<(String, Vec<(String, PolicySpec)>)>;
 
