@@ -11,9 +11,9 @@ tests/scenarios/44_access.redis on both backends.
 import argparse
 import json
 import sys
-import time
 
 from backend import Redis
+from subscriber import published
 
 
 def main():
@@ -21,23 +21,13 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     r = Redis(port=args.port, decode_responses=True)
-    pubsub = r.pubsub()
-    pubsub.subscribe("quota:events:pubacc")
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        message = pubsub.get_message(timeout=1)
-        if message and message["type"] == "subscribe":
-            break
-    r.execute_command("QUOTA.SET", "pubacc", "/", "cap", "METRIC", "credits", "LIMIT", "10", "WARN", "50")
-    r.execute_command("QUOTA.DENY", "pubacc", "/", "SERVICE", "video")
-    r.execute_command("QUOTA.ALLOW", "pubacc", "teams/t1", "SERVICE", "chat")
-    r.execute_command("QUOTA.CHARGE", "pubacc", "PATH", "teams/t1/u1", "ID", "c-9", "SERVICE", "video", "MODEL",
-                      "sora", "COST", "credits", "6")
-    received = []
-    while time.time() < deadline and len(received) < 3:
-        message = pubsub.get_message(timeout=1)
-        if message and message["type"] == "message":
-            received.append(json.loads(message["data"]))
+    received = published(r, "quota:events:pubacc", [
+        ("QUOTA.SET", "pubacc", "/", "cap", "METRIC", "credits", "LIMIT", "10", "WARN", "50"),
+        ("QUOTA.DENY", "pubacc", "/", "SERVICE", "video"),
+        ("QUOTA.ALLOW", "pubacc", "teams/t1", "SERVICE", "chat"),
+        ("QUOTA.CHARGE", "pubacc", "PATH", "teams/t1/u1", "ID", "c-9", "SERVICE", "video", "MODEL", "sora",
+         "COST", "credits", "6"),
+    ], 3)
     common = {"tree": "pubacc", "policy": None, "metric": None, "used": None, "held": None, "limit": None,
               "service": "video", "model": "sora", "id": "c-9", "amounts": {"credits": "6"}}
     want = [

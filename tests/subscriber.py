@@ -13,25 +13,36 @@ import time
 from backend import Redis
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    r = Redis(port=args.port, decode_responses=True)
+def published(r, channel, commands, count):
+    """Subscribes to `channel`, runs `commands` (argument lists) on `r`,
+    and returns the first `count` messages published there, decoded from
+    JSON (fewer if they do not all arrive within 5 s)."""
     pubsub = r.pubsub()
-    pubsub.subscribe("quota:events:sub")
+    pubsub.subscribe(channel)
     deadline = time.time() + 5
     while time.time() < deadline:
         message = pubsub.get_message(timeout=1)
         if message and message["type"] == "subscribe":
             break
-    r.execute_command("QUOTA.SET", "sub", "teams/t1", "cap", "METRIC", "credits", "LIMIT", "10", "WARN", "50")
-    r.execute_command("QUOTA.CHARGE", "sub", "PATH", "teams/t1/u1", "COST", "credits", "6")
+    for command in commands:
+        r.execute_command(*command)
     received = []
-    while time.time() < deadline and len(received) < 1:
+    while time.time() < deadline and len(received) < count:
         message = pubsub.get_message(timeout=1)
         if message and message["type"] == "message":
             received.append(json.loads(message["data"]))
+    return received
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    r = Redis(port=args.port, decode_responses=True)
+    received = published(r, "quota:events:sub", [
+        ("QUOTA.SET", "sub", "teams/t1", "cap", "METRIC", "credits", "LIMIT", "10", "WARN", "50"),
+        ("QUOTA.CHARGE", "sub", "PATH", "teams/t1/u1", "COST", "credits", "6"),
+    ], 1)
     if not received:
         print("no event received")
         return 1
