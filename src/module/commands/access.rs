@@ -5,7 +5,7 @@ use super::args::{Args, Seen};
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::engine::access::{AccessView, Entry, Rule, parse_part};
-use crate::engine::{Error, Result, Tree, names};
+use crate::engine::{Error, Result, Tree};
 
 pub const ALLOW: Command = Command { name: "QUOTA.ALLOW", handler: Handler::Write(allow) };
 pub const DENY: Command = Command { name: "QUOTA.DENY", handler: Handler::Write(deny) };
@@ -31,7 +31,7 @@ fn rule_command(tree: &mut Tree, args: &mut Args<'_>, env: &Env, rule: Rule) -> 
     let mut seen = Seen::default();
     while !args.is_done() {
         let word = args.peek().unwrap_or_default();
-        let Some(kw) = keyword(word, RULE_KEYWORDS) else { return Err(unexpected(word, args.command())) };
+        let Some(kw) = keyword(word, RULE_KEYWORDS) else { return Err(args.unexpected(word)) };
         args.next_str("a keyword")?;
         args.once(&mut seen, kw)?;
         match kw {
@@ -51,11 +51,6 @@ fn rule_command(tree: &mut Tree, args: &mut Args<'_>, env: &Env, rule: Rule) -> 
         false => tree.add_rule(&path, rule, entry, env.now_ms, &env.limits)?,
     };
     Ok(Answer::new(Reply::Int(i64::from(changed)), changed))
-}
-
-/// The parser's error for an argument the command does not take.
-fn unexpected(word: &str, command: &str) -> Error {
-    Error::syntax(format!("unexpected argument '{}' in {command}", names::clip(word)))
 }
 
 /// `QUOTA.ACCESS key path [CLEAR]`: the node's own rules, or (`CLEAR`)

@@ -99,10 +99,13 @@ impl<'a> Args<'a> {
     pub fn finish(&self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
-            Some(extra) => {
-                Err(Error::syntax(format!("unexpected argument '{}' in {}", names::clip(extra), self.command)))
-            }
+            Some(extra) => Err(self.unexpected(extra)),
         }
+    }
+
+    /// An error for an argument the command does not take where it stands.
+    pub fn unexpected(&self, word: &str) -> Error {
+        Error::syntax(format!("unexpected argument '{}' in {}", names::clip(word), self.command))
     }
 
     /// An error for an argument that is not a keyword of this command.
