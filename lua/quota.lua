@@ -5234,9 +5234,33 @@ local function new_node()
     return { pols = {}, spent = {}, live = 0 }
 end
 
+-- Access rules (lua/src/65_access.lua), declared here: loading a node
+-- checks its stored rules against their bound and order.
+local ACCESS = { MAX = 128 }
+
+-- Entry order: service, then model, bytewise, no model first (never `<`
+-- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
+-- strcoll).
+-- Rust twin: Entry (src/engine/access.rs)
+function ACCESS.before(a, b)
+    if a[1] ~= b[1] then
+        return P.bytes_less(a[1], b[1])
+    end
+    local x, y = a[2], b[2]
+    if x == y then
+        return false
+    elseif not x then
+        return true
+    elseif not y then
+        return false
+    end
+    return P.bytes_less(x, y)
+end
+
 -- (Field positions in blocks: the library's build function may have at most
 -- 200 locals.)
 local pack_node, unpack_node, pack_meta, read_meta
+
 do
     -- "/<path>": a node.
     local NODE_POLICIES, NODE_SPENT, NODE_LIVE_HOLDS = 1, 2, 3
@@ -5289,29 +5313,19 @@ do
             if not array_of(list) then
                 return nil
             end
-            local prev
             for i = 1, #list do
                 local e = list[i]
                 if not (array_of(e, 2) and name_ok(e[1]) and (e[2] == false or name_ok(e[2]))) then
                     return nil
                 end
-                if prev then
-                    -- (Strictly after the one before: service, then model,
-                    -- bytewise, no model first.)
-                    local ps, pm, s, m = prev[1], prev[2], e[1], e[2]
-                    if ps == s then
-                        if not (pm ~= m and (not pm or (m and P.bytes_less(pm, m)))) then
-                            return nil
-                        end
-                    elseif not P.bytes_less(ps, s) then
-                        return nil
-                    end
+                -- (Strictly after the one before: sorted, no repeats.)
+                if i > 1 and not ACCESS.before(list[i - 1], e) then
+                    return nil
                 end
-                prev = e
             end
             total = total + #list
         end
-        if total == 0 or total > 128 then
+        if total == 0 or total > ACCESS.MAX then
             return nil
         end
         return out
@@ -6395,26 +6409,8 @@ end
 -- (A table, not locals: build() is near Lua's 200 locals.)
 -- ---------------------------------------------------------------------------
 
-local ACCESS = { MAX = 128 }
-
--- Entry order: service, then model, bytewise, no model first (never `<`
--- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
--- strcoll).
--- Rust twin: Entry (src/engine/access.rs)
-function ACCESS.before(a, b)
-    if a[1] ~= b[1] then
-        return P.bytes_less(a[1], b[1])
-    end
-    local x, y = a[2], b[2]
-    if x == y then
-        return false
-    elseif not x then
-        return true
-    elseif not y then
-        return false
-    end
-    return P.bytes_less(x, y)
-end
+-- (ACCESS, its bound and its entry order are declared in 60_tree.lua, where
+-- stored rules are read.)
 
 -- The position of the entry (service, model) in `list`, or nil.
 function ACCESS.find(list, service, model)
@@ -6432,13 +6428,6 @@ function ACCESS.count(ac)
     return ac and (#ac.allow + #ac.deny) or 0
 end
 
--- Whether the entry matches a request for (service, model): a request
--- without SERVICE matches no entry.
--- Rust twin: Entry::matches (src/engine/access.rs)
-function ACCESS.entry_matches(e, service, model)
-    return service ~= nil and e[1] == service and (not e[2] or e[2] == model)
-end
-
 -- The sentence of a refusal at display path `at` (why: "no_service",
 -- "service", "model", "no_model").
 -- Rust twin: message (src/engine/access.rs)
@@ -6454,9 +6443,9 @@ function ACCESS.message(why, at, service, model)
 end
 
 -- How one node's rules judge a request: nil when it passes, else the rule
--- that refuses ("deny" or "allow") and why (ACCESS.message). (Matching as
--- ACCESS.entry_matches, written out: this runs on every reservation that
--- meets rules.)
+-- that refuses ("deny" or "allow") and why (ACCESS.message). An entry
+-- matches a request whose SERVICE is its service and, when it names a
+-- model, whose MODEL is that model; a request without SERVICE matches none.
 -- Rust twin: Access::judge (src/engine/access.rs)
 function ACCESS.judge_node(ac, service, model)
     local deny, allow = ac.deny, ac.allow

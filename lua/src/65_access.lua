@@ -13,26 +13,8 @@
 -- (A table, not locals: build() is near Lua's 200 locals.)
 -- ---------------------------------------------------------------------------
 
-local ACCESS = { MAX = 128 }
-
--- Entry order: service, then model, bytewise, no model first (never `<`
--- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
--- strcoll).
--- Rust twin: Entry (src/engine/access.rs)
-function ACCESS.before(a, b)
-    if a[1] ~= b[1] then
-        return P.bytes_less(a[1], b[1])
-    end
-    local x, y = a[2], b[2]
-    if x == y then
-        return false
-    elseif not x then
-        return true
-    elseif not y then
-        return false
-    end
-    return P.bytes_less(x, y)
-end
+-- (ACCESS, its bound and its entry order are declared in 60_tree.lua, where
+-- stored rules are read.)
 
 -- The position of the entry (service, model) in `list`, or nil.
 function ACCESS.find(list, service, model)
@@ -50,13 +32,6 @@ function ACCESS.count(ac)
     return ac and (#ac.allow + #ac.deny) or 0
 end
 
--- Whether the entry matches a request for (service, model): a request
--- without SERVICE matches no entry.
--- Rust twin: Entry::matches (src/engine/access.rs)
-function ACCESS.entry_matches(e, service, model)
-    return service ~= nil and e[1] == service and (not e[2] or e[2] == model)
-end
-
 -- The sentence of a refusal at display path `at` (why: "no_service",
 -- "service", "model", "no_model").
 -- Rust twin: message (src/engine/access.rs)
@@ -72,9 +47,9 @@ function ACCESS.message(why, at, service, model)
 end
 
 -- How one node's rules judge a request: nil when it passes, else the rule
--- that refuses ("deny" or "allow") and why (ACCESS.message). (Matching as
--- ACCESS.entry_matches, written out: this runs on every reservation that
--- meets rules.)
+-- that refuses ("deny" or "allow") and why (ACCESS.message). An entry
+-- matches a request whose SERVICE is its service and, when it names a
+-- model, whose MODEL is that model; a request without SERVICE matches none.
 -- Rust twin: Access::judge (src/engine/access.rs)
 function ACCESS.judge_node(ac, service, model)
     local deny, allow = ac.deny, ac.allow

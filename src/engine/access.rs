@@ -37,7 +37,7 @@ pub struct Entry {
 
 impl Entry {
     /// Whether a request with this service and model matches the entry.
-    /// Lua twin: `ACCESS.entry_matches` (lua/src/65_access.lua).
+    /// Lua twin: written out in `ACCESS.judge_node` (lua/src/65_access.lua).
     pub fn matches(&self, service: Option<&str>, model: Option<&str>) -> bool {
         match (service, &self.model) {
             (None, _) => false,
