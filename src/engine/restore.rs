@@ -341,7 +341,7 @@ fn validate_access(access: &Access) -> Result<(), &'static str> {
         if list.windows(2).any(|p| p[0] >= p[1]) {
             return Err("access rules out of order or repeated");
         }
-        let valid = |text: &str| text != "*" && names::parse_name(text, "service").is_ok();
+        let valid = |text: &str| crate::access::parse_part(text, "service").is_ok();
         if !list.iter().all(|e| valid(&e.service) && e.model.as_deref().is_none_or(valid)) {
             return Err("an access rule names an invalid service or model");
         }
