@@ -246,6 +246,12 @@ impl PolicyV1 {
     }
 }
 
+/// Policy `index` of the node in arena slot `slot`, as the parts after
+/// version 1's bytes name a policy.
+fn stored_policy(parts: &mut Parts, slot: u32, index: u32) -> Option<&mut StoredPolicy> {
+    parts.nodes.get_mut(slot as usize)?.as_mut()?.policies.get_mut(index as usize)
+}
+
 /// What version 3 adds after the plan state (see [`ENCODING_VERSION`]):
 /// entries only for what is not empty, by position.
 #[derive(Serialize, Deserialize, Default)]
@@ -301,12 +307,7 @@ impl GrantPart {
             }
         }
         for (slot, index, grants, granted) in self.policies {
-            let policy = parts
-                .nodes
-                .get_mut(slot as usize)
-                .and_then(Option::as_mut)
-                .and_then(|n| n.policies.get_mut(index as usize))
-                .ok_or("stored grants of a missing policy")?;
+            let policy = stored_policy(parts, slot, index).ok_or("stored grants of a missing policy")?;
             if granted.len() > policy.history.len() {
                 return Err("stored grants of missing periods".into());
             }
@@ -400,12 +401,7 @@ impl AccessPart {
             node.access = Some(Box::new(access));
         }
         for (slot, index) in self.inflight {
-            let policy = parts
-                .nodes
-                .get_mut(slot as usize)
-                .and_then(Option::as_mut)
-                .and_then(|n| n.policies.get_mut(index as usize))
-                .ok_or("INFLIGHT of a missing policy")?;
+            let policy = stored_policy(parts, slot, index).ok_or("INFLIGHT of a missing policy")?;
             policy.spec.inflight = true;
         }
         for (i, checks) in self.done {
