@@ -447,6 +447,10 @@ impl Policy {
         let allowance = match &mut self.extra {
             None => self.limit,
             Some(extra) => {
+                // `granted` in one form (2, not 2.0 after 2.5 − 0.5), the
+                // form a load derives from Σ remaining: the allowance, in
+                // events and history, has the same bytes after a restart.
+                extra.grant.granted = extra.grant.granted.normalize();
                 let allowance = self
                     .limit
                     .checked_add(extra.rolled_over)

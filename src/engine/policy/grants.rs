@@ -119,8 +119,9 @@ impl Grants {
         self.live.is_empty() && self.ended.is_empty() && self.next_seq <= 1
     }
 
-    /// Σ remaining of the live grants: what a load derives `granted` from,
-    /// so also the form (scale) `granted` keeps after a grant ends.
+    /// Σ remaining of the live grants (what a load derives `granted` from;
+    /// [`Policy::refresh`] keeps `granted` normalized, so its form does not
+    /// depend on how the grants' arithmetic got there).
     pub fn sum(&self) -> Decimal {
         self.live.values().map(|g| g.remaining).sum()
     }
@@ -309,7 +310,9 @@ impl Policy {
         self.extra.as_ref().map(|e| &e.grant)
     }
 
-    /// Σ remaining of the live grants.
+    /// Σ remaining of the live grants (what a load derives `granted` from;
+    /// [`Policy::refresh`] keeps `granted` normalized, so its form does not
+    /// depend on how the grants' arithmetic got there).
     pub fn granted(&self) -> Decimal {
         self.grant_state().map_or(Decimal::ZERO, |g| g.granted)
     }
@@ -400,8 +403,6 @@ impl Policy {
             return;
         }
         let Some(arc) = &mut state.grants else { return };
-        // `granted` is summed again over the grants left rather than
-        // lowered by what left: 2.5 − 0.5 is 2.0 where a load sums 2.
         if in_place {
             let grants = Arc::make_mut(arc);
             while let Some(&(at, seq)) = grants.expiry.first() {
@@ -409,20 +410,23 @@ impl Policy {
                     break;
                 }
                 let Some((id, rest)) = grants.end(seq, at) else { break };
+                state.granted = amount::minus(state.granted, rest);
                 expired.push(Expired { id, amount: rest, expires_at_ms: at });
             }
-            state.granted = grants.sum();
             state.next_expiry = grants.first_expiry();
         } else {
             let grants = arc.clone();
-            let next = grants.expiry.range((state.next_expiry, 0)..).map(|&(at, _)| at).find(|&at| !due(at));
-            state.granted = grants
-                .live
-                .values()
-                .filter(|g| g.expires_at_ms == 0 || !due(g.expires_at_ms))
-                .map(|g| g.remaining)
-                .sum();
-            state.next_expiry = next.unwrap_or(u64::MAX);
+            let mut next = u64::MAX;
+            for &(at, seq) in grants.expiry.range((state.next_expiry, 0)..) {
+                if !due(at) {
+                    next = at;
+                    break;
+                }
+                if let Some(grant) = grants.live.get(&seq) {
+                    state.granted = amount::minus(state.granted, grant.remaining);
+                }
+            }
+            state.next_expiry = next;
         }
         self.refresh();
     }
@@ -443,13 +447,15 @@ impl Policy {
         }
         ending.sort_unstable();
         let grants = self.grants_mut();
+        let mut gone = Decimal::ZERO;
         for (at, seq) in ending {
             let Some((id, rest)) = grants.end(seq, now_ms) else { continue };
+            gone += rest;
             expired.push(Expired { id, amount: rest, expires_at_ms: at });
         }
-        let (next, granted) = (grants.first_expiry(), grants.sum());
+        let next = grants.first_expiry();
         let state = &mut self.extra_mut().grant;
-        state.granted = granted;
+        state.granted = amount::minus(state.granted, gone);
         state.next_expiry = next;
         self.refresh();
     }
@@ -484,15 +490,12 @@ impl Policy {
                 used_up.push(seq);
             }
         }
-        // A grant used up leaves: `granted` is summed again (see `sum`).
-        let ended = !used_up.is_empty();
         for seq in used_up {
             grants.end(seq, now_ms);
         }
         let next = grants.first_expiry();
-        let sum = ended.then(|| grants.sum());
         let state = &mut self.extra_mut().grant;
-        state.granted = sum.unwrap_or_else(|| amount::minus(state.granted, taken));
+        state.granted = amount::minus(state.granted, taken);
         state.drawn = amount::plus(state.drawn, taken);
         state.next_expiry = next;
         rest
@@ -599,11 +602,7 @@ impl Policy {
         let next = grants.first_expiry();
         let state = &mut self.extra_mut().grant;
         state.drawn += pay;
-        // A grant whose whole amount paid a debt is not live: its 0 (0.0
-        // when 0.5 paid 0.5) must not change the form of `granted`.
-        if !shown.remaining.is_zero() {
-            state.granted += shown.remaining;
-        }
+        state.granted += shown.remaining;
         state.next_expiry = next;
         self.refresh();
         self.rearm_low();
@@ -621,9 +620,9 @@ impl Policy {
                 let grants = self.grants_mut();
                 grants.forget(now_ms, ttl_ms);
                 let (_, removed) = grants.end(seq, now_ms)?;
-                let (next, granted) = (grants.first_expiry(), grants.sum());
+                let next = grants.first_expiry();
                 let state = &mut self.extra_mut().grant;
-                state.granted = granted;
+                state.granted = amount::minus(state.granted, removed);
                 state.next_expiry = next;
                 self.refresh();
                 Some(removed)
@@ -673,8 +672,8 @@ impl Policy {
     }
 
     /// The grant invariants: granted is Σ remaining of the live grants
-    /// (value and form), each live grant has 0 < remaining ≤ amount, the indexes agree, and
-    /// the allowance is own + drawn + granted.
+    /// (value, and normalized form), each live grant has 0 < remaining ≤
+    /// amount, the indexes agree, and the allowance is own + drawn + granted.
     pub(crate) fn check_grants(&self) -> std::result::Result<(), String> {
         let Some(state) = self.grant_state() else { return Ok(()) };
         if state.drawn.is_sign_negative() && !state.drawn.is_zero() {
@@ -694,8 +693,9 @@ impl Policy {
                 (g.sum(), g.first_expiry())
             }
         };
-        // In its form too (2.0 is not 2): a load derives granted as this sum.
-        if sum != state.granted || sum.scale() != state.granted.scale() || first != state.next_expiry {
+        // In its form too (2 not 2.0): a load derives granted from this sum,
+        // and refresh() normalizes both.
+        if sum != state.granted || sum.normalize().scale() != state.granted.scale() || first != state.next_expiry {
             return Err(format!("granted {} != Σ remaining {sum}", state.granted));
         }
         let want = self.own() + state.drawn + state.granted;
