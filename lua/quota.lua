@@ -33,7 +33,13 @@
 -- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
 -- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
 -- layout byte for byte.
-local VERSION = "1.5.0"
+-- 1.6.0: usage over time (SPEC §9): each node's spent per hour and day in
+-- the companion hash {tag}quota:K:usage (no layout change: 1.5.0 ignores it
+-- and records nothing there).
+-- 1.6.0: META, the ledger, labels and archive (SPEC §9-§10): a tree that
+-- has had labels, an archived node or a hold with META is stored in layout
+-- 6, which 1.5.0 and before refuse; every other tree keeps its layout.
+local VERSION = "1.6.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -54,6 +60,10 @@ local SETTINGS = {
     max_depth = 16,
     max_items = 1000,
     events_len = 1000,
+    usage_hours = 48,
+    usage_days = 90,
+    usage_series = 32,
+    ledger_len = 0,
 }
 
 -- The text of the error being raised. Redis's pcall hands back an error's
@@ -5237,6 +5247,9 @@ end
 -- Access rules (lua/src/65_access.lua), declared here: loading a node
 -- checks its stored rules against their bound and order.
 local ACCESS = { MAX = 128 }
+-- Labels, archive, META and the ledger (66_labels.lua, 77_ledger.lua),
+-- declared here: nodes, holds and events store them.
+local REC = {}
 
 -- Entry order: service, then model, bytewise, no model first (never `<`
 -- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
@@ -5275,6 +5288,10 @@ do
     -- deny}, each a sorted list of {service, model or false} (NODE_PLAN_EPOCH
     -- is then false when the tree follows no plan).
     local NODE_ACCESS = 5
+    -- Since layout 6 (1.6.0), a node with labels or archived has a sixth:
+    -- {note or false, tags (sorted), archived} (NODE_PLAN_EPOCH and
+    -- NODE_ACCESS are then false when unused).
+    local NODE_LABELS = 6
 
     -- (Of load_access: a stored name, a stored array of n or any length.)
     local function name_ok(x)
@@ -5334,8 +5351,8 @@ do
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local ac = n.ac
-        local parts = { ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
+        local ac, lb = n.ac, n.lb
+        local parts = { lb and "\150" or ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
@@ -5349,8 +5366,13 @@ do
                 ac.packed = packed
             end
             parts[#parts + 1] = mpack(n.pe or false) .. packed
+        elseif lb then
+            parts[#parts + 1] = mpack(n.pe or false, false)
         elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
+        end
+        if lb then
+            parts[#parts + 1] = mpack({ lb.note or false, lb.tags, lb.arch })
         end
         return tconcat(parts)
     end
@@ -5378,8 +5400,16 @@ do
                 rules_read[blob], rules_read_n = true, rules_read_n + 1
             end
         end
+        local lb = t[NODE_LABELS]
+        if lb then
+            lb = REC.load_labels(lb)
+            if not lb then
+                fail(sformat("ERR layout: tree '%s' has a node whose labels this library cannot read: "
+                    .. "it was not written by it", clip(key)))
+            end
+        end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
-            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
+            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac or nil, lb = lb }
     end
 
     -- The layout this library writes: 2, or 3 for a tree that follows or
@@ -5393,10 +5423,19 @@ do
     -- INFLIGHT policy (meta.access): layout 4's records, node rules and the
     -- INFLIGHT flag; "#" as in layout 4. A library before 1.5.0 refuses
     -- layout 5.
-    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT = 2, 3, 4, 5
-    local META_PLAN = 9
+    -- Since 1.6.0, layout 6 for a tree that has had labels, an archived
+    -- node or a hold with META (meta.rec): layout 5's records, node labels
+    -- and hold META; "#" as in layout 4 with a tenth position saying
+    -- whether it has had access rules (layout 5's meaning). A library
+    -- before 1.6.0 refuses layout 6.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
+    local META_PLAN, META_ACCESS = 9, 10
 
     function pack_meta(meta)
+        if meta.rec then
+            return mpack({ meta.seq, meta.gen, meta.ev, REC_LAYOUT, meta.due_e, meta.due_f, meta.indexed, meta.holds,
+                meta.plan or false, meta.access or false })
+        end
         if meta.access or meta.grants then
             return mpack({ meta.seq, meta.gen, meta.ev, meta.access and ACCESS_LAYOUT or GRANTS_LAYOUT, meta.due_e,
                 meta.due_f, meta.indexed, meta.holds, meta.plan or false })
@@ -5432,17 +5471,18 @@ do
                 clip(key)))
         end
         if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
-            and layout ~= 1 then
+            and layout ~= REC_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), ACCESS_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), REC_LAYOUT))
         end
-        local access = layout == ACCESS_LAYOUT
-        local grants = layout == GRANTS_LAYOUT or access
+        local rec = layout == REC_LAYOUT
+        local access = layout == ACCESS_LAYOUT or (rec and m[META_ACCESS] == true)
+        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or rec
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access },
-            layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access,
+            rec = rec }, layout ~= LAYOUT
     end
 end
 
@@ -5454,8 +5494,9 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    -- (Rules are never changed in place: ACCESS replaces them.)
-    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
+    -- (Rules and labels are never changed in place: ACCESS and LABEL
+    -- replace them.)
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac, lb = n.lb }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -5507,7 +5548,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-                gkey = companion(key, ":grants"),
+                gkey = companion(key, ":grants"), ukey = companion(key, ":usage"), lkey = REC.ledger_key(key),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -5622,7 +5663,8 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
-        kid_add = {}, kid_del = {}, gdel = false, draws = false,
+        ukey = k.ukey, usage = false, kid_add = {}, kid_del = {}, gdel = false, draws = false,
+        lkey = k.lkey, ledger = writable and SETTINGS.ledger_len > 0 and {},
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
         new_events = {}, meta_dirty = false, limits = SETTINGS,
@@ -5989,10 +6031,18 @@ local function event_reply(e, tree)
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
     end
+    if e.meta then
+        f[#f + 1] = "meta"
+        f[#f + 1] = REC.meta_reply(e.meta)
+    end
     return f
 end
 
 -- ----- reaching policies and charging usage ------------------------------------
+
+-- Usage over time (68_usage.lua), declared here: apply_usage notes each
+-- change of a node's spent, flush records it.
+local USAGE = {}
 
 -- The nodes and policies a charge set reaches, each once, root first: those
 -- whose metric is in `metrics` and whose filter matches (for `usage`, a
@@ -6132,13 +6182,27 @@ local function apply_usage(ctx, r, set, usage)
         end
     end
     observe(ctx, r.pols)
+    local limits = ctx.limits
+    local record = limits.usage_hours > 0 or limits.usage_days > 0
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
             local current = costs_get_at(node.spent, at, metric)
-            costs_set_at(node.spent, at, metric, D.add_saturating(current, delta))
+            local updated = D.add_saturating(current, delta)
+            costs_set_at(node.spent, at, metric, updated)
+            if record then
+                -- The node's usage takes what spent took: the clamped
+                -- change (add_saturating returns its bounds as they are).
+                local change = delta
+                if updated == D.ZERO or updated == D.MAX_TOTAL then
+                    change = D.sub(updated, current)
+                end
+                if not D.is_zero(change) then
+                    USAGE.note(ctx, path, set, metric, change)
+                end
+            end
         end
         touch(ctx, path)
     end
@@ -6156,6 +6220,9 @@ do
     -- A hold's positions, after the fields of the Rust Hold (src/engine/hold.rs).
     local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
     local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
+    -- Since layout 6 (1.6.0), a hold with META has a twelfth: its pairs
+    -- flat, name, value, ... in the order given.
+    local META = 12
     -- An item's.
     local COST, STATE, OUTCOME = 1, 2, 3
 
@@ -6171,7 +6238,7 @@ do
         end
         -- (In the order of the positions.)
         return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items,
-            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false }
+            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false, hold.meta }
     end
 
     function hold_of_table(t)
@@ -6186,7 +6253,7 @@ do
         end
         return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
             created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
-            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil }
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = t[META] or nil }
     end
 end
 
@@ -6367,22 +6434,32 @@ do
 
     function flush(ctx, final)
         local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
-            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0 or ctx.usage
+            or (ctx.ledger and #ctx.ledger > 0)
         if not any then
             return
         end
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
             redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
-                ctx.gkey .. ":exp", ctx.gkey .. ":dead")
+                ctx.gkey .. ":exp", ctx.gkey .. ":dead", ctx.ukey)
             ctx.exists = true
             ctx.dirty[""] = true
         end
         -- (Holds first: they update what "#" says is due.)
         flush_holds(ctx)
+        if next(ctx.deleted) then
+            USAGE.drop(ctx, ctx.deleted)
+        end
         flush_nodes(ctx, final)
+        if ctx.usage then
+            USAGE.flush(ctx)
+        end
         if #ctx.new_events > 0 then
             flush_events(ctx)
+        end
+        if ctx.ledger and #ctx.ledger > 0 then
+            REC.ledger_write(ctx)
         end
         if final then
             -- (The context is done with: nothing is left to reset.)
@@ -6520,12 +6597,13 @@ function ACCESS.judge(ctx, nodes, set)
     return out, first, paths
 end
 
--- The labels of access checks: `path#access`.
+-- The labels of access (and archived) checks: `path#access`
+-- (`path#archived`).
 -- Rust twin: AccessCheck::label (src/engine/access.rs)
 function ACCESS.labels(checks)
     local out = {}
     for i, c in ipairs(checks) do
-        out[i] = c.path .. "#access"
+        out[i] = c.path .. "#" .. c.kind
     end
     return out
 end
@@ -6534,11 +6612,11 @@ end
 -- one per refusing node (`paths`), in node order, before the charge's
 -- alerts.
 -- Rust twin: Tree::disallowed_events (src/engine/access.rs)
-function ACCESS.disallowed_events(ctx, refusals, paths, id, charged)
+function ACCESS.disallowed_events(ctx, refusals, paths, id, charged, meta)
     local amounts = costs_pack(charged)
     for i, c in ipairs(refusals) do
         emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = paths[i], rule = c.rule,
-            service = c.service, model = c.model, id = id, amounts = amounts })
+            service = c.service, model = c.model, id = id, amounts = amounts, meta = meta })
     end
 end
 
@@ -6669,6 +6747,803 @@ function ACCESS.view(ctx, path)
     return f
 end
 -- ---------------------------------------------------------------------------
+-- Labels and archive (SPEC §10; Rust: src/engine/labels.rs), and META
+-- (SPEC §9; a request's name value pairs, kept with its hold).
+-- A node's labels are n.lb = {note (text or nil), tags (sorted bytewise,
+-- no repeats), arch (the node itself is archived)}, nil when it has none;
+-- they are never changed in place (LABEL and ARCHIVE replace them, so
+-- clone_node shares them). A tree that has had labels, an archived node
+-- or a hold with META says so in "#" (meta.rec, layout 6): a request on
+-- any other tree looks at no node's archive flag.
+-- (Functions in a block, kept on REC: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+do
+    local MAX_TAGS, MAX_TAG_LEN = 16, 64
+    local TAG_ERROR = "ERR syntax: a tag must be 1-64 characters of A-Z a-z 0-9 _ - . : @"
+
+    -- One tag: a path segment (A-Z a-z 0-9 _ - . : @, 1-64, not . or ..).
+    -- Rust twin: check_tag (src/engine/labels.rs)
+    local function label_check_tag(tag)
+        if tag == "" or #tag > MAX_TAG_LEN or tag == "." or tag == ".." or sfind(tag, "[^A-Za-z0-9_%-%.:@]") then
+            fail(TAG_ERROR)
+        end
+        return tag
+    end
+
+    -- TAGS t1,t2,...: sorted bytewise, repeats dropped, at most 16; "" is
+    -- no tags.
+    -- Rust twin: parse_tags (src/engine/labels.rs)
+    local function label_parse_tags(text)
+        local tags = {}
+        if text == "" then
+            return tags
+        end
+        local seen = {}
+        for tag in string.gmatch(text .. ",", "([^,]*),") do
+            label_check_tag(tag)
+            if not seen[tag] then
+                seen[tag] = true
+                tags[#tags + 1] = tag
+            end
+        end
+        table.sort(tags, P.bytes_less)
+        if #tags > MAX_TAGS then
+            fail(sformat("ERR limit: at most %d tags per path", MAX_TAGS))
+        end
+        return tags
+    end
+
+    -- NOTE text: the grant NOTE rule; "" clears the note (nil).
+    -- Rust twin: parse_note (src/engine/labels.rs)
+    local function label_parse_note(text)
+        if text == "" then
+            return nil
+        end
+        if #text > G.NOTE_MAX then
+            fail(sformat("ERR limit: NOTE is longer than %d bytes", G.NOTE_MAX))
+        end
+        if sfind(text, "[%z\1-\31\127]") or not valid_utf8(text) then
+            fail("ERR syntax: NOTE must be text without control characters")
+        end
+        return text
+    end
+
+    -- Stored labels {note or false, tags, archived} as the library writes
+    -- them, or nil: never empty, the rules above.
+    -- Rust twin: validate (src/engine/labels.rs)
+    local function label_load(t)
+        if type(t) ~= "table" or #t ~= 3 or type(t[2]) ~= "table" or type(t[3]) ~= "boolean" then
+            return nil
+        end
+        local note, tags = t[1], t[2]
+        if note ~= false and (type(note) ~= "string" or note == "" or #note > G.NOTE_MAX
+            or sfind(note, "[%z\1-\31\127]")) then
+            return nil
+        end
+        if #tags > MAX_TAGS then
+            return nil
+        end
+        for i = 1, #tags do
+            local tag = tags[i]
+            if type(tag) ~= "string" or tag == "" or #tag > MAX_TAG_LEN or sfind(tag, "[^A-Za-z0-9_%-%.:@]")
+                or tag == "." or tag == ".." or (i > 1 and not P.bytes_less(tags[i - 1], tag)) then
+                return nil
+            end
+        end
+        if note == false and #tags == 0 and not t[3] then
+            return nil
+        end
+        return { note = note or nil, tags = tags, arch = t[3] }
+    end
+
+    -- Labels with one part changed; nil when nothing is left.
+    local function label_with(lb, note, tags, arch)
+        if note == nil and #tags == 0 and not arch then
+            return nil
+        end
+        return { note = note, tags = tags, arch = arch }
+    end
+
+    -- QUOTA.LABEL: sets the note (NOTE) and/or replaces the tags (TAGS),
+    -- creating the key and the node when missing. o = {note_given, note,
+    -- tags} (tags nil: not given).
+    -- Rust twin: Tree::label (src/engine/labels.rs)
+    local function label_set(ctx, path, o)
+        PLAN.sync_paths(ctx, { path })
+        local node = find(ctx, path)
+        if not node then
+            check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+        end
+
+        -- After this point the command succeeds.
+        node = node or ensure_path(ctx, path)
+        local lb = node.lb
+        local note, tags, arch = lb and lb.note, lb and lb.tags or {}, lb and lb.arch or false
+        if o.note_given then
+            note = o.note
+        end
+        if o.tags then
+            tags = o.tags
+        end
+        node.lb = label_with(lb, note, tags, arch)
+        if node.lb and not ctx.meta.rec then
+            ctx.meta.rec, ctx.meta_dirty = true, true
+        end
+        touch(ctx, path)
+        return M("path", display_path(path), "note", note or false, "tags", tags)
+    end
+
+    -- QUOTA.ARCHIVE (on true) / QUOTA.RESTORE (false): the node's own
+    -- flag; 1 when it changed, else 0.
+    -- Rust twin: Tree::archive (src/engine/labels.rs)
+    local function archive_set(ctx, path, on)
+        local node = find(ctx, path)
+        if not node then
+            OPS.not_found_path(path)
+        end
+        local lb = node.lb
+        if (lb and lb.arch or false) == on then
+            return 0
+        end
+        node.lb = label_with(lb, lb and lb.note, lb and lb.tags or {}, on)
+        if on and not ctx.meta.rec then
+            ctx.meta.rec, ctx.meta_dirty = true, true
+        end
+        touch(ctx, path)
+        return 1
+    end
+
+    -- The refusal of a request whose reach (`nodes`, root first) holds an
+    -- archived node: one check per node itself archived, and the first
+    -- one's sentence; nil when none is (at once on a tree without labels).
+    -- Rust twin: Tree::archived_checks (src/engine/labels.rs)
+    local function archive_refusal(ctx, nodes)
+        if not ctx.meta.rec then
+            return nil
+        end
+        local out, first = nil, nil
+        for _, path in ipairs(nodes) do
+            local node = ctx.nodes[path]
+            local lb = node and node.lb
+            if lb and lb.arch then
+                local at = display_path(path)
+                if not out then
+                    out, first = {}, sformat("path %s is archived", at)
+                end
+                out[#out + 1] = { kind = "archived", path = at, pass = false }
+            end
+        end
+        return out, first
+    end
+
+    -- note, tags, archived as GET and TREE show them, after `access`.
+    local function label_fields(f, lb)
+        if not lb then
+            return
+        end
+        if lb.note then
+            f[#f + 1] = "note"
+            f[#f + 1] = lb.note
+        end
+        if #lb.tags > 0 then
+            f[#f + 1] = "tags"
+            f[#f + 1] = lb.tags
+        end
+        if lb.arch then
+            f[#f + 1] = "archived"
+            f[#f + 1] = 1
+        end
+    end
+
+    -- Whether TREE shows `path` (filtered views, OPS.tree_view): not when it
+    -- is archived (without ARCHIVED), and with TAG t only when it or a node
+    -- below it that is shown carries t. Remembered per call (ctx.shown).
+    local function tree_shows(ctx, path)
+        local memo = ctx.shown
+        if not memo then
+            memo = {}
+            ctx.shown = memo
+        end
+        local known = memo[path]
+        if known ~= nil then
+            return known
+        end
+        local node = ctx.nodes[path]
+        local lb = node and node.lb
+        local shown
+        if not node or (lb and lb.arch and not ctx.archived) then
+            shown = false
+        elseif not ctx.tag or (lb and REC.has_tag(lb, ctx.tag)) then
+            shown = true
+        else
+            shown = false
+            local kids = children_of(ctx, path, 0, -1)
+            load_nodes(ctx, kids)
+            for _, kid in ipairs(kids) do
+                if tree_shows(ctx, kid) then
+                    shown = true
+                    break
+                end
+            end
+        end
+        memo[path] = shown
+        return shown
+    end
+
+    -- The children of `path` a filtered TREE shows, by name.
+    -- Rust twin: Tree::shown_children (src/engine/view.rs)
+    local function tree_kids(ctx, path)
+        local kids = children_of(ctx, path, 0, -1)
+        load_nodes(ctx, kids)
+        local out = {}
+        for _, kid in ipairs(kids) do
+            if tree_shows(ctx, kid) then
+                out[#out + 1] = kid
+            end
+        end
+        return out
+    end
+
+    local function has_tag(lb, tag)
+        for _, t in ipairs(lb.tags) do
+            if t == tag then
+                return true
+            end
+        end
+        return false
+    end
+
+    -- ----- META --------------------------------------------------------------
+    local MAX_META, META_VALUE_MAX = 16, 256
+
+    -- `META name value [name value ...]` after the META keyword, up to the
+    -- next keyword of the request (`words`): the pairs flat, in order.
+    -- Rust twin: parse_meta (src/module/commands/reserve.rs)
+    local function meta_parse(args, words)
+        local out, seen = {}, {}
+        while not args:is_done() and not keyword(args:peek(), words) do
+            local name = args:next_str("a META name")
+            if #name > 32 or not sfind(name, "^[a-z][a-z0-9_]*$") or KEYWORDS[name] then
+                fail(sformat("ERR syntax: META name '%s' must be [a-z][a-z0-9_]{0,31} and not a keyword", clip(name)))
+            end
+            if args:is_done() then
+                fail("ERR syntax: META needs name value pairs")
+            end
+            local value = args:next_str("a META value")
+            if seen[name] then
+                fail(sformat("ERR syntax: META name '%s' given twice", name))
+            end
+            seen[name] = true
+            if #value > META_VALUE_MAX then
+                fail(sformat("ERR limit: a META value is longer than %d bytes", META_VALUE_MAX))
+            end
+            if value == "" or sfind(value, "[%z\1-\31\127]") or not valid_utf8(value) then
+                fail("ERR syntax: META value must be text without control characters")
+            end
+            if #out >= 2 * MAX_META then
+                fail(sformat("ERR limit: at most %d META pairs", MAX_META))
+            end
+            out[#out + 1] = name
+            out[#out + 1] = value
+        end
+        if #out == 0 then
+            fail("ERR syntax: META needs name value pairs")
+        end
+        return out
+    end
+
+    -- META pairs as replies and events show them: a map in their order.
+    local function meta_reply(flat)
+        local f = M()
+        for i = 1, #flat do
+            f[i] = flat[i]
+        end
+        return f
+    end
+
+    REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
+        label_parse_note
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_refusal = label_load, label_set, archive_set,
+        archive_refusal
+    REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
+    REC.tree_kids, REC.has_tag = tree_kids, has_tag
+end
+-- ---------------------------------------------------------------------------
+-- Usage over time (SPEC §9; Rust: src/engine/usage.rs): what each node
+-- spent, per metric and series, in hourly and daily buckets, and
+-- QUOTA.USAGE, which reads them.
+--
+-- Every change of a node's spent (a commit, a late commit, a charge, also
+-- negative and disallowed ones) adds the same change, per metric, to the
+-- node's current hour bucket (floor(ms / 3600000)) and day bucket
+-- (floor(ms / 86400000)) in the request's series: its (service, model),
+-- "(no service)" without SERVICE. A node names at most usage_series series
+-- ("(no service)" not counted); a new one takes a free slot, else its spend
+-- goes to "(other series)". A slot none of whose buckets is still kept is
+-- freed when a new series comes (its buckets are gone anyway).
+--
+-- Stored in the companion hash {tag}quota:K:usage (1.6.0; no layout change:
+-- a library before it never reads it and records nothing there):
+--   "/<path>"        the node's series: {slots, hours, days}. slots is a
+--                    list of {service, model or false, hour of its last
+--                    write} (false: a free slot); hours and days are the
+--                    bucket numbers the node has fields for, ascending
+--   "h<n>/<path>"    hour bucket n: series, metric, amount, series, ...
+--                    (series: the slot's position; 0 is "(no service)",
+--                    -1 "(other series)"; amounts as D.stored keeps them)
+--   "d<n>/<path>"    day bucket n, the same
+-- A write reads (one HMGET) and writes (one HSET) the three fields of each
+-- node it changes; "/<path>" only changes when a series is placed or writes
+-- in a new hour. When a node's first write of a new hour or day comes, it
+-- deletes its buckets that retention no longer keeps (one HDEL). Reads
+-- filter by retention at their own time, so replies do not depend on
+-- when old buckets were deleted (lazily exact, like windows).
+-- (A table, not locals: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+-- (USAGE is declared in 60_tree.lua, where spent changes and flush writes.)
+USAGE.HOUR_MS, USAGE.DAY_MS = W.HOUR_MS, W.DAY_MS
+USAGE.NO_SERVICE, USAGE.OTHER = "(no service)", "(other series)"
+
+-- The oldest hour and day bucket numbers retention keeps at `now` (with a
+-- setting of 0, one past the current: none).
+-- Rust twin: usage_horizon (src/engine/usage.rs)
+function USAGE.keep(limits, now)
+    local hn, dn = math.floor(now / USAGE.HOUR_MS), math.floor(now / USAGE.DAY_MS)
+    return hn - limits.usage_hours + 1, dn - limits.usage_days + 1, hn, dn
+end
+
+-- Notes that `path`'s spent of `metric` changed by `change` (not zero) in
+-- the series of `set`; flush records it.
+-- Rust twin: usage_record (src/engine/usage.rs)
+function USAGE.note(ctx, path, set, metric, change)
+    local u = ctx.usage
+    if not u then
+        u = { paths = {}, notes = {} }
+        ctx.usage = u
+    end
+    local list = u.notes[path]
+    if not list then
+        list = {}
+        u.notes[path] = list
+        u.paths[#u.paths + 1] = path
+    end
+    local n = #list
+    list[n + 1], list[n + 2], list[n + 3], list[n + 4] = set.service or false, set.model or false, metric, change
+end
+
+-- Adds `change` to the cell (series, metric) of a bucket's flat list.
+function USAGE.cell_add(cells, series, metric, change)
+    for i = 1, #cells, 3 do
+        if cells[i] == series and cells[i + 1] == metric then
+            cells[i + 2] = D.stored(D.plus(D.loaded(cells[i + 2]), change))
+            return
+        end
+    end
+    local n = #cells
+    cells[n + 1], cells[n + 2], cells[n + 3] = series, metric, D.stored(change)
+end
+
+-- The series position of (service, model) in a node's slots, placing a new
+-- one: a free slot after freeing those whose every bucket retention has
+-- dropped, while fewer than usage_series are in use; else "(other
+-- series)". Returns it and whether the slots changed.
+-- Rust twin: usage_slot (src/engine/usage.rs)
+function USAGE.slot(slots, service, model, hn, keep_h, keep_d, limits)
+    if not service then
+        return 0, false
+    end
+    local used, n = 0, #slots
+    for i = 1, n do
+        local s = slots[i]
+        if s then
+            if s[1] == service and s[2] == model then
+                if s[3] ~= hn then
+                    s[3] = hn
+                    return i, true
+                end
+                return i, false
+            end
+            used = used + 1
+        end
+    end
+    local free, changed = nil, false
+    local hours, days = limits.usage_hours > 0, limits.usage_days > 0
+    for i = 1, n do
+        local s = slots[i]
+        if s and (not hours or s[3] < keep_h) and (not days or math.floor(s[3] / 24) < keep_d) then
+            slots[i], used, changed = false, used - 1, true
+        end
+        if not slots[i] and not free then
+            free = i
+        end
+    end
+    if used >= limits.usage_series then
+        return -1, changed
+    end
+    free = free or n + 1
+    slots[free] = { service, model, hn }
+    return free, true
+end
+
+-- Drops from `list` (ascending bucket numbers) those before `keep`,
+-- naming their fields in `hdel`. Returns whether any went.
+function USAGE.trim(list, keep, prefix, path, hdel)
+    local cut = 0
+    while list[cut + 1] and list[cut + 1] < keep do
+        cut = cut + 1
+        hdel[#hdel + 1] = prefix .. sformat("%.0f", list[cut]) .. "/" .. path
+    end
+    if cut > 0 then
+        local n = #list
+        for i = 1, n do
+            list[i] = list[i + cut]
+        end
+    end
+    return cut > 0
+end
+
+-- Places bucket `b` in `list` (ascending); returns whether it is new.
+function USAGE.has_bucket(list, b)
+    local n = #list
+    if list[n] == b then
+        return false
+    end
+    for i = n, 1, -1 do
+        if list[i] == b then
+            return false
+        elseif list[i] < b then
+            table.insert(list, i + 1, b)
+            return true
+        end
+    end
+    table.insert(list, 1, b)
+    return true
+end
+
+-- Writes what the context noted: per node, its series, its current hour and
+-- day bucket (one HMGET, one HSET), and on a node's first write in a new
+-- bucket, deletes the buckets retention dropped.
+-- Rust twin: usage_record (src/engine/usage.rs)
+function USAGE.flush(ctx)
+    local u = ctx.usage
+    ctx.usage = false
+    local limits = ctx.limits
+    local keep_h, keep_d, hn, dn = USAGE.keep(limits, ctx.now)
+    local hours, days = limits.usage_hours > 0, limits.usage_days > 0
+    local hsuf, dsuf = sformat("h%.0f/", hn), sformat("d%.0f/", dn)
+    local fields = {}
+    for i, path in ipairs(u.paths) do
+        fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = "/" .. path, hsuf .. path, dsuf .. path
+    end
+    local ukey = ctx.ukey
+    local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
+    local hset, hdel = {}, {}
+    for i, path in ipairs(u.paths) do
+        local blob, hb, db = blobs[3 * i - 2], blobs[3 * i - 1], blobs[3 * i]
+        local state = blob and munpack(blob) or { {}, {}, {} }
+        local slots = state[1]
+        local hcells, dcells = hb and munpack(hb) or {}, db and munpack(db) or {}
+        local notes, changed = u.notes[path], false
+        local at_service, at_model, series = nil, nil, nil
+        for k = 1, #notes, 4 do
+            local service, model = notes[k], notes[k + 1]
+            if series == nil or service ~= at_service or model ~= at_model then
+                local moved
+                series, moved = USAGE.slot(slots, service, model, hn, keep_h, keep_d, limits)
+                at_service, at_model, changed = service, model, changed or moved
+            end
+            if hours then
+                USAGE.cell_add(hcells, series, notes[k + 2], notes[k + 3])
+            end
+            if days then
+                USAGE.cell_add(dcells, series, notes[k + 2], notes[k + 3])
+            end
+        end
+        local new_h = hours and USAGE.has_bucket(state[2], hn)
+        local new_d = days and USAGE.has_bucket(state[3], dn)
+        if new_h or new_d then
+            -- (A setting turned to 0 drops all of that granularity.)
+            USAGE.trim(state[2], hours and keep_h or math.huge, "h", path, hdel)
+            USAGE.trim(state[3], days and keep_d or math.huge, "d", path, hdel)
+            changed = true
+        end
+        local n = #hset
+        if changed then
+            hset[n + 1], hset[n + 2] = fields[3 * i - 2], mpack(state)
+            n = n + 2
+        end
+        if hours then
+            hset[n + 1], hset[n + 2] = fields[3 * i - 1], mpack(hcells)
+            n = n + 2
+        end
+        if days then
+            hset[n + 1], hset[n + 2] = fields[3 * i], mpack(dcells)
+        end
+    end
+    call_chunked("HSET", ukey, hset)
+    call_chunked("HDEL", ukey, hdel)
+end
+
+-- Deletes the usage of the nodes `deleted` (a set of paths: DELPATH): their
+-- series and every bucket they have.
+-- Rust twin: usage_drop (src/engine/usage.rs)
+function USAGE.drop(ctx, deleted)
+    local paths, fields = {}, {}
+    for path in pairs(deleted) do
+        paths[#paths + 1] = path
+        fields[#fields + 1] = "/" .. path
+    end
+    local blobs = call_chunked("HMGET", ctx.ukey, fields)
+    local hdel = {}
+    for i, path in ipairs(paths) do
+        local blob = blobs[i]
+        if blob then
+            hdel[#hdel + 1] = fields[i]
+            local state = munpack(blob)
+            USAGE.trim(state[2], math.huge, "h", path, hdel)
+            USAGE.trim(state[3], math.huge, "d", path, hdel)
+        end
+    end
+    call_chunked("HDEL", ctx.ukey, hdel)
+end
+
+-- ----- QUOTA.USAGE -----------------------------------------------------------
+
+USAGE.KEYWORDS = set_of({ "SINCE", "UNTIL", "BY", "METRIC", "SERVICE", "MODEL", "GROUP" })
+USAGE.GROUPS = set_of({ "SERVICE", "MODEL", "CHILD", "TAG" })
+
+-- QUOTA.USAGE key path [SINCE ms] [UNTIL ms] [BY hour|day] [METRIC m]
+--             [SERVICE s [MODEL m]] [GROUP service|model|child|tag]
+-- Rust twin: usage (src/module/commands/read.rs)
+function USAGE.cmd(ctx, args)
+    local path = args:next_path("a path")
+    local q = { by = "day" }
+    local seen = {}
+    while not args:is_done() do
+        local kw = args:next_keyword(USAGE.KEYWORDS)
+        args:once(seen, kw)
+        if kw == "SINCE" then
+            q.since = args:next_u64("SINCE", 0, 9007199254740991)
+        elseif kw == "UNTIL" then
+            q["until"] = args:next_u64("UNTIL", 0, 9007199254740991)
+        elseif kw == "BY" then
+            local by = string.lower(args:next_str("hour or day after BY"))
+            if by ~= "hour" and by ~= "day" then
+                fail("ERR syntax: BY must be hour or day")
+            end
+            q.by = by
+        elseif kw == "METRIC" then
+            q.metric = args:next_metric()
+        elseif kw == "SERVICE" then
+            q.service = args:next_name("service")
+        elseif kw == "MODEL" then
+            q.model = args:next_name("model")
+        else
+            local group = supper(args:next_str("service, model, child or tag after GROUP"))
+            if not USAGE.GROUPS[group] then
+                fail("ERR syntax: GROUP must be service, model, child or tag")
+            end
+            q.group = string.lower(group)
+        end
+    end
+    if q.model and not q.service then
+        fail("ERR syntax: MODEL needs SERVICE")
+    end
+    q["until"] = q["until"] or ctx.now
+    if q.since and q.since > q["until"] then
+        fail("ERR syntax: SINCE is after UNTIL")
+    end
+    if not find(ctx, path) then
+        fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
+    end
+    return USAGE.view(ctx, path, q)
+end
+
+-- The buckets of `path` from `first` to `last` (bucket numbers of
+-- granularity `g`, "h" or "d"): the node's slots and, per bucket, its flat
+-- cells (or false).
+function USAGE.read(ctx, path, g, first, last)
+    if not ctx.exists then
+        return {}, {}
+    end
+    local fields = { "/" .. path }
+    for b = first, last do
+        fields[#fields + 1] = sformat("%s%.0f/%s", g, b, path)
+    end
+    local blobs = call_chunked("HMGET", ctx.ukey, fields)
+    if not blobs[1] then
+        return {}, {}
+    end
+    local cells = {}
+    for b = first, last do
+        local blob = blobs[b - first + 2]
+        cells[b - first + 1] = blob and munpack(blob) or false
+    end
+    return munpack(blobs[1])[1], cells
+end
+
+-- The name a cell's series has in the reply's groups (GROUP service or
+-- model), or nil when the request's SERVICE/MODEL leave it out.
+function USAGE.series_name(slots, series, q)
+    if series == 0 or series == -1 then
+        if q.service then
+            return nil
+        end
+        return series == 0 and USAGE.NO_SERVICE or USAGE.OTHER
+    end
+    local s = slots[series]
+    if not s or (q.service and (s[1] ~= q.service or (q.model and s[2] ~= q.model))) then
+        return nil
+    end
+    if q.group == "model" and s[2] then
+        return s[1] .. "/" .. s[2]
+    end
+    return s[1]
+end
+
+-- Adds a bucket's cells, filtered by the request, into `into` (metric → D)
+-- and, when `groups` is given, into groups[name] by series name.
+function USAGE.sum_cells(cells, slots, q, into, groups)
+    for i = 1, #cells, 3 do
+        local metric = cells[i + 1]
+        if not q.metric or metric == q.metric then
+            local name = USAGE.series_name(slots, cells[i], q)
+            if name then
+                local amount = D.loaded(cells[i + 2])
+                into[metric] = into[metric] and D.plus(into[metric], amount) or amount
+                if groups then
+                    local g = groups[name]
+                    if not g then
+                        g = {}
+                        groups[name] = g
+                    end
+                    g[metric] = g[metric] and D.plus(g[metric], amount) or amount
+                end
+            end
+        end
+    end
+end
+
+-- A metric → D table as a reply map: metrics in byte order, zeros left out;
+-- and the sum of what it shows.
+function USAGE.spent_reply(t)
+    local metrics = {}
+    for m, v in pairs(t) do
+        if not D.is_zero(v) then
+            metrics[#metrics + 1] = m
+        end
+    end
+    table.sort(metrics, P.bytes_less)
+    local f, sum = { _m = true }, D.ZERO
+    for _, m in ipairs(metrics) do
+        f[#f + 1] = m
+        f[#f + 1] = D.fmt(t[m])
+        sum = D.plus(sum, t[m])
+    end
+    return f, #metrics, sum
+end
+
+-- The nodes of the subtree at `path` carrying each tag, topmost only (a
+-- tagged node below one with the same tag is left out): tag → paths.
+-- Rust twin: usage_tag_nodes (src/engine/usage.rs)
+function USAGE.tag_nodes(ctx, path)
+    local out, order = {}, {}
+    local function walk(p, above)
+        local node = find(ctx, p)
+        local lb = node and node.lb
+        local tags = lb and lb.tags
+        local mine = above
+        if tags and #tags > 0 then
+            mine = setmetatable({}, { __index = above })
+            for _, t in ipairs(tags) do
+                if not above[t] then
+                    mine[t] = true
+                    if not out[t] then
+                        out[t] = {}
+                        order[#order + 1] = t
+                    end
+                    out[t][#out[t] + 1] = p
+                end
+            end
+        end
+        local kids = children_of(ctx, p, 0, -1)
+        for _, kid in ipairs(kids) do
+            walk(kid, mine)
+        end
+    end
+    walk(path, {})
+    return out, order
+end
+
+-- QUOTA.USAGE's reply.
+-- Rust twin: usage_view (src/engine/usage.rs)
+function USAGE.view(ctx, path, q)
+    local limits = ctx.limits
+    local keep_h, keep_d, hn, dn = USAGE.keep(limits, ctx.now)
+    local unit, keep, g = USAGE.DAY_MS, keep_d, "d"
+    if q.by == "hour" then
+        unit, keep, g = USAGE.HOUR_MS, keep_h, "h"
+    end
+    local first = keep
+    if q.since then
+        first = math.max(first, math.floor(q.since / unit))
+    end
+    local last = math.floor(math.min(q["until"], ctx.now) / unit)
+    local slots, cells = USAGE.read(ctx, path, g, first, last)
+    local buckets, total, groups = {}, {}, nil
+    if q.group == "service" or q.group == "model" then
+        groups = {}
+    end
+    for b = first, last do
+        local spent = {}
+        local c = cells[b - first + 1]
+        if c then
+            USAGE.sum_cells(c, slots, q, spent, groups)
+        end
+        for m, v in pairs(spent) do
+            total[m] = total[m] and D.plus(total[m], v) or v
+        end
+        buckets[#buckets + 1] = M("start", b * unit, "spent", (USAGE.spent_reply(spent)))
+    end
+    local f = M("path", display_path(path), "by", q.by, "since", first * unit, "until", q["until"],
+        "buckets", buckets, "total", (USAGE.spent_reply(total)))
+    if not q.group then
+        return f
+    end
+    -- Each group's usage: a child's or a tag's own buckets, summed.
+    local function own(p)
+        local s, c = USAGE.read(ctx, p, g, first, last)
+        local t = {}
+        for i = 1, #c do
+            if c[i] then
+                USAGE.sum_cells(c[i], s, q, t)
+            end
+        end
+        return t
+    end
+    if q.group == "child" then
+        groups = {}
+        for _, kid in ipairs((children_of(ctx, path, 0, -1))) do
+            groups[display_path(kid)] = own(kid)
+        end
+    elseif q.group == "tag" then
+        groups = {}
+        local nodes, order = USAGE.tag_nodes(ctx, path)
+        for _, tag in ipairs(order) do
+            local t = {}
+            for _, p in ipairs(nodes[tag]) do
+                for m, v in pairs(own(p)) do
+                    t[m] = t[m] and D.plus(t[m], v) or v
+                end
+            end
+            groups[tag] = t
+        end
+    end
+    local list = {}
+    for name, t in pairs(groups) do
+        local spent, n, sum = USAGE.spent_reply(t)
+        if n > 0 then
+            list[#list + 1] = { name = name, spent = spent, sum = sum }
+        end
+    end
+    table.sort(list, function(a, b)
+        local c = D.cmp(a.sum, b.sum)
+        if c ~= 0 then
+            return c > 0
+        end
+        return P.bytes_less(a.name, b.name)
+    end)
+    local out = {}
+    for i, x in ipairs(list) do
+        out[i] = M("name", x.name, "spent", x.spent)
+    end
+    f[#f + 1] = "groups"
+    f[#f + 1] = out
+    return f
+end
+-- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
 -- Item indices are 0-based in commands and replies, 1-based here.
 -- ---------------------------------------------------------------------------
@@ -6781,7 +7656,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
-        hold.paths, hold.service, hold.model = {}, nil, nil
+        hold.paths, hold.service, hold.model, hold.meta = {}, nil, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
             for _, item in ipairs(hold.items) do
@@ -6851,8 +7726,13 @@ local function expire(ctx, limit)
             for _, i in ipairs(held) do
                 hold.items[i].state = "expired"
             end
+            local amounts = costs_pack(cost_of(hold, held))
             emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
-                amounts = costs_pack(cost_of(hold, held)) })
+                amounts = amounts, meta = hold.meta })
+            if ctx.ledger then
+                REC.ledger_add(ctx, { type = "expire", time = at, id = id, paths = hold.paths, service = hold.service,
+                    model = hold.model, amounts = amounts, meta = hold.meta })
+            end
             finish(ctx, id, at)
         else
             ctx.hold_deleted[id] = true
@@ -7181,7 +8061,14 @@ function HOLDS.plan_reserve(ctx, req)
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
-    -- Access is judged first (only on a tree that has had a rule).
+    -- An archived node in the reach refuses first, then access rules (each
+    -- only on a tree that has had one).
+    if ctx.meta.rec then
+        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        if refusals then
+            return total, r, nil, 0, 0, false, refusals, why
+        end
+    end
     if ctx.meta.access then
         local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals then
@@ -7289,7 +8176,11 @@ function HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
     local hold = {
         id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
         expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
+        meta = req.meta,
     }
+    if req.meta and not ctx.meta.rec then
+        ctx.meta.rec, ctx.meta_dirty = true, true
+    end
     if hold.reply then
         hold.reply.held = nil
     end
@@ -7401,6 +8292,11 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
+            service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
+            late = plan.expired, meta = hold.meta })
+    end
     if item then
         hold.items[indices[1]].outcome = outcome
     end
@@ -7475,6 +8371,10 @@ function HOLDS.release(ctx, id, item)
         release_lines(ctx, hold, held)
     end
     local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
+    if ctx.ledger and #held > 0 then
+        REC.ledger_add(ctx, { type = "release", time = ctx.now, id = id, paths = hold.paths, service = hold.service,
+            model = hold.model, item = item, amounts = outcome.released, meta = hold.meta })
+    end
     for _, i in ipairs(indices) do
         hold.items[i].state = "released"
     end
@@ -7516,6 +8416,15 @@ function HOLDS.charge(ctx, req)
     end
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
+    -- An archived node in the reach refuses the charge, CHECK or not.
+    if ctx.meta.rec then
+        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        if refusals then
+            PLAN.unmake(ctx, made)
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+                over = {}, duplicate = false }
+        end
+    end
     -- Access is judged first: a CHARGE CHECK it refuses records nothing; a
     -- CHARGE records all the same and says so (checks, denied_by, message,
     -- `disallowed` events).
@@ -7564,7 +8473,7 @@ function HOLDS.charge(ctx, req)
         -- Recorded all the same: access checks first (none under BRIEF),
         -- then the policies'; access labels first; the first refusal's
         -- sentence after what was charged; the events before the alerts.
-        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost, req.meta)
         local all = {}
         if not req.brief then
             for _, c in ipairs(refusals) do
@@ -7584,6 +8493,11 @@ function HOLDS.charge(ctx, req)
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
         message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "charge", time = ctx.now, id = req.id, paths = req.set.paths,
+            service = req.set.service, model = req.set.model, amounts = outcome.charged, disallowed = refusals ~= nil,
+            meta = req.meta })
+    end
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
@@ -7654,8 +8568,13 @@ function HOLDS.holds_view(ctx, path, count)
                     for i, p in ipairs(hold.paths) do
                         paths[i] = display_path(p)
                     end
-                    out[#out + 1] = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
+                    local f = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
                         "held", costs_reply(costs_pack(cost_of(hold, indices_in(hold, HELD)))))
+                    if hold.meta then
+                        f[#f + 1] = "meta"
+                        f[#f + 1] = REC.meta_reply(hold.meta)
+                    end
+                    out[#out + 1] = f
                 end
             end
         end
@@ -8082,6 +9001,10 @@ function OPS.grant(ctx, path, name, amount, o)
     G.rearm_low(p)
     touch(ctx, path)
     observe(ctx, { ref })
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "grant", time = now, id = id, paths = { path }, policy = name,
+            amounts = { p.metric, D.fmt(amount) } })
+    end
     return OPS.granted_reply(p, g, false, now)
 end
 
@@ -8126,6 +9049,10 @@ function OPS.revoke(ctx, path, name, id)
     end
     touch(ctx, path)
     observe(ctx, { ref })
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "revoke", time = ctx.now, id = id, paths = { path }, policy = name,
+            amounts = { p.metric, D.fmt(removed) } })
+    end
     return M("id", id, "removed", D.fmt(removed))
 end
 
@@ -8151,6 +9078,10 @@ function OPS.reset(ctx, path, name)
     period_events(ctx, p, path, 1)
     G.check_low(ctx, p, path)
     touch(ctx, path)
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "reset", time = ctx.now, paths = { path }, policy = name,
+            amounts = { p.metric, closed[3] } })
+    end
     return closed_reply(closed)
 end
 
@@ -8173,7 +9104,18 @@ function OPS.view(ctx, path, depth, budget, with_children)
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
-    if depth > 0 then
+    if depth > 0 and ctx.filtered then
+        -- TREE ... TAG t, or a tree with archived nodes: the children shown
+        -- (REC.tree_kids); more counts those the budget left out.
+        local kids = REC.tree_kids(ctx, path)
+        for i, kid in ipairs(kids) do
+            if budget[1] == 0 then
+                more = #kids - i + 1
+                break
+            end
+            children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+        end
+    elseif depth > 0 then
         -- Read the children a page at a time: a node may have very many,
         -- and only as many as the budget allows are shown.
         local first = 0
@@ -8218,6 +9160,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
         f[#f + 1] = "access"
         f[#f + 1] = ACCESS.reply(node.ac)
     end
+    REC.label_fields(f, node.lb)
     if with_children then
         f[#f + 1] = "children"
         f[#f + 1] = children
@@ -8244,9 +9187,12 @@ function OPS.get_view(ctx, path)
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
-function OPS.tree_view(ctx, path, depth, max_nodes)
+function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
     if not find(ctx, path) then
         OPS.not_found_path(path)
+    end
+    if tag or (ctx.meta.rec and not archived) then
+        ctx.filtered, ctx.tag, ctx.archived = true, tag, archived
     end
     local budget = { math.max(max_nodes, 1) }
     ctx.reach = true
@@ -8486,6 +9432,118 @@ function PLAN.info(ctx, f)
     return f
 end
 -- ---------------------------------------------------------------------------
+-- The ledger (SPEC §9; Rust: src/engine/ledger.rs): with ledger_len > 0,
+-- every commit, charge, release, expiry, grant, revoke and reset of a tree
+-- appends one entry to a Redis Stream in the tree's slot, trimmed to about
+-- ledger_len entries (XADD ... MAXLEN ~). A write collects its entries on
+-- the context (ctx.ledger, false when the ledger is off or the call only
+-- reads) and flush writes them with the rest; effects replication sends
+-- replicas and the AOF the XADDs with the primary's ids.
+-- (Functions in a block, kept on REC: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+do
+    -- The ledger's key: `{<key>}:ledger`, or `<key>:ledger` for a key with
+    -- a hash tag (first `{`, the first `}` after it, something between), so
+    -- it is in the tree's slot either way. (A key with `}` and no tag is
+    -- refused before: hash_tag.)
+    -- Rust twin: ledger_key (src/engine/ledger.rs)
+    local function ledger_key(key)
+        local open = sfind(key, "{", 1, true)
+        if open then
+            local close = sfind(key, "}", open + 1, true)
+            if close and close > open + 1 then
+                return key .. ":ledger"
+            end
+        end
+        return "{" .. key .. "}:ledger"
+    end
+
+    -- A write on a tree with the ledger on checks its key first: missing or
+    -- a stream, else nothing changes (a caller not allowed the key gets
+    -- NOPERM here, also before anything changes).
+    -- Rust twin: check_ledger_key (src/module/commands/ledger.rs)
+    local function ledger_check(ctx)
+        local t = redis.call("TYPE", ctx.lkey)
+        t = type(t) == "table" and t.ok or t
+        if t ~= "none" and t ~= "stream" then
+            fail("WRONGTYPE the tree's ledger key holds another type")
+        end
+    end
+
+    -- Appends an entry (flush writes it). e = {type, time, id, paths
+    -- (canonical), service, model, item (0-based), policy, amounts (packed
+    -- costs: metric, text, ...), late, disallowed, meta (flat pairs)};
+    -- fields in the order of SPEC §9, amounts by metric name.
+    -- Rust twin: LedgerEntry::fields (src/engine/ledger.rs)
+    local function ledger_add(ctx, e)
+        local out = ctx.ledger
+        if not out then
+            return
+        end
+        local f = { "type", e.type, "time", sformat("%.0f", e.time) }
+        local function put(name, value)
+            f[#f + 1] = name
+            f[#f + 1] = value
+        end
+        if e.id then
+            put("id", e.id)
+        end
+        local shown = {}
+        for i, p in ipairs(e.paths) do
+            shown[i] = display_path(p)
+        end
+        put("paths", tconcat(shown, ","))
+        if e.service then
+            put("service", e.service)
+        end
+        if e.model then
+            put("model", e.model)
+        end
+        if e.item then
+            put("item", sformat("%.0f", e.item))
+        end
+        if e.policy then
+            put("policy", e.policy)
+        end
+        local amounts, order = e.amounts, {}
+        for i = 1, #amounts, 2 do
+            order[#order + 1] = i
+        end
+        table.sort(order, function(a, b)
+            return P.bytes_less(amounts[a], amounts[b])
+        end)
+        for _, i in ipairs(order) do
+            put("amount:" .. amounts[i], amounts[i + 1])
+        end
+        if e.late then
+            put("late", "1")
+        end
+        if e.disallowed then
+            put("disallowed", "1")
+        end
+        local meta = e.meta
+        if meta then
+            for i = 1, #meta, 2 do
+                put("meta:" .. meta[i], meta[i + 1])
+            end
+        end
+        out[#out + 1] = f
+    end
+
+    -- Writes the entries collected (flush).
+    local function ledger_write(ctx)
+        local len = sformat("%.0f", ctx.limits.ledger_len)
+        for _, f in ipairs(ctx.ledger) do
+            redis.call("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+        end
+        ctx.ledger = {}
+    end
+
+    REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
+        ledger_write
+end
+-- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply
 -- (src/module/commands/policy.rs, reserve.rs, read.rs).
 -- ---------------------------------------------------------------------------
@@ -8497,7 +9555,7 @@ local COUNT_KEYWORD = set_of({ "COUNT" })
 local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
     "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
-    "CHECK", "COST", "USAGE" })
+    "CHECK", "COST", "USAGE", "META" })
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
@@ -8830,7 +9888,7 @@ end
 -- its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
 -- Rust twin: request_words (src/module/commands/reserve.rs)
 function CMD.request_words(args, charge)
-    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
+    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {}, meta = nil }
     local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
     local items, seen = w.items, {}
     while not args:is_done() do
@@ -8850,6 +9908,9 @@ function CMD.request_words(args, charge)
             while not args:at_list_end() do
                 also[#also + 1] = args:next_path("a path after ALSO")
             end
+        elseif kw == "META" then
+            args:once(seen, kw)
+            w.meta = REC.meta_parse(args, REQUEST_KEYWORDS)
         elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
             args:once(seen, "ALL, UPTO or DRYRUN")
             w.batch = kw
@@ -8881,7 +9942,9 @@ function CMD.checks_reply(checks)
     local out = {}
     for i, c in ipairs(checks) do
         local f
-        if c.kind == "access" then
+        if c.kind == "archived" then
+            f = M("kind", "archived", "path", c.path, "pass", 0)
+        elseif c.kind == "access" then
             f = M("kind", "access", "path", c.path, "rule", c.rule)
             if c.service then
                 f[#f + 1] = "service"
@@ -8995,6 +10058,43 @@ function CMD.cmd_charge(ctx, args)
     return f
 end
 
+-- ----- labels and archive --------------------------------------------------------
+
+-- QUOTA.LABEL key path [NOTE text] [TAGS t1,t2,...]
+-- Rust twin: label (src/module/commands/labels.rs)
+function CMD.cmd_label(ctx, args)
+    local path = args:next_path("a path")
+    local o, seen = {}, {}
+    while not args:is_done() do
+        local kw = args:next_keyword(CMD.LABEL_KEYWORDS)
+        args:once(seen, kw)
+        if kw == "NOTE" then
+            o.note_given, o.note = true, REC.label_parse_note(args:next_str("a text after NOTE"))
+        else
+            o.tags = REC.label_parse_tags(args:next_str("tags after TAGS"))
+        end
+    end
+    if not (seen.NOTE or seen.TAGS) then
+        fail("ERR syntax: QUOTA.LABEL needs NOTE or TAGS")
+    end
+    return REC.label_set(ctx, path, o)
+end
+CMD.LABEL_KEYWORDS = set_of({ "NOTE", "TAGS" })
+
+-- QUOTA.ARCHIVE key path / QUOTA.RESTORE key path
+-- Rust twin: archive (src/module/commands/labels.rs)
+function CMD.cmd_archive(ctx, args)
+    local path = args:next_path("a path")
+    args:finish()
+    return REC.archive_set(ctx, path, true)
+end
+
+function CMD.cmd_restore(ctx, args)
+    local path = args:next_path("a path")
+    args:finish()
+    return REC.archive_set(ctx, path, false)
+end
+
 -- ----- reading -------------------------------------------------------------------
 
 function CMD.cmd_get(ctx, args)
@@ -9003,16 +10103,26 @@ function CMD.cmd_get(ctx, args)
     return OPS.get_view(ctx, path)
 end
 
-local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG" })
 
+-- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [ARCHIVED]
 function CMD.cmd_tree(ctx, args)
+    -- ARCHIVED is a flag, and only the last argument.
+    local archived = false
+    local n = #args.items
+    if n >= args.pos and supper(args.items[n]) == "ARCHIVED" then
+        archived = true
+        args.items[n] = nil
+    end
     local path = optional_path(args)
-    local depth, count, json = MAX_DEPTH_HARD, 1000, false
+    local depth, count, json, tag = MAX_DEPTH_HARD, 1000, false, nil
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
-        if kw == "DEPTH" then
+        if kw == "TAG" then
+            tag = REC.label_check_tag(args:next_str("a tag after TAG"))
+        elseif kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
         elseif kw == "COUNT" then
             count = args:next_u64("COUNT", 1, 100000)
@@ -9027,7 +10137,7 @@ function CMD.cmd_tree(ctx, args)
             end
         end
     end
-    local reply = OPS.tree_view(ctx, path, depth, count)
+    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived)
     if json then
         return to_json(reply)
     end
@@ -9133,6 +10243,17 @@ function CMD.cmd_sweep(index, args)
                 return -1
             end
             local ctx = open_tree(key, true, true)
+            if ctx.ledger then
+                -- A wrong-typed ledger key: the expiries go unrecorded
+                -- there (a key the caller may not use fails below).
+                local fine, e = pcall(REC.ledger_check, ctx)
+                if not fine then
+                    if not (failure and sfind(failure, "^WRONGTYPE")) then
+                        error(e, 0)
+                    end
+                    failure, ctx.ledger = nil, false
+                end
+            end
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then
@@ -9240,6 +10361,9 @@ local function tree_command(name, handler, writes)
         end
         check_utf8(args)
         local ctx = open_tree(keys[1], writes)
+        if ctx.ledger then
+            REC.ledger_check(ctx)
+        end
         expire(ctx)
         if writes then
             flush(ctx)
@@ -9269,12 +10393,16 @@ for _, c in ipairs({
     { "QUOTA.ALLOW", CMD.cmd_allow, true },
     { "QUOTA.DENY", CMD.cmd_deny, true },
     { "QUOTA.ACCESS", CMD.cmd_access, true },
+    { "QUOTA.LABEL", CMD.cmd_label, true },
+    { "QUOTA.ARCHIVE", CMD.cmd_archive, true },
+    { "QUOTA.RESTORE", CMD.cmd_restore, true },
     { "QUOTA.GET", CMD.cmd_get, false },
     { "QUOTA.TREE", CMD.cmd_tree, false },
     { "QUOTA.HOLDS", CMD.cmd_holds, false },
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
     { "QUOTA.GRANTS", CMD.cmd_grants, false },
+    { "QUOTA.USAGE", USAGE.cmd, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end
@@ -9358,11 +10486,14 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
     { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
     { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-cross-slot-keys" } },
+    { "quota_restore", { "allow-cross-slot-keys" } },
     { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_grants", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_usage", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
     { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
