@@ -42,6 +42,7 @@ pub mod error;
 pub mod events;
 pub mod held;
 pub mod hold;
+pub mod labels;
 pub mod names;
 pub mod outcome;
 pub mod paths;

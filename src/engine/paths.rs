@@ -54,6 +54,9 @@ pub struct Node {
     /// The node's access rules (SPEC §8); `None` for a node without any,
     /// which is most of them.
     pub access: Option<Box<crate::access::Access>>,
+    /// The node's note, tags and archived flag (SPEC §10); `None` for a
+    /// node without any, which is most of them.
+    pub labels: Option<Box<crate::labels::Labels>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -73,6 +76,7 @@ impl Node {
             policies: Box::default(),
             spent: Box::default(),
             access: None,
+            labels: None,
         }
     }
 
