@@ -5,8 +5,12 @@
 //!
 //! Lua twin: lua/src/66_labels.lua.
 
+use super::access::{AccessCheck, Refusals, Rule};
 use super::error::{Error, Result};
+use super::names;
+use super::paths::NodeId;
 use super::policy::check_note;
+use super::tree::{Limits, Reach, Tree};
 
 /// Most tags a node carries.
 pub const MAX_TAGS: usize = 16;
@@ -104,4 +108,100 @@ pub(crate) fn validate(labels: &Labels) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What `QUOTA.LABEL` answers: the node's labels after the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelOutcome {
+    /// Display path.
+    pub path: String,
+    pub note: Option<String>,
+    pub tags: Vec<String>,
+    /// Whether anything changed (a node created, or a note or tags other).
+    pub changed: bool,
+}
+
+impl Tree {
+    /// `QUOTA.LABEL`: sets the note (`Some(None)` clears it) and/or
+    /// replaces the tags (an empty list clears them), creating the node
+    /// (and its missing ancestors) when needed.
+    /// Lua twin: `label_set` (lua/src/66_labels.lua).
+    pub fn label(
+        &mut self,
+        path: &str,
+        note: Option<Option<String>>,
+        tags: Option<Vec<String>>,
+        now_ms: u64,
+        limits: &Limits,
+    ) -> Result<LabelOutcome> {
+        if note.is_none() && tags.is_none() {
+            return Err(Error::syntax("QUOTA.LABEL needs NOTE or TAGS"));
+        }
+        self.sync_path(path, now_ms);
+        let created = self.find(path).is_none();
+        if created {
+            self.check_new_paths([path], self.missing_count(&[path]), limits)?;
+        }
+        // After this point the command succeeds.
+        let id = self.ensure_path(path, now_ms);
+        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
+        let mut labels = node.labels.take().map(|b| *b).unwrap_or_default();
+        let before = labels.clone();
+        if let Some(note) = note {
+            labels.note = note.map(String::into_boxed_str);
+        }
+        if let Some(tags) = tags {
+            labels.tags = tags.into_iter().map(String::into_boxed_str).collect();
+        }
+        let changed = created || labels != before;
+        let outcome = LabelOutcome {
+            path: names::display_path(path).to_string(),
+            note: labels.note.as_deref().map(str::to_string),
+            tags: labels.tags.iter().map(|t| t.to_string()).collect(),
+            changed,
+        };
+        node.labels = (!labels.is_empty()).then(|| Box::new(labels));
+        Ok(outcome)
+    }
+
+    /// `QUOTA.ARCHIVE` (`archived` true) and `QUOTA.RESTORE` (false): sets
+    /// or clears the node's own flag. Returns whether it changed.
+    /// Lua twin: `archive_set` (lua/src/66_labels.lua).
+    pub fn set_archived(&mut self, path: &str, archived: bool) -> Result<bool> {
+        let id = self.find(path).ok_or_else(|| Error::NotFound(format!("path '{}'", names::display_path(path))))?;
+        let Some(node) = self.node_mut(id) else { return Err(Error::State("tree is inconsistent".into())) };
+        if node.labels.as_ref().is_some_and(|l| l.archived) == archived {
+            return Ok(false);
+        }
+        let mut labels = node.labels.take().map(|b| *b).unwrap_or_default();
+        labels.archived = archived;
+        node.labels = (!labels.is_empty()).then(|| Box::new(labels));
+        Ok(true)
+    }
+
+    /// Whether the node itself is archived.
+    pub(crate) fn is_archived(&self, id: NodeId) -> bool {
+        self.node(id).and_then(|n| n.labels.as_deref()).is_some_and(|l| l.archived)
+    }
+
+    /// The refusal of a request whose reach holds an archived node: one
+    /// check per node of the reach itself archived, in reach order, and
+    /// the first one's sentence. Empty when none is (the usual case: one
+    /// pointer test per reached node).
+    /// Lua twin: `archive_judge` (lua/src/66_labels.lua).
+    pub(crate) fn judge_archived(&self, reach: &Reach) -> Refusals {
+        let mut refusals = Refusals::default();
+        for &id in &reach.nodes {
+            if !self.is_archived(id) {
+                continue;
+            }
+            let Some(node) = self.node(id) else { continue };
+            let path = names::display_path(&node.path).to_string();
+            if refusals.checks.is_empty() {
+                refusals.message = format!("path {path} is archived");
+            }
+            refusals.checks.push(AccessCheck { path, rule: Rule::Deny, service: None, model: None, archived: true });
+        }
+        refusals
+    }
 }

@@ -161,7 +161,12 @@ impl Tree {
 
     /// The children of a node sorted by name, at most `count` of them.
     pub(crate) fn sorted_children(&self, id: NodeId, count: usize) -> Vec<NodeId> {
-        let mut children: Vec<NodeId> = self.children(id).collect();
+        self.sorted_children_where(id, count, |_| true)
+    }
+
+    /// [`Tree::sorted_children`] of the children `keep` accepts.
+    pub(crate) fn sorted_children_where(&self, id: NodeId, count: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        let mut children: Vec<NodeId> = self.children(id).filter(|&c| keep(c)).collect();
         let name = |c: &NodeId| names::leaf_of(Self::path_in(&self.nodes, *c));
         if count < children.len() {
             children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
