@@ -6714,18 +6714,23 @@ end
 --
 -- Stored in the companion hash {tag}quota:K:usage (1.6.0; no layout change:
 -- a library before it never reads it and records nothing there):
---   "/<path>"        the node's series: {slots, hours, days}. slots is a
---                    list of {service, model or false, hour of its last
---                    write} (false: a free slot); hours and days are the
---                    bucket numbers the node has fields for, ascending
---   "h<n>/<path>"    hour bucket n: series, metric, amount, series, ...
---                    (series: the slot's position; 0 is "(no service)",
---                    -1 "(other series)"; amounts as D.stored keeps them)
---   "d<n>/<path>"    day bucket n, the same
--- A write reads (one HMGET) and writes (one HSET) the three fields of each
--- node it changes. When a node's first write of a new hour or day comes, it
--- deletes its buckets that retention no longer keeps (one HDEL). Reads
--- filter by retention at their own time, so replies do not depend on
+--   "/<path>"        what every write of the node changes: {slots, hour,
+--                    hour cells, day, day cells}: the series slots, a list
+--                    of {service, model or false, when it was last written
+--                    (ms)} (false: a free slot), and the node's newest hour
+--                    and day bucket (its number, false for none, and cells)
+--   "h<n>/<path>"    an older hour bucket n (floor(ms / 3600000)), moved
+--                    here when the node first writes in a later hour
+--   "d<n>/<path>"    an older day bucket n (floor(ms / 86400000)), likewise
+--   "b/<path>"       the bucket numbers of those fields: {hours, days},
+--                    each ascending (read only when a bucket moves)
+-- Cells are a flat list series, metric, amount, series, ... (series: the
+-- slot's position; 0 is "(no service)", -1 "(other series)"; amounts as
+-- D.stored keeps them). A write reads (one HMGET) and writes (one HSET) the
+-- "/<path>" field of each node it changes; when a node first writes in a
+-- new hour or day, its newest bucket moves to its own field and the
+-- buckets retention no longer keeps are deleted (once per node and hour).
+-- Reads filter by retention at their own time, so replies do not depend on
 -- when old buckets were deleted (lazily exact, like windows).
 -- (A table, not locals: build() is near Lua's 200 locals.)
 -- ---------------------------------------------------------------------------
@@ -6785,15 +6790,26 @@ do
     end
 
     -- Adds `change` to the cell (series, metric) of a bucket's flat list.
+    -- (Whole amounts below 2^53, the usual ones, are added as the plain
+    -- numbers they are stored as: exact, and far from 10^18.)
     local function cell_add(cells, series, metric, change)
+        local whole = change.s == 0 and change.m
         for i = 1, #cells, 3 do
             if cells[i] == series and cells[i + 1] == metric then
-                cells[i + 2] = D.stored(usage_add(D.loaded(cells[i + 2]), change))
+                local c = cells[i + 2]
+                if whole and type(c) == "number" then
+                    local sum = c + whole
+                    if sum < 9007199254740992 and sum > -9007199254740992 then
+                        cells[i + 2] = sum
+                        return
+                    end
+                end
+                cells[i + 2] = D.stored(usage_add(D.loaded(c), change))
                 return
             end
         end
         local n = #cells
-        cells[n + 1], cells[n + 2], cells[n + 3] = series, metric, D.stored(usage_add(D.ZERO, change))
+        cells[n + 1], cells[n + 2], cells[n + 3] = series, metric, whole or D.stored(usage_add(D.ZERO, change))
     end
 
     -- The series of a write of (service, model) at `now` in a node's slots:
@@ -6836,36 +6852,61 @@ do
     end
 
     -- Drops from `list` (ascending bucket numbers) those before `keep`,
-    -- naming their fields in `hdel`.
+    -- naming their fields in `hdel`. Returns whether any went.
     local function trim(list, keep, prefix, path, hdel)
         local cut = 0
         while list[cut + 1] and list[cut + 1] < keep do
             cut = cut + 1
-            hdel[#hdel + 1] = prefix .. sformat("%.0f", list[cut]) .. "/" .. path
+            hdel[#hdel + 1] = sformat("%s%.0f/%s", prefix, list[cut], path)
         end
         if cut > 0 then
             for i = 1, #list do
                 list[i] = list[i + cut]
             end
         end
+        return cut > 0
     end
 
-    -- Places bucket `b` in `list` (ascending); returns whether it is new.
+    -- Places bucket `b` in `list` (ascending) when it is not there.
     local function add_bucket(list, b)
         local n = #list
         if list[n] == b then
-            return false
+            return
         end
         for i = n, 1, -1 do
             if list[i] == b then
-                return false
+                return
             elseif list[i] < b then
                 table.insert(list, i + 1, b)
-                return true
+                return
             end
         end
         table.insert(list, 1, b)
-        return true
+    end
+
+    -- Decoded "/<path>" records by their bytes (at most 4,096), as nodes
+    -- are (node_cache): a write takes its record out and changes it in
+    -- place, and puts it back under the bytes it writes; a read shares it.
+    local cache, cache_size = {}, 0
+
+    local function cache_put(blob, rec)
+        if cache[blob] == nil then
+            if cache_size >= 4096 then
+                cache, cache_size = {}, 0
+            end
+            cache_size = cache_size + 1
+        end
+        cache[blob] = rec
+    end
+
+    local function decoded(blob, take)
+        local rec = cache[blob]
+        if rec == nil then
+            return munpack(blob)
+        elseif take then
+            cache[blob], cache_size = nil, cache_size - 1
+        end
+        return rec
     end
 
     -- Notes that `path`'s spent of `metric` changed by `change` (not zero)
@@ -6886,10 +6927,45 @@ do
         list[n + 1], list[n + 2], list[n + 3], list[n + 4] = set.service or false, set.model or false, metric, change
     end
 
-    -- Records what the context noted: per node, its series and its current
-    -- hour and day bucket (one HMGET and one HSET for all nodes); a node's
-    -- first write in a new hour or day deletes the buckets retention
-    -- dropped (one HDEL).
+    -- The cells of bucket `b` (of "h" or "d") for a write to `rec`, whose
+    -- newest bucket of that granularity is at position `at`: the newest
+    -- (a later one makes the newest move to its own field, or go when
+    -- retention no longer keeps it), or, when the clock went back, the
+    -- older bucket's own field (read at once: only test clocks go back).
+    -- `w` collects the writes.
+    local function bucket_cells(rec, at, b, keep, g, path, w)
+        local newest = rec[at]
+        if newest == b then
+            return rec[at + 1]
+        elseif not newest or newest < b then
+            local cells = rec[at + 1]
+            if newest and newest >= keep and #cells > 0 then
+                local hset = w.hset
+                hset[#hset + 1] = sformat("%s%.0f/%s", g, newest, path)
+                hset[#hset + 1] = mpack(cells)
+                w.moved[#w.moved + 1] = { path, g, newest }
+            end
+            if newest then
+                w.moved[path] = true
+            end
+            cells = {}
+            rec[at], rec[at + 1] = b, cells
+            return cells
+        end
+        local field = sformat("%s%.0f/%s", g, b, path)
+        local blob = redis.call("HGET", w.ukey, field)
+        local cells = blob and munpack(blob) or {}
+        w.older[#w.older + 1] = { field, cells }
+        w.moved[#w.moved + 1] = { path, g, b }
+        w.moved[path] = true
+        return cells
+    end
+
+    -- Records what the context noted: per node, the series and its newest
+    -- hour and day bucket in "/<path>" (one HMGET and one HSET for all the
+    -- nodes); a node's first write in a new hour or day moves its newest
+    -- bucket to its own field and deletes what retention dropped (one more
+    -- HMGET and one HDEL, once per node and hour).
     -- Rust twin: usage_record (src/engine/usage.rs)
     local function usage_record(ctx)
         local u = ctx.usage
@@ -6899,84 +6975,118 @@ do
         local hn, dn = floor(now / HOUR_MS), floor(now / DAY_MS)
         local keep_h = hours and floor(usage_retention_start(HOUR_MS, limits.usage_hours, now) / HOUR_MS) or math.huge
         local keep_d = days and floor(usage_retention_start(DAY_MS, limits.usage_days, now) / DAY_MS) or math.huge
-        local hsuf, dsuf = sformat("h%.0f/", hn), sformat("d%.0f/", dn)
-        local fields = {}
-        for i, path in ipairs(u.paths) do
-            fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = "/" .. path, hsuf .. path, dsuf .. path
+        local paths, fields = u.paths, {}
+        for i, path in ipairs(paths) do
+            fields[i] = "/" .. path
         end
         local ukey = ctx.ukey
         local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
-        local hset, hdel = {}, {}
-        for i, path in ipairs(u.paths) do
-            local blob, hb, db = blobs[3 * i - 2], blobs[3 * i - 1], blobs[3 * i]
-            local state = blob and munpack(blob) or { {}, {}, {} }
-            local slots = state[1]
-            local hcells, dcells = hb and munpack(hb) or {}, db and munpack(db) or {}
-            local notes, changed = u.notes[path], false
+        local w = { ukey = ukey, hset = {}, moved = {}, older = {} }
+        local hset, recs = w.hset, {}
+        for i, path in ipairs(paths) do
+            local blob = blobs[i]
+            local rec = blob and decoded(blob, true) or { {}, false, {}, false, {} }
+            recs[i] = rec
+            local slots, notes = rec[1], u.notes[path]
+            local hcells = hours and bucket_cells(rec, 2, hn, keep_h, "h", path, w)
+            local dcells = days and bucket_cells(rec, 4, dn, keep_d, "d", path, w)
+            if not hours and rec[2] then
+                -- (Hours turned off: the newest hour goes too.)
+                rec[2], rec[3], w.moved[path] = false, {}, true
+            end
+            if not days and rec[4] then
+                rec[4], rec[5], w.moved[path] = false, {}, true
+            end
             local at_service, at_model, series = nil, nil, nil
             for k = 1, #notes, 4 do
                 local service, model, metric, change = notes[k], notes[k + 1], notes[k + 2], notes[k + 3]
                 if series == nil or service ~= at_service or model ~= at_model then
-                    local moved
-                    series, moved = usage_series_slot(slots, service, model, now, limits)
-                    at_service, at_model, changed = service, model, changed or moved
+                    series = usage_series_slot(slots, service, model, now, limits)
+                    at_service, at_model = service, model
                 end
-                if hours then
+                if hcells then
                     cell_add(hcells, series, metric, change)
                 end
-                if days then
+                if dcells then
                     cell_add(dcells, series, metric, change)
                 end
             end
-            local new_h = hours and add_bucket(state[2], hn)
-            local new_d = days and add_bucket(state[3], dn)
-            if new_h or new_d then
-                -- (A granularity turned off drops all its buckets.)
-                trim(state[2], keep_h, "h", path, hdel)
-                trim(state[3], keep_d, "d", path, hdel)
-                changed = true
+            hset[#hset + 1] = fields[i]
+            hset[#hset + 1] = mpack(rec)
+        end
+        for _, x in ipairs(w.older) do
+            hset[#hset + 1] = x[1]
+            hset[#hset + 1] = mpack(x[2])
+        end
+        local hdel = {}
+        if #w.moved > 0 or next(w.moved) then
+            -- The nodes whose buckets moved: their lists of bucket fields,
+            -- and what retention dropped.
+            local list_paths, list_fields = {}, {}
+            for _, path in ipairs(paths) do
+                if w.moved[path] then
+                    list_paths[#list_paths + 1] = path
+                    list_fields[#list_fields + 1] = "b/" .. path
+                end
             end
-            local n = #hset
-            if changed then
-                hset[n + 1], hset[n + 2] = fields[3 * i - 2], mpack(state)
-                n = n + 2
+            local lists = ctx.exists and call_chunked("HMGET", ukey, list_fields) or {}
+            local by_path = {}
+            for i, path in ipairs(list_paths) do
+                local l = lists[i] and munpack(lists[i]) or { {}, {} }
+                by_path[path] = l
             end
-            if hours then
-                hset[n + 1], hset[n + 2] = fields[3 * i - 1], mpack(hcells)
-                n = n + 2
+            for _, m in ipairs(w.moved) do
+                add_bucket(by_path[m[1]][m[2] == "h" and 1 or 2], m[3])
             end
-            if days then
-                hset[n + 1], hset[n + 2] = fields[3 * i], mpack(dcells)
+            for i, path in ipairs(list_paths) do
+                local l = by_path[path]
+                trim(l[1], keep_h, "h", path, hdel)
+                trim(l[2], keep_d, "d", path, hdel)
+                hset[#hset + 1] = list_fields[i]
+                hset[#hset + 1] = mpack(l)
             end
         end
         call_chunked("HSET", ukey, hset)
         call_chunked("HDEL", ukey, hdel)
+        for i, rec in ipairs(recs) do
+            cache_put(hset[2 * i], rec)
+        end
     end
     USAGE.flush = usage_record
 
     -- Deletes the usage of the nodes `deleted` (a set of paths: DELPATH):
-    -- their series and every bucket they have.
+    -- every field they have.
     function USAGE.drop(ctx, deleted)
         local paths, fields = {}, {}
         for path in pairs(deleted) do
             paths[#paths + 1] = path
-            fields[#fields + 1] = "/" .. path
+            fields[#fields + 1] = "b/" .. path
         end
         local blobs = call_chunked("HMGET", ctx.ukey, fields)
         local hdel = {}
         for i, path in ipairs(paths) do
+            hdel[#hdel + 1] = "/" .. path
             local blob = blobs[i]
             if blob then
                 hdel[#hdel + 1] = fields[i]
-                local state = munpack(blob)
-                trim(state[2], math.huge, "h", path, hdel)
-                trim(state[3], math.huge, "d", path, hdel)
+                local l = munpack(blob)
+                trim(l[1], math.huge, "h", path, hdel)
+                trim(l[2], math.huge, "d", path, hdel)
             end
         end
         call_chunked("HDEL", ctx.ukey, hdel)
     end
 
-    -- ----- QUOTA.USAGE ---------------------------------------------------------
+    USAGE.decoded, USAGE.cache_put = decoded, cache_put
+end
+
+-- ----- QUOTA.USAGE -----------------------------------------------------------
+
+-- (A block of its own: build() may have at most 200 locals alive at once.)
+do
+    local floor, max, min = math.floor, math.max, math.min
+    local HOUR_MS, DAY_MS = W.HOUR_MS, W.DAY_MS
+    local usage_retention_start, decoded, cache_put = USAGE.retention_start, USAGE.decoded, USAGE.cache_put
 
     local KEYWORDS = set_of({ "SINCE", "UNTIL", "BY", "METRIC", "SERVICE", "MODEL", "GROUP" })
     local BY = set_of({ "HOUR", "DAY" })
@@ -7083,21 +7193,31 @@ do
         if not ctx.exists then
             return {}, {}
         end
-        local g = q.by == "hour" and "h" or "d"
+        local g, at = "d", 4
+        if q.by == "hour" then
+            g, at = "h", 2
+        end
         local fields = { "/" .. path }
         for b = first, last do
             fields[#fields + 1] = sformat("%s%.0f/%s", g, b, path)
         end
         local blobs = call_chunked("HMGET", ctx.ukey, fields)
-        if not blobs[1] then
+        local blob = blobs[1]
+        if not blob then
             return {}, {}
         end
+        local rec = decoded(blob)
+        cache_put(blob, rec)
         local cells = {}
         for b = first, last do
-            local blob = blobs[b - first + 2]
-            cells[b - first + 1] = blob and munpack(blob) or false
+            local field = blobs[b - first + 2]
+            if b == rec[at] then
+                cells[b - first + 1] = rec[at + 1]
+            else
+                cells[b - first + 1] = field and munpack(field) or false
+            end
         end
-        return munpack(blobs[1])[1], cells
+        return rec[1], cells
     end
 
     -- Adds a bucket's cells that the query sees into `sums` (metric → D)
