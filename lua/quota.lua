@@ -7065,483 +7065,675 @@ end
 --
 -- Stored in the companion hash {tag}quota:K:usage (1.6.0; no layout change:
 -- a library before it never reads it and records nothing there):
---   "/<path>"        the node's series: {slots, hours, days}. slots is a
---                    list of {service, model or false, hour of its last
---                    write} (false: a free slot); hours and days are the
---                    bucket numbers the node has fields for, ascending
---   "h<n>/<path>"    hour bucket n: series, metric, amount, series, ...
---                    (series: the slot's position; 0 is "(no service)",
---                    -1 "(other series)"; amounts as D.stored keeps them)
---   "d<n>/<path>"    day bucket n, the same
--- A write reads (one HMGET) and writes (one HSET) the three fields of each
--- node it changes; "/<path>" only changes when a series is placed or writes
--- in a new hour. When a node's first write of a new hour or day comes, it
--- deletes its buckets that retention no longer keeps (one HDEL). Reads
--- filter by retention at their own time, so replies do not depend on
+--   "/<path>"        what every write of the node changes: {slots, hour,
+--                    hour cells, day, day cells}: the series slots, a list
+--                    of {service, model or false, when it was last written
+--                    (ms)} (false: a free slot), and the node's newest hour
+--                    and day bucket (its number, false for none, and cells)
+--   "h<n>/<path>"    an older hour bucket n (floor(ms / 3600000)), moved
+--                    here when the node first writes in a later hour
+--   "d<n>/<path>"    an older day bucket n (floor(ms / 86400000)), likewise
+--   "b/<path>"       the bucket numbers of those fields: {hours, days},
+--                    each ascending (read only when a bucket moves)
+-- Cells are a flat list series, metric, amount, series, ... (series: the
+-- slot's position; 0 is "(no service)", -1 "(other series)"; amounts as
+-- D.stored keeps them). A write reads (one HMGET) and writes (one HSET) the
+-- "/<path>" field of each node it changes; when a node first writes in a
+-- new hour or day, its newest bucket moves to its own field and the
+-- buckets retention no longer keeps are deleted (once per node and hour).
+-- Reads filter by retention at their own time, so replies do not depend on
 -- when old buckets were deleted (lazily exact, like windows).
 -- (A table, not locals: build() is near Lua's 200 locals.)
 -- ---------------------------------------------------------------------------
 
 -- (USAGE is declared in 60_tree.lua, where spent changes and flush writes.)
-USAGE.HOUR_MS, USAGE.DAY_MS = W.HOUR_MS, W.DAY_MS
 USAGE.NO_SERVICE, USAGE.OTHER = "(no service)", "(other series)"
+-- The series of a cell: "(no service)", "(other series)", else a slot.
+USAGE.NO_SERVICE_SLOT, USAGE.OTHER_SLOT = 0, -1
+-- Times are at most 2^53 (SINCE, UNTIL).
+USAGE.MAX_TIME = 9007199254740992
 
--- The oldest hour and day bucket numbers retention keeps at `now` (with a
--- setting of 0, one past the current: none).
--- Rust twin: usage_horizon (src/engine/usage.rs)
-function USAGE.keep(limits, now)
-    local hn, dn = math.floor(now / USAGE.HOUR_MS), math.floor(now / USAGE.DAY_MS)
-    return hn - limits.usage_hours + 1, dn - limits.usage_days + 1, hn, dn
-end
+do
+    local floor, max, min = math.floor, math.max, math.min
+    local HOUR_MS, DAY_MS = W.HOUR_MS, W.DAY_MS
+    local MAX_TOTAL = D.MAX_TOTAL
+    local NEG_MAX_TOTAL = D.neg(MAX_TOTAL)
 
--- Notes that `path`'s spent of `metric` changed by `change` (not zero) in
--- the series of `set`; flush records it.
--- Rust twin: usage_record (src/engine/usage.rs)
-function USAGE.note(ctx, path, set, metric, change)
-    local u = ctx.usage
-    if not u then
-        u = { paths = {}, notes = {} }
-        ctx.usage = u
-    end
-    local list = u.notes[path]
-    if not list then
-        list = {}
-        u.notes[path] = list
-        u.paths[#u.paths + 1] = path
-    end
-    local n = #list
-    list[n + 1], list[n + 2], list[n + 3], list[n + 4] = set.service or false, set.model or false, metric, change
-end
-
--- Adds `change` to the cell (series, metric) of a bucket's flat list.
-function USAGE.cell_add(cells, series, metric, change)
-    for i = 1, #cells, 3 do
-        if cells[i] == series and cells[i + 1] == metric then
-            cells[i + 2] = D.stored(D.plus(D.loaded(cells[i + 2]), change))
-            return
+    -- The start (ms) of the oldest bucket of `size` ms that retention keeps
+    -- at `now` when `kept` are kept, never below 0; with `kept` 0 the start
+    -- of the next bucket (nothing is kept).
+    -- Rust twin: usage_retention_start (src/engine/usage.rs)
+    local function usage_retention_start(size, kept, now)
+        local start = floor(now / size) * size
+        if kept == 0 then
+            return start + size
         end
+        return max(start - (kept - 1) * size, 0)
     end
-    local n = #cells
-    cells[n + 1], cells[n + 2], cells[n + 3] = series, metric, D.stored(change)
-end
+    USAGE.retention_start = usage_retention_start
 
--- The series position of (service, model) in a node's slots, placing a new
--- one: a free slot after freeing those whose every bucket retention has
--- dropped, while fewer than usage_series are in use; else "(other
--- series)". Returns it and whether the slots changed.
--- Rust twin: usage_slot (src/engine/usage.rs)
-function USAGE.slot(slots, service, model, hn, keep_h, keep_d, limits)
-    if not service then
-        return 0, false
+    -- The horizon for freeing series slots: the older retention start of
+    -- the granularities that are on. A slot last written before it has no
+    -- bucket left.
+    -- Rust twin: usage_horizon (src/engine/usage.rs)
+    local function usage_horizon(limits, now)
+        local h, d = limits.usage_hours, limits.usage_days
+        if h > 0 and d > 0 then
+            return min(usage_retention_start(HOUR_MS, h, now), usage_retention_start(DAY_MS, d, now))
+        elseif h > 0 then
+            return usage_retention_start(HOUR_MS, h, now)
+        end
+        return usage_retention_start(DAY_MS, d, now)
     end
-    local used, n = 0, #slots
-    for i = 1, n do
-        local s = slots[i]
-        if s then
-            if s[1] == service and s[2] == model then
-                if s[3] ~= hn then
-                    s[3] = hn
+
+    -- A cell plus a change, kept within ±10^18 (a series' amount in a bucket
+    -- passes spent's bound only through alternating charges of other
+    -- series).
+    -- Rust twin: usage_add (src/engine/usage.rs)
+    local function usage_add(cell, delta)
+        local sum = D.plus(cell, delta)
+        if D.cmp(sum, MAX_TOTAL) > 0 then
+            return MAX_TOTAL
+        elseif D.cmp(sum, NEG_MAX_TOTAL) < 0 then
+            return NEG_MAX_TOTAL
+        end
+        return sum
+    end
+
+    -- Adds `change` to the cell (series, metric) of a bucket's flat list.
+    -- (Whole amounts below 2^53, the usual ones, are added as the plain
+    -- numbers they are stored as: exact, and far from 10^18.)
+    local function cell_add(cells, series, metric, change)
+        local whole = change.s == 0 and change.m
+        for i = 1, #cells, 3 do
+            if cells[i] == series and cells[i + 1] == metric then
+                local c = cells[i + 2]
+                if whole and type(c) == "number" then
+                    local sum = c + whole
+                    if sum < 9007199254740992 and sum > -9007199254740992 then
+                        cells[i + 2] = sum
+                        return
+                    end
+                end
+                cells[i + 2] = D.stored(usage_add(D.loaded(c), change))
+                return
+            end
+        end
+        local n = #cells
+        cells[n + 1], cells[n + 2], cells[n + 3] = series, metric, whole or D.stored(usage_add(D.ZERO, change))
+    end
+
+    -- The series of a write of (service, model) at `now` in a node's slots:
+    -- its slot (its last write updated), a new one (after freeing those last
+    -- written before the horizon) while fewer than usage_series are in use,
+    -- else "(other series)". Returns it and whether the slots changed.
+    -- Rust twin: usage_series_slot (src/engine/usage.rs)
+    local function usage_series_slot(slots, service, model, now, limits)
+        if not service then
+            return USAGE.NO_SERVICE_SLOT, false
+        end
+        local n = #slots
+        for i = 1, n do
+            local s = slots[i]
+            if s and s[1] == service and s[2] == model then
+                if s[3] < now then
+                    s[3] = now
                     return i, true
                 end
                 return i, false
             end
-            used = used + 1
         end
-    end
-    local free, changed = nil, false
-    local hours, days = limits.usage_hours > 0, limits.usage_days > 0
-    for i = 1, n do
-        local s = slots[i]
-        if s and (not hours or s[3] < keep_h) and (not days or math.floor(s[3] / 24) < keep_d) then
-            slots[i], used, changed = false, used - 1, true
-        end
-        if not slots[i] and not free then
-            free = i
-        end
-    end
-    if used >= limits.usage_series then
-        return -1, changed
-    end
-    free = free or n + 1
-    slots[free] = { service, model, hn }
-    return free, true
-end
-
--- Drops from `list` (ascending bucket numbers) those before `keep`,
--- naming their fields in `hdel`. Returns whether any went.
-function USAGE.trim(list, keep, prefix, path, hdel)
-    local cut = 0
-    while list[cut + 1] and list[cut + 1] < keep do
-        cut = cut + 1
-        hdel[#hdel + 1] = prefix .. sformat("%.0f", list[cut]) .. "/" .. path
-    end
-    if cut > 0 then
-        local n = #list
+        local horizon, used, free, changed = usage_horizon(limits, now), 0, nil, false
         for i = 1, n do
-            list[i] = list[i + cut]
-        end
-    end
-    return cut > 0
-end
-
--- Places bucket `b` in `list` (ascending); returns whether it is new.
-function USAGE.has_bucket(list, b)
-    local n = #list
-    if list[n] == b then
-        return false
-    end
-    for i = n, 1, -1 do
-        if list[i] == b then
-            return false
-        elseif list[i] < b then
-            table.insert(list, i + 1, b)
-            return true
-        end
-    end
-    table.insert(list, 1, b)
-    return true
-end
-
--- Writes what the context noted: per node, its series, its current hour and
--- day bucket (one HMGET, one HSET), and on a node's first write in a new
--- bucket, deletes the buckets retention dropped.
--- Rust twin: usage_record (src/engine/usage.rs)
-function USAGE.flush(ctx)
-    local u = ctx.usage
-    ctx.usage = false
-    local limits = ctx.limits
-    local keep_h, keep_d, hn, dn = USAGE.keep(limits, ctx.now)
-    local hours, days = limits.usage_hours > 0, limits.usage_days > 0
-    local hsuf, dsuf = sformat("h%.0f/", hn), sformat("d%.0f/", dn)
-    local fields = {}
-    for i, path in ipairs(u.paths) do
-        fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = "/" .. path, hsuf .. path, dsuf .. path
-    end
-    local ukey = ctx.ukey
-    local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
-    local hset, hdel = {}, {}
-    for i, path in ipairs(u.paths) do
-        local blob, hb, db = blobs[3 * i - 2], blobs[3 * i - 1], blobs[3 * i]
-        local state = blob and munpack(blob) or { {}, {}, {} }
-        local slots = state[1]
-        local hcells, dcells = hb and munpack(hb) or {}, db and munpack(db) or {}
-        local notes, changed = u.notes[path], false
-        local at_service, at_model, series = nil, nil, nil
-        for k = 1, #notes, 4 do
-            local service, model = notes[k], notes[k + 1]
-            if series == nil or service ~= at_service or model ~= at_model then
-                local moved
-                series, moved = USAGE.slot(slots, service, model, hn, keep_h, keep_d, limits)
-                at_service, at_model, changed = service, model, changed or moved
+            local s = slots[i]
+            if s and s[3] < horizon then
+                slots[i], s, changed = false, false, true
             end
-            if hours then
-                USAGE.cell_add(hcells, series, notes[k + 2], notes[k + 3])
-            end
-            if days then
-                USAGE.cell_add(dcells, series, notes[k + 2], notes[k + 3])
+            if s then
+                used = used + 1
+            elseif not free then
+                free = i
             end
         end
-        local new_h = hours and USAGE.has_bucket(state[2], hn)
-        local new_d = days and USAGE.has_bucket(state[3], dn)
-        if new_h or new_d then
-            -- (A setting turned to 0 drops all of that granularity.)
-            USAGE.trim(state[2], hours and keep_h or math.huge, "h", path, hdel)
-            USAGE.trim(state[3], days and keep_d or math.huge, "d", path, hdel)
-            changed = true
+        if used >= limits.usage_series then
+            return USAGE.OTHER_SLOT, changed
         end
-        local n = #hset
-        if changed then
-            hset[n + 1], hset[n + 2] = fields[3 * i - 2], mpack(state)
-            n = n + 2
-        end
-        if hours then
-            hset[n + 1], hset[n + 2] = fields[3 * i - 1], mpack(hcells)
-            n = n + 2
-        end
-        if days then
-            hset[n + 1], hset[n + 2] = fields[3 * i], mpack(dcells)
-        end
+        slots[free or n + 1] = { service, model, now }
+        return free or n + 1, true
     end
-    call_chunked("HSET", ukey, hset)
-    call_chunked("HDEL", ukey, hdel)
-end
 
--- Deletes the usage of the nodes `deleted` (a set of paths: DELPATH): their
--- series and every bucket they have.
--- Rust twin: usage_drop (src/engine/usage.rs)
-function USAGE.drop(ctx, deleted)
-    local paths, fields = {}, {}
-    for path in pairs(deleted) do
-        paths[#paths + 1] = path
-        fields[#fields + 1] = "/" .. path
+    -- Drops from `list` (ascending bucket numbers) those before `keep`,
+    -- naming their fields in `hdel`. Returns whether any went.
+    local function trim(list, keep, prefix, path, hdel)
+        local cut = 0
+        while list[cut + 1] and list[cut + 1] < keep do
+            cut = cut + 1
+            hdel[#hdel + 1] = sformat("%s%.0f/%s", prefix, list[cut], path)
+        end
+        if cut > 0 then
+            for i = 1, #list do
+                list[i] = list[i + cut]
+            end
+        end
+        return cut > 0
     end
-    local blobs = call_chunked("HMGET", ctx.ukey, fields)
-    local hdel = {}
-    for i, path in ipairs(paths) do
-        local blob = blobs[i]
-        if blob then
-            hdel[#hdel + 1] = fields[i]
-            local state = munpack(blob)
-            USAGE.trim(state[2], math.huge, "h", path, hdel)
-            USAGE.trim(state[3], math.huge, "d", path, hdel)
+
+    -- Places bucket `b` in `list` (ascending) when it is not there.
+    local function add_bucket(list, b)
+        local n = #list
+        if list[n] == b then
+            return
+        end
+        for i = n, 1, -1 do
+            if list[i] == b then
+                return
+            elseif list[i] < b then
+                table.insert(list, i + 1, b)
+                return
+            end
+        end
+        table.insert(list, 1, b)
+    end
+
+    -- Decoded "/<path>" records by their bytes (at most 4,096), as nodes
+    -- are (node_cache): a write takes its record out and changes it in
+    -- place, and puts it back under the bytes it writes; a read shares it.
+    local cache, cache_size = {}, 0
+
+    local function cache_put(blob, rec)
+        if cache[blob] == nil then
+            if cache_size >= 4096 then
+                cache, cache_size = {}, 0
+            end
+            cache_size = cache_size + 1
+        end
+        cache[blob] = rec
+    end
+
+    local function decoded(blob, take)
+        local rec = cache[blob]
+        if rec == nil then
+            return munpack(blob)
+        elseif take then
+            cache[blob], cache_size = nil, cache_size - 1
+        end
+        return rec
+    end
+
+    -- Notes that `path`'s spent of `metric` changed by `change` (not zero)
+    -- in the series of `set`; USAGE.flush records it.
+    function USAGE.note(ctx, path, set, metric, change)
+        local u = ctx.usage
+        if not u then
+            u = { paths = {}, notes = {} }
+            ctx.usage = u
+        end
+        local list = u.notes[path]
+        if not list then
+            list = {}
+            u.notes[path] = list
+            u.paths[#u.paths + 1] = path
+        end
+        local n = #list
+        list[n + 1], list[n + 2], list[n + 3], list[n + 4] = set.service or false, set.model or false, metric, change
+    end
+
+    -- The cells of bucket `b` (of "h" or "d") for a write to `rec`, whose
+    -- newest bucket of that granularity is at position `at`: the newest
+    -- (a later one makes the newest move to its own field, or go when
+    -- retention no longer keeps it), or, when the clock went back, the
+    -- older bucket's own field (read at once: only test clocks go back).
+    -- `w` collects the writes.
+    local function bucket_cells(rec, at, b, keep, g, path, w)
+        local newest = rec[at]
+        if newest == b then
+            return rec[at + 1]
+        elseif not newest or newest < b then
+            local cells = rec[at + 1]
+            if newest and newest >= keep and #cells > 0 then
+                local hset = w.hset
+                hset[#hset + 1] = sformat("%s%.0f/%s", g, newest, path)
+                hset[#hset + 1] = mpack(cells)
+                w.moved[#w.moved + 1] = { path, g, newest }
+            end
+            if newest then
+                w.moved[path] = true
+            end
+            cells = {}
+            rec[at], rec[at + 1] = b, cells
+            return cells
+        end
+        local field = sformat("%s%.0f/%s", g, b, path)
+        local blob = redis.call("HGET", w.ukey, field)
+        local cells = blob and munpack(blob) or {}
+        w.older[#w.older + 1] = { field, cells }
+        w.moved[#w.moved + 1] = { path, g, b }
+        w.moved[path] = true
+        return cells
+    end
+
+    -- Records what the context noted: per node, the series and its newest
+    -- hour and day bucket in "/<path>" (one HMGET and one HSET for all the
+    -- nodes); a node's first write in a new hour or day moves its newest
+    -- bucket to its own field and deletes what retention dropped (one more
+    -- HMGET and one HDEL, once per node and hour).
+    -- Rust twin: usage_record (src/engine/usage.rs)
+    local function usage_record(ctx)
+        local u = ctx.usage
+        ctx.usage = false
+        local limits, now = ctx.limits, ctx.now
+        local hours, days = limits.usage_hours > 0, limits.usage_days > 0
+        local hn, dn = floor(now / HOUR_MS), floor(now / DAY_MS)
+        local keep_h = hours and floor(usage_retention_start(HOUR_MS, limits.usage_hours, now) / HOUR_MS) or math.huge
+        local keep_d = days and floor(usage_retention_start(DAY_MS, limits.usage_days, now) / DAY_MS) or math.huge
+        local paths, fields = u.paths, {}
+        for i, path in ipairs(paths) do
+            fields[i] = "/" .. path
+        end
+        local ukey = ctx.ukey
+        local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
+        local w = { ukey = ukey, hset = {}, moved = {}, older = {} }
+        local hset, recs = w.hset, {}
+        for i, path in ipairs(paths) do
+            local blob = blobs[i]
+            local rec = blob and decoded(blob, true) or { {}, false, {}, false, {} }
+            recs[i] = rec
+            local slots, notes = rec[1], u.notes[path]
+            local hcells = hours and bucket_cells(rec, 2, hn, keep_h, "h", path, w)
+            local dcells = days and bucket_cells(rec, 4, dn, keep_d, "d", path, w)
+            if not hours and rec[2] then
+                -- (Hours turned off: the newest hour goes too.)
+                rec[2], rec[3], w.moved[path] = false, {}, true
+            end
+            if not days and rec[4] then
+                rec[4], rec[5], w.moved[path] = false, {}, true
+            end
+            local at_service, at_model, series = nil, nil, nil
+            for k = 1, #notes, 4 do
+                local service, model, metric, change = notes[k], notes[k + 1], notes[k + 2], notes[k + 3]
+                if series == nil or service ~= at_service or model ~= at_model then
+                    series = usage_series_slot(slots, service, model, now, limits)
+                    at_service, at_model = service, model
+                end
+                if hcells then
+                    cell_add(hcells, series, metric, change)
+                end
+                if dcells then
+                    cell_add(dcells, series, metric, change)
+                end
+            end
+            hset[#hset + 1] = fields[i]
+            hset[#hset + 1] = mpack(rec)
+        end
+        for _, x in ipairs(w.older) do
+            hset[#hset + 1] = x[1]
+            hset[#hset + 1] = mpack(x[2])
+        end
+        local hdel = {}
+        if #w.moved > 0 or next(w.moved) then
+            -- The nodes whose buckets moved: their lists of bucket fields,
+            -- and what retention dropped.
+            local list_paths, list_fields = {}, {}
+            for _, path in ipairs(paths) do
+                if w.moved[path] then
+                    list_paths[#list_paths + 1] = path
+                    list_fields[#list_fields + 1] = "b/" .. path
+                end
+            end
+            local lists = ctx.exists and call_chunked("HMGET", ukey, list_fields) or {}
+            local by_path = {}
+            for i, path in ipairs(list_paths) do
+                local l = lists[i] and munpack(lists[i]) or { {}, {} }
+                by_path[path] = l
+            end
+            for _, m in ipairs(w.moved) do
+                add_bucket(by_path[m[1]][m[2] == "h" and 1 or 2], m[3])
+            end
+            for i, path in ipairs(list_paths) do
+                local l = by_path[path]
+                trim(l[1], keep_h, "h", path, hdel)
+                trim(l[2], keep_d, "d", path, hdel)
+                hset[#hset + 1] = list_fields[i]
+                hset[#hset + 1] = mpack(l)
+            end
+        end
+        call_chunked("HSET", ukey, hset)
+        call_chunked("HDEL", ukey, hdel)
+        for i, rec in ipairs(recs) do
+            cache_put(hset[2 * i], rec)
         end
     end
-    call_chunked("HDEL", ctx.ukey, hdel)
+    USAGE.flush = usage_record
+
+    -- Deletes the usage of the nodes `deleted` (a set of paths: DELPATH):
+    -- every field they have.
+    function USAGE.drop(ctx, deleted)
+        local paths, fields = {}, {}
+        for path in pairs(deleted) do
+            paths[#paths + 1] = path
+            fields[#fields + 1] = "b/" .. path
+        end
+        local blobs = call_chunked("HMGET", ctx.ukey, fields)
+        local hdel = {}
+        for i, path in ipairs(paths) do
+            hdel[#hdel + 1] = "/" .. path
+            local blob = blobs[i]
+            if blob then
+                hdel[#hdel + 1] = fields[i]
+                local l = munpack(blob)
+                trim(l[1], math.huge, "h", path, hdel)
+                trim(l[2], math.huge, "d", path, hdel)
+            end
+        end
+        call_chunked("HDEL", ctx.ukey, hdel)
+    end
+
+    USAGE.decoded, USAGE.cache_put = decoded, cache_put
 end
 
 -- ----- QUOTA.USAGE -----------------------------------------------------------
 
-USAGE.KEYWORDS = set_of({ "SINCE", "UNTIL", "BY", "METRIC", "SERVICE", "MODEL", "GROUP" })
-USAGE.GROUPS = set_of({ "SERVICE", "MODEL", "CHILD", "TAG" })
+-- (A block of its own: build() may have at most 200 locals alive at once.)
+do
+    local floor, max, min = math.floor, math.max, math.min
+    local HOUR_MS, DAY_MS = W.HOUR_MS, W.DAY_MS
+    local usage_retention_start, decoded, cache_put = USAGE.retention_start, USAGE.decoded, USAGE.cache_put
 
--- QUOTA.USAGE key path [SINCE ms] [UNTIL ms] [BY hour|day] [METRIC m]
---             [SERVICE s [MODEL m]] [GROUP service|model|child|tag]
--- Rust twin: usage (src/module/commands/read.rs)
-function USAGE.cmd(ctx, args)
-    local path = args:next_path("a path")
-    local q = { by = "day" }
-    local seen = {}
-    while not args:is_done() do
-        local kw = args:next_keyword(USAGE.KEYWORDS)
-        args:once(seen, kw)
-        if kw == "SINCE" then
-            q.since = args:next_u64("SINCE", 0, 9007199254740991)
-        elseif kw == "UNTIL" then
-            q["until"] = args:next_u64("UNTIL", 0, 9007199254740991)
-        elseif kw == "BY" then
-            local by = string.lower(args:next_str("hour or day after BY"))
-            if by ~= "hour" and by ~= "day" then
-                fail("ERR syntax: BY must be hour or day")
+    local KEYWORDS = set_of({ "SINCE", "UNTIL", "BY", "METRIC", "SERVICE", "MODEL", "GROUP" })
+    local BY = set_of({ "HOUR", "DAY" })
+    local GROUPS = set_of({ "SERVICE", "MODEL", "CHILD", "TAG" })
+
+    -- The options of QUOTA.USAGE, in any order, each at most once.
+    -- Rust twin: parse_query (src/module/commands/usage.rs)
+    local function usage_parse(args)
+        local q = { by = "day" }
+        local seen = {}
+        while not args:is_done() do
+            local kw = keyword(args:peek(), KEYWORDS)
+            if not kw then
+                args:finish()
             end
-            q.by = by
-        elseif kw == "METRIC" then
-            q.metric = args:next_metric()
-        elseif kw == "SERVICE" then
-            q.service = args:next_name("service")
-        elseif kw == "MODEL" then
-            q.model = args:next_name("model")
-        else
-            local group = supper(args:next_str("service, model, child or tag after GROUP"))
-            if not USAGE.GROUPS[group] then
-                fail("ERR syntax: GROUP must be service, model, child or tag")
+            args.pos = args.pos + 1
+            args:once(seen, kw)
+            if kw == "SINCE" then
+                q.since = args:next_u64("SINCE", 0, USAGE.MAX_TIME)
+            elseif kw == "UNTIL" then
+                q["until"] = args:next_u64("UNTIL", 0, USAGE.MAX_TIME)
+            elseif kw == "BY" then
+                local by = keyword(args:next_str("hour or day after BY"), BY)
+                if not by then
+                    fail("ERR syntax: BY must be hour or day")
+                end
+                q.by = string.lower(by)
+            elseif kw == "METRIC" then
+                q.metric = args:next_metric()
+            elseif kw == "SERVICE" then
+                q.service = args:next_name("service")
+            elseif kw == "MODEL" then
+                q.model = args:next_name("model")
+            else
+                local group = keyword(args:next_str("service, model, child or tag after GROUP"), GROUPS)
+                if not group then
+                    fail("ERR syntax: GROUP must be service, model, child or tag")
+                end
+                q.group = string.lower(group)
             end
-            q.group = string.lower(group)
         end
-    end
-    if q.model and not q.service then
-        fail("ERR syntax: MODEL needs SERVICE")
-    end
-    q["until"] = q["until"] or ctx.now
-    if q.since and q.since > q["until"] then
-        fail("ERR syntax: SINCE is after UNTIL")
-    end
-    if not find(ctx, path) then
-        fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
-    end
-    return USAGE.view(ctx, path, q)
-end
-
--- The buckets of `path` from `first` to `last` (bucket numbers of
--- granularity `g`, "h" or "d"): the node's slots and, per bucket, its flat
--- cells (or false).
-function USAGE.read(ctx, path, g, first, last)
-    if not ctx.exists then
-        return {}, {}
-    end
-    local fields = { "/" .. path }
-    for b = first, last do
-        fields[#fields + 1] = sformat("%s%.0f/%s", g, b, path)
-    end
-    local blobs = call_chunked("HMGET", ctx.ukey, fields)
-    if not blobs[1] then
-        return {}, {}
-    end
-    local cells = {}
-    for b = first, last do
-        local blob = blobs[b - first + 2]
-        cells[b - first + 1] = blob and munpack(blob) or false
-    end
-    return munpack(blobs[1])[1], cells
-end
-
--- The name a cell's series has in the reply's groups (GROUP service or
--- model), or nil when the request's SERVICE/MODEL leave it out.
-function USAGE.series_name(slots, series, q)
-    if series == 0 or series == -1 then
-        if q.service then
-            return nil
+        if q.model and not q.service then
+            fail("ERR syntax: MODEL needs SERVICE")
         end
-        return series == 0 and USAGE.NO_SERVICE or USAGE.OTHER
+        return q
     end
-    local s = slots[series]
-    if not s or (q.service and (s[1] ~= q.service or (q.model and s[2] ~= q.model))) then
-        return nil
-    end
-    if q.group == "model" and s[2] then
-        return s[1] .. "/" .. s[2]
-    end
-    return s[1]
-end
 
--- Adds a bucket's cells, filtered by the request, into `into` (metric → D)
--- and, when `groups` is given, into groups[name] by series name.
-function USAGE.sum_cells(cells, slots, q, into, groups)
-    for i = 1, #cells, 3 do
-        local metric = cells[i + 1]
-        if not q.metric or metric == q.metric then
-            local name = USAGE.series_name(slots, cells[i], q)
-            if name then
+    -- The buckets a query lists: bucket numbers first..last (none when
+    -- first > last), and the reply's since and until.
+    -- Rust twin: usage_span (src/engine/usage.rs)
+    local function usage_span(q, now, limits)
+        local size, kept = DAY_MS, limits.usage_days
+        if q.by == "hour" then
+            size, kept = HOUR_MS, limits.usage_hours
+        end
+        local until_ = q["until"] or now
+        if q.since and q.since > until_ then
+            fail("ERR syntax: SINCE is after UNTIL")
+        end
+        local since = usage_retention_start(size, kept, now)
+        if q.since then
+            since = max(floor(q.since / size) * size, since)
+        end
+        return since / size, floor(min(until_, now) / size), since, until_, size
+    end
+
+    -- Whether a cell's series passes the query's SERVICE/MODEL.
+    -- Rust twin: usage_series_matches (src/engine/usage.rs)
+    local function usage_series_matches(slots, series, q)
+        if not q.service then
+            return true
+        end
+        local s = series > 0 and slots[series]
+        return s and s[1] == q.service and (not q.model or s[2] == q.model) or false
+    end
+
+    -- The name of a cell's series under GROUP service or model.
+    -- Rust twin: usage_group_name (src/engine/usage.rs)
+    local function usage_group_name(slots, series, group)
+        if series == USAGE.NO_SERVICE_SLOT then
+            return USAGE.NO_SERVICE
+        end
+        local s = series > 0 and slots[series]
+        if not s then
+            return USAGE.OTHER
+        end
+        if group == "model" and s[2] then
+            return s[1] .. "/" .. s[2]
+        end
+        return s[1]
+    end
+
+    -- The tags a node carries (sorted), or none.
+    -- Rust twin: node_tags (src/engine/usage.rs)
+    local function usage_node_tags(node)
+        local lb = node and node.lb
+        return lb and lb.tags or {}
+    end
+
+    -- The usage of `path` under a query in buckets first..last of the
+    -- query's granularity: the node's slots and, per bucket listed, its
+    -- cells (false when it has none).
+    local function read_cells(ctx, path, q, first, last)
+        if not ctx.exists then
+            return {}, {}
+        end
+        local g, at = "d", 4
+        if q.by == "hour" then
+            g, at = "h", 2
+        end
+        local fields = { "/" .. path }
+        for b = first, last do
+            fields[#fields + 1] = sformat("%s%.0f/%s", g, b, path)
+        end
+        local blobs = call_chunked("HMGET", ctx.ukey, fields)
+        local blob = blobs[1]
+        if not blob then
+            return {}, {}
+        end
+        local rec = decoded(blob)
+        cache_put(blob, rec)
+        local cells = {}
+        for b = first, last do
+            local field = blobs[b - first + 2]
+            if b == rec[at] then
+                cells[b - first + 1] = rec[at + 1]
+            else
+                cells[b - first + 1] = field and munpack(field) or false
+            end
+        end
+        return rec[1], cells
+    end
+
+    -- Adds a bucket's cells that the query sees into `sums` (metric → D)
+    -- and, with `groups`, into groups[name] by series name.
+    local function add_cells(cells, slots, q, sums, groups)
+        for i = 1, #cells, 3 do
+            local series, metric = cells[i], cells[i + 1]
+            if (not q.metric or metric == q.metric) and usage_series_matches(slots, series, q) then
                 local amount = D.loaded(cells[i + 2])
-                into[metric] = into[metric] and D.plus(into[metric], amount) or amount
+                local sum = sums[metric]
+                sums[metric] = sum and D.plus(sum, amount) or amount
                 if groups then
+                    local name = usage_group_name(slots, series, q.group)
                     local g = groups[name]
                     if not g then
                         g = {}
                         groups[name] = g
                     end
-                    g[metric] = g[metric] and D.plus(g[metric], amount) or amount
+                    sum = g[metric]
+                    g[metric] = sum and D.plus(sum, amount) or amount
                 end
             end
         end
     end
-end
 
--- A metric → D table as a reply map: metrics in byte order, zeros left out;
--- and the sum of what it shows.
-function USAGE.spent_reply(t)
-    local metrics = {}
-    for m, v in pairs(t) do
-        if not D.is_zero(v) then
-            metrics[#metrics + 1] = m
+    -- A node's usage under a query, summed over buckets first..last, into
+    -- `sums`.
+    local function node_sums(ctx, path, q, first, last, sums)
+        local slots, cells = read_cells(ctx, path, q, first, last)
+        for i = 1, #cells do
+            if cells[i] then
+                add_cells(cells[i], slots, q, sums)
+            end
         end
+        return sums
     end
-    table.sort(metrics, P.bytes_less)
-    local f, sum = { _m = true }, D.ZERO
-    for _, m in ipairs(metrics) do
-        f[#f + 1] = m
-        f[#f + 1] = D.fmt(t[m])
-        sum = D.plus(sum, t[m])
-    end
-    return f, #metrics, sum
-end
 
--- The nodes of the subtree at `path` carrying each tag, topmost only (a
--- tagged node below one with the same tag is left out): tag → paths.
--- Rust twin: usage_tag_nodes (src/engine/usage.rs)
-function USAGE.tag_nodes(ctx, path)
-    local out, order = {}, {}
-    local function walk(p, above)
-        local node = find(ctx, p)
-        local lb = node and node.lb
-        local tags = lb and lb.tags
-        local mine = above
-        if tags and #tags > 0 then
-            mine = setmetatable({}, { __index = above })
-            for _, t in ipairs(tags) do
-                if not above[t] then
-                    mine[t] = true
-                    if not out[t] then
-                        out[t] = {}
-                        order[#order + 1] = t
+    -- Sums (metric → D) as a reply map: metrics in name order (bytewise),
+    -- zeros left out; and how many it shows.
+    local function sums_reply(sums)
+        local metrics = {}
+        for m, v in pairs(sums) do
+            if not D.is_zero(v) then
+                metrics[#metrics + 1] = m
+            end
+        end
+        table.sort(metrics, P.bytes_less)
+        local f = { _m = true }
+        for i, m in ipairs(metrics) do
+            f[2 * i - 1], f[2 * i] = m, D.fmt(sums[m])
+        end
+        return f, #metrics
+    end
+
+    -- Orders groups {name, sums} largest first: by the sum of their amounts
+    -- (the query's METRIC only, when given, as nothing else is summed);
+    -- ties by name, bytewise.
+    -- Rust twin: usage_sort_groups (src/engine/usage.rs)
+    local function usage_sort_groups(list)
+        for _, g in ipairs(list) do
+            local w = D.ZERO
+            for _, v in pairs(g.sums) do
+                w = D.plus(w, v)
+            end
+            g.weight = w
+        end
+        table.sort(list, function(a, b)
+            local c = D.cmp(a.weight, b.weight)
+            if c ~= 0 then
+                return c > 0
+            end
+            return P.bytes_less(a.name, b.name)
+        end)
+    end
+
+    -- GROUP tag: per tag, the usage of the topmost nodes of the subtree at
+    -- `path` carrying it (a node below another with the same tag is not
+    -- counted again): tag → sums.
+    -- Rust twin: Tree::tag_sums (src/engine/usage.rs)
+    local function usage_tag_sums(ctx, path, q, first, last)
+        local groups = {}
+        local stack = { { path, {} } }
+        while #stack > 0 do
+            local top = table.remove(stack)
+            local p, above = top[1], top[2]
+            local node = find(ctx, p)
+            if node then
+                local carried = above
+                for _, tag in ipairs(usage_node_tags(node)) do
+                    if not above[tag] then
+                        groups[tag] = node_sums(ctx, p, q, first, last, groups[tag] or {})
+                        if carried == above then
+                            carried = {}
+                            for t in pairs(above) do
+                                carried[t] = true
+                            end
+                        end
+                        carried[tag] = true
                     end
-                    out[t][#out[t] + 1] = p
+                end
+                for _, kid in ipairs((children_of(ctx, p, 0, -1))) do
+                    stack[#stack + 1] = { kid, carried }
                 end
             end
         end
-        local kids = children_of(ctx, p, 0, -1)
-        for _, kid in ipairs(kids) do
-            walk(kid, mine)
-        end
+        return groups
     end
-    walk(path, {})
-    return out, order
-end
 
--- QUOTA.USAGE's reply.
--- Rust twin: usage_view (src/engine/usage.rs)
-function USAGE.view(ctx, path, q)
-    local limits = ctx.limits
-    local keep_h, keep_d, hn, dn = USAGE.keep(limits, ctx.now)
-    local unit, keep, g = USAGE.DAY_MS, keep_d, "d"
-    if q.by == "hour" then
-        unit, keep, g = USAGE.HOUR_MS, keep_h, "h"
-    end
-    local first = keep
-    if q.since then
-        first = math.max(first, math.floor(q.since / unit))
-    end
-    local last = math.floor(math.min(q["until"], ctx.now) / unit)
-    local slots, cells = USAGE.read(ctx, path, g, first, last)
-    local buckets, total, groups = {}, {}, nil
-    if q.group == "service" or q.group == "model" then
-        groups = {}
-    end
-    for b = first, last do
-        local spent = {}
-        local c = cells[b - first + 1]
-        if c then
-            USAGE.sum_cells(c, slots, q, spent, groups)
+    -- QUOTA.USAGE key path [SINCE ms] [UNTIL ms] [BY hour|day] [METRIC m]
+    --             [SERVICE s [MODEL m]] [GROUP service|model|child|tag]
+    -- A node's buckets in a span, their total and, with GROUP, its groups.
+    -- Reads only.
+    -- Rust twin: Tree::usage (src/engine/usage.rs)
+    local function usage_reply(ctx, args)
+        local path = args:next_path("a path")
+        local q = usage_parse(args)
+        local now = ctx.now
+        local first, last, since, until_, size = usage_span(q, now, ctx.limits)
+        if not find(ctx, path) then
+            fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
         end
-        for m, v in pairs(spent) do
-            total[m] = total[m] and D.plus(total[m], v) or v
+        local slots, cells = read_cells(ctx, path, q, first, last)
+        local groups = (q.group == "service" or q.group == "model") and {} or nil
+        local buckets, total = {}, {}
+        for b = first, last do
+            local sums = {}
+            local c = cells[b - first + 1]
+            if c then
+                add_cells(c, slots, q, sums, groups)
+                for m, v in pairs(sums) do
+                    total[m] = total[m] and D.plus(total[m], v) or v
+                end
+            end
+            buckets[#buckets + 1] = M("start", b * size, "spent", (sums_reply(sums)))
         end
-        buckets[#buckets + 1] = M("start", b * unit, "spent", (USAGE.spent_reply(spent)))
-    end
-    local f = M("path", display_path(path), "by", q.by, "since", first * unit, "until", q["until"],
-        "buckets", buckets, "total", (USAGE.spent_reply(total)))
-    if not q.group then
+        local f = M("path", display_path(path), "by", q.by, "since", since, "until", until_, "buckets", buckets,
+            "total", (sums_reply(total)))
+        if not q.group then
+            return f
+        end
+        if q.group == "child" then
+            groups = {}
+            for _, kid in ipairs((children_of(ctx, path, 0, -1))) do
+                groups[display_path(kid)] = node_sums(ctx, kid, q, first, last, {})
+            end
+        elseif q.group == "tag" then
+            groups = usage_tag_sums(ctx, path, q, first, last)
+        end
+        local list = {}
+        for name, sums in pairs(groups) do
+            local spent, n = sums_reply(sums)
+            if n > 0 then
+                list[#list + 1] = { name = name, sums = sums, spent = spent }
+            end
+        end
+        usage_sort_groups(list)
+        local out = {}
+        for i, g in ipairs(list) do
+            out[i] = M("name", g.name, "spent", g.spent)
+        end
+        f[#f + 1] = "groups"
+        f[#f + 1] = out
         return f
     end
-    -- Each group's usage: a child's or a tag's own buckets, summed.
-    local function own(p)
-        local s, c = USAGE.read(ctx, p, g, first, last)
-        local t = {}
-        for i = 1, #c do
-            if c[i] then
-                USAGE.sum_cells(c[i], s, q, t)
-            end
-        end
-        return t
-    end
-    if q.group == "child" then
-        groups = {}
-        for _, kid in ipairs((children_of(ctx, path, 0, -1))) do
-            groups[display_path(kid)] = own(kid)
-        end
-    elseif q.group == "tag" then
-        groups = {}
-        local nodes, order = USAGE.tag_nodes(ctx, path)
-        for _, tag in ipairs(order) do
-            local t = {}
-            for _, p in ipairs(nodes[tag]) do
-                for m, v in pairs(own(p)) do
-                    t[m] = t[m] and D.plus(t[m], v) or v
-                end
-            end
-            groups[tag] = t
-        end
-    end
-    local list = {}
-    for name, t in pairs(groups) do
-        local spent, n, sum = USAGE.spent_reply(t)
-        if n > 0 then
-            list[#list + 1] = { name = name, spent = spent, sum = sum }
-        end
-    end
-    table.sort(list, function(a, b)
-        local c = D.cmp(a.sum, b.sum)
-        if c ~= 0 then
-            return c > 0
-        end
-        return P.bytes_less(a.name, b.name)
-    end)
-    local out = {}
-    for i, x in ipairs(list) do
-        out[i] = M("name", x.name, "spent", x.spent)
-    end
-    f[#f + 1] = "groups"
-    f[#f + 1] = out
-    return f
+    USAGE.cmd = usage_reply
 end
 -- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
