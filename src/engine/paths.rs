@@ -57,6 +57,9 @@ pub struct Node {
     /// The node's note, tags and archived flag (SPEC §10); `None` for a
     /// node without any, which is most of them.
     pub labels: Option<Box<crate::labels::Labels>>,
+    /// The node's usage over time (SPEC §9, `usage`); `None` for a node
+    /// that never spent (or while usage is off).
+    pub usage: Option<Box<crate::usage::Usage>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -77,6 +80,7 @@ impl Node {
             spent: Box::default(),
             access: None,
             labels: None,
+            usage: None,
         }
     }
 
