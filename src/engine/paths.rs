@@ -54,6 +54,9 @@ pub struct Node {
     /// The node's access rules (SPEC §8); `None` for a node without any,
     /// which is most of them.
     pub access: Option<Box<crate::access::Access>>,
+    /// The node's usage over time (SPEC §9, `usage`); `None` for a node
+    /// that never spent (or while usage is off).
+    pub usage: Option<Box<crate::usage::Usage>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -73,6 +76,7 @@ impl Node {
             policies: Box::default(),
             spent: Box::default(),
             access: None,
+            usage: None,
         }
     }
 
