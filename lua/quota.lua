@@ -7067,8 +7067,8 @@ end
 -- a library before it never reads it and records nothing there):
 --   "/<path>"        what every write of the node changes: {slots, hour,
 --                    hour cells, day, day cells}: the series slots, a list
---                    of {service, model or false, when it was last written
---                    (ms)} (false: a free slot), and the node's newest hour
+--                    of {service, model or false, the start of the hour it
+--                    was last written in (ms)} (false: a free slot), and the node's newest hour
 --                    and day bucket (its number, false for none, and cells)
 --   "h<n>/<path>"    an older hour bucket n (floor(ms / 3600000)), moved
 --                    here when the node first writes in a later hour
@@ -7172,6 +7172,10 @@ do
         if not service then
             return USAGE.NO_SERVICE_SLOT, false
         end
+        -- (The start of the hour is kept: the horizon is the start of an
+        -- hour, so a time is before it exactly when its hour is, and the
+        -- slots change once an hour, not at every write.)
+        now = floor(now / HOUR_MS) * HOUR_MS
         local n = #slots
         for i = 1, n do
             local s = slots[i]
@@ -7235,29 +7239,50 @@ do
         table.insert(list, 1, b)
     end
 
-    -- Decoded "/<path>" records by their bytes (at most 4,096), as nodes
-    -- are (node_cache): a write takes its record out and changes it in
-    -- place, and puts it back under the bytes it writes; a read shares it.
+    -- Decoded "/<path>" records of the trees called lately, by tree and
+    -- field, with the bytes they were decoded from (at most 4,096): a write
+    -- takes its record out and changes it in place, and puts it back with
+    -- the bytes it writes; a read shares it. (Not by bytes alone: nodes
+    -- with equal records would take turns missing.)
     local cache, cache_size = {}, 0
 
-    local function cache_put(blob, rec)
-        if cache[blob] == nil then
+    local function cache_put(ukey, field, blob, rec)
+        local c = cache[ukey]
+        if not c or c[field] == nil then
             if cache_size >= 4096 then
                 cache, cache_size = {}, 0
+                c = nil
+            end
+            if not c then
+                c = {}
+                cache[ukey] = c
             end
             cache_size = cache_size + 1
         end
-        cache[blob] = rec
+        c[field] = { blob, rec }
     end
 
-    local function decoded(blob, take)
-        local rec = cache[blob]
-        if rec == nil then
-            return munpack(blob)
-        elseif take then
-            cache[blob], cache_size = nil, cache_size - 1
+    local function decoded(ukey, field, blob, take)
+        local c = cache[ukey]
+        local e = c and c[field]
+        if e and e[1] == blob then
+            if take then
+                c[field], cache_size = nil, cache_size - 1
+            end
+            return e[2]
         end
-        return rec
+        return munpack(blob)
+    end
+
+    -- A record's bytes, those of its slots kept on it (rec.sp) while they
+    -- do not change: the same bytes as cmsgpack's of the five positions.
+    local function pack_rec(rec)
+        local sp = rec.sp
+        if not sp then
+            sp = mpack(rec[1])
+            rec.sp = sp
+        end
+        return "\149" .. sp .. mpack(rec[2], rec[3], rec[4], rec[5])
     end
 
     -- Notes that `path`'s spent of `metric` changed by `change` (not zero)
@@ -7336,7 +7361,7 @@ do
         local hset, recs = w.hset, {}
         for i, path in ipairs(paths) do
             local blob = blobs[i]
-            local rec = blob and decoded(blob, true) or { {}, false, {}, false, {} }
+            local rec = blob and decoded(ukey, fields[i], blob, true) or { {}, false, {}, false, {} }
             recs[i] = rec
             local slots, notes = rec[1], u.notes[path]
             local hcells = hours and bucket_cells(rec, 2, hn, keep_h, "h", path, w)
@@ -7352,8 +7377,12 @@ do
             for k = 1, #notes, 4 do
                 local service, model, metric, change = notes[k], notes[k + 1], notes[k + 2], notes[k + 3]
                 if series == nil or service ~= at_service or model ~= at_model then
-                    series = usage_series_slot(slots, service, model, now, limits)
+                    local moved
+                    series, moved = usage_series_slot(slots, service, model, now, limits)
                     at_service, at_model = service, model
+                    if moved then
+                        rec.sp = nil
+                    end
                 end
                 if hcells then
                     cell_add(hcells, series, metric, change)
@@ -7363,7 +7392,7 @@ do
                 end
             end
             hset[#hset + 1] = fields[i]
-            hset[#hset + 1] = mpack(rec)
+            hset[#hset + 1] = pack_rec(rec)
         end
         for _, x in ipairs(w.older) do
             hset[#hset + 1] = x[1]
@@ -7400,7 +7429,7 @@ do
         call_chunked("HSET", ukey, hset)
         call_chunked("HDEL", ukey, hdel)
         for i, rec in ipairs(recs) do
-            cache_put(hset[2 * i], rec)
+            cache_put(ukey, hset[2 * i - 1], hset[2 * i], rec)
         end
     end
     USAGE.flush = usage_record
@@ -7557,8 +7586,8 @@ do
         if not blob then
             return {}, {}
         end
-        local rec = decoded(blob)
-        cache_put(blob, rec)
+        local rec = decoded(ctx.ukey, fields[1], blob)
+        cache_put(ctx.ukey, fields[1], blob, rec)
         local cells = {}
         for b = first, last do
             local field = blobs[b - first + 2]
