@@ -132,7 +132,7 @@ do
     local function archive_set(ctx, path, on)
         local node = find(ctx, path)
         if not node then
-            OPS.not_found_path(path)
+            fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
         end
         local lb = node.lb
         if (lb and lb.arch or false) == on then
