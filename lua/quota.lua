@@ -6846,9 +6846,10 @@ do
 
     -- QUOTA.ARCHIVE (on true) / QUOTA.RESTORE (false): the node's own
     -- flag; 1 when it changed, else 0.
-    -- Rust twin: Tree::archive (src/engine/labels.rs)
+    -- A missing key has no path, not even the root.
+    -- Rust twin: Tree::set_archived (src/engine/labels.rs), flag_command (src/module/commands/labels.rs)
     local function archive_set(ctx, path, on)
-        local node = find(ctx, path)
+        local node = ctx.exists and find(ctx, path)
         if not node then
             fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
         end
@@ -6867,8 +6868,8 @@ do
     -- The refusal of a request whose reach (`nodes`, root first) holds an
     -- archived node: one check per node itself archived, and the first
     -- one's sentence; nil when none is (at once on a tree without labels).
-    -- Rust twin: Tree::archived_checks (src/engine/labels.rs)
-    local function archive_refusal(ctx, nodes)
+    -- Rust twin: Tree::judge_archived (src/engine/labels.rs)
+    local function archive_judge(ctx, nodes)
         if not ctx.meta.rec then
             return nil
         end
@@ -6942,8 +6943,8 @@ do
     end
 
     -- The children of `path` a filtered TREE shows, by name.
-    -- Rust twin: Tree::shown_children (src/engine/view.rs)
-    local function tree_kids(ctx, path)
+    -- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::mark_tagged (src/engine/view.rs)
+    local function label_tree_filter(ctx, path)
         local kids = children_of(ctx, path, 0, -1)
         load_nodes(ctx, kids)
         local out = {}
@@ -7014,10 +7015,10 @@ do
 
     REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
         label_parse_note
-    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_refusal = label_load, label_set, archive_set,
-        archive_refusal
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_load, label_set, archive_set,
+        archive_judge
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
-    REC.tree_kids, REC.has_tag = tree_kids, has_tag
+    REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
 end
 -- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
@@ -7540,7 +7541,7 @@ function HOLDS.plan_reserve(ctx, req)
     -- An archived node in the reach refuses first, then access rules (each
     -- only on a tree that has had one).
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             return total, r, nil, 0, 0, false, refusals, why
         end
@@ -7894,7 +7895,7 @@ function HOLDS.charge(ctx, req)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
     -- An archived node in the reach refuses the charge, CHECK or not.
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             PLAN.unmake(ctx, made)
             return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
@@ -8583,7 +8584,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
     if depth > 0 and ctx.filtered then
         -- TREE ... TAG t, or a tree with archived nodes: the children shown
         -- (REC.tree_kids); more counts those the budget left out.
-        local kids = REC.tree_kids(ctx, path)
+        local kids = REC.label_tree_filter(ctx, path)
         for i, kid in ipairs(kids) do
             if budget[1] == 0 then
                 more = #kids - i + 1
@@ -9961,8 +9962,8 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
     { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
     { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
-    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-cross-slot-keys" } },
-    { "quota_restore", { "allow-cross-slot-keys" } },
+    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_restore", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },

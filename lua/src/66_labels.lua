@@ -128,9 +128,10 @@ do
 
     -- QUOTA.ARCHIVE (on true) / QUOTA.RESTORE (false): the node's own
     -- flag; 1 when it changed, else 0.
-    -- Rust twin: Tree::archive (src/engine/labels.rs)
+    -- A missing key has no path, not even the root.
+    -- Rust twin: Tree::set_archived (src/engine/labels.rs), flag_command (src/module/commands/labels.rs)
     local function archive_set(ctx, path, on)
-        local node = find(ctx, path)
+        local node = ctx.exists and find(ctx, path)
         if not node then
             fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
         end
@@ -149,8 +150,8 @@ do
     -- The refusal of a request whose reach (`nodes`, root first) holds an
     -- archived node: one check per node itself archived, and the first
     -- one's sentence; nil when none is (at once on a tree without labels).
-    -- Rust twin: Tree::archived_checks (src/engine/labels.rs)
-    local function archive_refusal(ctx, nodes)
+    -- Rust twin: Tree::judge_archived (src/engine/labels.rs)
+    local function archive_judge(ctx, nodes)
         if not ctx.meta.rec then
             return nil
         end
@@ -224,8 +225,8 @@ do
     end
 
     -- The children of `path` a filtered TREE shows, by name.
-    -- Rust twin: Tree::shown_children (src/engine/view.rs)
-    local function tree_kids(ctx, path)
+    -- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::mark_tagged (src/engine/view.rs)
+    local function label_tree_filter(ctx, path)
         local kids = children_of(ctx, path, 0, -1)
         load_nodes(ctx, kids)
         local out = {}
@@ -296,8 +297,8 @@ do
 
     REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
         label_parse_note
-    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_refusal = label_load, label_set, archive_set,
-        archive_refusal
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_load, label_set, archive_set,
+        archive_judge
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
-    REC.tree_kids, REC.has_tag = tree_kids, has_tag
+    REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
 end
