@@ -415,7 +415,11 @@ impl Tree {
     fn plan_reserve(&self, req: &ReserveRequest, now_ms: u64) -> Result<ReservePlan> {
         let total = request_total(&req.items)?;
         let reach = self.reach(&req.set, &total);
-        let refusals = self.judge_access(&reach, &req.set);
+        // An archived node refuses before access rules and amounts.
+        let mut refusals = self.judge_archived(&reach);
+        if refusals.is_empty() {
+            refusals = self.judge_access(&reach, &req.set);
+        }
         if !refusals.is_empty() {
             let plan = ReservePlan { total, reach, binding: None, fits: 0, reserved: 0, allowed: false, refusals };
             return Ok(plan);
@@ -1080,8 +1084,12 @@ impl Tree {
         self.sync_way(&req.set.paths, now_ms);
         let undo = self.materialize(&req.set.paths, now_ms, limits)?;
         let reach = self.usage_reach(&req.set, &req.cost);
-        let refusals = self.judge_access(&reach, &req.set);
-        if req.check && !refusals.is_empty() {
+        // An archived node refuses before access rules and amounts, with
+        // or without CHECK: nothing is recorded.
+        let archived = self.judge_archived(&reach);
+        let refused = !archived.is_empty();
+        let refusals = if refused { archived } else { self.judge_access(&reach, &req.set) };
+        if (req.check || refused) && !refusals.is_empty() {
             self.unmake_if(undo);
             return Ok(ChargeOutcome {
                 allowed: false,
