@@ -8583,7 +8583,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
     local children, more = {}, 0
     if depth > 0 and ctx.filtered then
         -- TREE ... TAG t, or a tree with archived nodes: the children shown
-        -- (REC.tree_kids); more counts those the budget left out.
+        -- (REC.label_tree_filter); more counts those the budget left out.
         local kids = REC.label_tree_filter(ctx, path)
         for i, kid in ipairs(kids) do
             if budget[1] == 0 then
@@ -9548,7 +9548,7 @@ function CMD.cmd_label(ctx, args)
         if kw == "NOTE" then
             o.note_given, o.note = true, REC.label_parse_note(args:next_str("a text after NOTE"))
         else
-            o.tags = REC.label_parse_tags(args:next_str("tags after TAGS"))
+            o.tags = REC.label_parse_tags(args:next_str("a list after TAGS"))
         end
     end
     if not (seen.NOTE or seen.TAGS) then
