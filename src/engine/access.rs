@@ -336,6 +336,7 @@ impl Tree {
         refusals: &Refusals,
         id: Option<&str>,
         charged: &Costs,
+        meta: Option<&crate::meta::Meta>,
         now_ms: u64,
         limits: &Limits,
     ) {
@@ -348,6 +349,7 @@ impl Tree {
                 service: check.service.clone(),
                 model: check.model.clone(),
             }));
+            event.meta = meta.map(|m| Box::new(m.clone()));
             self.emit(event, limits);
         }
     }

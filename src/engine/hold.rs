@@ -75,6 +75,10 @@ pub struct Hold {
     pub reply: Option<Box<ReserveOutcome>>,
     pub last_commit: Option<Box<CommitOutcome>>,
     pub last_release: Option<Box<ReleaseOutcome>>,
+    /// The reservation's `META` pairs (stored apart from the version 1
+    /// shape, in the labels part).
+    #[serde(skip)]
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 impl Hold {
@@ -232,6 +236,8 @@ pub struct ReserveRequest {
     pub items: Vec<Costs>,
     /// Leave the per-policy checks out of an allowed answer (`BRIEF`).
     pub brief: bool,
+    /// `META` pairs (SPEC §9), when given.
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +249,8 @@ pub struct ChargeRequest {
     pub cost: Costs,
     /// Leave the per-policy checks out of an allowed answer (`BRIEF`).
     pub brief: bool,
+    /// `META` pairs (SPEC §9), when given.
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 /// What [`Tree::expire`] did; anything non-zero changed the tree.
@@ -543,6 +551,7 @@ impl Tree {
             reply,
             last_commit: None,
             last_release: None,
+            meta: req.meta,
         };
         self.hold_expiry.insert((expires_at_ms, id.clone()));
         self.holds.insert(id, hold);
@@ -1190,7 +1199,7 @@ impl Tree {
         now_ms: u64,
         limits: &Limits,
     ) -> ChargeOutcome {
-        self.disallowed_events(&refusals, req.id.as_deref(), &req.cost, now_ms, limits);
+        self.disallowed_events(&refusals, req.id.as_deref(), &req.cost, req.meta.as_deref(), now_ms, limits);
         let (over, drawn) = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let mut message = describe_after("charged ", &req.cost);
         let mut denied_by = verdict.denied_by;
@@ -1247,6 +1256,7 @@ impl Tree {
                 expires_at_ms: h.expires_at_ms,
                 items: h.items.len(),
                 held: h.held_costs(),
+                meta: h.meta.as_deref().cloned(),
             })
             .collect()
     }

@@ -453,4 +453,6 @@ pub struct HoldView {
     pub items: usize,
     /// Total still held, per metric.
     pub held: Costs,
+    /// The reservation's `META` pairs, when it has any.
+    pub meta: Option<crate::meta::Meta>,
 }

@@ -18,11 +18,19 @@ fn reserve(paths: &[&str], amount: &str) -> ReserveRequest {
         batch: BatchMode::All,
         items: vec![vec![("credits".into(), d(amount))]],
         brief: false,
+        meta: None,
     }
 }
 
 fn charge(paths: &[&str], amount: &str, check: bool) -> ChargeRequest {
-    ChargeRequest { set: set(paths), id: None, check, cost: vec![("credits".into(), d(amount))], brief: false }
+    ChargeRequest {
+        set: set(paths),
+        id: None,
+        check,
+        cost: vec![("credits".into(), d(amount))],
+        brief: false,
+        meta: None,
+    }
 }
 
 #[test]
@@ -217,4 +225,61 @@ fn tree_filters_keep_tagged_nodes_and_hide_archived_ones() {
     let v = t.tree_view_filtered("", 64, 2, 0, 0, None, Some("ml"), false).unwrap();
     assert_eq!(v.nodes, 2);
     assert!(v.truncated);
+}
+
+#[test]
+fn meta_pairs_follow_the_name_and_value_rules() {
+    use super::meta::{Meta, add};
+    let long = "v".repeat(257);
+    // (pairs already there, name, value) -> error text (None: added)
+    let rows: &[(usize, &str, &str, Option<&str>)] = &[
+        (0, "user", "bob", None),
+        (0, "a_1", "x y", None),
+        (0, "User", "bob", Some("ERR syntax: META name 'User' must be [a-z][a-z0-9_]{0,31} and not a keyword")),
+        (0, "cost", "1", Some("ERR syntax: META name 'cost' must be [a-z][a-z0-9_]{0,31} and not a keyword")),
+        (0, "1a", "1", Some("ERR syntax: META name '1a' must be [a-z][a-z0-9_]{0,31} and not a keyword")),
+        (1, "m0", "again", Some("ERR syntax: META name 'm0' given twice")),
+        (0, "user", "a\tb", Some("ERR syntax: META value must be text without control characters")),
+        (0, "user", "", Some("ERR syntax: META value must be text without control characters")),
+        (0, "user", &long, Some("ERR limit: a META value is longer than 256 bytes")),
+        (15, "user", "x", None),
+        (16, "user", "x", Some("ERR limit: at most 16 META pairs")),
+    ];
+    for (have, name, value, want) in rows {
+        let mut meta: Meta = (0..*have).map(|i| (format!("m{i}"), "v".to_string())).collect();
+        let got = add(&mut meta, name, value).err().map(|e| e.to_string());
+        assert_eq!(got.as_deref(), *want, "{have} {name}");
+        assert_eq!(meta.len(), have + usize::from(want.is_none()));
+    }
+}
+
+#[test]
+fn meta_goes_with_the_hold_to_holds_and_its_expired_event_and_to_disallowed_events() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    let meta = || Some(Box::new(vec![("user".to_string(), "bob".to_string()), ("job".to_string(), "7".to_string())]));
+    let mut req = reserve(&["p1"], "3");
+    req.meta = meta();
+    req.id = Some("r1".into());
+    req.ttl_ms = 1000;
+    t.reserve(req, 0, &l).unwrap();
+    assert_eq!(t.holds_view_at("", 10, 0)[0].meta.as_ref(), meta().as_deref());
+    // A duplicate ignores its META: the first answer wins.
+    let mut again = reserve(&["p1"], "3");
+    again.id = Some("r1".into());
+    again.meta = Some(Box::new(vec![("user".into(), "eve".into())]));
+    assert!(t.reserve(again, 1, &l).unwrap().duplicate);
+    assert_eq!(t.holds_view_at("", 10, 0)[0].meta.as_ref(), meta().as_deref());
+    t.expire(2000, &l);
+    let expired = t.events.back().unwrap();
+    assert_eq!(expired.kind, events::EventKind::Expired);
+    assert_eq!(expired.meta, meta());
+    // A charge access rules refuse carries its META to each disallowed event.
+    t.add_rule("", access::Rule::Allow, access::Entry { service: "x".into(), model: None }, 0, &l).unwrap();
+    let mut c = charge(&["p1"], "1", false);
+    c.meta = meta();
+    assert!(t.charge(c, 2000, &l).unwrap().allowed);
+    let disallowed = t.events.back().unwrap();
+    assert_eq!(disallowed.kind, events::EventKind::Disallowed);
+    assert_eq!(disallowed.meta, meta());
 }

@@ -94,6 +94,9 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
         EventKind::Expired => {
             fields.push(("id", Reply::opt_str(e.id.as_deref())));
             fields.push(("amounts", Reply::costs(&e.amounts)));
+            if let Some(meta) = &e.meta {
+                fields.push(("meta", meta_reply(meta)));
+            }
         }
         EventKind::Over => {}
         EventKind::Low => {
@@ -108,6 +111,9 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
             fields.push(("model", Reply::opt_str(access.and_then(|a| a.model.as_deref()))));
             fields.push(("id", Reply::opt_str(e.id.as_deref())));
             fields.push(("amounts", Reply::costs(&e.amounts)));
+            if let Some(meta) = &e.meta {
+                fields.push(("meta", meta_reply(meta)));
+            }
         }
         EventKind::GrantExpired => {
             let more = e.more.as_deref();
@@ -223,13 +229,23 @@ pub fn closed_reply(c: &ResetOutcome) -> Reply {
 }
 
 fn hold_reply(h: &HoldView) -> Reply {
-    Reply::Map(vec![
+    let mut fields = vec![
         ("id", Reply::str(h.id.clone())),
         ("paths", Reply::strings(h.paths.iter().cloned())),
         ("expires_at", Reply::ms(h.expires_at_ms)),
         ("items", Reply::Int(h.items as i64)),
         ("held", Reply::costs(&h.held)),
-    ])
+    ];
+    if let Some(meta) = &h.meta {
+        fields.push(("meta", meta_reply(meta)));
+    }
+    Reply::Map(fields)
+}
+
+/// `META` pairs as a map, in the order given (HOLDS, `expired` and
+/// `disallowed` events).
+pub fn meta_reply(meta: &crate::engine::meta::Meta) -> Reply {
+    Reply::Pairs(meta.iter().map(|(n, v)| (n.clone(), Reply::str(v.clone()))).collect())
 }
 
 fn node_reply(node: &NodeView, with_children: bool) -> Reply {
