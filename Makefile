@@ -128,6 +128,7 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus access --ops 2000 --seed 56 --invariants --replica \
 		--flip-with tests/fixtures/quota-1.4.0.lua --flip-every 37
 	python3 tests/lua_parity.py --focus access --ops 6000 --seed 59 --collate
+	python3 tests/lua_ledger.py
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py
