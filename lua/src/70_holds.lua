@@ -519,7 +519,7 @@ function HOLDS.plan_reserve(ctx, req)
     -- An archived node in the reach refuses first, then access rules (each
     -- only on a tree that has had one).
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             return total, r, nil, 0, 0, false, refusals, why
         end
@@ -873,7 +873,7 @@ function HOLDS.charge(ctx, req)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
     -- An archived node in the reach refuses the charge, CHECK or not.
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             PLAN.unmake(ctx, made)
             return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
