@@ -42,6 +42,7 @@ pub enum Setting {
     UsageHours,
     UsageDays,
     UsageSeries,
+    LedgerLen,
 }
 
 /// A setting's name (as in `CONFIG GET quota.<name>`), default and range.
@@ -100,6 +101,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         crate::usage::MAX_SERIES as u64,
         "service/model series per path in usage",
     ),
+    setting(Setting::LedgerLen, "ledger_len", 0, 0, 10_000_000, "ledger stream entries kept per tree (0: no ledger)"),
 ];
 
 impl Setting {
@@ -135,6 +137,7 @@ impl Limits {
             usage_hours: small(Setting::UsageHours),
             usage_days: small(Setting::UsageDays),
             usage_series: small(Setting::UsageSeries),
+            ledger: value(Setting::LedgerLen) > 0,
         }
     }
 

@@ -45,6 +45,7 @@ pub mod events;
 pub mod held;
 pub mod hold;
 pub mod labels;
+pub mod ledger;
 pub mod meta;
 pub mod names;
 pub mod outcome;
