@@ -6816,7 +6816,7 @@ do
     -- its slot (its last write updated), a new one (after freeing those last
     -- written before the horizon) while fewer than usage_series are in use,
     -- else "(other series)". Returns it and whether the slots changed.
-    -- Rust twin: usage_series_slot (src/engine/usage.rs)
+    -- Rust twin: Usage::series_slot (src/engine/usage.rs)
     local function usage_series_slot(slots, service, model, now, limits)
         if not service then
             return USAGE.NO_SERVICE_SLOT, false
@@ -9835,6 +9835,9 @@ function CMD.cmd_events(ctx, args)
     return out
 end
 
+-- QUOTA.USAGE (68_usage.lua).
+CMD.cmd_usage = USAGE.cmd
+
 -- ----- server-wide commands ------------------------------------------------------
 
 -- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n
@@ -10020,7 +10023,7 @@ for _, c in ipairs({
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
     { "QUOTA.GRANTS", CMD.cmd_grants, false },
-    { "QUOTA.USAGE", USAGE.cmd, false },
+    { "QUOTA.USAGE", CMD.cmd_usage, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end

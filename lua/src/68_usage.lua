@@ -116,7 +116,7 @@ do
     -- its slot (its last write updated), a new one (after freeing those last
     -- written before the horizon) while fewer than usage_series are in use,
     -- else "(other series)". Returns it and whether the slots changed.
-    -- Rust twin: usage_series_slot (src/engine/usage.rs)
+    -- Rust twin: Usage::series_slot (src/engine/usage.rs)
     local function usage_series_slot(slots, service, model, now, limits)
         if not service then
             return USAGE.NO_SERVICE_SLOT, false
