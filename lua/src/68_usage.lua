@@ -265,9 +265,7 @@ do
         elseif not newest or newest < b then
             local cells = rec[at + 1]
             if newest and newest >= keep and #cells > 0 then
-                local hset = w.hset
-                hset[#hset + 1] = sformat("%s%.0f/%s", g, newest, path)
-                hset[#hset + 1] = mpack(cells)
+                w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, newest, path), cells }
                 w.moved[#w.moved + 1] = { path, g, newest }
             end
             if newest then
