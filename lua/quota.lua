@@ -7194,7 +7194,7 @@ do
     -- its slot (its last write updated), a new one (after freeing those last
     -- written before the horizon) while fewer than usage_series are in use,
     -- else "(other series)". Returns it and whether the slots changed.
-    -- Rust twin: usage_series_slot (src/engine/usage.rs)
+    -- Rust twin: Usage::series_slot (src/engine/usage.rs)
     local function usage_series_slot(slots, service, model, now, limits)
         if not service then
             return USAGE.NO_SERVICE_SLOT, false
@@ -7343,9 +7343,7 @@ do
         elseif not newest or newest < b then
             local cells = rec[at + 1]
             if newest and newest >= keep and #cells > 0 then
-                local hset = w.hset
-                hset[#hset + 1] = sformat("%s%.0f/%s", g, newest, path)
-                hset[#hset + 1] = mpack(cells)
+                w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, newest, path), cells }
                 w.moved[#w.moved + 1] = { path, g, newest }
             end
             if newest then
@@ -10448,6 +10446,9 @@ function CMD.cmd_events(ctx, args)
     return out
 end
 
+-- QUOTA.USAGE (68_usage.lua).
+CMD.cmd_usage = USAGE.cmd
+
 -- ----- server-wide commands ------------------------------------------------------
 
 -- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n
@@ -10650,7 +10651,7 @@ for _, c in ipairs({
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
     { "QUOTA.GRANTS", CMD.cmd_grants, false },
-    { "QUOTA.USAGE", USAGE.cmd, false },
+    { "QUOTA.USAGE", CMD.cmd_usage, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end

@@ -83,13 +83,22 @@ REVOKE and RESET; both backends run with ledger_len (100000 unless --set
 gives one), and every 25 ops and at the end each tree's ledger stream is
 compared entry by entry (fields, not ids); not in a run with --upgrade-from
 or --flip-with, whose older library has no ledger.
+`--focus usage` (UsageGen) aims at usage over time (1.6.0): RESERVE, COMMIT (late
+ones too) and CHARGE (negative, past 0, CHECK, refused by DENY rules) with many
+SERVICE/MODEL series or none, over `/`, `a`, `a/b`, `a/c`, `d`, DELPATH and DEL, the
+clock moved by minutes, to the next hour, by hours and days and past the hourly and
+daily retention, and QUOTA.USAGE with every option (SINCE/UNTIL at bucket bounds,
+retention starts and in the future, BY, METRIC, SERVICE, MODEL, GROUP) and its errors;
+with `--set usage_series=3` (or 1, 2) the series past the bound go to `(other series)`
+and freed slots are taken again, with `--set usage_hours=N usage_days=N` (0 too) the
+retention is short or off.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans|grants|access|records] [--set NAME=VALUE ...] [--behind P]
+                                [--focus holds|plans|grants|access|usage|records] [--set NAME=VALUE ...] [--behind P]
                                 [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants] [--collate] [--pubsub]

@@ -116,7 +116,7 @@ do
     -- its slot (its last write updated), a new one (after freeing those last
     -- written before the horizon) while fewer than usage_series are in use,
     -- else "(other series)". Returns it and whether the slots changed.
-    -- Rust twin: usage_series_slot (src/engine/usage.rs)
+    -- Rust twin: Usage::series_slot (src/engine/usage.rs)
     local function usage_series_slot(slots, service, model, now, limits)
         if not service then
             return USAGE.NO_SERVICE_SLOT, false
@@ -265,9 +265,7 @@ do
         elseif not newest or newest < b then
             local cells = rec[at + 1]
             if newest and newest >= keep and #cells > 0 then
-                local hset = w.hset
-                hset[#hset + 1] = sformat("%s%.0f/%s", g, newest, path)
-                hset[#hset + 1] = mpack(cells)
+                w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, newest, path), cells }
                 w.moved[#w.moved + 1] = { path, g, newest }
             end
             if newest then

@@ -86,7 +86,7 @@ for _, c in ipairs({
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
     { "QUOTA.GRANTS", CMD.cmd_grants, false },
-    { "QUOTA.USAGE", USAGE.cmd, false },
+    { "QUOTA.USAGE", CMD.cmd_usage, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end
