@@ -39,6 +39,7 @@ pub enum Setting {
     MaxDepth,
     MaxItems,
     EventsLen,
+    LedgerLen,
 }
 
 /// A setting's name (as in `CONFIG GET quota.<name>`), default and range.
@@ -87,6 +88,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     ),
     setting(Setting::MaxItems, "max_items", 1000, 1, 10_000, "items per reservation"),
     setting(Setting::EventsLen, "events_len", 1000, 1, 100_000, "events kept per tree"),
+    setting(Setting::LedgerLen, "ledger_len", 0, 0, 10_000_000, "ledger stream entries kept per tree (0: no ledger)"),
 ];
 
 impl Setting {
@@ -118,6 +120,7 @@ impl Limits {
             tombstone_ttl_ms: value(Setting::TombstoneTtl),
             events_len: size(Setting::EventsLen),
             max_depth: size(Setting::MaxDepth),
+            ledger: value(Setting::LedgerLen) > 0,
         }
     }
 }

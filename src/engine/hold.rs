@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{AccessCheck, Refusals};
 use super::amount;
 use super::error::{Error, Result};
+use super::ledger::{LedgerEntry, LedgerKind};
 use super::names;
 use super::outcome::{
     ChargeOutcome, Check, CommitOutcome, Costs, Draw, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS,
@@ -785,7 +786,14 @@ impl Tree {
         self.check_new_paths(plan.set.paths.iter().map(String::as_str), reach.missing, limits)?;
 
         // After this point the commit succeeds.
-        Ok(self.apply_commit(id, item, plan, reach, now_ms, limits))
+        let ledger = limits.ledger.then(|| (plan.set.clone(), self.holds.get(id).and_then(|h| h.meta.clone())));
+        let outcome = self.apply_commit(id, item, plan, reach, now_ms, limits);
+        if let Some((set, meta)) = ledger {
+            let mut entry = LedgerEntry::of_set(LedgerKind::Commit, now_ms, Some(id), &set, outcome.charged.clone());
+            (entry.item, entry.late, entry.meta) = (item, outcome.expired, meta);
+            self.ledger.push(entry);
+        }
+        Ok(outcome)
     }
 
     /// What a commit of `item` (or of every pending item) of `id` settles,
@@ -914,9 +922,16 @@ impl Tree {
         let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
         let released = hold.cost_of(&held);
         let expired = held.len() < indices.len();
-        drop(hold);
 
-        // After this point the release succeeds.
+        // After this point the release succeeds. Only a release that gives
+        // something back is a ledger entry.
+        let entry = (limits.ledger && !held.is_empty()).then(|| {
+            let mut entry = LedgerEntry::of_set(LedgerKind::Release, now_ms, Some(id), &hold.set, released.clone());
+            (entry.item, entry.meta) = (item, hold.meta.clone());
+            entry
+        });
+        drop(hold);
+        self.ledger.extend(entry);
         if live {
             self.release_lines(id, &held);
         }
@@ -979,6 +994,12 @@ impl Tree {
                     hold.items[i].state = ItemState::Expired;
                 }
                 let event = Self::expired_event(hold, &held, at);
+                if limits.ledger {
+                    let cost = hold.cost_of(&held);
+                    let mut entry = LedgerEntry::of_set(LedgerKind::Expire, at, Some(&hold.id), &hold.set, cost);
+                    entry.meta = hold.meta.clone();
+                    self.ledger.push(entry);
+                }
                 self.emit(event, limits);
             }
             self.finish(&id, at, limits);
@@ -1200,6 +1221,12 @@ impl Tree {
         limits: &Limits,
     ) -> ChargeOutcome {
         self.disallowed_events(&refusals, req.id.as_deref(), &req.cost, req.meta.as_deref(), now_ms, limits);
+        if limits.ledger {
+            let mut entry =
+                LedgerEntry::of_set(LedgerKind::Charge, now_ms, req.id.as_deref(), &req.set, req.cost.clone());
+            (entry.disallowed, entry.meta) = (!refusals.is_empty(), req.meta.clone());
+            self.ledger.push(entry);
+        }
         let (over, drawn) = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let mut message = describe_after("charged ", &req.cost);
         let mut denied_by = verdict.denied_by;

@@ -43,6 +43,7 @@ pub mod events;
 pub mod held;
 pub mod hold;
 pub mod labels;
+pub mod ledger;
 pub mod meta;
 pub mod names;
 pub mod outcome;

@@ -106,6 +106,8 @@ impl Stamp {
             limits.max_holds = usize::MAX;
             limits.max_items = usize::MAX;
             limits.max_depth = crate::engine::names::MAX_DEPTH_HARD;
+            // The primary's XADDs arrive on their own.
+            limits.ledger = false;
         }
         Env {
             now_ms: self.now_ms,
