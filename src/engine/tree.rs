@@ -781,10 +781,9 @@ impl Tree {
         let settings = limits.usage();
         let (service, model) = (set.service.as_deref(), set.model.as_deref());
         // What `spent` took per metric, for the node's usage buckets.
-        let mut deltas: Vec<(&str, Decimal)> = Vec::with_capacity(if settings.on() { usage.len() } else { 0 });
         for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
-            deltas.clear();
+            let mut deltas: Short<(&str, Decimal), 8> = Short::new();
             // Usually every metric is spent already: updated in place, each
             // found once. A new metric, or many, go through Totals (which
             // indexes a long list), and the list is rebuilt.
@@ -795,7 +794,7 @@ impl Tree {
                     if let Some((_, total)) = spent.iter_mut().find(|(s, _)| s == metric) {
                         let updated = amount::add_saturating(*total, *delta);
                         if settings.on() {
-                            deltas.push((metric, updated - *total));
+                            deltas.push((metric, amount::minus(updated, *total)));
                         }
                         *total = updated;
                     }
@@ -806,7 +805,7 @@ impl Tree {
                     let current = spent.get(metric);
                     let updated = amount::add_saturating(current, *delta);
                     if settings.on() {
-                        deltas.push((metric, updated - current));
+                        deltas.push((metric, amount::minus(updated, current)));
                     }
                     spent.set(metric, updated);
                 }

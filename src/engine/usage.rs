@@ -176,6 +176,10 @@ pub struct Usage {
 /// other series; the bound keeps every stored amount loadable).
 /// Lua twin: `usage_add` (lua/src/68_usage.lua).
 pub fn usage_add(cell: Decimal, delta: Decimal) -> Decimal {
+    // Usually both are small and positive at one scale: exact, in range.
+    if amount::surely_within_total(cell, delta) {
+        return amount::plus(cell, delta);
+    }
     match cell.checked_add(delta) {
         Some(sum) if sum.abs() <= MAX_TOTAL => sum,
         Some(sum) if sum.is_sign_negative() => -MAX_TOTAL,
