@@ -5663,7 +5663,7 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
-        ukey = k.ukey, usage = false, kid_add = {}, kid_del = {}, gdel = false, draws = false,
+        ukey = k.ukey, usage = false, usage_n = 0, kid_add = {}, kid_del = {}, gdel = false, draws = false,
         lkey = k.lkey, ledger = writable and SETTINGS.ledger_len > 0 and {},
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
@@ -6041,7 +6041,7 @@ end
 -- ----- reaching policies and charging usage ------------------------------------
 
 -- Usage over time (68_usage.lua), declared here: apply_usage notes each
--- change of a node's spent, flush records it.
+-- node's change of spent, flush records it.
 local USAGE = {}
 
 -- The nodes and policies a charge set reaches, each once, root first: those
@@ -6183,26 +6183,31 @@ local function apply_usage(ctx, r, set, usage)
     end
     observe(ctx, r.pols)
     local limits = ctx.limits
-    local record = limits.usage_hours > 0 or limits.usage_days > 0
+    local notes = (limits.usage_hours > 0 or limits.usage_days > 0) and USAGE.notes(ctx)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
+        local changes = usage
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
             local current = costs_get_at(node.spent, at, metric)
             local updated = D.add_saturating(current, delta)
             costs_set_at(node.spent, at, metric, updated)
-            if record then
+            if notes then
                 -- The node's usage takes what spent took: the clamped
                 -- change (add_saturating returns its bounds as they are).
                 local change = delta
                 if updated == D.ZERO or updated == D.MAX_TOTAL then
                     change = D.sub(updated, current)
                 end
-                if not D.is_zero(change) then
-                    USAGE.note(ctx, path, set, metric, change)
+                if changes ~= usage or change ~= delta or D.is_zero(delta) then
+                    changes = USAGE.changed(changes, usage, i, change)
                 end
             end
+        end
+        if notes and #changes > 0 then
+            local n = ctx.usage_n
+            notes[n + 1], notes[n + 2], notes[n + 3], ctx.usage_n = path, set, changes, n + 3
         end
         touch(ctx, path)
     end
@@ -6434,7 +6439,7 @@ do
 
     function flush(ctx, final)
         local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
-            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0 or ctx.usage
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0 or ctx.usage_n > 0
             or (ctx.ledger and #ctx.ledger > 0)
         if not any then
             return
@@ -6452,7 +6457,7 @@ do
             USAGE.drop(ctx, ctx.deleted)
         end
         flush_nodes(ctx, final)
-        if ctx.usage then
+        if ctx.usage_n > 0 then
             USAGE.flush(ctx)
         end
         if #ctx.new_events > 0 then
@@ -7095,8 +7100,11 @@ end
 --   "/<path>"        what every write of the node changes: {slots, hour,
 --                    hour cells, day, day cells}: the series slots, a list
 --                    of {service, model or false, the start of the hour it
---                    was last written in (ms)} (false: a free slot), and the node's newest hour
---                    and day bucket (its number, false for none, and cells)
+--                    was last written in (ms)} (false: a free slot), and the
+--                    node's newest hour and day bucket (its number, false
+--                    for none, and cells). With hours on, the newest day
+--                    holds its earlier hours: the newest hour is added to
+--                    it when the hour ends, and reads add the two
 --   "h<n>/<path>"    an older hour bucket n (floor(ms / 3600000)), moved
 --                    here when the node first writes in a later hour
 --   "d<n>/<path>"    an older day bucket n (floor(ms / 86400000)), likewise
@@ -7267,10 +7275,10 @@ do
     end
 
     -- Decoded "/<path>" records of the trees called lately, by tree and
-    -- field, with the bytes they were decoded from (at most 4,096): a write
-    -- takes its record out and changes it in place, and puts it back with
-    -- the bytes it writes; a read shares it. (Not by bytes alone: nodes
-    -- with equal records would take turns missing.)
+    -- field (at most 4,096), each with the bytes it was decoded from
+    -- (rec.bytes): a write takes its record out and changes it in place,
+    -- and puts it back with the bytes it writes; a read shares it. (Not by
+    -- bytes alone: nodes with equal records would take turns missing.)
     local cache, cache_size = {}, 0
 
     local function cache_put(ukey, field, blob, rec)
@@ -7286,73 +7294,71 @@ do
             end
             cache_size = cache_size + 1
         end
-        c[field] = { blob, rec }
+        rec.bytes = blob
+        c[field] = rec
     end
 
     local function decoded(ukey, field, blob, take)
         local c = cache[ukey]
-        local e = c and c[field]
-        if e and e[1] == blob then
+        local rec = c and c[field]
+        if rec and rec.bytes == blob then
             if take then
                 c[field], cache_size = nil, cache_size - 1
             end
-            return e[2]
+            return rec
         end
         return munpack(blob)
     end
 
-    -- A record's bytes, those of its slots kept on it (rec.sp) while they
-    -- do not change: the same bytes as cmsgpack's of the five positions.
+    -- A record's bytes, those of its slots and of its newest day kept on it
+    -- (rec.sp, rec.dp) while they do not change: the same bytes as
+    -- cmsgpack's of the five positions.
     local function pack_rec(rec)
         local sp = rec.sp
         if not sp then
             sp = mpack(rec[1])
             rec.sp = sp
         end
-        return "\149" .. sp .. mpack(rec[2], rec[3], rec[4], rec[5])
+        local dp = rec.dp
+        if not dp then
+            dp = mpack(rec[5])
+            rec.dp = dp
+        end
+        return "\149" .. sp .. mpack(rec[2], rec[3], rec[4]) .. dp
     end
 
-    -- Notes that `path`'s spent of `metric` changed by `change` (not zero)
-    -- in the series of `set`; USAGE.flush records it.
-    function USAGE.note(ctx, path, set, metric, change)
-        local u = ctx.usage
-        if not u then
-            u = { paths = {}, notes = {} }
-            ctx.usage = u
+    -- The list apply_usage adds each node's changes of spent to (path, the
+    -- request's set, and a costs list: the request's own when spent took
+    -- every amount as it is, the usual case), made at the size of four
+    -- nodes; USAGE.flush records them.
+    function USAGE.notes(ctx)
+        local notes = ctx.usage
+        if not notes then
+            notes = { false, false, false, false, false, false, false, false, false, false, false, false }
+            ctx.usage, ctx.usage_n = notes, 0
         end
-        local list = u.notes[path]
-        if not list then
-            list = {}
-            u.notes[path] = list
-            u.paths[#u.paths + 1] = path
-        end
-        local n = #list
-        list[n + 1], list[n + 2], list[n + 3], list[n + 4] = set.service or false, set.model or false, metric, change
+        return notes
     end
 
-    -- The cells of bucket `b` (of "h" or "d") for a write to `rec`, whose
-    -- newest bucket of that granularity is at position `at`: the newest
-    -- (a later one makes the newest move to its own field, or go when
-    -- retention no longer keeps it), or, when the clock went back, the
-    -- older bucket's own field (read at once: only test clocks go back).
-    -- `w` collects the writes.
-    local function bucket_cells(rec, at, b, keep, g, path, w)
-        local newest = rec[at]
-        if newest == b then
-            return rec[at + 1]
-        elseif not newest or newest < b then
-            local cells = rec[at + 1]
-            if newest and newest >= keep and #cells > 0 then
-                w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, newest, path), cells }
-                w.moved[#w.moved + 1] = { path, g, newest }
+    -- A node's changes after its metric `i` changed by `change` rather than
+    -- by the request's amount (spent stopped at 0 or 10^18), or the amount
+    -- was 0: its own list, zeros left out.
+    function USAGE.changed(changes, usage, i, change)
+        if changes == usage then
+            changes = {}
+            for k = 1, i - 1 do
+                changes[k] = usage[k]
             end
-            if newest then
-                w.moved[path] = true
-            end
-            cells = {}
-            rec[at], rec[at + 1] = b, cells
-            return cells
         end
+        if not D.is_zero(change) then
+            changes[#changes + 1] = { usage[i][1], change }
+        end
+        return changes
+    end
+
+    -- An older bucket's own field, read for a write when the clock went
+    -- back (only test clocks do).
+    local function older_cells(w, g, b, path)
         local field = sformat("%s%.0f/%s", g, b, path)
         local blob = redis.call("HGET", w.ukey, field)
         local cells = blob and munpack(blob) or {}
@@ -7362,83 +7368,166 @@ do
         return cells
     end
 
-    -- Records what the context noted: per node, the series and its newest
+    -- A node's newest bucket `b` of `g` ends: to its own field while
+    -- retention keeps it (`keep`) and it has cells.
+    local function store_bucket(w, g, b, cells, keep, path)
+        if b >= keep and #cells > 0 then
+            w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, b, path), cells }
+            w.moved[#w.moved + 1] = { path, g, b }
+        end
+        w.moved[path] = true
+    end
+
+    -- Adds every cell of `from` to `into`.
+    local function fold(into, from)
+        for i = 1, #from, 3 do
+            cell_add(into, from[i], from[i + 1], D.loaded(from[i + 2]))
+        end
+    end
+
+    -- The cells a write at hour `hn` (day `dn`) adds to: the node's newest
+    -- hour, and its newest day only when hours are off or the clock went
+    -- back. With hours on, the newest day holds the day's earlier hours
+    -- only: the newest hour is added to it when it ends, once an hour, not
+    -- at every write (reads add the two). A later hour or day makes the
+    -- newest move to its own field; `w` collects the writes.
+    local function targets(rec, hn, dn, hours, days, keep_h, keep_d, path, w)
+        local hour, day = rec[2], rec[4]
+        if hour == hn and (day == dn or not days) then
+            return rec[3], nil
+        end
+        w.moved = w.moved or {}
+        w.older = w.older or {}
+        if hour and (not hours or hour < hn) then
+            -- The newest hour ends: into its day, then to its own field.
+            if day and day == floor(hour / 24) then
+                fold(rec[5], rec[3])
+                rec.dp = nil
+            end
+            if hours then
+                store_bucket(w, "h", hour, rec[3], keep_h, path)
+            end
+            rec[2], rec[3], hour = false, {}, false
+            w.moved[path] = true
+        end
+        if day and (not days or day < dn) then
+            store_bucket(w, "d", day, rec[5], keep_d, path)
+            rec[4], rec[5], rec.dp, day = false, {}, nil, false
+        end
+        if days and not day then
+            rec[4], rec[5], rec.dp, day = dn, {}, nil, dn
+        end
+        if not hours then
+            if days and day == dn then
+                rec.dp = nil
+                return nil, rec[5]
+            end
+            return nil, days and older_cells(w, "d", dn, path) or nil
+        end
+        if not hour then
+            rec[2], rec[3] = hn, {}
+            return rec[3], nil
+        elseif hour == hn then
+            return rec[3], nil
+        end
+        -- The clock went back: an older hour, and its day.
+        local dcells = nil
+        if days and day == dn then
+            dcells = rec[5]
+            rec.dp = nil
+        elseif days then
+            dcells = older_cells(w, "d", dn, path)
+        end
+        return older_cells(w, "h", hn, path), dcells
+    end
+
+    -- Records what apply_usage noted: per node, the series and its newest
     -- hour and day bucket in "/<path>" (one HMGET and one HSET for all the
     -- nodes); a node's first write in a new hour or day moves its newest
     -- bucket to its own field and deletes what retention dropped (one more
     -- HMGET and one HDEL, once per node and hour).
     -- Rust twin: usage_record (src/engine/usage.rs)
     local function usage_record(ctx)
-        local u = ctx.usage
-        ctx.usage = false
+        local notes, n = ctx.usage, ctx.usage_n
+        ctx.usage, ctx.usage_n = false, 0
         local limits, now = ctx.limits, ctx.now
         local hours, days = limits.usage_hours > 0, limits.usage_days > 0
         local hn, dn = floor(now / HOUR_MS), floor(now / DAY_MS)
         local keep_h = hours and floor(usage_retention_start(HOUR_MS, limits.usage_hours, now) / HOUR_MS) or math.huge
         local keep_d = days and floor(usage_retention_start(DAY_MS, limits.usage_days, now) / DAY_MS) or math.huge
-        local paths, fields = u.paths, {}
-        for i, path in ipairs(paths) do
-            fields[i] = "/" .. path
+        -- The nodes, each once (the notes of a path noted again follow its
+        -- first's: `again`).
+        local fields, at, again = {}, {}, nil
+        for k = 1, n, 3 do
+            local path = notes[k]
+            if at[path] then
+                again = again or {}
+                again[#again + 1] = k
+            else
+                fields[#fields + 1] = "/" .. path
+                at[path] = k
+            end
         end
         local ukey = ctx.ukey
         local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
-        local w = { ukey = ukey, hset = {}, moved = {}, older = {} }
-        local hset, recs = w.hset, {}
-        for i, path in ipairs(paths) do
-            local blob = blobs[i]
-            local rec = blob and decoded(ukey, fields[i], blob, true) or { {}, false, {}, false, {} }
+        local w = { ukey = ukey, moved = false, older = false }
+        local hset, recs = {}, {}
+        for i = 1, #fields do
+            local blob, field = blobs[i], fields[i]
+            local path = ssub(field, 2)
+            local rec = blob and decoded(ukey, field, blob, true) or { {}, false, {}, false, {} }
             recs[i] = rec
-            local slots, notes = rec[1], u.notes[path]
-            local hcells = hours and bucket_cells(rec, 2, hn, keep_h, "h", path, w)
-            local dcells = days and bucket_cells(rec, 4, dn, keep_d, "d", path, w)
-            if not hours and rec[2] then
-                -- (Hours turned off: the newest hour goes too.)
-                rec[2], rec[3], w.moved[path] = false, {}, true
-            end
-            if not days and rec[4] then
-                rec[4], rec[5], w.moved[path] = false, {}, true
-            end
-            local at_service, at_model, series = nil, nil, nil
-            for k = 1, #notes, 4 do
-                local service, model, metric, change = notes[k], notes[k + 1], notes[k + 2], notes[k + 3]
-                if series == nil or service ~= at_service or model ~= at_model then
-                    local moved
-                    series, moved = usage_series_slot(slots, service, model, now, limits)
-                    at_service, at_model = service, model
-                    if moved then
-                        rec.sp = nil
+            local slots = rec[1]
+            local hcells, dcells = targets(rec, hn, dn, hours, days, keep_h, keep_d, path, w)
+            local k = at[path]
+            while k do
+                local set, changes = notes[k + 1], notes[k + 2]
+                local series, moved = usage_series_slot(slots, set.service or false, set.model or false, now, limits)
+                if moved then
+                    rec.sp = nil
+                end
+                for c = 1, #changes do
+                    local metric, change = changes[c][1], changes[c][2]
+                    if hcells then
+                        cell_add(hcells, series, metric, change)
+                    end
+                    if dcells then
+                        cell_add(dcells, series, metric, change)
                     end
                 end
-                if hcells then
-                    cell_add(hcells, series, metric, change)
+                -- (A path noted again: rare.)
+                local next_k = nil
+                for _, j in ipairs(again or {}) do
+                    if j > k and notes[j] == path then
+                        next_k = j
+                        break
+                    end
                 end
-                if dcells then
-                    cell_add(dcells, series, metric, change)
-                end
+                k = next_k
             end
-            hset[#hset + 1] = fields[i]
-            hset[#hset + 1] = pack_rec(rec)
+            hset[2 * i - 1], hset[2 * i] = field, pack_rec(rec)
         end
-        for _, x in ipairs(w.older) do
+        for _, x in ipairs(w.older or {}) do
             hset[#hset + 1] = x[1]
             hset[#hset + 1] = mpack(x[2])
         end
-        local hdel = {}
-        if #w.moved > 0 or next(w.moved) then
+        local hdel = nil
+        if w.moved then
             -- The nodes whose buckets moved: their lists of bucket fields,
             -- and what retention dropped.
+            hdel = {}
             local list_paths, list_fields = {}, {}
-            for _, path in ipairs(paths) do
+            for i = 1, #fields do
+                local path = ssub(fields[i], 2)
                 if w.moved[path] then
                     list_paths[#list_paths + 1] = path
                     list_fields[#list_fields + 1] = "b/" .. path
                 end
             end
-            local lists = ctx.exists and call_chunked("HMGET", ukey, list_fields) or {}
+            local lists = (ctx.exists and #list_fields > 0) and call_chunked("HMGET", ukey, list_fields) or {}
             local by_path = {}
             for i, path in ipairs(list_paths) do
-                local l = lists[i] and munpack(lists[i]) or { {}, {} }
-                by_path[path] = l
+                by_path[path] = lists[i] and munpack(lists[i]) or { {}, {} }
             end
             for _, m in ipairs(w.moved) do
                 add_bucket(by_path[m[1]][m[2] == "h" and 1 or 2], m[3])
@@ -7452,9 +7541,11 @@ do
             end
         end
         call_chunked("HSET", ukey, hset)
-        call_chunked("HDEL", ukey, hdel)
-        for i, rec in ipairs(recs) do
-            cache_put(ukey, hset[2 * i - 1], hset[2 * i], rec)
+        if hdel then
+            call_chunked("HDEL", ukey, hdel)
+        end
+        for i = 1, #recs do
+            cache_put(ukey, hset[2 * i - 1], hset[2 * i], recs[i])
         end
     end
     USAGE.flush = usage_record
@@ -7617,7 +7708,20 @@ do
         for b = first, last do
             local field = blobs[b - first + 2]
             if b == rec[at] then
-                cells[b - first + 1] = rec[at + 1]
+                local c = rec[at + 1]
+                if at == 4 and rec[2] and floor(rec[2] / 24) == b then
+                    -- The newest day and the hour not yet added to it
+                    -- (add_cells sums a cell given twice).
+                    local both = {}
+                    for i = 1, #c do
+                        both[i] = c[i]
+                    end
+                    for i = 1, #rec[3] do
+                        both[#c + i] = rec[3][i]
+                    end
+                    c = both
+                end
+                cells[b - first + 1] = c
             else
                 cells[b - first + 1] = field and munpack(field) or false
             end
