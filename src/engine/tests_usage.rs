@@ -207,7 +207,8 @@ fn since_and_until_choose_the_span() {
     let now = T0 + 4 * H + 10;
     // Columns: SINCE, UNTIL, the reply's since, its until, listed buckets,
     // total spent.
-    let cases: [(Option<u64>, Option<u64>, u64, u64, usize, &str); 7] = [
+    type Case = (Option<u64>, Option<u64>, u64, u64, usize, &'static str);
+    let cases: [Case; 7] = [
         (None, None, T0 + 4 * H - 47 * H, now, 48, "credits=5"),
         (Some(T0 + H + 7), None, T0 + H, now, 4, "credits=4"),
         (Some(T0 + H), Some(T0 + 2 * H), T0 + H, T0 + 2 * H, 2, "credits=2"),
@@ -291,7 +292,8 @@ fn filters_and_groups_of_a_read() {
         ..query(By::Day)
     };
     // Columns: query, total, groups (name: spent).
-    let cases: Vec<(UsageQuery, &str, Vec<(&str, &str)>)> = vec![
+    type Case = (UsageQuery, &'static str, Vec<(&'static str, &'static str)>);
+    let cases: Vec<Case> = vec![
         (q(None, None, None, None), "credits=17,tokens=103", vec![]),
         (q(Some("tokens"), None, None, None), "tokens=103", vec![]),
         (q(None, Some("chat"), None, None), "credits=9,tokens=100", vec![]),
