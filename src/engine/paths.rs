@@ -54,12 +54,12 @@ pub struct Node {
     /// The node's access rules (SPEC §8); `None` for a node without any,
     /// which is most of them.
     pub access: Option<Box<crate::access::Access>>,
-    /// The node's note, tags and archived flag (SPEC §10); `None` for a
-    /// node without any, which is most of them.
-    pub labels: Option<Box<crate::labels::Labels>>,
     /// The node's usage over time (SPEC §9, `usage`); `None` for a node
     /// that never spent (or while usage is off).
     pub usage: Option<Box<crate::usage::Usage>>,
+    /// The node's note, tags and archived flag (SPEC §10); `None` for a
+    /// node without any, which is most of them.
+    pub labels: Option<Box<crate::labels::Labels>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -79,8 +79,8 @@ impl Node {
             policies: Box::default(),
             spent: Box::default(),
             access: None,
-            labels: None,
             usage: None,
+            labels: None,
         }
     }
 
