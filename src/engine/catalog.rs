@@ -42,6 +42,7 @@ pub enum Setting {
     UsageHours,
     UsageDays,
     UsageSeries,
+    LedgerLen,
 }
 
 /// A setting's name (as in `CONFIG GET quota.<name>`), default and range.
@@ -100,6 +101,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         crate::usage::MAX_SERIES as u64,
         "service/model series per path in usage",
     ),
+    setting(Setting::LedgerLen, "ledger_len", 0, 0, 10_000_000, "ledger stream entries kept per tree (0: no ledger)"),
 ];
 
 impl Setting {
@@ -135,6 +137,7 @@ impl Limits {
             usage_hours: small(Setting::UsageHours),
             usage_days: small(Setting::UsageDays),
             usage_series: small(Setting::UsageSeries),
+            ledger: value(Setting::LedgerLen) > 0,
         }
     }
 
@@ -287,6 +290,9 @@ pub const COMMANDS: &[Command] = &[
     command("QUOTA.ALLOW", "write deny-oom", Key::Writes, "write", "quota_allow"),
     command("QUOTA.DENY", "write deny-oom", Key::Writes, "write", "quota_deny"),
     command("QUOTA.ACCESS", "write", Key::Writes, "write", "quota_access"),
+    command("QUOTA.LABEL", "write deny-oom", Key::Writes, "write", "quota_label"),
+    command("QUOTA.ARCHIVE", "write", Key::Writes, "write", "quota_archive"),
+    command("QUOTA.RESTORE", "write", Key::Writes, "write", "quota_restore"),
     command("QUOTA.GET", "readonly", Key::Reads, "read", "quota_get"),
     command("QUOTA.TREE", "readonly", Key::Reads, "read", "quota_tree"),
     command("QUOTA.HOLDS", "readonly", Key::Reads, "read", "quota_holds"),
@@ -372,6 +378,9 @@ pub const FUNCTIONS: &[Function] = &[
     function("quota_allow", CROSS_SLOT, 1),
     function("quota_deny", CROSS_SLOT, 1),
     function("quota_access", OOM_CROSS_SLOT, 1),
+    function("quota_label", CROSS_SLOT, 1),
+    function("quota_archive", OOM_CROSS_SLOT, 1),
+    function("quota_restore", OOM_CROSS_SLOT, 1),
     function("quota_get", READ_CROSS_SLOT, 1),
     function("quota_tree", READ_CROSS_SLOT, 1),
     function("quota_holds", READ_CROSS_SLOT, 1),

@@ -57,6 +57,9 @@ pub struct Node {
     /// The node's usage over time (SPEC §9, `usage`); `None` for a node
     /// that never spent (or while usage is off).
     pub usage: Option<Box<crate::usage::Usage>>,
+    /// The node's note, tags and archived flag (SPEC §10); `None` for a
+    /// node without any, which is most of them.
+    pub labels: Option<Box<crate::labels::Labels>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -77,6 +80,7 @@ impl Node {
             spent: Box::default(),
             access: None,
             usage: None,
+            labels: None,
         }
     }
 
@@ -161,7 +165,12 @@ impl Tree {
 
     /// The children of a node sorted by name, at most `count` of them.
     pub(crate) fn sorted_children(&self, id: NodeId, count: usize) -> Vec<NodeId> {
-        let mut children: Vec<NodeId> = self.children(id).collect();
+        self.sorted_children_where(id, count, |_| true)
+    }
+
+    /// [`Tree::sorted_children`] of the children `keep` accepts.
+    pub(crate) fn sorted_children_where(&self, id: NodeId, count: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        let mut children: Vec<NodeId> = self.children(id).filter(|&c| keep(c)).collect();
         let name = |c: &NodeId| names::leaf_of(Self::path_in(&self.nodes, *c));
         if count < children.len() {
             children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));

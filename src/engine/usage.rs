@@ -29,6 +29,21 @@
 //! granularity: a write updates or inserts near the end. A node that never
 //! spent has no usage at all (`Node::usage` is `None`).
 //!
+//! Rules both backends apply exactly (so replies match):
+//! - a write whose every delta is 0 records nothing: no slot, no trim;
+//! - a found slot's last write becomes max(last, now); a new series first
+//!   frees every slot whose last write is before [`usage_horizon`], then
+//!   takes a slot if fewer than `usage_series` are in use (lowest free
+//!   index first), else goes to `(other series)`; lowering `usage_series`
+//!   keeps the slots in use;
+//! - a cell's amount stays within ±10^18 ([`usage_add`]);
+//! - reads list the span of [`usage_span`] with the reading server's
+//!   settings at its `now` (a replica with other settings reads its own
+//!   retention of the same buckets); `SINCE`/`UNTIL` are 0 to 2^53;
+//! - errors: arguments left to right (keyword, value, "given twice"),
+//!   then `MODEL needs SERVICE`, then `SINCE is after UNTIL`, then the
+//!   path (`NOTFOUND`).
+//!
 //! Lua twin: lua/src/68_usage.lua (the `{tag}quota:<key>:usage` hash).
 
 use std::collections::BTreeMap;
@@ -477,10 +492,9 @@ fn node_sums(node: &Node, query: &UsageQuery, first: u64, last: u64, sums: &mut 
     }
 }
 
-/// The tags of a node (sorted).
-/// Lua twin: `usage_node_tags` (lua/src/68_usage.lua).
-pub(crate) fn node_tags(_node: &Node) -> &[Box<str>] {
-    &[]
+/// The tags of a node (sorted; see `labels`).
+fn node_tags(node: &Node) -> &[Box<str>] {
+    node.labels.as_deref().map_or(&[], |l| &l.tags)
 }
 
 /// Orders groups largest first: by `metric`'s amount when given, else by
@@ -566,15 +580,14 @@ impl Tree {
         let mut groups: BTreeMap<String, Sums> = BTreeMap::new();
         // Depth first, with the tags each node's ancestors (within the
         // subtree) carry.
-        let mut stack: Vec<(NodeId, Vec<Box<str>>)> = vec![(id, Vec::new())];
+        let mut stack: Vec<(NodeId, Vec<&str>)> = vec![(id, Vec::new())];
         while let Some((n, above)) = stack.pop() {
             let Some(node) = self.node(n) else { continue };
-            let tags = node_tags(node);
             let mut carried = above.clone();
-            for tag in tags {
-                if !above.contains(tag) {
+            for tag in node_tags(node) {
+                if !above.contains(&&**tag) {
                     node_sums(node, query, first, last, groups.entry(tag.to_string()).or_default());
-                    carried.push(tag.clone());
+                    carried.push(tag);
                 }
             }
             for child in self.children(n) {
