@@ -7457,24 +7457,27 @@ do
         local keep_d = days and floor(usage_retention_start(DAY_MS, limits.usage_days, now) / DAY_MS) or math.huge
         -- The nodes, each once (the notes of a path noted again follow its
         -- first's: `again`).
-        local fields, at, again = {}, {}, nil
+        local paths, fields, at, again = {}, {}, {}, nil
         for k = 1, n, 3 do
             local path = notes[k]
             if at[path] then
                 again = again or {}
                 again[#again + 1] = k
             else
+                paths[#paths + 1] = path
                 fields[#fields + 1] = "/" .. path
                 at[path] = k
             end
         end
         local ukey = ctx.ukey
-        local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
+        local blobs = {}
+        if ctx.exists then
+            blobs = #fields <= 1000 and redis.call("HMGET", ukey, unpack(fields)) or call_chunked("HMGET", ukey, fields)
+        end
         local w = { ukey = ukey, moved = false, older = false }
         local hset, recs = {}, {}
         for i = 1, #fields do
-            local blob, field = blobs[i], fields[i]
-            local path = ssub(field, 2)
+            local blob, field, path = blobs[i], fields[i], paths[i]
             local rec = blob and decoded(ukey, field, blob, true) or { {}, false, {}, false, {} }
             recs[i] = rec
             local slots = rec[1]
@@ -7517,8 +7520,7 @@ do
             -- and what retention dropped.
             hdel = {}
             local list_paths, list_fields = {}, {}
-            for i = 1, #fields do
-                local path = ssub(fields[i], 2)
+            for _, path in ipairs(paths) do
                 if w.moved[path] then
                     list_paths[#list_paths + 1] = path
                     list_fields[#list_fields + 1] = "b/" .. path
@@ -7540,7 +7542,11 @@ do
                 hset[#hset + 1] = mpack(l)
             end
         end
-        call_chunked("HSET", ukey, hset)
+        if #hset <= 1000 then
+            redis.call("HSET", ukey, unpack(hset))
+        else
+            call_chunked("HSET", ukey, hset)
+        end
         if hdel then
             call_chunked("HDEL", ukey, hdel)
         end
