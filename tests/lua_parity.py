@@ -1810,8 +1810,9 @@ class RecordsGen(AccessGen):
     CHARGE with META pairs (names and values good and bad, repeated, 16 and
     17 pairs, non-ASCII and quoted values, META twice) on archived and live
     paths; TREE with TAG and ARCHIVED (with DEPTH, COUNT, FORMAT json, a
-    path); GRANT, REVOKE and RESET (ledger entries); HOLDS and EVENTS (the
-    `meta` of holds and `expired`/`disallowed` events). The run gives both
+    path); GRANT, REVOKE and RESET (ledger entries); trees that follow a
+    plan (labels on nodes the plan syncs); HOLDS and EVENTS (the `meta` of
+    holds and `expired`/`disallowed` events). The run gives both
     backends ledger_len (100000 unless --set gives one) and every 25 ops,
     and at the end, compares each tree's ledger stream entry by entry
     (fields, not ids).
@@ -1931,8 +1932,8 @@ class RecordsGen(AccessGen):
 
     WEIGHTS = [
         ("label", 8), ("archive", 5), ("rule", 3), ("set", 6), ("unset", 0.5), ("grant", 2), ("revoke", 1),
-        ("reset", 1), ("history", 0.3), ("delpath", 0.5), ("reserve", 20), ("commit", 8), ("release", 4),
-        ("extend", 2), ("charge", 10), ("read", 12), ("clock", 10), ("del", 0.1),
+        ("reset", 1), ("history", 0.3), ("delpath", 0.5), ("plan", 0.4), ("assign", 0.4), ("reserve", 20),
+        ("commit", 8), ("release", 4), ("extend", 2), ("charge", 10), ("read", 12), ("clock", 10), ("del", 0.1),
     ]
 
 
