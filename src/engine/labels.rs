@@ -86,7 +86,6 @@ pub fn parse_note(text: &[u8]) -> Result<Option<String>> {
 }
 
 /// Checks stored labels (restore): the rules above, and never empty.
-#[allow(dead_code)]
 pub(crate) fn validate(labels: &Labels) -> std::result::Result<(), String> {
     if labels.is_empty() {
         return Err("empty labels".into());

@@ -60,7 +60,6 @@ pub fn add(meta: &mut Meta, name: &str, value: &str) -> Result<()> {
 }
 
 /// Checks stored pairs (restore): each as [`add`] would take it.
-#[allow(dead_code)]
 pub(crate) fn validate(meta: &Meta) -> std::result::Result<(), String> {
     if meta.is_empty() {
         return Err("empty META".into());

@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::access::{Access, AccessCheck, Disallowed};
 use crate::events::{Event, EventMore};
 use crate::hold::{DoneEntry, DrawnSide, Hold};
+use crate::labels::Labels;
+use crate::meta::Meta;
 use crate::names;
 use crate::outcome::Costs;
 use crate::plan::{self, Plan, PlanBook};
@@ -57,7 +59,14 @@ use std::sync::Arc;
 /// policies are `INFLIGHT`, the access checks of remembered charge
 /// answers and the fields of `disallowed` events. A tree with none of
 /// these writes version 3's bytes and one byte (`None`).
-pub const ENCODING_VERSION: i32 = 4;
+///
+/// Version 5 (usage, labels, META, SPEC §9–§10): version 4's bytes, then
+/// an option of the usage part (always `None` here: one 0 byte, until the
+/// usage buckets are merged), then an option of [`LabelPart`]: each
+/// node's note, tags and archived flag, each live hold's `META` and the
+/// `META` of `expired` and `disallowed` events. A tree with none of these
+/// writes version 4's bytes and two 0 bytes.
+pub const ENCODING_VERSION: i32 = 5;
 
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
@@ -173,6 +182,7 @@ impl NodeV1 {
             policies,
             spent: self.spent,
             access: None,
+            labels: None,
         }
     }
 }
@@ -422,6 +432,77 @@ impl AccessPart {
     }
 }
 
+/// A node's labels as version 5 stores them: note, tags (sorted), archived.
+type StoredLabels = (Option<String>, Vec<String>, bool);
+
+/// What version 5 adds after the usage part (see [`ENCODING_VERSION`]):
+/// entries only for what is not empty, by position.
+#[derive(Serialize, Deserialize, Default, PartialEq, Eq)]
+struct LabelPart {
+    /// (arena slot, its labels).
+    nodes: Vec<(u32, StoredLabels)>,
+    /// (position among the holds, its META pairs).
+    holds: Vec<(u32, Meta)>,
+    /// (position in the log, the META of an `expired` or `disallowed` event).
+    events: Vec<(u32, Meta)>,
+}
+
+impl LabelPart {
+    fn of(tree: &Tree, holds: &[&Hold]) -> Option<LabelPart> {
+        let mut part = LabelPart::default();
+        for (slot, node) in tree.nodes.iter().enumerate() {
+            let Some(labels) = node.as_ref().and_then(|n| n.labels.as_deref()) else { continue };
+            let note = labels.note.as_deref().map(str::to_string);
+            let tags = labels.tags.iter().map(|t| t.to_string()).collect();
+            part.nodes.push((slot as u32, (note, tags, labels.archived)));
+        }
+        for (i, hold) in holds.iter().enumerate() {
+            if let Some(meta) = &hold.meta {
+                part.holds.push((i as u32, (**meta).clone()));
+            }
+        }
+        for (i, event) in tree.events.iter().enumerate() {
+            if let Some(meta) = &event.meta {
+                part.events.push((i as u32, (**meta).clone()));
+            }
+        }
+        (part != LabelPart::default()).then_some(part)
+    }
+
+    /// Puts the parts back where they belong, each once (validated by
+    /// `restore`: labels and META as the commands take them, event META
+    /// only on `expired` and `disallowed` events).
+    fn apply(self, parts: &mut Parts) -> Result<(), String> {
+        for (slot, (note, tags, archived)) in self.nodes {
+            let node = parts.nodes.get_mut(slot as usize).and_then(Option::as_mut).ok_or("labels of a missing node")?;
+            if node.labels.is_some() {
+                return Err("labels of a node stored twice".into());
+            }
+            let labels = Labels {
+                note: note.map(String::into_boxed_str),
+                tags: tags.into_iter().map(String::into_boxed_str).collect(),
+                archived,
+            };
+            node.labels = Some(Box::new(labels));
+        }
+        for (i, meta) in self.holds {
+            let hold = parts.holds.get_mut(i as usize).ok_or("META of a missing hold")?;
+            if hold.meta.is_some() {
+                return Err("META of a hold stored twice".into());
+            }
+            hold.meta = Some(Box::new(meta));
+        }
+        for (i, meta) in self.events {
+            let event = parts.events.get_mut(i as usize).ok_or("META of a missing event")?;
+            if event.meta.is_some() {
+                return Err(format!("event {} has a META stored twice", event.seq));
+            }
+            event.meta = Some(Box::new(meta));
+        }
+        Ok(())
+    }
+}
+
 /// Stored draws name valid paths, policies and grants, with amounts in range.
 fn validate_drawn(side: &DrawnSide) -> Result<(), String> {
     for draw in side.iter().flat_map(|(_, draws)| draws) {
@@ -512,6 +593,11 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(grants, config()).unwrap_or_default());
     let access = AccessPart::of(tree, &data.done);
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(access, config()).unwrap_or_default());
+    // The usage part (none until the usage buckets are merged), then the
+    // labels.
+    bytes.extend_from_slice(&bincode::serde::encode_to_vec(None::<()>, config()).unwrap_or_default());
+    let labels = LabelPart::of(tree, &data.holds);
+    bytes.extend_from_slice(&bincode::serde::encode_to_vec(labels, config()).unwrap_or_default());
     bytes
 }
 
@@ -604,6 +690,21 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
             _ => bincode::serde::decode_from_slice(rest, config())
                 .map_err(|e| format!("undecodable access rules: {e}"))?,
         };
+        let rest = &rest[last..];
+        let (labels, last): (Option<LabelPart>, usize) = match version {
+            3 | 4 => (None, 0),
+            _ => {
+                let (usage, used): (Option<()>, usize) =
+                    bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable usage: {e}"))?;
+                if usage.is_some() {
+                    return Err("stored usage buckets (written by a newer module)".into());
+                }
+                let (labels, more): (Option<LabelPart>, usize) =
+                    bincode::serde::decode_from_slice(&rest[used..], config())
+                        .map_err(|e| format!("undecodable labels: {e}"))?;
+                (labels, used + more)
+            }
+        };
         if last != rest.len() {
             return Err(format!("{} trailing bytes after the tree", rest.len() - last));
         }
@@ -619,6 +720,12 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
                 return Err("an empty access part".into());
             }
             access.apply(&mut parts)?;
+        }
+        if let Some(labels) = labels {
+            if labels == LabelPart::default() {
+                return Err("an empty labels part".into());
+            }
+            labels.apply(&mut parts)?;
         }
     } else if version >= 2 && !rest.is_empty() {
         let (part, more): (PlanPart, usize) =
@@ -637,7 +744,7 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::window::{Unit, Window};
     use crate::{BatchMode, ChargeRequest, ChargeSet, Limits, Mode, PolicySpec, ReserveRequest};
@@ -849,13 +956,21 @@ mod tests {
     /// Debug output without what encoding 4 added to views and events
     /// (none of it set in older fixtures).
     fn without_v4_fields(text: &str) -> String {
-        text.replace(", inflight: false", "").replace(", access: None", "").replace(", access: [] }", " }")
+        let text = text.replace(", inflight: false", "").replace(", access: None", "").replace(", access: [] }", " }");
+        without_v5_fields(&text)
     }
 
-    /// Version 3's bytes as version 4 writes them: one more byte, `None`
-    /// for a tree without rules or INFLIGHT policies.
+    /// Debug output without what encoding 5 added to views, holds, events
+    /// and access checks (none of it set in older fixtures).
+    pub(crate) fn without_v5_fields(text: &str) -> String {
+        text.replace(", labels: None", "").replace(", meta: None", "").replace(", archived: false", "")
+    }
+
+    /// Version 3's bytes as version 5 writes them: one more byte, `None`
+    /// for a tree without rules or INFLIGHT policies, and two more for
+    /// no usage and no labels.
     fn as_v4(bytes: &[u8]) -> Vec<u8> {
-        [bytes, &[0]].concat()
+        [bytes, &[0, 0, 0]].concat()
     }
 
     /// A tree with grants for the encoding 3 fixture: a calendar policy

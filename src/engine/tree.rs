@@ -287,6 +287,7 @@ impl Tree {
             bytes += node.path.len().next_multiple_of(16);
             bytes += node.policies.iter().map(|p| size_of::<Policy>() + p.extra_bytes()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
+            bytes += node.labels.as_ref().map_or(0, |l| l.extra_bytes());
             if let Some(access) = &node.access {
                 let entries = access.allow.iter().chain(&access.deny);
                 bytes += size_of::<crate::access::Access>()
@@ -303,6 +304,7 @@ impl Tree {
             bytes += size_of::<Hold>() + 2 * hold.id.len() + 64;
             bytes += hold.set.paths.iter().map(|p| p.len() + 24).sum::<usize>();
             bytes += hold.items.len() * 64 + hold.lines.len() * 48;
+            bytes += hold.meta.as_ref().map_or(0, |m| crate::meta::extra_bytes(m));
         }
         // The plan's snapshot, when no one else holds it (the plan book
         // or another tree counts it otherwise): its JSON and parsed form.
