@@ -1931,6 +1931,8 @@ class RecordsGen(AccessGen):
         return getattr(self, "c_" + self.pick(["get", "get", "tree", "tree", "holds", "events"]))(tree)
 
     def command(self):
+        if self.queue:
+            return self.queue.pop(0)
         cmd = super().command()
         if cmd[0] == "DEL":
             # The expiries due stored first (a failing write): the module's
