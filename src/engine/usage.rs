@@ -301,7 +301,11 @@ impl Usage {
 
     fn add_cell(cells: &mut Vec<Cell>, bucket: u32, series: u16, metric: u16, delta: Decimal) {
         let key = (bucket, series, metric);
-        // Usually the cell is in the newest bucket, at the end.
+        // Usually the cell is one of the newest bucket's, at the end.
+        if let Some(cell) = cells.iter_mut().rev().take(4).find(|c| c.key() == key) {
+            cell.amount = usage_add(cell.amount, delta);
+            return;
+        }
         match cells.binary_search_by(|c| c.key().cmp(&key)) {
             Ok(i) => cells[i].amount = usage_add(cells[i].amount, delta),
             Err(i) => {
