@@ -171,6 +171,7 @@ impl Tree {
             node.spent = stored.spent.into_boxed_slice();
             node.access = stored.access;
             node.usage = stored.usage;
+            self.any_archived |= stored.labels.as_ref().is_some_and(|l| l.archived);
             node.labels = stored.labels;
             self.nodes.push(Some(node));
             if !stored.children.is_empty() {
