@@ -86,6 +86,7 @@ pub fn parse_note(text: &[u8]) -> Result<Option<String>> {
 }
 
 /// Checks stored labels (restore): the rules above, and never empty.
+/// Lua twin: `label_check_stored` (lua/src/66_labels.lua).
 pub(crate) fn validate(labels: &Labels) -> std::result::Result<(), String> {
     if labels.is_empty() {
         return Err("empty labels".into());

@@ -71,7 +71,8 @@ fn tags_parse_sorted_without_duplicates_or_fail_with_the_label_texts() {
 
 #[test]
 fn notes_follow_the_grant_rule_and_empty_clears() {
-    let rows: &[(&[u8], std::result::Result<Option<&str>, &str>)] = &[
+    type Row<'a> = (&'a [u8], std::result::Result<Option<&'a str>, &'a str>);
+    let rows: &[Row] = &[
         (b"", Ok(None)),
         (b"hello world", Ok(Some("hello world"))),
         (b"a\tb", Err("ERR syntax: NOTE must be text without control characters")),
@@ -355,7 +356,8 @@ fn restore_refuses_labels_and_meta_no_command_could_make() {
         t.node_mut(id).unwrap().labels = Some(Box::new(labels));
     }
     let base = || labels::Labels { note: None, tags: Box::new(["ml".into()]), archived: false };
-    let cases: Vec<(Box<dyn Fn(&mut Tree)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Tree)>;
+    let cases: Vec<(Change, &str)> = vec![
         (Box::new(move |t| set_labels(t, labels::Labels { tags: Box::new([]), ..base() })), "empty labels"),
         (Box::new(move |t| set_labels(t, labels::Labels { note: Some("a\nb".into()), ..base() })), "invalid note"),
         (

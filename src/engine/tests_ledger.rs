@@ -52,7 +52,9 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
     let steps: Vec<(Step, Vec<&str>)> = vec![
         (Box::new(move |t| drop(t.reserve(reserve("r1", &["p1", "p2"], &["3"], 1000), 0, &l).unwrap())), vec![]),
         (
-            Box::new(move |t| drop(t.commit("r1", None, Some(vec![("credits".into(), d("2"))]), 1, &l).unwrap())),
+            Box::new(move |t| {
+                let _ = t.commit("r1", None, Some(vec![("credits".into(), d("2"))]), 1, &l).unwrap();
+            }),
             vec![
                 "type=commit time=1 id=r1 paths=p1,p2 service=chat model=mini amount:credits=2 meta:user=bob meta:job=7",
             ],
@@ -60,7 +62,9 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
         (Box::new(move |t| drop(t.commit("r1", None, None, 2, &l).unwrap())), vec![]),
         (Box::new(move |t| drop(t.reserve(reserve("r2", &["p1"], &["2", "4"], 1000), 3, &l).unwrap())), vec![]),
         (
-            Box::new(move |t| drop(t.release("r2", Some(1), 4, &l).unwrap())),
+            Box::new(move |t| {
+                let _ = t.release("r2", Some(1), 4, &l).unwrap();
+            }),
             vec![
                 "type=release time=4 id=r2 paths=p1 service=chat model=mini item=1 amount:credits=4 meta:user=bob meta:job=7",
             ],
@@ -75,7 +79,9 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
             ],
         ),
         (
-            Box::new(move |t| drop(t.commit("r2", Some(0), Some(vec![("credits".into(), d("0"))]), 2002, &l).unwrap())),
+            Box::new(move |t| {
+                let _ = t.commit("r2", Some(0), Some(vec![("credits".into(), d("0"))]), 2002, &l).unwrap();
+            }),
             vec!["type=commit time=2002 id=r2 paths=p1 service=chat model=mini item=0 amount:credits=0 late=1"],
         ),
         (
@@ -89,7 +95,9 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
         ),
         (Box::new(move |t| drop(t.release("r3", None, 2101, &l).unwrap())), vec![]),
         (
-            Box::new(move |t| drop(t.charge(charge(Some("c1"), "1.50", false), 2003, &l).unwrap())),
+            Box::new(move |t| {
+                let _ = t.charge(charge(Some("c1"), "1.50", false), 2003, &l).unwrap();
+            }),
             vec!["type=charge time=2003 id=c1 paths=p3 amount:credits=1.5 amount:tokens=5"],
         ),
         (Box::new(move |t| drop(t.charge(charge(Some("c1"), "1.50", false), 2004, &l).unwrap())), vec![]),
@@ -115,7 +123,9 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
             vec!["type=revoke time=2008 id=g1 paths=/ policy=m amount:credits=10"],
         ),
         (
-            Box::new(move |t| drop(t.reset_policy("", "m", 2009, &l).unwrap())),
+            Box::new(move |t| {
+                let _ = t.reset_policy("", "m", 2009, &l).unwrap();
+            }),
             vec!["type=reset time=2009 paths=/ policy=m amount:credits=3.5"],
         ),
         (Box::new(move |t| drop(t.get("", 2010).unwrap())), vec![]),

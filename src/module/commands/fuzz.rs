@@ -356,6 +356,7 @@ fn env(now_ms: u64) -> Env {
         tombstone_ttl_ms: 5000,
         events_len: 20,
         max_depth: 4,
+        ledger: false,
     };
     Env { now_ms, limits, default_ttl_ms: 1000, due_ms: now_ms, missing_key: false }
 }
