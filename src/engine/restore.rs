@@ -168,6 +168,7 @@ impl Tree {
             node.policies = stored.policies.into_iter().map(StoredPolicy::into_policy).collect();
             node.spent = stored.spent.into_boxed_slice();
             node.access = stored.access;
+            self.any_archived |= stored.labels.as_ref().is_some_and(|l| l.archived);
             node.labels = stored.labels;
             self.nodes.push(Some(node));
             if !stored.children.is_empty() {

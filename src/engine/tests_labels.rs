@@ -329,6 +329,10 @@ fn labels_and_meta_survive_encode_and_decode_and_cost_nothing_when_absent() {
     assert_eq!(text(&back), text(&t));
     assert!(text(&t).contains("archived: true") && text(&t).contains("j-7"));
     assert_eq!(back.events.iter().filter(|e| e.meta.is_some()).count(), 2);
+    // A loaded archived node still refuses.
+    let mut loaded = persist::decode(&bytes, persist::ENCODING_VERSION).unwrap();
+    let r = loaded.reserve(reserve(&["projects/p1"], "1"), 30, &Limits::default()).unwrap();
+    assert_eq!(r.denied_by, ["projects#archived"]);
     // Without labels or META: version 4's bytes and two 0 bytes.
     let plain = persist::encode(&Tree::new());
     assert_eq!(plain[plain.len() - 2..], [0, 0]);

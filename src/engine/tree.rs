@@ -254,6 +254,10 @@ pub struct Tree {
     /// The ledger entries of the current command (not persisted; see
     /// [`Tree::take_ledger`]).
     pub(crate) ledger: Vec<crate::ledger::LedgerEntry>,
+    /// Whether a node may be archived: set when one is archived (or
+    /// loaded archived), never cleared, so that requests on a tree that
+    /// never archived anything skip the look at every reached node.
+    pub(crate) any_archived: bool,
 }
 
 impl Tree {
