@@ -2058,7 +2058,16 @@ class RecordsGen(AccessGen):
                           ["META", "user", "é"]])
 
     def with_meta(self, cmd):
+        """META among the options, or after the items (META ends a COST
+        list), or after an ALSO list."""
         if self.chance(0.6):
+            x = self.rng.random()
+            if x < 0.25:
+                return cmd + self.meta()
+            up = [text(a).upper() for a in cmd]
+            if x < 0.4 and "ALSO" in up:
+                at = up.index("ALSO") + 2
+                return cmd[:at] + self.meta() + cmd[at:]
             return cmd[:2] + self.meta() + cmd[2:]
         return cmd
 
