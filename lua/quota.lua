@@ -60,8 +60,8 @@ local SETTINGS = {
     max_depth = 16,
     max_items = 1000,
     events_len = 1000,
-    usage_hours = 48,
-    usage_days = 90,
+    usage_hours = 24,
+    usage_days = 35,
     usage_series = 32,
     ledger_len = 0,
 }

@@ -91,8 +91,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     ),
     setting(Setting::MaxItems, "max_items", 1000, 1, 10_000, "items per reservation"),
     setting(Setting::EventsLen, "events_len", 1000, 1, 100_000, "events kept per tree"),
-    setting(Setting::UsageHours, "usage_hours", 48, 0, 720, "hourly usage buckets kept per path (0: none)"),
-    setting(Setting::UsageDays, "usage_days", 90, 0, 400, "daily usage buckets kept per path (0: none)"),
+    setting(Setting::UsageHours, "usage_hours", 24, 0, 720, "hourly usage buckets kept per path (0: none)"),
+    setting(Setting::UsageDays, "usage_days", 35, 0, 400, "daily usage buckets kept per path (0: none)"),
     setting(
         Setting::UsageSeries,
         "usage_series",

@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(Stamp::decode(&stamp.encode()), Some(stamp));
         // A stamp written before usage existed: the usage defaults.
         let old = Stamp::decode("1768435200000:60000:0:1000").unwrap();
-        assert_eq!((old.usage_hours, old.usage_days, old.usage_series), (48, 90, 32));
+        assert_eq!((old.usage_hours, old.usage_days, old.usage_series), (24, 35, 32));
         assert_eq!(old.events_len, 1000);
         let max = Stamp { now_ms: u64::MAX, default_ttl_ms: u64::MAX, tombstone_ttl_ms: u64::MAX, ..stamp };
         assert_eq!(Stamp::decode(&max.encode()), Some(max));
