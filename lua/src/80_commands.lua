@@ -765,8 +765,18 @@ function CMD.cmd_debug(args)
     if #args ~= 3 or (verb ~= "SET" and verb ~= "ADVANCE") or not sfind(args[3], "^%d+$") or #args[3] > 16 then
         fail(bad)
     end
+    -- The clock stops at 2^53 ms, the largest time a Lua number keeps
+    -- exactly (a larger one reads as 2^53 itself, so the digits decide it),
+    -- and both sides of the ADVANCE test are exact.
+    local top = 9007199254740992
     local ms = tonumber(args[3])
+    if ms > top or (ms == top and string.gsub(args[3], "^0+", "") ~= "9007199254740992") then
+        fail(bad)
+    end
     if verb == "ADVANCE" then
+        if ms > top - clock() then
+            fail(bad)
+        end
         ms = clock() + ms
     end
     redis.call("SET", CLOCK_KEY, sformat("%.0f", ms))

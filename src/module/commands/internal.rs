@@ -106,13 +106,21 @@ pub fn debug(_ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
     }
     let texts = utf8_args(&argv[1..])?;
     let bad = || RedisError::Str("ERR syntax: QUOTA.DEBUG CLOCK SET ms | ADVANCE ms | GET");
-    let ms = |s: &str| s.parse::<u64>().map_err(|_| bad());
+    // The clock stops at 2^53 ms, the largest time the Lua library (whose
+    // numbers are doubles) keeps exactly, so both backends refuse alike.
+    // Lua twin: `cmd_debug` (lua/src/80_commands.lua).
+    const MAX_CLOCK_MS: u64 = 1 << 53;
+    let ms = |s: &str| s.parse::<u64>().ok().filter(|&v| v <= MAX_CLOCK_MS).ok_or_else(bad);
     match texts.as_slice() {
         [c, verb] if keyword(c, &["CLOCK"]).is_some() && keyword(verb, &["GET"]).is_some() => {}
         [c, verb, value] if keyword(c, &["CLOCK"]).is_some() => match keyword(verb, &["SET", "ADVANCE"]) {
             Some("SET") => clock::set_test_ms(ms(value)?),
             Some(_) => {
-                clock::advance_test_ms(ms(value)?);
+                let step = ms(value)?;
+                if clock::now_ms().saturating_add(step) > MAX_CLOCK_MS {
+                    return Err(bad());
+                }
+                clock::advance_test_ms(step);
             }
             None => return Err(bad()),
         },
