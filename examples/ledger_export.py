@@ -167,18 +167,23 @@ class Exporter:
                 if "BUSYGROUP" not in str(e):
                     raise
 
-    def store(self, stream, entries):
-        """Write entries (id, fields) of one stream, then acknowledge them. An
-        entry with no fields was deleted from the stream while pending."""
-        rows = [to_row(stream, eid, fields, self.unknown) for eid, fields in entries if fields]
-        lost = [eid for eid, fields in entries if not fields]
-        if lost:
-            log(f"{len(lost)} pending entries of {stream} were trimmed before export: {lost[0]} …")
+    def store(self, batch):
+        """Write a batch, [(stream, [(id, fields), ...]), ...], in one
+        transaction, then acknowledge it. An entry without fields was deleted
+        from the stream while it was pending."""
+        rows = []
+        for stream, entries in batch:
+            rows += [to_row(stream, eid, fields, self.unknown) for eid, fields in entries if fields]
+            lost = [eid for eid, fields in entries if not fields]
+            if lost:
+                log(f"{len(lost)} pending entries of {stream} were trimmed before export: {lost[0]} …")
         if rows:
             self.db.write(rows)
-        if entries:
-            self.ack(stream, [eid for eid, _ in entries])
+        for stream, entries in batch:
+            if entries:
+                self.ack(stream, [eid for eid, _ in entries])
         self.exported += len(rows)
+        return sum(len(entries) for _, entries in batch)
 
     def ack(self, stream, ids):
         self.r.xack(stream, self.group, *ids)
@@ -193,7 +198,7 @@ class Exporter:
                 entries = reply[0][1] if reply else []
                 if not entries:
                     break
-                self.store(stream, entries)
+                self.store([(stream, entries)])
                 after = entries[-1][0]
             cursor = "0-0"
             while not self.stopping:
@@ -202,7 +207,7 @@ class Exporter:
                 if deleted:
                     log(f"{len(deleted)} entries of {stream} another consumer left pending were trimmed "
                         f"before export: {deleted[0]} …")
-                self.store(stream, entries)
+                self.store([(stream, entries)])
                 if cursor == "0-0":
                     break
 
@@ -223,11 +228,7 @@ class Exporter:
         self.check_trimmed()
         reply = self.r.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
                                   count=self.batch, block=block)
-        got = 0
-        for stream, entries in reply or []:
-            self.store(stream, entries)
-            got += len(entries)
-        return got
+        return self.store(reply or [])
 
     def run(self, once):
         self.setup()
@@ -254,7 +255,7 @@ def main(argv=None):
     ap.add_argument("--db", default="ledger.sqlite3", help="a SQLite file, or a postgresql:// URL")
     ap.add_argument("--group", default="ledger-export", help="the consumer group (one per destination)")
     ap.add_argument("--consumer", default=socket.gethostname(), help="this consumer's name, stable across restarts")
-    ap.add_argument("--batch", type=int, default=100, help="entries per read and per transaction")
+    ap.add_argument("--batch", type=int, default=100, help="entries per stream per read; one read is one transaction")
     ap.add_argument("--claim-idle", type=int, default=60000,
                     help="take over entries another consumer left pending this many ms")
     ap.add_argument("--once", action="store_true", help="export what is there, then exit")
