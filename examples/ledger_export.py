@@ -37,6 +37,11 @@ object of the request's META pairs, or NULL). On PostgreSQL amounts and meta
 are jsonb (which does not keep the order of META names), late and disallowed
 booleans. PostgreSQL needs psycopg 3 (`pip install "psycopg[binary]"`).
 
+An account that may do this and nothing else (one ~pattern per tree's ledger):
+
+    ACL SETUSER ledger-export on >secret resetchannels ~{acme}:ledger -@all
+        +xgroup|create +xreadgroup +xautoclaim +xack +xinfo|stream +xinfo|groups
+
 SIGTERM or SIGINT: the batch in hand is finished (committed and acknowledged),
 then the program exits 0. Several trees are read with one XREADGROUP, which on
 a cluster needs them in one slot: there, run one exporter per tree (or per

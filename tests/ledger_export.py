@@ -14,6 +14,8 @@ commit (rerun by another consumer, which takes the entries over with
 XAUTOCLAIM), and with kill -9 while it runs; every rerun must leave each
 entry once in the table (no duplicate, no gap) and nothing pending. SIGTERM
 ends a running exporter cleanly; entries trimmed before export are reported.
+The exporter runs as the ACL account its docstring gives (the ledger keys and
+the stream commands it sends, nothing else).
 
 PostgreSQL: the test runs initdb and pg_ctl (Debian's postgresql package,
 /usr/lib/postgresql/N/bin) in a temporary folder, on a unix socket there only
@@ -219,8 +221,14 @@ sys.exit(m.main(sys.argv[3:]))
 """.format(examples=os.path.join(ROOT, "examples"))
 
 
+# The account examples/ledger_export.py documents, for the two trees.
+ACCOUNT = ["on", ">export-pw", "resetchannels", "~{acme}:ledger", "~{t1}acme:ledger", "-@all", "+xgroup|create",
+           "+xreadgroup", "+xautoclaim", "+xack", "+xinfo|stream", "+xinfo|groups"]
+
+
 def exporter_args(q, db, group, consumer="c1", batch=50, extra=()):
-    args = ["--redis", q.url, "--db", db, "--group", group, "--consumer", consumer, "--batch", str(batch)]
+    url = q.url.replace("redis://", "redis://ledger-export:export-pw@")
+    args = ["--redis", url, "--db", db, "--group", group, "--consumer", consumer, "--batch", str(batch)]
     for tree in TREES:
         args += ["--tree", tree]
     return args + list(extra)
@@ -405,6 +413,7 @@ def field_rank(name):
 
 def backend_cases(q, dbs):
     b = q.backend
+    q.r.execute_command("ACL", "SETUSER", "ledger-export", "reset", *ACCOUNT)
     want = drive(q)
     for stream, entries in want.items():
         got = q.r.xrange(stream)
