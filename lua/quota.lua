@@ -33,7 +33,10 @@
 -- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
 -- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
 -- layout byte for byte.
-local VERSION = "1.5.0"
+-- 1.6.0: META, the ledger, labels and archive (SPEC §9-§10): a tree that
+-- has had labels, an archived node or a hold with META is stored in layout
+-- 6, which 1.5.0 and before refuse; every other tree keeps its layout.
+local VERSION = "1.6.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -54,6 +57,7 @@ local SETTINGS = {
     max_depth = 16,
     max_items = 1000,
     events_len = 1000,
+    ledger_len = 0,
 }
 
 -- The text of the error being raised. Redis's pcall hands back an error's
@@ -5237,6 +5241,9 @@ end
 -- Access rules (lua/src/65_access.lua), declared here: loading a node
 -- checks its stored rules against their bound and order.
 local ACCESS = { MAX = 128 }
+-- Labels, archive, META and the ledger (66_labels.lua, 77_ledger.lua),
+-- declared here: nodes, holds and events store them.
+local REC = {}
 
 -- Entry order: service, then model, bytewise, no model first (never `<`
 -- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
@@ -5275,6 +5282,10 @@ do
     -- deny}, each a sorted list of {service, model or false} (NODE_PLAN_EPOCH
     -- is then false when the tree follows no plan).
     local NODE_ACCESS = 5
+    -- Since layout 6 (1.6.0), a node with labels or archived has a sixth:
+    -- {note or false, tags (sorted), archived} (NODE_PLAN_EPOCH and
+    -- NODE_ACCESS are then false when unused).
+    local NODE_LABELS = 6
 
     -- (Of load_access: a stored name, a stored array of n or any length.)
     local function name_ok(x)
@@ -5334,8 +5345,8 @@ do
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local ac = n.ac
-        local parts = { ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
+        local ac, lb = n.ac, n.lb
+        local parts = { lb and "\150" or ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
@@ -5349,8 +5360,13 @@ do
                 ac.packed = packed
             end
             parts[#parts + 1] = mpack(n.pe or false) .. packed
+        elseif lb then
+            parts[#parts + 1] = mpack(n.pe or false, false)
         elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
+        end
+        if lb then
+            parts[#parts + 1] = mpack({ lb.note or false, lb.tags, lb.arch })
         end
         return tconcat(parts)
     end
@@ -5378,8 +5394,16 @@ do
                 rules_read[blob], rules_read_n = true, rules_read_n + 1
             end
         end
+        local lb = t[NODE_LABELS]
+        if lb then
+            lb = REC.load_labels(lb)
+            if not lb then
+                fail(sformat("ERR layout: tree '%s' has a node whose labels this library cannot read: "
+                    .. "it was not written by it", clip(key)))
+            end
+        end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
-            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
+            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac or nil, lb = lb }
     end
 
     -- The layout this library writes: 2, or 3 for a tree that follows or
@@ -5393,10 +5417,19 @@ do
     -- INFLIGHT policy (meta.access): layout 4's records, node rules and the
     -- INFLIGHT flag; "#" as in layout 4. A library before 1.5.0 refuses
     -- layout 5.
-    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT = 2, 3, 4, 5
-    local META_PLAN = 9
+    -- Since 1.6.0, layout 6 for a tree that has had labels, an archived
+    -- node or a hold with META (meta.rec): layout 5's records, node labels
+    -- and hold META; "#" as in layout 4 with a tenth position saying
+    -- whether it has had access rules (layout 5's meaning). A library
+    -- before 1.6.0 refuses layout 6.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
+    local META_PLAN, META_ACCESS = 9, 10
 
     function pack_meta(meta)
+        if meta.rec then
+            return mpack({ meta.seq, meta.gen, meta.ev, REC_LAYOUT, meta.due_e, meta.due_f, meta.indexed, meta.holds,
+                meta.plan or false, meta.access or false })
+        end
         if meta.access or meta.grants then
             return mpack({ meta.seq, meta.gen, meta.ev, meta.access and ACCESS_LAYOUT or GRANTS_LAYOUT, meta.due_e,
                 meta.due_f, meta.indexed, meta.holds, meta.plan or false })
@@ -5432,17 +5465,18 @@ do
                 clip(key)))
         end
         if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
-            and layout ~= 1 then
+            and layout ~= REC_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), ACCESS_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), REC_LAYOUT))
         end
-        local access = layout == ACCESS_LAYOUT
-        local grants = layout == GRANTS_LAYOUT or access
+        local rec = layout == REC_LAYOUT
+        local access = layout == ACCESS_LAYOUT or (rec and m[META_ACCESS] == true)
+        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or rec
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access },
-            layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access,
+            rec = rec }, layout ~= LAYOUT
     end
 end
 
@@ -5454,8 +5488,9 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    -- (Rules are never changed in place: ACCESS replaces them.)
-    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
+    -- (Rules and labels are never changed in place: ACCESS and LABEL
+    -- replace them.)
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac, lb = n.lb }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -5507,7 +5542,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-                gkey = companion(key, ":grants"),
+                gkey = companion(key, ":grants"), lkey = REC.ledger_key(key),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -5622,6 +5657,7 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
+        lkey = k.lkey, ledger = writable and SETTINGS.ledger_len > 0 and {},
         kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
@@ -5989,6 +6025,10 @@ local function event_reply(e, tree)
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
     end
+    if e.meta then
+        f[#f + 1] = "meta"
+        f[#f + 1] = REC.meta_reply(e.meta)
+    end
     return f
 end
 
@@ -6156,6 +6196,9 @@ do
     -- A hold's positions, after the fields of the Rust Hold (src/engine/hold.rs).
     local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
     local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
+    -- Since layout 6 (1.6.0), a hold with META has a twelfth: its pairs
+    -- flat, name, value, ... in the order given.
+    local META = 12
     -- An item's.
     local COST, STATE, OUTCOME = 1, 2, 3
 
@@ -6171,7 +6214,7 @@ do
         end
         -- (In the order of the positions.)
         return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items,
-            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false }
+            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false, hold.meta }
     end
 
     function hold_of_table(t)
@@ -6186,7 +6229,7 @@ do
         end
         return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
             created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
-            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil }
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = t[META] or nil }
     end
 end
 
@@ -6368,6 +6411,7 @@ do
     function flush(ctx, final)
         local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+            or (ctx.ledger and #ctx.ledger > 0)
         if not any then
             return
         end
@@ -6383,6 +6427,9 @@ do
         flush_nodes(ctx, final)
         if #ctx.new_events > 0 then
             flush_events(ctx)
+        end
+        if ctx.ledger and #ctx.ledger > 0 then
+            REC.ledger_write(ctx)
         end
         if final then
             -- (The context is done with: nothing is left to reset.)
@@ -6520,12 +6567,13 @@ function ACCESS.judge(ctx, nodes, set)
     return out, first, paths
 end
 
--- The labels of access checks: `path#access`.
+-- The labels of access (and archived) checks: `path#access`
+-- (`path#archived`).
 -- Rust twin: AccessCheck::label (src/engine/access.rs)
 function ACCESS.labels(checks)
     local out = {}
     for i, c in ipairs(checks) do
-        out[i] = c.path .. "#access"
+        out[i] = c.path .. "#" .. c.kind
     end
     return out
 end
@@ -6534,11 +6582,11 @@ end
 -- one per refusing node (`paths`), in node order, before the charge's
 -- alerts.
 -- Rust twin: Tree::disallowed_events (src/engine/access.rs)
-function ACCESS.disallowed_events(ctx, refusals, paths, id, charged)
+function ACCESS.disallowed_events(ctx, refusals, paths, id, charged, meta)
     local amounts = costs_pack(charged)
     for i, c in ipairs(refusals) do
         emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = paths[i], rule = c.rule,
-            service = c.service, model = c.model, id = id, amounts = amounts })
+            service = c.service, model = c.model, id = id, amounts = amounts, meta = meta })
     end
 end
 
@@ -6669,6 +6717,309 @@ function ACCESS.view(ctx, path)
     return f
 end
 -- ---------------------------------------------------------------------------
+-- Labels and archive (SPEC §10; Rust: src/engine/labels.rs), and META
+-- (SPEC §9; a request's name value pairs, kept with its hold).
+-- A node's labels are n.lb = {note (text or nil), tags (sorted bytewise,
+-- no repeats), arch (the node itself is archived)}, nil when it has none;
+-- they are never changed in place (LABEL and ARCHIVE replace them, so
+-- clone_node shares them). A tree that has had labels, an archived node
+-- or a hold with META says so in "#" (meta.rec, layout 6): a request on
+-- any other tree looks at no node's archive flag.
+-- (Functions in a block, kept on REC: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+do
+    local MAX_TAGS, MAX_TAG_LEN = 16, 64
+    local TAG_ERROR = "ERR syntax: a tag must be 1-64 characters of A-Z a-z 0-9 _ - . : @"
+
+    -- One tag: a path segment (A-Z a-z 0-9 _ - . : @, 1-64, not . or ..).
+    -- Rust twin: check_tag (src/engine/labels.rs)
+    local function label_check_tag(tag)
+        if tag == "" or #tag > MAX_TAG_LEN or tag == "." or tag == ".." or sfind(tag, "[^A-Za-z0-9_%-%.:@]") then
+            fail(TAG_ERROR)
+        end
+        return tag
+    end
+
+    -- TAGS t1,t2,...: sorted bytewise, repeats dropped, at most 16; "" is
+    -- no tags.
+    -- Rust twin: parse_tags (src/engine/labels.rs)
+    local function label_parse_tags(text)
+        local tags = {}
+        if text == "" then
+            return tags
+        end
+        local seen = {}
+        for tag in string.gmatch(text .. ",", "([^,]*),") do
+            label_check_tag(tag)
+            if not seen[tag] then
+                seen[tag] = true
+                tags[#tags + 1] = tag
+            end
+        end
+        table.sort(tags, P.bytes_less)
+        if #tags > MAX_TAGS then
+            fail(sformat("ERR limit: at most %d tags per path", MAX_TAGS))
+        end
+        return tags
+    end
+
+    -- NOTE text: the grant NOTE rule; "" clears the note (nil).
+    -- Rust twin: parse_note (src/engine/labels.rs)
+    local function label_parse_note(text)
+        if text == "" then
+            return nil
+        end
+        if #text > G.NOTE_MAX then
+            fail(sformat("ERR limit: NOTE is longer than %d bytes", G.NOTE_MAX))
+        end
+        if sfind(text, "[%z\1-\31\127]") or not valid_utf8(text) then
+            fail("ERR syntax: NOTE must be text without control characters")
+        end
+        return text
+    end
+
+    -- Stored labels {note or false, tags, archived} as the library writes
+    -- them, or nil: never empty, the rules above.
+    -- Rust twin: validate (src/engine/labels.rs)
+    local function label_load(t)
+        if type(t) ~= "table" or #t ~= 3 or type(t[2]) ~= "table" or type(t[3]) ~= "boolean" then
+            return nil
+        end
+        local note, tags = t[1], t[2]
+        if note ~= false and (type(note) ~= "string" or note == "" or #note > G.NOTE_MAX
+            or sfind(note, "[%z\1-\31\127]")) then
+            return nil
+        end
+        if #tags > MAX_TAGS then
+            return nil
+        end
+        for i = 1, #tags do
+            local tag = tags[i]
+            if type(tag) ~= "string" or tag == "" or #tag > MAX_TAG_LEN or sfind(tag, "[^A-Za-z0-9_%-%.:@]")
+                or tag == "." or tag == ".." or (i > 1 and not P.bytes_less(tags[i - 1], tag)) then
+                return nil
+            end
+        end
+        if note == false and #tags == 0 and not t[3] then
+            return nil
+        end
+        return { note = note or nil, tags = tags, arch = t[3] }
+    end
+
+    -- Labels with one part changed; nil when nothing is left.
+    local function label_with(lb, note, tags, arch)
+        if note == nil and #tags == 0 and not arch then
+            return nil
+        end
+        return { note = note, tags = tags, arch = arch }
+    end
+
+    -- QUOTA.LABEL: sets the note (NOTE) and/or replaces the tags (TAGS),
+    -- creating the key and the node when missing. o = {note_given, note,
+    -- tags} (tags nil: not given).
+    -- Rust twin: Tree::label (src/engine/labels.rs)
+    local function label_set(ctx, path, o)
+        PLAN.sync_paths(ctx, { path })
+        local node = find(ctx, path)
+        if not node then
+            check_new_paths(ctx, { path }, reach(ctx, { paths = { path } }, {}).missing)
+        end
+
+        -- After this point the command succeeds.
+        node = node or ensure_path(ctx, path)
+        local lb = node.lb
+        local note, tags, arch = lb and lb.note, lb and lb.tags or {}, lb and lb.arch or false
+        if o.note_given then
+            note = o.note
+        end
+        if o.tags then
+            tags = o.tags
+        end
+        node.lb = label_with(lb, note, tags, arch)
+        if node.lb and not ctx.meta.rec then
+            ctx.meta.rec, ctx.meta_dirty = true, true
+        end
+        touch(ctx, path)
+        return M("path", display_path(path), "note", note or false, "tags", tags)
+    end
+
+    -- QUOTA.ARCHIVE (on true) / QUOTA.RESTORE (false): the node's own
+    -- flag; 1 when it changed, else 0.
+    -- Rust twin: Tree::archive (src/engine/labels.rs)
+    local function archive_set(ctx, path, on)
+        local node = find(ctx, path)
+        if not node then
+            OPS.not_found_path(path)
+        end
+        local lb = node.lb
+        if (lb and lb.arch or false) == on then
+            return 0
+        end
+        node.lb = label_with(lb, lb and lb.note, lb and lb.tags or {}, on)
+        if on and not ctx.meta.rec then
+            ctx.meta.rec, ctx.meta_dirty = true, true
+        end
+        touch(ctx, path)
+        return 1
+    end
+
+    -- The refusal of a request whose reach (`nodes`, root first) holds an
+    -- archived node: one check per node itself archived, and the first
+    -- one's sentence; nil when none is (at once on a tree without labels).
+    -- Rust twin: Tree::archived_checks (src/engine/labels.rs)
+    local function archive_refusal(ctx, nodes)
+        if not ctx.meta.rec then
+            return nil
+        end
+        local out, first = nil, nil
+        for _, path in ipairs(nodes) do
+            local node = ctx.nodes[path]
+            local lb = node and node.lb
+            if lb and lb.arch then
+                local at = display_path(path)
+                if not out then
+                    out, first = {}, sformat("path %s is archived", at)
+                end
+                out[#out + 1] = { kind = "archived", path = at, pass = false }
+            end
+        end
+        return out, first
+    end
+
+    -- note, tags, archived as GET and TREE show them, after `access`.
+    local function label_fields(f, lb)
+        if not lb then
+            return
+        end
+        if lb.note then
+            f[#f + 1] = "note"
+            f[#f + 1] = lb.note
+        end
+        if #lb.tags > 0 then
+            f[#f + 1] = "tags"
+            f[#f + 1] = lb.tags
+        end
+        if lb.arch then
+            f[#f + 1] = "archived"
+            f[#f + 1] = 1
+        end
+    end
+
+    -- Whether TREE shows `path` (filtered views, OPS.tree_view): not when it
+    -- is archived (without ARCHIVED), and with TAG t only when it or a node
+    -- below it that is shown carries t. Remembered per call (ctx.shown).
+    local function tree_shows(ctx, path)
+        local memo = ctx.shown
+        if not memo then
+            memo = {}
+            ctx.shown = memo
+        end
+        local known = memo[path]
+        if known ~= nil then
+            return known
+        end
+        local node = ctx.nodes[path]
+        local lb = node and node.lb
+        local shown
+        if not node or (lb and lb.arch and not ctx.archived) then
+            shown = false
+        elseif not ctx.tag or (lb and REC.has_tag(lb, ctx.tag)) then
+            shown = true
+        else
+            shown = false
+            local kids = children_of(ctx, path, 0, -1)
+            load_nodes(ctx, kids)
+            for _, kid in ipairs(kids) do
+                if tree_shows(ctx, kid) then
+                    shown = true
+                    break
+                end
+            end
+        end
+        memo[path] = shown
+        return shown
+    end
+
+    -- The children of `path` a filtered TREE shows, by name.
+    -- Rust twin: Tree::shown_children (src/engine/view.rs)
+    local function tree_kids(ctx, path)
+        local kids = children_of(ctx, path, 0, -1)
+        load_nodes(ctx, kids)
+        local out = {}
+        for _, kid in ipairs(kids) do
+            if tree_shows(ctx, kid) then
+                out[#out + 1] = kid
+            end
+        end
+        return out
+    end
+
+    local function has_tag(lb, tag)
+        for _, t in ipairs(lb.tags) do
+            if t == tag then
+                return true
+            end
+        end
+        return false
+    end
+
+    -- ----- META --------------------------------------------------------------
+    local MAX_META, META_VALUE_MAX = 16, 256
+
+    -- `META name value [name value ...]` after the META keyword, up to the
+    -- next keyword of the request (`words`): the pairs flat, in order.
+    -- Rust twin: parse_meta (src/module/commands/reserve.rs)
+    local function meta_parse(args, words)
+        local out, seen = {}, {}
+        while not args:is_done() and not keyword(args:peek(), words) do
+            local name = args:next_str("a META name")
+            if #name > 32 or not sfind(name, "^[a-z][a-z0-9_]*$") or KEYWORDS[name] then
+                fail(sformat("ERR syntax: META name '%s' must be [a-z][a-z0-9_]{0,31} and not a keyword", clip(name)))
+            end
+            if args:is_done() then
+                fail("ERR syntax: META needs name value pairs")
+            end
+            local value = args:next_str("a META value")
+            if seen[name] then
+                fail(sformat("ERR syntax: META name '%s' given twice", name))
+            end
+            seen[name] = true
+            if #value > META_VALUE_MAX then
+                fail(sformat("ERR limit: a META value is longer than %d bytes", META_VALUE_MAX))
+            end
+            if value == "" or sfind(value, "[%z\1-\31\127]") or not valid_utf8(value) then
+                fail("ERR syntax: META value must be text without control characters")
+            end
+            if #out >= 2 * MAX_META then
+                fail(sformat("ERR limit: at most %d META pairs", MAX_META))
+            end
+            out[#out + 1] = name
+            out[#out + 1] = value
+        end
+        if #out == 0 then
+            fail("ERR syntax: META needs name value pairs")
+        end
+        return out
+    end
+
+    -- META pairs as replies and events show them: a map in their order.
+    local function meta_reply(flat)
+        local f = M()
+        for i = 1, #flat do
+            f[i] = flat[i]
+        end
+        return f
+    end
+
+    REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
+        label_parse_note
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_refusal = label_load, label_set, archive_set,
+        archive_refusal
+    REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
+    REC.tree_kids, REC.has_tag = tree_kids, has_tag
+end
+-- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
 -- Item indices are 0-based in commands and replies, 1-based here.
 -- ---------------------------------------------------------------------------
@@ -6781,7 +7132,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
-        hold.paths, hold.service, hold.model = {}, nil, nil
+        hold.paths, hold.service, hold.model, hold.meta = {}, nil, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
             for _, item in ipairs(hold.items) do
@@ -6851,8 +7202,13 @@ local function expire(ctx, limit)
             for _, i in ipairs(held) do
                 hold.items[i].state = "expired"
             end
+            local amounts = costs_pack(cost_of(hold, held))
             emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
-                amounts = costs_pack(cost_of(hold, held)) })
+                amounts = amounts, meta = hold.meta })
+            if ctx.ledger then
+                REC.ledger_add(ctx, { type = "expire", time = at, id = id, paths = hold.paths, service = hold.service,
+                    model = hold.model, amounts = amounts, meta = hold.meta })
+            end
             finish(ctx, id, at)
         else
             ctx.hold_deleted[id] = true
@@ -7181,7 +7537,14 @@ function HOLDS.plan_reserve(ctx, req)
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
-    -- Access is judged first (only on a tree that has had a rule).
+    -- An archived node in the reach refuses first, then access rules (each
+    -- only on a tree that has had one).
+    if ctx.meta.rec then
+        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        if refusals then
+            return total, r, nil, 0, 0, false, refusals, why
+        end
+    end
     if ctx.meta.access then
         local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals then
@@ -7289,7 +7652,11 @@ function HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
     local hold = {
         id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
         expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
+        meta = req.meta,
     }
+    if req.meta and not ctx.meta.rec then
+        ctx.meta.rec, ctx.meta_dirty = true, true
+    end
     if hold.reply then
         hold.reply.held = nil
     end
@@ -7401,6 +7768,11 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
+            service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
+            late = plan.expired, meta = hold.meta })
+    end
     if item then
         hold.items[indices[1]].outcome = outcome
     end
@@ -7475,6 +7847,10 @@ function HOLDS.release(ctx, id, item)
         release_lines(ctx, hold, held)
     end
     local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
+    if ctx.ledger and #held > 0 then
+        REC.ledger_add(ctx, { type = "release", time = ctx.now, id = id, paths = hold.paths, service = hold.service,
+            model = hold.model, item = item, amounts = outcome.released, meta = hold.meta })
+    end
     for _, i in ipairs(indices) do
         hold.items[i].state = "released"
     end
@@ -7516,6 +7892,15 @@ function HOLDS.charge(ctx, req)
     end
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
+    -- An archived node in the reach refuses the charge, CHECK or not.
+    if ctx.meta.rec then
+        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        if refusals then
+            PLAN.unmake(ctx, made)
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+                over = {}, duplicate = false }
+        end
+    end
     -- Access is judged first: a CHARGE CHECK it refuses records nothing; a
     -- CHARGE records all the same and says so (checks, denied_by, message,
     -- `disallowed` events).
@@ -7564,7 +7949,7 @@ function HOLDS.charge(ctx, req)
         -- Recorded all the same: access checks first (none under BRIEF),
         -- then the policies'; access labels first; the first refusal's
         -- sentence after what was charged; the events before the alerts.
-        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost, req.meta)
         local all = {}
         if not req.brief then
             for _, c in ipairs(refusals) do
@@ -7584,6 +7969,11 @@ function HOLDS.charge(ctx, req)
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
         message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "charge", time = ctx.now, id = req.id, paths = req.set.paths,
+            service = req.set.service, model = req.set.model, amounts = outcome.charged, disallowed = refusals ~= nil,
+            meta = req.meta })
+    end
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
@@ -7654,8 +8044,13 @@ function HOLDS.holds_view(ctx, path, count)
                     for i, p in ipairs(hold.paths) do
                         paths[i] = display_path(p)
                     end
-                    out[#out + 1] = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
+                    local f = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
                         "held", costs_reply(costs_pack(cost_of(hold, indices_in(hold, HELD)))))
+                    if hold.meta then
+                        f[#f + 1] = "meta"
+                        f[#f + 1] = REC.meta_reply(hold.meta)
+                    end
+                    out[#out + 1] = f
                 end
             end
         end
@@ -8082,6 +8477,10 @@ function OPS.grant(ctx, path, name, amount, o)
     G.rearm_low(p)
     touch(ctx, path)
     observe(ctx, { ref })
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "grant", time = now, id = id, paths = { path }, policy = name,
+            amounts = { p.metric, D.fmt(amount) } })
+    end
     return OPS.granted_reply(p, g, false, now)
 end
 
@@ -8126,6 +8525,10 @@ function OPS.revoke(ctx, path, name, id)
     end
     touch(ctx, path)
     observe(ctx, { ref })
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "revoke", time = ctx.now, id = id, paths = { path }, policy = name,
+            amounts = { p.metric, D.fmt(removed) } })
+    end
     return M("id", id, "removed", D.fmt(removed))
 end
 
@@ -8151,6 +8554,10 @@ function OPS.reset(ctx, path, name)
     period_events(ctx, p, path, 1)
     G.check_low(ctx, p, path)
     touch(ctx, path)
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "reset", time = ctx.now, paths = { path }, policy = name,
+            amounts = { p.metric, closed[3] } })
+    end
     return closed_reply(closed)
 end
 
@@ -8173,7 +8580,18 @@ function OPS.view(ctx, path, depth, budget, with_children)
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
-    if depth > 0 then
+    if depth > 0 and ctx.filtered then
+        -- TREE ... TAG t, or a tree with archived nodes: the children shown
+        -- (REC.tree_kids); more counts those the budget left out.
+        local kids = REC.tree_kids(ctx, path)
+        for i, kid in ipairs(kids) do
+            if budget[1] == 0 then
+                more = #kids - i + 1
+                break
+            end
+            children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+        end
+    elseif depth > 0 then
         -- Read the children a page at a time: a node may have very many,
         -- and only as many as the budget allows are shown.
         local first = 0
@@ -8218,6 +8636,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
         f[#f + 1] = "access"
         f[#f + 1] = ACCESS.reply(node.ac)
     end
+    REC.label_fields(f, node.lb)
     if with_children then
         f[#f + 1] = "children"
         f[#f + 1] = children
@@ -8244,9 +8663,12 @@ function OPS.get_view(ctx, path)
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
-function OPS.tree_view(ctx, path, depth, max_nodes)
+function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
     if not find(ctx, path) then
         OPS.not_found_path(path)
+    end
+    if tag or (ctx.meta.rec and not archived) then
+        ctx.filtered, ctx.tag, ctx.archived = true, tag, archived
     end
     local budget = { math.max(max_nodes, 1) }
     ctx.reach = true
@@ -8486,6 +8908,118 @@ function PLAN.info(ctx, f)
     return f
 end
 -- ---------------------------------------------------------------------------
+-- The ledger (SPEC §9; Rust: src/engine/ledger.rs): with ledger_len > 0,
+-- every commit, charge, release, expiry, grant, revoke and reset of a tree
+-- appends one entry to a Redis Stream in the tree's slot, trimmed to about
+-- ledger_len entries (XADD ... MAXLEN ~). A write collects its entries on
+-- the context (ctx.ledger, false when the ledger is off or the call only
+-- reads) and flush writes them with the rest; effects replication sends
+-- replicas and the AOF the XADDs with the primary's ids.
+-- (Functions in a block, kept on REC: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+do
+    -- The ledger's key: `{<key>}:ledger`, or `<key>:ledger` for a key with
+    -- a hash tag (first `{`, the first `}` after it, something between), so
+    -- it is in the tree's slot either way. (A key with `}` and no tag is
+    -- refused before: hash_tag.)
+    -- Rust twin: ledger_key (src/engine/ledger.rs)
+    local function ledger_key(key)
+        local open = sfind(key, "{", 1, true)
+        if open then
+            local close = sfind(key, "}", open + 1, true)
+            if close and close > open + 1 then
+                return key .. ":ledger"
+            end
+        end
+        return "{" .. key .. "}:ledger"
+    end
+
+    -- A write on a tree with the ledger on checks its key first: missing or
+    -- a stream, else nothing changes (a caller not allowed the key gets
+    -- NOPERM here, also before anything changes).
+    -- Rust twin: check_ledger_key (src/module/commands/ledger.rs)
+    local function ledger_check(ctx)
+        local t = redis.call("TYPE", ctx.lkey)
+        t = type(t) == "table" and t.ok or t
+        if t ~= "none" and t ~= "stream" then
+            fail("WRONGTYPE the tree's ledger key holds another type")
+        end
+    end
+
+    -- Appends an entry (flush writes it). e = {type, time, id, paths
+    -- (canonical), service, model, item (0-based), policy, amounts (packed
+    -- costs: metric, text, ...), late, disallowed, meta (flat pairs)};
+    -- fields in the order of SPEC §9, amounts by metric name.
+    -- Rust twin: LedgerEntry::fields (src/engine/ledger.rs)
+    local function ledger_add(ctx, e)
+        local out = ctx.ledger
+        if not out then
+            return
+        end
+        local f = { "type", e.type, "time", sformat("%.0f", e.time) }
+        local function put(name, value)
+            f[#f + 1] = name
+            f[#f + 1] = value
+        end
+        if e.id then
+            put("id", e.id)
+        end
+        local shown = {}
+        for i, p in ipairs(e.paths) do
+            shown[i] = display_path(p)
+        end
+        put("paths", tconcat(shown, ","))
+        if e.service then
+            put("service", e.service)
+        end
+        if e.model then
+            put("model", e.model)
+        end
+        if e.item then
+            put("item", sformat("%.0f", e.item))
+        end
+        if e.policy then
+            put("policy", e.policy)
+        end
+        local amounts, order = e.amounts, {}
+        for i = 1, #amounts, 2 do
+            order[#order + 1] = i
+        end
+        table.sort(order, function(a, b)
+            return P.bytes_less(amounts[a], amounts[b])
+        end)
+        for _, i in ipairs(order) do
+            put("amount:" .. amounts[i], amounts[i + 1])
+        end
+        if e.late then
+            put("late", "1")
+        end
+        if e.disallowed then
+            put("disallowed", "1")
+        end
+        local meta = e.meta
+        if meta then
+            for i = 1, #meta, 2 do
+                put("meta:" .. meta[i], meta[i + 1])
+            end
+        end
+        out[#out + 1] = f
+    end
+
+    -- Writes the entries collected (flush).
+    local function ledger_write(ctx)
+        local len = sformat("%.0f", ctx.limits.ledger_len)
+        for _, f in ipairs(ctx.ledger) do
+            redis.call("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+        end
+        ctx.ledger = {}
+    end
+
+    REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
+        ledger_write
+end
+-- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply
 -- (src/module/commands/policy.rs, reserve.rs, read.rs).
 -- ---------------------------------------------------------------------------
@@ -8497,7 +9031,7 @@ local COUNT_KEYWORD = set_of({ "COUNT" })
 local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
     "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
-    "CHECK", "COST", "USAGE" })
+    "CHECK", "COST", "USAGE", "META" })
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
@@ -8830,7 +9364,7 @@ end
 -- its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
 -- Rust twin: request_words (src/module/commands/reserve.rs)
 function CMD.request_words(args, charge)
-    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
+    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {}, meta = nil }
     local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
     local items, seen = w.items, {}
     while not args:is_done() do
@@ -8850,6 +9384,9 @@ function CMD.request_words(args, charge)
             while not args:at_list_end() do
                 also[#also + 1] = args:next_path("a path after ALSO")
             end
+        elseif kw == "META" then
+            args:once(seen, kw)
+            w.meta = REC.meta_parse(args, REQUEST_KEYWORDS)
         elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
             args:once(seen, "ALL, UPTO or DRYRUN")
             w.batch = kw
@@ -8881,7 +9418,9 @@ function CMD.checks_reply(checks)
     local out = {}
     for i, c in ipairs(checks) do
         local f
-        if c.kind == "access" then
+        if c.kind == "archived" then
+            f = M("kind", "archived", "path", c.path, "pass", 0)
+        elseif c.kind == "access" then
             f = M("kind", "access", "path", c.path, "rule", c.rule)
             if c.service then
                 f[#f + 1] = "service"
@@ -8995,6 +9534,43 @@ function CMD.cmd_charge(ctx, args)
     return f
 end
 
+-- ----- labels and archive --------------------------------------------------------
+
+-- QUOTA.LABEL key path [NOTE text] [TAGS t1,t2,...]
+-- Rust twin: label (src/module/commands/labels.rs)
+function CMD.cmd_label(ctx, args)
+    local path = args:next_path("a path")
+    local o, seen = {}, {}
+    while not args:is_done() do
+        local kw = args:next_keyword(CMD.LABEL_KEYWORDS)
+        args:once(seen, kw)
+        if kw == "NOTE" then
+            o.note_given, o.note = true, REC.label_parse_note(args:next_str("a text after NOTE"))
+        else
+            o.tags = REC.label_parse_tags(args:next_str("tags after TAGS"))
+        end
+    end
+    if not (seen.NOTE or seen.TAGS) then
+        fail("ERR syntax: QUOTA.LABEL needs NOTE or TAGS")
+    end
+    return REC.label_set(ctx, path, o)
+end
+CMD.LABEL_KEYWORDS = set_of({ "NOTE", "TAGS" })
+
+-- QUOTA.ARCHIVE key path / QUOTA.RESTORE key path
+-- Rust twin: archive (src/module/commands/labels.rs)
+function CMD.cmd_archive(ctx, args)
+    local path = args:next_path("a path")
+    args:finish()
+    return REC.archive_set(ctx, path, true)
+end
+
+function CMD.cmd_restore(ctx, args)
+    local path = args:next_path("a path")
+    args:finish()
+    return REC.archive_set(ctx, path, false)
+end
+
 -- ----- reading -------------------------------------------------------------------
 
 function CMD.cmd_get(ctx, args)
@@ -9003,16 +9579,26 @@ function CMD.cmd_get(ctx, args)
     return OPS.get_view(ctx, path)
 end
 
-local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG" })
 
+-- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [ARCHIVED]
 function CMD.cmd_tree(ctx, args)
+    -- ARCHIVED is a flag, and only the last argument.
+    local archived = false
+    local n = #args.items
+    if n >= args.pos and supper(args.items[n]) == "ARCHIVED" then
+        archived = true
+        args.items[n] = nil
+    end
     local path = optional_path(args)
-    local depth, count, json = MAX_DEPTH_HARD, 1000, false
+    local depth, count, json, tag = MAX_DEPTH_HARD, 1000, false, nil
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
-        if kw == "DEPTH" then
+        if kw == "TAG" then
+            tag = REC.label_check_tag(args:next_str("a tag after TAG"))
+        elseif kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
         elseif kw == "COUNT" then
             count = args:next_u64("COUNT", 1, 100000)
@@ -9027,7 +9613,7 @@ function CMD.cmd_tree(ctx, args)
             end
         end
     end
-    local reply = OPS.tree_view(ctx, path, depth, count)
+    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived)
     if json then
         return to_json(reply)
     end
@@ -9133,6 +9719,17 @@ function CMD.cmd_sweep(index, args)
                 return -1
             end
             local ctx = open_tree(key, true, true)
+            if ctx.ledger then
+                -- A wrong-typed ledger key: the expiries go unrecorded
+                -- there (a key the caller may not use fails below).
+                local fine, e = pcall(REC.ledger_check, ctx)
+                if not fine then
+                    if not (failure and sfind(failure, "^WRONGTYPE")) then
+                        error(e, 0)
+                    end
+                    failure, ctx.ledger = nil, false
+                end
+            end
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then
@@ -9240,6 +9837,9 @@ local function tree_command(name, handler, writes)
         end
         check_utf8(args)
         local ctx = open_tree(keys[1], writes)
+        if ctx.ledger then
+            REC.ledger_check(ctx)
+        end
         expire(ctx)
         if writes then
             flush(ctx)
@@ -9269,6 +9869,9 @@ for _, c in ipairs({
     { "QUOTA.ALLOW", CMD.cmd_allow, true },
     { "QUOTA.DENY", CMD.cmd_deny, true },
     { "QUOTA.ACCESS", CMD.cmd_access, true },
+    { "QUOTA.LABEL", CMD.cmd_label, true },
+    { "QUOTA.ARCHIVE", CMD.cmd_archive, true },
+    { "QUOTA.RESTORE", CMD.cmd_restore, true },
     { "QUOTA.GET", CMD.cmd_get, false },
     { "QUOTA.TREE", CMD.cmd_tree, false },
     { "QUOTA.HOLDS", CMD.cmd_holds, false },
@@ -9358,6 +9961,8 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
     { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
     { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-cross-slot-keys" } },
+    { "quota_restore", { "allow-cross-slot-keys" } },
     { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },

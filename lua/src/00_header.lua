@@ -33,7 +33,10 @@
 -- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
 -- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
 -- layout byte for byte.
-local VERSION = "1.5.0"
+-- 1.6.0: META, the ledger, labels and archive (SPEC §9-§10): a tree that
+-- has had labels, an archived node or a hold with META is stored in layout
+-- 6, which 1.5.0 and before refuse; every other tree keeps its layout.
+local VERSION = "1.6.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -54,6 +57,7 @@ local SETTINGS = {
     max_depth = 16,
     max_items = 1000,
     events_len = 1000,
+    ledger_len = 0,
 }
 
 -- The text of the error being raised. Redis's pcall hands back an error's

@@ -47,6 +47,9 @@ end
 -- Access rules (lua/src/65_access.lua), declared here: loading a node
 -- checks its stored rules against their bound and order.
 local ACCESS = { MAX = 128 }
+-- Labels, archive, META and the ledger (66_labels.lua, 77_ledger.lua),
+-- declared here: nodes, holds and events store them.
+local REC = {}
 
 -- Entry order: service, then model, bytewise, no model first (never `<`
 -- on client text: Redis sets LC_COLLATE, and Lua's string `<` uses
@@ -85,6 +88,10 @@ do
     -- deny}, each a sorted list of {service, model or false} (NODE_PLAN_EPOCH
     -- is then false when the tree follows no plan).
     local NODE_ACCESS = 5
+    -- Since layout 6 (1.6.0), a node with labels or archived has a sixth:
+    -- {note or false, tags (sorted), archived} (NODE_PLAN_EPOCH and
+    -- NODE_ACCESS are then false when unused).
+    local NODE_LABELS = 6
 
     -- (Of load_access: a stored name, a stored array of n or any length.)
     local function name_ok(x)
@@ -144,8 +151,8 @@ do
     function pack_node(n)
         -- The bytes cmsgpack would write for {policies, spent, live}, the
         -- policies packed one by one (see pack_policy).
-        local ac = n.ac
-        local parts = { ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
+        local ac, lb = n.ac, n.lb
+        local parts = { lb and "\150" or ac and "\149" or n.pe and "\148" or "\147", array_header(#n.pols) }
         for i = 1, #n.pols do
             parts[i + 2] = pack_policy(n.pols[i])
         end
@@ -159,8 +166,13 @@ do
                 ac.packed = packed
             end
             parts[#parts + 1] = mpack(n.pe or false) .. packed
+        elseif lb then
+            parts[#parts + 1] = mpack(n.pe or false, false)
         elseif n.pe then
             parts[#parts + 1] = mpack(n.pe)
+        end
+        if lb then
+            parts[#parts + 1] = mpack({ lb.note or false, lb.tags, lb.arch })
         end
         return tconcat(parts)
     end
@@ -188,8 +200,16 @@ do
                 rules_read[blob], rules_read_n = true, rules_read_n + 1
             end
         end
+        local lb = t[NODE_LABELS]
+        if lb then
+            lb = REC.load_labels(lb)
+            if not lb then
+                fail(sformat("ERR layout: tree '%s' has a node whose labels this library cannot read: "
+                    .. "it was not written by it", clip(key)))
+            end
+        end
         return { pols = pols, spent = costs_load(t[NODE_SPENT]), live = t[NODE_LIVE_HOLDS],
-            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac }
+            pe = t[NODE_PLAN_EPOCH] or nil, ac = ac or nil, lb = lb }
     end
 
     -- The layout this library writes: 2, or 3 for a tree that follows or
@@ -203,10 +223,19 @@ do
     -- INFLIGHT policy (meta.access): layout 4's records, node rules and the
     -- INFLIGHT flag; "#" as in layout 4. A library before 1.5.0 refuses
     -- layout 5.
-    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT = 2, 3, 4, 5
-    local META_PLAN = 9
+    -- Since 1.6.0, layout 6 for a tree that has had labels, an archived
+    -- node or a hold with META (meta.rec): layout 5's records, node labels
+    -- and hold META; "#" as in layout 4 with a tenth position saying
+    -- whether it has had access rules (layout 5's meaning). A library
+    -- before 1.6.0 refuses layout 6.
+    local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
+    local META_PLAN, META_ACCESS = 9, 10
 
     function pack_meta(meta)
+        if meta.rec then
+            return mpack({ meta.seq, meta.gen, meta.ev, REC_LAYOUT, meta.due_e, meta.due_f, meta.indexed, meta.holds,
+                meta.plan or false, meta.access or false })
+        end
         if meta.access or meta.grants then
             return mpack({ meta.seq, meta.gen, meta.ev, meta.access and ACCESS_LAYOUT or GRANTS_LAYOUT, meta.due_e,
                 meta.due_f, meta.indexed, meta.holds, meta.plan or false })
@@ -242,17 +271,18 @@ do
                 clip(key)))
         end
         if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
-            and layout ~= 1 then
+            and layout ~= REC_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), ACCESS_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), REC_LAYOUT))
         end
-        local access = layout == ACCESS_LAYOUT
-        local grants = layout == GRANTS_LAYOUT or access
+        local rec = layout == REC_LAYOUT
+        local access = layout == ACCESS_LAYOUT or (rec and m[META_ACCESS] == true)
+        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or rec
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
-            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access },
-            layout ~= LAYOUT
+            plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access,
+            rec = rec }, layout ~= LAYOUT
     end
 end
 
@@ -264,8 +294,9 @@ local function clone_node(n)
     for i = 1, #n.spent do
         spent[i] = { n.spent[i][1], n.spent[i][2] }
     end
-    -- (Rules are never changed in place: ACCESS replaces them.)
-    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac }
+    -- (Rules and labels are never changed in place: ACCESS and LABEL
+    -- replace them.)
+    return { pols = pols, spent = spent, live = n.live, pe = n.pe, ac = n.ac, lb = n.lb }
 end
 
 -- Decoded nodes by their stored bytes, kept across calls (at most 4,096): a
@@ -317,7 +348,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-                gkey = companion(key, ":grants"),
+                gkey = companion(key, ":grants"), lkey = REC.ledger_key(key),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -432,6 +463,7 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
+        lkey = k.lkey, ledger = writable and SETTINGS.ledger_len > 0 and {},
         kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
         done = {}, done_dirty = {}, forgotten = {},
@@ -799,6 +831,10 @@ local function event_reply(e, tree)
     for _, v in ipairs(extra[e.type] or {}) do
         f[#f + 1] = v
     end
+    if e.meta then
+        f[#f + 1] = "meta"
+        f[#f + 1] = REC.meta_reply(e.meta)
+    end
     return f
 end
 
@@ -966,6 +1002,9 @@ do
     -- A hold's positions, after the fields of the Rust Hold (src/engine/hold.rs).
     local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
     local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
+    -- Since layout 6 (1.6.0), a hold with META has a twelfth: its pairs
+    -- flat, name, value, ... in the order given.
+    local META = 12
     -- An item's.
     local COST, STATE, OUTCOME = 1, 2, 3
 
@@ -981,7 +1020,7 @@ do
         end
         -- (In the order of the positions.)
         return { hold.id, hold.paths, hold.service or false, hold.model or false, hold.created, hold.expires, items,
-            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false }
+            lines, hold.reply or false, hold.last_commit or false, hold.last_release or false, hold.meta }
     end
 
     function hold_of_table(t)
@@ -996,7 +1035,7 @@ do
         end
         return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
             created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
-            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil }
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = t[META] or nil }
     end
 end
 
@@ -1178,6 +1217,7 @@ do
     function flush(ctx, final)
         local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
             or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+            or (ctx.ledger and #ctx.ledger > 0)
         if not any then
             return
         end
@@ -1193,6 +1233,9 @@ do
         flush_nodes(ctx, final)
         if #ctx.new_events > 0 then
             flush_events(ctx)
+        end
+        if ctx.ledger and #ctx.ledger > 0 then
+            REC.ledger_write(ctx)
         end
         if final then
             -- (The context is done with: nothing is left to reset.)

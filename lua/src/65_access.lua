@@ -124,12 +124,13 @@ function ACCESS.judge(ctx, nodes, set)
     return out, first, paths
 end
 
--- The labels of access checks: `path#access`.
+-- The labels of access (and archived) checks: `path#access`
+-- (`path#archived`).
 -- Rust twin: AccessCheck::label (src/engine/access.rs)
 function ACCESS.labels(checks)
     local out = {}
     for i, c in ipairs(checks) do
-        out[i] = c.path .. "#access"
+        out[i] = c.path .. "#" .. c.kind
     end
     return out
 end
@@ -138,11 +139,11 @@ end
 -- one per refusing node (`paths`), in node order, before the charge's
 -- alerts.
 -- Rust twin: Tree::disallowed_events (src/engine/access.rs)
-function ACCESS.disallowed_events(ctx, refusals, paths, id, charged)
+function ACCESS.disallowed_events(ctx, refusals, paths, id, charged, meta)
     local amounts = costs_pack(charged)
     for i, c in ipairs(refusals) do
         emit(ctx, { seq = 0, type = "disallowed", time = ctx.now, path = paths[i], rule = c.rule,
-            service = c.service, model = c.model, id = id, amounts = amounts })
+            service = c.service, model = c.model, id = id, amounts = amounts, meta = meta })
     end
 end
 

@@ -111,7 +111,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
-        hold.paths, hold.service, hold.model = {}, nil, nil
+        hold.paths, hold.service, hold.model, hold.meta = {}, nil, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
             for _, item in ipairs(hold.items) do
@@ -181,8 +181,13 @@ local function expire(ctx, limit)
             for _, i in ipairs(held) do
                 hold.items[i].state = "expired"
             end
+            local amounts = costs_pack(cost_of(hold, held))
             emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
-                amounts = costs_pack(cost_of(hold, held)) })
+                amounts = amounts, meta = hold.meta })
+            if ctx.ledger then
+                REC.ledger_add(ctx, { type = "expire", time = at, id = id, paths = hold.paths, service = hold.service,
+                    model = hold.model, amounts = amounts, meta = hold.meta })
+            end
             finish(ctx, id, at)
         else
             ctx.hold_deleted[id] = true
@@ -511,7 +516,14 @@ function HOLDS.plan_reserve(ctx, req)
         end
     end
     local r = reach(ctx, req.set, metrics_of(total))
-    -- Access is judged first (only on a tree that has had a rule).
+    -- An archived node in the reach refuses first, then access rules (each
+    -- only on a tree that has had one).
+    if ctx.meta.rec then
+        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        if refusals then
+            return total, r, nil, 0, 0, false, refusals, why
+        end
+    end
     if ctx.meta.access then
         local refusals, why = ACCESS.judge(ctx, r.nodes, req.set)
         if refusals then
@@ -619,7 +631,11 @@ function HOLDS.place_hold(ctx, req, r, reserved, held, held_at, outcome)
     local hold = {
         id = id, paths = req.set.paths, service = req.set.service, model = req.set.model, created = ctx.now,
         expires = expires, items = items, lines = lines, reply = req.id and HOLDS.copy_outcome(outcome, {}) or nil,
+        meta = req.meta,
     }
+    if req.meta and not ctx.meta.rec then
+        ctx.meta.rec, ctx.meta_dirty = true, true
+    end
     if hold.reply then
         hold.reply.held = nil
     end
@@ -731,6 +747,11 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     for _, i in ipairs(indices) do
         hold.items[i].state = "committed"
     end
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
+            service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
+            late = plan.expired, meta = hold.meta })
+    end
     if item then
         hold.items[indices[1]].outcome = outcome
     end
@@ -805,6 +826,10 @@ function HOLDS.release(ctx, id, item)
         release_lines(ctx, hold, held)
     end
     local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
+    if ctx.ledger and #held > 0 then
+        REC.ledger_add(ctx, { type = "release", time = ctx.now, id = id, paths = hold.paths, service = hold.service,
+            model = hold.model, item = item, amounts = outcome.released, meta = hold.meta })
+    end
     for _, i in ipairs(indices) do
         hold.items[i].state = "released"
     end
@@ -846,6 +871,15 @@ function HOLDS.charge(ctx, req)
     end
     local made = ctx.pl and PLAN.prepare(ctx, req.set)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
+    -- An archived node in the reach refuses the charge, CHECK or not.
+    if ctx.meta.rec then
+        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        if refusals then
+            PLAN.unmake(ctx, made)
+            return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
+                over = {}, duplicate = false }
+        end
+    end
     -- Access is judged first: a CHARGE CHECK it refuses records nothing; a
     -- CHARGE records all the same and says so (checks, denied_by, message,
     -- `disallowed` events).
@@ -894,7 +928,7 @@ function HOLDS.charge(ctx, req)
         -- Recorded all the same: access checks first (none under BRIEF),
         -- then the policies'; access labels first; the first refusal's
         -- sentence after what was charged; the events before the alerts.
-        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost)
+        ACCESS.disallowed_events(ctx, refusals, refusing, req.id, req.cost, req.meta)
         local all = {}
         if not req.brief then
             for _, c in ipairs(refusals) do
@@ -914,6 +948,11 @@ function HOLDS.charge(ctx, req)
     local over = apply_usage(ctx, r, req.set, req.cost)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
         message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "charge", time = ctx.now, id = req.id, paths = req.set.paths,
+            service = req.set.service, model = req.set.model, amounts = outcome.charged, disallowed = refusals ~= nil,
+            meta = req.meta })
+    end
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
     end
@@ -984,8 +1023,13 @@ function HOLDS.holds_view(ctx, path, count)
                     for i, p in ipairs(hold.paths) do
                         paths[i] = display_path(p)
                     end
-                    out[#out + 1] = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
+                    local f = M("id", id, "paths", paths, "expires_at", hold.expires, "items", #hold.items,
                         "held", costs_reply(costs_pack(cost_of(hold, indices_in(hold, HELD)))))
+                    if hold.meta then
+                        f[#f + 1] = "meta"
+                        f[#f + 1] = REC.meta_reply(hold.meta)
+                    end
+                    out[#out + 1] = f
                 end
             end
         end

@@ -418,6 +418,10 @@ function OPS.grant(ctx, path, name, amount, o)
     G.rearm_low(p)
     touch(ctx, path)
     observe(ctx, { ref })
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "grant", time = now, id = id, paths = { path }, policy = name,
+            amounts = { p.metric, D.fmt(amount) } })
+    end
     return OPS.granted_reply(p, g, false, now)
 end
 
@@ -462,6 +466,10 @@ function OPS.revoke(ctx, path, name, id)
     end
     touch(ctx, path)
     observe(ctx, { ref })
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "revoke", time = ctx.now, id = id, paths = { path }, policy = name,
+            amounts = { p.metric, D.fmt(removed) } })
+    end
     return M("id", id, "removed", D.fmt(removed))
 end
 
@@ -487,6 +495,10 @@ function OPS.reset(ctx, path, name)
     period_events(ctx, p, path, 1)
     G.check_low(ctx, p, path)
     touch(ctx, path)
+    if ctx.ledger then
+        REC.ledger_add(ctx, { type = "reset", time = ctx.now, paths = { path }, policy = name,
+            amounts = { p.metric, closed[3] } })
+    end
     return closed_reply(closed)
 end
 
@@ -509,7 +521,18 @@ function OPS.view(ctx, path, depth, budget, with_children)
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
     local children, more = {}, 0
-    if depth > 0 then
+    if depth > 0 and ctx.filtered then
+        -- TREE ... TAG t, or a tree with archived nodes: the children shown
+        -- (REC.tree_kids); more counts those the budget left out.
+        local kids = REC.tree_kids(ctx, path)
+        for i, kid in ipairs(kids) do
+            if budget[1] == 0 then
+                more = #kids - i + 1
+                break
+            end
+            children[#children + 1] = OPS.view(ctx, kid, depth - 1, budget, true)
+        end
+    elseif depth > 0 then
         -- Read the children a page at a time: a node may have very many,
         -- and only as many as the budget allows are shown.
         local first = 0
@@ -554,6 +577,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
         f[#f + 1] = "access"
         f[#f + 1] = ACCESS.reply(node.ac)
     end
+    REC.label_fields(f, node.lb)
     if with_children then
         f[#f + 1] = "children"
         f[#f + 1] = children
@@ -580,9 +604,12 @@ function OPS.get_view(ctx, path)
 end
 
 -- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
-function OPS.tree_view(ctx, path, depth, max_nodes)
+function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
     if not find(ctx, path) then
         OPS.not_found_path(path)
+    end
+    if tag or (ctx.meta.rec and not archived) then
+        ctx.filtered, ctx.tag, ctx.archived = true, tag, archived
     end
     local budget = { math.max(max_nodes, 1) }
     ctx.reach = true

@@ -10,7 +10,7 @@ local COUNT_KEYWORD = set_of({ "COUNT" })
 local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
     "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
-    "CHECK", "COST", "USAGE" })
+    "CHECK", "COST", "USAGE", "META" })
 
 -- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
@@ -343,7 +343,7 @@ end
 -- its PATH, ALSO paths, SERVICE, MODEL and USAGE keys.
 -- Rust twin: request_words (src/module/commands/reserve.rs)
 function CMD.request_words(args, charge)
-    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {} }
+    local w = { set = false, id = nil, ttl = nil, batch = nil, brief = false, check = false, items = {}, meta = nil }
     local path, also, service, model, usage_keys = nil, {}, nil, nil, {}
     local items, seen = w.items, {}
     while not args:is_done() do
@@ -363,6 +363,9 @@ function CMD.request_words(args, charge)
             while not args:at_list_end() do
                 also[#also + 1] = args:next_path("a path after ALSO")
             end
+        elseif kw == "META" then
+            args:once(seen, kw)
+            w.meta = REC.meta_parse(args, REQUEST_KEYWORDS)
         elseif kw == "ALL" or kw == "UPTO" or kw == "DRYRUN" then
             args:once(seen, "ALL, UPTO or DRYRUN")
             w.batch = kw
@@ -394,7 +397,9 @@ function CMD.checks_reply(checks)
     local out = {}
     for i, c in ipairs(checks) do
         local f
-        if c.kind == "access" then
+        if c.kind == "archived" then
+            f = M("kind", "archived", "path", c.path, "pass", 0)
+        elseif c.kind == "access" then
             f = M("kind", "access", "path", c.path, "rule", c.rule)
             if c.service then
                 f[#f + 1] = "service"
@@ -508,6 +513,43 @@ function CMD.cmd_charge(ctx, args)
     return f
 end
 
+-- ----- labels and archive --------------------------------------------------------
+
+-- QUOTA.LABEL key path [NOTE text] [TAGS t1,t2,...]
+-- Rust twin: label (src/module/commands/labels.rs)
+function CMD.cmd_label(ctx, args)
+    local path = args:next_path("a path")
+    local o, seen = {}, {}
+    while not args:is_done() do
+        local kw = args:next_keyword(CMD.LABEL_KEYWORDS)
+        args:once(seen, kw)
+        if kw == "NOTE" then
+            o.note_given, o.note = true, REC.label_parse_note(args:next_str("a text after NOTE"))
+        else
+            o.tags = REC.label_parse_tags(args:next_str("tags after TAGS"))
+        end
+    end
+    if not (seen.NOTE or seen.TAGS) then
+        fail("ERR syntax: QUOTA.LABEL needs NOTE or TAGS")
+    end
+    return REC.label_set(ctx, path, o)
+end
+CMD.LABEL_KEYWORDS = set_of({ "NOTE", "TAGS" })
+
+-- QUOTA.ARCHIVE key path / QUOTA.RESTORE key path
+-- Rust twin: archive (src/module/commands/labels.rs)
+function CMD.cmd_archive(ctx, args)
+    local path = args:next_path("a path")
+    args:finish()
+    return REC.archive_set(ctx, path, true)
+end
+
+function CMD.cmd_restore(ctx, args)
+    local path = args:next_path("a path")
+    args:finish()
+    return REC.archive_set(ctx, path, false)
+end
+
 -- ----- reading -------------------------------------------------------------------
 
 function CMD.cmd_get(ctx, args)
@@ -516,16 +558,26 @@ function CMD.cmd_get(ctx, args)
     return OPS.get_view(ctx, path)
 end
 
-local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT" })
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG" })
 
+-- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [ARCHIVED]
 function CMD.cmd_tree(ctx, args)
+    -- ARCHIVED is a flag, and only the last argument.
+    local archived = false
+    local n = #args.items
+    if n >= args.pos and supper(args.items[n]) == "ARCHIVED" then
+        archived = true
+        args.items[n] = nil
+    end
     local path = optional_path(args)
-    local depth, count, json = MAX_DEPTH_HARD, 1000, false
+    local depth, count, json, tag = MAX_DEPTH_HARD, 1000, false, nil
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
-        if kw == "DEPTH" then
+        if kw == "TAG" then
+            tag = REC.label_check_tag(args:next_str("a tag after TAG"))
+        elseif kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
         elseif kw == "COUNT" then
             count = args:next_u64("COUNT", 1, 100000)
@@ -540,7 +592,7 @@ function CMD.cmd_tree(ctx, args)
             end
         end
     end
-    local reply = OPS.tree_view(ctx, path, depth, count)
+    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived)
     if json then
         return to_json(reply)
     end
@@ -646,6 +698,17 @@ function CMD.cmd_sweep(index, args)
                 return -1
             end
             local ctx = open_tree(key, true, true)
+            if ctx.ledger then
+                -- A wrong-typed ledger key: the expiries go unrecorded
+                -- there (a key the caller may not use fails below).
+                local fine, e = pcall(REC.ledger_check, ctx)
+                if not fine then
+                    if not (failure and sfind(failure, "^WRONGTYPE")) then
+                        error(e, 0)
+                    end
+                    failure, ctx.ledger = nil, false
+                end
+            end
             local released, forgot = expire(ctx, budget)
             flush(ctx, true)
             if ctx.exists then

@@ -45,6 +45,9 @@ local function tree_command(name, handler, writes)
         end
         check_utf8(args)
         local ctx = open_tree(keys[1], writes)
+        if ctx.ledger then
+            REC.ledger_check(ctx)
+        end
         expire(ctx)
         if writes then
             flush(ctx)
@@ -74,6 +77,9 @@ for _, c in ipairs({
     { "QUOTA.ALLOW", CMD.cmd_allow, true },
     { "QUOTA.DENY", CMD.cmd_deny, true },
     { "QUOTA.ACCESS", CMD.cmd_access, true },
+    { "QUOTA.LABEL", CMD.cmd_label, true },
+    { "QUOTA.ARCHIVE", CMD.cmd_archive, true },
+    { "QUOTA.RESTORE", CMD.cmd_restore, true },
     { "QUOTA.GET", CMD.cmd_get, false },
     { "QUOTA.TREE", CMD.cmd_tree, false },
     { "QUOTA.HOLDS", CMD.cmd_holds, false },
@@ -163,6 +169,8 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
     { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
     { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-cross-slot-keys" } },
+    { "quota_restore", { "allow-cross-slot-keys" } },
     { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },

@@ -1,0 +1,112 @@
+-- ---------------------------------------------------------------------------
+-- The ledger (SPEC §9; Rust: src/engine/ledger.rs): with ledger_len > 0,
+-- every commit, charge, release, expiry, grant, revoke and reset of a tree
+-- appends one entry to a Redis Stream in the tree's slot, trimmed to about
+-- ledger_len entries (XADD ... MAXLEN ~). A write collects its entries on
+-- the context (ctx.ledger, false when the ledger is off or the call only
+-- reads) and flush writes them with the rest; effects replication sends
+-- replicas and the AOF the XADDs with the primary's ids.
+-- (Functions in a block, kept on REC: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+do
+    -- The ledger's key: `{<key>}:ledger`, or `<key>:ledger` for a key with
+    -- a hash tag (first `{`, the first `}` after it, something between), so
+    -- it is in the tree's slot either way. (A key with `}` and no tag is
+    -- refused before: hash_tag.)
+    -- Rust twin: ledger_key (src/engine/ledger.rs)
+    local function ledger_key(key)
+        local open = sfind(key, "{", 1, true)
+        if open then
+            local close = sfind(key, "}", open + 1, true)
+            if close and close > open + 1 then
+                return key .. ":ledger"
+            end
+        end
+        return "{" .. key .. "}:ledger"
+    end
+
+    -- A write on a tree with the ledger on checks its key first: missing or
+    -- a stream, else nothing changes (a caller not allowed the key gets
+    -- NOPERM here, also before anything changes).
+    -- Rust twin: check_ledger_key (src/module/commands/ledger.rs)
+    local function ledger_check(ctx)
+        local t = redis.call("TYPE", ctx.lkey)
+        t = type(t) == "table" and t.ok or t
+        if t ~= "none" and t ~= "stream" then
+            fail("WRONGTYPE the tree's ledger key holds another type")
+        end
+    end
+
+    -- Appends an entry (flush writes it). e = {type, time, id, paths
+    -- (canonical), service, model, item (0-based), policy, amounts (packed
+    -- costs: metric, text, ...), late, disallowed, meta (flat pairs)};
+    -- fields in the order of SPEC §9, amounts by metric name.
+    -- Rust twin: LedgerEntry::fields (src/engine/ledger.rs)
+    local function ledger_add(ctx, e)
+        local out = ctx.ledger
+        if not out then
+            return
+        end
+        local f = { "type", e.type, "time", sformat("%.0f", e.time) }
+        local function put(name, value)
+            f[#f + 1] = name
+            f[#f + 1] = value
+        end
+        if e.id then
+            put("id", e.id)
+        end
+        local shown = {}
+        for i, p in ipairs(e.paths) do
+            shown[i] = display_path(p)
+        end
+        put("paths", tconcat(shown, ","))
+        if e.service then
+            put("service", e.service)
+        end
+        if e.model then
+            put("model", e.model)
+        end
+        if e.item then
+            put("item", sformat("%.0f", e.item))
+        end
+        if e.policy then
+            put("policy", e.policy)
+        end
+        local amounts, order = e.amounts, {}
+        for i = 1, #amounts, 2 do
+            order[#order + 1] = i
+        end
+        table.sort(order, function(a, b)
+            return P.bytes_less(amounts[a], amounts[b])
+        end)
+        for _, i in ipairs(order) do
+            put("amount:" .. amounts[i], amounts[i + 1])
+        end
+        if e.late then
+            put("late", "1")
+        end
+        if e.disallowed then
+            put("disallowed", "1")
+        end
+        local meta = e.meta
+        if meta then
+            for i = 1, #meta, 2 do
+                put("meta:" .. meta[i], meta[i + 1])
+            end
+        end
+        out[#out + 1] = f
+    end
+
+    -- Writes the entries collected (flush).
+    local function ledger_write(ctx)
+        local len = sformat("%.0f", ctx.limits.ledger_len)
+        for _, f in ipairs(ctx.ledger) do
+            redis.call("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+        end
+        ctx.ledger = {}
+    end
+
+    REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
+        ledger_write
+end
