@@ -217,15 +217,25 @@ class Exporter:
                     break
 
     def check_trimmed(self):
-        """Say so when the stream lost entries this group never had delivered.
-        The stream is read before the group, so a report is never a race."""
+        """Say so when entries were trimmed before this group read them:
+        trimming removes the oldest entries, so that happened when the first
+        entry left is past the group's last-delivered-id and the stream had
+        more entries than it holds. The stream is read before the group (whose
+        counters only grow), so a report is never a race."""
         for stream in self.streams:
-            deleted = self.r.xinfo_stream(stream).get("max-deleted-entry-id", "0-0")
+            info = self.r.xinfo_stream(stream)
+            first = (info.get("first-entry") or [None])[0]
             group = next(g for g in self.r.xinfo_groups(stream) if g["name"] == self.group)
-            if (stream_id(deleted) > stream_id(group["last-delivered-id"])
-                    and self.trim_warned.get(stream) != deleted):
-                self.trim_warned[stream] = deleted
-                log(f"{stream}: entries up to {deleted} were trimmed or deleted before this group read them: "
+            delivered, read = group["last-delivered-id"], group.get("entries-read")
+            if first is None or stream_id(first) <= stream_id(delivered) or self.trim_warned.get(stream) == first:
+                continue
+            added, length = info.get("entries-added"), info["length"]
+            if added is None:  # before Redis 7
+                continue
+            lost = added - length if delivered == "0-0" else None if read is None else added - read - length
+            if lost is None or lost > 0:
+                self.trim_warned[stream] = first
+                log(f"{stream}: {lost or 'some'} entries before {first} were trimmed before this group read them: "
                     "they are not exported (raise ledger_len, or run the exporter more often)")
 
     def step(self, block):
@@ -268,15 +278,20 @@ def main(argv=None):
     if args.batch < 1 or args.claim_idle < 0:
         ap.error("--batch must be positive and --claim-idle not negative")
 
+    stopping = []
+
+    def stop(signum, _frame):
+        stopping.append(signum)
+        if exporter:
+            exporter.stopping = True
+
+    exporter = None
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     r = redis.Redis.from_url(args.redis, decode_responses=True)
     db = Database(args.db)
     exporter = Exporter(r, db, args.tree, args.group, args.consumer, args.batch, args.claim_idle)
-
-    def stop(signum, _frame):
-        exporter.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    exporter.stopping = bool(stopping)
     backoff = 1
     try:
         while True:

@@ -312,7 +312,7 @@ def drive(q):
     q("QUOTA.SET", "acme", "/", "tokens", "METRIC", "tokens", "LIMIT", "1000000")
     q("QUOTA.SET", "{t1}acme", "/", "monthly", "METRIC", "credits", "LIMIT", "10")
     q("QUOTA.CHARGE", "acme", "PATH", "teams/a", "COST", "credits", "1")  # before the ledger is on: no entry
-    q.ledger_len(1000)
+    q.ledger_len(100000)
     want = []
 
     def entry(type_, time_, paths, amounts, id_=None, service=None, model=None, item=None, policy=None,
@@ -518,9 +518,9 @@ def backend_cases(q, dbs):
 
         proc = subprocess.Popen([sys.executable, EXPORTER] + exporter_args(q, db, group, batch=50),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        q("QUOTA.CHARGE", "acme", "PATH", "term", "META", "n", "last", "COST", "credits", "1")
+        q("QUOTA.CHARGE", "acme", "PATH", "term", "META", "n", f"last-{name}", "COST", "credits", "1")
         deadline = time.time() + 20
-        while time.time() < deadline and not any(r["meta"] == {"n": "last"} for r in rows(db)):
+        while time.time() < deadline and not any(r["meta"] == {"n": f"last-{name}"} for r in rows(db)):
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         try:
