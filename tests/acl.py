@@ -381,6 +381,51 @@ def following(admin, port, found):
     client.close()
 
 
+def ledger_on(admin, port):
+    """The ledger on (SPEC §9): CONFIG SET on the module, a reload of the
+    library with --set on Lua (the test clock kept)."""
+    if BACKEND == "module":
+        admin.config_set("quota.ledger_len", 1000)
+        return
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock", "--set", "ledger_len=1000"],
+                         capture_output=True, text=True, timeout=60)
+    check(res.returncode == 0, f"quota-load --set ledger_len=1000 ({res.stdout}{res.stderr})")
+
+
+def ledger_accounts(admin, port, found, expect):
+    """With the ledger on, every recipe still allows and refuses what it did,
+    and the writes of the accounts reach the ledger stream: the module writes
+    it itself (no ACL check, so the module's recipes name no ledger key); a
+    Lua function writes it as its caller, so the library's recipes name
+    `~{t:acme}:ledger` (and XADD, TYPE). A Lua account without the ledger key
+    is refused (NOPERM, naming no internal error) before anything changes."""
+    ledger_on(admin, port)
+    total = 0
+    for user, rules in found.items():
+        if user in expect:
+            total += run_checks(admin, port, user, rules, expect[user])
+    for key in ("t:acme", "t:other"):
+        types = {f["type"] for _, f in admin.xrange("{" + key + "}:ledger")}
+        check({"commit", "charge", "release", "grant", "revoke", "reset"} <= types,
+              f"{BACKEND}: with the ledger on, the accounts' writes on {key} are in {{{key}}}:ledger ({sorted(types)})")
+    if BACKEND == "lua" and "svc-acme" in found:
+        rules = [r for r in found["svc-acme"] if ":ledger" not in r]
+        check(len(rules) < len(found["svc-acme"]), "lua: the svc-acme recipe names its tree's ledger key")
+        admin.execute_command("ACL", "SETUSER", "no-ledger", "reset", *rules)
+        password = next((r[1:] for r in rules if r.startswith(">")), None)
+        client = redis.Redis(port=port, username="no-ledger", password=password, decode_responses=True)
+        before = admin.execute_command("FCALL_RO", "quota_get", "1", "t:acme", "/")
+        for name in ["charge", "reserve", "grant"]:
+            why = refused(client, [a.replace("{k}", "t:acme") for a in CALLS[name]])
+            check(why is not None and not why.startswith("unexpected"),
+                  f"lua: without ~{{t:acme}}:ledger, {name} on t:acme is refused ({why})")
+        after = admin.execute_command("FCALL_RO", "quota_get", "1", "t:acme", "/")
+        check(before == after, "lua: ... and the refused calls changed nothing")
+        client.close()
+        lua_idle_expiry(admin, port, found)
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -408,7 +453,8 @@ def main():
     if BACKEND == "module":
         key_specs(admin, args.port)
         price_subcommands(admin, args.port)
-    print(f"{len(found)} {BACKEND} recipes, {total} calls: each allowed or refused as documented")
+    total += ledger_accounts(admin, args.port, found, expect)
+    print(f"{len(found)} {BACKEND} recipes, {total} calls (ledger off, then on): each allowed or refused as documented")
     return 1 if FAILURES else 0
 
 
