@@ -173,7 +173,7 @@ def refused(client, call):
         return f"unexpected error: {text}"
 
 
-def setup(admin, user):
+def setup(admin, user, round_=""):
     """Fresh state for one account's checks: both trees with a policy, a
     spare policy and a path to delete, one reservation each, a grant to
     revoke (a revoked one answers again: removed 0), a price."""
@@ -184,7 +184,7 @@ def setup(admin, user):
         admin.execute_command(*to_wire(["QUOTA.SET", key, "gone", "g"] + POLICY))
         admin.execute_command(*to_wire(["QUOTA.UNSET", key, "gone", "g"]))
         admin.execute_command(*to_wire(["QUOTA.GRANT", key, "/", "p", "5", "ID", "acl-grant"]))
-        hold = f"{user}-{key[2:]}"
+        hold = f"{user}{round_}-{key[2:]}"
         admin.execute_command(*to_wire(["QUOTA.RESERVE", key, "PATH", "a", "ID", hold, "COST", "credits", "1"]))
         ids[key] = hold
     admin.execute_command(*to_wire(["QUOTA.PRICE", "SET", "chat/m", PRICE]))
@@ -194,12 +194,12 @@ def setup(admin, user):
     return ids
 
 
-def run_checks(admin, port, user, rules, expect):
+def run_checks(admin, port, user, rules, expect, round_=""):
     admin.execute_command("ACL", "SETUSER", user, "reset", *rules)
     password = next((r[1:] for r in rules if r.startswith(">")), None)
     client = redis.Redis(port=port, username=user, password=password, decode_responses=True, socket_timeout=30)
     allow_acme, allow_other, allow_keyless, deny_acme, deny_other, deny_keyless = expect
-    ids = setup(admin, user)
+    ids = setup(admin, user, round_)
     plan = [(n, "t:acme", True) for n in allow_acme] + [(n, "t:other", True) for n in allow_other]
     plan += [(n, None, True) for n in allow_keyless]
     plan += [(n, "t:acme", False) for n in deny_acme] + [(n, "t:other", False) for n in deny_other]
@@ -281,7 +281,7 @@ def price_subcommands(admin, port):
     client.close()
 
 
-def lua_idle_expiry(admin, port, found):
+def lua_idle_expiry(admin, port, found, round_=""):
     """Lua: a hold made by a writing account is swept when its tree is idle
     (lua/README.md "Expiry on idle trees"): the account's write records it
     in the index quota:due, even as the first call after the library was
@@ -297,7 +297,7 @@ def lua_idle_expiry(admin, port, found):
         client = redis.Redis(port=port, username=user, password=password, decode_responses=True)
         admin.delete("quota:due")
         admin.execute_command("FUNCTION", "LOAD", "REPLACE", code)  # a fresh library: nothing cached
-        hold = f"{user}-idle"
+        hold = f"{user}{round_}-idle"
         try:
             client.execute_command("FCALL", "quota_reserve", "1", "t:acme", "PATH", "a", "ID", hold, "TTL", "1000",
                                    "COST", "credits", "1")
@@ -403,7 +403,7 @@ def ledger_accounts(admin, port, found, expect):
     total = 0
     for user, rules in found.items():
         if user in expect:
-            total += run_checks(admin, port, user, rules, expect[user])
+            total += run_checks(admin, port, user, rules, expect[user], "-ledger")
     for key in ("t:acme", "t:other"):
         types = {f["type"] for _, f in admin.xrange("{" + key + "}:ledger")}
         check({"commit", "charge", "release", "grant", "revoke", "reset"} <= types,
@@ -422,7 +422,9 @@ def ledger_accounts(admin, port, found, expect):
         after = admin.execute_command("FCALL_RO", "quota_get", "1", "t:acme", "/")
         check(before == after, "lua: ... and the refused calls changed nothing")
         client.close()
-        lua_idle_expiry(admin, port, found)
+        lua_idle_expiry(admin, port, found, "-ledger")
+        types = {f["type"] for _, f in admin.xrange("{t:acme}:ledger")}
+        check("expire" in types, "lua: the sweeper's expiries are in the ledger")
     return total
 
 
