@@ -104,9 +104,9 @@ def to_row(stream, entry_id, fields, unknown):
             unknown.add(name)
             log(f"field '{name}' of {stream} (first at {entry_id}) has no column: not exported")
     row = {"stream": stream, "entry_id": entry_id, "time": to_int(fields.get("time")),
-           "item": to_int(fields.get("item")), "amounts": json.dumps(amounts),
+           "item": to_int(fields.get("item")), "amounts": json.dumps(amounts, ensure_ascii=False),
            "late": fields.get("late") == "1", "disallowed": fields.get("disallowed") == "1",
-           "meta": json.dumps(meta) if meta else None}
+           "meta": json.dumps(meta, ensure_ascii=False) if meta else None}
     row.update({name: fields.get(name) for name in TEXT_FIELDS})
     return tuple(row[c] for c in COLUMNS)
 
