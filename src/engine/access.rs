@@ -154,12 +154,18 @@ pub struct AccessCheck {
     pub rule: Rule,
     pub service: Option<String>,
     pub model: Option<String>,
+    /// A node that refuses because it is archived (SPEC §10: `kind`
+    /// `archived`, `path`, `pass` 0; `rule` unused). Never stored: an
+    /// archived refusal is not remembered.
+    #[serde(skip)]
+    pub archived: bool,
 }
 
 impl AccessCheck {
-    /// `path#access`, the way `denied_by` names a refusing node.
+    /// `path#access` (or `path#archived`), the way `denied_by` names a
+    /// refusing node.
     pub fn label(&self) -> String {
-        format!("{}#access", self.path)
+        format!("{}#{}", self.path, if self.archived { "archived" } else { "access" })
     }
 }
 
@@ -311,7 +317,13 @@ impl Tree {
             if refusals.checks.is_empty() {
                 refusals.message = message(why, &path, service, model);
             }
-            refusals.checks.push(AccessCheck { path, rule, service: set.service.clone(), model: set.model.clone() });
+            refusals.checks.push(AccessCheck {
+                path,
+                rule,
+                service: set.service.clone(),
+                model: set.model.clone(),
+                archived: false,
+            });
         }
         refusals
     }
@@ -324,6 +336,7 @@ impl Tree {
         refusals: &Refusals,
         id: Option<&str>,
         charged: &Costs,
+        meta: Option<&crate::meta::Meta>,
         now_ms: u64,
         limits: &Limits,
     ) {
@@ -336,6 +349,7 @@ impl Tree {
                 service: check.service.clone(),
                 model: check.model.clone(),
             }));
+            event.meta = meta.map(|m| Box::new(m.clone()));
             self.emit(event, limits);
         }
     }

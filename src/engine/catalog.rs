@@ -39,6 +39,7 @@ pub enum Setting {
     MaxDepth,
     MaxItems,
     EventsLen,
+    LedgerLen,
 }
 
 /// A setting's name (as in `CONFIG GET quota.<name>`), default and range.
@@ -87,6 +88,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     ),
     setting(Setting::MaxItems, "max_items", 1000, 1, 10_000, "items per reservation"),
     setting(Setting::EventsLen, "events_len", 1000, 1, 100_000, "events kept per tree"),
+    setting(Setting::LedgerLen, "ledger_len", 0, 0, 10_000_000, "ledger stream entries kept per tree (0: no ledger)"),
 ];
 
 impl Setting {
@@ -118,6 +120,7 @@ impl Limits {
             tombstone_ttl_ms: value(Setting::TombstoneTtl),
             events_len: size(Setting::EventsLen),
             max_depth: size(Setting::MaxDepth),
+            ledger: value(Setting::LedgerLen) > 0,
         }
     }
 }
@@ -265,6 +268,9 @@ pub const COMMANDS: &[Command] = &[
     command("QUOTA.ALLOW", "write deny-oom", Key::Writes, "write", "quota_allow"),
     command("QUOTA.DENY", "write deny-oom", Key::Writes, "write", "quota_deny"),
     command("QUOTA.ACCESS", "write", Key::Writes, "write", "quota_access"),
+    command("QUOTA.LABEL", "write deny-oom", Key::Writes, "write", "quota_label"),
+    command("QUOTA.ARCHIVE", "write", Key::Writes, "write", "quota_archive"),
+    command("QUOTA.RESTORE", "write", Key::Writes, "write", "quota_restore"),
     command("QUOTA.GET", "readonly", Key::Reads, "read", "quota_get"),
     command("QUOTA.TREE", "readonly", Key::Reads, "read", "quota_tree"),
     command("QUOTA.HOLDS", "readonly", Key::Reads, "read", "quota_holds"),
@@ -349,6 +355,9 @@ pub const FUNCTIONS: &[Function] = &[
     function("quota_allow", CROSS_SLOT, 1),
     function("quota_deny", CROSS_SLOT, 1),
     function("quota_access", OOM_CROSS_SLOT, 1),
+    function("quota_label", CROSS_SLOT, 1),
+    function("quota_archive", OOM_CROSS_SLOT, 1),
+    function("quota_restore", OOM_CROSS_SLOT, 1),
     function("quota_get", READ_CROSS_SLOT, 1),
     function("quota_tree", READ_CROSS_SLOT, 1),
     function("quota_holds", READ_CROSS_SLOT, 1),

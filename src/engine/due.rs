@@ -68,13 +68,15 @@ impl Tree {
     /// The `expired` event of a hold whose `held` items expire at `at_ms`
     /// (its `seq` is given when it is logged).
     pub(crate) fn expired_event(hold: &Hold, held: &[usize], at_ms: u64) -> Event {
-        Event::of_request(
+        let mut event = Event::of_request(
             EventKind::Expired,
             at_ms,
             hold.set.paths.first().cloned().unwrap_or_default(),
             Some(hold.id.clone()),
             hold.cost_of(held),
-        )
+        );
+        event.meta = hold.meta.clone();
+        event
     }
 
     /// `QUOTA.EVENTS` at `now_ms`: the logged events and then the `expired`
@@ -162,6 +164,7 @@ mod tests {
                 batch: BatchMode::All,
                 items: vec![vec![("credits".into(), Decimal::from(k))]],
                 brief: false,
+                meta: None,
             };
             assert!(t.reserve(req, 0, &l).unwrap().allowed);
         }

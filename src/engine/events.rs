@@ -83,6 +83,10 @@ pub struct Event {
     /// stored apart from the version 1 shape).
     #[serde(skip)]
     pub access: Option<Box<crate::access::Disallowed>>,
+    /// `expired` and `disallowed`: the request's `META` pairs (stored
+    /// apart, in the labels part of encoding 5).
+    #[serde(skip)]
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 /// The fields of `low` and `grant_expired` events.
@@ -118,6 +122,7 @@ impl Event {
             amounts: Costs::new(),
             more: None,
             access: None,
+            meta: None,
         }
     }
 
@@ -141,6 +146,7 @@ impl Event {
             amounts,
             more: None,
             access: None,
+            meta: None,
         }
     }
 }

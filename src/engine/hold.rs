@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{AccessCheck, Refusals};
 use super::amount;
 use super::error::{Error, Result};
+use super::ledger::{LedgerEntry, LedgerKind};
 use super::names;
 use super::outcome::{
     ChargeOutcome, Check, CommitOutcome, Costs, Draw, ExtendOutcome, HoldView, Lookup, MAX_ITEM_METRICS,
@@ -75,6 +76,10 @@ pub struct Hold {
     pub reply: Option<Box<ReserveOutcome>>,
     pub last_commit: Option<Box<CommitOutcome>>,
     pub last_release: Option<Box<ReleaseOutcome>>,
+    /// The reservation's `META` pairs (stored apart from the version 1
+    /// shape, in the labels part).
+    #[serde(skip)]
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 impl Hold {
@@ -232,6 +237,8 @@ pub struct ReserveRequest {
     pub items: Vec<Costs>,
     /// Leave the per-policy checks out of an allowed answer (`BRIEF`).
     pub brief: bool,
+    /// `META` pairs (SPEC §9), when given.
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +250,8 @@ pub struct ChargeRequest {
     pub cost: Costs,
     /// Leave the per-policy checks out of an allowed answer (`BRIEF`).
     pub brief: bool,
+    /// `META` pairs (SPEC §9), when given.
+    pub meta: Option<Box<crate::meta::Meta>>,
 }
 
 /// What [`Tree::expire`] did; anything non-zero changed the tree.
@@ -415,7 +424,11 @@ impl Tree {
     fn plan_reserve(&self, req: &ReserveRequest, now_ms: u64) -> Result<ReservePlan> {
         let total = request_total(&req.items)?;
         let reach = self.reach(&req.set, &total);
-        let refusals = self.judge_access(&reach, &req.set);
+        // An archived node refuses before access rules and amounts.
+        let mut refusals = self.judge_archived(&reach);
+        if refusals.is_empty() {
+            refusals = self.judge_access(&reach, &req.set);
+        }
         if !refusals.is_empty() {
             let plan = ReservePlan { total, reach, binding: None, fits: 0, reserved: 0, allowed: false, refusals };
             return Ok(plan);
@@ -539,6 +552,7 @@ impl Tree {
             reply,
             last_commit: None,
             last_release: None,
+            meta: req.meta,
         };
         self.hold_expiry.insert((expires_at_ms, id.clone()));
         self.holds.insert(id, hold);
@@ -772,7 +786,14 @@ impl Tree {
         self.check_new_paths(plan.set.paths.iter().map(String::as_str), reach.missing, limits)?;
 
         // After this point the commit succeeds.
-        Ok(self.apply_commit(id, item, plan, reach, now_ms, limits))
+        let ledger = limits.ledger.then(|| (plan.set.clone(), self.holds.get(id).and_then(|h| h.meta.clone())));
+        let outcome = self.apply_commit(id, item, plan, reach, now_ms, limits);
+        if let Some((set, meta)) = ledger {
+            let mut entry = LedgerEntry::of_set(LedgerKind::Commit, now_ms, Some(id), &set, outcome.charged.clone());
+            (entry.item, entry.late, entry.meta) = (item, outcome.expired, meta);
+            self.ledger.push(entry);
+        }
+        Ok(outcome)
     }
 
     /// What a commit of `item` (or of every pending item) of `id` settles,
@@ -901,9 +922,16 @@ impl Tree {
         let held: Vec<usize> = indices.iter().copied().filter(|&i| hold.items[i].state == ItemState::Held).collect();
         let released = hold.cost_of(&held);
         let expired = held.len() < indices.len();
-        drop(hold);
 
-        // After this point the release succeeds.
+        // After this point the release succeeds. Only a release that gives
+        // something back is a ledger entry.
+        let entry = (limits.ledger && !held.is_empty()).then(|| {
+            let mut entry = LedgerEntry::of_set(LedgerKind::Release, now_ms, Some(id), &hold.set, released.clone());
+            (entry.item, entry.meta) = (item, hold.meta.clone());
+            entry
+        });
+        drop(hold);
+        self.ledger.extend(entry);
         if live {
             self.release_lines(id, &held);
         }
@@ -966,6 +994,12 @@ impl Tree {
                     hold.items[i].state = ItemState::Expired;
                 }
                 let event = Self::expired_event(hold, &held, at);
+                if limits.ledger {
+                    let cost = hold.cost_of(&held);
+                    let mut entry = LedgerEntry::of_set(LedgerKind::Expire, at, Some(&hold.id), &hold.set, cost);
+                    entry.meta = hold.meta.clone();
+                    self.ledger.push(entry);
+                }
                 self.emit(event, limits);
             }
             self.finish(&id, at, limits);
@@ -1080,8 +1114,12 @@ impl Tree {
         self.sync_way(&req.set.paths, now_ms);
         let undo = self.materialize(&req.set.paths, now_ms, limits)?;
         let reach = self.usage_reach(&req.set, &req.cost);
-        let refusals = self.judge_access(&reach, &req.set);
-        if req.check && !refusals.is_empty() {
+        // An archived node refuses before access rules and amounts, with
+        // or without CHECK: nothing is recorded.
+        let archived = self.judge_archived(&reach);
+        let refused = !archived.is_empty();
+        let refusals = if refused { archived } else { self.judge_access(&reach, &req.set) };
+        if (req.check || refused) && !refusals.is_empty() {
             self.unmake_if(undo);
             return Ok(ChargeOutcome {
                 allowed: false,
@@ -1182,7 +1220,13 @@ impl Tree {
         now_ms: u64,
         limits: &Limits,
     ) -> ChargeOutcome {
-        self.disallowed_events(&refusals, req.id.as_deref(), &req.cost, now_ms, limits);
+        self.disallowed_events(&refusals, req.id.as_deref(), &req.cost, req.meta.as_deref(), now_ms, limits);
+        if limits.ledger {
+            let mut entry =
+                LedgerEntry::of_set(LedgerKind::Charge, now_ms, req.id.as_deref(), &req.set, req.cost.clone());
+            (entry.disallowed, entry.meta) = (!refusals.is_empty(), req.meta.clone());
+            self.ledger.push(entry);
+        }
         let (over, drawn) = self.apply_usage(reach, &req.set, &req.cost, now_ms, limits);
         let mut message = describe_after("charged ", &req.cost);
         let mut denied_by = verdict.denied_by;
@@ -1239,6 +1283,7 @@ impl Tree {
                 expires_at_ms: h.expires_at_ms,
                 items: h.items.len(),
                 held: h.held_costs(),
+                meta: h.meta.as_deref().cloned(),
             })
             .collect()
     }

@@ -42,6 +42,9 @@ pub mod error;
 pub mod events;
 pub mod held;
 pub mod hold;
+pub mod labels;
+pub mod ledger;
+pub mod meta;
 pub mod names;
 pub mod outcome;
 pub mod paths;
@@ -67,6 +70,8 @@ mod tests_access_review;
 mod tests_grants;
 #[cfg(test)]
 mod tests_grants_review;
+#[cfg(test)]
+mod tests_labels;
 #[cfg(test)]
 mod tests_matching;
 #[cfg(test)]

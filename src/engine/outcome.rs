@@ -428,6 +428,8 @@ pub struct NodeView {
     pub policies: Vec<PolicyView>,
     /// The node's own access rules, when it has any.
     pub access: Option<AccessView>,
+    /// The node's note, tags and own archived flag, when it has any.
+    pub labels: Option<crate::labels::Labels>,
     /// Children, for `QUOTA.TREE` only, sorted by name.
     pub children: Vec<NodeView>,
     /// Children left out because `QUOTA.TREE` reached its `COUNT`.
@@ -451,4 +453,6 @@ pub struct HoldView {
     pub items: usize,
     /// Total still held, per metric.
     pub held: Costs,
+    /// The reservation's `META` pairs, when it has any.
+    pub meta: Option<crate::meta::Meta>,
 }

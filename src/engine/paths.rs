@@ -54,6 +54,9 @@ pub struct Node {
     /// The node's access rules (SPEC §8); `None` for a node without any,
     /// which is most of them.
     pub access: Option<Box<crate::access::Access>>,
+    /// The node's note, tags and archived flag (SPEC §10); `None` for a
+    /// node without any, which is most of them.
+    pub labels: Option<Box<crate::labels::Labels>>,
 }
 
 fn link(id: NodeId) -> Option<NodeId> {
@@ -73,6 +76,7 @@ impl Node {
             policies: Box::default(),
             spent: Box::default(),
             access: None,
+            labels: None,
         }
     }
 
@@ -157,7 +161,12 @@ impl Tree {
 
     /// The children of a node sorted by name, at most `count` of them.
     pub(crate) fn sorted_children(&self, id: NodeId, count: usize) -> Vec<NodeId> {
-        let mut children: Vec<NodeId> = self.children(id).collect();
+        self.sorted_children_where(id, count, |_| true)
+    }
+
+    /// [`Tree::sorted_children`] of the children `keep` accepts.
+    pub(crate) fn sorted_children_where(&self, id: NodeId, count: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        let mut children: Vec<NodeId> = self.children(id).filter(|&c| keep(c)).collect();
         let name = |c: &NodeId| names::leaf_of(Self::path_in(&self.nodes, *c));
         if count < children.len() {
             children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));

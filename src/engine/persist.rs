@@ -684,11 +684,13 @@ mod tests {
                 batch: BatchMode::All,
                 items: vec![cost.clone()],
                 brief: false,
+                meta: None,
             };
             t.reserve(req.clone(), 100, &l).unwrap();
         }
         t.expire(700, &l);
-        t.charge(ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false }, 800, &l).unwrap();
+        t.charge(ChargeRequest { set, id: Some("c-1".into()), check: false, cost, brief: false, meta: None }, 800, &l)
+            .unwrap();
         t
     }
 
@@ -749,7 +751,14 @@ mod tests {
         };
         let cost = |n: &str| vec![("credits".to_string(), n.parse::<Decimal>().unwrap())];
         tree.charge(
-            ChargeRequest { set: set(&["members/u1"]), id: None, check: false, cost: cost("7"), brief: false },
+            ChargeRequest {
+                set: set(&["members/u1"]),
+                id: None,
+                check: false,
+                cost: cost("7"),
+                brief: false,
+                meta: None,
+            },
             now,
             &limits,
         )
@@ -770,6 +779,7 @@ mod tests {
             batch: BatchMode::All,
             items: vec![cost("20")],
             brief: false,
+            meta: None,
         };
         tree.reserve(req, now + 1, &limits).unwrap();
         tree.set_policy("projects", "cap", tree_spec(), now + 2, &limits).unwrap();
@@ -897,6 +907,7 @@ mod tests {
             items: vec![vec![("credits".into(), Decimal::from(10))], vec![("credits".into(), Decimal::from(10))]],
 
             brief: false,
+            meta: None,
         };
         req.id = Some("r1".into());
         t.reserve(req, feb + 3, &l).unwrap();
@@ -911,6 +922,7 @@ mod tests {
             check: false,
             cost: vec![("credits".into(), amount.parse().unwrap())],
             brief: true,
+            meta: None,
         }
     }
 

@@ -28,11 +28,12 @@ fn reserve_req(paths: &[&str], items: &[&[(&str, &str)]]) -> ReserveRequest {
         batch: BatchMode::All,
         items: items.iter().map(|i| costs(i)).collect(),
         brief: false,
+        meta: None,
     }
 }
 
 fn charge_req(paths: &[&str], cost: &[(&str, &str)], check: bool) -> ChargeRequest {
-    ChargeRequest { set: set_of(paths), id: None, check, cost: costs(cost), brief: false }
+    ChargeRequest { set: set_of(paths), id: None, check, cost: costs(cost), brief: false, meta: None }
 }
 
 /// acme: / 100 credits strict, projects/p1 50 strict, members/u7 30 block.
@@ -705,7 +706,7 @@ proptest! {
                     if let Some(a) = also && a != path { paths.push(PATHS[a]); }
                     let items: Vec<Vec<(&str, String)>> = amounts.iter().map(|a| vec![("credits", a.to_string())]).collect();
                     let items: Vec<Costs> = items.iter().map(|i| i.iter().map(|(m, a)| (m.to_string(), d(a))).collect()).collect();
-                    let req = ReserveRequest { set: set_of(&paths), id: None, ttl_ms: ttl, batch: if upto { BatchMode::Upto } else { BatchMode::All }, items, brief: false };
+                    let req = ReserveRequest { set: set_of(&paths), id: None, ttl_ms: ttl, batch: if upto { BatchMode::Upto } else { BatchMode::All }, items, brief: false, meta: None };
                     let out = t.reserve(req.clone(), now, &l).unwrap();
                     if let Some(id) = out.id { ids.push(id); }
                 }
@@ -741,7 +742,7 @@ proptest! {
                 }
                 Op::Charge { path, amount, check } => {
                     let amount = Decimal::from(amount);
-                    let out = t.charge(ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false }, now, &l).unwrap();
+                    let out = t.charge(ChargeRequest { set: set_of(&[PATHS[path]]), id: None, check, cost: vec![("credits".into(), amount)], brief: false, meta: None }, now, &l).unwrap();
                     if out.allowed {
                         if !check && amount > Decimal::ZERO { allow(&[PATHS[path]], amount, &mut slack); }
                         record(&[PATHS[path]], amount, &mut spent);

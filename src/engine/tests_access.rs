@@ -36,11 +36,19 @@ fn reserve(set: ChargeSet, amount: &str) -> ReserveRequest {
         batch: BatchMode::All,
         items: vec![vec![("requests".into(), d(amount))]],
         brief: false,
+        meta: None,
     }
 }
 
 fn charge(set: ChargeSet, amount: &str, check: bool, id: Option<&str>) -> ChargeRequest {
-    ChargeRequest { set, id: id.map(str::to_string), check, cost: vec![("requests".into(), d(amount))], brief: false }
+    ChargeRequest {
+        set,
+        id: id.map(str::to_string),
+        check,
+        cost: vec![("requests".into(), d(amount))],
+        brief: false,
+        meta: None,
+    }
 }
 
 /// / denies chat/gpt-4o; projects/p1 allows chat/mini and all of embed.

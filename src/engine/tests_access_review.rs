@@ -85,6 +85,7 @@ proptest! {
                         batch,
                         items,
                         brief: false,
+                        meta: None,
                     };
                     t.sync_paths(&PATHS, now);
                     let before: Vec<(String, Decimal, Decimal)> = t.nodes.iter().flatten().flat_map(|nd| nd.policies.iter().filter(|p| p.inflight && p.mode == Mode::Strict).map(|p| (format!("{}#{}", nd.path, p.name()), p.held, p.limit)).collect::<Vec<_>>()).collect();
@@ -122,6 +123,7 @@ proptest! {
                         check: x % 2 == 0,
                         cost: vec![(metric.to_string(), d(&amount))],
                         brief: y % 4 == 0,
+                        meta: None,
                     };
                     let _ = t.charge(req, now, &l);
                 }

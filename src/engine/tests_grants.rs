@@ -55,7 +55,7 @@ fn cost(amount: &str) -> Costs {
 
 fn charge(t: &mut Tree, amount: &str, now: u64) -> crate::outcome::ChargeOutcome {
     let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
-    let req = ChargeRequest { set, id: None, check: false, cost: cost(amount), brief: true };
+    let req = ChargeRequest { set, id: None, check: false, cost: cost(amount), brief: true, meta: None };
     t.charge(req, now, &Limits::default()).unwrap()
 }
 
@@ -460,14 +460,14 @@ proptest! {
                 }
                 Op::Charge { amount } => {
                     let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
-                    let req = ChargeRequest { set, id: None, check: false, cost: cost(&amount.to_string()), brief: true };
+                    let req = ChargeRequest { set, id: None, check: false, cost: cost(&amount.to_string()), brief: true, meta: None };
                     if let Ok(o) = t.charge(req, now, &l) {
                         for dr in &o.drawn { ledger.take(&dr.grant, dr.amount); }
                     }
                 }
                 Op::Reserve { amount } => {
                     let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
-                    let req = ReserveRequest { set, id: None, ttl_ms: 3_600_000, batch: crate::BatchMode::All, items: vec![cost(&amount.to_string())], brief: true };
+                    let req = ReserveRequest { set, id: None, ttl_ms: 3_600_000, batch: crate::BatchMode::All, items: vec![cost(&amount.to_string())], brief: true, meta: None };
                     if let Ok(o) = t.reserve(req, now, &l) && let Some(id) = o.id { holds.push(id); }
                 }
                 Op::Commit { hold, amount } => {

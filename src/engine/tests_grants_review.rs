@@ -41,7 +41,7 @@ fn cost(amount: &str) -> Costs {
 
 fn charge(t: &mut Tree, amount: &str, now: u64) {
     let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
-    let req = ChargeRequest { set, id: None, check: false, cost: cost(amount), brief: true };
+    let req = ChargeRequest { set, id: None, check: false, cost: cost(amount), brief: true, meta: None };
     t.charge(req, now, &Limits::default()).unwrap();
 }
 
@@ -154,12 +154,12 @@ proptest! {
                 }
                 Op::Charge { amount } => {
                     let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
-                    let req = ChargeRequest { set, id: None, check: false, cost: cost(&amount.to_string()), brief: true };
+                    let req = ChargeRequest { set, id: None, check: false, cost: cost(&amount.to_string()), brief: true, meta: None };
                     let _ = t.charge(req, now, &l);
                 }
                 Op::Reserve { amount } => {
                     let set = ChargeSet { paths: vec!["a".into()], service: None, model: None };
-                    let req = ReserveRequest { set, id: None, ttl_ms: 3_600_000, batch: crate::BatchMode::All, items: vec![cost(&amount.to_string())], brief: true };
+                    let req = ReserveRequest { set, id: None, ttl_ms: 3_600_000, batch: crate::BatchMode::All, items: vec![cost(&amount.to_string())], brief: true, meta: None };
                     if let Ok(o) = t.reserve(req, now, &l) && let Some(id) = o.id { holds.push(id); }
                 }
                 Op::Commit { hold, amount } => {
@@ -254,6 +254,7 @@ fn a_low_event_far_below_zero_loads_again() {
         batch: crate::BatchMode::All,
         items: vec![cost("5")],
         brief: true,
+        meta: None,
     };
     t.reserve(req, 2, &l).unwrap();
     s.low = Some(d("5"));
@@ -316,6 +317,7 @@ fn views_across_closes_share_the_grants_and_reservations_leave_them() {
         batch: crate::BatchMode::All,
         items: vec![cost("5")],
         brief: true,
+        meta: None,
     };
     t.reserve(req, t0 + 1, &l).unwrap();
     let after = t.node(0).unwrap().policies[0].grants_arc().unwrap().clone();

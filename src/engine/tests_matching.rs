@@ -188,6 +188,7 @@ proptest! {
                         batch: if upto { BatchMode::Upto } else { BatchMode::All },
                         items: items.iter().map(|&(c, k)| pair(c, k)).collect(),
                         brief: false,
+                        meta: None,
                     };
                     let out = t.reserve(req, now, &l).unwrap();
                     if let Some(id) = out.id { ids.push(id); }
@@ -226,7 +227,7 @@ proptest! {
                     let cost = vec![("credits".to_string(), Decimal::from(credits))];
                     let set = set_of(&[PATHS[path]], SERVICES[service]);
                     let reached = charged(&t, &set, &cost);
-                    let req = ChargeRequest { set, id: None, check, cost, brief: false };
+                    let req = ChargeRequest { set, id: None, check, cost, brief: false, meta: None };
                     let out = t.charge(req, now, &l).unwrap();
                     if out.allowed && !check && credits > 0 {
                         for key in reached {
@@ -276,6 +277,7 @@ fn a_strict_policy_goes_past_its_limit_only_by_reported_overage() {
             batch: BatchMode::All,
             items: vec![pair(credits, 0)],
             brief: false,
+            meta: None,
         };
         t.reserve(req, now, &l).unwrap()
     };
@@ -313,7 +315,15 @@ fn a_strict_policy_goes_past_its_limit_only_by_reported_overage() {
 fn a_load_changes_no_byte() {
     let l = Limits::default();
     let reserve = |t: &mut Tree, paths: &[&str], service: Option<&str>, items: Vec<Costs>, batch: BatchMode| {
-        let req = ReserveRequest { set: set_of(paths, service), id: None, ttl_ms: 60_000, batch, items, brief: false };
+        let req = ReserveRequest {
+            set: set_of(paths, service),
+            id: None,
+            ttl_ms: 60_000,
+            batch,
+            items,
+            brief: false,
+            meta: None,
+        };
         assert!(t.reserve(req, 0, &l).unwrap().allowed);
     };
     let same_after_load = |t: &Tree, case: &str| {
@@ -422,6 +432,7 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
                 batch: if upto { BatchMode::Upto } else { BatchMode::All },
                 items: items.iter().map(|&(c, k)| scaled_pair(c, k)).collect(),
                 brief: false,
+                meta: None,
             };
             if let Some(id) = t.reserve(req, *now, l).unwrap().id {
                 ids.push(id);
@@ -439,8 +450,14 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
         }
         Op::Charge { path, service, credits, check } => {
             let cost = vec![("credits".to_string(), Decimal::new(i64::from(credits), credits.unsigned_abs() % 3))];
-            let req =
-                ChargeRequest { set: set_of(&[PATHS[path]], SERVICES[service]), id: None, check, cost, brief: false };
+            let req = ChargeRequest {
+                set: set_of(&[PATHS[path]], SERVICES[service]),
+                id: None,
+                check,
+                cost,
+                brief: false,
+                meta: None,
+            };
             let _ = t.charge(req, *now, l);
         }
         // Now and then an hour and more, so calendar windows reset.

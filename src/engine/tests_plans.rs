@@ -36,11 +36,19 @@ fn reserve(paths: &[&str], metric: &str, amount: &str, batch: BatchMode) -> Rese
         batch,
         items: vec![vec![(metric.to_string(), d(amount))]],
         brief: false,
+        meta: None,
     }
 }
 
 fn charge(paths: &[&str], amount: &str, check: bool) -> ChargeRequest {
-    ChargeRequest { set: set_of(paths), id: None, check, cost: vec![("credits".into(), d(amount))], brief: false }
+    ChargeRequest {
+        set: set_of(paths),
+        id: None,
+        check,
+        cost: vec![("credits".into(), d(amount))],
+        brief: false,
+        meta: None,
+    }
 }
 
 fn views(t: &Tree, path: &str, current: Option<&Arc<Plan>>) -> Vec<PolicyView> {

@@ -23,6 +23,7 @@ use super::amount;
 use super::error::{Error, Result};
 use super::events::{Event, EventKind, EventMore, alerts};
 use super::hold::{Hold, Tomb};
+use super::ledger::{LedgerEntry, LedgerKind};
 use super::names;
 use super::outcome::{Check, Costs, Draw, Lookup, PolicyView, ResetOutcome, Totals};
 use super::paths::ROOT;
@@ -47,6 +48,9 @@ pub struct Limits {
     /// Deepest path that may be created (`max_depth`). Paths that exist are
     /// read and used at any depth, so lowering it never strands them.
     pub max_depth: usize,
+    /// Collect ledger entries (`ledger_len` > 0 on a primary; never on a
+    /// replay, whose stream entries arrive on their own).
+    pub ledger: bool,
 }
 
 impl Default for Limits {
@@ -247,6 +251,9 @@ pub struct Tree {
     /// What the current command changed by following its plan (not
     /// persisted; see [`Tree::take_plan_changes`]).
     pub(crate) plan_changes: crate::sync::PlanChanges,
+    /// The ledger entries of the current command (not persisted; see
+    /// [`Tree::take_ledger`]).
+    pub(crate) ledger: Vec<crate::ledger::LedgerEntry>,
 }
 
 impl Tree {
@@ -491,7 +498,11 @@ impl Tree {
         };
         let policy = self.policy_mut(path, name)?;
         let (grant, duplicate) = policy.add_grant(req, id, path, now_ms, ttl)?;
+        let metric = policy.metric().to_string();
         self.observe([r], now_ms, limits);
+        self.ledger_push(limits.ledger && !duplicate, || {
+            LedgerEntry::of_policy(LedgerKind::Grant, now_ms, Some(&grant.id), path, name, &metric, grant.amount)
+        });
         let policy = self.policy(r).ok_or_else(|| Error::State("tree is inconsistent".into()))?;
         Ok(GrantOutcome { policy: PolicyView::of(policy, now_ms), grant, duplicate })
     }
@@ -524,8 +535,13 @@ impl Tree {
             )));
         }
         self.roll_policy(r, now_ms, limits);
-        let removed = self.policy_mut(path, name)?.revoke(id, now_ms, ttl).unwrap_or_default();
+        let policy = self.policy_mut(path, name)?;
+        let removed = policy.revoke(id, now_ms, ttl).unwrap_or_default();
+        let metric = policy.metric().to_string();
         self.observe([r], now_ms, limits);
+        self.ledger_push(limits.ledger, || {
+            LedgerEntry::of_policy(LedgerKind::Revoke, now_ms, Some(id), path, name, &metric, removed)
+        });
         Ok(removed)
     }
 
@@ -547,9 +563,13 @@ impl Tree {
         let mut events = expired_events(policy, path, now_ms, expired);
         events.extend(period_events(policy, path, now_ms, 1));
         events.extend(low_event(policy, path, now_ms));
+        let metric = policy.metric().to_string();
         for event in events {
             self.emit(event, limits);
         }
+        self.ledger_push(limits.ledger, || {
+            LedgerEntry::of_policy(LedgerKind::Reset, now_ms, None, path, name, &metric, closed.used)
+        });
         Ok(closed)
     }
 

@@ -8,6 +8,7 @@
 //! Lua twin: `OPS.view`, `OPS.get_view`, `OPS.tree_view` in
 //! `lua/src/75_ops.lua`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::due::{DueRelease, held_after};
@@ -34,19 +35,25 @@ impl Tree {
         now_ms: u64,
         due: Option<&DueRelease>,
         seen: Seen<'a>,
+        filter: &Filter,
     ) -> Option<NodeView> {
         let node = self.node(id)?;
         *budget = budget.saturating_sub(1);
         let mut children = Vec::new();
         let mut more = 0;
         if depth > 0 {
-            let total = self.children(id).count();
+            let shown = |c: NodeId| filter.shows(self, c);
+            let total = if filter.is_none() {
+                self.children(id).count()
+            } else {
+                self.children(id).filter(|&c| shown(c)).count()
+            };
             // At most `budget` children are visited; only those are sorted.
-            for child in self.sorted_children(id, *budget) {
+            for child in self.sorted_children_where(id, *budget, shown) {
                 if *budget == 0 {
                     break;
                 }
-                children.extend(self.view(child, depth - 1, budget, now_ms, due, seen));
+                children.extend(self.view(child, depth - 1, budget, now_ms, due, seen, filter));
             }
             more = total - children.len();
         }
@@ -72,9 +79,27 @@ impl Tree {
                 allow: a.allow.clone(),
                 deny: a.deny.clone(),
             }),
+            labels: node.labels.as_deref().cloned(),
             children,
             more,
         })
+    }
+
+    /// Marks in `keep` the nodes of `id`'s subtree that carry `tag` and
+    /// those on the way to them (archived subtrees skipped unless
+    /// `archived`). Returns whether `id` was marked.
+    fn mark_tagged(&self, id: NodeId, tag: &str, archived: bool, keep: &mut HashSet<NodeId>) -> bool {
+        let mut marked = self.node(id).and_then(|n| n.labels.as_deref()).is_some_and(|l| l.has_tag(tag));
+        let children: Vec<NodeId> = self.children(id).collect();
+        for child in children {
+            if (archived || !self.is_archived(child)) && self.mark_tagged(child, tag, archived, keep) {
+                marked = true;
+            }
+        }
+        if marked {
+            keep.insert(id);
+        }
+        marked
     }
 
     fn not_found(path: &str) -> Error {
@@ -108,7 +133,7 @@ impl Tree {
         let due = self.due_for_read(due_ms);
         let seen = self.seen(current, due_ms);
         self.find(path)
-            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref(), seen))
+            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref(), seen, &Filter::default()))
             .ok_or_else(|| Self::not_found(path))
     }
 
@@ -143,13 +168,39 @@ impl Tree {
         due_ms: u64,
         current: Option<&Arc<Plan>>,
     ) -> Result<TreeView> {
+        self.tree_view_filtered(path, depth, max_nodes, now_ms, due_ms, current, None, true)
+    }
+
+    /// [`Tree::tree_view_seen`] with `QUOTA.TREE`'s `TAG` (children lists
+    /// keep only nodes that carry it and the nodes on the way to them) and
+    /// `ARCHIVED` (without it, archived nodes and their subtrees are left
+    /// out). The top node is always shown.
+    /// Lua twin: `label_tree_filter` (lua/src/66_labels.lua).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tree_view_filtered(
+        &self,
+        path: &str,
+        depth: usize,
+        max_nodes: usize,
+        now_ms: u64,
+        due_ms: u64,
+        current: Option<&Arc<Plan>>,
+        tag: Option<&str>,
+        archived: bool,
+    ) -> Result<TreeView> {
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
+        let mut filter = Filter { keep: None, archived };
+        if let Some(tag) = tag {
+            let mut keep = HashSet::new();
+            self.mark_tagged(id, tag, archived, &mut keep);
+            filter.keep = Some(keep);
+        }
         let mut budget = max_nodes.max(1);
         let due = self.due_for_read(due_ms);
         let reach = OnceCell::new();
         let seen = Seen { reach: Some(&reach), ..self.seen(current, due_ms) };
         let root = self
-            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref(), seen)
+            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref(), seen, &filter)
             .ok_or_else(|| Self::not_found(path))?;
         let nodes = max_nodes.max(1) - budget;
         fn cut(view: &NodeView) -> bool {
@@ -206,5 +257,25 @@ impl Tree {
             .find(|p| p.name() == name)
             .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
         Ok(read(&policy.at(now_ms)))
+    }
+}
+
+/// Which children `QUOTA.TREE` shows (see [`Tree::tree_view_filtered`]).
+#[derive(Debug, Default)]
+struct Filter {
+    /// With `TAG`: the nodes that carry it and those on the way to them.
+    keep: Option<HashSet<NodeId>>,
+    /// `ARCHIVED`: archived nodes shown too.
+    archived: bool,
+}
+
+impl Filter {
+    /// No filter at all: every child is shown (GET, and the fast path).
+    fn is_none(&self) -> bool {
+        self.keep.is_none() && self.archived
+    }
+
+    fn shows(&self, tree: &Tree, id: NodeId) -> bool {
+        (self.archived || !tree.is_archived(id)) && self.keep.as_ref().is_none_or(|k| k.contains(&id))
     }
 }

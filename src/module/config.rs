@@ -43,6 +43,11 @@ pub fn limits() -> Limits {
     Limits::from_settings(get)
 }
 
+/// Ledger entries kept per tree (`MAXLEN ~`); 0: no ledger.
+pub fn ledger_len() -> u64 {
+    get(Setting::LedgerLen)
+}
+
 pub fn default_ttl_ms() -> u64 {
     get(Setting::DefaultTtl)
 }

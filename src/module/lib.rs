@@ -39,6 +39,7 @@ pub mod ctext;
 pub mod datatype;
 pub mod eviction;
 pub mod expiry;
+pub mod ledger;
 pub mod plans;
 pub mod prices;
 pub mod replication;

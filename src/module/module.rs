@@ -16,7 +16,7 @@ use redis_module::alloc::RedisAlloc;
 use redis_module::configuration::{ConfigurationFlags, register_bool_configuration, register_i64_configuration};
 use redis_module::{Context, InfoContext, NotifyEvent, RedisResult, RedisString, Status, decode_args, raw};
 
-use crate::commands::{self, access, internal, plan, policy, price, read, reserve};
+use crate::commands::{self, access, internal, labels, plan, policy, price, read, reserve};
 use crate::datatype::QUOTA_TYPE;
 use crate::engine::catalog::{self, Command, Key};
 use crate::{clock, config, ctext, eviction, expiry, stats};
@@ -234,6 +234,9 @@ tree_entry!(c_holds, read::HOLDS);
 tree_entry!(c_allow, access::ALLOW);
 tree_entry!(c_deny, access::DENY);
 tree_entry!(c_access, access::ACCESS);
+tree_entry!(c_label, labels::LABEL);
+tree_entry!(c_archive, labels::ARCHIVE);
+tree_entry!(c_restore, labels::RESTORE);
 
 /// A command's handler as the module writes it.
 type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
@@ -283,6 +286,9 @@ fn entry_of(name: &str) -> raw::RedisModuleCmdFunc {
         "QUOTA.ALLOW" => c_allow,
         "QUOTA.DENY" => c_deny,
         "QUOTA.ACCESS" => c_access,
+        "QUOTA.LABEL" => c_label,
+        "QUOTA.ARCHIVE" => c_archive,
+        "QUOTA.RESTORE" => c_restore,
         "QUOTA.GET" => c_get,
         "QUOTA.TREE" => c_tree,
         "QUOTA.HOLDS" => c_holds,

@@ -106,8 +106,16 @@ impl Stamp {
             limits.max_holds = usize::MAX;
             limits.max_items = usize::MAX;
             limits.max_depth = crate::engine::names::MAX_DEPTH_HARD;
+            // The primary's XADDs arrive on their own.
+            limits.ledger = false;
         }
-        Env { now_ms: self.now_ms, limits, default_ttl_ms: self.default_ttl_ms, due_ms: self.now_ms }
+        Env {
+            now_ms: self.now_ms,
+            limits,
+            default_ttl_ms: self.default_ttl_ms,
+            due_ms: self.now_ms,
+            missing_key: false,
+        }
     }
 }
 

@@ -54,6 +54,18 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// Consumes the last argument if it is `keyword` (any case): a flag
+    /// recognised only at the end (`QUOTA.TREE … ARCHIVED`).
+    pub fn eat_last(&mut self, keyword: &str) -> bool {
+        match self.items.split_last() {
+            Some((last, rest)) if self.pos <= rest.len() && last.eq_ignore_ascii_case(keyword) => {
+                self.items = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the next argument is a keyword that ends a value list.
     pub fn at_list_end(&self) -> bool {
         self.peek().is_none_or(|s| LIST_ENDS.iter().any(|k| s.eq_ignore_ascii_case(k)))

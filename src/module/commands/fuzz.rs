@@ -357,7 +357,7 @@ fn env(now_ms: u64) -> Env {
         events_len: 20,
         max_depth: 4,
     };
-    Env { now_ms, limits, default_ttl_ms: 1000, due_ms: now_ms }
+    Env { now_ms, limits, default_ttl_ms: 1000, due_ms: now_ms, missing_key: false }
 }
 
 fn setup_prices() {

@@ -13,6 +13,7 @@ pub mod args;
 #[cfg(test)]
 mod fuzz;
 pub mod internal;
+pub mod labels;
 pub mod plan;
 pub mod policy;
 pub mod price;
@@ -31,6 +32,7 @@ use args::Args;
 use reply::Reply;
 
 /// What a handler knows besides its arguments.
+#[derive(Clone)]
 pub struct Env {
     pub now_ms: u64,
     pub limits: Limits,
@@ -39,6 +41,9 @@ pub struct Env {
     /// command's time on a primary, 0 on a replica, whose primary
     /// replicates its expiry.
     pub due_ms: u64,
+    /// The command's key holds no tree yet (the handler works on a new,
+    /// empty one, stored only when it changes).
+    pub missing_key: bool,
 }
 
 /// A write handler's answer: the reply and whether the tree changed (only
@@ -89,6 +94,9 @@ pub const TREE_COMMANDS: &[&Command] = &[
     &access::ALLOW,
     &access::DENY,
     &access::ACCESS,
+    &labels::LABEL,
+    &labels::ARCHIVE,
+    &labels::RESTORE,
 ];
 
 /// Entry point for `QUOTA.<command> key args…` from a client: Redis's own
@@ -199,11 +207,19 @@ impl Write<'_> {
     fn run(&self, handler: &Handler, args: &mut Args<'_>, env: &Env) -> std::result::Result<Result<Reply>, RedisError> {
         let handle = self.ctx.open_key_writable(self.key);
         let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
+        crate::ledger::check(self.ctx, self.key.as_slice(), env.limits.ledger)?;
         let mut fresh = None;
         let created = existing.is_none();
         let tree: &mut Tree = match existing {
             Some(tree) => tree,
             None => fresh.insert(Tree::new()),
+        };
+        let fresh_env;
+        let env = if created {
+            fresh_env = Env { missing_key: true, ..env.clone() };
+            &fresh_env
+        } else {
+            env
         };
         let before = Marks::of(tree);
         let expired = tree.expire(self.stamp.now_ms, &env.limits);
@@ -228,6 +244,7 @@ impl Write<'_> {
             }
             _ => self.replicate(&result, expired.changed()),
         }
+        crate::ledger::write(self.ctx, self.key.as_slice(), tree.take_ledger());
         if !created || changed {
             after(self.ctx, self.key.as_slice(), tree, &before, created);
         }

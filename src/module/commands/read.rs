@@ -94,6 +94,9 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
         EventKind::Expired => {
             fields.push(("id", Reply::opt_str(e.id.as_deref())));
             fields.push(("amounts", Reply::costs(&e.amounts)));
+            if let Some(meta) = &e.meta {
+                fields.push(("meta", meta_reply(meta)));
+            }
         }
         EventKind::Over => {}
         EventKind::Low => {
@@ -108,6 +111,9 @@ pub fn event_reply(e: &Event, tree: Option<&str>) -> Reply {
             fields.push(("model", Reply::opt_str(access.and_then(|a| a.model.as_deref()))));
             fields.push(("id", Reply::opt_str(e.id.as_deref())));
             fields.push(("amounts", Reply::costs(&e.amounts)));
+            if let Some(meta) = &e.meta {
+                fields.push(("meta", meta_reply(meta)));
+            }
         }
         EventKind::GrantExpired => {
             let more = e.more.as_deref();
@@ -137,18 +143,25 @@ fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
 const TREE_DEFAULT_COUNT: u64 = 1000;
 const TREE_MAX_COUNT: u64 = 100_000;
 
-/// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json]`
+/// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json] [TAG t] [ARCHIVED]`
 fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
+    let archived = args.eat_last("ARCHIVED");
     let path = optional_path(args)?;
     let (mut depth, mut count, mut json) = (MAX_DEPTH_HARD as u64, TREE_DEFAULT_COUNT, false);
+    let mut tag = None;
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
-        let Some(kw) = keyword(word, &["DEPTH", "COUNT", "FORMAT"]) else { return Err(args.unknown(word)) };
+        let Some(kw) = keyword(word, &["DEPTH", "COUNT", "FORMAT", "TAG"]) else { return Err(args.unknown(word)) };
         args.once(&mut seen, kw)?;
         match kw {
             "DEPTH" => depth = args.next_u64("DEPTH", 0, MAX_DEPTH_HARD as u64)?,
             "COUNT" => count = args.next_u64("COUNT", 1, TREE_MAX_COUNT)?,
+            "TAG" => {
+                let t = args.next_str("a tag after TAG")?;
+                crate::engine::labels::check_tag(t)?;
+                tag = Some(t);
+            }
             _ => {
                 let format = args.next_str("a format after FORMAT")?;
                 json = match keyword(format, &["RESP", "JSON"]) {
@@ -160,7 +173,16 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
         }
     }
     let current = crate::plans::current_for(tree);
-    let view = tree.tree_view_seen(&path, depth as usize, count as usize, env.now_ms, env.due_ms, current.as_ref())?;
+    let view = tree.tree_view_filtered(
+        &path,
+        depth as usize,
+        count as usize,
+        env.now_ms,
+        env.due_ms,
+        current.as_ref(),
+        tag,
+        archived,
+    )?;
     let mut reply = node_reply(&view.root, true);
     if let Reply::Map(fields) = &mut reply {
         fields.push(("nodes", Reply::Int(view.nodes as i64)));
@@ -207,13 +229,23 @@ pub fn closed_reply(c: &ResetOutcome) -> Reply {
 }
 
 fn hold_reply(h: &HoldView) -> Reply {
-    Reply::Map(vec![
+    let mut fields = vec![
         ("id", Reply::str(h.id.clone())),
         ("paths", Reply::strings(h.paths.iter().cloned())),
         ("expires_at", Reply::ms(h.expires_at_ms)),
         ("items", Reply::Int(h.items as i64)),
         ("held", Reply::costs(&h.held)),
-    ])
+    ];
+    if let Some(meta) = &h.meta {
+        fields.push(("meta", meta_reply(meta)));
+    }
+    Reply::Map(fields)
+}
+
+/// `META` pairs as a map, in the order given (HOLDS, `expired` and
+/// `disallowed` events).
+pub fn meta_reply(meta: &crate::engine::meta::Meta) -> Reply {
+    Reply::Pairs(meta.iter().map(|(n, v)| (n.clone(), Reply::str(v.clone()))).collect())
 }
 
 fn node_reply(node: &NodeView, with_children: bool) -> Reply {
@@ -225,6 +257,17 @@ fn node_reply(node: &NodeView, with_children: bool) -> Reply {
     ];
     if let Some(access) = &node.access {
         fields.push(("access", super::access::rules_reply(access)));
+    }
+    if let Some(labels) = &node.labels {
+        if let Some(note) = &labels.note {
+            fields.push(("note", Reply::str(&**note)));
+        }
+        if !labels.tags.is_empty() {
+            fields.push(("tags", Reply::strings(labels.tags.iter().map(|t| t.to_string()))));
+        }
+        if labels.archived {
+            fields.push(("archived", Reply::Int(1)));
+        }
     }
     if with_children {
         fields.push(("children", Reply::Array(node.children.iter().map(|c| node_reply(c, true)).collect())));

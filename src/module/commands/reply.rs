@@ -85,6 +85,11 @@ fn access_fields(c: &AccessCheck) -> ([(&'static str, Value<'_>); 6], usize) {
         ("pass", Value::Int(0)),
         ("pass", Value::Int(0)),
     ];
+    if c.archived {
+        fields[0] = ("kind", Value::Str("archived"));
+        fields[2] = ("pass", Value::Int(0));
+        return (fields, 3);
+    }
     let mut n = 3;
     if let Some(service) = &c.service {
         fields[n] = ("service", Value::Str(service));

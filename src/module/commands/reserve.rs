@@ -6,6 +6,7 @@ use super::price::usage_pairs;
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::config::MAX_TTL_MS;
+use crate::engine::meta::Meta;
 use crate::engine::names::display_path;
 use crate::engine::outcome::{
     ChargeOutcome, CommitOutcome, Draw, MAX_ITEM_METRICS, ReleaseOutcome, ReserveOutcome, Totals,
@@ -21,8 +22,9 @@ pub const CHARGE: Command = Command { name: "QUOTA.CHARGE", handler: Handler::Wr
 /// Most paths one request may charge (`PATH` plus `ALSO`).
 pub use crate::engine::catalog::MAX_CHARGE_PATHS;
 
-const REQUEST_KEYWORDS: &[&str] =
-    &["PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "CHECK", "COST", "USAGE"];
+const REQUEST_KEYWORDS: &[&str] = &[
+    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "CHECK", "COST", "USAGE", "META",
+];
 
 /// The arguments `QUOTA.RESERVE` and `QUOTA.CHARGE` share.
 struct Request {
@@ -35,6 +37,8 @@ struct Request {
     items: Vec<Costs>,
     /// Whether an item was priced from the price book (`USAGE`).
     priced: bool,
+    /// `META` pairs, in the order given.
+    meta: Option<Box<Meta>>,
 }
 
 impl Request {
@@ -71,6 +75,10 @@ impl Request {
         if self.brief {
             // The answer remembered under an ID differs with BRIEF.
             out.push("BRIEF".into());
+        }
+        if let Some(meta) = &self.meta {
+            out.push("META".into());
+            out.extend(meta.iter().flat_map(|(n, v)| [n.clone(), v.clone()]));
         }
         for item in &self.items {
             out.push("COST".into());
@@ -145,6 +153,7 @@ impl RequestWords {
             check: false,
             items: Vec::new(),
             priced: false,
+            meta: None,
         };
         RequestWords { req, path: None, also: Vec::new(), usage_keys: Vec::new() }
     }
@@ -198,6 +207,7 @@ fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
                     "MODEL" => req.set.model = Some(args.next_name("model")?),
                     "BRIEF" => req.brief = true,
                     "CHECK" => req.check = true,
+                    "META" => req.meta = Some(Box::new(parse_meta(args)?)),
                     _ => return Err(args.unknown(word)),
                 }
             }
@@ -205,6 +215,35 @@ fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
     }
     Ok(w)
 }
+
+/// `name value …` after the `META` keyword: pairs while the next word is
+/// not a keyword of the request; a name's value is the word after it,
+/// which may not be a keyword of the request either.
+/// Lua twin: `meta_parse` (lua/src/66_labels.lua).
+fn parse_meta(args: &mut Args<'_>) -> Result<Meta> {
+    let mut meta = Meta::new();
+    while let Some(word) = args.peek() {
+        if keyword(word, REQUEST_KEYWORDS).is_some() {
+            break;
+        }
+        let name = args.next_str("a META name")?;
+        crate::engine::meta::check_name(name)?;
+        // A name followed by a keyword of the request (or nothing) has no
+        // value.
+        let value = match args.peek() {
+            Some(value) if keyword(value, REQUEST_KEYWORDS).is_none() => value,
+            _ => return Err(Error::syntax(META_PAIRS)),
+        };
+        args.next_str("a META value")?;
+        crate::engine::meta::add(&mut meta, name, value)?;
+    }
+    if meta.is_empty() {
+        return Err(Error::syntax(META_PAIRS));
+    }
+    Ok(meta)
+}
+
+const META_PAIRS: &str = "META needs name value pairs";
 
 /// `USAGE service/model name value …` after the `USAGE` keyword, priced by
 /// the price book: the cost in the price's metric and the raw quantities.
@@ -237,7 +276,7 @@ fn parse_cost(args: &mut Args<'_>, non_negative: bool) -> Result<Costs> {
 }
 
 /// `QUOTA.RESERVE key PATH p [ALSO p …] [ID id] [TTL ms] [SERVICE s] [MODEL m]
-/// [ALL|UPTO|DRYRUN] [BRIEF] item [item …]`, item = `COST m n …` or
+/// [ALL|UPTO|DRYRUN] [BRIEF] [META name value …] item [item …]`, item = `COST m n …` or
 /// `USAGE service/model name value …`
 fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, false)?;
@@ -251,6 +290,7 @@ fn reserve(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
         batch: req.batch.unwrap_or(BatchMode::All),
         items: req.items,
         brief,
+        meta: req.meta,
     };
     let outcome = tree.reserve(request, env.now_ms, &env.limits)?;
     let changed = outcome.reserved > 0 && !outcome.duplicate;
@@ -394,13 +434,13 @@ fn extend(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
 }
 
 /// `QUOTA.CHARGE key PATH p [ALSO p …] [ID id] [SERVICE s] [MODEL m] [CHECK]
-/// [BRIEF] COST metric amount … | USAGE service/model name value …`
+/// [BRIEF] [META name value …] COST metric amount … | USAGE service/model name value …`
 fn charge(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let req = parse_request(args, true)?;
     let canonical = req.priced.then(|| req.canonical(None));
     let brief = req.brief;
     let cost = req.items.into_iter().next().unwrap_or_default();
-    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief };
+    let request = ChargeRequest { set: req.set, id: req.id, check: req.check, cost, brief, meta: req.meta };
     let outcome = tree.charge(request, env.now_ms, &env.limits)?;
     let changed = outcome.allowed && !outcome.duplicate;
     crate::stats::bump(&crate::stats::CHARGES, u64::from(changed));

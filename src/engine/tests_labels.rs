@@ -1,0 +1,285 @@
+//! Labels and archive (SPEC §10): tables of cases for QUOTA.LABEL's
+//! rules, archive and restore, the archived denial of RESERVE and CHARGE,
+//! and QUOTA.TREE's TAG and ARCHIVED filters.
+
+use super::labels::{parse_note, parse_tags};
+use super::tests_support::{d, spec};
+use super::*;
+
+fn set(paths: &[&str]) -> ChargeSet {
+    ChargeSet { paths: paths.iter().map(|p| p.to_string()).collect(), service: None, model: None }
+}
+
+fn reserve(paths: &[&str], amount: &str) -> ReserveRequest {
+    ReserveRequest {
+        set: set(paths),
+        id: None,
+        ttl_ms: 60_000,
+        batch: BatchMode::All,
+        items: vec![vec![("credits".into(), d(amount))]],
+        brief: false,
+        meta: None,
+    }
+}
+
+fn charge(paths: &[&str], amount: &str, check: bool) -> ChargeRequest {
+    ChargeRequest {
+        set: set(paths),
+        id: None,
+        check,
+        cost: vec![("credits".into(), d(amount))],
+        brief: false,
+        meta: None,
+    }
+}
+
+#[test]
+fn tags_parse_sorted_without_duplicates_or_fail_with_the_label_texts() {
+    let bad = "ERR syntax: a tag must be 1-64 characters of A-Z a-z 0-9 _ - . : @";
+    let long = "x".repeat(65);
+    let many = (0..17).map(|i| format!("t{i}")).collect::<Vec<_>>().join(",");
+    // input, tags or the error's text
+    let rows: &[(&str, std::result::Result<&[&str], &str>)] = &[
+        ("", Ok(&[])),
+        ("b,a,b", Ok(&["a", "b"])),
+        ("team:ml,B,@x", Ok(&["@x", "B", "team:ml"])),
+        ("a,,b", Err(bad)),
+        (",", Err(bad)),
+        ("a b", Err(bad)),
+        (".", Err(bad)),
+        ("..", Err(bad)),
+        ("a/b", Err(bad)),
+        (&long, Err(bad)),
+        (&many, Err("ERR limit: at most 16 tags per path")),
+    ];
+    for (input, want) in rows {
+        let got = parse_tags(input.as_bytes()).map_err(|e| e.to_string());
+        match want {
+            Ok(tags) => assert_eq!(
+                got.as_deref(),
+                Ok(tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().as_slice()),
+                "{input}"
+            ),
+            Err(text) => assert_eq!(got.unwrap_err(), *text, "{input}"),
+        }
+    }
+    // 16 distinct after dropping duplicates fit.
+    let sixteen = (0..16).map(|i| format!("t{i}")).chain(["t0".into()]).collect::<Vec<_>>().join(",");
+    assert_eq!(parse_tags(sixteen.as_bytes()).unwrap().len(), 16);
+}
+
+#[test]
+fn notes_follow_the_grant_rule_and_empty_clears() {
+    let rows: &[(&[u8], std::result::Result<Option<&str>, &str>)] = &[
+        (b"", Ok(None)),
+        (b"hello world", Ok(Some("hello world"))),
+        (b"a\tb", Err("ERR syntax: NOTE must be text without control characters")),
+        (b"\xff", Err("ERR syntax: NOTE must be text without control characters")),
+        (&[b'x'; 257], Err("ERR limit: NOTE is longer than 256 bytes")),
+    ];
+    for (input, want) in rows {
+        let got = parse_note(input).map_err(|e| e.to_string());
+        let want = want.map(|n| n.map(str::to_string)).map_err(str::to_string);
+        assert_eq!(got, want, "{input:?}");
+    }
+}
+
+#[test]
+fn label_creates_sets_clears_and_reports_changes() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    // (note, tags) given -> (note, tags) after, changed
+    type Row = (
+        Option<Option<&'static str>>,
+        Option<&'static [&'static str]>,
+        Option<&'static str>,
+        &'static [&'static str],
+        bool,
+    );
+    let rows: &[Row] = &[
+        (Some(Some("n1")), None, Some("n1"), &[], true),
+        (None, Some(&["a", "b"]), Some("n1"), &["a", "b"], true),
+        (None, Some(&["a", "b"]), Some("n1"), &["a", "b"], false),
+        (Some(None), None, None, &["a", "b"], true),
+        (None, Some(&[]), None, &[], true),
+        (None, Some(&[]), None, &[], false),
+    ];
+    for (i, (note, tags, want_note, want_tags, changed)) in rows.iter().enumerate() {
+        let note = note.map(|n| n.map(str::to_string));
+        let tags = tags.map(|ts| ts.iter().map(|t| t.to_string()).collect());
+        let o = t.label("projects/p1", note, tags, 0, &l).unwrap();
+        assert_eq!(o.path, "projects/p1", "{i}");
+        assert_eq!(o.note.as_deref(), *want_note, "{i}");
+        assert_eq!(o.tags, want_tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(), "{i}");
+        assert_eq!(o.changed, *changed, "{i}");
+    }
+    // Cleared labels leave no box behind.
+    let id = t.find("projects/p1").unwrap();
+    assert!(t.node(id).unwrap().labels.is_none());
+    assert_eq!(t.path_count(), 3);
+    // Neither NOTE nor TAGS, and path bounds, are errors that change nothing.
+    assert_eq!(t.label("x", None, None, 0, &l).unwrap_err().to_string(), "ERR syntax: QUOTA.LABEL needs NOTE or TAGS");
+    let small = Limits { max_paths: 3, ..l };
+    assert!(t.label("y", Some(Some("n".into())), None, 0, &small).unwrap_err().to_string().starts_with("ERR limit:"));
+    assert_eq!(t.path_count(), 3);
+}
+
+#[test]
+fn archive_and_restore_flip_the_nodes_own_flag() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    t.set_policy("projects/p1", "m", spec("credits", "100"), 0, &l).unwrap();
+    // (command, path, reply or error)
+    let rows: &[(bool, &str, std::result::Result<bool, &str>)] = &[
+        (true, "projects", Ok(true)),
+        (true, "projects", Ok(false)),
+        (false, "projects/p1", Ok(false)),
+        (true, "", Ok(true)),
+        (false, "", Ok(true)),
+        (false, "projects", Ok(true)),
+        (false, "projects", Ok(false)),
+        (true, "nope", Err("NOTFOUND no such path 'nope'")),
+    ];
+    for (i, (archive, path, want)) in rows.iter().enumerate() {
+        let got = t.set_archived(path, *archive).map_err(|e| e.to_string());
+        assert_eq!(got, want.map_err(str::to_string), "{i}");
+    }
+}
+
+#[test]
+fn an_archived_reach_refuses_reserve_and_charge_before_rules_and_amounts() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    t.set_policy("", "m", spec("credits", "10"), 0, &l).unwrap();
+    t.set_policy("projects/p1", "m", spec("credits", "100"), 0, &l).unwrap();
+    let live = t.reserve(reserve(&["projects/p1"], "1"), 0, &l).unwrap();
+    t.set_archived("projects", true).unwrap();
+    t.set_archived("projects/p1", true).unwrap();
+    // A request over its amounts too: the archived refusal comes first.
+    for (paths, first) in [(&["projects/p1"][..], "projects"), (&["other", "projects/p1/x"][..], "projects")] {
+        let r = t.reserve(reserve(paths, "50"), 0, &l).unwrap();
+        assert!(!r.allowed && r.fits == 0 && r.reserved == 0, "{paths:?}");
+        assert_eq!(r.denied_by, ["projects#archived", "projects/p1#archived"]);
+        assert_eq!(r.message, format!("path {first} is archived"));
+        assert!(r.checks.is_empty() && r.access.iter().all(|c| c.archived));
+        for check in [false, true] {
+            let c = t.charge(charge(paths, "50", check), 0, &l).unwrap();
+            assert!(!c.allowed && c.charged.is_empty(), "{paths:?} {check}");
+            assert_eq!(c.denied_by, ["projects#archived", "projects/p1#archived"]);
+        }
+    }
+    // Nothing recorded, no node created, no event; the earlier hold settles.
+    assert!(t.find("projects/p1/x").is_none() && t.find("other").is_none());
+    assert_eq!(t.get("", 0).unwrap().spent, vec![]);
+    assert!(t.events.is_empty());
+    let id = live.id.unwrap();
+    t.commit(&id, None, Some(vec![("credits".into(), d("1"))]), 0, &l).unwrap();
+    assert_eq!(t.get("", 0).unwrap().spent, vec![("credits".to_string(), d("1"))]);
+    // The root archived refuses everything, shown as `/`.
+    t.set_archived("", true).unwrap();
+    let r = t.reserve(reserve(&["other"], "1"), 0, &l).unwrap();
+    assert_eq!(r.denied_by, ["/#archived"]);
+    assert_eq!(r.message, "path / is archived");
+    // Restored, other paths work again; one under an archived node does not.
+    t.set_archived("", false).unwrap();
+    t.set_archived("projects/p1", false).unwrap();
+    assert!(t.reserve(reserve(&["other"], "1"), 0, &l).unwrap().allowed);
+    assert_eq!(t.reserve(reserve(&["projects/p1"], "1"), 0, &l).unwrap().denied_by, ["projects#archived"]);
+}
+
+#[test]
+fn tree_filters_keep_tagged_nodes_and_hide_archived_ones() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    let tag = |t: &mut Tree, p: &str, tags: &[&str]| {
+        t.label(p, None, Some(tags.iter().map(|s| s.to_string()).collect()), 0, &l).unwrap();
+    };
+    tag(&mut t, "a/x", &["ml"]);
+    tag(&mut t, "a/y", &["web"]);
+    tag(&mut t, "b", &["ml"]);
+    tag(&mut t, "c/z", &["ml"]);
+    t.label("d", Some(Some("n".into())), None, 0, &l).unwrap();
+    t.set_archived("c", true).unwrap();
+    fn paths(v: &outcome::NodeView, out: &mut Vec<String>) {
+        out.push(v.path.clone());
+        v.children.iter().for_each(|c| paths(c, out));
+    }
+    // (top, tag, archived) -> the nodes shown, preorder
+    let rows: &[(&str, Option<&str>, bool, &[&str])] = &[
+        ("", None, false, &["/", "a", "a/x", "a/y", "b", "d"]),
+        ("", None, true, &["/", "a", "a/x", "a/y", "b", "c", "c/z", "d"]),
+        ("", Some("ml"), false, &["/", "a", "a/x", "b"]),
+        ("", Some("ml"), true, &["/", "a", "a/x", "b", "c", "c/z"]),
+        ("", Some("none"), false, &["/"]),
+        ("c", None, false, &["c", "c/z"]),
+        ("a", Some("web"), false, &["a", "a/y"]),
+    ];
+    for (top, tag, archived, want) in rows {
+        let v = t.tree_view_filtered(top, 64, 1000, 0, 0, None, *tag, *archived).unwrap();
+        let mut got = Vec::new();
+        paths(&v.root, &mut got);
+        assert_eq!(got, *want, "{top} {tag:?} {archived}");
+        assert_eq!(v.nodes, want.len());
+    }
+    // COUNT counts returned nodes.
+    let v = t.tree_view_filtered("", 64, 2, 0, 0, None, Some("ml"), false).unwrap();
+    assert_eq!(v.nodes, 2);
+    assert!(v.truncated);
+}
+
+#[test]
+fn meta_pairs_follow_the_name_and_value_rules() {
+    use super::meta::{Meta, add};
+    let long = "v".repeat(257);
+    // (pairs already there, name, value) -> error text (None: added)
+    let rows: &[(usize, &str, &str, Option<&str>)] = &[
+        (0, "user", "bob", None),
+        (0, "a_1", "x y", None),
+        (0, "User", "bob", Some("ERR syntax: META name 'User' must be [a-z][a-z0-9_]{0,31} and not a keyword")),
+        (0, "cost", "1", Some("ERR syntax: META name 'cost' must be [a-z][a-z0-9_]{0,31} and not a keyword")),
+        (0, "1a", "1", Some("ERR syntax: META name '1a' must be [a-z][a-z0-9_]{0,31} and not a keyword")),
+        (1, "m0", "again", Some("ERR syntax: META name 'm0' given twice")),
+        (0, "user", "a\tb", Some("ERR syntax: META value must be text without control characters")),
+        (0, "user", "", Some("ERR syntax: META value must be text without control characters")),
+        (0, "user", &long, Some("ERR limit: a META value is longer than 256 bytes")),
+        (15, "user", "x", None),
+        (16, "user", "x", Some("ERR limit: at most 16 META pairs")),
+    ];
+    for (have, name, value, want) in rows {
+        let mut meta: Meta = (0..*have).map(|i| (format!("m{i}"), "v".to_string())).collect();
+        let got = add(&mut meta, name, value).err().map(|e| e.to_string());
+        assert_eq!(got.as_deref(), *want, "{have} {name}");
+        assert_eq!(meta.len(), have + usize::from(want.is_none()));
+    }
+}
+
+#[test]
+fn meta_goes_with_the_hold_to_holds_and_its_expired_event_and_to_disallowed_events() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    let meta = || Some(Box::new(vec![("user".to_string(), "bob".to_string()), ("job".to_string(), "7".to_string())]));
+    let mut req = reserve(&["p1"], "3");
+    req.meta = meta();
+    req.id = Some("r1".into());
+    req.ttl_ms = 1000;
+    t.reserve(req, 0, &l).unwrap();
+    assert_eq!(t.holds_view_at("", 10, 0)[0].meta.as_ref(), meta().as_deref());
+    // A duplicate ignores its META: the first answer wins.
+    let mut again = reserve(&["p1"], "3");
+    again.id = Some("r1".into());
+    again.meta = Some(Box::new(vec![("user".into(), "eve".into())]));
+    assert!(t.reserve(again, 1, &l).unwrap().duplicate);
+    assert_eq!(t.holds_view_at("", 10, 0)[0].meta.as_ref(), meta().as_deref());
+    t.expire(2000, &l);
+    let expired = t.events.back().unwrap();
+    assert_eq!(expired.kind, events::EventKind::Expired);
+    assert_eq!(expired.meta, meta());
+    // A charge access rules refuse carries its META to each disallowed event.
+    t.add_rule("", access::Rule::Allow, access::Entry { service: "x".into(), model: None }, 0, &l).unwrap();
+    let mut c = charge(&["p1"], "1", false);
+    c.meta = meta();
+    assert!(t.charge(c, 2000, &l).unwrap().allowed);
+    let disallowed = t.events.back().unwrap();
+    assert_eq!(disallowed.kind, events::EventKind::Disallowed);
+    assert_eq!(disallowed.meta, meta());
+}
