@@ -314,8 +314,12 @@ def verify(args):
             continue
         if e["id"] in revoked:
             check(e["id"] not in live, f"revoked grant {e['id']} stays revoked")
-            res = as_map(r.execute_command("QUOTA.REVOKE", key, "/", "budget", e["id"]))
-            check(res["removed"] == "0", f"revoking {e['id']} again removes nothing ({res})")
+            # Not with --ledger: whether a repeated REVOKE, which removes
+            # nothing, writes a ledger entry is not settled by the design
+            # (both backends write one with 0 today).
+            if not args.ledger:
+                res = as_map(r.execute_command("QUOTA.REVOKE", key, "/", "budget", e["id"]))
+                check(res["removed"] == "0", f"revoking {e['id']} again removes nothing ({res})")
             continue
         g = live.get(e["id"])
         check(g is not None and g["amount"] == str(e["amount"]) and g["remaining"] == str(e["amount"])
