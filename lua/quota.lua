@@ -6846,11 +6846,12 @@ do
 
     -- QUOTA.ARCHIVE (on true) / QUOTA.RESTORE (false): the node's own
     -- flag; 1 when it changed, else 0.
-    -- Rust twin: Tree::archive (src/engine/labels.rs)
+    -- A missing key has no path, not even the root.
+    -- Rust twin: Tree::set_archived (src/engine/labels.rs), flag_command (src/module/commands/labels.rs)
     local function archive_set(ctx, path, on)
-        local node = find(ctx, path)
+        local node = ctx.exists and find(ctx, path)
         if not node then
-            OPS.not_found_path(path)
+            fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
         end
         local lb = node.lb
         if (lb and lb.arch or false) == on then
@@ -6867,8 +6868,8 @@ do
     -- The refusal of a request whose reach (`nodes`, root first) holds an
     -- archived node: one check per node itself archived, and the first
     -- one's sentence; nil when none is (at once on a tree without labels).
-    -- Rust twin: Tree::archived_checks (src/engine/labels.rs)
-    local function archive_refusal(ctx, nodes)
+    -- Rust twin: Tree::judge_archived (src/engine/labels.rs)
+    local function archive_judge(ctx, nodes)
         if not ctx.meta.rec then
             return nil
         end
@@ -6942,8 +6943,8 @@ do
     end
 
     -- The children of `path` a filtered TREE shows, by name.
-    -- Rust twin: Tree::shown_children (src/engine/view.rs)
-    local function tree_kids(ctx, path)
+    -- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::mark_tagged (src/engine/view.rs)
+    local function label_tree_filter(ctx, path)
         local kids = children_of(ctx, path, 0, -1)
         load_nodes(ctx, kids)
         local out = {}
@@ -6967,35 +6968,60 @@ do
     -- ----- META --------------------------------------------------------------
     local MAX_META, META_VALUE_MAX = 16, 256
 
-    -- `META name value [name value ...]` after the META keyword, up to the
-    -- next keyword of the request (`words`): the pairs flat, in order.
-    -- Rust twin: parse_meta (src/module/commands/reserve.rs)
-    local function meta_parse(args, words)
-        local out, seen = {}, {}
-        while not args:is_done() and not keyword(args:peek(), words) do
-            local name = args:next_str("a META name")
-            if #name > 32 or not sfind(name, "^[a-z][a-z0-9_]*$") or KEYWORDS[name] then
-                fail(sformat("ERR syntax: META name '%s' must be [a-z][a-z0-9_]{0,31} and not a keyword", clip(name)))
-            end
-            if args:is_done() then
-                fail("ERR syntax: META needs name value pairs")
-            end
-            local value = args:next_str("a META value")
-            if seen[name] then
+    -- A META name: the metric name rule ([a-z][a-z0-9_]{0,31}, never a
+    -- keyword).
+    -- Rust twin: check_name (src/engine/meta.rs)
+    local function meta_check_name(name)
+        if #name > 32 or not sfind(name, "^[a-z][a-z0-9_]*$") or KEYWORDS[name] then
+            fail(sformat("ERR syntax: META name '%s' must be [a-z][a-z0-9_]{0,31} and not a keyword", clip(name)))
+        end
+    end
+
+    -- A META value: 1-256 bytes of UTF-8 without control characters.
+    -- Rust twin: check_value (src/engine/meta.rs)
+    local function meta_check_value(value)
+        if #value > META_VALUE_MAX then
+            fail(sformat("ERR limit: a META value is longer than %d bytes", META_VALUE_MAX))
+        end
+        if value == "" or sfind(value, "[%z\1-\31\127]") or not valid_utf8(value) then
+            fail("ERR syntax: META value must be text without control characters")
+        end
+    end
+
+    -- One pair added to `out` (flat), checked: name, not given twice,
+    -- value, at most 16 pairs.
+    -- Rust twin: add (src/engine/meta.rs)
+    local function meta_add(out, name, value)
+        meta_check_name(name)
+        for i = 1, #out, 2 do
+            if out[i] == name then
                 fail(sformat("ERR syntax: META name '%s' given twice", name))
             end
-            seen[name] = true
-            if #value > META_VALUE_MAX then
-                fail(sformat("ERR limit: a META value is longer than %d bytes", META_VALUE_MAX))
+        end
+        meta_check_value(value)
+        if #out >= 2 * MAX_META then
+            fail(sformat("ERR limit: at most %d META pairs", MAX_META))
+        end
+        out[#out + 1] = name
+        out[#out + 1] = value
+    end
+
+    -- `META name value [name value ...]` after the META keyword: pairs while
+    -- the next word is not a keyword of the request (`words`); a name's
+    -- value is the word after it, which may not be one either. The pairs
+    -- flat, in order.
+    -- Rust twin: parse_meta (src/module/commands/reserve.rs)
+    local function meta_parse(args, words)
+        local out = {}
+        while not args:is_done() and not keyword(args:peek(), words) do
+            local name = args:next_str("a META name")
+            meta_check_name(name)
+            local value = args:peek()
+            if value == nil or keyword(value, words) then
+                fail("ERR syntax: META needs name value pairs")
             end
-            if value == "" or sfind(value, "[%z\1-\31\127]") or not valid_utf8(value) then
-                fail("ERR syntax: META value must be text without control characters")
-            end
-            if #out >= 2 * MAX_META then
-                fail(sformat("ERR limit: at most %d META pairs", MAX_META))
-            end
-            out[#out + 1] = name
-            out[#out + 1] = value
+            args.pos = args.pos + 1
+            meta_add(out, name, value)
         end
         if #out == 0 then
             fail("ERR syntax: META needs name value pairs")
@@ -7014,10 +7040,11 @@ do
 
     REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
         label_parse_note
-    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_refusal = label_load, label_set, archive_set,
-        archive_refusal
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_load, label_set, archive_set,
+        archive_judge
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
-    REC.tree_kids, REC.has_tag = tree_kids, has_tag
+    REC.meta_check_name, REC.meta_check_value, REC.meta_add = meta_check_name, meta_check_value, meta_add
+    REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
 end
 -- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
@@ -7121,7 +7148,7 @@ local function finish(ctx, id, now)
             touch(ctx, path)
         end
     end
-    hold.lines = {}
+    hold.lines, hold.meta = {}, nil
     -- A hold settled item by item is only asked about again by repeats,
     -- answered from its outcomes; an expired one keeps its paths and costs
     -- for a late commit.
@@ -7132,7 +7159,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
-        hold.paths, hold.service, hold.model, hold.meta = {}, nil, nil, nil
+        hold.paths, hold.service, hold.model = {}, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
             for _, item in ipairs(hold.items) do
@@ -7540,7 +7567,7 @@ function HOLDS.plan_reserve(ctx, req)
     -- An archived node in the reach refuses first, then access rules (each
     -- only on a tree that has had one).
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             return total, r, nil, 0, 0, false, refusals, why
         end
@@ -7769,9 +7796,11 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
         hold.items[i].state = "committed"
     end
     if ctx.ledger then
+        -- (The META of a live hold: a late commit's entry has none, as the
+        -- module's, whose finished holds keep no META.)
         REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
             service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
-            late = plan.expired, meta = hold.meta })
+            late = plan.expired, meta = live and hold.meta or nil })
     end
     if item then
         hold.items[indices[1]].outcome = outcome
@@ -7894,7 +7923,7 @@ function HOLDS.charge(ctx, req)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
     -- An archived node in the reach refuses the charge, CHECK or not.
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             PLAN.unmake(ctx, made)
             return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,
@@ -8582,8 +8611,8 @@ function OPS.view(ctx, path, depth, budget, with_children)
     local children, more = {}, 0
     if depth > 0 and ctx.filtered then
         -- TREE ... TAG t, or a tree with archived nodes: the children shown
-        -- (REC.tree_kids); more counts those the budget left out.
-        local kids = REC.tree_kids(ctx, path)
+        -- (REC.label_tree_filter); more counts those the budget left out.
+        local kids = REC.label_tree_filter(ctx, path)
         for i, kid in ipairs(kids) do
             if budget[1] == 0 then
                 more = #kids - i + 1
@@ -8938,7 +8967,7 @@ do
     -- A write on a tree with the ledger on checks its key first: missing or
     -- a stream, else nothing changes (a caller not allowed the key gets
     -- NOPERM here, also before anything changes).
-    -- Rust twin: check_ledger_key (src/module/commands/ledger.rs)
+    -- Rust twin: check (src/module/ledger.rs)
     local function ledger_check(ctx)
         local t = redis.call("TYPE", ctx.lkey)
         t = type(t) == "table" and t.ok or t
@@ -8947,16 +8976,14 @@ do
         end
     end
 
-    -- Appends an entry (flush writes it). e = {type, time, id, paths
-    -- (canonical), service, model, item (0-based), policy, amounts (packed
-    -- costs: metric, text, ...), late, disallowed, meta (flat pairs)};
-    -- fields in the order of SPEC §9, amounts by metric name.
+    -- An entry's fields, flat, in their order: type, time, id, paths,
+    -- service, model, item, policy, amount:<metric> (name order), late,
+    -- disallowed, meta:<name> (in the order given), each optional one left
+    -- out when absent. e = {type, time, id, paths (canonical), service,
+    -- model, item (0-based), policy, amounts (packed costs: metric, text,
+    -- ...), late, disallowed, meta (flat pairs)}.
     -- Rust twin: LedgerEntry::fields (src/engine/ledger.rs)
-    local function ledger_add(ctx, e)
-        local out = ctx.ledger
-        if not out then
-            return
-        end
+    local function ledger_fields(e)
         local f = { "type", e.type, "time", sformat("%.0f", e.time) }
         local function put(name, value)
             f[#f + 1] = name
@@ -9004,10 +9031,20 @@ do
                 put("meta:" .. meta[i], meta[i + 1])
             end
         end
-        out[#out + 1] = f
+        return f
     end
 
-    -- Writes the entries collected (flush).
+    -- Collects an entry when the ledger is on (flush writes it).
+    -- Rust twin: Tree::ledger_push (src/engine/ledger.rs)
+    local function ledger_add(ctx, e)
+        local out = ctx.ledger
+        if out then
+            out[#out + 1] = ledger_fields(e)
+        end
+    end
+
+    -- Writes the entries collected (flush), each with XADD MAXLEN ~.
+    -- Rust twin: write (src/module/ledger.rs)
     local function ledger_write(ctx)
         local len = sformat("%.0f", ctx.limits.ledger_len)
         for _, f in ipairs(ctx.ledger) do
@@ -9018,6 +9055,7 @@ do
 
     REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
         ledger_write
+    REC.ledger_fields = ledger_fields
 end
 -- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply
@@ -9547,7 +9585,7 @@ function CMD.cmd_label(ctx, args)
         if kw == "NOTE" then
             o.note_given, o.note = true, REC.label_parse_note(args:next_str("a text after NOTE"))
         else
-            o.tags = REC.label_parse_tags(args:next_str("tags after TAGS"))
+            o.tags = REC.label_parse_tags(args:next_str("a list after TAGS"))
         end
     end
     if not (seen.NOTE or seen.TAGS) then
@@ -9961,8 +9999,8 @@ local FUNCTIONS = {
     { "quota_extend", { "allow-oom", "allow-cross-slot-keys" } }, { "quota_charge", { "allow-cross-slot-keys" } },
     { "quota_allow", { "allow-cross-slot-keys" } }, { "quota_deny", { "allow-cross-slot-keys" } },
     { "quota_access", { "allow-oom", "allow-cross-slot-keys" } },
-    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-cross-slot-keys" } },
-    { "quota_restore", { "allow-cross-slot-keys" } },
+    { "quota_label", { "allow-cross-slot-keys" } }, { "quota_archive", { "allow-oom", "allow-cross-slot-keys" } },
+    { "quota_restore", { "allow-oom", "allow-cross-slot-keys" } },
     { "quota_get", { "no-writes", "allow-cross-slot-keys" } }, { "quota_tree", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_holds", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },

@@ -3,9 +3,9 @@
 an older library wrote.
 
   python3 tests/lua_layout.py                   the upgrade test (make test-lua)
-  python3 tests/lua_layout.py --write v1|v3|v4|v5 [--file LIB]
+  python3 tests/lua_layout.py --write v1|v3|v4|v5|v6 [--file LIB]
                                                 writes tests/fixtures/lua_layout_v1.json
-                                                (or _v3, _v4, _v5) from LIB (default: the library
+                                                (or _v3, _v4, _v5, _v6) from LIB (default: the library
                                                 quota-load embeds)
 
 --write builds a tree with the library it is given (holds, a multi-item hold
@@ -46,6 +46,11 @@ without rules or INFLIGHT is stored byte for byte as 1.4.0
 (tests/fixtures/quota-1.4.0.lua) stores it and that 1.4.0 refuses layout 5
 unchanged. Checks of the fixtures before 1.5.0 are compared without the
 `kind` "policy" that 1.5.0 adds (without_kind).
+
+lua_layout_v6.json was written by library 1.6.0 (layout 6: labels, archive
+and META) from BUILD_V6; test_records_layout checks that a tree without them
+is stored byte for byte as 1.5.0 (tests/fixtures/quota-1.5.0.lua) stores it
+and that 1.5.0 refuses layout 6 unchanged.
 
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
@@ -350,11 +355,64 @@ WRITES_V5 = [
     ["QUOTA.CHARGE", B5, "PATH", "members/u1", "COST", "requests", "5"],
 ]
 
+# lua_layout_v6.json: written by library 1.6.0 (layout 6: labels, archive,
+# META) with
+#     python3 tests/lua_layout.py --write v6 --file lua/quota.lua
+# A tree with a note and tags at a project, tags on two members, an
+# archived project with a hold placed before it was archived, live holds
+# with META (one committed item by item, one left to expire), a CHARGE
+# with META and ID, a refused reservation on the archived path; and a tree
+# whose only labels were cleared (it stays in layout 6). Its reads must
+# reply exactly as recorded and change nothing; its writes reply as
+# recorded and keep layout 6.
+L6, M6 = "{acme}l", "{acme}m"
+BUILD_V6 = [
+    (0, ["QUOTA.SET", L6, "/", "budget", "METRIC", "credits", "LIMIT", "100", "WINDOW", "month"]),
+    (0, ["QUOTA.LABEL", L6, "projects/p1", "NOTE", "search team \"beta\"", "TAGS", "team:search,prod"]),
+    (0, ["QUOTA.LABEL", L6, "projects/p1/members/u1", "TAGS", "prod"]),
+    (0, ["QUOTA.LABEL", L6, "projects/p2/members/u9", "TAGS", "staging"]),
+    (1000, ["QUOTA.RESERVE", L6, "PATH", "projects/p2/members/u9", "ID", "r-1", "TTL", "604800000",
+            "META", "user", "u9", "feature", "chat", "COST", "credits", "2"]),
+    (0, ["QUOTA.RESERVE", L6, "PATH", "projects/p1/members/u1", "ID", "r-2", "TTL", "604800000", "SERVICE",
+         "openai", "META", "request", "req-\u00e9", "COST", "credits", "1", "COST", "credits", "3"]),
+    (0, ["QUOTA.RESERVE", L6, "PATH", "projects/p1", "ID", "r-3", "TTL", "1000", "META", "user", "u1",
+         "COST", "credits", "1"]),
+    (0, ["QUOTA.COMMIT", L6, "r-2", "ITEM", "0"]),
+    (0, ["QUOTA.ARCHIVE", L6, "projects/p2"]),
+    (0, ["QUOTA.RESERVE", L6, "PATH", "projects/p2/members/u9", "COST", "credits", "1"]),
+    (1000, ["QUOTA.CHARGE", L6, "PATH", "projects/p1", "ID", "c-1", "META", "user", "u1", "COST", "credits", "4"]),
+    (1000, ["QUOTA.LABEL", M6, "a", "NOTE", "temporary"]),
+    (0, ["QUOTA.LABEL", M6, "a", "NOTE", ""]),
+]
+READS_V6 = [
+    ["QUOTA.GET", L6, "projects/p1"],
+    ["QUOTA.GET", L6, "projects/p2"],
+    ["QUOTA.TREE", L6, "/", "FORMAT", "JSON"],
+    ["QUOTA.TREE", L6, "/", "ARCHIVED"],
+    ["QUOTA.TREE", L6, "/", "TAG", "prod"],
+    ["QUOTA.TREE", L6, "projects", "TAG", "staging", "ARCHIVED"],
+    ["QUOTA.EVENTS", L6],
+    ["QUOTA.HOLDS", L6, "/"],
+    ["QUOTA.GET", M6, "a"],
+]
+WRITES_V6 = [
+    ["QUOTA.CHARGE", L6, "PATH", "projects/p1", "ID", "c-1", "META", "user", "other", "COST", "credits", "4"],
+    ["QUOTA.RESERVE", L6, "PATH", "projects/p2/members/u9", "COST", "credits", "1"],
+    ["QUOTA.CHARGE", L6, "PATH", "projects/p2", "COST", "credits", "1"],
+    ["QUOTA.COMMIT", L6, "r-1", "COST", "credits", "1.5"],
+    ["QUOTA.COMMIT", L6, "r-2", "ITEM", "1", "COST", "credits", "2"],
+    ["QUOTA.RESTORE", L6, "projects/p2"],
+    ["QUOTA.RESERVE", L6, "PATH", "projects/p2/members/u9", "META", "user", "u9", "COST", "credits", "1"],
+    ["QUOTA.LABEL", L6, "projects/p1", "TAGS", ""],
+    ["QUOTA.RESERVE", M6, "PATH", "a", "COST", "credits", "1"],
+]
+
 FIXTURE_SPECS = {
     "v1": {"tree": TREE, "build": BUILD, "reads": READS, "writes": WRITES},
     "v3": {"tree": P3, "trees": [P3, G3, N3, B3], "build": BUILD_V3, "reads": READS_V3, "writes": WRITES_V3},
     "v4": {"tree": W4, "trees": [W4, Q4], "build": BUILD_V4, "reads": READS_V4, "writes": WRITES_V4},
     "v5": {"tree": A5, "trees": [A5, B5], "build": BUILD_V5, "reads": READS_V5, "writes": WRITES_V5},
+    "v6": {"tree": L6, "trees": [L6, M6], "build": BUILD_V6, "reads": READS_V6, "writes": WRITES_V6},
 }
 
 
@@ -1006,6 +1064,70 @@ def test_access_layout():
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
+def test_records_layout():
+    """Since 1.6.0 a tree that has had labels, an archived node or a hold
+    with META is stored in layout 6; every other tree is stored as 1.5.0
+    stores it, byte for byte. Library 1.5.0 refuses a layout-6 tree with
+    ERR layout and leaves it as it is."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    old_dir = tempfile.mkdtemp(prefix="quota-layout-")
+    server, old = Server(workdir), Server(old_dir)
+    try:
+        server.load()
+        old.load(os.path.join(FIXTURES, "quota-1.5.0.lua"), downgrade=True)
+        r, o = server.r, old.r
+        same = [
+            ["QUOTA.SET", "n", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "day", "ROLLOVER", "30"],
+            ["QUOTA.SET", "n", "a", "r", "METRIC", "credits", "LIMIT", "5", "WINDOW", "rolling", "1h", "SERVICE", "s"],
+            ["QUOTA.SET", "n", "a/b", "w", "METRIC", "credits", "LIMIT", "5", "LOW", "1"],
+            ["QUOTA.GRANT", "n", "a/b", "w", "3", "ID", "g1"],
+            ["QUOTA.ALLOW", "n", "a", "SERVICE", "s"],
+            ["QUOTA.CHARGE", "n", "PATH", "a/b", "ID", "c1", "SERVICE", "s", "MODEL", "m", "COST", "credits", "12"],
+            ["QUOTA.RESERVE", "n", "PATH", "a", "ID", "h1", "SERVICE", "s", "COST", "credits", "1"],
+            ["QUOTA.RESERVE", "n", "PATH", "a", "ID", "h2", "TTL", "1000", "SERVICE", "s", "COST", "credits", "1"],
+            ["QUOTA.COMMIT", "n", "h1", "COST", "credits", "2"],
+            ["QUOTA.RESET", "n", "/", "c"],
+        ]
+        for target in (r, o):
+            clock(target, T0)
+            for command in same:
+                run(target, command)
+            clock(target, T0 + 3 * DAY)
+            run(target, ["QUOTA.CHARGE", "n", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"])
+        check(dump_keys(r) == dump_keys(o), "a tree without labels, archive or META is stored as 1.5.0 stores it, "
+              "byte for byte")
+        check(meta_version(r, "n") == 5, "a tree with rules and without labels stays in layout 5")
+        clock(r, T0)
+        check(run(r, ["QUOTA.LABEL", "x", "a", "TAGS", "t"]) is not None, "a tag is given")
+        check(meta_version(r, "x") == 6, "a tree with labels is in layout 6")
+        run(r, ["QUOTA.LABEL", "x", "a", "TAGS", ""])
+        run(r, ["QUOTA.CHARGE", "x", "PATH", "/", "COST", "credits", "1"])
+        check(meta_version(r, "x") == 6, "a tree that had labels stays in layout 6")
+        run(r, ["QUOTA.SET", "v", "/", "c", "METRIC", "credits", "LIMIT", "10"])
+        check(run(r, ["QUOTA.ARCHIVE", "v", "/"]) == 1, "the root is archived")
+        check(meta_version(r, "v") == 6, "a tree with an archived node is in layout 6")
+        run(r, ["QUOTA.RESERVE", "h", "PATH", "a", "META", "user", "u1", "COST", "credits", "1"])
+        check(meta_version(r, "h") == 6, "a tree with a hold with META is in layout 6")
+        run(r, ["QUOTA.ALLOW", "y", "/", "SERVICE", "s"])
+        run(r, ["QUOTA.LABEL", "y", "/", "NOTE", "n"])
+        check(meta_version(r, "y") == 6, "a tree with rules and labels is in layout 6")
+        got = run(r, ["QUOTA.RESERVE", "y", "PATH", "a", "COST", "credits", "1"])
+        check(json.dumps(got).count('"access"') >= 1, f"and its rules still judge ({json.dumps(got)[:300]})")
+        server.load(os.path.join(FIXTURES, "quota-1.5.0.lua"), downgrade=True)
+        before = dump_keys(r)
+        for tree in ("x", "v", "h", "y"):
+            for command in (["QUOTA.GET", tree, "/"], ["QUOTA.CHARGE", tree, "PATH", "/", "COST", "credits", "1"]):
+                got = run(r, command)
+                ok = isinstance(got, dict) and got.get("error", "").startswith("layout:") and "layout 6," in got["error"]
+                check(ok, f"library 1.5.0 refuses a layout-6 tree: {' '.join(command)} -> {got}")
+        check(dump_keys(r) == before, "library 1.5.0 leaves layout-6 trees unchanged")
+    finally:
+        server.stop()
+        old.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
 # Stored rules a library never writes, as Lua code on the node's decoded
 # record `t` (t[5] = {allow, deny}, each a sorted list of {service, model or
 # false}): each must be refused with ERR layout, never read as other rules
@@ -1093,6 +1215,8 @@ def main():
     test_grants_fixture("v4")
     test_access_layout()
     test_grants_fixture("v5", layout=5)
+    test_records_layout()
+    test_grants_fixture("v6", layout=6)
     test_corrupt_rules()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)

@@ -76,13 +76,21 @@ what both servers publish on quota:events:* (the `disallowed` event's JSON
 among them), channel by channel. A run on a library from before 1.5.0
 (--upgrade-from, --flip-with) sends none of ALLOW, DENY, ACCESS or INFLIGHT
 and compares check maps without `kind`; the general generator sends them too.
+`--focus records` (RecordsGen) aims at META, the ledger, labels and archive
+(1.6.0): LABEL, ARCHIVE/RESTORE around holds placed before, META on RESERVE
+and CHARGE, TREE with TAG and ARCHIVED, HOLDS and EVENTS with `meta`, GRANT,
+REVOKE and RESET; both backends run with ledger_len (100000 unless --set
+gives one), and every 25 ops and at the end each tree's ledger stream is
+compared entry by entry (fields, not ids); not in a run with --upgrade-from
+or --flip-with, whose older library has no ledger.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans|grants|access] [--set NAME=VALUE ...] [--behind P] [--replica]
+                                [--focus holds|plans|grants|access|records] [--set NAME=VALUE ...] [--behind P]
+                                [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants] [--collate] [--pubsub]
 
@@ -368,6 +376,20 @@ def access_command(cmd):
     if name == "QUOTA.PLAN":
         return any(isinstance(a, str) and "inflight" in a.lower() for a in cmd)
     return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() == "INFLIGHT" for a in cmd)
+
+
+def records_command(cmd):
+    """LABEL, ARCHIVE, RESTORE, META on a request, TREE with TAG or
+    ARCHIVED: what a run does not send to a library from before them (a
+    tree with labels, an archived node or a hold with META is layout 6,
+    which 1.5.0 refuses)."""
+    name = text(cmd[0]).upper()
+    if name in ("QUOTA.LABEL", "QUOTA.ARCHIVE", "QUOTA.RESTORE"):
+        return True
+    words = [text(a).upper() for a in cmd[2:]]
+    if name in ("QUOTA.RESERVE", "QUOTA.CHARGE"):
+        return "META" in words
+    return name == "QUOTA.TREE" and ("TAG" in words or (words and words[-1] == "ARCHIVED"))
 
 
 def text(arg):
@@ -1776,6 +1798,185 @@ class AccessGen(FocusGen):
         return None
 
 
+class RecordsGen(AccessGen):
+    """`--focus records`: META, the ledger, labels and archive (SPEC §9-§10, 1.6.0).
+
+    AccessGen's paths, policies, rules and requests, with: QUOTA.LABEL (NOTE
+    and TAGS alone or together, `""` clearing either, tags repeated, unsorted,
+    bad, too many; NOTE too long or with control characters; neither, twice,
+    unknown words; new paths), QUOTA.ARCHIVE and QUOTA.RESTORE (missing keys
+    and paths, the root, an archived ancestor), holds placed before an
+    archive and then committed, released, extended and expired; RESERVE and
+    CHARGE with META pairs (names and values good and bad, repeated, 16 and
+    17 pairs, non-ASCII and quoted values, META twice) on archived and live
+    paths; TREE with TAG and ARCHIVED (with DEPTH, COUNT, FORMAT json, a
+    path); GRANT, REVOKE and RESET (ledger entries); HOLDS and EVENTS (the
+    `meta` of holds and `expired`/`disallowed` events). The run gives both
+    backends ledger_len (100000 unless --set gives one) and every 25 ops,
+    and at the end, compares each tree's ledger stream entry by entry
+    (fields, not ids).
+    """
+
+    TAGS = ["prod", "staging", "team:a", "@ops", "x.y", "team-b"]
+    NOTES = ["billing for acme", "é ü 中", 'say "hi" \\ back', "n"]
+    META_NAMES = ["user", "req", "feature", "u_2", "z9"]
+    META_VALUES = ["u1", "u2", "req-7", "é-ü", 'q"uote\\x', "chat feature", "x" * 256]
+
+    def __init__(self, rng, start_ms):
+        super().__init__(rng, start_ms)
+        self.grant_ids = {}
+
+    def c_label(self, tree):
+        r = self.rng
+        opts = []
+        if r.random() < 0.6:
+            x = r.random()
+            note = self.pick(self.NOTES) if x < 0.75 else "" if x < 0.9 else \
+                self.pick(["x" * 257, "x" * 256, "a\tb", "a\nb", "\x7f"])
+            opts.append([self.kw("NOTE"), note])
+        if r.random() < 0.6 or not opts:
+            x = r.random()
+            if x < 0.65:
+                tags = ",".join(r.sample(self.TAGS, r.randint(1, 3)) + (["prod"] if r.random() < 0.2 else []))
+            elif x < 0.8:
+                tags = ""
+            elif x < 0.9:
+                tags = ",".join(f"t{i}" for i in range(r.choice([16, 17, 18])))
+            else:
+                tags = self.pick(["a,,b", ",", "bad tag", ".", "..", "x" * 65, "x" * 64, "é", "a/b", "a,"])
+            opts.append([self.kw("TAGS"), tags])
+        if r.random() < 0.04:
+            opts.append(self.pick([["NOTE", "again"], ["TAGS", "a"], ["EXTRA"], ["NOTE"], ["ARCHIVED"]]))
+        if r.random() < 0.03:
+            opts = []
+        r.shuffle(opts)
+        return ["QUOTA.LABEL", tree, self.rule_path()] + [a for o in opts for a in o]
+
+    def c_archive(self, tree):
+        name = self.pick(["QUOTA.ARCHIVE", "QUOTA.ARCHIVE", "QUOTA.RESTORE"])
+        path = self.pick(self.FPATHS + ["p3", "p1/u9"]) if self.chance(0.95) else self.pick(["", "a b"])
+        out = [name, tree, path]
+        if self.chance(0.03):
+            out.append("x")
+        return out
+
+    def meta(self):
+        r = self.rng
+        x = r.random()
+        if x < 0.85:
+            n = r.choice([1, 1, 2, 3])
+            names = r.sample(self.META_NAMES, n)
+            out = ["META"]
+            for name in names:
+                out += [name, self.pick(self.META_VALUES)]
+            return out
+        if x < 0.9:
+            n = r.choice([16, 17])
+            out = ["META"]
+            for i in range(n):
+                out += [f"k{i}", "v"]
+            return out
+        return self.pick([["META"], ["META", "user"], ["META", "User", "x"], ["META", "1a", "x"],
+                          ["META", "x" * 33, "v"], ["META", "user", ""], ["META", "user", "a\tb"],
+                          ["META", "user", "x" * 257], ["META", "user", "a", "user", "b"],
+                          ["META", "user", "a", "META", "req", "b"], ["META", "metric", "x"],
+                          ["META", "user", "é"]])
+
+    def with_meta(self, cmd):
+        if self.chance(0.6):
+            return cmd[:2] + self.meta() + cmd[2:]
+        return cmd
+
+    def c_reserve(self, tree):
+        return self.with_meta(super().c_reserve(tree))
+
+    def c_charge(self, tree):
+        return self.with_meta(super().c_charge(tree))
+
+    def c_grant(self, tree):
+        out = ["QUOTA.GRANT", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES),
+               self.pick(["1", "5", "2.5", "0", "x"])]
+        if self.chance(0.5):
+            out += ["ID", self.pick(["g1", "g2", "g3"])]
+        if self.chance(0.2):
+            out += ["FOR", self.pick(["1s", "60s"])]
+        return out
+
+    def c_revoke(self, tree):
+        return ["QUOTA.REVOKE", tree, self.pick(self.FPATHS), self.pick(self.APOLICIES),
+                self.pick(["g1", "g2", "g3", "nope"])]
+
+    def c_tree(self, tree):
+        r = self.rng
+        out = ["QUOTA.TREE", tree]
+        if r.random() < 0.3:
+            out.append(self.pick(self.FPATHS + ["p3"]))
+        opts = []
+        if r.random() < 0.5:
+            opts.append(["TAG", self.pick(self.TAGS) if r.random() < 0.9 else self.pick(["bad tag", "", "x" * 65])])
+        if r.random() < 0.2:
+            opts.append(["DEPTH", self.pick(["0", "1", "2"])])
+        if r.random() < 0.2:
+            opts.append(["COUNT", self.pick(["1", "2", "3", "5"])])
+        if r.random() < 0.4:
+            opts.append(["FORMAT", "json"])
+        r.shuffle(opts)
+        out += [a for o in opts for a in o]
+        if r.random() < 0.4:
+            out.append(self.kw("ARCHIVED"))
+        return out
+
+    def c_read(self, tree):
+        return getattr(self, "c_" + self.pick(["get", "get", "tree", "tree", "holds", "events"]))(tree)
+
+    WEIGHTS = [
+        ("label", 8), ("archive", 5), ("rule", 3), ("set", 6), ("unset", 0.5), ("grant", 2), ("revoke", 1),
+        ("reset", 1), ("history", 0.3), ("delpath", 0.5), ("reserve", 20), ("commit", 8), ("release", 4),
+        ("extend", 2), ("charge", 10), ("read", 12), ("clock", 10), ("del", 0.1),
+    ]
+
+
+def ledger_key(tree):
+    """The ledger of a tree key (the hash-tag rule of usage.md §3)."""
+    open_ = tree.find("{")
+    if open_ >= 0:
+        close = tree.find("}", open_ + 1)
+        if close > open_ + 1:
+            return tree + ":ledger"
+    return "{" + tree + "}:ledger"
+
+
+def ledgers_differ(mod, lua, label, trimmed=False):
+    """Each tree's ledger on both servers, entry by entry (fields, not
+    ids): the number of trees whose ledgers differ, each printed. When
+    `trimmed` (a small ledger_len), only the newest entries both kept:
+    XADD MAXLEN ~ trims whole stream nodes, whose size in bytes depends on
+    the ids, which differ between the servers."""
+    bad = 0
+    for tree in TREES:
+        key = ledger_key(tree)
+        got = []
+        for client in (mod, lua):
+            try:
+                got.append([[text(x) for x in fields] if isinstance(fields, list) else
+                            [text(x) for kv in fields.items() for x in kv]
+                            for _, fields in client.xrange(key, "-", "+")])
+            except redis.ResponseError as e:
+                got.append(str(e))
+        if trimmed and isinstance(got[0], list) and isinstance(got[1], list):
+            n = min(len(got[0]), len(got[1]))
+            got = [got[0][len(got[0]) - n:], got[1][len(got[1]) - n:]]
+        if got[0] != got[1]:
+            bad += 1
+            m, l = got
+            first = next((i for i, (a, b) in enumerate(zip(m, l)) if a != b), min(len(m), len(l))) \
+                if isinstance(m, list) and isinstance(l, list) else 0
+            print(f"LEDGER MISMATCH {label} {key}: {len(m)} entries (module) vs {len(l)} (lua); "
+                  f"first difference at entry {first}:\n  module: {m[first] if first < len(m) else None}\n"
+                  f"  lua:    {l[first] if first < len(l) else None}", flush=True)
+    return bad
+
+
 def show(v, limit=6000):
     text = json.dumps(v, sort_keys=True, indent=1, default=repr) if not isinstance(v, str) else repr(v)
     return text if len(text) <= limit else text[:limit] + " ..."
@@ -2112,11 +2313,12 @@ def main():
     ap.add_argument("--collate", action="store_true",
                     help="the Lua server runs under en_US.UTF-8 (built by localedef when missing), whose string "
                          "collation is not bytewise: orderings the library makes with Lua's < would differ")
-    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access"],
+    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access", "records"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
                          "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
                          "with expiry, priority and ids, their draws and ends (GrantGen); access: access rules "
-                         "and in-flight limits judged on reservations and charges (AccessGen)")
+                         "and in-flight limits judged on reservations and charges (AccessGen); records: META, "
+                         "labels, archive and the ledger, compared entry by entry (RecordsGen)")
     args = ap.parse_args()
     if args.pubsub and args.behind:
         # the write --behind makes through SWAPDB runs on the library's test
@@ -2129,7 +2331,13 @@ def main():
     start_ms = int(start.timestamp()) * 1000
     gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else \
         GrantGen(rng, start_ms) if args.focus == "grants" else AccessGen(rng, start_ms) if args.focus == "access" \
-        else Gen(rng)
+        else RecordsGen(rng, start_ms) if args.focus == "records" else Gen(rng)
+    # (A run that starts on or flips to an older library has no ledger on
+    # its Lua side then: it compares no ledgers.)
+    ledgers = args.focus == "records" and not (args.upgrade_from or args.flip_with)
+    if ledgers and not any(kv.startswith("ledger_len=") for kv in args.set):
+        args.set.append("ledger_len=100000")
+    trimmed = any(kv.startswith("ledger_len=") and int(kv.split("=", 1)[1] or 0) < 100000 for kv in args.set)
     workdir = tempfile.mkdtemp(prefix="lua_parity_")
     procs = []
     mismatches = 0
@@ -2170,6 +2378,7 @@ def main():
         older = args.upgrade_from or args.flip_with or ""
         no_grants = bool(older) and "1.4." not in os.path.basename(older)
         no_access = bool(older)
+        no_records = bool(older)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -2202,6 +2411,7 @@ def main():
                 older_library = False
                 no_grants = bool(args.flip_with) and "1.4." not in os.path.basename(args.flip_with)
                 no_access = bool(args.flip_with)
+                no_records = bool(args.flip_with)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
             if args.flip_with and i > 0 and i % args.flip_every == 0:
                 old = (i // args.flip_every) % 2 == 1
@@ -2214,10 +2424,17 @@ def main():
             if isinstance(gen, GrantGen):
                 gen.no_grants = no_grants
             cmd = gen.command()
-            if no_grants and grant_command(cmd) or no_access and access_command(cmd):
+            if no_grants and grant_command(cmd) or no_access and access_command(cmd) or \
+                    no_records and records_command(cmd):
                 cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 and cmd[0] != "QUOTA.PLAN" else TREES[0], "/"]
             reply = both(cmd, i)
             gen.saw(cmd, reply)
+            if ledgers and i % 25 == 24:
+                # A write on each tree stores the expiries due, whose
+                # entries the module's timer may have written already.
+                for t in TREES:
+                    both(["QUOTA.EXTEND", t, "settle", "1000"], i)
+                mismatches += ledgers_differ(mod, lua, f"seed={args.seed} op={i} after {cmd}", trimmed)
             if args.focus == "access":
                 bad = gen.broken(cmd, reply)
                 if bad:
@@ -2248,6 +2465,10 @@ def main():
                   f"{len(published[0].channels)} channels ({kinds(published[1])})", flush=True)
         # the clocks agree at the end
         both(["QUOTA.DEBUG", "CLOCK", "GET"], args.ops)
+        if ledgers:
+            for t in TREES:
+                both(["QUOTA.EXTEND", t, "settle", "1000"], args.ops)
+            mismatches += ledgers_differ(mod, lua, f"seed={args.seed} at the end", trimmed)
         if replica is not None:
             mismatches += copies_differ(workdir, "lua", lua, replica, procs, [])
             mismatches += copies_differ(workdir, "module", mod, mod_replica, procs, module_args)

@@ -128,11 +128,12 @@ do
 
     -- QUOTA.ARCHIVE (on true) / QUOTA.RESTORE (false): the node's own
     -- flag; 1 when it changed, else 0.
-    -- Rust twin: Tree::archive (src/engine/labels.rs)
+    -- A missing key has no path, not even the root.
+    -- Rust twin: Tree::set_archived (src/engine/labels.rs), flag_command (src/module/commands/labels.rs)
     local function archive_set(ctx, path, on)
-        local node = find(ctx, path)
+        local node = ctx.exists and find(ctx, path)
         if not node then
-            OPS.not_found_path(path)
+            fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
         end
         local lb = node.lb
         if (lb and lb.arch or false) == on then
@@ -149,8 +150,8 @@ do
     -- The refusal of a request whose reach (`nodes`, root first) holds an
     -- archived node: one check per node itself archived, and the first
     -- one's sentence; nil when none is (at once on a tree without labels).
-    -- Rust twin: Tree::archived_checks (src/engine/labels.rs)
-    local function archive_refusal(ctx, nodes)
+    -- Rust twin: Tree::judge_archived (src/engine/labels.rs)
+    local function archive_judge(ctx, nodes)
         if not ctx.meta.rec then
             return nil
         end
@@ -224,8 +225,8 @@ do
     end
 
     -- The children of `path` a filtered TREE shows, by name.
-    -- Rust twin: Tree::shown_children (src/engine/view.rs)
-    local function tree_kids(ctx, path)
+    -- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::mark_tagged (src/engine/view.rs)
+    local function label_tree_filter(ctx, path)
         local kids = children_of(ctx, path, 0, -1)
         load_nodes(ctx, kids)
         local out = {}
@@ -249,35 +250,60 @@ do
     -- ----- META --------------------------------------------------------------
     local MAX_META, META_VALUE_MAX = 16, 256
 
-    -- `META name value [name value ...]` after the META keyword, up to the
-    -- next keyword of the request (`words`): the pairs flat, in order.
-    -- Rust twin: parse_meta (src/module/commands/reserve.rs)
-    local function meta_parse(args, words)
-        local out, seen = {}, {}
-        while not args:is_done() and not keyword(args:peek(), words) do
-            local name = args:next_str("a META name")
-            if #name > 32 or not sfind(name, "^[a-z][a-z0-9_]*$") or KEYWORDS[name] then
-                fail(sformat("ERR syntax: META name '%s' must be [a-z][a-z0-9_]{0,31} and not a keyword", clip(name)))
-            end
-            if args:is_done() then
-                fail("ERR syntax: META needs name value pairs")
-            end
-            local value = args:next_str("a META value")
-            if seen[name] then
+    -- A META name: the metric name rule ([a-z][a-z0-9_]{0,31}, never a
+    -- keyword).
+    -- Rust twin: check_name (src/engine/meta.rs)
+    local function meta_check_name(name)
+        if #name > 32 or not sfind(name, "^[a-z][a-z0-9_]*$") or KEYWORDS[name] then
+            fail(sformat("ERR syntax: META name '%s' must be [a-z][a-z0-9_]{0,31} and not a keyword", clip(name)))
+        end
+    end
+
+    -- A META value: 1-256 bytes of UTF-8 without control characters.
+    -- Rust twin: check_value (src/engine/meta.rs)
+    local function meta_check_value(value)
+        if #value > META_VALUE_MAX then
+            fail(sformat("ERR limit: a META value is longer than %d bytes", META_VALUE_MAX))
+        end
+        if value == "" or sfind(value, "[%z\1-\31\127]") or not valid_utf8(value) then
+            fail("ERR syntax: META value must be text without control characters")
+        end
+    end
+
+    -- One pair added to `out` (flat), checked: name, not given twice,
+    -- value, at most 16 pairs.
+    -- Rust twin: add (src/engine/meta.rs)
+    local function meta_add(out, name, value)
+        meta_check_name(name)
+        for i = 1, #out, 2 do
+            if out[i] == name then
                 fail(sformat("ERR syntax: META name '%s' given twice", name))
             end
-            seen[name] = true
-            if #value > META_VALUE_MAX then
-                fail(sformat("ERR limit: a META value is longer than %d bytes", META_VALUE_MAX))
+        end
+        meta_check_value(value)
+        if #out >= 2 * MAX_META then
+            fail(sformat("ERR limit: at most %d META pairs", MAX_META))
+        end
+        out[#out + 1] = name
+        out[#out + 1] = value
+    end
+
+    -- `META name value [name value ...]` after the META keyword: pairs while
+    -- the next word is not a keyword of the request (`words`); a name's
+    -- value is the word after it, which may not be one either. The pairs
+    -- flat, in order.
+    -- Rust twin: parse_meta (src/module/commands/reserve.rs)
+    local function meta_parse(args, words)
+        local out = {}
+        while not args:is_done() and not keyword(args:peek(), words) do
+            local name = args:next_str("a META name")
+            meta_check_name(name)
+            local value = args:peek()
+            if value == nil or keyword(value, words) then
+                fail("ERR syntax: META needs name value pairs")
             end
-            if value == "" or sfind(value, "[%z\1-\31\127]") or not valid_utf8(value) then
-                fail("ERR syntax: META value must be text without control characters")
-            end
-            if #out >= 2 * MAX_META then
-                fail(sformat("ERR limit: at most %d META pairs", MAX_META))
-            end
-            out[#out + 1] = name
-            out[#out + 1] = value
+            args.pos = args.pos + 1
+            meta_add(out, name, value)
         end
         if #out == 0 then
             fail("ERR syntax: META needs name value pairs")
@@ -296,8 +322,9 @@ do
 
     REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
         label_parse_note
-    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_refusal = label_load, label_set, archive_set,
-        archive_refusal
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_load, label_set, archive_set,
+        archive_judge
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
-    REC.tree_kids, REC.has_tag = tree_kids, has_tag
+    REC.meta_check_name, REC.meta_check_value, REC.meta_add = meta_check_name, meta_check_value, meta_add
+    REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
 end

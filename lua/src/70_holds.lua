@@ -100,7 +100,7 @@ local function finish(ctx, id, now)
             touch(ctx, path)
         end
     end
-    hold.lines = {}
+    hold.lines, hold.meta = {}, nil
     -- A hold settled item by item is only asked about again by repeats,
     -- answered from its outcomes; an expired one keeps its paths and costs
     -- for a late commit.
@@ -111,7 +111,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
-        hold.paths, hold.service, hold.model, hold.meta = {}, nil, nil, nil
+        hold.paths, hold.service, hold.model = {}, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
             for _, item in ipairs(hold.items) do
@@ -519,7 +519,7 @@ function HOLDS.plan_reserve(ctx, req)
     -- An archived node in the reach refuses first, then access rules (each
     -- only on a tree that has had one).
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             return total, r, nil, 0, 0, false, refusals, why
         end
@@ -748,9 +748,11 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
         hold.items[i].state = "committed"
     end
     if ctx.ledger then
+        -- (The META of a live hold: a late commit's entry has none, as the
+        -- module's, whose finished holds keep no META.)
         REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
             service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
-            late = plan.expired, meta = hold.meta })
+            late = plan.expired, meta = live and hold.meta or nil })
     end
     if item then
         hold.items[indices[1]].outcome = outcome
@@ -873,7 +875,7 @@ function HOLDS.charge(ctx, req)
     local r = reach(ctx, req.set, metrics_of(req.cost), true)
     -- An archived node in the reach refuses the charge, CHECK or not.
     if ctx.meta.rec then
-        local refusals, why = REC.archive_refusal(ctx, r.nodes)
+        local refusals, why = REC.archive_judge(ctx, r.nodes)
         if refusals then
             PLAN.unmake(ctx, made)
             return { allowed = false, charged = {}, checks = refusals, denied = ACCESS.labels(refusals), message = why,

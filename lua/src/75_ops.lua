@@ -523,8 +523,8 @@ function OPS.view(ctx, path, depth, budget, with_children)
     local children, more = {}, 0
     if depth > 0 and ctx.filtered then
         -- TREE ... TAG t, or a tree with archived nodes: the children shown
-        -- (REC.tree_kids); more counts those the budget left out.
-        local kids = REC.tree_kids(ctx, path)
+        -- (REC.label_tree_filter); more counts those the budget left out.
+        local kids = REC.label_tree_filter(ctx, path)
         for i, kid in ipairs(kids) do
             if budget[1] == 0 then
                 more = #kids - i + 1

@@ -29,7 +29,7 @@ do
     -- A write on a tree with the ledger on checks its key first: missing or
     -- a stream, else nothing changes (a caller not allowed the key gets
     -- NOPERM here, also before anything changes).
-    -- Rust twin: check_ledger_key (src/module/commands/ledger.rs)
+    -- Rust twin: check (src/module/ledger.rs)
     local function ledger_check(ctx)
         local t = redis.call("TYPE", ctx.lkey)
         t = type(t) == "table" and t.ok or t
@@ -38,16 +38,14 @@ do
         end
     end
 
-    -- Appends an entry (flush writes it). e = {type, time, id, paths
-    -- (canonical), service, model, item (0-based), policy, amounts (packed
-    -- costs: metric, text, ...), late, disallowed, meta (flat pairs)};
-    -- fields in the order of SPEC §9, amounts by metric name.
+    -- An entry's fields, flat, in their order: type, time, id, paths,
+    -- service, model, item, policy, amount:<metric> (name order), late,
+    -- disallowed, meta:<name> (in the order given), each optional one left
+    -- out when absent. e = {type, time, id, paths (canonical), service,
+    -- model, item (0-based), policy, amounts (packed costs: metric, text,
+    -- ...), late, disallowed, meta (flat pairs)}.
     -- Rust twin: LedgerEntry::fields (src/engine/ledger.rs)
-    local function ledger_add(ctx, e)
-        local out = ctx.ledger
-        if not out then
-            return
-        end
+    local function ledger_fields(e)
         local f = { "type", e.type, "time", sformat("%.0f", e.time) }
         local function put(name, value)
             f[#f + 1] = name
@@ -95,10 +93,20 @@ do
                 put("meta:" .. meta[i], meta[i + 1])
             end
         end
-        out[#out + 1] = f
+        return f
     end
 
-    -- Writes the entries collected (flush).
+    -- Collects an entry when the ledger is on (flush writes it).
+    -- Rust twin: Tree::ledger_push (src/engine/ledger.rs)
+    local function ledger_add(ctx, e)
+        local out = ctx.ledger
+        if out then
+            out[#out + 1] = ledger_fields(e)
+        end
+    end
+
+    -- Writes the entries collected (flush), each with XADD MAXLEN ~.
+    -- Rust twin: write (src/module/ledger.rs)
     local function ledger_write(ctx)
         local len = sformat("%.0f", ctx.limits.ledger_len)
         for _, f in ipairs(ctx.ledger) do
@@ -109,4 +117,5 @@ do
 
     REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
         ledger_write
+    REC.ledger_fields = ledger_fields
 end

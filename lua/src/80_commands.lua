@@ -526,7 +526,7 @@ function CMD.cmd_label(ctx, args)
         if kw == "NOTE" then
             o.note_given, o.note = true, REC.label_parse_note(args:next_str("a text after NOTE"))
         else
-            o.tags = REC.label_parse_tags(args:next_str("tags after TAGS"))
+            o.tags = REC.label_parse_tags(args:next_str("a list after TAGS"))
         end
     end
     if not (seen.NOTE or seen.TAGS) then
