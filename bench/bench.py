@@ -32,7 +32,14 @@ Every row is printed as × INCRBY, × the naive script and × the ceiling
 it measures scale on both backends (reserve throughput with 10 to 100k paths and 0 to 1M
 live holds; on the module, a plan-following tree among 10k trees following its plan
 and 1,000 plans), memory per path with one policy on both backends, and RDB
-save and load time of a 100k-path tree.
+save and load time of a 100k-path tree. Last, usage over time (SPEC §9):
+memory per tree with 10 and 1,000 active paths (children of the root), each
+charged by 5 models (SERVICE chat MODEL m0..m4, COST credits 1 requests 1)
+once a day for 90 days and every hour of the last 48 (the test clock), which
+fills every bucket the default retention keeps; with the defaults, with
+smaller settings, and with usage off; and reserve + commit, CHARGE and
+RESERVE BRIEF with usage on and off (CONFIG SET quota.usage_hours 0,
+quota.usage_days 0) on the benchmark tree.
 
     python3 bench/bench.py [--quick]
 
@@ -525,11 +532,148 @@ def lua_memory(count):
         server.stop()
 
 
+USAGE_SCRIPT = """
+for i = 0, tonumber(ARGV[1]) - 1 do
+  for m = 0, 4 do
+    redis.call(ARGV[2], KEYS[1], 'PATH', 'p' .. i, 'SERVICE', 'chat', 'MODEL', 'm' .. m,
+               'COST', 'credits', '1', 'requests', '1')
+  end
+end
+return 1
+"""
+
+# (usage_hours, usage_days, usage_series): the defaults, then smaller ones.
+USAGE_SETTINGS = [(48, 90, 32), (24, 35, 32), (0, 35, 32), (0, 0, 32)]
+
+
+def fill_usage(r, key, paths, charge):
+    """90 days of usage on `paths` paths × 5 models: one charge per day, then
+    one per hour of the last 48 hours (what retention keeps at most)."""
+    sha = r.script_load(USAGE_SCRIPT)
+    day, hour = 86_400_000, 3_600_000
+    start = 1_768_435_200_000
+    for d in range(90):
+        r.execute_command("QUOTA.DEBUG", "CLOCK", "SET", start + d * day + 12 * hour)
+        r.evalsha(sha, 1, key, paths, charge)
+    for h in range(48):
+        r.execute_command("QUOTA.DEBUG", "CLOCK", "SET", start + 90 * day + h * hour)
+        r.evalsha(sha, 1, key, paths, charge)
+
+
+def usage_memory(paths_counts):
+    """Memory per tree (MEMORY USAGE, used_memory) under each setting."""
+    rows = []
+    for hours, days, series in USAGE_SETTINGS:
+        server = Server("TEST_CLOCK", "yes", "USAGE_HOURS", str(hours), "USAGE_DAYS", str(days),
+                        "USAGE_SERIES", str(series))
+        try:
+            r = server.r
+            for paths in paths_counts:
+                key = f"u{paths}"
+                before = r.info("memory")["used_memory"]
+                fill_usage(r, key, paths, "QUOTA.CHARGE")
+                used = r.info("memory")["used_memory"] - before
+                rows.append(((hours, days, series), paths, r.memory_usage(key), used))
+        finally:
+            server.stop()
+    return rows
+
+
+def lua_usage_memory(paths_counts):
+    """The same trees on the Lua library (default settings): used_memory,
+    which counts the tree key and its companions, the usage hash included."""
+    server = Server(modules=False)
+    try:
+        r = server.r
+        with open(LIBRARY) as f:
+            text = f.read().replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1)
+        r.execute_command("FUNCTION", "LOAD", "REPLACE", text)
+        names = {f["library_name"]: [g["name"] for g in f["functions"]] for f in r.function_list()}
+        if "quota_usage" not in sum(names.values(), []):
+            print("- Lua library: skipped (this library has no quota_usage)")
+            return
+        day, hour = 86_400_000, 3_600_000
+        start = 1_768_435_200_000
+        for paths in paths_counts:
+            key = f"lu{paths}"
+            before = r.info("memory")["used_memory"]
+            times = [start + d * day + 12 * hour for d in range(90)] + [start + 90 * day + h * hour for h in range(48)]
+            for t in times:
+                r.execute_command("FCALL", "quota_debug", 0, "CLOCK", "SET", t)
+                p = r.pipeline(transaction=False)
+                for i in range(paths):
+                    for m in range(5):
+                        p.execute_command("FCALL", "quota_charge", 1, key, "PATH", f"p{i}", "SERVICE", "chat",
+                                          "MODEL", f"m{m}", "COST", "credits", "1", "requests", "1")
+                p.execute()
+            used = r.info("memory")["used_memory"] - before
+            print(f"- Lua library, defaults, {paths:,} paths: {used:,} B used_memory per tree "
+                  f"({used / paths:,.0f} B per active path)")
+    finally:
+        server.stop()
+
+
+def usage_rows(args):
+    print("\n### Usage over time (SPEC §9)\n")
+    try:
+        probe = Server("TEST_CLOCK", "yes")
+        try:
+            probe.r.execute_command("QUOTA.USAGE", "probe", "/")
+        finally:
+            probe.stop()
+    except (redis.ResponseError, RuntimeError) as e:
+        print(f"- skipped: this build has no QUOTA.USAGE ({e})")
+        return
+    paths_counts = (10, 1000)
+    rows = usage_memory(paths_counts)
+    print("Trees of N active paths (children of the root), each charged by 5 models "
+          "(credits and requests) once a day for 90 days and every hour of the last 48.\n")
+    print("| usage_hours, usage_days, usage_series | paths | MEMORY USAGE | used_memory | per active path |")
+    print("|---|---:|---:|---:|---:|")
+    for settings, paths, reported, used in rows:
+        print(f"| {', '.join(map(str, settings))} | {paths:,} | {reported:,} B | {used:,} B "
+              f"| {used / paths:,.0f} B |")
+    off = {paths: used for settings, paths, _, used in rows if settings[:2] == (0, 0)}
+    for settings, paths, _, used in rows:
+        if settings[:2] != (0, 0):
+            cells = (paths + 1) * 5 * 2 * (settings[0] + settings[1])
+            print(f"- {settings}, {paths:,} paths: usage costs {(used - off[paths]) / 1024:,.0f} KiB per tree, "
+                  f"{(used - off[paths]) / cells:.1f} B per stored (bucket, series, metric) cell")
+    lua_usage_memory(paths_counts if not args.quick else (10,))
+    server = Server()
+    try:
+        r = server.r
+        build_tree(r)
+        pair = r.script_load(PAIR_LUA)
+        commands = [
+            ("reserve + commit (Lua driver)", ["EVALSHA", pair, "1", "t", PATH]),
+            ("QUOTA.CHARGE CHECK BRIEF", ["QUOTA.CHARGE", "t", "PATH", PATH, "CHECK", "BRIEF", "SERVICE", "chat",
+                                          "MODEL", "m1", "COST", "credits", "1", "requests", "1"]),
+            ("QUOTA.RESERVE BRIEF", ["QUOTA.RESERVE", "t", "PATH", PATH, "TTL", "60000", "BRIEF", "COST", "credits",
+                                     "1", "requests", "1"]),
+        ]
+        results = {}
+        for state, hours, days in (("on", 48, 90), ("off", 0, 0), ("on again", 48, 90)):
+            r.config_set("quota.usage_hours", hours)
+            r.config_set("quota.usage_days", days)
+            for name, command in commands:
+                results[(name, state)] = benchmark(server.port, command, 16, args.requests, args.runs)[0]
+        print("\n| command (-P 16) | usage on req/s | usage off req/s | on / off |")
+        print("|---|---:|---:|---:|")
+        for name, _ in commands:
+            on = max(results[(name, "on")], results[(name, "on again")])
+            off_rps = results[(name, "off")]
+            print(f"| {name} | {on:,.0f} | {off_rps:,.0f} | {on / off_rps:.2f} |")
+    finally:
+        server.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer requests and one run, for a smoke test")
+    parser.add_argument("--only-usage", action="store_true", help="only the usage over time rows")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.runs = 20_000, 1
@@ -538,6 +682,9 @@ def main():
               file=sys.stderr)
         return 2
     print(f"# quota benchmark ({os.cpu_count()} cores, redis-benchmark -c 50 -n {args.requests})")
+    if args.only_usage:
+        usage_rows(args)
+        return 0
     server = Server()
     try:
         table = throughput_table(server, args)
@@ -546,6 +693,7 @@ def main():
     scale(args)
     lua_scale(args)
     memory = memory_and_rdb(args)
+    usage_rows(args)
     rps = {name: table[(name, 16)][0] for name, _ in table if _ == 16}
     lua = rps["Lua script (4 levels)"]
     p50 = {name: table[(name, 1)][1] for name, _ in table if _ == 1}

@@ -27,6 +27,10 @@
 # of 5 entries at /, QUOTA.ALLOW of 20 at search, an INFLIGHT requests policy
 # on search/qr/canary) and SERVICE chat MODEL m7 (which passes them) to the
 # standard set's quota commands; compare with a run without ACCESS.
+# The standard set ends with QUOTA.COMMIT: N holds are placed first (RESERVE
+# … ID cI, not counted), then committed, each once (redis-py pipelines).
+# QUOTA_ARGS adds module arguments (QUOTA_ARGS='USAGE_HOURS 0 USAGE_DAYS 0'
+# profiles with usage over time off; compare with a run with the defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}; shift || true
@@ -44,6 +48,7 @@ else
     "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 BRIEF ${REQ[*]} ${COST[*]}"
     "QUOTA.CHARGE t ${PATH_ARGS[*]} CHECK BRIEF ${REQ[*]} ${COST[*]}"
     "QUOTA.RESERVE t ${PATH_ARGS[*]} TTL 600000 ${REQ[*]} ${COST[*]}"
+    "QUOTA.COMMIT t cI"
   )
 fi
 CEILING=${QUOTA_CEILING:-$PWD/target/release/libquota_ceiling.so}
@@ -52,7 +57,7 @@ MODULE=${QUOTA_MODULE:-$PWD/target/release/libquota.so}
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OUT=$(mktemp -d)
 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" \
-  redis-server --port "$PORT" --save '' --loadmodule "$MODULE" TEST_CLOCK yes MAX_HOLDS 10000000 \
+  redis-server --port "$PORT" --save '' --loadmodule "$MODULE" TEST_CLOCK yes MAX_HOLDS 10000000 ${QUOTA_ARGS:-} \
   --loadmodule "$CEILING" > "$OUT/log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
@@ -104,9 +109,36 @@ fi
 i=0
 for command in "${COMMANDS[@]}"; do
   i=$((i + 1))
-  callgrind_control --zero "$SERVER" >/dev/null 2>&1
-  # shellcheck disable=SC2086 # the command is words
-  redis-benchmark -p "$PORT" -c 4 -n "$N" -P 16 $command >/dev/null 2>&1
+  if [ "$command" = "QUOTA.COMMIT t cI" ]; then
+    # Each hold committed once: place N of them first (not counted).
+    python3 - "$PORT" "$N" "reserve" "${PATH_ARGS[@]}" "${REQ[@]}" "${COST[@]}" <<'PY'
+import sys
+import redis
+port, n, verb, rest = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+r = redis.Redis(port=port)
+for start in range(0, n, 1000):
+    p = r.pipeline(transaction=False)
+    for i in range(start, min(start + 1000, n)):
+        p.execute_command("QUOTA.RESERVE", "t", *rest[:2], "TTL", "600000", "ID", f"c{i}", "BRIEF", *rest[2:])
+    p.execute()
+PY
+    callgrind_control --zero "$SERVER" >/dev/null 2>&1
+    python3 - "$PORT" "$N" <<'PY'
+import sys
+import redis
+port, n = int(sys.argv[1]), int(sys.argv[2])
+r = redis.Redis(port=port)
+for start in range(0, n, 16):
+    p = r.pipeline(transaction=False)
+    for i in range(start, min(start + 16, n)):
+        p.execute_command("QUOTA.COMMIT", "t", f"c{i}")
+    p.execute()
+PY
+  else
+    callgrind_control --zero "$SERVER" >/dev/null 2>&1
+    # shellcheck disable=SC2086 # the command is words
+    redis-benchmark -p "$PORT" -c 4 -n "$N" -P 16 $command >/dev/null 2>&1
+  fi
   callgrind_control --dump="command $i" "$SERVER" >/dev/null 2>&1
 done
 redis-cli -p "$PORT" SHUTDOWN NOSAVE >/dev/null 2>&1 || true

@@ -39,6 +39,9 @@ pub enum Setting {
     MaxDepth,
     MaxItems,
     EventsLen,
+    UsageHours,
+    UsageDays,
+    UsageSeries,
     LedgerLen,
 }
 
@@ -88,6 +91,16 @@ pub const SETTINGS: &[SettingSpec] = &[
     ),
     setting(Setting::MaxItems, "max_items", 1000, 1, 10_000, "items per reservation"),
     setting(Setting::EventsLen, "events_len", 1000, 1, 100_000, "events kept per tree"),
+    setting(Setting::UsageHours, "usage_hours", 48, 0, 720, "hourly usage buckets kept per path (0: none)"),
+    setting(Setting::UsageDays, "usage_days", 90, 0, 400, "daily usage buckets kept per path (0: none)"),
+    setting(
+        Setting::UsageSeries,
+        "usage_series",
+        32,
+        1,
+        crate::usage::MAX_SERIES as u64,
+        "service/model series per path in usage",
+    ),
     setting(Setting::LedgerLen, "ledger_len", 0, 0, 10_000_000, "ledger stream entries kept per tree (0: no ledger)"),
 ];
 
@@ -112,6 +125,7 @@ impl Limits {
     /// engine limit: the command layer applies it.
     pub fn from_settings(value: impl Fn(Setting) -> u64) -> Limits {
         let size = |s| usize::try_from(value(s)).unwrap_or(usize::MAX);
+        let small = |s| u32::try_from(value(s)).unwrap_or(u32::MAX);
         Limits {
             max_paths: size(Setting::MaxPaths),
             max_policies: size(Setting::MaxPolicies),
@@ -120,8 +134,16 @@ impl Limits {
             tombstone_ttl_ms: value(Setting::TombstoneTtl),
             events_len: size(Setting::EventsLen),
             max_depth: size(Setting::MaxDepth),
+            usage_hours: small(Setting::UsageHours),
+            usage_days: small(Setting::UsageDays),
+            usage_series: small(Setting::UsageSeries),
             ledger: value(Setting::LedgerLen) > 0,
         }
+    }
+
+    /// The settings that shape usage.
+    pub fn usage(&self) -> crate::usage::UsageSettings {
+        crate::usage::UsageSettings { hours: self.usage_hours, days: self.usage_days, series: self.usage_series }
     }
 }
 
@@ -277,6 +299,7 @@ pub const COMMANDS: &[Command] = &[
     command("QUOTA.HISTORY", "readonly", Key::Reads, "read", "quota_history"),
     command("QUOTA.EVENTS", "readonly", Key::Reads, "read", "quota_events"),
     command("QUOTA.GRANTS", "readonly", Key::Reads, "read", "quota_grants"),
+    command("QUOTA.USAGE", "readonly", Key::Reads, "read", "quota_usage"),
     internal("QUOTA.REPLAY", "write", Key::Writes, "write dangerous"),
     internal("QUOTA.LOADTREE", "write", Key::Replaces, "write dangerous"),
     command("QUOTA.ESTIMATE", "readonly", Key::None, "read", "quota_estimate"),
@@ -364,6 +387,7 @@ pub const FUNCTIONS: &[Function] = &[
     function("quota_history", READ_CROSS_SLOT, 1),
     function("quota_events", READ_CROSS_SLOT, 1),
     function("quota_grants", READ_CROSS_SLOT, 1),
+    function("quota_usage", READ_CROSS_SLOT, 1),
     function("quota_price", &[], 0),
     function("quota_price_ro", NO_WRITES, 0),
     function("quota_plan", &[], 0),

@@ -20,7 +20,9 @@
 //!   in `policy/periods.rs` its *periods* (roll, rollover, history,
 //!   reset), in `policy/grants.rs` its *grants* (draw-down, expiry,
 //!   `LOW`, remembered ids); [`thresholds`]: *warning thresholds*; [`window`]: calendar
-//!   and rolling *windows*; [`events`]: what a tree reports.
+//!   and rolling *windows*; [`events`]: what a tree reports;
+//!   [`usage`]: *usage* over time (hourly and daily *buckets* per
+//!   *series*) and what `QUOTA.USAGE` reads of it.
 //! - [`access`]: *access rules* (allow and deny lists of services and
 //!   models) and how a request is judged by them.
 //! - [`amount`]: exact decimals; [`names`]: paths, metrics and names;
@@ -57,6 +59,7 @@ mod short;
 pub mod sync;
 pub mod thresholds;
 pub mod tree;
+pub mod usage;
 pub mod view;
 pub mod window;
 
@@ -80,6 +83,8 @@ mod tests_plan_json;
 mod tests_plans;
 #[cfg(test)]
 mod tests_support;
+#[cfg(test)]
+mod tests_usage;
 
 pub use error::{Error, Result};
 pub use hold::{BatchMode, ChargeRequest, Expiry, ReserveRequest};

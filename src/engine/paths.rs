@@ -54,6 +54,9 @@ pub struct Node {
     /// The node's access rules (SPEC §8); `None` for a node without any,
     /// which is most of them.
     pub access: Option<Box<crate::access::Access>>,
+    /// The node's usage over time (SPEC §9, `usage`); `None` for a node
+    /// that never spent (or while usage is off).
+    pub usage: Option<Box<crate::usage::Usage>>,
     /// The node's note, tags and archived flag (SPEC §10); `None` for a
     /// node without any, which is most of them.
     pub labels: Option<Box<crate::labels::Labels>>,
@@ -76,6 +79,7 @@ impl Node {
             policies: Box::default(),
             spent: Box::default(),
             access: None,
+            usage: None,
             labels: None,
         }
     }

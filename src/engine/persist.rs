@@ -57,7 +57,13 @@ use std::sync::Arc;
 /// policies are `INFLIGHT`, the access checks of remembered charge
 /// answers and the fields of `disallowed` events. A tree with none of
 /// these writes version 3's bytes and one byte (`None`).
-pub const ENCODING_VERSION: i32 = 4;
+///
+/// Version 5 (usage over time and labels, SPEC §9–§10): version 4's
+/// bytes, then an option of [`UsagePart`] (each node's usage buckets),
+/// then an option of the labels part (written `None`, one 0 byte, until
+/// labels are stored). A tree with neither writes version 4's bytes and
+/// two 0 bytes.
+pub const ENCODING_VERSION: i32 = 5;
 
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
@@ -173,6 +179,7 @@ impl NodeV1 {
             policies,
             spent: self.spent,
             access: None,
+            usage: None,
         }
     }
 }
@@ -422,6 +429,39 @@ impl AccessPart {
     }
 }
 
+/// What version 5 adds after the access part: (arena slot, its usage)
+/// of each node that has usage, validated by `restore`.
+#[derive(Serialize, Deserialize, Default, PartialEq, Eq)]
+struct UsagePart {
+    nodes: Vec<(u32, crate::usage::Usage)>,
+}
+
+impl UsagePart {
+    fn of(tree: &Tree) -> Option<UsagePart> {
+        let nodes: Vec<(u32, crate::usage::Usage)> = tree
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, node)| Some((slot as u32, (**node.as_ref()?.usage.as_ref()?).clone())))
+            .collect();
+        (!nodes.is_empty()).then_some(UsagePart { nodes })
+    }
+
+    fn apply(self, parts: &mut Parts) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("an empty usage part".into());
+        }
+        for (slot, usage) in self.nodes {
+            let node = parts.nodes.get_mut(slot as usize).and_then(Option::as_mut).ok_or("usage of a missing node")?;
+            if node.usage.is_some() {
+                return Err("usage of a node stored twice".into());
+            }
+            node.usage = Some(Box::new(usage));
+        }
+        Ok(())
+    }
+}
+
 /// Stored draws name valid paths, policies and grants, with amounts in range.
 fn validate_drawn(side: &DrawnSide) -> Result<(), String> {
     for draw in side.iter().flat_map(|(_, draws)| draws) {
@@ -512,6 +552,10 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(grants, config()).unwrap_or_default());
     let access = AccessPart::of(tree, &data.done);
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(access, config()).unwrap_or_default());
+    let usage = UsagePart::of(tree);
+    bytes.extend_from_slice(&bincode::serde::encode_to_vec(usage, config()).unwrap_or_default());
+    // The labels part: none stored yet (an `Option` written `None`).
+    bytes.push(0);
     bytes
 }
 
@@ -604,6 +648,19 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
             _ => bincode::serde::decode_from_slice(rest, config())
                 .map_err(|e| format!("undecodable access rules: {e}"))?,
         };
+        let rest = &rest[last..];
+        let (usage, last): (Option<UsagePart>, usize) = match version {
+            ..=4 => (None, 0),
+            _ => bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable usage: {e}"))?,
+        };
+        let rest = &rest[last..];
+        let (labels, last): (Option<()>, usize) = match version {
+            ..=4 => (None, 0),
+            _ => bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable labels: {e}"))?,
+        };
+        if labels.is_some() {
+            return Err("stored labels, which this module does not read".into());
+        }
         if last != rest.len() {
             return Err(format!("{} trailing bytes after the tree", rest.len() - last));
         }
@@ -619,6 +676,9 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
                 return Err("an empty access part".into());
             }
             access.apply(&mut parts)?;
+        }
+        if let Some(usage) = usage {
+            usage.apply(&mut parts)?;
         }
     } else if version >= 2 && !rest.is_empty() {
         let (part, more): (PlanPart, usize) =
@@ -960,10 +1020,13 @@ mod tests {
         let bytes = include_bytes!("../../tests/fixtures/tree-v3.bin");
         let tree = decode(bytes, 3).unwrap();
         assert_eq!(without_v4_fields(&grants_text(&tree)), include_str!("../../tests/fixtures/tree-v3.txt"));
-        assert_eq!(encode(&tree), as_v4(bytes));
+        assert_eq!(encode(&tree), crate::tests_support::as_v5(&as_v4(bytes)));
         tree.check_invariants().unwrap();
         // The fixture is what the builder makes now.
-        assert_eq!(encode(&grants_tree()), as_v4(bytes));
+        assert_eq!(
+            encode(&crate::tests_support::without_usage(grants_tree())),
+            crate::tests_support::as_v5(&as_v4(bytes))
+        );
         // Corrupt grant parts are errors or valid trees, never panics.
         for i in 0..bytes.len() {
             let mut b = bytes.to_vec();

@@ -34,7 +34,7 @@ use crate::window::{ROLLING_BUCKETS_KEPT, ROLLING_MAX_MS, ROLLING_MIN_MS, Unit, 
 
 /// Largest time (Unix ms) or counter accepted from disk: 2^53, some 285,000
 /// years, so that no arithmetic on a stored value can wrap.
-pub(crate) const MAX_TIME: u64 = 1 << 53;
+pub const MAX_TIME: u64 = 1 << 53;
 
 /// Most events a stored log may hold (the largest `events_len`).
 const MAX_EVENTS: usize = 100_000;
@@ -83,6 +83,8 @@ pub struct StoredNode {
     pub spent: Costs,
     /// Encoding 4: the node's access rules (None when it has none).
     pub access: Option<Box<Access>>,
+    /// Encoding 5: the node's usage buckets (None when it has none).
+    pub usage: Option<Box<crate::usage::Usage>>,
 }
 
 /// A policy as stored: its configuration as `QUOTA.SET` gives it, then
@@ -165,6 +167,7 @@ impl Tree {
             node.policies = stored.policies.into_iter().map(StoredPolicy::into_policy).collect();
             node.spent = stored.spent.into_boxed_slice();
             node.access = stored.access;
+            node.usage = stored.usage;
             self.nodes.push(Some(node));
             if !stored.children.is_empty() {
                 links.push((index as NodeId, stored.children.into_values().collect()));
@@ -327,6 +330,9 @@ fn validate_node(
     }
     if let Some(access) = &node.access {
         validate_access(access).map_err(bad)?;
+    }
+    if let Some(usage) = &node.usage {
+        crate::usage::validate_stored(usage).map_err(|e| bad(&e))?;
     }
     Ok(())
 }
@@ -668,6 +674,7 @@ mod tests {
             policies: vec![policy],
             spent: Costs::new(),
             access: None,
+            usage: None,
         };
         let a = StoredNode {
             path: "a".into(),
@@ -676,6 +683,7 @@ mod tests {
             policies: Vec::new(),
             spent: Costs::new(),
             access: None,
+            usage: None,
         };
         Parts {
             seq: 0,
@@ -733,6 +741,7 @@ mod tests {
                 policies: Vec::new(),
                 spent: Costs::new(),
                 access: None,
+                usage: None,
             })
         }
         type Change = fn(&mut Parts);

@@ -339,26 +339,28 @@ fn rules_inflight_events_and_remembered_access_checks_survive_encode_and_decode(
     assert_eq!(persist::encode(&back), bytes);
     assert_eq!(v4_text(&back), v4_text(&t));
     back.check_invariants().unwrap();
-    // A tree without any of it writes version 3's bytes and one byte.
+    // A tree without any of it writes version 3's bytes and one byte
+    // (then version 5's two).
     let plain = Tree::new();
     let plain_bytes = persist::encode(&plain);
-    assert_eq!(plain_bytes.last(), Some(&0));
-    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 1], 3).is_ok());
+    assert_eq!(plain_bytes[plain_bytes.len() - 3..], [0, 0, 0]);
+    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 3], 3).is_ok());
+    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 2], 4).is_ok());
     // Corrupt payloads are errors or valid trees, never panics.
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 0xFF;
-        if let Ok(t) = persist::decode(&b, 4) {
+        if let Ok(t) = persist::decode(&b, persist::ENCODING_VERSION) {
             t.check_invariants().unwrap();
         }
-        assert!(persist::decode(&bytes[..i], 4).is_err());
+        assert!(persist::decode(&bytes[..i], persist::ENCODING_VERSION).is_err());
     }
 }
 
 #[test]
 fn restore_refuses_rules_and_inflight_policies_no_command_could_make() {
     let good = persist::encode(&v4_tree());
-    let back = persist::decode(&good, 4).unwrap();
+    let back = persist::decode(&good, persist::ENCODING_VERSION).unwrap();
     // Each change to a node's rules, or to an inflight policy, is refused.
     type Change = fn(&mut Tree);
     let changes: [(Change, &str); 6] = [
@@ -398,7 +400,7 @@ fn restore_refuses_rules_and_inflight_policies_no_command_could_make() {
     for (change, why) in changes {
         let mut t = back.clone();
         change(&mut t);
-        let err = persist::decode(&persist::encode(&t), 4).map(|_| ()).unwrap_err();
+        let err = persist::decode(&persist::encode(&t), persist::ENCODING_VERSION).map(|_| ()).unwrap_err();
         assert!(err.contains(why), "{why}: {err}");
     }
     // An INFLIGHT policy with a window.
@@ -409,7 +411,7 @@ fn restore_refuses_rules_and_inflight_policies_no_command_could_make() {
     spec.window = Window::Rolling { duration_ms: 60_000 };
     let generation = node.policies[0].generation;
     node.policies[0] = policy::Policy::new("conc", spec, generation, 0);
-    assert!(persist::decode(&persist::encode(&t), 4).unwrap_err().contains("INFLIGHT"));
+    assert!(persist::decode(&persist::encode(&t), persist::ENCODING_VERSION).unwrap_err().contains("INFLIGHT"));
 }
 
 /// A tree with every part of encoding 4: rules on two nodes, an INFLIGHT
@@ -467,10 +469,10 @@ fn a_version_4_tree_still_loads() {
     let bytes = include_bytes!("../../tests/fixtures/tree-v4.bin");
     let tree = persist::decode(bytes, 4).unwrap();
     assert_eq!(v4_text(&tree), include_str!("../../tests/fixtures/tree-v4.txt"));
-    assert_eq!(persist::encode(&tree), bytes);
+    assert_eq!(persist::encode(&tree), crate::tests_support::as_v5(bytes));
     tree.check_invariants().unwrap();
     // The fixture is what the builder makes now.
-    assert_eq!(persist::encode(&v4_tree()), bytes);
+    assert_eq!(persist::encode(&crate::tests_support::without_usage(v4_tree())), crate::tests_support::as_v5(bytes));
 }
 
 // ----- property tests ----------------------------------------------------

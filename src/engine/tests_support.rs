@@ -28,3 +28,18 @@ pub fn spec(metric: &str, limit: &str) -> PolicySpec {
         inflight: false,
     }
 }
+
+/// The tree without its usage buckets: what encodings before 5 stored
+/// (their fixtures' builders record usage now).
+pub fn without_usage(mut tree: super::tree::Tree) -> super::tree::Tree {
+    for node in tree.nodes.iter_mut().flatten() {
+        node.usage = None;
+    }
+    tree
+}
+
+/// Version 4's bytes as version 5 writes them for a tree without usage
+/// or labels: two more bytes, `None` and `None`.
+pub fn as_v5(bytes: &[u8]) -> Vec<u8> {
+    [bytes, &[0, 0]].concat()
+}

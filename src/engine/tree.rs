@@ -48,6 +48,12 @@ pub struct Limits {
     /// Deepest path that may be created (`max_depth`). Paths that exist are
     /// read and used at any depth, so lowering it never strands them.
     pub max_depth: usize,
+    /// Hourly usage buckets kept (`usage_hours`; 0: none).
+    pub usage_hours: u32,
+    /// Daily usage buckets kept (`usage_days`; 0: none).
+    pub usage_days: u32,
+    /// Series slots per node (`usage_series`).
+    pub usage_series: u32,
     /// Collect ledger entries (`ledger_len` > 0 on a primary; never on a
     /// replay, whose stream entries arrive on their own).
     pub ledger: bool,
@@ -287,6 +293,9 @@ impl Tree {
             bytes += node.path.len().next_multiple_of(16);
             bytes += node.policies.iter().map(|p| size_of::<Policy>() + p.extra_bytes()).sum::<usize>();
             bytes += node.spent.iter().map(|(m, _)| m.len() + size_of::<(String, Decimal)>()).sum::<usize>();
+            if let Some(usage) = &node.usage {
+                bytes += size_of::<crate::usage::Usage>() + usage.extra_bytes();
+            }
             if let Some(access) = &node.access {
                 let entries = access.allow.iter().chain(&access.deny);
                 bytes += size_of::<crate::access::Access>()
@@ -789,8 +798,12 @@ impl Tree {
             }
         }
         self.observe(reach.policies.iter().copied(), now_ms, limits);
+        let settings = limits.usage();
+        let (service, model) = (set.service.as_deref(), set.model.as_deref());
+        // What `spent` took per metric, for the node's usage buckets.
         for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
+            let mut deltas: Short<(&str, Decimal), 8> = Short::new();
             // Usually every metric is spent already: updated in place, each
             // found once. A new metric, or many, go through Totals (which
             // indexes a long list), and the list is rebuilt.
@@ -799,18 +812,28 @@ impl Tree {
             if in_place && usage.iter().all(|(m, _)| spent.iter().any(|(s, _)| s == m)) {
                 for (metric, delta) in usage {
                     if let Some((_, total)) = spent.iter_mut().find(|(s, _)| s == metric) {
-                        *total = amount::add_saturating(*total, *delta);
+                        let updated = amount::add_saturating(*total, *delta);
+                        if settings.on() {
+                            deltas.push((metric, amount::minus(updated, *total)));
+                        }
+                        *total = updated;
                     }
                 }
-                continue;
+            } else {
+                let mut spent = Totals::of(std::mem::take(&mut node.spent).into_vec(), usage.len());
+                for (metric, delta) in usage {
+                    let current = spent.get(metric);
+                    let updated = amount::add_saturating(current, *delta);
+                    if settings.on() {
+                        deltas.push((metric, amount::minus(updated, current)));
+                    }
+                    spent.set(metric, updated);
+                }
+                node.spent = spent.into_costs().into_boxed_slice();
             }
-            let mut spent = Totals::of(std::mem::take(&mut node.spent).into_vec(), usage.len());
-            for (metric, delta) in usage {
-                let current = spent.get(metric);
-                let updated = amount::add_saturating(current, *delta);
-                spent.set(metric, updated);
+            if settings.on() || node.usage.is_some() {
+                crate::usage::usage_record(node, service, model, &deltas, now_ms, &settings);
             }
-            node.spent = spent.into_costs().into_boxed_slice();
         }
         (over, drawn)
     }

@@ -16,7 +16,7 @@ use redis_module::alloc::RedisAlloc;
 use redis_module::configuration::{ConfigurationFlags, register_bool_configuration, register_i64_configuration};
 use redis_module::{Context, InfoContext, NotifyEvent, RedisResult, RedisString, Status, decode_args, raw};
 
-use crate::commands::{self, access, internal, labels, plan, policy, price, read, reserve};
+use crate::commands::{self, access, internal, labels, plan, policy, price, read, reserve, usage};
 use crate::datatype::QUOTA_TYPE;
 use crate::engine::catalog::{self, Command, Key};
 use crate::{clock, config, ctext, eviction, expiry, stats};
@@ -231,6 +231,7 @@ tree_entry!(c_charge, reserve::CHARGE);
 tree_entry!(c_get, read::GET);
 tree_entry!(c_tree, read::TREE);
 tree_entry!(c_holds, read::HOLDS);
+tree_entry!(c_usage, usage::USAGE);
 tree_entry!(c_allow, access::ALLOW);
 tree_entry!(c_deny, access::DENY);
 tree_entry!(c_access, access::ACCESS);
@@ -294,6 +295,7 @@ fn entry_of(name: &str) -> raw::RedisModuleCmdFunc {
         "QUOTA.HOLDS" => c_holds,
         "QUOTA.HISTORY" => c_history,
         "QUOTA.EVENTS" => c_events,
+        "QUOTA.USAGE" => c_usage,
         "QUOTA.REPLAY" => c_replay,
         "QUOTA.LOADTREE" => c_loadtree,
         "QUOTA.ESTIMATE" => c_estimate,

@@ -12,6 +12,7 @@ use redis_module::{Context, ContextFlags, RedisString};
 
 use crate::commands::{Env, read, reply};
 use crate::engine::Tree;
+use crate::engine::catalog::Setting;
 use crate::{clock, config, expiry};
 
 /// The pseudo-command a replica replays to expire at the primary's time.
@@ -22,11 +23,12 @@ pub const EXPIRE: &str = "EXPIRE";
 pub const SYNC: &str = "SYNC";
 
 /// Room for an encoded [`Stamp`].
-pub const STAMP_CAP: usize = 4 * 20 + 3;
+pub const STAMP_CAP: usize = 7 * 20 + 6;
 
 /// What the primary decided for a write besides its arguments: the time,
 /// and the settings that shape the state it leaves (default TTL, how long
-/// ids are remembered, the event log's length). It travels with every
+/// ids are remembered, the event log's length, the usage buckets and
+/// series kept). It travels with every
 /// replicated write, so a replica or an AOF reload with other settings
 /// still reaches the same state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub struct Stamp {
     pub default_ttl_ms: u64,
     pub tombstone_ttl_ms: u64,
     pub events_len: usize,
+    pub usage_hours: u32,
+    pub usage_days: u32,
+    pub usage_series: u32,
 }
 
 impl Stamp {
@@ -46,22 +51,32 @@ impl Stamp {
             default_ttl_ms: config::default_ttl_ms(),
             tombstone_ttl_ms: limits.tombstone_ttl_ms,
             events_len: limits.events_len,
+            usage_hours: limits.usage_hours,
+            usage_days: limits.usage_days,
+            usage_series: limits.usage_series,
         }
     }
 
-    /// `now:default_ttl:tombstone_ttl:events_len`.
+    /// `now:default_ttl:tombstone_ttl:events_len:usage_hours:usage_days:usage_series`.
     pub fn encode(&self) -> String {
         let mut buf = [0u8; STAMP_CAP];
         String::from_utf8_lossy(self.encode_into(&mut buf)).into_owned()
     }
 
     /// The encoding written into `buf` by hand (it is on the path of every
-    /// write): four numbers of at most 20 digits and three colons.
+    /// write): seven numbers of at most 20 digits and six colons.
     pub fn encode_into<'a>(&self, buf: &'a mut [u8; STAMP_CAP]) -> &'a [u8] {
         let mut len = 0;
-        for (i, mut n) in
-            [self.now_ms, self.default_ttl_ms, self.tombstone_ttl_ms, self.events_len as u64].into_iter().enumerate()
-        {
+        let numbers = [
+            self.now_ms,
+            self.default_ttl_ms,
+            self.tombstone_ttl_ms,
+            self.events_len as u64,
+            u64::from(self.usage_hours),
+            u64::from(self.usage_days),
+            u64::from(self.usage_series),
+        ];
+        for (i, mut n) in numbers.into_iter().enumerate() {
             if i > 0 {
                 buf[len] = b':';
                 len += 1;
@@ -83,14 +98,28 @@ impl Stamp {
         &buf[..len]
     }
 
+    /// A stamp of seven numbers, or of the first four (written before
+    /// usage existed: the usage settings are then their defaults).
     pub fn decode(text: &str) -> Option<Stamp> {
         let mut parts = text.split(':').map(|p| p.parse::<u64>().ok());
-        let stamp = Stamp {
+        let default = |s: Setting| s.default_value() as u32;
+        let mut stamp = Stamp {
             now_ms: parts.next()??,
             default_ttl_ms: parts.next()??,
             tombstone_ttl_ms: parts.next()??,
             events_len: usize::try_from(parts.next()??).ok()?,
+            usage_hours: default(Setting::UsageHours),
+            usage_days: default(Setting::UsageDays),
+            usage_series: default(Setting::UsageSeries),
         };
+        let Some(hours) = parts.next() else { return Some(stamp) };
+        let usage = |n: Option<u64>, s: Setting| -> Option<u32> {
+            let spec = s.spec();
+            n.filter(|n| (spec.min..=spec.max).contains(n)).map(|n| n as u32)
+        };
+        stamp.usage_hours = usage(hours, Setting::UsageHours)?;
+        stamp.usage_days = usage(parts.next()?, Setting::UsageDays)?;
+        stamp.usage_series = usage(parts.next()?, Setting::UsageSeries)?;
         parts.next().is_none().then_some(stamp)
     }
 
@@ -100,6 +129,9 @@ impl Stamp {
         let mut limits = config::limits();
         limits.tombstone_ttl_ms = self.tombstone_ttl_ms;
         limits.events_len = self.events_len;
+        limits.usage_hours = self.usage_hours;
+        limits.usage_days = self.usage_days;
+        limits.usage_series = self.usage_series;
         if replayed {
             limits.max_paths = usize::MAX;
             limits.max_policies = usize::MAX;

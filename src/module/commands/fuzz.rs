@@ -356,6 +356,9 @@ fn env(now_ms: u64) -> Env {
         tombstone_ttl_ms: 5000,
         events_len: 20,
         max_depth: 4,
+        usage_hours: 3,
+        usage_days: 2,
+        usage_series: 2,
     };
     Env { now_ms, limits, default_ttl_ms: 1000, due_ms: now_ms, missing_key: false }
 }

@@ -20,6 +20,7 @@ pub mod price;
 pub mod read;
 pub mod reply;
 pub mod reserve;
+pub mod usage;
 
 use std::mem::ManuallyDrop;
 
@@ -322,10 +323,37 @@ mod tests {
 
     #[test]
     fn stamps_round_trip_and_refuse_garbage() {
-        let stamp = Stamp { now_ms: 1_768_435_200_000, default_ttl_ms: 60_000, tombstone_ttl_ms: 0, events_len: 1000 };
-        assert_eq!(stamp.encode(), "1768435200000:60000:0:1000");
+        let stamp = Stamp {
+            now_ms: 1_768_435_200_000,
+            default_ttl_ms: 60_000,
+            tombstone_ttl_ms: 0,
+            events_len: 1000,
+            usage_hours: 0,
+            usage_days: 400,
+            usage_series: 1,
+        };
+        assert_eq!(stamp.encode(), "1768435200000:60000:0:1000:0:400:1");
         assert_eq!(Stamp::decode(&stamp.encode()), Some(stamp));
-        for bad in ["", "1:2:3", "1:2:3:4:5", "a:2:3:4", "1:2:3:-4", "1::3:4"] {
+        // A stamp written before usage existed: the usage defaults.
+        let old = Stamp::decode("1768435200000:60000:0:1000").unwrap();
+        assert_eq!((old.usage_hours, old.usage_days, old.usage_series), (48, 90, 32));
+        assert_eq!(old.events_len, 1000);
+        let max = Stamp { now_ms: u64::MAX, default_ttl_ms: u64::MAX, tombstone_ttl_ms: u64::MAX, ..stamp };
+        assert_eq!(Stamp::decode(&max.encode()), Some(max));
+        for bad in [
+            "",
+            "1:2:3",
+            "1:2:3:4:5",
+            "1:2:3:4:5:6",
+            "1:2:3:4:5:6:7:8",
+            "a:2:3:4",
+            "1:2:3:-4",
+            "1::3:4",
+            "1:2:3:4:721:90:32",
+            "1:2:3:4:48:401:32",
+            "1:2:3:4:48:90:0",
+            "1:2:3:4:48:90:257",
+        ] {
             assert_eq!(Stamp::decode(bad), None, "{bad}");
         }
     }
