@@ -10,6 +10,7 @@
 # gives it N grants (as bench/profile.sh does), so quota_reserve meets N grants and
 # quota_charge draws from one (e.g. GRANTS=5000 bench/profile_lua.sh 2000 FCALL quota_charge 1 t
 # PATH search/qr/canary CHECK BRIEF COST credits 1 requests 1; without GRANTS for the plain tree).
+# COMMIT=1 measures quota_commit ... COST credits 1 requests 1 of N holds placed first.
 # ACCESS=1 adds make bench's access rules (5 deny entries at /, 20 allow at search, an INFLIGHT
 # requests policy on search/qr/canary) and SERVICE chat MODEL m7 to the default command.
 set -euo pipefail
@@ -64,10 +65,33 @@ if [ "${NAIVE:-}" = 1 ]; then
   for l in / search search/qr search/qr/canary; do redis-cli -p "$PORT" HSET bench:limits "bench:used:$l" 1000000000000 >/dev/null; done
   CMD=(EVALSHA "$SHA" 4 bench:used:/ bench:used:search bench:used:search/qr bench:used:search/qr/canary 1 __rand_int__)
 fi
+if [ "${COMMIT:-}" = 1 ]; then
+  # COMMIT=1: N reservations placed first (ids h0, h1, ...), then each committed once, pipelined by
+  # redis-py (only the server's command dispatch is counted, so the client does not matter).
+  CMD=(FCALL quota_commit 1 t "h<i>" COST credits 1 requests 1)
+  python3 - "$PORT" "$N" "$VG" <<'PY'
+import subprocess
+import sys
+import redis
+port, n, vg = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+r = redis.Redis(port=port)
+def run(make):
+    for start in range(0, n, 1000):
+        p = r.pipeline(transaction=False)
+        for i in range(start, min(start + 1000, n)):
+            p.execute_command(*make(i))
+        p.execute()
+run(lambda i: ("FCALL", "quota_reserve", 1, "t", "PATH", "search/qr/canary", "ID", f"h{i}", "TTL", "600000", "BRIEF",
+               "COST", "credits", "2", "requests", "1"))
+subprocess.run(["callgrind_control", "-z", vg], check=True, stdout=subprocess.DEVNULL)
+run(lambda i: ("FCALL", "quota_commit", 1, "t", f"h{i}", "COST", "credits", "1", "requests", "1"))
+PY
+else
 # one call first (the library builds itself on its first call), then the counters start from zero
 redis-cli -p "$PORT" "${CMD[@]}" >/dev/null
 callgrind_control -z "$VG" >/dev/null
 redis-benchmark -p "$PORT" -c 4 -n "$N" -P 16 -r 1000000 "${CMD[@]}" >/dev/null 2>&1
+fi
 redis-cli -p "$PORT" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
 wait
 TOTAL=$(callgrind_annotate "$OUT/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')

@@ -33,7 +33,10 @@
 -- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
 -- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
 -- layout byte for byte.
--- 1.6.0: META, the ledger, labels and archive (SPEC §9-§10): a tree that
+-- 1.6.0: usage over time (SPEC §9): each node's spent per hour and day in
+-- the companion hash {tag}quota:K:usage (no layout change: 1.5.0 ignores it
+-- and records nothing there).
+-- Also META, the ledger, labels and archive (SPEC §9-§10): a tree that
 -- has had labels, an archived node or a hold with META is stored in layout
 -- 6, which 1.5.0 and before refuse; every other tree keeps its layout.
 local VERSION = "1.6.0"
@@ -57,6 +60,9 @@ local SETTINGS = {
     max_depth = 16,
     max_items = 1000,
     events_len = 1000,
+    usage_hours = 48,
+    usage_days = 90,
+    usage_series = 32,
     ledger_len = 0,
 }
 
@@ -5542,7 +5548,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-                gkey = companion(key, ":grants"), lkey = REC.ledger_key(key),
+                gkey = companion(key, ":grants"), ukey = companion(key, ":usage"), lkey = REC.ledger_key(key),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -5657,6 +5663,7 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
+        ukey = k.ukey, usage = false, usage_n = 0,
         lkey = k.lkey, ledger = writable and SETTINGS.ledger_len > 0 and {},
         kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
@@ -6034,6 +6041,10 @@ end
 
 -- ----- reaching policies and charging usage ------------------------------------
 
+-- Usage over time (68_usage.lua), declared here: apply_usage notes each
+-- node's change of spent, flush records it.
+local USAGE = {}
+
 -- The nodes and policies a charge set reaches, each once, root first: those
 -- whose metric is in `metrics` and whose filter matches (for `usage`, a
 -- CHARGE or a COMMIT, not INFLIGHT ones: they count only holds).
@@ -6172,13 +6183,32 @@ local function apply_usage(ctx, r, set, usage)
         end
     end
     observe(ctx, r.pols)
+    local limits = ctx.limits
+    local notes = (limits.usage_hours > 0 or limits.usage_days > 0) and USAGE.notes(ctx)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
+        local changes = usage
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
             local current = costs_get_at(node.spent, at, metric)
-            costs_set_at(node.spent, at, metric, D.add_saturating(current, delta))
+            local updated = D.add_saturating(current, delta)
+            costs_set_at(node.spent, at, metric, updated)
+            if notes then
+                -- The node's usage takes what spent took: the clamped
+                -- change (add_saturating returns its bounds as they are).
+                local change = delta
+                if updated == D.ZERO or updated == D.MAX_TOTAL then
+                    change = D.sub(updated, current)
+                end
+                if changes ~= usage or change ~= delta or D.is_zero(delta) then
+                    changes = USAGE.changed(changes, usage, i, change)
+                end
+            end
+        end
+        if notes and #changes > 0 then
+            local n = ctx.usage_n
+            notes[n + 1], notes[n + 2], notes[n + 3], ctx.usage_n = path, set, changes, n + 3
         end
         touch(ctx, path)
     end
@@ -6410,7 +6440,7 @@ do
 
     function flush(ctx, final)
         local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
-            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0 or ctx.usage_n > 0
             or (ctx.ledger and #ctx.ledger > 0)
         if not any then
             return
@@ -6418,13 +6448,19 @@ do
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
             redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
-                ctx.gkey .. ":exp", ctx.gkey .. ":dead")
+                ctx.gkey .. ":exp", ctx.gkey .. ":dead", ctx.ukey)
             ctx.exists = true
             ctx.dirty[""] = true
         end
         -- (Holds first: they update what "#" says is due.)
         flush_holds(ctx)
+        if next(ctx.deleted) then
+            USAGE.drop(ctx, ctx.deleted)
+        end
         flush_nodes(ctx, final)
+        if ctx.usage_n > 0 then
+            USAGE.flush(ctx)
+        end
         if #ctx.new_events > 0 then
             flush_events(ctx)
         end
@@ -7045,6 +7081,758 @@ do
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
     REC.meta_check_name, REC.meta_check_value, REC.meta_add = meta_check_name, meta_check_value, meta_add
     REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
+end
+-- ---------------------------------------------------------------------------
+-- Usage over time (SPEC §9; Rust: src/engine/usage.rs): what each node
+-- spent, per metric and series, in hourly and daily buckets, and
+-- QUOTA.USAGE, which reads them.
+--
+-- Every change of a node's spent (a commit, a late commit, a charge, also
+-- negative and disallowed ones) adds the same change, per metric, to the
+-- node's current hour bucket (floor(ms / 3600000)) and day bucket
+-- (floor(ms / 86400000)) in the request's series: its (service, model),
+-- "(no service)" without SERVICE. A node names at most usage_series series
+-- ("(no service)" not counted); a new one takes a free slot, else its spend
+-- goes to "(other series)". A slot none of whose buckets is still kept is
+-- freed when a new series comes (its buckets are gone anyway).
+--
+-- Stored in the companion hash {tag}quota:K:usage (1.6.0; no layout change:
+-- a library before it never reads it and records nothing there):
+--   "/<path>"        what every write of the node changes: {slots, hour,
+--                    hour cells, day, day cells}: the series slots, a list
+--                    of {service, model or false, the start of the hour it
+--                    was last written in (ms)} (false: a free slot), and the node's newest hour
+--                    and day bucket (its number, false for none, and cells)
+--   "h<n>/<path>"    an older hour bucket n (floor(ms / 3600000)), moved
+--                    here when the node first writes in a later hour
+--   "d<n>/<path>"    an older day bucket n (floor(ms / 86400000)), likewise
+--   "b/<path>"       the bucket numbers of those fields: {hours, days},
+--                    each ascending (read only when a bucket moves)
+-- Cells are a flat list series, metric, amount, series, ... (series: the
+-- slot's position; 0 is "(no service)", -1 "(other series)"; amounts as
+-- D.stored keeps them). A write reads (one HMGET) and writes (one HSET) the
+-- "/<path>" field of each node it changes; when a node first writes in a
+-- new hour or day, its newest bucket moves to its own field and the
+-- buckets retention no longer keeps are deleted (once per node and hour).
+-- Reads filter by retention at their own time, so replies do not depend on
+-- when old buckets were deleted (lazily exact, like windows).
+-- (A table, not locals: build() is near Lua's 200 locals.)
+-- ---------------------------------------------------------------------------
+
+-- (USAGE is declared in 60_tree.lua, where spent changes and flush writes.)
+USAGE.NO_SERVICE, USAGE.OTHER = "(no service)", "(other series)"
+-- The series of a cell: "(no service)", "(other series)", else a slot.
+USAGE.NO_SERVICE_SLOT, USAGE.OTHER_SLOT = 0, -1
+-- Times are at most 2^53 (SINCE, UNTIL).
+USAGE.MAX_TIME = 9007199254740992
+
+do
+    local floor, max, min = math.floor, math.max, math.min
+    local HOUR_MS, DAY_MS = W.HOUR_MS, W.DAY_MS
+    local MAX_TOTAL = D.MAX_TOTAL
+    local NEG_MAX_TOTAL = D.neg(MAX_TOTAL)
+
+    -- The start (ms) of the oldest bucket of `size` ms that retention keeps
+    -- at `now` when `kept` are kept, never below 0; with `kept` 0 the start
+    -- of the next bucket (nothing is kept).
+    -- Rust twin: usage_retention_start (src/engine/usage.rs)
+    local function usage_retention_start(size, kept, now)
+        local start = floor(now / size) * size
+        if kept == 0 then
+            return start + size
+        end
+        return max(start - (kept - 1) * size, 0)
+    end
+    USAGE.retention_start = usage_retention_start
+
+    -- The horizon for freeing series slots: the older retention start of
+    -- the granularities that are on. A slot last written before it has no
+    -- bucket left.
+    -- Rust twin: usage_horizon (src/engine/usage.rs)
+    local function usage_horizon(limits, now)
+        local h, d = limits.usage_hours, limits.usage_days
+        if h > 0 and d > 0 then
+            return min(usage_retention_start(HOUR_MS, h, now), usage_retention_start(DAY_MS, d, now))
+        elseif h > 0 then
+            return usage_retention_start(HOUR_MS, h, now)
+        end
+        return usage_retention_start(DAY_MS, d, now)
+    end
+
+    -- A cell plus a change, kept within ±10^18 (a series' amount in a bucket
+    -- passes spent's bound only through alternating charges of other
+    -- series).
+    -- Rust twin: usage_add (src/engine/usage.rs)
+    local function usage_add(cell, delta)
+        local sum = D.plus(cell, delta)
+        if D.cmp(sum, MAX_TOTAL) > 0 then
+            return MAX_TOTAL
+        elseif D.cmp(sum, NEG_MAX_TOTAL) < 0 then
+            return NEG_MAX_TOTAL
+        end
+        return sum
+    end
+
+    -- Adds `change` to the cell (series, metric) of a bucket's flat list.
+    -- (Whole amounts below 2^53, the usual ones, are added as the plain
+    -- numbers they are stored as: exact, and far from 10^18.)
+    local function cell_add(cells, series, metric, change)
+        local whole = change.s == 0 and change.m
+        for i = 1, #cells, 3 do
+            if cells[i] == series and cells[i + 1] == metric then
+                local c = cells[i + 2]
+                if whole and type(c) == "number" then
+                    local sum = c + whole
+                    if sum < 9007199254740992 and sum > -9007199254740992 then
+                        cells[i + 2] = sum
+                        return
+                    end
+                end
+                cells[i + 2] = D.stored(usage_add(D.loaded(c), change))
+                return
+            end
+        end
+        local n = #cells
+        cells[n + 1], cells[n + 2], cells[n + 3] = series, metric, whole or D.stored(usage_add(D.ZERO, change))
+    end
+
+    -- The series of a write of (service, model) at `now` in a node's slots:
+    -- its slot (its last write updated), a new one (after freeing those last
+    -- written before the horizon) while fewer than usage_series are in use,
+    -- else "(other series)". Returns it and whether the slots changed.
+    -- Rust twin: Usage::series_slot (src/engine/usage.rs)
+    local function usage_series_slot(slots, service, model, now, limits)
+        if not service then
+            return USAGE.NO_SERVICE_SLOT, false
+        end
+        -- (The start of the hour is kept: the horizon is the start of an
+        -- hour, so a time is before it exactly when its hour is, and the
+        -- slots change once an hour, not at every write.)
+        now = floor(now / HOUR_MS) * HOUR_MS
+        local n = #slots
+        for i = 1, n do
+            local s = slots[i]
+            if s and s[1] == service and s[2] == model then
+                if s[3] < now then
+                    s[3] = now
+                    return i, true
+                end
+                return i, false
+            end
+        end
+        local horizon, used, free, changed = usage_horizon(limits, now), 0, nil, false
+        for i = 1, n do
+            local s = slots[i]
+            if s and s[3] < horizon then
+                slots[i], s, changed = false, false, true
+            end
+            if s then
+                used = used + 1
+            elseif not free then
+                free = i
+            end
+        end
+        if used >= limits.usage_series then
+            return USAGE.OTHER_SLOT, changed
+        end
+        slots[free or n + 1] = { service, model, now }
+        return free or n + 1, true
+    end
+
+    -- Drops from `list` (ascending bucket numbers) those before `keep`,
+    -- naming their fields in `hdel`. Returns whether any went.
+    local function trim(list, keep, prefix, path, hdel)
+        local cut = 0
+        while list[cut + 1] and list[cut + 1] < keep do
+            cut = cut + 1
+            hdel[#hdel + 1] = sformat("%s%.0f/%s", prefix, list[cut], path)
+        end
+        if cut > 0 then
+            for i = 1, #list do
+                list[i] = list[i + cut]
+            end
+        end
+        return cut > 0
+    end
+
+    -- Places bucket `b` in `list` (ascending) when it is not there.
+    local function add_bucket(list, b)
+        local n = #list
+        if list[n] == b then
+            return
+        end
+        for i = n, 1, -1 do
+            if list[i] == b then
+                return
+            elseif list[i] < b then
+                table.insert(list, i + 1, b)
+                return
+            end
+        end
+        table.insert(list, 1, b)
+    end
+
+    -- Decoded "/<path>" records of the trees called lately, by tree and
+    -- field (at most 4,096), each with the bytes it was decoded from
+    -- (rec.bytes): a write takes its record out and changes it in place,
+    -- and puts it back with the bytes it writes; a read shares it. (Not by
+    -- bytes alone: nodes with equal records would take turns missing.)
+    local cache, cache_size = {}, 0
+
+    local function cache_put(ukey, field, blob, rec)
+        local c = cache[ukey]
+        if not c or c[field] == nil then
+            if cache_size >= 4096 then
+                cache, cache_size = {}, 0
+                c = nil
+            end
+            if not c then
+                c = {}
+                cache[ukey] = c
+            end
+            cache_size = cache_size + 1
+        end
+        rec.bytes = blob
+        c[field] = rec
+    end
+
+    local function decoded(ukey, field, blob, take)
+        local c = cache[ukey]
+        local rec = c and c[field]
+        if rec and rec.bytes == blob then
+            if take then
+                c[field], cache_size = nil, cache_size - 1
+            end
+            return rec
+        end
+        return munpack(blob)
+    end
+
+    -- A record's bytes, those of its slots kept on it (rec.sp) while they
+    -- do not change: the same bytes as cmsgpack's of the five positions.
+    local function pack_rec(rec)
+        local sp = rec.sp
+        if not sp then
+            sp = mpack(rec[1])
+            rec.sp = sp
+        end
+        return "\149" .. sp .. mpack(rec[2], rec[3], rec[4], rec[5])
+    end
+
+    -- The list apply_usage adds each node's changes of spent to (path, the
+    -- request's set, and a costs list: the request's own when spent took
+    -- every amount as it is, the usual case), made at the size of four
+    -- nodes; USAGE.flush records them.
+    function USAGE.notes(ctx)
+        local notes = ctx.usage
+        if not notes then
+            notes = { false, false, false, false, false, false, false, false, false, false, false, false }
+            ctx.usage, ctx.usage_n = notes, 0
+        end
+        return notes
+    end
+
+    -- A node's changes after its metric `i` changed by `change` rather than
+    -- by the request's amount (spent stopped at 0 or 10^18), or the amount
+    -- was 0: its own list, zeros left out.
+    function USAGE.changed(changes, usage, i, change)
+        if changes == usage then
+            changes = {}
+            for k = 1, i - 1 do
+                changes[k] = usage[k]
+            end
+        end
+        if not D.is_zero(change) then
+            changes[#changes + 1] = { usage[i][1], change }
+        end
+        return changes
+    end
+
+    -- The cells of bucket `b` (of "h" or "d") for a write to `rec`, whose
+    -- newest bucket of that granularity is at position `at`: the newest
+    -- (a later one makes the newest move to its own field, or go when
+    -- retention no longer keeps it), or, when the clock went back, the
+    -- older bucket's own field (read at once: only test clocks go back).
+    -- `w` collects the writes.
+    local function bucket_cells(rec, at, b, keep, g, path, w)
+        local newest = rec[at]
+        if newest == b then
+            return rec[at + 1]
+        end
+        w.moved = w.moved or {}
+        w.older = w.older or {}
+        if not newest or newest < b then
+            local cells = rec[at + 1]
+            if newest and newest >= keep and #cells > 0 then
+                w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, newest, path), cells }
+                w.moved[#w.moved + 1] = { path, g, newest }
+            end
+            if newest then
+                w.moved[path] = true
+            end
+            cells = {}
+            rec[at], rec[at + 1] = b, cells
+            return cells
+        end
+        local field = sformat("%s%.0f/%s", g, b, path)
+        local blob = redis.call("HGET", w.ukey, field)
+        local cells = blob and munpack(blob) or {}
+        w.older[#w.older + 1] = { field, cells }
+        w.moved[#w.moved + 1] = { path, g, b }
+        w.moved[path] = true
+        return cells
+    end
+
+    -- Records what apply_usage noted: per node, the series and its newest
+    -- hour and day bucket in "/<path>" (one HMGET and one HSET for all the
+    -- nodes); a node's first write in a new hour or day moves its newest
+    -- bucket to its own field and deletes what retention dropped (one more
+    -- HMGET and one HDEL, once per node and hour).
+    -- Rust twin: usage_record (src/engine/usage.rs)
+    local function usage_record(ctx)
+        local notes, n = ctx.usage, ctx.usage_n
+        ctx.usage, ctx.usage_n = false, 0
+        local limits, now = ctx.limits, ctx.now
+        local hours, days = limits.usage_hours > 0, limits.usage_days > 0
+        local hn, dn = floor(now / HOUR_MS), floor(now / DAY_MS)
+        local keep_h = hours and floor(usage_retention_start(HOUR_MS, limits.usage_hours, now) / HOUR_MS) or math.huge
+        local keep_d = days and floor(usage_retention_start(DAY_MS, limits.usage_days, now) / DAY_MS) or math.huge
+        -- The nodes, each once (the notes of a path noted again follow its
+        -- first's: `again`).
+        local fields, at, again = {}, {}, nil
+        for k = 1, n, 3 do
+            local path = notes[k]
+            if at[path] then
+                again = again or {}
+                again[#again + 1] = k
+            else
+                fields[#fields + 1] = "/" .. path
+                at[path] = k
+            end
+        end
+        local ukey = ctx.ukey
+        local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
+        local w = { ukey = ukey, moved = false, older = false }
+        local hset, recs = {}, {}
+        for i = 1, #fields do
+            local blob, field = blobs[i], fields[i]
+            local path = ssub(field, 2)
+            local rec = blob and decoded(ukey, field, blob, true) or { {}, false, {}, false, {} }
+            recs[i] = rec
+            local slots = rec[1]
+            local hcells = hours and bucket_cells(rec, 2, hn, keep_h, "h", path, w)
+            local dcells = days and bucket_cells(rec, 4, dn, keep_d, "d", path, w)
+            if (not hours and rec[2]) or (not days and rec[4]) then
+                -- (A granularity turned off: its newest bucket goes too.)
+                if not hours then
+                    rec[2], rec[3] = false, {}
+                end
+                if not days then
+                    rec[4], rec[5] = false, {}
+                end
+                w.moved = w.moved or {}
+                w.moved[path] = true
+            end
+            local k = at[path]
+            while k do
+                local set, changes = notes[k + 1], notes[k + 2]
+                local series, moved = usage_series_slot(slots, set.service or false, set.model or false, now, limits)
+                if moved then
+                    rec.sp = nil
+                end
+                for c = 1, #changes do
+                    local metric, change = changes[c][1], changes[c][2]
+                    if hcells then
+                        cell_add(hcells, series, metric, change)
+                    end
+                    if dcells then
+                        cell_add(dcells, series, metric, change)
+                    end
+                end
+                -- (A path noted again: rare.)
+                local next_k = nil
+                for _, j in ipairs(again or {}) do
+                    if j > k and notes[j] == path then
+                        next_k = j
+                        break
+                    end
+                end
+                k = next_k
+            end
+            hset[2 * i - 1], hset[2 * i] = field, pack_rec(rec)
+        end
+        for _, x in ipairs(w.older or {}) do
+            hset[#hset + 1] = x[1]
+            hset[#hset + 1] = mpack(x[2])
+        end
+        local hdel = nil
+        if w.moved then
+            -- The nodes whose buckets moved: their lists of bucket fields,
+            -- and what retention dropped.
+            hdel = {}
+            local list_paths, list_fields = {}, {}
+            for i = 1, #fields do
+                local path = ssub(fields[i], 2)
+                if w.moved[path] then
+                    list_paths[#list_paths + 1] = path
+                    list_fields[#list_fields + 1] = "b/" .. path
+                end
+            end
+            local lists = (ctx.exists and #list_fields > 0) and call_chunked("HMGET", ukey, list_fields) or {}
+            local by_path = {}
+            for i, path in ipairs(list_paths) do
+                by_path[path] = lists[i] and munpack(lists[i]) or { {}, {} }
+            end
+            for _, m in ipairs(w.moved) do
+                add_bucket(by_path[m[1]][m[2] == "h" and 1 or 2], m[3])
+            end
+            for i, path in ipairs(list_paths) do
+                local l = by_path[path]
+                trim(l[1], keep_h, "h", path, hdel)
+                trim(l[2], keep_d, "d", path, hdel)
+                hset[#hset + 1] = list_fields[i]
+                hset[#hset + 1] = mpack(l)
+            end
+        end
+        call_chunked("HSET", ukey, hset)
+        if hdel then
+            call_chunked("HDEL", ukey, hdel)
+        end
+        for i = 1, #recs do
+            cache_put(ukey, hset[2 * i - 1], hset[2 * i], recs[i])
+        end
+    end
+    USAGE.flush = usage_record
+
+    -- Deletes the usage of the nodes `deleted` (a set of paths: DELPATH):
+    -- every field they have.
+    function USAGE.drop(ctx, deleted)
+        local paths, fields = {}, {}
+        for path in pairs(deleted) do
+            paths[#paths + 1] = path
+            fields[#fields + 1] = "b/" .. path
+        end
+        local blobs = call_chunked("HMGET", ctx.ukey, fields)
+        local hdel = {}
+        for i, path in ipairs(paths) do
+            hdel[#hdel + 1] = "/" .. path
+            local blob = blobs[i]
+            if blob then
+                hdel[#hdel + 1] = fields[i]
+                local l = munpack(blob)
+                trim(l[1], math.huge, "h", path, hdel)
+                trim(l[2], math.huge, "d", path, hdel)
+            end
+        end
+        call_chunked("HDEL", ctx.ukey, hdel)
+    end
+
+    USAGE.decoded, USAGE.cache_put = decoded, cache_put
+end
+
+-- ----- QUOTA.USAGE -----------------------------------------------------------
+
+-- (A block of its own: build() may have at most 200 locals alive at once.)
+do
+    local floor, max, min = math.floor, math.max, math.min
+    local HOUR_MS, DAY_MS = W.HOUR_MS, W.DAY_MS
+    local usage_retention_start, decoded, cache_put = USAGE.retention_start, USAGE.decoded, USAGE.cache_put
+
+    local KEYWORDS = set_of({ "SINCE", "UNTIL", "BY", "METRIC", "SERVICE", "MODEL", "GROUP" })
+    local BY = set_of({ "HOUR", "DAY" })
+    local GROUPS = set_of({ "SERVICE", "MODEL", "CHILD", "TAG" })
+
+    -- The options of QUOTA.USAGE, in any order, each at most once.
+    -- Rust twin: parse_query (src/module/commands/usage.rs)
+    local function usage_parse(args)
+        local q = { by = "day" }
+        local seen = {}
+        while not args:is_done() do
+            local kw = keyword(args:peek(), KEYWORDS)
+            if not kw then
+                args:finish()
+            end
+            args.pos = args.pos + 1
+            args:once(seen, kw)
+            if kw == "SINCE" then
+                q.since = args:next_u64("SINCE", 0, USAGE.MAX_TIME)
+            elseif kw == "UNTIL" then
+                q["until"] = args:next_u64("UNTIL", 0, USAGE.MAX_TIME)
+            elseif kw == "BY" then
+                local by = keyword(args:next_str("hour or day after BY"), BY)
+                if not by then
+                    fail("ERR syntax: BY must be hour or day")
+                end
+                q.by = string.lower(by)
+            elseif kw == "METRIC" then
+                q.metric = args:next_metric()
+            elseif kw == "SERVICE" then
+                q.service = args:next_name("service")
+            elseif kw == "MODEL" then
+                q.model = args:next_name("model")
+            else
+                local group = keyword(args:next_str("service, model, child or tag after GROUP"), GROUPS)
+                if not group then
+                    fail("ERR syntax: GROUP must be service, model, child or tag")
+                end
+                q.group = string.lower(group)
+            end
+        end
+        if q.model and not q.service then
+            fail("ERR syntax: MODEL needs SERVICE")
+        end
+        return q
+    end
+
+    -- The buckets a query lists: bucket numbers first..last (none when
+    -- first > last), and the reply's since and until.
+    -- Rust twin: usage_span (src/engine/usage.rs)
+    local function usage_span(q, now, limits)
+        local size, kept = DAY_MS, limits.usage_days
+        if q.by == "hour" then
+            size, kept = HOUR_MS, limits.usage_hours
+        end
+        local until_ = q["until"] or now
+        if q.since and q.since > until_ then
+            fail("ERR syntax: SINCE is after UNTIL")
+        end
+        local since = usage_retention_start(size, kept, now)
+        if q.since then
+            since = max(floor(q.since / size) * size, since)
+        end
+        return since / size, floor(min(until_, now) / size), since, until_, size
+    end
+
+    -- Whether a cell's series passes the query's SERVICE/MODEL.
+    -- Rust twin: usage_series_matches (src/engine/usage.rs)
+    local function usage_series_matches(slots, series, q)
+        if not q.service then
+            return true
+        end
+        local s = series > 0 and slots[series]
+        return s and s[1] == q.service and (not q.model or s[2] == q.model) or false
+    end
+
+    -- The name of a cell's series under GROUP service or model.
+    -- Rust twin: usage_group_name (src/engine/usage.rs)
+    local function usage_group_name(slots, series, group)
+        if series == USAGE.NO_SERVICE_SLOT then
+            return USAGE.NO_SERVICE
+        end
+        local s = series > 0 and slots[series]
+        if not s then
+            return USAGE.OTHER
+        end
+        if group == "model" and s[2] then
+            return s[1] .. "/" .. s[2]
+        end
+        return s[1]
+    end
+
+    -- The tags a node carries (sorted), or none.
+    -- Rust twin: node_tags (src/engine/usage.rs)
+    local function usage_node_tags(node)
+        local lb = node and node.lb
+        return lb and lb.tags or {}
+    end
+
+    -- The usage of `path` under a query in buckets first..last of the
+    -- query's granularity: the node's slots and, per bucket listed, its
+    -- cells (false when it has none).
+    local function read_cells(ctx, path, q, first, last)
+        if not ctx.exists then
+            return {}, {}
+        end
+        local g, at = "d", 4
+        if q.by == "hour" then
+            g, at = "h", 2
+        end
+        local fields = { "/" .. path }
+        for b = first, last do
+            fields[#fields + 1] = sformat("%s%.0f/%s", g, b, path)
+        end
+        local blobs = call_chunked("HMGET", ctx.ukey, fields)
+        local blob = blobs[1]
+        if not blob then
+            return {}, {}
+        end
+        local rec = decoded(ctx.ukey, fields[1], blob)
+        cache_put(ctx.ukey, fields[1], blob, rec)
+        local cells = {}
+        for b = first, last do
+            local field = blobs[b - first + 2]
+            if b == rec[at] then
+                cells[b - first + 1] = rec[at + 1]
+            else
+                cells[b - first + 1] = field and munpack(field) or false
+            end
+        end
+        return rec[1], cells
+    end
+
+    -- Adds a bucket's cells that the query sees into `sums` (metric → D)
+    -- and, with `groups`, into groups[name] by series name.
+    local function add_cells(cells, slots, q, sums, groups)
+        for i = 1, #cells, 3 do
+            local series, metric = cells[i], cells[i + 1]
+            if (not q.metric or metric == q.metric) and usage_series_matches(slots, series, q) then
+                local amount = D.loaded(cells[i + 2])
+                local sum = sums[metric]
+                sums[metric] = sum and D.plus(sum, amount) or amount
+                if groups then
+                    local name = usage_group_name(slots, series, q.group)
+                    local g = groups[name]
+                    if not g then
+                        g = {}
+                        groups[name] = g
+                    end
+                    sum = g[metric]
+                    g[metric] = sum and D.plus(sum, amount) or amount
+                end
+            end
+        end
+    end
+
+    -- A node's usage under a query, summed over buckets first..last, into
+    -- `sums`.
+    local function node_sums(ctx, path, q, first, last, sums)
+        local slots, cells = read_cells(ctx, path, q, first, last)
+        for i = 1, #cells do
+            if cells[i] then
+                add_cells(cells[i], slots, q, sums)
+            end
+        end
+        return sums
+    end
+
+    -- Sums (metric → D) as a reply map: metrics in name order (bytewise),
+    -- zeros left out; and how many it shows.
+    local function sums_reply(sums)
+        local metrics = {}
+        for m, v in pairs(sums) do
+            if not D.is_zero(v) then
+                metrics[#metrics + 1] = m
+            end
+        end
+        table.sort(metrics, P.bytes_less)
+        local f = { _m = true }
+        for i, m in ipairs(metrics) do
+            f[2 * i - 1], f[2 * i] = m, D.fmt(sums[m])
+        end
+        return f, #metrics
+    end
+
+    -- Orders groups {name, sums} largest first: by the sum of their amounts
+    -- (the query's METRIC only, when given, as nothing else is summed);
+    -- ties by name, bytewise.
+    -- Rust twin: usage_sort_groups (src/engine/usage.rs)
+    local function usage_sort_groups(list)
+        for _, g in ipairs(list) do
+            local w = D.ZERO
+            for _, v in pairs(g.sums) do
+                w = D.plus(w, v)
+            end
+            g.weight = w
+        end
+        table.sort(list, function(a, b)
+            local c = D.cmp(a.weight, b.weight)
+            if c ~= 0 then
+                return c > 0
+            end
+            return P.bytes_less(a.name, b.name)
+        end)
+    end
+
+    -- GROUP tag: per tag, the usage of the topmost nodes of the subtree at
+    -- `path` carrying it (a node below another with the same tag is not
+    -- counted again): tag → sums.
+    -- Rust twin: Tree::tag_sums (src/engine/usage.rs)
+    local function usage_tag_sums(ctx, path, q, first, last)
+        local groups = {}
+        local stack = { { path, {} } }
+        while #stack > 0 do
+            local top = table.remove(stack)
+            local p, above = top[1], top[2]
+            local node = find(ctx, p)
+            if node then
+                local carried = above
+                for _, tag in ipairs(usage_node_tags(node)) do
+                    if not above[tag] then
+                        groups[tag] = node_sums(ctx, p, q, first, last, groups[tag] or {})
+                        if carried == above then
+                            carried = {}
+                            for t in pairs(above) do
+                                carried[t] = true
+                            end
+                        end
+                        carried[tag] = true
+                    end
+                end
+                for _, kid in ipairs((children_of(ctx, p, 0, -1))) do
+                    stack[#stack + 1] = { kid, carried }
+                end
+            end
+        end
+        return groups
+    end
+
+    -- QUOTA.USAGE key path [SINCE ms] [UNTIL ms] [BY hour|day] [METRIC m]
+    --             [SERVICE s [MODEL m]] [GROUP service|model|child|tag]
+    -- A node's buckets in a span, their total and, with GROUP, its groups.
+    -- Reads only.
+    -- Rust twin: Tree::usage (src/engine/usage.rs)
+    local function usage_reply(ctx, args)
+        local path = args:next_path("a path")
+        local q = usage_parse(args)
+        local now = ctx.now
+        local first, last, since, until_, size = usage_span(q, now, ctx.limits)
+        if not find(ctx, path) then
+            fail(sformat("NOTFOUND no such path '%s'", display_path(path)))
+        end
+        local slots, cells = read_cells(ctx, path, q, first, last)
+        local groups = (q.group == "service" or q.group == "model") and {} or nil
+        local buckets, total = {}, {}
+        for b = first, last do
+            local sums = {}
+            local c = cells[b - first + 1]
+            if c then
+                add_cells(c, slots, q, sums, groups)
+                for m, v in pairs(sums) do
+                    total[m] = total[m] and D.plus(total[m], v) or v
+                end
+            end
+            buckets[#buckets + 1] = M("start", b * size, "spent", (sums_reply(sums)))
+        end
+        local f = M("path", display_path(path), "by", q.by, "since", since, "until", until_, "buckets", buckets,
+            "total", (sums_reply(total)))
+        if not q.group then
+            return f
+        end
+        if q.group == "child" then
+            groups = {}
+            for _, kid in ipairs((children_of(ctx, path, 0, -1))) do
+                groups[display_path(kid)] = node_sums(ctx, kid, q, first, last, {})
+            end
+        elseif q.group == "tag" then
+            groups = usage_tag_sums(ctx, path, q, first, last)
+        end
+        local list = {}
+        for name, sums in pairs(groups) do
+            local spent, n = sums_reply(sums)
+            if n > 0 then
+                list[#list + 1] = { name = name, sums = sums, spent = spent }
+            end
+        end
+        usage_sort_groups(list)
+        local out = {}
+        for i, g in ipairs(list) do
+            out[i] = M("name", g.name, "spent", g.spent)
+        end
+        f[#f + 1] = "groups"
+        f[#f + 1] = out
+        return f
+    end
+    USAGE.cmd = usage_reply
 end
 -- ---------------------------------------------------------------------------
 -- Holds: reserve → commit | release | expire, and charges (src/engine/hold.rs).
@@ -9714,6 +10502,9 @@ function CMD.cmd_events(ctx, args)
     return out
 end
 
+-- QUOTA.USAGE (68_usage.lua).
+CMD.cmd_usage = USAGE.cmd
+
 -- ----- server-wide commands ------------------------------------------------------
 
 -- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n
@@ -9916,6 +10707,7 @@ for _, c in ipairs({
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
     { "QUOTA.GRANTS", CMD.cmd_grants, false },
+    { "QUOTA.USAGE", CMD.cmd_usage, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end
@@ -10006,6 +10798,7 @@ local FUNCTIONS = {
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_grants", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_usage", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
     { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },

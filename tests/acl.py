@@ -122,8 +122,8 @@ EXPECT = {
 
 # Functions that only read: sent with FCALL_RO, which every Lua account
 # has (the analyst only that).
-LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_grants", "quota_price_ro",
-             "quota_plan_ro", "quota_estimate"}
+LUA_READS = {"quota_get", "quota_tree", "quota_holds", "quota_history", "quota_events", "quota_grants", "quota_usage",
+             "quota_price_ro", "quota_plan_ro", "quota_estimate"}
 
 
 def recipes(backend):

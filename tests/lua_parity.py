@@ -83,14 +83,23 @@ REVOKE and RESET; both backends run with ledger_len (100000 unless --set
 gives one), and every 25 ops and at the end each tree's ledger stream is
 compared entry by entry (fields, not ids); not in a run with --upgrade-from
 or --flip-with, whose older library has no ledger.
+`--focus usage` (UsageGen) aims at usage over time (1.6.0): RESERVE, COMMIT (late
+ones too) and CHARGE (negative, past 0, CHECK, refused by DENY rules) with many
+SERVICE/MODEL series or none, over `/`, `a`, `a/b`, `a/c`, `d`, DELPATH and DEL, the
+clock moved by minutes, to the next hour, by hours and days and past the hourly and
+daily retention, and QUOTA.USAGE with every option (SINCE/UNTIL at bucket bounds,
+retention starts and in the future, BY, METRIC, SERVICE, MODEL, GROUP) and its errors;
+with `--set usage_series=3` (or 1, 2) the series past the bound go to `(other series)`
+and freed slots are taken again, with `--set usage_hours=N usage_days=N` (0 too) the
+retention is short or off.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans|grants|access|records] [--set NAME=VALUE ...] [--behind P]
-                                [--replica]
+                                [--focus holds|plans|grants|access|records|usage] [--set NAME=VALUE ...]
+                                [--behind P] [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants] [--collate] [--pubsub]
 
@@ -1489,6 +1498,164 @@ class GrantGen(Gen):
                 self.dues[tree] = (self.dues[tree] + [at])[-20:]
 
 
+class UsageGen(GrantGen):
+    """`--focus usage`: usage over time and QUOTA.USAGE (SPEC §9, 1.6.0).
+
+    Paths `/`, `a`, `a/b`, `a/c`, `d` and many series (services with and
+    without models, none), so that a small `usage_series` (`--set
+    usage_series=3`) fills and `(other series)` takes the rest; RESERVE /
+    COMMIT (late ones too) / CHARGE (negative, past 0, disallowed by access
+    rules, CHECK) with SERVICE/MODEL, DELPATH and DEL of trees with usage,
+    the clock moved by minutes, hours and days, past the hourly and daily
+    retention (slots freed, buckets dropped); QUOTA.USAGE with every option
+    (SINCE/UNTIL around known instants, in the future and before retention,
+    BY, METRIC, SERVICE, MODEL, GROUP) and its errors.
+    """
+
+    GPATHS = ["/", "a", "a/b", "a/c", "d"]
+    SERIES = [None, ("chat", None), ("chat", "gpt"), ("chat", "mini"), ("image", None), ("image", "pix"),
+              ("video", "veo"), ("audio", None), ("embed", "e5")]
+
+    def path(self, bad=0.0):
+        if self.chance(0.01):
+            return self.pick(["a//b", "nope/x", "é", "a/b/c"])
+        return self.pick(self.GPATHS)
+
+    def series(self, out):
+        s = self.pick(self.SERIES)
+        if s is not None:
+            out += ["SERVICE", s[0]]
+            if s[1]:
+                out += ["MODEL", s[1]]
+        return out
+
+    def service_model(self, out):
+        self.series(out)
+
+    def c_charge(self, tree):
+        r = self.rng
+        out = ["QUOTA.CHARGE", tree, "PATH", self.pick(self.GPATHS)]
+        if r.random() < 0.2:
+            out += ["ALSO", self.pick(self.GPATHS)]
+        if r.random() < 0.15:
+            out.append("CHECK")
+        if r.random() < 0.1:
+            out += ["ID", self.pick(ID_POOL)]
+        self.series(out)
+        out += self.cost_item(neg=0.3)
+        return out
+
+    def c_reserve(self, tree):
+        r = self.rng
+        out = ["QUOTA.RESERVE", tree, "PATH", self.pick(self.GPATHS)]
+        if r.random() < 0.2:
+            out += ["ALSO", self.pick(self.GPATHS)]
+        out += ["TTL", self.pick(["60000", "3600000", "86400000", "7200000"])]
+        self.series(out)
+        out += self.cost_item()
+        return out
+
+    def c_deny(self, tree):
+        s = self.pick([x for x in self.SERIES if x])
+        out = ["QUOTA.DENY", tree, self.pick(self.GPATHS), "SERVICE", s[0]]
+        if s[1] and self.chance(0.5):
+            out += ["MODEL", s[1]]
+        if self.chance(0.4):
+            out.append("REMOVE")
+        return out
+
+    def instant(self):
+        """A time near now: bucket bounds, the retention's start, the future."""
+        h, d = 3600000, 86400000
+        r = self.rng.random()
+        if r < 0.3:
+            return self.now - self.rng.randint(0, 100) * h + self.pick([-1, 0, 0, 1, 1800000])
+        if r < 0.55:
+            return (self.now // d - self.rng.randint(0, 95)) * d + self.pick([-1, 0, 0, 1])
+        if r < 0.65:
+            return self.now + self.pick([0, 1, h, d])
+        if r < 0.75:
+            return (self.now // h - self.pick([47, 48, 49])) * h + self.pick([-1, 0, 1])
+        if r < 0.85:
+            return (self.now // d - self.pick([89, 90, 91])) * d + self.pick([-1, 0, 1])
+        return self.pick([0, 1, self.now, self.now - 1])
+
+    def c_usage(self, tree):
+        r = self.rng
+        out = ["QUOTA.USAGE", tree, self.path()]
+        opts = []
+        if r.random() < 0.4:
+            opts.append(["SINCE", str(self.instant()) if r.random() > 0.03 else
+                         self.pick(["-1", "x", "1.5", "18446744073709551616", "9007199254740992", ""])])
+        if r.random() < 0.3:
+            opts.append(["UNTIL", str(self.instant()) if r.random() > 0.03 else self.pick(["-1", "x", "01"])])
+        if r.random() < 0.6:
+            opts.append(["BY", self.pick(["hour", "day", "HOUR", "Day"]) if r.random() > 0.03 else
+                         self.pick(["week", "", "hours"])])
+        if r.random() < 0.25:
+            opts.append(["METRIC", self.pick(["credits", "tokens", "usd"]) if r.random() > 0.05 else
+                         self.pick(["Credits", "limit", "x" * 33])])
+        if r.random() < 0.3:
+            s = self.pick([x for x in self.SERIES if x] + [("nope", None), ("chat", "nope")])
+            sm = ["SERVICE", s[0]]
+            if s[1] and r.random() < 0.7:
+                sm += ["MODEL", s[1]]
+            opts.append(sm)
+        elif r.random() < 0.02:
+            opts.append(["MODEL", "gpt"])
+        if r.random() < 0.5:
+            opts.append(["GROUP", self.pick(["service", "model", "child", "tag", "MODEL"]) if r.random() > 0.03
+                         else self.pick(["series", "", "children"])])
+        if r.random() < 0.03:
+            opts.append(self.pick([["BY", "day"], ["GROUP", "child"], ["SINCE", "0"], ["NOPE"], ["SINCE"]]))
+        r.shuffle(opts)
+        for o in opts:
+            out += o
+        return out
+
+    def c_read(self, tree):
+        return self.c_usage(tree) if self.chance(0.7) else self.c_get(tree)
+
+    def c_clock(self, tree):
+        r = self.rng.random()
+        h, d = 3600000, 86400000
+        if r < 0.3:
+            step = self.rng.randint(1, 600000)
+        elif r < 0.55:
+            step = self.rng.randint(1, 5) * h + self.rng.randint(-1, 1)
+        elif r < 0.7:
+            step = (self.now // h + 1) * h - self.now + self.pick([-1, 0, 0, 1])  # to the next hour
+        elif r < 0.82:
+            step = self.rng.randint(1, 3) * d + self.rng.randint(0, d)
+        elif r < 0.9:
+            step = self.pick([47, 48, 49]) * h + self.rng.randint(0, h)  # past the hourly retention
+        else:
+            step = self.pick([30, 60, 89, 90, 91, 120]) * d + self.rng.randint(0, d)  # past the daily one
+        self.now += step
+        self.queue += [self.c_usage(tree) for _ in range(self.rng.choice([0, 1, 2]))]
+        return ["QUOTA.DEBUG", "CLOCK", "ADVANCE", str(step)]
+
+    WEIGHTS = [
+        ("set", 3), ("unset", 0.5), ("delpath", 0.7), ("grant", 1), ("reserve", 10), ("commit", 9),
+        ("release", 2), ("charge", 16), ("deny", 1), ("get", 2), ("usage", 16), ("clock", 8), ("del", 0.2),
+    ]
+
+    def command(self):
+        if self.queue:
+            return self.queue.pop(0)
+        names = [n for n, _ in self.WEIGHTS]
+        kind = self.rng.choices(names, [w for _, w in self.WEIGHTS])[0]
+        tree = self.rng.choices(TREES, [5, 2, 1])[0]
+        if kind == "del":
+            return ["DEL", TREES[1]]
+        if kind == "delpath":
+            return ["QUOTA.DELPATH", tree, self.pick(["a/b", "a/c", "d", "a"])]
+        cmd = getattr(self, "c_" + kind)(tree)
+        if kind != "clock" and self.chance(0.03):
+            cmd = self.mutate(cmd)
+        return cmd
+
+
 class AccessGen(FocusGen):
     """`--focus access`: access rules and in-flight limits (SPEC §8, 1.5.0).
 
@@ -2313,12 +2480,13 @@ def main():
     ap.add_argument("--collate", action="store_true",
                     help="the Lua server runs under en_US.UTF-8 (built by localedef when missing), whose string "
                          "collation is not bytewise: orderings the library makes with Lua's < would differ")
-    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access", "records"],
+    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access", "records", "usage"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
                          "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
                          "with expiry, priority and ids, their draws and ends (GrantGen); access: access rules "
                          "and in-flight limits judged on reservations and charges (AccessGen); records: META, "
-                         "labels, archive and the ledger, compared entry by entry (RecordsGen)")
+                         "labels, archive and the ledger, compared entry by entry (RecordsGen); usage: usage "
+                         "buckets and QUOTA.USAGE, series past usage_series, the clock past retention (UsageGen)")
     args = ap.parse_args()
     if args.pubsub and args.behind:
         # the write --behind makes through SWAPDB runs on the library's test
@@ -2331,7 +2499,8 @@ def main():
     start_ms = int(start.timestamp()) * 1000
     gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else \
         GrantGen(rng, start_ms) if args.focus == "grants" else AccessGen(rng, start_ms) if args.focus == "access" \
-        else RecordsGen(rng, start_ms) if args.focus == "records" else Gen(rng)
+        else RecordsGen(rng, start_ms) if args.focus == "records" \
+        else UsageGen(rng, start_ms) if args.focus == "usage" else Gen(rng)
     # (A run that starts on or flips to an older library has no ledger on
     # its Lua side then: it compares no ledgers.)
     ledgers = args.focus == "records" and not (args.upgrade_from or args.flip_with)

@@ -33,7 +33,10 @@
 -- a rule or an INFLIGHT policy is stored in layout 5 (node rules, the
 -- INFLIGHT flag), which 1.4.0 and before refuse; every other tree keeps its
 -- layout byte for byte.
--- 1.6.0: META, the ledger, labels and archive (SPEC §9-§10): a tree that
+-- 1.6.0: usage over time (SPEC §9): each node's spent per hour and day in
+-- the companion hash {tag}quota:K:usage (no layout change: 1.5.0 ignores it
+-- and records nothing there).
+-- Also META, the ledger, labels and archive (SPEC §9-§10): a tree that
 -- has had labels, an archived node or a hold with META is stored in layout
 -- 6, which 1.5.0 and before refuse; every other tree keeps its layout.
 local VERSION = "1.6.0"
@@ -57,6 +60,9 @@ local SETTINGS = {
     max_depth = 16,
     max_items = 1000,
     events_len = 1000,
+    usage_hours = 48,
+    usage_days = 90,
+    usage_series = 32,
     ledger_len = 0,
 }
 

@@ -348,7 +348,7 @@ do
             k = {
                 hkey = companion(key, ":holds"), ekey = companion(key, ":expiry"), tkey = companion(key, ":done"),
                 fkey = companion(key, ":forget"), vkey = companion(key, ":events"), kkey = companion(key, ":kids"),
-                gkey = companion(key, ":grants"), lkey = REC.ledger_key(key),
+                gkey = companion(key, ":grants"), ukey = companion(key, ":usage"), lkey = REC.ledger_key(key),
             }
             key_names[key] = k
             key_names_size = key_names_size + 1
@@ -463,6 +463,7 @@ local function open_tree(key, writable, sweeping)
     local ctx = {
         key = key, writable = writable, now = now_ms(),
         hkey = k.hkey, ekey = k.ekey, tkey = k.tkey, fkey = k.fkey, vkey = k.vkey, kkey = k.kkey, gkey = k.gkey,
+        ukey = k.ukey, usage = false, usage_n = 0,
         lkey = k.lkey, ledger = writable and SETTINGS.ledger_len > 0 and {},
         kid_add = {}, kid_del = {}, gdel = false, draws = false,
         nodes = {}, dirty = {}, deleted = {}, holds = {}, hold_dirty = {}, hold_deleted = {},
@@ -840,6 +841,10 @@ end
 
 -- ----- reaching policies and charging usage ------------------------------------
 
+-- Usage over time (68_usage.lua), declared here: apply_usage notes each
+-- node's change of spent, flush records it.
+local USAGE = {}
+
 -- The nodes and policies a charge set reaches, each once, root first: those
 -- whose metric is in `metrics` and whose filter matches (for `usage`, a
 -- CHARGE or a COMMIT, not INFLIGHT ones: they count only holds).
@@ -978,13 +983,32 @@ local function apply_usage(ctx, r, set, usage)
         end
     end
     observe(ctx, r.pols)
+    local limits = ctx.limits
+    local notes = (limits.usage_hours > 0 or limits.usage_days > 0) and USAGE.notes(ctx)
     for _, path in ipairs(r.nodes) do
         local node = ctx.nodes[path]
         local at = costs_index(node.spent, #usage)
+        local changes = usage
         for i = 1, #usage do
             local metric, delta = usage[i][1], usage[i][2]
             local current = costs_get_at(node.spent, at, metric)
-            costs_set_at(node.spent, at, metric, D.add_saturating(current, delta))
+            local updated = D.add_saturating(current, delta)
+            costs_set_at(node.spent, at, metric, updated)
+            if notes then
+                -- The node's usage takes what spent took: the clamped
+                -- change (add_saturating returns its bounds as they are).
+                local change = delta
+                if updated == D.ZERO or updated == D.MAX_TOTAL then
+                    change = D.sub(updated, current)
+                end
+                if changes ~= usage or change ~= delta or D.is_zero(delta) then
+                    changes = USAGE.changed(changes, usage, i, change)
+                end
+            end
+        end
+        if notes and #changes > 0 then
+            local n = ctx.usage_n
+            notes[n + 1], notes[n + 2], notes[n + 3], ctx.usage_n = path, set, changes, n + 3
         end
         touch(ctx, path)
     end
@@ -1216,7 +1240,7 @@ do
 
     function flush(ctx, final)
         local any = ctx.meta_dirty or (ctx.pl and ctx.pl.dirty) or ctx.gdel or next(ctx.dirty) or next(ctx.hold_dirty) or next(ctx.hold_deleted)
-            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0
+            or #ctx.kid_del > 0 or next(ctx.done_dirty) or next(ctx.forgotten) or #ctx.new_events > 0 or ctx.usage_n > 0
             or (ctx.ledger and #ctx.ledger > 0)
         if not any then
             return
@@ -1224,13 +1248,19 @@ do
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
             redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
-                ctx.gkey .. ":exp", ctx.gkey .. ":dead")
+                ctx.gkey .. ":exp", ctx.gkey .. ":dead", ctx.ukey)
             ctx.exists = true
             ctx.dirty[""] = true
         end
         -- (Holds first: they update what "#" says is due.)
         flush_holds(ctx)
+        if next(ctx.deleted) then
+            USAGE.drop(ctx, ctx.deleted)
+        end
         flush_nodes(ctx, final)
+        if ctx.usage_n > 0 then
+            USAGE.flush(ctx)
+        end
         if #ctx.new_events > 0 then
             flush_events(ctx)
         end

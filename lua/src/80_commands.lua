@@ -655,6 +655,9 @@ function CMD.cmd_events(ctx, args)
     return out
 end
 
+-- QUOTA.USAGE (68_usage.lua).
+CMD.cmd_usage = USAGE.cmd
+
 -- ----- server-wide commands ------------------------------------------------------
 
 -- FCALL quota_sweep 1 <index> [COUNT n]: releases what is due on up to n

@@ -86,6 +86,7 @@ for _, c in ipairs({
     { "QUOTA.HISTORY", CMD.cmd_history, false },
     { "QUOTA.EVENTS", CMD.cmd_events, false },
     { "QUOTA.GRANTS", CMD.cmd_grants, false },
+    { "QUOTA.USAGE", CMD.cmd_usage, false },
 }) do
     handlers["quota_" .. string.lower(ssub(c[1], 7))] = tree_command(c[1], c[2], c[3])
 end
@@ -176,6 +177,7 @@ local FUNCTIONS = {
     { "quota_history", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_events", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_grants", { "no-writes", "allow-cross-slot-keys" } },
+    { "quota_usage", { "no-writes", "allow-cross-slot-keys" } },
     { "quota_price", {} }, { "quota_price_ro", { "no-writes" } }, { "quota_plan", {} },
     { "quota_plan_ro", { "no-writes" } }, { "quota_estimate", { "no-writes" } },
     { "quota_debug", {} }, { "quota_sweep", { "allow-oom" } },
