@@ -73,13 +73,20 @@ CALLS = {
     "plan-set": ["QUOTA.PLAN", "SET", "tmp", PLAN.replace('"50"', '"60"')],
     "plan-del": ["QUOTA.PLAN", "DEL", "tmp"],
     "assign": ["QUOTA.ASSIGN", "{k}", "NONE"],
+    "usage": ["QUOTA.USAGE", "{k}", "/", "BY", "hour"],
+    "label": ["QUOTA.LABEL", "{k}", "shelf", "NOTE", "acl", "TAGS", "x,y"],
+    "archive": ["QUOTA.ARCHIVE", "{k}", "shelf"],
+    "restore": ["QUOTA.RESTORE", "{k}", "shelf"],
 }
 TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
-              "grants", "set", "unset", "grant", "revoke", "reset", "delpath", "assign", "allow", "deny", "access"}
-READS = ["get", "tree", "holds", "history", "events", "grants"]
+              "grants", "usage", "set", "unset", "grant", "revoke", "reset", "delpath", "assign", "allow", "deny",
+              "access", "label", "archive", "restore"}
+READS = ["get", "tree", "holds", "history", "events", "grants", "usage"]
 SPENDING = ["reserve", "commit", "release", "extend", "charge"]
-# QUOTA.ACCESS is a write command (its CLEAR writes): it goes with the rules.
-POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath", "allow", "deny", "access"]
+# QUOTA.ACCESS is a write command (its CLEAR writes): it goes with the rules;
+# so do the labels and the archive (on the path `shelf`, which nothing spends on).
+POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath", "allow", "deny", "access", "label", "archive",
+            "restore"]
 PRICE_READS = ["price-get", "price-list", "estimate"]
 PRICE_WRITES = ["price-set", "price-del"]
 PLAN_READS = ["plan-get", "plan-list"]
@@ -184,6 +191,7 @@ def setup(admin, user, round_=""):
         admin.execute_command(*to_wire(["QUOTA.SET", key, "gone", "g"] + POLICY))
         admin.execute_command(*to_wire(["QUOTA.UNSET", key, "gone", "g"]))
         admin.execute_command(*to_wire(["QUOTA.GRANT", key, "/", "p", "5", "ID", "acl-grant"]))
+        admin.execute_command(*to_wire(["QUOTA.LABEL", key, "shelf", "NOTE", "for ARCHIVE and RESTORE"]))
         hold = f"{user}{round_}-{key[2:]}"
         admin.execute_command(*to_wire(["QUOTA.RESERVE", key, "PATH", "a", "ID", hold, "COST", "credits", "1"]))
         ids[key] = hold
@@ -256,7 +264,8 @@ def key_specs(admin, port):
     for name in READS:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is None, f"%R~t:acme: {name} is allowed")
-    for name in ["reserve", "charge", "set", "grant", "revoke", "reset", "allow", "deny", "access"]:
+    for name in ["reserve", "charge", "set", "grant", "revoke", "reset", "allow", "deny", "access", "label",
+                 "archive", "restore"]:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is not None, f"%R~t:acme: {name} is refused")
     client.close()
