@@ -32,8 +32,14 @@ fn costs(pairs: &[(&str, &str)]) -> Costs {
 }
 
 fn charge(t: &mut Tree, path: &str, series: (Option<&str>, Option<&str>), cost: &[(&str, &str)], now: u64, l: &Limits) {
-    let req =
-        ChargeRequest { set: set(&[path], series.0, series.1), id: None, check: false, cost: costs(cost), brief: true };
+    let req = ChargeRequest {
+        set: set(&[path], series.0, series.1),
+        id: None,
+        check: false,
+        cost: costs(cost),
+        brief: true,
+        meta: None,
+    };
     t.charge(req, now, l).unwrap();
 }
 
@@ -45,6 +51,7 @@ fn reserve(t: &mut Tree, id: &str, path: &str, service: Option<&str>, cost: &[(&
         batch: BatchMode::All,
         items: vec![costs(cost)],
         brief: true,
+        meta: None,
     };
     assert!(t.reserve(req, now, l).unwrap().allowed);
 }

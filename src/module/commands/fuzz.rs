@@ -359,6 +359,7 @@ fn env(now_ms: u64) -> Env {
         usage_hours: 3,
         usage_days: 2,
         usage_series: 2,
+        ledger: false,
     };
     Env { now_ms, limits, default_ttl_ms: 1000, due_ms: now_ms, missing_key: false }
 }
