@@ -588,9 +588,10 @@ def lua_usage_memory(paths_counts):
         with open(LIBRARY) as f:
             text = f.read().replace("local TEST_CLOCK = false", "local TEST_CLOCK = true", 1)
         r.execute_command("FUNCTION", "LOAD", "REPLACE", text)
-        names = {f["library_name"]: [g["name"] for g in f["functions"]] for f in r.function_list()}
-        if "quota_usage" not in sum(names.values(), []):
-            print("- Lua library: skipped (this library has no quota_usage)")
+        try:
+            r.execute_command("FCALL", "quota_usage", 1, "probe", "/")
+        except redis.ResponseError as e:
+            print(f"- Lua library: skipped (this library has no quota_usage: {e})")
             return
         day, hour = 86_400_000, 3_600_000
         start = 1_768_435_200_000

@@ -468,7 +468,10 @@ fn write_tree_v4_fixture() {
 fn a_version_4_tree_still_loads() {
     let bytes = include_bytes!("../../tests/fixtures/tree-v4.bin");
     let tree = persist::decode(bytes, 4).unwrap();
-    assert_eq!(v4_text(&tree), include_str!("../../tests/fixtures/tree-v4.txt"));
+    assert_eq!(
+        crate::tests_support::without_v5_fields(&v4_text(&tree)),
+        include_str!("../../tests/fixtures/tree-v4.txt")
+    );
     assert_eq!(persist::encode(&tree), crate::tests_support::as_v5(bytes));
     tree.check_invariants().unwrap();
     // The fixture is what the builder makes now.

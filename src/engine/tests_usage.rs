@@ -38,7 +38,7 @@ fn charge(t: &mut Tree, path: &str, series: (Option<&str>, Option<&str>), cost: 
         check: false,
         cost: costs(cost),
         brief: true,
-        meta: None,
+        meta: Default::default(),
     };
     t.charge(req, now, l).unwrap();
 }
@@ -51,7 +51,7 @@ fn reserve(t: &mut Tree, id: &str, path: &str, service: Option<&str>, cost: &[(&
         batch: BatchMode::All,
         items: vec![costs(cost)],
         brief: true,
-        meta: None,
+        meta: Default::default(),
     };
     assert!(t.reserve(req, now, l).unwrap().allowed);
 }
@@ -207,7 +207,8 @@ fn since_and_until_choose_the_span() {
     let now = T0 + 4 * H + 10;
     // Columns: SINCE, UNTIL, the reply's since, its until, listed buckets,
     // total spent.
-    let cases: [(Option<u64>, Option<u64>, u64, u64, usize, &str); 7] = [
+    type Case = (Option<u64>, Option<u64>, u64, u64, usize, &'static str);
+    let cases: [Case; 7] = [
         (None, None, T0 + 4 * H - 47 * H, now, 48, "credits=5"),
         (Some(T0 + H + 7), None, T0 + H, now, 4, "credits=4"),
         (Some(T0 + H), Some(T0 + 2 * H), T0 + H, T0 + 2 * H, 2, "credits=2"),
@@ -291,7 +292,8 @@ fn filters_and_groups_of_a_read() {
         ..query(By::Day)
     };
     // Columns: query, total, groups (name: spent).
-    let cases: Vec<(UsageQuery, &str, Vec<(&str, &str)>)> = vec![
+    type Case = (UsageQuery, &'static str, Vec<(&'static str, &'static str)>);
+    let cases: Vec<Case> = vec![
         (q(None, None, None, None), "credits=17,tokens=103", vec![]),
         (q(Some("tokens"), None, None, None), "tokens=103", vec![]),
         (q(None, Some("chat"), None, None), "credits=9,tokens=100", vec![]),
@@ -383,4 +385,34 @@ fn usage_survives_encode_and_decode_and_corrupt_usage_is_an_error() {
     let mut labelled = bytes.clone();
     *labelled.last_mut().unwrap() = 1;
     assert!(persist::decode(&labelled, persist::ENCODING_VERSION).is_err());
+}
+
+#[test]
+fn group_tag_counts_the_topmost_nodes_carrying_each_tag() {
+    let l = limits(48, 90, 32);
+    let mut t = Tree::new();
+    // Columns: path, tags.
+    let tags: [(&str, &[&str]); 5] =
+        [("p", &["team"]), ("p/a", &["gpu", "team"]), ("p/a/x", &["gpu"]), ("p/b", &["batch"]), ("q", &["gpu"])];
+    for (path, tags) in tags {
+        t.label(path, None, Some(tags.iter().map(|s| s.to_string()).collect()), T0, &l).unwrap();
+    }
+    charge(&mut t, "p/a/x", (None, None), &[("credits", "4")], T0, &l);
+    charge(&mut t, "p/a", (None, None), &[("credits", "1")], T0, &l);
+    charge(&mut t, "p/b", (None, None), &[("credits", "2")], T0, &l);
+    charge(&mut t, "p/c", (None, None), &[("credits", "8")], T0, &l);
+    charge(&mut t, "q", (None, None), &[("credits", "100")], T0, &l);
+    let q = UsageQuery { group: Some(Group::Tag), ..query(By::Day) };
+    let expect = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect::<Vec<_>>();
+    // Columns: path read, groups. `team` is p's (p/a below it is not
+    // counted again); `gpu` is p/a's (p/a/x below it not again).
+    let cases: [(&str, Vec<(String, String)>); 4] = [
+        ("p", expect(&[("team", "credits=15"), ("gpu", "credits=5"), ("batch", "credits=2")])),
+        ("p/a", expect(&[("gpu", "credits=5"), ("team", "credits=5")])),
+        ("", expect(&[("gpu", "credits=105"), ("team", "credits=15"), ("batch", "credits=2")])),
+        ("p/c", expect(&[])),
+    ];
+    for (path, expected) in cases {
+        assert_eq!(groups(&report(&t, path, &q, T0, &l)), expected, "{path}");
+    }
 }

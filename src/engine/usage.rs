@@ -477,10 +477,9 @@ fn node_sums(node: &Node, query: &UsageQuery, first: u64, last: u64, sums: &mut 
     }
 }
 
-/// The tags of a node (sorted).
-/// Lua twin: `usage_node_tags` (lua/src/68_usage.lua).
-pub(crate) fn node_tags(_node: &Node) -> &[Box<str>] {
-    &[]
+/// The tags of a node (sorted; see `labels`).
+fn node_tags(node: &Node) -> &[Box<str>] {
+    node.labels.as_deref().map_or(&[], |l| &l.tags)
 }
 
 /// Orders groups largest first: by `metric`'s amount when given, else by
