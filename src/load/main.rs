@@ -80,7 +80,7 @@ Options:
                       arguments do: default_ttl, tombstone_ttl (ms),
                       max_paths, max_policies, max_holds, max_depth,
                       max_items, events_len, usage_hours, usage_days,
-                      usage_series (repeatable)
+                      usage_series, ledger_len (repeatable)
   --print             write the library source (after --test-clock) to stdout
                       and exit; connects to nothing
   --sweep             load nothing: call FCALL quota_sweep every 100 ms until
