@@ -17,8 +17,11 @@
 --   "/<path>"        what every write of the node changes: {slots, hour,
 --                    hour cells, day, day cells}: the series slots, a list
 --                    of {service, model or false, the start of the hour it
---                    was last written in (ms)} (false: a free slot), and the node's newest hour
---                    and day bucket (its number, false for none, and cells)
+--                    was last written in (ms)} (false: a free slot), and the
+--                    node's newest hour and day bucket (its number, false
+--                    for none, and cells). With hours on, the newest day
+--                    holds its earlier hours: the newest hour is added to
+--                    it when the hour ends, and reads add the two
 --   "h<n>/<path>"    an older hour bucket n (floor(ms / 3600000)), moved
 --                    here when the node first writes in a later hour
 --   "d<n>/<path>"    an older day bucket n (floor(ms / 86400000)), likewise
@@ -224,15 +227,21 @@ do
         return munpack(blob)
     end
 
-    -- A record's bytes, those of its slots kept on it (rec.sp) while they
-    -- do not change: the same bytes as cmsgpack's of the five positions.
+    -- A record's bytes, those of its slots and of its newest day kept on it
+    -- (rec.sp, rec.dp) while they do not change: the same bytes as
+    -- cmsgpack's of the five positions.
     local function pack_rec(rec)
         local sp = rec.sp
         if not sp then
             sp = mpack(rec[1])
             rec.sp = sp
         end
-        return "\149" .. sp .. mpack(rec[2], rec[3], rec[4], rec[5])
+        local dp = rec.dp
+        if not dp then
+            dp = mpack(rec[5])
+            rec.dp = dp
+        end
+        return "\149" .. sp .. mpack(rec[2], rec[3], rec[4]) .. dp
     end
 
     -- The list apply_usage adds each node's changes of spent to (path, the
@@ -264,32 +273,9 @@ do
         return changes
     end
 
-    -- The cells of bucket `b` (of "h" or "d") for a write to `rec`, whose
-    -- newest bucket of that granularity is at position `at`: the newest
-    -- (a later one makes the newest move to its own field, or go when
-    -- retention no longer keeps it), or, when the clock went back, the
-    -- older bucket's own field (read at once: only test clocks go back).
-    -- `w` collects the writes.
-    local function bucket_cells(rec, at, b, keep, g, path, w)
-        local newest = rec[at]
-        if newest == b then
-            return rec[at + 1]
-        end
-        w.moved = w.moved or {}
-        w.older = w.older or {}
-        if not newest or newest < b then
-            local cells = rec[at + 1]
-            if newest and newest >= keep and #cells > 0 then
-                w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, newest, path), cells }
-                w.moved[#w.moved + 1] = { path, g, newest }
-            end
-            if newest then
-                w.moved[path] = true
-            end
-            cells = {}
-            rec[at], rec[at + 1] = b, cells
-            return cells
-        end
+    -- An older bucket's own field, read for a write when the clock went
+    -- back (only test clocks do).
+    local function older_cells(w, g, b, path)
         local field = sformat("%s%.0f/%s", g, b, path)
         local blob = redis.call("HGET", w.ukey, field)
         local cells = blob and munpack(blob) or {}
@@ -297,6 +283,79 @@ do
         w.moved[#w.moved + 1] = { path, g, b }
         w.moved[path] = true
         return cells
+    end
+
+    -- A node's newest bucket `b` of `g` ends: to its own field while
+    -- retention keeps it (`keep`) and it has cells.
+    local function store_bucket(w, g, b, cells, keep, path)
+        if b >= keep and #cells > 0 then
+            w.older[#w.older + 1] = { sformat("%s%.0f/%s", g, b, path), cells }
+            w.moved[#w.moved + 1] = { path, g, b }
+        end
+        w.moved[path] = true
+    end
+
+    -- Adds every cell of `from` to `into`.
+    local function fold(into, from)
+        for i = 1, #from, 3 do
+            cell_add(into, from[i], from[i + 1], D.loaded(from[i + 2]))
+        end
+    end
+
+    -- The cells a write at hour `hn` (day `dn`) adds to: the node's newest
+    -- hour, and its newest day only when hours are off or the clock went
+    -- back. With hours on, the newest day holds the day's earlier hours
+    -- only: the newest hour is added to it when it ends, once an hour, not
+    -- at every write (reads add the two). A later hour or day makes the
+    -- newest move to its own field; `w` collects the writes.
+    local function targets(rec, hn, dn, hours, days, keep_h, keep_d, path, w)
+        local hour, day = rec[2], rec[4]
+        if hour == hn and (day == dn or not days) then
+            return rec[3], nil
+        end
+        w.moved = w.moved or {}
+        w.older = w.older or {}
+        if hour and (not hours or hour < hn) then
+            -- The newest hour ends: into its day, then to its own field.
+            if day and day == floor(hour / 24) then
+                fold(rec[5], rec[3])
+                rec.dp = nil
+            end
+            if hours then
+                store_bucket(w, "h", hour, rec[3], keep_h, path)
+            end
+            rec[2], rec[3], hour = false, {}, false
+            w.moved[path] = true
+        end
+        if day and (not days or day < dn) then
+            store_bucket(w, "d", day, rec[5], keep_d, path)
+            rec[4], rec[5], rec.dp, day = false, {}, nil, false
+        end
+        if days and not day then
+            rec[4], rec[5], rec.dp, day = dn, {}, nil, dn
+        end
+        if not hours then
+            if days and day == dn then
+                rec.dp = nil
+                return nil, rec[5]
+            end
+            return nil, days and older_cells(w, "d", dn, path) or nil
+        end
+        if not hour then
+            rec[2], rec[3] = hn, {}
+            return rec[3], nil
+        elseif hour == hn then
+            return rec[3], nil
+        end
+        -- The clock went back: an older hour, and its day.
+        local dcells = nil
+        if days and day == dn then
+            dcells = rec[5]
+            rec.dp = nil
+        elseif days then
+            dcells = older_cells(w, "d", dn, path)
+        end
+        return older_cells(w, "h", hn, path), dcells
     end
 
     -- Records what apply_usage noted: per node, the series and its newest
@@ -315,40 +374,31 @@ do
         local keep_d = days and floor(usage_retention_start(DAY_MS, limits.usage_days, now) / DAY_MS) or math.huge
         -- The nodes, each once (the notes of a path noted again follow its
         -- first's: `again`).
-        local fields, at, again = {}, {}, nil
+        local paths, fields, at, again = {}, {}, {}, nil
         for k = 1, n, 3 do
             local path = notes[k]
             if at[path] then
                 again = again or {}
                 again[#again + 1] = k
             else
+                paths[#paths + 1] = path
                 fields[#fields + 1] = "/" .. path
                 at[path] = k
             end
         end
         local ukey = ctx.ukey
-        local blobs = ctx.exists and call_chunked("HMGET", ukey, fields) or {}
+        local blobs = {}
+        if ctx.exists then
+            blobs = #fields <= 1000 and redis.call("HMGET", ukey, unpack(fields)) or call_chunked("HMGET", ukey, fields)
+        end
         local w = { ukey = ukey, moved = false, older = false }
         local hset, recs = {}, {}
         for i = 1, #fields do
-            local blob, field = blobs[i], fields[i]
-            local path = ssub(field, 2)
+            local blob, field, path = blobs[i], fields[i], paths[i]
             local rec = blob and decoded(ukey, field, blob, true) or { {}, false, {}, false, {} }
             recs[i] = rec
             local slots = rec[1]
-            local hcells = hours and bucket_cells(rec, 2, hn, keep_h, "h", path, w)
-            local dcells = days and bucket_cells(rec, 4, dn, keep_d, "d", path, w)
-            if (not hours and rec[2]) or (not days and rec[4]) then
-                -- (A granularity turned off: its newest bucket goes too.)
-                if not hours then
-                    rec[2], rec[3] = false, {}
-                end
-                if not days then
-                    rec[4], rec[5] = false, {}
-                end
-                w.moved = w.moved or {}
-                w.moved[path] = true
-            end
+            local hcells, dcells = targets(rec, hn, dn, hours, days, keep_h, keep_d, path, w)
             local k = at[path]
             while k do
                 local set, changes = notes[k + 1], notes[k + 2]
@@ -387,8 +437,7 @@ do
             -- and what retention dropped.
             hdel = {}
             local list_paths, list_fields = {}, {}
-            for i = 1, #fields do
-                local path = ssub(fields[i], 2)
+            for _, path in ipairs(paths) do
                 if w.moved[path] then
                     list_paths[#list_paths + 1] = path
                     list_fields[#list_fields + 1] = "b/" .. path
@@ -410,7 +459,11 @@ do
                 hset[#hset + 1] = mpack(l)
             end
         end
-        call_chunked("HSET", ukey, hset)
+        if #hset <= 1000 then
+            redis.call("HSET", ukey, unpack(hset))
+        else
+            call_chunked("HSET", ukey, hset)
+        end
         if hdel then
             call_chunked("HDEL", ukey, hdel)
         end
@@ -578,7 +631,20 @@ do
         for b = first, last do
             local field = blobs[b - first + 2]
             if b == rec[at] then
-                cells[b - first + 1] = rec[at + 1]
+                local c = rec[at + 1]
+                if at == 4 and rec[2] and floor(rec[2] / 24) == b then
+                    -- The newest day and the hour not yet added to it
+                    -- (add_cells sums a cell given twice).
+                    local both = {}
+                    for i = 1, #c do
+                        both[i] = c[i]
+                    end
+                    for i = 1, #rec[3] do
+                        both[#c + i] = rec[3][i]
+                    end
+                    c = both
+                end
+                cells[b - first + 1] = c
             else
                 cells[b - first + 1] = field and munpack(field) or false
             end
