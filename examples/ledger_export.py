@@ -26,9 +26,10 @@ Delivery is at least once, and the rows are written exactly once:
     give two exporters running at once different names.
 
 An entry trimmed from the stream (MAXLEN ~ ledger_len) before it was exported is
-lost to the export: the program says so on stderr (it compares the stream's
-max-deleted-entry-id with the group's last-delivered-id). Size ledger_len for
-the longest time the exporter may be down.
+lost to the export: the program says so on stderr, with how many (the stream's
+first entry is past the group's last-delivered-id; XINFO's entries-added and
+entries-read count them). Size ledger_len for the longest time the exporter may
+be down.
 
 Table `quota_ledger`: stream, entry_id, type, time (ms), id, paths (display
 paths joined by `,`), service, model, item, policy, amounts (JSON object:
@@ -160,7 +161,7 @@ class Exporter:
         self.stopping = False
         self.exported = 0
         self.unknown = set()
-        self.trim_warned = {}  # stream -> the max-deleted-entry-id last reported
+        self.trim_warned = {}  # stream -> its first entry when a loss was last reported
 
     def setup(self):
         """The group on each stream, from its first entry; MKSTREAM creates an
