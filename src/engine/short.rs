@@ -20,6 +20,13 @@ impl<T: Copy + Default, const N: usize> Short<T, N> {
         Short { len: 0, inline: [T::default(); N], heap: Vec::new() }
     }
 
+    /// Empties the list, keeping its room.
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.heap.clear();
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, value: T) {
         if !self.heap.is_empty() {

@@ -800,10 +800,11 @@ impl Tree {
         self.observe(reach.policies.iter().copied(), now_ms, limits);
         let settings = limits.usage();
         let (service, model) = (set.service.as_deref(), set.model.as_deref());
+        let mut deltas: Short<(&str, Decimal), 8> = Short::new();
         // What `spent` took per metric, for the node's usage buckets.
         for &id in &reach.nodes {
             let Some(node) = self.node_mut(id) else { continue };
-            let mut deltas: Short<(&str, Decimal), 8> = Short::new();
+            deltas.clear();
             // Usually every metric is spent already: updated in place, each
             // found once. A new metric, or many, go through Totals (which
             // indexes a long list), and the list is rebuilt.
