@@ -95,7 +95,7 @@ test-scenarios: ## redis-cli scenarios against real redis-servers, on the module
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 
-test-lua: lua-check ## The Lua library beside the module: stored layout upgrade, decimals, windows, prices, random command sequences (holds, plans, grants, access rules), a reference model; the loader
+test-lua: lua-check ## The Lua library beside the module: stored layout upgrade, decimals, windows, prices, random command sequences (holds, plans, grants, access rules, usage), a reference model; the loader
 	python3 tests/lua_locals.py
 	python3 tests/twins.py
 	python3 tests/lua_layout.py
@@ -129,6 +129,11 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus access --ops 2000 --seed 56 --invariants --replica \
 		--flip-with tests/fixtures/quota-1.4.0.lua --flip-every 37
 	python3 tests/lua_parity.py --focus access --ops 6000 --seed 59 --collate
+	python3 tests/lua_parity.py --focus usage --ops 6000 --seed 61 --set usage_series=3
+	python3 tests/lua_parity.py --focus usage --ops 4000 --seed 62 --set usage_series=1 --set usage_hours=3 \
+		--set usage_days=2 --replica --behind 0.03 --invariants
+	python3 tests/lua_parity.py --focus usage --ops 4000 --seed 63 --collate --set usage_series=3
+	python3 tests/lua_parity.py --focus usage --ops 3000 --seed 64 --set usage_hours=0 --pubsub
 	python3 tests/lua_ledger.py
 	python3 tests/sweep_mix.py
 	python3 tests/model.py

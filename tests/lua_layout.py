@@ -476,6 +476,13 @@ def tree_keys(r):
     return keys
 
 
+def without_usage(dump):
+    """A dump without the trees' usage hashes (`…:usage`, 1.6.0), which
+    record usage beside the stored layout rather than in it: a library
+    before 1.6.0 writes none."""
+    return {k: v for k, v in dump.items() if not base64.b64decode(k).endswith(b":usage")}
+
+
 def dump_keys(r):
     """Every key's raw contents, bytes as base64."""
     b64 = lambda b: base64.b64encode(b).decode()
@@ -946,7 +953,7 @@ def test_grants_layout():
                 run(target, command)
             clock(target, T0 + 3 * DAY)
             run(target, ["QUOTA.CHARGE", "n", "PATH", "/", "COST", "credits", "1"])
-        check(dump_keys(r) == dump_keys(o), "a tree without grants is stored as 1.3.0 stores it, byte for byte")
+        check(without_usage(dump_keys(r)) == dump_keys(o), "a tree without grants is stored as 1.3.0 stores it, byte for byte")
         check(meta_version(r, "n") == 2, "a tree without grants stays in layout 2")
         clock(r, T0)
         run(r, ["QUOTA.SET", "g", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month"])
@@ -1031,7 +1038,7 @@ def test_access_layout():
                 run(target, command)
             clock(target, T0 + 3 * DAY)
             run(target, ["QUOTA.CHARGE", "n", "PATH", "/", "COST", "credits", "1"])
-        check(dump_keys(r) == dump_keys(o), "a tree without rules or INFLIGHT is stored as 1.4.0 stores it, byte for byte")
+        check(without_usage(dump_keys(r)) == dump_keys(o), "a tree without rules or INFLIGHT is stored as 1.4.0 stores it, byte for byte")
         check(meta_version(r, "n") == 4, "a tree with grants and without rules stays in layout 4")
         clock(r, T0)
         check(run(r, ["QUOTA.ALLOW", "x", "/", "SERVICE", "s"]) == 1, "an allow entry is added")
@@ -1094,7 +1101,7 @@ def test_records_layout():
                 run(target, command)
             clock(target, T0 + 3 * DAY)
             run(target, ["QUOTA.CHARGE", "n", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"])
-        check(dump_keys(r) == dump_keys(o), "a tree without labels, archive or META is stored as 1.5.0 stores it, "
+        check(without_usage(dump_keys(r)) == dump_keys(o), "a tree without labels, archive or META is stored as 1.5.0 stores it, "
               "byte for byte")
         check(meta_version(r, "n") == 5, "a tree with rules and without labels stays in layout 5")
         clock(r, T0)

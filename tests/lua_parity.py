@@ -1532,6 +1532,13 @@ class UsageGen(GrantGen):
     def service_model(self, out):
         self.series(out)
 
+    def cost_item(self, neg=0.0, n=None):
+        # (in_tok and intok: bytewise '_' sorts first, a collation may not)
+        out = ["COST"]
+        for m in self.rng.sample(["credits", "tokens", "in_tok", "intok"], self.rng.choice([1, 1, 2, 3])):
+            out += [m, self.amount(neg=neg, bad=0.01, big=0.01)]
+        return out
+
     def c_charge(self, tree):
         r = self.rng
         out = ["QUOTA.CHARGE", tree, "PATH", self.pick(self.GPATHS)]
