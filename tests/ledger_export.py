@@ -208,6 +208,13 @@ if mode == "before-ack":          # the n-th batch is committed, then the proces
             os._exit(9)
         real_ack(self, stream, ids)
     m.Exporter.ack = ack
+elif mode == "slow":              # each batch waits n ms before it is written (kill -9 lands mid-run)
+    real_write = m.Database.write
+    def write(self, rows):
+        import time
+        time.sleep(when / 1000)
+        real_write(self, rows)
+    m.Database.write = write
 else:                             # mid-write: half of the n-th batch inserted, not committed
     real_write = m.Database.write
     def write(self, rows):
@@ -503,16 +510,18 @@ def backend_cases(q, dbs):
                 args = ["QUOTA.CHARGE", TREES[i % 3 == 0], "PATH", "kill", "COST", "credits", "0.5"]
                 p.execute_command(*(lua_command(args) if b == "lua" else args))
             p.execute()
-        before = len(rows(db))
-        proc = subprocess.Popen([sys.executable, EXPORTER] + exporter_args(q, db, group, batch=5),
+        before = count(db)
+        todo = sum(q.r.xlen(s) for s in STREAMS) - before
+        # Slowed down (5 ms a batch of 5) so that the kill lands part way.
+        proc = subprocess.Popen([sys.executable, "-c", CRASHING, "slow", "5"] + exporter_args(q, db, group, batch=5),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30
         while time.time() < deadline and count(db) < before + 200:
-            time.sleep(0.005)
+            time.sleep(0.01)
         proc.kill()
         proc.communicate()
         partial = count(db) - before
-        check(200 <= partial < 1500, f"{b}/{name}: kill -9 stops the exporter part way ({partial} of 1500 written)")
+        check(200 <= partial < todo, f"{b}/{name}: kill -9 stops the exporter part way ({partial} of {todo} written)")
         code, err = export(q, db, group, batch=50)
         exact_copy(q, db, group, f"{b}/{name}: the rerun after kill -9: no duplicate, no gap")
 
