@@ -212,7 +212,8 @@ pub const BOUNDS: &[Bound] = &[
 
 /// Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
 pub const LIST_ENDS: &[&str] = &[
-    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK", "ITEM",
+    "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST", "USAGE", "CHECK",
+    "ITEM", "META",
 ];
 
 /// A set of words of the grammar both backends share, and its Lua twin:

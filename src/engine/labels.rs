@@ -86,7 +86,7 @@ pub fn parse_note(text: &[u8]) -> Result<Option<String>> {
 }
 
 /// Checks stored labels (restore): the rules above, and never empty.
-#[allow(dead_code)]
+/// Lua twin: `label_check_stored` (lua/src/66_labels.lua).
 pub(crate) fn validate(labels: &Labels) -> std::result::Result<(), String> {
     if labels.is_empty() {
         return Err("empty labels".into());
@@ -176,6 +176,7 @@ impl Tree {
         let mut labels = node.labels.take().map(|b| *b).unwrap_or_default();
         labels.archived = archived;
         node.labels = (!labels.is_empty()).then(|| Box::new(labels));
+        self.any_archived |= archived;
         Ok(true)
     }
 
@@ -191,6 +192,9 @@ impl Tree {
     /// Lua twin: `archive_judge` (lua/src/66_labels.lua).
     pub(crate) fn judge_archived(&self, reach: &Reach) -> Refusals {
         let mut refusals = Refusals::default();
+        if !self.any_archived {
+            return refusals;
+        }
         for &id in &reach.nodes {
             if !self.is_archived(id) {
                 continue;

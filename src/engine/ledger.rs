@@ -74,6 +74,7 @@ pub struct LedgerEntry {
 
 impl LedgerEntry {
     /// An entry of a request's charge set (commit, charge, release, expire).
+    /// Lua twin: `ledger_entry` (lua/src/77_ledger.lua).
     pub(crate) fn of_set(kind: LedgerKind, time_ms: u64, id: Option<&str>, set: &ChargeSet, amounts: Costs) -> Self {
         LedgerEntry {
             kind,
@@ -93,6 +94,7 @@ impl LedgerEntry {
 
     /// An entry of a policy (grant, revoke, reset): its one path and name,
     /// `amount` in its metric.
+    /// Lua twin: `ledger_policy_entry` (lua/src/77_ledger.lua).
     pub(crate) fn of_policy(
         kind: LedgerKind,
         time_ms: u64,

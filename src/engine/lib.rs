@@ -76,6 +76,8 @@ mod tests_grants_review;
 #[cfg(test)]
 mod tests_labels;
 #[cfg(test)]
+mod tests_ledger;
+#[cfg(test)]
 mod tests_matching;
 #[cfg(test)]
 mod tests_plan_json;

@@ -20,7 +20,7 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const KEYWORDS: &[&str] = &[
     "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost", "usage", "item",
     "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format", "count", "since",
-    "strict", "block", "open", "none", "rolling",
+    "strict", "block", "open", "none", "rolling", "meta",
 ];
 
 /// Parses a client path into its canonical form. `depth_limit` is the

@@ -85,6 +85,9 @@ pub struct StoredNode {
     pub access: Option<Box<Access>>,
     /// Encoding 5: the node's usage buckets (None when it has none).
     pub usage: Option<Box<crate::usage::Usage>>,
+    /// Encoding 5: the node's note, tags and archived flag (validated
+    /// when decoded).
+    pub labels: Option<Box<crate::labels::Labels>>,
 }
 
 /// A policy as stored: its configuration as `QUOTA.SET` gives it, then
@@ -168,6 +171,8 @@ impl Tree {
             node.spent = stored.spent.into_boxed_slice();
             node.access = stored.access;
             node.usage = stored.usage;
+            self.any_archived |= stored.labels.as_ref().is_some_and(|l| l.archived);
+            node.labels = stored.labels;
             self.nodes.push(Some(node));
             if !stored.children.is_empty() {
                 links.push((index as NodeId, stored.children.into_values().collect()));
@@ -333,6 +338,9 @@ fn validate_node(
     }
     if let Some(usage) = &node.usage {
         crate::usage::validate_stored(usage).map_err(|e| bad(&e))?;
+    }
+    if let Some(labels) = &node.labels {
+        crate::labels::validate(labels).map_err(|e| bad(&e))?;
     }
     Ok(())
 }
@@ -538,6 +546,13 @@ fn validate_event(event: &Event) -> Result<(), String> {
         None if !disallowed => {}
         _ => return Err(bad()),
     }
+    // Only `expired` and `disallowed` events carry a request's META.
+    if let Some(meta) = &event.meta {
+        let carries = disallowed || event.kind == crate::events::EventKind::Expired;
+        if !carries || crate::meta::validate(meta).is_err() {
+            return Err(format!("event {} has an invalid META", event.seq));
+        }
+    }
     let named = event.policy.as_deref().is_none_or(|p| names::parse_name(p, "policy").is_ok())
         && event.id.as_deref().is_none_or(|id| names::parse_name(id, "id").is_ok())
         && event.metric.iter().chain(event.amounts.iter().map(|(m, _)| m)).all(|m| names::parse_metric(m).is_ok());
@@ -556,6 +571,9 @@ fn validate_window(window: &Window) -> Result<(), String> {
 
 fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
     names::parse_name(&hold.id, "id").map_err(|e| e.to_string())?;
+    if let Some(meta) = &hold.meta {
+        crate::meta::validate(meta).map_err(|e| format!("hold '{}': {e}", names::clip(&hold.id)))?;
+    }
     // A settled finished hold keeps no paths (see `Tree::finish`); a live
     // or expired one always has them.
     let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
@@ -675,6 +693,7 @@ mod tests {
             spent: Costs::new(),
             access: None,
             usage: None,
+            labels: None,
         };
         let a = StoredNode {
             path: "a".into(),
@@ -684,6 +703,7 @@ mod tests {
             spent: Costs::new(),
             access: None,
             usage: None,
+            labels: None,
         };
         Parts {
             seq: 0,
@@ -742,6 +762,7 @@ mod tests {
                 spent: Costs::new(),
                 access: None,
                 usage: None,
+                labels: None,
             })
         }
         type Change = fn(&mut Parts);

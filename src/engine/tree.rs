@@ -260,6 +260,10 @@ pub struct Tree {
     /// The ledger entries of the current command (not persisted; see
     /// [`Tree::take_ledger`]).
     pub(crate) ledger: Vec<crate::ledger::LedgerEntry>,
+    /// Whether a node may be archived: set when one is archived (or
+    /// loaded archived), never cleared, so that requests on a tree that
+    /// never archived anything skip the look at every reached node.
+    pub(crate) any_archived: bool,
 }
 
 impl Tree {
@@ -296,6 +300,7 @@ impl Tree {
             if let Some(usage) = &node.usage {
                 bytes += size_of::<crate::usage::Usage>() + usage.extra_bytes();
             }
+            bytes += node.labels.as_ref().map_or(0, |l| l.extra_bytes());
             if let Some(access) = &node.access {
                 let entries = access.allow.iter().chain(&access.deny);
                 bytes += size_of::<crate::access::Access>()
@@ -312,6 +317,7 @@ impl Tree {
             bytes += size_of::<Hold>() + 2 * hold.id.len() + 64;
             bytes += hold.set.paths.iter().map(|p| p.len() + 24).sum::<usize>();
             bytes += hold.items.len() * 64 + hold.lines.len() * 48;
+            bytes += hold.meta.as_ref().map_or(0, |m| crate::meta::extra_bytes(m));
         }
         // The plan's snapshot, when no one else holds it (the plan book
         // or another tree counts it otherwise): its JSON and parsed form.

@@ -27,6 +27,7 @@ impl Tree {
     /// `budget` nodes (preorder, children by name), so that a large tree
     /// never stalls the server.
     /// Lua twin: `OPS.view` (lua/src/75_ops.lua).
+    #[allow(clippy::too_many_arguments)]
     fn view<'a>(
         &'a self,
         id: NodeId,

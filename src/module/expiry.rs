@@ -239,7 +239,10 @@ fn run_due(ctx: &Context) {
             let cut = tree.next_due_ms().is_some_and(|at| at <= now);
             crate::replication::replicate_expiry(ctx, &key, &stamp, cut.then_some(done));
         }
-        crate::ledger::write(ctx, &key, tree.take_ledger());
+        let entries = tree.take_ledger();
+        if !entries.is_empty() {
+            crate::ledger::write(ctx, &key, entries);
+        }
         // The entry was popped: schedule the tree again whatever it cached.
         tree.scheduled = None;
         // Publishes the `expired` events and schedules the next expiry.

@@ -20,10 +20,10 @@ pub fn key_ok(ctx: &Context, key: &[u8]) -> bool {
     matches!(handle.key_type(), KeyType::Empty | KeyType::Stream)
 }
 
-/// The up-front check of a write command: `WRONGTYPE` when the ledger is
-/// on and its key holds another type.
-pub fn check(ctx: &Context, key: &[u8], on: bool) -> Result<(), RedisError> {
-    if on && !key_ok(ctx, key) { Err(RedisError::Str(WRONG_TYPE)) } else { Ok(()) }
+/// The up-front check of a write command with the ledger on: `WRONGTYPE`
+/// when its key holds another type.
+pub fn check(ctx: &Context, key: &[u8]) -> Result<(), RedisError> {
+    if key_ok(ctx, key) { Ok(()) } else { Err(RedisError::Str(WRONG_TYPE)) }
 }
 
 /// Appends `entries` to the ledger of tree `key`, replicated. A key of

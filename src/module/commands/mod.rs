@@ -208,7 +208,9 @@ impl Write<'_> {
     fn run(&self, handler: &Handler, args: &mut Args<'_>, env: &Env) -> std::result::Result<Result<Reply>, RedisError> {
         let handle = self.ctx.open_key_writable(self.key);
         let existing = handle.get_value::<Tree>(&datatype::QUOTA_TYPE).map_err(|_| RedisError::WrongType)?;
-        crate::ledger::check(self.ctx, self.key.as_slice(), env.limits.ledger)?;
+        if env.limits.ledger {
+            crate::ledger::check(self.ctx, self.key.as_slice())?;
+        }
         let mut fresh = None;
         let created = existing.is_none();
         let tree: &mut Tree = match existing {
@@ -245,7 +247,10 @@ impl Write<'_> {
             }
             _ => self.replicate(&result, expired.changed()),
         }
-        crate::ledger::write(self.ctx, self.key.as_slice(), tree.take_ledger());
+        let entries = tree.take_ledger();
+        if !entries.is_empty() {
+            crate::ledger::write(self.ctx, self.key.as_slice(), entries);
+        }
         if !created || changed {
             after(self.ctx, self.key.as_slice(), tree, &before, created);
         }
