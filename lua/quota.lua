@@ -3354,11 +3354,11 @@ end
 -- Words of the command grammar; a metric may not be one of them.
 local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
     "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format",
-    "count", "since", "strict", "block", "open", "none", "rolling" })
+    "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
 
 -- Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
 local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST",
-    "USAGE", "CHECK", "ITEM" })
+    "USAGE", "CHECK", "ITEM", "META" })
 
 -- Whether a string is valid UTF-8 (the module refuses other arguments).
 local function valid_utf8(s)
@@ -6247,7 +6247,12 @@ do
             lines, hold.reply or false, hold.last_commit or false, hold.last_release or false, hold.meta }
     end
 
-    function hold_of_table(t)
+    function hold_of_table(t, key)
+        local meta = t[META]
+        if meta and not REC.meta_check_stored(meta) then
+            fail(sformat("ERR layout: tree '%s' has a hold whose META this library cannot read: "
+                .. "it was not written by it", clip(key or "")))
+        end
         local items = {}
         for i, item in ipairs(t[ITEMS]) do
             items[i] = { cost = costs_load(item[COST]), state = item[STATE], outcome = item[OUTCOME] or nil }
@@ -6259,7 +6264,7 @@ do
         end
         return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
             created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
-            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = t[META] or nil }
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = meta or nil }
     end
 end
 
@@ -6274,9 +6279,9 @@ local function pack_done(entry)
 end
 
 -- Rust twin: Tomb::unpack (src/engine/hold.rs)
-local function unpack_done(blob)
+local function unpack_done(blob, key)
     local t = munpack(blob)
-    return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
+    return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3], key) or nil, charge = t[4] or nil }
 end
 
 -- Runs `command key a1 a2 ...` over `list` in chunks (Lua's unpack has a
@@ -6818,7 +6823,7 @@ do
     -- Stored labels {note or false, tags, archived} as the library writes
     -- them, or nil: never empty, the rules above.
     -- Rust twin: validate (src/engine/labels.rs)
-    local function label_load(t)
+    local function label_check_stored(t)
         if type(t) ~= "table" or #t ~= 3 or type(t[2]) ~= "table" or type(t[3]) ~= "boolean" then
             return nil
         end
@@ -7065,6 +7070,26 @@ do
         return out
     end
 
+    -- Stored pairs (flat) as the library writes them: each as meta_add
+    -- takes it, at least one; false otherwise.
+    -- Rust twin: validate (src/engine/meta.rs)
+    local function meta_check_stored(flat)
+        if type(flat) ~= "table" or #flat == 0 or #flat % 2 ~= 0 then
+            return false
+        end
+        local ok = pcall(function()
+            local seen = {}
+            for i = 1, #flat, 2 do
+                if type(flat[i]) ~= "string" or type(flat[i + 1]) ~= "string" then
+                    fail("")
+                end
+                meta_add(seen, flat[i], flat[i + 1])
+            end
+        end)
+        failure = nil
+        return ok
+    end
+
     -- META pairs as replies and events show them: a map in their order.
     local function meta_reply(flat)
         local f = M()
@@ -7076,10 +7101,11 @@ do
 
     REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
         label_parse_note
-    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_load, label_set, archive_set,
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_check_stored, label_set, archive_set,
         archive_judge
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
     REC.meta_check_name, REC.meta_check_value, REC.meta_add = meta_check_name, meta_check_value, meta_add
+    REC.meta_check_stored = meta_check_stored
     REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
 end
 -- ---------------------------------------------------------------------------
@@ -7911,7 +7937,7 @@ local function get_hold(ctx, id)
     local h = ctx.holds[id]
     if h == nil then
         local blob = ctx.exists and redis.call("HGET", ctx.hkey, id)
-        h = blob and hold_of_table(munpack(blob)) or false
+        h = blob and hold_of_table(munpack(blob), ctx.key) or false
         ctx.holds[id] = h
     end
     return h or nil
@@ -7921,7 +7947,7 @@ local function get_done(ctx, id)
     local e = ctx.done[id]
     if e == nil then
         local blob = ctx.exists and redis.call("HGET", ctx.tkey, id)
-        e = blob and unpack_done(blob) or false
+        e = blob and unpack_done(blob, ctx.key) or false
         ctx.done[id] = e
     end
     return e or nil
@@ -8087,8 +8113,9 @@ local function expire(ctx, limit)
             emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
                 amounts = amounts, meta = hold.meta })
             if ctx.ledger then
-                REC.ledger_add(ctx, { type = "expire", time = at, id = id, paths = hold.paths, service = hold.service,
-                    model = hold.model, amounts = amounts, meta = hold.meta })
+                local e = REC.ledger_entry("expire", at, id, hold, amounts)
+                e.meta = hold.meta
+                REC.ledger_add(ctx, e)
             end
             finish(ctx, id, at)
         else
@@ -8652,9 +8679,9 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     if ctx.ledger then
         -- (The META of a live hold: a late commit's entry has none, as the
         -- module's, whose finished holds keep no META.)
-        REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
-            service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
-            late = plan.expired, meta = live and hold.meta or nil })
+        local e = REC.ledger_entry("commit", ctx.now, id, plan.set, outcome.charged)
+        e.item, e.late, e.meta = item, plan.expired, live and hold.meta or nil
+        REC.ledger_add(ctx, e)
     end
     if item then
         hold.items[indices[1]].outcome = outcome
@@ -8731,8 +8758,10 @@ function HOLDS.release(ctx, id, item)
     end
     local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
     if ctx.ledger and #held > 0 then
-        REC.ledger_add(ctx, { type = "release", time = ctx.now, id = id, paths = hold.paths, service = hold.service,
-            model = hold.model, item = item, amounts = outcome.released, meta = hold.meta })
+        -- (Only a release that gives something back.)
+        local e = REC.ledger_entry("release", ctx.now, id, hold, outcome.released)
+        e.item, e.meta = item, hold.meta
+        REC.ledger_add(ctx, e)
     end
     for _, i in ipairs(indices) do
         hold.items[i].state = "released"
@@ -8853,9 +8882,9 @@ function HOLDS.charge(ctx, req)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
         message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "charge", time = ctx.now, id = req.id, paths = req.set.paths,
-            service = req.set.service, model = req.set.model, amounts = outcome.charged, disallowed = refusals ~= nil,
-            meta = req.meta })
+        local e = REC.ledger_entry("charge", ctx.now, req.id, req.set, outcome.charged)
+        e.disallowed, e.meta = refusals ~= nil, req.meta
+        REC.ledger_add(ctx, e)
     end
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
@@ -8889,7 +8918,7 @@ function HOLDS.live_naming(ctx, path)
         local id, blob = flat[i], flat[i + 1]
         local h = ctx.holds[id]
         if h == nil and string.find(blob, path, 1, true) then
-            h = hold_of_table(munpack(blob))
+            h = hold_of_table(munpack(blob), ctx.key)
             ctx.holds[id] = h
         end
         if h then
@@ -9361,8 +9390,7 @@ function OPS.grant(ctx, path, name, amount, o)
     touch(ctx, path)
     observe(ctx, { ref })
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "grant", time = now, id = id, paths = { path }, policy = name,
-            amounts = { p.metric, D.fmt(amount) } })
+        REC.ledger_add(ctx, REC.ledger_policy_entry("grant", now, id, path, name, p.metric, amount))
     end
     return OPS.granted_reply(p, g, false, now)
 end
@@ -9409,8 +9437,7 @@ function OPS.revoke(ctx, path, name, id)
     touch(ctx, path)
     observe(ctx, { ref })
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "revoke", time = ctx.now, id = id, paths = { path }, policy = name,
-            amounts = { p.metric, D.fmt(removed) } })
+        REC.ledger_add(ctx, REC.ledger_policy_entry("revoke", ctx.now, id, path, name, p.metric, removed))
     end
     return M("id", id, "removed", D.fmt(removed))
 end
@@ -9438,8 +9465,8 @@ function OPS.reset(ctx, path, name)
     G.check_low(ctx, p, path)
     touch(ctx, path)
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "reset", time = ctx.now, paths = { path }, policy = name,
-            amounts = { p.metric, closed[3] } })
+        -- (The closed period's used, as its history row has it.)
+        REC.ledger_add(ctx, REC.ledger_policy_entry("reset", ctx.now, nil, path, name, p.metric, closed[3]))
     end
     return closed_reply(closed)
 end
@@ -9888,6 +9915,22 @@ do
         return f
     end
 
+    -- An entry of a request's charge set (commit, charge, release, expire):
+    -- `set` = {paths, service, model}, `amounts` packed costs.
+    -- Rust twin: LedgerEntry::of_set (src/engine/ledger.rs)
+    local function ledger_entry(kind, time, id, set, amounts)
+        return { type = kind, time = time, id = id, paths = set.paths, service = set.service, model = set.model,
+            amounts = amounts }
+    end
+
+    -- An entry of a policy (grant, revoke, reset): its one path and name,
+    -- `amount` (a D value, or its text) in its metric.
+    -- Rust twin: LedgerEntry::of_policy (src/engine/ledger.rs)
+    local function ledger_policy_entry(kind, time, id, path, policy, metric, amount)
+        local text = type(amount) == "string" and amount or D.fmt(amount)
+        return { type = kind, time = time, id = id, paths = { path }, policy = policy, amounts = { metric, text } }
+    end
+
     -- Collects an entry when the ledger is on (flush writes it).
     -- Rust twin: Tree::ledger_push (src/engine/ledger.rs)
     local function ledger_add(ctx, e)
@@ -9909,7 +9952,7 @@ do
 
     REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
         ledger_write
-    REC.ledger_fields = ledger_fields
+    REC.ledger_fields, REC.ledger_entry, REC.ledger_policy_entry = ledger_fields, ledger_entry, ledger_policy_entry
 end
 -- ---------------------------------------------------------------------------
 -- Commands: parse the arguments, call the tree, build the reply

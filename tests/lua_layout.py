@@ -52,6 +52,9 @@ and META) from BUILD_V6; test_records_layout checks that a tree without them
 is stored byte for byte as 1.5.0 (tests/fixtures/quota-1.5.0.lua) stores it
 and that 1.5.0 refuses layout 6 unchanged.
 
+test_corrupt_records checks that stored labels or a hold's META that no
+library writes are refused with ERR layout, changing nothing.
+
 The test restores each fixture into a fresh server, loads the library of this
 checkout with quota-load, and checks every reply equals the recorded one, that
 the tree's "#" field then carries layout 2 and a node written since stores its
@@ -1201,6 +1204,63 @@ def test_corrupt_rules():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# Stored labels and META a library never writes, as Lua code on the decoded
+# record `t` (a node: t[6] = {note or false, tags, archived}; a hold: t[12]
+# = its pairs flat): each must be refused with ERR layout, never read.
+CORRUPT_RECORDS = [
+    ("node", "labels that are not a table", "t[6] = 'x'"),
+    ("node", "empty labels", "t[6] = {false, {}, false}"),
+    ("node", "a note with a control character", "t[6][1] = 'a\\nb'"),
+    ("node", "a note of 257 bytes", "t[6][1] = string.rep('n', 257)"),
+    ("node", "tags out of order", "t[6][2] = {'b', 'a'}"),
+    ("node", "a repeated tag", "t[6][2] = {'a', 'a'}"),
+    ("node", "a tag with a space", "t[6][2] = {'a b'}"),
+    ("node", "17 tags", "local l = {} for i = 1, 17 do l[i] = string.format('t%02d', i) end t[6][2] = l"),
+    ("node", "an archived flag that is not a boolean", "t[6][3] = 1"),
+    ("hold", "META of an odd length", "t[12] = {'user'}"),
+    ("hold", "empty META", "t[12] = {}"),
+    ("hold", "a META name that is a keyword", "t[12] = {'cost', 'x'}"),
+    ("hold", "a repeated META name", "t[12] = {'user', 'a', 'user', 'b'}"),
+    ("hold", "a META value with a control character", "t[12] = {'user', 'a\\tb'}"),
+    ("hold", "17 META pairs",
+     "local l = {} for i = 1, 17 do l[#l + 1] = 'k' .. i l[#l + 1] = 'v' end t[12] = l"),
+]
+
+
+def test_corrupt_records():
+    """A node whose stored labels, or a hold whose stored META, no library
+    writes is refused with ERR layout by the commands that read it, and
+    nothing is changed."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load()
+        r = server.r
+        for where, what, edit in [("node", "labels as the library writes them", ""),
+                                  ("hold", "META as the library writes it", "")] + CORRUPT_RECORDS:
+            r.flushall()
+            clock(r, T0)
+            run(r, ["QUOTA.LABEL", "c", "/", "NOTE", "n", "TAGS", "a,b"])
+            run(r, ["QUOTA.RESERVE", "c", "PATH", "a", "ID", "h1", "META", "user", "u1", "COST", "credits", "1"])
+            key, field = ("c", "/") if where == "node" else ("{c}quota:c:holds", "h1")
+            r.eval("local t = cmsgpack.unpack(redis.call('HGET', KEYS[1], ARGV[1])) " + edit
+                   + " redis.call('HSET', KEYS[1], ARGV[1], cmsgpack.pack(t))", 1, key, field)
+            commands = [["QUOTA.GET", "c", "/"], ["QUOTA.LABEL", "c", "/", "TAGS", "z"]] if where == "node" else \
+                [["QUOTA.HOLDS", "c"], ["QUOTA.COMMIT", "c", "h1"]]
+            before = dump_keys(r)
+            for command in commands:
+                got = run(r, command)
+                if not edit:
+                    check(not (isinstance(got, dict) and "error" in got), f"{what}: {' '.join(command)} -> {got}")
+                    continue
+                refused = isinstance(got, dict) and got.get("error", "").startswith("layout: tree 'c' has a ")
+                check(refused, f"{what}: refused with ERR layout: {' '.join(command)}", f"got {json.dumps(got)[:300]}")
+                check(dump_keys(r) == before, f"{what}: a refused {command[0]} changes nothing")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -1225,6 +1285,7 @@ def main():
     test_records_layout()
     test_grants_fixture("v6", layout=6)
     test_corrupt_rules()
+    test_corrupt_records()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

@@ -46,11 +46,11 @@ end
 -- Words of the command grammar; a metric may not be one of them.
 local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
     "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format",
-    "count", "since", "strict", "block", "open", "none", "rolling" })
+    "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
 
 -- Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
 local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST",
-    "USAGE", "CHECK", "ITEM" })
+    "USAGE", "CHECK", "ITEM", "META" })
 
 -- Whether a string is valid UTF-8 (the module refuses other arguments).
 local function valid_utf8(s)

@@ -1047,7 +1047,12 @@ do
             lines, hold.reply or false, hold.last_commit or false, hold.last_release or false, hold.meta }
     end
 
-    function hold_of_table(t)
+    function hold_of_table(t, key)
+        local meta = t[META]
+        if meta and not REC.meta_check_stored(meta) then
+            fail(sformat("ERR layout: tree '%s' has a hold whose META this library cannot read: "
+                .. "it was not written by it", clip(key or "")))
+        end
         local items = {}
         for i, item in ipairs(t[ITEMS]) do
             items[i] = { cost = costs_load(item[COST]), state = item[STATE], outcome = item[OUTCOME] or nil }
@@ -1059,7 +1064,7 @@ do
         end
         return { id = t[ID], paths = t[PATHS], service = t[SERVICE] or nil, model = t[MODEL] or nil,
             created = t[CREATED_AT], expires = t[EXPIRES_AT], items = items, lines = lines, reply = t[REPLY] or nil,
-            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = t[META] or nil }
+            last_commit = t[LAST_COMMIT] or nil, last_release = t[LAST_RELEASE] or nil, meta = meta or nil }
     end
 end
 
@@ -1074,9 +1079,9 @@ local function pack_done(entry)
 end
 
 -- Rust twin: Tomb::unpack (src/engine/hold.rs)
-local function unpack_done(blob)
+local function unpack_done(blob, key)
     local t = munpack(blob)
-    return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3]) or nil, charge = t[4] or nil }
+    return { id = t[1], forget_at = t[2], hold = t[3] and hold_of_table(t[3], key) or nil, charge = t[4] or nil }
 end
 
 -- Runs `command key a1 a2 ...` over `list` in chunks (Lua's unpack has a

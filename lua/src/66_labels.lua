@@ -64,7 +64,7 @@ do
     -- Stored labels {note or false, tags, archived} as the library writes
     -- them, or nil: never empty, the rules above.
     -- Rust twin: validate (src/engine/labels.rs)
-    local function label_load(t)
+    local function label_check_stored(t)
         if type(t) ~= "table" or #t ~= 3 or type(t[2]) ~= "table" or type(t[3]) ~= "boolean" then
             return nil
         end
@@ -311,6 +311,26 @@ do
         return out
     end
 
+    -- Stored pairs (flat) as the library writes them: each as meta_add
+    -- takes it, at least one; false otherwise.
+    -- Rust twin: validate (src/engine/meta.rs)
+    local function meta_check_stored(flat)
+        if type(flat) ~= "table" or #flat == 0 or #flat % 2 ~= 0 then
+            return false
+        end
+        local ok = pcall(function()
+            local seen = {}
+            for i = 1, #flat, 2 do
+                if type(flat[i]) ~= "string" or type(flat[i + 1]) ~= "string" then
+                    fail("")
+                end
+                meta_add(seen, flat[i], flat[i + 1])
+            end
+        end)
+        failure = nil
+        return ok
+    end
+
     -- META pairs as replies and events show them: a map in their order.
     local function meta_reply(flat)
         local f = M()
@@ -322,9 +342,10 @@ do
 
     REC.label_check_tag, REC.label_parse_tags, REC.label_parse_note = label_check_tag, label_parse_tags,
         label_parse_note
-    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_load, label_set, archive_set,
+    REC.load_labels, REC.label_set, REC.archive_set, REC.archive_judge = label_check_stored, label_set, archive_set,
         archive_judge
     REC.label_fields, REC.meta_parse, REC.meta_reply = label_fields, meta_parse, meta_reply
     REC.meta_check_name, REC.meta_check_value, REC.meta_add = meta_check_name, meta_check_value, meta_add
+    REC.meta_check_stored = meta_check_stored
     REC.label_tree_filter, REC.has_tag = label_tree_filter, has_tag
 end

@@ -9,7 +9,7 @@ local function get_hold(ctx, id)
     local h = ctx.holds[id]
     if h == nil then
         local blob = ctx.exists and redis.call("HGET", ctx.hkey, id)
-        h = blob and hold_of_table(munpack(blob)) or false
+        h = blob and hold_of_table(munpack(blob), ctx.key) or false
         ctx.holds[id] = h
     end
     return h or nil
@@ -19,7 +19,7 @@ local function get_done(ctx, id)
     local e = ctx.done[id]
     if e == nil then
         local blob = ctx.exists and redis.call("HGET", ctx.tkey, id)
-        e = blob and unpack_done(blob) or false
+        e = blob and unpack_done(blob, ctx.key) or false
         ctx.done[id] = e
     end
     return e or nil
@@ -185,8 +185,9 @@ local function expire(ctx, limit)
             emit(ctx, { seq = 0, type = "expired", time = at, path = hold.paths[1] or "", id = id,
                 amounts = amounts, meta = hold.meta })
             if ctx.ledger then
-                REC.ledger_add(ctx, { type = "expire", time = at, id = id, paths = hold.paths, service = hold.service,
-                    model = hold.model, amounts = amounts, meta = hold.meta })
+                local e = REC.ledger_entry("expire", at, id, hold, amounts)
+                e.meta = hold.meta
+                REC.ledger_add(ctx, e)
             end
             finish(ctx, id, at)
         else
@@ -750,9 +751,9 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
     if ctx.ledger then
         -- (The META of a live hold: a late commit's entry has none, as the
         -- module's, whose finished holds keep no META.)
-        REC.ledger_add(ctx, { type = "commit", time = ctx.now, id = id, paths = plan.set.paths,
-            service = plan.set.service, model = plan.set.model, item = item, amounts = outcome.charged,
-            late = plan.expired, meta = live and hold.meta or nil })
+        local e = REC.ledger_entry("commit", ctx.now, id, plan.set, outcome.charged)
+        e.item, e.late, e.meta = item, plan.expired, live and hold.meta or nil
+        REC.ledger_add(ctx, e)
     end
     if item then
         hold.items[indices[1]].outcome = outcome
@@ -829,8 +830,10 @@ function HOLDS.release(ctx, id, item)
     end
     local outcome = { id = id, released = costs_pack(released), duplicate = false, expired = #held < #indices }
     if ctx.ledger and #held > 0 then
-        REC.ledger_add(ctx, { type = "release", time = ctx.now, id = id, paths = hold.paths, service = hold.service,
-            model = hold.model, item = item, amounts = outcome.released, meta = hold.meta })
+        -- (Only a release that gives something back.)
+        local e = REC.ledger_entry("release", ctx.now, id, hold, outcome.released)
+        e.item, e.meta = item, hold.meta
+        REC.ledger_add(ctx, e)
     end
     for _, i in ipairs(indices) do
         hold.items[i].state = "released"
@@ -951,9 +954,9 @@ function HOLDS.charge(ctx, req)
     local outcome = { allowed = true, charged = costs_pack(req.cost), checks = checks, denied = denied,
         message = message, over = over, duplicate = false, drawn = #ctx.draws > 0 and ctx.draws or nil }
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "charge", time = ctx.now, id = req.id, paths = req.set.paths,
-            service = req.set.service, model = req.set.model, amounts = outcome.charged, disallowed = refusals ~= nil,
-            meta = req.meta })
+        local e = REC.ledger_entry("charge", ctx.now, req.id, req.set, outcome.charged)
+        e.disallowed, e.meta = refusals ~= nil, req.meta
+        REC.ledger_add(ctx, e)
     end
     if req.id then
         remember(ctx, { id = req.id, forget_at = ctx.now + ctx.limits.tombstone_ttl, charge = outcome })
@@ -987,7 +990,7 @@ function HOLDS.live_naming(ctx, path)
         local id, blob = flat[i], flat[i + 1]
         local h = ctx.holds[id]
         if h == nil and string.find(blob, path, 1, true) then
-            h = hold_of_table(munpack(blob))
+            h = hold_of_table(munpack(blob), ctx.key)
             ctx.holds[id] = h
         end
         if h then

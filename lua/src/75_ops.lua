@@ -419,8 +419,7 @@ function OPS.grant(ctx, path, name, amount, o)
     touch(ctx, path)
     observe(ctx, { ref })
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "grant", time = now, id = id, paths = { path }, policy = name,
-            amounts = { p.metric, D.fmt(amount) } })
+        REC.ledger_add(ctx, REC.ledger_policy_entry("grant", now, id, path, name, p.metric, amount))
     end
     return OPS.granted_reply(p, g, false, now)
 end
@@ -467,8 +466,7 @@ function OPS.revoke(ctx, path, name, id)
     touch(ctx, path)
     observe(ctx, { ref })
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "revoke", time = ctx.now, id = id, paths = { path }, policy = name,
-            amounts = { p.metric, D.fmt(removed) } })
+        REC.ledger_add(ctx, REC.ledger_policy_entry("revoke", ctx.now, id, path, name, p.metric, removed))
     end
     return M("id", id, "removed", D.fmt(removed))
 end
@@ -496,8 +494,8 @@ function OPS.reset(ctx, path, name)
     G.check_low(ctx, p, path)
     touch(ctx, path)
     if ctx.ledger then
-        REC.ledger_add(ctx, { type = "reset", time = ctx.now, paths = { path }, policy = name,
-            amounts = { p.metric, closed[3] } })
+        -- (The closed period's used, as its history row has it.)
+        REC.ledger_add(ctx, REC.ledger_policy_entry("reset", ctx.now, nil, path, name, p.metric, closed[3]))
     end
     return closed_reply(closed)
 end

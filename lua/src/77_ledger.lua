@@ -96,6 +96,22 @@ do
         return f
     end
 
+    -- An entry of a request's charge set (commit, charge, release, expire):
+    -- `set` = {paths, service, model}, `amounts` packed costs.
+    -- Rust twin: LedgerEntry::of_set (src/engine/ledger.rs)
+    local function ledger_entry(kind, time, id, set, amounts)
+        return { type = kind, time = time, id = id, paths = set.paths, service = set.service, model = set.model,
+            amounts = amounts }
+    end
+
+    -- An entry of a policy (grant, revoke, reset): its one path and name,
+    -- `amount` (a D value, or its text) in its metric.
+    -- Rust twin: LedgerEntry::of_policy (src/engine/ledger.rs)
+    local function ledger_policy_entry(kind, time, id, path, policy, metric, amount)
+        local text = type(amount) == "string" and amount or D.fmt(amount)
+        return { type = kind, time = time, id = id, paths = { path }, policy = policy, amounts = { metric, text } }
+    end
+
     -- Collects an entry when the ledger is on (flush writes it).
     -- Rust twin: Tree::ledger_push (src/engine/ledger.rs)
     local function ledger_add(ctx, e)
@@ -117,5 +133,5 @@ do
 
     REC.ledger_key, REC.ledger_check, REC.ledger_add, REC.ledger_write = ledger_key, ledger_check, ledger_add,
         ledger_write
-    REC.ledger_fields = ledger_fields
+    REC.ledger_fields, REC.ledger_entry, REC.ledger_policy_entry = ledger_fields, ledger_entry, ledger_policy_entry
 end
