@@ -5425,7 +5425,8 @@ do
     -- layout 5.
     -- Since 1.6.0, layout 6 for a tree that has had labels, an archived
     -- node or a hold with META (meta.rec): layout 5's records, node labels
-    -- and hold META; "#" as in layout 4 with a tenth position saying
+    -- and hold META (also kept by an expired hold's finished id, for a late
+    -- commit's ledger entry); "#" as in layout 4 with a tenth position saying
     -- whether it has had access rules (layout 5's meaning). A library
     -- before 1.6.0 refuses layout 6.
     local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
@@ -6226,7 +6227,8 @@ do
     local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
     local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
     -- Since layout 6 (1.6.0), a hold with META has a twelfth: its pairs
-    -- flat, name, value, ... in the order given.
+    -- flat, name, value, ... in the order given (a finished hold keeps it
+    -- only when it expired).
     local META = 12
     -- An item's.
     local COST, STATE, OUTCOME = 1, 2, 3
@@ -8027,10 +8029,10 @@ local function finish(ctx, id, now)
             touch(ctx, path)
         end
     end
-    hold.lines, hold.meta = {}, nil
+    hold.lines = {}
     -- A hold settled item by item is only asked about again by repeats,
     -- answered from its outcomes; an expired one keeps its paths and costs
-    -- for a late commit.
+    -- for a late commit, and its META for that commit's ledger entry.
     local any_expired = false
     for _, item in ipairs(hold.items) do
         if item.state == "expired" then
@@ -8038,6 +8040,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
+        hold.meta = nil
         hold.paths, hold.service, hold.model = {}, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
@@ -8676,10 +8679,10 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
         hold.items[i].state = "committed"
     end
     if ctx.ledger then
-        -- (The META of a live hold: a late commit's entry has none, as the
-        -- module's, whose finished holds keep no META.)
+        -- (The META of a live hold, or the one an expired hold's finished
+        -- id keeps for a late commit.)
         local e = REC.ledger_entry("commit", ctx.now, id, plan.set, outcome.charged)
-        e.item, e.late, e.meta = item, plan.expired, live and hold.meta or nil
+        e.item, e.late, e.meta = item, plan.expired, hold.meta
         REC.ledger_add(ctx, e)
     end
     if item then

@@ -575,10 +575,14 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
         crate::meta::validate(meta).map_err(|e| format!("hold '{}': {e}", names::clip(&hold.id)))?;
     }
     // A settled finished hold keeps no paths (see `Tree::finish`); a live
-    // or expired one always has them.
+    // or expired one always has them. Of the finished, only an expired
+    // one (which keeps its paths, also after a late commit) keeps META.
     let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
     if hold.items.is_empty() || (hold.set.paths.is_empty() && !settled) {
         return Err(format!("hold '{}' is empty", names::clip(&hold.id)));
+    }
+    if !live && hold.meta.is_some() && hold.set.paths.is_empty() {
+        return Err(format!("finished hold '{}' keeps a META it never expired with", names::clip(&hold.id)));
     }
     for item in &hold.items {
         for (metric, value) in &item.cost {
