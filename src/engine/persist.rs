@@ -155,7 +155,7 @@ fn plan_text(plan: &Plan) -> String {
 /// The plan named `name` from its stored text, parsed and validated as
 /// `QUOTA.PLAN SET` does: the JSON must name its version.
 fn plan_from_text(name: &str, text: &str) -> Result<Plan, String> {
-    match Plan::from_json(name, text).map_err(|e| format!("stored plan '{}': {e}", names::clip(name)))? {
+    match Plan::from_stored_json(name, text).map_err(|e| format!("stored plan '{}': {e}", names::clip(name)))? {
         (plan, Some(_)) => Ok(plan),
         (_, None) => Err(format!("stored plan '{}' has no version", names::clip(name))),
     }
@@ -670,7 +670,8 @@ pub fn decode_book(bytes: &[u8], version: i32) -> Result<PriceBook, String> {
     }
     for (key, price) in book.entries() {
         pricing::parse_key(key).map_err(|e| e.to_string())?;
-        let again = Price::from_json(&price.to_json()).map_err(|e| format!("price '{}': {e}", names::clip(key)))?;
+        let again =
+            Price::from_stored_json(&price.to_json()).map_err(|e| format!("price '{}': {e}", names::clip(key)))?;
         if &again != price {
             return Err(format!("price '{}' does not validate", names::clip(key)));
         }
@@ -707,7 +708,7 @@ pub fn decode_plans(bytes: &[u8]) -> Result<PlanBook, String> {
     let mut book = PlanBook::default();
     for (name, json) in plans {
         let (parsed, version) =
-            Plan::from_json(&name, &json).map_err(|e| format!("plan '{}': {e}", names::clip(&name)))?;
+            Plan::from_stored_json(&name, &json).map_err(|e| format!("plan '{}': {e}", names::clip(&name)))?;
         if version.is_none() || parsed.to_json() != json || book.get(&parsed.name).is_some() {
             return Err(format!("plan '{}' does not validate", names::clip(&name)));
         }

@@ -442,3 +442,67 @@ fn restore_refuses_labels_and_meta_no_command_could_make() {
     }
     assert!(persist::decode(&persist::encode(&labelled_tree()), 5).is_ok());
 }
+
+/// `meta` became a keyword (META, issue 18), so no new command takes it as
+/// a metric; but the previous release accepted it, and what it stored
+/// still loads: a tree written by encoding 4 with a policy, spent, a hold
+/// and events on `meta`, a tree following a plan on it (and its usage
+/// recorded since), the plan book and the price book.
+#[test]
+fn stored_metrics_named_meta_still_load() {
+    use super::plan::Plan;
+    use super::pricing::{Price, PriceBook};
+    use super::tests_support::as_v5;
+    let l = Limits::default();
+    assert!(names::parse_metric("meta").is_err());
+    let mut t = Tree::new();
+    t.set_policy("", "m", spec("meta", "10"), 0, &l).unwrap();
+    let set = ChargeSet { paths: vec!["p".into()], service: None, model: None };
+    let cost = vec![("meta".to_string(), d("3"))];
+    let req = ReserveRequest {
+        set: set.clone(),
+        id: Some("r1".into()),
+        ttl_ms: 1000,
+        batch: BatchMode::All,
+        items: vec![cost.clone(), cost.clone()],
+        brief: false,
+        meta: None,
+    };
+    assert!(t.reserve(req, 0, &l).unwrap().allowed);
+    t.commit("r1", Some(0), None, 1, &l).unwrap();
+    let charge = ChargeRequest { set, id: Some("c1".into()), check: false, cost, brief: false, meta: None };
+    t.charge(charge, 2, &l).unwrap();
+    t.expire(5000, &l);
+    // Version 4's bytes: version 5's without usage and labels (two `None`s).
+    let v4 = persist::encode(&crate::tests_support::without_usage(t.clone()));
+    let v4 = &v4[..v4.len() - 2];
+    let back = persist::decode(v4, 4).unwrap();
+    assert_eq!(persist::encode(&back), as_v5(v4));
+    assert_eq!(back.get("", 5000).unwrap().policies[0].metric, "meta");
+    // Encoding 5, with the usage recorded on `meta`, loads too.
+    let back = persist::decode(&persist::encode(&t), 5).unwrap();
+    assert_eq!(persist::encode(&back), persist::encode(&t));
+
+    // A plan and a price on `meta`: the books of the previous release load.
+    let plan = Plan::new("pro", 1, vec![("*".into(), vec![("m".into(), spec("meta", "5"))])]).unwrap();
+    let mut plans = super::plan::PlanBook::default();
+    plans.set(plan).unwrap();
+    let bytes = persist::encode_plans(&plans);
+    assert_eq!(persist::encode_plans(&persist::decode_plans(&bytes).unwrap()), bytes);
+    assert!(Plan::from_json("pro", plans.get("pro").unwrap().to_json()).is_err(), "PLAN SET refuses it");
+    let json = r#"{"metric":"meta","rates":{"tokens":"2"}}"#;
+    assert!(Price::from_json(json).is_err(), "PRICE SET refuses it");
+    let mut price = Price::from_json(&json.replace("\"meta\"", "\"credits\"")).unwrap();
+    price.metric = "meta".into();
+    // A usage name and an attribute `meta`, in another price.
+    let json = r#"{"metric":"credits","rates":{"meta":"1"},"multipliers":{"meta_x":{"a":"2"}}}"#;
+    assert!(Price::from_json(json).is_err(), "PRICE SET refuses it");
+    let mut other = Price::from_json(&json.replace("\"meta\"", "\"input\"")).unwrap();
+    let rate = other.rates.remove("input").unwrap();
+    other.rates.insert("meta".into(), rate);
+    let mut book = PriceBook::default();
+    book.set("chat/m1", price).unwrap();
+    book.set("chat/m2", other).unwrap();
+    let bytes = persist::encode_book(&book);
+    assert_eq!(persist::encode_book(&persist::decode_book(&bytes, persist::PRICE_BOOK_VERSION).unwrap()), bytes);
+}
