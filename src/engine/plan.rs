@@ -382,7 +382,7 @@ impl Plan {
     /// [`Plan::from_json`] for a plan read back from storage (the plan
     /// book, a tree's plan state): metric names as the release that stored
     /// it took them ([`names::parse_stored_metric`]).
-    /// Lua twin: `PLAN.from_json` with `trusted` (lua/src/35_plan.lua).
+    /// Lua twin: `PLAN.from_json` (lua/src/35_plan.lua), given trusted.
     pub fn from_stored_json(name: &str, text: &str) -> Result<(Plan, Option<u64>)> {
         Plan::parse_json(name, text, names::parse_stored_metric)
     }

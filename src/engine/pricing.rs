@@ -198,7 +198,7 @@ impl Price {
     /// [`Price::from_json`] for a price read back from the price book:
     /// names as the release that stored it took them
     /// ([`names::parse_stored_metric`]).
-    /// Lua twin: `from_json` with `trusted` (lua/src/30_pricing.lua).
+    /// Lua twin: `from_json` (lua/src/30_pricing.lua), given trusted.
     pub fn from_stored_json(text: &str) -> Result<Price> {
         Price::parse_json(text, names::parse_stored_metric)
     }
