@@ -53,8 +53,16 @@ def main():
                     break
             except (redis.ConnectionError, redis.BusyLoadingError):
                 time.sleep(0.05)
-        check(r.execute_command("QUOTA.PLAN", "GET", "pro") == PLAN, "a plan on metric meta loads from the AOF")
-        check(r.execute_command("QUOTA.PRICE", "GET", "chat/m1") == PRICE, "a price on metric meta loads from the AOF")
+        def get(*command):
+            try:
+                return r.execute_command(*command)
+            except redis.ResponseError as e:
+                return str(e)
+
+        got = get("QUOTA.PLAN", "GET", "pro")
+        check(got == PLAN, f"a plan on metric meta loads from the AOF: {got}")
+        got = get("QUOTA.PRICE", "GET", "chat/m1")
+        check(got == PRICE, f"a price on metric meta loads from the AOF: {got}")
         for command in (["QUOTA.PLAN", "SET", "pro", PLAN.replace('"5"', '"6"')],
                         ["QUOTA.PRICE", "SET", "chat/m2", PRICE]):
             try:
