@@ -93,6 +93,7 @@ test-engine: ## Engine and command unit and property tests, and the loader's uni
 test-scenarios: ## redis-cli scenarios against real redis-servers, on the module and on the Lua library
 	python3 tests/run_sync.py
 	python3 tests/ledger_replication.py
+	python3 tests/meta_metric_aof.py
 	python3 tests/run.py
 	python3 tests/run.py --backend lua
 

@@ -1564,9 +1564,12 @@ do
 
     local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief",
         "cost", "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth",
-        "format", "count", "since", "strict", "block", "open", "none", "rolling" })
+        "format", "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
+    -- Keywords a release before took as names: stored prices keep them.
+    -- Rust twin: names::NEWER_KEYWORDS (src/engine/names.rs)
+    local NEWER_KEYWORDS = set_of({ "meta" })
     local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
-        "COST", "USAGE", "CHECK", "ITEM" })
+        "COST", "USAGE", "CHECK", "ITEM", "META" })
 
     local function bytes_less(a, b)
         if a == b then
@@ -1586,13 +1589,14 @@ do
     end
     P.bytes_less = bytes_less
 
-    -- Rust twin: names::parse_metric (src/engine/names.rs), without failing: nil, or the message
-    local function metric_error(text)
+    -- Rust twin: names::parse_metric (src/engine/names.rs), without failing: nil, or the message;
+    -- trusted (a price read back from the book): names::parse_stored_metric
+    local function metric_error(text, trusted)
         local n = #text
         if n == 0 or n > 32 or not sfind(text, "^[a-z][a-z0-9_]*$") then
             return "'" .. clip(text) .. "' (metric names are [a-z][a-z0-9_]{0,31})"
         end
-        if KEYWORDS[text] then
+        if KEYWORDS[text] and not (trusted and NEWER_KEYWORDS[text]) then
             return "'" .. text .. "' is a keyword, not a metric name"
         end
         return nil
@@ -2209,7 +2213,7 @@ do
     -- Rust twin: parse_rates (src/engine/pricing.rs)
     -- The "rates" field: usage name -> rate, none named as the price's own
     -- metric. Returns the rates and their names in byte order.
-    local function parse_rates(rate_map, metric)
+    local function parse_rates(rate_map, metric, trusted)
         if type(rate_map) ~= "table" or not rate_map.obj then
             field_error("rates", "is required: an object from usage name to rate")
         end
@@ -2224,7 +2228,7 @@ do
         for i = 1, #rate_names do
             local name = rate_names[i]
             local field = "rates." .. name
-            local why = metric_error(name)
+            local why = metric_error(name, trusted)
             if why then
                 field_error(field, why)
             end
@@ -2265,7 +2269,7 @@ do
     -- attribute also a usage name of rates. Returns mult (attribute ->
     -- value -> factor), the attributes in byte order and labels (attribute
     -- -> its values in byte order).
-    local function parse_multipliers(attributes, rates)
+    local function parse_multipliers(attributes, rates, trusted)
         local mult, attr_names, labels = {}, {}, {}
         if attributes == nil then
             return mult, attr_names, labels
@@ -2280,7 +2284,7 @@ do
         for i = 1, #attr_names do
             local attr = attr_names[i]
             local field = "multipliers." .. attr
-            local why = metric_error(attr)
+            local why = metric_error(attr, trusted)
             if why then
                 field_error(field, why)
             end
@@ -2317,12 +2321,12 @@ do
         elseif type(metric) ~= "string" then
             field_error("metric", "must be a metric name")
         end
-        local why = metric_error(metric)
+        local why = metric_error(metric, trusted)
         if why then
             field_error("metric", why)
         end
-        local rates, rate_names = parse_rates(map.rates, metric)
-        local mult, attr_names, labels = parse_multipliers(map.multipliers, rates)
+        local rates, rate_names = parse_rates(map.rates, metric, trusted)
+        local mult, attr_names, labels = parse_multipliers(map.multipliers, rates, trusted)
         local minimum = nil
         if map.minimum ~= nil then
             minimum = decimal_of(map.minimum, "minimum")
@@ -2886,7 +2890,7 @@ do
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
     -- Rust twin: policy_from_json (src/engine/plan.rs)
-    local function policy_from_json(obj, at)
+    local function policy_from_json(obj, at, trusted)
         local late = PLAN.late
         local keys = P.sorted_keys(obj)
         for _, k in ipairs(keys) do
@@ -2902,7 +2906,9 @@ do
         elseif type(v) ~= "string" then
             field_error(at .. ".metric", "must be a string")
         end
-        spec.metric = late.parse_metric(v)
+        -- (Read back from storage: metric names as the release that stored
+        -- them took them.)
+        spec.metric = trusted and late.parse_stored_metric(v) or late.parse_metric(v)
         v = map.limit
         if v == nil then
             field_error(at .. ".limit", "missing")
@@ -3126,7 +3132,7 @@ do
                 if type(pv) ~= "table" or not pv.obj then
                     field_error(at .. "." .. clip(pname), "must be an object")
                 end
-                local spec = policy_from_json(pv, at .. "." .. clip(pname))
+                local spec = policy_from_json(pv, at .. "." .. clip(pname), trusted)
                 pols[#pols + 1] = { pname, spec, policy_to_json(spec) }
             end
             if seen[canonical] then
@@ -3550,6 +3556,24 @@ local function parse_metric(text)
         fail(sformat("ERR unknown metric: '%s' is a keyword, not a metric name", text))
     end
     return text
+end
+
+-- A metric name read from stored data (a plan from the book or a tree): the
+-- rule as the release that stored it had it.
+-- Rust twin: parse_stored_metric (src/engine/names.rs)
+local parse_stored_metric
+do
+    -- Keywords added after a release that took them as metric names
+    -- (`meta`, 1.6.0): new commands refuse them, stored data keeps them.
+    -- Rust twin: NEWER_KEYWORDS (src/engine/names.rs)
+    local NEWER_KEYWORDS = set_of({ "meta" })
+
+    function parse_stored_metric(text)
+        if NEWER_KEYWORDS[text] then
+            return text
+        end
+        return parse_metric(text)
+    end
 end
 
 -- Rust twin: parse_name (src/engine/names.rs)
@@ -5195,6 +5219,7 @@ end
 -- are handed over here.
 PLAN.late = {
     max_depth = MAX_DEPTH_HARD, segment_error = check_segment, depth_of = depth_of, parse_metric = parse_metric,
+    parse_stored_metric = parse_stored_metric,
     parse_name = parse_name, parse_mode = parse_mode, parse_warn = parse_warn, validate_spec = validate_spec,
     default_warn = DEFAULT_WARN,
 }
@@ -5425,7 +5450,8 @@ do
     -- layout 5.
     -- Since 1.6.0, layout 6 for a tree that has had labels, an archived
     -- node or a hold with META (meta.rec): layout 5's records, node labels
-    -- and hold META; "#" as in layout 4 with a tenth position saying
+    -- and hold META (also kept by an expired hold's finished id, for a late
+    -- commit's ledger entry); "#" as in layout 4 with a tenth position saying
     -- whether it has had access rules (layout 5's meaning). A library
     -- before 1.6.0 refuses layout 6.
     local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
@@ -6226,7 +6252,8 @@ do
     local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
     local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
     -- Since layout 6 (1.6.0), a hold with META has a twelfth: its pairs
-    -- flat, name, value, ... in the order given.
+    -- flat, name, value, ... in the order given (a finished hold keeps it
+    -- only when it expired).
     local META = 12
     -- An item's.
     local COST, STATE, OUTCOME = 1, 2, 3
@@ -8027,10 +8054,10 @@ local function finish(ctx, id, now)
             touch(ctx, path)
         end
     end
-    hold.lines, hold.meta = {}, nil
+    hold.lines = {}
     -- A hold settled item by item is only asked about again by repeats,
     -- answered from its outcomes; an expired one keeps its paths and costs
-    -- for a late commit.
+    -- for a late commit, and its META for that commit's ledger entry.
     local any_expired = false
     for _, item in ipairs(hold.items) do
         if item.state == "expired" then
@@ -8038,6 +8065,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
+        hold.meta = nil
         hold.paths, hold.service, hold.model = {}, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
@@ -8676,10 +8704,10 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
         hold.items[i].state = "committed"
     end
     if ctx.ledger then
-        -- (The META of a live hold: a late commit's entry has none, as the
-        -- module's, whose finished holds keep no META.)
+        -- (The META of a live hold, or the one an expired hold's finished
+        -- id keeps for a late commit.)
         local e = REC.ledger_entry("commit", ctx.now, id, plan.set, outcome.charged)
-        e.item, e.late, e.meta = item, plan.expired, live and hold.meta or nil
+        e.item, e.late, e.meta = item, plan.expired, hold.meta
         REC.ledger_add(ctx, e)
     end
     if item then

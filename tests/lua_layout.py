@@ -1138,6 +1138,59 @@ def test_records_layout():
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
+def test_meta_metric_upgrade():
+    """`meta` became a keyword in 1.6.0 (META), so no new command takes it as
+    a metric; a plan, a price and a tree that 1.5.0 stored on metric `meta`
+    still read after the upgrade, and a price on it still charges it."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    try:
+        server.load(os.path.join(FIXTURES, "quota-1.5.0.lua"), downgrade=True)
+        r = server.r
+        clock(r, T0)
+        for command in (
+            ["QUOTA.PLAN", "SET", "pro", '{"paths":{"*":{"m":{"metric":"meta","limit":"5"}}}}'],
+            ["QUOTA.PRICE", "SET", "chat/m1", '{"metric":"meta","rates":{"tokens":"1"}}'],
+            ["QUOTA.PRICE", "SET", "chat/m2", '{"metric":"credits","rates":{"meta":"1"}}'],
+            ["QUOTA.SET", "t", "/", "m", "METRIC", "meta", "LIMIT", "10"],
+            ["QUOTA.CHARGE", "t", "PATH", "a", "COST", "meta", "3"],
+            ["QUOTA.RESERVE", "t", "PATH", "a", "ID", "h1", "COST", "meta", "1"],
+            ["QUOTA.ASSIGN", "u", "pro"],
+            ["QUOTA.CHARGE", "u", "PATH", "a", "COST", "meta", "1"],
+        ):
+            got = run(r, command)
+            check(not (isinstance(got, dict) and "error" in got), f"1.5.0 takes {' '.join(command)} -> {got}")
+        reads = [
+            ["QUOTA.GET", "t", "a"], ["QUOTA.GET", "u", "a"], ["QUOTA.PLAN", "GET", "pro"],
+            ["QUOTA.PRICE", "GET", "chat/m1"], ["QUOTA.PRICE", "GET", "chat/m2"], ["QUOTA.HOLDS", "t"],
+        ]
+        before = [run(r, c) for c in reads]
+        server.load()
+        for command, want in zip(reads, before):
+            got = run(r, command)
+            check(got == want, f"after the upgrade {' '.join(command)} reads as before", f"{got} != {want}")
+        got = run(r, ["QUOTA.CHARGE", "t", "PATH", "a", "USAGE", "chat/m1", "tokens", "2"])
+        check(json.dumps(got).count('"meta"') >= 1 and "error" not in json.dumps(got),
+              f"a price on metric meta still charges it: {got}")
+        check(run(r, ["QUOTA.COMMIT", "t", "h1"]).get("error") is None, "a hold on meta commits")
+        got = run(r, ["QUOTA.GET", "t", "/"])
+        check('"4"' in json.dumps(got) or '"6"' in json.dumps(got), f"and spent counts it: {got}")
+        got = run(r, ["QUOTA.CHARGE", "u", "PATH", "b", "COST", "credits", "1"])
+        check("error" not in json.dumps(got), f"a tree following the plan on meta takes a charge: {got}")
+        for command in (
+            ["QUOTA.SET", "t", "/", "n", "METRIC", "meta", "LIMIT", "1"],
+            ["QUOTA.PLAN", "SET", "pro", '{"paths":{"*":{"m":{"metric":"meta","limit":"6"}}}}'],
+            ["QUOTA.PRICE", "SET", "chat/m3", '{"metric":"meta","rates":{"tokens":"1"}}'],
+            ["QUOTA.PRICE", "SET", "chat/m3", '{"metric":"credits","rates":{"meta":"1"}}'],
+        ):
+            got = run(r, command)
+            check(isinstance(got, dict) and "keyword" in got.get("error", ""),
+                  f"a new command may not name metric meta: {' '.join(command)} -> {got}")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # Stored rules a library never writes, as Lua code on the node's decoded
 # record `t` (t[5] = {allow, deny}, each a sorted list of {service, model or
 # false}): each must be refused with ERR layout, never read as other rules
@@ -1286,6 +1339,7 @@ def main():
     test_grants_fixture("v6", layout=6)
     test_corrupt_rules()
     test_corrupt_records()
+    test_meta_metric_upgrade()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

@@ -66,9 +66,12 @@ do
 
     local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief",
         "cost", "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth",
-        "format", "count", "since", "strict", "block", "open", "none", "rolling" })
+        "format", "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
+    -- Keywords a release before took as names: stored prices keep them.
+    -- Rust twin: names::NEWER_KEYWORDS (src/engine/names.rs)
+    local NEWER_KEYWORDS = set_of({ "meta" })
     local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
-        "COST", "USAGE", "CHECK", "ITEM" })
+        "COST", "USAGE", "CHECK", "ITEM", "META" })
 
     local function bytes_less(a, b)
         if a == b then
@@ -88,13 +91,14 @@ do
     end
     P.bytes_less = bytes_less
 
-    -- Rust twin: names::parse_metric (src/engine/names.rs), without failing: nil, or the message
-    local function metric_error(text)
+    -- Rust twin: names::parse_metric (src/engine/names.rs), without failing: nil, or the message;
+    -- trusted (a price read back from the book): names::parse_stored_metric
+    local function metric_error(text, trusted)
         local n = #text
         if n == 0 or n > 32 or not sfind(text, "^[a-z][a-z0-9_]*$") then
             return "'" .. clip(text) .. "' (metric names are [a-z][a-z0-9_]{0,31})"
         end
-        if KEYWORDS[text] then
+        if KEYWORDS[text] and not (trusted and NEWER_KEYWORDS[text]) then
             return "'" .. text .. "' is a keyword, not a metric name"
         end
         return nil
@@ -711,7 +715,7 @@ do
     -- Rust twin: parse_rates (src/engine/pricing.rs)
     -- The "rates" field: usage name -> rate, none named as the price's own
     -- metric. Returns the rates and their names in byte order.
-    local function parse_rates(rate_map, metric)
+    local function parse_rates(rate_map, metric, trusted)
         if type(rate_map) ~= "table" or not rate_map.obj then
             field_error("rates", "is required: an object from usage name to rate")
         end
@@ -726,7 +730,7 @@ do
         for i = 1, #rate_names do
             local name = rate_names[i]
             local field = "rates." .. name
-            local why = metric_error(name)
+            local why = metric_error(name, trusted)
             if why then
                 field_error(field, why)
             end
@@ -767,7 +771,7 @@ do
     -- attribute also a usage name of rates. Returns mult (attribute ->
     -- value -> factor), the attributes in byte order and labels (attribute
     -- -> its values in byte order).
-    local function parse_multipliers(attributes, rates)
+    local function parse_multipliers(attributes, rates, trusted)
         local mult, attr_names, labels = {}, {}, {}
         if attributes == nil then
             return mult, attr_names, labels
@@ -782,7 +786,7 @@ do
         for i = 1, #attr_names do
             local attr = attr_names[i]
             local field = "multipliers." .. attr
-            local why = metric_error(attr)
+            local why = metric_error(attr, trusted)
             if why then
                 field_error(field, why)
             end
@@ -819,12 +823,12 @@ do
         elseif type(metric) ~= "string" then
             field_error("metric", "must be a metric name")
         end
-        local why = metric_error(metric)
+        local why = metric_error(metric, trusted)
         if why then
             field_error("metric", why)
         end
-        local rates, rate_names = parse_rates(map.rates, metric)
-        local mult, attr_names, labels = parse_multipliers(map.multipliers, rates)
+        local rates, rate_names = parse_rates(map.rates, metric, trusted)
+        local mult, attr_names, labels = parse_multipliers(map.multipliers, rates, trusted)
         local minimum = nil
         if map.minimum ~= nil then
             minimum = decimal_of(map.minimum, "minimum")

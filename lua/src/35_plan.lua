@@ -205,7 +205,7 @@ do
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
     -- Rust twin: policy_from_json (src/engine/plan.rs)
-    local function policy_from_json(obj, at)
+    local function policy_from_json(obj, at, trusted)
         local late = PLAN.late
         local keys = P.sorted_keys(obj)
         for _, k in ipairs(keys) do
@@ -221,7 +221,9 @@ do
         elseif type(v) ~= "string" then
             field_error(at .. ".metric", "must be a string")
         end
-        spec.metric = late.parse_metric(v)
+        -- (Read back from storage: metric names as the release that stored
+        -- them took them.)
+        spec.metric = trusted and late.parse_stored_metric(v) or late.parse_metric(v)
         v = map.limit
         if v == nil then
             field_error(at .. ".limit", "missing")
@@ -445,7 +447,7 @@ do
                 if type(pv) ~= "table" or not pv.obj then
                     field_error(at .. "." .. clip(pname), "must be an object")
                 end
-                local spec = policy_from_json(pv, at .. "." .. clip(pname))
+                local spec = policy_from_json(pv, at .. "." .. clip(pname), trusted)
                 pols[#pols + 1] = { pname, spec, policy_to_json(spec) }
             end
             if seen[canonical] then

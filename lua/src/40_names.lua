@@ -244,6 +244,24 @@ local function parse_metric(text)
     return text
 end
 
+-- A metric name read from stored data (a plan from the book or a tree): the
+-- rule as the release that stored it had it.
+-- Rust twin: parse_stored_metric (src/engine/names.rs)
+local parse_stored_metric
+do
+    -- Keywords added after a release that took them as metric names
+    -- (`meta`, 1.6.0): new commands refuse them, stored data keeps them.
+    -- Rust twin: NEWER_KEYWORDS (src/engine/names.rs)
+    local NEWER_KEYWORDS = set_of({ "meta" })
+
+    function parse_stored_metric(text)
+        if NEWER_KEYWORDS[text] then
+            return text
+        end
+        return parse_metric(text)
+    end
+end
+
 -- Rust twin: parse_name (src/engine/names.rs)
 local function parse_name(text, what)
     if text == "" or #text > MAX_NAME_LEN or sfind(text, "[^\33-\126]") then

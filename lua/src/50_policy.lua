@@ -1280,6 +1280,7 @@ end
 -- are handed over here.
 PLAN.late = {
     max_depth = MAX_DEPTH_HARD, segment_error = check_segment, depth_of = depth_of, parse_metric = parse_metric,
+    parse_stored_metric = parse_stored_metric,
     parse_name = parse_name, parse_mode = parse_mode, parse_warn = parse_warn, validate_spec = validate_spec,
     default_warn = DEFAULT_WARN,
 }

@@ -225,7 +225,8 @@ do
     -- layout 5.
     -- Since 1.6.0, layout 6 for a tree that has had labels, an archived
     -- node or a hold with META (meta.rec): layout 5's records, node labels
-    -- and hold META; "#" as in layout 4 with a tenth position saying
+    -- and hold META (also kept by an expired hold's finished id, for a late
+    -- commit's ledger entry); "#" as in layout 4 with a tenth position saying
     -- whether it has had access rules (layout 5's meaning). A library
     -- before 1.6.0 refuses layout 6.
     local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
@@ -1026,7 +1027,8 @@ do
     local ID, PATHS, SERVICE, MODEL, CREATED_AT, EXPIRES_AT, ITEMS, LINES = 1, 2, 3, 4, 5, 6, 7, 8
     local REPLY, LAST_COMMIT, LAST_RELEASE = 9, 10, 11
     -- Since layout 6 (1.6.0), a hold with META has a twelfth: its pairs
-    -- flat, name, value, ... in the order given.
+    -- flat, name, value, ... in the order given (a finished hold keeps it
+    -- only when it expired).
     local META = 12
     -- An item's.
     local COST, STATE, OUTCOME = 1, 2, 3

@@ -100,10 +100,10 @@ local function finish(ctx, id, now)
             touch(ctx, path)
         end
     end
-    hold.lines, hold.meta = {}, nil
+    hold.lines = {}
     -- A hold settled item by item is only asked about again by repeats,
     -- answered from its outcomes; an expired one keeps its paths and costs
-    -- for a late commit.
+    -- for a late commit, and its META for that commit's ledger entry.
     local any_expired = false
     for _, item in ipairs(hold.items) do
         if item.state == "expired" then
@@ -111,6 +111,7 @@ local function finish(ctx, id, now)
         end
     end
     if not any_expired then
+        hold.meta = nil
         hold.paths, hold.service, hold.model = {}, nil, nil
         -- A partly reserved batch keeps its costs for a repeat's `held`.
         if not (hold.reply and hold.reply.reserved < hold.reply.items) then
@@ -749,10 +750,10 @@ function HOLDS.apply_commit(ctx, id, item, plan, r)
         hold.items[i].state = "committed"
     end
     if ctx.ledger then
-        -- (The META of a live hold: a late commit's entry has none, as the
-        -- module's, whose finished holds keep no META.)
+        -- (The META of a live hold, or the one an expired hold's finished
+        -- id keeps for a late commit.)
         local e = REC.ledger_entry("commit", ctx.now, id, plan.set, outcome.charged)
-        e.item, e.late, e.meta = item, plan.expired, live and hold.meta or nil
+        e.item, e.late, e.meta = item, plan.expired, hold.meta
         REC.ledger_add(ctx, e)
     end
     if item then

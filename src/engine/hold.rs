@@ -128,18 +128,23 @@ impl Tomb {
     /// Lua twin: `pack_done` (lua/src/60_tree.lua).
     pub fn pack(entry: &DoneEntry) -> Tomb {
         let access = entry.charge.as_ref().map_or(&[][..], |c| &c.access[..]);
-        let data =
-            bincode::serde::encode_to_vec((entry, entry.drawn_side(), access), Self::config()).unwrap_or_default();
+        let meta = entry.hold.as_ref().and_then(|h| h.meta.as_deref());
+        let data = bincode::serde::encode_to_vec((entry, entry.drawn_side(), access, meta), Self::config())
+            .unwrap_or_default();
         Tomb { forget_at_ms: entry.forget_at_ms, data: data.into_boxed_slice() }
     }
 
     /// Lua twin: `unpack_done` (lua/src/60_tree.lua).
     pub fn unpack(&self) -> Option<DoneEntry> {
-        let ((mut entry, side, access), _): ((DoneEntry, DrawnSide, Vec<AccessCheck>), usize) =
+        type Packed = (DoneEntry, DrawnSide, Vec<AccessCheck>, Option<crate::meta::Meta>);
+        let ((mut entry, side, access, meta), _): (Packed, usize) =
             bincode::serde::decode_from_slice(&self.data, Self::config()).ok()?;
         entry.set_drawn_side(side);
         if let Some(charge) = &mut entry.charge {
             charge.access = access;
+        }
+        if let Some(hold) = &mut entry.hold {
+            hold.meta = meta.map(Box::new);
         }
         Some(entry)
     }
@@ -786,7 +791,15 @@ impl Tree {
         self.check_new_paths(plan.set.paths.iter().map(String::as_str), reach.missing, limits)?;
 
         // After this point the commit succeeds.
-        let ledger = limits.ledger.then(|| (plan.set.clone(), self.holds.get(id).and_then(|h| h.meta.clone())));
+        // (The META of a live hold, or the one an expired hold's finished
+        // id keeps for a late commit.)
+        let ledger = limits.ledger.then(|| {
+            let meta = match plan.live {
+                true => self.holds.get(id).and_then(|h| h.meta.clone()),
+                false => self.done_entry(id).and_then(|e| e.hold?.meta),
+            };
+            (plan.set.clone(), meta)
+        });
         let outcome = self.apply_commit(id, item, plan, reach, now_ms, limits);
         if let Some((set, meta)) = ledger {
             let mut entry = LedgerEntry::of_set(LedgerKind::Commit, now_ms, Some(id), &set, outcome.charged.clone());
@@ -1070,8 +1083,10 @@ impl Tree {
         // A hold settled item by item (committed or released) is only asked
         // about again by repeats, answered from its outcomes: its paths and
         // costs are not needed. An expired one keeps them for a late commit,
-        // and a partly reserved batch its costs for a repeat's `held`.
+        // and a partly reserved batch its costs for a repeat's `held`. Only
+        // an expired one keeps its META, for a late commit's ledger entry.
         if !hold.items.iter().any(|i| i.state == ItemState::Expired) {
+            hold.meta = None;
             hold.set.paths = Vec::new();
             hold.set.service = None;
             hold.set.model = None;

@@ -102,6 +102,22 @@ pub fn is_within(path: &str, root: &str) -> bool {
         || (path.len() > root.len() && path.starts_with(root) && path.as_bytes()[root.len()] == b'/')
 }
 
+/// Keywords added after a release that took them as metric names (`meta`:
+/// issue 18). New commands refuse them; stored data keeps them
+/// ([`parse_stored_metric`]).
+pub const NEWER_KEYWORDS: &[&str] = &["meta"];
+
+/// A metric name read from stored data (RDB, `DUMP`, the plan and price
+/// books): the rule of [`parse_metric`] as the release that stored it had
+/// it, so a name that later became a keyword still loads.
+/// Lua twin: `parse_stored_metric` (lua/src/40_names.lua).
+pub fn parse_stored_metric(text: &str) -> Result<String> {
+    if NEWER_KEYWORDS.contains(&text) {
+        return Ok(text.to_string());
+    }
+    parse_metric(text)
+}
+
 /// Metric names: `[a-z][a-z0-9_]{0,31}`, never a keyword.
 /// Lua twin: `parse_metric` (lua/src/40_names.lua).
 pub fn parse_metric(text: &str) -> Result<String> {

@@ -63,8 +63,8 @@ use std::sync::Arc;
 /// Version 5 (usage over time, labels, META, SPEC §9–§10): version 4's
 /// bytes, then an option of [`UsagePart`] (each node's usage buckets),
 /// then an option of [`LabelPart`]: each node's note, tags and archived
-/// flag, each live hold's `META` and the `META` of `expired` and
-/// `disallowed` events. A tree with none of these writes version 4's
+/// flag, each live hold's `META`, the `META` of `expired` and
+/// `disallowed` events and that of each expired hold's finished id. A tree with none of these writes version 4's
 /// bytes and two 0 bytes.
 pub const ENCODING_VERSION: i32 = 5;
 
@@ -155,7 +155,7 @@ fn plan_text(plan: &Plan) -> String {
 /// The plan named `name` from its stored text, parsed and validated as
 /// `QUOTA.PLAN SET` does: the JSON must name its version.
 fn plan_from_text(name: &str, text: &str) -> Result<Plan, String> {
-    match Plan::from_json(name, text).map_err(|e| format!("stored plan '{}': {e}", names::clip(name)))? {
+    match Plan::from_stored_json(name, text).map_err(|e| format!("stored plan '{}': {e}", names::clip(name)))? {
         (plan, Some(_)) => Ok(plan),
         (_, None) => Err(format!("stored plan '{}' has no version", names::clip(name))),
     }
@@ -479,10 +479,13 @@ struct LabelPart {
     holds: Vec<(u32, Meta)>,
     /// (position in the log, the META of an `expired` or `disallowed` event).
     events: Vec<(u32, Meta)>,
+    /// (position among the finished ids, the META of an expired hold's:
+    /// a late commit's ledger entry carries it).
+    done: Vec<(u32, Meta)>,
 }
 
 impl LabelPart {
-    fn of(tree: &Tree, holds: &[&Hold]) -> Option<LabelPart> {
+    fn of(tree: &Tree, holds: &[&Hold], done: &[DoneEntry]) -> Option<LabelPart> {
         let mut part = LabelPart::default();
         for (slot, node) in tree.nodes.iter().enumerate() {
             let Some(labels) = node.as_ref().and_then(|n| n.labels.as_deref()) else { continue };
@@ -498,6 +501,11 @@ impl LabelPart {
         for (i, event) in tree.events.iter().enumerate() {
             if let Some(meta) = &event.meta {
                 part.events.push((i as u32, (**meta).clone()));
+            }
+        }
+        for (i, entry) in done.iter().enumerate() {
+            if let Some(meta) = entry.hold.as_ref().and_then(|h| h.meta.as_ref()) {
+                part.done.push((i as u32, (**meta).clone()));
             }
         }
         (part != LabelPart::default()).then_some(part)
@@ -532,6 +540,14 @@ impl LabelPart {
                 return Err(format!("event {} has a META stored twice", event.seq));
             }
             event.meta = Some(Box::new(meta));
+        }
+        for (i, meta) in self.done {
+            let entry = parts.done.get_mut(i as usize).ok_or("META of a missing finished id")?;
+            let hold = entry.hold.as_mut().ok_or("META of a finished charge")?;
+            if hold.meta.is_some() {
+                return Err("META of a finished hold stored twice".into());
+            }
+            hold.meta = Some(Box::new(meta));
         }
         Ok(())
     }
@@ -629,7 +645,7 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(access, config()).unwrap_or_default());
     let usage = UsagePart::of(tree);
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(usage, config()).unwrap_or_default());
-    let labels = LabelPart::of(tree, &data.holds);
+    let labels = LabelPart::of(tree, &data.holds, &data.done);
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(labels, config()).unwrap_or_default());
     bytes
 }
@@ -654,7 +670,8 @@ pub fn decode_book(bytes: &[u8], version: i32) -> Result<PriceBook, String> {
     }
     for (key, price) in book.entries() {
         pricing::parse_key(key).map_err(|e| e.to_string())?;
-        let again = Price::from_json(&price.to_json()).map_err(|e| format!("price '{}': {e}", names::clip(key)))?;
+        let again =
+            Price::from_stored_json(&price.to_json()).map_err(|e| format!("price '{}': {e}", names::clip(key)))?;
         if &again != price {
             return Err(format!("price '{}' does not validate", names::clip(key)));
         }
@@ -691,7 +708,7 @@ pub fn decode_plans(bytes: &[u8]) -> Result<PlanBook, String> {
     let mut book = PlanBook::default();
     for (name, json) in plans {
         let (parsed, version) =
-            Plan::from_json(&name, &json).map_err(|e| format!("plan '{}': {e}", names::clip(&name)))?;
+            Plan::from_stored_json(&name, &json).map_err(|e| format!("plan '{}': {e}", names::clip(&name)))?;
         if version.is_none() || parsed.to_json() != json || book.get(&parsed.name).is_some() {
             return Err(format!("plan '{}' does not validate", names::clip(&name)));
         }

@@ -204,7 +204,11 @@ const POLICY_FIELDS: &[&str] =
 /// One policy of a plan: `object` is the JSON object given for it, `at`
 /// the field path that names it in errors (`paths.<key>.<name>`).
 /// Lua twin: `policy_from_json` (lua/src/35_plan.lua).
-fn policy_from_json(object: &Map<String, Value>, at: &str) -> Result<PolicySpec> {
+fn policy_from_json(
+    object: &Map<String, Value>,
+    at: &str,
+    parse_metric: fn(&str) -> Result<String>,
+) -> Result<PolicySpec> {
     for key in object.keys() {
         if !POLICY_FIELDS.contains(&key.as_str()) {
             return Err(field_error(&format!("{at}.{}", names::clip(key)), "unknown field"));
@@ -212,7 +216,7 @@ fn policy_from_json(object: &Map<String, Value>, at: &str) -> Result<PolicySpec>
     }
     let name_of = |f: &str| format!("{at}.{f}");
     let metric = match object.get("metric") {
-        Some(Value::String(m)) => names::parse_metric(m)?,
+        Some(Value::String(m)) => parse_metric(m)?,
         Some(_) => return Err(field_error(&name_of("metric"), "must be a string")),
         None => return Err(field_error(&name_of("metric"), "missing")),
     };
@@ -372,6 +376,18 @@ impl Plan {
     /// JSON names (0 when it names none), and that version.
     /// Lua twin: `PLAN.from_json` (lua/src/35_plan.lua).
     pub fn from_json(name: &str, text: &str) -> Result<(Plan, Option<u64>)> {
+        Plan::parse_json(name, text, names::parse_metric)
+    }
+
+    /// [`Plan::from_json`] for a plan read back from storage (the plan
+    /// book, a tree's plan state): metric names as the release that stored
+    /// it took them ([`names::parse_stored_metric`]).
+    /// Lua twin: `PLAN.from_json` (lua/src/35_plan.lua), given trusted.
+    pub fn from_stored_json(name: &str, text: &str) -> Result<(Plan, Option<u64>)> {
+        Plan::parse_json(name, text, names::parse_stored_metric)
+    }
+
+    fn parse_json(name: &str, text: &str, metric: fn(&str) -> Result<String>) -> Result<(Plan, Option<u64>)> {
         let name = parse_name(name)?;
         if text.len() > MAX_PLAN_JSON_LEN {
             return Err(Error::Limit(format!("a plan is at most {MAX_PLAN_JSON_LEN} bytes of JSON")));
@@ -416,7 +432,7 @@ impl Plan {
                 let policy = names::parse_name(policy, "policy name")?;
                 let at = format!("{at}.{}", names::clip(&policy));
                 let Value::Object(fields) = value else { return Err(field_error(&at, "must be an object")) };
-                specs.push((policy, policy_from_json(fields, &at)?));
+                specs.push((policy, policy_from_json(fields, &at, metric)?));
             }
             add_pattern(&mut patterns, Pattern::new(key, specs)?)?;
         }
@@ -601,7 +617,13 @@ impl PlanBook {
     /// call and whether the book changed. An error changes nothing.
     /// Lua twin: `PLAN.set` (lua/src/35_plan.lua).
     pub fn set_json(&mut self, name: &str, json: &str) -> Result<(u64, bool)> {
-        let (plan, asked) = Plan::from_json(name, json)?;
+        self.set_json_from(name, json, false)
+    }
+
+    /// [`PlanBook::set_json`]; with `stored`, the JSON is read as stored
+    /// data ([`Plan::from_stored_json`]): an AOF's or a primary's `SET`.
+    pub fn set_json_from(&mut self, name: &str, json: &str, stored: bool) -> Result<(u64, bool)> {
+        let (plan, asked) = if stored { Plan::from_stored_json(name, json)? } else { Plan::from_json(name, json)? };
         let current = self.plans.get(&plan.name);
         if current.is_none() && self.plans.len() >= MAX_PLANS {
             return Err(Error::Limit(format!("the plan book already has {MAX_PLANS} plans")));

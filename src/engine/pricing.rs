@@ -118,7 +118,11 @@ fn parse_rate(value: &Value, field: &str) -> Result<Rate> {
 
 /// The `rates` field: usage name → rate, none named as the price's own
 /// `metric`.
-fn parse_rates(field: Option<&Value>, metric: &str) -> Result<BTreeMap<String, Rate>> {
+fn parse_rates(
+    field: Option<&Value>,
+    metric: &str,
+    parse_metric: fn(&str) -> Result<String>,
+) -> Result<BTreeMap<String, Rate>> {
     let Some(Value::Object(rate_map)) = field else {
         return Err(field_error("rates", "is required: an object from usage name to rate"));
     };
@@ -131,7 +135,7 @@ fn parse_rates(field: Option<&Value>, metric: &str) -> Result<BTreeMap<String, R
     let mut rates = BTreeMap::new();
     for (name, rate) in rate_map {
         let field = format!("rates.{name}");
-        let name = names::parse_metric(name).map_err(|e| field_error(&field, strip(e)))?;
+        let name = parse_metric(name).map_err(|e| field_error(&field, strip(e)))?;
         if name == metric {
             return Err(field_error(&field, "a usage name cannot be the price's own metric"));
         }
@@ -145,6 +149,7 @@ fn parse_rates(field: Option<&Value>, metric: &str) -> Result<BTreeMap<String, R
 fn parse_multipliers(
     field: Option<&Value>,
     rates: &BTreeMap<String, Rate>,
+    parse_metric: fn(&str) -> Result<String>,
 ) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>> {
     let mut multipliers = BTreeMap::new();
     let attributes = match field {
@@ -157,7 +162,7 @@ fn parse_multipliers(
     }
     for (attribute, values) in attributes {
         let field = format!("multipliers.{attribute}");
-        let attribute = names::parse_metric(attribute).map_err(|e| field_error(&field, strip(e)))?;
+        let attribute = parse_metric(attribute).map_err(|e| field_error(&field, strip(e)))?;
         if rates.contains_key(&attribute) {
             return Err(field_error(&field, "an attribute cannot also be a usage name"));
         }
@@ -187,6 +192,18 @@ impl Price {
     /// Parses and validates a price entry. Every error names the field.
     /// Lua twin: `P.from_json` (lua/src/30_pricing.lua).
     pub fn from_json(text: &str) -> Result<Price> {
+        Price::parse_json(text, names::parse_metric)
+    }
+
+    /// [`Price::from_json`] for a price read back from the price book:
+    /// names as the release that stored it took them
+    /// ([`names::parse_stored_metric`]).
+    /// Lua twin: `from_json` (lua/src/30_pricing.lua), given trusted.
+    pub fn from_stored_json(text: &str) -> Result<Price> {
+        Price::parse_json(text, names::parse_stored_metric)
+    }
+
+    fn parse_json(text: &str, parse_metric: fn(&str) -> Result<String>) -> Result<Price> {
         if text.len() > MAX_JSON_LEN {
             return Err(Error::Limit(format!("a price is at most {MAX_JSON_LEN} bytes of JSON")));
         }
@@ -199,12 +216,12 @@ impl Price {
             }
         }
         let metric = match object.get("metric") {
-            Some(Value::String(m)) => names::parse_metric(m).map_err(|e| field_error("metric", strip(e)))?,
+            Some(Value::String(m)) => parse_metric(m).map_err(|e| field_error("metric", strip(e)))?,
             Some(_) => return Err(field_error("metric", "must be a metric name")),
             None => return Err(field_error("metric", "is required")),
         };
-        let rates = parse_rates(object.get("rates"), &metric)?;
-        let multipliers = parse_multipliers(object.get("multipliers"), &rates)?;
+        let rates = parse_rates(object.get("rates"), &metric, parse_metric)?;
+        let multipliers = parse_multipliers(object.get("multipliers"), &rates, parse_metric)?;
         let minimum = object.get("minimum").map(|m| decimal_of(m, "minimum")).transpose()?;
         Ok(Price { metric, rates, multipliers, minimum })
     }

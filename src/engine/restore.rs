@@ -323,14 +323,14 @@ fn validate_node(
     let mut seen: HashSet<&str> = HashSet::new();
     for policy in &node.policies {
         names::parse_name(&policy.name, "policy").map_err(|e| e.to_string())?;
-        names::parse_metric(&policy.spec.metric).map_err(|e| e.to_string())?;
+        names::parse_stored_metric(&policy.spec.metric).map_err(|e| e.to_string())?;
         if !seen.insert(&policy.name) {
             return Err(bad("duplicate policy name"));
         }
         validate_policy(policy, next_generation, index, bad)?;
     }
     for (metric, value) in &node.spent {
-        names::parse_metric(metric).map_err(|e| e.to_string())?;
+        names::parse_stored_metric(metric).map_err(|e| e.to_string())?;
         non_negative(*value)?;
     }
     if let Some(access) = &node.access {
@@ -555,7 +555,11 @@ fn validate_event(event: &Event) -> Result<(), String> {
     }
     let named = event.policy.as_deref().is_none_or(|p| names::parse_name(p, "policy").is_ok())
         && event.id.as_deref().is_none_or(|id| names::parse_name(id, "id").is_ok())
-        && event.metric.iter().chain(event.amounts.iter().map(|(m, _)| m)).all(|m| names::parse_metric(m).is_ok());
+        && event
+            .metric
+            .iter()
+            .chain(event.amounts.iter().map(|(m, _)| m))
+            .all(|m| names::parse_stored_metric(m).is_ok());
     if named { Ok(()) } else { Err(bad()) }
 }
 
@@ -575,14 +579,18 @@ fn validate_hold(tree: &Tree, hold: &Hold, live: bool) -> Result<(), String> {
         crate::meta::validate(meta).map_err(|e| format!("hold '{}': {e}", names::clip(&hold.id)))?;
     }
     // A settled finished hold keeps no paths (see `Tree::finish`); a live
-    // or expired one always has them.
+    // or expired one always has them. Of the finished, only an expired
+    // one (which keeps its paths, also after a late commit) keeps META.
     let settled = !live && !hold.items.iter().any(|i| i.state == ItemState::Expired);
     if hold.items.is_empty() || (hold.set.paths.is_empty() && !settled) {
         return Err(format!("hold '{}' is empty", names::clip(&hold.id)));
     }
+    if !live && hold.meta.is_some() && hold.set.paths.is_empty() {
+        return Err(format!("finished hold '{}' keeps a META it never expired with", names::clip(&hold.id)));
+    }
     for item in &hold.items {
         for (metric, value) in &item.cost {
-            names::parse_metric(metric).map_err(|e| e.to_string())?;
+            names::parse_stored_metric(metric).map_err(|e| e.to_string())?;
             non_negative(*value)?;
         }
     }

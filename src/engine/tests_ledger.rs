@@ -82,7 +82,9 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
             Box::new(move |t| {
                 let _ = t.commit("r2", Some(0), Some(vec![("credits".into(), d("0"))]), 2002, &l).unwrap();
             }),
-            vec!["type=commit time=2002 id=r2 paths=p1 service=chat model=mini item=0 amount:credits=0 late=1"],
+            vec![
+                "type=commit time=2002 id=r2 paths=p1 service=chat model=mini item=0 amount:credits=0 late=1 meta:user=bob meta:job=7",
+            ],
         ),
         (
             Box::new(move |t| {
@@ -178,4 +180,37 @@ fn the_ledger_key_keeps_the_trees_slot() {
     for (key, want) in rows {
         assert_eq!(String::from_utf8(ledger_key(key.as_bytes())).unwrap(), *want, "{key}");
     }
+}
+
+/// A late commit's entry carries the hold's META: the finished id of an
+/// expired hold keeps it (in memory and through a save and load); a
+/// hold settled without expiring keeps none.
+#[test]
+fn a_late_commit_carries_the_expired_holds_meta() {
+    let l = Limits { ledger: true, ..Limits::default() };
+    let mut t = Tree::new();
+    t.set_policy("", "m", spec("credits", "100"), 0, &l).unwrap();
+    t.reserve(reserve("h5", &["p"], &["6", "1"], 1000), 0, &l).unwrap();
+    t.reserve(reserve("h6", &["p"], &["2"], 1000), 0, &l).unwrap();
+    t.commit("h6", None, None, 1, &l).unwrap();
+    t.expire(5000, &l);
+    t.take_ledger();
+    assert!(t.done_entry("h5").unwrap().hold.unwrap().meta.is_some());
+    assert!(t.done_entry("h6").unwrap().hold.unwrap().meta.is_none());
+    let mut t = persist::decode(&persist::encode(&t), persist::ENCODING_VERSION).unwrap();
+    let late = t.commit("h5", Some(0), Some(vec![("credits".into(), d("6"))]), 5000, &l).unwrap();
+    assert!(late.expired && !late.duplicate);
+    let late = t.commit("h5", Some(1), None, 5001, &l).unwrap();
+    assert!(late.expired);
+    assert_eq!(
+        text(&t.take_ledger()),
+        [
+            "type=commit time=5000 id=h5 paths=p service=chat model=mini item=0 amount:credits=6 late=1 meta:user=bob meta:job=7",
+            "type=commit time=5001 id=h5 paths=p service=chat model=mini item=1 amount:credits=1 late=1 meta:user=bob meta:job=7",
+        ]
+    );
+    // A repeat writes nothing, and the tree still saves and loads.
+    t.commit("h5", Some(0), None, 5002, &l).unwrap();
+    assert!(t.take_ledger().is_empty());
+    persist::decode(&persist::encode(&t), persist::ENCODING_VERSION).unwrap().check_invariants().unwrap();
 }

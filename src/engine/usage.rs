@@ -621,7 +621,7 @@ pub(crate) fn validate_stored(usage: &Usage) -> std::result::Result<(), String> 
         return Err("stored usage has too many names".into());
     }
     for (i, m) in usage.metrics.iter().enumerate() {
-        if names::parse_metric(m).is_err() || usage.metrics[..i].contains(m) {
+        if names::parse_stored_metric(m).is_err() || usage.metrics[..i].contains(m) {
             return Err("stored usage has an invalid metric".into());
         }
     }

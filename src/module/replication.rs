@@ -40,6 +40,11 @@ pub struct Stamp {
     pub usage_hours: u32,
     pub usage_days: u32,
     pub usage_series: u32,
+    /// Written by the release before usage (a stamp of four numbers): the
+    /// write's arguments follow that release's grammar, where `meta` was a
+    /// metric name, not a keyword ([`crate::commands::args::Args::with_legacy`]).
+    /// Encoded as it came, so a replica passes it on unchanged.
+    pub legacy: bool,
 }
 
 impl Stamp {
@@ -54,6 +59,7 @@ impl Stamp {
             usage_hours: limits.usage_hours,
             usage_days: limits.usage_days,
             usage_series: limits.usage_series,
+            legacy: false,
         }
     }
 
@@ -76,7 +82,8 @@ impl Stamp {
             u64::from(self.usage_days),
             u64::from(self.usage_series),
         ];
-        for (i, mut n) in numbers.into_iter().enumerate() {
+        let count = if self.legacy { 4 } else { numbers.len() };
+        for (i, mut n) in numbers.into_iter().take(count).enumerate() {
             if i > 0 {
                 buf[len] = b':';
                 len += 1;
@@ -111,8 +118,9 @@ impl Stamp {
             usage_hours: default(Setting::UsageHours),
             usage_days: default(Setting::UsageDays),
             usage_series: default(Setting::UsageSeries),
+            legacy: false,
         };
-        let Some(hours) = parts.next() else { return Some(stamp) };
+        let Some(hours) = parts.next() else { return Some(Stamp { legacy: true, ..stamp }) };
         let usage = |n: Option<u64>, s: Setting| -> Option<u32> {
             let spec = s.spec();
             n.filter(|n| (spec.min..=spec.max).contains(n)).map(|n| n as u32)

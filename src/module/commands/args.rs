@@ -10,11 +10,22 @@ pub struct Args<'a> {
     items: &'a [&'a str],
     pos: usize,
     command: &'static str,
+    /// The grammar of the release before issue 18 (a replayed write with
+    /// a legacy stamp): `meta` is a metric name, not a keyword.
+    legacy: bool,
 }
 
 impl<'a> Args<'a> {
     pub fn new(command: &'static str, items: &'a [&'a str]) -> Args<'a> {
-        Args { items, pos: 0, command }
+        Args { items, pos: 0, command, legacy: false }
+    }
+
+    /// Reads with the grammar of the release before issue 18 when `legacy`
+    /// (see [`crate::replication::Stamp::legacy`]): metrics as stored data
+    /// takes them ([`names::parse_stored_metric`]), and `META` ends no list.
+    pub fn with_legacy(mut self, legacy: bool) -> Args<'a> {
+        self.legacy = legacy;
+        self
     }
 
     pub fn command(&self) -> &'static str {
@@ -68,7 +79,9 @@ impl<'a> Args<'a> {
 
     /// Whether the next argument is a keyword that ends a value list.
     pub fn at_list_end(&self) -> bool {
-        self.peek().is_none_or(|s| LIST_ENDS.iter().any(|k| s.eq_ignore_ascii_case(k)))
+        self.peek().is_none_or(|s| {
+            LIST_ENDS.iter().any(|k| s.eq_ignore_ascii_case(k) && !(self.legacy && k.eq_ignore_ascii_case("meta")))
+        })
     }
 
     /// A path, up to the hard depth bound: `max_depth` bounds only the
@@ -84,7 +97,8 @@ impl<'a> Args<'a> {
     }
 
     pub fn next_metric(&mut self) -> Result<String> {
-        names::parse_metric(self.next_str("a metric")?)
+        let text = self.next_str("a metric")?;
+        if self.legacy { names::parse_stored_metric(text) } else { names::parse_metric(text) }
     }
 
     pub fn next_amount(&mut self, what: &str) -> Result<Decimal> {

@@ -156,7 +156,7 @@ pub fn execute(
 ) -> RedisResult {
     let stamp = replayed.unwrap_or_else(Stamp::local);
     let mut env = stamp.env(replayed.is_some());
-    let mut args = Args::new(command.name, rest);
+    let mut args = Args::new(command.name, rest).with_legacy(stamp.legacy);
     let result = match &command.handler {
         // A read opens the key for reading only and changes nothing: no
         // WATCH broken, no client-tracking invalidation, nothing replicated
@@ -325,6 +325,20 @@ pub fn optional_path(args: &mut Args<'_>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::Stamp;
+    use super::args::Args;
+
+    /// A legacy stamp's arguments read `meta` as a metric (and not as the
+    /// end of a list), as the release before issue 18 did.
+    #[test]
+    fn legacy_arguments_take_meta_as_a_metric() {
+        let items = ["meta", "5", "meta"];
+        let mut args = Args::new("QUOTA.CHARGE", &items);
+        assert!(args.at_list_end());
+        assert!(args.next_metric().is_err());
+        let mut args = Args::new("QUOTA.CHARGE", &items).with_legacy(true);
+        assert!(!args.at_list_end());
+        assert_eq!(args.next_metric().unwrap(), "meta");
+    }
 
     #[test]
     fn stamps_round_trip_and_refuse_garbage() {
@@ -336,6 +350,7 @@ mod tests {
             usage_hours: 0,
             usage_days: 400,
             usage_series: 1,
+            legacy: false,
         };
         assert_eq!(stamp.encode(), "1768435200000:60000:0:1000:0:400:1");
         assert_eq!(Stamp::decode(&stamp.encode()), Some(stamp));
@@ -343,6 +358,10 @@ mod tests {
         let old = Stamp::decode("1768435200000:60000:0:1000").unwrap();
         assert_eq!((old.usage_hours, old.usage_days, old.usage_series), (24, 35, 32));
         assert_eq!(old.events_len, 1000);
+        // It came from the release before issue 18: its arguments follow
+        // that grammar, and a replica passes it on as it came.
+        assert!(old.legacy && !stamp.legacy);
+        assert_eq!(old.encode(), "1768435200000:60000:0:1000");
         let max = Stamp { now_ms: u64::MAX, default_ttl_ms: u64::MAX, tombstone_ttl_ms: u64::MAX, ..stamp };
         assert_eq!(Stamp::decode(&max.encode()), Some(max));
         for bad in [

@@ -18,8 +18,8 @@ use crate::plans;
 /// `SET` and `DEL` are replicated verbatim, and only when they changed the
 /// book (they read no clock).
 pub fn plan(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    book_command(ctx, argv, "QUOTA.PLAN", HELP, |verb, args| match verb {
-        "SET" => set(args).map(|(version, changed)| (Reply::Int(version as i64), changed)),
+    book_command(ctx, argv, "QUOTA.PLAN", HELP, |verb, args, stored| match verb {
+        "SET" => set(args, stored).map(|(version, changed)| (Reply::Int(version as i64), changed)),
         "GET" => get(args).map(|reply| (reply, false)),
         "DEL" => del(args).map(|reply| (reply.clone(), reply == Reply::Int(1))),
         _ => args
@@ -45,11 +45,12 @@ const HELP: &[&str] = &[
 
 /// `SET name json`: the plan's version after the call, and whether the
 /// book changed (the same content with no other version changes nothing).
-fn set(args: &mut Args<'_>) -> Result<(u64, bool)> {
+/// `stored`: from an AOF or a primary (see `price::stored`).
+fn set(args: &mut Args<'_>, stored: bool) -> Result<(u64, bool)> {
     let name = parse_name(args.next_str("a plan name")?)?;
     let json = args.next_str("the plan as JSON")?;
     args.finish()?;
-    plans::with_plans(|book| book.set_json(&name, json))
+    plans::with_plans(|book| book.set_json_from(&name, json, stored))
 }
 
 fn get(args: &mut Args<'_>) -> Result<Reply> {

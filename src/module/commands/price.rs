@@ -16,8 +16,8 @@ use crate::{ctext, prices};
 /// `QUOTA.PRICE SET service/model json | GET service/model | DEL service/model | LIST | HELP`,
 /// registered as one subcommand per verb (see `module`), each landing here.
 pub fn price(ctx: &Context, argv: Vec<RedisString>) -> RedisResult {
-    book_command(ctx, argv, "QUOTA.PRICE", HELP, |verb, args| match verb {
-        "SET" => set(args).map(|reply| (reply, true)),
+    book_command(ctx, argv, "QUOTA.PRICE", HELP, |verb, args, stored| match verb {
+        "SET" => set(args, stored).map(|reply| (reply, true)),
         "GET" => get(args).map(|reply| (reply, false)),
         "DEL" => del(args).map(|reply| (reply.clone(), reply == Reply::Int(1))),
         _ => args
@@ -36,7 +36,7 @@ pub(super) fn book_command(
     argv: Vec<RedisString>,
     command: &'static str,
     help: &[&str],
-    run: impl FnOnce(&str, &mut Args<'_>) -> Result<(Reply, bool)>,
+    run: impl FnOnce(&str, &mut Args<'_>, bool) -> Result<(Reply, bool)>,
 ) -> RedisResult {
     if argv.len() < 2 {
         return Err(RedisError::WrongArity);
@@ -53,7 +53,7 @@ pub(super) fn book_command(
     }
     let result = match verb {
         "HELP" => args.finish().map(|()| (Reply::strings(help.iter().map(|line| line.to_string())), false)),
-        _ => run(verb, &mut args),
+        _ => run(verb, &mut args, stored(ctx)),
     };
     let result = result.map(|(reply, changed)| {
         if changed {
@@ -79,6 +79,15 @@ const HELP: &[&str] = &[
     "    This text.",
 ];
 
+/// Whether a `SET` comes from stored data: an AOF being loaded (a rewrite
+/// writes the books as `SET`s) or a primary, which may run the previous
+/// release; its JSON is then read as stored data
+/// ([`crate::engine::names::parse_stored_metric`]).
+fn stored(ctx: &Context) -> bool {
+    let flags = ctx.get_flags();
+    flags.contains(ContextFlags::REPLICATED) || flags.contains(ContextFlags::LOADING)
+}
+
 /// A replica takes the book from its primary, and a full server refuses to
 /// grow it, as Redis does for `write` and `deny-oom` commands.
 pub(super) fn refuse_write(ctx: &Context, grows: bool) -> std::result::Result<(), RedisError> {
@@ -93,12 +102,12 @@ pub(super) fn refuse_write(ctx: &Context, grows: bool) -> std::result::Result<()
     Ok(())
 }
 
-fn set(args: &mut Args<'_>) -> Result<Reply> {
+fn set(args: &mut Args<'_>, stored: bool) -> Result<Reply> {
     let key = args.next_str("service/model")?;
     pricing::parse_key(key)?;
     let json = args.next_str("the price as JSON")?;
     args.finish()?;
-    let price = Price::from_json(json)?;
+    let price = if stored { Price::from_stored_json(json)? } else { Price::from_json(json)? };
     prices::with_book(|book| book.set(key, price))?;
     Ok(Reply::Ok)
 }
