@@ -7075,16 +7075,17 @@ do
 
     -- `META name value [name value ...]` after the META keyword: pairs while
     -- the next word is not a keyword of the request (`words`); a name's
-    -- value is the word after it, which may not be one either. The pairs
-    -- flat, in order.
+    -- value is the word after it, whatever it is. The pairs flat, in order.
     -- Rust twin: parse_meta (src/module/commands/reserve.rs)
     local function meta_parse(args, words)
         local out = {}
         while not args:is_done() and not keyword(args:peek(), words) do
             local name = args:next_str("a META name")
             meta_check_name(name)
+            -- The word after a name is its value, whatever it is (a keyword
+            -- of the request too); a name at the end has none.
             local value = args:peek()
-            if value == nil or keyword(value, words) then
+            if value == nil then
                 fail("ERR syntax: META needs name value pairs")
             end
             args.pos = args.pos + 1
@@ -9463,7 +9464,9 @@ function OPS.revoke(ctx, path, name, id)
     end
     touch(ctx, path)
     observe(ctx, { ref })
-    if ctx.ledger then
+    -- A revoke that removes nothing (the grant had already ended) is a
+    -- repeat: no ledger entry (design §3).
+    if ctx.ledger and not D.is_zero(removed) then
         REC.ledger_add(ctx, REC.ledger_policy_entry("revoke", ctx.now, id, path, name, p.metric, removed))
     end
     return M("id", id, "removed", D.fmt(removed))
@@ -10543,15 +10546,40 @@ end
 
 local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG" })
 
+-- Whether items[from..to] have the shape `[path] [option value]...` of
+-- QUOTA.TREE (an odd count starts with the path; values are not checked here).
+function CMD.tree_shape(items, from, to)
+    local i = from + (to - from + 1) % 2
+    while i <= to do
+        if not keyword(items[i], TREE_KEYWORDS) then
+            return false
+        end
+        i = i + 2
+    end
+    return true
+end
+
+-- Whether the last argument of QUOTA.TREE is the ARCHIVED flag (it is then
+-- consumed): a last ARCHIVED (any case) is the flag when it is the only
+-- argument or when the arguments with it do not have the shape
+-- `[path] [option value]...`; when they do, it is an option's value
+-- (`TAG archived`). A second flag before it is an error.
+-- Rust twin: tree_flag (src/module/commands/read.rs).
+function CMD.tree_flag(args)
+    local items, from, n = args.items, args.pos, #args.items
+    if n < from or supper(items[n]) ~= "ARCHIVED" or (n > from and CMD.tree_shape(items, from, n)) then
+        return false
+    end
+    if n > from and supper(items[n - 1]) == "ARCHIVED" and not CMD.tree_shape(items, from, n - 1) then
+        fail(sformat("ERR syntax: ARCHIVED given twice in %s", args.command))
+    end
+    items[n] = nil
+    return true
+end
+
 -- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [ARCHIVED]
 function CMD.cmd_tree(ctx, args)
-    -- ARCHIVED is a flag, and only the last argument.
-    local archived = false
-    local n = #args.items
-    if n >= args.pos and supper(args.items[n]) == "ARCHIVED" then
-        archived = true
-        args.items[n] = nil
-    end
+    local archived = CMD.tree_flag(args)
     local path = optional_path(args)
     local depth, count, json, tag = MAX_DEPTH_HARD, 1000, false, nil
     local seen = {}

@@ -1992,10 +1992,12 @@ class RecordsGen(AccessGen):
     (fields, not ids).
     """
 
-    TAGS = ["prod", "staging", "team:a", "@ops", "x.y", "team-b"]
+    TAGS = ["prod", "staging", "team:a", "@ops", "x.y", "team-b", "archived"]
     NOTES = ["billing for acme", "é ü 中", 'say "hi" \\ back', "n"]
     META_NAMES = ["user", "req", "feature", "u_2", "z9"]
-    META_VALUES = ["u1", "u2", "req-7", "é-ü", 'q"uote\\x', "chat feature", "x" * 256]
+    # Values that are keywords of the request are values all the same.
+    META_VALUES = ["u1", "u2", "req-7", "é-ü", 'q"uote\\x', "chat feature", "x" * 256,
+                   "all", "BRIEF", "id", "Model", "check", "none", "open"]
 
     def __init__(self, rng, start_ms):
         super().__init__(rng, start_ms)
@@ -2108,6 +2110,8 @@ class RecordsGen(AccessGen):
         out += [a for o in opts for a in o]
         if r.random() < 0.4:
             out.append(self.kw("ARCHIVED"))
+            if r.random() < 0.05:
+                out.append(self.kw("ARCHIVED"))
         return out
 
     def c_read(self, tree):

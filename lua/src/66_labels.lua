@@ -290,16 +290,17 @@ do
 
     -- `META name value [name value ...]` after the META keyword: pairs while
     -- the next word is not a keyword of the request (`words`); a name's
-    -- value is the word after it, which may not be one either. The pairs
-    -- flat, in order.
+    -- value is the word after it, whatever it is. The pairs flat, in order.
     -- Rust twin: parse_meta (src/module/commands/reserve.rs)
     local function meta_parse(args, words)
         local out = {}
         while not args:is_done() and not keyword(args:peek(), words) do
             local name = args:next_str("a META name")
             meta_check_name(name)
+            -- The word after a name is its value, whatever it is (a keyword
+            -- of the request too); a name at the end has none.
             local value = args:peek()
-            if value == nil or keyword(value, words) then
+            if value == nil then
                 fail("ERR syntax: META needs name value pairs")
             end
             args.pos = args.pos + 1

@@ -465,7 +465,9 @@ function OPS.revoke(ctx, path, name, id)
     end
     touch(ctx, path)
     observe(ctx, { ref })
-    if ctx.ledger then
+    -- A revoke that removes nothing (the grant had already ended) is a
+    -- repeat: no ledger entry (design §3).
+    if ctx.ledger and not D.is_zero(removed) then
         REC.ledger_add(ctx, REC.ledger_policy_entry("revoke", ctx.now, id, path, name, p.metric, removed))
     end
     return M("id", id, "removed", D.fmt(removed))

@@ -124,6 +124,13 @@ fn each_money_moving_command_collects_one_entry_with_its_fields_in_order() {
             }),
             vec!["type=revoke time=2008 id=g1 paths=/ policy=m amount:credits=10"],
         ),
+        // A repeated revoke (the grant already ended: removed 0) writes nothing.
+        (
+            Box::new(move |t| {
+                assert!(t.revoke("", "m", "g1", 2008, &l).unwrap().is_zero());
+            }),
+            vec![],
+        ),
         (
             Box::new(move |t| {
                 let _ = t.reset_policy("", "m", 2009, &l).unwrap();

@@ -535,7 +535,8 @@ impl Tree {
     }
 
     /// `QUOTA.REVOKE`: the live grant's remaining leaves the allowance;
-    /// a remembered id gives back 0. Returns what was removed.
+    /// a remembered id gives back 0 and writes no ledger entry. Returns
+    /// what was removed.
     /// Lua twin: `OPS.revoke` (lua/src/75_ops.lua).
     pub fn revoke(&mut self, path: &str, name: &str, id: &str, now_ms: u64, limits: &Limits) -> Result<Decimal> {
         self.sync_path(path, now_ms);
@@ -554,7 +555,9 @@ impl Tree {
         let removed = policy.revoke(id, now_ms, ttl).unwrap_or_default();
         let metric = policy.metric().to_string();
         self.observe([r], now_ms, limits);
-        self.ledger_push(limits.ledger, || {
+        // A revoke that removes nothing (the grant had already ended) is a
+        // repeat: no ledger entry (design §3).
+        self.ledger_push(limits.ledger && !removed.is_zero(), || {
             LedgerEntry::of_policy(LedgerKind::Revoke, now_ms, Some(id), path, name, &metric, removed)
         });
         Ok(removed)

@@ -40,6 +40,11 @@ impl<'a> Args<'a> {
         self.pos >= self.items.len()
     }
 
+    /// The arguments not consumed yet.
+    pub fn rest(&self) -> &'a [&'a str] {
+        self.items.get(self.pos..).unwrap_or_default()
+    }
+
     pub fn peek(&self) -> Option<&'a str> {
         self.items.get(self.pos).copied()
     }

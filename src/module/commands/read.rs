@@ -143,16 +143,45 @@ fn get(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
 const TREE_DEFAULT_COUNT: u64 = 1000;
 const TREE_MAX_COUNT: u64 = 100_000;
 
+/// The options of `QUOTA.TREE` (each takes one value).
+const TREE_OPTIONS: [&str; 4] = ["DEPTH", "COUNT", "FORMAT", "TAG"];
+
+/// Whether `words` have the shape `[path] [option value]…` of `QUOTA.TREE`
+/// (an odd count starts with the path; values are not checked here).
+fn tree_shape(words: &[&str]) -> bool {
+    let pairs = words.get(words.len() % 2..).unwrap_or_default();
+    pairs.chunks(2).all(|pair| pair.first().is_some_and(|w| keyword(w, &TREE_OPTIONS).is_some()))
+}
+
+/// Whether the last argument of `QUOTA.TREE` is the `ARCHIVED` flag (it is
+/// then consumed): a last `ARCHIVED` (any case) is the flag when it is the
+/// only argument or when the arguments with it do not have the shape
+/// `[path] [option value]…`; when they do, it is an option's value
+/// (`TAG archived`). A second flag before it is an error.
+/// Lua twin: `CMD.tree_flag` (lua/src/80_commands.lua).
+fn tree_flag(args: &mut Args<'_>) -> Result<bool> {
+    let words = args.rest();
+    let flag = |w: &&str| w.eq_ignore_ascii_case("ARCHIVED");
+    let Some((last, rest)) = words.split_last() else { return Ok(false) };
+    if !flag(last) || !rest.is_empty() && tree_shape(words) {
+        return Ok(false);
+    }
+    if rest.last().is_some_and(flag) && !tree_shape(rest) {
+        return Err(Error::syntax(format!("ARCHIVED given twice in {}", args.command())));
+    }
+    Ok(args.eat_last("ARCHIVED"))
+}
+
 /// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json] [TAG t] [ARCHIVED]`
 fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
-    let archived = args.eat_last("ARCHIVED");
+    let archived = tree_flag(args)?;
     let path = optional_path(args)?;
     let (mut depth, mut count, mut json) = (MAX_DEPTH_HARD as u64, TREE_DEFAULT_COUNT, false);
     let mut tag = None;
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
-        let Some(kw) = keyword(word, &["DEPTH", "COUNT", "FORMAT", "TAG"]) else { return Err(args.unknown(word)) };
+        let Some(kw) = keyword(word, &TREE_OPTIONS) else { return Err(args.unknown(word)) };
         args.once(&mut seen, kw)?;
         match kw {
             "DEPTH" => depth = args.next_u64("DEPTH", 0, MAX_DEPTH_HARD as u64)?,

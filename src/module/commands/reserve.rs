@@ -225,7 +225,7 @@ fn request_words(args: &mut Args<'_>, charge: bool) -> Result<RequestWords> {
 
 /// `name value …` after the `META` keyword: pairs while the next word is
 /// not a keyword of the request; a name's value is the word after it,
-/// which may not be a keyword of the request either.
+/// whatever it is (usage design §2; only the NOTE text rule applies).
 /// Lua twin: `meta_parse` (lua/src/66_labels.lua).
 fn parse_meta(args: &mut Args<'_>) -> Result<Meta> {
     let mut meta = Meta::new();
@@ -235,12 +235,9 @@ fn parse_meta(args: &mut Args<'_>) -> Result<Meta> {
         }
         let name = args.next_str("a META name")?;
         crate::engine::meta::check_name(name)?;
-        // A name followed by a keyword of the request (or nothing) has no
-        // value.
-        let value = match args.peek() {
-            Some(value) if request_keyword(value).is_none() => value,
-            _ => return Err(Error::syntax(META_PAIRS)),
-        };
+        // The word after a name is its value, whatever it is (a keyword
+        // of the request too); a name at the end has none.
+        let Some(value) = args.peek() else { return Err(Error::syntax(META_PAIRS)) };
         args.next_str("a META value")?;
         crate::engine::meta::add(&mut meta, name, value)?;
     }
