@@ -415,7 +415,9 @@ def ledger_accounts(admin, port, found, expect):
             total += run_checks(admin, port, user, rules, expect[user], "-ledger")
     for key in ("t:acme", "t:other"):
         types = {f["type"] for _, f in admin.xrange("{" + key + "}:ledger")}
-        check({"commit", "charge", "release", "grant", "revoke", "reset"} <= types,
+        # No "revoke": the recipes revoke `acl-grant` again, which the first
+        # pass ended, and a revoke that removes nothing writes no entry.
+        check({"commit", "charge", "release", "grant", "reset"} <= types,
               f"{BACKEND}: with the ledger on, the accounts' writes on {key} are in {{{key}}}:ledger ({sorted(types)})")
     if BACKEND == "lua" and "svc-acme" in found:
         rules = [r for r in found["svc-acme"] if ":ledger" not in r]
