@@ -10072,12 +10072,19 @@ do
         end
     end
 
-    -- Writes the entries collected (flush), each with XADD MAXLEN ~.
+    -- Writes the entries collected (flush), each with XADD MAXLEN ~, last
+    -- of a write. An XADD that fails all the same (a stream whose last id
+    -- cannot grow) loses its entry with a warning in the log, as the
+    -- module's does: the tree is written by then and a Function does not
+    -- roll back, so the command is answered as if it had been written.
     -- Rust twin: write (src/module/ledger.rs)
     local function ledger_write(ctx)
         local len = sformat("%.0f", ctx.limits.ledger_len)
         for _, f in ipairs(ctx.ledger) do
-            redis.call("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+            local r = redis.pcall("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+            if type(r) == "table" and r.err then
+                redis.log(redis.LOG_WARNING, "quota: a ledger entry was not written: XADD failed")
+            end
         end
         ctx.ledger = {}
     end

@@ -13,7 +13,9 @@ key of another type makes every write on the tree fail with WRONGTYPE
 before anything changes (reads still answer), and `quota_sweep` then
 expires the tree's holds without entries; an account without the ledger key,
 or that may read it but not write it, or may not run XADD, gets NOPERM,
-again before anything changes (reads need none of it); and a replica holds the
+again before anything changes (reads need none of it); an XADD that fails
+after the checks loses its entry with a warning in the log, the command
+applied and answered; and a replica holds the
 primary's entries with the primary's ids (effects replication).
 """
 
@@ -226,6 +228,20 @@ def main():
                 check(not isinstance(got, redis.ResponseError), f"{user}: {cmd[0]} still answers ({str(got)[:80]})")
             got = u.execute_command("FCALL_RO", "quota_usage", 1, "al2", "a")
             check(not isinstance(got, redis.ResponseError), f"{user}: FCALL_RO quota_usage answers")
+
+        # An XADD that fails after the checks (a stream whose last id cannot
+        # grow) loses the entry with the module's warning in the log; the
+        # command is applied and answered (tests/scenarios/50_ledger_xadd_fails
+        # compares the replies with the module's).
+        r.execute_command("XADD", "{xl}:ledger", "18446744073709551615-18446744073709551615", "f", "v")
+        got = fcall(r, "charge", "xl", "PATH", "a", "ID", "c1", "BRIEF", "COST", "credits", "5")
+        check(not isinstance(got, redis.ResponseError) and got.get("allowed") == 1,
+              f"a charge whose XADD fails is answered ({got})")
+        check(fcall(r, "get", "xl", "a")["spent"] == {"credits": "5"} and r.xlen("{xl}:ledger") == 1,
+              "and applied, its entry lost")
+        with open(os.path.join(workdir, "primary.log")) as log:
+            check("quota: a ledger entry was not written: XADD failed" in log.read(),
+                  "the server's log says so, in the module's words")
 
         # The replica holds the primary's entries, ids included.
         keys = ("{acme}:ledger", "{t1}acme:ledger", "{idle}:ledger", "{wrong}:ledger")
