@@ -13,6 +13,8 @@
 # COMMIT=1 measures quota_commit ... COST credits 1 requests 1 of N holds placed first.
 # ACCESS=1 adds make bench's access rules (5 deny entries at /, 20 allow at search, an INFLIGHT
 # requests policy on search/qr/canary) and SERVICE chat MODEL m7 to the default command.
+# LEDGER=N loads the library with --set ledger_len=N (every write checks the ledger key and
+# appends its entries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}; shift || true
@@ -26,7 +28,7 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" ${TOGGLE---toggle-c
   "${SERVER:-redis-server}" --port "$PORT" --save '' --appendonly no > "$OUT/log" 2>&1 &
 VG=$!
 for _ in $(seq 300); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
-"${QUOTA_LOADER:-target/release/quota-load}" --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 "redis://127.0.0.1:$PORT" >/dev/null
+"${QUOTA_LOADER:-target/release/quota-load}" --file "${LIB:-lua/quota.lua}" --set max_holds=10000000 ${LEDGER:+--set ledger_len=$LEDGER} "redis://127.0.0.1:$PORT" >/dev/null
 for p in / search search/qr search/qr/canary; do
   redis-cli -p "$PORT" FCALL quota_set 1 t "$p" credits METRIC credits LIMIT 1000000000000 WINDOW month >/dev/null
   redis-cli -p "$PORT" FCALL quota_set 1 t "$p" requests METRIC requests LIMIT 1000000000000 MODE block >/dev/null

@@ -144,6 +144,8 @@ local function build()
 --   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
 --   D.stored(v) -> number | v        the form stored (an integer below 2^53
 --                                    as the number); D.loaded(x) -> v reads it
+--   D.stored_ok(x)                   x is in a stored form (checks stored
+--                                    data the library may not have written)
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -818,6 +820,33 @@ do
             return D.from_int(x)
         end
         return x
+    end
+
+    -- Whether `x` is a value in the form D.stored gives (as msgpack brings
+    -- it back): an integer below 2^53 in magnitude, or a small or big form
+    -- table with a scale of 0 to 28. Stored data the library did not write
+    -- is checked with it before arithmetic meets it.
+    function D.stored_ok(x)
+        if type(x) == "number" then
+            return x % 1 == 0 and x > -LIMIT and x < LIMIT
+        elseif type(x) ~= "table" then
+            return false
+        end
+        local s, m, l = x.s, x.m, x.l
+        if type(s) ~= "number" or s % 1 ~= 0 or s < 0 or s > 28 then
+            return false
+        elseif m ~= nil then
+            return type(m) == "number" and m % 1 == 0 and m > -LIMIT and m < LIMIT and l == nil
+        elseif type(l) ~= "table" or type(x.neg) ~= "boolean" or #l == 0 then
+            return false
+        end
+        for i = 1, #l do
+            local d = l[i]
+            if type(d) ~= "number" or d % 1 ~= 0 or d < 0 or d >= BASE then
+                return false
+            end
+        end
+        return true
     end
 
     -- Fails as D.add would, without making the sum when it cannot fail:
@@ -6476,6 +6505,11 @@ do
         if not any then
             return
         end
+        -- A Function does not roll back: what could still fail (stored
+        -- usage the library cannot read) is read and checked before the
+        -- first write.
+        local usage = ctx.usage_n > 0 and USAGE.prepare(ctx)
+        local usage_dropped = next(ctx.deleted) and USAGE.drop_fields(ctx, ctx.deleted)
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
             redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
@@ -6485,12 +6519,12 @@ do
         end
         -- (Holds first: they update what "#" says is due.)
         flush_holds(ctx)
-        if next(ctx.deleted) then
-            USAGE.drop(ctx, ctx.deleted)
+        if usage_dropped then
+            call_chunked("HDEL", ctx.ukey, usage_dropped)
         end
         flush_nodes(ctx, final)
-        if ctx.usage_n > 0 then
-            USAGE.flush(ctx)
+        if usage then
+            USAGE.write(usage)
         end
         if #ctx.new_events > 0 then
             flush_events(ctx)
@@ -6882,9 +6916,24 @@ do
         return { note = note, tags = tags, arch = arch }
     end
 
+    -- Whether two sorted tag lists are the same.
+    local function same_tags(a, b)
+        if #a ~= #b then
+            return false
+        end
+        for i = 1, #a do
+            if a[i] ~= b[i] then
+                return false
+            end
+        end
+        return true
+    end
+
     -- QUOTA.LABEL: sets the note (NOTE) and/or replaces the tags (TAGS),
-    -- creating the key and the node when missing. o = {note_given, note,
-    -- tags} (tags nil: not given).
+    -- creating the key and the node when missing. One that changes nothing
+    -- (the node there, the same note and tags) writes nothing, as the
+    -- module's: NOTE "" on a missing key creates no key. o = {note_given,
+    -- note, tags} (tags nil: not given).
     -- Rust twin: Tree::label (src/engine/labels.rs)
     local function label_set(ctx, path, o)
         PLAN.sync_paths(ctx, { path })
@@ -6894,6 +6943,7 @@ do
         end
 
         -- After this point the command succeeds.
+        local created = not node
         node = node or ensure_path(ctx, path)
         local lb = node.lb
         local note, tags, arch = lb and lb.note, lb and lb.tags or {}, lb and lb.arch or false
@@ -6902,6 +6952,9 @@ do
         end
         if o.tags then
             tags = o.tags
+        end
+        if not created and note == (lb and lb.note) and same_tags(tags, lb and lb.tags or {}) then
+            return M("path", display_path(path), "note", note or false, "tags", tags)
         end
         node.lb = label_with(lb, note, tags, arch)
         if node.lb and not ctx.meta.rec then
@@ -7328,6 +7381,86 @@ do
         table.insert(list, 1, b)
     end
 
+    -- Stored usage the library did not write (a hand edit, a bad restore)
+    -- is refused with ERR layout before anything uses it: a Function does
+    -- not roll back, so a write reads and checks every field it needs
+    -- before its first write (USAGE.prepare, from flush), and a read gives
+    -- the same error. A field is checked when it is decoded, not when its
+    -- record comes from the cache below (the library wrote those bytes).
+    -- Whole numbers (bucket numbers, hour starts) are below 2^53, not
+    -- negative.
+    local function whole(x)
+        return type(x) == "number" and x % 1 == 0 and x >= 0 and x < 9007199254740992
+    end
+
+    -- A bucket's cells: series (an integer, -1 or more), metric (text),
+    -- amount (D.stored) triples.
+    local function cells_ok(c)
+        if type(c) ~= "table" or #c % 3 ~= 0 then
+            return false
+        end
+        for i = 1, #c, 3 do
+            local series = c[i]
+            if type(series) ~= "number" or series % 1 ~= 0 or series < -1 or type(c[i + 1]) ~= "string"
+                or not D.stored_ok(c[i + 2]) then
+                return false
+            end
+        end
+        return true
+    end
+
+    -- A "/<path>" record: exactly {slots, hour, hour cells, day, day
+    -- cells}, each slot false or {service, model or false, hour start},
+    -- hour and day false or a bucket number.
+    local function rec_ok(rec)
+        if type(rec) ~= "table" then
+            return false
+        end
+        local n = 0
+        for _ in pairs(rec) do
+            n = n + 1
+        end
+        local slots = rec[1]
+        if n ~= 5 or type(slots) ~= "table" or (rec[2] ~= false and not whole(rec[2]))
+            or (rec[4] ~= false and not whole(rec[4])) or not cells_ok(rec[3]) or not cells_ok(rec[5]) then
+            return false
+        end
+        for i = 1, #slots do
+            local x = slots[i]
+            if x ~= false and (type(x) ~= "table" or type(x[1]) ~= "string"
+                    or (x[2] ~= false and type(x[2]) ~= "string") or not whole(x[3])) then
+                return false
+            end
+        end
+        return true
+    end
+
+    -- A "b/<path>" list: {hours, days}, each a list of bucket numbers.
+    local function lists_ok(l)
+        if type(l) ~= "table" or type(l[1]) ~= "table" or type(l[2]) ~= "table" then
+            return false
+        end
+        for g = 1, 2 do
+            for _, b in ipairs(l[g]) do
+                if not whole(b) then
+                    return false
+                end
+            end
+        end
+        return true
+    end
+
+    -- A stored field of tree `key` decoded and checked with `ok`.
+    local function load_field(key, blob, ok)
+        local fine, t, extra = pcall(munpack, blob)
+        if not fine or extra ~= nil or not ok(t) then
+            fail(sformat("ERR layout: tree '%s' has a node whose usage this library cannot read: "
+                .. "it was not written by it", clip(key)))
+        end
+        return t
+    end
+    USAGE.load_field, USAGE.cells_ok = load_field, cells_ok
+
     -- Decoded "/<path>" records of the trees called lately, by tree and
     -- field (at most 4,096), each with the bytes it was decoded from
     -- (rec.bytes): a write takes its record out and changes it in place,
@@ -7352,8 +7485,8 @@ do
         c[field] = rec
     end
 
-    local function decoded(ukey, field, blob, take)
-        local c = cache[ukey]
+    local function decoded(ctx, field, blob, take)
+        local c = cache[ctx.ukey]
         local rec = c and c[field]
         if rec and rec.bytes == blob then
             if take then
@@ -7361,7 +7494,7 @@ do
             end
             return rec
         end
-        return munpack(blob)
+        return load_field(ctx.key, blob, rec_ok)
     end
 
     -- A record's bytes, those of its slots and of its newest day kept on it
@@ -7414,8 +7547,8 @@ do
     -- back (only test clocks do).
     local function older_cells(w, g, b, path)
         local field = sformat("%s%.0f/%s", g, b, path)
-        local blob = redis.call("HGET", w.ukey, field)
-        local cells = blob and munpack(blob) or {}
+        local blob = w.ctx.exists and redis.call("HGET", w.ctx.ukey, field)
+        local cells = blob and load_field(w.ctx.key, blob, cells_ok) or {}
         w.older[#w.older + 1] = { field, cells }
         w.moved[#w.moved + 1] = { path, g, b }
         w.moved[path] = true
@@ -7499,7 +7632,9 @@ do
     -- hour and day bucket in "/<path>" (one HMGET and one HSET for all the
     -- nodes); a node's first write in a new hour or day moves its newest
     -- bucket to its own field and deletes what retention dropped (one more
-    -- HMGET and one HDEL, once per node and hour).
+    -- HMGET and one HDEL, once per node and hour). In two steps: this one
+    -- reads (and checks) what it needs and makes the writes, before flush
+    -- writes anything; USAGE.write does them.
     -- Rust twin: usage_record (src/engine/usage.rs)
     local function usage_record(ctx)
         local notes, n = ctx.usage, ctx.usage_n
@@ -7528,11 +7663,11 @@ do
         if ctx.exists then
             blobs = #fields <= 1000 and redis.call("HMGET", ukey, unpack(fields)) or call_chunked("HMGET", ukey, fields)
         end
-        local w = { ukey = ukey, moved = false, older = false }
+        local w = { ctx = ctx, moved = false, older = false }
         local hset, recs = {}, {}
         for i = 1, #fields do
             local blob, field, path = blobs[i], fields[i], paths[i]
-            local rec = blob and decoded(ukey, field, blob, true) or { {}, false, {}, false, {} }
+            local rec = blob and decoded(ctx, field, blob, true) or { {}, false, {}, false, {} }
             recs[i] = rec
             local slots = rec[1]
             local hcells, dcells = targets(rec, hn, dn, hours, days, keep_h, keep_d, path, w)
@@ -7583,7 +7718,7 @@ do
             local lists = (ctx.exists and #list_fields > 0) and call_chunked("HMGET", ukey, list_fields) or {}
             local by_path = {}
             for i, path in ipairs(list_paths) do
-                by_path[path] = lists[i] and munpack(lists[i]) or { {}, {} }
+                by_path[path] = lists[i] and load_field(ctx.key, lists[i], lists_ok) or { {}, {} }
             end
             for _, m in ipairs(w.moved) do
                 add_bucket(by_path[m[1]][m[2] == "h" and 1 or 2], m[3])
@@ -7596,6 +7731,14 @@ do
                 hset[#hset + 1] = mpack(l)
             end
         end
+        return { ukey, hset, hdel, recs }
+    end
+    USAGE.prepare = usage_record
+
+    -- Writes what USAGE.prepare made: w = {usage key, HSET's field value
+    -- list, HDEL's fields or nil, the records written first in it}.
+    function USAGE.write(w)
+        local ukey, hset, hdel, recs = w[1], w[2], w[3], w[4]
         if #hset <= 1000 then
             redis.call("HSET", ukey, unpack(hset))
         else
@@ -7608,29 +7751,29 @@ do
             cache_put(ukey, hset[2 * i - 1], hset[2 * i], recs[i])
         end
     end
-    USAGE.flush = usage_record
 
-    -- Deletes the usage of the nodes `deleted` (a set of paths: DELPATH):
-    -- every field they have.
-    function USAGE.drop(ctx, deleted)
+    -- The fields of the usage of the nodes `deleted` (a set of paths:
+    -- DELPATH), every field they have, read (and checked) before flush
+    -- writes anything; flush deletes them.
+    function USAGE.drop_fields(ctx, deleted)
         local paths, fields = {}, {}
         for path in pairs(deleted) do
             paths[#paths + 1] = path
             fields[#fields + 1] = "b/" .. path
         end
-        local blobs = call_chunked("HMGET", ctx.ukey, fields)
+        local blobs = ctx.exists and call_chunked("HMGET", ctx.ukey, fields) or {}
         local hdel = {}
         for i, path in ipairs(paths) do
             hdel[#hdel + 1] = "/" .. path
             local blob = blobs[i]
             if blob then
                 hdel[#hdel + 1] = fields[i]
-                local l = munpack(blob)
+                local l = load_field(ctx.key, blob, lists_ok)
                 trim(l[1], math.huge, "h", path, hdel)
                 trim(l[2], math.huge, "d", path, hdel)
             end
         end
-        call_chunked("HDEL", ctx.ukey, hdel)
+        return hdel
     end
 
     USAGE.decoded, USAGE.cache_put = decoded, cache_put
@@ -7762,7 +7905,7 @@ do
         if not blob then
             return {}, {}
         end
-        local rec = decoded(ctx.ukey, fields[1], blob)
+        local rec = decoded(ctx, fields[1], blob)
         cache_put(ctx.ukey, fields[1], blob, rec)
         local cells = {}
         for b = first, last do
@@ -7783,7 +7926,7 @@ do
                 end
                 cells[b - first + 1] = c
             else
-                cells[b - first + 1] = field and munpack(field) or false
+                cells[b - first + 1] = field and USAGE.load_field(ctx.key, field, USAGE.cells_ok) or false
             end
         end
         return rec[1], cells
@@ -9876,11 +10019,20 @@ do
     end
 
     -- A write on a tree with the ledger on checks its key first: missing or
-    -- a stream, else nothing changes (a caller not allowed the key gets
-    -- NOPERM here, also before anything changes).
-    -- Rust twin: check (src/module/ledger.rs)
+    -- a stream, else nothing changes. Any write may append entries (a hold
+    -- it finds expired), and the XADDs come after the tree's writes, which
+    -- a Function does not roll back: so a caller that may not XADD the key
+    -- (ACL: the key's write permission and +xadd) is refused here, before
+    -- anything changes (redis.acl_check_cmd: Redis 7.0+, Valkey; a caller
+    -- that may not read the key fails at TYPE, also here).
+    -- Rust twin: check (src/module/ledger.rs; the module needs no ACL)
     local function ledger_check(ctx)
-        local t = redis.call("TYPE", ctx.lkey)
+        local lkey = ctx.lkey
+        if redis.acl_check_cmd and not redis.acl_check_cmd("XADD", lkey, "MAXLEN", "~", "1", "*", "f", "v") then
+            fail(sformat("NOPERM this account may not append to the tree's ledger '%s': give it ~%s and +xadd "
+                .. "(lua/README.md, access control)", clip(lkey), clip(lkey)))
+        end
+        local t = redis.call("TYPE", lkey)
         t = type(t) == "table" and t.ok or t
         if t ~= "none" and t ~= "stream" then
             fail("WRONGTYPE the tree's ledger key holds another type")
@@ -9970,12 +10122,19 @@ do
         end
     end
 
-    -- Writes the entries collected (flush), each with XADD MAXLEN ~.
+    -- Writes the entries collected (flush), each with XADD MAXLEN ~, last
+    -- of a write. An XADD that fails all the same (a stream whose last id
+    -- cannot grow) loses its entry with a warning in the log, as the
+    -- module's does: the tree is written by then and a Function does not
+    -- roll back, so the command is answered as if it had been written.
     -- Rust twin: write (src/module/ledger.rs)
     local function ledger_write(ctx)
         local len = sformat("%.0f", ctx.limits.ledger_len)
         for _, f in ipairs(ctx.ledger) do
-            redis.call("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+            local r = redis.pcall("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+            if type(r) == "table" and r.err then
+                redis.log(redis.LOG_WARNING, "quota: a ledger entry was not written: XADD failed")
+            end
         end
         ctx.ledger = {}
     end

@@ -1104,8 +1104,9 @@ def test_records_layout():
                 run(target, command)
             clock(target, T0 + 3 * DAY)
             run(target, ["QUOTA.CHARGE", "n", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"])
-        check(without_usage(dump_keys(r)) == dump_keys(o),
-              "a tree without labels, archive or META is stored as 1.5.0 stores it, byte for byte")
+        # (But for its usage hash, which 1.5.0 does not write.)
+        check(without_usage(dump_keys(r)) == dump_keys(o), "a tree without labels, archive or META is stored as "
+              "1.5.0 stores it, byte for byte (its usage hash aside)")
         check(meta_version(r, "n") == 5, "a tree with rules and without labels stays in layout 5")
         clock(r, T0)
         check(run(r, ["QUOTA.LABEL", "x", "a", "TAGS", "t"]) is not None, "a tag is given")
@@ -1314,6 +1315,112 @@ def test_corrupt_records():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# Stored usage (the companion hash {c}quota:c:usage) a library never writes,
+# as Lua code on the field's bytes `b` (nil: written as cmsgpack packs the
+# decoded `t`) or on `t`: a "/<path>" record {slots, hour, hour cells, day,
+# day cells}, a "b/<path>" list {hours, days}, an "h<n>/<path>" bucket's
+# cells (series, metric, amount, ...). Each must be refused with ERR layout
+# before anything is written (a Function does not roll back).
+NOT_MSGPACK = [
+    ("bytes that are no msgpack", "b = '\\255'"),
+    ("a msgpack string", "b = '\\161x'"),
+    ("a value and a byte more", "b = cmsgpack.pack(t) .. '\\1'"),
+]
+CORRUPT_USAGE_RECORDS = NOT_MSGPACK + [
+    ("three numbers", "b = '\\147\\1\\2\\3'"),
+    ("five empty lists", "b = '\\149\\144\\144\\144\\144\\144'"),
+    ("six positions", "t[6] = 1"),
+    ("an hour that is text", "t[2] = 'x'"),
+    ("a day that is negative", "t[4] = -1"),
+    ("a slot that is text", "t[1][1] = 's'"),
+    ("a slot whose hour is text", "t[1][1][3] = 'x'"),
+    ("a slot whose model is a number", "t[1][1][2] = 1"),
+    ("cells not in threes", "t[3][#t[3]] = nil"),
+    ("a series that is text", "t[3][1] = 'x'"),
+    ("an amount that is text", "t[3][3] = '1'"),
+    ("an amount with a fraction", "t[3][3] = 1.5"),
+    ("a decimal of scale 99", "t[3][3] = {m = 25, s = 99}"),
+    ("a decimal whose mantissa is text", "t[3][3] = {m = 'x', s = 1}"),
+    ("limbs out of range", "t[3][6] = {l = {100000000}, neg = false, s = 0}"),
+    ("limbs without a sign", "t[3][6] = {l = {1}, s = 0}"),
+    ("day cells that are text", "t[5] = 'x'"),
+]
+CORRUPT_USAGE_LISTS = NOT_MSGPACK + [
+    ("hours that are text", "t[1] = 'x'"),
+    ("a bucket number that is text", "t[1][1] = 'x'"),
+    ("no days", "t[2] = nil"),
+]
+CORRUPT_USAGE_CELLS = NOT_MSGPACK + [
+    ("cells not in threes", "t[#t] = nil"),
+    ("a metric that is a number", "t[2] = 7"),
+    ("an amount that is a table of text", "t[3] = {m = 'x', s = 0}"),
+]
+
+
+def test_corrupt_usage():
+    """A stored usage field no library writes is refused with ERR layout by
+    the commands that need it (CHARGE, COMMIT, DELPATH, USAGE), and nothing
+    is changed: the write checks it before its first write."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    server = Server(workdir)
+    hour = 3600000
+    # (field, edits, clock for the commands, commands that need the field)
+    cases = [
+        ("/a", CORRUPT_USAGE_RECORDS, T0 + 2 * hour, [
+            ["QUOTA.CHARGE", "c", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"],
+            ["QUOTA.COMMIT", "c", "h1", "COST", "credits", "1"],
+            ["QUOTA.USAGE", "c", "a", "BY", "hour"],
+            ["QUOTA.USAGE", "c", "a"],
+            ["QUOTA.USAGE", "c", "/", "GROUP", "child"],
+        ]),
+        ("b/a", CORRUPT_USAGE_LISTS, T0 + 2 * hour, [
+            ["QUOTA.CHARGE", "c", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"],
+            ["QUOTA.COMMIT", "c", "h1", "COST", "credits", "1"],
+        ]),
+        ("b/d", CORRUPT_USAGE_LISTS, T0 + 2 * hour, [["QUOTA.DELPATH", "c", "d"]]),
+        # (An older hour is read by a write only when the clock went back.)
+        (f"h{T0 // hour}/a", CORRUPT_USAGE_CELLS, T0, [
+            ["QUOTA.CHARGE", "c", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"],
+            ["QUOTA.COMMIT", "c", "h1", "COST", "credits", "1"],
+            ["QUOTA.USAGE", "c", "a", "BY", "hour"],
+        ]),
+    ]
+    try:
+        server.load()
+        r = server.r
+        for field, edits, at, commands in cases:
+            for what, edit in [("as the library writes it", "")] + edits:
+                what = f"usage field {field}: {what}"
+                r.flushall()
+                clock(r, T0)
+                run(r, ["QUOTA.CHARGE", "c", "PATH", "a", "ALSO", "d", "SERVICE", "s", "MODEL", "m",
+                        "COST", "credits", "1"])
+                run(r, ["QUOTA.RESERVE", "c", "PATH", "a", "ID", "h1", "TTL", "86400000", "SERVICE", "s",
+                        "COST", "credits", "1"])
+                clock(r, T0 + hour)
+                # (A decimal, and an amount past 2^53: both stored forms.)
+                for _ in range(10):
+                    run(r, ["QUOTA.CHARGE", "c", "PATH", "a", "ALSO", "d", "SERVICE", "s",
+                            "COST", "credits", "0.25", "tokens", "1000000000000000"])
+                r.eval("local t = cmsgpack.unpack(redis.call('HGET', KEYS[1], ARGV[1])) local b = nil " + edit
+                       + " redis.call('HSET', KEYS[1], ARGV[1], b or cmsgpack.pack(t))", 1, "{c}quota:c:usage", field)
+                clock(r, at)
+                before = dump_keys(r)
+                for command in commands:
+                    got = run(r, command)
+                    if not edit:
+                        check(not (isinstance(got, dict) and "error" in got), f"{what}: {' '.join(command)} -> {got}")
+                        continue
+                    refused = isinstance(got, dict) and got.get("error", "").startswith(
+                        "layout: tree 'c' has a node whose usage this library cannot read")
+                    check(refused, f"{what}: refused with ERR layout: {' '.join(command)}",
+                          f"got {json.dumps(got)[:300]}")
+                    check(dump_keys(r) == before, f"{what}: a refused {command[0]} changes nothing")
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     args = sys.argv[1:]
     if args[:1] == ["--write"]:
@@ -1340,6 +1447,7 @@ def main():
     test_corrupt_rules()
     test_corrupt_records()
     test_meta_metric_upgrade()
+    test_corrupt_usage()
     print(f"{'FAILED' if FAILED else 'passed'}: lua_layout ({len(FAILED)} failed)")
     sys.exit(1 if FAILED else 0)
 

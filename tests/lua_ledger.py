@@ -11,8 +11,11 @@ charge, release, expiry, grant, revoke and reset to `{<key>}:ledger` (or
 `quota_sweep` writes the `expire` entries of the holds it expires; a ledger
 key of another type makes every write on the tree fail with WRONGTYPE
 before anything changes (reads still answer), and `quota_sweep` then
-expires the tree's holds without entries; an account without the ledger key
-gets NOPERM, again before anything changes; and a replica holds the
+expires the tree's holds without entries; an account without the ledger key,
+or that may read it but not write it, or may not run XADD, gets NOPERM,
+again before anything changes (reads need none of it); an XADD that fails
+after the checks loses its entry with a warning in the log, the command
+applied and answered; and a replica holds the
 primary's entries with the primary's ids (effects replication).
 """
 
@@ -186,14 +189,59 @@ def main():
         # (Servers word it differently: "NOPERM ...", "... can't access at
         # least one of the keys ..." on Redis 7.0.)
         text = str(got).lower()
-        check(isinstance(got, redis.ResponseError) and ("noperm" in text or "permission" in text
-                                                         or "can't access" in text),
+        check(isinstance(got, redis.exceptions.NoPermissionError)
+              or (isinstance(got, redis.ResponseError) and ("noperm" in text or "permission" in text
+                                                             or "can't access" in text)),
               f"without the ledger key: NOPERM ({got})")
         check(snapshot(r) == before, "and nothing changed")
         r.execute_command("ACL", "SETUSER", "svc", "~{wrong}:ledger")
         got = fcall(svc, "charge", "wrong", "PATH", "a", "COST", "credits", "1")
         check(not isinstance(got, redis.ResponseError) and r.xlen("{wrong}:ledger") == 1,
               f"with it (~{{wrong}}:ledger), the charge is recorded ({str(got)[:80]})")
+
+        # A writer that may read the ledger key but not write it (%R~), or
+        # may not run XADD: NOPERM before anything changes (the library asks
+        # ACL first, as the XADD comes after the tree's writes and a Function
+        # does not roll back); reads still answer.
+        r.execute_command("ACL", "SETUSER", "rou", "on", ">pw", "+@all", "~al2", "~{al2}quota:*", "~quota:*",
+                          "%R~{al2}:ledger", "&*")
+        r.execute_command("ACL", "SETUSER", "nox", "on", ">pw", "+@all", "-xadd", "~*", "&*")
+        fcall(r, "set", "al2", "/", "c", "METRIC", "credits", "LIMIT", "100")
+        fcall(r, "reserve", "al2", "PATH", "a", "ID", "r1", "COST", "credits", "1")
+        fcall(r, "charge", "al2", "PATH", "a", "SERVICE", "s", "COST", "credits", "1")
+        for user in ("rou", "nox"):
+            u = redis.Redis(port=primary.port, protocol=3, decode_responses=True, username=user, password="pw")
+            before = snapshot(r)
+            for cmd in (["charge", "PATH", "a", "ID", "c1", "SERVICE", "s", "COST", "credits", "1"],
+                        ["reserve", "PATH", "a", "COST", "credits", "1"], ["commit", "r1"], ["release", "r1"],
+                        ["grant", "/", "c", "1"], ["set", "/", "d", "METRIC", "credits", "LIMIT", "1"],
+                        ["label", "a", "TAGS", "t"], ["archive", "a"]):
+                got = fcall(u, cmd[0], "al2", *cmd[1:])
+                # (redis-py keeps NOPERM as the error's class.)
+                check(isinstance(got, redis.exceptions.NoPermissionError)
+                      and str(got) == "this account may not append to the tree's ledger '{al2}:ledger': give it "
+                      "~{al2}:ledger and +xadd (lua/README.md, access control)",
+                      f"{user}: a writer that may not XADD the ledger gets NOPERM for {cmd[0]} ({got})")
+            check(snapshot(r) == before, f"{user}: and nothing changed")
+            for cmd in (["get", "a"], ["holds"], ["usage", "a"]):
+                got = fcall(u, cmd[0], "al2", *cmd[1:])
+                check(not isinstance(got, redis.ResponseError), f"{user}: {cmd[0]} still answers ({str(got)[:80]})")
+            got = u.execute_command("FCALL_RO", "quota_usage", 1, "al2", "a")
+            check(not isinstance(got, redis.ResponseError), f"{user}: FCALL_RO quota_usage answers")
+
+        # An XADD that fails after the checks (a stream whose last id cannot
+        # grow) loses the entry with the module's warning in the log; the
+        # command is applied and answered (tests/scenarios/50_ledger_xadd_fails
+        # compares the replies with the module's).
+        r.execute_command("XADD", "{xl}:ledger", "18446744073709551615-18446744073709551615", "f", "v")
+        got = fcall(r, "charge", "xl", "PATH", "a", "ID", "c1", "BRIEF", "COST", "credits", "5")
+        check(not isinstance(got, redis.ResponseError) and got.get("allowed") == 1,
+              f"a charge whose XADD fails is answered ({got})")
+        check(fcall(r, "get", "xl", "a")["spent"] == {"credits": "5"} and r.xlen("{xl}:ledger") == 1,
+              "and applied, its entry lost")
+        with open(os.path.join(workdir, "primary.log")) as log:
+            check("quota: a ledger entry was not written: XADD failed" in log.read(),
+                  "the server's log says so, in the module's words")
 
         # The replica holds the primary's entries, ids included.
         keys = ("{acme}:ledger", "{t1}acme:ledger", "{idle}:ledger", "{wrong}:ledger")

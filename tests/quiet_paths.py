@@ -16,6 +16,11 @@ guarantee held and prints what it saw.
   watch      a read of a tree with a due hold keeps WATCH, sends no tracking
              invalidation, leaves the replication offset alone, and answers
              as a write at the same time would (both backends)
+  label      a QUOTA.LABEL that changes nothing writes nothing: NOTE "" or
+             TAGS "" on a missing key creates no key; the same note or tags
+             again leave rdb_changes_since_last_save alone (both backends)
+             and, on the Lua backend, WATCH (the module opens the key of
+             every write command for writing, which touches a WATCH)
 """
 
 import argparse
@@ -240,6 +245,53 @@ def watch(args):
     return 0
 
 
+# ----- label ------------------------------------------------------------------------
+
+def label(args):
+    """QUOTA.LABEL answers the labels it leaves; one that changes nothing
+    writes nothing (the module's rule, review F6), so a WATCH holds and no
+    key appears."""
+    r = connect(args.port)
+    r.delete("lq")
+    empty = {"path": "/", "note": None, "tags": []}
+    for words in (["NOTE", ""], ["TAGS", ""], ["NOTE", "", "TAGS", ""]):
+        got = as_map(r.execute_command("QUOTA.LABEL", "lq", "/", *words))
+        check(got == empty, f"LABEL lq / {words} on a missing key answers {empty} ({got})")
+        check(not r.exists("lq"), f"LABEL lq / {words} on a missing key creates no key")
+    r.execute_command("QUOTA.LABEL", "lq", "a", "NOTE", "n", "TAGS", "x,y")
+    r.execute_command("QUOTA.SET", "lq", "b", "cap", "METRIC", "credits", "LIMIT", "10")
+    watcher = connect(args.port)
+
+    def quiet(path, words):
+        """Whether LABEL lq path words left the dirty count alone and, on
+        the Lua backend, WATCH. (The module opens the key of every write
+        command for writing, and Redis touches a WATCH of a key a module
+        opened so, changed or not.)"""
+        dirty = int(r.info("persistence")["rdb_changes_since_last_save"])
+        with watcher.pipeline(transaction=True) as pipe:
+            pipe.watch("lq")
+            r.execute_command("QUOTA.LABEL", "lq", path, *words)
+            pipe.multi()
+            pipe.execute_command("PING")
+            try:
+                pipe.execute()
+                kept = True
+            except redis.exceptions.WatchError:
+                kept = False
+        return (kept or BACKEND == "module") and int(r.info("persistence")["rdb_changes_since_last_save"]) == dirty
+
+    for path, words in (("a", ["NOTE", "n"]), ("a", ["TAGS", "y,x"]), ("a", ["NOTE", "n", "TAGS", "x,y,x"]),
+                        ("b", ["NOTE", ""]), ("b", ["TAGS", ""]), ("/", ["NOTE", "", "TAGS", ""])):
+        check(quiet(path, words), f"LABEL lq {path} {words}, which changes nothing, writes nothing")
+    check(not quiet("a", ["NOTE", "m"]), "a LABEL that changes the note writes")
+    check(not quiet("a", ["TAGS", "x"]), "a LABEL that changes the tags writes")
+    check(not quiet("c", ["NOTE", ""]), "a LABEL of a missing path creates it")
+    node = as_map(r.execute_command("QUOTA.GET", "lq", "a"))
+    check(node.get("note") == "m" and node.get("tags") == ["x"], f"and the changes are kept ({node})")
+    print("a QUOTA.LABEL that changes nothing writes nothing")
+    return 0
+
+
 # ----- loader-eviction ------------------------------------------------------------
 
 def loader_eviction(args):
@@ -278,7 +330,7 @@ def main():
     parser.add_argument("--holds", type=int, default=12000)
     parser.add_argument("--budget", type=int, default=5000)
     args = parser.parse_args()
-    checks = {"pause": pause, "failover": failover, "backlog": backlog, "watch": watch,
+    checks = {"pause": pause, "failover": failover, "backlog": backlog, "watch": watch, "label": label,
               "loader-eviction": loader_eviction}
     if args.check not in checks:
         parser.error(f"unknown check {args.check}")

@@ -29,6 +29,8 @@
 --   D.check_add(a, b)               fails as D.add(a, b) would, makes nothing
 --   D.stored(v) -> number | v        the form stored (an integer below 2^53
 --                                    as the number); D.loaded(x) -> v reads it
+--   D.stored_ok(x)                   x is in a stored form (checks stored
+--                                    data the library may not have written)
 --   D.add_floor_zero(total, delta)   add, then 0 if negative
 --   D.plus(a, b), D.sub(a, b)        exact, unchecked
 --   D.cmp(a, b) -> -1|0|1; D.eq(a, b); D.is_zero(v); D.is_neg(v) (< 0)
@@ -703,6 +705,33 @@ do
             return D.from_int(x)
         end
         return x
+    end
+
+    -- Whether `x` is a value in the form D.stored gives (as msgpack brings
+    -- it back): an integer below 2^53 in magnitude, or a small or big form
+    -- table with a scale of 0 to 28. Stored data the library did not write
+    -- is checked with it before arithmetic meets it.
+    function D.stored_ok(x)
+        if type(x) == "number" then
+            return x % 1 == 0 and x > -LIMIT and x < LIMIT
+        elseif type(x) ~= "table" then
+            return false
+        end
+        local s, m, l = x.s, x.m, x.l
+        if type(s) ~= "number" or s % 1 ~= 0 or s < 0 or s > 28 then
+            return false
+        elseif m ~= nil then
+            return type(m) == "number" and m % 1 == 0 and m > -LIMIT and m < LIMIT and l == nil
+        elseif type(l) ~= "table" or type(x.neg) ~= "boolean" or #l == 0 then
+            return false
+        end
+        for i = 1, #l do
+            local d = l[i]
+            if type(d) ~= "number" or d % 1 ~= 0 or d < 0 or d >= BASE then
+                return false
+            end
+        end
+        return true
     end
 
     -- Fails as D.add would, without making the sum when it cannot fail:

@@ -1251,6 +1251,11 @@ do
         if not any then
             return
         end
+        -- A Function does not roll back: what could still fail (stored
+        -- usage the library cannot read) is read and checked before the
+        -- first write.
+        local usage = ctx.usage_n > 0 and USAGE.prepare(ctx)
+        local usage_dropped = next(ctx.deleted) and USAGE.drop_fields(ctx, ctx.deleted)
         if not ctx.exists then
             -- Companions left by a tree deleted with DEL belong to nobody.
             redis.call("DEL", ctx.hkey, ctx.ekey, ctx.tkey, ctx.fkey, ctx.vkey, ctx.kkey, ctx.gkey, ctx.gkey .. ":draw",
@@ -1260,12 +1265,12 @@ do
         end
         -- (Holds first: they update what "#" says is due.)
         flush_holds(ctx)
-        if next(ctx.deleted) then
-            USAGE.drop(ctx, ctx.deleted)
+        if usage_dropped then
+            call_chunked("HDEL", ctx.ukey, usage_dropped)
         end
         flush_nodes(ctx, final)
-        if ctx.usage_n > 0 then
-            USAGE.flush(ctx)
+        if usage then
+            USAGE.write(usage)
         end
         if #ctx.new_events > 0 then
             flush_events(ctx)

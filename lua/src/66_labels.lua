@@ -97,9 +97,24 @@ do
         return { note = note, tags = tags, arch = arch }
     end
 
+    -- Whether two sorted tag lists are the same.
+    local function same_tags(a, b)
+        if #a ~= #b then
+            return false
+        end
+        for i = 1, #a do
+            if a[i] ~= b[i] then
+                return false
+            end
+        end
+        return true
+    end
+
     -- QUOTA.LABEL: sets the note (NOTE) and/or replaces the tags (TAGS),
-    -- creating the key and the node when missing. o = {note_given, note,
-    -- tags} (tags nil: not given).
+    -- creating the key and the node when missing. One that changes nothing
+    -- (the node there, the same note and tags) writes nothing, as the
+    -- module's: NOTE "" on a missing key creates no key. o = {note_given,
+    -- note, tags} (tags nil: not given).
     -- Rust twin: Tree::label (src/engine/labels.rs)
     local function label_set(ctx, path, o)
         PLAN.sync_paths(ctx, { path })
@@ -109,6 +124,7 @@ do
         end
 
         -- After this point the command succeeds.
+        local created = not node
         node = node or ensure_path(ctx, path)
         local lb = node.lb
         local note, tags, arch = lb and lb.note, lb and lb.tags or {}, lb and lb.arch or false
@@ -117,6 +133,9 @@ do
         end
         if o.tags then
             tags = o.tags
+        end
+        if not created and note == (lb and lb.note) and same_tags(tags, lb and lb.tags or {}) then
+            return M("path", display_path(path), "note", note or false, "tags", tags)
         end
         node.lb = label_with(lb, note, tags, arch)
         if node.lb and not ctx.meta.rec then

@@ -27,11 +27,20 @@ do
     end
 
     -- A write on a tree with the ledger on checks its key first: missing or
-    -- a stream, else nothing changes (a caller not allowed the key gets
-    -- NOPERM here, also before anything changes).
-    -- Rust twin: check (src/module/ledger.rs)
+    -- a stream, else nothing changes. Any write may append entries (a hold
+    -- it finds expired), and the XADDs come after the tree's writes, which
+    -- a Function does not roll back: so a caller that may not XADD the key
+    -- (ACL: the key's write permission and +xadd) is refused here, before
+    -- anything changes (redis.acl_check_cmd: Redis 7.0+, Valkey; a caller
+    -- that may not read the key fails at TYPE, also here).
+    -- Rust twin: check (src/module/ledger.rs; the module needs no ACL)
     local function ledger_check(ctx)
-        local t = redis.call("TYPE", ctx.lkey)
+        local lkey = ctx.lkey
+        if redis.acl_check_cmd and not redis.acl_check_cmd("XADD", lkey, "MAXLEN", "~", "1", "*", "f", "v") then
+            fail(sformat("NOPERM this account may not append to the tree's ledger '%s': give it ~%s and +xadd "
+                .. "(lua/README.md, access control)", clip(lkey), clip(lkey)))
+        end
+        local t = redis.call("TYPE", lkey)
         t = type(t) == "table" and t.ok or t
         if t ~= "none" and t ~= "stream" then
             fail("WRONGTYPE the tree's ledger key holds another type")
@@ -121,12 +130,19 @@ do
         end
     end
 
-    -- Writes the entries collected (flush), each with XADD MAXLEN ~.
+    -- Writes the entries collected (flush), each with XADD MAXLEN ~, last
+    -- of a write. An XADD that fails all the same (a stream whose last id
+    -- cannot grow) loses its entry with a warning in the log, as the
+    -- module's does: the tree is written by then and a Function does not
+    -- roll back, so the command is answered as if it had been written.
     -- Rust twin: write (src/module/ledger.rs)
     local function ledger_write(ctx)
         local len = sformat("%.0f", ctx.limits.ledger_len)
         for _, f in ipairs(ctx.ledger) do
-            redis.call("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+            local r = redis.pcall("XADD", ctx.lkey, "MAXLEN", "~", len, "*", unpack(f))
+            if type(r) == "table" and r.err then
+                redis.log(redis.LOG_WARNING, "quota: a ledger entry was not written: XADD failed")
+            end
         end
         ctx.ledger = {}
     end
