@@ -6916,18 +6916,6 @@ do
         return { note = note, tags = tags, arch = arch }
     end
 
-    -- Whether two sorted tag lists are the same.
-    local function same_tags(a, b)
-        if #a ~= #b then
-            return false
-        end
-        for i = 1, #a do
-            if a[i] ~= b[i] then
-                return false
-            end
-        end
-        return true
-    end
 
     -- QUOTA.LABEL: sets the note (NOTE) and/or replaces the tags (TAGS),
     -- creating the key and the node when missing. One that changes nothing
@@ -6953,7 +6941,7 @@ do
         if o.tags then
             tags = o.tags
         end
-        if not created and note == (lb and lb.note) and same_tags(tags, lb and lb.tags or {}) then
+        if not created and note == (lb and lb.note) and same_list(tags, lb and lb.tags or {}) then
             return M("path", display_path(path), "note", note or false, "tags", tags)
         end
         node.lb = label_with(lb, note, tags, arch)
