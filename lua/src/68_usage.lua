@@ -672,20 +672,23 @@ do
         return s and s[1] == q.service and (not q.model or s[2] == q.model) or false
     end
 
-    -- The name of a cell's series under GROUP service or model.
-    -- Rust twin: usage_group_name (src/engine/usage.rs)
+    -- The group of a cell's series under GROUP service or model: a key
+    -- telling groups apart, then its name, service and model (series that
+    -- differ in service or model are different groups even when their
+    -- names print alike; names have no spaces, so keys cannot meet).
+    -- Rust twin: usage_group_key (src/engine/usage.rs)
     local function usage_group_name(slots, series, group)
         if series == USAGE.NO_SERVICE_SLOT then
-            return USAGE.NO_SERVICE
+            return USAGE.NO_SERVICE, USAGE.NO_SERVICE
         end
         local s = series > 0 and slots[series]
         if not s then
-            return USAGE.OTHER
+            return USAGE.OTHER, USAGE.OTHER
         end
         if group == "model" and s[2] then
-            return s[1] .. "/" .. s[2]
+            return " " .. s[1] .. " " .. s[2], s[1] .. "/" .. s[2], s[1], s[2]
         end
-        return s[1]
+        return " " .. s[1] .. " ", s[1], s[1]
     end
 
     -- The tags a node carries (sorted), or none.
@@ -743,7 +746,8 @@ do
     end
 
     -- Adds a bucket's cells that the query sees into `sums` (metric → D)
-    -- and, with `groups`, into groups[name] by series name.
+    -- and, with `groups`, into groups[key] = {name, service, model, sums}
+    -- by series (usage_group_name).
     local function add_cells(cells, slots, q, sums, groups)
         for i = 1, #cells, 3 do
             local series, metric = cells[i], cells[i + 1]
@@ -752,12 +756,13 @@ do
                 local sum = sums[metric]
                 sums[metric] = sum and D.plus(sum, amount) or amount
                 if groups then
-                    local name = usage_group_name(slots, series, q.group)
-                    local g = groups[name]
+                    local key, name, service, model = usage_group_name(slots, series, q.group)
+                    local g = groups[key]
                     if not g then
-                        g = {}
-                        groups[name] = g
+                        g = { name = name, service = service, model = model, sums = {} }
+                        groups[key] = g
                     end
+                    g = g.sums
                     sum = g[metric]
                     g[metric] = sum and D.plus(sum, amount) or amount
                 end
@@ -794,9 +799,10 @@ do
         return f, #metrics
     end
 
-    -- Orders groups {name, sums} largest first: by the sum of their amounts
-    -- (the query's METRIC only, when given, as nothing else is summed);
-    -- ties by name, bytewise.
+    -- Orders groups {name, service, model, sums} largest first: by the sum
+    -- of their amounts (the query's METRIC only, when given, as nothing
+    -- else is summed); ties by name, then service, then model, bytewise
+    -- (none first).
     -- Rust twin: usage_sort_groups (src/engine/usage.rs)
     local function usage_sort_groups(list)
         for _, g in ipairs(list) do
@@ -811,7 +817,16 @@ do
             if c ~= 0 then
                 return c > 0
             end
-            return P.bytes_less(a.name, b.name)
+            if a.name ~= b.name then
+                return P.bytes_less(a.name, b.name)
+            end
+            if a.service ~= b.service then
+                return not a.service or (b.service and P.bytes_less(a.service, b.service)) or false
+            end
+            if a.model ~= b.model then
+                return not a.model or (b.model and P.bytes_less(a.model, b.model)) or false
+            end
+            return false
         end)
     end
 
@@ -889,16 +904,31 @@ do
             groups = usage_tag_sums(ctx, path, q, first, last)
         end
         local list = {}
-        for name, sums in pairs(groups) do
-            local spent, n = sums_reply(sums)
+        for name, g in pairs(groups) do
+            if q.group ~= "service" and q.group ~= "model" then
+                g = { name = name, sums = g }
+            end
+            local spent, n = sums_reply(g.sums)
             if n > 0 then
-                list[#list + 1] = { name = name, sums = sums, spent = spent }
+                g.spent = spent
+                list[#list + 1] = g
             end
         end
         usage_sort_groups(list)
         local out = {}
         for i, g in ipairs(list) do
-            out[i] = M("name", g.name, "spent", g.spent)
+            local m = M("name", g.name)
+            if g.service then
+                m[#m + 1] = "service"
+                m[#m + 1] = g.service
+            end
+            if g.model then
+                m[#m + 1] = "model"
+                m[#m + 1] = g.model
+            end
+            m[#m + 1] = "spent"
+            m[#m + 1] = g.spent
+            out[i] = m
         end
         f[#f + 1] = "groups"
         f[#f + 1] = out

@@ -74,7 +74,7 @@ fn text(c: &Costs) -> String {
 }
 
 fn groups(r: &UsageReport) -> Vec<(String, String)> {
-    r.groups.as_ref().unwrap().iter().map(|(n, c)| (n.clone(), text(c))).collect()
+    r.groups.as_ref().unwrap().iter().map(|g| (g.name.clone(), text(&g.spent))).collect()
 }
 
 #[test]
@@ -273,6 +273,47 @@ fn series_beyond_the_bound_go_to_other_series_until_a_slot_is_freed() {
     // A slot last written inside the horizon stays taken.
     c(&mut t, Some("s6"), T0 + 4 * H);
     assert_eq!(groups(&report(&t, "a", &q, T0 + 4 * H, &l)).len(), 3);
+}
+
+/// Series whose `service/model` names print alike (`a` + `b/c`, `a/b` +
+/// `c`, `a/b/c`) stay apart under `GROUP model`, each naming its service
+/// and model; ties by name, then service, then model (none first).
+#[test]
+fn groups_whose_names_print_alike_stay_apart() {
+    let l = limits(48, 90, 32);
+    let mut t = Tree::new();
+    charge(&mut t, "a", (Some("a"), Some("b/c")), &[("credits", "2")], T0, &l);
+    charge(&mut t, "a", (Some("a/b"), Some("c")), &[("credits", "2")], T0, &l);
+    charge(&mut t, "a", (Some("a/b/c"), None), &[("credits", "2")], T0, &l);
+    charge(&mut t, "a", (Some("a/b"), None), &[("credits", "8")], T0, &l);
+    charge(&mut t, "a", (None, None), &[("credits", "3")], T0, &l);
+    let read = |group| {
+        let r = report(&t, "a", &UsageQuery { group: Some(group), ..query(By::Day) }, T0, &l);
+        r.groups
+            .unwrap()
+            .into_iter()
+            .map(|g| format!("{} {:?} {:?} {}", g.name, g.service, g.model, text(&g.spent)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read(Group::Model),
+        [
+            r#"a/b Some("a/b") None credits=8"#,
+            "(no service) None None credits=3",
+            r#"a/b/c Some("a") Some("b/c") credits=2"#,
+            r#"a/b/c Some("a/b") Some("c") credits=2"#,
+            r#"a/b/c Some("a/b/c") None credits=2"#,
+        ]
+    );
+    assert_eq!(
+        read(Group::Service),
+        [
+            r#"a/b Some("a/b") None credits=10"#,
+            "(no service) None None credits=3",
+            r#"a Some("a") None credits=2"#,
+            r#"a/b/c Some("a/b/c") None credits=2"#,
+        ]
+    );
 }
 
 #[test]

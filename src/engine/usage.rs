@@ -409,8 +409,25 @@ pub struct UsageReport {
     /// (start, spent) of every bucket of the span, oldest first.
     pub buckets: Vec<(u64, Costs)>,
     pub total: Costs,
-    /// With `GROUP`: (name, spent), largest first.
-    pub groups: Option<Vec<(String, Costs)>>,
+    /// With `GROUP`: its groups, largest first.
+    pub groups: Option<Vec<UsageGroup>>,
+}
+
+/// What tells groups apart: (name, service, model) (see `UsageGroup`).
+type GroupKey = (String, Option<String>, Option<String>);
+
+/// A group of `QUOTA.USAGE … GROUP`. `GROUP service` and `GROUP model`
+/// keep one group per service, or per (service, model), and name them in
+/// `service` and `model` as names may print alike (`a` + `b/c` and `a/b` +
+/// `c` are both `a/b/c`); `(no service)`, `(other series)` and the groups
+/// of `GROUP child` and `GROUP tag` have neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageGroup {
+    pub name: String,
+    pub service: Option<String>,
+    /// Of `GROUP model` only, when the series has a model.
+    pub model: Option<String>,
+    pub spent: Costs,
 }
 
 /// The buckets a query lists: bucket numbers `first..=last` (empty when
@@ -440,19 +457,22 @@ fn usage_series_matches(usage: &Usage, series: u16, query: &UsageQuery) -> bool 
     &*s.service == service && query.model.as_ref().is_none_or(|m| s.model.as_deref() == Some(m.as_str()))
 }
 
-/// The name of a series when grouping by `group` (service or model).
+/// The group of a series when grouping by `group` (service or model):
+/// (name, service, model). Series that differ in service or model are
+/// different groups even when their names print alike.
 /// Lua twin: `usage_group_name` (lua/src/68_usage.lua).
-fn usage_group_name(usage: &Usage, series: u16, group: Group) -> String {
+fn usage_group_key(usage: &Usage, series: u16, group: Group) -> GroupKey {
+    let special = |name: &str| (name.to_string(), None, None);
     match series {
-        NO_SERVICE_SLOT => NO_SERVICE.to_string(),
-        OTHER_SLOT => OTHER_SERIES.to_string(),
+        NO_SERVICE_SLOT => special(NO_SERVICE),
+        OTHER_SLOT => special(OTHER_SERIES),
         _ => match usage.series.get(usize::from(series)) {
             Some(Some(s)) => match (&s.model, group) {
-                (Some(m), Group::Model) => format!("{}/{m}", s.service),
-                _ => s.service.to_string(),
+                (Some(m), Group::Model) => (format!("{}/{m}", s.service), Some(s.service.to_string()), Some(m.to_string())),
+                _ => (s.service.to_string(), Some(s.service.to_string()), None),
             },
             // A cell of a free slot is never kept (trimmed before freeing).
-            _ => OTHER_SERIES.to_string(),
+            _ => special(OTHER_SERIES),
         },
     }
 }
@@ -494,6 +514,12 @@ impl Sums {
         }
     }
 
+    fn merge(&mut self, other: Sums) {
+        for (metric, amount) in other.0 {
+            self.add(&metric, amount);
+        }
+    }
+
     fn into_costs(self) -> Costs {
         self.0.into_iter().filter(|(_, a)| !a.is_zero()).collect()
     }
@@ -514,16 +540,22 @@ fn node_tags(node: &Node) -> &[Box<str>] {
 }
 
 /// Orders groups largest first: by `metric`'s amount when given, else by
-/// the sum of the group's amounts; ties by name, bytewise.
+/// the sum of the group's amounts; ties by name, then service, then model,
+/// bytewise (none first).
 /// Lua twin: `usage_sort_groups` (lua/src/68_usage.lua).
-fn usage_sort_groups(groups: &mut [(String, Costs)], metric: Option<&str>) {
+fn usage_sort_groups(groups: &mut [UsageGroup], metric: Option<&str>) {
     let weight = |spent: &Costs| -> Decimal {
         spent
             .iter()
             .filter(|(m, _)| metric.is_none_or(|want| m == want))
             .fold(Decimal::ZERO, |sum, (_, a)| sum.checked_add(*a).unwrap_or(sum))
     };
-    groups.sort_by(|a, b| amount::cmp(weight(&b.1), weight(&a.1)).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+    groups.sort_by(|a, b| {
+        amount::cmp(weight(&b.spent), weight(&a.spent))
+            .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+            .then_with(|| a.service.cmp(&b.service))
+            .then_with(|| a.model.cmp(&b.model))
+    });
 }
 
 impl Tree {
@@ -538,13 +570,14 @@ impl Tree {
         let size = query.by.ms();
         let mut per_bucket: BTreeMap<u64, Sums> = BTreeMap::new();
         let mut total = Sums::default();
-        let mut by_series: BTreeMap<String, Sums> = BTreeMap::new();
+        // GROUP service / model: per series slot, then per group.
+        let mut by_slot: BTreeMap<u16, Sums> = BTreeMap::new();
         if let Some(usage) = node.usage.as_deref() {
             for cell in cells_in(usage, query, first, last) {
                 per_bucket.entry(u64::from(cell.bucket)).or_default().add_cell(usage, cell);
                 total.add_cell(usage, cell);
-                if let Some(group @ (Group::Service | Group::Model)) = query.group {
-                    by_series.entry(usage_group_name(usage, cell.series, group)).or_default().add_cell(usage, cell);
+                if matches!(query.group, Some(Group::Service | Group::Model)) {
+                    by_slot.entry(cell.series).or_default().add_cell(usage, cell);
                 }
             }
         }
@@ -552,15 +585,22 @@ impl Tree {
             .map(|b| (b * size, per_bucket.remove(&b).map(Sums::into_costs).unwrap_or_default()))
             .collect();
         let groups = query.group.map(|group| {
-            let sums: Vec<(String, Sums)> = match group {
-                Group::Service | Group::Model => std::mem::take(&mut by_series).into_iter().collect(),
-                Group::Child => self.child_sums(id, query, first, last),
-                Group::Tag => self.tag_sums(id, query, first, last),
+            let sums: Vec<(GroupKey, Sums)> = match (group, node.usage.as_deref()) {
+                (Group::Service | Group::Model, Some(usage)) => {
+                    let mut by_group: BTreeMap<GroupKey, Sums> = BTreeMap::new();
+                    for (series, sums) in std::mem::take(&mut by_slot) {
+                        by_group.entry(usage_group_key(usage, series, group)).or_default().merge(sums);
+                    }
+                    by_group.into_iter().collect()
+                }
+                (Group::Service | Group::Model, None) => Vec::new(),
+                (Group::Child, _) => self.child_sums(id, query, first, last),
+                (Group::Tag, _) => self.tag_sums(id, query, first, last),
             };
-            let mut groups: Vec<(String, Costs)> = sums
+            let mut groups: Vec<UsageGroup> = sums
                 .into_iter()
-                .map(|(name, sums)| (name, sums.into_costs()))
-                .filter(|(_, spent)| !spent.is_empty())
+                .map(|((name, service, model), sums)| UsageGroup { name, service, model, spent: sums.into_costs() })
+                .filter(|g| !g.spent.is_empty())
                 .collect();
             usage_sort_groups(&mut groups, query.metric.as_deref());
             groups
@@ -577,13 +617,13 @@ impl Tree {
     }
 
     /// `GROUP child`: each direct child's own usage.
-    fn child_sums(&self, id: NodeId, query: &UsageQuery, first: u64, last: u64) -> Vec<(String, Sums)> {
+    fn child_sums(&self, id: NodeId, query: &UsageQuery, first: u64, last: u64) -> Vec<(GroupKey, Sums)> {
         self.children(id)
             .filter_map(|c| self.node(c))
             .map(|child| {
                 let mut sums = Sums::default();
                 node_sums(child, query, first, last, &mut sums);
-                (names::display_path(&child.path).to_string(), sums)
+                ((names::display_path(&child.path).to_string(), None, None), sums)
             })
             .collect()
     }
@@ -592,7 +632,7 @@ impl Tree {
     /// carrying it (a node below another with the same tag is not counted
     /// again).
     /// Lua twin: `usage_tag_sums` (lua/src/68_usage.lua).
-    fn tag_sums(&self, id: NodeId, query: &UsageQuery, first: u64, last: u64) -> Vec<(String, Sums)> {
+    fn tag_sums(&self, id: NodeId, query: &UsageQuery, first: u64, last: u64) -> Vec<(GroupKey, Sums)> {
         let mut groups: BTreeMap<String, Sums> = BTreeMap::new();
         // Depth first, with the tags each node's ancestors (within the
         // subtree) carry.
@@ -610,7 +650,7 @@ impl Tree {
                 stack.push((child, carried.clone()));
             }
         }
-        groups.into_iter().collect()
+        groups.into_iter().map(|(tag, sums)| ((tag, None, None), sums)).collect()
     }
 }
 

@@ -79,7 +79,17 @@ fn usage_report(r: &UsageReport) -> Reply {
     if let Some(groups) = &r.groups {
         let groups = groups
             .iter()
-            .map(|(name, spent)| Reply::Map(vec![("name", Reply::str(name.as_str())), ("spent", Reply::costs(spent))]))
+            .map(|g| {
+                let mut group = vec![("name", Reply::str(g.name.as_str()))];
+                if let Some(service) = &g.service {
+                    group.push(("service", Reply::str(service.as_str())));
+                }
+                if let Some(model) = &g.model {
+                    group.push(("model", Reply::str(model.as_str())));
+                }
+                group.push(("spent", Reply::costs(&g.spent)));
+                Reply::Map(group)
+            })
             .collect();
         fields.push(("groups", Reply::Array(groups)));
     }
