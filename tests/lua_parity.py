@@ -85,7 +85,8 @@ compared entry by entry (fields, not ids); not in a run with --upgrade-from
 or --flip-with, whose older library has no ledger.
 `--focus usage` (UsageGen) aims at usage over time (1.6.0): RESERVE, COMMIT (late
 ones too) and CHARGE (negative, past 0, CHECK, refused by DENY rules) with many
-SERVICE/MODEL series or none, over `/`, `a`, `a/b`, `a/c`, `d`, DELPATH and DEL, the
+SERVICE/MODEL series or none (some whose `service/model` print alike), over `/`,
+`a`, `a/b`, `a/c`, `d`, DELPATH and DEL, the
 clock moved by minutes, to the next hour, by hours and days and past the hourly and
 daily retention, and QUOTA.USAGE with every option (SINCE/UNTIL at bucket bounds,
 retention starts and in the future, BY, METRIC, SERVICE, MODEL, GROUP) and its errors;
@@ -1513,8 +1514,11 @@ class UsageGen(GrantGen):
     """
 
     GPATHS = ["/", "a", "a/b", "a/c", "d"]
+    # The last three print alike under GROUP model (`or/oa/gpt`): '/' is
+    # allowed in service and model names, and the groups stay apart.
     SERIES = [None, ("chat", None), ("chat", "gpt"), ("chat", "mini"), ("image", None), ("image", "pix"),
-              ("video", "veo"), ("audio", None), ("embed", "e5")]
+              ("video", "veo"), ("audio", None), ("embed", "e5"), ("or", "oa/gpt"), ("or/oa", "gpt"),
+              ("or/oa/gpt", None)]
 
     def path(self, bad=0.0):
         if self.chance(0.01):

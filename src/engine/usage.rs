@@ -468,7 +468,9 @@ fn usage_group_key(usage: &Usage, series: u16, group: Group) -> GroupKey {
         OTHER_SLOT => special(OTHER_SERIES),
         _ => match usage.series.get(usize::from(series)) {
             Some(Some(s)) => match (&s.model, group) {
-                (Some(m), Group::Model) => (format!("{}/{m}", s.service), Some(s.service.to_string()), Some(m.to_string())),
+                (Some(m), Group::Model) => {
+                    (format!("{}/{m}", s.service), Some(s.service.to_string()), Some(m.to_string()))
+                }
                 _ => (s.service.to_string(), Some(s.service.to_string()), None),
             },
             // A cell of a free slot is never kept (trimmed before freeing).
