@@ -513,8 +513,14 @@ fn stored_metrics_named_meta_still_load() {
 /// and two days, a note and tags, an archived node, a live hold with META,
 /// an `expired` event with META and the expired hold's finished id that
 /// keeps it, and a `disallowed` event with a charge's META.
+/// The usage settings the fixture was recorded under (the defaults then:
+/// 48 hours, 90 days), so later defaults do not change what it holds.
+fn v5_limits() -> Limits {
+    Limits { usage_hours: 48, usage_days: 90, ..Limits::default() }
+}
+
 fn v5_tree() -> Tree {
-    let l = Limits::default();
+    let l = v5_limits();
     let day = 86_400_000;
     let meta = |user: &str| Some(Box::new(vec![("user".to_string(), user.to_string()), ("job".into(), "j1".into())]));
     let mut t = Tree::new();
@@ -580,7 +586,7 @@ fn v5_tree() -> Tree {
 
 fn v5_text(t: &Tree) -> String {
     let now = 86_400_000 + 4000;
-    let l = Limits::default();
+    let l = v5_limits();
     let mut out = String::new();
     for p in ["", "projects/p1", "projects/p2", "projects/old"] {
         out += &format!("{:?}\n", t.get(p, now));
