@@ -677,7 +677,7 @@ do
     -- differ in service or model are different groups even when their
     -- names print alike; names have no spaces, so keys cannot meet).
     -- Rust twin: usage_group_key (src/engine/usage.rs)
-    local function usage_group_name(slots, series, group)
+    local function usage_group_key(slots, series, group)
         if series == USAGE.NO_SERVICE_SLOT then
             return USAGE.NO_SERVICE, USAGE.NO_SERVICE
         end
@@ -747,7 +747,7 @@ do
 
     -- Adds a bucket's cells that the query sees into `sums` (metric → D)
     -- and, with `groups`, into groups[key] = {name, service, model, sums}
-    -- by series (usage_group_name).
+    -- by series (usage_group_key).
     local function add_cells(cells, slots, q, sums, groups)
         for i = 1, #cells, 3 do
             local series, metric = cells[i], cells[i + 1]
@@ -756,7 +756,7 @@ do
                 local sum = sums[metric]
                 sums[metric] = sum and D.plus(sum, amount) or amount
                 if groups then
-                    local key, name, service, model = usage_group_name(slots, series, q.group)
+                    local key, name, service, model = usage_group_key(slots, series, q.group)
                     local g = groups[key]
                     if not g then
                         g = { name = name, service = service, model = model, sums = {} }

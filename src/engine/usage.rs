@@ -460,7 +460,7 @@ fn usage_series_matches(usage: &Usage, series: u16, query: &UsageQuery) -> bool 
 /// The group of a series when grouping by `group` (service or model):
 /// (name, service, model). Series that differ in service or model are
 /// different groups even when their names print alike.
-/// Lua twin: `usage_group_name` (lua/src/68_usage.lua).
+/// Lua twin: `usage_group_key` (lua/src/68_usage.lua).
 fn usage_group_key(usage: &Usage, series: u16, group: Group) -> GroupKey {
     let special = |name: &str| (name.to_string(), None, None);
     match series {
