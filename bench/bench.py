@@ -597,7 +597,6 @@ def lua_usage_memory(paths_counts):
         start = 1_768_435_200_000
         for paths in paths_counts:
             key = f"lu{paths}"
-            before = r.info("memory")["used_memory"]
             times = [start + d * day + 12 * hour for d in range(90)] + [start + 90 * day + h * hour for h in range(48)]
             for t in times:
                 r.execute_command("FCALL", "quota_debug", 0, "CLOCK", "SET", t)
@@ -607,9 +606,12 @@ def lua_usage_memory(paths_counts):
                         p.execute_command("FCALL", "quota_charge", 1, key, "PATH", f"p{i}", "SERVICE", "chat",
                                           "MODEL", f"m{m}", "COST", "credits", "1", "requests", "1")
                 p.execute()
-            used = r.info("memory")["used_memory"] - before
-            print(f"- Lua library, defaults, {paths:,} paths: {used:,} B used_memory per tree "
-                  f"({used / paths:,.0f} B per active path)")
+            # The tree key and its companions, exactly (SAMPLES 0): used_memory
+            # moves with the Lua interpreter's garbage too much to read a delta.
+            keys = [key] + list(r.scan_iter(match="{" + key + "}quota:" + key + "*", count=1000))
+            used = sum(r.memory_usage(k, samples=0) or 0 for k in keys)
+            print(f"- Lua library, defaults, {paths:,} paths: {used:,} B per tree in its key and companions "
+                  f"(MEMORY USAGE; {used / paths:,.0f} B per active path)")
     finally:
         server.stop()
 
