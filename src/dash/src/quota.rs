@@ -260,29 +260,28 @@ impl Quota {
     }
 
     /// The module when its commands exist, else the Lua library when
-    /// `quota_version` answers.
+    /// `quota_version` answers. Asks with commands the dashboard's ACL
+    /// account has anyway: any answer to `QUOTA.PRICE LIST` but "unknown
+    /// command" (a refusal by ACL included) means the module is loaded.
     async fn detect(&self) -> Result<Backend, String> {
         let mut conn = self.conn.clone();
-        let info: Result<redis::Value, _> =
-            redis::cmd("COMMAND").arg("INFO").arg("quota.get").query_async(&mut conn).await;
-        if let Ok(redis::Value::Array(items)) = &info
-            && items.iter().any(|v| !matches!(v, redis::Value::Nil))
-        {
-            return Ok(Backend::Module);
+        let probe: Result<redis::Value, _> = redis::cmd("QUOTA.PRICE").arg("LIST").query_async(&mut conn).await;
+        match probe {
+            Ok(_) => return Ok(Backend::Module),
+            Err(e) if !e.to_string().to_ascii_lowercase().contains("unknown command") && e.code().is_some() => {
+                return Ok(Backend::Module);
+            }
+            Err(_) => {}
         }
         let version: Result<redis::Value, _> =
             redis::cmd("FCALL_RO").arg("quota_version").arg(0).query_async(&mut conn).await;
-        match (version, info) {
-            (Ok(_), _) => Ok(Backend::Lua),
-            (Err(e), Err(_)) => Err(format!(
-                "cannot tell whether {} has the quota module or the Lua library ({}): give --backend module or lua",
+        match version {
+            Ok(_) => Ok(Backend::Lua),
+            Err(e) => Err(format!(
+                "{} has neither the quota module (QUOTA.* commands) nor the Lua library ({}): \
+                 load one (make run, make run-lua or quota-load), or give --backend module or lua",
                 self.server,
                 error_of(e)
-            )),
-            (Err(_), Ok(_)) => Err(format!(
-                "{} has neither the quota module (QUOTA.* commands) nor the Lua library (quota_version): \
-                 load one (make run, or quota-load)",
-                self.server
             )),
         }
     }

@@ -92,19 +92,24 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
             return html(&TreesPage { page, q: q.q, rows: vec![], next: None, error: Some(e.message) });
         }
     };
-    let mut rows = Vec::with_capacity(keys.len());
-    for key in keys {
-        let root = app.quota.call(Cmd::Get, Some(&key), &["/"]).await.unwrap_or_default();
-        let status = text(&root, "status");
-        rows.push(Row {
-            url: web::tree_url(&key),
-            class: web::status_class(&status),
-            headline: headline(&root),
-            plan: text(&root, "plan"),
-            status,
-            key,
-        });
-    }
+    // One QUOTA.GET per tree, all in flight at once on the shared connection.
+    let roots = futures_util::future::join_all(keys.iter().map(|k| app.quota.call(Cmd::Get, Some(k), &["/"]))).await;
+    let rows = keys
+        .into_iter()
+        .zip(roots)
+        .map(|(key, root)| {
+            let root = root.unwrap_or_default();
+            let status = text(&root, "status");
+            Row {
+                url: web::tree_url(&key),
+                class: web::status_class(&status),
+                headline: headline(&root),
+                plan: text(&root, "plan"),
+                status,
+                key,
+            }
+        })
+        .collect();
     let next = (next != "0").then_some(next);
     html(&TreesPage { page, q: q.q, rows, next, error: None })
 }
