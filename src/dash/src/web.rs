@@ -294,7 +294,11 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 /// posts to it (cross-site request forgery).
 fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    // `Origin: null` (a browser that hides where a request comes from) says
+    // nothing: then Sec-Fetch-Site decides.
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && origin != "null"
+    {
         return origin.split_once("://").is_some_and(|(_, rest)| rest == host);
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
@@ -345,7 +349,7 @@ pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -490,6 +494,8 @@ mod tests {
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")])));
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")])));
         assert!(same_origin(&h(&[("host", "127.0.0.1:8080")])));
+        assert!(same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "null"), ("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "null"), ("sec-fetch-site", "cross-site")])));
         assert!(has_token(&h(&[("cookie", "a=b; quota_dash_token=secret")]), "secret"));
         assert!(has_token(&h(&[("authorization", "Bearer secret")]), "secret"));
         assert!(!has_token(&h(&[("authorization", "Bearer secreT")]), "secret"));
