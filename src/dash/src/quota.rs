@@ -1,0 +1,435 @@
+// TODO(lead): remove once every page module is in and uses the whole adapter.
+#![allow(dead_code)]
+//! The dashboard's only way to Redis: a closed set of quota commands, sent as
+//! the module's `QUOTA.X key args` or as the Lua library's `FCALL quota_x 1
+//! key args`, with RESP3 replies turned into JSON values. No page can send
+//! any other command: the few others this file sends (SCAN, HEXISTS, TIME,
+//! SUBSCRIBE) are written here, with fixed names.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ClientTlsConfig, IntoConnectionInfo, ProtocolVersion, TlsCertificates};
+use serde_json::{Map, Value as Json};
+
+use crate::options::{BackendChoice, Options};
+
+/// How long one command may take before the page says Redis did not answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many keys are looked at to fill one page of trees, so a
+/// search on a database of millions of keys answers in time (the page
+/// offers to look further).
+const SCAN_BUDGET: usize = 100_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Module,
+    Lua,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Module => "module",
+            Backend::Lua => "Lua library",
+        }
+    }
+}
+
+/// Every command the dashboard may send. Reads go to `FCALL_RO` on the Lua
+/// library; writes are refused in read-only mode before anything is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    Set,
+    Unset,
+    DelPath,
+    Allow,
+    Deny,
+    AccessClear,
+    Get,
+    Tree,
+    Holds,
+    Grants,
+    Grant,
+    Revoke,
+    Reset,
+    Assign,
+    Label,
+    Archive,
+    Restore,
+    History,
+    Usage,
+    Events,
+    Release,
+    Extend,
+    PriceGet,
+    PriceList,
+    PriceSet,
+    PriceDel,
+    PlanGet,
+    PlanList,
+    PlanSet,
+    PlanDel,
+    Estimate,
+    ClockGet,
+}
+
+impl Cmd {
+    /// The module's command, the Lua library's function, the subcommand
+    /// put before the caller's arguments, whether it names a tree, and
+    /// whether it writes.
+    fn spec(self) -> (&'static str, &'static str, Option<&'static str>, bool, bool) {
+        use Cmd::*;
+        match self {
+            Set => ("QUOTA.SET", "quota_set", None, true, true),
+            Unset => ("QUOTA.UNSET", "quota_unset", None, true, true),
+            DelPath => ("QUOTA.DELPATH", "quota_delpath", None, true, true),
+            Allow => ("QUOTA.ALLOW", "quota_allow", None, true, true),
+            Deny => ("QUOTA.DENY", "quota_deny", None, true, true),
+            AccessClear => ("QUOTA.ACCESS", "quota_access", None, true, true),
+            Get => ("QUOTA.GET", "quota_get", None, true, false),
+            Tree => ("QUOTA.TREE", "quota_tree", None, true, false),
+            Holds => ("QUOTA.HOLDS", "quota_holds", None, true, false),
+            Grants => ("QUOTA.GRANTS", "quota_grants", None, true, false),
+            Grant => ("QUOTA.GRANT", "quota_grant", None, true, true),
+            Revoke => ("QUOTA.REVOKE", "quota_revoke", None, true, true),
+            Reset => ("QUOTA.RESET", "quota_reset", None, true, true),
+            Assign => ("QUOTA.ASSIGN", "quota_assign", None, true, true),
+            Label => ("QUOTA.LABEL", "quota_label", None, true, true),
+            Archive => ("QUOTA.ARCHIVE", "quota_archive", None, true, true),
+            Restore => ("QUOTA.RESTORE", "quota_restore", None, true, true),
+            History => ("QUOTA.HISTORY", "quota_history", None, true, false),
+            Usage => ("QUOTA.USAGE", "quota_usage", None, true, false),
+            Events => ("QUOTA.EVENTS", "quota_events", None, true, false),
+            Release => ("QUOTA.RELEASE", "quota_release", None, true, true),
+            Extend => ("QUOTA.EXTEND", "quota_extend", None, true, true),
+            PriceGet => ("QUOTA.PRICE", "quota_price_ro", Some("GET"), false, false),
+            PriceList => ("QUOTA.PRICE", "quota_price_ro", Some("LIST"), false, false),
+            PriceSet => ("QUOTA.PRICE", "quota_price", Some("SET"), false, true),
+            PriceDel => ("QUOTA.PRICE", "quota_price", Some("DEL"), false, true),
+            PlanGet => ("QUOTA.PLAN", "quota_plan_ro", Some("GET"), false, false),
+            PlanList => ("QUOTA.PLAN", "quota_plan_ro", Some("LIST"), false, false),
+            PlanSet => ("QUOTA.PLAN", "quota_plan", Some("SET"), false, true),
+            PlanDel => ("QUOTA.PLAN", "quota_plan", Some("DEL"), false, true),
+            Estimate => ("QUOTA.ESTIMATE", "quota_estimate", None, false, false),
+            ClockGet => ("QUOTA.DEBUG", "quota_debug", Some("CLOCK"), false, false),
+        }
+    }
+
+    pub fn writes(self) -> bool {
+        self.spec().4
+    }
+}
+
+/// A command's refusal or a failure to reach Redis. `message` is shown as
+/// it is: for a command's error it is the command's own text
+/// (`ERR syntax: …`, `NOTFOUND no such path`).
+#[derive(Clone, Debug)]
+pub struct QuotaError {
+    /// The error's first word (`ERR`, `NOTFOUND`, `LIMIT`, `NOPERM`…), or
+    /// `READONLY` for a write refused by `--read-only`, `REDIS` when Redis
+    /// could not be reached.
+    pub kind: String,
+    pub message: String,
+}
+
+impl QuotaError {
+    fn read_only() -> QuotaError {
+        QuotaError {
+            kind: "READONLY".to_string(),
+            message: "this dashboard is read-only (started with --read-only): nothing was changed".to_string(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == "NOTFOUND"
+    }
+}
+
+impl std::fmt::Display for QuotaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn error_of(e: redis::RedisError) -> QuotaError {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => QuotaError { kind: code.to_string(), message: format!("{code} {detail}") },
+        (Some(code), None) => QuotaError { kind: code.to_string(), message: code.to_string() },
+        _ => QuotaError { kind: "REDIS".to_string(), message: format!("Redis did not answer as expected: {e}") },
+    }
+}
+
+/// A reply as JSON: a RESP3 map is an object in the reply's field order,
+/// strings stay strings (amounts are exact decimal strings, never floats),
+/// nil is null.
+pub fn json_of(v: redis::Value) -> Json {
+    use redis::Value as V;
+    match v {
+        V::Nil => Json::Null,
+        V::Int(i) => Json::from(i),
+        V::BulkString(b) => Json::String(String::from_utf8_lossy(&b).into_owned()),
+        V::SimpleString(s) => Json::String(s),
+        V::Okay => Json::String("OK".to_string()),
+        V::Array(items) | V::Set(items) => Json::Array(items.into_iter().map(json_of).collect()),
+        V::Map(pairs) => {
+            let mut m = Map::new();
+            for (k, v) in pairs {
+                let key = match json_of(k) {
+                    Json::String(s) => s,
+                    other => other.to_string(),
+                };
+                m.insert(key, json_of(v));
+            }
+            Json::Object(m)
+        }
+        V::Attribute { data, .. } => json_of(*data),
+        V::Double(d) => Json::String(d.to_string()),
+        V::Boolean(b) => Json::Bool(b),
+        V::VerbatimString { text, .. } => Json::String(text),
+        V::BigNumber(n) => Json::String(format!("{n:?}")),
+        V::Push { data, .. } => Json::Array(data.into_iter().map(json_of).collect()),
+        V::ServerError(e) => Json::String(format!("{e:?}")),
+        _ => Json::Null,
+    }
+}
+
+#[derive(Clone)]
+pub struct Quota {
+    client: Client,
+    conn: MultiplexedConnection,
+    pub backend: Backend,
+    pub read_only: bool,
+    /// host:port/db, shown in the page header (never the password).
+    pub server: String,
+}
+
+impl Quota {
+    pub async fn connect(o: &Options) -> Result<Quota, String> {
+        let info = o.redis.as_str().into_connection_info().map_err(|e| format!("bad --redis URL: {e}"))?;
+        let mut settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        if settings.password().is_none()
+            && let Ok(password) = std::env::var("REDISCLI_AUTH")
+            && !password.is_empty()
+        {
+            settings = settings.set_password(password);
+        }
+        let mut info = info.set_redis_settings(settings);
+        let server = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        if !tls && (o.insecure || o.cacert.is_some() || o.cert.is_some()) {
+            return Err("--cacert, --cert, --key and --insecure are for TLS: use a rediss:// URL".to_string());
+        }
+        if let redis::ConnectionAddr::TcpTls { host, port, insecure, tls_params } = info.addr().clone() {
+            info = info.set_addr(redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: insecure || o.insecure,
+                tls_params,
+            });
+        }
+        let read = |p: &str, what: &str| std::fs::read(p).map_err(|e| format!("cannot read {what} {p}: {e}"));
+        let client = if o.cacert.is_some() || o.cert.is_some() {
+            let root_cert = o.cacert.as_deref().map(|p| read(p, "--cacert")).transpose()?;
+            let client_tls = match (&o.cert, &o.key) {
+                (Some(c), Some(k)) => {
+                    Some(ClientTlsConfig { client_cert: read(c, "--cert")?, client_key: read(k, "--key")? })
+                }
+                _ => None,
+            };
+            Client::build_with_tls(info, TlsCertificates { client_tls, root_cert })
+        } else {
+            Client::open(info)
+        }
+        .map_err(|e| format!("{server}: {e}"))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| format!("cannot reach Redis at {server}: {}", error_of(e)))?;
+        let mut quota = Quota { client, conn, backend: Backend::Module, read_only: o.read_only, server };
+        quota.backend = match o.backend {
+            BackendChoice::Module => Backend::Module,
+            BackendChoice::Lua => Backend::Lua,
+            BackendChoice::Auto => quota.detect().await?,
+        };
+        Ok(quota)
+    }
+
+    /// The module when its commands exist, else the Lua library when
+    /// `quota_version` answers.
+    async fn detect(&self) -> Result<Backend, String> {
+        let mut conn = self.conn.clone();
+        let info: Result<redis::Value, _> =
+            redis::cmd("COMMAND").arg("INFO").arg("quota.get").query_async(&mut conn).await;
+        if let Ok(redis::Value::Array(items)) = &info
+            && items.iter().any(|v| !matches!(v, redis::Value::Nil))
+        {
+            return Ok(Backend::Module);
+        }
+        let version: Result<redis::Value, _> =
+            redis::cmd("FCALL_RO").arg("quota_version").arg(0).query_async(&mut conn).await;
+        match (version, info) {
+            (Ok(_), _) => Ok(Backend::Lua),
+            (Err(e), Err(_)) => Err(format!(
+                "cannot tell whether {} has the quota module or the Lua library ({}): give --backend module or lua",
+                self.server,
+                error_of(e)
+            )),
+            (Err(_), Ok(_)) => Err(format!(
+                "{} has neither the quota module (QUOTA.* commands) nor the Lua library (quota_version): \
+                 load one (make run, or quota-load)",
+                self.server
+            )),
+        }
+    }
+
+    /// Sends one quota command. `key` is the tree for the commands that
+    /// name one (None for the price book, plans, estimates and the clock).
+    pub async fn call(&self, cmd: Cmd, key: Option<&str>, args: &[&str]) -> Result<Json, QuotaError> {
+        let (command, function, sub, keyed, writes) = cmd.spec();
+        if writes && self.read_only {
+            return Err(QuotaError::read_only());
+        }
+        let mut c = match self.backend {
+            Backend::Module => redis::cmd(command),
+            Backend::Lua => {
+                let mut c = redis::cmd(if writes { "FCALL" } else { "FCALL_RO" });
+                c.arg(function).arg(if keyed { 1 } else { 0 });
+                c
+            }
+        };
+        if keyed {
+            c.arg(key.unwrap_or_default());
+        }
+        if let Some(sub) = sub {
+            c.arg(sub);
+        }
+        if cmd == Cmd::ClockGet {
+            c.arg("GET");
+        }
+        if cmd == Cmd::AccessClear {
+            c.arg(args).arg("CLEAR");
+        } else {
+            c.arg(args);
+        }
+        let mut conn = self.conn.clone();
+        c.query_async::<redis::Value>(&mut conn).await.map(json_of).map_err(error_of)
+    }
+
+    /// The quota clock in Unix ms: the test clock when the server has one,
+    /// else the server's TIME.
+    pub async fn now_ms(&self) -> Result<u64, QuotaError> {
+        if let Ok(v) = self.call(Cmd::ClockGet, None, &[]).await
+            && let Some(ms) = v.as_u64()
+        {
+            return Ok(ms);
+        }
+        let mut conn = self.conn.clone();
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.map_err(error_of)?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// One page of trees whose names match the SCAN `pattern`: the trees
+    /// found and the cursor to go on from ("0" at the end). Looks at no more
+    /// than [`SCAN_BUDGET`] keys a page.
+    pub async fn trees(&self, pattern: &str, cursor: &str, want: usize) -> Result<(Vec<String>, String), QuotaError> {
+        let mut conn = self.conn.clone();
+        let mut cursor = cursor.to_string();
+        let mut found = Vec::new();
+        let mut looked = 0;
+        loop {
+            let kind = match self.backend {
+                Backend::Module => "quotatree",
+                Backend::Lua => "hash",
+            };
+            let (next, keys): (String, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(&cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg(kind)
+                .query_async(&mut conn)
+                .await
+                .map_err(error_of)?;
+            looked += 1000;
+            let keys: Vec<String> = keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect();
+            let keys = match self.backend {
+                Backend::Module => keys,
+                Backend::Lua => self.lua_trees(keys).await?,
+            };
+            found.extend(keys);
+            cursor = next;
+            if cursor == "0" || found.len() >= want || looked >= SCAN_BUDGET {
+                break;
+            }
+        }
+        found.sort();
+        Ok((found, cursor))
+    }
+
+    /// Of a Lua library's hashes, the trees: a tree has the field `#`; its
+    /// companions (`{tag}quota:…`), the plan and price books do not count.
+    async fn lua_trees(&self, keys: Vec<String>) -> Result<Vec<String>, QuotaError> {
+        let keys: Vec<String> =
+            keys.into_iter().filter(|k| k != "quota:plans" && k != "quota:prices" && !is_companion(k)).collect();
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("HEXISTS").arg(k).arg("#");
+        }
+        let mut conn = self.conn.clone();
+        let has: Vec<bool> = pipe.query_async(&mut conn).await.map_err(error_of)?;
+        Ok(keys.into_iter().zip(has).filter(|(_, h)| *h).map(|(k, _)| k).collect())
+    }
+
+    /// A connection for the event feed (SUBSCRIBE), apart from the shared one.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, QuotaError> {
+        self.client.get_async_pubsub().await.map_err(error_of)
+    }
+}
+
+/// A Lua companion key: `{tag}quota:<key><suffix>`.
+fn is_companion(key: &str) -> bool {
+    key.starts_with('{') && key.find('}').is_some_and(|end| key[end + 1..].starts_with("quota:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn companions_are_not_trees() {
+        // key, companion
+        let rows = [
+            ("{acme}quota:acme:holds", true),
+            ("{t1}quota:{t1}acme:usage", true),
+            ("acme", false),
+            ("{t1}acme", false),
+            ("quota:plans", false),
+            ("{", false),
+        ];
+        for (key, companion) in rows {
+            assert_eq!(is_companion(key), companion, "{key}");
+        }
+    }
+
+    #[test]
+    fn replies_become_json_in_field_order() {
+        use redis::Value as V;
+        let v = V::Map(vec![
+            (V::SimpleString("path".into()), V::BulkString(b"/".to_vec())),
+            (V::SimpleString("limit".into()), V::BulkString(b"0.1".to_vec())),
+            (V::SimpleString("plan".into()), V::Nil),
+            (V::SimpleString("n".into()), V::Int(3)),
+        ]);
+        assert_eq!(json_of(v).to_string(), r#"{"path":"/","limit":"0.1","plan":null,"n":3}"#);
+    }
+}

@@ -1,0 +1,122 @@
+//! The trees page: find a tree by name (SCAN, paged by its cursor) and see
+//! each one's root at a glance.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::quota::Cmd;
+use crate::web::{self, App, Page, Section, html, text};
+
+/// Trees shown a page.
+const PAGE: usize = 50;
+
+pub fn routes() -> Router<App> {
+    Router::new().route("/trees", get(list))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// Part of a tree's name (any case is taken as written: Redis names are exact).
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    cursor: Option<String>,
+    /// An exact key to open.
+    #[serde(default)]
+    open: Option<String>,
+}
+
+/// One row: a tree's root as QUOTA.GET shows it.
+pub struct Row {
+    pub key: String,
+    pub url: String,
+    pub status: String,
+    pub class: &'static str,
+    pub headline: String,
+    pub plan: String,
+}
+
+#[derive(Template)]
+#[template(path = "trees.html")]
+struct TreesPage {
+    page: Page,
+    q: String,
+    rows: Vec<Row>,
+    next: Option<String>,
+    error: Option<String>,
+}
+
+/// SCAN's pattern for a part of a name: its glob characters escaped.
+fn pattern(q: &str) -> String {
+    let mut p = String::from("*");
+    for c in q.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    if !q.is_empty() {
+        p.push('*');
+    }
+    p
+}
+
+/// A node's headline: its first policy's `used / limit metric`, else its
+/// spent, else nothing.
+pub fn headline(node: &serde_json::Value) -> String {
+    if let Some(p) = node.get("policies").and_then(|p| p.as_array()).and_then(|p| p.first()) {
+        return format!("{} / {} {}", text(p, "used"), text(p, "limit"), text(p, "metric"));
+    }
+    match node.get("spent").and_then(|s| s.as_object()) {
+        Some(spent) if !spent.is_empty() => {
+            spent.iter().map(|(m, v)| format!("{} {m}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(", ")
+        }
+        _ => String::new(),
+    }
+}
+
+async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> Response {
+    if let Some(key) = q.open.as_deref().filter(|k| !k.is_empty()) {
+        return Redirect::to(&web::tree_url(key)).into_response();
+    }
+    let page = Page::new(&app, "Trees", Section::Trees, &uri);
+    let cursor = q.cursor.clone().unwrap_or_else(|| "0".to_string());
+    let (keys, next) = match app.quota.trees(&pattern(&q.q), &cursor, PAGE).await {
+        Ok(found) => found,
+        Err(e) => {
+            return html(&TreesPage { page, q: q.q, rows: vec![], next: None, error: Some(e.message) });
+        }
+    };
+    let mut rows = Vec::with_capacity(keys.len());
+    for key in keys {
+        let root = app.quota.call(Cmd::Get, Some(&key), &["/"]).await.unwrap_or_default();
+        let status = text(&root, "status");
+        rows.push(Row {
+            url: web::tree_url(&key),
+            class: web::status_class(&status),
+            headline: headline(&root),
+            plan: text(&root, "plan"),
+            status,
+            key,
+        });
+    }
+    let next = (next != "0").then_some(next);
+    html(&TreesPage { page, q: q.q, rows, next, error: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_the_text_literally() {
+        assert_eq!(pattern(""), "*");
+        assert_eq!(pattern("acme"), "*acme*");
+        assert_eq!(pattern("a*b?[c]\\"), "*a\\*b\\?\\[c\\]\\\\*");
+    }
+}
