@@ -143,7 +143,7 @@ def main():
                         if shot:
                             print(f"      screenshot: {os.path.relpath(shot)}")
                         out = _tail(dash.dash_log, 10).rstrip()
-                        if out:
+                        if out and out not in error:
                             print("      quota-dash said (last lines):\n        " + out.replace("\n", "\n        "))
                     try:
                         dash.close_context()

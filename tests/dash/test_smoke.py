@@ -28,12 +28,25 @@ def test_trees_page(dash):
 
 def test_a_tree_is_listed(dash):
     dash.r.q("QUOTA.SET", "smoke", "/", "monthly", "METRIC", "credits", "LIMIT", "100")
+    dash.r.q("QUOTA.SET", "other", "/", "monthly", "METRIC", "credits", "LIMIT", "5")
     page = dash.page()
     page.goto(dash.url("/trees"))
-    link = page.get_by_role("link", name="smoke", exact=True)
-    expect(link).to_be_visible()
-    link.click()
-    expect(page).to_have_url(re.compile(r"/trees/smoke(\?.*)?$"))
+    row = page.locator("#trees tbody tr").filter(has=page.get_by_role("link", name="smoke", exact=True))
+    expect(row.get_by_role("link", name="smoke", exact=True)).to_have_attribute("href", "/trees/smoke")
+    expect(row.locator(".status")).to_have_class(re.compile(r"\bstatus-healthy\b"))
+    expect(row).to_contain_text("0 / 100 credits")
+    # Find by a part of the name.
+    page.locator("#tree-search").fill("mok")
+    page.locator("#tree-search").press("Enter")
+    expect(page).to_have_url(re.compile(r"/trees\?q=mok$"))
+    expect(page.locator("#trees tbody tr")).to_have_count(1)
+    expect(page.get_by_role("link", name="smoke", exact=True)).to_be_visible()
+    page.locator("#tree-search").fill("nothing-like-it")
+    page.locator("#tree-search").press("Enter")
+    expect(page.locator(".empty")).to_contain_text("No tree whose name contains")
+    # Open a tree by its exact key: to its page.
+    status, head, _ = dash.http("/trees?open=smoke")
+    assert status == 303 and head.get("location") == "/trees/smoke", f"open=smoke: {status} {head.get('location')}"
 
 
 def test_assets_are_served(dash):
@@ -63,16 +76,35 @@ def test_beyond_loopback_needs_a_token(dash):
 
 
 def test_a_token_guards_every_request(dash):
-    dash.restart_dash(["--token", "T0ken-smoke"], host="0.0.0.0")
+    token = "smoke-token-0123456789"
+    dash.restart_dash(["--token", token], host="0.0.0.0")
     status, _, _ = dash.http("/trees")
     assert status == 401, f"no token: {status}, expected 401"
-    status, _, _ = dash.http("/trees", headers={"Authorization": "Bearer wrong"})
+    status, _, _ = dash.http("/trees", headers={"Authorization": "Bearer wrong-token-0123456789"})
     assert status == 401, f"a wrong token: {status}, expected 401"
-    status, _, _ = dash.http("/trees", headers={"Authorization": "Bearer T0ken-smoke"})
-    assert status == 200, f"Bearer T0ken-smoke: {status}, expected 200"
-    # The same from the environment.
-    dash.restart_dash([], env={"QUOTA_DASH_TOKEN": "env-token"}, host="0.0.0.0")
+    status, _, _ = dash.http("/trees", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, f"Bearer {token}: {status}, expected 200"
+    # A person signs in with it once; the cookie does the rest.
+    page = dash.page()
+    page.goto(dash.url("/trees?q=a"))
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Token").fill("wrong-token-0123456789")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("That is not the token")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/trees\?q=a$"))
+    expect(page.locator("h1")).to_have_text("Trees")
+    # The token from the environment.
+    token = "env-token-0123456789ab"
+    dash.restart_dash([], env={"QUOTA_DASH_TOKEN": token}, host="0.0.0.0")
     status, _, _ = dash.http("/trees")
     assert status == 401, f"no token (QUOTA_DASH_TOKEN set): {status}, expected 401"
-    status, _, _ = dash.http("/trees", headers={"Authorization": "Bearer env-token"})
-    assert status == 200, f"Bearer env-token: {status}, expected 200"
+    status, _, _ = dash.http("/trees", headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, f"Bearer (QUOTA_DASH_TOKEN): {status}, expected 200"
+
+
+def test_a_short_token_is_refused(dash):
+    code, out = dash.run_dash(["--token", "short"], host="0.0.0.0")
+    assert code not in (0, None), f"quota-dash --token short: exit {code}\n{out}"
+    assert "--token" in out, f"the refusal does not say which option:\n{out}"
