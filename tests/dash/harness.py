@@ -320,7 +320,11 @@ class Dash:
     # ----- the browser ------------------------------------------------------------
 
     def _start_browser(self):
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
+
+        # expect() waits as long as a page's own steps do (its default is 5 s):
+        # two cores shared by many processes are slow at times.
+        expect.set_options(timeout=10_000)
 
         exe = chromium_path()
         if not os.access(exe, os.X_OK):

@@ -23,7 +23,6 @@ def test_trees_page(dash):
         expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
     # The page's own stylesheet is the one under /assets/, and it applied.
     expect(page.locator('link[rel="stylesheet"][href^="/assets/app.css"]')).to_have_count(1)
-    dash.shot(page, "trees-empty")
 
 
 def test_a_tree_is_listed(dash):
@@ -35,6 +34,7 @@ def test_a_tree_is_listed(dash):
     expect(row.get_by_role("link", name="smoke", exact=True)).to_have_attribute("href", "/trees/smoke")
     expect(row.locator(".status")).to_have_class(re.compile(r"\bstatus-healthy\b"))
     expect(row).to_contain_text("0 / 100 credits")
+    dash.shot(page, "trees")
     # Find by a part of the name.
     page.locator("#tree-search").fill("mok")
     page.locator("#tree-search").press("Enter")
