@@ -433,6 +433,7 @@ class Dash:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         self.close_context()
         for step in (lambda: self.browser and self.browser.close(), lambda: self._pw and self._pw.stop()):
             try:
