@@ -360,7 +360,9 @@ async fn show(State(app): State<App>, uri: Uri, Path((service, model)): Path<(St
     let asked = match asked_of(&uri) {
         Ok((asked, true)) if found => {
             let mut args: Vec<&str> = vec![&name];
-            for (n, v) in &asked {
+            // A row left without a value is usage the request does not have
+            // (the calculator starts with every name the price uses).
+            for (n, v) in asked.iter().filter(|(_, v)| !v.trim().is_empty()) {
                 args.push(n.trim());
                 args.push(v.trim());
             }
