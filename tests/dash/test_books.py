@@ -9,6 +9,7 @@ import json
 import re
 
 import redis
+from backend import lua_command
 
 from playwright.sync_api import expect
 
@@ -142,6 +143,41 @@ def test_trees_of_a_deleted_plan_still_show(dash):
     expect(row).to_contain_text("plan missing")
     expect(page.locator("#edit-plan")).to_have_count(0)
     dash.r.q("QUOTA.ASSIGN", "initech", "NONE")
+
+
+def test_followers_among_many_trees_are_found_page_by_page(dash):
+    # 3000 trees: more than one page looks at (1000), so the page offers to
+    # look further, and every follower is found on one page or another.
+    keys = [f"t{i:04}" for i in range(3000)]
+    pipe = dash.r.pipeline(transaction=False)
+    for k in keys:
+        args = ["QUOTA.SET", k, "/", "own", "METRIC", "credits", "LIMIT", "1"]
+        pipe.execute_command(*(lua_command(args) if dash.backend == "lua" else args))
+    pipe.execute()
+    dash.r.q("QUOTA.PLAN", "SET", "wide", json.dumps(STARTER))
+    following = {"t0007", "t1500", "t2999"}
+    for k in following:
+        dash.r.q("QUOTA.ASSIGN", k, "wide")
+    try:
+        page = dash.page()
+        page.goto(dash.url("/plans/wide"))
+        found, pages = set(), 0
+        while True:
+            pages += 1
+            found |= set(page.locator("#plan-followers td:first-child a").all_inner_texts())
+            further = page.get_by_role("link", name="Look further")
+            if further.count() == 0 or pages > 10:
+                break
+            further.click()
+            expect(page).to_have_url(re.compile(r"cursor="))
+        assert pages > 1, "3000 trees fit one page: no 'Look further'"
+        assert found == following, found
+    finally:
+        pipe = dash.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.delete(k)
+        pipe.execute()
+        dash.r.q("QUOTA.PLAN", "DEL", "wide")
 
 
 def test_a_price_and_its_estimate(dash):

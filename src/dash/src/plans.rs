@@ -19,8 +19,11 @@ use crate::web::{self, App, Page, Section, html, refused, text, written};
 /// Trees looked at, at most, to fill one page of "trees that follow it"
 /// (each one is a `QUOTA.GET key /`); the page offers to look further.
 const TREES_A_PAGE: usize = 1000;
-/// Trees asked of one SCAN round.
+/// Trees asked of one round of `quota.trees` (which itself looks at no more
+/// than its budget of keys a round).
 const TREES_A_ROUND: usize = 200;
+/// Rounds a page, so a keyspace of many keys and few trees answers in time.
+const ROUNDS_A_PAGE: usize = 5;
 /// Root reads sent together.
 const READS_AT_ONCE: usize = 50;
 
@@ -229,6 +232,11 @@ pub fn pretty(json: &str) -> String {
         }
         None => json.to_string(),
     }
+}
+
+/// Lines a textarea shows for `json`: all of it, up to 40.
+pub fn rows_for(json: &str) -> usize {
+    (json.lines().count() + 1).clamp(6, 40)
 }
 
 /// A plan's canonical JSON split into its version and the rest, laid out
@@ -473,7 +481,7 @@ async fn followers(app: &App, name: &str, cursor: &str) -> Result<(Vec<Follower>
     let mut cursor = cursor.to_string();
     let mut found = Vec::new();
     let mut looked = 0;
-    loop {
+    for round in 1.. {
         let (keys, next) = app.quota.trees("*", &cursor, TREES_A_ROUND).await?;
         looked += keys.len();
         for chunk in keys.chunks(READS_AT_ONCE) {
@@ -496,7 +504,7 @@ async fn followers(app: &App, name: &str, cursor: &str) -> Result<(Vec<Follower>
             }
         }
         cursor = next;
-        if cursor == "0" || looked >= TREES_A_PAGE {
+        if cursor == "0" || looked >= TREES_A_PAGE || round >= ROUNDS_A_PAGE {
             break;
         }
     }
@@ -648,6 +656,15 @@ mod tests {
             "{\n  \"metric\": \"api_calls\",\n  \"limit\": \"1000\",\n  \"window\": \"month\",\n  \"anchor\": 1,\n  \
              \"mode\": \"strict\",\n  \"warn\": [80, 90]\n}"
         );
+    }
+
+    #[test]
+    fn a_textarea_shows_all_of_the_json_up_to_40_lines() {
+        // json, rows
+        let rows = [("{}", 6), (&*"x\n".repeat(10), 11), (&*"x\n".repeat(100), 40)];
+        for (json, want) in rows {
+            assert_eq!(rows_for(json), want);
+        }
     }
 
     #[test]

@@ -479,7 +479,8 @@ mod tests {
     #[test]
     fn the_query_gives_rows_in_order() {
         // query, rows, estimate
-        let rows: [(&str, &[(&str, &str)], bool); 5] = [
+        type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let rows: [Case; 5] = [
             ("", &[], false),
             ("name=images&value=3&name=quality&value=hd&estimate=1", &[("images", "3"), ("quality", "hd")], true),
             ("name=&value=&name=x&value=0.10000000000000000001", &[("x", "0.10000000000000000001")], false),
