@@ -254,6 +254,29 @@ def test_a_price_and_its_estimate(dash):
     assert dash.r.q("QUOTA.PRICE", "LIST") == []
 
 
+def test_without_javascript_the_calculator_works(dash):
+    # (A form POST without JavaScript comes with `Origin: null` under the
+    # dashboard's Referrer-Policy no-referrer, and the guard refuses it: the
+    # write forms need app.js until the guard takes Sec-Fetch-Site then.)
+    dash.r.q("QUOTA.PRICE", "SET", "image/pix", json.dumps(PIX))
+    context = dash.browser.new_context(java_script_enabled=False, locale="en-US", timezone_id="UTC")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.goto(dash.url("/prices/image/pix"))
+        expect(page.get_by_role("button", name="Add a row")).to_be_hidden()
+        values = page.locator("#estimate-rows input[name=value]")
+        expect(values).to_have_count(5)
+        values.nth(0).fill("2")
+        values.nth(2).fill("standard")
+        page.get_by_role("button", name="Estimate").click()
+        # max(0.01, 2 × 4) × 1
+        expect(page.locator("#estimate-cost")).to_have_text("8")
+    finally:
+        context.close()
+        dash.r.q("QUOTA.PRICE", "DEL", "image/pix")
+
+
 def test_a_missing_price_is_a_404(dash):
     status, _, body = dash.http("/prices/chat/nothing")
     assert status == 404, status
