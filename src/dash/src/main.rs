@@ -11,6 +11,8 @@
 //!   `analytics` (usage over time), `events` (the live feed).
 
 mod options;
+mod plans;
+mod prices;
 mod quota;
 mod trees;
 mod web;
@@ -30,6 +32,8 @@ fn routes(app: App) -> Router {
         .route("/login", get(web::login_form).post(web::login))
         .route("/assets/{name}", get(web::asset))
         .merge(trees::routes())
+        .merge(plans::routes())
+        .merge(prices::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }
