@@ -191,7 +191,8 @@ def test_a_plan_policy_is_edited_as_an_exception(dash):
     page.goto(dash.url("/trees/ed4/policy?path=/&policy=allowance"))
     expect(page.locator("#plan-note")).to_have_count(0)
     page.once("dialog", lambda d: d.accept())
-    assert submit(page, page.get_by_role("button", name="Remove policy"), "ed4", "/") == "Policy allowance removed from /."
+    done = submit(page, page.get_by_role("button", name="Remove policy"), "ed4", "/")
+    assert done == "Policy allowance removed from /.", done
     p = policy(dash, "ed4", "/", "allowance")
     assert (p["limit"], p["source"]) == ("500", "plan"), p
 
@@ -225,6 +226,7 @@ def test_a_grant_grows_the_allowance_and_revoke_takes_it_back(dash):
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Spring promotion")
     expect(row).to_contain_text("2026-04-01 00:00:00 UTC")
+    dash.shot(page, "grant-editor")
     page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Revoke").click()
     expect(page.locator("#no-grants")).to_be_visible()
@@ -261,8 +263,10 @@ def test_a_deny_rule_is_added_and_removed(dash):
     expect(row).to_contain_text("openai")
     expect(row).to_contain_text("gpt-4o")
     expect(page.locator(".flash-done")).to_have_text("openai model gpt-4o added to the deny list of /team.")
+    dash.shot(page, "access-rules")
     access = dash.r.q("QUOTA.ACCESS", "ed6", "team")
     assert (access["allow"], access["deny"]) == ([], [{"service": "openai", "model": "gpt-4o"}]), access
+    page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Remove").click()
     expect(page.locator("#no-rules")).to_be_visible()
     access = dash.r.q("QUOTA.ACCESS", "ed6", "team")
@@ -303,28 +307,41 @@ def test_labels_are_saved_and_cleared(dash):
     # Empty fields clear.
     form.get_by_label("Note", exact=True).fill("")
     form.get_by_label("Tags (comma-separated)", exact=True).fill("")
-    assert submit(page, form.get_by_role("button", name="Save labels"), "ed7", "team") == "The labels of /team are cleared."
+    done = submit(page, form.get_by_role("button", name="Save labels"), "ed7", "team")
+    assert done == "The labels of /team are cleared.", done
     node = get(dash, "ed7", "team")
     assert "note" not in node and "tags" not in node, node
 
 
+def one_click(dash, key, action, fields, lands_at, outcome="done"):
+    """The inspector's one-click button for `action` (archive, hold/release…),
+    stood in for on the label page of the path: returns the message the write
+    lands with on the tree page at `lands_at`."""
+    page = dash.last_page or dash.page()
+    page.goto(dash.url(f"/trees/{key}/label?path={urllib.parse.quote(fields['path'])}"))
+    return submit(page, button(page, f"/trees/{key}/{action}", fields, action), key, lands_at, outcome)
+
+
 def test_a_path_is_archived_restored_and_deleted(dash):
     dash.r.q("QUOTA.SET", "ed8", "projects/old", "monthly", "METRIC", "credits", "LIMIT", "10")
-    page = dash.page()
-    page.goto(dash.url("/trees/ed8/label?path=projects/old"))
-    assert submit(page, button(page, "/trees/ed8/archive", {"path": "projects/old"}, "Archive"), "ed8", "projects/old").startswith("/projects/old archived")
+    old = {"path": "projects/old"}
+    done = one_click(dash, "ed8", "archive", old, "projects/old")
+    assert done == "/projects/old archived: it and its subtree refuse new reservations and charges.", done
     assert get(dash, "ed8", "projects/old").get("archived") == 1
+    page = dash.last_page
     page.goto(dash.url("/trees/ed8/label?path=projects/old"))
     expect(page.locator("h1 .badge.archived")).to_be_visible()
-    assert submit(page, button(page, "/trees/ed8/restore", {"path": "projects/old"}, "Restore"), "ed8", "projects/old") == "/projects/old restored: it takes requests again."
+    done = one_click(dash, "ed8", "archive", old, "projects/old")
+    assert done == "/projects/old was already archived.", done
+    done = one_click(dash, "ed8", "restore", old, "projects/old")
+    assert done == "/projects/old restored: it takes requests again.", done
     assert "archived" not in get(dash, "ed8", "projects/old")
-    page.goto(dash.url("/trees/ed8/label?path=projects/old"))
-    assert submit(page, button(page, "/trees/ed8/path/delete", {"path": "projects/old"}, "Delete path"), "ed8", "/projects") == "/projects/old removed."
+    # A deleted path's tree page is gone: the write lands on its parent.
+    assert one_click(dash, "ed8", "path/delete", old, "/projects") == "/projects/old removed."
     children = dash.r.q("QUOTA.TREE", "ed8", "projects", "DEPTH", "1").get("children", [])
     assert children == [], children
     # Deleting the root is the command's refusal, shown as it is.
-    page.goto(dash.url("/trees/ed8/label?path=/"))
-    error = submit(page, button(page, "/trees/ed8/path/delete", {"path": "/"}, "Delete path"), "ed8", "/", "error")
+    error = one_click(dash, "ed8", "path/delete", {"path": "/"}, "/", outcome="error")
     assert error.startswith("ERR"), error
 
 
@@ -333,15 +350,19 @@ def test_a_hold_is_extended_and_released(dash):
     hold = dash.r.q("QUOTA.RESERVE", "ed9", "PATH", "team", "TTL", "60000", "COST", "credits", "10")
     hold_id = hold["id"]
     assert policy(dash, "ed9", "/", "monthly")["held"] == "10"
-    page = dash.page()
-    page.goto(dash.url("/trees/ed9/label?path=team"))
-    assert submit(page, button(page, "/trees/ed9/hold/extend", {"path": "team", "id": hold_id, "ttl_ms": "3600000"}, "Extend"), "ed9", "team") == f"Hold {hold_id} now expires at 2026-03-14 10:30:00 UTC."
+    done = one_click(dash, "ed9", "hold/extend", {"path": "team", "id": hold_id, "ttl_ms": "3600000"}, "team")
+    assert done == f"Hold {hold_id} now expires at 2026-03-14 10:30:00 UTC.", done
     holds = dash.r.q("QUOTA.HOLDS", "ed9")
     assert [int(h["expires_at"]) for h in holds] == [dash.now_ms() + 3600000], holds
-    page.goto(dash.url("/trees/ed9/label?path=team"))
-    assert submit(page, button(page, "/trees/ed9/hold/release", {"path": "team", "id": hold_id}, "Release"), "ed9", "team") == f"Hold {hold_id} released."
+    done = one_click(dash, "ed9", "hold/release", {"path": "team", "id": hold_id}, "team")
+    assert done == f"Hold {hold_id} released.", done
     assert policy(dash, "ed9", "/", "monthly")["held"] == "0"
     assert dash.r.q("QUOTA.HOLDS", "ed9") == []
+    done = one_click(dash, "ed9", "hold/release", {"path": "team", "id": hold_id}, "team")
+    assert done == f"Hold {hold_id} was already released.", done
+    error = one_click(dash, "ed9", "hold/extend", {"path": "team", "id": "no-such-hold", "ttl_ms": "1000"}, "team",
+                      outcome="error")
+    assert error.startswith("NOTFOUND") or error.startswith("ERR"), error
 
 
 def test_a_read_only_dashboard_draws_no_form_and_refuses_writes(dash):

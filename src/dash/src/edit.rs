@@ -389,7 +389,14 @@ async fn policy_page(
     policy_view(&app, &uri, &key, form, node, None)
 }
 
-fn policy_view(app: &App, uri: &Uri, key: &str, form: PolicyForm, node: Option<Json>, error: Option<String>) -> Response {
+fn policy_view(
+    app: &App,
+    uri: &Uri,
+    key: &str,
+    form: PolicyForm,
+    node: Option<Json>,
+    error: Option<String>,
+) -> Response {
     let path = path_of(&form.path);
     let current = find_policy(node.as_ref(), form.policy.trim());
     let editing = current.is_some();
@@ -444,9 +451,8 @@ async fn policy_post(
     let path = path_of(&f.path);
     let back = next_of(f.next.as_deref(), &key, &path);
     let name = f.policy.trim().to_string();
-    let result = run(&app, Cmd::Set, &key, set_args(&f))
-        .await
-        .map(|_| format!("Policy {name} set on {}.", shown(&path)));
+    let result =
+        run(&app, Cmd::Set, &key, set_args(&f)).await.map(|_| format!("Policy {name} set on {}.", shown(&path)));
     match result {
         Err(e) if !web::wants_json(&headers) => {
             let node = node(&app, &key, &path).await.unwrap_or(None);
@@ -473,7 +479,12 @@ pub fn policy_ref_args(f: &PolicyRef) -> Result<Vec<String>, String> {
     Ok(vec![path_of(&f.path), name.to_string()])
 }
 
-async fn unset(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<PolicyRef>) -> Response {
+async fn unset(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<PolicyRef>,
+) -> Response {
     let path = path_of(&f.path);
     let result = run(&app, Cmd::Unset, &key, policy_ref_args(&f))
         .await
@@ -481,7 +492,12 @@ async fn unset(State(app): State<App>, Path(key): Path<String>, headers: HeaderM
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
 
-async fn reset(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<PolicyRef>) -> Response {
+async fn reset(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<PolicyRef>,
+) -> Response {
     let path = path_of(&f.path);
     let result = run(&app, Cmd::Reset, &key, policy_ref_args(&f)).await.map(|closed| {
         format!(
@@ -785,11 +801,16 @@ pub fn revoke_args(f: &RevokeForm) -> Result<Vec<String>, String> {
     Ok(vec![path_of(&f.path), policy.to_string(), grant.to_string()])
 }
 
-async fn revoke(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<RevokeForm>) -> Response {
+async fn revoke(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<RevokeForm>,
+) -> Response {
     let path = path_of(&f.path);
-    let result = run(&app, Cmd::Revoke, &key, revoke_args(&f)).await.map(|r| {
-        format!("Grant {} revoked: {} left the allowance.", f.grant.trim(), text(&r, "removed"))
-    });
+    let result = run(&app, Cmd::Revoke, &key, revoke_args(&f))
+        .await
+        .map(|r| format!("Grant {} revoked: {} left the allowance.", f.grant.trim(), text(&r, "removed")));
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
 
@@ -929,7 +950,12 @@ async fn access_post(
     }
 }
 
-async fn access_remove(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<AccessForm>) -> Response {
+async fn access_remove(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<AccessForm>,
+) -> Response {
     let path = path_of(&f.path);
     let result = match access_args(&f, true) {
         Ok((cmd, args)) => app.quota.call(cmd, Some(&key), &args_of(&args)).await.map(|r| {
@@ -953,7 +979,12 @@ pub struct PathForm {
     next: Option<String>,
 }
 
-async fn access_clear(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<PathForm>) -> Response {
+async fn access_clear(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<PathForm>,
+) -> Response {
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::AccessClear, Some(&key), &[&path]).await.map(|n| match n.as_i64() {
         Some(1) => format!("1 access rule removed from {}.", shown(&path)),
@@ -1009,7 +1040,14 @@ async fn label_page(
 
 /// The label editor; `fill` takes the note and tags from the node (a fresh
 /// page), else keeps what was typed (a refused form).
-async fn label_view(app: &App, uri: &Uri, key: &str, mut form: LabelForm, fill: bool, error: Option<String>) -> Response {
+async fn label_view(
+    app: &App,
+    uri: &Uri,
+    key: &str,
+    mut form: LabelForm,
+    fill: bool,
+    error: Option<String>,
+) -> Response {
     let path = path_of(&form.path);
     let node = match node(app, key, &path).await {
         Ok(n) => n,
@@ -1063,7 +1101,12 @@ async fn label_post(
 
 // ----- a path: archive, restore, delete -------------------------------------------
 
-async fn archive(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<PathForm>) -> Response {
+async fn archive(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<PathForm>,
+) -> Response {
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::Archive, Some(&key), &[&path]).await.map(|r| {
         if r.as_i64() == Some(0) {
@@ -1075,7 +1118,12 @@ async fn archive(State(app): State<App>, Path(key): Path<String>, headers: Heade
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
 
-async fn restore(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<PathForm>) -> Response {
+async fn restore(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<PathForm>,
+) -> Response {
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::Restore, Some(&key), &[&path]).await.map(|r| {
         if r.as_i64() == Some(0) {
@@ -1089,7 +1137,12 @@ async fn restore(State(app): State<App>, Path(key): Path<String>, headers: Heade
 
 /// DELPATH; success goes to the parent (the path is gone), an error back
 /// to the path.
-async fn delete_path(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<PathForm>) -> Response {
+async fn delete_path(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<PathForm>,
+) -> Response {
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::DelPath, Some(&key), &[&path]).await.map(|n| match n.as_i64() {
         Some(1) => format!("{} removed.", shown(&path)),
@@ -1133,7 +1186,12 @@ pub fn extend_args(f: &HoldForm) -> Result<Vec<String>, String> {
     Ok(a)
 }
 
-async fn release(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<HoldForm>) -> Response {
+async fn release(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<HoldForm>,
+) -> Response {
     let path = path_of(&f.path);
     let id = f.id.trim();
     let result = run(&app, Cmd::Release, &key, release_args(&f)).await.map(|r| {
@@ -1148,19 +1206,28 @@ async fn release(State(app): State<App>, Path(key): Path<String>, headers: Heade
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
 
-async fn extend(State(app): State<App>, Path(key): Path<String>, headers: HeaderMap, axum::Form(f): axum::Form<HoldForm>) -> Response {
+async fn extend(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    axum::Form(f): axum::Form<HoldForm>,
+) -> Response {
     let path = path_of(&f.path);
     let id = f.id.trim();
-    let result = run(&app, Cmd::Extend, &key, extend_args(&f)).await.map(|r| match r.get("expires_at").and_then(Json::as_u64) {
-        Some(ms) => format!("Hold {id} now expires at {}.", web::fmt_ms(ms)),
-        None => format!("Hold {id} extended."),
-    });
+    let result =
+        run(&app, Cmd::Extend, &key, extend_args(&f)).await.map(|r| match r.get("expires_at").and_then(Json::as_u64) {
+            Some(ms) => format!("Hold {id} now expires at {}.", web::fmt_ms(ms)),
+            None => format!("Hold {id} extended."),
+        });
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A form's fields as (name, value) pairs.
+    type Fields = &'static [(&'static str, &'static str)];
 
     fn policy(fields: &[(&str, &str)]) -> PolicyForm {
         let mut f = PolicyForm::default();
@@ -1187,12 +1254,13 @@ mod tests {
         f
     }
 
-    const BASE: &[(&str, &str)] = &[("path", "/projects/p1"), ("policy", "monthly"), ("metric", "credits"), ("limit", "100")];
+    const BASE: &[(&str, &str)] =
+        &[("path", "/projects/p1"), ("policy", "monthly"), ("metric", "credits"), ("limit", "100")];
 
     #[test]
     fn policy_fields_become_set_arguments() {
         // extra fields (on top of BASE), the arguments after path policy METRIC credits LIMIT 100
-        let rows: &[(&[(&str, &str)], &[&str])] = &[
+        let rows: &[(Fields, &[&str])] = &[
             (&[], &[]),
             (&[("window", "none"), ("mode", "")], &[]),
             (&[("window", "month")], &["WINDOW", "month"]),
@@ -1225,7 +1293,13 @@ mod tests {
         // path, policy, metric, limit: the arguments as they go
         let rows = [
             ("", "LIMIT", "credits", "100", vec!["/", "LIMIT", "METRIC", "credits", "LIMIT", "100"]),
-            ("a b", "my policy", "METRIC", "1 WINDOW day", vec!["a b", "my policy", "METRIC", "METRIC", "LIMIT", "1 WINDOW day"]),
+            (
+                "a b",
+                "my policy",
+                "METRIC",
+                "1 WINDOW day",
+                vec!["a b", "my policy", "METRIC", "METRIC", "LIMIT", "1 WINDOW day"],
+            ),
             ("  /x ", " p ", " usd ", " 0.5 ", vec!["/x", "p", "METRIC", "usd", "LIMIT", "0.5"]),
         ];
         for (path, name, metric, limit, want) in rows {
@@ -1237,7 +1311,7 @@ mod tests {
     #[test]
     fn a_policy_form_is_refused_plainly() {
         // fields, message
-        let rows: &[(&[(&str, &str)], &str)] = &[
+        let rows: &[(Fields, &str)] = &[
             (&[("metric", "credits"), ("limit", "1")], "Give the policy a name"),
             (&[("policy", "  "), ("metric", "credits"), ("limit", "1")], "Give the policy a name"),
             (&[("policy", "p"), ("limit", "1")], "Give the policy a metric (credits, usd, input_tokens…)"),
@@ -1268,14 +1342,36 @@ mod tests {
         assert_eq!(
             args,
             [
-                "projects/p1", "monthly", "METRIC", "credits", "LIMIT", "100", "WINDOW", "rolling", "30d", "MODE",
-                "block", "WARN", "50,90", "ROLLOVER", "200", "SERVICE", "openai", "MODEL", "gpt", "LOW", "5"
+                "projects/p1",
+                "monthly",
+                "METRIC",
+                "credits",
+                "LIMIT",
+                "100",
+                "WINDOW",
+                "rolling",
+                "30d",
+                "MODE",
+                "block",
+                "WARN",
+                "50,90",
+                "ROLLOVER",
+                "200",
+                "SERVICE",
+                "openai",
+                "MODEL",
+                "gpt",
+                "LOW",
+                "5"
             ]
         );
         let p = serde_json::json!({"policy": "c", "metric": "requests", "mode": "strict", "window": "month",
             "anchor": 15, "limit": "3", "warn": [80, 90], "inflight": 1});
         let f = form_of("/", &p);
-        assert_eq!((f.window.as_str(), f.anchor.as_str(), f.inflight.as_str(), f.limit.as_str()), ("month", "15", "1", "3"));
+        assert_eq!(
+            (f.window.as_str(), f.anchor.as_str(), f.inflight.as_str(), f.limit.as_str()),
+            ("month", "15", "1", "3")
+        );
     }
 
     fn grant(fields: &[(&str, &str)]) -> GrantForm {
@@ -1301,7 +1397,7 @@ mod tests {
     #[test]
     fn grant_fields_become_grant_arguments() {
         // fields, the arguments after "/ wallet 50"
-        let rows: &[(&[(&str, &str)], &[&str])] = &[
+        let rows: &[(Fields, &[&str])] = &[
             (&[], &[]),
             (&[("expiry", "none"), ("expires", "2026-03-20T12:00"), ("for", "7d")], &[]),
             (&[("expiry", "expires"), ("expires", "2026-03-20T12:00")], &["EXPIRES", "1774008000000"]),
@@ -1325,7 +1421,7 @@ mod tests {
     #[test]
     fn a_grant_form_is_refused_plainly() {
         // fields, message
-        let rows: &[(&[(&str, &str)], &str)] = &[
+        let rows: &[(Fields, &str)] = &[
             (&[("policy", "")], "Choose the policy the grant adds to"),
             (&[("amount", " ")], "Give the grant an amount"),
             (&[("expiry", "expires")], "Give the date and time the grant expires (UTC)"),
