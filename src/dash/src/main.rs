@@ -10,6 +10,7 @@
 //!   node inspector), `edit` (every write form), `plans`, `prices`,
 //!   `analytics` (usage over time), `events` (the live feed).
 
+mod edit;
 mod options;
 mod plans;
 mod prices;
@@ -34,6 +35,7 @@ fn routes(app: App) -> Router {
         .merge(trees::routes())
         .merge(plans::routes())
         .merge(prices::routes())
+        .merge(edit::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }

@@ -294,18 +294,18 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 /// posts to it (cross-site request forgery).
 fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    // `Origin: null` (a browser that hides where a request comes from) says
-    // nothing: then Sec-Fetch-Site decides.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && origin != "null"
-    {
-        return origin.split_once("://").is_some_and(|(_, rest)| rest == host);
-    }
-    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        Some(site) => site == "same-origin" || site == "none",
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    match (origin, site) {
+        (Some(origin), _) if origin != "null" => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
+        // `Origin: null`: a plain (not fetch) form of a page sent with
+        // `Referrer-Policy: no-referrer` (some browsers, some settings), or a
+        // sandboxed frame elsewhere; Sec-Fetch-Site tells them apart.
+        (_, Some(site)) => site == "same-origin" || site == "none",
+        (Some(_), None) => false,
         // Neither header: not a browser (curl, a script), which no other
         // site can drive.
-        None => true,
+        (None, None) => true,
     }
 }
 
@@ -494,8 +494,11 @@ mod tests {
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")])));
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")])));
         assert!(same_origin(&h(&[("host", "127.0.0.1:8080")])));
-        assert!(same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "null"), ("sec-fetch-site", "same-origin")])));
-        assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "null"), ("sec-fetch-site", "cross-site")])));
+        // A plain form of a no-referrer page: Origin null, Sec-Fetch-Site decides.
+        let null = |site| h(&[("host", "127.0.0.1:8080"), ("origin", "null"), ("sec-fetch-site", site)]);
+        assert!(same_origin(&null("same-origin")));
+        assert!(!same_origin(&null("cross-site")));
+        assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "null")])));
         assert!(has_token(&h(&[("cookie", "a=b; quota_dash_token=secret")]), "secret"));
         assert!(has_token(&h(&[("authorization", "Bearer secret")]), "secret"));
         assert!(!has_token(&h(&[("authorization", "Bearer secreT")]), "secret"));

@@ -1,0 +1,23 @@
+// quota-dash: the editors show only the fields that count for the choice
+// made: a rolling window's duration, a month's anchor day, a calendar
+// window's rollover cap, a grant's expiry date or duration. Without
+// JavaScript every field shows and the dashboard ignores those that do not
+// apply.
+"use strict";
+
+// <label data-when="window=month|year"> shows while the form's field
+// `window` is month or year.
+function showRelevant(form) {
+  form.querySelectorAll("[data-when]").forEach((el) => {
+    const [name, values] = el.dataset.when.split("=");
+    const field = form.elements.namedItem(name);
+    if (!field) return;
+    el.style.display = values.split("|").includes(field.value) ? "" : "none";
+  });
+}
+
+document.querySelectorAll("form").forEach(showRelevant);
+document.addEventListener("change", (event) => {
+  const form = event.target.form;
+  if (form) showRelevant(form);
+});
