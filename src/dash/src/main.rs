@@ -10,6 +10,8 @@
 //!   node inspector), `edit` (every write form), `plans`, `prices`,
 //!   `analytics` (usage over time), `events` (the live feed).
 
+mod analytics;
+mod events;
 mod options;
 mod quota;
 mod trees;
@@ -30,6 +32,8 @@ fn routes(app: App) -> Router {
         .route("/login", get(web::login_form).post(web::login))
         .route("/assets/{name}", get(web::asset))
         .merge(trees::routes())
+        .merge(analytics::routes())
+        .merge(events::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }
