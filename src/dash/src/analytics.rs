@@ -85,10 +85,15 @@ pub fn parse_date(s: &str) -> Result<u64, String> {
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 || !(y.chars().chain(m.chars()).chain(d.chars())).all(|c| c.is_ascii_digit()) {
+    if y.len() != 4
+        || m.len() != 2
+        || d.len() != 2
+        || !(y.chars().chain(m.chars()).chain(d.chars())).all(|c| c.is_ascii_digit())
+    {
         return Err(bad());
     }
-    let (y, m, d): (i64, u32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let (y, m, d): (i64, u32, u32) =
+        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
     if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return Err(bad());
     }
@@ -121,7 +126,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// The chart's frame in SVG pixels.
 const W: i64 = 900;
 const H: i64 = 280;
-const LEFT: i64 = 40;
+/// Room left of the plot for the value labels: at least this, else 7 px a character.
+const LEFT_MIN: i64 = 36;
 const RIGHT: i64 = 14;
 const TOP_PAD: i64 = 16;
 const BOTTOM: i64 = 46;
@@ -162,7 +168,6 @@ pub struct Chart {
     pub yticks: Vec<Tick>,
     pub xlabels: Vec<XLabel>,
     pub x_title: String,
-    pub y_title: String,
     pub label_y: i64,
 }
 
@@ -181,16 +186,38 @@ fn amount(d: Decimal) -> String {
 /// bucket, scaled exactly: the tallest bar reaches the top, the deepest
 /// negative one the bottom, 0 is the axis between them.
 pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
-    let (left, right, top, bottom) = (LEFT, W - RIGHT, TOP_PAD, H - BOTTOM);
-    let plot_w = Decimal::from(right - left);
+    let (right, top, bottom) = (W - RIGHT, TOP_PAD, H - BOTTOM);
     let plot_h = Decimal::from(bottom - top);
     let hi = buckets.iter().map(|b| b.1).fold(Decimal::ZERO, Decimal::max);
     let lo = buckets.iter().map(|b| b.1).fold(Decimal::ZERO, Decimal::min);
     let range = hi - lo;
     // Pixels from the top of the plot down to a value.
-    let y_of = |v: Decimal| -> Decimal {
-        if range.is_zero() { plot_h } else { (hi - v) * plot_h / range }
+    let y_of = |v: Decimal| -> Decimal { if range.is_zero() { plot_h } else { (hi - v) * plot_h / range } };
+    // The largest amount and 0 always; the deepest negative one and the
+    // middle when their labels have room (14 px from the others).
+    let mut ticks: Vec<(Decimal, String)> = vec![];
+    let mut tick = |v: Decimal, label: String, always: bool| {
+        let y = Decimal::from(top) + y_of(v);
+        if always || ticks.iter().all(|(t, _)| (*t - y).abs() >= Decimal::from(14)) {
+            ticks.push((y, label));
+        }
     };
+    if hi > Decimal::ZERO {
+        tick(hi, amount(hi), true);
+    }
+    tick(Decimal::ZERO, "0".to_string(), true);
+    if lo < Decimal::ZERO {
+        tick(lo, amount(lo), false);
+    }
+    if hi > Decimal::ZERO {
+        let mid = (hi / Decimal::TWO).normalize();
+        tick(mid, amount(mid), false);
+    }
+    ticks.sort_by(|a, b| a.0.cmp(&b.0));
+    let yticks: Vec<Tick> = ticks.into_iter().map(|(y, label)| Tick { y: px(y), label }).collect();
+    let widest = yticks.iter().map(|t: &Tick| t.label.chars().count()).max().unwrap_or(1) as i64;
+    let left = (12 + 7 * widest).clamp(LEFT_MIN, W / 3);
+    let plot_w = Decimal::from(right - left);
     let zero = Decimal::from(top) + y_of(Decimal::ZERO);
     let n = Decimal::from(buckets.len().max(1) as u64);
     let slot = plot_w / n;
@@ -218,18 +245,6 @@ pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
             kind,
             title: format!("{when}: {} {metric}", amount(*v)),
         });
-    }
-    let mut yticks = vec![];
-    let mut tick = |v: Decimal| {
-        yticks.push(Tick { y: px(Decimal::from(top) + y_of(v)), label: amount(v) });
-    };
-    if hi > Decimal::ZERO {
-        tick(hi);
-        tick((hi / Decimal::TWO).normalize());
-    }
-    tick(Decimal::ZERO);
-    if lo < Decimal::ZERO {
-        tick(lo);
     }
     // A label every `step` buckets, a dozen at most.
     let step = buckets.len().div_ceil(12).max(1);
@@ -259,7 +274,6 @@ pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
         yticks,
         xlabels,
         x_title,
-        y_title: metric.to_string(),
         label_y: bottom + 18,
     }
 }
@@ -368,9 +382,27 @@ async fn usage(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(
     q.range = range.to_string();
     let tabs = [("today", "Today"), ("7d", "7 d"), ("30d", "30 d")]
         .into_iter()
-        .map(|(r, label)| (r, label, url(&key, &UsageQuery { range: r.to_string(), since: String::new(), until: String::new(), ..q.clone() })))
+        .map(|(r, label)| {
+            (
+                r,
+                label,
+                url(
+                    &key,
+                    &UsageQuery { range: r.to_string(), since: String::new(), until: String::new(), ..q.clone() },
+                ),
+            )
+        })
         .collect();
-    let clear = url(&key, &UsageQuery { path: q.path.clone(), range: q.range.clone(), since: q.since.clone(), until: q.until.clone(), ..UsageQuery::default() });
+    let clear = url(
+        &key,
+        &UsageQuery {
+            path: q.path.clone(),
+            range: q.range.clone(),
+            since: q.since.clone(),
+            until: q.until.clone(),
+            ..UsageQuery::default()
+        },
+    );
     let page = Page::new(&app, format!("Usage · {key}"), Section::Trees, &uri);
     let mut out = UsagePage {
         page,
@@ -442,7 +474,12 @@ async fn view(app: &App, key: &str, q: &UsageQuery, range: &str) -> Result<(View
         .and_then(Json::as_array)
         .map(|bs| {
             bs.iter()
-                .map(|b| (b.get("start").and_then(Json::as_u64).unwrap_or(0), dec(b.get("spent").and_then(|s| s.get(&metric)))))
+                .map(|b| {
+                    (
+                        b.get("start").and_then(Json::as_u64).unwrap_or(0),
+                        dec(b.get("spent").and_then(|s| s.get(&metric))),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -485,7 +522,14 @@ async fn view(app: &App, key: &str, q: &UsageQuery, range: &str) -> Result<(View
 }
 
 /// The first rows of a GROUP reply (those that spent `metric`), and how many more.
-fn group_rows(key: &str, q: &UsageQuery, kind: &str, reply: &Json, metric: &str, total: Decimal) -> (Vec<GroupRow>, usize) {
+fn group_rows(
+    key: &str,
+    q: &UsageQuery,
+    kind: &str,
+    reply: &Json,
+    metric: &str,
+    total: Decimal,
+) -> (Vec<GroupRow>, usize) {
     let all = reply.get("groups").and_then(Json::as_array).cloned().unwrap_or_default();
     let shown: Vec<&Json> = all.iter().filter(|g| !dec(g.get("spent").and_then(|s| s.get(metric))).is_zero()).collect();
     let more = shown.len().saturating_sub(TOP);
@@ -498,10 +542,9 @@ fn group_rows(key: &str, q: &UsageQuery, kind: &str, reply: &Json, metric: &str,
             let (width, share) = share(a, total);
             let url = match kind {
                 "child" => url(key, &UsageQuery { path: name.clone(), ..q.clone() }),
-                _ if g.get("service").is_some_and(Json::is_string) => url(
-                    key,
-                    &UsageQuery { service: text(g, "service"), model: text(g, "model"), ..q.clone() },
-                ),
+                _ if g.get("service").is_some_and(Json::is_string) => {
+                    url(key, &UsageQuery { service: text(g, "service"), model: text(g, "model"), ..q.clone() })
+                }
                 _ => String::new(),
             };
             GroupRow { name, url, amount: amount(a), width, share }
@@ -544,7 +587,17 @@ mod tests {
 
     #[test]
     fn bad_dates_are_refused_plainly() {
-        for bad in ["2026-3-14", "2026-02-30", "2025-02-29", "14/03/2026", "2026-13-01", "2026-00-10", "+026-01-01", "1969-12-31", "x"] {
+        for bad in [
+            "2026-3-14",
+            "2026-02-30",
+            "2025-02-29",
+            "14/03/2026",
+            "2026-13-01",
+            "2026-00-10",
+            "+026-01-01",
+            "1969-12-31",
+            "x",
+        ] {
             let e = span("custom", 0, bad, "").unwrap_err();
             assert!(e.starts_with("From: ") && e.contains("YYYY-MM-DD"), "{bad}: {e}");
         }
@@ -563,7 +616,7 @@ mod tests {
 
     #[test]
     fn bars_are_scaled_exactly() {
-        // The plot is 218 px high (280 - 16 - 46) from y 16 to y 234, 846 px wide.
+        // The plot is 218 px high (280 - 16 - 46), from y 16 to y 234.
         // values, zero line y, then per bar (kind, y, height)
         type Row = (&'static [&'static str], &'static str, &'static [(&'static str, &'static str, &'static str)]);
         let rows: [Row; 5] = [
@@ -589,13 +642,23 @@ mod tests {
         assert_eq!(c.bars[0].title, "1970-01-01: 12.345678901234567890 credits");
         assert_eq!(c.bars[1].title, "1970-01-02: -0.5 credits");
         let labels: Vec<&str> = c.yticks.iter().map(|t| t.label.as_str()).collect();
-        assert_eq!(labels, ["12.345678901234567890", "6.172839450617283945", "0", "-0.5"]);
+        // -0.5 is 8.5 px below 0: no room for its label (its bar's title has it).
+        assert_eq!(labels, ["12.345678901234567890", "6.172839450617283945", "0"]);
         assert_eq!(c.xlabels.len(), 3);
+        let c = bars(&["30", "-10"]);
+        let ticks: Vec<(&str, &str)> = c.yticks.iter().map(|t| (t.y.as_str(), t.label.as_str())).collect();
+        assert_eq!(ticks, [("16", "30"), ("97.75", "15"), ("179.5", "0"), ("234", "-10")]);
         // 24 hours: a label every other hour, from 00:00.
         let hours: Vec<(u64, Decimal)> = (0..24).map(|h| (h * HOUR, Decimal::ONE)).collect();
         let c = chart(&hours, true, "tokens");
         let labels: Vec<&str> = c.xlabels.iter().map(|l| l.label.as_str()).collect();
-        assert_eq!(labels, ["00:00", "02:00", "04:00", "06:00", "08:00", "10:00", "12:00", "14:00", "16:00", "18:00", "20:00", "22:00"]);
+        assert_eq!(
+            labels,
+            [
+                "00:00", "02:00", "04:00", "06:00", "08:00", "10:00", "12:00", "14:00", "16:00", "18:00", "20:00",
+                "22:00"
+            ]
+        );
         assert_eq!(c.bars[9].title, "1970-01-01 09:00 UTC: 1 tokens");
         assert_eq!(c.x_title, "hour of 1970-01-01 (UTC)");
         // 30 days: every third day.
@@ -607,7 +670,13 @@ mod tests {
     #[test]
     fn shares_are_exact_and_clamped() {
         // amount, total, width, label
-        let rows = [("25.5", "55.5", 46, "45.9%"), ("55.5", "55.5", 100, "100%"), ("80", "50", 100, "160%"), ("-1", "10", 0, ""), ("1", "0", 0, "")];
+        let rows = [
+            ("25.5", "55.5", 46, "45.9%"),
+            ("55.5", "55.5", 100, "100%"),
+            ("80", "50", 100, "160%"),
+            ("-1", "10", 0, ""),
+            ("1", "0", 0, ""),
+        ];
         for (a, t, w, l) in rows {
             assert_eq!(share(D(a), D(t)), (w, l.to_string()), "{a} {t}");
         }

@@ -132,7 +132,10 @@ pub fn row(ev: &Json) -> Row {
         used: text(ev, "used"),
         held: text(ev, "held"),
         limit: text(ev, "limit"),
-        threshold: text(ev, "threshold").chars().chain(if ev.get("threshold").is_some_and(|t| !t.is_null()) { Some('%') } else { None }).collect(),
+        threshold: text(ev, "threshold")
+            .chars()
+            .chain(if ev.get("threshold").is_some_and(|t| !t.is_null()) { Some('%') } else { None })
+            .collect(),
         details,
     }
 }
@@ -147,10 +150,8 @@ fn seq_of(ev: &Json) -> Option<u64> {
 
 /// QUOTA.EVENTS key SINCE seq COUNT n: the events after `since`, oldest first.
 async fn events_since(app: &App, key: &str, since: u64, count: u64) -> Result<Vec<Json>, QuotaError> {
-    let reply = app
-        .quota
-        .call(Cmd::Events, Some(key), &["SINCE", &since.to_string(), "COUNT", &count.to_string()])
-        .await?;
+    let reply =
+        app.quota.call(Cmd::Events, Some(key), &["SINCE", &since.to_string(), "COUNT", &count.to_string()]).await?;
     Ok(match reply {
         Json::Array(items) => items,
         _ => vec![],
@@ -295,7 +296,9 @@ fn feed_error(e: &QuotaError) -> Response {
 }
 
 fn sse(events: BoxStream<'static, Event>, feed: Feed) -> Response {
-    Sse::new(Guarded { events, _feed: feed }).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")).into_response()
+    Sse::new(Guarded { events, _feed: feed })
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response()
 }
 
 /// An event as an SSE message: its JSON, named by its tree.
@@ -430,7 +433,13 @@ mod tests {
     fn feeds_start_after_what_was_seen() {
         let mut h = HeaderMap::new();
         // since, Last-Event-ID, start
-        let rows = [(None, None, Ok(0)), (Some("12"), None, Ok(12)), (Some("12"), Some("30"), Ok(30)), (Some("40"), Some("30"), Ok(40)), (Some(""), Some("junk"), Ok(0))];
+        let rows = [
+            (None, None, Ok(0)),
+            (Some("12"), None, Ok(12)),
+            (Some("12"), Some("30"), Ok(30)),
+            (Some("40"), Some("30"), Ok(40)),
+            (Some(""), Some("junk"), Ok(0)),
+        ];
         for (since, seen, want) in rows {
             h.remove("last-event-id");
             if let Some(s) = seen {
