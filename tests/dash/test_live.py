@@ -4,6 +4,7 @@ today and the last 7 days (the test clock moves a day); a tree's events page
 that gets a warning row while it is open, events that fired while no page
 was open, and the page of every tree's events. The feeds are bounded."""
 
+import datetime
 import http.client
 import json
 import re
@@ -161,6 +162,25 @@ def test_the_feed_catches_up_from_a_seq(dash):
     assert status == 400 and "whole number" in body, (status, body)
 
 
+def test_a_long_log_shows_its_last_page(dash):
+    # 150 refused-but-recorded charges: 150 `disallowed` events; the page
+    # shows the newest 100, and goes live after the last.
+    dash.r.q("QUOTA.DENY", "busy", "/", "SERVICE", "video")
+    for _ in range(150):
+        charge(dash, "busy", "x", "1", "video")
+    page = dash.page()
+    page.goto(dash.url("/trees/busy/events"))
+    rows = page.locator("#events tbody tr")
+    expect(rows).to_have_count(100)
+    expect(rows.first.locator("td").first).to_have_text("150")
+    expect(rows.last.locator("td").first).to_have_text("51")
+    expect(rows.first.locator("td.details")).to_have_text("rule deny · service video · amounts credits 1")
+    expect(page.locator("#live-status")).to_have_class(re.compile(r"\bon\b"))
+    charge(dash, "busy", "x", "1", "video")
+    expect(rows.first.locator("td").first).to_have_text("151")
+    expect(rows).to_have_count(101)
+
+
 def test_every_tree_on_the_events_page(dash):
     for key in ("north", "south"):
         dash.r.q("QUOTA.SET", key, "/", "monthly", "METRIC", "credits", "LIMIT", "10", "WARN", "50")
@@ -272,6 +292,12 @@ def test_usage_errors_are_said_plainly(dash):
     expect(page.locator("#usage-error")).to_contain_text("choose the service too")
     page.goto(dash.url("/trees/errs/usage?path=nope"))
     expect(page.locator("#usage-error")).to_have_text("NOTFOUND no such path 'nope'")
+    # Dates mean a span between them, whatever the select says.
+    today = datetime.datetime.fromtimestamp(dash.now_ms() / 1000, datetime.timezone.utc).strftime("%Y-%m-%d")
+    page.goto(dash.url(f"/trees/errs/usage?range=today&since={today}&until={today}"))
+    expect(page.locator("#usage-span")).to_contain_text(f"By day, from {today} to")
+    expect(page.locator("#usage-chart g.bucket")).to_have_count(1)
+    assert bucket_titles(page) == [f"{today}: 1 credits"], bucket_titles(page)
     # Nothing spent in a span.
     page.goto(dash.url("/trees/errs/usage?range=custom&since=2026-03-01&until=2026-03-02"))
     expect(page.locator("#usage-empty")).to_have_text("Nothing was spent in this span.")

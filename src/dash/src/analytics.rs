@@ -213,7 +213,7 @@ pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
         let mid = (hi / Decimal::TWO).normalize();
         tick(mid, amount(mid), false);
     }
-    ticks.sort_by(|a, b| a.0.cmp(&b.0));
+    ticks.sort_by_key(|t| t.0);
     let yticks: Vec<Tick> = ticks.into_iter().map(|(y, label)| Tick { y: px(y), label }).collect();
     let widest = yticks.iter().map(|t: &Tick| t.label.chars().count()).max().unwrap_or(1) as i64;
     let left = (12 + 7 * widest).clamp(LEFT_MIN, W / 3);
@@ -378,7 +378,8 @@ async fn usage(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(
     if q.path.is_empty() {
         q.path = "/".to_string();
     }
-    let range = range_of(&q.range);
+    // Dates given mean a span between them, whatever the select said.
+    let range = if q.since.trim().is_empty() && q.until.trim().is_empty() { range_of(&q.range) } else { "custom" };
     q.range = range.to_string();
     let tabs = [("today", "Today"), ("7d", "7 d"), ("30d", "30 d")]
         .into_iter()
@@ -568,7 +569,8 @@ mod tests {
         let now = 1_773_480_600_000;
         let midnight = 1_773_446_400_000;
         // range, since, until, by, SINCE, UNTIL
-        let rows: [(&str, &str, &str, &str, Option<u64>, Option<u64>); 8] = [
+        type Row = (&'static str, &'static str, &'static str, &'static str, Option<u64>, Option<u64>);
+        let rows: [Row; 8] = [
             ("today", "", "", "hour", Some(midnight), None),
             ("", "", "", "hour", Some(midnight), None),
             ("7d", "", "", "day", Some(midnight - 6 * DAY), None),
