@@ -11,6 +11,8 @@
 //!   `analytics` (usage over time), `events` (the live feed).
 
 mod edit;
+mod analytics;
+mod events;
 mod options;
 mod plans;
 mod prices;
@@ -36,6 +38,8 @@ fn routes(app: App) -> Router {
         .merge(plans::routes())
         .merge(prices::routes())
         .merge(edit::routes())
+        .merge(analytics::routes())
+        .merge(events::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }

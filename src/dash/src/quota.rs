@@ -296,7 +296,9 @@ impl Quota {
         let mut c = match self.backend {
             Backend::Module => redis::cmd(command),
             Backend::Lua => {
-                let mut c = redis::cmd(if writes { "FCALL" } else { "FCALL_RO" });
+                // quota_debug is registered without no-writes (its SET and
+                // ADVANCE move the clock), so even its GET needs FCALL.
+                let mut c = redis::cmd(if writes || cmd == Cmd::ClockGet { "FCALL" } else { "FCALL_RO" });
                 c.arg(function).arg(if keyed { 1 } else { 0 });
                 c
             }

@@ -1,0 +1,120 @@
+// quota-dash: the events page goes live. The table's data-stream is a
+// Server-Sent Events URL; each message is one event's JSON, shown as a new
+// row on top. Event fields come from clients (paths, ids, META), so rows are
+// built with textContent only, never as HTML.
+"use strict";
+
+(() => {
+  const table = document.getElementById("events");
+  if (!table || !window.EventSource) return;
+  const body = table.tBodies[0];
+  const all = table.dataset.tree === "all";
+  const status = document.getElementById("live-status");
+  const empty = document.getElementById("events-empty");
+  // Same order and wording as events.rs's DETAILS.
+  const DETAILS = ["periods", "rolled_over", "remaining", "low", "grant", "amount", "expires_at",
+    "rule", "service", "model", "id", "amounts", "meta"];
+  const CLASSES = { warning: "status-warning", over: "status-over", disallowed: "status-over",
+    low: "status-critical", expired: "status-critical", rollover: "status-healthy" };
+  const MAX_ROWS = 500;
+  // The newest seq shown, per tree: a message at or below it is not shown twice.
+  const seen = new Map();
+  for (const tr of body.rows) {
+    const s = Number(tr.dataset.seq);
+    if (!all && s > (seen.get("") || 0)) seen.set("", s);
+  }
+
+  const say = (state, text) => {
+    status.className = "live " + state;
+    status.querySelector(".text").textContent = text;
+  };
+
+  const utc = (ms) => {
+    const d = new Date(Number(ms));
+    return isNaN(d) ? "" : d.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  };
+
+  const str = (v) => (v === null || v === undefined ? "" : String(v));
+
+  const detail = (name, v) => {
+    if (v === null || v === undefined) return null;
+    if (typeof v === "object") return Object.entries(v).map(([k, x]) => k + " " + str(x)).join(", ");
+    if (name === "expires_at" && typeof v === "number") return v === 0 ? "period end" : utc(v);
+    return str(v);
+  };
+
+  const cell = (tr, text, cls) => {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text;
+    tr.appendChild(td);
+    return td;
+  };
+
+  const show = (ev) => {
+    const tree = str(ev.tree);
+    const key = all ? tree : "";
+    const seq = Number(ev.seq);
+    if (seen.has(key) && seq <= seen.get(key)) return;
+    seen.set(key, seq);
+    const tr = document.createElement("tr");
+    tr.className = "fresh";
+    tr.dataset.seq = str(ev.seq);
+    if (all) {
+      const td = document.createElement("td");
+      const a = document.createElement("a");
+      a.href = "/trees/" + encodeURIComponent(tree) + "/events";
+      a.textContent = tree;
+      td.appendChild(a);
+      tr.appendChild(td);
+    }
+    cell(tr, str(ev.seq), "num");
+    cell(tr, utc(ev.time));
+    const type = cell(tr, "");
+    const badge = document.createElement("span");
+    badge.className = "status " + (CLASSES[ev.type] || "status-none");
+    badge.textContent = str(ev.type);
+    type.appendChild(badge);
+    cell(tr, str(ev.path), "mono");
+    cell(tr, str(ev.policy));
+    cell(tr, str(ev.metric));
+    cell(tr, str(ev.used), "num");
+    cell(tr, str(ev.held), "num");
+    cell(tr, str(ev.limit), "num");
+    cell(tr, ev.threshold === null || ev.threshold === undefined ? "" : str(ev.threshold) + "%", "num");
+    const details = [];
+    for (const name of DETAILS) {
+      const v = detail(name, ev[name]);
+      if (v !== null) details.push(name + " " + v);
+    }
+    cell(tr, details.join(" · "), "details");
+    body.insertBefore(tr, body.firstChild);
+    while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
+    if (empty) empty.hidden = true;
+  };
+
+  const url = table.dataset.stream;
+  const source = new EventSource(url);
+  say("", "Connecting to the live feed…");
+  source.onopen = () => say("on", "Live: new events appear on top as they fire.");
+  source.onmessage = (m) => {
+    let ev;
+    try { ev = JSON.parse(m.data); } catch (e) { return; }
+    if (ev && typeof ev === "object") show(ev);
+  };
+  source.onerror = async () => {
+    if (source.readyState === EventSource.CONNECTING) {
+      say("off", "The live feed was cut: reconnecting (events fired meanwhile will follow)…");
+      return;
+    }
+    // Closed for good: the dashboard refused the feed. Ask it why.
+    say("off", "The live feed stopped: reload the page to try again.");
+    try {
+      const controller = new AbortController();
+      const r = await fetch(url, { signal: controller.signal });
+      if (!r.ok) say("off", await r.text());
+      controller.abort();
+    } catch (e) { /* the dashboard is gone: the message above stands */ }
+  };
+  window.addEventListener("pagehide", () => source.close());
+})();
