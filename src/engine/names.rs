@@ -49,7 +49,7 @@ pub fn parse_path(text: &str, depth_limit: usize) -> Result<String> {
 /// One path segment, as a client names a child (`QUOTA.TREE … AFTER
 /// name`): the segment rules of [`parse_path`], no `/`. `what` names the
 /// argument in errors.
-/// Lua twin: `parse_segment` in `CMD.cmd_tree` (lua/src/80_commands.lua).
+/// Lua twin: `Args:next_segment` (lua/src/40_names.lua).
 pub fn parse_segment<'t>(text: &'t str, what: &str) -> Result<&'t str> {
     check_segment(text).map_err(|why| Error::syntax(format!("invalid {what} '{}': {why}", clip(text))))?;
     Ok(text)
