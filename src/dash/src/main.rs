@@ -12,6 +12,7 @@
 
 mod options;
 mod quota;
+mod tree;
 mod trees;
 mod web;
 
@@ -30,6 +31,7 @@ fn routes(app: App) -> Router {
         .route("/login", get(web::login_form).post(web::login))
         .route("/assets/{name}", get(web::asset))
         .merge(trees::routes())
+        .merge(tree::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }
