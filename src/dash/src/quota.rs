@@ -297,7 +297,11 @@ impl Quota {
         let mut c = match self.backend {
             Backend::Module => redis::cmd(command),
             Backend::Lua => {
-                let mut c = redis::cmd(if writes { "FCALL" } else { "FCALL_RO" });
+                // quota_debug is registered without no-writes (CLOCK SET
+                // moves the clock), so even CLOCK GET needs FCALL: FCALL_RO
+                // is refused and now_ms would fall back to the wall clock.
+                let ro = !writes && cmd != Cmd::ClockGet;
+                let mut c = redis::cmd(if ro { "FCALL_RO" } else { "FCALL" });
                 c.arg(function).arg(if keyed { 1 } else { 0 });
                 c
             }
