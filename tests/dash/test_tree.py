@@ -126,6 +126,29 @@ def test_450_children_come_in_three_pages(dash):
     assert paths == [f"org/team/m{i:03d}" for i in range(450)], paths[:5]
 
 
+def test_a_big_first_child_hides_no_sibling(dash):
+    # DEPTH 2 COUNT 400 visits depth first: a's 450 children would use up
+    # the count before b and c; the page asks for the root's first page too.
+    pipe(dash, [("QUOTA.CHARGE", "deep", "PATH", f"a/k{i:03d}", "BRIEF", "COST", "credits", "1") for i in range(450)]
+         + [("QUOTA.CHARGE", "deep", "PATH", p, "BRIEF", "COST", "credits", "1") for p in ("b/x", "c")])
+    page = dash.page()
+    page.goto(dash.url("/trees/deep"))
+    for path in ("a", "b", "c"):
+        expect(node(page, path)).to_be_visible()
+    a = node(page, "a")
+    kids = a.locator(":scope > ul.children > li.node")
+    expect(kids.first).to_be_hidden()
+    row(page, "a").locator("button.toggle").click()
+    expect(kids).to_have_count(398)
+    expect(kids.first).to_be_visible()
+    more = a.locator(":scope > ul.children > li.more button")
+    expect(more).to_have_text("52 more…")
+    more.click()
+    expect(kids).to_have_count(450)
+    row(page, "b").locator("button.toggle").click()
+    expect(node(page, "b/x")).to_be_visible()
+
+
 def test_the_inspector_shows_a_node(dash):
     acme(dash)
     page = dash.page()

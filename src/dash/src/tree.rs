@@ -28,9 +28,10 @@ const FIRST_VIEW: &str = "400";
 /// Children a page of the fragment shows; the command is asked for one
 /// more node (the parent itself).
 const CHILD_PAGE: usize = 200;
-/// A first view with at most this many nodes opens every node it loaded;
-/// a bigger one opens only the root and the way to the selected path.
-const OPEN_ALL_UP_TO: usize = 60;
+/// The first view opens the root, the way to the selected path, and then
+/// the root's children in order while the rows shown stay within this
+/// many; the other loaded nodes start closed.
+const OPEN_ROWS: usize = 150;
 /// Holds and grants listed in the inspector.
 const HOLDS_SHOWN: &str = "50";
 const GRANTS_SHOWN: &str = "20";
@@ -155,7 +156,7 @@ fn count_text(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -272,12 +273,14 @@ struct Drawer<'a> {
     key_url: String,
     filter: &'a Filter,
     selected: &'a str,
-    open_all: bool,
+    /// Paths drawn open (besides the root and the way to the selected path).
+    open: std::collections::HashSet<String>,
 }
 
 impl Drawer<'_> {
     fn row(&self, node: &Node, top: bool) -> String {
-        let open = node.kids == Kids::Loaded && (top || self.open_all || on_the_way(&node.path, self.selected));
+        let open = node.kids == Kids::Loaded
+            && (top || self.open.contains(&node.path) || on_the_way(&node.path, self.selected));
         let inner: String = node.children.iter().map(|c| self.row(c, false)).collect();
         let more = self.more(&node.path, node.children.last().map(|c| name_of(&c.path)), node.more);
         let t = NodeRow {
@@ -291,6 +294,22 @@ impl Drawer<'_> {
             more,
         };
         t.render().unwrap_or_default()
+    }
+
+    /// Which of the root's children start open: in order, while the rows
+    /// shown stay within `budget` (the root's own rows counted first).
+    fn opened(root: &Node, budget: usize) -> std::collections::HashSet<String> {
+        let mut rows = 1 + root.children.len();
+        let mut open = std::collections::HashSet::new();
+        for c in root.children.iter().filter(|c| c.kids == Kids::Loaded) {
+            let more = c.children.len() + usize::from(c.more > 0);
+            if rows + more > budget {
+                break;
+            }
+            rows += more;
+            open.insert(c.path.clone());
+        }
+        open
     }
 
     fn more(&self, parent: &str, after: Option<&str>, more: u64) -> String {
@@ -535,7 +554,13 @@ async fn first_view(app: &App, key: &str, filter: &Filter) -> Result<Node, Quota
 
 /// One page of a node's children: `QUOTA.TREE key P DEPTH 1 COUNT 201
 /// [AFTER c] [TAG t] [ARCHIVED]`.
-async fn child_page(app: &App, key: &str, path: &str, after: Option<&str>, filter: &Filter) -> Result<Json, QuotaError> {
+async fn child_page(
+    app: &App,
+    key: &str,
+    path: &str,
+    after: Option<&str>,
+    filter: &Filter,
+) -> Result<Json, QuotaError> {
     let count = (CHILD_PAGE + 1).to_string();
     let mut args: Vec<String> = vec![path.to_string(), "DEPTH".into(), "1".into(), "COUNT".into(), count];
     if let Some(a) = after.filter(|a| !a.is_empty()) {
@@ -575,12 +600,15 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         .map(|ps| ps.iter().map(|p| policy_view(p, &key_url, &path)).collect())
         .unwrap_or_default();
     // Grants of every policy that may have some (INFLIGHT ones take none).
-    let asks = policies.iter().filter(|p| !p.inflight).map(|p| {
-        let name = p.name.clone();
-        let app = app.clone();
-        let (key, path) = (key.clone(), path.clone());
-        async move { (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", GRANTS_SHOWN]).await) }
-    });
+    let asks =
+        policies.iter().filter(|p| !p.inflight).map(|p| {
+            let name = p.name.clone();
+            let app = app.clone();
+            let (key, path) = (key.clone(), path.clone());
+            async move {
+                (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", GRANTS_SHOWN]).await)
+            }
+        });
     for (name, grants) in join_all(asks).await {
         if let (Some(p), Ok(Json::Array(list))) = (policies.iter_mut().find(|p| p.name == name), grants) {
             p.grants = list.iter().map(grant_view).collect();
@@ -589,8 +617,8 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
 
     let (tree_html, tree_error, nodes, empty_tree) = match &tree {
         Ok(root) => {
-            let drawer =
-                Drawer { key_url: key_url.clone(), filter: &filter, selected: &path, open_all: root.count() <= OPEN_ALL_UP_TO };
+            let open = Drawer::opened(root, OPEN_ROWS);
+            let drawer = Drawer { key_url: key_url.clone(), filter: &filter, selected: &path, open };
             let empty = root.children.is_empty()
                 && root.more == 0
                 && root.headline.is_empty()
@@ -661,7 +689,7 @@ async fn children(State(app): State<App>, Path(key): Path<String>, Query(q): Que
         }
     };
     let kids: Vec<Node> = children_of(&reply).iter().map(|c| Node::of(c, 0)).collect();
-    let drawer = Drawer { key_url: web::tree_url(&key), filter: &filter, selected: "", open_all: false };
+    let drawer = Drawer { key_url: web::tree_url(&key), filter: &filter, selected: "", open: Default::default() };
     let mut body: String = kids.iter().map(|c| drawer.row(c, false)).collect();
     if kids.is_empty() && q.after.as_deref().unwrap_or("").is_empty() {
         body.push_str("<li class=\"leaf-note muted\">no paths below</li>");
@@ -785,6 +813,16 @@ mod tests {
         assert_eq!(root.children[1].kids, Kids::None);
         assert_eq!(root.children[2].kids, Kids::Loaded);
         assert_eq!(root.count(), 5);
+        // Open while the rows fit: the root and its 3 children are 4 rows,
+        // a's child makes 5, c's "more…" row 6.
+        let open = |budget| {
+            let mut o: Vec<String> = Drawer::opened(&root, budget).into_iter().collect();
+            o.sort();
+            o
+        };
+        assert_eq!(open(4), Vec::<String>::new());
+        assert_eq!(open(5), ["a"]);
+        assert_eq!(open(6), ["a", "c"]);
     }
 
     #[test]
@@ -801,8 +839,11 @@ mod tests {
         assert_eq!(v.period, "2026-02-01 00:00:00 UTC – 2026-03-01 00:00:00 UTC");
         assert_eq!(v.edit_url, "/trees/acme/policy?path=projects%2Fp1&policy=monthly");
         assert!(!v.inflight);
-        let h = hold_view(&json!({"id": "h1", "paths": ["a", "b"], "expires_at": 70_000, "items": 2,
-            "held": {"credits": "10"}, "meta": {"who": "bob"}}), 5_000);
+        let h = hold_view(
+            &json!({"id": "h1", "paths": ["a", "b"], "expires_at": 70_000, "items": 2,
+            "held": {"credits": "10"}, "meta": {"who": "bob"}}),
+            5_000,
+        );
         assert_eq!((h.paths.as_str(), h.left.as_str(), h.held.as_str()), ("a, b", "1 m 5 s", "10 credits"));
         assert!(!h.expired);
         assert_eq!(hold_view(&json!({"expires_at": 10}), 10).left, "expired");
