@@ -273,3 +273,22 @@ def test_read_only_mode_draws_no_write_buttons(dash):
         expect(page.get_by_role("link", name=name)).to_have_count(0)
     expect(page.locator('a[href*="/label?"]')).to_have_count(0)
     expect(page.get_by_role("link", name="Usage")).to_be_visible()
+
+
+def test_a_tree_that_follows_a_plan(dash):
+    plan = ('{"paths": {"/": {"api_calls": {"metric": "api_calls", "limit": "1000", "window": "month"}},'
+            ' "members/*": {"allowance": {"metric": "ai_tokens", "limit": "10000", "window": "month"}}}}')
+    dash.r.q("QUOTA.PLAN", "SET", "free", plan)
+    dash.r.q("QUOTA.ASSIGN", "tenant", "free")
+    dash.r.q("QUOTA.CHARGE", "tenant", "PATH", "members/u1", "COST", "ai_tokens", "9500")
+    page = dash.page()
+    page.goto(dash.url("/trees/tenant"))
+    expect(page.locator("#plan").get_by_role("link", name="free")).to_have_attribute("href", "/plans/free")
+    expect(page.locator('article.policy[data-policy="api_calls"] .badge')).to_have_text("from plan")
+    row(page, "members/u1").locator("a.name").click()
+    allowance = page.locator('article.policy[data-policy="allowance"]')
+    expect(allowance.locator(".status")).to_have_class(re.compile("status-critical"))
+    expect(allowance).to_contain_text("plan")
+    dash.r.q("QUOTA.PLAN", "DEL", "free")
+    page.reload()
+    expect(page.locator("#plan")).to_contain_text("no longer has it")
