@@ -634,8 +634,8 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         Err(e) => (vec![], Some(e.message)),
     };
     let access = node.get("access");
-    let mut page = Page::new(&app, format!("{key} · {path}"), Section::Trees, &uri);
-    page.title = if path == "/" { key.clone() } else { format!("{path} · {key}") };
+    let title = if path == "/" { key.clone() } else { format!("{path} · {key}") };
+    let page = Page::new(&app, title, Section::Trees, &uri);
     let status = text(&node, "status");
     html(&TreePage {
         page,
