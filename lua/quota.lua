@@ -3674,6 +3674,18 @@ function Args:next_name(what)
     return parse_name(self:next_str(what), what)
 end
 
+-- One path segment (QUOTA.TREE ... AFTER name): the segment rules of a
+-- path, no "/".
+-- Rust twin: parse_segment (src/engine/names.rs)
+function Args:next_segment(what, kind)
+    local text = self:next_str(what)
+    local why = check_segment(text)
+    if why then
+        fail(sformat("ERR syntax: invalid %s '%s': %s", kind, clip(text), why))
+    end
+    return text
+end
+
 function Args:next_metric()
     return parse_metric(self:next_str("a metric"))
 end
@@ -5837,13 +5849,18 @@ local function kid_member(path)
 end
 
 -- The children of `path` (full paths, by name), from `first` (0-based), at
--- most `count`; and how many it has in all.
+-- most `count`; and how many it has in all. With `after` (a name), only
+-- the children named after it (byte order) are counted and listed: the
+-- range starts past "<path>\0<after>", so a page costs O(log n + count).
 -- Rust twin: Tree::children (src/engine/paths.rs)
-local function children_of(ctx, path, first, count)
+local function children_of(ctx, path, first, count, after)
     if not ctx.exists then
         return {}, 0
     end
     local lo, hi = "[" .. path .. "\0", "(" .. path .. "\1"
+    if after then
+        lo = "(" .. path .. "\0" .. after
+    end
     local members = redis.call("ZRANGEBYLEX", ctx.kkey, lo, hi, "LIMIT", first, count)
     local out = {}
     local cut = #path + 2
@@ -7050,10 +7067,11 @@ do
         return shown
     end
 
-    -- The children of `path` a filtered TREE shows, by name.
+    -- The children of `path` a filtered TREE shows, by name (with `after`,
+    -- only those named after it).
     -- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::mark_tagged (src/engine/view.rs)
-    local function label_tree_filter(ctx, path)
-        local kids = children_of(ctx, path, 0, -1)
+    local function label_tree_filter(ctx, path, after)
+        local kids = children_of(ctx, path, 0, -1, after)
         load_nodes(ctx, kids)
         local out = {}
         for _, kid in ipairs(kids) do
@@ -9675,8 +9693,10 @@ end
 
 -- Rust twin: Tree::view (src/engine/view.rs).
 -- A node and its descendants down to `depth` levels, visiting at most
--- budget[1] nodes (preorder, children by name).
-function OPS.view(ctx, path, depth, budget, with_children)
+-- budget[1] nodes (preorder, children by name). With `after` (TREE ...
+-- AFTER name, the top node only), its children start after that name and
+-- `more` counts those after it not shown.
+function OPS.view(ctx, path, depth, budget, with_children, after)
     PLAN.sync_paths(ctx, { path })
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
@@ -9684,7 +9704,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
     if depth > 0 and ctx.filtered then
         -- TREE ... TAG t, or a tree with archived nodes: the children shown
         -- (REC.label_tree_filter); more counts those the budget left out.
-        local kids = REC.label_tree_filter(ctx, path)
+        local kids = REC.label_tree_filter(ctx, path, after)
         for i, kid in ipairs(kids) do
             if budget[1] == 0 then
                 more = #kids - i + 1
@@ -9698,11 +9718,11 @@ function OPS.view(ctx, path, depth, budget, with_children)
         local first = 0
         while true do
             if budget[1] == 0 then
-                local _, total = children_of(ctx, path, 0, 0)
+                local _, total = children_of(ctx, path, 0, 0, after)
                 more = total - #children
                 break
             end
-            local kids = children_of(ctx, path, first, math.min(budget[1], 1000))
+            local kids = children_of(ctx, path, first, math.min(budget[1], 1000), after)
             if #kids == 0 then
                 break
             end
@@ -9763,8 +9783,9 @@ function OPS.get_view(ctx, path)
     return PLAN.info(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
--- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
-function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
+-- `tag`, `archived` and `after` are QUOTA.TREE's options (TreeQuery).
+-- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
+function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived, after)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
@@ -9773,7 +9794,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
     end
     local budget = { math.max(max_nodes, 1) }
     ctx.reach = true
-    local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true)
+    local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true, after)
     root[#root + 1] = "nodes"
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"
@@ -10721,7 +10742,7 @@ function CMD.cmd_get(ctx, args)
     return OPS.get_view(ctx, path)
 end
 
-local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG" })
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG", "AFTER" })
 
 -- Whether items[from..to] have the shape `[path] [option value]...` of
 -- QUOTA.TREE (an odd count starts with the path; values are not checked here).
@@ -10754,17 +10775,20 @@ function CMD.tree_flag(args)
     return true
 end
 
--- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [ARCHIVED]
+-- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [AFTER name] [ARCHIVED]
+-- Rust twin: tree_cmd (src/module/commands/read.rs).
 function CMD.cmd_tree(ctx, args)
     local archived = CMD.tree_flag(args)
     local path = optional_path(args)
-    local depth, count, json, tag = MAX_DEPTH_HARD, 1000, false, nil
+    local depth, count, json, tag, after = MAX_DEPTH_HARD, 1000, false, nil, nil
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
         if kw == "TAG" then
             tag = REC.label_check_tag(args:next_str("a tag after TAG"))
+        elseif kw == "AFTER" then
+            after = args:next_segment("a name after AFTER", "name after AFTER")
         elseif kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
         elseif kw == "COUNT" then
@@ -10780,7 +10804,7 @@ function CMD.cmd_tree(ctx, args)
             end
         end
     end
-    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived)
+    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived, after)
     if json then
         return to_json(reply)
     end

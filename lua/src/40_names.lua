@@ -331,6 +331,18 @@ function Args:next_name(what)
     return parse_name(self:next_str(what), what)
 end
 
+-- One path segment (QUOTA.TREE ... AFTER name): the segment rules of a
+-- path, no "/".
+-- Rust twin: parse_segment (src/engine/names.rs)
+function Args:next_segment(what, kind)
+    local text = self:next_str(what)
+    local why = check_segment(text)
+    if why then
+        fail(sformat("ERR syntax: invalid %s '%s': %s", kind, clip(text), why))
+    end
+    return text
+end
+
 function Args:next_metric()
     return parse_metric(self:next_str("a metric"))
 end

@@ -583,13 +583,18 @@ local function kid_member(path)
 end
 
 -- The children of `path` (full paths, by name), from `first` (0-based), at
--- most `count`; and how many it has in all.
+-- most `count`; and how many it has in all. With `after` (a name), only
+-- the children named after it (byte order) are counted and listed: the
+-- range starts past "<path>\0<after>", so a page costs O(log n + count).
 -- Rust twin: Tree::children (src/engine/paths.rs)
-local function children_of(ctx, path, first, count)
+local function children_of(ctx, path, first, count, after)
     if not ctx.exists then
         return {}, 0
     end
     local lo, hi = "[" .. path .. "\0", "(" .. path .. "\1"
+    if after then
+        lo = "(" .. path .. "\0" .. after
+    end
     local members = redis.call("ZRANGEBYLEX", ctx.kkey, lo, hi, "LIMIT", first, count)
     local out = {}
     local cut = #path + 2

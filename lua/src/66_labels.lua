@@ -231,10 +231,11 @@ do
         return shown
     end
 
-    -- The children of `path` a filtered TREE shows, by name.
+    -- The children of `path` a filtered TREE shows, by name (with `after`,
+    -- only those named after it).
     -- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::mark_tagged (src/engine/view.rs)
-    local function label_tree_filter(ctx, path)
-        local kids = children_of(ctx, path, 0, -1)
+    local function label_tree_filter(ctx, path, after)
+        local kids = children_of(ctx, path, 0, -1, after)
         load_nodes(ctx, kids)
         local out = {}
         for _, kid in ipairs(kids) do

@@ -515,8 +515,10 @@ end
 
 -- Rust twin: Tree::view (src/engine/view.rs).
 -- A node and its descendants down to `depth` levels, visiting at most
--- budget[1] nodes (preorder, children by name).
-function OPS.view(ctx, path, depth, budget, with_children)
+-- budget[1] nodes (preorder, children by name). With `after` (TREE ...
+-- AFTER name, the top node only), its children start after that name and
+-- `more` counts those after it not shown.
+function OPS.view(ctx, path, depth, budget, with_children, after)
     PLAN.sync_paths(ctx, { path })
     local node = ctx.nodes[path]
     budget[1] = math.max(budget[1] - 1, 0)
@@ -524,7 +526,7 @@ function OPS.view(ctx, path, depth, budget, with_children)
     if depth > 0 and ctx.filtered then
         -- TREE ... TAG t, or a tree with archived nodes: the children shown
         -- (REC.label_tree_filter); more counts those the budget left out.
-        local kids = REC.label_tree_filter(ctx, path)
+        local kids = REC.label_tree_filter(ctx, path, after)
         for i, kid in ipairs(kids) do
             if budget[1] == 0 then
                 more = #kids - i + 1
@@ -538,11 +540,11 @@ function OPS.view(ctx, path, depth, budget, with_children)
         local first = 0
         while true do
             if budget[1] == 0 then
-                local _, total = children_of(ctx, path, 0, 0)
+                local _, total = children_of(ctx, path, 0, 0, after)
                 more = total - #children
                 break
             end
-            local kids = children_of(ctx, path, first, math.min(budget[1], 1000))
+            local kids = children_of(ctx, path, first, math.min(budget[1], 1000), after)
             if #kids == 0 then
                 break
             end
@@ -603,8 +605,9 @@ function OPS.get_view(ctx, path)
     return PLAN.info(ctx, OPS.view(ctx, path, 0, { 1 }, false))
 end
 
--- Rust twin: Tree::tree_view (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
-function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
+-- `tag`, `archived` and `after` are QUOTA.TREE's options (TreeQuery).
+-- Rust twin: Tree::tree_view_filtered (src/engine/view.rs), Tree::tree_view_at (src/engine/view.rs).
+function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived, after)
     if not find(ctx, path) then
         OPS.not_found_path(path)
     end
@@ -613,7 +616,7 @@ function OPS.tree_view(ctx, path, depth, max_nodes, tag, archived)
     end
     local budget = { math.max(max_nodes, 1) }
     ctx.reach = true
-    local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true)
+    local root = OPS.view(ctx, path, math.min(depth, MAX_DEPTH_HARD), budget, true, after)
     root[#root + 1] = "nodes"
     root[#root + 1] = math.max(max_nodes, 1) - budget[1]
     root[#root + 1] = "truncated"

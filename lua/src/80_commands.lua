@@ -558,7 +558,7 @@ function CMD.cmd_get(ctx, args)
     return OPS.get_view(ctx, path)
 end
 
-local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG" })
+local TREE_KEYWORDS = set_of({ "DEPTH", "COUNT", "FORMAT", "TAG", "AFTER" })
 
 -- Whether items[from..to] have the shape `[path] [option value]...` of
 -- QUOTA.TREE (an odd count starts with the path; values are not checked here).
@@ -591,17 +591,20 @@ function CMD.tree_flag(args)
     return true
 end
 
--- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [ARCHIVED]
+-- QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT f] [TAG t] [AFTER name] [ARCHIVED]
+-- Rust twin: tree_cmd (src/module/commands/read.rs).
 function CMD.cmd_tree(ctx, args)
     local archived = CMD.tree_flag(args)
     local path = optional_path(args)
-    local depth, count, json, tag = MAX_DEPTH_HARD, 1000, false, nil
+    local depth, count, json, tag, after = MAX_DEPTH_HARD, 1000, false, nil, nil
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(TREE_KEYWORDS)
         args:once(seen, kw)
         if kw == "TAG" then
             tag = REC.label_check_tag(args:next_str("a tag after TAG"))
+        elseif kw == "AFTER" then
+            after = args:next_segment("a name after AFTER", "name after AFTER")
         elseif kw == "DEPTH" then
             depth = args:next_u64("DEPTH", 0, MAX_DEPTH_HARD)
         elseif kw == "COUNT" then
@@ -617,7 +620,7 @@ function CMD.cmd_tree(ctx, args)
             end
         end
     end
-    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived)
+    local reply = OPS.tree_view(ctx, path, depth, count, tag, archived, after)
     if json then
         return to_json(reply)
     end

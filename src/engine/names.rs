@@ -46,6 +46,15 @@ pub fn parse_path(text: &str, depth_limit: usize) -> Result<String> {
     Ok(body.to_string())
 }
 
+/// One path segment, as a client names a child (`QUOTA.TREE … AFTER
+/// name`): the segment rules of [`parse_path`], no `/`. `what` names the
+/// argument in errors.
+/// Lua twin: `Args:next_segment` (lua/src/40_names.lua).
+pub fn parse_segment<'t>(text: &'t str, what: &str) -> Result<&'t str> {
+    check_segment(text).map_err(|why| Error::syntax(format!("invalid {what} '{}': {why}", clip(text))))?;
+    Ok(text)
+}
+
 fn check_segment(segment: &str) -> std::result::Result<(), &'static str> {
     if segment.is_empty() {
         return Err("empty segment");

@@ -168,16 +168,22 @@ impl Tree {
         self.sorted_children_where(id, count, |_| true)
     }
 
-    /// [`Tree::sorted_children`] of the children `keep` accepts.
+    /// [`Tree::sorted_children`] of the children `keep` accepts (filtered
+    /// before the `count` smallest are selected, so only those are sorted).
     pub(crate) fn sorted_children_where(&self, id: NodeId, count: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
         let mut children: Vec<NodeId> = self.children(id).filter(|&c| keep(c)).collect();
-        let name = |c: &NodeId| names::leaf_of(Self::path_in(&self.nodes, *c));
+        let name = |c: &NodeId| self.leaf(*c);
         if count < children.len() {
             children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
             children.truncate(count);
         }
         children.sort_unstable_by(|a, b| name(a).cmp(name(b)));
         children
+    }
+
+    /// The name of node `id` (its path's last segment; "" for the root).
+    pub(crate) fn leaf(&self, id: NodeId) -> &str {
+        names::leaf_of(Self::path_in(&self.nodes, id))
     }
 
     pub(crate) fn node(&self, id: NodeId) -> Option<&Node> {

@@ -4,6 +4,7 @@
 
 use super::labels::{parse_note, parse_tags};
 use super::tests_support::{d, spec};
+use super::view::TreeQuery;
 use super::*;
 use super::{access, events, labels, outcome, persist};
 
@@ -217,16 +218,100 @@ fn tree_filters_keep_tagged_nodes_and_hide_archived_ones() {
         ("a", Some("web"), false, &["a", "a/y"]),
     ];
     for (top, tag, archived, want) in rows {
-        let v = t.tree_view_filtered(top, 64, 1000, 0, 0, None, *tag, *archived).unwrap();
+        let query = TreeQuery { tag: *tag, archived: *archived, ..TreeQuery::new(top, 64, 1000) };
+        let v = t.tree_view_filtered(&query, 0, 0, None).unwrap();
         let mut got = Vec::new();
         paths(&v.root, &mut got);
         assert_eq!(got, *want, "{top} {tag:?} {archived}");
         assert_eq!(v.nodes, want.len());
     }
     // COUNT counts returned nodes.
-    let v = t.tree_view_filtered("", 64, 2, 0, 0, None, Some("ml"), false).unwrap();
+    let query = TreeQuery { tag: Some("ml"), archived: false, ..TreeQuery::new("", 64, 2) };
+    let v = t.tree_view_filtered(&query, 0, 0, None).unwrap();
     assert_eq!(v.nodes, 2);
     assert!(v.truncated);
+}
+
+#[test]
+fn tree_after_pages_the_top_nodes_children() {
+    let l = Limits::default();
+    let mut t = Tree::new();
+    let tag = |t: &mut Tree, p: &str, tags: &[&str]| {
+        t.label(p, None, Some(tags.iter().map(|s| s.to_string()).collect()), 0, &l).unwrap();
+    };
+    // p's children by name (byte order): a b c d e f10 f2; d archived.
+    for (path, tags) in [("p/a", &["ml"][..]), ("p/b/x", &["ml"]), ("p/c", &[]), ("p/d", &["ml"]), ("p/e", &["ml"])] {
+        tag(&mut t, path, tags);
+    }
+    tag(&mut t, "p/f10", &[]);
+    tag(&mut t, "p/f2", &[]);
+    t.set_archived("p/d", true).unwrap();
+    fn paths(v: &outcome::NodeView, out: &mut Vec<String>) {
+        out.push(v.path.clone());
+        v.children.iter().for_each(|c| paths(c, out));
+    }
+    let all_kids: &[&str] = &["p", "p/a", "p/b", "p/c", "p/e", "p/f10", "p/f2"];
+    // (top, after, tag, archived, depth, count) -> (the nodes shown, preorder; the top node's `more`)
+    type Row<'r> = (&'r str, Option<&'r str>, Option<&'r str>, bool, usize, usize, &'r [&'r str], usize);
+    let rows: &[Row] = &[
+        ("p", None, None, false, 1, 1000, all_kids, 0),
+        // Pages of two: AFTER the last name shown, until the end.
+        ("p", None, None, false, 1, 3, &["p", "p/a", "p/b"], 4),
+        ("p", Some("b"), None, false, 1, 3, &["p", "p/c", "p/e"], 2),
+        ("p", Some("e"), None, false, 1, 3, &["p", "p/f10", "p/f2"], 0),
+        ("p", Some("f2"), None, false, 1, 3, &["p"], 0),
+        // Names that are not children: between two, before all, after all.
+        ("p", Some("bb"), None, false, 1, 1000, &["p", "p/c", "p/e", "p/f10", "p/f2"], 0),
+        ("p", Some("f1"), None, false, 1, 1000, &["p", "p/f10", "p/f2"], 0),
+        ("p", Some("A"), None, false, 1, 1000, all_kids, 0),
+        ("p", Some("zz"), None, false, 1, 1000, &["p"], 0),
+        // TAG filters, then AFTER; ARCHIVED shows d.
+        ("p", Some("a"), Some("ml"), false, 64, 1000, &["p", "p/b", "p/b/x", "p/e"], 0),
+        ("p", Some("a"), Some("ml"), true, 64, 1000, &["p", "p/b", "p/b/x", "p/d", "p/e"], 0),
+        ("p", Some("c"), None, true, 1, 3, &["p", "p/d", "p/e"], 2),
+        ("p", Some("c"), None, false, 1, 3, &["p", "p/e", "p/f10"], 1),
+        // DEPTH: deeper levels are whole; DEPTH 0 shows no children.
+        ("p", Some("a"), None, false, 64, 3, &["p", "p/b", "p/b/x"], 4),
+        ("p", Some("b"), None, false, 0, 1000, &["p"], 0),
+        ("", Some("o"), None, false, 2, 1000, &["/", "p", "p/a", "p/b", "p/c", "p/e", "p/f10", "p/f2"], 0),
+        ("", Some("p"), None, false, 2, 1000, &["/"], 0),
+    ];
+    for &(top, after, tag, archived, depth, count, want, more) in rows {
+        let query = TreeQuery { tag, archived, after, ..TreeQuery::new(top, depth, count) };
+        let v = t.tree_view_filtered(&query, 0, 0, None).unwrap();
+        let mut got = Vec::new();
+        paths(&v.root, &mut got);
+        let what = format!("{top} AFTER {after:?} TAG {tag:?} ARCHIVED {archived} DEPTH {depth} COUNT {count}");
+        assert_eq!(got, want, "{what}");
+        assert_eq!(v.root.more, more, "{what}");
+        assert_eq!(v.nodes, want.len(), "{what}");
+        assert_eq!(v.truncated, more > 0 || v.root.children.iter().any(|c| c.more > 0), "{what}");
+    }
+}
+
+#[test]
+fn after_names_one_segment() {
+    // name -> error text (None: accepted)
+    let rows: &[(&str, Option<&str>)] = &[
+        ("p1", None),
+        ("a.b:c@d-e_f", None),
+        ("zz", None),
+        ("", Some("ERR syntax: invalid name after AFTER '': empty segment")),
+        ("a/b", Some("ERR syntax: invalid name after AFTER 'a/b': segments use only A-Z a-z 0-9 _ - . : @")),
+        ("/a", Some("ERR syntax: invalid name after AFTER '/a': segments use only A-Z a-z 0-9 _ - . : @")),
+        ("..", Some("ERR syntax: invalid name after AFTER '..': '.' and '..' are not segments")),
+        ("a b", Some("ERR syntax: invalid name after AFTER 'a b': segments use only A-Z a-z 0-9 _ - . : @")),
+    ];
+    for (name, want) in rows {
+        let got = names::parse_segment(name, "name after AFTER");
+        assert_eq!(got.as_ref().err().map(|e| e.to_string()), want.map(str::to_string), "{name:?}");
+        if want.is_none() {
+            assert_eq!(got.unwrap(), *name);
+        }
+    }
+    let long = "x".repeat(65);
+    assert!(names::parse_segment(&long, "name after AFTER").is_err());
+    assert!(names::parse_segment(&long[..64], "name after AFTER").is_ok());
 }
 
 #[test]
@@ -591,7 +676,7 @@ fn v5_text(t: &Tree) -> String {
     for p in ["", "projects/p1", "projects/p2", "projects/old"] {
         out += &format!("{:?}\n", t.get(p, now));
     }
-    out += &format!("{:?}\n", t.tree_view_filtered("", 8, 100, now, now, None, None, true));
+    out += &format!("{:?}\n", t.tree_view_filtered(&TreeQuery::new("", 8, 100), now, now, None));
     out += &format!("{:?}\n", t.holds_view("", 10));
     out += &format!("{:?}\n", t.events_since(0, 100).collect::<Vec<_>>());
     for id in ["c2", "h-exp"] {

@@ -25,26 +25,26 @@ use std::cell::OnceCell;
 impl Tree {
     /// A node and its descendants down to `depth` levels, visiting at most
     /// `budget` nodes (preorder, children by name), so that a large tree
-    /// never stalls the server.
+    /// never stalls the server. With `after` (`QUOTA.TREE … AFTER name`,
+    /// the top node only), the node's children start after the child of
+    /// that name (byte order) and `more` counts those after it not shown.
     /// Lua twin: `OPS.view` (lua/src/75_ops.lua).
-    #[allow(clippy::too_many_arguments)]
     fn view<'a>(
         &'a self,
         id: NodeId,
         depth: usize,
         budget: &mut usize,
-        now_ms: u64,
-        due: Option<&DueRelease>,
-        seen: Seen<'a>,
-        filter: &Filter,
+        look: &Look<'a, '_>,
+        after: Option<&str>,
     ) -> Option<NodeView> {
         let node = self.node(id)?;
+        let (now_ms, due, seen, filter) = (look.now_ms, look.due, look.seen, look.filter);
         *budget = budget.saturating_sub(1);
         let mut children = Vec::new();
         let mut more = 0;
         if depth > 0 {
-            let shown = |c: NodeId| filter.shows(self, c);
-            let total = if filter.is_none() {
+            let shown = |c: NodeId| after.is_none_or(|a| self.leaf(c) > a) && filter.shows(self, c);
+            let total = if filter.is_none() && after.is_none() {
                 self.children(id).count()
             } else {
                 self.children(id).filter(|&c| shown(c)).count()
@@ -54,7 +54,7 @@ impl Tree {
                 if *budget == 0 {
                     break;
                 }
-                children.extend(self.view(child, depth - 1, budget, now_ms, due, seen, filter));
+                children.extend(self.view(child, depth - 1, budget, look, None));
             }
             more = total - children.len();
         }
@@ -134,7 +134,10 @@ impl Tree {
         let due = self.due_for_read(due_ms);
         let seen = self.seen(current, due_ms);
         self.find(path)
-            .and_then(|id| self.view(id, 0, &mut 1, now_ms, due.as_ref(), seen, &Filter::default()))
+            .and_then(|id| {
+                let look = Look { now_ms, due: due.as_ref(), seen, filter: &Filter::default() };
+                self.view(id, 0, &mut 1, &look, None)
+            })
             .ok_or_else(|| Self::not_found(path))
     }
 
@@ -169,26 +172,24 @@ impl Tree {
         due_ms: u64,
         current: Option<&Arc<Plan>>,
     ) -> Result<TreeView> {
-        self.tree_view_filtered(path, depth, max_nodes, now_ms, due_ms, current, None, true)
+        self.tree_view_filtered(&TreeQuery::new(path, depth, max_nodes), now_ms, due_ms, current)
     }
 
-    /// [`Tree::tree_view_seen`] with `QUOTA.TREE`'s `TAG` (children lists
-    /// keep only nodes that carry it and the nodes on the way to them) and
-    /// `ARCHIVED` (without it, archived nodes and their subtrees are left
-    /// out). The top node is always shown.
-    /// Lua twin: `label_tree_filter` (lua/src/66_labels.lua).
-    #[allow(clippy::too_many_arguments)]
+    /// [`Tree::tree_view_seen`] with all of `QUOTA.TREE`'s options (see
+    /// [`TreeQuery`]): `TAG` (children lists keep only nodes that carry it
+    /// and the nodes on the way to them), `ARCHIVED` (without it, archived
+    /// nodes and their subtrees are left out) and `AFTER` (the top node's
+    /// children start after that name). The top node is always shown.
+    /// Lua twin: `OPS.tree_view` (lua/src/75_ops.lua), `label_tree_filter`
+    /// (lua/src/66_labels.lua).
     pub fn tree_view_filtered(
         &self,
-        path: &str,
-        depth: usize,
-        max_nodes: usize,
+        query: &TreeQuery<'_>,
         now_ms: u64,
         due_ms: u64,
         current: Option<&Arc<Plan>>,
-        tag: Option<&str>,
-        archived: bool,
     ) -> Result<TreeView> {
+        let TreeQuery { path, depth, max_nodes, tag, archived, after } = *query;
         let id = self.find(path).ok_or_else(|| Self::not_found(path))?;
         let mut filter = Filter { keep: None, archived };
         if let Some(tag) = tag {
@@ -200,8 +201,9 @@ impl Tree {
         let due = self.due_for_read(due_ms);
         let reach = OnceCell::new();
         let seen = Seen { reach: Some(&reach), ..self.seen(current, due_ms) };
+        let look = Look { now_ms, due: due.as_ref(), seen, filter: &filter };
         let root = self
-            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, now_ms, due.as_ref(), seen, &filter)
+            .view(id, depth.min(names::MAX_DEPTH_HARD), &mut budget, &look, after)
             .ok_or_else(|| Self::not_found(path))?;
         let nodes = max_nodes.max(1) - budget;
         fn cut(view: &NodeView) -> bool {
@@ -259,6 +261,45 @@ impl Tree {
             .ok_or_else(|| Error::NotFound(format!("policy '{name}' at '{}'", names::display_path(path))))?;
         Ok(read(&policy.at(now_ms)))
     }
+}
+
+/// What `QUOTA.TREE` asks for: the node at `path` and its descendants
+/// down to `depth` levels, at most `max_nodes` of them, with its options.
+/// [`TreeQuery::new`] has none of them (every node shown, archived ones
+/// too), as [`Tree::tree_view`] shows the tree.
+/// Lua twin: the arguments of `OPS.tree_view` (lua/src/75_ops.lua).
+#[derive(Debug, Clone, Copy)]
+pub struct TreeQuery<'q> {
+    /// Canonical path of the top node.
+    pub path: &'q str,
+    pub depth: usize,
+    pub max_nodes: usize,
+    /// `TAG t`: children lists keep only the nodes that carry `t` and
+    /// those on the way to them.
+    pub tag: Option<&'q str>,
+    /// `ARCHIVED`: archived nodes (and their subtrees) shown too.
+    pub archived: bool,
+    /// `AFTER name`: the top node's children start after the child named
+    /// `name` (byte order; it need not exist); deeper levels are whole.
+    pub after: Option<&'q str>,
+}
+
+impl<'q> TreeQuery<'q> {
+    /// The whole of `path` down to `depth`, at most `max_nodes` nodes,
+    /// archived nodes included, no `TAG` nor `AFTER`.
+    pub fn new(path: &'q str, depth: usize, max_nodes: usize) -> Self {
+        TreeQuery { path, depth, max_nodes, tag: None, archived: true, after: None }
+    }
+}
+
+/// What a view looks through (see [`Tree::view`]): its moment, the
+/// expiry due it shows as applied, the plan it sees and which children
+/// it shows.
+struct Look<'a, 'f> {
+    now_ms: u64,
+    due: Option<&'f DueRelease>,
+    seen: Seen<'a>,
+    filter: &'f Filter,
 }
 
 /// Which children `QUOTA.TREE` shows (see [`Tree::tree_view_filtered`]).

@@ -17,6 +17,7 @@ mod options;
 mod plans;
 mod prices;
 mod quota;
+mod tree;
 mod trees;
 mod web;
 
@@ -40,6 +41,7 @@ fn routes(app: App) -> Router {
         .merge(edit::routes())
         .merge(analytics::routes())
         .merge(events::routes())
+        .merge(tree::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }

@@ -4,10 +4,11 @@ use super::args::Args;
 use super::reply::{Reply, to_json};
 use super::{Command, Env, Handler, keyword, optional_path};
 use crate::engine::events::{Event, EventKind};
-use crate::engine::names::{MAX_DEPTH_HARD, display_path};
+use crate::engine::names::{self, MAX_DEPTH_HARD, display_path};
 use crate::engine::outcome::{HoldView, NodeView, PolicyView, ResetOutcome};
 use crate::engine::plan::Plan;
 use crate::engine::policy::{Grant, MAX_GRANTS};
+use crate::engine::view::TreeQuery;
 use crate::engine::{Error, Result, Tree};
 use std::sync::Arc;
 
@@ -144,7 +145,7 @@ const TREE_DEFAULT_COUNT: u64 = 1000;
 const TREE_MAX_COUNT: u64 = 100_000;
 
 /// The options of `QUOTA.TREE` (each takes one value).
-const TREE_OPTIONS: [&str; 4] = ["DEPTH", "COUNT", "FORMAT", "TAG"];
+const TREE_OPTIONS: [&str; 5] = ["DEPTH", "COUNT", "FORMAT", "TAG", "AFTER"];
 
 /// Whether `words` have the shape `[path] [option value]…` of `QUOTA.TREE`
 /// (an odd count starts with the path; values are not checked here).
@@ -172,12 +173,13 @@ fn tree_flag(args: &mut Args<'_>) -> Result<bool> {
     Ok(args.eat_last("ARCHIVED"))
 }
 
-/// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json] [TAG t] [ARCHIVED]`
+/// `QUOTA.TREE key [path] [DEPTH n] [COUNT n] [FORMAT resp|json] [TAG t] [AFTER name] [ARCHIVED]`
+/// Lua twin: `CMD.cmd_tree` (lua/src/80_commands.lua).
 fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let archived = tree_flag(args)?;
     let path = optional_path(args)?;
     let (mut depth, mut count, mut json) = (MAX_DEPTH_HARD as u64, TREE_DEFAULT_COUNT, false);
-    let mut tag = None;
+    let (mut tag, mut after) = (None, None);
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -191,6 +193,7 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
                 crate::engine::labels::check_tag(t)?;
                 tag = Some(t);
             }
+            "AFTER" => after = Some(names::parse_segment(args.next_str("a name after AFTER")?, "name after AFTER")?),
             _ => {
                 let format = args.next_str("a format after FORMAT")?;
                 json = match keyword(format, &["RESP", "JSON"]) {
@@ -202,16 +205,8 @@ fn tree_cmd(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
         }
     }
     let current = crate::plans::current_for(tree);
-    let view = tree.tree_view_filtered(
-        &path,
-        depth as usize,
-        count as usize,
-        env.now_ms,
-        env.due_ms,
-        current.as_ref(),
-        tag,
-        archived,
-    )?;
+    let query = TreeQuery { tag, archived, after, ..TreeQuery::new(&path, depth as usize, count as usize) };
+    let view = tree.tree_view_filtered(&query, env.now_ms, env.due_ms, current.as_ref())?;
     let mut reply = node_reply(&view.root, true);
     if let Reply::Map(fields) = &mut reply {
         fields.push(("nodes", Reply::Int(view.nodes as i64)));
