@@ -178,6 +178,9 @@ impl Tree {
     /// only partitioned off, so a page of a large node sorts just the page.
     pub(crate) fn first_by_name(&self, mut nodes: Vec<NodeId>, count: usize) -> Vec<NodeId> {
         let name = |c: &NodeId| self.leaf(*c);
+        if count == 0 {
+            return Vec::new();
+        }
         if count < nodes.len() {
             nodes.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
             nodes.truncate(count);
