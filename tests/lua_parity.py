@@ -389,17 +389,17 @@ def access_command(cmd):
 
 
 def records_command(cmd):
-    """LABEL, ARCHIVE, RESTORE, META on a request, TREE with TAG or
+    """LABEL, ARCHIVE, RESTORE, META on a request, TREE with TAG, AFTER or
     ARCHIVED: what a run does not send to a library from before them (a
     tree with labels, an archived node or a hold with META is layout 6,
-    which 1.5.0 refuses)."""
+    which 1.5.0 refuses; AFTER is newer still)."""
     name = text(cmd[0]).upper()
     if name in ("QUOTA.LABEL", "QUOTA.ARCHIVE", "QUOTA.RESTORE"):
         return True
     words = [text(a).upper() for a in cmd[2:]]
     if name in ("QUOTA.RESERVE", "QUOTA.CHARGE"):
         return "META" in words
-    return name == "QUOTA.TREE" and ("TAG" in words or (words and words[-1] == "ARCHIVED"))
+    return name == "QUOTA.TREE" and ("TAG" in words or "AFTER" in words or (words and words[-1] == "ARCHIVED"))
 
 
 # The words of a request's grammar (RESERVE, CHARGE): where a META name
@@ -486,6 +486,15 @@ class Gen:
         if r.random() < 0.1:
             p = "/" + p
         return p
+
+    def after_name(self):
+        """A name for TREE ... AFTER: a child's name, one between or beyond
+        them, `archived`, or (rarely) a bad segment."""
+        r = self.rng
+        if r.random() < 0.05:
+            return self.pick(["a/b", "", "..", ".", "x" * 65, "a b", "é", "/p1"])
+        return self.pick(SEG1 + SEG2 + SEG3 + SEG4 + ["a", "b", "c", "d", "e", "p", "p0", "p10", "u", "x" * 64,
+                                                      "archived", "A", "0"])
 
     def amount(self, neg=0.0, bad=0.03, big=0.02):
         r = self.rng
@@ -760,6 +769,10 @@ class Gen:
             opts.append(["COUNT", self.pick(["1", "2", "3", "5", "10", "0", "100000", "100001"])])
         if r.random() < 0.5:
             opts.append(["FORMAT", self.pick(["json", "json", "JSON", "resp", "xml"])])
+        if r.random() < 0.2:
+            opts.append([self.pick(["AFTER", "AFTER", "after"]), self.after_name()])
+        if r.random() < 0.01:
+            opts.append(["AFTER", self.pick(SEG1)])
         r.shuffle(opts)
         for o in opts:
             out += o
@@ -2130,6 +2143,8 @@ class RecordsGen(AccessGen):
             opts.append(["COUNT", self.pick(["1", "2", "3", "5"])])
         if r.random() < 0.4:
             opts.append(["FORMAT", "json"])
+        if r.random() < 0.3:
+            opts.append([self.kw("AFTER"), self.after_name()])
         r.shuffle(opts)
         out += [a for o in opts for a in o]
         if r.random() < 0.4:

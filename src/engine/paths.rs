@@ -171,14 +171,22 @@ impl Tree {
     /// [`Tree::sorted_children`] of the children `keep` accepts (filtered
     /// before the `count` smallest are selected, so only those are sorted).
     pub(crate) fn sorted_children_where(&self, id: NodeId, count: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
-        let mut children: Vec<NodeId> = self.children(id).filter(|&c| keep(c)).collect();
+        self.first_by_name(self.children(id).filter(|&c| keep(c)).collect(), count)
+    }
+
+    /// The `count` nodes of `nodes` first by name, sorted: the others are
+    /// only partitioned off, so a page of a large node sorts just the page.
+    pub(crate) fn first_by_name(&self, mut nodes: Vec<NodeId>, count: usize) -> Vec<NodeId> {
         let name = |c: &NodeId| self.leaf(*c);
-        if count < children.len() {
-            children.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
-            children.truncate(count);
+        if count == 0 {
+            return Vec::new();
         }
-        children.sort_unstable_by(|a, b| name(a).cmp(name(b)));
-        children
+        if count < nodes.len() {
+            nodes.select_nth_unstable_by(count, |a, b| name(a).cmp(name(b)));
+            nodes.truncate(count);
+        }
+        nodes.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        nodes
     }
 
     /// The name of node `id` (its path's last segment; "" for the root).

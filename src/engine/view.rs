@@ -44,13 +44,12 @@ impl Tree {
         let mut more = 0;
         if depth > 0 {
             let shown = |c: NodeId| after.is_none_or(|a| self.leaf(c) > a) && filter.shows(self, c);
-            let total = if filter.is_none() && after.is_none() {
-                self.children(id).count()
-            } else {
-                self.children(id).filter(|&c| shown(c)).count()
-            };
-            // At most `budget` children are visited; only those are sorted.
-            for child in self.sorted_children_where(id, *budget, shown) {
+            // One pass over the children: those shown (AFTER filters here,
+            // before selecting); at most `budget` are visited and only
+            // those are sorted.
+            let kept: Vec<NodeId> = self.children(id).filter(|&c| shown(c)).collect();
+            let total = kept.len();
+            for child in self.first_by_name(kept, *budget) {
                 if *budget == 0 {
                     break;
                 }
@@ -312,11 +311,6 @@ struct Filter {
 }
 
 impl Filter {
-    /// No filter at all: every child is shown (GET, and the fast path).
-    fn is_none(&self) -> bool {
-        self.keep.is_none() && self.archived
-    }
-
     fn shows(&self, tree: &Tree, id: NodeId) -> bool {
         (self.archived || !tree.is_archived(id)) && self.keep.as_ref().is_none_or(|k| k.contains(&id))
     }
