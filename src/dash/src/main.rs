@@ -10,8 +10,8 @@
 //!   node inspector), `edit` (every write form), `plans`, `prices`,
 //!   `analytics` (usage over time), `events` (the live feed).
 
-mod edit;
 mod analytics;
+mod edit;
 mod events;
 mod options;
 mod plans;
@@ -34,6 +34,7 @@ fn routes(app: App) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/trees") }))
         .route("/login", get(web::login_form).post(web::login))
+        .route("/logout", axum::routing::post(web::logout))
         .route("/assets/{name}", get(web::asset))
         .merge(trees::routes())
         .merge(plans::routes())

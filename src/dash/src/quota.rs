@@ -1,5 +1,3 @@
-// TODO(lead): remove once every page module is in and uses the whole adapter.
-#![allow(dead_code)]
 //! The dashboard's only way to Redis: a closed set of quota commands, sent as
 //! the module's `QUOTA.X key args` or as the Lua library's `FCALL quota_x 1
 //! key args`, with RESP3 replies turned into JSON values. No page can send
@@ -58,7 +56,6 @@ pub enum Cmd {
     Label,
     Archive,
     Restore,
-    History,
     Usage,
     Events,
     Release,
@@ -99,7 +96,6 @@ impl Cmd {
             Label => ("QUOTA.LABEL", "quota_label", None, true, true),
             Archive => ("QUOTA.ARCHIVE", "quota_archive", None, true, true),
             Restore => ("QUOTA.RESTORE", "quota_restore", None, true, true),
-            History => ("QUOTA.HISTORY", "quota_history", None, true, false),
             Usage => ("QUOTA.USAGE", "quota_usage", None, true, false),
             Events => ("QUOTA.EVENTS", "quota_events", None, true, false),
             Release => ("QUOTA.RELEASE", "quota_release", None, true, true),
@@ -115,10 +111,6 @@ impl Cmd {
             Estimate => ("QUOTA.ESTIMATE", "quota_estimate", None, false, false),
             ClockGet => ("QUOTA.DEBUG", "quota_debug", Some("CLOCK"), false, false),
         }
-    }
-
-    pub fn writes(self) -> bool {
-        self.spec().4
     }
 }
 

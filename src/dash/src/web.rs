@@ -1,5 +1,3 @@
-// TODO(lead): remove once every page module is in and uses the whole adapter.
-#![allow(dead_code)]
 //! What every page shares: the application state, the page frame, flash
 //! messages, the answer to a form, formatting of amounts and times, and the
 //! guard that keeps the dashboard to its owner (token, same-origin writes,
@@ -386,6 +384,16 @@ pub async fn login_form(State(app): State<App>, uri: Uri, Query(q): Query<LoginQ
 pub struct LoginForm {
     token: String,
     next: Option<String>,
+}
+
+/// Forgets the token's cookie.
+pub async fn logout() -> Response {
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("quota_dash_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
 }
 
 pub async fn login(State(app): State<App>, uri: Uri, axum::Form(f): axum::Form<LoginForm>) -> Response {
