@@ -34,8 +34,10 @@ document.addEventListener("submit", async (event) => {
     const reply = await response.json().catch(() => ({ ok: false, error: "the dashboard answered " + response.status }));
     if (reply.ok) {
       const url = new URL(form.dataset.next || window.location.href, window.location.href);
+      if (url.origin !== window.location.origin) return;
       url.searchParams.delete("error");
       url.searchParams.set("done", reply.message || "Done");
+      url.searchParams.set("sig", reply.sig || "");
       window.location.assign(url.toString());
       return;
     }

@@ -101,7 +101,7 @@ fn next_of(next: Option<&str>, key: &str, path: &str) -> String {
 }
 
 fn is_local(n: &str) -> bool {
-    n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\")
+    web::is_local(n)
 }
 
 /// A node as QUOTA.GET shows it; None for a path that does not exist yet.

@@ -61,6 +61,10 @@ fn main() {
         }
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Err(e) = web::init_secret() {
+        eprintln!("quota-dash: {e}");
+        std::process::exit(1);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -123,10 +123,16 @@ pub fn parse(args: &[String], env_token: Option<String>) -> Result<Parsed, Strin
             o.listen
         ));
     }
-    if let Some(t) = &o.token
-        && t.len() < 16
-    {
-        return Err("--token must be at least 16 characters".to_string());
+    if let Some(t) = &o.token {
+        if t.len() < 16 {
+            return Err("--token must be at least 16 characters".to_string());
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "--token must be printable ASCII without spaces (letters, digits, punctuation), as HTTP headers carry it"
+                    .to_string(),
+            );
+        }
     }
     Ok(Parsed::Run(Box::new(o)))
 }
@@ -165,6 +171,9 @@ mod tests {
             (&["--listen", "[::1]:8080"], None, true),
             (&["--listen", "0.0.0.0:8080", "--token", "short"], None, false),
             (&["--token", ""], None, false),
+            (&["--token", "pass word;with=semi"], None, false),
+            (&["--token", "pässwörd-sehr-lang"], None, false),
+            (&["--token", "0123456789abcdef!#$%&()*+-./:<=>?@[]^_`{|}~"], None, true),
             (&["--listen", "nowhere"], None, false),
             (&["--backend", "lua"], None, true),
             (&["--backend", "redis"], None, false),

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ClientTlsConfig, IntoConnectionInfo, ProtocolVersion, TlsCertificates};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ClientTlsConfig, IntoConnectionInfo, ProtocolVersion, TlsCertificates};
 use serde_json::{Map, Value as Json};
 
 use crate::options::{BackendChoice, Options};
@@ -149,6 +149,14 @@ fn error_of(e: redis::RedisError) -> QuotaError {
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => QuotaError { kind: code.to_string(), message: format!("{code} {detail}") },
         (Some(code), None) => QuotaError { kind: code.to_string(), message: code.to_string() },
+        _ if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() => {
+            QuotaError {
+                kind: "REDIS".to_string(),
+                message: format!(
+                    "Redis is not answering ({e}). The dashboard reconnects by itself: reload the page in a moment."
+                ),
+            }
+        }
         _ => QuotaError { kind: "REDIS".to_string(), message: format!("Redis did not answer as expected: {e}") },
     }
 }
@@ -190,7 +198,9 @@ pub fn json_of(v: redis::Value) -> Json {
 #[derive(Clone)]
 pub struct Quota {
     client: Client,
-    conn: MultiplexedConnection,
+    /// Reconnects by itself (with backoff) when Redis restarts; a command
+    /// in flight when the link broke fails and is never sent again.
+    conn: ConnectionManager,
     pub backend: Backend,
     pub read_only: bool,
     /// host:port/db, shown in the page header (never the password).
@@ -235,11 +245,12 @@ impl Quota {
             Client::open(info)
         }
         .map_err(|e| format!("{server}: {e}"))?;
-        let config = AsyncConnectionConfig::new()
+        let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("cannot reach Redis at {server}: {}", error_of(e)))?;
         let mut quota = Quota { client, conn, backend: Backend::Module, read_only: o.read_only, server };

@@ -18,8 +18,50 @@ use serde_json::Value as Json;
 
 use crate::quota::{Quota, QuotaError};
 
-/// The cookie the login page sets in token mode.
-const COOKIE: &str = "quota_dash_token";
+/// The cookie the login page sets in token mode: not the token itself but
+/// [`session_of`] it, so the cookie (which a browser also sends to other
+/// web apps on the same host name, cookies are not kept apart by port)
+/// never reveals the token.
+const COOKIE: &str = "quota_dash_session";
+
+/// The key that signs the messages a page shows after a write (`?done=`,
+/// `?error=` with `sig`): random for each run of the dashboard, so a link
+/// from elsewhere cannot make the dashboard say something it did not say.
+static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+
+/// Draws the signing key from the system's random source, once at start.
+pub fn init_secret() -> Result<(), String> {
+    use std::io::Read;
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| format!("cannot read /dev/urandom for a signing key: {e}"))?;
+    let _ = SECRET.set(key);
+    Ok(())
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::{Mac, digest::KeyInit};
+    let Ok(mut m) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
+        return String::new();
+    };
+    for p in parts {
+        m.update(p);
+        m.update(&[0]);
+    }
+    m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The signature of a message shown after a write ("" before init_secret).
+pub fn sign(kind: &str, message: &str) -> String {
+    SECRET.get().map_or_else(String::new, |k| mac(k, &[kind.as_bytes(), message.as_bytes()])[..32].to_string())
+}
+
+/// The session cookie's value for a token: HMAC-SHA-256 keyed by the token,
+/// so it stays valid across restarts and changes when the token does.
+pub fn session_of(token: &str) -> String {
+    mac(token.as_bytes(), &[b"quota-dash session"])
+}
 
 pub struct Inner {
     pub quota: Quota,
@@ -86,12 +128,18 @@ impl Page {
     }
 }
 
+/// The message of the last write, when the URL carries one this dashboard
+/// signed (a link from elsewhere cannot put words in its mouth).
 fn flash_of(uri: &Uri) -> Option<(String, String)> {
     let q: Query<HashMap<String, String>> = Query::try_from_uri(uri).ok()?;
-    if let Some(e) = q.get("error") {
-        return Some(("error".to_string(), e.clone()));
-    }
-    q.get("done").map(|d| ("done".to_string(), d.clone()))
+    let sig = q.get("sig")?;
+    let (kind, text) = match (q.get("error"), q.get("done")) {
+        (Some(e), _) => ("error", e),
+        (None, Some(d)) => ("done", d),
+        _ => return None,
+    };
+    let expected = sign(kind, text);
+    (!expected.is_empty() && same_bytes(sig.as_bytes(), expected.as_bytes())).then(|| (kind.to_string(), text.clone()))
 }
 
 /// Renders a template as an HTML page (a 500 with the reason if it fails).
@@ -139,13 +187,15 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 pub fn written(result: Result<String, QuotaError>, back: &str, headers: &HeaderMap) -> Response {
     let json = wants_json(headers);
     match result {
-        Ok(done) if json => axum::Json(serde_json::json!({"ok": true, "message": done})).into_response(),
+        Ok(done) if json => {
+            axum::Json(serde_json::json!({"ok": true, "message": done, "sig": sign("done", &done)})).into_response()
+        }
         Err(e) if json => {
             (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({"ok": false, "error": e.message})))
                 .into_response()
         }
-        Ok(done) => Redirect::to(&with_query(back, "done", &done)).into_response(),
-        Err(e) => Redirect::to(&with_query(back, "error", &e.message)).into_response(),
+        Ok(done) => Redirect::to(&with_flash(&local_or(back, "/trees"), "done", &done)).into_response(),
+        Err(e) => Redirect::to(&with_flash(&local_or(back, "/trees"), "error", &e.message)).into_response(),
     }
 }
 
@@ -158,6 +208,11 @@ pub fn refused(message: impl Into<String>) -> QuotaError {
 fn with_query(url: &str, name: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{name}={}", enc(value))
+}
+
+/// `url` with a signed message to show: `name` is "done" or "error".
+pub fn with_flash(url: &str, name: &str, value: &str) -> String {
+    format!("{}&sig={}", with_query(url, name, value), sign(name, value))
 }
 
 /// Percent-encodes a URL component (path segment or query value): every
@@ -265,12 +320,12 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    bearer.or_else(|| cookie_token(headers)).is_some_and(|t| same_bytes(t.as_bytes(), token.as_bytes()))
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(b) => same_bytes(b.as_bytes(), token.as_bytes()),
+        None => cookie_token(headers).is_some_and(|c| same_bytes(c.as_bytes(), session_of(token).as_bytes())),
+    }
 }
 
 /// A Host header naming this machine's loopback: without a token the
@@ -367,12 +422,22 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Only a path on this dashboard, never `//elsewhere` or a full URL.
+/// A path on this dashboard, never `//elsewhere`, a full URL, or text a
+/// browser would read as one once it drops tabs and newlines (`/\t/x`):
+/// no control characters, spaces or backslashes anywhere.
+pub fn is_local(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+}
+
+/// `next` when it is local, else `fallback`.
+pub fn local_or(next: &str, fallback: &str) -> String {
+    if is_local(next) { next.to_string() } else { fallback.to_string() }
+}
+
 fn local_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_string(),
-        _ => "/trees".to_string(),
-    }
+    local_or(next.unwrap_or(""), "/trees")
 }
 
 pub async fn login_form(State(app): State<App>, uri: Uri, Query(q): Query<LoginQuery>) -> Response {
@@ -391,7 +456,7 @@ pub async fn logout() -> Response {
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("quota_dash_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static("quota_dash_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     r
 }
@@ -400,7 +465,7 @@ pub async fn login(State(app): State<App>, uri: Uri, axum::Form(f): axum::Form<L
     let next = local_next(f.next.as_deref());
     match &app.token {
         Some(token) if same_bytes(f.token.as_bytes(), token.as_bytes()) => {
-            let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+            let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", session_of(token));
             let mut r = Redirect::to(&next).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(header::SET_COOKIE, v);
@@ -443,6 +508,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_signed_messages_are_shown() {
+        let _ = init_secret();
+        let signed = with_flash("/trees/acme", "done", "Policy m set.");
+        let uri: Uri = signed.parse().unwrap();
+        assert_eq!(flash_of(&uri), Some(("done".to_string(), "Policy m set.".to_string())));
+        let forged: Uri = "/trees/acme?error=Sign%20in%20at%20evil.example&sig=00".parse().unwrap();
+        assert_eq!(flash_of(&forged), None);
+        let unsigned: Uri = "/trees/acme?done=hello".parse().unwrap();
+        assert_eq!(flash_of(&unsigned), None);
+        // A signature for one kind does not serve the other.
+        let swapped: Uri = signed.replace("done=", "error=").parse().unwrap();
+        assert_eq!(flash_of(&swapped), None);
+    }
+
+    #[test]
     fn bars_are_exact_and_clamped() {
         // used, held, limit, used %, held %
         let rows = [
@@ -482,6 +562,10 @@ mod tests {
         assert_eq!(local_next(Some("//evil.example")), "/trees");
         assert_eq!(local_next(Some("https://evil.example")), "/trees");
         assert_eq!(local_next(None), "/trees");
+        // Browsers drop tabs and newlines from URLs: `/\t/x` would be `//x`.
+        for bad in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example", "/a b", "/a\r\nSet-Cookie: x"] {
+            assert_eq!(local_next(Some(bad)), "/trees", "{bad:?}");
+        }
     }
 
     #[test]
@@ -507,7 +591,11 @@ mod tests {
         assert!(same_origin(&null("same-origin")));
         assert!(!same_origin(&null("cross-site")));
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "null")])));
-        assert!(has_token(&h(&[("cookie", "a=b; quota_dash_token=secret")]), "secret"));
+        let cookie = HeaderValue::from_str(&format!("a=b; quota_dash_session={}", session_of("secret"))).unwrap();
+        let mut jar = HeaderMap::new();
+        jar.insert(header::COOKIE, cookie);
+        assert!(has_token(&jar, "secret"));
+        assert!(!has_token(&h(&[("cookie", "quota_dash_session=secret")]), "secret"));
         assert!(has_token(&h(&[("authorization", "Bearer secret")]), "secret"));
         assert!(!has_token(&h(&[("authorization", "Bearer secreT")]), "secret"));
     }
