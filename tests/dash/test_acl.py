@@ -157,9 +157,10 @@ def test_the_analyst_account_with_read_only(dash):
 
 
 def test_a_refusal_by_acl_is_said_plainly(dash):
-    # An account without SCAN (the recipes before quota-dash needed it):
-    # the trees page says what Redis refused and where the recipe is.
-    rules = [r for r in recipes(dash.backend)["dashboard"] if r != "+scan"]
+    # An account without SCAN (the recipes before quota-dash needed it)
+    # and PSUBSCRIBE: the trees page and every tree's events say what Redis
+    # refused and where the recipe is.
+    rules = [r for r in recipes(dash.backend)["dashboard"] if r not in ("+scan", "+psubscribe")]
     dash.r.execute_command("ACL", "SETUSER", "no-scan", "reset", *rules)
     password = next(r[1:] for r in rules if r.startswith(">"))
     dash.restart_dash(["--redis", f"redis://no-scan:{password}@127.0.0.1:{dash.redis_port}"])
@@ -174,3 +175,10 @@ def test_a_refusal_by_acl_is_said_plainly(dash):
     page.locator("#tree-open").fill("x:hidden")
     page.get_by_role("button", name="Open").click()
     expect(page.locator(".flash-error").first).to_contain_text("quota-dash's account (no-scan)")
+    # Every tree's live events: the feed is refused (502), the page says why.
+    dash.ignore_errors("status of 502")
+    page.get_by_role("navigation").get_by_role("link", name="Events").click()
+    status = page.locator("#live-status")
+    expect(status).to_have_class(re.compile(r"\boff\b"))
+    expect(status).to_contain_text("the live feed could not start: NOPERM")
+    expect(status).to_contain_text("quota-dash's account (no-scan)")

@@ -327,9 +327,14 @@ impl Quota {
         QuotaError {
             kind: "NOPERM".to_string(),
             message: format!(
-                "{} (Redis refused this to quota-dash's account ({}) by ACL: the README's \"Access control\" \
-                 has the recipe of the account quota-dash needs)",
-                e.message, self.user
+                "{} (Redis refused this to quota-dash's account ({}) by ACL: {} has the recipe of the account \
+                 quota-dash needs)",
+                e.message,
+                self.user,
+                match self.backend {
+                    Backend::Module => "README.md, \"Access control (ACL)\",",
+                    Backend::Lua => "lua/README.md, \"Access control\",",
+                }
             ),
         }
     }

@@ -140,9 +140,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 pub fn written(result: Result<String, QuotaError>, back: &str, headers: &HeaderMap) -> Response {
     let json = wants_json(headers);
     match result {
-        Ok(done) if json => {
-            axum::Json(serde_json::json!({"ok": true, "message": done, "next": back})).into_response()
-        }
+        Ok(done) if json => axum::Json(serde_json::json!({"ok": true, "message": done, "next": back})).into_response(),
         Err(e) if json => {
             (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({"ok": false, "error": e.message})))
                 .into_response()
