@@ -77,6 +77,10 @@ CALLS = {
     "label": ["QUOTA.LABEL", "{k}", "shelf", "NOTE", "acl", "TAGS", "x,y"],
     "archive": ["QUOTA.ARCHIVE", "{k}", "shelf"],
     "restore": ["QUOTA.RESTORE", "{k}", "shelf"],
+    # What quota-dash sends besides the quota commands: SCAN to list the
+    # trees, TIME for the clock.
+    "scan": ["SCAN", "0", "MATCH", "t:*", "COUNT", "10"],
+    "time": ["TIME"],
 }
 TREE_CALLS = {"reserve", "commit", "release", "extend", "charge", "get", "tree", "holds", "history", "events",
               "grants", "usage", "set", "unset", "grant", "revoke", "reset", "delpath", "assign", "allow", "deny",
@@ -91,39 +95,43 @@ PRICE_READS = ["price-get", "price-list", "estimate"]
 PRICE_WRITES = ["price-set", "price-del"]
 PLAN_READS = ["plan-get", "plan-list"]
 PLAN_WRITES = ["plan-set", "plan-del"]
+# What quota-dash needs besides the quota commands (the dashboard's and the
+# analyst's accounts, README "Access control").
+DASH = ["scan", "time"]
 
 # Per account and backend: (allowed on t:acme, allowed on t:other, allowed
 # keyless, refused on t:acme, refused on t:other, refused keyless).
 EXPECT = {
     "module": {
         "svc-acme": (SPENDING + READS, [], PRICE_READS, POLICIES + ["assign", "plain-get"], SPENDING + READS,
-                     PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
+                     PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"] + DASH),
         "gateway": (SPENDING + ["get", "holds"], SPENDING + ["get", "holds"], PRICE_READS,
                     POLICIES + ["assign", "tree", "grants", "plain-get"], POLICIES + ["assign"],
-                    PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
-        "dashboard": (READS + POLICIES + ["assign"], READS + POLICIES + ["assign"], PRICE_READS + PLAN_READS,
+                    PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"] + DASH),
+        "dashboard": (READS + POLICIES + ["assign"], READS + POLICIES + ["assign"], PRICE_READS + PLAN_READS + DASH,
                       SPENDING, SPENDING, PRICE_WRITES + PLAN_WRITES + ["debug"]),
-        "analyst": (READS, READS, PRICE_READS, SPENDING + POLICIES + ["assign", "plain-get"],
-                    SPENDING + POLICIES + ["assign"], PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["debug"]),
+        # Run with quota-dash --read-only: reads the plans too.
+        "analyst": (READS, READS, PRICE_READS + PLAN_READS + DASH, SPENDING + POLICIES + ["assign", "plain-get"],
+                    SPENDING + POLICIES + ["assign"], PRICE_WRITES + PLAN_WRITES + ["debug"]),
         "pricing": ([], [], PRICE_READS + PRICE_WRITES + PLAN_READS + PLAN_WRITES,
-                    READS + SPENDING + POLICIES + ["assign"], READS, ["debug"]),
+                    READS + SPENDING + POLICIES + ["assign"], READS, ["debug"] + DASH),
     },
     # Functions cannot be told apart by ACL: the Lua library's accounts
     # differ by keys (and FCALL_RO for the analyst).
     "lua": {
-        "svc-acme": (SPENDING + READS + POLICIES + ["assign"], [], PRICE_READS + PLAN_READS, ["plain-get"],
-                     SPENDING + READS + POLICIES + ["assign"], PRICE_WRITES + PLAN_WRITES),
-        "gateway": (SPENDING + READS + POLICIES + ["assign"], SPENDING + READS + ["assign"], PRICE_READS + PLAN_READS,
-                    ["plain-get"], [], PRICE_WRITES + PLAN_WRITES),
+        "svc-acme": (SPENDING + READS + POLICIES + ["assign"], [], PRICE_READS + PLAN_READS + ["time"], ["plain-get"],
+                     SPENDING + READS + POLICIES + ["assign"], PRICE_WRITES + PLAN_WRITES + ["scan"]),
+        "gateway": (SPENDING + READS + POLICIES + ["assign"], SPENDING + READS + ["assign"],
+                    PRICE_READS + PLAN_READS + ["time"], ["plain-get"], [], PRICE_WRITES + PLAN_WRITES + ["scan"]),
         "dashboard": (SPENDING + READS + POLICIES + ["assign"], READS + POLICIES + ["assign"],
-                      PRICE_READS + PLAN_READS, ["plain-get"], [], PRICE_WRITES + PLAN_WRITES),
-        "analyst": (READS, READS, PRICE_READS + PLAN_READS, SPENDING + POLICIES + ["assign", "plain-get"],
+                      PRICE_READS + PLAN_READS + DASH, ["plain-get"], [], PRICE_WRITES + PLAN_WRITES),
+        "analyst": (READS, READS, PRICE_READS + PLAN_READS + DASH, SPENDING + POLICIES + ["assign", "plain-get"],
                     SPENDING + POLICIES + ["assign"], PRICE_WRITES + PLAN_WRITES),
-        "pricing": ([], [], PRICE_READS + PRICE_WRITES + PLAN_READS + PLAN_WRITES,
-                    READS + SPENDING + POLICIES + ["assign"], READS, []),
+        "pricing": ([], [], PRICE_READS + PRICE_WRITES + PLAN_READS + PLAN_WRITES + ["time"],
+                    READS + SPENDING + POLICIES + ["assign"], READS, ["scan"]),
         # quota-load --sweep's account: FCALL on every tree, no FCALL_RO.
-        "sweeper": (SPENDING + POLICIES, SPENDING + POLICIES, [], READS + ["plain-get"], READS,
-                    PRICE_READS + PRICE_WRITES),
+        "sweeper": (SPENDING + POLICIES, SPENDING + POLICIES, ["time"], READS + ["plain-get"], READS,
+                    PRICE_READS + PRICE_WRITES + ["scan"]),
     },
 }
 
@@ -459,6 +467,10 @@ def main():
         # "every tree and its events": one pattern subscription, as a
         # dashboard that does not know every tree's name subscribes.
         channels(admin, args.port, "dashboard", found["dashboard"], ["quota:events:*"], ["other*"], "PSUBSCRIBE")
+    if "analyst" in found:
+        # quota-dash --read-only with the analyst's account shows events live too.
+        channels(admin, args.port, "analyst", found["analyst"], ["quota:events:t:acme"], ["other"])
+        channels(admin, args.port, "analyst", found["analyst"], ["quota:events:*"], ["other*"], "PSUBSCRIBE")
     if BACKEND == "lua":
         lua_idle_expiry(admin, args.port, found)
         lua_sweeper_refused(admin, args.port, found)

@@ -8,8 +8,9 @@ read-only dashboard draws no form and refuses every write.
 The tree page's inspector (tree.rs) is where most of these forms are linked
 from and where a write lands; the tests open the editor pages directly and
 check what a write did on the editor page again and in Redis. The one-click
-buttons the inspector draws (archive, restore, delete path, release and
-extend a hold) are stood in for by the same form, added to a dashboard page.
+buttons (archive, restore, delete path, release and extend a hold) are the
+inspector's own, and the status shown on the tree page after each is
+checked.
 """
 
 import calendar
@@ -47,33 +48,6 @@ def get(dash, key, path):
 def policy(dash, key, path, name):
     found = [p for p in get(dash, key, path)["policies"] if p["policy"] == name]
     return found[0] if found else None
-
-
-def button(page, action, fields, label):
-    """The inspector's one-click button, stood in for: a form posting
-    `fields` to `action`, added to the page; returns its button."""
-    page.evaluate(
-        """([action, fields, label]) => {
-            const form = document.createElement("form");
-            form.method = "post";
-            form.action = action;
-            form.id = "stand-in";
-            for (const [name, value] of Object.entries(fields)) {
-                const input = document.createElement("input");
-                input.type = "hidden";
-                input.name = name;
-                input.value = value;
-                form.appendChild(input);
-            }
-            const button = document.createElement("button");
-            button.type = "submit";
-            button.textContent = label;
-            form.appendChild(button);
-            document.body.appendChild(form);
-        }""",
-        [action, fields, label],
-    )
-    return page.locator("#stand-in button")
 
 
 def test_a_policy_is_created_on_a_new_path(dash):
@@ -313,56 +287,107 @@ def test_labels_are_saved_and_cleared(dash):
     assert "note" not in node and "tags" not in node, node
 
 
-def one_click(dash, key, action, fields, lands_at, outcome="done"):
-    """The inspector's one-click button for `action` (archive, hold/release…),
-    stood in for on the label page of the path: returns the message the write
-    lands with on the tree page at `lands_at`."""
-    page = dash.last_page or dash.page()
-    page.goto(dash.url(f"/trees/{key}/label?path={urllib.parse.quote(fields['path'])}"))
-    return submit(page, button(page, f"/trees/{key}/{action}", fields, action), key, lands_at, outcome)
+def inspector(dash, key, path, page=None):
+    """The tree page at `path`, where the inspector draws its one-click
+    buttons (archive, restore, delete path, release and extend a hold)."""
+    page = page or dash.page()
+    page.goto(dash.url(f"/trees/{key}?path={urllib.parse.quote(path)}"))
+    expect(page.locator("#node-path")).to_have_text(path)
+    return page
+
+
+def confirm(page):
+    """Accepts the next data-confirm question."""
+    page.once("dialog", lambda d: d.accept())
 
 
 def test_a_path_is_archived_restored_and_deleted(dash):
     dash.r.q("QUOTA.SET", "ed8", "projects/old", "monthly", "METRIC", "credits", "LIMIT", "10")
-    old = {"path": "projects/old"}
-    done = one_click(dash, "ed8", "archive", old, "projects/old")
+    dash.r.q("QUOTA.CHARGE", "ed8", "PATH", "projects/old", "COST", "credits", "9")
+    page = inspector(dash, "ed8", "projects/old")
+    stale = inspector(dash, "ed8", "projects/old", dash.context.new_page())
+    head = page.locator(".node-head")
+    expect(page.locator("#node-status")).to_have_class(re.compile(r"\bstatus-critical\b"))
+    confirm(page)
+    done = submit(page, head.get_by_role("button", name="Archive"), "ed8", "projects/old")
     assert done == "/projects/old archived: it and its subtree refuse new reservations and charges.", done
     assert get(dash, "ed8", "projects/old").get("archived") == 1
-    page = dash.last_page
-    page.goto(dash.url("/trees/ed8/label?path=projects/old"))
-    expect(page.locator("h1 .badge.archived")).to_be_visible()
-    done = one_click(dash, "ed8", "archive", old, "projects/old")
+    expect(page.locator(".flash-done")).to_have_text(done)
+    expect(page.locator("#archived-badge")).to_be_visible()
+    # Its status and spend are kept while it is archived.
+    expect(page.locator("#node-status")).to_have_class(re.compile(r"\bstatus-critical\b"))
+    expect(head.get_by_role("button", name="Archive")).to_have_count(0)
+    # A page opened before the archive still offers it: the command says so.
+    confirm(stale)
+    done = submit(stale, stale.locator(".node-head").get_by_role("button", name="Archive"), "ed8", "projects/old")
     assert done == "/projects/old was already archived.", done
-    done = one_click(dash, "ed8", "restore", old, "projects/old")
+    done = submit(page, head.get_by_role("button", name="Restore"), "ed8", "projects/old")
     assert done == "/projects/old restored: it takes requests again.", done
     assert "archived" not in get(dash, "ed8", "projects/old")
+    expect(page.locator("#archived-badge")).to_have_count(0)
+    expect(page.locator("#node-status")).to_have_class(re.compile(r"\bstatus-critical\b"))
     # A deleted path's tree page is gone: the write lands on its parent.
-    assert one_click(dash, "ed8", "path/delete", old, "/projects") == "/projects/old removed."
+    confirm(page)
+    done = submit(page, head.get_by_role("button", name="Delete path"), "ed8", "projects")
+    assert done == "/projects/old removed.", done
+    expect(page.locator("#node-path")).to_have_text("projects")
+    expect(page.locator('#tree li.node[data-path="projects/old"]')).to_have_count(0)
+    expect(page.locator("#node-status")).to_have_class(re.compile(r"\bstatus-none\b"))
     children = dash.r.q("QUOTA.TREE", "ed8", "projects", "DEPTH", "1").get("children", [])
     assert children == [], children
-    # Deleting the root is the command's refusal, shown as it is.
-    error = one_click(dash, "ed8", "path/delete", {"path": "/"}, "/", outcome="error")
-    assert error.startswith("ERR"), error
+    # The root has no Delete path button; the command refuses it anyway,
+    # and its refusal is shown as it is.
+    inspector(dash, "ed8", "/", page)
+    expect(page.locator(".node-head").get_by_role("button", name="Delete path")).to_have_count(0)
+    status, head_, _ = dash.http("/trees/ed8/path/delete", method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"}, data="path=%2F")
+    error = urllib.parse.parse_qs(urllib.parse.urlsplit(head_.get("location", "")).query).get("error", [""])[0]
+    assert status == 303 and error.startswith("ERR"), (status, head_)
 
 
 def test_a_hold_is_extended_and_released(dash):
     dash.r.q("QUOTA.SET", "ed9", "/", "monthly", "METRIC", "credits", "LIMIT", "100")
+    dash.r.q("QUOTA.CHARGE", "ed9", "PATH", "team", "COST", "credits", "75")
     hold = dash.r.q("QUOTA.RESERVE", "ed9", "PATH", "team", "TTL", "60000", "COST", "credits", "10")
     hold_id = hold["id"]
     assert policy(dash, "ed9", "/", "monthly")["held"] == "10"
-    done = one_click(dash, "ed9", "hold/extend", {"path": "team", "id": hold_id, "ttl_ms": "3600000"}, "team")
+    page = inspector(dash, "ed9", "team")
+    row = page.locator(f'#holds tr[data-hold="{hold_id}"]')
+    expect(row.locator("td.left")).to_have_text("1 m 0 s")
+    row.get_by_label("new time to live in ms").fill("3600000")
+    done = submit(page, row.get_by_role("button", name="Extend"), "ed9", "team")
     assert done == f"Hold {hold_id} now expires at 2026-03-14 10:30:00 UTC.", done
     holds = dash.r.q("QUOTA.HOLDS", "ed9")
     assert [int(h["expires_at"]) for h in holds] == [dash.now_ms() + 3600000], holds
-    done = one_click(dash, "ed9", "hold/release", {"path": "team", "id": hold_id}, "team")
+    expect(row.locator("td.left")).to_have_text("1 h 0 m")
+    # Used 75 and held 10 of 100 at the root: the root is at a warning.
+    inspector(dash, "ed9", "/", page)
+    expect(page.locator("#node-status")).to_have_class(re.compile(r"\bstatus-warning\b"))
+    confirm(page)
+    done = submit(page, row.get_by_role("button", name="Release"), "ed9", "/")
     assert done == f"Hold {hold_id} released.", done
+    expect(page.locator("#no-holds")).to_be_visible()
     assert policy(dash, "ed9", "/", "monthly")["held"] == "0"
     assert dash.r.q("QUOTA.HOLDS", "ed9") == []
-    done = one_click(dash, "ed9", "hold/release", {"path": "team", "id": hold_id}, "team")
+    expect(page.locator("#inspector article.policy .held-n")).to_have_text("0")
+
+    # A page that still shows a hold the app has released since: Release
+    # says so, Extend shows the command's refusal beside the button.
+    hold_id = dash.r.q("QUOTA.RESERVE", "ed9", "PATH", "team", "TTL", "60000", "COST", "credits", "1")["id"]
+    inspector(dash, "ed9", "team", page)
+    dash.r.q("QUOTA.RELEASE", "ed9", hold_id)
+    confirm(page)
+    row = page.locator(f'#holds tr[data-hold="{hold_id}"]')
+    done = submit(page, row.get_by_role("button", name="Release"), "ed9", "team")
     assert done == f"Hold {hold_id} was already released.", done
-    error = one_click(dash, "ed9", "hold/extend", {"path": "team", "id": "no-such-hold", "ttl_ms": "1000"}, "team",
-                      outcome="error")
-    assert error.startswith("NOTFOUND") or error.startswith("ERR"), error
+    hold_id = dash.r.q("QUOTA.RESERVE", "ed9", "PATH", "team", "TTL", "60000", "COST", "credits", "1")["id"]
+    inspector(dash, "ed9", "team", page)
+    dash.r.q("QUOTA.RELEASE", "ed9", hold_id)
+    stale = page.locator(f'#holds tr[data-hold="{hold_id}"]')
+    stale.get_by_role("button", name="Extend").click()
+    error = stale.locator("form.extend .error")
+    expect(error).to_have_text(re.compile(r"^(NOTFOUND|ERR) "))
+    assert page.url.endswith("/trees/ed9?path=team"), page.url
 
 
 def test_a_read_only_dashboard_draws_no_form_and_refuses_writes(dash):

@@ -33,7 +33,10 @@ document.addEventListener("submit", async (event) => {
     });
     const reply = await response.json().catch(() => ({ ok: false, error: "the dashboard answered " + response.status }));
     if (reply.ok) {
-      const url = new URL(form.dataset.next || window.location.href, window.location.href);
+      const url = new URL(
+        // data-next="" asks for the page the dashboard names (reply.next:
+        // the tree page at the path the form wrote to).
+        form.dataset.next || (form.hasAttribute("data-next") && reply.next) || window.location.href, window.location.href);
       if (url.origin !== window.location.origin) return;
       url.searchParams.delete("error");
       url.searchParams.set("done", reply.message || "Done");

@@ -339,6 +339,10 @@ struct PolicyPage {
     unset: String,
     reset: String,
     next: String,
+    /// The form's own `next`: only one the page was given. Without it a
+    /// policy saved on another path (the Path field changed) lands on that
+    /// path's tree page.
+    next_field: String,
     form: PolicyForm,
     /// The policy exists (the form edits it).
     editing: bool,
@@ -421,6 +425,7 @@ fn policy_view(
         unset: format!("{}/policy/unset", tree_url(key)),
         reset: format!("{}/policy/reset", tree_url(key)),
         next: next_of(form.next.as_deref(), key, &path),
+        next_field: form.next.clone().filter(|n| is_local(n.trim())).unwrap_or_default(),
         state: current.as_ref().map(Standing::of),
         editing,
         plan,

@@ -351,7 +351,7 @@ async fn tree_stream(
         Err(e) => return feed_error(&e),
     };
     if let Err(e) = pubsub.subscribe(format!("{CHANNEL}{key}")).await {
-        return feed_error(&QuotaError { kind: "REDIS".into(), message: e.to_string() });
+        return feed_error(&app.quota.explain(crate::quota::error_of(e)));
     }
     let mut last = since;
     let mut caught = Vec::new();
@@ -395,7 +395,7 @@ async fn all_stream(State(app): State<App>) -> Response {
         Err(e) => return feed_error(&e),
     };
     if let Err(e) = pubsub.psubscribe(format!("{CHANNEL}*")).await {
-        return feed_error(&QuotaError { kind: "REDIS".into(), message: e.to_string() });
+        return feed_error(&app.quota.explain(crate::quota::error_of(e)));
     }
     let live = pubsub.into_on_message().filter_map(|msg| {
         let tree = msg.get_channel_name().strip_prefix(CHANNEL).unwrap_or_default().to_string();

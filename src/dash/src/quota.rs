@@ -145,7 +145,7 @@ impl std::fmt::Display for QuotaError {
     }
 }
 
-fn error_of(e: redis::RedisError) -> QuotaError {
+pub fn error_of(e: redis::RedisError) -> QuotaError {
     match (e.code(), e.detail()) {
         (Some(code), Some(detail)) => QuotaError { kind: code.to_string(), message: format!("{code} {detail}") },
         (Some(code), None) => QuotaError { kind: code.to_string(), message: code.to_string() },
@@ -205,6 +205,9 @@ pub struct Quota {
     pub read_only: bool,
     /// host:port/db, shown in the page header (never the password).
     pub server: String,
+    /// The Redis account it logs in as (`default` without one): named when
+    /// ACL refuses something.
+    pub user: String,
 }
 
 impl Quota {
@@ -219,6 +222,7 @@ impl Quota {
         }
         let mut info = info.set_redis_settings(settings);
         let server = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let user = info.redis_settings().username().unwrap_or("default").to_string();
         let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
         if !tls && (o.insecure || o.cacert.is_some() || o.cert.is_some()) {
             return Err("--cacert, --cert, --key and --insecure are for TLS: use a rediss:// URL".to_string());
@@ -253,7 +257,7 @@ impl Quota {
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("cannot reach Redis at {server}: {}", error_of(e)))?;
-        let mut quota = Quota { client, conn, backend: Backend::Module, read_only: o.read_only, server };
+        let mut quota = Quota { client, conn, backend: Backend::Module, read_only: o.read_only, server, user };
         quota.backend = match o.backend {
             BackendChoice::Module => Backend::Module,
             BackendChoice::Lua => Backend::Lua,
@@ -321,7 +325,29 @@ impl Quota {
             c.arg(args);
         }
         let mut conn = self.conn.clone();
-        c.query_async::<redis::Value>(&mut conn).await.map(json_of).map_err(error_of)
+        c.query_async::<redis::Value>(&mut conn).await.map(json_of).map_err(|e| self.explain(error_of(e)))
+    }
+
+    /// A refusal by ACL said plainly: Redis's own words (NOPERM …; inside
+    /// a Lua function on Redis 7.0, "… can't access …"), then which account
+    /// was refused and where its recipe is.
+    pub fn explain(&self, e: QuotaError) -> QuotaError {
+        if !is_acl_refusal(&e.message) {
+            return e;
+        }
+        QuotaError {
+            kind: "NOPERM".to_string(),
+            message: format!(
+                "{} (Redis refused this to quota-dash's account ({}) by ACL: {} has the recipe of the account \
+                 quota-dash needs)",
+                e.message,
+                self.user,
+                match self.backend {
+                    Backend::Module => "README.md, \"Access control (ACL)\",",
+                    Backend::Lua => "lua/README.md, \"Access control\",",
+                }
+            ),
+        }
     }
 
     /// The quota clock in Unix ms: the test clock when the server has one,
@@ -333,7 +359,8 @@ impl Quota {
             return Ok(ms);
         }
         let mut conn = self.conn.clone();
-        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.map_err(error_of)?;
+        let (secs, micros): (u64, u64) =
+            redis::cmd("TIME").query_async(&mut conn).await.map_err(|e| self.explain(error_of(e)))?;
         Ok(secs * 1000 + micros / 1000)
     }
 
@@ -360,7 +387,7 @@ impl Quota {
                 .arg(kind)
                 .query_async(&mut conn)
                 .await
-                .map_err(error_of)?;
+                .map_err(|e| self.explain(error_of(e)))?;
             looked += 1000;
             let keys: Vec<String> = keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect();
             let keys = match self.backend {
@@ -389,15 +416,25 @@ impl Quota {
         for k in &keys {
             pipe.cmd("HEXISTS").arg(k).arg("#");
         }
+        // A hash the account may not read (outside its key pattern) cannot be
+        // told from any other hash: it is left out, not an error.
+        pipe.ignore_errors();
         let mut conn = self.conn.clone();
-        let has: Vec<bool> = pipe.query_async(&mut conn).await.map_err(error_of)?;
-        Ok(keys.into_iter().zip(has).filter(|(_, h)| *h).map(|(k, _)| k).collect())
+        let has: Vec<redis::RedisResult<bool>> =
+            pipe.query_async(&mut conn).await.map_err(|e| self.explain(error_of(e)))?;
+        Ok(keys.into_iter().zip(has).filter(|(_, h)| matches!(h, Ok(true))).map(|(k, _)| k).collect())
     }
 
     /// A connection for the event feed (SUBSCRIBE), apart from the shared one.
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, QuotaError> {
-        self.client.get_async_pubsub().await.map_err(error_of)
+        self.client.get_async_pubsub().await.map_err(|e| self.explain(error_of(e)))
     }
+}
+
+/// Whether an error is ACL's refusal.
+fn is_acl_refusal(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.starts_with("noperm") || m.contains("no permissions to") || m.contains("can't access")
 }
 
 /// A Lua companion key: `{tag}quota:<key><suffix>`.
@@ -408,6 +445,16 @@ fn is_companion(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acl_refusals_are_recognised() {
+        assert!(is_acl_refusal("NOPERM this user has no permissions to run the 'scan' command"));
+        assert!(is_acl_refusal(
+            "ERR Error running script: The user executing the script can't access at least one of the keys"
+        ));
+        assert!(!is_acl_refusal("ERR syntax: LIMIT needs an amount"));
+        assert!(!is_acl_refusal("NOTFOUND no such path"));
+    }
 
     #[test]
     fn companions_are_not_trees() {

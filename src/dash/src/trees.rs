@@ -39,6 +39,8 @@ pub struct Row {
     pub class: &'static str,
     pub headline: String,
     pub plan: String,
+    /// Why the root could not be read (an ACL refusal, said shortly).
+    pub error: String,
 }
 
 #[derive(Template)]
@@ -98,7 +100,13 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
         .into_iter()
         .zip(roots)
         .map(|(key, root)| {
-            let root = root.unwrap_or_default();
+            let (root, error) = match root {
+                Ok(root) => (root, String::new()),
+                Err(e) if e.kind == "NOPERM" => {
+                    (serde_json::Value::Null, format!("quota-dash's account ({}) may not read it", app.quota.user))
+                }
+                Err(e) => (serde_json::Value::Null, e.message),
+            };
             let status = text(&root, "status");
             Row {
                 url: web::tree_url(&key),
@@ -107,6 +115,7 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
                 plan: text(&root, "plan"),
                 status,
                 key,
+                error,
             }
         })
         .collect();

@@ -183,12 +183,14 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// The answer to a form that ran one command: back to `back` with
-/// `?done=` or `?error=` (the command's own message), or JSON for app.js.
+/// `?done=` or `?error=` (the command's own message), or JSON for app.js
+/// (`next` is `back`: where a form with an empty `data-next` goes).
 pub fn written(result: Result<String, QuotaError>, back: &str, headers: &HeaderMap) -> Response {
     let json = wants_json(headers);
     match result {
         Ok(done) if json => {
-            axum::Json(serde_json::json!({"ok": true, "message": done, "sig": sign("done", &done)})).into_response()
+            let answer = serde_json::json!({"ok": true, "message": done, "sig": sign("done", &done), "next": local_or(back, "/trees")});
+            axum::Json(answer).into_response()
         }
         Err(e) if json => {
             (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({"ok": false, "error": e.message})))
