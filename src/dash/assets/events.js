@@ -106,7 +106,7 @@
     badge.textContent = str(ev.type);
     type.appendChild(badge);
     cell(tr, str(ev.path), "mono path");
-    cell(tr, str(ev.policy));
+    cell(tr, str(ev.policy), "policy");
     cell(tr, str(ev.metric));
     cell(tr, str(ev.used), "num");
     cell(tr, str(ev.held), "num");
