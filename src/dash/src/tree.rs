@@ -697,7 +697,7 @@ async fn draw_the_way(app: &App, key: &str, filter: &Filter, root: &mut Node, pa
         return Ok(());
     }
     // Whether the deepest loaded node's page holds the way's child.
-    let held = loaded && within(&node.children, node.more, &way[depth + 1].1);
+    let held = loaded && way.get(depth + 1).is_some_and(|c| within(&node.children, node.more, &c.1));
     let firsts = join_all((depth..=last).map(|j| {
         let at = way[j].0.clone();
         let ask = !(j == depth && loaded);
@@ -1039,6 +1039,47 @@ mod tests {
         assert_eq!(open(4), Vec::<String>::new());
         assert_eq!(open(5), ["a"]);
         assert_eq!(open(6), ["a", "c"]);
+    }
+
+    #[test]
+    fn the_way_s_child_in_its_parent() {
+        let kid = |p: &str| Node::of(&json!({"path": p, "status": "none", "policies": []}), 0);
+        let page = |names: &[&str], more: u64| {
+            let children: Vec<Json> =
+                names.iter().map(|n| json!({"path": format!("m/{n}"), "status": "none", "policies": []})).collect();
+            json!({"path": "m", "status": "none", "policies": [], "children": children, "more": more})
+        };
+        let names = |n: &Node| n.children.iter().map(|c| name_of(&c.path).to_string()).collect::<Vec<_>>();
+        // Within a page: the last page, or one that goes past the name.
+        let first = Node::of(&page(&["a", "c", "e"], 5), 1);
+        assert!(within(&first.children, 5, "c") && within(&first.children, 5, "e"));
+        assert!(!within(&first.children, 5, "f"));
+        assert!(within(&first.children, 0, "z"));
+        // In its place: the unloaded row replaced, or inserted (left out by a filter).
+        let mut n = first;
+        let mut c = Node::of(&page(&["x"], 0), 1);
+        c.path = "m/c".into();
+        place(&mut n, c, None, false);
+        assert_eq!(names(&n), ["a", "c", "e"]);
+        assert_eq!(n.children[1].children.len(), 1);
+        place(&mut n, kid("m/b"), None, false);
+        assert_eq!((names(&n), n.gap), (vec!["a".into(), "b".into(), "c".into(), "e".into()], None));
+        // Past the first page: the child, then the page after it, a gap before it.
+        let mut n = Node::of(&page(&["a", "c"], 7), 1);
+        place(&mut n, kid("m/k"), Some(&page(&["l", "m"], 3)), false);
+        assert_eq!(
+            (names(&n), n.gap, n.more),
+            (vec!["a".into(), "c".into(), "k".into(), "l".into(), "m".into()], Some(2), 3)
+        );
+        let mut n = Node::of(&page(&["a", "c"], 7), 1);
+        place(&mut n, kid("m/k"), Some(&page(&["l"], 0)), true);
+        assert_eq!((names(&n), n.gap, n.more), (vec!["k".into(), "l".into()], Some(0), 0));
+        // The gap row loads the names between its neighbours.
+        let f = Filter::default();
+        let d = Drawer { key_url: "/trees/t".into(), filter: &f, selected: "", open: Default::default() };
+        let html = d.row(&n, true);
+        assert!(html.contains(r#"data-after="" data-before="k">names before k…"#), "{html}");
+        assert!(d.gap("m", "c", "k", true).contains(r#"data-after="c" data-before="k">more names before k…"#));
     }
 
     #[test]
