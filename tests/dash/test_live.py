@@ -12,6 +12,8 @@ import time
 
 from playwright.sync_api import expect
 
+from backend import lua_command
+
 DAY = 86_400_000
 HOUR = 3_600_000
 
@@ -197,6 +199,78 @@ def test_every_tree_on_the_events_page(dash):
     rows.nth(0).get_by_role("link", name="south").click()
     expect(page).to_have_url(re.compile(r"/trees/south/events$"))
     expect(page.locator("#events tbody tr")).to_have_count(1)
+
+
+def wrapped_log(dash, key, n):
+    """n `disallowed` events on a tree, sent at once: more than events_len
+    (1000) and the log keeps only the newest 1000."""
+    dash.r.q("QUOTA.DENY", key, "/", "SERVICE", "video")
+    p = dash.r.pipeline(transaction=False)
+    for _ in range(n):
+        args = ["QUOTA.CHARGE", key, "PATH", "x", "SERVICE", "video", "COST", "credits", "1"]
+        p.execute_command(*(lua_command(args) if dash.backend == "lua" else args))
+    for reply in p.execute():
+        assert not isinstance(reply, Exception), reply
+
+
+def test_older_events_and_a_wrapped_log(dash):
+    wrapped_log(dash, "wrap", 1150)
+    page = dash.page()
+    page.goto(dash.url("/trees/wrap/events"))
+    rows = page.locator("#events tbody tr")
+    expect(rows).to_have_count(100)
+    expect(rows.last.locator("td").first).to_have_text("1051")
+    expect(page.locator("#log-wrapped")).to_have_text(
+        "Older events were dropped from the log: events_len keeps the last 1000 (the oldest kept is seq 151).")
+    expect(page.locator("#live-status")).to_have_class(re.compile(r"\bon\b"))
+    # Older events come below, 100 at a time, the page still live.
+    page.locator("#older-link").click()
+    expect(rows).to_have_count(200)
+    expect(rows.last.locator("td").first).to_have_text("951")
+    page.locator("#older-link").click()
+    expect(rows).to_have_count(300)
+    expect(rows.last.locator("td").first).to_have_text("851")
+    charge(dash, "wrap", "x", "1", "video")
+    expect(rows.first.locator("td").first).to_have_text("1151")
+    seqs = rows.evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert seqs == list(range(1151, 850, -1)), seqs[:3]
+    # The page of the oldest kept (1151 pushed 151 out): no older link, a
+    # link back to the live page.
+    page.goto(dash.url("/trees/wrap/events?before=251"))
+    expect(rows).to_have_count(99)
+    expect(rows.first.locator("td").first).to_have_text("250")
+    expect(rows.last.locator("td").first).to_have_text("152")
+    expect(page.locator("#older-link")).to_have_count(0)
+    expect(page.locator("#live-status")).to_have_count(0)
+    page.get_by_role("link", name="Newest events (live)").click()
+    expect(page.locator("#live-status")).to_have_class(re.compile(r"\bon\b"))
+    status, _, body = dash.http("/trees/wrap/events?before=x")
+    assert status == 400 and "whole number" in body, (status, body)
+
+
+def test_the_feed_says_what_the_log_lost(dash):
+    wrapped_log(dash, "lost", 1100)
+    # A browser away since seq 40: the log keeps 101 to 1100.
+    conn, res = open_feed(dash, "/trees/lost/events/stream?since=40")
+    try:
+        assert res.status == 200
+        line = res.readline()
+        while not line.startswith(b"event: "):
+            line = res.readline()
+        assert line.strip() == b"event: gap", line
+        assert json.loads(res.readline()[6:]) == {"from": 41, "to": 100}
+        assert [e["seq"] for e in read_events(res, 2)] == [101, 102]
+    finally:
+        conn.close()
+    # The page's feed, as if it had been away since seq 40.
+    page = dash.page()
+    page.route(re.compile(r".*/events/stream\?since=\d+$"),
+               lambda route: route.continue_(url=re.sub(r"since=\d+", "since=40", route.request.url)))
+    page.goto(dash.url("/trees/lost/events"))
+    expect(page.locator("#feed-gap")).to_have_text(
+        "Events 41 to 100 were dropped from the log before this page caught up (events_len keeps only the newest): "
+        "they are not shown.")
+    expect(page.locator("#events tbody tr")).to_have_count(100)
 
 
 # ----- usage ------------------------------------------------------------------

@@ -292,3 +292,81 @@ def test_a_tree_that_follows_a_plan(dash):
     dash.r.q("QUOTA.PLAN", "DEL", "free")
     page.reload()
     expect(page.locator("#plan")).to_contain_text("no longer has it")
+
+
+def test_a_deep_path_is_drawn_on_the_way(dash):
+    # 30 projects; p020 has 450 members. Going to m300 draws the way: the
+    # projects (loaded by the first view), p020's page holding members,
+    # and members' page from m300 on, with a row for the names before it.
+    cmds = [("QUOTA.CHARGE", "big", "PATH", f"projects/p{i:03d}/members/m000", "BRIEF", "COST", "credits", "1")
+            for i in range(30) if i != 20]
+    cmds += [("QUOTA.CHARGE", "big", "PATH", f"projects/p020/members/m{i:03d}", "BRIEF", "COST", "credits", "1")
+             for i in range(450)]
+    pipe(dash, cmds)
+    page = dash.page()
+    page.goto(dash.url("/trees/big"))
+    page.locator("#goto-path").fill("projects/p020/members/m300")
+    page.locator("#goto-path").press("Enter")
+    expect(page.locator("#node-path")).to_have_text("projects/p020/members/m300")
+    selected = row(page, "projects/p020/members/m300")
+    expect(selected).to_have_class(re.compile("selected"))
+    expect(selected).to_be_visible()
+    expect(selected.locator(".spend")).to_have_text("1 credits")
+    # p020's only child is in its first page: no gap there.
+    expect(node(page, "projects/p020").locator(":scope > ul.children > li.gap")).to_have_count(0)
+    expect(node(page, "projects/p021")).to_be_visible()
+    members = node(page, "projects/p020/members")
+    kids = members.locator(":scope > ul.children > li.node")
+    rows = members.locator(":scope > ul.children > li")
+    expect(rows.first).to_have_text("names before m300…")
+    expect(kids).to_have_count(150)
+    expect(kids.first).to_have_attribute("data-path", "projects/p020/members/m300")
+    expect(kids.last).to_have_attribute("data-path", "projects/p020/members/m449")
+    expect(members.locator(":scope > ul.children > li.more:not(.gap)")).to_have_count(0)
+    # The names before m300 come a page at a time, up to m299, none twice.
+    rows.first.locator("button").click()
+    expect(kids).to_have_count(350)
+    gap = members.locator(":scope > ul.children > li.gap button")
+    expect(gap).to_have_text("more names before m300…")
+    gap.click()
+    expect(kids).to_have_count(450)
+    expect(gap).to_have_count(0)
+    paths = kids.evaluate_all("rows => rows.map(r => r.dataset.path)")
+    assert paths == [f"projects/p020/members/m{i:03d}" for i in range(450)], paths[195:205]
+    # A path in the first page of its parent: that page, no gap, "more…" after it.
+    page.goto(dash.url("/trees/big?path=projects/p020/members/m010"))
+    expect(row(page, "projects/p020/members/m010")).to_have_class(re.compile("selected"))
+    expect(members.locator(":scope > ul.children > li.gap")).to_have_count(0)
+    expect(kids).to_have_count(200)
+    expect(kids.first).to_have_attribute("data-path", "projects/p020/members/m000")
+    expect(members.locator(":scope > ul.children > li.more button")).to_have_text("250 more…")
+    # A selected node below the first view opens with its first page.
+    page.goto(dash.url("/trees/big?path=projects/p005"))
+    expect(node(page, "projects/p005/members")).to_be_visible()
+    dash.shot(page, "tree-deep")
+
+
+def test_past_periods_of_a_policy(dash):
+    dash.r.q("QUOTA.SET", "hist", "team", "daily", "METRIC", "credits", "LIMIT", "100", "WINDOW", "day")
+    dash.r.q("QUOTA.SET", "hist", "team", "total", "METRIC", "credits", "LIMIT", "1000")
+    dash.r.q("QUOTA.CHARGE", "hist", "PATH", "team", "COST", "credits", "40")
+    page = dash.page()
+    page.goto(dash.url("/trees/hist?path=team"))
+    daily = page.locator('article.policy[data-policy="daily"] details.history')
+    expect(daily.locator("summary")).to_have_text("Past periods (0)")
+    expect(daily.locator("p").first).to_be_hidden()
+    daily.locator("summary").click()
+    expect(daily).to_contain_text("No period has closed yet.")
+    # A policy without a window has no periods to show.
+    expect(page.locator('article.policy[data-policy="total"] details.history')).to_have_count(0)
+    # A day later the next write closes the day.
+    dash.clock_advance(86_400_000)
+    dash.r.q("QUOTA.CHARGE", "hist", "PATH", "team", "COST", "credits", "5")
+    page.reload()
+    expect(daily.locator("summary")).to_have_text("Past periods (1)")
+    daily.locator("summary").click()
+    cells = daily.locator("table.periods tbody tr").first.locator("td")
+    expect(cells.nth(0)).to_have_text("2026-03-14 00:00:00 UTC – 2026-03-15 00:00:00 UTC")
+    expect(cells.nth(1)).to_have_text("40")
+    expect(cells.nth(2)).to_have_text("100")
+    expect(page.locator('article.policy[data-policy="daily"] .used-n')).to_have_text("5")

@@ -1,13 +1,44 @@
 // quota-dash: the events page goes live. The table's data-stream is a
 // Server-Sent Events URL; each message is one event's JSON, shown as a new
 // row on top. Event fields come from clients (paths, ids, META), so rows are
-// built with textContent only, never as HTML.
+// built with textContent only, never as HTML. "Older events…" loads the
+// page of the 100 before the oldest shown (the dashboard's own HTML) below
+// the rows. A feed that catches up past events the log no longer has says
+// so (its "gap" message).
 "use strict";
 
 (() => {
   const table = document.getElementById("events");
-  if (!table || !window.EventSource) return;
+  if (!table) return;
   const body = table.tBodies[0];
+  let maxRows = 500;
+
+  // Older events, below the rows; the page works without it (a link).
+  const older = document.getElementById("older-events");
+  if (older) {
+    older.addEventListener("click", async (event) => {
+      const link = event.target instanceof Element ? event.target.closest("a#older-link") : null;
+      if (!link || link.dataset.loading) return;
+      event.preventDefault();
+      link.dataset.loading = "1";
+      link.textContent = "loading…";
+      try {
+        const r = await fetch(link.href, { headers: { "Accept": "text/html" } });
+        if (!r.ok) throw new Error("the dashboard answered " + r.status);
+        const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+        const rows = doc.querySelectorAll("#events tbody tr");
+        for (const tr of rows) body.appendChild(document.importNode(tr, true));
+        maxRows += rows.length;
+        const next = doc.getElementById("older-events");
+        older.replaceChildren(...(next ? Array.from(next.childNodes, (n) => document.importNode(n, true)) : []));
+      } catch (e) {
+        delete link.dataset.loading;
+        link.textContent = "Older events… (" + e.message + ": try again)";
+      }
+    });
+  }
+
+  if (!table.dataset.stream || !window.EventSource) return;
   const all = table.dataset.tree === "all";
   const status = document.getElementById("live-status");
   const empty = document.getElementById("events-empty");
@@ -16,7 +47,6 @@
     "rule", "service", "model", "id", "amounts", "meta"];
   const CLASSES = { warning: "status-warning", over: "status-over", disallowed: "status-over",
     low: "status-critical", expired: "status-critical", rollover: "status-healthy" };
-  const MAX_ROWS = 500;
   // The newest seq shown, per tree: a message at or below it is not shown twice.
   const seen = new Map();
   for (const tr of body.rows) {
@@ -69,14 +99,14 @@
       tr.appendChild(td);
     }
     cell(tr, str(ev.seq), "num");
-    cell(tr, utc(ev.time));
+    cell(tr, utc(ev.time), "time");
     const type = cell(tr, "");
     const badge = document.createElement("span");
     badge.className = "status " + (CLASSES[ev.type] || "status-none");
     badge.textContent = str(ev.type);
     type.appendChild(badge);
-    cell(tr, str(ev.path), "mono");
-    cell(tr, str(ev.policy));
+    cell(tr, str(ev.path), "mono path");
+    cell(tr, str(ev.policy), "policy");
     cell(tr, str(ev.metric));
     cell(tr, str(ev.used), "num");
     cell(tr, str(ev.held), "num");
@@ -89,7 +119,7 @@
     }
     cell(tr, details.join(" · "), "details");
     body.insertBefore(tr, body.firstChild);
-    while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
+    while (body.rows.length > maxRows) body.deleteRow(body.rows.length - 1);
     if (empty) empty.hidden = true;
   };
 
@@ -102,6 +132,17 @@
     try { ev = JSON.parse(m.data); } catch (e) { return; }
     if (ev && typeof ev === "object") show(ev);
   };
+  // The log wrapped while this page was away: those events are lost.
+  source.addEventListener("gap", (m) => {
+    let gap;
+    try { gap = JSON.parse(m.data); } catch (e) { return; }
+    const notice = document.getElementById("feed-gap");
+    if (!notice || !gap) return;
+    const span = gap.from === gap.to ? "Event " + gap.from + " was" : "Events " + gap.from + " to " + gap.to + " were";
+    notice.textContent = span + " dropped from the log before this page caught up (events_len keeps only the newest): "
+      + "they are not shown.";
+    notice.hidden = false;
+  });
   source.onerror = async () => {
     if (source.readyState === EventSource.CONNECTING) {
       say("off", "The live feed was cut: reconnecting (events fired meanwhile will follow)…");

@@ -1,24 +1,27 @@
 // quota-dash: the tree pane. A toggle shows or hides a node's children,
 // fetching them the first time (/trees/{key}/children, an HTML fragment of
 // one page of 200); "N more…" fetches the next page after the last child
-// shown. The page works without it: every node is a link.
+// shown, and "names before c…" (on the way to a deep path) the names
+// between the child above it and c. The page works without it: every node
+// is a link.
 "use strict";
 
 (() => {
   const pane = document.getElementById("tree");
   if (!pane) return;
 
-  const childrenUrl = (path, after) => {
+  const childrenUrl = (path, after, before) => {
     const url = new URL(pane.dataset.children, window.location.href);
     url.searchParams.set("path", path);
     if (after) url.searchParams.set("after", after);
+    if (before) url.searchParams.set("before", before);
     if (pane.dataset.tag) url.searchParams.set("tag", pane.dataset.tag);
     if (pane.dataset.archived) url.searchParams.set("archived", "1");
     return url.toString();
   };
 
-  const fetchRows = async (path, after) => {
-    const response = await fetch(childrenUrl(path, after), { headers: { "Accept": "text/html" } });
+  const fetchRows = async (path, after, before) => {
+    const response = await fetch(childrenUrl(path, after, before), { headers: { "Accept": "text/html" } });
     const body = await response.text();
     if (!response.ok && !body.includes("<li")) {
       throw new Error("the dashboard answered " + response.status);
@@ -68,7 +71,7 @@
     button.disabled = true;
     button.textContent = "loading…";
     try {
-      row.insertAdjacentHTML("beforebegin", await fetchRows(button.dataset.path, button.dataset.after));
+      row.insertAdjacentHTML("beforebegin", await fetchRows(button.dataset.path, button.dataset.after, button.dataset.before));
       row.remove();
     } catch (e) {
       button.disabled = false;

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::quota::{Cmd, QuotaError};
-use crate::web::{self, App, Page, Section, fmt_ms, html, text};
+use crate::web::{self, App, Page, Section, error_page, fmt_ms, html, text};
 
 /// Live feeds open at once, at most (each holds a Redis connection).
 pub const MAX_FEEDS: usize = 64;
@@ -163,13 +163,14 @@ async fn next_after(app: &App, key: &str, since: u64) -> Result<Option<u64>, Quo
     Ok(events_since(app, key, since, 1).await?.first().and_then(seq_of))
 }
 
-/// The last page of the log: its `PAGE` newest events. The log is found
-/// by its sequence numbers (galloping, then halving), so a long log is
+/// The log's oldest and newest seq, if it has any event. The newest is
+/// found by sequence numbers (galloping, then halving), so a long log is
 /// not read to find its end.
-async fn last_page(app: &App, key: &str) -> Result<Vec<Json>, QuotaError> {
-    let Some(mut lo) = next_after(app, key, 0).await? else {
-        return Ok(vec![]);
+async fn bounds(app: &App, key: &str) -> Result<Option<(u64, u64)>, QuotaError> {
+    let Some(first) = next_after(app, key, 0).await? else {
+        return Ok(None);
     };
+    let mut lo = first;
     // `lo` is an event; find `hi` with no event at or after it.
     let mut step = PAGE;
     let mut hi = loop {
@@ -188,7 +189,17 @@ async fn last_page(app: &App, key: &str) -> Result<Vec<Json>, QuotaError> {
             None => hi = mid,
         }
     }
-    events_since(app, key, lo.saturating_sub(PAGE), PAGE).await
+    Ok(Some((first, lo)))
+}
+
+/// The `PAGE` events before `seq` (`QUOTA.EVENTS key SINCE seq-101 COUNT
+/// 100`), oldest first.
+async fn page_before(app: &App, key: &str, seq: u64) -> Result<Vec<Json>, QuotaError> {
+    let since = seq.saturating_sub(PAGE + 1);
+    let count = (seq - 1 - since).clamp(1, PAGE);
+    let mut events = events_since(app, key, since, count).await?;
+    events.retain(|e| seq_of(e).is_some_and(|s| s < seq));
+    Ok(events)
 }
 
 // ----- pages ------------------------------------------------------------------
@@ -202,25 +213,71 @@ struct EventsPage {
     tree: String,
     usage: String,
     rows: Vec<Row>,
+    /// The live feed's URL; empty on a page of older events.
     stream: String,
     error: Option<String>,
+    /// The page of the 100 events before the oldest shown, when the log has some.
+    older: Option<String>,
+    /// A page of older events: the link back to the newest (live) ones.
+    newest: Option<String>,
+    /// The log wrapped: (events it keeps, the oldest seq kept).
+    dropped: Option<(u64, u64)>,
 }
 
-async fn tree_page(State(app): State<App>, uri: Uri, Path(key): Path<String>) -> Response {
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// The events before this seq (a page of older events).
+    before: Option<String>,
+}
+
+async fn tree_page(
+    State(app): State<App>,
+    uri: Uri,
+    Path(key): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Response {
     let page = Page::new(&app, format!("Events · {key}"), Section::Trees, &uri);
     let base = web::tree_url(&key);
-    let (mut events, error) = match last_page(&app, &key).await {
-        Ok(e) => (e, None),
-        Err(e) => (vec![], Some(e)),
+    let before = match q.before.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => match b.parse::<u64>() {
+            Ok(n) if n > 1 => Some(n),
+            _ => {
+                let message = format!("before must be an event's seq above 1 (a whole number), not “{b}”");
+                let e = QuotaError { kind: "ERR".into(), message };
+                return error_page(&app, &uri, StatusCode::BAD_REQUEST, &e, &format!("{base}/events"));
+            }
+        },
+    };
+    let found = async {
+        let b = bounds(&app, &key).await?;
+        let events = match (b, before) {
+            (None, _) => vec![],
+            (Some(_), Some(seq)) => page_before(&app, &key, seq).await?,
+            (Some((_, newest)), None) => events_since(&app, &key, newest.saturating_sub(PAGE), PAGE).await?,
+        };
+        Ok::<_, QuotaError>((b, events))
+    };
+    let (bounds, mut events, error) = match found.await {
+        Ok((b, e)) => (b, e, None),
+        Err(e) => (None, vec![], Some(e)),
     };
     let last = events.iter().filter_map(seq_of).max().unwrap_or(0);
+    let oldest_shown = events.iter().filter_map(seq_of).min();
     events.reverse();
+    let older = match (bounds, oldest_shown) {
+        (Some((first, _)), Some(o)) if o > first => Some(format!("{base}/events?before={o}")),
+        _ => None,
+    };
     let out = EventsPage {
         page,
         tree: base.clone(),
         usage: format!("{base}/usage"),
-        stream: format!("{base}/events/stream?since={last}"),
+        stream: if before.is_some() { String::new() } else { format!("{base}/events/stream?since={last}") },
         rows: events.iter().map(row).collect(),
+        older,
+        newest: before.map(|_| format!("{base}/events")),
+        dropped: bounds.filter(|(first, _)| *first > 1).map(|(first, newest)| (newest - first + 1, first)),
         key: Some(key),
         error: error.as_ref().map(|e| e.message.clone()),
     };
@@ -241,6 +298,9 @@ async fn all_page(State(app): State<App>, uri: Uri) -> Response {
         rows: vec![],
         stream: "/events/stream".to_string(),
         error: None,
+        older: None,
+        newest: None,
+        dropped: None,
     })
 }
 
@@ -360,6 +420,14 @@ async fn tree_stream(
             Ok(p) => p,
             Err(e) => return feed_error(&e),
         };
+        // The log wrapped while the browser was away: say which were lost.
+        if let Some(first) = page.first().and_then(seq_of)
+            && last > 0
+            && first > last + 1
+        {
+            let gap = serde_json::json!({"from": last + 1, "to": first - 1});
+            caught.push(Event::default().event("gap").data(gap.to_string()));
+        }
         let full = page.len() as u64 >= CATCH_UP;
         for ev in page {
             if let Some(seq) = seq_of(&ev).filter(|s| *s > last) {

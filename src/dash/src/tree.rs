@@ -7,7 +7,10 @@
 //! holds at or below it, with the buttons of edit.rs's write endpoints.
 //!
 //! A page never asks for more than `DEPTH 2 COUNT 400` plus one page of
-//! children, so it stays fast on a tree of 100,000 paths.
+//! children, and, for a selected path deeper than that, one page per level
+//! on the way to it (the page after the way's child, the child drawn first
+//! with a row that loads the names before it), so it stays fast on a tree
+//! of 100,000 paths.
 
 use askama::Template;
 use axum::Router;
@@ -61,6 +64,10 @@ pub struct TreeQuery {
     /// The children fragment: the page starts after this child's name.
     #[serde(default)]
     after: Option<String>,
+    /// The children fragment: only the names before this one (the names
+    /// between two drawn children of the way to a deep path).
+    #[serde(default)]
+    before: Option<String>,
 }
 
 async fn style() -> Response {
@@ -198,6 +205,9 @@ struct Node {
     children: Vec<Node>,
     /// Children after the last one loaded.
     more: u64,
+    /// The way to a deep path: names not loaded come before this child
+    /// (an index in `children`), drawn as a row that loads them.
+    gap: Option<usize>,
 }
 
 impl Node {
@@ -226,6 +236,7 @@ impl Node {
             kids,
             children,
             more,
+            gap: None,
         }
     }
 
@@ -265,7 +276,9 @@ struct NodeRow<'a> {
 struct MoreRow<'a> {
     parent: &'a str,
     after: &'a str,
-    more: String,
+    /// A gap row: the page stops before this name.
+    before: &'a str,
+    label: String,
 }
 
 /// What draws the tree's rows: where links go and what stays open.
@@ -281,7 +294,14 @@ impl Drawer<'_> {
     fn row(&self, node: &Node, top: bool) -> String {
         let open = node.kids == Kids::Loaded
             && (top || self.open.contains(&node.path) || on_the_way(&node.path, self.selected));
-        let inner: String = node.children.iter().map(|c| self.row(c, false)).collect();
+        let mut inner = String::new();
+        for (i, c) in node.children.iter().enumerate() {
+            if node.gap == Some(i) {
+                let after = i.checked_sub(1).map_or("", |p| name_of(&node.children[p].path));
+                inner.push_str(&self.gap(&node.path, after, name_of(&c.path), false));
+            }
+            inner.push_str(&self.row(c, false));
+        }
         let more = self.more(&node.path, node.children.last().map(|c| name_of(&c.path)), node.more);
         let t = NodeRow {
             node,
@@ -316,8 +336,17 @@ impl Drawer<'_> {
         if more == 0 {
             return String::new();
         }
-        let t = MoreRow { parent, after: after.unwrap_or(""), more: count_text(more) };
+        let t =
+            MoreRow { parent, after: after.unwrap_or(""), before: "", label: format!("{} more…", count_text(more)) };
         t.render().unwrap_or_default()
+    }
+
+    /// The row standing for the names of `parent`'s children between
+    /// `after` (or the first) and `before`, not loaded: it loads them a
+    /// page at a time (`again`: some were loaded already).
+    fn gap(&self, parent: &str, after: &str, before: &str, again: bool) -> String {
+        let label = if again { format!("more names before {before}…") } else { format!("names before {before}…") };
+        MoreRow { parent, after, before, label }.render().unwrap_or_default()
     }
 }
 
@@ -348,6 +377,9 @@ struct PolicyView {
     /// used + held as a percent of the limit, for the bar's title.
     fill: String,
     grants: Vec<GrantView>,
+    /// Closed periods (QUOTA.HISTORY), for a policy with a window; None
+    /// when not asked for, Err with the command's message.
+    history: Option<Result<Vec<PeriodView>, String>>,
     edit_url: String,
     grant_url: String,
 }
@@ -359,6 +391,28 @@ struct GrantView {
     expires: String,
     priority: String,
     note: String,
+}
+
+/// One closed period of a policy, as QUOTA.HISTORY shows it.
+struct PeriodView {
+    start: String,
+    end: String,
+    used: String,
+    allowance: String,
+    rolled_over: String,
+    granted: String,
+}
+
+fn period_view(h: &Json) -> PeriodView {
+    let time = |f: &str| h.get(f).and_then(Json::as_u64).map(fmt_ms).unwrap_or_else(|| text(h, f));
+    PeriodView {
+        start: time("start"),
+        end: time("end"),
+        used: text(h, "used"),
+        allowance: text(h, "allowance"),
+        rolled_over: text(h, "rolled_over"),
+        granted: text(h, "granted"),
+    }
 }
 
 struct HoldView {
@@ -477,6 +531,7 @@ fn policy_view(p: &Json, key_url: &str, path: &str) -> PolicyView {
         inflight: number(p, "inflight") == 1,
         source: text(p, "source"),
         grants: vec![],
+        history: None,
         edit_url: format!("{key_url}/policy?path={}&policy={}", enc(path), enc(&name)),
         grant_url: format!("{key_url}/grant?path={}&policy={}", enc(path), enc(&name)),
         name,
@@ -572,6 +627,126 @@ async fn child_page(
     app.quota.call(Cmd::Tree, Some(key), &refs).await
 }
 
+/// The loaded node at `path`, found along the way from `node`.
+fn find_mut<'a>(node: &'a mut Node, path: &str) -> Option<&'a mut Node> {
+    if node.path == path {
+        return Some(node);
+    }
+    node.children.iter_mut().find(|c| on_the_way(&c.path, path)).and_then(|c| find_mut(c, path))
+}
+
+/// Puts the way's child `below` in its parent `n`'s children: in its place
+/// in the page loaded (replacing its unloaded row), or, given the page
+/// `after` it (the child is past the first page), first before that page
+/// with a gap row for the names before it; the first page asked for is
+/// then dropped (`drop_first`), the first view's loaded children are kept.
+fn place(n: &mut Node, below: Node, after: Option<&Json>, drop_first: bool) {
+    n.kids = Kids::Loaded;
+    match after {
+        Some(page) => {
+            if drop_first {
+                n.children.clear();
+            }
+            n.gap = Some(n.children.len());
+            n.children.push(below);
+            n.children.extend(children_of(page).iter().map(|c| Node::of(c, 0)));
+            n.more = number(page, "more");
+        }
+        None => {
+            let name = name_of(&below.path).to_string();
+            let i = n.children.partition_point(|c| name_of(&c.path) < name.as_str());
+            if n.children.get(i).is_some_and(|c| c.path == below.path) {
+                n.children[i] = below;
+            } else {
+                n.children.insert(i, below);
+            }
+        }
+    }
+}
+
+/// Whether the child named `c` is within a page of children (or would be,
+/// left out by a filter): the page is the last or goes past the name.
+fn within(kids: &[Node], more: u64, c: &str) -> bool {
+    more == 0 || kids.last().is_some_and(|k| name_of(&k.path) >= c)
+}
+
+/// Draws the way to a selected path deeper than the first view. For each
+/// level below the deepest node loaded on the way, one page of the
+/// parent's children: its first page when the way's child is in it, else
+/// the child first and the page after it (`QUOTA.TREE key parent DEPTH 1
+/// COUNT 201 AFTER child`) with a row before it that loads the names
+/// before it; and the selected path's first page of children. The pages
+/// are asked for at once, the pages after a child in a second round.
+async fn draw_the_way(app: &App, key: &str, filter: &Filter, root: &mut Node, path: &str) -> Result<(), QuotaError> {
+    let way = crumbs(path);
+    let last = way.len() - 1;
+    // The deepest node on the way that the first view loaded.
+    let mut depth = 0;
+    let mut node: &Node = root;
+    while let Some(next) = way.get(depth + 1) {
+        match node.children.iter().find(|c| c.path == next.0) {
+            Some(c) => {
+                node = c;
+                depth += 1;
+            }
+            None => break,
+        }
+    }
+    let loaded = node.kids == Kids::Loaded;
+    if depth == last && node.kids != Kids::Unknown {
+        return Ok(());
+    }
+    // Whether the deepest loaded node's page holds the way's child.
+    let held = loaded && way.get(depth + 1).is_some_and(|c| within(&node.children, node.more, &c.1));
+    let firsts = join_all((depth..=last).map(|j| {
+        let at = way[j].0.clone();
+        let ask = !(j == depth && loaded);
+        async move { if ask { Some(child_page(app, key, &at, None, filter).await) } else { None } }
+    }))
+    .await;
+    let mut first: Vec<Option<Json>> = Vec::with_capacity(firsts.len());
+    for f in firsts {
+        first.push(f.transpose()?);
+    }
+    // Round two: the page after the way's child, where the first page does not hold it.
+    let afters = join_all((depth..last).map(|j| {
+        let (at, c) = (way[j].0.clone(), way[j + 1].1.clone());
+        let ask = match &first[j - depth] {
+            Some(page) => {
+                let kids: Vec<Node> = children_of(page).iter().map(|k| Node::of(k, 0)).collect();
+                !within(&kids, number(page, "more"), &c)
+            }
+            None => !held,
+        };
+        async move { if ask { Some(child_page(app, key, &at, Some(&c), filter).await) } else { None } }
+    }))
+    .await;
+    let mut after: Vec<Option<Json>> = Vec::with_capacity(afters.len());
+    for a in afters {
+        after.push(a.transpose()?);
+    }
+    // From the selected path up, each level's child put in its parent.
+    let Some(Some(selected)) = first.last() else { return Ok(()) };
+    let mut below = Node::of(selected, 1);
+    for j in (depth + 1..last).rev() {
+        let Some(page) = &first[j - depth] else { return Ok(()) };
+        let mut n = Node::of(page, 1);
+        place(&mut n, below, after[j - depth].as_ref(), true);
+        below = n;
+    }
+    let Some(at) = find_mut(root, &way[depth].0) else { return Ok(()) };
+    if depth == last {
+        // The selected path was loaded without its children.
+        *at = below;
+        return Ok(());
+    }
+    if let Some(page) = &first[0] {
+        *at = Node::of(page, 1);
+    }
+    place(at, below, after[0].as_ref(), first[0].is_some());
+    Ok(())
+}
+
 async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
@@ -609,9 +784,36 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
                 (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", GRANTS_SHOWN]).await)
             }
         });
-    for (name, grants) in join_all(asks).await {
+    // The past periods of every policy with a window, at the same time.
+    let pasts = policies.iter().filter(|p| !p.inflight && !p.window.is_empty() && p.window != "none").map(|p| {
+        let name = p.name.clone();
+        let app = app.clone();
+        let (key, path) = (key.clone(), path.clone());
+        async move { (name.clone(), app.quota.call(Cmd::History, Some(&key), &[&path, &name]).await) }
+    });
+    // The way to a deep path in the tree pane, meanwhile; a failure (a path
+    // deleted meanwhile) leaves the first view as it is.
+    let mut tree = tree;
+    let way = async {
+        if let Ok(root) = &mut tree
+            && path != "/"
+        {
+            let _ = draw_the_way(&app, &key, &filter, root, &path).await;
+        }
+    };
+    let (grants, pasts, ()) = tokio::join!(join_all(asks), join_all(pasts), way);
+    for (name, grants) in grants {
         if let (Some(p), Ok(Json::Array(list))) = (policies.iter_mut().find(|p| p.name == name), grants) {
             p.grants = list.iter().map(grant_view).collect();
+        }
+    }
+    for (name, past) in pasts {
+        if let Some(p) = policies.iter_mut().find(|p| p.name == name) {
+            p.history = Some(match past {
+                Ok(Json::Array(list)) => Ok(list.iter().map(period_view).collect()),
+                Ok(_) => Ok(vec![]),
+                Err(e) => Err(e.message),
+            });
         }
     }
 
@@ -688,13 +890,27 @@ async fn children(State(app): State<App>, Path(key): Path<String>, Query(q): Que
             return (web::status_of(&e), [(header::CONTENT_TYPE, "text/html; charset=utf-8")], row).into_response();
         }
     };
-    let kids: Vec<Node> = children_of(&reply).iter().map(|c| Node::of(c, 0)).collect();
+    let mut kids: Vec<Node> = children_of(&reply).iter().map(|c| Node::of(c, 0)).collect();
+    let before = q.before.as_deref().unwrap_or("");
+    let more = number(&reply, "more");
+    // A gap's page stops at the child drawn after the gap.
+    let reached = !before.is_empty() && {
+        let all = kids.len();
+        kids.retain(|c| name_of(&c.path) < before);
+        kids.len() < all || more == 0
+    };
     let drawer = Drawer { key_url: web::tree_url(&key), filter: &filter, selected: "", open: Default::default() };
     let mut body: String = kids.iter().map(|c| drawer.row(c, false)).collect();
-    if kids.is_empty() && q.after.as_deref().unwrap_or("").is_empty() {
+    if kids.is_empty() && q.after.as_deref().unwrap_or("").is_empty() && before.is_empty() {
         body.push_str("<li class=\"leaf-note muted\">no paths below</li>");
     }
-    body.push_str(&drawer.more(&path, kids.last().map(|c| name_of(&c.path)), number(&reply, "more")));
+    let last = kids.last().map(|c| name_of(&c.path));
+    if before.is_empty() {
+        body.push_str(&drawer.more(&path, last, more));
+    } else if !reached {
+        let after = last.or(q.after.as_deref()).unwrap_or("");
+        body.push_str(&drawer.gap(&path, after, before, true));
+    }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
@@ -823,6 +1039,47 @@ mod tests {
         assert_eq!(open(4), Vec::<String>::new());
         assert_eq!(open(5), ["a"]);
         assert_eq!(open(6), ["a", "c"]);
+    }
+
+    #[test]
+    fn the_way_s_child_in_its_parent() {
+        let kid = |p: &str| Node::of(&json!({"path": p, "status": "none", "policies": []}), 0);
+        let page = |names: &[&str], more: u64| {
+            let children: Vec<Json> =
+                names.iter().map(|n| json!({"path": format!("m/{n}"), "status": "none", "policies": []})).collect();
+            json!({"path": "m", "status": "none", "policies": [], "children": children, "more": more})
+        };
+        let names = |n: &Node| n.children.iter().map(|c| name_of(&c.path).to_string()).collect::<Vec<_>>();
+        // Within a page: the last page, or one that goes past the name.
+        let first = Node::of(&page(&["a", "c", "e"], 5), 1);
+        assert!(within(&first.children, 5, "c") && within(&first.children, 5, "e"));
+        assert!(!within(&first.children, 5, "f"));
+        assert!(within(&first.children, 0, "z"));
+        // In its place: the unloaded row replaced, or inserted (left out by a filter).
+        let mut n = first;
+        let mut c = Node::of(&page(&["x"], 0), 1);
+        c.path = "m/c".into();
+        place(&mut n, c, None, false);
+        assert_eq!(names(&n), ["a", "c", "e"]);
+        assert_eq!(n.children[1].children.len(), 1);
+        place(&mut n, kid("m/b"), None, false);
+        assert_eq!((names(&n), n.gap), (vec!["a".into(), "b".into(), "c".into(), "e".into()], None));
+        // Past the first page: the child, then the page after it, a gap before it.
+        let mut n = Node::of(&page(&["a", "c"], 7), 1);
+        place(&mut n, kid("m/k"), Some(&page(&["l", "m"], 3)), false);
+        assert_eq!(
+            (names(&n), n.gap, n.more),
+            (vec!["a".into(), "c".into(), "k".into(), "l".into(), "m".into()], Some(2), 3)
+        );
+        let mut n = Node::of(&page(&["a", "c"], 7), 1);
+        place(&mut n, kid("m/k"), Some(&page(&["l"], 0)), true);
+        assert_eq!((names(&n), n.gap, n.more), (vec!["k".into(), "l".into()], Some(0), 0));
+        // The gap row loads the names between its neighbours.
+        let f = Filter::default();
+        let d = Drawer { key_url: "/trees/t".into(), filter: &f, selected: "", open: Default::default() };
+        let html = d.row(&n, true);
+        assert!(html.contains(r#"data-after="" data-before="k">names before k…"#), "{html}");
+        assert!(d.gap("m", "c", "k", true).contains(r#"data-after="c" data-before="k">more names before k…"#));
     }
 
     #[test]
