@@ -163,7 +163,9 @@ pub fn error_of(e: redis::RedisError) -> QuotaError {
     }
 }
 
-/// A reply as JSON: a RESP3 map is an object in the reply's field order,
+/// A reply as JSON: a RESP3 map is an object (its fields in name order:
+/// serde_json's `preserve_order` would be unified into the engine, whose plan
+/// and price errors come in byte order; pages pick fields by name),
 /// strings stay strings (amounts are exact decimal strings, never floats),
 /// nil is null.
 pub fn json_of(v: redis::Value) -> Json {
@@ -475,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn replies_become_json_in_field_order() {
+    fn replies_become_json() {
         use redis::Value as V;
         let v = V::Map(vec![
             (V::SimpleString("path".into()), V::BulkString(b"/".to_vec())),
@@ -483,6 +485,6 @@ mod tests {
             (V::SimpleString("plan".into()), V::Nil),
             (V::SimpleString("n".into()), V::Int(3)),
         ]);
-        assert_eq!(json_of(v).to_string(), r#"{"path":"/","limit":"0.1","plan":null,"n":3}"#);
+        assert_eq!(json_of(v).to_string(), r#"{"limit":"0.1","n":3,"path":"/","plan":null}"#);
     }
 }
