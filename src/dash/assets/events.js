@@ -68,6 +68,12 @@
 
   const detail = (name, v) => {
     if (v === null || v === undefined) return null;
+    if (Array.isArray(v)) {
+      // META from the log: flat pairs in the order given.
+      const pairs = [];
+      for (let i = 0; i < v.length; i += 2) pairs.push(str(v[i]) + " " + str(v[i + 1]));
+      return pairs.join(", ");
+    }
     if (typeof v === "object") return Object.entries(v).map(([k, x]) => k + " " + str(x)).join(", ");
     if (name === "expires_at" && typeof v === "number") return v === 0 ? "period end" : utc(v);
     return str(v);

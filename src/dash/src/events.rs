@@ -104,6 +104,14 @@ fn detail(name: &str, v: &Json) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
+        // META as QUOTA.EVENTS gives it (quota::json_of): flat pairs in order.
+        Json::Array(items) if name == "meta" => Some(
+            items
+                .chunks(2)
+                .map(|p| format!("{} {}", p[0].as_str().unwrap_or(""), p.get(1).and_then(Json::as_str).unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         Json::String(s) => Some(s.clone()),
         Json::Number(n) if name == "expires_at" => match n.as_u64() {
             Some(0) => Some("period end".to_string()),

@@ -184,7 +184,14 @@ pub fn json_of(v: redis::Value) -> Json {
                     Json::String(s) => s,
                     other => other.to_string(),
                 };
-                m.insert(key, json_of(v));
+                // META pairs keep the order given: flat [name, value, …].
+                let value = match v {
+                    V::Map(meta) if key == "meta" => {
+                        Json::Array(meta.into_iter().flat_map(|(n, x)| [json_of(n), json_of(x)]).collect())
+                    }
+                    v => json_of(v),
+                };
+                m.insert(key, value);
             }
             Json::Object(m)
         }
@@ -486,5 +493,13 @@ mod tests {
             (V::SimpleString("n".into()), V::Int(3)),
         ]);
         assert_eq!(json_of(v).to_string(), r#"{"limit":"0.1","n":3,"path":"/","plan":null}"#);
+        let hold = V::Map(vec![(
+            V::SimpleString("meta".into()),
+            V::Map(vec![
+                (V::SimpleString("who".into()), V::BulkString(b"bob".to_vec())),
+                (V::SimpleString("req".into()), V::BulkString(b"r1".to_vec())),
+            ]),
+        )]);
+        assert_eq!(json_of(hold).to_string(), r#"{"meta":["who","bob","req","r1"]}"#);
     }
 }

@@ -1006,7 +1006,8 @@ mod tests {
         assert_eq!(count_text(1_234_567), "1,234,567");
         assert_eq!(amounts(Some(&json!({"credits": "60", "usd": "0.5"}))), "60 credits, 0.5 usd");
         assert_eq!(amounts(Some(&json!({}))), "");
-        assert_eq!(meta_text(Some(&json!({"who": "bob", "req": "r1"}))), "who=bob req=r1");
+        assert_eq!(meta_text(Some(&json!({"who": "bob", "req": "r1"}))), "req=r1 who=bob");
+        assert_eq!(meta_text(Some(&json!(["who", "bob", "req", "r1"]))), "who=bob req=r1");
         assert_eq!(meta_text(Some(&json!(["who", "bob"]))), "who=bob");
         assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
