@@ -5212,10 +5212,10 @@ local function policy_reply(p, now)
         f[#f + 1] = "base_limit"
         f[#f + 1] = D.fmt(p.limit)
     end
-    for _, x in ipairs({ "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p)),
-        "status", status(p), "warn", warn }) do
-        f[#f + 1] = x
-    end
+    local n = #f
+    f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] =
+        "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p))
+    f[n + 7], f[n + 8], f[n + 9], f[n + 10] = "status", status(p), "warn", warn
     local anchor = W.anchor(w)
     if anchor then
         f[#f + 1] = "anchor"
