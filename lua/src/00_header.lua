@@ -39,7 +39,10 @@
 -- 1.6.0: META, the ledger, labels and archive (SPEC §9-§10): a tree that
 -- has had labels, an archived node or a hold with META is stored in layout
 -- 6, which 1.5.0 and before refuse; every other tree keeps its layout.
-local VERSION = "1.6.0"
+-- 1.7.0: QUOTA.TREE … AFTER name (a page of a node's children) and
+-- `base_limit` in policy maps (the LIMIT set, when the allowance differs);
+-- no layout change: 1.6.0 reads and writes the same keys.
+local VERSION = "1.7.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
