@@ -5216,9 +5216,18 @@ local function policy_reply(p, now)
     for i, pct in ipairs(p.warn) do
         warn[i] = pct
     end
-    local f = M("policy", p.name, "metric", p.metric, "mode", p.mode, "window", W.label(w),
-        "limit", D.fmt(allowance(p)), "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p)),
-        "status", status(p), "warn", warn)
+    local allow = allowance(p)
+    local f = M("policy", p.name, "metric", p.metric, "mode", p.mode, "window", W.label(w), "limit", D.fmt(allow))
+    -- The LIMIT it was set with, when rollover or grants make the allowance
+    -- differ (Rust twin: PolicyView::base_limit).
+    if not D.eq(allow, p.limit) then
+        f[#f + 1] = "base_limit"
+        f[#f + 1] = D.fmt(p.limit)
+    end
+    for _, x in ipairs({ "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p)),
+        "status", status(p), "warn", warn }) do
+        f[#f + 1] = x
+    end
     local anchor = W.anchor(w)
     if anchor then
         f[#f + 1] = "anchor"

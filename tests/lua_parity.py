@@ -347,6 +347,9 @@ GRANT_FIELDS = {"drawn", "granted"}
 # fields show only once ALLOW, DENY or INFLIGHT was sent, which a run on an
 # older library does not send).
 ACCESS_FIELDS = {"kind"}
+# What every library before it lacks: a policy map's `base_limit` (the LIMIT
+# set, shown while rollover or grants make the allowance differ).
+POLICY_FIELDS = {"base_limit"}
 
 
 def without_fields(v, fields):
@@ -363,8 +366,8 @@ def older_fields(library):
     """The reply fields library LIB (a file name with its version) lacks."""
     base = os.path.basename(library)
     if "1.4." in base:
-        return ACCESS_FIELDS
-    return ACCESS_FIELDS | (GRANT_FIELDS if "1.3." in base else PLAN_FIELDS | GRANT_FIELDS)
+        return ACCESS_FIELDS | POLICY_FIELDS
+    return ACCESS_FIELDS | POLICY_FIELDS | (GRANT_FIELDS if "1.3." in base else PLAN_FIELDS | GRANT_FIELDS)
 
 
 def grant_command(cmd):

@@ -371,7 +371,11 @@ pub struct PolicyView {
     pub metric: String,
     pub mode: Mode,
     pub window: Window,
+    /// The current allowance (limit + rolled over + drawn + granted).
     pub limit: Decimal,
+    /// The `LIMIT` the policy was set with (a plan policy: the plan's),
+    /// when it differs from the allowance (`base_limit`).
+    pub base_limit: Option<Decimal>,
     pub used: Decimal,
     pub held: Decimal,
     pub remaining: Decimal,
@@ -399,6 +403,7 @@ impl PolicyView {
             mode: policy.mode,
             window: policy.window(),
             limit: policy.allowance(),
+            base_limit: (policy.allowance() != policy.limit).then_some(policy.limit),
             used: policy.used,
             held: policy.held,
             remaining: policy.remaining(),

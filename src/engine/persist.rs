@@ -1005,13 +1005,7 @@ pub(crate) mod tests {
     /// (none of it set in older fixtures).
     fn without_v4_fields(text: &str) -> String {
         let text = text.replace(", inflight: false", "").replace(", access: None", "").replace(", access: [] }", " }");
-        without_v5_fields(&text)
-    }
-
-    /// Debug output without what encoding 5 added to views, holds, events
-    /// and access checks (none of it set in older fixtures).
-    pub(crate) fn without_v5_fields(text: &str) -> String {
-        text.replace(", labels: None", "").replace(", meta: None", "").replace(", archived: false", "")
+        crate::tests_support::without_v5_fields(&text)
     }
 
     /// Version 3's bytes as version 4 writes them: one more byte, `None`

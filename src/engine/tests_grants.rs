@@ -602,3 +602,118 @@ fn a_grant_that_ends_leaves_granted_in_the_form_a_load_derives() {
     assert_eq!(policy(&t).granted().to_string(), "0");
     same_after_load(t, 0, "paid a debt");
 }
+
+/// `base_limit` (QUOTA.GET, TREE, GRANT): the LIMIT the policy was set with
+/// (a plan policy: the plan's), shown only when the allowance (`limit`)
+/// differs from it.
+#[test]
+fn base_limit_is_the_limit_set_and_shown_only_when_the_allowance_differs() {
+    use std::sync::Arc;
+
+    use crate::plan::Plan;
+
+    let l = Limits::default();
+    let jan = at(2026, 1, 15);
+    let feb = at(2026, 2, 15);
+    let rolling_over = |used: &str| {
+        let mut t = Tree::new();
+        let s = PolicySpec { rollover: Some(d("150")), ..spec("100", MONTH) };
+        t.set_policy("", "m", s, jan, &l).unwrap();
+        if used != "0" {
+            charge(&mut t, used, jan);
+        }
+        (t, feb)
+    };
+    let plan = Arc::new(Plan::new("p", 1, vec![("/".into(), vec![("m".into(), spec("40", MONTH))])]).unwrap());
+    let following = || {
+        let mut t = Tree::new();
+        assert!(t.assign(Some(plan.clone())));
+        t
+    };
+    type Case<'a> = (&'a str, Box<dyn Fn() -> (Tree, u64) + 'a>, &'a str, Option<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
+        ("no rollover, no grant", Box::new(|| (tree("100", MONTH, jan), jan)), "100", None),
+        (
+            "usage alone",
+            Box::new(|| {
+                let mut t = tree("100", MONTH, jan);
+                charge(&mut t, "30", jan);
+                (t, jan)
+            }),
+            "100",
+            None,
+        ),
+        (
+            "a live grant",
+            Box::new(|| {
+                let mut t = tree("100", MONTH, jan);
+                grant(&mut t, req("25", "g", GrantExpiry::Never, 50), jan);
+                (t, jan)
+            }),
+            "125",
+            Some("100"),
+        ),
+        (
+            "LIMIT 0 and a grant",
+            Box::new(|| {
+                let mut t = tree("0", Window::None, jan);
+                grant(&mut t, req("7.5", "g", GrantExpiry::Never, 50), jan);
+                (t, jan)
+            }),
+            "7.5",
+            Some("0"),
+        ),
+        (
+            "a grant used up this period (drawn)",
+            Box::new(|| {
+                let mut t = tree("10", Window::None, jan);
+                grant(&mut t, req("5", "g", GrantExpiry::Never, 50), jan);
+                charge(&mut t, "15", jan);
+                (t, jan)
+            }),
+            "15",
+            Some("10"),
+        ),
+        (
+            "a grant revoked",
+            Box::new(|| {
+                let mut t = tree("100", MONTH, jan);
+                grant(&mut t, req("25", "g", GrantExpiry::Never, 50), jan);
+                t.revoke("", "m", "g", jan, &l).unwrap();
+                (t, jan)
+            }),
+            "100",
+            None,
+        ),
+        ("rollover", Box::new(|| rolling_over("30")), "150", Some("100")),
+        ("rollover with nothing left over", Box::new(|| rolling_over("100")), "100", None),
+        ("a plan policy", Box::new(|| (following(), jan)), "40", None),
+        (
+            "a plan policy with a grant",
+            Box::new(|| {
+                let mut t = following();
+                grant(&mut t, req("10", "g", GrantExpiry::Never, 50), jan);
+                (t, jan)
+            }),
+            "50",
+            Some("40"),
+        ),
+    ];
+    for (name, make, limit, base) in cases {
+        let (t, now) = make();
+        let view = t.get("", now).unwrap();
+        let p = &view.policies[0];
+        assert_eq!(p.limit, d(limit), "{name}: limit");
+        assert_eq!(p.base_limit, base.map(d), "{name}: base_limit");
+        assert_eq!(p.from_plan, name.contains("plan"), "{name}: source");
+        let tree_view = t.tree_view("", 1, 10, now).unwrap();
+        assert_eq!(tree_view.root.policies[0].base_limit, p.base_limit, "{name}: TREE as GET");
+    }
+    // GRANT's reply shows the policy as GET does.
+    let mut t = tree("100", MONTH, jan);
+    let out = grant(&mut t, req("1", "g", GrantExpiry::Never, 50), jan);
+    assert_eq!((out.policy.limit, out.policy.base_limit), (d("101"), Some(d("100"))));
+    let mut t = following();
+    let out = grant(&mut t, req("1", "g", GrantExpiry::Never, 50), jan);
+    assert_eq!((out.policy.limit, out.policy.base_limit), (d("41"), Some(d("40"))));
+}

@@ -707,7 +707,8 @@ fn write_tree_v5_fixture() {
 fn a_version_5_tree_still_loads() {
     let bytes = include_bytes!("../../tests/fixtures/tree-v5.bin");
     let tree = persist::decode(bytes, 5).unwrap();
-    assert_eq!(v5_text(&tree), include_str!("../../tests/fixtures/tree-v5.txt"));
+    let text = crate::tests_support::without_base_limit(&v5_text(&tree));
+    assert_eq!(text, include_str!("../../tests/fixtures/tree-v5.txt"));
     assert_eq!(persist::encode(&tree), bytes);
     tree.check_invariants().unwrap();
     // The fixture is what the builder makes now.

@@ -47,5 +47,20 @@ pub fn as_v5(bytes: &[u8]) -> Vec<u8> {
 /// Debug output without what encoding 5 added to views, holds and events
 /// (labels, META; none of it set in older fixtures).
 pub fn without_v5_fields(text: &str) -> String {
-    text.replace(", labels: None", "").replace(", meta: None", "").replace(", archived: false", "")
+    without_base_limit(&text.replace(", labels: None", "").replace(", meta: None", "").replace(", archived: false", ""))
+}
+
+/// Debug output without the views' `base_limit` (added for the dashboard's
+/// policy editor after every fixture was written; it is shown from the
+/// stored limit, so old trees have it too).
+pub fn without_base_limit(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(", base_limit: ") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find(", used: ").expect("base_limit comes right before used");
+        rest = &rest[i + end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -309,12 +309,17 @@ pub fn policy_reply(p: &PolicyView) -> Reply {
         ("mode", Reply::str(p.mode.as_str())),
         ("window", Reply::str(p.window.label())),
         ("limit", Reply::amount(p.limit)),
+    ];
+    if let Some(base) = p.base_limit {
+        fields.push(("base_limit", Reply::amount(base)));
+    }
+    fields.extend([
         ("used", Reply::amount(p.used)),
         ("held", Reply::amount(p.held)),
         ("remaining", Reply::amount(p.remaining)),
         ("status", Reply::str(p.status.as_str())),
         ("warn", Reply::Array(p.warn.iter().map(|&w| Reply::Int(i64::from(w))).collect())),
-    ];
+    ]);
     if let Some(anchor) = p.window.anchor() {
         fields.push(("anchor", Reply::Int(i64::from(anchor))));
     }
