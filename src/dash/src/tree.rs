@@ -764,7 +764,8 @@ async fn draw_the_way(app: &App, key: &str, filter: &Filter, root: &mut Node, pa
 /// it is refused too.
 async fn archived_above(app: &App, key: &str, key_url: &str, path: &str) -> Option<(String, String)> {
     let way: Vec<String> = crumbs(path).into_iter().map(|(p, _)| p).filter(|p| p != path).collect();
-    let nodes = join_all(way.iter().map(|p| async move { app.quota.call(Cmd::Get, Some(key), &[p.as_str()]).await })).await;
+    let nodes =
+        join_all(way.iter().map(|p| async move { app.quota.call(Cmd::Get, Some(key), &[p.as_str()]).await })).await;
     way.iter().zip(nodes).find(|(_, n)| n.as_ref().is_ok_and(|n| number(n, "archived") == 1)).map(|(p, _)| {
         let shown = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
         (shown, format!("{key_url}?path={}", enc(p)))
@@ -790,8 +791,7 @@ struct MissingPage {
 fn missing_page(app: &App, uri: &Uri, key: &str, path: &str, e: &QuotaError) -> Response {
     let key_url = web::tree_url(key);
     let shown = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    let parent_url =
-        parent_of(path).map(|p| format!("{key_url}?path={}", enc(&p))).unwrap_or_else(|| key_url.clone());
+    let parent_url = parent_of(path).map(|p| format!("{key_url}?path={}", enc(&p))).unwrap_or_else(|| key_url.clone());
     let mut r = html(&MissingPage {
         page: Page::new(app, format!("{shown} · {key}"), Section::Trees, uri),
         key: key.to_string(),
@@ -835,14 +835,13 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         .map(|ps| ps.iter().map(|p| policy_view(p, &key_url, &path)).collect())
         .unwrap_or_default();
     // Grants of every policy that may have some (INFLIGHT ones take none).
-    let asks =
-        policies.iter().filter(|p| !p.inflight).map(|p| {
-            let name = p.name.clone();
-            let app = app.clone();
-            let (key, path) = (key.clone(), path.clone());
-            let count = (GRANTS_SHOWN + 1).to_string();
-            async move { (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", &count]).await) }
-        });
+    let asks = policies.iter().filter(|p| !p.inflight).map(|p| {
+        let name = p.name.clone();
+        let app = app.clone();
+        let (key, path) = (key.clone(), path.clone());
+        let count = (GRANTS_SHOWN + 1).to_string();
+        async move { (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", &count]).await) }
+    });
     // The past periods of every policy with a window, at the same time.
     let pasts = policies.iter().filter(|p| !p.inflight && !p.window.is_empty() && p.window != "none").map(|p| {
         let name = p.name.clone();
