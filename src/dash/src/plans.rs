@@ -580,8 +580,8 @@ pub fn with_version(json: &str, version: u64) -> String {
     match read_raw(text) {
         Some(Raw::Object(fields)) if !fields.iter().any(|(k, _)| k == "\"version\"") => {
             let body = text[..text.len() - 1].trim_end();
-            let comma = if body.ends_with('{') { "" } else { "," };
-            format!("{body}{comma} \"version\": {version}}}")
+            let comma = if body.ends_with('{') { "" } else { ", " };
+            format!("{body}{comma}\"version\": {version}}}")
         }
         _ => json.to_string(),
     }
