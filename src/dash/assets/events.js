@@ -185,6 +185,7 @@
       const span = gap.from === gap.to ? "Event " + gap.from + " was" : "Events " + gap.from + " to " + gap.to + " were";
       notice.textContent = span + " dropped from the log before this page caught up (events_len keeps only the newest): "
         + "they are not shown.";
+      notice.classList.add("flash-error");
       notice.hidden = false;
     });
     es.onerror = async () => {
