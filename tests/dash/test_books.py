@@ -311,3 +311,39 @@ def test_read_only_shows_the_books_and_estimates(dash):
     finally:
         dash.r.q("QUOTA.PLAN", "DEL", "free")
         dash.r.q("QUOTA.PRICE", "DEL", "chat/gpt-x")
+
+
+def test_a_stale_plan_editor_is_refused_and_none_is_no_plan(dash):
+    plan = lambda limit: json.dumps({"paths": {"/": {"c": {"metric": "credits", "limit": limit}}}})  # noqa: E731
+    dash.r.q("QUOTA.PLAN", "SET", "bk16", plan("5"))
+    page = dash.page()
+    page.goto(dash.url("/plans/bk16"))
+    form = page.locator("#edit-plan")
+    # Saved unchanged: nothing changes.
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".flash")).to_contain_text("nothing changed: plan bk16 already says that (version 1)")
+    # Someone else saves meanwhile: this editor's save is refused, plainly.
+    dash.r.q("QUOTA.PLAN", "SET", "bk16", plan("7"))
+    text = form.locator("textarea").input_value()
+    form.locator("textarea").fill(text.replace('"5"', '"6"'))
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".error")).to_have_text(
+        "plan bk16 changed since you opened it (now version 2): reload to see it")
+    assert json.loads(dash.r.q("QUOTA.PLAN", "GET", "bk16"))["paths"]["/"]["c"]["limit"] == "7"
+    # Reloaded, the change saves as version 3.
+    page.reload()
+    text = form.locator("textarea").input_value()
+    form.locator("textarea").fill(text.replace('"7"', '"6"'))
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".flash")).to_contain_text("plan bk16 saved: version 3")
+    # NONE is QUOTA.ASSIGN's word for no plan: no page, no assign form, and
+    # its assign is refused (the tree keeps its plan).
+    dash.r.q("QUOTA.ASSIGN", "bk16t", "bk16")
+    for name in ("NONE", "none"):
+        status, _, body = dash.http(f"/plans/{name}")
+        assert status == 404 and 'id="assign-plan"' not in body, (status, body[:200])
+        status, _, body = dash.http(f"/plans/{name}/assign", "POST", {"Accept": "application/json"}, "key=bk16t")
+        assert status == 422 and "none is not a plan's name" in body, body
+    assert dash.r.q("QUOTA.GET", "bk16t", "/")["plan"] == "bk16"
+    status, _, body = dash.http("/plans/bk16/assign", "POST", {"Accept": "application/json"}, "key=bk16t&stop=1")
+    assert '"bk16t follows no plan now"' in body, body

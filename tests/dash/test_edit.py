@@ -412,3 +412,39 @@ def test_a_read_only_dashboard_draws_no_form_and_refuses_writes(dash):
                                          "Accept": "application/json"}, data="path=%2F&note=x")
     assert status == 422 and "read-only" in body, (status, body)
     assert get(dash, "ed10", "/") == before
+
+
+def test_the_limit_is_the_one_set_and_a_name_is_never_replaced(dash):
+    # The editor offers the LIMIT the policy was set with (base_limit), not
+    # the allowance grants and rollover make; path and name are its own.
+    dash.r.q("QUOTA.SET", "ed9", "/", "monthly", "METRIC", "credits", "LIMIT", "100", "WINDOW", "month",
+             "SERVICE", "openai")
+    dash.r.q("QUOTA.GRANT", "ed9", "/", "monthly", "50", "ID", "g1")
+    page = dash.page()
+    page.goto(dash.url("/trees/ed9/policy?path=/&policy=monthly"))
+    form = page.locator("#policy-form")
+    expect(form.locator("input[name=limit]")).to_have_value("100")
+    expect(form.locator("input[name=path]")).to_have_attribute("readonly", "")
+    expect(form.locator("input[name=policy]")).to_have_attribute("readonly", "")
+    # The new-policy form says at once that the name is taken, and saving it
+    # changes nothing.
+    page.goto(dash.url("/trees/ed9/policy?path=/"))
+    form = page.locator("#policy-form")
+    form.get_by_label("Policy name", exact=True).fill("monthly")
+    expect(page.locator("#policy-exists a")).to_have_attribute("href", "/trees/ed9/policy?path=%2F&policy=monthly")
+    form.get_by_label("Metric", exact=True).fill("credits")
+    form.get_by_label("Limit", exact=True).fill("5")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".error")).to_have_text("Policy monthly already exists on /: edit it instead")
+    p = policy(dash, "ed9", "/", "monthly")
+    assert p["service"] == "openai" and p["window"] == "month" and p["limit"] == "150", p
+    # Without JavaScript: the page comes back with a link to its editor.
+    status, _, body = dash.http("/trees/ed9/policy", "POST", {},
+                                "new=1&path=/&policy=monthly&metric=credits&limit=5")
+    assert status == 422 and re.search(r'<a href="/trees/ed9/policy\?path=%2F&(amp|#38);policy=monthly" id="edit-existing">',
+                                       body), body
+    # A child path: its name, then the policy editor there.
+    page.goto(dash.url("/trees/ed9?path=/"))
+    page.locator("#add-child input[name=child]").fill("team-a")
+    page.locator("#add-child button").click()
+    expect(page.locator("h1")).to_have_text("New policy on /team-a")

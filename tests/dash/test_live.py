@@ -108,6 +108,44 @@ def test_a_warning_arrives_live(dash):
     assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
 
 
+def hide(page, hidden):
+    """As the browser does when the tab is hidden or shown again."""
+    page.evaluate("""(h) => {
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => h });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", hidden)
+
+
+def test_tabs_share_a_feed_and_a_hidden_tab_lets_it_go(dash):
+    dash.r.q("QUOTA.SET", "share", "/", "m", "METRIC", "credits", "LIMIT", "100", "WARN", "10,20,30,40")
+    one, two = dash.page(), dash.page()
+    for page in (one, two):
+        page.goto(dash.url("/trees/share/events"))
+        expect(page.locator("#live-status")).to_have_class(re.compile(r"\bon\b"))
+    # The second tab takes its events from the first one's feed.
+    expect(two.locator("#live-status")).to_contain_text("shared with another tab")
+    charge(dash, "share", "/", "11")
+    for page in (one, two):
+        expect(page.locator("#events tbody tr")).to_have_count(1)
+    # The first tab hidden: it lets the feed go, the second opens its own.
+    hide(one, True)
+    expect(one.locator("#live-status")).to_contain_text("Paused while this tab is hidden")
+    expect(two.locator("#live-status")).not_to_contain_text("shared")
+    charge(dash, "share", "/", "10")
+    for page in (one, two):
+        expect(page.locator("#events tbody tr")).to_have_count(2)
+    # Both hidden: no feed; what fires meanwhile follows when one is shown.
+    hide(two, True)
+    expect(two.locator("#live-status")).to_contain_text("Paused")
+    charge(dash, "share", "/", "10")
+    page = two
+    hide(page, False)
+    expect(page.locator("#events tbody tr")).to_have_count(3)
+    expect(page.locator("#events tbody tr").first.locator("td").nth(9)).to_have_text("30%")
+    hide(one, False)
+    expect(one.locator("#events tbody tr")).to_have_count(3)
+
+
 def test_event_text_is_shown_as_text(dash):
     # A hold's META comes from a client: shown as text, never as HTML.
     dash.r.q("QUOTA.SET", "meta", "/", "monthly", "METRIC", "credits", "LIMIT", "100")

@@ -370,3 +370,27 @@ def test_past_periods_of_a_policy(dash):
     expect(cells.nth(1)).to_have_text("40")
     expect(cells.nth(2)).to_have_text("100")
     expect(page.locator('article.policy[data-policy="daily"] .used-n')).to_have_text("5")
+
+
+def test_a_missing_path_an_archived_parent_and_many_holds(dash):
+    dash.r.q("QUOTA.SET", "tmx", "/x/y", "p", "METRIC", "credits", "LIMIT", "500")
+    # A path that does not exist yet: a 404 that offers to create it.
+    page = dash.page()
+    response = page.goto(dash.url("/trees/tmx?path=x/new"))
+    assert response.status == 404, response.status
+    expect(page.locator("#missing-path h2")).to_have_text("/x/new does not exist yet")
+    page.locator("#create-path").click()
+    expect(page.locator("h1")).to_have_text("New policy on /x/new")
+    # A path under an archived one says it is refused, with a link to it.
+    dash.r.q("QUOTA.ARCHIVE", "tmx", "/x")
+    page.goto(dash.url("/trees/tmx?path=x/y"))
+    expect(page.locator("#archived-above")).to_contain_text("/x above it is archived")
+    expect(page.locator("#archived-above a")).to_have_attribute("href", "/trees/tmx?path=x")
+    dash.r.q("QUOTA.RESTORE", "tmx", "/x")
+    # More live holds than the inspector lists: it says so.
+    pipe(dash, [["QUOTA.RESERVE", "tmx", "PATH", "/x/y", "ID", f"h{i}", "TTL", str(60_000 + i), "COST", "credits", "1"]
+                for i in range(51)])
+    page.goto(dash.url("/trees/tmx?path=x/y"))
+    expect(page.locator("#holds tbody tr")).to_have_count(50)
+    expect(page.locator("#holds-more")).to_have_text("More than 50 live holds; the soonest to expire are shown.")
+    expect(page.locator("#archived-above")).to_have_count(0)

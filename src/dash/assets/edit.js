@@ -21,3 +21,24 @@ document.addEventListener("change", (event) => {
   const form = event.target.form;
   if (form) showRelevant(form);
 });
+
+// The new-policy form (data-existing: the path's policies, name → editor)
+// says at once when the name typed is one the path already has: saving
+// would be refused, its editor is the place to change it.
+document.querySelectorAll("form[data-existing]").forEach((form) => {
+  let existing = {};
+  try { existing = JSON.parse(form.dataset.existing); } catch (e) { return; }
+  const note = form.querySelector("#policy-exists");
+  const name = form.elements.namedItem("policy");
+  if (!note || !name) return;
+  const check = () => {
+    const url = Object.prototype.hasOwnProperty.call(existing, name.value.trim()) ? existing[name.value.trim()] : null;
+    note.hidden = !url;
+    if (url) {
+      note.querySelector("b").textContent = name.value.trim();
+      note.querySelector("a").setAttribute("href", url);
+    }
+  };
+  name.addEventListener("input", check);
+  check();
+});

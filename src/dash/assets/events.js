@@ -91,7 +91,7 @@
     const tree = str(ev.tree);
     const key = all ? tree : "";
     const seq = Number(ev.seq);
-    if (seen.has(key) && seq <= seen.get(key)) return;
+    if (seen.has(key) && seq <= seen.get(key)) return false;
     seen.set(key, seq);
     const tr = document.createElement("tr");
     tr.className = "fresh";
@@ -127,41 +127,134 @@
     body.insertBefore(tr, body.firstChild);
     while (body.rows.length > maxRows) body.deleteRow(body.rows.length - 1);
     if (empty) empty.hidden = true;
+    return true;
   };
 
-  const url = table.dataset.stream;
-  const source = new EventSource(url);
-  say("", "Connecting to the live feed…");
-  source.onopen = () => say("on", "Live: new events appear on top as they fire.");
-  source.onmessage = (m) => {
-    let ev;
-    try { ev = JSON.parse(m.data); } catch (e) { return; }
-    if (ev && typeof ev === "object") show(ev);
+  // The feed. A browser gives a host 6 connections: a page holds one only
+  // while it is shown, and tabs of the same feed share it. One tab (the
+  // holder of a Web Lock named after the feed) keeps the EventSource and
+  // passes each event to the others over a BroadcastChannel; when it goes
+  // (closed, hidden), another takes the lock and reopens the feed from the
+  // newest seq it has shown, so a tree's feed catches up with what fired
+  // meanwhile (the all-trees feed has no catch-up: it says so).
+  const base = table.dataset.stream;
+  const name = "quota-dash-feed:" + base.split("?")[0];
+  const channel = window.BroadcastChannel ? new BroadcastChannel(name) : null;
+  const locks = navigator.locks && channel ? navigator.locks : null;
+  const recent = [];  // what this tab passed on lately, for a tab that joins
+  let source = null;
+  let release = null;  // ends this tab's hold on the lock
+  let waiting = null;  // aborts this tab's wait for the lock
+
+  const newest = () => seen.get("") || 0;
+  const streamUrl = () => {
+    if (all) return base;
+    const u = new URL(base, window.location.href);
+    u.searchParams.set("since", String(newest()));
+    return u.pathname + u.search;
   };
-  // The log wrapped while this page was away: those events are lost.
-  source.addEventListener("gap", (m) => {
-    let gap;
-    try { gap = JSON.parse(m.data); } catch (e) { return; }
-    const notice = document.getElementById("feed-gap");
-    if (!notice || !gap) return;
-    const span = gap.from === gap.to ? "Event " + gap.from + " was" : "Events " + gap.from + " to " + gap.to + " were";
-    notice.textContent = span + " dropped from the log before this page caught up (events_len keeps only the newest): "
-      + "they are not shown.";
-    notice.hidden = false;
-  });
-  source.onerror = async () => {
-    if (source.readyState === EventSource.CONNECTING) {
-      say("off", "The live feed was cut: reconnecting (events fired meanwhile will follow)…");
-      return;
+  const liveText = all
+    ? "Live: new events appear on top as they fire (none are shown for the time this tab is hidden)."
+    : "Live: new events appear on top as they fire.";
+
+  const keep = (ev) => {
+    recent.push(ev);
+    if (recent.length > 500) recent.shift();
+  };
+  const take = (ev, pass) => {
+    if (!ev || typeof ev !== "object") return;
+    show(ev);
+    if (pass && channel) {
+      keep(ev);
+      channel.postMessage({ ev });
     }
-    // Closed for good: the dashboard refused the feed. Ask it why.
-    say("off", "The live feed stopped: reload the page to try again.");
-    try {
-      const controller = new AbortController();
-      const r = await fetch(url, { signal: controller.signal });
-      if (!r.ok) say("off", await r.text());
-      controller.abort();
-    } catch (e) { /* the dashboard is gone: the message above stands */ }
   };
-  window.addEventListener("pagehide", () => source.close());
+
+  const open = () => {
+    if (source) return;
+    const url = streamUrl();
+    const es = new EventSource(url);
+    source = es;
+    say("", "Connecting to the live feed…");
+    es.onopen = () => say("on", liveText);
+    es.onmessage = (m) => {
+      let ev;
+      try { ev = JSON.parse(m.data); } catch (e) { return; }
+      take(ev, true);
+    };
+    // The log wrapped while this page was away: those events are lost.
+    es.addEventListener("gap", (m) => {
+      let gap;
+      try { gap = JSON.parse(m.data); } catch (e) { return; }
+      const notice = document.getElementById("feed-gap");
+      if (!notice || !gap) return;
+      const span = gap.from === gap.to ? "Event " + gap.from + " was" : "Events " + gap.from + " to " + gap.to + " were";
+      notice.textContent = span + " dropped from the log before this page caught up (events_len keeps only the newest): "
+        + "they are not shown.";
+      notice.classList.add("flash-error");
+      notice.hidden = false;
+    });
+    es.onerror = async () => {
+      if (es.readyState === EventSource.CONNECTING) {
+        say("off", "The live feed was cut: reconnecting (events fired meanwhile will follow)…");
+        return;
+      }
+      // Closed for good: the dashboard refused the feed. Ask it why.
+      say("off", "The live feed stopped: reload the page to try again.");
+      try {
+        const controller = new AbortController();
+        const r = await fetch(url, { signal: controller.signal });
+        if (!r.ok) say("off", await r.text());
+        controller.abort();
+      } catch (e) { /* the dashboard is gone: the message above stands */ }
+    };
+  };
+
+  const close = () => {
+    if (source) source.close();
+    source = null;
+  };
+
+  if (channel) {
+    channel.onmessage = (m) => {
+      const d = m.data || {};
+      if (d.ev && typeof d.ev === "object") {
+        if (show(d.ev)) keep(d.ev);
+        if (!source && !document.hidden) say("on", liveText + " (The feed is shared with another tab of this page.)");
+      } else if (d.hello !== undefined && source) {
+        // A tab joined: what it may have missed since its newest seq.
+        for (const ev of recent) if (all || Number(ev.seq) > Number(d.hello)) channel.postMessage({ ev });
+        channel.postMessage({ live: true });
+      } else if (d.live && !source && !document.hidden) {
+        say("on", liveText + " (The feed is shared with another tab of this page.)");
+      }
+    };
+  }
+
+  const start = () => {
+    if (!locks) { open(); return; }
+    if (release || waiting) return;
+    const abort = new AbortController();
+    waiting = abort;
+    locks.request(name, { signal: abort.signal }, () => {
+      waiting = null;
+      open();
+      return new Promise((resolve) => { release = resolve; });
+    }).catch(() => { /* the wait was given up (the tab was hidden) */ });
+    // Until this tab holds the feed, another tab's events come over the channel.
+    channel.postMessage({ hello: newest() });
+  };
+
+  const stop = () => {
+    close();
+    if (waiting) { waiting.abort(); waiting = null; }
+    if (release) { release(); release = null; }
+    say("off", all
+      ? "Paused while this tab is hidden: events fired meanwhile are not shown."
+      : "Paused while this tab is hidden: events fired meanwhile follow when it is shown again.");
+  };
+
+  document.addEventListener("visibilitychange", () => { if (document.hidden) stop(); else start(); });
+  window.addEventListener("pagehide", stop);
+  if (!document.hidden) start(); else stop();
 })();

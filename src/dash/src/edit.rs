@@ -18,7 +18,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -206,6 +205,9 @@ pub struct PolicyForm {
     pub low: String,
     /// The checkbox: "1" when ticked, absent when not.
     pub inflight: String,
+    /// "1" on the new-policy form: saving it never replaces a policy of
+    /// the same name already on the path.
+    pub new: String,
     pub next: Option<String>,
 }
 
@@ -275,18 +277,18 @@ pub fn set_args(f: &PolicyForm) -> Result<Vec<String>, String> {
 }
 
 /// The form of a policy as QUOTA.GET shows it. Replies show a policy's
-/// whole allowance as `limit` (limit + rolled over + what grants gave);
-/// the field gets that less what live grants have left.
+/// whole allowance as `limit` (limit + rolled over + what grants gave) and,
+/// when that differs, the LIMIT it was set with as `base_limit`: the field
+/// gets the latter, so saving an unchanged form changes nothing.
 fn form_of(path: &str, p: &Json) -> PolicyForm {
     let window = text(p, "window");
     let (window, rolling) = match window.split_once(' ') {
         Some((w, d)) => (w.to_string(), d.to_string()),
         None => (window, String::new()),
     };
-    let limit = text(p, "limit");
-    let limit = match (limit.parse::<Decimal>(), text(p, "granted").parse::<Decimal>()) {
-        (Ok(l), Ok(g)) => (l - g).normalize().to_string(),
-        _ => limit,
+    let limit = match text(p, "base_limit") {
+        b if b.is_empty() => text(p, "limit"),
+        b => b,
     };
     let warn = p
         .get("warn")
@@ -308,6 +310,7 @@ fn form_of(path: &str, p: &Json) -> PolicyForm {
         model: text(p, "model"),
         low: text(p, "low"),
         inflight: if text(p, "inflight") == "1" { "1".to_string() } else { String::new() },
+        new: String::new(),
         next: None,
     }
 }
@@ -349,8 +352,11 @@ struct PolicyPage {
     state: Option<Standing>,
     /// The plan the policy comes from, when it does.
     plan: Option<String>,
-    /// Replies' limit includes grants or rollover: the field may need a look.
-    allowance_note: bool,
+    /// The new-policy form named a policy the path already has: its editor.
+    exists_url: Option<String>,
+    /// The policies already on the path, `name → editor`, for edit.js to
+    /// say so as a name is typed in the new-policy form.
+    existing: String,
     new_path: bool,
     others: Vec<Other>,
     new_url: String,
@@ -364,7 +370,19 @@ struct PolicyPage {
 pub struct EditorQuery {
     path: String,
     policy: String,
+    /// A child's name under `path` (the inspector's "Add a child path").
+    child: String,
     next: Option<String>,
+}
+
+/// `path/child`, the child's name as typed (slashes inside it are deeper
+/// paths, as the command reads them).
+fn child_path(path: &str, child: &str) -> String {
+    let child = child.trim().trim_matches('/');
+    if child.is_empty() {
+        return path.to_string();
+    }
+    format!("{}/{child}", path.trim_end_matches('/'))
 }
 
 async fn policy_page(
@@ -373,7 +391,7 @@ async fn policy_page(
     Path(key): Path<String>,
     Query(q): Query<EditorQuery>,
 ) -> Response {
-    let path = path_of(&q.path);
+    let path = child_path(&path_of(&q.path), &q.child);
     let node = match node(&app, &key, &path).await {
         Ok(n) => n,
         Err(e) => return web::error_page(&app, &uri, web::status_of(&e), &e, &tree_at(&key, &path)),
@@ -386,6 +404,7 @@ async fn policy_page(
             policy: name.to_string(),
             mode: "strict".to_string(),
             window: "none".to_string(),
+            new: "1".to_string(),
             ..Default::default()
         },
     };
@@ -402,14 +421,30 @@ fn policy_view(
     error: Option<String>,
 ) -> Response {
     let path = path_of(&form.path);
-    let current = find_policy(node.as_ref(), form.policy.trim());
+    let found = find_policy(node.as_ref(), form.policy.trim());
+    let adding = ticked(&form.new);
+    let exists_url = found
+        .as_ref()
+        .filter(|_| adding && error.is_some())
+        .map(|_| editor_url(key, "policy", &path, Some(form.policy.trim())));
+    // The new-policy form edits nothing, even when its name is taken.
+    let current = found.filter(|_| !adding);
     let editing = current.is_some();
     let plan = current
         .as_ref()
         .filter(|p| text(p, "source") == "plan")
         .map(|_| node.as_ref().map(|n| text(n, "plan")).unwrap_or_default());
-    let allowance_note =
-        current.as_ref().is_some_and(|p| !text(p, "granted").is_empty() || !text(p, "rollover").is_empty());
+    let existing = serde_json::Value::Object(
+        policies(node.as_ref())
+            .iter()
+            .map(|p| {
+                let name = text(p, "policy");
+                let url = editor_url(key, "policy", &path, Some(&name));
+                (name, Json::String(url))
+            })
+            .collect(),
+    )
+    .to_string();
     let title = if editing {
         format!("Policy {} on {}", form.policy.trim(), shown(&path))
     } else {
@@ -429,7 +464,8 @@ fn policy_view(
         state: current.as_ref().map(Standing::of),
         editing,
         plan,
-        allowance_note,
+        exists_url,
+        existing,
         new_path: node.is_none(),
         others: others(key, &path, node.as_ref(), "policy", form.policy.trim()),
         new_url: editor_url(key, "policy", &path, None),
@@ -456,8 +492,21 @@ async fn policy_post(
     let path = path_of(&f.path);
     let back = next_of(f.next.as_deref(), &key, &path);
     let name = f.policy.trim().to_string();
-    let result =
-        run(&app, Cmd::Set, &key, set_args(&f)).await.map(|_| format!("Policy {name} set on {}.", shown(&path)));
+    // The new-policy form never replaces a policy of the same name (one
+    // added meanwhile, or one not noticed): it says so and changes nothing.
+    let taken = if ticked(&f.new) && !name.is_empty() {
+        match node(&app, &key, &path).await {
+            Ok(n) => find_policy(n.as_ref(), &name).is_some(),
+            Err(e) => return written(Err(e), &back, &headers),
+        }
+    } else {
+        false
+    };
+    let result = if taken {
+        Err(refused(format!("Policy {name} already exists on {}: edit it instead", shown(&path))))
+    } else {
+        run(&app, Cmd::Set, &key, set_args(&f)).await.map(|_| format!("Policy {name} set on {}.", shown(&path)))
+    };
     match result {
         Err(e) if !web::wants_json(&headers) => {
             let node = node(&app, &key, &path).await.unwrap_or(None);
@@ -1340,7 +1389,7 @@ mod tests {
         let p = serde_json::json!({
             "policy": "monthly", "metric": "credits", "mode": "block", "window": "rolling 30d",
             "limit": "150", "used": "0", "warn": [50, 90], "rollover": "200", "service": "openai",
-            "model": "gpt", "low": "5", "granted": "50", "source": "tree"
+            "model": "gpt", "low": "5", "granted": "30", "base_limit": "100", "source": "tree"
         });
         let f = form_of("projects/p1", &p);
         let args = set_args(&f).unwrap();

@@ -525,6 +525,8 @@ async fn show(State(app): State<App>, uri: Uri, Path(name): Path<String>, Query(
             json = rest;
         }
         Err(e) if e.is_not_found() => missing = true,
+        // `none` is QUOTA.ASSIGN's word for no plan: never a plan.
+        Err(_) if name.trim().eq_ignore_ascii_case("none") => missing = true,
         Err(e) => error = Some(e.message),
     }
     let cursor = q.cursor.unwrap_or_else(|| "0".to_string());
@@ -561,6 +563,35 @@ pub struct SavePlan {
     version: String,
 }
 
+/// A plan's JSON without its top-level `version`, as its text says it (None
+/// when it is not a JSON object): to tell whether a save changes anything.
+fn content_of(json: &str) -> Option<Raw> {
+    match read_raw(json.trim())? {
+        Raw::Object(fields) => Some(Raw::Object(fields.into_iter().filter(|(k, _)| k != "\"version\"").collect())),
+        _ => None,
+    }
+}
+
+/// The JSON with `"version": v` added at the end of its top-level object,
+/// unless it names a version itself (or is not an object: the command says
+/// what is wrong with it).
+pub fn with_version(json: &str, version: u64) -> String {
+    let text = json.trim();
+    match read_raw(text) {
+        Some(Raw::Object(fields)) if !fields.iter().any(|(k, _)| k == "\"version\"") => {
+            let body = text[..text.len() - 1].trim_end();
+            let comma = if body.ends_with('{') { "" } else { ", " };
+            format!("{body}{comma}\"version\": {version}}}")
+        }
+        _ => json.to_string(),
+    }
+}
+
+/// What a stale editor is told: the plan changed since the page showed it.
+fn changed_since(name: &str, now: &str) -> String {
+    format!("plan {name} changed since you opened it (now version {now}): reload to see it")
+}
+
 async fn save(
     State(app): State<App>,
     headers: HeaderMap,
@@ -571,12 +602,54 @@ async fn save(
         if f.json.trim().is_empty() {
             return Err(refused("the plan's JSON is empty: to remove the plan, delete it"));
         }
-        let version = text_of(&app.quota.call(Cmd::PlanSet, None, &[&name, &f.json]).await?);
-        Ok(if version == f.version {
-            format!("nothing changed: plan {name} already says that (version {version})")
-        } else {
-            format!("plan {name} saved: version {version}")
-        })
+        // The version the page showed: saving sends the next one, so the
+        // command refuses a save over a change made meanwhile (no lost update).
+        let shown = f.version.trim().parse::<u64>().ok();
+        let current = match app.quota.call(Cmd::PlanGet, None, &[&name]).await {
+            Ok(reply) => Some(text_of(&reply)),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        let now = current.as_deref().and_then(|c| editable(c).0);
+        if let Some(v) = shown {
+            match (&current, &now) {
+                (Some(c), Some(n)) if *n == v.to_string() => {
+                    if content_of(c).is_some() && content_of(c) == content_of(&f.json) {
+                        return Ok(format!("nothing changed: plan {name} already says that (version {n})"));
+                    }
+                }
+                (_, Some(n)) => return Err(refused(changed_since(&name, n))),
+                (None, _) => {
+                    return Err(refused(format!(
+                        "plan {name} was deleted since you opened it: save it again from the plans page to create it"
+                    )));
+                }
+                (Some(_), None) => {}
+            }
+        }
+        let json = match shown {
+            Some(v) => with_version(&f.json, v + 1),
+            None => f.json.clone(),
+        };
+        match app.quota.call(Cmd::PlanSet, None, &[&name, &json]).await {
+            Ok(version) => {
+                let version = text_of(&version);
+                Ok(if version == f.version {
+                    format!("nothing changed: plan {name} already says that (version {version})")
+                } else {
+                    format!("plan {name} saved: version {version}")
+                })
+            }
+            // Changed between the look above and the save: the command refused.
+            Err(e) if shown.is_some() && e.message.contains("is not above the current") => {
+                let now = match app.quota.call(Cmd::PlanGet, None, &[&name]).await {
+                    Ok(reply) => editable(&text_of(&reply)).0.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                Err(refused(format!("{} ({})", changed_since(&name, &now), e.message)))
+            }
+            Err(e) => Err(e),
+        }
     }
     .await;
     written(result, &plan_url(&name), &headers)
@@ -613,6 +686,13 @@ async fn assign(
     let result = async {
         if key.is_empty() {
             return Err(refused("give the tree's key, such as acme"));
+        }
+        // NONE is the command's word for "follow no plan", never a plan's
+        // name: only the Stop following button says it.
+        if !stop && name.trim().eq_ignore_ascii_case("none") {
+            return Err(refused(
+                "none is not a plan's name (QUOTA.ASSIGN reads it as \"follow no plan\"): to make a tree follow no plan, use Stop following on its plan's page",
+            ));
         }
         app.quota.call(Cmd::Assign, Some(key), &[if stop { "NONE" } else { name.as_str() }]).await?;
         Ok(if stop { format!("{key} follows no plan now") } else { format!("{key} follows plan {name} now") })
@@ -665,6 +745,17 @@ mod tests {
         for (json, want) in rows {
             assert_eq!(rows_for(json), want);
         }
+    }
+
+    #[test]
+    fn a_save_names_the_next_version() {
+        assert_eq!(with_version(r#"{"paths": {}}"#, 3), r#"{"paths": {}, "version": 3}"#);
+        assert_eq!(with_version(" {}\n", 2), r#"{"version": 2}"#);
+        assert_eq!(with_version(r#"{"paths": {}, "version": 9}"#, 3), r#"{"paths": {}, "version": 9}"#);
+        assert_eq!(with_version("[1]", 3), "[1]");
+        assert_eq!(with_version("{bad", 3), "{bad");
+        assert!(content_of(r#"{"paths":{},"version":3}"#) == content_of(r#"{"paths": {}}"#));
+        assert!(content_of(r#"{"paths":{"/":{}}}"#) != content_of(r#"{"paths": {}}"#));
     }
 
     #[test]

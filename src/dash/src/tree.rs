@@ -35,9 +35,10 @@ const CHILD_PAGE: usize = 200;
 /// the root's children in order while the rows shown stay within this
 /// many; the other loaded nodes start closed.
 const OPEN_ROWS: usize = 150;
-/// Holds and grants listed in the inspector.
-const HOLDS_SHOWN: &str = "50";
-const GRANTS_SHOWN: &str = "20";
+/// Holds and grants listed in the inspector; the commands are asked for one
+/// more, to say when there are more than these.
+const HOLDS_SHOWN: usize = 50;
+const GRANTS_SHOWN: usize = 20;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -377,6 +378,8 @@ struct PolicyView {
     /// used + held as a percent of the limit, for the bar's title.
     fill: String,
     grants: Vec<GrantView>,
+    /// More live grants than those shown (the first in draw-down order are).
+    grants_more: bool,
     /// Closed periods (QUOTA.HISTORY), for a policy with a window; None
     /// when not asked for, Err with the command's message.
     history: Option<Result<Vec<PeriodView>, String>>,
@@ -452,7 +455,14 @@ struct TreePage {
     spent: String,
     policies: Vec<PolicyView>,
     holds: Vec<HoldView>,
+    /// More live holds than those shown (the soonest to expire are).
+    holds_more: bool,
+    holds_shown: usize,
+    grants_shown: usize,
     holds_error: Option<String>,
+    /// The archived path above this one (shown with its leading `/`) and
+    /// its tree page: this path is refused all the same.
+    archived_above: Option<(String, String)>,
     allow: Vec<Rule>,
     deny: Vec<Rule>,
     note: String,
@@ -531,6 +541,7 @@ fn policy_view(p: &Json, key_url: &str, path: &str) -> PolicyView {
         inflight: number(p, "inflight") == 1,
         source: text(p, "source"),
         grants: vec![],
+        grants_more: false,
         history: None,
         edit_url: format!("{key_url}/policy?path={}&policy={}", enc(path), enc(&name)),
         grant_url: format!("{key_url}/grant?path={}&policy={}", enc(path), enc(&name)),
@@ -747,11 +758,59 @@ async fn draw_the_way(app: &App, key: &str, filter: &Filter, root: &mut Node, pa
     Ok(())
 }
 
+/// The topmost archived path above `path` (its nodes asked with one GET
+/// each, at once: as many as the path is deep), as `(/x, its tree page)`.
+/// QUOTA.GET marks only the archived node itself, though every path below
+/// it is refused too.
+async fn archived_above(app: &App, key: &str, key_url: &str, path: &str) -> Option<(String, String)> {
+    let way: Vec<String> = crumbs(path).into_iter().map(|(p, _)| p).filter(|p| p != path).collect();
+    let nodes =
+        join_all(way.iter().map(|p| async move { app.quota.call(Cmd::Get, Some(key), &[p.as_str()]).await })).await;
+    way.iter().zip(nodes).find(|(_, n)| n.as_ref().is_ok_and(|n| number(n, "archived") == 1)).map(|(p, _)| {
+        let shown = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
+        (shown, format!("{key_url}?path={}", enc(p)))
+    })
+}
+
+#[derive(Template)]
+#[template(path = "tree_missing.html")]
+struct MissingPage {
+    page: Page,
+    key: String,
+    key_url: String,
+    /// The path with its leading `/`.
+    shown: String,
+    path: String,
+    message: String,
+    /// The nearest path above it that exists, when one does.
+    parent_url: String,
+}
+
+/// A path that does not exist (yet): 404, with the command's message and
+/// the way to create it (a policy there creates it, and the paths above).
+fn missing_page(app: &App, uri: &Uri, key: &str, path: &str, e: &QuotaError) -> Response {
+    let key_url = web::tree_url(key);
+    let shown = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let parent_url = parent_of(path).map(|p| format!("{key_url}?path={}", enc(&p))).unwrap_or_else(|| key_url.clone());
+    let mut r = html(&MissingPage {
+        page: Page::new(app, format!("{shown} · {key}"), Section::Trees, uri),
+        key: key.to_string(),
+        key_url,
+        shown,
+        path: path.to_string(),
+        message: e.message.clone(),
+        parent_url,
+    });
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
 async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let key_url = web::tree_url(&key);
-    let holds_args = [path.as_str(), "COUNT", HOLDS_SHOWN];
+    let holds_count = (HOLDS_SHOWN + 1).to_string();
+    let holds_args = [path.as_str(), "COUNT", holds_count.as_str()];
     let get_args = [path.as_str()];
     let (node, tree, holds, now) = tokio::join!(
         app.quota.call(Cmd::Get, Some(&key), &get_args),
@@ -761,6 +820,7 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
     );
     let node = match node {
         Ok(n) => n,
+        Err(e) if e.is_not_found() => return missing_page(&app, &uri, &key, &path, &e),
         Err(e) => return error_page(&app, &uri, web::status_of(&e), &e, &key_url),
     };
     let now = now.unwrap_or(0);
@@ -775,15 +835,13 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         .map(|ps| ps.iter().map(|p| policy_view(p, &key_url, &path)).collect())
         .unwrap_or_default();
     // Grants of every policy that may have some (INFLIGHT ones take none).
-    let asks =
-        policies.iter().filter(|p| !p.inflight).map(|p| {
-            let name = p.name.clone();
-            let app = app.clone();
-            let (key, path) = (key.clone(), path.clone());
-            async move {
-                (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", GRANTS_SHOWN]).await)
-            }
-        });
+    let asks = policies.iter().filter(|p| !p.inflight).map(|p| {
+        let name = p.name.clone();
+        let app = app.clone();
+        let (key, path) = (key.clone(), path.clone());
+        let count = (GRANTS_SHOWN + 1).to_string();
+        async move { (name.clone(), app.quota.call(Cmd::Grants, Some(&key), &[&path, &name, "COUNT", &count]).await) }
+    });
     // The past periods of every policy with a window, at the same time.
     let pasts = policies.iter().filter(|p| !p.inflight && !p.window.is_empty() && p.window != "none").map(|p| {
         let name = p.name.clone();
@@ -801,10 +859,12 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
             let _ = draw_the_way(&app, &key, &filter, root, &path).await;
         }
     };
-    let (grants, pasts, ()) = tokio::join!(join_all(asks), join_all(pasts), way);
+    let (grants, pasts, archived_above, ()) =
+        tokio::join!(join_all(asks), join_all(pasts), archived_above(&app, &key, &key_url, &path), way);
     for (name, grants) in grants {
         if let (Some(p), Ok(Json::Array(list))) = (policies.iter_mut().find(|p| p.name == name), grants) {
-            p.grants = list.iter().map(grant_view).collect();
+            p.grants = list.iter().take(GRANTS_SHOWN).map(grant_view).collect();
+            p.grants_more = list.len() > GRANTS_SHOWN;
         }
     }
     for (name, past) in pasts {
@@ -830,10 +890,12 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         }
         Err(e) => (String::new(), Some(e.message.clone()), 0, false),
     };
-    let (holds, holds_error) = match holds {
-        Ok(Json::Array(list)) => (list.iter().map(|h| hold_view(h, now)).collect(), None),
-        Ok(_) => (vec![], None),
-        Err(e) => (vec![], Some(e.message)),
+    let (holds, holds_more, holds_error) = match holds {
+        Ok(Json::Array(list)) => {
+            (list.iter().take(HOLDS_SHOWN).map(|h| hold_view(h, now)).collect(), list.len() > HOLDS_SHOWN, None)
+        }
+        Ok(_) => (vec![], false, None),
+        Err(e) => (vec![], false, Some(e.message)),
     };
     let access = node.get("access");
     let title = if path == "/" { key.clone() } else { format!("{path} · {key}") };
@@ -854,7 +916,11 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         spent: amounts(node.get("spent")),
         policies,
         holds,
+        holds_more,
+        holds_shown: HOLDS_SHOWN,
+        grants_shown: GRANTS_SHOWN,
         holds_error,
+        archived_above,
         allow: rules(access, "allow"),
         deny: rules(access, "deny"),
         note: text(&node, "note"),
