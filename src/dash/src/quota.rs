@@ -19,6 +19,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// search on a database of millions of keys answers in time (the page
 /// offers to look further).
 const SCAN_BUDGET: usize = 100_000;
+/// Keys SCAN looks at a round: small, so a page of trees is not much more
+/// than the 50 it asks for.
+const SCAN_COUNT: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -366,13 +369,43 @@ impl Quota {
         Ok(secs * 1000 + micros / 1000)
     }
 
-    /// One page of trees whose names match the SCAN `pattern`: the trees
-    /// found and the cursor to go on from ("0" at the end). Looks at no more
-    /// than [`SCAN_BUDGET`] keys a page.
+    /// Trees whose names match the SCAN `pattern`, at least `want` unless
+    /// the scan ends first (every tree a SCAN batch returned is kept), and the
+    /// cursor to go on from ("0" at the end). Keys that are not UTF-8 are left
+    /// out (see [`Quota::scan_trees`]).
     pub async fn trees(&self, pattern: &str, cursor: &str, want: usize) -> Result<(Vec<String>, String), QuotaError> {
+        let (found, next) = self.scan(pattern, &TreesFrom { cursor: cursor.to_string(), after: None }, want, false).await?;
+        Ok((found.into_iter().filter_map(Result::ok).collect(), next.cursor))
+    }
+
+    /// One page of at most `want` trees whose names match the SCAN
+    /// `pattern`, from `from`, sorted by name, and where the next page starts
+    /// (cursor "0" without `after` at the end). A key that is not UTF-8 comes
+    /// as `Err(its bytes shown as text)`: the pages cannot name it in a URL.
+    pub async fn scan_trees(
+        &self,
+        pattern: &str,
+        from: &TreesFrom,
+        want: usize,
+    ) -> Result<(Vec<Result<String, String>>, TreesFrom), QuotaError> {
+        self.scan(pattern, from, want, true).await
+    }
+
+    /// SCAN batches of [`SCAN_COUNT`] keys until `want` trees are found, the
+    /// end, or [`SCAN_BUDGET`] keys looked at. With `cut`, a batch that
+    /// brings more than the page has room for is sorted and cut: the next
+    /// page scans that batch again and skips the names up to the last shown.
+    async fn scan(
+        &self,
+        pattern: &str,
+        from: &TreesFrom,
+        want: usize,
+        cut: bool,
+    ) -> Result<(Vec<Result<String, String>>, TreesFrom), QuotaError> {
         let mut conn = self.conn.clone();
-        let mut cursor = cursor.to_string();
-        let mut found = Vec::new();
+        let mut cursor = from.cursor.clone();
+        let mut after = from.after.clone();
+        let mut found: Vec<Result<String, String>> = Vec::new();
         let mut looked = 0;
         loop {
             let kind = match self.backend {
@@ -384,33 +417,51 @@ impl Quota {
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(1000)
+                .arg(SCAN_COUNT)
                 .arg("TYPE")
                 .arg(kind)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.explain(error_of(e)))?;
-            looked += 1000;
-            let keys: Vec<String> = keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect();
+            looked += SCAN_COUNT;
             let keys = match self.backend {
                 Backend::Module => keys,
                 Backend::Lua => self.lua_trees(keys).await?,
             };
-            found.extend(keys);
+            let mut batch: Vec<Result<String, String>> =
+                keys.into_iter().map(|k| String::from_utf8(k).map_err(|e| lossy(e.as_bytes()))).collect();
+            batch.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+            if let Some(after) = after.take() {
+                batch.retain(|k| name_of(k) > after.as_str());
+            }
+            let room = want.saturating_sub(found.len());
+            if cut && batch.len() > room {
+                batch.truncate(room);
+                let last = batch.last().map(|k| name_of(k).to_string());
+                found.extend(batch);
+                found.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+                return Ok((found, TreesFrom { cursor, after: last }));
+            }
+            found.extend(batch);
             cursor = next;
             if cursor == "0" || found.len() >= want || looked >= SCAN_BUDGET {
                 break;
             }
         }
-        found.sort();
-        Ok((found, cursor))
+        found.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+        Ok((found, TreesFrom { cursor, after: None }))
     }
 
     /// Of a Lua library's hashes, the trees: a tree has the field `#`; its
     /// companions (`{tag}quota:…`), the plan and price books do not count.
-    async fn lua_trees(&self, keys: Vec<String>) -> Result<Vec<String>, QuotaError> {
-        let keys: Vec<String> =
-            keys.into_iter().filter(|k| k != "quota:plans" && k != "quota:prices" && !is_companion(k)).collect();
+    async fn lua_trees(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, QuotaError> {
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .filter(|k| {
+                let k = String::from_utf8_lossy(k);
+                k != "quota:plans" && k != "quota:prices" && !is_companion(&k)
+            })
+            .collect();
         if keys.is_empty() {
             return Ok(keys);
         }
@@ -431,6 +482,40 @@ impl Quota {
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, QuotaError> {
         self.client.get_async_pubsub().await.map_err(|e| self.explain(error_of(e)))
     }
+}
+
+/// Where a page of trees starts: a SCAN cursor, and the last name shown of
+/// that cursor's batch when the previous page was cut inside it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreesFrom {
+    pub cursor: String,
+    pub after: Option<String>,
+}
+
+impl TreesFrom {
+    /// Whether this is the end of the scan (no page after).
+    pub fn at_end(&self) -> bool {
+        self.cursor == "0" && self.after.is_none()
+    }
+}
+
+/// A listed key's name (a key that is not UTF-8 by its bytes shown as text).
+fn name_of(k: &Result<String, String>) -> &str {
+    match k {
+        Ok(s) | Err(s) => s,
+    }
+}
+
+/// Bytes that are not UTF-8 as text, each bad byte as `\xFF`.
+fn lossy(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Whether an error is ACL's refusal.
@@ -456,6 +541,12 @@ mod tests {
         ));
         assert!(!is_acl_refusal("ERR syntax: LIMIT needs an amount"));
         assert!(!is_acl_refusal("NOTFOUND no such path"));
+    }
+
+    #[test]
+    fn keys_not_utf8_are_shown_with_their_bytes() {
+        assert_eq!(lossy(b"f10\xff\xfe"), "f10\\xFF\\xFE");
+        assert_eq!(lossy("ü".as_bytes()), "ü");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -747,7 +747,7 @@ async fn draw_the_way(app: &App, key: &str, filter: &Filter, root: &mut Node, pa
     Ok(())
 }
 
-async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q): Query<TreeQuery>) -> Response {
+async fn page(State(app): State<App>, uri: Uri, web::TreeKey(key): web::TreeKey, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let key_url = web::tree_url(&key);
@@ -880,7 +880,7 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
 /// One page of a node's children as `<li>` rows (for tree.js), the
 /// "N more…" row last when more follow; a missing path is a 404 with the
 /// command's message.
-async fn children(State(app): State<App>, Path(key): Path<String>, Query(q): Query<TreeQuery>) -> Response {
+async fn children(State(app): State<App>, web::TreeKey(key): web::TreeKey, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let reply = match child_page(&app, &key, &path, q.after.as_deref(), &filter).await {
