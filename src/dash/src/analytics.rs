@@ -191,9 +191,10 @@ pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
     let hi = buckets.iter().map(|b| b.1).fold(Decimal::ZERO, Decimal::max);
     let lo = buckets.iter().map(|b| b.1).fold(Decimal::ZERO, Decimal::min);
     // Amounts near Decimal's bounds on both sides of 0: their difference
-    // does not fit, so the scale works on halves (the same picture).
-    let halve = hi.checked_sub(lo).is_none();
-    let scaled = |v: Decimal| if halve { v / Decimal::TWO } else { v };
+    // does not fit, so the scale works on quarters (the same picture; a
+    // quarter each side stays below the bound even rounded).
+    let shrink = hi.checked_sub(lo).is_none();
+    let scaled = |v: Decimal| if shrink { v / Decimal::from(4) } else { v };
     let range = scaled(hi) - scaled(lo);
     // The share of the plot's height from the top down to a value, in
     // 0..=1 (divided first, so nothing overflows).

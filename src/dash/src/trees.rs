@@ -58,8 +58,9 @@ struct TreesPage {
     page: Page,
     q: String,
     rows: Vec<Row>,
-    /// The next page's query after `cursor=` (already URL-encoded).
-    next: Option<String>,
+    /// Where the next page starts: SCAN's cursor, and the last name shown
+    /// of that cursor's batch ("" when the page ended with the batch).
+    next: Option<(String, String)>,
     error: Option<String>,
 }
 
@@ -161,10 +162,7 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
             }
         })
         .collect();
-    let next = (!next.at_end()).then(|| match &next.after {
-        Some(after) => format!("{}&after={}", web::enc(&next.cursor), web::enc(after)),
-        None => web::enc(&next.cursor),
-    });
+    let next = (!next.at_end()).then(|| (next.cursor.clone(), next.after.clone().unwrap_or_default()));
     html(&TreesPage { page, q: q.q, rows, next, error: None })
 }
 
