@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::quota::{Cmd, QuotaError};
-use crate::web::{self, App, Page, Section, enc, fmt_day, fmt_ms, html, text};
+use crate::web::{self, App, Page, Section, TreeKey, enc, fmt_day, fmt_ms, html, text};
 
 const HOUR: u64 = 3_600_000;
 const DAY: u64 = 86_400_000;
@@ -389,7 +389,7 @@ fn share(amount: Decimal, total: Decimal) -> (u32, String) {
     (width, format!("{}%", pct.round_dp(1).normalize()))
 }
 
-async fn usage(State(app): State<App>, uri: Uri, web::TreeKey(key): web::TreeKey, Query(mut q): Query<UsageQuery>) -> Response {
+async fn usage(State(app): State<App>, uri: Uri, TreeKey(key): TreeKey, Query(mut q): Query<UsageQuery>) -> Response {
     q.path = q.path.trim().to_string();
     if q.path.is_empty() {
         q.path = "/".to_string();

@@ -10,8 +10,8 @@ Usage: quota-dash [--redis URL] [--listen ADDR] [--token T] [--read-only] [optio
   --redis URL        the Redis to manage (default redis://127.0.0.1:6379): user, password and
                      database from the URL (redis://user:pw@host:port/db), rediss:// for TLS;
                      a password also from REDISCLI_AUTH
-  --listen ADDR      where the dashboard listens (default 127.0.0.1:8080); an address beyond
-                     loopback needs a token
+  --listen ADDR      where the dashboard listens (default 127.0.0.1:8080; localhost:PORT is
+                     127.0.0.1:PORT); an address beyond loopback needs a token
   --token T          every request must carry it (the login page sets a cookie, or send
                      Authorization: Bearer T); also from QUOTA_DASH_TOKEN
   --read-only        show everything, change nothing (write forms hidden, writes refused)

@@ -448,7 +448,8 @@ impl Quota {
     /// cursor to go on from ("0" at the end). Keys that are not UTF-8 are left
     /// out (see [`Quota::scan_trees`]).
     pub async fn trees(&self, pattern: &str, cursor: &str, want: usize) -> Result<(Vec<String>, String), QuotaError> {
-        let (found, next) = self.scan(pattern, &TreesFrom { cursor: cursor.to_string(), after: None }, want, false).await?;
+        let (found, next) =
+            self.scan(pattern, &TreesFrom { cursor: cursor.to_string(), after: None }, want, false).await?;
         Ok((found.into_iter().filter_map(Result::ok).collect(), next.cursor))
     }
 

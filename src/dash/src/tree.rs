@@ -24,7 +24,7 @@ use serde_json::Value as Json;
 
 use crate::quota::{Cmd, QuotaError};
 use crate::trees::headline;
-use crate::web::{self, App, Page, Section, bar, enc, error_page, fmt_ms, fmt_span, html, status_class, text};
+use crate::web::{self, App, Page, Section, TreeKey, bar, enc, error_page, fmt_ms, fmt_span, html, status_class, text};
 
 /// Nodes the first view of a tree asks for (root, children, grandchildren).
 const FIRST_VIEW: &str = "400";
@@ -747,7 +747,7 @@ async fn draw_the_way(app: &App, key: &str, filter: &Filter, root: &mut Node, pa
     Ok(())
 }
 
-async fn page(State(app): State<App>, uri: Uri, web::TreeKey(key): web::TreeKey, Query(q): Query<TreeQuery>) -> Response {
+async fn page(State(app): State<App>, uri: Uri, TreeKey(key): TreeKey, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let key_url = web::tree_url(&key);
@@ -880,7 +880,7 @@ async fn page(State(app): State<App>, uri: Uri, web::TreeKey(key): web::TreeKey,
 /// One page of a node's children as `<li>` rows (for tree.js), the
 /// "N more…" row last when more follow; a missing path is a 404 with the
 /// command's message.
-async fn children(State(app): State<App>, web::TreeKey(key): web::TreeKey, Query(q): Query<TreeQuery>) -> Response {
+async fn children(State(app): State<App>, TreeKey(key): TreeKey, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let reply = match child_page(&app, &key, &path, q.after.as_deref(), &filter).await {

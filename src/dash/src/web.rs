@@ -359,7 +359,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     match (origin, site) {
         (Some(origin), _) if origin != "null" => {
-            !host.is_empty() && (origin.strip_prefix("http://") == Some(host) || origin.strip_prefix("https://") == Some(host))
+            !host.is_empty()
+                && (origin.strip_prefix("http://") == Some(host) || origin.strip_prefix("https://") == Some(host))
         }
         // `Origin: null`: a plain (not fetch) form of a page sent with
         // `Referrer-Policy: no-referrer` (some browsers, some settings), or a
@@ -536,8 +537,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TreeKey {
     type Rejection = axum::extract::rejection::PathRejection;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(segment) =
-            axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        let axum::extract::Path(segment) = axum::extract::Path::<String>::from_request_parts(parts, state).await?;
         Ok(TreeKey(key_of(&segment)))
     }
 }
