@@ -99,7 +99,9 @@
     if (all) {
       const td = document.createElement("td");
       const a = document.createElement("a");
-      a.href = "/trees/" + encodeURIComponent(tree) + "/events";
+      // As web::tree_url: a key of dots only, or starting with "~", gets a "~".
+      const segment = /^(\.+|~.*)$/.test(tree) ? "~" + tree : tree;
+      a.href = "/trees/" + encodeURIComponent(segment) + "/events";
       a.textContent = tree;
       td.appendChild(a);
       tr.appendChild(td);

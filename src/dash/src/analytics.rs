@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::response::Response;
 use axum::routing::get;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::quota::{Cmd, QuotaError};
-use crate::web::{self, App, Page, Section, enc, fmt_day, fmt_ms, html, text};
+use crate::web::{self, App, Page, Section, TreeKey, enc, fmt_day, fmt_ms, html, text};
 
 const HOUR: u64 = 3_600_000;
 const DAY: u64 = 86_400_000;
@@ -190,9 +190,19 @@ pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
     let plot_h = Decimal::from(bottom - top);
     let hi = buckets.iter().map(|b| b.1).fold(Decimal::ZERO, Decimal::max);
     let lo = buckets.iter().map(|b| b.1).fold(Decimal::ZERO, Decimal::min);
-    let range = hi - lo;
+    // Amounts near Decimal's bounds on both sides of 0: their difference
+    // does not fit, so the scale works on quarters (the same picture; a
+    // quarter each side stays below the bound even rounded).
+    let shrink = hi.checked_sub(lo).is_none();
+    let scaled = |v: Decimal| if shrink { v / Decimal::from(4) } else { v };
+    let range = scaled(hi) - scaled(lo);
+    // The share of the plot's height from the top down to a value, in
+    // 0..=1 (divided first, so nothing overflows).
+    let part = |v: Decimal| -> Decimal {
+        if range.is_zero() { Decimal::ONE } else { ((scaled(hi) - scaled(v)) / range).min(Decimal::ONE) }
+    };
     // Pixels from the top of the plot down to a value.
-    let y_of = |v: Decimal| -> Decimal { if range.is_zero() { plot_h } else { (hi - v) * plot_h / range } };
+    let y_of = |v: Decimal| -> Decimal { part(v) * plot_h };
     // The largest amount and 0 always; the deepest negative one and the
     // middle when their labels have room (14 px from the others).
     let mut ticks: Vec<(Decimal, String)> = vec![];
@@ -232,7 +242,7 @@ pub fn chart(buckets: &[(u64, Decimal)], hourly: bool, metric: &str) -> Chart {
             ("zero", zero, Decimal::ZERO)
         } else {
             // At least a pixel, so a tiny amount still shows.
-            let h = ((*v).abs() * plot_h / range).max(min_h);
+            let h = ((scaled(*v).abs() / range).min(Decimal::ONE) * plot_h).max(min_h);
             if v.is_sign_positive() { ("pos", zero - h, h) } else { ("neg", zero, h) }
         };
         bars.push(Bar {
@@ -367,13 +377,19 @@ fn share(amount: Decimal, total: Decimal) -> (u32, String) {
     if total <= Decimal::ZERO || amount <= Decimal::ZERO {
         return (0, String::new());
     }
-    let pct = amount * Decimal::ONE_HUNDRED / total;
+    // Exact when the product fits; else divided first; else (a share
+    // beyond Decimal's range) 100 % and more, shown as 100 %.
+    let pct = amount
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|x| x.checked_div(total))
+        .or_else(|| amount.checked_div(total).and_then(|r| r.checked_mul(Decimal::ONE_HUNDRED)))
+        .unwrap_or(Decimal::ONE_HUNDRED);
     let width = pct.min(Decimal::ONE_HUNDRED).round();
     let width = u32::try_from(width.mantissa() / 10i128.pow(width.scale())).unwrap_or(100);
     (width, format!("{}%", pct.round_dp(1).normalize()))
 }
 
-async fn usage(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(mut q): Query<UsageQuery>) -> Response {
+async fn usage(State(app): State<App>, uri: Uri, TreeKey(key): TreeKey, Query(mut q): Query<UsageQuery>) -> Response {
     q.path = q.path.trim().to_string();
     if q.path.is_empty() {
         q.path = "/".to_string();
@@ -678,9 +694,22 @@ mod tests {
             ("80", "50", 100, "160%"),
             ("-1", "10", 0, ""),
             ("1", "0", 0, ""),
+            // Beyond Decimal's range once multiplied: no panic, a full bar.
+            ("79228162514264337593543950335", "0.0000000001", 100, "100%"),
+            ("79228162514264337593543950335", "79228162514264337593543950335", 100, "100%"),
         ];
         for (a, t, w, l) in rows {
             assert_eq!(share(D(a), D(t)), (w, l.to_string()), "{a} {t}");
         }
+    }
+
+    #[test]
+    fn charts_of_amounts_near_the_bounds_do_not_panic() {
+        let max = Decimal::MAX;
+        let b = [(0, max), (DAY, -max), (2 * DAY, D("0.0000000001")), (3 * DAY, Decimal::ZERO)];
+        let c = chart(&b, false, "credits");
+        assert_eq!(c.bars.len(), 4);
+        let tiny = [(0, D("0.0000000000000000000000000001")), (DAY, max)];
+        assert_eq!(chart(&tiny, false, "credits").bars.len(), 2);
     }
 }

@@ -14,7 +14,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -388,7 +388,7 @@ fn child_path(path: &str, child: &str) -> String {
 async fn policy_page(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     Query(q): Query<EditorQuery>,
 ) -> Response {
     let path = child_path(&path_of(&q.path), &q.child);
@@ -485,7 +485,7 @@ fn with_status(mut r: Response, status: StatusCode) -> Response {
 async fn policy_post(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PolicyForm>,
 ) -> Response {
@@ -535,7 +535,7 @@ pub fn policy_ref_args(f: &PolicyRef) -> Result<Vec<String>, String> {
 
 async fn unset(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PolicyRef>,
 ) -> Response {
@@ -548,7 +548,7 @@ async fn unset(
 
 async fn reset(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PolicyRef>,
 ) -> Response {
@@ -746,7 +746,7 @@ struct GrantPage {
 async fn grant_page(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     Query(q): Query<EditorQuery>,
 ) -> Response {
     let path = path_of(&q.path);
@@ -808,7 +808,7 @@ async fn grant_view(app: &App, uri: &Uri, key: &str, mut form: GrantForm, error:
 async fn grant_post(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<GrantForm>,
 ) -> Response {
@@ -857,7 +857,7 @@ pub fn revoke_args(f: &RevokeForm) -> Result<Vec<String>, String> {
 
 async fn revoke(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<RevokeForm>,
 ) -> Response {
@@ -936,7 +936,7 @@ struct AccessPage {
 async fn access_page(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     Query(q): Query<EditorQuery>,
 ) -> Response {
     let form = AccessForm { path: path_of(&q.path), rule: "deny".to_string(), next: q.next, ..Default::default() };
@@ -981,7 +981,7 @@ async fn access_view(app: &App, uri: &Uri, key: &str, form: AccessForm, error: O
 async fn access_post(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<AccessForm>,
 ) -> Response {
@@ -1006,7 +1006,7 @@ async fn access_post(
 
 async fn access_remove(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<AccessForm>,
 ) -> Response {
@@ -1035,7 +1035,7 @@ pub struct PathForm {
 
 async fn access_clear(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PathForm>,
 ) -> Response {
@@ -1085,7 +1085,7 @@ struct LabelPage {
 async fn label_page(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     Query(q): Query<EditorQuery>,
 ) -> Response {
     let path = path_of(&q.path);
@@ -1134,7 +1134,7 @@ async fn label_view(
 async fn label_post(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<LabelForm>,
 ) -> Response {
@@ -1157,7 +1157,7 @@ async fn label_post(
 
 async fn archive(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PathForm>,
 ) -> Response {
@@ -1174,7 +1174,7 @@ async fn archive(
 
 async fn restore(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PathForm>,
 ) -> Response {
@@ -1193,7 +1193,7 @@ async fn restore(
 /// to the path.
 async fn delete_path(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<PathForm>,
 ) -> Response {
@@ -1242,7 +1242,7 @@ pub fn extend_args(f: &HoldForm) -> Result<Vec<String>, String> {
 
 async fn release(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<HoldForm>,
 ) -> Response {
@@ -1262,7 +1262,7 @@ async fn release(
 
 async fn extend(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     axum::Form(f): axum::Form<HoldForm>,
 ) -> Response {

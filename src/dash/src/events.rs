@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -241,7 +241,7 @@ struct EventsQuery {
 async fn tree_page(
     State(app): State<App>,
     uri: Uri,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     Query(q): Query<EventsQuery>,
 ) -> Response {
     let page = Page::new(&app, format!("Events · {key}"), Section::Trees, &uri);
@@ -401,7 +401,7 @@ fn start_of(since: Option<&str>, headers: &HeaderMap) -> Result<u64, String> {
 
 async fn tree_stream(
     State(app): State<App>,
-    Path(key): Path<String>,
+    web::TreeKey(key): web::TreeKey,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Response {

@@ -22,6 +22,7 @@ mod trees;
 mod web;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::response::Redirect;
@@ -43,6 +44,8 @@ fn routes(app: App) -> Router {
         .merge(analytics::routes())
         .merge(events::routes())
         .merge(tree::routes())
+        .fallback(web::not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(web::panicked))
         .layer(axum::middleware::from_fn_with_state(app.clone(), web::guard))
         .with_state(app)
 }
@@ -91,5 +94,49 @@ async fn serve(o: options::Options) -> Result<(), String> {
         if o.token.is_some() { ", token required" } else { "" }
     );
     let app = App(Arc::new(Inner { quota, token: o.token, feeds: Default::default() }));
-    axum::serve(listener, routes(app)).await.map_err(|e| format!("the server stopped: {e}"))
+    accept(listener, routes(app), header_timeout()).await
+}
+
+/// At most this many connections are open at once; the next ones wait in
+/// the listen queue until one closes (live feeds are capped lower, in events.rs).
+const MAX_CONNECTIONS: usize = 512;
+
+/// How long a client may take to send a request's head: a connection that
+/// sends half a request and stops is closed then, not kept forever.
+fn header_timeout() -> Duration {
+    // Tests shorten it (not an option for people).
+    std::env::var("QUOTA_DASH_HEADER_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// Serves HTTP/1.1 connections: each with a header-read timeout, and no
+/// more than [`MAX_CONNECTIONS`] at once.
+async fn accept(listener: tokio::net::TcpListener, router: Router, timeout: Duration) -> Result<(), String> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Err("the server stopped".to_string());
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: wait a little, go on.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(timeout);
+            let _ = http.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+        });
+    }
 }

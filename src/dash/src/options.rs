@@ -10,8 +10,8 @@ Usage: quota-dash [--redis URL] [--listen ADDR] [--token T] [--read-only] [optio
   --redis URL        the Redis to manage (default redis://127.0.0.1:6379): user, password and
                      database from the URL (redis://user:pw@host:port/db), rediss:// for TLS;
                      a password also from REDISCLI_AUTH
-  --listen ADDR      where the dashboard listens (default 127.0.0.1:8080); an address beyond
-                     loopback needs a token
+  --listen ADDR      where the dashboard listens (default 127.0.0.1:8080; localhost:PORT is
+                     127.0.0.1:PORT); an address beyond loopback needs a token
   --token T          every request must carry it (the login page sets a cookie, or send
                      Authorization: Bearer T); also from QUOTA_DASH_TOKEN
   --read-only        show everything, change nothing (write forms hidden, writes refused)
@@ -85,11 +85,7 @@ pub fn parse(args: &[String], env_token: Option<String>) -> Result<Parsed, Strin
                 };
                 match flag {
                     "--redis" => o.redis = value,
-                    "--listen" => {
-                        o.listen = value
-                            .parse()
-                            .map_err(|_| format!("--listen needs host:port, such as 127.0.0.1:8080 (got {value})"))?
-                    }
+                    "--listen" => o.listen = listen_of(&value)?,
                     "--token" => {
                         if value.is_empty() {
                             return Err("--token must not be empty".to_string());
@@ -116,7 +112,7 @@ pub fn parse(args: &[String], env_token: Option<String>) -> Result<Parsed, Strin
     if o.cert.is_some() != o.key.is_some() {
         return Err("--cert and --key go together".to_string());
     }
-    if !o.listen.ip().is_loopback() && o.token.is_none() {
+    if !o.listen.ip().to_canonical().is_loopback() && o.token.is_none() {
         return Err(format!(
             "refusing to listen on {} without a token: anyone who reaches it could change quotas. \
              Give --token (or QUOTA_DASH_TOKEN), or listen on 127.0.0.1",
@@ -135,6 +131,20 @@ pub fn parse(args: &[String], env_token: Option<String>) -> Result<Parsed, Strin
         }
     }
     Ok(Parsed::Run(Box::new(o)))
+}
+
+/// `--listen`'s address: an IP and port, or `localhost:PORT` (127.0.0.1).
+fn listen_of(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = value.parse() {
+        return Ok(a);
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => port
+            .parse::<u16>()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|_| format!("--listen needs a port number after localhost: (got {value})")),
+        _ => Err(format!("--listen needs host:port, such as 127.0.0.1:8080 or localhost:8080 (got {value})")),
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +168,7 @@ mod tests {
         assert_eq!(o.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(o.redis, "redis://127.0.0.1:6379");
         assert!(o.token.is_none() && !o.read_only);
+        assert_eq!(run(&["--listen", "localhost:9000"], None).unwrap().listen.to_string(), "127.0.0.1:9000");
     }
 
     // args, env token, accepted
@@ -175,6 +186,12 @@ mod tests {
             (&["--token", "pässwörd-sehr-lang"], None, false),
             (&["--token", "0123456789abcdef!#$%&()*+-./:<=>?@[]^_`{|}~"], None, true),
             (&["--listen", "nowhere"], None, false),
+            (&["--listen", "localhost:8080"], None, true),
+            (&["--listen", "localhost:x"], None, false),
+            (&["--listen", "example.com:8080"], None, false),
+            (&["--listen", "[::ffff:127.0.0.1]:8080"], None, true),
+            (&["--listen", "[::ffff:0.0.0.0]:8080"], None, false),
+            (&["--listen", "[::]:8080"], None, false),
             (&["--backend", "lua"], None, true),
             (&["--backend", "redis"], None, false),
             (&["--cert", "c.pem"], None, false),

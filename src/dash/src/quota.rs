@@ -19,6 +19,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// search on a database of millions of keys answers in time (the page
 /// offers to look further).
 const SCAN_BUDGET: usize = 100_000;
+/// Keys SCAN looks at a round: small, so a page of trees is not much more
+/// than the 50 it asks for.
+const SCAN_COUNT: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -219,6 +222,27 @@ pub struct Quota {
     /// The Redis account it logs in as (`default` without one): named when
     /// ACL refuses something.
     pub user: String,
+    /// Where the quota clock is read: [`CLOCK_UNKNOWN`] until a first answer
+    /// decides it, then [`CLOCK_TEST`] (QUOTA.DEBUG CLOCK GET) or
+    /// [`CLOCK_TIME`] (TIME: the server has no test clock, or this account may
+    /// not ask for it), for good.
+    clock: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+const CLOCK_UNKNOWN: u8 = 0;
+const CLOCK_TEST: u8 = 1;
+const CLOCK_TIME: u8 = 2;
+
+/// Whether QUOTA.DEBUG CLOCK GET's refusal says the server will never
+/// answer it (no test clock, no such command or function, ACL), rather
+/// than a passing failure.
+fn clock_is_refused(e: &QuotaError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    // Redis unreachable ("Connection refused") decides nothing.
+    e.kind != "REDIS"
+        && (e.kind == "NOPERM"
+            || is_acl_refusal(&e.message)
+            || ["unknown", "refused", "disabled", "not found"].iter().any(|w| m.contains(w)))
 }
 
 impl Quota {
@@ -267,40 +291,72 @@ impl Quota {
             .set_max_delay(Duration::from_secs(2));
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(|e| format!("cannot reach Redis at {server}: {}", error_of(e)))?;
-        let mut quota = Quota { client, conn, backend: Backend::Module, read_only: o.read_only, server, user };
-        quota.backend = match o.backend {
-            BackendChoice::Module => Backend::Module,
-            BackendChoice::Lua => Backend::Lua,
-            BackendChoice::Auto => quota.detect().await?,
+            .map_err(|e| format!("cannot reach Redis at {server}: {e}"))?;
+        let mut quota = Quota {
+            client,
+            conn,
+            backend: Backend::Module,
+            read_only: o.read_only,
+            server,
+            user,
+            clock: Default::default(),
         };
+        quota.backend = match o.backend {
+            BackendChoice::Module if quota.has_module().await => Backend::Module,
+            BackendChoice::Lua if quota.has_lua().await => Backend::Lua,
+            BackendChoice::Auto if quota.has_module().await => Backend::Module,
+            BackendChoice::Auto if quota.has_lua().await => Backend::Lua,
+            _ => return Err(quota.missing(o.backend).await),
+        };
+        // Decides the clock's source now when the server's answer is clear.
+        let _ = quota.now_ms().await;
         Ok(quota)
     }
 
-    /// The module when its commands exist, else the Lua library when
-    /// `quota_version` answers. Asks with commands the dashboard's ACL
-    /// account has anyway: any answer to `QUOTA.PRICE LIST` but "unknown
-    /// command" (a refusal by ACL included) means the module is loaded.
-    async fn detect(&self) -> Result<Backend, String> {
+    /// Whether the module's commands exist. Asks with a command the
+    /// dashboard's ACL account has anyway: any answer to `QUOTA.PRICE LIST`
+    /// but "unknown command" (a refusal by ACL included) means the module is
+    /// loaded.
+    async fn has_module(&self) -> bool {
         let mut conn = self.conn.clone();
         let probe: Result<redis::Value, _> = redis::cmd("QUOTA.PRICE").arg("LIST").query_async(&mut conn).await;
         match probe {
-            Ok(_) => return Ok(Backend::Module),
-            Err(e) if !e.to_string().to_ascii_lowercase().contains("unknown command") && e.code().is_some() => {
-                return Ok(Backend::Module);
-            }
-            Err(_) => {}
+            Ok(_) => true,
+            Err(e) => !e.to_string().to_ascii_lowercase().contains("unknown command") && e.code().is_some(),
         }
+    }
+
+    /// Whether the Lua library answers (`quota_version`).
+    async fn has_lua(&self) -> bool {
+        let mut conn = self.conn.clone();
         let version: Result<redis::Value, _> =
             redis::cmd("FCALL_RO").arg("quota_version").arg(0).query_async(&mut conn).await;
-        match version {
-            Ok(_) => Ok(Backend::Lua),
-            Err(e) => Err(format!(
-                "{} has neither the quota module (QUOTA.* commands) nor the Lua library ({}): \
+        version.is_ok()
+    }
+
+    /// Why the dashboard cannot start: the backend asked for (or either, for
+    /// auto) is not on the server.
+    async fn missing(&self, choice: BackendChoice) -> String {
+        let mut conn = self.conn.clone();
+        let version: Result<redis::Value, _> =
+            redis::cmd("FCALL_RO").arg("quota_version").arg(0).query_async(&mut conn).await;
+        let lua_error = version.err().map(|e| self.explain(error_of(e)).message).unwrap_or_default();
+        match choice {
+            BackendChoice::Module => format!(
+                "{} does not have the quota module (QUOTA.* commands are unknown there): load it (make run), \
+                 or give --backend lua or auto",
+                self.server
+            ),
+            BackendChoice::Lua => format!(
+                "{} does not have the quota Lua library ({lua_error}): load it (make run-lua or quota-load), \
+                 or give --backend module or auto",
+                self.server
+            ),
+            BackendChoice::Auto => format!(
+                "{} has neither the quota module (QUOTA.* commands) nor the Lua library ({lua_error}): \
                  load one (make run, make run-lua or quota-load), or give --backend module or lua",
-                self.server,
-                error_of(e)
-            )),
+                self.server
+            ),
         }
     }
 
@@ -343,6 +399,14 @@ impl Quota {
     /// a Lua function on Redis 7.0, "… can't access …"), then which account
     /// was refused and where its recipe is.
     pub fn explain(&self, e: QuotaError) -> QuotaError {
+        if e.kind == "REDIS" {
+            // Which Redis: "Redis at 127.0.0.1:6379/0 is not answering …".
+            let message = match e.message.strip_prefix("Redis ") {
+                Some(rest) if !rest.starts_with("at ") => format!("Redis at {} {rest}", self.server),
+                _ => e.message,
+            };
+            return QuotaError { kind: e.kind, message };
+        }
         if !is_acl_refusal(&e.message) {
             return e;
         }
@@ -362,26 +426,70 @@ impl Quota {
     }
 
     /// The quota clock in Unix ms: the test clock when the server has one,
-    /// else the server's TIME.
+    /// else the server's TIME. Which one is decided by the first clear
+    /// answer (at start) and kept, so a page asks once, not twice.
     pub async fn now_ms(&self) -> Result<u64, QuotaError> {
-        if let Ok(v) = self.call(Cmd::ClockGet, None, &[]).await
-            && let Some(ms) = v.as_u64()
-        {
-            return Ok(ms);
+        use std::sync::atomic::Ordering;
+        let source = self.clock.load(Ordering::Relaxed);
+        if source != CLOCK_TIME {
+            match self.call(Cmd::ClockGet, None, &[]).await {
+                Ok(v) if v.as_u64().is_some() => {
+                    self.clock.store(CLOCK_TEST, Ordering::Relaxed);
+                    return Ok(v.as_u64().unwrap_or_default());
+                }
+                Err(e) if source == CLOCK_UNKNOWN && clock_is_refused(&e) => {
+                    self.clock.store(CLOCK_TIME, Ordering::Relaxed);
+                }
+                // The test clock failed this time (Redis restarting): no
+                // other clock would be the same one.
+                Err(e) if source == CLOCK_TEST => return Err(e),
+                _ => {}
+            }
         }
         let mut conn = self.conn.clone();
         let (secs, micros): (u64, u64) =
             redis::cmd("TIME").query_async(&mut conn).await.map_err(|e| self.explain(error_of(e)))?;
-        Ok(secs * 1000 + micros / 1000)
+        Ok(secs.saturating_mul(1000).saturating_add(micros / 1000))
     }
 
-    /// One page of trees whose names match the SCAN `pattern`: the trees
-    /// found and the cursor to go on from ("0" at the end). Looks at no more
-    /// than [`SCAN_BUDGET`] keys a page.
+    /// Trees whose names match the SCAN `pattern`, at least `want` unless
+    /// the scan ends first (every tree a SCAN batch returned is kept), and the
+    /// cursor to go on from ("0" at the end). Keys that are not UTF-8 are left
+    /// out (see [`Quota::scan_trees`]).
     pub async fn trees(&self, pattern: &str, cursor: &str, want: usize) -> Result<(Vec<String>, String), QuotaError> {
+        let (found, next) =
+            self.scan(pattern, &TreesFrom { cursor: cursor.to_string(), after: None }, want, false).await?;
+        Ok((found.into_iter().filter_map(Result::ok).collect(), next.cursor))
+    }
+
+    /// One page of at most `want` trees whose names match the SCAN
+    /// `pattern`, from `from`, sorted by name, and where the next page starts
+    /// (cursor "0" without `after` at the end). A key that is not UTF-8 comes
+    /// as `Err(its bytes shown as text)`: the pages cannot name it in a URL.
+    pub async fn scan_trees(
+        &self,
+        pattern: &str,
+        from: &TreesFrom,
+        want: usize,
+    ) -> Result<(Vec<Result<String, String>>, TreesFrom), QuotaError> {
+        self.scan(pattern, from, want, true).await
+    }
+
+    /// SCAN batches of [`SCAN_COUNT`] keys until `want` trees are found, the
+    /// end, or [`SCAN_BUDGET`] keys looked at. With `cut`, a batch that
+    /// brings more than the page has room for is sorted and cut: the next
+    /// page scans that batch again and skips the names up to the last shown.
+    async fn scan(
+        &self,
+        pattern: &str,
+        from: &TreesFrom,
+        want: usize,
+        cut: bool,
+    ) -> Result<(Vec<Result<String, String>>, TreesFrom), QuotaError> {
         let mut conn = self.conn.clone();
-        let mut cursor = cursor.to_string();
-        let mut found = Vec::new();
+        let mut cursor = from.cursor.clone();
+        let mut after = from.after.clone();
+        let mut found: Vec<Result<String, String>> = Vec::new();
         let mut looked = 0;
         loop {
             let kind = match self.backend {
@@ -393,33 +501,51 @@ impl Quota {
                 .arg("MATCH")
                 .arg(pattern)
                 .arg("COUNT")
-                .arg(1000)
+                .arg(SCAN_COUNT)
                 .arg("TYPE")
                 .arg(kind)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.explain(error_of(e)))?;
-            looked += 1000;
-            let keys: Vec<String> = keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).collect();
+            looked += SCAN_COUNT;
             let keys = match self.backend {
                 Backend::Module => keys,
                 Backend::Lua => self.lua_trees(keys).await?,
             };
-            found.extend(keys);
+            let mut batch: Vec<Result<String, String>> =
+                keys.into_iter().map(|k| String::from_utf8(k).map_err(|e| lossy(e.as_bytes()))).collect();
+            batch.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+            if let Some(after) = after.take() {
+                batch.retain(|k| name_of(k) > after.as_str());
+            }
+            let room = want.saturating_sub(found.len());
+            if cut && batch.len() > room {
+                batch.truncate(room);
+                let last = batch.last().map(|k| name_of(k).to_string());
+                found.extend(batch);
+                found.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+                return Ok((found, TreesFrom { cursor, after: last }));
+            }
+            found.extend(batch);
             cursor = next;
             if cursor == "0" || found.len() >= want || looked >= SCAN_BUDGET {
                 break;
             }
         }
-        found.sort();
-        Ok((found, cursor))
+        found.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+        Ok((found, TreesFrom { cursor, after: None }))
     }
 
     /// Of a Lua library's hashes, the trees: a tree has the field `#`; its
     /// companions (`{tag}quota:…`), the plan and price books do not count.
-    async fn lua_trees(&self, keys: Vec<String>) -> Result<Vec<String>, QuotaError> {
-        let keys: Vec<String> =
-            keys.into_iter().filter(|k| k != "quota:plans" && k != "quota:prices" && !is_companion(k)).collect();
+    async fn lua_trees(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, QuotaError> {
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .filter(|k| {
+                let k = String::from_utf8_lossy(k);
+                k != "quota:plans" && k != "quota:prices" && !is_companion(&k)
+            })
+            .collect();
         if keys.is_empty() {
             return Ok(keys);
         }
@@ -440,6 +566,40 @@ impl Quota {
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, QuotaError> {
         self.client.get_async_pubsub().await.map_err(|e| self.explain(error_of(e)))
     }
+}
+
+/// Where a page of trees starts: a SCAN cursor, and the last name shown of
+/// that cursor's batch when the previous page was cut inside it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreesFrom {
+    pub cursor: String,
+    pub after: Option<String>,
+}
+
+impl TreesFrom {
+    /// Whether this is the end of the scan (no page after).
+    pub fn at_end(&self) -> bool {
+        self.cursor == "0" && self.after.is_none()
+    }
+}
+
+/// A listed key's name (a key that is not UTF-8 by its bytes shown as text).
+fn name_of(k: &Result<String, String>) -> &str {
+    match k {
+        Ok(s) | Err(s) => s,
+    }
+}
+
+/// Bytes that are not UTF-8 as text, each bad byte as `\xFF`.
+fn lossy(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Whether an error is ACL's refusal.
@@ -465,6 +625,23 @@ mod tests {
         ));
         assert!(!is_acl_refusal("ERR syntax: LIMIT needs an amount"));
         assert!(!is_acl_refusal("NOTFOUND no such path"));
+    }
+
+    #[test]
+    fn keys_not_utf8_are_shown_with_their_bytes() {
+        assert_eq!(lossy(b"f10\xff\xfe"), "f10\\xFF\\xFE");
+        assert_eq!(lossy("ü".as_bytes()), "ü");
+    }
+
+    #[test]
+    fn a_clock_refused_for_good_is_told_from_a_passing_failure() {
+        let e = |kind: &str, message: &str| QuotaError { kind: kind.to_string(), message: message.to_string() };
+        assert!(clock_is_refused(&e("ERR", "ERR QUOTA.DEBUG is disabled: load the module with TEST_CLOCK yes")));
+        assert!(clock_is_refused(&e("ERR", "ERR unknown command 'QUOTA.DEBUG'")));
+        assert!(clock_is_refused(&e("NOPERM", "NOPERM this user has no permissions to run the 'quota.debug' command")));
+        assert!(clock_is_refused(&e("ERR", "ERR Function not found")));
+        assert!(!clock_is_refused(&e("REDIS", "Redis is not answering (broken pipe).")));
+        assert!(!clock_is_refused(&e("REDIS", "Redis is not answering (Connection refused (os error 111)).")));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,7 @@ use serde_json::Value as Json;
 
 use crate::quota::{Cmd, QuotaError};
 use crate::trees::headline;
-use crate::web::{self, App, Page, Section, bar, enc, error_page, fmt_ms, fmt_span, html, status_class, text};
+use crate::web::{self, App, Page, Section, TreeKey, bar, enc, error_page, fmt_ms, fmt_span, html, status_class, text};
 
 /// Nodes the first view of a tree asks for (root, children, grandchildren).
 const FIRST_VIEW: &str = "400";
@@ -568,7 +568,9 @@ fn grant_view(g: &Json) -> GrantView {
     }
 }
 
-fn hold_view(h: &Json, now: u64) -> HoldView {
+/// A hold for the inspector; `now` is the quota clock, None when it could
+/// not be read (then the time left is said to be unknown, not guessed).
+fn hold_view(h: &Json, now: Option<u64>) -> HoldView {
     let expires_at = h.get("expires_at").and_then(Json::as_u64).unwrap_or(0);
     let paths = h
         .get("paths")
@@ -581,8 +583,12 @@ fn hold_view(h: &Json, now: u64) -> HoldView {
         items: text(h, "items"),
         held: amounts(h.get("held")),
         meta: meta_text(h.get("meta")),
-        left: if expires_at > now { fmt_span(expires_at - now) } else { "expired".to_string() },
-        expired: expires_at <= now,
+        left: match now {
+            Some(now) if expires_at > now => fmt_span(expires_at - now),
+            Some(_) => "expired".to_string(),
+            None => "unknown (the clock could not be read)".to_string(),
+        },
+        expired: now.is_some_and(|now| expires_at <= now),
     }
 }
 
@@ -805,7 +811,7 @@ fn missing_page(app: &App, uri: &Uri, key: &str, path: &str, e: &QuotaError) -> 
     r
 }
 
-async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q): Query<TreeQuery>) -> Response {
+async fn page(State(app): State<App>, uri: Uri, TreeKey(key): TreeKey, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let key_url = web::tree_url(&key);
@@ -823,7 +829,7 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         Err(e) if e.is_not_found() => return missing_page(&app, &uri, &key, &path, &e),
         Err(e) => return error_page(&app, &uri, web::status_of(&e), &e, &key_url),
     };
-    let now = now.unwrap_or(0);
+    let now = now.ok();
     let path = match text(&node, "path") {
         p if p.is_empty() => path,
         p => p,
@@ -936,7 +942,7 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
         parent_url: parent_of(&path)
             .map(|p| format!("{key_url}?path={}{}", enc(&p), filter.suffix()))
             .unwrap_or_default(),
-        now: if now > 0 { fmt_ms(now) } else { String::new() },
+        now: now.map(fmt_ms).unwrap_or_default(),
         filter,
         path,
         key,
@@ -946,7 +952,7 @@ async fn page(State(app): State<App>, uri: Uri, Path(key): Path<String>, Query(q
 /// One page of a node's children as `<li>` rows (for tree.js), the
 /// "N more…" row last when more follow; a missing path is a 404 with the
 /// command's message.
-async fn children(State(app): State<App>, Path(key): Path<String>, Query(q): Query<TreeQuery>) -> Response {
+async fn children(State(app): State<App>, TreeKey(key): TreeKey, Query(q): Query<TreeQuery>) -> Response {
     let path = canonical(q.path.as_deref().unwrap_or("/"));
     let filter = Filter::of(&q);
     let reply = match child_page(&app, &key, &path, q.after.as_deref(), &filter).await {
@@ -1166,11 +1172,13 @@ mod tests {
         let h = hold_view(
             &json!({"id": "h1", "paths": ["a", "b"], "expires_at": 70_000, "items": 2,
             "held": {"credits": "10"}, "meta": {"who": "bob"}}),
-            5_000,
+            Some(5_000),
         );
         assert_eq!((h.paths.as_str(), h.left.as_str(), h.held.as_str()), ("a, b", "1 m 5 s", "10 credits"));
         assert!(!h.expired);
-        assert_eq!(hold_view(&json!({"expires_at": 10}), 10).left, "expired");
+        assert_eq!(hold_view(&json!({"expires_at": 10}), Some(10)).left, "expired");
+        let unknown = hold_view(&json!({"expires_at": 10}), None);
+        assert!(unknown.left.starts_with("unknown") && !unknown.expired);
         let g = grant_view(&json!({"id": "g", "amount": "5", "remaining": "4", "priority": 50, "expires_at": 0,
             "period": 0, "note": null}));
         assert_eq!((g.expires.as_str(), g.priority.as_str(), g.note.as_str()), ("never", "50", ""));

@@ -9,11 +9,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::quota::Cmd;
+use futures_util::StreamExt;
+
+use crate::quota::{Cmd, QuotaError, TreesFrom};
 use crate::web::{self, App, Page, Section, html, text};
 
-/// Trees shown a page.
+/// Trees shown a page (a few more when SCAN's last batch brings them).
 const PAGE: usize = 50;
+/// QUOTA.GETs of the trees' roots in flight at once.
+const GETS_AT_ONCE: usize = 16;
+/// The row of a key the dashboard cannot name in a URL.
+const NOT_UTF8: &str = "(a key that is not UTF-8: the dashboard cannot open it)";
 
 pub fn routes() -> Router<App> {
     Router::new().route("/trees", get(list))
@@ -26,6 +32,9 @@ pub struct ListQuery {
     q: String,
     #[serde(default)]
     cursor: Option<String>,
+    /// The last name shown of the cursor's SCAN batch (a page cut inside it).
+    #[serde(default)]
+    after: Option<String>,
     /// An exact key to open.
     #[serde(default)]
     open: Option<String>,
@@ -49,7 +58,9 @@ struct TreesPage {
     page: Page,
     q: String,
     rows: Vec<Row>,
-    next: Option<String>,
+    /// Where the next page starts: SCAN's cursor, and the last name shown
+    /// of that cursor's batch ("" when the page ended with the batch).
+    next: Option<(String, String)>,
     error: Option<String>,
 }
 
@@ -87,25 +98,57 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
         return Redirect::to(&web::tree_url(key)).into_response();
     }
     let page = Page::new(&app, "Trees", Section::Trees, &uri);
-    let cursor = q.cursor.clone().unwrap_or_else(|| "0".to_string());
-    let (keys, next) = match app.quota.trees(&pattern(&q.q), &cursor, PAGE).await {
+    let from = TreesFrom {
+        cursor: q.cursor.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "0".to_string()),
+        after: q.after.clone(),
+    };
+    let (keys, next) = match app.quota.scan_trees(&pattern(&q.q), &from, PAGE).await {
         Ok(found) => found,
         Err(e) => {
             return html(&TreesPage { page, q: q.q, rows: vec![], next: None, error: Some(e.message) });
         }
     };
-    // One QUOTA.GET per tree, all in flight at once on the shared connection.
-    let roots = futures_util::future::join_all(keys.iter().map(|k| app.quota.call(Cmd::Get, Some(k), &["/"]))).await;
+    // One QUOTA.GET per tree, at most GETS_AT_ONCE in flight on the shared
+    // connection, answers in the keys' order.
+    let asks: Vec<Option<String>> = keys.iter().map(|k| k.as_ref().ok().cloned()).collect();
+    let roots: Vec<Option<Result<serde_json::Value, QuotaError>>> = futures_util::stream::iter(asks)
+        .map(|k| {
+            let quota = app.quota.clone();
+            async move {
+                match k {
+                    Some(k) => Some(quota.call(Cmd::Get, Some(&k), &["/"]).await),
+                    None => None,
+                }
+            }
+        })
+        .buffered(GETS_AT_ONCE)
+        .collect()
+        .await;
     let rows = keys
         .into_iter()
         .zip(roots)
         .map(|(key, root)| {
+            let key = match key {
+                Ok(key) => key,
+                Err(shown) => {
+                    return Row {
+                        key: shown,
+                        url: String::new(),
+                        status: String::new(),
+                        class: web::status_class(""),
+                        headline: String::new(),
+                        plan: String::new(),
+                        error: NOT_UTF8.to_string(),
+                    };
+                }
+            };
             let (root, error) = match root {
-                Ok(root) => (root, String::new()),
-                Err(e) if e.kind == "NOPERM" => {
+                Some(Ok(root)) => (root, String::new()),
+                Some(Err(e)) if e.kind == "NOPERM" => {
                     (serde_json::Value::Null, format!("quota-dash's account ({}) may not read it", app.quota.user))
                 }
-                Err(e) => (serde_json::Value::Null, e.message),
+                Some(Err(e)) => (serde_json::Value::Null, e.message),
+                None => (serde_json::Value::Null, String::new()),
             };
             let status = text(&root, "status");
             Row {
@@ -119,7 +162,7 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
             }
         })
         .collect();
-    let next = (next != "0").then_some(next);
+    let next = (!next.at_end()).then(|| (next.cursor.clone(), next.after.clone().unwrap_or_default()));
     html(&TreesPage { page, q: q.q, rows, next, error: None })
 }
 

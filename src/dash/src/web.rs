@@ -231,9 +231,11 @@ pub fn enc(s: &str) -> String {
     out
 }
 
-/// `/trees/<key>` with the key encoded as one path segment.
+/// `/trees/<key>` with the key encoded as one path segment; a key made only
+/// of dots or starting with `~` gets a `~` in front ([`TreeKey`] drops it).
 pub fn tree_url(key: &str) -> String {
-    format!("/trees/{}", enc(key))
+    let escape = if needs_escape(key) { "~" } else { "" };
+    format!("/trees/{escape}{}", enc(key))
 }
 
 /// A reply field as text ("" when missing or null; numbers as written).
@@ -264,12 +266,16 @@ pub fn bar(used: &str, held: &str, limit: &str) -> (u32, u32) {
     if limit <= Decimal::ZERO {
         return if used > Decimal::ZERO { (100, 0) } else { (0, 0) };
     }
-    let pct = |x: Decimal| -> u32 {
-        let p = (x * Decimal::from(100) / limit).round();
-        u32::try_from(p.min(Decimal::from(100)).mantissa() / 10i128.pow(p.scale())).unwrap_or(100)
+    // No operator that can overflow: a tiny limit and a huge use is 100 %.
+    let pct = |x: Option<Decimal>| -> u32 {
+        let Some(p) = x.and_then(|x| x.checked_mul(Decimal::ONE_HUNDRED)).and_then(|x| x.checked_div(limit)) else {
+            return 100;
+        };
+        let p = p.min(Decimal::ONE_HUNDRED).round();
+        u32::try_from(p.mantissa() / 10i128.pow(p.scale())).unwrap_or(100)
     };
-    let u = pct(used);
-    let h = pct(used + held).saturating_sub(u);
+    let u = pct(Some(used));
+    let h = pct(used.checked_add(held)).saturating_sub(u);
     (u, h.min(100 - u))
 }
 
@@ -342,7 +348,7 @@ fn loopback_host(headers: &HeaderMap) -> bool {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// A write from a page of this dashboard, not from a page elsewhere that
@@ -352,7 +358,10 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     match (origin, site) {
-        (Some(origin), _) if origin != "null" => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
+        (Some(origin), _) if origin != "null" => {
+            !host.is_empty()
+                && (origin.strip_prefix("http://") == Some(host) || origin.strip_prefix("https://") == Some(host))
+        }
         // `Origin: null`: a plain (not fetch) form of a page sent with
         // `Referrer-Policy: no-referrer` (some browsers, some settings), or a
         // sandboxed frame elsewhere; Sec-Fetch-Site tells them apart.
@@ -443,6 +452,10 @@ fn local_next(next: Option<&str>) -> String {
 }
 
 pub async fn login_form(State(app): State<App>, uri: Uri, Query(q): Query<LoginQuery>) -> Response {
+    if app.token.is_none() {
+        // Nothing to sign in to: this dashboard was started without a token.
+        return Redirect::to(&local_next(q.next.as_deref())).into_response();
+    }
     let page = Page::new(&app, "Sign in", Section::Trees, &uri);
     html(&Login { page, next: local_next(q.next.as_deref()), wrong: false })
 }
@@ -481,6 +494,51 @@ pub async fn login(State(app): State<App>, uri: Uri, axum::Form(f): axum::Form<L
             r
         }
         None => Redirect::to(&next).into_response(),
+    }
+}
+
+/// Any URL no page answers: the page frame, "No such page", a link to the trees.
+pub async fn not_found(State(app): State<App>, uri: Uri) -> Response {
+    let page = Page::new(&app, "No such page", Section::Trees, &uri);
+    let mut r = html(&ErrorPage { page, message: "No such page.".to_string(), back: "/trees".to_string() });
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+/// The answer when a handler panicked (a bug): a plain 500 page instead of a
+/// connection closed without an answer.
+pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let body = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>quota-dash: error</title>\
+                <link rel=\"stylesheet\" href=\"/assets/app.css\"></head><body><main><h1>Something went wrong</h1>\
+                <p class=\"flash flash-error\" role=\"alert\">quota-dash failed to draw this page (a bug: its log \
+                says where). Nothing was changed by drawing it.</p><p><a href=\"/trees\">Trees</a></p></main></body></html>";
+    (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// Whether a tree key needs the `~` escape in its URL segment: a key made
+/// only of dots (`.`, `..`: a browser resolves those segments away) or one
+/// that starts with `~` itself.
+fn needs_escape(key: &str) -> bool {
+    (!key.is_empty() && key.bytes().all(|b| b == b'.')) || key.starts_with('~')
+}
+
+/// The tree key of a `{key}` URL segment (already percent-decoded): one
+/// leading `~` is the escape [`tree_url`] adds, dropped here.
+pub fn key_of(segment: &str) -> String {
+    segment.strip_prefix('~').unwrap_or(segment).to_string()
+}
+
+/// The `{key}` segment of a `/trees/{key}…` route as the tree's key: every
+/// page module takes its key through this, so `tree_url`'s escape is undone
+/// in one place.
+pub struct TreeKey(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TreeKey {
+    type Rejection = axum::extract::rejection::PathRejection;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(segment) = axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        Ok(TreeKey(key_of(&segment)))
     }
 }
 
@@ -536,6 +594,10 @@ mod tests {
             ("5", "0", "0", 100, 0),
             ("0", "0", "0", 0, 0),
             ("junk", "1", "10", 0, 10),
+            // Beyond Decimal's range once multiplied: full, no panic.
+            ("100000000000000000", "0", "0.0000000001", 100, 0),
+            ("79228162514264337593543950335", "79228162514264337593543950335", "1", 100, 0),
+            ("0", "79228162514264337593543950335", "0.5", 0, 100),
         ];
         for (u, h, l, pu, ph) in rows {
             assert_eq!(bar(u, h, l), (pu, ph), "{u} {h} {l}");
@@ -556,6 +618,13 @@ mod tests {
     fn encoding_keeps_only_unreserved_bytes() {
         assert_eq!(enc("a b/c?d&é"), "a%20b%2Fc%3Fd%26%C3%A9");
         assert_eq!(tree_url("{t1}acme"), "/trees/%7Bt1%7Dacme");
+        // Dots-only keys and keys starting with ~ are escaped with one ~.
+        for (key, url) in
+            [("..", "/trees/~.."), (".", "/trees/~."), ("~x", "/trees/~~x"), ("a.b", "/trees/a.b"), ("x~", "/trees/x~")]
+        {
+            assert_eq!(tree_url(key), url);
+            assert_eq!(key_of(url.strip_prefix("/trees/").unwrap()), key);
+        }
     }
 
     #[test]
@@ -586,6 +655,11 @@ mod tests {
         assert!(!loopback_host(&h(&[])));
         assert!(same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")])));
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")])));
+        assert!(same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "https://127.0.0.1:8080")])));
+        assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("origin", "evil://127.0.0.1:8080")])));
+        assert!(!same_origin(&h(&[("origin", "http://")])));
+        assert!(loopback_host(&h(&[("host", "[::ffff:127.0.0.1]:8080")])));
+        assert!(!loopback_host(&h(&[("host", "[::ffff:10.0.0.1]:8080")])));
         assert!(!same_origin(&h(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")])));
         assert!(same_origin(&h(&[("host", "127.0.0.1:8080")])));
         // A plain form of a no-referrer page: Origin null, Sec-Fetch-Site decides.
