@@ -97,7 +97,7 @@ pub fn parse_date(s: &str) -> Result<u64, String> {
     if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return Err(bad());
     }
-    Ok(days_from_civil(y, m, d) as u64 * DAY)
+    Ok(web::days_from_civil(y, m, d) as u64 * DAY)
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -107,18 +107,6 @@ fn days_in_month(y: i64, m: u32) -> u32 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm, the inverse of `web::civil_from_days`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 // ----- the chart --------------------------------------------------------------

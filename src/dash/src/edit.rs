@@ -585,18 +585,6 @@ pub struct GrantForm {
     pub next: Option<String>,
 }
 
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm, the inverse of web::civil_from_days).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn days_in_month(y: i64, m: u32) -> u32 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -627,7 +615,7 @@ pub fn utc_ms(s: &str) -> Option<u64> {
     if !(1..=12).contains(&m) || day == 0 || day > days_in_month(y, m) || h > 23 || min > 59 || sec > 59 {
         return None;
     }
-    let secs = days_from_civil(y, m, day) * 86_400 + i64::from(h * 3600 + min * 60 + sec);
+    let secs = web::days_from_civil(y, m, day) * 86_400 + i64::from(h * 3600 + min * 60 + sec);
     u64::try_from(secs).ok().map(|s| s * 1000)
 }
 

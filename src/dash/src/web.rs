@@ -307,6 +307,18 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm, the inverse of [`civil_from_days`]).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// A span of time for people: `4 m 10 s`, `2 h 5 m`, `3 d 4 h`.
 pub fn fmt_span(ms: u64) -> String {
     let s = ms / 1000;
@@ -612,6 +624,10 @@ mod tests {
         assert_eq!(fmt_day(1_767_225_599_999), "2025-12-31");
         assert_eq!(fmt_span(65_000), "1 m 5 s");
         assert_eq!(fmt_span(1_500), "1.5 s");
+        for days in [-719_468, -1, 0, 59, 60, 11_016, 20_528, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
     }
 
     #[test]
