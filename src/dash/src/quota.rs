@@ -11,6 +11,7 @@ use redis::{Client, ClientTlsConfig, IntoConnectionInfo, ProtocolVersion, TlsCer
 use serde_json::{Map, Value as Json};
 
 use crate::options::{BackendChoice, Options};
+use quota_engine::catalog;
 
 /// How long one command may take before the page says Redis did not answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,46 +78,79 @@ pub enum Cmd {
 }
 
 impl Cmd {
-    /// The module's command, the Lua library's function, the subcommand
-    /// put before the caller's arguments, whether it names a tree, and
-    /// whether it writes.
-    fn spec(self) -> (&'static str, &'static str, Option<&'static str>, bool, bool) {
+    /// Its entry in the catalog both backends share (the module command,
+    /// with its verb: `QUOTA.PRICE|GET`), and the words sent before the
+    /// caller's arguments beyond the verb.
+    fn entry(self) -> (&'static str, &'static [&'static str]) {
         use Cmd::*;
         match self {
-            Set => ("QUOTA.SET", "quota_set", None, true, true),
-            Unset => ("QUOTA.UNSET", "quota_unset", None, true, true),
-            DelPath => ("QUOTA.DELPATH", "quota_delpath", None, true, true),
-            Allow => ("QUOTA.ALLOW", "quota_allow", None, true, true),
-            Deny => ("QUOTA.DENY", "quota_deny", None, true, true),
-            AccessClear => ("QUOTA.ACCESS", "quota_access", None, true, true),
-            Get => ("QUOTA.GET", "quota_get", None, true, false),
-            Tree => ("QUOTA.TREE", "quota_tree", None, true, false),
-            Holds => ("QUOTA.HOLDS", "quota_holds", None, true, false),
-            Grants => ("QUOTA.GRANTS", "quota_grants", None, true, false),
-            Grant => ("QUOTA.GRANT", "quota_grant", None, true, true),
-            Revoke => ("QUOTA.REVOKE", "quota_revoke", None, true, true),
-            Reset => ("QUOTA.RESET", "quota_reset", None, true, true),
-            Assign => ("QUOTA.ASSIGN", "quota_assign", None, true, true),
-            Label => ("QUOTA.LABEL", "quota_label", None, true, true),
-            Archive => ("QUOTA.ARCHIVE", "quota_archive", None, true, true),
-            Restore => ("QUOTA.RESTORE", "quota_restore", None, true, true),
-            History => ("QUOTA.HISTORY", "quota_history", None, true, false),
-            Usage => ("QUOTA.USAGE", "quota_usage", None, true, false),
-            Events => ("QUOTA.EVENTS", "quota_events", None, true, false),
-            Release => ("QUOTA.RELEASE", "quota_release", None, true, true),
-            Extend => ("QUOTA.EXTEND", "quota_extend", None, true, true),
-            PriceGet => ("QUOTA.PRICE", "quota_price_ro", Some("GET"), false, false),
-            PriceList => ("QUOTA.PRICE", "quota_price_ro", Some("LIST"), false, false),
-            PriceSet => ("QUOTA.PRICE", "quota_price", Some("SET"), false, true),
-            PriceDel => ("QUOTA.PRICE", "quota_price", Some("DEL"), false, true),
-            PlanGet => ("QUOTA.PLAN", "quota_plan_ro", Some("GET"), false, false),
-            PlanList => ("QUOTA.PLAN", "quota_plan_ro", Some("LIST"), false, false),
-            PlanSet => ("QUOTA.PLAN", "quota_plan", Some("SET"), false, true),
-            PlanDel => ("QUOTA.PLAN", "quota_plan", Some("DEL"), false, true),
-            Estimate => ("QUOTA.ESTIMATE", "quota_estimate", None, false, false),
-            ClockGet => ("QUOTA.DEBUG", "quota_debug", Some("CLOCK"), false, false),
+            Set => ("QUOTA.SET", &[]),
+            Unset => ("QUOTA.UNSET", &[]),
+            DelPath => ("QUOTA.DELPATH", &[]),
+            Allow => ("QUOTA.ALLOW", &[]),
+            Deny => ("QUOTA.DENY", &[]),
+            AccessClear => ("QUOTA.ACCESS", &[]),
+            Get => ("QUOTA.GET", &[]),
+            Tree => ("QUOTA.TREE", &[]),
+            Holds => ("QUOTA.HOLDS", &[]),
+            Grants => ("QUOTA.GRANTS", &[]),
+            Grant => ("QUOTA.GRANT", &[]),
+            Revoke => ("QUOTA.REVOKE", &[]),
+            Reset => ("QUOTA.RESET", &[]),
+            Assign => ("QUOTA.ASSIGN", &[]),
+            Label => ("QUOTA.LABEL", &[]),
+            Archive => ("QUOTA.ARCHIVE", &[]),
+            Restore => ("QUOTA.RESTORE", &[]),
+            History => ("QUOTA.HISTORY", &[]),
+            Usage => ("QUOTA.USAGE", &[]),
+            Events => ("QUOTA.EVENTS", &[]),
+            Release => ("QUOTA.RELEASE", &[]),
+            Extend => ("QUOTA.EXTEND", &[]),
+            PriceGet => ("QUOTA.PRICE|GET", &[]),
+            PriceList => ("QUOTA.PRICE|LIST", &[]),
+            PriceSet => ("QUOTA.PRICE|SET", &[]),
+            PriceDel => ("QUOTA.PRICE|DEL", &[]),
+            PlanGet => ("QUOTA.PLAN|GET", &[]),
+            PlanList => ("QUOTA.PLAN|LIST", &[]),
+            PlanSet => ("QUOTA.PLAN|SET", &[]),
+            PlanDel => ("QUOTA.PLAN|DEL", &[]),
+            Estimate => ("QUOTA.ESTIMATE", &[]),
+            ClockGet => ("QUOTA.DEBUG", &["CLOCK", "GET"]),
         }
     }
+
+    /// How it is sent, from the shared catalog (src/engine/catalog.rs,
+    /// which the module registers and the Lua library is checked against):
+    /// the module's command and verb, the Lua function, whether it names a
+    /// tree, whether it writes (the module's `write` flag), and whether the
+    /// Lua function may go by `FCALL_RO` (registered `no-writes`: not
+    /// `quota_debug`, whose SET moves the clock, though its GET only reads).
+    /// None only for a name the catalog lacks (a test checks every Cmd).
+    fn spec(self) -> Option<Spec> {
+        let (name, extra) = self.entry();
+        let c = catalog::COMMANDS.iter().find(|c| c.name == name)?;
+        let function = c.lua?;
+        Some(Spec {
+            command: c.parent(),
+            verb: c.verb(),
+            extra,
+            function,
+            keyed: c.key != catalog::Key::None,
+            writes: c.has_flag("write"),
+            read_only_call: catalog::FUNCTIONS.iter().any(|f| f.name == function && f.has_flag("no-writes")),
+        })
+    }
+}
+
+/// What [`Cmd::spec`] tells of a command.
+struct Spec {
+    command: &'static str,
+    verb: Option<&'static str>,
+    extra: &'static [&'static str],
+    function: &'static str,
+    keyed: bool,
+    writes: bool,
+    read_only_call: bool,
 }
 
 /// A command's refusal or a failure to reach Redis. `message` is shown as
@@ -363,33 +397,29 @@ impl Quota {
     /// Sends one quota command. `key` is the tree for the commands that
     /// name one (None for the price book, plans, estimates and the clock).
     pub async fn call(&self, cmd: Cmd, key: Option<&str>, args: &[&str]) -> Result<Json, QuotaError> {
-        let (command, function, sub, keyed, writes) = cmd.spec();
-        if writes && self.read_only {
+        let Some(spec) = cmd.spec() else {
+            return Err(QuotaError {
+                kind: "ERR".to_string(),
+                message: format!("the dashboard does not know {cmd:?}"),
+            });
+        };
+        if spec.writes && self.read_only {
             return Err(QuotaError::read_only());
         }
         let mut c = match self.backend {
-            Backend::Module => redis::cmd(command),
+            Backend::Module => redis::cmd(spec.command),
             Backend::Lua => {
-                // quota_debug is registered without no-writes (its SET and
-                // ADVANCE move the clock), so even its GET needs FCALL.
-                let mut c = redis::cmd(if writes || cmd == Cmd::ClockGet { "FCALL" } else { "FCALL_RO" });
-                c.arg(function).arg(if keyed { 1 } else { 0 });
+                let mut c = redis::cmd(if spec.read_only_call { "FCALL_RO" } else { "FCALL" });
+                c.arg(spec.function).arg(if spec.keyed { 1 } else { 0 });
                 c
             }
         };
-        if keyed {
+        if spec.keyed {
             c.arg(key.unwrap_or_default());
         }
-        if let Some(sub) = sub {
-            c.arg(sub);
-        }
-        if cmd == Cmd::ClockGet {
-            c.arg("GET");
-        }
+        c.arg(spec.verb).arg(spec.extra).arg(args);
         if cmd == Cmd::AccessClear {
-            c.arg(args).arg("CLEAR");
-        } else {
-            c.arg(args);
+            c.arg("CLEAR");
         }
         let mut conn = self.conn.clone();
         c.query_async::<redis::Value>(&mut conn).await.map(json_of).map_err(|e| self.explain(error_of(e)))
@@ -642,6 +672,60 @@ mod tests {
         assert!(clock_is_refused(&e("ERR", "ERR Function not found")));
         assert!(!clock_is_refused(&e("REDIS", "Redis is not answering (broken pipe).")));
         assert!(!clock_is_refused(&e("REDIS", "Redis is not answering (Connection refused (os error 111)).")));
+    }
+
+    // Every command the dashboard sends is in the shared catalog, and is
+    // sent as the module registers it and as the Lua library registers its
+    // function: reads by FCALL_RO only where the function is no-writes.
+    // command, verb, function, keyed, writes, FCALL_RO
+    #[test]
+    fn every_command_is_sent_as_the_catalog_says() {
+        use Cmd::*;
+        type Row = (Cmd, &'static str, Option<&'static str>, &'static str, bool, bool, bool);
+        let rows: &[Row] = &[
+            (Set, "QUOTA.SET", None, "quota_set", true, true, false),
+            (Unset, "QUOTA.UNSET", None, "quota_unset", true, true, false),
+            (DelPath, "QUOTA.DELPATH", None, "quota_delpath", true, true, false),
+            (Allow, "QUOTA.ALLOW", None, "quota_allow", true, true, false),
+            (Deny, "QUOTA.DENY", None, "quota_deny", true, true, false),
+            (AccessClear, "QUOTA.ACCESS", None, "quota_access", true, true, false),
+            (Get, "QUOTA.GET", None, "quota_get", true, false, true),
+            (Tree, "QUOTA.TREE", None, "quota_tree", true, false, true),
+            (Holds, "QUOTA.HOLDS", None, "quota_holds", true, false, true),
+            (Grants, "QUOTA.GRANTS", None, "quota_grants", true, false, true),
+            (Grant, "QUOTA.GRANT", None, "quota_grant", true, true, false),
+            (Revoke, "QUOTA.REVOKE", None, "quota_revoke", true, true, false),
+            (Reset, "QUOTA.RESET", None, "quota_reset", true, true, false),
+            (Assign, "QUOTA.ASSIGN", None, "quota_assign", true, true, false),
+            (Label, "QUOTA.LABEL", None, "quota_label", true, true, false),
+            (Archive, "QUOTA.ARCHIVE", None, "quota_archive", true, true, false),
+            (Restore, "QUOTA.RESTORE", None, "quota_restore", true, true, false),
+            (History, "QUOTA.HISTORY", None, "quota_history", true, false, true),
+            (Usage, "QUOTA.USAGE", None, "quota_usage", true, false, true),
+            (Events, "QUOTA.EVENTS", None, "quota_events", true, false, true),
+            (Release, "QUOTA.RELEASE", None, "quota_release", true, true, false),
+            (Extend, "QUOTA.EXTEND", None, "quota_extend", true, true, false),
+            (PriceGet, "QUOTA.PRICE", Some("GET"), "quota_price_ro", false, false, true),
+            (PriceList, "QUOTA.PRICE", Some("LIST"), "quota_price_ro", false, false, true),
+            (PriceSet, "QUOTA.PRICE", Some("SET"), "quota_price", false, true, false),
+            (PriceDel, "QUOTA.PRICE", Some("DEL"), "quota_price", false, true, false),
+            (PlanGet, "QUOTA.PLAN", Some("GET"), "quota_plan_ro", false, false, true),
+            (PlanList, "QUOTA.PLAN", Some("LIST"), "quota_plan_ro", false, false, true),
+            (PlanSet, "QUOTA.PLAN", Some("SET"), "quota_plan", false, true, false),
+            (PlanDel, "QUOTA.PLAN", Some("DEL"), "quota_plan", false, true, false),
+            (Estimate, "QUOTA.ESTIMATE", None, "quota_estimate", false, false, true),
+            // quota_debug is not no-writes: even CLOCK GET needs FCALL.
+            (ClockGet, "QUOTA.DEBUG", None, "quota_debug", false, false, false),
+        ];
+        for &(cmd, command, verb, function, keyed, writes, ro) in rows {
+            let s = cmd.spec().unwrap_or_else(|| panic!("{cmd:?} is not in the catalog"));
+            assert_eq!(
+                (s.command, s.verb, s.function, s.keyed, s.writes, s.read_only_call),
+                (command, verb, function, keyed, writes, ro),
+                "{cmd:?}"
+            );
+        }
+        assert_eq!(ClockGet.spec().map(|s| s.extra), Some(&["CLOCK", "GET"][..]));
     }
 
     #[test]
