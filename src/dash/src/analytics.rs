@@ -80,32 +80,9 @@ pub fn span(range: &str, now: u64, since: &str, until: &str) -> Result<Span, Str
 
 /// `YYYY-MM-DD` (a UTC day) as the Unix ms of its midnight.
 pub fn parse_date(s: &str) -> Result<u64, String> {
-    let bad = || format!("“{s}” is not a date: write it as YYYY-MM-DD, like 2026-03-14");
-    let parts: Vec<&str> = s.split('-').collect();
-    let [y, m, d] = parts.as_slice() else {
-        return Err(bad());
-    };
-    if y.len() != 4
-        || m.len() != 2
-        || d.len() != 2
-        || !(y.chars().chain(m.chars()).chain(d.chars())).all(|c| c.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let (y, m, d): (i64, u32, u32) =
-        (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
-    if y < 1970 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return Err(bad());
-    }
-    Ok(web::days_from_civil(y, m, d) as u64 * DAY)
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+    match web::parse_day(s) {
+        Some(days) if days >= 0 => Ok(days as u64 * DAY),
+        _ => Err(format!("“{s}” is not a date: write it as YYYY-MM-DD, like 2026-03-14")),
     }
 }
 

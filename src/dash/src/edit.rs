@@ -60,12 +60,6 @@ fn path_of(p: &str) -> String {
     if p.is_empty() { "/".to_string() } else { p.to_string() }
 }
 
-/// A path for people: always with its leading `/` (replies write other
-/// paths without it).
-fn shown(p: &str) -> String {
-    if p.starts_with('/') { p.to_string() } else { format!("/{p}") }
-}
-
 /// The parent of a path (`/` for the root and its children).
 fn parent(p: &str) -> String {
     let p = p.trim_matches('/');
@@ -94,13 +88,9 @@ fn editor_url(key: &str, what: &str, path: &str, policy: Option<&str>) -> String
 /// (never `//elsewhere` or a full URL), else the tree page at `path`.
 fn next_of(next: Option<&str>, key: &str, path: &str) -> String {
     match next.map(str::trim) {
-        Some(n) if is_local(n) => n.to_string(),
+        Some(n) if web::is_local(n) => n.to_string(),
         _ => tree_at(key, path),
     }
-}
-
-fn is_local(n: &str) -> bool {
-    web::is_local(n)
 }
 
 /// A node as QUOTA.GET shows it; None for a path that does not exist yet.
@@ -446,21 +436,21 @@ fn policy_view(
     )
     .to_string();
     let title = if editing {
-        format!("Policy {} on {}", form.policy.trim(), shown(&path))
+        format!("Policy {} on {}", form.policy.trim(), web::shown(&path))
     } else {
-        format!("New policy on {}", shown(&path))
+        format!("New policy on {}", web::shown(&path))
     };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let t = PolicyPage {
         page: Page::new(app, title, Section::Trees, uri),
         key: key.to_string(),
         tree: tree_at(key, &path),
-        shown: shown(&path),
+        shown: web::shown(&path),
         action: format!("{}/policy", tree_url(key)),
         unset: format!("{}/policy/unset", tree_url(key)),
         reset: format!("{}/policy/reset", tree_url(key)),
         next: next_of(form.next.as_deref(), key, &path),
-        next_field: form.next.clone().filter(|n| is_local(n.trim())).unwrap_or_default(),
+        next_field: form.next.clone().filter(|n| web::is_local(n.trim())).unwrap_or_default(),
         state: current.as_ref().map(Standing::of),
         editing,
         plan,
@@ -503,9 +493,9 @@ async fn policy_post(
         false
     };
     let result = if taken {
-        Err(refused(format!("Policy {name} already exists on {}: edit it instead", shown(&path))))
+        Err(refused(format!("Policy {name} already exists on {}: edit it instead", web::shown(&path))))
     } else {
-        run(&app, Cmd::Set, &key, set_args(&f)).await.map(|_| format!("Policy {name} set on {}.", shown(&path)))
+        run(&app, Cmd::Set, &key, set_args(&f)).await.map(|_| format!("Policy {name} set on {}.", web::shown(&path)))
     };
     match result {
         Err(e) if !web::wants_json(&headers) => {
@@ -542,7 +532,7 @@ async fn unset(
     let path = path_of(&f.path);
     let result = run(&app, Cmd::Unset, &key, policy_ref_args(&f))
         .await
-        .map(|_| format!("Policy {} removed from {}.", f.policy.trim(), shown(&path)));
+        .map(|_| format!("Policy {} removed from {}.", f.policy.trim(), web::shown(&path)));
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
 
@@ -557,7 +547,7 @@ async fn reset(
         format!(
             "Policy {} on {} reset: its period closed with {} used; usage starts again from 0.",
             f.policy.trim(),
-            shown(&path),
+            web::shown(&path),
             text(&closed, "used")
         )
     });
@@ -585,37 +575,24 @@ pub struct GrantForm {
     pub next: Option<String>,
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// A UTC date and time as Unix ms: `2026-03-20T12:00`, with optional
 /// seconds, a space for the `T`, a trailing `Z`. None when it is not one.
 pub fn utc_ms(s: &str) -> Option<u64> {
     let s = s.trim();
     let s = s.strip_suffix('Z').unwrap_or(s);
     let (date, time) = s.split_once(['T', ' '])?;
-    let mut d = date.split('-');
-    let (y, m, day) = (d.next()?, d.next()?, d.next()?);
-    if d.next().is_some() || y.len() != 4 || m.len() != 2 || day.len() != 2 {
-        return None;
-    }
+    let days = web::parse_day(date)?;
     let mut t = time.split(':');
     let (h, min, sec) = (t.next()?, t.next()?, t.next().unwrap_or("00"));
     if t.next().is_some() || h.len() != 2 || min.len() != 2 || sec.len() != 2 {
         return None;
     }
     let num = |v: &str| -> Option<u32> { v.bytes().all(|b| b.is_ascii_digit()).then(|| v.parse().ok()).flatten() };
-    let (y, m, day, h, min, sec) = (i64::from(num(y)?), num(m)?, num(day)?, num(h)?, num(min)?, num(sec)?);
-    if !(1..=12).contains(&m) || day == 0 || day > days_in_month(y, m) || h > 23 || min > 59 || sec > 59 {
+    let (h, min, sec) = (num(h)?, num(min)?, num(sec)?);
+    if h > 23 || min > 59 || sec > 59 {
         return None;
     }
-    let secs = web::days_from_civil(y, m, day) * 86_400 + i64::from(h * 3600 + min * 60 + sec);
+    let secs = days * 86_400 + i64::from(h * 3600 + min * 60 + sec);
     u64::try_from(secs).ok().map(|s| s * 1000)
 }
 
@@ -773,10 +750,10 @@ async fn grant_view(app: &App, uri: &Uri, key: &str, mut form: GrantForm, error:
     let here = editor_url(key, "grant", &path, Some(&form.policy));
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let t = GrantPage {
-        page: Page::new(app, format!("Grants of {} on {}", form.policy, shown(&path)), Section::Trees, uri),
+        page: Page::new(app, format!("Grants of {} on {}", form.policy, web::shown(&path)), Section::Trees, uri),
         key: key.to_string(),
         tree: tree_at(key, &path),
-        shown: shown(&path),
+        shown: web::shown(&path),
         action: format!("{}/grant", tree_url(key)),
         revoke: format!("{}/grant/revoke", tree_url(key)),
         next: next_of(form.next.as_deref(), key, &path),
@@ -812,7 +789,7 @@ async fn grant_post(
                 "Grant {id} of {} {metric} added to policy {} on {}: the allowance is {} now.",
                 text(&grant, "amount"),
                 f.policy.trim(),
-                shown(&path),
+                web::shown(&path),
                 text(&r, "limit")
             )
         }
@@ -949,14 +926,14 @@ async fn access_view(app: &App, uri: &Uri, key: &str, form: AccessForm, error: O
     let here = editor_url(key, "access", &path, None);
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let t = AccessPage {
-        page: Page::new(app, format!("Access rules of {}", shown(&path)), Section::Trees, uri),
+        page: Page::new(app, format!("Access rules of {}", web::shown(&path)), Section::Trees, uri),
         key: key.to_string(),
         tree: tree_at(key, &path),
-        shown: shown(&path),
+        shown: web::shown(&path),
         action: format!("{}/access", tree_url(key)),
         remove: format!("{}/access/remove", tree_url(key)),
         clear: format!("{}/access/clear", tree_url(key)),
-        here: form.next.clone().filter(|n| is_local(n)).unwrap_or(here),
+        here: form.next.clone().filter(|n| web::is_local(n)).unwrap_or(here),
         new_path: node.is_none(),
         path,
         rules,
@@ -979,9 +956,9 @@ async fn access_post(
         Ok((cmd, args)) => app.quota.call(cmd, Some(&key), &args_of(&args)).await.map(|r| {
             let list = f.rule.trim();
             if r.as_i64() == Some(0) {
-                format!("{} was already on the {list} list of {}.", named(&f), shown(&path))
+                format!("{} was already on the {list} list of {}.", named(&f), web::shown(&path))
             } else {
-                format!("{} added to the {list} list of {}.", named(&f), shown(&path))
+                format!("{} added to the {list} list of {}.", named(&f), web::shown(&path))
             }
         }),
         Err(e) => Err(refused(e)),
@@ -1003,9 +980,9 @@ async fn access_remove(
         Ok((cmd, args)) => app.quota.call(cmd, Some(&key), &args_of(&args)).await.map(|r| {
             let list = f.rule.trim();
             if r.as_i64() == Some(0) {
-                format!("{} was not on the {list} list of {}.", named(&f), shown(&path))
+                format!("{} was not on the {list} list of {}.", named(&f), web::shown(&path))
             } else {
-                format!("{} removed from the {list} list of {}.", named(&f), shown(&path))
+                format!("{} removed from the {list} list of {}.", named(&f), web::shown(&path))
             }
         }),
         Err(e) => Err(refused(e)),
@@ -1029,9 +1006,9 @@ async fn access_clear(
 ) -> Response {
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::AccessClear, Some(&key), &[&path]).await.map(|n| match n.as_i64() {
-        Some(1) => format!("1 access rule removed from {}.", shown(&path)),
-        Some(n) => format!("{n} access rules removed from {}.", shown(&path)),
-        None => format!("The access rules of {} are cleared.", shown(&path)),
+        Some(1) => format!("1 access rule removed from {}.", web::shown(&path)),
+        Some(n) => format!("{n} access rules removed from {}.", web::shown(&path)),
+        None => format!("The access rules of {} are cleared.", web::shown(&path)),
     });
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
 }
@@ -1105,10 +1082,10 @@ async fn label_view(
     }
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let t = LabelPage {
-        page: Page::new(app, format!("Labels of {}", shown(&path)), Section::Trees, uri),
+        page: Page::new(app, format!("Labels of {}", web::shown(&path)), Section::Trees, uri),
         key: key.to_string(),
         tree: tree_at(key, &path),
-        shown: shown(&path),
+        shown: web::shown(&path),
         action: format!("{}/label", tree_url(key)),
         next: next_of(form.next.as_deref(), key, &path),
         archived: node.as_ref().is_some_and(|n| text(n, "archived") == "1"),
@@ -1131,8 +1108,8 @@ async fn label_post(
     let result = run(&app, Cmd::Label, &key, Ok(label_args(&f))).await.map(|r| {
         let tags = r.get("tags").and_then(Json::as_array).map_or(0, Vec::len);
         match (text(&r, "note").is_empty(), tags) {
-            (true, 0) => format!("The labels of {} are cleared.", shown(&path)),
-            _ => format!("Labels of {} saved.", shown(&path)),
+            (true, 0) => format!("The labels of {} are cleared.", web::shown(&path)),
+            _ => format!("Labels of {} saved.", web::shown(&path)),
         }
     });
     match result {
@@ -1152,9 +1129,9 @@ async fn archive(
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::Archive, Some(&key), &[&path]).await.map(|r| {
         if r.as_i64() == Some(0) {
-            format!("{} was already archived.", shown(&path))
+            format!("{} was already archived.", web::shown(&path))
         } else {
-            format!("{} archived: it and its subtree refuse new reservations and charges.", shown(&path))
+            format!("{} archived: it and its subtree refuse new reservations and charges.", web::shown(&path))
         }
     });
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
@@ -1169,9 +1146,9 @@ async fn restore(
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::Restore, Some(&key), &[&path]).await.map(|r| {
         if r.as_i64() == Some(0) {
-            format!("{} was not archived itself: nothing changed.", shown(&path))
+            format!("{} was not archived itself: nothing changed.", web::shown(&path))
         } else {
-            format!("{} restored: it takes requests again.", shown(&path))
+            format!("{} restored: it takes requests again.", web::shown(&path))
         }
     });
     written(result, &next_of(f.next.as_deref(), &key, &path), &headers)
@@ -1187,12 +1164,12 @@ async fn delete_path(
 ) -> Response {
     let path = path_of(&f.path);
     let result = app.quota.call(Cmd::DelPath, Some(&key), &[&path]).await.map(|n| match n.as_i64() {
-        Some(1) => format!("{} removed.", shown(&path)),
-        Some(n) => format!("{} and its subtree removed ({n} paths).", shown(&path)),
-        None => format!("{} removed.", shown(&path)),
+        Some(1) => format!("{} removed.", web::shown(&path)),
+        Some(n) => format!("{} and its subtree removed ({n} paths).", web::shown(&path)),
+        None => format!("{} removed.", web::shown(&path)),
     });
     let back = match (&result, f.next.as_deref()) {
-        (_, Some(n)) if is_local(n.trim()) => n.trim().to_string(),
+        (_, Some(n)) if web::is_local(n.trim()) => n.trim().to_string(),
         (Ok(_), _) => tree_at(&key, &parent(&path)),
         (Err(_), _) => tree_at(&key, &path),
     };
@@ -1598,7 +1575,7 @@ mod tests {
         ];
         for (typed, sent, seen, up) in rows {
             assert_eq!(path_of(typed), sent);
-            assert_eq!(shown(&path_of(typed)), seen);
+            assert_eq!(web::shown(&path_of(typed)), seen);
             assert_eq!(parent(&path_of(typed)), up);
         }
     }

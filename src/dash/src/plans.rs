@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
-use futures_util::future::join_all;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -24,8 +23,6 @@ const TREES_A_PAGE: usize = 1000;
 const TREES_A_ROUND: usize = 200;
 /// Rounds a page, so a keyspace of many keys and few trees answers in time.
 const ROUNDS_A_PAGE: usize = 5;
-/// Root reads sent together.
-const READS_AT_ONCE: usize = 50;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -377,24 +374,18 @@ async fn list(State(app): State<App>, uri: Uri) -> Response {
         Err(e) => return html(&PlansPage { page, plans: vec![], error: Some(e.message) }),
     };
     let mut plans = Vec::with_capacity(names.len());
-    for chunk in names.chunks(READS_AT_ONCE) {
-        let got = join_all(chunk.iter().map(|n| {
-            let app = &app;
-            async move { app.quota.call(Cmd::PlanGet, None, &[n.as_str()]).await }
-        }))
-        .await;
-        for (name, reply) in chunk.iter().zip(got) {
-            let plan: Json =
-                reply.ok().and_then(|r| r.as_str().and_then(|s| serde_json::from_str(s).ok())).unwrap_or_default();
-            let rows = policy_rows(&plan);
-            plans.push(PlanLine {
-                url: plan_url(name),
-                version: text(&plan, "version"),
-                patterns: plan.get("paths").and_then(Json::as_object).map_or(0, |p| p.len()),
-                policies: rows.len(),
-                name: name.clone(),
-            });
-        }
+    let got = app.quota.call_each(Cmd::PlanGet, names.iter().map(|n| (None, vec![n.clone()])).collect()).await;
+    for (name, reply) in names.iter().zip(got) {
+        let plan: Json =
+            reply.ok().and_then(|r| r.as_str().and_then(|s| serde_json::from_str(s).ok())).unwrap_or_default();
+        let rows = policy_rows(&plan);
+        plans.push(PlanLine {
+            url: plan_url(name),
+            version: text(&plan, "version"),
+            patterns: plan.get("paths").and_then(Json::as_object).map_or(0, |p| p.len()),
+            policies: rows.len(),
+            name: name.clone(),
+        });
     }
     html(&PlansPage { page, plans, error: None })
 }
@@ -424,17 +415,10 @@ async fn create(State(app): State<App>, headers: HeaderMap, axum::Form(f): axum:
             Err(e) => return Err(e),
         }
         let version = app.quota.call(Cmd::PlanSet, None, &[name, &f.json]).await?;
-        Ok(format!("plan {name} created (version {})", text_of(&version)))
+        Ok(format!("plan {name} created (version {})", web::value_text(&version)))
     }
     .await;
     written(result, "/plans", &headers)
-}
-
-fn text_of(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 // ----- one plan ----------------------------------------------------------------
@@ -484,24 +468,25 @@ async fn followers(app: &App, name: &str, cursor: &str) -> Result<(Vec<Follower>
     for round in 1.. {
         let (keys, next) = app.quota.trees("*", &cursor, TREES_A_ROUND).await?;
         looked += keys.len();
-        for chunk in keys.chunks(READS_AT_ONCE) {
-            let roots = join_all(chunk.iter().map(|k| app.quota.call(Cmd::Get, Some(k), &["/"]))).await;
-            for (key, root) in chunk.iter().zip(roots) {
-                let Ok(root) = root else { continue };
-                if root.get("plan").and_then(Json::as_str) != Some(name) {
-                    continue;
-                }
-                let status = text(&root, "status");
-                found.push(Follower {
-                    key: key.clone(),
-                    url: web::tree_url(key),
-                    class: web::status_class(&status),
-                    headline: crate::trees::headline(&root),
-                    version: text(&root, "plan_version"),
-                    missing: text(&root, "plan_missing") == "1",
-                    status,
-                });
+        let roots = app
+            .quota
+            .call_each(Cmd::Get, keys.iter().map(|k| (Some(k.clone()), vec!["/".to_string()])).collect())
+            .await;
+        for (key, root) in keys.iter().zip(roots) {
+            let Ok(root) = root else { continue };
+            if root.get("plan").and_then(Json::as_str) != Some(name) {
+                continue;
             }
+            let status = text(&root, "status");
+            found.push(Follower {
+                key: key.clone(),
+                url: web::tree_url(key),
+                class: web::status_class(&status),
+                headline: crate::trees::headline(&root),
+                version: text(&root, "plan_version"),
+                missing: text(&root, "plan_missing") == "1",
+                status,
+            });
         }
         cursor = next;
         if cursor == "0" || looked >= TREES_A_PAGE || round >= ROUNDS_A_PAGE {
@@ -517,7 +502,7 @@ async fn show(State(app): State<App>, uri: Uri, Path(name): Path<String>, Query(
     let (mut version, mut rows, mut json, mut missing, mut error) = (None, vec![], String::new(), false, None);
     match app.quota.call(Cmd::PlanGet, None, &[&name]).await {
         Ok(reply) => {
-            let canonical = text_of(&reply);
+            let canonical = web::value_text(&reply);
             let plan: Json = serde_json::from_str(&canonical).unwrap_or_default();
             rows = policy_rows(&plan);
             let (v, rest) = editable(&canonical);
@@ -606,7 +591,7 @@ async fn save(
         // command refuses a save over a change made meanwhile (no lost update).
         let shown = f.version.trim().parse::<u64>().ok();
         let current = match app.quota.call(Cmd::PlanGet, None, &[&name]).await {
-            Ok(reply) => Some(text_of(&reply)),
+            Ok(reply) => Some(web::value_text(&reply)),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
@@ -633,7 +618,7 @@ async fn save(
         };
         match app.quota.call(Cmd::PlanSet, None, &[&name, &json]).await {
             Ok(version) => {
-                let version = text_of(&version);
+                let version = web::value_text(&version);
                 Ok(if version == f.version {
                     format!("nothing changed: plan {name} already says that (version {version})")
                 } else {
@@ -643,7 +628,7 @@ async fn save(
             // Changed between the look above and the save: the command refused.
             Err(e) if shown.is_some() && e.message.contains("is not above the current") => {
                 let now = match app.quota.call(Cmd::PlanGet, None, &[&name]).await {
-                    Ok(reply) => editable(&text_of(&reply)).0.unwrap_or_default(),
+                    Ok(reply) => editable(&web::value_text(&reply)).0.unwrap_or_default(),
                     Err(_) => String::new(),
                 };
                 Err(refused(format!("{} ({})", changed_since(&name, &now), e.message)))
@@ -657,7 +642,7 @@ async fn save(
 
 async fn delete(State(app): State<App>, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let result = app.quota.call(Cmd::PlanDel, None, &[&name]).await.map(|n| {
-        if text_of(&n) == "1" {
+        if web::value_text(&n) == "1" {
             format!("plan {name} deleted: trees that followed it keep the version they hold")
         } else {
             format!("there was no plan {name}: nothing deleted")

@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
-use futures_util::future::join_all;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -22,8 +21,6 @@ use crate::web::{self, App, Page, Section, html, refused, text, written};
 
 /// Entries a page of the list.
 const PAGE: usize = 100;
-/// Reads sent together.
-const READS_AT_ONCE: usize = 50;
 /// Rows of the calculator without JavaScript beyond the ones the price names.
 const SPARE_ROWS: usize = 2;
 /// Rows the calculator takes at most (64 rates and 16 multipliers, and some).
@@ -50,13 +47,6 @@ pub fn price_url(name: &str) -> String {
     }
 }
 
-fn text_of(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 // ----- an entry, readable ------------------------------------------------------
 
 /// A price entry as the page shows it.
@@ -74,7 +64,7 @@ impl Entry {
     pub fn of(v: &Json) -> Entry {
         let pairs = |o: Option<&Json>| -> Vec<(String, String)> {
             o.and_then(Json::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), text_of(v))).collect())
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), web::value_text(v))).collect())
                 .unwrap_or_default()
         };
         Entry {
@@ -215,7 +205,7 @@ impl Estimate {
             charges: v
                 .get("charges")
                 .and_then(Json::as_object)
-                .map(|m| m.iter().map(|(k, a)| (k.clone(), text_of(a))).collect())
+                .map(|m| m.iter().map(|(k, a)| (k.clone(), web::value_text(a))).collect())
                 .unwrap_or_default(),
         }
     }
@@ -266,25 +256,19 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
     let start = q.start.min(total);
     let shown = &names[start..(start + PAGE).min(total)];
     let mut prices = Vec::with_capacity(shown.len());
-    for chunk in shown.chunks(READS_AT_ONCE) {
-        let got = join_all(chunk.iter().map(|n| {
-            let app = &app;
-            async move { app.quota.call(Cmd::PriceGet, None, &[n.as_str()]).await }
-        }))
-        .await;
-        for (name, reply) in chunk.iter().zip(got) {
-            let v: Json =
-                reply.ok().and_then(|r| r.as_str().and_then(|s| serde_json::from_str(s).ok())).unwrap_or_default();
-            let e = Entry::of(&v);
-            prices.push(PriceLine {
-                name: name.clone(),
-                url: price_url(name),
-                rates: e.rates_line(),
-                multipliers: e.multipliers_line(),
-                minimum: e.minimum,
-                metric: e.metric,
-            });
-        }
+    let got = app.quota.call_each(Cmd::PriceGet, shown.iter().map(|n| (None, vec![n.clone()])).collect()).await;
+    for (name, reply) in shown.iter().zip(got) {
+        let v: Json =
+            reply.ok().and_then(|r| r.as_str().and_then(|s| serde_json::from_str(s).ok())).unwrap_or_default();
+        let e = Entry::of(&v);
+        prices.push(PriceLine {
+            name: name.clone(),
+            url: price_url(name),
+            rates: e.rates_line(),
+            multipliers: e.multipliers_line(),
+            minimum: e.minimum,
+            metric: e.metric,
+        });
     }
     let previous = (start > 0).then(|| format!("/prices?start={}", start.saturating_sub(PAGE)));
     let next = (start + PAGE < total).then(|| format!("/prices?start={}", start + PAGE));
@@ -348,7 +332,7 @@ async fn show(State(app): State<App>, uri: Uri, Path((service, model)): Path<(St
     let (mut found, mut entry, mut json, mut error) = (false, Entry::default(), String::new(), None);
     match app.quota.call(Cmd::PriceGet, None, &[&name]).await {
         Ok(reply) => {
-            let canonical = text_of(&reply);
+            let canonical = web::value_text(&reply);
             entry = Entry::of(&serde_json::from_str(&canonical).unwrap_or_default());
             json = pretty(&canonical);
             found = true;
@@ -417,7 +401,7 @@ async fn delete(
 ) -> Response {
     let name = format!("{service}/{model}");
     let result = app.quota.call(Cmd::PriceDel, None, &[&name]).await.map(|n| {
-        if text_of(&n) == "1" {
+        if web::value_text(&n) == "1" {
             format!("price {name} deleted")
         } else {
             format!("the price book had no {name}: nothing deleted")

@@ -20,6 +20,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// search on a database of millions of keys answers in time (the page
 /// offers to look further).
 const SCAN_BUDGET: usize = 100_000;
+/// How many commands of one page ([`Quota::call_each`]) are in flight at
+/// once on the shared connection.
+const CALLS_AT_ONCE: usize = 16;
 /// Keys SCAN looks at a round: small, so a page of trees is not much more
 /// than the 50 it asks for.
 const SCAN_COUNT: usize = 100;
@@ -453,6 +456,25 @@ impl Quota {
                 }
             ),
         }
+    }
+
+    /// The same command once for each `(key, arguments)` of `calls` (a
+    /// page's tree roots, plans, prices), at most [`CALLS_AT_ONCE`] in
+    /// flight at once; the answers in the order of `calls`.
+    pub async fn call_each(
+        &self,
+        cmd: Cmd,
+        calls: Vec<(Option<String>, Vec<String>)>,
+    ) -> Vec<Result<Json, QuotaError>> {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(calls)
+            .map(|(key, args)| async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.call(cmd, key.as_deref(), &args).await
+            })
+            .buffered(CALLS_AT_ONCE)
+            .collect()
+            .await
     }
 
     /// The quota clock in Unix ms: the test clock when the server has one,

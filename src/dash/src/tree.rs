@@ -773,7 +773,7 @@ async fn archived_above(app: &App, key: &str, key_url: &str, path: &str) -> Opti
     let nodes =
         join_all(way.iter().map(|p| async move { app.quota.call(Cmd::Get, Some(key), &[p.as_str()]).await })).await;
     way.iter().zip(nodes).find(|(_, n)| n.as_ref().is_ok_and(|n| number(n, "archived") == 1)).map(|(p, _)| {
-        let shown = if p.starts_with('/') { p.clone() } else { format!("/{p}") };
+        let shown = web::shown(p);
         (shown, format!("{key_url}?path={}", enc(p)))
     })
 }
@@ -796,7 +796,7 @@ struct MissingPage {
 /// the way to create it (a policy there creates it, and the paths above).
 fn missing_page(app: &App, uri: &Uri, key: &str, path: &str, e: &QuotaError) -> Response {
     let key_url = web::tree_url(key);
-    let shown = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let shown = web::shown(path);
     let parent_url = parent_of(path).map(|p| format!("{key_url}?path={}", enc(&p))).unwrap_or_else(|| key_url.clone());
     let mut r = html(&MissingPage {
         page: Page::new(app, format!("{shown} · {key}"), Section::Trees, uri),

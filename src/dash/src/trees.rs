@@ -9,15 +9,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use futures_util::StreamExt;
-
-use crate::quota::{Cmd, QuotaError, TreesFrom};
+use crate::quota::{Cmd, TreesFrom};
 use crate::web::{self, App, Page, Section, html, text};
 
 /// Trees shown a page (a few more when SCAN's last batch brings them).
 const PAGE: usize = 50;
-/// QUOTA.GETs of the trees' roots in flight at once.
-const GETS_AT_ONCE: usize = 16;
 /// The row of a key the dashboard cannot name in a URL.
 const NOT_UTF8: &str = "(a key that is not UTF-8: the dashboard cannot open it)";
 
@@ -108,26 +104,12 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
             return html(&TreesPage { page, q: q.q, rows: vec![], next: None, error: Some(e.message) });
         }
     };
-    // One QUOTA.GET per tree, at most GETS_AT_ONCE in flight on the shared
-    // connection, answers in the keys' order.
-    let asks: Vec<Option<String>> = keys.iter().map(|k| k.as_ref().ok().cloned()).collect();
-    let roots: Vec<Option<Result<serde_json::Value, QuotaError>>> = futures_util::stream::iter(asks)
-        .map(|k| {
-            let quota = app.quota.clone();
-            async move {
-                match k {
-                    Some(k) => Some(quota.call(Cmd::Get, Some(&k), &["/"]).await),
-                    None => None,
-                }
-            }
-        })
-        .buffered(GETS_AT_ONCE)
-        .collect()
-        .await;
+    // One QUOTA.GET per tree that can be named, answers in the keys' order.
+    let named = keys.iter().filter_map(|k| k.as_ref().ok()).map(|k| (Some(k.clone()), vec!["/".to_string()]));
+    let mut roots = app.quota.call_each(Cmd::Get, named.collect()).await.into_iter();
     let rows = keys
         .into_iter()
-        .zip(roots)
-        .map(|(key, root)| {
+        .map(|key| {
             let key = match key {
                 Ok(key) => key,
                 Err(shown) => {
@@ -142,7 +124,7 @@ async fn list(State(app): State<App>, uri: Uri, Query(q): Query<ListQuery>) -> R
                     };
                 }
             };
-            let (root, error) = match root {
+            let (root, error) = match roots.next() {
                 Some(Ok(root)) => (root, String::new()),
                 Some(Err(e)) if e.kind == "NOPERM" => {
                     (serde_json::Value::Null, format!("quota-dash's account ({}) may not read it", app.quota.user))

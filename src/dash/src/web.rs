@@ -241,10 +241,23 @@ pub fn tree_url(key: &str) -> String {
 /// A reply field as text ("" when missing or null; numbers as written).
 pub fn text(v: &Json, field: &str) -> String {
     match v.get(field) {
-        Some(Json::String(s)) => s.clone(),
         Some(Json::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+        Some(value) => value_text(value),
     }
+}
+
+/// A reply value as text: a string as it is, anything else as JSON.
+pub fn value_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A path as pages say it, always with its leading `/` (`/projects/p1`;
+/// replies write paths other than the root without it).
+pub fn shown(path: &str) -> String {
+    if path.starts_with('/') { path.to_string() } else { format!("/{path}") }
 }
 
 /// The CSS class of a status: healthy, warning, critical, over or none.
@@ -305,6 +318,29 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days in month `m` of year `y` (proleptic Gregorian).
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// A `YYYY-MM-DD` date (four, two and two digits, a real day) as days
+/// since 1970-01-01 (negative before it). None when it is not one.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut parts = s.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let num = |v: &str| -> Option<u32> { v.bytes().all(|b| b.is_ascii_digit()).then(|| v.parse().ok()).flatten() };
+    let (y, m, d) = (i64::from(num(y)?), num(m)?, num(d)?);
+    ((1..=12).contains(&m) && d != 0 && d <= days_in_month(y, m)).then(|| days_from_civil(y, m, d))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
