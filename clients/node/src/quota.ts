@@ -288,6 +288,16 @@ export class Quota<A = string> {
     return decode(await this.raw(name, key, args), 'int', this.dec) as number;
   }
 
+  /**
+   * Any command, as the backend takes it: `command('GRANT', 'acme', ['/', 'wallet', '5'])` is
+   * `QUOTA.GRANT acme / wallet 5` or `FCALL quota_grant 1 acme / wallet 5`; `key` undefined for
+   * the server-wide ones. The reply as the driver gave it (RESP3 maps as objects); errors by kind.
+   * For commands this client does not know yet.
+   */
+  async command(name: string, key: string | undefined, args: string[]): Promise<unknown> {
+    return decode(await this.raw(name.toUpperCase(), key, args), 'raw', this.dec);
+  }
+
   // ----- policies, rules, labels -------------------------------------------------
 
   /** QUOTA.SET: creates or updates a policy. Replies 'OK'. */
@@ -357,7 +367,7 @@ export class Quota<A = string> {
     args.push(...serviceArgs(o), ...metaArgs(o.meta));
     if (o.mode !== undefined) args.push(o.mode.toUpperCase());
     if (o.brief) args.push('BRIEF');
-    const items = o.items ?? [];
+    const items = [...(o.items ?? [])];
     if (o.cost !== undefined || o.usage !== undefined) items.unshift({ cost: o.cost, usage: o.usage } as Item);
     if (items.length === 0) throw new TypeError('quota: reserve needs cost, usage or items');
     for (const item of items) args.push(...itemArgs(item.cost, item.usage));
@@ -578,9 +588,13 @@ export class Quota<A = string> {
   async generateAll(tree: string, o: GenerateAllOptions<A>): Promise<Batch<A>> {
     const { choose, ...rest } = o;
     const id = o.id ?? `batch-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
-    const preview = await this.reserve(tree, { ...rest, id: undefined, items: [...o.items], mode: 'dryrun' });
+    // The preview carries the ID: a DRYRUN is never remembered under it, but when a
+    // reservation with that ID exists (a retried call), the server replies that one.
+    const preview = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'dryrun' });
     let reservation: R.ReserveReply<A> | null = null;
-    if (preview.fits === preview.items) {
+    if (preview.duplicate === 1) {
+      reservation = preview;
+    } else if (preview.fits === preview.items) {
       reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'all' });
     } else if (preview.fits > 0 && (await choose(preview)) === 'first') {
       reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'upto' });
