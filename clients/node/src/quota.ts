@@ -193,6 +193,14 @@ function int(n: number, what: string): string {
 /** Commands that only read: FCALL_RO on the Lua library, replica-safe on a cluster. */
 const READS = new Set(['GET', 'TREE', 'HOLDS', 'HISTORY', 'EVENTS', 'GRANTS', 'USAGE', 'ESTIMATE']);
 
+/** The key each keyless Lua function works on (where a cluster routes it). */
+const LUA_BOOK_KEYS: Record<string, string> = {
+  PRICE: 'quota:prices',
+  ESTIMATE: 'quota:prices',
+  PLAN: 'quota:plans',
+  DEBUG: 'quota:clock',
+};
+
 export class Quota<A = string> {
   private readonly adapter: Adapter;
   private readonly dec: DecimalFactory<A>;
@@ -255,19 +263,29 @@ export class Quota<A = string> {
     return [wire, `${call} ${fn}`];
   }
 
-  /** Sends a command to the node serving the tree `key` (or any node when keyless). */
+  /**
+   * Sends a command to the node serving the tree `key`. A keyless one goes to any node on
+   * the module; on the Lua library to the node serving its book's key (`quota:prices`,
+   * `quota:plans`, `quota:clock`: on a cluster each is one key in one slot).
+   */
   private async raw(name: string, key: string | undefined, args: string[]): Promise<unknown> {
     const [wire, label] = await this.wire(name, key, args);
-    const readonly = READS.has(name) || (name === 'PRICE' || name === 'PLAN' ? args[0] !== 'SET' && args[0] !== 'DEL' : false);
+    const verb = args[0]?.toUpperCase();
+    const readonly = READS.has(name) || ((name === 'PRICE' || name === 'PLAN') && verb !== 'SET' && verb !== 'DEL');
+    const route = key ?? ((await this.backend()) === 'lua' ? LUA_BOOK_KEYS[name] : undefined);
     try {
-      return await this.adapter.send(wire, key, readonly);
+      return await this.adapter.send(wire, route, readonly);
     } catch (e) {
       throw translateError(e, label);
     }
   }
 
-  /** A server-wide write: to every primary. */
+  /**
+   * A server-wide write. The module keeps the price book, the plan book and the test clock
+   * per server: to every primary. The Lua library keeps each in one key: to the node serving it.
+   */
   private async everywhere(name: string, args: string[]): Promise<unknown[]> {
+    if ((await this.backend()) === 'lua') return [await this.raw(name, undefined, args)];
     const [wire, label] = await this.wire(name, undefined, args);
     try {
       return await this.adapter.sendAll(wire);
