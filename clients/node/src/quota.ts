@@ -319,7 +319,7 @@ export class Quota<A = string> {
   // ----- policies, rules, labels -------------------------------------------------
 
   /** QUOTA.SET: creates or updates a policy. Replies 'OK'. */
-  set(tree: string, path: string, policy: string, o: SetOptions): Promise<string> {
+  async set(tree: string, path: string, policy: string, o: SetOptions): Promise<string> {
     const args = [path, policy, 'METRIC', o.metric, 'LIMIT', amountText(o.limit)];
     if (o.window !== undefined) args.push('WINDOW', o.window);
     if (o.anchor !== undefined) args.push('ANCHOR', int(o.anchor, 'anchor'));
@@ -332,54 +332,54 @@ export class Quota<A = string> {
     return this.text('SET', tree, args);
   }
 
-  unset(tree: string, path: string, policy: string): Promise<string> {
+  async unset(tree: string, path: string, policy: string): Promise<string> {
     return this.text('UNSET', tree, [path, policy]);
   }
 
-  delpath(tree: string, path: string): Promise<number> {
+  async delpath(tree: string, path: string): Promise<number> {
     return this.integer('DELPATH', tree, [path]);
   }
 
-  allow(tree: string, path: string, o: { service: string; model?: string; remove?: boolean }): Promise<number> {
+  async allow(tree: string, path: string, o: { service: string; model?: string; remove?: boolean }): Promise<number> {
     return this.integer('ALLOW', tree, [path, ...serviceArgs(o), ...(o.remove ? ['REMOVE'] : [])]);
   }
 
-  deny(tree: string, path: string, o: { service: string; model?: string; remove?: boolean }): Promise<number> {
+  async deny(tree: string, path: string, o: { service: string; model?: string; remove?: boolean }): Promise<number> {
     return this.integer('DENY', tree, [path, ...serviceArgs(o), ...(o.remove ? ['REMOVE'] : [])]);
   }
 
   /** QUOTA.ACCESS: the node's own rules; with `{clear: true}`, removes them and replies how many. */
   access(tree: string, path: string): Promise<R.AccessReply>;
   access(tree: string, path: string, o: { clear: true }): Promise<number>;
-  access(tree: string, path: string, o?: { clear?: boolean }): Promise<R.AccessReply | number> {
+  async access(tree: string, path: string, o?: { clear?: boolean }): Promise<R.AccessReply | number> {
     if (o?.clear) return this.integer('ACCESS', tree, [path, 'CLEAR']);
     return this.typed('ACCESS', tree, [path], S.access);
   }
 
-  label(tree: string, path: string, o: { note?: string; tags?: string[] }): Promise<R.LabelReply> {
+  async label(tree: string, path: string, o: { note?: string; tags?: string[] }): Promise<R.LabelReply> {
     const args = [path];
     if (o.note !== undefined) args.push('NOTE', o.note);
     if (o.tags !== undefined) args.push('TAGS', o.tags.join(','));
     return this.typed('LABEL', tree, args, S.label);
   }
 
-  archive(tree: string, path: string): Promise<number> {
+  async archive(tree: string, path: string): Promise<number> {
     return this.integer('ARCHIVE', tree, [path]);
   }
 
-  restore(tree: string, path: string): Promise<number> {
+  async restore(tree: string, path: string): Promise<number> {
     return this.integer('RESTORE', tree, [path]);
   }
 
   /** QUOTA.ASSIGN: follow a plan (null: none). Replies 'OK'. */
-  assign(tree: string, plan: string | null): Promise<string> {
+  async assign(tree: string, plan: string | null): Promise<string> {
     return this.text('ASSIGN', tree, [plan ?? 'NONE']);
   }
 
   // ----- spending ----------------------------------------------------------------
 
   /** QUOTA.RESERVE. A denial is a value (`allowed` 0): see assertAllowed(). */
-  reserve(tree: string, o: ReserveOptions): Promise<R.ReserveReply<A>> {
+  async reserve(tree: string, o: ReserveOptions): Promise<R.ReserveReply<A>> {
     const args = requestArgs(o);
     if (o.ttlMs !== undefined) args.push('TTL', int(o.ttlMs, 'ttlMs'));
     args.push(...serviceArgs(o), ...metaArgs(o.meta));
@@ -392,24 +392,24 @@ export class Quota<A = string> {
     return this.typed('RESERVE', tree, args, S.reserve);
   }
 
-  commit(tree: string, id: string, o: SettleOptions = {}): Promise<R.CommitReply<A>> {
+  async commit(tree: string, id: string, o: SettleOptions = {}): Promise<R.CommitReply<A>> {
     const args = [id];
     if (o.item !== undefined) args.push('ITEM', int(o.item, 'item'));
     args.push(...itemArgs(o.cost, o.usage));
     return this.typed('COMMIT', tree, args, S.commit);
   }
 
-  release(tree: string, id: string, o: { item?: number } = {}): Promise<R.ReleaseReply<A>> {
+  async release(tree: string, id: string, o: { item?: number } = {}): Promise<R.ReleaseReply<A>> {
     const args = [id];
     if (o.item !== undefined) args.push('ITEM', int(o.item, 'item'));
     return this.typed('RELEASE', tree, args, S.release);
   }
 
-  extend(tree: string, id: string, ttlMs: number): Promise<R.ExtendReply> {
+  async extend(tree: string, id: string, ttlMs: number): Promise<R.ExtendReply> {
     return this.typed('EXTEND', tree, [id, int(ttlMs, 'ttlMs')], S.extend);
   }
 
-  charge(tree: string, o: ChargeOptions): Promise<R.ChargeReply<A>> {
+  async charge(tree: string, o: ChargeOptions): Promise<R.ChargeReply<A>> {
     const args = [...requestArgs(o), ...serviceArgs(o), ...metaArgs(o.meta)];
     if (o.check) args.push('CHECK');
     if (o.brief) args.push('BRIEF');
@@ -421,11 +421,11 @@ export class Quota<A = string> {
 
   // ----- reads -------------------------------------------------------------------
 
-  get(tree: string, path = '/'): Promise<R.NodeReply<A>> {
+  async get(tree: string, path = '/'): Promise<R.NodeReply<A>> {
     return this.typed('GET', tree, [path], S.get);
   }
 
-  tree(tree: string, o: TreeOptions = {}): Promise<R.TreeNode<A>> {
+  async tree(tree: string, o: TreeOptions = {}): Promise<R.TreeNode<A>> {
     const args = [o.path ?? '/'];
     if (o.depth !== undefined) args.push('DEPTH', int(o.depth, 'depth'));
     if (o.count !== undefined) args.push('COUNT', int(o.count, 'count'));
@@ -435,24 +435,24 @@ export class Quota<A = string> {
     return this.typed('TREE', tree, args, S.tree);
   }
 
-  holds(tree: string, o: { path?: string; count?: number } = {}): Promise<R.Hold<A>[]> {
+  async holds(tree: string, o: { path?: string; count?: number } = {}): Promise<R.Hold<A>[]> {
     const args = [o.path ?? '/'];
     if (o.count !== undefined) args.push('COUNT', int(o.count, 'count'));
     return this.typed('HOLDS', tree, args, S.holds);
   }
 
-  history(tree: string, path: string, policy: string): Promise<R.Period<A>[]> {
+  async history(tree: string, path: string, policy: string): Promise<R.Period<A>[]> {
     return this.typed('HISTORY', tree, [path, policy], S.history);
   }
 
-  events(tree: string, o: { since?: number; count?: number } = {}): Promise<R.QuotaEvent<A>[]> {
+  async events(tree: string, o: { since?: number; count?: number } = {}): Promise<R.QuotaEvent<A>[]> {
     const args: string[] = [];
     if (o.since !== undefined) args.push('SINCE', int(o.since, 'since'));
     if (o.count !== undefined) args.push('COUNT', int(o.count, 'count'));
     return this.typed('EVENTS', tree, args, { list: S.event });
   }
 
-  usage(tree: string, path: string, o: UsageOptions = {}): Promise<R.UsageReply<A>> {
+  async usage(tree: string, path: string, o: UsageOptions = {}): Promise<R.UsageReply<A>> {
     const args = [path];
     if (o.since !== undefined) args.push('SINCE', int(o.since, 'since'));
     if (o.until !== undefined) args.push('UNTIL', int(o.until, 'until'));
@@ -465,7 +465,7 @@ export class Quota<A = string> {
 
   // ----- grants ------------------------------------------------------------------
 
-  grant(tree: string, path: string, policy: string, amount: AmountIn, o: GrantOptions = {}): Promise<R.GrantReply<A>> {
+  async grant(tree: string, path: string, policy: string, amount: AmountIn, o: GrantOptions = {}): Promise<R.GrantReply<A>> {
     const args = [path, policy, amountText(amount)];
     if (o.id !== undefined) args.push('ID', o.id);
     if (o.expiresAt !== undefined) args.push('EXPIRES', int(o.expiresAt, 'expiresAt'));
@@ -476,17 +476,17 @@ export class Quota<A = string> {
     return this.typed('GRANT', tree, args, S.grant);
   }
 
-  grants(tree: string, path: string, policy: string, o: { count?: number } = {}): Promise<R.Grant<A>[]> {
+  async grants(tree: string, path: string, policy: string, o: { count?: number } = {}): Promise<R.Grant<A>[]> {
     const args = [path, policy];
     if (o.count !== undefined) args.push('COUNT', int(o.count, 'count'));
     return this.typed('GRANTS', tree, args, S.grants);
   }
 
-  revoke(tree: string, path: string, policy: string, grantId: string): Promise<R.RevokeReply<A>> {
+  async revoke(tree: string, path: string, policy: string, grantId: string): Promise<R.RevokeReply<A>> {
     return this.typed('REVOKE', tree, [path, policy, grantId], S.revoke);
   }
 
-  reset(tree: string, path: string, policy: string): Promise<R.Period<A>> {
+  async reset(tree: string, path: string, policy: string): Promise<R.Period<A>> {
     return this.typed('RESET', tree, [path, policy], S.reset);
   }
 
@@ -535,7 +535,7 @@ export class Quota<A = string> {
   }
 
   /** QUOTA.ESTIMATE price name value…: `values` as `{ input_tokens: 1000, quality: 'hd' }`. */
-  estimate(price: string, values: AmountMap): Promise<R.EstimateReply<A>> {
+  async estimate(price: string, values: AmountMap): Promise<R.EstimateReply<A>> {
     const args = [price];
     for (const [n, v] of entries(values)) args.push(n, amountText(v));
     return this.typed('ESTIMATE', undefined, args, S.estimate);
@@ -553,7 +553,7 @@ export class Quota<A = string> {
     return decode(replies[0], 'int', this.dec) as number;
   }
 
-  clockGet(): Promise<number> {
+  async clockGet(): Promise<number> {
     return this.integer('DEBUG', undefined, ['CLOCK', 'GET']);
   }
 

@@ -219,10 +219,16 @@ for (const backend of ['module', 'lua'] as Backend[]) {
           assert.equal(got.policies[0]!.used.text, '123456796.1234567892');
           // Inexact numbers never leave the client.
           const before = await q.get(t);
-          assert.throws(() => q.charge(t, { path: '/', cost: { credits: 0.1 + 0.2 } }), TypeError);
-          assert.throws(() => q.charge(t, { path: '/', cost: { credits: 2 ** 60 } }), TypeError);
-          assert.throws(() => q.set(t, '/', 'b', { metric: 'credits', limit: 1.5 }), TypeError);
-          assert.throws(() => q.estimate('chat/gpt', { input_tokens: 0.5 }), TypeError);
+          await assert.rejects(q.charge(t, { path: '/', cost: { credits: 0.1 + 0.2 } }), (e: unknown) => {
+            assert.ok(e instanceof TypeError);
+            assert.match(e.message, /^amounts are exact: pass a string, bigint, safe integer or decimal object, not the number 0.30000000000000004$/);
+            return true;
+          });
+          await assert.rejects(q.charge(t, { path: '/', cost: { credits: 2 ** 60 } }), TypeError);
+          await assert.rejects(q.set(t, '/', 'b', { metric: 'credits', limit: 1.5 }), TypeError);
+          await assert.rejects(q.estimate('chat/gpt', { input_tokens: 0.5 }), TypeError);
+          await assert.rejects(q.grant(t, '/', 'b', { toString: () => '1e-7' }), TypeError);
+          await assert.rejects(q.withHold(t, { path: '/', cost: { credits: 0.5 } }, async () => 1), TypeError);
           assert.deepEqual(await q.get(t), before);
           await assert.rejects(q.charge(t, { path: '/', cost: { credits: '0.00000000001' } }), InvalidAmount);
         });
@@ -230,20 +236,20 @@ for (const backend of ['module', 'lua'] as Backend[]) {
         it('errors by kind, with the server text and the command', async () => {
           const t = fresh('errors');
           await q.set(t, '/', 'b', { metric: 'credits', limit: 10 });
-          const kinds: Array<[Promise<unknown>, new (...a: any[]) => QuotaError, string]> = [
-            [q.command('GRANT', t, ['/', 'b']), ArityError, 'arity'],
-            [q.set(t, '/', 'b', { metric: 'credits', limit: 1, window: 'fortnight' }), QuotaSyntaxError, 'syntax'],
-            [q.command('PRICE', undefined, ['FOO']), QuotaSyntaxError, 'syntax'],
-            [q.set(t, '/', 'b', { metric: 'credits', limit: 'x' }), InvalidAmount, 'invalid_amount'],
-            [q.set(t, '/', 'b', { metric: 'BAD', limit: 1 }), UnknownMetric, 'unknown_metric'],
-            [q.reserve(t, { path: Array(17).fill('a').join('/'), cost: { credits: 1 } }), LimitExceeded, 'limit'],
-            [q.get(t, 'nope'), NotFound, 'not_found'],
-            [q.priceGet('no/such'), NotFound, 'not_found'],
-            [q.commit(t, 'nope'), NotFound, 'not_found'],
-            [q.delpath(t, '/'), Conflict, 'conflict'],
+          const kinds: Array<[() => Promise<unknown>, new (...a: any[]) => QuotaError, string]> = [
+            [() => q.command('GRANT', t, ['/', 'b']), ArityError, 'arity'],
+            [() => q.set(t, '/', 'b', { metric: 'credits', limit: 1, window: 'fortnight' }), QuotaSyntaxError, 'syntax'],
+            [() => q.command('PRICE', undefined, ['FOO']), QuotaSyntaxError, 'syntax'],
+            [() => q.set(t, '/', 'b', { metric: 'credits', limit: 'x' }), InvalidAmount, 'invalid_amount'],
+            [() => q.set(t, '/', 'b', { metric: 'BAD', limit: 1 }), UnknownMetric, 'unknown_metric'],
+            [() => q.reserve(t, { path: Array(17).fill('a').join('/'), cost: { credits: 1 } }), LimitExceeded, 'limit'],
+            [() => q.get(t, 'nope'), NotFound, 'not_found'],
+            [() => q.priceGet('no/such'), NotFound, 'not_found'],
+            [() => q.commit(t, 'nope'), NotFound, 'not_found'],
+            [() => q.delpath(t, '/'), Conflict, 'conflict'],
           ];
           for (const [p, ctor, kind] of kinds) {
-            await assert.rejects(p, (e: unknown) => {
+            await assert.rejects(p(), (e: unknown) => {
               assert.ok(e instanceof ctor, `${kind}: ${String(e)}`);
               assert.ok(e instanceof QuotaError);
               assert.equal(e.kind, kind);
