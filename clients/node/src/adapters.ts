@@ -104,7 +104,9 @@ class IORedisAdapter implements Adapter {
     });
     await sub.subscribe(channel);
     sub.on('ready', () => {
-      if (ready) onReconnect();
+      // ioredis says ready before it has subscribed again: a PING queued behind the
+      // SUBSCRIBE answers once it has, then the caller catches up.
+      if (ready) sub.ping().then(onReconnect, onReconnect);
     });
     ready = true;
     return {

@@ -436,6 +436,24 @@ for (const backend of ['module', 'lua'] as Backend[]) {
           }
         });
 
+        it('events: a reconnect catches up what was published while away', async () => {
+          const t = fresh('reconnect');
+          await q.set(t, '/', 'b', { metric: 'credits', limit: 100 });
+          const events = q.follow(t);
+          try {
+            await q.charge(t, { path: '/', cost: { credits: 85 } });
+            assert.deepEqual((await take(events, 1)).map((e) => e.seq), [1]);
+            assert.ok(Number(await cli(server.port, 'CLIENT', 'KILL', 'TYPE', 'pubsub')) >= 1, 'the subscriber was cut');
+            await q.charge(t, { path: '/', cost: { credits: 6 } });
+            await q.charge(t, { path: '/', cost: { credits: 9 } });
+            assert.deepEqual((await take(events, 2)).map((e) => e.seq), [2, 3]);
+            await q.reset(t, '/', 'b');
+            assert.deepEqual((await take(events, 1)).map((e) => [e.seq, e.type]), [[4, 'reset']]);
+          } finally {
+            await events.return!();
+          }
+        });
+
         it('events: a wrapped log is reported as a gap', async () => {
           const sconn = await d.open(small.port);
           const qs = new Quota(sconn.client);
