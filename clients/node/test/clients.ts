@@ -1,6 +1,8 @@
 /** The drivers the tests run the client over. */
 import IORedis, { Cluster as IOCluster } from 'ioredis';
 import { createClient, createCluster } from 'redis';
+// node-redis 5 beside 6 (an npm alias), with its default protocol, RESP2.
+import { createClient as createClient5, createCluster as createCluster5 } from 'redis5';
 
 export interface Driver {
   name: string;
@@ -42,4 +44,19 @@ export const DRIVERS: Driver[] = [
       },
     }),
   ),
+  {
+    name: 'node-redis 5 (default: RESP2)',
+    async open(port) {
+      const client = createClient5({ url: `redis://127.0.0.1:${port}` });
+      client.on('error', () => {});
+      await client.connect();
+      return { client, close: async () => client.destroy() };
+    },
+    async openCluster(ports) {
+      const client = createCluster5({ rootNodes: ports.map((port) => ({ url: `redis://127.0.0.1:${port}` })) });
+      client.on('error', () => {});
+      await client.connect();
+      return { client, close: async () => client.destroy() };
+    },
+  },
 ];
