@@ -46,20 +46,21 @@ export function adapterFor(client: unknown): Adapter {
 let slotCommandClass: Any;
 
 /**
- * An ioredis Command that knows its slot. ioredis Cluster routes a command by
+ * An ioredis Command, optionally with its slot. ioredis Cluster routes a command by
  * `command.getSlot()`, computed from the key positions of its command table, where
  * QUOTA.* is missing (it would go to a random node and follow MOVED): the slot is given.
+ * No `keyPrefix` is applied (ioredis would prefix FCALL's key but not QUOTA.*'s): tree
+ * keys are sent as given.
  */
-function slotCommand(client: Any, name: string, args: string[], slot: number): Any {
+function ioCommand(client: Any, name: string, args: string[], slot: number | undefined): Any {
   if (!slotCommandClass) {
-    // The Command class of the ioredis the caller uses (Redis.Command, a public export).
     // A Cluster's nodes are Redis instances; Redis.Command is ioredis's public Command class.
     const instance: Any = client.isCluster ? client.nodes('all')[0] : client;
     const Base = instance?.constructor?.Command ?? require('ioredis').Command;
     slotCommandClass = class extends Base {
-      quotaSlot = 0;
-      getSlot(): number {
-        return this.quotaSlot;
+      quotaSlot: number | undefined;
+      getSlot(): number | null {
+        return this.quotaSlot ?? super.getSlot();
       }
     };
   }
@@ -77,18 +78,22 @@ class IORedisAdapter implements Adapter {
 
   async send(args: string[], key: string | undefined, _readonly: boolean): Promise<unknown> {
     const [name, ...rest] = args as [string, ...string[]];
-    if (this.cluster && key !== undefined) {
-      const command = slotCommand(this.client, name, rest, keySlot(key));
-      return this.client.sendCommand(command);
-    }
-    return this.client.call(name, ...rest);
+    const slot = this.cluster && key !== undefined ? keySlot(key) : undefined;
+    const command = ioCommand(this.client, name, rest, slot);
+    this.client.sendCommand(command);
+    return command.promise;
   }
 
   async sendAll(args: string[]): Promise<unknown[]> {
     const [name, ...rest] = args as [string, ...string[]];
-    if (!this.cluster) return [await this.client.call(name, ...rest)];
-    const nodes: Any[] = this.client.nodes('master');
-    return Promise.all(nodes.map((n) => n.call(name, ...rest)));
+    const nodes: Any[] = this.cluster ? this.client.nodes('master') : [this.client];
+    return Promise.all(
+      nodes.map((n) => {
+        const command = ioCommand(this.client, name, rest, undefined);
+        n.sendCommand(command);
+        return command.promise;
+      }),
+    );
   }
 
   async subscribe(

@@ -572,7 +572,7 @@ export class Quota<A = string> {
    */
   async withHold<T>(tree: string, o: Omit<ReserveOptions, 'mode'>, fn: (h: HoldHandle<A>) => Promise<T>): Promise<T> {
     const reply = await this.reserve(tree, o);
-    assertAllowed(reply, 'withHold');
+    assertAllowed(reply, (await this.backend()) === 'module' ? 'QUOTA.RESERVE' : 'FCALL quota_reserve');
     const id = reply.id as string;
     let settle: { cost?: AmountMap; usage?: UsageIn } = {};
     const handle: HoldHandle<A> = {

@@ -346,6 +346,7 @@ for (const backend of ['module', 'lua'] as Backend[]) {
               assert.equal(e.kind, 'denied');
               assert.deepEqual(e.denied_by, ['/#b']);
               assert.equal(e.reply.allowed, 0);
+              assert.equal(e.command, backend === 'module' ? 'QUOTA.RESERVE' : 'FCALL quota_reserve');
               assert.match(e.message, /^not enough credits: 84.5 available at \/, 1000 needed$/);
               return true;
             },
