@@ -148,6 +148,12 @@ for (const backend of ['module', 'lua'] as Backend[]) {
       assert.deepEqual(r.eventsNone, []);
       assert.equal(typeof r.planSet, 'number');
       assert.equal(r.planGet.version, r.planSet);
+      assert.deepEqual(r.planList, ['eqplan']);
+      assert.equal(r.planDel, 1);
+      assert.equal(r.planDelMissing, 0);
+      assert.deepEqual(r.priceList, ['eq/gone', 'img/pix']);
+      assert.equal(r.priceDel, 1);
+      assert.equal(r.deny, 1);
       assert.equal(r.getPlanned.plan, 'eqplan');
       assert.equal(r.getPlanned.policies[0].source, 'plan');
       assert.equal(r.assignNone, 'OK');
@@ -422,17 +428,26 @@ for (const backend of ['module', 'lua'] as Backend[]) {
             const [next] = await take(events, 1);
             assert.equal(next!.seq, 4);
             assert.equal(next!.type, 'reset');
+            // A hold that expires (time moved by the test clock): seq 5, with its META.
+            await q.reserve(t, { path: 'a', ttlMs: 1000, meta: { user: 'u7' }, cost: { credits: 2 } });
+            await q.clockAdvance(2000);
+            await q.charge(t, { path: 'a', cost: { credits: 0 } }); // the Lua library expires on the next write
+            const [expired] = await take(events, 1);
+            assert.equal(expired!.type, 'expired');
+            assert.deepEqual(expired!.amounts, { credits: '2' });
+            assert.deepEqual(expired!.meta, { user: 'u7' });
+            assert.deepEqual([expired], await q.events(t, { since: 4 }));
           } finally {
             await events.return!();
           }
           // Resuming after seq 2 delivers 3 and 4 once, then what comes live.
           const resumed = q.follow(t, { since: 2, pageSize: 1 });
           try {
-            const caught = await take(resumed, 2);
-            assert.deepEqual(caught.map((e) => e.seq), [3, 4]);
+            const caught = await take(resumed, 3);
+            assert.deepEqual(caught.map((e) => e.seq), [3, 4, 5]);
             await q.charge(t, { path: '/', cost: { credits: 85 } });
             const [w] = await take(resumed, 1);
-            assert.equal(w!.seq, 5);
+            assert.equal(w!.seq, 6);
           } finally {
             await resumed.return!();
           }

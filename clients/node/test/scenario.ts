@@ -76,6 +76,13 @@ export async function everyCommand(q: Quota, t: string): Promise<Record<string, 
   r.eventsNone = await q.events(t, { since: 1000 });
   r.planSet = await q.planSet('eqplan', { paths: { '/': { base: { metric: 'credits', limit: '5' } } } });
   r.planGet = await q.planGet('eqplan');
+  r.planList = (await q.planList()).filter((n) => n.startsWith('eq'));
+  await q.planSet('eqgone', { paths: { '/': { base: { metric: 'credits', limit: '1' } } } });
+  r.planDel = await q.planDel('eqgone');
+  r.planDelMissing = await q.planDel('eqgone');
+  await q.priceSet('eq/gone', { metric: 'credits', rates: { images: '1' } });
+  r.priceList = (await q.priceList()).filter((n) => n === 'eq/gone' || n === 'img/pix');
+  r.priceDel = await q.priceDel('eq/gone');
   r.assign = await q.assign(`${t}:plan`, 'eqplan');
   r.getPlanned = await q.get(`${t}:plan`);
   r.assignNone = await q.assign(`${t}:plan`, null);
