@@ -191,7 +191,7 @@ function int(n: number, what: string): string {
 }
 
 /** Commands that only read: FCALL_RO on the Lua library, replica-safe on a cluster. */
-const READS = new Set(['GET', 'TREE', 'HOLDS', 'HISTORY', 'EVENTS', 'GRANTS', 'USAGE', 'ESTIMATE']);
+const READS = new Set(['GET', 'TREE', 'HOLDS', 'HISTORY', 'EVENTS', 'GRANTS', 'USAGE', 'ESTIMATE', 'VERSION']);
 
 /** The key each keyless Lua function works on (where a cluster routes it). */
 const LUA_BOOK_KEYS: Record<string, string> = {
