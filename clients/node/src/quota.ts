@@ -226,18 +226,23 @@ export class Quota<A = string> {
       await this.adapter.send(['QUOTA.PRICE', 'LIST'], undefined, true);
       return 'module';
     } catch (e) {
-      if (serverErrorText(e) === undefined) {
+      const text = serverErrorText(e);
+      if (text === undefined) {
         this.backendPromise = undefined;
         throw e;
       }
+      // An account that may not read the price book: the command exists (Redis answers an
+      // unknown command before it checks the ACL).
+      if (text.startsWith('NOPERM')) return 'module';
     }
     try {
       await this.adapter.send(['FCALL_RO', 'quota_version', '0'], undefined, true);
       return 'lua';
     } catch (e) {
-      if (serverErrorText(e) === undefined) {
+      const text = serverErrorText(e);
+      if (text === undefined || text.startsWith('NOPERM')) {
         this.backendPromise = undefined;
-        throw e;
+        throw translateError(e, 'FCALL_RO quota_version');
       }
     }
     this.backendPromise = undefined;

@@ -282,6 +282,12 @@ for (const backend of ['module', 'lua'] as Backend[]) {
             await (own.client as any).call?.('AUTH', 'own', 'x');
             if (!(own.client as any).call) await (own.client as any).sendCommand(['AUTH', 'own', 'x']);
             await assert.rejects(qo.get(t), PermissionDenied);
+            if (backend === 'module') {
+              // Detection when the account may not read the price book.
+              await cli(server.port, 'ACL', 'SETUSER', 'own', '-quota.price');
+              assert.equal(await new Quota(own.client).backend(), 'module');
+              await cli(server.port, 'ACL', 'SETUSER', 'own', '+quota.price');
+            }
           } finally {
             await own.close();
           }
