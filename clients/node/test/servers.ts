@@ -55,6 +55,12 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+// Servers still running when the test process ends (a crash, an interrupt) are killed.
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const proc of live) proc.kill('SIGKILL');
+});
+
 async function startOne(
   backend: Backend,
   extra: string[],
@@ -66,7 +72,14 @@ async function startOne(
   if (backend === 'module') args.push('--loadmodule', MODULE, 'TEST_CLOCK', 'yes', ...moduleArgs);
   args.push(...extra);
   const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitUp(port, proc);
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  try {
+    await waitUp(port, proc);
+  } catch (e) {
+    await kill(proc);
+    throw e;
+  }
   return { port, proc };
 }
 
