@@ -228,3 +228,14 @@ lint: ## Clippy with warnings as errors (every crate, bench/ceiling too)
 
 clean: ## Remove build output
 	$(CARGO) clean
+
+# ----- TypeScript client (clients/node, issue 20) ------------------------------------
+# npm ci installs the pinned packages of clients/node/package-lock.json (TypeScript, the
+# test runner is node's own, ioredis and node-redis as dev dependencies); npm test builds
+# with tsc and runs the tests against redis-servers they start (module and Lua library,
+# one server and a 3-primary cluster each). Needs target/release (make build).
+test-node-client: ## The TypeScript client (clients/node) on both backends, ioredis and node-redis, RESP2/RESP3, a cluster
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
+	@test -f target/release/libquota.so -a -x target/release/quota-load \
+		|| { echo "test-node-client: target/release/libquota.so and quota-load are missing: make build"; exit 1; }
+	cd clients/node && npm ci --no-audit --no-fund && npm test

@@ -1,0 +1,174 @@
+/**
+ * One adapter per driver: send a command to the node that serves a key (or any node),
+ * send to every primary, subscribe. Everything else is shared.
+ */
+import { keySlot } from './slot';
+
+export interface Subscription {
+  close(): Promise<void>;
+}
+
+export interface Adapter {
+  readonly driver: 'ioredis' | 'node-redis';
+  readonly cluster: boolean;
+  /** Sends to the primary serving `key`'s slot (any node when `key` is undefined). */
+  send(args: string[], key: string | undefined, readonly: boolean): Promise<unknown>;
+  /** Sends to every primary (one server: that server), replies in order. */
+  sendAll(args: string[]): Promise<unknown[]>;
+  /**
+   * Subscribes on a connection of its own; `onMessage` gets each message, `onReconnect` is
+   * called when the connection came back (the caller catches up). Resolves once subscribed.
+   */
+  subscribe(channel: string, onMessage: (message: string) => void, onReconnect: () => void): Promise<Subscription>;
+}
+
+// The drivers are peer dependencies, used through their public methods only: the
+// shapes below are what this file calls.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Any = any;
+
+export function isIORedis(client: Any): boolean {
+  return typeof client?.call === 'function' && typeof client?.callBuffer === 'function';
+}
+
+export function isNodeRedis(client: Any): boolean {
+  return typeof client?.sendCommand === 'function' && !isIORedis(client);
+}
+
+export function adapterFor(client: unknown): Adapter {
+  if (isIORedis(client)) return new IORedisAdapter(client);
+  if (isNodeRedis(client)) return new NodeRedisAdapter(client);
+  throw new TypeError('quota: pass an ioredis Redis or Cluster, or a node-redis client or cluster');
+}
+
+// ----- ioredis -----------------------------------------------------------------
+
+let slotCommandClass: Any;
+
+/**
+ * An ioredis Command, optionally with its slot. ioredis Cluster routes a command by
+ * `command.getSlot()`, computed from the key positions of its command table, where
+ * QUOTA.* is missing (it would go to a random node and follow MOVED): the slot is given.
+ * No `keyPrefix` is applied (ioredis would prefix FCALL's key but not QUOTA.*'s): tree
+ * keys are sent as given.
+ */
+function ioCommand(client: Any, name: string, args: string[], slot: number | undefined): Any {
+  if (!slotCommandClass) {
+    // A Cluster's nodes are Redis instances; Redis.Command is ioredis's public Command class.
+    const instance: Any = client.isCluster ? client.nodes('all')[0] : client;
+    const Base = instance?.constructor?.Command ?? require('ioredis').Command;
+    slotCommandClass = class extends Base {
+      quotaSlot: number | undefined;
+      getSlot(): number | null {
+        return this.quotaSlot ?? super.getSlot();
+      }
+    };
+  }
+  const command = new slotCommandClass(name, args, { replyEncoding: 'utf8' });
+  command.quotaSlot = slot;
+  return command;
+}
+
+class IORedisAdapter implements Adapter {
+  readonly driver = 'ioredis' as const;
+  readonly cluster: boolean;
+  constructor(private readonly client: Any) {
+    this.cluster = client.isCluster === true;
+  }
+
+  async send(args: string[], key: string | undefined, _readonly: boolean): Promise<unknown> {
+    const [name, ...rest] = args as [string, ...string[]];
+    const slot = this.cluster && key !== undefined ? keySlot(key) : undefined;
+    const command = ioCommand(this.client, name, rest, slot);
+    this.client.sendCommand(command);
+    return command.promise;
+  }
+
+  async sendAll(args: string[]): Promise<unknown[]> {
+    const [name, ...rest] = args as [string, ...string[]];
+    const nodes: Any[] = this.cluster ? this.client.nodes('master') : [this.client];
+    return Promise.all(
+      nodes.map((n) => {
+        const command = ioCommand(this.client, name, rest, undefined);
+        n.sendCommand(command);
+        return command.promise;
+      }),
+    );
+  }
+
+  async subscribe(
+    channel: string,
+    onMessage: (message: string) => void,
+    onReconnect: () => void,
+  ): Promise<Subscription> {
+    const sub: Any = this.client.duplicate();
+    sub.on('error', () => {}); // reconnects on its own; errors surface as reconnects
+    let ready = false;
+    sub.on('message', (ch: string, message: string) => {
+      if (ch === channel) onMessage(message);
+    });
+    await sub.subscribe(channel);
+    sub.on('ready', () => {
+      // ioredis says ready before it has subscribed again: a PING queued behind the
+      // SUBSCRIBE answers once it has, then the caller catches up.
+      if (ready) sub.ping().then(onReconnect, onReconnect);
+    });
+    ready = true;
+    return {
+      close: async () => {
+        sub.disconnect();
+      },
+    };
+  }
+}
+
+// ----- node-redis --------------------------------------------------------------
+
+class NodeRedisAdapter implements Adapter {
+  readonly driver = 'node-redis' as const;
+  readonly cluster: boolean;
+  constructor(private readonly client: Any) {
+    // RedisCluster has the slot map (masters, getSlotMaster); a client does not.
+    this.cluster = typeof client.getSlotMaster === 'function';
+  }
+
+  async send(args: string[], key: string | undefined, readonly: boolean): Promise<unknown> {
+    // On a cluster, the documented raw form: sendCommand(firstKey, isReadonly, args) routes by the key.
+    if (this.cluster) return this.client.sendCommand(key, readonly, args);
+    return this.client.sendCommand(args);
+  }
+
+  async sendAll(args: string[]): Promise<unknown[]> {
+    if (!this.cluster) return [await this.client.sendCommand(args)];
+    const masters: Any[] = this.client.masters;
+    return Promise.all(
+      masters.map(async (m) => {
+        const node = await this.client.nodeClient(m);
+        return node.sendCommand(args);
+      }),
+    );
+  }
+
+  async subscribe(
+    channel: string,
+    onMessage: (message: string) => void,
+    onReconnect: () => void,
+  ): Promise<Subscription> {
+    const sub: Any = this.client.duplicate();
+    sub.on('error', () => {});
+    let ready = false;
+    sub.on('ready', () => {
+      if (ready) onReconnect();
+    });
+    if (!sub.isOpen) await sub.connect();
+    await sub.SUBSCRIBE(channel, (message: string | Buffer) => onMessage(message.toString()));
+    ready = true;
+    return {
+      close: async () => {
+        if (typeof sub.close === 'function') await sub.close();
+        else if (typeof sub.quit === 'function') await sub.quit();
+        else sub.destroy?.();
+      },
+    };
+  }
+}
