@@ -16,13 +16,14 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import ResponseError
+from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
 from . import replies as R
 from .errors import NotLoaded, from_response_error
 from .items import amount as _amount, as_item, integer, one_item
 
 MODULE, LUA = "module", "lua"
+_REDIRECTS = (MovedError, AskError, TryAgainError)
 NOT_LOADED = "quota is not loaded on this server: load the module or run quota-load"
 
 
@@ -441,7 +442,9 @@ def _is_cluster(r):
 
 
 def _primaries(r):
-    return r.PRIMARIES
+    # Explicit nodes, not the PRIMARIES flag: some redis-py versions look
+    # for a key before they honour the flag.
+    return list(r.get_primaries())
 
 
 def _route(r, spec, backend, key):
@@ -460,8 +463,7 @@ def _route(r, spec, backend, key):
 
 
 def _everywhere(r, route):
-    target = route.get("target_nodes")
-    return isinstance(target, str) and target == _primaries(r)
+    return isinstance(route.get("target_nodes"), list)
 
 
 def _probe_route(r):
@@ -541,8 +543,14 @@ class Quota(_Commands):
         if name == "version" and backend == MODULE:
             return None
         route = _route(self._r, spec, backend, key)
+        wire = spec.wire(backend, key, args)
         try:
-            raw = self._exec(spec.wire(backend, key, args), route)
+            try:
+                raw = self._exec(wire, route)
+            except _REDIRECTS:
+                if not spec.keyed:
+                    raise
+                raw = self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
         except ResponseError as e:
             raise from_response_error(e, spec.label) from None
         if _everywhere(self._r, route):
@@ -628,8 +636,14 @@ class AsyncQuota(_Commands):
         if name == "version" and backend == MODULE:
             return None
         route = _route(self._r, spec, backend, key)
+        wire = spec.wire(backend, key, args)
         try:
-            raw = await self._exec(spec.wire(backend, key, args), route)
+            try:
+                raw = await self._exec(wire, route)
+            except _REDIRECTS:
+                if not spec.keyed:
+                    raise
+                raw = await self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
         except ResponseError as e:
             raise from_response_error(e, spec.label) from None
         if _everywhere(self._r, route):

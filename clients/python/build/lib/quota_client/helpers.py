@@ -170,8 +170,15 @@ class Batch:
 def generate_all_flow(q, tree, *, path, items, choose, id=None, ttl_ms=None, also=None, service=None,
                       model=None, meta=None):
     common = dict(path=path, also=also, service=service, model=model, meta=meta, items=items)
-    preview = yield lambda: q.reserve(tree, mode="dryrun", **common)
-    batch = Batch(q, tree, id or f"batch-{uuid.uuid4().hex[:12]}", preview)
+    batch_id = id or f"batch-{uuid.uuid4().hex[:12]}"
+    # The preview carries the ID: for an id already reserved (a retry), the
+    # server answers the first reservation with duplicate 1.
+    preview = yield lambda: q.reserve(tree, mode="dryrun", id=batch_id, **common)
+    batch = Batch(q, tree, batch_id, preview)
+    if preview.duplicate:
+        batch.reservation = preview
+        batch.choice = "all" if preview.reserved == preview.items else "first"
+        return batch
     if not preview.fits:
         batch.choice = "none"
         return batch
