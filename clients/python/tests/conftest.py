@@ -25,7 +25,10 @@ import redis.cluster
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-sys.path.insert(0, os.path.dirname(HERE))  # the package from the source tree when not installed
+try:
+    import quota_client  # noqa: F401  (the installed package: make test-python-client)
+except ImportError:
+    sys.path.insert(0, os.path.dirname(HERE))  # the source tree, when not installed
 
 MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
