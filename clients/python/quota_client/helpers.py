@@ -247,12 +247,18 @@ def _feed(q, tree, since, count, idle_timeout, state):
                         if len(page) < count:
                             break
                     caught_up = True
-                m = yield _IO, (lambda: p.get_message(ignore_subscribe_messages=True, timeout=idle_timeout))
+                m = yield _IO, (lambda: p.get_message(timeout=idle_timeout))
                 if m is None:
                     if idle_timeout is not None:
                         return
                     continue
-                if _text(m.get("type")) != "message":
+                kind = _text(m.get("type"))
+                if kind == "subscribe":
+                    # redis-py reconnected and subscribed again by itself:
+                    # what was published meanwhile is only in the log.
+                    caught_up = False
+                    continue
+                if kind != "message":
                     continue
                 e = R.decode(R.Event, R.parse_json(m["data"]))
                 if e.seq is None or e.seq <= last:

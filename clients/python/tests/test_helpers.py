@@ -290,3 +290,39 @@ def test_follow_events_reports_a_wrapped_log(servers, backend, mode):
     assert next(feed).seq == 4
     feed.close()
     admin.client.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_follow_events_catches_up_after_a_dropped_connection(servers, backend, mode):
+    server = servers.single(backend)
+    t = tree_name()
+    admin = Quota(server.redis())
+    fire_warning(admin, t, 1)
+
+    def drop():
+        # Kill every subscriber connection: events fired now reach nobody live.
+        admin.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        fire_warning(admin, t, 2)
+
+    if mode == "sync":
+        def body(q):
+            with q.follow_events(t, since=0, idle_timeout=10) as feed:
+                got = [next(feed)]
+                drop()
+                got += [next(feed), next(feed)]
+                fire_warning(admin, t, 1)  # live again
+                got.append(next(feed))
+            return got
+    else:
+        async def body(q):
+            async with q.follow_events(t, since=0, idle_timeout=10) as feed:
+                got = [await feed.__anext__()]
+                drop()
+                got += [await feed.__anext__(), await feed.__anext__()]
+                fire_warning(admin, t, 1)
+                got.append(await feed.__anext__())
+            return got
+
+    got = run(server, mode, body, decode_responses=True)
+    assert [e.seq for e in got] == [1, 2, 3, 4]
+    admin.client.close()
