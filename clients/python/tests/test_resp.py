@@ -39,6 +39,11 @@ def script(price):
         ("denied two", lambda q, t: q.reserve(t, path="p", service="chat", cost={"credits": 99})),
         ("denied access", lambda q, t: q.reserve(t, path="p", cost={"credits": 1})),
         ("usage item", lambda q, t: q.reserve(t, path="p", usage={price: {"input_tokens": 1000, "quality": "hd"}})),
+        ("reserve to release", lambda q, t: q.reserve(t, path="p", id="r3", service="chat", cost={"credits": 1})),
+        ("release", lambda q, t: q.release(t, "r3")),
+        ("release again", lambda q, t: q.release(t, "r3")),
+        ("batch upto", lambda q, t: q.reserve(t, path="b", mode="upto", id="b1", items=[Cost(credits=1), Cost(credits=500)])),
+        ("release item", lambda q, t: q.release(t, "b1", item=0)),
         ("batch dryrun", lambda q, t: q.reserve(t, path="b", mode="dryrun", items=[Cost(credits=1), Cost(credits=500)])),
         ("holds", lambda q, t: q.holds(t)),
         ("holds empty", lambda q, t: q.holds(t, "nowhere")),
@@ -52,6 +57,7 @@ def script(price):
         ("charge drawn", lambda q, t: q.charge(t, path="p", service="chat", cost={"credits": 3})),
         ("history empty", lambda q, t: q.history(t, "p", "cap")),
         ("get", lambda q, t: q.get(t, "p")),
+        ("member", lambda q, t: q.charge(t, path="members/u1", cost={"credits": 1})),
         ("get root", lambda q, t: q.get(t)),
         ("tree", lambda q, t: q.tree(t)),
         ("tree json", lambda q, t: q.tree(t, format="json")),
@@ -70,9 +76,21 @@ def script(price):
         ("holds after expiry", lambda q, t: q.holds(t)),
         ("events after expiry", lambda q, t: q.events(t, since=3)),
         ("access clear", lambda q, t: q.access(t, "p", clear=True)),
+        ("archive", lambda q, t: q.archive(t, "b")),
+        ("restore", lambda q, t: q.restore(t, "b")),
+        ("unset", lambda q, t: q.unset(t, "p", "toks")),
+        ("delpath", lambda q, t: q.delpath(t, "b")),
+        ("price list", None, lambda q: q.price_list()),
+        ("plan set", None, lambda q: q.plan_set(price.replace("/", "-"), PLAN)),
+        ("plan get", None, lambda q: q.plan_get(price.replace("/", "-"))),
+        ("plan list", None, lambda q: q.plan_list()),
+        ("assign", lambda q, t: q.assign(t, price.replace("/", "-"))),
+        ("get with plan", lambda q, t: q.get(t, "members/u1")),
+        ("assign none", lambda q, t: q.assign(t, None)),
     ]
 
 
+PLAN = {"paths": {"members/*": {"allowance": {"metric": "credits", "limit": "5", "window": "month"}}}}
 PRICE = {"metric": "credits", "rates": {"input_tokens": "2/1M"}, "multipliers": {"quality": {"std": "1", "hd": "2"}}}
 
 
@@ -127,6 +145,8 @@ def test_resp2_equals_resp3(servers, backend, mode):
         asyncio.run(main())
 
     # The script reached what it is for: empty and non-empty maps and lists.
+    assert seen["release"].released == {"credits": D(1)} and seen["release again"].duplicate == 1
+    assert seen["plan get"].version >= 1 and seen["get with plan"].policies[0].source == "plan"
     assert seen["access empty"].allow == [] and seen["access empty"].deny == []
     assert len(seen["access"].allow) == 2
     assert seen["label clear"].note is None and seen["label clear"].tags == []
