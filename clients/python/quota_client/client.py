@@ -10,7 +10,9 @@ The command table (`SPECS`) says, per command, how it is sent to the module
 and where it goes on a cluster.
 """
 
+import json
 from dataclasses import dataclass
+from decimal import Decimal
 
 import redis
 import redis.asyncio
@@ -20,6 +22,7 @@ from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
 from . import replies as R
 from .errors import NotLoaded, from_response_error
+from .helpers import run_async, run_sync
 from .items import amount as _amount, as_item, integer, one_item
 
 MODULE, LUA = "module", "lua"
@@ -199,9 +202,6 @@ def _tags(tags):
 
 def _json(value):
     """A price or plan: JSON text as is, or a dict dumped (Decimal as string)."""
-    import json
-    from decimal import Decimal
-
     if isinstance(value, (str, bytes)):
         return value
 
@@ -433,6 +433,47 @@ class _Commands:
         """The Lua library's version; None on the module."""
         return self._call("version", None, [], _text)
 
+    # -- how a command is sent: one flow for both classes, which run it with
+    # their own driver (run_sync, or run_async awaiting each call)
+
+    def _detect_flow(self):
+        route = _probe_route(self._r)
+        try:
+            yield lambda: self._exec(["QUOTA.PRICE", "LIST"], route)
+            self._backend = MODULE
+        except ResponseError as e:
+            if not _module_probe_failed(e):
+                self._backend = MODULE  # there, but refused (ACL)
+            else:
+                try:
+                    yield lambda: self._exec(["FCALL_RO", "quota_version", 0], route)
+                except ResponseError:
+                    raise NotLoaded(NOT_LOADED) from None
+                self._backend = LUA
+        return self._backend
+
+    def _call_flow(self, name, key, args, decoder):
+        spec = SPECS[name]
+        backend = self._backend
+        if backend is None:
+            backend = yield from self._detect_flow()
+        if name == "version" and backend == MODULE:
+            return None
+        route = _route(self._r, spec, backend, key)
+        wire = spec.wire(backend, key, args)
+        try:
+            try:
+                raw = yield lambda: self._exec(wire, route)
+            except _REDIRECTS:
+                if not spec.keyed:
+                    raise
+                raw = yield lambda: self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
+        except ResponseError as e:
+            raise from_response_error(e, spec.label) from None
+        if _everywhere(route):
+            raw = _merge(raw)
+        return decoder(raw)
+
 
 # ----- routing (shared) -----------------------------------------------------------
 
@@ -462,7 +503,7 @@ def _route(r, spec, backend, key):
     return {"target_nodes": r.get_default_node()}
 
 
-def _everywhere(r, route):
+def _everywhere(route):
     return isinstance(route.get("target_nodes"), list)
 
 
@@ -522,40 +563,10 @@ class Quota(_Commands):
         return self._r.execute_command(*wire, **route)
 
     def _detect(self):
-        route = _probe_route(self._r)
-        try:
-            self._exec(["QUOTA.PRICE", "LIST"], route)
-            self._backend = MODULE
-        except ResponseError as e:
-            if not _module_probe_failed(e):
-                self._backend = MODULE
-            else:
-                try:
-                    self._exec(["FCALL_RO", "quota_version", 0], route)
-                except ResponseError:
-                    raise NotLoaded(NOT_LOADED) from None
-                self._backend = LUA
-        return self._backend
+        return run_sync(self._detect_flow())
 
     def _call(self, name, key, args, decoder):
-        spec = SPECS[name]
-        backend = self._backend or self._detect()
-        if name == "version" and backend == MODULE:
-            return None
-        route = _route(self._r, spec, backend, key)
-        wire = spec.wire(backend, key, args)
-        try:
-            try:
-                raw = self._exec(wire, route)
-            except _REDIRECTS:
-                if not spec.keyed:
-                    raise
-                raw = self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
-        except ResponseError as e:
-            raise from_response_error(e, spec.label) from None
-        if _everywhere(self._r, route):
-            raw = _merge(raw)
-        return decoder(raw)
+        return run_sync(self._call_flow(name, key, args, decoder))
 
     # helpers (defined in helpers.py)
     def hold(self, tree, **kwargs):
@@ -572,7 +583,7 @@ class Quota(_Commands):
     def generate_all(self, tree, *, path, items, choose, **kwargs):
         """README "Generate All": preview, reserve all or ask choose(preview)
         ("first" | "stop"), return a Batch."""
-        from .helpers import generate_all_flow, run_sync
+        from .helpers import generate_all_flow
 
         return run_sync(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
 
@@ -614,41 +625,11 @@ class AsyncQuota(_Commands):
 
     async def _detect(self):
         await self._ready()
-        route = _probe_route(self._r)
-        try:
-            await self._exec(["QUOTA.PRICE", "LIST"], route)
-            self._backend = MODULE
-        except ResponseError as e:
-            if not _module_probe_failed(e):
-                self._backend = MODULE
-            else:
-                try:
-                    await self._exec(["FCALL_RO", "quota_version", 0], route)
-                except ResponseError:
-                    raise NotLoaded(NOT_LOADED) from None
-                self._backend = LUA
-        return self._backend
+        return await run_async(self._detect_flow())
 
     async def _call(self, name, key, args, decoder):
-        spec = SPECS[name]
         await self._ready()
-        backend = self._backend or await self._detect()
-        if name == "version" and backend == MODULE:
-            return None
-        route = _route(self._r, spec, backend, key)
-        wire = spec.wire(backend, key, args)
-        try:
-            try:
-                raw = await self._exec(wire, route)
-            except _REDIRECTS:
-                if not spec.keyed:
-                    raise
-                raw = await self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
-        except ResponseError as e:
-            raise from_response_error(e, spec.label) from None
-        if _everywhere(self._r, route):
-            raw = _merge(raw)
-        return decoder(raw)
+        return await run_async(self._call_flow(name, key, args, decoder))
 
     def hold(self, tree, **kwargs):
         """``async with q.hold(tree, path=…, cost=…) as h:`` (see Quota.hold)."""
@@ -657,7 +638,7 @@ class AsyncQuota(_Commands):
         return HoldContext(self, tree, kwargs)
 
     async def generate_all(self, tree, *, path, items, choose, **kwargs):
-        from .helpers import generate_all_flow, run_async
+        from .helpers import generate_all_flow
 
         return await run_async(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
 
