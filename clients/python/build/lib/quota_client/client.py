@@ -3,11 +3,12 @@ quota command.
 
 Both classes share every method of `_Commands`: a method builds the command's
 arguments and hands them, with the command's name and a decoder, to
-`self._call`. Only `_call` (and the detection and sending under it) differs:
-the sync class returns the decoded reply, the async class a coroutine.
-The command table (`SPECS`) says, per command, how it is sent to the module
-(`QUOTA.X key args`) and to the Lua library (`FCALL[_RO] quota_x 1 key args`),
-and where it goes on a cluster.
+`self._call`, which runs the one flow that sends a command (`_call_flow`:
+detect the backend, route, send, map errors, decode). The classes differ only
+in how they run it: `Quota` with `run_sync` (the decoded reply), `AsyncQuota`
+with `run_async` (a coroutine). The command table (`SPECS`) says, per command,
+how it is sent to the module (`QUOTA.X key args`) and to the Lua library
+(`FCALL[_RO] quota_x 1 key args`), and where it goes on a cluster.
 """
 
 import json
@@ -22,7 +23,7 @@ from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
 from . import replies as R
 from .errors import NotLoaded, from_response_error
-from .helpers import run_async, run_sync
+from .helpers import EventFeed, HoldContext, generate_all_flow, run_async, run_sync
 from .items import amount as _amount, as_item, integer, one_item
 
 MODULE, LUA = "module", "lua"
@@ -433,10 +434,43 @@ class _Commands:
         """The Lua library's version; None on the module."""
         return self._call("version", None, [], _text)
 
+    # -- helpers (helpers.py), the same flows on both classes
+
+    def hold(self, tree, **kwargs):
+        """Reserve (raising Denied when refused); on a normal exit commit
+        (the actual cost/usage given to the handle, else what was held), on
+        an exception release and re-raise. `with` on Quota, `async with` on
+        AsyncQuota:
+
+            with q.hold("acme", path="p1", cost={"credits": 30}) as h:
+                ...
+                h.actual(cost={"credits": Decimal("27.5")})
+        """
+        return HoldContext(self, tree, kwargs)
+
+    def generate_all(self, tree, *, path, items, choose, **kwargs):
+        """README "Generate All": preview (DRYRUN), reserve ALL when
+        everything fits, else ask choose(preview) ("first" | "stop") and
+        reserve UPTO, with an ID; returns a Batch."""
+        return self._run(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
+
+    def follow_events(self, tree, since=0, *, count=100, idle_timeout=None):
+        """Every event of the tree after `since`, then live ones, in seq
+        order, without duplicates; a `Gap` where the log lost events. An
+        iterator on Quota, an async iterator on AsyncQuota."""
+        return EventFeed(self, tree, since, count, idle_timeout)
+
     # -- how a command is sent: one flow for both classes, which run it with
     # their own driver (run_sync, or run_async awaiting each call)
 
+    def _call(self, name, key, args, decoder):
+        return self._run(self._call_flow(name, key, args, decoder))
+
+    def _detect(self):
+        return self._run(self._detect_flow())
+
     def _detect_flow(self):
+        yield self._ready
         route = _probe_route(self._r)
         try:
             yield lambda: self._exec(["QUOTA.PRICE", "LIST"], route)
@@ -453,6 +487,7 @@ class _Commands:
         return self._backend
 
     def _call_flow(self, name, key, args, decoder):
+        yield self._ready
         spec = SPECS[name]
         backend = self._backend
         if backend is None:
@@ -562,37 +597,15 @@ class Quota(_Commands):
     def _exec(self, wire, route):
         return self._r.execute_command(*wire, **route)
 
-    def _detect(self):
-        return run_sync(self._detect_flow())
+    def _ready(self):
+        return None
 
-    def _call(self, name, key, args, decoder):
-        return run_sync(self._call_flow(name, key, args, decoder))
+    def _pubsub(self, tree):
+        if isinstance(self._r, redis.cluster.RedisCluster):
+            return self._r.pubsub(node=self._r.get_node_from_key(tree))
+        return self._r.pubsub()
 
-    # helpers (defined in helpers.py)
-    def hold(self, tree, **kwargs):
-        """Reserve, and commit on success / release on an exception:
-
-            with q.hold("acme", path="p1", cost={"credits": 30}) as h:
-                ...
-                h.actual(cost={"credits": Decimal("27.5")})
-        """
-        from .helpers import HoldContext
-
-        return HoldContext(self, tree, kwargs)
-
-    def generate_all(self, tree, *, path, items, choose, **kwargs):
-        """README "Generate All": preview, reserve all or ask choose(preview)
-        ("first" | "stop"), return a Batch."""
-        from .helpers import generate_all_flow
-
-        return run_sync(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
-
-    def follow_events(self, tree, since=0, *, count=100, idle_timeout=None):
-        """Every event of the tree after `since`, then live ones, in seq
-        order, without duplicates; a `Gap` where the log lost events."""
-        from .helpers import EventFeed
-
-        return EventFeed(self, tree, since, count, idle_timeout)
+    _run = staticmethod(run_sync)
 
 
 # ----- async ----------------------------------------------------------------------
@@ -607,6 +620,7 @@ class AsyncQuota(_Commands):
             raise TypeError("AsyncQuota takes a redis.asyncio client")
         self._r = client
         self._backend = _check_backend(backend)
+        self._initialized = False
 
     @property
     def client(self):
@@ -619,61 +633,28 @@ class AsyncQuota(_Commands):
     async def _exec(self, wire, route):
         return await self._r.execute_command(*wire, **route)
 
-    async def _ready(self):
+    def _ready(self):
+        if self._initialized:
+            return None
+        return self._initialize()
+
+    async def _initialize(self):
         if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
-            await self._r.initialize()
+            await self._r.initialize()  # the slot map, before routing by it
+        self._initialized = True
 
-    async def _detect(self):
-        await self._ready()
-        return await run_async(self._detect_flow())
+    def _pubsub(self, tree):
+        if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
+            return _node_pool_client(self._r.get_node_from_key(tree)).pubsub()
+        return self._r.pubsub()
 
-    async def _call(self, name, key, args, decoder):
-        await self._ready()
-        return await run_async(self._call_flow(name, key, args, decoder))
-
-    def hold(self, tree, **kwargs):
-        """``async with q.hold(tree, path=…, cost=…) as h:`` (see Quota.hold)."""
-        from .helpers import HoldContext
-
-        return HoldContext(self, tree, kwargs)
-
-    async def generate_all(self, tree, *, path, items, choose, **kwargs):
-        from .helpers import generate_all_flow
-
-        return await run_async(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
-
-    def follow_events(self, tree, since=0, *, count=100, idle_timeout=None):
-        """``async for e in q.follow_events(tree, since=last):`` (see Quota.follow_events)."""
-        from .helpers import EventFeed
-
-        return EventFeed(self, tree, since, count, idle_timeout)
-
-
-def is_async(q):
-    return isinstance(q, AsyncQuota)
-
-
-__all__ = ["Quota", "AsyncQuota", "SPECS", "Spec"]
+    _run = staticmethod(run_async)
 
 
 def _node_pool_client(node):
     """A plain asyncio client to one node of an asyncio cluster (which has no
     Pub/Sub of its own in redis-py 5)."""
-    kwargs = dict(node.connection_kwargs)
-    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(**kwargs))
+    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(**dict(node.connection_kwargs)))
 
 
-def _sync_pubsub(self, tree):
-    if isinstance(self._r, redis.cluster.RedisCluster):
-        return self._r.pubsub(node=self._r.get_node_from_key(tree))
-    return self._r.pubsub()
-
-
-def _async_pubsub(self, tree):
-    if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
-        return _node_pool_client(self._r.get_node_from_key(tree)).pubsub()
-    return self._r.pubsub()
-
-
-Quota._pubsub = _sync_pubsub
-AsyncQuota._pubsub = _async_pubsub
+__all__ = ["Quota", "AsyncQuota", "SPECS", "Spec"]
