@@ -481,8 +481,11 @@ class _Commands:
             else:
                 try:
                     yield lambda: self._exec(["FCALL_RO", "quota_version", 0], route)
-                except ResponseError:
-                    raise NotLoaded(NOT_LOADED) from None
+                except ResponseError as e2:
+                    text = str(e2).lower()
+                    if "function not found" in text or "unknown command" in text:
+                        raise NotLoaded(NOT_LOADED) from None
+                    raise from_response_error(e2, "FCALL_RO quota_version") from None  # NOPERM, …
                 self._backend = LUA
         return self._backend
 

@@ -182,3 +182,31 @@ def test_error_texts_map_by_prefix():
     for text, cls in table.items():
         e = error_from_text(text, "QUOTA.X")
         assert type(e) is cls and e.message == text and e.command == "QUOTA.X"
+
+
+def test_detection_and_forced_backend(servers, backend):
+    server = servers.single(backend)
+    admin = server.redis()
+    user = f"u{uuid.uuid4().hex[:6]}"
+    # An account that may not read the price book still finds the module; one
+    # that may not call functions gets the server's NOPERM, not NotLoaded.
+    refused = ["-quota.price"] if backend == "module" else ["-fcall_ro", "-fcall"]
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", *refused)
+    q = Quota(redis.Redis(port=server.port, username=user, password="pw"))
+    try:
+        if backend == "module":
+            assert q.backend == "module" and q.get(tree_name()).path == "/"
+        else:
+            with pytest.raises(PermissionDenied):
+                q.get(tree_name())
+    finally:
+        q.client.close()
+        admin.execute_command("ACL", "DELUSER", user)
+    forced = Quota(server.redis(), backend=backend)
+    assert forced.backend == backend and forced.get(tree_name()).policies == []
+    wrong = Quota(server.redis(), backend="lua" if backend == "module" else "module")
+    with pytest.raises(QuotaError):
+        wrong.get(tree_name())
+    with pytest.raises(ValueError):
+        Quota(server.redis(), backend="rust")
+    admin.close()
