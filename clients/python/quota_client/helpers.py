@@ -224,6 +224,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
     last = since
     while True:
         p = state["pubsub"] = q._pubsub(tree)
+        subscribed = False
         try:
             yield _IO, (lambda: p.subscribe(channel))
             while True:  # the subscription is live once confirmed
@@ -232,6 +233,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
                     raise TimeoutError(f"no confirmation of SUBSCRIBE {channel}")
                 if _text(m.get("type")) == "subscribe":
                     break
+            subscribed = True
             caught_up = False
             while True:
                 if not caught_up:
@@ -269,7 +271,9 @@ def _feed(q, tree, since, count, idle_timeout, state):
                 last = e.seq
                 yield _OUT, e
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            pass  # reconnect: subscribe and catch up again
+            if not subscribed:
+                raise  # the server cannot be reached: the caller decides (resume from feed.last)
+            # a subscription that dropped: subscribe and catch up again
         state["pubsub"] = None
         try:
             yield _IO, (lambda: _close(p))
@@ -286,7 +290,9 @@ class EventFeed:
     events after `since`, in seq order: each an `Event` (`.seq` is the cursor
     to persist; `.last` is the last one handed out), or a `Gap` where the
     log lost events. Ends after `idle_timeout` seconds without an event
-    (never, by default). `close()` (sync) / `aclose()` (async), or leaving a
+    (never, by default). A subscription that drops is renewed, with a catch-up;
+    a server that cannot be reached raises redis-py's ConnectionError (start
+    again from `.last`). `close()` (sync) / `aclose()` (async), or leaving a
     `with` / `async with` block, unsubscribes."""
 
     def __init__(self, q, tree, since, count, idle_timeout):
@@ -295,13 +301,6 @@ class EventFeed:
         self._state = {"pubsub": None}
         self._gen = _feed(q, tree, since, count, idle_timeout, self._state)
 
-    def _step(self, value, error):
-        try:
-            return self._gen.throw(error) if error is not None else self._gen.send(value)
-        except StopIteration:
-            self._gen = None
-            return None
-
     # sync
     def __iter__(self):
         return self
@@ -309,7 +308,11 @@ class EventFeed:
     def __next__(self):
         value = error = None
         while self._gen is not None:
-            step = self._step(value, error)
+            try:
+                step = self._step(value, error)
+            except BaseException:
+                self.close()
+                raise
             if step is None:
                 break
             kind, x = step
@@ -324,6 +327,16 @@ class EventFeed:
                 error = e
         self.close()
         raise StopIteration
+
+    def _step(self, value, error):
+        try:
+            return self._gen.throw(error) if error is not None else self._gen.send(value)
+        except StopIteration:
+            self._gen = None
+            return None
+        except BaseException:
+            self._gen = None  # the flow failed: the caller closes the subscription
+            raise
 
     def close(self):
         self._gen = None
@@ -344,7 +357,11 @@ class EventFeed:
     async def __anext__(self):
         value = error = None
         while self._gen is not None:
-            step = self._step(value, error)
+            try:
+                step = self._step(value, error)
+            except BaseException:
+                await self.aclose()
+                raise
             if step is None:
                 break
             kind, x = step

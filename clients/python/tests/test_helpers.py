@@ -326,3 +326,10 @@ def test_follow_events_catches_up_after_a_dropped_connection(servers, backend, m
     got = run(server, mode, body, decode_responses=True)
     assert [e.seq for e in got] == [1, 2, 3, 4]
     admin.client.close()
+
+
+def test_follow_events_raises_when_the_server_is_gone():
+    # Nothing listens on port 1: the feed raises redis-py's ConnectionError (no retry loop).
+    q = Quota(redis.Redis(port=1), backend="module")
+    with pytest.raises(redis.ConnectionError):
+        next(q.follow_events("t", since=0, idle_timeout=1))
