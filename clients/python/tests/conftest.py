@@ -74,7 +74,8 @@ class Server:
                 break
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    log = open(os.path.join(self.dir, "redis.log")).read()[-2000:]
+                    with open(os.path.join(self.dir, "redis.log")) as f:
+                        log = f.read()[-2000:]
                     raise RuntimeError(f"redis-server on {self.port} did not start: {log}")
                 time.sleep(0.02)  # waiting for the process, not for quota
         r.close()

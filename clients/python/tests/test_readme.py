@@ -10,7 +10,8 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 def test_readme_tour_runs(servers, backend, capsys):
     server = servers.single(backend)
-    text = open(README, encoding="utf-8").read()
+    with open(README, encoding="utf-8") as f:
+        text = f.read()
     tour = re.search(r"## A tour\n\n```python\n(.*?)```", text, re.S).group(1)
     tree = tree_name("acme")
     code = tour.replace("redis.Redis()", f"redis.Redis(port={server.port})").replace('"acme"', repr(tree))
