@@ -164,6 +164,12 @@ def servers():
         s.stop()
 
 
+async def aclose(client):
+    """Close an asyncio client (aclose() since redis-py 5.0.1, close() before)."""
+    close = getattr(client, "aclose", None) or client.close
+    await close()
+
+
 def tree_name(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -217,7 +223,7 @@ class Ctx:
                 q.is_async = True
                 return await body(q)
             finally:
-                await client.aclose()
+                await aclose(client)
 
         return asyncio.run(main())
 

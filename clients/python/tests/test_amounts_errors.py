@@ -14,7 +14,7 @@ from quota_client import (ArityError, AsyncQuota, Conflict, Cost, EvictionRefuse
 
 from quota_client.client import SPECS, Spec
 
-from conftest import tree_name
+from conftest import aclose, tree_name
 
 FLOAT = "amounts are exact: pass Decimal, int or str, not float"
 
@@ -64,7 +64,7 @@ def test_float_is_refused_before_sending():
         assert isinstance(a, AsyncQuota)
         with pytest.raises(TypeError, match=FLOAT):
             await a.reserve("t", path="p", cost={"credits": 0.1})
-        await a.client.aclose()
+        await aclose(a.client)
 
     asyncio.run(main())
 
@@ -158,7 +158,7 @@ def test_not_loaded(servers):
         a = Quota(redis.asyncio.Redis(port=plain.port))
         with pytest.raises(NotLoaded):
             await a.get("t")
-        await a.client.aclose()
+        await aclose(a.client)
 
     asyncio.run(main())
 

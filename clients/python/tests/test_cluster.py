@@ -15,7 +15,7 @@ import redis.cluster
 
 from quota_client import AsyncQuota, Quota
 
-from conftest import tree_name
+from conftest import aclose, tree_name
 
 
 def moved(nodes):
@@ -98,7 +98,7 @@ def test_cluster(servers, backend, mode):
                 assert e.seq == 1 and e.type == "warning"
                 await q.charge(t, path="/", cost={"e": 4})
                 assert (await feed.__anext__()).type == "over"
-            await rc.aclose()
+            await aclose(rc)
 
         asyncio.run(main())
 

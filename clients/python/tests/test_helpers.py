@@ -10,7 +10,7 @@ import redis.asyncio
 
 from quota_client import Batch, Cost, Denied, Event, Gap, Quota, Usage
 
-from conftest import tree_name
+from conftest import aclose, tree_name
 
 MODES = ["sync", "async"]
 
@@ -29,7 +29,7 @@ def run(server, mode, body, **kw):
         try:
             return await body(Quota(client))
         finally:
-            await client.aclose()
+            await aclose(client)
 
     return asyncio.run(main())
 

@@ -14,7 +14,7 @@ import redis.asyncio
 
 from quota_client import Cost, Quota, Usage
 
-from conftest import tree_name
+from conftest import aclose, tree_name
 
 CONFIGS = [(2, False), (2, True), (3, False), (3, True)]
 
@@ -140,7 +140,7 @@ def test_resp2_equals_resp3(servers, backend, mode):
                 _assert_same(step[0], results)
                 seen[step[0]] = results[0]
             for c in clients:
-                await c.aclose()
+                await aclose(c)
 
         asyncio.run(main())
 
