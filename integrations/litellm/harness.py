@@ -45,7 +45,7 @@ def wait_for(check, timeout, what):
 
 class RedisServer:
     """redis-server with quota: the module (`--loadmodule … TEST_CLOCK yes`) or
-    a plain server and `quota-load --set test_clock=yes` (Lua)."""
+    a plain server and `quota-load --test-clock` (Lua)."""
 
     def __init__(self, backend):
         self.backend = backend
@@ -60,7 +60,7 @@ class RedisServer:
         try:
             wait_for(lambda: redis.Redis(port=self.port).ping(), 10, "redis-server")
             if backend == "lua":
-                subprocess.run([os.path.join(RELEASE, "quota-load"), "--set", "test_clock=yes",
+                subprocess.run([os.path.join(RELEASE, "quota-load"), "--test-clock",
                                 f"redis://127.0.0.1:{self.port}"], check=True, stdout=subprocess.DEVNULL)
         except Exception:
             self.stop()
