@@ -11,6 +11,7 @@ import pytest
 import redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, os.path.dirname(HERE))
 
 from harness import Proxy, RedisServer, model_entry  # noqa: E402
