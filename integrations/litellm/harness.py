@@ -47,21 +47,21 @@ class RedisServer:
     """redis-server with quota: the module (`--loadmodule … TEST_CLOCK yes`) or
     a plain server and `quota-load --test-clock` (Lua)."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, test_clock=True):
         self.backend = backend
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="quota-litellm-redis-")
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir]
         if backend == "module":
-            args += ["--loadmodule", os.path.join(RELEASE, "libquota.so"), "TEST_CLOCK", "yes"]
+            args += ["--loadmodule", os.path.join(RELEASE, "libquota.so")] + (["TEST_CLOCK", "yes"] if test_clock else [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         try:
             wait_for(lambda: redis.Redis(port=self.port).ping(), 10, "redis-server")
             if backend == "lua":
-                subprocess.run([os.path.join(RELEASE, "quota-load"), "--test-clock",
-                                f"redis://127.0.0.1:{self.port}"], check=True, stdout=subprocess.DEVNULL)
+                subprocess.run([os.path.join(RELEASE, "quota-load")] + (["--test-clock"] if test_clock else [])
+                               + [f"redis://127.0.0.1:{self.port}"], check=True, stdout=subprocess.DEVNULL)
         except Exception:
             self.stop()
             raise

@@ -83,46 +83,61 @@ def result(name, admitted, spend, budget, extra=None):
     return r
 
 
-def measure(n=50, k=10, delay=1.0, backend="module", quiet=False):
+def litellm_setups(fake, budget, priced):
+    """LiteLLM's own budget checks that work without a database, each as the
+    proxy config that turns it on."""
+    b = float(budget)
+    return {
+        "provider_budget_config": dict(
+            models=[model_entry("gpt-x", fake.url, priced)],
+            router_settings={"provider_budget_config": {"openai": {"budget_limit": b, "time_period": "1d"}}}),
+        "deployment max_budget": dict(
+            models=[dict(model_entry("gpt-x", fake.url, dict(priced, max_budget=b, budget_duration="1d")),
+                         model_info={"id": "gpt-x-deployment-1"})]),
+        "litellm_settings max_budget": dict(
+            models=[model_entry("gpt-x", fake.url, priced)],
+            litellm_settings={"max_budget": b}),
+    }
+
+
+def measure(n=50, k=10, delay=1.0, backend="module", quiet=False, mechanisms=None):
     messages, prompt, cost = setup_call(delay)
     budget = cost * k
     fake = FakeOpenAI().start()
-    server = proxies = None
+    server = None
+    made = {}
     out = []
     try:
-        server = RedisServer(backend)
+        server = RedisServer(backend, test_clock=False)
         q = Quota(redis.Redis(port=server.port))
         q.price_set("chat/gpt-x", {"metric": "credits", "rates": {"input_tokens": str(IN_RATE),
                                                                     "output_tokens": str(OUT_RATE)}})
         tree = "overspend"
         q.set(tree, "/", "budget", metric="credits", limit=budget)
         priced = {"input_cost_per_token": float(IN_RATE), "output_cost_per_token": float(OUT_RATE)}
-        made = {}
+        setups = litellm_setups(fake, budget, priced)
+        names = list(mechanisms or setups)
+        configs = {name: setups[name] for name in names}
+        configs["hook"] = dict(
+            models=[model_entry("gpt-x", fake.url, priced)],
+            quota={"redis": {"url": server.url, "backend": backend}, "tree": tree, "path": "users/{user_id}",
+                   "models": {"gpt-x": "chat/gpt-x"}, "ttl_ms": 120000})
 
-        def start(name, **kw):
-            made[name] = Proxy(**kw)
+        def start(name):
+            made[name] = Proxy(**configs[name])
 
-        threads = [
-            threading.Thread(target=start, args=("litellm",), kwargs=dict(
-                models=[model_entry("gpt-x", fake.url, priced)],
-                router_settings={"provider_budget_config": {"openai": {"budget_limit": float(budget),
-                                                                       "time_period": "1d"}}})),
-            threading.Thread(target=start, args=("hook",), kwargs=dict(
-                models=[model_entry("gpt-x", fake.url, priced)],
-                quota={"redis": {"url": server.url, "backend": backend}, "tree": tree, "path": "users/{user_id}",
-                       "models": {"gpt-x": "chat/gpt-x"}, "ttl_ms": 120000})),
-        ]
+        threads = [threading.Thread(target=start, args=(name,)) for name in configs]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        proxies = made
-        if set(made) != {"litellm", "hook"}:
-            raise RuntimeError("a proxy did not start")
+        if set(made) != set(configs):
+            raise RuntimeError(f"proxies that did not start: {sorted(set(configs) - set(made))}")
 
-        a = run(made["litellm"].url, "sk-master", messages, n, fake)
-        out.append(result("litellm provider_budget_config", a["ok"], cost * a["served"], budget,
-                          {"served": a["served"], "codes": a["codes"], "after": a["after"]}))
+        for name in names:
+            a = run(made[name].url, "sk-master", messages, n, fake)
+            out.append(result(f"litellm {name}", a["ok"], cost * a["served"], budget,
+                              {"served": a["served"], "codes": a["codes"], "after": a["after"]}))
         b = run(made["hook"].url, "sk-master", messages, n, fake)
         node = q.get(tree, "/")
         charged = node.spent.get("credits", Decimal(0)) if node.spent else Decimal(0)
@@ -131,7 +146,7 @@ def measure(n=50, k=10, delay=1.0, backend="module", quiet=False):
                           {"served": b["served"], "codes": b["codes"], "after": b["after"], "charged": charged,
                            "held": held}))
     finally:
-        for p in (proxies or {}).values():
+        for p in made.values():
             p.stop()
         if server is not None:
             server.stop()
@@ -140,7 +155,7 @@ def measure(n=50, k=10, delay=1.0, backend="module", quiet=False):
         print(f"N={n} concurrent requests, budget admits k={k} (each call {prompt} prompt + {COMPLETION} "
               f"completion tokens = {cost} credits, budget {budget}), model latency {delay}s")
         for r in out:
-            print(f"  {r['mechanism']:34s} admitted {r['admitted']:3d}  spend {r['spend']}  "
+            print(f"  {r['mechanism']:38s} admitted {r['admitted']:3d}  spend {r['spend']}  "
                   f"budget {r['budget']}  overspend {r['overspend']} ({r['overspend_pct']}%)"
                   + f"  (one more request afterwards: HTTP {r['after']})"
                   + (f"  [quota charged {r['charged']}, held {r['held']}]" if "charged" in r else ""))
@@ -153,8 +168,10 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--delay", type=float, default=1.0)
     ap.add_argument("--backend", choices=["module", "lua"], default="module")
+    ap.add_argument("--litellm", action="append", help="LiteLLM budget check(s) to measure (default: all): "
+                    "provider_budget_config, 'deployment max_budget', 'litellm_settings max_budget'")
     args = ap.parse_args()
-    out, _, _ = measure(args.n, args.k, args.delay, args.backend)
+    out, _, _ = measure(args.n, args.k, args.delay, args.backend, mechanisms=args.litellm)
     hook = out[-1]
     if hook["overspend"] != 0 or hook["admitted"] != args.k:
         print("FAILED: the hook overspent or admitted other than k", file=sys.stderr)

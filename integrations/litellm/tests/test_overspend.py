@@ -10,7 +10,7 @@ from overspend import measure
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_overspend(backend, capsys):
-    out, cost, budget = measure(n=12, k=3, delay=0.5, backend=backend)
+    out, cost, budget = measure(n=12, k=3, delay=0.5, backend=backend, mechanisms=["provider_budget_config"])
     litellm_run, hook = out
     with capsys.disabled():
         for r in out:
