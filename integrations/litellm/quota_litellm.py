@@ -25,6 +25,7 @@ import re
 import secrets
 import string
 import time
+import weakref
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Dict, List, Optional
@@ -295,8 +296,7 @@ class QuotaHook(CustomLogger):
         super().__init__()
         self._config = config
         self._config_path = config_path
-        self._quota = None
-        self._loop = None
+        self._quotas = weakref.WeakKeyDictionary()
         self._live: Dict[str, Live] = {}
         self.stats = {"reserved": 0, "denied": 0, "committed": 0, "released": 0, "errors": 0, "unguarded": 0}
 
@@ -308,17 +308,19 @@ class QuotaHook(CustomLogger):
         return self._config
 
     def quota(self):
+        """The AsyncQuota of the running event loop (LiteLLM may run logging
+        callbacks on another loop than the requests: a client per loop)."""
         loop = asyncio.get_running_loop()
-        if self._quota is None or self._loop is not loop:
+        q = self._quotas.get(loop)
+        if q is None:
             c = self.config
             kw = dict(password=c.redis_password, socket_timeout=c.timeout_s, socket_connect_timeout=c.timeout_s)
             if c.cluster:
                 client = redis.asyncio.cluster.RedisCluster.from_url(c.redis_url, **kw)
             else:
                 client = redis.asyncio.Redis.from_url(c.redis_url, **kw)
-            self._quota = AsyncQuota(client, backend=c.backend)
-            self._loop = loop
-        return self._quota
+            q = self._quotas[loop] = AsyncQuota(client, backend=c.backend)
+        return q
 
     # -- what a request is charged to
 
@@ -426,10 +428,12 @@ class QuotaHook(CustomLogger):
         if not marker or "|" not in marker:
             return None, None
         hold_id, nonce = marker.rsplit("|", 1)
-        live = self._live.get(hold_id)
-        if live is None or not secrets.compare_digest(live.nonce, nonce):
+        live = self._live.pop(hold_id, None)  # atomic: one taker wins
+        if live is None:
             return None, None
-        del self._live[hold_id]
+        if not secrets.compare_digest(live.nonce, nonce):
+            self._live.setdefault(hold_id, live)  # not this request's: put it back
+            return None, None
         return hold_id, live
 
     # -- after the call
