@@ -9,7 +9,9 @@ Each request's behaviour comes from its last user message, a line of
 - prompt_tokens / completion_tokens: the usage the response reports
   (default 10 / 20);
 - delay: seconds to wait before answering (a slow model);
-- fail: answer with this HTTP status and an OpenAI-style error body.
+- fail: answer with this HTTP status and an OpenAI-style error body;
+- fail_times=n: with fail, only the first n requests with this same text
+  fail (a retry then succeeds).
 
 `stream: true` answers with server-sent events: a few content chunks, then,
 when the request asked for `stream_options.include_usage`, a last chunk with
@@ -45,6 +47,7 @@ class FakeOpenAI:
         self.active = 0
         self.max_active = 0
         self.bodies = []
+        self.seen = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,7 +78,11 @@ class FakeOpenAI:
                 delay = float(d.get("delay", 0))
                 if delay:
                     time.sleep(delay)
-                if "fail" in d:
+                text = json.dumps(body.get("messages"), sort_keys=True)
+                with fake.lock:
+                    fake.seen[text] = fake.seen.get(text, 0) + 1
+                    nth = fake.seen[text]
+                if "fail" in d and ("fail_times" not in d or nth <= int(d["fail_times"])):
                     status = int(d["fail"])
                     self._json(status, {"error": {"message": f"fake model failure {status}",
                                                   "type": "server_error", "code": status}})

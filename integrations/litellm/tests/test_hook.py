@@ -211,3 +211,16 @@ def test_reused_call_id_is_refused_and_charged_once(env):
     assert r.status_code == 409, r.text
     assert spent(env, tree, "users/kim") == price_x(4, 4)
     assert held(env, tree) == 0
+
+
+def test_a_failed_attempt_that_litellm_retries_is_committed_once(env):
+    key, tree = env.key(user="lee")
+    env.q.set(tree, "/", "budget", metric="credits", limit=100)
+    before = env.fake.requests
+    text = f"fail=500 fail_times=1 prompt_tokens=6 completion_tokens=8 n={time.monotonic_ns()}"
+    r = env.chat(key, text=text, max_tokens=50, num_retries=2)
+    assert r.status_code == 200, r.text
+    assert env.fake.requests == before + 2  # the failed attempt and the retry
+    assert spent(env, tree, "users/lee") == price_x(6, 8)
+    assert wait_until(lambda: held(env, tree) == 0)
+    assert spent(env, tree, "users/lee") == price_x(6, 8)
