@@ -72,7 +72,8 @@ def run(url, key, messages, n, fake):
     served = fake.requests - before
     # then one more, alone: shows the budget is enforced once the spend is known
     after = asyncio.run(fire(url, key, messages, 1))[0]
-    return {"ok": codes.count(200), "codes": sorted(set(codes)), "served": served, "after": after}
+    hist = {c: codes.count(c) for c in sorted(set(codes))}
+    return {"ok": codes.count(200), "codes": hist, "served": served, "after": after}
 
 
 def result(name, admitted, spend, budget, extra=None):
@@ -116,7 +117,7 @@ def measure(n=50, k=10, delay=1.0, backend="module", quiet=False, mechanisms=Non
         q.set(tree, "/", "budget", metric="credits", limit=budget)
         priced = {"input_cost_per_token": float(IN_RATE), "output_cost_per_token": float(OUT_RATE)}
         setups = litellm_setups(fake, budget, priced)
-        names = list(mechanisms or setups)
+        names = list(setups if mechanisms is None else mechanisms)
         configs = {name: setups[name] for name in names}
         configs["hook"] = dict(
             models=[model_entry("gpt-x", fake.url, priced)],
@@ -157,7 +158,7 @@ def measure(n=50, k=10, delay=1.0, backend="module", quiet=False, mechanisms=Non
         for r in out:
             print(f"  {r['mechanism']:38s} admitted {r['admitted']:3d}  spend {r['spend']}  "
                   f"budget {r['budget']}  overspend {r['overspend']} ({r['overspend_pct']}%)"
-                  + f"  (one more request afterwards: HTTP {r['after']})"
+                  + f"  (one more request afterwards: HTTP {r['after']})  statuses {r['codes']}"
                   + (f"  [quota charged {r['charged']}, held {r['held']}]" if "charged" in r else ""))
     return out, cost, budget
 
@@ -171,7 +172,8 @@ def main():
     ap.add_argument("--litellm", action="append", help="LiteLLM budget check(s) to measure (default: all): "
                     "provider_budget_config, 'deployment max_budget', 'litellm_settings max_budget'")
     args = ap.parse_args()
-    out, _, _ = measure(args.n, args.k, args.delay, args.backend, mechanisms=args.litellm)
+    chosen = None if args.litellm is None else [m for m in args.litellm if m != "none"]
+    out, _, _ = measure(args.n, args.k, args.delay, args.backend, mechanisms=chosen)
     hook = out[-1]
     if hook["overspend"] != 0 or hook["admitted"] != args.k:
         print("FAILED: the hook overspent or admitted other than k", file=sys.stderr)

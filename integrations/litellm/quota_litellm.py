@@ -51,7 +51,7 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, O
 
 DEFAULTS: Dict[str, Any] = {
     "redis": {"url": "redis://127.0.0.1:6379/0", "password_env": None, "backend": None,
-              "cluster": False, "timeout_s": 2.0},
+              "cluster": False, "timeout_s": 2.0, "max_connections": 50},
     "tree": "litellm",
     "path": "users/{user_id}",
     "also": [],
@@ -78,6 +78,7 @@ class Config:
     backend: Optional[str]
     cluster: bool
     timeout_s: float
+    max_connections: int
     tree: str
     path: str
     also: List[str]
@@ -128,7 +129,7 @@ class Config:
             raise ConfigError("quota_litellm: default_max_tokens must not be negative")
         return cls(
             redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
-            timeout_s=float(r["timeout_s"]), tree=c["tree"], path=c["path"], also=list(also),
+            timeout_s=float(r["timeout_s"]), max_connections=int(r["max_connections"]), tree=c["tree"], path=c["path"], also=list(also),
             fallbacks={str(k): str(v) for k, v in (c["fallbacks"] or {}).items()},
             models={str(k): str(v) for k, v in (c["models"] or {}).items()},
             default_price=c["default_price"], default_max_tokens=max_tokens,
@@ -316,9 +317,14 @@ class QuotaHook(CustomLogger):
             c = self.config
             kw = dict(password=c.redis_password, socket_timeout=c.timeout_s, socket_connect_timeout=c.timeout_s)
             if c.cluster:
-                client = redis.asyncio.cluster.RedisCluster.from_url(c.redis_url, **kw)
+                client = redis.asyncio.cluster.RedisCluster.from_url(c.redis_url, max_connections=c.max_connections,
+                                                                     **kw)
             else:
-                client = redis.asyncio.Redis.from_url(c.redis_url, **kw)
+                # a burst of requests waits for a connection (up to timeout_s) instead of
+                # failing with "Too many connections", as the default pool does past 100
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    c.redis_url, max_connections=c.max_connections, timeout=c.timeout_s, **kw)
+                client = redis.asyncio.Redis(connection_pool=pool)
             q = self._quotas[loop] = AsyncQuota(client, backend=c.backend)
         return q
 

@@ -224,3 +224,38 @@ def test_a_failed_attempt_that_litellm_retries_is_committed_once(env):
     assert spent(env, tree, "users/lee") == price_x(6, 8)
     assert wait_until(lambda: held(env, tree) == 0)
     assert spent(env, tree, "users/lee") == price_x(6, 8)
+
+
+def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(env):
+    # In-process, against this backend's server: 60 reservations at once over 2 connections.
+    import asyncio
+
+    from fastapi import HTTPException
+    from litellm.proxy._types import UserAPIKeyAuth
+    from quota_litellm import Config, QuotaHook
+
+    from conftest import QUOTA_CONFIG
+
+    key, tree = env.key(user="burst")
+    team = tree.split(":", 1)[1]
+    env.q.set(tree, "/", "budget", metric="credits", limit="0.5")
+    h = QuotaHook(config=Config.from_dict(dict(QUOTA_CONFIG, redis={"url": env.server.url, "max_connections": 2})))
+    auth = UserAPIKeyAuth(api_key="k", user_id="burst", team_id=team)
+
+    async def one(i):
+        data = {"model": "gpt-x", "litellm_call_id": f"burst-{i}", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+        try:
+            await h.async_pre_call_hook(user_api_key_dict=auth, cache=None, data=data, call_type="acompletion")
+            return 200
+        except HTTPException as e:
+            return e.status_code
+
+    async def burst():
+        return await asyncio.gather(*(one(i) for i in range(60)))
+
+    codes = asyncio.run(burst())
+    assert set(codes) <= {200, 429}, codes
+    per_call = price_x(prompt_tokens("hi"), 100)
+    assert codes.count(200) == int(Decimal("0.5") // per_call)
+    assert held(env, tree) == per_call * codes.count(200)
