@@ -59,6 +59,7 @@ DEFAULTS: Dict[str, Any] = {
     "models": {},
     "default_price": None,
     "default_max_tokens": 1024,
+    "cap_output": True,
     "request_usage": None,
     "ttl_ms": 600000,
     "on_redis_error": "closed",
@@ -86,6 +87,7 @@ class Config:
     models: Dict[str, str]
     default_price: Optional[str]
     default_max_tokens: int
+    cap_output: bool
     request_usage: Optional[str]
     ttl_ms: int
     fail_open: bool
@@ -132,7 +134,7 @@ class Config:
             timeout_s=float(r["timeout_s"]), max_connections=int(r["max_connections"]), tree=c["tree"], path=c["path"], also=list(also),
             fallbacks={str(k): str(v) for k, v in (c["fallbacks"] or {}).items()},
             models={str(k): str(v) for k, v in (c["models"] or {}).items()},
-            default_price=c["default_price"], default_max_tokens=max_tokens,
+            default_price=c["default_price"], default_max_tokens=max_tokens, cap_output=bool(c["cap_output"]),
             request_usage=c["request_usage"], ttl_ms=ttl, fail_open=c["on_redis_error"] == "open",
             refuse_other_calls=c["other_calls"] == "refuse", meta=bool(c["meta"]),
         )
@@ -383,8 +385,13 @@ class QuotaHook(CustomLogger):
             hold_id = "litellm-" + secrets.token_hex(16)
             data["litellm_call_id"] = hold_id
         service, model = price.split("/", 1)
-        values = {"input_tokens": count_prompt_tokens(data, call_type),
-                  "output_tokens": max_tokens_of(data, c.default_max_tokens)}
+        output = max_tokens_of(data, None)
+        if output is None:
+            output = c.default_max_tokens
+            if c.cap_output:
+                # the model may not write more than was reserved for it
+                data["max_tokens"] = output
+        values = {"input_tokens": count_prompt_tokens(data, call_type), "output_tokens": output}
         extra = {}
         if c.request_usage:
             extra[c.request_usage] = 1

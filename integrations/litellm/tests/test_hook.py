@@ -259,3 +259,12 @@ def test_a_burst_larger_than_the_connection_pool_waits_instead_of_failing(env):
     per_call = price_x(prompt_tokens("hi"), 100)
     assert codes.count(200) == int(Decimal("0.5") // per_call)
     assert held(env, tree) == per_call * codes.count(200)
+
+
+def test_a_request_without_max_tokens_is_capped_at_what_was_reserved(env):
+    key, tree = env.key(user="max")
+    r = env.chat(key, text="prompt_tokens=3 completion_tokens=4")
+    assert r.status_code == 200, r.text
+    sent = [b for b in env.fake.bodies if "completion_tokens=4" in str(b.get("messages"))][-1]
+    assert sent.get("max_tokens") == 256  # default_max_tokens in the test config
+    assert spent(env, tree, "users/max") == price_x(3, 4)
