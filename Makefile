@@ -246,7 +246,7 @@ litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone
 		rm -rf $(LITELLM_VENV); mkdir -p target; \
 		if ! python3 -m venv $(LITELLM_VENV) >/dev/null 2>&1; then \
 			rm -rf $(LITELLM_VENV); \
-			if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
 				apt-get install -y -q python3-venv >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; }; \
 			fi; \
 			python3 -m venv $(LITELLM_VENV) || { rm -rf $(LITELLM_VENV); \
@@ -267,3 +267,37 @@ litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone
 
 test-litellm: $(if $(wildcard $(MODULE)),,build) litellm-venv ## The LiteLLM proxy hook against real LiteLLM proxies (mocked models), both backends; the overspend measurement, small
 	cd integrations/litellm && ../../$(LITELLM_PY) -m pytest -q -p no:cacheprovider tests
+
+# ----- Python client (clients/python, issue 20) ----------------------------------
+# test-python-client: a venv in target/venv-pyclient (python3 -m venv; on
+# Debian without python3-venv, apt-get installs it when run as root), with
+# the client installed from clients/python and pytest and redis-py pinned in
+# tests/requirements.txt; then its tests against real servers (module and Lua
+# library, RESP2 and RESP3, sync and async, 3-primary clusters). Needs the
+# built module and loader (make build).
+PYCLIENT_VENV := target/venv-pyclient
+PYCLIENT_PY   := $(PYCLIENT_VENV)/bin/python
+
+.PHONY: test-python-client pyclient-venv
+
+pyclient-venv:
+	@$(PYCLIENT_PY) -m pip --version >/dev/null 2>&1 || { \
+		rm -rf $(PYCLIENT_VENV); \
+		python3 -m venv $(PYCLIENT_VENV) 2>/dev/null || { \
+			rm -rf $(PYCLIENT_VENV); \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				echo "python3 -m venv needs python3-venv: installing it"; \
+				export DEBIAN_FRONTEND=noninteractive; \
+				apt-get update -q && apt-get install -y -q --no-install-recommends python3-venv; \
+			fi; \
+			python3 -m venv $(PYCLIENT_VENV); \
+		}; \
+	}
+	@$(PYCLIENT_PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./clients/python
+	@$(PYCLIENT_PY) -m pip install -q --disable-pip-version-check ./clients/python \
+		$$(grep -E '^(pytest|redis)==' $(REQUIREMENTS))
+
+test-python-client: pyclient-venv ## The Python client (clients/python) against both backends, RESP2/3, sync/async, clusters
+	@for f in $(MODULE) target/release/quota-load; do [ -x "$$f" ] || [ -f "$$f" ] || \
+		{ echo "make test-python-client: $$f is missing: run make build"; exit 1; }; done
+	$(PYCLIENT_PY) -m pytest -q -p no:cacheprovider clients/python/tests

@@ -3,7 +3,7 @@
 
 A "Generate All" button fires N generations at once. Instead of letting the
 quota block some of them at random, the product treats the batch as one
-transaction:
+transaction, which the Python client's `generate_all()` runs:
 
   1. preview the whole batch (QUOTA.RESERVE … DRYRUN): does it fit?
   2. if it all fits, reserve it all (ALL); if not, show the message and the
@@ -19,59 +19,32 @@ Run it against `make run` (localhost:6379):
 
 `--setup` creates a demo price (video/demo) and a 95-credit budget on the
 tree `demo-co`. `--choice first|stop` answers the question without a prompt.
-`--backend lua` talks to the Lua library (`make run-lua`) instead: the same
-commands, sent as FCALL quota_x.
+The client detects the module or the Lua library (`make run-lua`) itself;
+`--backend module|lua` forces one. It uses quota_client (`pip install
+./clients/python`), or the copy in clients/python when it is not installed.
 """
 
 import argparse
 import os
 import random
 import sys
-import uuid
+from decimal import Decimal
+
+try:
+    import quota_client  # noqa: F401
+except ImportError:  # run from a clone without installing the client
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients", "python"))
 
 import redis
 
-PRICE = ('{"metric": "credits", "rates": {"video_seconds": "2"}, '
-         '"multipliers": {"resolution": {"720p": "1", "1080p": "1.5"}}}')
+from quota_client import Quota, Usage
+
+PRICE = {"metric": "credits", "rates": {"video_seconds": "2"},
+         "multipliers": {"resolution": {"720p": "1", "1080p": "1.5"}}}
 
 
-class Quota:
-    """quota's commands on a connection: `QUOTA.X key args` for the module,
-    `FCALL quota_x 1 key args` for the Lua library (no key: 0 keys)."""
-
-    def __init__(self, r, backend):
-        self.r, self.lua = r, backend == "lua"
-
-    def execute_command(self, command, *args):
-        if not self.lua:
-            return self.r.execute_command(command, *args)
-        name = command[6:].lower()
-        if name in ("price", "estimate"):
-            return self.r.execute_command("FCALL", "quota_" + name, 0, *args)
-        return self.r.execute_command("FCALL", "quota_" + name, 1, *args)
-
-
-def as_map(reply):
-    """A reply map: a dict over RESP3, a flat key/value list over RESP2."""
-    if isinstance(reply, dict):
-        return reply
-    return dict(zip(reply[0::2], reply[1::2]))
-
-
-def usage(seconds, resolution):
-    return ["USAGE", "video/demo", "video_seconds", str(seconds), "resolution", resolution]
-
-
-def reserve(r, tree, path, items, mode, batch_id=None, ttl_ms=None):
-    args = ["QUOTA.RESERVE", tree, "PATH", path, mode]
-    if batch_id:
-        args += ["ID", batch_id]
-    if ttl_ms:
-        args += ["TTL", str(ttl_ms)]
-    args.append("BRIEF")
-    for item in items:
-        args += item
-    return as_map(r.execute_command(*args))
+def clip(seconds, resolution="1080p"):
+    return Usage("video/demo", {"video_seconds": seconds, "resolution": resolution})
 
 
 def generate(rng, seconds):
@@ -93,66 +66,59 @@ def main():
     parser.add_argument("--choice", choices=["first", "stop"], help="answer when not everything fits")
     parser.add_argument("--setup", action="store_true", help="create the demo price and budget")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--backend", choices=["module", "lua"], default=os.environ.get("QUOTA_BACKEND", "module"))
+    parser.add_argument("--backend", choices=["module", "lua"], default=os.environ.get("QUOTA_BACKEND") or None,
+                        help="default: detected")
     args = parser.parse_args()
 
-    r = Quota(redis.Redis(host=args.host, port=args.port, decode_responses=True), args.backend)
+    q = Quota(redis.Redis(host=args.host, port=args.port), backend=args.backend)
     rng = random.Random(args.seed)
     if args.setup:
-        r.execute_command("QUOTA.PRICE", "SET", "video/demo", PRICE)
-        r.execute_command("QUOTA.SET", args.tree, "/", "monthly", "METRIC", "credits", "LIMIT", "95", "WINDOW", "month")
+        q.price_set("video/demo", PRICE)
+        q.set(args.tree, "/", "monthly", metric="credits", limit=95, window="month")
 
-    items = [usage(args.seconds, "1080p") for _ in range(args.items)]
-
-    # 1. Preview: nothing is held.
-    preview = reserve(r, args.tree, args.path, items, "DRYRUN")
-    print(f"preview: {preview['message']}")
-    fits, n = preview["fits"], preview["items"]
-    if fits == 0:
-        print("nothing fits: ask for more credits before generating")
-        return 0
-
-    # 2. Everything, or the options.
-    if fits == n:
-        mode = "ALL"
-    else:
+    def choose(preview):
+        print(f"preview: {preview.message}")
         choice = args.choice
         if choice is None:
-            answer = input(f"Generate the first {fits} of {n}, or stop? [first/stop] ").strip().lower()
-            choice = "first" if answer.startswith("f") else "stop"
-        print(f"options: generate the first {fits}, or stop -> {choice}")
-        if choice == "stop":
-            return 0
-        mode = "UPTO"
+            answer = input(f"Generate the first {preview.fits} of {preview.items}, or stop? [first/stop] ")
+            choice = "first" if answer.strip().lower().startswith("f") else "stop"
+        print(f"options: generate the first {preview.fits}, or stop -> {choice}")
+        return choice
 
-    # 3. Reserve, idempotently: a retry with the same ID returns the same hold.
-    batch_id = f"batch-{uuid.uuid4().hex[:12]}"
-    held = reserve(r, args.tree, args.path, items, mode, batch_id=batch_id, ttl_ms=120_000)
-    again = reserve(r, args.tree, args.path, items, mode, batch_id=batch_id, ttl_ms=120_000)
-    assert again["duplicate"] == 1 and again["id"] == held["id"], "a retried reserve must not hold twice"
-    print(f"reserved {held['reserved']} of {n} items as {held['id']}: {held['message']}")
+    items = [clip(args.seconds) for _ in range(args.items)]
+    # 1-3. Preview, decide, reserve (with an ID: a retry returns the same hold).
+    batch = q.generate_all(args.tree, path=args.path, items=items, choose=choose, ttl_ms=120_000)
+    if batch.choice == "none":
+        print(f"preview: {batch.preview.message}")
+        print("nothing fits: ask for more credits before generating")
+        return 0
+    if batch.choice == "all":
+        print(f"preview: {batch.preview.message}")
+    if batch.choice == "stop":
+        return 0
+    again = q.generate_all(args.tree, path=args.path, items=items, choose="stop", id=batch.id, ttl_ms=120_000)
+    assert again.reservation.duplicate == 1 and again.reservation.id == batch.id, "a retry must not hold twice"
+    held = batch.reservation
+    print(f"reserved {held.reserved} of {held.items} items as {held.id}: {held.message}")
 
     # 4. Run the items one by one and settle each with its actual cost.
-    spent, failed = 0.0, 0
-    for i in range(held["reserved"]):
+    spent, failed = Decimal(0), 0
+    for i in range(batch.reserved):
         seconds = generate(rng, args.seconds)
         if seconds is None:
-            r.execute_command("QUOTA.RELEASE", args.tree, held["id"], "ITEM", i)
+            batch.release(i)
             failed += 1
             print(f"  item {i}: failed, released")
             continue
-        done = as_map(r.execute_command("QUOTA.COMMIT", args.tree, held["id"], "ITEM", i, *usage(seconds, "1080p")))
-        charged = as_map(done["charged"])["credits"]
-        spent += float(charged)  # display only; quota keeps exact decimals
+        charged = batch.commit(i, usage=clip(seconds)).charged["credits"]
+        spent += charged
         print(f"  item {i}: {seconds}s generated, charged {charged} credits")
         if i % 4 == 3:
-            # Long video batches keep their hold alive while they run.
-            r.execute_command("QUOTA.EXTEND", args.tree, held["id"], 120_000)
+            batch.extend(120_000)  # long video batches keep their hold alive while they run
 
-    node = as_map(r.execute_command("QUOTA.GET", args.tree, "/"))
-    policy = as_map(node["policies"][0])
-    print(f"done: {held['reserved'] - failed} generated, {failed} failed, {spent:g} credits charged; "
-          f"budget used {policy['used']} of {policy['limit']}, held {policy['held']}")
+    policy = q.get(args.tree, "/").policy_named("monthly")
+    print(f"done: {batch.reserved - failed} generated, {failed} failed, {spent} credits charged; "
+          f"budget used {policy.used} of {policy.limit}, held {policy.held}")
     return 0
 
 

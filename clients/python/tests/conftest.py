@@ -25,7 +25,10 @@ import redis.cluster
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-sys.path.insert(0, os.path.dirname(HERE))  # the package from the source tree when not installed
+try:
+    import quota_client  # noqa: F401  (the installed package: make test-python-client)
+except ImportError:
+    sys.path.insert(0, os.path.dirname(HERE))  # the source tree, when not installed
 
 MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
@@ -71,7 +74,8 @@ class Server:
                 break
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    log = open(os.path.join(self.dir, "redis.log")).read()[-2000:]
+                    with open(os.path.join(self.dir, "redis.log")) as f:
+                        log = f.read()[-2000:]
                     raise RuntimeError(f"redis-server on {self.port} did not start: {log}")
                 time.sleep(0.02)  # waiting for the process, not for quota
         r.close()
@@ -160,6 +164,12 @@ def servers():
         s.stop()
 
 
+async def aclose(client):
+    """Close an asyncio client (aclose() since redis-py 5.0.1, close() before)."""
+    close = getattr(client, "aclose", None) or client.close
+    await close()
+
+
 def tree_name(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -213,7 +223,7 @@ class Ctx:
                 q.is_async = True
                 return await body(q)
             finally:
-                await client.aclose()
+                await aclose(client)
 
         return asyncio.run(main())
 

@@ -184,3 +184,49 @@ def test_every_command(ctx):
         assert (v is None) if ctx.backend == "module" else (v.count(".") == 2)
 
     ctx.run(body)
+
+
+def test_every_option_reaches_the_server(ctx):
+    async def body(q):
+        t = tree_name()
+        now = await q.clock_get()
+        await q.set(t, "/", "m", metric="credits", limit=100, window="month", anchor=15, mode="block",
+                    warn="70,95", rollover=150, low=D("2.5"))
+        pol = (await q.get(t)).policy_named("m")
+        assert (pol.anchor, pol.mode, pol.warn, pol.rollover, pol.low) == (15, "block", [70, 95], D(150), D("2.5"))
+        await q.set(t, "a/x", "svc", metric="credits", limit=5, service="chat", model="gpt")
+        svc = (await q.get(t, "a/x")).policy_named("svc")
+        assert (svc.service, svc.model) == ("chat", "gpt")
+        g1 = await q.grant(t, "/", "m", 5, duration="7d")
+        assert g1.grant.expires_at == now + 7 * 86400000
+        g2 = await q.grant(t, "/", "m", 5, expires=now + 1000, id="g2")
+        assert g2.grant.expires_at == now + 1000 and g2.grant.id == "g2"
+        g3 = await q.grant(t, "/", "m", 5, period=True)
+        assert g3.grant.period == 1
+        assert len(await q.grants(t, "/", "m", count=2)) == 2
+        for name in ("b", "c", "d"):
+            await q.label(t, f"kids/{name}", tags=["x"] if name != "c" else ["y"])
+        page = await q.tree(t, "kids", depth=1, after="b")
+        assert [c.path for c in page.children] == ["kids/c", "kids/d"]
+        tagged = await q.tree(t, "kids", tag="y")
+        assert [c.path for c in tagged.children] == ["kids/c"]
+        await q.archive(t, "kids/d")
+        assert [c.path for c in (await q.tree(t, "kids")).children] == ["kids/b", "kids/c"]
+        assert [c.archived for c in (await q.tree(t, "kids", archived=True)).children] == [None, None, 1]
+        assert (await q.tree(t, count=2)).truncated == 1
+        for i in range(3):
+            await q.reserve(t, path="a/x", also="kids/b", ttl_ms=1000 + i, cost={"credits": 1})
+        assert len(await q.holds(t, "kids", count=2)) == 2 and await q.holds(t, "a") != []
+        assert (await q.label(t, "kids/b", tags=[])).tags == []
+        use = await q.usage(t, "/", since=now - 3600000, until=now, by="hour", metric="credits", service="chat",
+                            model="gpt")
+        assert use.by == "hour" and use.until == now
+        assert len(await q.events(t, since=0, count=1)) <= 1
+        with pytest.raises(ValueError):
+            await q.reserve(t, path="p", cost={"credits": 1}, usage={"a/b": {"x": 1}})
+        with pytest.raises(ValueError):
+            await q.reserve(t, path="p", usage={"a/b": {"x": 1}, "c/d": {"x": 1}})
+        with pytest.raises(ValueError):
+            await q.reserve(t, path="p", model="gpt", cost={"credits": 1})
+
+    ctx.run(body)

@@ -3,26 +3,31 @@ quota command.
 
 Both classes share every method of `_Commands`: a method builds the command's
 arguments and hands them, with the command's name and a decoder, to
-`self._call`. Only `_call` (and the detection and sending under it) differs:
-the sync class returns the decoded reply, the async class a coroutine.
-The command table (`SPECS`) says, per command, how it is sent to the module
-(`QUOTA.X key args`) and to the Lua library (`FCALL[_RO] quota_x 1 key args`),
-and where it goes on a cluster.
+`self._call`, which runs the one flow that sends a command (`_call_flow`:
+detect the backend, route, send, map errors, decode). The classes differ only
+in how they run it: `Quota` with `run_sync` (the decoded reply), `AsyncQuota`
+with `run_async` (a coroutine). The command table (`SPECS`) says, per command,
+how it is sent to the module (`QUOTA.X key args`) and to the Lua library
+(`FCALL[_RO] quota_x 1 key args`), and where it goes on a cluster.
 """
 
+import json
 from dataclasses import dataclass
+from decimal import Decimal
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import ResponseError
+from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
 
 from . import replies as R
 from .errors import NotLoaded, from_response_error
+from .helpers import EventFeed, HoldContext, generate_all_flow, run_async, run_sync
 from .items import amount as _amount, as_item, integer, one_item
 
 MODULE, LUA = "module", "lua"
+_REDIRECTS = (MovedError, AskError, TryAgainError)
 NOT_LOADED = "quota is not loaded on this server: load the module or run quota-load"
 
 
@@ -198,9 +203,6 @@ def _tags(tags):
 
 def _json(value):
     """A price or plan: JSON text as is, or a dict dumped (Decimal as string)."""
-    import json
-    from decimal import Decimal
-
     if isinstance(value, (str, bytes)):
         return value
 
@@ -432,6 +434,84 @@ class _Commands:
         """The Lua library's version; None on the module."""
         return self._call("version", None, [], _text)
 
+    # -- helpers (helpers.py), the same flows on both classes
+
+    def hold(self, tree, **kwargs):
+        """Reserve (raising Denied when refused); on a normal exit commit
+        (the actual cost/usage given to the handle, else what was held), on
+        an exception release and re-raise. `with` on Quota, `async with` on
+        AsyncQuota:
+
+            with q.hold("acme", path="p1", cost={"credits": 30}) as h:
+                ...
+                h.actual(cost={"credits": Decimal("27.5")})
+        """
+        return HoldContext(self, tree, kwargs)
+
+    def generate_all(self, tree, *, path, items, choose, **kwargs):
+        """README "Generate All": preview (DRYRUN), reserve ALL when
+        everything fits, else ask choose(preview) ("first" | "stop") and
+        reserve UPTO, with an ID; returns a Batch."""
+        return self._run(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
+
+    def follow_events(self, tree, since=0, *, count=100, idle_timeout=None):
+        """Every event of the tree after `since`, then live ones, in seq
+        order, without duplicates; a `Gap` where the log lost events. An
+        iterator on Quota, an async iterator on AsyncQuota."""
+        return EventFeed(self, tree, since, count, idle_timeout)
+
+    # -- how a command is sent: one flow for both classes, which run it with
+    # their own driver (run_sync, or run_async awaiting each call)
+
+    def _call(self, name, key, args, decoder):
+        return self._run(self._call_flow(name, key, args, decoder))
+
+    def _detect(self):
+        return self._run(self._detect_flow())
+
+    def _detect_flow(self):
+        yield self._ready
+        route = _probe_route(self._r)
+        try:
+            yield lambda: self._exec(["QUOTA.PRICE", "LIST"], route)
+            self._backend = MODULE
+        except ResponseError as e:
+            if not _module_probe_failed(e):
+                self._backend = MODULE  # there, but refused (ACL)
+            else:
+                try:
+                    yield lambda: self._exec(["FCALL_RO", "quota_version", 0], route)
+                except ResponseError as e2:
+                    text = str(e2).lower()
+                    if "function not found" in text or "unknown command" in text:
+                        raise NotLoaded(NOT_LOADED) from None
+                    raise from_response_error(e2, "FCALL_RO quota_version") from None  # NOPERM, …
+                self._backend = LUA
+        return self._backend
+
+    def _call_flow(self, name, key, args, decoder):
+        yield self._ready
+        spec = SPECS[name]
+        backend = self._backend
+        if backend is None:
+            backend = yield from self._detect_flow()
+        if name == "version" and backend == MODULE:
+            return None
+        route = _route(self._r, spec, backend, key)
+        wire = spec.wire(backend, key, args)
+        try:
+            try:
+                raw = yield lambda: self._exec(wire, route)
+            except _REDIRECTS:
+                if not spec.keyed:
+                    raise
+                raw = yield lambda: self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
+        except ResponseError as e:
+            raise from_response_error(e, spec.label) from None
+        if _everywhere(route):
+            raw = _merge(raw)
+        return decoder(raw)
+
 
 # ----- routing (shared) -----------------------------------------------------------
 
@@ -441,7 +521,9 @@ def _is_cluster(r):
 
 
 def _primaries(r):
-    return r.PRIMARIES
+    # Explicit nodes, not the PRIMARIES flag: some redis-py versions look
+    # for a key before they honour the flag.
+    return list(r.get_primaries())
 
 
 def _route(r, spec, backend, key):
@@ -459,9 +541,8 @@ def _route(r, spec, backend, key):
     return {"target_nodes": r.get_default_node()}
 
 
-def _everywhere(r, route):
-    target = route.get("target_nodes")
-    return isinstance(target, str) and target == _primaries(r)
+def _everywhere(route):
+    return isinstance(route.get("target_nodes"), list)
 
 
 def _probe_route(r):
@@ -519,61 +600,15 @@ class Quota(_Commands):
     def _exec(self, wire, route):
         return self._r.execute_command(*wire, **route)
 
-    def _detect(self):
-        route = _probe_route(self._r)
-        try:
-            self._exec(["QUOTA.PRICE", "LIST"], route)
-            self._backend = MODULE
-        except ResponseError as e:
-            if not _module_probe_failed(e):
-                self._backend = MODULE
-            else:
-                try:
-                    self._exec(["FCALL_RO", "quota_version", 0], route)
-                except ResponseError:
-                    raise NotLoaded(NOT_LOADED) from None
-                self._backend = LUA
-        return self._backend
+    def _ready(self):
+        return None
 
-    def _call(self, name, key, args, decoder):
-        spec = SPECS[name]
-        backend = self._backend or self._detect()
-        if name == "version" and backend == MODULE:
-            return None
-        route = _route(self._r, spec, backend, key)
-        try:
-            raw = self._exec(spec.wire(backend, key, args), route)
-        except ResponseError as e:
-            raise from_response_error(e, spec.label) from None
-        if _everywhere(self._r, route):
-            raw = _merge(raw)
-        return decoder(raw)
+    def _pubsub(self, tree):
+        if isinstance(self._r, redis.cluster.RedisCluster):
+            return self._r.pubsub(node=self._r.get_node_from_key(tree))
+        return self._r.pubsub()
 
-    # helpers (defined in helpers.py)
-    def hold(self, tree, **kwargs):
-        """Reserve, and commit on success / release on an exception:
-
-            with q.hold("acme", path="p1", cost={"credits": 30}) as h:
-                ...
-                h.actual(cost={"credits": Decimal("27.5")})
-        """
-        from .helpers import HoldContext
-
-        return HoldContext(self, tree, kwargs)
-
-    def generate_all(self, tree, *, path, items, choose, **kwargs):
-        """README "Generate All": preview, reserve all or ask choose(preview)
-        ("first" | "stop"), return a Batch."""
-        from .helpers import generate_all_flow, run_sync
-
-        return run_sync(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
-
-    def follow_events(self, tree, since=0, *, count=100, idle_timeout=None):
-        """Every event of the tree after `since`, then live ones, in seq
-        order, without duplicates; a `Gap` where the log lost events."""
-        from .helpers import EventFeed
-
-        return EventFeed(self, tree, since, count, idle_timeout)
+    _run = staticmethod(run_sync)
 
 
 # ----- async ----------------------------------------------------------------------
@@ -588,6 +623,7 @@ class AsyncQuota(_Commands):
             raise TypeError("AsyncQuota takes a redis.asyncio client")
         self._r = client
         self._backend = _check_backend(backend)
+        self._initialized = False
 
     @property
     def client(self):
@@ -600,85 +636,28 @@ class AsyncQuota(_Commands):
     async def _exec(self, wire, route):
         return await self._r.execute_command(*wire, **route)
 
-    async def _ready(self):
-        if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
-            await self._r.initialize()
-
-    async def _detect(self):
-        await self._ready()
-        route = _probe_route(self._r)
-        try:
-            await self._exec(["QUOTA.PRICE", "LIST"], route)
-            self._backend = MODULE
-        except ResponseError as e:
-            if not _module_probe_failed(e):
-                self._backend = MODULE
-            else:
-                try:
-                    await self._exec(["FCALL_RO", "quota_version", 0], route)
-                except ResponseError:
-                    raise NotLoaded(NOT_LOADED) from None
-                self._backend = LUA
-        return self._backend
-
-    async def _call(self, name, key, args, decoder):
-        spec = SPECS[name]
-        await self._ready()
-        backend = self._backend or await self._detect()
-        if name == "version" and backend == MODULE:
+    def _ready(self):
+        if self._initialized:
             return None
-        route = _route(self._r, spec, backend, key)
-        try:
-            raw = await self._exec(spec.wire(backend, key, args), route)
-        except ResponseError as e:
-            raise from_response_error(e, spec.label) from None
-        if _everywhere(self._r, route):
-            raw = _merge(raw)
-        return decoder(raw)
+        return self._initialize()
 
-    def hold(self, tree, **kwargs):
-        """``async with q.hold(tree, path=…, cost=…) as h:`` (see Quota.hold)."""
-        from .helpers import HoldContext
+    async def _initialize(self):
+        if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
+            await self._r.initialize()  # the slot map, before routing by it
+        self._initialized = True
 
-        return HoldContext(self, tree, kwargs)
+    def _pubsub(self, tree):
+        if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
+            return _node_pool_client(self._r.get_node_from_key(tree)).pubsub()
+        return self._r.pubsub()
 
-    async def generate_all(self, tree, *, path, items, choose, **kwargs):
-        from .helpers import generate_all_flow, run_async
-
-        return await run_async(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
-
-    def follow_events(self, tree, since=0, *, count=100, idle_timeout=None):
-        """``async for e in q.follow_events(tree, since=last):`` (see Quota.follow_events)."""
-        from .helpers import EventFeed
-
-        return EventFeed(self, tree, since, count, idle_timeout)
-
-
-def is_async(q):
-    return isinstance(q, AsyncQuota)
-
-
-__all__ = ["Quota", "AsyncQuota", "SPECS", "Spec"]
+    _run = staticmethod(run_async)
 
 
 def _node_pool_client(node):
     """A plain asyncio client to one node of an asyncio cluster (which has no
     Pub/Sub of its own in redis-py 5)."""
-    kwargs = dict(node.connection_kwargs)
-    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(**kwargs))
+    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(**dict(node.connection_kwargs)))
 
 
-def _sync_pubsub(self, tree):
-    if isinstance(self._r, redis.cluster.RedisCluster):
-        return self._r.pubsub(node=self._r.get_node_from_key(tree))
-    return self._r.pubsub()
-
-
-def _async_pubsub(self, tree):
-    if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
-        return _node_pool_client(self._r.get_node_from_key(tree)).pubsub()
-    return self._r.pubsub()
-
-
-Quota._pubsub = _sync_pubsub
-AsyncQuota._pubsub = _async_pubsub
+__all__ = ["Quota", "AsyncQuota", "SPECS", "Spec"]

@@ -170,8 +170,15 @@ class Batch:
 def generate_all_flow(q, tree, *, path, items, choose, id=None, ttl_ms=None, also=None, service=None,
                       model=None, meta=None):
     common = dict(path=path, also=also, service=service, model=model, meta=meta, items=items)
-    preview = yield lambda: q.reserve(tree, mode="dryrun", **common)
-    batch = Batch(q, tree, id or f"batch-{uuid.uuid4().hex[:12]}", preview)
+    batch_id = id or f"batch-{uuid.uuid4().hex[:12]}"
+    # The preview carries the ID: for an id already reserved (a retry), the
+    # server answers the first reservation with duplicate 1.
+    preview = yield lambda: q.reserve(tree, mode="dryrun", id=batch_id, **common)
+    batch = Batch(q, tree, batch_id, preview)
+    if preview.duplicate:
+        batch.reservation = preview
+        batch.choice = "all" if preview.reserved == preview.items else "first"
+        return batch
     if not preview.fits:
         batch.choice = "none"
         return batch
@@ -217,6 +224,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
     last = since
     while True:
         p = state["pubsub"] = q._pubsub(tree)
+        subscribed = False
         try:
             yield _IO, (lambda: p.subscribe(channel))
             while True:  # the subscription is live once confirmed
@@ -225,6 +233,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
                     raise TimeoutError(f"no confirmation of SUBSCRIBE {channel}")
                 if _text(m.get("type")) == "subscribe":
                     break
+            subscribed = True
             caught_up = False
             while True:
                 if not caught_up:
@@ -240,12 +249,18 @@ def _feed(q, tree, since, count, idle_timeout, state):
                         if len(page) < count:
                             break
                     caught_up = True
-                m = yield _IO, (lambda: p.get_message(ignore_subscribe_messages=True, timeout=idle_timeout))
+                m = yield _IO, (lambda: p.get_message(timeout=idle_timeout))
                 if m is None:
                     if idle_timeout is not None:
                         return
                     continue
-                if _text(m.get("type")) != "message":
+                kind = _text(m.get("type"))
+                if kind == "subscribe":
+                    # redis-py reconnected and subscribed again by itself:
+                    # what was published meanwhile is only in the log.
+                    caught_up = False
+                    continue
+                if kind != "message":
                     continue
                 e = R.decode(R.Event, R.parse_json(m["data"]))
                 if e.seq is None or e.seq <= last:
@@ -256,7 +271,9 @@ def _feed(q, tree, since, count, idle_timeout, state):
                 last = e.seq
                 yield _OUT, e
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            pass  # reconnect: subscribe and catch up again
+            if not subscribed:
+                raise  # the server cannot be reached: the caller decides (resume from feed.last)
+            # a subscription that dropped: subscribe and catch up again
         state["pubsub"] = None
         try:
             yield _IO, (lambda: _close(p))
@@ -273,7 +290,9 @@ class EventFeed:
     events after `since`, in seq order: each an `Event` (`.seq` is the cursor
     to persist; `.last` is the last one handed out), or a `Gap` where the
     log lost events. Ends after `idle_timeout` seconds without an event
-    (never, by default). `close()` (sync) / `aclose()` (async), or leaving a
+    (never, by default). A subscription that drops is renewed, with a catch-up;
+    a server that cannot be reached raises redis-py's ConnectionError (start
+    again from `.last`). `close()` (sync) / `aclose()` (async), or leaving a
     `with` / `async with` block, unsubscribes."""
 
     def __init__(self, q, tree, since, count, idle_timeout):
@@ -282,13 +301,6 @@ class EventFeed:
         self._state = {"pubsub": None}
         self._gen = _feed(q, tree, since, count, idle_timeout, self._state)
 
-    def _step(self, value, error):
-        try:
-            return self._gen.throw(error) if error is not None else self._gen.send(value)
-        except StopIteration:
-            self._gen = None
-            return None
-
     # sync
     def __iter__(self):
         return self
@@ -296,7 +308,11 @@ class EventFeed:
     def __next__(self):
         value = error = None
         while self._gen is not None:
-            step = self._step(value, error)
+            try:
+                step = self._step(value, error)
+            except BaseException:
+                self.close()
+                raise
             if step is None:
                 break
             kind, x = step
@@ -311,6 +327,16 @@ class EventFeed:
                 error = e
         self.close()
         raise StopIteration
+
+    def _step(self, value, error):
+        try:
+            return self._gen.throw(error) if error is not None else self._gen.send(value)
+        except StopIteration:
+            self._gen = None
+            return None
+        except BaseException:
+            self._gen = None  # the flow failed: the caller closes the subscription
+            raise
 
     def close(self):
         self._gen = None
@@ -331,7 +357,11 @@ class EventFeed:
     async def __anext__(self):
         value = error = None
         while self._gen is not None:
-            step = self._step(value, error)
+            try:
+                step = self._step(value, error)
+            except BaseException:
+                await self.aclose()
+                raise
             if step is None:
                 break
             kind, x = step
