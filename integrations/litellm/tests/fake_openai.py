@@ -10,6 +10,7 @@ Each request's behaviour comes from its last user message, a line of
   (default 10 / 20);
 - delay: seconds to wait before answering (a slow model);
 - fail: answer with this HTTP status and an OpenAI-style error body;
+- chunk_delay: seconds between streamed chunks;
 - fail_times=n: with fail, only the first n requests with this same text
   fail (a retry then succeeds).
 
@@ -116,9 +117,16 @@ class FakeOpenAI:
                     self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
                     self.wfile.flush()
 
+                try:
+                    self._chunks(body, base, usage, send)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            def _chunks(self, body, base, usage, send):
                 send(dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                           "finish_reason": None}]))
                 for word in ("hello ", "from ", "fake"):
+                    time.sleep(float(directives(body).get("chunk_delay", 0)))
                     send(dict(base, choices=[{"index": 0, "delta": {"content": word},
                                               "finish_reason": None}]))
                 send(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))

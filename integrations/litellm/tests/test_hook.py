@@ -268,3 +268,17 @@ def test_a_request_without_max_tokens_is_capped_at_what_was_reserved(env):
     sent = [b for b in env.fake.bodies if "completion_tokens=4" in str(b.get("messages"))][-1]
     assert sent.get("max_tokens") == 256  # default_max_tokens in the test config
     assert spent(env, tree, "users/max") == price_x(3, 4)
+
+
+def test_a_client_that_leaves_mid_stream_leaves_no_hold(env):
+    key, tree = env.key(user="nia")
+    env.q.set(tree, "/", "budget", metric="credits", limit=100)
+    with env.http.stream("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                         json={"model": "gpt-x", "stream": True, "max_tokens": 200,
+                               "messages": [{"role": "user", "content": "chunk_delay=0.5 completion_tokens=9"}]}) as r:
+        assert r.status_code == 200
+        for _ in r.iter_lines():
+            break  # the first event, then hang up
+    assert wait_until(lambda: held(env, tree) == 0, 15), env.q.get(tree, "/")
+    # settled either way: committed (what LiteLLM billed for the part streamed) or released
+    assert spent(env, tree, "users/nia") <= price_x(prompt_tokens("chunk_delay=0.5 completion_tokens=9"), 200)
