@@ -25,9 +25,13 @@ from fake_openai import FakeOpenAI  # noqa: E402
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port whose cluster bus port (port + 10000) exists too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 <= 65535:
+            return port
 
 
 def wait_for(check, timeout, what):
@@ -47,19 +51,21 @@ class RedisServer:
     """redis-server with quota: the module (`--loadmodule … TEST_CLOCK yes`) or
     a plain server and `quota-load --test-clock` (Lua)."""
 
-    def __init__(self, backend, test_clock=True):
+    def __init__(self, backend, test_clock=True, cluster=False):
         self.backend = backend
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="quota-litellm-redis-")
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir]
+        if cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         if backend == "module":
             args += ["--loadmodule", os.path.join(RELEASE, "libquota.so")] + (["TEST_CLOCK", "yes"] if test_clock else [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         try:
             wait_for(lambda: redis.Redis(port=self.port).ping(), 10, "redis-server")
-            if backend == "lua":
+            if backend == "lua" and not cluster:
                 subprocess.run([os.path.join(RELEASE, "quota-load")] + (["--test-clock"] if test_clock else [])
                                + [f"redis://127.0.0.1:{self.port}"], check=True, stdout=subprocess.DEVNULL)
         except Exception:
@@ -78,6 +84,43 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """Three cluster-enabled primaries with quota, formed by `redis-cli --cluster
+    create`; the Lua library is loaded on every primary (`quota-load --cluster`)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.nodes = []
+        try:
+            for _ in range(3):
+                self.nodes.append(RedisServer(backend, cluster=True))
+            res = subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{n.port}" for n in self.nodes]
+                                 + ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"cluster create failed: {res.stdout[-2000:]} {res.stderr[-2000:]}")
+            wait_for(lambda: all(b"cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO")
+                                 for n in self.nodes), 20, "cluster_state:ok")
+            if backend == "lua":
+                subprocess.run([os.path.join(RELEASE, "quota-load"), "--cluster", "--test-clock",
+                                f"redis://127.0.0.1:{self.nodes[0].port}"], check=True, stdout=subprocess.DEVNULL)
+        except Exception:
+            self.stop()
+            raise
+        self.url = f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def moved(self):
+        """errorstat_MOVED summed over the primaries."""
+        total = 0
+        for n in self.nodes:
+            stats = n.client().info("errorstats")
+            total += int((stats.get("errorstat_MOVED") or {}).get("count", 0))
+        return total
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
 
 
 def model_entry(name, api_base, extra=None):

@@ -63,6 +63,7 @@ DEFAULTS: Dict[str, Any] = {
     "request_usage": None,
     "ttl_ms": 600000,
     "on_redis_error": "closed",
+    "pricing": "auto",
     "other_calls": "allow",
     "meta": True,
 }
@@ -91,6 +92,7 @@ class Config:
     request_usage: Optional[str]
     ttl_ms: int
     fail_open: bool
+    pricing: str
     refuse_other_calls: bool
     meta: bool
 
@@ -116,6 +118,8 @@ class Config:
             also = [also]
         if c["on_redis_error"] not in ("open", "closed"):
             raise ConfigError("quota_litellm: on_redis_error is open or closed")
+        if c["pricing"] not in ("auto", "usage", "estimate"):
+            raise ConfigError("quota_litellm: pricing is auto, usage or estimate")
         if c["other_calls"] not in ("allow", "refuse"):
             raise ConfigError("quota_litellm: other_calls is allow or refuse")
         for name, price in dict(c["models"] or {}).items():
@@ -135,7 +139,7 @@ class Config:
             fallbacks={str(k): str(v) for k, v in (c["fallbacks"] or {}).items()},
             models={str(k): str(v) for k, v in (c["models"] or {}).items()},
             default_price=c["default_price"], default_max_tokens=max_tokens, cap_output=bool(c["cap_output"]),
-            request_usage=c["request_usage"], ttl_ms=ttl, fail_open=c["on_redis_error"] == "open",
+            request_usage=c["request_usage"], ttl_ms=ttl, fail_open=c["on_redis_error"] == "open", pricing=c["pricing"],
             refuse_other_calls=c["other_calls"] == "refuse", meta=bool(c["meta"]),
         )
 
@@ -284,6 +288,7 @@ class Live:
     price: str
     deadline: float
     extra: Dict[str, int] = field(default_factory=dict)
+    estimated: bool = False
 
 
 def refuse(status, message, **extra):
@@ -398,9 +403,11 @@ class QuotaHook(CustomLogger):
             values.update(extra)
         self._prune()
         try:
-            r = await self.quota().reserve(tree, path=path, also=also or None, id=hold_id, ttl_ms=c.ttl_ms,
-                                           service=service, model=model, meta=meta or None,
-                                           usage={price: values})
+            q = self.quota()
+            estimated = await self._estimate_first(q)
+            item = {"cost": await self._charges(q, price, values)} if estimated else {"usage": {price: values}}
+            r = await q.reserve(tree, path=path, also=also or None, id=hold_id, ttl_ms=c.ttl_ms,
+                                service=service, model=model, meta=meta or None, **item)
         except QuotaError as e:
             self.stats["errors"] += 1
             log.error("quota_litellm: QUOTA.RESERVE failed: %s", e)
@@ -422,13 +429,30 @@ class QuotaHook(CustomLogger):
             # before: its reservation is not this request's, so never run it on that.
             raise refuse(409, f"quota: request id {hold_id} was already used")
         nonce = secrets.token_hex(12)
-        self._live[hold_id] = Live(nonce=nonce, tree=tree, price=price, extra=extra,
+        self._live[hold_id] = Live(nonce=nonce, tree=tree, price=price, extra=extra, estimated=estimated,
                                    deadline=time.monotonic() + c.ttl_ms / 1000)
         if md is None:
             md = data.setdefault("metadata", {})
         md[MARK] = f"{hold_id}|{nonce}"
         self.stats["reserved"] += 1
         return data
+
+    async def _estimate_first(self, q):
+        """Whether to price with QUOTA.ESTIMATE and reserve COST items. The Lua
+        library keeps its price book in one key, so on a cluster a USAGE item
+        works only for trees on the node that serves it (lua/README.md): there
+        the hook prices on that node and reserves the charges an identical
+        USAGE item would make (the cost and the raw quantities), SERVICE/MODEL
+        still given, so the reservation judges the same policies and rules."""
+        c = self.config
+        if c.pricing != "auto":
+            return c.pricing == "estimate"
+        return c.cluster and (c.backend or await q.detect()) == "lua"
+
+    @staticmethod
+    async def _charges(q, price, values):
+        e = await q.estimate(price, values)
+        return dict(e.charges or {})
 
     def _prune(self):
         now = time.monotonic()
@@ -461,6 +485,8 @@ class QuotaHook(CustomLogger):
             values = {"input_tokens": usage[0], "output_tokens": usage[1]}
             values.update(live.extra)
             kwargs["usage"] = {live.price: values}
+            if live.estimated:
+                kwargs = {"estimate": (live.price, values)}
         # without a usage in the response, what was reserved is charged
         await self._settle("commit", live.tree, hold_id, **kwargs)
 
@@ -475,7 +501,11 @@ class QuotaHook(CustomLogger):
             try:
                 q = self.quota()
                 if what == "commit":
-                    await q.commit(tree, hold_id, **kwargs)
+                    if "estimate" in kwargs:
+                        price, values = kwargs["estimate"]
+                        await q.commit(tree, hold_id, cost=await self._charges(q, price, values))
+                    else:
+                        await q.commit(tree, hold_id, **kwargs)
                 else:
                     await q.release(tree, hold_id)
                 self.stats["committed" if what == "commit" else "released"] += 1
