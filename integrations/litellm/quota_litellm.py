@@ -27,7 +27,6 @@ import string
 import time
 import weakref
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Dict, List, Optional
 
 import redis.asyncio
