@@ -67,11 +67,14 @@ def test_templates_and_segments():
 def test_identity_fields_from_litellm():
     from quota_litellm import identity
 
-    auth = UserAPIKeyAuth(api_key="k", token="hashed", user_id="u1", team_id="t1", org_id="o1", key_alias="ci")
+    import hashlib
+
+    auth = UserAPIKeyAuth(api_key="sk-abc", user_id="u1", team_id="t1", org_id="o1", key_alias="ci")
+    hashed = hashlib.sha256(b"sk-abc").hexdigest()  # LiteLLM keeps keys hashed
     data = {"model": "gpt-x", "user": "eve",
             "metadata": {"requester_metadata": {"project": "p 7", "nested": {"no": 1}}}}
     v = identity(auth, data)
     assert (v["user_id"], v["team_id"], v["org_id"], v["key_alias"], v["key_hash"], v["end_user"], v["model"]) == \
-        ("u1", "t1", "o1", "ci", "hashed", "eve", "gpt-x")
+        ("u1", "t1", "o1", "ci", hashed, "eve", "gpt-x")
     assert v["metadata.project"] == "p 7" and "metadata.nested" not in v
     assert render("projects/{metadata.project}", v, {}) == "projects/p_7"
