@@ -33,6 +33,9 @@ def directives(body):
             if isinstance(content, list):
                 content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
             text = content or ""
+    if not text and body.get("prompt") is not None:  # a text completion
+        prompt = body["prompt"]
+        text = " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
     out = {}
     for word in str(text).split():
         if "=" in word:
@@ -96,6 +99,13 @@ class FakeOpenAI:
                 created = int(time.time())
                 if body.get("stream"):
                     self._stream(body, model, created, usage)
+                    return
+                if self.path.rstrip("/").endswith("/completions") and "/chat/" not in self.path:
+                    self._json(200, {
+                        "id": "cmpl-fake", "object": "text_completion", "created": created, "model": model,
+                        "choices": [{"index": 0, "text": "ok ok", "finish_reason": "stop", "logprobs": None}],
+                        "usage": usage,
+                    })
                     return
                 self._json(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": created,

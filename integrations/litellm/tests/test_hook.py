@@ -282,3 +282,13 @@ def test_a_client_that_leaves_mid_stream_leaves_no_hold(env):
     assert wait_until(lambda: held(env, tree) == 0, 15), env.q.get(tree, "/")
     # settled either way: committed (what LiteLLM billed for the part streamed) or released
     assert spent(env, tree, "users/nia") <= price_x(prompt_tokens("chunk_delay=0.5 completion_tokens=9"), 200)
+
+
+def test_text_completion_is_metered_too(env):
+    key, tree = env.key(user="tex")
+    r = env.http.post("/v1/completions", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": "gpt-x", "prompt": "prompt_tokens=5 completion_tokens=6", "max_tokens": 20})
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 6
+    assert spent(env, tree, "users/tex") == price_x(5, 6)
+    assert held(env, tree) == 0
