@@ -232,7 +232,8 @@ clean: ## Remove build output
 # ---------------------------------------------------------------------------
 # LiteLLM proxy hook (integrations/litellm, issue 20): a venv with the pinned
 # litellm[proxy] (every dependency pinned by integrations/litellm/constraints.txt),
-# pytest and ./clients/python (reinstalled every run, so local changes count),
+# pytest and ./clients/python (reinstalled every run, so local changes count; built
+# from a copy in target/, as pip writes build files into the source folder),
 # then the hook's tests against real LiteLLM proxies on both backends.
 LITELLM_VENV := target/venv-litellm
 LITELLM_PINS := litellm[proxy]==1.108.7 pytest==9.2.0 redis==8.1.0
@@ -261,7 +262,8 @@ litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone
 		$(LITELLM_PY) -m pip install -q --disable-pip-version-check -c integrations/litellm/constraints.txt $(LITELLM_PINS); \
 		echo "$$want" > $$stamp; \
 	fi; \
-	$(LITELLM_PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./clients/python; \
+	rm -rf target/litellm-pyclient; cp -r clients/python target/litellm-pyclient; \
+	$(LITELLM_PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./target/litellm-pyclient; \
 	$(LITELLM_PY) -m pip freeze --exclude pip --exclude setuptools > $(LITELLM_VENV)/versions.txt; \
 	echo "litellm venv: $$(grep -E '^(litellm|quota-client|redis|pytest)[=@ ]' $(LITELLM_VENV)/versions.txt | tr '\n' ' ')"
 
