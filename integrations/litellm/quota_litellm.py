@@ -475,6 +475,13 @@ class QuotaHook(CustomLogger):
     # -- after the call
 
     async def _commit(self, marker, response):
+        try:
+            await self._commit_once(marker, response)
+        except Exception:  # settling must never turn a served response into an error
+            self.stats["errors"] += 1
+            log.exception("quota_litellm: commit failed")
+
+    async def _commit_once(self, marker, response):
         hold_id, live = self._take(marker)
         if live is None:
             return
@@ -490,10 +497,13 @@ class QuotaHook(CustomLogger):
         await self._settle("commit", live.tree, hold_id, **kwargs)
 
     async def _release(self, marker):
-        hold_id, live = self._take(marker)
-        if live is None:
-            return
-        await self._settle("release", live.tree, hold_id)
+        try:
+            hold_id, live = self._take(marker)
+            if live is not None:
+                await self._settle("release", live.tree, hold_id)
+        except Exception:
+            self.stats["errors"] += 1
+            log.exception("quota_litellm: release failed")
 
     async def _settle(self, what, tree, hold_id, **kwargs):
         for attempt in range(3):

@@ -78,3 +78,19 @@ def test_identity_fields_from_litellm():
         ("u1", "t1", "o1", "ci", hashed, "eve", "gpt-x")
     assert v["metadata.project"] == "p 7" and "metadata.nested" not in v
     assert render("projects/{metadata.project}", v, {}) == "projects/p_7"
+
+
+def test_settling_never_raises_into_the_response():
+    # A hold placed, then Redis gone: the commit logs and counts, the response stands.
+    from quota_litellm import Live
+
+    h = hook()
+    h._live["c9"] = Live(nonce="n", tree="t", price="chat/gpt-x", deadline=1e18)
+    data = {"metadata": {MARK: "c9|n"}}
+
+    class Response:
+        usage = {"prompt_tokens": 1, "completion_tokens": 2}
+
+    out = asyncio.run(h.async_post_call_success_hook(data=data, user_api_key_dict=None, response=Response()))
+    assert isinstance(out, Response)
+    assert h.stats["errors"] == 1 and "c9" not in h._live
