@@ -295,6 +295,7 @@ pyclient-venv:
 			python3 -m venv $(PYCLIENT_VENV); \
 		}; \
 	}
+	@rm -rf clients/python/build  # setuptools' copy of the sources, which a removed file would outlive
 	@$(PYCLIENT_PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./clients/python
 	@$(PYCLIENT_PY) -m pip install -q --disable-pip-version-check ./clients/python \
 		$$(grep -E '^(pytest|redis)==' $(REQUIREMENTS))
