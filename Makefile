@@ -232,6 +232,47 @@ lint: ## Clippy with warnings as errors (every crate, bench/ceiling too)
 clean: ## Remove build output
 	$(CARGO) clean
 
+# ---------------------------------------------------------------------------
+# LiteLLM proxy hook (integrations/litellm, issue 20): a venv with the pinned
+# litellm[proxy] (every dependency pinned by integrations/litellm/constraints.txt),
+# pytest and ./clients/python (reinstalled every run, so local changes count; built
+# from a copy in target/, as pip writes build files into the source folder),
+# then the hook's tests against real LiteLLM proxies on both backends.
+LITELLM_VENV := target/venv-litellm
+LITELLM_PINS := litellm[proxy]==1.108.7 pytest==9.2.0 redis==8.1.0
+LITELLM_PY   := $(LITELLM_VENV)/bin/python
+
+.PHONY: litellm-venv test-litellm
+
+litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone when half-installed)
+	@set -e; \
+	if ! $(LITELLM_PY) -m pip --version >/dev/null 2>&1; then \
+		rm -rf $(LITELLM_VENV); mkdir -p target; \
+		if ! python3 -m venv $(LITELLM_VENV) >/dev/null 2>&1; then \
+			rm -rf $(LITELLM_VENV); \
+			if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+				apt-get install -y -q python3-venv >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; }; \
+			fi; \
+			python3 -m venv $(LITELLM_VENV) || { rm -rf $(LITELLM_VENV); \
+				python3 -m pip install -q --break-system-packages virtualenv==20.29.3 2>/dev/null \
+					|| python3 -m pip install -q virtualenv==20.29.3; \
+				python3 -m virtualenv -q $(LITELLM_VENV); }; \
+		fi; \
+	fi; \
+	stamp="$(LITELLM_VENV)/.pins"; want="$(LITELLM_PINS) $$(md5sum < integrations/litellm/constraints.txt)"; \
+	if [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
+		rm -f $$stamp; \
+		$(LITELLM_PY) -m pip install -q --disable-pip-version-check -c integrations/litellm/constraints.txt $(LITELLM_PINS); \
+		echo "$$want" > $$stamp; \
+	fi; \
+	rm -rf target/litellm-pyclient; cp -r clients/python target/litellm-pyclient; \
+	$(LITELLM_PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./target/litellm-pyclient; \
+	$(LITELLM_PY) -m pip freeze --exclude pip --exclude setuptools > $(LITELLM_VENV)/versions.txt; \
+	echo "litellm venv: $$(grep -E '^(litellm|quota-client|redis|pytest)[=@ ]' $(LITELLM_VENV)/versions.txt | tr '\n' ' ')"
+
+test-litellm: $(if $(wildcard $(MODULE)),,build) litellm-venv ## The LiteLLM proxy hook against real LiteLLM proxies (mocked models), both backends; the overspend measurement, small
+	cd integrations/litellm && ../../$(LITELLM_PY) -m pytest -q -p no:cacheprovider tests
+
 # ----- Python client (clients/python, issue 20) ----------------------------------
 # test-python-client: a venv in target/venv-pyclient (python3 -m venv; on
 # Debian without python3-venv, apt-get installs it when run as root), with
