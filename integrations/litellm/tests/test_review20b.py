@@ -293,3 +293,24 @@ def test_F11_a_reserve_that_timed_out_leaves_no_hold(env):
     finally:
         stop.set()
         lsock.close()
+
+
+# F18: image parts. litellm.token_counter tries to download each image URL (synchronously,
+# inside the async pre-call hook) to size it; when that fails (LiteLLM's SSRF filter, a
+# timeout, a 404) it raises and the hook falls back to len(str(messages)) // 2, about 40
+# tokens per image, while a provider bills at least 255 tokens per high-detail image
+# (85 + 170 per 512 px tile, OpenAI): the reservation undercounts what the client chose to send.
+def test_F18_images_are_reserved_at_least_at_their_minimum_billed_size(env):
+    from quota_litellm import count_prompt_tokens
+
+    key, tree = env.key(user="f18")
+    images = [{"type": "image_url", "image_url": {"url": f"http://127.0.0.1:9/{i}.png", "detail": "high"}}
+              for i in range(20)]
+    content = [{"type": "text", "text": "prompt_tokens=5110 completion_tokens=1"}] + images
+    data = {"model": "gpt-x", "messages": [{"role": "user", "content": content}]}
+    counted = count_prompt_tokens(data, "acompletion")
+    env.q.set(tree, "/", "budget", metric="credits", limit=price_x(counted, 5) * 2)
+    r = env.http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                      json=dict(data, max_tokens=5))
+    # Expected: 20 high-detail images are reserved at >= 20 x 255 tokens, so this is denied.
+    assert r.status_code == 429, (r.status_code, counted, spent(env, tree, "/"), r.text[:200])
