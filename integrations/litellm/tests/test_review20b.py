@@ -314,3 +314,55 @@ def test_F18_images_are_reserved_at_least_at_their_minimum_billed_size(env):
                       json=dict(data, max_tokens=5))
     # Expected: 20 high-detail images are reserved at >= 20 x 255 tokens, so this is denied.
     assert r.status_code == 429, (r.status_code, counted, spent(env, tree, "/"), r.text[:200])
+
+
+# F19: the settle-once map `_live` is keyed by the call id alone, and the call id is the
+# client's (x-litellm-call-id). Quota's ids are per tree, so the same id in a second tree is
+# not a duplicate: its reservation overwrites the first request's entry, whose commit then
+# finds a foreign nonce and is dropped. A member of two teams runs an expensive call with
+# key 1 and a cheap one with key 2, both with the same call id: the expensive one is free.
+def test_F19_the_same_call_id_in_two_trees_does_not_free_the_first_call(env):
+    import litellm
+    from litellm.proxy._types import UserAPIKeyAuth
+    from quota_litellm import Config, QuotaHook
+
+    _, tree1 = env.key(user="f19")
+    _, tree2 = env.key(user="f19")
+    h = QuotaHook(config=Config.from_dict(dict(QUOTA_CONFIG, redis={"url": env.server.url, "backend": env.backend})))
+    call_id = "f19-" + uuid.uuid4().hex
+
+    def req():
+        return {"model": "gpt-x", "litellm_call_id": call_id, "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+
+    async def scenario():
+        a, b = req(), req()
+        for data, tree in ((a, tree1), (b, tree2)):
+            auth = UserAPIKeyAuth(api_key="k", user_id="f19", team_id=tree.split(":", 1)[1])
+            await h.async_pre_call_hook(user_api_key_dict=auth, cache=None, data=data, call_type="acompletion")
+        for data in (a, b):
+            resp = litellm.ModelResponse(usage={"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16})
+            await h.async_post_call_success_hook(data=data, user_api_key_dict=None, response=resp)
+
+    asyncio.run(scenario())
+    # Expected: each call is charged in its own tree.
+    assert spent(env, tree2, "users/f19") == price_x(7, 9)
+    assert spent(env, tree1, "users/f19") == price_x(7, 9), (spent(env, tree1, "users/f19"), held(env, tree1), h.stats)
+
+
+def test_F19_through_the_proxy_two_keys_one_call_id(env):
+    import concurrent.futures
+
+    key1, tree1 = env.key(user="f19p")
+    key2, tree2 = env.key(user="f19p")
+    h = {"x-litellm-call-id": "f19p-" + uuid.uuid4().hex}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        expensive = pool.submit(env.chat, key1, text=f"delay=1.5 prompt_tokens=100 completion_tokens=200 {uuid.uuid4().hex}",
+                                max_tokens=200, headers=h)
+        assert wait_until(lambda: env.q.holds(tree1), 10)
+        cheap = env.chat(key2, text="prompt_tokens=1 completion_tokens=1", max_tokens=5, headers=h)
+        assert expensive.result().status_code == 200 and cheap.status_code == 200
+    assert spent(env, tree2, "users/f19p") == price_x(1, 1)
+    # Expected: the expensive call is charged to key 1's team (0.5 credits).
+    assert wait_until(lambda: spent(env, tree1, "users/f19p") == price_x(100, 200), 5), \
+        (spent(env, tree1, "users/f19p"), env.q.holds(tree1))
