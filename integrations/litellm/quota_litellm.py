@@ -384,10 +384,15 @@ class QuotaHook(CustomLogger):
         if price is None:
             raise refuse(403, f"quota: model {data.get('model')!r} has no price mapping "
                               f"(models: or default_price: in the quota_litellm config)")
-        hold_id = str(data.get("litellm_call_id") or "")
-        if not hold_id:
-            hold_id = "litellm-" + secrets.token_hex(16)
-            data["litellm_call_id"] = hold_id
+        # The hold id is the hook's own, random per request: never the client's
+        # x-litellm-call-id, so no client-chosen id can name (settle, displace,
+        # repeat) another request's hold, in this tree or another (F19, F8).
+        hold_id = "litellm-" + secrets.token_hex(16)
+        call_id = data.get("litellm_call_id")
+        if c.meta and call_id:
+            v = meta_value(call_id)
+            if v:
+                meta["call_id"] = v
         service, model = price.split("/", 1)
         output = max_tokens_of(data, None)
         if output is None:
@@ -423,10 +428,8 @@ class QuotaHook(CustomLogger):
             self.stats["denied"] += 1
             raise refuse(429, r.message or "quota: request denied", denied_by=list(r.denied_by or []),
                          quota_tree=tree, quota_path=path)
-        if r.duplicate:
-            # A call id (x-litellm-call-id is the client's to choose) that was used
-            # before: its reservation is not this request's, so never run it on that.
-            raise refuse(409, f"quota: request id {hold_id} was already used")
+        if r.duplicate:  # cannot happen with a fresh random id; never run a request on another's hold
+            raise refuse(409, f"quota: hold id {hold_id} was already used")
         nonce = secrets.token_hex(12)
         self._live[hold_id] = Live(nonce=nonce, tree=tree, price=price, extra=extra, estimated=estimated,
                                    deadline=time.monotonic() + c.ttl_ms / 1000)
