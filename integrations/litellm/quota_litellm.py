@@ -273,6 +273,21 @@ def max_tokens_of(data, default):
     return default
 
 
+def choices_of(data):
+    """How many outputs the provider may write: `n` (chat and text completions)
+    and `best_of` (text completions: generated server-side, billed, not returned).
+    A value that is not a positive integer is refused (400) rather than guessed."""
+    count = 1
+    for key in ("n", "best_of"):
+        v = data.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise refuse(400, f"quota: {key} must be a positive integer, not {v!r}")
+        count = max(count, v)
+    return count
+
+
 def meta_value(v):
     v = META_BAD.sub(" ", str(v)).strip()
     b = v.encode()[:256]
@@ -400,7 +415,8 @@ class QuotaHook(CustomLogger):
             if c.cap_output:
                 # the model may not write more than was reserved for it
                 data["max_tokens"] = output
-        values = {"input_tokens": count_prompt_tokens(data, call_type), "output_tokens": output}
+        # n choices (best_of for text completions) may each write up to the cap (F1)
+        values = {"input_tokens": count_prompt_tokens(data, call_type), "output_tokens": output * choices_of(data)}
         extra = {}
         if c.request_usage:
             extra[c.request_usage] = 1
