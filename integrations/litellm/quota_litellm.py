@@ -44,6 +44,8 @@ CONFIG_ENV = "QUOTA_LITELLM_CONFIG"
 MARK = "quota_litellm_hold"  # the metadata key that carries a request's hold
 FIELDS = ("user_id", "team_id", "org_id", "key_alias", "key_hash", "end_user", "model")
 COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_completion"}
+# request-body keys that make LiteLLM's router call other models than `model` (F2)
+CLIENT_FALLBACKS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 SEGMENT_BAD = re.compile(r"[^A-Za-z0-9_\-.:@]")
 META_BAD = re.compile(r"[\x00-\x1f\x7f]")
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, asyncio.TimeoutError)
@@ -391,6 +393,12 @@ class QuotaHook(CustomLogger):
                 raise refuse(403, f"quota: {call_type} requests are not metered and are refused")
             return data
         c = self.config
+        for key in CLIENT_FALLBACKS:
+            if data.get(key):
+                # the router would call those models when `model` fails: models quota
+                # neither priced nor judged against the access rules
+                raise refuse(400, f"quota: client-side {key} are refused (the fallback model would be "
+                                  f"neither priced nor checked); the proxy's own fallbacks still apply")
         try:
             tree, path, also, price, meta = self.plan(user_api_key_dict, data)
         except Missing as e:
