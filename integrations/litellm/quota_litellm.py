@@ -65,7 +65,7 @@ DEFAULTS: Dict[str, Any] = {
     "ttl_ms": 600000,
     "on_redis_error": "closed",
     "pricing": "auto",
-    "other_calls": "allow",
+    "other_calls": "refuse",
     "meta": True,
 }
 
