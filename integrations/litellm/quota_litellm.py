@@ -48,6 +48,10 @@ COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_compl
 CLIENT_FALLBACKS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 SEGMENT_BAD = re.compile(r"[^A-Za-z0-9_\-.:@]")
 META_BAD = re.compile(r"[\x00-\x1f\x7f]")
+# How long past its TTL a hold stays in the settle-once memory: a call that outlives
+# ttl_ms (a long stream) is still committed, and quota charges a commit after expiry
+# (`expired` 1) while it remembers the id (tombstone_ttl, 24 h by default) (F5).
+KEEP_S = 86400
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, asyncio.TimeoutError)
 
 DEFAULTS: Dict[str, Any] = {
@@ -456,7 +460,7 @@ class QuotaHook(CustomLogger):
             raise refuse(409, f"quota: hold id {hold_id} was already used")
         nonce = secrets.token_hex(12)
         self._live[hold_id] = Live(nonce=nonce, tree=tree, price=price, extra=extra, estimated=estimated,
-                                   deadline=time.monotonic() + c.ttl_ms / 1000)
+                                   deadline=time.monotonic() + c.ttl_ms / 1000 + KEEP_S)
         if md is None:
             md = data.setdefault("metadata", {})
         md[MARK] = f"{hold_id}|{nonce}"
