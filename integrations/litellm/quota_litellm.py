@@ -271,12 +271,32 @@ def count_prompt_tokens(data, call_type):
         return len(text.encode()) // 2 + 1
 
 
-def max_tokens_of(data, default):
-    for key in ("max_completion_tokens", "max_tokens"):
+OUTPUT_CAPS = ("max_tokens", "max_completion_tokens")
+
+
+def output_cap(data, default, cap_output):
+    """The output tokens to reserve per choice, and the body made to say no more (F3).
+    When the request gives both caps, the smaller is reserved and BOTH are set to it,
+    whichever of the two the provider (or LiteLLM's mapping) honours. A cap that is not
+    a non-negative integer is refused (400). Without either, `default`, written as
+    max_tokens when cap_output is on."""
+    given = []
+    for key in OUTPUT_CAPS:
         v = data.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-            return v
-    return default
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise refuse(400, f"quota: {key} must be a non-negative integer, not {v!r}")
+        given.append(v)
+    if not given:
+        if cap_output:
+            data["max_tokens"] = default  # the model may not write more than was reserved for it
+        return default
+    out = min(given)
+    for key in OUTPUT_CAPS:
+        if data.get(key) is not None:
+            data[key] = out
+    return out
 
 
 def choices_of(data):
@@ -421,12 +441,7 @@ class QuotaHook(CustomLogger):
             if v:
                 meta["call_id"] = v
         service, model = price.split("/", 1)
-        output = max_tokens_of(data, None)
-        if output is None:
-            output = c.default_max_tokens
-            if c.cap_output:
-                # the model may not write more than was reserved for it
-                data["max_tokens"] = output
+        output = output_cap(data, c.default_max_tokens, c.cap_output)
         # n choices (best_of for text completions) may each write up to the cap (F1)
         values = {"input_tokens": count_prompt_tokens(data, call_type), "output_tokens": output * choices_of(data)}
         extra = {}
