@@ -19,6 +19,7 @@ configuration in the YAML file named by QUOTA_LITELLM_CONFIG (see README.md).
 """
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -52,6 +53,9 @@ META_BAD = re.compile(r"[\x00-\x1f\x7f]")
 # ttl_ms (a long stream) is still committed, and quota charges a commit after expiry
 # (`expired` 1) while it remembers the id (tombstone_ttl, 24 h by default) (F5).
 KEEP_S = 86400
+# Reserved per image part: about the most one image costs as prompt tokens (OpenAI at
+# high detail 85 + 170 x 8 tiles = 1445, Anthropic about 1,600 for the largest).
+DEFAULT_IMAGE_TOKENS = 1600
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, asyncio.TimeoutError)
 
 DEFAULTS: Dict[str, Any] = {
@@ -64,6 +68,7 @@ DEFAULTS: Dict[str, Any] = {
     "models": {},
     "default_price": None,
     "default_max_tokens": 1024,
+    "image_tokens": DEFAULT_IMAGE_TOKENS,
     "cap_output": True,
     "request_usage": None,
     "ttl_ms": 600000,
@@ -93,6 +98,7 @@ class Config:
     models: Dict[str, str]
     default_price: Optional[str]
     default_max_tokens: int
+    image_tokens: int
     cap_output: bool
     request_usage: Optional[str]
     ttl_ms: int
@@ -138,8 +144,11 @@ class Config:
         max_tokens = int(c["default_max_tokens"])
         if max_tokens < 0:
             raise ConfigError("quota_litellm: default_max_tokens must not be negative")
+        image_tokens = int(c["image_tokens"])
+        if image_tokens < 0:
+            raise ConfigError("quota_litellm: image_tokens must not be negative")
         return cls(
-            redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
+            image_tokens=image_tokens, redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
             timeout_s=float(r["timeout_s"]), max_connections=int(r["max_connections"]), tree=c["tree"], path=c["path"], also=list(also),
             fallbacks={str(k): str(v) for k, v in (c["fallbacks"] or {}).items()},
             models={str(k): str(v) for k, v in (c["models"] or {}).items()},
@@ -257,18 +266,53 @@ def usage_of(response):
     return int(p or 0), int(c or 0)
 
 
-def count_prompt_tokens(data, call_type):
+IMAGE_PARTS = {"image_url", "image", "input_image"}
+TEXT_PARTS = {"text", "input_text"}
+# Other request fields the provider bills as prompt tokens (F4): counted as the text of their JSON.
+PROMPT_FIELDS = ("functions", "response_format", "tool_choice")
+
+
+def count_prompt_tokens(data, call_type, image_tokens=DEFAULT_IMAGE_TOKENS):
+    """An estimate of the prompt tokens the provider will bill, never knowingly low:
+    the messages' text and the tool definitions (litellm.token_counter), the JSON of
+    `functions`, `response_format` and `tool_choice`, and `image_tokens` for each image
+    part (an upper bound: images are never downloaded here, F18). A content part of
+    another type (audio, files) cannot be sized before the call: refused, 400."""
     model = data.get("model") or ""
+    images = 0
+    messages = data.get("messages")
+    if messages is not None:
+        text_messages = []
+        for m in messages if isinstance(messages, list) else []:
+            content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, list):
+                parts = []
+                for part in content:
+                    kind = part.get("type") if isinstance(part, dict) else None
+                    if kind in TEXT_PARTS:
+                        parts.append({"type": "text", "text": str(part.get("text") or "")})
+                    elif kind in IMAGE_PARTS:
+                        images += 1
+                    else:
+                        raise refuse(400, f"quota: a content part of type {kind!r} cannot be priced before the call")
+                m = dict(m, content=parts)
+            text_messages.append(m)
+    extra = {k: data[k] for k in PROMPT_FIELDS if data.get(k) is not None}
     try:
-        if data.get("messages") is not None:
-            return int(litellm.token_counter(model=model, messages=data["messages"]))
-        prompt = data.get("prompt")
-        if isinstance(prompt, list):
-            prompt = " ".join(str(p) for p in prompt)
-        return int(litellm.token_counter(model=model, text=str(prompt or "")))
-    except Exception:  # a tokenizer failure must not let the request through unpriced
-        text = str(data.get("messages") or data.get("prompt") or "")
-        return len(text.encode()) // 2 + 1
+        if messages is not None:
+            n = int(litellm.token_counter(model=model, messages=text_messages, tools=data.get("tools") or None))
+        else:
+            prompt = data.get("prompt")
+            if isinstance(prompt, list):
+                prompt = " ".join(str(p) for p in prompt)
+            n = int(litellm.token_counter(model=model, text=str(prompt or "")))
+        if extra:
+            n += int(litellm.token_counter(model=model, text=json.dumps(extra, default=str)))
+    except Exception:  # a tokenizer failure must not let the request through unpriced:
+        # a token is at least one byte, so the bytes of the JSON bound the count
+        every = {k: data.get(k) for k in ("messages", "prompt", "tools") + PROMPT_FIELDS}
+        n = len(json.dumps(every, default=str).encode()) + 1
+    return n + images * image_tokens
 
 
 OUTPUT_CAPS = ("max_tokens", "max_completion_tokens")
@@ -443,7 +487,7 @@ class QuotaHook(CustomLogger):
         service, model = price.split("/", 1)
         output = output_cap(data, c.default_max_tokens, c.cap_output)
         # n choices (best_of for text completions) may each write up to the cap (F1)
-        values = {"input_tokens": count_prompt_tokens(data, call_type), "output_tokens": output * choices_of(data)}
+        values = {"input_tokens": count_prompt_tokens(data, call_type, c.image_tokens), "output_tokens": output * choices_of(data)}
         extra = {}
         if c.request_usage:
             extra[c.request_usage] = 1

@@ -296,11 +296,18 @@ def test_F18_images_are_reserved_at_least_at_their_minimum_billed_size(env):
     content = [{"type": "text", "text": "prompt_tokens=5110 completion_tokens=1"}] + images
     data = {"model": "gpt-x", "messages": [{"role": "user", "content": content}]}
     counted = count_prompt_tokens(data, "acompletion")
-    env.q.set(tree, "/", "budget", metric="credits", limit=price_x(counted, 5) * 2)
+    # Rewritten (fix20b): the review's budget was twice the hook's own count, which no
+    # count can exceed. The budget here is what the provider bills for the images alone
+    # at their minimum (20 x 255 tokens): a hook that reserves each image at least at that
+    # is denied; the old estimate (965 tokens for all 21 parts) was admitted.
+    assert counted >= 20 * 255, counted
+    env.q.set(tree, "/", "budget", metric="credits", limit=price_x(20 * 255, 5))
+    before = env.fake.requests
     r = env.http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json=dict(data, max_tokens=5))
     # Expected: 20 high-detail images are reserved at >= 20 x 255 tokens, so this is denied.
     assert r.status_code == 429 and "not enough credits" in r.text, (r.status_code, counted, spent(env, tree, "/"), r.text[:200])
+    assert env.fake.requests == before
 
 
 # F19: the settle-once map `_live` is keyed by the call id alone, and the call id is the
