@@ -19,25 +19,29 @@ configuration in the YAML file named by QUOTA_LITELLM_CONFIG (see README.md).
 """
 
 import asyncio
+import heapq
+import itertools
 import json
 import logging
 import os
 import re
 import secrets
 import string
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import redis.asyncio
+import redis.cluster
 import redis.exceptions
 import yaml
 from fastapi import HTTPException
 
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
-from quota_client import AsyncQuota, QuotaError
+from quota_client import AsyncQuota, NotFound, Quota, QuotaError
 
 log = logging.getLogger("quota_litellm")
 
@@ -53,6 +57,7 @@ META_BAD = re.compile(r"[\x00-\x1f\x7f]")
 # ttl_ms (a long stream) is still committed, and quota charges a commit after expiry
 # (`expired` 1) while it remembers the id (tombstone_ttl, 24 h by default) (F5).
 KEEP_S = 86400
+SETTLE_RETRY_S = 3600  # how long a settle Redis did not answer is retried in the background
 # Reserved per image part: about the most one image costs as prompt tokens (OpenAI at
 # high detail 85 + 170 x 8 tiles = 1445, Anthropic about 1,600 for the largest).
 DEFAULT_IMAGE_TOKENS = 1600
@@ -390,6 +395,10 @@ class QuotaHook(CustomLogger):
         self._config_path = config_path
         self._quotas = weakref.WeakKeyDictionary()
         self._live: Dict[str, Live] = {}
+        # background settles (F11, F12): a heap of jobs run by one daemon thread
+        self._later_jobs, self._later_seq = [], itertools.count()
+        self._later_lock, self._later_wake = threading.Lock(), threading.Event()
+        self._later_thread, self._sync = None, None
         self.stats = {"reserved": 0, "denied": 0, "committed": 0, "released": 0, "errors": 0, "unguarded": 0}
 
     @property
@@ -505,6 +514,10 @@ class QuotaHook(CustomLogger):
             raise refuse(500, f"quota: {getattr(e, 'message', None) or e}")
         except REDIS_DOWN as e:
             self.stats["errors"] += 1
+            # The reserve may have been applied although its reply never came (a timeout):
+            # give that hold back, or it would keep budget and an INFLIGHT slot for ttl_ms (F11).
+            # The id is this request's own, so the release cannot touch another request's hold.
+            await self._undo_reserve(tree, hold_id)
             if c.fail_open:
                 self.stats["unguarded"] += 1
                 log.warning("quota_litellm: Redis unreachable (%s); fail-open: request %s goes unmetered", e, hold_id)
@@ -525,6 +538,94 @@ class QuotaHook(CustomLogger):
         md[MARK] = f"{hold_id}|{nonce}"
         self.stats["reserved"] += 1
         return data
+
+    async def _undo_reserve(self, tree, hold_id):
+        """A reserve whose reply never came may have been applied: release its id
+        (this request's own, so no other hold is touched), in the background (F11)."""
+        self._later("release", tree, hold_id, retry_notfound=True)
+
+    def _later(self, what, tree, hold_id, retry_notfound=False, **kwargs):
+        """Settle in the background, with backoff, until Redis answers (F11, F12):
+        one daemon thread per hook with its own client, so the retries outlive the
+        request and its event loop, and never stall the worker's loop."""
+        with self._later_lock:
+            heapq.heappush(self._later_jobs, (time.monotonic() + 0.2, next(self._later_seq),
+                                              {"what": what, "tree": tree, "id": hold_id, "kwargs": kwargs,
+                                               "retry_notfound": retry_notfound, "since": time.monotonic(),
+                                               "delay": 0.5}))
+            if self._later_thread is None or not self._later_thread.is_alive():
+                self._later_thread = threading.Thread(target=self._later_loop, name="quota-litellm-settle",
+                                                      daemon=True)
+                self._later_thread.start()
+            self._later_wake.set()
+
+    def _sync_quota(self):
+        if self._sync is None:
+            c = self.config
+            t = max(5.0, c.timeout_s * 5)
+            kw = dict(password=c.redis_password, socket_timeout=t, socket_connect_timeout=t)
+            if c.cluster:
+                client = redis.cluster.RedisCluster.from_url(c.redis_url, **kw)
+            else:
+                client = redis.Redis.from_url(c.redis_url, **kw)
+            self._sync = Quota(client, backend=c.backend)
+        return self._sync
+
+    def _later_loop(self):
+        while True:
+            with self._later_lock:
+                if not self._later_jobs:
+                    self._later_wake.clear()
+                    job = None
+                else:
+                    due, _, job = self._later_jobs[0]
+                    if due > time.monotonic():
+                        wait, job = due - time.monotonic(), None
+                    else:
+                        heapq.heappop(self._later_jobs)
+            if job is None:
+                self._later_wake.wait(wait if self._later_jobs else 60)
+                self._later_wake.clear()
+                continue
+            self._later_try(job)
+
+    def _later_try(self, job):
+        what, tree, hold_id = job["what"], job["tree"], job["id"]
+        try:
+            q = self._sync_quota()
+            if what == "commit":
+                kwargs = job["kwargs"]
+                if "estimate" in kwargs:
+                    price, values = kwargs["estimate"]
+                    q.commit(tree, hold_id, cost=dict(q.estimate(price, values).charges or {}))
+                else:
+                    q.commit(tree, hold_id, **kwargs)
+            else:
+                q.release(tree, hold_id)
+            self.stats["committed" if what == "commit" else "released"] += 1
+            return
+        except QuotaError as e:
+            if not (job["retry_notfound"] and isinstance(e, NotFound)):
+                log.info("quota_litellm: %s of %s: %s", what, hold_id, e)
+                return
+            err = e
+        except REDIS_DOWN as e:
+            err = e
+            log.warning("quota_litellm: background %s of %s failed (%s); retrying", what, hold_id, e)
+        except Exception:
+            log.exception("quota_litellm: background %s of %s failed", what, hold_id)
+            return
+        # NOTFOUND for a release after a lost reserve: the reserve may still arrive; look
+        # again for a short while only
+        limit = 10 if isinstance(err, NotFound) else SETTLE_RETRY_S
+        if time.monotonic() - job["since"] > limit:
+            if limit == SETTLE_RETRY_S:
+                self.stats["errors"] += 1
+                log.error("quota_litellm: gave up the %s of %s", what, hold_id)
+            return
+        with self._later_lock:
+            heapq.heappush(self._later_jobs, (time.monotonic() + job["delay"], next(self._later_seq), job))
+            job["delay"] = min(job["delay"] * 2, 30.0)
 
     async def _estimate_first(self, q):
         """Whether to price with QUOTA.ESTIMATE and reserve COST items. The Lua
