@@ -81,6 +81,7 @@ DEFAULTS: Dict[str, Any] = {
     "pricing": "auto",
     "other_calls": "refuse",
     "meta": True,
+    "client_paths": "existing",
 }
 
 
@@ -111,6 +112,7 @@ class Config:
     pricing: str
     refuse_other_calls: bool
     meta: bool
+    client_paths_create: bool
 
     @classmethod
     def from_dict(cls, raw):
@@ -149,11 +151,16 @@ class Config:
         max_tokens = int(c["default_max_tokens"])
         if max_tokens < 0:
             raise ConfigError("quota_litellm: default_max_tokens must not be negative")
+        if c["client_paths"] not in ("existing", "create"):
+            raise ConfigError("quota_litellm: client_paths is existing or create")
+        if c["client_paths"] == "existing" and any(is_client_field(n) for n in template_fields(c["tree"])):
+            raise ConfigError("quota_litellm: tree uses a value the client chooses (end_user, metadata.NAME): "
+                              "every value would make a tree; set client_paths: create to allow it")
         image_tokens = int(c["image_tokens"])
         if image_tokens < 0:
             raise ConfigError("quota_litellm: image_tokens must not be negative")
         return cls(
-            image_tokens=image_tokens, redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
+            image_tokens=image_tokens, client_paths_create=c["client_paths"] == "create", redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
             timeout_s=float(r["timeout_s"]), max_connections=int(r["max_connections"]), tree=c["tree"], path=c["path"], also=list(also),
             fallbacks={str(k): str(v) for k, v in (c["fallbacks"] or {}).items()},
             models={str(k): str(v) for k, v in (c["models"] or {}).items()},
@@ -184,6 +191,18 @@ def template_fields(template):
                               f"(one of {', '.join(FIELDS)} or metadata.NAME)")
         out.append(name)
     return out
+
+
+CLIENT_FIELDS = ("end_user",)  # and metadata.NAME: values the request body chooses
+
+
+def is_client_field(name):
+    return name in CLIENT_FIELDS or name.startswith("metadata.")
+
+
+def client_chosen(template, values):
+    """Whether a value the client chose (not a fallback) fills a field of the template."""
+    return any(is_client_field(n) and values.get(n) not in (None, "") for n in template_fields(template))
 
 
 class Missing(Exception):
@@ -395,6 +414,7 @@ class QuotaHook(CustomLogger):
         self._config_path = config_path
         self._quotas = weakref.WeakKeyDictionary()
         self._live: Dict[str, Live] = {}
+        self._known: Dict[Any, float] = {}  # client-chosen nodes seen to exist (F9)
         # background settles (F11, F12): a heap of jobs run by one daemon thread
         self._later_jobs, self._later_seq = [], itertools.count()
         self._later_lock, self._later_wake = threading.Lock(), threading.Event()
@@ -432,10 +452,19 @@ class QuotaHook(CustomLogger):
 
     def plan(self, user_api_key_dict, data):
         """(tree, path, also, price, meta) of a request; raises Missing."""
+        return self.plan_full(user_api_key_dict, data)[:5]
+
+    def plan_full(self, user_api_key_dict, data):
+        """plan(), and the set of those paths (path, also) that a value the CLIENT
+        chose (end_user, metadata.NAME) named: with client_paths: existing they are
+        used only when the node exists (F9)."""
         c = self.config
         values = identity(user_api_key_dict, data)
+        chosen = set()
         tree = render(c.tree, values, c.fallbacks, clean=lambda v: str(v))
         path = render(c.path, values, c.fallbacks)
+        if client_chosen(c.path, values):
+            chosen.add(path)
         also = []
         for template in c.also:
             try:
@@ -444,6 +473,8 @@ class QuotaHook(CustomLogger):
                 continue  # an ALSO path whose field is missing is left out
             if p != path and p not in also:
                 also.append(p)
+                if client_chosen(template, values):
+                    chosen.add(p)
         model = data.get("model") or ""
         price = c.models.get(model)
         if price is None and c.default_price:
@@ -457,7 +488,7 @@ class QuotaHook(CustomLogger):
                     v = meta_value(v)
                     if v:
                         meta[name] = v
-        return tree, path, also, price, meta
+        return tree, path, also, price, meta, chosen
 
     # -- before the call
 
@@ -477,7 +508,7 @@ class QuotaHook(CustomLogger):
                 raise refuse(400, f"quota: client-side {key} are refused (the fallback model would be "
                                   f"neither priced nor checked); the proxy's own fallbacks still apply")
         try:
-            tree, path, also, price, meta = self.plan(user_api_key_dict, data)
+            tree, path, also, price, meta, chosen = self.plan_full(user_api_key_dict, data)
         except Missing as e:
             raise refuse(403, f"quota: this request has no {e.name} (template {e.template!r}) "
                               f"and the config gives no fallback")
@@ -504,6 +535,11 @@ class QuotaHook(CustomLogger):
         self._prune()
         try:
             q = self.quota()
+            if chosen and not c.client_paths_create:
+                also = [p for p in also if p not in chosen or await self._exists(q, tree, p)]
+                if path in chosen and not await self._exists(q, tree, path):
+                    raise refuse(403, "quota: this request's path is named by a value the client chose, "
+                                      "and quota has no such node (client_paths: existing)")
             estimated = await self._estimate_first(q)
             item = {"cost": await self._charges(q, price, values)} if estimated else {"usage": {price: values}}
             r = await q.reserve(tree, path=path, also=also or None, id=hold_id, ttl_ms=c.ttl_ms,
@@ -538,6 +574,21 @@ class QuotaHook(CustomLogger):
         md[MARK] = f"{hold_id}|{nonce}"
         self.stats["reserved"] += 1
         return data
+
+    async def _exists(self, q, tree, path):
+        """Whether the node exists (a hit is remembered for a minute)."""
+        key = (tree, path)
+        hit = self._known.get(key)
+        if hit is not None and hit > time.monotonic():
+            return True
+        try:
+            await q.get(tree, path)
+        except NotFound:
+            return False
+        if len(self._known) > 10000:
+            self._known.clear()
+        self._known[key] = time.monotonic() + 60
+        return True
 
     async def _undo_reserve(self, tree, hold_id):
         """A reserve whose reply never came may have been applied: release its id

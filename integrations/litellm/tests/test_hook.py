@@ -164,15 +164,23 @@ def test_users_teams_and_keys_map_to_paths(env):
     team = "mapping" + str(time.monotonic_ns())
     alice, tree = env.key(user="alice", team=team, alias="a-laptop")
     bob, _ = env.key(user="bob", team=team, alias="b-ci")
+    # end_users/{end_user} is named by the client (the body's `user`): used only when the
+    # node exists (client_paths: existing), so the operator creates it (F9)
+    env.q.set(tree, "end_users/eve", "cap", metric="credits", limit=100)
+    assert env.chat(bob, text="prompt_tokens=1 completion_tokens=1", max_tokens=5, user="mallory").status_code == 200
     assert env.chat(alice, text="prompt_tokens=1 completion_tokens=1", max_tokens=5).status_code == 200
     assert env.chat(bob, text="prompt_tokens=2 completion_tokens=2", max_tokens=5).status_code == 200
     assert env.chat(bob, text="prompt_tokens=3 completion_tokens=3", max_tokens=5, user="eve").status_code == 200
     assert spent(env, tree, "users/alice") == price_x(1, 1)
-    assert spent(env, tree, "users/bob") == price_x(2, 2) + price_x(3, 3)
+    assert spent(env, tree, "users/bob") == price_x(1, 1) + price_x(2, 2) + price_x(3, 3)
+    import pytest
+    from quota_client import NotFound
+    with pytest.raises(NotFound):
+        env.q.get(tree, "end_users/mallory")  # not created by a client's made-up end user
     assert spent(env, tree, "keys/a-laptop") == price_x(1, 1)
-    assert spent(env, tree, "keys/b-ci") == price_x(5, 5)
+    assert spent(env, tree, "keys/b-ci") == price_x(6, 6)
     assert spent(env, tree, "end_users/eve") == price_x(3, 3)  # the request's `user` field
-    assert spent(env, tree, "/") == price_x(6, 6)
+    assert spent(env, tree, "/") == price_x(7, 7)
     # a key without a team is charged to the fallback tree (fallbacks: team_id: none)
     ivan = "sk-user=ivan"
     before = spent(env, "team:none", "users/ivan")
