@@ -19,6 +19,7 @@ configuration in the YAML file named by QUOTA_LITELLM_CONFIG (see README.md).
 """
 
 import asyncio
+import hashlib
 import heapq
 import itertools
 import json
@@ -52,6 +53,7 @@ COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_compl
 # request-body keys that make LiteLLM's router call other models than `model` (F2)
 CLIENT_FALLBACKS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 SEGMENT_BAD = re.compile(r"[^A-Za-z0-9_\-.:@]")
+SEGMENT_OK = re.compile(r"[A-Za-z0-9\-.:@]{1,64}")  # kept as is (no `_`: see segment())
 META_BAD = re.compile(r"[\x00-\x1f\x7f]")
 # How long past its TTL a hold stays in the settle-once memory: a call that outlives
 # ttl_ms (a long stream) is still committed, and quota charges a commit after expiry
@@ -212,9 +214,16 @@ class Missing(Exception):
 
 
 def segment(value):
-    """A value as one path segment: 1-64 characters of A-Z a-z 0-9 _ - . : @."""
-    s = SEGMENT_BAD.sub("_", str(value))[:64]
-    return "_" if s in ("", ".", "..") else s
+    """A value as one path segment (1-64 characters of A-Z a-z 0-9 _ - . : @), one to
+    one (F7): a value of up to 64 of those characters without `_` (and not `.`/`..`) is
+    itself; any other (with `_`, other characters, longer) becomes its first 47
+    characters (others as `_`), `_` and 16 hex digits of its SHA-256. Only the second
+    form contains `_`, and it names the whole value, so two values never share a segment."""
+    s = str(value)
+    if SEGMENT_OK.fullmatch(s) and s not in (".", ".."):
+        return s
+    digest = hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return SEGMENT_BAD.sub("_", s)[:47] + "_" + digest
 
 
 def render(template, values, fallbacks, clean=segment):

@@ -8,7 +8,7 @@ from fastapi import HTTPException
 
 from harness import free_port
 from litellm.proxy._types import UserAPIKeyAuth
-from quota_litellm import MARK, Config, ConfigError, QuotaHook, render, segment
+from quota_litellm import MARK, Config, ConfigError, QuotaHook, render, segment  # noqa: F401
 
 
 def hook(**over):
@@ -51,7 +51,11 @@ def test_a_client_cannot_plant_a_hold_marker():
 
 
 def test_templates_and_segments():
-    assert segment("a/b c") == "a_b_c" and segment("..") == "_" and len(segment("x" * 100)) == 64
+    # one to one (F7): a plain value is itself; anything else is marked by `_` and a hash
+    assert segment("alice") == "alice" and segment("ann@example.com") == "ann@example.com"
+    assert segment("a/b c").startswith("a_b_c_") and segment("a/b c") != segment("a_b c")
+    assert segment("..") not in (".", "..") and len(segment("x" * 100)) == 64
+    assert segment("x" * 64 + "1") != segment("x" * 64 + "2")
     assert render("users/{user_id}", {"user_id": "ann@example.com"}, {}) == "users/ann@example.com"
     assert render("teams/{team_id}", {"team_id": None}, {"team_id": "none"}) == "teams/none"
     with pytest.raises(ConfigError):
@@ -77,7 +81,8 @@ def test_identity_fields_from_litellm():
     assert (v["user_id"], v["team_id"], v["org_id"], v["key_alias"], v["key_hash"], v["end_user"], v["model"]) == \
         ("u1", "t1", "o1", "ci", hashed, "eve", "gpt-x")
     assert v["metadata.project"] == "p 7" and "metadata.nested" not in v
-    assert render("projects/{metadata.project}", v, {}) == "projects/p_7"
+    assert render("projects/{metadata.project}", v, {}) == "projects/" + segment("p 7")
+    assert segment("p 7").startswith("p_7_")
 
 
 def test_settling_never_raises_into_the_response():
