@@ -34,6 +34,10 @@ def free_port():
             return port
 
 
+class Exited(RuntimeError):
+    """The process being waited for has exited: waiting longer is pointless."""
+
+
 def wait_for(check, timeout, what):
     deadline = time.monotonic() + timeout
     last = None
@@ -41,6 +45,8 @@ def wait_for(check, timeout, what):
         try:
             if check():
                 return
+        except Exited:
+            raise
         except Exception as e:  # not up yet
             last = e
         time.sleep(0.05)
@@ -179,7 +185,7 @@ class Proxy:
 
     def _alive(self, httpx):
         if self.proc.poll() is not None:
-            raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.tail()}")
+            raise Exited(f"proxy exited with {self.proc.returncode}:\n{self.tail()}")
         return httpx.get(self.url + "/health/liveliness", timeout=1).status_code == 200
 
     def tail(self, n=60):

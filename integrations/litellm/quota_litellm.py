@@ -118,6 +118,17 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw):
+        try:
+            return cls._from_dict(raw)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, AttributeError) as e:  # ttl_ms: abc, redis: 5, …
+            raise ConfigError(f"quota_litellm: bad config value: {e}") from None
+
+    @classmethod
+    def _from_dict(cls, raw):
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError("quota_litellm: the config is a mapping")
         raw = dict(raw or {})
         unknown = set(raw) - set(DEFAULTS)
         if unknown:
@@ -146,7 +157,12 @@ class Config:
             if not isinstance(price, str) or price.count("/") != 1:
                 raise ConfigError(f"quota_litellm: models.{name} must be 'service/model', not {price!r}")
         for template in [c["tree"], c["path"], *also] + ([c["default_price"]] if c["default_price"] else []):
+            if not isinstance(template, str) or not template:
+                raise ConfigError(f"quota_litellm: a template is a non-empty string, not {template!r}")
             template_fields(template)  # raises on a bad template
+        if c["default_price"] and "/" not in string_literals(c["default_price"]):
+            raise ConfigError(f"quota_litellm: default_price must be 'service/model' with a literal '/', "
+                              f"not {c['default_price']!r}")
         ttl = int(c["ttl_ms"])
         if not 1 <= ttl <= 30 * 86400 * 1000:
             raise ConfigError("quota_litellm: ttl_ms is 1 ms to 30 days")
@@ -173,12 +189,21 @@ class Config:
 
     @classmethod
     def from_file(cls, path):
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"quota_litellm: cannot read the config {path}: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"quota_litellm: the config {path} is not a mapping")
         # the file may be the hook's own, or a proxy config.yaml with a `quota:` section
         if "quota" in raw and isinstance(raw["quota"], dict):
             raw = raw["quota"]
         return cls.from_dict(raw)
+
+
+def string_literals(template):
+    return "".join(literal for literal, _, _, _ in string.Formatter().parse(template))
 
 
 def template_fields(template):
@@ -798,7 +823,16 @@ class QuotaHook(CustomLogger):
 
 
 def _default_instance():
-    return QuotaHook()
+    """The proxy's hook. Its config is read and checked HERE, when the proxy imports
+    this module at startup, so a bad config stops the proxy with the message (F6).
+    Without QUOTA_LITELLM_CONFIG and without ./quota_litellm.yaml (an import outside a
+    proxy, tests) it is read at the first request."""
+    path = os.environ.get(CONFIG_ENV)
+    if path is None and os.path.exists("quota_litellm.yaml"):
+        path = "quota_litellm.yaml"
+    if path is None:
+        return QuotaHook()
+    return QuotaHook(config=Config.from_file(path), config_path=path)
 
 
 quota_hook = _default_instance()

@@ -66,6 +66,12 @@ def test_templates_and_segments():
         Config.from_dict({"modles": {}})
     with pytest.raises(ConfigError):
         Config.from_dict({"models": {"gpt-x": "gpt-x"}})
+    for bad in ({"ttl_ms": "abc"}, {"default_price": "{model}"}, {"redis": 5}, {"client_paths": "all"},
+                {"tree": "t:{end_user}"}):  # F6: every bad value is a ConfigError
+        with pytest.raises(ConfigError):
+            Config.from_dict(bad)
+    with pytest.raises(ConfigError):
+        Config.from_file("/nonexistent/quota_litellm.yaml")
 
 
 def test_identity_fields_from_litellm():
