@@ -781,27 +781,34 @@ class QuotaHook(CustomLogger):
             self.stats["errors"] += 1
             log.exception("quota_litellm: release failed")
 
+    async def _settle_now(self, what, tree, hold_id, kwargs):
+        q = self.quota()
+        if what == "commit":
+            if "estimate" in kwargs:
+                price, values = kwargs["estimate"]
+                await q.commit(tree, hold_id, cost=await self._charges(q, price, values))
+            else:
+                await q.commit(tree, hold_id, **kwargs)
+        else:
+            await q.release(tree, hold_id)
+        self.stats["committed" if what == "commit" else "released"] += 1
+
     async def _settle(self, what, tree, hold_id, **kwargs):
         for attempt in range(3):
             try:
-                q = self.quota()
-                if what == "commit":
-                    if "estimate" in kwargs:
-                        price, values = kwargs["estimate"]
-                        await q.commit(tree, hold_id, cost=await self._charges(q, price, values))
-                    else:
-                        await q.commit(tree, hold_id, **kwargs)
-                else:
-                    await q.release(tree, hold_id)
-                self.stats["committed" if what == "commit" else "released"] += 1
+                await self._settle_now(what, tree, hold_id, kwargs)
                 return
             except REDIS_DOWN as e:  # idempotent ids make a retry harmless
                 log.warning("quota_litellm: %s of %s failed (%s), attempt %d", what, hold_id, e, attempt + 1)
                 await asyncio.sleep(0.05 * (attempt + 1))
             except QuotaError as e:
                 log.error("quota_litellm: %s of %s refused: %s", what, hold_id, e)
-                break
-        self.stats["errors"] += 1
+                self.stats["errors"] += 1
+                return
+        # Redis is away: settle later rather than never (F12). A commit after the hold
+        # expired is still charged (`expired` 1), so a blip does not make the call free.
+        log.warning("quota_litellm: %s of %s handed to the background retries", what, hold_id)
+        self._later(what, tree, hold_id, **kwargs)
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
         # Non-streaming responses are settled here, before the caller gets them.

@@ -379,3 +379,31 @@ def test_F10_a_denied_caller_cannot_reach_the_model_through_another_route(env):
                             "messages": [{"role": "user", "content": "completion_tokens=7"}]})
     # Expected: the model is not called for a caller with a zero budget.
     assert env.fake.requests == before, (r.status_code, r.text[:200], spent(env, tree, "/"))
+
+
+# F12 (fix20b): a Redis blip between reserve and commit used to drop the commit after three
+# quick retries (the call served free). Now the commit goes to background retries.
+def test_F12_a_commit_that_meets_a_redis_blip_is_charged_later(env):
+    import litellm
+    import redis as redis_lib
+    from litellm.proxy._types import UserAPIKeyAuth
+    from quota_litellm import Config, QuotaHook
+
+    key, tree = env.key(user="f12")
+    h = QuotaHook(config=Config.from_dict(dict(QUOTA_CONFIG, redis={"url": env.server.url, "backend": env.backend})))
+    auth = UserAPIKeyAuth(api_key="k", user_id="f12", team_id=tree.split(":", 1)[1])
+    data = {"model": "gpt-x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+
+    class Down:
+        async def commit(self, *a, **k):
+            raise redis_lib.exceptions.ConnectionError("blip")
+
+    async def scenario():
+        await h.async_pre_call_hook(user_api_key_dict=auth, cache=None, data=data, call_type="acompletion")
+        h.quota = lambda: Down()  # the worker's connection is gone at commit time
+        resp = litellm.ModelResponse(usage={"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16})
+        await h.async_post_call_success_hook(data=data, user_api_key_dict=auth, response=resp)
+
+    asyncio.run(scenario())
+    assert wait_until(lambda: spent(env, tree, "users/f12") == price_x(7, 9), 15), (spent(env, tree, "users/f12"), h.stats)
+    assert held(env, tree) == 0
