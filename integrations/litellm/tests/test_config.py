@@ -66,6 +66,14 @@ def test_templates_and_segments():
         Config.from_dict({"modles": {}})
     with pytest.raises(ConfigError):
         Config.from_dict({"models": {"gpt-x": "gpt-x"}})
+    # F13: a tree's value is one segment (no `{…}` hash tag, no control characters), and a
+    # fallback contains `_`, so no real id (a team literally named `none`) can take it
+    h = hook(tree="team:{team_id}", fallbacks={"team_id": "_none"})
+    tree_of = lambda team: h.plan(UserAPIKeyAuth(api_key="k", user_id="u", team_id=team), {"model": "gpt-x"})[0]
+    assert tree_of("t1") == "team:t1" and tree_of(None) == "team:_none" and tree_of("_none") != "team:_none"
+    assert "{" not in tree_of("{x}\x01") and tree_of("none") == "team:none"
+    with pytest.raises(ConfigError):
+        Config.from_dict({"fallbacks": {"team_id": "none"}})
     for bad in ({"ttl_ms": "abc"}, {"default_price": "{model}"}, {"redis": 5}, {"client_paths": "all"},
                 {"tree": "t:{end_user}"}):  # F6: every bad value is a ConfigError
         with pytest.raises(ConfigError):
@@ -104,4 +112,6 @@ def test_settling_never_raises_into_the_response():
 
     out = asyncio.run(h.async_post_call_success_hook(data=data, user_api_key_dict=None, response=Response()))
     assert isinstance(out, Response)
-    assert h.stats["errors"] == 1 and "c9" not in h._live
+    # F12: not dropped (it used to count an error and give up): handed to the background retries
+    assert "c9" not in h._live and h.stats["committed"] == 0
+    assert h._later_jobs or h._later_thread is not None
