@@ -169,6 +169,13 @@ class Config:
         max_tokens = int(c["default_max_tokens"])
         if max_tokens < 0:
             raise ConfigError("quota_litellm: default_max_tokens must not be negative")
+        for name, v in dict(c["fallbacks"] or {}).items():
+            v = str(v)
+            if not re.fullmatch(r"[A-Za-z0-9_\-.:@]{1,64}", v) or "_" not in v or v in (".", ".."):
+                # segment() leaves only values WITHOUT `_` as they are, so a fallback with `_`
+                # can never be a real value's segment (a team literally named `none`) (F13)
+                raise ConfigError(f"quota_litellm: fallbacks.{name} must be a path segment containing `_` "
+                                  f"(e.g. _none), so that no real {name} can take it; not {v!r}")
         if c["client_paths"] not in ("existing", "create"):
             raise ConfigError("quota_litellm: client_paths is existing or create")
         if c["client_paths"] == "existing" and any(is_client_field(n) for n in template_fields(c["tree"])):
@@ -260,8 +267,10 @@ def render(template, values, fallbacks, clean=segment):
         v = values.get(name)
         if v is None or v == "":
             v = fallbacks.get(name)
-        if v is None or v == "":
-            raise Missing(name, template)
+            if v is None or v == "":
+                raise Missing(name, template)
+            out.append(v)  # the operator's, checked by the config: never a real value's segment
+            continue
         out.append(clean(v))
     return "".join(out)
 
@@ -495,7 +504,7 @@ class QuotaHook(CustomLogger):
         c = self.config
         values = identity(user_api_key_dict, data)
         chosen = set()
-        tree = render(c.tree, values, c.fallbacks, clean=lambda v: str(v))
+        tree = render(c.tree, values, c.fallbacks)  # a value is one segment there too (F13)
         path = render(c.path, values, c.fallbacks)
         if client_chosen(c.path, values):
             chosen.add(path)

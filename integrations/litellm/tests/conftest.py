@@ -30,7 +30,7 @@ QUOTA_CONFIG = {
     "tree": "team:{team_id}",
     "path": "users/{user_id}",
     "also": ["keys/{key_alias}", "end_users/{end_user}"],
-    "fallbacks": {"team_id": "none"},
+    "fallbacks": {"team_id": "_none"},
     "models": {"gpt-x": "chat/gpt-x", "gpt-y": "chat/gpt-y"},
     "default_max_tokens": 256,
     "request_usage": "requests",

@@ -181,11 +181,11 @@ def test_users_teams_and_keys_map_to_paths(env):
     assert spent(env, tree, "keys/b-ci") == price_x(6, 6)
     assert spent(env, tree, "end_users/eve") == price_x(3, 3)  # the request's `user` field
     assert spent(env, tree, "/") == price_x(7, 7)
-    # a key without a team is charged to the fallback tree (fallbacks: team_id: none)
+    # a key without a team is charged to the fallback tree (fallbacks: team_id: _none)
     ivan = "sk-user=ivan"
-    before = spent(env, "team:none", "users/ivan")
+    before = spent(env, "team:_none", "users/ivan")
     assert env.chat(ivan, text="prompt_tokens=1 completion_tokens=2", max_tokens=5).status_code == 200
-    assert spent(env, "team:none", "users/ivan") == before + price_x(1, 2)
+    assert spent(env, "team:_none", "users/ivan") == before + price_x(1, 2)
     # a budget on one user's path stops only that user
     env.q.set(tree, "users/alice", "cap", metric="credits", limit=0)
     assert env.chat(alice, text="a=1", max_tokens=5).status_code == 429
