@@ -84,6 +84,7 @@ DEFAULTS: Dict[str, Any] = {
     "other_calls": "refuse",
     "meta": True,
     "client_paths": "existing",
+    "deny_detail": "brief",
 }
 
 
@@ -115,6 +116,7 @@ class Config:
     refuse_other_calls: bool
     meta: bool
     client_paths_create: bool
+    deny_detail_full: bool
 
     @classmethod
     def from_dict(cls, raw):
@@ -176,6 +178,8 @@ class Config:
                 # can never be a real value's segment (a team literally named `none`) (F13)
                 raise ConfigError(f"quota_litellm: fallbacks.{name} must be a path segment containing `_` "
                                   f"(e.g. _none), so that no real {name} can take it; not {v!r}")
+        if c["deny_detail"] not in ("brief", "full"):
+            raise ConfigError("quota_litellm: deny_detail is brief or full")
         if c["client_paths"] not in ("existing", "create"):
             raise ConfigError("quota_litellm: client_paths is existing or create")
         if c["client_paths"] == "existing" and any(is_client_field(n) for n in template_fields(c["tree"])):
@@ -185,7 +189,7 @@ class Config:
         if image_tokens < 0:
             raise ConfigError("quota_litellm: image_tokens must not be negative")
         return cls(
-            image_tokens=image_tokens, client_paths_create=c["client_paths"] == "create", redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
+            image_tokens=image_tokens, deny_detail_full=c["deny_detail"] == "full", client_paths_create=c["client_paths"] == "create", redis_url=r["url"], redis_password=password, backend=r["backend"], cluster=bool(r["cluster"]),
             timeout_s=float(r["timeout_s"]), max_connections=int(r["max_connections"]), tree=c["tree"], path=c["path"], also=list(also),
             fallbacks={str(k): str(v) for k, v in (c["fallbacks"] or {}).items()},
             models={str(k): str(v) for k, v in (c["models"] or {}).items()},
@@ -605,8 +609,12 @@ class QuotaHook(CustomLogger):
             raise refuse(503, "quota: the quota service is unavailable; request refused")
         if not r.allowed:
             self.stats["denied"] += 1
-            raise refuse(429, r.message or "quota: request denied", denied_by=list(r.denied_by or []),
-                         quota_tree=tree, quota_path=path)
+            message = r.message or "quota: request denied"
+            if not c.deny_detail_full:
+                # quota's message names amounts and nodes ("0.5 available at /"): a member
+                # would learn the team's balance; say what ran out only (F14)
+                raise refuse(429, message.split(":", 1)[0])
+            raise refuse(429, message, denied_by=list(r.denied_by or []), quota_tree=tree, quota_path=path)
         if r.duplicate:  # cannot happen with a fresh random id; never run a request on another's hold
             raise refuse(409, f"quota: hold id {hold_id} was already used")
         nonce = secrets.token_hex(12)

@@ -36,6 +36,7 @@ QUOTA_CONFIG = {
     "request_usage": "requests",
     "ttl_ms": 60000,
     "on_redis_error": "closed",
+    "deny_detail": "full",  # the tests read quota's whole message (the default is brief, F14)
 }
 
 

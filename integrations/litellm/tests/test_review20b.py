@@ -407,3 +407,22 @@ def test_F12_a_commit_that_meets_a_redis_blip_is_charged_later(env):
     asyncio.run(scenario())
     assert wait_until(lambda: spent(env, tree, "users/f12") == price_x(7, 9), 15), (spent(env, tree, "users/f12"), h.stats)
     assert held(env, tree) == 0
+
+
+# F14 (fix20b): by default (deny_detail: brief) a denial says what ran out, not the
+# amounts, tree, path or policies (a per-user caller would learn the team's balance).
+def test_F14_a_denial_does_not_disclose_the_budget_by_default(env):
+    from fastapi import HTTPException
+    from litellm.proxy._types import UserAPIKeyAuth
+    from quota_litellm import Config, QuotaHook
+
+    key, tree = env.key(user="f14")
+    env.q.set(tree, "/", "budget", metric="credits", limit="0.5")
+    cfg = {k: v for k, v in QUOTA_CONFIG.items() if k != "deny_detail"}
+    h = QuotaHook(config=Config.from_dict(dict(cfg, redis={"url": env.server.url, "backend": env.backend})))
+    auth = UserAPIKeyAuth(api_key="k", user_id="f14", team_id=tree.split(":", 1)[1])
+    data = {"model": "gpt-x", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}], "metadata": {}}
+    with pytest.raises(HTTPException) as e:
+        asyncio.run(h.async_pre_call_hook(user_api_key_dict=auth, cache=None, data=data, call_type="acompletion"))
+    assert e.value.status_code == 429
+    assert e.value.detail == {"error": "not enough credits"}, e.value.detail
