@@ -237,7 +237,8 @@ clean: ## Remove build output
 # litellm[proxy] (every dependency pinned by integrations/litellm/constraints.txt),
 # pytest and ./clients/python (reinstalled every run, so local changes count; built
 # from a copy in target/, as pip writes build files into the source folder),
-# then the hook's tests against real LiteLLM proxies on both backends.
+# then the hook's tests against real LiteLLM proxies on both backends. The stamp
+# records the venv's absolute path: a venv copied or moved (stale shebangs) is rebuilt.
 LITELLM_VENV := target/venv-litellm
 LITELLM_PINS := litellm[proxy]==1.108.7 pytest==9.2.0 redis==8.1.0
 LITELLM_PY   := $(LITELLM_VENV)/bin/python
@@ -246,6 +247,11 @@ LITELLM_PY   := $(LITELLM_VENV)/bin/python
 
 litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone when half-installed)
 	@set -e; \
+	was="$$(cut -d' ' -f1 $(LITELLM_VENV)/.pins 2>/dev/null || true)"; \
+	if [ "$${was#/}" != "$$was" ] && [ "$$was" != "$(abspath $(LITELLM_VENV))" ]; then \
+		echo "litellm venv: built at $$was, now at $(abspath $(LITELLM_VENV)): rebuilt (stale shebangs)"; \
+		rm -rf $(LITELLM_VENV); \
+	fi; \
 	if ! $(LITELLM_PY) -m pip --version >/dev/null 2>&1; then \
 		rm -rf $(LITELLM_VENV); mkdir -p target; \
 		if ! python3 -m venv $(LITELLM_VENV) >/dev/null 2>&1; then \
@@ -259,7 +265,7 @@ litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone
 				python3 -m virtualenv -q $(LITELLM_VENV); }; \
 		fi; \
 	fi; \
-	stamp="$(LITELLM_VENV)/.pins"; want="$(LITELLM_PINS) $$(md5sum < integrations/litellm/constraints.txt)"; \
+	stamp="$(LITELLM_VENV)/.pins"; want="$(abspath $(LITELLM_VENV)) $(LITELLM_PINS) $$(md5sum < integrations/litellm/constraints.txt)"; \
 	if [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
 		rm -f $$stamp; \
 		$(LITELLM_PY) -m pip install -q --disable-pip-version-check -c integrations/litellm/constraints.txt $(LITELLM_PINS); \

@@ -170,9 +170,10 @@ class Proxy:
             env["QUOTA_LITELLM_CONFIG"] = qpath
         self.log_path = os.path.join(self.dir, "proxy.log")
         self.log = open(self.log_path, "wb")
-        litellm_bin = os.path.join(os.path.dirname(sys.executable), "litellm")
+        # the CLI module under this interpreter, not bin/litellm: a venv that was copied or
+        # moved keeps a stale shebang in its scripts, never in sys.executable (F17)
         self.proc = subprocess.Popen(
-            [litellm_bin, "--config", self.config_path, "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", self.config_path, "--host", "127.0.0.1", "--port", str(self.port),
              "--num_workers", "1"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=self.dir, start_new_session=True)
         try:
