@@ -23,3 +23,21 @@ def test_overspend(backend, capsys):
     assert litellm_run["after"] != 200
     # ... but not the concurrent ones (printed above; not a property of quota)
     assert litellm_run["served"] >= 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overspend_when_the_estimate_is_low(backend, capsys):
+    # F16: the run above is the hook's best case (its estimate equals the cost). Here the
+    # provider reports twice the prompt tokens the hook counted: each admitted call costs
+    # more than it reserved, and the hook overspends by that estimate error, bounded by the
+    # calls the budget admits by the estimate (k), not by N.
+    out, cost, budget = measure(n=12, k=3, delay=0.5, backend=backend, mechanisms=[], prompt_factor=2)
+    (hook,) = out
+    estimate = budget / 3
+    with capsys.disabled():
+        print(f"\n  {hook['mechanism']} (provider reports 2x the counted prompt): admitted {hook['admitted']} of 12, "
+              f"charged {hook['charged']}, budget {budget}, overspend {hook['overspend_pct']}%")
+    assert 1 <= hook["admitted"] <= 3 and hook["held"] == 0
+    assert hook["charged"] == hook["admitted"] * cost and cost > estimate
+    assert hook["overspend"] <= 3 * (cost - estimate)
+    assert hook["after"] == 429
