@@ -444,6 +444,8 @@ class Live:
     deadline: float
     extra: Dict[str, int] = field(default_factory=dict)
     estimated: bool = False
+    input_tokens: int = 0
+    model: str = ""
 
 
 def refuse(status, message, **extra):
@@ -619,6 +621,7 @@ class QuotaHook(CustomLogger):
             raise refuse(409, f"quota: hold id {hold_id} was already used")
         nonce = secrets.token_hex(12)
         self._live[hold_id] = Live(nonce=nonce, tree=tree, price=price, extra=extra, estimated=estimated,
+                                   input_tokens=values["input_tokens"], model=str(data.get("model") or ""),
                                    deadline=time.monotonic() + c.ttl_ms / 1000 + KEEP_S)
         if md is None:
             md = data.setdefault("metadata", {})
@@ -837,6 +840,46 @@ class QuotaHook(CustomLogger):
         # Streaming responses (and anything the hook above did not settle):
         # LiteLLM calls this with the assembled response and its final usage.
         await self._commit(marker_of(kwargs), response_obj)
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
+        """Passes the stream through, counting the text it carried. A stream that
+        breaks after output was sent is committed, not released (F15): the provider
+        bills the prompt and what it wrote; the hook charges the prompt as reserved and
+        the output it saw (token_counter of the streamed text, at least 1 token)."""
+        seen = []
+        try:
+            async for chunk in response:
+                try:
+                    for choice in getattr(chunk, "choices", None) or []:
+                        text = getattr(getattr(choice, "delta", None), "content", None)
+                        if text:
+                            seen.append(text)
+                except Exception:
+                    pass
+                yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            raise
+        except Exception:
+            if seen:
+                await self._commit_partial(marker_of(request_data), "".join(seen))
+            raise
+
+    async def _commit_partial(self, marker, text):
+        try:
+            hold_id, live = self._take(marker)
+            if live is None:
+                return
+            try:
+                out = int(litellm.token_counter(model=live.model, text=text))
+            except Exception:
+                out = len(text.encode())
+            values = {"input_tokens": live.input_tokens, "output_tokens": max(out, 1)}
+            values.update(live.extra)
+            kwargs = {"estimate": (live.price, values)} if live.estimated else {"usage": {live.price: values}}
+            await self._settle("commit", live.tree, hold_id, **kwargs)
+        except Exception:
+            self.stats["errors"] += 1
+            log.exception("quota_litellm: commit of a broken stream failed")
 
     async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
                                            traceback_str=None):

@@ -11,6 +11,8 @@ Each request's behaviour comes from its last user message, a line of
 - delay: seconds to wait before answering (a slow model);
 - fail: answer with this HTTP status and an OpenAI-style error body;
 - chunk_delay: seconds between streamed chunks;
+- error_after=n: a stream sends n content chunks, then an error event (a provider
+  failing mid-stream);
 - fail_times=n: with fail, only the first n requests with this same text
   fail (a retry then succeeds).
 
@@ -135,7 +137,13 @@ class FakeOpenAI:
             def _chunks(self, body, base, usage, send):
                 send(dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                           "finish_reason": None}]))
-                for word in ("hello ", "from ", "fake"):
+                error_after = directives(body).get("error_after")
+                for i, word in enumerate(("hello ", "from ", "fake")):
+                    if error_after is not None and i == int(error_after):
+                        # the provider fails mid-stream: an error event, then the end
+                        send({"error": {"message": "fake failure mid-stream", "type": "server_error", "code": 500}})
+                        self.close_connection = True
+                        return
                     time.sleep(float(directives(body).get("chunk_delay", 0)))
                     send(dict(base, choices=[{"index": 0, "delta": {"content": word},
                                               "finish_reason": None}]))

@@ -426,3 +426,19 @@ def test_F14_a_denial_does_not_disclose_the_budget_by_default(env):
         asyncio.run(h.async_pre_call_hook(user_api_key_dict=auth, cache=None, data=data, call_type="acompletion"))
     assert e.value.status_code == 429
     assert e.value.detail == {"error": "not enough credits"}, e.value.detail
+
+
+# F15 (fix20b): a stream the provider breaks after sending output used to be released
+# (free); now it is committed: the prompt as reserved and the output streamed so far.
+def test_F15_a_stream_that_breaks_after_output_is_charged(env):
+    key, tree = env.key(user="f15")
+    text = f"error_after=2 prompt_tokens=7 completion_tokens=9 f15={uuid.uuid4().hex[:6]}"
+    with env.http.stream("POST", "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                         json={"model": "gpt-x", "stream": True, "max_tokens": 200,
+                               "messages": [{"role": "user", "content": text}]}) as r:
+        body = "".join(r.iter_text())
+    assert "hello" in body, body[:300]
+    assert wait_until(lambda: held(env, tree) == 0, 15), env.q.get(tree, "/")
+    charged = spent(env, tree, "users/f15")
+    # the prompt (as counted) and at least one output token; never the whole reservation
+    assert price_x(prompt_tokens(text), 1) <= charged < price_x(prompt_tokens(text), 200), (charged, body[-300:])
