@@ -59,7 +59,8 @@ META_BAD = re.compile(r"[\x00-\x1f\x7f]")
 # ttl_ms (a long stream) is still committed, and quota charges a commit after expiry
 # (`expired` 1) while it remembers the id (tombstone_ttl, 24 h by default) (F5).
 KEEP_S = 86400
-SETTLE_RETRY_S = 3600  # how long a settle Redis did not answer is retried in the background
+SETTLE_RETRY_S = 3600  # how long a commit Redis did not answer is retried in the background
+MAX_LATER = 100000  # settles waiting for Redis, at most (each a few hundred bytes)
 # Reserved per image part: about the most one image costs as prompt tokens (OpenAI at
 # high detail 85 + 170 x 8 tiles = 1445, Anthropic about 1,600 for the largest).
 DEFAULT_IMAGE_TOKENS = 1600
@@ -653,10 +654,18 @@ class QuotaHook(CustomLogger):
         """Settle in the background, with backoff, until Redis answers (F11, F12):
         one daemon thread per hook with its own client, so the retries outlive the
         request and its event loop, and never stall the worker's loop."""
+        # a release is pointless once the hold expired (ttl_ms); a commit is charged after expiry
+        until = self.config.ttl_ms / 1000 if what == "release" else SETTLE_RETRY_S
         with self._later_lock:
+            if len(self._later_jobs) >= MAX_LATER:
+                self.stats["errors"] += 1
+                log.error("quota_litellm: %d settles already wait for Redis; the %s of %s is dropped",
+                          MAX_LATER, what, hold_id)
+                return
             heapq.heappush(self._later_jobs, (time.monotonic() + 0.2, next(self._later_seq),
                                               {"what": what, "tree": tree, "id": hold_id, "kwargs": kwargs,
                                                "retry_notfound": retry_notfound, "since": time.monotonic(),
+                                               "until": until,
                                                "delay": 0.5}))
             if self._later_thread is None or not self._later_thread.is_alive():
                 self._later_thread = threading.Thread(target=self._later_loop, name="quota-litellm-settle",
@@ -722,9 +731,9 @@ class QuotaHook(CustomLogger):
             return
         # NOTFOUND for a release after a lost reserve: the reserve may still arrive; look
         # again for a short while only
-        limit = 10 if isinstance(err, NotFound) else SETTLE_RETRY_S
+        limit = min(10, job["until"]) if isinstance(err, NotFound) else job["until"]
         if time.monotonic() - job["since"] > limit:
-            if limit == SETTLE_RETRY_S:
+            if not isinstance(err, NotFound):
                 self.stats["errors"] += 1
                 log.error("quota_litellm: gave up the %s of %s", what, hold_id)
             return
