@@ -53,7 +53,8 @@ COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_compl
 # request-body keys that make LiteLLM's router call other models than `model` (F2)
 CLIENT_FALLBACKS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 SEGMENT_BAD = re.compile(r"[^A-Za-z0-9_\-.:@]")
-SEGMENT_OK = re.compile(r"[A-Za-z0-9\-.:@]{1,64}")  # kept as is (no `_`: see segment())
+SEGMENT_OK = re.compile(r"[A-Za-z0-9\-.:@][A-Za-z0-9_\-.:@]{0,63}")  # kept as is, unless HASHED
+HASHED = re.compile(r".*_[0-9a-f]{16}")  # what segment() makes of any other value
 META_BAD = re.compile(r"[\x00-\x1f\x7f]")
 # How long past its TTL a hold stays in the settle-once memory: a call that outlives
 # ttl_ms (a long stream) is still committed, and quota charges a commit after expiry
@@ -174,10 +175,10 @@ class Config:
             raise ConfigError("quota_litellm: default_max_tokens must not be negative")
         for name, v in dict(c["fallbacks"] or {}).items():
             v = str(v)
-            if not re.fullmatch(r"[A-Za-z0-9_\-.:@]{1,64}", v) or "_" not in v or v in (".", ".."):
-                # segment() leaves only values WITHOUT `_` as they are, so a fallback with `_`
+            if not re.fullmatch(r"_[A-Za-z0-9_\-.:@]{1,63}", v) or HASHED.fullmatch(v):
+                # segment() never makes a segment that starts with `_`, so such a fallback
                 # can never be a real value's segment (a team literally named `none`) (F13)
-                raise ConfigError(f"quota_litellm: fallbacks.{name} must be a path segment containing `_` "
+                raise ConfigError(f"quota_litellm: fallbacks.{name} must be a path segment starting with `_` "
                                   f"(e.g. _none), so that no real {name} can take it; not {v!r}")
         if c["deny_detail"] not in ("brief", "full"):
             raise ConfigError("quota_litellm: deny_detail is brief or full")
@@ -252,15 +253,17 @@ class Missing(Exception):
 
 def segment(value):
     """A value as one path segment (1-64 characters of A-Z a-z 0-9 _ - . : @), one to
-    one (F7): a value of up to 64 of those characters without `_` (and not `.`/`..`) is
-    itself; any other (with `_`, other characters, longer) becomes its first 47
-    characters (others as `_`), `_` and 16 hex digits of its SHA-256. Only the second
-    form contains `_`, and it names the whole value, so two values never share a segment."""
+    one (F7): a value of up to 64 of those characters that does not start with `_` and
+    does not end with `_` and 16 hex digits (and is not `.`/`..`) is itself: `user_123`,
+    `ann@example.com`. Any other becomes its first 47 characters (others as `_`), `_`
+    and 16 hex digits of its SHA-256. Only that form ends so, and it names the whole
+    value, so two values never share a segment; a fallback starts with `_`, which
+    neither form does."""
     s = str(value)
-    if SEGMENT_OK.fullmatch(s) and s not in (".", ".."):
+    if SEGMENT_OK.fullmatch(s) and s not in (".", "..") and not HASHED.fullmatch(s):
         return s
     digest = hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return SEGMENT_BAD.sub("_", s)[:47] + "_" + digest
+    return SEGMENT_BAD.sub("_", s)[:47].lstrip("_").rjust(1, "x") + "_" + digest
 
 
 def render(template, values, fallbacks, clean=segment):

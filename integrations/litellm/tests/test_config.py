@@ -56,6 +56,12 @@ def test_templates_and_segments():
     assert segment("a/b c").startswith("a_b_c_") and segment("a/b c") != segment("a_b c")
     assert segment("..") not in (".", "..") and len(segment("x" * 100)) == 64
     assert segment("x" * 64 + "1") != segment("x" * 64 + "2")
+    # ids as platforms write them stay readable; only what could be taken for the
+    # hashed form (or a fallback, which starts with `_`) is hashed
+    assert segment("user_123") == "user_123" and segment("team-1_prod") == "team-1_prod"
+    hashed = segment("a+b@x")
+    assert segment(hashed) != hashed and not segment("_none").startswith("_")
+    assert segment("a_b@x") == "a_b@x" != hashed
     assert render("users/{user_id}", {"user_id": "ann@example.com"}, {}) == "users/ann@example.com"
     assert render("teams/{team_id}", {"team_id": None}, {"team_id": "none"}) == "teams/none"
     with pytest.raises(ConfigError):
