@@ -92,3 +92,55 @@ def test_F10_unknown_command_is_not_loaded(servers):
     q = Quota(servers.single("lua").redis(), backend="module")
     with pytest.raises(NotLoaded):
         q.get("acme")
+
+
+# F7: cancelling the task that runs `async for e in q.follow_events(...)` (a
+# websocket closed, a timeout) leaves the Pub/Sub connection subscribed: the
+# feed closes itself on other failures, but CancelledError (a BaseException)
+# skips that, and redis.asyncio has no finalizer that would. One leaked
+# subscribed connection per cancelled consumer, for the client's lifetime.
+def test_F7_cancelled_async_follow_events_unsubscribes(servers, backend):
+    import asyncio
+
+    import redis.asyncio
+
+    from conftest import aclose
+
+    server = servers.single(backend)
+    t = tree_name()
+    channel = f"quota:events:{t}"
+    plain = server.redis()
+
+    def subscribers():
+        return dict(plain.pubsub_numsub(channel))[channel.encode()]
+
+    async def main():
+        client = redis.asyncio.Redis(port=server.port)
+        try:
+            q = Quota(client)
+            await q.set(t, "/", "cap", metric="credits", limit=100)
+
+            async def consume():
+                async for _ in q.follow_events(t, 0):
+                    pass
+
+            task = asyncio.create_task(consume())
+            for _ in range(200):  # until the feed has subscribed (bounded)
+                if subscribers() == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert subscribers() == 1
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            del task
+            for _ in range(100):  # give a cleanup a chance (bounded)
+                if subscribers() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            return subscribers()
+        finally:
+            await aclose(client)
+
+    left = asyncio.run(main())
+    assert left == 0, "the cancelled feed is still subscribed"
