@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Quota, QuotaEvent } from '../src';
+import { spawn } from 'node:child_process';
+import { NotLoaded, Quota, QuotaEvent } from '../src';
 import { amountText } from '../src/amounts';
 import { DRIVERS } from './clients';
 import { Backend, cli, Server, startServer } from './servers';
@@ -94,3 +95,40 @@ for (const backend of ['module', 'lua'] as Backend[]) {
     });
   });
 }
+
+// F13: detection turns any server error other than NOPERM into NotLoaded ("quota is not
+// loaded on this server"): a server that is BUSY (a long script) or LOADING (restarting) is
+// reported as a misconfiguration instead of passing the server's error through.
+describe('F13: detection during BUSY', () => {
+  for (const backend of ['module', 'lua'] as Backend[]) {
+    it(`F13: BUSY is not NotLoaded (${backend})`, async () => {
+      const server = await startServer(backend);
+      const conn = await DRIVERS[0]!.open(server.port);
+      const script = spawn('redis-cli', ['-p', String(server.port), 'EVAL', 'while true do end', '0'], {
+        stdio: 'ignore',
+      });
+      try {
+        await cli(server.port, 'CONFIG', 'SET', 'busy-reply-threshold', '50');
+        // Until the script is past the threshold (a bounded wait for the server, not for quota).
+        for (let i = 0; i < 200 && !(await cli(server.port, 'PING')).startsWith('BUSY'); i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.match(await cli(server.port, 'PING'), /^BUSY/);
+        const q = new Quota(conn.client);
+        const err = await q.get('acme').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof Error, 'the server is busy: the call must fail');
+        assert.ok(!(err instanceof NotLoaded), `BUSY reported as NotLoaded: ${(err as Error).message}`);
+        assert.match((err as Error).message, /BUSY/);
+      } finally {
+        await cli(server.port, 'SCRIPT', 'KILL').catch(() => undefined);
+        script.kill();
+        await conn.close();
+        await server.stop();
+      }
+    });
+  }
+});
+
