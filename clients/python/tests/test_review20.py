@@ -144,3 +144,25 @@ def test_F7_cancelled_async_follow_events_unsubscribes(servers, backend):
 
     left = asyncio.run(main())
     assert left == 0, "the cancelled feed is still subscribed"
+
+
+# F9: hold() with an id= whose reservation was already committed (a retried
+# request whose first attempt finished) gets duplicate 1, runs the body (the
+# generation) again, and its commit is a duplicate that charges nothing: free
+# work. Expected: the second hold() refuses before the body runs.
+def test_F9_hold_with_a_committed_id_does_not_run_the_body_again(servers, backend):
+    from quota_client.errors import QuotaError
+
+    q = Quota(servers.single(backend).redis())
+    t = tree_name()
+    q.set(t, "/", "cap", metric="credits", limit=100)
+    runs = []
+    with q.hold(t, path="p", id="req-1", cost={"credits": 10}):
+        runs.append(1)
+    try:
+        with q.hold(t, path="p", id="req-1", cost={"credits": 10}):
+            runs.append(2)
+    except QuotaError:
+        pass
+    assert q.get(t).policy_named("cap").used == 10
+    assert runs == [1], "the retried hold ran the body again, and nothing was charged for it"
