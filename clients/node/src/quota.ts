@@ -431,7 +431,10 @@ export class Quota<A = string> {
   }
 
   async tree(tree: string, o: TreeOptions = {}): Promise<R.TreeNode<A>> {
-    const args = [o.path ?? '/'];
+    // A path written `archived` (any case) as the last argument is read as the ARCHIVED flag
+    // (README QUOTA.TREE): written `/archived`, it is the node (review20 F1).
+    const path = o.path ?? '/';
+    const args = [path.toUpperCase() === 'ARCHIVED' ? `/${path}` : path];
     if (o.depth !== undefined) args.push('DEPTH', int(o.depth, 'depth'));
     if (o.count !== undefined) args.push('COUNT', int(o.count, 'count'));
     if (o.tag !== undefined) args.push('TAG', o.tag);
