@@ -221,26 +221,33 @@ export class Quota<A = string> {
     return this.backendPromise;
   }
 
+  /**
+   * Module when QUOTA.PRICE LIST answers (or is refused by the ACL: Redis answers an unknown
+   * command before it checks the ACL); Lua when FCALL_RO quota_version answers; NotLoaded only
+   * when the server says the command or function does not exist. Any other error (BUSY,
+   * LOADING, a connection error) is the server's and passes through, translated, and nothing
+   * is cached (review20 F13).
+   */
   private async detect(): Promise<Backend> {
     try {
       await this.adapter.send(['QUOTA.PRICE', 'LIST'], undefined, true);
       return 'module';
     } catch (e) {
       const text = serverErrorText(e);
-      if (text === undefined) {
+      if (text !== undefined && text.startsWith('NOPERM')) return 'module';
+      if (text === undefined || !text.startsWith('ERR unknown command')) {
         this.backendPromise = undefined;
-        throw e;
+        throw translateError(e, 'QUOTA.PRICE');
       }
-      // An account that may not read the price book: the command exists (Redis answers an
-      // unknown command before it checks the ACL).
-      if (text.startsWith('NOPERM')) return 'module';
     }
     try {
       await this.adapter.send(['FCALL_RO', 'quota_version', '0'], undefined, true);
       return 'lua';
     } catch (e) {
       const text = serverErrorText(e);
-      if (text === undefined || text.startsWith('NOPERM')) {
+      // FCALL_RO itself unknown (Redis < 7) or the library not loaded.
+      const absent = text !== undefined && (text.startsWith('ERR unknown command') || text.startsWith('ERR Function not found'));
+      if (!absent) {
         this.backendPromise = undefined;
         throw translateError(e, 'FCALL_RO quota_version');
       }
