@@ -1,7 +1,7 @@
 import { Adapter, adapterFor } from './adapters';
 import { AmountIn, amountText } from './amounts';
 import { decode, DecimalFactory, Schema } from './decode';
-import { Denied, NotLoaded, serverErrorText, translateError } from './errors';
+import { Conflict, Denied, NotLoaded, serverErrorText, translateError } from './errors';
 import * as R from './replies';
 
 const S = R.SCHEMAS;
@@ -102,6 +102,8 @@ export interface HoldHandle<A = string> {
   readonly reply: R.ReserveReply<A>;
   /** What to commit instead of what was reserved. */
   actual(settle: { cost?: AmountMap; usage?: UsageIn }): void;
+  /** The commit's reply once withHold committed (`expired` 1: the hold had expired). */
+  readonly commit: R.CommitReply<A> | undefined;
 }
 
 export interface GenerateAllOptions<A = string> extends Omit<ReserveOptions, 'mode' | 'cost' | 'usage'> {
@@ -583,16 +585,35 @@ export class Quota<A = string> {
   /**
    * Reserves (Denied when refused), runs `fn`, then commits (the actual cost or usage if
    * `fn` set one with `h.actual`, else what was reserved); releases when `fn` throws, and
-   * re-throws.
+   * re-throws. The commit's reply is `h.commit` afterwards; a commit that came after the
+   * hold expired (`expired` 1: charged without the hold, all of it overage) also emits a
+   * process warning (code `QUOTA_HOLD_EXPIRED`).
+   *
+   * With an `id` that repeats an earlier reservation (`duplicate` 1): when that hold is still
+   * live (a retry after a crash) the body runs and commits it; when it was already committed,
+   * released or expired, the body does NOT run: Conflict (the work was done, or the hold is
+   * gone: a retry must not generate again for free).
    */
   async withHold<T>(tree: string, o: Omit<ReserveOptions, 'mode'>, fn: (h: HoldHandle<A>) => Promise<T>): Promise<T> {
+    const command = (await this.backend()) === 'module' ? 'QUOTA.RESERVE' : 'FCALL quota_reserve';
     const reply = await this.reserve(tree, o);
-    assertAllowed(reply, (await this.backend()) === 'module' ? 'QUOTA.RESERVE' : 'FCALL quota_reserve');
+    assertAllowed(reply, command);
     const id = reply.id as string;
+    if (reply.duplicate === 1 && !(await this.holdIsLive(tree, o.path, id, reply.expires_at))) {
+      throw new Conflict(
+        'conflict',
+        `reservation '${id}' is no longer held (committed, released or expired): withHold does not run the body again`,
+        command,
+      );
+    }
     let settle: { cost?: AmountMap; usage?: UsageIn } = {};
+    let committed: R.CommitReply<A> | undefined;
     const handle: HoldHandle<A> = {
       id,
       reply,
+      get commit() {
+        return committed;
+      },
       actual: (s) => {
         itemArgs(s.cost, s.usage); // validates now, where the mistake is
         settle = s;
@@ -609,8 +630,26 @@ export class Quota<A = string> {
       }
       throw e;
     }
-    await this.commit(tree, id, settle);
+    committed = await this.commit(tree, id, settle);
+    if (committed.expired === 1) {
+      process.emitWarning(
+        `quota: the hold '${id}' on ${tree} expired before withHold committed it: charged without the hold (overage ${JSON.stringify(committed.overage)}); raise ttlMs or extend the hold`,
+        { code: 'QUOTA_HOLD_EXPIRED' },
+      );
+    }
     return result;
+  }
+
+  /**
+   * Whether the reservation `id` (PATH `path`) still holds: QUOTA.HOLDS lists the live holds
+   * at or below the path, soonest expiry first. When the page is full before reaching this
+   * hold's expiry it cannot tell, and says live (the body runs, as before).
+   */
+  private async holdIsLive(tree: string, path: string, id: string, expiresAt: number): Promise<boolean> {
+    const count = 10000;
+    const holds = await this.holds(tree, { path, count });
+    if (holds.some((h) => h.id === id)) return true;
+    return holds.length === count && holds[holds.length - 1]!.expires_at <= expiresAt;
   }
 
   /**

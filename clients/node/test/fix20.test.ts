@@ -1,0 +1,107 @@
+/**
+ * Regression tests of the fixes to the hostile review of issue 20 (/work/brief/review20.md)
+ * for findings without a TypeScript test of the reviewer's (F8, F9, F11; F2's detectable
+ * cases). Both backends, ioredis and node-redis.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Conflict, Quota } from '../src';
+import { DRIVERS } from './clients';
+import { Backend, Server, startServer } from './servers';
+
+let treeCount = 0;
+const fresh = (what: string) => `fix20-${++treeCount}-${what}-${process.pid}`;
+
+async function used(q: Quota, t: string): Promise<string> {
+  return (await q.get(t)).policies.find((p) => p.policy === 'cap')!.used;
+}
+
+for (const backend of ['module', 'lua'] as Backend[]) {
+  describe(`fix20 ${backend} backend`, () => {
+    let server: Server;
+    before(async () => {
+      server = await startServer(backend);
+    });
+    after(async () => {
+      await server?.stop();
+    });
+
+    for (const d of [DRIVERS[0]!, DRIVERS[2]!]) {
+      it(`F9: withHold with an id already committed does not run the body again (${d.name})`, async () => {
+        const conn = await d.open(server.port);
+        try {
+          const q = new Quota(conn.client);
+          const t = fresh('hold-id');
+          await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+          const runs: number[] = [];
+          await q.withHold(t, { path: 'p', id: 'req-1', cost: { credits: 10 } }, async () => void runs.push(1));
+          await assert.rejects(
+            q.withHold(t, { path: 'p', id: 'req-1', cost: { credits: 10 } }, async () => void runs.push(2)),
+            (e: unknown) => e instanceof Conflict && /no longer held/.test(e.message),
+          );
+          assert.deepEqual(runs, [1]);
+          assert.equal(await used(q, t), '10');
+          // Released, then retried: refused too (the hold is gone).
+          await assert.rejects(
+            q.withHold(t, { path: 'p', id: 'req-r', cost: { credits: 10 } }, async () => {
+              throw new Error('generation failed');
+            }),
+            /generation failed/,
+          );
+          await assert.rejects(
+            q.withHold(t, { path: 'p', id: 'req-r', cost: { credits: 10 } }, async () => void runs.push(3)),
+            Conflict,
+          );
+          // A live hold behind the id (the first attempt died before committing): the retry
+          // runs the body and commits that hold, once.
+          const first = await q.reserve(t, { path: 'p/q', id: 'req-2', cost: { credits: 5 } });
+          assert.equal(first.allowed, 1);
+          await q.withHold(t, { path: 'p/q', id: 'req-2', cost: { credits: 5 } }, async (h) => {
+            assert.equal(h.reply.duplicate, 1);
+            runs.push(4);
+          });
+          assert.deepEqual(runs, [1, 4]);
+          assert.equal(await used(q, t), '15');
+          assert.deepEqual(await q.holds(t), []);
+        } finally {
+          await conn.close();
+        }
+      });
+
+      it(`F8: withHold exposes the commit; an expired hold's commit warns (${d.name})`, async () => {
+        const conn = await d.open(server.port);
+        const warnings: Error[] = [];
+        const onWarning = (w: Error) => warnings.push(w);
+        process.on('warning', onWarning);
+        try {
+          const q = new Quota(conn.client);
+          const t = fresh('hold-expired');
+          await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+          let handle: { commit: unknown } | undefined;
+          const out = await q.withHold(t, { path: 'h', ttlMs: 1000, cost: { credits: 5 } }, async (h) => {
+            handle = h;
+            assert.equal(h.commit, undefined);
+            await q.clockAdvance(5000);
+            return 'done';
+          });
+          assert.equal(out, 'done');
+          const commit = handle!.commit as { expired: number; overage: Record<string, string> };
+          assert.equal(commit.expired, 1);
+          assert.deepEqual(commit.overage, { credits: '5' });
+          await new Promise((r) => setImmediate(r)); // emitWarning delivers on the next tick
+          assert.equal(warnings.filter((w) => (w as { code?: string }).code === 'QUOTA_HOLD_EXPIRED').length, 1);
+          // A commit in time: the reply, no warning.
+          await q.withHold(t, { path: 'h', ttlMs: 1000, cost: { credits: 5 } }, async (h) => {
+            handle = h;
+          });
+          assert.equal((handle!.commit as { expired: number }).expired, 0);
+          await new Promise((r) => setImmediate(r));
+          assert.equal(warnings.filter((w) => (w as { code?: string }).code === 'QUOTA_HOLD_EXPIRED').length, 1);
+        } finally {
+          process.off('warning', onWarning);
+          await conn.close();
+        }
+      });
+    }
+  });
+}
