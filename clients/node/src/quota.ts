@@ -115,10 +115,18 @@ export interface GenerateAllOptions<A = string> extends Omit<ReserveOptions, 'mo
 export interface Batch<A = string> {
   readonly id: string;
   readonly preview: R.ReserveReply<A>;
-  /** The reservation, or null when the caller chose to stop. */
+  /**
+   * The reservation; a refused one (`allowed` 0, `reserved` 0) when the room went between the
+   * preview and the reservation; null when the caller chose to stop or nothing fit.
+   */
   readonly reservation: R.ReserveReply<A> | null;
   /** Items held (the leading ones). */
   readonly reserved: number;
+  /**
+   * What was reserved: 'all' (every item), 'first' (the leading `reserved` items), 'stop'
+   * (nothing: the caller chose to stop, nothing fit, or the UPTO reservation was refused).
+   */
+  readonly choice: 'all' | 'first' | 'stop';
   commit(item: number, settle?: { cost?: AmountMap; usage?: UsageIn }): Promise<R.CommitReply<A>>;
   release(item: number): Promise<R.ReleaseReply<A>>;
   extend(ttlMs: number): Promise<R.ExtendReply>;
@@ -655,7 +663,9 @@ export class Quota<A = string> {
   /**
    * The Generate All flow: preview (DRYRUN); if every item fits, reserve ALL; else ask
    * `choose(preview)` and reserve UPTO (the leading items that fit) or stop. With an ID
-   * (given, or made), so a retried call returns the same hold.
+   * (given, or made), so a retried call returns the same hold. When the ALL reservation is
+   * refused after all (another request took the room between the preview and it), its reply
+   * is the new preview: `choose` is asked with it (review20 F11), never a silent `all`.
    */
   async generateAll(tree: string, o: GenerateAllOptions<A>): Promise<Batch<A>> {
     const { choose, ...rest } = o;
@@ -664,12 +674,27 @@ export class Quota<A = string> {
     // reservation with that ID exists (a retried call), the server replies that one.
     const preview = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'dryrun' });
     let reservation: R.ReserveReply<A> | null = null;
+    let choice: 'all' | 'first' | 'stop' = 'stop';
+    let offer = preview; // what choose() is shown: the preview, or a refused ALL
     if (preview.duplicate === 1) {
       reservation = preview;
-    } else if (preview.fits === preview.items) {
-      reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'all' });
-    } else if (preview.fits > 0 && (await choose(preview)) === 'first') {
-      reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'upto' });
+      choice = preview.reserved === preview.items ? 'all' : 'first';
+    } else {
+      if (preview.fits === preview.items) {
+        const all = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'all' });
+        if (all.allowed) {
+          reservation = all;
+          choice = 'all';
+        } else {
+          offer = all; // its fits and message say what fits now
+        }
+      }
+      if (reservation === null && offer.fits > 0 && (await choose(offer)) === 'first') {
+        reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'upto' });
+        choice = reservation.allowed ? 'first' : 'stop';
+      } else if (reservation === null && offer !== preview && offer.fits === 0) {
+        reservation = offer; // the refused ALL: nothing fits any more (allowed 0)
+      }
     }
     const reserved = reservation && reservation.allowed ? reservation.reserved : 0;
     const batchId = reservation?.id ?? id;
@@ -678,6 +703,7 @@ export class Quota<A = string> {
       preview,
       reservation,
       reserved,
+      choice,
       commit: (item, settle = {}) => this.commit(tree, batchId, { item, ...settle }),
       release: (item) => this.release(tree, batchId, { item }),
       extend: (ttlMs) => this.extend(tree, batchId, ttlMs),

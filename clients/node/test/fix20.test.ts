@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Conflict, Quota } from '../src';
+import { Conflict, Quota, ReserveOptions } from '../src';
 import { DRIVERS } from './clients';
 import { Backend, Server, startServer } from './servers';
 
@@ -99,6 +99,61 @@ for (const backend of ['module', 'lua'] as Backend[]) {
           assert.equal(warnings.filter((w) => (w as { code?: string }).code === 'QUOTA_HOLD_EXPIRED').length, 1);
         } finally {
           process.off('warning', onWarning);
+          await conn.close();
+        }
+      });
+
+      it(`F11: generateAll asks choose() again when the ALL reservation is refused (${d.name})`, async () => {
+        const conn = await d.open(server.port);
+        try {
+          const q = new Quota(conn.client);
+          const t = fresh('batch-race');
+          await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+          const items = [0, 1, 2, 3].map(() => ({ cost: { credits: 20 } }));
+          // Another request takes 50 credits between the preview and the ALL reservation.
+          const reserve = q.reserve.bind(q);
+          let raced = false;
+          q.reserve = async (tree: string, o: ReserveOptions) => {
+            if (o.mode === 'all' && !raced) {
+              raced = true;
+              await q.charge(tree, { path: 'other', cost: { credits: 50 } });
+            }
+            return reserve(tree, o);
+          };
+          const offers: Array<{ fits: number; allowed: number }> = [];
+          const batch = await q.generateAll(t, {
+            path: 'u',
+            items,
+            choose: (p) => {
+              offers.push({ fits: p.fits, allowed: p.allowed });
+              return 'first';
+            },
+          });
+          assert.ok(raced);
+          assert.equal(batch.preview.fits, 4);
+          assert.deepEqual(offers, [{ fits: 2, allowed: 0 }]);
+          assert.equal(batch.choice, 'first');
+          assert.equal(batch.reserved, 2);
+          assert.equal(batch.reservation!.allowed, 1);
+          // Nothing fits any more: no choice, a refused reservation, 'stop'.
+          raced = false;
+          const none = await q.generateAll(t, {
+            path: 'u',
+            items: [{ cost: { credits: 10 } }],
+            choose: () => assert.fail('nothing fits: nothing to choose'),
+          });
+          assert.equal(none.preview.fits, 1);
+          assert.equal(none.choice, 'stop');
+          assert.equal(none.reserved, 0);
+          assert.equal(none.reservation!.allowed, 0);
+          // No race: 'all'.
+          raced = true;
+          const t2 = fresh('batch-fine');
+          await q.set(t2, '/', 'cap', { metric: 'credits', limit: '100' });
+          const fine = await q.generateAll(t2, { path: 'u', items: [{ cost: { credits: 5 } }], choose: () => 'stop' });
+          assert.equal(fine.choice, 'all');
+          assert.equal(fine.reserved, 1);
+        } finally {
           await conn.close();
         }
       });
