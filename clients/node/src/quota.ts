@@ -135,13 +135,22 @@ export interface Batch<A = string> {
 export interface Gap {
   /** The last seq handled. */
   after: number;
-  /** The first seq the log still had. */
+  /** The first seq the log still had (after a reset: the new log's first, usually 1). */
   next: number;
+  /**
+   * 1 when the log restarted: the tree was deleted (and maybe created again), its new log
+   * counts from seq 1 and is handed out from its start; 0 when the log wrapped while away.
+   */
+  reset: number;
 }
 
 export interface FollowOptions {
-  /** The last seq already handled (0: from the start of the log). */
-  since?: number;
+  /**
+   * The last seq already handled (0: from the start of the log), or better the last event
+   * handled: then a log that restarted while away (the tree deleted and created again) is
+   * told apart even when the new log has reached that seq (its event there differs).
+   */
+  since?: number | R.QuotaEvent<unknown>;
   /** Told when events were lost (the log wrapped while away); default: ignored. */
   onGap?: (gap: Gap) => void;
   /** Page size of the catch-up (EVENTS COUNT), default 100. */
@@ -739,9 +748,22 @@ export function assertAllowed<T extends { allowed: number; message?: string }>(r
   return reply;
 }
 
+/** How many delivered events a follower remembers, to tell a late duplicate from a new log. */
+const REMEMBERED = 1000;
+
+/** What tells two events with the same seq apart (fields the live JSON and the log share). */
+function fingerprint(e: R.QuotaEvent<unknown>): string {
+  const f = (x: unknown) => (x === undefined || x === null ? '' : String(x));
+  return [e.type, e.time, e.path, e.policy, e.metric, e.used, e.held, e.limit, e.threshold, e.id, e.grant, e.amount, e.remaining]
+    .map(f)
+    .join('\u0000');
+}
+
 class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
   private last: number;
   private readonly ready: R.QuotaEvent<A>[] = [];
+  /** seq -> fingerprint of the events handed out lately. */
+  private readonly seen = new Map<number, string>();
   private waiter: (() => void) | undefined;
   private failure: unknown;
   private sub: Promise<{ close(): Promise<void> }> | undefined;
@@ -753,7 +775,13 @@ class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
     private readonly tree: string,
     private readonly o: FollowOptions,
   ) {
-    this.last = o.since ?? 0;
+    const since = o.since;
+    if (typeof since === 'object' && since !== null) {
+      this.last = since.seq;
+      this.seen.set(since.seq, fingerprint(since));
+    } else {
+      this.last = since ?? 0;
+    }
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<R.QuotaEvent<A>> {
@@ -774,24 +802,78 @@ class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
     w?.();
   }
 
-  private deliver(e: R.QuotaEvent<A>): void {
+  /** Hands an event out unless its seq was handled already. */
+  private accept(e: R.QuotaEvent<A>): void {
     if (e.seq <= this.last) return; // seen already
     this.last = e.seq;
+    this.seen.set(e.seq, fingerprint(e));
+    if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value as number);
     this.ready.push(e);
     this.wake();
   }
 
+  /** A live event. */
+  private async live(e: R.QuotaEvent<A>): Promise<void> {
+    if (e.seq <= this.last) {
+      // A late duplicate of what a catch-up handed out, or the first events of a new log
+      // (the tree was deleted and created again: its seq starts at 1 again). Known and the
+      // same: a duplicate; known and different: a new log. Otherwise the log decides
+      // (catchUp checks it still has `last`).
+      const known = this.seen.get(e.seq);
+      if (known === fingerprint(e)) return;
+      if (known !== undefined) await this.restart(); // another event at a seq handed out
+      else await this.catchUp();
+    } else if (e.seq > this.last + 1) {
+      await this.catchUp(); // a hole: the log has it
+    }
+    this.accept(e);
+  }
+
+  /**
+   * EVENTS SINCE last, page by page. The first page starts one event early: the log must
+   * still have `last` (the event handed out), or have wrapped past it (a gap). A log whose
+   * newest seq is below `last`, or whose event `last` is not the one handed out, restarted:
+   * the tree was deleted (review20 F2). Then onGap hears `reset` 1 and the new log is handed
+   * out from its start.
+   */
   private async catchUp(): Promise<void> {
     const count = this.o.pageSize ?? 100;
     let first = true;
+    if (this.last > 0) {
+      const page = await this.q.events(this.tree, { since: this.last - 1, count });
+      const head = page[0];
+      const known = this.seen.get(this.last);
+      if (head === undefined || (head.seq === this.last && known !== undefined && known !== fingerprint(head))) {
+        return this.restart();
+      }
+      if (head.seq > this.last + 1) this.o.onGap?.({ after: this.last, next: head.seq, reset: 0 });
+      for (const e of page) this.accept(e);
+      if (page.length < count) return;
+      first = false;
+    }
     for (;;) {
       const page = await this.q.events(this.tree, { since: this.last, count });
       if (first && page.length > 0 && page[0]!.seq > this.last + 1) {
-        this.o.onGap?.({ after: this.last, next: page[0]!.seq });
+        this.o.onGap?.({ after: this.last, next: page[0]!.seq, reset: 0 });
       }
       first = false;
-      for (const e of page) this.deliver(e);
+      for (const e of page) this.accept(e);
       if (page.length < count) return;
+    }
+  }
+
+  /** The log restarted: reported, then the new log from its start. */
+  private async restart(): Promise<void> {
+    const count = this.o.pageSize ?? 100;
+    const after = this.last;
+    this.last = 0;
+    this.seen.clear();
+    let page = await this.q.events(this.tree, { since: 0, count });
+    this.o.onGap?.({ after, next: page[0]?.seq ?? 1, reset: 1 });
+    for (;;) {
+      for (const e of page) this.accept(e);
+      if (page.length < count) return;
+      page = await this.q.events(this.tree, { since: this.last, count });
     }
   }
 
@@ -808,10 +890,7 @@ class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
           this.wake();
           return;
         }
-        this.serial(async () => {
-          if (event.seq > this.last + 1) await this.catchUp(); // a hole: the log has it
-          this.deliver(event);
-        });
+        this.serial(() => this.live(event));
       },
       () => this.serial(() => this.catchUp()),
     );

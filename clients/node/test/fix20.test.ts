@@ -5,12 +5,27 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Conflict, Quota, ReserveOptions } from '../src';
+import { Conflict, Quota, QuotaEvent, ReserveOptions } from '../src';
 import { DRIVERS } from './clients';
-import { Backend, Server, startServer } from './servers';
+import { Backend, cli, Server, startServer } from './servers';
 
 let treeCount = 0;
 const fresh = (what: string) => `fix20-${++treeCount}-${what}-${process.pid}`;
+
+/** The next event: it is due now (the write that fires it has returned); 5 s bounds a failure. */
+async function nextEvent<T>(it: AsyncIterableIterator<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('no event within 5 s')), 5000);
+  });
+  try {
+    const r = await Promise.race([it.next(), timeout]);
+    assert.ok(!r.done);
+    return r.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 async function used(q: Quota, t: string): Promise<string> {
   return (await q.get(t)).policies.find((p) => p.policy === 'cap')!.used;
@@ -24,6 +39,72 @@ for (const backend of ['module', 'lua'] as Backend[]) {
     });
     after(async () => {
       await server?.stop();
+    });
+
+    it('F2: a tree deleted and created again while followed: reset gap, then the new log', async () => {
+      const conn = await DRIVERS[0]!.open(server.port);
+      try {
+        const q = new Quota(conn.client);
+        const t = fresh('recreated-live');
+        await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+        const gaps: unknown[] = [];
+        const events = q.follow(t, { onGap: (g) => gaps.push(g) });
+        try {
+          await q.charge(t, { path: 'x', cost: { credits: '85' } }); // warning 80: seq 1
+          assert.equal((await nextEvent(events)).seq, 1);
+          await q.charge(t, { path: 'x', cost: { credits: '10' } }); // warning 90: seq 2
+          assert.equal((await nextEvent(events)).seq, 2);
+          await cli(server.port, 'DEL', t);
+          await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+          await q.charge(t, { path: 'x', cost: { credits: '95' } }); // the new log: seq 1, 2
+          const got: QuotaEvent[] = [await nextEvent(events), await nextEvent(events)];
+          assert.deepEqual(
+            got.map((e) => [e.seq, e.threshold, e.used]),
+            [
+              [1, 80, '95'],
+              [2, 90, '95'],
+            ],
+          );
+          assert.deepEqual(gaps, [{ after: 2, next: 1, reset: 1 }]);
+          await q.charge(t, { path: 'x', cost: { credits: '10' } }); // over: seq 3, as usual
+          const over = await nextEvent(events);
+          assert.deepEqual([over.seq, over.type], [3, 'over']);
+          assert.equal(gaps.length, 1);
+        } finally {
+          await events.return!();
+        }
+      } finally {
+        await conn.close();
+      }
+    });
+
+    it('F2: a follower started after the tree was recreated with a shorter log: reset gap', async () => {
+      const conn = await DRIVERS[1]!.open(server.port);
+      try {
+        const q = new Quota(conn.client);
+        const t = fresh('recreated-away');
+        await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+        await q.charge(t, { path: 'x', cost: { credits: '85' } }); // seq 1
+        await q.charge(t, { path: 'x', cost: { credits: '10' } }); // seq 2
+        await cli(server.port, 'DEL', t);
+        await q.set(t, '/', 'cap', { metric: 'credits', limit: '100' });
+        await q.charge(t, { path: 'x', cost: { credits: '85' } }); // the new log's seq 1
+        const gaps: unknown[] = [];
+        const events = q.follow(t, { since: 2, onGap: (g) => gaps.push(g) });
+        try {
+          const e = await nextEvent(events);
+          assert.deepEqual([e.seq, e.threshold, e.used], [1, 80, '85']);
+          assert.deepEqual(gaps, [{ after: 2, next: 1, reset: 1 }]);
+          // A live event below `since` on an unchanged log is not a reset: a plain follower.
+          await q.charge(t, { path: 'x', cost: { credits: '10' } }); // seq 2
+          assert.equal((await nextEvent(events)).seq, 2);
+          assert.equal(gaps.length, 1);
+        } finally {
+          await events.return!();
+        }
+      } finally {
+        await conn.close();
+      }
     });
 
     for (const d of [DRIVERS[0]!, DRIVERS[2]!]) {
