@@ -496,7 +496,7 @@ for (const backend of ['module', 'lua'] as Backend[]) {
             try {
               const got = await take(events, 5);
               assert.deepEqual(got.map((e) => e.seq), [8, 9, 10, 11, 12]);
-              assert.deepEqual(gaps, [{ after: 2, next: 8 }]);
+              assert.deepEqual(gaps, [{ after: 2, next: 8, reset: 0 }]);
             } finally {
               await events.return!();
             }
