@@ -101,6 +101,7 @@ class IORedisAdapter implements Adapter {
     onMessage: (message: string) => void,
     onReconnect: () => void,
   ): Promise<Subscription> {
+    if (this.cluster) return subscribeIOCluster(this.client, channel, onMessage, onReconnect);
     const sub: Any = this.client.duplicate();
     sub.on('error', () => {}); // reconnects on its own; errors surface as reconnects
     let ready = false;
@@ -120,6 +121,107 @@ class IORedisAdapter implements Adapter {
       },
     };
   }
+}
+
+/** How often a cluster subscriber tries its node again before it moves to another one. */
+const NODE_RETRIES = 3;
+
+/**
+ * On an ioredis Cluster, a subscriber connection of its own: a plain ioredis Redis to one node
+ * (a cluster broadcasts PUBLISH to every node), made from the node's options. Not the
+ * Cluster's own subscriber (a duplicate Cluster's ClusterSubscriber): when its connection
+ * drops it subscribes again on a new connection without telling anyone, so nothing catches
+ * up (review20 F14). This one says so: after a reconnect to the same node ('ready', then a
+ * PING behind the re-SUBSCRIBE), and after a move to another node (its node gone: after
+ * NODE_RETRIES failed tries, 'end'), the caller catches up.
+ */
+async function subscribeIOCluster(
+  cluster: Any,
+  channel: string,
+  onMessage: (message: string) => void,
+  onReconnect: () => void,
+): Promise<Subscription> {
+  let closed = false;
+  let current: Any;
+  let turn = Math.floor(Math.random() * 1024);
+
+  const nodes = async (): Promise<Any[]> => {
+    let list: Any[] = cluster.nodes('all');
+    if (list.length === 0 && cluster.status !== 'ready') {
+      await new Promise<void>((resolve) => cluster.once('ready', () => resolve()));
+      list = cluster.nodes('all');
+    }
+    if (list.length === 0) throw new Error('quota: the ioredis Cluster knows no node to subscribe on');
+    return list;
+  };
+
+  const open = async (): Promise<void> => {
+    const list = await nodes();
+    const node: Any = list[turn++ % list.length];
+    const o: Any = node.options;
+    // ioredis's Redis class (a node's `constructor` is not it: ioredis mixes EventEmitter in).
+    const ioredis: Any = require('ioredis');
+    const Redis: Any = ioredis.Redis ?? ioredis.default ?? ioredis;
+    const conn: Any = new Redis({
+      host: o.host,
+      port: o.port,
+      username: o.username,
+      password: o.password,
+      tls: o.tls,
+      family: o.family,
+      connectTimeout: o.connectTimeout,
+      connectionName: 'quota-follow',
+      enableReadyCheck: true,
+      lazyConnect: true,
+      retryStrategy: (times: number) => (times > NODE_RETRIES ? null : Math.min(times * 100, 1000)),
+    });
+    current = conn;
+    conn.on('error', () => {}); // errors surface as reconnects or as 'end'
+    conn.on('message', (ch: string, message: string) => {
+      if (ch === channel && conn === current) onMessage(message);
+    });
+    let subscribed = false;
+    conn.on('ready', () => {
+      // Re-subscribed on the same node (ioredis re-sends SUBSCRIBE; a PING queued behind
+      // it answers once it has): catch up.
+      if (subscribed && !closed && conn === current) conn.ping().then(onReconnect, onReconnect);
+    });
+    conn.once('end', () => {
+      if (closed || conn !== current) return;
+      moveOn(); // this node is gone: another one
+    });
+    try {
+      await conn.subscribe(channel);
+    } catch (e) {
+      if (current === conn) current = undefined; // its 'end' must not move on: the caller decides
+      conn.disconnect();
+      throw e;
+    }
+    subscribed = true;
+  };
+
+  const moveOn = (delay = 0): void => {
+    setTimeout(() => {
+      if (closed) return;
+      open().then(
+        () => {
+          if (!closed) onReconnect();
+          else current?.disconnect();
+        },
+        () => {
+          if (!closed) moveOn(Math.min(delay * 2 || 100, 2000)); // every node failing: keep trying
+        },
+      );
+    }, delay);
+  };
+
+  await open();
+  return {
+    close: async () => {
+      closed = true;
+      current?.disconnect();
+    },
+  };
 }
 
 // ----- node-redis --------------------------------------------------------------
