@@ -8,13 +8,33 @@ export interface Subscription {
   close(): Promise<void>;
 }
 
+/** One primary's answer to a server-wide write. */
+export interface NodeResult {
+  /** host:port */
+  node: string;
+  reply?: unknown;
+  /** Set when the node failed (the driver's error, or the server's). */
+  error?: unknown;
+}
+
+async function settled(node: string, p: Promise<unknown>): Promise<NodeResult> {
+  try {
+    return { node, reply: await p };
+  } catch (error) {
+    return { node, error: error ?? new Error('rejected') };
+  }
+}
+
 export interface Adapter {
   readonly driver: 'ioredis' | 'node-redis';
   readonly cluster: boolean;
   /** Sends to the primary serving `key`'s slot (any node when `key` is undefined). */
   send(args: string[], key: string | undefined, readonly: boolean): Promise<unknown>;
-  /** Sends to every primary (one server: that server), replies in order. */
-  sendAll(args: string[]): Promise<unknown[]>;
+  /**
+   * Sends to every primary (one server: that server) and waits for every one: each node's
+   * reply or error, in order. Never rejects for a node's error.
+   */
+  sendAll(args: string[]): Promise<NodeResult[]>;
   /**
    * Subscribes on a connection of its own; `onMessage` gets each message, `onReconnect` is
    * called when the connection came back (the caller catches up). Resolves once subscribed.
@@ -84,14 +104,14 @@ class IORedisAdapter implements Adapter {
     return command.promise;
   }
 
-  async sendAll(args: string[]): Promise<unknown[]> {
+  async sendAll(args: string[]): Promise<NodeResult[]> {
     const [name, ...rest] = args as [string, ...string[]];
     const nodes: Any[] = this.cluster ? this.client.nodes('master') : [this.client];
     return Promise.all(
       nodes.map((n) => {
         const command = ioCommand(this.client, name, rest, undefined);
         n.sendCommand(command);
-        return command.promise;
+        return settled(`${n.options?.host}:${n.options?.port}`, command.promise);
       }),
     );
   }
@@ -240,14 +260,19 @@ class NodeRedisAdapter implements Adapter {
     return this.client.sendCommand(args);
   }
 
-  async sendAll(args: string[]): Promise<unknown[]> {
-    if (!this.cluster) return [await this.client.sendCommand(args)];
+  async sendAll(args: string[]): Promise<NodeResult[]> {
+    if (!this.cluster) {
+      const o: Any = this.client.options?.socket ?? {};
+      return [await settled(`${o.host ?? 'localhost'}:${o.port ?? 6379}`, this.client.sendCommand(args))];
+    }
     const masters: Any[] = this.client.masters;
     return Promise.all(
-      masters.map(async (m) => {
-        const node = await this.client.nodeClient(m);
-        return node.sendCommand(args);
-      }),
+      masters.map((m) =>
+        settled(
+          m.address ?? `${m.host}:${m.port}`,
+          (async () => (await this.client.nodeClient(m)).sendCommand(args))(),
+        ),
+      ),
     );
   }
 

@@ -132,6 +132,17 @@ export interface Batch<A = string> {
   extend(ttlMs: number): Promise<R.ExtendReply>;
 }
 
+/**
+ * One primary's answer to a server-wide write (price/plan set and del, clock set and advance
+ * on a module cluster): on the error thrown when some primary failed, as `err.primaries`.
+ */
+export interface PrimaryResult {
+  /** host:port */
+  node: string;
+  reply?: unknown;
+  error?: unknown;
+}
+
 export interface Gap {
   /** The last seq handled. */
   after: number;
@@ -315,14 +326,25 @@ export class Quota<A = string> {
    * A server-wide write. The module keeps the price book, the plan book and the test clock
    * per server: to every primary. The Lua library keeps each in one key: to the node serving it.
    */
+  /**
+   * When some primary fails, the others have applied the write already (nothing is undone):
+   * the first failure is thrown (a QuotaError by kind, or the driver's error) once every
+   * primary answered, carrying `primaries`: each node's `reply` or `error` (review20 F15).
+   */
   private async everywhere(name: string, args: string[]): Promise<unknown[]> {
     if ((await this.backend()) === 'lua') return [await this.raw(name, undefined, args)];
     const [wire, label] = await this.wire(name, undefined, args);
-    try {
-      return await this.adapter.sendAll(wire);
-    } catch (e) {
-      throw translateError(e, label);
+    const results = await this.adapter.sendAll(wire);
+    const primaries: PrimaryResult[] = results.map((r) =>
+      'error' in r && r.error !== undefined ? { node: r.node, error: translateError(r.error, label) } : { node: r.node, reply: r.reply },
+    );
+    const failed = primaries.find((r) => r.error !== undefined);
+    if (failed) {
+      const err = failed.error;
+      if (err !== null && typeof err === 'object') Object.assign(err, { primaries });
+      throw err;
     }
+    return primaries.map((r) => r.reply);
   }
 
   private async typed<T>(name: string, key: string | undefined, args: string[], schema: Schema): Promise<T> {
@@ -548,11 +570,14 @@ export class Quota<A = string> {
     return decode(await this.raw('PRICE', undefined, ['LIST']), 'strs', this.dec) as string[];
   }
 
-  /** QUOTA.PLAN SET on every primary; replies the plan's version (the first primary's). */
+  /**
+   * QUOTA.PLAN SET on every primary; replies the plan's version, the highest of the primaries'
+   * (they differ when an earlier set reached only some of them).
+   */
   async planSet(name: string, plan: string | object): Promise<number> {
     const json = typeof plan === 'string' ? plan : JSON.stringify(plan);
     const replies = await this.everywhere('PLAN', ['SET', name, json]);
-    return decode(replies[0], 'int', this.dec) as number;
+    return Math.max(...replies.map((r) => decode(r, 'int', this.dec) as number));
   }
 
   async planGet(name: string): Promise<Record<string, unknown>> {

@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Conflict, Quota, QuotaEvent, ReserveOptions } from '../src';
+import { Conflict, PermissionDenied, PrimaryResult, Quota, QuotaEvent, ReserveOptions } from '../src';
 import { DRIVERS } from './clients';
-import { Backend, cli, Server, startServer } from './servers';
+import { Backend, cli, ClusterServers, Server, startCluster, startServer } from './servers';
 
 let treeCount = 0;
 const fresh = (what: string) => `fix20-${++treeCount}-${what}-${process.pid}`;
@@ -241,3 +241,56 @@ for (const backend of ['module', 'lua'] as Backend[]) {
     }
   });
 }
+
+const PLAN = { paths: { '/': { cap: { metric: 'credits', limit: '100', window: 'month' } } } };
+
+// F15: a server-wide write that one primary refuses: the others have it; the error says which.
+describe('F15: server-wide writes on a module cluster', () => {
+  let cluster: ClusterServers;
+  before(async () => {
+    cluster = await startCluster('module');
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  for (const d of [DRIVERS[0]!, DRIVERS[2]!]) {
+    it(`F15: a primary that fails is reported per primary; planSet replies the highest version (${d.name})`, async () => {
+      const conn = await d.openCluster(cluster.ports);
+      const refusing = cluster.ports[1]!;
+      const plan = `plan-${d.name.replace(/\W+/g, '-')}-${process.pid}`;
+      try {
+        const q = new Quota(conn.client);
+        await cli(refusing, 'ACL', 'SETUSER', 'default', '-quota.plan');
+        const err = await q.planSet(plan, PLAN).then(
+          () => assert.fail('one primary refuses: planSet must reject'),
+          (e: unknown) => e,
+        );
+        assert.ok(err instanceof PermissionDenied, String(err));
+        const primaries = (err as unknown as { primaries: PrimaryResult[] }).primaries;
+        assert.equal(primaries.length, 3);
+        assert.deepEqual(
+          primaries.filter((p) => p.error !== undefined).map((p) => p.node),
+          [`127.0.0.1:${refusing}`],
+        );
+        assert.deepEqual(
+          primaries.filter((p) => p.error === undefined).map((p) => p.reply),
+          [1, 1],
+        );
+        for (const port of cluster.ports) {
+          const has = (await cli(port, 'QUOTA.PLAN', 'LIST')).includes(plan);
+          assert.equal(has, port !== refusing, `the plan on ${port}`);
+        }
+        // The next set (changed): version 2 where it was, 1 on the primary that missed it; the highest.
+        await cli(refusing, 'ACL', 'SETUSER', 'default', '+@all');
+        const changed = { paths: { '/': { cap: { metric: 'credits', limit: '200', window: 'month' } } } };
+        assert.equal(await q.planSet(plan, changed), 2);
+        assert.equal(await cli(refusing, 'QUOTA.PLAN', 'GET', plan).then((j) => JSON.parse(j).version), 1);
+        assert.equal(await q.planDel(plan), 1);
+      } finally {
+        await cli(refusing, 'ACL', 'SETUSER', 'default', '+@all');
+        await conn.close();
+      }
+    });
+  }
+});
