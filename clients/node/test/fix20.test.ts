@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Conflict, PermissionDenied, PrimaryResult, Quota, QuotaEvent, ReserveOptions } from '../src';
+import { Conflict, NotLoaded, PermissionDenied, PrimaryResult, Quota, QuotaEvent, ReserveOptions } from '../src';
 import { DRIVERS } from './clients';
 import { Backend, cli, ClusterServers, Server, startCluster, startServer } from './servers';
 
@@ -102,6 +102,16 @@ for (const backend of ['module', 'lua'] as Backend[]) {
         } finally {
           await events.return!();
         }
+      } finally {
+        await conn.close();
+      }
+    });
+
+    it('F10: a command the server does not know is NotLoaded (the other backend forced)', async () => {
+      const conn = await DRIVERS[0]!.open(server.port);
+      try {
+        const q = new Quota(conn.client, { backend: backend === 'module' ? 'lua' : 'module' });
+        await assert.rejects(q.get('acme'), (e: unknown) => e instanceof NotLoaded && e.kind === 'not_loaded');
       } finally {
         await conn.close();
       }
