@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Conflict, NotLoaded, PermissionDenied, PrimaryResult, Quota, QuotaEvent, ReserveOptions } from '../src';
+import IORedis from 'ioredis';
 import { DRIVERS } from './clients';
 import { Backend, cli, ClusterServers, Server, startCluster, startServer } from './servers';
 
@@ -303,4 +304,50 @@ describe('F15: server-wide writes on a module cluster', () => {
       }
     });
   }
+});
+
+// F14, the other way a subscriber comes back: its node is gone for good (shut down). The
+// follower moves to another node and catches up what was published meanwhile.
+describe('F14: follow() on an ioredis Cluster moves on when its node is gone', () => {
+  it('F14: the subscriber node shut down: events published meanwhile arrive (module)', async () => {
+    const cluster = await startCluster('module');
+    const conn = await DRIVERS[0]!.openCluster(cluster.ports);
+    const direct = new Map(cluster.ports.map((port) => [port, new IORedis(port, '127.0.0.1', { lazyConnect: true })]));
+    try {
+      const q = new Quota(conn.client);
+      for (let attempt = 0; attempt < 40; attempt++) {
+        const t = fresh('cluster-move');
+        await q.set(t, '/', 'b', { metric: 'credits', limit: '100' });
+        const events = q.follow(t);
+        try {
+          await q.charge(t, { path: '/', cost: { credits: '85' } }); // warning 80: seq 1
+          assert.equal((await nextEvent(events)).seq, 1);
+          let treeNode: number | undefined;
+          let subNode: number | undefined;
+          const slot = Number(await cli(cluster.ports[0]!, 'CLUSTER', 'KEYSLOT', t));
+          for (const [port, r] of direct) {
+            if (Number(await r.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot))) > 0) treeNode = port;
+            const numsub = (await r.call('PUBSUB', 'NUMSUB', `quota:events:${t}`)) as [string, number];
+            if (Number(numsub[1]) > 0) subNode = port;
+          }
+          if (treeNode === undefined || subNode === undefined || treeNode === subNode) continue; // another try
+          direct.get(subNode)!.disconnect();
+          direct.delete(subNode);
+          await cli(subNode, 'SHUTDOWN', 'NOSAVE').catch(() => undefined);
+          // Published while the follower has no subscriber (its node is gone).
+          await q.charge(t, { path: '/', cost: { credits: '6' } }); // warning 90: seq 2
+          await q.charge(t, { path: '/', cost: { credits: '9' } }); // over: seq 3
+          assert.deepEqual([(await nextEvent(events)).seq, (await nextEvent(events)).seq], [2, 3]);
+          return;
+        } finally {
+          await events.return!();
+        }
+      }
+      assert.fail('the follower never subscribed off the node of its tree in 40 tries');
+    } finally {
+      for (const r of direct.values()) r.disconnect();
+      await conn.close();
+      await cluster.stop();
+    }
+  });
 });
