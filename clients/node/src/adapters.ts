@@ -207,13 +207,14 @@ async function subscribeIOCluster(
       if (subscribed && !closed && conn === current) conn.ping().then(onReconnect, onReconnect);
     });
     conn.once('end', () => {
-      if (closed || conn !== current) return;
-      moveOn(); // this node is gone: another one
+      // This node is gone: another one. (A connection that never subscribed: its open() fails,
+      // and whoever called it decides.)
+      if (subscribed && !closed && conn === current) moveOn();
     });
     try {
       await conn.subscribe(channel);
     } catch (e) {
-      if (current === conn) current = undefined; // its 'end' must not move on: the caller decides
+      if (current === conn) current = undefined;
       conn.disconnect();
       throw e;
     }
@@ -235,7 +236,15 @@ async function subscribeIOCluster(
     }, delay);
   };
 
-  await open();
+  // The first subscription: each node once, before giving up.
+  for (let tries = (await nodes()).length; ; ) {
+    try {
+      await open();
+      break;
+    } catch (e) {
+      if (--tries <= 0) throw e;
+    }
+  }
   return {
     close: async () => {
       closed = true;
