@@ -1,7 +1,7 @@
 export { Quota, assertAllowed } from './quota';
 export type {
   AmountMap, Backend, Batch, ChargeOptions, FollowOptions, Gap, GenerateAllOptions, GrantOptions, HoldHandle,
-  Item, MetaIn, QuotaOptions, ReserveOptions, SetOptions, SettleOptions, TreeOptions, UsageIn, UsageOptions,
+  Item, MetaIn, PrimaryResult, QuotaOptions, ReserveOptions, SetOptions, SettleOptions, TreeOptions, UsageIn, UsageOptions,
 } from './quota';
 export * from './errors';
 export * from './replies';

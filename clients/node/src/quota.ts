@@ -1,7 +1,7 @@
 import { Adapter, adapterFor } from './adapters';
 import { AmountIn, amountText } from './amounts';
 import { decode, DecimalFactory, Schema } from './decode';
-import { Denied, NotLoaded, serverErrorText, translateError } from './errors';
+import { Conflict, Denied, NotLoaded, serverErrorText, translateError } from './errors';
 import * as R from './replies';
 
 const S = R.SCHEMAS;
@@ -102,6 +102,8 @@ export interface HoldHandle<A = string> {
   readonly reply: R.ReserveReply<A>;
   /** What to commit instead of what was reserved. */
   actual(settle: { cost?: AmountMap; usage?: UsageIn }): void;
+  /** The commit's reply once withHold committed (`expired` 1: the hold had expired). */
+  readonly commit: R.CommitReply<A> | undefined;
 }
 
 export interface GenerateAllOptions<A = string> extends Omit<ReserveOptions, 'mode' | 'cost' | 'usage'> {
@@ -113,25 +115,53 @@ export interface GenerateAllOptions<A = string> extends Omit<ReserveOptions, 'mo
 export interface Batch<A = string> {
   readonly id: string;
   readonly preview: R.ReserveReply<A>;
-  /** The reservation, or null when the caller chose to stop. */
+  /**
+   * The reservation; a refused one (`allowed` 0, `reserved` 0) when the room went between the
+   * preview and the reservation; null when the caller chose to stop or nothing fit.
+   */
   readonly reservation: R.ReserveReply<A> | null;
   /** Items held (the leading ones). */
   readonly reserved: number;
+  /**
+   * What was reserved: 'all' (every item), 'first' (the leading `reserved` items), 'stop'
+   * (nothing: the caller chose to stop, nothing fit, or the UPTO reservation was refused).
+   */
+  readonly choice: 'all' | 'first' | 'stop';
   commit(item: number, settle?: { cost?: AmountMap; usage?: UsageIn }): Promise<R.CommitReply<A>>;
   release(item: number): Promise<R.ReleaseReply<A>>;
   extend(ttlMs: number): Promise<R.ExtendReply>;
 }
 
+/**
+ * One primary's answer to a server-wide write (price/plan set and del, clock set and advance
+ * on a module cluster): on the error thrown when some primary failed, as `err.primaries`.
+ */
+export interface PrimaryResult {
+  /** host:port */
+  node: string;
+  reply?: unknown;
+  error?: unknown;
+}
+
 export interface Gap {
   /** The last seq handled. */
   after: number;
-  /** The first seq the log still had. */
+  /** The first seq the log still had (after a reset: the new log's first, usually 1). */
   next: number;
+  /**
+   * 1 when the log restarted: the tree was deleted (and maybe created again), its new log
+   * counts from seq 1 and is handed out from its start; 0 when the log wrapped while away.
+   */
+  reset: number;
 }
 
 export interface FollowOptions {
-  /** The last seq already handled (0: from the start of the log). */
-  since?: number;
+  /**
+   * The last seq already handled (0: from the start of the log), or better the last event
+   * handled: then a log that restarted while away (the tree deleted and created again) is
+   * told apart even when the new log has reached that seq (its event there differs).
+   */
+  since?: number | R.QuotaEvent<unknown>;
   /** Told when events were lost (the log wrapped while away); default: ignored. */
   onGap?: (gap: Gap) => void;
   /** Page size of the catch-up (EVENTS COUNT), default 100. */
@@ -221,26 +251,33 @@ export class Quota<A = string> {
     return this.backendPromise;
   }
 
+  /**
+   * Module when QUOTA.PRICE LIST answers (or is refused by the ACL: Redis answers an unknown
+   * command before it checks the ACL); Lua when FCALL_RO quota_version answers; NotLoaded only
+   * when the server says the command or function does not exist. Any other error (BUSY,
+   * LOADING, a connection error) is the server's and passes through, translated, and nothing
+   * is cached (review20 F13).
+   */
   private async detect(): Promise<Backend> {
     try {
       await this.adapter.send(['QUOTA.PRICE', 'LIST'], undefined, true);
       return 'module';
     } catch (e) {
       const text = serverErrorText(e);
-      if (text === undefined) {
+      if (text !== undefined && text.startsWith('NOPERM')) return 'module';
+      if (text === undefined || !text.startsWith('ERR unknown command')) {
         this.backendPromise = undefined;
-        throw e;
+        throw translateError(e, 'QUOTA.PRICE');
       }
-      // An account that may not read the price book: the command exists (Redis answers an
-      // unknown command before it checks the ACL).
-      if (text.startsWith('NOPERM')) return 'module';
     }
     try {
       await this.adapter.send(['FCALL_RO', 'quota_version', '0'], undefined, true);
       return 'lua';
     } catch (e) {
       const text = serverErrorText(e);
-      if (text === undefined || text.startsWith('NOPERM')) {
+      // FCALL_RO itself unknown (Redis < 7) or the library not loaded.
+      const absent = text !== undefined && (text.startsWith('ERR unknown command') || text.startsWith('ERR Function not found'));
+      if (!absent) {
         this.backendPromise = undefined;
         throw translateError(e, 'FCALL_RO quota_version');
       }
@@ -289,14 +326,25 @@ export class Quota<A = string> {
    * A server-wide write. The module keeps the price book, the plan book and the test clock
    * per server: to every primary. The Lua library keeps each in one key: to the node serving it.
    */
+  /**
+   * When some primary fails, the others have applied the write already (nothing is undone):
+   * the first failure is thrown (a QuotaError by kind, or the driver's error) once every
+   * primary answered, carrying `primaries`: each node's `reply` or `error` (review20 F15).
+   */
   private async everywhere(name: string, args: string[]): Promise<unknown[]> {
     if ((await this.backend()) === 'lua') return [await this.raw(name, undefined, args)];
     const [wire, label] = await this.wire(name, undefined, args);
-    try {
-      return await this.adapter.sendAll(wire);
-    } catch (e) {
-      throw translateError(e, label);
+    const results = await this.adapter.sendAll(wire);
+    const primaries: PrimaryResult[] = results.map((r) =>
+      'error' in r && r.error !== undefined ? { node: r.node, error: translateError(r.error, label) } : { node: r.node, reply: r.reply },
+    );
+    const failed = primaries.find((r) => r.error !== undefined);
+    if (failed) {
+      const err = failed.error;
+      if (err !== null && typeof err === 'object') Object.assign(err, { primaries });
+      throw err;
     }
+    return primaries.map((r) => r.reply);
   }
 
   private async typed<T>(name: string, key: string | undefined, args: string[], schema: Schema): Promise<T> {
@@ -431,7 +479,10 @@ export class Quota<A = string> {
   }
 
   async tree(tree: string, o: TreeOptions = {}): Promise<R.TreeNode<A>> {
-    const args = [o.path ?? '/'];
+    // A path written `archived` (any case) as the last argument is read as the ARCHIVED flag
+    // (README QUOTA.TREE): written `/archived`, it is the node (review20 F1).
+    const path = o.path ?? '/';
+    const args = [path.toUpperCase() === 'ARCHIVED' ? `/${path}` : path];
     if (o.depth !== undefined) args.push('DEPTH', int(o.depth, 'depth'));
     if (o.count !== undefined) args.push('COUNT', int(o.count, 'count'));
     if (o.tag !== undefined) args.push('TAG', o.tag);
@@ -519,11 +570,14 @@ export class Quota<A = string> {
     return decode(await this.raw('PRICE', undefined, ['LIST']), 'strs', this.dec) as string[];
   }
 
-  /** QUOTA.PLAN SET on every primary; replies the plan's version (the first primary's). */
+  /**
+   * QUOTA.PLAN SET on every primary; replies the plan's version, the highest of the primaries'
+   * (they differ when an earlier set reached only some of them).
+   */
   async planSet(name: string, plan: string | object): Promise<number> {
     const json = typeof plan === 'string' ? plan : JSON.stringify(plan);
     const replies = await this.everywhere('PLAN', ['SET', name, json]);
-    return decode(replies[0], 'int', this.dec) as number;
+    return Math.max(...replies.map((r) => decode(r, 'int', this.dec) as number));
   }
 
   async planGet(name: string): Promise<Record<string, unknown>> {
@@ -573,16 +627,35 @@ export class Quota<A = string> {
   /**
    * Reserves (Denied when refused), runs `fn`, then commits (the actual cost or usage if
    * `fn` set one with `h.actual`, else what was reserved); releases when `fn` throws, and
-   * re-throws.
+   * re-throws. The commit's reply is `h.commit` afterwards; a commit that came after the
+   * hold expired (`expired` 1: charged without the hold, all of it overage) also emits a
+   * process warning (code `QUOTA_HOLD_EXPIRED`).
+   *
+   * With an `id` that repeats an earlier reservation (`duplicate` 1): when that hold is still
+   * live (a retry after a crash) the body runs and commits it; when it was already committed,
+   * released or expired, the body does NOT run: Conflict (the work was done, or the hold is
+   * gone: a retry must not generate again for free).
    */
   async withHold<T>(tree: string, o: Omit<ReserveOptions, 'mode'>, fn: (h: HoldHandle<A>) => Promise<T>): Promise<T> {
+    const command = (await this.backend()) === 'module' ? 'QUOTA.RESERVE' : 'FCALL quota_reserve';
     const reply = await this.reserve(tree, o);
-    assertAllowed(reply, (await this.backend()) === 'module' ? 'QUOTA.RESERVE' : 'FCALL quota_reserve');
+    assertAllowed(reply, command);
     const id = reply.id as string;
+    if (reply.duplicate === 1 && !(await this.holdIsLive(tree, o.path, id, reply.expires_at))) {
+      throw new Conflict(
+        'conflict',
+        `reservation '${id}' is no longer held (committed, released or expired): withHold does not run the body again`,
+        command,
+      );
+    }
     let settle: { cost?: AmountMap; usage?: UsageIn } = {};
+    let committed: R.CommitReply<A> | undefined;
     const handle: HoldHandle<A> = {
       id,
       reply,
+      get commit() {
+        return committed;
+      },
       actual: (s) => {
         itemArgs(s.cost, s.usage); // validates now, where the mistake is
         settle = s;
@@ -599,14 +672,34 @@ export class Quota<A = string> {
       }
       throw e;
     }
-    await this.commit(tree, id, settle);
+    committed = await this.commit(tree, id, settle);
+    if (committed.expired === 1) {
+      process.emitWarning(
+        `quota: the hold '${id}' on ${tree} expired before withHold committed it: charged without the hold (overage ${JSON.stringify(committed.overage)}); raise ttlMs or extend the hold`,
+        { code: 'QUOTA_HOLD_EXPIRED' },
+      );
+    }
     return result;
+  }
+
+  /**
+   * Whether the reservation `id` (PATH `path`) still holds: QUOTA.HOLDS lists the live holds
+   * at or below the path, soonest expiry first. When the page is full before reaching this
+   * hold's expiry it cannot tell, and says live (the body runs, as before).
+   */
+  private async holdIsLive(tree: string, path: string, id: string, expiresAt: number): Promise<boolean> {
+    const count = 10000;
+    const holds = await this.holds(tree, { path, count });
+    if (holds.some((h) => h.id === id)) return true;
+    return holds.length === count && holds[holds.length - 1]!.expires_at <= expiresAt;
   }
 
   /**
    * The Generate All flow: preview (DRYRUN); if every item fits, reserve ALL; else ask
    * `choose(preview)` and reserve UPTO (the leading items that fit) or stop. With an ID
-   * (given, or made), so a retried call returns the same hold.
+   * (given, or made), so a retried call returns the same hold. When the ALL reservation is
+   * refused after all (another request took the room between the preview and it), its reply
+   * is the new preview: `choose` is asked with it (review20 F11), never a silent `all`.
    */
   async generateAll(tree: string, o: GenerateAllOptions<A>): Promise<Batch<A>> {
     const { choose, ...rest } = o;
@@ -615,12 +708,27 @@ export class Quota<A = string> {
     // reservation with that ID exists (a retried call), the server replies that one.
     const preview = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'dryrun' });
     let reservation: R.ReserveReply<A> | null = null;
+    let choice: 'all' | 'first' | 'stop' = 'stop';
+    let offer = preview; // what choose() is shown: the preview, or a refused ALL
     if (preview.duplicate === 1) {
       reservation = preview;
-    } else if (preview.fits === preview.items) {
-      reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'all' });
-    } else if (preview.fits > 0 && (await choose(preview)) === 'first') {
-      reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'upto' });
+      choice = preview.reserved === preview.items ? 'all' : 'first';
+    } else {
+      if (preview.fits === preview.items) {
+        const all = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'all' });
+        if (all.allowed) {
+          reservation = all;
+          choice = 'all';
+        } else {
+          offer = all; // its fits and message say what fits now
+        }
+      }
+      if (reservation === null && offer.fits > 0 && (await choose(offer)) === 'first') {
+        reservation = await this.reserve(tree, { ...rest, id, items: [...o.items], mode: 'upto' });
+        choice = reservation.allowed ? 'first' : 'stop';
+      } else if (reservation === null && offer !== preview && offer.fits === 0) {
+        reservation = offer; // the refused ALL: nothing fits any more (allowed 0)
+      }
     }
     const reserved = reservation && reservation.allowed ? reservation.reserved : 0;
     const batchId = reservation?.id ?? id;
@@ -629,6 +737,7 @@ export class Quota<A = string> {
       preview,
       reservation,
       reserved,
+      choice,
       commit: (item, settle = {}) => this.commit(tree, batchId, { item, ...settle }),
       release: (item) => this.release(tree, batchId, { item }),
       extend: (ttlMs) => this.extend(tree, batchId, ttlMs),
@@ -664,9 +773,22 @@ export function assertAllowed<T extends { allowed: number; message?: string }>(r
   return reply;
 }
 
+/** How many delivered events a follower remembers, to tell a late duplicate from a new log. */
+const REMEMBERED = 1000;
+
+/** What tells two events with the same seq apart (fields the live JSON and the log share). */
+function fingerprint(e: R.QuotaEvent<unknown>): string {
+  const f = (x: unknown) => (x === undefined || x === null ? '' : String(x));
+  return [e.type, e.time, e.path, e.policy, e.metric, e.used, e.held, e.limit, e.threshold, e.id, e.grant, e.amount, e.remaining]
+    .map(f)
+    .join('\u0000');
+}
+
 class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
   private last: number;
   private readonly ready: R.QuotaEvent<A>[] = [];
+  /** seq -> fingerprint of the events handed out lately. */
+  private readonly seen = new Map<number, string>();
   private waiter: (() => void) | undefined;
   private failure: unknown;
   private sub: Promise<{ close(): Promise<void> }> | undefined;
@@ -678,7 +800,13 @@ class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
     private readonly tree: string,
     private readonly o: FollowOptions,
   ) {
-    this.last = o.since ?? 0;
+    const since = o.since;
+    if (typeof since === 'object' && since !== null) {
+      this.last = since.seq;
+      this.seen.set(since.seq, fingerprint(since));
+    } else {
+      this.last = since ?? 0;
+    }
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<R.QuotaEvent<A>> {
@@ -699,24 +827,78 @@ class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
     w?.();
   }
 
-  private deliver(e: R.QuotaEvent<A>): void {
+  /** Hands an event out unless its seq was handled already. */
+  private accept(e: R.QuotaEvent<A>): void {
     if (e.seq <= this.last) return; // seen already
     this.last = e.seq;
+    this.seen.set(e.seq, fingerprint(e));
+    if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value as number);
     this.ready.push(e);
     this.wake();
   }
 
+  /** A live event. */
+  private async live(e: R.QuotaEvent<A>): Promise<void> {
+    if (e.seq <= this.last) {
+      // A late duplicate of what a catch-up handed out, or the first events of a new log
+      // (the tree was deleted and created again: its seq starts at 1 again). Known and the
+      // same: a duplicate; known and different: a new log. Otherwise the log decides
+      // (catchUp checks it still has `last`).
+      const known = this.seen.get(e.seq);
+      if (known === fingerprint(e)) return;
+      if (known !== undefined) await this.restart(); // another event at a seq handed out
+      else await this.catchUp();
+    } else if (e.seq > this.last + 1) {
+      await this.catchUp(); // a hole: the log has it
+    }
+    this.accept(e);
+  }
+
+  /**
+   * EVENTS SINCE last, page by page. The first page starts one event early: the log must
+   * still have `last` (the event handed out), or have wrapped past it (a gap). A log whose
+   * newest seq is below `last`, or whose event `last` is not the one handed out, restarted:
+   * the tree was deleted (review20 F2). Then onGap hears `reset` 1 and the new log is handed
+   * out from its start.
+   */
   private async catchUp(): Promise<void> {
     const count = this.o.pageSize ?? 100;
     let first = true;
+    if (this.last > 0) {
+      const page = await this.q.events(this.tree, { since: this.last - 1, count });
+      const head = page[0];
+      const known = this.seen.get(this.last);
+      if (head === undefined || (head.seq === this.last && known !== undefined && known !== fingerprint(head))) {
+        return this.restart();
+      }
+      if (head.seq > this.last + 1) this.o.onGap?.({ after: this.last, next: head.seq, reset: 0 });
+      for (const e of page) this.accept(e);
+      if (page.length < count) return;
+      first = false;
+    }
     for (;;) {
       const page = await this.q.events(this.tree, { since: this.last, count });
       if (first && page.length > 0 && page[0]!.seq > this.last + 1) {
-        this.o.onGap?.({ after: this.last, next: page[0]!.seq });
+        this.o.onGap?.({ after: this.last, next: page[0]!.seq, reset: 0 });
       }
       first = false;
-      for (const e of page) this.deliver(e);
+      for (const e of page) this.accept(e);
       if (page.length < count) return;
+    }
+  }
+
+  /** The log restarted: reported, then the new log from its start. */
+  private async restart(): Promise<void> {
+    const count = this.o.pageSize ?? 100;
+    const after = this.last;
+    this.last = 0;
+    this.seen.clear();
+    let page = await this.q.events(this.tree, { since: 0, count });
+    this.o.onGap?.({ after, next: page[0]?.seq ?? 1, reset: 1 });
+    for (;;) {
+      for (const e of page) this.accept(e);
+      if (page.length < count) return;
+      page = await this.q.events(this.tree, { since: this.last, count });
     }
   }
 
@@ -733,10 +915,7 @@ class EventFollower<A> implements AsyncIterableIterator<R.QuotaEvent<A>> {
           this.wake();
           return;
         }
-        this.serial(async () => {
-          if (event.seq > this.last + 1) await this.catchUp(); // a hole: the log has it
-          this.deliver(event);
-        });
+        this.serial(() => this.live(event));
       },
       () => this.serial(() => this.catchUp()),
     );

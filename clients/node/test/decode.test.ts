@@ -42,6 +42,14 @@ describe('decode', () => {
     assert.equal(amountText(-42), '-42');
     const small = { toFixed: () => '0.0000001', toString: () => '1e-7' };
     assert.equal(amountText(small), '0.0000001');
+    // review20 F6: toString(), exponents written out exactly; never toFixed()'s rounding.
+    const rounds = { toFixed: () => '1', toString: () => '0.5' };
+    assert.equal(amountText(rounds), '0.5');
+    assert.equal(amountText({ toString: () => '1.25e+21' }), '1250000000000000000000');
+    assert.equal(amountText({ toString: () => '-1.5E-7' }), '-0.00000015');
+    assert.equal(amountText({ toString: () => '12e0' }), '12');
+    assert.throws(() => amountText(new Number(0.5) as unknown as { toString(): string }), TypeError);
+    assert.equal(amountText(new Number(7) as unknown as { toString(): string }), '7');
     assert.throws(() => amountText(0.1 + 0.2), TypeError);
     assert.throws(() => amountText(Number.MAX_SAFE_INTEGER + 1), TypeError);
     assert.throws(() => amountText(NaN), TypeError);
