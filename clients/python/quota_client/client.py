@@ -19,10 +19,10 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import AskError, MovedError, NoPermissionError, ResponseError, TryAgainError
 
 from . import replies as R
-from .errors import NotLoaded, from_response_error
+from .errors import CLUSTER_ERRORS, NotLoaded, from_response_error
 from .helpers import EventFeed, HoldContext, generate_all_flow, run_async, run_sync
 from .items import amount as _amount, as_item, integer, one_item
 
@@ -123,7 +123,15 @@ def _merge(results):
 # ----- argument helpers -----------------------------------------------------------
 
 
-def _opt(word, value, conv=str):
+def _word(value):
+    """A text argument: str and bytes are sent as they are (bytes never as
+    their repr, "b'job-1'"), anything else as str(value)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return value
+    return str(value)
+
+
+def _opt(word, value, conv=_word):
     return [] if value is None else [word, conv(value)]
 
 
@@ -172,7 +180,7 @@ _MODES = {"all": "ALL", "upto": "UPTO", "dryrun": "DRYRUN"}
 def _mode(mode):
     if mode is None:
         return []
-    m = _MODES.get(str(mode).lower())
+    m = _MODES.get(str(_text(mode)).lower())
     if m is None:
         raise ValueError(f"mode= is 'all', 'upto' or 'dryrun', not {mode!r}")
     return [m]
@@ -181,7 +189,7 @@ def _mode(mode):
 def _window(window):
     if window is None:
         return []
-    parts = str(window).split()
+    parts = str(_text(window)).split()
     return ["WINDOW", *parts]
 
 
@@ -196,9 +204,9 @@ def _warn(warn):
 def _tags(tags):
     if tags is None:
         return []
-    if isinstance(tags, str):
+    if isinstance(tags, (str, bytes)):
         return ["TAGS", tags]
-    return ["TAGS", ",".join(tags)]
+    return ["TAGS", ",".join(_text(t) for t in tags)]
 
 
 def _json(value):
@@ -223,6 +231,16 @@ def _json(value):
 
     no_floats(value)
     return json.dumps(value, default=default, separators=(",", ":"))
+
+
+def _tree_path(path):
+    """QUOTA.TREE reads a last argument `archived` (any case) as the ARCHIVED
+    flag: a path named so is sent as `/archived` (README QUOTA.TREE), so
+    tree(t, "archived") is that node, never the whole tree (review20 F1)."""
+    text = _text(path)
+    if isinstance(text, str) and text.lower() == "archived":
+        return "/" + text
+    return path
 
 
 def _tree_reply(json_format):
@@ -323,7 +341,8 @@ class _Commands:
         decodes it to the same TreeNode."""
         if format is not None and format not in ("json", "resp"):
             raise ValueError("format= is 'json' or 'resp'")
-        args = ([path] if path is not None else []) + _opt("DEPTH", depth, integer) + _opt("COUNT", count, _count)
+        args = ([_tree_path(path)] if path is not None else []) + _opt("DEPTH", depth, integer)
+        args += _opt("COUNT", count, _count)
         args += _opt("FORMAT", format) + _opt("TAG", tag) + _opt("AFTER", after) + _flag("ARCHIVED", archived)
         return self._call("tree", tree, args, _tree_reply(format == "json"))
 
@@ -475,12 +494,20 @@ class _Commands:
         try:
             yield lambda: self._exec(["QUOTA.PRICE", "LIST"], route)
             self._backend = MODULE
+        except CLUSTER_ERRORS:
+            raise
         except ResponseError as e:
-            if not _module_probe_failed(e):
+            if isinstance(e, NoPermissionError):
                 self._backend = MODULE  # there, but refused (ACL)
+            elif not _module_probe_failed(e):
+                # BUSY, LOADING, …: the server cannot tell now; say so, and
+                # detect again on the next call (nothing is cached).
+                raise from_response_error(e, "QUOTA.PRICE LIST") from None
             else:
                 try:
                     yield lambda: self._exec(["FCALL_RO", "quota_version", 0], route)
+                except CLUSTER_ERRORS:
+                    raise
                 except ResponseError as e2:
                     text = str(e2).lower()
                     if "function not found" in text or "unknown command" in text:
@@ -506,6 +533,8 @@ class _Commands:
                 if not spec.keyed:
                     raise
                 raw = yield lambda: self._exec(wire, {})  # the slot moved: redis-py follows MOVED and ASK
+        except CLUSTER_ERRORS:
+            raise  # redis-py's own cluster errors pass through (review20 F5)
         except ResponseError as e:
             raise from_response_error(e, spec.label) from None
         if _everywhere(route):
@@ -648,16 +677,20 @@ class AsyncQuota(_Commands):
 
     def _pubsub(self, tree):
         if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
-            return _node_pool_client(self._r.get_node_from_key(tree)).pubsub()
+            return _node_pubsub(self._r.get_node_from_key(tree))
         return self._r.pubsub()
 
     _run = staticmethod(run_async)
 
 
-def _node_pool_client(node):
-    """A plain asyncio client to one node of an asyncio cluster (which has no
-    Pub/Sub of its own in redis-py 5)."""
-    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(**dict(node.connection_kwargs)))
+def _node_pubsub(node):
+    """A PubSub on a plain asyncio client to one node of an asyncio cluster
+    (which has no Pub/Sub of its own in redis-py 5), over a pool of its own
+    that closing the feed disconnects (`_quota_pool`)."""
+    pool = redis.asyncio.ConnectionPool(**dict(node.connection_kwargs))
+    p = redis.asyncio.Redis(connection_pool=pool).pubsub()
+    p._quota_pool = pool
+    return p
 
 
 __all__ = ["Quota", "AsyncQuota", "SPECS", "Spec"]

@@ -209,9 +209,23 @@ _OUT, _IO = "out", "io"
 
 def _close(p):
     close = getattr(p, "aclose", None)
-    if close is not None and inspect.iscoroutinefunction(close):
-        return close()
-    return p.close()
+    if close is None or not inspect.iscoroutinefunction(close):
+        close = p.close
+    if inspect.iscoroutinefunction(close) or getattr(p, "_quota_pool", None) is not None:
+        return _aclose(p, close)
+    return close()
+
+
+async def _aclose(p, close):
+    try:
+        done = close()
+        if inspect.isawaitable(done):
+            await done
+    finally:
+        pool = getattr(p, "_quota_pool", None)
+        if pool is not None:  # the pool made for this subscription (asyncio cluster)
+            p._quota_pool = None
+            await pool.disconnect()
 
 
 def _feed(q, tree, since, count, idle_timeout, state):
@@ -325,6 +339,9 @@ class EventFeed:
                 value = x()
             except Exception as e:
                 error = e
+            except BaseException:
+                self.close()  # KeyboardInterrupt, SystemExit: unsubscribe (review20 F7)
+                raise
         self.close()
         raise StopIteration
 
@@ -376,6 +393,11 @@ class EventFeed:
                     value = await value
             except Exception as e:
                 error = e
+            except BaseException:
+                # CancelledError (the consuming task was cancelled), …: leave
+                # no subscribed connection behind (review20 F7).
+                await self.aclose()
+                raise
         await self.aclose()
         raise StopAsyncIteration
 
