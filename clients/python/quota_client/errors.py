@@ -90,6 +90,11 @@ class Conflict(QuotaError):
     kind = "conflict"
 
 
+class AlreadySettled(Conflict):
+    """hold() with an `id=` whose reservation was committed, released or has
+    expired (a retry of a finished request): the body is not run again."""
+
+
 class ServerError(QuotaError):
     """A server error of another kind (`READONLY`, `OOM`, `BUSY`, …)."""
 

@@ -9,10 +9,11 @@ and the sync and async clients differ only in how they send.
 
 import inspect
 import uuid
+import warnings
 
 import redis.exceptions
 
-from .errors import Denied
+from .errors import AlreadySettled, Denied
 from .items import Cost, one_item
 from . import replies as R
 
@@ -67,6 +68,11 @@ class HoldHandle:
         self.release = None
         self.release_error = None
 
+    @property
+    def expired(self):
+        """1 when the commit found the hold expired (see HoldExpired), else 0."""
+        return int(bool(self.commit is not None and self.commit.expired))
+
     def actual(self, *, cost=None, usage=None):
         """The actual cost or usage to commit on exit (default: what was
         reserved)."""
@@ -78,6 +84,16 @@ def _hold_enter(q, tree, kwargs):
     reply = yield lambda: q.reserve(tree, **kwargs)
     if not reply.allowed:
         raise Denied(reply, "QUOTA.RESERVE")
+    if reply.duplicate:
+        # A retry with an id reserved before (review20 F9): the body runs
+        # again only while that reservation is still held (the first attempt
+        # never settled it); once committed, released or expired, running it
+        # again would be work nobody pays for (its commit is a duplicate).
+        live = yield lambda: q.holds(tree, kwargs["path"], count=10000)
+        if not any(h.id == reply.id for h in live):
+            raise AlreadySettled(
+                f"reservation '{reply.id}' is no longer held (committed, released or expired): "
+                "hold() does not run its body again for it; a new request needs a new id", "QUOTA.RESERVE")
     return HoldHandle(tree, reply)
 
 
@@ -95,6 +111,23 @@ def _hold_exit(q, handle, failed):
         handle.commit = yield lambda: q.commit(handle.tree, handle.id, cost=actual)
     else:
         handle.commit = yield lambda: q.commit(handle.tree, handle.id, usage=actual)
+    if handle.commit.expired:
+        # The body outlived the hold's TTL: the commit charged without the
+        # hold, past any limit (all of it is overage). Say so (review20 F8).
+        warnings.warn(HoldExpired(handle), stacklevel=4)
+
+
+class HoldExpired(UserWarning):
+    """Warned by hold() when its commit found the hold expired (the body ran
+    longer than `ttl_ms`): the commit charged anyway, without the hold and
+    past any limit (`handle.commit.expired` 1, all of it in `overage`).
+    Raise the TTL, or `extend()` the hold (handle.id) while the body runs.
+    `warnings.simplefilter("error", HoldExpired)` makes it an exception."""
+
+    def __init__(self, handle):
+        super().__init__(f"hold {handle.id!r} on {handle.tree!r} expired before its commit: charged "
+                         f"without the hold, overage {handle.commit.overage}")
+        self.handle = handle
 
 
 class HoldContext:
