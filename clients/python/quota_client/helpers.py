@@ -261,14 +261,43 @@ async def _aclose(p, close):
             await pool.disconnect()
 
 
+def _fingerprint(e):
+    """An event's content, `tree` aside (the channel adds it, the log does
+    not): two events with one seq and different fingerprints are from two
+    different logs of the key."""
+    return tuple((k, v) for k, v in sorted(vars(e).items()) if k != "tree")
+
+
+_REMEMBERED = 256  # fingerprints of the last events handed out
+
+
 def _feed(q, tree, since, count, idle_timeout, state):
     """The catch-up protocol of README "Alerts and events": subscribe, then
     QUOTA.EVENTS SINCE last while pages are full, then live events, skipping
     what was handed out already; a Gap when the log lost events; after a
     dropped connection, all of it again. `state["pubsub"]` is the live
-    subscription (the feed's close() closes it)."""
+    subscription (the feed's close() closes it).
+
+    A key deleted and created again starts a new log at seq 1 (review20 F2).
+    The feed tells it by the log's newest seq falling below `last` (the
+    catch-up reads from `last` itself, which must still be there), or by an
+    event at a seq it handed out whose content differs (a live event with a
+    seq <= last, or the log's event at `last`); it yields
+    Gap(restarted=True) and follows the new log from 0."""
     channel = f"quota:events:{tree}"
     last = since
+    seen = {}  # seq -> fingerprint of the events handed out (the last _REMEMBERED)
+    restart = False  # a live event said the log restarted
+
+    def hand_out(e):
+        seen[e.seq] = _fingerprint(e)
+        if len(seen) > _REMEMBERED:
+            del seen[min(seen)]
+
+    def differs(e):
+        fp = seen.get(e.seq)
+        return fp is not None and fp != _fingerprint(e)
+
     while True:
         p = state["pubsub"] = q._pubsub(tree)
         subscribed = False
@@ -285,15 +314,33 @@ def _feed(q, tree, since, count, idle_timeout, state):
             while True:
                 if not caught_up:
                     while True:
-                        page = yield _IO, (lambda: q.events(tree, since=last, count=count))
-                        if page and page[0].seq > last + 1:
+                        if last > 0:  # from `last` itself: it proves the log is the same one
+                            page = yield _IO, (lambda: q.events(tree, since=last - 1, count=count + 1))
+                            restarted = restart or not page or (page[0].seq == last and differs(page[0]))
+                            if not restarted and page[0].seq == last:
+                                page = page[1:]
+                                full = len(page) == count
+                            else:
+                                full = len(page) == count + 1
+                        else:
+                            page = yield _IO, (lambda: q.events(tree, since=0, count=count))
+                            restarted, full = False, len(page) == count
+                        restart = False
+                        if restarted:
+                            page = yield _IO, (lambda: q.events(tree, since=0, count=count))
+                            yield _OUT, R.Gap(tree, last, page[0].seq if page else 1, restarted=True)
+                            last = 0
+                            seen.clear()
+                            full = len(page) == count
+                        elif page and page[0].seq > last + 1:
                             yield _OUT, R.Gap(tree, last, page[0].seq)
                         for e in page:
                             if e.seq > last:
                                 last = e.seq
                                 e.tree = tree
+                                hand_out(e)
                                 yield _OUT, e
-                        if len(page) < count:
+                        if not full:
                             break
                     caught_up = True
                 m = yield _IO, (lambda: p.get_message(timeout=idle_timeout))
@@ -310,12 +357,20 @@ def _feed(q, tree, since, count, idle_timeout, state):
                 if kind != "message":
                     continue
                 e = R.decode(R.Event, R.parse_json(m["data"]))
-                if e.seq is None or e.seq <= last:
-                    continue  # handed out already (by the catch-up)
+                if e.seq is None:
+                    continue
+                if e.seq <= last:
+                    if differs(e):
+                        # Not the event handed out at that seq: a new log.
+                        restart, caught_up = True, False
+                    elif e.seq not in seen:
+                        caught_up = False  # too old to remember: the catch-up checks the log
+                    continue  # else handed out already (by the catch-up)
                 if e.seq > last + 1:
                     caught_up = False  # something was missed: read the log again
                     continue
                 last = e.seq
+                hand_out(e)
                 yield _OUT, e
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             if not subscribed:
@@ -367,6 +422,8 @@ class EventFeed:
             if kind == _OUT:
                 if isinstance(x, R.Event):
                     self.last = x.seq
+                elif x.restarted:
+                    self.last = 0
                 return x
             try:
                 value = x()
@@ -419,6 +476,8 @@ class EventFeed:
             if kind == _OUT:
                 if isinstance(x, R.Event):
                     self.last = x.seq
+                elif x.restarted:
+                    self.last = 0
                 return x
             try:
                 value = x()
