@@ -10,6 +10,7 @@ and the sync and async clients differ only in how they send.
 import inspect
 import uuid
 import warnings
+from typing import Any, Optional, Union
 
 import redis.exceptions
 
@@ -61,19 +62,19 @@ class HoldHandle:
 
     def __init__(self, tree, reservation):
         self.tree = tree
-        self.reservation = reservation
-        self.id = reservation.id
-        self._actual = None
-        self.commit = None
-        self.release = None
-        self.release_error = None
+        self.reservation: R.Reservation = reservation
+        self.id: str = reservation.id
+        self._actual: Any = None
+        self.commit: Optional[R.Commit] = None
+        self.release: Optional[R.Release] = None
+        self.release_error: Optional[Exception] = None
 
     @property
-    def expired(self):
+    def expired(self) -> int:
         """1 when the commit found the hold expired (see HoldExpired), else 0."""
         return int(bool(self.commit is not None and self.commit.expired))
 
-    def actual(self, *, cost=None, usage=None):
+    def actual(self, *, cost: Any = None, usage: Any = None) -> "HoldHandle":
         """The actual cost or usage to commit on exit (default: what was
         reserved)."""
         self._actual = one_item(cost, usage)
@@ -142,19 +143,19 @@ class HoldContext:
         self._q, self._tree, self._kwargs = q, tree, kwargs
         self._handle = None
 
-    def __enter__(self):
+    def __enter__(self) -> HoldHandle:
         self._handle = run_sync(_hold_enter(self._q, self._tree, self._kwargs))
         return self._handle
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         run_sync(_hold_exit(self._q, self._handle, exc_type is not None))
         return False
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> HoldHandle:
         self._handle = await run_async(_hold_enter(self._q, self._tree, self._kwargs))
         return self._handle
 
-    async def __aexit__(self, exc_type, exc, tb):
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         await run_async(_hold_exit(self._q, self._handle, exc_type is not None))
         return False
 
@@ -170,24 +171,24 @@ class Batch:
 
     def __init__(self, q, tree, id, preview):
         self._q, self.tree, self.id = q, tree, id
-        self.preview = preview
-        self.reservation = None
-        self.choice = None
+        self.preview: R.Reservation = preview
+        self.reservation: Optional[R.Reservation] = None
+        self.choice: Optional[str] = None
 
     @property
-    def reserved(self):
+    def reserved(self) -> int:
         """How many leading items are held (0 when none)."""
         return self.reservation.reserved if self.reservation is not None else 0
 
-    def commit(self, i, *, cost=None, usage=None):
+    def commit(self, i: int, *, cost: Any = None, usage: Any = None) -> Any:
         self._check(i)
         return self._q.commit(self.tree, self.id, item=i, cost=cost, usage=usage)
 
-    def release(self, i):
+    def release(self, i: int) -> Any:
         self._check(i)
         return self._q.release(self.tree, self.id, item=i)
 
-    def extend(self, ttl_ms):
+    def extend(self, ttl_ms: int) -> Any:
         if self.reservation is None:
             raise ValueError("nothing was reserved")
         return self._q.extend(self.tree, self.id, ttl_ms)
@@ -399,15 +400,15 @@ class EventFeed:
 
     def __init__(self, q, tree, since, count, idle_timeout):
         self._q, self.tree = q, tree
-        self.last = since
+        self.last: int = since
         self._state = {"pubsub": None}
         self._gen = _feed(q, tree, since, count, idle_timeout, self._state)
 
     # sync
-    def __iter__(self):
+    def __iter__(self) -> "EventFeed":
         return self
 
-    def __next__(self):
+    def __next__(self) -> Union[R.Event, R.Gap]:
         value = error = None
         while self._gen is not None:
             try:
@@ -445,23 +446,23 @@ class EventFeed:
             self._gen = None  # the flow failed: the caller closes the subscription
             raise
 
-    def close(self):
+    def close(self) -> None:
         self._gen = None
         p, self._state["pubsub"] = self._state["pubsub"], None
         if p is not None:
             p.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "EventFeed":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     # async
-    def __aiter__(self):
+    def __aiter__(self) -> "EventFeed":
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> Union[R.Event, R.Gap]:
         value = error = None
         while self._gen is not None:
             try:
@@ -493,14 +494,14 @@ class EventFeed:
         await self.aclose()
         raise StopAsyncIteration
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         self._gen = None
         p, self._state["pubsub"] = self._state["pubsub"], None
         if p is not None:
             await _close(p)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> "EventFeed":
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()

@@ -58,3 +58,38 @@ def test_F9_hold_retry_of_a_live_reservation_runs(servers, backend):
         with q.hold(t, path="p", id="req-3", cost={"credits": 1}):
             runs.append(3)
     assert runs == [1]
+
+
+# F4: every public method is annotated (the reviewer's test checks a few on
+# Quota), and AsyncQuota's coroutine signatures, which type checkers read
+# from its `if TYPE_CHECKING:` block, match _Commands' (same parameters and
+# annotations, same return type wrapped in a coroutine). Checked with
+# mypy --strict on a user file when written (clients/python/README.md).
+def test_F4_async_signatures_match_the_sync_ones():
+    import ast
+    import inspect
+    import typing
+
+    import quota_client.client as client
+    from quota_client import AsyncQuota
+
+    public = [n for n, f in vars(client._Commands).items() if callable(f) and not n.startswith("_")]
+    for name in public:
+        hints = typing.get_type_hints(getattr(Quota, name))
+        assert "return" in hints, name
+    for name in ("__init__", "client", "backend"):
+        f = getattr(Quota, name)
+        assert "return" in typing.get_type_hints(getattr(f, "fget", f)), name
+    assert "return" in typing.get_type_hints(AsyncQuota.detect)
+
+    module = ast.parse(inspect.getsource(client))
+    classes = {n.name: n for n in module.body if isinstance(n, ast.ClassDef)}
+    block = next(n for n in classes["AsyncQuota"].body if isinstance(n, ast.If))
+    stubs = {f.name: f for f in block.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    sync = {f.name: f for f in classes["_Commands"].body if isinstance(f, ast.FunctionDef)}
+    assert set(stubs) == set(public)
+    for name in public:
+        want_async = name not in ("hold", "follow_events")
+        assert isinstance(stubs[name], ast.AsyncFunctionDef) == want_async, name
+        assert ast.dump(stubs[name].args) == ast.dump(sync[name].args), name
+        assert ast.dump(stubs[name].returns) == ast.dump(sync[name].returns), name
