@@ -201,39 +201,50 @@ class Batch:
         return f"Batch(id={self.id!r}, choice={self.choice!r}, reserved={self.reserved})"
 
 
+_GENERATE_ALL_TRIES = 3
+
+
 def generate_all_flow(q, tree, *, path, items, choose, id=None, ttl_ms=None, also=None, service=None,
                       model=None, meta=None):
     common = dict(path=path, also=also, service=service, model=model, meta=meta, items=items)
     batch_id = id or f"batch-{uuid.uuid4().hex[:12]}"
-    # The preview carries the ID: for an id already reserved (a retry), the
-    # server answers the first reservation with duplicate 1.
-    preview = yield lambda: q.reserve(tree, mode="dryrun", id=batch_id, **common)
-    batch = Batch(q, tree, batch_id, preview)
-    if preview.duplicate:
-        batch.reservation = preview
-        batch.choice = "all" if preview.reserved == preview.items else "first"
-        return batch
-    if not preview.fits:
-        batch.choice = "none"
-        return batch
-    if preview.fits == preview.items:
-        choice, mode = "all", "all"
-    else:
-        if choose is None:
-            raise ValueError("not every item fits: choose= must say 'first' or 'stop'")
-        if isinstance(choose, str):
-            choice = choose
-        else:
-            choice = yield lambda: choose(preview)
-        if choice not in ("first", "stop"):
-            raise ValueError(f"choose() answers 'first' or 'stop', not {choice!r}")
-        if choice == "stop":
-            batch.choice = "stop"
+    for _ in range(_GENERATE_ALL_TRIES):
+        # The preview carries the ID: for an id already reserved (a retry), the
+        # server answers the first reservation with duplicate 1.
+        preview = yield lambda: q.reserve(tree, mode="dryrun", id=batch_id, **common)
+        batch = Batch(q, tree, batch_id, preview)
+        if preview.duplicate:
+            batch.reservation = preview
+            batch.choice = "all" if preview.reserved == preview.items else "first"
             return batch
-        mode = "upto"
-    batch.choice = choice
-    batch.reservation = yield lambda: q.reserve(tree, mode=mode, id=batch.id, ttl_ms=ttl_ms, **common)
-    return batch
+        if not preview.fits:
+            batch.choice = "none"
+            return batch
+        if preview.fits == preview.items:
+            choice, mode = "all", "all"
+        else:
+            if choose is None:
+                raise ValueError("not every item fits: choose= must say 'first' or 'stop'")
+            if isinstance(choose, str):
+                choice = choose
+            else:
+                choice = yield lambda: choose(preview)
+            if choice not in ("first", "stop"):
+                raise ValueError(f"choose() answers 'first' or 'stop', not {choice!r}")
+            if choice == "stop":
+                batch.choice = "stop"
+                return batch
+            mode = "upto"
+        reservation = yield lambda: q.reserve(tree, mode=mode, id=batch.id, ttl_ms=ttl_ms, **common)
+        if reservation.allowed:
+            batch.choice = choice
+            batch.reservation = reservation
+            return batch
+        # Another request took the room between the preview and the
+        # reservation (two round trips; review20 F11). A refusal holds
+        # nothing and does not keep the id: preview again (and ask choose()
+        # again when not everything fits any more).
+    raise Denied(reservation, "QUOTA.RESERVE")
 
 
 # ----- follow_events() ------------------------------------------------------------

@@ -93,3 +93,53 @@ def test_F4_async_signatures_match_the_sync_ones():
         assert isinstance(stubs[name], ast.AsyncFunctionDef) == want_async, name
         assert ast.dump(stubs[name].args) == ast.dump(sync[name].args), name
         assert ast.dump(stubs[name].returns) == ast.dump(sync[name].returns), name
+
+
+# F11: between generate_all()'s preview and its RESERVE ALL another request
+# takes the room (the race, made deterministic: the reserve below charges
+# first). The ALL reservation is refused; generate_all() previews again and
+# asks choose() on the new preview, instead of returning choice "all" with
+# nothing held. Refused every time (3 previews): Denied.
+class _Racing(Quota):
+    """A Quota whose non-DRYRUN reserves are preceded by another request's
+    charge of `steal` credits (once each, or every time)."""
+
+    def __init__(self, client, steal, every_time=False):
+        super().__init__(client)
+        self.steal, self.every_time, self.stolen = steal, every_time, 0
+
+    def reserve(self, tree, **kw):
+        if kw.get("mode") == "dryrun" or not (self.every_time or not self.stolen):
+            return super().reserve(tree, **kw)
+        self.stolen += 1
+        self.charge(tree, path="other", cost={"credits": self.steal})
+        try:
+            return super().reserve(tree, **kw)
+        finally:
+            if self.every_time:  # the other request gives it back (a negative charge)
+                self.charge(tree, path="other", cost={"credits": -self.steal})
+
+
+def test_F11_generate_all_previews_again_when_the_all_reserve_is_refused(servers, backend):
+    from quota_client import Denied
+
+    t = tree_name()
+    q = _Racing(servers.single(backend).redis(), steal=5)
+    q.set(t, "/", "cap", metric="credits", limit=10)
+    asked = []
+
+    def choose(preview):
+        asked.append((preview.fits, preview.items))
+        return "first"
+
+    batch = q.generate_all(t, path="p", items=[{"credits": 3}, {"credits": 3}], choose=choose, id="g-1")
+    assert asked == [(1, 2)], "the second preview (5 left: one item fits) is what choose() saw"
+    assert batch.choice == "first" and batch.reserved == 1 and batch.reservation.allowed == 1
+    assert batch.preview.fits == 1 and q.holds(t)[0].id == "g-1"
+
+    t = tree_name()
+    q = _Racing(servers.single(backend).redis(), steal=50, every_time=True)
+    q.set(t, "/", "cap", metric="credits", limit=100)
+    with pytest.raises(Denied):  # each preview sees 100 (both fit), each ALL only 50
+        q.generate_all(t, path="p", items=[{"credits": 49}, {"credits": 49}], choose="stop")
+    assert q.stolen == 3 and q.holds(t) == []
