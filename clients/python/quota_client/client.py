@@ -664,9 +664,12 @@ class Quota(_Commands):
         return None
 
     def _pubsub(self, tree):
+        # Our own push handler: without one, redis-py on RESP3 logs every
+        # message (event payloads, META included) at INFO on the
+        # "push_response" logger, with a handler of its own (review20 F12).
         if isinstance(self._r, redis.cluster.RedisCluster):
-            return self._r.pubsub(node=self._r.get_node_from_key(tree))
-        return self._r.pubsub()
+            return _with_push_handler(self._r.pubsub, _push_passthrough, node=self._r.get_node_from_key(tree))
+        return _with_push_handler(self._r.pubsub, _push_passthrough)
 
     _run = staticmethod(run_sync)
 
@@ -826,9 +829,26 @@ class AsyncQuota(_AsyncBase):
     def _pubsub(self, tree):
         if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
             return _node_pubsub(self._r.get_node_from_key(tree))
-        return self._r.pubsub()
+        return _with_push_handler(self._r.pubsub, _apush_passthrough)  # see Quota._pubsub
 
     _run = staticmethod(run_async)
+
+
+def _push_passthrough(message):
+    """A RESP3 Pub/Sub push handler that hands the message to get_message()
+    (what redis-py does) without logging it."""
+    return message
+
+
+async def _apush_passthrough(message):
+    return message
+
+
+def _with_push_handler(make, handler, **kwargs):
+    try:
+        return make(push_handler_func=handler, **kwargs)
+    except TypeError:  # a redis-py without push_handler_func
+        return make(**kwargs)
 
 
 def _node_pubsub(node):
@@ -836,7 +856,7 @@ def _node_pubsub(node):
     (which has no Pub/Sub of its own in redis-py 5), over a pool of its own
     that closing the feed disconnects (`_quota_pool`)."""
     pool = redis.asyncio.ConnectionPool(**dict(node.connection_kwargs))
-    p = redis.asyncio.Redis(connection_pool=pool).pubsub()
+    p = _with_push_handler(redis.asyncio.Redis(connection_pool=pool).pubsub, _apush_passthrough)
     p._quota_pool = pool
     return p
 

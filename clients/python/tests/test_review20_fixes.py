@@ -143,3 +143,48 @@ def test_F11_generate_all_previews_again_when_the_all_reserve_is_refused(servers
     with pytest.raises(Denied):  # each preview sees 100 (both fit), each ALL only 50
         q.generate_all(t, path="p", items=[{"credits": 49}, {"credits": 49}], choose="stop")
     assert q.stolen == 3 and q.holds(t) == []
+
+
+# F12: on RESP3 redis-py's PubSub without a push handler logs every message
+# (event payloads, META user ids included) to stderr through the
+# "push_response" logger. The feed passes its own handler: nothing is logged.
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_F12_follow_events_on_resp3_logs_nothing(servers, backend, mode, caplog):
+    import asyncio
+    import logging
+
+    import redis
+    import redis.asyncio
+
+    from conftest import aclose
+
+    server = servers.single(backend)
+    t = tree_name()
+    q = Quota(server.redis())
+    q.set(t, "/", "cap", metric="credits", limit=100)
+    caplog.set_level(logging.DEBUG, logger="push_response")
+    if mode == "sync":
+        client = redis.Redis(port=server.port, protocol=3)
+        try:
+            q.charge(t, path="x", meta={"user": "u7"}, cost={"credits": 85})  # warning 80: the catch-up
+            with Quota(client).follow_events(t, 0, idle_timeout=0.5) as feed:
+                got = [next(feed)]  # subscribed (the confirmation is a push), caught up
+                q.charge(t, path="x", meta={"user": "u7"}, cost={"credits": 10})  # warning 90: live
+                got += list(feed)
+        finally:
+            client.close()
+    else:
+        async def main():
+            client = redis.asyncio.Redis(port=server.port, protocol=3)
+            try:
+                q.charge(t, path="x", meta={"user": "u7"}, cost={"credits": 85})
+                async with Quota(client).follow_events(t, 0, idle_timeout=0.5) as feed:
+                    got = [await feed.__anext__()]
+                    q.charge(t, path="x", meta={"user": "u7"}, cost={"credits": 10})
+                    return got + [e async for e in feed]
+            finally:
+                await aclose(client)
+
+        got = asyncio.run(main())
+    assert [(e.seq, e.threshold) for e in got] == [(1, 80), (2, 90)]
+    assert [r for r in caplog.records if r.name == "push_response"] == []
