@@ -668,8 +668,10 @@ class Quota(_Commands):
         # message (event payloads, META included) at INFO on the
         # "push_response" logger, with a handler of its own (review20 F12).
         if isinstance(self._r, redis.cluster.RedisCluster):
-            return _with_push_handler(self._r.pubsub, _push_passthrough, node=self._r.get_node_from_key(tree))
-        return _with_push_handler(self._r.pubsub, _push_passthrough)
+            node = self._r.get_node_from_key(tree)
+            return _with_push_handler(self._r.pubsub, _push_passthrough, node.redis_connection.connection_pool
+                                      .connection_kwargs if node.redis_connection else {}, node=node)
+        return _with_push_handler(self._r.pubsub, _push_passthrough, self._r.connection_pool.connection_kwargs)
 
     _run = staticmethod(run_sync)
 
@@ -829,7 +831,8 @@ class AsyncQuota(_AsyncBase):
     def _pubsub(self, tree):
         if isinstance(self._r, redis.asyncio.cluster.RedisCluster):
             return _node_pubsub(self._r.get_node_from_key(tree))
-        return _with_push_handler(self._r.pubsub, _apush_passthrough)  # see Quota._pubsub
+        return _with_push_handler(self._r.pubsub, _apush_passthrough,  # see Quota._pubsub
+                                  self._r.connection_pool.connection_kwargs)
 
     _run = staticmethod(run_async)
 
@@ -844,7 +847,11 @@ async def _apush_passthrough(message):
     return message
 
 
-def _with_push_handler(make, handler, **kwargs):
+def _with_push_handler(make, handler, connection_kwargs, **kwargs):
+    """make(**kwargs), with push_handler_func=handler on RESP3 only (redis-py
+    sets it on the connection's parser, which RESP2 parsers lack)."""
+    if str(connection_kwargs.get("protocol")) != "3":
+        return make(**kwargs)
     try:
         return make(push_handler_func=handler, **kwargs)
     except TypeError:  # a redis-py without push_handler_func
@@ -856,7 +863,8 @@ def _node_pubsub(node):
     (which has no Pub/Sub of its own in redis-py 5), over a pool of its own
     that closing the feed disconnects (`_quota_pool`)."""
     pool = redis.asyncio.ConnectionPool(**dict(node.connection_kwargs))
-    p = _with_push_handler(redis.asyncio.Redis(connection_pool=pool).pubsub, _apush_passthrough)
+    p = _with_push_handler(redis.asyncio.Redis(connection_pool=pool).pubsub, _apush_passthrough,
+                           pool.connection_kwargs)
     p._quota_pool = pool
     return p
 
