@@ -13,7 +13,7 @@ Redis, as a module or a Functions library) over redis-py.
 
 from .client import AsyncQuota, Quota, SPECS
 from .errors import (AlreadySettled, ArityError, Conflict, Denied, EvictionRefused, InvalidAmount, LayoutError, LimitExceeded,
-                     NotFound, NotLoaded, PermissionDenied, QuotaError, QuotaSyntaxError, ServerError, UnknownMetric,
+                     NotFound, NotLoaded, PartialWrite, PermissionDenied, QuotaError, QuotaSyntaxError, ServerError, UnknownMetric,
                      WrongType, error_from_text)
 from .helpers import Batch, EventFeed, HoldExpired, HoldHandle
 from .items import Cost, Usage
@@ -27,7 +27,7 @@ __all__ = [
     "Quota", "AsyncQuota", "SPECS", "Cost", "Usage", "Batch", "EventFeed", "HoldHandle", "HoldExpired",
     "QuotaError", "ArityError", "QuotaSyntaxError", "InvalidAmount", "UnknownMetric", "LimitExceeded", "NotFound",
     "EvictionRefused", "PermissionDenied", "WrongType", "LayoutError", "Conflict", "ServerError", "NotLoaded",
-    "Denied", "AlreadySettled", "error_from_text",
+    "Denied", "AlreadySettled", "PartialWrite", "error_from_text",
     "AccessRule", "AccessRules", "Charge", "Check", "Commit", "Draw", "Estimate", "EstimateLine", "Event", "Extend",
     "Gap", "Grant", "GrantReply", "HistoryPeriod", "Hold", "Labels", "Multiplier", "Node", "Plan", "PolicyState",
     "Price", "Release", "Reservation", "Revoke", "TreeNode", "UsageBucket", "UsageGroup", "UsageReport",

@@ -23,7 +23,7 @@ import redis.cluster
 from redis.exceptions import AskError, MovedError, NoPermissionError, ResponseError, TryAgainError
 
 from . import replies as R
-from .errors import CLUSTER_ERRORS, NotLoaded, from_response_error
+from .errors import CLUSTER_ERRORS, NotLoaded, PartialWrite, from_response_error
 from .helpers import Batch, EventFeed, HoldContext, generate_all_flow, run_async, run_sync
 from .items import Cost, Usage, amount as _amount, as_item, integer, one_item
 
@@ -557,6 +557,9 @@ class _Commands:
             return None
         route = _route(self._r, spec, backend, key)
         wire = spec.wire(backend, key, args)
+        if _everywhere(route):
+            raw = yield from self._everywhere_flow(spec, wire, route["target_nodes"])
+            return decoder(raw)
         try:
             try:
                 raw = yield lambda: self._exec(wire, route)
@@ -568,9 +571,27 @@ class _Commands:
             raise  # redis-py's own cluster errors pass through (review20 F5)
         except ResponseError as e:
             raise from_response_error(e, spec.label) from None
-        if _everywhere(route):
-            raw = _merge(raw)
         return decoder(raw)
+
+    def _everywhere_flow(self, spec, wire, nodes):
+        """A server-wide write, primary by primary (review20 F15): when some
+        took it and some failed, PartialWrite says which; when all failed,
+        the first error is raised as for any command."""
+        results, errors = {}, {}
+        for node in nodes:
+            try:
+                results[node.name] = yield lambda node=node: self._exec(wire, {"target_nodes": node})
+            except CLUSTER_ERRORS as e:
+                errors[node.name] = e
+            except ResponseError as e:
+                errors[node.name] = from_response_error(e, spec.label)
+            except Exception as e:  # noqa: BLE001 - a connection error of one primary
+                errors[node.name] = e
+        if errors and not results:
+            raise next(iter(errors.values()))
+        if errors:
+            raise PartialWrite(spec.label, results, errors)
+        return _merge(results)
 
 
 # ----- routing (shared) -----------------------------------------------------------

@@ -95,6 +95,24 @@ class AlreadySettled(Conflict):
     expired (a retry of a finished request): the body is not run again."""
 
 
+class PartialWrite(QuotaError):
+    """A server-wide write (price_set/price_del, plan_set/plan_del,
+    clock_set/clock_advance on a module cluster) that some primaries applied
+    and others did not: `.results` (node name -> raw reply of those that
+    applied it) and `.errors` (node name -> the exception of the others).
+    The books now differ between primaries: retry it (a retried plan_set
+    bumps the plan's version again where it was applied)."""
+
+    kind = "partial"
+
+    def __init__(self, command, results, errors):
+        failed = ", ".join(f"{n}: {e}" for n, e in errors.items())
+        super().__init__(f"{command} applied on {len(results)} of {len(results) + len(errors)} primaries; "
+                         f"failed on {failed}", command)
+        self.results = dict(results)
+        self.errors = dict(errors)
+
+
 class ServerError(QuotaError):
     """A server error of another kind (`READONLY`, `OOM`, `BUSY`, …)."""
 

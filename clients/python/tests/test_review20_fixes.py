@@ -188,3 +188,49 @@ def test_F12_follow_events_on_resp3_logs_nothing(servers, backend, mode, caplog)
         got = asyncio.run(main())
     assert [(e.seq, e.threshold) for e in got] == [(1, 80), (2, 90)]
     assert [r for r in caplog.records if r.name == "push_response"] == []
+
+
+# F15: a server-wide write on a module cluster goes primary by primary; when
+# one fails after others applied it, PartialWrite says which took it
+# (.results) and which did not (.errors), instead of the driver's error
+# alone. All failing: the first error, as for any command. (A stub cluster:
+# a real one would need a primary down during the session's shared cluster.)
+def test_F15_partial_server_wide_write_says_which_primaries_took_it():
+    import redis.cluster
+    import redis.exceptions
+
+    from quota_client import PartialWrite
+
+    class Node:
+        def __init__(self, name):
+            self.name = name
+
+    class Cluster(redis.cluster.RedisCluster):
+        def __init__(self, down):
+            self.down, self.sent = down, []
+
+        def get_primaries(self):
+            return [Node("a:1"), Node("b:2"), Node("c:3")]
+
+        def get_default_node(self):
+            return Node("a:1")
+
+        def execute_command(self, *args, target_nodes=None, **kw):
+            self.sent.append((target_nodes.name, args))
+            if target_nodes.name in self.down:
+                raise redis.exceptions.ConnectionError(f"Error connecting to {target_nodes.name}")
+            return 3 if args[:2] == ("QUOTA.PLAN", "SET") else b"OK"
+
+    q = Quota(Cluster(down={"b:2"}), backend="module")
+    with pytest.raises(PartialWrite) as info:
+        q.plan_set("pro", '{"policies":[]}')
+    err = info.value
+    assert err.results == {"a:1": 3, "c:3": 3} and list(err.errors) == ["b:2"]
+    assert isinstance(err.errors["b:2"], redis.exceptions.ConnectionError)
+    assert err.command == "QUOTA.PLAN SET" and "2 of 3 primaries" in err.message
+    assert [n for n, _ in q.client.sent] == ["a:1", "b:2", "c:3"]
+
+    q = Quota(Cluster(down={"a:1", "b:2", "c:3"}), backend="module")
+    with pytest.raises(redis.exceptions.ConnectionError):
+        q.clock_advance(5)
+    assert Quota(Cluster(down=set()), backend="module").price_set("chat/x", "{}") == "OK"
