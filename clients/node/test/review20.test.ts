@@ -137,8 +137,9 @@ describe('F13: detection during BUSY', () => {
 // drops: the adapter waits for a 'ready' event that a Cluster does not emit when its
 // ClusterSubscriber reconnects. What was published while away comes out only when (if ever) the
 // next live event shows the hole: a 'warning' or 'over' alert waits for the tree's next event.
-// To make "published while away" certain, the subscriber must be on the tree's node: then one
-// MULTI there kills it and charges, so the events are published after it is gone.
+// To make "published while away" certain, the subscriber must be on the tree's node: one MULTI
+// there kills it and charges, while the other nodes are paused (CLIENT PAUSE) so that the
+// resubscription cannot land there before the cluster bus has delivered the events.
 describe('F14: follow() on an ioredis Cluster catches up after a reconnect', () => {
   it('F14: events published while the subscriber was cut arrive without a further event (module)', async () => {
     const cluster = await startCluster('module');
@@ -156,13 +157,20 @@ describe('F14: follow() on an ioredis Cluster catches up after a reconnect', () 
           // The node of the tree, and the node of the follower's subscriber.
           let treeNode: number | undefined;
           let subNode: number | undefined;
+          let subscribers = 0;
           const slot = Number(await cli(cluster.ports[0]!, 'CLUSTER', 'KEYSLOT', t));
           for (const [port, r] of direct) {
             if (Number(await r.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot))) > 0) treeNode = port;
-            const list = String(await r.call('CLIENT', 'LIST', 'TYPE', 'pubsub'));
-            if (list.split('\n').some((l) => / sub=1 /.test(l))) subNode = port;
+            // PUBSUB NUMSUB is per node: the node where this follower's channel has its subscriber.
+            const numsub = (await r.call('PUBSUB', 'NUMSUB', `quota:events:${t}`)) as [string, number];
+            subscribers += Number(numsub[1]);
+            if (Number(numsub[1]) > 0) subNode = port;
           }
-          if (treeNode === undefined || treeNode !== subNode) continue; // another try
+          // Exactly one subscriber (ioredis may briefly keep a second one while it re-selects).
+          if (treeNode === undefined || treeNode !== subNode || subscribers !== 1) continue; // another try
+          // The other nodes answer no client for 500 ms: a resubscription there cannot beat the
+          // cluster bus, which still delivers the two events there (to nobody) meanwhile.
+          for (const [port, other] of direct) if (port !== treeNode) await other.call('CLIENT', 'PAUSE', '500', 'ALL');
           const r = direct.get(treeNode)!;
           const res = await r
             .multi()
