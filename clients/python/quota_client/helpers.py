@@ -299,7 +299,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
     channel = f"quota:events:{tree}"
     last = since
     seen = {}  # seq -> fingerprint of the events handed out (the last _REMEMBERED)
-    restart = False  # a live event said the log restarted
+    suspect = None  # a live event at a handed-out seq with other contents: that seq
 
     def hand_out(e):
         seen[e.seq] = _fingerprint(e)
@@ -328,7 +328,12 @@ def _feed(q, tree, since, count, idle_timeout, state):
                     while True:
                         if last > 0:  # from `last` itself: it proves the log is the same one
                             page = yield _IO, (lambda: q.events(tree, since=last - 1, count=count + 1))
-                            restarted = restart or not page or (page[0].seq == last and differs(page[0]))
+                            restarted = not page or (page[0].seq == last and differs(page[0]))
+                            if suspect is not None and not restarted:
+                                # the log, not the channel, decides: is its event at that seq
+                                # still the one handed out?
+                                probe = yield _IO, (lambda: q.events(tree, since=suspect - 1, count=1))
+                                restarted = not probe or probe[0].seq != suspect or differs(probe[0])
                             if not restarted and page[0].seq == last:
                                 page = page[1:]
                                 full = len(page) == count
@@ -337,7 +342,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
                         else:
                             page = yield _IO, (lambda: q.events(tree, since=0, count=count))
                             restarted, full = False, len(page) == count
-                        restart = False
+                        suspect = None
                         if restarted:
                             page = yield _IO, (lambda: q.events(tree, since=0, count=count))
                             yield _OUT, R.Gap(tree, last, page[0].seq if page else 1, restarted=True)
@@ -374,7 +379,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
                 if e.seq <= last:
                     if differs(e):
                         # Not the event handed out at that seq: a new log.
-                        restart, caught_up = True, False
+                        suspect, caught_up = e.seq, False
                     elif e.seq not in seen:
                         caught_up = False  # too old to remember: the catch-up checks the log
                     continue  # else handed out already (by the catch-up)
