@@ -156,7 +156,7 @@ def _flag(word, on):
 def _paths(also):
     if also is None:
         return []
-    if isinstance(also, str):
+    if isinstance(also, (str, bytes)):
         also = [also]
     out = []
     for p in also:
@@ -210,7 +210,7 @@ def _window(window):
 def _warn(warn):
     if warn is None:
         return []
-    if isinstance(warn, str):
+    if isinstance(warn, (str, bytes)):
         return ["WARN", warn]
     return ["WARN", ",".join(integer(w, "a WARN percentage") for w in warn)]
 

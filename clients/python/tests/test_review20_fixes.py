@@ -234,3 +234,16 @@ def test_F15_partial_server_wide_write_says_which_primaries_took_it():
     with pytest.raises(redis.exceptions.ConnectionError):
         q.clock_advance(5)
     assert Quota(Cluster(down=set()), backend="module").price_set("chat/x", "{}") == "OK"
+
+
+# F3, the other keywords: bytes are sent as they are wherever a text goes
+# (also= as one path, not as its byte values; service=, note=, tags=, mode=).
+def test_F3_bytes_keywords_are_sent_as_bytes(servers, backend):
+    q = Quota(servers.single(backend).redis())
+    t = tree_name()
+    q.set(t, "/", "cap", metric="credits", limit=100, warn=b"50")
+    r = q.reserve(t, path=b"p", also=b"m", id=b"j-2", service=b"chat", mode=b"all", cost={"credits": 1})
+    assert r.allowed == 1 and r.id == "j-2"
+    assert q.holds(t, "m")[0].paths == ["p", "m"]
+    assert q.label(t, "p", note=b"n", tags=[b"a", b"b"]).tags == ["a", "b"]
+    assert q.grant(t, "/", "cap", 5, id=b"g-1", note=b"gift").grant.id == "g-1"
