@@ -503,11 +503,13 @@ class _Commands:
         reserve UPTO, with an ID; returns a Batch."""
         return self._run(generate_all_flow(self, tree, path=path, items=items, choose=choose, **kwargs))
 
-    def follow_events(self, tree: Key, since: int = 0, *, count: int = 100,
+    def follow_events(self, tree: Key, since: Union[int, R.Event] = 0, *, count: int = 100,
                       idle_timeout: Optional[float] = None) -> EventFeed:
         """Every event of the tree after `since`, then live ones, in seq
-        order, without duplicates; a `Gap` where the log lost events. An
-        iterator on Quota, an async iterator on AsyncQuota."""
+        order, without duplicates; a `Gap` where the log lost events (or
+        restarted: `reset` 1). `since` is a seq, or the last Event handled
+        (which lets the feed tell a re-created tree's log from the old one).
+        An iterator on Quota, an async iterator on AsyncQuota."""
         return EventFeed(self, tree, since, count, idle_timeout)
 
     # -- how a command is sent: one flow for both classes, which run it with
@@ -746,7 +748,7 @@ class AsyncQuota(_AsyncBase):
         # Generated from _Commands' signatures; keep in step with them.
         def hold(self, tree: Key, **kwargs: Any) -> HoldContext: ...
 
-        def follow_events(self, tree: Key, since: int = 0, *, count: int = 100,
+        def follow_events(self, tree: Key, since: Union[int, R.Event] = 0, *, count: int = 100,
                           idle_timeout: Optional[float] = None) -> EventFeed: ...
 
         async def set(self, tree: Key, path: Text, policy: Text, *, metric: Text, limit: AmountIn,

@@ -295,11 +295,16 @@ def _feed(q, tree, since, count, idle_timeout, state):
     catch-up reads from `last` itself, which must still be there), or by an
     event at a seq it handed out whose content differs (a live event with a
     seq <= last, or the log's event at `last`); it yields
-    Gap(restarted=True) and follows the new log from 0."""
+    Gap(reset=1) and follows the new log from 0. `since` may be the last
+    Event handled (not only its seq): its content then tells the logs apart
+    from the start."""
     channel = f"quota:events:{tree}"
-    last = since
+    start = since if isinstance(since, R.Event) else None
+    last = start.seq if start is not None else since
     seen = {}  # seq -> fingerprint of the events handed out (the last _REMEMBERED)
     suspect = None  # a live event at a handed-out seq with other contents: that seq
+    if start is not None:
+        seen[start.seq] = _fingerprint(start)
 
     def hand_out(e):
         seen[e.seq] = _fingerprint(e)
@@ -345,7 +350,7 @@ def _feed(q, tree, since, count, idle_timeout, state):
                         suspect = None
                         if restarted:
                             page = yield _IO, (lambda: q.events(tree, since=0, count=count))
-                            yield _OUT, R.Gap(tree, last, page[0].seq if page else 1, restarted=True)
+                            yield _OUT, R.Gap(tree, last, page[0].seq if page else 1, reset=1)
                             last = 0
                             seen.clear()
                             full = len(page) == count
@@ -416,7 +421,7 @@ class EventFeed:
 
     def __init__(self, q, tree, since, count, idle_timeout):
         self._q, self.tree = q, tree
-        self.last: int = since
+        self.last: int = since.seq if isinstance(since, R.Event) else since
         self._state = {"pubsub": None}
         self._gen = _feed(q, tree, since, count, idle_timeout, self._state)
 
@@ -439,7 +444,7 @@ class EventFeed:
             if kind == _OUT:
                 if isinstance(x, R.Event):
                     self.last = x.seq
-                elif x.restarted:
+                elif x.reset:
                     self.last = 0
                 return x
             try:
@@ -493,7 +498,7 @@ class EventFeed:
             if kind == _OUT:
                 if isinstance(x, R.Event):
                     self.last = x.seq
-                elif x.restarted:
+                elif x.reset:
                     self.last = 0
                 return x
             try:

@@ -446,7 +446,7 @@ class Gap:
     longer has the events after `last` before `first` (it wrapped while the
     consumer was away; raise `events_len` if it happens).
 
-    With `restarted` True the tree's log started again: the key was deleted
+    With `reset` 1 the tree's log started again: the key was deleted
     (its log goes with it) and created again, so seq numbers restart at 1.
     `last` is the old log's cursor, `first` the new log's first event handed
     out next (1 when it has none yet); the cursor to persist is now 0 (the
@@ -455,13 +455,13 @@ class Gap:
     tree: str
     last: int
     first: int
-    restarted: bool = False
+    reset: int = 0
 
     @property
     def lost(self):
         """Events no longer in the log (for a restart: the new log's events
         before `first`)."""
-        if self.restarted:
+        if self.reset:
             return max(self.first - 1, 0)
         return self.first - self.last - 1
 

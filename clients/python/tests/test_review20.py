@@ -34,7 +34,7 @@ def test_F1_tree_of_a_path_named_archived(servers, backend):
 # (no event, no Gap, no error).
 #
 # Fixed as far as seqs and contents allow (clients/python/README.md, "A tree
-# deleted and created again"): the feed yields Gap(restarted=True), then the
+# deleted and created again"): the feed yields Gap(reset=1), then the
 # new log from seq 1, when (a) a live event or the log's event at `last`
 # differs from the one the feed handed out at that seq, or (b) the log's
 # newest seq is below `last`. The reviewer's exact case, a NEW feed given
@@ -64,7 +64,7 @@ def test_F2_follow_events_after_the_tree_was_recreated(servers, backend):
         assert [next(feed).seq, next(feed).seq] == [1, 2]
         recreate(95)  # warnings 80 and 90 of the new tree: seq 1, 2
         got = list(feed)
-    assert isinstance(got[0], Gap) and got[0].restarted and (got[0].last, got[0].first) == (2, 1)
+    assert isinstance(got[0], Gap) and got[0].reset == 1 and (got[0].last, got[0].first) == (2, 1)
     assert [(e.seq, e.threshold) for e in got[1:]] == [(1, 80), (2, 90)]
     assert feed.last == 2
 
@@ -74,7 +74,7 @@ def test_F2_follow_events_after_the_tree_was_recreated(servers, backend):
     recreate(85)  # warning 80 of the new tree: seq 1
     with q.follow_events(t, 2, idle_timeout=0.5) as feed:
         got = list(feed)
-    assert isinstance(got[0], Gap) and got[0].restarted and got[0].lost == 0
+    assert isinstance(got[0], Gap) and got[0].reset == 1 and got[0].lost == 0
     assert [(e.seq, e.threshold) for e in got[1:]] == [(1, 80)]
 
     # the limitation: a new feed from 2, the new log at seq 2 already, with

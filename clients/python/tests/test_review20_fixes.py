@@ -247,3 +247,28 @@ def test_F3_bytes_keywords_are_sent_as_bytes(servers, backend):
     assert q.holds(t, "m")[0].paths == ["p", "m"]
     assert q.label(t, "p", note=b"n", tags=[b"a", b"b"]).tags == ["a", "b"]
     assert q.grant(t, "/", "cap", 5, id=b"g-1", note=b"gift").grant.id == "g-1"
+
+
+# F2, resuming from the last Event (not its seq): a new feed tells a
+# re-created tree's log from the old one by the event at the cursor, even
+# when the new log has already reached it (here their times differ).
+def test_F2_since_the_last_event_sees_a_recreated_tree(servers, backend):
+    from quota_client import Gap
+
+    server = servers.single(backend)
+    q = Quota(server.redis())
+    t = tree_name()
+    q.set(t, "/", "cap", metric="credits", limit=100)
+    q.charge(t, path="x", cost={"credits": 95})  # warnings 80, 90: seq 1, 2
+    cursor = q.events(t)[-1]
+    with q.follow_events(t, cursor, idle_timeout=0.5) as feed:  # the same log: nothing new
+        assert list(feed) == [] and feed.last == 2
+    server.redis().delete(t)
+    q.clock_advance(1000)
+    q.set(t, "/", "cap", metric="credits", limit=100)
+    q.charge(t, path="x", cost={"credits": 95})  # the new log's seq 1, 2
+    with q.follow_events(t, cursor, idle_timeout=0.5) as feed:
+        got = list(feed)
+    assert isinstance(got[0], Gap) and got[0].reset == 1 and (got[0].last, got[0].first) == (2, 1)
+    assert [(e.seq, e.threshold) for e in got[1:]] == [(1, 80), (2, 90)]
+    assert feed.last == 2
