@@ -14,7 +14,7 @@ how it is sent to the module (`QUOTA.X key args`) and to the Lua library
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, Tuple, Union
 
 import redis
 import redis.asyncio
