@@ -12,10 +12,10 @@ Redis, as a module or a Functions library) over redis-py.
 """
 
 from .client import AsyncQuota, Quota, SPECS
-from .errors import (ArityError, Conflict, Denied, EvictionRefused, InvalidAmount, LayoutError, LimitExceeded,
-                     NotFound, NotLoaded, PermissionDenied, QuotaError, QuotaSyntaxError, ServerError, UnknownMetric,
+from .errors import (AlreadySettled, ArityError, Conflict, Denied, EvictionRefused, InvalidAmount, LayoutError, LimitExceeded,
+                     NotFound, NotLoaded, PartialWrite, PermissionDenied, QuotaError, QuotaSyntaxError, ServerError, UnknownMetric,
                      WrongType, error_from_text)
-from .helpers import Batch, EventFeed, HoldHandle
+from .helpers import Batch, EventFeed, HoldExpired, HoldHandle
 from .items import Cost, Usage
 from .replies import (AccessRule, AccessRules, Charge, Check, Commit, Draw, Estimate, EstimateLine, Event, Extend,
                       Gap, Grant, GrantReply, HistoryPeriod, Hold, Labels, Multiplier, Node, Plan, PolicyState,
@@ -24,10 +24,10 @@ from .replies import (AccessRule, AccessRules, Charge, Check, Commit, Draw, Esti
 __version__ = "0.1.0"
 
 __all__ = [
-    "Quota", "AsyncQuota", "SPECS", "Cost", "Usage", "Batch", "EventFeed", "HoldHandle",
+    "Quota", "AsyncQuota", "SPECS", "Cost", "Usage", "Batch", "EventFeed", "HoldHandle", "HoldExpired",
     "QuotaError", "ArityError", "QuotaSyntaxError", "InvalidAmount", "UnknownMetric", "LimitExceeded", "NotFound",
     "EvictionRefused", "PermissionDenied", "WrongType", "LayoutError", "Conflict", "ServerError", "NotLoaded",
-    "Denied", "error_from_text",
+    "Denied", "AlreadySettled", "PartialWrite", "error_from_text",
     "AccessRule", "AccessRules", "Charge", "Check", "Commit", "Draw", "Estimate", "EstimateLine", "Event", "Extend",
     "Gap", "Grant", "GrantReply", "HistoryPeriod", "Hold", "Labels", "Multiplier", "Node", "Plan", "PolicyState",
     "Price", "Release", "Reservation", "Revoke", "TreeNode", "UsageBucket", "UsageGroup", "UsageReport",

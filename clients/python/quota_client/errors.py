@@ -90,6 +90,29 @@ class Conflict(QuotaError):
     kind = "conflict"
 
 
+class AlreadySettled(Conflict):
+    """hold() with an `id=` whose reservation was committed, released or has
+    expired (a retry of a finished request): the body is not run again."""
+
+
+class PartialWrite(QuotaError):
+    """A server-wide write (price_set/price_del, plan_set/plan_del,
+    clock_set/clock_advance on a module cluster) that some primaries applied
+    and others did not: `.results` (node name -> raw reply of those that
+    applied it) and `.errors` (node name -> the exception of the others).
+    The books now differ between primaries: retry it (a retried plan_set
+    bumps the plan's version again where it was applied)."""
+
+    kind = "partial"
+
+    def __init__(self, command, results, errors):
+        failed = ", ".join(f"{n}: {e}" for n, e in errors.items())
+        super().__init__(f"{command} applied on {len(results)} of {len(results) + len(errors)} primaries; "
+                         f"failed on {failed}", command)
+        self.results = dict(results)
+        self.errors = dict(errors)
+
+
 class ServerError(QuotaError):
     """A server error of another kind (`READONLY`, `OOM`, `BUSY`, …)."""
 
@@ -144,9 +167,22 @@ _KEPT = {"NOTFOUND", "WRONGTYPE", "MOVED", "ASK", "BUSY", "CROSSSLOT", "CLUSTERD
          "MASTERDOWN", "NOREPLICAS", "UNBLOCKED", "BUSYGROUP", "NOGROUP", "MISCONF"}
 
 
+# redis-py's cluster errors (ResponseError subclasses whose code it strips:
+# CLUSTERDOWN, MASTERDOWN, TRYAGAIN, MOVED, ASK, CROSSSLOT). They say where or
+# whether the cluster can serve, not what quota thinks: they pass through
+# unchanged, like connection errors (review20 F5).
+CLUSTER_ERRORS = (rx.ClusterError, rx.AskError, rx.TryAgainError, rx.ClusterCrossSlotError)
+
+# Texts that say the command itself is missing: the module or the library is
+# not (or no longer) loaded, or the backend was forced wrongly (review20 F10).
+_ABSENT = ("unknown command", "function not found")
+
+
 def error_from_text(text, command=None):
     """The QuotaError for a server error text such as ``ERR limit: …``."""
     code, _, rest = text.partition(" ")
+    if code == "ERR" and rest.lower().startswith(_ABSENT):
+        return NotLoaded(text, command)
     if code == "ERR":
         for prefix, cls in _ERR_KINDS:
             if rest.startswith(prefix):
@@ -171,4 +207,8 @@ def server_text(exc):
 
 
 def from_response_error(exc, command=None):
+    """The QuotaError for a redis-py ResponseError; redis-py's cluster errors
+    (CLUSTER_ERRORS) are returned as they are."""
+    if isinstance(exc, CLUSTER_ERRORS):
+        return exc
     return error_from_text(server_text(exc), command)

@@ -444,14 +444,25 @@ class Event(_Reply):
 class Gap:
     """Yielded by the event feeds when events were lost: the tree's log no
     longer has the events after `last` before `first` (it wrapped while the
-    consumer was away; raise `events_len` if it happens)."""
+    consumer was away; raise `events_len` if it happens).
+
+    With `reset` 1 the tree's log started again: the key was deleted
+    (its log goes with it) and created again, so seq numbers restart at 1.
+    `last` is the old log's cursor, `first` the new log's first event handed
+    out next (1 when it has none yet); the cursor to persist is now 0 (the
+    feed's `.last` says so)."""
 
     tree: str
     last: int
     first: int
+    reset: int = 0
 
     @property
     def lost(self):
+        """Events no longer in the log (for a restart: the new log's events
+        before `first`)."""
+        if self.reset:
+            return max(self.first - 1, 0)
         return self.first - self.last - 1
 
 
