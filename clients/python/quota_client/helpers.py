@@ -442,11 +442,7 @@ class EventFeed:
             kind, x = step
             value = error = None
             if kind == _OUT:
-                if isinstance(x, R.Event):
-                    self.last = x.seq
-                elif x.reset:
-                    self.last = 0
-                return x
+                return self._handed_out(x)
             try:
                 value = x()
             except Exception as e:
@@ -456,6 +452,14 @@ class EventFeed:
                 raise
         self.close()
         raise StopIteration
+
+    def _handed_out(self, x: Union[R.Event, R.Gap]) -> Union[R.Event, R.Gap]:
+        """What the feed yields, remembered as the cursor (a restarted log's gap: 0)."""
+        if isinstance(x, R.Event):
+            self.last = x.seq
+        elif x.reset:
+            self.last = 0
+        return x
 
     def _step(self, value, error):
         try:
@@ -496,11 +500,7 @@ class EventFeed:
             kind, x = step
             value = error = None
             if kind == _OUT:
-                if isinstance(x, R.Event):
-                    self.last = x.seq
-                elif x.reset:
-                    self.last = 0
-                return x
+                return self._handed_out(x)
             try:
                 value = x()
                 if inspect.isawaitable(value):
