@@ -1,4 +1,5 @@
-/** The drivers the tests run the client over. */
+/** The drivers the tests run the client over, and what their event tests share. */
+import assert from 'node:assert/strict';
 import IORedis, { Cluster as IOCluster } from 'ioredis';
 import { createClient, createCluster } from 'redis';
 // node-redis 5 beside 6 (an npm alias), with its default protocol, RESP2.
@@ -60,3 +61,19 @@ export const DRIVERS: Driver[] = [
     },
   },
 ];
+
+/** The next event a follower hands out: it is due now (the write that fires it has returned);
+ *  5 s only bounds a failure, so a missing event fails the test instead of hanging the suite. */
+export async function nextEvent<T>(it: AsyncIterableIterator<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('no event within 5 s')), 5000);
+  });
+  try {
+    const r = await Promise.race([it.next(), timeout]);
+    assert.ok(!r.done);
+    return r.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}

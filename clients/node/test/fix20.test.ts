@@ -7,26 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Conflict, NotLoaded, PermissionDenied, PrimaryResult, Quota, QuotaEvent, ReserveOptions } from '../src';
 import IORedis from 'ioredis';
-import { DRIVERS } from './clients';
+import { DRIVERS, nextEvent } from './clients';
 import { Backend, cli, ClusterServers, Server, startCluster, startServer } from './servers';
 
 let treeCount = 0;
 const fresh = (what: string) => `fix20-${++treeCount}-${what}-${process.pid}`;
-
-/** The next event: it is due now (the write that fires it has returned); 5 s bounds a failure. */
-async function nextEvent<T>(it: AsyncIterableIterator<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('no event within 5 s')), 5000);
-  });
-  try {
-    const r = await Promise.race([it.next(), timeout]);
-    assert.ok(!r.done);
-    return r.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function used(q: Quota, t: string): Promise<string> {
   return (await q.get(t)).policies.find((p) => p.policy === 'cap')!.used;

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import IORedis from 'ioredis';
 import { NotLoaded, Quota, QuotaEvent } from '../src';
 import { amountText } from '../src/amounts';
-import { DRIVERS } from './clients';
+import { DRIVERS, nextEvent } from './clients';
 import { Backend, cli, Server, startCluster, startServer } from './servers';
 
 let treeCount = 0;
@@ -25,21 +25,6 @@ async function collect<T>(it: AsyncIterableIterator<T>, ms: number): Promise<T[]
   }
   await it.return?.();
   return out;
-}
-
-/** The next event, due now (fix20ts: bounds a failure at 5 s instead of hanging the suite). */
-async function nextWithin<T>(it: AsyncIterableIterator<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('no event within 5 s')), 5000);
-  });
-  try {
-    const r = await Promise.race([it.next(), timeout]);
-    assert.ok(!r.done);
-    return r.value;
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 describe('F6: amounts are exact', () => {
@@ -115,7 +100,7 @@ for (const backend of ['module', 'lua'] as Backend[]) {
         const gaps: unknown[] = [];
         const events = q.follow(t, { since: last, onGap: (g) => gaps.push(g) });
         try {
-          const first = nextWithin(events);
+          const first = nextEvent(events);
           await q.charge(t, { path: 'x', cost: { credits: '5' } }); // over: seq 3
           const e: QuotaEvent = await first;
           assert.deepEqual([e.seq, e.type], [3, 'over']);
@@ -132,7 +117,7 @@ for (const backend of ['module', 'lua'] as Backend[]) {
         const resets: unknown[] = [];
         const again = q.follow(t, { since: oldLast, onGap: (g) => resets.push(g) });
         try {
-          const got: QuotaEvent[] = [await nextWithin(again), await nextWithin(again)];
+          const got: QuotaEvent[] = [await nextEvent(again), await nextEvent(again)];
           assert.deepEqual(got.map((x) => x.seq), [1, 2]);
           assert.deepEqual(resets, [{ after: 2, next: 1, reset: 1 }]);
         } finally {
