@@ -59,6 +59,7 @@ mod short;
 pub mod sync;
 pub mod thresholds;
 pub mod tree;
+pub mod tz;
 pub mod usage;
 pub mod view;
 pub mod window;
