@@ -817,7 +817,7 @@ pub(crate) mod tests {
         t.set_policy("projects/p1", "cap", spec(100), 0, &l).unwrap();
         t.set_policy("projects/p2", "cap", spec(100), 0, &l).unwrap();
         let monthly = PolicySpec {
-            window: Window::Calendar { unit: Unit::Month, anchor: 31 },
+            window: Window::Calendar { unit: Unit::Month, anchor: 31, tz: crate::tz::Zone::Utc },
             rollover: Some(2000.into()),
             ..spec(1000)
         };
@@ -1026,7 +1026,7 @@ pub(crate) mod tests {
         let day = 86_400_000u64;
         let mut t = Tree::new();
         let spec = PolicySpec {
-            window: Window::Calendar { unit: Unit::Month, anchor: 1 },
+            window: Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc },
             low: Some(Decimal::from(30)),
             inflight: false,
             ..tree_spec()

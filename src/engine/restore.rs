@@ -566,7 +566,8 @@ fn validate_event(event: &Event) -> Result<(), String> {
 fn validate_window(window: &Window) -> Result<(), String> {
     let ok = match window {
         Window::None => true,
-        Window::Calendar { unit: Unit::Month, anchor } => (1..=31).contains(anchor),
+        Window::Calendar { unit: Unit::Month, anchor, .. } => (1..=31).contains(anchor),
+        Window::Calendar { unit: Unit::Year, anchor, .. } => *anchor == 101,
         Window::Calendar { anchor, .. } => *anchor == 1,
         Window::Rolling { duration_ms } => (ROLLING_MIN_MS..=ROLLING_MAX_MS).contains(duration_ms),
     };

@@ -546,7 +546,7 @@ mod events {
         let l = Limits::default();
         let mut t = Tree::new();
         let monthly = PolicySpec {
-            window: Window::Calendar { unit: Unit::Month, anchor: 1 },
+            window: Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc },
             ..spec("credits", "100", Mode::Strict)
         };
         t.set_policy("", "m", monthly, 0, &l).unwrap();
@@ -607,7 +607,7 @@ mod events {
         let l = Limits { events_len: 3, ..Limits::default() };
         let mut t = Tree::new();
         let monthly = PolicySpec {
-            window: Window::Calendar { unit: Unit::Month, anchor: 1 },
+            window: Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc },
             rollover: Some(d("150")),
             ..spec("credits", "100", Mode::Strict)
         };
@@ -784,7 +784,7 @@ mod windows {
     }
 
     fn month(anchor: u8) -> Window {
-        Window::Calendar { unit: Unit::Month, anchor }
+        Window::Calendar { unit: Unit::Month, anchor: anchor.into(), tz: crate::tz::Zone::Utc }
     }
 
     fn closed(start: u64, end: u64, used: &str, allowance: &str, rolled: &str) -> Closed {
@@ -846,7 +846,7 @@ mod windows {
             ("10", None, "3", 5),
             ("7", Some("7"), "1", 3),
         ];
-        let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
+        let hour = Window::Calendar { unit: Unit::Hour, anchor: 1, tz: crate::tz::Zone::Utc };
         for (limit, cap, used, skipped) in rows {
             let start = 1_800_000_000_000u64 - 1_800_000_000_000u64 % HOUR_MS as u64;
             let mut lazy = Policy::new("p", windowed(limit, hour, cap), 1, start);
@@ -864,7 +864,7 @@ mod windows {
 
     #[test]
     fn years_of_skipped_periods_collapse_without_a_loop() {
-        let hour = Window::Calendar { unit: Unit::Hour, anchor: 1 };
+        let hour = Window::Calendar { unit: Unit::Hour, anchor: 1, tz: crate::tz::Zone::Utc };
         let mut p = Policy::new("p", windowed("1", hour, Some("1000000000")), 1, 0);
         let ten_years = 10 * 365 * DAY_MS as u64;
         let archived = || crate::policy::ARCHIVED.with(|n| n.get());

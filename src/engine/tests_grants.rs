@@ -28,7 +28,7 @@ fn at(y: i64, m: i64, day: i64) -> u64 {
     (days_from_civil(y, m, day) * DAY_MS) as u64
 }
 
-const MONTH: Window = Window::Calendar { unit: Unit::Month, anchor: 1 };
+const MONTH: Window = Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc };
 
 fn spec(limit: &str, window: Window) -> PolicySpec {
     PolicySpec {

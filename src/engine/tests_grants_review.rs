@@ -17,7 +17,7 @@ fn d(text: &str) -> Decimal {
     Decimal::from_str(text).expect("test decimal")
 }
 
-const MONTH: Window = Window::Calendar { unit: Unit::Month, anchor: 1 };
+const MONTH: Window = Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc };
 const ROLLING: Window = Window::Rolling { duration_ms: 2 * DAY_MS as u64 };
 
 fn spec(limit: &str, window: Window, low: Option<&str>) -> PolicySpec {

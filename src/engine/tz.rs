@@ -23,8 +23,8 @@ use super::error::{Error, Result};
 pub enum Zone {
     #[default]
     Utc,
-    /// Seconds east of UTC, a whole number of minutes, at most 14 h.
-    Fixed(i32),
+    /// Minutes east of UTC, at most 14 h either way.
+    Fixed(i16),
     /// Index of the zone's name in the table.
     Named(u16),
 }

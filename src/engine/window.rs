@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result};
+use super::tz::Zone;
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
@@ -42,15 +43,62 @@ pub enum Unit {
     Year,
 }
 
+/// A window. Its serde form is version 1's ([`WindowV1`]: no zone, and the
+/// anchor of a `week` or `year` written as 1): the persist module stores
+/// the zone and those anchors apart (encoding version 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WindowV1", into = "WindowV1")]
 pub enum Window {
     /// Never resets: lifetime budgets and gauges.
     None,
-    /// Resets at each calendar boundary (UTC). `anchor` is the day of the
-    /// month a `month` period begins on (1–31); 1 for the other units.
-    Calendar { unit: Unit, anchor: u8 },
+    /// Resets at each calendar boundary, in zone `tz`. `anchor` says where
+    /// a period begins: `month`, the day of the month (1–31, clamped to
+    /// short months); `week`, the ISO weekday (1 = Monday … 7 = Sunday);
+    /// `year`, month × 100 + day (`04-01` is 401; 101 is the calendar
+    /// year; 02-29 is clamped to 02-28 in common years); 1 for `hour` and `day`.
+    Calendar { unit: Unit, anchor: u16, tz: Zone },
     /// Usage older than `duration_ms` drops out.
     Rolling { duration_ms: u64 },
+}
+
+/// The version 1 shape of a window (what RDB files of encoding versions
+/// 1–5 hold).
+#[derive(Serialize, Deserialize)]
+pub enum WindowV1 {
+    None,
+    Calendar { unit: Unit, anchor: u8 },
+    Rolling { duration_ms: u64 },
+}
+
+impl From<WindowV1> for Window {
+    fn from(w: WindowV1) -> Window {
+        match w {
+            WindowV1::None => Window::None,
+            WindowV1::Calendar { unit, anchor } => {
+                // Version 1 wrote 1 for a week or year: their defaults.
+                let anchor = match unit {
+                    Unit::Year => 101,
+                    Unit::Month => u16::from(anchor),
+                    _ => 1,
+                };
+                Window::Calendar { unit, anchor, tz: Zone::Utc }
+            }
+            WindowV1::Rolling { duration_ms } => Window::Rolling { duration_ms },
+        }
+    }
+}
+
+impl From<Window> for WindowV1 {
+    fn from(w: Window) -> WindowV1 {
+        match w {
+            Window::None => WindowV1::None,
+            Window::Calendar { unit: Unit::Month, anchor, .. } => {
+                WindowV1::Calendar { unit: Unit::Month, anchor: u8::try_from(anchor).unwrap_or(1) }
+            }
+            Window::Calendar { unit, .. } => WindowV1::Calendar { unit, anchor: 1 },
+            Window::Rolling { duration_ms } => WindowV1::Rolling { duration_ms },
+        }
+    }
 }
 
 impl Window {
@@ -81,10 +129,11 @@ impl Window {
         match (unit, anchor) {
             (None, None) => Ok(Window::None),
             (Some(Unit::Month), Some(d)) if (1..=31).contains(&d) => {
-                Ok(Window::Calendar { unit: Unit::Month, anchor: d })
+                Ok(Window::Calendar { unit: Unit::Month, anchor: u16::from(d), tz: Zone::Utc })
             }
             (Some(Unit::Month), Some(d)) => Err(Error::syntax(format!("ANCHOR must be a day from 1 to 31, not {d}"))),
-            (Some(unit), None) => Ok(Window::Calendar { unit, anchor: 1 }),
+            (Some(Unit::Year), None) => Ok(Window::Calendar { unit: Unit::Year, anchor: 101, tz: Zone::Utc }),
+            (Some(unit), None) => Ok(Window::Calendar { unit, anchor: 1, tz: Zone::Utc }),
             (_, Some(_)) => Err(Error::syntax("ANCHOR applies only to WINDOW month")),
         }
     }
@@ -111,9 +160,9 @@ impl Window {
 
     /// The anchor day of a `month` window.
     /// Lua twin: `W.anchor` (lua/src/20_window.lua).
-    pub fn anchor(&self) -> Option<u8> {
+    pub fn anchor(&self) -> Option<u16> {
         match self {
-            Window::Calendar { unit: Unit::Month, anchor } => Some(*anchor),
+            Window::Calendar { unit: Unit::Month, anchor, .. } => Some(*anchor),
             _ => None,
         }
     }
@@ -162,7 +211,7 @@ impl Window {
         let t = t_ms as i64;
         match self {
             Window::None | Window::Rolling { .. } => 0,
-            Window::Calendar { unit, anchor } => match unit {
+            Window::Calendar { unit, anchor, .. } => match unit {
                 Unit::Hour => t.div_euclid(HOUR_MS),
                 Unit::Day => t.div_euclid(DAY_MS),
                 // 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
@@ -182,7 +231,7 @@ impl Window {
     pub fn start_of(&self, index: i64) -> u64 {
         let ms = match self {
             Window::None | Window::Rolling { .. } => 0,
-            Window::Calendar { unit, anchor } => match unit {
+            Window::Calendar { unit, anchor, .. } => match unit {
                 Unit::Hour => index * HOUR_MS,
                 Unit::Day => index * DAY_MS,
                 Unit::Week => (index * 7 - 3) * DAY_MS,
@@ -212,7 +261,7 @@ fn unit_name(unit: Unit) -> &'static str {
 }
 
 /// Start of month `index` (year × 12 + month − 1) for a billing anchor.
-fn month_start(index: i64, anchor: u8) -> i64 {
+fn month_start(index: i64, anchor: u16) -> i64 {
     let (y, m) = (index.div_euclid(12), index.rem_euclid(12) + 1);
     let day = (anchor as i64).min(days_in_month(y, m));
     days_from_civil(y, m, day) * DAY_MS
@@ -325,8 +374,8 @@ mod tests {
 
     #[test]
     fn calendar_periods_start_where_the_calendar_says() {
-        let month = |anchor| Window::Calendar { unit: Unit::Month, anchor };
-        let cal = |unit| Window::Calendar { unit, anchor: 1 };
+        let month = |anchor| Window::Calendar { unit: Unit::Month, anchor, tz: Zone::Utc };
+        let cal = |unit| Window::Calendar { unit, anchor: if unit == Unit::Year { 101 } else { 1 }, tz: Zone::Utc };
         // window, a time, the start and end of the period containing it
         let rows = [
             (cal(Unit::Hour), at(2026, 3, 1, 5) + 1234, at(2026, 3, 1, 5), at(2026, 3, 1, 6)),
@@ -359,15 +408,15 @@ mod tests {
 
     #[test]
     fn periods_are_counted_without_walking_them() {
-        let w = Window::Calendar { unit: Unit::Month, anchor: 31 };
+        let w = Window::Calendar { unit: Unit::Month, anchor: 31, tz: Zone::Utc };
         assert_eq!(w.index_of(at(2030, 1, 31, 0)) - w.index_of(at(2026, 1, 31, 0)), 48);
-        let h = Window::Calendar { unit: Unit::Hour, anchor: 1 };
+        let h = Window::Calendar { unit: Unit::Hour, anchor: 1, tz: Zone::Utc };
         assert_eq!(h.index_of(at(2027, 1, 1, 0)) - h.index_of(at(2026, 1, 1, 0)), 365 * 24);
     }
 
     #[test]
     fn windows_parse_and_refuse() {
-        assert_eq!(Window::parse("MONTH", Some(31), None).unwrap(), Window::Calendar { unit: Unit::Month, anchor: 31 });
+        assert_eq!(Window::parse("MONTH", Some(31), None).unwrap(), Window::Calendar { unit: Unit::Month, anchor: 31, tz: Zone::Utc });
         assert_eq!(
             Window::parse("rolling", None, Some("30d")).unwrap(),
             Window::Rolling { duration_ms: 30 * DAY_MS as u64 }

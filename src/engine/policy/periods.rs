@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Expired, Policy};
 use crate::amount;
+use crate::tz::Zone;
 use crate::window::{Unit, Window};
 
 /// Closed periods kept per policy for `QUOTA.HISTORY`.
@@ -44,7 +45,7 @@ pub struct Closed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Period {
     None,
-    Calendar { unit: Unit, anchor: u8, end_ms: u64 },
+    Calendar { unit: Unit, anchor: u16, tz: Zone, end_ms: u64 },
     Rolling { duration_ms: u64 },
 }
 
@@ -52,7 +53,7 @@ impl Period {
     pub(super) fn window(self) -> Window {
         match self {
             Period::None => Window::None,
-            Period::Calendar { unit, anchor, .. } => Window::Calendar { unit, anchor },
+            Period::Calendar { unit, anchor, tz, .. } => Window::Calendar { unit, anchor, tz },
             Period::Rolling { duration_ms } => Window::Rolling { duration_ms },
         }
     }
@@ -61,8 +62,8 @@ impl Period {
     pub(super) fn of(window: Window, start_ms: u64) -> Period {
         match window {
             Window::None => Period::None,
-            Window::Calendar { unit, anchor } => {
-                Period::Calendar { unit, anchor, end_ms: window.period_of(start_ms).1 }
+            Window::Calendar { unit, anchor, tz } => {
+                Period::Calendar { unit, anchor, tz, end_ms: window.period_of(start_ms).1 }
             }
             Window::Rolling { duration_ms } => Period::Rolling { duration_ms },
         }
