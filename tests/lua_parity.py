@@ -93,13 +93,18 @@ retention starts and in the future, BY, METRIC, SERVICE, MODEL, GROUP) and its e
 with `--set usage_series=3` (or 1, 2) the series past the bound go to `(other series)`
 and freed slots are taken again, with `--set usage_hours=N usage_days=N` (0 too) the
 retention is short or off.
+`--focus cycles` (CyclesGen) aims at billing cycles (1.8.0): SET on day, week, month
+and year windows with TZ (fixed offsets, IANA names in any case, links, the texts it
+refuses) and week/year/month ANCHOR, clocks that start just before daylight-saving
+changes and move by 23, 24 and 25 hours, days and months; GET, TREE and HISTORY show
+the periods and labels.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
 argument, `quota-load --set`), e.g. a short event log or few holds.
 
     python3 tests/lua_parity.py [--seed N] [--ops N] [--source] [--max-mismatches N] [--verbose]
-                                [--focus holds|plans|grants|access|usage|records] [--set NAME=VALUE ...] [--behind P]
+                                [--focus holds|plans|grants|access|usage|records|cycles] [--set NAME=VALUE ...] [--behind P]
                                 [--replica]
                                 [--upgrade-from LIB [--upgrade-at OP]] [--flip-with LIB [--flip-every N]]
                                 [--invariants] [--collate] [--pubsub]
@@ -890,6 +895,67 @@ class Gen:
             rid = reply.get("id")
             if isinstance(rid, str) and rid not in self.ids[cmd[1]]:
                 self.ids[cmd[1]].append(rid)
+
+
+# `--focus cycles` (1.8.0): calendar windows in time zones, with week and
+# year anchors. Clocks start just before daylight-saving changes.
+CYCLE_STARTS = [
+    (2026, 3, 8, 6, 30), (2026, 11, 1, 5, 30), (2026, 3, 29, 0, 30), (2026, 10, 25, 0, 30),
+    (2026, 4, 4, 15, 0), (2028, 2, 28, 22, 0),
+]
+ZONES = ["UTC", "utc", "+00:00", "+01:00", "-05:30", "+05:45", "+14:00", "-12:00", "+12:45", "America/New_York",
+         "Europe/Berlin", "Africa/Lagos", "Asia/Tokyo", "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Kolkata",
+         "america/new_york", "US/Eastern", "Pacific/Apia", "America/Sao_Paulo", "Europe/London", "Etc/UTC",
+         "America/St_Johns", "Asia/Kathmandu", "Australia/Sydney", "America/Santiago"]
+BAD_ZONES = ["+1:00", "+14:30", "+05:60", "Mars/Base", "", "EST5", "+0100", "Z", "é", "America/", "-15:00"]
+WEEK_ANCHORS = ["monday", "sunday", "Sun", "SATURDAY", "wed", "fri", "thursday", "tuesday"]
+YEAR_ANCHORS = ["04-01", "01-01", "02-29", "12-31", "07-01", "10-01", "02-28", "03-31"]
+BAD_ANCHORS = ["02-30", "4-1", "13-01", "00-10", "04-31", "funday", "0", "32", "x", "1", "31", "04-01", "sunday"]
+
+
+class CyclesGen(Gen):
+    """Gen, with QUOTA.SET mostly on calendar windows in zones (TZ, week
+    and year ANCHOR, and the texts they refuse), and the clock moved by
+    hours and days across daylight-saving changes and month ends."""
+
+    def c_set(self, tree):
+        r = self.rng
+        out = ["QUOTA.SET", tree, self.path(), self.pick(POLICIES)]
+        out += ["METRIC", self.metric(), "LIMIT", self.pick(["10", "100", "250", "5000.5", self.amount()])]
+        w = self.pick(["day", "day", "week", "week", "month", "month", "year", "year", "hour", "rolling", "none"])
+        if w == "rolling":
+            out += ["WINDOW", "rolling", self.pick(["60s", "1h", "1d"])]
+        elif w != "none" or r.random() < 0.5:
+            out += ["WINDOW", w if r.random() < 0.9 else w.upper()]
+        if r.random() < 0.5:
+            if r.random() < 0.9:
+                a = {"week": WEEK_ANCHORS, "year": YEAR_ANCHORS}.get(w, ["1", "15", "29", "30", "31"])
+                out += ["ANCHOR", self.pick(a)]
+            else:
+                out += ["ANCHOR", self.pick(BAD_ANCHORS)]
+        if r.random() < 0.8:
+            out += ["TZ", self.pick(ZONES) if r.random() < 0.93 else self.pick(BAD_ZONES)]
+        if r.random() < 0.3:
+            out += ["ROLLOVER", self.pick(["500", "1000", "20"])]
+        if r.random() < 0.2:
+            out += ["MODE", self.pick(["strict", "open", "block"])]
+        if r.random() < 0.03:
+            out += ["TZ", self.pick(ZONES)]  # twice
+        return out
+
+    def c_clock(self, tree):
+        r = self.rng.random()
+        if r < 0.35:
+            step = self.rng.randint(1, 600000)
+        elif r < 0.7:
+            step = self.rng.choice([1800000, 3600000, 3600000 - 1, 3600000 + 1, 7200000])
+        elif r < 0.9:
+            step = self.rng.choice([86400000, 23 * 3600000, 25 * 3600000, 7 * 86400000]) + self.rng.randint(-2, 2)
+        else:
+            step = self.rng.randint(20, 400) * 86400000 + self.rng.randint(0, 86400000)
+        return ["QUOTA.DEBUG", "CLOCK", "ADVANCE", str(step)]
+
+    WEIGHTS = [(n, w * 3 if n in ("set", "history", "clock") else w) for n, w in Gen.WEIGHTS]
 
 
 class FocusGen(Gen):
@@ -2561,7 +2627,7 @@ def main():
     ap.add_argument("--collate", action="store_true",
                     help="the Lua server runs under en_US.UTF-8 (built by localedef when missing), whose string "
                          "collation is not bytewise: orderings the library makes with Lua's < would differ")
-    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access", "usage", "records"],
+    ap.add_argument("--focus", choices=["holds", "plans", "grants", "access", "usage", "records", "cycles"],
                     help="holds: a small tree where holds, policy changes and exact due times meet (FocusGen); "
                          "plans: trees following plans that change under them (PlanGen); grants: credits, grants "
                          "with expiry, priority and ids, their draws and ends (GrantGen); access: access rules "
@@ -2576,12 +2642,14 @@ def main():
 
     build_if_missing()
     rng = random.Random(args.seed)
-    start = datetime.datetime(*STARTS[args.seed % len(STARTS)], tzinfo=datetime.timezone.utc)
+    starts = CYCLE_STARTS if args.focus == "cycles" else STARTS
+    start = datetime.datetime(*starts[args.seed % len(starts)], tzinfo=datetime.timezone.utc)
     start_ms = int(start.timestamp()) * 1000
     gen = FocusGen(rng, start_ms) if args.focus == "holds" else PlanGen(rng) if args.focus == "plans" else \
         GrantGen(rng, start_ms) if args.focus == "grants" else AccessGen(rng, start_ms) if args.focus == "access" \
         else UsageGen(rng, start_ms) if args.focus == "usage" \
-        else RecordsGen(rng, start_ms) if args.focus == "records" else Gen(rng)
+        else RecordsGen(rng, start_ms) if args.focus == "records" else CyclesGen(rng) if args.focus == "cycles" \
+        else Gen(rng)
     # (A run that starts on or flips to an older library has no ledger on
     # its Lua side then: it compares no ledgers.)
     ledgers = args.focus == "records" and not (args.upgrade_from or args.flip_with)
