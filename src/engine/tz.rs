@@ -345,7 +345,7 @@ fn parse_data(line: &str) -> std::result::Result<ZoneData, String> {
     let mut transitions = Vec::new();
     if !list.is_empty() {
         let v: Vec<i64> = list.split(',').map(minutes).collect::<std::result::Result<_, _>>()?;
-        if v.len() % 2 != 0 {
+        if !v.len().is_multiple_of(2) {
             return Err(format!("odd transition list '{list}'"));
         }
         let mut at = RULES_FROM_MS;
