@@ -80,6 +80,22 @@ OPS.parse = function(args)
     return { W.zone_name(z), z == nil and 1 or 0 }
 end
 
+-- gap line day...: the start of each day in a zone of one data line (not
+-- in the table), as 22_tz would read it
+OPS.gap = function(args)
+    W.zone_parse("Etc/UTC") -- the table is split
+    local lines = W.TZ.lines
+    lines[#lines + 1] = args[2]
+    local z = { name = "Test/Gap", data = #lines }
+    local out = {}
+    for i = 3, #args do
+        out[#out + 1] = W.zone_day_start(z, tonumber(args[i]))
+    end
+    lines[#lines] = nil
+    W.TZ.data[#lines + 1] = nil
+    return out
+end
+
 OPS.tzdata = function(args)
     return { W.TZDATA, W.TZDATA_VERSION, W.tzdata_version() }
 end
@@ -102,6 +118,9 @@ end)
 """
 
 FAILURES = []
+
+# src/engine/tests_tz.rs: 23:30 +01:00 jumps to 00:30 +02:00 on 2001-06-01.
+SYNTHETIC_GAP = "1o;3c;fzhi,3c"
 
 
 def check(ok, what):
@@ -264,7 +283,10 @@ def main():
     check(sep and rest.endswith("]]\n") and rest[:-3] == text, "21_tzdata.lua embeds exactly src/engine/tzdata.txt")
     version = text.split("\n", 1)[0]
     check(f'W.TZDATA_VERSION = "{version}"' in head, "21_tzdata.lua's W.TZDATA_VERSION is the table's")
-    import tzdata
+    try:
+        import tzdata
+    except ImportError:
+        raise SystemExit("lua_tz: the tzdata package is missing: python3 -m pip install -r tests/requirements.txt")
     check(tzdata.IANA_VERSION == version, f"the table is {version}, the installed tzdata package {tzdata.IANA_VERSION}"
           " (tests/requirements.txt pins the one it was made from)")
     names = [n for n, _ in gen.decode(text)[2]]
@@ -302,6 +324,14 @@ def main():
                           lua_test_library("t_tz", SECTIONS, "W", SNIPPET))
         data, v, v2 = r.execute_command("FCALL", "t_tz", 0, "tzdata")
         check(data == text and v == version and v2 == version, "W.TZDATA is the table's text")
+
+        # A gap holding midnight strictly inside (no zone of the table has
+        # one): the day begins at the transition (tests_tz.rs, SYNTHETIC_GAP).
+        day = (datetime.date(2001, 6, 1) - datetime.date(1970, 1, 1)).days
+        got = r.execute_command("FCALL", "t_tz", 0, "gap", SYNTHETIC_GAP, day, day + 1, day + 2)
+        want = [int(datetime.datetime(*when, tzinfo=UTC).timestamp()) * 1000
+                for when in [(2001, 5, 31, 23), (2001, 6, 1, 22, 30), (2001, 6, 2, 22)]]
+        check(got == want, f"a gap around midnight: {got}, want {want}")
 
         # Parsing, names and errors.
         rows = parse_rows(names, rng)

@@ -269,6 +269,25 @@ fn day_start_is_the_first_instant_of_the_day_everywhere() {
     }
 }
 
+/// A data line no zone of 2026f has, for the one candidate kind real data
+/// never needs: a gap that holds midnight strictly inside it (23:30 +01:00
+/// jumps to 00:30 +02:00), so the day begins at the transition itself,
+/// which neither `L - o` gives. tests/lua_tz.py gives the Lua twin the same
+/// line (SYNTHETIC_GAP there).
+pub(super) const SYNTHETIC_GAP: &str = "1o;3c;fzhi,3c";
+
+#[test]
+fn a_gap_around_midnight_begins_the_day_at_the_transition() {
+    let data = parse_data(SYNTHETIC_GAP).unwrap();
+    let t = at("2001-06-01T22:30:00");
+    assert_eq!(data.transitions, vec![(t, 120 * 60_000)]);
+    // day, its start
+    let rows = [("2001-06-01", "2001-05-31T23:00:00"), ("2001-06-02", "2001-06-01T22:30:00"), ("2001-06-03", "2001-06-02T22:00:00")];
+    for (date, when) in rows {
+        assert_eq!(data.day_start_ms(day(date)), at(when), "{date}");
+    }
+}
+
 #[test]
 fn extreme_times_do_not_overflow() {
     for z in [zone("America/New_York"), zone("+14:00"), zone("-14:00"), Zone::Utc, zone("Africa/Casablanca")] {

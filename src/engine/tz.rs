@@ -128,23 +128,10 @@ impl Zone {
     /// Lua twin: `W.zone_day_start` (lua/src/22_tz.lua).
     pub fn day_start_ms(&self, day: i64) -> i64 {
         let l = day.saturating_mul(DAY_MS);
-        let Some(data) = self.data() else {
-            return l.saturating_sub(self.offset_ms(l));
-        };
-        let (from, to) = (l.saturating_sub(2 * DAY_MS), l.saturating_add(2 * DAY_MS));
-        let mut best: Option<i64> = None;
-        let mut consider = |c: i64| {
-            if c.saturating_add(data.offset_ms(c)) >= l && best.is_none_or(|b| c < b) {
-                best = Some(c);
-            }
-        };
-        consider(l.saturating_sub(data.offset_ms(from)));
-        data.each_change(from, to, |at, offset| {
-            consider(at);
-            consider(l.saturating_sub(offset));
-        });
-        debug_assert!(best.is_some(), "day {day} has no start");
-        best.unwrap_or_else(|| l.saturating_sub(data.offset_ms(l)))
+        match self.data() {
+            Some(data) => data.day_start_ms(day),
+            None => l.saturating_sub(self.offset_ms(l)),
+        }
     }
 }
 
@@ -278,6 +265,25 @@ impl ZoneData {
             }
         }
         best.map_or(self.std_ms, |b| b.1)
+    }
+
+    /// What [`Zone::day_start_ms`] says for a named zone.
+    fn day_start_ms(&self, day: i64) -> i64 {
+        let l = day.saturating_mul(DAY_MS);
+        let (from, to) = (l.saturating_sub(2 * DAY_MS), l.saturating_add(2 * DAY_MS));
+        let mut best: Option<i64> = None;
+        let mut consider = |c: i64| {
+            if c.saturating_add(self.offset_ms(c)) >= l && best.is_none_or(|b| c < b) {
+                best = Some(c);
+            }
+        };
+        consider(l.saturating_sub(self.offset_ms(from)));
+        self.each_change(from, to, |at, offset| {
+            consider(at);
+            consider(l.saturating_sub(offset));
+        });
+        debug_assert!(best.is_some(), "day {day} has no start");
+        best.unwrap_or_else(|| l.saturating_sub(self.offset_ms(l)))
     }
 
     /// Calls `f(instant, offset)` for each transition in (from, to]: the
