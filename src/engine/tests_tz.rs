@@ -225,7 +225,7 @@ fn listed_transitions_and_the_rule_agree_where_they_meet() {
         assert_eq!(data.rule_offset_ms(from), data.offset_ms(from), "data line {i}: the rule takes over");
         assert_eq!(data.rule_offset_ms(from), before, "data line {i}: the rule takes over");
         // The rule's changes to 2100 (in the rule's order: sorted here), each
-    // exactly at its instant.
+        // exactly at its instant.
         let mut changes = Vec::new();
         data.each_change(from, at("2101-01-01"), |at, offset| changes.push((at, offset)));
         changes.sort();
@@ -282,7 +282,11 @@ fn a_gap_around_midnight_begins_the_day_at_the_transition() {
     let t = at("2001-06-01T22:30:00");
     assert_eq!(data.transitions, vec![(t, 120 * 60_000)]);
     // day, its start
-    let rows = [("2001-06-01", "2001-05-31T23:00:00"), ("2001-06-02", "2001-06-01T22:30:00"), ("2001-06-03", "2001-06-02T22:00:00")];
+    let rows = [
+        ("2001-06-01", "2001-05-31T23:00:00"),
+        ("2001-06-02", "2001-06-01T22:30:00"),
+        ("2001-06-03", "2001-06-02T22:00:00"),
+    ];
     for (date, when) in rows {
         assert_eq!(data.day_start_ms(day(date)), at(when), "{date}");
     }
