@@ -375,7 +375,7 @@ def main():
         with open(path, "w", encoding="ascii") as f:
             for (name, t), row in expected.items():
                 f.write(" ".join([name, str(t)] + [str(x) for x in row]) + "\n")
-        run = subprocess.run(["cargo", "test", "--release", "-q", "-p", "quota-engine", "tz_fixture", "--",
+        run = subprocess.run(["cargo", "test", "--release", "--locked", "-q", "-p", "quota-engine", "tz_fixture", "--",
                               "--ignored", "--nocapture"], cwd=ROOT, env=dict(os.environ, QUOTA_TZ_FIXTURE=path),
                              capture_output=True, text=True)
         out = run.stdout + run.stderr
