@@ -76,7 +76,7 @@ deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US l
 	fi
 	@[ "$$($(CHROMIUM_STATE))" = found ] || { echo "make deps: $(CHROMIUM) does not run: $$($(CHROMIUM) --version 2>&1 | tail -1)"; exit 1; }
 	@export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; \
-	python3 -c "import redis, psycopg" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
+	python3 -c "import redis, psycopg, tzdata; assert tzdata.__version__ == '2026.6'" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
 		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis python3-psycopg; }
 	@export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; pin=$$(grep -E '^playwright==' $(REQUIREMENTS)); \
 	state=$$($(PLAYWRIGHT_STATE)); \
@@ -154,6 +154,7 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_layout.py
 	python3 tests/lua_decimal.py
 	python3 tests/lua_window.py
+	python3 tests/lua_tz.py
 	python3 tests/lua_pricing.py
 	python3 tests/lua_parity.py
 	python3 tests/lua_parity.py --focus holds --ops 3000
