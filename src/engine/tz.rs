@@ -34,14 +34,29 @@ impl Zone {
     /// name of the table (any case; shown as the table spells it).
     /// Lua twin: `W.zone_parse` (lua/src/22_tz.lua).
     pub fn parse(text: &str) -> Result<Zone> {
-        let _ = text;
-        Err(Error::syntax("TZ is not implemented yet"))
+        if text.eq_ignore_ascii_case("utc") {
+            return Ok(Zone::Utc);
+        }
+        if let Some(minutes) = parse_offset(text) {
+            return Ok(if minutes == 0 { Zone::Utc } else { Zone::Fixed(minutes) });
+        }
+        Err(Error::syntax(format!(
+            "unknown time zone '{}': use an IANA name such as Africa/Lagos or an offset such as +01:00",
+            super::names::clip(text)
+        )))
     }
 
     /// The zone as replies show it: `UTC`, `+05:30`, `America/New_York`.
     /// Lua twin: `W.zone_name` (lua/src/22_tz.lua).
     pub fn name(&self) -> String {
-        "UTC".into()
+        match *self {
+            Zone::Fixed(minutes) => {
+                let sign = if minutes < 0 { '-' } else { '+' };
+                let m = minutes.unsigned_abs();
+                format!("{sign}{:02}:{:02}", m / 60, m % 60)
+            }
+            _ => "UTC".into(),
+        }
     }
 
     pub fn is_utc(&self) -> bool {
@@ -52,7 +67,10 @@ impl Zone {
     /// Lua twin: `W.zone_offset` (lua/src/22_tz.lua).
     pub fn offset_ms(&self, t_ms: i64) -> i64 {
         let _ = t_ms;
-        0
+        match *self {
+            Zone::Fixed(minutes) => i64::from(minutes) * 60_000,
+            _ => 0,
+        }
     }
 
     /// The local date of `t_ms`, as days since 1970-01-01.
@@ -65,8 +83,27 @@ impl Zone {
     /// instant whose local date is `day` or later.
     /// Lua twin: `W.zone_day_start` (lua/src/22_tz.lua).
     pub fn day_start_ms(&self, day: i64) -> i64 {
-        day * super::window::DAY_MS
+        day * super::window::DAY_MS - self.offset_ms(0)
     }
+}
+
+/// `+HH:MM` / `-HH:MM`, at most 14:00 either way → minutes east of UTC.
+fn parse_offset(text: &str) -> Option<i16> {
+    let b = text.as_bytes();
+    if b.len() != 6 || b[3] != b':' || ![1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit()) {
+        return None;
+    }
+    let sign = match b[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let num = |i: usize| i16::from(b[i] - b'0') * 10 + i16::from(b[i + 1] - b'0');
+    let (h, m) = (num(1), num(4));
+    if m > 59 || h * 60 + m > 14 * 60 {
+        return None;
+    }
+    Some(sign * (h * 60 + m))
 }
 
 /// The version of the zone rules (`2026f`).
