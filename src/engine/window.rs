@@ -537,7 +537,14 @@ mod tests {
 
     /// Checks each row: the period holding `t`, and that the period's first
     /// and last instants are in it.
-    fn check_periods(rows: &[(&str, &str, Option<&str>, &str, &str, &str)]) {
+    /// zone, window, anchor, a time (UTC), the period's start and end (UTC)
+    type PeriodRow<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, &'a str, &'a str);
+    /// window, anchor, zone, anchor shown, tz shown
+    type ShownRow<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<AnchorShown>, &'a str);
+    /// window, anchor, duration, zone, the error
+    type ErrorRow<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, String);
+
+    fn check_periods(rows: &[PeriodRow<'_>]) {
         for &(tz, unit, anchor, t, start, end) in rows {
             let w = window(unit, anchor, tz);
             let (start, end) = (utc(start), utc(end));
@@ -689,7 +696,7 @@ mod tests {
     #[test]
     fn anchors_and_zones_are_shown_and_labelled() {
         // window, anchor, zone, anchor shown, tz shown
-        let rows: [(&str, Option<&str>, Option<&str>, Option<AnchorShown>, &str); 9] = [
+        let rows: [ShownRow<'_>; 9] = [
             ("month", Some("007"), None, Some(AnchorShown::Day(7)), "UTC"),
             ("month", None, Some("utc"), Some(AnchorShown::Day(1)), "UTC"),
             ("week", Some("monday"), Some("-00:00"), None, "UTC"),
@@ -753,21 +760,69 @@ mod tests {
             format!("unknown time zone '{t}': use an IANA name such as Africa/Lagos or an offset such as +01:00")
         };
         // window, anchor, duration, zone, the error
-        let rows: Vec<(&str, Option<&str>, Option<&str>, Option<&str>, String)> = vec![
+        let rows: Vec<ErrorRow<'_>> = vec![
             ("month", Some("0"), None, None, "ANCHOR must be an integer from 1 to 31, not '0'".into()),
             ("month", Some("32"), None, None, "ANCHOR must be an integer from 1 to 31, not '32'".into()),
             ("month", Some("+3"), None, None, "ANCHOR must be an integer from 1 to 31, not '+3'".into()),
-            ("month", Some("sunday"), None, Some("bogus"), "ANCHOR must be an integer from 1 to 31, not 'sunday'".into()),
+            (
+                "month",
+                Some("sunday"),
+                None,
+                Some("bogus"),
+                "ANCHOR must be an integer from 1 to 31, not 'sunday'".into(),
+            ),
             ("week", Some("7"), None, None, "ANCHOR for WINDOW week is a day such as sunday, not '7'".into()),
             ("week", Some("su"), None, None, "ANCHOR for WINDOW week is a day such as sunday, not 'su'".into()),
-            ("week", Some("sundays"), None, None, "ANCHOR for WINDOW week is a day such as sunday, not 'sundays'".into()),
-            ("year", Some("02-30"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '02-30'".into()),
-            ("year", Some("04-31"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-31'".into()),
-            ("year", Some("13-01"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '13-01'".into()),
+            (
+                "week",
+                Some("sundays"),
+                None,
+                None,
+                "ANCHOR for WINDOW week is a day such as sunday, not 'sundays'".into(),
+            ),
+            (
+                "year",
+                Some("02-30"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '02-30'".into(),
+            ),
+            (
+                "year",
+                Some("04-31"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-31'".into(),
+            ),
+            (
+                "year",
+                Some("13-01"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '13-01'".into(),
+            ),
             ("year", Some("4-1"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '4-1'".into()),
-            ("year", Some("00-10"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '00-10'".into()),
-            ("year", Some("04-00"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-00'".into()),
-            ("year", Some("0401"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '0401'".into()),
+            (
+                "year",
+                Some("00-10"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '00-10'".into(),
+            ),
+            (
+                "year",
+                Some("04-00"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-00'".into(),
+            ),
+            (
+                "year",
+                Some("0401"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '0401'".into(),
+            ),
             ("day", Some("3"), None, None, only_anchor.into()),
             ("hour", Some("3"), None, Some("bogus"), only_anchor.into()),
             ("none", Some("3"), None, None, only_anchor.into()),
@@ -782,7 +837,13 @@ mod tests {
             ("day", None, None, Some("05:00"), zone("05:00")),
             ("day", None, None, Some(""), zone("")),
             ("day", None, None, Some("Mars/Olympus_Mons"), zone("Mars/Olympus_Mons")),
-            ("fortnight", Some("3"), None, Some("bogus"), "unknown WINDOW 'fortnight': use none, hour, day, week, month, year or rolling <duration>".into()),
+            (
+                "fortnight",
+                Some("3"),
+                None,
+                Some("bogus"),
+                "unknown WINDOW 'fortnight': use none, hour, day, week, month, year or rolling <duration>".into(),
+            ),
         ];
         for (name, anchor, duration, tz, error) in rows {
             let got = Window::parse(name, anchor, duration, tz).unwrap_err().to_string();
