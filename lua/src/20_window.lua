@@ -203,7 +203,7 @@ do
         return nil
     end
 
-    -- Rust twin: Zone::Named (src/engine/tz.rs): a name, not an offset.
+    -- Rust twin: push_zone (src/module/commands/read.rs): a named zone (Zone::Named) shows tzdata.
     function W.tz_named(w)
         local name = W.tz_name(w)
         return name ~= nil and not string.find(name, "^[+-]")
