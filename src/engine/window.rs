@@ -1,11 +1,17 @@
 //! Windows: when a policy's usage starts again from zero.
 //!
-//! Calendar windows (`hour` … `year`, UTC) number their periods: a period
-//! has an *index* and starts at [`Window::start_of`] that index, so finding
-//! the period that contains a time, or counting the periods between two
-//! times, is arithmetic, never a loop over the periods in between. `month`
-//! periods begin on an anchor day, clamped to short months (anchor 31 begins
-//! on Feb 28, or Feb 29 in a leap year). `week` begins on Monday.
+//! Calendar windows (`hour` … `year`) number their periods: a period has an
+//! *index* and starts at [`Window::start_of`] that index, so finding the
+//! period that contains a time, or counting the periods between two times,
+//! is arithmetic, never a loop over the periods in between. `day`, `week`,
+//! `month` and `year` count local dates in the window's zone (`TZ`, UTC by
+//! default; [`super::tz`]), and a period starts at the first instant of its
+//! first local date, so a day can last 23 or 25 hours, and a day a zone
+//! skipped is an empty period; `hour` is always UTC. `month` periods begin
+//! on an anchor day, clamped to short months (anchor 31 begins on Feb 28, or
+//! Feb 29 in a leap year); `week` on an anchor weekday (Monday by default);
+//! `year` on an anchor date `MM-DD` (01-01 by default; 02-29 is Feb 28 in
+//! common years).
 //!
 //! Rolling windows keep usage in buckets of 1/[`ROLLING_BUCKETS`] of the
 //! window (rounded down to whole milliseconds): usage drops out when its
