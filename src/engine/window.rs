@@ -316,7 +316,8 @@ fn unit_name(unit: Unit) -> &'static str {
 }
 
 /// The first local date (days since 1970-01-01) of period `index` of a
-/// day, week, month or year window.
+/// day, week, month or year window (for an hour, which is UTC and never
+/// asks, the date the hour is on).
 fn first_day(unit: Unit, anchor: u16, index: i64) -> i64 {
     let anchor = i64::from(anchor);
     match unit {
