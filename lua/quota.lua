@@ -1078,7 +1078,8 @@ end
 -- 20_window  W: calendar and rolling windows (port of src/engine/window.rs;
 -- the WINDOW and ANCHOR keywords of src/module/commands/policy.rs)
 --
--- Calendar windows (hour, day, week, month, year; UTC) number their periods:
+-- Calendar windows (hour, day, week, month, year; in a zone, UTC by
+-- default; hour is always UTC) number their periods by local dates:
 -- a period has an index and starts at W.start_of(w, index), so finding the
 -- period that contains a time, or counting the periods between two times, is
 -- arithmetic, never a loop. `month` periods begin on an anchor day clamped
@@ -1088,14 +1089,26 @@ end
 --
 -- A window is a small table (treat it as read-only):
 --   {kind = "none"}
---   {kind = "calendar", unit = "hour"|"day"|"week"|"month"|"year", anchor = 1..31}
---       (anchor is 1 unless unit is "month")
+--   {kind = "calendar", unit = "hour"|"day"|"week"|"month"|"year", anchor = n,
+--    tz = zone or nil}
+--       anchor: month, the day 1..31; week, the ISO weekday 1 (Monday) ..
+--       7 (Sunday); year, month * 100 + day (101: the calendar year); 1 for
+--       hour and day. tz: a zone of W.zone_parse (lua/src/22_tz.lua), nil
+--       for UTC.
 --   {kind = "rolling", ms = duration_ms}
 --
 -- API (times are Unix ms as plain Lua integers, always >= 0):
---   W.parse(name, anchor, duration) -> w     WINDOW name [ANCHOR d] | rolling dur
---       name: string; anchor: integer or nil; duration: string or nil.
---       Fails with the module's texts (Window::parse).
+--   W.parse(name, anchor, duration, tz) -> w   WINDOW name [ANCHOR a] [TZ zone]
+--       | rolling dur; name "none" also stands for no WINDOW.
+--       name: string; anchor, duration, tz: strings or nil.
+--       Fails with the module's texts (Window::parse): unknown window, then
+--       ANCHOR, then TZ.
+--   W.anchor_shown(w) -> month: the day; week/year not the default: "sunday",
+--       "04-01"; else nil
+--   W.tz_name(w) -> "America/New_York" | "+05:30" | nil (UTC)
+--   W.tz_named(w) -> whether the zone is a named one (replies add tzdata)
+--   W.period_label(w, start) -> "2026" | "2026-11" | "2026-11-27" |
+--       "2026-11-27T13" | nil (QUOTA.HISTORY's label)
 --   W.label(w) -> "none" | "month" | "rolling 30d"
 --   W.anchor(w) -> anchor day of a month window, else nil
 --   W.is_calendar(w), W.is_rolling(w), W.is_none(w) -> boolean
@@ -1113,7 +1126,10 @@ end
 --       whole bucket is older than the duration ((b + 1)*b_ms + duration <= now),
 --       so never early (sixty buckets of duration//60 may cover less than the
 --       duration) and at most one bucket late
---   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>"
+--   W.encode(w) -> "n" | "h" | "d" | "w" | "y" | "m<anchor>" | "r<ms>", and
+--       for the new anchors and zones: "w<1..7>" (not 1), "y<MMDD>" (not
+--       0101), then "@<zone name>" when not UTC: "w7", "y0401",
+--       "m31@America/New_York", "d@+05:30"
 --   W.decode(s) -> w, or nil if s is not an encode() result
 --   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
 --   W.format_duration(ms) -> "30d" | "1d" | "90s" (largest whole unit) | "<ms>ms"
@@ -1126,10 +1142,10 @@ end
 --   W.read_window(argv, i, command) -> name, duration, next_i
 --       argv[i] is the word after WINDOW; for `rolling` (any case) the next word
 --       is the duration. Arity errors name `command` (e.g. "QUOTA.SET").
---   W.read_anchor(argv, i, command) -> anchor, next_i   (next_u64 "ANCHOR" 1..31)
---   W.from_set(name, anchor, duration) -> w
+--   W.read_anchor(argv, i, command) -> anchor text, next_i
+--   W.from_set(name, anchor, duration, tz) -> w
 --       after the keyword loop (and after the METRIC/LIMIT checks): name nil
---       with an anchor fails, name nil without one is the none window.
+--       is the none window (which refuses ANCHOR and TZ).
 -- ---------------------------------------------------------------------------
 
 local W = {}
@@ -1168,38 +1184,160 @@ do
 
     local UNIT = { hour = true, day = true, week = true, month = true, year = true }
 
-    -- Rust twin: Window::parse (src/engine/window.rs).
-    function W.parse(name, anchor, duration)
-        local lower = ascii_lower(name)
-        if lower == "rolling" then
-            if anchor ~= nil then
-                syntax("ANCHOR applies only to WINDOW month")
+    local WEEKDAYS = { "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday" }
+    W.WEEKDAYS = WEEKDAYS
+
+    -- Rust twin: parse_anchor (src/engine/window.rs).
+    -- The ANCHOR of a week, month or year window, in its stored form.
+    function W.parse_anchor(unit, text)
+        if unit == "week" then
+            local lower = ascii_lower(text)
+            for i, day in ipairs(WEEKDAYS) do
+                if lower == day or (#lower == 3 and string.sub(day, 1, 3) == lower) then
+                    return i
+                end
             end
+            syntax("ANCHOR for WINDOW week is a day such as sunday, not '" .. clip(text) .. "'")
+        elseif unit == "year" then
+            local mm, dd = string.match(text, "^([0-9][0-9])%-([0-9][0-9])$")
+            local m, d = tonumber(mm), tonumber(dd)
+            -- 2000 is a leap year: 02-29 is a date, clamped in common years.
+            if m and m >= 1 and m <= 12 and d >= 1 and d <= W.days_in_month(2000, m) then
+                return m * 100 + d
+            end
+            syntax("ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '" .. clip(text) .. "'")
+        end
+        -- What Args::next_u64("ANCHOR", 1, 31) said when ANCHOR was a number:
+        -- digits only (a leading '+' is refused), leading zeros allowed.
+        local n = nil
+        if string.find(text, "^[0-9]+$") then
+            local digits = string.gsub(text, "^0+", "")
+            if #digits <= 2 then
+                n = tonumber(digits) or 0
+            end
+        end
+        if n == nil or n < 1 or n > 31 then
+            syntax("ANCHOR must be an integer from 1 to 31, not '" .. clip(text) .. "'")
+        end
+        return n
+    end
+
+    local ANCHORED = { week = true, month = true, year = true }
+
+    -- Rust twin: Window::parse (src/engine/window.rs).
+    function W.parse(name, anchor, duration, tz)
+        local lower = ascii_lower(name)
+        if lower ~= "none" and lower ~= "rolling" and not UNIT[lower] then
+            syntax("unknown WINDOW '" .. clip(name)
+                .. "': use none, hour, day, week, month, year or rolling <duration>")
+        end
+        local a = lower == "year" and 101 or 1
+        if anchor ~= nil then
+            if not ANCHORED[lower] then
+                syntax("ANCHOR applies only to WINDOW week, month and year")
+            end
+            a = W.parse_anchor(lower, anchor)
+        end
+        local zone = nil
+        if tz ~= nil then
+            if not UNIT[lower] or lower == "hour" then
+                syntax("TZ applies only to WINDOW day, week, month and year")
+            end
+            zone = W.zone_parse(tz) or nil
+        end
+        if lower == "rolling" then
             if duration == nil then
                 syntax("WINDOW rolling needs a duration such as 30d")
             end
             return { kind = "rolling", ms = W.parse_duration(duration) }
+        elseif lower == "none" then
+            return { kind = "none" }
         end
-        if lower ~= "none" and not UNIT[lower] then
-            syntax("unknown WINDOW '" .. clip(name)
-                .. "': use none, hour, day, week, month, year or rolling <duration>")
+        return { kind = "calendar", unit = lower, anchor = a, tz = zone }
+    end
+
+    -- Rust twin: Window::anchor_shown (src/engine/window.rs).
+    function W.anchor_shown(w)
+        if w.kind ~= "calendar" then
+            return nil
+        elseif w.unit == "month" then
+            return w.anchor
+        elseif w.unit == "week" and w.anchor ~= 1 then
+            return WEEKDAYS[w.anchor]
+        elseif w.unit == "year" and w.anchor ~= 101 then
+            return string.format("%02d-%02d", div(w.anchor, 100), w.anchor % 100)
         end
-        if lower == "none" then
-            if anchor == nil then
-                return { kind = "none" }
-            end
-            syntax("ANCHOR applies only to WINDOW month")
+        return nil
+    end
+
+    -- Rust twin: Window::tz, Zone::name (src/engine/window.rs, tz.rs).
+    function W.tz_name(w)
+        if w.kind == "calendar" and w.tz then
+            return W.zone_name(w.tz)
         end
-        if lower == "month" and anchor ~= nil then
-            if anchor >= 1 and anchor <= 31 then
-                return { kind = "calendar", unit = "month", anchor = anchor }
-            end
-            syntax("ANCHOR must be a day from 1 to 31, not " .. int(anchor))
+        return nil
+    end
+
+    -- Rust twin: push_zone (src/module/commands/read.rs): a named zone (Zone::Named) shows tzdata.
+    function W.tz_named(w)
+        local name = W.tz_name(w)
+        return name ~= nil and not string.find(name, "^[+-]")
+    end
+
+    -- Rust twin: Window::period_label (src/engine/window.rs).
+    function W.period_label(w, start)
+        if w.kind ~= "calendar" then
+            return nil
         end
-        if anchor == nil then
-            return { kind = "calendar", unit = lower, anchor = 1 }
+        local y, m, d = W.civil_from_days(W.local_day(w, start))
+        if w.unit == "hour" then
+            return string.format("%04d-%02d-%02dT%02d", y, m, d, div(start % DAY_MS, HOUR_MS))
+        elseif w.unit == "year" and w.anchor == 101 then
+            return string.format("%04d", y)
+        elseif w.unit == "month" and w.anchor == 1 then
+            return string.format("%04d-%02d", y, m)
         end
-        syntax("ANCHOR applies only to WINDOW month")
+        return string.format("%04d-%02d-%02d", y, m, d)
+    end
+
+    -- Until the zone table (lua/src/22_tz.lua, which comes later and
+    -- replaces these) is part of the library: UTC and fixed offsets.
+    -- Rust twin: Zone::parse, Zone::name, Zone::offset_ms, Zone::local_day,
+    -- Zone::day_start_ms (src/engine/tz.rs).
+    function W.zone_parse(text)
+        if ascii_lower(text) == "utc" then
+            return nil
+        end
+        local sign, hh, mm = string.match(text, "^([+-])([0-9][0-9]):([0-9][0-9])$")
+        local minutes = hh and tonumber(hh) * 60 + tonumber(mm)
+        if minutes == nil or tonumber(mm) > 59 or minutes > 14 * 60 then
+            syntax("unknown time zone '" .. clip(text)
+                .. "': use an IANA name such as Africa/Lagos or an offset such as +01:00")
+        end
+        if minutes == 0 then
+            return nil
+        end
+        return { name = text, off = (sign == "-" and -minutes or minutes) * 60000 }
+    end
+
+    function W.zone_name(zone)
+        return zone.name
+    end
+
+    function W.zone_offset(zone, t)
+        return zone.off
+    end
+
+    function W.zone_local_day(zone, t)
+        return div(t + W.zone_offset(zone, t), DAY_MS)
+    end
+
+    function W.zone_day_start(zone, day)
+        return day * DAY_MS - zone.off
+    end
+
+    function W.tzdata_version()
+        return "none"
     end
 
     -- Rust twin: Window::static_label (src/engine/window.rs), Window::label (src/engine/window.rs).
@@ -1296,19 +1434,40 @@ do
     end
     W.civil_from_days = civil_from_days
 
-    -- Rust twin: window::month_start (src/engine/window.rs).
-    -- Start (ms) of month index (year * 12 + month - 1) for a billing anchor.
-    local function month_start(index, anchor)
-        local y, m = div(index, 12), index % 12 + 1
-        local day = anchor
-        local dim = days_in_month(y, m)
-        if dim < day then
-            day = dim
+    -- Rust twin: window::first_day (src/engine/window.rs).
+    -- The first local date (days since 1970-01-01) of period index of a
+    -- day, week, month or year window.
+    local function first_day(unit, anchor, index)
+        if unit == "day" then
+            return index
+        elseif unit == "week" then
+            return index * 7 - 3 + (anchor - 1)
         end
-        return days_from_civil(y, m, day) * DAY_MS
+        local y, m, d
+        if unit == "month" then
+            y, m, d = div(index, 12), index % 12 + 1, anchor
+        else
+            y, m, d = index, div(anchor, 100), anchor % 100
+        end
+        local dim = days_in_month(y, m)
+        if dim < d then
+            d = dim
+        end
+        return days_from_civil(y, m, d)
+    end
+
+    -- Rust twin: Zone::local_day (src/engine/tz.rs), of the window's zone.
+    function W.local_day(w, t)
+        if w.tz then
+            return W.zone_local_day(w.tz, t)
+        end
+        return div(t, DAY_MS)
     end
 
     -- Rust twin: Window::index_of (src/engine/window.rs).
+    -- Numbered by the local date in the window's zone, then one more if the
+    -- next period has already begun (a fall-back over midnight repeats local
+    -- dates; periods never go backwards).
     function W.index_of(w, t)
         if w.kind ~= "calendar" then
             return 0
@@ -1316,18 +1475,25 @@ do
         local unit = w.unit
         if unit == "hour" then
             return div(t, HOUR_MS)
-        elseif unit == "day" then
-            return div(t, DAY_MS)
+        end
+        local day = W.local_day(w, t)
+        local index
+        if unit == "day" then
+            index = day
         elseif unit == "week" then
             -- 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
-            return div(div(t, DAY_MS) + 3, 7)
-        elseif unit == "year" then
-            return (civil_from_days(div(t, DAY_MS)))
+            index = div(day + 3 - (w.anchor - 1), 7)
+        elseif unit == "month" then
+            local y, m = civil_from_days(day)
+            index = y * 12 + (m - 1)
+        else
+            index = (civil_from_days(day))
         end
-        local y, m = civil_from_days(div(t, DAY_MS))
-        local index = y * 12 + (m - 1)
-        if month_start(index, w.anchor) > t then
-            return index - 1
+        if first_day(unit, w.anchor, index) > day then
+            index = index - 1
+        end
+        if W.start_of(w, index + 1) <= t then
+            index = index + 1
         end
         return index
     end
@@ -1336,17 +1502,15 @@ do
     function W.start_of(w, index)
         local ms = 0
         if w.kind == "calendar" then
-            local unit = w.unit
-            if unit == "hour" then
+            if w.unit == "hour" then
                 ms = index * HOUR_MS
-            elseif unit == "day" then
-                ms = index * DAY_MS
-            elseif unit == "week" then
-                ms = (index * 7 - 3) * DAY_MS
-            elseif unit == "year" then
-                ms = days_from_civil(index, 1, 1) * DAY_MS
             else
-                ms = month_start(index, w.anchor)
+                local day = first_day(w.unit, w.anchor, index)
+                if w.tz then
+                    ms = W.zone_day_start(w.tz, day)
+                else
+                    ms = day * DAY_MS
+                end
             end
         end
         if ms < 0 then
@@ -1440,10 +1604,40 @@ do
             return "n"
         elseif w.kind == "rolling" then
             return "r" .. int(w.ms)
-        elseif w.unit == "month" then
-            return "m" .. int(w.anchor)
         end
-        return CODE[w.unit]
+        local s
+        if w.unit == "month" then
+            s = "m" .. int(w.anchor)
+        elseif w.unit == "week" and w.anchor ~= 1 then
+            s = "w" .. int(w.anchor)
+        elseif w.unit == "year" and w.anchor ~= 101 then
+            s = string.format("y%04d", w.anchor)
+        else
+            s = CODE[w.unit]
+        end
+        if w.tz then
+            s = s .. "@" .. W.zone_name(w.tz)
+        end
+        return s
+    end
+
+    -- The calendar window of an encoding without its zone, or nil.
+    local function decode_calendar(s)
+        if UNIT_OF[s] then
+            return { kind = "calendar", unit = UNIT_OF[s], anchor = s == "y" and 101 or 1 }
+        end
+        local tag, num = string.match(s, "^([mwy])([0-9]+)$")
+        if tag == "w" and string.find(num, "^[2-7]$") then
+            return { kind = "calendar", unit = "week", anchor = tonumber(num) }
+        elseif tag == "y" and #num == 4 then
+            local m, d = tonumber(string.sub(num, 1, 2)), tonumber(string.sub(num, 3, 4))
+            if m >= 1 and m <= 12 and d >= 1 and d <= days_in_month(2000, m) and m * 100 + d ~= 101 then
+                return { kind = "calendar", unit = "year", anchor = m * 100 + d }
+            end
+        elseif tag == "m" and string.find(num, "^[1-9][0-9]?$") and tonumber(num) <= 31 then
+            return { kind = "calendar", unit = "month", anchor = tonumber(num) }
+        end
+        return nil
     end
 
     -- Rust twin: none: the inverse of W.encode.
@@ -1454,21 +1648,35 @@ do
         if s == "n" then
             return { kind = "none" }
         end
-        if UNIT_OF[s] then
-            return { kind = "calendar", unit = UNIT_OF[s], anchor = 1 }
+        local base, zone_name = string.match(s, "^([^@]*)@(.+)$")
+        if base == nil then
+            base = s
         end
-        local tag, num = string.match(s, "^([mr])([1-9][0-9]*)$")
-        if tag == nil or #num > 15 then
-            return nil
-        end
-        num = tonumber(num)
-        if tag == "m" then
-            if num > 31 then
+        local w = decode_calendar(base)
+        if w == nil then
+            if zone_name then
                 return nil
             end
-            return { kind = "calendar", unit = "month", anchor = num }
+            local num = string.match(s, "^r([1-9][0-9]*)$")
+            if num == nil or #num > 15 then
+                return nil
+            end
+            return { kind = "rolling", ms = tonumber(num) }
         end
-        return { kind = "rolling", ms = num }
+        if zone_name then
+            if w.unit == "hour" then
+                return nil
+            end
+            -- A name the zone table no longer has is not a window (no error).
+            local before = failure
+            local ok, zone = pcall(W.zone_parse, zone_name)
+            failure = before
+            if not ok or not zone or W.zone_name(zone) ~= zone_name then
+                return nil
+            end
+            w.tz = zone
+        end
+        return w
     end
 
     local function arity(command, what)
@@ -1496,36 +1704,19 @@ do
     end
 
     -- Rust twin: the ANCHOR keyword of QUOTA.SET (src/module/commands/policy.rs).
-    -- QUOTA.SET: `ANCHOR d` (Args::next_u64("ANCHOR", 1, 31)); argv[i] follows ANCHOR.
+    -- QUOTA.SET: `ANCHOR a`; argv[i] follows ANCHOR (W.parse reads the text).
     function W.read_anchor(argv, i, command)
         local text = argv[i]
         if text == nil then
             arity(command, "ANCHOR")
         end
-        -- u64 parse: digits only (a leading '+' is refused), leading zeros allowed.
-        local n = nil
-        if string.find(text, "^[0-9]+$") then
-            local digits = string.gsub(text, "^0+", "")
-            if #digits <= 2 then
-                n = tonumber(digits) or 0
-            end
-        end
-        if n == nil or n < 1 or n > 31 then
-            syntax("ANCHOR must be an integer from 1 to 31, not '" .. clip(text) .. "'")
-        end
-        return n, i + 1
+        return text, i + 1
     end
 
     -- Rust twin: Window::parse (src/engine/window.rs).
     -- QUOTA.SET: the window, once every keyword has been read.
-    function W.from_set(name, anchor, duration)
-        if name ~= nil then
-            return W.parse(name, anchor, duration)
-        end
-        if anchor ~= nil then
-            syntax("ANCHOR applies only to WINDOW month")
-        end
-        return { kind = "none" }
+    function W.from_set(name, anchor, duration, tz)
+        return W.parse(name or "none", anchor, duration, tz)
     end
 end
 -- ---------------------------------------------------------------------------
@@ -2725,10 +2916,10 @@ do
 
     local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief",
         "cost", "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth",
-        "format", "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
+        "format", "count", "since", "strict", "block", "open", "none", "rolling", "meta", "tz" })
     -- Keywords a release before took as names: stored prices keep them.
     -- Rust twin: names::NEWER_KEYWORDS (src/engine/names.rs)
-    local NEWER_KEYWORDS = set_of({ "meta" })
+    local NEWER_KEYWORDS = set_of({ "meta", "tz" })
     local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
         "COST", "USAGE", "CHECK", "ITEM", "META" })
 
@@ -4093,7 +4284,7 @@ do
         if map.anchor ~= nil then
             anchor = integer_of(map.anchor, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
         end
-        local w = W.parse(window, anchor, duration)
+        local w = W.parse(window, anchor and sformat("%d", anchor), duration, nil)
         -- (W.parse reads a duration only for rolling: anything after the
         -- name of another window is refused, not dropped.)
         if duration and not W.is_rolling(w) then
@@ -4521,7 +4712,7 @@ end
 -- Words of the command grammar; a metric may not be one of them.
 local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
     "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format",
-    "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
+    "count", "since", "strict", "block", "open", "none", "rolling", "meta", "tz" })
 
 -- Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
 local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST",
@@ -4727,7 +4918,7 @@ do
     -- Keywords added after a release that took them as metric names
     -- (`meta`, 1.6.0): new commands refuse them, stored data keeps them.
     -- Rust twin: NEWER_KEYWORDS (src/engine/names.rs)
-    local NEWER_KEYWORDS = set_of({ "meta" })
+    local NEWER_KEYWORDS = set_of({ "meta", "tz" })
 
     function parse_stored_metric(text)
         if NEWER_KEYWORDS[text] then
@@ -6360,10 +6551,20 @@ local function policy_reply(p, now)
     f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] =
         "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p))
     f[n + 7], f[n + 8], f[n + 9], f[n + 10] = "status", status(p), "warn", warn
-    local anchor = W.anchor(w)
+    -- Rust twin: push_zone (src/module/commands/read.rs).
+    local anchor = W.anchor_shown(w)
     if anchor then
         f[#f + 1] = "anchor"
         f[#f + 1] = anchor
+    end
+    local tz = W.tz_name(w)
+    if tz then
+        f[#f + 1] = "tz"
+        f[#f + 1] = tz
+        if W.tz_named(w) then
+            f[#f + 1] = "tzdata"
+            f[#f + 1] = W.tzdata_version()
+        end
     end
     if p.rollover then
         f[#f + 1] = "rollover"
@@ -6393,7 +6594,15 @@ local function policy_reply(p, now)
     return f
 end
 
-local function closed_reply(c)
+-- A closed period (QUOTA.RESET); with the policy's window `w`, a HISTORY
+-- entry, whose `label` follows `end` (Rust twin: history_reply,
+-- src/module/commands/read.rs).
+local function closed_reply(c, w)
+    local label = w and W.period_label(w, c[1])
+    if label then
+        return M("start", c[1], "end", c[2], "label", label, "used", c[3], "allowance", c[4], "rolled_over", c[5],
+            "granted", c[6] or "0")
+    end
     return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5], "granted", c[6] or "0")
 end
 
@@ -10826,8 +11035,10 @@ function OPS.history(ctx, path, name)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
-    for i, c in ipairs(policy_now(ctx, ref).hist) do
-        out[i] = closed_reply(c)
+    local p = policy_now(ctx, ref)
+    local w = window_of(p.wenc)
+    for i, c in ipairs(p.hist) do
+        out[i] = closed_reply(c, w)
     end
     return out
 end
@@ -11332,19 +11543,19 @@ local PRICE_BOOK = "quota:prices"
 local CMD = {}
 local COUNT_KEYWORD = set_of({ "COUNT" })
 
-local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
+local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "TZ", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
     "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE", "META" })
 
--- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
+-- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR a] [TZ zone] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
 -- [LOW n] [INFLIGHT]
 function CMD.cmd_set(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local spec = { mode = "strict", warn = DEFAULT_WARN, rollover = false }
-    local window, duration, anchor
+    local window, duration, anchor, tz
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(SET_KEYWORDS)
@@ -11359,7 +11570,9 @@ function CMD.cmd_set(ctx, args)
                 duration = args:next_str("a duration after WINDOW rolling")
             end
         elseif kw == "ANCHOR" then
-            anchor = args:next_u64("ANCHOR", 1, 31)
+            anchor = args:next_str("ANCHOR")
+        elseif kw == "TZ" then
+            tz = args:next_str("a zone after TZ")
         elseif kw == "ROLLOVER" then
             spec.rollover = args:next_non_negative("ROLLOVER")
         elseif kw == "MODE" then
@@ -11382,15 +11595,8 @@ function CMD.cmd_set(ctx, args)
     if not spec.limit then
         fail("ERR syntax: QUOTA.SET needs LIMIT")
     end
-    local w
-    if window then
-        w = W.parse(window, anchor, duration)
-    elseif anchor then
-        fail("ERR syntax: ANCHOR applies only to WINDOW month")
-    else
-        w = W.parse("none", nil, nil)
-    end
-    spec.wenc = W.encode(w)
+    -- No WINDOW is the none window, which refuses ANCHOR and TZ.
+    spec.wenc = W.encode(W.parse(window or "none", anchor, duration, tz))
     OPS.set_policy(ctx, path, name, spec)
     return OK
 end

@@ -367,12 +367,25 @@ def without_fields(v, fields):
     return v
 
 
+# What every library before issue 21 (billing cycles in time zones) lacks:
+# HISTORY's `label` (runs with one send no TZ and no ANCHOR: zone_command).
+ZONE_FIELDS = {"label"}
+
+
 def older_fields(library):
     """The reply fields library LIB (a file name with its version) lacks."""
     base = os.path.basename(library)
     if "1.4." in base:
-        return ACCESS_FIELDS | POLICY_FIELDS
-    return ACCESS_FIELDS | POLICY_FIELDS | (GRANT_FIELDS if "1.3." in base else PLAN_FIELDS | GRANT_FIELDS)
+        return ACCESS_FIELDS | POLICY_FIELDS | ZONE_FIELDS
+    return ACCESS_FIELDS | POLICY_FIELDS | ZONE_FIELDS | (
+        GRANT_FIELDS if "1.3." in base else PLAN_FIELDS | GRANT_FIELDS)
+
+
+def zone_command(cmd):
+    """SET … TZ and SET … ANCHOR: what a run does not send to a library from
+    before issue 21 (which refuses TZ, and words ANCHOR's errors otherwise)."""
+    return text(cmd[0]).upper() == "QUOTA.SET" and any(
+        isinstance(a, str) and a.upper() in ("TZ", "ANCHOR") for a in cmd)
 
 
 def grant_command(cmd):
@@ -608,6 +621,14 @@ class Gen:
                 opts.append(["WINDOW", w if r.random() < 0.9 else w.upper()])
             if w == "month" and r.random() < 0.5 or r.random() < 0.02:
                 opts.append(["ANCHOR", self.pick(["1", "15", "28", "29", "30", "31", "31", "0", "32", "x"])])
+            elif w == "week" and r.random() < 0.4:
+                opts.append(["ANCHOR", self.pick(["sunday", "SUN", "wednesday", "monday", "7", "x"])])
+            elif w == "year" and r.random() < 0.4:
+                opts.append(["ANCHOR", self.pick(["04-01", "02-29", "12-31", "01-01", "02-30", "4-1"])])
+            # a zone (issue 21): fixed offsets, which need no zone table
+            if w in ("day", "week", "month", "year") and r.random() < 0.3 or r.random() < 0.01:
+                opts.append(["TZ", self.pick(["+05:30", "-05:00", "+14:00", "-09:30", "+12:45", "UTC", "-00:00",
+                                              "+01:00", "+1:00", "+14:30"])])
         elif r.random() < 0.02:
             opts.append(["ANCHOR", "5"])
         if r.random() < 0.4:
@@ -2749,7 +2770,7 @@ def main():
                 gen.no_grants = no_grants
             cmd = gen.command()
             if no_grants and grant_command(cmd) or no_access and access_command(cmd) or \
-                    no_records and records_command(cmd):
+                    no_records and records_command(cmd) or no_records and zone_command(cmd):
                 cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 and cmd[0] != "QUOTA.PLAN" else TREES[0], "/"]
             if published and cmd[0] == "DEL":
                 # The expiries due stored first (a failing write, on both):

@@ -8,7 +8,12 @@ FUNCTION LOAD REPLACE, and compares, for many windows and times, the
 module's QUOTA.GET fields (window, anchor, period_start, period_end) and
 QUOTA.SET error texts with the Lua functions' results. Also checks the pure
 functions (civil dates, durations, clip) against tables and Python's
-datetime. Exits non-zero on any mismatch.
+datetime. Windows in a zone (TZ, issue 21) and week/year anchors: fixed
+offsets always; named zones when both backends have the zone table
+(lua/src/22_tz.lua), then also against Python's zoneinfo with the pinned
+tzdata package (tests/requirements.txt), computed here from the definition
+(docs: the brief's "Calendar periods in a zone") over random instants in
+2000-2100. Exits non-zero on any mismatch.
 
     python3 tests/lua_window.py [--seed N] [--keep-going]
 """
@@ -31,7 +36,9 @@ from backend import free_port, lua_test_library
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.environ.get("QUOTA_MODULE", os.path.join(ROOT, "target", "release", "libquota.so"))
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-SECTIONS = ["10_decimal.lua", "20_window.lua"]
+# The zone table and its functions, once they are part of the library.
+SECTIONS = ["10_decimal.lua", "20_window.lua"] + [
+    s for s in ["21_tzdata.lua", "22_tz.lua"] if os.path.exists(os.path.join(ROOT, "lua", "src", s))]
 
 # The test entry point: FCALL t_win 0 op args...
 SNIPPET = r"""
@@ -43,19 +50,30 @@ local function opt(s)
 end
 
 local function window_of(args, first)
-    local anchor = opt(args[first + 1])
-    return W.parse(args[first], anchor and tonumber(anchor), opt(args[first + 2]))
+    return W.parse(args[first], opt(args[first + 1]), opt(args[first + 2]), opt(args[first + 3]))
+end
+
+local function shown(w)
+    return W.anchor_shown(w) or -1, W.tz_name(w) or "UTC", W.tz_named(w) and W.tzdata_version() or ""
 end
 
 local OPS = {}
 
--- period name anchor duration t...: per t {index, start, end, span_start, span_end}
+-- period name anchor duration tz t...: {label, anchor, tz, tzdata, encoding,
+-- bucket}, then per t {index, start, end, span_start, span_end, start's label}
 OPS.period = function(args)
     local w = window_of(args, 2)
     local back = W.decode(W.encode(w))
     assert(back and W.encode(back) == W.encode(w) and W.label(back) == W.label(w), "encode round trip")
-    local out = { W.label(w), W.anchor(w) or -1, W.encode(w), W.bucket_ms(w) or -1 }
-    for i = 5, #args do
+    for _, t in ipairs({ 0, 86400000 * 12345 + 1, 4102444800000 }) do
+        local s1, e1 = W.period_of(w, t)
+        local s2, e2 = W.period_of(back, t)
+        assert(s1 == s2 and e1 == e2, "decoded window, same periods")
+    end
+    local a, z, v = shown(w)
+    assert(W.anchor_shown(back) == W.anchor_shown(w) and W.tz_name(back) == W.tz_name(w), "decoded anchor and zone")
+    local out = { W.label(w), a, z, v, W.encode(w), W.bucket_ms(w) or -1 }
+    for i = 6, #args do
         local t = tonumber(args[i])
         local s, e = W.period_of(w, t)
         local a, b = -1, -1
@@ -67,13 +85,14 @@ OPS.period = function(args)
         out[#out + 1] = e
         out[#out + 1] = a
         out[#out + 1] = b
+        out[#out + 1] = W.period_label(w, s) or ""
     end
     return out
 end
 
 -- expired duration b now b now ...: per pair 1 when usage in bucket b has dropped out at now
 OPS.expired = function(args)
-    local w = W.parse("rolling", nil, args[2])
+    local w = W.parse("rolling", nil, args[2], nil)
     local out = {}
     for i = 3, #args, 2 do
         out[#out + 1] = W.expired_bucket(w, tonumber(args[i]), tonumber(args[i + 1])) and 1 or 0
@@ -81,15 +100,15 @@ OPS.expired = function(args)
     return out
 end
 
--- set arg...: the WINDOW/ANCHOR part of QUOTA.SET's keyword loop
+-- set arg...: the WINDOW/ANCHOR/TZ part of QUOTA.SET's keyword loop
 OPS.set = function(args)
-    local name, anchor, duration
+    local name, anchor, duration, tz
     local seen = {}
     local i = 2
     while i <= #args do
         local word = string.upper(args[i])
         i = i + 1
-        if word ~= "WINDOW" and word ~= "ANCHOR" then
+        if word ~= "WINDOW" and word ~= "ANCHOR" and word ~= "TZ" then
             fail("ERR syntax: unknown argument '" .. W.clip(args[i - 1]) .. "' in QUOTA.SET")
         end
         if seen[word] then
@@ -98,12 +117,25 @@ OPS.set = function(args)
         seen[word] = true
         if word == "WINDOW" then
             name, duration, i = W.read_window(args, i, "QUOTA.SET")
+        elseif word == "TZ" then
+            tz = args[i]
+            if tz == nil then
+                fail("ERR wrong number of arguments for 'quota.set' command: missing a zone after TZ")
+            end
+            i = i + 1
         else
             anchor, i = W.read_anchor(args, i, "QUOTA.SET")
         end
     end
-    local w = W.from_set(name, anchor, duration)
-    return { W.label(w), W.anchor(w) or -1, W.encode(w) }
+    local w = W.from_set(name, anchor, duration, tz)
+    local a, z = shown(w)
+    return { W.label(w), a, z, W.encode(w) }
+end
+
+-- zone name: the zone's name as shown, or "UTC"
+OPS.zone = function(args)
+    local zone = W.zone_parse(args[2])
+    return zone and W.zone_name(zone) or "UTC"
 end
 
 OPS.civil = function(args)
@@ -243,7 +275,8 @@ def module_set(r, raw, tail):
     g = r.execute_command("QUOTA.GET", "kerr", "/")
     p = g["policies"][0]
     r.delete("kerr")
-    return [p["window"].encode(), p.get("anchor", -1)]
+    anchor = p.get("anchor", -1)
+    return [p["window"].encode(), anchor.encode() if isinstance(anchor, str) else anchor, p.get("tz", "UTC").encode()]
 
 
 # ---------------------------------------------------------------- pure tables
@@ -316,7 +349,17 @@ def test_pure(r, raw):
     # decode refuses what encode never makes
     for s, want in [("n", "n none"), ("h", "h hour"), ("m31", "m31 month"), ("r90000", "r90000 rolling 90s"),
                     ("m0", "nil"), ("m32", "nil"), ("m01", "nil"), ("r", "nil"), ("x", "nil"), ("", "nil"),
-                    ("r1e5", "nil"), ("hh", "nil")]:
+                    ("r1e5", "nil"), ("hh", "nil"),
+                    # old encodings decode as before; anchors and zones
+                    ("w", "w week"), ("y", "y year"), ("d", "d day"), ("m1", "m1 month"),
+                    ("w7", "w7 week"), ("w2", "w2 week"), ("w1", "nil"), ("w8", "nil"), ("w0", "nil"), ("w07", "nil"),
+                    ("y0401", "y0401 year"), ("y0229", "y0229 year"), ("y1231", "y1231 year"), ("y0101", "nil"),
+                    ("y0230", "nil"), ("y0431", "nil"), ("y1301", "nil"), ("y0001", "nil"), ("y401", "nil"),
+                    ("y00401", "nil"), ("m31@+05:30", "m31@+05:30 month"), ("d@+05:30", "d@+05:30 day"),
+                    ("w7@-14:00", "w7@-14:00 week"), ("y0401@+01:00", "y0401@+01:00 year"), ("y@-00:30", "y@-00:30 year"),
+                    ("h@+05:30", "nil"), ("n@+05:30", "nil"), ("r90000@+05:30", "nil"), ("d@", "nil"),
+                    ("d@UTC", "nil"), ("d@+00:00", "nil"), ("d@+5:30", "nil"), ("d@+15:00", "nil"),
+                    ("d@Mars/Olympus_Mons", "nil"), ("d@+05:30@+05:30", "nil"), ("@+05:30", "nil")]:
         check(call(r, "decode", s) == want, f"decode({s!r}) = {call(r, 'decode', s)}")
 
 
@@ -367,12 +410,25 @@ def test_rolling(r, rng):
 
 # ------------------------------------------------------- periods vs the module
 
-def windows():
-    out = [("hour", None, None), ("day", None, None), ("week", None, None), ("month", None, None),
-           ("year", None, None), ("none", None, None), ("MONTH", None, None), ("Week", None, None)]
-    out += [("month", d, None) for d in range(1, 32)]
-    out += [("rolling", None, d) for d in ["60s", "1m", "61s", "90s", "119s", "15m", "59m", "1h", "7h", "24h",
-                                           "7d", "30d", "31d", "400d", "9600h", "0090s", "3599s", "86399s"]]
+FIXED_ZONES = ["+05:30", "-05:00", "+14:00", "-14:00", "+00:45", "-09:30", "+12:45", "+01:00", "-00:01", "+13:59"]
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def windows(rng):
+    """(name, anchor text, duration, zone text) of the windows compared."""
+    out = [("hour", None, None, None), ("day", None, None, None), ("week", None, None, None),
+           ("month", None, None, None), ("year", None, None, None), ("none", None, None, None),
+           ("MONTH", None, None, None), ("Week", None, None, None)]
+    out += [("month", str(d), None, None) for d in range(1, 32)]
+    out += [("rolling", None, d, None) for d in ["60s", "1m", "61s", "90s", "119s", "15m", "59m", "1h", "7h", "24h",
+                                                 "7d", "30d", "31d", "400d", "9600h", "0090s", "3599s", "86399s"]]
+    # week and year anchors, UTC and fixed offsets
+    out += [("week", day, None, None) for day in WEEKDAYS + ["SUN", "Wed"]]
+    out += [("year", a, None, None) for a in ["01-01", "04-01", "02-29", "02-28", "03-01", "12-31", "07-15"]]
+    for tz in FIXED_ZONES + ["UTC", "+00:00"]:
+        out += [("day", None, None, tz), ("week", rng.choice(WEEKDAYS), None, tz),
+                ("month", str(rng.randint(1, 31)), None, tz), ("month", str(rng.randint(28, 31)), None, tz),
+                ("year", rng.choice(["01-01", "04-01", "02-29", "10-31"]), None, tz)]
     return out
 
 
@@ -397,36 +453,65 @@ def times(rng):
     return sorted(t for t in ts if t >= 0)
 
 
+def lua_period(r, name, anchor, duration, tz, ts):
+    """The Lua window's header and, per time, (index, start, end,
+    span_start, span_end, label), or an error tuple."""
+    out = call(r, "period", name, anchor or "", duration or "", tz or "", *ts)
+    if isinstance(out, tuple):
+        return out, []
+    return out[:6], [tuple(out[6 + 6 * k:12 + 6 * k]) for k in range(len(ts))]
+
+
+def module_periods(r, tail, ts, prefix):
+    """QUOTA.GET's policy after QUOTA.SET ... tail at each time."""
+    pipe = r.pipeline(transaction=False)
+    for k, t in enumerate(ts):
+        key = f"{prefix}:{k}"
+        pipe.execute_command("QUOTA.DEBUG", "CLOCK", "SET", str(t))
+        pipe.execute_command("QUOTA.SET", key, "/", "p", "METRIC", "credits", "LIMIT", "1", *tail)
+        pipe.execute_command("QUOTA.GET", key, "/")
+        pipe.delete(key)
+    replies = pipe.execute(raise_on_error=False)
+    out = []
+    for k in range(len(ts)):
+        got = replies[4 * k + 2]
+        out.append(got if isinstance(got, Exception) else got["policies"][0])
+    return out
+
+
+def compare_header(what, p, head):
+    label, lanchor, ltz, ltzdata = head[:4]
+    check(p["window"] == label, f"{what}: label {label!r}, module {p['window']!r}")
+    check(p.get("anchor", -1) == lanchor, f"{what}: anchor {lanchor!r}, module {p.get('anchor')!r}")
+    check(p.get("tz", "UTC") == ltz, f"{what}: tz {ltz!r}, module {p.get('tz')!r}")
+    check(p.get("tzdata", "") == ltzdata, f"{what}: tzdata {ltzdata!r}, module {p.get('tzdata')!r}")
+    keys = list(p)
+    if "tz" in p:
+        check(keys[keys.index("tz") - 1] in ("anchor", "warn"), f"{what}: tz follows anchor (or warn): {keys}")
+    if "tzdata" in p:
+        check(keys[keys.index("tzdata") - 1] == "tz", f"{what}: tzdata follows tz: {keys}")
+
+
 def test_periods(r, rng):
     all_times = times(rng)
     cases = 0
-    for n, (name, anchor, duration) in enumerate(windows()):
-        ts = all_times if name != "rolling" else all_times[::3]
-        tail = ["WINDOW", name] + ([duration] if duration else []) + (["ANCHOR", str(anchor)] if anchor else [])
-        lua = call(r, "period", name, "" if anchor is None else str(anchor), duration or "", *ts)
-        if isinstance(lua, tuple):
-            check(False, f"{tail}: Lua error {lua}")
+    for n, (name, anchor, duration, tz) in enumerate(windows(rng)):
+        ts = all_times if name != "rolling" and tz is None and anchor is None else all_times[::3]
+        tail = (["WINDOW", name] + ([duration] if duration else []) + (["ANCHOR", anchor] if anchor else [])
+                + (["TZ", tz] if tz else []))
+        head, lua = lua_period(r, name, anchor, duration, tz, ts)
+        if isinstance(head, tuple):
+            check(False, f"{tail}: Lua error {head}")
             continue
-        label, lanchor, code, bucket = lua[:4]
-        pipe = r.pipeline(transaction=False)
-        for k, t in enumerate(ts):
-            key = f"w{n}:{k}"
-            pipe.execute_command("QUOTA.DEBUG", "CLOCK", "SET", str(t))
-            pipe.execute_command("QUOTA.SET", key, "/", "p", "METRIC", "credits", "LIMIT", "1", *tail)
-            pipe.execute_command("QUOTA.GET", key, "/")
-            pipe.delete(key)
-        replies = pipe.execute(raise_on_error=False)
-        for k, t in enumerate(ts):
-            index, start, end, span_start, span_end = lua[4 + 5 * k:9 + 5 * k]
-            got = replies[4 * k + 2]
-            if isinstance(got, Exception):
-                check(False, f"{tail} at {t}: module error {got}")
+        code, bucket = head[4], head[5]
+        for k, (t, p) in enumerate(zip(ts, module_periods(r, tail, ts, f"w{n}"))):
+            index, start, end, span_start, span_end, _ = lua[k]
+            if isinstance(p, Exception):
+                check(False, f"{tail} at {t}: module error {p}")
                 continue
-            p = got["policies"][0]
             cases += 1
             what = f"{tail} at t={t}"
-            check(p["window"] == label, f"{what}: label {label!r}, module {p['window']!r}")
-            check(p.get("anchor", -1) == lanchor, f"{what}: anchor {lanchor}, module {p.get('anchor')}")
+            compare_header(what, p, head)
             if name == "none":
                 check("period_start" not in p, f"{what}: module shows a period for none")
             elif name == "rolling":
@@ -440,15 +525,27 @@ def test_periods(r, rng):
                 check((p["period_start"], p["period_end"]) == (start, end),
                       f"{what}: period {(start, end)}, module {(p['period_start'], p['period_end'])}")
                 check(start <= t < end or (start == 0 and t < end), f"{what}: {t} outside [{start}, {end})")
+        if tz is not None or anchor is not None:
+            # the reference (fixed offsets: exact without zoneinfo)
+            unit, a = ref_window(name, anchor)
+            zone = RefZone(tz or "UTC")
+            for k, t in enumerate(ts):
+                if t > at(2400, 1, 1):
+                    continue
+                want = ref_period(zone, unit, a, t)
+                got = lua[k][1:3]
+                check(tuple(got) == want, f"{tail} at t={t}: Lua {got}, reference {want}")
+                check(lua[k][5] == ref_label(zone, unit, a, want[0]),
+                      f"{tail} at t={t}: label {lua[k][5]!r}, reference {ref_label(zone, unit, a, want[0])!r}")
     return cases
 
 
 def test_lua_only(r):
     """Properties the module cannot show directly: index arithmetic, and the
     period of a start and of end - 1."""
-    def period(name, anchor, ts):
-        out = call(r, "period", name, str(anchor or ""), "", *ts)
-        return [tuple(out[4 + 5 * k:7 + 5 * k]) for k in range(len(ts))]
+    def period(name, anchor, ts, tz=None):
+        _, out = lua_period(r, name, str(anchor or ""), None, tz, ts)
+        return [x[:3] for x in out]
 
     (i0, _, _), (i1, _, _) = period("month", 31, [at(2026, 1, 31), at(2030, 1, 31)])
     check(i1 - i0 == 48, "48 months from 2026-01-31 to 2030-01-31")
@@ -474,11 +571,225 @@ def test_lua_only(r):
         ("month", 28, at(2026, 2, 27), at(2026, 1, 28), at(2026, 2, 28)),
         ("month", 31, at(2026, 12, 31), at(2026, 12, 31), at(2027, 1, 31)),
         ("week", None, 0, 0, 4 * DAY),
+        ("week", "sunday", at(2026, 11, 19, 12), at(2026, 11, 15), at(2026, 11, 22)),
+        ("year", "04-01", at(2026, 3, 31, 23), at(2025, 4, 1), at(2026, 4, 1)),
+        ("year", "02-29", at(2027, 3, 1), at(2027, 2, 28), at(2028, 2, 29)),
     ]
     for name, anchor, t, start, end in rows:
         got = period(name, anchor, [t, start, end - 1])
         for (_, s, e), tt in zip(got, [t, start, end - 1]):
             check((s, e) == (start, end), f"{name} {anchor} at {tt}: {(s, e)}, want {(start, end)}")
+    # +05:30: a day begins at 18:30 UTC the day before
+    got = period("day", None, [at(2026, 3, 1, 20)], "+05:30")
+    check(got[0][1:] == (at(2026, 3, 1, 18) + 30 * 60_000, at(2026, 3, 2, 18) + 30 * 60_000), f"+05:30 day: {got}")
+
+
+# --------------------------------------------- the zone reference (zoneinfo)
+# Periods in a zone, computed here from the definition with Python's
+# zoneinfo and the pinned tzdata package (never the system's zone files):
+# local_day(t) = floor((t + offset(t)) / day); a date's first instant is the
+# least candidate c with c + offset(c) >= date * day, among date * day - o
+# for each offset o in effect within two days of it and each transition
+# there; the offset before 2000-01-01T00:00Z is the one in effect then.
+
+EPOCH_2000 = 946_684_800_000
+
+
+class RefZone:
+    def __init__(self, name):
+        self.name = name
+        self.trans = []  # (t_ms, offset_ms after), sorted
+        if name.upper() == "UTC" or name[0] in "+-":
+            if name.upper() == "UTC":
+                self.base = 0
+            else:
+                sign = -1 if name[0] == "-" else 1
+                self.base = sign * (int(name[1:3]) * 60 + int(name[4:6])) * 60_000
+            return
+        import bisect
+        import zoneinfo
+        zoneinfo.reset_tzpath([])
+        zi = zoneinfo.ZoneInfo(name)
+
+        def off(t_ms):
+            dt = datetime.datetime.fromtimestamp(t_ms // 1000, datetime.timezone.utc).astimezone(zi)
+            return int(dt.utcoffset().total_seconds()) * 1000
+        self.base = off(EPOCH_2000)
+        step = 3 * 3600_000
+        t, o = EPOCH_2000, self.base
+        end = at(2102, 1, 1)
+        while t < end:
+            n = t + step
+            on = off(n)
+            if on != o:
+                lo, hi = t // 1000, n // 1000  # transitions are whole seconds
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if off(mid * 1000) == o:
+                        lo = mid
+                    else:
+                        hi = mid
+                self.trans.append((hi * 1000, off(hi * 1000)))
+                if off(n) != self.trans[-1][1]:  # a second change within the step
+                    t = hi * 1000
+                    o = self.trans[-1][1]
+                    continue
+            t, o = n, on
+        self.times = [x[0] for x in self.trans]
+        self.bisect = bisect.bisect_right
+
+    def offset(self, t):
+        if not self.trans:
+            return self.base
+        i = self.bisect(self.times, t)
+        return self.base if i == 0 else self.trans[i - 1][1]
+
+    def local_day(self, t):
+        return (t + self.offset(t)) // DAY
+
+    def day_start(self, d):
+        L = d * DAY
+        offsets = {self.offset(L - 2 * DAY)}
+        cands = []
+        if self.trans:
+            i = self.bisect(self.times, L - 2 * DAY)
+            while i < len(self.trans) and self.times[i] <= L + 2 * DAY:
+                offsets.add(self.trans[i][1])
+                cands.append(self.times[i])
+                i += 1
+        cands += [L - o for o in offsets]
+        return min(c for c in cands if c + self.offset(c) >= L)
+
+
+def ref_window(name, anchor):
+    unit = name.lower()
+    if anchor is None:
+        return unit, 101 if unit == "year" else 1
+    if unit == "week":
+        return unit, [w[:3] for w in WEEKDAYS].index(anchor.lower()[:3]) + 1
+    if unit == "year":
+        return unit, int(anchor[:2]) * 100 + int(anchor[3:])
+    return unit, int(anchor)
+
+
+def ref_days_in_month(y, m):
+    return [31, 29 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 28, 31, 30, 31, 30, 31, 31, 30, 31,
+            30, 31][m - 1]
+
+
+def ref_days(y, m, d):
+    return datetime.date(y, m, d).toordinal() - 719_163
+
+
+def ref_first_day(unit, a, i):
+    if unit == "day":
+        return i
+    if unit == "week":
+        return i * 7 - 3 + (a - 1)
+    if unit == "month":
+        y, m = divmod(i, 12)
+        return ref_days(y, m + 1, min(a, ref_days_in_month(y, m + 1)))
+    m, d = divmod(a, 100)
+    return ref_days(i, m, min(d, ref_days_in_month(i, m)))
+
+
+def ref_start(zone, unit, a, i):
+    return max(zone.day_start(ref_first_day(unit, a, i)), 0)
+
+
+def ref_period(zone, unit, a, t):
+    d = zone.local_day(t)
+    date = datetime.date.fromordinal(d + 719_163)
+    i = {"day": d, "week": (d + 3 - (a - 1)) // 7, "month": date.year * 12 + date.month - 1,
+         "year": date.year}[unit]
+    if ref_first_day(unit, a, i) > d:
+        i -= 1
+    if ref_start(zone, unit, a, i + 1) <= t:
+        i += 1
+    return ref_start(zone, unit, a, i), ref_start(zone, unit, a, i + 1)
+
+
+def ref_label(zone, unit, a, start):
+    date = datetime.date.fromordinal(zone.local_day(start) + 719_163)
+    if unit == "year" and a == 101:
+        return f"{date.year:04d}"
+    if unit == "month" and a == 1:
+        return f"{date.year:04d}-{date.month:02d}"
+    return date.isoformat()
+
+
+NAMED_ZONES = ["America/New_York", "US/Eastern", "Europe/Berlin", "Europe/London", "Europe/Dublin", "Asia/Kolkata",
+               "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham", "Pacific/Apia", "America/Sao_Paulo",
+               "America/Santiago", "Asia/Beirut", "Africa/Casablanca", "Africa/Lagos", "Asia/Tokyo",
+               "Pacific/Kiritimati", "Pacific/Pago_Pago", "America/St_Johns", "Asia/Tehran", "America/Havana",
+               "Antarctica/Troll", "Pacific/Norfolk", "America/Nuuk", "Asia/Gaza", "Etc/UTC", "Etc/GMT+12",
+               "America/Caracas", "Europe/Moscow", "Pacific/Fakaofo", "America/Scoresbysund", "Australia/Adelaide",
+               "Asia/Pyongyang", "America/Asuncion", "Pacific/Easter", "Europe/Kyiv"]
+
+
+def named_zones_available(r):
+    """Whether both backends know named zones (the zone table has landed)."""
+    try:
+        r.execute_command("QUOTA.SET", "probe", "/", "p", "METRIC", "credits", "LIMIT", "1", "WINDOW", "day",
+                          "TZ", "America/New_York")
+        r.delete("probe")
+        module = True
+    except redis.ResponseError:
+        module = False
+    lua = call(r, "zone", "America/New_York") == "America/New_York"
+    check(module == lua, f"named zones: module {module}, Lua {lua}")
+    return module and lua
+
+
+def test_named_zones(r, rng, instants):
+    """Module, Lua and the zoneinfo reference over random instants in
+    2000-2100 and near each zone's transitions and midnights."""
+    import zoneinfo
+    zoneinfo.reset_tzpath([])
+    import tzdata
+    extra = sorted(zoneinfo.available_timezones())
+    zones = NAMED_ZONES + rng.sample(extra, 24)
+    per_window = max(instants // (len(zones) * 4), 20)
+    cases = 0
+    lo, hi = at(2000, 1, 1), at(2100, 1, 1)
+    for n, name in enumerate(zones):
+        zone = RefZone(name)
+        near = [x[0] + dt for x in zone.trans if lo <= x[0] < hi for dt in (-1, 0, 1, HOUR)]
+        for unit, anchor in [("day", None), ("week", rng.choice(WEEKDAYS)), ("month", str(rng.randint(1, 31))),
+                             ("year", rng.choice(["01-01", "04-01", "02-29", "12-31", "10-01"]))]:
+            ts = [rng.randint(lo, hi) for _ in range(per_window // 2)]
+            ts += rng.sample(near, min(len(near), per_window // 4))
+            u, a = ref_window(unit, anchor)
+            # instants at period boundaries
+            starts = []
+            for t in rng.sample(ts, min(len(ts), per_window // 8)):
+                s, e = ref_period(zone, u, a, t)
+                starts += [s, s - 1, e - 1, e]
+            ts = sorted(set(t for t in ts + starts if t >= 0))
+            tz = name.upper() if rng.random() < 0.2 else name
+            tail = ["WINDOW", unit] + (["ANCHOR", anchor] if anchor else []) + ["TZ", tz]
+            head, lua = lua_period(r, unit, anchor, None, tz, ts)
+            if isinstance(head, tuple):
+                check(False, f"{tail}: Lua error {head}")
+                continue
+            check(head[2] == name, f"{tail}: Lua tz {head[2]!r}, want {name!r}")
+            check(head[3] == tzdata.IANA_VERSION, f"{tail}: tzdata {head[3]!r}, package {tzdata.IANA_VERSION!r}")
+            mod = module_periods(r, tail, ts, f"z{n}{unit}")
+            for k, t in enumerate(ts):
+                want = ref_period(zone, u, a, t)
+                what = f"{tail} at t={t}"
+                cases += 1
+                check(tuple(lua[k][1:3]) == want, f"{what}: Lua {lua[k][1:3]}, reference {want}")
+                check(lua[k][5] == ref_label(zone, u, a, want[0]),
+                      f"{what}: label {lua[k][5]!r}, reference {ref_label(zone, u, a, want[0])!r}")
+                p = mod[k]
+                if isinstance(p, Exception):
+                    check(False, f"{what}: module error {p}")
+                    continue
+                compare_header(what, p, head)
+                check((p["period_start"], p["period_end"]) == want,
+                      f"{what}: module {(p['period_start'], p['period_end'])}, reference {want}")
+    return cases
 
 
 # ------------------------------------------------------------ errors vs module
@@ -507,6 +818,30 @@ def error_tails():
         ["WINDOW", "ﬁ"], ["WINDOW", "İ"], ["WINDOW", "K"], ["WINDOW", "\U0001F600" * 3],
         ["WINDOW", "a\r\nb\x00" + "x" * 70], ["WINDOW", "rolling", "\x00\r\n" + "é" * 70],
         ["WINDOW", "x" * 56 + "\U0001F600" * 5], ["WINDOW", "x" * 57 + "\U0001F600" * 4],
+        # week and year anchors, TZ (issue 21)
+        ["WINDOW", "week", "ANCHOR", "sunday"], ["WINDOW", "week", "ANCHOR", "SUN"], ["WINDOW", "week", "ANCHOR", "mon"],
+        ["WINDOW", "week", "ANCHOR", "su"], ["WINDOW", "week", "ANCHOR", "7"], ["WINDOW", "week", "ANCHOR", "sundays"],
+        ["WINDOW", "week", "ANCHOR", "sünday"], ["WINDOW", "week", "ANCHOR", ""], ["WINDOW", "year", "ANCHOR", "04-01"],
+        ["WINDOW", "year", "ANCHOR", "02-29"], ["WINDOW", "year", "ANCHOR", "01-01"], ["WINDOW", "year", "ANCHOR", "02-30"],
+        ["WINDOW", "year", "ANCHOR", "04-31"], ["WINDOW", "year", "ANCHOR", "13-01"], ["WINDOW", "year", "ANCHOR", "4-1"],
+        ["WINDOW", "year", "ANCHOR", "00-01"], ["WINDOW", "year", "ANCHOR", "04-00"], ["WINDOW", "year", "ANCHOR", "0401"],
+        ["WINDOW", "year", "ANCHOR", "04-01 "], ["WINDOW", "year", "ANCHOR", "٠٤-٠١"], ["WINDOW", "year", "ANCHOR", "+4-01"],
+        ["WINDOW", "month", "ANCHOR", "04-01"], ["WINDOW", "month", "ANCHOR", "sunday"], ["WINDOW", "hour", "ANCHOR", "1"],
+        ["WINDOW", "day", "TZ", "+05:30"], ["WINDOW", "day", "TZ", "utc"], ["WINDOW", "day", "TZ", "UTC"],
+        ["WINDOW", "day", "TZ", "+00:00"], ["WINDOW", "day", "TZ", "-00:00"], ["WINDOW", "day", "TZ", "+14:00"],
+        ["WINDOW", "day", "TZ", "-14:00"], ["WINDOW", "day", "TZ", "+14:01"], ["WINDOW", "day", "TZ", "+14:30"],
+        ["WINDOW", "day", "TZ", "+05:60"], ["WINDOW", "day", "TZ", "+1:00"], ["WINDOW", "day", "TZ", "05:00"],
+        ["WINDOW", "day", "TZ", "+05:00 "], ["WINDOW", "day", "TZ", "+0500"], ["WINDOW", "day", "TZ", ""],
+        ["WINDOW", "day", "TZ", "é" * 70], ["WINDOW", "day", "TZ", "Mars/Olympus_Mons"], ["WINDOW", "day", "TZ"],
+        ["WINDOW", "hour", "TZ", "UTC"], ["WINDOW", "none", "TZ", "UTC"], ["TZ", "+01:00"],
+        ["WINDOW", "rolling", "1h", "TZ", "+01:00"], ["TZ", "+01:00", "WINDOW", "rolling", "1h"],
+        ["WINDOW", "day", "TZ", "UTC", "TZ", "UTC"], ["WINDOW", "week", "ANCHOR", "sun", "TZ", "-09:30"],
+        ["WINDOW", "year", "ANCHOR", "04-01", "TZ", "+01:00"], ["WINDOW", "month", "ANCHOR", "31", "TZ", "+12:45"],
+        ["WINDOW", "fortnight", "ANCHOR", "x", "TZ", "y"], ["WINDOW", "day", "ANCHOR", "3", "TZ", "bogus"],
+        ["WINDOW", "month", "ANCHOR", "0", "TZ", "bogus"], ["WINDOW", "rolling", "1h", "ANCHOR", "x", "TZ", "y"],
+        ["WINDOW", "rolling", "1x", "TZ", "y"], ["WINDOW", "week", "TZ", "America/New_York"],
+        ["WINDOW", "day", "TZ", "america/new_york"], ["WINDOW", "day", "TZ", "US/Eastern"],
+        ["WINDOW", "day", "TZ", "Etc/UTC"], ["WINDOW", "day", "TZ", "Europe/London"],
     ]
 
 
@@ -516,7 +851,7 @@ def test_errors(r, raw):
         want = module_set(r, raw, tail)
         got = raw("FCALL", "t_win", 0, "set", *tail)
         if isinstance(got, list):
-            got = got[:2]
+            got = got[:3]
         check(got == want, f"QUOTA.SET ... {tail!r}: Lua {got!r}, module {want!r}")
         n += 1
     return n
@@ -525,6 +860,7 @@ def test_errors(r, raw):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=20260101)
+    ap.add_argument("--instants", type=int, default=40_000, help="named-zone instants compared")
     args = ap.parse_args()
     build_module()
     port = free_port()
@@ -551,7 +887,12 @@ def main():
         cases = test_periods(r, random.Random(args.seed))
         cases += test_rolling(r, random.Random(args.seed))
         errors = test_errors(r, raw)
-        print(f"lua_window: {cases} period cases, {errors} argument cases, "
+        named = "named zones: not available yet (no zone table), skipped"
+        if named_zones_available(r):
+            zoned = test_named_zones(r, random.Random(args.seed), args.instants)
+            named = f"{zoned} named-zone cases against zoneinfo"
+            cases += zoned
+        print(f"lua_window: {cases} period cases, {errors} argument cases, {named}, "
               f"{len(FAILURES)} mismatches ({time.time() - started:.1f}s)")
     finally:
         server.terminate()

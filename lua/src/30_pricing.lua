@@ -66,10 +66,10 @@ do
 
     local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief",
         "cost", "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth",
-        "format", "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
+        "format", "count", "since", "strict", "block", "open", "none", "rolling", "meta", "tz" })
     -- Keywords a release before took as names: stored prices keep them.
     -- Rust twin: names::NEWER_KEYWORDS (src/engine/names.rs)
-    local NEWER_KEYWORDS = set_of({ "meta" })
+    local NEWER_KEYWORDS = set_of({ "meta", "tz" })
     local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
         "COST", "USAGE", "CHECK", "ITEM", "META" })
 

@@ -247,7 +247,7 @@ do
         if map.anchor ~= nil then
             anchor = integer_of(map.anchor, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
         end
-        local w = W.parse(window, anchor, duration)
+        local w = W.parse(window, anchor and sformat("%d", anchor), duration, nil)
         -- (W.parse reads a duration only for rolling: anything after the
         -- name of another window is refused, not dropped.)
         if duration and not W.is_rolling(w) then

@@ -46,7 +46,7 @@ end
 -- Words of the command grammar; a metric may not be one of them.
 local KEYWORDS = set_of({ "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost",
     "usage", "item", "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format",
-    "count", "since", "strict", "block", "open", "none", "rolling", "meta" })
+    "count", "since", "strict", "block", "open", "none", "rolling", "meta", "tz" })
 
 -- Keywords that end a list of values (`ALSO a b`, `COST m 1 n 2`).
 local LIST_ENDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF", "COST",
@@ -252,7 +252,7 @@ do
     -- Keywords added after a release that took them as metric names
     -- (`meta`, 1.6.0): new commands refuse them, stored data keeps them.
     -- Rust twin: NEWER_KEYWORDS (src/engine/names.rs)
-    local NEWER_KEYWORDS = set_of({ "meta" })
+    local NEWER_KEYWORDS = set_of({ "meta", "tz" })
 
     function parse_stored_metric(text)
         if NEWER_KEYWORDS[text] then

@@ -1248,10 +1248,20 @@ local function policy_reply(p, now)
     f[n + 1], f[n + 2], f[n + 3], f[n + 4], f[n + 5], f[n + 6] =
         "used", D.fmt(p.used), "held", D.fmt(p.held), "remaining", D.fmt(remaining(p))
     f[n + 7], f[n + 8], f[n + 9], f[n + 10] = "status", status(p), "warn", warn
-    local anchor = W.anchor(w)
+    -- Rust twin: push_zone (src/module/commands/read.rs).
+    local anchor = W.anchor_shown(w)
     if anchor then
         f[#f + 1] = "anchor"
         f[#f + 1] = anchor
+    end
+    local tz = W.tz_name(w)
+    if tz then
+        f[#f + 1] = "tz"
+        f[#f + 1] = tz
+        if W.tz_named(w) then
+            f[#f + 1] = "tzdata"
+            f[#f + 1] = W.tzdata_version()
+        end
     end
     if p.rollover then
         f[#f + 1] = "rollover"
@@ -1281,7 +1291,15 @@ local function policy_reply(p, now)
     return f
 end
 
-local function closed_reply(c)
+-- A closed period (QUOTA.RESET); with the policy's window `w`, a HISTORY
+-- entry, whose `label` follows `end` (Rust twin: history_reply,
+-- src/module/commands/read.rs).
+local function closed_reply(c, w)
+    local label = w and W.period_label(w, c[1])
+    if label then
+        return M("start", c[1], "end", c[2], "label", label, "used", c[3], "allowance", c[4], "rolled_over", c[5],
+            "granted", c[6] or "0")
+    end
     return M("start", c[1], "end", c[2], "used", c[3], "allowance", c[4], "rolled_over", c[5], "granted", c[6] or "0")
 end
 

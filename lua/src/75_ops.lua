@@ -507,8 +507,10 @@ function OPS.history(ctx, path, name)
     PLAN.sync_paths(ctx, { path })
     local ref = OPS.policy_ref(ctx, path, name)
     local out = {}
-    for i, c in ipairs(policy_now(ctx, ref).hist) do
-        out[i] = closed_reply(c)
+    local p = policy_now(ctx, ref)
+    local w = window_of(p.wenc)
+    for i, c in ipairs(p.hist) do
+        out[i] = closed_reply(c, w)
     end
     return out
 end

@@ -7,19 +7,19 @@ local PRICE_BOOK = "quota:prices"
 local CMD = {}
 local COUNT_KEYWORD = set_of({ "COUNT" })
 
-local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
+local SET_KEYWORDS = set_of({ "METRIC", "LIMIT", "WINDOW", "ANCHOR", "TZ", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL",
     "LOW", "INFLIGHT" })
 local REQUEST_KEYWORDS = set_of({ "PATH", "ALSO", "ID", "TTL", "SERVICE", "MODEL", "ALL", "UPTO", "DRYRUN", "BRIEF",
     "CHECK", "COST", "USAGE", "META" })
 
--- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
+-- QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR a] [TZ zone] | WINDOW
 -- rolling dur] [MODE m] [WARN p,...] [ROLLOVER cap] [SERVICE s [MODEL m]]
 -- [LOW n] [INFLIGHT]
 function CMD.cmd_set(ctx, args)
     local path = args:next_path("a path")
     local name = args:next_name("policy name")
     local spec = { mode = "strict", warn = DEFAULT_WARN, rollover = false }
-    local window, duration, anchor
+    local window, duration, anchor, tz
     local seen = {}
     while not args:is_done() do
         local kw = args:next_keyword(SET_KEYWORDS)
@@ -34,7 +34,9 @@ function CMD.cmd_set(ctx, args)
                 duration = args:next_str("a duration after WINDOW rolling")
             end
         elseif kw == "ANCHOR" then
-            anchor = args:next_u64("ANCHOR", 1, 31)
+            anchor = args:next_str("ANCHOR")
+        elseif kw == "TZ" then
+            tz = args:next_str("a zone after TZ")
         elseif kw == "ROLLOVER" then
             spec.rollover = args:next_non_negative("ROLLOVER")
         elseif kw == "MODE" then
@@ -57,15 +59,8 @@ function CMD.cmd_set(ctx, args)
     if not spec.limit then
         fail("ERR syntax: QUOTA.SET needs LIMIT")
     end
-    local w
-    if window then
-        w = W.parse(window, anchor, duration)
-    elseif anchor then
-        fail("ERR syntax: ANCHOR applies only to WINDOW month")
-    else
-        w = W.parse("none", nil, nil)
-    end
-    spec.wenc = W.encode(w)
+    -- No WINDOW is the none window, which refuses ANCHOR and TZ.
+    spec.wenc = W.encode(W.parse(window or "none", anchor, duration, tz))
     OPS.set_policy(ctx, path, name, spec)
     return OK
 end

@@ -20,7 +20,7 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const KEYWORDS: &[&str] = &[
     "path", "also", "id", "ttl", "service", "model", "all", "upto", "dryrun", "brief", "cost", "usage", "item",
     "check", "metric", "limit", "window", "anchor", "mode", "warn", "rollover", "depth", "format", "count", "since",
-    "strict", "block", "open", "none", "rolling", "meta",
+    "strict", "block", "open", "none", "rolling", "meta", "tz",
 ];
 
 /// Parses a client path into its canonical form. `depth_limit` is the
@@ -112,9 +112,9 @@ pub fn is_within(path: &str, root: &str) -> bool {
 }
 
 /// Keywords added after a release that took them as metric names (`meta`:
-/// issue 18). New commands refuse them; stored data keeps them
+/// issue 18; `tz`: issue 21). New commands refuse them; stored data keeps them
 /// ([`parse_stored_metric`]).
-pub const NEWER_KEYWORDS: &[&str] = &["meta"];
+pub const NEWER_KEYWORDS: &[&str] = &["meta", "tz"];
 
 /// A metric name read from stored data (RDB, `DUMP`, the plan and price
 /// books): the rule of [`parse_metric`] as the release that stored it had

@@ -234,18 +234,18 @@ fn policy_from_json(
     let anchor = match object.get("anchor") {
         None => None,
         Some(v) => match integer_literal(v) {
-            Some(d) if (1..=31).contains(&d) => Some(d as u8),
+            Some(d) if (1..=31).contains(&d) => Some(d.to_string()),
             _ => return Err(field_error(&name_of("anchor"), "must be an integer from 1 to 31")),
         },
     };
     let window = match window {
-        None => Window::parse("none", anchor, None)?,
+        None => Window::parse("none", anchor.as_deref(), None, None)?,
         Some(text) => {
             let (name, duration) = match text.split_once(' ') {
                 Some((name, duration)) => (name, Some(duration)),
                 None => (text, None),
             };
-            let window = Window::parse(name, anchor, duration)?;
+            let window = Window::parse(name, anchor.as_deref(), duration, None)?;
             // Window::parse reads a duration only for `rolling`: anything
             // after the name of another window is refused, not dropped.
             if duration.is_some() && !matches!(window, Window::Rolling { .. }) {

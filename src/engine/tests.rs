@@ -880,6 +880,66 @@ mod windows {
         assert_eq!(p.history()[0].end_ms, ten_years);
     }
 
+    /// Lazy resets in a zone: a policy idle for 1000 days archives the
+    /// periods that a reset at each boundary would have, each starting and
+    /// ending where the zone's calendar says (23- and 25-hour days, short
+    /// months). The named zones need the zone table (src/engine/tz.rs).
+    fn lazy_resets_match_resets_on_time(zones: &[&str]) {
+        // window, anchor
+        let windows =
+            [("day", None), ("week", Some("sunday")), ("month", None), ("month", Some("31")), ("year", Some("02-29"))];
+        for tz in zones {
+            for (unit, anchor) in windows {
+                let w = Window::parse(unit, anchor, None, Some(tz)).unwrap();
+                let t0 = at(2026, 1, 15);
+                let mut lazy = Policy::new("p", windowed("10", w, Some("100000")), 1, t0);
+                lazy.add_used(d("4"), t0 + 10).unwrap();
+                let mut eager = lazy.clone();
+                let end = t0 + 1000 * DAY_MS as u64 + 7;
+                let (first, last) = (w.index_of(t0), w.index_of(end));
+                for i in first + 1..=last {
+                    eager.roll(w.start_of(i));
+                }
+                lazy.roll(end);
+                eager.roll(end);
+                assert_eq!(lazy, eager, "{unit} {anchor:?} {tz}");
+                assert_eq!(lazy.period_start_ms, w.period_of(end).0, "{unit} {anchor:?} {tz}");
+                let history: Vec<_> = lazy.history().iter().cloned().collect();
+                assert_eq!(history.len() as i64, (last - first).min(HISTORY_LEN as i64), "{unit} {anchor:?} {tz}");
+                for (k, c) in history.iter().enumerate() {
+                    let i = last - 1 - k as i64;
+                    assert_eq!(
+                        (c.start_ms, c.end_ms),
+                        (w.start_of(i), w.start_of(i + 1)),
+                        "{unit} {anchor:?} {tz}: {k}"
+                    );
+                    assert_eq!(w.period_of(c.start_ms), (c.start_ms, c.end_ms), "{unit} {anchor:?} {tz}: {k}");
+                    assert_eq!(w.period_of(c.end_ms - 1), (c.start_ms, c.end_ms), "{unit} {anchor:?} {tz}: {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lazy_resets_in_fixed_offsets_match_resets_on_time() {
+        lazy_resets_match_resets_on_time(&["UTC", "+05:30", "-03:00", "+14:00", "-09:30"]);
+    }
+
+    #[test]
+    fn lazy_resets_in_named_zones_match_resets_on_time() {
+        lazy_resets_match_resets_on_time(&["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Pacific/Apia"]);
+        // Over New York's DST changes, a day lasts 23 or 25 hours.
+        let w = Window::parse("day", None, None, Some("America/New_York")).unwrap();
+        let mut p = Policy::new("p", windowed("10", w, None), 1, at(2026, 3, 7) + 12 * HOUR_MS as u64);
+        p.roll(at(2026, 3, 10) + 12 * HOUR_MS as u64);
+        let lengths: Vec<u64> = p.history().iter().map(|c| (c.end_ms - c.start_ms) / HOUR_MS as u64).collect();
+        assert_eq!(lengths, [24, 23, 24]);
+        let mut p = Policy::new("p", windowed("10", w, None), 1, at(2026, 10, 31) + 12 * HOUR_MS as u64);
+        p.roll(at(2026, 11, 3) + 12 * HOUR_MS as u64);
+        let lengths: Vec<u64> = p.history().iter().map(|c| (c.end_ms - c.start_ms) / HOUR_MS as u64).collect();
+        assert_eq!(lengths, [24, 25, 24]);
+    }
+
     #[test]
     fn anchors_clamp_to_short_months() {
         let mut p = Policy::new("p", windowed("10", month(31), None), 1, at(2028, 1, 31));

@@ -189,12 +189,15 @@ fn every_error_of_a_plan_in_order() {
         ),
         (
             policy(r#""metric":"credits","limit":1,"window":"day","anchor":3"#),
-            "ERR syntax: ANCHOR applies only to WINDOW month",
+            "ERR syntax: ANCHOR applies only to WINDOW week, month and year",
         ),
-        (policy(r#""metric":"credits","limit":1,"anchor":3"#), "ERR syntax: ANCHOR applies only to WINDOW month"),
+        (
+            policy(r#""metric":"credits","limit":1,"anchor":3"#),
+            "ERR syntax: ANCHOR applies only to WINDOW week, month and year",
+        ),
         (
             policy(r#""metric":"credits","limit":1,"window":"rolling 1h","anchor":3"#),
-            "ERR syntax: ANCHOR applies only to WINDOW month",
+            "ERR syntax: ANCHOR applies only to WINDOW week, month and year",
         ),
         (
             policy(r#""metric":"credits","limit":1,"mode":1"#),

@@ -594,7 +594,7 @@ impl Tree {
     /// `QUOTA.HISTORY`: closed periods, newest first, as of `now_ms`.
     /// Lua twin: `OPS.history` (lua/src/75_ops.lua).
     pub fn history(&self, path: &str, name: &str, now_ms: u64) -> Result<Vec<ResetOutcome>> {
-        self.history_seen(path, name, now_ms, self.plan.as_ref())
+        self.history_seen(path, name, now_ms, self.plan.as_ref()).map(|(_, closed)| closed)
     }
 
     /// `QUOTA.UNSET`: removes one policy. Holds that counted on it simply no

@@ -20,6 +20,7 @@ use crate::plan::Plan;
 use crate::policy::{Grant, Policy, Status};
 use crate::sync::Seen;
 use crate::tree::Tree;
+use crate::window::Window;
 use std::cell::OnceCell;
 
 impl Tree {
@@ -213,7 +214,8 @@ impl Tree {
     }
 
     /// `QUOTA.HISTORY` seeing the tree as if it had adopted the book's
-    /// `current` plan: closed periods, newest first, as of `now_ms`.
+    /// `current` plan: the policy's window (which labels the periods) and
+    /// its closed periods, newest first, as of `now_ms`.
     /// Lua twin: `OPS.history` (lua/src/75_ops.lua).
     pub fn history_seen(
         &self,
@@ -221,8 +223,10 @@ impl Tree {
         name: &str,
         now_ms: u64,
         current: Option<&Arc<Plan>>,
-    ) -> Result<Vec<ResetOutcome>> {
-        self.policy_seen(path, name, now_ms, current, |policy| policy.history().iter().cloned().collect())
+    ) -> Result<(Window, Vec<ResetOutcome>)> {
+        self.policy_seen(path, name, now_ms, current, |policy| {
+            (policy.window(), policy.history().iter().cloned().collect())
+        })
     }
 
     /// `QUOTA.GRANTS` as of `now_ms`: the live grants of the policy as the

@@ -1,11 +1,17 @@
 //! Windows: when a policy's usage starts again from zero.
 //!
-//! Calendar windows (`hour` … `year`, UTC) number their periods: a period
-//! has an *index* and starts at [`Window::start_of`] that index, so finding
-//! the period that contains a time, or counting the periods between two
-//! times, is arithmetic, never a loop over the periods in between. `month`
-//! periods begin on an anchor day, clamped to short months (anchor 31 begins
-//! on Feb 28, or Feb 29 in a leap year). `week` begins on Monday.
+//! Calendar windows (`hour` … `year`) number their periods: a period has an
+//! *index* and starts at [`Window::start_of`] that index, so finding the
+//! period that contains a time, or counting the periods between two times,
+//! is arithmetic, never a loop over the periods in between. `day`, `week`,
+//! `month` and `year` count local dates in the window's zone (`TZ`, UTC by
+//! default; [`super::tz`]), and a period starts at the first instant of its
+//! first local date, so a day can last 23 or 25 hours, and a day a zone
+//! skipped is an empty period; `hour` is always UTC. `month` periods begin
+//! on an anchor day, clamped to short months (anchor 31 begins on Feb 28, or
+//! Feb 29 in a leap year); `week` on an anchor weekday (Monday by default);
+//! `year` on an anchor date `MM-DD` (01-01 by default; 02-29 is Feb 28 in
+//! common years).
 //!
 //! Rolling windows keep usage in buckets of 1/[`ROLLING_BUCKETS`] of the
 //! window (rounded down to whole milliseconds): usage drops out when its
@@ -102,23 +108,18 @@ impl From<Window> for WindowV1 {
 }
 
 impl Window {
-    /// Parses `WINDOW name [ANCHOR d]` or `WINDOW rolling <duration>`.
+    /// Parses `WINDOW name [ANCHOR a] [TZ zone]` or `WINDOW rolling
+    /// <duration>`; `name` "none" also stands for no WINDOW. Errors come in
+    /// this order: an unknown window, then ANCHOR, then TZ.
     /// Lua twin: `W.parse`, `W.from_set` (lua/src/20_window.lua).
-    pub fn parse(name: &str, anchor: Option<u8>, duration: Option<&str>) -> Result<Window> {
+    pub fn parse(name: &str, anchor: Option<&str>, duration: Option<&str>, tz: Option<&str>) -> Result<Window> {
         let unit = match name.to_ascii_lowercase().as_str() {
-            "none" => None,
+            "none" | "rolling" => None,
             "hour" => Some(Unit::Hour),
             "day" => Some(Unit::Day),
             "week" => Some(Unit::Week),
             "month" => Some(Unit::Month),
             "year" => Some(Unit::Year),
-            "rolling" => {
-                if anchor.is_some() {
-                    return Err(Error::syntax("ANCHOR applies only to WINDOW month"));
-                }
-                let text = duration.ok_or_else(|| Error::syntax("WINDOW rolling needs a duration such as 30d"))?;
-                return Ok(Window::Rolling { duration_ms: parse_duration(text)? });
-            }
             _ => {
                 return Err(Error::syntax(format!(
                     "unknown WINDOW '{}': use none, hour, day, week, month, year or rolling <duration>",
@@ -126,16 +127,67 @@ impl Window {
                 )));
             }
         };
-        match (unit, anchor) {
-            (None, None) => Ok(Window::None),
-            (Some(Unit::Month), Some(d)) if (1..=31).contains(&d) => {
-                Ok(Window::Calendar { unit: Unit::Month, anchor: u16::from(d), tz: Zone::Utc })
+        let anchor = match (unit, anchor) {
+            (Some(Unit::Year), None) => 101,
+            (_, None) => 1,
+            (Some(unit @ (Unit::Week | Unit::Month | Unit::Year)), Some(text)) => parse_anchor(unit, text)?,
+            (_, Some(_)) => return Err(Error::syntax("ANCHOR applies only to WINDOW week, month and year")),
+        };
+        let tz = match (unit, tz) {
+            (_, None) => Zone::Utc,
+            (Some(Unit::Day | Unit::Week | Unit::Month | Unit::Year), Some(text)) => Zone::parse(text)?,
+            (_, Some(_)) => return Err(Error::syntax("TZ applies only to WINDOW day, week, month and year")),
+        };
+        match unit {
+            Some(unit) => Ok(Window::Calendar { unit, anchor, tz }),
+            None if name.eq_ignore_ascii_case("rolling") => {
+                let text = duration.ok_or_else(|| Error::syntax("WINDOW rolling needs a duration such as 30d"))?;
+                Ok(Window::Rolling { duration_ms: parse_duration(text)? })
             }
-            (Some(Unit::Month), Some(d)) => Err(Error::syntax(format!("ANCHOR must be a day from 1 to 31, not {d}"))),
-            (Some(Unit::Year), None) => Ok(Window::Calendar { unit: Unit::Year, anchor: 101, tz: Zone::Utc }),
-            (Some(unit), None) => Ok(Window::Calendar { unit, anchor: 1, tz: Zone::Utc }),
-            (_, Some(_)) => Err(Error::syntax("ANCHOR applies only to WINDOW month")),
+            None => Ok(Window::None),
         }
+    }
+
+    /// The anchor as replies show it: a `month` window's day; a `week`'s
+    /// day name or a `year`'s `MM-DD` when not the default (Monday, 01-01).
+    /// Lua twin: `W.anchor_shown` (lua/src/20_window.lua).
+    pub fn anchor_shown(&self) -> Option<AnchorShown> {
+        match *self {
+            Window::Calendar { unit: Unit::Month, anchor, .. } => Some(AnchorShown::Day(anchor)),
+            Window::Calendar { unit: Unit::Week, anchor, .. } if anchor != 1 => {
+                Some(AnchorShown::Text(WEEKDAYS[usize::from(anchor.clamp(1, 7)) - 1].to_string()))
+            }
+            Window::Calendar { unit: Unit::Year, anchor, .. } if anchor != 101 => {
+                Some(AnchorShown::Text(format!("{:02}-{:02}", anchor / 100, anchor % 100)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The zone of a calendar window (UTC for the others).
+    /// Lua twin: `W.tz_name` (lua/src/20_window.lua).
+    pub fn tz(&self) -> Zone {
+        match self {
+            Window::Calendar { tz, .. } => *tz,
+            _ => Zone::Utc,
+        }
+    }
+
+    /// The label of the period that starts at `start_ms` (QUOTA.HISTORY):
+    /// its first local date, `2026` for a calendar year, `2026-11` for a
+    /// month anchored on the 1st, `2026-11-27T13` for an hour (UTC),
+    /// `2026-11-27` for the others; none for rolling and none windows.
+    /// Lua twin: `W.period_label` (lua/src/20_window.lua).
+    pub fn period_label(&self, start_ms: u64) -> Option<String> {
+        let Window::Calendar { unit, anchor, tz } = *self else { return None };
+        let t = start_ms as i64;
+        let (y, m, d) = civil_from_days(tz.local_day(t));
+        Some(match (unit, anchor) {
+            (Unit::Hour, _) => format!("{y:04}-{m:02}-{d:02}T{:02}", t.rem_euclid(DAY_MS) / HOUR_MS),
+            (Unit::Year, 101) => format!("{y:04}"),
+            (Unit::Month, 1) => format!("{y:04}-{m:02}"),
+            _ => format!("{y:04}-{m:02}-{d:02}"),
+        })
     }
 
     /// The label of a window that has a fixed one (all but rolling).
@@ -205,39 +257,42 @@ impl Window {
         Some((first * bucket, (now_ms / bucket + 1) * bucket))
     }
 
-    /// Index of the calendar period that contains `t_ms`.
+    /// Index of the calendar period that contains `t_ms`: numbered by the
+    /// local date in the window's zone, then one more if the next period
+    /// has already begun (a fall-back over midnight repeats local dates;
+    /// periods never go backwards).
     /// Lua twin: `W.index_of` (lua/src/20_window.lua).
     pub fn index_of(&self, t_ms: u64) -> i64 {
         let t = t_ms as i64;
-        match self {
-            Window::None | Window::Rolling { .. } => 0,
-            Window::Calendar { unit, anchor, .. } => match unit {
-                Unit::Hour => t.div_euclid(HOUR_MS),
-                Unit::Day => t.div_euclid(DAY_MS),
-                // 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
-                Unit::Week => (t.div_euclid(DAY_MS) + 3).div_euclid(7),
-                Unit::Year => civil_from_days(t.div_euclid(DAY_MS)).0,
-                Unit::Month => {
-                    let (y, m, _) = civil_from_days(t.div_euclid(DAY_MS));
-                    let index = y * 12 + (m - 1);
-                    if month_start(index, *anchor) > t { index - 1 } else { index }
-                }
-            },
+        let Window::Calendar { unit, anchor, tz } = *self else { return 0 };
+        if unit == Unit::Hour {
+            return t.div_euclid(HOUR_MS);
         }
+        let day = tz.local_day(t);
+        let index = match unit {
+            Unit::Hour | Unit::Day => day,
+            // 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
+            Unit::Week => (day + 3 - (i64::from(anchor) - 1)).div_euclid(7),
+            Unit::Month => {
+                let (y, m, _) = civil_from_days(day);
+                y * 12 + (m - 1)
+            }
+            Unit::Year => civil_from_days(day).0,
+        };
+        // A month or year begins on its anchor date: before it, the date
+        // still belongs to the period before.
+        let index = if first_day(unit, anchor, index) > day { index - 1 } else { index };
+        if self.start_of(index + 1) <= t_ms { index + 1 } else { index }
     }
 
-    /// Unix ms at which calendar period `index` starts.
+    /// Unix ms at which calendar period `index` starts: the first instant
+    /// of its first local date.
     /// Lua twin: `W.start_of` (lua/src/20_window.lua).
     pub fn start_of(&self, index: i64) -> u64 {
-        let ms = match self {
+        let ms = match *self {
             Window::None | Window::Rolling { .. } => 0,
-            Window::Calendar { unit, anchor, .. } => match unit {
-                Unit::Hour => index * HOUR_MS,
-                Unit::Day => index * DAY_MS,
-                Unit::Week => (index * 7 - 3) * DAY_MS,
-                Unit::Year => days_from_civil(index, 1, 1) * DAY_MS,
-                Unit::Month => month_start(index, *anchor),
-            },
+            Window::Calendar { unit: Unit::Hour, .. } => index * HOUR_MS,
+            Window::Calendar { unit, anchor, tz } => tz.day_start_ms(first_day(unit, anchor, index)),
         };
         ms.max(0) as u64
     }
@@ -260,11 +315,74 @@ fn unit_name(unit: Unit) -> &'static str {
     }
 }
 
-/// Start of month `index` (year × 12 + month − 1) for a billing anchor.
-fn month_start(index: i64, anchor: u16) -> i64 {
-    let (y, m) = (index.div_euclid(12), index.rem_euclid(12) + 1);
-    let day = (anchor as i64).min(days_in_month(y, m));
-    days_from_civil(y, m, day) * DAY_MS
+/// The first local date (days since 1970-01-01) of period `index` of a
+/// day, week, month or year window (for an hour, which is UTC and never
+/// asks, the date the hour is on).
+fn first_day(unit: Unit, anchor: u16, index: i64) -> i64 {
+    let anchor = i64::from(anchor);
+    match unit {
+        Unit::Hour => index.div_euclid(24),
+        Unit::Day => index,
+        Unit::Week => index * 7 - 3 + (anchor - 1),
+        Unit::Month => {
+            let (y, m) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+            days_from_civil(y, m, anchor.min(days_in_month(y, m)))
+        }
+        Unit::Year => {
+            let (m, d) = (anchor / 100, anchor % 100);
+            days_from_civil(index, m, d.min(days_in_month(index, m)))
+        }
+    }
+}
+
+/// How replies show a window's anchor ([`Window::anchor_shown`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorShown {
+    /// A `month` window's day, 1–31.
+    Day(u16),
+    /// `sunday`, `04-01`.
+    Text(String),
+}
+
+/// ISO weekdays 1–7, as a `week` anchor is shown.
+pub const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+
+/// Reads the ANCHOR of a week, month or year window into its stored form.
+/// Lua twin: `W.parse_anchor` (lua/src/20_window.lua).
+fn parse_anchor(unit: Unit, text: &str) -> Result<u16> {
+    let clip = super::names::clip;
+    match unit {
+        Unit::Week => {
+            let lower = text.to_ascii_lowercase();
+            WEEKDAYS
+                .iter()
+                .position(|name| *name == lower || (lower.len() == 3 && name.starts_with(lower.as_str())))
+                .map(|i| i as u16 + 1)
+                .ok_or_else(|| {
+                    Error::syntax(format!("ANCHOR for WINDOW week is a day such as sunday, not '{}'", clip(text)))
+                })
+        }
+        Unit::Year => {
+            let b = text.as_bytes();
+            let digits = b.len() == 5 && b[2] == b'-' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+            let num = |i: usize| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0');
+            match digits.then(|| (num(0), num(3))) {
+                // 2000 is a leap year: 02-29 is a date, clamped in common years.
+                Some((m, d)) if (1..=12).contains(&m) && (1..=days_in_month(2000, m)).contains(&d) => {
+                    Ok((m * 100 + d) as u16)
+                }
+                _ => Err(Error::syntax(format!(
+                    "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '{}'",
+                    clip(text)
+                ))),
+            }
+        }
+        // What Args::next_u64("ANCHOR", 1, 31) said when ANCHOR was a number.
+        _ => match text.parse::<u64>() {
+            Ok(n) if (1..=31).contains(&n) && !text.starts_with('+') => Ok(n as u16),
+            _ => Err(Error::syntax(format!("ANCHOR must be an integer from 1 to 31, not '{}'", clip(text)))),
+        },
+    }
 }
 
 /// Lua twin: `W.is_leap` (lua/src/20_window.lua).
@@ -414,35 +532,343 @@ mod tests {
         assert_eq!(h.index_of(at(2027, 1, 1, 0)) - h.index_of(at(2026, 1, 1, 0)), 365 * 24);
     }
 
+    /// Unix ms of `YYYY-MM-DDTHH:MM`, UTC.
+    fn utc(text: &str) -> u64 {
+        let n = |a: usize, b: usize| text[a..b].parse::<i64>().unwrap();
+        (days_from_civil(n(0, 4), n(5, 7), n(8, 10)) * DAY_MS + n(11, 13) * HOUR_MS + n(14, 16) * 60_000) as u64
+    }
+
+    fn window(unit: &str, anchor: Option<&str>, tz: &str) -> Window {
+        Window::parse(unit, anchor, None, Some(tz)).unwrap_or_else(|e| panic!("{unit} {anchor:?} {tz}: {e}"))
+    }
+
+    /// Checks each row: the period holding `t`, and that the period's first
+    /// and last instants are in it.
+    /// zone, window, anchor, a time (UTC), the period's start and end (UTC)
+    type PeriodRow<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, &'a str, &'a str);
+    /// window, anchor, zone, anchor shown, tz shown
+    type ShownRow<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<AnchorShown>, &'a str);
+    /// window, anchor, duration, zone, the error
+    type ErrorRow<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, String);
+
+    fn check_periods(rows: &[PeriodRow<'_>]) {
+        for &(tz, unit, anchor, t, start, end) in rows {
+            let w = window(unit, anchor, tz);
+            let (start, end) = (utc(start), utc(end));
+            assert_eq!(w.period_of(utc(t)), (start, end), "{tz} {unit} {anchor:?} at {t}");
+            assert_eq!(w.period_of(start), (start, end), "{tz} {unit} {anchor:?} at its start");
+            assert_eq!(w.period_of(end - 1), (start, end), "{tz} {unit} {anchor:?} just before its end");
+            let i = w.index_of(start);
+            assert_eq!((w.start_of(i), w.start_of(i + 1)), (start, end), "{tz} {unit} {anchor:?}: index {i}");
+        }
+    }
+
+    #[test]
+    fn periods_in_fixed_offsets_and_anchors() {
+        // zone, window, anchor, a time (UTC), the period's start and end (UTC)
+        check_periods(&[
+            ("+05:30", "day", None, "2026-03-01T20:00", "2026-03-01T18:30", "2026-03-02T18:30"),
+            ("-05:00", "day", None, "2026-03-01T03:00", "2026-02-28T05:00", "2026-03-01T05:00"),
+            ("+14:00", "day", None, "2026-03-01T09:59", "2026-02-28T10:00", "2026-03-01T10:00"),
+            ("-14:00", "day", None, "2026-03-01T14:00", "2026-03-01T14:00", "2026-03-02T14:00"),
+            // 2026-11-19 is a Thursday: a Sunday week began on the 15th.
+            ("UTC", "week", Some("sunday"), "2026-11-19T12:00", "2026-11-15T00:00", "2026-11-22T00:00"),
+            ("UTC", "week", Some("SUN"), "2026-11-15T00:00", "2026-11-15T00:00", "2026-11-22T00:00"),
+            ("UTC", "week", Some("sun"), "2026-11-14T23:59", "2026-11-08T00:00", "2026-11-15T00:00"),
+            ("UTC", "week", Some("thursday"), "2026-11-19T00:00", "2026-11-19T00:00", "2026-11-26T00:00"),
+            ("UTC", "week", Some("Mon"), "2026-11-19T12:00", "2026-11-16T00:00", "2026-11-23T00:00"),
+            ("+14:00", "week", Some("sunday"), "2026-11-14T10:00", "2026-11-14T10:00", "2026-11-21T10:00"),
+            // Anchors 29 to 31 clamped to February, in a zone.
+            ("-03:00", "month", Some("31"), "2026-02-28T02:00", "2026-01-31T03:00", "2026-02-28T03:00"),
+            ("-03:00", "month", Some("31"), "2026-02-28T03:00", "2026-02-28T03:00", "2026-03-31T03:00"),
+            ("+09:00", "month", Some("29"), "2026-02-28T15:00", "2026-02-27T15:00", "2026-03-28T15:00"),
+            ("+09:00", "month", Some("30"), "2028-02-29T12:00", "2028-02-28T15:00", "2028-03-29T15:00"),
+            ("+09:00", "month", Some("01"), "2028-02-29T12:00", "2028-01-31T15:00", "2028-02-29T15:00"),
+            // Fiscal years.
+            ("+01:00", "year", Some("04-01"), "2026-03-31T23:30", "2026-03-31T23:00", "2027-03-31T23:00"),
+            ("+01:00", "year", Some("04-01"), "2026-03-31T22:59", "2025-03-31T23:00", "2026-03-31T23:00"),
+            ("UTC", "year", Some("01-01"), "2028-02-29T00:00", "2028-01-01T00:00", "2029-01-01T00:00"),
+            ("UTC", "year", Some("12-31"), "2028-12-30T00:00", "2027-12-31T00:00", "2028-12-31T00:00"),
+            // 29 February: clamped to the 28th in common years.
+            ("UTC", "year", Some("02-29"), "2027-02-28T12:00", "2027-02-28T00:00", "2028-02-29T00:00"),
+            ("UTC", "year", Some("02-29"), "2028-02-28T12:00", "2027-02-28T00:00", "2028-02-29T00:00"),
+            ("UTC", "year", Some("02-29"), "2028-03-01T00:00", "2028-02-29T00:00", "2029-02-28T00:00"),
+            ("-10:00", "year", Some("02-29"), "2028-02-29T09:00", "2027-02-28T10:00", "2028-02-29T10:00"),
+            ("+00:00", "day", None, "2026-03-01T20:00", "2026-03-01T00:00", "2026-03-02T00:00"),
+        ]);
+    }
+
+    /// Named zones: these need the zone table (src/engine/tz.rs).
+    #[test]
+    fn periods_in_named_zones() {
+        // zone, window, anchor, a time (UTC), the period's start and end (UTC)
+        check_periods(&[
+            // New York: 23- and 25-hour days, weeks and months around them.
+            ("America/New_York", "day", None, "2026-03-08T12:00", "2026-03-08T05:00", "2026-03-09T04:00"),
+            ("America/New_York", "day", None, "2026-11-01T12:00", "2026-11-01T04:00", "2026-11-02T05:00"),
+            ("America/New_York", "week", None, "2026-03-08T12:00", "2026-03-02T05:00", "2026-03-09T04:00"),
+            ("America/New_York", "week", Some("sunday"), "2026-11-01T12:00", "2026-11-01T04:00", "2026-11-08T05:00"),
+            ("America/New_York", "month", Some("1"), "2026-03-15T00:00", "2026-03-01T05:00", "2026-04-01T04:00"),
+            ("America/New_York", "month", Some("31"), "2026-11-15T00:00", "2026-10-31T04:00", "2026-11-30T05:00"),
+            ("America/New_York", "year", None, "2026-06-01T00:00", "2026-01-01T05:00", "2027-01-01T05:00"),
+            ("America/New_York", "year", Some("11-01"), "2026-11-01T12:00", "2026-11-01T04:00", "2027-11-01T04:00"),
+            ("America/New_York", "month", Some("29"), "2028-02-29T12:00", "2028-02-29T05:00", "2028-03-29T04:00"),
+            ("America/New_York", "year", Some("02-29"), "2027-03-01T00:00", "2027-02-28T05:00", "2028-02-29T05:00"),
+            ("America/New_York", "year", Some("02-29"), "2028-03-01T12:00", "2028-02-29T05:00", "2029-02-28T05:00"),
+            ("US/Eastern", "day", None, "2026-03-08T12:00", "2026-03-08T05:00", "2026-03-09T04:00"),
+            // Berlin.
+            ("Europe/Berlin", "day", None, "2026-03-29T12:00", "2026-03-28T23:00", "2026-03-29T22:00"),
+            ("Europe/Berlin", "day", None, "2026-10-25T12:00", "2026-10-24T22:00", "2026-10-25T23:00"),
+            ("Europe/Berlin", "week", None, "2026-03-29T12:00", "2026-03-22T23:00", "2026-03-29T22:00"),
+            ("Europe/Berlin", "month", None, "2026-10-15T00:00", "2026-09-30T22:00", "2026-10-31T23:00"),
+            ("Europe/Berlin", "year", Some("04-01"), "2026-10-25T12:00", "2026-03-31T22:00", "2027-03-31T22:00"),
+            // Half- and three-quarter-hour offsets and DST steps.
+            ("Asia/Kolkata", "day", None, "2026-01-10T20:00", "2026-01-10T18:30", "2026-01-11T18:30"),
+            ("Asia/Kathmandu", "day", None, "2026-01-10T20:00", "2026-01-10T18:15", "2026-01-11T18:15"),
+            ("Australia/Lord_Howe", "day", None, "2026-04-05T00:00", "2026-04-04T13:00", "2026-04-05T13:30"),
+            ("Australia/Lord_Howe", "day", None, "2026-10-04T00:00", "2026-10-03T13:30", "2026-10-04T13:00"),
+            ("Pacific/Chatham", "day", None, "2026-04-05T00:00", "2026-04-04T10:15", "2026-04-05T11:15"),
+            ("Pacific/Chatham", "day", None, "2026-09-27T00:00", "2026-09-26T11:15", "2026-09-27T10:15"),
+            // Apia skipped 2011-12-30: the 29th ends where the 31st begins.
+            ("Pacific/Apia", "day", None, "2011-12-29T12:00", "2011-12-29T10:00", "2011-12-30T10:00"),
+            ("Pacific/Apia", "day", None, "2011-12-30T10:00", "2011-12-30T10:00", "2011-12-31T10:00"),
+            ("Pacific/Apia", "week", None, "2011-12-30T10:00", "2011-12-26T10:00", "2012-01-01T10:00"),
+            // Sao Paulo's DST began at midnight: 2018-11-04 began at 01:00.
+            ("America/Sao_Paulo", "day", None, "2018-11-04T12:00", "2018-11-04T03:00", "2018-11-05T02:00"),
+            ("America/Sao_Paulo", "day", None, "2018-11-03T12:00", "2018-11-03T03:00", "2018-11-04T03:00"),
+            // Fall-backs at midnight: 23:00 comes twice, the day lasts 25 h.
+            ("America/Santiago", "day", None, "2026-04-05T03:30", "2026-04-04T03:00", "2026-04-05T04:00"),
+            ("Asia/Beirut", "day", None, "2026-10-24T21:30", "2026-10-23T21:00", "2026-10-24T22:00"),
+        ]);
+        // The skipped day is an empty period.
+        let apia = window("day", None, "Pacific/Apia");
+        let skipped = apia.index_of(utc("2011-12-30T09:59")) + 1;
+        assert_eq!(apia.start_of(skipped), apia.start_of(skipped + 1));
+        assert_eq!(apia.start_of(skipped), utc("2011-12-30T10:00"));
+        assert_eq!(apia.tz().name(), "Pacific/Apia");
+        assert_eq!(window("day", None, "america/new_york").tz().name(), "America/New_York");
+        assert_eq!(window("day", None, "Etc/UTC").tz().name(), "Etc/UTC");
+    }
+
+    /// UTC windows give exactly what the UTC-only code gave.
+    #[test]
+    fn utc_periods_are_unchanged() {
+        fn old_month_start(index: i64, anchor: u16) -> i64 {
+            let (y, m) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+            days_from_civil(y, m, (anchor as i64).min(days_in_month(y, m))) * DAY_MS
+        }
+        fn old_index(unit: Unit, anchor: u16, t: i64) -> i64 {
+            match unit {
+                Unit::Hour => t.div_euclid(HOUR_MS),
+                Unit::Day => t.div_euclid(DAY_MS),
+                Unit::Week => (t.div_euclid(DAY_MS) + 3).div_euclid(7),
+                Unit::Year => civil_from_days(t.div_euclid(DAY_MS)).0,
+                Unit::Month => {
+                    let (y, m, _) = civil_from_days(t.div_euclid(DAY_MS));
+                    let index = y * 12 + (m - 1);
+                    if old_month_start(index, anchor) > t { index - 1 } else { index }
+                }
+            }
+        }
+        fn old_start(unit: Unit, anchor: u16, index: i64) -> u64 {
+            (match unit {
+                Unit::Hour => index * HOUR_MS,
+                Unit::Day => index * DAY_MS,
+                Unit::Week => (index * 7 - 3) * DAY_MS,
+                Unit::Year => days_from_civil(index, 1, 1) * DAY_MS,
+                Unit::Month => old_month_start(index, anchor),
+            })
+            .max(0) as u64
+        }
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for n in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let t = if n < 100 { n * 3_600_000 } else { x % 4_102_444_800_000 };
+            let (unit, anchor) = match n % 5 {
+                0 => (Unit::Hour, 1),
+                1 => (Unit::Day, 1),
+                2 => (Unit::Week, 1),
+                3 => (Unit::Year, 101),
+                _ => (Unit::Month, (x % 31 + 1) as u16),
+            };
+            let w = Window::Calendar { unit, anchor, tz: Zone::Utc };
+            let i = old_index(unit, anchor, t as i64);
+            assert_eq!(w.index_of(t), i, "{w:?} at {t}");
+            assert_eq!(w.period_of(t), (old_start(unit, anchor, i), old_start(unit, anchor, i + 1)), "{w:?} at {t}");
+        }
+    }
+
+    #[test]
+    fn anchors_and_zones_are_shown_and_labelled() {
+        // window, anchor, zone, anchor shown, tz shown
+        let rows: [ShownRow<'_>; 9] = [
+            ("month", Some("007"), None, Some(AnchorShown::Day(7)), "UTC"),
+            ("month", None, Some("utc"), Some(AnchorShown::Day(1)), "UTC"),
+            ("week", Some("monday"), Some("-00:00"), None, "UTC"),
+            ("week", Some("SUNDAY"), Some("+05:30"), Some(AnchorShown::Text("sunday".into())), "+05:30"),
+            ("week", Some("wed"), Some("-14:00"), Some(AnchorShown::Text("wednesday".into())), "-14:00"),
+            ("year", Some("01-01"), Some("+14:00"), None, "+14:00"),
+            ("year", Some("04-01"), Some("-09:30"), Some(AnchorShown::Text("04-01".into())), "-09:30"),
+            ("day", None, Some("+00:45"), None, "+00:45"),
+            ("hour", None, None, None, "UTC"),
+        ];
+        for (unit, anchor, tz, shown, name) in rows {
+            let w = Window::parse(unit, anchor, None, tz).unwrap();
+            assert_eq!(w.anchor_shown(), shown, "{unit} {anchor:?} {tz:?}");
+            assert_eq!(w.tz().name(), name, "{unit} {anchor:?} {tz:?}");
+            assert_eq!(w.tz().is_utc(), name == "UTC");
+        }
+        // window, anchor, zone, a period's start (UTC), its label
+        for (unit, anchor, tz, start, label) in [
+            ("year", None, "UTC", "2026-01-01T00:00", Some("2026")),
+            ("year", Some("04-01"), "+01:00", "2026-03-31T23:00", Some("2026-04-01")),
+            ("month", None, "-05:00", "2026-11-01T05:00", Some("2026-11")),
+            ("month", Some("15"), "UTC", "2026-11-15T00:00", Some("2026-11-15")),
+            ("week", Some("sun"), "+09:00", "2026-11-21T15:00", Some("2026-11-22")),
+            ("day", None, "+05:30", "2026-11-26T18:30", Some("2026-11-27")),
+            ("hour", None, "", "2026-11-27T13:00", Some("2026-11-27T13")),
+            ("none", None, "", "2026-11-27T13:00", None),
+        ] {
+            let tz = (!tz.is_empty()).then_some(tz);
+            let w = Window::parse(unit, anchor, None, tz).unwrap();
+            assert_eq!(w.period_label(utc(start)).as_deref(), label, "{unit} {anchor:?} {tz:?}");
+        }
+        assert_eq!(Window::parse("rolling", None, Some("1h"), None).unwrap().period_label(0), None);
+    }
+
     #[test]
     fn windows_parse_and_refuse() {
         assert_eq!(
-            Window::parse("MONTH", Some(31), None).unwrap(),
+            Window::parse("MONTH", Some("31"), None, None).unwrap(),
             Window::Calendar { unit: Unit::Month, anchor: 31, tz: Zone::Utc }
         );
         assert_eq!(
-            Window::parse("rolling", None, Some("30d")).unwrap(),
+            Window::parse("week", Some("Sun"), None, Some("+05:30")).unwrap(),
+            Window::Calendar { unit: Unit::Week, anchor: 7, tz: Zone::Fixed(330) }
+        );
+        assert_eq!(
+            Window::parse("year", Some("02-29"), None, Some("-00:00")).unwrap(),
+            Window::Calendar { unit: Unit::Year, anchor: 229, tz: Zone::Utc }
+        );
+        assert_eq!(
+            Window::parse("year", None, None, Some("UtC")).unwrap(),
+            Window::Calendar { unit: Unit::Year, anchor: 101, tz: Zone::Utc }
+        );
+        assert_eq!(
+            Window::parse("rolling", None, Some("30d"), None).unwrap(),
             Window::Rolling { duration_ms: 30 * DAY_MS as u64 }
         );
-        assert_eq!(Window::parse("none", None, None).unwrap(), Window::None);
-        for (name, anchor, duration) in [
-            ("month", Some(0), None),
-            ("month", Some(32), None),
-            ("day", Some(3), None),
-            ("none", Some(3), None),
-            ("fortnight", None, None),
-            ("rolling", None, None),
-            ("rolling", None, Some("59s")),
-            ("rolling", None, Some("401d")),
-            ("rolling", None, Some("10")),
-            ("rolling", None, Some("1.5h")),
-            ("rolling", None, Some("h")),
-            ("rolling", None, Some("-5m")),
-            ("rolling", None, Some("5é")),
-            ("rolling", None, Some("é")),
-            ("rolling", None, Some("")),
+        assert_eq!(Window::parse("none", None, None, None).unwrap(), Window::None);
+        let only_anchor = "ANCHOR applies only to WINDOW week, month and year";
+        let only_tz = "TZ applies only to WINDOW day, week, month and year";
+        let zone = |t: &str| {
+            format!("unknown time zone '{t}': use an IANA name such as Africa/Lagos or an offset such as +01:00")
+        };
+        // window, anchor, duration, zone, the error
+        let rows: Vec<ErrorRow<'_>> = vec![
+            ("month", Some("0"), None, None, "ANCHOR must be an integer from 1 to 31, not '0'".into()),
+            ("month", Some("32"), None, None, "ANCHOR must be an integer from 1 to 31, not '32'".into()),
+            ("month", Some("+3"), None, None, "ANCHOR must be an integer from 1 to 31, not '+3'".into()),
+            (
+                "month",
+                Some("sunday"),
+                None,
+                Some("bogus"),
+                "ANCHOR must be an integer from 1 to 31, not 'sunday'".into(),
+            ),
+            ("week", Some("7"), None, None, "ANCHOR for WINDOW week is a day such as sunday, not '7'".into()),
+            ("week", Some("su"), None, None, "ANCHOR for WINDOW week is a day such as sunday, not 'su'".into()),
+            (
+                "week",
+                Some("sundays"),
+                None,
+                None,
+                "ANCHOR for WINDOW week is a day such as sunday, not 'sundays'".into(),
+            ),
+            (
+                "year",
+                Some("02-30"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '02-30'".into(),
+            ),
+            (
+                "year",
+                Some("04-31"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-31'".into(),
+            ),
+            (
+                "year",
+                Some("13-01"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '13-01'".into(),
+            ),
+            ("year", Some("4-1"), None, None, "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '4-1'".into()),
+            (
+                "year",
+                Some("00-10"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '00-10'".into(),
+            ),
+            (
+                "year",
+                Some("04-00"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-00'".into(),
+            ),
+            (
+                "year",
+                Some("0401"),
+                None,
+                None,
+                "ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '0401'".into(),
+            ),
+            ("day", Some("3"), None, None, only_anchor.into()),
+            ("hour", Some("3"), None, Some("bogus"), only_anchor.into()),
+            ("none", Some("3"), None, None, only_anchor.into()),
+            ("rolling", Some("3"), Some("1h"), None, only_anchor.into()),
+            ("hour", None, None, Some("+01:00"), only_tz.into()),
+            ("none", None, None, Some("UTC"), only_tz.into()),
+            ("rolling", None, Some("1h"), Some("+01:00"), only_tz.into()),
+            ("day", None, None, Some("+1:00"), zone("+1:00")),
+            ("day", None, None, Some("+14:30"), zone("+14:30")),
+            ("day", None, None, Some("+05:60"), zone("+05:60")),
+            ("day", None, None, Some("+15:00"), zone("+15:00")),
+            ("day", None, None, Some("05:00"), zone("05:00")),
+            ("day", None, None, Some(""), zone("")),
+            ("day", None, None, Some("Mars/Olympus_Mons"), zone("Mars/Olympus_Mons")),
+            (
+                "fortnight",
+                Some("3"),
+                None,
+                Some("bogus"),
+                "unknown WINDOW 'fortnight': use none, hour, day, week, month, year or rolling <duration>".into(),
+            ),
+        ];
+        for (name, anchor, duration, tz, error) in rows {
+            let got = Window::parse(name, anchor, duration, tz).unwrap_err().to_string();
+            assert_eq!(got, format!("ERR syntax: {error}"), "{name} {anchor:?} {duration:?} {tz:?}");
+        }
+        for (name, duration) in [
+            ("rolling", None),
+            ("rolling", Some("59s")),
+            ("rolling", Some("401d")),
+            ("rolling", Some("10")),
+            ("rolling", Some("1.5h")),
+            ("rolling", Some("h")),
+            ("rolling", Some("-5m")),
+            ("rolling", Some("5é")),
+            ("rolling", Some("é")),
+            ("rolling", Some("")),
         ] {
-            assert!(Window::parse(name, anchor, duration).is_err(), "{name} {anchor:?} {duration:?}");
+            assert!(Window::parse(name, None, duration, None).is_err(), "{name} {duration:?}");
         }
         // duration text, label
         for (text, label) in [("90s", "90s"), ("15m", "15m"), ("24h", "1d"), ("30d", "30d"), ("60s", "1m")] {

@@ -31,6 +31,7 @@ const WORDS: &[&str] = &[
     "LIMIT",
     "WINDOW",
     "ANCHOR",
+    "TZ",
     "MODE",
     "WARN",
     "ROLLOVER",

@@ -16,10 +16,10 @@ pub const REVOKE: Command = Command { name: "QUOTA.REVOKE", handler: Handler::Wr
 pub const RESET: Command = Command { name: "QUOTA.RESET", handler: Handler::Write(reset) };
 
 const SET_KEYWORDS: &[&str] =
-    &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL", "LOW", "INFLIGHT"];
+    &["METRIC", "LIMIT", "WINDOW", "ANCHOR", "TZ", "MODE", "WARN", "ROLLOVER", "SERVICE", "MODEL", "LOW", "INFLIGHT"];
 const GRANT_KEYWORDS: &[&str] = &["ID", "EXPIRES", "FOR", "PERIOD", "PRIORITY", "NOTE"];
 
-/// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR d] | WINDOW
+/// `QUOTA.SET key path policy METRIC m LIMIT n [WINDOW w [ANCHOR a] [TZ zone] | WINDOW
 /// rolling dur] [MODE m] [WARN p,…] [ROLLOVER cap] [SERVICE s [MODEL m]]
 /// [LOW amount] [INFLIGHT]`
 fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
@@ -28,7 +28,7 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     let (mut metric, mut limit, mut service, mut model, mut rollover) = (None, None, None, None, None);
     let (mut low, mut inflight) = (None, false);
     let (mut mode, mut warn) = (Mode::Strict, Warn::default());
-    let (mut window, mut duration, mut anchor) = (None, None, None);
+    let (mut window, mut duration, mut anchor, mut tz) = (None, None, None, None);
     let mut seen = super::args::Seen::default();
     while !args.is_done() {
         let word = args.next_str("a keyword")?;
@@ -44,7 +44,8 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
                 }
                 window = Some(name);
             }
-            "ANCHOR" => anchor = Some(args.next_u64("ANCHOR", 1, 31)? as u8),
+            "ANCHOR" => anchor = Some(args.next_str("ANCHOR")?),
+            "TZ" => tz = Some(args.next_str("a zone after TZ")?),
             "ROLLOVER" => rollover = Some(args.next_non_negative("ROLLOVER")?),
             "MODE" => mode = Mode::parse(args.next_str("a mode after MODE")?)?,
             "WARN" => warn = parse_warn(args.next_str("percentages after WARN")?)?,
@@ -57,11 +58,8 @@ fn set(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     }
     let metric = metric.ok_or_else(|| Error::syntax("QUOTA.SET needs METRIC"))?;
     let limit = limit.ok_or_else(|| Error::syntax("QUOTA.SET needs LIMIT"))?;
-    let window = match (window, anchor) {
-        (Some(name), _) => Window::parse(name, anchor, duration)?,
-        (None, Some(_)) => return Err(Error::syntax("ANCHOR applies only to WINDOW month")),
-        (None, None) => Window::None,
-    };
+    // No WINDOW is the none window, which refuses ANCHOR and TZ.
+    let window = Window::parse(window.unwrap_or("none"), anchor, duration, tz)?;
     let spec = PolicySpec { metric, limit, mode, window, warn, rollover, service, model, low, inflight };
     tree.set_policy(&path, &name, spec, env.now_ms, &env.limits)?;
     Ok(Answer::new(Reply::Ok, true))

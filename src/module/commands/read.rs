@@ -8,8 +8,10 @@ use crate::engine::names::{self, MAX_DEPTH_HARD, display_path};
 use crate::engine::outcome::{HoldView, NodeView, PolicyView, ResetOutcome};
 use crate::engine::plan::Plan;
 use crate::engine::policy::{Grant, MAX_GRANTS};
+use crate::engine::tz::{self, Zone};
 use crate::engine::view::TreeQuery;
-use crate::engine::{Error, Result, Tree};
+use crate::engine::window::AnchorShown;
+use crate::engine::{Error, Result, Tree, Window};
 use std::sync::Arc;
 
 pub const GET: Command = Command { name: "QUOTA.GET", handler: Handler::Read(get) };
@@ -237,8 +239,17 @@ fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     let name = args.next_name("policy name")?;
     args.finish()?;
     let current = crate::plans::current_for(tree);
-    let closed = tree.history_seen(&path, &name, env.now_ms, current.as_ref())?;
-    Ok(Reply::Array(closed.iter().map(closed_reply).collect()))
+    let (window, closed) = tree.history_seen(&path, &name, env.now_ms, current.as_ref())?;
+    Ok(Reply::Array(closed.iter().map(|c| history_reply(c, &window)).collect()))
+}
+
+/// A HISTORY entry: a closed period with its `label` after `end`.
+fn history_reply(c: &ResetOutcome, window: &Window) -> Reply {
+    let mut reply = closed_reply(c);
+    if let (Reply::Map(fields), Some(label)) = (&mut reply, window.period_label(c.start_ms)) {
+        fields.insert(2, ("label", Reply::str(label)));
+    }
+    reply
 }
 
 pub fn closed_reply(c: &ResetOutcome) -> Reply {
@@ -320,9 +331,7 @@ pub fn policy_reply(p: &PolicyView) -> Reply {
         ("status", Reply::str(p.status.as_str())),
         ("warn", Reply::Array(p.warn.iter().map(|&w| Reply::Int(i64::from(w))).collect())),
     ]);
-    if let Some(anchor) = p.window.anchor() {
-        fields.push(("anchor", Reply::Int(i64::from(anchor))));
-    }
+    push_zone(&mut fields, &p.window);
     if let Some(cap) = p.rollover {
         fields.push(("rollover", Reply::amount(cap)));
     }
@@ -362,6 +371,23 @@ fn push_plan(reply: &mut Reply, tree: &Tree, current: Option<&Arc<Plan>>) {
         fields.push(("plan", Reply::opt_str(info.name.as_deref())));
         fields.push(("plan_version", info.version.map_or(Reply::Nil, Reply::ms)));
         fields.push(("plan_missing", Reply::flag(info.missing)));
+    }
+}
+
+/// `anchor` (a month's day, a week's day name, a year's `MM-DD`), `tz` (not
+/// UTC) and `tzdata` (a named zone's rules) of a calendar window.
+pub fn push_zone(fields: &mut Vec<(&'static str, Reply)>, window: &Window) {
+    match window.anchor_shown() {
+        Some(AnchorShown::Day(day)) => fields.push(("anchor", Reply::Int(i64::from(day)))),
+        Some(AnchorShown::Text(text)) => fields.push(("anchor", Reply::str(text))),
+        None => {}
+    }
+    let tz = window.tz();
+    if !tz.is_utc() {
+        fields.push(("tz", Reply::str(tz.name())));
+        if matches!(tz, Zone::Named(_)) {
+            fields.push(("tzdata", Reply::str(tz::tzdata_version())));
+        }
     }
 }
 
