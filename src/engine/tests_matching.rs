@@ -396,13 +396,10 @@ fn apply(t: &mut Tree, op: &Op, now: &mut u64, ids: &mut Vec<String>, l: &Limits
             s.limit /= Decimal::from(10u32.pow(limit % 3));
             match limit % 4 {
                 1 => {
-                    s.window =
-                        Window::Calendar { unit: crate::window::Unit::Hour, anchor: 1, tz: crate::tz::Zone::Utc };
+                    s.window = Window::Calendar { unit: crate::window::Unit::Hour, anchor: 1, tz: crate::tz::Zone::Utc };
                     s.rollover = Some(s.limit * Decimal::from(3));
                 }
-                2 => {
-                    s.window = Window::Calendar { unit: crate::window::Unit::Day, anchor: 1, tz: crate::tz::Zone::Utc }
-                }
+                2 => s.window = Window::Calendar { unit: crate::window::Unit::Day, anchor: 1, tz: crate::tz::Zone::Utc },
                 3 => s.window = Window::Rolling { duration_ms: 90_000 },
                 _ => {}
             }

@@ -416,10 +416,7 @@ mod tests {
 
     #[test]
     fn windows_parse_and_refuse() {
-        assert_eq!(
-            Window::parse("MONTH", Some(31), None).unwrap(),
-            Window::Calendar { unit: Unit::Month, anchor: 31, tz: Zone::Utc }
-        );
+        assert_eq!(Window::parse("MONTH", Some(31), None).unwrap(), Window::Calendar { unit: Unit::Month, anchor: 31, tz: Zone::Utc });
         assert_eq!(
             Window::parse("rolling", None, Some("30d")).unwrap(),
             Window::Rolling { duration_ms: 30 * DAY_MS as u64 }
