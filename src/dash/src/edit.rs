@@ -319,7 +319,7 @@ const WINDOWS: &[(&str, &str)] = &[
     ("none", "none (never resets)"),
     ("hour", "hour"),
     ("day", "day"),
-    ("week", "week (from Monday)"),
+    ("week", "week (from Monday, or the anchor day)"),
     ("month", "month"),
     ("year", "year"),
     ("rolling", "rolling"),
