@@ -1453,7 +1453,8 @@ pub(crate) mod tests {
         t.set_policy("", "n", tree_spec(), 0, &l).unwrap();
         // Policies of the root: 0 week, 1 year, 2 month 31, 3 day, 4 hour, 5 none.
         // part, what the error says
-        let rows: Vec<(Vec<(u32, u32, u16, &str)>, &str)> = vec![
+        type Entry<'a> = (u32, u32, u16, &'a str);
+        let rows: Vec<(Vec<Entry>, &str)> = vec![
             (vec![], "an empty calendar part"),
             (vec![(0, 0, 7, "UTC"), (0, 0, 7, "UTC")], "stored twice"),
             (vec![(0, 0, 7, "UTC"), (0, 1, 401, "UTC"), (0, 0, 6, "UTC")], "stored twice"),
