@@ -1218,6 +1218,14 @@ class PlanGen(Gen):
                                           "rolling 60s", "rolling 15m", "MONTH"])
             if fields["window"] == "month" and r.random() < 0.4:
                 fields["anchor"] = self.pick([1, 15, 31])
+            # Issue 21: week and year anchors as text, zones on calendar windows.
+            if fields["window"] == "week" and r.random() < 0.4:
+                fields["anchor"] = self.pick(["sunday", "Mon", "SATURDAY", "monday"])
+            if fields["window"] == "year" and r.random() < 0.4:
+                fields["anchor"] = self.pick(["04-01", "02-29", "01-01", "12-31"])
+            if fields["window"].lower() in ("day", "week", "month", "year") and r.random() < 0.3:
+                fields["tz"] = self.pick(["+05:30", "-03:00", "UTC", "+00:00", "America/New_York", "us/eastern",
+                                          "Europe/Berlin", "Asia/Kathmandu", "Etc/UTC"])
         if r.random() < 0.3:
             fields["mode"] = self.pick(["strict", "block", "open"])
         if r.random() < 0.25:
@@ -1232,7 +1240,8 @@ class PlanGen(Gen):
             bad = self.pick([("limit", "-5"), ("limit", "abc"), ("window", "fortnight"), ("window", "rolling 5x"),
                              ("anchor", 0), ("anchor", 5), ("mode", "lenient"), ("warn", [0]), ("warn", "80"),
                              ("rollover", "1"), ("model", "gpt"), ("extra", 1), ("metric", None), ("limit", None),
-                             ("limit", True), ("service", "a b")])
+                             ("limit", True), ("service", "a b"), ("tz", "Mars/Base"), ("tz", 5), ("tz", "+1:00"),
+                             ("anchor", "someday"), ("anchor", "02-30")])
             if bad[1] is None:
                 fields.pop(bad[0], None)
             else:

@@ -199,8 +199,15 @@ do
         return D.parse_non_negative(text)
     end
 
-    local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, mode = true, warn = true,
-        rollover = true, service = true, model = true, low = true, inflight = true }
+    local POLICY_FIELDS = { metric = true, limit = true, window = true, anchor = true, tz = true, mode = true,
+        warn = true, rollover = true, service = true, model = true, low = true, inflight = true }
+
+    -- ASCII-only lowercase, whatever the locale (Rust's to_ascii_lowercase).
+    local function ascii_lower(text)
+        return (string.gsub(text, "[A-Z]", function(c)
+            return string.char(string.byte(c) + 32)
+        end))
+    end
 
     -- One policy object of a pattern (`at` names it in errors:
     -- paths.<key>.<name>): its spec.
@@ -243,11 +250,30 @@ do
                 window = v
             end
         end
-        local anchor = nil
-        if map.anchor ~= nil then
-            anchor = integer_of(map.anchor, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
+        -- (The anchor's JSON type follows the window: a string for week
+        -- ("sunday") and year ("04-01"), an integer day 1-31 for month; any
+        -- other window takes either and refuses it by name.)
+        local unit = map.window ~= nil and ascii_lower(window) or nil
+        local anchor, a = nil, map.anchor
+        if a ~= nil then
+            if type(a) == "string" and (unit == nil or unit == "week" or unit == "year") then
+                anchor = a
+            elseif unit == "week" then
+                field_error(at .. ".anchor", 'must be a string such as "sunday"')
+            elseif unit == "year" then
+                field_error(at .. ".anchor", 'must be a string such as "04-01"')
+            elseif type(a) == "string" and unit ~= "month" then
+                anchor = a
+            else
+                local day = integer_of(a, 1, 31) or field_error(at .. ".anchor", "must be an integer from 1 to 31")
+                anchor = sformat("%d", day)
+            end
         end
-        local w = W.parse(window, anchor and sformat("%d", anchor), duration, nil)
+        local tz = map.tz
+        if tz ~= nil and type(tz) ~= "string" then
+            field_error(at .. ".tz", 'must be a string such as "Africa/Lagos" or "+01:00"')
+        end
+        local w = W.parse(window, anchor, duration, tz)
         -- (W.parse reads a duration only for rolling: anything after the
         -- name of another window is refused, not dropped.)
         if duration and not W.is_rolling(w) then
@@ -300,8 +326,9 @@ do
     end
 
     -- A policy's fields in canonical JSON: metric, limit, window, anchor
-    -- (month only), mode, warn, rollover, service, model, low, inflight
-    -- (when set).
+    -- as replies show it (a month's day always, a week's day name or a
+    -- year's MM-DD when not the default), tz (when not UTC), mode, warn,
+    -- rollover, service, model, low, inflight (when set).
     -- Rust twin: policy_to_json (src/engine/plan.rs)
     local function policy_to_json(spec)
         local w = W.decode(spec.wenc)
@@ -311,9 +338,15 @@ do
         end
         local out = { '{"metric":', json_string(spec.metric), ',"limit":', json_string(D.fmt(spec.limit)),
             ',"window":', json_string(W.label(w)) }
-        local anchor = W.anchor(w)
-        if anchor then
+        local anchor = W.anchor_shown(w)
+        if type(anchor) == "string" then
+            out[#out + 1] = ',"anchor":' .. json_string(anchor)
+        elseif anchor then
             out[#out + 1] = ',"anchor":' .. sformat("%d", anchor)
+        end
+        local tz = W.tz_name(w)
+        if tz then
+            out[#out + 1] = ',"tz":' .. json_string(tz)
         end
         out[#out + 1] = ',"mode":' .. json_string(spec.mode) .. ',"warn":[' .. tconcat(warn, ",") .. "]"
         if spec.rollover then

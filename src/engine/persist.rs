@@ -14,7 +14,10 @@
 //! children as a map by segment, a policy as its `QUOTA.SET` spec and its
 //! state), while the tree keeps compact forms (sibling links, a policy
 //! whose rarely used parts are boxed). A layout change alone needs no new
-//! version.
+//! version. What those shapes leave out travels in parts after them, one
+//! per version that added it (plan state, grants, access rules, usage,
+//! labels, and since version 6 the zone and the `week`/`year` anchor of a
+//! calendar window): see [`ENCODING_VERSION`].
 //!
 //! [`ENCODING_VERSION`] is the data type's `encver`. A new encoding gets a
 //! new number and the old decoder stays, so old RDB files keep loading.
@@ -39,6 +42,7 @@ use crate::policy::{Closed, Policy, PolicySpec, StoredGrants};
 use crate::pricing::{self, Price, PriceBook};
 use crate::restore::{Parts, StoredNode, StoredPlanState, StoredPolicy};
 use crate::tree::{Node, NodeId, Tree};
+use crate::window::{Unit, Window, WindowV1};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
@@ -66,7 +70,15 @@ use std::sync::Arc;
 /// flag, each live hold's `META`, the `META` of `expired` and
 /// `disallowed` events and that of each expired hold's finished id. A tree with none of these writes version 4's
 /// bytes and two 0 bytes.
-pub const ENCODING_VERSION: i32 = 5;
+///
+/// Version 6 (billing cycles in time zones, issue 21): version 5's bytes,
+/// then an option of [`CalendarPart`]: the anchor and zone of each policy
+/// whose calendar window has a zone other than UTC or a `week` or `year`
+/// anchor other than the default (version 1's shapes keep neither). The
+/// zone is stored by name and found again with `Zone::parse`: a name the
+/// zone table no longer has makes the payload an error. A tree with none
+/// of these writes version 5's bytes and one 0 byte.
+pub const ENCODING_VERSION: i32 = 6;
 
 /// Largest payload accepted when decoding (1 GiB).
 const DECODE_LIMIT: usize = 1 << 30;
@@ -553,6 +565,68 @@ impl LabelPart {
     }
 }
 
+/// What version 6 adds after the label part (see [`ENCODING_VERSION`]):
+/// (arena slot, policy index, anchor, zone name) of each policy whose
+/// calendar window differs from what version 1's shape gives back (a zone
+/// other than UTC, a `week` or `year` anchor other than the default), by
+/// position. The zone's name is its canonical one (`UTC`, `+05:30`,
+/// `America/New_York`); `restore` then validates the window.
+#[derive(Serialize, Deserialize, Default, PartialEq, Eq)]
+struct CalendarPart {
+    policies: Vec<(u32, u32, u16, String)>,
+}
+
+impl CalendarPart {
+    fn of(tree: &Tree) -> Option<CalendarPart> {
+        let mut part = CalendarPart::default();
+        for (slot, node) in tree.nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
+            for (i, policy) in node.policies.iter().enumerate() {
+                let window = policy.window();
+                if let Window::Calendar { anchor, tz, .. } = window
+                    && Window::from(WindowV1::from(window)) != window
+                {
+                    part.policies.push((slot as u32, i as u32, anchor, tz.name()));
+                }
+            }
+        }
+        (part != CalendarPart::default()).then_some(part)
+    }
+
+    /// Gives each named policy its anchor and zone, once; an entry must
+    /// change what version 1's shape gave (so equal trees have equal
+    /// bytes), and a `month` entry keeps the anchor that shape stored.
+    fn apply(self, parts: &mut Parts) -> Result<(), String> {
+        if self.policies.is_empty() {
+            return Err("an empty calendar part".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (slot, index, anchor, name) in self.policies {
+            if !seen.insert((slot, index)) {
+                return Err("a zone and anchor of a policy stored twice".into());
+            }
+            let policy = stored_policy(parts, slot, index).ok_or("a zone and anchor of a missing policy")?;
+            let Window::Calendar { unit, anchor: stored, tz: _ } = policy.spec.window else {
+                return Err("a zone and anchor of a window that is not a calendar".into());
+            };
+            let zone = crate::tz::Zone::parse(&name)
+                .map_err(|_| format!("unknown stored time zone '{}'", names::clip(&name)))?;
+            if zone.name() != name {
+                return Err(format!("stored time zone '{}' is not as the zone table spells it", names::clip(&name)));
+            }
+            if unit == Unit::Month && anchor != stored {
+                return Err("a stored month anchor that disagrees with its window".into());
+            }
+            let window = Window::Calendar { unit, anchor, tz: zone };
+            if window == policy.spec.window {
+                return Err("a stored zone and anchor that change nothing".into());
+            }
+            policy.spec.window = window;
+        }
+        Ok(())
+    }
+}
+
 /// Stored draws name valid paths, policies and grants, with amounts in range.
 fn validate_drawn(side: &DrawnSide) -> Result<(), String> {
     for draw in side.iter().flat_map(|(_, draws)| draws) {
@@ -647,6 +721,8 @@ pub fn encode(tree: &Tree) -> Vec<u8> {
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(usage, config()).unwrap_or_default());
     let labels = LabelPart::of(tree, &data.holds, &data.done);
     bytes.extend_from_slice(&bincode::serde::encode_to_vec(labels, config()).unwrap_or_default());
+    let calendar = CalendarPart::of(tree);
+    bytes.extend_from_slice(&bincode::serde::encode_to_vec(calendar, config()).unwrap_or_default());
     bytes
 }
 
@@ -750,6 +826,12 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
             ..=4 => (None, 0),
             _ => bincode::serde::decode_from_slice(rest, config()).map_err(|e| format!("undecodable labels: {e}"))?,
         };
+        let rest = &rest[last..];
+        let (calendar, last): (Option<CalendarPart>, usize) = match version {
+            ..=5 => (None, 0),
+            _ => bincode::serde::decode_from_slice(rest, config())
+                .map_err(|e| format!("undecodable zones and anchors: {e}"))?,
+        };
         if last != rest.len() {
             return Err(format!("{} trailing bytes after the tree", rest.len() - last));
         }
@@ -774,6 +856,9 @@ pub fn decode(bytes: &[u8], version: i32) -> Result<Tree, String> {
                 return Err("an empty labels part".into());
             }
             labels.apply(&mut parts)?;
+        }
+        if let Some(calendar) = calendar {
+            calendar.apply(&mut parts)?;
         }
     } else if version >= 2 && !rest.is_empty() {
         let (part, more): (PlanPart, usize) =
@@ -1116,12 +1201,12 @@ pub(crate) mod tests {
         let bytes = include_bytes!("../../tests/fixtures/tree-v3.bin");
         let tree = decode(bytes, 3).unwrap();
         assert_eq!(without_v4_fields(&grants_text(&tree)), include_str!("../../tests/fixtures/tree-v3.txt"));
-        assert_eq!(encode(&tree), crate::tests_support::as_v5(&as_v4(bytes)));
+        assert_eq!(encode(&tree), crate::tests_support::as_v6(&crate::tests_support::as_v5(&as_v4(bytes))));
         tree.check_invariants().unwrap();
         // The fixture is what the builder makes now.
         assert_eq!(
             encode(&crate::tests_support::without_usage(grants_tree())),
-            crate::tests_support::as_v5(&as_v4(bytes))
+            crate::tests_support::as_v6(&crate::tests_support::as_v5(&as_v4(bytes)))
         );
         // Corrupt grant parts are errors or valid trees, never panics.
         for i in 0..bytes.len() {
@@ -1238,6 +1323,248 @@ pub(crate) mod tests {
             policy.restore(Decimal::MAX, VecDeque::new(), VecDeque::new());
         }
         assert!(decode(&encode(&huge), ENCODING_VERSION).is_err());
+    }
+
+    /// A tree whose calendar windows have zones and `week`/`year` anchors
+    /// (issue 21): one policy of each kind, beside windows version 1's
+    /// shapes keep whole (a UTC month, an hour, a rolling window).
+    fn zoned_tree() -> Tree {
+        use crate::tz::Zone;
+        let l = Limits::default();
+        let mut t = Tree::new();
+        let cal = |unit, anchor, tz| PolicySpec { window: Window::Calendar { unit, anchor, tz }, ..tree_spec() };
+        t.set_policy("", "weekly", cal(Unit::Week, 7, Zone::Utc), 0, &l).unwrap();
+        t.set_policy("", "fiscal", cal(Unit::Year, 401, Zone::Fixed(330)), 0, &l).unwrap();
+        t.set_policy("", "plain", cal(Unit::Month, 15, Zone::Utc), 0, &l).unwrap();
+        t.set_policy("members", "monthly", cal(Unit::Month, 31, Zone::Fixed(-570)), 0, &l).unwrap();
+        t.set_policy("members", "daily", cal(Unit::Day, 1, Zone::Fixed(345)), 0, &l).unwrap();
+        t.set_policy("members", "hourly", cal(Unit::Hour, 1, Zone::Utc), 0, &l).unwrap();
+        t.set_policy("members/u1", "leap", cal(Unit::Year, 229, Zone::Fixed(-840)), 0, &l).unwrap();
+        t.set_policy("members/u1", "sunday", cal(Unit::Week, 7, Zone::Fixed(840)), 0, &l).unwrap();
+        let rolling = PolicySpec { window: Window::Rolling { duration_ms: 3_600_000 }, ..tree_spec() };
+        t.set_policy("members/u1", "recent", rolling, 0, &l).unwrap();
+        t.charge(charge_of("members/u1", "3", Some("c-1")), 86_400_000 * 40, &l).unwrap();
+        t
+    }
+
+    /// Each policy's window, by path and name.
+    fn windows_of(tree: &Tree) -> Vec<(String, String, Window)> {
+        let mut out = Vec::new();
+        for node in tree.nodes.iter().flatten() {
+            for policy in &node.policies {
+                out.push((node.path.to_string(), policy.name().to_string(), policy.window()));
+            }
+        }
+        out
+    }
+
+    /// Version 5's bytes of `tree` (version 6's without its last byte,
+    /// which must be `None`), then `part`.
+    fn with_calendar_part(tree: &Tree, part: &[(u32, u32, u16, &str)]) -> Vec<u8> {
+        let bytes = encode(tree);
+        let mut bytes = bytes[..bytes.len() - 1].to_vec();
+        let part = CalendarPart { policies: part.iter().map(|&(s, i, a, z)| (s, i, a, z.to_string())).collect() };
+        bytes.extend_from_slice(&bincode::serde::encode_to_vec(Some(part), config()).unwrap());
+        bytes
+    }
+
+    #[test]
+    fn zones_and_anchors_survive_encode_and_decode() {
+        let tree = zoned_tree();
+        let bytes = encode(&tree);
+        let back = decode(&bytes, ENCODING_VERSION).unwrap();
+        back.check_invariants().unwrap();
+        assert_eq!(windows_of(&back), windows_of(&tree));
+        assert_eq!(encode(&back), bytes);
+        let now = 86_400_000 * 41;
+        for path in ["", "members", "members/u1"] {
+            assert_eq!(format!("{:?}", back.get(path, now)), format!("{:?}", tree.get(path, now)));
+        }
+        // Only the windows version 1's shapes lose have an entry, by name.
+        let part = CalendarPart::of(&tree).unwrap();
+        let names: Vec<(u32, u32, u16, &str)> =
+            part.policies.iter().map(|(s, i, a, z)| (*s, *i, *a, z.as_str())).collect();
+        let (root, members, u1) = (0, tree.find("members").unwrap(), tree.find("members/u1").unwrap());
+        let index = |node: u32, name: &str| {
+            tree.nodes[node as usize].as_ref().unwrap().policies.iter().position(|p| p.name() == name).unwrap() as u32
+        };
+        let mut want = vec![
+            (root, index(root, "weekly"), 7, "UTC"),
+            (root, index(root, "fiscal"), 401, "+05:30"),
+            (members, index(members, "monthly"), 31, "-09:30"),
+            (members, index(members, "daily"), 1, "+05:45"),
+            (u1, index(u1, "leap"), 229, "-14:00"),
+            (u1, index(u1, "sunday"), 7, "+14:00"),
+        ];
+        want.sort();
+        let mut got = names;
+        got.sort();
+        assert_eq!(got, want);
+        // A tree without them writes version 5's bytes and one 0 byte.
+        let plain = sample();
+        let v6 = encode(&plain);
+        assert_eq!(v6.last(), Some(&0));
+        let v5 = decode(&v6[..v6.len() - 1], 5).unwrap();
+        assert_eq!(encode(&v5), v6);
+        // Version 5 reads no calendar part: one after its bytes is trailing.
+        assert!(decode(&bytes, 5).is_err());
+        assert!(decode(&v6, 5).is_err());
+        // Corrupt payloads are errors or valid trees, never panics.
+        for i in 0..bytes.len() {
+            for flip in [0xFF, 0x01] {
+                let mut b = bytes.clone();
+                b[i] ^= flip;
+                if let Ok(t) = decode(&b, ENCODING_VERSION) {
+                    t.check_invariants().unwrap();
+                    let _ = t.get("members/u1", now);
+                    let again = decode(&encode(&t), ENCODING_VERSION).unwrap();
+                    assert_eq!(encode(&again), encode(&t));
+                }
+            }
+            assert!(decode(&bytes[..i], ENCODING_VERSION).is_err(), "cut at {i}");
+        }
+    }
+
+    /// Writes `tests/fixtures/tree-v6.bin` (run once, by hand, when
+    /// encoding 6 is new: `cargo test -p quota-engine -- --ignored write_tree_v6`).
+    #[test]
+    #[ignore]
+    fn write_tree_v6_fixture() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+        std::fs::write(format!("{dir}/tree-v6.bin"), encode(&zoned_tree())).unwrap();
+    }
+
+    /// A tree with zones and week/year anchors written by encoding 6
+    /// (`tests/fixtures/tree-v6.bin`, fixed offsets only) loads with every
+    /// policy's window as it was, and is written back byte for byte.
+    #[test]
+    fn a_version_6_tree_still_loads() {
+        use crate::tz::Zone;
+        let bytes = include_bytes!("../../tests/fixtures/tree-v6.bin");
+        let tree = decode(bytes, 6).unwrap();
+        tree.check_invariants().unwrap();
+        assert_eq!(encode(&tree), bytes);
+        assert_eq!(encode(&zoned_tree()), bytes, "the fixture is what zoned_tree builds");
+        let cal = |unit, anchor, tz| Window::Calendar { unit, anchor, tz };
+        let shown: Vec<(String, String, Window)> = windows_of(&tree);
+        let want = [
+            ("", "weekly", cal(Unit::Week, 7, Zone::Utc)),
+            ("", "fiscal", cal(Unit::Year, 401, Zone::Fixed(330))),
+            ("", "plain", cal(Unit::Month, 15, Zone::Utc)),
+            ("members", "monthly", cal(Unit::Month, 31, Zone::Fixed(-570))),
+            ("members", "daily", cal(Unit::Day, 1, Zone::Fixed(345))),
+            ("members", "hourly", cal(Unit::Hour, 1, Zone::Utc)),
+            ("members/u1", "leap", cal(Unit::Year, 229, Zone::Fixed(-840))),
+            ("members/u1", "sunday", cal(Unit::Week, 7, Zone::Fixed(840))),
+            ("members/u1", "recent", Window::Rolling { duration_ms: 3_600_000 }),
+        ];
+        let want: Vec<(String, String, Window)> =
+            want.iter().map(|(p, n, w)| (p.to_string(), n.to_string(), *w)).collect();
+        assert_eq!(shown, want);
+    }
+
+    /// A calendar part no encoder writes is an error, never a panic: an
+    /// empty one, an entry twice, an entry of a missing policy or of a
+    /// window that is not a calendar, an anchor no `QUOTA.SET` takes, an
+    /// unknown or non-canonical zone, a zone on an `hour` window, and an
+    /// entry that changes nothing.
+    #[test]
+    fn corrupt_calendar_parts_are_errors_not_panics() {
+        let tree = zoned_tree();
+        let members = tree.find("members").unwrap();
+        let index = |name: &str| {
+            tree.nodes[members as usize].as_ref().unwrap().policies.iter().position(|p| p.name() == name).unwrap()
+                as u32
+        };
+        let plain = Tree::new();
+        let mut t = plain.clone();
+        let cal = |unit, anchor| PolicySpec {
+            window: Window::Calendar { unit, anchor, tz: crate::tz::Zone::Utc },
+            ..tree_spec()
+        };
+        let l = Limits::default();
+        t.set_policy("", "w", cal(Unit::Week, 1), 0, &l).unwrap();
+        t.set_policy("", "y", cal(Unit::Year, 101), 0, &l).unwrap();
+        t.set_policy("", "m", cal(Unit::Month, 31), 0, &l).unwrap();
+        t.set_policy("", "d", cal(Unit::Day, 1), 0, &l).unwrap();
+        t.set_policy("", "h", cal(Unit::Hour, 1), 0, &l).unwrap();
+        t.set_policy("", "n", tree_spec(), 0, &l).unwrap();
+        // Policies of the root: 0 week, 1 year, 2 month 31, 3 day, 4 hour, 5 none.
+        // part, what the error says
+        type Entry<'a> = (u32, u32, u16, &'a str);
+        let rows: Vec<(Vec<Entry>, &str)> = vec![
+            (vec![], "an empty calendar part"),
+            (vec![(0, 0, 7, "UTC"), (0, 0, 7, "UTC")], "stored twice"),
+            (vec![(0, 0, 7, "UTC"), (0, 1, 401, "UTC"), (0, 0, 6, "UTC")], "stored twice"),
+            (vec![(1, 0, 7, "UTC")], "missing policy"),
+            (vec![(0, 6, 7, "UTC")], "missing policy"),
+            (vec![(0, 5, 1, "+01:00")], "not a calendar"),
+            (vec![(0, 0, 0, "UTC")], "invalid window"),
+            (vec![(0, 0, 8, "UTC")], "invalid window"),
+            (vec![(0, 1, 230, "UTC")], "invalid window"),
+            (vec![(0, 1, 431, "UTC")], "invalid window"),
+            (vec![(0, 1, 1301, "UTC")], "invalid window"),
+            (vec![(0, 1, 100, "UTC")], "invalid window"),
+            (vec![(0, 1, 7, "UTC")], "invalid window"),
+            (vec![(0, 2, 15, "+01:00")], "disagrees"),
+            (vec![(0, 3, 2, "UTC")], "invalid window"),
+            (vec![(0, 4, 1, "+01:00")], "invalid window"),
+            (vec![(0, 3, 1, "Mars/Olympus_Mons")], "unknown stored time zone 'Mars/Olympus_Mons'"),
+            (vec![(0, 3, 1, "")], "unknown stored time zone"),
+            (vec![(0, 3, 1, "+1:00")], "unknown stored time zone"),
+            (vec![(0, 3, 1, "+14:01")], "unknown stored time zone"),
+            (vec![(0, 3, 1, "utc")], "not as the zone table spells it"),
+            (vec![(0, 3, 1, "+00:00")], "not as the zone table spells it"),
+            (vec![(0, 0, 1, "UTC")], "change nothing"),
+            (vec![(0, 1, 101, "UTC")], "change nothing"),
+            (vec![(0, 2, 31, "UTC")], "change nothing"),
+        ];
+        for (part, why) in &rows {
+            let err = decode(&with_calendar_part(&t, part), ENCODING_VERSION).map(|_| ()).unwrap_err();
+            assert!(err.contains(why), "{part:?}: {err}");
+        }
+        // What the encoder writes loads.
+        for part in [
+            vec![(0, 0, 7, "UTC")],
+            vec![(0, 0, 2, "+14:00"), (0, 1, 229, "UTC")],
+            vec![(0, 2, 31, "-00:30"), (0, 3, 1, "+05:45")],
+        ] {
+            let bytes = with_calendar_part(&t, &part);
+            let back = decode(&bytes, ENCODING_VERSION).unwrap_or_else(|e| panic!("{part:?}: {e}"));
+            assert_eq!(encode(&back), bytes);
+        }
+        // Entries of another tree's policies: missing here.
+        let other = with_calendar_part(&plain, &[(members, index("monthly"), 31, "-09:30")]);
+        assert!(decode(&other, ENCODING_VERSION).unwrap_err().contains("missing policy"));
+    }
+
+    /// A named zone is stored by name and found again by name.
+    #[test]
+    fn a_named_zone_survives_encode_and_decode() {
+        let zone = crate::tz::Zone::parse("America/New_York").unwrap();
+        let l = Limits::default();
+        let mut t = Tree::new();
+        for (name, unit, anchor, zone) in [
+            ("ny", Unit::Month, 1, zone),
+            ("etc", Unit::Day, 1, crate::tz::Zone::parse("Etc/UTC").unwrap()),
+            ("link", Unit::Week, 7, crate::tz::Zone::parse("us/eastern").unwrap()),
+        ] {
+            let spec = PolicySpec { window: Window::Calendar { unit, anchor, tz: zone }, ..tree_spec() };
+            t.set_policy("", name, spec, 0, &l).unwrap();
+        }
+        let bytes = encode(&t);
+        let back = decode(&bytes, ENCODING_VERSION).unwrap();
+        assert_eq!(windows_of(&back), windows_of(&t));
+        assert_eq!(encode(&back), bytes);
+        let stored: Vec<String> = CalendarPart::of(&t).unwrap().policies.into_iter().map(|p| p.3).collect();
+        assert_eq!(stored, ["America/New_York", "Etc/UTC", "US/Eastern"]);
+        // (A tree with no part of its own: the helper appends one.)
+        let mut utc = Tree::new();
+        let spec = PolicySpec { window: Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc }, ..tree_spec() };
+        utc.set_policy("", "ny", spec, 0, &l).unwrap();
+        let bad = with_calendar_part(&utc, &[(0, 0, 1, "america/new_york")]);
+        let err = decode(&bad, ENCODING_VERSION).unwrap_err();
+        assert!(err.contains("spells"), "{err}");
     }
 
     /// Review: every byte of a tree with grants flipped in turn decodes to

@@ -33,7 +33,7 @@ use super::amount;
 use super::error::{Error, Result};
 use super::names;
 use super::policy::{Mode, PolicySpec, Warn, parse_warn};
-use super::window::Window;
+use super::window::{AnchorShown, Window};
 
 /// Most plans in the plan book.
 pub const MAX_PLANS: usize = 1_000;
@@ -199,7 +199,7 @@ fn decimal_field(value: &Value, field: &str) -> Result<rust_decimal::Decimal> {
 
 /// The policy fields a plan accepts, in the order they are read and printed.
 const POLICY_FIELDS: &[&str] =
-    &["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model", "low", "inflight"];
+    &["metric", "limit", "window", "anchor", "tz", "mode", "warn", "rollover", "service", "model", "low", "inflight"];
 
 /// One policy of a plan: `object` is the JSON object given for it, `at`
 /// the field path that names it in errors (`paths.<key>.<name>`).
@@ -231,21 +231,35 @@ fn policy_from_json(
             return Err(field_error(&name_of("window"), "must be a string such as \"month\" or \"rolling 24h\""));
         }
     };
-    let anchor = match object.get("anchor") {
-        None => None,
-        Some(v) => match integer_literal(v) {
+    // The anchor's JSON type follows the window: a string for `week`
+    // ("sunday") and `year` ("04-01"), an integer day from 1 to 31 for
+    // `month`; any other window takes either and refuses it by name.
+    let unit = window.map(|w| w.split(' ').next().unwrap_or(w).to_ascii_lowercase());
+    let anchor: Option<String> = match (unit.as_deref(), object.get("anchor")) {
+        (_, None) => None,
+        (Some("week" | "year") | None, Some(Value::String(a))) => Some(a.clone()),
+        (Some("week"), Some(_)) => return Err(field_error(&name_of("anchor"), "must be a string such as \"sunday\"")),
+        (Some("year"), Some(_)) => return Err(field_error(&name_of("anchor"), "must be a string such as \"04-01\"")),
+        (Some(u), Some(Value::String(a))) if u != "month" => Some(a.clone()),
+        (_, Some(v)) => match integer_literal(v) {
             Some(d) if (1..=31).contains(&d) => Some(d.to_string()),
             _ => return Err(field_error(&name_of("anchor"), "must be an integer from 1 to 31")),
         },
     };
+    let tz = match object.get("tz") {
+        None => None,
+        Some(Value::String(z)) => Some(z.as_str()),
+        Some(_) => return Err(field_error(&name_of("tz"), "must be a string such as \"Africa/Lagos\" or \"+01:00\"")),
+    };
+    let anchor = anchor.as_deref();
     let window = match window {
-        None => Window::parse("none", anchor.as_deref(), None, None)?,
+        None => Window::parse("none", anchor, None, tz)?,
         Some(text) => {
             let (name, duration) = match text.split_once(' ') {
                 Some((name, duration)) => (name, Some(duration)),
                 None => (text, None),
             };
-            let window = Window::parse(name, anchor.as_deref(), duration, None)?;
+            let window = Window::parse(name, anchor, duration, tz)?;
             // Window::parse reads a duration only for `rolling`: anything
             // after the name of another window is refused, not dropped.
             if duration.is_some() && !matches!(window, Window::Rolling { .. }) {
@@ -296,15 +310,23 @@ fn policy_from_json(
 }
 
 /// A policy as canonical JSON: the fields of [`POLICY_FIELDS`] in their
-/// order, `anchor` only for a month window, `rollover`, `service`,
+/// order, `anchor` as replies show it (a `month` window's day, always; a
+/// `week` or `year` window's day name or `MM-DD` when not the default), `tz`
+/// only when not UTC, `rollover`, `service`,
 /// `model` and `low` only when set, `inflight` only when true.
 /// Lua twin: `policy_to_json` (lua/src/35_plan.lua).
 fn policy_to_json(spec: &PolicySpec, out: &mut String) {
     let text = |s: &str| Value::String(s.to_string()).to_string();
     out.push_str(&format!("{{\"metric\":{},\"limit\":{}", text(&spec.metric), text(&amount::format(spec.limit))));
     out.push_str(&format!(",\"window\":{}", text(&spec.window.label())));
-    if let Some(anchor) = spec.window.anchor() {
-        out.push_str(&format!(",\"anchor\":{anchor}"));
+    match spec.window.anchor_shown() {
+        Some(AnchorShown::Day(day)) => out.push_str(&format!(",\"anchor\":{day}")),
+        Some(AnchorShown::Text(anchor)) => out.push_str(&format!(",\"anchor\":{}", text(&anchor))),
+        None => {}
+    }
+    let tz = spec.window.tz();
+    if !tz.is_utc() {
+        out.push_str(&format!(",\"tz\":{}", text(&tz.name())));
     }
     let warn: Vec<String> = spec.warn.iter().map(u8::to_string).collect();
     out.push_str(&format!(",\"mode\":{},\"warn\":[{}]", text(spec.mode.as_str()), warn.join(",")));

@@ -563,11 +563,20 @@ fn validate_event(event: &Event) -> Result<(), String> {
     if named { Ok(()) } else { Err(bad()) }
 }
 
+/// A window as `QUOTA.SET` could make it: a `month` anchor is a day 1–31,
+/// a `week` anchor an ISO weekday 1–7, a `year` anchor month × 100 + day
+/// of a date that exists in a leap year (02-29 included), `hour` and `day`
+/// have anchor 1, and an `hour` window has no zone.
 fn validate_window(window: &Window) -> Result<(), String> {
     let ok = match window {
         Window::None => true,
         Window::Calendar { unit: Unit::Month, anchor, .. } => (1..=31).contains(anchor),
-        Window::Calendar { unit: Unit::Year, anchor, .. } => *anchor == 101,
+        Window::Calendar { unit: Unit::Week, anchor, .. } => (1..=7).contains(anchor),
+        Window::Calendar { unit: Unit::Year, anchor, .. } => {
+            let (month, day) = (i64::from(anchor / 100), i64::from(anchor % 100));
+            (1..=12).contains(&month) && day >= 1 && day <= crate::window::days_in_month(2000, month)
+        }
+        Window::Calendar { unit: Unit::Hour, anchor, tz } => *anchor == 1 && tz.is_utc(),
         Window::Calendar { anchor, .. } => *anchor == 1,
         Window::Rolling { duration_ms } => (ROLLING_MIN_MS..=ROLLING_MAX_MS).contains(duration_ms),
     };

@@ -340,12 +340,13 @@ fn rules_inflight_events_and_remembered_access_checks_survive_encode_and_decode(
     assert_eq!(v4_text(&back), v4_text(&t));
     back.check_invariants().unwrap();
     // A tree without any of it writes version 3's bytes and one byte (and
-    // version 5 two more: no usage, no labels).
+    // version 5 two more: no usage, no labels; version 6 one more: no zones).
     let plain = Tree::new();
     let plain_bytes = persist::encode(&plain);
-    assert_eq!(plain_bytes[plain_bytes.len() - 3..], [0, 0, 0]);
-    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 3], 3).is_ok());
-    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 2], 4).is_ok());
+    assert_eq!(plain_bytes[plain_bytes.len() - 4..], [0, 0, 0, 0]);
+    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 4], 3).is_ok());
+    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 3], 4).is_ok());
+    assert!(persist::decode(&plain_bytes[..plain_bytes.len() - 1], 5).is_ok());
     // Corrupt payloads are errors or valid trees, never panics.
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
@@ -457,9 +458,9 @@ fn v4_text(t: &Tree) -> String {
 fn write_tree_v4_fixture() {
     let tree = v4_tree();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
-    // Version 4's bytes: version 5's without its two trailing `None`s.
+    // Version 4's bytes: version 6's without its three trailing `None`s.
     let bytes = persist::encode(&tree);
-    std::fs::write(format!("{dir}/tree-v4.bin"), &bytes[..bytes.len() - 2]).unwrap();
+    std::fs::write(format!("{dir}/tree-v4.bin"), &bytes[..bytes.len() - 3]).unwrap();
     std::fs::write(format!("{dir}/tree-v4.txt"), v4_text(&tree)).unwrap();
 }
 
@@ -474,10 +475,11 @@ fn a_version_4_tree_still_loads() {
         crate::tests_support::without_v5_fields(&v4_text(&tree)),
         include_str!("../../tests/fixtures/tree-v4.txt")
     );
-    assert_eq!(persist::encode(&tree), crate::tests_support::as_v5(bytes));
+    let as_v6 = |b: &[u8]| crate::tests_support::as_v6(&crate::tests_support::as_v5(b));
+    assert_eq!(persist::encode(&tree), as_v6(bytes));
     tree.check_invariants().unwrap();
     // The fixture is what the builder makes now.
-    assert_eq!(persist::encode(&crate::tests_support::without_usage(v4_tree())), crate::tests_support::as_v5(bytes));
+    assert_eq!(persist::encode(&crate::tests_support::without_usage(v4_tree())), as_v6(bytes));
 }
 
 // ----- property tests ----------------------------------------------------

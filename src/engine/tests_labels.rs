@@ -418,24 +418,25 @@ fn labels_and_meta_survive_encode_and_decode_and_cost_nothing_when_absent() {
     let mut loaded = persist::decode(&bytes, persist::ENCODING_VERSION).unwrap();
     let r = loaded.reserve(reserve(&["projects/p1"], "1"), 30, &Limits::default()).unwrap();
     assert_eq!(r.denied_by, ["projects#archived"]);
-    // Without labels or META: version 4's bytes and two 0 bytes.
+    // Without labels or META: version 4's bytes and two 0 bytes (and
+    // version 6's one more: no zones).
     let plain = persist::encode(&Tree::new());
-    assert_eq!(plain[plain.len() - 2..], [0, 0]);
+    assert_eq!(plain[plain.len() - 3..], [0, 0, 0]);
     assert!(t.estimated_bytes() > Tree::new().estimated_bytes());
     // Corrupt payloads are errors or valid trees, never panics.
     for i in 0..bytes.len() {
         let mut b = bytes.clone();
         b[i] ^= 0xFF;
-        if let Ok(t) = persist::decode(&b, 5) {
+        if let Ok(t) = persist::decode(&b, persist::ENCODING_VERSION) {
             t.check_invariants().unwrap();
         }
-        assert!(persist::decode(&bytes[..i], 5).is_err());
+        assert!(persist::decode(&bytes[..i], persist::ENCODING_VERSION).is_err());
     }
     // A usage part (not written by this module yet) is refused, not skipped.
     let mut with_usage = plain.clone();
     let n = with_usage.len();
-    with_usage[n - 2] = 1;
-    assert!(persist::decode(&with_usage, 5).is_err());
+    with_usage[n - 3] = 1;
+    assert!(persist::decode(&with_usage, persist::ENCODING_VERSION).is_err());
 }
 
 #[test]
@@ -519,13 +520,15 @@ fn restore_refuses_labels_and_meta_no_command_could_make() {
         let mut t = labelled_tree();
         change(&mut t);
         if why.is_empty() {
-            assert!(persist::decode(&persist::encode(&t), 5).is_ok(), "case {i}");
+            assert!(persist::decode(&persist::encode(&t), persist::ENCODING_VERSION).is_ok(), "case {i}");
             continue;
         }
-        let err = persist::decode(&persist::encode(&t), 5).map(|_| ()).expect_err(&format!("case {i}"));
+        let err = persist::decode(&persist::encode(&t), persist::ENCODING_VERSION)
+            .map(|_| ())
+            .expect_err(&format!("case {i}"));
         assert!(err.contains(why), "case {i}: {err}");
     }
-    assert!(persist::decode(&persist::encode(&labelled_tree()), 5).is_ok());
+    assert!(persist::decode(&persist::encode(&labelled_tree()), persist::ENCODING_VERSION).is_ok());
 }
 
 /// `meta` became a keyword (META, issue 18), so no new command takes it as
@@ -558,15 +561,16 @@ fn stored_metrics_named_meta_still_load() {
     let charge = ChargeRequest { set, id: Some("c1".into()), check: false, cost, brief: false, meta: None };
     t.charge(charge, 2, &l).unwrap();
     t.expire(5000, &l);
-    // Version 4's bytes: version 5's without usage and labels (two `None`s).
+    // Version 4's bytes: version 6's without usage, labels and zones (three `None`s).
     let v4 = persist::encode(&crate::tests_support::without_usage(t.clone()));
-    let v4 = &v4[..v4.len() - 2];
+    let v4 = &v4[..v4.len() - 3];
     let back = persist::decode(v4, 4).unwrap();
-    assert_eq!(persist::encode(&back), as_v5(v4));
+    assert_eq!(persist::encode(&back), crate::tests_support::as_v6(&as_v5(v4)));
     assert_eq!(back.get("", 5000).unwrap().policies[0].metric, "meta");
     // Encoding 5, with the usage recorded on `meta`, loads too.
-    let back = persist::decode(&persist::encode(&t), 5).unwrap();
-    assert_eq!(persist::encode(&back), persist::encode(&t));
+    let v6 = persist::encode(&t);
+    let back = persist::decode(&v6[..v6.len() - 1], 5).unwrap();
+    assert_eq!(persist::encode(&back), v6);
 
     // A plan and a price on `meta`: the books of the previous release load.
     let plan = Plan::new("pro", 1, vec![("*".into(), vec![("m".into(), spec("meta", "5"))])]).unwrap();
@@ -696,7 +700,9 @@ fn v5_text(t: &Tree) -> String {
 fn write_tree_v5_fixture() {
     let tree = v5_tree();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
-    std::fs::write(format!("{dir}/tree-v5.bin"), persist::encode(&tree)).unwrap();
+    // Version 5's bytes: version 6's without its trailing `None`.
+    let bytes = persist::encode(&tree);
+    std::fs::write(format!("{dir}/tree-v5.bin"), &bytes[..bytes.len() - 1]).unwrap();
     std::fs::write(format!("{dir}/tree-v5.txt"), v5_text(&tree)).unwrap();
 }
 
@@ -709,8 +715,8 @@ fn a_version_5_tree_still_loads() {
     let tree = persist::decode(bytes, 5).unwrap();
     let text = crate::tests_support::without_base_limit(&v5_text(&tree));
     assert_eq!(text, include_str!("../../tests/fixtures/tree-v5.txt"));
-    assert_eq!(persist::encode(&tree), bytes);
+    assert_eq!(persist::encode(&tree), crate::tests_support::as_v6(bytes));
     tree.check_invariants().unwrap();
     // The fixture is what the builder makes now.
-    assert_eq!(persist::encode(&v5_tree()), bytes);
+    assert_eq!(persist::encode(&v5_tree()), crate::tests_support::as_v6(bytes));
 }

@@ -545,3 +545,160 @@ fn a_plan_policy_may_be_inflight() {
         assert!(got.starts_with(reply), "{fields}: {got}");
     }
 }
+
+/// `anchor` and `tz` (issue 21): the anchor's JSON type follows the window
+/// (an integer day for `month`, a string for `week` and `year`), the zone
+/// is a string; the canonical JSON shows the anchor as replies do (a
+/// `week` or `year` anchor only when not the default) and the zone right
+/// after it, only when not UTC.
+#[test]
+fn a_plan_policy_may_have_a_zone_and_an_anchor() {
+    // fields, what the canonical JSON has between the window and the mode
+    let rows = [
+        (r#""window":"week""#, r#""window":"week","mode""#),
+        (r#""window":"week","anchor":"SUN""#, r#""window":"week","anchor":"sunday","mode""#),
+        (r#""window":"week","anchor":"Monday""#, r#""window":"week","mode""#),
+        (
+            r#""window":"week","anchor":"saturday","tz":"-03:00""#,
+            r#""window":"week","anchor":"saturday","tz":"-03:00","mode""#,
+        ),
+        (r#""window":"year""#, r#""window":"year","mode""#),
+        (r#""window":"year","anchor":"01-01""#, r#""window":"year","mode""#),
+        (r#""window":"year","anchor":"04-01""#, r#""window":"year","anchor":"04-01","mode""#),
+        (
+            r#""window":"year","anchor":"02-29","tz":"+14:00""#,
+            r#""window":"year","anchor":"02-29","tz":"+14:00","mode""#,
+        ),
+        (r#""window":"month","tz":"+05:30""#, r#""window":"month","anchor":1,"tz":"+05:30","mode""#),
+        (r#""tz":"-09:30","anchor":31,"window":"MONTH""#, r#""window":"month","anchor":31,"tz":"-09:30","mode""#),
+        (r#""window":"day","tz":"+05:45""#, r#""window":"day","tz":"+05:45","mode""#),
+        // UTC is the default, however it is written.
+        (r#""window":"day","tz":"utc""#, r#""window":"day","mode""#),
+        (r#""window":"day","tz":"+00:00""#, r#""window":"day","mode""#),
+        (r#""window":"month","tz":"-00:00""#, r#""window":"month","anchor":1,"mode""#),
+    ];
+    for (fields, want) in rows {
+        let json = policy(&format!(r#""metric":"credits","limit":"10",{fields}"#));
+        let plan = Plan::from_json("pro", &json).unwrap_or_else(|e| panic!("{fields}: {e}")).0.with_version(1);
+        assert!(plan.to_json().contains(want), "{fields}: {}", plan.to_json());
+        // The canonical JSON reads back as the same plan.
+        let (again, _) = Plan::from_json("pro", plan.to_json()).unwrap();
+        assert_eq!(again.to_json(), plan.to_json());
+        assert_eq!(again, plan);
+    }
+    // fields, the whole reply: type errors by field first, then the
+    // window's own checks in their order (window, ANCHOR, TZ)
+    let rows = [
+        (
+            r#""window":"week","anchor":7"#,
+            r#"ERR syntax: plan field 'paths./.p.anchor': must be a string such as "sunday""#,
+        ),
+        (
+            r#""window":"year","anchor":401"#,
+            r#"ERR syntax: plan field 'paths./.p.anchor': must be a string such as "04-01""#,
+        ),
+        (
+            r#""window":"Year","anchor":null"#,
+            r#"ERR syntax: plan field 'paths./.p.anchor': must be a string such as "04-01""#,
+        ),
+        (
+            r#""window":"month","anchor":"5""#,
+            "ERR syntax: plan field 'paths./.p.anchor': must be an integer from 1 to 31",
+        ),
+        (
+            r#""window":"day","anchor":true"#,
+            "ERR syntax: plan field 'paths./.p.anchor': must be an integer from 1 to 31",
+        ),
+        (
+            r#""window":"day","tz":5"#,
+            r#"ERR syntax: plan field 'paths./.p.tz': must be a string such as "Africa/Lagos" or "+01:00""#,
+        ),
+        (
+            r#""window":"fortnight","tz":["UTC"]"#,
+            r#"ERR syntax: plan field 'paths./.p.tz': must be a string such as "Africa/Lagos" or "+01:00""#,
+        ),
+        (
+            r#""window":"week","anchor":"sun day""#,
+            "ERR syntax: ANCHOR for WINDOW week is a day such as sunday, not 'sun day'",
+        ),
+        (r#""window":"week","anchor":"""#, "ERR syntax: ANCHOR for WINDOW week is a day such as sunday, not ''"),
+        (
+            r#""window":"year","anchor":"4-1""#,
+            "ERR syntax: ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '4-1'",
+        ),
+        (
+            r#""window":"year","anchor":"02-30""#,
+            "ERR syntax: ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '02-30'",
+        ),
+        (
+            r#""window":"year","anchor":"04-31""#,
+            "ERR syntax: ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '04-31'",
+        ),
+        (
+            r#""window":"year","anchor":"13-01""#,
+            "ERR syntax: ANCHOR for WINDOW year is a date MM-DD such as 04-01, not '13-01'",
+        ),
+        (r#""window":"day","anchor":"sunday""#, "ERR syntax: ANCHOR applies only to WINDOW week, month and year"),
+        (r#""anchor":"04-01""#, "ERR syntax: ANCHOR applies only to WINDOW week, month and year"),
+        (
+            r#""window":"rolling 1h","anchor":"sunday""#,
+            "ERR syntax: ANCHOR applies only to WINDOW week, month and year",
+        ),
+        (
+            r#""window":"fortnight","anchor":"sunday","tz":"x""#,
+            "ERR syntax: unknown WINDOW 'fortnight': use none, hour, day, week, month, year or rolling <duration>",
+        ),
+        (
+            r#""window":"week","anchor":"someday","tz":"x""#,
+            "ERR syntax: ANCHOR for WINDOW week is a day such as sunday, not 'someday'",
+        ),
+        (r#""window":"hour","tz":"+01:00""#, "ERR syntax: TZ applies only to WINDOW day, week, month and year"),
+        (r#""window":"rolling 1h","tz":"UTC""#, "ERR syntax: TZ applies only to WINDOW day, week, month and year"),
+        (r#""tz":"+01:00""#, "ERR syntax: TZ applies only to WINDOW day, week, month and year"),
+        (r#""window":"none","tz":"+01:00""#, "ERR syntax: TZ applies only to WINDOW day, week, month and year"),
+        (
+            r#""window":"day","tz":"+1:00""#,
+            "ERR syntax: unknown time zone '+1:00': use an IANA name such as Africa/Lagos or an offset such as +01:00",
+        ),
+        (
+            r#""window":"day","tz":"+14:30""#,
+            "ERR syntax: unknown time zone '+14:30': use an IANA name such as Africa/Lagos or an offset such as +01:00",
+        ),
+        (
+            r#""window":"day","tz":"+05:60""#,
+            "ERR syntax: unknown time zone '+05:60': use an IANA name such as Africa/Lagos or an offset such as +01:00",
+        ),
+        (
+            r#""window":"day","tz":"Mars/Olympus_Mons""#,
+            "ERR syntax: unknown time zone 'Mars/Olympus_Mons': use an IANA name such as Africa/Lagos or an offset such as +01:00",
+        ),
+        (
+            r#""window":"day","tz":"""#,
+            "ERR syntax: unknown time zone '': use an IANA name such as Africa/Lagos or an offset such as +01:00",
+        ),
+    ];
+    for (fields, want) in rows {
+        assert_eq!(error_of(&policy(&format!(r#""metric":"credits","limit":"10",{fields}"#))), want, "{fields}");
+    }
+}
+
+/// Named zones in a plan keep the table's spelling, links and zero-offset
+/// names included (`Etc/UTC` stays named).
+#[test]
+fn a_plan_policy_may_name_an_iana_zone() {
+    // given, canonical
+    for (given, want) in [
+        ("America/New_York", "America/New_York"),
+        ("america/new_york", "America/New_York"),
+        ("US/Eastern", "US/Eastern"),
+        ("Etc/UTC", "Etc/UTC"),
+        ("Europe/London", "Europe/London"),
+        ("Asia/Kathmandu", "Asia/Kathmandu"),
+    ] {
+        let json = policy(&format!(r#""metric":"credits","limit":"10","window":"month","tz":"{given}""#));
+        let plan = Plan::from_json("pro", &json).unwrap().0.with_version(1);
+        assert!(plan.to_json().contains(&format!(r#""anchor":1,"tz":"{want}","mode""#)), "{}", plan.to_json());
+        let (again, _) = Plan::from_json("pro", plan.to_json()).unwrap();
+        assert_eq!(again, plan);
+    }
+}

@@ -8,6 +8,7 @@
 export type Schema =
   | 'str' // text (or nil)
   | 'int' // integer, flag (or nil)
+  | 'intorstr' // an integer or a text by kind (a policy's anchor: 31, 'sunday', '04-01')
   | 'amount' // decimal string -> the amount type
   | 'amounts' // map metric -> amount
   | 'strmap' // map name -> text (META pairs), order kept
@@ -85,6 +86,8 @@ export function decode<A>(raw: unknown, schema: Schema, dec: DecimalFactory<A>):
         return text(raw);
       case 'int':
         return int(raw);
+      case 'intorstr':
+        return raw == null || typeof raw === 'number' || typeof raw === 'bigint' ? int(raw) : text(raw);
       case 'amount': {
         const t = text(raw);
         return t === null ? null : dec(t);

@@ -53,7 +53,10 @@ export interface SetOptions {
   metric: string;
   limit: AmountIn;
   window?: string;
-  anchor?: number;
+  /** A month's day (15), a week's day ('sunday') or a year's start ('04-01'). */
+  anchor?: number | string;
+  /** The zone of a day, week, month or year window: 'America/New_York', '+05:30'. */
+  tz?: string;
   mode?: 'strict' | 'block' | 'open';
   warn?: number[];
   rollover?: AmountIn;
@@ -375,7 +378,8 @@ export class Quota<A = string> {
   async set(tree: string, path: string, policy: string, o: SetOptions): Promise<string> {
     const args = [path, policy, 'METRIC', o.metric, 'LIMIT', amountText(o.limit)];
     if (o.window !== undefined) args.push('WINDOW', o.window);
-    if (o.anchor !== undefined) args.push('ANCHOR', int(o.anchor, 'anchor'));
+    if (o.anchor !== undefined) args.push('ANCHOR', typeof o.anchor === 'string' ? o.anchor : int(o.anchor, 'anchor'));
+    if (o.tz !== undefined) args.push('TZ', o.tz);
     if (o.mode !== undefined) args.push('MODE', o.mode);
     if (o.warn !== undefined) args.push('WARN', o.warn.map((w) => int(w, 'warn')).join(','));
     if (o.rollover !== undefined) args.push('ROLLOVER', amountText(o.rollover));

@@ -101,7 +101,12 @@ export interface Policy<A = string> extends Extra {
   remaining: A;
   status: string;
   warn: number[];
-  anchor?: number;
+  /** A month's day (31), a week's day ('sunday') or a year's start ('04-01'). */
+  anchor?: number | string;
+  /** The zone of a calendar window when not UTC ('America/New_York', '+05:30'). */
+  tz?: string;
+  /** The zone rules' version ('2026f'), for a named zone. */
+  tzdata?: string;
   rollover?: A;
   service?: string;
   model?: string;
@@ -172,6 +177,9 @@ export interface RevokeReply<A = string> extends Extra {
 export interface Period<A = string> extends Extra {
   start: number;
   end: number;
+  /** The period's first local date in the policy's zone ('2026', '2026-11', '2026-11-27',
+   * '2026-11-27T13'); absent for rolling and none windows. */
+  label?: string;
   used: A;
   allowance: A;
   rolled_over: A;
@@ -279,8 +287,8 @@ const drawn: ObjSchema = { obj: { path: 'str', policy: 'str', grant: 'str', amou
 
 const policyFields: Record<string, Schema> = {
   policy: 'str', metric: 'str', mode: 'str', window: 'str', limit: 'amount', base_limit: 'amount',
-  used: 'amount', held: 'amount', remaining: 'amount', status: 'str', warn: 'ints', anchor: 'int',
-  rollover: 'amount', service: 'str', model: 'str', low: 'amount', granted: 'amount',
+  used: 'amount', held: 'amount', remaining: 'amount', status: 'str', warn: 'ints', anchor: 'intorstr',
+  tz: 'str', tzdata: 'str', rollover: 'amount', service: 'str', model: 'str', low: 'amount', granted: 'amount',
   period_start: 'int', period_end: 'int', inflight: 'int', source: 'str',
 };
 const accessEntry: ObjSchema = { obj: { service: 'str', model: 'str' } };
@@ -301,7 +309,7 @@ const grant: ObjSchema = {
   },
 };
 const period: ObjSchema = {
-  obj: { start: 'int', end: 'int', used: 'amount', allowance: 'amount', rolled_over: 'amount', granted: 'amount' },
+  obj: { start: 'int', end: 'int', label: 'str', used: 'amount', allowance: 'amount', rolled_over: 'amount', granted: 'amount' },
 };
 
 export const SCHEMAS = {

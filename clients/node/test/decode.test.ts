@@ -28,6 +28,23 @@ describe('decode', () => {
     assert.deepEqual(decode(mapped, SCHEMAS.reserve, id), a);
   });
 
+  it('a policy anchor is an integer or a text, with tz and tzdata; a history entry has a label; older servers send none', () => {
+    const policy = (raw: unknown) => (decode({ policies: [raw] }, SCHEMAS.get, id) as any).policies[0];
+    const m2 = policy(['policy', 'm', 'window', 'month', 'anchor', 31, 'tz', 'America/New_York', 'tzdata', '2026f']);
+    const m3 = policy(new Map<unknown, unknown>([
+      [Buffer.from('policy'), Buffer.from('m')], ['window', 'month'], ['anchor', 31],
+      ['tz', Buffer.from('America/New_York')], ['tzdata', '2026f'],
+    ]));
+    assert.deepEqual(m2, { policy: 'm', window: 'month', anchor: 31, tz: 'America/New_York', tzdata: '2026f' });
+    assert.deepEqual(m3, m2);
+    assert.deepEqual(policy(['window', 'week', 'anchor', Buffer.from('sunday'), 'tz', '+05:30']),
+      { window: 'week', anchor: 'sunday', tz: '+05:30' });
+    assert.deepEqual(policy({ window: 'year', anchor: '04-01' }), { window: 'year', anchor: '04-01' });
+    assert.deepEqual(policy({ window: 'month', anchor: 1 }), { window: 'month', anchor: 1 });
+    const hist = decode([['start', 1, 'end', 2, 'label', '2026-11', 'used', '3']], SCHEMAS.history, id) as any;
+    assert.deepEqual(hist, [{ start: 1, end: 2, label: '2026-11', used: '3' }]);
+  });
+
   it('a field a newer server adds is kept in extra', () => {
     const resp2 = ['id', 'r1', 'expires_at', 5, 'shiny', ['a', 1], 'newer', 'x'];
     const r = decode(resp2, SCHEMAS.extend, id) as any;

@@ -173,6 +173,36 @@ for (const backend of ['module', 'lua'] as Backend[]) {
       }
     });
 
+    // Needs a server with TZ (issue 21).
+    it('set() sends TZ and a text ANCHOR; policies show anchor, tz and tzdata; history entries a label', async () => {
+      for (const d of DRIVERS) {
+        const conn = await d.open(server.port);
+        try {
+          const q = new Quota(conn.client);
+          const t = fresh(`tz-${d.name.replace(/\W+/g, '')}`);
+          const set = (name: string, o: object) => q.set(t, '/', name, { metric: 'credits', limit: '10', ...o });
+          assert.equal(await set('w', { window: 'week', anchor: 'SUN', tz: '+05:30' }), 'OK');
+          assert.equal(await set('y', { window: 'year', anchor: '04-01' }), 'OK');
+          assert.equal(await set('m', { window: 'month', anchor: 31, tz: 'america/new_york' }), 'OK');
+          assert.equal(await set('d', { window: 'day' }), 'OK');
+          const node = await q.get(t);
+          const p = (name: string) => node.policies.find((x) => x.policy === name)!;
+          assert.deepEqual([p('w').anchor, p('w').tz, p('w').tzdata], ['sunday', '+05:30', undefined]);
+          assert.deepEqual([p('y').anchor, p('y').tz, p('y').tzdata], ['04-01', undefined, undefined]);
+          assert.deepEqual([p('m').anchor, p('m').tz], [31, 'America/New_York']);
+          assert.match(p('m').tzdata!, /^\d{4}[a-z]$/);
+          assert.deepEqual([p('d').anchor, p('d').tz, p('d').tzdata], [undefined, undefined, undefined]);
+          for (const x of node.policies) assert.equal(x.extra, undefined, `${x.policy}: every field in a schema`);
+          await q.charge(t, { path: '/', cost: { credits: '1' } });
+          const closed = await q.reset(t, '/', 'd');
+          assert.match(closed.label!, /^\d{4}-\d\d-\d\d$/);
+          assert.deepEqual((await q.history(t, '/', 'd')).map((h) => h.label), [closed.label]);
+        } finally {
+          await conn.close();
+        }
+      }
+    });
+
     it('a server without quota: NotLoaded; forced backend skips detection', async () => {
       const plain = await startServer('lua', {}).catch(() => undefined);
       assert.ok(plain);

@@ -149,6 +149,13 @@ def _opt(word, value, conv=_word):
     return [] if value is None else [word, conv(value)]
 
 
+def _anchor(value):
+    """ANCHOR: an int (a month's day) or a text (a week's day, a year's MM-DD)."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return value
+    return integer(value, "ANCHOR")
+
+
 def _flag(word, on):
     return [word] if on else []
 
@@ -273,13 +280,16 @@ class _Commands:
     # -- policies and rules
 
     def set(self, tree: Key, path: Text, policy: Text, *, metric: Text, limit: AmountIn,
-            window: Optional[Text] = None, anchor: Optional[int] = None, mode: Optional[Text] = None,
+            window: Optional[Text] = None, anchor: Union[int, Text, None] = None, tz: Optional[Text] = None,
+            mode: Optional[Text] = None,
             warn: Union[Text, Iterable[int], None] = None, rollover: Optional[AmountIn] = None,
             service: Optional[Text] = None, model: Optional[Text] = None, low: Optional[AmountIn] = None,
             inflight: bool = False) -> str:
-        """QUOTA.SET. `window`: "month", "rolling 30d", …; `warn`: [80, 90]."""
+        """QUOTA.SET. `window`: "month", "rolling 30d", …; `anchor`: a month's
+        day (15), a week's day ("sunday"), a year's start ("04-01"); `tz`:
+        "America/New_York", "+05:30"; `warn`: [80, 90]."""
         args = [path, policy, "METRIC", metric, "LIMIT", _amount(limit)] + _window(window)
-        args += _opt("ANCHOR", anchor, integer) + _opt("MODE", mode) + _warn(warn)
+        args += _opt("ANCHOR", anchor, _anchor) + _opt("TZ", tz) + _opt("MODE", mode) + _warn(warn)
         args += _opt("ROLLOVER", rollover, _amount) + _service(service, model) + _opt("LOW", low, _amount)
         args += _flag("INFLIGHT", inflight)
         return self._call("set", tree, args, _ok)
@@ -752,7 +762,8 @@ class AsyncQuota(_AsyncBase):
                           idle_timeout: Optional[float] = None) -> EventFeed: ...
 
         async def set(self, tree: Key, path: Text, policy: Text, *, metric: Text, limit: AmountIn,
-                      window: Optional[Text] = None, anchor: Optional[int] = None, mode: Optional[Text] = None,
+                      window: Optional[Text] = None, anchor: Union[int, Text, None] = None,
+                      tz: Optional[Text] = None, mode: Optional[Text] = None,
                       warn: Union[Text, Iterable[int], None] = None, rollover: Optional[AmountIn] = None,
                       service: Optional[Text] = None, model: Optional[Text] = None, low: Optional[AmountIn] = None,
                       inflight: bool = False) -> str: ...

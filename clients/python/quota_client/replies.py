@@ -20,7 +20,7 @@ import keyword
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from .errors import Denied
 
@@ -77,6 +77,16 @@ def _int(v):
     return int(v)
 
 
+def _int_or_str(v):
+    """A field that is a number or a text by kind (a policy's `anchor`: a
+    month's day 31, a week's "sunday", a year's "04-01"): RESP integers and
+    JSON numbers stay numbers, strings stay strings."""
+    v = _text(v)
+    if isinstance(v, (int, Decimal)) and not isinstance(v, bool):
+        return int(v)
+    return v
+
+
 def _str(v):
     v = _text(v)
     return None if v is None else str(v)
@@ -103,8 +113,10 @@ def _convert(tp, v):
     if v is None:
         return None
     origin = typing.get_origin(tp)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union:  # Optional[X], or Union[int, str, None] (an anchor)
         args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) > 1:
+            return _int_or_str(v)
         return _convert(args[0], v)
     if tp is Decimal:
         return _decimal(v)
@@ -313,7 +325,12 @@ class PolicyState(_Reply):
     remaining: Optional[Decimal] = None
     status: Optional[str] = None
     warn: Optional[List[int]] = None
-    anchor: Optional[int] = None
+    #: A month's day (31), a week's day ("sunday") or a year's start ("04-01").
+    anchor: Union[int, str, None] = None
+    #: The zone of a calendar window when not UTC ("America/New_York", "+05:30").
+    tz: Optional[str] = None
+    #: The zone rules' version ("2026f"), for a named zone.
+    tzdata: Optional[str] = None
     rollover: Optional[Decimal] = None
     service: Optional[str] = None
     model: Optional[str] = None
@@ -401,6 +418,9 @@ class HistoryPeriod(_Reply):
 
     start: Optional[int] = None
     end: Optional[int] = None
+    #: The period's first local date in the policy's zone ("2026", "2026-11",
+    #: "2026-11-27", "2026-11-27T13"); None for rolling and none windows.
+    label: Optional[str] = None
     used: Optional[Decimal] = None
     allowance: Optional[Decimal] = None
     rolled_over: Optional[Decimal] = None

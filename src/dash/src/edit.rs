@@ -185,8 +185,11 @@ pub struct PolicyForm {
     pub window: String,
     /// The duration of a rolling window (30d), read only when window is rolling.
     pub rolling: String,
-    /// The day a month starts (1–31), read only when window is month.
+    /// Where a period starts, read only for week, month and year: a
+    /// month's day (1–31), a week's day (sunday), a year's date (04-01).
     pub anchor: String,
+    /// The time zone of a day, week, month or year window (empty: UTC).
+    pub tz: String,
     pub mode: String,
     pub warn: String,
     pub rollover: String,
@@ -212,10 +215,11 @@ fn ticked(v: &str) -> bool {
 }
 
 /// QUOTA.SET's arguments after the key: `path policy METRIC m LIMIT n
-/// [WINDOW w [ANCHOR d] | WINDOW rolling dur] [MODE m] [WARN p] [ROLLOVER
-/// cap] [SERVICE s [MODEL m]] [LOW amount] [INFLIGHT]`. Empty optional
-/// fields are left out; the rolling duration and the anchor only count for
-/// their window.
+/// [WINDOW w [ANCHOR a] [TZ zone] | WINDOW rolling dur] [MODE m] [WARN p]
+/// [ROLLOVER cap] [SERVICE s [MODEL m]] [LOW amount] [INFLIGHT]`. Empty
+/// optional fields are left out; the rolling duration, the anchor (week,
+/// month, year) and the zone (day, week, month, year) only count for their
+/// windows.
 pub fn set_args(f: &PolicyForm) -> Result<Vec<String>, String> {
     let name = f.policy.trim();
     if name.is_empty() {
@@ -239,9 +243,14 @@ pub fn set_args(f: &PolicyForm) -> Result<Vec<String>, String> {
         a.extend(["WINDOW".into(), "rolling".into(), duration.into()]);
     } else if !window.is_empty() && !window.eq_ignore_ascii_case("none") {
         a.extend(["WINDOW".into(), window.into()]);
+        let is = |names: &[&str]| names.iter().any(|n| window.eq_ignore_ascii_case(n));
         let anchor = f.anchor.trim();
-        if window.eq_ignore_ascii_case("month") && !anchor.is_empty() {
+        if is(&["week", "month", "year"]) && !anchor.is_empty() {
             a.extend(["ANCHOR".into(), anchor.into()]);
+        }
+        let tz = f.tz.trim();
+        if is(&["day", "week", "month", "year"]) && !tz.is_empty() {
+            a.extend(["TZ".into(), tz.into()]);
         }
     }
     let mut option = |keyword: &str, value: String| {
@@ -293,6 +302,7 @@ fn form_of(path: &str, p: &Json) -> PolicyForm {
         window,
         rolling,
         anchor: text(p, "anchor"),
+        tz: text(p, "tz"),
         mode: text(p, "mode"),
         warn,
         rollover: text(p, "rollover"),
@@ -309,7 +319,7 @@ const WINDOWS: &[(&str, &str)] = &[
     ("none", "none (never resets)"),
     ("hour", "hour"),
     ("day", "day"),
-    ("week", "week (from Monday)"),
+    ("week", "week (from Monday, or the anchor day)"),
     ("month", "month"),
     ("year", "year"),
     ("rolling", "rolling"),
@@ -1260,6 +1270,7 @@ mod tests {
                 "window" => f.window = v,
                 "rolling" => f.rolling = v,
                 "anchor" => f.anchor = v,
+                "tz" => f.tz = v,
                 "mode" => f.mode = v,
                 "warn" => f.warn = v,
                 "rollover" => f.rollover = v,
@@ -1284,8 +1295,21 @@ mod tests {
             (&[("window", "none"), ("mode", "")], &[]),
             (&[("window", "month")], &["WINDOW", "month"]),
             (&[("window", "month"), ("anchor", "15")], &["WINDOW", "month", "ANCHOR", "15"]),
-            // The anchor counts only for a month, the duration only for rolling.
+            // The anchor counts only for a week, month or year, the zone
+            // for a day, week, month or year, the duration only for rolling.
             (&[("window", "day"), ("anchor", "15"), ("rolling", "30d")], &["WINDOW", "day"]),
+            (
+                &[("window", "week"), ("anchor", " sunday "), ("tz", " +05:30 ")],
+                &["WINDOW", "week", "ANCHOR", "sunday", "TZ", "+05:30"],
+            ),
+            (
+                &[("window", "year"), ("anchor", "04-01"), ("tz", "America/New_York")],
+                &["WINDOW", "year", "ANCHOR", "04-01", "TZ", "America/New_York"],
+            ),
+            (&[("window", "day"), ("tz", "Africa/Lagos")], &["WINDOW", "day", "TZ", "Africa/Lagos"]),
+            (&[("window", "hour"), ("tz", "Africa/Lagos"), ("anchor", "sunday")], &["WINDOW", "hour"]),
+            (&[("window", "rolling"), ("rolling", "1d"), ("tz", "Africa/Lagos")], &["WINDOW", "rolling", "1d"]),
+            (&[("window", "none"), ("tz", "Africa/Lagos")], &[]),
             (&[("window", "rolling"), ("rolling", " 30d "), ("anchor", "3")], &["WINDOW", "rolling", "30d"]),
             (&[("mode", "block"), ("warn", "50, 75 ,90")], &["MODE", "block", "WARN", "50,75,90"]),
             (&[("rollover", "200"), ("low", "0")], &["ROLLOVER", "200", "LOW", "0"]),

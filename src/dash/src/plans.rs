@@ -289,7 +289,7 @@ fn field(v: &Json, name: &str) -> String {
     }
 }
 
-const KNOWN: [&str; 9] = ["metric", "limit", "window", "anchor", "mode", "warn", "rollover", "service", "model"];
+const KNOWN: [&str; 10] = ["metric", "limit", "window", "anchor", "tz", "mode", "warn", "rollover", "service", "model"];
 
 /// Every policy of a plan (`{"paths": {pattern: {policy: {…}}}}`), pattern
 /// by pattern in the plan's order.
@@ -310,6 +310,10 @@ pub fn policy_rows(plan: &Json) -> Vec<PolicyRow> {
             let anchor = field(p, "anchor");
             if !anchor.is_empty() && anchor != "1" {
                 window = format!("{window} (anchor {anchor})");
+            }
+            let tz = field(p, "tz");
+            if !tz.is_empty() {
+                window = format!("{window} in {tz}");
             }
             let warn = field(p, "warn");
             let (service, model) = (field(p, "service"), field(p, "model"));
@@ -753,16 +757,16 @@ mod tests {
     fn a_plan_reads_as_rows() {
         let plan: Json = serde_json::from_str(
             r#"{"paths":{"/":{"api_calls":{"metric":"api_calls","limit":"1000","window":"month","anchor":1,"mode":"strict","warn":[80,90]},
-                "burst":{"metric":"api_calls","limit":"600","window":"rolling 1m","mode":"block","warn":[80,90],"tz":"+01:00"}},
-              "members/*":{"allowance":{"metric":"ai_tokens","limit":"10000","window":"month","anchor":15,"mode":"strict","warn":[50],"rollover":"20000","service":"chat","model":"gpt-x"}}},"version":2}"#,
+                "burst":{"metric":"api_calls","limit":"600","window":"rolling 1m","mode":"block","warn":[80,90],"calendar":"fiscal"}},
+              "members/*":{"allowance":{"metric":"ai_tokens","limit":"10000","window":"month","anchor":15,"tz":"Asia/Kolkata","mode":"strict","warn":[50],"rollover":"20000","service":"chat","model":"gpt-x"}}},"version":2}"#,
         )
         .unwrap();
         let rows = policy_rows(&plan);
         // pattern, policy, limit, window, warn, rollover, filter, other
         let want = [
             ("/", "api_calls", "1000", "month", "80, 90 %", "", "", ""),
-            ("/", "burst", "600", "rolling 1m", "80, 90 %", "", "", "tz: +01:00"),
-            ("members/*", "allowance", "10000", "month (anchor 15)", "50 %", "20000", "chat/gpt-x", ""),
+            ("/", "burst", "600", "rolling 1m", "80, 90 %", "", "", "calendar: fiscal"),
+            ("members/*", "allowance", "10000", "month (anchor 15) in Asia/Kolkata", "50 %", "20000", "chat/gpt-x", ""),
         ];
         assert_eq!(rows.len(), want.len());
         for (row, (pattern, policy, limit, window, warn, rollover, filter, other)) in rows.iter().zip(want) {

@@ -365,7 +365,11 @@ struct PolicyView {
     window: String,
     period: String,
     warn: String,
+    /// Where a period starts: "day 15" for a month, "sunday", "04-01".
     anchor: String,
+    /// The window's zone when not UTC, and the zone rules' version.
+    tz: String,
+    tzdata: String,
     rollover: String,
     low: String,
     granted: String,
@@ -532,7 +536,12 @@ fn policy_view(p: &Json, key_url: &str, path: &str) -> PolicyView {
         window: text(p, "window"),
         period,
         warn,
-        anchor: text(p, "anchor"),
+        anchor: match p.get("anchor") {
+            Some(Json::Number(day)) => format!("day {day}"),
+            _ => text(p, "anchor"),
+        },
+        tz: text(p, "tz"),
+        tzdata: text(p, "tzdata"),
         rollover: text(p, "rollover"),
         low: text(p, "low"),
         granted: text(p, "granted"),
@@ -1165,7 +1174,7 @@ mod tests {
         assert_eq!((v.used_pct, v.held_pct), (50, 25));
         assert_eq!(v.class, "status-warning");
         assert_eq!(v.warn, "80%, 90%");
-        assert_eq!(v.anchor, "1");
+        assert_eq!(v.anchor, "day 1");
         assert_eq!(v.period, "2026-02-01 00:00:00 UTC – 2026-03-01 00:00:00 UTC");
         assert_eq!(v.edit_url, "/trees/acme/policy?path=projects%2Fp1&policy=monthly");
         assert!(!v.inflight);
