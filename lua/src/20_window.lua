@@ -225,46 +225,6 @@ do
         return string.format("%04d-%02d-%02d", y, m, d)
     end
 
-    -- Until the zone table (lua/src/22_tz.lua, which comes later and
-    -- replaces these) is part of the library: UTC and fixed offsets.
-    -- Rust twin: Zone::parse, Zone::name, Zone::offset_ms, Zone::local_day,
-    -- Zone::day_start_ms (src/engine/tz.rs).
-    function W.zone_parse(text)
-        if ascii_lower(text) == "utc" then
-            return nil
-        end
-        local sign, hh, mm = string.match(text, "^([+-])([0-9][0-9]):([0-9][0-9])$")
-        local minutes = hh and tonumber(hh) * 60 + tonumber(mm)
-        if minutes == nil or tonumber(mm) > 59 or minutes > 14 * 60 then
-            syntax("unknown time zone '" .. clip(text)
-                .. "': use an IANA name such as Africa/Lagos or an offset such as +01:00")
-        end
-        if minutes == 0 then
-            return nil
-        end
-        return { name = text, off = (sign == "-" and -minutes or minutes) * 60000 }
-    end
-
-    function W.zone_name(zone)
-        return zone.name
-    end
-
-    function W.zone_offset(zone, t)
-        return zone.off
-    end
-
-    function W.zone_local_day(zone, t)
-        return div(t + W.zone_offset(zone, t), DAY_MS)
-    end
-
-    function W.zone_day_start(zone, day)
-        return day * DAY_MS - zone.off
-    end
-
-    function W.tzdata_version()
-        return "none"
-    end
-
     -- Rust twin: Window::static_label (src/engine/window.rs), Window::label (src/engine/window.rs).
     function W.label(w)
         if w.kind == "none" then
