@@ -68,6 +68,8 @@ def test_a_policy_with_a_zone_is_set_through_the_form_and_shown(dash):
     assert policy(dash, "tz1", "team", "weekly") == p
 
     # A named zone shows its tzdata version.
+    page.goto(dash.url("/trees/tz1/policy?path=team&policy=weekly"))
+    form = page.locator("#policy-form")
     form.get_by_label("Time zone", exact=True).fill("america/new_york")
     submit(page, form.get_by_role("button", name="Save policy"), "tz1", "team")
     p = policy(dash, "tz1", "team", "weekly")
