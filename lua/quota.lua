@@ -6587,8 +6587,8 @@ local function policy_reply(p, now)
     return f
 end
 
--- A closed period (QUOTA.RESET); with the policy's window `w`, a HISTORY
--- entry, whose `label` follows `end` (Rust twin: history_reply,
+-- A closed period (a HISTORY entry, QUOTA.RESET's reply); with the policy's
+-- window `w`, its `label` follows `end` (Rust twin: history_reply,
 -- src/module/commands/read.rs).
 local function closed_reply(c, w)
     local label = w and W.period_label(w, c[1])
@@ -11020,7 +11020,7 @@ function OPS.reset(ctx, path, name)
         -- (The closed period's used, as its history row has it.)
         REC.ledger_add(ctx, REC.ledger_policy_entry("reset", ctx.now, nil, path, name, p.metric, closed[3]))
     end
-    return closed_reply(closed)
+    return closed_reply(closed, window_of(p.wenc))
 end
 
 -- Rust twin: Tree::history (src/engine/tree.rs).

@@ -1291,8 +1291,8 @@ local function policy_reply(p, now)
     return f
 end
 
--- A closed period (QUOTA.RESET); with the policy's window `w`, a HISTORY
--- entry, whose `label` follows `end` (Rust twin: history_reply,
+-- A closed period (a HISTORY entry, QUOTA.RESET's reply); with the policy's
+-- window `w`, its `label` follows `end` (Rust twin: history_reply,
 -- src/module/commands/read.rs).
 local function closed_reply(c, w)
     local label = w and W.period_label(w, c[1])

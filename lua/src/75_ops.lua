@@ -499,7 +499,7 @@ function OPS.reset(ctx, path, name)
         -- (The closed period's used, as its history row has it.)
         REC.ledger_add(ctx, REC.ledger_policy_entry("reset", ctx.now, nil, path, name, p.metric, closed[3]))
     end
-    return closed_reply(closed)
+    return closed_reply(closed, window_of(p.wenc))
 end
 
 -- Rust twin: Tree::history (src/engine/tree.rs).

@@ -464,6 +464,15 @@ impl Tree {
         Ok(PolicyRef { node, index })
     }
 
+    /// The window of a policy (what labels the period `QUOTA.RESET` closed).
+    pub fn policy_window(&self, path: &str, name: &str) -> Result<crate::window::Window> {
+        let r = self.policy_ref(path, name)?;
+        self.node(r.node)
+            .and_then(|n| n.policies.get(r.index))
+            .map(|p| p.window())
+            .ok_or_else(|| Error::State("tree is inconsistent".into()))
+    }
+
     fn policy_mut(&mut self, path: &str, name: &str) -> Result<&mut Policy> {
         let r = self.policy_ref(path, name)?;
         self.node_mut(r.node)

@@ -243,8 +243,9 @@ fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     Ok(Reply::Array(closed.iter().map(|c| history_reply(c, &window)).collect()))
 }
 
-/// A HISTORY entry: a closed period with its `label` after `end`.
-fn history_reply(c: &ResetOutcome, window: &Window) -> Reply {
+/// A HISTORY entry (and `QUOTA.RESET`'s reply): a closed period with its
+/// `label` after `end`.
+pub fn history_reply(c: &ResetOutcome, window: &Window) -> Reply {
     let mut reply = closed_reply(c);
     if let (Reply::Map(fields), Some(label)) = (&mut reply, window.period_label(c.start_ms)) {
         fields.insert(2, ("label", Reply::str(label)));
