@@ -52,6 +52,15 @@ and META) from BUILD_V6; test_records_layout checks that a tree without them
 is stored byte for byte as 1.5.0 (tests/fixtures/quota-1.5.0.lua) stores it
 and that 1.5.0 refuses layout 6 unchanged.
 
+test_cycles_layout checks that a tree without zones or week and year anchors
+is stored byte for byte as 1.7.0 (tests/fixtures/quota-1.7.0.lua) stores it,
+that a tree with one (QUOTA.SET's, or a plan's stored in a node) is in layout
+7 (1.8.0), and that 1.7.0 refuses layout 7 unchanged.
+
+The library of this checkout is loaded with quota-load --file lua/quota.lua
+(QUOTA_LIBRARY=FILE loads another), so a build older than the checkout's
+library tests the library all the same.
+
 Every fixture's replies are compared without the `base_limit` that policy
 maps show since (the LIMIT set, while rollover or grants make the allowance
 differ: without_base_limit checks that it differs from `limit`).

@@ -97,7 +97,10 @@ retention is short or off.
 and year windows with TZ (fixed offsets, IANA names in any case, links, the texts it
 refuses) and week/year/month ANCHOR, clocks that start just before daylight-saving
 changes and move by 23, 24 and 25 hours, days and months; GET, TREE and HISTORY show
-the periods and labels.
+the periods and labels. A run on a library from before 1.8.0 (--upgrade-from before the
+upgrade, --flip-with throughout) sends no SET with TZ or ANCHOR and no plan with `tz` or
+`anchor` (a tree that has had a zone or a week or year anchor is layout 7, which 1.7.0
+refuses) and compares HISTORY without `label`; make test-lua upgrades from 1.7.0.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
