@@ -1311,7 +1311,8 @@ def test_cycles_layout():
             return {k: v for k, v in dump.items()
                     if any(base64.b64decode(k) in (t, b"{" + t + b"}quota:" + t) or base64.b64decode(k).startswith(
                         b"{" + t + b"}quota:" + t + b":") for t in names)}
-        check(len(zoned(before)) >= 5 and zoned(after) == zoned(before), "library 1.7.0 leaves layout-7 trees unchanged")
+        check(len(zoned(before)) >= 5 and zoned(after) == zoned(before),
+              "library 1.7.0 leaves layout-7 trees unchanged")
     finally:
         server.stop()
         old.stop()
