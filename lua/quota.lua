@@ -42,7 +42,10 @@
 -- 1.7.0: QUOTA.TREE … AFTER name (a page of a node's children) and
 -- `base_limit` in policy maps (the LIMIT set, when the allowance differs);
 -- no layout change: 1.6.0 reads and writes the same keys.
-local VERSION = "1.7.0"
+-- 1.8.0: billing cycles in time zones (issue 21): TZ and week/year ANCHOR;
+-- a tree that has had such a window is written in layout 7, which 1.7.0
+-- and before refuse; every other tree keeps its layout.
+local VERSION = "1.8.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it
@@ -1131,6 +1134,8 @@ end
 --       0101), then "@<zone name>" when not UTC: "w7", "y0401",
 --       "m31@America/New_York", "d@+05:30"
 --   W.decode(s) -> w, or nil if s is not an encode() result
+--   W.newer_form(s) -> whether encoding s has a zone or a week/year anchor
+--       (a form since 1.8.0: the tree is layout 7)
 --   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
 --   W.format_duration(ms) -> "30d" | "1d" | "90s" (largest whole unit) | "<ms>ms"
 --   W.is_leap(y), W.days_in_month(y, m)
@@ -1579,6 +1584,15 @@ do
             s = s .. "@" .. W.zone_name(w.tz)
         end
         return s
+    end
+
+    -- Whether encoding `s` is one of the forms since 1.8.0 (a zone, a week
+    -- or year anchor), which library 1.7.0 cannot decode: a tree that
+    -- stores one is written in layout 7 (60_tree's pack_meta, 75_ops'
+    -- OPS.put_policy).
+    -- Rust twin: none (the module's encoding 6 stores them by persist.rs).
+    function W.newer_form(s)
+        return string.find(s, "@", 1, true) ~= nil or string.find(s, "^[wy][0-9]") ~= nil
     end
 
     -- The calendar window of an encoding without its zone, or nil.
@@ -6838,10 +6852,21 @@ do
     -- commit's ledger entry); "#" as in layout 4 with a tenth position saying
     -- whether it has had access rules (layout 5's meaning). A library
     -- before 1.6.0 refuses layout 6.
+    -- Since 1.8.0, layout 7 for a tree that has had a policy whose window
+    -- has a zone or a week or year anchor that is not the default
+    -- (meta.cycles; W.newer_form), which 1.7.0 cannot decode: layout 6's
+    -- records with those windows; "#" as in layout 6 (the ninth and tenth
+    -- positions keep their meaning) with an eleventh saying whether it has
+    -- had labels, archive or META (layout 6's meaning). A library before
+    -- 1.8.0 refuses layout 7.
     local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
-    local META_PLAN, META_ACCESS = 9, 10
+    local CYCLES_LAYOUT, META_PLAN, META_ACCESS, META_REC = 7, 9, 10, 11
 
     function pack_meta(meta)
+        if meta.cycles then
+            return mpack({ meta.seq, meta.gen, meta.ev, CYCLES_LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+                meta.holds, meta.plan or false, meta.access or false, meta.rec or false })
+        end
         if meta.rec then
             return mpack({ meta.seq, meta.gen, meta.ev, REC_LAYOUT, meta.due_e, meta.due_f, meta.indexed, meta.holds,
                 meta.plan or false, meta.access or false })
@@ -6881,18 +6906,19 @@ do
                 clip(key)))
         end
         if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
-            and layout ~= REC_LAYOUT and layout ~= 1 then
+            and layout ~= REC_LAYOUT and layout ~= CYCLES_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), REC_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), CYCLES_LAYOUT))
         end
-        local rec = layout == REC_LAYOUT
-        local access = layout == ACCESS_LAYOUT or (rec and m[META_ACCESS] == true)
-        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or rec
+        local cycles = layout == CYCLES_LAYOUT
+        local rec = layout == REC_LAYOUT or (cycles and m[META_REC] == true)
+        local access = layout == ACCESS_LAYOUT or ((cycles or layout == REC_LAYOUT) and m[META_ACCESS] == true)
+        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or layout == REC_LAYOUT or cycles
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
             plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access,
-            rec = rec }, layout ~= LAYOUT
+            rec = rec, cycles = cycles }, layout ~= LAYOUT
     end
 end
 
@@ -10690,6 +10716,11 @@ function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet
     if spec.inflight and not ctx.meta.access then
         -- (Layout 5 from now on: see pack_meta.)
         ctx.meta.access = true
+    end
+    if not ctx.meta.cycles and W.newer_form(spec.wenc) then
+        -- (A zone or a week/year anchor, QUOTA.SET's or a plan's: layout 7
+        -- from now on, see pack_meta.)
+        ctx.meta.cycles, ctx.meta_dirty = true, true
     end
     touch(ctx, path)
     local ref, old

@@ -52,6 +52,15 @@ and META) from BUILD_V6; test_records_layout checks that a tree without them
 is stored byte for byte as 1.5.0 (tests/fixtures/quota-1.5.0.lua) stores it
 and that 1.5.0 refuses layout 6 unchanged.
 
+test_cycles_layout checks that a tree without zones or week and year anchors
+is stored byte for byte as 1.7.0 (tests/fixtures/quota-1.7.0.lua) stores it,
+that a tree with one (QUOTA.SET's, or a plan's stored in a node) is in layout
+7 (1.8.0), and that 1.7.0 refuses layout 7 unchanged.
+
+The library of this checkout is loaded with quota-load --file lua/quota.lua
+(QUOTA_LIBRARY=FILE loads another), so a build older than the checkout's
+library tests the library all the same.
+
 Every fixture's replies are compared without the `base_limit` that policy
 maps show since (the LIMIT set, while rollover or grants make the allowance
 differ: without_base_limit checks that it differs from `limit`).
@@ -84,6 +93,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADER = os.environ.get("QUOTA_LOAD", os.path.join(ROOT, "target", "release", "quota-load"))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# The library of this checkout, loaded with quota-load --file (the one
+# quota-load embeds is this file as of its last build).
+CURRENT = os.environ.get("QUOTA_LIBRARY", os.path.join(ROOT, "lua", "quota.lua"))
 
 # 2026-01-30 12:00 UTC: month windows close two days later.
 T0 = 1769774400000
@@ -440,8 +452,7 @@ class Server:
 
     def load(self, library=None, downgrade=False):
         args = [LOADER, "--test-clock", "--force"] + (["--allow-downgrade"] if downgrade else [])
-        if library:
-            args += ["--file", library]
+        args += ["--file", library or CURRENT]
         out = subprocess.run(args + [f"redis://127.0.0.1:{self.port}"], capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"quota-load failed: {out.stdout}{out.stderr}")
@@ -1193,6 +1204,122 @@ def test_records_layout():
         shutil.rmtree(old_dir, ignore_errors=True)
 
 
+def test_cycles_layout():
+    """Since 1.8.0 a tree that has had a policy whose window has a zone or
+    a week or year anchor that is not the default (QUOTA.SET's, or given by
+    its plan) is stored in layout 7; every other tree is stored as 1.7.0
+    stores it, byte for byte (so rolling back stays possible). Library 1.7.0
+    refuses a layout-7 tree with ERR layout and leaves it as it is."""
+    workdir = tempfile.mkdtemp(prefix="quota-layout-")
+    old_dir = tempfile.mkdtemp(prefix="quota-layout-")
+    server, old = Server(workdir), Server(old_dir)
+    try:
+        server.load()
+        old.load(os.path.join(FIXTURES, "quota-1.7.0.lua"), downgrade=True)
+        r, o = server.r, old.r
+        # (Windows both libraries store alike: UTC, the default week and
+        # year anchors, month anchors; TZ UTC and +00:00 are no zone.)
+        same = [
+            ["QUOTA.SET", "n", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "day", "ROLLOVER", "30"],
+            ["QUOTA.SET", "n", "a", "r", "METRIC", "credits", "LIMIT", "5", "WINDOW", "rolling", "1h", "SERVICE", "s"],
+            ["QUOTA.SET", "n", "a/b", "w", "METRIC", "credits", "LIMIT", "5", "WINDOW", "week", "LOW", "1"],
+            ["QUOTA.SET", "n", "a/b", "y", "METRIC", "credits", "LIMIT", "50", "WINDOW", "year"],
+            ["QUOTA.SET", "n", "a/c", "m", "METRIC", "credits", "LIMIT", "50", "WINDOW", "month", "ANCHOR", "31"],
+            ["QUOTA.GRANT", "n", "a/b", "w", "3", "ID", "g1"],
+            ["QUOTA.ALLOW", "n", "a", "SERVICE", "s"],
+            ["QUOTA.LABEL", "n", "a", "TAGS", "t"],
+            ["QUOTA.CHARGE", "n", "PATH", "a/b", "ID", "c1", "SERVICE", "s", "MODEL", "m", "COST", "credits", "12"],
+            ["QUOTA.RESERVE", "n", "PATH", "a", "ID", "h1", "SERVICE", "s", "META", "u", "1", "COST", "credits", "1"],
+            ["QUOTA.COMMIT", "n", "h1", "COST", "credits", "2"],
+            ["QUOTA.RESET", "n", "/", "c"],
+        ]
+        utc = [
+            ["QUOTA.SET", "u", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "day", "TZ", "UTC"],
+            ["QUOTA.SET", "u", "a", "w", "METRIC", "credits", "LIMIT", "10", "WINDOW", "week", "ANCHOR", "monday",
+             "TZ", "+00:00"],
+            ["QUOTA.SET", "u", "a", "y", "METRIC", "credits", "LIMIT", "10", "WINDOW", "year", "ANCHOR", "01-01"],
+        ]
+        for target in (r, o):
+            clock(target, T0)
+            for command in same:
+                run(target, command)
+            clock(target, T0 + 3 * DAY)
+            run(target, ["QUOTA.CHARGE", "n", "PATH", "a", "SERVICE", "s", "COST", "credits", "1"])
+        for command in utc:
+            got = run(r, command)
+            check(not isinstance(got, dict), f"{' '.join(command)} -> {got}")
+        # (1.7.0 takes no TZ and no week or year ANCHOR: the same tree
+        # without them.)
+        for command in utc:
+            cut = command[:command.index("WINDOW") + 2]
+            run(o, cut)
+        check(without_usage(dump_keys(r)) == without_usage(dump_keys(o)), "a tree without zones or week and year "
+              "anchors is stored as 1.7.0 stores it, byte for byte (its usage hash aside)")
+        check(meta_version(r, "n") == 6 and meta_version(r, "u") == 2,
+              f"trees without zones keep their layouts ({meta_version(r, 'n')}, {meta_version(r, 'u')})")
+        clock(r, T0)
+        trees = {
+            "z": ["QUOTA.SET", "z", "a", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "month", "TZ",
+                  "America/New_York"],
+            "f": ["QUOTA.SET", "f", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "day", "TZ", "+05:30"],
+            "w": ["QUOTA.SET", "w", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "week", "ANCHOR", "sunday"],
+            "y": ["QUOTA.SET", "y", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "year", "ANCHOR", "04-01"],
+        }
+        for tree, command in trees.items():
+            got = run(r, command)
+            check(not isinstance(got, dict), f"{' '.join(command)} is set ({got})")
+            check(meta_version(r, tree) == 7, f"a tree with {' '.join(command[-2:])} is in layout 7")
+        # A tree that had one stays in layout 7, its flags kept.
+        run(r, ["QUOTA.ALLOW", "w", "/", "SERVICE", "s"])
+        run(r, ["QUOTA.LABEL", "w", "/", "NOTE", "n"])
+        run(r, ["QUOTA.SET", "w", "/", "c", "METRIC", "credits", "LIMIT", "10", "WINDOW", "week"])
+        run(r, ["QUOTA.CHARGE", "w", "PATH", "/", "COST", "credits", "1"])
+        check(meta_version(r, "w") == 7, "a tree that had a week anchor stays in layout 7")
+        got = run(r, ["QUOTA.RESERVE", "w", "PATH", "a", "COST", "credits", "1"])
+        check(json.dumps(got).count('"access"') >= 1, f"and its rules still judge ({json.dumps(got)[:300]})")
+        got = json.dumps(run(r, ["QUOTA.GET", "w", "/"]))
+        check('"note"' in got and '"n"' in got, f"and its labels still show ({got[:300]})")
+        lua = "local m = cmsgpack.unpack(redis.call('HGET', KEYS[1], '#')); return {tostring(m[10]), tostring(m[11])}"
+        check(r.eval(lua, 1, "w") == [b"true", b"true"] and r.eval(lua, 1, "z") == [b"false", b"false"],
+              "its '#' says whether it had rules (tenth) and labels (eleventh)")
+        # A plan's zoned policy stored in a node's record makes the tree layout 7 too.
+        plan = json.dumps({"paths": {"members/*": {"cap": {"metric": "credits", "limit": "5", "window": "day",
+                                                            "tz": "Asia/Kolkata"}}}})
+        check(run(r, ["QUOTA.PLAN", "SET", "zoned", plan]) == 1, "a plan with a zone is set")
+        run(r, ["QUOTA.SET", "p", "/", "c", "METRIC", "credits", "LIMIT", "10"])
+        run(r, ["QUOTA.ASSIGN", "p", "zoned"])
+        check(meta_version(r, "p") == 3, f"a tree that follows it, with no node it gives, is in layout 3 "
+              f"({meta_version(r, 'p')})")
+        run(r, ["QUOTA.RESERVE", "p", "PATH", "members/u1", "COST", "credits", "1"])
+        check(meta_version(r, "p") == 7, "a tree given a zoned policy by its plan is in layout 7")
+        got = json.dumps(run(r, ["QUOTA.GET", "p", "members/u1"]))
+        check('"zoned"' in got and "Asia/Kolkata" in got, f"it still follows its plan ({got[:300]})")
+        server.load(os.path.join(FIXTURES, "quota-1.7.0.lua"), downgrade=True)
+        before = dump_keys(r)
+        for tree in ("z", "f", "w", "y", "p"):
+            for command in (["QUOTA.GET", tree, "/"], ["QUOTA.CHARGE", tree, "PATH", "/", "COST", "credits", "1"]):
+                got = run(r, command)
+                ok = isinstance(got, dict) and got.get("error", "").startswith("layout:") and "layout 7," in got["error"]
+                check(ok, f"library 1.7.0 refuses a layout-7 tree: {' '.join(command)} -> {got}")
+        for tree in ("n", "u"):
+            got = run(r, ["QUOTA.CHARGE", tree, "PATH", "a", "SERVICE", "s", "COST", "credits", "1"])
+            check(isinstance(got, dict) and "error" not in got, f"library 1.7.0 still writes tree {tree} ({got})")
+        after = dump_keys(r)
+
+        def zoned(dump):
+            names = [t.encode() for t in ("z", "f", "w", "y", "p")]
+            return {k: v for k, v in dump.items()
+                    if any(base64.b64decode(k) in (t, b"{" + t + b"}quota:" + t) or base64.b64decode(k).startswith(
+                        b"{" + t + b"}quota:" + t + b":") for t in names)}
+        check(len(zoned(before)) >= 5 and zoned(after) == zoned(before),
+              "library 1.7.0 leaves layout-7 trees unchanged")
+    finally:
+        server.stop()
+        old.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(old_dir, ignore_errors=True)
+
+
 def test_meta_metric_upgrade():
     """`meta` became a keyword in 1.6.0 (META), so no new command takes it as
     a metric; a plan, a price and a tree that 1.5.0 stored on metric `meta`
@@ -1498,6 +1625,7 @@ def main():
     test_grants_fixture("v5", layout=5)
     test_records_layout()
     test_grants_fixture("v6", layout=6)
+    test_cycles_layout()
     test_corrupt_rules()
     test_corrupt_records()
     test_meta_metric_upgrade()

@@ -97,7 +97,10 @@ retention is short or off.
 and year windows with TZ (fixed offsets, IANA names in any case, links, the texts it
 refuses) and week/year/month ANCHOR, clocks that start just before daylight-saving
 changes and move by 23, 24 and 25 hours, days and months; GET, TREE and HISTORY show
-the periods and labels.
+the periods and labels. A run on a library from before 1.8.0 (--upgrade-from before the
+upgrade, --flip-with throughout) sends no SET with TZ or ANCHOR and no plan with `tz` or
+`anchor` (a tree that has had a zone or a week or year anchor is layout 7, which 1.7.0
+refuses) and compares HISTORY without `label`; make test-lua upgrades from 1.7.0.
 QUOTA_MODULE, QUOTA_LOADER and QUOTA_LIBRARY (a lua/quota.lua, loaded with
 quota-load --file) run another build than this checkout's.
 `--set name=value` gives both backends a setting (a module
@@ -382,10 +385,14 @@ def older_fields(library):
 
 
 def zone_command(cmd):
-    """SET … TZ and SET … ANCHOR: what a run does not send to a library from
-    before issue 21 (which refuses TZ, and words ANCHOR's errors otherwise)."""
-    return text(cmd[0]).upper() == "QUOTA.SET" and any(
-        isinstance(a, str) and a.upper() in ("TZ", "ANCHOR") for a in cmd)
+    """SET … TZ and SET … ANCHOR, and a plan with `tz` or `anchor`: what a
+    run does not send to a library from before issue 21 (1.8.0), which
+    refuses TZ and words ANCHOR's errors otherwise; a tree that has had a
+    zone or a week or year anchor is layout 7, which 1.7.0 refuses."""
+    name = text(cmd[0]).upper()
+    if name == "QUOTA.PLAN":
+        return any(isinstance(a, str) and ('"tz"' in a or '"anchor"' in a) for a in cmd)
+    return name == "QUOTA.SET" and any(isinstance(a, str) and a.upper() in ("TZ", "ANCHOR") for a in cmd)
 
 
 def grant_command(cmd):
@@ -2733,6 +2740,9 @@ def main():
         no_grants = bool(older) and "1.4." not in os.path.basename(older)
         no_access = bool(older)
         no_records = bool(older)
+        # And zones and week/year anchors (1.8.0): every older library is
+        # from before them.
+        no_zones = bool(older)
 
         def both(cmd, i):
             nonlocal mismatches
@@ -2766,6 +2776,7 @@ def main():
                 no_grants = bool(args.flip_with) and "1.4." not in os.path.basename(args.flip_with)
                 no_access = bool(args.flip_with)
                 no_records = bool(args.flip_with)
+                no_zones = bool(args.flip_with)
                 print(f"lua_parity: upgraded the library at op {i}", flush=True)
             if args.flip_with and i > 0 and i % args.flip_every == 0:
                 old = (i // args.flip_every) % 2 == 1
@@ -2779,7 +2790,7 @@ def main():
                 gen.no_grants = no_grants
             cmd = gen.command()
             if no_grants and grant_command(cmd) or no_access and access_command(cmd) or \
-                    no_records and records_command(cmd) or no_records and zone_command(cmd):
+                    no_records and records_command(cmd) or no_zones and zone_command(cmd):
                 cmd = ["QUOTA.GET", cmd[1] if len(cmd) > 1 and cmd[0] != "QUOTA.PLAN" else TREES[0], "/"]
             if published and cmd[0] == "DEL":
                 # The expiries due stored first (a failing write, on both):

@@ -49,7 +49,8 @@ Directives:
 Backends (--backend or QUOTA_BACKEND): `module` (default) loads the module
 into every server; `lua` starts plain servers and loads the Functions
 library with target/release/quota-load (which embeds lua/quota.lua; module
-arguments become --test-clock and --set name=value), and sends
+arguments become --test-clock and --set name=value; QUOTA_LIBRARY=FILE loads
+FILE with --file instead, e.g. a lua/quota.lua newer than the build), and sends
 `QUOTA.X key args` as `FCALL quota_x 1 key args` (`FCALL quota_x 0 args`
 for the keyless PRICE, PLAN, ESTIMATE and DEBUG; PRICE and PLAN GET, LIST and
 HELP go to quota_price_ro and quota_plan_ro, which replicas serve).
@@ -152,6 +153,9 @@ class Server:
         """The library, loaded the way users load it: quota-load, with the
         module arguments as --test-clock and --set."""
         args = [LOADER, f"redis://127.0.0.1:{self.port}", "--force"]
+        if os.environ.get("QUOTA_LIBRARY"):
+            # (Another lua/quota.lua than quota-load embeds, as lua_parity takes it.)
+            args += ["--file", os.environ["QUOTA_LIBRARY"]]
         pairs = list(zip(self.module_args[::2], self.module_args[1::2]))
         for name, value in pairs:
             if name.lower() == "test_clock":

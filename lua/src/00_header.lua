@@ -42,7 +42,10 @@
 -- 1.7.0: QUOTA.TREE … AFTER name (a page of a node's children) and
 -- `base_limit` in policy maps (the LIMIT set, when the allowance differs);
 -- no layout change: 1.6.0 reads and writes the same keys.
-local VERSION = "1.7.0"
+-- 1.8.0: billing cycles in time zones (issue 21): TZ and week/year ANCHOR;
+-- a tree that has had such a window is written in layout 7, which 1.7.0
+-- and before refuse; every other tree keeps its layout.
+local VERSION = "1.8.0"
 
 -- The test clock (FCALL quota_debug 0 CLOCK SET|ADVANCE|GET) works only when
 -- this line says true. `quota-load --test-clock` loads the library with it

@@ -56,6 +56,8 @@
 --       0101), then "@<zone name>" when not UTC: "w7", "y0401",
 --       "m31@America/New_York", "d@+05:30"
 --   W.decode(s) -> w, or nil if s is not an encode() result
+--   W.newer_form(s) -> whether encoding s has a zone or a week/year anchor
+--       (a form since 1.8.0: the tree is layout 7)
 --   W.parse_duration(text) -> ms            "90s" "15m" "24h" "30d"; 60s..400d
 --   W.format_duration(ms) -> "30d" | "1d" | "90s" (largest whole unit) | "<ms>ms"
 --   W.is_leap(y), W.days_in_month(y, m)
@@ -504,6 +506,15 @@ do
             s = s .. "@" .. W.zone_name(w.tz)
         end
         return s
+    end
+
+    -- Whether encoding `s` is one of the forms since 1.8.0 (a zone, a week
+    -- or year anchor), which library 1.7.0 cannot decode: a tree that
+    -- stores one is written in layout 7 (60_tree's pack_meta, 75_ops'
+    -- OPS.put_policy).
+    -- Rust twin: none (the module's encoding 6 stores them by persist.rs).
+    function W.newer_form(s)
+        return string.find(s, "@", 1, true) ~= nil or string.find(s, "^[wy][0-9]") ~= nil
     end
 
     -- The calendar window of an encoding without its zone, or nil.

@@ -229,10 +229,21 @@ do
     -- commit's ledger entry); "#" as in layout 4 with a tenth position saying
     -- whether it has had access rules (layout 5's meaning). A library
     -- before 1.6.0 refuses layout 6.
+    -- Since 1.8.0, layout 7 for a tree that has had a policy whose window
+    -- has a zone or a week or year anchor that is not the default
+    -- (meta.cycles; W.newer_form), which 1.7.0 cannot decode: layout 6's
+    -- records with those windows; "#" as in layout 6 (the ninth and tenth
+    -- positions keep their meaning) with an eleventh saying whether it has
+    -- had labels, archive or META (layout 6's meaning). A library before
+    -- 1.8.0 refuses layout 7.
     local LAYOUT, PLAN_LAYOUT, GRANTS_LAYOUT, ACCESS_LAYOUT, REC_LAYOUT = 2, 3, 4, 5, 6
-    local META_PLAN, META_ACCESS = 9, 10
+    local CYCLES_LAYOUT, META_PLAN, META_ACCESS, META_REC = 7, 9, 10, 11
 
     function pack_meta(meta)
+        if meta.cycles then
+            return mpack({ meta.seq, meta.gen, meta.ev, CYCLES_LAYOUT, meta.due_e, meta.due_f, meta.indexed,
+                meta.holds, meta.plan or false, meta.access or false, meta.rec or false })
+        end
         if meta.rec then
             return mpack({ meta.seq, meta.gen, meta.ev, REC_LAYOUT, meta.due_e, meta.due_f, meta.indexed, meta.holds,
                 meta.plan or false, meta.access or false })
@@ -272,18 +283,19 @@ do
                 clip(key)))
         end
         if layout ~= LAYOUT and layout ~= PLAN_LAYOUT and layout ~= GRANTS_LAYOUT and layout ~= ACCESS_LAYOUT
-            and layout ~= REC_LAYOUT and layout ~= 1 then
+            and layout ~= REC_LAYOUT and layout ~= CYCLES_LAYOUT and layout ~= 1 then
             fail(sformat("ERR layout: tree '%s' is stored in layout %s, newer than this library's (layout %d): "
-                .. "load the newer library with quota-load", clip(key), tostring(layout), REC_LAYOUT))
+                .. "load the newer library with quota-load", clip(key), tostring(layout), CYCLES_LAYOUT))
         end
-        local rec = layout == REC_LAYOUT
-        local access = layout == ACCESS_LAYOUT or (rec and m[META_ACCESS] == true)
-        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or rec
+        local cycles = layout == CYCLES_LAYOUT
+        local rec = layout == REC_LAYOUT or (cycles and m[META_REC] == true)
+        local access = layout == ACCESS_LAYOUT or ((cycles or layout == REC_LAYOUT) and m[META_ACCESS] == true)
+        local grants = layout == GRANTS_LAYOUT or layout == ACCESS_LAYOUT or layout == REC_LAYOUT or cycles
         return { seq = m[META_SEQ], gen = m[META_GENERATION], ev = m[META_EVENT_SEQ],
             due_e = m[META_NEXT_EXPIRY] or false, due_f = m[META_NEXT_FORGET] or false,
             indexed = m[META_INDEXED] or false, holds = m[META_LIVE_HOLDS] or false,
             plan = layout == PLAN_LAYOUT or (grants and m[META_PLAN] == true), grants = grants, access = access,
-            rec = rec }, layout ~= LAYOUT
+            rec = rec, cycles = cycles }, layout ~= LAYOUT
     end
 end
 

@@ -170,6 +170,11 @@ function OPS.put_policy(ctx, path, node, index, name, spec, counted, held, quiet
         -- (Layout 5 from now on: see pack_meta.)
         ctx.meta.access = true
     end
+    if not ctx.meta.cycles and W.newer_form(spec.wenc) then
+        -- (A zone or a week/year anchor, QUOTA.SET's or a plan's: layout 7
+        -- from now on, see pack_meta.)
+        ctx.meta.cycles, ctx.meta_dirty = true, true
+    end
     touch(ctx, path)
     local ref, old
     if index then
