@@ -180,6 +180,10 @@ test-lua: lua-check ## The Lua library beside the module: stored layout upgrade,
 	python3 tests/lua_parity.py --focus records --ops 4000 --seed 63 --set events_len=7 --set max_holds=4 \
 		--set tombstone_ttl=3000 --set ledger_len=50 --pubsub
 	python3 tests/lua_parity.py --focus records --ops 4000 --seed 64 --upgrade-from tests/fixtures/quota-1.5.0.lua
+	python3 tests/lua_parity.py --focus cycles --ops 4000 --seed 72 --pubsub
+	python3 tests/lua_parity.py --focus cycles --ops 3000 --seed 71 --upgrade-from tests/fixtures/quota-1.7.0.lua
+	python3 tests/lua_parity.py --focus cycles --ops 2000 --seed 74 --flip-with tests/fixtures/quota-1.7.0.lua --flip-every 37
+	python3 tests/lua_parity.py --focus cycles --ops 3000 --seed 73 --behind 0.03 --replica --invariants
 	python3 tests/lua_parity.py --ops 2000 --seed 71 --upgrade-from tests/fixtures/quota-1.6.0.lua
 	python3 tests/lua_parity.py --focus access --ops 2000 --seed 56 --invariants --replica \
 		--flip-with tests/fixtures/quota-1.4.0.lua --flip-every 37
