@@ -1560,7 +1560,10 @@ pub(crate) mod tests {
         assert_eq!(stored, ["America/New_York", "Etc/UTC", "US/Eastern"]);
         // (A tree with no part of its own: the helper appends one.)
         let mut utc = Tree::new();
-        let spec = PolicySpec { window: Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc }, ..tree_spec() };
+        let spec = PolicySpec {
+            window: Window::Calendar { unit: Unit::Month, anchor: 1, tz: crate::tz::Zone::Utc },
+            ..tree_spec()
+        };
         utc.set_policy("", "ny", spec, 0, &l).unwrap();
         let bad = with_calendar_part(&utc, &[(0, 0, 1, "america/new_york")]);
         let err = decode(&bad, ENCODING_VERSION).unwrap_err();
