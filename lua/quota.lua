@@ -1110,7 +1110,7 @@ end
 --       "04-01"; else nil
 --   W.tz_name(w) -> "America/New_York" | "+05:30" | nil (UTC)
 --   W.tz_named(w) -> whether the zone is a named one (replies add tzdata)
---   W.period_label(w, start) -> "2026" | "2026-11" | "2026-11-27" |
+--   W.period_label(w, start, end) -> "2026" | "2026-11" | "2026-11-27" |
 --       "2026-11-27T13" | nil (QUOTA.HISTORY's label)
 --   W.label(w) -> "none" | "month" | "rolling 30d"
 --   W.anchor(w) -> anchor day of a month window, else nil
@@ -1290,11 +1290,14 @@ do
     end
 
     -- Rust twin: Window::period_label (src/engine/window.rs).
-    function W.period_label(w, start)
+    -- A period that ends where it starts is a day its zone skipped: the
+    -- day before the one that starts there.
+    function W.period_label(w, start, finish)
         if w.kind ~= "calendar" then
             return nil
         end
-        local y, m, d = W.civil_from_days(W.local_day(w, start))
+        local skipped = finish == start and 1 or 0
+        local y, m, d = W.civil_from_days(W.local_day(w, start) - skipped)
         if w.unit == "hour" then
             return string.format("%04d-%02d-%02dT%02d", y, m, d, div(start % DAY_MS, HOUR_MS))
         elseif w.unit == "year" and w.anchor == 101 then
@@ -6207,7 +6210,9 @@ local function roll(p, now, out)
     local unused = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
     archive(p, closed_of(p.ps, e, p.used, allow, p.ro, p.dr))
     local first = next_allowance(p, unused)
-    local i_end, i_now = W.index_of(w, e), W.index_of(w, now)
+    -- (The period after the closing one by index, not index_of(e): that
+    -- would step over an empty period, a day a zone skipped.)
+    local i_end, i_now = W.index_of(w, p.ps) + 1, W.index_of(w, now)
     for i = math.max(i_end, i_now - HISTORY_LEN), i_now - 1 do
         local period_to = W.start_of(w, i + 1)
         G.expire(p, period_to, false, out)
@@ -6605,7 +6610,7 @@ end
 -- window `w`, its `label` follows `end` (Rust twin: history_reply,
 -- src/module/commands/read.rs).
 local function closed_reply(c, w)
-    local label = w and W.period_label(w, c[1])
+    local label = w and W.period_label(w, c[1], c[2])
     if label then
         return M("start", c[1], "end", c[2], "label", label, "used", c[3], "allowance", c[4], "rolled_over", c[5],
             "granted", c[6] or "0")

@@ -85,7 +85,7 @@ OPS.period = function(args)
         out[#out + 1] = e
         out[#out + 1] = a
         out[#out + 1] = b
-        out[#out + 1] = W.period_label(w, s) or ""
+        out[#out + 1] = W.period_label(w, s, e) or ""
     end
     return out
 end

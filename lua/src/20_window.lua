@@ -32,7 +32,7 @@
 --       "04-01"; else nil
 --   W.tz_name(w) -> "America/New_York" | "+05:30" | nil (UTC)
 --   W.tz_named(w) -> whether the zone is a named one (replies add tzdata)
---   W.period_label(w, start) -> "2026" | "2026-11" | "2026-11-27" |
+--   W.period_label(w, start, end) -> "2026" | "2026-11" | "2026-11-27" |
 --       "2026-11-27T13" | nil (QUOTA.HISTORY's label)
 --   W.label(w) -> "none" | "month" | "rolling 30d"
 --   W.anchor(w) -> anchor day of a month window, else nil
@@ -212,11 +212,14 @@ do
     end
 
     -- Rust twin: Window::period_label (src/engine/window.rs).
-    function W.period_label(w, start)
+    -- A period that ends where it starts is a day its zone skipped: the
+    -- day before the one that starts there.
+    function W.period_label(w, start, finish)
         if w.kind ~= "calendar" then
             return nil
         end
-        local y, m, d = W.civil_from_days(W.local_day(w, start))
+        local skipped = finish == start and 1 or 0
+        local y, m, d = W.civil_from_days(W.local_day(w, start) - skipped)
         if w.unit == "hour" then
             return string.format("%04d-%02d-%02dT%02d", y, m, d, div(start % DAY_MS, HOUR_MS))
         elseif w.unit == "year" and w.anchor == 101 then

@@ -897,7 +897,9 @@ local function roll(p, now, out)
     local unused = D.max(D.sub(own, D.sub(p.used, p.dr)), D.ZERO)
     archive(p, closed_of(p.ps, e, p.used, allow, p.ro, p.dr))
     local first = next_allowance(p, unused)
-    local i_end, i_now = W.index_of(w, e), W.index_of(w, now)
+    -- (The period after the closing one by index, not index_of(e): that
+    -- would step over an empty period, a day a zone skipped.)
+    local i_end, i_now = W.index_of(w, p.ps) + 1, W.index_of(w, now)
     for i = math.max(i_end, i_now - HISTORY_LEN), i_now - 1 do
         local period_to = W.start_of(w, i + 1)
         G.expire(p, period_to, false, out)
@@ -1295,7 +1297,7 @@ end
 -- window `w`, its `label` follows `end` (Rust twin: history_reply,
 -- src/module/commands/read.rs).
 local function closed_reply(c, w)
-    local label = w and W.period_label(w, c[1])
+    local label = w and W.period_label(w, c[1], c[2])
     if label then
         return M("start", c[1], "end", c[2], "label", label, "used", c[3], "allowance", c[4], "rolled_over", c[5],
             "granted", c[6] or "0")

@@ -940,6 +940,31 @@ mod windows {
         assert_eq!(lengths, [24, 25, 24]);
     }
 
+    /// Review 21 F5: the day Samoa skipped (Pacific/Apia, 2011-12-30) is an
+    /// empty period whether the tree is touched around it or only after it:
+    /// a lazy reset archives and counts it exactly as resets on time do.
+    #[test]
+    fn a_skipped_day_closes_the_same_late_as_on_time() {
+        for tz in ["Pacific/Apia", "Pacific/Fakaofo"] {
+            let w = Window::parse("day", None, None, Some(tz)).unwrap();
+            let t0 = 1_325_066_400_000; // 2011-12-28T10:00Z
+            let mut lazy = Policy::new("p", windowed("10", w, Some("100")), 1, t0);
+            lazy.add_used(d("3"), t0 + 10).unwrap();
+            let mut eager = lazy.clone();
+            let end = t0 + 5 * DAY_MS as u64;
+            let mut t = t0;
+            while t < end {
+                t += 30 * 60_000;
+                eager.roll(t.min(end));
+            }
+            lazy.roll(end);
+            assert_eq!(lazy, eager, "{tz}");
+            let empty: Vec<_> = lazy.history().iter().filter(|c| c.start_ms == c.end_ms).collect();
+            assert_eq!(empty.len(), 1, "{tz}: the skipped day is one empty period");
+            assert_eq!(w.period_label(empty[0].start_ms, empty[0].end_ms).as_deref(), Some("2011-12-30"), "{tz}");
+        }
+    }
+
     #[test]
     fn anchors_clamp_to_short_months() {
         let mut p = Policy::new("p", windowed("10", month(31), None), 1, at(2028, 1, 31));

@@ -177,11 +177,14 @@ impl Window {
     /// its first local date, `2026` for a calendar year, `2026-11` for a
     /// month anchored on the 1st, `2026-11-27T13` for an hour (UTC),
     /// `2026-11-27` for the others; none for rolling and none windows.
+    /// A period that ends where it starts is a day its zone skipped
+    /// (Pacific/Apia, 2011-12-30): the day before the one that starts there.
     /// Lua twin: `W.period_label` (lua/src/20_window.lua).
-    pub fn period_label(&self, start_ms: u64) -> Option<String> {
+    pub fn period_label(&self, start_ms: u64, end_ms: u64) -> Option<String> {
         let Window::Calendar { unit, anchor, tz } = *self else { return None };
         let t = start_ms as i64;
-        let (y, m, d) = civil_from_days(tz.local_day(t));
+        let skipped = i64::from(end_ms == start_ms);
+        let (y, m, d) = civil_from_days(tz.local_day(t) - skipped);
         Some(match (unit, anchor) {
             (Unit::Hour, _) => format!("{y:04}-{m:02}-{d:02}T{:02}", t.rem_euclid(DAY_MS) / HOUR_MS),
             (Unit::Year, 101) => format!("{y:04}"),
@@ -733,9 +736,9 @@ mod tests {
         ] {
             let tz = (!tz.is_empty()).then_some(tz);
             let w = Window::parse(unit, anchor, None, tz).unwrap();
-            assert_eq!(w.period_label(utc(start)).as_deref(), label, "{unit} {anchor:?} {tz:?}");
+            assert_eq!(w.period_label(utc(start), utc(start) + 1).as_deref(), label, "{unit} {anchor:?} {tz:?}");
         }
-        assert_eq!(Window::parse("rolling", None, Some("1h"), None).unwrap().period_label(0), None);
+        assert_eq!(Window::parse("rolling", None, Some("1h"), None).unwrap().period_label(0, 1), None);
     }
 
     #[test]

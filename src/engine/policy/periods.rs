@@ -209,7 +209,11 @@ impl Policy {
         self.clear_drawn();
         self.used = Decimal::ZERO;
         let first_allowance = self.next_allowance(unused);
-        let (i_end, i_now) = (window.index_of(end), window.index_of(now_ms));
+        // The period after the closing one (whose start is `end`), by index:
+        // `index_of(end)` would step over a period that is empty (a day a
+        // zone skipped, which resets on time close too), so a late reset
+        // archives and counts exactly the periods on-time resets do.
+        let (i_end, i_now) = (window.index_of(self.period_start_ms) + 1, window.index_of(now_ms));
         for i in i_end.max(i_now - HISTORY_LEN as i64)..i_now {
             let own = self.chained_allowance(first_allowance, i - i_end);
             let period_end = window.start_of(i + 1);

@@ -247,7 +247,7 @@ fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
 /// `label` after `end`.
 pub fn history_reply(c: &ResetOutcome, window: &Window) -> Reply {
     let mut reply = closed_reply(c);
-    if let (Reply::Map(fields), Some(label)) = (&mut reply, window.period_label(c.start_ms)) {
+    if let (Reply::Map(fields), Some(label)) = (&mut reply, window.period_label(c.start_ms, c.end_ms)) {
         fields.insert(2, ("label", Reply::str(label)));
     }
     reply
