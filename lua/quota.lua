@@ -1179,6 +1179,7 @@ do
             return string.char(string.byte(c) + 32)
         end))
     end
+    W.ascii_lower = ascii_lower -- (22_tz.lua matches zone names with it)
 
     W.clip = D.clip
     local clip = W.clip
@@ -2537,11 +2538,7 @@ do
         return math.floor(a / b)
     end
 
-    local function ascii_lower(s)
-        return (string.gsub(s, "[A-Z]", function(c)
-            return string.char(string.byte(c) + 32)
-        end))
-    end
+    local ascii_lower = W.ascii_lower
 
     -- A base-36 number of the table (Lua 5.1's tonumber(s, 36) takes no sign).
     local function num(s)

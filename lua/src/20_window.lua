@@ -101,6 +101,7 @@ do
             return string.char(string.byte(c) + 32)
         end))
     end
+    W.ascii_lower = ascii_lower -- (22_tz.lua matches zone names with it)
 
     W.clip = D.clip
     local clip = W.clip

@@ -37,11 +37,7 @@ do
         return math.floor(a / b)
     end
 
-    local function ascii_lower(s)
-        return (string.gsub(s, "[A-Z]", function(c)
-            return string.char(string.byte(c) + 32)
-        end))
-    end
+    local ascii_lower = W.ascii_lower
 
     -- A base-36 number of the table (Lua 5.1's tonumber(s, 36) takes no sign).
     local function num(s)

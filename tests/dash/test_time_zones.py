@@ -16,6 +16,9 @@ def submit(page, button, key, path):
     landing = re.compile(rf"/trees/{re.escape(key)}\?.*\bdone=")
     with page.expect_response(lambda r: landing.search(r.url) is not None) as info:
         button.click()
+    # The response came; the page's own navigation may still be loading it,
+    # and a goto now would interrupt it.
+    page.wait_for_url(landing)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(info.value.url).query)
     assert query.get("path") == [path], f"the write went to {info.value.url}, not to the tree at {path}"
     return query["done"][0]
