@@ -1113,7 +1113,6 @@ end
 --   W.period_label(w, start, end) -> "2026" | "2026-11" | "2026-11-27" |
 --       "2026-11-27T13" | nil (QUOTA.HISTORY's label)
 --   W.label(w) -> "none" | "month" | "rolling 30d"
---   W.anchor(w) -> anchor day of a month window, else nil
 --   W.is_calendar(w), W.is_rolling(w), W.is_none(w) -> boolean
 --   W.bucket_ms(w) -> bucket length of a rolling window (>= 1), else nil
 --   W.index_of(w, t) -> index of the calendar period containing t (0 if not calendar)
@@ -1317,14 +1316,6 @@ do
             return w.unit
         end
         return "rolling " .. W.format_duration(w.ms)
-    end
-
-    -- Rust twin: Window::anchor (src/engine/window.rs).
-    function W.anchor(w)
-        if w.kind == "calendar" and w.unit == "month" then
-            return w.anchor
-        end
-        return nil
     end
 
     -- Rust twin: Window::is_calendar (src/engine/window.rs).
@@ -6603,11 +6594,11 @@ local function policy_reply(p, now)
     return f
 end
 
--- A closed period (a HISTORY entry, QUOTA.RESET's reply); with the policy's
--- window `w`, its `label` follows `end` (Rust twin: history_reply,
+-- A closed period (a HISTORY entry, QUOTA.RESET's reply) of a policy with
+-- window `w`: its `label` (calendar windows) follows `end` (Rust twin: closed_reply,
 -- src/module/commands/read.rs).
 local function closed_reply(c, w)
-    local label = w and W.period_label(w, c[1], c[2])
+    local label = W.period_label(w, c[1], c[2])
     if label then
         return M("start", c[1], "end", c[2], "label", label, "used", c[3], "allowance", c[4], "rolled_over", c[5],
             "granted", c[6] or "0")

@@ -35,7 +35,6 @@
 --   W.period_label(w, start, end) -> "2026" | "2026-11" | "2026-11-27" |
 --       "2026-11-27T13" | nil (QUOTA.HISTORY's label)
 --   W.label(w) -> "none" | "month" | "rolling 30d"
---   W.anchor(w) -> anchor day of a month window, else nil
 --   W.is_calendar(w), W.is_rolling(w), W.is_none(w) -> boolean
 --   W.bucket_ms(w) -> bucket length of a rolling window (>= 1), else nil
 --   W.index_of(w, t) -> index of the calendar period containing t (0 if not calendar)
@@ -239,14 +238,6 @@ do
             return w.unit
         end
         return "rolling " .. W.format_duration(w.ms)
-    end
-
-    -- Rust twin: Window::anchor (src/engine/window.rs).
-    function W.anchor(w)
-        if w.kind == "calendar" and w.unit == "month" then
-            return w.anchor
-        end
-        return nil
     end
 
     -- Rust twin: Window::is_calendar (src/engine/window.rs).

@@ -1293,11 +1293,11 @@ local function policy_reply(p, now)
     return f
 end
 
--- A closed period (a HISTORY entry, QUOTA.RESET's reply); with the policy's
--- window `w`, its `label` follows `end` (Rust twin: history_reply,
+-- A closed period (a HISTORY entry, QUOTA.RESET's reply) of a policy with
+-- window `w`: its `label` (calendar windows) follows `end` (Rust twin: closed_reply,
 -- src/module/commands/read.rs).
 local function closed_reply(c, w)
-    local label = w and W.period_label(w, c[1], c[2])
+    local label = W.period_label(w, c[1], c[2])
     if label then
         return M("start", c[1], "end", c[2], "label", label, "used", c[3], "allowance", c[4], "rolled_over", c[5],
             "granted", c[6] or "0")

@@ -213,15 +213,6 @@ impl Window {
         }
     }
 
-    /// The anchor day of a `month` window.
-    /// Lua twin: `W.anchor` (lua/src/20_window.lua).
-    pub fn anchor(&self) -> Option<u16> {
-        match self {
-            Window::Calendar { unit: Unit::Month, anchor, .. } => Some(*anchor),
-            _ => None,
-        }
-    }
-
     /// Lua twin: `W.is_calendar` (lua/src/20_window.lua).
     pub fn is_calendar(&self) -> bool {
         matches!(self, Window::Calendar { .. })

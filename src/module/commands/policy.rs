@@ -1,7 +1,7 @@
 //! `QUOTA.SET`, `QUOTA.UNSET`, `QUOTA.DELPATH`: shaping the tree.
 
 use super::args::Args;
-use super::read::{grant_reply, policy_reply};
+use super::read::{closed_reply, grant_reply, policy_reply};
 use super::reply::Reply;
 use super::{Answer, Command, Env, Handler, keyword};
 use crate::engine::policy::{DEFAULT_PRIORITY, GrantExpiry, GrantRequest, Warn, check_note, parse_warn};
@@ -125,7 +125,7 @@ fn reset(tree: &mut Tree, args: &mut Args<'_>, env: &Env) -> Result<Answer> {
     args.finish()?;
     let closed = tree.reset_policy(&path, &name, env.now_ms, &env.limits)?;
     let window = tree.policy_window(&path, &name)?;
-    Ok(Answer::new(super::read::history_reply(&closed, &window), true))
+    Ok(Answer::new(closed_reply(&closed, &window), true))
 }
 
 /// `QUOTA.UNSET key path policy`

@@ -240,28 +240,23 @@ fn history(tree: &Tree, args: &mut Args<'_>, env: &Env) -> Result<Reply> {
     args.finish()?;
     let current = crate::plans::current_for(tree);
     let (window, closed) = tree.history_seen(&path, &name, env.now_ms, current.as_ref())?;
-    Ok(Reply::Array(closed.iter().map(|c| history_reply(c, &window)).collect()))
+    Ok(Reply::Array(closed.iter().map(|c| closed_reply(c, &window)).collect()))
 }
 
-/// A HISTORY entry (and `QUOTA.RESET`'s reply): a closed period with its
-/// `label` after `end`.
-pub fn history_reply(c: &ResetOutcome, window: &Window) -> Reply {
-    let mut reply = closed_reply(c);
-    if let (Reply::Map(fields), Some(label)) = (&mut reply, window.period_label(c.start_ms, c.end_ms)) {
-        fields.insert(2, ("label", Reply::str(label)));
+/// A closed period, as HISTORY lists it and `QUOTA.RESET` replies: its
+/// `label` (calendar windows) after `end`.
+pub fn closed_reply(c: &ResetOutcome, window: &Window) -> Reply {
+    let mut fields = vec![("start", Reply::ms(c.start_ms)), ("end", Reply::ms(c.end_ms))];
+    if let Some(label) = window.period_label(c.start_ms, c.end_ms) {
+        fields.push(("label", Reply::str(label)));
     }
-    reply
-}
-
-pub fn closed_reply(c: &ResetOutcome) -> Reply {
-    Reply::Map(vec![
-        ("start", Reply::ms(c.start_ms)),
-        ("end", Reply::ms(c.end_ms)),
+    fields.extend([
         ("used", Reply::amount(c.used)),
         ("allowance", Reply::amount(c.allowance)),
         ("rolled_over", Reply::amount(c.rolled_over)),
         ("granted", Reply::amount(c.granted)),
-    ])
+    ]);
+    Reply::Map(fields)
 }
 
 fn hold_reply(h: &HoldView) -> Reply {
