@@ -8,8 +8,11 @@
 //!   same-origin writes, loopback Host names).
 //! - one module per section: `trees` (find a tree), `tree` (the tree and the
 //!   node inspector), `edit` (every write form), `plans`, `prices`,
-//!   `analytics` (usage over time), `events` (the live feed).
+//!   `analytics` (usage over time), `events` (the live feed), `alerts` (the
+//!   rules and dead letters; and `quota-dash alerts`, the companion that
+//!   delivers events to webhooks and email).
 
+mod alerts;
 mod analytics;
 mod edit;
 mod events;
@@ -52,6 +55,10 @@ fn routes(app: App) -> Router {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("alerts") {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        std::process::exit(alerts::main(&args[1..]));
+    }
     let options = match options::parse(&args, std::env::var("QUOTA_DASH_TOKEN").ok()) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {

@@ -1,8 +1,11 @@
 //! The dashboard's only way to Redis: a closed set of quota commands, sent as
 //! the module's `QUOTA.X key args` or as the Lua library's `FCALL quota_x 1
 //! key args`, with RESP3 replies turned into JSON values. No page can send
-//! any other command: the few others this file sends (SCAN, HEXISTS, TIME,
-//! SUBSCRIBE) are written here, with fixed names.
+//! any other command on a tree: the few others this file sends (SCAN,
+//! HEXISTS, TIME, SUBSCRIBE) are written here, with fixed names. The alert
+//! companion's own keys (`quota:alerts:*`) are read and written in
+//! alerts/store.rs and alerts/worker.rs, over [`Quota::shared`] and
+//! [`Quota::dedicated`].
 
 use std::time::Duration;
 
@@ -612,6 +615,25 @@ impl Quota {
         let has: Vec<redis::RedisResult<bool>> =
             pipe.query_async(&mut conn).await.map_err(|e| self.explain(error_of(e)))?;
         Ok(keys.into_iter().zip(has).filter(|(_, h)| matches!(h, Ok(true))).map(|(k, _)| k).collect())
+    }
+
+    /// The shared connection, for the alert companion's own keys
+    /// (`quota:alerts:*`, alerts/store.rs): never for a tree.
+    pub fn shared(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// A connection of its own, for a WATCH … MULTI … EXEC that no other
+    /// command may interleave with (the alert companion's fenced writes, the
+    /// alert configuration's compare-and-set).
+    pub async fn dedicated(&self) -> Result<redis::aio::MultiplexedConnection, QuotaError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.explain(error_of(e)))
     }
 
     /// A connection for the event feed (SUBSCRIBE), apart from the shared one.

@@ -1,0 +1,85 @@
+//! The alert companion, `quota-dash alerts`: reads every tree's events (the
+//! catch-up protocol: subscribe, then `QUOTA.EVENTS … SINCE` the cursor kept
+//! per tree in Redis) and delivers those its rules pick to webhooks and to
+//! email, at least once, with retries and dead letters.
+//!
+//! - `config`: the rules and destinations (pure).
+//! - `store`: its keys in Redis, shared with the dashboard's Alerts page.
+//! - `worker`: the lease, the catch-up and the delivery loop.
+//! - `webhook`, `email`: one attempt of one delivery.
+
+pub mod config;
+pub mod email;
+pub mod store;
+pub mod webhook;
+pub mod worker;
+
+use crate::options::{self, Parsed};
+
+pub const USAGE: &str = "\
+quota-dash alerts: delivers quota's events to webhooks and email, as rules say
+
+Usage: quota-dash alerts [--redis URL] [--config FILE] [--backend B] [TLS options]
+
+  --redis URL        the Redis whose trees to watch (default redis://127.0.0.1:6379); a
+                     password also from REDISCLI_AUTH
+  --config FILE      the rules and destinations, JSON (re-read when the file changes);
+                     without it, from the key quota:alerts:config (the dashboard's Alerts page)
+  --backend B        auto (default), module or lua
+  --cacert FILE, --cert FILE --key FILE, --insecure   TLS, as for the dashboard
+  --help             this text
+
+Secrets (a webhook's signing secret, the SMTP password) come from the environment variables
+the configuration names. Run as many as you like: one delivers, the others stand by.
+";
+
+/// `quota-dash alerts …`: runs until killed; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let mut config = None;
+    let mut rest = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "--config" {
+            i += 1;
+            match args.get(i) {
+                Some(f) if !f.is_empty() => config = Some(f.clone()),
+                _ => return usage_error("--config needs a file"),
+            }
+        } else if let Some(f) = a.strip_prefix("--config=") {
+            config = Some(f.to_string());
+        } else if ["--listen", "--token", "--read-only"].iter().any(|f| a == *f || a.starts_with(&format!("{f}="))) {
+            return usage_error(&format!("{a} is for the dashboard, not for alerts (see quota-dash alerts --help)"));
+        } else {
+            rest.push(args[i].clone());
+        }
+        i += 1;
+    }
+    let options = match options::parse(&rest, None) {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(e) => return usage_error(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("quota-dash alerts: cannot start: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(worker::run(*options, config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("quota-dash alerts: {e}");
+            1
+        }
+    }
+}
+
+fn usage_error(e: &str) -> i32 {
+    eprintln!("quota-dash alerts: {e}");
+    2
+}

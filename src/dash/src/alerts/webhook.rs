@@ -1,0 +1,135 @@
+//! Webhooks: one POST of JSON per event and destination, signed with
+//! HMAC-SHA-256 when the destination names a secret, and what its answer
+//! means (delivered, try again later, or never).
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use super::store::Job;
+
+/// What one attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again: why, and how long the peer asked to wait (Retry-After), if it did.
+    Retry(String, Option<Duration>),
+    /// Trying again would not help (a 4xx other than 408 and 429).
+    Permanent(String),
+}
+
+/// The body: the job's identity, the rules that sent it, and the event.
+pub fn body(job: &Job) -> String {
+    json!({
+        "id": job.key,
+        "tree": job.tree,
+        "seq": job.seq,
+        "type": job.kind(),
+        "rules": job.rules,
+        "destination": job.dest,
+        "attempt": job.attempts + 1,
+        "event": job.event,
+    })
+    .to_string()
+}
+
+/// `t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn signature(secret: &[u8], t: u64, body: &str) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        // HMAC takes a key of any length; this cannot happen.
+        Err(_) => return String::new(),
+    };
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+/// What an HTTP status means for the delivery.
+pub fn outcome_of(status: u16, retry_after: Option<&str>, what: &str) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500..=599 => {
+            let wait = retry_after.and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs);
+            Outcome::Retry(format!("{what} answered {status}"), wait)
+        }
+        _ => Outcome::Permanent(format!("{what} answered {status}: not retried (a 4xx other than 408 and 429)")),
+    }
+}
+
+/// One attempt: POSTs the job to `url`.
+pub async fn send(client: &reqwest::Client, url: &str, secret_env: Option<&str>, job: &Job, timeout: Duration, now_s: u64) -> Outcome {
+    let body = body(job);
+    let mut request = client
+        .post(url)
+        .timeout(timeout)
+        .header("content-type", "application/json")
+        .header("idempotency-key", job.key.as_str())
+        .header("quota-attempt", (job.attempts + 1).to_string());
+    if let Some(var) = secret_env {
+        match std::env::var(var) {
+            Ok(secret) if !secret.is_empty() => {
+                request = request.header("quota-signature", signature(secret.as_bytes(), now_s, &body));
+            }
+            _ => return Outcome::Retry(format!("the environment variable {var} (secret_env) is not set"), None),
+        }
+    }
+    match request.body(body).send().await {
+        Ok(resp) => {
+            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            outcome_of(resp.status().as_u16(), retry_after.as_deref(), url)
+        }
+        Err(e) if e.is_timeout() => Outcome::Retry(format!("{url}: no answer within {} ms", timeout.as_millis()), None),
+        Err(e) => Outcome::Retry(format!("{url}: {}", error_chain(&e)), None),
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// The client every webhook shares: no redirects followed (a webhook that
+/// moved is a configuration to fix), the User-Agent naming us.
+pub fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("quota-alerts/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_time_and_body() {
+        // Python: hmac.new(b"s3cret", b'1700000000.{"id":"acme#1@0"}', hashlib.sha256).hexdigest()
+        assert_eq!(
+            signature(b"s3cret", 1700000000, "{\"id\":\"acme#1@0\"}"),
+            "t=1700000000,v1=4308efa2bc39c198680f9743956e542c0035abf38cc08e84a137ebff9bb229e9"
+        );
+    }
+
+    #[test]
+    fn statuses_decide_retries() {
+        assert_eq!(outcome_of(204, None, "u"), Outcome::Delivered);
+        assert_eq!(outcome_of(503, Some("7"), "u"), Outcome::Retry("u answered 503".into(), Some(Duration::from_secs(7))));
+        assert!(matches!(outcome_of(429, None, "u"), Outcome::Retry(_, None)));
+        assert!(matches!(outcome_of(400, None, "u"), Outcome::Permanent(_)));
+        assert!(matches!(outcome_of(301, None, "u"), Outcome::Permanent(_)));
+    }
+}

@@ -1,0 +1,731 @@
+//! The companion's loop. One instance holds the lease (`quota:alerts:leader`)
+//! and works; the others stand by and take over when it lapses.
+//!
+//! The leader subscribes to every tree's channel, then catches each tree up
+//! from its cursor (`QUOTA.EVENTS key SINCE …`): the events its rules pick
+//! become jobs, one per event and destination, queued in the same MULTI that
+//! moves the cursor. Jobs are then delivered; each outcome (done, retry
+//! later, dead letter) is another MULTI. Every MULTI runs after WATCH of
+//! the lease and a check that this instance still holds it, so an instance
+//! that lost the lease changes nothing. A job is removed only after its
+//! delivery succeeded: a crash in between delivers it again, with the same
+//! idempotency key (at least once).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use serde_json::{Value as Json, json};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+
+use super::config::{Config, Target};
+use super::store::{self, CONFIG, CONFIG_CHANNEL, CURSORS, DEAD, JOBS, Job, LEADER, QUEUE, SENT, STATUS};
+use super::{email, webhook};
+use crate::options::Options;
+use crate::quota::{Cmd, Quota};
+
+/// Events read from a log at a time.
+const PAGE: usize = 1000;
+/// Deliveries in flight at once.
+const IN_FLIGHT: usize = 16;
+/// The channels events are published on.
+const EVENTS: &str = "quota:events:";
+/// Every tree is looked at again this often, in case a publish was missed.
+const SWEEP: Duration = Duration::from_secs(300);
+/// The configuration key is read again this often (and at once when the
+/// dashboard publishes a change).
+const CONFIG_EVERY: Duration = Duration::from_secs(5);
+
+fn env_ms(name: &str, default: u64) -> Duration {
+    Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0).unwrap_or(default))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn log(line: impl AsRef<str>) {
+    println!("quota-dash alerts: {}", line.as_ref());
+}
+
+/// Why a fenced write did not happen.
+enum Fence {
+    /// Another instance holds the lease now.
+    Lost,
+    Redis(String),
+}
+
+impl std::fmt::Display for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fence::Lost => write!(f, "the lease passed to another instance"),
+            Fence::Redis(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Where the configuration comes from.
+enum Source {
+    File(String),
+    Redis,
+}
+
+struct Worker {
+    quota: Quota,
+    /// The connection for WATCH … EXEC, one user at a time.
+    fenced: Mutex<Option<MultiplexedConnection>>,
+    instance: String,
+    source: Source,
+    http: reqwest::Client,
+    lease: Duration,
+    tick: Duration,
+}
+
+/// What the leader knows between ticks.
+struct Lead {
+    config: Arc<Config>,
+    /// The configuration's text last read, and whether it was good.
+    text: Option<String>,
+    error: Option<String>,
+    /// A good configuration has been seen: events are read (until then they
+    /// wait in the logs, so none is lost to a broken configuration).
+    reading: bool,
+    file_stamp: Option<(SystemTime, u64)>,
+    config_read: Option<std::time::Instant>,
+    in_flight: HashSet<String>,
+    /// Trees with events not yet read.
+    dirty: BTreeSet<String>,
+    swept: Option<std::time::Instant>,
+}
+
+pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> {
+    let quota = Quota::connect(&o).await?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let instance = format!("{}:{}:{:08x}", if host.is_empty() { "host" } else { &host }, std::process::id(), now_ms() as u32 ^ std::process::id().rotate_left(16));
+    let source = match config_file {
+        Some(f) => {
+            std::fs::metadata(&f).map_err(|e| format!("--config {f}: {e}"))?;
+            Source::File(f)
+        }
+        None => Source::Redis,
+    };
+    log(format!(
+        "{} ({}), instance {instance}, configuration from {}",
+        quota.server,
+        quota.backend.name(),
+        match &source {
+            Source::File(f) => f.clone(),
+            Source::Redis => format!("the key {CONFIG}"),
+        }
+    ));
+    let w = Arc::new(Worker {
+        quota,
+        fenced: Mutex::new(None),
+        instance,
+        source,
+        http: webhook::client()?,
+        lease: env_ms("QUOTA_ALERTS_LEASE_MS", 10_000),
+        tick: env_ms("QUOTA_ALERTS_TICK_MS", 500),
+    });
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let mut said_standby = false;
+    loop {
+        match w.acquire().await {
+            Ok(true) => {
+                said_standby = false;
+                log("holds the lease: delivering");
+                tokio::select! {
+                    why = w.clone().lead() => log(format!("stopped delivering: {why}")),
+                    _ = &mut stop => {
+                        w.release().await;
+                        log("stopped (lease released)");
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(false) => {
+                if !said_standby {
+                    log("another instance holds the lease: standing by");
+                    said_standby = true;
+                }
+            }
+            Err(e) => log(format!("cannot reach Redis: {e}")),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(w.tick) => {}
+            _ = &mut stop => return Ok(()),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut i), Ok(mut t)) => {
+            tokio::select! {
+                _ = i.recv() => {}
+                _ = t.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// What the pub/sub listener tells the leader.
+enum Signal {
+    Tree(String),
+    Config,
+    /// (Re)subscribed: every tree must be caught up.
+    Sweep,
+}
+
+impl Worker {
+    /// Takes the lease if nobody holds it.
+    async fn acquire(&self) -> Result<bool, String> {
+        let mut conn = self.quota.shared();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(LEADER)
+            .arg(&self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.lease.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(set.is_some())
+    }
+
+    /// Gives the lease up (on a clean stop), so another instance need not wait.
+    async fn release(&self) {
+        let mut pipe = redis::pipe();
+        pipe.del(LEADER).ignore();
+        let _ = self.fenced(pipe).await;
+    }
+
+    /// Runs `pipe` as one MULTI/EXEC if this instance holds the lease.
+    async fn fenced(&self, mut pipe: redis::Pipeline) -> Result<(), Fence> {
+        let mut guard = self.fenced.lock().await;
+        let conn = match guard.as_mut() {
+            Some(c) => c,
+            None => {
+                let c = self.quota.dedicated().await.map_err(|e| Fence::Redis(e.message))?;
+                guard.insert(c)
+            }
+        };
+        let result: Result<redis::Value, Fence> = async {
+            redis::cmd("WATCH").arg(LEADER).query_async::<()>(conn).await.map_err(|e| Fence::Redis(e.to_string()))?;
+            let holder: Option<String> = conn.get(LEADER).await.map_err(|e| Fence::Redis(e.to_string()))?;
+            if holder.as_deref() != Some(self.instance.as_str()) {
+                let _ = redis::cmd("UNWATCH").query_async::<()>(conn).await;
+                return Err(Fence::Lost);
+            }
+            pipe.atomic().query_async(conn).await.map_err(|e| Fence::Redis(e.to_string()))
+        }
+        .await;
+        match result {
+            Ok(redis::Value::Nil) => Err(Fence::Lost),
+            Ok(_) => Ok(()),
+            Err(Fence::Redis(e)) => {
+                // The connection may be half way through a transaction: a new one next time.
+                *guard = None;
+                Err(Fence::Redis(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Works while this instance holds the lease; returns why it stopped.
+    async fn lead(self: Arc<Self>) -> String {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let listener = tokio::spawn(self.clone().listen(tx));
+        let mut tasks: JoinSet<(String, Result<(), Fence>)> = JoinSet::new();
+        let mut st = Lead {
+            config: Arc::new(Config::default()),
+            text: None,
+            error: None,
+            reading: false,
+            file_stamp: None,
+            config_read: None,
+            in_flight: HashSet::new(),
+            dirty: BTreeSet::new(),
+            swept: None,
+        };
+        let first = {
+            let mut conn = self.quota.shared();
+            conn.hset_nx::<_, _, _, bool>(STATUS, "initialized", now_ms()).await.unwrap_or(false)
+        };
+        if first {
+            log("first start: the events already in the logs are skipped; later ones are delivered");
+        }
+        let mut skip_history = first;
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let why = loop {
+            let mut sweep = false;
+            let mut reload = false;
+            tokio::select! {
+                sig = rx.recv() => {
+                    let mut next = sig;
+                    while let Some(sig) = next {
+                        match sig {
+                            Signal::Tree(t) => { st.dirty.insert(t); }
+                            Signal::Config => reload = true,
+                            Signal::Sweep => sweep = true,
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok((id, result)) = done {
+                        st.in_flight.remove(&id);
+                        if let Err(e) = result {
+                            if matches!(e, Fence::Lost) {
+                                break e.to_string();
+                            }
+                            log(format!("{id}: the outcome was not recorded: {e} (it will be delivered again)"));
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(e) = self.renew(&st).await {
+                        break match e {
+                            Fence::Lost => e.to_string(),
+                            Fence::Redis(e) => format!("cannot renew the lease: {e}"),
+                        };
+                    }
+                }
+            }
+            let was_reading = st.reading;
+            self.load_config(&mut st, reload).await;
+            if st.reading && (!was_reading || st.swept.is_none_or(|t| t.elapsed() >= SWEEP)) {
+                sweep = true;
+            }
+            if sweep && st.reading {
+                match self.all_trees().await {
+                    Ok(trees) => {
+                        st.dirty.extend(trees);
+                        st.swept = Some(std::time::Instant::now());
+                    }
+                    Err(e) => log(format!("cannot list the trees: {e}")),
+                }
+            }
+            if st.reading {
+                let trees = std::mem::take(&mut st.dirty);
+                let mut lost = None;
+                for tree in trees {
+                    match self.catch_up(&st.config, &tree, skip_history).await {
+                        Ok(()) => {}
+                        Err(Fence::Lost) => {
+                            lost = Some(Fence::Lost.to_string());
+                            break;
+                        }
+                        Err(e) => {
+                            log(format!("tree {tree}: cannot read its events: {e} (trying again)"));
+                            st.dirty.insert(tree);
+                        }
+                    }
+                }
+                if let Some(why) = lost {
+                    break why;
+                }
+                if sweep {
+                    skip_history = false;
+                }
+            }
+            if let Err(e) = self.dispatch(&mut st, &mut tasks).await {
+                log(format!("cannot read the queue: {e}"));
+            }
+        };
+        listener.abort();
+        tasks.abort_all();
+        why
+    }
+
+    /// Extends the lease and writes the heartbeat.
+    async fn renew(&self, st: &Lead) -> Result<(), Fence> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(LEADER).arg(&self.instance).arg("PX").arg(self.lease.as_millis() as u64).ignore();
+        let source = match &self.source {
+            Source::File(f) => format!("file {f}"),
+            Source::Redis => format!("key {CONFIG}"),
+        };
+        pipe.hset_multiple(
+            STATUS,
+            &[
+                ("instance", self.instance.clone()),
+                ("heartbeat", now_ms().to_string()),
+                ("lease_ms", self.lease.as_millis().to_string()),
+                ("config", source),
+                ("config_error", st.error.clone().unwrap_or_default()),
+                ("rules", st.config.rules.len().to_string()),
+                ("destinations", st.config.destinations.len().to_string()),
+            ],
+        )
+        .ignore();
+        self.fenced(pipe).await
+    }
+
+    /// Subscribes to every tree's channel and to configuration changes, and
+    /// passes on what arrives; after each (re)subscription, asks for a sweep.
+    async fn listen(self: Arc<Self>, tx: mpsc::UnboundedSender<Signal>) {
+        loop {
+            match self.quota.pubsub().await {
+                Ok(mut pubsub) => {
+                    let subscribed = async {
+                        pubsub.psubscribe(format!("{EVENTS}*")).await?;
+                        pubsub.subscribe(CONFIG_CHANNEL).await
+                    }
+                    .await;
+                    match subscribed {
+                        Ok(()) => {
+                            if tx.send(Signal::Sweep).is_err() {
+                                return;
+                            }
+                            let mut messages = pubsub.into_on_message();
+                            while let Some(msg) = messages.next().await {
+                                let channel = msg.get_channel_name();
+                                let signal = match channel.strip_prefix(EVENTS) {
+                                    Some(tree) => Signal::Tree(tree.to_string()),
+                                    None if channel == CONFIG_CHANNEL => Signal::Config,
+                                    None => continue,
+                                };
+                                if tx.send(signal).is_err() {
+                                    return;
+                                }
+                            }
+                            log("the subscription ended: subscribing again");
+                        }
+                        Err(e) => log(format!("cannot subscribe: {e}")),
+                    }
+                }
+                Err(e) => log(format!("cannot subscribe: {e}")),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Reads the configuration again when it may have changed.
+    async fn load_config(&self, st: &mut Lead, changed: bool) {
+        let due = changed || st.config_read.is_none_or(|t| t.elapsed() >= CONFIG_EVERY);
+        let text = match &self.source {
+            Source::File(f) => {
+                let stamp = std::fs::metadata(f).ok().map(|m| (m.modified().unwrap_or(UNIX_EPOCH), m.len()));
+                if stamp == st.file_stamp && st.text.is_some() {
+                    return;
+                }
+                st.file_stamp = stamp;
+                match std::fs::read_to_string(f) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.config_error(st, format!("cannot read {f}: {e}"));
+                        return;
+                    }
+                }
+            }
+            Source::Redis => {
+                if !due {
+                    return;
+                }
+                st.config_read = Some(std::time::Instant::now());
+                let mut conn = self.quota.shared();
+                match store::config_text(&mut conn).await {
+                    Ok(t) => Some(t.unwrap_or_else(|| "{}".to_string())),
+                    Err(e) => {
+                        log(format!("cannot read {CONFIG}: {e}"));
+                        return;
+                    }
+                }
+            }
+        };
+        if text == st.text {
+            return;
+        }
+        st.text = text.clone();
+        match Config::parse(text.as_deref().unwrap_or("{}")) {
+            Ok(c) => {
+                log(format!("configuration: {} rules, {} destinations", c.rules.len(), c.destinations.len()));
+                st.config = Arc::new(c);
+                st.error = None;
+                st.reading = true;
+            }
+            Err(e) => self.config_error(st, e),
+        }
+    }
+
+    fn config_error(&self, st: &mut Lead, e: String) {
+        log(format!(
+            "the configuration is refused: {e} ({})",
+            if st.reading { "the last good one stays in force" } else { "events wait in the logs until it is fixed" }
+        ));
+        st.error = Some(e);
+    }
+
+    /// Every tree (SCAN), and every tree with a cursor (a deleted tree's
+    /// cursor is dropped when its log is read).
+    async fn all_trees(&self) -> Result<BTreeSet<String>, String> {
+        let mut trees = BTreeSet::new();
+        let mut cursor = "0".to_string();
+        loop {
+            let (found, next) = self.quota.trees("*", &cursor, 1000).await.map_err(|e| e.message)?;
+            trees.extend(found);
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        let mut conn = self.quota.shared();
+        let known: Vec<String> = conn.hkeys(CURSORS).await.map_err(|e| e.to_string())?;
+        trees.extend(known);
+        Ok(trees)
+    }
+
+    /// `QUOTA.EVENTS tree SINCE since COUNT count`; a missing tree has none.
+    async fn events(&self, tree: &str, since: u64, count: usize) -> Result<Vec<Json>, Fence> {
+        match self.quota.call(Cmd::Events, Some(tree), &["SINCE", &since.to_string(), "COUNT", &count.to_string()]).await
+        {
+            Ok(Json::Array(items)) => Ok(items),
+            Ok(_) => Ok(vec![]),
+            Err(e) if e.is_not_found() => Ok(vec![]),
+            Err(e) => Err(Fence::Redis(e.message)),
+        }
+    }
+
+    /// The newest event of a log (galloping, then halving, one event read a step).
+    async fn newest(&self, tree: &str) -> Result<Option<Json>, Fence> {
+        let Some(mut best) = self.events(tree, 0, 1).await?.pop() else {
+            return Ok(None);
+        };
+        let mut step = 1u64;
+        let mut hi = loop {
+            let lo = seq_of(&best);
+            match self.events(tree, lo + step - 1, 1).await?.pop() {
+                Some(e) if seq_of(&e) > lo => {
+                    best = e;
+                    step = step.saturating_mul(2);
+                }
+                _ => break lo + step,
+            }
+        };
+        while hi - seq_of(&best) > 1 {
+            let mid = seq_of(&best) + (hi - seq_of(&best)) / 2;
+            match self.events(tree, mid - 1, 1).await?.pop() {
+                Some(e) if seq_of(&e) >= mid => best = e,
+                _ => hi = mid,
+            }
+        }
+        Ok(Some(best))
+    }
+
+    /// Reads a tree's events after its cursor, queues a job per event and
+    /// destination its rules pick, and moves the cursor, a page at a time.
+    async fn catch_up(&self, config: &Config, tree: &str, skip_history: bool) -> Result<(), Fence> {
+        let mut conn = self.quota.shared();
+        let stored: Option<String> = conn.hget(CURSORS, tree).await.map_err(|e| Fence::Redis(e.to_string()))?;
+        let mut cursor = stored.as_deref().and_then(store::cursor_of);
+        if cursor.is_none() && skip_history {
+            if let Some(last) = self.newest(tree).await? {
+                let mut pipe = redis::pipe();
+                pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&last), time_of(&last))).ignore();
+                self.fenced(pipe).await?;
+            }
+            return Ok(());
+        }
+        loop {
+            let since = cursor.map_or(0, |(s, _)| s.saturating_sub(1));
+            let mut events = self.events(tree, since, PAGE).await?;
+            let full = events.len() >= PAGE;
+            let mut gap = 0;
+            if let Some((seq, time)) = cursor {
+                match events.first().map(|e| (seq_of(e), time_of(e))) {
+                    None => {
+                        // The log no longer reaches the cursor: the tree was
+                        // deleted (or deleted and created again).
+                        let mut pipe = redis::pipe();
+                        pipe.hdel(CURSORS, tree).ignore();
+                        self.fenced(pipe).await?;
+                        if stored.is_some() {
+                            log(format!("tree {tree}: its log starts again (deleted or created again)"));
+                        }
+                        cursor = None;
+                        continue;
+                    }
+                    Some((s, t)) if s == seq && t == time => {
+                        events.remove(0);
+                    }
+                    Some((s, _)) if s == seq => {
+                        log(format!("tree {tree}: created again: its events are read from the start"));
+                        cursor = None;
+                        continue;
+                    }
+                    Some((s, _)) => gap = s.saturating_sub(seq + 1),
+                }
+            }
+            if gap > 0 {
+                log(format!("tree {tree}: {gap} events were dropped from its log before they were read (raise events_len)"));
+            }
+            let Some(last) = events.last() else {
+                return Ok(());
+            };
+            let next = (seq_of(last), time_of(last));
+            let now = now_ms();
+            let mut pipe = redis::pipe();
+            let mut queued = 0;
+            for mut ev in events {
+                if let Json::Object(m) = &mut ev {
+                    m.insert("tree".to_string(), Json::String(tree.to_string()));
+                }
+                for (dest, rules) in config.routes(tree, &ev) {
+                    let job = Job::new(tree, ev.clone(), &dest, rules, now);
+                    pipe.hset_nx(JOBS, &job.id, job.to_json()).ignore();
+                    pipe.cmd("ZADD").arg(QUEUE).arg("NX").arg(now).arg(&job.id).ignore();
+                    queued += 1;
+                }
+            }
+            pipe.hset(CURSORS, tree, store::cursor_text(next.0, next.1)).ignore();
+            if gap > 0 {
+                pipe.hincr(STATUS, "gaps", gap).ignore();
+            }
+            self.fenced(pipe).await?;
+            if queued > 0 {
+                log(format!("tree {tree}: {queued} deliveries queued (events up to {})", next.0));
+            }
+            cursor = Some(next);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Starts the deliveries that are due, up to [`IN_FLIGHT`] at once.
+    async fn dispatch(self: &Arc<Self>, st: &mut Lead, tasks: &mut JoinSet<(String, Result<(), Fence>)>) -> Result<(), String> {
+        if st.in_flight.len() >= IN_FLIGHT {
+            return Ok(());
+        }
+        let mut conn = self.quota.shared();
+        let due: Vec<String> = conn
+            .zrangebyscore_limit(QUEUE, "-inf", now_ms(), 0, (IN_FLIGHT * 4) as isize)
+            .await
+            .map_err(|e| e.to_string())?;
+        for id in due {
+            if st.in_flight.len() >= IN_FLIGHT {
+                break;
+            }
+            if st.in_flight.contains(&id) {
+                continue;
+            }
+            let body: Option<String> = conn.hget(JOBS, &id).await.map_err(|e| e.to_string())?;
+            let Some(job) = body.as_deref().and_then(Job::from_json) else {
+                // A queued id without its job (removed by hand): nothing to send.
+                log(format!("{id}: queued without a job: dropped"));
+                let mut pipe = redis::pipe();
+                pipe.zrem(QUEUE, &id).ignore();
+                self.fenced(pipe).await.map_err(|e| e.to_string())?;
+                continue;
+            };
+            st.in_flight.insert(id.clone());
+            let (w, config) = (self.clone(), st.config.clone());
+            tasks.spawn(async move {
+                let result = w.deliver(&config, job).await;
+                (id, result)
+            });
+        }
+        Ok(())
+    }
+
+    /// One attempt of one job, and its outcome recorded.
+    async fn deliver(&self, config: &Config, mut job: Job) -> Result<(), Fence> {
+        let dest = config.destinations.get(&job.dest);
+        let timeout = Duration::from_millis(dest.map_or(10_000, |d| d.timeout_ms));
+        let outcome = match dest.map(|d| &d.target) {
+            None => webhook::Outcome::Retry(format!("no destination named {} in the configuration", job.dest), None),
+            Some(Target::Webhook { url, secret_env }) => {
+                webhook::send(&self.http, url, secret_env.as_deref(), &job, timeout, now_ms() / 1000).await
+            }
+            Some(Target::Email { to }) => match &config.smtp {
+                Some(smtp) => email::send(smtp, to, &job, timeout).await,
+                None => webhook::Outcome::Retry("no smtp section in the configuration".to_string(), None),
+            },
+        };
+        let now = now_ms();
+        job.attempts += 1;
+        job.last_attempt = Some(now);
+        let attempts = dest.map_or(8, |d| d.attempts);
+        let mut pipe = redis::pipe();
+        match outcome {
+            webhook::Outcome::Delivered => {
+                pipe.zrem(QUEUE, &job.id).ignore().hdel(JOBS, &job.id).ignore();
+                let sent = json!({"id": job.id, "key": job.key, "dest": job.dest, "tree": job.tree, "seq": job.seq,
+                    "type": job.kind(), "rules": job.rules, "at": now, "attempts": job.attempts});
+                pipe.lpush(SENT, sent.to_string()).ignore().ltrim(SENT, 0, store::SENT_KEPT as isize - 1).ignore();
+                pipe.hincr(STATUS, "delivered", 1).ignore();
+                self.fenced(pipe).await?;
+                log(format!("delivered {} to {} (attempt {})", job.key, job.dest, job.attempts));
+            }
+            webhook::Outcome::Retry(e, wait) if job.attempts < attempts => {
+                let backoff = dest.map_or(1000, |d| d.backoff(job.attempts));
+                let cap = dest.map_or(300_000, |d| d.max_backoff_ms);
+                let asked = wait.map_or(0, |w| (w.as_millis() as u64).min(cap));
+                let due = now + backoff.max(asked);
+                log(format!(
+                    "{} to {}: attempt {} of {attempts} failed: {e}; next in {} ms",
+                    job.key,
+                    job.dest,
+                    job.attempts,
+                    due - now
+                ));
+                job.last_error = Some(e);
+                pipe.hset(JOBS, &job.id, job.to_json()).ignore().zadd(QUEUE, &job.id, due).ignore();
+                pipe.hincr(STATUS, "failed", 1).ignore();
+                self.fenced(pipe).await?;
+            }
+            webhook::Outcome::Retry(e, _) | webhook::Outcome::Permanent(e) => {
+                log(format!("{} to {}: dead letter after {} attempts: {e}", job.key, job.dest, job.attempts));
+                job.last_error = Some(e);
+                job.died = Some(now);
+                pipe.zrem(QUEUE, &job.id).ignore().hset(JOBS, &job.id, job.to_json()).ignore();
+                pipe.zadd(DEAD, &job.id, now).ignore().hincr(STATUS, "failed", 1).ignore().hincr(STATUS, "dead", 1).ignore();
+                self.fenced(pipe).await?;
+                self.trim_dead().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps at most [`store::MAX_DEAD`] dead letters: the oldest go.
+    async fn trim_dead(&self) {
+        let mut conn = self.quota.shared();
+        let count: usize = conn.zcard(DEAD).await.unwrap_or(0);
+        if count <= store::MAX_DEAD {
+            return;
+        }
+        let old: Vec<String> = conn.zrange(DEAD, 0, (count - store::MAX_DEAD) as isize - 1).await.unwrap_or_default();
+        if !old.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.zrem(DEAD, &old).ignore().hdel(JOBS, &old).ignore();
+            let _ = self.fenced(pipe).await;
+            log(format!("limit: {} dead letters dropped, the oldest (at most {} are kept)", old.len(), store::MAX_DEAD));
+        }
+    }
+}
+
+fn seq_of(ev: &Json) -> u64 {
+    match ev.get("seq") {
+        Some(Json::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Json::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn time_of(ev: &Json) -> u64 {
+    match ev.get("time") {
+        Some(Json::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Json::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
