@@ -76,7 +76,7 @@ deps: ## Install what is missing: redis-server 7, libclang, luac5.1, the en_US l
 	fi
 	@[ "$$($(CHROMIUM_STATE))" = found ] || { echo "make deps: $(CHROMIUM) does not run: $$($(CHROMIUM) --version 2>&1 | tail -1)"; exit 1; }
 	@export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; \
-	python3 -c "import redis, psycopg, tzdata; assert tzdata.__version__ == '2026.6'" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
+	python3 -c "import redis, psycopg, aiosmtpd, tzdata; assert tzdata.__version__ == '2026.6'" 2>/dev/null || python3 -m pip install -q -r tests/requirements.txt \
 		|| { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q python3-redis python3-psycopg; }
 	@export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1; pin=$$(grep -E '^playwright==' $(REQUIREMENTS)); \
 	state=$$($(PLAYWRIGHT_STATE)); \
@@ -100,28 +100,29 @@ lua: ## Assemble the Lua Functions library lua/quota.lua from lua/src/*.lua; cou
 lua-check: ## Fail when lua/quota.lua is not what lua/src/*.lua assemble (CI runs it before building)
 	@cat $(LUA_SOURCES) | cmp -s - lua/quota.lua || { echo "lua/quota.lua is older than lua/src: run make lua and commit it"; exit 1; }
 
-run: build ## Start redis-server with the module on localhost:6379 (PORT=...) and the dashboard on http://127.0.0.1:8080 (DASH_PORT=...), in the foreground
+run: build ## Start redis-server with the module on localhost:6379 (PORT=...), the dashboard on http://127.0.0.1:8080 (DASH_PORT=...) and the alert companion (ALERTS_ARGS=--config FILE), in the foreground
 	@redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no \
 		--loadmodule $(CURDIR)/$(MODULE) $(MODULE_ARGS) & server=$$!; \
 	$(call with-dashboard)
 
-run-lua: deps lua ## The same with the Lua library instead of the module (loaded by quota-load), and the dashboard
+run-lua: deps lua ## The same with the Lua library instead of the module (loaded by quota-load), the dashboard and the alert companion
 	$(CARGO) build --release --locked --bin quota-load --bin quota-dash
 	@redis-server --port $(PORT) --bind 127.0.0.1 --save '' --appendonly no & server=$$!; \
 	$(call with-dashboard,target/release/quota-load $(LUA_ARGS) redis://127.0.0.1:$(PORT))
 
 # The rest of run and run-lua, after redis-server started as $$server: wait
-# for it, run $(1) (the loader), start the dashboard, and stop both when
-# either stops or on Ctrl-C.
+# for it, run $(1) (the loader), start the dashboard and the alert companion,
+# and stop all three when one stops or on Ctrl-C.
 define with-dashboard
-	trap 'kill $$server $$dash 2>/dev/null; wait' INT TERM EXIT; \
+	trap 'kill $$server $$dash $$alerts 2>/dev/null; wait' INT TERM EXIT; \
 	for i in $$(seq 100); do \
 		redis-cli -p $(PORT) PING >/dev/null 2>&1 && break; \
 		kill -0 $$server 2>/dev/null || exit 1; sleep 0.1; \
 	done; \
 	$(if $(1),$(1) || exit 1;) \
 	target/release/quota-dash --redis redis://127.0.0.1:$(PORT) --listen 127.0.0.1:$(DASH_PORT) $(DASH_ARGS) & dash=$$!; \
-	wait -n $$server $$dash
+	target/release/quota-dash alerts --redis redis://127.0.0.1:$(PORT) $(ALERTS_ARGS) & alerts=$$!; \
+	wait -n $$server $$dash $$alerts
 endef
 
 # A Redis 6.2 for tests/redis6.py (the module must refuse it cleanly): the PyPI

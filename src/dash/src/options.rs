@@ -20,6 +20,9 @@ Usage: quota-dash [--redis URL] [--listen ADDR] [--token T] [--read-only] [optio
   --cert FILE --key FILE   a client certificate for rediss://
   --insecure         rediss:// without verifying the server's certificate
   --help             this text
+
+quota-dash alerts [--redis URL] [--config FILE]: the alert companion, which delivers events to
+webhooks and email (quota-dash alerts --help)
 ";
 
 /// Which commands reach the trees: the module's `QUOTA.X` or the Lua

@@ -133,11 +133,11 @@ pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> 
     });
     let stop = stop_signal();
     tokio::pin!(stop);
-    let mut said_standby = false;
+    let mut said = "";
     loop {
         match w.acquire().await {
             Ok(true) => {
-                said_standby = false;
+                said = "";
                 log("holds the lease: delivering");
                 tokio::select! {
                     why = w.clone().lead() => log(format!("stopped delivering: {why}")),
@@ -149,12 +149,17 @@ pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> 
                 }
             }
             Ok(false) => {
-                if !said_standby {
+                if said != "standby" {
                     log("another instance holds the lease: standing by");
-                    said_standby = true;
+                    said = "standby";
                 }
             }
-            Err(e) => log(format!("cannot reach Redis: {e}")),
+            Err(e) => {
+                if said != "error" {
+                    log(format!("cannot reach Redis: {e} (trying again)"));
+                    said = "error";
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(w.tick) => {}
@@ -256,22 +261,17 @@ impl Worker {
             dirty: BTreeSet::new(),
             swept: None,
         };
-        let first = {
-            let mut conn = self.quota.shared();
-            conn.hset_nx::<_, _, _, bool>(STATUS, "initialized", now_ms()).await.unwrap_or(false)
-        };
-        if first {
-            log("first start: the events already in the logs are skipped; later ones are delivered");
-        }
-        let mut skip_history = first;
+        // Decided when events are first read: on the very first start, the
+        // events already in the logs are history, not news.
+        let mut skip_history: Option<bool> = None;
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let why = loop {
             let mut sweep = false;
             let mut reload = false;
             tokio::select! {
-                sig = rx.recv() => {
-                    let mut next = sig;
+                Some(sig) = rx.recv() => {
+                    let mut next = Some(sig);
                     while let Some(sig) = next {
                         match sig {
                             Signal::Tree(t) => { st.dirty.insert(t); }
@@ -306,6 +306,22 @@ impl Worker {
             if st.reading && (!was_reading || st.swept.is_none_or(|t| t.elapsed() >= SWEEP)) {
                 sweep = true;
             }
+            if st.reading && skip_history.is_none() {
+                let mut conn = self.quota.shared();
+                match conn.hset_nx::<_, _, _, bool>(STATUS, "initialized", now_ms()).await {
+                    Ok(first) => {
+                        if first {
+                            log("first start: the events already in the logs are skipped; later ones are delivered");
+                        }
+                        skip_history = Some(first);
+                        sweep = true;
+                    }
+                    Err(e) => {
+                        log(format!("cannot read {STATUS}: {e}"));
+                        continue;
+                    }
+                }
+            }
             if sweep && st.reading {
                 match self.all_trees().await {
                     Ok(trees) => {
@@ -319,7 +335,7 @@ impl Worker {
                 let trees = std::mem::take(&mut st.dirty);
                 let mut lost = None;
                 for tree in trees {
-                    match self.catch_up(&st.config, &tree, skip_history).await {
+                    match self.catch_up(&st.config, &tree, skip_history == Some(true)).await {
                         Ok(()) => {}
                         Err(Fence::Lost) => {
                             lost = Some(Fence::Lost.to_string());
@@ -335,7 +351,7 @@ impl Worker {
                     break why;
                 }
                 if sweep {
-                    skip_history = false;
+                    skip_history = Some(false);
                 }
             }
             if let Err(e) = self.dispatch(&mut st, &mut tasks).await {
@@ -374,8 +390,9 @@ impl Worker {
     /// Subscribes to every tree's channel and to configuration changes, and
     /// passes on what arrives; after each (re)subscription, asks for a sweep.
     async fn listen(self: Arc<Self>, tx: mpsc::UnboundedSender<Signal>) {
+        let mut failing = false;
         loop {
-            match self.quota.pubsub().await {
+            let failure = match self.quota.pubsub().await {
                 Ok(mut pubsub) => {
                     let subscribed = async {
                         pubsub.psubscribe(format!("{EVENTS}*")).await?;
@@ -384,6 +401,7 @@ impl Worker {
                     .await;
                     match subscribed {
                         Ok(()) => {
+                            failing = false;
                             if tx.send(Signal::Sweep).is_err() {
                                 return;
                             }
@@ -400,11 +418,18 @@ impl Worker {
                                 }
                             }
                             log("the subscription ended: subscribing again");
+                            None
                         }
-                        Err(e) => log(format!("cannot subscribe: {e}")),
+                        Err(e) => Some(e.to_string()),
                     }
                 }
-                Err(e) => log(format!("cannot subscribe: {e}")),
+                Err(e) => Some(e.message),
+            };
+            if let Some(e) = failure
+                && !failing
+            {
+                log(format!("cannot subscribe: {e} (trying again every second)"));
+                failing = true;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
