@@ -630,10 +630,7 @@ impl Quota {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| self.explain(error_of(e)))
+        self.client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| self.explain(error_of(e)))
     }
 
     /// A connection for the event feed (SUBSCRIBE), apart from the shared one.

@@ -322,7 +322,10 @@ fn rule_of(i: usize, v: &Json, destinations: &BTreeMap<String, Destination>) -> 
     let events = o.strings("events")?.unwrap_or_default();
     for (j, e) in events.iter().enumerate() {
         if !EVENT_TYPES.contains(&e.as_str()) {
-            return Err(format!("{at}.events[{j}]: not an event type (got \"{e}\"; types: {})", EVENT_TYPES.join(", ")));
+            return Err(format!(
+                "{at}.events[{j}]: not an event type (got \"{e}\"; types: {})",
+                EVENT_TYPES.join(", ")
+            ));
         }
     }
     let policy = o.str("policy")?.map(str::to_string);
@@ -433,7 +436,8 @@ impl Rule {
         }
         if self.path != "/" {
             let path = field("path").unwrap_or("");
-            let under = path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            let under =
+                path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
             if !under {
                 return false;
             }
@@ -602,14 +606,32 @@ mod tests {
             (r#"{"destinations": {"b": {"webhook": "http://x", "secret_env": "a-b"}}}"#, "environment variable"),
             (r#"{"destinations": {"b": {"email": ["ops@x"]}}}"#, "email needs an smtp section"),
             (r#"{"destinations": {"b c": {"webhook": "http://x"}}}"#, "a name is 1 to 64"),
-            (r#"{"destinations": {"b": {"webhook": "http://x", "attempts": 0}}}"#, "attempts: must be a whole number from 1 to 100"),
-            (r#"{"destinations": {"b": {"webhook": "http://x", "backoff_ms": 5000, "max_backoff_ms": 100}}}"#, "at least backoff_ms"),
+            (
+                r#"{"destinations": {"b": {"webhook": "http://x", "attempts": 0}}}"#,
+                "attempts: must be a whole number from 1 to 100",
+            ),
+            (
+                r#"{"destinations": {"b": {"webhook": "http://x", "backoff_ms": 5000, "max_backoff_ms": 100}}}"#,
+                "at least backoff_ms",
+            ),
             (r#"{"rules": [{"name": "r", "to": ["x"]}]}"#, "rules[0].to[0]: no destination named \"x\""),
             (r#"{"rules": [{"name": "r"}]}"#, "rules[0].to: required"),
-            (r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "events": ["warn"], "to": "b"}]}"#, "not an event type"),
-            (r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "events": ["low"], "thresholds": [80], "to": "b"}]}"#, "only warning events"),
-            (r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "path": "team", "to": "b"}]}"#, "rules[0].path"),
-            (r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "to": "b"}, {"name": "r", "to": "b"}]}"#, "taken by an earlier rule"),
+            (
+                r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "events": ["warn"], "to": "b"}]}"#,
+                "not an event type",
+            ),
+            (
+                r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "events": ["low"], "thresholds": [80], "to": "b"}]}"#,
+                "only warning events",
+            ),
+            (
+                r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "path": "team", "to": "b"}]}"#,
+                "rules[0].path",
+            ),
+            (
+                r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "to": "b"}, {"name": "r", "to": "b"}]}"#,
+                "taken by an earlier rule",
+            ),
             (r#"{"smtp": {"host": "h", "from": "a@b", "username": "u"}}"#, "username and password_env go together"),
             (r#"{"smtp": {"host": "h", "from": "x\r\nBcc: y@z"}}"#, "smtp.from: must be one line"),
             (r#"{"smtp": {"host": "h", "from": "a@b", "tls": "ssl"}}"#, "smtp.tls"),

@@ -91,10 +91,13 @@ pub fn text(job: &Job) -> (String, String) {
         ),
         "reset" => (
             format!("{policy}'s period closed"),
-            format!("A period closed with {usage} used{}.", match f("periods").as_str() {
-                "" | "1" => String::new(),
-                n => format!(" ({n} periods closed at once)"),
-            }),
+            format!(
+                "A period closed with {usage} used{}.",
+                match f("periods").as_str() {
+                    "" | "1" => String::new(),
+                    n => format!(" ({n} periods closed at once)"),
+                }
+            ),
             "Nothing to do: usage starts again from zero. QUOTA.HISTORY shows the closed periods.".to_string(),
         ),
         "rollover" => (
@@ -126,7 +129,14 @@ pub fn text(job: &Job) -> (String, String) {
     };
     row("Tree:", job.tree.clone());
     row("Path:", path.clone());
-    row("Policy:", if policy.is_empty() { String::new() } else { format!("{policy}{}", if metric.is_empty() { String::new() } else { format!(" ({metric})") }) });
+    row(
+        "Policy:",
+        if policy.is_empty() {
+            String::new()
+        } else {
+            format!("{policy}{}", if metric.is_empty() { String::new() } else { format!(" ({metric})") })
+        },
+    );
     row("Used:", usage);
     row("Held:", if held.is_empty() || held == "0" { String::new() } else { format!("{held}{unit}") });
     row("Event:", format!("{} (seq {}) at {}", job.kind(), job.seq, when(&f("time"))));
@@ -187,12 +197,16 @@ pub async fn send(smtp: &Smtp, to: &[String], job: &Job, timeout: Duration) -> O
             Err(e) => return Outcome::Retry(format!("TLS for {}: {e}", smtp.host), None),
         },
     };
-    let mut transport =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).port(smtp.port).tls(tls).timeout(Some(timeout));
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .tls(tls)
+        .timeout(Some(timeout));
     if let (Some(user), Some(var)) = (&smtp.username, &smtp.password_env) {
         match std::env::var(var) {
             Ok(pw) => transport = transport.credentials(Credentials::new(user.clone(), pw)),
-            Err(_) => return Outcome::Retry(format!("the environment variable {var} (smtp.password_env) is not set"), None),
+            Err(_) => {
+                return Outcome::Retry(format!("the environment variable {var} (smtp.password_env) is not set"), None);
+            }
         }
     }
     match transport.build().send(message).await {

@@ -144,7 +144,11 @@ pub async fn sent<C: ConnectionLike + Send + Sync>(conn: &mut C) -> redis::Redis
 /// Puts dead letters back in the queue, due now, with their attempts
 /// counted from 0: the given ids, or every one with `None`. Returns how
 /// many went back.
-pub async fn replay<C: ConnectionLike + Send + Sync>(conn: &mut C, ids: Option<&[String]>, now: u64) -> redis::RedisResult<usize> {
+pub async fn replay<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    ids: Option<&[String]>,
+    now: u64,
+) -> redis::RedisResult<usize> {
     let ids: Vec<String> = match ids {
         Some(ids) => ids.to_vec(),
         None => conn.zrange(DEAD, 0, -1).await?,
@@ -172,7 +176,10 @@ pub async fn replay<C: ConnectionLike + Send + Sync>(conn: &mut C, ids: Option<&
 
 /// Deletes dead letters: the given ids, or every one with `None`. Returns
 /// how many were deleted.
-pub async fn delete_dead<C: ConnectionLike + Send + Sync>(conn: &mut C, ids: Option<&[String]>) -> redis::RedisResult<usize> {
+pub async fn delete_dead<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    ids: Option<&[String]>,
+) -> redis::RedisResult<usize> {
     let ids: Vec<String> = match ids {
         Some(ids) => ids.to_vec(),
         None => conn.zrange(DEAD, 0, -1).await?,

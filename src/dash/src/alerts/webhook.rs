@@ -62,7 +62,14 @@ pub fn outcome_of(status: u16, retry_after: Option<&str>, what: &str) -> Outcome
 }
 
 /// One attempt: POSTs the job to `url`.
-pub async fn send(client: &reqwest::Client, url: &str, secret_env: Option<&str>, job: &Job, timeout: Duration, now_s: u64) -> Outcome {
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    secret_env: Option<&str>,
+    job: &Job,
+    timeout: Duration,
+    now_s: u64,
+) -> Outcome {
     let body = body(job);
     let mut request = client
         .post(url)
@@ -127,7 +134,10 @@ mod tests {
     #[test]
     fn statuses_decide_retries() {
         assert_eq!(outcome_of(204, None, "u"), Outcome::Delivered);
-        assert_eq!(outcome_of(503, Some("7"), "u"), Outcome::Retry("u answered 503".into(), Some(Duration::from_secs(7))));
+        assert_eq!(
+            outcome_of(503, Some("7"), "u"),
+            Outcome::Retry("u answered 503".into(), Some(Duration::from_secs(7)))
+        );
         assert!(matches!(outcome_of(429, None, "u"), Outcome::Retry(_, None)));
         assert!(matches!(outcome_of(400, None, "u"), Outcome::Permanent(_)));
         assert!(matches!(outcome_of(301, None, "u"), Outcome::Permanent(_)));

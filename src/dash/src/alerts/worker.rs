@@ -105,7 +105,12 @@ struct Lead {
 pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> {
     let quota = Quota::connect(&o).await?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let instance = format!("{}:{}:{:08x}", if host.is_empty() { "host" } else { &host }, std::process::id(), now_ms() as u32 ^ std::process::id().rotate_left(16));
+    let instance = format!(
+        "{}:{}:{:08x}",
+        if host.is_empty() { "host" } else { &host },
+        std::process::id(),
+        now_ms() as u32 ^ std::process::id().rotate_left(16)
+    );
     let source = match config_file {
         Some(f) => {
             std::fs::metadata(&f).map_err(|e| format!("--config {f}: {e}"))?;
@@ -203,7 +208,12 @@ impl Worker {
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(set.is_some())
+        if set.is_some() {
+            return Ok(true);
+        }
+        // Still this instance's (it stopped leading over a passing error).
+        let holder: Option<String> = conn.get(LEADER).await.map_err(|e| e.to_string())?;
+        Ok(holder.as_deref() == Some(self.instance.as_str()))
     }
 
     /// Gives the lease up (on a clean stop), so another instance need not wait.
@@ -371,19 +381,20 @@ impl Worker {
             Source::File(f) => format!("file {f}"),
             Source::Redis => format!("key {CONFIG}"),
         };
-        pipe.hset_multiple(
-            STATUS,
-            &[
-                ("instance", self.instance.clone()),
-                ("heartbeat", now_ms().to_string()),
-                ("lease_ms", self.lease.as_millis().to_string()),
-                ("config", source),
-                ("config_error", st.error.clone().unwrap_or_default()),
-                ("rules", st.config.rules.len().to_string()),
-                ("destinations", st.config.destinations.len().to_string()),
-            ],
-        )
-        .ignore();
+        pipe.cmd("HSET")
+            .arg(STATUS)
+            .arg(
+                &[
+                    ("instance", self.instance.clone()),
+                    ("heartbeat", now_ms().to_string()),
+                    ("lease_ms", self.lease.as_millis().to_string()),
+                    ("config", source),
+                    ("config_error", st.error.clone().unwrap_or_default()),
+                    ("rules", st.config.rules.len().to_string()),
+                    ("destinations", st.config.destinations.len().to_string()),
+                ][..],
+            )
+            .ignore();
         self.fenced(pipe).await
     }
 
@@ -512,7 +523,10 @@ impl Worker {
 
     /// `QUOTA.EVENTS tree SINCE since COUNT count`; a missing tree has none.
     async fn events(&self, tree: &str, since: u64, count: usize) -> Result<Vec<Json>, Fence> {
-        match self.quota.call(Cmd::Events, Some(tree), &["SINCE", &since.to_string(), "COUNT", &count.to_string()]).await
+        match self
+            .quota
+            .call(Cmd::Events, Some(tree), &["SINCE", &since.to_string(), "COUNT", &count.to_string()])
+            .await
         {
             Ok(Json::Array(items)) => Ok(items),
             Ok(_) => Ok(vec![]),
@@ -592,7 +606,9 @@ impl Worker {
                 }
             }
             if gap > 0 {
-                log(format!("tree {tree}: {gap} events were dropped from its log before they were read (raise events_len)"));
+                log(format!(
+                    "tree {tree}: {gap} events were dropped from its log before they were read (raise events_len)"
+                ));
             }
             let Some(last) = events.last() else {
                 return Ok(());
@@ -618,7 +634,11 @@ impl Worker {
             }
             self.fenced(pipe).await?;
             if queued > 0 {
-                log(format!("tree {tree}: {queued} deliveries queued (events up to {})", next.0));
+                log(format!(
+                    "tree {tree}: {queued} {} queued (events up to {})",
+                    if queued == 1 { "delivery" } else { "deliveries" },
+                    next.0
+                ));
             }
             cursor = Some(next);
             if !full {
@@ -628,7 +648,11 @@ impl Worker {
     }
 
     /// Starts the deliveries that are due, up to [`IN_FLIGHT`] at once.
-    async fn dispatch(self: &Arc<Self>, st: &mut Lead, tasks: &mut JoinSet<(String, Result<(), Fence>)>) -> Result<(), String> {
+    async fn dispatch(
+        self: &Arc<Self>,
+        st: &mut Lead,
+        tasks: &mut JoinSet<(String, Result<(), Fence>)>,
+    ) -> Result<(), String> {
         if st.in_flight.len() >= IN_FLIGHT {
             return Ok(());
         }
@@ -714,7 +738,12 @@ impl Worker {
                 job.last_error = Some(e);
                 job.died = Some(now);
                 pipe.zrem(QUEUE, &job.id).ignore().hset(JOBS, &job.id, job.to_json()).ignore();
-                pipe.zadd(DEAD, &job.id, now).ignore().hincr(STATUS, "failed", 1).ignore().hincr(STATUS, "dead", 1).ignore();
+                pipe.zadd(DEAD, &job.id, now)
+                    .ignore()
+                    .hincr(STATUS, "failed", 1)
+                    .ignore()
+                    .hincr(STATUS, "dead", 1)
+                    .ignore();
                 self.fenced(pipe).await?;
                 self.trim_dead().await;
             }
@@ -734,7 +763,11 @@ impl Worker {
             let mut pipe = redis::pipe();
             pipe.zrem(DEAD, &old).ignore().hdel(JOBS, &old).ignore();
             let _ = self.fenced(pipe).await;
-            log(format!("limit: {} dead letters dropped, the oldest (at most {} are kept)", old.len(), store::MAX_DEAD));
+            log(format!(
+                "limit: {} dead letters dropped, the oldest (at most {} are kept)",
+                old.len(),
+                store::MAX_DEAD
+            ));
         }
     }
 }
