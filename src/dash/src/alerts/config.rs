@@ -18,17 +18,19 @@ pub const MAX_ADDRESSES: usize = 50;
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Tls {
-    None,
+/// How the SMTP connection is encrypted: not at all, upgraded with
+/// STARTTLS, or TLS from the start (port 465).
+pub enum Encryption {
+    Plain,
     StartTls,
-    Tls,
+    Implicit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Smtp {
     pub host: String,
     pub port: u16,
-    pub tls: Tls,
+    pub tls: Encryption,
     pub username: Option<String>,
     pub password_env: Option<String>,
     pub from: String,
@@ -232,15 +234,15 @@ fn smtp_of(v: &Json) -> Result<Smtp, String> {
         return Err(format!("smtp.host: not a host name (got \"{host}\")"));
     }
     let tls = match o.str("tls")?.unwrap_or("none") {
-        "none" => Tls::None,
-        "starttls" => Tls::StartTls,
-        "tls" => Tls::Tls,
+        "none" => Encryption::Plain,
+        "starttls" => Encryption::StartTls,
+        "tls" => Encryption::Implicit,
         t => return Err(format!("smtp.tls: none, starttls or tls (got \"{t}\")")),
     };
     let default_port = match tls {
-        Tls::None => 25,
-        Tls::StartTls => 587,
-        Tls::Tls => 465,
+        Encryption::Plain => 25,
+        Encryption::StartTls => 587,
+        Encryption::Implicit => 465,
     };
     let port = o.int("port", 1, 65535)?.unwrap_or(default_port) as u16;
     let username = o.str("username")?.map(str::to_string);
@@ -491,13 +493,13 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
                     }
                     None => {}
                 },
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == text[t] {
-                        p += 2;
-                        t += 1;
-                        continue;
-                    }
+                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == text[t] => {
+                    p += 2;
+                    t += 1;
+                    continue;
                 }
+                // An escaped character that differs: no match here.
+                b'\\' if p + 1 < pattern.len() => {}
                 c if c == text[t] => {
                     p += 1;
                     t += 1;
@@ -573,7 +575,7 @@ mod tests {
         let b = &c.destinations["billing"];
         assert_eq!((b.attempts, b.backoff_ms, b.max_backoff_ms, b.timeout_ms), (3, 1000, 300_000, 10_000));
         assert_eq!((b.backoff(1), b.backoff(2), b.backoff(4), b.backoff(99)), (1000, 2000, 8000, 300_000));
-        assert_eq!(c.smtp.as_ref().unwrap().tls, Tls::None);
+        assert_eq!(c.smtp.as_ref().unwrap().tls, Encryption::Plain);
         assert_eq!(c.rules[2].path, "/team-a");
         assert_eq!(c.rules[2].trees, "*");
         assert_eq!(Config::parse("{}").unwrap(), Config::default());
@@ -654,6 +656,8 @@ mod tests {
             ("[^a]cme", "bcme", true),
             ("\\*", "*", true),
             ("\\*", "a", false),
+            ("\\a", "\\", false),
+            ("x\\", "x\\", true),
             ("a*b*c", "axxbyyc", true),
             ("a*b*c", "axxbyy", false),
             ("[a", "[a", true),

@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
-use super::config::{Smtp, Tls};
+use super::config::{Encryption, Smtp};
 use super::store::Job;
 use super::webhook::Outcome;
 
@@ -190,9 +190,9 @@ pub async fn send(smtp: &Smtp, to: &[String], job: &Job, timeout: Duration) -> O
         Err(e) => return Outcome::Permanent(format!("cannot build the mail: {e}")),
     };
     let tls = match smtp.tls {
-        Tls::None => SmtpTls::None,
-        Tls::StartTls | Tls::Tls => match TlsParameters::new(smtp.host.clone()) {
-            Ok(p) if smtp.tls == Tls::Tls => SmtpTls::Wrapper(p),
+        Encryption::Plain => SmtpTls::None,
+        Encryption::StartTls | Encryption::Implicit => match TlsParameters::new(smtp.host.clone()) {
+            Ok(p) if smtp.tls == Encryption::Implicit => SmtpTls::Wrapper(p),
             Ok(p) => SmtpTls::Required(p),
             Err(e) => return Outcome::Retry(format!("TLS for {}: {e}", smtp.host), None),
         },

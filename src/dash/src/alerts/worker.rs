@@ -100,6 +100,8 @@ struct Lead {
     /// Trees with events not yet read.
     dirty: BTreeSet<String>,
     swept: Option<std::time::Instant>,
+    /// When the lease was last extended.
+    renewed: std::time::Instant,
 }
 
 pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> {
@@ -270,6 +272,7 @@ impl Worker {
             in_flight: HashSet::new(),
             dirty: BTreeSet::new(),
             swept: None,
+            renewed: std::time::Instant::now(),
         };
         // Decided when events are first read: on the very first start, the
         // events already in the logs are history, not news.
@@ -303,7 +306,7 @@ impl Worker {
                     }
                 }
                 _ = tick.tick() => {
-                    if let Err(e) = self.renew(&st).await {
+                    if let Err(e) = self.renew(&mut st).await {
                         break match e {
                             Fence::Lost => e.to_string(),
                             Fence::Redis(e) => format!("cannot renew the lease: {e}"),
@@ -345,6 +348,14 @@ impl Worker {
                 let trees = std::mem::take(&mut st.dirty);
                 let mut lost = None;
                 for tree in trees {
+                    // A sweep of many trees can outlast the lease: extend it on the way.
+                    if st.renewed.elapsed() >= self.tick
+                        && let Err(e) = self.renew(&mut st).await
+                    {
+                        st.dirty.insert(tree);
+                        lost = Some(e.to_string());
+                        break;
+                    }
                     match self.catch_up(&st.config, &tree, skip_history == Some(true)).await {
                         Ok(()) => {}
                         Err(Fence::Lost) => {
@@ -374,7 +385,7 @@ impl Worker {
     }
 
     /// Extends the lease and writes the heartbeat.
-    async fn renew(&self, st: &Lead) -> Result<(), Fence> {
+    async fn renew(&self, st: &mut Lead) -> Result<(), Fence> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET").arg(LEADER).arg(&self.instance).arg("PX").arg(self.lease.as_millis() as u64).ignore();
         let source = match &self.source {
@@ -395,7 +406,9 @@ impl Worker {
                 ][..],
             )
             .ignore();
-        self.fenced(pipe).await
+        self.fenced(pipe).await?;
+        st.renewed = std::time::Instant::now();
+        Ok(())
     }
 
     /// Subscribes to every tree's channel and to configuration changes, and
