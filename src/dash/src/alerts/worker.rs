@@ -11,9 +11,9 @@
 //! delivery succeeded: a crash in between delivers it again, with the same
 //! idempotency key (at least once).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
@@ -36,6 +36,9 @@ const IN_FLIGHT: usize = 16;
 const EVENTS: &str = "quota:events:";
 /// Every tree is looked at again this often, in case a publish was missed.
 const SWEEP: Duration = Duration::from_secs(300);
+/// A tree whose log could not be read, or a sweep that failed, is tried
+/// again after this long.
+const RETRY: Duration = Duration::from_secs(5);
 /// The configuration key is read again this often (and at once when the
 /// dashboard publishes a change).
 const CONFIG_EVERY: Duration = Duration::from_secs(5);
@@ -95,13 +98,16 @@ struct Lead {
     /// wait in the logs, so none is lost to a broken configuration).
     reading: bool,
     file_stamp: Option<(SystemTime, u64)>,
-    config_read: Option<std::time::Instant>,
+    config_read: Option<Instant>,
     in_flight: HashSet<String>,
     /// Trees with events not yet read.
     dirty: BTreeSet<String>,
-    swept: Option<std::time::Instant>,
+    /// When every tree is looked at again.
+    next_sweep: Instant,
+    /// Trees whose log could not be read: the error, and when to try again.
+    failing: HashMap<String, (String, Instant)>,
     /// When the lease was last extended.
-    renewed: std::time::Instant,
+    renewed: Instant,
 }
 
 pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> {
@@ -271,8 +277,9 @@ impl Worker {
             config_read: None,
             in_flight: HashSet::new(),
             dirty: BTreeSet::new(),
-            swept: None,
-            renewed: std::time::Instant::now(),
+            next_sweep: Instant::now(),
+            failing: HashMap::new(),
+            renewed: Instant::now(),
         };
         // Decided when events are first read: on the very first start, the
         // events already in the logs are history, not news.
@@ -316,7 +323,9 @@ impl Worker {
             }
             let was_reading = st.reading;
             self.load_config(&mut st, reload).await;
-            if st.reading && (!was_reading || st.swept.is_none_or(|t| t.elapsed() >= SWEEP)) {
+            let now = Instant::now();
+            let mut swept = false;
+            if st.reading && (!was_reading || now >= st.next_sweep) {
                 sweep = true;
             }
             if st.reading && skip_history.is_none() {
@@ -339,12 +348,19 @@ impl Worker {
                 match self.all_trees().await {
                     Ok(trees) => {
                         st.dirty.extend(trees);
-                        st.swept = Some(std::time::Instant::now());
+                        st.next_sweep = now + SWEEP;
+                        swept = true;
                     }
-                    Err(e) => log(format!("cannot list the trees: {e}")),
+                    Err(e) => {
+                        log(format!("cannot list the trees: {e} (trying again in {} s)", RETRY.as_secs()));
+                        st.next_sweep = now + RETRY;
+                    }
                 }
             }
             if st.reading {
+                let again: Vec<String> =
+                    st.failing.iter().filter(|(_, (_, at))| now >= *at).map(|(t, _)| t.clone()).collect();
+                st.dirty.extend(again);
                 let trees = std::mem::take(&mut st.dirty);
                 let mut lost = None;
                 for tree in trees {
@@ -357,21 +373,31 @@ impl Worker {
                         break;
                     }
                     match self.catch_up(&st.config, &tree, skip_history == Some(true)).await {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            if st.failing.remove(&tree).is_some() {
+                                log(format!("tree {tree}: its events are read again"));
+                            }
+                        }
                         Err(Fence::Lost) => {
                             lost = Some(Fence::Lost.to_string());
                             break;
                         }
                         Err(e) => {
-                            log(format!("tree {tree}: cannot read its events: {e} (trying again)"));
-                            st.dirty.insert(tree);
+                            let e = e.to_string();
+                            if st.failing.get(&tree).is_none_or(|(last, _)| *last != e) {
+                                log(format!(
+                                    "tree {tree}: cannot read its events: {e} (trying again every {} s)",
+                                    RETRY.as_secs()
+                                ));
+                            }
+                            st.failing.insert(tree, (e, Instant::now() + RETRY));
                         }
                     }
                 }
                 if let Some(why) = lost {
                     break why;
                 }
-                if sweep {
+                if swept {
                     skip_history = Some(false);
                 }
             }
@@ -407,7 +433,7 @@ impl Worker {
             )
             .ignore();
         self.fenced(pipe).await?;
-        st.renewed = std::time::Instant::now();
+        st.renewed = Instant::now();
         Ok(())
     }
 
@@ -481,7 +507,7 @@ impl Worker {
                 if !due {
                     return;
                 }
-                st.config_read = Some(std::time::Instant::now());
+                st.config_read = Some(Instant::now());
                 let mut conn = self.quota.shared();
                 match store::config_text(&mut conn).await {
                     Ok(t) => Some(t.unwrap_or_else(|| "{}".to_string())),
