@@ -409,6 +409,22 @@ impl Config {
         Ok(Config { smtp, destinations, rules })
     }
 
+    /// The environment variables the configuration names (secrets), sorted.
+    pub fn env_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .destinations
+            .values()
+            .filter_map(|d| match &d.target {
+                Target::Webhook { secret_env, .. } => secret_env.clone(),
+                Target::Email { .. } => None,
+            })
+            .chain(self.smtp.as_ref().and_then(|s| s.password_env.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Where an event of `tree` goes: each destination once, with the names
     /// of the rules that send it there, in rule order; destinations in the
     /// order their first rule names them.

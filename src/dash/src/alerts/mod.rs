@@ -25,6 +25,7 @@ Usage: quota-dash alerts [--redis URL] [--config FILE] [--backend B] [TLS option
                      password also from REDISCLI_AUTH
   --config FILE      the rules and destinations, JSON (re-read when the file changes);
                      without it, from the key quota:alerts:config (the dashboard's Alerts page)
+  --check            check the --config file (and that the variables it names are set), then exit
   --backend B        auto (default), module or lua
   --cacert FILE, --cert FILE --key FILE, --insecure   TLS, as for the dashboard
   --help             this text
@@ -36,6 +37,7 @@ the configuration names. Run as many as you like: one delivers, the others stand
 /// `quota-dash alerts …`: runs until killed; returns the exit code.
 pub fn main(args: &[String]) -> i32 {
     let mut config = None;
+    let mut check = false;
     let mut rest = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -46,6 +48,8 @@ pub fn main(args: &[String]) -> i32 {
                 Some(f) if !f.is_empty() => config = Some(f.clone()),
                 _ => return usage_error("--config needs a file"),
             }
+        } else if a == "--check" {
+            check = true;
         } else if let Some(f) = a.strip_prefix("--config=") {
             config = Some(f.to_string());
         } else if ["--listen", "--token", "--read-only"].iter().any(|f| a == *f || a.starts_with(&format!("{f}="))) {
@@ -54,6 +58,12 @@ pub fn main(args: &[String]) -> i32 {
             rest.push(args[i].clone());
         }
         i += 1;
+    }
+    if check {
+        return match &config {
+            Some(f) => check_file(f),
+            None => usage_error("--check needs --config FILE"),
+        };
     }
     let options = match options::parse(&rest, None) {
         Ok(Parsed::Run(o)) => o,
@@ -74,6 +84,34 @@ pub fn main(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("quota-dash alerts: {e}");
+            1
+        }
+    }
+}
+
+/// `--check`: parses the file, and says which environment variables it
+/// names are not set here.
+fn check_file(f: &str) -> i32 {
+    let text = match std::fs::read_to_string(f) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{f}: {e}");
+            return 1;
+        }
+    };
+    match config::Config::parse(&text) {
+        Ok(c) => {
+            println!("{f}: {} rules, {} destinations", c.rules.len(), c.destinations.len());
+            let missing: Vec<String> = c.env_names().into_iter().filter(|v| std::env::var_os(v).is_none()).collect();
+            if missing.is_empty() {
+                0
+            } else {
+                println!("not set in this environment: {}", missing.join(", "));
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("{f}: {e}");
             1
         }
     }
