@@ -178,6 +178,11 @@ def test_a_file_configuration_is_read_only(dash):
                                 "loaded=none&text=%7B%7D")
     assert status == 303 and "file" in head.get("location", ""), (status, head)
     assert dash.r.get(CONFIG) is None
+    # No companion runs any more: the editor changes the key, for the next one.
+    companion(dash, config="file /etc/quota/alerts.json", age_ms=60_000)
+    page.reload()
+    expect(page.locator("#companion")).to_contain_text("one started without --config reads the key")
+    expect(page.locator("#edit-config")).to_have_count(1)
 
 
 def test_dead_letters_replay_and_delete(dash):
