@@ -8,11 +8,13 @@
 //!   same-origin writes, loopback Host names).
 //! - one module per section: `trees` (find a tree), `tree` (the tree and the
 //!   node inspector), `edit` (every write form), `plans`, `prices`,
-//!   `analytics` (usage over time), `events` (the live feed), `alerts` (the
-//!   rules and dead letters; and `quota-dash alerts`, the companion that
-//!   delivers events to webhooks and email).
+//!   `analytics` (usage over time), `events` (the live feed), `alerts_page` (the
+//!   companion's status, its rules and dead letters) and `alerts`
+//!   (`quota-dash alerts`, the companion that delivers events to webhooks
+//!   and email).
 
 mod alerts;
+mod alerts_page;
 mod analytics;
 mod edit;
 mod events;
@@ -46,6 +48,7 @@ fn routes(app: App) -> Router {
         .merge(edit::routes())
         .merge(analytics::routes())
         .merge(events::routes())
+        .merge(alerts_page::routes())
         .merge(tree::routes())
         .fallback(web::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(web::panicked))

@@ -88,6 +88,7 @@ pub enum Section {
     Plans,
     Prices,
     Events,
+    Alerts,
 }
 
 /// The frame around every page: title, which section is open, the server
@@ -117,13 +118,14 @@ impl Page {
     }
 
     /// The open section's name, for the navigation bar: trees, plans,
-    /// prices or events.
+    /// prices, events or alerts.
     pub fn nav(&self) -> &'static str {
         match self.section {
             Section::Trees => "trees",
             Section::Plans => "plans",
             Section::Prices => "prices",
             Section::Events => "events",
+            Section::Alerts => "alerts",
         }
     }
 }

@@ -141,9 +141,33 @@ pub async fn sent<C: ConnectionLike + Send + Sync>(conn: &mut C) -> redis::Redis
     Ok(items.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
 }
 
+/// How many times a change to the dead letters is tried again when they
+/// changed between its look and its write (WATCH).
+const TRIES: usize = 20;
+
+/// The ids of `chunk` that are dead letters now (after a WATCH of `DEAD`).
+async fn still_dead<C: ConnectionLike + Send + Sync>(conn: &mut C, chunk: &[String]) -> redis::RedisResult<Vec<bool>> {
+    let mut pipe = redis::pipe();
+    for id in chunk {
+        pipe.zscore(DEAD, id);
+    }
+    let scores: Vec<Option<f64>> = pipe.query_async(conn).await?;
+    Ok(scores.into_iter().map(|s| s.is_some()).collect())
+}
+
+fn busy() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+        "busy",
+        "the dead letters kept changing meanwhile: try again".to_string(),
+    ))
+}
+
 /// Puts dead letters back in the queue, due now, with their attempts
 /// counted from 0: the given ids, or every one with `None`. Returns how
-/// many went back.
+/// many went back. Only ids that are dead letters when it runs: one
+/// replayed or deleted meanwhile is left as it is. Uses WATCH: `conn` must
+/// be a connection of its own ([`crate::quota::Quota::dedicated`]).
 pub async fn replay<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     ids: Option<&[String]>,
@@ -155,27 +179,47 @@ pub async fn replay<C: ConnectionLike + Send + Sync>(
     };
     let mut moved = 0;
     for chunk in ids.chunks(500) {
-        let bodies: Vec<Option<String>> = redis::cmd("HMGET").arg(JOBS).arg(chunk).query_async(conn).await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (id, body) in chunk.iter().zip(bodies) {
-            let Some(mut job) = body.as_deref().and_then(Job::from_json).filter(|j| j.died.is_some()) else {
-                continue;
-            };
-            job.attempts = 0;
-            job.died = None;
-            pipe.zrem(DEAD, id).ignore();
-            pipe.hset(JOBS, id, job.to_json()).ignore();
-            pipe.zadd(QUEUE, id, now).ignore();
-            moved += 1;
+        let mut tries = 0;
+        loop {
+            redis::cmd("WATCH").arg(DEAD).query_async::<()>(conn).await?;
+            let dead = still_dead(conn, chunk).await?;
+            let bodies: Vec<Option<String>> = redis::cmd("HMGET").arg(JOBS).arg(chunk).query_async(conn).await?;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let mut n = 0;
+            for ((id, body), dead) in chunk.iter().zip(bodies).zip(dead) {
+                let Some(mut job) = body.as_deref().and_then(Job::from_json).filter(|j| dead && j.died.is_some())
+                else {
+                    continue;
+                };
+                job.attempts = 0;
+                job.died = None;
+                pipe.zrem(DEAD, id).ignore();
+                pipe.hset(JOBS, id, job.to_json()).ignore();
+                pipe.zadd(QUEUE, id, now).ignore();
+                n += 1;
+            }
+            if n == 0 {
+                redis::cmd("UNWATCH").query_async::<()>(conn).await?;
+                break;
+            }
+            match pipe.query_async::<redis::Value>(conn).await? {
+                redis::Value::Nil if tries < TRIES => tries += 1,
+                redis::Value::Nil => return Err(busy()),
+                _ => {
+                    moved += n;
+                    break;
+                }
+            }
         }
-        pipe.query_async::<()>(conn).await?;
     }
     Ok(moved)
 }
 
 /// Deletes dead letters: the given ids, or every one with `None`. Returns
-/// how many were deleted.
+/// how many were deleted. Only ids that are dead letters when it runs: a
+/// job replayed meanwhile (queued again, the same id) keeps its body. Uses
+/// WATCH: `conn` must be a connection of its own.
 pub async fn delete_dead<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     ids: Option<&[String]>,
@@ -186,9 +230,26 @@ pub async fn delete_dead<C: ConnectionLike + Send + Sync>(
     };
     let mut deleted = 0;
     for chunk in ids.chunks(500) {
-        let (gone, _): (usize, usize) =
-            redis::pipe().atomic().zrem(DEAD, chunk).hdel(JOBS, chunk).query_async(conn).await?;
-        deleted += gone;
+        let mut tries = 0;
+        loop {
+            redis::cmd("WATCH").arg(DEAD).query_async::<()>(conn).await?;
+            let dead = still_dead(conn, chunk).await?;
+            let gone: Vec<&String> = chunk.iter().zip(dead).filter(|(_, d)| *d).map(|(id, _)| id).collect();
+            if gone.is_empty() {
+                redis::cmd("UNWATCH").query_async::<()>(conn).await?;
+                break;
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic().zrem(DEAD, &gone).ignore().hdel(JOBS, &gone).ignore();
+            match pipe.query_async::<redis::Value>(conn).await? {
+                redis::Value::Nil if tries < TRIES => tries += 1,
+                redis::Value::Nil => return Err(busy()),
+                _ => {
+                    deleted += gone.len();
+                    break;
+                }
+            }
+        }
     }
     Ok(deleted)
 }

@@ -525,7 +525,8 @@ impl Worker {
         match Config::parse(text.as_deref().unwrap_or("{}")) {
             Ok(c) => {
                 log(format!("configuration: {} rules, {} destinations", c.rules.len(), c.destinations.len()));
-                let missing: Vec<String> = c.env_names().into_iter().filter(|v| std::env::var_os(v).is_none()).collect();
+                let missing: Vec<String> =
+                    c.env_names().into_iter().filter(|v| std::env::var_os(v).is_none()).collect();
                 if !missing.is_empty() {
                     log(format!(
                         "not set in this environment: {} (deliveries that need them fail until they are)",
