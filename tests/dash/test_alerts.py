@@ -168,11 +168,15 @@ def test_a_configuration_through_the_editor(dash):
 
 def test_a_file_configuration_is_read_only(dash):
     clean(dash)
-    companion(dash, config="file /etc/quota/alerts.json")
+    # The companion writes the file's text in its status (the file may be on
+    # another machine): the page shows it, and its rules.
+    companion(dash, config="file /etc/quota/alerts.json", config_text=json.dumps(GOOD, indent=2))
     page = dash.page()
     page.goto(dash.url("/alerts"))
     expect(page.locator("#companion")).to_contain_text("Configuration: the file /etc/quota/alerts.json.")
     expect(page.locator("#config-file")).to_contain_text("change it there")
+    expect(page.locator("#config-json")).to_contain_text('"usage-80"')
+    expect(page.get_by_role("cell", name="usage-80", exact=True)).to_have_count(1)
     expect(page.locator("#edit-config")).to_have_count(0)
     status, head, _ = dash.http("/alerts/config", "POST", {"Content-Type": "application/x-www-form-urlencoded"},
                                 "loaded=none&text=%7B%7D")

@@ -98,6 +98,9 @@ pub struct Companion {
     pub source: String,
     /// The file, when it reads one.
     pub file: Option<String>,
+    /// The file's text, as the companion last read it (it writes it in its
+    /// status: the file may be on another machine).
+    pub text: String,
     pub config_error: String,
     pub delivered: String,
     pub failed: String,
@@ -120,6 +123,7 @@ fn companion_of(fields: Vec<(String, String)>, now: u64) -> Companion {
         running: age.is_some_and(|a| a <= lease),
         lease: web::fmt_span(lease),
         file: source.strip_prefix("file ").map(str::to_string),
+        text: get("config_text"),
         source,
         config_error: get("config_error"),
         delivered: count("delivered"),
@@ -341,7 +345,7 @@ async fn overview(State(app): State<App>, uri: Uri) -> Response {
     // later without --config reads the key.
     let file = companion.file.clone().filter(|_| companion.running);
     let (text, starter) = match (&file, &stored) {
-        (Some(f), _) => (file_text(f).unwrap_or_default(), false),
+        (Some(_), _) => (companion.text.clone(), false),
         (None, Some(t)) => (t.clone(), false),
         (None, None) => (STARTER.to_string(), true),
     };
@@ -374,21 +378,6 @@ async fn overview(State(app): State<App>, uri: Uri) -> Response {
         queue: queue.iter().zip(due).map(|(j, d)| job_row(j, d.map(|d| d as u64))).collect(),
         companion,
     })
-}
-
-/// A file configuration's text, when this dashboard can read it (the
-/// companion may run elsewhere) and it is a configuration the companion
-/// takes: anything else the status might name is never shown.
-fn file_text(path: &str) -> Option<String> {
-    if !path.starts_with('/') {
-        return None;
-    }
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > crate::alerts::config::MAX_CONFIG_BYTES as u64 {
-        return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    Config::parse(&text).is_ok().then_some(text)
 }
 
 // ----- saving the configuration ---------------------------------------------------

@@ -432,6 +432,9 @@ impl Worker {
                 ][..],
             )
             .ignore();
+        if let Source::Redis = self.source {
+            pipe.hdel(STATUS, "config_text").ignore();
+        }
         self.fenced(pipe).await?;
         st.renewed = Instant::now();
         Ok(())
@@ -536,6 +539,15 @@ impl Worker {
                 st.config = Arc::new(c);
                 st.error = None;
                 st.reading = true;
+                // The dashboard shows a file's configuration from here: the
+                // file may be on another machine.
+                if let (Source::File(_), Some(t)) = (&self.source, &text) {
+                    let mut pipe = redis::pipe();
+                    pipe.hset(STATUS, "config_text", t).ignore();
+                    if let Err(e) = self.fenced(pipe).await {
+                        log(format!("cannot write the configuration's text to {STATUS}: {e}"));
+                    }
+                }
             }
             Err(e) => self.config_error(st, e),
         }
