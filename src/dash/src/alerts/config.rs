@@ -196,7 +196,9 @@ fn check_address(at: &str, a: &str) -> Result<(), String> {
     let bad = |c: char| c.is_control() || c.is_whitespace() || "<>,;\"()[]\\".contains(c);
     let ok = a.len() <= 254
         && !a.chars().any(bad)
-        && a.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'));
+        && a.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        // What the mail is sent with must take it too (no `a..b@x`, no `x.`).
+        && a.parse::<lettre::Address>().is_ok();
     if ok { Ok(()) } else { Err(format!("{at}: not an email address (got \"{a}\")")) }
 }
 
@@ -207,10 +209,14 @@ fn check_from(at: &str, from: &str) -> Result<(), String> {
     }
     match from.rsplit_once('<') {
         Some((name, rest)) if rest.ends_with('>') => {
-            if name.contains(['<', '>', '"']) {
+            if name.contains(['<', '>']) {
                 return Err(format!("{at}: write it as Name <address> or address (got \"{from}\")"));
             }
-            check_address(at, &rest[..rest.len() - 1])
+            check_address(at, &rest[..rest.len() - 1])?;
+            // A name with `,` `:` or `@` must be quoted: "Quota, Inc" <a@b>.
+            from.parse::<lettre::message::Mailbox>().map(|_| ()).map_err(|_| {
+                format!("{at}: put a name with , : @ or . in double quotes, as \"Quota, Inc\" <alerts@example.com> (got {from})")
+            })
         }
         _ => check_address(at, from),
     }
@@ -317,8 +323,8 @@ fn rule_of(i: usize, v: &Json, destinations: &BTreeMap<String, Destination>) -> 
     let name = o.str("name")?.ok_or(format!("{at}.name: required"))?.to_string();
     check_name(&o.place("name"), &name)?;
     let trees = o.str("trees")?.unwrap_or("*").to_string();
-    if trees.is_empty() || trees.len() > 1024 {
-        return Err(format!("{at}.trees: a pattern such as * or user:* (1 to 1024 bytes)"));
+    if trees.is_empty() || trees.len() > 256 {
+        return Err(format!("{at}.trees: a pattern such as * or user:* (1 to 256 bytes)"));
     }
     let path = check_path(&o.place("path"), o.str("path")?.unwrap_or("/"))?;
     let events = o.strings("events")?.unwrap_or_default();
@@ -425,12 +431,25 @@ impl Config {
         names
     }
 
+    /// The rules whose `trees` pattern takes `tree` (their positions). A
+    /// pattern costs up to its length times the name's to match, so the
+    /// companion asks once per tree and configuration, not per event.
+    pub fn rules_for(&self, tree: &str) -> Vec<usize> {
+        (0..self.rules.len()).filter(|i| glob(self.rules[*i].trees.as_bytes(), tree.as_bytes())).collect()
+    }
+
     /// Where an event of `tree` goes: each destination once, with the names
     /// of the rules that send it there, in rule order; destinations in the
     /// order their first rule names them.
+    #[cfg(test)]
     pub fn routes(&self, tree: &str, event: &Json) -> Vec<(String, Vec<String>)> {
+        self.routes_among(&self.rules_for(tree), event)
+    }
+
+    /// [`Config::routes`] among the rules [`Config::rules_for`] the tree gave.
+    pub fn routes_among(&self, rules: &[usize], event: &Json) -> Vec<(String, Vec<String>)> {
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.matches(tree, event)) {
+        for rule in rules.iter().filter_map(|i| self.rules.get(*i)).filter(|r| r.matches_event(event)) {
             for d in &rule.to {
                 match out.iter_mut().find(|(name, _)| name == d) {
                     Some((_, rules)) => rules.push(rule.name.clone()),
@@ -443,13 +462,11 @@ impl Config {
 }
 
 impl Rule {
-    pub fn matches(&self, tree: &str, event: &Json) -> bool {
+    /// Whether the rule takes the event, its tree pattern aside.
+    pub fn matches_event(&self, event: &Json) -> bool {
         let field = |k: &str| event.get(k).and_then(Json::as_str);
         let kind = field("type").unwrap_or("");
         if !self.events.is_empty() && !self.events.iter().any(|e| e == kind) {
-            return false;
-        }
-        if !glob(self.trees.as_bytes(), tree.as_bytes()) {
             return false;
         }
         if self.path != "/" {
@@ -653,6 +670,15 @@ mod tests {
             (r#"{"smtp": {"host": "h", "from": "a@b", "username": "u"}}"#, "username and password_env go together"),
             (r#"{"smtp": {"host": "h", "from": "x\r\nBcc: y@z"}}"#, "smtp.from: must be one line"),
             (r#"{"smtp": {"host": "h", "from": "a@b", "tls": "ssl"}}"#, "smtp.tls"),
+            (r#"{"smtp": {"host": "h", "from": "Quota, Inc <a@b.com>"}}"#, "in double quotes"),
+            (
+                r#"{"smtp": {"host": "h", "from": "a@b"}, "destinations": {"o": {"email": ["a..b@example.com"]}}}"#,
+                "destinations.o.email[0]: not an email address",
+            ),
+            (
+                r#"{"smtp": {"host": "h", "from": "a@b"}, "destinations": {"o": {"email": ["ops@example.com."]}}}"#,
+                "not an email address",
+            ),
         ];
         for (text, want) in rows {
             let e = Config::parse(text).unwrap_err();

@@ -127,8 +127,8 @@ pub fn text(job: &Job) -> (String, String) {
             body.push_str(&format!("{name:<9}{value}\n"));
         }
     };
-    row("Tree:", job.tree.clone());
-    row("Path:", path.clone());
+    row("Tree:", one_line(&job.tree));
+    row("Path:", one_line(&path));
     row(
         "Policy:",
         if policy.is_empty() {
@@ -145,15 +145,19 @@ pub fn text(job: &Job) -> (String, String) {
         "\n-- \nSent by quota-dash alerts for rule {} to {}.\nEvent id {} (the same id if this mail is ever sent again).\n",
         job.rules.join(", "),
         job.dest,
-        job.key
+        one_line(&job.key)
     ));
     (subject, body)
 }
 
-/// Control characters (a tree name may hold any byte) become spaces, and
-/// the subject is cut at 200 characters.
+/// Control characters (a tree name may hold any byte) become spaces, so a
+/// name cannot add lines to the mail; at most 200 characters, then `…`.
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect()
+    let mut out: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect();
+    if s.chars().nth(200).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// The Message-ID: the idempotency key with everything but letters,
@@ -261,6 +265,8 @@ mod tests {
     fn subjects_are_one_line_and_ids_are_safe() {
         let (subject, _) = text(&job(json!({"seq": 1, "type": "over", "tree": "a\r\nBcc: x@y", "path": "/"})));
         assert!(!subject.contains(['\r', '\n']));
+        let (_, body) = text(&job(json!({"seq": 1, "type": "over", "tree": "a\r\nWhat to do: pay", "path": "/"})));
+        assert!(body.contains("Tree:    a  What to do: pay\n"), "{body}");
         assert_eq!(message_id("user:42#5@17"), "<user=3A42=235=4017@quota-alerts>");
     }
 }

@@ -89,13 +89,32 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
+/// A configuration file's text: a regular file of at most
+/// [`config::MAX_CONFIG_BYTES`], never more read than that.
+pub fn read_config_file(f: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(f).map_err(|e| format!("cannot read {f}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read {f}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{f} is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(config::MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {f}: {e}"))?;
+    if bytes.len() > config::MAX_CONFIG_BYTES {
+        return Err(format!("limit: {f} is larger than {} bytes", config::MAX_CONFIG_BYTES));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{f} is not UTF-8 text"))
+}
+
 /// `--check`: parses the file, and says which environment variables it
 /// names are not set here.
 fn check_file(f: &str) -> i32 {
-    let text = match std::fs::read_to_string(f) {
+    let text = match read_config_file(f) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{f}: {e}");
+            eprintln!("{e}");
             return 1;
         }
     };

@@ -35,6 +35,21 @@ pub fn body(job: &Job) -> String {
     .to_string()
 }
 
+/// The idempotency key as a header carries it: every byte that is not
+/// visible ASCII, and `%`, written `%XX` (a tree name may hold any byte; the
+/// body's `id` is the key itself).
+pub fn header_safe(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &[u8], t: u64, body: &str) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
@@ -75,7 +90,7 @@ pub async fn send(
         .post(url)
         .timeout(timeout)
         .header("content-type", "application/json")
-        .header("idempotency-key", job.key.as_str())
+        .header("idempotency-key", header_safe(&job.key))
         .header("quota-attempt", (job.attempts + 1).to_string());
     if let Some(var) = secret_env {
         match std::env::var(var) {
@@ -129,6 +144,13 @@ mod tests {
             signature(b"s3cret", 1700000000, "{\"id\":\"acme#1@0\"}"),
             "t=1700000000,v1=4308efa2bc39c198680f9743956e542c0035abf38cc08e84a137ebff9bb229e9"
         );
+    }
+
+    #[test]
+    fn keys_are_header_safe() {
+        assert_eq!(header_safe("user:42#5@17"), "user:42#5@17");
+        assert_eq!(header_safe("a b\r\nX: y%#1@2"), "a%20b%0D%0AX:%20y%25#1@2");
+        assert_eq!(header_safe("café#1@2"), "caf%C3%A9#1@2");
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! delivery succeeded: a crash in between delivers it again, with the same
 //! idempotency key (at least once).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -30,10 +31,17 @@ use crate::quota::{Cmd, Quota};
 
 /// Events read from a log at a time.
 const PAGE: usize = 1000;
-/// Deliveries in flight at once.
+/// Deliveries in flight at once, and to one destination.
 const IN_FLIGHT: usize = 16;
+const PER_DESTINATION: usize = 8;
 /// The channels events are published on.
 const EVENTS: &str = "quota:events:";
+/// Trees whose matching rules are remembered, at most (then forgotten).
+const RULES_FOR_KEPT: usize = 100_000;
+/// Trees read a round, at most, between deliveries.
+const TREES_A_ROUND: usize = 200;
+/// Trees a sweep finds a round, at most.
+const SCAN_STEP: usize = 1000;
 /// Every tree is looked at again this often, in case a publish was missed.
 const SWEEP: Duration = Duration::from_secs(300);
 /// A tree whose log could not be read, or a sweep that failed, is tried
@@ -86,6 +94,8 @@ struct Worker {
     http: reqwest::Client,
     lease: Duration,
     tick: Duration,
+    /// This process has read events: a later lead is never a first start.
+    started: AtomicBool,
 }
 
 /// What the leader knows between ticks.
@@ -99,11 +109,16 @@ struct Lead {
     reading: bool,
     file_stamp: Option<(SystemTime, u64)>,
     config_read: Option<Instant>,
-    in_flight: HashSet<String>,
+    /// Which rules each tree's name matches, for this configuration.
+    rules_for: HashMap<String, Arc<Vec<usize>>>,
+    /// Jobs being delivered, and their destinations.
+    in_flight: HashMap<String, String>,
     /// Trees with events not yet read.
     dirty: BTreeSet<String>,
     /// When every tree is looked at again.
     next_sweep: Instant,
+    /// A sweep under way: where its SCAN goes on.
+    scan: Option<String>,
     /// Trees whose log could not be read: the error, and when to try again.
     failing: HashMap<String, (String, Instant)>,
     /// When the lease was last extended.
@@ -143,6 +158,7 @@ pub async fn run(o: Options, config_file: Option<String>) -> Result<(), String> 
         http: webhook::client()?,
         lease: env_ms("QUOTA_ALERTS_LEASE_MS", 10_000),
         tick: env_ms("QUOTA_ALERTS_TICK_MS", 500),
+        started: AtomicBool::new(false),
     });
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -232,7 +248,13 @@ impl Worker {
     }
 
     /// Runs `pipe` as one MULTI/EXEC if this instance holds the lease.
-    async fn fenced(&self, mut pipe: redis::Pipeline) -> Result<(), Fence> {
+    async fn fenced(&self, pipe: redis::Pipeline) -> Result<(), Fence> {
+        self.fenced_if(pipe, false).await
+    }
+
+    /// [`Worker::fenced`]; with `or_free`, also when nobody holds the lease
+    /// (it lapsed while this instance was busy, and nobody took it).
+    async fn fenced_if(&self, mut pipe: redis::Pipeline, or_free: bool) -> Result<(), Fence> {
         let mut guard = self.fenced.lock().await;
         let conn = match guard.as_mut() {
             Some(c) => c,
@@ -244,7 +266,8 @@ impl Worker {
         let result: Result<redis::Value, Fence> = async {
             redis::cmd("WATCH").arg(LEADER).query_async::<()>(conn).await.map_err(|e| Fence::Redis(e.to_string()))?;
             let holder: Option<String> = conn.get(LEADER).await.map_err(|e| Fence::Redis(e.to_string()))?;
-            if holder.as_deref() != Some(self.instance.as_str()) {
+            let ours = holder.as_deref() == Some(self.instance.as_str()) || (or_free && holder.is_none());
+            if !ours {
                 let _ = redis::cmd("UNWATCH").query_async::<()>(conn).await;
                 return Err(Fence::Lost);
             }
@@ -275,9 +298,11 @@ impl Worker {
             reading: false,
             file_stamp: None,
             config_read: None,
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            rules_for: HashMap::new(),
             dirty: BTreeSet::new(),
             next_sweep: Instant::now(),
+            scan: None,
             failing: HashMap::new(),
             renewed: Instant::now(),
         };
@@ -287,8 +312,10 @@ impl Worker {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let why = loop {
-            let mut sweep = false;
             let mut reload = false;
+            // Work left from the last round (a sweep under way, trees to
+            // read): go on at once, after whatever else is ready.
+            let busy = st.reading && (st.scan.is_some() || !st.dirty.is_empty());
             tokio::select! {
                 Some(sig) = rx.recv() => {
                     let mut next = Some(sig);
@@ -296,7 +323,12 @@ impl Worker {
                         match sig {
                             Signal::Tree(t) => { st.dirty.insert(t); }
                             Signal::Config => reload = true,
-                            Signal::Sweep => sweep = true,
+                            // (Re)subscribed: publishes may have been missed
+                            // anywhere, so the sweep starts again.
+                            Signal::Sweep => {
+                                st.scan = None;
+                                st.next_sweep = Instant::now();
+                            }
                         }
                         next = rx.try_recv().ok();
                     }
@@ -312,31 +344,31 @@ impl Worker {
                         }
                     }
                 }
-                _ = tick.tick() => {
-                    if let Err(e) = self.renew(&mut st).await {
-                        break match e {
-                            Fence::Lost => e.to_string(),
-                            Fence::Redis(e) => format!("cannot renew the lease: {e}"),
-                        };
-                    }
-                }
+                _ = tick.tick() => {}
+                _ = std::future::ready(()), if busy => {}
+            }
+            if st.renewed.elapsed() >= self.tick
+                && let Err(e) = self.renew(&mut st).await
+            {
+                break lease_lost(e);
             }
             let was_reading = st.reading;
             self.load_config(&mut st, reload).await;
             let now = Instant::now();
-            let mut swept = false;
-            if st.reading && (!was_reading || now >= st.next_sweep) {
-                sweep = true;
-            }
             if st.reading && skip_history.is_none() {
                 let mut conn = self.quota.shared();
                 match conn.hset_nx::<_, _, _, bool>(STATUS, "initialized", now_ms()).await {
                     Ok(first) => {
+                        // A process that has read events before is not
+                        // starting: Redis restarted empty, and every event
+                        // in the new logs is news.
+                        let first = first && !self.started.swap(true, Ordering::Relaxed);
                         if first {
                             log("first start: the events already in the logs are skipped; later ones are delivered");
                         }
                         skip_history = Some(first);
-                        sweep = true;
+                        st.scan = None;
+                        st.next_sweep = now;
                     }
                     Err(e) => {
                         log(format!("cannot read {STATUS}: {e}"));
@@ -344,15 +376,34 @@ impl Worker {
                     }
                 }
             }
-            if sweep && st.reading {
-                match self.all_trees().await {
-                    Ok(trees) => {
-                        st.dirty.extend(trees);
-                        st.next_sweep = now + SWEEP;
-                        swept = true;
+            if st.reading && st.scan.is_none() && (!was_reading || now >= st.next_sweep) {
+                let mut conn = self.quota.shared();
+                match conn.hkeys::<_, Vec<String>>(CURSORS).await {
+                    Ok(known) => {
+                        st.dirty.extend(known);
+                        st.scan = Some("0".to_string());
                     }
                     Err(e) => {
                         log(format!("cannot list the trees: {e} (trying again in {} s)", RETRY.as_secs()));
+                        st.next_sweep = now + RETRY;
+                    }
+                }
+            }
+            // One step of the sweep: at most SCAN_BUDGET keys looked at.
+            if st.reading
+                && let Some(cursor) = st.scan.take()
+            {
+                match self.quota.trees("*", &cursor, SCAN_STEP).await {
+                    Ok((found, next)) => {
+                        st.dirty.extend(found);
+                        if next == "0" {
+                            st.next_sweep = now + SWEEP;
+                        } else {
+                            st.scan = Some(next);
+                        }
+                    }
+                    Err(e) => {
+                        log(format!("cannot list the trees: {} (trying again in {} s)", e.message, RETRY.as_secs()));
                         st.next_sweep = now + RETRY;
                     }
                 }
@@ -361,43 +412,11 @@ impl Worker {
                 let again: Vec<String> =
                     st.failing.iter().filter(|(_, (_, at))| now >= *at).map(|(t, _)| t.clone()).collect();
                 st.dirty.extend(again);
-                let trees = std::mem::take(&mut st.dirty);
-                let mut lost = None;
-                for tree in trees {
-                    // A sweep of many trees can outlast the lease: extend it on the way.
-                    if st.renewed.elapsed() >= self.tick
-                        && let Err(e) = self.renew(&mut st).await
-                    {
-                        st.dirty.insert(tree);
-                        lost = Some(e.to_string());
-                        break;
-                    }
-                    match self.catch_up(&st.config, &tree, skip_history == Some(true)).await {
-                        Ok(()) => {
-                            if st.failing.remove(&tree).is_some() {
-                                log(format!("tree {tree}: its events are read again"));
-                            }
-                        }
-                        Err(Fence::Lost) => {
-                            lost = Some(Fence::Lost.to_string());
-                            break;
-                        }
-                        Err(e) => {
-                            let e = e.to_string();
-                            if st.failing.get(&tree).is_none_or(|(last, _)| *last != e) {
-                                log(format!(
-                                    "tree {tree}: cannot read its events: {e} (trying again every {} s)",
-                                    RETRY.as_secs()
-                                ));
-                            }
-                            st.failing.insert(tree, (e, Instant::now() + RETRY));
-                        }
-                    }
-                }
-                if let Some(why) = lost {
+                if let Err(why) = self.read_some(&mut st, skip_history == Some(true)).await {
                     break why;
                 }
-                if swept {
+                // The first sweep is over: from now on, every event is news.
+                if skip_history == Some(true) && st.scan.is_none() && st.dirty.is_empty() {
                     skip_history = Some(false);
                 }
             }
@@ -408,6 +427,52 @@ impl Worker {
         listener.abort();
         tasks.abort_all();
         why
+    }
+
+    /// Reads up to [`TREES_A_ROUND`] of the trees with events not yet read,
+    /// extending the lease on the way. Err: why leading stopped.
+    async fn read_some(&self, st: &mut Lead, skip_history: bool) -> Result<(), String> {
+        for _ in 0..TREES_A_ROUND {
+            let Some(tree) = st.dirty.pop_first() else {
+                break;
+            };
+            if st.renewed.elapsed() >= self.tick
+                && let Err(e) = self.renew(st).await
+            {
+                st.dirty.insert(tree);
+                return Err(lease_lost(e));
+            }
+            let rules = match st.rules_for.get(&tree) {
+                Some(r) => r.clone(),
+                None => {
+                    if st.rules_for.len() >= RULES_FOR_KEPT {
+                        st.rules_for.clear();
+                    }
+                    let r = Arc::new(st.config.rules_for(&tree));
+                    st.rules_for.insert(tree.clone(), r.clone());
+                    r
+                }
+            };
+            match self.catch_up(&st.config, &rules, &tree, skip_history).await {
+                Ok(()) => {
+                    if st.failing.remove(&tree).is_some() {
+                        log(format!("tree {tree}: its events are read again"));
+                    }
+                }
+                Err(Fence::Lost) => return Err(Fence::Lost.to_string()),
+                Err(e) => {
+                    let e = e.to_string();
+                    if st.failing.get(&tree).is_none_or(|(last, _)| *last != e) {
+                        log(format!(
+                            "tree {tree}: cannot read its events: {e} (trying again every {} s)",
+                            RETRY.as_secs()
+                        ));
+                    }
+                    st.failing.insert(tree, (e, Instant::now() + RETRY));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Extends the lease and writes the heartbeat.
@@ -435,7 +500,7 @@ impl Worker {
         if let Source::Redis = self.source {
             pipe.hdel(STATUS, "config_text").ignore();
         }
-        self.fenced(pipe).await?;
+        self.fenced_if(pipe, true).await?;
         st.renewed = Instant::now();
         Ok(())
     }
@@ -498,10 +563,10 @@ impl Worker {
                     return;
                 }
                 st.file_stamp = stamp;
-                match std::fs::read_to_string(f) {
+                match super::read_config_file(f) {
                     Ok(t) => Some(t),
                     Err(e) => {
-                        self.config_error(st, format!("cannot read {f}: {e}"));
+                        self.config_error(st, e);
                         return;
                     }
                 }
@@ -537,6 +602,7 @@ impl Worker {
                     ));
                 }
                 st.config = Arc::new(c);
+                st.rules_for.clear();
                 st.error = None;
                 st.reading = true;
                 // The dashboard shows a file's configuration from here: the
@@ -559,25 +625,6 @@ impl Worker {
             if st.reading { "the last good one stays in force" } else { "events wait in the logs until it is fixed" }
         ));
         st.error = Some(e);
-    }
-
-    /// Every tree (SCAN), and every tree with a cursor (a deleted tree's
-    /// cursor is dropped when its log is read).
-    async fn all_trees(&self) -> Result<BTreeSet<String>, String> {
-        let mut trees = BTreeSet::new();
-        let mut cursor = "0".to_string();
-        loop {
-            let (found, next) = self.quota.trees("*", &cursor, 1000).await.map_err(|e| e.message)?;
-            trees.extend(found);
-            if next == "0" {
-                break;
-            }
-            cursor = next;
-        }
-        let mut conn = self.quota.shared();
-        let known: Vec<String> = conn.hkeys(CURSORS).await.map_err(|e| e.to_string())?;
-        trees.extend(known);
-        Ok(trees)
     }
 
     /// `QUOTA.EVENTS tree SINCE since COUNT count`; a missing tree has none.
@@ -622,7 +669,7 @@ impl Worker {
 
     /// Reads a tree's events after its cursor, queues a job per event and
     /// destination its rules pick, and moves the cursor, a page at a time.
-    async fn catch_up(&self, config: &Config, tree: &str, skip_history: bool) -> Result<(), Fence> {
+    async fn catch_up(&self, config: &Config, rules: &[usize], tree: &str, skip_history: bool) -> Result<(), Fence> {
         let mut conn = self.quota.shared();
         let stored: Option<String> = conn.hget(CURSORS, tree).await.map_err(|e| Fence::Redis(e.to_string()))?;
         let mut cursor = stored.as_deref().and_then(store::cursor_of);
@@ -680,7 +727,7 @@ impl Worker {
                 if let Json::Object(m) = &mut ev {
                     m.insert("tree".to_string(), Json::String(tree.to_string()));
                 }
-                for (dest, rules) in config.routes(tree, &ev) {
+                for (dest, rules) in config.routes_among(rules, &ev) {
                     let job = Job::new(tree, ev.clone(), &dest, rules, now);
                     pipe.hset_nx(JOBS, &job.id, job.to_json()).ignore();
                     pipe.cmd("ZADD").arg(QUEUE).arg("NX").arg(now).arg(&job.id).ignore();
@@ -724,7 +771,11 @@ impl Worker {
             if st.in_flight.len() >= IN_FLIGHT {
                 break;
             }
-            if st.in_flight.contains(&id) {
+            // The destination is the id's first part: one that hangs holds
+            // at most PER_DESTINATION of the slots.
+            let dest = id.split('|').next().unwrap_or_default();
+            if st.in_flight.contains_key(&id) || st.in_flight.values().filter(|d| *d == dest).count() >= PER_DESTINATION
+            {
                 continue;
             }
             let body: Option<String> = conn.hget(JOBS, &id).await.map_err(|e| e.to_string())?;
@@ -736,7 +787,7 @@ impl Worker {
                 self.fenced(pipe).await.map_err(|e| e.to_string())?;
                 continue;
             };
-            st.in_flight.insert(id.clone());
+            st.in_flight.insert(id.clone(), job.dest.clone());
             let (w, config) = (self.clone(), st.config.clone());
             tasks.spawn(async move {
                 let result = w.deliver(&config, job).await;
@@ -750,15 +801,25 @@ impl Worker {
     async fn deliver(&self, config: &Config, mut job: Job) -> Result<(), Fence> {
         let dest = config.destinations.get(&job.dest);
         let timeout = Duration::from_millis(dest.map_or(10_000, |d| d.timeout_ms));
-        let outcome = match dest.map(|d| &d.target) {
-            None => webhook::Outcome::Retry(format!("no destination named {} in the configuration", job.dest), None),
-            Some(Target::Webhook { url, secret_env }) => {
-                webhook::send(&self.http, url, secret_env.as_deref(), &job, timeout, now_ms() / 1000).await
+        let attempt = async {
+            match dest.map(|d| &d.target) {
+                None => {
+                    webhook::Outcome::Retry(format!("no destination named {} in the configuration", job.dest), None)
+                }
+                Some(Target::Webhook { url, secret_env }) => {
+                    webhook::send(&self.http, url, secret_env.as_deref(), &job, timeout, now_ms() / 1000).await
+                }
+                Some(Target::Email { to }) => match &config.smtp {
+                    Some(smtp) => email::send(smtp, to, &job, timeout).await,
+                    None => webhook::Outcome::Retry("no smtp section in the configuration".to_string(), None),
+                },
             }
-            Some(Target::Email { to }) => match &config.smtp {
-                Some(smtp) => email::send(smtp, to, &job, timeout).await,
-                None => webhook::Outcome::Retry("no smtp section in the configuration".to_string(), None),
-            },
+        };
+        // The whole attempt, whatever the peer does (an SMTP server that
+        // accepts and never answers, a webhook that trickles).
+        let outcome = match tokio::time::timeout(timeout, attempt).await {
+            Ok(o) => o,
+            Err(_) => webhook::Outcome::Retry(format!("no answer within {} ms", timeout.as_millis()), None),
         };
         let now = now_ms();
         job.attempts += 1;
@@ -828,6 +889,14 @@ impl Worker {
                 store::MAX_DEAD
             ));
         }
+    }
+}
+
+/// Why leading stopped, after a failed renewal.
+fn lease_lost(e: Fence) -> String {
+    match e {
+        Fence::Lost => e.to_string(),
+        Fence::Redis(e) => format!("cannot renew the lease: {e}"),
     }
 }
 
