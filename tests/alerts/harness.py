@@ -29,7 +29,6 @@ The companion runs with QUOTA_ALERTS_LEASE_MS=1000 and QUOTA_ALERTS_TICK_MS=50
 unless a test gives others.
 """
 
-import asyncio
 import email
 import email.policy
 import hashlib
