@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,13 @@ SENT = "quota:alerts:sent"
 STATUS = "quota:alerts:status"
 
 COMPANION_ENV = {"QUOTA_ALERTS_LEASE_MS": "1000", "QUOTA_ALERTS_TICK_MS": "50"}
+
+# A tree with events from before any companion started. When the companion
+# has moved its cursor, it has read the logs once (its first pass: whatever
+# it does with a log's past on a first start, skip it or deliver it, it has
+# done): events fired after that are new for it. Receivers and mailboxes
+# leave its deliveries out of what they report.
+SENTINEL = "_ready"
 
 
 class HarnessError(Exception):
@@ -221,6 +229,10 @@ class Ctx:
             if res.returncode != 0:
                 raise HarnessError(f"quota-load failed: {res.stdout}{res.stderr}")
         self.clock_set(T0)
+        # LIMIT 0 fires warning 80, warning 90 and over at once.
+        self.r.q("QUOTA.SET", SENTINEL, "/", "sentinel", "METRIC", "credits", "LIMIT", "0")
+        if not self.events(SENTINEL):
+            raise HarnessError(f"the sentinel tree {SENTINEL} has no events")
 
     def clock_set(self, ms):
         return self.r.q("QUOTA.DEBUG", "CLOCK", "SET", int(ms))
@@ -332,7 +344,8 @@ class Ctx:
     def companion(self, args=(), env=None, wait=True, config=None):
         """Starts `quota-dash alerts --redis URL` (with --backend lua on the Lua
         library), with COMPANION_ENV and `env`; `config` is a --config FILE.
-        With `wait`, returns once it holds the lease and has initialized."""
+        With `wait`, returns once it holds the lease and has read the logs
+        once (wait_leading)."""
         comp = Companion(self, list(args), env, config)
         self.companions.append(comp)
         if wait:
@@ -403,19 +416,32 @@ class Companion:
     def output(self, lines=10**6):
         return _tail(self.log, lines)
 
+    def instance(self):
+        """Its instance id, as its first line of output says it ("instance ID,"), or None."""
+        m = re.search(r"\binstance (\S+?),", self.output(50))
+        return m.group(1) if m else None
+
     def wait_leading(self, timeout=WAIT):
-        """Until this process runs, a leader holds the lease, the status hash
-        says initialized and its heartbeat is fresh."""
+        """Until this process holds the lease (quota:alerts:leader is its
+        instance id, or, when its output does not say its id, the id of no
+        companion stopped before), the status hash says initialized and names
+        the leader as its instance, and the sentinel tree has a cursor (the
+        logs were read once)."""
+        gone = {c.instance() for c in self.ctx.companions if c is not self and not c.alive()} - {None}
 
         def ready():
             if not self.alive():
                 raise WaitTimeout(f"the companion exited ({self.state()}):\n{self.output(20)}")
-            if not self.ctx.r.get(LEADER):
+            leader = self.ctx.r.get(LEADER)
+            mine = self.instance()
+            if not leader or (leader != mine if mine else leader in gone):
                 return False
             st = self.ctx.status()
-            return st.get("initialized") not in (None, "", "0") and st.get("instance") == self.ctx.r.get(LEADER)
+            return (st.get("initialized") not in (None, "", "0") and st.get("instance") == leader
+                    and self.ctx.r.hexists(CURSORS, SENTINEL))
 
-        wait_for(ready, "the companion takes the lease (quota:alerts:leader) and sets status initialized", timeout)
+        wait_for(ready, "the companion takes the lease (quota:alerts:leader), sets status initialized and "
+                 f"instance, and reads the logs once (a cursor for {SENTINEL})", timeout)
         return self
 
     def kill9(self):
@@ -559,8 +585,10 @@ class Receiver:
         self.release_all.set()
 
     def got(self, path=None):
+        """Requests received (at `path`), the sentinel tree's left out."""
         with self.lock:
-            return [r for r in self.requests if path is None or r.path == path]
+            return [r for r in self.requests if (path is None or r.path == path)
+                    and not (r.key or "").startswith(SENTINEL + "#")]
 
     def keys(self, path=None, delivered=False):
         """Idempotency keys received (with `delivered`, only those answered 2xx), in order."""
@@ -672,8 +700,9 @@ class Mailbox:
             self._refuse = n
 
     def got(self):
+        """Mails accepted, the sentinel tree's left out."""
         with self.lock:
-            return list(self.mails)
+            return [m for m in self.mails if f" {SENTINEL} " not in (m.subject or "")]
 
     def smtp_config(self, **more):
         cfg = {"host": "127.0.0.1", "port": self.port, "tls": "none", "from": "quota <alerts@example.com>"}
