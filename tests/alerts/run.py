@@ -27,8 +27,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import backend  # noqa: E402  (tests/, put on sys.path by harness)
-import harness  # noqa: E402
+import harness  # noqa: E402  (puts tests/ on sys.path)
+import backend  # noqa: E402
 
 
 def load(path):
@@ -102,7 +102,7 @@ def main():
                 checks = backend.FAILURES[before:]
                 if error is None and checks:
                     error = f"{len(checks)} check(s) failed:\n" + "\n".join(f"- {c}" for c in checks)
-                if error is not None and ctx is not None and ctx.companions:
+                if error is not None and ctx is not None and ctx.companions and "--- companion" not in error:
                     error += ctx.outputs(25)
                 if ctx is not None:
                     ctx.close()
