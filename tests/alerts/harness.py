@@ -520,13 +520,14 @@ class Receiver:
                     receiver.release_all.wait(action[1])
                 elif action[0] == "status":
                     status, headers = action[1], action[2]
-                payload = b'{"ok":true}' if status < 300 else b'{"error":"test"}'
+                payload = b"" if status == 204 else b'{"ok":true}' if status < 300 else b'{"error":"test"}'
                 try:
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
+                    if status != 204:
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     self.wfile.flush()
@@ -593,6 +594,10 @@ class Receiver:
     def keys(self, path=None, delivered=False):
         """Idempotency keys received (with `delivered`, only those answered 2xx), in order."""
         return [r.key for r in self.got(path) if not delivered or (r.status is not None and r.status < 300)]
+
+    def delivered(self, path=None):
+        """Requests answered 2xx (at `path`)."""
+        return [r for r in self.got(path) if r.status is not None and r.status < 300]
 
     def close(self):
         self.release_all.set()

@@ -7,7 +7,7 @@ destination goes there once."""
 
 import fnmatch
 
-from harness import WaitTimeout, check, config, counts, rule, wait_for, webhook
+from harness import WaitTimeout, as_map, check, config, counts, lua_command, rule, wait_for, webhook
 
 
 def test_events_fired_while_down_are_delivered_on_start(ctx):
@@ -127,7 +127,7 @@ def routes(rules, tree, ev):
 
 def test_rules_pick_events_and_one_destination_gets_an_event_once(ctx):
     hook = ctx.receiver()
-    dests = ["over", "team", "wallet", "w90", "both", "users"]
+    dests = ["over", "team", "wallet", "w90", "both", "users", "expired"]
     rules = [
         rule("over-acme", "over", trees="acme*", events=["over"]),
         rule("team", "team", path="/team"),
@@ -137,6 +137,8 @@ def test_rules_pick_events_and_one_destination_gets_an_event_once(ctx):
         rule("dup-b", ["both", "w90"], path="/", policy="monthly", events=["over", "warning"], thresholds=[90]),
         rule("dup-c", "both", trees="acme", path="/team/dev"),
         rule("users", ["users", "both"], trees="user:?", events=["warning", "over"]),
+        rule("digits", "users", trees="user:[0-9][0-9]", events=["over"]),
+        rule("expiries", "expired", events=["expired"]),
     ]
     ctx.set_config(config({d: webhook(hook.url(f"/{d}")) for d in dests}, rules))
     ctx.companion()
@@ -148,6 +150,12 @@ def test_rules_pick_events_and_one_destination_gets_an_event_once(ctx):
     ctx.charge("acme", 85, path="team/dev")  # warning 80 at /, /team, /team/dev
     ctx.charge("acme", 85, path="teamx")     # warning 80 at /teamx; 90 and over at /
     ctx.charge("acme", 10, path="team/dev")  # warning 90 at /team, /team/dev
+    # a hold that expires: `expired` at path team, with no policy
+    ctx.budget("holder")
+    held = as_map(ctx.r.q("QUOTA.RESERVE", "holder", "PATH", "team", "ID", "h1", "TTL", "1000", "COST", "credits", "1"))
+    check(held.get("allowed") in (1, True), f"the hold is placed: {held}")
+    ctx.clock_advance(2000)
+    ctx.charge("holder", 1, path="other")
     ctx.budget("acmex")
     ctx.cycle("acmex")
     ctx.budget("other", 100, "/", "wallet")
@@ -159,7 +167,7 @@ def test_rules_pick_events_and_one_destination_gets_an_event_once(ctx):
     ctx.budget("user:22")
     ctx.charge("user:22", 100)
 
-    trees = ("acme", "acmex", "other", "user:1", "user:22")
+    trees = ("acme", "acmex", "other", "user:1", "user:22", "holder")
     expected = {d: {} for d in dests}
     paths_seen = set()
     for t in trees:
@@ -169,6 +177,7 @@ def test_rules_pick_events_and_one_destination_gets_an_event_once(ctx):
                 expected[d][f"{t}#{ev['seq']}@{ev['time']}"] = names
     check(any(p == "/teamx" for _, p, _ in paths_seen), f"an event at /teamx, which /team must not match: {paths_seen}")
     check(any(p == "/team/dev" for _, p, _ in paths_seen), f"an event at /team/dev: {paths_seen}")
+    check(("holder", "/team", "expired") in paths_seen, f"an expired event at /team: {paths_seen}")
     check(all(expected[d] for d in dests), f"every destination expects something: {expected}")
     ctx.wait_caught_up(*trees)
     try:
@@ -187,3 +196,32 @@ def test_rules_pick_events_and_one_destination_gets_an_event_once(ctx):
             have = (req.json or {}).get("rules")
             check(want is None or sorted(have or []) == sorted(want),
                   f"/{d} {req.key}: the payload lists the rules that matched {want}: {have}")
+
+
+def test_a_log_that_wrapped_while_down_is_a_gap(ctx):
+    """More than events_len (1000) events while the companion is down: the
+    oldest are gone from the log; the rest are delivered and status gaps
+    counts what was lost."""
+    hook = ctx.receiver()
+    ctx.set_config(config({"hook": webhook(hook.url("/hook"))}, [rule("overs", "hook", events=["over"])]))
+    first = ctx.companion()
+    ctx.budget("acme")
+    ctx.cycle("acme")
+    wait_for(lambda: hook.keys(), "the first over is delivered")
+    ctx.wait_caught_up("acme")
+    last = int(ctx.events("acme")[-1]["seq"])
+    first.stop()
+    pipe = ctx.r.pipeline(transaction=False)
+    for _ in range(275):  # 1100 events: warning, warning, over, reset
+        for cmd in (["QUOTA.CHARGE", "acme", "PATH", "/", "BRIEF", "COST", "credits", "100"],
+                    ["QUOTA.RESET", "acme", "/", "monthly"]):
+            pipe.execute_command(*(lua_command(cmd) if ctx.backend == "lua" else cmd))
+    pipe.execute()
+    log = ctx.events("acme")
+    check(len(log) == 1000 and int(log[0]["seq"]) == last + 101, f"the log kept the newest 1000: from {log[0]['seq']}")
+    ctx.companion()
+    want = [k for k in ctx.keys_of("acme", where=lambda e: e["type"] == "over")]
+    wait_for(lambda: set(want) <= set(hook.keys()), f"the {len(want)} overs still in the log are delivered")
+    ctx.wait_caught_up("acme")
+    check(len(hook.keys()) == 1 + len(want), f"only those (and the first): {len(hook.keys())}")
+    check(ctx.status().get("gaps") == "100", f"status gaps counts the 100 events lost: {ctx.status().get('gaps')}")

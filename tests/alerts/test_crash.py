@@ -75,3 +75,25 @@ def test_clean_restart_delivers_nothing_twice(ctx):
     got = counts(hook.keys())
     check(len(want) == 20 and set(got) == set(want), f"20 events, each delivered: {len(want)}, {len(got)}")
     check(all(n == 1 for n in got.values()), f"none twice: {[k for k, n in got.items() if n > 1]}")
+
+
+def test_a_retry_waiting_its_turn_survives_a_restart(ctx):
+    hook = ctx.receiver()
+    hook.plan("/hook", [500])  # then 200
+    ctx.set_config(config({"hook": webhook(hook.url("/hook"), attempts=5, backoff_ms=1500, max_backoff_ms=5000)},
+                          [rule("overs", "hook", events=["over"])]))
+    first = ctx.companion()
+    ctx.budget("acme")
+    ctx.charge("acme", 100)
+    key = ctx.keys_of("acme", where=lambda e: e["type"] == "over")[0]
+    job_id = f"hook|{key}"
+    wait_for(lambda: (ctx.job(job_id) or {}).get("attempts") == 1, "the first attempt fails and is recorded")
+    job = ctx.job(job_id)
+    check("500" in str(job.get("last_error")), f"last_error says 500: {job}")
+    first.stop()
+    ctx.companion()
+    wait_for(lambda: hook.delivered("/hook"), "after the restart the retry is delivered")
+    reqs = hook.got("/hook")
+    check([r.headers.get("quota-attempt") for r in reqs] == ["1", "2"] and {r.key for r in reqs} == {key},
+          f"the retry goes on counting (Quota-Attempt 1, 2) with the same key: {reqs}")
+    wait_for(lambda: ctx.job(job_id) is None, "the delivered job leaves jobs")

@@ -3,6 +3,7 @@ the signature, retries with growing gaps, Retry-After, timeouts and refused
 connections, dead letters (after `attempts` failures, at once on a 4xx) and
 the dashboard's replay."""
 
+import email.utils
 import json
 import time
 
@@ -100,26 +101,38 @@ def test_retry_after_is_honoured_up_to_the_cap(ctx):
     hook.plan("/429", [(429, {"Retry-After": "1"})])
     hook.plan("/cap", [(503, {"Retry-After": "120"})])
     hook.plan("/408", [408])
+    hook.plan("/date", [(503, {"Retry-After": email.utils.formatdate(time.time() + 3, usegmt=True)})])
+    hook.plan("/capped", [500, 500, 500])
     ctx.set_config(config({
         "ra": webhook(hook.url("/ra"), backoff_ms=20, max_backoff_ms=10000),
         "r429": webhook(hook.url("/429"), backoff_ms=20, max_backoff_ms=10000),
         "cap": webhook(hook.url("/cap"), backoff_ms=20, max_backoff_ms=300),
         "r408": webhook(hook.url("/408"), backoff_ms=20, max_backoff_ms=300),
-    }, [rule("overs", ["ra", "r429", "cap", "r408"], events=["over"])]))
+        "date": webhook(hook.url("/date"), backoff_ms=20, max_backoff_ms=10000),
+        "capped": webhook(hook.url("/capped"), attempts=4, backoff_ms=200, max_backoff_ms=250),
+    }, [rule("overs", ["ra", "r429", "cap", "r408", "date", "capped"], events=["over"])]))
     ctx.companion()
     ev = over_event(ctx)
     key = key_of("acme", ev)
-    for path in ("/ra", "/429", "/cap", "/408"):
+    for path in ("/ra", "/429", "/cap", "/408", "/date", "/capped"):
         wait_for(lambda p=path: [r for r in hook.got(p) if r.status == 200], f"{path}: the retry is delivered")
     for path, low, high, what in (("/ra", 0.95, 5, "Retry-After: 1 (1 s, above backoff 20 ms)"),
                                   ("/429", 0.95, 5, "429 with Retry-After: 1"),
                                   ("/cap", 0.0, 3, "Retry-After: 120 capped at max_backoff_ms 300"),
-                                  ("/408", 0.0, 3, "408 is retried")):
+                                  ("/408", 0.0, 3, "408 is retried"),
+                                  ("/date", 1.0, 6, "Retry-After as an HTTP date 3 s ahead (1 s resolution)")):
         reqs = hook.got(path)
         check(len(reqs) == 2 and all(r.key == key for r in reqs), f"{path}: two attempts of {key}: {reqs}")
         if len(reqs) == 2:
             gap = reqs[1].at - reqs[0].at
             check(low <= gap < high, f"{path}: {what}: the retry came {gap:.3f} s later, expected [{low}, {high}) s")
+    reqs = hook.got("/capped")
+    check(len(reqs) == 4, f"/capped: 4 attempts: {reqs}")
+    if len(reqs) == 4:
+        gaps = [reqs[i + 1].at - reqs[i].at for i in range(3)]
+        check(gaps[0] >= 0.19 and gaps[1] >= 0.24 and gaps[2] >= 0.24 and gaps[2] < 0.7,
+              f"/capped: backoff 200 ms doubling, capped at max_backoff_ms 250: gaps {[round(g, 3) for g in gaps]} "
+              f"(uncapped the third would be 0.8 s)")
 
 
 def test_timeouts_and_refused_connections_are_retried(ctx):
@@ -149,11 +162,13 @@ def test_dead_letters_and_replay(ctx):
     hook.always("/down", 500)
     hook.always("/bad", 400)
     hook.plan("/gone", [404])
+    hook.always("/nocontent", 204)
     ctx.set_config(config({
         "down": webhook(hook.url("/down"), attempts=3, backoff_ms=20, max_backoff_ms=100),
         "bad": webhook(hook.url("/bad"), attempts=5, backoff_ms=20),
         "gone": webhook(hook.url("/gone"), attempts=5, backoff_ms=20),
-    }, [rule("overs", ["down", "bad", "gone"], events=["over"])]))
+        "nocontent": webhook(hook.url("/nocontent"), attempts=5, backoff_ms=20),
+    }, [rule("overs", ["down", "bad", "gone", "nocontent"], events=["over"])]))
     ctx.companion()
     ev = over_event(ctx)
     key = key_of("acme", ev)
@@ -176,6 +191,9 @@ def test_dead_letters_and_replay(ctx):
         check(len(hook.got(f"/{dest}")) == attempts, f"/{dest}: {attempts} request(s): {hook.got(f'/{dest}')}")
     st = ctx.status()
     check(int(st.get("dead") or 0) >= 3, f"status dead counts 3: {st}")
+    wait_for(lambda: ctx.r.hget(JOBS, f"nocontent|{key}") is None, "a 204 is a delivery")
+    check(len(hook.got("/nocontent")) == 1 and ctx.r.zscore(DEAD, f"nocontent|{key}") is None,
+          f"204 (a 2xx) delivers at the first attempt: {hook.got('/nocontent')}")
 
     # The receivers recover; the dashboard replays the dead letters: ZREM dead,
     # ZADD queue now, attempts 0 and died null, in one MULTI.
