@@ -341,12 +341,13 @@ class Ctx:
         self.peers.append(box)
         return box
 
-    def companion(self, args=(), env=None, wait=True, config=None):
+    def companion(self, args=(), env=None, wait=True, config=None, url=None):
         """Starts `quota-dash alerts --redis URL` (with --backend lua on the Lua
-        library), with COMPANION_ENV and `env`; `config` is a --config FILE.
+        library), with COMPANION_ENV and `env`; `config` is a --config FILE,
+        `url` another --redis URL (an ACL account's).
         With `wait`, returns once it holds the lease and has read the logs
         once (wait_leading)."""
-        comp = Companion(self, list(args), env, config)
+        comp = Companion(self, list(args), env, config, url)
         self.companions.append(comp)
         if wait:
             comp.wait_leading()
@@ -384,13 +385,13 @@ class Ctx:
 class Companion:
     """One `quota-dash alerts` process; its stdout and stderr go to a log file."""
 
-    def __init__(self, ctx, args, env, config):
+    def __init__(self, ctx, args, env, config, url=None):
         if not os.path.exists(DASH):
             raise HarnessError(f"{DASH} is missing: make build")
         self.ctx = ctx
         self.index = len(ctx.companions)
         self.log = os.path.join(ctx.dir, f"companion-{self.index}.log")
-        cmd = [DASH, "alerts", "--redis", ctx.redis_url]
+        cmd = [DASH, "alerts", "--redis", url or ctx.redis_url]
         if ctx.backend == "lua":
             cmd += ["--backend", "lua"]
         if config is not None:
@@ -674,6 +675,7 @@ class Mailbox:
         self.mails = []
         self.refused = []
         self._refuse = 0
+        self._refuse_with = ""
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
@@ -681,7 +683,7 @@ class Mailbox:
                     if box._refuse > 0:
                         box._refuse -= 1
                         box.refused.append(Mail(envelope))
-                        return "451 4.3.0 try again later (test)"
+                        return box._refuse_with
                     box.mails.append(Mail(envelope))
                 return "250 2.0.0 OK"
 
@@ -700,9 +702,11 @@ class Mailbox:
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ready_timeout=10, **more)
         self.controller.start()
 
-    def refuse(self, n):
+    def refuse(self, n, reply="451 4.3.0 try again later (test)"):
+        """The next n DATA are answered `reply` (451: try again; 550: refused for good)."""
         with self.lock:
             self._refuse = n
+            self._refuse_with = reply
 
     def got(self):
         """Mails accepted, the sentinel tree's left out."""

@@ -65,6 +65,7 @@ def test_clean_restart_delivers_nothing_twice(ctx):
         check(cursors.get(t) == f"{last['seq']}:{last['time']}", f"cursor of {t} is <seq>:<time> of its last event: {cursors}")
     first.stop()
     check(not first.alive(), "the companion stops on SIGTERM")
+    check(ctx.r.get("quota:alerts:leader") is None, f"a clean stop gives the lease up: {ctx.r.get('quota:alerts:leader')}")
 
     ctx.companion()
     ctx.cycle("beta")

@@ -101,3 +101,19 @@ def test_smtp_login_takes_the_password_from_the_environment(ctx):
     check(any((login, pw) == ("alerts", "pw-from-env") for _, login, pw in box.logins),
           f"the companion logged in as alerts with the variable's password: {box.logins}")
     check(len(box.got()) == 1, f"one mail: {box.got()}")
+
+
+def test_a_permanent_smtp_refusal_is_a_dead_letter_at_once(ctx):
+    box = ctx.mailbox()
+    box.refuse(1, "550 5.1.1 no such mailbox (test)")
+    ctx.set_config(config({"ops": mail_to(["nobody@example.com"], attempts=5)}, [rule("overs", "ops", events=["over"])],
+                          smtp=box.smtp_config()))
+    ctx.companion()
+    ctx.budget("acme")
+    ctx.charge("acme", 100)
+    key = ctx.keys_of("acme", where=lambda e: e["type"] == "over")[0]
+    job_id = f"ops|{key}"
+    wait_for(lambda: ctx.r.zscore("quota:alerts:dead", job_id) is not None, "a 550 sends the mail job to the dead letters")
+    job = ctx.job(job_id) or {}
+    check(job.get("attempts") == 1 and "550" in str(job.get("last_error")), f"dead after 1 attempt, saying 550: {job}")
+    check(len(box.refused) == 1 and not box.got(), f"one attempt, nothing accepted: {box.refused} {box.got()}")

@@ -6,18 +6,19 @@ where the peers listen: the test points smtp.port and the billing webhook's
 host:port at its own SMTP server and HTTP receiver (the path /hooks/quota
 stays). The companion runs as the README shows it:
 
-    BILLING_HOOK_SECRET=... quota-dash alerts --config walkthrough.json
+    BILLING_HOOK_SECRET=... quota-dash alerts --config alerts.json
 
 and COMMANDS are the redis-cli lines of the README, in order:
 - a tree `acme` with a monthly budget of 100 credits (WARN defaults to 80,90);
-- a prepaid wallet for user:42 that says `low` at 10 credits left, fed by a
-  purchase of 50 (created empty, the wallet is low at once: billing hears of
-  that too, which is what a wallet that was never topped up should do);
-- charges until acme passes 80 % (85 of 100) and the wallet falls to 8.
-Then ops@example.com has one mail (acme's warning at 80; the wallet's own
-warnings at creation are not `monthly`, so no mail), and billing has two
-signed `low` webhooks for user:42: remaining 0 at creation, 8 after the
-charge."""
+- a prepaid wallet for user:42 that is low at 20 credits left, fed by a
+  purchase of 100; created empty (LIMIT 0), it fires warning 80, warning 90,
+  over and low (0 left) at once;
+- 85 credits on each: acme passes 80 %, the wallet is left with 15.
+Then ops@example.com has exactly one mail, acme's warning at 80: the rule
+`budget-80` says `"policy": "monthly"`, without which the empty wallet's
+own warning 80 at creation would mail ops too. Billing has two signed `low`
+webhooks for user:42: 0 left at creation (the wallet was created empty,
+which is news for billing too), then 15 left after the charge."""
 
 import json
 import os
@@ -29,11 +30,10 @@ SECRET = "whsec_walkthrough"
 
 COMMANDS = [
     ["QUOTA.SET", "acme", "/", "monthly", "METRIC", "credits", "LIMIT", "100", "WINDOW", "month"],
-    ["QUOTA.SET", "user:42", "/", "wallet", "METRIC", "credits", "LIMIT", "0", "LOW", "10"],
-    ["QUOTA.GRANT", "user:42", "/", "wallet", "50", "ID", "pay_1001", "NOTE", "order 1001"],
-    ["QUOTA.CHARGE", "acme", "PATH", "chats", "COST", "credits", "60"],
-    ["QUOTA.CHARGE", "acme", "PATH", "chats", "COST", "credits", "25"],     # 85 of 100: warning 80, a mail to ops
-    ["QUOTA.CHARGE", "user:42", "PATH", "chats", "COST", "credits", "42"],  # 8 left: low, a webhook to billing
+    ["QUOTA.SET", "user:42", "/", "wallet", "METRIC", "credits", "LIMIT", "0", "LOW", "20"],
+    ["QUOTA.GRANT", "user:42", "/", "wallet", "100", "ID", "pay_1001"],
+    ["QUOTA.CHARGE", "acme", "PATH", "/", "COST", "credits", "85"],     # 85 of 100: warning 80, a mail to ops
+    ["QUOTA.CHARGE", "user:42", "PATH", "/", "COST", "credits", "85"],  # 15 left: low, a webhook to billing
 ]
 
 
@@ -56,8 +56,8 @@ def test_alert_me_at_80_percent_and_tell_billing_when_the_wallet_is_low(ctx):
     w80 = [e for e in acme if e["type"] == "warning" and e.get("threshold") == 80]
     lows = [e for e in wallet if e["type"] == "low"]
     check(len(w80) == 1, f"acme fired warning 80 once: {acme}")
-    check(len(lows) == 2 and [str(e.get("remaining")) for e in lows] == ["0", "8"],
-          f"the wallet fired low at creation (0 left) and after the charge (8 left): {wallet}")
+    check(len(lows) == 2 and [str(e.get("remaining")) for e in lows] == ["0", "15"],
+          f"the wallet fired low at creation (0 left) and after the charge (15 left): {wallet}")
     wait_for(lambda: box.got() and len(hook.got("/hooks/quota")) >= 2, "the mail and both webhooks arrive")
     ctx.wait_caught_up("acme", "user:42")
 
@@ -79,8 +79,8 @@ def test_alert_me_at_80_percent_and_tell_billing_when_the_wallet_is_low(ctx):
         check(b.get("type") == "low" and b.get("tree") == "user:42" and b.get("rules") == ["wallet-low"]
               and b.get("destination") == "billing", f"{r.key}: a low of user:42 by wallet-low for billing: {b}")
         ev = b.get("event") or {}
-        check(str(ev.get("low")) == "10" and ev.get("policy") == "wallet" and ev.get("tree") == "user:42",
+        check(str(ev.get("low")) == "20" and ev.get("policy") == "wallet" and ev.get("tree") == "user:42",
               f"{r.key}: the event says the LOW amount and the policy: {ev}")
     if len(reqs) == 2:
-        check(str((reqs[1].json or {}).get("event", {}).get("remaining")) == "8",
-              f"the second low says 8 left: {reqs[1].json}")
+        check(str((reqs[1].json or {}).get("event", {}).get("remaining")) == "15",
+              f"the second low says 15 left: {reqs[1].json}")
