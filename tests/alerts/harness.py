@@ -29,6 +29,7 @@ The companion runs with QUOTA_ALERTS_LEASE_MS=1000 and QUOTA_ALERTS_TICK_MS=50
 unless a test gives others.
 """
 
+import atexit
 import email
 import email.policy
 import hashlib
@@ -185,6 +186,7 @@ class Ctx:
         self.companions = []
         self._closed = False
         _CURRENT = self
+        atexit.register(self.close)  # an interrupted run stops what it started too
         try:
             self._start_redis()
         except BaseException:
@@ -364,6 +366,7 @@ class Ctx:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         for c in self.companions:
             c.stop()
         for p in self.peers:
