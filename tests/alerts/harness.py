@@ -22,6 +22,14 @@ talks to, all on free loopback ports, all stopped at the end of a test.
   output).
 - Expectations are `check(ok, what)` from tests/backend.py: run.py counts the
   failures each test adds.
+- Every Ctx has a sentinel tree (`_ready`) with events from before any
+  companion: `ctx.companion()` returns once the companion holds the lease and
+  has moved the sentinel's cursor (it has read the logs once, so what fires
+  next is news to it). Receivers and mailboxes leave the sentinel's
+  deliveries out.
+- `ctx.caught_up(*trees)`: every tree's cursor is at its newest event and the
+  queue is empty, so whatever the companion will deliver, it has: the point
+  to check that nothing more (nothing twice) arrived.
 
 Binaries: target/release/quota-dash, libquota.so and quota-load, or
 QUOTA_DASH_BIN, QUOTA_MODULE and QUOTA_LOAD (another checkout's build).

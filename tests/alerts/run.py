@@ -53,12 +53,13 @@ def report(exc):
     return "".join(traceback.format_list(frames) + traceback.format_exception_only(exc))
 
 
-def check_tools():
+def check_tools(backends):
     try:
         import aiosmtpd  # noqa: F401
     except ImportError as e:
-        sys.exit(f"tests/alerts: aiosmtpd is missing ({e}): pip install -r tests/requirements.txt")
-    for path in (harness.DASH,):
+        sys.exit(f"tests/alerts: aiosmtpd is missing ({e}): run make deps (tests/requirements.txt pins it)")
+    needed = [harness.DASH] + [harness.MODULE if b == "module" else harness.LOADER for b in backends]
+    for path in needed:
         if not os.path.exists(path):
             sys.exit(f"tests/alerts: {path} is missing: run make build")
 
@@ -70,10 +71,10 @@ def main():
     ap.add_argument("files", nargs="*", help="test files (default tests/alerts/test_*.py)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    check_tools()
+    backends = ["module", "lua"] if args.backend == "both" else [args.backend]
+    check_tools(backends)
 
     files = args.files or sorted(glob.glob(os.path.join(HERE, "test_*.py")))
-    backends = ["module", "lua"] if args.backend == "both" else [args.backend]
     modules = []
     for path in files:
         if not os.path.exists(path):
