@@ -403,7 +403,7 @@ class Companion:
         self.index = len(ctx.companions)
         self.log = os.path.join(ctx.dir, f"companion-{self.index}.log")
         cmd = [DASH, "alerts", "--redis", url or ctx.redis_url]
-        if ctx.backend == "lua":
+        if ctx.backend == "lua" and "--backend" not in args and not any(a.startswith("--backend=") for a in args):
             cmd += ["--backend", "lua"]
         if config is not None:
             cmd += ["--config", config]

@@ -238,3 +238,12 @@ def test_every_bad_config_is_reported_by_its_place_and_the_last_good_one_stays(c
     wait_for(lambda: k2 in hook.keys("/v1"), "while the file is bad, the last good config delivers")
     ctx.config_file(good(hook))
     wait_no_error(ctx)
+
+
+def test_backend_auto_finds_the_module_or_the_library(ctx):
+    hook = ctx.receiver()
+    ctx.set_config(cfg(hook, "/v1"))
+    comp = ctx.companion(args=["--backend", "auto"])
+    check(ctx.backend in comp.output(5).lower(), f"its output names the backend it found ({ctx.backend}):\n{comp.output(5)}")
+    k1 = over(ctx, "t1")
+    wait_for(lambda: k1 in hook.keys("/v1"), "it delivers with the backend it found")
