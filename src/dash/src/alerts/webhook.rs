@@ -64,16 +64,44 @@ pub fn signature(secret: &[u8], t: u64, body: &str) -> String {
     format!("t={t},v1={hex}")
 }
 
-/// What an HTTP status means for the delivery.
-pub fn outcome_of(status: u16, retry_after: Option<&str>, what: &str) -> Outcome {
+/// What an HTTP status means for the delivery (`now_s`: the time, for a
+/// `Retry-After` given as a date).
+pub fn outcome_of(status: u16, retry_after: Option<&str>, what: &str, now_s: u64) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,
         408 | 429 | 500..=599 => {
-            let wait = retry_after.and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs);
+            let wait = retry_after.and_then(|s| retry_after_secs(s, now_s)).map(Duration::from_secs);
             Outcome::Retry(format!("{what} answered {status}"), wait)
         }
         _ => Outcome::Permanent(format!("{what} answered {status}: not retried (a 4xx other than 408 and 429)")),
     }
+}
+
+/// `Retry-After`: seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37
+/// GMT`), as seconds from `now_s` (0 for a date past).
+fn retry_after_secs(value: &str, now_s: u64) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let rest = value.split_once(", ")?.1;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let (day, year) = (day.parse::<u32>().ok()?, year.parse::<i64>().ok()?);
+    let hms: Vec<u64> = time.split(':').map(|p| p.parse::<u64>().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = crate::web::days_from_civil(year, month, day);
+    let at = u64::try_from(days).ok()?.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + sec)?;
+    Some(at.saturating_sub(now_s))
 }
 
 /// One attempt: POSTs the job to `url`.
@@ -103,7 +131,7 @@ pub async fn send(
     match request.body(body).send().await {
         Ok(resp) => {
             let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-            outcome_of(resp.status().as_u16(), retry_after.as_deref(), url)
+            outcome_of(resp.status().as_u16(), retry_after.as_deref(), url, now_s)
         }
         Err(e) if e.is_timeout() => Outcome::Retry(format!("{url}: no answer within {} ms", timeout.as_millis()), None),
         Err(e) => Outcome::Retry(format!("{url}: {}", error_chain(&e)), None),
@@ -155,13 +183,24 @@ mod tests {
 
     #[test]
     fn statuses_decide_retries() {
-        assert_eq!(outcome_of(204, None, "u"), Outcome::Delivered);
+        assert_eq!(outcome_of(204, None, "u", 0), Outcome::Delivered);
         assert_eq!(
-            outcome_of(503, Some("7"), "u"),
+            outcome_of(503, Some("7"), "u", 0),
             Outcome::Retry("u answered 503".into(), Some(Duration::from_secs(7)))
         );
-        assert!(matches!(outcome_of(429, None, "u"), Outcome::Retry(_, None)));
-        assert!(matches!(outcome_of(400, None, "u"), Outcome::Permanent(_)));
-        assert!(matches!(outcome_of(301, None, "u"), Outcome::Permanent(_)));
+        assert!(matches!(outcome_of(429, None, "u", 0), Outcome::Retry(_, None)));
+        assert!(matches!(outcome_of(400, None, "u", 0), Outcome::Permanent(_)));
+        assert!(matches!(outcome_of(301, None, "u", 0), Outcome::Permanent(_)));
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT.
+        let date = Some("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            outcome_of(503, date, "u", 784_111_770),
+            Outcome::Retry("u answered 503".into(), Some(Duration::from_secs(7)))
+        );
+        assert_eq!(
+            outcome_of(503, date, "u", 784_111_800),
+            Outcome::Retry("u answered 503".into(), Some(Duration::ZERO))
+        );
+        assert!(matches!(outcome_of(503, Some("soon"), "u", 0), Outcome::Retry(_, None)));
     }
 }

@@ -47,9 +47,6 @@ const SWEEP: Duration = Duration::from_secs(300);
 /// A tree whose log could not be read, or a sweep that failed, is tried
 /// again after this long.
 const RETRY: Duration = Duration::from_secs(5);
-/// The configuration key is read again this often (and at once when the
-/// dashboard publishes a change).
-const CONFIG_EVERY: Duration = Duration::from_secs(5);
 
 fn env_ms(name: &str, default: u64) -> Duration {
     Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|ms| *ms > 0).unwrap_or(default))
@@ -355,7 +352,11 @@ impl Worker {
             let was_reading = st.reading;
             self.load_config(&mut st, reload).await;
             let now = Instant::now();
-            if st.reading && skip_history.is_none() {
+            // Decided at once, whatever the configuration: on the very
+            // first start the logs' events are history. Skipping them moves
+            // only the cursors of trees that have none, which needs no rule,
+            // so a configuration refused at the first start loses nothing.
+            if skip_history.is_none() {
                 let mut conn = self.quota.shared();
                 match conn.hset_nx::<_, _, _, bool>(STATUS, "initialized", now_ms()).await {
                     Ok(first) => {
@@ -376,7 +377,9 @@ impl Worker {
                     }
                 }
             }
-            if st.reading && st.scan.is_none() && (!was_reading || now >= st.next_sweep) {
+            let active = st.reading || skip_history == Some(true);
+            let became_reading = st.reading && !was_reading;
+            if active && st.scan.is_none() && (became_reading || now >= st.next_sweep) {
                 let mut conn = self.quota.shared();
                 match conn.hkeys::<_, Vec<String>>(CURSORS).await {
                     Ok(known) => {
@@ -390,9 +393,7 @@ impl Worker {
                 }
             }
             // One step of the sweep: at most SCAN_BUDGET keys looked at.
-            if st.reading
-                && let Some(cursor) = st.scan.take()
-            {
+            if active && let Some(cursor) = st.scan.take() {
                 match self.quota.trees("*", &cursor, SCAN_STEP).await {
                     Ok((found, next)) => {
                         st.dirty.extend(found);
@@ -408,7 +409,7 @@ impl Worker {
                     }
                 }
             }
-            if st.reading {
+            if active {
                 let again: Vec<String> =
                     st.failing.iter().filter(|(_, (_, at))| now >= *at).map(|(t, _)| t.clone()).collect();
                 st.dirty.extend(again);
@@ -453,7 +454,7 @@ impl Worker {
                     r
                 }
             };
-            match self.catch_up(&st.config, &rules, &tree, skip_history).await {
+            match self.catch_up(&st.config, &rules, &tree, skip_history, st.reading).await {
                 Ok(()) => {
                     if st.failing.remove(&tree).is_some() {
                         log(format!("tree {tree}: its events are read again"));
@@ -555,7 +556,7 @@ impl Worker {
 
     /// Reads the configuration again when it may have changed.
     async fn load_config(&self, st: &mut Lead, changed: bool) {
-        let due = changed || st.config_read.is_none_or(|t| t.elapsed() >= CONFIG_EVERY);
+        let due = changed || st.config_read.is_none_or(|t| t.elapsed() >= self.tick);
         let text = match &self.source {
             Source::File(f) => {
                 let stamp = std::fs::metadata(f).ok().map(|m| (m.modified().unwrap_or(UNIX_EPOCH), m.len()));
@@ -669,7 +670,14 @@ impl Worker {
 
     /// Reads a tree's events after its cursor, queues a job per event and
     /// destination its rules pick, and moves the cursor, a page at a time.
-    async fn catch_up(&self, config: &Config, rules: &[usize], tree: &str, skip_history: bool) -> Result<(), Fence> {
+    async fn catch_up(
+        &self,
+        config: &Config,
+        rules: &[usize],
+        tree: &str,
+        skip_history: bool,
+        reading: bool,
+    ) -> Result<(), Fence> {
         let mut conn = self.quota.shared();
         let stored: Option<String> = conn.hget(CURSORS, tree).await.map_err(|e| Fence::Redis(e.to_string()))?;
         let mut cursor = stored.as_deref().and_then(store::cursor_of);
@@ -679,6 +687,10 @@ impl Worker {
                 pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&last), time_of(&last))).ignore();
                 self.fenced(pipe).await?;
             }
+            return Ok(());
+        }
+        if !reading {
+            // No configuration in force yet: the events wait in the log.
             return Ok(());
         }
         loop {
