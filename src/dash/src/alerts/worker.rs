@@ -312,7 +312,7 @@ impl Worker {
             let mut reload = false;
             // Work left from the last round (a sweep under way, trees to
             // read): go on at once, after whatever else is ready.
-            let busy = st.reading && (st.scan.is_some() || !st.dirty.is_empty());
+            let busy = (st.reading || skip_history == Some(true)) && (st.scan.is_some() || !st.dirty.is_empty());
             tokio::select! {
                 Some(sig) = rx.recv() => {
                     let mut next = Some(sig);
