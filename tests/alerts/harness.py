@@ -168,6 +168,26 @@ def _decode_event(e):
 # ----- redis-server with quota ---------------------------------------------------------
 
 
+_DEBUG_ARGS = None
+
+
+def _debug_args():
+    """Redis 7 refuses DEBUG unless enable-debug-command allows it: `local`
+    (loopback connections only) so a test can DEBUG POPULATE; nothing on
+    older servers, which allow DEBUG and do not know the option."""
+    global _DEBUG_ARGS
+    if _DEBUG_ARGS is None:
+        _DEBUG_ARGS = []
+        try:
+            out = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True, timeout=10).stdout
+            m = re.search(r"v=(\d+)\.", out)
+            if m and int(m.group(1)) >= 7:
+                _DEBUG_ARGS = ["--enable-debug-command", "local"]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return list(_DEBUG_ARGS)
+
+
 class QuotaRedis(redis.Redis):
     """redis-py with `q(*args)`: `QUOTA.X key args` as the backend takes it."""
 
@@ -207,19 +227,19 @@ class Ctx:
     def redis_url(self):
         return f"redis://127.0.0.1:{self.redis_port}"
 
-    def _start_redis(self):
+    def _start_redis(self, port=None, sentinel=True):
         if self.backend == "module" and not os.path.exists(MODULE):
             raise HarnessError(f"{MODULE} is missing: make build")
         if self.backend == "lua" and not os.path.exists(LOADER):
             raise HarnessError(f"{LOADER} is missing: make build")
-        self.redis_port = free_port()
+        self.redis_port = port or free_port()
         rdir = os.path.join(self.dir, "redis")
-        os.makedirs(rdir)
+        os.makedirs(rdir, exist_ok=True)
         extra = ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] if self.backend == "module" else []
         self.redis_log = os.path.join(rdir, "redis.log")
         self.redis_proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", rdir, "--logfile", self.redis_log] + extra,
+             "--appendonly", "no", "--dir", rdir, "--logfile", self.redis_log] + _debug_args() + extra,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         self.r = QuotaRedis(port=self.redis_port, decode_responses=True, protocol=3, socket_timeout=30)
@@ -239,10 +259,27 @@ class Ctx:
             if res.returncode != 0:
                 raise HarnessError(f"quota-load failed: {res.stdout}{res.stderr}")
         self.clock_set(T0)
+        if not sentinel:
+            return
         # LIMIT 0 fires warning 80, warning 90 and over at once.
         self.r.q("QUOTA.SET", SENTINEL, "/", "sentinel", "METRIC", "credits", "LIMIT", "0")
         if not self.events(SENTINEL):
             raise HarnessError(f"the sentinel tree {SENTINEL} has no events")
+
+    def restart_redis(self):
+        """Redis restarts empty (no persistence) on the same port: the server
+        is stopped, a fresh one started with quota loaded (the module, or the
+        Lua library by quota-load) and the test clock at T0, with no data at
+        all (no sentinel tree, no config, none of the companion's keys).
+        Companions keep running and have to find their way back."""
+        port = self.redis_port
+        old = self.r
+        _stop(self.redis_proc)
+        try:
+            old.close()
+        except Exception:
+            pass
+        self._start_redis(port=port, sentinel=False)
 
     def clock_set(self, ms):
         return self.r.q("QUOTA.DEBUG", "CLOCK", "SET", int(ms))
