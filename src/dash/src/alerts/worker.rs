@@ -106,6 +106,8 @@ struct Lead {
     reading: bool,
     file_stamp: Option<(SystemTime, u64)>,
     config_read: Option<Instant>,
+    /// The job each delivery task works on.
+    tasks: HashMap<tokio::task::Id, String>,
     /// Which rules each tree's name matches, for this configuration.
     rules_for: HashMap<String, Arc<Vec<usize>>>,
     /// Jobs being delivered, and their destinations.
@@ -296,6 +298,7 @@ impl Worker {
             file_stamp: None,
             config_read: None,
             in_flight: HashMap::new(),
+            tasks: HashMap::new(),
             rules_for: HashMap::new(),
             dirty: BTreeSet::new(),
             next_sweep: Instant::now(),
@@ -330,14 +333,25 @@ impl Worker {
                         next = rx.try_recv().ok();
                     }
                 }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok((id, result)) = done {
-                        st.in_flight.remove(&id);
-                        if let Err(e) = result {
-                            if matches!(e, Fence::Lost) {
-                                break e.to_string();
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    match done {
+                        Ok((task, (id, result))) => {
+                            st.tasks.remove(&task);
+                            st.in_flight.remove(&id);
+                            if let Err(e) = result {
+                                if matches!(e, Fence::Lost) {
+                                    break e.to_string();
+                                }
+                                log(format!("{id}: the outcome was not recorded: {e} (it will be delivered again)"));
                             }
-                            log(format!("{id}: the outcome was not recorded: {e} (it will be delivered again)"));
+                        }
+                        // A delivery that panicked: its job stays queued and
+                        // is tried again (the slot must not stay taken).
+                        Err(e) => {
+                            if let Some(id) = st.tasks.remove(&e.id()) {
+                                log(format!("{id}: the delivery failed: {e} (it will be tried again)"));
+                                st.in_flight.remove(&id);
+                            }
                         }
                     }
                 }
@@ -800,11 +814,13 @@ impl Worker {
                 continue;
             };
             st.in_flight.insert(id.clone(), job.dest.clone());
+            let job_id = id.clone();
             let (w, config) = (self.clone(), st.config.clone());
-            tasks.spawn(async move {
+            let task = tasks.spawn(async move {
                 let result = w.deliver(&config, job).await;
                 (id, result)
             });
+            st.tasks.insert(task.id(), job_id);
         }
         Ok(())
     }
