@@ -101,3 +101,84 @@ class Redis(redis.Redis):
 class Cluster(RedisCluster):
     def execute_command(self, *args, **kwargs):
         return super().execute_command(*translate(args), **kwargs)
+
+
+def tail(path, lines=20):
+    """The last `lines` lines of a log file ("" when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class QuotaRedis(redis.Redis):
+    """redis-py with `q(*args)`: `QUOTA.X key args` sent as `backend` takes it."""
+
+    backend = "module"
+
+    def q(self, *args):
+        args = [a if isinstance(a, bytes) else str(a) for a in args]
+        return self.execute_command(*(lua_command(args) if self.backend == "lua" else args))
+
+
+def start_quota_server(backend, rdir, module, loader, server="redis-server", port=None, args=(),
+                       timeout=15, error=RuntimeError):
+    """A redis-server in `rdir` (made if missing) with quota: the module with
+    TEST_CLOCK, or the Lua library loaded by `quota-load --test-clock`, on
+    `port` (a free one by default), in its own process group. Returns the
+    process, the port, the log's path and a QuotaRedis (RESP3, text) for it;
+    raises `error` with the log's end when it does not start in `timeout` s."""
+    import subprocess
+    import time
+    if backend == "module" and not os.path.exists(module):
+        raise error(f"{module} is missing: make build")
+    if backend == "lua" and not os.path.exists(loader):
+        raise error(f"{loader} is missing: make build")
+    port = port or free_port()
+    os.makedirs(rdir, exist_ok=True)
+    log = os.path.join(rdir, "redis.log")
+    extra = ["--loadmodule", module, "TEST_CLOCK", "yes"] if backend == "module" else []
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", rdir, "--logfile", log] + list(args) + extra,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    client = QuotaRedis(port=port, decode_responses=True, protocol=3, socket_timeout=30)
+    client.backend = backend
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise error(f"redis-server ({backend}) did not start:\n{tail(log)}")
+            time.sleep(0.02)
+    if backend == "lua":
+        res = subprocess.run([loader, f"redis://127.0.0.1:{port}", "--test-clock"], capture_output=True, text=True,
+                             timeout=60)
+        if res.returncode != 0:
+            raise error(f"quota-load failed: {res.stdout}{res.stderr}")
+    return proc, port, log, client
+
+
+def load_test_file(path, prefix):
+    """A test file as a module named `<prefix><file name>`."""
+    import importlib.util
+    name = prefix + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tests_of(module, pattern, prefix):
+    """The test_* functions of a module loaded by load_test_file, in the
+    order they are written; with `pattern`, those whose name or
+    `file::name` contains it."""
+    found = []
+    for name, fn in vars(module).items():
+        if name.startswith("test_") and callable(fn) and getattr(fn, "__module__", None) == module.__name__:
+            if pattern is None or pattern in name or pattern in f"{module.__name__[len(prefix):]}::{name}":
+                found.append((name, fn))
+    return found

@@ -62,7 +62,8 @@ if TESTS not in sys.path:
 
 import redis  # noqa: E402
 
-from backend import as_map, check, free_port, lua_command  # noqa: E402,F401
+from backend import as_map, check, free_port, lua_command, start_quota_server  # noqa: E402,F401
+from backend import tail as _tail  # noqa: E402
 
 RELEASE = os.path.join(ROOT, "target", "release")
 DASH = os.environ.get("QUOTA_DASH_BIN") or os.path.join(RELEASE, "quota-dash")
@@ -130,14 +131,6 @@ def wait_for(condition, what, timeout=WAIT, interval=0.02):
         time.sleep(interval)
 
 
-def _tail(path, lines=20):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def _stop(proc, timeout=5):
     """SIGTERM to the process group, SIGKILL when it lingers."""
     if proc is None or proc.poll() is not None:
@@ -188,16 +181,6 @@ def _debug_args():
     return list(_DEBUG_ARGS)
 
 
-class QuotaRedis(redis.Redis):
-    """redis-py with `q(*args)`: `QUOTA.X key args` as the backend takes it."""
-
-    backend = "module"
-
-    def q(self, *args):
-        args = [a if isinstance(a, bytes) else str(a) for a in args]
-        return self.execute_command(*(lua_command(args) if self.backend == "lua" else args))
-
-
 class Ctx:
     """One test's world: a redis-server with quota, and whatever the test
     starts beside it (receivers, mailboxes, companions), stopped by close()."""
@@ -228,36 +211,9 @@ class Ctx:
         return f"redis://127.0.0.1:{self.redis_port}"
 
     def _start_redis(self, port=None, sentinel=True):
-        if self.backend == "module" and not os.path.exists(MODULE):
-            raise HarnessError(f"{MODULE} is missing: make build")
-        if self.backend == "lua" and not os.path.exists(LOADER):
-            raise HarnessError(f"{LOADER} is missing: make build")
-        self.redis_port = port or free_port()
-        rdir = os.path.join(self.dir, "redis")
-        os.makedirs(rdir, exist_ok=True)
-        extra = ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] if self.backend == "module" else []
-        self.redis_log = os.path.join(rdir, "redis.log")
-        self.redis_proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", rdir, "--logfile", self.redis_log] + _debug_args() + extra,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        self.r = QuotaRedis(port=self.redis_port, decode_responses=True, protocol=3, socket_timeout=30)
-        self.r.backend = self.backend
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                self.r.ping()
-                break
-            except redis.ConnectionError:
-                if self.redis_proc.poll() is not None or time.monotonic() > deadline:
-                    raise HarnessError(f"redis-server ({self.backend}) did not start:\n{_tail(self.redis_log)}")
-                time.sleep(0.02)
-        if self.backend == "lua":
-            res = subprocess.run([LOADER, self.redis_url, "--test-clock"], capture_output=True, text=True,
-                                 timeout=60)
-            if res.returncode != 0:
-                raise HarnessError(f"quota-load failed: {res.stdout}{res.stderr}")
+        self.redis_proc, self.redis_port, self.redis_log, self.r = start_quota_server(
+            self.backend, os.path.join(self.dir, "redis"), MODULE, LOADER, server=REDIS_SERVER, port=port,
+            args=_debug_args(), timeout=START_TIMEOUT, error=HarnessError)
         self.clock_set(T0)
         if not sentinel:
             return

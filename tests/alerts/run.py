@@ -17,7 +17,6 @@ exits non-zero on a failure (or when no test matched).
 
 import argparse
 import glob
-import importlib.util
 import os
 import signal
 import sys
@@ -29,23 +28,7 @@ sys.path.insert(0, HERE)
 
 import harness  # noqa: E402  (puts tests/ on sys.path)
 import backend  # noqa: E402
-
-
-def load(path):
-    name = "alerts_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def tests_of(module, pattern):
-    found = []
-    for name, fn in vars(module).items():
-        if name.startswith("test_") and callable(fn) and getattr(fn, "__module__", None) == module.__name__:
-            if pattern is None or pattern in name or pattern in f"{module.__name__[7:]}::{name}":
-                found.append((name, fn))
-    return found
+from backend import load_test_file, tests_of  # noqa: E402
 
 
 def report(exc):
@@ -79,7 +62,7 @@ def main():
     for path in files:
         if not os.path.exists(path):
             sys.exit(f"tests/alerts: no file {path}")
-        modules.append((path, load(path)))
+        modules.append((path, load_test_file(path, "alerts_")))
 
     passed, failed = 0, []
     took_by_backend = {}
@@ -89,7 +72,7 @@ def main():
             if b not in getattr(module, "BACKENDS", ("module", "lua")):
                 continue
             file = os.path.splitext(os.path.basename(path))[0]
-            for name, fn in tests_of(module, args.pattern):
+            for name, fn in tests_of(module, args.pattern, "alerts_"):
                 label = f"{b} {file}::{name}"
                 t = time.monotonic()
                 before = len(backend.FAILURES)

@@ -49,9 +49,7 @@ ROOT = os.path.dirname(TESTS)
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
-import redis  # noqa: E402
-
-from backend import free_port, lua_command  # noqa: E402
+from backend import free_port, start_quota_server, tail as _tail  # noqa: E402,F401
 
 MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
@@ -83,16 +81,6 @@ def chromium_path():
     return os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
-class QuotaRedis(redis.Redis):
-    """redis-py with `q(*args)`: `QUOTA.X key args` sent as the backend takes it."""
-
-    backend = "module"
-
-    def q(self, *args):
-        args = [a if isinstance(a, bytes) else str(a) for a in args]
-        return self.execute_command(*(lua_command(args) if self.backend == "lua" else args))
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -104,14 +92,6 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 class DashError(Exception):
     """The servers or the browser could not be started."""
-
-
-def _tail(path, lines=20):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _stop(proc, timeout=5):
@@ -176,36 +156,8 @@ class Dash:
         return f"redis://127.0.0.1:{self.redis_port}"
 
     def _start_redis(self):
-        if self.backend == "module" and not os.path.exists(MODULE):
-            raise DashError(f"{MODULE} is missing: make build")
-        if self.backend == "lua" and not os.path.exists(LOADER):
-            raise DashError(f"{LOADER} is missing: make build")
-        self.redis_port = free_port()
-        rdir = os.path.join(self.dir, "redis")
-        os.makedirs(rdir)
-        extra = ["--loadmodule", MODULE, "TEST_CLOCK", "yes"] if self.backend == "module" else []
-        self.redis_log = os.path.join(rdir, "redis.log")
-        self.redis_proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", rdir, "--logfile", self.redis_log] + extra,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        self.r = QuotaRedis(port=self.redis_port, decode_responses=True, protocol=3, socket_timeout=30)
-        self.r.backend = self.backend
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                self.r.ping()
-                break
-            except redis.ConnectionError:
-                if self.redis_proc.poll() is not None or time.monotonic() > deadline:
-                    raise DashError(f"redis-server ({self.backend}) did not start:\n{_tail(self.redis_log)}")
-                time.sleep(0.02)
-        if self.backend == "lua":
-            res = subprocess.run([LOADER, self.redis_url, "--test-clock"], capture_output=True, text=True,
-                                 timeout=60)
-            if res.returncode != 0:
-                raise DashError(f"quota-load failed: {res.stdout}{res.stderr}")
+        self.redis_proc, self.redis_port, self.redis_log, self.r = start_quota_server(
+            self.backend, os.path.join(self.dir, "redis"), MODULE, LOADER, timeout=START_TIMEOUT, error=DashError)
         self.clock_set(T0)
 
     def clock_set(self, ms):

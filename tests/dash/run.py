@@ -26,7 +26,6 @@ exits non-zero on a failure (or when no test matched).
 
 import argparse
 import glob
-import importlib.util
 import os
 import signal
 import sys
@@ -36,25 +35,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import Dash, DashError, _tail  # noqa: E402
-
-
-def load(path):
-    name = "dash_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def tests_of(module, pattern):
-    """The test_* functions of a module, in the order they are written."""
-    found = []
-    for name, fn in vars(module).items():
-        if name.startswith("test_") and callable(fn) and getattr(fn, "__module__", None) == module.__name__:
-            if pattern is None or pattern in name or pattern in f"{module.__name__[5:]}::{name}":
-                found.append((name, fn))
-    return found
+from harness import Dash, DashError, _tail  # noqa: E402  (puts tests/ on sys.path)
+from backend import load_test_file, tests_of  # noqa: E402
 
 
 def report(exc):
@@ -95,7 +77,7 @@ def main():
     for path in files:
         if not os.path.exists(path):
             sys.exit(f"tests/dash: no file {path}")
-        modules.append((path, load(path)))
+        modules.append((path, load_test_file(path, "dash_")))
 
     passed, failed = 0, []
     started = time.monotonic()
@@ -103,7 +85,7 @@ def main():
         for path, module in modules:
             if backend not in getattr(module, "BACKENDS", ("module", "lua")):
                 continue
-            tests = tests_of(module, args.pattern)
+            tests = tests_of(module, args.pattern, "dash_")
             if not tests:
                 continue
             file = os.path.splitext(os.path.basename(path))[0]
