@@ -81,8 +81,10 @@ pub fn outcome_of(status: u16, retry_after: Option<&str>, what: &str, now_s: u64
 /// GMT`), as seconds from `now_s` (0 for a date past).
 fn retry_after_secs(value: &str, now_s: u64) -> Option<u64> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs);
+    // Longer than a year means "much later": the caller caps it anyway.
+    const YEAR: u64 = 366 * 86_400;
+    if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        return Some(value.parse::<u64>().map_or(YEAR, |s| s.min(YEAR)));
     }
     let rest = value.split_once(", ")?.1;
     let parts: Vec<&str> = rest.split(' ').collect();
@@ -96,7 +98,7 @@ fn retry_after_secs(value: &str, now_s: u64) -> Option<u64> {
     let [h, m, sec] = hms[..] else {
         return None;
     };
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
     let days = crate::web::days_from_civil(year, month, day);
@@ -202,5 +204,11 @@ mod tests {
             Outcome::Retry("u answered 503".into(), Some(Duration::ZERO))
         );
         assert!(matches!(outcome_of(503, Some("soon"), "u", 0), Outcome::Retry(_, None)));
+        let year = Some(Duration::from_secs(366 * 86_400));
+        assert_eq!(
+            outcome_of(503, Some("99999999999999999999999"), "u", 0),
+            Outcome::Retry("u answered 503".into(), year)
+        );
+        assert!(matches!(outcome_of(503, Some("Sun, 06 Nov 99999 08:49:37 GMT"), "u", 0), Outcome::Retry(_, None)));
     }
 }

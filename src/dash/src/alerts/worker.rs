@@ -34,6 +34,9 @@ const PAGE: usize = 1000;
 /// Deliveries in flight at once, and to one destination.
 const IN_FLIGHT: usize = 16;
 const PER_DESTINATION: usize = 8;
+/// Due jobs looked at a round, at most: pages of this many.
+const DUE_PAGE: usize = 256;
+const DUE_PAGES: usize = 32;
 /// The channels events are published on.
 const EVENTS: &str = "quota:events:";
 /// Trees whose matching rules are remembered, at most (then forgotten).
@@ -112,8 +115,13 @@ struct Lead {
     rules_for: HashMap<String, Arc<Vec<usize>>>,
     /// Jobs being delivered, and their destinations.
     in_flight: HashMap<String, String>,
-    /// Trees with events not yet read.
+    /// Trees that published events not yet read: read before `dirty`.
+    live: BTreeSet<String>,
+    /// Trees a sweep found, to read.
     dirty: BTreeSet<String>,
+    /// While the first start skips history: the first seq each tree
+    /// published since (its events from there on are news).
+    live_from: HashMap<String, u64>,
     /// When every tree is looked at again.
     next_sweep: Instant,
     /// A sweep under way: where its SCAN goes on.
@@ -212,7 +220,8 @@ async fn stop_signal() {
 
 /// What the pub/sub listener tells the leader.
 enum Signal {
-    Tree(String),
+    /// A tree published an event (its seq, when the message says it).
+    Tree(String, Option<u64>),
     Config,
     /// (Re)subscribed: every tree must be caught up.
     Sweep,
@@ -289,7 +298,7 @@ impl Worker {
     async fn lead(self: Arc<Self>) -> String {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let listener = tokio::spawn(self.clone().listen(tx));
-        let mut tasks: JoinSet<(String, Result<(), Fence>)> = JoinSet::new();
+        let mut tasks: JoinSet<Delivered> = JoinSet::new();
         let mut st = Lead {
             config: Arc::new(Config::default()),
             text: None,
@@ -300,7 +309,9 @@ impl Worker {
             in_flight: HashMap::new(),
             tasks: HashMap::new(),
             rules_for: HashMap::new(),
+            live: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            live_from: HashMap::new(),
             next_sweep: Instant::now(),
             scan: None,
             failing: HashMap::new(),
@@ -315,13 +326,24 @@ impl Worker {
             let mut reload = false;
             // Work left from the last round (a sweep under way, trees to
             // read): go on at once, after whatever else is ready.
-            let busy = (st.reading || skip_history == Some(true)) && (st.scan.is_some() || !st.dirty.is_empty());
+            let busy = (st.reading || skip_history == Some(true))
+                && (st.scan.is_some() || !st.dirty.is_empty() || !st.live.is_empty());
             tokio::select! {
                 Some(sig) = rx.recv() => {
                     let mut next = Some(sig);
                     while let Some(sig) = next {
                         match sig {
-                            Signal::Tree(t) => { st.dirty.insert(t); }
+                            Signal::Tree(t, seq) => {
+                                // While the first start skips history, what is
+                                // published now is news: remember where it began.
+                                if skip_history != Some(false)
+                                    && let Some(seq) = seq
+                                {
+                                    let from = st.live_from.entry(t.clone()).or_insert(seq);
+                                    *from = (*from).min(seq);
+                                }
+                                st.live.insert(t);
+                            }
                             Signal::Config => reload = true,
                             // (Re)subscribed: publishes may have been missed
                             // anywhere, so the sweep starts again.
@@ -334,29 +356,23 @@ impl Worker {
                     }
                 }
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    match done {
-                        Ok((task, (id, result))) => {
-                            st.tasks.remove(&task);
-                            st.in_flight.remove(&id);
-                            if let Err(e) = result {
-                                if matches!(e, Fence::Lost) {
-                                    break e.to_string();
-                                }
-                                log(format!("{id}: the outcome was not recorded: {e} (it will be delivered again)"));
-                            }
-                        }
-                        // A delivery that panicked: its job stays queued and
-                        // is tried again (the slot must not stay taken).
-                        Err(e) => {
-                            if let Some(id) = st.tasks.remove(&e.id()) {
-                                log(format!("{id}: the delivery failed: {e} (it will be tried again)"));
-                                st.in_flight.remove(&id);
-                            }
-                        }
+                    if let Err(why) = finished(&mut st, done) {
+                        break why;
                     }
                 }
                 _ = tick.tick() => {}
                 _ = std::future::ready(()), if busy => {}
+            }
+            // Every delivery that has finished, not one a round.
+            let mut lost = None;
+            while let Some(done) = tasks.try_join_next_with_id() {
+                if let Err(why) = finished(&mut st, done) {
+                    lost = Some(why);
+                    break;
+                }
+            }
+            if let Some(why) = lost {
+                break why;
             }
             if st.renewed.elapsed() >= self.tick
                 && let Err(e) = self.renew(&mut st).await
@@ -371,15 +387,23 @@ impl Worker {
             // only the cursors of trees that have none, which needs no rule,
             // so a configuration refused at the first start loses nothing.
             if skip_history.is_none() {
+                // `initialized` is written when a first start's sweep ends:
+                // until then, whichever instance leads goes on skipping. A
+                // process that saw it once is never at a first start again:
+                // Redis restarted empty, and every event in its logs is news.
                 let mut conn = self.quota.shared();
-                match conn.hset_nx::<_, _, _, bool>(STATUS, "initialized", now_ms()).await {
-                    Ok(first) => {
-                        // A process that has read events before is not
-                        // starting: Redis restarted empty, and every event
-                        // in the new logs is news.
-                        let first = first && !self.started.swap(true, Ordering::Relaxed);
+                match conn.hget::<_, _, Option<String>>(STATUS, "initialized").await {
+                    Ok(done) => {
+                        let done = done.is_some();
+                        let seen = self.started.load(Ordering::Relaxed);
+                        let first = !done && !seen;
                         if first {
                             log("first start: the events already in the logs are skipped; later ones are delivered");
+                        } else if !done && self.mark_started().await.is_err() {
+                            continue;
+                        }
+                        if done {
+                            self.started.store(true, Ordering::Relaxed);
                         }
                         skip_history = Some(first);
                         st.scan = None;
@@ -431,8 +455,12 @@ impl Worker {
                     break why;
                 }
                 // The first sweep is over: from now on, every event is news.
-                if skip_history == Some(true) && st.scan.is_none() && st.dirty.is_empty() {
+                if skip_history == Some(true) && st.scan.is_none() && st.dirty.is_empty() && st.live.is_empty() {
+                    if let Err(e) = self.mark_started().await {
+                        break lease_lost(e);
+                    }
                     skip_history = Some(false);
+                    st.live_from.clear();
                 }
             }
             if let Err(e) = self.dispatch(&mut st, &mut tasks).await {
@@ -444,13 +472,26 @@ impl Worker {
         why
     }
 
+    /// Writes `initialized`: the first start's skip is done (or was not
+    /// needed), for this process and every instance after it.
+    async fn mark_started(&self) -> Result<(), Fence> {
+        let mut pipe = redis::pipe();
+        pipe.hset(STATUS, "initialized", now_ms()).ignore();
+        self.fenced(pipe).await?;
+        self.started.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Reads up to [`TREES_A_ROUND`] of the trees with events not yet read,
     /// extending the lease on the way. Err: why leading stopped.
     async fn read_some(&self, st: &mut Lead, skip_history: bool) -> Result<(), String> {
         for _ in 0..TREES_A_ROUND {
-            let Some(tree) = st.dirty.pop_first() else {
+            // Trees that published first: a sweep of many trees must not
+            // hold up the news.
+            let Some(tree) = st.live.pop_first().or_else(|| st.dirty.pop_first()) else {
                 break;
             };
+            let live_from = st.live_from.get(&tree).copied();
             if st.renewed.elapsed() >= self.tick
                 && let Err(e) = self.renew(st).await
             {
@@ -468,7 +509,7 @@ impl Worker {
                     r
                 }
             };
-            match self.catch_up(&st.config, &rules, &tree, skip_history, st.reading).await {
+            match self.catch_up(&st.config, &rules, &tree, skip_history.then_some(live_from), st.reading).await {
                 Ok(()) => {
                     if st.failing.remove(&tree).is_some() {
                         log(format!("tree {tree}: its events are read again"));
@@ -542,7 +583,15 @@ impl Worker {
                             while let Some(msg) = messages.next().await {
                                 let channel = msg.get_channel_name();
                                 let signal = match channel.strip_prefix(EVENTS) {
-                                    Some(tree) => Signal::Tree(tree.to_string()),
+                                    Some(tree) => {
+                                        let seq = msg
+                                            .get_payload::<String>()
+                                            .ok()
+                                            .and_then(|p| serde_json::from_str::<Json>(&p).ok())
+                                            .map(|ev| seq_of(&ev))
+                                            .filter(|s| *s > 0);
+                                        Signal::Tree(tree.to_string(), seq)
+                                    }
                                     None if channel == CONFIG_CHANNEL => Signal::Config,
                                     None => continue,
                                 };
@@ -689,26 +738,50 @@ impl Worker {
         config: &Config,
         rules: &[usize],
         tree: &str,
-        skip_history: bool,
+        skip_history: Option<Option<u64>>,
         reading: bool,
     ) -> Result<(), Fence> {
         let mut conn = self.quota.shared();
         let stored: Option<String> = conn.hget(CURSORS, tree).await.map_err(|e| Fence::Redis(e.to_string()))?;
         let mut cursor = stored.as_deref().and_then(store::cursor_of);
-        if cursor.is_none() && skip_history {
-            if let Some(last) = self.newest(tree).await? {
-                let mut pipe = redis::pipe();
-                pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&last), time_of(&last))).ignore();
-                self.fenced(pipe).await?;
+        // A first start skips a log's history: its cursor goes to the newest
+        // event, or just before the first one published since the start.
+        let mut from = 0;
+        if cursor.is_none()
+            && let Some(live_from) = skip_history
+        {
+            match live_from {
+                Some(seq) if reading => from = seq.saturating_sub(1),
+                // No configuration in force yet: the cursor goes just before
+                // the news (none is needed when the log began with it).
+                Some(seq) => {
+                    let before = match seq {
+                        0 | 1 => None,
+                        _ => self.events(tree, seq - 2, 1).await?.pop().filter(|e| seq_of(e) == seq - 1),
+                    };
+                    if let Some(e) = before {
+                        let mut pipe = redis::pipe();
+                        pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&e), time_of(&e))).ignore();
+                        self.fenced(pipe).await?;
+                    }
+                    return Ok(());
+                }
+                None => {
+                    if let Some(last) = self.newest(tree).await? {
+                        let mut pipe = redis::pipe();
+                        pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&last), time_of(&last))).ignore();
+                        self.fenced(pipe).await?;
+                    }
+                    return Ok(());
+                }
             }
-            return Ok(());
         }
         if !reading {
             // No configuration in force yet: the events wait in the log.
             return Ok(());
         }
         loop {
-            let since = cursor.map_or(0, |(s, _)| s.saturating_sub(1));
+            let since = cursor.map_or(from, |(s, _)| s.saturating_sub(1));
             let mut events = self.events(tree, since, PAGE).await?;
             let full = events.len() >= PAGE;
             let mut gap = 0;
@@ -780,19 +853,29 @@ impl Worker {
     }
 
     /// Starts the deliveries that are due, up to [`IN_FLIGHT`] at once.
-    async fn dispatch(
-        self: &Arc<Self>,
-        st: &mut Lead,
-        tasks: &mut JoinSet<(String, Result<(), Fence>)>,
-    ) -> Result<(), String> {
+    async fn dispatch(self: &Arc<Self>, st: &mut Lead, tasks: &mut JoinSet<Delivered>) -> Result<(), String> {
         if st.in_flight.len() >= IN_FLIGHT {
             return Ok(());
         }
         let mut conn = self.quota.shared();
-        let due: Vec<String> = conn
-            .zrangebyscore_limit(QUEUE, "-inf", now_ms(), 0, (IN_FLIGHT * 4) as isize)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Due jobs, a page at a time, past those of destinations whose slots
+        // are full (a destination that hangs may have thousands due).
+        let now = now_ms();
+        let mut due: Vec<String> = Vec::new();
+        for page in 0..DUE_PAGES {
+            let ids: Vec<String> = conn
+                .zrangebyscore_limit(QUEUE, "-inf", now, (page * DUE_PAGE) as isize, DUE_PAGE as isize)
+                .await
+                .map_err(|e| e.to_string())?;
+            let last = ids.len() < DUE_PAGE;
+            due.extend(ids.into_iter().filter(|id| {
+                let dest = id.split('|').next().unwrap_or_default();
+                !st.in_flight.contains_key(id) && st.in_flight.values().filter(|d| *d == dest).count() < PER_DESTINATION
+            }));
+            if last || due.len() >= IN_FLIGHT {
+                break;
+            }
+        }
         for id in due {
             if st.in_flight.len() >= IN_FLIGHT {
                 break;
@@ -867,7 +950,7 @@ impl Worker {
             webhook::Outcome::Retry(e, wait) if job.attempts < attempts => {
                 let backoff = dest.map_or(1000, |d| d.backoff(job.attempts));
                 let cap = dest.map_or(300_000, |d| d.max_backoff_ms);
-                let asked = wait.map_or(0, |w| (w.as_millis() as u64).min(cap));
+                let asked = wait.map_or(0, |w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX).min(cap));
                 let due = now + backoff.max(asked);
                 log(format!(
                     "{} to {}: attempt {} of {attempts} failed: {e}; next in {} ms",
@@ -899,25 +982,64 @@ impl Worker {
         Ok(())
     }
 
-    /// Keeps at most [`store::MAX_DEAD`] dead letters: the oldest go.
+    /// Keeps at most [`store::MAX_DEAD`] dead letters: the oldest go. The
+    /// oldest are read after a WATCH of the dead letters too, so a letter
+    /// the dashboard replays meanwhile is not deleted with them (the trim
+    /// is then left to the next death).
     async fn trim_dead(&self) {
-        let mut conn = self.quota.shared();
-        let count: usize = conn.zcard(DEAD).await.unwrap_or(0);
-        if count <= store::MAX_DEAD {
+        let mut guard = self.fenced.lock().await;
+        let Some(conn) = guard.as_mut() else {
             return;
+        };
+        let trimmed: redis::RedisResult<Option<usize>> = async {
+            redis::cmd("WATCH").arg(LEADER).arg(DEAD).query_async::<()>(conn).await?;
+            let holder: Option<String> = conn.get(LEADER).await?;
+            let count: usize = conn.zcard(DEAD).await?;
+            if holder.as_deref() != Some(self.instance.as_str()) || count <= store::MAX_DEAD {
+                redis::cmd("UNWATCH").query_async::<()>(conn).await?;
+                return Ok(None);
+            }
+            let old: Vec<String> = conn.zrange(DEAD, 0, (count - store::MAX_DEAD) as isize - 1).await?;
+            let done: redis::Value =
+                redis::pipe().atomic().zrem(DEAD, &old).ignore().hdel(JOBS, &old).ignore().query_async(conn).await?;
+            Ok((done != redis::Value::Nil).then_some(old.len()))
         }
-        let old: Vec<String> = conn.zrange(DEAD, 0, (count - store::MAX_DEAD) as isize - 1).await.unwrap_or_default();
-        if !old.is_empty() {
-            let mut pipe = redis::pipe();
-            pipe.zrem(DEAD, &old).ignore().hdel(JOBS, &old).ignore();
-            let _ = self.fenced(pipe).await;
-            log(format!(
-                "limit: {} dead letters dropped, the oldest (at most {} are kept)",
-                old.len(),
-                store::MAX_DEAD
-            ));
+        .await;
+        match trimmed {
+            Ok(Some(n)) => {
+                log(format!("limit: {n} dead letters dropped, the oldest (at most {} are kept)", store::MAX_DEAD))
+            }
+            Ok(None) => {}
+            Err(_) => *guard = None,
         }
     }
+}
+
+/// What a delivery task returns: its job, and whether its outcome was recorded.
+type Delivered = (String, Result<(), Fence>);
+
+/// A delivery task's end: frees its slot. Err: the lease was lost.
+fn finished(st: &mut Lead, done: Result<(tokio::task::Id, Delivered), tokio::task::JoinError>) -> Result<(), String> {
+    match done {
+        Ok((task, (id, result))) => {
+            st.tasks.remove(&task);
+            st.in_flight.remove(&id);
+            match result {
+                Err(Fence::Lost) => return Err(Fence::Lost.to_string()),
+                Err(e) => log(format!("{id}: the outcome was not recorded: {e} (it will be delivered again)")),
+                Ok(()) => {}
+            }
+        }
+        // A delivery that panicked: its job stays queued and is tried again
+        // (the slot must not stay taken).
+        Err(e) => {
+            if let Some(id) = st.tasks.remove(&e.id()) {
+                log(format!("{id}: the delivery failed: {e} (it will be tried again)"));
+                st.in_flight.remove(&id);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why leading stopped, after a failed renewal.
