@@ -81,6 +81,8 @@ impl Destination {
 pub struct Rule {
     pub name: String,
     pub trees: String,
+    /// `trees`, compiled.
+    pub glob: Glob,
     pub path: String,
     /// Empty: every type.
     pub events: Vec<String>,
@@ -365,7 +367,8 @@ fn rule_of(i: usize, v: &Json, destinations: &BTreeMap<String, Destination>) -> 
             return Err(format!("{at}.to[{j}]: no destination named \"{d}\""));
         }
     }
-    Ok(Rule { name, trees, path, events, policy, thresholds, to })
+    let glob = Glob::new(trees.as_bytes());
+    Ok(Rule { name, trees, glob, path, events, policy, thresholds, to })
 }
 
 impl Config {
@@ -436,7 +439,7 @@ impl Config {
     /// pattern costs up to its length times the name's to match, so the
     /// companion asks once per tree and configuration, not per event.
     pub fn rules_for(&self, tree: &str) -> Vec<usize> {
-        (0..self.rules.len()).filter(|i| glob(self.rules[*i].trees.as_bytes(), tree.as_bytes())).collect()
+        (0..self.rules.len()).filter(|i| self.rules[*i].glob.matches(tree.as_bytes())).collect()
     }
 
     /// Where an event of `tree` goes: each destination once, with the names
@@ -496,94 +499,162 @@ impl Rule {
     }
 }
 
-/// Redis's glob (`KEYS`, `SCAN MATCH`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`
-/// and `\x` for a literal x. Iterative, with one star remembered, so a long
-/// pattern of stars cannot take exponential time.
-pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    star = Some((p, t));
-                    p += 1;
-                    continue;
-                }
-                b'?' => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                b'[' => match class(pattern, p, text[t]) {
-                    Some((true, next)) => {
-                        p = next;
-                        t += 1;
-                        continue;
-                    }
-                    Some((false, _)) => {}
-                    // An unclosed `[` is itself.
-                    None if text[t] == b'[' => {
-                        p += 1;
-                        t += 1;
-                        continue;
-                    }
-                    None => {}
-                },
-                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == text[t] => {
-                    p += 2;
-                    t += 1;
-                    continue;
-                }
-                // An escaped character that differs: no match here.
-                b'\\' if p + 1 < pattern.len() => {}
-                c if c == text[t] => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star {
-            Some((sp, st)) => {
-                p = sp + 1;
-                t = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+/// A tree pattern, as Redis's glob (`KEYS`, `SCAN MATCH`) reads it: `*`,
+/// `?`, `[abc]`, `[^a]`, `[a-z]`, `\\x` for a literal x, and a `[` left open
+/// as a class of the rest of the pattern. Compiled to a set of byte sets and
+/// matched as an automaton, a bit per position in the pattern: the time is
+/// the name's length times the pattern's in 64ths, whatever both hold (the
+/// backtracking way takes up to their product).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Glob {
+    /// Positions 0..=tokens, in words of 64.
+    words: usize,
+    tokens: usize,
+    /// The positions that are a `*`.
+    star: Vec<u64>,
+    /// For each byte, the positions whose token takes it (`words` each).
+    accept: Vec<u64>,
+    /// The pattern is `*` (or stars only): everything matches.
+    all: bool,
 }
 
-/// A `[...]` class at `p`: whether `c` is in it, and where the pattern
-/// goes on after it. An unclosed `[` is a literal.
-fn class(pattern: &[u8], p: usize, c: u8) -> Option<(bool, usize)> {
-    let mut i = p + 1;
-    let negate = pattern.get(i) == Some(&b'^');
-    if negate {
-        i += 1;
-    }
-    let mut hit = false;
-    let mut first = true;
-    loop {
-        let x = *pattern.get(i)?;
-        if x == b']' && !first {
-            return Some((hit != negate, i + 1));
+/// A set of bytes.
+type Bytes = [u64; 4];
+
+fn add(set: &mut Bytes, b: u8) {
+    set[usize::from(b >> 6)] |= 1u64 << (b & 63);
+}
+
+fn has(set: &Bytes, b: u8) -> bool {
+    set[usize::from(b >> 6)] & (1u64 << (b & 63)) != 0
+}
+
+impl Glob {
+    /// Reads a pattern as Redis's `stringmatchlen` does.
+    pub fn new(p: &[u8]) -> Glob {
+        // None: a `*`; Some: the bytes one position takes.
+        let mut tokens: Vec<Option<Bytes>> = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            match p[i] {
+                b'*' => {
+                    if tokens.last() != Some(&None) {
+                        tokens.push(None);
+                    }
+                    i += 1;
+                }
+                b'?' => {
+                    tokens.push(Some([u64::MAX; 4]));
+                    i += 1;
+                }
+                b'[' => {
+                    i += 1;
+                    let not = p.get(i) == Some(&b'^');
+                    if not {
+                        i += 1;
+                    }
+                    let mut set = [0u64; 4];
+                    loop {
+                        if i >= p.len() {
+                            break; // open: the class is the rest of the pattern
+                        }
+                        if p[i] == b'\\' && p.len() - i >= 2 {
+                            i += 1;
+                            add(&mut set, p[i]);
+                        } else if p[i] == b']' {
+                            i += 1;
+                            break;
+                        } else if p.len() - i >= 3 && p[i + 1] == b'-' {
+                            let (lo, hi) = (p[i].min(p[i + 2]), p[i].max(p[i + 2]));
+                            for b in lo..=hi {
+                                add(&mut set, b);
+                            }
+                            i += 2;
+                        } else {
+                            add(&mut set, p[i]);
+                        }
+                        i += 1;
+                    }
+                    if not {
+                        set = set.map(|w| !w);
+                    }
+                    tokens.push(Some(set));
+                }
+                c => {
+                    // `\\x` is x; a `\\` at the end is itself.
+                    let c = if c == b'\\' && p.len() - i >= 2 {
+                        i += 1;
+                        p[i]
+                    } else {
+                        c
+                    };
+                    let mut set = [0u64; 4];
+                    add(&mut set, c);
+                    tokens.push(Some(set));
+                    i += 1;
+                }
+            }
         }
-        first = false;
-        if x == b'\\' {
-            i += 1;
-            hit |= *pattern.get(i)? == c;
-            i += 1;
-        } else if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|e| *e != b']') {
-            let (lo, hi) = (x.min(pattern[i + 2]), x.max(pattern[i + 2]));
-            hit |= (lo..=hi).contains(&c);
-            i += 3;
-        } else {
-            hit |= x == c;
-            i += 1;
+        let n = tokens.len();
+        let words = (n + 1).div_ceil(64);
+        let mut star = vec![0u64; words];
+        let mut accept = vec![0u64; 256 * words];
+        for (pos, t) in tokens.iter().enumerate() {
+            let bit = 1u64 << (pos % 64);
+            match t {
+                None => star[pos / 64] |= bit,
+                Some(set) => {
+                    for b in 0..=255u8 {
+                        if has(set, b) {
+                            accept[usize::from(b) * words + pos / 64] |= bit;
+                        }
+                    }
+                }
+            }
+        }
+        Glob { words, tokens: n, star, accept, all: n > 0 && tokens.iter().all(Option::is_none) }
+    }
+
+    pub fn matches(&self, text: &[u8]) -> bool {
+        // Redis matches an empty name with the empty pattern only (not `*`).
+        if text.is_empty() {
+            return self.tokens == 0;
+        }
+        if self.all {
+            return true;
+        }
+        let w = self.words;
+        let mut cur = vec![0u64; w];
+        cur[0] = 1;
+        self.close(&mut cur);
+        let mut next = vec![0u64; w];
+        for &c in text {
+            let acc = &self.accept[usize::from(c) * w..(usize::from(c) + 1) * w];
+            let mut carry = 0;
+            let mut any = 0;
+            for k in 0..w {
+                let a = cur[k] & acc[k];
+                next[k] = (a << 1) | carry | (cur[k] & self.star[k]);
+                carry = a >> 63;
+                any |= next[k];
+            }
+            if any == 0 {
+                return false;
+            }
+            self.close(&mut next);
+            std::mem::swap(&mut cur, &mut next);
+        }
+        cur[self.tokens / 64] & (1u64 << (self.tokens % 64)) != 0
+    }
+
+    /// A `*` may match nothing: from a star's position, the next one too.
+    /// (Stars never follow each other: one step is enough.)
+    fn close(&self, set: &mut [u64]) {
+        let mut carry = 0;
+        for (k, word) in set.iter_mut().enumerate() {
+            let a = *word & self.star[k];
+            *word |= (a << 1) | carry;
+            carry = a >> 63;
         }
     }
 }
@@ -697,7 +768,7 @@ mod tests {
     #[test]
     fn globs_are_redis_globs() {
         let rows: &[(&str, &str, bool)] = &[
-            ("*", "", true),
+            ("*", "", false),
             ("*", "acme", true),
             ("user:*", "user:42", true),
             ("user:*", "users:42", false),
@@ -710,12 +781,131 @@ mod tests {
             ("x\\", "x\\", true),
             ("a*b*c", "axxbyyc", true),
             ("a*b*c", "axxbyy", false),
-            ("[a", "[a", true),
+            // A `[` left open is a class of the rest, as in Redis (KEYS "[abc" finds a).
+            ("[abc", "a", true),
+            ("[abc", "[abc", false),
+            ("[]a", "a", false),
+            ("[z-a]", "m", true),
+            ("", "", true),
+            ("", "a", false),
+            ("**a**", "xa", true),
         ];
         for (p, t, want) in rows {
-            assert_eq!(glob(p.as_bytes(), t.as_bytes()), *want, "{p} {t}");
+            assert_eq!(Glob::new(p.as_bytes()).matches(t.as_bytes()), *want, "{p} {t}");
+            assert_eq!(redis_glob(p.as_bytes(), t.as_bytes()), *want, "reference: {p} {t}");
         }
-        let long = "*a".repeat(500);
-        assert!(!glob(long.as_bytes(), "a".repeat(400).as_bytes()));
+        // The hostile case of review22b: fast, whatever the lengths.
+        let long = format!("*{}b", "a".repeat(254));
+        let started = std::time::Instant::now();
+        let g = Glob::new(long.as_bytes());
+        for _ in 0..100 {
+            assert!(!g.matches("a".repeat(20_000).as_bytes()));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    /// Redis's `stringmatchlen` (util.c), case-sensitive, as it is written:
+    /// the reference the automaton is checked against.
+    fn redis_glob(p: &[u8], s: &[u8]) -> bool {
+        let (mut p, mut s) = (p, s);
+        while !p.is_empty() && !s.is_empty() {
+            match p[0] {
+                b'*' => {
+                    while p.len() > 1 && p[1] == b'*' {
+                        p = &p[1..];
+                    }
+                    if p.len() == 1 {
+                        return true;
+                    }
+                    while !s.is_empty() {
+                        if redis_glob(&p[1..], s) {
+                            return true;
+                        }
+                        s = &s[1..];
+                    }
+                    return false;
+                }
+                b'?' => s = &s[1..],
+                b'[' => {
+                    p = &p[1..];
+                    let not = p.first() == Some(&b'^');
+                    if not {
+                        p = &p[1..];
+                    }
+                    let mut hit = false;
+                    loop {
+                        if p.first() == Some(&b'\\') && p.len() >= 2 {
+                            p = &p[1..];
+                            hit |= p[0] == s[0];
+                        } else if p.first() == Some(&b']') {
+                            break;
+                        } else if p.is_empty() {
+                            // Redis steps back so that the step after the loop ends the pattern.
+                            break;
+                        } else if p.len() >= 3 && p[1] == b'-' {
+                            let (lo, hi) = (p[0].min(p[2]), p[0].max(p[2]));
+                            hit |= (lo..=hi).contains(&s[0]);
+                            p = &p[2..];
+                        } else {
+                            hit |= p[0] == s[0];
+                        }
+                        p = &p[1..];
+                    }
+                    if hit == not {
+                        return false;
+                    }
+                    s = &s[1..];
+                    if p.is_empty() {
+                        // (the open class ended the pattern)
+                        return s.is_empty();
+                    }
+                }
+                b'\\' if p.len() >= 2 => {
+                    p = &p[1..];
+                    if p[0] != s[0] {
+                        return false;
+                    }
+                    s = &s[1..];
+                }
+                c => {
+                    if c != s[0] {
+                        return false;
+                    }
+                    s = &s[1..];
+                }
+            }
+            p = &p[1..];
+            if s.is_empty() {
+                while p.first() == Some(&b'*') {
+                    p = &p[1..];
+                }
+                break;
+            }
+        }
+        p.is_empty() && s.is_empty()
+    }
+
+    #[test]
+    fn the_automaton_agrees_with_redis_on_random_patterns() {
+        // A small alphabet, so patterns and names meet often.
+        let alphabet = b"ab[]^-*?\\";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..50_000 {
+            let p: Vec<u8> = (0..next(8)).map(|_| alphabet[next(alphabet.len())]).collect();
+            let t: Vec<u8> = (0..next(7)).map(|_| b"ab[]-^"[next(6)]).collect();
+            assert_eq!(
+                Glob::new(&p).matches(&t),
+                redis_glob(&p, &t),
+                "{:?} {:?}",
+                String::from_utf8_lossy(&p),
+                String::from_utf8_lossy(&t)
+            );
+        }
     }
 }
