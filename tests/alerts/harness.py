@@ -276,6 +276,33 @@ class Ctx:
                 return out
             since = int(batch[-1]["seq"])
 
+    def q_many(self, commands):
+        """Many `QUOTA.X key args` (each a list or tuple) in one pipeline (no
+        MULTI), as the backend takes them: their replies, in order."""
+        pipe = self.r.pipeline(transaction=False)
+        for args in commands:
+            args = [a if isinstance(a, bytes) else str(a) for a in args]
+            pipe.execute_command(*(lua_command(args) if self.backend == "lua" else args))
+        return pipe.execute()
+
+    def history(self, prefix, n, charge=100):
+        """n trees `<prefix>0000` … each with a LIMIT 100 budget charged
+        `charge` (100: warning 80, warning 90, over, 3 events; 85: warning 80
+        alone), in a few pipelines: the trees' names."""
+        trees = [f"{prefix}{i:04d}" for i in range(n)]
+        for at in range(0, n, 500):
+            cmds = []
+            for t in trees[at:at + 500]:
+                cmds.append(("QUOTA.SET", t, "/", "monthly", "METRIC", "credits", "LIMIT", 100))
+                cmds.append(("QUOTA.CHARGE", t, "PATH", "/", "BRIEF", "COST", "credits", charge))
+            self.q_many(cmds)
+        return trees
+
+    def subscribers(self):
+        """How many connections hold a pattern subscription (the leader's
+        listener on quota:events:*, once it has subscribed)."""
+        return sum(1 for c in self.r.client_list() if int(c.get("psub", 0) or 0) > 0)
+
     def keys_of(self, tree, since=0, where=None):
         """The idempotency keys of the tree's events (those `where(event)` keeps)."""
         return [key_of(tree, e) for e in self.events(tree, since) if where is None or where(e)]
@@ -447,6 +474,21 @@ class Companion:
 
         wait_for(ready, "the companion takes the lease (quota:alerts:leader), sets status initialized and "
                  f"instance, and reads the logs once (a cursor for {SENTINEL})", timeout)
+        return self
+
+    def wait_lease(self, timeout=WAIT):
+        """Until this process holds the lease (quota:alerts:leader is its
+        instance id) and a listener is subscribed to the events' channels;
+        unlike wait_leading, not until the first sweep ends (on a first start,
+        `initialized` is written only then)."""
+        def ready():
+            if not self.alive():
+                raise WaitTimeout(f"the companion exited ({self.state()}):\n{self.output(20)}")
+            mine = self.instance()
+            return mine is not None and self.ctx.r.get(LEADER) == mine and self.ctx.subscribers() >= 1
+
+        wait_for(ready, "the companion takes the lease (quota:alerts:leader is its instance) and subscribes "
+                 "to quota:events:*", timeout)
         return self
 
     def kill9(self):

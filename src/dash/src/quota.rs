@@ -512,8 +512,20 @@ impl Quota {
     /// cursor to go on from ("0" at the end). Keys that are not UTF-8 are left
     /// out (see [`Quota::scan_trees`]).
     pub async fn trees(&self, pattern: &str, cursor: &str, want: usize) -> Result<(Vec<String>, String), QuotaError> {
+        self.trees_within(pattern, cursor, want, SCAN_BUDGET).await
+    }
+
+    /// [`Quota::trees`], looking at no more than about `budget` keys (a
+    /// step of the alert companion's sweep, short so news is not held up).
+    pub async fn trees_within(
+        &self,
+        pattern: &str,
+        cursor: &str,
+        want: usize,
+        budget: usize,
+    ) -> Result<(Vec<String>, String), QuotaError> {
         let (found, next) =
-            self.scan(pattern, &TreesFrom { cursor: cursor.to_string(), after: None }, want, false).await?;
+            self.scan(pattern, &TreesFrom { cursor: cursor.to_string(), after: None }, want, false, budget).await?;
         Ok((found.into_iter().filter_map(Result::ok).collect(), next.cursor))
     }
 
@@ -527,7 +539,7 @@ impl Quota {
         from: &TreesFrom,
         want: usize,
     ) -> Result<(Vec<Result<String, String>>, TreesFrom), QuotaError> {
-        self.scan(pattern, from, want, true).await
+        self.scan(pattern, from, want, true, SCAN_BUDGET).await
     }
 
     /// SCAN batches of [`SCAN_COUNT`] keys until `want` trees are found, the
@@ -540,6 +552,7 @@ impl Quota {
         from: &TreesFrom,
         want: usize,
         cut: bool,
+        budget: usize,
     ) -> Result<(Vec<Result<String, String>>, TreesFrom), QuotaError> {
         let mut conn = self.conn.clone();
         let mut cursor = from.cursor.clone();
@@ -583,7 +596,7 @@ impl Quota {
             }
             found.extend(batch);
             cursor = next;
-            if cursor == "0" || found.len() >= want || looked >= SCAN_BUDGET {
+            if cursor == "0" || found.len() >= want || looked >= budget {
                 break;
             }
         }

@@ -39,12 +39,17 @@ const DUE_PAGE: usize = 256;
 const DUE_PAGES: usize = 32;
 /// The channels events are published on.
 const EVENTS: &str = "quota:events:";
+/// How long a first start's sweep waits, once over, for the publishes of
+/// the events it saw (at least a tick).
+const GRACE: Duration = Duration::from_millis(500);
 /// Trees whose matching rules are remembered, at most (then forgotten).
 const RULES_FOR_KEPT: usize = 100_000;
 /// Trees read a round, at most, between deliveries.
-const TREES_A_ROUND: usize = 200;
-/// Trees a sweep finds a round, at most.
+const TREES_A_ROUND: usize = 100;
+/// Trees a sweep finds a round, at most, and keys it looks at (100 SCAN
+/// calls of 100), so news waits for no long step.
 const SCAN_STEP: usize = 1000;
+const SCAN_KEYS: usize = 10_000;
 /// Every tree is looked at again this often, in case a publish was missed.
 const SWEEP: Duration = Duration::from_secs(300);
 /// A tree whose log could not be read, or a sweep that failed, is tried
@@ -122,6 +127,11 @@ struct Lead {
     /// While the first start skips history: the first seq each tree
     /// published since (its events from there on are news).
     live_from: HashMap<String, u64>,
+    /// While the first start skips history: the newest event of each tree
+    /// found without a cursor, its cursor-to-be.
+    history: HashMap<String, (u64, u64)>,
+    /// When the first start's sweep was first seen over.
+    sweep_ended: Option<Instant>,
     /// When every tree is looked at again.
     next_sweep: Instant,
     /// A sweep under way: where its SCAN goes on.
@@ -312,6 +322,8 @@ impl Worker {
             live: BTreeSet::new(),
             dirty: BTreeSet::new(),
             live_from: HashMap::new(),
+            history: HashMap::new(),
+            sweep_ended: None,
             next_sweep: Instant::now(),
             scan: None,
             failing: HashMap::new(),
@@ -430,9 +442,19 @@ impl Worker {
                     }
                 }
             }
+            // News first: the trees that published, then what is due, before
+            // the sweep's next step.
+            if active && !st.live.is_empty() {
+                if let Err(why) = self.read_some(&mut st, skip_history == Some(true), true).await {
+                    break why;
+                }
+                if let Err(e) = self.dispatch(&mut st, &mut tasks).await {
+                    log(format!("cannot read the queue: {e}"));
+                }
+            }
             // One step of the sweep: at most SCAN_BUDGET keys looked at.
             if active && let Some(cursor) = st.scan.take() {
-                match self.quota.trees("*", &cursor, SCAN_STEP).await {
+                match self.quota.trees_within("*", &cursor, SCAN_STEP, SCAN_KEYS).await {
                     Ok((found, next)) => {
                         st.dirty.extend(found);
                         if next == "0" {
@@ -451,16 +473,23 @@ impl Worker {
                 let again: Vec<String> =
                     st.failing.iter().filter(|(_, (_, at))| now >= *at).map(|(t, _)| t.clone()).collect();
                 st.dirty.extend(again);
-                if let Err(why) = self.read_some(&mut st, skip_history == Some(true)).await {
+                if let Err(why) = self.read_some(&mut st, skip_history == Some(true), false).await {
                     break why;
                 }
-                // The first sweep is over: from now on, every event is news.
+                // The first sweep is over once every tree has been looked at
+                // and a grace has passed for the publishes of the events it
+                // saw to arrive: only then do the history cursors go in, so a
+                // tree whose news the sweep saw before its publish keeps it.
                 if skip_history == Some(true) && st.scan.is_none() && st.dirty.is_empty() && st.live.is_empty() {
-                    if let Err(e) = self.mark_started().await {
-                        break lease_lost(e);
+                    let ended = *st.sweep_ended.get_or_insert(now);
+                    if now.duration_since(ended) >= self.tick.max(GRACE) {
+                        if let Err(e) = self.skip_history(&mut st).await {
+                            break lease_lost(e);
+                        }
+                        skip_history = Some(false);
                     }
-                    skip_history = Some(false);
-                    st.live_from.clear();
+                } else {
+                    st.sweep_ended = None;
                 }
             }
             if let Err(e) = self.dispatch(&mut st, &mut tasks).await {
@@ -470,6 +499,23 @@ impl Worker {
         listener.abort();
         tasks.abort_all();
         why
+    }
+
+    /// Ends a first start: each tree the sweep found without a cursor gets
+    /// one at its newest event then, unless it has one by now (it published
+    /// since: its news was read), and `initialized` is written.
+    async fn skip_history(&self, st: &mut Lead) -> Result<(), Fence> {
+        let history = std::mem::take(&mut st.history);
+        let trees: Vec<_> = history.into_iter().filter(|(t, _)| !st.live_from.contains_key(t)).collect();
+        for chunk in trees.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for (tree, (seq, time)) in chunk {
+                pipe.hset_nx(CURSORS, tree, store::cursor_text(*seq, *time)).ignore();
+            }
+            self.fenced(pipe).await?;
+        }
+        st.live_from.clear();
+        self.mark_started().await
     }
 
     /// Writes `initialized`: the first start's skip is done (or was not
@@ -484,11 +530,12 @@ impl Worker {
 
     /// Reads up to [`TREES_A_ROUND`] of the trees with events not yet read,
     /// extending the lease on the way. Err: why leading stopped.
-    async fn read_some(&self, st: &mut Lead, skip_history: bool) -> Result<(), String> {
+    async fn read_some(&self, st: &mut Lead, skip_history: bool, only_live: bool) -> Result<(), String> {
         for _ in 0..TREES_A_ROUND {
             // Trees that published first: a sweep of many trees must not
             // hold up the news.
-            let Some(tree) = st.live.pop_first().or_else(|| st.dirty.pop_first()) else {
+            let next = st.live.pop_first().or_else(|| if only_live { None } else { st.dirty.pop_first() });
+            let Some(tree) = next else {
                 break;
             };
             let live_from = st.live_from.get(&tree).copied();
@@ -510,7 +557,11 @@ impl Worker {
                 }
             };
             match self.catch_up(&st.config, &rules, &tree, skip_history.then_some(live_from), st.reading).await {
-                Ok(()) => {
+                Ok(Some(newest)) => {
+                    st.history.insert(tree.clone(), newest);
+                    st.failing.remove(&tree);
+                }
+                Ok(None) => {
                     if st.failing.remove(&tree).is_some() {
                         log(format!("tree {tree}: its events are read again"));
                     }
@@ -740,7 +791,7 @@ impl Worker {
         tree: &str,
         skip_history: Option<Option<u64>>,
         reading: bool,
-    ) -> Result<(), Fence> {
+    ) -> Result<Option<(u64, u64)>, Fence> {
         let mut conn = self.quota.shared();
         let stored: Option<String> = conn.hget(CURSORS, tree).await.map_err(|e| Fence::Redis(e.to_string()))?;
         let mut cursor = stored.as_deref().and_then(store::cursor_of);
@@ -764,21 +815,15 @@ impl Worker {
                         pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&e), time_of(&e))).ignore();
                         self.fenced(pipe).await?;
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
-                None => {
-                    if let Some(last) = self.newest(tree).await? {
-                        let mut pipe = redis::pipe();
-                        pipe.hset(CURSORS, tree, store::cursor_text(seq_of(&last), time_of(&last))).ignore();
-                        self.fenced(pipe).await?;
-                    }
-                    return Ok(());
-                }
+                // History: where its cursor goes when the sweep ends.
+                None => return Ok(self.newest(tree).await?.map(|last| (seq_of(&last), time_of(&last)))),
             }
         }
         if !reading {
             // No configuration in force yet: the events wait in the log.
-            return Ok(());
+            return Ok(None);
         }
         loop {
             let since = cursor.map_or(from, |(s, _)| s.saturating_sub(1));
@@ -816,7 +861,7 @@ impl Worker {
                 ));
             }
             let Some(last) = events.last() else {
-                return Ok(());
+                return Ok(None);
             };
             let next = (seq_of(last), time_of(last));
             let now = now_ms();
@@ -847,7 +892,7 @@ impl Worker {
             }
             cursor = Some(next);
             if !full {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -872,18 +917,39 @@ impl Worker {
                 let dest = id.split('|').next().unwrap_or_default();
                 !st.in_flight.contains_key(id) && st.in_flight.values().filter(|d| *d == dest).count() < PER_DESTINATION
             }));
+
             if last || due.len() >= IN_FLIGHT {
                 break;
             }
         }
+        // Of each tree's jobs to a destination, the one of the lowest seq
+        // (jobs queued at once tie on their score and come in name order),
+        // streams in the order they first come.
+        let mut first: Vec<String> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
         for id in due {
+            match at.get(stream_of(&id)) {
+                Some(&i) if seq_in(&id) < seq_in(&first[i]) => first[i] = id,
+                Some(_) => {}
+                None => {
+                    at.insert(stream_of(&id).to_string(), first.len());
+                    first.push(id);
+                }
+            }
+        }
+        for id in first {
             if st.in_flight.len() >= IN_FLIGHT {
                 break;
             }
             // The destination is the id's first part: one that hangs holds
             // at most PER_DESTINATION of the slots.
             let dest = id.split('|').next().unwrap_or_default();
-            if st.in_flight.contains_key(&id) || st.in_flight.values().filter(|d| *d == dest).count() >= PER_DESTINATION
+            // One event of a tree at a time to a destination, so fresh ones
+            // arrive in order (a retry waiting for its turn lets later ones by).
+            let stream = stream_of(&id);
+            if st.in_flight.contains_key(&id)
+                || st.in_flight.values().filter(|d| *d == dest).count() >= PER_DESTINATION
+                || st.in_flight.keys().any(|other| stream_of(other) == stream)
             {
                 continue;
             }
@@ -1015,6 +1081,16 @@ impl Worker {
     }
 }
 
+/// A job's destination and tree: its id up to the last `#`.
+fn stream_of(id: &str) -> &str {
+    id.rsplit_once('#').map_or(id, |(stream, _)| stream)
+}
+
+/// A job's seq: its id between the last `#` and the `@` after it.
+fn seq_in(id: &str) -> u64 {
+    id.rsplit_once('#').and_then(|(_, rest)| rest.split_once('@')).and_then(|(seq, _)| seq.parse().ok()).unwrap_or(0)
+}
+
 /// What a delivery task returns: its job, and whether its outcome was recorded.
 type Delivered = (String, Result<(), Fence>);
 
@@ -1063,5 +1139,19 @@ fn time_of(ev: &Json) -> u64 {
         Some(Json::Number(n)) => n.as_u64().unwrap_or(0),
         Some(Json::String(s)) => s.parse().unwrap_or(0),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_give_their_stream_and_seq() {
+        assert_eq!(stream_of("billing|user:42#10@17"), "billing|user:42");
+        assert_eq!(seq_in("billing|user:42#10@17"), 10);
+        assert_eq!(stream_of("ops|a#b#3@5"), "ops|a#b");
+        assert_eq!(seq_in("ops|a#b#3@5"), 3);
+        assert_eq!(seq_in("odd"), 0);
     }
 }
