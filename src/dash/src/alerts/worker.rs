@@ -329,8 +329,8 @@ impl Worker {
             failing: HashMap::new(),
             renewed: Instant::now(),
         };
-        // Decided when events are first read: on the very first start, the
-        // events already in the logs are history, not news.
+        // Whether this is a first start, whose sweep skips the history in
+        // the logs (decided in the first round, from `initialized`).
         let mut skip_history: Option<bool> = None;
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -396,8 +396,9 @@ impl Worker {
             let now = Instant::now();
             // Decided at once, whatever the configuration: on the very
             // first start the logs' events are history. Skipping them moves
-            // only the cursors of trees that have none, which needs no rule,
-            // so a configuration refused at the first start loses nothing.
+            // only the cursors of trees that have none (when the sweep
+            // ends), which needs no rule, so a configuration refused at the
+            // first start loses nothing.
             if skip_history.is_none() {
                 // `initialized` is written when a first start's sweep ends:
                 // until then, whichever instance leads goes on skipping. A
@@ -452,7 +453,7 @@ impl Worker {
                     log(format!("cannot read the queue: {e}"));
                 }
             }
-            // One step of the sweep: at most SCAN_BUDGET keys looked at.
+            // One step of the sweep: about SCAN_KEYS keys looked at.
             if active && let Some(cursor) = st.scan.take() {
                 match self.quota.trees_within("*", &cursor, SCAN_STEP, SCAN_KEYS).await {
                     Ok((found, next)) => {
