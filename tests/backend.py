@@ -182,3 +182,22 @@ def tests_of(module, pattern, prefix):
             if pattern is None or pattern in name or pattern in f"{module.__name__[len(prefix):]}::{name}":
                 found.append((name, fn))
     return found
+
+
+def stop_process(proc, timeout=5):
+    """SIGTERM to the process group of `proc` (started with
+    start_new_session), SIGKILL when it lingers past `timeout` s."""
+    import signal
+    import subprocess
+    if proc is None or proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue

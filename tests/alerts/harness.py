@@ -63,7 +63,7 @@ if TESTS not in sys.path:
 import redis  # noqa: E402
 
 from backend import as_map, check, free_port, lua_command, start_quota_server  # noqa: E402,F401
-from backend import tail as _tail  # noqa: E402
+from backend import stop_process as _stop, tail as _tail  # noqa: E402
 
 RELEASE = os.path.join(ROOT, "target", "release")
 DASH = os.environ.get("QUOTA_DASH_BIN") or os.path.join(RELEASE, "quota-dash")
@@ -129,22 +129,6 @@ def wait_for(condition, what, timeout=WAIT, interval=0.02):
             tail = _CURRENT.outputs(15) if _CURRENT is not None else ""
             raise WaitTimeout(f"not within {timeout} s: {what} ({detail}){tail}")
         time.sleep(interval)
-
-
-def _stop(proc, timeout=5):
-    """SIGTERM to the process group, SIGKILL when it lingers."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def key_of(tree, event):

@@ -107,15 +107,24 @@ class Tarpit:
 # ----- finding 1 ------------------------------------------------------------------------
 
 
-def test_an_smtp_server_that_never_answers_times_out_and_does_not_starve_webhooks(ctx):
+def tarpit_beside_a_webhook(ctx, attempts, timeout_ms):
+    """An SMTP tarpit as the mail destination of trees m:*, a receiver as
+    the webhook of trees w:* (both for `over` events), configured; returns
+    (the tarpit, the receiver)."""
     tarpit = Tarpit()
     ctx.peers.append(tarpit)
     hook = ctx.receiver()
     smtp = {"host": "127.0.0.1", "port": tarpit.port, "tls": "none", "from": "quota <alerts@example.com>"}
-    ctx.set_config(config({"ops": mail_to(["ops@example.com"], attempts=2, backoff_ms=50, timeout_ms=300),
+    ctx.set_config(config({"ops": mail_to(["ops@example.com"], attempts=attempts, backoff_ms=50,
+                                          timeout_ms=timeout_ms),
                            "hook": webhook(hook.url("/hook"), timeout_ms=2000)},
                           [rule("mail", "ops", trees="m:*", events=["over"]),
                            rule("hook", "hook", trees="w:*", events=["over"])], smtp=smtp))
+    return tarpit, hook
+
+
+def test_an_smtp_server_that_never_answers_times_out_and_does_not_starve_webhooks(ctx):
+    tarpit, hook = tarpit_beside_a_webhook(ctx, attempts=2, timeout_ms=300)
     comp = ctx.companion()
     mails = 20  # more than the 16 delivery slots
     mail_keys = [over_key(ctx, f"m:{i}") for i in range(mails)]

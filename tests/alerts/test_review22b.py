@@ -26,8 +26,8 @@ tarpit.
 
 import time
 
-from harness import (CURSORS, LEADER, QUEUE, STATUS, check, config, mail_to, rule, wait_for, webhook)
-from test_review22 import Tarpit, over_key, populate
+from harness import (CURSORS, LEADER, QUEUE, STATUS, check, config, rule, wait_for, webhook)
+from test_review22 import over_key, populate, tarpit_beside_a_webhook
 
 # populate() grows the keyspace until one SCAN for trees costs Redis 1.5
 # times this (0.9 s of server time, about 700 000 keys): the companion's
@@ -215,14 +215,7 @@ def test_a_first_sweep_cut_short_by_a_crash_still_skips_the_history(ctx):
 
 
 def test_a_hanging_mail_server_with_a_long_backlog_does_not_hold_up_a_webhook(ctx):
-    tarpit = Tarpit()
-    ctx.peers.append(tarpit)
-    hook = ctx.receiver()
-    smtp = {"host": "127.0.0.1", "port": tarpit.port, "tls": "none", "from": "quota <alerts@example.com>"}
-    ctx.set_config(config({"ops": mail_to(["ops@example.com"], attempts=3, backoff_ms=50, timeout_ms=500),
-                           "hook": webhook(hook.url("/hook"), timeout_ms=2000)},
-                          [rule("mail", "ops", trees="m:*", events=["over"]),
-                           rule("hook", "hook", trees="w:*", events=["over"])], smtp=smtp))
+    tarpit, hook = tarpit_beside_a_webhook(ctx, attempts=3, timeout_ms=500)
     ctx.companion()
     mails = 300  # more than the old 64-id window, and than one page (256) of due jobs
     ctx.history("m:", mails)

@@ -36,7 +36,6 @@ downloads a browser of its own here.
 import atexit
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ ROOT = os.path.dirname(TESTS)
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
-from backend import free_port, start_quota_server, tail as _tail  # noqa: E402,F401
+from backend import free_port, start_quota_server, stop_process as _stop, tail as _tail  # noqa: E402,F401
 
 MODULE = os.path.join(ROOT, "target", "release", "libquota.so")
 LOADER = os.path.join(ROOT, "target", "release", "quota-load")
@@ -92,22 +91,6 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 class DashError(Exception):
     """The servers or the browser could not be started."""
-
-
-def _stop(proc, timeout=5):
-    """SIGTERM to the process group, SIGKILL when it lingers."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Dash:
